@@ -1,0 +1,171 @@
+"""Instance affinity: flow keys, the binding table, and the entries that enforce a binding.
+
+A service's affinity policy names its flow key: `5-tuple` (source, D-SID, protocol, ports),
+`3-tuple` (source, D-SID, protocol) or `source` (client address only). A binding maps one flow
+key to one instance; the switch enforces it with a forward entry (D-SID -> D-BID) and a reverse
+entry (D-BID -> D-SID, for the replies) at the ingress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from controller.intents import (
+    PRIO_AFFINITY,
+    TABLE_CLASSIFY,
+    TABLE_FORWARD,
+    CookieKind,
+    FlowMod,
+    SetField,
+    cookie,
+    match,
+)
+from controller.model import Service
+from controller.packet import ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, Packet
+
+VIRTUAL_MAC = "02:dc:00:00:00:01"  # the MAC the controller answers ARP for every D-SID with
+_L4_FIELDS = {IPPROTO_TCP: ("tcp_src", "tcp_dst"), IPPROTO_UDP: ("udp_src", "udp_dst")}
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """The fields that identify a flow for a service's affinity; unused fields are None."""
+
+    service: str
+    src: str
+    dsid: str
+    proto: int | None = None
+    sport: int | None = None
+    dport: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the key as JSON-ready values."""
+        return {"src": self.src, "dsid": self.dsid, "proto": self.proto,
+                "sport": self.sport, "dport": self.dport}
+
+
+def flow_key(service: Service, pkt: Packet) -> FlowKey | None:
+    """Extract the service's flow key from a packet to its D-SID; None if it is not one."""
+    if pkt.ip_src is None or pkt.ip_dst != service.dsid:
+        return None
+    if service.ip_proto is not None and pkt.ip_proto != service.ip_proto:
+        return None
+    if service.port is not None and pkt.l4_dst != service.port:
+        return None
+    kind = service.affinity.key
+    if kind == "source":
+        return FlowKey(service.name, pkt.ip_src, service.dsid)
+    if kind == "3-tuple" or pkt.l4_src is None:
+        return FlowKey(service.name, pkt.ip_src, service.dsid, pkt.ip_proto)
+    return FlowKey(service.name, pkt.ip_src, service.dsid, pkt.ip_proto, pkt.l4_src, pkt.l4_dst)
+
+
+@dataclass(slots=True)
+class Binding:
+    """One affinity binding: flow key -> instance, installed at `ingress`."""
+
+    ident: int
+    key: FlowKey
+    dbid: str
+    ingress: int
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the binding as JSON-ready values."""
+        return {"id": self.ident, "service": self.key.service, "flow": self.key.to_dict(),
+                "dbid": self.dbid, "ingress": self.ingress, "created_at": self.created_at}
+
+
+class BindingTable:
+    """Bindings by flow key and by identifier (the identifier is in the entries' cookies)."""
+
+    def __init__(self, first_ident: int = 1) -> None:
+        self._by_key: dict[FlowKey, Binding] = {}
+        self._by_ident: dict[int, Binding] = {}
+        self._next = first_ident
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def get(self, key: FlowKey) -> Binding | None:
+        """The binding for a flow key, if any."""
+        return self._by_key.get(key)
+
+    def by_ident(self, ident: int) -> Binding | None:
+        """The binding with this identifier, if any."""
+        return self._by_ident.get(ident)
+
+    def add(self, key: FlowKey, dbid: str, ingress: int, now: float) -> Binding:
+        """Create a binding with a fresh identifier."""
+        binding = Binding(self._next, key, dbid, ingress, now)
+        self._next += 1
+        self.restore(binding)
+        return binding
+
+    def restore(self, binding: Binding) -> None:
+        """Insert a binding as it was (e.g. loaded from the store)."""
+        self._by_key[binding.key] = binding
+        self._by_ident[binding.ident] = binding
+        self._next = max(self._next, binding.ident + 1)
+
+    def remove(self, ident: int) -> Binding | None:
+        """Remove and return the binding with this identifier."""
+        binding = self._by_ident.pop(ident, None)
+        if binding is not None:
+            self._by_key.pop(binding.key, None)
+        return binding
+
+    def all(self) -> list[Binding]:
+        """Every binding, oldest first."""
+        return sorted(self._by_ident.values(), key=lambda b: b.ident)
+
+
+def _forward_match(key: FlowKey) -> dict[str, int | str]:
+    """Match fields of the client -> D-SID direction."""
+    fields: dict[str, int | str] = {"eth_type": ETH_TYPE_IP, "ipv4_src": key.src,
+                                    "ipv4_dst": key.dsid}
+    if key.proto is not None:
+        fields["ip_proto"] = key.proto
+        names = _L4_FIELDS.get(key.proto)
+        if names and key.sport is not None and key.dport is not None:
+            fields[names[0]], fields[names[1]] = key.sport, key.dport
+    return fields
+
+
+def _reverse_match(key: FlowKey, service: Service, dbid: str) -> dict[str, int | str]:
+    """Match fields of the instance -> client direction (the replies)."""
+    fields: dict[str, int | str] = {"eth_type": ETH_TYPE_IP, "ipv4_src": dbid,
+                                    "ipv4_dst": key.src}
+    proto = key.proto if key.proto is not None else service.ip_proto
+    if proto is not None:
+        fields["ip_proto"] = proto
+        names = _L4_FIELDS.get(proto)
+        if names and key.sport is not None and key.dport is not None:
+            fields[names[0]], fields[names[1]] = key.dport, key.sport
+        elif names and service.port is not None:
+            fields[names[0]] = service.port
+    return fields
+
+
+def binding_flows(binding: Binding, service: Service, dbid_mac: str) -> tuple[FlowMod, FlowMod]:
+    """The forward and reverse entries that enforce a binding at its ingress.
+
+    Both carry the service's timeouts except that the reverse entry has no idle timeout (a
+    client may be the only one talking); the forward entry reports its removal, and the core
+    then deletes the reverse entry and the binding.
+    """
+    aff = service.affinity
+    forward = FlowMod(
+        dpid=binding.ingress, table=TABLE_CLASSIFY, priority=PRIO_AFFINITY,
+        match=match(**_forward_match(binding.key)),
+        actions=(SetField("eth_dst", dbid_mac), SetField("ipv4_dst", binding.dbid)),
+        goto=TABLE_FORWARD, idle_timeout=aff.idle_timeout, hard_timeout=aff.hard_timeout,
+        cookie=cookie(CookieKind.AFFINITY_FWD, binding.ident), notify_removal=True)
+    reverse = FlowMod(
+        dpid=binding.ingress, table=TABLE_CLASSIFY, priority=PRIO_AFFINITY,
+        match=match(**_reverse_match(binding.key, service, binding.dbid)),
+        actions=(SetField("eth_src", VIRTUAL_MAC), SetField("ipv4_src", service.dsid)),
+        goto=TABLE_FORWARD, hard_timeout=aff.hard_timeout,
+        cookie=cookie(CookieKind.AFFINITY_REV, binding.ident))
+    return forward, reverse

@@ -1,0 +1,180 @@
+"""The REST API under /dyncast/v1/, without a web framework: (method, path, body) in,
+(status, JSON value, intents) out. The shell serves it over Ryu's WSGI and sends the intents.
+
+Bad input raises before anything changes, so a 4xx never leaves partial state behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.core import Core
+from controller.errors import Conflict, NotFound, ValidationError
+from controller.intents import Intent
+from controller.model import metrics_from_dict, parse_ipv4, service_from_dict
+
+PREFIX = "/dyncast/v1/"
+MAX_BODY = 1 << 20
+MAX_REPORTS = 10000
+
+
+@dataclass
+class Reply:
+    """An HTTP status, a JSON-ready body, and the intents the request produced."""
+
+    status: int
+    body: Any
+    intents: list[Intent] = field(default_factory=list)
+
+
+def _json(body: bytes) -> Any:
+    """Decode a JSON request body or raise a ValidationError."""
+    if len(body) > MAX_BODY:
+        raise ValidationError("body", f"larger than {MAX_BODY} bytes")
+    try:
+        return json.loads(body.decode("utf-8") if body else "null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError("body", f"malformed JSON: {exc}") from None
+
+
+class Api:
+    """Routes requests to the core."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self._routes: dict[tuple[str, str], Callable[[list[str], Any, float], Reply]] = {
+            ("GET", "services"): self._list_services,
+            ("POST", "services"): self._create_service,
+            ("PUT", "services"): self._update_service,
+            ("DELETE", "services"): self._delete_service,
+            ("GET", "instances"): self._list_instances,
+            ("POST", "instances"): self._register,
+            ("DELETE", "instances"): self._withdraw,
+            ("POST", "metrics"): self._metrics,
+            ("GET", "decisions"): self._decisions,
+            ("GET", "bindings"): self._bindings,
+            ("GET", "topology"): self._topology,
+            ("GET", "stats"): self._stats,
+        }
+
+    def handle(self, method: str, path: str, body: bytes, now: float) -> Reply:
+        """Serve one request; never raises for bad input."""
+        if not path.startswith(PREFIX):
+            return Reply(404, {"error": f"no such resource: {path}"})
+        parts = [p for p in path[len(PREFIX):].split("/") if p]
+        if not parts:
+            return Reply(200, {"resources": sorted({r for _, r in self._routes})})
+        handler = self._routes.get((method, parts[0]))
+        if handler is None:
+            known = any(r == parts[0] for _, r in self._routes)
+            return Reply(405 if known else 404,
+                         {"error": f"{method} not allowed on {path}" if known
+                          else f"no such resource: {path}"})
+        try:
+            data = _json(body) if method in ("POST", "PUT") else None
+            return handler(parts[1:], data, now)
+        except ValidationError as exc:
+            return Reply(400, {"error": str(exc), "field": exc.field})
+        except NotFound as exc:
+            return Reply(404, {"error": str(exc)})
+        except Conflict as exc:
+            return Reply(409, {"error": str(exc)})
+
+    # --- services -----------------------------------------------------------------------
+    def _list_services(self, args: list[str], _: Any, now: float) -> Reply:
+        cat = self.core.catalogue
+        if args:
+            return Reply(200, cat.service(args[0]).to_dict())
+        return Reply(200, [s.to_dict() for _, s in sorted(cat.services.items())])
+
+    def _create_service(self, args: list[str], data: Any, now: float) -> Reply:
+        svc = service_from_dict(data)
+        intents = self.core.put_service(svc, create=True, now=now)
+        return Reply(201, svc.to_dict(), intents)
+
+    def _update_service(self, args: list[str], data: Any, now: float) -> Reply:
+        if len(args) != 1:
+            raise ValidationError("path", "use PUT /dyncast/v1/services/{name}")
+        if isinstance(data, dict) and data.get("name", args[0]) != args[0]:
+            raise ValidationError("name", "does not match the service in the path")
+        svc = service_from_dict({**data, "name": args[0]} if isinstance(data, dict) else data)
+        intents = self.core.put_service(svc, create=False, now=now)
+        return Reply(200, svc.to_dict(), intents)
+
+    def _delete_service(self, args: list[str], _: Any, now: float) -> Reply:
+        if len(args) != 1:
+            raise ValidationError("path", "use DELETE /dyncast/v1/services/{name}")
+        intents = self.core.delete_service(args[0])
+        return Reply(200, {"deleted": args[0]}, intents)
+
+    # --- instances and metrics ----------------------------------------------------------
+    def _list_instances(self, args: list[str], _: Any, now: float) -> Reply:
+        insts = self.core.catalogue.instances
+        if args:
+            inst = insts.get(args[0])
+            if inst is None:
+                raise NotFound("instance", args[0])
+            return Reply(200, self.core.instance_view(inst, now))
+        return Reply(200, [self.core.instance_view(i, now) for _, i in sorted(insts.items())])
+
+    def _register(self, args: list[str], data: Any, now: float) -> Reply:
+        if not isinstance(data, dict):
+            raise ValidationError("body", "must be an object with dsid and dbid")
+        unknown = set(data) - {"dsid", "dbid", "dma", "active"}
+        if unknown:
+            raise ValidationError(sorted(unknown)[0], "unknown key")
+        dsid = parse_ipv4(data.get("dsid"), "dsid")
+        dbid = parse_ipv4(data.get("dbid"), "dbid")
+        dma = data.get("dma", "")
+        if not isinstance(dma, str) or len(dma) > 128:
+            raise ValidationError("dma", "must be a string of at most 128 characters")
+        active = data.get("active", True)
+        if not isinstance(active, bool):
+            raise ValidationError("active", "must be true or false")
+        existed = dbid in self.core.catalogue.instances
+        inst, intents = self.core.register(dsid, dbid, dma, active, now)
+        return Reply(200 if existed else 201, self.core.instance_view(inst, now), intents)
+
+    def _withdraw(self, args: list[str], _: Any, now: float) -> Reply:
+        if len(args) != 1:
+            raise ValidationError("path", "use DELETE /dyncast/v1/instances/{dbid}")
+        dbid = parse_ipv4(args[0], "dbid")
+        return Reply(200, {"withdrawn": dbid}, self.core.withdraw(dbid, now))
+
+    def _metrics(self, args: list[str], data: Any, now: float) -> Reply:
+        if isinstance(data, dict) and "reports" in data:
+            reports = data["reports"]
+            if not isinstance(reports, list) or len(reports) > MAX_REPORTS:
+                raise ValidationError("reports", f"must be a list of at most {MAX_REPORTS}")
+            parsed = [metrics_from_dict(r, f"reports[{i}].") for i, r in enumerate(reports)]
+        else:
+            parsed = [metrics_from_dict(data)]
+        for dbid, _m in parsed:  # check every reference before changing anything
+            if dbid not in self.core.catalogue.instances:
+                raise NotFound("instance", dbid)
+        intents: list[Intent] = []
+        for dbid, metrics in parsed:
+            intents += self.core.report(dbid, metrics, now)
+        return Reply(200, {"accepted": len(parsed)}, intents)
+
+    # --- views --------------------------------------------------------------------------
+    def _decisions(self, args: list[str], _: Any, now: float) -> Reply:
+        rows = [d.to_dict() for _, d in sorted(self.core.engine.decisions.items())]
+        if args:
+            rows = [r for r in rows if r["service"] == args[0]]
+        return Reply(200, rows)
+
+    def _bindings(self, args: list[str], _: Any, now: float) -> Reply:
+        rows = [b.to_dict() for b in self.core.bindings.all()]
+        if args:
+            rows = [r for r in rows if r["service"] == args[0]]
+        return Reply(200, rows)
+
+    def _topology(self, args: list[str], _: Any, now: float) -> Reply:
+        return Reply(200, self.core.topology.to_dict())
+
+    def _stats(self, args: list[str], _: Any, now: float) -> Reply:
+        return Reply(200, self.core.stats())

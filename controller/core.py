@@ -1,0 +1,370 @@
+"""The Dyncast core: events in (plain values and `now`), intents out. No I/O, no framework.
+
+It composes the catalogue (services, instances), the topology, ordinary forwarding, the
+decision engine and the binding table, and implements service demand dispatch: the first
+packet of a new flow to a D-SID is bound to the instance the ingress's decision picks, and the
+binding is installed at the ingress; a packet of a flow that already has a binding gets the
+same instance again, never a new decision.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from controller.affinity import Binding, BindingTable, FlowKey, binding_flows, flow_key
+from controller.catalogue import Catalogue, instance_state
+from controller.config import ControllerConfig
+from controller.engine import CandidateInput, Engine, estimate_compute_ms
+from controller.forwarding import Forwarding, base_flows
+from controller.intents import (
+    PORT_CONTROLLER,
+    PRIO_SERVICE,
+    TABLE_CLASSIFY,
+    CookieKind,
+    FlowMod,
+    Intent,
+    Output,
+    PacketOut,
+    SetField,
+    StoreWrite,
+    cookie,
+    cookie_kind,
+    delete_by_cookie,
+    match,
+)
+from controller.model import Instance, Metrics, Service
+from controller.packet import ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_LLDP, Packet, parse
+from controller.topology import Topology
+
+PROBE_INTERVAL_S = 2.0
+
+
+def service_punt(dpid: int, svc: Service) -> FlowMod:
+    """The entry that sends the first packet of each new flow to `svc`'s D-SID to us."""
+    fields: dict[str, int | str] = {"eth_type": ETH_TYPE_IP, "ipv4_dst": svc.dsid}
+    if svc.ip_proto is not None:
+        fields["ip_proto"] = svc.ip_proto
+    if svc.port is not None:
+        fields[f"{svc.protocol}_dst"] = svc.port
+    return FlowMod(dpid, TABLE_CLASSIFY, PRIO_SERVICE, match(**fields), (Output(PORT_CONTROLLER),),
+                   cookie=cookie(CookieKind.SERVICE, _service_ident(svc)))
+
+
+def _service_ident(svc: Service) -> int:
+    """A service's cookie identifier: its D-SID as a 32-bit number."""
+    a, b, c, d = (int(x) for x in svc.dsid.split("."))
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+class Core:
+    """All controller state; every public method is one event and returns the intents."""
+
+    def __init__(self, config: ControllerConfig) -> None:
+        sel = config.selection
+        self.config = config
+        self.catalogue = Catalogue()
+        self.topology = Topology(hop_ms=sel.hop_ms)
+        self.forwarding = Forwarding(self.topology, lambda ip: ip in self.catalogue.by_dsid)
+        self.engine = Engine(sel.spread, sel.sharpness, sel.hysteresis)
+        self.bindings = BindingTable()
+        self.counters: Counter[str] = Counter()
+        self.writes: list[StoreWrite] = []
+        self._states: dict[str, str] = {}
+        self._last_probe: dict[str, float] = {}
+        for svc in config.services:
+            self.catalogue.put_service(svc, create=True)
+
+    # --- restore from the store -----------------------------------------------------------
+    def restore(self, services: list[Service], instances: list[Instance],
+                bindings: list[Binding]) -> None:
+        """Load persisted state at start (configured services win over stored ones)."""
+        for svc in services:
+            if svc.name not in self.catalogue.services and svc.dsid not in self.catalogue.by_dsid:
+                self.catalogue.put_service(svc, create=True)
+        for inst in instances:
+            if inst.service in self.catalogue.services:
+                self.catalogue.instances[inst.dbid] = inst
+        for b in bindings:
+            if b.key.service in self.catalogue.services:
+                self.bindings.restore(b)
+
+    # --- switches -----------------------------------------------------------------------
+    def switch_connected(self, dpid: int) -> list[Intent]:
+        """A switch connected: install the fixed pipeline and the service entries."""
+        self.forwarding.forget_switch(dpid)
+        intents: list[Intent] = list(base_flows(dpid))
+        intents += [service_punt(dpid, s) for s in self.catalogue.services.values()]
+        return intents
+
+    def switch_ports(self, dpid: int, ports: set[int], now: float) -> list[Intent]:
+        """The switch's port list arrived: discover links from it and route hosts through it."""
+        self.topology.switch_up(dpid, ports)
+        intents = self.forwarding.lldp([dpid])
+        intents += self.forwarding.sync_routes()
+        return intents + self._recompute_all(now)
+
+    def switch_left(self, dpid: int, now: float) -> list[Intent]:
+        """A switch disconnected: forget it; paths and decisions are recomputed."""
+        self.topology.switch_down(dpid)
+        self.forwarding.forget_switch(dpid)
+        self.engine.forget(ingress=dpid)
+        return self.forwarding.sync_routes() + self._recompute_all(now)
+
+    def port_changed(self, dpid: int, port: int, up: bool, now: float) -> list[Intent]:
+        """A port went up or down."""
+        if up:
+            self.topology.port_up(dpid, port)
+            return self.forwarding.lldp([dpid])
+        link_lost, hosts_lost = self.topology.port_down(dpid, port)
+        if not link_lost and not hosts_lost:
+            return []
+        return self.forwarding.sync_routes() + self._recompute_all(now)
+
+    def tick(self, now: float) -> list[Intent]:
+        """Periodic work: expire links, send LLDP, notice stale metrics, probe for instances."""
+        intents: list[Intent] = []
+        if self.topology.expire_links(now, self.config.link_timeout_s):
+            intents += self.forwarding.sync_routes()
+            intents += self._recompute_all(now)
+        intents += self.forwarding.lldp()
+        changed = {i.service for i in self.catalogue.instances.values()
+                   if self._states.get(i.dbid) != self._state(i, now)}
+        for name in sorted(changed):
+            intents += self._recompute(name, now)
+        for inst in self.catalogue.instances.values():
+            intents += self._probe_if_unknown(inst.dbid, now)
+        return intents
+
+    # --- packets ------------------------------------------------------------------------
+    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> list[Intent]:
+        """A packet reached the controller (LLDP, ARP, a new flow to a D-SID, a route miss)."""
+        self.counters["packet_in"] += 1
+        pkt = parse(data)
+        if pkt is None:
+            return []
+        if pkt.eth_type == ETH_TYPE_LLDP:
+            return self._lldp_in(dpid, in_port, pkt, now)
+        if pkt.eth_type == ETH_TYPE_ARP and pkt.arp_spa is not None:
+            assert pkt.arp_sha is not None
+            intents = self._learn(pkt.arp_spa, pkt.arp_sha, dpid, in_port, now)
+            return intents + self.forwarding.arp(dpid, in_port, pkt, data, now)
+        if pkt.eth_type != ETH_TYPE_IP or pkt.ip_src is None or pkt.ip_dst is None:
+            return []
+        intents = self._learn(pkt.ip_src, pkt.eth_src, dpid, in_port, now)
+        svc = self.catalogue.service_for_dsid(pkt.ip_dst)
+        if svc is not None:
+            return intents + self._service_demand(svc, dpid, in_port, pkt, data, now)
+        return intents + self._route_miss(dpid, in_port, pkt, data, now)
+
+    def _learn(self, ip: str, mac: str, dpid: int, port: int, now: float) -> list[Intent]:
+        """Learn where a sender lives; route to it, and re-decide if it is an instance."""
+        if ip == "0.0.0.0" or not self.topology.learn_host(ip, mac, dpid, port):
+            return []
+        inst = self.catalogue.instances.get(ip)
+        if inst is not None:
+            self._recompute(inst.service, now)
+        return self.forwarding.sync_routes([ip])
+
+    def _lldp_in(self, dpid: int, in_port: int, pkt: Packet, now: float) -> list[Intent]:
+        """An LLDP frame we sent came back in at another switch: that is a link."""
+        if pkt.lldp_dpid is None or pkt.lldp_port is None:
+            return []
+        if not self.topology.link_seen((pkt.lldp_dpid, pkt.lldp_port), (dpid, in_port), now):
+            return []
+        return self.forwarding.sync_routes() + self._recompute_all(now)
+
+    def _route_miss(self, dpid: int, in_port: int, pkt: Packet, data: bytes,
+                    now: float) -> list[Intent]:
+        """A packet to an address we have no route for: deliver it if we now do, else probe."""
+        assert pkt.ip_dst is not None
+        port = self.topology.out_port(dpid, pkt.ip_dst)
+        if port is None or port == in_port:
+            self.counters["route_miss"] += 1
+            return self._probe_if_unknown(pkt.ip_dst, now)
+        mac = self.topology.hosts[pkt.ip_dst].mac
+        return [PacketOut(dpid, data, (SetField("eth_dst", mac), Output(port)), in_port)]
+
+    def _service_demand(self, svc: Service, dpid: int, in_port: int, pkt: Packet, data: bytes,
+                        now: float) -> list[Intent]:
+        """Bind a new flow (or re-install an existing binding) and deliver its packet."""
+        key = flow_key(svc, pkt)
+        if key is None:
+            return []
+        binding = self.bindings.get(key)
+        if binding is None:
+            return self._new_binding(svc, key, dpid, in_port, data, now)
+        self.counters["reinstalls"] += 1
+        if binding.ingress != dpid:
+            binding.ingress = dpid
+            self._write_binding(binding)
+        return self._install(svc, binding, in_port, data)
+
+    def _new_binding(self, svc: Service, key: FlowKey, dpid: int, in_port: int, data: bytes,
+                     now: float) -> list[Intent]:
+        """Take the ingress's decision for a new flow and bind it."""
+        dbid = self.engine.pick(dpid, svc.name)
+        if dbid is None or dbid not in self.topology.hosts:
+            self.counters["dropped_no_instance"] += 1
+            return []
+        binding = self.bindings.add(key, dbid, dpid, now)
+        self.counters["new_flows"] += 1
+        self._write_binding(binding)
+        return self._install(svc, binding, in_port, data)
+
+    def _install(self, svc: Service, binding: Binding, in_port: int,
+                 data: bytes) -> list[Intent]:
+        """The binding's entries, then the packet itself rewritten and sent on its way."""
+        host = self.topology.hosts.get(binding.dbid)
+        port = self.topology.out_port(binding.ingress, binding.dbid)
+        if host is None or port is None:
+            self.counters["dropped_unreachable"] += 1
+            return []
+        forward, reverse = binding_flows(binding, svc, host.mac)
+        self.counters["flows_installed"] += 2
+        actions = (SetField("eth_dst", host.mac), SetField("ipv4_dst", binding.dbid),
+                   Output(port))
+        return [forward, reverse, PacketOut(binding.ingress, data, actions, in_port)]
+
+    def flow_removed(self, dpid: int, cookie_value: int, now: float) -> list[Intent]:
+        """A switch removed one of our entries; a forward affinity entry ends its binding."""
+        split = cookie_kind(cookie_value)
+        if split is None or split[0] != CookieKind.AFFINITY_FWD:
+            return []
+        ident = split[1]
+        reverse = delete_by_cookie(dpid, cookie(CookieKind.AFFINITY_REV, ident))
+        binding = self.bindings.by_ident(ident)
+        if binding is None or binding.ingress != dpid:
+            return [reverse]
+        self.bindings.remove(ident)
+        self.counters["bindings_expired"] += 1
+        self.writes.append(StoreWrite("binding", str(ident), None))
+        return [reverse]
+
+    # --- services -----------------------------------------------------------------------
+    def put_service(self, svc: Service, create: bool, now: float) -> list[Intent]:
+        """Create or replace a service; its D-SID entry is (re)installed on every switch."""
+        old = self.catalogue.put_service(svc, create)
+        intents: list[Intent] = []
+        if old is not None and old.dsid != svc.dsid:
+            intents += self._remove_service_flows(old)
+        intents += [service_punt(dpid, svc) for dpid in sorted(self.topology.ports)]
+        self.writes.append(StoreWrite("service", svc.name, svc.to_dict()))
+        return intents + self._recompute(svc.name, now)
+
+    def delete_service(self, name: str) -> list[Intent]:
+        """Delete a service, its instances, its bindings and all its entries."""
+        svc, gone = self.catalogue.delete_service(name)
+        self.engine.forget(service=name)
+        for inst in gone:
+            self.writes.append(StoreWrite("instance", inst.dbid, None))
+            self._states.pop(inst.dbid, None)
+        self.writes.append(StoreWrite("service", name, None))
+        return self._remove_service_flows(svc)
+
+    def _remove_service_flows(self, svc: Service) -> list[Intent]:
+        """Delete the service's D-SID entry and every binding of it, at every switch."""
+        intents: list[Intent] = [
+            delete_by_cookie(dpid, cookie(CookieKind.SERVICE, _service_ident(svc)))
+            for dpid in sorted(self.topology.ports)]
+        for b in [b for b in self.bindings.all() if b.key.service == svc.name]:
+            self.bindings.remove(b.ident)
+            self.writes.append(StoreWrite("binding", str(b.ident), None))
+            intents.append(delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_FWD, b.ident)))
+            intents.append(delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_REV, b.ident)))
+        return intents
+
+    # --- instances and metrics ----------------------------------------------------------
+    def register(self, dsid: str, dbid: str, dma: str, active: bool,
+                 now: float) -> tuple[Instance, list[Intent]]:
+        """A D-MA announced (D-SID, D-BID); find where the D-BID lives if we do not know."""
+        inst = self.catalogue.register(dsid, dbid, dma, active, now)
+        self._write_instance(inst)
+        return inst, self._probe_if_unknown(dbid, now) + self._recompute(inst.service, now)
+
+    def withdraw(self, dbid: str, now: float) -> list[Intent]:
+        """A D-MA withdrew an instance: it gets no new flows; existing bindings stay."""
+        inst = self.catalogue.withdraw(dbid)
+        self._states.pop(dbid, None)
+        self.writes.append(StoreWrite("instance", dbid, None))
+        return self._recompute(inst.service, now)
+
+    def report(self, dbid: str, metrics: Metrics, now: float) -> list[Intent]:
+        """A metric report: record it and recompute that service's decisions."""
+        inst = self.catalogue.report(dbid, metrics, now)
+        self.counters["metric_reports"] += 1
+        self._write_instance(inst)
+        return self._recompute(inst.service, now)
+
+    def instance_view(self, inst: Instance, now: float) -> dict[str, Any]:
+        """An instance with its current state and location, for the API."""
+        host = self.topology.hosts.get(inst.dbid)
+        out = inst.to_dict()
+        out["state"] = self._state(inst, now)
+        out["location"] = None if host is None else {"dpid": host.dpid, "port": host.port,
+                                                      "mac": host.mac}
+        out["bindings"] = sum(1 for b in self.bindings.all() if b.dbid == inst.dbid)
+        return out
+
+    # --- decisions ----------------------------------------------------------------------
+    def _state(self, inst: Instance, now: float) -> str:
+        """The instance's state now."""
+        return instance_state(inst, now, self.config.stale_after_s)
+
+    def _recompute_all(self, now: float) -> list[Intent]:
+        """Recompute every service's decisions (topology changed)."""
+        for name in sorted(self.catalogue.services):
+            self._recompute(name, now)
+        return []
+
+    def _recompute(self, name: str, now: float) -> list[Intent]:
+        """Recompute one service's decision at every switch."""
+        svc = self.catalogue.services.get(name)
+        if svc is None:
+            return []
+        insts = self.catalogue.of_service(name)
+        states = {i.dbid: self._state(i, now) for i in insts}
+        self._states.update(states)
+        for ingress in sorted(self.topology.ports):
+            inputs = [self._input(svc, i, ingress, states[i.dbid]) for i in insts]
+            if self.engine.update(ingress, name, svc.weights, inputs, now):
+                self.counters["decision_changes"] += 1
+        return []
+
+    def _input(self, svc: Service, inst: Instance, ingress: int, state: str) -> CandidateInput:
+        """One instance's costs as seen from one ingress."""
+        host = self.topology.hosts.get(inst.dbid)
+        network = None if host is None else self.topology.cost_ms(ingress, host.dpid)
+        return CandidateInput(inst.dbid, state, network,
+                              estimate_compute_ms(inst.metrics, svc.base_delay_ms))
+
+    # --- helpers ------------------------------------------------------------------------
+    def _probe_if_unknown(self, ip: str, now: float) -> list[Intent]:
+        """ARP-probe for an address whose location we do not know, at most every 2 s."""
+        if ip in self.topology.hosts or now - self._last_probe.get(ip, -1e9) < PROBE_INTERVAL_S:
+            return []
+        self._last_probe[ip] = now
+        return self.forwarding.probe(ip, now)
+
+    def _write_instance(self, inst: Instance) -> None:
+        """Queue the instance's record for the store."""
+        self.writes.append(StoreWrite("instance", inst.dbid, inst.to_dict()))
+
+    def _write_binding(self, binding: Binding) -> None:
+        """Queue the binding's record for the store."""
+        self.writes.append(StoreWrite("binding", str(binding.ident), binding.to_dict()))
+
+    def drain_writes(self) -> list[StoreWrite]:
+        """Hand the queued store writes to the shell (it applies them off the packet path)."""
+        out, self.writes = self.writes, []
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """Counters for /stats."""
+        out = dict(self.counters)
+        out["bindings"] = len(self.bindings)
+        out["decisions_recomputed"] = self.engine.recomputed
+        out.setdefault("affinity_moves", 0)
+        out.setdefault("errors", 0)
+        return out
+

@@ -1,0 +1,205 @@
+"""The decision engine: per-ingress, per-service weighted choice among instances.
+
+Costs are milliseconds: `network_ms` is the path cost from the ingress switch to the
+instance's switch, `compute_ms` the processing delay predicted from the instance's metrics.
+Per-service weights combine them: `cost = w_net * network_ms + w_compute * compute_ms`.
+
+Among usable instances, those within `spread` of the best cost share new flows in proportion
+to `(best / cost) ** sharpness`; shares are served by smooth weighted round robin, so a burst
+of new flows between two updates is spread exactly in proportion rather than herded onto one
+instance. A new decision replaces the previous one only when the usable set changed or some
+cost moved by more than `hysteresis` (relative) since the decision in force was taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from controller.model import Metrics, Weights
+
+MAX_UTILISATION = 0.95
+EPSILON = 1e-9
+
+
+def estimate_compute_ms(metrics: Metrics | None, base_delay_ms: float) -> float:
+    """Predict the processing delay of a new demand at an instance (M/M/1-style).
+
+    `u = max(cpu, sessions / capacity)` capped at 0.95; the model delay is
+    `base * (1 + queue / capacity) / (1 - u)`; a reported processing delay raises it when
+    larger. Without metrics the base delay is assumed.
+    """
+    if metrics is None:
+        return base_delay_ms
+    util = min(MAX_UTILISATION, max(metrics.cpu, metrics.sessions / metrics.capacity))
+    model = base_delay_ms * (1.0 + metrics.queue / metrics.capacity) / (1.0 - util)
+    if metrics.processing_delay_ms is not None:
+        return max(model, metrics.processing_delay_ms)
+    return model
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateInput:
+    """What the engine needs to know about one instance for one ingress."""
+
+    dbid: str
+    state: str
+    network_ms: float | None
+    compute_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One instance's place in a decision, with its cost breakdown and share of new flows."""
+
+    dbid: str
+    state: str
+    network_ms: float | None
+    compute_ms: float
+    cost: float | None
+    share: float
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the candidate as JSON-ready values."""
+        return {"dbid": self.dbid, "state": self.state, "network_ms": self.network_ms,
+                "compute_ms": round(self.compute_ms, 3),
+                "cost": None if self.cost is None else round(self.cost, 3),
+                "share": round(self.share, 4), "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Which instances new flows of `service` entering at `ingress` go to, and in what shares."""
+
+    ingress: int
+    service: str
+    candidates: tuple[Candidate, ...]
+    computed_at: float
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """D-BID -> share of new flows, for the instances that get any."""
+        return {c.dbid: c.share for c in self.candidates if c.share > 0}
+
+    @property
+    def primary(self) -> str | None:
+        """The instance with the largest share (ties: lowest cost, then D-BID)."""
+        chosen = [c for c in self.candidates if c.share > 0]
+        if not chosen:
+            return None
+        return min(chosen, key=lambda c: (-c.share, c.cost or 0.0, c.dbid)).dbid
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the decision as JSON-ready values."""
+        return {"ingress": self.ingress, "service": self.service, "primary": self.primary,
+                "computed_at": self.computed_at,
+                "candidates": [c.to_dict() for c in self.candidates]}
+
+
+def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[CandidateInput],
+           spread: float, sharpness: float, now: float) -> Decision:
+    """Score every candidate and give shares to the good ones (see module docstring)."""
+    rows = list(inputs)
+    reachable = [r for r in rows if r.network_ms is not None]
+    pool = [r for r in reachable if r.state == "active"]
+    if not pool:
+        pool = [r for r in reachable if r.state == "unknown"]
+    costs = {r.dbid: weights.network * (r.network_ms or 0.0) + weights.compute * r.compute_ms
+             for r in pool}
+    shares: dict[str, float] = {}
+    if costs:
+        best = min(costs.values())
+        limit = best * (1.0 + spread) + EPSILON
+        raw = {d: (1.0 if c <= EPSILON else (best / c) ** sharpness)
+               for d, c in costs.items() if c <= limit}
+        total = sum(raw.values())
+        shares = {d: w / total for d, w in raw.items()}
+    candidates = []
+    for r in sorted(rows, key=lambda r: r.dbid):
+        cost = costs.get(r.dbid)
+        if r.network_ms is None:
+            reason = "unreachable from this ingress"
+        elif r.dbid not in costs:
+            reason = f"not usable: {r.state}"
+        elif r.dbid not in shares:
+            reason = "more than spread above the best"
+        else:
+            reason = "selected" if r.state == "active" else "selected (metrics stale: fallback)"
+        candidates.append(Candidate(r.dbid, r.state, r.network_ms, r.compute_ms, cost,
+                                    shares.get(r.dbid, 0.0), reason))
+    return Decision(ingress, service, tuple(candidates), now)
+
+
+def is_significant(prev: Decision | None, new: Decision, hysteresis: float) -> bool:
+    """True when `new` should replace `prev`: the usable set changed or a cost moved enough."""
+    if prev is None:
+        return True
+    old_costs = {c.dbid: c.cost for c in prev.candidates if c.cost is not None}
+    new_costs = {c.dbid: c.cost for c in new.candidates if c.cost is not None}
+    if old_costs.keys() != new_costs.keys():
+        return True
+    if {c.dbid: c.state for c in prev.candidates} != {c.dbid: c.state for c in new.candidates}:
+        return True
+    for dbid, old in old_costs.items():
+        new_cost = new_costs[dbid]
+        assert old is not None and new_cost is not None
+        if abs(new_cost - old) > hysteresis * max(old, EPSILON):
+            return True
+    return False
+
+
+class Chooser:
+    """Smooth weighted round robin over a decision's shares: exact proportions, no herding."""
+
+    def __init__(self, shares: dict[str, float]) -> None:
+        self._weights = dict(sorted(shares.items()))
+        self._current = dict.fromkeys(self._weights, 0.0)
+        self._total = sum(self._weights.values())
+
+    def pick(self) -> str | None:
+        """Return the next instance, or None when the decision has none."""
+        if not self._weights:
+            return None
+        for dbid, weight in self._weights.items():
+            self._current[dbid] += weight
+        chosen = max(self._current, key=lambda d: self._current[d])
+        self._current[chosen] -= self._total
+        return chosen
+
+
+class Engine:
+    """Holds the decision in force for every (ingress, service) and serves picks from it."""
+
+    def __init__(self, spread: float, sharpness: float, hysteresis: float) -> None:
+        self.spread = spread
+        self.sharpness = sharpness
+        self.hysteresis = hysteresis
+        self.decisions: dict[tuple[int, str], Decision] = {}
+        self._choosers: dict[tuple[int, str], Chooser] = {}
+        self.recomputed = 0
+
+    def update(self, ingress: int, service: str, weights: Weights,
+               inputs: Iterable[CandidateInput], now: float) -> bool:
+        """Recompute one decision; install it if significant. Return True if it changed."""
+        new = decide(ingress, service, weights, inputs, self.spread, self.sharpness, now)
+        key = (ingress, service)
+        self.recomputed += 1
+        if not is_significant(self.decisions.get(key), new, self.hysteresis):
+            return False
+        self.decisions[key] = new
+        self._choosers[key] = Chooser(new.shares)
+        return True
+
+    def pick(self, ingress: int, service: str) -> str | None:
+        """The instance for the next new flow of `service` at `ingress`, or None."""
+        chooser = self._choosers.get((ingress, service))
+        return None if chooser is None else chooser.pick()
+
+    def forget(self, ingress: int | None = None, service: str | None = None) -> None:
+        """Drop decisions of a departed switch or a deleted service."""
+        for key in [k for k in self.decisions
+                    if (ingress is None or k[0] == ingress) and (service is None or k[1] == service)]:
+            del self.decisions[key]
+            self._choosers.pop(key, None)

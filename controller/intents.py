@@ -1,0 +1,138 @@
+"""Flow intents: frozen values that say what to install or send where, and the named pipeline.
+
+The core returns these; `apps/ofmsg.py` is the one place that turns them into OpenFlow 1.3
+messages. Match fields and set-field names are OpenFlow OXM names as the OFPMatch keyword
+arguments spell them (`eth_type`, `ipv4_dst`, `tcp_src`, ...).
+
+Pipeline (every entry carries a cookie whose top byte is COOKIE_APP):
+- table 0 `classify`: LLDP and ARP to the controller; per-flow affinity entries (forward:
+  D-SID -> D-BID, reverse: D-BID -> D-SID) at priority 2000; one entry per service sending the
+  first packet of a new flow to the D-SID to the controller at priority 1000; everything else
+  goes on to table 1.
+- table 1 `forward`: one entry per (switch, known host address) sending IPv4 on along the
+  shortest path; a miss goes to the controller, which learns nothing from it but probes for the
+  destination with ARP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Literal
+
+TABLE_CLASSIFY = 0
+TABLE_FORWARD = 1
+TABLES = {TABLE_CLASSIFY: "classify", TABLE_FORWARD: "forward"}
+
+PRIO_LLDP = 60000
+PRIO_ARP = 50000
+PRIO_AFFINITY = 2000
+PRIO_SERVICE = 1000
+PRIO_HOST = 100
+PRIO_MISS = 0
+
+COOKIE_APP = 0xDC
+COOKIE_MASK_APP = 0xFF << 56
+COOKIE_MASK_ALL = (1 << 64) - 1
+PORT_CONTROLLER = 0xFFFFFFFD
+PORT_ANY = 0xFFFFFFFF
+
+
+class CookieKind(IntEnum):
+    """What kind of entry a cookie marks (bits 48-55)."""
+
+    INFRA = 0
+    SERVICE = 1
+    AFFINITY_FWD = 2
+    AFFINITY_REV = 3
+    HOST = 4
+
+
+def cookie(kind: CookieKind, ident: int = 0) -> int:
+    """Return the cookie for an entry of `kind` with a 48-bit identifier."""
+    return (COOKIE_APP << 56) | (int(kind) << 48) | (ident & 0xFFFF_FFFF_FFFF)
+
+
+def cookie_kind(value: int) -> tuple[CookieKind, int] | None:
+    """Split one of our cookies into (kind, ident); None when it is not ours."""
+    if value >> 56 != COOKIE_APP:
+        return None
+    try:
+        return CookieKind((value >> 48) & 0xFF), value & 0xFFFF_FFFF_FFFF
+    except ValueError:
+        return None
+
+
+Match = tuple[tuple[str, int | str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetField:
+    """Rewrite one header field."""
+
+    field: str
+    value: int | str
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Send out of a port (PORT_CONTROLLER sends the whole packet to the controller)."""
+
+    port: int
+
+
+Action = SetField | Output
+
+
+@dataclass(frozen=True, slots=True)
+class FlowMod:
+    """Add or delete a flow entry at switch `dpid`."""
+
+    dpid: int
+    table: int
+    priority: int
+    match: Match
+    actions: tuple[Action, ...] = ()
+    goto: int | None = None
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    cookie: int = cookie(CookieKind.INFRA)
+    command: Literal["add", "delete", "delete_strict"] = "add"
+    notify_removal: bool = False
+    cookie_mask: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PacketOut:
+    """Send `data` from switch `dpid` with `actions` (in_port None = from the controller)."""
+
+    dpid: int
+    data: bytes
+    actions: tuple[Action, ...]
+    in_port: int | None = None
+
+
+Intent = FlowMod | PacketOut
+
+
+def match(**fields: int | str) -> Match:
+    """Build a Match from keyword fields, in a stable order."""
+    return tuple(sorted(fields.items()))
+
+
+def delete_by_cookie(dpid: int, value: int, table: int = TABLE_CLASSIFY) -> FlowMod:
+    """Delete every entry in `table` whose cookie is exactly `value`."""
+    return FlowMod(dpid=dpid, table=table, priority=0, match=(), command="delete",
+                   cookie=value, cookie_mask=COOKIE_MASK_ALL)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreWrite:
+    """Persist (`value`) or delete (None) one record; the shell applies these off the packet path.
+
+    `kind` is one of "service", "instance", "binding"; `key` is its name, D-BID or binding id.
+    """
+
+    kind: str
+    key: str
+    value: dict[str, object] | None

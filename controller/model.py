@@ -1,0 +1,238 @@
+"""Plain values of the Dyncast domain: services, their affinity policy, instances and metrics.
+
+Parsing from untrusted dicts (TOML tables, REST bodies) lives here too, so that one set of rules
+decides what a valid service or metric report is, wherever it comes from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from controller.errors import ValidationError
+
+FLOW_KEYS = ("5-tuple", "3-tuple", "source")
+PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
+MAX_TIMEOUT_S = 65535  # OpenFlow timeouts are 16-bit seconds
+MAX_SESSIONS = 10_000_000
+
+
+def parse_ipv4(value: Any, field_name: str) -> str:
+    """Return `value` as a canonical dotted IPv4 address or raise naming `field_name`."""
+    if not isinstance(value, str):
+        raise ValidationError(field_name, f"must be an IPv4 address string, got {value!r}")
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValidationError(field_name, f"{value!r} is not an IPv4 address") from None
+
+
+def check_number(value: Any, field_name: str, lo: float, hi: float) -> float:
+    """Return a finite number within [lo, hi] or raise naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(field_name, f"must be a number, got {value!r}")
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ValidationError(field_name, f"must be between {lo:g} and {hi:g}, got {value!r}")
+    return float(value)
+
+
+def check_integer(value: Any, field_name: str, lo: int, hi: int) -> int:
+    """Return an integer within [lo, hi] or raise naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field_name, f"must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValidationError(field_name, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def reject_unknown(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    """Raise on the first key of `data` that is not in `allowed`."""
+    for key in data:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else key
+            raise ValidationError(name, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    """Return the sub-table `key` of `data` (empty when absent) or raise if it is not a table."""
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{where}{key}", "must be a table/object")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AffinityPolicy:
+    """What identifies a flow of a service, and how long its instance binding lives."""
+
+    key: str = "5-tuple"
+    idle_timeout: int = 30
+    hard_timeout: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How a service weighs network cost against compute cost (both in milliseconds)."""
+
+    network: float = 1.0
+    compute: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A service reached at anycast address `dsid`; `protocol`/`port` narrow what is steered."""
+
+    name: str
+    dsid: str
+    protocol: str | None = None
+    port: int | None = None
+    affinity: AffinityPolicy = field(default_factory=AffinityPolicy)
+    weights: Weights = field(default_factory=Weights)
+    base_delay_ms: float = 10.0
+
+    @property
+    def ip_proto(self) -> int | None:
+        """IP protocol number of `protocol`, or None when every protocol is steered."""
+        return PROTOCOLS[self.protocol] if self.protocol else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the service as the JSON/TOML table it can be read back from."""
+        out: dict[str, Any] = {"name": self.name, "dsid": self.dsid}
+        if self.protocol:
+            out["protocol"] = self.protocol
+        if self.port is not None:
+            out["port"] = self.port
+        out["affinity"] = {
+            "key": self.affinity.key,
+            "idle_timeout": self.affinity.idle_timeout,
+            "hard_timeout": self.affinity.hard_timeout,
+        }
+        out["weights"] = {"network": self.weights.network, "compute": self.weights.compute}
+        out["base_delay_ms"] = self.base_delay_ms
+        return out
+
+
+SERVICE_KEYS = {"name", "dsid", "protocol", "port", "affinity", "weights", "base_delay_ms"}
+
+
+def service_from_dict(data: Any, where: str = "") -> Service:
+    """Parse and validate one service table; `where` prefixes field names in errors."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(where or "service", "must be a table/object")
+    reject_unknown(data, SERVICE_KEYS, where.rstrip("."))
+    name = data.get("name")
+    if not isinstance(name, str) or not name or len(name) > 64 or "/" in name:
+        raise ValidationError(f"{where}name", "must be a non-empty string of at most 64 "
+                              "characters without '/'")
+    dsid = parse_ipv4(data.get("dsid"), f"{where}dsid")
+    protocol = data.get("protocol")
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise ValidationError(f"{where}protocol", f"must be one of {sorted(PROTOCOLS)}")
+    port = data.get("port")
+    if port is not None:
+        port = check_integer(port, f"{where}port", 1, 65535)
+        if protocol not in ("tcp", "udp"):
+            raise ValidationError(f"{where}port", "needs protocol 'tcp' or 'udp'")
+    aff = _table(data, "affinity", where)
+    reject_unknown(aff, {"key", "idle_timeout", "hard_timeout"}, f"{where}affinity")
+    key = aff.get("key", "5-tuple")
+    if key not in FLOW_KEYS:
+        raise ValidationError(f"{where}affinity.key", f"must be one of {list(FLOW_KEYS)}")
+    idle = check_integer(aff.get("idle_timeout", 30), f"{where}affinity.idle_timeout", 0, MAX_TIMEOUT_S)
+    hard = check_integer(aff.get("hard_timeout", 0), f"{where}affinity.hard_timeout", 0, MAX_TIMEOUT_S)
+    if idle == 0 and hard == 0:
+        raise ValidationError(f"{where}affinity.idle_timeout",
+                              "idle_timeout and hard_timeout cannot both be 0 (bindings would "
+                              "never end)")
+    wts = _table(data, "weights", where)
+    reject_unknown(wts, {"network", "compute"}, f"{where}weights")
+    weights = Weights(
+        network=check_number(wts.get("network", 1.0), f"{where}weights.network", 0.0, 1000.0),
+        compute=check_number(wts.get("compute", 1.0), f"{where}weights.compute", 0.0, 1000.0),
+    )
+    if weights.network == 0 and weights.compute == 0:
+        raise ValidationError(f"{where}weights", "network and compute cannot both be 0")
+    base = check_number(data.get("base_delay_ms", 10.0), f"{where}base_delay_ms", 0.001, 60_000.0)
+    return Service(name=name, dsid=dsid, protocol=protocol, port=port,
+                   affinity=AffinityPolicy(key=key, idle_timeout=idle, hard_timeout=hard),
+                   weights=weights, base_delay_ms=base)
+
+
+class InstanceState(str, Enum):
+    """Whether an instance may take new flows (see `controller.lifecycle`)."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    UNKNOWN = "unknown"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """One compute-metric report of an instance (CATS level-0 raw metrics)."""
+
+    cpu: float
+    sessions: int
+    queue: int
+    capacity: int
+    active: bool = True
+    processing_delay_ms: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready values."""
+        return {"cpu": self.cpu, "sessions": self.sessions, "queue": self.queue,
+                "capacity": self.capacity, "active": self.active,
+                "processing_delay_ms": self.processing_delay_ms}
+
+
+METRIC_KEYS = {"dbid", "dsid", "cpu", "sessions", "queue", "capacity", "active",
+               "processing_delay_ms"}
+
+
+def metrics_from_dict(data: Any, where: str = "") -> tuple[str, Metrics]:
+    """Parse one D-MA report into (D-BID, Metrics), rejecting absurd values."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(where or "report", "must be an object")
+    reject_unknown(data, METRIC_KEYS, where.rstrip("."))
+    dbid = parse_ipv4(data.get("dbid"), f"{where}dbid")
+    for required in ("cpu", "sessions", "queue", "capacity"):
+        if required not in data:
+            raise ValidationError(f"{where}{required}", "is required")
+    active = data.get("active", True)
+    if not isinstance(active, bool):
+        raise ValidationError(f"{where}active", f"must be true or false, got {active!r}")
+    delay = data.get("processing_delay_ms")
+    metrics = Metrics(
+        cpu=check_number(data["cpu"], f"{where}cpu", 0.0, 1.0),
+        sessions=check_integer(data["sessions"], f"{where}sessions", 0, MAX_SESSIONS),
+        queue=check_integer(data["queue"], f"{where}queue", 0, MAX_SESSIONS),
+        capacity=check_integer(data["capacity"], f"{where}capacity", 1, MAX_SESSIONS),
+        active=active,
+        processing_delay_ms=None if delay is None else check_number(
+            delay, f"{where}processing_delay_ms", 0.0, 3_600_000.0),
+    )
+    return dbid, metrics
+
+
+@dataclass(slots=True)
+class Instance:
+    """A registered (D-SID, D-BID) binding with its latest metrics; mutated only by the core."""
+
+    service: str
+    dbid: str
+    dma: str = ""
+    registered_active: bool = True
+    metrics: Metrics | None = None
+    metrics_at: float | None = None
+    registered_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the instance as JSON-ready values."""
+        return {"service": self.service, "dbid": self.dbid, "dma": self.dma,
+                "registered_active": self.registered_active,
+                "metrics": self.metrics.to_dict() if self.metrics else None,
+                "metrics_at": self.metrics_at, "registered_at": self.registered_at}

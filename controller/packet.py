@@ -1,0 +1,128 @@
+"""Just enough packet parsing and building for the controller, with `struct` and no framework.
+
+The packet-in path reads a handful of header fields; slicing them out with `struct` is several
+times cheaper than a generic parser. Builders make the few frames the controller sends itself:
+ARP replies and probes, and LLDP discovery frames.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+ETH_TYPE_IP = 0x0800
+ETH_TYPE_ARP = 0x0806
+ETH_TYPE_LLDP = 0x88CC
+ETH_TYPE_VLAN = 0x8100
+ARP_REQUEST = 1
+ARP_REPLY = 2
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+LLDP_MULTICAST = "01:80:c2:00:00:0e"
+_ETH = struct.Struct("!6s6sH")
+_ARP = struct.Struct("!HHBBH6s4s6s4s")
+_PORTS = struct.Struct("!HH")
+
+
+def mac_to_bytes(mac: str) -> bytes:
+    """Return the 6 bytes of a colon-separated MAC address."""
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """The header fields the controller acts on; absent layers are None."""
+
+    eth_src: str
+    eth_dst: str
+    eth_type: int
+    arp_op: int | None = None
+    arp_sha: str | None = None
+    arp_spa: str | None = None
+    arp_tpa: str | None = None
+    ip_src: str | None = None
+    ip_dst: str | None = None
+    ip_proto: int | None = None
+    l4_src: int | None = None
+    l4_dst: int | None = None
+    lldp_dpid: int | None = None
+    lldp_port: int | None = None
+
+
+def parse(data: bytes) -> Packet | None:
+    """Parse an Ethernet frame; None when it is too short to hold an Ethernet header."""
+    if len(data) < 14:
+        return None
+    dst, src, eth_type = _ETH.unpack_from(data, 0)
+    eth_src, eth_dst = src.hex(":"), dst.hex(":")
+    if eth_type == ETH_TYPE_IP and len(data) >= 34:
+        return _parse_ipv4(data, eth_src, eth_dst)
+    if eth_type == ETH_TYPE_ARP and len(data) >= 42:
+        _, _, _, _, op, sha, spa, _, tpa = _ARP.unpack_from(data, 14)
+        return Packet(eth_src, eth_dst, eth_type, arp_op=op, arp_sha=sha.hex(":"),
+                      arp_spa=socket.inet_ntoa(spa), arp_tpa=socket.inet_ntoa(tpa))
+    if eth_type == ETH_TYPE_LLDP:
+        dpid, port = parse_lldp(data[14:])
+        return Packet(eth_src, eth_dst, eth_type, lldp_dpid=dpid, lldp_port=port)
+    return Packet(eth_src, eth_dst, eth_type)
+
+
+def _parse_ipv4(data: bytes, eth_src: str, eth_dst: str) -> Packet:
+    """Parse the IPv4 header and, for the first fragment of TCP/UDP, the ports."""
+    ihl = (data[14] & 0x0F) * 4
+    proto = data[23]
+    src = socket.inet_ntoa(data[26:30])
+    dst = socket.inet_ntoa(data[30:34])
+    frag_offset = struct.unpack_from("!H", data, 20)[0] & 0x1FFF
+    l4 = 14 + ihl
+    sport = dport = None
+    if proto in (IPPROTO_TCP, IPPROTO_UDP) and frag_offset == 0 and len(data) >= l4 + 4:
+        sport, dport = _PORTS.unpack_from(data, l4)
+    return Packet(eth_src, eth_dst, ETH_TYPE_IP, ip_src=src, ip_dst=dst, ip_proto=proto,
+                  l4_src=sport, l4_dst=dport)
+
+
+def build_arp(op: int, src_mac: str, src_ip: str, dst_mac: str, dst_ip: str) -> bytes:
+    """Build an ARP frame; for a request `dst_mac` is the broadcast address."""
+    target_hw = "00:00:00:00:00:00" if op == ARP_REQUEST else dst_mac
+    eth = _ETH.pack(mac_to_bytes(dst_mac), mac_to_bytes(src_mac), ETH_TYPE_ARP)
+    arp = _ARP.pack(1, ETH_TYPE_IP, 6, 4, op, mac_to_bytes(src_mac), socket.inet_aton(src_ip),
+                    mac_to_bytes(target_hw), socket.inet_aton(dst_ip))
+    return eth + arp + bytes(18)  # pad to the 60-byte Ethernet minimum
+
+
+def build_lldp(dpid: int, port: int, src_mac: str) -> bytes:
+    """Build an LLDP frame naming (dpid, port) in its chassis and port ID TLVs."""
+    chassis = b"\x07" + f"dpid:{dpid:016x}".encode()
+    port_id = b"\x02" + struct.pack("!I", port)
+    tlvs = (_tlv(1, chassis) + _tlv(2, port_id) + _tlv(3, struct.pack("!H", 120)) + _tlv(0, b""))
+    return _ETH.pack(mac_to_bytes(LLDP_MULTICAST), mac_to_bytes(src_mac), ETH_TYPE_LLDP) + tlvs
+
+
+def _tlv(kind: int, value: bytes) -> bytes:
+    """Encode one LLDP TLV (7-bit type, 9-bit length)."""
+    return struct.pack("!H", (kind << 9) | len(value)) + value
+
+
+def parse_lldp(payload: bytes) -> tuple[int | None, int | None]:
+    """Return (dpid, port) from an LLDP payload made by `build_lldp`, else (None, None)."""
+    dpid = port = None
+    offset = 0
+    while offset + 2 <= len(payload):
+        header = struct.unpack_from("!H", payload, offset)[0]
+        kind, length = header >> 9, header & 0x1FF
+        value = payload[offset + 2: offset + 2 + length]
+        offset += 2 + length
+        if kind == 0:
+            break
+        if kind == 1 and value[:6] == b"\x07dpid:":
+            try:
+                dpid = int(value[6:], 16)
+            except ValueError:
+                return None, None
+        elif kind == 2 and len(value) == 5 and value[0] == 2:
+            port = struct.unpack("!I", value[1:])[0]
+    return dpid, port

@@ -1,0 +1,126 @@
+"""Persistence with sqlalchemy: services, instances (with their latest metrics) and bindings.
+
+The core never calls this module; it queues `StoreWrite`s and the shell applies them in
+batches, in one short transaction, off the packet-in path. Writes to the same record within a
+batch collapse to the last one. Any sqlalchemy URL works; the default is a SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine, delete, select
+from sqlalchemy.engine import Engine
+
+from controller.affinity import Binding, FlowKey
+from controller.intents import StoreWrite
+from controller.model import Instance, Metrics, Service, service_from_dict
+
+metadata = MetaData()
+services_table = Table(
+    "services", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("dsid", String(15), nullable=False),
+    Column("data", Text, nullable=False),
+)
+instances_table = Table(
+    "instances", metadata,
+    Column("dbid", String(15), primary_key=True),
+    Column("service", String(64), nullable=False),
+    Column("metrics_at", Float, nullable=True),
+    Column("data", Text, nullable=False),
+)
+bindings_table = Table(
+    "bindings", metadata,
+    Column("id", String(20), primary_key=True),
+    Column("service", String(64), nullable=False),
+    Column("dbid", String(15), nullable=False),
+    Column("data", Text, nullable=False),
+)
+TABLES = {"service": services_table, "instance": instances_table, "binding": bindings_table}
+KEYS = {"service": "name", "instance": "dbid", "binding": "id"}
+
+
+@dataclass
+class Snapshot:
+    """What the store held at start."""
+
+    services: list[Service] = field(default_factory=list)
+    instances: list[Instance] = field(default_factory=list)
+    bindings: list[Binding] = field(default_factory=list)
+
+
+def _row(kind: str, key: str, value: dict[str, Any]) -> dict[str, Any]:
+    """The column values for one record."""
+    row: dict[str, Any] = {KEYS[kind]: key, "data": json.dumps(value, sort_keys=True)}
+    if kind == "service":
+        row["dsid"] = value["dsid"]
+    elif kind == "instance":
+        row["service"] = value["service"]
+        row["metrics_at"] = value.get("metrics_at")
+    else:
+        row["service"] = value["service"]
+        row["dbid"] = value["dbid"]
+    return row
+
+
+class Store:
+    """A sqlalchemy database holding the controller's records."""
+
+    def __init__(self, url: str) -> None:
+        args = {"check_same_thread": False} if url.startswith("sqlite") else {}
+        self.engine: Engine = create_engine(url, connect_args=args)
+        metadata.create_all(self.engine)
+
+    def apply(self, writes: list[StoreWrite]) -> int:
+        """Apply a batch of writes in one transaction; return how many records it touched."""
+        last: dict[tuple[str, str], StoreWrite] = {}
+        for w in writes:
+            last[(w.kind, w.key)] = w
+        if not last:
+            return 0
+        with self.engine.begin() as conn:
+            for (kind, key), w in last.items():
+                table = TABLES[kind]
+                conn.execute(delete(table).where(table.c[KEYS[kind]] == key))
+                if w.value is not None:
+                    conn.execute(table.insert().values(**_row(kind, key, w.value)))
+        return len(last)
+
+    def load(self) -> Snapshot:
+        """Read every record back into core values."""
+        snap = Snapshot()
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(services_table.c.data)):
+                snap.services.append(service_from_dict(json.loads(row.data)))
+            for row in conn.execute(select(instances_table.c.data)):
+                snap.instances.append(_instance(json.loads(row.data)))
+            for row in conn.execute(select(bindings_table.c.data)):
+                snap.bindings.append(_binding(json.loads(row.data)))
+        return snap
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+
+def _instance(data: dict[str, Any]) -> Instance:
+    """An Instance from its stored record."""
+    m = data.get("metrics")
+    metrics = None if m is None else Metrics(
+        cpu=m["cpu"], sessions=m["sessions"], queue=m["queue"], capacity=m["capacity"],
+        active=m["active"], processing_delay_ms=m.get("processing_delay_ms"))
+    return Instance(service=data["service"], dbid=data["dbid"], dma=data.get("dma", ""),
+                    registered_active=data.get("registered_active", True), metrics=metrics,
+                    metrics_at=data.get("metrics_at"),
+                    registered_at=data.get("registered_at", 0.0))
+
+
+def _binding(data: dict[str, Any]) -> Binding:
+    """A Binding from its stored record."""
+    f = data["flow"]
+    key = FlowKey(data["service"], f["src"], f["dsid"], f.get("proto"), f.get("sport"),
+                  f.get("dport"))
+    return Binding(int(data["id"]), key, data["dbid"], data["ingress"], data["created_at"])

@@ -1,0 +1,130 @@
+"""The REST API: validation names the field, and a rejected request changes nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from controller.api import Api
+from tests.helpers import figure2_core, report
+
+
+def _call(api: Api, method: str, path: str, body: object = None, raw: bytes | None = None):
+    data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+    return api.handle(method, "/dyncast/v1/" + path, data, 5.0)
+
+
+def _snapshot(api: Api) -> tuple:
+    core = api.core
+    return (copy.deepcopy(core.catalogue.instances), dict(core.catalogue.services),
+            dict(core.engine.decisions), len(core.bindings))
+
+
+GOOD_REPORT = {"dbid": "10.0.0.21", "cpu": 0.2, "sessions": 1, "queue": 0, "capacity": 4}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({**GOOD_REPORT, "cpu": -0.1}, "cpu"),
+    ({**GOOD_REPORT, "cpu": 7}, "cpu"),
+    ({**GOOD_REPORT, "sessions": 1e12}, "sessions"),
+    ({**GOOD_REPORT, "queue": -3}, "queue"),
+    ({**GOOD_REPORT, "capacity": 0}, "capacity"),
+    ({**GOOD_REPORT, "dbid": "10.0.0.999"}, "dbid"),
+    ({**GOOD_REPORT, "active": "yes"}, "active"),
+    ({**GOOD_REPORT, "load": 3}, "load"),
+    ({k: v for k, v in GOOD_REPORT.items() if k != "capacity"}, "capacity"),
+    ({"reports": [GOOD_REPORT, {**GOOD_REPORT, "cpu": "high"}]}, "reports[1].cpu"),
+])
+def test_bad_metric_report_is_rejected_and_changes_nothing(body: dict, field: str) -> None:
+    """A malformed or absurd D-MA report gets 400 naming the field; state is untouched."""
+    api = Api(figure2_core())
+    report(api.core, "10.0.0.21", 1.0)
+    before = _snapshot(api)
+    reply = _call(api, "POST", "metrics", body)
+    assert reply.status == 400 and reply.body["field"] == field, reply.body
+    assert _snapshot(api) == before
+
+
+def test_metrics_for_unknown_instance_is_404_and_changes_nothing() -> None:
+    """A batch naming one unknown D-BID is rejected whole."""
+    api = Api(figure2_core())
+    before = _snapshot(api)
+    batch = {"reports": [GOOD_REPORT, {**GOOD_REPORT, "dbid": "10.0.0.77"}]}
+    assert _call(api, "POST", "metrics", batch).status == 404
+    assert _snapshot(api) == before
+
+
+def test_malformed_json_is_400() -> None:
+    """Bytes that are not JSON are rejected with a message about the body."""
+    reply = _call(Api(figure2_core()), "POST", "metrics", raw=b"{nope")
+    assert reply.status == 400 and reply.body["field"] == "body"
+
+
+def test_good_report_updates_metrics_and_decisions() -> None:
+    """An accepted report is visible in /instances and /decisions with a cost breakdown."""
+    api = Api(figure2_core())
+    assert _call(api, "POST", "metrics", GOOD_REPORT).status == 200
+    inst = _call(api, "GET", "instances/10.0.0.21").body
+    assert inst["metrics"]["sessions"] == 1 and inst["state"] == "active"
+    rows = _call(api, "GET", "decisions/svc1").body
+    assert {r["ingress"] for r in rows} == {1, 2, 3, 4}
+    cand = {c["dbid"]: c for c in rows[0]["candidates"]}
+    assert {"network_ms", "compute_ms", "cost", "share", "state"} <= cand["10.0.0.21"].keys()
+
+
+def test_service_life_cycle_through_the_api() -> None:
+    """Create, update, list and delete a service; the D-SID entry follows it to every switch."""
+    api = Api(figure2_core())
+    svc = {"name": "svc3", "dsid": "10.0.100.3", "protocol": "udp", "port": 5000,
+           "affinity": {"key": "source", "idle_timeout": 5}}
+    created = _call(api, "POST", "services", svc)
+    assert created.status == 201 and len(created.intents) == 4
+    assert _call(api, "POST", "services", svc).status == 409
+    updated = _call(api, "PUT", "services/svc3", {**svc, "port": 5001})
+    assert updated.status == 200 and updated.body["port"] == 5001
+    assert [s["name"] for s in _call(api, "GET", "services").body] == ["svc1", "svc2", "svc3"]
+    assert _call(api, "DELETE", "services/svc3").status == 200
+    assert _call(api, "GET", "services/svc3").status == 404
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"name": "x", "dsid": "not-an-ip"}, 400, "dsid"),
+    ({"name": "x", "dsid": "10.0.100.9", "port": 80}, 400, "port"),
+    ({"name": "x", "dsid": "10.0.100.9", "affinity": {"key": "bogus"}}, 400, "affinity.key"),
+    ({"name": "x", "dsid": "10.0.100.1"}, 409, None),
+    ({"name": "svc1", "dsid": "10.0.100.9"}, 409, None),
+])
+def test_bad_service_is_rejected(body: dict, status: int, field: str | None) -> None:
+    """Invalid or conflicting services are refused and the catalogue is unchanged."""
+    api = Api(figure2_core())
+    before = _snapshot(api)
+    reply = _call(api, "POST", "services", body)
+    assert reply.status == status and reply.body.get("field") == field
+    assert _snapshot(api) == before
+
+
+def test_register_and_withdraw_instances() -> None:
+    """A D-MA registers by (D-SID, D-BID) and withdraws by D-BID; unknown D-SIDs are 404."""
+    api = Api(figure2_core())
+    reply = _call(api, "POST", "instances", {"dsid": "10.0.100.1", "dbid": "10.0.0.41"})
+    assert reply.status == 201 and reply.body["state"] == "unknown"
+    assert _call(api, "POST", "instances", {"dsid": "10.0.100.1", "dbid": "10.0.0.41"}).status \
+        == 200
+    assert _call(api, "POST", "instances", {"dsid": "10.0.100.8", "dbid": "10.0.0.42"}).status \
+        == 404
+    assert _call(api, "POST", "instances", {"dsid": "10.0.100.2", "dbid": "10.0.0.41"}).status \
+        == 409
+    assert _call(api, "DELETE", "instances/10.0.0.41").status == 200
+    assert _call(api, "DELETE", "instances/10.0.0.41").status == 404
+
+
+def test_unknown_paths_and_methods() -> None:
+    """Unknown resources are 404, known ones with a wrong method 405."""
+    api = Api(figure2_core())
+    assert _call(api, "GET", "nothing").status == 404
+    assert _call(api, "PATCH", "services").status == 405
+    assert _call(api, "GET", "").body["resources"]
+    assert _call(api, "GET", "topology").body["links"]
+    assert "packet_in" in _call(api, "GET", "stats").body

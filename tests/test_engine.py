@@ -1,0 +1,114 @@
+"""The decision engine: joint choice, spread, hysteresis, staleness."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from controller.engine import CandidateInput, Chooser, Engine, decide, estimate_compute_ms
+from controller.model import Metrics, Weights
+
+# CATS worked example: (compute, network) delays in ms for three sites, 20 ms budget.
+SITES = {"site1": (4.0, 9.0), "site2": (10.0, 4.0), "site3": (5.0, 5.0)}
+
+
+def _inputs(states: dict[str, str] | None = None) -> list[CandidateInput]:
+    states = states or {}
+    return [CandidateInput(name, states.get(name, "active"), net, comp)
+            for name, (comp, net) in SITES.items()]
+
+
+def test_cats_example_compute_only_picks_site1() -> None:
+    """Weighing compute alone, the least loaded site (site 1) is chosen."""
+    d = decide(1, "svc", Weights(network=0.0, compute=1.0), _inputs(), 0.0, 4.0, 0.0)
+    assert d.primary == "site1"
+    assert set(d.shares) == {"site1"}
+
+
+def test_cats_example_network_only_picks_site2() -> None:
+    """Weighing network alone, the nearest site (site 2) is chosen."""
+    d = decide(1, "svc", Weights(network=1.0, compute=0.0), _inputs(), 0.0, 4.0, 0.0)
+    assert d.primary == "site2"
+
+
+def test_cats_example_joint_choice_picks_site3() -> None:
+    """Weighing both, site 3 (5 + 5 = 10 ms) wins over 13 and 14 ms, and within budget."""
+    d = decide(1, "svc", Weights(), _inputs(), 0.0, 4.0, 0.0)
+    assert d.primary == "site3"
+    costs = {c.dbid: c.cost for c in d.candidates}
+    assert costs == {"site1": 13.0, "site2": 14.0, "site3": 10.0}
+    assert all(c <= 20.0 for c in costs.values() if c is not None)
+
+
+def test_spread_shares_flows_among_good_instances_in_proportion() -> None:
+    """Within `spread` of the best, instances share new flows by (best/cost)^sharpness."""
+    d = decide(1, "svc", Weights(), _inputs(), 0.35, 4.0, 0.0)
+    assert set(d.shares) == {"site1", "site3"}  # 13 <= 13.5, 14 > 13.5
+    assert abs(d.shares["site1"] / d.shares["site3"] - (10 / 13) ** 4) < 1e-9
+
+
+def test_many_new_flows_between_updates_are_spread_not_herded() -> None:
+    """A burst of 1000 new flows lands on each instance in proportion to its share."""
+    engine = Engine(spread=1.0, sharpness=1.0, hysteresis=0.1)
+    inputs = [CandidateInput("a", "active", 1.0, 9.0), CandidateInput("b", "active", 1.0, 9.0)]
+    engine.update(1, "svc", Weights(), inputs, 0.0)
+    picks = Counter(engine.pick(1, "svc") for _ in range(1000))
+    assert picks == {"a": 500, "b": 500}
+
+
+def test_chooser_follows_unequal_shares_exactly() -> None:
+    """Smooth weighted round robin serves 3:1 shares as 75/25 over any 4k picks."""
+    chooser = Chooser({"a": 0.75, "b": 0.25})
+    picks = Counter(chooser.pick() for _ in range(400))
+    assert picks == {"a": 300, "b": 100}
+
+
+def test_hysteresis_keeps_decision_under_small_changes() -> None:
+    """A cost change smaller than the hysteresis leaves the decision in force unchanged."""
+    engine = Engine(spread=0.3, sharpness=4.0, hysteresis=0.15)
+    assert engine.update(1, "svc", Weights(), _inputs(), 0.0)
+    first = engine.decisions[(1, "svc")]
+    jitter = [CandidateInput(i.dbid, i.state, i.network_ms, i.compute_ms * 1.1)
+              for i in _inputs()]
+    assert not engine.update(1, "svc", Weights(), jitter, 1.0)
+    assert engine.decisions[(1, "svc")] is first
+
+
+def test_hysteresis_yields_to_a_large_change() -> None:
+    """A cost change beyond the hysteresis replaces the decision."""
+    engine = Engine(spread=0.3, sharpness=4.0, hysteresis=0.15)
+    engine.update(1, "svc", Weights(), _inputs(), 0.0)
+    loaded = [CandidateInput(i.dbid, i.state, i.network_ms,
+                             i.compute_ms * (3 if i.dbid == "site3" else 1)) for i in _inputs()]
+    assert engine.update(1, "svc", Weights(), loaded, 1.0)
+    assert engine.decisions[(1, "svc")].primary == "site1"
+
+
+def test_stale_instance_gets_no_flows_while_another_is_usable() -> None:
+    """An instance in state `unknown` is skipped while an active one exists."""
+    d = decide(1, "svc", Weights(), _inputs({"site3": "unknown"}), 0.3, 4.0, 0.0)
+    assert "site3" not in d.shares and d.primary == "site1"
+
+
+def test_stale_instances_are_a_fallback_when_nothing_else_is_usable() -> None:
+    """When no instance is active, the unknown ones are used rather than dropping demands."""
+    states = {"site1": "unknown", "site2": "inactive", "site3": "unknown"}
+    d = decide(1, "svc", Weights(), _inputs(states), 0.3, 4.0, 0.0)
+    assert d.primary == "site3" and "site2" not in d.shares
+
+
+def test_unreachable_instance_is_never_chosen() -> None:
+    """An instance with no path from the ingress gets no share."""
+    inputs = [CandidateInput("a", "active", None, 1.0), CandidateInput("b", "active", 50.0, 50.0)]
+    d = decide(1, "svc", Weights(), inputs, 0.3, 4.0, 0.0)
+    assert d.shares == {"b": 1.0}
+
+
+def test_compute_estimate_grows_with_load_and_queue() -> None:
+    """Predicted compute delay rises with utilisation and queue, and honours reported delay."""
+    idle = estimate_compute_ms(Metrics(0.0, 0, 0, 10), 10.0)
+    busy = estimate_compute_ms(Metrics(0.0, 5, 0, 10), 10.0)
+    queued = estimate_compute_ms(Metrics(0.0, 5, 10, 10), 10.0)
+    assert idle == 10.0 and busy == 20.0 and queued == 40.0
+    assert estimate_compute_ms(Metrics(0.0, 0, 0, 10, processing_delay_ms=70.0), 10.0) == 70.0
+    assert abs(estimate_compute_ms(Metrics(1.0, 0, 0, 10), 10.0) - 200.0) < 1e-6  # capped at 95 %
+    assert estimate_compute_ms(None, 7.0) == 7.0
