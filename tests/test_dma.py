@@ -1,0 +1,414 @@
+"""Unit tests of the D-MA: pure policy and assembly; the program against fakes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from agents.demo_service import ServiceConfig, ServiceServer
+from agents.dma import (
+    Binding,
+    CpuSample,
+    InstanceStats,
+    ReportPolicy,
+    build_report,
+    cpu_fraction,
+    parse_binding,
+    parse_cpu_line,
+    parse_stats,
+    report_metrics,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+API = "/dyncast/v1"
+METRIC_KEYS = {"dbid", "dsid", "cpu", "sessions", "queue", "capacity", "active",
+               "processing_delay_ms"}
+Record = tuple[str, str, Any]
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, message: str) -> T:
+    """Poll `predicate` until it is truthy; fail with `message` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{message} (last seen: {value!r})")
+        time.sleep(0.02)
+        value = predicate()
+    return value
+
+
+# ---- report policy with a fake clock -----------------------------------------------------------
+
+
+def test_policy_reports_first_at_once_then_every_interval() -> None:
+    """Without change, a report goes out at once and then once per interval."""
+    policy = ReportPolicy(interval=2.0, min_interval=0.5, threshold=0.2)
+    same = {"cpu": 0.3, "sessions": 4.0}
+    sent = [t for t in (0.0, 0.5, 1.0, 1.5, 1.9, 2.0, 2.5, 3.9, 4.0) if policy.decide(t, same)]
+    assert sent == [0.0, 2.0, 4.0]
+
+
+def test_policy_reports_early_when_a_metric_moves_past_threshold() -> None:
+    """A relative move past the threshold since the last report triggers an early report."""
+    policy = ReportPolicy(interval=10.0, min_interval=0.5, threshold=0.2)
+    assert policy.decide(0.0, {"sessions": 10.0})
+    assert not policy.decide(1.0, {"sessions": 11.0})  # 10 % since the last report
+    assert not policy.decide(2.0, {"sessions": 12.0})  # 17 %
+    assert policy.decide(3.0, {"sessions": 13.0})  # 23 %: drift counts from the last report
+    assert not policy.decide(4.0, {"sessions": 14.0})  # 7 % since the report at 3.0
+
+
+def test_policy_never_reports_within_min_interval() -> None:
+    """However much metrics move, two reports are at least min-interval apart."""
+    policy = ReportPolicy(interval=10.0, min_interval=0.5, threshold=0.2)
+    assert policy.decide(0.0, {"sessions": 0.0})
+    assert not policy.decide(0.1, {"sessions": 50.0})
+    assert not policy.decide(0.49, {"sessions": 90.0})
+    assert policy.decide(0.5, {"sessions": 90.0})
+
+
+def test_policy_small_values_and_flags_use_an_absolute_floor() -> None:
+    """Near zero a change must exceed threshold * 1; an active flip always counts."""
+    policy = ReportPolicy(interval=10.0, min_interval=0.0, threshold=0.2)
+    assert policy.decide(0.0, {"cpu": 0.01, "active": 1.0})
+    assert not policy.decide(1.0, {"cpu": 0.15, "active": 1.0})  # CPU noise near idle
+    assert policy.decide(2.0, {"cpu": 0.3, "active": 1.0})
+    assert policy.decide(3.0, {"cpu": 0.3, "active": 0.0})
+    assert policy.decide(4.0, {"cpu": 0.3})  # a metric appeared or vanished
+
+
+def test_policy_reset_reports_at_once() -> None:
+    """After a reset (re-registration) the next report goes out immediately."""
+    policy = ReportPolicy(interval=10.0, min_interval=5.0, threshold=0.2)
+    assert policy.decide(0.0, {"cpu": 0.5})
+    policy.reset()
+    assert policy.decide(0.1, {"cpu": 0.5})
+
+
+# ---- metric assembly ---------------------------------------------------------------------------
+
+PROC_STAT_1 = "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 50 0 50 350 50 0 0 0 0 0\nintr 1\n"
+PROC_STAT_2 = "cpu  160 0 140 780 120 0 0 0 0 0\ncpu0 80 0 70 390 60 0 0 0 0 0\nintr 2\n"
+
+
+def test_cpu_utilisation_is_the_busy_share_of_the_proc_stat_delta() -> None:
+    """CPU is (busy delta) / (total delta) of the aggregate line, idle and iowait being idle."""
+    first, second = parse_cpu_line(PROC_STAT_1), parse_cpu_line(PROC_STAT_2)
+    assert first == CpuSample(busy=200, total=1000)
+    assert second == CpuSample(busy=300, total=1200)
+    assert cpu_fraction(first, second) == pytest.approx(0.5)
+
+
+def test_cpu_utilisation_is_zero_when_it_cannot_be_told() -> None:
+    """A missing, garbled or non-advancing /proc/stat gives 0, never an out-of-range value."""
+    assert parse_cpu_line("intr 1\n") is None
+    assert parse_cpu_line("cpu  a b c d\n") is None
+    sample = parse_cpu_line(PROC_STAT_1)
+    assert cpu_fraction(None, sample) == 0.0
+    assert cpu_fraction(sample, sample) == 0.0
+
+
+def test_report_carries_instance_stats_in_the_controller_schema() -> None:
+    """A readable instance is reported active with its stats and only keys the API accepts."""
+    stats = parse_stats({"sessions": 3, "queue": 1, "capacity": 8, "processing_delay_ms": 21,
+                         "requests": 99, "extra_load": 0.0})
+    assert stats == InstanceStats(sessions=3, queue=1, capacity=8, processing_delay_ms=21.0)
+    report = build_report("127.0.0.21", 0.35, stats, capacity=1)
+    assert report == {"dbid": "127.0.0.21", "cpu": 0.35, "sessions": 3, "queue": 1,
+                      "capacity": 8, "active": True, "processing_delay_ms": 21.0}
+    assert set(report) <= METRIC_KEYS
+    assert report_metrics(report)["active"] == 1.0
+
+
+def test_report_without_stats_is_inactive_with_last_capacity() -> None:
+    """An instance whose stats cannot be read is reported inactive, keeping a valid capacity."""
+    report = build_report("127.0.0.21", 0.1, None, capacity=8)
+    assert report["active"] is False
+    assert (report["sessions"], report["queue"], report["capacity"]) == (0, 0, 8)
+    assert "processing_delay_ms" not in report
+
+
+@pytest.mark.parametrize("data", [
+    None, [], {}, {"sessions": -1, "queue": 0, "capacity": 4},
+    {"sessions": True, "queue": 0, "capacity": 4}, {"sessions": 1, "queue": 0, "capacity": 0},
+    {"sessions": 1.5, "queue": 0, "capacity": 4}, {"sessions": 1, "capacity": 4},
+])
+def test_unusable_stats_are_rejected(data: object) -> None:
+    """Stats with missing, negative, boolean or fractional counts count as unreadable."""
+    assert parse_stats(data) is None
+
+
+def test_bad_processing_delay_is_dropped_not_fatal() -> None:
+    """A negative or non-numeric processing delay is left out; the counts still count."""
+    stats = parse_stats({"sessions": 1, "queue": 0, "capacity": 4, "processing_delay_ms": -3})
+    assert stats is not None and stats.processing_delay_ms is None
+
+
+def test_parse_binding_accepts_dsid_dbid_and_stats_url() -> None:
+    """`DSID=DBID@STATS_URL` parses into its three parts."""
+    assert parse_binding("127.0.100.1=127.0.0.21@http://127.0.0.1:8000/stats") == Binding(
+        "127.0.100.1", "127.0.0.21", "http://127.0.0.1:8000/stats")
+
+
+@pytest.mark.parametrize("text", [
+    "127.0.100.1=127.0.0.21", "127.0.100.1@http://127.0.0.1/stats", "x=127.0.0.21@http://h/s",
+    "127.0.100.1=nope@http://h/s", "127.0.100.1=127.0.0.21@ftp://h/s",
+])
+def test_parse_binding_rejects_malformed_text(text: str) -> None:
+    """A malformed `--instance` is refused with a message, not half-parsed."""
+    with pytest.raises(ValueError):
+        parse_binding(text)
+
+
+# ---- the program against a fake controller -----------------------------------------------------
+
+
+class FakeController:
+    """A stand-in for the controller's REST API on 127.0.0.1 that records every request."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.records: list[Record] = []
+        self.statuses: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        """A request handler bound to this fake."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            """Record the request; answer the configured status (default: success)."""
+
+            def do_POST(self) -> None:
+                """Record and answer."""
+                fake.answer(self)
+
+            def do_DELETE(self) -> None:
+                """Record and answer."""
+                fake.answer(self)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base name
+                """Stay quiet."""
+
+        return Handler
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        """Record one request and send its configured answer."""
+        length = int(handler.headers.get("Content-Length", "0"))
+        raw = handler.rfile.read(length) if length else b""
+        method, path = handler.command, handler.path
+        with self.lock:
+            self.records.append((method, path, json.loads(raw) if raw else None))
+            created = (method, path) == ("POST", f"{API}/instances")
+            default: tuple[int, Any] = (201 if created else 200, {})
+            status, body = self.statuses.get((method, path), default)
+        payload = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def seen(self, method: str, path: str) -> list[Any]:
+        """Bodies of the recorded requests with this method and path."""
+        with self.lock:
+            return [body for m, p, body in self.records if (m, p) == (method, path)]
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def controller() -> Iterator[FakeController]:
+    """A fake controller on a free loopback port."""
+    fake = FakeController()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def service() -> Iterator[int]:
+    """A demo service (capacity 3) on a free loopback port; yields the port."""
+    server = ServiceServer(ServiceConfig(name="svc", dbid="127.0.0.1", port=0, capacity=3,
+                                         service_ms=5))
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server.server_port
+    server.shutdown()
+    server.server_close()
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on (at the time of asking)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Dma:
+    """A `python -m agents.dma` subprocess with its output in files."""
+
+    def __init__(self, folder: Path, args: list[str]) -> None:
+        self.out, self.err = folder / "dma.out", folder / "dma.err"
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "agents.dma", *args],
+                                         cwd=REPO, env=env, stdout=out, stderr=err)
+
+    def stdout(self) -> str:
+        """What the D-MA printed so far."""
+        return self.out.read_text()
+
+    def stderr(self) -> str:
+        """What the D-MA logged so far."""
+        return self.err.read_text()
+
+    def stop(self) -> int:
+        """SIGTERM the D-MA and return its exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def dma(tmp_path: Path) -> Iterator[Callable[[list[str]], Dma]]:
+    """Start D-MA subprocesses; kill any still running at teardown."""
+    started: list[Dma] = []
+
+    def starter(args: list[str]) -> Dma:
+        """Start one D-MA with these arguments."""
+        started.append(Dma(tmp_path, args))
+        return started[-1]
+
+    yield starter
+    for agent in started:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+            agent.proc.wait()
+
+
+def latest_reports(controller: FakeController) -> dict[str, dict[str, Any]]:
+    """The last metric report received for each D-BID."""
+    return {r["dbid"]: r for r in controller.seen("POST", f"{API}/metrics")}
+
+
+def fast(controller_url: str, *instances: str) -> list[str]:
+    """D-MA arguments with short intervals for tests."""
+    args = ["--controller", controller_url, "--name", "dma-t", "--interval", "0.5",
+            "--min-interval", "0.1", "--threshold", "0.2"]
+    for instance in instances:
+        args += ["--instance", instance]
+    return args
+
+
+def test_dma_registers_reports_and_withdraws_on_sigterm(
+        controller: FakeController, service: int, dma: Callable[[list[str]], Dma]) -> None:
+    """Each binding is registered, reported (unreadable stats as inactive), and withdrawn."""
+    live = f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats"
+    dead = f"127.0.100.2=127.0.0.22@http://127.0.0.1:{free_port()}/stats"
+    agent = dma(fast(controller.url, live, dead))
+    wait_until(lambda: "registered 127.0.100.2=127.0.0.22" in agent.stdout(), 10,
+               "both bindings registered")
+    assert controller.seen("POST", f"{API}/instances") == [
+        {"dsid": "127.0.100.1", "dbid": "127.0.0.21", "dma": "dma-t", "active": True},
+        {"dsid": "127.0.100.2", "dbid": "127.0.0.22", "dma": "dma-t", "active": True}]
+    wait_until(lambda: latest_reports(controller).keys() == {"127.0.0.21", "127.0.0.22"}, 10,
+               "a report for each binding")
+    reports = latest_reports(controller)
+    up, down = reports["127.0.0.21"], reports["127.0.0.22"]
+    assert set(up) <= METRIC_KEYS and set(down) <= METRIC_KEYS
+    assert up["active"] is True and (up["sessions"], up["queue"], up["capacity"]) == (0, 0, 3)
+    assert up["processing_delay_ms"] >= 0 and 0.0 <= up["cpu"] <= 1.0
+    assert down["active"] is False and down["capacity"] >= 1
+    assert agent.stop() == 0
+    deleted = [p for m, p, _ in controller.records if m == "DELETE"]
+    assert sorted(deleted) == [f"{API}/instances/127.0.0.21", f"{API}/instances/127.0.0.22"]
+
+
+def test_dma_reports_early_when_sessions_move(
+        controller: FakeController, service: int, dma: Callable[[list[str]], Dma]) -> None:
+    """A session opening is reported within a sampling period, long before the interval."""
+    args = fast(controller.url, f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats")
+    args[args.index("--interval") + 1] = "30"
+    agent = dma(args)
+    wait_until(lambda: controller.seen("POST", f"{API}/metrics"), 10, "a first report")
+    holder = threading.Thread(target=lambda: urllib.request.urlopen(
+        f"http://127.0.0.1:{service}/hold?seconds=3", timeout=10).read())
+    holder.start()
+    try:
+        wait_until(lambda: any(r["sessions"] == 1 for r in controller.seen(
+            "POST", f"{API}/metrics")), 2.0, "an early report of the open session")
+    finally:
+        holder.join()
+    assert agent.stop() == 0
+
+
+def test_dma_retries_registration_until_the_controller_answers(
+        tmp_path: Path, dma: Callable[[list[str]], Dma]) -> None:
+    """Registration is retried (each failure logged) until the controller comes up."""
+    port = free_port()
+    agent = dma(fast(f"http://127.0.0.1:{port}", "127.0.100.1=127.0.0.21@http://127.0.0.1:1/s"))
+    wait_until(lambda: "register 127.0.100.1=127.0.0.21 failed" in agent.stderr(), 10,
+               "a logged registration failure")
+    late = FakeController(port)
+    try:
+        wait_until(lambda: "registered 127.0.100.1=127.0.0.21" in agent.stdout(), 15,
+                   "registration once the controller is up")
+        assert late.seen("POST", f"{API}/instances")
+        assert agent.stop() == 0
+    finally:
+        late.close()
+
+
+def test_dma_gives_up_after_register_timeout(dma: Callable[[list[str]], Dma]) -> None:
+    """With --register-timeout, a controller that never answers ends the D-MA with status 1."""
+    args = fast(f"http://127.0.0.1:{free_port()}", "127.0.100.1=127.0.0.21@http://127.0.0.1:1/s")
+    agent = dma([*args, "--register-timeout", "1"])
+    assert agent.proc.wait(timeout=15) == 1
+    assert "did not answer" in agent.stderr()
+
+
+def test_dma_survives_controller_errors_and_registers_later(
+        controller: FakeController, service: int, dma: Callable[[list[str]], Dma]) -> None:
+    """A refused registration is logged with status and body, then retried while running."""
+    key = ("POST", f"{API}/instances")
+    controller.statuses[key] = (404, {"error": "unknown D-SID: 127.0.100.1"})
+    agent = dma(fast(controller.url, f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats"))
+    wait_until(lambda: "HTTP 404" in agent.stderr() and "unknown D-SID" in agent.stderr(), 10,
+               "the refusal logged with status and body")
+    assert agent.proc.poll() is None
+    assert not controller.seen("POST", f"{API}/metrics")
+    del controller.statuses[key]
+    wait_until(lambda: "registered 127.0.100.1=127.0.0.21" in agent.stdout(), 10,
+               "registration accepted on a later attempt")
+    wait_until(lambda: controller.seen("POST", f"{API}/metrics"), 10, "reports once registered")
+    assert agent.stop() == 0
+
+
+def test_dma_registers_again_when_the_controller_forgot_the_instance(
+        controller: FakeController, service: int, dma: Callable[[list[str]], Dma]) -> None:
+    """A 404 to a metric report (controller restarted) makes the D-MA register again."""
+    controller.statuses[("POST", f"{API}/metrics")] = (404, {"error": "unknown instance"})
+    agent = dma(fast(controller.url, f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats"))
+    wait_until(lambda: len(controller.seen("POST", f"{API}/instances")) >= 2, 10,
+               "a second registration after the 404")
+    assert agent.proc.poll() is None
+    assert agent.stop() == 0
