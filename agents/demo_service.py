@@ -192,7 +192,7 @@ class ServiceHandler(BaseHTTPRequestHandler):
         """Reject: no resource takes DELETE."""
         self._dispatch({})
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base class name
+    def log_message(self, format: str, *args: object) -> None:
         """Stay quiet: one line per request would drown the demo's output."""
 
     def _dispatch(self, routes: dict[str, Route]) -> None:

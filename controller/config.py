@@ -44,12 +44,14 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
     reject_unknown(data, {"spread", "sharpness", "hysteresis", "hop_ms"}, "controller.selection")
     d = SelectionConfig()
     return SelectionConfig(
-        spread=check_number(data.get("spread", d.spread), "controller.selection.spread", 0.0, 100.0),
+        spread=check_number(data.get("spread", d.spread), "controller.selection.spread",
+                            0.0, 100.0),
         sharpness=check_number(data.get("sharpness", d.sharpness), "controller.selection.sharpness",
                           0.0, 64.0),
         hysteresis=check_number(data.get("hysteresis", d.hysteresis),
                            "controller.selection.hysteresis", 0.0, 10.0),
-        hop_ms=check_number(data.get("hop_ms", d.hop_ms), "controller.selection.hop_ms", 0.0, 1000.0),
+        hop_ms=check_number(data.get("hop_ms", d.hop_ms), "controller.selection.hop_ms",
+                            0.0, 1000.0),
     )
 
 
@@ -60,7 +62,8 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     if not isinstance(ctl, Mapping):
         raise ValidationError("controller", "must be a table")
     reject_unknown(ctl, CONTROLLER_KEYS, "controller")
-    store_url = ctl.get("store_url", ControllerConfig.store_url)
+    d = ControllerConfig()
+    store_url = ctl.get("store_url", d.store_url)
     if not isinstance(store_url, str) or "://" not in store_url:
         raise ValidationError("controller.store_url", "must be a sqlalchemy URL such as "
                               "'sqlite:///dyncast.db'")
@@ -72,7 +75,6 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         raise ValidationError("service", "must be an array of tables ([[service]])")
     services = tuple(service_from_dict(s, f"service[{i}].") for i, s in enumerate(raw_services))
     check_unique(services)
-    d = ControllerConfig()
     return ControllerConfig(
         store_url=store_url,
         stale_after_s=check_number(ctl.get("stale_after_s", d.stale_after_s),

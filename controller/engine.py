@@ -199,7 +199,8 @@ class Engine:
 
     def forget(self, ingress: int | None = None, service: str | None = None) -> None:
         """Drop decisions of a departed switch or a deleted service."""
-        for key in [k for k in self.decisions
-                    if (ingress is None or k[0] == ingress) and (service is None or k[1] == service)]:
+        doomed = [k for k in self.decisions
+                  if (ingress is None or k[0] == ingress) and (service is None or k[1] == service)]
+        for key in doomed:
             del self.decisions[key]
             self._choosers.pop(key, None)

@@ -46,7 +46,11 @@ UNSPECIFIED = "0.0.0.0"
 
 
 def base_flows(dpid: int) -> list[FlowMod]:
-    """The pipeline's fixed entries: LLDP/ARP to the controller, the misses of both tables."""
+    """The pipeline's fixed entries: LLDP/ARP to the controller, the misses of both tables.
+
+    A forward-table miss sends IPv4 to the controller (it probes for the destination) and
+    drops anything else (IPv6 neighbour discovery and the like have no route here).
+    """
     infra = cookie(CookieKind.INFRA)
     to_ctl = (Output(PORT_CONTROLLER),)
     return [
@@ -55,7 +59,9 @@ def base_flows(dpid: int) -> list[FlowMod]:
         FlowMod(dpid, TABLE_CLASSIFY, PRIO_ARP, match(eth_type=ETH_TYPE_ARP), to_ctl,
                 cookie=infra),
         FlowMod(dpid, TABLE_CLASSIFY, PRIO_MISS, (), goto=TABLE_FORWARD, cookie=infra),
-        FlowMod(dpid, TABLE_FORWARD, PRIO_MISS, (), to_ctl, cookie=infra),
+        FlowMod(dpid, TABLE_FORWARD, PRIO_MISS + 1, match(eth_type=ETH_TYPE_IP), to_ctl,
+                cookie=infra),
+        FlowMod(dpid, TABLE_FORWARD, PRIO_MISS, (), cookie=infra),  # anything else: drop
     ]
 
 

@@ -10,7 +10,6 @@ import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from controller.errors import ValidationError
@@ -142,8 +141,10 @@ def service_from_dict(data: Any, where: str = "") -> Service:
     key = aff.get("key", "5-tuple")
     if key not in FLOW_KEYS:
         raise ValidationError(f"{where}affinity.key", f"must be one of {list(FLOW_KEYS)}")
-    idle = check_integer(aff.get("idle_timeout", 30), f"{where}affinity.idle_timeout", 0, MAX_TIMEOUT_S)
-    hard = check_integer(aff.get("hard_timeout", 0), f"{where}affinity.hard_timeout", 0, MAX_TIMEOUT_S)
+    idle = check_integer(aff.get("idle_timeout", 30), f"{where}affinity.idle_timeout",
+                         0, MAX_TIMEOUT_S)
+    hard = check_integer(aff.get("hard_timeout", 0), f"{where}affinity.hard_timeout",
+                         0, MAX_TIMEOUT_S)
     if idle == 0 and hard == 0:
         raise ValidationError(f"{where}affinity.idle_timeout",
                               "idle_timeout and hard_timeout cannot both be 0 (bindings would "
@@ -160,15 +161,6 @@ def service_from_dict(data: Any, where: str = "") -> Service:
     return Service(name=name, dsid=dsid, protocol=protocol, port=port,
                    affinity=AffinityPolicy(key=key, idle_timeout=idle, hard_timeout=hard),
                    weights=weights, base_delay_ms=base)
-
-
-class InstanceState(str, Enum):
-    """Whether an instance may take new flows (see `controller.lifecycle`)."""
-
-    ACTIVE = "active"
-    INACTIVE = "inactive"
-    UNKNOWN = "unknown"
-    DOWN = "down"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ class Topology:
     hosts: dict[str, HostLoc] = field(default_factory=dict)
     link_cost_ms: dict[frozenset[int], float] = field(default_factory=dict)
     _links: dict[tuple[int, int], _Link] = field(default_factory=dict)
-    _graph: Any = field(default_factory=nx.Graph)
+    _graph: nx.Graph[int] = field(default_factory=lambda: nx.Graph())
     _paths: dict[int, tuple[dict[int, float], dict[int, list[int]]]] = field(default_factory=dict)
     _link_ports: set[tuple[int, int]] = field(default_factory=set)
     version: int = 0
@@ -136,7 +136,7 @@ class Topology:
 
     def _rebuild(self) -> None:
         """Rebuild the graph from switches and link directions."""
-        graph = nx.Graph()
+        graph: nx.Graph[int] = nx.Graph()
         graph.add_nodes_from(self.ports)
         for link in self._links.values():
             a, b = link.src[0], link.dst[0]
@@ -150,14 +150,15 @@ class Topology:
     def _from(self, dst: int) -> tuple[dict[int, float], dict[int, list[int]]]:
         """Distances and paths from every switch to `dst` (graph is undirected)."""
         cached = self._paths.get(dst)
-        if cached is None:
-            if dst in self._graph:
-                dist, paths = nx.single_source_dijkstra(self._graph, dst, weight="cost")
-            else:
-                dist, paths = {}, {}
-            cached = (dist, paths)
-            self._paths[dst] = cached
-        return cached
+        if cached is not None:
+            return cached
+        dist: dict[int, float] = {}
+        paths: dict[int, list[int]] = {}
+        if dst in self._graph:
+            found = nx.single_source_dijkstra(self._graph, dst, weight="cost")
+            dist, paths = found  # type: ignore[assignment]  # dicts when no target is given
+        self._paths[dst] = (dist, paths)
+        return dist, paths
 
     def cost_ms(self, src: int, dst: int) -> float | None:
         """Path cost in ms from switch `src` to switch `dst`; None when unreachable."""

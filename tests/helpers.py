@@ -55,7 +55,7 @@ def figure2_core(config: ControllerConfig | None = None, now: float = 0.0) -> Co
         core.switch_connected(dpid)
         core.switch_ports(dpid, ports, now)
     see_links(core, now)
-    for name, (ip, _mac, dpid, port) in HOSTS.items():
+    for name, (_ip, _mac, dpid, port) in HOSTS.items():
         core.packet_in(dpid, port, arp_request(name, "10.0.0.254"), now)
     for dsid, dbid in (("10.0.100.1", "10.0.0.21"), ("10.0.100.1", "10.0.0.31"),
                        ("10.0.100.2", "10.0.0.22"), ("10.0.100.2", "10.0.0.32")):

@@ -205,7 +205,7 @@ class FakeController:
                 """Record and answer."""
                 fake.answer(self)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base name
+            def log_message(self, format: str, *args: object) -> None:
                 """Stay quiet."""
 
         return Handler

@@ -1,0 +1,204 @@
+"""The Dyncast controller application for Ryu 4.34 or os-ken 3.x (the thin shell).
+
+Each handler turns one OpenFlow event into plain values, calls the core in `controller/`, and
+sends the intents it returns. Periodic work (LLDP, link expiry, stale metrics) arrives as an
+`EventTick` posted by a timer thread; store writes are applied in a worker OS thread, never on
+the packet-in path. The core does no I/O, so a call into it is never interleaved with another
+green thread (REST requests call it directly for that reason).
+
+Run: `dyncast-manager --dyncast-config dyncast.toml apps/dyncast_app.py`
+(or `ryu-manager apps/dyncast_app.py` with DYNCAST_CONFIG set, where Ryu starts on its own).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from eventlet import tpool
+
+from apps.framework import (
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    MAIN_DISPATCHER,
+    App,
+    WSGIApplication,
+    event,
+    hub,
+    ofp_event,
+    ofproto_v1_3,
+    set_ev_cls,
+)
+from apps.ofmsg import to_message
+from apps.rest import APP_KEY, RestController
+from controller.api import Api, Reply
+from controller.config import load_config
+from controller.core import Core
+from controller.intents import Intent
+from controller.store import Store
+
+LOG = logging.getLogger("dyncast")
+
+
+class EventTick(event.EventBase):  # type: ignore[misc]
+    """Time for the periodic work."""
+
+
+def guarded(handler: Callable[..., None]) -> Callable[..., None]:
+    """Log a handler's exception loudly with a traceback and count it; never swallow silently."""
+
+    @functools.wraps(handler)
+    def wrapper(self: DyncastApp, ev: Any) -> None:
+        try:
+            handler(self, ev)
+        except Exception:
+            self.core.counters["errors"] += 1
+            LOG.exception("dyncast: exception in %s", handler.__name__)
+
+    return wrapper
+
+
+class DyncastApp(App):  # type: ignore[misc]
+    """Dyncast in centralized mode: per-ingress decisions, affinity held by the switches."""
+
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]  # noqa: RUF012 - the framework's contract
+    _CONTEXTS = {"wsgi": WSGIApplication}  # noqa: RUF012 - the framework's contract
+    _EVENTS = [EventTick]  # noqa: RUF012 - the framework's contract
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config = load_config(os.environ.get("DYNCAST_CONFIG") or None)
+        self.core = Core(self.config)
+        self.store = Store(self.config.store_url)
+        snap = self.store.load()
+        self.core.restore(snap.services, snap.instances, snap.bindings)
+        self.api = Api(self.core)
+        self.datapaths: dict[int, Any] = {}
+        kwargs["wsgi"].register(RestController, {APP_KEY: self})
+        LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
+                 len(self.core.catalogue.services), len(self.core.catalogue.instances),
+                 len(self.core.bindings), self.config.store_url)
+
+    def start(self) -> Any:
+        """Start the event loop, then the timer and store threads."""
+        thread = super().start()
+        self.threads.append(hub.spawn(self._timer))
+        self.threads.append(hub.spawn(self._flusher))
+        return thread
+
+    # --- sending ------------------------------------------------------------------------
+    def send(self, intents: list[Intent]) -> None:
+        """Carry out intents at the switches they name (skipping switches not connected)."""
+        for intent in intents:
+            dp = self.datapaths.get(intent.dpid)
+            if dp is not None:
+                dp.send_msg(to_message(dp, intent))
+
+    def api_call(self, method: str, path: str, body: bytes) -> Reply:
+        """Serve a REST request (called from a WSGI green thread)."""
+        try:
+            reply = self.api.handle(method, path, body, time.time())
+        except Exception:
+            self.core.counters["errors"] += 1
+            LOG.exception("dyncast: exception serving %s %s", method, path)
+            return Reply(500, {"error": "internal error (see the controller log)"})
+        self.send(reply.intents)
+        return reply
+
+    # --- periodic work ------------------------------------------------------------------
+    def _timer(self) -> None:
+        """Post an EventTick every LLDP interval."""
+        while True:
+            hub.sleep(self.config.lldp_interval_s)
+            self.send_event(self.name, EventTick())
+
+    def _flusher(self) -> None:
+        """Apply queued store writes in a worker OS thread, in batches."""
+        while True:
+            hub.sleep(self.config.store_flush_s)
+            writes = self.core.drain_writes()
+            if writes:
+                try:
+                    tpool.execute(self.store.apply, writes)
+                except Exception:
+                    self.core.counters["errors"] += 1
+                    LOG.exception("dyncast: store write failed (%d records kept)", len(writes))
+                    self.core.writes[:0] = writes
+
+    @set_ev_cls(EventTick)
+    @guarded
+    def _tick_handler(self, ev: EventTick) -> None:
+        self.send(self.core.tick(time.time()))
+
+    # --- OpenFlow events ----------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    @guarded
+    def _switch_features_handler(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        self.datapaths[dp.id] = dp
+        LOG.info("dyncast: switch %016x connected", dp.id)
+        dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, dp.ofproto.OFPC_FRAG_NORMAL, 0xFFFF))
+        self.send(self.core.switch_connected(dp.id))
+        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    @guarded
+    def _port_desc_handler(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        ofp = dp.ofproto
+        ports = {p.port_no for p in ev.msg.body
+                 if p.port_no <= ofp.OFPP_MAX and not p.state & ofp.OFPPS_LINK_DOWN
+                 and not p.config & ofp.OFPPC_PORT_DOWN}
+        self.send(self.core.switch_ports(dp.id, ports, time.time()))
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    @guarded
+    def _state_change_handler(self, ev: Any) -> None:
+        dp = ev.datapath
+        if dp.id is None or self.datapaths.get(dp.id) is not dp:
+            return
+        del self.datapaths[dp.id]
+        LOG.info("dyncast: switch %016x left", dp.id)
+        self.send(self.core.switch_left(dp.id, time.time()))
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @guarded
+    def _port_status_handler(self, ev: Any) -> None:
+        msg = ev.msg
+        ofp = msg.datapath.ofproto
+        desc = msg.desc
+        if desc.port_no > ofp.OFPP_MAX:
+            return
+        up = (msg.reason != ofp.OFPPR_DELETE and not desc.state & ofp.OFPPS_LINK_DOWN
+              and not desc.config & ofp.OFPPC_PORT_DOWN)
+        self.send(self.core.port_changed(msg.datapath.id, desc.port_no, up, time.time()))
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @guarded
+    def _packet_in_handler(self, ev: Any) -> None:
+        msg = ev.msg
+        self.send(self.core.packet_in(msg.datapath.id, msg.match["in_port"], msg.data,
+                                      time.time()))
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    @guarded
+    def _flow_removed_handler(self, ev: Any) -> None:
+        msg = ev.msg
+        self.send(self.core.flow_removed(msg.datapath.id, msg.cookie, time.time()))
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    @guarded
+    def _error_handler(self, ev: Any) -> None:
+        msg = ev.msg
+        self.core.counters["errors"] += 1
+        LOG.error("dyncast: OpenFlow error from switch %016x: type=%d code=%d data=%s",
+                  msg.datapath.id, msg.type, msg.code, bytes(msg.data[:64]).hex())
