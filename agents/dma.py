@@ -207,6 +207,7 @@ class Options:
     min_interval: float = 0.5
     threshold: float = 0.2
     register_timeout: float | None = None
+    cpu_source: str = "host"
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,8 @@ class Agent:
             log.info("stats of %s at %s %s", t.binding.dbid, t.binding.stats_url, state)
         if stats is not None:
             t.capacity = stats.capacity
+        if self.options.cpu_source == "instance":
+            cpu = 0.0 if stats is None else min(1.0, stats.sessions / stats.capacity)
         report = build_report(t.binding.dbid, cpu, stats, t.capacity)
         if not t.policy.decide(now, report_metrics(report)):
             return
@@ -460,6 +463,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--register-timeout", type=_positive, default=None,
                         help="give up (exit 1) if the controller has not answered by then "
                              "(default: retry forever)")
+    parser.add_argument("--cpu-source", choices=("host", "instance"), default="host",
+                        help="CPU utilisation from the host's /proc/stat (default), or the "
+                             "instance's own busy fraction (sessions/capacity): use 'instance' "
+                             "where hosts share one kernel, as in Mininet")
     args = parser.parse_args(argv)
     if args.min_interval > args.interval:
         parser.error("--min-interval must not exceed --interval")
@@ -468,7 +475,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         parser.error("--instance: each D-BID may appear only once")
     return Options(controller=args.controller, name=args.name, bindings=tuple(args.instance),
                    interval=args.interval, min_interval=args.min_interval,
-                   threshold=args.threshold, register_timeout=args.register_timeout)
+                   threshold=args.threshold, register_timeout=args.register_timeout,
+                   cpu_source=args.cpu_source)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

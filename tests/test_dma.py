@@ -361,6 +361,24 @@ def test_dma_reports_early_when_sessions_move(
     assert agent.stop() == 0
 
 
+def test_dma_cpu_source_instance_reports_the_instances_busy_fraction(
+        controller: FakeController, service: int, dma: Callable[[list[str]], Dma]) -> None:
+    """With --cpu-source instance, cpu is sessions/capacity of the instance, not the host's."""
+    args = fast(controller.url, f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats")
+    agent = dma([*args, "--cpu-source", "instance"])
+    holder = threading.Thread(target=lambda: urllib.request.urlopen(
+        f"http://127.0.0.1:{service}/hold?seconds=2", timeout=10).read())
+    holder.start()
+    try:
+        wait_until(lambda: any(r["sessions"] == 1 and abs(r["cpu"] - 1 / 3) < 1e-3
+                               for r in controller.seen("POST", f"{API}/metrics")),
+                   5.0, "a report with cpu = 1/3 for one session of capacity 3")
+    finally:
+        holder.join()
+    assert all(r["cpu"] in (0.0, round(1 / 3, 4)) for r in controller.seen("POST", f"{API}/metrics"))
+    assert agent.stop() == 0
+
+
 def test_dma_retries_registration_until_the_controller_answers(
         tmp_path: Path, dma: Callable[[list[str]], Dma]) -> None:
     """Registration is retried (each failure logged) until the controller comes up."""

@@ -1,0 +1,92 @@
+"""pytest fixtures for the Mininet tests: `lab` (an empty Lab) and `fig2` (Figure 2 + controller).
+
+Both fail the test at teardown if anything was left behind or the controller logged an
+exception or an OpenFlow error. Tests marked `sanity` run first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mininet_tests.harness import Lab, require_root_and_ovs
+
+FIG2_CONFIG = Path(__file__).with_name("fig2.toml")
+FIG2_DEFAULTS: dict[str, Any] = {"config": FIG2_CONFIG, "bw": None, "extra_clients": 0,
+                                 "edges": False, "wait_links": True}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register our markers; turn SIGTERM into KeyboardInterrupt so teardown still runs."""
+    config.addinivalue_line("markers", "sanity: fast checks that run before the other tests")
+    config.addinivalue_line("filterwarnings",  # Debian's Mininet 2.3 on Python 3.11
+                            "ignore:distutils Version classes are deprecated:DeprecationWarning")
+    if os.geteuid() == 0 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Raise KeyboardInterrupt (pytest then tears the fixtures down)."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the `sanity` tests first, keeping the order otherwise."""
+    items.sort(key=lambda item: item.get_closest_marker("sanity") is None)
+
+
+def _finish(lab: Lab) -> None:
+    """Close the lab and fail the test with whatever it left behind or the controller logged."""
+    problems = lab.close()
+    if problems:
+        pytest.fail(f"teardown of {lab.artifacts.name} (artefacts in {lab.artifacts}):\n"
+                    + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """An empty Lab (artefact folder, nothing started); closed and checked at teardown."""
+    require_root_and_ovs()
+    the_lab = Lab(request.node.name)
+    yield the_lab
+    _finish(the_lab)
+
+
+@pytest.fixture
+def fig2(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """Figure 2 running under the Dyncast controller, switches connected, management links up.
+
+    Options via `@pytest.mark.parametrize("fig2", [{...}], indirect=True)`: config (TOML path,
+    default mininet_tests/fig2.toml), bw (Mbit/s on every link), extra_clients, edges (True:
+    start both demo services and the D-MA on e2 and e3), wait_links (default True: wait until
+    the controller has discovered the three switch-to-switch links).
+    """
+    from topologies.figure2 import Figure2Topo, configure, figure2_graph, hosts_of
+
+    opts = {**FIG2_DEFAULTS, **getattr(request, "param", {})}
+    if unknown := set(opts) - set(FIG2_DEFAULTS):
+        raise ValueError(f"unknown fig2 options: {sorted(unknown)}")
+    require_root_and_ovs()
+    the_lab = Lab(request.node.name)
+    try:
+        the_lab.graph = figure2_graph(opts["extra_clients"])
+        controller = the_lab.start_controller(opts["config"])
+        the_lab.build_net(Figure2Topo(bw=opts["bw"], extra_clients=opts["extra_clients"]),
+                          controller.ofp_port, configure=configure)
+        for host in hosts_of(the_lab.graph, "edge"):
+            the_lab.add_mgmt_link(host, the_lab.graph.nodes[host]["mgmt"])
+        if opts["wait_links"]:
+            the_lab.wait_topology()
+        if opts["edges"]:
+            for host in hosts_of(the_lab.graph, "edge"):
+                the_lab.start_edge(host)
+    except BaseException:
+        the_lab.close()
+        raise
+    yield the_lab
+    _finish(the_lab)

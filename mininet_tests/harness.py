@@ -1,0 +1,408 @@
+"""The Mininet test harness: one `Lab` per test, holding everything the test started.
+
+Boundary: a `Lab` creates the controller process, the Mininet network, management veth links
+and processes inside hosts, and records each by name or pid. `Lab.close()` dumps the flow
+tables, removes exactly what was recorded (processes by pid, bridges and links by name),
+checks that none of it is left and returns the problems, including controller errors, for the
+fixture to fail the test with. Nothing here kills by process name or cleans up what it did not
+create (no `mn -c`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mininet_tests.flowdump import dump_flows, dump_flows_text
+from mininet_tests.processes import (
+    ARTIFACTS,
+    REPO,
+    ControllerProcess,
+    HostProcess,
+    artifacts_for,
+    bin_path,
+    free_port,
+    http_json,
+    pid_alive,
+    run,
+    stop_pid,
+    wait_until,
+)
+
+OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+ICMP_PING = Path(__file__).with_name("icmp_ping.py")  # the machine has no `ping`
+MGMT_NET = "10.254.{n}.{i}"  # management link n: root side .1, host side .2, /24
+# Bridge names (r1...) and management addresses are global on a machine, so Labs of different
+# pytest runs must not overlap: each holds this lock from creation to close().
+LOCK_PATH = Path(os.environ.get("DYNCAST_MININET_LOCK", "/run/lock/dyncast-mininet.lock"))
+LOCK_WAIT_S = float(os.environ.get("DYNCAST_MININET_LOCK_WAIT", "900"))
+
+__all__ = ["ARTIFACTS", "REPO", "ControllerProcess", "HostProcess", "Lab", "dump_flows",
+           "free_port", "http_json", "require_root_and_ovs", "wait_until"]
+
+
+def require_root_and_ovs() -> None:
+    """Skip unless root; start Open vSwitch (userspace datapath) if `ovs-vsctl show` fails."""
+    if os.geteuid() != 0:
+        pytest.skip("Mininet tests need root (run them with sudo)")
+    if run(["ovs-vsctl", "-t", "2", "show"]).returncode == 0:
+        return
+    started = run([OVS_CTL, "start", "--system-id=random", "--no-monitor"], timeout=60)
+    if run(["ovs-vsctl", "-t", "5", "show"]).returncode != 0:
+        pytest.skip(f"Open vSwitch is not running and `{OVS_CTL} start` failed: "
+                    f"{(started.stdout + started.stderr).strip()[-500:]}")
+
+
+def take_machine_lock(owner: str, timeout: float = LOCK_WAIT_S) -> int:
+    """Wait for the machine-wide Mininet test lock and return its fd (closing it releases it)."""
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = LOCK_PATH.read_text(errors="replace").strip()
+                os.close(fd)
+                pytest.fail(f"another Mininet test run holds {LOCK_PATH} ({holder}) for more "
+                            f"than {timeout:g} s", pytrace=False)
+            time.sleep(0.5)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()}: {owner}\n".encode())
+    return fd
+
+
+def root_links() -> set[str]:
+    """Names of the network interfaces in the root namespace."""
+    out = run(["ip", "-o", "link", "show"]).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
+
+
+def ovs_bridges() -> set[str]:
+    """Names of the bridges in the OVS database."""
+    return set(run(["ovs-vsctl", "list-br"]).stdout.split())
+
+
+def namespace_pids(pid: int) -> list[int]:
+    """Live processes other than `pid` in the network namespace of `pid`, unless that is ours."""
+    try:
+        ns = os.stat(f"/proc/{pid}/ns/net").st_ino
+        if ns == os.stat("/proc/self/ns/net").st_ino:  # our own namespace is the root one
+            return []
+    except OSError:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != pid:
+            try:
+                if os.stat(entry / "ns" / "net").st_ino == ns and pid_alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class Lab:
+    """One test's network, controller and processes, and the names and pids it created."""
+
+    def __init__(self, test_name: str) -> None:
+        self.lock_fd = take_machine_lock(test_name)
+        self.artifacts = artifacts_for(test_name)
+        self.run_id = secrets.token_hex(3)
+        self.controller: ControllerProcess | None = None
+        self.net: Any = None
+        self.graph: Any = None  # the topology's networkx description, when there is one
+        self.bridges: list[str] = []
+        self.links: list[str] = []  # interface names in the root namespace
+        self.procs: list[HostProcess] = []
+        self.mgmt: dict[str, str] = {}  # host -> address of the root side of its management link
+        self.closed = False
+
+    # ---- starting things ------------------------------------------------------------------
+
+    def start_controller(self, config: Path | None = None,
+                         command: Sequence[str] | None = None,
+                         timeout: float = 30.0) -> ControllerProcess:
+        """Start the controller process and wait until its REST API answers."""
+        self.controller = ControllerProcess(self.artifacts, config, command=command)
+        self.controller.start(timeout)
+        return self.controller
+
+    def build_net(self, topo: Any, controller_port: int | None, fail_mode: str = "secure",
+                  configure: Callable[[Any], None] | None = None, ipv6: bool = False) -> Any:
+        """Build and start Mininet on `topo`: userspace OVS, OpenFlow 1.3, TCLink.
+
+        controller_port None means no controller (use fail_mode="standalone"). Before start,
+        every host interface gets checksum offload off and, unless `ipv6`, hosts lose IPv6;
+        `configure(net)` runs after start. `self.graph` is taken from `topo.graph` if unset.
+        """
+        from mininet.link import TCLink
+        from mininet.net import Mininet
+        from mininet.node import OVSSwitch, RemoteController
+
+        if self.graph is None:
+            self.graph = getattr(topo, "graph", None)  # GraphTopo keeps its description
+        self.bridges += [s for s in topo.switches() if s not in self.bridges]
+        for u, v, info in topo.links(sort=True, withKeys=False, withInfo=True):
+            self.links += [f"{u}-eth{info['port1']}", f"{v}-eth{info['port2']}"]
+        switch = partial(OVSSwitch, datapath="user", protocols="OpenFlow13", failMode=fail_mode)
+        self.net = Mininet(topo=topo, switch=switch, controller=None, link=TCLink,
+                           autoSetMacs=False, build=False, waitConnected=False)
+        if controller_port is not None:
+            self.net.addController("ctl", controller=RemoteController, ip="127.0.0.1",
+                                   port=controller_port)
+        self.net.build()
+        for host in self.net.hosts:
+            prepare_host(host, ipv6)
+        self.net.start()
+        if configure is not None:
+            configure(self.net)
+        if controller_port is not None:
+            self.wait_connected()
+        return self.net
+
+    def wait_connected(self, timeout: float = 20.0) -> None:
+        """Wait until every switch has a connection to its controller."""
+        def unconnected() -> list[str]:
+            return [s.name for s in self.net.switches if not s.connected()]
+        wait_until(lambda: not unconnected(), timeout,
+                   lambda: f"switches not connected to the controller: {unconnected()}")
+
+    def wait_topology(self, timeout: float = 20.0) -> None:
+        """Wait until the controller's GET /topology shows every switch-to-switch link of the
+        graph (as {"src": {"dpid", "port"}, "dst": {...}} entries)."""
+        expected = switch_links(self.graph)
+
+        def missing() -> set[frozenset[tuple[int, int]]]:
+            links = self.rest("GET", "/topology")[1]["links"]
+            seen = {frozenset(((k["src"]["dpid"], k["src"]["port"]),
+                               (k["dst"]["dpid"], k["dst"]["port"]))) for k in links}
+            return expected - seen
+        wait_until(lambda: not missing(), timeout,
+                   lambda: f"controller has not discovered links {sorted(map(sorted, missing()))}")
+
+    def add_mgmt_link(self, host: str, n: int) -> str:
+        """Link `host` to the root namespace (10.254.n.1 here, .2 in the host); return .1."""
+        root_ip, host_ip = MGMT_NET.format(n=n, i=1), MGMT_NET.format(n=n, i=2)
+        taken = run(["ip", "-o", "addr", "show", "to", f"{root_ip}/32"]).stdout.strip()
+        if taken:
+            raise RuntimeError(f"{root_ip} is already used in the root namespace, left from an "
+                               f"earlier run? Delete that interface by name: {taken}")
+        node = self.net[host]
+        name = f"dm{self.run_id}{n}"
+        self.links.append(name)
+        for argv in (["ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p",
+                      "netns", str(node.pid)],
+                     ["ip", "addr", "add", f"{root_ip}/24", "dev", name],
+                     ["ip", "link", "set", name, "up"]):
+            done = run(argv)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
+        intf = f"{host}-mgmt"
+        for cmd in (f"ip link set {name}p name {intf}", f"ip addr add {host_ip}/24 dev {intf}",
+                    f"ip link set {intf} up", f"ethtool -K {intf} tx off rx off"):
+            out = node.cmd(cmd + " 2>&1 || echo FAILED")
+            if "FAILED" in out:
+                raise RuntimeError(f"{host}: {cmd}: {out.strip()}")
+        self.mgmt[host] = root_ip
+        return root_ip
+
+    def popen(self, host: str, argv: Sequence[str], name: str, ready: str | None = None,
+              ready_count: int = 1, timeout: float = 15.0) -> HostProcess:
+        """Run `argv` in `host` (log: <host>-<name>.log); wait for `ready_count` lines matching
+        the regex `ready`, failing at once if the process exits first."""
+        log_path = self.artifacts / f"{host}-{name}.log"
+        with open(log_path, "ab") as log:
+            popen = self.net[host].popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=self.artifacts,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = HostProcess(host, name, popen, log_path)
+        self.procs.append(proc)
+        if ready is not None:
+            pattern = re.compile(ready, re.MULTILINE)
+
+            def is_ready() -> bool:
+                if len(pattern.findall(proc.log())) >= ready_count:
+                    return True
+                if popen.poll() is not None:
+                    pytest.fail(f"{host} {name} exited with {popen.returncode} before "
+                                f"printing {ready!r}:\n{proc.log()[-2000:]}", pytrace=False)
+                return False
+            wait_until(is_ready, timeout, lambda: f"{host} {name} did not print {ready!r} "
+                       f"{ready_count} time(s); log:\n{proc.log()[-2000:]}")
+        return proc
+
+    def start_demo_service(self, host: str, dbid: str, name: str | None = None,
+                           capacity: int = 4, service_ms: float = 20.0,
+                           port: int = 8000) -> HostProcess:
+        """Run `dyncast-demo-service` on `host` bound to `dbid` and wait until it serves."""
+        name = name or f"{host}-{dbid.rsplit('.', 1)[1]}"
+        argv = [bin_path("dyncast-demo-service"), "--bind", dbid, "--port", str(port),
+                "--name", name, "--capacity", str(capacity), "--service-ms", str(service_ms)]
+        return self.popen(host, argv, f"service-{dbid}", ready=r"^serving ")
+
+    def start_dma(self, host: str, bindings: dict[str, str], interval: float = 1.0,
+                  extra: Sequence[str] = (), port: int = 8000) -> HostProcess:
+        """Run `dyncast-dma` on `host` for bindings {D-SID: D-BID}; wait until all registered."""
+        assert self.controller is not None, "start the controller first"
+        url = f"http://{self.mgmt[host]}:{self.controller.rest_port}"
+        argv = [bin_path("dyncast-dma"), "--controller", url, "--name", f"dma-{host}",
+                "--interval", str(interval), "--cpu-source", "instance", *extra]
+        for dsid, dbid in bindings.items():
+            argv += ["--instance", f"{dsid}={dbid}@http://{dbid}:{port}/stats"]
+        return self.popen(host, argv, "dma", ready=r"^registered ", ready_count=len(bindings))
+
+    def start_edge(self, host: str, **service_opts: Any) -> list[HostProcess]:
+        """Start the graph's instances on edge `host` (a demo service per D-BID), then its D-MA."""
+        data = self.graph.nodes[host]
+        services = self.graph.graph["services"]
+        procs = [self.start_demo_service(host, dbid, name=f"{svc}@{host}", **service_opts)
+                 for svc, dbid in sorted(data["dbids"].items())]
+        bindings = {services[svc]: dbid for svc, dbid in sorted(data["dbids"].items())}
+        return [*procs, self.start_dma(host, bindings)]
+
+    def stop_process(self, proc: HostProcess, timeout: float = 5.0) -> int | None:
+        """End one host process by pid (SIGTERM, then SIGKILL); return its exit code."""
+        return stop_pid(proc.popen, timeout)
+
+    def rest(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Call the controller's REST API (path relative to /dyncast/v1)."""
+        assert self.controller is not None, "no controller in this lab"
+        return self.controller.rest(method, path, body)
+
+    def ping(self, src: str, dst: str, timeout: float = 1.0) -> float | None:
+        """One ICMP echo from host `src` to address `dst`: the round trip in ms, or None."""
+        out = self.host_cmd(src, f"{sys.executable} {ICMP_PING} {dst} {timeout}")
+        found = re.search(r"^reply from \S+ in ([0-9.]+) ms", out, re.MULTILINE)
+        return float(found.group(1)) if found else None
+
+    def host_cmd(self, host: str, cmd: str) -> str:
+        """Run a shell command in `host` and return its output."""
+        return str(self.net[host].cmd(cmd))
+
+    # ---- tearing down ---------------------------------------------------------------------
+
+    def close(self) -> list[str]:
+        """Remove everything this lab created; return problems (leftovers, controller errors)."""
+        if self.closed:
+            return []
+        self.closed = True
+        notes: list[str] = []
+        try:
+            problems = self._teardown(notes)
+        finally:
+            os.close(self.lock_fd)  # releases the machine-wide lock
+        (self.artifacts / "teardown.txt").write_text("\n".join(notes + problems) + "\n")
+        return problems
+
+    def _teardown(self, notes: list[str]) -> list[str]:
+        """Dump flows, stop processes, controller and Mininet, delete by name, check leftovers."""
+        problems: list[str] = []
+
+        def step(what: str, action: Callable[[], Any]) -> None:
+            try:
+                action()
+            except Exception as exc:  # teardown goes on; the problem is reported
+                problems.append(f"teardown: {what}: {exc!r}")
+
+        existing = ovs_bridges()
+        for bridge in self.bridges:
+            if bridge in existing:
+                step(f"dump {bridge}", lambda b=bridge: (self.artifacts / f"flows-{b}.txt")
+                     .write_text(dump_flows_text(b, names=True)))
+        for proc in reversed(self.procs):
+            step(f"stop {proc.host} {proc.name}", lambda p=proc: notes.append(
+                f"{p.host} {p.name} pid {p.popen.pid} exit {self.stop_process(p)}"))
+        pids = self._node_pids()
+        step("stray processes", lambda: notes.extend(self._kill_strays()))
+        if self.controller is not None:
+            ctl = self.controller
+            step("stop controller", lambda: notes.append(
+                f"controller pid {ctl.popen.pid if ctl.popen else None} exit {ctl.stop()}"))
+        if self.net is not None:
+            step("net.stop", self.net.stop)
+            for node in self.net.controllers:  # RemoteController.stop() leaves its shell running
+                step(f"terminate {node.name}", node.terminate)
+        step("remove and check", lambda: problems.extend(self._remove_and_check(pids)))
+        if self.controller is not None and (errors := self.controller.log_errors()):
+            problems.append("controller log has errors:\n  " + "\n  ".join(errors[:50]))
+        return problems
+
+    def _node_pids(self) -> list[int]:
+        """Pids of the shells of Mininet's hosts, switches and controller nodes."""
+        if self.net is None:
+            return []
+        nodes = [*self.net.hosts, *self.net.switches, *self.net.controllers]
+        return [n.shell.pid for n in nodes if getattr(n, "shell", None) is not None]
+
+    def _kill_strays(self) -> list[str]:
+        """End processes left in our hosts' namespaces that were not started through popen()."""
+        notes = []
+        for host in self.net.hosts if self.net is not None else []:
+            if host.shell is None:
+                continue
+            for pid in namespace_pids(host.shell.pid):
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                    os.kill(pid, signal.SIGKILL)
+                    notes.append(f"killed stray pid {pid} in {host.name}: {cmdline.decode()}")
+                except OSError:
+                    continue
+        return notes
+
+    def _remove_and_check(self, pids: list[int]) -> list[str]:
+        """Delete recorded bridges and links by name; report any that, or any process, remains."""
+        problems = []
+        for bridge in self.bridges:
+            run(["ovs-vsctl", "--if-exists", "del-br", bridge])
+        links = root_links()
+        for name in [*self.bridges, *self.links]:  # userspace bridges leave a tap named after them
+            if name in links:
+                run(["ip", "link", "del", name])
+        if left := sorted(set(self.bridges) & ovs_bridges()):
+            problems.append(f"bridges left behind: {left}")
+        if left := sorted((set(self.links) | set(self.bridges)) & root_links()):
+            problems.append(f"links left behind: {left}")
+        procs = [p.popen.pid for p in self.procs]
+        if self.controller is not None and self.controller.popen is not None:
+            procs.append(self.controller.popen.pid)
+        if left := [pid for pid in procs + pids if pid_alive(pid)]:
+            problems.append(f"processes left behind: {left}")
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        return problems
+
+
+def switch_links(graph: Any) -> set[frozenset[tuple[int, int]]]:
+    """The graph's switch-to-switch links as {(dpid, port), (dpid, port)} sets."""
+    nodes = graph.nodes
+    return {frozenset(((nodes[u]["dpid"], d["ports"][u]), (nodes[v]["dpid"], d["ports"][v])))
+            for u, v, d in graph.edges(data=True) if "dpid" in nodes[u] and "dpid" in nodes[v]}
+
+
+def prepare_host(host: Any, ipv6: bool) -> None:
+    """Checksum offload off on every interface of `host` (needed for TCP through userspace OVS
+    with address rewriting); IPv6 off unless `ipv6`."""
+    for intf in host.intfList():
+        if intf.name != "lo":
+            out = host.cmd(f"ethtool -K {intf.name} tx off rx off 2>&1 || echo FAILED")
+            if "FAILED" in out:
+                raise RuntimeError(f"{host.name}: ethtool -K {intf.name}: {out.strip()}")
+    if not ipv6:
+        host.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
+                 " net.ipv6.conf.lo.disable_ipv6=1")
