@@ -95,6 +95,14 @@ class DyncastApp(App):  # type: ignore[misc]
         self.threads.append(hub.spawn(self._flusher))
         return thread
 
+    def stop(self) -> None:
+        """Flush the last store writes before the framework stops the app's threads."""
+        writes = self.core.drain_writes()
+        if writes:
+            self.store.apply(writes)
+        LOG.info("dyncast: stopped; %d store writes flushed", len(writes))
+        super().stop()
+
     # --- sending ------------------------------------------------------------------------
     def send(self, intents: list[Intent]) -> None:
         """Carry out intents at the switches they name (skipping switches not connected)."""

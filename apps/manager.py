@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,8 +113,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ["DYNCAST_FRAMEWORK"] = framework
     if "-h" in rest or "--help" in rest:
         print(OWN_HELP)
+    signal.signal(signal.SIGTERM, _terminate)
     run = run_ryu if framework == "ryu" else run_os_ken
     run(rest, "dyncast-manager")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends the manager as Ctrl-C does, so apps are closed (and flush their state)."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ or OpenFlow error and leave nothing behind.
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -57,6 +58,12 @@ def set_load(lab: Lab, dbid: str, extra_load: float) -> None:
     out = lab.host_cmd(host, f"curl -s -X POST -d '{{\"extra_load\": {extra_load}}}' "
                              f"http://{dbid}:8000/load")
     assert "extra_load" in out, out
+
+
+def stored_bindings(lab: Lab) -> int:
+    """How many bindings the controller's SQLite store holds (it runs in the artefact folder)."""
+    with sqlite3.connect(lab.artifacts / "dyncast.db") as db:
+        return int(db.execute("SELECT count(*) FROM bindings").fetchone()[0])
 
 
 def affinity_entries(bridge: str, kind: CookieKind) -> list[dict[str, Any]]:
@@ -141,6 +148,7 @@ def test_after_idle_timeout_a_new_flow_is_decided_afresh(fig2: Lab) -> None:
     assert fig2.rest("PUT", "/services/svc2", svc)[0] == 200
     wait_shares(fig2, "svc2", R1, {"10.0.0.22", "10.0.0.32"})
     (first,) = client(fig2, "c1", SVC2)["served"]
+    wait_until(lambda: stored_bindings(fig2) == 1, 10, "the binding reaching the store")
     pinned = INSTANCE_OF[first]
     other = "10.0.0.32" if pinned == "10.0.0.22" else "10.0.0.22"
     set_load(fig2, pinned, 10.0)
@@ -150,6 +158,7 @@ def test_after_idle_timeout_a_new_flow_is_decided_afresh(fig2: Lab) -> None:
                lambda: f"binding not expired: {fig2.rest('GET', '/bindings/svc2')[1]}")
     assert affinity_entries("r1", CookieKind.AFFINITY_FWD) == []
     assert affinity_entries("r1", CookieKind.AFFINITY_REV) == []
+    wait_until(lambda: stored_bindings(fig2) == 0, 10, "the binding leaving the store")
     assert {INSTANCE_OF[i] for i in client(fig2, "c1", SVC2)["served"]} == {other}
 
 

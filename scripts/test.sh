@@ -38,6 +38,7 @@ run() {
 # With extra arguments an empty Mininet run may be the caller's selection, not a broken suite.
 mininet_allow_empty=$([ $# -gt 0 ] && echo yes || echo no)
 
+run "lint (ruff, mypy)" no -- bash -c '.venv/bin/ruff check . && .venv/bin/mypy'
 run "unit" no -- "$PY" -m pytest tests -q "$@"
 for fw in $FRAMEWORKS; do
     run "mininet [$fw]" "$mininet_allow_empty" -- \

@@ -375,7 +375,8 @@ def test_dma_cpu_source_instance_reports_the_instances_busy_fraction(
                    5.0, "a report with cpu = 1/3 for one session of capacity 3")
     finally:
         holder.join()
-    assert all(r["cpu"] in (0.0, round(1 / 3, 4)) for r in controller.seen("POST", f"{API}/metrics"))
+    reports = controller.seen("POST", f"{API}/metrics")
+    assert all(r["cpu"] in (0.0, round(1 / 3, 4)) for r in reports)
     assert agent.stop() == 0
 
 
