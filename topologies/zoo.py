@@ -16,7 +16,7 @@ What `load_zoo` does with the awkward parts of the Zoo, and records in graph.gra
 Switches are numbered s1..sN (dpid 1..N) in the order of the file's node ids.
 
 With the repo's venv (a bare file name is looked up in $DYNCAST_ZOO_DIR, by default
-/work/shared/topologyzoo):
+../shared/topologyzoo beside the repository):
     sudo .venv/bin/python /usr/bin/mn --custom topologies/zoo.py --topo zoo,Abilene.graphml \
         --switch ovs,datapath=user,protocols=OpenFlow13 --controller remote,port=6653
 """
@@ -37,7 +37,8 @@ EARTH_RADIUS_KM = 6371.0
 SIGNAL_SPEED_KM_PER_MS = 200.0  # 2e8 m/s, light in fibre
 HOST_PREFIX_LEN = 16
 HOST_BASE = IPv4Address("10.0.0.0")
-DEFAULT_ZOO_DIR = "/work/shared/topologyzoo"
+# the project's shared/ folder sits beside the repository (also in CI's fresh clone)
+DEFAULT_ZOO_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "topologyzoo")
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
