@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -93,6 +94,7 @@ class DyncastApp(App):  # type: ignore[misc]
         thread = super().start()
         self.threads.append(hub.spawn(self._timer))
         self.threads.append(hub.spawn(self._flusher))
+        self.threads.append(hub.spawn(self._poller))
         return thread
 
     def stop(self) -> None:
@@ -128,6 +130,15 @@ class DyncastApp(App):  # type: ignore[misc]
         while True:
             hub.sleep(self.config.lldp_interval_s)
             self.send_event(self.name, EventTick())
+
+    def _poller(self) -> None:
+        """Ask every switch for its port counters and an echo (control round trip)."""
+        while True:
+            hub.sleep(self.config.stats_interval_s)
+            for dp in list(self.datapaths.values()):
+                parser = dp.ofproto_parser
+                dp.send_msg(parser.OFPPortStatsRequest(dp, 0, dp.ofproto.OFPP_ANY))
+                dp.send_msg(parser.OFPEchoRequest(dp, data=struct.pack("!d", time.time())))
 
     def _flusher(self) -> None:
         """Apply queued store writes in a worker OS thread, in batches."""
@@ -201,7 +212,26 @@ class DyncastApp(App):  # type: ignore[misc]
     @guarded
     def _flow_removed_handler(self, ev: Any) -> None:
         msg = ev.msg
-        self.send(self.core.flow_removed(msg.datapath.id, msg.cookie, time.time()))
+        ofp = msg.datapath.ofproto
+        reason = {ofp.OFPRR_IDLE_TIMEOUT: "idle", ofp.OFPRR_HARD_TIMEOUT: "hard",
+                  ofp.OFPRR_DELETE: "delete"}.get(msg.reason, "other")
+        self.send(self.core.flow_removed(msg.datapath.id, msg.cookie, reason, time.time()))
+
+    @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
+    @guarded
+    def _port_stats_handler(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        samples = [(s.port_no, s.tx_bytes, s.rx_bytes) for s in ev.msg.body
+                   if s.port_no <= dp.ofproto.OFPP_MAX]
+        self.send(self.core.port_stats(dp.id, samples, time.time()))
+
+    @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
+    @guarded
+    def _echo_reply_handler(self, ev: Any) -> None:
+        msg = ev.msg
+        if len(msg.data) == 8:
+            sent = struct.unpack("!d", msg.data)[0]
+            self.core.echo_rtt(msg.datapath.id, time.time() - sent)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     @guarded

@@ -174,7 +174,7 @@ class Api:
         return Reply(200, rows)
 
     def _topology(self, args: list[str], _: Any, now: float) -> Reply:
-        return Reply(200, self.core.topology.to_dict())
+        return Reply(200, self.core.topology_view())
 
     def _stats(self, args: list[str], _: Any, now: float) -> Reply:
         return Reply(200, self.core.stats())

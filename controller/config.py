@@ -31,12 +31,49 @@ class ControllerConfig:
     lldp_interval_s: float = 1.0
     link_timeout_s: float = 3.5
     store_flush_s: float = 1.0
+    stats_interval_s: float = 2.0
+    link_capacity_mbps: float = 0.0
+    congestion_ms: float = 10.0
+    use_measured_delay: bool = False
+    probe_timeout_s: float = 3.0
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     services: tuple[Service, ...] = ()
+    links: tuple[LinkConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """Administrative facts about the link between two switches."""
+
+    a: int
+    b: int
+    delay_ms: float | None = None
+    capacity_mbps: float | None = None
 
 
 CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeout_s",
-                   "store_flush_s", "selection"}
+                   "store_flush_s", "stats_interval_s", "link_capacity_mbps", "congestion_ms",
+                   "use_measured_delay", "probe_timeout_s", "selection"}
+
+
+def _links(raw: Any) -> tuple[LinkConfig, ...]:
+    """Parse the [[link]] tables: `a` and `b` (datapath ids), `delay_ms`, `capacity_mbps`."""
+    if not isinstance(raw, list):
+        raise ValidationError("link", "must be an array of tables ([[link]])")
+    out = []
+    for i, item in enumerate(raw):
+        where = f"link[{i}]"
+        if not isinstance(item, Mapping):
+            raise ValidationError(where, "must be a table")
+        reject_unknown(item, {"a", "b", "delay_ms", "capacity_mbps"}, where)
+        a, b = (int(check_number(item.get(k), f"{where}.{k}", 1, 2**63)) for k in ("a", "b"))
+        delay = item.get("delay_ms")
+        cap = item.get("capacity_mbps")
+        out.append(LinkConfig(
+            a, b,
+            None if delay is None else check_number(delay, f"{where}.delay_ms", 0.0, 100000.0),
+            None if cap is None else check_number(cap, f"{where}.capacity_mbps", 0.001, 1e7)))
+    return tuple(out)
 
 
 def _selection(data: Mapping[str, Any]) -> SelectionConfig:
@@ -57,7 +94,7 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
-    reject_unknown(data, {"controller", "service"}, "")
+    reject_unknown(data, {"controller", "service", "link"}, "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
         raise ValidationError("controller", "must be a table")
@@ -85,9 +122,27 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
                                "controller.link_timeout_s", 0.1, 86400.0),
         store_flush_s=check_number(ctl.get("store_flush_s", d.store_flush_s),
                               "controller.store_flush_s", 0.05, 3600.0),
+        stats_interval_s=check_number(ctl.get("stats_interval_s", d.stats_interval_s),
+                                      "controller.stats_interval_s", 0.1, 3600.0),
+        link_capacity_mbps=check_number(ctl.get("link_capacity_mbps", d.link_capacity_mbps),
+                                        "controller.link_capacity_mbps", 0.0, 1e7),
+        congestion_ms=check_number(ctl.get("congestion_ms", d.congestion_ms),
+                                   "controller.congestion_ms", 0.0, 1e6),
+        use_measured_delay=_flag(ctl, "use_measured_delay", d.use_measured_delay),
+        probe_timeout_s=check_number(ctl.get("probe_timeout_s", d.probe_timeout_s),
+                                     "controller.probe_timeout_s", 0.1, 3600.0),
         selection=_selection(sel),
         services=services,
+        links=_links(data.get("link", [])),
     )
+
+
+def _flag(table: Mapping[str, Any], key: str, default: bool) -> bool:
+    """A boolean setting of [controller]."""
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ValidationError(f"controller.{key}", f"must be true or false, got {value!r}")
+    return value
 
 
 def check_unique(services: tuple[Service, ...]) -> None:

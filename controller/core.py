@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from controller.affinity import Binding, BindingTable, FlowKey, binding_flows, flow_key
+from controller.affinity import (
+    VIRTUAL_MAC,
+    Binding,
+    BindingTable,
+    FlowKey,
+    binding_flows,
+    flow_key,
+)
 from controller.catalogue import Catalogue, instance_state
 from controller.config import ControllerConfig
 from controller.engine import CandidateInput, Engine, estimate_compute_ms
@@ -34,10 +41,23 @@ from controller.intents import (
     match,
 )
 from controller.model import Instance, Metrics, Service
-from controller.packet import ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_LLDP, Packet, parse
+from controller.network import NetworkMonitor, costs_changed
+from controller.packet import (
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    ETH_TYPE_LLDP,
+    IPPROTO_TCP,
+    TCP_ACK,
+    TCP_SYN,
+    Packet,
+    build_tcp_syn,
+    parse,
+)
 from controller.topology import Topology
 
 PROBE_INTERVAL_S = 2.0
+LIVENESS_PORT = 0xDC0D  # source port of the controller's TCP liveness probes
+ENDING_REASONS = ("idle", "hard")  # flow-removed reasons that end a binding
 
 
 def service_punt(dpid: int, svc: Service) -> FlowMod:
@@ -68,10 +88,13 @@ class Core:
         self.forwarding = Forwarding(self.topology, lambda ip: ip in self.catalogue.by_dsid)
         self.engine = Engine(sel.spread, sel.sharpness, sel.hysteresis)
         self.bindings = BindingTable()
+        self.monitor = NetworkMonitor(config)
         self.counters: Counter[str] = Counter()
         self.writes: list[StoreWrite] = []
         self._states: dict[str, str] = {}
         self._last_probe: dict[str, float] = {}
+        self._detached: set[str] = set()  # instances whose attachment port or switch went away
+        self._unanswered: dict[str, float] = {}  # instance -> first liveness probe not answered
         for svc in config.services:
             self.catalogue.put_service(svc, create=True)
 
@@ -100,14 +123,16 @@ class Core:
     def switch_ports(self, dpid: int, ports: set[int], now: float) -> list[Intent]:
         """The switch's port list arrived: discover links from it and route hosts through it."""
         self.topology.switch_up(dpid, ports)
-        intents = self.forwarding.lldp([dpid])
+        intents = self.forwarding.lldp(now, [dpid])
         intents += self.forwarding.sync_routes()
         return intents + self._recompute_all(now)
 
     def switch_left(self, dpid: int, now: float) -> list[Intent]:
         """A switch disconnected: forget it; paths and decisions are recomputed."""
-        self.topology.switch_down(dpid)
+        lost = self.topology.switch_down(dpid)
+        self._detach([h.ip for h in lost])
         self.forwarding.forget_switch(dpid)
+        self.monitor.forget(dpid)
         self.engine.forget(ingress=dpid)
         return self.forwarding.sync_routes() + self._recompute_all(now)
 
@@ -115,19 +140,22 @@ class Core:
         """A port went up or down."""
         if up:
             self.topology.port_up(dpid, port)
-            return self.forwarding.lldp([dpid])
+            return self.forwarding.lldp(now, [dpid])
         link_lost, hosts_lost = self.topology.port_down(dpid, port)
         if not link_lost and not hosts_lost:
             return []
+        self._detach([h.ip for h in hosts_lost])
+        self._refresh_costs()
         return self.forwarding.sync_routes() + self._recompute_all(now)
 
     def tick(self, now: float) -> list[Intent]:
-        """Periodic work: expire links, send LLDP, notice stale metrics, probe for instances."""
+        """Periodic work: expire links, send LLDP, notice stale metrics, probe instances."""
         intents: list[Intent] = []
-        if self.topology.expire_links(now, self.config.link_timeout_s):
+        if self.topology.expire_links(now, self.config.link_timeout_s) | self._refresh_costs():
             intents += self.forwarding.sync_routes()
             intents += self._recompute_all(now)
-        intents += self.forwarding.lldp()
+        intents += self.forwarding.lldp(now)
+        intents += self._liveness_probes(now)
         changed = {i.service for i in self.catalogue.instances.values()
                    if self._states.get(i.dbid) != self._state(i, now)}
         for name in sorted(changed):
@@ -135,6 +163,37 @@ class Core:
         for inst in self.catalogue.instances.values():
             intents += self._probe_if_unknown(inst.dbid, now)
         return intents
+
+    # --- measurements -------------------------------------------------------------------
+    def port_stats(self, dpid: int, samples: list[tuple[int, int, int]],
+                   now: float) -> list[Intent]:
+        """Port counters (port, tx_bytes, rx_bytes) of one switch; congestion may move paths."""
+        for port, tx_bytes, rx_bytes in samples:
+            self.monitor.rates.update(dpid, port, tx_bytes, rx_bytes, now)
+        if not self._refresh_costs():
+            return []
+        return self.forwarding.sync_routes() + self._recompute_all(now)
+
+    def echo_rtt(self, dpid: int, rtt_s: float) -> None:
+        """A control-channel round trip to a switch (for link delay measurement)."""
+        self.monitor.echo_rtt(dpid, rtt_s)
+
+    def _refresh_costs(self) -> bool:
+        """Apply the monitor's link costs to the topology; True if paths may have changed."""
+        costs = self.monitor.costs(self.topology)
+        if not costs_changed(self.topology.link_cost_ms, costs):
+            return False
+        self.topology.set_costs(costs)
+        return True
+
+    def topology_view(self) -> dict[str, Any]:
+        """Switches, hosts, and links with their rate, utilisation, delay and cost."""
+        view = self.topology.to_dict()
+        for link in view["links"]:
+            direction = ((link["src"]["dpid"], link["src"]["port"]),
+                         (link["dst"]["dpid"], link["dst"]["port"]))
+            link.update(self.monitor.direction_view(direction))
+        return view
 
     # --- packets ------------------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> list[Intent]:
@@ -148,10 +207,15 @@ class Core:
         if pkt.eth_type == ETH_TYPE_ARP and pkt.arp_spa is not None:
             assert pkt.arp_sha is not None
             intents = self._learn(pkt.arp_spa, pkt.arp_sha, dpid, in_port, now)
+            if pkt.eth_dst == VIRTUAL_MAC and pkt.arp_spa in self._unanswered:
+                self._alive(pkt.arp_spa)  # the answer to an ARP liveness probe
             return intents + self.forwarding.arp(dpid, in_port, pkt, data, now)
         if pkt.eth_type != ETH_TYPE_IP or pkt.ip_src is None or pkt.ip_dst is None:
             return []
         intents = self._learn(pkt.ip_src, pkt.eth_src, dpid, in_port, now)
+        if pkt.l4_dst == LIVENESS_PORT and pkt.ip_proto == IPPROTO_TCP:
+            self._liveness_answer(pkt, now)
+            return intents
         svc = self.catalogue.service_for_dsid(pkt.ip_dst)
         if svc is not None:
             return intents + self._service_demand(svc, dpid, in_port, pkt, data, now)
@@ -161,17 +225,24 @@ class Core:
         """Learn where a sender lives; route to it, and re-decide if it is an instance."""
         if ip == "0.0.0.0" or not self.topology.learn_host(ip, mac, dpid, port):
             return []
+        self._detached.discard(ip)
+        intents = self.forwarding.sync_routes([ip])
         inst = self.catalogue.instances.get(ip)
         if inst is not None:
-            self._recompute(inst.service, now)
-        return self.forwarding.sync_routes([ip])
+            intents += self._recompute(inst.service, now)
+        return intents
 
     def _lldp_in(self, dpid: int, in_port: int, pkt: Packet, now: float) -> list[Intent]:
         """An LLDP frame we sent came back in at another switch: that is a link."""
         if pkt.lldp_dpid is None or pkt.lldp_port is None:
             return []
-        if not self.topology.link_seen((pkt.lldp_dpid, pkt.lldp_port), (dpid, in_port), now):
+        direction = ((pkt.lldp_dpid, pkt.lldp_port), (dpid, in_port))
+        new = self.topology.link_seen(*direction, now)
+        if pkt.lldp_sent_at is not None:
+            self.monitor.lldp_delay(direction, pkt.lldp_sent_at, now)
+        if not new:
             return []
+        self._refresh_costs()
         return self.forwarding.sync_routes() + self._recompute_all(now)
 
     def _route_miss(self, dpid: int, in_port: int, pkt: Packet, data: bytes,
@@ -226,10 +297,12 @@ class Core:
                    Output(port))
         return [forward, reverse, PacketOut(binding.ingress, data, actions, in_port)]
 
-    def flow_removed(self, dpid: int, cookie_value: int, now: float) -> list[Intent]:
-        """A switch removed one of our entries; a forward affinity entry ends its binding."""
+    def flow_removed(self, dpid: int, cookie_value: int, reason: str,
+                     now: float) -> list[Intent]:
+        """A switch removed one of our entries: a forward affinity entry that timed out ends
+        its binding (deletions are our own doing and already accounted for)."""
         split = cookie_kind(cookie_value)
-        if split is None or split[0] != CookieKind.AFFINITY_FWD:
+        if split is None or split[0] != CookieKind.AFFINITY_FWD or reason not in ENDING_REASONS:
             return []
         ident = split[1]
         reverse = delete_by_cookie(dpid, cookie(CookieKind.AFFINITY_REV, ident))
@@ -286,8 +359,9 @@ class Core:
         """A D-MA withdrew an instance: it gets no new flows; existing bindings stay."""
         inst = self.catalogue.withdraw(dbid)
         self._states.pop(dbid, None)
+        self._unanswered.pop(dbid, None)
         self.writes.append(StoreWrite("instance", dbid, None))
-        return self._recompute(inst.service, now)
+        return self._recompute(inst.service, now) + self._move_bindings(dbid)
 
     def report(self, dbid: str, metrics: Metrics, now: float) -> list[Intent]:
         """A metric report: record it and recompute that service's decisions."""
@@ -308,28 +382,98 @@ class Core:
 
     # --- decisions ----------------------------------------------------------------------
     def _state(self, inst: Instance, now: float) -> str:
-        """The instance's state now."""
-        return instance_state(inst, now, self.config.stale_after_s)
+        """The instance's state now: `down` when detached, or stale and not answering probes."""
+        if inst.dbid in self._detached:
+            return "down"
+        state = instance_state(inst, now, self.config.stale_after_s)
+        since = self._unanswered.get(inst.dbid)
+        if state == "unknown" and since is not None and now - since > self.config.probe_timeout_s:
+            return "down"
+        return state
 
     def _recompute_all(self, now: float) -> list[Intent]:
         """Recompute every service's decisions (topology changed)."""
+        intents: list[Intent] = []
         for name in sorted(self.catalogue.services):
-            self._recompute(name, now)
-        return []
+            intents += self._recompute(name, now)
+        return intents
 
     def _recompute(self, name: str, now: float) -> list[Intent]:
-        """Recompute one service's decision at every switch."""
+        """Recompute one service's decision at every switch; move the flows of instances that
+        just went down."""
         svc = self.catalogue.services.get(name)
         if svc is None:
             return []
         insts = self.catalogue.of_service(name)
         states = {i.dbid: self._state(i, now) for i in insts}
+        went_down = [d for d, s in states.items() if s == "down" and self._states.get(d) != s]
         self._states.update(states)
         for ingress in sorted(self.topology.ports):
             inputs = [self._input(svc, i, ingress, states[i.dbid]) for i in insts]
-            if self.engine.update(ingress, name, svc.weights, inputs, now):
+            if self.engine.update(ingress, name, svc.weights, inputs, now, svc.delay_budget_ms):
                 self.counters["decision_changes"] += 1
-        return []
+        intents: list[Intent] = []
+        for dbid in went_down:
+            intents += self._move_bindings(dbid)
+        return intents
+
+    def _move_bindings(self, dbid: str) -> list[Intent]:
+        """Rebind every flow bound to a dead instance to a live one (the only time affinity
+        breaks); a flow with nowhere to go loses its binding and entries."""
+        intents: list[Intent] = []
+        for b in [b for b in self.bindings.all() if b.dbid == dbid]:
+            svc = self.catalogue.services[b.key.service]
+            intents.append(delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_REV, b.ident)))
+            target = self.engine.pick(b.ingress, svc.name)
+            host = None if target is None else self.topology.hosts.get(target)
+            if target is None or host is None:
+                intents.append(delete_by_cookie(b.ingress,
+                                                cookie(CookieKind.AFFINITY_FWD, b.ident)))
+                self.bindings.remove(b.ident)
+                self.writes.append(StoreWrite("binding", str(b.ident), None))
+                self.counters["bindings_dropped"] += 1
+                continue
+            b.dbid = target
+            self._write_binding(b)
+            intents += binding_flows(b, svc, host.mac)
+            self.counters["affinity_moves"] += 1
+        return intents
+
+    def _detach(self, ips: list[str]) -> None:
+        """Instances among `ips` lost their attachment point: they are down until seen again."""
+        self._detached |= {ip for ip in ips if ip in self.catalogue.instances}
+
+    def _liveness_probes(self, now: float) -> list[Intent]:
+        """Probe every located instance whose metrics are stale: a TCP SYN to its service port
+        from the D-SID (a SYN-ACK says it serves), or ARP for services without a TCP port."""
+        intents: list[Intent] = []
+        for inst in self.catalogue.instances.values():
+            host = self.topology.hosts.get(inst.dbid)
+            if host is None or instance_state(inst, now, self.config.stale_after_s) != "unknown":
+                self._unanswered.pop(inst.dbid, None)
+                continue
+            self._unanswered.setdefault(inst.dbid, now)
+            svc = self.catalogue.services[inst.service]
+            if svc.protocol == "tcp" and svc.port is not None:
+                syn = build_tcp_syn(VIRTUAL_MAC, host.mac, svc.dsid, inst.dbid, LIVENESS_PORT,
+                                    svc.port)
+                intents.append(PacketOut(host.dpid, syn, (Output(host.port),)))
+            else:
+                self._last_probe.pop(inst.dbid, None)
+                intents += self.forwarding.probe(inst.dbid, now)
+        return intents
+
+    def _liveness_answer(self, pkt: Packet, now: float) -> None:
+        """A reply to a liveness probe: SYN-ACK means the instance serves; RST means it does not."""
+        flags = pkt.tcp_flags or 0
+        if pkt.ip_src in self.catalogue.instances and flags & (TCP_SYN | TCP_ACK) == (
+                TCP_SYN | TCP_ACK):
+            self._alive(pkt.ip_src)
+
+    def _alive(self, dbid: str) -> None:
+        """An instance answered a liveness probe."""
+        self._unanswered.pop(dbid, None)
+        self.counters["liveness_answers"] += 1
 
     def _input(self, svc: Service, inst: Instance, ingress: int, state: str) -> CandidateInput:
         """One instance's costs as seen from one ingress."""

@@ -60,13 +60,20 @@ class Candidate:
     cost: float | None
     share: float
     reason: str
+    predicted_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the candidate as JSON-ready values."""
         return {"dbid": self.dbid, "state": self.state, "network_ms": self.network_ms,
                 "compute_ms": round(self.compute_ms, 3),
+                "predicted_ms": _round(self.predicted_ms),
                 "cost": None if self.cost is None else round(self.cost, 3),
                 "share": round(self.share, 4), "reason": self.reason}
+
+
+def _round(value: float | None) -> float | None:
+    """Round for display, keeping None."""
+    return None if value is None else round(value, 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +106,23 @@ class Decision:
 
 
 def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[CandidateInput],
-           spread: float, sharpness: float, now: float) -> Decision:
-    """Score every candidate and give shares to the good ones (see module docstring)."""
+           spread: float, sharpness: float, now: float,
+           budget_ms: float | None = None) -> Decision:
+    """Score every candidate and give shares to the good ones (see module docstring).
+
+    With a delay budget, instances whose predicted delay (path + compute, unweighted) misses it
+    are left out as long as one instance meets it.
+    """
     rows = list(inputs)
     reachable = [r for r in rows if r.network_ms is not None]
     pool = [r for r in reachable if r.state == "active"]
     if not pool:
         pool = [r for r in reachable if r.state == "unknown"]
+    predicted = {r.dbid: (r.network_ms or 0.0) + r.compute_ms for r in reachable}
+    over = set()
+    if budget_ms is not None and any(predicted[r.dbid] <= budget_ms for r in pool):
+        over = {r.dbid for r in pool if predicted[r.dbid] > budget_ms}
+        pool = [r for r in pool if r.dbid not in over]
     costs = {r.dbid: weights.network * (r.network_ms or 0.0) + weights.compute * r.compute_ms
              for r in pool}
     shares: dict[str, float] = {}
@@ -121,6 +138,8 @@ def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[Candid
         cost = costs.get(r.dbid)
         if r.network_ms is None:
             reason = "unreachable from this ingress"
+        elif r.dbid in over:
+            reason = f"predicted {predicted[r.dbid]:.1f} ms misses the {budget_ms:g} ms budget"
         elif r.dbid not in costs:
             reason = f"not usable: {r.state}"
         elif r.dbid not in shares:
@@ -128,7 +147,7 @@ def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[Candid
         else:
             reason = "selected" if r.state == "active" else "selected (metrics stale: fallback)"
         candidates.append(Candidate(r.dbid, r.state, r.network_ms, r.compute_ms, cost,
-                                    shares.get(r.dbid, 0.0), reason))
+                                    shares.get(r.dbid, 0.0), reason, predicted.get(r.dbid)))
     return Decision(ingress, service, tuple(candidates), now)
 
 
@@ -181,9 +200,11 @@ class Engine:
         self.recomputed = 0
 
     def update(self, ingress: int, service: str, weights: Weights,
-               inputs: Iterable[CandidateInput], now: float) -> bool:
+               inputs: Iterable[CandidateInput], now: float,
+               budget_ms: float | None = None) -> bool:
         """Recompute one decision; install it if significant. Return True if it changed."""
-        new = decide(ingress, service, weights, inputs, self.spread, self.sharpness, now)
+        new = decide(ingress, service, weights, inputs, self.spread, self.sharpness, now,
+                     budget_ms)
         key = (ingress, service)
         self.recomputed += 1
         if not is_significant(self.decisions.get(key), new, self.hysteresis):

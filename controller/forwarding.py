@@ -173,12 +173,12 @@ class Forwarding:
         self._installed.pop(dpid, None)
 
     # --- discovery ----------------------------------------------------------------------
-    def lldp(self, dpids: Iterable[int] | None = None) -> list[Intent]:
-        """LLDP frames out of every usable port of the given (default: all) switches."""
+    def lldp(self, now: float, dpids: Iterable[int] | None = None) -> list[Intent]:
+        """LLDP frames, stamped with `now`, out of every usable port of the given switches."""
         out: list[Intent] = []
         for dpid in sorted(self.topology.ports if dpids is None else dpids):
             for port in sorted(self.topology.ports.get(dpid, ())):
-                frame = build_lldp(dpid, port, VIRTUAL_MAC)
+                frame = build_lldp(dpid, port, VIRTUAL_MAC, now)
                 out.append(PacketOut(dpid, frame, (Output(port),)))
         return out
 

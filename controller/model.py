@@ -92,6 +92,7 @@ class Service:
     affinity: AffinityPolicy = field(default_factory=AffinityPolicy)
     weights: Weights = field(default_factory=Weights)
     base_delay_ms: float = 10.0
+    delay_budget_ms: float | None = None
 
     @property
     def ip_proto(self) -> int | None:
@@ -112,10 +113,13 @@ class Service:
         }
         out["weights"] = {"network": self.weights.network, "compute": self.weights.compute}
         out["base_delay_ms"] = self.base_delay_ms
+        if self.delay_budget_ms is not None:
+            out["delay_budget_ms"] = self.delay_budget_ms
         return out
 
 
-SERVICE_KEYS = {"name", "dsid", "protocol", "port", "affinity", "weights", "base_delay_ms"}
+SERVICE_KEYS = {"name", "dsid", "protocol", "port", "affinity", "weights", "base_delay_ms",
+                "delay_budget_ms"}
 
 
 def service_from_dict(data: Any, where: str = "") -> Service:
@@ -158,9 +162,12 @@ def service_from_dict(data: Any, where: str = "") -> Service:
     if weights.network == 0 and weights.compute == 0:
         raise ValidationError(f"{where}weights", "network and compute cannot both be 0")
     base = check_number(data.get("base_delay_ms", 10.0), f"{where}base_delay_ms", 0.001, 60_000.0)
+    budget = data.get("delay_budget_ms")
+    if budget is not None:
+        budget = check_number(budget, f"{where}delay_budget_ms", 0.001, 3_600_000.0)
     return Service(name=name, dsid=dsid, protocol=protocol, port=port,
                    affinity=AffinityPolicy(key=key, idle_timeout=idle, hard_timeout=hard),
-                   weights=weights, base_delay_ms=base)
+                   weights=weights, base_delay_ms=base, delay_budget_ms=budget)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,10 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 LLDP_MULTICAST = "01:80:c2:00:00:0e"
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_ACK = 0x10
+LLDP_OUI_TS = b"\x02\xdc\x00\x01"  # locally administered OUI + subtype 1: send timestamp
 _ETH = struct.Struct("!6s6sH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _PORTS = struct.Struct("!HH")
@@ -48,8 +52,10 @@ class Packet:
     ip_proto: int | None = None
     l4_src: int | None = None
     l4_dst: int | None = None
+    tcp_flags: int | None = None
     lldp_dpid: int | None = None
     lldp_port: int | None = None
+    lldp_sent_at: float | None = None
 
 
 def parse(data: bytes) -> Packet | None:
@@ -65,8 +71,9 @@ def parse(data: bytes) -> Packet | None:
         return Packet(eth_src, eth_dst, eth_type, arp_op=op, arp_sha=sha.hex(":"),
                       arp_spa=socket.inet_ntoa(spa), arp_tpa=socket.inet_ntoa(tpa))
     if eth_type == ETH_TYPE_LLDP:
-        dpid, port = parse_lldp(data[14:])
-        return Packet(eth_src, eth_dst, eth_type, lldp_dpid=dpid, lldp_port=port)
+        dpid, port, sent_at = parse_lldp(data[14:])
+        return Packet(eth_src, eth_dst, eth_type, lldp_dpid=dpid, lldp_port=port,
+                      lldp_sent_at=sent_at)
     return Packet(eth_src, eth_dst, eth_type)
 
 
@@ -78,11 +85,13 @@ def _parse_ipv4(data: bytes, eth_src: str, eth_dst: str) -> Packet:
     dst = socket.inet_ntoa(data[30:34])
     frag_offset = struct.unpack_from("!H", data, 20)[0] & 0x1FFF
     l4 = 14 + ihl
-    sport = dport = None
+    sport = dport = flags = None
     if proto in (IPPROTO_TCP, IPPROTO_UDP) and frag_offset == 0 and len(data) >= l4 + 4:
         sport, dport = _PORTS.unpack_from(data, l4)
+        if proto == IPPROTO_TCP and len(data) >= l4 + 14:
+            flags = data[l4 + 13]
     return Packet(eth_src, eth_dst, ETH_TYPE_IP, ip_src=src, ip_dst=dst, ip_proto=proto,
-                  l4_src=sport, l4_dst=dport)
+                  l4_src=sport, l4_dst=dport, tcp_flags=flags)
 
 
 def build_arp(op: int, src_mac: str, src_ip: str, dst_mac: str, dst_ip: str) -> bytes:
@@ -94,11 +103,15 @@ def build_arp(op: int, src_mac: str, src_ip: str, dst_mac: str, dst_ip: str) -> 
     return eth + arp + bytes(18)  # pad to the 60-byte Ethernet minimum
 
 
-def build_lldp(dpid: int, port: int, src_mac: str) -> bytes:
-    """Build an LLDP frame naming (dpid, port) in its chassis and port ID TLVs."""
+def build_lldp(dpid: int, port: int, src_mac: str, sent_at: float | None = None) -> bytes:
+    """Build an LLDP frame naming (dpid, port); `sent_at` (controller clock) goes in an
+    organisationally specific TLV so the receiver can measure the link's delay."""
     chassis = b"\x07" + f"dpid:{dpid:016x}".encode()
     port_id = b"\x02" + struct.pack("!I", port)
-    tlvs = (_tlv(1, chassis) + _tlv(2, port_id) + _tlv(3, struct.pack("!H", 120)) + _tlv(0, b""))
+    tlvs = _tlv(1, chassis) + _tlv(2, port_id) + _tlv(3, struct.pack("!H", 120))
+    if sent_at is not None:
+        tlvs += _tlv(127, LLDP_OUI_TS + struct.pack("!d", sent_at))
+    tlvs += _tlv(0, b"")
     return _ETH.pack(mac_to_bytes(LLDP_MULTICAST), mac_to_bytes(src_mac), ETH_TYPE_LLDP) + tlvs
 
 
@@ -107,9 +120,10 @@ def _tlv(kind: int, value: bytes) -> bytes:
     return struct.pack("!H", (kind << 9) | len(value)) + value
 
 
-def parse_lldp(payload: bytes) -> tuple[int | None, int | None]:
-    """Return (dpid, port) from an LLDP payload made by `build_lldp`, else (None, None)."""
+def parse_lldp(payload: bytes) -> tuple[int | None, int | None, float | None]:
+    """Return (dpid, port, sent_at) from an LLDP payload made by `build_lldp`."""
     dpid = port = None
+    sent_at = None
     offset = 0
     while offset + 2 <= len(payload):
         header = struct.unpack_from("!H", payload, offset)[0]
@@ -122,7 +136,32 @@ def parse_lldp(payload: bytes) -> tuple[int | None, int | None]:
             try:
                 dpid = int(value[6:], 16)
             except ValueError:
-                return None, None
+                return None, None, None
         elif kind == 2 and len(value) == 5 and value[0] == 2:
             port = struct.unpack("!I", value[1:])[0]
-    return dpid, port
+        elif kind == 127 and len(value) == 12 and value[:4] == LLDP_OUI_TS:
+            sent_at = struct.unpack("!d", value[4:])[0]
+    return dpid, port, sent_at
+
+
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of `data`."""
+    if len(data) % 2:
+        data += b"\0"
+    total = int(sum(struct.unpack(f"!{len(data) // 2}H", data)))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def build_tcp_syn(src_mac: str, dst_mac: str, src: str, dst: str, sport: int,
+                  dport: int) -> bytes:
+    """Build a TCP SYN (a liveness probe: a listening instance answers SYN-ACK, else RST)."""
+    saddr, daddr = socket.inet_aton(src), socket.inet_aton(dst)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 0x0DC0_0001, 0, 0x50, TCP_SYN, 1024, 0, 0)
+    pseudo = saddr + daddr + struct.pack("!BBH", 0, IPPROTO_TCP, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, IPPROTO_TCP, 0,
+                     saddr, daddr)
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    return _ETH.pack(mac_to_bytes(dst_mac), mac_to_bytes(src_mac), ETH_TYPE_IP) + ip + tcp

@@ -117,6 +117,11 @@ class Topology:
         """Known link directions as ((src dpid, port), (dst dpid, port))."""
         return sorted((link.src, link.dst) for link in self._links.values())
 
+    def set_costs(self, costs: dict[frozenset[int], float]) -> None:
+        """Replace every link's cost (ms) and recompute paths."""
+        self.link_cost_ms = dict(costs)
+        self._rebuild()
+
     # --- hosts --------------------------------------------------------------------------
     def learn_host(self, ip: str, mac: str, dpid: int, port: int) -> bool:
         """Record where `ip` lives; return True if that is new or moved."""

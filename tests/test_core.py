@@ -101,7 +101,9 @@ def test_flow_removed_ends_binding_and_deletes_reverse_entry() -> None:
     fwd = flow_mods(_demand(core, 40020))[0]
     kind, ident = cookie_kind(fwd.cookie)
     assert kind == CookieKind.AFFINITY_FWD
-    (delete,) = core.flow_removed(1, fwd.cookie, 40.0)
+    assert core.flow_removed(1, fwd.cookie, "delete", 40.0) == []  # our own deletion
+    assert len(core.bindings) == 1
+    (delete,) = core.flow_removed(1, fwd.cookie, "idle", 40.0)
     assert delete.command == "delete" and delete.cookie == cookie(CookieKind.AFFINITY_REV, ident)
     assert len(core.bindings) == 0
     writes = core.drain_writes()

@@ -1,0 +1,163 @@
+"""Network awareness and failures in the core: congestion, budgets, liveness, moves."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from controller.affinity import VIRTUAL_MAC
+from controller.config import ControllerConfig, SelectionConfig
+from controller.core import LIVENESS_PORT
+from controller.engine import CandidateInput, decide
+from controller.intents import CookieKind, cookie_kind
+from controller.model import Weights
+from controller.packet import TCP_ACK, TCP_RST, TCP_SYN, parse
+from tests.helpers import (
+    HOSTS,
+    SVC1,
+    SVC2,
+    figure2_core,
+    flow_mods,
+    packet_outs,
+    report,
+    see_links,
+    tcp_frame,
+)
+
+CFG = ControllerConfig(services=(SVC1, SVC2), stale_after_s=3.0, probe_timeout_s=2.0,
+                       link_capacity_mbps=10.0, congestion_ms=10.0,
+                       selection=SelectionConfig(spread=0.3, sharpness=4.0, hysteresis=0.15))
+
+
+def _all_fresh(core, now: float) -> None:
+    for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"):
+        report(core, dbid, now)
+
+
+def _bind(core, sport: int, now: float) -> str:
+    ip, mac, dpid, port = HOSTS["c1"]
+    fwd = flow_mods(core.packet_in(dpid, port, tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1",
+                                                         sport, 8000), now))[0]
+    return str(fwd.actions[1].value)
+
+
+def _syn_ack(core, dbid: str, flags: int, now: float) -> None:
+    host = next(h for h in HOSTS.values() if h[0] == dbid)
+    frame = tcp_frame(host[1], VIRTUAL_MAC, dbid, "10.0.100.1", 8000, LIVENESS_PORT)
+    frame = frame[:14 + 20 + 13] + bytes([flags]) + frame[14 + 20 + 14:]
+    core.packet_in(host[2], host[3], frame, now)
+
+
+def test_budget_avoids_instances_that_would_miss_it() -> None:
+    """With a 20 ms budget, an instance predicted at 25 ms gets no flows while one meets it,
+    even though its weighted cost alone would have shared."""
+    inputs = [CandidateInput("near-busy", "active", 1.0, 24.0),
+              CandidateInput("far-idle", "active", 9.0, 10.0)]
+    d = decide(1, "svc", Weights(network=1.0, compute=0.5), inputs, 1.0, 1.0, 0.0, 20.0)
+    assert d.shares == {"far-idle": 1.0}
+    preds = {c.dbid: c.predicted_ms for c in d.candidates}
+    assert preds == {"near-busy": 25.0, "far-idle": 19.0}
+    none_meet = [CandidateInput("a", "active", 1.0, 30.0), CandidateInput("b", "active", 1.0, 40.0)]
+    assert decide(1, "svc", Weights(), none_meet, 0.0, 4.0, 0.0, 20.0).primary == "a"
+
+
+def test_congested_link_moves_new_flows_to_the_other_instance() -> None:
+    """Saturating r3's uplink makes e3 dear from r1; new flows go to e2, old ones stay."""
+    core = figure2_core(CFG)
+    _all_fresh(core, 1.0)
+    old = [_bind(core, 40000 + i, 1.0) for i in range(4)]
+    assert set(old) == {"10.0.0.21", "10.0.0.31"}
+    core.port_stats(4, [(3, 0, 0)], 1.0)
+    core.port_stats(4, [(3, 1_200_000, 0)], 2.0)  # 9.6 Mbit/s of 10 towards r3
+    view = {(lk["src"]["dpid"], lk["dst"]["dpid"]): lk for lk in core.topology_view()["links"]}
+    assert view[(4, 3)]["utilisation"] == 0.96 and view[(4, 3)]["cost_ms"] > 100
+    assert core.engine.decisions[(1, "svc1")].shares == {"10.0.0.21": 1.0}
+    assert {_bind(core, 41000 + i, 2.0) for i in range(4)} == {"10.0.0.21"}
+    assert [b.dbid for b in core.bindings.all()[:4]] == old
+
+
+def test_link_failure_reroutes_without_rebinding() -> None:
+    """Losing a link recomputes routes; bindings keep their instance."""
+    core = figure2_core(CFG)
+    _all_fresh(core, 1.0)
+    before = {b.ident: b.dbid for b in core.bindings.all()}
+    intents = core.port_changed(3, 10, up=False, now=2.0)  # r3's uplink
+    assert core.topology.path(1, 3) is None
+    assert any(getattr(i, "command", "") == "delete_strict" for i in intents)  # routes to e3 go
+    assert {b.ident: b.dbid for b in core.bindings.all()} == before
+
+
+def test_port_down_at_an_instance_moves_its_flows() -> None:
+    """When an instance's attachment port goes down it is `down`, and its bindings move."""
+    core = figure2_core(CFG)
+    _all_fresh(core, 1.0)
+    dbids = [_bind(core, 42000 + i, 1.0) for i in range(6)]
+    on_e3 = dbids.count("10.0.0.31")
+    intents = core.port_changed(3, 1, up=False, now=2.0)  # e3's port on r3
+    assert core.instance_view(core.catalogue.instances["10.0.0.31"], 2.0)["state"] == "down"
+    assert {b.dbid for b in core.bindings.all()} == {"10.0.0.21"}
+    assert core.stats()["affinity_moves"] == on_e3
+    kinds = [cookie_kind(f.cookie)[0] for f in flow_mods(intents) if f.command == "add"]
+    assert kinds.count(CookieKind.AFFINITY_FWD) == on_e3
+
+
+def test_silent_dma_with_live_instance_is_unknown_and_keeps_flows() -> None:
+    """Stale metrics but SYN-ACKs to the liveness probe: `unknown`, no new flows, flows stay."""
+    core = figure2_core(CFG)
+    _all_fresh(core, 1.0)
+    dbids = [_bind(core, 43000 + i, 1.0) for i in range(4)]
+    for t in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0):
+        for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.32"):
+            report(core, dbid, t)
+        see_links(core, t)
+        probes = [p for p in packet_outs(core.tick(t))
+                  if (pkt := parse(p.data)) and pkt.l4_src == LIVENESS_PORT]
+        if t >= 5.0:
+            assert [parse(p.data).ip_dst for p in probes] == ["10.0.0.31"]
+            assert parse(probes[0].data).tcp_flags == TCP_SYN
+            _syn_ack(core, "10.0.0.31", TCP_SYN | TCP_ACK, t + 0.01)
+    state = core.instance_view(core.catalogue.instances["10.0.0.31"], 8.0)["state"]
+    assert state == "unknown"
+    assert [b.dbid for b in core.bindings.all()] == dbids
+    assert core.engine.decisions[(1, "svc1")].shares == {"10.0.0.21": 1.0}
+
+
+def test_dead_instance_is_down_after_probe_timeout_and_its_flows_move() -> None:
+    """Stale metrics and only RSTs to the probe: `down` after probe_timeout_s; flows move."""
+    core = figure2_core(CFG)
+    _all_fresh(core, 1.0)
+    [_bind(core, 44000 + i, 1.0) for i in range(4)]
+    for t in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0):
+        for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.32"):
+            report(core, dbid, t)
+        see_links(core, t)
+        core.tick(t)
+        _syn_ack(core, "10.0.0.31", TCP_RST | TCP_ACK, t + 0.01)
+    assert core.instance_view(core.catalogue.instances["10.0.0.31"], 8.0)["state"] == "down"
+    assert {b.dbid for b in core.bindings.all()} == {"10.0.0.21"}
+    assert core.stats()["affinity_moves"] == 2
+
+
+def test_withdrawal_moves_bound_flows_and_nowhere_to_go_drops_them() -> None:
+    """A withdrawn instance's flows move; when no instance is left they lose their binding."""
+    core = figure2_core(CFG)
+    _all_fresh(core, 1.0)
+    [_bind(core, 45000 + i, 1.0) for i in range(4)]
+    core.withdraw("10.0.0.31", 2.0)
+    assert {b.dbid for b in core.bindings.all()} == {"10.0.0.21"}
+    intents = core.withdraw("10.0.0.21", 3.0)
+    assert len(core.bindings) == 0 and core.stats()["bindings_dropped"] == 4
+    assert sum(1 for f in flow_mods(intents) if f.command == "delete") == 8
+
+
+def test_lldp_timestamps_give_link_delay() -> None:
+    """A frame that took 12 ms with 2 ms control round trips measures a 10 ms link."""
+    core = figure2_core(dataclasses.replace(CFG, use_measured_delay=True))
+    for dpid in (1, 4):
+        core.echo_rtt(dpid, 0.002)
+    from controller.packet import build_lldp
+
+    core.packet_in(4, 1, build_lldp(1, 10, "02:00:00:00:00:01", 100.0), 100.012)
+    link = next(lk for lk in core.topology_view()["links"]
+                if (lk["src"]["dpid"], lk["dst"]["dpid"]) == (1, 4))
+    assert abs(link["delay_ms"] - 10.0) < 1e-6
+    assert link["cost_ms"] == link["delay_ms"]  # idle link, measured delay in use
