@@ -139,3 +139,16 @@ def test_hosts_are_added_with_unique_addresses_and_ports(tmp_path: Path) -> None
     assert g["s2"]["s1"]["ports"] == {"s1": 1, "s2": 1}
     assert g["s2"]["h2"]["ports"] == {"s2": 3, "h2": 0}
     assert g["s2"]["h2x2"]["ports"]["s2"] == 4
+
+
+def test_zoo_delays_become_controller_link_config() -> None:
+    """Abilene's propagation delays load into the controller's config as [[link]] tables."""
+    import tomllib
+
+    from controller.config import config_from_dict
+    from topologies.zoo import controller_links, load_zoo
+
+    graph = load_zoo("Abilene.graphml")
+    cfg = config_from_dict(tomllib.loads(controller_links(graph)))
+    assert len(cfg.links) == graph.number_of_edges() == 14
+    assert all(0.1 < lk.delay_ms < 30 for lk in cfg.links if lk.delay_ms is not None)

@@ -157,6 +157,21 @@ def _delay_attrs(a: dict[str, Any], b: dict[str, Any],
     return {}
 
 
+def controller_links(graph: nx.Graph) -> str:
+    """The graph's propagation delays as the controller's `[[link]]` TOML tables.
+
+    Appending this to a configuration makes the controller cost each link by its physical
+    delay (derived from the nodes' coordinates) rather than by hop count.
+    """
+    out = []
+    for u, v, data in sorted(graph.edges(data=True), key=lambda e: (str(e[0]), str(e[1]))):
+        a, b = graph.nodes[u].get("dpid"), graph.nodes[v].get("dpid")
+        if a is None or b is None or data.get("delay_ms") is None:
+            continue
+        out.append(f"[[link]]\na = {a}\nb = {b}\ndelay_ms = {data['delay_ms']:.3f}\n")
+    return "\n".join(out)
+
+
 def number_ports(graph: nx.Graph) -> None:
     """Give every edge `ports` {u: p, v: q}: switches count from 1 by neighbour, hosts use 0."""
     def order(n: str) -> tuple[int, int, str]:
