@@ -167,6 +167,7 @@ def test_bad_dma_report_is_rejected_and_changes_nothing(fig2: Lab) -> None:
     assert fig2.rest("POST", "/instances", {"dsid": SVC1, "dbid": "10.0.0.21"})[0] == 201
     good = {"dbid": "10.0.0.21", "cpu": 0.1, "sessions": 1, "queue": 0, "capacity": 4}
     assert fig2.rest("POST", "/metrics", good)[0] == 200
+    wait_shares(fig2, "svc1", R1, {"10.0.0.21"})  # located (ARP probe answered) and decided
     before = (fig2.rest("GET", "/instances")[1], fig2.rest("GET", "/decisions")[1])
     for bad, field in (({**good, "cpu": 3.5}, "cpu"), ({**good, "sessions": -1}, "sessions"),
                        ({**good, "dbid": "10.0.0.300"}, "dbid")):
