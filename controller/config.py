@@ -10,6 +10,7 @@ from typing import Any
 
 from controller.errors import ConfigError, ValidationError
 from controller.model import Service, check_number, reject_unknown, service_from_dict
+from controller.scoring import ScoringConfig, scoring_from_dict
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class ControllerConfig:
     use_measured_delay: bool = False
     probe_timeout_s: float = 3.0
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     services: tuple[Service, ...] = ()
     links: tuple[LinkConfig, ...] = ()
 
@@ -53,7 +55,7 @@ class LinkConfig:
 
 CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeout_s",
                    "store_flush_s", "stats_interval_s", "link_capacity_mbps", "congestion_ms",
-                   "use_measured_delay", "probe_timeout_s", "selection"}
+                   "use_measured_delay", "probe_timeout_s", "selection", "scoring"}
 
 
 def _links(raw: Any) -> tuple[LinkConfig, ...]:
@@ -132,9 +134,18 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         probe_timeout_s=check_number(ctl.get("probe_timeout_s", d.probe_timeout_s),
                                      "controller.probe_timeout_s", 0.1, 3600.0),
         selection=_selection(sel),
+        scoring=scoring_from_dict(_subtable(ctl, "scoring")),
         services=services,
         links=_links(data.get("link", [])),
     )
+
+
+def _subtable(table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A sub-table of [controller] (empty when absent)."""
+    value = table.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"controller.{key}", "must be a table")
+    return value
 
 
 def _flag(table: Mapping[str, Any], key: str, default: bool) -> bool:

@@ -22,7 +22,7 @@ from controller.affinity import (
 )
 from controller.catalogue import Catalogue, instance_state
 from controller.config import ControllerConfig
-from controller.engine import CandidateInput, Engine, estimate_compute_ms
+from controller.engine import CandidateInput, Engine, compute_ms
 from controller.forwarding import Forwarding, base_flows
 from controller.intents import (
     PORT_CONTROLLER,
@@ -480,7 +480,7 @@ class Core:
         host = self.topology.hosts.get(inst.dbid)
         network = None if host is None else self.topology.cost_ms(ingress, host.dpid)
         return CandidateInput(inst.dbid, state, network,
-                              estimate_compute_ms(inst.metrics, svc.base_delay_ms))
+                              compute_ms(inst.metrics, svc.base_delay_ms, self.config.scoring))
 
     # --- helpers ------------------------------------------------------------------------
     def _probe_if_unknown(self, ip: str, now: float) -> list[Intent]:

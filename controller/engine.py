@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.model import Metrics, Weights
+from controller.scoring import ScoringConfig, compute_ms_from_score, level2
 
 MAX_UTILISATION = 0.95
 EPSILON = 1e-9
@@ -37,6 +38,24 @@ def estimate_compute_ms(metrics: Metrics | None, base_delay_ms: float) -> float:
     if metrics.processing_delay_ms is not None:
         return max(model, metrics.processing_delay_ms)
     return model
+
+
+def compute_ms(metrics: Metrics | None, base_delay_ms: float, scoring: ScoringConfig) -> float:
+    """An instance's compute cost in ms from whatever level its D-MA reported.
+
+    A level-2 score (0-10) maps to `base * 10 / score`; raw (level-0) metrics go through the
+    configured normalisation and aggregation when scoring is enabled, else the M/M/1 estimate.
+    A reported processing delay is always a floor: the instance said it is that slow.
+    """
+    if metrics is None:
+        return base_delay_ms
+    if metrics.score is not None:
+        cost = compute_ms_from_score(metrics.score, base_delay_ms)
+    elif scoring.enabled:
+        cost = compute_ms_from_score(level2(metrics, base_delay_ms, scoring), base_delay_ms)
+    else:
+        return estimate_compute_ms(metrics, base_delay_ms)
+    return max(cost, metrics.processing_delay_ms or 0.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,24 +172,27 @@ def service_from_dict(data: Any, where: str = "") -> Service:
 
 @dataclass(frozen=True, slots=True)
 class Metrics:
-    """One compute-metric report of an instance (CATS level-0 raw metrics)."""
+    """One compute-metric report of an instance: CATS level-0 raw metrics, or a level-2 score
+    (0-10, 10 best) computed by the D-MA, in which case the raw fields may be left out."""
 
-    cpu: float
-    sessions: int
-    queue: int
-    capacity: int
+    cpu: float = 0.0
+    sessions: int = 0
+    queue: int = 0
+    capacity: int = 1
     active: bool = True
     processing_delay_ms: float | None = None
+    score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready values."""
         return {"cpu": self.cpu, "sessions": self.sessions, "queue": self.queue,
                 "capacity": self.capacity, "active": self.active,
-                "processing_delay_ms": self.processing_delay_ms}
+                "processing_delay_ms": self.processing_delay_ms, "score": self.score}
 
 
 METRIC_KEYS = {"dbid", "dsid", "cpu", "sessions", "queue", "capacity", "active",
-               "processing_delay_ms"}
+               "processing_delay_ms", "score"}
+RAW_DEFAULTS: dict[str, float | int] = {"cpu": 0.0, "sessions": 0, "queue": 0, "capacity": 1}
 
 
 def metrics_from_dict(data: Any, where: str = "") -> tuple[str, Metrics]:
@@ -198,9 +201,15 @@ def metrics_from_dict(data: Any, where: str = "") -> tuple[str, Metrics]:
         raise ValidationError(where or "report", "must be an object")
     reject_unknown(data, METRIC_KEYS, where.rstrip("."))
     dbid = parse_ipv4(data.get("dbid"), f"{where}dbid")
-    for required in ("cpu", "sessions", "queue", "capacity"):
-        if required not in data:
-            raise ValidationError(f"{where}{required}", "is required")
+    score = data.get("score")
+    if score is None:
+        for required in ("cpu", "sessions", "queue", "capacity"):
+            if required not in data:
+                raise ValidationError(f"{where}{required}", "is required (or give a level-2 "
+                                      "`score`)")
+    else:
+        score = check_number(score, f"{where}score", 0.0, 10.0)
+        data = {**RAW_DEFAULTS, **data}
     active = data.get("active", True)
     if not isinstance(active, bool):
         raise ValidationError(f"{where}active", f"must be true or false, got {active!r}")
@@ -213,6 +222,7 @@ def metrics_from_dict(data: Any, where: str = "") -> tuple[str, Metrics]:
         active=active,
         processing_delay_ms=None if delay is None else check_number(
             delay, f"{where}processing_delay_ms", 0.0, 3_600_000.0),
+        score=score,
     )
     return dbid, metrics
 

@@ -111,7 +111,8 @@ def _instance(data: dict[str, Any]) -> Instance:
     m = data.get("metrics")
     metrics = None if m is None else Metrics(
         cpu=m["cpu"], sessions=m["sessions"], queue=m["queue"], capacity=m["capacity"],
-        active=m["active"], processing_delay_ms=m.get("processing_delay_ms"))
+        active=m["active"], processing_delay_ms=m.get("processing_delay_ms"),
+        score=m.get("score"))
     return Instance(service=data["service"], dbid=data["dbid"], dma=data.get("dma", ""),
                     registered_active=data.get("registered_active", True), metrics=metrics,
                     metrics_at=data.get("metrics_at"),

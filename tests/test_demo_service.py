@@ -17,22 +17,11 @@ from typing import Any, TypeVar
 import pytest
 
 from agents.demo_service import ServiceConfig, ServiceServer
+from mininet_tests.processes import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 Start = Callable[..., int]
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, message: str) -> T:
-    """Poll `predicate` until it is truthy; fail with `message` and the last value seen."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value:
-        if time.monotonic() > deadline:
-            pytest.fail(f"{message} (last seen: {value!r})")
-        time.sleep(0.02)
-        value = predicate()
-    return value
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +30,7 @@ from agents.dma import (
     parse_stats,
     report_metrics,
 )
+from mininet_tests.processes import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -38,18 +38,6 @@ API = "/dyncast/v1"
 METRIC_KEYS = {"dbid", "dsid", "cpu", "sessions", "queue", "capacity", "active",
                "processing_delay_ms"}
 Record = tuple[str, str, Any]
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, message: str) -> T:
-    """Poll `predicate` until it is truthy; fail with `message` and the last value seen."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value:
-        if time.monotonic() > deadline:
-            pytest.fail(f"{message} (last seen: {value!r})")
-        time.sleep(0.02)
-        value = predicate()
-    return value
 
 
 # ---- report policy with a fake clock -----------------------------------------------------------

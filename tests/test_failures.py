@@ -161,3 +161,38 @@ def test_lldp_timestamps_give_link_delay() -> None:
                 if (lk["src"]["dpid"], lk["dst"]["dpid"]) == (1, 4))
     assert abs(link["delay_ms"] - 10.0) < 1e-6
     assert link["cost_ms"] == link["delay_ms"]  # idle link, measured delay in use
+
+
+def test_level2_score_and_configured_scoring_drive_compute_cost() -> None:
+    """A D-MA's level-2 score maps to base*10/score; raw metrics go through the configured
+    normalisation when scoring is on, the M/M/1 estimate when it is off."""
+    from controller.engine import compute_ms
+    from controller.model import Metrics
+    from controller.scoring import ScoringConfig
+
+    on, off = ScoringConfig(enabled=True), ScoringConfig()
+    assert compute_ms(Metrics(score=5.0), 20.0, off) == 40.0
+    assert compute_ms(Metrics(score=10.0), 20.0, on) == 20.0
+    idle = Metrics(cpu=0.0, sessions=0, queue=0, capacity=4)
+    assert compute_ms(idle, 20.0, on) == compute_ms(idle, 20.0, off) == 20.0
+    busy = Metrics(cpu=0.9, sessions=4, queue=4, capacity=4, processing_delay_ms=100.0)
+    assert compute_ms(busy, 20.0, on) == 100.0  # reported delay is a floor
+    assert compute_ms(busy, 20.0, off) > compute_ms(busy, 20.0, on)
+
+
+def test_level2_report_through_the_api_moves_the_decision() -> None:
+    """A score-only report is accepted and steers new flows; an out-of-range score is refused."""
+    import json
+
+    from controller.api import Api
+
+    api = Api(figure2_core(CFG))
+    for dbid, score in (("10.0.0.21", 2.0), ("10.0.0.31", 9.0)):
+        reply = api.handle("POST", "/dyncast/v1/metrics",
+                           json.dumps({"dbid": dbid, "score": score}).encode(), 1.0)
+        assert reply.status == 200, reply.body
+    assert api.core.engine.decisions[(1, "svc1")].shares == {"10.0.0.31": 1.0}
+    bad = api.handle("POST", "/dyncast/v1/metrics", b'{"dbid": "10.0.0.21", "score": 11}', 1.0)
+    assert bad.status == 400 and bad.body["field"] == "score"
+    raw = api.handle("POST", "/dyncast/v1/metrics", b'{"dbid": "10.0.0.21", "queue": 1}', 1.0)
+    assert raw.status == 400 and raw.body["field"] == "cpu"
