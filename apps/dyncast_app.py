@@ -84,6 +84,7 @@ class DyncastApp(App):  # type: ignore[misc]
         self.core.restore(snap.services, snap.instances, snap.bindings)
         self.api = Api(self.core)
         self.datapaths: dict[int, Any] = {}
+        self._workers: list[Any] = []
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),
@@ -92,13 +93,16 @@ class DyncastApp(App):  # type: ignore[misc]
     def start(self) -> Any:
         """Start the event loop, then the timer and store threads."""
         thread = super().start()
-        self.threads.append(hub.spawn(self._timer))
-        self.threads.append(hub.spawn(self._flusher))
-        self.threads.append(hub.spawn(self._poller))
+        self._workers = [hub.spawn(self._timer), hub.spawn(self._flusher),
+                         hub.spawn(self._poller)]
+        self.threads.extend(self._workers)
         return thread
 
     def stop(self) -> None:
-        """Flush the last store writes before the framework stops the app's threads."""
+        """Flush the last store writes, end our loops, then let the framework stop the rest
+        (it joins every thread of the app, so endless loops must be killed first)."""
+        for worker in self._workers:
+            hub.kill(worker)
         writes = self.core.drain_writes()
         if writes:
             self.store.apply(writes)

@@ -331,8 +331,13 @@ class Lab:
         step("stray processes", lambda: notes.extend(self._kill_strays()))
         if self.controller is not None:
             ctl = self.controller
-            step("stop controller", lambda: notes.append(
-                f"controller pid {ctl.popen.pid if ctl.popen else None} exit {ctl.stop()}"))
+
+            def stop_controller() -> None:
+                code = ctl.stop()
+                notes.append(f"controller pid {ctl.popen.pid if ctl.popen else None} exit {code}")
+                if code != 0:  # SIGTERM must close the apps cleanly (store flushed), exit 0
+                    problems.append(f"controller did not exit cleanly on SIGTERM: exit {code}")
+            step("stop controller", stop_controller)
         if self.net is not None:
             step("net.stop", self.net.stop)
             for node in self.net.controllers:  # RemoteController.stop() leaves its shell running
