@@ -1,6 +1,7 @@
-"""pytest fixtures for the Mininet tests: `lab` (an empty Lab) and `fig2` (Figure 2 + controller).
+"""pytest fixtures for the Mininet tests: `lab` (an empty Lab), `fig2` (Figure 2 + controller)
+and `ring` (topologies/ring.py + controller).
 
-Both fail the test at teardown if anything was left behind or the controller logged an
+All fail the test at teardown if anything was left behind or the controller logged an
 exception or an OpenFlow error. Tests marked `sanity` run first.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from mininet_tests.harness import Lab, require_root_and_ovs
 FIG2_CONFIG = Path(__file__).with_name("fig2.toml")
 FIG2_DEFAULTS: dict[str, Any] = {"config": FIG2_CONFIG, "bw": None, "extra_clients": 0,
                                  "edges": False, "wait_links": True}
+RING_CONFIG = Path(__file__).with_name("ring.toml")
+RING_DEFAULTS: dict[str, Any] = {"config": RING_CONFIG, "bw": None, "size": 4, "edges": False,
+                                 "wait_links": True}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,27 +61,27 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     _finish(the_lab)
 
 
-@pytest.fixture
-def fig2(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """Figure 2 running under the Dyncast controller, switches connected, management links up.
+def _options(request: pytest.FixtureRequest, defaults: dict[str, Any],
+             fixture: str) -> dict[str, Any]:
+    """The fixture's options: `defaults` updated by the test's indirect parameter, if any."""
+    opts = {**defaults, **getattr(request, "param", {})}
+    if unknown := set(opts) - set(defaults):
+        raise ValueError(f"unknown {fixture} options: {sorted(unknown)}")
+    return opts
 
-    Options via `@pytest.mark.parametrize("fig2", [{...}], indirect=True)`: config (TOML path,
-    default mininet_tests/fig2.toml), bw (Mbit/s on every link), extra_clients, edges (True:
-    start both demo services and the D-MA on e2 and e3), wait_links (default True: wait until
-    the controller has discovered the three switch-to-switch links).
-    """
-    from topologies.figure2 import Figure2Topo, configure, figure2_graph, hosts_of
 
-    opts = {**FIG2_DEFAULTS, **getattr(request, "param", {})}
-    if unknown := set(opts) - set(FIG2_DEFAULTS):
-        raise ValueError(f"unknown fig2 options: {sorted(unknown)}")
+def _running(request: pytest.FixtureRequest, graph: Any, topo: Any, opts: dict[str, Any],
+             configure: Callable[[Any], None] | None = None) -> Lab:
+    """A Lab with `topo` (described by `graph`) under the controller: switches connected,
+    management links to the edge hosts up, then as `opts` say (config, wait_links, edges)."""
+    from topologies.figure2 import hosts_of
+
     require_root_and_ovs()
     the_lab = Lab(request.node.name)
     try:
-        the_lab.graph = figure2_graph(opts["extra_clients"])
+        the_lab.graph = graph
         controller = the_lab.start_controller(opts["config"])
-        the_lab.build_net(Figure2Topo(bw=opts["bw"], extra_clients=opts["extra_clients"]),
-                          controller.ofp_port, configure=configure)
+        the_lab.build_net(topo, controller.ofp_port, configure=configure)
         for host in hosts_of(the_lab.graph, "edge"):
             the_lab.add_mgmt_link(host, the_lab.graph.nodes[host]["mgmt"])
         if opts["wait_links"]:
@@ -88,5 +92,39 @@ def fig2(request: pytest.FixtureRequest) -> Iterator[Lab]:
     except BaseException:
         the_lab.close()
         raise
+    return the_lab
+
+
+@pytest.fixture
+def fig2(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """Figure 2 running under the Dyncast controller, switches connected, management links up.
+
+    Options via `@pytest.mark.parametrize("fig2", [{...}], indirect=True)`: config (TOML path,
+    default mininet_tests/fig2.toml), bw (Mbit/s on every link), extra_clients, edges (True:
+    start both demo services and the D-MA on e2 and e3), wait_links (default True: wait until
+    the controller has discovered the three switch-to-switch links).
+    """
+    from topologies.figure2 import Figure2Topo, configure, figure2_graph
+
+    opts = _options(request, FIG2_DEFAULTS, "fig2")
+    topo = Figure2Topo(bw=opts["bw"], extra_clients=opts["extra_clients"])
+    the_lab = _running(request, figure2_graph(opts["extra_clients"]), topo, opts, configure)
+    yield the_lab
+    _finish(the_lab)
+
+
+@pytest.fixture
+def ring(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The ring (topologies/ring.py) under the Dyncast controller, as `fig2` does Figure 2.
+
+    Options via `@pytest.mark.parametrize("ring", [{...}], indirect=True)`: config (default
+    mininet_tests/ring.toml), bw (Mbit/s on every link), size (switches in the ring, default 4),
+    edges (True: start the demo service and D-MA on e2 and e3), wait_links (default True).
+    """
+    from topologies.ring import RingTopo, ring_graph
+
+    opts = _options(request, RING_DEFAULTS, "ring")
+    topo = RingTopo(size=opts["size"], bw=opts["bw"])
+    the_lab = _running(request, ring_graph(opts["size"]), topo, opts)
     yield the_lab
     _finish(the_lab)

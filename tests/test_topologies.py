@@ -152,3 +152,26 @@ def test_zoo_delays_become_controller_link_config() -> None:
     cfg = config_from_dict(tomllib.loads(controller_links(graph)))
     assert len(cfg.links) == graph.number_of_edges() == 14
     assert all(0.1 < lk.delay_ms < 30 for lk in cfg.links if lk.delay_ms is not None)
+
+
+def test_ring_has_two_edges_next_to_the_client_and_a_detour() -> None:
+    """s1..s4 in a cycle; e2 and e3 one hop from c1's switch, each also reachable the long way."""
+    from topologies.ring import port_towards, ring_graph
+
+    g = ring_graph()
+    assert {n: d["dpid"] for n, d in g.nodes(data=True) if "dpid" in d} == {
+        "s1": 1, "s2": 2, "s3": 3, "s4": 4}
+    assert {h: g.nodes[h]["switch"] for h in hosts_of(g)} == {"c1": "s1", "e2": "s2", "e3": "s4"}
+    assert nx.shortest_path(g, "c1", "e2") == ["c1", "s1", "s2", "e2"]
+    assert nx.shortest_path(g, "c1", "e3") == ["c1", "s1", "s4", "e3"]
+    without = g.copy()
+    without.remove_edge("s1", "s2")
+    assert nx.shortest_path(without, "c1", "e2") == ["c1", "s1", "s4", "s3", "s2", "e2"]
+    assert (port_towards(g, "s1", "s2"), port_towards(g, "s2", "s1")) == (10, 11)
+    assert (port_towards(g, "s1", "s4"), port_towards(g, "s4", "s1")) == (11, 10)
+    assert g.nodes["e2"]["dbids"] == {"svc1": "10.0.0.21"} and g.nodes["e2"]["mgmt"] == 2
+    assert g.nodes["e3"]["dbids"] == {"svc1": "10.0.0.31"} and g.nodes["e3"]["mgmt"] == 3
+    assert g.graph["services"] == {"svc1": "10.0.100.1"}
+    for switch in ("s1", "s2", "s3", "s4"):
+        ports = [g[switch][peer]["ports"][switch] for peer in g.neighbors(switch)]
+        assert len(ports) == len(set(ports))
