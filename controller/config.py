@@ -51,6 +51,7 @@ class LinkConfig:
     b: int
     delay_ms: float | None = None
     capacity_mbps: float | None = None
+    admin_ms: float = 0.0
 
 
 CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeout_s",
@@ -59,7 +60,8 @@ CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeou
 
 
 def _links(raw: Any) -> tuple[LinkConfig, ...]:
-    """Parse the [[link]] tables: `a` and `b` (datapath ids), `delay_ms`, `capacity_mbps`."""
+    """Parse the [[link]] tables: `a` and `b` (datapath ids), `delay_ms`, `capacity_mbps`,
+    `admin_ms` (an administrative cost added to the link's cost)."""
     if not isinstance(raw, list):
         raise ValidationError("link", "must be an array of tables ([[link]])")
     out = []
@@ -67,14 +69,15 @@ def _links(raw: Any) -> tuple[LinkConfig, ...]:
         where = f"link[{i}]"
         if not isinstance(item, Mapping):
             raise ValidationError(where, "must be a table")
-        reject_unknown(item, {"a", "b", "delay_ms", "capacity_mbps"}, where)
+        reject_unknown(item, {"a", "b", "delay_ms", "capacity_mbps", "admin_ms"}, where)
         a, b = (int(check_number(item.get(k), f"{where}.{k}", 1, 2**63)) for k in ("a", "b"))
         delay = item.get("delay_ms")
         cap = item.get("capacity_mbps")
         out.append(LinkConfig(
             a, b,
             None if delay is None else check_number(delay, f"{where}.delay_ms", 0.0, 100000.0),
-            None if cap is None else check_number(cap, f"{where}.capacity_mbps", 0.001, 1e7)))
+            None if cap is None else check_number(cap, f"{where}.capacity_mbps", 0.001, 1e7),
+            check_number(item.get("admin_ms", 0.0), f"{where}.admin_ms", 0.0, 1e6)))
     return tuple(out)
 
 

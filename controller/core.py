@@ -479,8 +479,16 @@ class Core:
         """One instance's costs as seen from one ingress."""
         host = self.topology.hosts.get(inst.dbid)
         network = None if host is None else self.topology.cost_ms(ingress, host.dpid)
+        parts: dict[str, float] = {"hops": 0.0, "delay_ms": 0.0, "congestion_ms": 0.0,
+                                   "admin_ms": 0.0}
+        if network is not None and host is not None:
+            for a, b in self.topology.path_links(ingress, host.dpid):
+                parts["hops"] += 1
+                for key, value in self.monitor.link_parts(a, b).items():
+                    parts[key] += value
         return CandidateInput(inst.dbid, state, network,
-                              compute_ms(inst.metrics, svc.base_delay_ms, self.config.scoring))
+                              compute_ms(inst.metrics, svc.base_delay_ms, self.config.scoring),
+                              tuple(parts.items()) if network is not None else ())
 
     # --- helpers ------------------------------------------------------------------------
     def _probe_if_unknown(self, ip: str, now: float) -> list[Intent]:

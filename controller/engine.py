@@ -66,6 +66,7 @@ class CandidateInput:
     state: str
     network_ms: float | None
     compute_ms: float
+    network_parts: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +81,14 @@ class Candidate:
     share: float
     reason: str
     predicted_ms: float | None = None
+    network_parts: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return the candidate as JSON-ready values."""
         return {"dbid": self.dbid, "state": self.state, "network_ms": self.network_ms,
                 "compute_ms": round(self.compute_ms, 3),
                 "predicted_ms": _round(self.predicted_ms),
+                "network": {k: round(v, 3) for k, v in self.network_parts},
                 "cost": None if self.cost is None else round(self.cost, 3),
                 "share": round(self.share, 4), "reason": self.reason}
 
@@ -166,7 +169,8 @@ def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[Candid
         else:
             reason = "selected" if r.state == "active" else "selected (metrics stale: fallback)"
         candidates.append(Candidate(r.dbid, r.state, r.network_ms, r.compute_ms, cost,
-                                    shares.get(r.dbid, 0.0), reason, predicted.get(r.dbid)))
+                                    shares.get(r.dbid, 0.0), reason, predicted.get(r.dbid),
+                                    r.network_parts))
     return Decision(ingress, service, tuple(candidates), now)
 
 

@@ -59,8 +59,23 @@ class NetworkMonitor:
             return measured
         return self.config.selection.hop_ms
 
+    def parts(self, direction: Direction) -> dict[str, float]:
+        """The components of one link direction's cost: delay, congestion, administrative."""
+        (a, pa), (b, _) = direction
+        rate = self.rates.tx_bps(a, pa)
+        util = None if rate is None else utilisation(rate, self.capacity_bps(a, b))
+        delay = self.base_delay_ms(direction)
+        lk = self._configured.get(frozenset((a, b)))
+        return {"delay_ms": delay,
+                "congestion_ms": link_cost_ms(delay, util, self.config.congestion_ms) - delay,
+                "admin_ms": lk.admin_ms if lk is not None else 0.0}
+
+    def link_parts(self, a: tuple[int, int], b: tuple[int, int]) -> dict[str, float]:
+        """The components of the dearer direction of the link between ports `a` and `b`."""
+        return max(self.parts((a, b)), self.parts((b, a)), key=lambda p: sum(p.values()))
+
     def direction_view(self, direction: Direction) -> dict[str, Any]:
-        """Rate, utilisation, delay and cost of one link direction."""
+        """Rate, utilisation, measured delay and cost of one link direction."""
         (a, pa), (b, _) = direction
         rate = self.rates.tx_bps(a, pa)
         util = None if rate is None else utilisation(rate, self.capacity_bps(a, b))
@@ -68,8 +83,7 @@ class NetworkMonitor:
         return {"rate_bps": None if rate is None else round(rate, 1),
                 "utilisation": None if util is None else round(util, 4),
                 "delay_ms": None if measured is None else round(measured, 3),
-                "cost_ms": round(link_cost_ms(self.base_delay_ms(direction), util,
-                                              self.config.congestion_ms), 3)}
+                "cost_ms": round(sum(self.parts(direction).values()), 3)}
 
     def costs(self, topology: Topology) -> dict[frozenset[int], float]:
         """Each undirected link's cost: the dearer of its two directions."""

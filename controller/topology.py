@@ -7,6 +7,7 @@ paths over a networkx graph whose edge weight `cost` is the link's delay estimat
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +175,15 @@ class Topology:
         """Switches on the shortest path from `src` to `dst`, inclusive; None if unreachable."""
         reverse = self._from(dst)[1].get(src)
         return None if reverse is None else list(reversed(reverse))
+
+    def path_links(self, src: int, dst: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """The (port, port) pairs crossed on the shortest path from `src` to `dst`."""
+        hops = self.path(src, dst) or []
+        out = []
+        for a, b in itertools.pairwise(hops):
+            ports: dict[int, int] = self._graph.edges[a, b]["ports"]
+            out.append(((a, ports[a]), (b, ports[b])))
+        return out
 
     def out_port(self, src: int, ip: str) -> int | None:
         """The port at switch `src` that leads towards host `ip`; None if unknown/unreachable."""

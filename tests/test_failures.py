@@ -196,3 +196,21 @@ def test_level2_report_through_the_api_moves_the_decision() -> None:
     assert bad.status == 400 and bad.body["field"] == "score"
     raw = api.handle("POST", "/dyncast/v1/metrics", b'{"dbid": "10.0.0.21", "queue": 1}', 1.0)
     assert raw.status == 400 and raw.body["field"] == "cpu"
+
+
+def test_decision_shows_the_network_cost_components_along_the_path() -> None:
+    """Each candidate's network cost splits into hops, delay, congestion and admin parts that
+    add up to network_ms; configured link delay and admin cost show up where they apply."""
+    from controller.config import LinkConfig
+
+    cfg = dataclasses.replace(CFG, links=(LinkConfig(3, 4, delay_ms=4.0, admin_ms=2.5),))
+    core = figure2_core(cfg)
+    _all_fresh(core, 1.0)
+    core.port_stats(1, [(10, 0, 0)], 1.0)
+    core.port_stats(1, [(10, 625_000, 0)], 2.0)  # r1's uplink half full
+    rows = {c.dbid: c.to_dict() for c in core.engine.decisions[(1, "svc1")].candidates}
+    far = rows["10.0.0.31"]["network"]
+    assert far == {"hops": 2.0, "delay_ms": 5.0, "congestion_ms": 10.0, "admin_ms": 2.5}
+    assert rows["10.0.0.31"]["network_ms"] == sum(v for k, v in far.items() if k != "hops")
+    near = rows["10.0.0.21"]["network"]
+    assert near["congestion_ms"] == 10.0 and near["admin_ms"] == 0.0
