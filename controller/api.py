@@ -14,7 +14,7 @@ from typing import Any
 from controller.core import Core
 from controller.errors import Conflict, NotFound, ValidationError
 from controller.intents import Intent
-from controller.model import metrics_from_dict, parse_ipv4, service_from_dict
+from controller.model import check_number, metrics_from_dict, parse_ipv4, service_from_dict
 
 PREFIX = "/dyncast/v1/"
 MAX_BODY = 1 << 20
@@ -121,6 +121,8 @@ class Api:
         return Reply(200, [self.core.instance_view(i, now) for _, i in sorted(insts.items())])
 
     def _register(self, args: list[str], data: Any, now: float) -> Reply:
+        if args:
+            return self._instance_action(args, data, now)
         if not isinstance(data, dict):
             raise ValidationError("body", "must be an object with dsid and dbid")
         unknown = set(data) - {"dsid", "dbid", "dma", "active"}
@@ -137,6 +139,28 @@ class Api:
         existed = dbid in self.core.catalogue.instances
         inst, intents = self.core.register(dsid, dbid, dma, active, now)
         return Reply(200 if existed else 201, self.core.instance_view(inst, now), intents)
+
+    def _instance_action(self, args: list[str], data: Any, now: float) -> Reply:
+        """POST /instances/{dbid}/drain {"deadline_s"?} and /instances/{dbid}/undrain."""
+        if len(args) != 2 or args[1] not in ("drain", "undrain"):
+            raise ValidationError("path", "use POST /dyncast/v1/instances/{dbid}/drain or "
+                                  "/undrain")
+        dbid = parse_ipv4(args[0], "dbid")
+        body = data if data is not None else {}
+        if not isinstance(body, dict):
+            raise ValidationError("body", "must be an object")
+        if args[1] == "undrain":
+            if body:
+                raise ValidationError(sorted(body)[0], "unknown key")
+            inst, intents = self.core.undrain(dbid, now)
+        else:
+            if set(body) - {"deadline_s"}:
+                raise ValidationError(sorted(set(body) - {"deadline_s"})[0], "unknown key")
+            deadline = body.get("deadline_s")
+            if deadline is not None:
+                deadline = check_number(deadline, "deadline_s", 0.0, 30 * 86400.0)
+            inst, intents = self.core.drain(dbid, deadline, now)
+        return Reply(200, self.core.instance_view(inst, now), intents)
 
     def _withdraw(self, args: list[str], _: Any, now: float) -> Reply:
         if len(args) != 1:

@@ -23,6 +23,7 @@ from controller.affinity import (
 from controller.catalogue import Catalogue, instance_state
 from controller.config import ControllerConfig
 from controller.engine import CandidateInput, Engine, compute_ms
+from controller.errors import NotFound
 from controller.forwarding import Forwarding, base_flows
 from controller.intents import (
     PORT_CONTROLLER,
@@ -162,7 +163,7 @@ class Core:
             intents += self._recompute(name, now)
         for inst in self.catalogue.instances.values():
             intents += self._probe_if_unknown(inst.dbid, now)
-        return intents
+        return intents + self._drain_deadlines(now)
 
     # --- measurements -------------------------------------------------------------------
     def port_stats(self, dpid: int, samples: list[tuple[int, int, int]],
@@ -370,6 +371,40 @@ class Core:
         self._write_instance(inst)
         return self._recompute(inst.service, now)
 
+    def drain(self, dbid: str, deadline_s: float | None, now: float) -> tuple[Instance,
+                                                                              list[Intent]]:
+        """Operator drain: no new flows; bound flows keep the instance until they end or, with
+        a deadline, until it passes (then they move to a live instance)."""
+        inst = self.catalogue.instances.get(dbid)
+        if inst is None:
+            raise NotFound("instance", dbid)
+        inst.draining = True
+        inst.drain_deadline = None if deadline_s is None else now + deadline_s
+        self._write_instance(inst)
+        return inst, self._recompute(inst.service, now)
+
+    def undrain(self, dbid: str, now: float) -> tuple[Instance, list[Intent]]:
+        """End a drain: the instance takes new flows again (if otherwise usable)."""
+        inst = self.catalogue.instances.get(dbid)
+        if inst is None:
+            raise NotFound("instance", dbid)
+        inst.draining = False
+        inst.drain_deadline = None
+        self._write_instance(inst)
+        return inst, self._recompute(inst.service, now)
+
+    def _drain_deadlines(self, now: float) -> list[Intent]:
+        """Move the remaining flows of drained instances whose deadline has passed."""
+        intents: list[Intent] = []
+        for inst in self.catalogue.instances.values():
+            if inst.draining and inst.drain_deadline is not None and now >= inst.drain_deadline:
+                inst.drain_deadline = None
+                self._write_instance(inst)
+                moved = self.counters["affinity_moves"]
+                intents += self._move_bindings(inst.dbid)
+                self.counters["drain_deadline_moves"] += self.counters["affinity_moves"] - moved
+        return intents
+
     def instance_view(self, inst: Instance, now: float) -> dict[str, Any]:
         """An instance with its current state and location, for the API."""
         host = self.topology.hosts.get(inst.dbid)
@@ -389,6 +424,8 @@ class Core:
         since = self._unanswered.get(inst.dbid)
         if state == "unknown" and since is not None and now - since > self.config.probe_timeout_s:
             return "down"
+        if inst.draining and state != "inactive":
+            return "draining"
         return state
 
     def _recompute_all(self, now: float) -> list[Intent]:

@@ -238,10 +238,13 @@ class Instance:
     metrics: Metrics | None = None
     metrics_at: float | None = None
     registered_at: float = 0.0
+    draining: bool = False
+    drain_deadline: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the instance as JSON-ready values."""
         return {"service": self.service, "dbid": self.dbid, "dma": self.dma,
                 "registered_active": self.registered_active,
                 "metrics": self.metrics.to_dict() if self.metrics else None,
-                "metrics_at": self.metrics_at, "registered_at": self.registered_at}
+                "metrics_at": self.metrics_at, "registered_at": self.registered_at,
+                "draining": self.draining, "drain_deadline": self.drain_deadline}

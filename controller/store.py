@@ -116,7 +116,9 @@ def _instance(data: dict[str, Any]) -> Instance:
     return Instance(service=data["service"], dbid=data["dbid"], dma=data.get("dma", ""),
                     registered_active=data.get("registered_active", True), metrics=metrics,
                     metrics_at=data.get("metrics_at"),
-                    registered_at=data.get("registered_at", 0.0))
+                    registered_at=data.get("registered_at", 0.0),
+                    draining=data.get("draining", False),
+                    drain_deadline=data.get("drain_deadline"))
 
 
 def _binding(data: dict[str, Any]) -> Binding:

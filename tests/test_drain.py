@@ -1,0 +1,57 @@
+"""Operator drain: no new flows to a drained instance; its flows stay until a deadline."""
+
+from __future__ import annotations
+
+import json
+
+from controller.api import Api
+from tests.helpers import figure2_core
+from tests.test_failures import CFG, _all_fresh, _bind
+
+
+def _post(api: Api, path: str, body: object = None, now: float = 1.0):
+    data = b"" if body is None else json.dumps(body).encode()
+    return api.handle("POST", f"/dyncast/v1/{path}", data, now)
+
+
+def test_drained_instance_gets_no_new_flows_and_keeps_its_bound_ones() -> None:
+    """After drain, every new flow goes elsewhere; flows bound before keep the instance."""
+    api = Api(figure2_core(CFG))
+    _all_fresh(api.core, 1.0)
+    before = [_bind(api.core, 46000 + i, 1.0) for i in range(4)]
+    reply = _post(api, "instances/10.0.0.31/drain")
+    assert reply.status == 200 and reply.body["state"] == "draining"
+    assert {_bind(api.core, 47000 + i, 1.0) for i in range(6)} == {"10.0.0.21"}
+    assert [b.dbid for b in api.core.bindings.all()[:4]] == before
+    reply = _post(api, "instances/10.0.0.31/undrain")
+    assert reply.status == 200 and reply.body["state"] == "active"
+    assert {_bind(api.core, 48000 + i, 1.0) for i in range(6)} == {"10.0.0.21", "10.0.0.31"}
+
+
+def test_drain_deadline_moves_the_remaining_flows() -> None:
+    """When the drain deadline passes, flows still bound to the instance move and are counted."""
+    api = Api(figure2_core(CFG))
+    _all_fresh(api.core, 1.0)
+    [_bind(api.core, 49000 + i, 1.0) for i in range(4)]
+    assert _post(api, "instances/10.0.0.31/drain", {"deadline_s": 5}).status == 200
+    api.core.tick(3.0)
+    assert "10.0.0.31" in {b.dbid for b in api.core.bindings.all()}
+    for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"):
+        from tests.helpers import report, see_links
+
+        report(api.core, dbid, 6.0)
+        see_links(api.core, 6.0)
+    api.core.tick(6.0)
+    assert {b.dbid for b in api.core.bindings.all()} == {"10.0.0.21"}
+    assert api.core.stats()["drain_deadline_moves"] == 2
+
+
+def test_drain_rejects_bad_input() -> None:
+    """Unknown instance 404, bad deadline or key 400, unknown action 400; nothing changes."""
+    api = Api(figure2_core(CFG))
+    assert _post(api, "instances/10.0.0.77/drain").status == 404
+    bad = _post(api, "instances/10.0.0.31/drain", {"deadline_s": -1})
+    assert bad.status == 400 and bad.body["field"] == "deadline_s"
+    assert _post(api, "instances/10.0.0.31/drain", {"until": 3}).body["field"] == "until"
+    assert _post(api, "instances/10.0.0.31/pause").status == 400
+    assert not api.core.catalogue.instances["10.0.0.31"].draining
