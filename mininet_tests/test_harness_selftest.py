@@ -32,6 +32,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+import signal
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a clean controller exits 0
 print("fake controller up", flush=True)
 HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
@@ -113,6 +115,14 @@ def test_controller_process_lifecycle(lab: Lab) -> None:
     problems = lab.close()
     assert len(problems) == 1 and "fake failure" in problems[0], problems
     assert not pid_alive(pid)
+
+
+def test_controller_that_needs_sigkill_is_reported(lab: Lab) -> None:
+    """A controller that does not exit 0 on SIGTERM fails the teardown."""
+    stubborn = FAKE_CONTROLLER.replace("sys.exit(0)", "None")
+    lab.start_controller(command=[sys.executable, "-c", stubborn, "{rest_port}"], timeout=10)
+    problems = lab.close()
+    assert any("did not exit cleanly" in p for p in problems), problems
 
 
 def test_wait_until_reports_the_last_value() -> None:
