@@ -32,6 +32,8 @@ from typing import Any
 import networkx as nx
 from mininet.topo import Topo
 
+from topologies.graph import add_graph
+
 PREFIX_LEN = 16
 SERVICES = {"svc1": "10.0.100.1", "svc2": "10.0.100.2"}  # name -> D-SID
 SERVICE_PORT = 8000
@@ -97,16 +99,7 @@ class Figure2Topo(Topo):
 
         bw: every link's rate limit in Mbit/s (needs TCLink), None for none.
         """
-        graph = figure2_graph(int(extra_clients))
-        link_opts: dict[str, Any] = {} if bw is None else {"bw": float(bw)}
-        for name, data in graph.nodes(data=True):
-            if "dpid" in data:
-                self.addSwitch(name, dpid=f"{data['dpid']:016x}")
-            else:
-                self.addHost(name, ip=f"{data['ip']}/{PREFIX_LEN}", mac=data["mac"])
-        for u, v, data in graph.edges(data=True):
-            ports = data["ports"]
-            self.addLink(u, v, port1=ports[u], port2=ports[v], **link_opts)
+        add_graph(self, figure2_graph(int(extra_clients)), PREFIX_LEN, bw)
 
 
 def configure(net: Any, graph: nx.Graph | None = None) -> None:

@@ -26,10 +26,10 @@ expectations (ports, paths) from the same graph. With the repo's venv:
 
 from __future__ import annotations
 
-from typing import Any
-
 import networkx as nx
 from mininet.topo import Topo
+
+from topologies.graph import add_graph
 
 RING_PREFIX_LEN = 16
 RING_SERVICES = {"svc1": "10.0.100.1"}  # name -> D-SID
@@ -81,16 +81,7 @@ class RingTopo(Topo):
 
         bw: every link's rate limit in Mbit/s (needs TCLink), None for none.
         """
-        graph = ring_graph(int(size))
-        link_opts: dict[str, Any] = {} if bw is None else {"bw": float(bw)}
-        for name, data in graph.nodes(data=True):
-            if "dpid" in data:
-                self.addSwitch(name, dpid=f"{data['dpid']:016x}")
-            else:
-                self.addHost(name, ip=f"{data['ip']}/{RING_PREFIX_LEN}", mac=data["mac"])
-        for u, v, data in graph.edges(data=True):
-            ports = data["ports"]
-            self.addLink(u, v, port1=ports[u], port2=ports[v], **link_opts)
+        add_graph(self, ring_graph(int(size)), RING_PREFIX_LEN, bw)
 
 
 topos = {"ring": RingTopo}

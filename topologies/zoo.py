@@ -33,6 +33,8 @@ import networkx as nx
 from mininet.log import warn
 from mininet.topo import Topo
 
+from topologies.graph import add_graph
+
 EARTH_RADIUS_KM = 6371.0
 SIGNAL_SPEED_KM_PER_MS = 200.0  # 2e8 m/s, light in fibre
 HOST_PREFIX_LEN = 16
@@ -226,16 +228,7 @@ class GraphTopo(Topo):
         if not any(d.get("role") == "host" for _, d in graph.nodes(data=True)):
             graph = with_hosts(graph, int(hosts_per_switch))
         self.graph = graph
-        for name, data in graph.nodes(data=True):
-            if "dpid" in data:
-                self.addSwitch(name, dpid=f"{data['dpid']:016x}")
-            else:
-                self.addHost(name, ip=f"{data['ip']}/{HOST_PREFIX_LEN}", mac=data["mac"])
-        for u, v, data in graph.edges(data=True):
-            opts: dict[str, Any] = {} if bw is None else {"bw": float(bw)}
-            if delay and "delay_ms" in data:
-                opts["delay"] = f"{data['delay_ms']:.3f}ms"
-            self.addLink(u, v, port1=data["ports"][u], port2=data["ports"][v], **opts)
+        add_graph(self, graph, HOST_PREFIX_LEN, bw, delay)
 
 
 def zoo_topo(filename: str, hosts_per_switch: int = 1, bw: float | None = None) -> GraphTopo:
