@@ -39,7 +39,7 @@ class RestController(ControllerBase):  # type: ignore[misc]
         """One member of a collection."""
         return self._serve(req)
 
-    @route("dyncast", "/dyncast/v1/{resource}/{item}/{action}", methods=METHODS)
-    def action(self, req: Any, **_: Any) -> Any:
-        """An action on a member (reserved for drain/undrain)."""
+    @route("dyncast", "/dyncast/v1/{resource}/{item}/{verb}", methods=METHODS)
+    def verb(self, req: Any, **_: Any) -> Any:
+        """An action on a member, e.g. drain/undrain ("action" is a reserved name in Routes)."""
         return self._serve(req)

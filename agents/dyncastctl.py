@@ -1,0 +1,326 @@
+"""`dyncastctl`: the operator's command line over the controller's REST API (/dyncast/v1/).
+
+Boundary: stdlib only; speaks HTTP/JSON to one controller and prints aligned tables, or with
+--json the API's own JSON. Exit status: 0 done; 1 the API refused (its error on stderr);
+2 the controller could not be reached, or the command line is wrong.
+
+    dyncastctl services | instances | decisions [SERVICE] | bindings [SERVICE] | stats
+    dyncastctl service add svc3 --dsid 10.0.100.3 --protocol udp --port 5000 --key source
+    dyncastctl service remove svc3
+    dyncastctl drain 10.0.0.31 [--deadline 60]        dyncastctl undrain 10.0.0.31
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+DEFAULT_CONTROLLER = "http://127.0.0.1:8080"
+ENV_CONTROLLER = "DYNCASTCTL_CONTROLLER"
+PREFIX = "/dyncast/v1/"
+DEFAULT_PORT = 8000  # `service add` port for tcp/udp when none is given
+
+
+class CtlError(Exception):
+    """A failure reported as one line on stderr; `status` is the exit status it means."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Client:
+    """The REST API of the controller at `base`."""
+
+    def __init__(self, base: str, timeout: float) -> None:
+        self.base = base.rstrip("/")
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """One request; the decoded JSON reply, or CtlError (1: API refused, 2: unreachable)."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + PREFIX + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise CtlError(1, f"{method} {PREFIX}{path}: {_api_error(exc)}") from None
+        except urllib.error.URLError as exc:
+            raise CtlError(2, self._unreachable(exc.reason)) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise CtlError(2, self._unreachable(exc)) from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise CtlError(2, f"the controller at {self.base} answered {PREFIX}{path} with "
+                              "something that is not JSON") from None
+
+    def _unreachable(self, reason: object) -> str:
+        """The one line that says the controller could not be reached, and why."""
+        if isinstance(reason, OSError) and reason.strerror:
+            text = reason.strerror
+        else:
+            text = str(reason) or type(reason).__name__
+        return f"cannot reach the controller at {self.base}: {text}"
+
+
+def _api_error(exc: urllib.error.HTTPError) -> str:
+    """`404 Not Found: unknown instance: ... (field: ...)` from an error reply."""
+    try:
+        body = json.loads(exc.read())
+    except (OSError, ValueError, http.client.HTTPException):
+        body = None
+    text = f"{exc.code} {exc.reason}"
+    if isinstance(body, dict) and body.get("error"):
+        text += f": {body['error']}"
+        if body.get("field"):
+            text += f" (field: {body['field']})"
+    return text
+
+
+# --- formatting -----------------------------------------------------------------------------
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, headers first."""
+    cells = [list(headers), *(list(r) for r in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in cells)
+
+
+def _num(value: Any, fmt: str = "g") -> str:
+    """A number for a table cell; `-` when absent."""
+    return "-" if value is None else format(value, fmt)
+
+
+def _service_row(s: dict[str, Any]) -> list[str]:
+    """NAME D-SID PROTO/PORT KEY IDLE/HARD WEIGHTS."""
+    proto = s.get("protocol") or "any"
+    if s.get("port") is not None:
+        proto += f"/{s['port']}"
+    aff, w = s["affinity"], s["weights"]
+    return [s["name"], s["dsid"], proto, aff["key"],
+            f"{aff['idle_timeout']}/{aff['hard_timeout']}",
+            f"{_num(w['network'])}/{_num(w['compute'])}"]
+
+
+def _instance_row(i: dict[str, Any], now: float) -> list[str]:
+    """D-BID SERVICE STATE LOCATION BINDINGS CPU SESSIONS QUEUE AGE."""
+    loc = i.get("location")
+    m = i.get("metrics") or {}
+    at = i.get("metrics_at")
+    return [i["dbid"], i["service"], i["state"],
+            "-" if not loc else f"{loc['dpid']}:{loc['port']}", str(i.get("bindings", 0)),
+            _num(m.get("cpu"), ".2f"),
+            f"{m['sessions']}/{m['capacity']}" if m else "-", _num(m.get("queue")),
+            "-" if at is None else f"{max(0.0, now - at):.1f}s"]
+
+
+def _decision_rows(decisions: list[dict[str, Any]]) -> Iterable[list[str]]:
+    """One row per candidate of each (ingress, service) decision."""
+    for d in decisions:
+        for c in d["candidates"]:
+            yield [str(d["ingress"]), d["service"], c["dbid"], c["state"],
+                   _num(c["network_ms"], ".2f"), _num(c["compute_ms"], ".2f"),
+                   _num(c["cost"], ".2f"), f"{100.0 * c['share']:.1f}%", c["reason"] or "-"]
+
+
+def _binding_row(b: dict[str, Any]) -> list[str]:
+    """ID SERVICE CLIENT D-SID INSTANCE INGRESS."""
+    f = b["flow"]
+    client = f["src"] + ("" if f.get("sport") is None else f":{f['sport']}")
+    dsid = f["dsid"] + ("" if f.get("dport") is None else f":{f['dport']}")
+    return [str(b["id"]), b["service"], client, dsid, b["dbid"], str(b["ingress"])]
+
+
+# --- commands: each returns (the API's JSON, the human text) ------------------------------------
+Result = tuple[Any, str]
+
+
+def cmd_services(api: Client, args: argparse.Namespace) -> Result:
+    """List the services."""
+    body = api.call("GET", "services")
+    return body, table(["NAME", "D-SID", "PROTO/PORT", "KEY", "IDLE/HARD", "WEIGHTS N/C"],
+                       map(_service_row, body))
+
+
+def cmd_service_add(api: Client, args: argparse.Namespace) -> Result:
+    """Create a service from the options."""
+    svc: dict[str, Any] = {"name": args.name, "dsid": args.dsid}
+    port = args.port
+    if args.protocol != "any":
+        svc["protocol"] = args.protocol
+        if port is None and args.protocol in ("tcp", "udp"):
+            port = DEFAULT_PORT
+    if port:  # 0 = every port
+        svc["port"] = port
+    svc["affinity"] = {"key": args.key, "idle_timeout": args.idle_timeout,
+                       "hard_timeout": args.hard_timeout}
+    svc["weights"] = {"network": args.weight_network, "compute": args.weight_compute}
+    if args.base_delay_ms is not None:
+        svc["base_delay_ms"] = args.base_delay_ms
+    if args.budget_ms is not None:
+        svc["delay_budget_ms"] = args.budget_ms
+    body = api.call("POST", "services", svc)
+    row = _service_row(body)
+    return body, f"created service {row[0]}: D-SID {row[1]} {row[2]}, key {row[3]}"
+
+
+def cmd_service_remove(api: Client, args: argparse.Namespace) -> Result:
+    """Delete a service with its instances, bindings and flow entries."""
+    body = api.call("DELETE", "services/" + quote(args.name, safe=""))
+    return body, f"removed service {body.get('deleted', args.name)} (with its instances and " \
+                 "bindings)"
+
+
+def cmd_instances(api: Client, args: argparse.Namespace) -> Result:
+    """List the instances with state, location and their latest metrics."""
+    body = api.call("GET", "instances")
+    now = time.time()  # the controller stamps metrics with its wall clock too
+    return body, table(["D-BID", "SERVICE", "STATE", "LOCATION", "BINDINGS", "CPU",
+                        "SESSIONS", "QUEUE", "AGE"], (_instance_row(i, now) for i in body))
+
+
+def cmd_decisions(api: Client, args: argparse.Namespace) -> Result:
+    """Per ingress and service, each candidate's costs and share of new flows."""
+    body = api.call("GET", "decisions" + _one(args.service))
+    return body, table(["INGRESS", "SERVICE", "INSTANCE", "STATE", "NETWORK_MS",
+                        "COMPUTE_MS", "COST", "SHARE", "REASON"], _decision_rows(body))
+
+
+def cmd_bindings(api: Client, args: argparse.Namespace) -> Result:
+    """The affinity table."""
+    body = api.call("GET", "bindings" + _one(args.service))
+    return body, table(["ID", "SERVICE", "CLIENT", "D-SID", "INSTANCE", "INGRESS"],
+                       map(_binding_row, body))
+
+
+def cmd_drain(api: Client, args: argparse.Namespace) -> Result:
+    """Stop new flows to an instance; its bound flows stay until they end (or the deadline)."""
+    req = {} if args.deadline is None else {"deadline_s": args.deadline}
+    body = api.call("POST", f"instances/{quote(args.dbid, safe='')}/drain", req)
+    until = "they end" if args.deadline is None else f"they end or {args.deadline:g} s pass"
+    return body, (f"drained {body['dbid']} ({body['service']}): state {body['state']}, "
+                  f"{body.get('bindings', 0)} bound flow(s) stay until {until}")
+
+
+def cmd_undrain(api: Client, args: argparse.Namespace) -> Result:
+    """Let a drained instance take new flows again."""
+    body = api.call("POST", f"instances/{quote(args.dbid, safe='')}/undrain", {})
+    return body, f"undrained {body['dbid']} ({body['service']}): state {body['state']}"
+
+
+def cmd_stats(api: Client, args: argparse.Namespace) -> Result:
+    """The controller's counters, one `name value` line each."""
+    body = api.call("GET", "stats")
+    return body, "\n".join(f"{k} {body[k]}" for k in sorted(body))
+
+
+def _one(service: str | None) -> str:
+    """The `/{service}` path suffix, or nothing."""
+    return "" if service is None else "/" + quote(service, safe="")
+
+
+# --- command line ---------------------------------------------------------------------------
+def _positive(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _add_globals(p: argparse.ArgumentParser, top: bool) -> None:
+    """--controller, --json, --timeout; accepted before and after the command (the
+    subcommands' copies default to SUPPRESS so they do not undo the top-level ones)."""
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    p.add_argument("--controller", metavar="URL",
+                   default=default(os.environ.get(ENV_CONTROLLER) or DEFAULT_CONTROLLER),
+                   help=f"controller base URL (default ${ENV_CONTROLLER} or "
+                        f"{DEFAULT_CONTROLLER})")
+    p.add_argument("--json", action="store_true", default=default(False),
+                   help="print the API's JSON instead of a table")
+    p.add_argument("--timeout", type=_positive, metavar="S", default=default(5.0),
+                   help="seconds to wait for the controller (default 5)")
+
+
+def _command(sub: Any, name: str, run: Callable[[Client, argparse.Namespace], Result],
+             ) -> argparse.ArgumentParser:
+    """A subcommand parser that runs `run`, with the global options."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=(run.__doc__ or "").splitlines()[0],
+                                                description=run.__doc__)
+    _add_globals(p, top=False)
+    p.set_defaults(run=run)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    ap = argparse.ArgumentParser(prog="dyncastctl", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_globals(ap, top=True)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _command(sub, "services", cmd_services)
+    svc = sub.add_parser("service", help="add or remove a service").add_subparsers(
+        dest="action", metavar="ACTION", required=True)
+    add = _command(svc, "add", cmd_service_add)
+    add.add_argument("name")
+    add.add_argument("--dsid", required=True, help="the anycast IPv4 address")
+    add.add_argument("--protocol", choices=["tcp", "udp", "icmp", "any"], default="tcp")
+    add.add_argument("--port", type=int, default=None,
+                     help=f"default {DEFAULT_PORT} for tcp/udp; 0 = every port")
+    add.add_argument("--key", default="5-tuple", help="5-tuple, 3-tuple or source")
+    add.add_argument("--idle-timeout", type=int, default=30, metavar="S")
+    add.add_argument("--hard-timeout", type=int, default=0, metavar="S")
+    add.add_argument("--weight-network", type=float, default=1.0, metavar="W")
+    add.add_argument("--weight-compute", type=float, default=1.0, metavar="W")
+    add.add_argument("--base-delay-ms", type=float, default=None, metavar="MS",
+                     help="compute delay of an idle instance (controller default if omitted)")
+    add.add_argument("--budget-ms", type=float, default=None, metavar="MS",
+                     help="delay budget: avoid instances predicted to miss it")
+    _command(svc, "remove", cmd_service_remove).add_argument("name")
+    _command(sub, "instances", cmd_instances)
+    _command(sub, "decisions", cmd_decisions).add_argument("service", nargs="?")
+    _command(sub, "bindings", cmd_bindings).add_argument("service", nargs="?")
+    drain = _command(sub, "drain", cmd_drain)
+    drain.add_argument("dbid")
+    drain.add_argument("--deadline", type=float, default=None, metavar="S",
+                       help="after S seconds, move the flows still bound to it")
+    _command(sub, "undrain", cmd_undrain).add_argument("dbid")
+    _command(sub, "stats", cmd_stats)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, make the request(s), print; return the exit status."""
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    url = urlsplit(args.controller)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        ap.error(f"--controller must be an http:// or https:// URL, got {args.controller!r}")
+    try:
+        body, text = args.run(Client(args.controller, args.timeout), args)
+    except CtlError as exc:
+        print(f"dyncastctl: {exc}", file=sys.stderr)
+        return exc.status
+    try:
+        print(json.dumps(body, indent=2, sort_keys=True) if args.json else text, flush=True)
+    except BrokenPipeError:  # e.g. `dyncastctl decisions | head`: quietly stop writing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

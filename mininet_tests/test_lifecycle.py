@@ -1,0 +1,45 @@
+"""Instance life cycle in Mininet: operator drain through dyncastctl."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from mininet_tests.harness import Lab
+from mininet_tests.processes import bin_path
+from mininet_tests.test_fig2 import EDGES, INSTANCE_OF, R1, SVC1, client, wait_shares
+
+
+def dyncastctl(lab: Lab, *args: str) -> str:
+    """Run the operator CLI against the lab's controller; fail on a non-zero exit."""
+    assert lab.controller is not None
+    done = subprocess.run([bin_path("dyncastctl"), "--controller", lab.controller.url, *args],
+                          capture_output=True, text=True, timeout=20, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("fig2", [EDGES], indirect=True)
+def test_operator_drain_stops_new_flows_and_lets_existing_ones_finish(fig2: Lab) -> None:
+    """After `dyncastctl drain`, no new flow reaches the instance while a connection it was
+    already serving completes on it; `undrain` gives it new flows again."""
+    wait_shares(fig2, "svc1", R1, {"10.0.0.21", "10.0.0.31"})
+    holder = fig2.popen("c1", [bin_path("dyncast-client"), "--url", f"http://{SVC1}:8000/",
+                               "--hold", "8"], "hold", ready=r'"line"')
+    first = json.loads(holder.log().splitlines()[0])["line"]
+    drained = INSTANCE_OF[first]
+    other = "10.0.0.31" if drained == "10.0.0.21" else "10.0.0.21"
+    out = dyncastctl(fig2, "drain", drained)
+    assert "draining" in out, out
+    wait_shares(fig2, "svc1", R1, {other})
+    seen = client(fig2, "c1", SVC1, requests=6)
+    assert seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == {other}, seen
+    states = json.loads(dyncastctl(fig2, "--json", "instances"))
+    assert {i["dbid"]: i["state"] for i in states}[drained] == "draining"
+    assert holder.popen.wait(timeout=20) == 0
+    lines = [json.loads(x) for x in holder.log().splitlines() if x.startswith('{"line"')]
+    assert {x["line"] for x in lines} == {first} and len(lines) > 20
+    dyncastctl(fig2, "undrain", drained)
+    wait_shares(fig2, "svc1", R1, {"10.0.0.21", "10.0.0.31"})
