@@ -55,3 +55,23 @@ def test_drain_rejects_bad_input() -> None:
     assert _post(api, "instances/10.0.0.31/drain", {"until": 3}).body["field"] == "until"
     assert _post(api, "instances/10.0.0.31/pause").status == 400
     assert not api.core.catalogue.instances["10.0.0.31"].draining
+
+
+def test_moved_client_keeps_its_instance_at_the_new_ingress() -> None:
+    """A bound flow that shows up at another ingress (the client moved) gets the same
+    instance installed there, never a new decision (CATS R20)."""
+    from controller.affinity import VIRTUAL_MAC
+    from tests.helpers import HOSTS, flow_mods, tcp_frame
+
+    core = figure2_core(CFG)
+    _all_fresh(core, 1.0)
+    first = _bind(core, 50000, 1.0)
+    ip, mac, _, _ = HOSTS["c1"]
+    moved = core.packet_in(2, 1, tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1", 50000, 8000),
+                           2.0)
+    routes = [f for f in flow_mods(moved) if f.table == 1]
+    assert {f.dpid for f in routes} == {1, 2, 4}  # the client's host route follows it
+    fwd = [f for f in flow_mods(moved) if f.table == 0]
+    assert {f.dpid for f in fwd} == {2} and fwd[0].actions[1].value == first
+    (binding,) = core.bindings.all()
+    assert binding.ingress == 2 and binding.dbid == first
