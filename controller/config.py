@@ -37,6 +37,7 @@ class ControllerConfig:
     congestion_ms: float = 10.0
     use_measured_delay: bool = False
     probe_timeout_s: float = 3.0
+    ingresses: tuple[int, ...] = ()
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     services: tuple[Service, ...] = ()
@@ -56,7 +57,7 @@ class LinkConfig:
 
 CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeout_s",
                    "store_flush_s", "stats_interval_s", "link_capacity_mbps", "congestion_ms",
-                   "use_measured_delay", "probe_timeout_s", "selection", "scoring"}
+                   "use_measured_delay", "probe_timeout_s", "ingresses", "selection", "scoring"}
 
 
 def _links(raw: Any) -> tuple[LinkConfig, ...]:
@@ -138,9 +139,18 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
                                      "controller.probe_timeout_s", 0.1, 3600.0),
         selection=_selection(sel),
         scoring=scoring_from_dict(_subtable(ctl, "scoring")),
+        ingresses=_ingresses(ctl.get("ingresses", [])),
         services=services,
         links=_links(data.get("link", [])),
     )
+
+
+def _ingresses(raw: Any) -> tuple[int, ...]:
+    """The datapath ids that keep decisions ([] = every switch)."""
+    if not isinstance(raw, list):
+        raise ValidationError("controller.ingresses", "must be a list of datapath ids")
+    return tuple(int(check_number(d, f"controller.ingresses[{i}]", 1, 2**63))
+                 for i, d in enumerate(raw))
 
 
 def _subtable(table: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -96,6 +96,7 @@ class Core:
         self._last_probe: dict[str, float] = {}
         self._detached: set[str] = set()  # instances whose attachment port or switch went away
         self._unanswered: dict[str, float] = {}  # instance -> first liveness probe not answered
+        self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
         for svc in config.services:
             self.catalogue.put_service(svc, create=True)
 
@@ -275,6 +276,10 @@ class Core:
     def _new_binding(self, svc: Service, key: FlowKey, dpid: int, in_port: int, data: bytes,
                      now: float) -> list[Intent]:
         """Take the ingress's decision for a new flow and bind it."""
+        if (dpid, svc.name) not in self.engine.decisions:  # demand at a switch not configured
+            self._demand_seen.add(dpid)                   # as an ingress: decide there too
+            insts = self.catalogue.of_service(svc.name)
+            self._decide(svc, insts, {i.dbid: self._state(i, now) for i in insts}, dpid, now)
         dbid = self.engine.pick(dpid, svc.name)
         if dbid is None or dbid not in self.topology.hosts:
             self.counters["dropped_no_instance"] += 1
@@ -445,14 +450,26 @@ class Core:
         states = {i.dbid: self._state(i, now) for i in insts}
         went_down = [d for d, s in states.items() if s == "down" and self._states.get(d) != s]
         self._states.update(states)
-        for ingress in sorted(self.topology.ports):
-            inputs = [self._input(svc, i, ingress, states[i.dbid]) for i in insts]
-            if self.engine.update(ingress, name, svc.weights, inputs, now, svc.delay_budget_ms):
-                self.counters["decision_changes"] += 1
+        for ingress in self._ingresses():
+            self._decide(svc, insts, states, ingress, now)
         intents: list[Intent] = []
         for dbid in went_down:
             intents += self._move_bindings(dbid)
         return intents
+
+    def _ingresses(self) -> list[int]:
+        """Switches that keep decisions: the configured ingresses (plus any where demand has
+        arrived), or every switch when none are configured."""
+        if not self.config.ingresses:
+            return sorted(self.topology.ports)
+        return sorted((set(self.config.ingresses) | self._demand_seen) & set(self.topology.ports))
+
+    def _decide(self, svc: Service, insts: list[Instance], states: dict[str, str],
+                ingress: int, now: float) -> None:
+        """Recompute one service's decision at one ingress."""
+        inputs = [self._input(svc, i, ingress, states[i.dbid]) for i in insts]
+        if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms):
+            self.counters["decision_changes"] += 1
 
     def _move_bindings(self, dbid: str) -> list[Intent]:
         """Rebind every flow bound to a dead instance to a live one (the only time affinity

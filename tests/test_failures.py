@@ -214,3 +214,17 @@ def test_decision_shows_the_network_cost_components_along_the_path() -> None:
     assert rows["10.0.0.31"]["network_ms"] == sum(v for k, v in far.items() if k != "hops")
     near = rows["10.0.0.21"]["network"]
     assert near["congestion_ms"] == 10.0 and near["admin_ms"] == 0.0
+
+
+def test_configured_ingresses_keep_decisions_and_others_decide_on_demand() -> None:
+    """With `ingresses`, only those switches keep decisions; a demand at another switch gets a
+    decision computed there and then, and that switch keeps one from then on."""
+    core = figure2_core(dataclasses.replace(CFG, ingresses=(1,)))
+    _all_fresh(core, 1.0)
+    assert {k[0] for k in core.engine.decisions} == {1}
+    ip, mac, dpid, port = HOSTS["c2"]
+    intents = core.packet_in(dpid, port, tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1", 51000,
+                                                   8000), 2.0)
+    assert flow_mods(intents)[0].actions[1].value in ("10.0.0.21", "10.0.0.31")
+    report(core, "10.0.0.21", 3.0)
+    assert (2, "svc1") in core.engine.decisions and (4, "svc1") not in core.engine.decisions
