@@ -40,6 +40,7 @@ mininet_allow_empty=$([ $# -gt 0 ] && echo yes || echo no)
 
 run "lint (ruff, mypy)" no -- bash -c '.venv/bin/ruff check . && .venv/bin/mypy'
 run "unit" no -- "$PY" -m pytest tests -q "$@"
+run "bench smoke" no -- "$PY" bench/engine_scale.py --quick
 for fw in $FRAMEWORKS; do
     run "mininet [$fw]" "$mininet_allow_empty" -- \
         env DYNCAST_FRAMEWORK="$fw" "$PY" -m pytest mininet_tests -q "$@"
