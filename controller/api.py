@@ -187,6 +187,10 @@ class Api:
     # --- views --------------------------------------------------------------------------
     def _decisions(self, args: list[str], _: Any, now: float) -> Reply:
         rows = [d.to_dict() for _, d in sorted(self.core.engine.decisions.items())]
+        for row in rows:  # which switches are D-Routers, and which forwarders rely on them
+            row["role"] = "router"
+            row["forwarders"] = sorted(f for f, r in self.core.router_of.items()
+                                       if r == row["ingress"])
         if args:
             rows = [r for r in rows if r["service"] == args[0]]
         return Reply(200, rows)

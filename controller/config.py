@@ -38,6 +38,7 @@ class ControllerConfig:
     use_measured_delay: bool = False
     probe_timeout_s: float = 3.0
     ingresses: tuple[int, ...] = ()
+    forwarders: tuple[tuple[int, int], ...] = ()  # (forwarder dpid, the D-Router deciding for it)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     services: tuple[Service, ...] = ()
@@ -100,7 +101,7 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
-    reject_unknown(data, {"controller", "service", "link"}, "")
+    reject_unknown(data, {"controller", "service", "link", "forwarder"}, "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
         raise ValidationError("controller", "must be a table")
@@ -142,7 +143,30 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         ingresses=_ingresses(ctl.get("ingresses", [])),
         services=services,
         links=_links(data.get("link", [])),
+        forwarders=_forwarders(data.get("forwarder", [])),
     )
+
+
+def _forwarders(raw: Any) -> tuple[tuple[int, int], ...]:
+    """Parse [[forwarder]] tables: `dpid` holds bindings, `router` takes its decisions."""
+    if not isinstance(raw, list):
+        raise ValidationError("forwarder", "must be an array of tables ([[forwarder]])")
+    out: dict[int, int] = {}
+    for i, item in enumerate(raw):
+        where = f"forwarder[{i}]"
+        if not isinstance(item, Mapping):
+            raise ValidationError(where, "must be a table")
+        reject_unknown(item, {"dpid", "router"}, where)
+        dpid, router = (int(check_number(item.get(k), f"{where}.{k}", 1, 2**63))
+                        for k in ("dpid", "router"))
+        if dpid == router or dpid in out:
+            raise ValidationError(f"{where}.dpid", "must be another switch than its router, "
+                                  "and listed once")
+        out[dpid] = router
+    if set(out) & set(out.values()):
+        raise ValidationError("forwarder", "a forwarder's router must be a D-Router, not "
+                              "another forwarder")
+    return tuple(sorted(out.items()))
 
 
 def _ingresses(raw: Any) -> tuple[int, ...]:

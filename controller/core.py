@@ -97,6 +97,7 @@ class Core:
         self._detached: set[str] = set()  # instances whose attachment port or switch went away
         self._unanswered: dict[str, float] = {}  # instance -> first liveness probe not answered
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
+        self.router_of: dict[int, int] = dict(config.forwarders)  # D-Forwarder -> its D-Router
         for svc in config.services:
             self.catalogue.put_service(svc, create=True)
 
@@ -275,12 +276,14 @@ class Core:
 
     def _new_binding(self, svc: Service, key: FlowKey, dpid: int, in_port: int, data: bytes,
                      now: float) -> list[Intent]:
-        """Take the ingress's decision for a new flow and bind it."""
-        if (dpid, svc.name) not in self.engine.decisions:  # demand at a switch not configured
-            self._demand_seen.add(dpid)                   # as an ingress: decide there too
+        """Take the ingress's decision for a new flow and bind it. At a D-Forwarder the
+        decision of its D-Router applies; the binding is installed at the forwarder."""
+        decider = self.router_of.get(dpid, dpid)
+        if (decider, svc.name) not in self.engine.decisions:  # demand at a switch not
+            self._demand_seen.add(decider)                    # configured as an ingress
             insts = self.catalogue.of_service(svc.name)
-            self._decide(svc, insts, {i.dbid: self._state(i, now) for i in insts}, dpid, now)
-        dbid = self.engine.pick(dpid, svc.name)
+            self._decide(svc, insts, {i.dbid: self._state(i, now) for i in insts}, decider, now)
+        dbid = self.engine.pick(decider, svc.name)
         if dbid is None or dbid not in self.topology.hosts:
             self.counters["dropped_no_instance"] += 1
             return []
@@ -460,9 +463,10 @@ class Core:
     def _ingresses(self) -> list[int]:
         """Switches that keep decisions: the configured ingresses (plus any where demand has
         arrived), or every switch when none are configured."""
+        routers = set(self.topology.ports) - set(self.router_of)
         if not self.config.ingresses:
-            return sorted(self.topology.ports)
-        return sorted((set(self.config.ingresses) | self._demand_seen) & set(self.topology.ports))
+            return sorted(routers)
+        return sorted((set(self.config.ingresses) | self._demand_seen) & routers)
 
     def _decide(self, svc: Service, insts: list[Instance], states: dict[str, str],
                 ingress: int, now: float) -> None:

@@ -75,3 +75,39 @@ def test_moved_client_keeps_its_instance_at_the_new_ingress() -> None:
     assert {f.dpid for f in fwd} == {2} and fwd[0].actions[1].value == first
     (binding,) = core.bindings.all()
     assert binding.ingress == 2 and binding.dbid == first
+
+
+def test_forwarder_binds_locally_with_its_routers_decision() -> None:
+    """At a D-Forwarder a new flow takes its D-Router's decision and the binding is installed
+    at the forwarder; the forwarder keeps no decision of its own and /decisions says so."""
+    import dataclasses
+
+    from controller.affinity import VIRTUAL_MAC
+    from tests.helpers import HOSTS, flow_mods, report, tcp_frame
+
+    core = figure2_core(dataclasses.replace(CFG, forwarders=((2, 1),)))  # r2 relies on r1
+    _all_fresh(core, 1.0)
+    report(core, "10.0.0.31", 1.0, sessions=9)  # from r1, e2 is now clearly the better choice
+    assert all(k[0] != 2 for k in core.engine.decisions)
+    ip, mac, dpid, port = HOSTS["c2"]
+    fwd = [f for f in flow_mods(core.packet_in(dpid, port, tcp_frame(
+        mac, VIRTUAL_MAC, ip, "10.0.100.1", 52000, 8000), 2.0)) if f.table == 0]
+    assert {f.dpid for f in fwd} == {2}
+    assert fwd[0].actions[1].value == core.engine.decisions[(1, "svc1")].primary
+    rows = Api(core).handle("GET", "/dyncast/v1/decisions/svc1", b"", 2.0).body
+    assert {(r["ingress"], r["role"], tuple(r["forwarders"])) for r in rows} == {
+        (1, "router", (2,)), (3, "router", ()), (4, "router", ())}
+
+
+def test_forwarder_config_is_validated() -> None:
+    """A forwarder must name another switch, once, and its router must not be a forwarder."""
+    import pytest
+
+    from controller.config import config_from_dict
+    from controller.errors import ValidationError
+
+    assert config_from_dict({"forwarder": [{"dpid": 4, "router": 1}]}).forwarders == ((4, 1),)
+    for bad in ([{"dpid": 1, "router": 1}], [{"dpid": 4, "router": 1}, {"dpid": 1, "router": 2}],
+                [{"dpid": 4}], [{"dpid": 4, "router": 1, "via": 2}]):
+        with pytest.raises(ValidationError):
+            config_from_dict({"forwarder": bad})
