@@ -5,7 +5,7 @@ and processes inside hosts, and records each by name or pid. `Lab.close()` dumps
 tables, removes exactly what was recorded (processes by pid, bridges and links by name),
 checks that none of it is left and returns the problems, including controller errors, for the
 fixture to fail the test with. Nothing here kills by process name or cleans up what it did not
-create (no `mn -c`).
+create (never Mininet's own broad cleanup).
 """
 
 from __future__ import annotations
