@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from typing import Any
 
 import pytest
 
+from agents.demo_service import HOLD_LINE_PERIOD
 from controller.intents import COOKIE_APP, CookieKind
 from mininet_tests.flowdump import dump_flows
 from mininet_tests.harness import Lab
-from mininet_tests.processes import bin_path, wait_until
+from mininet_tests.processes import HostProcess, bin_path, wait_until
 
 SVC1, SVC2 = "10.0.100.1", "10.0.100.2"
 R1, R2 = 1, 2  # dpids of D-Router 1 and 2
@@ -58,6 +60,36 @@ def set_load(lab: Lab, dbid: str, extra_load: float) -> None:
     out = lab.host_cmd(host, f"curl -s -X POST -d '{{\"extra_load\": {extra_load}}}' "
                              f"http://{dbid}:8000/load")
     assert "extra_load" in out, out
+
+
+def start_hold(lab: Lab, seconds: float, host: str = "c1", dsid: str = SVC1,
+               name: str = "hold") -> tuple[HostProcess, str]:
+    """Open one long-lived connection from `host` to `dsid`; return it and the instance
+    serving it (the name in its first streamed line)."""
+    proc = lab.popen(host, [bin_path("dyncast-client"), "--url", f"http://{dsid}:8000/",
+                            "--hold", str(seconds)], name, ready=r'"line"')
+    first = next(json.loads(x)["line"] for x in proc.log().splitlines()
+                 if x.startswith('{"line"'))
+    return proc, first
+
+
+def held_lines(proc: HostProcess) -> list[dict[str, Any]]:
+    """The JSON lines a held connection's client printed so far."""
+    return [json.loads(x) for x in proc.log().splitlines() if x.startswith("{")]
+
+
+def assert_held_to_the_end(proc: HostProcess, instance: str, seconds: float,
+                           dsid: str = SVC1) -> None:
+    """The held connection ended cleanly, every line streamed by `instance`, none missing,
+    and the client only ever talked to the D-SID."""
+    code = proc.popen.wait(timeout=seconds + 20)
+    lines = held_lines(proc)
+    assert code == 0 and lines and "summary" in lines[-1], \
+        f"held connection ended with exit {code}: {lines[-3:]}"
+    served = Counter(x["line"] for x in lines if "line" in x)
+    assert set(served) == {instance}, f"held connection was served by {dict(served)}"
+    assert sum(served.values()) >= 0.9 * seconds / HOLD_LINE_PERIOD, dict(served)
+    assert lines[-1]["summary"]["peers"] == {dsid: 1}, lines[-1]
 
 
 def stored_bindings(lab: Lab) -> int:
@@ -108,20 +140,14 @@ def test_client_reaches_dsid_and_chosen_instance_serves(fig2: Lab) -> None:
 def test_long_lived_connection_keeps_its_instance_when_decision_changes(fig2: Lab) -> None:
     """A held connection stays on its instance after the decision moves; new ones follow it."""
     wait_shares(fig2, "svc1", R1, {"10.0.0.21", "10.0.0.31"})
-    holder = fig2.popen("c1", [bin_path("dyncast-client"), "--url", f"http://{SVC1}:8000/",
-                               "--hold", "12"], "hold", ready=r'"line"')
-    first = json.loads(holder.log().splitlines()[0])["line"]
+    holder, first = start_hold(fig2, 12)
     pinned = INSTANCE_OF[first]
     other = "10.0.0.31" if pinned == "10.0.0.21" else "10.0.0.21"
     set_load(fig2, pinned, 10.0)
     wait_shares(fig2, "svc1", R1, {other})
     seen = client(fig2, "c1", SVC1, requests=6)
     assert seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == {other}, seen
-    assert holder.popen.wait(timeout=20) == 0
-    lines = [json.loads(x) for x in holder.log().splitlines() if x.startswith("{")]
-    held = {x["line"] for x in lines if "line" in x}
-    assert held == {first} and len(lines) > 20, lines[-3:]
-    assert lines[-1]["summary"]["peers"] == {SVC1: 1}
+    assert_held_to_the_end(holder, first, 12)
 
 
 @pytest.mark.parametrize("fig2", [EDGES], indirect=True)

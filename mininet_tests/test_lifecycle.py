@@ -17,8 +17,10 @@ from mininet_tests.test_fig2 import (
     R1,
     SVC1,
     affinity_entries,
+    assert_held_to_the_end,
     client,
     set_load,
+    start_hold,
     wait_shares,
 )
 
@@ -37,9 +39,7 @@ def test_operator_drain_stops_new_flows_and_lets_existing_ones_finish(fig2: Lab)
     """After `dyncastctl drain`, no new flow reaches the instance while a connection it was
     already serving completes on it; `undrain` gives it new flows again."""
     wait_shares(fig2, "svc1", R1, {"10.0.0.21", "10.0.0.31"})
-    holder = fig2.popen("c1", [bin_path("dyncast-client"), "--url", f"http://{SVC1}:8000/",
-                               "--hold", "8"], "hold", ready=r'"line"')
-    first = json.loads(holder.log().splitlines()[0])["line"]
+    holder, first = start_hold(fig2, 8)
     drained = INSTANCE_OF[first]
     other = "10.0.0.31" if drained == "10.0.0.21" else "10.0.0.21"
     out = dyncastctl(fig2, "drain", drained)
@@ -49,9 +49,7 @@ def test_operator_drain_stops_new_flows_and_lets_existing_ones_finish(fig2: Lab)
     assert seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == {other}, seen
     states = json.loads(dyncastctl(fig2, "--json", "instances"))
     assert {i["dbid"]: i["state"] for i in states}[drained] == "draining"
-    assert holder.popen.wait(timeout=20) == 0
-    lines = [json.loads(x) for x in holder.log().splitlines() if x.startswith('{"line"')]
-    assert {x["line"] for x in lines} == {first} and len(lines) > 20
+    assert_held_to_the_end(holder, first, 8)
     dyncastctl(fig2, "undrain", drained)
     wait_shares(fig2, "svc1", R1, {"10.0.0.21", "10.0.0.31"})
 
@@ -67,9 +65,7 @@ def test_forwarder_ingress_binds_at_the_forwarder_and_keeps_bindings(fig2: Lab) 
     rows = fig2.rest("GET", "/decisions/svc1")[1]
     assert {r["ingress"] for r in rows} == {1, 3, 4}  # no decision kept at the forwarder
     assert next(r for r in rows if r["ingress"] == R1)["forwarders"] == [2]
-    holder = fig2.popen("c2", [bin_path("dyncast-client"), "--url", f"http://{SVC1}:8000/",
-                               "--hold", "8"], "hold", ready=r'"line"')
-    first = json.loads(holder.log().splitlines()[0])["line"]
+    holder, first = start_hold(fig2, 8, host="c2")
     pinned = INSTANCE_OF[first]
     other = "10.0.0.31" if pinned == "10.0.0.21" else "10.0.0.21"
     set_load(fig2, pinned, 10.0)
@@ -80,6 +76,4 @@ def test_forwarder_ingress_binds_at_the_forwarder_and_keeps_bindings(fig2: Lab) 
     assert {b["ingress"] for b in bindings} == {2} and len(bindings) == 5
     assert affinity_entries("r2", CookieKind.AFFINITY_FWD) and not affinity_entries(
         "r1", CookieKind.AFFINITY_FWD)
-    assert holder.popen.wait(timeout=20) == 0
-    lines = [json.loads(x) for x in holder.log().splitlines() if x.startswith('{"line"')]
-    assert {x["line"] for x in lines} == {first}
+    assert_held_to_the_end(holder, first, 8)

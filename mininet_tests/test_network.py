@@ -8,28 +8,27 @@ reports (instance states, bindings, link load, counters) or what a switch holds.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 import tomllib
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agents.demo_service import HOLD_LINE_PERIOD
 from controller.intents import CookieKind
 from mininet_tests.flowdump import dump_flows
 from mininet_tests.harness import Lab
-from mininet_tests.processes import HostProcess, bin_path, wait_until
+from mininet_tests.processes import wait_until
 from mininet_tests.test_fig2 import (
     INSTANCE_OF,
     SVC1,
     affinity_entries,
+    assert_held_to_the_end,
     client,
     set_load,
+    start_hold,
     wait_shares,
 )
 from topologies.figure2 import hosts_of
@@ -45,32 +44,6 @@ PROBE_TIMEOUT_S = float(_RING.get("probe_timeout_s", 3.0))  # the README's defau
 
 
 # ---- what clients saw --------------------------------------------------------------------
-
-def start_hold(lab: Lab, name: str = "hold", seconds: float = HOLD_S) -> tuple[HostProcess, str]:
-    """Open one long-lived connection from c1 to svc1; return it and the instance serving it."""
-    proc = lab.popen("c1", [bin_path("dyncast-client"), "--url", f"http://{SVC1}:8000/",
-                            "--hold", str(seconds)], name, ready=r'"line"')
-    first = next(json.loads(x)["line"] for x in proc.log().splitlines()
-                 if x.startswith('{"line"'))
-    return proc, first
-
-
-def held_lines(proc: HostProcess) -> list[dict[str, Any]]:
-    """The JSON lines a held connection's client printed so far."""
-    return [json.loads(x) for x in proc.log().splitlines() if x.startswith("{")]
-
-
-def assert_held_to_the_end(proc: HostProcess, instance: str, seconds: float = HOLD_S) -> None:
-    """The held connection ended cleanly, every line streamed by `instance`, none missing."""
-    code = proc.popen.wait(timeout=seconds + 20)
-    lines = held_lines(proc)
-    assert code == 0 and lines and "summary" in lines[-1], \
-        f"held connection ended with exit {code}: {lines[-3:]}"
-    served = Counter(x["line"] for x in lines if "line" in x)
-    assert set(served) == {instance}, f"held connection was served by {dict(served)}"
-    assert sum(served.values()) >= 0.9 * seconds / HOLD_LINE_PERIOD, dict(served)
-    assert lines[-1]["summary"]["peers"] == {SVC1: 1}, lines[-1]
-
 
 def kill(lab: Lab, host: str, name: str) -> None:
     """SIGKILL one process the lab started in `host` (by its pid) and reap it."""
@@ -174,7 +147,7 @@ def test_congested_link_steers_new_flows_away_and_held_ones_stay(ring: Lab) -> N
     for host in hosts_of(ring.graph, "edge"):
         ring.start_edge(host, capacity=16)  # so that one held session barely moves a cost
     wait_shares(ring, "svc1", S1, {E2, E3})
-    holds = [start_hold(ring, f"hold{i}") for i in (1, 2)]
+    holds = [start_hold(ring, HOLD_S, name=f"hold{i}") for i in (1, 2)]
     wait_shares(ring, "svc1", S1, {E2, E3})  # before the load, both get new flows
     ring.popen("e2", ["iperf3", "-s", "-B", E2, "-1", "--forceflush"], "iperf3-server",
                ready=r"Server listening")
@@ -190,7 +163,7 @@ def test_congested_link_steers_new_flows_away_and_held_ones_stay(ring: Lab) -> N
     assert busy > 0.5 and iperf.popen.poll() is None, (busy, iperf.log()[-500:])
     ring.stop_process(iperf)
     for proc, first in holds:
-        assert_held_to_the_end(proc, first)
+        assert_held_to_the_end(proc, first, HOLD_S)
     assert counter(ring, "affinity_moves") == 0
 
 
@@ -200,7 +173,7 @@ def test_link_failure_reroutes_and_held_connection_keeps_its_instance(ring: Lab)
     streams on from e2 to its end, the link leaves /topology and c1 reaches e2 again."""
     set_load(ring, E3, 10.0)
     wait_shares(ring, "svc1", S1, {E2})
-    holder, first = start_hold(ring)
+    holder, first = start_hold(ring, HOLD_S)
     assert INSTANCE_OF[first] == E2, first
     assert route_ports("s1", E2) == [str(port_towards(ring.graph, "s1", "s2"))]
     ring.net.configLinkStatus("s1", "s2", "down")
@@ -210,7 +183,7 @@ def test_link_failure_reroutes_and_held_connection_keeps_its_instance(ring: Lab)
     detour = str(port_towards(ring.graph, "s1", "s4"))
     assert route_ports("s1", E2) == [detour], route_ports("s1", E2)
     assert list(bound(ring).values()) == [E2] and rewritten_to("s1") == [E2]
-    assert_held_to_the_end(holder, first)
+    assert_held_to_the_end(holder, first, HOLD_S)
     assert counter(ring, "affinity_moves") == 0
 
 
@@ -235,7 +208,7 @@ def test_silent_dma_makes_instance_unknown_and_its_flows_stay(ring: Lab) -> None
     """With only its D-MA dead, an instance that still answers is `unknown`, never `down`: its
     held connection streams to the end from it and new flows go to the other instance."""
     wait_shares(ring, "svc1", S1, {E2, E3})
-    holder, first = start_hold(ring)
+    holder, first = start_hold(ring, HOLD_S)
     silent = INSTANCE_OF[first]
     kill(ring, edge_of(ring, silent), "dma")
     wait_until(lambda: states(ring).get(silent) == "unknown", STALE_AFTER_S + 5,
@@ -250,7 +223,7 @@ def test_silent_dma_makes_instance_unknown_and_its_flows_stay(ring: Lab) -> None
     wait_until(held_ended, HOLD_S + 10, "the held connection did not end", interval=0.5)
     assert seen == {"unknown"}, seen
     assert time.monotonic() - unknown_at > PROBE_TIMEOUT_S + 2, "watched too briefly"
-    assert_held_to_the_end(holder, first)
+    assert_held_to_the_end(holder, first, HOLD_S)
     assert list(bound(ring).values()).count(silent) == 1, bound(ring)  # the held flow's
     assert counter(ring, "affinity_moves") == 0
     assert counter(ring, "liveness_answers") > 0
