@@ -3,6 +3,13 @@
 Boundary: it reads `/proc/stat` and each instance's `GET /stats`, and talks to the controller only
 through `/dyncast/v1/instances` and `/dyncast/v1/metrics`. The report-timing policy and the report
 assembly are pure (time is a parameter); `Agent` and `main` are the I/O shell around them.
+
+Reactivation (draft-du-coordination-for-serivce-ip-in-mec, steps 3-5): an instance given with
+`--inactive` is registered and reported as not serving. The controller's answer to a metrics
+report may carry commands for it; `reactivate` runs the instance's `--start` command (then the
+instance is reported serving as soon as its stats can be read), `deactivate` runs its `--stop`
+command or, without one, terminates the process `--start` began, and the instance is reported not
+serving again.
 """
 
 from __future__ import annotations
@@ -12,14 +19,16 @@ import http.client
 import ipaddress
 import json
 import logging
+import shlex
 import signal
+import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import inf
 from types import FrameType
 from typing import Any
@@ -208,6 +217,9 @@ class Options:
     threshold: float = 0.2
     register_timeout: float | None = None
     cpu_source: str = "host"
+    inactive: frozenset[str] = frozenset()  # D-BIDs registered as not serving
+    start: Mapping[str, str] = field(default_factory=dict)  # D-BID -> command that starts it
+    stop: Mapping[str, str] = field(default_factory=dict)  # D-BID -> command that stops it
 
 
 @dataclass(frozen=True)
@@ -274,9 +286,98 @@ class CpuMeter:
         return fraction
 
 
+def parse_command_spec(text: str) -> tuple[str, str]:
+    """Parse `DBID=COMMAND` (a `--start`/`--stop` option), or raise ValueError."""
+    dbid, eq, command = text.partition("=")
+    try:
+        dbid = str(ipaddress.IPv4Address(dbid))
+    except ValueError:
+        raise ValueError(f"expected DBID=COMMAND with an IPv4 D-BID, got {text!r}") from None
+    if not eq or not shlex.split(command):
+        raise ValueError(f"expected DBID=COMMAND with a command, got {text!r}")
+    return dbid, command
+
+
+def parse_commands(body: str) -> list[dict[str, Any]]:
+    """The well-formed commands in a metrics answer (others are ignored: older controllers
+    send none)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    commands = data.get("commands") if isinstance(data, dict) else None
+    if not isinstance(commands, list):
+        return []
+    return [c for c in commands if isinstance(c, dict) and c.get("op") in COMMAND_OPS
+            and isinstance(c.get("dbid"), str)]
+
+
+COMMAND_OPS = ("reactivate", "deactivate")
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the D-MA dies, so no instance outlives its agent."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Launcher:
+    """Starts and stops the instances this D-MA controls, with the configured commands."""
+
+    def __init__(self, start: Mapping[str, str], stop: Mapping[str, str]) -> None:
+        self.start_cmds = dict(start)
+        self.stop_cmds = dict(stop)
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, dbid: str) -> bool:
+        """Run the instance's start command (unless what it started still runs)."""
+        command = self.start_cmds.get(dbid)
+        child = self.children.get(dbid)
+        if command is None or (child is not None and child.poll() is None):
+            return command is not None
+        log.info("starting %s: %s", dbid, command)
+        self.children[dbid] = subprocess.Popen(shlex.split(command), stdin=subprocess.DEVNULL,
+                                               preexec_fn=_die_with_parent)
+        return True
+
+    def stop(self, dbid: str) -> None:
+        """Run the instance's stop command, or terminate the process its start command began."""
+        command = self.stop_cmds.get(dbid)
+        if command is not None:
+            log.info("stopping %s: %s", dbid, command)
+            subprocess.run(shlex.split(command), stdin=subprocess.DEVNULL, timeout=30,
+                           check=False)
+        child = self.children.pop(dbid, None)
+        if child is not None and command is None:
+            log.info("stopping %s: terminating pid %d", dbid, child.pid)
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    def close(self) -> None:
+        """Stop everything this D-MA started."""
+        for dbid in list(self.children):
+            child = self.children.pop(dbid)
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+
+
 @dataclass
 class Tracked:
-    """The D-MA's view of one binding: registered or not, its policy, its last capacity."""
+    """The D-MA's view of one binding: registered or not, its policy, its last capacity, and
+    whether it is meant to serve (false while inactive)."""
 
     binding: Binding
     policy: ReportPolicy
@@ -284,6 +385,7 @@ class Tracked:
     readable: bool | None = None
     capacity: int = 1
     next_register: float = 0.0
+    enabled: bool = True
 
 
 class Agent:
@@ -294,7 +396,10 @@ class Agent:
         self.opener = opener
         self.cpu = CpuMeter()
         self.tracked = [Tracked(b, ReportPolicy(options.interval, options.min_interval,
-                                                options.threshold)) for b in options.bindings]
+                                                options.threshold),
+                                enabled=b.dbid not in options.inactive)
+                        for b in options.bindings]
+        self.launcher = Launcher(options.start, options.stop)
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None) -> Answer:
         """Call the controller's REST API."""
@@ -304,7 +409,7 @@ class Agent:
     def register(self, t: Tracked) -> None:
         """POST one binding and log a refusal; UnreachableError if the controller is silent."""
         b = t.binding
-        body = {"dsid": b.dsid, "dbid": b.dbid, "dma": self.options.name, "active": True}
+        body = {"dsid": b.dsid, "dbid": b.dbid, "dma": self.options.name, "active": t.enabled}
         answer = self._call("POST", "/instances", body)
         t.registered = 200 <= answer.status < 300
         if t.registered:
@@ -369,17 +474,39 @@ class Agent:
             t.capacity = stats.capacity
         if self.options.cpu_source == "instance":
             cpu = 0.0 if stats is None else min(1.0, stats.sessions / stats.capacity)
-        report = build_report(t.binding.dbid, cpu, stats, t.capacity)
+        report = build_report(t.binding.dbid, cpu, stats if t.enabled else None, t.capacity)
         if not t.policy.decide(now, report_metrics(report)):
             return
         answer = self._call("POST", "/metrics", report)
-        if answer.status == 404:
+        if 200 <= answer.status < 300:
+            for command in parse_commands(answer.body):
+                self.execute(command)
+        elif answer.status == 404:
             log.warning("controller forgot %s (%s); registering again", t.binding.dbid,
                         answer.brief())
             t.registered = False
             t.next_register = now
         elif not 200 <= answer.status < 300:
             log.warning("metrics for %s refused: %s", t.binding.dbid, answer.brief())
+
+    def execute(self, command: Mapping[str, Any]) -> None:
+        """Carry out a controller command for one of our instances (steps 3-4 of the draft's
+        reactivation procedure, or its reverse)."""
+        t = next((t for t in self.tracked if t.binding.dbid == command["dbid"]), None)
+        if t is None:
+            log.warning("command for an instance this D-MA does not have: %s", command)
+            return
+        op = command["op"]
+        print(f"command {op} {t.binding.dbid}: {command.get('reason', '')}", flush=True)
+        if op == "reactivate":
+            if not self.launcher.start(t.binding.dbid):
+                log.warning("reactivate %s: no --start command; reporting it serving if its "
+                            "stats can be read", t.binding.dbid)
+            t.enabled = True
+        else:
+            t.enabled = False
+            self.launcher.stop(t.binding.dbid)
+        t.policy.reset()  # report the new state at the next sample
 
     def withdraw_all(self) -> None:
         """DELETE every binding; an unknown or unreachable one is logged and skipped."""
@@ -408,6 +535,7 @@ def run(options: Options, stop: threading.Event) -> int:
         log.error("controller %s did not answer within %g s", options.controller, timeout)
         code = 1
     agent.withdraw_all()
+    agent.launcher.close()
     return code
 
 
@@ -434,6 +562,14 @@ def _binding(text: str) -> Binding:
     """An argparse type: one `DSID=DBID@STATS_URL`."""
     try:
         return parse_binding(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _command_spec(text: str) -> tuple[str, str]:
+    """An argparse type: one `DBID=COMMAND`."""
+    try:
+        return parse_command_spec(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -467,16 +603,32 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         help="CPU utilisation from the host's /proc/stat (default), or the "
                              "instance's own busy fraction (sessions/capacity): use 'instance' "
                              "where hosts share one kernel, as in Mininet")
+    parser.add_argument("--inactive", action="append", default=[], metavar="DBID",
+                        help="register this instance as inactive (not serving) until the "
+                             "controller sends `reactivate` (repeatable)")
+    parser.add_argument("--start", action="append", default=[], type=_command_spec,
+                        metavar="DBID=COMMAND", help="command that starts the instance on "
+                        "`reactivate` (repeatable)")
+    parser.add_argument("--stop", action="append", default=[], type=_command_spec,
+                        metavar="DBID=COMMAND", help="command that stops the instance on "
+                        "`deactivate` (default: terminate what --start started)")
     args = parser.parse_args(argv)
+    dbids = [b.dbid for b in args.instance]
+    for option, values in (("--inactive", args.inactive),
+                           ("--start", [d for d, _ in args.start]),
+                           ("--stop", [d for d, _ in args.stop])):
+        for dbid in values:
+            if dbid not in dbids:
+                parser.error(f"{option} {dbid}: not the D-BID of any --instance")
     if args.min_interval > args.interval:
         parser.error("--min-interval must not exceed --interval")
-    dbids = [b.dbid for b in args.instance]
     if len(set(dbids)) != len(dbids):
         parser.error("--instance: each D-BID may appear only once")
     return Options(controller=args.controller, name=args.name, bindings=tuple(args.instance),
                    interval=args.interval, min_interval=args.min_interval,
                    threshold=args.threshold, register_timeout=args.register_timeout,
-                   cpu_source=args.cpu_source)
+                   cpu_source=args.cpu_source, inactive=frozenset(args.inactive),
+                   start=dict(args.start), stop=dict(args.stop))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

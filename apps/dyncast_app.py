@@ -116,6 +116,10 @@ class DyncastApp(App):  # type: ignore[misc]
             dp = self.datapaths.get(intent.dpid)
             if dp is not None:
                 dp.send_msg(to_message(dp, intent))
+        if self.core.states.transitions:
+            for t in self.core.states.drain_log():
+                LOG.info("dyncast: instance %s %s -> %s (%s: %s)", t.dbid, t.src, t.dst,
+                         t.event, t.reason)
 
     def api_call(self, method: str, path: str, body: bytes) -> Reply:
         """Serve a REST request (called from a WSGI green thread)."""

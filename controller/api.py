@@ -14,11 +14,13 @@ from typing import Any
 from controller.core import Core
 from controller.errors import Conflict, NotFound, ValidationError
 from controller.intents import Intent
-from controller.model import check_number, metrics_from_dict, parse_ipv4, service_from_dict
+from controller.model import metrics_from_dict, service_from_dict
+from controller.validate import check_number, parse_ipv4
 
 PREFIX = "/dyncast/v1/"
 MAX_BODY = 1 << 20
 MAX_REPORTS = 10000
+INSTANCE_VERBS = ("drain", "undrain", "activate", "deactivate")
 
 
 @dataclass
@@ -141,24 +143,29 @@ class Api:
         return Reply(200 if existed else 201, self.core.instance_view(inst, now), intents)
 
     def _instance_action(self, args: list[str], data: Any, now: float) -> Reply:
-        """POST /instances/{dbid}/drain {"deadline_s"?} and /instances/{dbid}/undrain."""
-        if len(args) != 2 or args[1] not in ("drain", "undrain"):
-            raise ValidationError("path", "use POST /dyncast/v1/instances/{dbid}/drain or "
-                                  "/undrain")
+        """POST /instances/{dbid}/{verb}: drain {"deadline_s"?}, undrain, activate (send the
+        reactivation trigger), deactivate {"deadline_s"?} (drain, then stop)."""
+        if len(args) != 2 or args[1] not in INSTANCE_VERBS:
+            raise ValidationError("path", "use POST /dyncast/v1/instances/{dbid}/VERB with VERB "
+                                  f"one of {', '.join(INSTANCE_VERBS)}")
         dbid = parse_ipv4(args[0], "dbid")
         body = data if data is not None else {}
         if not isinstance(body, dict):
             raise ValidationError("body", "must be an object")
-        if args[1] == "undrain":
-            if body:
-                raise ValidationError(sorted(body)[0], "unknown key")
+        verb = args[1]
+        allowed = {"deadline_s"} if verb in ("drain", "deactivate") else set()
+        if set(body) - allowed:
+            raise ValidationError(sorted(set(body) - allowed)[0], "unknown key")
+        deadline = body.get("deadline_s")
+        if deadline is not None:
+            deadline = check_number(deadline, "deadline_s", 0.0, 30 * 86400.0)
+        if verb == "undrain":
             inst, intents = self.core.undrain(dbid, now)
+        elif verb == "activate":
+            inst, intents = self.core.activate(dbid, "operator activate", now)
+        elif verb == "deactivate":
+            inst, intents = self.core.deactivate(dbid, deadline, now)
         else:
-            if set(body) - {"deadline_s"}:
-                raise ValidationError(sorted(set(body) - {"deadline_s"})[0], "unknown key")
-            deadline = body.get("deadline_s")
-            if deadline is not None:
-                deadline = check_number(deadline, "deadline_s", 0.0, 30 * 86400.0)
             inst, intents = self.core.drain(dbid, deadline, now)
         return Reply(200, self.core.instance_view(inst, now), intents)
 
@@ -182,7 +189,8 @@ class Api:
         intents: list[Intent] = []
         for dbid, metrics in parsed:
             intents += self.core.report(dbid, metrics, now)
-        return Reply(200, {"accepted": len(parsed)}, intents)
+        commands = self.core.take_commands([dbid for dbid, _ in parsed])
+        return Reply(200, {"accepted": len(parsed), "commands": commands}, intents)
 
     # --- views --------------------------------------------------------------------------
     def _decisions(self, args: list[str], _: Any, now: float) -> Reply:

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from controller.errors import ConfigError, ValidationError
-from controller.model import Service, check_number, reject_unknown, service_from_dict
+from controller.model import Service, service_from_dict
 from controller.scoring import ScoringConfig, scoring_from_dict
+from controller.validate import check_number, reject_unknown
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,12 @@ from controller.affinity import (
     binding_flows,
     flow_key,
 )
-from controller.catalogue import Catalogue, instance_state
+from controller.catalogue import Catalogue
 from controller.config import ControllerConfig
 from controller.engine import CandidateInput, Engine, compute_ms
 from controller.errors import NotFound
 from controller.forwarding import Forwarding, base_flows
+from controller.instancelife import InstanceStates
 from controller.intents import (
     PORT_CONTROLLER,
     PRIO_SERVICE,
@@ -54,11 +55,13 @@ from controller.packet import (
     build_tcp_syn,
     parse,
 )
+from controller.scaling import Member, Scaler, load_of
 from controller.topology import Topology
 
 PROBE_INTERVAL_S = 2.0
 LIVENESS_PORT = 0xDC0D  # source port of the controller's TCP liveness probes
 ENDING_REASONS = ("idle", "hard")  # flow-removed reasons that end a binding
+PROBED_STATES = ("unknown", "active", "draining", "down")  # probed when their metrics are stale
 
 
 def service_punt(dpid: int, svc: Service) -> FlowMod:
@@ -92,7 +95,10 @@ class Core:
         self.monitor = NetworkMonitor(config)
         self.counters: Counter[str] = Counter()
         self.writes: list[StoreWrite] = []
-        self._states: dict[str, str] = {}
+        self._states: dict[str, str] = {}  # state of each instance the decisions last saw
+        self.states = InstanceStates(config.stale_after_s, config.probe_timeout_s)
+        self.scaler = Scaler()
+        self._stop_sent: dict[str, float] = {}  # scale-in: when `deactivate` was last sent
         self._last_probe: dict[str, float] = {}
         self._detached: set[str] = set()  # instances whose attachment port or switch went away
         self._unanswered: dict[str, float] = {}  # instance -> first liveness probe not answered
@@ -133,7 +139,7 @@ class Core:
     def switch_left(self, dpid: int, now: float) -> list[Intent]:
         """A switch disconnected: forget it; paths and decisions are recomputed."""
         lost = self.topology.switch_down(dpid)
-        self._detach([h.ip for h in lost])
+        self._detach([h.ip for h in lost], now)
         self.forwarding.forget_switch(dpid)
         self.monitor.forget(dpid)
         self.engine.forget(ingress=dpid)
@@ -147,7 +153,7 @@ class Core:
         link_lost, hosts_lost = self.topology.port_down(dpid, port)
         if not link_lost and not hosts_lost:
             return []
-        self._detach([h.ip for h in hosts_lost])
+        self._detach([h.ip for h in hosts_lost], now)
         self._refresh_costs()
         return self.forwarding.sync_routes() + self._recompute_all(now)
 
@@ -159,13 +165,13 @@ class Core:
             intents += self._recompute_all(now)
         intents += self.forwarding.lldp(now)
         intents += self._liveness_probes(now)
-        changed = {i.service for i in self.catalogue.instances.values()
-                   if self._states.get(i.dbid) != self._state(i, now)}
+        changed = {i.service for i in list(self.catalogue.instances.values())
+                   if self._observe(i, now) or self._states.get(i.dbid) != i.state}
         for name in sorted(changed):
             intents += self._recompute(name, now)
         for inst in self.catalogue.instances.values():
             intents += self._probe_if_unknown(inst.dbid, now)
-        return intents + self._drain_deadlines(now)
+        return intents + self._drain_deadlines(now) + self._autoscale(now)
 
     # --- measurements -------------------------------------------------------------------
     def port_stats(self, dpid: int, samples: list[tuple[int, int, int]],
@@ -211,7 +217,7 @@ class Core:
             assert pkt.arp_sha is not None
             intents = self._learn(pkt.arp_spa, pkt.arp_sha, dpid, in_port, now)
             if pkt.eth_dst == VIRTUAL_MAC and pkt.arp_spa in self._unanswered:
-                self._alive(pkt.arp_spa)  # the answer to an ARP liveness probe
+                self._alive(pkt.arp_spa, now)  # the answer to an ARP liveness probe
             return intents + self.forwarding.arp(dpid, in_port, pkt, data, now)
         if pkt.eth_type != ETH_TYPE_IP or pkt.ip_src is None or pkt.ip_dst is None:
             return []
@@ -228,9 +234,13 @@ class Core:
         """Learn where a sender lives; route to it, and re-decide if it is an instance."""
         if ip == "0.0.0.0" or not self.topology.learn_host(ip, mac, dpid, port):
             return []
-        self._detached.discard(ip)
-        intents = self.forwarding.sync_routes([ip])
         inst = self.catalogue.instances.get(ip)
+        if ip in self._detached:
+            self._detached.discard(ip)
+            if inst is not None:
+                self.states.fire(inst, "attached", f"seen again at switch {dpid} port {port}",
+                                 now)
+        intents = self.forwarding.sync_routes([ip])
         if inst is not None:
             intents += self._recompute(inst.service, now)
         return intents
@@ -282,7 +292,7 @@ class Core:
         if (decider, svc.name) not in self.engine.decisions:  # demand at a switch not
             self._demand_seen.add(decider)                    # configured as an ingress
             insts = self.catalogue.of_service(svc.name)
-            self._decide(svc, insts, {i.dbid: self._state(i, now) for i in insts}, decider, now)
+            self._decide(svc, insts, {i.dbid: i.state for i in insts}, decider, now)
         dbid = self.engine.pick(decider, svc.name)
         if dbid is None or dbid not in self.topology.hosts:
             self.counters["dropped_no_instance"] += 1
@@ -359,83 +369,173 @@ class Core:
     # --- instances and metrics ----------------------------------------------------------
     def register(self, dsid: str, dbid: str, dma: str, active: bool,
                  now: float) -> tuple[Instance, list[Intent]]:
-        """A D-MA announced (D-SID, D-BID); find where the D-BID lives if we do not know."""
+        """A D-MA announced (D-SID, D-BID), serving or inactive; find where the D-BID lives if
+        we do not know."""
+        known = dbid in self.catalogue.instances
         inst = self.catalogue.register(dsid, dbid, dma, active, now)
+        if not known:
+            self.states.begin(inst, active, now)
+        elif not active:
+            self.states.fire(inst, "report_inactive", f"re-registered by D-MA {dma or '?'} as "
+                             "inactive", now)
         self._write_instance(inst)
         return inst, self._probe_if_unknown(dbid, now) + self._recompute(inst.service, now)
 
     def withdraw(self, dbid: str, now: float) -> list[Intent]:
-        """A D-MA withdrew an instance: it gets no new flows; existing bindings stay."""
+        """A D-MA withdrew an instance: it gets no new flows; its bound flows move."""
         inst = self.catalogue.withdraw(dbid)
         self._states.pop(dbid, None)
         self._unanswered.pop(dbid, None)
+        self.states.forget(dbid)
         self.writes.append(StoreWrite("instance", dbid, None))
         return self._recompute(inst.service, now) + self._move_bindings(dbid)
 
     def report(self, dbid: str, metrics: Metrics, now: float) -> list[Intent]:
-        """A metric report: record it and recompute that service's decisions."""
+        """A metric report: record it, apply what it says of the state, recompute decisions."""
         inst = self.catalogue.report(dbid, metrics, now)
         self.counters["metric_reports"] += 1
+        if dbid not in self._detached:  # a detached instance stays down until seen again
+            was = inst.state
+            event = "report_active" if metrics.active else "report_inactive"
+            self.states.fire(inst, event, f"D-MA {inst.dma or '?'} reports it "
+                             f"{'serving' if metrics.active else 'not serving'}", now)
+            if was == "activating" and inst.state == "active":
+                self.counters["reactivations_completed"] += 1
         self._write_instance(inst)
         return self._recompute(inst.service, now)
 
-    def drain(self, dbid: str, deadline_s: float | None, now: float) -> tuple[Instance,
-                                                                              list[Intent]]:
-        """Operator drain: no new flows; bound flows keep the instance until they end or, with
-        a deadline, until it passes (then they move to a live instance)."""
-        inst = self.catalogue.instances.get(dbid)
-        if inst is None:
-            raise NotFound("instance", dbid)
-        inst.draining = True
+    def take_commands(self, dbids: list[str]) -> list[dict[str, Any]]:
+        """The commands waiting for the D-MA of these instances (the control channel)."""
+        return self.states.take(dbids)
+
+    def drain(self, dbid: str, deadline_s: float | None, now: float,
+              reason: str = "operator drain") -> tuple[Instance, list[Intent]]:
+        """Drain: no new flows; bound flows keep the instance until they end or, with a
+        deadline, until it passes (then they move to a live instance)."""
+        inst = self._instance(dbid)
+        self.states.fire(inst, "drain", reason, now)
         inst.drain_deadline = None if deadline_s is None else now + deadline_s
         self._write_instance(inst)
         return inst, self._recompute(inst.service, now)
 
     def undrain(self, dbid: str, now: float) -> tuple[Instance, list[Intent]]:
         """End a drain: the instance takes new flows again (if otherwise usable)."""
-        inst = self.catalogue.instances.get(dbid)
-        if inst is None:
-            raise NotFound("instance", dbid)
-        inst.draining = False
-        inst.drain_deadline = None
+        inst = self._instance(dbid)
+        self.states.fire(inst, "undrain", "operator undrain", now)
+        self._observe(inst, now)
         self._write_instance(inst)
         return inst, self._recompute(inst.service, now)
 
+    def activate(self, dbid: str, reason: str, now: float) -> tuple[Instance, list[Intent]]:
+        """Send an inactive instance's D-MA the reactivation trigger; it is `activating` until
+        the D-MA reports it serving (or the activation times out)."""
+        inst = self._instance(dbid)
+        self.states.fire(inst, "activate", reason, now)
+        svc = self.catalogue.services[inst.service]
+        self.states.command(inst, svc.dsid, "reactivate", reason, now)
+        self.counters["reactivations"] += 1
+        self._write_instance(inst)
+        return inst, self._recompute(inst.service, now)
+
+    def deactivate(self, dbid: str, deadline_s: float | None, now: float,
+                   reason: str = "operator deactivate") -> tuple[Instance, list[Intent]]:
+        """Drain an instance, then tell its D-MA to stop it once no flow is bound to it (or the
+        deadline has passed and its flows have moved); it becomes `inactive`."""
+        inst, intents = self.drain(dbid, deadline_s, now, reason)
+        inst.stop_when_drained = True
+        self._write_instance(inst)
+        return inst, intents + self._drain_deadlines(now)
+
+    def _instance(self, dbid: str) -> Instance:
+        """The instance with this D-BID, or NotFound."""
+        inst = self.catalogue.instances.get(dbid)
+        if inst is None:
+            raise NotFound("instance", dbid)
+        return inst
+
+    def _observe(self, inst: Instance, now: float) -> bool:
+        """Fire whatever event the facts about `inst` imply now; True if its state changed."""
+        svc = self.catalogue.services.get(inst.service)
+        timeout = (svc.scaling.activation_timeout_s if svc is not None and svc.scaling
+                   else self.config.probe_timeout_s * 10)
+        return self.states.observe(inst, now, inst.dbid in self._detached,
+                                   self._unanswered.get(inst.dbid), timeout)
+
     def _drain_deadlines(self, now: float) -> list[Intent]:
-        """Move the remaining flows of drained instances whose deadline has passed."""
+        """Move the remaining flows of drained instances whose deadline has passed; tell the
+        D-MA to stop a retiring instance once nothing is bound to it."""
         intents: list[Intent] = []
-        for inst in self.catalogue.instances.values():
-            if inst.draining and inst.drain_deadline is not None and now >= inst.drain_deadline:
+        for inst in list(self.catalogue.instances.values()):
+            if not inst.draining:
+                continue
+            if inst.drain_deadline is not None and now >= inst.drain_deadline:
                 inst.drain_deadline = None
                 self._write_instance(inst)
                 moved = self.counters["affinity_moves"]
                 intents += self._move_bindings(inst.dbid)
                 self.counters["drain_deadline_moves"] += self.counters["affinity_moves"] - moved
+            if inst.stop_when_drained and not self._bound(inst.dbid):
+                intents += self._send_stop(inst, now)
         return intents
 
+    def _send_stop(self, inst: Instance, now: float) -> list[Intent]:
+        """Queue `deactivate` for a drained, retiring instance (again if the D-MA stays silent)."""
+        svc = self.catalogue.services[inst.service]
+        retry = svc.scaling.activation_timeout_s if svc.scaling else 60.0
+        if now - self._stop_sent.get(inst.dbid, -1e9) < retry:
+            return []
+        self._stop_sent[inst.dbid] = now
+        self.states.command(inst, svc.dsid, "deactivate", "drained: no flow is bound to it", now)
+        self.counters["deactivations"] += 1
+        return []
+
+    def _bound(self, dbid: str) -> int:
+        """How many bindings hold this instance."""
+        return sum(1 for b in self.bindings.all() if b.dbid == dbid)
+
+    def _autoscale(self, now: float) -> list[Intent]:
+        """Reactivation and scale-in for services with a scaling policy (one action at most)."""
+        intents: list[Intent] = []
+        for name, svc in sorted(self.catalogue.services.items()):
+            if svc.scaling is None:
+                continue
+            insts = self.catalogue.of_service(name)
+            members = [Member(i.dbid, i.state, load_of(i.metrics), self._merit(i),
+                              i.draining and i.stop_when_drained, bool(i.dma)) for i in insts]
+            action = self.scaler.evaluate(name, svc.scaling, members, now)
+            if action is None:
+                continue
+            if action.op == "reactivate":
+                intents += self.activate(action.dbid, action.reason, now)[1]
+            else:
+                self.counters["scale_ins"] += 1
+                intents += self.deactivate(action.dbid, svc.scaling.drain_deadline_s, now,
+                                           action.reason)[1]
+        return intents
+
+    def _merit(self, inst: Instance) -> float:
+        """How useful an instance is: for an active one, its summed share of new flows over the
+        ingresses; for any other, minus its mean network cost from the ingresses."""
+        if inst.state == "active":
+            return sum(d.shares.get(inst.dbid, 0.0) for (_, name), d in
+                       self.engine.decisions.items() if name == inst.service)
+        host = self.topology.hosts.get(inst.dbid)
+        costs = [] if host is None else [self.topology.cost_ms(i, host.dpid)
+                                         for i in self._ingresses()]
+        known = [c for c in costs if c is not None]
+        return -(sum(known) / len(known)) if known else -1e9
+
     def instance_view(self, inst: Instance, now: float) -> dict[str, Any]:
-        """An instance with its current state and location, for the API."""
+        """An instance with its state, history, location and bindings, for the API."""
         host = self.topology.hosts.get(inst.dbid)
         out = inst.to_dict()
-        out["state"] = self._state(inst, now)
         out["location"] = None if host is None else {"dpid": host.dpid, "port": host.port,
                                                       "mac": host.mac}
-        out["bindings"] = sum(1 for b in self.bindings.all() if b.dbid == inst.dbid)
+        out["bindings"] = self._bound(inst.dbid)
+        out["pending_commands"] = [c.to_dict() for c in self.states.pending.get(inst.dbid, [])]
         return out
 
     # --- decisions ----------------------------------------------------------------------
-    def _state(self, inst: Instance, now: float) -> str:
-        """The instance's state now: `down` when detached, or stale and not answering probes."""
-        if inst.dbid in self._detached:
-            return "down"
-        state = instance_state(inst, now, self.config.stale_after_s)
-        since = self._unanswered.get(inst.dbid)
-        if state == "unknown" and since is not None and now - since > self.config.probe_timeout_s:
-            return "down"
-        if inst.draining and state != "inactive":
-            return "draining"
-        return state
-
     def _recompute_all(self, now: float) -> list[Intent]:
         """Recompute every service's decisions (topology changed)."""
         intents: list[Intent] = []
@@ -450,7 +550,7 @@ class Core:
         if svc is None:
             return []
         insts = self.catalogue.of_service(name)
-        states = {i.dbid: self._state(i, now) for i in insts}
+        states = {i.dbid: i.state for i in insts}
         went_down = [d for d, s in states.items() if s == "down" and self._states.get(d) != s]
         self._states.update(states)
         for ingress in self._ingresses():
@@ -497,9 +597,13 @@ class Core:
             self.counters["affinity_moves"] += 1
         return intents
 
-    def _detach(self, ips: list[str]) -> None:
+    def _detach(self, ips: list[str], now: float) -> None:
         """Instances among `ips` lost their attachment point: they are down until seen again."""
-        self._detached |= {ip for ip in ips if ip in self.catalogue.instances}
+        for ip in ips:
+            inst = self.catalogue.instances.get(ip)
+            if inst is not None:
+                self._detached.add(ip)
+                self._observe(inst, now)
 
     def _liveness_probes(self, now: float) -> list[Intent]:
         """Probe every located instance whose metrics are stale: a TCP SYN to its service port
@@ -507,7 +611,8 @@ class Core:
         intents: list[Intent] = []
         for inst in self.catalogue.instances.values():
             host = self.topology.hosts.get(inst.dbid)
-            if host is None or instance_state(inst, now, self.config.stale_after_s) != "unknown":
+            if (host is None or inst.state not in PROBED_STATES
+                    or not self.states.stale(inst, now)):
                 self._unanswered.pop(inst.dbid, None)
                 continue
             self._unanswered.setdefault(inst.dbid, now)
@@ -526,12 +631,15 @@ class Core:
         flags = pkt.tcp_flags or 0
         if pkt.ip_src in self.catalogue.instances and flags & (TCP_SYN | TCP_ACK) == (
                 TCP_SYN | TCP_ACK):
-            self._alive(pkt.ip_src)
+            self._alive(pkt.ip_src, now)
 
-    def _alive(self, dbid: str) -> None:
-        """An instance answered a liveness probe."""
+    def _alive(self, dbid: str, now: float) -> None:
+        """An instance answered a liveness probe (a `down` one comes back as `unknown`)."""
         self._unanswered.pop(dbid, None)
         self.counters["liveness_answers"] += 1
+        inst = self.catalogue.instances.get(dbid)
+        if inst is not None:
+            self.states.fire(inst, "alive", "answered a liveness probe", now)
 
     def _input(self, svc: Service, inst: Instance, ingress: int, state: str) -> CandidateInput:
         """One instance's costs as seen from one ingress."""

@@ -9,11 +9,18 @@ to `(best / cost) ** sharpness`; shares are served by smooth weighted round robi
 of new flows between two updates is spread exactly in proportion rather than herded onto one
 instance. A new decision replaces the previous one only when the usable set changed or some
 cost moved by more than `hysteresis` (relative) since the decision in force was taken.
+
+That joint, spread choice is the `dyncast` selection policy, every service's default. A service
+may name another (`POLICIES`): `nearest` (lowest network cost only), `least-loaded` (lowest
+compute cost only), `round-robin` (equal shares, served in turn) or `random` (a uniformly random
+pick, from a generator seeded per engine). All of them choose among the same usable instances:
+state, reachability and the delay budget are applied before the policy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +113,7 @@ class Decision:
     service: str
     candidates: tuple[Candidate, ...]
     computed_at: float
+    policy: str = "dyncast"
 
     @property
     def shares(self) -> dict[str, float]:
@@ -122,20 +130,82 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the decision as JSON-ready values."""
-        return {"ingress": self.ingress, "service": self.service, "primary": self.primary,
-                "computed_at": self.computed_at,
+        return {"ingress": self.ingress, "service": self.service, "policy": self.policy,
+                "primary": self.primary, "computed_at": self.computed_at,
                 "candidates": [c.to_dict() for c in self.candidates]}
 
 
-def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[CandidateInput],
-           spread: float, sharpness: float, now: float,
-           budget_ms: float | None = None) -> Decision:
-    """Score every candidate and give shares to the good ones (see module docstring).
+# ---- selection policies: the usable instances -> (each one's cost, the shares of new flows) ----
 
-    With a delay budget, instances whose predicted delay (path + compute, unweighted) misses it
-    are left out as long as one instance meets it.
-    """
-    rows = list(inputs)
+Costs = dict[str, float]
+Policy = Callable[[list[CandidateInput], Weights, float, float], tuple[Costs, Costs]]
+
+
+def _joint_costs(pool: list[CandidateInput], weights: Weights) -> Costs:
+    """`w_net * network_ms + w_compute * compute_ms` per instance."""
+    return {r.dbid: weights.network * (r.network_ms or 0.0) + weights.compute * r.compute_ms
+            for r in pool}
+
+
+def _lowest(costs: Costs) -> Costs:
+    """Equal shares among the instances of lowest cost (exact ties share)."""
+    if not costs:
+        return {}
+    best = min(costs.values())
+    chosen = [d for d, c in costs.items() if c <= best * (1.0 + EPSILON) + EPSILON]
+    return dict.fromkeys(chosen, 1.0 / len(chosen))
+
+
+def _dyncast(pool: list[CandidateInput], weights: Weights, spread: float,
+             sharpness: float) -> tuple[Costs, Costs]:
+    """Joint cost; instances within `spread` of the best share by `(best/cost)^sharpness`."""
+    costs = _joint_costs(pool, weights)
+    if not costs:
+        return costs, {}
+    best = min(costs.values())
+    limit = best * (1.0 + spread) + EPSILON
+    raw = {d: (1.0 if c <= EPSILON else (best / c) ** sharpness)
+           for d, c in costs.items() if c <= limit}
+    total = sum(raw.values())
+    return costs, {d: w / total for d, w in raw.items()}
+
+
+def _nearest(pool: list[CandidateInput], weights: Weights, spread: float,
+             sharpness: float) -> tuple[Costs, Costs]:
+    """Network cost only: the nearest instance(s) take every new flow."""
+    costs = {r.dbid: r.network_ms or 0.0 for r in pool}
+    return costs, _lowest(costs)
+
+
+def _least_loaded(pool: list[CandidateInput], weights: Weights, spread: float,
+                  sharpness: float) -> tuple[Costs, Costs]:
+    """Compute cost only: the least loaded instance(s) take every new flow."""
+    costs = {r.dbid: r.compute_ms for r in pool}
+    return costs, _lowest(costs)
+
+
+def _even(pool: list[CandidateInput], weights: Weights, spread: float,
+          sharpness: float) -> tuple[Costs, Costs]:
+    """Equal shares among all usable instances, whatever they cost (joint cost shown)."""
+    costs = _joint_costs(pool, weights)
+    return costs, {d: 1.0 / len(costs) for d in costs}
+
+
+POLICIES: dict[str, Policy] = {
+    "dyncast": _dyncast,
+    "nearest": _nearest,
+    "least-loaded": _least_loaded,
+    "round-robin": _even,
+    "random": _even,  # same shares as round-robin; the engine picks at random among them
+}
+LEFT_OUT = {"dyncast": "more than spread above the best", "nearest": "not the nearest",
+            "least-loaded": "not the least loaded"}
+
+
+def _usable(rows: list[CandidateInput],
+            budget_ms: float | None) -> tuple[list[CandidateInput], set[str], Costs]:
+    """The instances a policy may choose from, those left out by the budget, and every
+    reachable instance's predicted delay (path + compute, unweighted)."""
     reachable = [r for r in rows if r.network_ms is not None]
     pool = [r for r in reachable if r.state == "active"]
     if not pool:
@@ -145,16 +215,23 @@ def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[Candid
     if budget_ms is not None and any(predicted[r.dbid] <= budget_ms for r in pool):
         over = {r.dbid for r in pool if predicted[r.dbid] > budget_ms}
         pool = [r for r in pool if r.dbid not in over]
-    costs = {r.dbid: weights.network * (r.network_ms or 0.0) + weights.compute * r.compute_ms
-             for r in pool}
-    shares: dict[str, float] = {}
-    if costs:
-        best = min(costs.values())
-        limit = best * (1.0 + spread) + EPSILON
-        raw = {d: (1.0 if c <= EPSILON else (best / c) ** sharpness)
-               for d, c in costs.items() if c <= limit}
-        total = sum(raw.values())
-        shares = {d: w / total for d, w in raw.items()}
+    return pool, over, predicted
+
+
+def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[CandidateInput],
+           spread: float, sharpness: float, now: float,
+           budget_ms: float | None = None, policy: str = "dyncast") -> Decision:
+    """Score every candidate and give shares as the service's `policy` says (module docstring).
+
+    With a delay budget, instances whose predicted delay (path + compute, unweighted) misses it
+    are left out as long as one instance meets it.
+    """
+    select = POLICIES.get(policy)
+    if select is None:
+        raise ValueError(f"unknown selection policy {policy!r} (known: {', '.join(POLICIES)})")
+    rows = list(inputs)
+    pool, over, predicted = _usable(rows, budget_ms)
+    costs, shares = select(pool, weights, spread, sharpness)
     candidates = []
     for r in sorted(rows, key=lambda r: r.dbid):
         cost = costs.get(r.dbid)
@@ -165,18 +242,19 @@ def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[Candid
         elif r.dbid not in costs:
             reason = f"not usable: {r.state}"
         elif r.dbid not in shares:
-            reason = "more than spread above the best"
+            reason = LEFT_OUT.get(policy, "left out by the policy")
         else:
             reason = "selected" if r.state == "active" else "selected (metrics stale: fallback)"
         candidates.append(Candidate(r.dbid, r.state, r.network_ms, r.compute_ms, cost,
                                     shares.get(r.dbid, 0.0), reason, predicted.get(r.dbid),
                                     r.network_parts))
-    return Decision(ingress, service, tuple(candidates), now)
+    return Decision(ingress, service, tuple(candidates), now, policy)
 
 
 def is_significant(prev: Decision | None, new: Decision, hysteresis: float) -> bool:
-    """True when `new` should replace `prev`: the usable set changed or a cost moved enough."""
-    if prev is None:
+    """True when `new` should replace `prev`: the policy or the usable set changed, or a cost
+    moved enough."""
+    if prev is None or prev.policy != new.policy:
         return True
     old_costs = {c.dbid: c.cost for c in prev.candidates if c.cost is not None}
     new_costs = {c.dbid: c.cost for c in new.candidates if c.cost is not None}
@@ -193,12 +271,19 @@ def is_significant(prev: Decision | None, new: Decision, hysteresis: float) -> b
 
 
 class Chooser:
-    """Smooth weighted round robin over a decision's shares: exact proportions, no herding."""
+    """Smooth weighted round robin over a decision's shares: exact proportions, no herding.
 
-    def __init__(self, shares: dict[str, float]) -> None:
+    A chooser built from `previous` (the one it replaces) keeps the credit each instance had
+    earned, so that frequent decision updates do not restart the rotation at the same instance.
+    """
+
+    def __init__(self, shares: dict[str, float], previous: Chooser | None = None) -> None:
         self._weights = dict(sorted(shares.items()))
-        self._current = dict.fromkeys(self._weights, 0.0)
         self._total = sum(self._weights.values())
+        earned: dict[str, float] = previous._current if previous is not None else {}
+        current = {d: earned.get(d, 0.0) for d in self._weights}
+        mean = sum(current.values()) / len(current) if current else 0.0
+        self._current: dict[str, float] = {d: c - mean for d, c in current.items()}
 
     def pick(self) -> str | None:
         """Return the next instance, or None when the decision has none."""
@@ -206,34 +291,58 @@ class Chooser:
             return None
         for dbid, weight in self._weights.items():
             self._current[dbid] += weight
-        chosen = max(self._current, key=lambda d: self._current[d])
+        # rounded, so that float noise does not break ties (equal shares rotate in turn)
+        chosen = max(self._current, key=lambda d: round(self._current[d], 9))
         self._current[chosen] -= self._total
         return chosen
 
 
-class Engine:
-    """Holds the decision in force for every (ingress, service) and serves picks from it."""
+class RandomChooser:
+    """Independent random picks in proportion to a decision's shares (the `random` policy)."""
 
-    def __init__(self, spread: float, sharpness: float, hysteresis: float) -> None:
+    def __init__(self, shares: dict[str, float], rng: random.Random) -> None:
+        self._dbids = sorted(shares)
+        self._weights = [shares[d] for d in self._dbids]
+        self._rng = rng
+
+    def pick(self) -> str | None:
+        """Return a random instance, or None when the decision has none."""
+        if not self._dbids:
+            return None
+        return self._rng.choices(self._dbids, self._weights)[0]
+
+
+class Engine:
+    """Holds the decision in force for every (ingress, service) and serves picks from it.
+
+    `seed` seeds the generator of the `random` policy, so that a run can be repeated.
+    """
+
+    def __init__(self, spread: float, sharpness: float, hysteresis: float,
+                 seed: int = 0) -> None:
         self.spread = spread
         self.sharpness = sharpness
         self.hysteresis = hysteresis
         self.decisions: dict[tuple[int, str], Decision] = {}
-        self._choosers: dict[tuple[int, str], Chooser] = {}
+        self._choosers: dict[tuple[int, str], Chooser | RandomChooser] = {}
+        self._rng = random.Random(seed)
         self.recomputed = 0
 
     def update(self, ingress: int, service: str, weights: Weights,
                inputs: Iterable[CandidateInput], now: float,
-               budget_ms: float | None = None) -> bool:
+               budget_ms: float | None = None, policy: str = "dyncast") -> bool:
         """Recompute one decision; install it if significant. Return True if it changed."""
         new = decide(ingress, service, weights, inputs, self.spread, self.sharpness, now,
-                     budget_ms)
+                     budget_ms, policy)
         key = (ingress, service)
         self.recomputed += 1
         if not is_significant(self.decisions.get(key), new, self.hysteresis):
             return False
         self.decisions[key] = new
-        self._choosers[key] = Chooser(new.shares)
+        previous = self._choosers.get(key)
+        self._choosers[key] = (RandomChooser(new.shares, self._rng) if policy == "random" else
+                               Chooser(new.shares, previous if isinstance(previous, Chooser)
+                                       else None))
         return True
 
     def pick(self, ingress: int, service: str) -> str | None:

@@ -6,62 +6,24 @@ decides what a valid service or metric report is, wherever it comes from.
 
 from __future__ import annotations
 
-import ipaddress
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller.errors import ValidationError
+from controller.scaling import ScalingPolicy, scaling_from_dict
+from controller.validate import (
+    check_integer,
+    check_number,
+    parse_ipv4,
+    reject_unknown,
+    sub_table,
+)
 
 FLOW_KEYS = ("5-tuple", "3-tuple", "source")
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
 MAX_TIMEOUT_S = 65535  # OpenFlow timeouts are 16-bit seconds
 MAX_SESSIONS = 10_000_000
-
-
-def parse_ipv4(value: Any, field_name: str) -> str:
-    """Return `value` as a canonical dotted IPv4 address or raise naming `field_name`."""
-    if not isinstance(value, str):
-        raise ValidationError(field_name, f"must be an IPv4 address string, got {value!r}")
-    try:
-        return str(ipaddress.IPv4Address(value))
-    except ValueError:
-        raise ValidationError(field_name, f"{value!r} is not an IPv4 address") from None
-
-
-def check_number(value: Any, field_name: str, lo: float, hi: float) -> float:
-    """Return a finite number within [lo, hi] or raise naming the field."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError(field_name, f"must be a number, got {value!r}")
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise ValidationError(field_name, f"must be between {lo:g} and {hi:g}, got {value!r}")
-    return float(value)
-
-
-def check_integer(value: Any, field_name: str, lo: int, hi: int) -> int:
-    """Return an integer within [lo, hi] or raise naming the field."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(field_name, f"must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise ValidationError(field_name, f"must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def reject_unknown(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    """Raise on the first key of `data` that is not in `allowed`."""
-    for key in data:
-        if key not in allowed:
-            name = f"{where}.{key}" if where else key
-            raise ValidationError(name, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-
-def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
-    """Return the sub-table `key` of `data` (empty when absent) or raise if it is not a table."""
-    value = data.get(key, {})
-    if not isinstance(value, Mapping):
-        raise ValidationError(f"{where}{key}", "must be a table/object")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +55,8 @@ class Service:
     weights: Weights = field(default_factory=Weights)
     base_delay_ms: float = 10.0
     delay_budget_ms: float | None = None
+    scaling: ScalingPolicy | None = None  # reactivation / scale-in; None: off
+    policy: str = "dyncast"  # how new flows are shared among instances: SELECTION_POLICIES
 
     @property
     def ip_proto(self) -> int | None:
@@ -113,13 +77,20 @@ class Service:
         }
         out["weights"] = {"network": self.weights.network, "compute": self.weights.compute}
         out["base_delay_ms"] = self.base_delay_ms
+        if self.policy != "dyncast":
+            out["policy"] = self.policy
         if self.delay_budget_ms is not None:
             out["delay_budget_ms"] = self.delay_budget_ms
+        if self.scaling is not None:
+            out["scaling"] = self.scaling.to_dict()
         return out
 
 
 SERVICE_KEYS = {"name", "dsid", "protocol", "port", "affinity", "weights", "base_delay_ms",
-                "delay_budget_ms"}
+                "delay_budget_ms", "scaling", "policy"}
+# selection policies (controller/engine.py): joint cost (default), network only, compute only,
+# equal shares in turn, uniformly random
+SELECTION_POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
 
 
 def service_from_dict(data: Any, where: str = "") -> Service:
@@ -140,7 +111,7 @@ def service_from_dict(data: Any, where: str = "") -> Service:
         port = check_integer(port, f"{where}port", 1, 65535)
         if protocol not in ("tcp", "udp"):
             raise ValidationError(f"{where}port", "needs protocol 'tcp' or 'udp'")
-    aff = _table(data, "affinity", where)
+    aff = sub_table(data, "affinity", where)
     reject_unknown(aff, {"key", "idle_timeout", "hard_timeout"}, f"{where}affinity")
     key = aff.get("key", "5-tuple")
     if key not in FLOW_KEYS:
@@ -153,7 +124,7 @@ def service_from_dict(data: Any, where: str = "") -> Service:
         raise ValidationError(f"{where}affinity.idle_timeout",
                               "idle_timeout and hard_timeout cannot both be 0 (bindings would "
                               "never end)")
-    wts = _table(data, "weights", where)
+    wts = sub_table(data, "weights", where)
     reject_unknown(wts, {"network", "compute"}, f"{where}weights")
     weights = Weights(
         network=check_number(wts.get("network", 1.0), f"{where}weights.network", 0.0, 1000.0),
@@ -165,9 +136,17 @@ def service_from_dict(data: Any, where: str = "") -> Service:
     budget = data.get("delay_budget_ms")
     if budget is not None:
         budget = check_number(budget, f"{where}delay_budget_ms", 0.001, 3_600_000.0)
+    scaling = data.get("scaling")
+    if scaling is not None:
+        scaling = scaling_from_dict(scaling, f"{where}scaling")
+    policy = data.get("policy", "dyncast")
+    if policy not in SELECTION_POLICIES:
+        raise ValidationError(f"{where}policy", f"must be one of {', '.join(SELECTION_POLICIES)}"
+                              f", got {policy!r}")
     return Service(name=name, dsid=dsid, protocol=protocol, port=port,
                    affinity=AffinityPolicy(key=key, idle_timeout=idle, hard_timeout=hard),
-                   weights=weights, base_delay_ms=base, delay_budget_ms=budget)
+                   weights=weights, base_delay_ms=base, delay_budget_ms=budget,
+                   scaling=scaling, policy=policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +208,8 @@ def metrics_from_dict(data: Any, where: str = "") -> tuple[str, Metrics]:
 
 @dataclass(slots=True)
 class Instance:
-    """A registered (D-SID, D-BID) binding with its latest metrics; mutated only by the core."""
+    """A registered (D-SID, D-BID) binding with its latest metrics and life-cycle state (see
+    controller/lifecycle.py); mutated only by the core."""
 
     service: str
     dbid: str
@@ -238,8 +218,16 @@ class Instance:
     metrics: Metrics | None = None
     metrics_at: float | None = None
     registered_at: float = 0.0
-    draining: bool = False
+    state: str = "unknown"
+    state_since: float = 0.0
     drain_deadline: float | None = None
+    stop_when_drained: bool = False  # scale-in: tell the D-MA to stop it once drained
+    history: list[Any] = field(default_factory=list)  # lifecycle.Transition, newest last
+
+    @property
+    def draining(self) -> bool:
+        """True while the instance takes no new flows but keeps its bound ones."""
+        return self.state == "draining"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the instance as JSON-ready values."""
@@ -247,4 +235,7 @@ class Instance:
                 "registered_active": self.registered_active,
                 "metrics": self.metrics.to_dict() if self.metrics else None,
                 "metrics_at": self.metrics_at, "registered_at": self.registered_at,
-                "draining": self.draining, "drain_deadline": self.drain_deadline}
+                "state": self.state, "state_since": self.state_since,
+                "draining": self.draining, "drain_deadline": self.drain_deadline,
+                "stop_when_drained": self.stop_when_drained,
+                "history": [t.to_dict() for t in self.history]}

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.errors import ValidationError
-from controller.model import Metrics, check_number, reject_unknown
+from controller.model import Metrics
+from controller.validate import check_number, reject_unknown
 
 MAX_SCORE = 10.0
 MIN_SCORE = 0.5  # floor used by compute_ms_from_score: a cost of at most 20 base delays

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from controller.affinity import Binding, FlowKey
 from controller.intents import StoreWrite
+from controller.lifecycle import STATES, transition_from_dict
 from controller.model import Instance, Metrics, Service, service_from_dict
 
 metadata = MetaData()
@@ -113,12 +114,18 @@ def _instance(data: dict[str, Any]) -> Instance:
         cpu=m["cpu"], sessions=m["sessions"], queue=m["queue"], capacity=m["capacity"],
         active=m["active"], processing_delay_ms=m.get("processing_delay_ms"),
         score=m.get("score"))
+    state = data.get("state") or ("draining" if data.get("draining") else "unknown")
+    if state not in STATES:
+        state = "unknown"
+    history = [transition_from_dict(data["dbid"], t) for t in data.get("history", [])]
     return Instance(service=data["service"], dbid=data["dbid"], dma=data.get("dma", ""),
                     registered_active=data.get("registered_active", True), metrics=metrics,
                     metrics_at=data.get("metrics_at"),
                     registered_at=data.get("registered_at", 0.0),
-                    draining=data.get("draining", False),
-                    drain_deadline=data.get("drain_deadline"))
+                    state=state, state_since=data.get("state_since", 0.0),
+                    drain_deadline=data.get("drain_deadline"),
+                    stop_when_drained=bool(data.get("stop_when_drained", False)),
+                    history=[t for t in history if t is not None])
 
 
 def _binding(data: dict[str, Any]) -> Binding:

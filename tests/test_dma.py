@@ -419,3 +419,52 @@ def test_dma_registers_again_when_the_controller_forgot_the_instance(
                "a second registration after the 404")
     assert agent.proc.poll() is None
     assert agent.stop() == 0
+
+
+def test_parse_command_spec_and_commands() -> None:
+    """`DBID=COMMAND` splits at the first '='; answers without well-formed commands give none."""
+    from agents.dma import parse_command_spec, parse_commands
+
+    assert parse_command_spec("10.0.0.41=svc --a=b") == ("10.0.0.41", "svc --a=b")
+    for bad in ("10.0.0.41", "10.0.0.41=", "host=cmd", "10.0.0.41=  "):
+        with pytest.raises(ValueError):
+            parse_command_spec(bad)
+    good = {"id": 1, "op": "reactivate", "dbid": "10.0.0.41"}
+    assert parse_commands(json.dumps({"accepted": 1, "commands": [good, {"op": "x"}]})) == [good]
+    assert parse_commands('{"accepted": 1}') == [] and parse_commands("not json") == []
+
+
+def test_dma_starts_an_inactive_instance_on_reactivate_and_stops_it_on_deactivate(
+        controller: FakeController, dma: Callable[[list[str]], Dma]) -> None:
+    """An --inactive instance is registered and reported not serving; `reactivate` in a
+    metrics answer runs its --start command and it is reported serving; `deactivate`
+    terminates what was started and it is reported not serving again."""
+    port = free_port()
+    start = (f"127.0.0.41={sys.executable} -m agents.demo_service --bind 127.0.0.1 "
+             f"--port {port} --name spare")
+    args = fast(controller.url, f"127.0.100.1=127.0.0.41@http://127.0.0.1:{port}/stats")
+    agent = dma([*args, "--inactive", "127.0.0.41", "--start", start])
+    wait_until(lambda: latest_reports(controller).get("127.0.0.41"), 10, "a first report")
+    assert controller.seen("POST", f"{API}/instances")[0]["active"] is False
+    assert latest_reports(controller)["127.0.0.41"]["active"] is False
+    path = ("POST", f"{API}/metrics")
+    command = {"id": 1, "op": "reactivate", "dbid": "127.0.0.41", "reason": "test"}
+    controller.statuses[path] = (200, {"accepted": 1, "commands": [command]})
+    wait_until(lambda: latest_reports(controller)["127.0.0.41"]["active"] is True, 15,
+               "reported serving after reactivate")
+    controller.statuses[path] = (200, {"accepted": 1, "commands": [
+        {**command, "id": 2, "op": "deactivate"}]})
+    wait_until(lambda: latest_reports(controller)["127.0.0.41"]["active"] is False, 15,
+               "reported not serving after deactivate")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    assert "command reactivate 127.0.0.41" in agent.stdout()
+    assert agent.stop() == 0
+
+
+def test_dma_rejects_inactive_or_start_for_an_unknown_dbid(
+        controller: FakeController, dma: Callable[[list[str]], Dma]) -> None:
+    """--inactive/--start naming a D-BID without --instance is a usage error (exit 2)."""
+    args = fast(controller.url, "127.0.100.1=127.0.0.41@http://127.0.0.1:1/stats")
+    agent = dma([*args, "--inactive", "127.0.0.42"])
+    assert agent.proc.wait(timeout=10) == 2 and "127.0.0.42" in agent.stderr()
