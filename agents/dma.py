@@ -9,7 +9,8 @@ Reactivation (draft-du-coordination-for-serivce-ip-in-mec, steps 3-5): an instan
 report may carry commands for it; `reactivate` runs the instance's `--start` command (then the
 instance is reported serving as soon as its stats can be read), `deactivate` runs its `--stop`
 command or, without one, terminates the process `--start` began, and the instance is reported not
-serving again.
+serving again. An instance with a `--start` command and without `--inactive` is started by the
+D-MA when it starts; whatever the D-MA started is stopped when it exits.
 """
 
 from __future__ import annotations
@@ -529,6 +530,9 @@ def run(options: Options, stop: threading.Event) -> int:
     timeout = options.register_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     code = 0
+    for t in agent.tracked:  # instances this D-MA manages and that should serve: start them
+        if t.enabled and t.binding.dbid in options.start:
+            agent.launcher.start(t.binding.dbid)
     if agent.register_all(stop, deadline):
         agent.report_loop(stop)
     elif not stop.is_set():

@@ -240,9 +240,28 @@ class Core:
             if inst is not None:
                 self.states.fire(inst, "attached", f"seen again at switch {dpid} port {port}",
                                  now)
-        intents = self.forwarding.sync_routes([ip])
+        intents = self.forwarding.sync_routes([ip]) + self._follow_client(ip, dpid)
         if inst is not None:
             intents += self._recompute(inst.service, now)
+        return intents
+
+    def _follow_client(self, ip: str, dpid: int) -> list[Intent]:
+        """A client seen at a new switch (it moved): its bindings move there before any reply
+        can reach it unrewritten, and keep their instance (CATS R20)."""
+        intents: list[Intent] = []
+        for b in self.bindings.all():
+            if b.key.src != ip or b.ingress == dpid:
+                continue
+            svc = self.catalogue.services.get(b.key.service)
+            host = self.topology.hosts.get(b.dbid)
+            if svc is None or host is None:
+                continue
+            intents.append(delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_FWD, b.ident)))
+            intents.append(delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_REV, b.ident)))
+            b.ingress = dpid
+            self._write_binding(b)
+            intents += binding_flows(b, svc, host.mac)
+            self.counters["client_moves"] += 1
         return intents
 
     def _lldp_in(self, dpid: int, in_port: int, pkt: Packet, now: float) -> list[Intent]:

@@ -19,7 +19,7 @@ from mininet_tests.harness import Lab, require_root_and_ovs
 
 FIG2_CONFIG = Path(__file__).with_name("fig2.toml")
 FIG2_DEFAULTS: dict[str, Any] = {"config": FIG2_CONFIG, "bw": None, "extra_clients": 0,
-                                 "edges": False, "wait_links": True}
+                                 "edges": False, "wait_links": True, "third_site": False}
 RING_CONFIG = Path(__file__).with_name("ring.toml")
 RING_DEFAULTS: dict[str, Any] = {"config": RING_CONFIG, "bw": None, "size": 4, "edges": False,
                                  "wait_links": True}
@@ -102,13 +102,16 @@ def fig2(request: pytest.FixtureRequest) -> Iterator[Lab]:
     Options via `@pytest.mark.parametrize("fig2", [{...}], indirect=True)`: config (TOML path,
     default mininet_tests/fig2.toml), bw (Mbit/s on every link), extra_clients, edges (True:
     start both demo services and the D-MA on e2 and e3), wait_links (default True: wait until
-    the controller has discovered the three switch-to-switch links).
+    the controller has discovered the three switch-to-switch links), third_site (True: add
+    edge host e4 at r1, nothing started on it).
     """
     from topologies.figure2 import Figure2Topo, configure, figure2_graph
 
     opts = _options(request, FIG2_DEFAULTS, "fig2")
-    topo = Figure2Topo(bw=opts["bw"], extra_clients=opts["extra_clients"])
-    the_lab = _running(request, figure2_graph(opts["extra_clients"]), topo, opts, configure)
+    topo = Figure2Topo(bw=opts["bw"], extra_clients=opts["extra_clients"],
+                       third_site=opts["third_site"])
+    graph = figure2_graph(opts["extra_clients"], opts["third_site"])
+    the_lab = _running(request, graph, topo, opts, lambda net: configure(net, graph))
     yield the_lab
     _finish(the_lab)
 

@@ -251,8 +251,7 @@ class Lab:
                            port: int = 8000) -> HostProcess:
         """Run `dyncast-demo-service` on `host` bound to `dbid` and wait until it serves."""
         name = name or f"{host}-{dbid.rsplit('.', 1)[1]}"
-        argv = [bin_path("dyncast-demo-service"), "--bind", dbid, "--port", str(port),
-                "--name", name, "--capacity", str(capacity), "--service-ms", str(service_ms)]
+        argv = self.demo_service_argv(dbid, name, capacity, service_ms, port)
         return self.popen(host, argv, f"service-{dbid}", ready=r"^serving ")
 
     def start_dma(self, host: str, bindings: dict[str, str], interval: float = 1.0,
@@ -274,6 +273,33 @@ class Lab:
                  for svc, dbid in sorted(data["dbids"].items())]
         bindings = {services[svc]: dbid for svc, dbid in sorted(data["dbids"].items())}
         return [*procs, self.start_dma(host, bindings)]
+
+    def demo_service_argv(self, dbid: str, name: str, capacity: int = 4,
+                          service_ms: float = 20.0, port: int = 8000) -> list[str]:
+        """The command line of a `dyncast-demo-service` bound to `dbid`."""
+        return [bin_path("dyncast-demo-service"), "--bind", dbid, "--port", str(port),
+                "--name", name, "--capacity", str(capacity), "--service-ms", str(service_ms)]
+
+    def move_host(self, host: str, switch: str, port: int) -> None:
+        """Move `host` to `switch` port `port` keeping its address and MAC: a new link comes
+        up there and the old interface goes down (its switch sees the port go down)."""
+        node, target = self.net[host], self.net[switch]
+        old = node.defaultIntf()
+        ip, mac = old.IP(), old.MAC()
+        prefix = self.graph.graph.get("prefixlen", 16) if self.graph is not None else 16
+        switch_intf = f"{switch}-eth{port}"
+        self.links.append(switch_intf)
+        link = self.net.addLink(node, target, port2=port)
+        target.vsctl("add-port", switch, switch_intf, "--", "set", "Interface", switch_intf,
+                     f"ofport_request={port}")
+        target.cmd(f"ip link set {switch_intf} up")
+        new = link.intf1
+        for cmd in (f"ip addr flush dev {old}", f"ip link set {old} down",
+                    f"ip link set {new} address {mac}", f"ip addr add {ip}/{prefix} dev {new}",
+                    f"ethtool -K {new} tx off rx off", f"ip link set {new} up"):
+            out = node.cmd(cmd + " 2>&1 || echo FAILED")
+            if "FAILED" in out:
+                raise RuntimeError(f"{host}: {cmd}: {out.strip()}")
 
     def stop_process(self, proc: HostProcess, timeout: float = 5.0) -> int | None:
         """End one host process by pid (SIGTERM, then SIGKILL); return its exit code."""

@@ -61,6 +61,7 @@ def test_moved_client_keeps_its_instance_at_the_new_ingress() -> None:
     """A bound flow that shows up at another ingress (the client moved) gets the same
     instance installed there, never a new decision (CATS R20)."""
     from controller.affinity import VIRTUAL_MAC
+    from controller.intents import CookieKind, cookie_kind
     from tests.helpers import HOSTS, flow_mods, tcp_frame
 
     core = figure2_core(CFG)
@@ -71,8 +72,11 @@ def test_moved_client_keeps_its_instance_at_the_new_ingress() -> None:
                            2.0)
     routes = [f for f in flow_mods(moved) if f.table == 1]
     assert {f.dpid for f in routes} == {1, 2, 4}  # the client's host route follows it
-    fwd = [f for f in flow_mods(moved) if f.table == 0]
+    fwd = [f for f in flow_mods(moved) if f.table == 0 and f.command == "add"]
     assert {f.dpid for f in fwd} == {2} and fwd[0].actions[1].value == first
+    gone = [f for f in flow_mods(moved) if f.command == "delete"]
+    assert {(f.dpid, cookie_kind(f.cookie)[0]) for f in gone} == {  # type: ignore[index]
+        (1, CookieKind.AFFINITY_FWD), (1, CookieKind.AFFINITY_REV)}
     (binding,) = core.bindings.all()
     assert binding.ingress == 2 and binding.dbid == first
 
@@ -111,3 +115,22 @@ def test_forwarder_config_is_validated() -> None:
                 [{"dpid": 4}], [{"dpid": 4, "router": 1, "via": 2}]):
         with pytest.raises(ValidationError):
             config_from_dict({"forwarder": bad})
+
+
+def test_client_seen_elsewhere_takes_its_bindings_before_sending_to_the_dsid() -> None:
+    """A moved client announced only by ARP (replies may already be on their way to it) gets
+    its bindings, forward and reverse, at the new switch at once; same instance, counted."""
+    from controller.intents import CookieKind, cookie_kind
+    from tests.helpers import arp_request, flow_mods
+
+    core = figure2_core(CFG)
+    _all_fresh(core, 1.0)
+    first = _bind(core, 51000, 1.0)
+    core.port_changed(1, 1, up=False, now=2.0)  # c1's port at r1 goes down
+    moved = flow_mods(core.packet_in(2, 12, arp_request("c1", "10.0.100.1"), 2.5))
+    added = {(f.dpid, cookie_kind(f.cookie)[0]) for f in moved  # type: ignore[index]
+             if f.command == "add" and f.table == 0}
+    assert added == {(2, CookieKind.AFFINITY_FWD), (2, CookieKind.AFFINITY_REV)}
+    (binding,) = core.bindings.all()
+    assert (binding.ingress, binding.dbid) == (2, first)
+    assert core.stats()["client_moves"] == 1

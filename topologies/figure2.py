@@ -18,6 +18,8 @@ Hosts are in 10.0.0.0/16. e2 and e3 each run one instance of svc1 (D-SID 10.0.10
 svc2 (D-SID 10.0.100.2); the second address of each edge host is added by `configure(net)` after
 the network started (in the `mn` CLI: `e2 ip addr add 10.0.0.22/16 dev e2-eth0`, same for e3).
 Extra clients c3, c4, ... (10.0.1.3, 10.0.1.4, ...) alternate between r1 and r2 from port 11 on.
+With `third_site`, edge host e4 (10.0.0.41, a third svc1 instance, management net 4) sits on r1
+port 2: the site the life-cycle tests keep inactive until the controller reactivates it.
 
 `figure2_graph()` is the description; `Figure2Topo` builds Mininet from it, and tests compute
 their expectations (paths, ports, addresses) from the same graph. With the repo's venv:
@@ -67,7 +69,12 @@ def _extra_clients(count: int) -> dict[str, HostRow]:
     return extra
 
 
-def figure2_graph(extra_clients: int = 0) -> nx.Graph:
+THIRD_SITE: dict[str, HostRow] = {
+    "e4": ("edge", "r1", 2, "00:00:00:00:00:41", ("10.0.0.41",), {"svc1": "10.0.0.41"}, 4),
+}
+
+
+def figure2_graph(extra_clients: int = 0, third_site: bool = False) -> nx.Graph:
     """Figure 2 as data: nodes carry role/dpid or ip/ips/mac/dbids/mgmt; edges carry `ports`."""
     if not 0 <= extra_clients <= 250:
         raise ValueError(f"extra_clients must be in [0, 250], got {extra_clients}")
@@ -78,7 +85,8 @@ def figure2_graph(extra_clients: int = 0) -> nx.Graph:
     for n, router in enumerate(("r1", "r2", "r3"), start=1):
         g.add_edge(router, "x0", ports={router: UPLINK_PORT, "x0": n})
     for name, (role, switch, port, mac, ips, dbids, mgmt) in {
-            **FIG2_HOSTS, **_extra_clients(extra_clients)}.items():
+            **FIG2_HOSTS, **(THIRD_SITE if third_site else {}),
+            **_extra_clients(extra_clients)}.items():
         g.add_node(name, role=role, ip=ips[0], ips=list(ips), mac=mac, dbids=dict(dbids),
                    switch=switch, mgmt=mgmt)
         g.add_edge(name, switch, ports={name: 0, switch: port})
@@ -94,12 +102,13 @@ def hosts_of(graph: nx.Graph, role: str | None = None) -> list[str]:
 class Figure2Topo(Topo):
     """Figure 2: r1, r2, r3 around x0; clients c1, c2 (and extras), edge hosts e2, e3."""
 
-    def build(self, bw: float | None = None, extra_clients: int = 0) -> None:  # type: ignore[override]
-        """Add the switches, hosts and links of `figure2_graph(extra_clients)`.
+    def build(self, bw: float | None = None, extra_clients: int = 0,  # type: ignore[override]
+              third_site: bool = False) -> None:
+        """Add the switches, hosts and links of `figure2_graph(extra_clients, third_site)`.
 
         bw: every link's rate limit in Mbit/s (needs TCLink), None for none.
         """
-        add_graph(self, figure2_graph(int(extra_clients)), PREFIX_LEN, bw)
+        add_graph(self, figure2_graph(int(extra_clients), bool(third_site)), PREFIX_LEN, bw)
 
 
 def configure(net: Any, graph: nx.Graph | None = None) -> None:
