@@ -8,6 +8,8 @@ Boundary: stdlib only; speaks HTTP/JSON to one controller and prints aligned tab
     dyncastctl service add svc3 --dsid 10.0.100.3 --protocol udp --port 5000 --key source
     dyncastctl service remove svc3
     dyncastctl drain 10.0.0.31 [--deadline 60]        dyncastctl undrain 10.0.0.31
+    dyncastctl activate 10.0.0.41       dyncastctl deactivate 10.0.0.41 [--deadline 60]
+    dyncastctl history 10.0.0.41        (an instance's state transitions, oldest first)
 """
 
 from __future__ import annotations
@@ -220,6 +222,29 @@ def cmd_undrain(api: Client, args: argparse.Namespace) -> Result:
     return body, f"undrained {body['dbid']} ({body['service']}): state {body['state']}"
 
 
+def cmd_activate(api: Client, args: argparse.Namespace) -> Result:
+    """Send an inactive instance's D-MA the reactivation trigger."""
+    body = api.call("POST", f"instances/{quote(args.dbid, safe='')}/activate", {})
+    return body, (f"activating {body['dbid']} ({body['service']}): its D-MA ({body['dma']}) "
+                  "gets the trigger with its next report")
+
+
+def cmd_deactivate(api: Client, args: argparse.Namespace) -> Result:
+    """Drain an instance, then have its D-MA stop it once no flow is bound to it."""
+    req = {} if args.deadline is None else {"deadline_s": args.deadline}
+    body = api.call("POST", f"instances/{quote(args.dbid, safe='')}/deactivate", req)
+    return body, (f"deactivating {body['dbid']} ({body['service']}): state {body['state']}, "
+                  f"stopped once its {body.get('bindings', 0)} bound flow(s) have ended")
+
+
+def cmd_history(api: Client, args: argparse.Namespace) -> Result:
+    """An instance's state transitions with time, event and reason (oldest first)."""
+    body = api.call("GET", f"instances/{quote(args.dbid, safe='')}")
+    rows = [[time.strftime("%H:%M:%S", time.localtime(h["at"])) + f".{int(h['at'] % 1 * 10)}",
+             h["from"], h["to"], h["event"], h["reason"]] for h in body.get("history", [])]
+    return body, table(["AT", "FROM", "TO", "EVENT", "REASON"], rows)
+
+
 def cmd_stats(api: Client, args: argparse.Namespace) -> Result:
     """The controller's counters, one `name value` line each."""
     body = api.call("GET", "stats")
@@ -299,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("--deadline", type=float, default=None, metavar="S",
                        help="after S seconds, move the flows still bound to it")
     _command(sub, "undrain", cmd_undrain).add_argument("dbid")
+    _command(sub, "activate", cmd_activate).add_argument("dbid")
+    deactivate = _command(sub, "deactivate", cmd_deactivate)
+    deactivate.add_argument("dbid")
+    deactivate.add_argument("--deadline", type=float, default=None, metavar="S",
+                            help="after S seconds, move the flows still bound to it")
+    _command(sub, "history", cmd_history).add_argument("dbid")
     _command(sub, "stats", cmd_stats)
     return ap
 

@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -209,3 +210,27 @@ def test_drain_unknown_instance_exits_1(capsys, url) -> None:
     """Draining a D-BID the controller does not know is the API's 404, exit 1."""
     status, out, err = _run(capsys, url, "drain", "10.0.0.77")
     assert (status, out) == (1, "") and "404" in err and "10.0.0.77" in err
+
+
+def test_activate_deactivate_and_history(capsys, url) -> None:
+    """activate triggers an inactive instance (409, exit 1, for an active one); deactivate
+    drains with a stop to follow; history lists the transitions oldest first."""
+    status, _, err = _run(capsys, url, "activate", "10.0.0.21")
+    assert status == 1 and "409" in err and "active" in err
+    inactive = {"dbid": "10.0.0.22", "cpu": 0.0, "sessions": 0, "queue": 0, "capacity": 8,
+                "active": False}
+    request = urllib.request.Request(url + "/dyncast/v1/metrics", json.dumps(inactive).encode(),
+                                     method="POST")
+    urllib.request.urlopen(request, timeout=5).close()
+    status, out, _ = _run(capsys, url, "--json", "activate", "10.0.0.22")
+    view = json.loads(out)
+    assert status == 0 and view["state"] == "activating"
+    assert view["pending_commands"][0]["op"] == "reactivate"
+    status, out, _ = _run(capsys, url, "deactivate", "10.0.0.31", "--deadline", "30")
+    assert status == 0 and "draining" in out
+    status, out, _ = _run(capsys, url, "history", "10.0.0.31")
+    lines = out.splitlines()
+    assert status == 0 and lines[0].split() == ["AT", "FROM", "TO", "EVENT", "REASON"]
+    assert [ln.split()[1:4] for ln in lines[1:]] == [["unknown", "unknown", "register"],
+                                                     ["unknown", "active", "report_active"],
+                                                     ["active", "draining", "drain"]]
