@@ -66,3 +66,20 @@ def test_unknown_event_is_a_programming_error() -> None:
     """An event name outside EVENTS is rejected as a bug, not as a forbidden transition."""
     with pytest.raises(ValueError):
         apply("active", "explode")
+
+
+def test_readme_table_is_the_code_table() -> None:
+    """The transition table printed in the README is the one the controller applies."""
+    from pathlib import Path
+
+    lines = (Path(__file__).resolve().parent.parent / "README.md").read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| from \\ event |"))
+    events = [c.strip().strip("`") for c in lines[start].split("|")[2:-1]]
+    seen = {}
+    for row in lines[start + 2:start + 2 + len(STATES)]:
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        state = cells[0].strip("`")
+        for event, cell in zip(events, cells[1:], strict=True):
+            if cell != "✗":
+                seen[(state, event)] = state if cell == "·" else cell
+    assert seen == EXPECTED
