@@ -244,7 +244,8 @@ class ServiceHandler(BaseHTTPRequestHandler):
             served_ms = (waited + time.monotonic() - started) * 1000.0
         workers.observe(served_ms)
         self._send_json(200, {"instance": self.server.config.name,
-                              "dbid": self.server.config.dbid, "served_ms": round(served_ms, 3)})
+                              "dbid": self.server.config.dbid, "served_ms": round(served_ms, 3),
+                              "local": self.connection.getsockname()[0]})
 
     def _serve_stats(self, query: str, body: bytes) -> None:
         """Report the worker pool's counters (never queued behind the workers)."""

@@ -39,12 +39,12 @@ from apps.framework import (
     ofproto_v1_3,
     set_ev_cls,
 )
-from apps.ofmsg import to_message
+from apps.ofmsg import serialise
 from apps.rest import APP_KEY, RestController
 from controller.api import Api, Reply
 from controller.config import load_config
 from controller.core import Core
-from controller.intents import Intent
+from controller.intents import TABLE_AFFINITY, Intent
 from controller.store import Store
 
 LOG = logging.getLogger("dyncast")
@@ -84,6 +84,7 @@ class DyncastApp(App):  # type: ignore[misc]
         self.core.restore(snap.services, snap.instances, snap.bindings)
         self.api = Api(self.core)
         self.datapaths: dict[int, Any] = {}
+        self._flow_rows: dict[int, list[Any]] = {}  # flow statistics until the last part
         self._workers: list[Any] = []
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
@@ -111,11 +112,27 @@ class DyncastApp(App):  # type: ignore[misc]
 
     # --- sending ------------------------------------------------------------------------
     def send(self, intents: list[Intent]) -> None:
-        """Carry out intents at the switches they name (skipping switches not connected)."""
-        for intent in intents:
-            dp = self.datapaths.get(intent.dpid)
+        """Carry out intents at the switches they name (skipping switches not connected).
+
+        Each switch's messages go out in order as one write (`ofmsg.serialise`: the bytes and
+        transaction ids `send_msg` would give them, without building the framework's message
+        objects): on the packet-in path that is the forward and reverse entries and the packet.
+        """
+        if not intents:
+            return
+        first = intents[0].dpid
+        if all(i.dpid == first for i in intents):
+            dp = self.datapaths.get(first)
             if dp is not None:
-                dp.send_msg(to_message(dp, intent))
+                dp.send(serialise(dp, intents))
+            return
+        by_dpid: dict[int, list[Intent]] = {}
+        for intent in intents:
+            by_dpid.setdefault(intent.dpid, []).append(intent)
+        for dpid, group in by_dpid.items():
+            dp = self.datapaths.get(dpid)
+            if dp is not None:
+                dp.send(serialise(dp, group))
         if self.core.states.transitions:
             for t in self.core.states.drain_log():
                 LOG.info("dyncast: instance %s %s -> %s (%s: %s)", t.dbid, t.src, t.dst,
@@ -147,6 +164,11 @@ class DyncastApp(App):  # type: ignore[misc]
                 parser = dp.ofproto_parser
                 dp.send_msg(parser.OFPPortStatsRequest(dp, 0, dp.ofproto.OFPP_ANY))
                 dp.send_msg(parser.OFPEchoRequest(dp, data=struct.pack("!d", time.time())))
+            for dpid in self.core.programmer.switches_to_poll():  # what switches learned
+                dp = self.datapaths.get(dpid)
+                if dp is not None:
+                    dp.send_msg(dp.ofproto_parser.OFPFlowStatsRequest(
+                        dp, 0, TABLE_AFFINITY, dp.ofproto.OFPP_ANY, dp.ofproto.OFPG_ANY))
 
     def _flusher(self) -> None:
         """Apply queued store writes in a worker OS thread, in batches."""
@@ -232,6 +254,16 @@ class DyncastApp(App):  # type: ignore[misc]
         samples = [(s.port_no, s.tx_bytes, s.rx_bytes) for s in ev.msg.body
                    if s.port_no <= dp.ofproto.OFPP_MAX]
         self.send(self.core.port_stats(dp.id, samples, time.time()))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    @guarded
+    def _flow_stats_handler(self, ev: Any) -> None:
+        msg = ev.msg
+        rows = self._flow_rows.setdefault(msg.datapath.id, [])
+        rows += [(s.cookie, dict(s.match.items()), s.packet_count,
+                  s.duration_sec + s.duration_nsec / 1e9) for s in msg.body]
+        if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+            self.core.learned_entries(msg.datapath.id, self._flow_rows.pop(msg.datapath.id))
 
     @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
     @guarded

@@ -204,7 +204,7 @@ class Api:
         return Reply(200, rows)
 
     def _bindings(self, args: list[str], _: Any, now: float) -> Reply:
-        rows = [b.to_dict() for b in self.core.bindings.all()]
+        rows = self.core.bindings_view()
         if args:
             rows = [r for r in rows if r["service"] == args[0]]
         return Reply(200, rows)

@@ -55,6 +55,7 @@ from controller.packet import (
     build_tcp_syn,
     parse,
 )
+from controller.programmer import Programmer
 from controller.scaling import Member, Scaler, load_of
 from controller.topology import Topology
 
@@ -104,6 +105,8 @@ class Core:
         self._unanswered: dict[str, float] = {}  # instance -> first liveness probe not answered
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
         self.router_of: dict[int, int] = dict(config.forwarders)  # D-Forwarder -> its D-Router
+        self.programmer = Programmer(self.topology, self.engine,
+                                     lambda dpid: self.router_of.get(dpid, dpid))
         for svc in config.services:
             self.catalogue.put_service(svc, create=True)
 
@@ -125,8 +128,10 @@ class Core:
     def switch_connected(self, dpid: int) -> list[Intent]:
         """A switch connected: install the fixed pipeline and the service entries."""
         self.forwarding.forget_switch(dpid)
+        self.programmer.forget_switch(dpid)
         intents: list[Intent] = list(base_flows(dpid))
-        intents += [service_punt(dpid, s) for s in self.catalogue.services.values()]
+        intents += [service_punt(dpid, s) for s in self.catalogue.services.values()
+                    if s.dataplane == "reactive"]
         return intents
 
     def switch_ports(self, dpid: int, ports: set[int], now: float) -> list[Intent]:
@@ -171,6 +176,8 @@ class Core:
             intents += self._recompute(name, now)
         for inst in self.catalogue.instances.values():
             intents += self._probe_if_unknown(inst.dbid, now)
+        for name in sorted(self.programmer.expire(now)):
+            intents += self._recompute(name, now)
         return intents + self._drain_deadlines(now) + self._autoscale(now)
 
     # --- measurements -------------------------------------------------------------------
@@ -232,7 +239,8 @@ class Core:
 
     def _learn(self, ip: str, mac: str, dpid: int, port: int, now: float) -> list[Intent]:
         """Learn where a sender lives; route to it, and re-decide if it is an instance."""
-        if ip == "0.0.0.0" or not self.topology.learn_host(ip, mac, dpid, port):
+        if (ip == "0.0.0.0" or ip in self.catalogue.by_dsid  # a D-SID lives nowhere in
+                or not self.topology.learn_host(ip, mac, dpid, port)):  # particular (overlay)
             return []
         inst = self.catalogue.instances.get(ip)
         if ip in self._detached:
@@ -294,6 +302,7 @@ class Core:
         key = flow_key(svc, pkt)
         if key is None:
             return []
+        self.counters["packet_in_dsid"] += 1
         binding = self.bindings.get(key)
         if binding is None:
             return self._new_binding(svc, key, dpid, in_port, data, now)
@@ -359,7 +368,11 @@ class Core:
         intents: list[Intent] = []
         if old is not None and old.dsid != svc.dsid:
             intents += self._remove_service_flows(old)
-        intents += [service_punt(dpid, svc) for dpid in sorted(self.topology.ports)]
+        if old is not None and old.dataplane != svc.dataplane:
+            intents += self.programmer.remove(old, [i.dbid for i in
+                                                    self.catalogue.of_service(svc.name)])
+        if svc.dataplane == "reactive":
+            intents += [service_punt(dpid, svc) for dpid in sorted(self.topology.ports)]
         self.writes.append(StoreWrite("service", svc.name, svc.to_dict()))
         return intents + self._recompute(svc.name, now)
 
@@ -367,11 +380,12 @@ class Core:
         """Delete a service, its instances, its bindings and all its entries."""
         svc, gone = self.catalogue.delete_service(name)
         self.engine.forget(service=name)
+        programmed = self.programmer.remove(svc, [i.dbid for i in gone])
         for inst in gone:
             self.writes.append(StoreWrite("instance", inst.dbid, None))
             self._states.pop(inst.dbid, None)
         self.writes.append(StoreWrite("service", name, None))
-        return self._remove_service_flows(svc)
+        return programmed + self._remove_service_flows(svc)
 
     def _remove_service_flows(self, svc: Service) -> list[Intent]:
         """Delete the service's D-SID entry and every binding of it, at every switch."""
@@ -407,7 +421,8 @@ class Core:
         self._unanswered.pop(dbid, None)
         self.states.forget(dbid)
         self.writes.append(StoreWrite("instance", dbid, None))
-        return self._recompute(inst.service, now) + self._move_bindings(dbid)
+        return (self._recompute(inst.service, now) + self._move_bindings(dbid)
+                + self.programmer.lost(dbid))
 
     def report(self, dbid: str, metrics: Metrics, now: float) -> list[Intent]:
         """A metric report: record it, apply what it says of the state, recompute decisions."""
@@ -577,6 +592,10 @@ class Core:
         intents: list[Intent] = []
         for dbid in went_down:
             intents += self._move_bindings(dbid)
+        if svc.dataplane != "reactive" or svc.overlay:
+            intents += self.programmer.program(svc, insts, now, service_punt)
+            for dbid in went_down:
+                intents += self.programmer.lost(dbid)
         return intents
 
     def _ingresses(self) -> list[int]:
@@ -696,9 +715,24 @@ class Core:
         out, self.writes = self.writes, []
         return out
 
+    def learned_entries(self, dpid: int,
+                        rows: list[tuple[int, dict[str, Any], int, float]]) -> None:
+        """What a switch reported of its table 2 (entries it learned, pins)."""
+        self.programmer.report_learned(dpid, rows)
+
+    def bindings_view(self) -> list[dict[str, Any]]:
+        """The affinity table: bindings the controller made, and entries switches learned."""
+        rows = [b.to_dict() for b in self.bindings.all()]
+        for row in rows:
+            row["source"] = "controller"
+        return rows + self.programmer.bindings_view(
+            lambda dsid: self.catalogue.by_dsid.get(dsid))
+
     def stats(self) -> dict[str, int]:
         """Counters for /stats."""
         out = dict(self.counters)
+        out["bucket_moves_started"] = self.programmer.moves_started
+        out["dataplane_entries"] = self.programmer.reconciler.count()
         out["bindings"] = len(self.bindings)
         out["decisions_recomputed"] = self.engine.recomputed
         out.setdefault("affinity_moves", 0)

@@ -17,13 +17,17 @@ from controller.intents import (
     PRIO_HOST,
     PRIO_LLDP,
     PRIO_MISS,
+    TABLE_AFFINITY,
     TABLE_CLASSIFY,
+    TABLE_DECISION,
     TABLE_FORWARD,
+    TABLE_INSTANCE,
     CookieKind,
     FlowMod,
     Intent,
     Output,
     PacketOut,
+    Resubmit,
     SetField,
     cookie,
     match,
@@ -62,6 +66,11 @@ def base_flows(dpid: int) -> list[FlowMod]:
         FlowMod(dpid, TABLE_FORWARD, PRIO_MISS + 1, match(eth_type=ETH_TYPE_IP), to_ctl,
                 cookie=infra),
         FlowMod(dpid, TABLE_FORWARD, PRIO_MISS, (), cookie=infra),  # anything else: drop
+        # learn/bucket services (controller/dataplane.py): a flow with no entry of its own is
+        # decided by the decision table; a decision or instance miss drops
+        FlowMod(dpid, TABLE_AFFINITY, PRIO_MISS, (), (Resubmit(TABLE_DECISION),), cookie=infra),
+        FlowMod(dpid, TABLE_DECISION, PRIO_MISS, (), cookie=infra),
+        FlowMod(dpid, TABLE_INSTANCE, PRIO_MISS, (), cookie=infra),
     ]
 
 

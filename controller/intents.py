@@ -11,7 +11,12 @@ Pipeline (every entry carries a cookie whose top byte is COOKIE_APP):
   goes on to table 1.
 - table 1 `forward`: one entry per (switch, known host address) sending IPv4 on along the
   shortest path; a miss goes to the controller, which learns nothing from it but probes for the
-  destination with ARP.
+  destination with ARP. In overlay mode also one entry per (switch, instance label) carrying
+  MPLS-labelled packets to the instance's switch, which pops the label and delivers.
+- tables 2-4, for services whose dataplane is `learn` or `bucket` (controller/dataplane.py):
+  2 `affinity` (per-flow entries the switch learned itself, and pins), 3 `decision` (the
+  current decision as one entry per bucket of the flow key), 4 `instance` (what instance k
+  means at this ingress: rewrite, or label, then on to `forward`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ from typing import Literal
 
 TABLE_CLASSIFY = 0
 TABLE_FORWARD = 1
-TABLES = {TABLE_CLASSIFY: "classify", TABLE_FORWARD: "forward"}
+TABLE_AFFINITY = 2
+TABLE_DECISION = 3
+TABLE_INSTANCE = 4
+TABLES = {TABLE_CLASSIFY: "classify", TABLE_FORWARD: "forward", TABLE_AFFINITY: "affinity",
+          TABLE_DECISION: "decision", TABLE_INSTANCE: "instance"}
 
 PRIO_LLDP = 60000
 PRIO_ARP = 50000
@@ -46,6 +55,12 @@ class CookieKind(IntEnum):
     AFFINITY_FWD = 2
     AFFINITY_REV = 3
     HOST = 4
+    DECISION = 5       # a bucket's entry in the decision table (ident: service << 16 | bucket)
+    INSTANCE = 6       # an instance's entry in the instance table (ident: its label)
+    LEARNED_FWD = 7    # learned by the switch: a flow's forward entry (ident: label)
+    LEARNED_REV = 8    # learned by the switch: a flow's reply entry (ident: label)
+    PIN = 9            # learned while a bucket moves: a flow pinned to its instance (label)
+    LABEL = 10         # overlay: a label route in the forward table (ident: label)
 
 
 def cookie(kind: CookieKind, ident: int = 0) -> int:
@@ -63,7 +78,8 @@ def cookie_kind(value: int) -> tuple[CookieKind, int] | None:
         return None
 
 
-Match = tuple[tuple[str, int | str], ...]
+MatchValue = int | str | tuple[int, int]  # a masked value is (value, mask)
+Match = tuple[tuple[str, MatchValue], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +97,52 @@ class Output:
     port: int
 
 
-Action = SetField | Output
+@dataclass(frozen=True, slots=True)
+class Resubmit:
+    """Look the packet up in `table` now, apply that entry's actions, and come back (Nicira)."""
+
+    table: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushMpls:
+    """Push an MPLS header (the label is then set with SetField("mpls_label", ...))."""
+
+    ethertype: int = 0x8847
+
+
+@dataclass(frozen=True, slots=True)
+class PopMpls:
+    """Pop the MPLS header; the packet is `ethertype` again."""
+
+    ethertype: int = 0x0800
+
+
+@dataclass(frozen=True, slots=True)
+class LearnSpec:
+    """One part of a learned entry: `kind` "match" (its match on `dst`) or "load" (an action
+    writing `dst`); the value comes from the packet's `src` field or is the constant `value`."""
+
+    kind: Literal["match", "load"]
+    dst: str
+    bits: int
+    src: str | None = None
+    value: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Learn:
+    """Make the switch add an entry to `table` built from the packet (OVS `learn`)."""
+
+    table: int
+    specs: tuple[LearnSpec, ...]
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    priority: int = 100
+    cookie: int = 0
+
+
+Action = SetField | Output | Resubmit | PushMpls | PopMpls | Learn
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +176,7 @@ class PacketOut:
 Intent = FlowMod | PacketOut
 
 
-def match(**fields: int | str) -> Match:
+def match(**fields: MatchValue) -> Match:
     """Build a Match from keyword fields, in a stable order."""
     return tuple(sorted(fields.items()))
 

@@ -57,6 +57,9 @@ class Service:
     delay_budget_ms: float | None = None
     scaling: ScalingPolicy | None = None  # reactivation / scale-in; None: off
     policy: str = "dyncast"  # how new flows are shared among instances: SELECTION_POLICIES
+    dataplane: str = "reactive"  # who keeps affinity: DATAPLANES (controller/dataplane.py)
+    overlay: bool = False  # instances answer on the D-SID; steered by label, no translation
+    buckets: int = 64  # decision entries per ingress in `learn` and `bucket` modes
 
     @property
     def ip_proto(self) -> int | None:
@@ -79,6 +82,8 @@ class Service:
         out["base_delay_ms"] = self.base_delay_ms
         if self.policy != "dyncast":
             out["policy"] = self.policy
+        if self.dataplane != "reactive" or self.overlay:
+            out.update(dataplane=self.dataplane, overlay=self.overlay, buckets=self.buckets)
         if self.delay_budget_ms is not None:
             out["delay_budget_ms"] = self.delay_budget_ms
         if self.scaling is not None:
@@ -87,7 +92,9 @@ class Service:
 
 
 SERVICE_KEYS = {"name", "dsid", "protocol", "port", "affinity", "weights", "base_delay_ms",
-                "delay_budget_ms", "scaling", "policy"}
+                "delay_budget_ms", "scaling", "policy", "dataplane", "overlay", "buckets"}
+DATAPLANES = ("reactive", "learn", "bucket")
+MAX_BUCKETS = 4096
 # selection policies (controller/engine.py): joint cost (default), network only, compute only,
 # equal shares in turn, uniformly random
 SELECTION_POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
@@ -146,7 +153,27 @@ def service_from_dict(data: Any, where: str = "") -> Service:
     return Service(name=name, dsid=dsid, protocol=protocol, port=port,
                    affinity=AffinityPolicy(key=key, idle_timeout=idle, hard_timeout=hard),
                    weights=weights, base_delay_ms=base, delay_budget_ms=budget,
-                   scaling=scaling, policy=policy)
+                   scaling=scaling, policy=policy,
+                   **_dataplane(data, where, protocol, port))
+
+
+def _dataplane(data: Mapping[str, Any], where: str, protocol: str | None,
+               port: int | None) -> dict[str, Any]:
+    """The service's dataplane, overlay and buckets settings, checked against its protocol."""
+    dataplane = data.get("dataplane", "reactive")
+    if dataplane not in DATAPLANES:
+        raise ValidationError(f"{where}dataplane", f"must be one of {', '.join(DATAPLANES)}, "
+                              f"got {dataplane!r}")
+    if dataplane != "reactive" and (protocol not in ("tcp", "udp") or port is None):
+        raise ValidationError(f"{where}dataplane", f"{dataplane!r} needs protocol 'tcp' or "
+                              "'udp' and a port")
+    overlay = data.get("overlay", False)
+    if not isinstance(overlay, bool):
+        raise ValidationError(f"{where}overlay", f"must be true or false, got {overlay!r}")
+    buckets = check_integer(data.get("buckets", 64), f"{where}buckets", 2, MAX_BUCKETS)
+    if buckets & (buckets - 1):
+        raise ValidationError(f"{where}buckets", f"must be a power of two, got {buckets}")
+    return {"dataplane": dataplane, "overlay": overlay, "buckets": buckets}
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ from mininet_tests.harness import Lab, require_root_and_ovs
 
 FIG2_CONFIG = Path(__file__).with_name("fig2.toml")
 FIG2_DEFAULTS: dict[str, Any] = {"config": FIG2_CONFIG, "bw": None, "extra_clients": 0,
-                                 "edges": False, "wait_links": True, "third_site": False}
+                                 "edges": False, "wait_links": True, "third_site": False,
+                                 "overlay": False}
 RING_CONFIG = Path(__file__).with_name("ring.toml")
 RING_DEFAULTS: dict[str, Any] = {"config": RING_CONFIG, "bw": None, "size": 4, "edges": False,
                                  "wait_links": True}
@@ -103,7 +104,8 @@ def fig2(request: pytest.FixtureRequest) -> Iterator[Lab]:
     default mininet_tests/fig2.toml), bw (Mbit/s on every link), extra_clients, edges (True:
     start both demo services and the D-MA on e2 and e3), wait_links (default True: wait until
     the controller has discovered the three switch-to-switch links), third_site (True: add
-    edge host e4 at r1, nothing started on it).
+    edge host e4 at r1, nothing started on it), overlay (True: the edge hosts also hold the
+    D-SIDs on their loopback).
     """
     from topologies.figure2 import Figure2Topo, configure, figure2_graph
 
@@ -111,7 +113,8 @@ def fig2(request: pytest.FixtureRequest) -> Iterator[Lab]:
     topo = Figure2Topo(bw=opts["bw"], extra_clients=opts["extra_clients"],
                        third_site=opts["third_site"])
     graph = figure2_graph(opts["extra_clients"], opts["third_site"])
-    the_lab = _running(request, graph, topo, opts, lambda net: configure(net, graph))
+    the_lab = _running(request, graph, topo, opts,
+                       lambda net: configure(net, graph, opts["overlay"]))
     yield the_lab
     _finish(the_lab)
 

@@ -111,17 +111,29 @@ class Figure2Topo(Topo):
         add_graph(self, figure2_graph(int(extra_clients), bool(third_site)), PREFIX_LEN, bw)
 
 
-def configure(net: Any, graph: nx.Graph | None = None) -> None:
-    """Add each host's secondary addresses (10.0.0.22 on e2, 10.0.0.32 on e3) after start."""
+def configure(net: Any, graph: nx.Graph | None = None, overlay: bool = False) -> None:
+    """Add each host's secondary addresses (10.0.0.22 on e2, 10.0.0.32 on e3) after start.
+
+    overlay: also give every edge host the D-SIDs of its services on its loopback (the
+    instances answer on the D-SID itself, as in the draft's overlay sub-mode), with
+    arp_announce=2 so that its ARP requests name its own address, not a D-SID.
+    """
     graph = figure2_graph() if graph is None else graph
     for name in hosts_of(graph):
         if name not in net:
             continue
         host = net[name]
-        for ip in graph.nodes[name]["ips"][1:]:
-            out = host.cmd(f"ip addr add {ip}/{PREFIX_LEN} dev {host.defaultIntf()} 2>&1")
+        cmds = [f"ip addr add {ip}/{PREFIX_LEN} dev {host.defaultIntf()}"
+                for ip in graph.nodes[name]["ips"][1:]]
+        if overlay and graph.nodes[name]["dbids"]:
+            cmds += [f"ip addr add {graph.graph['services'][svc]}/32 dev lo"
+                     for svc in sorted(graph.nodes[name]["dbids"])]
+            cmds += ["sysctl -qw net.ipv4.conf.all.arp_announce=2",
+                     "sysctl -qw net.ipv4.conf.all.arp_ignore=1"]
+        for cmd in cmds:
+            out = host.cmd(cmd + " 2>&1")
             if out.strip() and "File exists" not in out:
-                raise RuntimeError(f"{name}: cannot add {ip}: {out.strip()}")
+                raise RuntimeError(f"{name}: {cmd}: {out.strip()}")
 
 
 topos = {"figure2": Figure2Topo}

@@ -1,0 +1,286 @@
+"""Affinity without the controller in the path: the `learn` and `bucket` dataplanes, and overlay.
+
+Boundary: pure rule builders and a reconciler; the core decides *what* each switch should hold
+(decisions as bucket maps, instance labels, pins in progress) and this module says *which
+entries* that is, and which flow-mods turn what a switch holds into it.
+
+Tables (controller/intents.py): a packet to the D-SID matches the service's entry in table 0,
+which looks it up in table 2 `affinity` (`resubmit`) and then goes to table 4 `instance`.
+- Table 2 holds the per-flow entries the switch learned itself (`learn`): a hit loads the
+  flow's instance label into reg0. A miss resubmits to table 3 `decision`.
+- Table 3 holds the decision: one entry per bucket (masked bits of the flow key's source port,
+  or of the client address for `3-tuple`/`source` keys, so the datapath can cache wide
+  megaflows). `learn` mode: the entry learns the flow's table-2 entry and loads reg0;
+  `bucket` mode: it only loads reg0 (no per-flow state), except while the bucket moves to
+  another instance (see `pinning`).
+- Table 4 says what label k means: rewrite D-SID -> D-BID (and, in `learn` mode, learn the
+  reply entry), or in overlay mode push MPLS label k; then on to table 1 `forward`.
+Replies (address translation only) match a per-instance entry in table 0: in `learn` mode it
+looks up the learned reply entries of table 2; in `bucket` mode it rewrites D-BID -> D-SID for
+any reply from the instance's service port.
+
+Moving a bucket (`bucket` mode) without breaking a flow: for idle_timeout + 1 s its entry
+learns a pin (table 2) of every flow it sees to the old instance and sends it there, while TCP
+SYNs (new connections) are pinned to the new instance; then the entry points to the new
+instance. A flow idle for longer than idle_timeout has no affinity left to keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from controller.intents import (
+    PRIO_SERVICE,
+    TABLE_AFFINITY,
+    TABLE_CLASSIFY,
+    TABLE_DECISION,
+    TABLE_FORWARD,
+    TABLE_INSTANCE,
+    Action,
+    CookieKind,
+    FlowMod,
+    Intent,
+    Learn,
+    LearnSpec,
+    Match,
+    MatchValue,
+    Output,
+    PopMpls,
+    PushMpls,
+    Resubmit,
+    SetField,
+    cookie,
+    match,
+)
+from controller.model import Service
+
+PRIO_BUCKET = 100
+PRIO_BUCKET_SYN = 110  # during a move: new connections of the bucket go to the new instance
+PRIO_LEARNED = 100
+PRIO_LABEL = 100
+ETH_TYPE_IP = 0x0800
+ETH_TYPE_MPLS = 0x8847
+TCP_SYN_ONLY = (0x002, 0x012)  # tcp_flags +syn-ack
+FIRST_LABEL = 16  # MPLS labels 0-15 are reserved
+VIRTUAL_MAC_INT = 0x02DC00000001  # controller.affinity.VIRTUAL_MAC
+
+
+def ipv4_int(addr: str) -> int:
+    """A dotted IPv4 address as an integer."""
+    a, b, c, d = (int(x) for x in addr.split("."))
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+def service_ident(svc: Service) -> int:
+    """The service's part of cookie identifiers: its D-SID as a 32-bit number."""
+    return ipv4_int(svc.dsid)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One instance as the rules of one switch need it."""
+
+    dbid: str
+    label: int
+    mac: str
+
+
+def _l4(svc: Service) -> str:
+    """`tcp` or `udp` (the service's protocol; only those have learn/bucket dataplanes)."""
+    return svc.protocol or "tcp"
+
+
+def service_fields(svc: Service) -> dict[str, MatchValue]:
+    """What identifies a packet to the service's D-SID."""
+    fields: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ipv4_dst": svc.dsid}
+    if svc.ip_proto is not None:
+        fields["ip_proto"] = svc.ip_proto
+    if svc.port is not None:
+        fields[f"{_l4(svc)}_dst"] = svc.port
+    return fields
+
+
+def bucket_fields(svc: Service, bucket: int) -> dict[str, MatchValue]:
+    """The service's packets that fall into `bucket`: bits 1.. of the source port for a
+    5-tuple key (bit 0 is skipped: Linux's connect() picks even ports), else the low bits of
+    the client address (a client's flows then stay together, as its key says)."""
+    fields = service_fields(svc)
+    size = svc.buckets - 1
+    if svc.affinity.key == "5-tuple":
+        fields[f"{_l4(svc)}_src"] = (bucket << 1, size << 1)
+    else:
+        fields["ipv4_src"] = (bucket, size)
+    return fields
+
+
+def _key_specs(svc: Service) -> list[LearnSpec]:
+    """Learned-match parts copying the packet's flow key (before any rewrite)."""
+    specs = [LearnSpec("match", "eth_type", 16, value=ETH_TYPE_IP),
+             LearnSpec("match", "ip_proto", 8, value=svc.ip_proto or 6),
+             LearnSpec("match", "ipv4_src", 32, src="ipv4_src"),
+             LearnSpec("match", "ipv4_dst", 32, src="ipv4_dst")]
+    if svc.affinity.key == "5-tuple":
+        l4 = _l4(svc)
+        specs += [LearnSpec("match", f"{l4}_src", 16, src=f"{l4}_src"),
+                  LearnSpec("match", f"{l4}_dst", 16, src=f"{l4}_dst")]
+    return specs
+
+
+def learn_forward(svc: Service, label: int, kind: CookieKind) -> Learn:
+    """The learn action that gives this flow its own table-2 entry loading `label` into reg0."""
+    specs = (*_key_specs(svc), LearnSpec("load", "reg0", 32, value=label))
+    return Learn(TABLE_AFFINITY, specs, svc.affinity.idle_timeout, svc.affinity.hard_timeout,
+                 PRIO_LEARNED, cookie(kind, label))
+
+
+def learn_reply(svc: Service, label: int) -> Learn:
+    """The learn action (run after the rewrite) giving the flow's replies their own entry that
+    rewrites the source back to the D-SID."""
+    specs = [LearnSpec("match", "eth_type", 16, value=ETH_TYPE_IP),
+             LearnSpec("match", "ip_proto", 8, value=svc.ip_proto or 6),
+             LearnSpec("match", "ipv4_src", 32, src="ipv4_dst"),
+             LearnSpec("match", "ipv4_dst", 32, src="ipv4_src")]
+    if svc.affinity.key == "5-tuple":
+        l4 = _l4(svc)
+        specs += [LearnSpec("match", f"{l4}_src", 16, src=f"{l4}_dst"),
+                  LearnSpec("match", f"{l4}_dst", 16, src=f"{l4}_src")]
+    specs += [LearnSpec("load", "ipv4_src", 32, value=ipv4_int(svc.dsid)),
+              LearnSpec("load", "eth_src", 48, value=VIRTUAL_MAC_INT)]
+    return Learn(TABLE_AFFINITY, tuple(specs), svc.affinity.idle_timeout,
+                 svc.affinity.hard_timeout, PRIO_LEARNED, cookie(CookieKind.LEARNED_REV, label))
+
+
+def _fm(dpid: int, table: int, priority: int, fields: dict[str, MatchValue],
+        actions: Iterable[Action], ck: int, goto: int | None = None) -> FlowMod:
+    """A FlowMod with a match built from `fields`."""
+    return FlowMod(dpid, table, priority, match(**fields), tuple(actions), goto=goto, cookie=ck)
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """What one switch should hold for one learn/bucket service."""
+
+    svc: Service
+    dpid: int
+    targets: tuple[Target, ...]  # the service's located instances
+    buckets: tuple[int | None, ...] | None  # label per bucket; None: no decision here
+    moving: tuple[tuple[int, int, int], ...] = ()  # (bucket, old label, new label) being pinned
+
+
+def service_entries(p: Program) -> list[FlowMod]:
+    """Every entry of the service at the switch (see the module docstring)."""
+    svc, dpid = p.svc, p.dpid
+    ident = service_ident(svc) << 16
+    out = [_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, service_fields(svc),
+               [Resubmit(TABLE_AFFINITY)], cookie(CookieKind.SERVICE, service_ident(svc)),
+               goto=TABLE_INSTANCE)]
+    l4 = _l4(svc)
+    for t in p.targets:
+        ck = cookie(CookieKind.INSTANCE, ident | t.label)
+        inst_match: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP,
+                                             "ip_proto": svc.ip_proto or 6, "reg0": t.label}
+        if svc.overlay:
+            acts: list[Action] = [PushMpls(ETH_TYPE_MPLS), SetField("mpls_label", t.label),
+                                  Resubmit(TABLE_FORWARD)]
+        else:
+            acts = [SetField("eth_dst", t.mac), SetField("ipv4_dst", t.dbid)]
+            if svc.dataplane == "learn":
+                acts.append(learn_reply(svc, t.label))
+            acts.append(Resubmit(TABLE_FORWARD))
+            reply: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP,
+                                            "ip_proto": svc.ip_proto or 6, "ipv4_src": t.dbid,
+                                            f"{l4}_src": svc.port or 0}
+            back: list[Action] = ([Resubmit(TABLE_AFFINITY)] if svc.dataplane == "learn" else
+                                  [SetField("eth_src", "02:dc:00:00:00:01"),
+                                   SetField("ipv4_src", svc.dsid)])
+            out.append(_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, reply, back, ck,
+                           goto=TABLE_FORWARD))
+        out.append(_fm(dpid, TABLE_INSTANCE, PRIO_BUCKET, inst_match, acts, ck))
+    out += decision_entries(p)
+    return out
+
+
+def decision_entries(p: Program) -> list[FlowMod]:
+    """The decision table's entries: one per bucket, two for a bucket being moved."""
+    if p.buckets is None:
+        return []
+    svc, dpid = p.svc, p.dpid
+    moving = {b: (old, new) for b, old, new in p.moving}
+    out = []
+    for b, label in enumerate(p.buckets):
+        if label is None:
+            continue
+        ck = cookie(CookieKind.DECISION, (service_ident(svc) << 16) | b)
+        fields = bucket_fields(svc, b)
+        if b in moving:
+            old, new = moving[b]
+            out.append(_fm(dpid, TABLE_DECISION, PRIO_BUCKET, fields,
+                           [learn_forward(svc, old, CookieKind.PIN), SetField("reg0", old)], ck))
+            if svc.protocol == "tcp":
+                syn = {**fields, "tcp_flags": TCP_SYN_ONLY}
+                out.append(_fm(dpid, TABLE_DECISION, PRIO_BUCKET_SYN, syn,
+                               [learn_forward(svc, new, CookieKind.PIN),
+                                SetField("reg0", new)], ck))
+            continue
+        acts: list[Action] = [SetField("reg0", label)]
+        if svc.dataplane == "learn":
+            acts.insert(0, learn_forward(svc, label, CookieKind.LEARNED_FWD))
+        out.append(_fm(dpid, TABLE_DECISION, PRIO_BUCKET, fields, acts, ck))
+    return out
+
+
+def label_routes(dpid: int, routes: Iterable[tuple[Target, int, bool]]) -> list[FlowMod]:
+    """Overlay: for each (instance, port towards it, this switch is its egress), the entry
+    that carries its label on, or pops it and delivers at the egress."""
+    out = []
+    for t, port, egress in routes:
+        acts: list[Action] = ([PopMpls(ETH_TYPE_IP), SetField("eth_dst", t.mac), Output(port)]
+                              if egress else [Output(port)])
+        out.append(_fm(dpid, TABLE_FORWARD, PRIO_LABEL,
+                       {"eth_type": ETH_TYPE_MPLS, "mpls_label": t.label}, acts,
+                       cookie(CookieKind.LABEL, t.label)))
+    return out
+
+
+Key = tuple[int, int, int, Match]
+
+
+def entry_key(fm: FlowMod) -> Key:
+    """What makes two entries the same entry in a switch: table, priority, match."""
+    return (fm.dpid, fm.table, fm.priority, fm.match)
+
+
+class Reconciler:
+    """Remembers what we installed per (switch, scope) and turns a desired set into the
+    flow-mods that get there: adds for new or changed entries, strict deletes for the rest."""
+
+    def __init__(self) -> None:
+        self._installed: dict[tuple[int, str], dict[Key, FlowMod]] = {}
+
+    def apply(self, dpid: int, scope: str, desired: list[FlowMod]) -> list[Intent]:
+        """Flow-mods making switch `dpid` hold exactly `desired` for `scope`."""
+        want = {entry_key(fm): fm for fm in desired}
+        have = self._installed.get((dpid, scope), {})
+        out: list[Intent] = [
+            FlowMod(dpid, key[1], key[2], key[3], command="delete_strict")
+            for key in have if key not in want]
+        out += [fm for key, fm in want.items() if have.get(key) != fm]
+        if want:
+            self._installed[(dpid, scope)] = want
+        else:
+            self._installed.pop((dpid, scope), None)
+        return out
+
+    def forget_switch(self, dpid: int) -> None:
+        """A switch (re)connected: what it holds is unknown, so everything is sent again."""
+        for key in [k for k in self._installed if k[0] == dpid]:
+            del self._installed[key]
+
+    def scopes(self, dpid: int) -> list[str]:
+        """The scopes with entries at a switch."""
+        return sorted(s for d, s in self._installed if d == dpid)
+
+    def count(self) -> int:
+        """How many entries we hold installed, over all switches."""
+        return sum(len(v) for v in self._installed.values())

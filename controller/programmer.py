@@ -1,0 +1,218 @@
+"""Keeps every switch's `learn`/`bucket`/overlay entries in step with decisions and locations.
+
+Boundary: pure. The core calls `program()` after it recomputed a service's decisions (and
+after topology changes); this module turns each ingress's decision shares into a bucket map
+(moving as few buckets as possible), starts and ends the pinning phase of moving buckets in
+`bucket` mode, allocates instance labels, and hands the desired entries to the reconciler.
+It also keeps what the switches report of their learned entries, for `/bindings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from controller.buckets import remap
+from controller.dataplane import (
+    FIRST_LABEL,
+    Program,
+    Reconciler,
+    Target,
+    label_routes,
+    service_entries,
+)
+from controller.engine import Engine
+from controller.intents import TABLE_AFFINITY, CookieKind, FlowMod, Intent, cookie, cookie_kind
+from controller.model import Instance, Service
+from controller.topology import Topology
+
+PIN_MARGIN_S = 1.0
+MOVABLE_STATES = ("active", "unknown", "draining")  # a moving bucket's flows are pinned to
+#                                                     these; a dead instance's move at once
+
+
+@dataclass(slots=True)
+class Learned:
+    """One entry a switch learned by itself (read back with flow statistics)."""
+
+    dpid: int
+    kind: str  # "learned" or "pin"
+    label: int
+    fields: dict[str, Any]
+    packets: int
+    duration_s: float
+
+
+class Programmer:
+    """Bucket maps, pins in progress, labels, and the reconciler for learn/bucket services."""
+
+    def __init__(self, topology: Topology, engine: Engine,
+                 decider_of: Callable[[int], int]) -> None:
+        self.topology = topology
+        self.engine = engine
+        self.decider_of = decider_of  # switch -> the switch whose decision applies there
+        self.reconciler = Reconciler()
+        self.labels: dict[str, int] = {}
+        self._maps: dict[tuple[int, str], list[str | None]] = {}
+        self._moves: dict[tuple[int, str], dict[int, tuple[str, str, float]]] = {}
+        self.learned: dict[int, list[Learned]] = {}
+        self.moves_started = 0
+
+    def label(self, dbid: str) -> int:
+        """The instance's label (reg0 value, MPLS label, cookie identifier)."""
+        if dbid not in self.labels:
+            self.labels[dbid] = FIRST_LABEL + len(self.labels)
+        return self.labels[dbid]
+
+    def dbid_of(self, label: int) -> str | None:
+        """The instance a label stands for."""
+        return next((d for d, k in self.labels.items() if k == label), None)
+
+    def program(self, svc: Service, insts: list[Instance], now: float,
+                fallback: Callable[[int, Service], FlowMod]) -> list[Intent]:
+        """Entries of `svc` at every switch; `fallback(dpid, svc)` is the entry for a switch
+        without a decision (the first packet goes to the controller, as in `reactive`)."""
+        out: list[Intent] = []
+        targets = self._targets(insts)
+        states = {i.dbid: i.state for i in insts}
+        for dpid in sorted(self.topology.ports):
+            if svc.dataplane == "reactive":
+                desired: list[FlowMod] = []
+            else:
+                buckets = self._buckets(svc, dpid, states, now)
+                moving = self._moves.get((dpid, svc.name), {})
+                desired = [fallback(dpid, svc)] if buckets is None else service_entries(Program(
+                    svc, dpid, targets, buckets,
+                    tuple((b, self.label(o), self.label(n)) for b, (o, n, _) in
+                          sorted(moving.items()))))
+            out += self.reconciler.apply(dpid, svc.name, desired)
+            out += self.reconciler.apply(dpid, f"labels:{svc.name}",
+                                         self._label_routes(svc, dpid, targets))
+        return out
+
+    def _targets(self, insts: list[Instance]) -> tuple[Target, ...]:
+        """The located instances as rule targets."""
+        out = []
+        for inst in insts:
+            host = self.topology.hosts.get(inst.dbid)
+            if host is not None:
+                out.append(Target(inst.dbid, self.label(inst.dbid), host.mac))
+        return tuple(out)
+
+    def _label_routes(self, svc: Service, dpid: int,
+                      targets: tuple[Target, ...]) -> list[FlowMod]:
+        """Overlay: label routes at `dpid` towards every located instance."""
+        if not svc.overlay:
+            return []
+        routes = []
+        for t in targets:
+            port = self.topology.out_port(dpid, t.dbid)
+            host = self.topology.hosts.get(t.dbid)
+            if port is not None and host is not None:
+                routes.append((t, port, host.dpid == dpid))
+        return label_routes(dpid, routes)
+
+    def _buckets(self, svc: Service, dpid: int, states: dict[str, str],
+                 now: float) -> tuple[int | None, ...] | None:
+        """The bucket map (labels) at `dpid` from its decision; starts pins for moved buckets
+        in `bucket` mode. None when there is no decision for this switch."""
+        decision = self.engine.decisions.get((self.decider_of(dpid), svc.name))
+        if decision is None:
+            return None
+        key = (dpid, svc.name)
+        old = self._maps.get(key, [None] * svc.buckets)
+        if len(old) != svc.buckets:
+            old = [None] * svc.buckets
+        new = remap(old, decision.shares)
+        moves = self._moves.setdefault(key, {})
+        if svc.dataplane == "bucket":
+            for b, (was, now_to) in enumerate(zip(old, new, strict=True)):
+                if was is None or was == now_to or now_to is None:
+                    continue
+                if b in moves and moves[b][0] == now_to:
+                    del moves[b]  # moving back to where its pinned flows are: done
+                elif b in moves:  # already moving: keep the old instance and the deadline
+                    moves[b] = (moves[b][0], now_to, moves[b][2])
+                elif states.get(was) in MOVABLE_STATES:
+                    moves[b] = (was, now_to, now + svc.affinity.idle_timeout + PIN_MARGIN_S)
+                    self.moves_started += 1
+        for b in [b for b, (o, _, _) in moves.items() if states.get(o) not in MOVABLE_STATES]:
+            del moves[b]  # its old instance died: nothing left to keep
+        self._maps[key] = new
+        return tuple(None if d is None else self.label(d) for d in new)
+
+    def expire(self, now: float) -> set[str]:
+        """End the pinning phases whose time is up; return the services to re-program."""
+        done = set()
+        for (_, name), moves in self._moves.items():
+            for b in [b for b, (_, _, until) in moves.items() if now >= until]:
+                del moves[b]
+                done.add(name)
+        return done
+
+    def lost(self, dbid: str) -> list[Intent]:
+        """An instance died or left: drop the flows the switches learned for it (they are
+        decided again from the buckets, which no longer point to it)."""
+        label = self.labels.get(dbid)
+        if label is None:
+            return []
+        out: list[Intent] = []
+        for dpid in sorted(self.topology.ports):
+            for kind in (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN):
+                out.append(FlowMod(dpid, TABLE_AFFINITY, 0, (), command="delete",
+                                   cookie=cookie(kind, label), cookie_mask=(1 << 64) - 1))
+        return out
+
+    def remove(self, svc: Service, dbids: list[str]) -> list[Intent]:
+        """A service is gone: its entries everywhere, and what the switches learned for it."""
+        out: list[Intent] = []
+        for dpid in sorted(self.topology.ports):
+            out += self.reconciler.apply(dpid, svc.name, [])
+            out += self.reconciler.apply(dpid, f"labels:{svc.name}", [])
+        for key in [k for k in self._maps if k[1] == svc.name]:
+            del self._maps[key]
+            self._moves.pop(key, None)
+        for dbid in dbids:
+            out += self.lost(dbid)
+        return out
+
+    def forget_switch(self, dpid: int) -> None:
+        """A switch (re)connected: send it everything again."""
+        self.reconciler.forget_switch(dpid)
+        self.learned.pop(dpid, None)
+
+    def report_learned(self, dpid: int, rows: list[tuple[int, dict[str, Any], int, float]]
+                       ) -> None:
+        """Flow statistics of table 2 (cookie, match fields, packets, duration)."""
+        kept = []
+        for ck, fields, packets, duration in rows:
+            split = cookie_kind(ck)
+            if split is None or split[0] not in (CookieKind.LEARNED_FWD, CookieKind.PIN):
+                continue
+            kind = "learned" if split[0] == CookieKind.LEARNED_FWD else "pin"
+            kept.append(Learned(dpid, kind, split[1], fields, packets, duration))
+        self.learned[dpid] = kept
+
+    def bindings_view(self, dsid_to_service: Callable[[str], str | None]) -> list[dict[str, Any]]:
+        """Learned entries and pins as rows of `/bindings`."""
+        rows = []
+        for dpid, entries in sorted(self.learned.items()):
+            for e in entries:
+                service = dsid_to_service(str(e.fields.get("ipv4_dst", "")))
+                if service is None:
+                    continue
+                sport = e.fields.get("tcp_src", e.fields.get("udp_src"))
+                dport = e.fields.get("tcp_dst", e.fields.get("udp_dst"))
+                rows.append({"id": None, "service": service, "source": "switch",
+                             "kind": e.kind, "ingress": dpid, "dbid": self.dbid_of(e.label),
+                             "flow": {"src": e.fields.get("ipv4_src"),
+                                      "dsid": e.fields.get("ipv4_dst"),
+                                      "proto": e.fields.get("ip_proto"), "sport": sport,
+                                      "dport": dport},
+                             "packets": e.packets, "duration_s": e.duration_s})
+        return rows
+
+    def switches_to_poll(self) -> list[int]:
+        """Switches holding learn/bucket entries (their table 2 is read back)."""
+        return sorted({d for d in self.topology.ports if self.reconciler.scopes(d)})

@@ -1,0 +1,99 @@
+"""The `learn` and `bucket` dataplanes and overlay mode on Figure 2, with real traffic: new
+flows reach the decided instance without a packet-in, long-lived flows keep their instance
+across a decision change, and in overlay mode the instance itself answers on the D-SID."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.intents import COOKIE_APP, TABLE_AFFINITY, TABLE_INSTANCE, CookieKind
+from mininet_tests.flowdump import dump_flows
+from mininet_tests.harness import Lab
+from mininet_tests.processes import wait_until
+from mininet_tests.test_fig2 import (
+    EDGES,
+    INSTANCE_OF,
+    R1,
+    SVC1,
+    assert_held_to_the_end,
+    client,
+    set_load,
+    start_hold,
+    wait_shares,
+)
+
+HERE = Path(__file__).parent
+BOTH = {"10.0.0.21", "10.0.0.31"}
+
+
+def _stat(lab: Lab, name: str) -> int:
+    return int(lab.rest("GET", "/stats")[1].get(name, 0))
+
+
+def _entries(bridge: str, kind: CookieKind, table: int | None = None) -> list[dict]:
+    return [f for f in dump_flows(bridge) if f["cookie"] >> 56 == COOKIE_APP
+            and (f["cookie"] >> 48) & 0xFF == kind and (table is None or f["table"] == table)]
+
+
+def _steer_and_keep(lab: Lab) -> None:
+    """New flows reach the decided instances with no packet-in for them; a held connection
+    keeps its instance when the decision moves away from it."""
+    wait_shares(lab, "svc1", R1, BOTH)
+    before = _stat(lab, "packet_in_dsid")
+    seen = client(lab, "c1", SVC1, requests=12)
+    assert seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == BOTH, seen
+    assert seen["peers"] == {SVC1: 12}, seen
+    holder, first = start_hold(lab, 12)
+    pinned = INSTANCE_OF[first]
+    other = (BOTH - {pinned}).pop()
+    set_load(lab, pinned, 10.0)
+    wait_shares(lab, "svc1", R1, {other})
+    after = client(lab, "c1", SVC1, requests=6)
+    assert after["errors"] == 0 and {INSTANCE_OF[i] for i in after["served"]} == {other}, after
+    assert_held_to_the_end(holder, first, 12)
+    assert _stat(lab, "packet_in_dsid") == before, "new flows to the D-SID reached the controller"
+
+
+@pytest.mark.parametrize("fig2", [{**EDGES, "config": HERE / "fig2_learn.toml"}], indirect=True)
+def test_learn_mode_switch_learns_affinity_without_packet_in(fig2: Lab) -> None:
+    """learn: every new flow gets its own entry learned in the switch; /bindings reads them
+    back; nothing goes through the controller."""
+    _steer_and_keep(fig2)
+    assert _entries("r1", CookieKind.LEARNED_FWD, TABLE_AFFINITY)
+    assert _entries("r1", CookieKind.LEARNED_REV, TABLE_AFFINITY)
+    wait_until(lambda: any(b.get("source") == "switch" for b in
+                           fig2.rest("GET", "/bindings/svc1")[1]), 10,
+               "learned entries not read back into /bindings")
+
+
+@pytest.mark.parametrize("fig2", [{**EDGES, "config": HERE / "fig2_bucket.toml"}],
+                         indirect=True)
+def test_bucket_mode_keeps_affinity_with_bounded_state(fig2: Lab) -> None:
+    """bucket: rules per bucket, not per flow; a moved bucket pins its live flows first, so
+    the held connection keeps its instance; the pins are the only per-flow entries."""
+    _steer_and_keep(fig2)
+    assert not _entries("r1", CookieKind.LEARNED_FWD)
+    assert _stat(fig2, "bucket_moves_started") > 0
+    pins = _entries("r1", CookieKind.PIN, TABLE_AFFINITY)
+    assert len(pins) <= 2 + 12 + 6, pins  # the held flow and the flows seen while moving
+
+
+OVERLAY = {"config": HERE / "fig2_overlay.toml", "overlay": True}
+
+
+@pytest.mark.parametrize("fig2", [OVERLAY], indirect=True)
+def test_overlay_instance_answers_on_the_dsid(fig2: Lab) -> None:
+    """overlay: no address translation; the ingress labels the flow to its instance's switch;
+    the instance answers on the D-SID; a held connection keeps its instance."""
+    for host, dbid in (("e2", "10.0.0.21"), ("e3", "10.0.0.31")):
+        fig2.popen(host, fig2.demo_service_argv("0.0.0.0", f"svc1@{host}"), "service",
+                   ready=r"^serving ")
+        fig2.start_dma(host, {SVC1: dbid})
+    _steer_and_keep(fig2)
+    local = fig2.host_cmd("c1", f"curl -s http://{SVC1}:8000/")
+    assert '"local": "10.0.100.1"' in local, local  # the instance's own socket is the D-SID
+    actions = " ".join(" ".join(f["actions"]) for f in
+                       _entries("r1", CookieKind.INSTANCE, TABLE_INSTANCE))
+    assert "push_mpls" in actions and "10.0.0.21" not in actions, actions

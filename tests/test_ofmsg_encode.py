@@ -1,0 +1,167 @@
+"""The fast encoder (`apps.ofmsg.encode` / `serialise`) gives exactly the framework's bytes."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import struct
+
+import pytest
+
+from apps.ofmsg import Unsupported, encode, serialise, to_message
+from controller.affinity import Binding, FlowKey, binding_flows
+from controller.core import service_punt
+from controller.forwarding import base_flows
+from controller.intents import (
+    PORT_CONTROLLER,
+    CookieKind,
+    FlowMod,
+    Intent,
+    Output,
+    PacketOut,
+    Resubmit,
+    SetField,
+    cookie_kind,
+    delete_by_cookie,
+    match,
+)
+from controller.model import AffinityPolicy, Service
+from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, report, tcp_frame
+
+FRAMEWORKS = [name for name in ("ryu", "os_ken") if importlib.util.find_spec(name)]
+
+
+class FakeDatapath:
+    """A datapath that records what `send` is given."""
+
+    def __init__(self, framework: str) -> None:
+        self.ofproto = importlib.import_module(f"{framework}.ofproto.ofproto_v1_3")
+        self.ofproto_parser = importlib.import_module(f"{framework}.ofproto.ofproto_v1_3_parser")
+        self.id = 1
+        self.xid = 0
+        self.sent: list[bytes] = []
+
+    def send(self, buf: bytes) -> bool:
+        self.sent.append(buf)
+        return True
+
+
+@pytest.fixture(params=FRAMEWORKS or [pytest.param("none", marks=pytest.mark.skip(
+    reason="neither ryu nor os_ken is installed"))])
+def dp(request: pytest.FixtureRequest) -> FakeDatapath:
+    return FakeDatapath(request.param)
+
+
+def framework_bytes(dp: FakeDatapath, intent: Intent, xid: int) -> bytes:
+    msg = to_message(dp, intent)
+    msg.set_xid(xid)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+def core_intents() -> list[Intent]:
+    """Every kind of intent the core makes: pipeline, punts, routes, ARP, LLDP, bindings
+    (5-tuple, 3-tuple), a moved binding, deletions, liveness probes."""
+    core = figure2_core()
+    out: list[Intent] = []
+    for dpid in (1, 2, 3, 4):
+        out += core.switch_connected(dpid)
+    out += core.forwarding.sync_routes()
+    out += core.forwarding.lldp(1.0)
+    for dbid in ("10.0.0.21", "10.0.0.31", "10.0.0.22", "10.0.0.32"):
+        report(core, dbid, 1.0)
+    ip, mac, dpid, port = HOSTS["c1"]
+    for dsid, sport in (("10.0.100.1", 40000), ("10.0.100.2", 40001), ("10.0.100.1", 40002)):
+        out += core.packet_in(dpid, port, tcp_frame(mac, "02:dc:00:00:00:01", ip, dsid, sport,
+                                                    8000), 2.0)
+    out += core.packet_in(dpid, port, tcp_frame(mac, "00:00:00:00:00:99", ip, "10.0.9.9", 1,
+                                                2), 2.0)
+    out += core.withdraw("10.0.0.21", 3.0)
+    out += core.tick(100.0)  # stale metrics: liveness probes
+    kinds = {(i.command, cookie_kind(i.cookie)[0]) if isinstance(i, FlowMod)  # type: ignore[index]
+             else ("packet-out", len(i.actions)) for i in out}
+    assert kinds >= {("add", CookieKind.INFRA), ("add", CookieKind.SERVICE),
+                     ("add", CookieKind.HOST), ("delete_strict", CookieKind.HOST),
+                     ("add", CookieKind.AFFINITY_FWD), ("add", CookieKind.AFFINITY_REV),
+                     ("delete", CookieKind.AFFINITY_REV), ("packet-out", 1),
+                     ("packet-out", 3)}, kinds
+    return out
+
+
+def test_every_core_intent_encodes_to_the_framework_bytes(dp: FakeDatapath) -> None:
+    intents = core_intents()
+    assert any(isinstance(i, PacketOut) for i in intents)
+    for xid, intent in enumerate(intents, start=7):
+        assert encode(intent, xid) == framework_bytes(dp, intent, xid), intent
+
+
+@pytest.mark.parametrize("svc", [
+    SVC1, SVC2,
+    Service("u", "10.0.100.3", "udp", 5000, AffinityPolicy("source", 10, 60)),
+    Service("any", "10.0.100.4", None, None, AffinityPolicy("3-tuple", 0, 0)),
+])
+def test_service_and_binding_entries_encode_to_the_framework_bytes(dp: FakeDatapath,
+                                                                   svc: Service) -> None:
+    proto = svc.ip_proto
+    key = FlowKey(svc.name, "10.0.0.1", svc.dsid, proto,
+                  1234 if proto else None, svc.port if proto else None)
+    binding = Binding(0xABCDEF, key, "10.0.0.21", 2, 0.0)
+    for intent in [service_punt(3, svc), *binding_flows(binding, svc, "00:00:00:00:00:21"),
+                   *base_flows(9), delete_by_cookie(2, 0xDC03000000ABCDEF)]:
+        assert encode(intent, 0xFFFFFFFF) == framework_bytes(dp, intent, 0xFFFFFFFF), intent
+
+
+def test_packet_outs_encode_to_the_framework_bytes(dp: FakeDatapath) -> None:
+    data = tcp_frame("00:00:00:00:00:01", "02:dc:00:00:00:01", "10.0.0.1", "10.0.100.1", 1, 80)
+    for po in [PacketOut(1, data, (SetField("eth_dst", "00:00:00:00:00:21"),
+                                   SetField("ipv4_dst", "10.0.0.21"), Output(3)), 1),
+               PacketOut(1, data, (Output(1), Output(2), Output(PORT_CONTROLLER))),
+               PacketOut(1, b"", ())]:
+        assert encode(po, 3) == framework_bytes(dp, po, 3)
+
+
+def test_resubmit_encodes_to_the_framework_bytes(dp: FakeDatapath) -> None:
+    """The Nicira resubmit action (bucket and learn dataplanes) is packed directly too."""
+    for intent in [FlowMod(1, 3, 10, match(eth_type=0x800),
+                           (SetField("ipv4_dst", "10.0.0.1"), Resubmit(4), Output(2)), goto=1),
+                   PacketOut(1, b"\x00" * 60, (Resubmit(2),), 1)]:
+        assert encode(intent, 5) == framework_bytes(dp, intent, 5)
+
+
+def test_what_the_fast_encoder_does_not_know_goes_through_the_framework(
+        dp: FakeDatapath) -> None:
+    odd = [
+        FlowMod(1, 0, 10, (("ipv4_dst", ("10.0.0.0", "255.255.255.0")), ("eth_type", 0x800))),
+        FlowMod(1, 0, 10, (("eth_type", 0x800), ("ip_dscp", 8), ("vlan_vid", 0x1001))),
+        FlowMod(1, 0, 10, (("eth_src", "02-00-00-00-00-01"),)),
+    ]
+    for intent in odd:
+        with pytest.raises(Unsupported):
+            encode(intent, 1)
+    dp.xid = 41
+    data = serialise(dp, odd)
+    expected = b"".join(framework_bytes(dp, i, x) for x, i in enumerate(odd, start=42))
+    assert data == expected and dp.xid == 44
+
+
+def test_serialise_takes_transaction_ids_from_the_datapath_and_wraps(dp: FakeDatapath) -> None:
+    intents: list[Intent] = [*base_flows(1), PacketOut(1, b"\x00" * 60, (Output(2),))]
+    dp.xid = dp.ofproto.MAX_XID - 1
+    data = serialise(dp, intents)
+    xids, off = [], 0
+    while off < len(data):
+        _, _, length, xid = struct.unpack_from("!BBHI", data, off)
+        xids.append(xid)
+        off += length
+    assert off == len(data)
+    assert xids == [dp.ofproto.MAX_XID, *range(len(intents) - 1)]
+    assert dp.sent == []
+
+
+def test_serialise_sends_what_came_before_an_intent_it_cannot_encode(dp: FakeDatapath) -> None:
+    good = FlowMod(1, 0, 10, match(eth_type=0x800))
+    bad = FlowMod(1, 0, 1 << 20, match(eth_type=0x800))  # priority does not fit 16 bits
+    with pytest.raises(struct.error):
+        serialise(dp, [good, bad, good])
+    assert dp.sent == [framework_bytes(dp, good, 1)]
+    assert dp.xid == 2
