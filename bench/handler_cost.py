@@ -1,0 +1,178 @@
+"""Where a new flow's controller time goes: the packet-in path's parts, timed in-process.
+
+No sockets and no event loop: each part runs many times in a loop and its median cost per
+new flow is reported, so the figures are steadier than the end-to-end ones in cbench.txt.
+
+- `receive`: the framework parses a PACKET_IN and makes its event (both apps pay it);
+- `minimal`: the minimal app's handler (OFPMatch + OFPFlowMod, serialised);
+- `minimal_struct`: the same flow-mod packed with struct;
+- `core`: the Dyncast core's `packet_in` for a new flow (parse, decision, binding, intents);
+- `serialise_framework`: its three messages through the framework's classes (the way the app
+  sent them before `ofmsg.serialise`);
+- `serialise`: its three messages through `ofmsg.serialise`;
+- `store`: `Store.apply` per binding written (SQLite file, the default store), as the app's
+  flusher calls it.
+
+    .venv/bin/python bench/handler_cost.py [--framework ryu|os-ken] [--flows N]   (JSON out)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import ofgen
+from bench.emuswitch import VIRTUAL_MAC, Scenario
+
+
+class Datapath:
+    """Enough of a datapath for the apps' message code."""
+
+    def __init__(self, framework: str) -> None:
+        pkg = "ryu" if framework == "ryu" else "os_ken"
+        self.ofproto = importlib.import_module(f"{pkg}.ofproto.ofproto_v1_3")
+        self.ofproto_parser = importlib.import_module(f"{pkg}.ofproto.ofproto_v1_3_parser")
+        self.id = 1
+        self.xid = 0
+
+    def send(self, buf: bytes) -> bool:
+        return True
+
+
+def median_us(run: Callable[[int, int], None], flows: int, repeats: int = 5) -> float:
+    """Median over `repeats` of the time per flow of `run(start, count)`, in microseconds."""
+    samples = []
+    for r in range(repeats):
+        t = time.perf_counter()
+        run(r * flows, flows)
+        samples.append((time.perf_counter() - t) / flows * 1e6)
+    return round(statistics.median(samples), 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--framework", choices=("ryu", "os-ken"), default="ryu")
+    ap.add_argument("--flows", type=int, default=2000, help="flows per timed repeat (5)")
+    args = ap.parse_args()
+    os.environ["DYNCAST_FRAMEWORK"] = args.framework
+    from apps import compat
+
+    compat.quiet_eventlet_warning()
+    from apps.ofmsg import serialise, to_message
+    from bench.minimal_app import raw_flow_mod
+    from controller.config import ControllerConfig
+    from controller.core import Core
+    from controller.intents import Intent
+    from controller.model import AffinityPolicy, Metrics, Service
+    from controller.store import Store
+
+    pkg = "ryu" if args.framework == "ryu" else "os_ken"
+    ofproto_parser = importlib.import_module(f"{pkg}.ofproto.ofproto_parser")
+    ofp_event = importlib.import_module(f"{pkg}.controller.ofp_event")
+    dp = Datapath(args.framework)
+    parser, ofp = dp.ofproto_parser, dp.ofproto
+    n, repeats = args.flows, 5
+    sc = Scenario(1)
+    frames = [ofgen.tcp_syn(ofgen.mac(sc.client_mac(0, i % 8)), VIRTUAL_MAC,
+                            ofgen.ip(sc.client_ip(0, i % 8)), ofgen.ip(sc.dsid),
+                            1024 + i // 8, sc.dport) for i in range(n * repeats)]
+    pins = [bytearray(ofgen.packet_in(i, 1, f)) for i, f in enumerate(frames)]
+    out: dict[str, Any] = {"framework": args.framework, "flows": n}
+
+    def receive(start: int, count: int) -> None:
+        for buf in pins[start:start + count]:
+            version, msg_type, length, xid = ofproto_parser.header(buf)
+            msg = ofproto_parser.msg(dp, version, msg_type, length, xid, buf[:length])
+            ofp_event.ofp_msg_to_ev(msg)
+
+    ports = struct.Struct("!HH")
+
+    def minimal(start: int, count: int) -> None:
+        for data in frames[start:start + count]:
+            sport, dport = ports.unpack_from(data, 34)
+            match = parser.OFPMatch(in_port=1, eth_type=0x0800,
+                                    ipv4_src=socket.inet_ntoa(data[26:30]),
+                                    ipv4_dst=socket.inet_ntoa(data[30:34]), ip_proto=6,
+                                    tcp_src=sport, tcp_dst=dport)
+            inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                                 [parser.OFPActionOutput(2, 0)])]
+            msg = parser.OFPFlowMod(datapath=dp, priority=10, idle_timeout=30, match=match,
+                                    instructions=inst, buffer_id=ofp.OFP_NO_BUFFER)
+            msg.set_xid(1)
+            msg.serialize()
+
+    def minimal_struct(start: int, count: int) -> None:
+        for data in frames[start:start + count]:
+            sport, dport = ports.unpack_from(data, 34)
+            raw_flow_mod(1, 1, data[26:30], data[30:34], 6, sport, dport)
+
+    def make_core() -> Core:
+        svc = Service("bench", sc.dsid, "tcp", sc.dport, AffinityPolicy("5-tuple", 30, 0))
+        core = Core(ControllerConfig(services=(svc,), stale_after_s=3600))
+        core.switch_connected(1)
+        core.switch_ports(1, {1, 2, 3, 4}, 0.0)
+        for k, port in enumerate((2, 3)):
+            core.packet_in(1, port, ofgen.arp_announce(ofgen.mac(sc.instance_mac(0, k)),
+                                                       ofgen.ip(sc.instance_ip(0, k))), 0.0)
+        for k in range(8):
+            core.packet_in(1, 1, ofgen.arp_announce(ofgen.mac(sc.client_mac(0, k)),
+                                                    ofgen.ip(sc.client_ip(0, k))), 0.0)
+        for _, dbid in sc.instances():
+            core.register(sc.dsid, dbid, "bench", True, 0.0)
+            core.report(dbid, Metrics(cpu=0.1, sessions=0, queue=0, capacity=8), 0.0)
+        return core
+
+    core = make_core()
+    intents: list[list[Intent]] = []
+
+    def core_run(start: int, count: int) -> None:
+        for data in frames[start:start + count]:
+            intents.append(core.packet_in(1, 1, data, 1.0))
+
+    out["core"] = median_us(core_run, n, repeats)
+    if not all(len(i) == 3 for i in intents):
+        raise SystemExit("the core did not answer every new flow with 2 flow-mods + 1 packet")
+
+    def serialise_framework(start: int, count: int) -> None:
+        for group in intents[start:start + count]:
+            for intent in group:
+                msg = to_message(dp, intent)
+                dp.xid += 1
+                msg.set_xid(dp.xid)
+                msg.serialize()
+
+    def serialise_struct(start: int, count: int) -> None:
+        for group in intents[start:start + count]:
+            serialise(dp, group)
+
+    out["receive"] = median_us(receive, n, repeats)
+    out["minimal"] = median_us(minimal, n, repeats)
+    out["minimal_struct"] = median_us(minimal_struct, n, repeats)
+    out["serialise_framework"] = median_us(serialise_framework, n, repeats)
+    out["serialise"] = median_us(serialise_struct, n, repeats)
+    writes = core.drain_writes()
+    bindings = [w for w in writes if w.kind == "binding"][: n // 5]
+    with tempfile.TemporaryDirectory(prefix="handler-cost-") as tmp:
+        store = Store(f"sqlite:///{tmp}/dyncast.db")
+        t = time.perf_counter()
+        store.apply(bindings)
+        out["store"] = round((time.perf_counter() - t) / len(bindings) * 1e6, 1)
+        store.close()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
