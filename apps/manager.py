@@ -119,8 +119,23 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM ends the manager as Ctrl-C does, so apps are closed (and flush their state)."""
-    raise KeyboardInterrupt(f"signal {signum}")
+    """SIGTERM ends the manager as Ctrl-C does, so apps are closed (and flush their state).
+
+    The interrupt must reach the main greenlet (the manager's loop): raised in whichever green
+    thread the signal happened to interrupt (a switch connection's, say), it would end only
+    that thread and the manager would never exit.
+    """
+    import greenlet  # eventlet's dependency, imported here to keep the module light
+
+    current = greenlet.getcurrent()
+    main = current
+    while main.parent is not None:
+        main = main.parent
+    if current is main:
+        raise KeyboardInterrupt(f"signal {signum}")
+    from eventlet import hubs
+
+    hubs.get_hub().schedule_call_global(0, main.throw, KeyboardInterrupt(f"signal {signum}"))
 
 
 if __name__ == "__main__":

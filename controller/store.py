@@ -42,6 +42,7 @@ bindings_table = Table(
 )
 TABLES = {"service": services_table, "instance": instances_table, "binding": bindings_table}
 KEYS = {"service": "name", "instance": "dbid", "binding": "id"}
+CHUNK = 500  # keys per DELETE ... IN (...)
 
 
 @dataclass
@@ -82,12 +83,15 @@ class Store:
             last[(w.kind, w.key)] = w
         if not last:
             return 0
-        with self.engine.begin() as conn:
-            for (kind, key), w in last.items():
-                table = TABLES[kind]
-                conn.execute(delete(table).where(table.c[KEYS[kind]] == key))
-                if w.value is not None:
-                    conn.execute(table.insert().values(**_row(kind, key, w.value)))
+        with self.engine.begin() as conn:  # per kind: one DELETE per chunk, one many-row INSERT
+            for kind, table in TABLES.items():
+                keys = [key for (k, key) in last if k == kind]
+                for i in range(0, len(keys), CHUNK):
+                    conn.execute(delete(table).where(table.c[KEYS[kind]].in_(keys[i:i + CHUNK])))
+                rows = [_row(kind, key, w.value) for (k, key), w in last.items()
+                        if k == kind and w.value is not None]
+                if rows:
+                    conn.execute(table.insert(), rows)
         return len(last)
 
     def load(self) -> Snapshot:
