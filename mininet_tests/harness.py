@@ -255,14 +255,17 @@ class Lab:
         return self.popen(host, argv, f"service-{dbid}", ready=r"^serving ")
 
     def start_dma(self, host: str, bindings: dict[str, str], interval: float = 1.0,
-                  extra: Sequence[str] = (), port: int = 8000) -> HostProcess:
-        """Run `dyncast-dma` on `host` for bindings {D-SID: D-BID}; wait until all registered."""
+                  extra: Sequence[str] = (), port: int = 8000,
+                  stats_on_dsid: bool = False) -> HostProcess:
+        """Run `dyncast-dma` on `host` for bindings {D-SID: D-BID}; wait until all registered.
+        stats_on_dsid: the instances listen on their D-SID (overlay), so read their stats there."""
         assert self.controller is not None, "start the controller first"
         url = f"http://{self.mgmt[host]}:{self.controller.rest_port}"
         argv = [bin_path("dyncast-dma"), "--controller", url, "--name", f"dma-{host}",
                 "--interval", str(interval), "--cpu-source", "instance", *extra]
         for dsid, dbid in bindings.items():
-            argv += ["--instance", f"{dsid}={dbid}@http://{dbid}:{port}/stats"]
+            argv += ["--instance",
+                     f"{dsid}={dbid}@http://{dsid if stats_on_dsid else dbid}:{port}/stats"]
         return self.popen(host, argv, "dma", ready=r"^registered ", ready_count=len(bindings))
 
     def start_edge(self, host: str, **service_opts: Any) -> list[HostProcess]:

@@ -5,10 +5,18 @@ instances and their D-MAs at edge 2 and edge 3, and clients at D-Router 1 and 2.
 ingress's decision with its cost breakdown and where the clients' flows went; then it loads the
 instance serving a long-lived connection and shows new flows moving while the old one stays.
 Everything it starts is torn down at the end (by pid, bridge name and link name).
+
+    scripts/demo.sh [--dataplane reactive|learn|bucket] [--overlay]
+
+--dataplane picks who keeps affinity (see the README's Dataplanes); --overlay runs the draft's
+overlay sub-mode: the instances answer on the D-SID themselves (it is on their loopback) and
+the ingress steers by MPLS label, with no address translation (implies --dataplane learn
+unless bucket is given).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -78,21 +86,56 @@ def shares_at(lab: Lab, service: str, dpid: int) -> dict[str, float]:
     return {}
 
 
-def main() -> int:
+def set_dataplane(lab: Lab, dataplane: str, overlay: bool) -> None:
+    """Switch both services to `dataplane` (and overlay) through the REST API."""
+    for name in SERVICES:
+        svc = lab.rest("GET", f"/services/{name}")[1]
+        svc.update(dataplane=dataplane, overlay=overlay)
+        status, body = lab.rest("PUT", f"/services/{name}", svc)
+        if status != 200:
+            raise RuntimeError(f"PUT /services/{name}: {status} {body}")
+
+
+def start_edges(lab: Lab, overlay: bool) -> None:
+    """Demo services and D-MAs at e2 and e3; in overlay mode each instance listens on its
+    D-SID (on the host's loopback) and its D-MA reads its stats there."""
+    for host in hosts_of(lab.graph, "edge"):
+        if not overlay:
+            lab.start_edge(host)
+            continue
+        for svc in sorted(lab.graph.nodes[host]["dbids"]):
+            dsid = SERVICES[svc]
+            lab.popen(host, lab.demo_service_argv(dsid, f"{svc}@{host}"), f"service-{svc}",
+                      ready=r"^serving ")
+        lab.start_dma(host, {SERVICES[s]: d for s, d in lab.graph.nodes[host]["dbids"].items()},
+                      stats_on_dsid=True)
+
+
+def main(argv: list[str] | None = None) -> int:
     """Run the demo; return 0 when every step did what it should."""
+    ap = argparse.ArgumentParser(prog="scripts/demo.sh", description="The Figure 2 demo.")
+    ap.add_argument("--dataplane", choices=("reactive", "learn", "bucket"), default=None)
+    ap.add_argument("--overlay", action="store_true")
+    args = ap.parse_args(argv)
+    dataplane = args.dataplane or ("learn" if args.overlay else "reactive")
+    if args.overlay and dataplane == "reactive":
+        ap.error("--overlay needs --dataplane learn or bucket")
     require_root_and_ovs()
     lab = Lab("demo")
     ok = True
     try:
-        print("== starting the controller, Figure 2 (userspace OVS), instances and D-MAs")
+        print(f"== starting the controller, Figure 2 (userspace OVS), instances and D-MAs "
+              f"(dataplane {dataplane}{', overlay' if args.overlay else ''})")
         lab.graph = figure2_graph(extra_clients=2)
         ctl = lab.start_controller(ROOT / "examples" / "dyncast.toml")
-        lab.build_net(Figure2Topo(extra_clients=2), ctl.ofp_port, configure=configure)
+        lab.build_net(Figure2Topo(extra_clients=2), ctl.ofp_port,
+                      configure=lambda net: configure(net, lab.graph, args.overlay))
         for host in hosts_of(lab.graph, "edge"):
             lab.add_mgmt_link(host, lab.graph.nodes[host]["mgmt"])
         lab.wait_topology()
-        for host in hosts_of(lab.graph, "edge"):
-            lab.start_edge(host)
+        if dataplane != "reactive":
+            set_dataplane(lab, dataplane, args.overlay)
+        start_edges(lab, args.overlay)
         all_active = lambda: all(i["state"] == "active" and i["location"]  # noqa: E731
                                  for i in lab.rest("GET", "/instances")[1])
         wait_until(lambda: len(lab.rest("GET", "/instances")[1]) == 4 and all_active(), 30,
@@ -112,7 +155,9 @@ def main() -> int:
         host = "e2" if dbid == "10.0.0.21" else "e3"
         print(f"c1's long-lived connection is served by {first} ({dbid}); "
               f"setting extra_load=6 on it")
-        lab.host_cmd(host, f"curl -s -X POST -d '{{\"extra_load\": 6}}' http://{dbid}:8000/load")
+        target = "10.0.100.1" if args.overlay else dbid  # in overlay it listens on the D-SID
+        lab.host_cmd(host, f"curl -s -X POST -d '{{\"extra_load\": 6}}' "
+                           f"http://{target}:8000/load")
         start = time.monotonic()
         wait_until(lambda: dbid not in shares_at(lab, "svc1", 1), 20,
                    "the decision at r1 to move away from the loaded instance")
