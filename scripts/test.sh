@@ -40,7 +40,11 @@ mininet_allow_empty=$([ $# -gt 0 ] && echo yes || echo no)
 
 run "lint (ruff, mypy)" no -- bash -c '.venv/bin/ruff check . && .venv/bin/mypy'
 run "unit" no -- "$PY" -m pytest tests -q "$@"
-run "bench smoke" no -- "$PY" bench/engine_scale.py --quick
+run "bench smoke: engine" no -- "$PY" bench/engine_scale.py --quick
+run "bench smoke: cbench" no -- "$PY" bench/cbench.py --quick
+if [ -n "$FRAMEWORKS" ]; then  # needs Mininet, as the Mininet runs do
+    run "bench smoke: dataplane" no -- "$PY" bench/dataplane.py --quick
+fi
 for fw in $FRAMEWORKS; do
     run "mininet [$fw]" "$mininet_allow_empty" -- \
         env DYNCAST_FRAMEWORK="$fw" "$PY" -m pytest mininet_tests -q "$@"
