@@ -355,24 +355,24 @@ class Launcher:
         child = self.children.pop(dbid, None)
         if child is not None and command is None:
             log.info("stopping %s: terminating pid %d", dbid, child.pid)
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            _end(child)
 
     def close(self) -> None:
         """Stop everything this D-MA started."""
         for dbid in list(self.children):
-            child = self.children.pop(dbid)
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+            _end(self.children.pop(dbid))
+
+
+def _end(child: subprocess.Popen[bytes]) -> None:
+    """Terminate a child (SIGKILL after 10 s) and reap it."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 @dataclass

@@ -27,17 +27,16 @@ from controller.intents import (
 )
 from controller.model import AffinityPolicy, Service
 from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, report, tcp_frame
+from tests.test_ofmsg import FakeDatapath as SerialisingDatapath
 
 FRAMEWORKS = [name for name in ("ryu", "os_ken") if importlib.util.find_spec(name)]
 
 
-class FakeDatapath:
+class FakeDatapath(SerialisingDatapath):
     """A datapath that records what `send` is given."""
 
     def __init__(self, framework: str) -> None:
-        self.ofproto = importlib.import_module(f"{framework}.ofproto.ofproto_v1_3")
-        self.ofproto_parser = importlib.import_module(f"{framework}.ofproto.ofproto_v1_3_parser")
-        self.id = 1
+        super().__init__(framework)
         self.xid = 0
         self.sent: list[bytes] = []
 
