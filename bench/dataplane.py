@@ -111,11 +111,13 @@ def client(lab: Lab, *args: str) -> dict[str, Any]:
     return dict(json.loads(line))
 
 
-def entries_at_r1(since_s: float) -> int:
+def entries_at_r1(start: float) -> int:
     """The entries r1 holds for svc1's flows: its per-service and per-bucket entries, and the
-    per-flow entries created in the last `since_s` seconds (not those of earlier runs)."""
+    per-flow entries created since `start` (monotonic clock; not those of earlier runs)."""
+    flows = dump_flows("r1")
+    since_s = time.monotonic() - start  # after the dump: durations are as of its end
     count = 0
-    for f in dump_flows("r1"):
+    for f in flows:
         if f["table"] not in (0, 2, 3, 4) or f["priority"] in (0, 50000, 60000):
             continue
         per_flow = (f["table"] == 0 and f["priority"] == 2000) or f["table"] == 2
@@ -132,7 +134,7 @@ def table_size(lab: Lab, n: int) -> tuple[int, int]:
     found = re.search(r"^open (\d+)", proc.log(), re.MULTILINE)
     opened = int(found.group(1)) if found else 0
     time.sleep(1.0)
-    size = entries_at_r1(time.monotonic() - start)
+    size = entries_at_r1(start)
     lab.stop_process(proc)
     return opened, size
 
