@@ -610,7 +610,8 @@ class Core:
                 ingress: int, now: float) -> None:
         """Recompute one service's decision at one ingress."""
         inputs = [self._input(svc, i, ingress, states[i.dbid]) for i in insts]
-        if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms):
+        if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms,
+                              svc.policy):
             self.counters["decision_changes"] += 1
 
     def _move_bindings(self, dbid: str) -> list[Intent]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 from controller.affinity import VIRTUAL_MAC
@@ -185,3 +186,15 @@ def test_host_routes_follow_shortest_paths() -> None:
     routes = core.forwarding._installed
     assert routes[1]["10.0.0.31"] == 10 and routes[4]["10.0.0.31"] == 3
     assert routes[3]["10.0.0.31"] == 1
+
+
+def test_service_policy_reaches_the_decision() -> None:
+    """A service set to `nearest` is decided by network cost alone at every ingress."""
+    core = figure2_core()
+    _fresh(core, e21_sessions=9)
+    svc = dataclasses.replace(core.catalogue.services["svc1"], policy="nearest")
+    core.put_service(svc, create=False, now=1.0)
+    _fresh(core, now=2.0, e21_sessions=9)
+    d = core.engine.decisions[(2, "svc1")]
+    assert d.policy == "nearest"
+    assert d.shares == {"10.0.0.21": 1.0}
