@@ -44,6 +44,7 @@ run "bench smoke: engine" no -- "$PY" bench/engine_scale.py --quick
 run "bench smoke: cbench" no -- "$PY" bench/cbench.py --quick
 if [ -n "$FRAMEWORKS" ]; then  # needs Mininet, as the Mininet runs do
     run "bench smoke: dataplane" no -- "$PY" bench/dataplane.py --quick
+    run "bench smoke: steering" no -- "$PY" bench/steering.py --quick
 fi
 for fw in $FRAMEWORKS; do
     run "mininet [$fw]" "$mininet_allow_empty" -- \

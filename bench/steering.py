@@ -1,0 +1,479 @@
+"""Steering quality: the same workload under every selection policy, in Mininet, real traffic.
+
+For each network (the draft's Figure 2, Topology Zoo's Abilene) one Mininet network runs under
+the real controller, with a demo-service instance and a D-MA per edge site (unequal capacities)
+and every switch-to-switch link shaped to 10 Mbit/s. Each scenario (balanced, hot site, load
+step, instance failure) runs once per policy (dyncast, nearest, least-loaded, round-robin,
+random; switched with PUT /services/web), with the same seeded open-loop Poisson arrivals from
+clients at several ingresses (bench/loadgen.py: a fresh TCP connection per request, plus
+keep-alive connections that check affinity). Results: bench/results/steering.{txt,json},
+docs/results/steering.md and its PNG plots.
+
+    sudo .venv/bin/python bench/steering.py           # full: both networks, ~20 minutes
+    sudo .venv/bin/python bench/steering.py --quick   # smoke: Figure 2, 2 scenarios x 2 policies
+    .venv/bin/python bench/steering.py --report-only  # rewrite the report from saved results
+
+Exit status 1 when the benchmark did not work: the controller ignored a policy, dyncast lost
+requests outside a failure, a keep-alive connection changed instance or was reset outside a
+failure, or no policy got requests through. The performance targets are reported, not enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.steering_net import (  # noqa: E402
+    DSID,
+    LINK_MBPS,
+    NETWORKS,
+    PORT,
+    PREFIX_LEN,
+    SERVICE,
+    BenchNet,
+    Scenario,
+    Site,
+    controller_config,
+    service_body,
+)
+from bench.steering_stats import Capacity, summarise  # noqa: E402
+
+POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
+SETTLE_S = 3.0  # before the clients start: metrics, port counters and decisions catch up
+DMA = {"interval": 0.5, "min-interval": 0.2, "threshold": 0.25}  # the D-MAs' reporting
+# The controller settings under test (see docs/results/steering.md, "Settings"): wider spread,
+# gentler sharpness, and a compute cost that suits instances with several workers.
+SELECTION = {"spread": 1.0, "sharpness": 2.0}
+SCORING = """[controller.scoring]
+enabled = true
+aggregation = "min"         # the worst category sets the compute cost
+[controller.scoring.categories.cpu]
+weight = 0.0                # the D-MA reports sessions/capacity as cpu: counted once, below
+[controller.scoring.categories.sessions]
+weight = 1.0                # all workers busy is what makes the next request wait
+normaliser = { kind = "sigmoid", midpoint = 1.2, steepness = 4.0 }
+[controller.scoring.categories.queue]
+weight = 1.0                # queue/capacity 1 doubles the cost
+normaliser = { kind = "minmax", best = 0.0, worst = 2.0 }
+[controller.scoring.categories.delay]
+weight = 1.0                # the instance's own (observed) processing delay
+normaliser = { kind = "inverse", best = 1.0 }
+"""
+LOADGEN = ROOT / "bench" / "loadgen.py"
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs" / "results"
+
+
+class BenchError(Exception):
+    """The benchmark could not do what it set out to (not a performance shortfall)."""
+
+
+@dataclass
+class Plan:
+    """What to run on each network, and the settings under test."""
+
+    scenarios: list[str]
+    policies: list[str]
+    durations: dict[str, float]
+    seed: int = 1
+    selection: dict[str, float] = field(default_factory=lambda: dict(SELECTION))
+    scoring: str = SCORING  # a [controller.scoring] table, or "" for the M/M/1 default
+    dma: dict[str, float] = field(default_factory=lambda: dict(DMA))
+    bulk: str = "tcp"  # the bulk transfer: "tcp" or "udp"
+
+    def controller_extra(self) -> str:
+        """The [controller.selection] and [controller.scoring] tables under test."""
+        table = "".join(f"{k} = {v}\n" for k, v in self.selection.items())
+        return (f"[controller.selection]\n{table}" if table else "") + self.scoring
+
+    def describe(self) -> str:
+        """The settings under test, in words."""
+        sel = ", ".join(f"{k} {v:g}" for k, v in self.selection.items()) or "defaults"
+        dma = ", ".join(f"{k} {v:g}" for k, v in self.dma.items())
+        compute = ("the multi-worker scoring below" if self.scoring else
+                   "the default M/M/1 compute estimate")
+        return f"selection {sel}; {compute}; D-MA {dma}"
+
+    def dma_args(self) -> list[str]:
+        """The D-MA's reporting options."""
+        args = ["--cpu-source", "instance"]
+        for key, value in self.dma.items():
+            args += [f"--{key}", str(value)]
+        return args
+
+
+def _topo(graph: Any) -> Any:
+    """A Mininet Topo built from `graph` by topologies/graph.py (links carry their `bw`)."""
+    from mininet.topo import Topo
+
+    from topologies.graph import add_graph
+
+    class BenchTopo(Topo):  # type: ignore[misc]
+        """The benchmark network."""
+
+        def build(self, graph: Any) -> None:  # type: ignore[override]
+            """Add the graph's switches, hosts and links."""
+            self.graph = graph
+            add_graph(self, graph, PREFIX_LEN)
+
+    return BenchTopo(graph=graph)
+
+
+class Bench:
+    """One network under the controller, its sites and the runs made on it."""
+
+    def __init__(self, net: BenchNet, lab: Any, plan: Plan) -> None:
+        self.net = net
+        self.plan = plan
+        self.lab = lab
+        self.site_procs: dict[str, list[Any]] = {}
+        self.starts = 0  # names processes uniquely (each gets a fresh log)
+
+    # ---- bringing the network up -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Controller, Mininet, management links, queues, sites; wait until all are active."""
+        lab, net = self.lab, self.net
+        lab.graph = net.graph
+        config = lab.artifacts / "dyncast.toml"
+        config.write_text(controller_config(net, extra=self.plan.controller_extra()))
+        controller = lab.start_controller(config)
+        lab.build_net(_topo(net.graph), controller.ofp_port)
+        for site in net.sites:
+            lab.add_mgmt_link(site.host, net.graph.nodes[site.host]["mgmt"])
+        lab.wait_topology(timeout=60)
+        self.bound_queues()
+        for site in net.sites:
+            self.start_site(site)
+        self.wait_active({s.dbid for s in net.sites})
+
+    def bound_queues(self, packets: int = 100) -> None:
+        """Give every shaped switch port a FIFO of `packets` (Linux's default is 1000, 1.2 s
+        at 10 Mbit/s): a full queue then costs a crossing packet about 0.12 s."""
+        switches = set(self.lab.net.switches)
+        for link in self.lab.net.links:
+            for intf in (link.intf1, link.intf2):
+                if intf.node in switches and intf.params.get("bw"):
+                    out = intf.tc(f"%s qdisc add dev %s parent 5:1 handle 10: pfifo limit "
+                                  f"{packets}")
+                    if out.strip():
+                        raise BenchError(f"tc on {intf}: {out.strip()}")
+
+    def start_site(self, site: Site) -> None:
+        """Start the site's demo service, then its D-MA (fresh logs each time)."""
+        lab = self.lab
+        self.starts += 1
+        service = lab.popen(site.host, [
+            _bin("dyncast-demo-service"), "--bind", site.dbid, "--port", str(PORT), "--name",
+            site.host, "--capacity", str(site.capacity), "--service-ms", str(site.service_ms)],
+            f"service-{self.starts}", ready=r"^serving ")
+        url = f"http://{lab.mgmt[site.host]}:{lab.controller.rest_port}"
+        dma = lab.popen(site.host, [
+            _bin("dyncast-dma"), "--controller", url, "--name", f"dma-{site.host}",
+            *self.plan.dma_args(),
+            "--instance", f"{DSID}={site.dbid}@http://{site.dbid}:{PORT}/stats"],
+            f"dma-{self.starts}", ready=r"^registered ")
+        self.site_procs[site.host] = [service, dma]
+
+    def kill_site(self, host: str) -> None:
+        """Crash a site: SIGKILL its service and D-MA (no withdrawal)."""
+        for proc in self.site_procs.pop(host, []):
+            if proc.popen.poll() is None:
+                os.kill(proc.popen.pid, signal.SIGKILL)
+                proc.popen.wait(timeout=5)
+
+    def wait_active(self, dbids: set[str], timeout: float = 30.0) -> None:
+        """Wait until the controller has every instance in `dbids` active and located."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.lab.rest("GET", "/instances")[1]
+            ready = {r["dbid"] for r in rows if r.get("state") == "active" and r.get("location")}
+            if dbids <= ready:
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"instances not active and located: {sorted(dbids - ready)}; "
+                                 f"controller says {[(r['dbid'], r.get('state')) for r in rows]}")
+            time.sleep(0.2)
+
+    # ---- one run -----------------------------------------------------------------------------
+
+    def set_policy(self, policy: str) -> None:
+        """PUT the service with `policy`; wait until every decision shows it."""
+        status, body = self.lab.rest("PUT", f"/services/{SERVICE}",
+                                     service_body(self.net, policy))
+        if status != 200:
+            raise BenchError(f"PUT /services/{SERVICE} with policy {policy}: {status} {body}")
+        deadline = time.monotonic() + 5.0
+        while True:
+            rows = self.lab.rest("GET", f"/decisions/{SERVICE}")[1]
+            if rows and all(r.get("policy") == policy for r in rows):
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"the controller's decisions do not show policy {policy!r} "
+                                 f"(does controller/core.py pass the service's policy to the "
+                                 f"engine?): {[r.get('policy') for r in rows]}")
+            time.sleep(0.1)
+
+    def set_load(self, host: str, extra_load: float) -> None:
+        """Set a site's synthetic extra load through its demo service."""
+        dbid = self.net.site(host).dbid
+        out = self.lab.host_cmd(host, f"curl -s -m 3 -X POST -d '{{\"extra_load\": "
+                                      f"{extra_load}}}' http://{dbid}:{PORT}/load")
+        if "extra_load" not in out:
+            raise BenchError(f"{host}: POST /load failed: {out!r}")
+
+    def wait_idle(self, timeout: float = 90.0) -> None:
+        """Wait until no site has a request in progress or queued (an overloaded run leaves
+        a backlog: the demo service still serves requests whose clients gave up)."""
+        deadline = time.monotonic() + timeout
+        for site in self.net.sites:
+            while True:
+                out = self.lab.host_cmd(site.host, f"curl -s -m 2 http://{site.dbid}:{PORT}"
+                                                   f"/stats")
+                try:
+                    stats = json.loads(out)
+                    if stats["sessions"] == 0 and stats["queue"] == 0:
+                        break
+                except (ValueError, KeyError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{site.host} still busy after {timeout:g} s: {out!r}")
+                time.sleep(0.5)
+
+    def start_bulk(self, seconds: float) -> list[Any]:
+        """A bulk transfer from the bulk host to the congested site's host that keeps the
+        access link's FIFO full: TCP with four streams, or UDP at 1.2 x the link rate."""
+        self.starts += 1
+        sink = self.net.site(self.net.congested)
+        server = self.lab.popen(sink.host, ["iperf3", "-s", "-B", sink.dbid, "-p", "5201", "-1",
+                                           "--forceflush"],
+                                f"iperf3-server-{self.starts}", ready=r"listening")
+        kind = (["-P", "4"] if self.plan.bulk == "tcp" else
+                ["-u", "-b", f"{1.2 * LINK_MBPS:g}M", "-l", "1400"])
+        client = self.lab.popen(self.net.bulk_host, [
+            "iperf3", "-c", sink.dbid, "-p", "5201", "-t", f"{seconds:.0f}", *kind,
+            "--forceflush"], f"iperf3-{self.starts}", ready=r"connected to")
+        return [client, server]
+
+    def run(self, scenario: Scenario, policy: str, duration: float, seed: int) -> dict[str, Any]:
+        """One scenario under one policy; returns its summary."""
+        net, lab = self.net, self.lab
+        self.wait_idle()
+        self.set_policy(policy)
+        for site in net.sites:
+            self.set_load(site.host, scenario.extra_load.get(site.host, 0.0))
+        bulk = self.start_bulk(duration + SETTLE_S + 3) if scenario.bulk else []
+        time.sleep(SETTLE_S)
+        tag = f"{scenario.name}-{policy}"
+        start_at = time.time() + 1.0
+        clients = []
+        for k, client in enumerate(net.clients):
+            argv = [sys.executable, str(LOADGEN), "--url", f"http://{DSID}:{PORT}/",
+                    "--rate", str(client.rate), "--duration", str(duration),
+                    "--keepalive", "2", "--ka-interval", "1", "--ka-timeout", "10",
+                    "--start-at", f"{start_at:.3f}",
+                    "--seed", str(seed * 100 + k), "--out", str(lab.artifacts / f"{tag}-"
+                                                                f"{client.host}.jsonl")]
+            if client.host in scenario.step:
+                argv += ["--step-at", str(duration / 2),
+                         "--step-rate", str(client.rate * scenario.step[client.host])]
+            clients.append(lab.popen(client.host, argv, f"loadgen-{tag}"))
+        load = os.getloadavg()[0]
+        if scenario.fail is not None:
+            time.sleep(max(0.0, start_at + duration / 2 - time.time()))
+            self.kill_site(scenario.fail)
+        for proc in clients:
+            if proc.popen.wait(timeout=duration + 60) != 0:
+                raise BenchError(f"{proc.host} loadgen exited {proc.popen.returncode}: "
+                                 f"{proc.log()[-500:]}")
+        load = max(load, os.getloadavg()[0])
+        for proc in bulk:
+            lab.stop_process(proc)
+        if scenario.fail is not None:
+            self.start_site(net.site(scenario.fail))
+            self.wait_active({net.site(scenario.fail).dbid})
+        records = []
+        for client in net.clients:
+            path = lab.artifacts / f"{tag}-{client.host}.jsonl"
+            records += [{**json.loads(line), "src": client.host}
+                        for line in path.read_text().splitlines()]
+        capacities = {s.host: Capacity(s.capacity, s.service_ms,
+                                       1.0 + scenario.extra_load.get(s.host, 0.0))
+                      for s in net.sites}
+        step_at = duration / 2 if scenario.step or scenario.fail else None
+        out = summarise(records, capacities, duration, net.deadline_ms, step_at,
+                        set(scenario.step) or None)
+        out.update(network=net.name, scenario=scenario.name, policy=policy,
+                   duration_s=duration, loadavg=round(load, 2))
+        return out
+
+
+def _bin(name: str) -> str:
+    """The project's console script from .venv/bin."""
+    return str(ROOT / ".venv" / "bin" / name)
+
+
+def run_network(name: str, plan: Plan, log: Any) -> list[dict[str, Any]]:
+    """Bring one network up, run every scenario under every policy, tear it down."""
+    from mininet_tests.harness import Lab
+
+    net = NETWORKS[name]()
+    lab = Lab(f"steering-{name}")
+    bench = Bench(net, lab, plan)
+    results = []
+    try:
+        began = time.monotonic()
+        bench.start()
+        log(f"{name}: network up in {time.monotonic() - began:.0f} s")
+        for sc_name in plan.scenarios:
+            scenario = net.scenario(sc_name)
+            for policy in plan.policies:
+                began = time.monotonic()
+                summary = bench.run(scenario, policy, plan.durations[sc_name], plan.seed)
+                results.append(summary)
+                log(f"{name:8s} {sc_name:10s} {policy:12s} " + _line(summary)
+                    + f"  [{time.monotonic() - began:.0f} s]")
+    finally:
+        problems = lab.close()
+        if problems:
+            log(f"{name}: teardown problems (artefacts in {lab.artifacts}):\n  "
+                + "\n  ".join(problems))
+    return results
+
+
+def _line(s: dict[str, Any]) -> str:
+    """One run's numbers on one line."""
+    def ms(v: float | None) -> str:
+        return "   -  " if v is None else f"{v:6.0f}"
+    aff = s["affinity"]
+    return (f"n={s['requests']:4d} err={s['errors']:3d} mean={ms(s['mean_ms'])} "
+            f"p95={ms(s['p95_ms'])} p99={ms(s['p99_ms'])} ddl={(s['deadline'] or 0):.0%} "
+            f"util={s['util_max']:.2f}/{s['util_mean']:.2f} moved={aff['changed']} "
+            f"broken={aff['broken']} timeouts={aff['timeouts']} react={s['react_s']} "
+            f"recover={s['recover_s']} late={s['late_s']} "
+            f"load={s['loadavg']}")
+
+
+def check(results: list[dict[str, Any]]) -> list[str]:
+    """What says the benchmark itself did not work (not how well a policy did)."""
+    problems = []
+    served: dict[tuple[str, str], int] = {}
+    for s in results:
+        where = f"{s['network']}/{s['scenario']}/{s['policy']}"
+        failure = s["scenario"] == "failure"
+        key = (s["network"], s["scenario"])
+        served[key] = max(served.get(key, 0), s["requests"] - s["errors"])
+        if s["requests"] == 0 or (s["policy"] == "dyncast"
+                                  and s["errors"] > (0.2 if failure else 0.02) * s["requests"]):
+            problems.append(f"{where}: {s['errors']} of {s['requests']} requests failed")
+        aff = s["affinity"]
+        if not failure and (aff["changed"] or aff["broken"]):
+            problems.append(f"{where}: keep-alive connections lost their instance: {aff}")
+        if aff["connections"] == 0:
+            problems.append(f"{where}: no keep-alive connection recorded")
+    problems += [f"{n}/{sc}: no policy got requests through" for (n, sc), ok in served.items()
+                 if ok == 0]
+    return problems
+
+
+def _pairs(items: list[str]) -> dict[str, float]:
+    """KEY=VALUE arguments as a dict of numbers."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = float(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, write the results and the report."""
+    ap = argparse.ArgumentParser(prog="steering", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="Figure 2, two scenarios, two policies")
+    ap.add_argument("--networks", nargs="+", choices=sorted(NETWORKS))
+    ap.add_argument("--scenarios", nargs="+")
+    ap.add_argument("--policies", nargs="+", choices=POLICIES)
+    ap.add_argument("--duration", type=float, default=None, help="seconds per run")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--selection", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="[controller.selection] settings (spread, sharpness, hysteresis)")
+    ap.add_argument("--bulk", choices=("tcp", "udp"), default="tcp",
+                    help="the hot site's bulk transfer (default tcp)")
+    ap.add_argument("--controller-defaults", action="store_true",
+                    help="run the controller with its default selection and compute model")
+    ap.add_argument("--dma", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="D-MA reporting (interval, min-interval, threshold)")
+    ap.add_argument("--no-report", action="store_true", help="do not rewrite docs/results")
+    ap.add_argument("--tag", default="", help="write bench/results/steering-TAG.* (no report)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite docs/results from bench/results/steering.json")
+    args = ap.parse_args(argv)
+    if args.report_only:
+        report(RESULTS / "steering.json")
+        return 0
+    if os.geteuid() != 0:
+        print("steering: needs root (Mininet)", file=sys.stderr)
+        return 2
+    networks = args.networks or (["figure2"] if args.quick else ["figure2", "abilene"])
+    scenarios = args.scenarios or (["hot-site", "failure"] if args.quick else
+                                   ["balanced", "hot-site", "load-step", "failure"])
+    policies = args.policies or (["dyncast", "round-robin"] if args.quick else list(POLICIES))
+    base = args.duration or (10.0 if args.quick else 18.0)
+    durations = {s: base * (1.0 if s in ("balanced", "hot-site") else 1.25) for s in scenarios}
+    base_selection = {} if args.controller_defaults else SELECTION
+    plan = Plan(scenarios, policies, durations, args.seed,
+                {**base_selection, **_pairs(args.selection)},
+                "" if args.controller_defaults else SCORING, {**DMA, **_pairs(args.dma)},
+                args.bulk)
+    began = time.monotonic()
+    lines: list[str] = []
+
+    def log(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    log(f"{plan.describe()}; durations {plan.durations}")
+
+    results: list[dict[str, Any]] = []
+    try:
+        for name in networks:
+            results += run_network(name, plan, log)
+    except BenchError as exc:
+        log(f"steering: {exc}")
+        return 1
+    log(f"total {time.monotonic() - began:.0f} s")
+    problems = check(results)
+    for p in problems:
+        log(f"PROBLEM {p}")
+    suffix = f"-{args.tag}" if args.tag else "-quick" if args.quick else ""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"steering{suffix}.txt").write_text("\n".join(lines) + "\n")
+    saved = {"networks": networks, "settings": plan.describe(),
+             "controller": plan.controller_extra(), "runs": results}
+    (RESULTS / f"steering{suffix}.json").write_text(json.dumps(saved, indent=1) + "\n")
+    if not (args.quick or args.no_report or args.tag):
+        report(RESULTS / "steering.json")
+    return 1 if problems else 0
+
+
+def report(path: Path) -> None:
+    """Write docs/results/steering.md and its plots from saved results."""
+    from bench.steering_report import write_report
+
+    saved = json.loads(path.read_text())
+    defaults_path = path.with_name("steering-defaults.json")
+    defaults = json.loads(defaults_path.read_text())["runs"] if defaults_path.exists() else None
+    write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""The steering benchmark's report: docs/results/steering.md and its PNG plots.
+
+Boundary: results (the summaries bench/steering.py collected) in, files out; no Mininet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.steering_net import LINK_MBPS, BenchNet
+
+TARGET_SCENARIOS = ("hot-site", "load-step")  # dyncast p95 <= 0.7 x the best other policy
+TARGET_RATIO = 0.7
+NEVER_WORSE = 1.05  # dyncast p95 <= 1.05 x the best other policy, in every scenario
+
+
+def _ms(value: float | None) -> str:
+    """Milliseconds for a table cell."""
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _pct(value: float | None) -> str:
+    """A share as a percentage."""
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _by(results: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Runs grouped by (network, scenario), in run order."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        out.setdefault((r["network"], r["scenario"]), []).append(r)
+    return out
+
+
+def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per network and scenario: dyncast's p95 against the best other policy's."""
+    rows = []
+    for (network, scenario), runs in _by(results).items():
+        mine = next((r for r in runs if r["policy"] == "dyncast"), None)
+        others = [r for r in runs if r["policy"] != "dyncast" and r["p95_ms"] is not None]
+        if mine is None or mine["p95_ms"] is None or not others:
+            continue
+        best = min(others, key=lambda r: r["p95_ms"])
+        ratio = mine["p95_ms"] / best["p95_ms"]
+        limit = TARGET_RATIO if scenario in TARGET_SCENARIOS else NEVER_WORSE
+        rows.append({"network": network, "scenario": scenario, "dyncast": mine["p95_ms"],
+                     "best": best["policy"], "best_p95": best["p95_ms"], "ratio": ratio,
+                     "limit": limit, "met": ratio <= limit})
+    return rows
+
+
+def affinity_ok(results: list[dict[str, Any]]) -> bool:
+    """No keep-alive connection changed instance or broke outside the failure scenario."""
+    return all(not (r["affinity"]["changed"] or r["affinity"]["broken"])
+               for r in results if r["scenario"] != "failure")
+
+
+def _after(r: dict[str, Any]) -> str:
+    """The after-the-event cell: load step (react / late) or failure (recover / late)."""
+    def sec(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+    if r["scenario"] == "load-step":
+        return f"react {sec(r['react_s'])}, late {sec(r['late_s'])}"
+    if r["scenario"] == "failure":
+        return f"recover {sec(r['recover_s'])}, late {sec(r['late_s'])}"
+    return ""
+
+
+def results_table(results: list[dict[str, Any]], network: str) -> list[str]:
+    """The markdown table of one network's runs."""
+    lines = ["| scenario | policy | requests | errors | mean ms | p95 ms | p99 ms | deadline met "
+             "| util max / mean | keep-alive moved / broken | after the event (s) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in (r for r in results if r["network"] == network):
+        aff = r["affinity"]
+        lines.append(
+            f"| {r['scenario']} | {r['policy']} | {r['requests']} | {r['errors']} "
+            f"| {_ms(r['mean_ms'])} | {_ms(r['p95_ms'])} | {_ms(r['p99_ms'])} "
+            f"| {_pct(r['deadline'])} | {r['util_max']:.2f} / {r['util_mean']:.2f} "
+            f"| {aff['changed']} / {aff['broken']} of {aff['connections']} | {_after(r)} |")
+    return lines
+
+
+def plot_p95(results: list[dict[str, Any]], networks: list[str], path: Path) -> None:
+    """Grouped bars: p95 per scenario and policy, one panel per network."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(networks), figsize=(6.5 * len(networks), 4.2), squeeze=False)
+    for ax, network in zip(axes[0], networks, strict=True):
+        runs = [r for r in results if r["network"] == network]
+        scenarios = list(dict.fromkeys(r["scenario"] for r in runs))
+        policies = list(dict.fromkeys(r["policy"] for r in runs))
+        width = 0.8 / max(1, len(policies))
+        for k, policy in enumerate(policies):
+            values = [next((r["p95_ms"] or 0 for r in runs if r["scenario"] == s
+                            and r["policy"] == policy), 0) for s in scenarios]
+            ax.bar([i + k * width for i in range(len(scenarios))], values, width, label=policy)
+        ax.set_xticks([i + width * (len(policies) - 1) / 2 for i in range(len(scenarios))],
+                      scenarios)
+        ax.set_yscale("log")
+        ax.set_ylabel("p95 response time (ms, log scale)")
+        ax.set_title(network)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_timeline(results: list[dict[str, Any]], networks: list[str], scenario: str,
+                  path: Path) -> None:
+    """Per-second p95 over the run of `scenario`, one line per policy, one panel per network."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(networks), figsize=(6.5 * len(networks), 4.0), squeeze=False)
+    for ax, network in zip(axes[0], networks, strict=True):
+        for r in (r for r in results if r["network"] == network and r["scenario"] == scenario):
+            pts = [(w["t"], w["p95_ms"]) for w in r["windows"] if w["p95_ms"] is not None]
+            ax.plot([t for t, _ in pts], [v for _, v in pts], label=r["policy"], lw=1.3)
+            ax.axvline(r["duration_s"] / 2, color="grey", ls=":", lw=1)
+        ax.set_xlabel("seconds (dotted: the step / failure)")
+        ax.set_ylabel("p95 per second (ms; a failed request counts 5 s)")
+        ax.set_title(f"{network}: {scenario}")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def setup_section(nets: list[BenchNet]) -> list[str]:
+    """What ran: networks, sites, clients, scenarios."""
+    lines = []
+    for net in nets:
+        lines += [f"**{net.name}**: {net.text}. Deadline {net.deadline_ms:g} ms.", "",
+                  "| site | where | capacity (requests at once) | service time | max rate |",
+                  "| --- | --- | ---: | ---: | ---: |"]
+        for s in net.sites:
+            lines.append(f"| {s.host} ({s.dbid}) | {s.label} | {s.capacity} | "
+                         f"{s.service_ms:g} ms | {1000 * s.capacity / s.service_ms:.0f}/s |")
+        rates = ", ".join(f"{c.label} {c.rate:g}/s" for c in net.clients)
+        lines += ["", f"Clients (Poisson, fresh connection per request): {rates}; plus two "
+                      "keep-alive connections per client, one request a second each.", "",
+                  "| scenario | what |", "| --- | --- |"]
+        lines += [f"| {sc.name} | {sc.text} |" for sc in net.scenarios]
+        lines.append("")
+    return lines
+
+
+def defaults_table(results: list[dict[str, Any]], defaults: list[dict[str, Any]]) -> list[str]:
+    """dyncast and least-loaded under the settings above against the controller's defaults."""
+    def p95(runs: list[dict[str, Any]], net: str, sc: str, policy: str) -> str:
+        found = [r["p95_ms"] for r in runs if (r["network"], r["scenario"], r["policy"])
+                 == (net, sc, policy)]
+        return _ms(found[0]) if found else "-"
+    lines = ["| network | scenario | dyncast p95, settings above | dyncast p95, defaults "
+             "| least-loaded p95, settings above | least-loaded p95, defaults |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for net, sc in dict.fromkeys((r["network"], r["scenario"]) for r in defaults):
+        lines.append(f"| {net} | {sc} | {p95(results, net, sc, 'dyncast')} "
+                     f"| {p95(defaults, net, sc, 'dyncast')} "
+                     f"| {p95(results, net, sc, 'least-loaded')} "
+                     f"| {p95(defaults, net, sc, 'least-loaded')} |")
+    return lines
+
+
+def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
+                 defaults: list[dict[str, Any]] | None = None) -> None:
+    """Write docs/results/steering.md and its plots from a saved run (`runs`, `settings`,
+    `controller`: the tables under test), with the controller-defaults runs if given."""
+    results, settings, controller_toml = saved["runs"], saved["settings"], saved["controller"]
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    networks = [n.name for n in nets]
+    plot_p95(results, networks, docs_dir / "steering_p95.png")
+    for scenario in ("load-step", "failure"):
+        if any(r["scenario"] == scenario for r in results):
+            plot_timeline(results, networks, scenario, docs_dir / f"steering_{scenario}.png")
+    rows = targets(results)
+    md = ["# Steering quality: dyncast against simpler selection policies", "",
+          "Produced by `sudo .venv/bin/python bench/steering.py` (raw numbers: "
+          "`bench/results/steering.json`, log: `bench/results/steering.txt`).", "",
+          "## Set-up", "",
+          f"Mininet with Open vSwitch (userspace datapath); every switch-to-switch link shaped to "
+          f"{LINK_MBPS:g} Mbit/s with a 100-packet FIFO (about 0.12 s when full), host links "
+          "unshaped; no emulated propagation delay (no netem here), so the only network effect "
+          "is real queueing behind a bulk TCP transfer (iperf3). Each site runs "
+          "`dyncast-demo-service` (at most *capacity* requests at once, each taking the service "
+          "time times one plus its extra load) and a D-MA (`--cpu-source instance`). The "
+          f"controller reads port statistics every second and knows the links' {LINK_MBPS:g} "
+          f"Mbit/s. Settings under test: {settings}. Every policy sees the same seeded arrivals; "
+          "the policy is switched with `PUT /services/web` between runs on the same network, "
+          "after every instance has finished the previous run's requests.", ""]
+    if controller_toml:
+        md += ["The controller tables under test, added to each network's configuration:", "",
+               "```toml", controller_toml.strip(), "```", ""]
+    md += setup_section(nets)
+    md += ["Measured per run: response time of fresh-connection requests (from the scheduled "
+           "arrival to the last byte; failed requests are errors, excluded from the percentiles "
+           "and counted as deadline misses); the share meeting the deadline; per-instance "
+           "utilisation (requests served x service time / capacity x run time); keep-alive "
+           "connections whose instance changed while open / that were reset or refused (a "
+           "keep-alive request that timed out on an overloaded instance is neither); after the "
+           "load step, *react* = seconds until the mix of instances serving the stepped clients "
+           "made half of its eventual change (- : it did not change), and after the step or the "
+           "failure, *late* = seconds whose p95 missed the deadline and *recover* = seconds "
+           "until the last failed request.", "", "## Results", ""]
+    for name in networks:
+        md += [f"### {name}", "", *results_table(results, name), ""]
+    md += ["## Targets", "",
+           f"dyncast's p95 against the best other policy's: at most {TARGET_RATIO} x in "
+           f"{' and '.join(TARGET_SCENARIOS)}, at most {NEVER_WORSE} x everywhere.", "",
+           "| network | scenario | dyncast p95 | best other | its p95 | ratio | target | met |",
+           "| --- | --- | ---: | --- | ---: | ---: | ---: | --- |"]
+    md += [f"| {t['network']} | {t['scenario']} | {t['dyncast']:.0f} | {t['best']} "
+           f"| {t['best_p95']:.0f} | {t['ratio']:.2f} | {t['limit']} | "
+           f"{'yes' if t['met'] else '**no**'} |" for t in rows]
+    md += ["", "Keep-alive connections outside the failure scenario: "
+           + ("none changed instance or broke." if affinity_ok(results) else
+              "**some changed instance or broke** (see the tables)."), "",
+           "![p95 per scenario and policy](steering_p95.png)", "",
+           "![load step over time](steering_load-step.png)", "",
+           "![instance failure over time](steering_failure.png)", ""]
+    if defaults:
+        md += ["## The same runs with the controller's defaults", "",
+               "`bench/steering.py --controller-defaults --policies dyncast least-loaded "
+               "--duration 16 --tag defaults` (selection spread 0.3, sharpness 4, hysteresis "
+               "0.15; the M/M/1 compute estimate; 16 s runs; `bench/results/steering-defaults."
+               "txt`):", "", *defaults_table(results, defaults), ""]
+    md += NOTES
+    (docs_dir / "steering.md").write_text("\n".join(md) + "\n")
+
+
+NOTES: list[str] = [
+    "## Reading the results", "",
+    "- **Load step.** dyncast already spreads every ingress's new flows over all sites in "
+    "proportion to what each can take, so a flash crowd at one ingress needs no change of mix "
+    "(*react -*) and its p95 stays under the deadline (late for 1 s). `nearest` sends the "
+    "crowd to its one "
+    "site, which falls behind until requests time out (5 s); `round-robin` and `random` "
+    "overload the smallest sites; `least-loaded` sends everything, between two reports, to the "
+    "instance that looked least loaded at the last one, and overloads it in turn.",
+    "- **Balanced and failure.** dyncast is ahead of the best other policy, by less. In the "
+    "failure every policy sends requests to the dead instance until the controller notices "
+    "(metrics stale after 2 s, then 1 s of unanswered liveness probes): those requests are "
+    "refused (errors); keep-alive connections to it are reset (*broken*) and their bindings "
+    "move.",
+    "- **Hot site: the targets are not met in this run.** In Figure 2 the congested site e3 "
+    "is no client's nearest site, so `nearest` does not suffer from the congestion at all; "
+    "dyncast's only gain over it is a better balance between e4 and e2 (an exploratory run "
+    "with the same settings gave 203 against 315 ms, 0.64). In Abilene an exploratory run of "
+    "the same scenario gave dyncast 284 ms against 522 (round-robin) and 534 (least-loaded); "
+    "this run gave 548. Two things make this scenario noisy: the one-second outliers below "
+    "(14 of dyncast's 353 requests here; without them its p95 would be 356), and a p95 set by "
+    "the few per cent of requests that reach the slowed Sunnyvale instance, the congested "
+    "Atlanta site or the New York site, where keep-alive connections stay pinned. dyncast "
+    "gives sites up to twice the best cost a share (spread 1.0): that is what keeps it from "
+    "herding in the load step, and what costs tail latency here.",
+    "- **One-second outliers while the bulk transfer runs.** With the bulk transfer on, 1-4 % "
+    "of new connections take about 1.1 s (a first packet lost and resent after TCP's 1 s SYN "
+    "timeout), clustered in time and also on paths that do not cross the congested link; "
+    "none occur in the balanced runs. With a UDP bulk transfer at 1.2 x the link rate (`--bulk "
+    "udp`) the whole emulated network nearly stopped (most requests of every policy failed). "
+    "OVS's datapath reports no lost upcalls; the cause looks like the userspace datapath "
+    "handling a shaped port whose queue is full, not steering, but it is not understood.", "",
+    "## How the settings were chosen", "",
+    "With the controller's defaults dyncast was close to least-loaded (table above: ahead in "
+    "four cells, behind in three) and, in an exploratory run, behind round-robin in Figure 2's "
+    "balanced case (316 against 216 ms). The settings above improved its p95 in seven of the "
+    "eight cells, by 13-52 %. Two causes:", "",
+    "1. The default compute estimate `base / (1 - u)` with `u = sessions / capacity` prices an "
+    "instance as one server: with two workers and one busy it costs twice its idle cost, "
+    "although a new request would not wait. dyncast and least-loaded (which uses the same "
+    "compute cost) then prefer idle but slower instances and swing with every report.",
+    "2. On those jumpy costs, spread 0.3 and sharpness 4 make the choice nearly "
+    "winner-take-all between two reports, so a burst of new flows herds onto one instance of "
+    "two or three workers.", "",
+    "So the benchmark configures (no code change) a CATS metric normalisation for "
+    "multi-worker instances (above: sessions scored near 10 until every worker is busy, "
+    "queue, the instance's own delay; the worst category counts) and spread 1.0, sharpness 2. "
+    "least-loaded gets the same compute cost. In a discrete-event model of this set-up (the "
+    "real engine and simulated instances; not in the repository) the D-MA reporting interval "
+    "mattered next: reports at most every 0.5 s instead of 0.2 s roughly doubled dyncast's p95 "
+    "after the load step, 0.1 s improved it by 10-25 %; hysteresis between 0.05 and 0.3 hardly "
+    "mattered. Worth considering for the controller: a compute estimate that knows an "
+    "instance's workers (M/M/c-like) by default, and spread 1.0 / sharpness 2 as defaults.", "",
+    "## Caveats", "",
+    "- One run per cell, on a 2-core machine that also runs OVS, the controller, every "
+    "instance, D-MA and client (load average 1-3); exploratory runs of the same cells differed "
+    "by up to 20 % in p95 (30 % for random), and more in the hot-site scenario (above).",
+    "- No propagation delay: a hop costs 1 ms in the controller and nearly nothing on the "
+    "wire; the only network delay that differs between paths is queueing behind the bulk "
+    "transfer.",
+    "- An overloaded demo service goes on serving requests whose clients gave up; every run "
+    "starts only when all instances are idle again.",
+    "- Keep-alive connections stay with the instance chosen when they opened (that is the "
+    "point): in the hot-site and load-step runs they go on loading it whatever the policy.",
+    "",
+]

@@ -1,0 +1,133 @@
+"""The steering benchmark's pure parts: Poisson arrivals and what runs are reduced to."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.loadgen import arrivals
+from bench.steering_stats import (
+    Capacity,
+    affinity,
+    deadline_share,
+    over_deadline,
+    percentile,
+    reaction_time,
+    recovery_time,
+    response_times,
+    utilisation,
+)
+
+
+def _fresh(t: float, ms: float | None, inst: str | None = "a", src: str = "c1") -> dict:
+    return {"t": t, "ms": ms, "inst": inst, "err": None if ms is not None else "refused",
+            "src": src}
+
+
+def _ka(conn: int, seq: int, inst: str | None, epoch: int = 0, src: str = "c1") -> dict:
+    return {"t": float(seq), "conn": conn, "epoch": epoch, "seq": seq, "inst": inst,
+            "ms": None if inst is None else 10.0, "err": None if inst else "reset", "src": src}
+
+
+def test_arrivals_are_poisson_at_the_rate_and_repeatable() -> None:
+    """About rate x duration arrivals, all inside the run, the same for the same seed."""
+    times = list(arrivals(20.0, 100.0, seed=3))
+    assert times == list(arrivals(20.0, 100.0, seed=3)) != list(arrivals(20.0, 100.0, seed=4))
+    assert 1800 < len(times) < 2200 and all(0 < t < 100 for t in times)
+    assert times == sorted(times)
+
+
+def test_arrivals_follow_a_rate_step() -> None:
+    """After the step the rate is the new one; before it, the old one."""
+    times = list(arrivals(10.0, 200.0, seed=1, step_at=100.0, step_rate=30.0))
+    before = sum(1 for t in times if t < 100)
+    after = len(times) - before
+    assert 850 < before < 1150 and 2700 < after < 3300
+
+
+def test_zero_rate_gives_no_arrivals_until_a_step() -> None:
+    """A silent client stays silent, unless its rate steps up."""
+    assert list(arrivals(0.0, 10.0, seed=1)) == []
+    assert all(t >= 5.0 for t in arrivals(0.0, 10.0, seed=1, step_at=5.0, step_rate=10.0))
+
+
+def test_percentile_is_nearest_rank() -> None:
+    """p95 of 1..100 is 95; of nothing, None."""
+    values = [float(v) for v in range(100, 0, -1)]
+    assert percentile(values, 0.95) == 95.0 and percentile(values, 0.5) == 50.0
+    assert percentile([], 0.95) is None
+
+
+def test_errors_are_left_out_of_times_and_miss_the_deadline() -> None:
+    """A failed request counts as an error and a deadline miss, never as a fast answer."""
+    records = [_fresh(0.1, 50.0), _fresh(0.2, 150.0), _fresh(0.3, None, None),
+               _ka(0, 0, "a")]
+    times = response_times(records)
+    assert (times["requests"], times["errors"], times["mean_ms"]) == (3, 1, 100.0)
+    assert deadline_share(records, 100.0) == pytest.approx(1 / 3)
+
+
+def test_utilisation_is_busy_worker_time_over_capacity() -> None:
+    """10 requests of 100 ms at a 2-worker instance in 1 s: 50 % busy."""
+    records = [_fresh(i / 10, 100.0, "a") for i in range(10)]
+    util = utilisation(records, {"a": Capacity(2, 100.0), "b": Capacity(1, 50.0)}, 1.0)
+    assert util == {"a": pytest.approx(0.5), "b": 0.0}
+    assert utilisation(records, {"a": Capacity(2, 100.0, 2.0)}, 1.0)["a"] == pytest.approx(1.0)
+
+
+def test_affinity_counts_changes_and_breaks_per_client_connection() -> None:
+    """Connections are told apart by client, index and epoch; a change or an error counts."""
+    records = [_ka(0, 0, "a"), _ka(0, 1, "a"), _ka(0, 0, "b", src="c2"), _ka(0, 1, "b", src="c2"),
+               _ka(1, 0, "a"), _ka(1, 1, "b"),  # changed instance on one connection
+               _ka(2, 0, "a"), _ka(2, 1, None), _ka(2, 2, "b", epoch=1)]  # broke, reconnected
+    timeout = {**_ka(3, 0, None), "err": "TimeoutError: timed out"}
+    assert affinity([*records, timeout]) == {"connections": 6, "changed": 1, "broken": 1,
+                                             "timeouts": 1}
+
+
+def test_reaction_time_is_half_the_eventual_shift_of_the_mix() -> None:
+    """The mix moves from a to b one second after the step: reaction 1 s; no move: None."""
+    records = [_fresh(t / 10, 10.0, "a") for t in range(0, 100)]
+    records += [_fresh(10 + t / 10, 10.0, "a" if t < 10 else "b") for t in range(0, 100)]
+    assert reaction_time(records, step_at=10.0, duration=20.0) == pytest.approx(1.0)
+    same = [_fresh(t / 10, 10.0, "a") for t in range(0, 200)]
+    assert reaction_time(same, step_at=10.0, duration=20.0) is None
+
+
+def test_recovery_is_the_last_failure_after_the_event() -> None:
+    """Failures before the event do not count; none after it means 0."""
+    records = [_fresh(1.0, None, None), _fresh(5.5, None, None), _fresh(7.0, None, None),
+               _fresh(8.0, 20.0)]
+    assert recovery_time(records, 5.0) == pytest.approx(2.0)
+    assert recovery_time(records[:1], 5.0) == 0.0
+
+
+@pytest.mark.parametrize("defaults", [False, True])
+def test_benchmark_controller_config_is_valid(defaults: bool) -> None:
+    """The TOML the benchmark writes for each network parses, with the settings under test."""
+    import tomllib
+
+    from bench.steering import SCORING, SELECTION, Plan
+    from bench.steering_net import NETWORKS, controller_config
+    from controller.config import config_from_dict
+
+    plan = Plan(["balanced"], ["dyncast"], {"balanced": 10.0})
+    if defaults:
+        plan.selection, plan.scoring = {}, ""
+    for make in NETWORKS.values():
+        net = make()
+        config = config_from_dict(tomllib.loads(controller_config(net, "nearest",
+                                                                  plan.controller_extra())))
+        assert config.services[0].policy == "nearest"
+        assert config.scoring.enabled is (not defaults) and bool(SCORING)
+        assert config.selection.spread == (1.0 if defaults else SELECTION["spread"]) or defaults
+        assert {s.host for s in net.sites} <= set(net.graph.nodes)
+
+
+def test_over_deadline_counts_late_seconds_after_the_step() -> None:
+    """Seconds whose p95 (failures counting as late) misses the deadline, after the step."""
+    records = [_fresh(t / 10, 50.0) for t in range(0, 100)]  # 0-10 s: on time
+    records += [_fresh(10 + t / 10, 500.0 if t < 20 else 50.0) for t in range(0, 100)]
+    assert over_deadline(records, 10.0, 20.0, 100.0) == 2.0
+    assert over_deadline(records, 0.0, 10.0, 100.0) == 0.0
+    failed = [_fresh(20 + t / 10, None, None) for t in range(10)]
+    assert over_deadline(records + failed, 10.0, 21.0, 100.0) == 3.0
