@@ -20,9 +20,13 @@ looks up the learned reply entries of table 2; in `bucket` mode it rewrites D-BI
 any reply from the instance's service port.
 
 Moving a bucket (`bucket` mode) without breaking a flow: for idle_timeout + 1 s its entry
-learns a pin (table 2) of every flow it sees to the old instance and sends it there, while TCP
-SYNs (new connections) are pinned to the new instance; then the entry points to the new
-instance. A flow idle for longer than idle_timeout has no affinity left to keep.
+learns a pin (table 2) of every flow it sees to the old instance and sends it there; from
+SYN_DELAY_S into that phase, TCP SYNs (new connections) are pinned to the new instance; then the
+entry points to the new instance. A flow idle for longer than idle_timeout has no affinity left
+to keep. The SYN entry waits until OVS has revalidated the bucket's wide datapath flows into
+per-flow ones (its revalidators run every 0.5 s): a wide flow created by the SYN of a connection
+still alive would otherwise be re-translated through the SYN entry and pin that live connection
+to the new instance (docs/dataplane-modes.md, "Why 1a and 1b are separate").
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from controller.model import Service
 
 PRIO_BUCKET = 100
 PRIO_BUCKET_SYN = 110  # during a move: new connections of the bucket go to the new instance
+SYN_DELAY_S = 1.0  # ... from this long after the move started (module docstring)
 PRIO_LEARNED = 100
 PRIO_LABEL = 100
 ETH_TYPE_IP = 0x0800
@@ -165,7 +170,8 @@ class Program:
     dpid: int
     targets: tuple[Target, ...]  # the service's located instances
     buckets: tuple[int | None, ...] | None  # label per bucket; None: no decision here
-    moving: tuple[tuple[int, int, int], ...] = ()  # (bucket, old label, new label) being pinned
+    # (bucket, old label, new label, new TCP connections go to the new label yet) being pinned
+    moving: tuple[tuple[int, int, int, bool], ...] = ()
 
 
 def service_entries(p: Program) -> list[FlowMod]:
@@ -206,7 +212,7 @@ def decision_entries(p: Program) -> list[FlowMod]:
     if p.buckets is None:
         return []
     svc, dpid = p.svc, p.dpid
-    moving = {b: (old, new) for b, old, new in p.moving}
+    moving = {b: (old, new, syn) for b, old, new, syn in p.moving}
     out = []
     for b, label in enumerate(p.buckets):
         if label is None:
@@ -214,10 +220,10 @@ def decision_entries(p: Program) -> list[FlowMod]:
         ck = cookie(CookieKind.DECISION, (service_ident(svc) << 16) | b)
         fields = bucket_fields(svc, b)
         if b in moving:
-            old, new = moving[b]
+            old, new, syn_on = moving[b]
             out.append(_fm(dpid, TABLE_DECISION, PRIO_BUCKET, fields,
                            [learn_forward(svc, old, CookieKind.PIN), SetField("reg0", old)], ck))
-            if svc.protocol == "tcp":
+            if svc.protocol == "tcp" and syn_on:
                 syn = {**fields, "tcp_flags": TCP_SYN_ONLY}
                 out.append(_fm(dpid, TABLE_DECISION, PRIO_BUCKET_SYN, syn,
                                [learn_forward(svc, new, CookieKind.PIN),

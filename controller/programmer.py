@@ -16,6 +16,7 @@ from typing import Any
 from controller.buckets import remap
 from controller.dataplane import (
     FIRST_LABEL,
+    SYN_DELAY_S,
     Program,
     Reconciler,
     Target,
@@ -30,6 +31,18 @@ from controller.topology import Topology
 PIN_MARGIN_S = 1.0
 MOVABLE_STATES = ("active", "unknown", "draining")  # a moving bucket's flows are pinned to
 #                                                     these; a dead instance's move at once
+
+
+@dataclass(slots=True)
+class Move:
+    """A bucket being moved: its flows are pinned to `old` until `until`; new TCP connections
+    go to `new` from `syn_at` (`syn_on` once they do)."""
+
+    old: str
+    new: str
+    until: float
+    syn_at: float
+    syn_on: bool = False
 
 
 @dataclass(slots=True)
@@ -55,7 +68,7 @@ class Programmer:
         self.reconciler = Reconciler()
         self.labels: dict[str, int] = {}
         self._maps: dict[tuple[int, str], list[str | None]] = {}
-        self._moves: dict[tuple[int, str], dict[int, tuple[str, str, float]]] = {}
+        self._moves: dict[tuple[int, str], dict[int, Move]] = {}
         self.learned: dict[int, list[Learned]] = {}
         self.moves_started = 0
 
@@ -82,9 +95,11 @@ class Programmer:
             else:
                 buckets = self._buckets(svc, dpid, states, now)
                 moving = self._moves.get((dpid, svc.name), {})
+                for m in moving.values():
+                    m.syn_on = now >= m.syn_at
                 desired = [fallback(dpid, svc)] if buckets is None else service_entries(Program(
                     svc, dpid, targets, buckets,
-                    tuple((b, self.label(o), self.label(n)) for b, (o, n, _) in
+                    tuple((b, self.label(m.old), self.label(m.new), m.syn_on) for b, m in
                           sorted(moving.items()))))
             out += self.reconciler.apply(dpid, svc.name, desired)
             out += self.reconciler.apply(dpid, f"labels:{svc.name}",
@@ -130,24 +145,29 @@ class Programmer:
             for b, (was, now_to) in enumerate(zip(old, new, strict=True)):
                 if was is None or was == now_to or now_to is None:
                     continue
-                if b in moves and moves[b][0] == now_to:
+                if b in moves and moves[b].old == now_to:
                     del moves[b]  # moving back to where its pinned flows are: done
                 elif b in moves:  # already moving: keep the old instance and the deadline
-                    moves[b] = (moves[b][0], now_to, moves[b][2])
+                    moves[b].new = now_to
                 elif states.get(was) in MOVABLE_STATES:
-                    moves[b] = (was, now_to, now + svc.affinity.idle_timeout + PIN_MARGIN_S)
+                    moves[b] = Move(was, now_to, now + svc.affinity.idle_timeout + PIN_MARGIN_S,
+                                    now + SYN_DELAY_S)
                     self.moves_started += 1
-        for b in [b for b, (o, _, _) in moves.items() if states.get(o) not in MOVABLE_STATES]:
+        for b in [b for b, m in moves.items() if states.get(m.old) not in MOVABLE_STATES]:
             del moves[b]  # its old instance died: nothing left to keep
         self._maps[key] = new
         return tuple(None if d is None else self.label(d) for d in new)
 
     def expire(self, now: float) -> set[str]:
-        """End the pinning phases whose time is up; return the services to re-program."""
+        """End the pinning phases whose time is up and start sending new TCP connections of
+        moving buckets to their new instance when it is time; return the services to
+        re-program."""
         done = set()
         for (_, name), moves in self._moves.items():
-            for b in [b for b, (_, _, until) in moves.items() if now >= until]:
+            for b in [b for b, m in moves.items() if now >= m.until]:
                 del moves[b]
+                done.add(name)
+            if any(not m.syn_on and now >= m.syn_at for m in moves.values()):
                 done.add(name)
         return done
 

@@ -4,11 +4,20 @@ across a decision change, and in overlay mode the instance itself answers on the
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from controller.intents import COOKIE_APP, TABLE_AFFINITY, TABLE_INSTANCE, CookieKind
+from controller.dataplane import PRIO_BUCKET_SYN
+from controller.intents import (
+    COOKIE_APP,
+    TABLE_AFFINITY,
+    TABLE_DECISION,
+    TABLE_INSTANCE,
+    CookieKind,
+)
 from mininet_tests.flowdump import dump_flows
 from mininet_tests.harness import Lab
 from mininet_tests.processes import wait_until
@@ -37,10 +46,42 @@ def _entries(bridge: str, kind: CookieKind, table: int | None = None) -> list[di
             and (f["cookie"] >> 48) & 0xFF == kind and (table is None or f["table"] == table)]
 
 
-def _steer_and_keep(lab: Lab) -> None:
+def _reg0(flow: dict) -> int | None:
+    """The label an entry loads into reg0, or None."""
+    for act in flow["actions"]:
+        found = re.match(r"(?:set_field|load):(\w+)->(?:reg0|NXM_NX_REG0\[\])", act)
+        if found:
+            return int(found.group(1), 0)
+    return None
+
+
+def _new_flows_follow_the_decision(dbid: str | None) -> bool:
+    """True when r1 sends new TCP connections by its decision: every bucket it is moving (its
+    entry learns pins to the old instance) has its SYN entry for the new one, which comes
+    SYN_DELAY_S after the move began; and, given `dbid`, every bucket sends them to it."""
+    decision = _entries("r1", CookieKind.DECISION, TABLE_DECISION)
+    syns = [f for f in decision if f["priority"] == PRIO_BUCKET_SYN]
+    rest = [f for f in decision if f["priority"] != PRIO_BUCKET_SYN]
+    pinning = [f for f in rest if any(a.startswith("learn(") for a in f["actions"])]
+    if sorted(f["match"]["tp_src"] for f in pinning) != sorted(f["match"]["tp_src"]
+                                                               for f in syns):
+        return False
+    if dbid is None:
+        return True
+    labels = {int(f["match"]["reg0"], 0) for f in _entries("r1", CookieKind.INSTANCE,
+                                                         TABLE_INSTANCE)
+              if f"set_field:{dbid}->ip_dst" in f["actions"]}
+    steering = syns + [f for f in rest if f not in pinning]
+    return len(labels) == 1 and all(_reg0(f) in labels for f in steering)
+
+
+def _steer_and_keep(lab: Lab, follows: Callable[[str | None], bool] | None = None) -> None:
     """New flows reach the decided instances with no packet-in for them; a held connection
-    keeps its instance when the decision moves away from it."""
+    keeps its instance when the decision moves away from it. `follows(moving)`: true once the
+    switch sends new flows by the decision (bucket mode: SYN_DELAY_S after a move began)."""
     wait_shares(lab, "svc1", R1, BOTH)
+    if follows is not None:
+        wait_until(lambda: follows(None), 10, "r1 does not send new flows by the decision")
     before = _stat(lab, "packet_in_dsid")
     seen = client(lab, "c1", SVC1, requests=12)
     assert seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == BOTH, seen
@@ -50,6 +91,8 @@ def _steer_and_keep(lab: Lab) -> None:
     other = (BOTH - {pinned}).pop()
     set_load(lab, pinned, 10.0)
     wait_shares(lab, "svc1", R1, {other})
+    if follows is not None:
+        wait_until(lambda: follows(other), 10, f"r1 does not send new flows to {other}")
     after = client(lab, "c1", SVC1, requests=6)
     assert after["errors"] == 0 and {INSTANCE_OF[i] for i in after["served"]} == {other}, after
     assert_held_to_the_end(holder, first, 12)
@@ -73,7 +116,7 @@ def test_learn_mode_switch_learns_affinity_without_packet_in(fig2: Lab) -> None:
 def test_bucket_mode_keeps_affinity_with_bounded_state(fig2: Lab) -> None:
     """bucket: rules per bucket, not per flow; a moved bucket pins its live flows first, so
     the held connection keeps its instance; the pins are the only per-flow entries."""
-    _steer_and_keep(fig2)
+    _steer_and_keep(fig2, follows=_new_flows_follow_the_decision)
     assert not _entries("r1", CookieKind.LEARNED_FWD)
     assert _stat(fig2, "bucket_moves_started") > 0
     pins = _entries("r1", CookieKind.PIN, TABLE_AFFINITY)

@@ -11,6 +11,8 @@ import pytest
 from apps.ofmsg import to_message
 from controller.config import ControllerConfig, SelectionConfig
 from controller.dataplane import (
+    PRIO_BUCKET_SYN,
+    SYN_DELAY_S,
     Program,
     Reconciler,
     Target,
@@ -34,6 +36,7 @@ from controller.intents import (
     cookie,
     cookie_kind,
 )
+from controller.model import Metrics
 from tests.helpers import SVC1, SVC2, figure2_core, flow_mods, report, see_links
 from tests.test_ofmsg import FakeDatapath, _parse_back, dp  # noqa: F401 (fixture)
 
@@ -101,7 +104,7 @@ def test_buckets_are_masked_source_bits() -> None:
 
 def test_moving_bucket_pins_old_flows_and_sends_syns_to_the_new_instance() -> None:
     """While bucket 0 moves from 16 to 17: its packets learn a pin to 16, SYNs a pin to 17."""
-    t = _by_table(service_entries(Program(BUCKET, 1, TARGETS, MAP, ((0, 16, 17),))))
+    t = _by_table(service_entries(Program(BUCKET, 1, TARGETS, MAP, ((0, 16, 17, True),))))
     moving = [f for f in t[TABLE_DECISION] if dict(f.match)["tcp_src"] == (0, 14)]
     assert len(moving) == 2
     keep, syn = sorted(moving, key=lambda f: f.priority)
@@ -109,6 +112,13 @@ def test_moving_bucket_pins_old_flows_and_sends_syns_to_the_new_instance() -> No
     assert cookie_kind(keep.actions[0].cookie) == (CookieKind.PIN, 16)
     assert dict(syn.match)["tcp_flags"] == (0x002, 0x012) and syn.actions[1] == SetField(
         "reg0", 17)
+
+
+def test_moving_bucket_has_no_syn_entry_until_it_is_time() -> None:
+    """Before SYN_DELAY_S, a moving bucket only pins its flows to the old instance."""
+    t = _by_table(service_entries(Program(BUCKET, 1, TARGETS, MAP, ((0, 16, 17, False),))))
+    (keep,) = [f for f in t[TABLE_DECISION] if dict(f.match)["tcp_src"] == (0, 14)]
+    assert keep.actions[1] == SetField("reg0", 16)
 
 
 def test_overlay_pushes_a_label_and_the_egress_pops_it() -> None:
@@ -139,7 +149,7 @@ def test_reconciler_sends_only_differences() -> None:
 
 def test_every_mode_serialises(dp: FakeDatapath) -> None:  # noqa: F811
     """Every entry of every mode (learn specs, masks, tcp_flags, reg0, MPLS) serialises."""
-    entries = (service_entries(Program(LEARN, 1, TARGETS, MAP, ((1, 17, 16),)))
+    entries = (service_entries(Program(LEARN, 1, TARGETS, MAP, ((1, 17, 16, True),)))
                + service_entries(Program(OVERLAY, 1, TARGETS, MAP))
                + label_routes(1, [(TARGETS[0], 10, False), (TARGETS[1], 1, True)]))
     for fm in entries + Reconciler().apply(1, "x", []) + [
@@ -192,7 +202,7 @@ def test_core_bucket_move_pins_then_finishes_after_the_idle_timeout() -> None:
     after = core.programmer._maps[(1, "svc1")]
     moving = dict(core.programmer._moves[(1, "svc1")])
     assert set(moving) == {b for b in range(8) if before[b] != after[b]} and moving
-    assert all(until == 9.0 + 5 + 1.0 for _, _, until in moving.values())
+    assert all(m.until == 9.0 + 5 + 1.0 for m in moving.values())
     _fresh(core, 14.0, {"10.0.0.21": 9})
     core.tick(14.0)
     assert core.programmer._moves[(1, "svc1")]
@@ -202,6 +212,28 @@ def test_core_bucket_move_pins_then_finishes_after_the_idle_timeout() -> None:
     syn_gone = [f for f in intents if f.command == "delete_strict" and f.dpid == 1
                 and f.table == TABLE_DECISION]
     assert len(syn_gone) == len(moving)
+
+
+def test_core_bucket_move_sends_syns_to_the_new_instance_only_after_the_syn_delay() -> None:
+    """A move starts with pins to the old instance alone; the first tick SYN_DELAY_S later adds
+    one SYN entry per moving bucket (OVS has revalidated the wide datapath flows by then)."""
+    svc = dataclasses.replace(BUCKET, affinity=dataclasses.replace(SVC1.affinity,
+                                                                   idle_timeout=5))
+    core = figure2_core(dataclasses.replace(CFG, services=(svc, SVC2)))
+    _fresh(core, 1.0)
+    _fresh(core, 8.0)
+    core.tick(8.0)
+    start = []
+    for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"):
+        start += flow_mods(core.report(dbid, Metrics(cpu=0.0, sessions=9 if dbid == "10.0.0.21"
+                                                     else 0, queue=0, capacity=10), 9.0))
+    moving = core.programmer._moves[(1, "svc1")]
+    assert moving and not any("tcp_flags" in dict(f.match) for f in start)
+    assert not any("tcp_flags" in dict(f.match) for f in flow_mods(core.tick(9.0 + 0.5)))
+    later = flow_mods(core.tick(9.0 + SYN_DELAY_S))
+    syns = [f for f in later if f.dpid == 1 and "tcp_flags" in dict(f.match)]
+    assert len(syns) == len(moving) and all(f.priority == PRIO_BUCKET_SYN for f in syns)
+    assert not flow_mods(core.tick(9.0 + SYN_DELAY_S + 0.5))  # installed once
 
 
 def test_dead_instance_loses_its_learned_entries_and_buckets_at_once() -> None:
@@ -256,7 +288,7 @@ def test_dataplane_settings_are_validated() -> None:
 def test_tcp_flags_come_after_their_prerequisites(dp: FakeDatapath) -> None:  # noqa: F811
     """OVS refuses a match whose tcp_flags precedes eth_type/ip_proto (BAD_PREREQ): the
     SYN entry of a moving bucket puts it last."""
-    entries = service_entries(Program(BUCKET, 1, TARGETS, MAP, ((1, 17, 16),)))
+    entries = service_entries(Program(BUCKET, 1, TARGETS, MAP, ((1, 17, 16, True),)))
     (syn,) = [f for f in entries if "tcp_flags" in dict(f.match)]
     _, buf = _parse_back(dp, to_message(dp, syn))
     match = buf[48:]
