@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -55,7 +56,7 @@ dsid = "10.0.100.1"
 protocol = "tcp"
 port = 8000
 buckets = 64
-affinity = { key = "5-tuple", idle_timeout = 30, hard_timeout = 0 }
+affinity = { key = "5-tuple", idle_timeout = IDLE, hard_timeout = 0 }
 """
 STATIC = [  # at r1: every svc1 flow to e2 (r1 port 10 is the uplink), and back
     "table=0,priority=3000,tcp,nw_dst=10.0.100.1,tp_dst=8000,actions="
@@ -88,7 +89,7 @@ def ofctl(*args: str) -> str:
     return done.stdout
 
 
-def set_mode(lab: Lab, mode: str) -> None:
+def set_mode(lab: Lab, mode: str, idle: float) -> None:
     """Switch svc1 to `mode` (static: reactive underneath, overridden at r1)."""
     svc = lab.rest("GET", "/services/svc1")[1]
     svc["dataplane"] = "reactive" if mode == "static" else mode
@@ -99,7 +100,8 @@ def set_mode(lab: Lab, mode: str) -> None:
             ofctl("add-flow", "r1", rule)
         else:
             ofctl("--strict", "del-flows", "r1", rule.split(",actions=")[0])
-    time.sleep(2.0)  # entries installed; learned/bound entries of the previous mode idle out
+    time.sleep(1.0)  # the new mode's entries installed
+    wait_no_per_flow(idle)  # and the previous mode's bindings idled out (they keep affinity)
 
 
 def client(lab: Lab, *args: str) -> dict[str, Any]:
@@ -111,39 +113,48 @@ def client(lab: Lab, *args: str) -> dict[str, Any]:
     return dict(json.loads(line))
 
 
-def entries_at_r1(start: float) -> int:
-    """The entries r1 holds for svc1's flows: its per-service and per-bucket entries, and the
-    per-flow entries created since `start` (monotonic clock; not those of earlier runs)."""
-    flows = dump_flows("r1")
-    since_s = time.monotonic() - start  # after the dump: durations are as of its end
-    count = 0
-    for f in flows:
+def svc_entries_at_r1() -> tuple[int, int]:
+    """(all entries, per-flow entries) r1 holds for svc1: per-service, per-bucket and per-instance
+    entries, plus per-flow ones (reactive bindings in table 0, learned entries and pins in 2)."""
+    total = per_flow = 0
+    for f in dump_flows("r1"):
         if f["table"] not in (0, 2, 3, 4) or f["priority"] in (0, 50000, 60000):
             continue
-        per_flow = (f["table"] == 0 and f["priority"] == 2000) or f["table"] == 2
-        if not per_flow or f["duration"] <= since_s:
-            count += 1
-    return count
+        total += 1
+        if (f["table"] == 0 and f["priority"] == 2000) or f["table"] == 2:
+            per_flow += 1
+    return total, per_flow
 
 
-def table_size(lab: Lab, n: int) -> tuple[int, int]:
-    """Open n concurrent connections from c1; return (opened, entries at r1 then)."""
-    start = time.monotonic()
+def wait_no_per_flow(idle: float) -> None:
+    """Wait until r1 holds no per-flow entry of svc1 (earlier runs' entries idle out), so that
+    each measurement starts from the same switch state."""
+    wait_until(lambda: svc_entries_at_r1()[1] == 0, idle + 15,
+               "per-flow entries at r1 idled out", interval=0.5)
+
+
+def table_size(lab: Lab, n: int, idle: float) -> tuple[int, int, int, int]:
+    """Open n concurrent connections from c1; return (opened, entries at r1 then, of which
+    per-flow, decision changes meanwhile)."""
+    wait_no_per_flow(idle)
+    changes0 = lab.rest("GET", "/stats")[1].get("decision_changes", 0)
     proc = lab.popen("c1", [sys.executable, "-c", HOLD, str(n)], f"hold{n}",
                      ready=r"^open ", timeout=90)
     found = re.search(r"^open (\d+)", proc.log(), re.MULTILINE)
     opened = int(found.group(1)) if found else 0
     time.sleep(1.0)
-    size = entries_at_r1(start)
+    total, per_flow = svc_entries_at_r1()
+    changes = lab.rest("GET", "/stats")[1].get("decision_changes", 0) - changes0
     lab.stop_process(proc)
-    return opened, size
+    return opened, total, per_flow, changes
 
 
 def measure(lab: Lab, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     """Everything for one mode."""
-    set_mode(lab, mode)
+    set_mode(lab, mode, args.idle)
     pin0 = lab.rest("GET", "/stats")[1].get("packet_in_dsid", 0)
     lat = client(lab, "latency", "--n", str(args.n), "--gap", "0.005")
+    wait_no_per_flow(args.idle)
     rate = client(lab, "rate", "--seconds", str(args.seconds), "--inflight", "64")
     pin = lab.rest("GET", "/stats")[1].get("packet_in_dsid", 0) - pin0
     allowed = {"i1"} if mode == "static" else {"i1", "i2"}
@@ -154,8 +165,7 @@ def measure(lab: Lab, mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "conn_per_s": round(rate.get("rate", 0)), "misplaced": rate.get("done", 0) - placed,
         "rate_errors": rate.get("errors"), "packet_in_dsid": pin, "entries": {}}
     for n in args.sizes:
-        time.sleep(1.0)
-        row["entries"][n] = table_size(lab, n)
+        row["entries"][n] = table_size(lab, n, args.idle)
     return row
 
 
@@ -167,14 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args(argv)
     args.sizes = [100, 1000, 10000]
+    args.idle = 20  # held connections are idle: their entries must outlive the opening of N
     if args.quick:
-        args.n, args.seconds, args.sizes = 40, 1.0, [100]
+        args.n, args.seconds, args.sizes, args.idle = 40, 1.0, [100], 5
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # tear the network down
     require_root_and_ovs()
     lab = Lab("bench-dataplane")
     rows: list[dict[str, Any]] = []
     try:
         config = lab.artifacts / "dataplane.toml"
-        config.write_text(CONFIG)
+        config.write_text(CONFIG.replace("IDLE", str(args.idle)))
         lab.graph = figure2_graph()
         ctl = lab.start_controller(config)
         lab.build_net(Figure2Topo(), ctl.ofp_port, configure=configure)
@@ -213,17 +225,24 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     base = next((r for r in rows if r["mode"] == "static"), None)
     lines = [f"dataplane benchmark ({time.strftime('%Y-%m-%d %H:%M')}, Figure 2, userspace OVS, "
              f"{args.n} sequential connections, {args.seconds:g} s rate runs with 64 in flight)",
+             "entries@N: all svc1 entries at r1 with N connections open (of which per-flow; "
+             "decision changes meanwhile, if any), starting with no per-flow entry left",
              "mode      first-byte ms  vs static  conn/s  vs static  misplaced  packet-ins  "
-             + "  ".join(f"entries@{n}" for n in args.sizes)]
+             + "  ".join(f"{'entries@' + str(n):<34}" for n in args.sizes)]
     for r in rows:
         lat = r["first_byte_ms"] / base["first_byte_ms"] if base else float("nan")
         rate = r["conn_per_s"] / base["conn_per_s"] if base and base["conn_per_s"] else 0.0
-        sizes = "  ".join(f"{r['entries'][n][1]:>7} ({r['entries'][n][0]} open)"
-                          for n in args.sizes)
+        sizes = "  ".join(entries_cell(*r["entries"][n]) for n in args.sizes)
         lines.append(f"{r['mode']:<9} {r['first_byte_ms']:>13.3f}  {lat:>8.2f}x  "
                      f"{r['conn_per_s']:>6}  {rate:>8.2f}x  {r['misplaced']:>9}  "
                      f"{r['packet_in_dsid']:>10}  {sizes}")
     return "\n".join(lines) + "\n"
+
+
+def entries_cell(opened: int, total: int, per_flow: int, changes: int) -> str:
+    """One entries@N cell of the table."""
+    note = f"{opened} open" + (f", {changes} changes" if changes else "")
+    return f"{total:>6} ({per_flow} per-flow; {note})".ljust(34)
 
 
 if __name__ == "__main__":

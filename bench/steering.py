@@ -443,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log(f"{plan.describe()}; durations {plan.durations}")
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # tear the network down
     results: list[dict[str, Any]] = []
     try:
         for name in networks:
