@@ -66,10 +66,12 @@ STATIC = [  # at r1: every svc1 flow to e2 (r1 port 10 is the uplink), and back
 ]
 
 HOLD = r"""
-import socket, sys, time, selectors
+import socket, struct, sys, time, selectors
 n = int(sys.argv[1]); socks = []; sel = selectors.DefaultSelector()
 for _ in range(n):
-    s = socket.socket(); s.setblocking(False); s.connect_ex(("10.0.100.1", 8000))
+    s = socket.socket(); s.setblocking(False)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # exit: RST
+    s.connect_ex(("10.0.100.1", 8000))
     sel.register(s, selectors.EVENT_WRITE); socks.append(s)
 done, deadline = 0, time.time() + 60
 while done < n and time.time() < deadline:
@@ -146,7 +148,19 @@ def table_size(lab: Lab, n: int, idle: float) -> tuple[int, int, int, int]:
     total, per_flow = svc_entries_at_r1()
     changes = lab.rest("GET", "/stats")[1].get("decision_changes", 0) - changes0
     lab.stop_process(proc)
+    wait_closed(lab)
     return opened, total, per_flow, changes
+
+
+def wait_closed(lab: Lab) -> None:
+    """Wait until c1's connections to the D-SID have closed (TIME-WAIT aside): their closing
+    packets would otherwise still arrive under the next mode's entries."""
+    states = " ".join(f"state {s}" for s in ("syn-sent", "established", "fin-wait-1",
+                                              "fin-wait-2", "close-wait", "last-ack", "closing"))
+    wait_until(lambda: not lab.host_cmd("c1", f"ss -Htn {states} dst {DSID}").strip(), 30,
+               lambda: "c1's connections to the D-SID closed: " + lab.host_cmd(
+                   "c1", f"ss -Htn {states} dst {DSID} | awk '{{print $1}}' | sort | uniq -c"),
+               interval=0.5)
 
 
 def measure(lab: Lab, mode: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -156,6 +170,7 @@ def measure(lab: Lab, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     lat = client(lab, "latency", "--n", str(args.n), "--gap", "0.005")
     wait_no_per_flow(args.idle)
     rate = client(lab, "rate", "--seconds", str(args.seconds), "--inflight", "64")
+    wait_closed(lab)
     pin = lab.rest("GET", "/stats")[1].get("packet_in_dsid", 0) - pin0
     allowed = {"i1"} if mode == "static" else {"i1", "i2"}
     placed = sum(v for k, v in rate.get("served", {}).items() if k in allowed)
