@@ -123,8 +123,9 @@ def figure2_bench() -> BenchNet:
     clients = (Client("c1", 12.0, "c1 (r1)"), Client("c2", 12.0, "c2 (r2)"))
     scenarios = (
         Scenario("balanced", text="no extra load, no bulk transfer"),
-        Scenario("hot-site", bulk=True,
-                 text="a bulk transfer saturates x0->r3, e3's only way in"),
+        Scenario("hot-site", extra_load={"e4": 2.0}, bulk=True,
+                 text="c1's nearest instance e4 runs at 3x service time; a bulk transfer "
+                      "saturates x0->r3, e3's only way in"),
         Scenario("load-step", step={"c1": 3.0}, text="c1's request rate triples half-way"),
         Scenario("failure", fail="e2", text="e2's service and D-MA are killed half-way"),
     )
