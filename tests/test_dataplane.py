@@ -10,6 +10,7 @@ import pytest
 
 from apps.ofmsg import to_message
 from controller.config import ControllerConfig, SelectionConfig
+from controller.core import Core
 from controller.dataplane import (
     PRIO_BUCKET_SYN,
     SYN_DELAY_S,
@@ -187,15 +188,21 @@ def report_metrics():
     return Metrics(cpu=0.0, sessions=0, queue=0, capacity=10)
 
 
-def test_core_bucket_move_pins_then_finishes_after_the_idle_timeout() -> None:
-    """A decision change in bucket mode moves the fewest buckets through a pinning phase of
-    idle_timeout + 1 s, then points them at the new instance."""
+def _settled_bucket_core() -> Core:
+    """Figure 2 with svc1 in bucket mode (idle_timeout 5 s), its start-up moves over at t=8."""
     svc = dataclasses.replace(BUCKET, affinity=dataclasses.replace(SVC1.affinity,
                                                                    idle_timeout=5))
     core = figure2_core(dataclasses.replace(CFG, services=(svc, SVC2)))
     _fresh(core, 1.0)
     _fresh(core, 8.0)
-    core.tick(8.0)  # the moves of the start (each instance turning active) are over
+    core.tick(8.0)
+    return core
+
+
+def test_core_bucket_move_pins_then_finishes_after_the_idle_timeout() -> None:
+    """A decision change in bucket mode moves the fewest buckets through a pinning phase of
+    idle_timeout + 1 s, then points them at the new instance."""
+    core = _settled_bucket_core()
     assert not core.programmer._moves[(1, "svc1")]
     before = list(core.programmer._maps[(1, "svc1")])
     _fresh(core, 9.0, {"10.0.0.21": 9})  # 21 busy: r1 moves its buckets to 31
@@ -217,12 +224,7 @@ def test_core_bucket_move_pins_then_finishes_after_the_idle_timeout() -> None:
 def test_core_bucket_move_sends_syns_to_the_new_instance_only_after_the_syn_delay() -> None:
     """A move starts with pins to the old instance alone; the first tick SYN_DELAY_S later adds
     one SYN entry per moving bucket (OVS has revalidated the wide datapath flows by then)."""
-    svc = dataclasses.replace(BUCKET, affinity=dataclasses.replace(SVC1.affinity,
-                                                                   idle_timeout=5))
-    core = figure2_core(dataclasses.replace(CFG, services=(svc, SVC2)))
-    _fresh(core, 1.0)
-    _fresh(core, 8.0)
-    core.tick(8.0)
+    core = _settled_bucket_core()
     start = []
     for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"):
         start += flow_mods(core.report(dbid, Metrics(cpu=0.0, sessions=9 if dbid == "10.0.0.21"
@@ -239,12 +241,7 @@ def test_core_bucket_move_sends_syns_to_the_new_instance_only_after_the_syn_dela
 def test_dead_instance_loses_its_learned_entries_and_buckets_at_once() -> None:
     """An instance going down: its buckets move without pins, and what the switches learned
     for it is deleted (those flows are decided again)."""
-    svc = dataclasses.replace(BUCKET, affinity=dataclasses.replace(SVC1.affinity,
-                                                                   idle_timeout=5))
-    core = figure2_core(dataclasses.replace(CFG, services=(svc, SVC2)))
-    _fresh(core, 1.0)
-    _fresh(core, 8.0)
-    core.tick(8.0)
+    core = _settled_bucket_core()
     intents = flow_mods(core.port_changed(3, 1, up=False, now=9.0))  # e3's port
     assert "10.0.0.31" not in core.programmer._maps[(1, "svc1")]
     assert not core.programmer._moves[(1, "svc1")]
