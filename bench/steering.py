@@ -47,6 +47,7 @@ from bench.steering_net import (  # noqa: E402
     service_body,
 )
 from bench.steering_stats import Capacity, summarise  # noqa: E402
+from mininet_tests.processes import bin_path  # noqa: E402
 
 POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
 SETTLE_S = 3.0  # before the clients start: metrics, port counters and decisions catch up
@@ -173,13 +174,12 @@ class Bench:
         """Start the site's demo service, then its D-MA (fresh logs each time)."""
         lab = self.lab
         self.starts += 1
-        service = lab.popen(site.host, [
-            _bin("dyncast-demo-service"), "--bind", site.dbid, "--port", str(PORT), "--name",
-            site.host, "--capacity", str(site.capacity), "--service-ms", str(site.service_ms)],
+        service = lab.popen(site.host, lab.demo_service_argv(
+            site.dbid, site.host, site.capacity, site.service_ms, PORT),
             f"service-{self.starts}", ready=r"^serving ")
         url = f"http://{lab.mgmt[site.host]}:{lab.controller.rest_port}"
         dma = lab.popen(site.host, [
-            _bin("dyncast-dma"), "--controller", url, "--name", f"dma-{site.host}",
+            bin_path("dyncast-dma"), "--controller", url, "--name", f"dma-{site.host}",
             *self.plan.dma_args(),
             "--instance", f"{DSID}={site.dbid}@http://{site.dbid}:{PORT}/stats"],
             f"dma-{self.starts}", ready=r"^registered ")
@@ -316,11 +316,6 @@ class Bench:
         out.update(network=net.name, scenario=scenario.name, policy=policy,
                    duration_s=duration, loadavg=round(load, 2))
         return out
-
-
-def _bin(name: str) -> str:
-    """The project's console script from .venv/bin."""
-    return str(ROOT / ".venv" / "bin" / name)
 
 
 def run_network(name: str, plan: Plan, log: Any) -> list[dict[str, Any]]:
