@@ -44,6 +44,7 @@ from apps.rest import APP_KEY, RestController
 from controller.api import Api, Reply
 from controller.config import load_config
 from controller.core import Core
+from controller.dataplane import caveats
 from controller.intents import TABLE_AFFINITY, Intent
 from controller.store import Store
 
@@ -90,6 +91,9 @@ class DyncastApp(App):  # type: ignore[misc]
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),
                  len(self.core.bindings), self.config.store_url)
+        for name, svc in sorted(self.core.catalogue.services.items()):
+            for text in caveats(svc):
+                LOG.warning("dyncast: service %s: %s", name, text)
 
     def start(self) -> Any:
         """Start the event loop, then the timer and store threads."""

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.core import Core
+from controller.dataplane import caveats
 from controller.errors import Conflict, NotFound, ValidationError
 from controller.intents import Intent
-from controller.model import metrics_from_dict, service_from_dict
+from controller.model import Service, metrics_from_dict, service_from_dict
 from controller.validate import check_number, parse_ipv4
 
 PREFIX = "/dyncast/v1/"
@@ -95,7 +96,7 @@ class Api:
     def _create_service(self, args: list[str], data: Any, now: float) -> Reply:
         svc = service_from_dict(data)
         intents = self.core.put_service(svc, create=True, now=now)
-        return Reply(201, svc.to_dict(), intents)
+        return Reply(201, _with_caveats(svc), intents)
 
     def _update_service(self, args: list[str], data: Any, now: float) -> Reply:
         if len(args) != 1:
@@ -104,7 +105,7 @@ class Api:
             raise ValidationError("name", "does not match the service in the path")
         svc = service_from_dict({**data, "name": args[0]} if isinstance(data, dict) else data)
         intents = self.core.put_service(svc, create=False, now=now)
-        return Reply(200, svc.to_dict(), intents)
+        return Reply(200, _with_caveats(svc), intents)
 
     def _delete_service(self, args: list[str], _: Any, now: float) -> Reply:
         if len(args) != 1:
@@ -214,3 +215,12 @@ class Api:
 
     def _stats(self, args: list[str], _: Any, now: float) -> Reply:
         return Reply(200, self.core.stats())
+
+
+def _with_caveats(svc: Service) -> dict[str, Any]:
+    """The service as stored, plus `warnings` when its settings have a known caveat."""
+    out = svc.to_dict()
+    warnings = caveats(svc)
+    if warnings:
+        out["warnings"] = warnings
+    return out

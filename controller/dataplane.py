@@ -69,6 +69,7 @@ ETH_TYPE_MPLS = 0x8847
 TCP_SYN_ONLY = (0x002, 0x012)  # tcp_flags +syn-ack
 FIRST_LABEL = 16  # MPLS labels 0-15 are reserved
 VIRTUAL_MAC_INT = 0x02DC00000001  # controller.affinity.VIRTUAL_MAC
+OVS_MAX_IDLE_S = 10  # Open vSwitch's default other_config:max-idle (ms / 1000)
 
 
 def ipv4_int(addr: str) -> int:
@@ -154,6 +155,29 @@ def learn_reply(svc: Service, label: int) -> Learn:
               LearnSpec("load", "eth_src", 48, value=VIRTUAL_MAC_INT)]
     return Learn(TABLE_AFFINITY, tuple(specs), svc.affinity.idle_timeout,
                  svc.affinity.hard_timeout, PRIO_LEARNED, cookie(CookieKind.LEARNED_REV, label))
+
+
+def caveats(svc: Service) -> list[str]:
+    """What an operator should know about this service's settings (they are valid).
+
+    `learn` with address translation and an idle timeout at or below Open vSwitch's datapath
+    flow idle limit: when a flow's learned entries idle out, OVS keeps the flow's cached
+    datapath flows (for up to other_config:max-idle, 10 s by default) and re-translates them
+    without running `learn` again; the reply's cached flow loses its rewrite at once, the
+    forward one re-learns only when the revalidator next pushes its statistics. A flow that
+    comes back after idling between the two limits (or a new connection reusing its 5-tuple)
+    then sees replies from the D-BID for up to about a second. Overlay needs no reply rewrite,
+    and `bucket` rewrites replies with a wildcard entry, so neither is affected
+    (docs/dataplane-modes.md, finding 4)."""
+    idle = svc.affinity.idle_timeout
+    if svc.dataplane == "learn" and not svc.overlay and 0 < idle <= OVS_MAX_IDLE_S:
+        return [f"dataplane 'learn' with affinity.idle_timeout {idle} s: Open vSwitch keeps a "
+                f"flow's datapath cache up to other_config:max-idle ({OVS_MAX_IDLE_S} s by "
+                "default) without re-running learn, so a flow resuming after "
+                f"{idle}-{OVS_MAX_IDLE_S} s idle can get un-rewritten replies for up to about "
+                f"a second; use an idle_timeout above {OVS_MAX_IDLE_S} s, or set max-idle "
+                "below it"]
+    return []
 
 
 def _fm(dpid: int, table: int, priority: int, fields: dict[str, MatchValue],

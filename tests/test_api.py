@@ -89,6 +89,21 @@ def test_service_life_cycle_through_the_api() -> None:
     assert _call(api, "GET", "services/svc3").status == 404
 
 
+def test_learn_service_with_a_short_idle_timeout_is_accepted_with_a_warning() -> None:
+    """learn + translation with idle_timeout <= OVS's max-idle: stored, and the reply says why
+    it may misbehave; above it, or in overlay mode, no warning."""
+    api = Api(figure2_core())
+    svc = {"name": "svc3", "dsid": "10.0.100.3", "protocol": "tcp", "port": 80,
+           "dataplane": "learn", "affinity": {"idle_timeout": 5}}
+    created = _call(api, "POST", "services", svc)
+    assert created.status == 201 and "max-idle" in created.body["warnings"][0]
+    assert "warnings" not in _call(api, "GET", "services/svc3").body
+    for change in ({"affinity": {"idle_timeout": 11}}, {"overlay": True},
+                   {"dataplane": "bucket"}, {"affinity": {"idle_timeout": 0, "hard_timeout": 5}}):
+        updated = _call(api, "PUT", "services/svc3", {**svc, **change})
+        assert updated.status == 200 and "warnings" not in updated.body, change
+
+
 @pytest.mark.parametrize(("body", "status", "field"), [
     ({"name": "x", "dsid": "not-an-ip"}, 400, "dsid"),
     ({"name": "x", "dsid": "10.0.100.9", "port": 80}, 400, "port"),
