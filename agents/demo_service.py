@@ -153,6 +153,10 @@ class ServiceServer(ThreadingHTTPServer):
     """A threading HTTP server that carries the instance's config and worker pool."""
 
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of new connections while the accept
+    # loop waits for the CPU overflows it, and the kernel drops their SYNs (the client retries
+    # after 1 s). Queue them instead, so overload shows as waiting, as on a real server.
+    request_queue_size = 1024
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
