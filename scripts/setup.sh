@@ -61,6 +61,14 @@ if ! ovs_running; then
     # ovs-ctl starts only the daemons that are not running. Without the kernel module it
     # logs "Kernel has no loadable module support"; bridges then need datapath_type=netdev,
     # which Mininet's OVSSwitch(datapath='user') sets.
+    # The userspace datapath sends on every port through ONE raw packet socket, whose send
+    # buffer (net.core.wmem_default when it is created) also pays for the packets waiting in
+    # shaped links' queues: with the default 208 KB, one full 100-packet queue blocked sends
+    # on every other port too (lost SYNs and packet-outs; `error sending Ethernet packet ...
+    # Resource temporarily unavailable`). Give it room for every shaped queue at once.
+    if [ "$(sysctl -n net.core.wmem_default)" -lt 16777216 ]; then
+        sysctl -qw net.core.wmem_default=16777216
+    fi
     quietly "ovs-ctl start" "$OVS_CTL" start --system-id=random --no-monitor
     ovs_running || die "Open vSwitch did not come up; see /var/log/openvswitch/"
 fi
