@@ -47,6 +47,7 @@ from bench.steering_net import (  # noqa: E402
     service_body,
 )
 from bench.steering_stats import Capacity, summarise  # noqa: E402
+from mininet_tests.harness import OVS_SEND_BUFFER, ovs_send_buffer  # noqa: E402
 from mininet_tests.processes import bin_path  # noqa: E402
 
 POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
@@ -437,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(text)
 
     log(f"{plan.describe()}; durations {plan.durations}")
+    if ovs_send_buffer() < OVS_SEND_BUFFER:
+        log(f"steering: Open vSwitch's packet socket has a {ovs_send_buffer()}-byte send "
+            "buffer; packets queued at shaped links would block sends on every port. Stop "
+            "Open vSwitch and run scripts/setup.sh (it raises net.core.wmem_default first).")
+        return 1
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # tear the network down
     results: list[dict[str, Any]] = []

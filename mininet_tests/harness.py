@@ -43,6 +43,7 @@ from mininet_tests.processes import (
 )
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+OVS_SEND_BUFFER = 16 * 1024 * 1024  # room for every shaped queue (raise_send_buffer_default)
 ICMP_PING = Path(__file__).with_name("icmp_ping.py")  # the machine has no `ping`
 MGMT_NET = "10.254.{n}.{i}"  # management link n: root side .1, host side .2, /24
 # Bridge names (r1...) and management addresses are global on a machine, so Labs of different
@@ -60,10 +61,30 @@ def require_root_and_ovs() -> None:
         pytest.skip("Mininet tests need root (run them with sudo)")
     if run(["ovs-vsctl", "-t", "2", "show"]).returncode == 0:
         return
+    raise_send_buffer_default()
     started = run([OVS_CTL, "start", "--system-id=random", "--no-monitor"], timeout=60)
     if run(["ovs-vsctl", "-t", "5", "show"]).returncode != 0:
         pytest.skip(f"Open vSwitch is not running and `{OVS_CTL} start` failed: "
                     f"{(started.stdout + started.stderr).strip()[-500:]}")
+
+
+def raise_send_buffer_default() -> None:
+    """Raise net.core.wmem_default to OVS_SEND_BUFFER before Open vSwitch starts: the
+    userspace datapath sends on every port through one raw packet socket created with it, and
+    packets waiting in shaped links' queues are charged to that socket (scripts/setup.sh)."""
+    path = Path("/proc/sys/net/core/wmem_default")
+    if int(path.read_text()) < OVS_SEND_BUFFER:
+        path.write_text(str(OVS_SEND_BUFFER))
+
+
+def ovs_send_buffer() -> int:
+    """The send buffer of ovs-vswitchd's raw packet socket, or, until its first send creates
+    it, the net.core.wmem_default it will get."""
+    for line in run(["ss", "-0", "-m", "-p"]).stdout.splitlines():
+        found = re.search(r"\btb(\d+)", line)
+        if "ovs-vswitchd" in line and found:
+            return int(found.group(1))
+    return int(Path("/proc/sys/net/core/wmem_default").read_text())
 
 
 def take_machine_lock(owner: str, timeout: float = LOCK_WAIT_S) -> int:
