@@ -7,22 +7,24 @@ Figure 2 on userspace Open vSwitch; svc1 (D-SID 10.0.100.1:8000) with instances 
 (10.0.0.21) and e3 (10.0.0.31), each a tiny epoll server (`bench/dataplane_proto.py serve`:
 reply its name and close) so that the service itself costs next to nothing. The bench
 registers the instances and reports their metrics itself (no D-MA, metrics never stale). The
-client is c1 at r1. Modes, one after another on the same network, switched with
-`PUT /dyncast/v1/services/svc1`:
+client is c1 at r1. Modes on the same network, switched with `PUT /dyncast/v1/services/svc1`,
+in interleaved rounds (each round runs every mode once, in a shuffled order):
 - `static`: the floor, a pre-installed wildcard rewrite at r1 (ovs-ofctl, priority above ours)
   to e2 and back: no controller, no per-flow state;
 - `reactive`, `learn`, `bucket`: the controller's dataplanes.
-Per mode: the median connect()-to-first-byte time over N fresh sequential connections; the
-new connections per second one epoll client sustains with 64 in flight, counting only those
-answered by an instance of the decision; the packet-ins for the D-SID (`packet_in_dsid`); and
-the entries at r1 while N concurrent connections are open (N = 100, 1000, 10000). Ratios are
-against `static`, measured in the same run. Results: bench/results/dataplane.txt.
+Per mode and round: the median connect()-to-first-byte time over N fresh sequential
+connections and the new connections per second one epoll client sustains with 64 in flight,
+counting only those answered by an instance of the decision; the ratios against `static` are
+taken per round and their median reported. Per mode: the packet-ins for the D-SID
+(`packet_in_dsid`) and the entries at r1 while N concurrent connections are open (N = 100,
+1000, 10000). Results: bench/results/dataplane.txt (and .json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import signal
 import statistics
@@ -67,19 +69,26 @@ STATIC = [  # at r1: every svc1 flow to e2 (r1 port 10 is the uplink), and back
 
 HOLD = r"""
 import socket, struct, sys, time, selectors
+# Open n connections to the D-SID and hold them, at most 200 connecting at once: a burst of
+# thousands of SYNs makes the kernel and the switch drop and retry them for up to a minute,
+# and entries of connections opened first would idle out before the count.
 n = int(sys.argv[1]); socks = []; sel = selectors.DefaultSelector()
-for _ in range(n):
-    s = socket.socket(); s.setblocking(False)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # exit: RST
-    s.connect_ex(("10.0.100.1", 8000))
-    sel.register(s, selectors.EVENT_WRITE); socks.append(s)
-done, deadline = 0, time.time() + 60
+started = done = 0
+start = time.time()
+deadline = start + 60
 while done < n and time.time() < deadline:
+    while started < n and started - done < 200:
+        s = socket.socket(); s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # exit: RST
+        s.connect_ex(("10.0.100.1", 8000))
+        sel.register(s, selectors.EVENT_WRITE); started += 1
     for key, _ in sel.select(1):
         sel.unregister(key.fileobj)
         if key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-            done += 1
-print(f"open {done}", flush=True)
+            done += 1; socks.append(key.fileobj)
+        else:
+            key.fileobj.close(); started -= 1  # refused or reset: try another
+print(f"open {done} in {time.time() - start:.1f}", flush=True)
 time.sleep(3600)
 """
 
@@ -95,6 +104,7 @@ def set_mode(lab: Lab, mode: str, idle: float) -> None:
     """Switch svc1 to `mode` (static: reactive underneath, overridden at r1)."""
     svc = lab.rest("GET", "/services/svc1")[1]
     svc["dataplane"] = "reactive" if mode == "static" else mode
+    svc["affinity"]["idle_timeout"] = idle
     status, body = lab.rest("PUT", "/services/svc1", svc)
     assert status == 200, body
     for rule in STATIC:
@@ -135,21 +145,23 @@ def wait_no_per_flow(idle: float) -> None:
                "per-flow entries at r1 idled out", interval=0.5)
 
 
-def table_size(lab: Lab, n: int, idle: float) -> tuple[int, int, int, int]:
+def table_size(lab: Lab, mode: str, n: int, idle: float) -> tuple[int, int, int, int, float]:
     """Open n concurrent connections from c1; return (opened, entries at r1 then, of which
-    per-flow, decision changes meanwhile)."""
+    per-flow, decision changes meanwhile, seconds the opening took). Entries of connections
+    opened more than `idle` s before the count have idled out (held connections are silent)."""
     wait_no_per_flow(idle)
     changes0 = lab.rest("GET", "/stats")[1].get("decision_changes", 0)
-    proc = lab.popen("c1", [sys.executable, "-c", HOLD, str(n)], f"hold{n}",
+    # a log of its own: Lab.popen appends, and an earlier mode's "open" line would count
+    proc = lab.popen("c1", [sys.executable, "-c", HOLD, str(n)], f"hold-{mode}-{n}",
                      ready=r"^open ", timeout=90)
-    found = re.search(r"^open (\d+)", proc.log(), re.MULTILINE)
-    opened = int(found.group(1)) if found else 0
+    found = re.search(r"^open (\d+) in ([\d.]+)", proc.log(), re.MULTILINE)
+    opened, took = (int(found.group(1)), float(found.group(2))) if found else (0, 0.0)
     time.sleep(1.0)
     total, per_flow = svc_entries_at_r1()
     changes = lab.rest("GET", "/stats")[1].get("decision_changes", 0) - changes0
     lab.stop_process(proc)
     wait_closed(lab)
-    return opened, total, per_flow, changes
+    return opened, total, per_flow, changes, took
 
 
 def wait_closed(lab: Lab) -> None:
@@ -163,45 +175,73 @@ def wait_closed(lab: Lab) -> None:
                interval=0.5)
 
 
-def measure(lab: Lab, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Everything for one mode."""
-    set_mode(lab, mode, args.idle)
+def one_round(lab: Lab, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One round of `mode`: the first-byte median and the connection rate."""
+    set_mode(lab, mode, args.idle_rate)
     pin0 = lab.rest("GET", "/stats")[1].get("packet_in_dsid", 0)
     lat = client(lab, "latency", "--n", str(args.n), "--gap", "0.005")
-    wait_no_per_flow(args.idle)
+    wait_no_per_flow(args.idle_rate)
     rate = client(lab, "rate", "--seconds", str(args.seconds), "--inflight", "64")
     wait_closed(lab)
     pin = lab.rest("GET", "/stats")[1].get("packet_in_dsid", 0) - pin0
     allowed = {"i1"} if mode == "static" else {"i1", "i2"}
     placed = sum(v for k, v in rate.get("served", {}).items() if k in allowed)
-    row: dict[str, Any] = {
-        "mode": mode, "first_byte_ms": round(1000 * statistics.median(lat["times"]), 3),
-        "first_byte_errors": sum(lat["errors"].values()),
-        "conn_per_s": round(rate.get("rate", 0)), "misplaced": rate.get("done", 0) - placed,
-        "rate_errors": rate.get("errors"), "packet_in_dsid": pin, "entries": {}}
-    for n in args.sizes:
-        row["entries"][n] = table_size(lab, n, args.idle)
-    return row
+    return {"first_byte_ms": round(1000 * statistics.median(lat["times"]), 3),
+            "first_byte_errors": sum(lat["errors"].values()),
+            "conn_per_s": round(rate.get("rate", 0)), "misplaced": rate.get("done", 0) - placed,
+            "rate_errors": rate.get("errors"), "packet_in_dsid": pin}
+
+
+def measure(lab: Lab, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every mode: `rounds` interleaved rounds (each runs every mode once, in a shuffled order,
+    so that a slow spell of the shared machine hits every mode), then the table sizes."""
+    rows: dict[str, dict[str, Any]] = {
+        m: {"mode": m, "rounds": [], "first_byte_errors": 0, "misplaced": 0,
+            "packet_in_dsid": 0, "entries": {}} for m in MODES}
+    shuffle = random.Random(1)
+    for r in range(args.rounds):
+        order = list(MODES)
+        shuffle.shuffle(order)
+        for mode in order:
+            print(f"== round {r + 1}: {mode}", flush=True)
+            got = one_round(lab, mode, args)
+            print(json.dumps(got), flush=True)
+            row = rows[mode]
+            row["rounds"].append(got)
+            for key in ("first_byte_errors", "misplaced", "packet_in_dsid"):
+                row[key] += got[key]
+    for mode in MODES:
+        print(f"== entries: {mode}", flush=True)
+        set_mode(lab, mode, args.idle)
+        for n in args.sizes:
+            rows[mode]["entries"][n] = table_size(lab, mode, n, args.idle)
+    return [rows[m] for m in MODES]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 1 if a mode failed to work (errors, misplaced or no answers)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: small N, short rates")
-    ap.add_argument("--n", type=int, default=300, help="connections for the first-byte median")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of every mode")
+    ap.add_argument("--n", type=int, default=100,
+                    help="connections per round for the first-byte median")
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args(argv)
     args.sizes = [100, 1000, 10000]
     args.idle = 20  # held connections are idle: their entries must outlive the opening of N
+    # Rate runs reuse source ports from 1024 up: a learned entry must outlive OVS's datapath
+    # flow cache (max-idle 10 s), or a reused 5-tuple meets a stale one (docs/dataplane-modes.md,
+    # pitfall 13).
+    args.idle_rate = 12
     if args.quick:
-        args.n, args.seconds, args.sizes, args.idle = 40, 1.0, [100], 5
+        args.rounds, args.n, args.seconds, args.sizes, args.idle = 1, 40, 1.0, [100], 5
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # tear the network down
     require_root_and_ovs()
     lab = Lab("bench-dataplane")
     rows: list[dict[str, Any]] = []
     try:
         config = lab.artifacts / "dataplane.toml"
-        config.write_text(CONFIG.replace("IDLE", str(args.idle)))
+        config.write_text(CONFIG.replace("IDLE", str(args.idle_rate)))
         lab.graph = figure2_graph()
         ctl = lab.start_controller(config)
         lab.build_net(Figure2Topo(), ctl.ofp_port, configure=configure)
@@ -217,47 +257,65 @@ def main(argv: list[str] | None = None) -> int:
                                for i in lab.rest("GET", "/instances")[1]), 20,
                    "instances located and active")
         client(lab, "latency", "--n", "30", "--gap", "0.005")  # warm caches and ARP
-        for mode in MODES:
-            print(f"== {mode}", flush=True)
-            rows.append(measure(lab, mode, args))
-            print(json.dumps(rows[-1]), flush=True)
+        rows = measure(lab, args)
     finally:
         problems = lab.close()
-    report = render(rows, args)
+    report = render(rows, args) if rows else ""
     print(report)
-    if not args.quick:
+    if not args.quick and rows:
         RESULTS.write_text(report)
+        RESULTS.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
     broken = [r["mode"] for r in rows if r["first_byte_errors"] or r["misplaced"]
-              or not r["conn_per_s"]]
+              or not all(x["conn_per_s"] for x in r["rounds"])]
     if problems or broken or len(rows) != len(MODES):
         print(f"FAILED: modes {broken}; teardown: {problems}")
         return 1
     return 0
 
 
+def ratios(rows: list[dict[str, Any]], mode: str, key: str) -> list[float]:
+    """Per-round ratio of `key` for `mode` against `static` in the same round."""
+    base = next(r for r in rows if r["mode"] == "static")["rounds"]
+    mine = next(r for r in rows if r["mode"] == mode)["rounds"]
+    return [m[key] / b[key] if b[key] else float("nan") for m, b in zip(mine, base, strict=True)]
+
+
+def ratio_cell(values: list[float]) -> str:
+    """Median ratio, and the range over rounds when there are several."""
+    mid = f"{statistics.median(values):.2f}x"
+    if len(values) < 2:
+        return mid
+    return f"{mid} ({min(values):.2f}-{max(values):.2f})"
+
+
 def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    """The results table, ratios against `static`."""
-    base = next((r for r in rows if r["mode"] == "static"), None)
+    """The results table: medians over rounds; ratios against `static`, per round."""
     lines = [f"dataplane benchmark ({time.strftime('%Y-%m-%d %H:%M')}, Figure 2, userspace OVS, "
-             f"{args.n} sequential connections, {args.seconds:g} s rate runs with 64 in flight)",
+             f"{args.rounds} interleaved rounds of every mode, each {args.n} sequential "
+             f"connections and a {args.seconds:g} s rate run with 64 in flight)",
+             "first byte and conn/s: median over rounds; vs static: median of the per-round "
+             "ratios (range over rounds)",
              "entries@N: all svc1 entries at r1 with N connections open (of which per-flow; "
-             "decision changes meanwhile, if any), starting with no per-flow entry left",
-             "mode      first-byte ms  vs static  conn/s  vs static  misplaced  packet-ins  "
-             + "  ".join(f"{'entries@' + str(n):<34}" for n in args.sizes)]
+             "seconds the opening took; decision changes meanwhile, if any), starting with no "
+             f"per-flow entry left; idle timeout {args.idle} s",
+             f"{'mode':<9} {'first-byte ms':>13}  {'vs static':<20} {'conn/s':>6}  "
+             f"{'vs static':<20} misplaced  packet-ins  "
+             + "  ".join(f"{'entries@' + str(n):<40}" for n in args.sizes)]
     for r in rows:
-        lat = r["first_byte_ms"] / base["first_byte_ms"] if base else float("nan")
-        rate = r["conn_per_s"] / base["conn_per_s"] if base and base["conn_per_s"] else 0.0
+        fb = statistics.median(x["first_byte_ms"] for x in r["rounds"])
+        cps = round(statistics.median(x["conn_per_s"] for x in r["rounds"]))
         sizes = "  ".join(entries_cell(*r["entries"][n]) for n in args.sizes)
-        lines.append(f"{r['mode']:<9} {r['first_byte_ms']:>13.3f}  {lat:>8.2f}x  "
-                     f"{r['conn_per_s']:>6}  {rate:>8.2f}x  {r['misplaced']:>9}  "
-                     f"{r['packet_in_dsid']:>10}  {sizes}")
+        fb_vs = ratio_cell(ratios(rows, r["mode"], "first_byte_ms"))
+        cps_vs = ratio_cell(ratios(rows, r["mode"], "conn_per_s"))
+        lines.append(f"{r['mode']:<9} {fb:>13.3f}  {fb_vs:<20} {cps:>6}  {cps_vs:<20} "
+                     f"{r['misplaced']:>9}  {r['packet_in_dsid']:>10}  {sizes}")
     return "\n".join(lines) + "\n"
 
 
-def entries_cell(opened: int, total: int, per_flow: int, changes: int) -> str:
+def entries_cell(opened: int, total: int, per_flow: int, changes: int, took: float) -> str:
     """One entries@N cell of the table."""
-    note = f"{opened} open" + (f", {changes} changes" if changes else "")
-    return f"{total:>6} ({per_flow} per-flow; {note})".ljust(34)
+    note = f"{opened} open in {took:.0f} s" + (f", {changes} changes" if changes else "")
+    return f"{total:>6} ({per_flow} per-flow; {note})".ljust(40)
 
 
 if __name__ == "__main__":
