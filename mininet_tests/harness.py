@@ -73,8 +73,9 @@ def raise_send_buffer_default() -> None:
     userspace datapath sends on every port through one raw packet socket created with it, and
     packets waiting in shaped links' queues are charged to that socket (scripts/setup.sh)."""
     path = Path("/proc/sys/net/core/wmem_default")
-    if int(path.read_text()) < OVS_SEND_BUFFER:
-        path.write_text(str(OVS_SEND_BUFFER))
+    with contextlib.suppress(OSError):  # not allowed here: tests still run, shaped links lose
+        if int(path.read_text()) < OVS_SEND_BUFFER:
+            path.write_text(str(OVS_SEND_BUFFER))
 
 
 def ovs_send_buffer() -> int:

@@ -67,7 +67,9 @@ if ! ovs_running; then
     # on every other port too (lost SYNs and packet-outs; `error sending Ethernet packet ...
     # Resource temporarily unavailable`). Give it room for every shaped queue at once.
     if [ "$(sysctl -n net.core.wmem_default)" -lt 16777216 ]; then
-        sysctl -qw net.core.wmem_default=16777216
+        sysctl -qw net.core.wmem_default=16777216 ||
+            say "warning: could not raise net.core.wmem_default; shaped-link benchmarks" \
+                "will lose packets on every port"
     fi
     quietly "ovs-ctl start" "$OVS_CTL" start --system-id=random --no-monitor
     ovs_running || die "Open vSwitch did not come up; see /var/log/openvswitch/"
