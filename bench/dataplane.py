@@ -291,7 +291,8 @@ def ratio_cell(values: list[float]) -> str:
 def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The results table: medians over rounds; ratios against `static`, per round."""
     lines = [f"dataplane benchmark ({time.strftime('%Y-%m-%d %H:%M')}, Figure 2, userspace OVS, "
-             f"{args.rounds} interleaved rounds of every mode, each {args.n} sequential "
+             f"{args.rounds} interleaved round{'s' if args.rounds != 1 else ''} of every mode, "
+             f"each {args.n} sequential "
              f"connections and a {args.seconds:g} s rate run with 64 in flight)",
              "first byte and conn/s: median over rounds; vs static: median of the per-round "
              "ratios (range over rounds)",
