@@ -79,13 +79,12 @@ def raise_send_buffer_default() -> None:
 
 
 def ovs_send_buffer() -> int:
-    """The send buffer of ovs-vswitchd's raw packet socket, or, until its first send creates
-    it, the net.core.wmem_default it will get."""
-    for line in run(["ss", "-0", "-m", "-p"]).stdout.splitlines():
-        found = re.search(r"\btb(\d+)", line)
-        if "ovs-vswitchd" in line and found:
-            return int(found.group(1))
-    return int(Path("/proc/sys/net/core/wmem_default").read_text())
+    """The send buffer of ovs-vswitchd's raw packet sockets (the smallest), or, until its
+    first send creates them, the net.core.wmem_default they will get."""
+    sizes = [int(found.group(1)) for line in run(["ss", "-0", "-m", "-p"]).stdout.splitlines()
+             if "ovs-vswitchd" in line and (found := re.search(r"\btb(\d+)", line))]
+    # the smallest: its per-port receive sockets may be younger than the one it sends through
+    return min(sizes, default=int(Path("/proc/sys/net/core/wmem_default").read_text()))
 
 
 def take_machine_lock(owner: str, timeout: float = LOCK_WAIT_S) -> int:

@@ -74,7 +74,7 @@ if ! ovs_running; then
     quietly "ovs-ctl start" "$OVS_CTL" start --system-id=random --no-monitor
     ovs_running || die "Open vSwitch did not come up; see /var/log/openvswitch/"
 fi
-ovs_sndbuf=$(ss -0 -m -p 2>/dev/null | grep '"ovs-vswitchd"' | grep -o 'tb[0-9]*' | head -1)
+ovs_sndbuf=$(ss -0 -m -p 2>/dev/null | grep '"ovs-vswitchd"' | grep -o 'tb[0-9]*' | sort -k1.3 -n | head -1)
 if [ -n "$ovs_sndbuf" ] && [ "${ovs_sndbuf#tb}" -lt 16777216 ]; then
     say "warning: Open vSwitch was started with a ${ovs_sndbuf#tb}-byte packet-socket send" \
         "buffer; shaped links will block sends on every port. Stop it" \
