@@ -37,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from controller.dataplane import OVS_MAX_IDLE_S  # noqa: E402
 from mininet_tests.flowdump import dump_flows  # noqa: E402
 from mininet_tests.harness import Lab, require_root_and_ovs  # noqa: E402
 from mininet_tests.processes import wait_until  # noqa: E402
@@ -151,7 +152,6 @@ def table_size(lab: Lab, mode: str, n: int, idle: float) -> tuple[int, int, int,
     opened more than `idle` s before the count have idled out (held connections are silent)."""
     wait_no_per_flow(idle)
     changes0 = lab.rest("GET", "/stats")[1].get("decision_changes", 0)
-    # a log of its own: Lab.popen appends, and an earlier mode's "open" line would count
     proc = lab.popen("c1", [sys.executable, "-c", HOLD, str(n)], f"hold-{mode}-{n}",
                      ready=r"^open ", timeout=90)
     found = re.search(r"^open (\d+) in ([\d.]+)", proc.log(), re.MULTILINE)
@@ -230,9 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     args.sizes = [100, 1000, 10000]
     args.idle = 20  # held connections are idle: their entries must outlive the opening of N
     # Rate runs reuse source ports from 1024 up: a learned entry must outlive OVS's datapath
-    # flow cache (max-idle 10 s), or a reused 5-tuple meets a stale one (docs/dataplane-modes.md,
+    # flow cache (max-idle), or a reused 5-tuple meets a stale one (docs/dataplane-modes.md,
     # pitfall 13).
-    args.idle_rate = 12
+    args.idle_rate = OVS_MAX_IDLE_S + 2
     if args.quick:
         args.rounds, args.n, args.seconds, args.sizes, args.idle = 1, 40, 1.0, [100], 5
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # tear the network down

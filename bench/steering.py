@@ -438,8 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(text)
 
     log(f"{plan.describe()}; durations {plan.durations}")
-    if ovs_send_buffer() < OVS_SEND_BUFFER:
-        log(f"steering: Open vSwitch's packet socket has a {ovs_send_buffer()}-byte send "
+    send_buffer = ovs_send_buffer()
+    if send_buffer < OVS_SEND_BUFFER:
+        log(f"steering: Open vSwitch's packet socket has a {send_buffer}-byte send "
             "buffer; packets queued at shaped links would block sends on every port. Stop "
             "Open vSwitch and run scripts/setup.sh (it raises net.core.wmem_default first).")
         return 1

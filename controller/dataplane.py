@@ -168,7 +168,7 @@ def caveats(svc: Service) -> list[str]:
     comes back after idling between the two limits (or a new connection reusing its 5-tuple)
     then sees replies from the D-BID for up to about a second. Overlay needs no reply rewrite,
     and `bucket` rewrites replies with a wildcard entry, so neither is affected
-    (docs/dataplane-modes.md, finding 4)."""
+    (docs/dataplane-modes.md, pitfall 13)."""
     idle = svc.affinity.idle_timeout
     if svc.dataplane == "learn" and not svc.overlay and 0 < idle <= OVS_MAX_IDLE_S:
         return [f"dataplane 'learn' with affinity.idle_timeout {idle} s: Open vSwitch keeps a "

@@ -248,10 +248,11 @@ class Lab:
         the regex `ready`, failing at once if the process exits first."""
         log_path = self.artifacts / f"{host}-{name}.log"
         with open(log_path, "ab") as log:
+            offset = log.tell()
             popen = self.net[host].popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=self.artifacts,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        proc = HostProcess(host, name, popen, log_path)
+        proc = HostProcess(host, name, popen, log_path, offset)
         self.procs.append(proc)
         if ready is not None:
             pattern = re.compile(ready, re.MULTILINE)

@@ -214,8 +214,11 @@ class HostProcess:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    offset: int = 0  # where its output starts: a restarted process appends to the same file
 
     def log(self) -> str:
-        """Everything the process printed so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """Everything this process printed so far (not what earlier ones left in the file)."""
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_bytes()[self.offset:].decode(errors="replace")
 

@@ -12,6 +12,7 @@ VENV="$ROOT/.venv"
 PY=/usr/bin/python3
 APT_PACKAGES=(openvswitch-switch mininet iperf3 ethtool iproute2 python3-venv)
 OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
+OVS_SEND_BUFFER=16777216  # bytes; mininet_tests/harness.py has the same (see section 2)
 STAMP="$VENV/.dyncast-installed"
 START=$SECONDS
 
@@ -66,8 +67,8 @@ if ! ovs_running; then
     # shaped links' queues: with the default 208 KB, one full 100-packet queue blocked sends
     # on every other port too (lost SYNs and packet-outs; `error sending Ethernet packet ...
     # Resource temporarily unavailable`). Give it room for every shaped queue at once.
-    if [ "$(sysctl -n net.core.wmem_default)" -lt 16777216 ]; then
-        sysctl -qw net.core.wmem_default=16777216 ||
+    if [ "$(sysctl -n net.core.wmem_default)" -lt "$OVS_SEND_BUFFER" ]; then
+        sysctl -qw net.core.wmem_default="$OVS_SEND_BUFFER" ||
             say "warning: could not raise net.core.wmem_default; shaped-link benchmarks" \
                 "will lose packets on every port"
     fi
@@ -75,7 +76,7 @@ if ! ovs_running; then
     ovs_running || die "Open vSwitch did not come up; see /var/log/openvswitch/"
 fi
 ovs_sndbuf=$(ss -0 -m -p 2>/dev/null | grep '"ovs-vswitchd"' | grep -o 'tb[0-9]*' | sort -k1.3 -n | head -1)
-if [ -n "$ovs_sndbuf" ] && [ "${ovs_sndbuf#tb}" -lt 16777216 ]; then
+if [ -n "$ovs_sndbuf" ] && [ "${ovs_sndbuf#tb}" -lt "$OVS_SEND_BUFFER" ]; then
     say "warning: Open vSwitch was started with a ${ovs_sndbuf#tb}-byte packet-socket send" \
         "buffer; shaped links will block sends on every port. Stop it" \
         "($OVS_CTL stop) and run this script again."
