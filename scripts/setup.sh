@@ -75,7 +75,9 @@ if ! ovs_running; then
     quietly "ovs-ctl start" "$OVS_CTL" start --system-id=random --no-monitor
     ovs_running || die "Open vSwitch did not come up; see /var/log/openvswitch/"
 fi
-ovs_sndbuf=$(ss -0 -m -p 2>/dev/null | grep '"ovs-vswitchd"' | grep -o 'tb[0-9]*' | sort -k1.3 -n | head -1)
+# OVS opens its packet sockets with its first userspace port: none yet is not an error.
+ovs_sndbuf=$( (ss -0 -m -p 2>/dev/null || true) | grep '"ovs-vswitchd"' | grep -o 'tb[0-9]*' |
+    sort -k1.3 -n | head -1 || true)
 if [ -n "$ovs_sndbuf" ] && [ "${ovs_sndbuf#tb}" -lt "$OVS_SEND_BUFFER" ]; then
     say "warning: Open vSwitch was started with a ${ovs_sndbuf#tb}-byte packet-socket send" \
         "buffer; shaped links will block sends on every port. Stop it" \
