@@ -117,7 +117,8 @@ def _service_row(s: dict[str, Any]) -> list[str]:
 
 
 def _instance_row(i: dict[str, Any], now: float) -> list[str]:
-    """D-BID SERVICE STATE LOCATION BINDINGS CPU SESSIONS QUEUE AGE."""
+    """D-BID SERVICE STATE LOCATION BINDINGS CPU SESSIONS QUEUE PLACED AGE (PLACED: new flows
+    placed on it since its last report)."""
     loc = i.get("location")
     m = i.get("metrics") or {}
     at = i.get("metrics_at")
@@ -125,6 +126,7 @@ def _instance_row(i: dict[str, Any], now: float) -> list[str]:
             "-" if not loc else f"{loc['dpid']}:{loc['port']}", str(i.get("bindings", 0)),
             _num(m.get("cpu"), ".2f"),
             f"{m['sessions']}/{m['capacity']}" if m else "-", _num(m.get("queue")),
+            str(i.get("placed_since_report", 0)),
             "-" if at is None else f"{max(0.0, now - at):.1f}s"]
 
 
@@ -190,7 +192,8 @@ def cmd_instances(api: Client, args: argparse.Namespace) -> Result:
     body = api.call("GET", "instances")
     now = time.time()  # the controller stamps metrics with its wall clock too
     return body, table(["D-BID", "SERVICE", "STATE", "LOCATION", "BINDINGS", "CPU",
-                        "SESSIONS", "QUEUE", "AGE"], (_instance_row(i, now) for i in body))
+                        "SESSIONS", "QUEUE", "PLACED", "AGE"],
+                       (_instance_row(i, now) for i in body))
 
 
 def cmd_decisions(api: Client, args: argparse.Namespace) -> Result:

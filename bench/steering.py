@@ -88,19 +88,19 @@ class Plan:
     policies: list[str]
     durations: dict[str, float]
     seed: int = 1
-    selection: dict[str, float] = field(default_factory=lambda: dict(SELECTION))
+    selection: dict[str, float | bool] = field(default_factory=lambda: dict(SELECTION))
     scoring: str = SCORING  # a [controller.scoring] table, or "" for the M/M/1 default
     dma: dict[str, float] = field(default_factory=lambda: dict(DMA))
     bulk: str = "tcp"  # the bulk transfer: "tcp" or "udp"
 
     def controller_extra(self) -> str:
         """The [controller.selection] and [controller.scoring] tables under test."""
-        table = "".join(f"{k} = {v}\n" for k, v in self.selection.items())
+        table = "".join(f"{k} = {_toml(v)}\n" for k, v in self.selection.items())
         return (f"[controller.selection]\n{table}" if table else "") + self.scoring
 
     def describe(self) -> str:
         """The settings under test, in words."""
-        sel = ", ".join(f"{k} {v:g}" for k, v in self.selection.items()) or "defaults"
+        sel = ", ".join(f"{k} {_toml(v)}" for k, v in self.selection.items()) or "defaults"
         dma = ", ".join(f"{k} {v:g}" for k, v in self.dma.items())
         compute = ("the multi-worker scoring below" if self.scoring else
                    "the default M/M/1 compute estimate")
@@ -382,12 +382,23 @@ def check(results: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def _pairs(items: list[str]) -> dict[str, float]:
-    """KEY=VALUE arguments as a dict of numbers."""
-    out = {}
+def _toml(value: float | bool) -> str:
+    """A setting's value as TOML writes it."""
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}"
+
+
+def _pairs(items: list[str]) -> dict[str, float | bool]:
+    """KEY=VALUE arguments as a dict of numbers and booleans (true/false)."""
+    out: dict[str, float | bool] = {}
     for item in items:
         key, _, value = item.partition("=")
-        out[key] = float(value)
+        if value in ("true", "false"):
+            out[key] = value == "true"
+            continue
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise SystemExit(f"steering: {item!r}: expected KEY=NUMBER or KEY=true/false") from None
     return out
 
 
@@ -426,10 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     base = args.duration or (10.0 if args.quick else 18.0)
     durations = {s: base * (1.0 if s in ("balanced", "hot-site") else 1.25) for s in scenarios}
     base_selection = {} if args.controller_defaults else SELECTION
+    dma = {k: float(v) for k, v in _pairs(args.dma).items()}
     plan = Plan(scenarios, policies, durations, args.seed,
                 {**base_selection, **_pairs(args.selection)},
-                "" if args.controller_defaults else SCORING, {**DMA, **_pairs(args.dma)},
-                args.bulk)
+                "" if args.controller_defaults else SCORING, {**DMA, **dma}, args.bulk)
     began = time.monotonic()
     lines: list[str] = []
 

@@ -22,6 +22,8 @@ class SelectionConfig:
     sharpness: float = 4.0
     hysteresis: float = 0.15
     hop_ms: float = 1.0
+    placed_flows: bool = True  # count flows placed since an instance's last report as its load
+    placed_grace_s: float = 0.1  # placements this recent still count after a report
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,8 @@ def _links(raw: Any) -> tuple[LinkConfig, ...]:
 
 def _selection(data: Mapping[str, Any]) -> SelectionConfig:
     """Parse the [controller.selection] table."""
-    reject_unknown(data, {"spread", "sharpness", "hysteresis", "hop_ms"}, "controller.selection")
+    reject_unknown(data, {"spread", "sharpness", "hysteresis", "hop_ms", "placed_flows",
+                          "placed_grace_s"}, "controller.selection")
     d = SelectionConfig()
     return SelectionConfig(
         spread=check_number(data.get("spread", d.spread), "controller.selection.spread",
@@ -97,6 +100,9 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
                            "controller.selection.hysteresis", 0.0, 10.0),
         hop_ms=check_number(data.get("hop_ms", d.hop_ms), "controller.selection.hop_ms",
                             0.0, 1000.0),
+        placed_flows=_flag(data, "placed_flows", d.placed_flows, "controller.selection."),
+        placed_grace_s=check_number(data.get("placed_grace_s", d.placed_grace_s),
+                                    "controller.selection.placed_grace_s", 0.0, 60.0),
     )
 
 
@@ -186,11 +192,12 @@ def _subtable(table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-def _flag(table: Mapping[str, Any], key: str, default: bool) -> bool:
-    """A boolean setting of [controller]."""
+def _flag(table: Mapping[str, Any], key: str, default: bool,
+          where: str = "controller.") -> bool:
+    """A boolean setting of [controller] (or of the table `where` names)."""
     value = table.get(key, default)
     if not isinstance(value, bool):
-        raise ValidationError(f"controller.{key}", f"must be true or false, got {value!r}")
+        raise ValidationError(f"{where}{key}", f"must be true or false, got {value!r}")
     return value
 
 

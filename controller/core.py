@@ -22,7 +22,7 @@ from controller.affinity import (
 )
 from controller.catalogue import Catalogue
 from controller.config import ControllerConfig
-from controller.engine import CandidateInput, Engine, compute_ms
+from controller.engine import EPSILON, CandidateInput, Engine, compute_ms
 from controller.errors import NotFound
 from controller.forwarding import Forwarding, base_flows
 from controller.instancelife import InstanceStates
@@ -55,6 +55,7 @@ from controller.packet import (
     build_tcp_syn,
     parse,
 )
+from controller.placements import Placements, with_placed
 from controller.programmer import Programmer
 from controller.scaling import Member, Scaler, load_of
 from controller.topology import Topology
@@ -93,6 +94,9 @@ class Core:
         self.forwarding = Forwarding(self.topology, lambda ip: ip in self.catalogue.by_dsid)
         self.engine = Engine(sel.spread, sel.sharpness, sel.hysteresis)
         self.bindings = BindingTable()
+        # new flows placed on each instance that its reports do not show yet (placements.py)
+        self.placements = Placements(sel.placed_grace_s, config.stale_after_s)
+        self._fed_compute: dict[str, float] = {}  # instance -> compute cost decisions last saw
         self.monitor = NetworkMonitor(config)
         self.counters: Counter[str] = Counter()
         self.writes: list[StoreWrite] = []
@@ -328,7 +332,24 @@ class Core:
         binding = self.bindings.add(key, dbid, dpid, now)
         self.counters["new_flows"] += 1
         self._write_binding(binding)
-        return self._install(svc, binding, in_port, data)
+        return self._install(svc, binding, in_port, data) + self._placed(svc, dbid, now)
+
+    def _placed(self, svc: Service, dbid: str, now: float) -> list[Intent]:
+        """A new flow went to `dbid`: count it as load there until a report shows it, and
+        recompute the service's decisions once that moves the instance's compute cost by more
+        than the hysteresis since the decisions last saw it."""
+        if not self.config.selection.placed_flows:
+            return []
+        self.placements.add(dbid, now)
+        inst = self.catalogue.instances.get(dbid)
+        seen = self._fed_compute.get(dbid)
+        if inst is None or seen is None:
+            return []
+        cost = self._compute_ms(svc, inst, now)
+        if abs(cost - seen) <= self.config.selection.hysteresis * max(seen, EPSILON):
+            return []
+        self.counters["placement_recomputes"] += 1
+        return self._recompute(svc.name, now)
 
     def _install(self, svc: Service, binding: Binding, in_port: int,
                  data: bytes) -> list[Intent]:
@@ -418,16 +439,19 @@ class Core:
         """A D-MA withdrew an instance: it gets no new flows; its bound flows move."""
         inst = self.catalogue.withdraw(dbid)
         self._states.pop(dbid, None)
+        self.placements.forget(dbid)
+        self._fed_compute.pop(dbid, None)
         self._unanswered.pop(dbid, None)
         self.states.forget(dbid)
         self.writes.append(StoreWrite("instance", dbid, None))
-        return (self._recompute(inst.service, now) + self._move_bindings(dbid)
+        return (self._recompute(inst.service, now) + self._move_bindings(dbid, now)
                 + self.programmer.lost(dbid))
 
     def report(self, dbid: str, metrics: Metrics, now: float) -> list[Intent]:
         """A metric report: record it, apply what it says of the state, recompute decisions."""
         inst = self.catalogue.report(dbid, metrics, now)
         self.counters["metric_reports"] += 1
+        self.placements.reported(dbid, now)
         if dbid not in self._detached:  # a detached instance stays down until seen again
             was = inst.state
             event = "report_active" if metrics.active else "report_inactive"
@@ -506,7 +530,7 @@ class Core:
                 inst.drain_deadline = None
                 self._write_instance(inst)
                 moved = self.counters["affinity_moves"]
-                intents += self._move_bindings(inst.dbid)
+                intents += self._move_bindings(inst.dbid, now)
                 self.counters["drain_deadline_moves"] += self.counters["affinity_moves"] - moved
             if inst.stop_when_drained and not self._bound(inst.dbid):
                 intents += self._send_stop(inst, now)
@@ -566,6 +590,7 @@ class Core:
         out["location"] = None if host is None else {"dpid": host.dpid, "port": host.port,
                                                       "mac": host.mac}
         out["bindings"] = self._bound(inst.dbid)
+        out["placed_since_report"] = self.placements.count(inst.dbid, now)
         out["pending_commands"] = [c.to_dict() for c in self.states.pending.get(inst.dbid, [])]
         return out
 
@@ -591,7 +616,10 @@ class Core:
             self._decide(svc, insts, states, ingress, now)
         intents: list[Intent] = []
         for dbid in went_down:
-            intents += self._move_bindings(dbid)
+            intents += self._move_bindings(dbid, now)
+        if went_down and self.config.selection.placed_flows:  # the moved flows are load too
+            for ingress in self._ingresses():
+                self._decide(svc, insts, states, ingress, now)
         if svc.dataplane != "reactive" or svc.overlay:
             intents += self.programmer.program(svc, insts, now, service_punt)
             for dbid in went_down:
@@ -609,12 +637,12 @@ class Core:
     def _decide(self, svc: Service, insts: list[Instance], states: dict[str, str],
                 ingress: int, now: float) -> None:
         """Recompute one service's decision at one ingress."""
-        inputs = [self._input(svc, i, ingress, states[i.dbid]) for i in insts]
+        inputs = [self._input(svc, i, ingress, states[i.dbid], now) for i in insts]
         if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms,
                               svc.policy):
             self.counters["decision_changes"] += 1
 
-    def _move_bindings(self, dbid: str) -> list[Intent]:
+    def _move_bindings(self, dbid: str, now: float) -> list[Intent]:
         """Rebind every flow bound to a dead instance to a live one (the only time affinity
         breaks); a flow with nowhere to go loses its binding and entries."""
         intents: list[Intent] = []
@@ -631,6 +659,8 @@ class Core:
                 self.counters["bindings_dropped"] += 1
                 continue
             b.dbid = target
+            if self.config.selection.placed_flows:
+                self.placements.add(target, now)
             self._write_binding(b)
             intents += binding_flows(b, svc, host.mac)
             self.counters["affinity_moves"] += 1
@@ -680,7 +710,16 @@ class Core:
         if inst is not None:
             self.states.fire(inst, "alive", "answered a liveness probe", now)
 
-    def _input(self, svc: Service, inst: Instance, ingress: int, state: str) -> CandidateInput:
+    def _compute_ms(self, svc: Service, inst: Instance, now: float) -> float:
+        """An instance's compute cost: its last report, plus the flows placed on it since
+        (when `placed_flows` is on)."""
+        metrics = inst.metrics
+        if self.config.selection.placed_flows:
+            metrics = with_placed(metrics, self.placements.count(inst.dbid, now))
+        return compute_ms(metrics, svc.base_delay_ms, self.config.scoring)
+
+    def _input(self, svc: Service, inst: Instance, ingress: int, state: str,
+               now: float) -> CandidateInput:
         """One instance's costs as seen from one ingress."""
         host = self.topology.hosts.get(inst.dbid)
         network = None if host is None else self.topology.cost_ms(ingress, host.dpid)
@@ -691,8 +730,8 @@ class Core:
                 parts["hops"] += 1
                 for key, value in self.monitor.link_parts(a, b).items():
                     parts[key] += value
-        return CandidateInput(inst.dbid, state, network,
-                              compute_ms(inst.metrics, svc.base_delay_ms, self.config.scoring),
+        compute = self._fed_compute[inst.dbid] = self._compute_ms(svc, inst, now)
+        return CandidateInput(inst.dbid, state, network, compute,
                               tuple(parts.items()) if network is not None else ())
 
     # --- helpers ------------------------------------------------------------------------

@@ -25,7 +25,8 @@ def test_drained_instance_gets_no_new_flows_and_keeps_its_bound_ones() -> None:
     assert [b.dbid for b in api.core.bindings.all()[:4]] == before
     reply = _post(api, "instances/10.0.0.31/undrain")
     assert reply.status == 200 and reply.body["state"] == "active"
-    assert {_bind(api.core, 48000 + i, 1.0) for i in range(6)} == {"10.0.0.21", "10.0.0.31"}
+    _all_fresh(api.core, 1.5)  # reports after the flows above ended: idle again
+    assert {_bind(api.core, 48000 + i, 1.5) for i in range(6)} == {"10.0.0.21", "10.0.0.31"}
 
 
 def test_drain_deadline_moves_the_remaining_flows() -> None:

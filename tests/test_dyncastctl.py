@@ -111,7 +111,7 @@ def test_instances_table_shows_every_dbid_with_state_and_location(capsys, url) -
     assert status == 0
     rows = {ln.split()[0]: ln.split() for ln in out.splitlines()[1:]}
     assert set(rows) == set(DBIDS)
-    assert rows["10.0.0.21"][1:7] == ["svc1", "active", "2:2", "0", "0.00", "2/8"]
+    assert rows["10.0.0.21"][1:9] == ["svc1", "active", "2:2", "0", "0.00", "2/8", "0", "0"]
     assert rows["10.0.0.22"][2] == "unknown" and rows["10.0.0.22"][-1] == "-"
     assert rows["10.0.0.21"][-1].endswith("s")
 

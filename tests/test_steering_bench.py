@@ -131,3 +131,22 @@ def test_over_deadline_counts_late_seconds_after_the_step() -> None:
     assert over_deadline(records, 0.0, 10.0, 100.0) == 0.0
     failed = [_fresh(20 + t / 10, None, None) for t in range(10)]
     assert over_deadline(records + failed, 10.0, 21.0, 100.0) == 3.0
+
+
+def test_selection_settings_from_the_command_line_reach_the_controller() -> None:
+    """`--selection placed_flows=false spread=0.5` become TOML the controller reads back;
+    a value that is neither a number nor true/false is refused with the item named."""
+    import tomllib
+
+    from bench.steering import Plan, _pairs
+    from bench.steering_net import NETWORKS, controller_config
+    from controller.config import config_from_dict
+
+    plan = Plan(["balanced"], ["dyncast"], {"balanced": 10.0},
+                selection=_pairs(["placed_flows=false", "spread=0.5"]))
+    config = config_from_dict(tomllib.loads(controller_config(NETWORKS["figure2"](), "dyncast",
+                                                              plan.controller_extra())))
+    assert config.selection.placed_flows is False and config.selection.spread == 0.5
+    assert "placed_flows false" in plan.describe()
+    with pytest.raises(SystemExit, match="'spread=wide'"):
+        _pairs(["spread=wide"])

@@ -1,0 +1,69 @@
+"""New flows placed on each instance since its last metric report: load the report cannot show.
+
+Boundary: plain D-BIDs and times in, counts and adjusted `Metrics` out; the core feeds it.
+
+Metric reports arrive every fraction of a second, but new flows arrive between them, from every
+ingress at once. Priced from its last report alone, an instance that just looked idle takes
+every new flow of every ingress until its next report shows them (the herd effect of stale load
+information). In centralized mode the controller places every new flow itself, so it knows
+what the report cannot yet say: each flow placed on an instance counts as one more session there
+(or one more waiting request once its workers are busy) until a report taken after it arrives.
+A placement younger than `grace_s` at the report's arrival still counts, since the request may
+not have reached the instance when its D-MA measured; none counts for longer than `horizon_s`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+
+from controller.model import Metrics
+
+
+def with_placed(metrics: Metrics | None, placed: int) -> Metrics | None:
+    """The report as it would read with `placed` more requests: they take free workers first
+    (sessions, up to capacity), the rest wait (queue). CPU and reported delay stay as measured;
+    a level-2 score (no raw counts) and a missing report are returned unchanged."""
+    if metrics is None or placed <= 0 or metrics.score is not None:
+        return metrics
+    started = min(placed, max(0, metrics.capacity - metrics.sessions))
+    return dataclasses.replace(metrics, sessions=metrics.sessions + started,
+                               queue=metrics.queue + placed - started)
+
+
+class Placements:
+    """Per instance, the times of the new flows placed on it that its reports do not show yet."""
+
+    def __init__(self, grace_s: float, horizon_s: float) -> None:
+        self.grace_s = grace_s
+        self.horizon_s = horizon_s
+        self._times: dict[str, deque[float]] = {}
+
+    def add(self, dbid: str, now: float) -> None:
+        """A new flow was placed on `dbid`."""
+        times = self._times.setdefault(dbid, deque())
+        times.append(now)
+        self._drop_before(dbid, now - self.horizon_s)
+
+    def reported(self, dbid: str, now: float) -> None:
+        """A report of `dbid` arrived: it shows every placement older than the grace."""
+        self._drop_before(dbid, now - self.grace_s)
+
+    def count(self, dbid: str, now: float) -> int:
+        """How many placements on `dbid` its reports do not show yet."""
+        self._drop_before(dbid, now - self.horizon_s)
+        return len(self._times.get(dbid, ()))
+
+    def forget(self, dbid: str) -> None:
+        """`dbid` is gone."""
+        self._times.pop(dbid, None)
+
+    def _drop_before(self, dbid: str, cutoff: float) -> None:
+        """Drop the placements on `dbid` made before `cutoff`."""
+        times = self._times.get(dbid)
+        if times is None:
+            return
+        while times and times[0] < cutoff:
+            times.popleft()
+        if not times:
+            del self._times[dbid]

@@ -1,0 +1,90 @@
+"""Flows placed since an instance's last report count as its load: no herd between reports."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from controller.affinity import VIRTUAL_MAC
+from controller.config import ControllerConfig, SelectionConfig
+from controller.core import Core
+from controller.model import Metrics
+from controller.placements import Placements, with_placed
+from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, flow_mods, report, tcp_frame
+
+
+def test_placed_requests_take_free_workers_then_wait() -> None:
+    """Two free workers: the first two placements are sessions, the rest queue."""
+    m = Metrics(cpu=0.3, sessions=1, queue=0, capacity=3, processing_delay_ms=120.0)
+    assert with_placed(m, 0) is m
+    after = with_placed(m, 4)
+    assert after is not None
+    assert (after.sessions, after.queue, after.cpu, after.processing_delay_ms) == (3, 2, 0.3, 120.0)
+    full = Metrics(sessions=3, queue=1, capacity=3)
+    assert with_placed(full, 2) == dataclasses.replace(full, queue=3)
+
+
+def test_reports_without_raw_counts_are_left_as_they_are() -> None:
+    """A level-2 score says nothing about workers; no report is no report."""
+    scored = Metrics(score=7.0)
+    assert with_placed(scored, 5) is scored
+    assert with_placed(None, 5) is None
+
+
+def test_a_report_shows_placements_older_than_the_grace() -> None:
+    """Placements count until a report arrives at least `grace_s` after them, at most
+    `horizon_s` in all."""
+    p = Placements(grace_s=0.1, horizon_s=2.0)
+    for t in (1.0, 1.05, 1.2):
+        p.add("a", t)
+    p.add("b", 1.0)
+    assert (p.count("a", 1.2), p.count("b", 1.2)) == (3, 1)
+    p.reported("a", 1.25)  # 1.2 is younger than the grace: the report may not show it
+    assert (p.count("a", 1.25), p.count("b", 1.25)) == (1, 1)
+    assert p.count("b", 3.1) == 0  # past the horizon without any report
+    p.forget("a")
+    assert p.count("a", 1.3) == 0
+
+
+def _core(placed: bool) -> Core:
+    cfg = ControllerConfig(services=(SVC1, SVC2), selection=SelectionConfig(
+        spread=0.3, sharpness=4.0, hysteresis=0.15, placed_flows=placed))
+    core = figure2_core(cfg)
+    # from c1's switch both instances are two hops away; e31 is busier, so e21 is preferred
+    report(core, "10.0.0.21", 1.0, sessions=0, capacity=2)
+    report(core, "10.0.0.31", 1.0, sessions=1, capacity=2)
+    return core
+
+
+def _new_flow(core: Core, sport: int, now: float) -> str:
+    ip, mac, dpid, port = HOSTS["c1"]
+    frame = tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1", sport, 8000)
+    return str(flow_mods(core.packet_in(dpid, port, frame, now))[0].actions[1].value)
+
+
+def test_a_burst_between_reports_is_not_herded_onto_the_instance_that_looked_idle() -> None:
+    """Without counting placements, every new flow between two reports goes to the instance
+    that looked best at the last report; counted, it fills up and the burst spills over."""
+    blind = _core(placed=False)
+    assert {_new_flow(blind, 40000 + i, 1.1) for i in range(6)} == {"10.0.0.21"}
+    core = _core(placed=True)
+    picks = [_new_flow(core, 40000 + i, 1.1) for i in range(6)]
+    assert picks[:2] == ["10.0.0.21", "10.0.0.21"] and "10.0.0.31" in picks[2:]
+    assert core.counters["placement_recomputes"] >= 1
+    inst = core.catalogue.instances["10.0.0.21"]
+    assert core.instance_view(inst, 1.1)["placed_since_report"] == picks.count("10.0.0.21")
+    # a report taken after the burst ended shows an idle e21 again: it is preferred again
+    report(core, "10.0.0.21", 1.5, sessions=0, capacity=2)
+    report(core, "10.0.0.31", 1.5, sessions=1, capacity=2)
+    assert core.instance_view(inst, 1.5)["placed_since_report"] == 0
+    assert _new_flow(core, 41000, 1.6) == "10.0.0.21"
+
+
+def test_placements_on_a_large_instance_do_not_recompute_every_new_flow() -> None:
+    """A few flows on an instance with room for many barely move its cost: no recompute."""
+    core = figure2_core()
+    report(core, "10.0.0.21", 1.0, sessions=0, capacity=1000)
+    report(core, "10.0.0.31", 1.0, sessions=0, capacity=1000)
+    for i in range(50):
+        _new_flow(core, 42000 + i, 1.1)
+    assert core.counters["new_flows"] == 50
+    assert core.counters["placement_recomputes"] == 0
