@@ -106,14 +106,22 @@ def poisson_load(url: str, times: list[float], start: float, timeout: float,
             pool.submit(one, t)
 
 
+def keepalive_phase(seed: int, conn_id: int, interval: float) -> float:
+    """When, within its first interval, a persistent connection sends its first request: drawn
+    per connection (seeded), so that the connections of all the load generators, started
+    together, do not send in step (a synchronised burst every interval is not a real load)."""
+    return random.Random(f"{seed}-keepalive-{conn_id}").uniform(0.0, interval)
+
+
 def keepalive(url: str, conn_id: int, start: float, duration: float, interval: float,
-              timeout: float, rec: Recorder) -> None:
-    """Requests every `interval` s on one persistent connection; reconnect after a failure."""
+              timeout: float, rec: Recorder, phase: float = 0.0) -> None:
+    """Requests every `interval` s on one persistent connection, the first `phase` s after
+    `start`; reconnect after a failure."""
     parts = urlsplit(url)
     host, port, path = parts.hostname or "", parts.port or 80, parts.path or "/"
     conn: http.client.HTTPConnection | None = None
     seq = epoch = 0
-    t = 0.0
+    t = phase
     while t < duration:
         delay = start + t - time.time()
         if delay > 0:
@@ -161,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     times = list(arrivals(args.rate, args.duration, args.seed, args.step_at, args.step_rate))
     start = args.start_at if args.start_at is not None else time.time() + 0.2
     rec = Recorder()
-    threads = [threading.Thread(target=keepalive, args=(args.url, k, start, args.duration,
-                                                          args.ka_interval, args.ka_timeout,
-                                                          rec))
+    threads = [threading.Thread(target=keepalive, args=(
+                   args.url, k, start, args.duration, args.ka_interval, args.ka_timeout, rec,
+                   keepalive_phase(args.seed, k, args.ka_interval)))
                for k in range(args.keepalive)]
     for th in threads:
         th.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.loadgen import arrivals
+from bench.loadgen import Recorder, arrivals, keepalive, keepalive_phase
 from bench.steering_stats import (
     Capacity,
     affinity,
@@ -42,6 +42,16 @@ def test_arrivals_follow_a_rate_step() -> None:
     before = sum(1 for t in times if t < 100)
     after = len(times) - before
     assert 850 < before < 1150 and 2700 < after < 3300
+
+
+def test_keepalive_connections_do_not_send_in_step() -> None:
+    """Each persistent connection starts at its own point of the interval, the same on every
+    run with the same seed; load generators with other seeds are out of step too."""
+    phases = [keepalive_phase(seed, k, 1.0) for seed in (101, 102, 103) for k in range(2)]
+    assert all(0.0 <= p < 1.0 for p in phases)
+    assert len({round(p, 3) for p in phases}) == len(phases)
+    assert phases == [keepalive_phase(seed, k, 1.0) for seed in (101, 102, 103) for k in range(2)]
+    assert max(phases) - min(phases) > 0.3
 
 
 def test_zero_rate_gives_no_arrivals_until_a_step() -> None:
@@ -150,3 +160,39 @@ def test_selection_settings_from_the_command_line_reach_the_controller() -> None
     assert "placed_flows false" in plan.describe()
     with pytest.raises(SystemExit, match="'spread=wide'"):
         _pairs(["spread=wide"])
+
+
+def test_a_keepalive_connection_first_sends_at_its_phase() -> None:
+    """The first request goes `phase` s after the start, the next ones an interval apart, all
+    on one connection."""
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = json.dumps({"instance": "e1"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rec = Recorder()
+        keepalive(f"http://127.0.0.1:{server.server_port}/", 0, time.time(), 0.65, 0.2, 5.0,
+                  rec, phase=0.3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    times = [r["t"] for r in rec.records]
+    assert len(times) == 2 and {r["inst"] for r in rec.records} == {"e1"}
+    assert 0.29 <= times[0] < 0.4 and 0.49 <= times[1] < 0.6
+    assert {r["epoch"] for r in rec.records} == {0}
