@@ -23,7 +23,7 @@ class SelectionConfig:
     hysteresis: float = 0.15
     hop_ms: float = 1.0
     placed_flows: bool = True  # count flows placed since an instance's last report as its load
-    placed_grace_s: float = 0.1  # placements this recent still count after a report
+    placed_grace_s: float = 0.02  # placements this recent still count after a report
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,7 +95,7 @@ class Core:
         self.engine = Engine(sel.spread, sel.sharpness, sel.hysteresis)
         self.bindings = BindingTable()
         # new flows placed on each instance that its reports do not show yet (placements.py)
-        self.placements = Placements(sel.placed_grace_s, config.stale_after_s)
+        self.placements = Placements(sel.placed_grace_s)
         self._fed_compute: dict[str, float] = {}  # instance -> compute cost decisions last saw
         self.monitor = NetworkMonitor(config)
         self.counters: Counter[str] = Counter()
@@ -590,7 +590,8 @@ class Core:
         out["location"] = None if host is None else {"dpid": host.dpid, "port": host.port,
                                                       "mac": host.mac}
         out["bindings"] = self._bound(inst.dbid)
-        out["placed_since_report"] = self.placements.count(inst.dbid, now)
+        svc = self.catalogue.services.get(inst.service)
+        out["placed_since_report"] = 0 if svc is None else self._placed_count(svc, inst, now)
         out["pending_commands"] = [c.to_dict() for c in self.states.pending.get(inst.dbid, [])]
         return out
 
@@ -710,12 +711,18 @@ class Core:
         if inst is not None:
             self.states.fire(inst, "alive", "answered a liveness probe", now)
 
+    def _placed_count(self, svc: Service, inst: Instance, now: float) -> int:
+        """New flows placed on `inst` that are likely still being served (younger than its
+        reported processing delay, else the service's base delay) and no report shows yet."""
+        delay_ms = (inst.metrics.processing_delay_ms if inst.metrics is not None else None)
+        return self.placements.count(inst.dbid, now, (delay_ms or svc.base_delay_ms) / 1000.0)
+
     def _compute_ms(self, svc: Service, inst: Instance, now: float) -> float:
         """An instance's compute cost: its last report, plus the flows placed on it since
         (when `placed_flows` is on)."""
         metrics = inst.metrics
         if self.config.selection.placed_flows:
-            metrics = with_placed(metrics, self.placements.count(inst.dbid, now))
+            metrics = with_placed(metrics, self._placed_count(svc, inst, now))
         return compute_ms(metrics, svc.base_delay_ms, self.config.scoring)
 
     def _input(self, svc: Service, inst: Instance, ingress: int, state: str,

@@ -7,9 +7,11 @@ ingress at once. Priced from its last report alone, an instance that just looked
 every new flow of every ingress until its next report shows them (the herd effect of stale load
 information). In centralized mode the controller places every new flow itself, so it knows
 what the report cannot yet say: each flow placed on an instance counts as one more session there
-(or one more waiting request once its workers are busy) until a report taken after it arrives.
-A placement younger than `grace_s` at the report's arrival still counts, since the request may
-not have reached the instance when its D-MA measured; none counts for longer than `horizon_s`.
+(or one more waiting request once its workers are busy) while it is likely still being served,
+i.e. for `hold_s` (the instance's processing delay), and only until a report taken after it
+arrives: a placement younger than `grace_s` at the report's arrival still counts, since the
+request may not have reached the instance when its D-MA measured. Counted any longer, requests
+long finished would make a busy instance look overloaded.
 """
 
 from __future__ import annotations
@@ -34,24 +36,22 @@ def with_placed(metrics: Metrics | None, placed: int) -> Metrics | None:
 class Placements:
     """Per instance, the times of the new flows placed on it that its reports do not show yet."""
 
-    def __init__(self, grace_s: float, horizon_s: float) -> None:
+    def __init__(self, grace_s: float) -> None:
         self.grace_s = grace_s
-        self.horizon_s = horizon_s
         self._times: dict[str, deque[float]] = {}
 
     def add(self, dbid: str, now: float) -> None:
         """A new flow was placed on `dbid`."""
-        times = self._times.setdefault(dbid, deque())
-        times.append(now)
-        self._drop_before(dbid, now - self.horizon_s)
+        self._times.setdefault(dbid, deque()).append(now)
 
     def reported(self, dbid: str, now: float) -> None:
         """A report of `dbid` arrived: it shows every placement older than the grace."""
         self._drop_before(dbid, now - self.grace_s)
 
-    def count(self, dbid: str, now: float) -> int:
-        """How many placements on `dbid` its reports do not show yet."""
-        self._drop_before(dbid, now - self.horizon_s)
+    def count(self, dbid: str, now: float, hold_s: float) -> int:
+        """How many placements on `dbid` are younger than `hold_s` and not shown by a report
+        yet (older ones are forgotten)."""
+        self._drop_before(dbid, now - hold_s)
         return len(self._times.get(dbid, ()))
 
     def forget(self, dbid: str) -> None:

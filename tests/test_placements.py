@@ -30,19 +30,19 @@ def test_reports_without_raw_counts_are_left_as_they_are() -> None:
     assert with_placed(None, 5) is None
 
 
-def test_a_report_shows_placements_older_than_the_grace() -> None:
-    """Placements count until a report arrives at least `grace_s` after them, at most
-    `horizon_s` in all."""
-    p = Placements(grace_s=0.1, horizon_s=2.0)
+def test_a_placement_counts_while_served_and_until_a_report_shows_it() -> None:
+    """Placements count until a report arrives at least `grace_s` after them, and only while
+    younger than the holding time (the instance's processing delay)."""
+    p = Placements(grace_s=0.1)
     for t in (1.0, 1.05, 1.2):
         p.add("a", t)
     p.add("b", 1.0)
-    assert (p.count("a", 1.2), p.count("b", 1.2)) == (3, 1)
+    assert (p.count("a", 1.2, hold_s=2.0), p.count("b", 1.2, hold_s=2.0)) == (3, 1)
     p.reported("a", 1.25)  # 1.2 is younger than the grace: the report may not show it
-    assert (p.count("a", 1.25), p.count("b", 1.25)) == (1, 1)
-    assert p.count("b", 3.1) == 0  # past the horizon without any report
+    assert (p.count("a", 1.25, hold_s=2.0), p.count("b", 1.25, hold_s=2.0)) == (1, 1)
+    assert p.count("b", 1.35, hold_s=0.3) == 0  # served by now, report or not
     p.forget("a")
-    assert p.count("a", 1.3) == 0
+    assert p.count("a", 1.3, hold_s=2.0) == 0
 
 
 def _core(placed: bool) -> Core:
@@ -72,6 +72,8 @@ def test_a_burst_between_reports_is_not_herded_onto_the_instance_that_looked_idl
     assert core.counters["placement_recomputes"] >= 1
     inst = core.catalogue.instances["10.0.0.21"]
     assert core.instance_view(inst, 1.1)["placed_since_report"] == picks.count("10.0.0.21")
+    # requests take the service's base delay (10 ms, no delay reported): then they are done
+    assert core.instance_view(inst, 1.2)["placed_since_report"] == 0
     # a report taken after the burst ended shows an idle e21 again: it is preferred again
     report(core, "10.0.0.21", 1.5, sessions=0, capacity=2)
     report(core, "10.0.0.31", 1.5, sessions=1, capacity=2)
