@@ -144,7 +144,8 @@ def setup_section(nets: list[BenchNet]) -> list[str]:
                          f"{s.service_ms:g} ms | {1000 * s.capacity / s.service_ms:.0f}/s |")
         rates = ", ".join(f"{c.label} {c.rate:g}/s" for c in net.clients)
         lines += ["", f"Clients (Poisson, fresh connection per request): {rates}; plus two "
-                      "keep-alive connections per client, one request a second each.", "",
+                      "keep-alive connections per client, one request a second each, each "
+                      "connection at its own (seeded) phase.", "",
                   "| scenario | what |", "| --- | --- |"]
         lines += [f"| {sc.name} | {sc.text} |" for sc in net.scenarios]
         lines.append("")
@@ -228,81 +229,104 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
         md += ["## The same runs with the controller's defaults", "",
                "`bench/steering.py --controller-defaults --policies dyncast least-loaded "
                "--duration 16 --tag defaults` (selection spread 0.3, sharpness 4, hysteresis "
-               "0.15; the M/M/1 compute estimate; 16 s runs; `bench/results/steering-defaults."
-               "txt`; run before the send-buffer fix below, so its tails include the "
-               "one-second losses):", "", *defaults_table(results, defaults), ""]
+               "0.15; the M/M/1 compute estimate; placed flows counted, as by default; 16 s "
+               "runs; `bench/results/steering-defaults.txt`):", "",
+               *defaults_table(results, defaults), ""]
     md += NOTES
     (docs_dir / "steering.md").write_text("\n".join(md) + "\n")
 
 
 NOTES: list[str] = [
     "## Reading the results", "",
-    "- **Load step.** dyncast already spreads every ingress's new flows over all sites in "
-    "proportion to what each can take, so a flash crowd at one ingress needs no change of mix "
-    "(*react -*) and its p95 stays under the deadline (late for 1 s). `nearest` sends the "
-    "crowd to its one "
-    "site, which falls behind until requests time out (5 s); `round-robin` and `random` "
-    "overload the smallest sites; `least-loaded` sends everything, between two reports, to the "
-    "instance that looked least loaded at the last one, and overloads it in turn.",
-    "- **Balanced and failure.** dyncast is ahead of the best other policy, by less. In the "
+    "- **Hot site.** In Figure 2, c1's nearest site e4 is slowed to 3x its service time "
+    "while the bulk transfer congests e3's only way in: `nearest` keeps sending c1 to e4 "
+    "until requests time out, `round-robin` and `random` overload it too, `least-loaded` sends "
+    "a share across the congested link, and dyncast, which prices both, keeps most new flows "
+    "on e2. Still, about one request in six goes to e4 (300 ms at best) or across the "
+    "congested link to e3, and those set dyncast's p95 (0.83x least-loaded's; target 0.7x "
+    "missed): e2's three workers alone cannot take all 24 requests a second without long "
+    "queues. In Abilene the slowed and the congested sites are two of four, and dyncast's p95 "
+    "is 0.60x the best other's.",
+    "- **Load step.** dyncast spreads every ingress's new flows over all sites in proportion "
+    "to what each can take, so a flash crowd at one ingress needs no change of mix (*react -*) "
+    "and its p95 stays under the deadline. `nearest` sends the crowd to its one site, which "
+    "falls behind until requests time out (5 s); `round-robin` and `random` overload the "
+    "smallest sites. `least-loaded` is now close behind dyncast (0.89x and 0.91x; target 0.7x "
+    "missed): with the flows placed since the last report counted (below) it no longer sends "
+    "every new flow between two reports to the one instance that looked least loaded, which "
+    "had doubled its p95 here in the runs before.",
+    "- **Balanced and failure.** There is no propagation delay on this machine (no netem), so "
+    "without congestion the network half of the joint cost buys nothing, and dyncast is level "
+    "with the best other policy: 0.91-1.07x, inside the run-to-run spread (Caveats). In the "
     "failure every policy sends requests to the dead instance until the controller notices "
     "(metrics stale after 2 s, then 1 s of unanswered liveness probes): those requests are "
     "refused (errors); keep-alive connections to it are reset (*broken*) and their bindings "
-    "move.",
-    "- **Hot site.** In Figure 2, c1's nearest site e4 is slowed to 3x its service time "
-    "while the bulk transfer congests e3's only way in: `nearest` keeps sending c1 to e4 "
-    "until requests time out, `least-loaded`, `round-robin` and `random` send a share across "
-    "the congested link, and dyncast, which prices both, keeps most new flows on e2 (0.60x "
-    "the best other's p95 in this run). In Abilene the target is missed by a hair in this run "
-    "(0.71x; 0.64x in a run of that cell alone earlier the same day with the same code, 0.73x "
-    "and 1.27x in runs before the send-buffer fix below): dyncast's slowest 5 % there are "
-    "requests to the New York site (capacity 2, 130 ms), several from different ingresses "
-    "within the same 0.1 s (as when one report makes it the cheapest site for every ingress "
-    "at once; not verified), and a few to the slowed Sunnyvale instance. dyncast gives sites "
-    "up to twice the best cost a share (spread 1.0): that is what keeps it from herding in "
-    "the load step, and what costs tail latency here.",
-    "- **No artificial losses (fixed for this run).** Earlier runs had 1-4 % of new "
-    "connections taking about 1.1 s while the bulk transfer ran (a SYN or SYN-ACK lost and "
-    "resent after TCP's 1 s timeout), clustered in time and also on paths that did not cross "
-    "the congested link. A packet capture on every switch port and OVS's log found the cause: "
-    "the userspace datapath sends on every port through one raw packet socket, and packets "
-    "waiting in a shaped link's queue are charged to its send buffer (208 KB, the "
-    "`net.core.wmem_default` it was created with); one full 100-packet queue used it up, and "
-    "sends on every other port failed (`error sending Ethernet packet ... Resource "
-    "temporarily unavailable`): clients' SYNs, instances' SYN-ACKs and the controller's "
-    "packet-outs alike. `scripts/setup.sh` (and the test harness) now raise "
+    "move.", "",
+    "## What changed since the previous published run", "",
+    "That run had dyncast at 0.50-0.60x the best other policy in the hot-site and load-step "
+    "cells of Figure 2. Two corrections, both in this run, took most of that margin away:", "",
+    "1. **Keep-alive connections were in step.** Every load generator started at the same "
+    "instant, so all ten keep-alive connections sent at t = 0, 1, 2 ... s: a synchronised "
+    "burst each second on whichever instances they were pinned to, which hit two-worker sites "
+    "hardest. Each connection now starts at its own seeded phase. Abilene hot-site, dyncast "
+    "p95 over six runs: 271-362 ms in step, 209-245 ms out of step. Round-robin gained most "
+    "(Figure 2 balanced: 214 to 167 ms).",
+    "2. **The controller now counts the flows it placed since an instance's last report** "
+    "(`placed_flows`, on by default; README, Decisions). Between two reports every ingress used "
+    "to price an instance from the same stale report, so a burst went to whichever looked "
+    "idle. Every policy that uses the compute cost gains: `least-loaded` most (Figure 2 "
+    "load-step p95 477 to 249 ms, hot-site 653 to 462 ms), dyncast a little (Abilene hot-site "
+    "209/225/232 ms counted against 231/240/245 ms not, three seeds each). A first version "
+    "that counted a placement until the next report (up to 0.5 s) made busy instances look "
+    "overloaded and did worse (316-325 ms); a placement now counts only while its request is "
+    "likely still served.", "",
+    "With that, the joint score is what is left to tell dyncast apart, and it pays where a "
+    "site is slow or its path congested (hot site) and costs nothing elsewhere. The selection "
+    "settings hardly matter any more: Figure 2 balanced / hot-site / load-step dyncast p95 "
+    "175 / 383 / 222 ms with spread 0.3, sharpness 4; 184 / 381 / 231 ms with 0.5, 3 "
+    "(exploratory runs of dyncast alone, with the scoring above); 178 / 384 / 221 ms with the "
+    "1.0, 2 of this run.", "",
+    "## No artificial losses", "",
+    "Earlier runs had 1-4 % of new connections taking about 1.1 s while the bulk transfer ran "
+    "(a SYN or SYN-ACK lost and resent after TCP's 1 s timeout), clustered in time and also on "
+    "paths that did not cross the congested link. A packet capture on every switch port and "
+    "OVS's log found the cause: the userspace datapath sends on every port through one raw "
+    "packet socket, and packets waiting in a shaped link's queue are charged to its send "
+    "buffer (208 KB, the `net.core.wmem_default` it was created with); one full 100-packet "
+    "queue used it up, and sends on every other port failed (`error sending Ethernet packet "
+    "... Resource temporarily unavailable`): clients' SYNs, instances' SYN-ACKs and the "
+    "controller's packet-outs alike. `scripts/setup.sh` (and the test harness) raise "
     "`net.core.wmem_default` to 16 MB before starting Open vSwitch, and the benchmark refuses "
-    "to run when OVS's socket has less. In the Abilene hot-site cell this took the requests "
-    "over 0.9 s from 4, 9 and 11 to none under dyncast, least-loaded and random. (OVS's "
-    "`datapath_drop_userspace_action_error` counter, which grows meanwhile, is not a loss: "
-    "it counts every packet a cached slow-path flow hands to the controller.) A UDP bulk "
-    "transfer at 1.2 x the link rate (`--bulk udp`) nearly stopped the whole emulated network "
-    "in an earlier run, probably for the same reason; not re-run.", "",
+    "to run when OVS's socket has less. (OVS's `datapath_drop_userspace_action_error` "
+    "counter, which grows meanwhile, is not a loss: it counts every packet a cached slow-path "
+    "flow hands to the controller.) A UDP bulk transfer at 1.2 x the link rate (`--bulk udp`) "
+    "nearly stopped the whole emulated network in an earlier run, probably for the same "
+    "reason; not re-run.", "",
     "## How the settings were chosen", "",
-    "With the controller's defaults dyncast was close to least-loaded (table above: ahead in "
-    "five cells, behind in three) and, in an exploratory run, behind round-robin in Figure 2's "
-    "balanced case (316 against 216 ms). The settings above improved its p95 in all eight "
-    "cells, by 10-55 %. Two causes:", "",
+    "Before placed flows were counted, dyncast with the controller's defaults was close to "
+    "least-loaded and behind round-robin in Figure 2's balanced case; two causes:", "",
     "1. The default compute estimate `base / (1 - u)` with `u = sessions / capacity` prices an "
     "instance as one server: with two workers and one busy it costs twice its idle cost, "
     "although a new request would not wait. dyncast and least-loaded (which uses the same "
     "compute cost) then prefer idle but slower instances and swing with every report.",
-    "2. On those jumpy costs, spread 0.3 and sharpness 4 make the choice nearly "
-    "winner-take-all between two reports, so a burst of new flows herds onto one instance of "
-    "two or three workers.", "",
+    "2. On those jumpy costs, spread 0.3 and sharpness 4 made the choice nearly "
+    "winner-take-all between two reports, so a burst of new flows herded onto one instance of "
+    "two or three workers (what counting placed flows now prevents).", "",
     "So the benchmark configures (no code change) a CATS metric normalisation for "
     "multi-worker instances (above: sessions scored near 10 until every worker is busy, "
     "queue, the instance's own delay; the worst category counts) and spread 1.0, sharpness 2. "
-    "least-loaded gets the same compute cost. In a discrete-event model of this set-up (the "
-    "real engine and simulated instances; not in the repository) the D-MA reporting interval "
-    "mattered next: reports at most every 0.5 s instead of 0.2 s roughly doubled dyncast's p95 "
-    "after the load step, 0.1 s improved it by 10-25 %; hysteresis between 0.05 and 0.3 hardly "
-    "mattered. Worth considering for the controller: a compute estimate that knows an "
-    "instance's workers (M/M/c-like) by default, and spread 1.0 / sharpness 2 as defaults.", "",
+    "least-loaded gets the same compute cost. The table above compares with the controller's "
+    "defaults, placed flows counted: the multi-worker scoring is what wins the hot-site cells "
+    "(dyncast 384 against 482 ms in Figure 2, 222 against 340 ms in Abilene); in the balanced "
+    "cells the defaults did as well or better (158 against 178 and 167 ms). Worth considering "
+    "for the controller: a compute estimate that knows an instance's workers (M/M/c-like) by "
+    "default.", "",
     "## Caveats", "",
     "- One run per cell, on a 2-core machine that also runs OVS, the controller, every "
-    "instance, D-MA and client (load average 1-3); exploratory runs of the same cells differed "
-    "by up to 20 % in p95 (30 % for random), and more in the hot-site scenario (above).",
+    "instance, D-MA and client (load average 1-3). Repeated runs of the same cell differ: "
+    "Abilene hot-site dyncast p95 209-245 ms over six runs (three seeds, placed flows counted "
+    "or not), and up to 20 % (30 % for random) in exploratory runs of other cells; ratios "
+    "within 0.1 of a target are not settled by one run.",
     "- No propagation delay: a hop costs 1 ms in the controller and nearly nothing on the "
     "wire; the only network delay that differs between paths is queueing behind the bulk "
     "transfer.",
