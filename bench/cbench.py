@@ -542,7 +542,8 @@ def report(p: Params, sc: Scenario, run: Run, pinning: str) -> str:
     for name, stats in sorted(run.stats.items()):
         keep = {k: stats.get(k, 0) for k in ("packet_in", "new_flows", "reinstalls",
                                             "flows_installed", "dropped_no_instance",
-                                            "dropped_unreachable", "errors")}
+                                            "dropped_unreachable", "errors",
+                                            "placement_redecisions")}
         lines.append(f"{name} /stats: " + ", ".join(f"{k} {v}" for k, v in keep.items()))
     fast = sum(r.phase.tally.fast for r in run.rows)
     slow = sum(r.phase.tally.slow for r in run.rows)

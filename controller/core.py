@@ -96,7 +96,8 @@ class Core:
         self.bindings = BindingTable()
         # new flows placed on each instance that its reports do not show yet (placements.py)
         self.placements = Placements(sel.placed_grace_s)
-        self._fed_compute: dict[str, float] = {}  # instance -> compute cost decisions last saw
+        # (ingress, service) -> instance -> the compute cost its decision last saw
+        self._seen_compute: dict[tuple[int, str], dict[str, float]] = {}
         self.monitor = NetworkMonitor(config)
         self.counters: Counter[str] = Counter()
         self.writes: list[StoreWrite] = []
@@ -152,6 +153,7 @@ class Core:
         self.forwarding.forget_switch(dpid)
         self.monitor.forget(dpid)
         self.engine.forget(ingress=dpid)
+        self._seen_compute = {k: v for k, v in self._seen_compute.items() if k[0] != dpid}
         return self.forwarding.sync_routes() + self._recompute_all(now)
 
     def port_changed(self, dpid: int, port: int, up: bool, now: float) -> list[Intent]:
@@ -325,31 +327,36 @@ class Core:
             self._demand_seen.add(decider)                    # configured as an ingress
             insts = self.catalogue.of_service(svc.name)
             self._decide(svc, insts, {i.dbid: i.state for i in insts}, decider, now)
-        dbid = self.engine.pick(decider, svc.name)
+        dbid = self._pick(svc, decider, now)
         if dbid is None or dbid not in self.topology.hosts:
             self.counters["dropped_no_instance"] += 1
             return []
+        if self.config.selection.placed_flows:
+            self.placements.add(dbid, now)
         binding = self.bindings.add(key, dbid, dpid, now)
         self.counters["new_flows"] += 1
         self._write_binding(binding)
-        return self._install(svc, binding, in_port, data) + self._placed(svc, dbid, now)
+        return self._install(svc, binding, in_port, data)
 
-    def _placed(self, svc: Service, dbid: str, now: float) -> list[Intent]:
-        """A new flow went to `dbid`: count it as load there until a report shows it, and
-        recompute the service's decisions once that moves the instance's compute cost by more
-        than the hysteresis since the decisions last saw it."""
-        if not self.config.selection.placed_flows:
-            return []
-        self.placements.add(dbid, now)
-        inst = self.catalogue.instances.get(dbid)
-        seen = self._fed_compute.get(dbid)
-        if inst is None or seen is None:
-            return []
+    def _pick(self, svc: Service, decider: int, now: float) -> str | None:
+        """The instance the decider's decision picks. With placed flows counted, a pick whose
+        compute cost has moved by more than the hysteresis since this ingress's decision saw it
+        (flows placed since its last report, from any ingress) makes this ingress decide again
+        first: lazily, one ingress at a time, only where a stale cost is about to be used."""
+        dbid = self.engine.pick(decider, svc.name)
+        inst = None if dbid is None else self.catalogue.instances.get(dbid)
+        if inst is None or not self.config.selection.placed_flows:
+            return dbid
+        seen = self._seen_compute.get((decider, svc.name), {}).get(inst.dbid)
+        if seen is None:
+            return dbid
         cost = self._compute_ms(svc, inst, now)
         if abs(cost - seen) <= self.config.selection.hysteresis * max(seen, EPSILON):
-            return []
-        self.counters["placement_recomputes"] += 1
-        return self._recompute(svc.name, now)
+            return dbid
+        self.counters["placement_redecisions"] += 1
+        insts = self.catalogue.of_service(svc.name)
+        self._decide(svc, insts, {i.dbid: i.state for i in insts}, decider, now)
+        return self.engine.pick(decider, svc.name)
 
     def _install(self, svc: Service, binding: Binding, in_port: int,
                  data: bytes) -> list[Intent]:
@@ -401,6 +408,7 @@ class Core:
         """Delete a service, its instances, its bindings and all its entries."""
         svc, gone = self.catalogue.delete_service(name)
         self.engine.forget(service=name)
+        self._seen_compute = {k: v for k, v in self._seen_compute.items() if k[1] != name}
         programmed = self.programmer.remove(svc, [i.dbid for i in gone])
         for inst in gone:
             self.writes.append(StoreWrite("instance", inst.dbid, None))
@@ -440,7 +448,6 @@ class Core:
         inst = self.catalogue.withdraw(dbid)
         self._states.pop(dbid, None)
         self.placements.forget(dbid)
-        self._fed_compute.pop(dbid, None)
         self._unanswered.pop(dbid, None)
         self.states.forget(dbid)
         self.writes.append(StoreWrite("instance", dbid, None))
@@ -639,6 +646,7 @@ class Core:
                 ingress: int, now: float) -> None:
         """Recompute one service's decision at one ingress."""
         inputs = [self._input(svc, i, ingress, states[i.dbid], now) for i in insts]
+        self._seen_compute[(ingress, svc.name)] = {r.dbid: r.compute_ms for r in inputs}
         if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms,
                               svc.policy):
             self.counters["decision_changes"] += 1
@@ -737,8 +745,7 @@ class Core:
                 parts["hops"] += 1
                 for key, value in self.monitor.link_parts(a, b).items():
                     parts[key] += value
-        compute = self._fed_compute[inst.dbid] = self._compute_ms(svc, inst, now)
-        return CandidateInput(inst.dbid, state, network, compute,
+        return CandidateInput(inst.dbid, state, network, self._compute_ms(svc, inst, now),
                               tuple(parts.items()) if network is not None else ())
 
     # --- helpers ------------------------------------------------------------------------
