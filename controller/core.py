@@ -355,7 +355,8 @@ class Core:
             return dbid
         self.counters["placement_redecisions"] += 1
         insts = self.catalogue.of_service(svc.name)
-        self._decide(svc, insts, {i.dbid: i.state for i in insts}, decider, now)
+        if not self._decide(svc, insts, {i.dbid: i.state for i in insts}, decider, now):
+            return dbid  # within the hysteresis after all: the pick stands
         return self.engine.pick(decider, svc.name)
 
     def _install(self, svc: Service, binding: Binding, in_port: int,
@@ -643,13 +644,15 @@ class Core:
         return sorted((set(self.config.ingresses) | self._demand_seen) & routers)
 
     def _decide(self, svc: Service, insts: list[Instance], states: dict[str, str],
-                ingress: int, now: float) -> None:
-        """Recompute one service's decision at one ingress."""
+                ingress: int, now: float) -> bool:
+        """Recompute one service's decision at one ingress; True if a new one is in force."""
         inputs = [self._input(svc, i, ingress, states[i.dbid], now) for i in insts]
         self._seen_compute[(ingress, svc.name)] = {r.dbid: r.compute_ms for r in inputs}
         if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms,
                               svc.policy):
             self.counters["decision_changes"] += 1
+            return True
+        return False
 
     def _move_bindings(self, dbid: str, now: float) -> list[Intent]:
         """Rebind every flow bound to a dead instance to a live one (the only time affinity
