@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 from controller.affinity import VIRTUAL_MAC
 from controller.config import ControllerConfig, SelectionConfig
@@ -124,4 +125,4 @@ def test_a_redecision_within_the_hysteresis_lets_the_pick_stand() -> None:
         report(core, dbid, 1.0, sessions=0, capacity=4)
     picks = [_new_flow(core, 43000 + i, 1.1 + i * 0.001) for i in range(6)]
     assert core.counters["placement_redecisions"] >= 1
-    assert all(a != b for a, b in zip(picks, picks[1:])), picks
+    assert all(a != b for a, b in itertools.pairwise(picks)), picks
