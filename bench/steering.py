@@ -387,18 +387,19 @@ def _toml(value: float | bool) -> str:
     return str(value).lower() if isinstance(value, bool) else f"{value:g}"
 
 
-def _pairs(items: list[str]) -> dict[str, float | bool]:
-    """KEY=VALUE arguments as a dict of numbers and booleans (true/false)."""
+def _pairs(items: list[str], booleans: bool = True) -> dict[str, float | bool]:
+    """KEY=VALUE arguments as a dict of numbers and, if `booleans`, true/false."""
     out: dict[str, float | bool] = {}
+    expected = "KEY=NUMBER or KEY=true/false" if booleans else "KEY=NUMBER"
     for item in items:
         key, _, value = item.partition("=")
-        if value in ("true", "false"):
+        if booleans and value in ("true", "false"):
             out[key] = value == "true"
             continue
         try:
             out[key] = float(value)
         except ValueError:
-            raise SystemExit(f"steering: {item!r}: expected KEY=NUMBER or KEY=true/false") from None
+            raise SystemExit(f"steering: {item!r}: expected {expected}") from None
     return out
 
 
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     base = args.duration or (10.0 if args.quick else 18.0)
     durations = {s: base * (1.0 if s in ("balanced", "hot-site") else 1.25) for s in scenarios}
     base_selection = {} if args.controller_defaults else SELECTION
-    dma = {k: float(v) for k, v in _pairs(args.dma).items()}
+    dma = {k: float(v) for k, v in _pairs(args.dma, booleans=False).items()}
     plan = Plan(scenarios, policies, durations, args.seed,
                 {**base_selection, **_pairs(args.selection)},
                 "" if args.controller_defaults else SCORING, {**DMA, **dma}, args.bulk)

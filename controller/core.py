@@ -626,9 +626,6 @@ class Core:
         intents: list[Intent] = []
         for dbid in went_down:
             intents += self._move_bindings(dbid, now)
-        if went_down and self.config.selection.placed_flows:  # the moved flows are load too
-            for ingress in self._ingresses():
-                self._decide(svc, insts, states, ingress, now)
         if svc.dataplane != "reactive" or svc.overlay:
             intents += self.programmer.program(svc, insts, now, service_punt)
             for dbid in went_down:

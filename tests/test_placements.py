@@ -103,6 +103,17 @@ def test_flows_placed_from_one_ingress_are_seen_by_the_next_pick_at_another() ->
     assert core.counters["placement_redecisions"] == redecided + 1
 
 
+def test_a_placement_counts_for_the_reported_processing_delay() -> None:
+    """An instance that reports 200 ms per request holds a placed flow for 200 ms, not for the
+    service's base delay (10 ms)."""
+    core = _core(placed=True)
+    for dbid in ("10.0.0.21", "10.0.0.31"):
+        report(core, dbid, 1.0, sessions=0, capacity=2, delay=200.0)
+    inst = core.catalogue.instances[_new_flow(core, 44000, 1.1)]
+    assert core.instance_view(inst, 1.25)["placed_since_report"] == 1
+    assert core.instance_view(inst, 1.35)["placed_since_report"] == 0
+
+
 def test_placements_on_a_large_instance_do_not_recompute_every_new_flow() -> None:
     """A few flows on an instance with room for many barely move its cost: no recompute."""
     core = figure2_core()

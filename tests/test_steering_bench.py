@@ -160,6 +160,8 @@ def test_selection_settings_from_the_command_line_reach_the_controller() -> None
     assert "placed_flows false" in plan.describe()
     with pytest.raises(SystemExit, match="'spread=wide'"):
         _pairs(["spread=wide"])
+    with pytest.raises(SystemExit, match=r"'interval=true': expected KEY=NUMBER$"):
+        _pairs(["interval=true"], booleans=False)  # the D-MA's options are all numbers
 
 
 def test_a_keepalive_connection_first_sends_at_its_phase() -> None:
