@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -173,7 +174,7 @@ class Lab:
         """
         from mininet.link import TCLink
         from mininet.net import Mininet
-        from mininet.node import OVSSwitch, RemoteController
+        from mininet.node import OVSSwitch
 
         if self.graph is None:
             self.graph = getattr(topo, "graph", None)  # GraphTopo keeps its description
@@ -184,7 +185,7 @@ class Lab:
         self.net = Mininet(topo=topo, switch=switch, controller=None, link=TCLink,
                            autoSetMacs=False, build=False, waitConnected=False)
         if controller_port is not None:
-            self.net.addController("ctl", controller=RemoteController, ip="127.0.0.1",
+            self.net.addController("ctl", controller=_remote_controller(), ip="127.0.0.1",
                                    port=controller_port)
         self.net.build()
         for host in self.net.hosts:
@@ -462,3 +463,22 @@ def prepare_host(host: Any, ipv6: bool) -> None:
     if not ipv6:
         host.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
                  " net.ipv6.conf.lo.disable_ipv6=1")
+
+
+def _remote_controller() -> type:
+    """Mininet's RemoteController without its probe: `checkListening` runs `telnet` to the
+    OpenFlow port in a shell and decodes what comes back as UTF-8, and when the controller's
+    binary HELLO (a random xid) arrives before telnet quits, the decode raises
+    UnicodeDecodeError in the middle of building the network (one CI run in many). A plain
+    connect says the same without reading anything."""
+    from mininet.node import RemoteController
+
+    class ConnectCheckedController(RemoteController):  # type: ignore[misc]
+        def checkListening(self) -> None:
+            try:
+                socket.create_connection((self.ip, self.port), timeout=5).close()
+            except OSError as err:
+                raise RuntimeError(f"controller not listening at {self.ip}:{self.port}: "
+                                   f"{err}") from err
+
+    return ConnectCheckedController
