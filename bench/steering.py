@@ -2,7 +2,8 @@
 
 For each network (the draft's Figure 2, Topology Zoo's Abilene) one Mininet network runs under
 the real controller, with a demo-service instance and a D-MA per edge site (unequal capacities)
-and every switch-to-switch link shaped to 10 Mbit/s. Each scenario (balanced, hot site, load
+and every switch-to-switch link shaped to 10 Mbit/s, one path of which a bulk transfer keeps
+congested (there is no netem here for propagation delays). Each scenario (balanced, hot site, load
 step, instance failure) runs once per policy (dyncast, nearest, least-loaded, round-robin,
 random; switched with PUT /services/web), with the same seeded open-loop Poisson arrivals from
 clients at several ingresses (bench/loadgen.py: a fresh TCP connection per request, plus
@@ -56,6 +57,7 @@ DMA = {"interval": 0.5, "min-interval": 0.2, "threshold": 0.25}  # the D-MAs' re
 # The controller settings under test (see docs/results/steering.md, "Settings"): wider spread,
 # gentler sharpness, and a compute cost that suits instances with several workers.
 SELECTION = {"spread": 1.0, "sharpness": 2.0}
+CONGESTION = ("standing", "hot-site")
 SCORING = """[controller.scoring]
 enabled = true
 aggregation = "min"         # the worst category sets the compute cost
@@ -92,6 +94,9 @@ class Plan:
     scoring: str = SCORING  # a [controller.scoring] table, or "" for the M/M/1 default
     dma: dict[str, float] = field(default_factory=lambda: dict(DMA))
     bulk: str = "tcp"  # the bulk transfer: "tcp" or "udp"
+    # "standing": the bulk transfer congests one path in every scenario (the network's
+    # difference between paths); "hot-site": only in the scenarios that ask for it
+    congestion: str = "standing"
 
     def controller_extra(self) -> str:
         """The [controller.selection] and [controller.scoring] tables under test."""
@@ -104,7 +109,11 @@ class Plan:
         dma = ", ".join(f"{k} {v:g}" for k, v in self.dma.items())
         compute = ("the multi-worker scoring below" if self.scoring else
                    "the default M/M/1 compute estimate")
-        return f"selection {sel}; {compute}; D-MA {dma}"
+        return f"selection {sel}; {compute}; D-MA {dma}; congestion {self.congestion}"
+
+    def bulk_in(self, scenario: Scenario) -> bool:
+        """Whether the bulk transfer runs during `scenario`."""
+        return self.congestion == "standing" or scenario.bulk
 
     def dma_args(self) -> list[str]:
         """The D-MA's reporting options."""
@@ -273,7 +282,7 @@ class Bench:
         self.set_policy(policy)
         for site in net.sites:
             self.set_load(site.host, scenario.extra_load.get(site.host, 0.0))
-        bulk = self.start_bulk(duration + SETTLE_S + 3) if scenario.bulk else []
+        bulk = self.start_bulk(duration + SETTLE_S + 3) if self.plan.bulk_in(scenario) else []
         time.sleep(SETTLE_S)
         tag = f"{scenario.name}-{policy}"
         start_at = time.time() + 1.0
@@ -416,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="[controller.selection] settings (spread, sharpness, hysteresis)")
     ap.add_argument("--bulk", choices=("tcp", "udp"), default="tcp",
                     help="the hot site's bulk transfer (default tcp)")
+    ap.add_argument("--congestion", choices=CONGESTION, default="standing",
+                    help="standing (default): the bulk transfer congests one path in every "
+                         "scenario; hot-site: only in the hot-site scenario")
     ap.add_argument("--controller-defaults", action="store_true",
                     help="run the controller with its default selection and compute model")
     ap.add_argument("--dma", nargs="+", default=[], metavar="KEY=VALUE",
@@ -441,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     dma = {k: float(v) for k, v in _pairs(args.dma, booleans=False).items()}
     plan = Plan(scenarios, policies, durations, args.seed,
                 {**base_selection, **_pairs(args.selection)},
-                "" if args.controller_defaults else SCORING, {**DMA, **dma}, args.bulk)
+                "" if args.controller_defaults else SCORING, {**DMA, **dma}, args.bulk,
+                args.congestion)
     began = time.monotonic()
     lines: list[str] = []
 
@@ -472,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     suffix = f"-{args.tag}" if args.tag else "-quick" if args.quick else ""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"steering{suffix}.txt").write_text("\n".join(lines) + "\n")
-    saved = {"networks": networks, "settings": plan.describe(),
+    saved = {"networks": networks, "settings": plan.describe(), "congestion": plan.congestion,
              "controller": plan.controller_extra(), "runs": results}
     (RESULTS / f"steering{suffix}.json").write_text(json.dumps(saved, indent=1) + "\n")
     if not (args.quick or args.no_report or args.tag):
@@ -487,7 +500,9 @@ def report(path: Path) -> None:
     saved = json.loads(path.read_text())
     defaults_path = path.with_name("steering-defaults.json")
     defaults = json.loads(defaults_path.read_text())["runs"] if defaults_path.exists() else None
-    write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults)
+    hotsite_path = path.with_name("steering-hotsite-only.json")
+    hotsite = json.loads(hotsite_path.read_text())["runs"] if hotsite_path.exists() else None
+    write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, hotsite)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ class Scenario:
 
     name: str
     extra_load: dict[str, float] = field(default_factory=dict)  # site host -> extra_load
-    bulk: bool = False  # the bulk transfer congests the congested site's access link
+    bulk: bool = False  # the bulk transfer runs even when congestion is not standing
     step: dict[str, float] = field(default_factory=dict)  # client host -> rate factor at T/2
     fail: str | None = None  # site host whose service and D-MA are killed at T/2
     text: str = ""
@@ -75,6 +75,7 @@ class BenchNet:
     clients: tuple[Client, ...]
     bulk_host: str  # sends the bulk transfer ...
     congested: str  # ... to this site's host, across its access link
+    congestion: str  # that, in words
     scenarios: tuple[Scenario, ...]
     deadline_ms: float
     base_delay_ms: float
@@ -122,14 +123,15 @@ def figure2_bench() -> BenchNet:
              Site("e3", "10.0.0.31", 2, 130.0, "edge 3 (r3)"))
     clients = (Client("c1", 12.0, "c1 (r1)"), Client("c2", 12.0, "c2 (r2)"))
     scenarios = (
-        Scenario("balanced", text="no extra load, no bulk transfer"),
+        Scenario("balanced", text="no extra load"),
         Scenario("hot-site", extra_load={"e4": 2.0}, bulk=True,
-                 text="c1's nearest instance e4 runs at 3x service time; a bulk transfer "
-                      "saturates x0->r3, e3's only way in"),
+                 text="c1's nearest instance e4 runs at 3x service time"),
         Scenario("load-step", step={"c1": 3.0}, text="c1's request rate triples half-way"),
         Scenario("failure", fail="e2", text="e2's service and D-MA are killed half-way"),
     )
-    return BenchNet("figure2", g, sites, clients, "n0", "e3", scenarios, deadline_ms=300.0,
+    return BenchNet("figure2", g, sites, clients, "n0", "e3",
+                    "a bulk transfer from n0 saturates x0->r3, e3's only way in", scenarios,
+                    deadline_ms=300.0,
                     base_delay_ms=100.0,
                     text="the draft's Figure 2: D-Routers r1, r2, r3 around x0; clients c1 "
                          "(r1) and c2 (r2); sites e4 (r1), e2 (r2) and e3 (r3)")
@@ -162,16 +164,17 @@ def abilene_bench() -> BenchNet:
     number_ports(g)
     _shape(g)
     scenarios = (
-        Scenario("balanced", text="no extra load, no bulk transfer"),
+        Scenario("balanced", text="no extra load"),
         Scenario("hot-site", extra_load={"e5": 2.0}, bulk=True,
-                 text="Sunnyvale's instance runs at 3x service time; a bulk transfer "
-                      "saturates Atlanta's access link"),
+                 text="Sunnyvale's instance runs at 3x service time"),
         Scenario("load-step", step={"c2": 4.0, "c3": 4.0, "c9": 4.0},
                  text="Chicago's, Washington's and Houston's request rates quadruple half-way"),
         Scenario("failure", fail="e8", text="Kansas City's service and D-MA are killed "
                                             "half-way"),
     )
-    return BenchNet("abilene", g, tuple(sites), tuple(clients), "b10", "e10", scenarios,
+    return BenchNet("abilene", g, tuple(sites), tuple(clients), "b10", "e10",
+                    "a bulk transfer from Atlanta's PoP saturates Atlanta's access link",
+                    scenarios,
                     deadline_ms=300.0, base_delay_ms=100.0,
                     text="Topology Zoo's Abilene (11 PoPs); sites at Sunnyvale, Kansas City, "
                          "Atlanta and New York behind their own access links; clients at "

@@ -132,11 +132,13 @@ def plot_timeline(results: list[dict[str, Any]], networks: list[str], scenario: 
     plt.close(fig)
 
 
-def setup_section(nets: list[BenchNet]) -> list[str]:
-    """What ran: networks, sites, clients, scenarios."""
+def setup_section(nets: list[BenchNet], congestion: str) -> list[str]:
+    """What ran: networks, sites, clients, scenarios (`congestion`: standing or hot-site)."""
     lines = []
+    when = "in every scenario" if congestion == "standing" else "in the hot-site scenario only"
     for net in nets:
-        lines += [f"**{net.name}**: {net.text}. Deadline {net.deadline_ms:g} ms.", "",
+        lines += [f"**{net.name}**: {net.text}. Congested path: {net.congestion}, {when}. "
+                  f"Deadline {net.deadline_ms:g} ms.", "",
                   "| site | where | capacity (requests at once) | service time | max rate |",
                   "| --- | --- | ---: | ---: | ---: |"]
         for s in net.sites:
@@ -169,11 +171,29 @@ def defaults_table(results: list[dict[str, Any]], defaults: list[dict[str, Any]]
     return lines
 
 
+def ratios_table(results: list[dict[str, Any]], other: list[dict[str, Any]]) -> list[str]:
+    """dyncast's p95 against the best other policy's, in this run and in `other`."""
+    theirs = {(t["network"], t["scenario"]): t for t in targets(other)}
+    lines = ["| network | scenario | standing congestion: dyncast / best other | ratio "
+             "| hot site only: dyncast / best other | ratio |",
+             "| --- | --- | --- | ---: | --- | ---: |"]
+    for t in targets(results):
+        o = theirs.get((t["network"], t["scenario"]))
+        was = (f"{o['dyncast']:.0f} / {o['best_p95']:.0f} ({o['best']}) | {o['ratio']:.2f}"
+               if o else "- | -")
+        lines.append(f"| {t['network']} | {t['scenario']} | {t['dyncast']:.0f} / "
+                     f"{t['best_p95']:.0f} ({t['best']}) | {t['ratio']:.2f} | {was} |")
+    return lines
+
+
 def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
-                 defaults: list[dict[str, Any]] | None = None) -> None:
+                 defaults: list[dict[str, Any]] | None = None,
+                 hotsite_only: list[dict[str, Any]] | None = None) -> None:
     """Write docs/results/steering.md and its plots from a saved run (`runs`, `settings`,
-    `controller`: the tables under test), with the controller-defaults runs if given."""
+    `controller`: the tables under test), with the controller-defaults runs and the runs with
+    congestion in the hot site only, if given."""
     results, settings, controller_toml = saved["runs"], saved["settings"], saved["controller"]
+    congestion = saved.get("congestion", "hot-site")
     docs_dir.mkdir(parents=True, exist_ok=True)
     networks = [n.name for n in nets]
     plot_p95(results, networks, docs_dir / "steering_p95.png")
@@ -187,8 +207,11 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
           "## Set-up", "",
           f"Mininet with Open vSwitch (userspace datapath); every switch-to-switch link shaped to "
           f"{LINK_MBPS:g} Mbit/s with a 100-packet FIFO (about 0.12 s when full), host links "
-          "unshaped; no emulated propagation delay (no netem here), so the only network effect "
-          "is real queueing behind a bulk TCP transfer (iperf3). Each site runs "
+          "unshaped; no emulated propagation delay (no netem here), so the network difference "
+          "between paths is real queueing behind a bulk TCP transfer (iperf3) that keeps one "
+          "path congested"
+          + (" throughout every scenario" if congestion == "standing" else
+             " in the hot-site scenario") + ". Each site runs "
           "`dyncast-demo-service` (at most *capacity* requests at once, each taking the service "
           "time times one plus its extra load) and a D-MA (`--cpu-source instance`). The "
           f"controller reads port statistics every second and knows the links' {LINK_MBPS:g} "
@@ -198,7 +221,7 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
     if controller_toml:
         md += ["The controller tables under test, added to each network's configuration:", "",
                "```toml", controller_toml.strip(), "```", ""]
-    md += setup_section(nets)
+    md += setup_section(nets, congestion)
     md += ["Measured per run: response time of fresh-connection requests (from the scheduled "
            "arrival to the last byte; failed requests are errors, excluded from the percentiles "
            "and counted as deadline misses); the share meeting the deadline; per-instance "
@@ -232,67 +255,77 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
                "0.15; the M/M/1 compute estimate; placed flows counted, as by default; 16 s "
                "runs; `bench/results/steering-defaults.txt`):", "",
                *defaults_table(results, defaults), ""]
+    if hotsite_only:
+        md += ["## The same scenarios with congestion in the hot site only", "",
+               "The previous published run (`bench/steering.py --congestion hot-site`, "
+               "`bench/results/steering-hotsite-only.txt`) congested a path only in the "
+               "hot-site scenario, so balanced, load step and failure ran on a network whose "
+               "paths did not differ; dyncast p95 against the best other policy's:", "",
+               *ratios_table(results, hotsite_only), ""]
     md += NOTES
     (docs_dir / "steering.md").write_text("\n".join(md) + "\n")
 
 
 NOTES: list[str] = [
     "## Reading the results", "",
-    "- **Hot site.** In Figure 2, c1's nearest site e4 is slowed to 3x its service time "
-    "while the bulk transfer congests e3's only way in: `nearest` keeps sending c1 to e4 "
-    "until requests time out, `round-robin` and `random` overload it too, `least-loaded` sends "
-    "a share across the congested link, and dyncast, which prices both, keeps most new flows "
-    "on e2. Still, a share of the requests goes to e4 (300 ms at best) or across the "
-    "congested link to e3 (one in six in an exploratory run), and those set dyncast's p95: "
-    "e2's three workers alone cannot take all 24 requests a second without long queues. In "
-    "Abilene the slowed and the congested sites are two of four. dyncast's p95 is 0.71x "
-    "least-loaded's in both networks in this run: the 0.7x target missed by a hair (0.83x and "
-    "0.60x in the run with the first version of placement counting, below).",
-    "- **Load step.** dyncast spreads every ingress's new flows over all sites in proportion "
-    "to what each can take, so a flash crowd at one ingress needs no change of mix (*react -*) "
-    "and its p95 stays under the deadline. `nearest` sends the crowd to its one site, which "
-    "falls behind until requests time out (5 s); `round-robin` and `random` overload the "
-    "smallest sites. `least-loaded` is now the one to beat (dyncast 1.03x its p95 in Figure "
-    "2, 0.69x in Abilene): with the flows placed since the last report counted (below) it no "
-    "longer sends every new flow between two reports to the one instance that looked least "
-    "loaded, which had doubled its p95 here in the runs before.",
-    "- **Balanced and failure.** There is no propagation delay on this machine (no netem), so "
-    "without congestion the network half of the joint cost buys little, and dyncast is level "
-    "with or ahead of the best other policy: 0.73-0.96x (0.91-1.07x in the run before), "
-    "inside the run-to-run spread (Caveats). In the "
-    "failure every policy sends requests to the dead instance until the controller notices "
-    "(metrics stale after 2 s, then 1 s of unanswered liveness probes): those requests are "
-    "refused (errors); keep-alive connections to it are reset (*broken*) and their bindings "
-    "move.", "",
-    "## What changed since the previous published run", "",
-    "That run had dyncast at 0.50-0.60x the best other policy in the hot-site and load-step "
-    "cells of Figure 2. Two corrections, both in this run, took much of that margin away:", "",
-    "1. **Keep-alive connections were in step.** Every load generator started at the same "
-    "instant, so all ten keep-alive connections sent at t = 0, 1, 2 ... s: a synchronised "
-    "burst each second on whichever instances they were pinned to, which hit two-worker sites "
-    "hardest. Each connection now starts at its own seeded phase. Abilene hot-site, dyncast "
-    "p95 over six runs: 271-362 ms in step, 209-245 ms out of step. Round-robin gained most "
-    "(Figure 2 balanced: 214 ms before, 167 and 191 ms in the two runs since).",
-    "2. **The controller now counts the flows it placed since an instance's last report** "
-    "(`placed_flows`, on by default; README, Decisions). Between two reports every ingress used "
-    "to price an instance from the same stale report, so a burst went to whichever looked "
-    "idle. Every policy that uses the compute cost gains: `least-loaded` most (Figure 2 "
-    "load-step p95 477 to 253 ms, hot-site 653 to 511 ms), dyncast a little (Abilene hot-site "
-    "209/225/232 ms counted against 231/240/245 ms not, three seeds each). A first version "
-    "that counted a placement until the next report (up to 0.5 s) made busy instances look "
-    "overloaded and did worse (316-325 ms); a placement now counts only while its request is "
-    "likely still served.", "",
-    "With that, the joint score is what is left to tell dyncast apart, and it pays where a "
-    "site is slow or its path congested (hot site) and costs little elsewhere. A run between "
-    "this one and the previous, with an earlier version of the placement counting (every "
-    "ingress recomputed at once; `bench/results/steering-placed-eager.txt`), had Figure 2 / "
-    "Abilene p95 ratios of 1.07 / 1.03 "
-    "(balanced), 0.83 / 0.60 (hot site), 0.89 / 0.91 (load step) and 1.05 / 0.91 (failure): "
-    "which cells meet a target moves from run to run. The selection "
-    "settings hardly matter any more: Figure 2 balanced / hot-site / load-step dyncast p95 "
-    "175 / 383 / 222 ms with spread 0.3, sharpness 4; 184 / 381 / 231 ms with 0.5, 3 "
-    "(exploratory runs of dyncast alone, with the scoring above); 178 / 384 / 221 ms with "
-    "1.0, 2 (the run between), 183 / 365 / 260 ms in this run.", "",
+    "- **The network difference is there in every scenario.** There is no netem here for "
+    "propagation delays, so what makes paths differ is a bulk transfer that keeps one path "
+    "congested (its 100-packet queue full, about 0.12 s per crossing; a fresh connection "
+    "crosses it twice before its request is served: the SYN, then the request). In the "
+    "previous published run it ran only in the hot-site scenario, so balanced, load step and "
+    "failure were run on a network whose paths did not differ and tested the compute half of "
+    "the joint cost alone: with equal network costs dyncast's score is least-loaded's compute "
+    "cost, spread over several instances, and its p95 was 0.68-1.03x least-loaded's there. "
+    "The table above sets both runs side by side.",
+    "- **Balanced.** `least-loaded`, `round-robin` and `random` send a share of new flows "
+    "across the congested path (to e3 in Figure 2, Atlanta in Abilene) and pay about 0.25 s for "
+    "each; `nearest` overloads the site beside the busiest ingress. dyncast prices the path "
+    "and keeps most flows off it. In Abilene the congested site is one of four and the others "
+    "have room, so least-loaded, which goes there only when it looks least loaded, comes "
+    "level.",
+    "- **Hot site.** In Figure 2, c1's nearest site e4 is slowed to 3x its service time (300 "
+    "ms a request) and e3 is behind the congested path: whatever a policy does, a request "
+    "served by e4 or e3 takes 300 ms or more, and e2's three workers alone cannot take all "
+    "24 requests a second without queueing. dyncast keeps most flows on e2, but the share it "
+    "still sends to e4 and e3 sets its p95 near that floor (0.71x least-loaded's in the "
+    "previous run, 0.85x in this one: the same scenario, run to run). In Abilene the slowed "
+    "and the congested sites are two of four, and dyncast keeps clear of both (0.64x).",
+    "- **Load step.** The step (c1's rate tripled in Figure 2) takes the demand to 48 "
+    "requests a second against 50 that the two uncongested sites can serve at most: some "
+    "flows must cross the congested path. dyncast sends fewer there than least-loaded (in an "
+    "exploratory run, 15 % of new flows after the step, each about 360 ms, while e2 and e4 "
+    "answered in 130 ms at the median), which sets its p95 (0.71x least-loaded's in Figure "
+    "2); a policy that optimised the p95 rather than each flow's expected cost would send "
+    "still fewer and queue longer at e2 and e4. In Abilene the step hits three ingresses and "
+    "the uncongested sites have room. `nearest` sends the crowd to its one site, which falls "
+    "behind until requests time out (5 s); `round-robin` and `random` overload the smallest "
+    "sites.",
+    "- **Failure.** Every policy sends requests to the dead instance until the controller "
+    "notices (metrics stale after 2 s, then 1 s of unanswered liveness probes): those "
+    "requests are refused (errors); keep-alive connections to it are reset (*broken*) and "
+    "their bindings move. In Figure 2 the failed site is e2, the largest, so the rest of the "
+    "run has e4 and the congested e3 only.", "",
+    "## What changed since the earlier published runs", "",
+    "1. **Standing congestion** (this run; `--congestion hot-site` runs the earlier design). "
+    "See above and the side-by-side table.",
+    "2. **Keep-alive connections were in step** (the run before). Every load generator "
+    "started at the same instant, so all keep-alive connections sent at t = 0, 1, 2 ... s: a "
+    "synchronised burst each second on whichever instances they were pinned to, which hit "
+    "two-worker sites hardest. Each connection now starts at its own seeded phase. Abilene "
+    "hot-site, dyncast p95 over six runs: 271-362 ms in step, 209-245 ms out of step.",
+    "3. **The controller counts the flows it placed since an instance's last report** "
+    "(`placed_flows`, on by default; README, Decisions; the run before). Between two reports "
+    "every ingress used to price an instance from the same stale report, so a burst went to "
+    "whichever looked idle. Every policy that uses the compute cost gained: `least-loaded` "
+    "most (Figure 2 load-step p95 477 to 253 ms without standing congestion), dyncast a "
+    "little (Abilene hot-site 209/225/232 ms counted against 231/240/245 ms not, three seeds "
+    "each). A first version that counted a placement until the next report (up to 0.5 s) "
+    "made busy instances look overloaded and did worse (316-325 ms); a placement now counts "
+    "only while its request is likely still served. A full run with an intermediate version "
+    "that made every ingress decide again at once, without standing congestion "
+    "(`bench/results/steering-placed-eager.txt`), had Figure 2 / Abilene ratios of 1.07 / "
+    "1.03 (balanced), 0.83 / 0.60 (hot site), 0.89 / 0.91 (load step) and 1.05 / 0.91 "
+    "(failure).", "",
     "## No artificial losses", "",
     "Earlier runs had 1-4 % of new connections taking about 1.1 s while the bulk transfer ran "
     "(a SYN or SYN-ACK lost and resent after TCP's 1 s timeout), clustered in time and also on "
@@ -323,17 +356,24 @@ NOTES: list[str] = [
     "multi-worker instances (above: sessions scored near 10 until every worker is busy, "
     "queue, the instance's own delay; the worst category counts) and spread 1.0, sharpness 2. "
     "least-loaded gets the same compute cost. The table above compares with the controller's "
-    "defaults, placed flows counted: the multi-worker scoring is what wins the hot-site cells "
-    "(dyncast 365 against 465 ms in Figure 2, 239 against 344 ms in Abilene); elsewhere the "
-    "defaults did as well or better (balanced 160 against 183 ms and 153 against 172 ms). "
-    "Worth considering for the controller: a compute estimate that knows an instance's "
-    "workers (M/M/c-like) by default, used only where it helps.", "",
+    "defaults (standing congestion, placed flows counted, 16 s runs): with them dyncast is "
+    "about level with least-loaded (0.4-1.1x its p95) and behind dyncast with the settings "
+    "above in every cell, by up to 2x (Figure 2 balanced 363 against 178 ms). The default "
+    "compute estimate is what a controller that knows nothing of an instance's workers can "
+    "do; one that reads the reported capacity as a number of servers (M/M/c-like) would be "
+    "the better default for such services (not done).", "",
     "## Caveats", "",
     "- One run per cell, on a 2-core machine that also runs OVS, the controller, every "
     "instance, D-MA and client (load average 1-3). Repeated runs of the same cell differ: "
     "Abilene hot-site dyncast p95 209-245 ms over six runs (three seeds, placed flows counted "
-    "or not), and up to 20 % (30 % for random) in exploratory runs of other cells; ratios "
-    "within 0.1 of a target are not settled by one run.",
+    "or not), Figure 2 hot-site (a scenario standing congestion did not change) 0.71x "
+    "least-loaded's in the previous run and 0.85x in this one, and up to 20 % (30 % for "
+    "random) in exploratory runs of other cells; ratios within 0.1 of a target are not "
+    "settled by one run.",
+    "- The selection settings (spread 1, sharpness 2) were chosen on the earlier design and "
+    "not tuned again for standing congestion; an exploratory run with the defaults' spread "
+    "0.3, sharpness 4 and the same scoring did worse in Figure 2's load step (405 against "
+    "358 ms in the exploratory run with spread 1; `bench/results/steering-explore-*.txt`).",
     "- No propagation delay: a hop costs 1 ms in the controller and nearly nothing on the "
     "wire; the only network delay that differs between paths is queueing behind the bulk "
     "transfer.",

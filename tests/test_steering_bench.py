@@ -198,3 +198,43 @@ def test_a_keepalive_connection_first_sends_at_its_phase() -> None:
     assert len(times) == 2 and {r["inst"] for r in rec.records} == {"e1"}
     assert 0.29 <= times[0] < 0.4 and 0.49 <= times[1] < 0.6
     assert {r["epoch"] for r in rec.records} == {0}
+
+
+def _run(network: str, scenario: str, policy: str, p95: float | None) -> dict[str, object]:
+    return {"network": network, "scenario": scenario, "policy": policy, "p95_ms": p95}
+
+
+def test_targets_compare_dyncast_with_the_best_other_policy_of_each_cell() -> None:
+    """Hot site and load step need 0.7x the best other p95, other scenarios 1.05x; a policy
+    without a p95 (every request failed) is not the best; the run without congestion in every
+    scenario is set beside this one, cell by cell."""
+    from bench.steering_report import ratios_table, targets
+
+    runs = [_run("f", "hot-site", "dyncast", 70.0), _run("f", "hot-site", "nearest", 100.0),
+            _run("f", "hot-site", "random", None),
+            _run("f", "balanced", "dyncast", 106.0), _run("f", "balanced", "random", 100.0),
+            _run("f", "load-step", "dyncast", 71.0), _run("f", "load-step", "random", 100.0)]
+    rows = {t["scenario"]: t for t in targets(runs)}
+    assert rows["hot-site"]["best"] == "nearest" and rows["hot-site"]["met"]
+    assert rows["balanced"]["limit"] == 1.05 and not rows["balanced"]["met"]
+    assert not rows["load-step"]["met"] and rows["load-step"]["ratio"] == pytest.approx(0.71)
+    other = [_run("f", "hot-site", "dyncast", 50.0), _run("f", "hot-site", "random", 200.0)]
+    table = ratios_table(runs, other)
+    assert "| f | hot-site | 70 / 100 (nearest) | 0.70 | 50 / 200 (random) | 0.25 |" in table
+    assert "| f | balanced | 106 / 100 (random) | 1.06 | - | - |" in table
+
+
+def test_congestion_is_standing_unless_asked_for_the_hot_site_only() -> None:
+    """By default the bulk transfer runs in every scenario; `--congestion hot-site` keeps it
+    to the scenarios that ask for it, and an unknown value is refused."""
+    from bench.steering import Plan, main
+    from bench.steering_net import NETWORKS
+
+    net = NETWORKS["figure2"]()
+    plan = Plan(["balanced"], ["dyncast"], {"balanced": 10.0})
+    assert all(plan.bulk_in(sc) for sc in net.scenarios)
+    assert "congestion standing" in plan.describe()
+    plan.congestion = "hot-site"
+    assert [sc.name for sc in net.scenarios if plan.bulk_in(sc)] == ["hot-site"]
+    with pytest.raises(SystemExit):
+        main(["--congestion", "sometimes", "--report-only"])
