@@ -137,3 +137,22 @@ def test_a_redecision_within_the_hysteresis_lets_the_pick_stand() -> None:
     picks = [_new_flow(core, 43000 + i, 1.1 + i * 0.001) for i in range(6)]
     assert core.counters["placement_redecisions"] >= 1
     assert all(a != b for a, b in itertools.pairwise(picks)), picks
+
+
+def test_the_configured_grace_decides_which_placements_a_report_may_not_show() -> None:
+    """`placed_grace_s` from the configuration file reaches the core: a placement 0.05 s
+    before a report still counts with a 0.1 s grace, and not with the default 0.02 s."""
+    from controller.config import config_from_dict
+
+    counts = []
+    for extra in ({}, {"placed_grace_s": 0.1}):
+        cfg = config_from_dict({"controller": {"selection": {"spread": 0.3, "sharpness": 4.0,
+                                                             **extra}}})
+        core = figure2_core(dataclasses.replace(cfg, services=(SVC1, SVC2)))
+        report(core, "10.0.0.21", 1.0, sessions=0, capacity=2, delay=500.0)  # held 0.5 s
+        report(core, "10.0.0.31", 1.0, sessions=1, capacity=2, delay=500.0)
+        assert _new_flow(core, 40000, 1.1) == "10.0.0.21"
+        report(core, "10.0.0.21", 1.15, sessions=0, capacity=2, delay=500.0)
+        inst = core.catalogue.instances["10.0.0.21"]
+        counts.append(core.instance_view(inst, 1.16)["placed_since_report"])
+    assert counts == [0, 1]
