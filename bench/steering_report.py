@@ -252,7 +252,7 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
         md += ["## The same runs with the controller's defaults", "",
                "`bench/steering.py --controller-defaults --policies dyncast least-loaded "
                "--duration 16 --tag defaults` (selection spread 0.3, sharpness 4, hysteresis "
-               "0.15; the M/M/1 compute estimate; placed flows counted, as by default; 16 s "
+               "0.15; the M/M/c compute estimate; placed flows counted, as by default; 16 s "
                "runs; `bench/results/steering-defaults.txt`):", "",
                *defaults_table(results, defaults), ""]
     if hotsite_only:

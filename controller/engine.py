@@ -19,6 +19,7 @@ state, reachability and the delay budget are applied before the policy.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,16 +33,22 @@ EPSILON = 1e-9
 
 
 def estimate_compute_ms(metrics: Metrics | None, base_delay_ms: float) -> float:
-    """Predict the processing delay of a new demand at an instance (M/M/1-style).
+    """Predict the processing delay of a new demand at an instance (M/M/c-style).
 
-    `u = max(cpu, sessions / capacity)` capped at 0.95; the model delay is
-    `base * (1 + queue / capacity) / (1 - u)`; a reported processing delay raises it when
-    larger. Without metrics the base delay is assumed.
+    The instance is `c = capacity` servers (workers), each busy `u = max(cpu, sessions / c)`
+    of the time, capped at 0.95. A new demand takes `base` plus its expected wait, by
+    Sakasegawa's approximation of the M/M/c queue, `base * u ** (sqrt(2 (c + 1)) - 1) /
+    (c (1 - u))`, all times `1 + queue / c` for the requests already waiting. With c = 1 this is
+    exactly the M/M/1 `base / (1 - u)`; with more workers a half-busy instance costs little
+    more than an idle one (c = 2: 1.37 x base, where one server would cost 2 x). A reported
+    processing delay raises it when larger. Without metrics the base delay is assumed.
     """
     if metrics is None:
         return base_delay_ms
-    util = min(MAX_UTILISATION, max(metrics.cpu, metrics.sessions / metrics.capacity))
-    model = base_delay_ms * (1.0 + metrics.queue / metrics.capacity) / (1.0 - util)
+    servers = metrics.capacity
+    util = min(MAX_UTILISATION, max(metrics.cpu, metrics.sessions / servers))
+    wait: float = util ** (math.sqrt(2.0 * (servers + 1)) - 1.0) / (servers * (1.0 - util))
+    model = base_delay_ms * (1.0 + metrics.queue / servers) * (1.0 + wait)
     if metrics.processing_delay_ms is not None:
         return max(model, metrics.processing_delay_ms)
     return model
@@ -51,7 +58,7 @@ def compute_ms(metrics: Metrics | None, base_delay_ms: float, scoring: ScoringCo
     """An instance's compute cost in ms from whatever level its D-MA reported.
 
     A level-2 score (0-10) maps to `base * 10 / score`; raw (level-0) metrics go through the
-    configured normalisation and aggregation when scoring is enabled, else the M/M/1 estimate.
+    configured normalisation and aggregation when scoring is enabled, else the M/M/c estimate.
     A reported processing delay is always a floor: the instance said it is that slow.
     """
     if metrics is None:

@@ -23,7 +23,8 @@ Normaliser kinds (every parameter is required in a configured normaliser):
 Aggregation: "weighted-mean" of the level-1 scores, or "min" (the worst category). Categories
 with weight 0 are ignored everywhere (they are absent from level 1). The engine's cost is in
 milliseconds: `compute_ms = base_delay_ms * 10 / max(score, 0.5)`, i.e. the base delay at 10,
-twice it at 5, at most 20 times it; with score = 10 * (1 - u) this is the M/M/1 `base / (1 - u)`.
+twice it at 5, at most 20 times it; with score = 10 * (1 - u) this is the M/M/1 `base / (1 - u)`
+(the estimate used when scoring is off, for an instance of one worker).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ DEFAULT_CATEGORIES: tuple[Category, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class ScoringConfig:
-    """How metric reports become one score; disabled, the engine keeps its M/M/1 estimate."""
+    """How metric reports become one score; disabled, the engine keeps its M/M/c estimate."""
 
     enabled: bool = False
     aggregation: str = "weighted-mean"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from controller.engine import CandidateInput, Chooser, Engine, decide, estimate_compute_ms
 from controller.model import Metrics, Weights
 
@@ -108,7 +110,28 @@ def test_compute_estimate_grows_with_load_and_queue() -> None:
     idle = estimate_compute_ms(Metrics(0.0, 0, 0, 10), 10.0)
     busy = estimate_compute_ms(Metrics(0.0, 5, 0, 10), 10.0)
     queued = estimate_compute_ms(Metrics(0.0, 5, 10, 10), 10.0)
-    assert idle == 10.0 and busy == 20.0 and queued == 40.0
+    assert idle == 10.0 and 10.0 < busy < 10.5 and queued == pytest.approx(2 * busy)
+    loads = [estimate_compute_ms(Metrics(0.0, s, 0, 10), 10.0) for s in range(11)]
+    assert loads == sorted(loads) and len(set(loads)) == 11
     assert estimate_compute_ms(Metrics(0.0, 0, 0, 10, processing_delay_ms=70.0), 10.0) == 70.0
-    assert abs(estimate_compute_ms(Metrics(1.0, 0, 0, 10), 10.0) - 200.0) < 1e-6  # capped at 95 %
     assert estimate_compute_ms(None, 7.0) == 7.0
+
+
+@pytest.mark.parametrize("cpu", [0.0, 0.3, 0.6, 0.9, 1.0])
+def test_one_server_is_the_m_m_1_estimate(cpu: float) -> None:
+    """With capacity 1 (a D-MA that reports CPU only) the estimate is base / (1 - u), u capped
+    at 0.95."""
+    u = min(0.95, cpu)
+    assert estimate_compute_ms(Metrics(cpu, 0, 0, 1), 10.0) == pytest.approx(10.0 / (1 - u))
+
+
+def test_workers_make_a_half_busy_instance_cheap_and_a_full_one_dear() -> None:
+    """At the same utilisation an instance of several workers makes a new demand wait less
+    than one server would (Erlang C, approximated): two workers half busy cost about 1.37x the
+    base delay (exact M/M/2: 1.33x), not 2x; all busy costs far more than half busy."""
+    one = estimate_compute_ms(Metrics(0.5, 0, 0, 1), 100.0)
+    two = estimate_compute_ms(Metrics(0.0, 1, 0, 2), 100.0)
+    three = estimate_compute_ms(Metrics(0.0, 2, 0, 3), 100.0)  # exact M/M/3 at 2/3: 144 ms
+    assert one == pytest.approx(200.0) and two == pytest.approx(136.6, abs=0.1)
+    assert three == pytest.approx(147.6, abs=0.1)
+    assert estimate_compute_ms(Metrics(0.0, 2, 0, 2), 100.0) > 5 * two
