@@ -357,11 +357,16 @@ NOTES: list[str] = [
     "queue, the instance's own delay; the worst category counts) and spread 1.0, sharpness 2. "
     "least-loaded gets the same compute cost. The table above compares with the controller's "
     "defaults (standing congestion, placed flows counted, 16 s runs): with them dyncast is "
-    "about level with least-loaded (0.4-1.1x its p95) and behind dyncast with the settings "
-    "above in every cell, by up to 2x (Figure 2 balanced 363 against 178 ms). The default "
-    "compute estimate is what a controller that knows nothing of an instance's workers can "
-    "do; one that reads the reported capacity as a number of servers (M/M/c-like) would be "
-    "the better default for such services (not done).", "",
+    "level with least-loaded in Figure 2 (0.82-1.03x its p95) and level or ahead in Abilene "
+    "(0.50-0.99x); against dyncast with the settings above it is level in Figure 2's load "
+    "step and failure, ahead in Abilene's balanced case, and behind elsewhere, by up to 2x "
+    "(Figure 2 balanced 360 against 178 ms). The default compute estimate is now M/M/c, with the "
+    "reported capacity as the number of workers (README, Decisions); the M/M/1 estimate it "
+    "replaced priced two workers, one busy, at twice the idle cost. A defaults run with the "
+    "M/M/1 estimate just before (same conditions, same seeds) had dyncast at 363 / 492 / "
+    "463 / 496 ms in Figure 2 and 187 / 333 / 465 / 348 ms in Abilene (balanced / hot site "
+    "/ load step / failure), against 360 / 414 / 361 / 462 and 152 / 323 / 360 / 345 ms "
+    "with M/M/c: better in every cell, by up to 22 %.", "",
     "## Caveats", "",
     "- One run per cell, on a 2-core machine that also runs OVS, the controller, every "
     "instance, D-MA and client (load average 1-3). Repeated runs of the same cell differ: "
