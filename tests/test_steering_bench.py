@@ -238,3 +238,18 @@ def test_congestion_is_standing_unless_asked_for_the_hot_site_only() -> None:
     assert [sc.name for sc in net.scenarios if plan.bulk_in(sc)] == ["hot-site"]
     with pytest.raises(SystemExit):
         main(["--congestion", "sometimes", "--report-only"])
+
+
+def test_a_small_ovs_send_buffer_is_refused_before_any_network_is_built(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """With Open vSwitch's packet socket at the kernel's 208 KB default, queued packets at the
+    shaped links would block sends on every port: the benchmark says so and exits 1 without
+    running (no network, no results written)."""
+    import bench.steering as steering
+
+    monkeypatch.setattr(steering.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(steering, "ovs_send_buffer", lambda: 212992)
+    monkeypatch.setattr(steering, "run_network", lambda *a: pytest.fail("a network was run"))
+    assert steering.main(["--quick", "--no-report"]) == 1
+    out = capsys.readouterr().out
+    assert "212992-byte send buffer" in out and "scripts/setup.sh" in out
