@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--selection", nargs="+", default=[], metavar="KEY=VALUE",
                     help="[controller.selection] settings (spread, sharpness, hysteresis)")
     ap.add_argument("--bulk", choices=("tcp", "udp"), default="tcp",
-                    help="the hot site's bulk transfer (default tcp)")
+                    help="the bulk transfer: tcp (default) or udp")
     ap.add_argument("--congestion", choices=CONGESTION, default="standing",
                     help="standing (default): the bulk transfer congests one path in every "
                          "scenario; hot-site: only in the hot-site scenario")
