@@ -377,6 +377,11 @@ NOTES: list[str] = [
     "least-loaded's in the previous run and 0.85x in this one, and up to 20 % (30 % for "
     "random) in exploratory runs of other cells; ratios within 0.1 of a target are not "
     "settled by one run.",
+    "- The two missed cells with other seeds (`bench/steering.py --networks figure2 "
+    "--scenarios hot-site load-step --policies dyncast least-loaded --seed N --tag seedN`; "
+    "`bench/results/steering-seed2.txt`, `-seed3.txt`): dyncast p95 / least-loaded's over "
+    "seeds 1 (this run), 2 and 3: hot site 0.85 / 0.74 / 0.78, load step 0.71 / 0.74 / 0.69. "
+    "Both sit near 0.75x, short of 0.7x.",
     "- The selection settings (spread 1, sharpness 2) were chosen on the earlier design and "
     "not tuned again for standing congestion; an exploratory run with the defaults' spread "
     "0.3, sharpness 4 and the same scoring did worse in Figure 2's load step (405 against "
