@@ -102,7 +102,12 @@ def _steer_and_keep(lab: Lab, follows: Callable[[str | None], bool] | None = Non
 @pytest.mark.parametrize("fig2", [{**EDGES, "config": HERE / "fig2_learn.toml"}], indirect=True)
 def test_learn_mode_switch_learns_affinity_without_packet_in(fig2: Lab) -> None:
     """learn: every new flow gets its own entry learned in the switch; /bindings reads them
-    back; nothing goes through the controller."""
+    back; nothing goes through the controller. Its 4 s idle timeout is within OVS's datapath
+    idle limit: the controller said so in its log when it started."""
+    assert fig2.controller is not None
+    log = fig2.controller.log_path.read_text(errors="replace")
+    assert re.search(r"dyncast: service svc1: dataplane 'learn' with "
+                     r"affinity\.idle_timeout 4 s", log), fig2.controller.log_tail()
     _steer_and_keep(fig2)
     assert _entries("r1", CookieKind.LEARNED_FWD, TABLE_AFFINITY)
     assert _entries("r1", CookieKind.LEARNED_REV, TABLE_AFFINITY)
