@@ -132,10 +132,12 @@ def plot_timeline(results: list[dict[str, Any]], networks: list[str], scenario: 
     plt.close(fig)
 
 
-def setup_section(nets: list[BenchNet], congestion: str) -> list[str]:
-    """What ran: networks, sites, clients, scenarios (`congestion`: standing or hot-site)."""
+CONGESTED_WHEN = {"standing": "in every scenario", "hot-site": "in the hot-site scenario only"}
+
+
+def setup_section(nets: list[BenchNet], when: str) -> list[str]:
+    """What ran: networks, sites, clients, scenarios (`when`: when the path is congested)."""
     lines = []
-    when = "in every scenario" if congestion == "standing" else "in the hot-site scenario only"
     for net in nets:
         lines += [f"**{net.name}**: {net.text}. Congested path: {net.congestion}, {when}. "
                   f"Deadline {net.deadline_ms:g} ms.", "",
@@ -193,7 +195,7 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
     `controller`: the tables under test), with the controller-defaults runs and the runs with
     congestion in the hot site only, if given."""
     results, settings, controller_toml = saved["runs"], saved["settings"], saved["controller"]
-    congestion = saved.get("congestion", "hot-site")
+    when = CONGESTED_WHEN[saved.get("congestion", "hot-site")]
     docs_dir.mkdir(parents=True, exist_ok=True)
     networks = [n.name for n in nets]
     plot_p95(results, networks, docs_dir / "steering_p95.png")
@@ -209,9 +211,7 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
           f"{LINK_MBPS:g} Mbit/s with a 100-packet FIFO (about 0.12 s when full), host links "
           "unshaped; no emulated propagation delay (no netem here), so the network difference "
           "between paths is real queueing behind a bulk TCP transfer (iperf3) that keeps one "
-          "path congested"
-          + (" throughout every scenario" if congestion == "standing" else
-             " in the hot-site scenario") + ". Each site runs "
+          f"path congested {when}. Each site runs "
           "`dyncast-demo-service` (at most *capacity* requests at once, each taking the service "
           "time times one plus its extra load) and a D-MA (`--cpu-source instance`). The "
           f"controller reads port statistics every second and knows the links' {LINK_MBPS:g} "
@@ -221,7 +221,7 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
     if controller_toml:
         md += ["The controller tables under test, added to each network's configuration:", "",
                "```toml", controller_toml.strip(), "```", ""]
-    md += setup_section(nets, congestion)
+    md += setup_section(nets, when)
     md += ["Measured per run: response time of fresh-connection requests (from the scheduled "
            "arrival to the last byte; failed requests are errors, excluded from the percentiles "
            "and counted as deadline misses); the share meeting the deadline; per-instance "

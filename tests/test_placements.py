@@ -56,8 +56,8 @@ def _core(placed: bool) -> Core:
     return core
 
 
-def _new_flow(core: Core, sport: int, now: float) -> str:
-    ip, mac, dpid, port = HOSTS["c1"]
+def _new_flow(core: Core, sport: int, now: float, client: str = "c1") -> str:
+    ip, mac, dpid, port = HOSTS[client]
     frame = tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1", sport, 8000)
     return str(flow_mods(core.packet_in(dpid, port, frame, now))[0].actions[1].value)
 
@@ -82,12 +82,6 @@ def test_a_burst_between_reports_is_not_herded_onto_the_instance_that_looked_idl
     assert _new_flow(core, 41000, 1.6) == "10.0.0.21"
 
 
-def _new_flow_from(core: Core, client: str, sport: int, now: float) -> str:
-    ip, mac, dpid, port = HOSTS[client]
-    frame = tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1", sport, 8000)
-    return str(flow_mods(core.packet_in(dpid, port, frame, now))[0].actions[1].value)
-
-
 def test_flows_placed_from_one_ingress_are_seen_by_the_next_pick_at_another() -> None:
     """c2's ingress has e21 beside it; once c1's ingress has filled e21 since its last report,
     c2's next new flow goes to e31 instead (its ingress decides again before using the stale
@@ -97,9 +91,9 @@ def test_flows_placed_from_one_ingress_are_seen_by_the_next_pick_at_another() ->
         while _new_flow(c, 40000 + c.counters["new_flows"], 1.1) != "10.0.0.21":
             pass
         _new_flow(c, 41000, 1.1)
-    assert _new_flow_from(blind, "c2", 50000, 1.1) == "10.0.0.21"
+    assert _new_flow(blind, 50000, 1.1, "c2") == "10.0.0.21"
     redecided = core.counters["placement_redecisions"]
-    assert _new_flow_from(core, "c2", 50000, 1.1) == "10.0.0.31"
+    assert _new_flow(core, 50000, 1.1, "c2") == "10.0.0.31"
     assert core.counters["placement_redecisions"] == redecided + 1
 
 
