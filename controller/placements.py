@@ -12,11 +12,18 @@ i.e. for `hold_s` (the instance's processing delay), and only until a report tak
 arrives: a placement younger than `grace_s` at the report's arrival still counts, since the
 request may not have reached the instance when its D-MA measured. Counted any longer, requests
 long finished would make a busy instance look overloaded.
+
+The report itself ages the same way: the requests it shows (sessions, then queue) finish at the
+instance's pace, one per worker every `hold_s`, so a report some holding times old no longer
+says the instance is busy. Without that, a report's busy workers would still count after they
+finished, on top of the flows placed since: a busy instance would look overloaded between
+reports, and new flows would spill to worse instances it had room for.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import deque
 
 from controller.model import Metrics
@@ -31,6 +38,22 @@ def with_placed(metrics: Metrics | None, placed: int) -> Metrics | None:
     started = min(placed, max(0, metrics.capacity - metrics.sessions))
     return dataclasses.replace(metrics, sessions=metrics.sessions + started,
                                queue=metrics.queue + placed - started)
+
+
+def aged(metrics: Metrics | None, age_s: float, hold_s: float) -> Metrics | None:
+    """The report as it would read `age_s` after it was taken, had nothing arrived since: each
+    worker finishes one request every `hold_s`, so sessions plus queue fall by `capacity *
+    age_s / hold_s` (rounded up: a request part-way through still counts), the queue first.
+    CPU and reported delay stay as measured; a level-2 score (no raw counts) and a missing
+    report are returned unchanged."""
+    if metrics is None or metrics.score is not None or age_s <= 0 or hold_s <= 0:
+        return metrics
+    backlog = metrics.sessions + metrics.queue
+    left = max(0, math.ceil(backlog - metrics.capacity * age_s / hold_s - 1e-9))
+    if left >= backlog:
+        return metrics
+    return dataclasses.replace(metrics, sessions=min(metrics.sessions, left),
+                               queue=max(0, left - metrics.sessions))
 
 
 class Placements:

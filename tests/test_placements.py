@@ -9,7 +9,7 @@ from controller.affinity import VIRTUAL_MAC
 from controller.config import ControllerConfig, SelectionConfig
 from controller.core import Core
 from controller.model import Metrics
-from controller.placements import Placements, with_placed
+from controller.placements import Placements, aged, with_placed
 from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, flow_mods, report, tcp_frame
 
 
@@ -29,6 +29,36 @@ def test_reports_without_raw_counts_are_left_as_they_are() -> None:
     scored = Metrics(score=7.0)
     assert with_placed(scored, 5) is scored
     assert with_placed(None, 5) is None
+
+
+def test_a_report_ages_as_its_requests_finish_queue_first() -> None:
+    """Each worker finishes one request per holding time: 3 workers, 0.1 s each, take three
+    requests off the backlog every 0.1 s; one part-way through still counts."""
+    m = Metrics(cpu=0.9, sessions=3, queue=2, capacity=3, processing_delay_ms=100.0)
+    assert aged(m, 0.0, 0.1) is m
+    assert aged(m, 0.01, 0.1) is m  # 0.3 of a request done: all five still there
+    after = aged(m, 0.05, 0.1)  # 1.5 done: 3.5 left, counted as 4
+    assert after is not None
+    assert (after.sessions, after.queue, after.cpu, after.processing_delay_ms) == (3, 1, 0.9, 100.0)
+    assert aged(m, 0.1, 0.1) == dataclasses.replace(m, sessions=2, queue=0)
+    assert aged(m, 5.0, 0.1) == dataclasses.replace(m, sessions=0, queue=0)
+    scored = Metrics(score=7.0)
+    assert aged(scored, 5.0, 0.1) is scored and aged(None, 5.0, 0.1) is None
+
+
+def test_a_busy_report_stops_counting_once_its_requests_are_done() -> None:
+    """e21 reported both workers busy with requests of the service's 10 ms; a fifth of a
+    second later they are done, so new flows go to it again without waiting for its next
+    report. Counted as still busy (no placed-flow accounting), it would get nothing until
+    then."""
+    picks = {}
+    for placed in (False, True):
+        core = _core(placed)
+        report(core, "10.0.0.21", 1.0, sessions=2, capacity=2)
+        report(core, "10.0.0.31", 1.0, sessions=0, capacity=2)
+        assert _new_flow(core, 40000, 1.0) == "10.0.0.31"
+        picks[placed] = {_new_flow(core, 40100 + i, 1.2 + i * 0.01) for i in range(4)}
+    assert picks == {False: {"10.0.0.31"}, True: {"10.0.0.21", "10.0.0.31"}}
 
 
 def test_a_placement_counts_while_served_and_until_a_report_shows_it() -> None:
@@ -51,6 +81,8 @@ def _core(placed: bool) -> Core:
         spread=0.3, sharpness=4.0, hysteresis=0.15, placed_flows=placed))
     core = figure2_core(cfg)
     # from c1's switch both instances are two hops away; e31 is busier, so e21 is preferred
+    # (the requests take the service's 10 ms: new flows come within a millisecond of the
+    # reports, while e31's request is still being served)
     report(core, "10.0.0.21", 1.0, sessions=0, capacity=2)
     report(core, "10.0.0.31", 1.0, sessions=1, capacity=2)
     return core
@@ -66,20 +98,20 @@ def test_a_burst_between_reports_is_not_herded_onto_the_instance_that_looked_idl
     """Without counting placements, every new flow between two reports goes to the instance
     that looked best at the last report; counted, it fills up and the burst spills over."""
     blind = _core(placed=False)
-    assert {_new_flow(blind, 40000 + i, 1.1) for i in range(6)} == {"10.0.0.21"}
+    assert {_new_flow(blind, 40000 + i, 1.001) for i in range(6)} == {"10.0.0.21"}
     core = _core(placed=True)
-    picks = [_new_flow(core, 40000 + i, 1.1) for i in range(6)]
+    picks = [_new_flow(core, 40000 + i, 1.001) for i in range(6)]
     assert picks[:2] == ["10.0.0.21", "10.0.0.21"] and "10.0.0.31" in picks[2:]
     assert core.counters["placement_redecisions"] >= 1
     inst = core.catalogue.instances["10.0.0.21"]
-    assert core.instance_view(inst, 1.1)["placed_since_report"] == picks.count("10.0.0.21")
+    assert core.instance_view(inst, 1.001)["placed_since_report"] == picks.count("10.0.0.21")
     # requests take the service's base delay (10 ms, no delay reported): then they are done
     assert core.instance_view(inst, 1.2)["placed_since_report"] == 0
     # a report taken after the burst ended shows an idle e21 again: it is preferred again
     report(core, "10.0.0.21", 1.5, sessions=0, capacity=2)
     report(core, "10.0.0.31", 1.5, sessions=1, capacity=2)
     assert core.instance_view(inst, 1.5)["placed_since_report"] == 0
-    assert _new_flow(core, 41000, 1.6) == "10.0.0.21"
+    assert _new_flow(core, 41000, 1.5) == "10.0.0.21"
 
 
 def test_flows_placed_from_one_ingress_are_seen_by_the_next_pick_at_another() -> None:
@@ -88,12 +120,12 @@ def test_flows_placed_from_one_ingress_are_seen_by_the_next_pick_at_another() ->
     cost), without waiting for e21's next report."""
     blind, core = _core(placed=False), _core(placed=True)
     for c in (blind, core):
-        while _new_flow(c, 40000 + c.counters["new_flows"], 1.1) != "10.0.0.21":
+        while _new_flow(c, 40000 + c.counters["new_flows"], 1.001) != "10.0.0.21":
             pass
-        _new_flow(c, 41000, 1.1)
-    assert _new_flow(blind, 50000, 1.1, "c2") == "10.0.0.21"
+        _new_flow(c, 41000, 1.001)
+    assert _new_flow(blind, 50000, 1.001, "c2") == "10.0.0.21"
     redecided = core.counters["placement_redecisions"]
-    assert _new_flow(core, 50000, 1.1, "c2") == "10.0.0.31"
+    assert _new_flow(core, 50000, 1.001, "c2") == "10.0.0.31"
     assert core.counters["placement_redecisions"] == redecided + 1
 
 
