@@ -42,6 +42,7 @@ from bench.steering_net import (  # noqa: E402
     PREFIX_LEN,
     SERVICE,
     BenchNet,
+    Client,
     Scenario,
     Site,
     controller_config,
@@ -54,9 +55,10 @@ from mininet_tests.processes import bin_path  # noqa: E402
 POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
 SETTLE_S = 3.0  # before the clients start: metrics, port counters and decisions catch up
 DMA = {"interval": 0.5, "min-interval": 0.2, "threshold": 0.25}  # the D-MAs' reporting
-# The controller settings under test (see docs/results/steering.md, "Settings"): wider spread,
-# gentler sharpness, and a compute cost that suits instances with several workers.
-SELECTION = {"spread": 1.0, "sharpness": 2.0}
+# The controller settings under test (see docs/results/steering.md, "Settings"): the default
+# selection (spread 0.3, sharpness 4) and a compute cost that suits instances with several
+# workers. `--selection` adds to or overrides these.
+SELECTION: dict[str, float | bool] = {}
 CONGESTION = ("standing", "hot-site")
 SCORING = """[controller.scoring]
 enabled = true
@@ -97,6 +99,7 @@ class Plan:
     # "standing": the bulk transfer congests one path in every scenario (the network's
     # difference between paths); "hot-site": only in the scenarios that ask for it
     congestion: str = "standing"
+    load: float = 1.0  # every client's request rate is multiplied by this
 
     def controller_extra(self) -> str:
         """The [controller.selection] and [controller.scoring] tables under test."""
@@ -109,7 +112,12 @@ class Plan:
         dma = ", ".join(f"{k} {v:g}" for k, v in self.dma.items())
         compute = ("the multi-worker scoring below" if self.scoring else
                    "the default M/M/c compute estimate")
-        return f"selection {sel}; {compute}; D-MA {dma}; congestion {self.congestion}"
+        load = "" if self.load == 1.0 else f"; client rates x{self.load:g}"
+        return f"selection {sel}; {compute}; D-MA {dma}; congestion {self.congestion}{load}"
+
+    def rate(self, client: Client) -> float:
+        """`client`'s base request rate in this plan."""
+        return client.rate * self.load
 
     def bulk_in(self, scenario: Scenario) -> bool:
         """Whether the bulk transfer runs during `scenario`."""
@@ -289,14 +297,14 @@ class Bench:
         clients = []
         for k, client in enumerate(net.clients):
             argv = [sys.executable, str(LOADGEN), "--url", f"http://{DSID}:{PORT}/",
-                    "--rate", str(client.rate), "--duration", str(duration),
+                    "--rate", str(self.plan.rate(client)), "--duration", str(duration),
                     "--keepalive", "2", "--ka-interval", "1", "--ka-timeout", "10",
                     "--start-at", f"{start_at:.3f}",
                     "--seed", str(seed * 100 + k), "--out", str(lab.artifacts / f"{tag}-"
                                                                 f"{client.host}.jsonl")]
             if client.host in scenario.step:
                 argv += ["--step-at", str(duration / 2),
-                         "--step-rate", str(client.rate * scenario.step[client.host])]
+                         "--step-rate", str(self.plan.rate(client) * scenario.step[client.host])]
             clients.append(lab.popen(client.host, argv, f"loadgen-{tag}"))
         load = os.getloadavg()[0]
         if scenario.fail is not None:
@@ -412,6 +420,17 @@ def _pairs(items: list[str], booleans: bool = True) -> dict[str, float | bool]:
     return out
 
 
+def _positive(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, write the results and the report."""
     ap = argparse.ArgumentParser(prog="steering", description=__doc__.splitlines()[0])
@@ -430,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
                          "scenario; hot-site: only in the hot-site scenario")
     ap.add_argument("--controller-defaults", action="store_true",
                     help="run the controller with its default selection and compute model")
+    ap.add_argument("--load", type=_positive, default=1.0,
+                    help="multiply every client's request rate by this (default 1)")
     ap.add_argument("--dma", nargs="+", default=[], metavar="KEY=VALUE",
                     help="D-MA reporting (interval, min-interval, threshold)")
     ap.add_argument("--no-report", action="store_true", help="do not rewrite docs/results")
@@ -454,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(scenarios, policies, durations, args.seed,
                 {**base_selection, **_pairs(args.selection)},
                 "" if args.controller_defaults else SCORING, {**DMA, **dma}, args.bulk,
-                args.congestion)
+                args.congestion, args.load)
     began = time.monotonic()
     lines: list[str] = []
 
@@ -486,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"steering{suffix}.txt").write_text("\n".join(lines) + "\n")
     saved = {"networks": networks, "settings": plan.describe(), "congestion": plan.congestion,
+             "load": plan.load,
              "controller": plan.controller_extra(), "runs": results}
     (RESULTS / f"steering{suffix}.json").write_text(json.dumps(saved, indent=1) + "\n")
     if not (args.quick or args.no_report or args.tag):

@@ -121,7 +121,10 @@ def figure2_bench() -> BenchNet:
     sites = (Site("e4", "10.0.0.41", 2, 100.0, "edge 4 (r1)"),
              Site("e2", "10.0.0.21", 3, 100.0, "edge 2 (r2)"),
              Site("e3", "10.0.0.31", 2, 130.0, "edge 3 (r3)"))
-    clients = (Client("c1", 12.0, "c1 (r1)"), Client("c2", 12.0, "c2 (r2)"))
+    # 9 requests a second each: at the load step's peak (c1 x3, 36/s) the demand is 55 % of
+    # the sites' total capacity (65/s), as in Abilene (56 of 101/s). `--load 1.333` gives the
+    # earlier, heavier 12/s (peak 73 %: more than the two uncongested sites can serve).
+    clients = (Client("c1", 9.0, "c1 (r1)"), Client("c2", 9.0, "c2 (r2)"))
     scenarios = (
         Scenario("balanced", text="no extra load"),
         Scenario("hot-site", extra_load={"e4": 2.0}, bulk=True,

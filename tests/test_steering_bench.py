@@ -118,7 +118,7 @@ def test_benchmark_controller_config_is_valid(defaults: bool) -> None:
 
     from bench.steering import SCORING, SELECTION, Plan
     from bench.steering_net import NETWORKS, controller_config
-    from controller.config import config_from_dict
+    from controller.config import SelectionConfig, config_from_dict
 
     plan = Plan(["balanced"], ["dyncast"], {"balanced": 10.0})
     if defaults:
@@ -129,7 +129,9 @@ def test_benchmark_controller_config_is_valid(defaults: bool) -> None:
                                                                   plan.controller_extra())))
         assert config.services[0].policy == "nearest"
         assert config.scoring.enabled is (not defaults) and bool(SCORING)
-        assert config.selection.spread == (1.0 if defaults else SELECTION["spread"]) or defaults
+        default_spread = SelectionConfig().spread
+        assert config.selection.spread == (default_spread if defaults else
+                                           SELECTION.get("spread", default_spread))
         assert {s.host for s in net.sites} <= set(net.graph.nodes)
 
 
@@ -162,6 +164,26 @@ def test_selection_settings_from_the_command_line_reach_the_controller() -> None
         _pairs(["spread=wide"])
     with pytest.raises(SystemExit, match=r"'interval=true': expected KEY=NUMBER$"):
         _pairs(["interval=true"], booleans=False)  # the D-MA's options are all numbers
+
+
+def test_load_scales_every_client_rate_and_must_be_positive(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--load 1.5` multiplies each client's base rate (the load step multiplies that) and says
+    so in the settings line; zero or a word is refused by the command line, before anything
+    runs."""
+    from bench.steering import Plan, main
+    from bench.steering_net import NETWORKS
+
+    net = NETWORKS["figure2"]()
+    plan = Plan(["balanced"], ["dyncast"], {"balanced": 10.0}, load=1.5)
+    assert [plan.rate(c) for c in net.clients] == [c.rate * 1.5 for c in net.clients]
+    assert plan.describe().endswith("; client rates x1.5")
+    assert "client rates" not in Plan(["balanced"], ["dyncast"], {"balanced": 10.0}).describe()
+    for bad in ("0", "-1", "heavy", "inf"):
+        with pytest.raises(SystemExit) as exc:
+            main(["--load", bad])
+        assert exc.value.code == 2
+        assert "--load" in capsys.readouterr().err
 
 
 def test_a_keepalive_connection_first_sends_at_its_phase() -> None:
