@@ -55,10 +55,11 @@ from mininet_tests.processes import bin_path  # noqa: E402
 POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
 SETTLE_S = 3.0  # before the clients start: metrics, port counters and decisions catch up
 DMA = {"interval": 0.5, "min-interval": 0.2, "threshold": 0.25}  # the D-MAs' reporting
-# The controller settings under test (see docs/results/steering.md, "Settings"): the default
-# selection (spread 0.3, sharpness 4) and a compute cost that suits instances with several
-# workers. `--selection` adds to or overrides these.
-SELECTION: dict[str, float | bool] = {}
+# The controller settings under test (see docs/results/steering.md, "How the settings were
+# chosen"): a narrow spread (new flows are spread by the placements counted between reports,
+# so only instances within 10 % of the best share them) and a compute cost that suits
+# instances with several workers. `--selection` adds to or overrides these.
+SELECTION: dict[str, float | bool] = {"spread": 0.1}
 CONGESTION = ("standing", "hot-site")
 SCORING = """[controller.scoring]
 enabled = true
@@ -522,9 +523,9 @@ def report(path: Path) -> None:
     saved = json.loads(path.read_text())
     defaults_path = path.with_name("steering-defaults.json")
     defaults = json.loads(defaults_path.read_text())["runs"] if defaults_path.exists() else None
-    hotsite_path = path.with_name("steering-hotsite-only.json")
-    hotsite = json.loads(hotsite_path.read_text())["runs"] if hotsite_path.exists() else None
-    write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, hotsite)
+    heavy_path = path.with_name("steering-heavy.json")
+    heavy = json.loads(heavy_path.read_text())["runs"] if heavy_path.exists() else None
+    write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy)
 
 
 if __name__ == "__main__":
