@@ -286,8 +286,8 @@ NOTES: list[str] = [
     "each; `nearest` overloads the site beside the busiest ingress. dyncast prices the path "
     "and keeps flows off it. In Abilene the congested site is one of four and the others have "
     "room, so least-loaded, which goes there only when it looks least loaded, and dyncast make "
-    "nearly the same choices there; their p95s differ by run-to-run noise (0.97x and 1.15x in "
-    "two exploratory runs with these settings).",
+    "nearly the same choices there; their p95s differ by run-to-run noise (0.74x in this run, "
+    "0.97x and 1.15x in two exploratory runs with the same settings).",
     "- **Hot site.** c1's nearest site e4 (Sunnyvale's in Abilene) is slowed to 3x its service "
     "time: 300 ms a request, the deadline. dyncast keeps new flows on the sites that still "
     "answer in time and off the congested path; least-loaded avoids the slowed site too but "
@@ -366,7 +366,14 @@ NOTES: list[str] = [
     "- One run per cell, on a 2-core machine that also runs OVS, the controller, every "
     "instance, D-MA and client. Repeated runs of the same cell differ by 20 % and more in p95 "
     "(least-loaded's in Abilene's balanced case: 136-348 ms over five exploratory runs), so "
-    "ratios within 0.1 of a target are not settled by one run.",
+    "ratios within 0.1 of a target are not settled by one run. Figure 2's hot site, the one "
+    "cell that missed its target (0.71x), with seeds 2 and 3 (`bench/steering.py --networks "
+    "figure2 --scenarios hot-site --policies dyncast least-loaded --seed N --tag seedN`; "
+    "`bench/results/steering-seed2.txt`, `-seed3.txt`): 0.72x and 0.65x; with spread 0.3 "
+    "(`bench/results/steering-spread03.txt`) 0.64x. Its p95 falls where the few requests "
+    "sent to the slowed site or across the congested path start: dyncast sends about 5 % of "
+    "the flows there when e2's queue builds, and whether that is a little under or over 5 % "
+    "decides the ratio.",
     "- No propagation delay: a hop costs 1 ms in the controller and nearly nothing on the "
     "wire; the only network delay that differs between paths is queueing behind the bulk "
     "transfer.",
