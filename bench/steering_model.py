@@ -28,7 +28,7 @@ import random
 import sys
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from bench.steering_stats import percentile  # noqa: E402
 from controller.config import SelectionConfig  # noqa: E402
 from controller.engine import CandidateInput, Engine, compute_ms  # noqa: E402
 from controller.model import Metrics, Weights  # noqa: E402
-from controller.placements import Placements, aged, with_placed  # noqa: E402
+from controller.placements import Placements, as_of, hold_s  # noqa: E402
 from controller.scoring import ScoringConfig, scoring_from_dict  # noqa: E402
 
 BASE_MS = 100.0  # the service's base delay
@@ -156,13 +156,12 @@ def run(s: Settings) -> Outcome:
     for n in sites:
         at(rng.random() * sample, "sample", n)
 
-    def cost(name: str, now: float) -> float:
+    def cost(name: str, now: float) -> float:  # as the core's _compute_ms
         metrics, when = reports.get(name, (None, now))
         if s.placed:
-            hold = ((metrics.processing_delay_ms if metrics else None) or BASE_MS) / 1000.0
-            if s.ageing:
-                metrics = aged(metrics, now - when, hold)
-            metrics = with_placed(metrics, placements.count(name, now, hold))
+            hold = hold_s(metrics, BASE_MS)
+            metrics = as_of(metrics, hold, placements.count(name, now, hold),
+                            now - when if s.ageing else None)
         return compute_ms(metrics, BASE_MS, scoring)
 
     def decide(ingress: int, now: float) -> None:
@@ -247,7 +246,7 @@ def run(s: Settings) -> Outcome:
 
 def mean_p95(settings: Settings, seeds: int) -> float:
     """The mean over `seeds` seeds (1..seeds) of the cell's p95."""
-    values = [run(Settings(**{**settings.__dict__, "seed": k})).p95 for k in range(1, seeds + 1)]
+    values = [run(replace(settings, seed=k)).p95 for k in range(1, seeds + 1)]
     return sum(values) / len(values)
 
 
@@ -277,11 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                         sharpness=args.sharpness, slow=args.slow, placed=not args.no_placed,
                         ageing=not args.no_ageing,
                         scoring="" if args.controller_defaults else SCORING)
-        p95 = {p: mean_p95(Settings(**{**base.__dict__, "policy": p}), args.seeds)
-               for p in POLICIES}
+        p95 = {p: mean_p95(replace(base, policy=p), args.seeds) for p in POLICIES}
         if args.only:
-            p95["dyncast"] = mean_p95(Settings(**{**base.__dict__, "only": tuple(args.only)}),
-                                      args.seeds)
+            p95["dyncast"] = mean_p95(replace(base, only=tuple(args.only)), args.seeds)
         best = min((v, p) for p, v in p95.items() if p != "dyncast")
         cells = "  ".join(f"{p} {v:.0f}" for p, v in p95.items())
         print(f"{scenario:<10} mean p95 ms over {args.seeds} seeds: {cells}  "

@@ -55,7 +55,7 @@ from controller.packet import (
     build_tcp_syn,
     parse,
 )
-from controller.placements import Placements, aged, with_placed
+from controller.placements import Placements, as_of, hold_s
 from controller.programmer import Programmer
 from controller.scaling import Member, Scaler, load_of
 from controller.topology import Topology
@@ -719,17 +719,10 @@ class Core:
         if inst is not None:
             self.states.fire(inst, "alive", "answered a liveness probe", now)
 
-    @staticmethod
-    def _hold_s(svc: Service, inst: Instance) -> float:
-        """How long a request stays at `inst`: its reported processing delay, else the
-        service's base delay."""
-        delay_ms = (inst.metrics.processing_delay_ms if inst.metrics is not None else None)
-        return (delay_ms or svc.base_delay_ms) / 1000.0
-
     def _placed_count(self, svc: Service, inst: Instance, now: float) -> int:
         """New flows placed on `inst` that are likely still being served (younger than its
         holding time) and no report shows yet."""
-        return self.placements.count(inst.dbid, now, self._hold_s(svc, inst))
+        return self.placements.count(inst.dbid, now, hold_s(inst.metrics, svc.base_delay_ms))
 
     def _compute_ms(self, svc: Service, inst: Instance, now: float) -> float:
         """An instance's compute cost: its last report, and when `placed_flows` is on, that
@@ -738,9 +731,10 @@ class Core:
         since: in the switch-driven modes the report stands as it was."""
         metrics = inst.metrics
         if self.config.selection.placed_flows:
-            if inst.metrics_at is not None and svc.dataplane == "reactive":
-                metrics = aged(metrics, now - inst.metrics_at, self._hold_s(svc, inst))
-            metrics = with_placed(metrics, self._placed_count(svc, inst, now))
+            hold = hold_s(metrics, svc.base_delay_ms)
+            age = (now - inst.metrics_at if inst.metrics_at is not None
+                   and svc.dataplane == "reactive" else None)
+            metrics = as_of(metrics, hold, self.placements.count(inst.dbid, now, hold), age)
         return compute_ms(metrics, svc.base_delay_ms, self.config.scoring)
 
     def _input(self, svc: Service, inst: Instance, ingress: int, state: str,

@@ -56,6 +56,22 @@ def aged(metrics: Metrics | None, age_s: float, hold_s: float) -> Metrics | None
                                queue=max(0, left - metrics.sessions))
 
 
+def hold_s(metrics: Metrics | None, base_delay_ms: float) -> float:
+    """How long a request stays at an instance: its reported processing delay, else the
+    service's base delay."""
+    delay_ms = metrics.processing_delay_ms if metrics is not None else None
+    return (delay_ms or base_delay_ms) / 1000.0
+
+
+def as_of(metrics: Metrics | None, hold: float, placed: int,
+          age_s: float | None = None) -> Metrics | None:
+    """The report as it reads now: aged by `age_s` (None: not aged, where the controller does
+    not see every new flow) with `hold` per request, plus the `placed` flows it cannot show."""
+    if age_s is not None:
+        metrics = aged(metrics, age_s, hold)
+    return with_placed(metrics, placed)
+
+
 class Placements:
     """Per instance, the times of the new flows placed on it that its reports do not show yet."""
 
