@@ -47,6 +47,7 @@ OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
 OVS_SEND_BUFFER = 16 * 1024 * 1024  # room for every shaped queue (raise_send_buffer_default)
 ICMP_PING = Path(__file__).with_name("icmp_ping.py")  # the machine has no `ping`
 MGMT_NET = "10.254.{n}.{i}"  # management link n: root side .1, host side .2, /24
+BUILD_ATTEMPTS = 2  # a failed net.build() is cleaned up and tried once more (the error is kept)
 # Bridge names (r1...) and management addresses are global on a machine, so Labs of different
 # pytest runs must not overlap: each holds this lock from creation to close().
 LOCK_PATH = Path(os.environ.get("DYNCAST_MININET_LOCK", "/run/lock/dyncast-mininet.lock"))
@@ -182,12 +183,23 @@ class Lab:
         for u, v, info in topo.links(sort=True, withKeys=False, withInfo=True):
             self.links += [f"{u}-eth{info['port1']}", f"{v}-eth{info['port2']}"]
         switch = partial(OVSSwitch, datapath="user", protocols="OpenFlow13", failMode=fail_mode)
-        self.net = Mininet(topo=topo, switch=switch, controller=None, link=TCLink,
-                           autoSetMacs=False, build=False, waitConnected=False)
-        if controller_port is not None:
-            self.net.addController("ctl", controller=_remote_controller(), ip="127.0.0.1",
-                                   port=controller_port)
-        self.net.build()
+        failures: list[str] = []
+        while True:
+            self.net = Mininet(topo=topo, switch=switch, controller=None, link=TCLink,
+                               autoSetMacs=False, build=False, waitConnected=False)
+            if controller_port is not None:
+                self.net.addController("ctl", controller=_remote_controller(), ip="127.0.0.1",
+                                       port=controller_port)
+            try:
+                self.net.build()
+                break
+            except Exception as exc:  # one retry, then every error in one line
+                failures.append(self._discard_build(exc))
+                if len(failures) == BUILD_ATTEMPTS:
+                    raise RuntimeError("building the Mininet network failed "
+                                       f"{len(failures)} times: " + " | ".join(failures)) from None
+                print(f"harness: {failures[-1]}; removed what it made, building again",
+                      file=sys.stderr, flush=True)
         for host in self.net.hosts:
             prepare_host(host, ipv6)
         self.net.start()
@@ -196,6 +208,25 @@ class Lab:
         if controller_port is not None:
             self.wait_connected()
         return self.net
+
+    def _discard_build(self, exc: Exception) -> str:
+        """After a failed net.build(): save the interfaces seen, end the nodes' shells (their
+        namespaces go with them) and delete our root-namespace links by name; describe `exc`.
+
+        Building makes no bridges (net.start does), so shells and veths are all there is."""
+        attempt = len(list(self.artifacts.glob("build-failure-*.txt"))) + 1
+        what = f"net.build() attempt {attempt}: {type(exc).__name__}: {str(exc).strip()}"
+        (self.artifacts / f"build-failure-{attempt}.txt").write_text(
+            what + "\n\n" + run(["ip", "-o", "link", "show"]).stdout)
+        net, self.net = self.net, None
+        for node in [*net.hosts, *net.switches, *net.controllers]:
+            with contextlib.suppress(Exception):
+                node.terminate()
+        links = root_links()
+        for name in self.links:
+            if name in links:
+                run(["ip", "link", "del", name])
+        return what
 
     def wait_connected(self, timeout: float = 20.0) -> None:
         """Wait until every switch has a connection to its controller."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -100,6 +102,54 @@ def test_zoo_topology_builds_with_the_graph_port_numbers(lab: Lab) -> None:
     bridges, links = list(lab.bridges), list(lab.links)
     assert lab.close() == []
     assert not set(bridges) & ovs_bridges() and not set(links) & root_links()
+
+
+def _failing_pair(monkeypatch: pytest.MonkeyPatch, fail: Callable[[int], bool]) -> list[str]:
+    """Make Mininet's veth creation raise on the calls `fail(n)` picks (n counts from 1);
+    return the names of the pairs it did make."""
+    import mininet.link
+
+    real = mininet.link.Link.makeIntfPair
+    made: list[str] = []
+
+    def pair(intf1: str, intf2: str, *args: Any, **kwargs: Any) -> Any:
+        if fail(len(made) + 1):
+            made.append("")
+            raise Exception(f"Error creating interface pair ({intf1},{intf2}): injected")
+        made.append(intf1)
+        return real(intf1, intf2, *args, **kwargs)
+    monkeypatch.setattr(mininet.link.Link, "makeIntfPair", staticmethod(pair))
+    return made
+
+
+def test_failed_build_is_cleaned_up_and_tried_again(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A net.build() that fails after some links exist removes them, says why and builds again."""
+    made = _failing_pair(monkeypatch, lambda n: n == 4)
+    lab.graph = figure2_graph()
+    lab.build_net(Figure2Topo(), controller_port=None, fail_mode="standalone",
+                  configure=configure)
+    assert made[3] == "" and len([m for m in made if m]) > 3
+    failure = (lab.artifacts / "build-failure-1.txt").read_text()
+    assert failure.startswith("net.build() attempt 1: Exception: Error creating interface pair")
+    assert "injected" in failure.splitlines()[0]
+    wait_until(lambda: lab.ping("c1", "10.0.0.31"), 10, "c1 cannot ping e3 after the rebuild")
+    bridges, links = list(lab.bridges), list(lab.links)
+    assert lab.close() == []
+    assert not set(bridges) & ovs_bridges() and not set(links) & root_links()
+
+
+def test_build_that_keeps_failing_says_why_and_leaves_nothing(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every attempt failing: one RuntimeError naming each failure, no shell or link left."""
+    _failing_pair(monkeypatch, lambda n: n % 3 == 0)
+    before = root_links()
+    with pytest.raises(RuntimeError, match=r"failed 2 times: net.build\(\) attempt 1: .*injected"
+                       r" \| net.build\(\) attempt 2: .*injected"):
+        lab.build_net(Figure2Topo(), controller_port=None, fail_mode="standalone")
+    assert lab.net is None
+    assert root_links() <= before
+    assert lab.close() == []
 
 
 def test_controller_process_lifecycle(lab: Lab) -> None:
