@@ -115,6 +115,14 @@ def root_links() -> set[str]:
     return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
 
 
+def _delete_root_links(names: Sequence[str]) -> None:
+    """Delete those of `names` that exist in the root namespace."""
+    links = root_links()
+    for name in names:
+        if name in links:
+            run(["ip", "link", "del", name])
+
+
 def ovs_bridges() -> set[str]:
     """Names of the bridges in the OVS database."""
     return set(run(["ovs-vsctl", "list-br"]).stdout.split())
@@ -194,7 +202,7 @@ class Lab:
                 self.net.build()
                 break
             except Exception as exc:  # one retry, then every error in one line
-                failures.append(self._discard_build(exc))
+                failures.append(self._discard_build(exc, len(failures) + 1))
                 if len(failures) == BUILD_ATTEMPTS:
                     raise RuntimeError("building the Mininet network failed "
                                        f"{len(failures)} times: " + " | ".join(failures)) from None
@@ -209,12 +217,11 @@ class Lab:
             self.wait_connected()
         return self.net
 
-    def _discard_build(self, exc: Exception) -> str:
+    def _discard_build(self, exc: Exception, attempt: int) -> str:
         """After a failed net.build(): save the interfaces seen, end the nodes' shells (their
         namespaces go with them) and delete our root-namespace links by name; describe `exc`.
 
         Building makes no bridges (net.start does), so shells and veths are all there is."""
-        attempt = len(list(self.artifacts.glob("build-failure-*.txt"))) + 1
         what = f"net.build() attempt {attempt}: {type(exc).__name__}: {str(exc).strip()}"
         (self.artifacts / f"build-failure-{attempt}.txt").write_text(
             what + "\n\n" + run(["ip", "-o", "link", "show"]).stdout)
@@ -222,10 +229,7 @@ class Lab:
         for node in [*net.hosts, *net.switches, *net.controllers]:
             with contextlib.suppress(Exception):
                 node.terminate()
-        links = root_links()
-        for name in self.links:
-            if name in links:
-                run(["ip", "link", "del", name])
+        _delete_root_links(self.links)
         return what
 
     def wait_connected(self, timeout: float = 20.0) -> None:
@@ -457,10 +461,7 @@ class Lab:
         problems = []
         for bridge in self.bridges:
             run(["ovs-vsctl", "--if-exists", "del-br", bridge])
-        links = root_links()
-        for name in [*self.bridges, *self.links]:  # userspace bridges leave a tap named after them
-            if name in links:
-                run(["ip", "link", "del", name])
+        _delete_root_links([*self.bridges, *self.links])  # userspace bridges leave a tap
         if left := sorted(set(self.bridges) & ovs_bridges()):
             problems.append(f"bridges left behind: {left}")
         if left := sorted((set(self.links) | set(self.bridges)) & root_links()):
