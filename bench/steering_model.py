@@ -69,6 +69,9 @@ class Settings:
     ageing: bool = True  # age reports (False: as the core did before it aged them)
     scoring: str = SCORING  # a [controller.scoring] table, "" for the M/M/c default
     only: tuple[str, ...] = ()  # if given, the only instances the controller may choose
+    # what the D-MA reports as cpu: "instance" (sessions/c now), "busy" (the workers' busy
+    # fraction since the last sample) or "none"
+    cpu: str = "instance"
     slow: float = 0.03
     e3_extra_ms: float = 200.0
     dma: dict[str, float] = field(default_factory=lambda: dict(DMA))
@@ -84,6 +87,14 @@ class Site:
     busy: int = 0
     queue: list[dict[str, Any]] = field(default_factory=list)
     delay_ms: float | None = None  # EWMA of served time, as the demo service keeps it
+    busy_s: float = 0.0  # worker-seconds busy so far
+    changed: float = 0.0  # when `busy` last changed
+
+    def account(self, now: float, step: int) -> None:
+        """Count the busy worker-seconds up to `now`, then change `busy` by `step`."""
+        self.busy_s += self.busy * (now - self.changed)
+        self.changed = now
+        self.busy += step
 
     def stats(self) -> dict[str, Any]:
         """The demo service's /stats: sessions, queue, capacity, expected processing delay."""
@@ -135,6 +146,7 @@ def run(s: Settings) -> Outcome:
     placements = Placements(SelectionConfig().placed_grace_s)
     reports: dict[str, tuple[Metrics, float]] = {}  # instance -> (last report, when)
     seen: dict[int, dict[str, float]] = {}  # ingress -> compute costs its decision saw
+    sampled: dict[str, tuple[float, float]] = {}  # instance -> (when, busy_s) last sampled
     events: list[tuple[float, int, str, Any]] = []
     order = itertools.count()
     all_busy = [0]
@@ -186,7 +198,7 @@ def run(s: Settings) -> Outcome:
         return name
 
     def start(site: Site, now: float, request: dict[str, Any]) -> None:
-        site.busy += 1
+        site.account(now, 1)
         all_busy[0] += 1
         at(now + site.service_ms * (1.0 + s.slow * all_busy[0]) / 1000.0, "done",
            (site.name, request))
@@ -212,7 +224,7 @@ def run(s: Settings) -> Outcome:
 
     def done(now: float, data: tuple[str, dict[str, Any]]) -> None:
         site, request = sites[data[0]], data[1]
-        site.busy -= 1
+        site.account(now, -1)
         all_busy[0] -= 1
         delay = (now - request["arrived"]) * 1000.0
         site.delay_ms = delay if site.delay_ms is None else site.delay_ms + 0.3 * (
@@ -225,7 +237,16 @@ def run(s: Settings) -> Outcome:
     def sample_site(now: float, name: str) -> None:
         site = sites[name]
         stats = site.stats()
-        report = {"dbid": name, "cpu": min(1.0, stats["sessions"] / site.workers), **stats}
+        site.account(now, 0)
+        cpu = 0.0
+        if s.cpu == "instance":
+            cpu = min(1.0, stats["sessions"] / site.workers)
+        elif s.cpu == "busy":
+            last_t, last_busy = sampled.get(name, (0.0, 0.0))
+            if now > last_t:
+                cpu = min(1.0, (site.busy_s - last_busy) / ((now - last_t) * site.workers))
+            sampled[name] = (now, site.busy_s)
+        report = {"dbid": name, "cpu": cpu, **stats}
         if policies[name].decide(now, report_metrics(report)):
             reports[name] = (Metrics(cpu=report["cpu"], sessions=stats["sessions"],
                                      queue=stats["queue"], capacity=site.workers,
@@ -266,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="count placements but do not age reports (the controller before)")
     ap.add_argument("--controller-defaults", action="store_true",
                     help="the default M/M/c compute estimate instead of the bench's scoring")
+    ap.add_argument("--cpu", choices=("instance", "busy", "none"), default="instance",
+                    help="what the D-MAs report as cpu (the D-MA's --cpu-source)")
     ap.add_argument("--only", nargs="+", default=[], metavar="DBID",
                     help="dyncast may choose only these instances (a bound: e.g. e2)")
     args = ap.parse_args(argv)
@@ -275,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         base = Settings(scenario=scenario, rate=args.rate, spread=args.spread,
                         sharpness=args.sharpness, slow=args.slow, placed=not args.no_placed,
                         ageing=not args.no_ageing,
-                        scoring="" if args.controller_defaults else SCORING)
+                        scoring="" if args.controller_defaults else SCORING, cpu=args.cpu)
         p95 = {p: mean_p95(replace(base, policy=p), args.seeds) for p in POLICIES}
         if args.only:
             p95["dyncast"] = mean_p95(replace(base, only=tuple(args.only)), args.seeds)

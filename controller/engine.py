@@ -33,22 +33,29 @@ EPSILON = 1e-9
 
 
 def estimate_compute_ms(metrics: Metrics | None, base_delay_ms: float) -> float:
-    """Predict the processing delay of a new demand at an instance (M/M/c-style).
+    """Predict the processing delay of a new demand at an instance from its report.
 
-    The instance is `c = capacity` servers (workers), each busy `u = max(cpu, sessions / c)`
-    of the time, capped at 0.95. A new demand takes `base` plus its expected wait, by
-    Sakasegawa's approximation of the M/M/c queue, `base * u ** (sqrt(2 (c + 1)) - 1) /
-    (c (1 - u))`, all times `1 + queue / c` for the requests already waiting. With c = 1 this is
-    exactly the M/M/1 `base / (1 - u)`; with more workers a half-busy instance costs little
-    more than an idle one (c = 2: 1.37 x base, where one server would cost 2 x). A reported
-    processing delay raises it when larger. Without metrics the base delay is assumed.
+    - Its state (`sessions` in service, `queue` waiting: counts, i.e. a snapshot, aged and with
+      the flows placed since when the core counts them): a new demand starts at once while one
+      of the `c = capacity` workers is free; otherwise `sessions + queue - c + 1` requests must
+      finish first, and the `c` workers finish one every `base / c` on average (memoryless
+      service), so it takes `base * (1 + (sessions + queue - c + 1) / c)`. A snapshot of every
+      worker busy is not a utilisation of 100 %: the next demand waits for the first to finish.
+    - Its CPU (`cpu`, 0-1): the part its busy workers explain (`sessions / c`; the core moves
+      it with the counts when it ages a report or adds placements) is already counted; the rest,
+      `u = cpu - sessions / c` (at most 0.95), is other work sharing the processors, which
+      stretches the service by `1 / (1 - u)` (processor sharing). With c = 1 and an idle
+      worker this is the M/M/1 `base / (1 - u)`.
+
+    A reported processing delay raises the estimate when larger. Without metrics the base delay
+    is assumed.
     """
     if metrics is None:
         return base_delay_ms
     servers = metrics.capacity
-    util = min(MAX_UTILISATION, max(metrics.cpu, metrics.sessions / servers))
-    wait: float = util ** (math.sqrt(2.0 * (servers + 1)) - 1.0) / (servers * (1.0 - util))
-    model = base_delay_ms * (1.0 + metrics.queue / servers) * (1.0 + wait)
+    ahead = max(0, metrics.sessions + metrics.queue - servers + 1)
+    other = min(MAX_UTILISATION, max(0.0, metrics.cpu - metrics.sessions / servers))
+    model = base_delay_ms * (1.0 + ahead / servers) / (1.0 - other)
     if metrics.processing_delay_ms is not None:
         return max(model, metrics.processing_delay_ms)
     return model

@@ -31,29 +31,39 @@ from controller.model import Metrics
 
 def with_placed(metrics: Metrics | None, placed: int) -> Metrics | None:
     """The report as it would read with `placed` more requests: they take free workers first
-    (sessions, up to capacity), the rest wait (queue). CPU and reported delay stay as measured;
-    a level-2 score (no raw counts) and a missing report are returned unchanged."""
+    (sessions, up to capacity), the rest wait (queue); each worker they start adds its share of
+    the CPU (see `_shifted`). The reported delay stays as measured; a level-2 score (no raw
+    counts) and a missing report are returned unchanged."""
     if metrics is None or placed <= 0 or metrics.score is not None:
         return metrics
     started = min(placed, max(0, metrics.capacity - metrics.sessions))
-    return dataclasses.replace(metrics, sessions=metrics.sessions + started,
-                               queue=metrics.queue + placed - started)
+    return _shifted(metrics, metrics.sessions + started, metrics.queue + placed - started)
 
 
 def aged(metrics: Metrics | None, age_s: float, hold_s: float) -> Metrics | None:
     """The report as it would read `age_s` after it was taken, had nothing arrived since: each
     worker finishes one request every `hold_s`, so sessions plus queue fall by `capacity *
-    age_s / hold_s` (rounded up: a request part-way through still counts), the queue first.
-    CPU and reported delay stay as measured; a level-2 score (no raw counts) and a missing
-    report are returned unchanged."""
+    age_s / hold_s` (rounded up: a request part-way through still counts), the queue first;
+    each worker left idle takes its share off the CPU (see `_shifted`). The reported delay
+    stays as measured; a level-2 score (no raw counts) and a missing report are returned
+    unchanged."""
     if metrics is None or metrics.score is not None or age_s <= 0 or hold_s <= 0:
         return metrics
     backlog = metrics.sessions + metrics.queue
     left = max(0, math.ceil(backlog - metrics.capacity * age_s / hold_s - 1e-9))
     if left >= backlog:
         return metrics
-    return dataclasses.replace(metrics, sessions=min(metrics.sessions, left),
-                               queue=max(0, left - metrics.sessions))
+    return _shifted(metrics, min(metrics.sessions, left), max(0, left - metrics.sessions))
+
+
+def _shifted(metrics: Metrics, sessions: int, queue: int) -> Metrics:
+    """`metrics` with these counts, its CPU moved by the workers that started or finished (a
+    busy worker is 1/capacity of it, as the D-MA's `--cpu-source instance` counts it), within
+    0-1: the CPU the workers do not explain (other work on the host) stays, so the compute
+    estimate counts a busy worker once, whether the report or the core's accounting shows it."""
+    cpu = metrics.cpu + (sessions - metrics.sessions) / metrics.capacity
+    return dataclasses.replace(metrics, cpu=min(1.0, max(0.0, cpu)), sessions=sessions,
+                               queue=queue)
 
 
 def hold_s(metrics: Metrics | None, base_delay_ms: float) -> float:

@@ -71,9 +71,9 @@ def see_links(core: Core, now: float) -> None:
 
 
 def report(core: Core, dbid: str, now: float, sessions: int = 0, capacity: int = 10,
-           delay: float | None = None) -> None:
+           delay: float | None = None, queue: int = 0) -> None:
     """Send an idle-ish metric report for an instance."""
-    core.report(dbid, Metrics(cpu=0.0, sessions=sessions, queue=0, capacity=capacity,
+    core.report(dbid, Metrics(cpu=0.0, sessions=sessions, queue=queue, capacity=capacity,
                               processing_delay_ms=delay), now)
 
 

@@ -76,7 +76,7 @@ def test_existing_binding_is_reinstalled_never_redecided() -> None:
     _fresh(core)
     first = flow_mods(_demand(core, 40001))[0].actions[1].value
     other = "10.0.0.31" if first == "10.0.0.21" else "10.0.0.21"
-    report(core, first, 2.0, sessions=9)  # make the bound instance much worse
+    report(core, first, 2.0, sessions=10, queue=10)  # make the bound instance much worse
     report(core, other, 2.0)
     assert core.engine.decisions[(1, "svc1")].primary == other
     again = flow_mods(_demand(core, 40001, now=3.0))[0].actions[1].value

@@ -162,9 +162,11 @@ CFG = ControllerConfig(services=(LEARN, SVC2), stale_after_s=3.0,
                        selection=SelectionConfig(spread=0.3, sharpness=4.0, hysteresis=0.15))
 
 
-def _fresh(core, now: float, sessions: dict[str, int] | None = None) -> None:
+def _fresh(core, now: float, busy: set[str] | frozenset[str] = frozenset()) -> None:
+    """Fresh reports of every instance: idle, or `busy` (every worker, and as many waiting)."""
     for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"):
-        report(core, dbid, now, sessions=(sessions or {}).get(dbid, 0))
+        load = 10 if dbid in busy else 0
+        report(core, dbid, now, sessions=load, queue=load)
     see_links(core, now)
 
 
@@ -205,15 +207,15 @@ def test_core_bucket_move_pins_then_finishes_after_the_idle_timeout() -> None:
     core = _settled_bucket_core()
     assert not core.programmer._moves[(1, "svc1")]
     before = list(core.programmer._maps[(1, "svc1")])
-    _fresh(core, 9.0, {"10.0.0.21": 9})  # 21 busy: r1 moves its buckets to 31
+    _fresh(core, 9.0, {"10.0.0.21"})  # 21 busy: r1 moves its buckets to 31
     after = core.programmer._maps[(1, "svc1")]
     moving = dict(core.programmer._moves[(1, "svc1")])
     assert set(moving) == {b for b in range(8) if before[b] != after[b]} and moving
     assert all(m.until == 9.0 + 5 + 1.0 for m in moving.values())
-    _fresh(core, 14.0, {"10.0.0.21": 9})
+    _fresh(core, 14.0, {"10.0.0.21"})
     core.tick(14.0)
     assert core.programmer._moves[(1, "svc1")]
-    _fresh(core, 15.5, {"10.0.0.21": 9})
+    _fresh(core, 15.5, {"10.0.0.21"})
     intents = flow_mods(core.tick(15.5))
     assert not core.programmer._moves[(1, "svc1")]
     syn_gone = [f for f in intents if f.command == "delete_strict" and f.dpid == 1
@@ -227,8 +229,9 @@ def test_core_bucket_move_sends_syns_to_the_new_instance_only_after_the_syn_dela
     core = _settled_bucket_core()
     start = []
     for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"):
-        start += flow_mods(core.report(dbid, Metrics(cpu=0.0, sessions=9 if dbid == "10.0.0.21"
-                                                     else 0, queue=0, capacity=10), 9.0))
+        start += flow_mods(core.report(dbid, Metrics(cpu=0.0, sessions=10 if dbid == "10.0.0.21"
+                                                     else 0, queue=10 if dbid == "10.0.0.21"
+                                                     else 0, capacity=10), 9.0))
     moving = core.programmer._moves[(1, "svc1")]
     assert moving and not any("tcp_flags" in dict(f.match) for f in start)
     assert not any("tcp_flags" in dict(f.match) for f in flow_mods(core.tick(9.0 + 0.5)))

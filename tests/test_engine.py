@@ -105,15 +105,17 @@ def test_unreachable_instance_is_never_chosen() -> None:
     assert d.shares == {"b": 1.0}
 
 
-def test_compute_estimate_grows_with_load_and_queue() -> None:
-    """Predicted compute delay rises with utilisation and queue, and honours reported delay."""
-    idle = estimate_compute_ms(Metrics(0.0, 0, 0, 10), 10.0)
-    busy = estimate_compute_ms(Metrics(0.0, 5, 0, 10), 10.0)
-    queued = estimate_compute_ms(Metrics(0.0, 5, 10, 10), 10.0)
-    assert idle == 10.0 and 10.0 < busy < 10.5 and queued == pytest.approx(2 * busy)
+def test_compute_estimate_grows_with_the_backlog_and_honours_reported_delay() -> None:
+    """A snapshot with a free worker costs the base delay; once every worker is busy each
+    request ahead adds base / c (the c workers finish one every base / c); a reported delay
+    is a floor."""
     loads = [estimate_compute_ms(Metrics(0.0, s, 0, 10), 10.0) for s in range(11)]
-    assert loads == sorted(loads) and len(set(loads)) == 11
+    assert loads == [10.0] * 10 + [11.0]
+    queued = [estimate_compute_ms(Metrics(0.0, 10, q, 10), 10.0) for q in range(4)]
+    assert queued == pytest.approx([11.0, 12.0, 13.0, 14.0])
+    assert estimate_compute_ms(Metrics(0.0, 3, 2, 3), 100.0) == pytest.approx(200.0)
     assert estimate_compute_ms(Metrics(0.0, 0, 0, 10, processing_delay_ms=70.0), 10.0) == 70.0
+    assert estimate_compute_ms(Metrics(0.0, 10, 5, 10, processing_delay_ms=12.0), 10.0) == 16.0
     assert estimate_compute_ms(None, 7.0) == 7.0
 
 
@@ -125,13 +127,23 @@ def test_one_server_is_the_m_m_1_estimate(cpu: float) -> None:
     assert estimate_compute_ms(Metrics(cpu, 0, 0, 1), 10.0) == pytest.approx(10.0 / (1 - u))
 
 
-def test_workers_make_a_half_busy_instance_cheap_and_a_full_one_dear() -> None:
-    """At the same utilisation an instance of several workers makes a new demand wait less
-    than one server would (Erlang C, approximated): two workers half busy cost about 1.37x the
-    base delay (exact M/M/2: 1.33x), not 2x; all busy costs far more than half busy."""
-    one = estimate_compute_ms(Metrics(0.5, 0, 0, 1), 100.0)
-    two = estimate_compute_ms(Metrics(0.0, 1, 0, 2), 100.0)
-    three = estimate_compute_ms(Metrics(0.0, 2, 0, 3), 100.0)  # exact M/M/3 at 2/3: 144 ms
-    assert one == pytest.approx(200.0) and two == pytest.approx(136.6, abs=0.1)
-    assert three == pytest.approx(147.6, abs=0.1)
-    assert estimate_compute_ms(Metrics(0.0, 2, 0, 2), 100.0) > 5 * two
+def test_cpu_the_busy_workers_do_not_explain_stretches_the_service() -> None:
+    """CPU that the busy workers account for (sessions / c) is counted once, by the state;
+    the rest is other work sharing the processors: the service takes 1 / (1 - rest) longer."""
+    # two workers, one busy: 50 % is that worker, nothing else
+    assert estimate_compute_ms(Metrics(0.5, 1, 0, 2), 100.0) == pytest.approx(100.0)
+    # the same with 80 %: 30 % is other work
+    assert estimate_compute_ms(Metrics(0.8, 1, 0, 2), 100.0) == pytest.approx(100.0 / 0.7)
+    # every worker busy and 100 %: the wait for the first to finish, not a saturated queue
+    assert estimate_compute_ms(Metrics(1.0, 2, 1, 2), 100.0) == pytest.approx(200.0)
+    # a free worker and 20 % other work: 1 / (1 - 0.2)
+    assert estimate_compute_ms(Metrics(0.7, 1, 0, 2), 100.0) == pytest.approx(125.0)
+    # CPU below the busy workers' share (a sample taken between them) counts nothing extra
+    assert estimate_compute_ms(Metrics(0.1, 2, 0, 4), 100.0) == pytest.approx(100.0)
+
+
+def test_a_snapshot_of_every_worker_busy_is_not_a_full_utilisation() -> None:
+    """Three workers all busy in the report: the next request waits for the first to finish
+    (a third of the base delay), not the ~6 base delays of an M/M/3 queue at 95 %."""
+    assert estimate_compute_ms(Metrics(0.0, 3, 0, 3), 100.0) == pytest.approx(133.3, abs=0.1)
+    assert estimate_compute_ms(Metrics(0.0, 1, 0, 1), 100.0) == pytest.approx(200.0)

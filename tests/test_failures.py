@@ -165,10 +165,12 @@ def test_lldp_timestamps_give_link_delay() -> None:
 
 def test_level2_score_and_configured_scoring_drive_compute_cost() -> None:
     """A D-MA's level-2 score maps to base*10/score; raw metrics go through the configured
-    normalisation when scoring is on, the M/M/1 estimate when it is off."""
-    from controller.engine import compute_ms
+    normalisation when scoring is on, the default estimate when it is off."""
+    import dataclasses
+
+    from controller.engine import compute_ms, estimate_compute_ms
     from controller.model import Metrics
-    from controller.scoring import ScoringConfig
+    from controller.scoring import ScoringConfig, compute_ms_from_score, level2
 
     on, off = ScoringConfig(enabled=True), ScoringConfig()
     assert compute_ms(Metrics(score=5.0), 20.0, off) == 40.0
@@ -176,8 +178,11 @@ def test_level2_score_and_configured_scoring_drive_compute_cost() -> None:
     idle = Metrics(cpu=0.0, sessions=0, queue=0, capacity=4)
     assert compute_ms(idle, 20.0, on) == compute_ms(idle, 20.0, off) == 20.0
     busy = Metrics(cpu=0.9, sessions=4, queue=4, capacity=4, processing_delay_ms=100.0)
-    assert compute_ms(busy, 20.0, on) == 100.0  # reported delay is a floor
-    assert compute_ms(busy, 20.0, off) > compute_ms(busy, 20.0, on)
+    assert compute_ms(busy, 20.0, on) == compute_ms(busy, 20.0, off) == 100.0  # a floor
+    raw = dataclasses.replace(busy, processing_delay_ms=None)
+    assert compute_ms(raw, 20.0, off) == estimate_compute_ms(raw, 20.0)
+    assert compute_ms(raw, 20.0, on) == compute_ms_from_score(level2(raw, 20.0, on), 20.0)
+    assert compute_ms(raw, 20.0, on) != compute_ms(raw, 20.0, off)
 
 
 def test_level2_report_through_the_api_moves_the_decision() -> None:

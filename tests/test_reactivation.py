@@ -140,16 +140,17 @@ def test_scale_in_deadline_moves_the_last_flows_before_the_stop() -> None:
     for n in range(9):
         _bind(core, 44000 + n, 0.5)
     for t in range(1, 5):
+        report(core, SPARE, float(t))  # before the tick: every instance reported
         _load(core, float(t), sessions=1)
-        report(core, SPARE, float(t))
     victim = next(i.dbid for i in core.catalogue.instances.values() if i.state == "draining")
     held = sum(1 for b in core.bindings.all() if b.dbid == victim)
+    assert held > 0
     for t in (10.0, 20.0):
-        _load(core, t, sessions=1)
         report(core, SPARE, t)
+        _load(core, t, sessions=1)
     assert core.states.pending.get(victim) is None
-    _load(core, 23.5, sessions=1)
     report(core, SPARE, 23.5)
+    _load(core, 23.5, sessions=1)
     assert victim not in {b.dbid for b in core.bindings.all()}
     assert core.stats()["drain_deadline_moves"] == held
     assert core.states.pending[victim][0].op == "deactivate"
