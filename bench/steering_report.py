@@ -257,7 +257,7 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
         md += ["## The same runs with the controller's defaults", "",
                "`bench/steering.py --controller-defaults --policies dyncast least-loaded "
                "--duration 16 --tag defaults` (selection spread 0.3, sharpness 4, hysteresis "
-               "0.15; the M/M/c compute estimate; placed flows counted, as by default; 16 s "
+               "0.15; the default compute estimate; placed flows counted, as by default; 16 s "
                "runs; `bench/results/steering-defaults.txt`):", "",
                *defaults_table(results, defaults), ""]
     if heavy:
@@ -358,15 +358,15 @@ NOTES: list[str] = [
     "nearly stopped the whole emulated network in an earlier run, probably for the same "
     "reason; not re-run.", "",
     "## How the settings were chosen", "",
-    "The controller's default compute estimate is M/M/c on the reported sessions and queue "
-    "(README, Decisions). The demo service's D-MA reports a snapshot, and a snapshot of all "
-    "workers busy is not a utilisation of 95 %: the estimate then prices a full three-worker "
-    "instance at several times its idle cost, although a request arriving a moment later "
-    "hardly waits. So the benchmark configures a CATS metric normalisation for multi-worker "
-    "instances (above: sessions scored near 10 until every worker is busy, the queue, the "
-    "instance's own delay; the worst category counts); least-loaded gets the same compute "
-    "cost. The selection is the default's sharpness 4 with spread 0.1 (item 3 above). The "
-    "section above compares dyncast and least-loaded with the controller's defaults.", "",
+    "The benchmark configures a CATS metric normalisation for multi-worker instances "
+    "(above: sessions scored near 10 until every worker is busy, the queue, the instance's own "
+    "delay; the worst category counts); least-loaded gets the same compute cost. It was "
+    "chosen when the controller's default estimate read the reported sessions and queue as a "
+    "utilisation in an M/M/c queue, which priced a full three-worker instance at several times "
+    "its idle cost, although a request arriving a moment later hardly waits. The default "
+    "estimate now reads them as the snapshot they are (README, Decisions), and the section "
+    "above compares dyncast and least-loaded with the controller's defaults. The selection is "
+    "the default's sharpness 4 with spread 0.1 (item 3 above).", "",
     "## Caveats", "",
     "- One run per cell, on a 2-core machine that also runs OVS, the controller, every "
     "instance, D-MA and client. Repeated runs of the same cell differ by 20 % and more in p95 "

@@ -19,7 +19,6 @@ state, reachability and the delay budget are applied before the policy.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
