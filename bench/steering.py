@@ -94,7 +94,7 @@ class Plan:
     durations: dict[str, float]
     seed: int = 1
     selection: dict[str, float | bool] = field(default_factory=lambda: dict(SELECTION))
-    scoring: str = SCORING  # a [controller.scoring] table, or "" for the M/M/c default
+    scoring: str = SCORING  # a [controller.scoring] table, or "" for the default estimate
     dma: dict[str, float] = field(default_factory=lambda: dict(DMA))
     bulk: str = "tcp"  # the bulk transfer: "tcp" or "udp"
     # "standing": the bulk transfer congests one path in every scenario (the network's
@@ -112,7 +112,7 @@ class Plan:
         sel = ", ".join(f"{k} {_toml(v)}" for k, v in self.selection.items()) or "defaults"
         dma = ", ".join(f"{k} {v:g}" for k, v in self.dma.items())
         compute = ("the multi-worker scoring below" if self.scoring else
-                   "the default M/M/c compute estimate")
+                   "the default compute estimate")
         load = "" if self.load == 1.0 else f"; client rates x{self.load:g}"
         return f"selection {sel}; {compute}; D-MA {dma}; congestion {self.congestion}{load}"
 

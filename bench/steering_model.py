@@ -67,7 +67,7 @@ class Settings:
     hysteresis: float = SelectionConfig().hysteresis
     placed: bool = True  # count placements and age reports (the core's `placed_flows`)
     ageing: bool = True  # age reports (False: as the core did before it aged them)
-    scoring: str = SCORING  # a [controller.scoring] table, "" for the M/M/c default
+    scoring: str = SCORING  # a [controller.scoring] table, "" for the default estimate
     only: tuple[str, ...] = ()  # if given, the only instances the controller may choose
     # what the D-MA reports as cpu: "instance" (sessions/c now), "busy" (the workers' busy
     # fraction since the last sample) or "none"
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-ageing", action="store_true",
                     help="count placements but do not age reports (the controller before)")
     ap.add_argument("--controller-defaults", action="store_true",
-                    help="the default M/M/c compute estimate instead of the bench's scoring")
+                    help="the default compute estimate instead of the bench's scoring")
     ap.add_argument("--cpu", choices=("instance", "busy", "none"), default="instance",
                     help="what the D-MAs report as cpu (the D-MA's --cpu-source)")
     ap.add_argument("--only", nargs="+", default=[], metavar="DBID",
