@@ -64,7 +64,7 @@ def compute_ms(metrics: Metrics | None, base_delay_ms: float, scoring: ScoringCo
     """An instance's compute cost in ms from whatever level its D-MA reported.
 
     A level-2 score (0-10) maps to `base * 10 / score`; raw (level-0) metrics go through the
-    configured normalisation and aggregation when scoring is enabled, else the M/M/c estimate.
+    configured normalisation and aggregation when scoring is enabled, else the default estimate.
     A reported processing delay is always a floor: the instance said it is that slow.
     """
     if metrics is None:

@@ -120,7 +120,7 @@ DEFAULT_CATEGORIES: tuple[Category, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class ScoringConfig:
-    """How metric reports become one score; disabled, the engine keeps its M/M/c estimate."""
+    """How metric reports become one score; disabled, the engine keeps its default estimate."""
 
     enabled: bool = False
     aggregation: str = "weighted-mean"
