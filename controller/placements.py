@@ -58,12 +58,13 @@ def aged(metrics: Metrics | None, age_s: float, hold_s: float) -> Metrics | None
 
 def _shifted(metrics: Metrics, sessions: int, queue: int) -> Metrics:
     """`metrics` with these counts, its CPU moved by the workers that started or finished (a
-    busy worker is 1/capacity of it, as the D-MA's `--cpu-source instance` counts it), within
-    0-1: the CPU the workers do not explain (other work on the host) stays, so the compute
-    estimate counts a busy worker once, whether the report or the core's accounting shows it."""
+    busy worker is 1/capacity of it, as the D-MA's `--cpu-source instance` counts it): the CPU
+    the workers do not explain (other work on the host) stays, so the compute estimate counts
+    a busy worker once, whether the report or the core's accounting shows it. Not capped at 1
+    (the work the host would have; a cap would drop the other work and make an instance look
+    cheaper for a placement), and never below 0."""
     cpu = metrics.cpu + (sessions - metrics.sessions) / metrics.capacity
-    return dataclasses.replace(metrics, cpu=min(1.0, max(0.0, cpu)), sessions=sessions,
-                               queue=queue)
+    return dataclasses.replace(metrics, cpu=max(0.0, cpu), sessions=sessions, queue=queue)
 
 
 def hold_s(metrics: Metrics | None, base_delay_ms: float) -> float:

@@ -10,6 +10,7 @@ import pytest
 from controller.affinity import VIRTUAL_MAC
 from controller.config import ControllerConfig, SelectionConfig
 from controller.core import Core
+from controller.engine import estimate_compute_ms
 from controller.model import Metrics
 from controller.placements import Placements, aged, with_placed
 from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, flow_mods, report, tcp_frame
@@ -27,7 +28,11 @@ def test_placed_requests_take_free_workers_then_wait() -> None:
     assert after.cpu == pytest.approx(0.3 + 2 / 3)
     full = Metrics(cpu=1.0, sessions=3, queue=1, capacity=3)
     assert with_placed(full, 2) == dataclasses.replace(full, queue=3)
-    assert with_placed(Metrics(cpu=0.9, sessions=1, capacity=2), 1).cpu == 1.0  # at most 100 %
+    # other work (0.9 - 1/2) stays when a placement fills the last worker: never cheaper
+    busy_host = Metrics(cpu=0.9, sessions=1, capacity=2)
+    fuller = with_placed(busy_host, 1)
+    assert fuller is not None and fuller.cpu == pytest.approx(1.4)
+    assert estimate_compute_ms(fuller, 100.0) > estimate_compute_ms(busy_host, 100.0)
 
 
 def test_reports_without_raw_counts_are_left_as_they_are() -> None:
