@@ -40,8 +40,9 @@ def estimate_compute_ms(metrics: Metrics | None, base_delay_ms: float) -> float:
       finish first, and the `c` workers finish one every `base / c` on average (memoryless
       service), so it takes `base * (1 + (sessions + queue - c + 1) / c)`. A snapshot of every
       worker busy is not a utilisation of 100 %: the next demand waits for the first to finish.
-    - Its CPU (`cpu`, 0-1): the part its busy workers explain (`sessions / c`; the core moves
-      it with the counts when it ages a report or adds placements) is already counted; the rest,
+    - Its CPU (`cpu`, 0-1 as reported; above 1 once the core adds placements to a host with
+      other work): the part its busy workers explain (`sessions / c`; the core moves it with
+      the counts when it ages a report or adds placements) is already counted; the rest,
       `u = cpu - sessions / c` (at most 0.95), is other work sharing the processors, which
       stretches the service by `1 / (1 - u)` (processor sharing). With c = 1 and an idle
       worker this is the M/M/1 `base / (1 - u)`.
