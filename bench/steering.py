@@ -7,7 +7,10 @@ congested (there is no netem here for propagation delays). Each scenario (balanc
 step, instance failure) runs once per policy (dyncast, nearest, least-loaded, round-robin,
 random; switched with PUT /services/web), with the same seeded open-loop Poisson arrivals from
 clients at several ingresses (bench/loadgen.py: a fresh TCP connection per request, plus
-keep-alive connections that check affinity). Results: bench/results/steering.{txt,json},
+keep-alive connections that check affinity). A scenario may name a reference: one more run in
+which every new flow goes to the sites it names (the other instances drained through the
+controller's API), what an operator who knew the scenario would choose; it shows how much
+the network's capacity leaves any policy to gain. Results: bench/results/steering.{txt,json},
 docs/results/steering.md and its PNG plots.
 
     sudo .venv/bin/python bench/steering.py           # full: both networks, ~20 minutes
@@ -101,6 +104,7 @@ class Plan:
     # difference between paths); "hot-site": only in the scenarios that ask for it
     congestion: str = "standing"
     load: float = 1.0  # every client's request rate is multiplied by this
+    references: bool = True  # run each scenario's reference (every new flow to its sites)
 
     def controller_extra(self) -> str:
         """The [controller.selection] and [controller.scoring] tables under test."""
@@ -119,6 +123,15 @@ class Plan:
     def rate(self, client: Client) -> float:
         """`client`'s base request rate in this plan."""
         return client.rate * self.load
+
+    def runs(self, scenario: Scenario) -> list[tuple[str, tuple[str, ...]]]:
+        """The runs of `scenario`, in order: (policy, ()) for each policy under test, then
+        ("dyncast", the reference's site hosts) if the scenario has a reference and it is
+        wanted (a reference run drains the other instances: the policy does not matter)."""
+        runs: list[tuple[str, tuple[str, ...]]] = [(policy, ()) for policy in self.policies]
+        if self.references and scenario.reference:
+            runs.append(("dyncast", scenario.reference))
+        return runs
 
     def bulk_in(self, scenario: Scenario) -> bool:
         """Whether the bulk transfer runs during `scenario`."""
@@ -243,6 +256,39 @@ class Bench:
                                  f"engine?): {[r.get('policy') for r in rows]}")
             time.sleep(0.1)
 
+    def restrict(self, only: tuple[str, ...]) -> list[str]:
+        """Drain every instance but those of the sites on the hosts in `only` (the
+        controller's operator drain), then wait until every decision gives new flows to those
+        alone. Returns the drained D-BIDs, for `release`."""
+        hosts = {s.host for s in self.net.sites}
+        if not only or set(only) - hosts:
+            raise BenchError(f"a reference names no site or an unknown one: {only} "
+                             f"(sites: {sorted(hosts)})")
+        keep = {self.net.site(h).dbid for h in only}
+        drained = [s.dbid for s in self.net.sites if s.dbid not in keep]
+        for dbid in drained:
+            status, body = self.lab.rest("POST", f"/instances/{dbid}/drain")
+            if status != 200:
+                raise BenchError(f"POST /instances/{dbid}/drain: {status} {body}")
+        deadline = time.monotonic() + 5.0
+        while True:
+            rows = self.lab.rest("GET", f"/decisions/{SERVICE}")[1]
+            given = {c["dbid"] for r in rows for c in r["candidates"] if c["share"] > 0}
+            if rows and given and given <= keep:
+                return drained
+            if time.monotonic() > deadline:
+                raise BenchError(f"after draining {drained}, the decisions still give new "
+                                 f"flows to {sorted(given - keep) or 'no instance'}")
+            time.sleep(0.1)
+
+    def release(self, drained: list[str]) -> None:
+        """Undrain what `restrict` drained; wait until those instances are active again."""
+        for dbid in drained:
+            status, body = self.lab.rest("POST", f"/instances/{dbid}/undrain")
+            if status != 200:
+                raise BenchError(f"POST /instances/{dbid}/undrain: {status} {body}")
+        self.wait_active(set(drained))
+
     def set_load(self, host: str, extra_load: float) -> None:
         """Set a site's synthetic extra load through its demo service."""
         dbid = self.net.site(host).dbid
@@ -284,11 +330,14 @@ class Bench:
             "--forceflush"], f"iperf3-{self.starts}", ready=r"connected to")
         return [client, server]
 
-    def run(self, scenario: Scenario, policy: str, duration: float, seed: int) -> dict[str, Any]:
-        """One scenario under one policy; returns its summary."""
+    def run(self, scenario: Scenario, policy: str, duration: float, seed: int,
+            only: tuple[str, ...] = ()) -> dict[str, Any]:
+        """One scenario under one policy, or with `only` the sites on those hosts taking
+        every new flow (a reference run: the others drained); returns its summary."""
         net, lab = self.net, self.lab
         self.wait_idle()
         self.set_policy(policy)
+        drained = self.restrict(only) if only else []
         for site in net.sites:
             self.set_load(site.host, scenario.extra_load.get(site.host, 0.0))
         bulk = self.start_bulk(duration + SETTLE_S + 3) if self.plan.bulk_in(scenario) else []
@@ -321,6 +370,8 @@ class Bench:
         if scenario.fail is not None:
             self.start_site(net.site(scenario.fail))
             self.wait_active({net.site(scenario.fail).dbid})
+        if drained:
+            self.release(drained)
         records = []
         for client in net.clients:
             path = lab.artifacts / f"{tag}-{client.host}.jsonl"
@@ -332,9 +383,17 @@ class Bench:
         step_at = duration / 2 if scenario.step or scenario.fail else None
         out = summarise(records, capacities, duration, net.deadline_ms, step_at,
                         set(scenario.step) or None)
-        out.update(network=net.name, scenario=scenario.name, policy=policy,
+        out.update(network=net.name, scenario=scenario.name,
+                   policy=reference_label(only) if only else policy,
                    duration_s=duration, loadavg=round(load, 2))
+        if only:
+            out["reference"] = list(only)
         return out
+
+
+def reference_label(only: tuple[str, ...]) -> str:
+    """How a reference run is named in the results: `e2 only`."""
+    return "+".join(only) + " only"
 
 
 def run_network(name: str, plan: Plan, log: Any) -> list[dict[str, Any]]:
@@ -351,11 +410,11 @@ def run_network(name: str, plan: Plan, log: Any) -> list[dict[str, Any]]:
         log(f"{name}: network up in {time.monotonic() - began:.0f} s")
         for sc_name in plan.scenarios:
             scenario = net.scenario(sc_name)
-            for policy in plan.policies:
+            for policy, only in plan.runs(scenario):
                 began = time.monotonic()
-                summary = bench.run(scenario, policy, plan.durations[sc_name], plan.seed)
+                summary = bench.run(scenario, policy, plan.durations[sc_name], plan.seed, only)
                 results.append(summary)
-                log(f"{name:8s} {sc_name:10s} {policy:12s} " + _line(summary)
+                log(f"{name:8s} {sc_name:10s} {summary['policy']:12s} " + _line(summary)
                     + f"  [{time.monotonic() - began:.0f} s]")
     finally:
         problems = lab.close()
@@ -454,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="multiply every client's request rate by this (default 1)")
     ap.add_argument("--dma", nargs="+", default=[], metavar="KEY=VALUE",
                     help="D-MA reporting (interval, min-interval, threshold)")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the reference runs (every new flow to a scenario's best sites)")
     ap.add_argument("--no-report", action="store_true", help="do not rewrite docs/results")
     ap.add_argument("--tag", default="", help="write bench/results/steering-TAG.* (no report)")
     ap.add_argument("--report-only", action="store_true",
@@ -476,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(scenarios, policies, durations, args.seed,
                 {**base_selection, **_pairs(args.selection)},
                 "" if args.controller_defaults else SCORING, {**DMA, **dma}, args.bulk,
-                args.congestion, args.load)
+                args.congestion, args.load, not args.no_reference)
     began = time.monotonic()
     lines: list[str] = []
 

@@ -63,6 +63,10 @@ class Scenario:
     step: dict[str, float] = field(default_factory=dict)  # client host -> rate factor at T/2
     fail: str | None = None  # site host whose service and D-MA are killed at T/2
     text: str = ""
+    # site hosts of a reference run: every new flow goes to these (the other instances are
+    # drained through the controller's API), the static choice of an operator who knows the
+    # scenario; it shows what the network's capacity leaves any policy to gain
+    reference: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,8 @@ def figure2_bench() -> BenchNet:
     scenarios = (
         Scenario("balanced", text="no extra load"),
         Scenario("hot-site", extra_load={"e4": 2.0}, bulk=True,
-                 text="c1's nearest instance e4 runs at 3x service time"),
+                 text="c1's nearest instance e4 runs at 3x service time",
+                 reference=("e2",)),  # neither slowed nor behind the congested path
         Scenario("load-step", step={"c1": 3.0}, text="c1's request rate triples half-way"),
         Scenario("failure", fail="e2", text="e2's service and D-MA are killed half-way"),
     )

@@ -290,3 +290,90 @@ def test_the_report_states_the_client_rates_that_ran() -> None:
     heavy = "\n".join(setup_section([net], "in every scenario", load=1.5))
     assert f"c1 (r1) {rates[0]:g}/s, c2 (r2) {rates[1]:g}/s;" in plain
     assert f"c1 (r1) {rates[0] * 1.5:g}/s, c2 (r2) {rates[1] * 1.5:g}/s;" in heavy
+
+
+def test_a_reference_run_is_never_the_best_other_policy_and_is_set_beside_dyncast() -> None:
+    """The reference (every new flow to the scenario's best sites) would be the best other
+    in this cell; it is reported beside dyncast instead, and cells without one show none."""
+    from bench.steering_report import targets
+
+    runs = [_run("f", "hot-site", "dyncast", 280.0), _run("f", "hot-site", "least-loaded", 400.0),
+            {**_run("f", "hot-site", "e2 only", 250.0), "reference": ["e2"]},
+            _run("f", "balanced", "dyncast", 100.0), _run("f", "balanced", "nearest", 120.0)]
+    rows = {t["scenario"]: t for t in targets(runs)}
+    hot = rows["hot-site"]
+    assert hot["best"] == "least-loaded" and hot["ratio"] == pytest.approx(0.7) and hot["met"]
+    assert hot["reference"] == "e2 only" and hot["reference_p95"] == 250.0
+    assert rows["balanced"]["reference"] is None and rows["balanced"]["reference_p95"] is None
+
+
+def test_reference_runs_follow_the_policies_unless_turned_off() -> None:
+    """A scenario with a reference gets one more run after the policies, with the reference's
+    sites; `--no-reference` (Plan.references False) leaves it out; Figure 2's hot site names
+    e2, the one site neither slowed nor behind the congested path."""
+    from bench.steering import Plan
+    from bench.steering_net import NETWORKS
+
+    net = NETWORKS["figure2"]()
+    hot, balanced = net.scenario("hot-site"), net.scenario("balanced")
+    assert hot.reference == ("e2",) and hot.extra_load.keys().isdisjoint(hot.reference)
+    assert net.congested not in hot.reference
+    plan = Plan(["hot-site"], ["dyncast", "nearest"], {"hot-site": 10.0})
+    assert plan.runs(hot) == [("dyncast", ()), ("nearest", ()), ("dyncast", ("e2",))]
+    assert plan.runs(balanced) == [("dyncast", ()), ("nearest", ())]
+    plan.references = False
+    assert plan.runs(hot) == [("dyncast", ()), ("nearest", ())]
+
+
+class _FakeLab:
+    """The controller's REST API as the benchmark uses it for a reference run: drain and
+    undrain change which instances the decisions give new flows to."""
+
+    def __init__(self, dbids: list[str], stuck: bool = False) -> None:
+        self.drained: set[str] = set()
+        self.dbids = dbids
+        self.stuck = stuck  # the decisions never follow the drains
+        self.calls: list[tuple[str, str]] = []
+
+    def rest(self, method: str, path: str, body: object = None) -> tuple[int, object]:
+        self.calls.append((method, path))
+        parts = path.strip("/").split("/")
+        if method == "POST" and parts[0] == "instances":
+            (self.drained.add if parts[2] == "drain" else self.drained.discard)(parts[1])
+            return 200, {"dbid": parts[1]}
+        if parts[0] == "decisions":
+            given = set(self.dbids) - (set() if self.stuck else self.drained)
+            return 200, [{"candidates": [{"dbid": d, "share": 1.0 / len(given)
+                                          if d in given else 0.0} for d in self.dbids]}]
+        if parts[0] == "instances":
+            return 200, [{"dbid": d, "state": "draining" if d in self.drained else "active",
+                          "location": {"dpid": 1}} for d in self.dbids]
+        return 404, {}
+
+
+def test_restrict_drains_the_others_until_the_decisions_follow_and_release_undoes_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reference run drains every instance but its sites' and waits until no decision
+    gives new flows elsewhere; afterwards all are undrained and active. An unknown site or
+    decisions that do not follow are a BenchError, not a silent comparison."""
+    import bench.steering as steering
+    from bench.steering_net import NETWORKS
+
+    net = NETWORKS["figure2"]()
+    dbids = [s.dbid for s in net.sites]
+    lab = _FakeLab(dbids)
+    bench = steering.Bench(net, lab, steering.Plan(["hot-site"], ["dyncast"], {}))
+    drained = bench.restrict(("e2",))
+    assert sorted(drained) == sorted(d for d in dbids if d != net.site("e2").dbid)
+    assert lab.drained == set(drained)
+    bench.release(drained)
+    assert lab.drained == set()
+    assert [p for m, p in lab.calls if m == "POST"] == (
+        [f"/instances/{d}/drain" for d in drained] + [f"/instances/{d}/undrain" for d in drained])
+    with pytest.raises(steering.BenchError, match="unknown one"):
+        bench.restrict(("e9",))
+    monkeypatch.setattr(steering.time, "sleep", lambda s: None)
+    clock = iter(range(0, 100))
+    monkeypatch.setattr(steering.time, "monotonic", lambda: float(next(clock)))
+    with pytest.raises(steering.BenchError, match="still give new flows"):
+        steering.Bench(net, _FakeLab(dbids, stuck=True), bench.plan).restrict(("e2",))
