@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -586,7 +587,13 @@ def report(path: Path) -> None:
     defaults = json.loads(defaults_path.read_text())["runs"] if defaults_path.exists() else None
     heavy_path = path.with_name("steering-heavy.json")
     heavy = json.loads(heavy_path.read_text())["runs"] if heavy_path.exists() else None
-    write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy)
+    repeats = {}
+    for seed_path in sorted(path.parent.glob("steering-seed*.json")):
+        found = re.fullmatch(r"steering-seed(\d+)\.json", seed_path.name)
+        if found and int(found.group(1)) != 1:
+            repeats[int(found.group(1))] = json.loads(seed_path.read_text())["runs"]
+    write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy,
+                 repeats)
 
 
 if __name__ == "__main__":

@@ -377,3 +377,27 @@ def test_restrict_drains_the_others_until_the_decisions_follow_and_release_undoe
     monkeypatch.setattr(steering.time, "monotonic", lambda: float(next(clock)))
     with pytest.raises(steering.BenchError, match="still give new flows"):
         steering.Bench(net, _FakeLab(dbids, stuck=True), bench.plan).restrict(("e2",))
+
+
+def test_the_seeds_table_gives_each_target_cell_per_seed_its_median_and_how_often_met() -> None:
+    """Seed 1 is the main run; each other seed's ratio uses the best other policy of that
+    seed's runs; a cell a seed did not run shows '-' and is left out of the median and the
+    count; a cell with a reference gets a row against it; other scenarios are not shown."""
+    from bench.steering_report import seeds_table
+
+    def hot(d: float, ll: float, ref: float | None = None) -> list[dict[str, object]]:
+        runs = [_run("f", "hot-site", "dyncast", d), _run("f", "hot-site", "least-loaded", ll)]
+        if ref is not None:
+            runs.append({**_run("f", "hot-site", "e2 only", ref), "reference": ["e2"]})
+        return runs
+
+    main = [*hot(72.0, 100.0, 80.0), _run("f", "balanced", "dyncast", 1.0),
+            _run("f", "balanced", "nearest", 2.0), _run("f", "load-step", "dyncast", 50.0),
+            _run("f", "load-step", "nearest", 100.0)]
+    table = seeds_table(main, {3: hot(60.0, 100.0, 60.0), 2: hot(65.0, 100.0)})
+    assert table[0] == ("| network | scenario | dyncast p95 against | seed 1 | seed 2 | seed 3 "
+                        "| median | target met |")
+    assert "| f | hot-site | the best other policy | 0.72 | 0.65 | 0.60 | 0.65 | 2 of 3 |" in table
+    assert "| f | hot-site | the reference (e2 only) | 0.90 | - | 1.00 | 0.95 | |" in table
+    assert "| f | load-step | the best other policy | 0.50 | - | - | 0.50 | 1 of 1 |" in table
+    assert not any("balanced" in line for line in table)
