@@ -224,17 +224,17 @@ def seeds_table(results: list[dict[str, Any]],
             continue
         cells = [found.get((n, t["network"], t["scenario"])) for n in seeds]
         ratios = [c["ratio"] if c else None for c in cells]
-        met = [r for r in ratios if r is not None]
+        ran = [r for r in ratios if r is not None]
         lines.append(f"| {t['network']} | {t['scenario']} | the best other policy | "
                      + " | ".join("-" if r is None else f"{r:.2f}" for r in ratios)
-                     + f" | {_median(met):.2f} | {sum(r <= t['limit'] for r in met)} of "
-                       f"{len(met)} |")
+                     + f" | {_median(ran):.2f} | {sum(r <= t['limit'] for r in ran)} of "
+                       f"{len(ran)} |")
         refs = [c["dyncast"] / c["reference_p95"] if c and c["reference_p95"] else None
                 for c in cells]
         if any(r is not None for r in refs):
             have = [r for r in refs if r is not None]
-            lines.append(f"| {t['network']} | {t['scenario']} | the reference "
-                         f"({t['reference'] or cells[-1]['reference']}) | "
+            name = next(c["reference"] for c in cells if c and c["reference"])
+            lines.append(f"| {t['network']} | {t['scenario']} | the reference ({name}) | "
                          + " | ".join("-" if r is None else f"{r:.2f}" for r in refs)
                          + f" | {_median(have):.2f} | |")
     return lines
@@ -306,15 +306,18 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
     if any(t["reference_p95"] is not None for t in rows):
         md += ["", REFERENCE_TEXT]
     if repeats:
+        ran = sorted({r["policy"] for runs in repeats.values() for r in runs
+                      if r["policy"] != "dyncast" and not r.get("reference")})
+        best = sorted({t["best"] for t in rows if t["scenario"] in TARGET_SCENARIOS})
         md += ["", "### The target cells with other seeds", "",
                "One run per cell settles nothing within about 0.1 of a target (see Caveats). "
                "The hot-site and load-step cells, run again with other seeds' arrivals "
-               "(`bench/steering.py --scenarios hot-site load-step --policies dyncast "
-               "least-loaded --seed N --tag seedN`, N = "
+               f"(`bench/steering.py --scenarios {' '.join(TARGET_SCENARIOS)} --policies "
+               f"dyncast {' '.join(ran)} --seed N --tag seedN`, N = "
                f"{', '.join(str(n) for n in sorted(repeats))}; `bench/results/steering-seedN.txt`"
-               "; least-loaded is the best other policy of these cells above). dyncast's p95 "
-               "over the other's, seed 1 being the run above:", "",
-               *seeds_table(results, repeats)]
+               f"; the best other policy of these cells in the run above: {', '.join(best)}). "
+               "dyncast's p95 over the best other's of each run, seed 1 being the run above:",
+               "", *seeds_table(results, repeats)]
     md += ["", "Keep-alive connections outside the failure scenario: "
            + ("none changed instance or broke." if affinity_ok(results) else
               "**some changed instance or broke** (see the tables)."), "",
