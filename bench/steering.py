@@ -31,6 +31,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,15 +247,24 @@ class Bench:
                                      service_body(self.net, policy))
         if status != 200:
             raise BenchError(f"PUT /services/{SERVICE} with policy {policy}: {status} {body}")
-        deadline = time.monotonic() + 5.0
+        self.wait_decisions(
+            lambda rows: all(r.get("policy") == policy for r in rows),
+            lambda rows: f"the controller's decisions do not show policy {policy!r} (does "
+                         f"controller/core.py pass the service's policy to the engine?): "
+                         f"{[r.get('policy') for r in rows]}")
+
+    def wait_decisions(self, ok: Callable[[list[dict[str, Any]]], bool],
+                       failure: Callable[[list[dict[str, Any]]], str],
+                       timeout: float = 5.0) -> None:
+        """Poll the service's decisions until there are some and `ok` holds for them; after
+        `timeout` s, BenchError with `failure` of the last ones."""
+        deadline = time.monotonic() + timeout
         while True:
             rows = self.lab.rest("GET", f"/decisions/{SERVICE}")[1]
-            if rows and all(r.get("policy") == policy for r in rows):
+            if rows and ok(rows):
                 return
             if time.monotonic() > deadline:
-                raise BenchError(f"the controller's decisions do not show policy {policy!r} "
-                                 f"(does controller/core.py pass the service's policy to the "
-                                 f"engine?): {[r.get('policy') for r in rows]}")
+                raise BenchError(failure(rows))
             time.sleep(0.1)
 
     def restrict(self, only: tuple[str, ...]) -> list[str]:
@@ -271,16 +281,15 @@ class Bench:
             status, body = self.lab.rest("POST", f"/instances/{dbid}/drain")
             if status != 200:
                 raise BenchError(f"POST /instances/{dbid}/drain: {status} {body}")
-        deadline = time.monotonic() + 5.0
-        while True:
-            rows = self.lab.rest("GET", f"/decisions/{SERVICE}")[1]
-            given = {c["dbid"] for r in rows for c in r["candidates"] if c["share"] > 0}
-            if rows and given and given <= keep:
-                return drained
-            if time.monotonic() > deadline:
-                raise BenchError(f"after draining {drained}, the decisions still give new "
-                                 f"flows to {sorted(given - keep) or 'no instance'}")
-            time.sleep(0.1)
+
+        def given(rows: list[dict[str, Any]]) -> set[str]:
+            return {c["dbid"] for r in rows for c in r["candidates"] if c["share"] > 0}
+
+        self.wait_decisions(
+            lambda rows: bool(given(rows)) and given(rows) <= keep,
+            lambda rows: f"after draining {drained}, the decisions still give new flows to "
+                         f"{sorted(given(rows) - keep) or 'no instance'}")
+        return drained
 
     def release(self, drained: list[str]) -> None:
         """Undrain what `restrict` drained; wait until those instances are active again."""

@@ -6,6 +6,7 @@ Boundary: results (the summaries bench/steering.py collected) in, files out; no 
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from bench.steering_net import LINK_MBPS, BenchNet
@@ -227,7 +228,7 @@ def seeds_table(results: list[dict[str, Any]],
         ran = [r for r in ratios if r is not None]
         lines.append(f"| {t['network']} | {t['scenario']} | the best other policy | "
                      + " | ".join("-" if r is None else f"{r:.2f}" for r in ratios)
-                     + f" | {_median(ran):.2f} | {sum(r <= t['limit'] for r in ran)} of "
+                     + f" | {median(ran):.2f} | {sum(r <= t['limit'] for r in ran)} of "
                        f"{len(ran)} |")
         refs = [c["dyncast"] / c["reference_p95"] if c and c["reference_p95"] else None
                 for c in cells]
@@ -236,15 +237,8 @@ def seeds_table(results: list[dict[str, Any]],
             name = next(c["reference"] for c in cells if c and c["reference"])
             lines.append(f"| {t['network']} | {t['scenario']} | the reference ({name}) | "
                          + " | ".join("-" if r is None else f"{r:.2f}" for r in refs)
-                         + f" | {_median(have):.2f} | |")
+                         + f" | {median(have):.2f} | |")
     return lines
-
-
-def _median(values: list[float]) -> float:
-    """The median (the mean of the middle two for an even count)."""
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,

@@ -401,3 +401,19 @@ def test_the_seeds_table_gives_each_target_cell_per_seed_its_median_and_how_ofte
     assert "| f | hot-site | the reference (e2 only) | 0.90 | - | 1.00 | 0.95 | |" in table
     assert "| f | load-step | the best other policy | 0.50 | - | - | 0.50 | 1 of 1 |" in table
     assert not any("balanced" in line for line in table)
+
+
+def test_no_reference_on_the_command_line_turns_the_reference_runs_off(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    """`--no-reference` reaches the plan the networks are run with; by default it is on."""
+    import bench.steering as steering
+
+    plans = []
+    monkeypatch.setattr(steering.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(steering, "ovs_send_buffer", lambda: steering.OVS_SEND_BUFFER)
+    monkeypatch.setattr(steering, "RESULTS", tmp_path)
+    monkeypatch.setattr(steering, "run_network",
+                        lambda name, plan, log: plans.append(plan) or [])
+    assert steering.main(["--quick", "--no-report"]) == 0
+    assert steering.main(["--quick", "--no-report", "--no-reference"]) == 0
+    assert [p.references for p in plans] == [True, False]
