@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 
 from eventlet import tpool
 
+from apps.configfile import load_config
 from apps.framework import (
     CONFIG_DISPATCHER,
     DEAD_DISPATCHER,
@@ -41,12 +42,11 @@ from apps.framework import (
 )
 from apps.ofmsg import serialise
 from apps.rest import APP_KEY, RestController
+from apps.store import Store
 from controller.api import Api, Reply
-from controller.config import load_config
 from controller.core import Core
-from controller.dataplane import caveats
+from controller.dataplane.rules import caveats
 from controller.intents import TABLE_AFFINITY, Intent
-from controller.store import Store
 
 LOG = logging.getLogger("dyncast")
 

@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from controller.dataplane import OVS_MAX_IDLE_S  # noqa: E402
+from controller.dataplane.rules import OVS_MAX_IDLE_S  # noqa: E402
 from mininet_tests.flowdump import dump_flows  # noqa: E402
 from mininet_tests.harness import Lab, require_root_and_ovs  # noqa: E402
 from mininet_tests.processes import wait_until  # noqa: E402

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from bench import ofgen
 
-VIRTUAL_MAC = ofgen.mac("02:dc:00:00:00:01")  # the D-SID's MAC (controller.affinity)
+VIRTUAL_MAC = ofgen.mac("02:dc:00:00:00:01")  # the D-SID's MAC (controller.intents.VIRTUAL_MAC)
 COOKIE_APP = 0xDC
 KIND_SERVICE, KIND_FWD, KIND_REV = 1, 2, 3
 CLIENT_PORT = 1

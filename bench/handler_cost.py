@@ -72,12 +72,12 @@ def main() -> None:
 
     compat.quiet_eventlet_warning()
     from apps.ofmsg import serialise, to_message
+    from apps.store import Store
     from bench.minimal_app import raw_flow_mod
     from controller.config import ControllerConfig
     from controller.core import Core
     from controller.intents import Intent
     from controller.model import AffinityPolicy, Metrics, Service
-    from controller.store import Store
 
     pkg = "ryu" if args.framework == "ryu" else "os_ken"
     ofproto_parser = importlib.import_module(f"{pkg}.ofproto.ofproto_parser")

@@ -40,10 +40,10 @@ from agents.dma import ReportPolicy, report_metrics  # noqa: E402
 from bench.steering import DMA, POLICIES, SCORING  # noqa: E402
 from bench.steering_stats import percentile  # noqa: E402
 from controller.config import SelectionConfig  # noqa: E402
-from controller.engine import CandidateInput, Engine, compute_ms  # noqa: E402
 from controller.model import Metrics, Weights  # noqa: E402
-from controller.placements import Placements, as_of, hold_s  # noqa: E402
-from controller.scoring import ScoringConfig, scoring_from_dict  # noqa: E402
+from controller.selection.engine import CandidateInput, Engine, compute_ms  # noqa: E402
+from controller.selection.placements import Placements, as_of, hold_s  # noqa: E402
+from controller.selection.scoring import ScoringConfig, scoring_from_dict  # noqa: E402
 
 BASE_MS = 100.0  # the service's base delay
 OVERHEAD_MS = 12.0  # what a request costs besides waiting and service (measured: ~112 ms idle)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.core import Core
-from controller.dataplane import caveats
+from controller.dataplane.rules import caveats
 from controller.errors import Conflict, NotFound, ValidationError
 from controller.intents import Intent
 from controller.model import Service, metrics_from_dict, service_from_dict

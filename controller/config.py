@@ -5,12 +5,12 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from controller.errors import ConfigError, ValidationError
-from controller.model import Service, service_from_dict
-from controller.scoring import ScoringConfig, scoring_from_dict
+from controller.model import Service, check_unique, service_from_dict
+from controller.network.monitor import LinkConfig, MonitorSettings
+from controller.selection.scoring import ScoringConfig, scoring_from_dict
 from controller.validate import check_number, reject_unknown
 
 
@@ -47,16 +47,10 @@ class ControllerConfig:
     services: tuple[Service, ...] = ()
     links: tuple[LinkConfig, ...] = ()
 
-
-@dataclass(frozen=True, slots=True)
-class LinkConfig:
-    """Administrative facts about the link between two switches."""
-
-    a: int
-    b: int
-    delay_ms: float | None = None
-    capacity_mbps: float | None = None
-    admin_ms: float = 0.0
+    def monitor_settings(self) -> MonitorSettings:
+        """What the network monitor needs to price links."""
+        return MonitorSettings(self.links, self.link_capacity_mbps, self.congestion_ms,
+                               self.use_measured_delay, self.selection.hop_ms)
 
 
 CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeout_s",
@@ -201,30 +195,10 @@ def _flag(table: Mapping[str, Any], key: str, default: bool,
     return value
 
 
-def check_unique(services: tuple[Service, ...]) -> None:
-    """Raise if two services share a name or a D-SID."""
-    names: set[str] = set()
-    dsids: dict[str, str] = {}
-    for i, svc in enumerate(services):
-        if svc.name in names:
-            raise ValidationError(f"service[{i}].name", f"duplicate service name {svc.name!r}")
-        if svc.dsid in dsids:
-            raise ValidationError(f"service[{i}].dsid",
-                                  f"D-SID {svc.dsid} is already used by {dsids[svc.dsid]!r}")
-        names.add(svc.name)
-        dsids[svc.dsid] = svc.name
-
-
-def load_config(path: str | Path | None) -> ControllerConfig:
-    """Read and validate the TOML file at `path`; None gives the built-in defaults."""
-    if path is None:
-        return ControllerConfig()
-    source = str(path)
+def config_from_toml(text: str, source: str) -> ControllerConfig:
+    """Parse and validate the TOML text of the file named `source` (errors name the file)."""
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "(syntax)", str(exc)) from None
     try:

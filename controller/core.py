@@ -12,24 +12,24 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from controller.affinity import (
-    VIRTUAL_MAC,
+from controller.config import ControllerConfig
+from controller.dataplane.affinity import (
     Binding,
     BindingTable,
     FlowKey,
     binding_flows,
     flow_key,
 )
-from controller.catalogue import Catalogue
-from controller.config import ControllerConfig
-from controller.engine import EPSILON, CandidateInput, Engine, compute_ms
+from controller.dataplane.programmer import Programmer
 from controller.errors import NotFound
-from controller.forwarding import Forwarding, base_flows
-from controller.instancelife import InstanceStates
+from controller.instances.catalogue import Catalogue
+from controller.instances.scaling import Member, Scaler, load_of
+from controller.instances.states import InstanceStates
 from controller.intents import (
     PORT_CONTROLLER,
     PRIO_SERVICE,
     TABLE_CLASSIFY,
+    VIRTUAL_MAC,
     CookieKind,
     FlowMod,
     Intent,
@@ -43,8 +43,9 @@ from controller.intents import (
     match,
 )
 from controller.model import Instance, Metrics, Service
-from controller.network import NetworkMonitor, costs_changed
-from controller.packet import (
+from controller.network.forwarding import Forwarding, base_flows
+from controller.network.monitor import NetworkMonitor, costs_changed
+from controller.network.packet import (
     ETH_TYPE_ARP,
     ETH_TYPE_IP,
     ETH_TYPE_LLDP,
@@ -55,10 +56,9 @@ from controller.packet import (
     build_tcp_syn,
     parse,
 )
-from controller.placements import Placements, as_of, hold_s
-from controller.programmer import Programmer
-from controller.scaling import Member, Scaler, load_of
-from controller.topology import Topology
+from controller.network.topology import Topology
+from controller.selection.engine import EPSILON, CandidateInput, Engine, compute_ms
+from controller.selection.placements import Placements, as_of, hold_s
 
 PROBE_INTERVAL_S = 2.0
 LIVENESS_PORT = 0xDC0D  # source port of the controller's TCP liveness probes
@@ -98,7 +98,7 @@ class Core:
         self.placements = Placements(sel.placed_grace_s)
         # (ingress, service) -> instance -> the compute cost its decision last saw
         self._seen_compute: dict[tuple[int, str], dict[str, float]] = {}
-        self.monitor = NetworkMonitor(config)
+        self.monitor = NetworkMonitor(config.monitor_settings())
         self.counters: Counter[str] = Counter()
         self.writes: list[StoreWrite] = []
         self._states: dict[str, str] = {}  # state of each instance the decisions last saw

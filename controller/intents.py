@@ -45,6 +45,7 @@ COOKIE_MASK_APP = 0xFF << 56
 COOKIE_MASK_ALL = (1 << 64) - 1
 PORT_CONTROLLER = 0xFFFFFFFD
 PORT_ANY = 0xFFFFFFFF
+VIRTUAL_MAC = "02:dc:00:00:00:01"  # the MAC the controller answers ARP for every D-SID with
 
 
 class CookieKind(IntEnum):

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.errors import ValidationError
-from controller.scaling import ScalingPolicy, scaling_from_dict
 from controller.validate import (
     check_integer,
     check_number,
@@ -24,6 +23,58 @@ FLOW_KEYS = ("5-tuple", "3-tuple", "source")
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
 MAX_TIMEOUT_S = 65535  # OpenFlow timeouts are 16-bit seconds
 MAX_SESSIONS = 10_000_000
+
+
+SCALING_KEYS = {"high", "low", "hold_s", "cooldown_s", "activation_timeout_s", "scale_in",
+                "min_active", "drain_deadline_s"}
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingPolicy:
+    """A service's reactivation / scale-in thresholds and timers."""
+
+    high: float = 0.8
+    low: float = 0.2
+    hold_s: float = 10.0
+    cooldown_s: float = 60.0
+    activation_timeout_s: float = 60.0
+    scale_in: bool = False
+    min_active: int = 1
+    drain_deadline_s: float = 60.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the policy as the table it can be read back from."""
+        return {"high": self.high, "low": self.low, "hold_s": self.hold_s,
+                "cooldown_s": self.cooldown_s, "activation_timeout_s": self.activation_timeout_s,
+                "scale_in": self.scale_in, "min_active": self.min_active,
+                "drain_deadline_s": self.drain_deadline_s}
+
+
+def scaling_from_dict(data: Any, where: str = "scaling") -> ScalingPolicy:
+    """Parse and validate a service's `scaling` table; errors name `where.key`."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(where, "must be a table/object")
+    reject_unknown(data, SCALING_KEYS, where)
+    d = ScalingPolicy()
+    high = check_number(data.get("high", d.high), f"{where}.high", 0.01, 1.0)
+    low = check_number(data.get("low", d.low), f"{where}.low", 0.0, 1.0)
+    if low >= high:
+        raise ValidationError(f"{where}.low", f"must be below high ({high:g}), got {low:g}")
+    scale_in = data.get("scale_in", d.scale_in)
+    if not isinstance(scale_in, bool):
+        raise ValidationError(f"{where}.scale_in", f"must be true or false, got {scale_in!r}")
+
+    def seconds(key: str, default: float) -> float:
+        return check_number(data.get(key, default), f"{where}.{key}", 0.0, 86_400.0)
+
+    return ScalingPolicy(
+        high=high, low=low, hold_s=seconds("hold_s", d.hold_s),
+        cooldown_s=seconds("cooldown_s", d.cooldown_s),
+        activation_timeout_s=max(0.1, seconds("activation_timeout_s", d.activation_timeout_s)),
+        scale_in=scale_in,
+        min_active=check_integer(data.get("min_active", d.min_active), f"{where}.min_active",
+                                 1, 10_000),
+        drain_deadline_s=seconds("drain_deadline_s", d.drain_deadline_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,3 +317,17 @@ class Instance:
                 "draining": self.draining, "drain_deadline": self.drain_deadline,
                 "stop_when_drained": self.stop_when_drained,
                 "history": [t.to_dict() for t in self.history]}
+
+
+def check_unique(services: tuple[Service, ...]) -> None:
+    """Raise if two services share a name or a D-SID."""
+    names: set[str] = set()
+    dsids: dict[str, str] = {}
+    for i, svc in enumerate(services):
+        if svc.name in names:
+            raise ValidationError(f"service[{i}].name", f"duplicate service name {svc.name!r}")
+        if svc.dsid in dsids:
+            raise ValidationError(f"service[{i}].dsid",
+                                  f"D-SID {svc.dsid} is already used by {dsids[svc.dsid]!r}")
+        names.add(svc.name)
+        dsids[svc.dsid] = svc.name

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.dataplane import PRIO_BUCKET_SYN
+from controller.dataplane.rules import PRIO_BUCKET_SYN
 from controller.intents import (
     COOKIE_APP,
     TABLE_AFFINITY,

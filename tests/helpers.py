@@ -9,7 +9,7 @@ from controller.config import ControllerConfig, SelectionConfig
 from controller.core import Core
 from controller.intents import FlowMod, Intent, PacketOut
 from controller.model import AffinityPolicy, Metrics, Service
-from controller.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp, mac_to_bytes
+from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp, mac_to_bytes
 
 SVC1 = Service("svc1", "10.0.100.1", "tcp", 8000, AffinityPolicy("5-tuple", 30, 0))
 SVC2 = Service("svc2", "10.0.100.2", "tcp", 8000, AffinityPolicy("3-tuple", 30, 0))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller.affinity import Binding, FlowKey, binding_flows, flow_key
+from controller.dataplane.affinity import Binding, FlowKey, binding_flows, flow_key
 from controller.model import AffinityPolicy, Service
-from controller.packet import parse
+from controller.network.packet import parse
 from tests.helpers import tcp_frame
 
 MAC = "00:00:00:00:00:01"

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from controller.buckets import minimum_moves, moved, quotas, remap
+from controller.dataplane.buckets import minimum_moves, moved, quotas, remap
 
 
 def test_quotas_follow_shares_and_sum_to_the_bucket_count() -> None:

@@ -24,10 +24,10 @@ from bench.emuswitch import (
     dyncast_templates,
     minimal_template,
 )
-from controller.affinity import Binding, FlowKey, binding_flows
+from controller.dataplane.affinity import Binding, FlowKey, binding_flows
 from controller.intents import Intent, Output, PacketOut, SetField
 from controller.model import AffinityPolicy, Service
-from controller.packet import parse
+from controller.network.packet import parse
 
 FRAMEWORKS = [name for name in ("ryu", "os_ken") if importlib.util.find_spec(name)]
 SC = Scenario(2)

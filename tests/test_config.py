@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import load_config
+from apps.configfile import load_config
 from controller.errors import ConfigError
 
 GOOD = """

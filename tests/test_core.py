@@ -5,17 +5,17 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-from controller.affinity import VIRTUAL_MAC
 from controller.intents import (
     PRIO_AFFINITY,
     TABLE_FORWARD,
+    VIRTUAL_MAC,
     CookieKind,
     Output,
     SetField,
     cookie,
     cookie_kind,
 )
-from controller.packet import ARP_REPLY, parse
+from controller.network.packet import ARP_REPLY, parse
 from tests.helpers import (
     HOSTS,
     figure2_core,

@@ -11,11 +11,11 @@ import pytest
 from apps.ofmsg import to_message
 from controller.config import ControllerConfig, SelectionConfig
 from controller.core import Core
-from controller.dataplane import (
+from controller.dataplane.reconciler import Reconciler
+from controller.dataplane.rules import (
     PRIO_BUCKET_SYN,
     SYN_DELAY_S,
     Program,
-    Reconciler,
     Target,
     bucket_fields,
     label_routes,

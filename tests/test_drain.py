@@ -61,8 +61,7 @@ def test_drain_rejects_bad_input() -> None:
 def test_moved_client_keeps_its_instance_at_the_new_ingress() -> None:
     """A bound flow that shows up at another ingress (the client moved) gets the same
     instance installed there, never a new decision (CATS R20)."""
-    from controller.affinity import VIRTUAL_MAC
-    from controller.intents import CookieKind, cookie_kind
+    from controller.intents import VIRTUAL_MAC, CookieKind, cookie_kind
     from tests.helpers import HOSTS, flow_mods, tcp_frame
 
     core = figure2_core(CFG)
@@ -87,7 +86,7 @@ def test_forwarder_binds_locally_with_its_routers_decision() -> None:
     at the forwarder; the forwarder keeps no decision of its own and /decisions says so."""
     import dataclasses
 
-    from controller.affinity import VIRTUAL_MAC
+    from controller.intents import VIRTUAL_MAC
     from tests.helpers import HOSTS, flow_mods, report, tcp_frame
 
     core = figure2_core(dataclasses.replace(CFG, forwarders=((2, 1),)))  # r2 relies on r1

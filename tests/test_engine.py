@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from controller.engine import CandidateInput, Chooser, Engine, decide, estimate_compute_ms
 from controller.model import Metrics, Weights
+from controller.selection.engine import CandidateInput, Chooser, Engine, decide, estimate_compute_ms
 
 # CATS worked example: (compute, network) delays in ms for three sites, 20 ms budget.
 SITES = {"site1": (4.0, 9.0), "site2": (10.0, 4.0), "site3": (5.0, 5.0)}

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from controller.affinity import VIRTUAL_MAC
 from controller.config import ControllerConfig, SelectionConfig
 from controller.core import LIVENESS_PORT
-from controller.engine import CandidateInput, decide
-from controller.intents import CookieKind, cookie_kind
+from controller.intents import VIRTUAL_MAC, CookieKind, cookie_kind
 from controller.model import Weights
-from controller.packet import TCP_ACK, TCP_RST, TCP_SYN, parse
+from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN, parse
+from controller.selection.engine import CandidateInput, decide
 from tests.helpers import (
     HOSTS,
     SVC1,
@@ -154,7 +153,7 @@ def test_lldp_timestamps_give_link_delay() -> None:
     core = figure2_core(dataclasses.replace(CFG, use_measured_delay=True))
     for dpid in (1, 4):
         core.echo_rtt(dpid, 0.002)
-    from controller.packet import build_lldp
+    from controller.network.packet import build_lldp
 
     core.packet_in(4, 1, build_lldp(1, 10, "02:00:00:00:00:01", 100.0), 100.012)
     link = next(lk for lk in core.topology_view()["links"]
@@ -168,9 +167,9 @@ def test_level2_score_and_configured_scoring_drive_compute_cost() -> None:
     normalisation when scoring is on, the default estimate when it is off."""
     import dataclasses
 
-    from controller.engine import compute_ms, estimate_compute_ms
     from controller.model import Metrics
-    from controller.scoring import ScoringConfig, compute_ms_from_score, level2
+    from controller.selection.engine import compute_ms, estimate_compute_ms
+    from controller.selection.scoring import ScoringConfig, compute_ms_from_score, level2
 
     on, off = ScoringConfig(enabled=True), ScoringConfig()
     assert compute_ms(Metrics(score=5.0), 20.0, off) == 40.0

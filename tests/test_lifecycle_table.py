@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.lifecycle import EVENTS, STATES, TRANSITIONS, Forbidden, allowed, apply
+from controller.instances.lifecycle import EVENTS, STATES, TRANSITIONS, Forbidden, allowed, apply
 
 # The table as the README states it: (state, event) -> new state; absent pairs are forbidden.
 EXPECTED = {

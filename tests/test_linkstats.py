@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.linkstats import (
+from controller.network.linkstats import (
     PortRates,
     counter_delta,
     link_cost_ms,

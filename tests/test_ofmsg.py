@@ -9,8 +9,8 @@ import struct
 import pytest
 
 from apps.ofmsg import to_message
-from controller.affinity import Binding, FlowKey, binding_flows
 from controller.core import service_punt
+from controller.dataplane.affinity import Binding, FlowKey, binding_flows
 from controller.intents import PORT_CONTROLLER, Output, PacketOut, SetField, delete_by_cookie
 from tests.helpers import SVC1
 

@@ -9,9 +9,8 @@ import struct
 import pytest
 
 from apps.ofmsg import Unsupported, encode, serialise, to_message
-from controller.affinity import Binding, FlowKey, binding_flows
 from controller.core import service_punt
-from controller.forwarding import base_flows
+from controller.dataplane.affinity import Binding, FlowKey, binding_flows
 from controller.intents import (
     PORT_CONTROLLER,
     CookieKind,
@@ -26,6 +25,7 @@ from controller.intents import (
     match,
 )
 from controller.model import AffinityPolicy, Service
+from controller.network.forwarding import base_flows
 from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, report, tcp_frame
 from tests.test_ofmsg import FakeDatapath as SerialisingDatapath
 

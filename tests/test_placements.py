@@ -7,12 +7,12 @@ import itertools
 
 import pytest
 
-from controller.affinity import VIRTUAL_MAC
 from controller.config import ControllerConfig, SelectionConfig
 from controller.core import Core
-from controller.engine import estimate_compute_ms
+from controller.intents import VIRTUAL_MAC
 from controller.model import Metrics
-from controller.placements import Placements, aged, with_placed
+from controller.selection.engine import estimate_compute_ms
+from controller.selection.placements import Placements, aged, with_placed
 from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, flow_mods, report, tcp_frame
 
 

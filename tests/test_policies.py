@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from controller.engine import POLICIES, CandidateInput, Chooser, Engine, decide
 from controller.errors import ValidationError
 from controller.model import SELECTION_POLICIES, Service, Weights, service_from_dict
+from controller.selection.engine import POLICIES, CandidateInput, Chooser, Engine, decide
 
 # CATS worked example: (compute, network) delays in ms; site1 least loaded, site2 nearest,
 # site3 the best joint choice. site4 is down: no policy may choose it.

@@ -10,8 +10,8 @@ from controller.api import Api
 from controller.config import ControllerConfig, SelectionConfig
 from controller.core import Core
 from controller.intents import CookieKind, cookie
-from controller.packet import ARP_REQUEST, BROADCAST, build_arp
-from controller.scaling import ScalingPolicy
+from controller.model import ScalingPolicy
+from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp
 from tests.helpers import SVC1, SVC2, figure2_core, report, see_links
 from tests.test_failures import _bind
 
@@ -178,7 +178,7 @@ def test_operator_verbs_follow_the_table_and_refuse_what_it_forbids() -> None:
 
 def test_transitions_are_queued_for_the_log_and_survive_a_restart() -> None:
     """Every change is queued for the shell's log, and the history is in the stored record."""
-    from controller.store import Store
+    from apps.store import Store
 
     core = _core()
     report(core, "10.0.0.21", 1.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from controller.errors import ValidationError
-from controller.model import Metrics
-from controller.scaling import Member, Scaler, ScalingPolicy, load_of, scaling_from_dict
+from controller.instances.scaling import Member, Scaler, load_of
+from controller.model import Metrics, ScalingPolicy, scaling_from_dict
 
 POLICY = ScalingPolicy(high=0.8, low=0.2, hold_s=5.0, cooldown_s=30.0, scale_in=True,
                        min_active=1)

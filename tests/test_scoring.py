@@ -10,7 +10,7 @@ import pytest
 
 from controller.errors import ValidationError
 from controller.model import Metrics
-from controller.scoring import (
+from controller.selection.scoring import (
     DEFAULT_CATEGORIES,
     Category,
     Normaliser,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.store import Store
+from apps.store import Store
 from tests.helpers import figure2_core, report, tcp_frame
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from controller.affinity import VIRTUAL_MAC
 from controller.intents import (
     PORT_CONTROLLER,
     PRIO_ARP,
@@ -22,6 +21,7 @@ from controller.intents import (
     TABLE_DECISION,
     TABLE_FORWARD,
     TABLE_INSTANCE,
+    VIRTUAL_MAC,
     CookieKind,
     FlowMod,
     Intent,
@@ -32,7 +32,7 @@ from controller.intents import (
     cookie,
     match,
 )
-from controller.packet import (
+from controller.network.packet import (
     ARP_REPLY,
     ARP_REQUEST,
     BROADCAST,
@@ -43,7 +43,7 @@ from controller.packet import (
     build_arp,
     build_lldp,
 )
-from controller.topology import Topology
+from controller.network.topology import Topology
 
 FLOOD_HOLD_S = 0.5  # one flood per (sender, target) in this window: no storms before LLDP
 UNSPECIFIED = "0.0.0.0"

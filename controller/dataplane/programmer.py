@@ -13,20 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.buckets import remap
-from controller.dataplane import (
+from controller.dataplane.buckets import remap
+from controller.dataplane.reconciler import Reconciler
+from controller.dataplane.rules import (
     FIRST_LABEL,
     SYN_DELAY_S,
     Program,
-    Reconciler,
     Target,
     label_routes,
     service_entries,
 )
-from controller.engine import Engine
 from controller.intents import TABLE_AFFINITY, CookieKind, FlowMod, Intent, cookie, cookie_kind
 from controller.model import Instance, Service
-from controller.topology import Topology
+from controller.network.topology import Topology
+from controller.selection.engine import Engine
 
 PIN_MARGIN_S = 1.0
 MOVABLE_STATES = ("active", "unknown", "draining")  # a moving bucket's flows are pinned to

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.model import Metrics, Weights
-from controller.scoring import ScoringConfig, compute_ms_from_score, level2
+from controller.selection.scoring import ScoringConfig, compute_ms_from_score, level2
 
 MAX_UTILISATION = 0.95
 EPSILON = 1e-9

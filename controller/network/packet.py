@@ -7,7 +7,6 @@ ARP replies and probes, and LLDP discovery frames.
 
 from __future__ import annotations
 
-import socket
 import struct
 from dataclasses import dataclass
 
@@ -30,6 +29,16 @@ _ETH = struct.Struct("!6s6sH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _PORTS = struct.Struct("!HH")
 
+
+
+def _ntoa(raw: bytes) -> str:
+    """Dotted-quad text of a 4-byte IPv4 address."""
+    return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+
+
+def _aton(addr: str) -> bytes:
+    """The 4 bytes of a dotted-quad IPv4 address."""
+    return bytes(int(part) for part in addr.split("."))
 
 def mac_to_bytes(mac: str) -> bytes:
     """Return the 6 bytes of a colon-separated MAC address."""
@@ -69,7 +78,7 @@ def parse(data: bytes) -> Packet | None:
     if eth_type == ETH_TYPE_ARP and len(data) >= 42:
         _, _, _, _, op, sha, spa, _, tpa = _ARP.unpack_from(data, 14)
         return Packet(eth_src, eth_dst, eth_type, arp_op=op, arp_sha=sha.hex(":"),
-                      arp_spa=socket.inet_ntoa(spa), arp_tpa=socket.inet_ntoa(tpa))
+                      arp_spa=_ntoa(spa), arp_tpa=_ntoa(tpa))
     if eth_type == ETH_TYPE_LLDP:
         dpid, port, sent_at = parse_lldp(data[14:])
         return Packet(eth_src, eth_dst, eth_type, lldp_dpid=dpid, lldp_port=port,
@@ -81,8 +90,8 @@ def _parse_ipv4(data: bytes, eth_src: str, eth_dst: str) -> Packet:
     """Parse the IPv4 header and, for the first fragment of TCP/UDP, the ports."""
     ihl = (data[14] & 0x0F) * 4
     proto = data[23]
-    src = socket.inet_ntoa(data[26:30])
-    dst = socket.inet_ntoa(data[30:34])
+    src = _ntoa(data[26:30])
+    dst = _ntoa(data[30:34])
     frag_offset = struct.unpack_from("!H", data, 20)[0] & 0x1FFF
     l4 = 14 + ihl
     sport = dport = flags = None
@@ -98,8 +107,8 @@ def build_arp(op: int, src_mac: str, src_ip: str, dst_mac: str, dst_ip: str) -> 
     """Build an ARP frame; for a request `dst_mac` is the broadcast address."""
     target_hw = "00:00:00:00:00:00" if op == ARP_REQUEST else dst_mac
     eth = _ETH.pack(mac_to_bytes(dst_mac), mac_to_bytes(src_mac), ETH_TYPE_ARP)
-    arp = _ARP.pack(1, ETH_TYPE_IP, 6, 4, op, mac_to_bytes(src_mac), socket.inet_aton(src_ip),
-                    mac_to_bytes(target_hw), socket.inet_aton(dst_ip))
+    arp = _ARP.pack(1, ETH_TYPE_IP, 6, 4, op, mac_to_bytes(src_mac), _aton(src_ip),
+                    mac_to_bytes(target_hw), _aton(dst_ip))
     return eth + arp + bytes(18)  # pad to the 60-byte Ethernet minimum
 
 
@@ -157,7 +166,7 @@ def _checksum(data: bytes) -> int:
 def build_tcp_syn(src_mac: str, dst_mac: str, src: str, dst: str, sport: int,
                   dport: int) -> bytes:
     """Build a TCP SYN (a liveness probe: a listening instance answers SYN-ACK, else RST)."""
-    saddr, daddr = socket.inet_aton(src), socket.inet_aton(dst)
+    saddr, daddr = _aton(src), _aton(dst)
     tcp = struct.pack("!HHIIBBHHH", sport, dport, 0x0DC0_0001, 0, 0x50, TCP_SYN, 1024, 0, 0)
     pseudo = saddr + daddr + struct.pack("!BBH", 0, IPPROTO_TCP, len(tcp))
     tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from controller.lifecycle import Transition, apply, trim
+from controller.instances.lifecycle import Transition, apply, trim
 from controller.model import Instance
 
 COMMAND_OPS = ("reactivate", "deactivate")

@@ -15,6 +15,7 @@ from controller.intents import (
     PRIO_AFFINITY,
     TABLE_CLASSIFY,
     TABLE_FORWARD,
+    VIRTUAL_MAC,
     CookieKind,
     FlowMod,
     SetField,
@@ -22,9 +23,8 @@ from controller.intents import (
     match,
 )
 from controller.model import Service
-from controller.packet import ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, Packet
+from controller.network.packet import ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, Packet
 
-VIRTUAL_MAC = "02:dc:00:00:00:01"  # the MAC the controller answers ARP for every D-SID with
 _L4_FIELDS = {IPPROTO_TCP: ("tcp_src", "tcp_dst"), IPPROTO_UDP: ("udp_src", "udp_dst")}
 
 

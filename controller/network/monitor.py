@@ -7,20 +7,42 @@ else `hop_ms`) plus a congestion penalty from the busier direction's utilisation
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from controller.config import ControllerConfig
-from controller.linkstats import PortRates, ewma, link_cost_ms, link_delay_ms, utilisation
-from controller.topology import Topology
+from controller.network.linkstats import PortRates, ewma, link_cost_ms, link_delay_ms, utilisation
+from controller.network.topology import Topology
 
 Direction = tuple[tuple[int, int], tuple[int, int]]
 COST_CHANGE = 0.05  # relative change of a link's cost that counts as a change
 
 
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """Administrative facts about the link between two switches."""
+
+    a: int
+    b: int
+    delay_ms: float | None = None
+    capacity_mbps: float | None = None
+    admin_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSettings:
+    """How links are priced: administrative facts, defaults and the congestion penalty."""
+
+    links: tuple[LinkConfig, ...] = ()
+    link_capacity_mbps: float = 0.0
+    congestion_ms: float = 10.0
+    use_measured_delay: bool = False
+    hop_ms: float = 1.0
+
+
 class NetworkMonitor:
     """Measurements per switch and per link direction, and the link costs they imply."""
 
-    def __init__(self, config: ControllerConfig) -> None:
+    def __init__(self, config: MonitorSettings) -> None:
         self.config = config
         self.rates = PortRates()
         self.rtt_s: dict[int, float] = {}
@@ -57,7 +79,7 @@ class NetworkMonitor:
         measured = self.delay_ms.get(direction)
         if self.config.use_measured_delay and measured is not None:
             return measured
-        return self.config.selection.hop_ms
+        return self.config.hop_ms
 
     def parts(self, direction: Direction) -> dict[str, float]:
         """The components of one link direction's cost: delay, congestion, administrative."""

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine, delete, select
 from sqlalchemy.engine import Engine
 
-from controller.affinity import Binding, FlowKey
+from controller.dataplane.affinity import Binding, FlowKey
+from controller.instances.lifecycle import STATES, transition_from_dict
 from controller.intents import StoreWrite
-from controller.lifecycle import STATES, transition_from_dict
 from controller.model import Instance, Metrics, Service, service_from_dict
 
 metadata = MetaData()

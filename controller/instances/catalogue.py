@@ -6,9 +6,8 @@ one service) and says whether an instance may take new flows. It knows nothing o
 
 from __future__ import annotations
 
-from controller.config import check_unique
 from controller.errors import Conflict, NotFound, ValidationError
-from controller.model import Instance, Metrics, Service
+from controller.model import Instance, Metrics, Service, check_unique
 
 
 def instance_state(inst: Instance, now: float, stale_after: float) -> str:

@@ -44,10 +44,8 @@ from controller.intents import (
     Action,
     CookieKind,
     FlowMod,
-    Intent,
     Learn,
     LearnSpec,
-    Match,
     MatchValue,
     Output,
     PopMpls,
@@ -68,7 +66,7 @@ ETH_TYPE_IP = 0x0800
 ETH_TYPE_MPLS = 0x8847
 TCP_SYN_ONLY = (0x002, 0x012)  # tcp_flags +syn-ack
 FIRST_LABEL = 16  # MPLS labels 0-15 are reserved
-VIRTUAL_MAC_INT = 0x02DC00000001  # controller.affinity.VIRTUAL_MAC
+VIRTUAL_MAC_INT = 0x02DC00000001  # controller.intents.VIRTUAL_MAC
 OVS_MAX_IDLE_S = 10  # Open vSwitch's default other_config:max-idle (ms / 1000)
 
 
@@ -271,46 +269,3 @@ def label_routes(dpid: int, routes: Iterable[tuple[Target, int, bool]]) -> list[
                        {"eth_type": ETH_TYPE_MPLS, "mpls_label": t.label}, acts,
                        cookie(CookieKind.LABEL, t.label)))
     return out
-
-
-Key = tuple[int, int, int, Match]
-
-
-def entry_key(fm: FlowMod) -> Key:
-    """What makes two entries the same entry in a switch: table, priority, match."""
-    return (fm.dpid, fm.table, fm.priority, fm.match)
-
-
-class Reconciler:
-    """Remembers what we installed per (switch, scope) and turns a desired set into the
-    flow-mods that get there: adds for new or changed entries, strict deletes for the rest."""
-
-    def __init__(self) -> None:
-        self._installed: dict[tuple[int, str], dict[Key, FlowMod]] = {}
-
-    def apply(self, dpid: int, scope: str, desired: list[FlowMod]) -> list[Intent]:
-        """Flow-mods making switch `dpid` hold exactly `desired` for `scope`."""
-        want = {entry_key(fm): fm for fm in desired}
-        have = self._installed.get((dpid, scope), {})
-        out: list[Intent] = [
-            FlowMod(dpid, key[1], key[2], key[3], command="delete_strict")
-            for key in have if key not in want]
-        out += [fm for key, fm in want.items() if have.get(key) != fm]
-        if want:
-            self._installed[(dpid, scope)] = want
-        else:
-            self._installed.pop((dpid, scope), None)
-        return out
-
-    def forget_switch(self, dpid: int) -> None:
-        """A switch (re)connected: what it holds is unknown, so everything is sent again."""
-        for key in [k for k in self._installed if k[0] == dpid]:
-            del self._installed[key]
-
-    def scopes(self, dpid: int) -> list[str]:
-        """The scopes with entries at a switch."""
-        return sorted(s for d, s in self._installed if d == dpid)
-
-    def count(self) -> int:
-        """How many entries we hold installed, over all switches."""
-        return sum(len(v) for v in self._installed.values())
