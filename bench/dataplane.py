@@ -4,7 +4,7 @@ size per affinity mode, all on the same Mininet network under the real controlle
     sudo .venv/bin/python bench/dataplane.py [--quick]
 
 Figure 2 on userspace Open vSwitch; svc1 (D-SID 10.0.100.1:8000) with instances at e2
-(10.0.0.21) and e3 (10.0.0.31), each a tiny epoll server (`bench/dataplane_proto.py serve`:
+(10.0.0.21) and e3 (10.0.0.31), each a tiny epoll server (`bench/dataplane_hosts.py serve`:
 reply its name and close) so that the service itself costs next to nothing. The bench
 registers the instances and reports their metrics itself (no D-MA, metrics never stale). The
 client is c1 at r1. Modes on the same network, switched with `PUT /dyncast/v1/services/svc1`,
@@ -37,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.dataplane_hosts import DSID  # noqa: E402
 from controller.dataplane.rules import OVS_MAX_IDLE_S  # noqa: E402
 from mininet_tests.flowdump import dump_flows  # noqa: E402
 from mininet_tests.harness import Lab, require_root_and_ovs  # noqa: E402
@@ -44,8 +45,7 @@ from mininet_tests.processes import wait_until  # noqa: E402
 from topologies.figure2 import Figure2Topo, configure, figure2_graph, hosts_of  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "dataplane.txt"
-PROTO = ROOT / "bench" / "dataplane_proto.py"
-DSID, PORT = "10.0.100.1", 8000
+HOSTS = ROOT / "bench" / "dataplane_hosts.py"
 INSTANCES = {"e2": ("10.0.0.21", "i1"), "e3": ("10.0.0.31", "i2")}
 MODES = ("static", "reactive", "learn", "bucket")
 CONFIG = """
@@ -118,8 +118,8 @@ def set_mode(lab: Lab, mode: str, idle: float) -> None:
 
 
 def client(lab: Lab, *args: str) -> dict[str, Any]:
-    """Run the prototype's client in c1 and return its JSON."""
-    out = lab.host_cmd("c1", f"{sys.executable} {PROTO} client {' '.join(args)}")
+    """Run a client of bench/dataplane_hosts.py in c1 and return its JSON."""
+    out = lab.host_cmd("c1", f"{sys.executable} {HOSTS} {' '.join(args)}")
     line = next((x for x in out.splitlines() if x.startswith("{")), None)
     if line is None:
         raise RuntimeError(f"client printed: {out!r}")
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         lab.build_net(Figure2Topo(), ctl.ofp_port, configure=configure)
         lab.wait_topology()
         for host, (dbid, name) in INSTANCES.items():
-            lab.popen(host, [sys.executable, str(PROTO), "serve", "--bind", dbid, "--name",
+            lab.popen(host, [sys.executable, str(HOSTS), "serve", "--bind", dbid, "--name",
                              name], "serve", ready=r"^serving ")
             lab.rest("POST", "/instances", {"dsid": DSID, "dbid": dbid, "dma": "bench"})
             lab.rest("POST", "/metrics", {"dbid": dbid, "cpu": 0.0, "sessions": 0, "queue": 0,
