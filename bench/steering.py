@@ -41,7 +41,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench.steering_net import (  # noqa: E402
     DSID,
-    LINK_MBPS,
     NETWORKS,
     PORT,
     PREFIX_LEN,
@@ -60,8 +59,8 @@ from mininet_tests.processes import bin_path  # noqa: E402
 POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
 SETTLE_S = 3.0  # before the clients start: metrics, port counters and decisions catch up
 DMA = {"interval": 0.5, "min-interval": 0.2, "threshold": 0.25}  # the D-MAs' reporting
-# The controller settings under test (see docs/results/steering.md, "How the settings were
-# chosen"): a narrow spread (new flows are spread by the placements counted between reports,
+# The controller settings under test (see docs/results/steering.md, "The settings under
+# test"): a narrow spread (new flows are spread by the placements counted between reports,
 # so only instances within 10 % of the best share them) and a compute cost that suits
 # instances with several workers. `--selection` adds to or overrides these.
 SELECTION: dict[str, float | bool] = {"spread": 0.1}
@@ -101,7 +100,6 @@ class Plan:
     selection: dict[str, float | bool] = field(default_factory=lambda: dict(SELECTION))
     scoring: str = SCORING  # a [controller.scoring] table, or "" for the default estimate
     dma: dict[str, float] = field(default_factory=lambda: dict(DMA))
-    bulk: str = "tcp"  # the bulk transfer: "tcp" or "udp"
     # "standing": the bulk transfer congests one path in every scenario (the network's
     # difference between paths); "hot-site": only in the scenarios that ask for it
     congestion: str = "standing"
@@ -327,16 +325,14 @@ class Bench:
 
     def start_bulk(self, seconds: float) -> list[Any]:
         """A bulk transfer from the bulk host to the congested site's host that keeps the
-        access link's FIFO full: TCP with four streams, or UDP at 1.2 x the link rate."""
+        access link's FIFO full: TCP with four streams."""
         self.starts += 1
         sink = self.net.site(self.net.congested)
         server = self.lab.popen(sink.host, ["iperf3", "-s", "-B", sink.dbid, "-p", "5201", "-1",
                                            "--forceflush"],
                                 f"iperf3-server-{self.starts}", ready=r"listening")
-        kind = (["-P", "4"] if self.plan.bulk == "tcp" else
-                ["-u", "-b", f"{1.2 * LINK_MBPS:g}M", "-l", "1400"])
         client = self.lab.popen(self.net.bulk_host, [
-            "iperf3", "-c", sink.dbid, "-p", "5201", "-t", f"{seconds:.0f}", *kind,
+            "iperf3", "-c", sink.dbid, "-p", "5201", "-t", f"{seconds:.0f}", "-P", "4",
             "--forceflush"], f"iperf3-{self.starts}", ready=r"connected to")
         return [client, server]
 
@@ -512,8 +508,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--selection", nargs="+", default=[], metavar="KEY=VALUE",
                     help="[controller.selection] settings (spread, sharpness, hysteresis)")
-    ap.add_argument("--bulk", choices=("tcp", "udp"), default="tcp",
-                    help="the bulk transfer: tcp (default) or udp")
     ap.add_argument("--congestion", choices=CONGESTION, default="standing",
                     help="standing (default): the bulk transfer congests one path in every "
                          "scenario; hot-site: only in the hot-site scenario")
@@ -546,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     dma = {k: float(v) for k, v in _pairs(args.dma, booleans=False).items()}
     plan = Plan(scenarios, policies, durations, args.seed,
                 {**base_selection, **_pairs(args.selection)},
-                "" if args.controller_defaults else SCORING, {**DMA, **dma}, args.bulk,
+                "" if args.controller_defaults else SCORING, {**DMA, **dma},
                 args.congestion, args.load, not args.no_reference)
     began = time.monotonic()
     lines: list[str] = []

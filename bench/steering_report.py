@@ -249,7 +249,7 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
     `controller`: the tables under test), with the controller-defaults runs, the runs at
     the heavier load and the target cells' runs with other seeds, if given."""
     results, settings, controller_toml = saved["runs"], saved["settings"], saved["controller"]
-    when = CONGESTED_WHEN[saved.get("congestion", "hot-site")]
+    when = CONGESTED_WHEN[saved["congestion"]]
     docs_dir.mkdir(parents=True, exist_ok=True)
     networks = [n.name for n in nets]
     plot_p95(results, networks, docs_dir / "steering_p95.png")
@@ -259,7 +259,9 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
     rows = targets(results)
     md = ["# Steering quality: dyncast against simpler selection policies", "",
           "Produced by `sudo .venv/bin/python bench/steering.py` (raw numbers: "
-          "`bench/results/steering.json`, log: `bench/results/steering.txt`).", "",
+          "`bench/results/steering.json`, log: `bench/results/steering.txt`); every section "
+          "below that uses other runs names their command. `.venv/bin/python bench/steering.py "
+          "--report-only` rewrites this page and its plots from the saved results.", "",
           "## Set-up", "",
           f"Mininet with Open vSwitch (userspace datapath); every switch-to-switch link shaped to "
           f"{LINK_MBPS:g} Mbit/s with a 100-packet FIFO (about 0.12 s when full), host links "
@@ -275,7 +277,7 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
     if controller_toml:
         md += ["The controller tables under test, added to each network's configuration:", "",
                "```toml", controller_toml.strip(), "```", ""]
-    md += setup_section(nets, when, saved.get("load", 1.0))
+    md += setup_section(nets, when, saved["load"])
     md += ["Measured per run: response time of fresh-connection requests (from the scheduled "
            "arrival to the last byte; failed requests are errors, excluded from the percentiles "
            "and counted as deadline misses); the share meeting the deadline; per-instance "
@@ -306,7 +308,8 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
         md += ["", "### The target cells with other seeds", "",
                "One run per cell settles nothing within about 0.1 of a target (see Caveats). "
                "The hot-site and load-step cells, run again with other seeds' arrivals "
-               f"(`bench/steering.py --scenarios {' '.join(TARGET_SCENARIOS)} --policies "
+               f"(`sudo .venv/bin/python bench/steering.py --scenarios "
+               f"{' '.join(TARGET_SCENARIOS)} --policies "
                f"dyncast {' '.join(ran)} --seed N --tag seedN`, N = "
                f"{', '.join(str(n) for n in sorted(repeats))}; `bench/results/steering-seedN.txt`"
                f"; the best other policy of these cells in the run above: {', '.join(best)}). "
@@ -320,20 +323,23 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
            "![instance failure over time](steering_failure.png)", ""]
     if defaults:
         md += ["## The same runs with the controller's defaults", "",
-               "`bench/steering.py --controller-defaults --policies dyncast least-loaded "
+               "`sudo .venv/bin/python bench/steering.py --controller-defaults --policies "
+               "dyncast least-loaded "
                "--duration 16 --tag defaults` (selection spread 0.3, sharpness 4, hysteresis "
                "0.15; the default compute estimate; placed flows counted, as by default; 16 s "
                "runs; `bench/results/steering-defaults.txt`):", "",
                *defaults_table(results, defaults), ""]
     if heavy:
-        md += ["## Figure 2 at the earlier, heavier load", "",
-               "`bench/steering.py --networks figure2 --load 1.333 --tag heavy` "
-               "(`bench/results/steering-heavy.txt`): 12 requests a second per client, the "
-               "load of the earlier published runs, with everything else as above. At the load "
-               "step's peak (48 requests a second) the demand is 73 % of the sites' total "
-               "capacity and more than the two uncongested sites can serve; in the hot site "
-               "e2's three workers alone cannot take all 24 requests a second without queueing. "
-               "dyncast p95 against the best other policy's:", "",
+        md += ["## Figure 2 at a heavier load", "",
+               "`sudo .venv/bin/python bench/steering.py --networks figure2 --load 1.333 --tag "
+               "heavy` (`bench/results/steering-heavy.txt`): every client's rate x1.333, 12 "
+               "requests a second instead of 9, everything else as above. At the load step's "
+               "peak the clients send 48 requests a second, 74 % of the three sites' capacity "
+               "(65 a second) and 96 % of what the two sites off the congested path can serve "
+               "(50 a second); in the hot site, with e4 slowed, e2 taking every request would "
+               "run at 80 %. Every policy then has to queue or use the slowed site or the "
+               "congested path. dyncast's p95 against the best other policy's, at both loads:",
+               "",
                *ratios_table(results, heavy, ("9/s per client (above)", "12/s per client")),
                ""]
     md += NOTES
@@ -360,21 +366,18 @@ NOTES: list[str] = [
     "each; `nearest` overloads the site beside the busiest ingress. dyncast prices the path "
     "and keeps flows off it. In Abilene the congested site is one of four and the others have "
     "room, so least-loaded, which goes there only when it looks least loaded, and dyncast make "
-    "nearly the same choices there; their p95s differ by run-to-run noise (0.87x in this run, "
-    "0.74x in the one before, 0.97x and 1.15x in two exploratory runs with the same "
-    "settings).",
+    "nearly the same choices there: their p95s are close, and the difference between them is "
+    "within the run-to-run noise (Caveats).",
     "- **Hot site.** c1's nearest site e4 (Sunnyvale's in Abilene) is slowed to 3x its service "
     "time: 300 ms a request, the deadline. dyncast keeps new flows on the sites that still "
     "answer in time and off the congested path; least-loaded avoids the slowed site too but "
     "not the congested path; nearest, round-robin and random keep sending to the slowed site. "
     "In Figure 2 that leaves one good site: the reference run sends every new flow to e2, which "
-    "then runs at three quarters of its capacity, and e2's own queueing in bursts sets its p95 "
-    "(180-410 ms over the five seeds, around the 300 ms that e4 costs). dyncast stays close to "
-    "it, 0.75-1.11x and a median of 1.03x: it sends a few per cent of the flows to e4 or "
+    "then runs at three quarters of its capacity, and e2's own queueing in bursts sets its p95. "
+    "dyncast stays close to it (the seeds table): it sends a few per cent of the flows to e4 or "
     "across the congested path when e2's queue builds, each about as slow as waiting at e2 "
-    "would have been, which costs a little when the burst is short and saves much when it is "
-    "long. In this network at this load no policy can do much better, and whether the cell "
-    "meets 0.7x rests on least-loaded's p95 as much as on dyncast's (the seeds table above).",
+    "would have been. In this network at this load no policy can do much better, and whether "
+    "the cell meets 0.7x rests on least-loaded's p95 as much as on dyncast's.",
     "- **Load step.** The stepped clients' flows spread over the sites with room; dyncast "
     "reacts within one metric report. `nearest` sends the crowd to its one site, which falls "
     "behind until requests time out (5 s); `round-robin` and `random` overload the smallest "
@@ -384,85 +387,31 @@ NOTES: list[str] = [
     "requests are refused (errors); keep-alive connections to it are reset (*broken*) and "
     "their bindings move. In Figure 2 the failed site is e2, the largest, so the rest of the "
     "run has e4 and the congested e3 only.", "",
-    "## What changed since the earlier published runs", "",
-    "This run changes nothing in how the controller behaves under these settings: it adds "
-    "the reference run of Figure 2's hot site (every new flow to e2) and runs the target cells "
-    "with four more seeds (Targets). The changes before it, newest first:", "",
-    "1. **The controller ages a report as its requests finish** (previous run; README, "
-    "Decisions). Between two reports it priced an instance from its last report plus the "
-    "flows placed on it since, and the report's busy workers went on counting until the next "
-    "report (up to 0.5 s, five service times), on top of the placements that replaced them: a "
-    "busy instance looked overloaded between reports, and new flows spilled to slower "
-    "instances it had room for (10-20 % of dyncast's flows in Figure 2's hot site went to the "
-    "slowed site or across the congested path). Now each worker finishes one request per "
-    "holding time. `bench/steering_model.py`, a discrete-event model of Figure 2 that drives "
-    "the controller's own engine, placement counting and report ageing and the D-MA's report "
-    "policy (a second per cell; no TCP, no shared CPU but a crude slowdown term), came within "
-    "about 15 % of the earlier published p95s and showed the gain before Mininet did: at 12 "
-    "requests a second with the earlier settings (`--rate 12 --slow 0 --spread 1 --sharpness "
-    "2`, with and without `--no-ageing`), dyncast's mean p95 over eight seeds went from 342 "
-    "to 323 ms in the hot site and from 373 to 310 ms in the load step.",
-    "2. **Figure 2's clients send 9 requests a second each** (previous run; 12 before). At "
-    "12, the load step's peak was 73 % of Figure 2's total capacity against 56 % in Abilene, and "
-    "more than the two uncongested sites can serve; in the hot site e2 alone could not take "
-    "every request without queueing. Any policy then had to send requests to the slowed site "
-    "or across the congested path, and those requests set every policy's p95: in the model, "
-    "even sending every request to e2 had a p95 of 0.67x least-loaded's, 0.82x with the "
-    "slowdown term that brings it closer to Mininet (`--rate 12 --scenario hot-site --only e2 "
-    "--slow 0` or `0.03`). At 9 the peak is "
-    "55 %, as in Abilene. The section above shows Figure 2 at the earlier load, run with "
-    "everything else as here.",
-    "3. **A narrow spread** (previous run; README, Decisions: `spread`). The benchmark set "
-    "spread 1.0 and sharpness 2, chosen when stale reports herded flows; with placed flows "
-    "counted and reports aged, spread 0.1 lets only instances within 10 % of the best share "
-    "new flows. With the default 0.3, dyncast sent about a sixth of Abilene's balanced flows "
-    "to New York's 130 ms site while the 100 ms sites had room, which set its p95 (1.15x "
-    "least-loaded's).",
-    "4. **Standing congestion** (earlier): the bulk transfer used to run in the "
-    "hot-site scenario only, so the other scenarios ran on a network whose paths did not "
-    "differ (`--congestion hot-site` still runs that design; "
-    "`bench/results/steering-hotsite-only.txt`).",
-    "5. **Keep-alive connections were in step** (earlier). Every load generator started at "
-    "the same instant, so all keep-alive connections sent at t = 0, 1, 2 ... s; each "
-    "connection now starts at its own seeded phase.",
-    "6. **The controller counts the flows it placed since an instance's last report** "
-    "(`placed_flows`, on by default; earlier). Between two reports every ingress used to price "
-    "an instance from the same stale report, so a burst went to whichever looked idle.", "",
-    "## No artificial losses", "",
-    "Earlier runs had 1-4 % of new connections taking about 1.1 s while the bulk transfer ran "
-    "(a SYN or SYN-ACK lost and resent after TCP's 1 s timeout), clustered in time and also on "
-    "paths that did not cross the congested link. A packet capture on every switch port and "
-    "OVS's log found the cause: the userspace datapath sends on every port through one raw "
-    "packet socket, and packets waiting in a shaped link's queue are charged to its send "
-    "buffer (208 KB, the `net.core.wmem_default` it was created with); one full 100-packet "
-    "queue used it up, and sends on every other port failed (`error sending Ethernet packet "
-    "... Resource temporarily unavailable`): clients' SYNs, instances' SYN-ACKs and the "
-    "controller's packet-outs alike. `scripts/setup.sh` (and the test harness) raise "
-    "`net.core.wmem_default` to 16 MB before starting Open vSwitch, and the benchmark refuses "
-    "to run when OVS's socket has less. (OVS's `datapath_drop_userspace_action_error` "
-    "counter, which grows meanwhile, is not a loss: it counts every packet a cached slow-path "
-    "flow hands to the controller.) A UDP bulk transfer at 1.2 x the link rate (`--bulk udp`) "
-    "nearly stopped the whole emulated network in an earlier run, probably for the same "
-    "reason; not re-run.", "",
-    "## How the settings were chosen", "",
-    "The benchmark configures a CATS metric normalisation for multi-worker instances "
-    "(above: sessions scored near 10 until every worker is busy, the queue, the instance's own "
-    "delay; the worst category counts); least-loaded gets the same compute cost. It was "
-    "chosen when the controller's default estimate read the reported sessions and queue as a "
-    "utilisation in an M/M/c queue, which priced a full three-worker instance at several times "
-    "its idle cost, although a request arriving a moment later hardly waits. The default "
-    "estimate now reads them as the snapshot they are (README, Decisions), and the section "
-    "above compares dyncast and least-loaded with the controller's defaults. The selection is "
-    "the default's sharpness 4 with spread 0.1 (item 3 above).", "",
+    "## The settings under test", "",
+    "The benchmark configures a CATS metric normalisation for instances with several workers "
+    "(the `[controller.scoring]` table above: sessions, the queue and the instance's own delay, "
+    "the worst category counting), and least-loaded gets the same compute cost. Its selection "
+    "is the controller's default sharpness with spread 0.1: only instances within 10 % of the "
+    "best share new flows, the others' share coming from the placements counted between two "
+    "reports. The section on the controller's defaults runs dyncast and least-loaded without "
+    "either table.", "",
+    "## Precondition: Open vSwitch's send buffer", "",
+    "The benchmark refuses to run (exit 1, before building a network) when Open vSwitch's packet "
+    "socket has a send buffer under 16 MB. The userspace datapath sends on every port through "
+    "that one socket, and packets waiting in a shaped link's queue are charged to its send "
+    "buffer (208 KB with the kernel's default `net.core.wmem_default`): one full 100-packet "
+    "queue uses it up, sends on every other port fail (`error sending Ethernet packet ... "
+    "Resource temporarily unavailable` in OVS's log), and clients' SYNs, instances' SYN-ACKs "
+    "and the controller's packet-outs are lost and resent after TCP's 1 s timeout, on paths "
+    "that do not cross the congested link too. `scripts/setup.sh` (and the test harness) raise "
+    "`net.core.wmem_default` to 16 MB before starting Open vSwitch. OVS's "
+    "`datapath_drop_userspace_action_error` counter grows during a run; it is not a loss: it "
+    "counts every packet a cached slow-path flow hands to the controller.", "",
     "## Caveats", "",
     "- One run per cell, on a 2-core machine that also runs OVS, the controller, every "
-    "instance, D-MA and client. Repeated runs of the same cell differ by 20 % and more in p95 "
-    "(least-loaded's in Abilene's balanced case: 136-348 ms over five exploratory runs), so "
-    "ratios within 0.1 of a target are not settled by one run: the target cells are run again "
-    "with other seeds (Targets). Figure 2's hot site, the cell that missed its target in "
-    "earlier runs (0.71x-0.74x with seed 1), has a p95 where the few requests sent to the "
-    "slowed site or across the congested path start, or where e2's own bursts queue, which the "
-    "reference run shows to be about the same.",
+    "instance, D-MA and client. Repeated runs of the same cell differ by 20 % and more in p95, "
+    "so a ratio within 0.1 of a target is not settled by one run: the target cells are run "
+    "again with other seeds (Targets).",
     "- No propagation delay: a hop costs 1 ms in the controller and nearly nothing on the "
     "wire; the only network delay that differs between paths is queueing behind the bulk "
     "transfer.",
