@@ -185,7 +185,7 @@ class DyncastApp(App):  # type: ignore[misc]
                 except Exception:
                     self.core.counters["errors"] += 1
                     LOG.exception("dyncast: store write failed (%d records kept)", len(writes))
-                    self.core.writes[:0] = writes
+                    self.core.writes.requeue(writes)
 
     @set_ev_cls(EventTick)
     @guarded

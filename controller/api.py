@@ -198,7 +198,7 @@ class Api:
         rows = [d.to_dict() for _, d in sorted(self.core.engine.decisions.items())]
         for row in rows:  # which switches are D-Routers, and which forwarders rely on them
             row["role"] = "router"
-            row["forwarders"] = sorted(f for f, r in self.core.router_of.items()
+            row["forwarders"] = sorted(f for f, r in self.core.decisions.router_of.items()
                                        if r == row["ingress"])
         if args:
             rows = [r for r in rows if r["service"] == args[0]]

@@ -10,20 +10,9 @@ from typing import Any
 from controller.errors import ConfigError, ValidationError
 from controller.model import Service, check_unique, service_from_dict
 from controller.network.monitor import LinkConfig, MonitorSettings
+from controller.selection.decisions import SelectionConfig
 from controller.selection.scoring import ScoringConfig, scoring_from_dict
 from controller.validate import check_number, reject_unknown
-
-
-@dataclass(frozen=True, slots=True)
-class SelectionConfig:
-    """How the decision engine turns costs into a weighted choice (see README, 'Decisions')."""
-
-    spread: float = 0.3
-    sharpness: float = 4.0
-    hysteresis: float = 0.15
-    hop_ms: float = 1.0
-    placed_flows: bool = True  # count flows placed since an instance's last report as its load
-    placed_grace_s: float = 0.02  # placements this recent still count after a report
 
 
 @dataclass(frozen=True, slots=True)

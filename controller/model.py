@@ -108,7 +108,7 @@ class Service:
     delay_budget_ms: float | None = None
     scaling: ScalingPolicy | None = None  # reactivation / scale-in; None: off
     policy: str = "dyncast"  # how new flows are shared among instances: SELECTION_POLICIES
-    dataplane: str = "reactive"  # who keeps affinity: DATAPLANES (controller/dataplane.py)
+    dataplane: str = "reactive"  # who keeps affinity: DATAPLANES (controller/dataplane/modes.py)
     overlay: bool = False  # instances answer on the D-SID; steered by label, no translation
     buckets: int = 64  # decision entries per ingress in `learn` and `bucket` modes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from controller.config import ControllerConfig, SelectionConfig
-from controller.core import LIVENESS_PORT
+from controller.instances.liveness import LIVENESS_PORT
 from controller.intents import VIRTUAL_MAC, CookieKind, cookie_kind
 from controller.model import Weights
 from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN, parse

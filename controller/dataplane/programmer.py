@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.dataplane.buckets import remap
+from controller.dataplane.modes import mode_of
 from controller.dataplane.reconciler import Reconciler
 from controller.dataplane.rules import (
     FIRST_LABEL,
@@ -89,8 +90,9 @@ class Programmer:
         out: list[Intent] = []
         targets = self._targets(insts)
         states = {i.dbid: i.state for i in insts}
+        mode = mode_of(svc)
         for dpid in sorted(self.topology.ports):
-            if svc.dataplane == "reactive":
+            if not mode.switch_decides:
                 desired: list[FlowMod] = []
             else:
                 buckets = self._buckets(svc, dpid, states, now)
@@ -141,7 +143,7 @@ class Programmer:
             old = [None] * svc.buckets
         new = remap(old, decision.shares)
         moves = self._moves.setdefault(key, {})
-        if svc.dataplane == "bucket":
+        if mode_of(svc).pins_moves:
             for b, (was, now_to) in enumerate(zip(old, new, strict=True)):
                 if was is None or was == now_to or now_to is None:
                     continue

@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from controller.dataplane.modes import mode_of, service_ident
 from controller.intents import (
     PRIO_SERVICE,
     TABLE_AFFINITY,
@@ -74,11 +75,6 @@ def ipv4_int(addr: str) -> int:
     """A dotted IPv4 address as an integer."""
     a, b, c, d = (int(x) for x in addr.split("."))
     return (a << 24) | (b << 16) | (c << 8) | d
-
-
-def service_ident(svc: Service) -> int:
-    """The service's part of cookie identifiers: its D-SID as a 32-bit number."""
-    return ipv4_int(svc.dsid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +164,7 @@ def caveats(svc: Service) -> list[str]:
     and `bucket` rewrites replies with a wildcard entry, so neither is affected
     (docs/dataplane-modes.md, pitfall 13)."""
     idle = svc.affinity.idle_timeout
-    if svc.dataplane == "learn" and not svc.overlay and 0 < idle <= OVS_MAX_IDLE_S:
+    if mode_of(svc).learns and not svc.overlay and 0 < idle <= OVS_MAX_IDLE_S:
         return [f"dataplane 'learn' with affinity.idle_timeout {idle} s: Open vSwitch keeps a "
                 f"flow's datapath cache up to other_config:max-idle ({OVS_MAX_IDLE_S} s by "
                 "default) without re-running learn, so a flow resuming after "
@@ -213,13 +209,13 @@ def service_entries(p: Program) -> list[FlowMod]:
                                   Resubmit(TABLE_FORWARD)]
         else:
             acts = [SetField("eth_dst", t.mac), SetField("ipv4_dst", t.dbid)]
-            if svc.dataplane == "learn":
+            if mode_of(svc).learns:
                 acts.append(learn_reply(svc, t.label))
             acts.append(Resubmit(TABLE_FORWARD))
             reply: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP,
                                             "ip_proto": svc.ip_proto or 6, "ipv4_src": t.dbid,
                                             f"{l4}_src": svc.port or 0}
-            back: list[Action] = ([Resubmit(TABLE_AFFINITY)] if svc.dataplane == "learn" else
+            back: list[Action] = ([Resubmit(TABLE_AFFINITY)] if mode_of(svc).learns else
                                   [SetField("eth_src", "02:dc:00:00:00:01"),
                                    SetField("ipv4_src", svc.dsid)])
             out.append(_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, reply, back, ck,
@@ -252,7 +248,7 @@ def decision_entries(p: Program) -> list[FlowMod]:
                                 SetField("reg0", new)], ck))
             continue
         acts: list[Action] = [SetField("reg0", label)]
-        if svc.dataplane == "learn":
+        if mode_of(svc).learns:
             acts.insert(0, learn_forward(svc, label, CookieKind.LEARNED_FWD))
         out.append(_fm(dpid, TABLE_DECISION, PRIO_BUCKET, fields, acts, ck))
     return out

@@ -1,0 +1,189 @@
+"""Reactive affinity: a new flow's first packet binds it to an instance, and the binding holds.
+
+Boundary: the binding table and everything that changes it: a first packet to a D-SID takes
+the ingress's decision and installs the binding's forward and reverse entries at the ingress
+(a packet of a flow already bound gets the same instance again, never a new decision); a
+forward entry that times out ends its binding; a client seen at a new switch takes its
+bindings along (CATS R20); the flows of an instance that died move to a live one (the only
+time affinity breaks). Which instance a new flow gets is `selection`'s answer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from controller.dataplane.affinity import Binding, BindingTable, FlowKey, binding_flows, flow_key
+from controller.instances.catalogue import Catalogue
+from controller.intents import (
+    CookieKind,
+    Intent,
+    Output,
+    PacketOut,
+    SetField,
+    cookie,
+    cookie_kind,
+    delete_by_cookie,
+)
+from controller.model import Service
+from controller.network.packet import Packet
+from controller.network.topology import Topology
+from controller.selection.decisions import Decisions
+from controller.writes import Writes
+
+ENDING_REASONS = ("idle", "hard")  # flow-removed reasons that end a binding
+
+
+class ReactiveFlows:
+    """The binding table and the entries that enforce it."""
+
+    def __init__(self, catalogue: Catalogue, topology: Topology, decisions: Decisions,
+                 writes: Writes, counters: Counter[str]) -> None:
+        self.catalogue = catalogue
+        self.topology = topology
+        self.decisions = decisions
+        self.writes = writes
+        self.counters = counters
+        self.bindings = BindingTable()
+
+    def restore(self, bindings: list[Binding]) -> None:
+        """Load persisted bindings of known services at start."""
+        for b in bindings:
+            if b.key.service in self.catalogue.services:
+                self.bindings.restore(b)
+
+    # --- first packets ------------------------------------------------------------------
+    def demand(self, svc: Service, dpid: int, in_port: int, pkt: Packet, data: bytes,
+               now: float) -> list[Intent]:
+        """Bind a new flow (or re-install an existing binding) and deliver its packet."""
+        key = flow_key(svc, pkt)
+        if key is None:
+            return []
+        self.counters["packet_in_dsid"] += 1
+        binding = self.bindings.get(key)
+        if binding is None:
+            return self._bind(svc, key, dpid, in_port, data, now)
+        self.counters["reinstalls"] += 1
+        if binding.ingress != dpid:
+            binding.ingress = dpid
+            self._write(binding)
+        return self._install(svc, binding, in_port, data)
+
+    def _bind(self, svc: Service, key: FlowKey, dpid: int, in_port: int, data: bytes,
+              now: float) -> list[Intent]:
+        """Take the ingress's decision for a new flow and bind it. At a D-Forwarder the
+        decision of its D-Router applies; the binding is installed at the forwarder."""
+        decider = self.decisions.decider(dpid)
+        self.decisions.demand_at(decider, svc, self.catalogue, now)
+        dbid = self.decisions.pick(svc, decider, self.catalogue, now)
+        if dbid is None or dbid not in self.topology.hosts:
+            self.counters["dropped_no_instance"] += 1
+            return []
+        self.decisions.placed(dbid, now)
+        binding = self.bindings.add(key, dbid, dpid, now)
+        self.counters["new_flows"] += 1
+        self._write(binding)
+        return self._install(svc, binding, in_port, data)
+
+    def _install(self, svc: Service, binding: Binding, in_port: int,
+                 data: bytes) -> list[Intent]:
+        """The binding's entries, then the packet itself rewritten and sent on its way."""
+        host = self.topology.hosts.get(binding.dbid)
+        port = self.topology.out_port(binding.ingress, binding.dbid)
+        if host is None or port is None:
+            self.counters["dropped_unreachable"] += 1
+            return []
+        forward, reverse = binding_flows(binding, svc, host.mac)
+        self.counters["flows_installed"] += 2
+        actions = (SetField("eth_dst", host.mac), SetField("ipv4_dst", binding.dbid),
+                   Output(port))
+        return [forward, reverse, PacketOut(binding.ingress, data, actions, in_port)]
+
+    # --- bindings ending or moving ------------------------------------------------------
+    def flow_removed(self, dpid: int, cookie_value: int, reason: str) -> list[Intent]:
+        """A switch removed one of our entries: a forward affinity entry that timed out ends
+        its binding (deletions are our own doing and already accounted for)."""
+        split = cookie_kind(cookie_value)
+        if split is None or split[0] != CookieKind.AFFINITY_FWD or reason not in ENDING_REASONS:
+            return []
+        ident = split[1]
+        reverse = delete_by_cookie(dpid, cookie(CookieKind.AFFINITY_REV, ident))
+        binding = self.bindings.by_ident(ident)
+        if binding is None or binding.ingress != dpid:
+            return [reverse]
+        self.bindings.remove(ident)
+        self.counters["bindings_expired"] += 1
+        self.writes.delete("binding", str(ident))
+        return [reverse]
+
+    def follow_client(self, ip: str, dpid: int) -> list[Intent]:
+        """A client seen at a new switch (it moved): its bindings move there before any reply
+        can reach it unrewritten, and keep their instance (CATS R20)."""
+        intents: list[Intent] = []
+        for b in self.bindings.all():
+            if b.key.src != ip or b.ingress == dpid:
+                continue
+            svc = self.catalogue.services.get(b.key.service)
+            host = self.topology.hosts.get(b.dbid)
+            if svc is None or host is None:
+                continue
+            intents += _delete_entries(b)
+            b.ingress = dpid
+            self._write(b)
+            intents += binding_flows(b, svc, host.mac)
+            self.counters["client_moves"] += 1
+        return intents
+
+    def move(self, dbid: str, now: float) -> list[Intent]:
+        """Rebind every flow bound to a dead instance to a live one (the only time affinity
+        breaks); a flow with nowhere to go loses its binding and entries."""
+        intents: list[Intent] = []
+        for b in [b for b in self.bindings.all() if b.dbid == dbid]:
+            svc = self.catalogue.services[b.key.service]
+            intents.append(delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_REV, b.ident)))
+            target = self.decisions.engine.pick(b.ingress, svc.name)
+            host = None if target is None else self.topology.hosts.get(target)
+            if target is None or host is None:
+                intents.append(delete_by_cookie(b.ingress,
+                                                cookie(CookieKind.AFFINITY_FWD, b.ident)))
+                self.bindings.remove(b.ident)
+                self.writes.delete("binding", str(b.ident))
+                self.counters["bindings_dropped"] += 1
+                continue
+            b.dbid = target
+            self.decisions.placed(target, now)
+            self._write(b)
+            intents += binding_flows(b, svc, host.mac)
+            self.counters["affinity_moves"] += 1
+        return intents
+
+    def remove_service(self, name: str) -> list[Intent]:
+        """Every binding of a deleted service, with its entries."""
+        intents: list[Intent] = []
+        for b in [b for b in self.bindings.all() if b.key.service == name]:
+            self.bindings.remove(b.ident)
+            self.writes.delete("binding", str(b.ident))
+            intents += _delete_entries(b)
+        return intents
+
+    # --- views --------------------------------------------------------------------------
+    def bound(self, dbid: str) -> int:
+        """How many bindings hold this instance."""
+        return sum(1 for b in self.bindings.all() if b.dbid == dbid)
+
+    def view(self) -> list[dict[str, Any]]:
+        """The bindings the controller made, as rows of `/bindings`."""
+        rows = [b.to_dict() for b in self.bindings.all()]
+        for row in rows:
+            row["source"] = "controller"
+        return rows
+
+    def _write(self, binding: Binding) -> None:
+        """Queue the binding's record for the store."""
+        self.writes.put("binding", str(binding.ident), binding.to_dict())
+
+
+def _delete_entries(b: Binding) -> list[Intent]:
+    """Delete a binding's forward and reverse entries at its ingress."""
+    return [delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_FWD, b.ident)),
+            delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_REV, b.ident))]

@@ -1,0 +1,106 @@
+"""The network feature: one object the core asks about switches, links, hosts and link load.
+
+Boundary: it applies what the switches report (ports, LLDP frames, port counters, round trips,
+hosts seen) to the topology and the link monitor, keeps link costs current, and answers with
+the forwarding entries that follow. It says *whether* paths may have changed; recomputing
+decisions then is the caller's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from controller.intents import FlowMod, Intent, Output, PacketOut, SetField
+from controller.network.forwarding import Forwarding, base_flows
+from controller.network.monitor import MonitorSettings, NetworkMonitor, costs_changed
+from controller.network.packet import Packet
+from controller.network.topology import Topology
+
+
+class Network:
+    """Topology, link measurements and ordinary forwarding, kept in step."""
+
+    def __init__(self, settings: MonitorSettings, is_dsid: Callable[[str], bool]) -> None:
+        self.topology = Topology(hop_ms=settings.hop_ms)
+        self.monitor = NetworkMonitor(settings)
+        self.forwarding = Forwarding(self.topology, is_dsid)
+
+    def connected(self, dpid: int) -> list[FlowMod]:
+        """A switch connected: what it holds is unknown; it gets the fixed pipeline."""
+        self.forwarding.forget_switch(dpid)
+        return list(base_flows(dpid))
+
+    def ports(self, dpid: int, ports: set[int], now: float) -> list[Intent]:
+        """A switch's port list: discover links from it and route hosts through it."""
+        self.topology.switch_up(dpid, ports)
+        return self.forwarding.lldp(now, [dpid]) + self.forwarding.sync_routes()
+
+    def left(self, dpid: int) -> list[str]:
+        """A switch disconnected: forget it; return the addresses of the hosts lost with it."""
+        lost = self.topology.switch_down(dpid)
+        self.forwarding.forget_switch(dpid)
+        self.monitor.forget(dpid)
+        return [h.ip for h in lost]
+
+    def port_up(self, dpid: int, port: int, now: float) -> list[Intent]:
+        """A port came up: look for a link behind it."""
+        self.topology.port_up(dpid, port)
+        return self.forwarding.lldp(now, [dpid])
+
+    def port_down(self, dpid: int, port: int) -> tuple[bool, list[str]]:
+        """A port went down: (whether paths may have changed, the hosts lost with it)."""
+        link_lost, hosts_lost = self.topology.port_down(dpid, port)
+        if not link_lost and not hosts_lost:
+            return False, []
+        self.refresh_costs()
+        return True, [h.ip for h in hosts_lost]
+
+    def expire(self, now: float, link_timeout_s: float) -> bool:
+        """Links not seen for `link_timeout_s` are gone; True if paths may have changed."""
+        return self.topology.expire_links(now, link_timeout_s) | self.refresh_costs()
+
+    def port_stats(self, dpid: int, samples: list[tuple[int, int, int]], now: float) -> bool:
+        """Port counters (port, tx_bytes, rx_bytes) of one switch; True if costs changed."""
+        for port, tx_bytes, rx_bytes in samples:
+            self.monitor.rates.update(dpid, port, tx_bytes, rx_bytes, now)
+        return self.refresh_costs()
+
+    def lldp_in(self, dpid: int, in_port: int, pkt: Packet, now: float) -> bool:
+        """An LLDP frame we sent came back in at another switch: that is a link. True when
+        the link is new (paths may have changed)."""
+        if pkt.lldp_dpid is None or pkt.lldp_port is None:
+            return False
+        direction = ((pkt.lldp_dpid, pkt.lldp_port), (dpid, in_port))
+        new = self.topology.link_seen(*direction, now)
+        if pkt.lldp_sent_at is not None:
+            self.monitor.lldp_delay(direction, pkt.lldp_sent_at, now)
+        if new:
+            self.refresh_costs()
+        return new
+
+    def refresh_costs(self) -> bool:
+        """Apply the monitor's link costs to the topology; True if paths may have changed."""
+        costs = self.monitor.costs(self.topology)
+        if not costs_changed(self.topology.link_cost_ms, costs):
+            return False
+        self.topology.set_costs(costs)
+        return True
+
+    def deliver(self, dpid: int, in_port: int, ip: str, data: bytes) -> list[Intent] | None:
+        """A packet to an address we have no entry for: deliver it if we now know a route
+        (None when we do not)."""
+        port = self.topology.out_port(dpid, ip)
+        if port is None or port == in_port:
+            return None
+        mac = self.topology.hosts[ip].mac
+        return [PacketOut(dpid, data, (SetField("eth_dst", mac), Output(port)), in_port)]
+
+    def view(self) -> dict[str, Any]:
+        """Switches, hosts, and links with their rate, utilisation, delay and cost."""
+        view = self.topology.to_dict()
+        for link in view["links"]:
+            direction = ((link["src"]["dpid"], link["src"]["port"]),
+                         (link["dst"]["dpid"], link["dst"]["port"]))
+            link.update(self.monitor.direction_view(direction))
+        return view
