@@ -29,8 +29,7 @@ in-process. The controller and the generator are pinned to different CPUs.
     .venv/bin/python bench/cbench.py --quick   # smoke run, ~10 s; exits 1 if anything fails
 
 Results (machine, parameters, rates, latencies, ratios) go to bench/results/cbench.txt (the
-smoke run only prints them, unless given --output). `--dyncast-app FILE` runs another version
-of the app (e.g. `git show HEAD~1:apps/dyncast_app.py`) for a before/after comparison.
+smoke run only prints them, unless given --output).
 """
 
 from __future__ import annotations
@@ -81,7 +80,6 @@ class Params:
     framework: str
     pin: bool
     quick: bool
-    dyncast_app: Path = ROOT / "apps" / "dyncast_app.py"
 
 
 @dataclass
@@ -349,7 +347,7 @@ def bench_subject(subject: Subject, p: Params, sc: Scenario, rnd: int, tmp: Path
                "--wsapi-host", "127.0.0.1", "--wsapi-port", str(ws_port)]
         if subject.what == "dyncast":
             cfg = dyncast_config(tmp, sc, subject.store_flush_s)
-            cmd += ["--dyncast-config", str(cfg), str(p.dyncast_app)]
+            cmd += ["--dyncast-config", str(cfg), str(ROOT / "apps" / "dyncast_app.py")]
         else:
             cmd += [str(ROOT / "bench" / "minimal_app.py")]
     t0 = time.monotonic()
@@ -485,8 +483,6 @@ def report(p: Params, sc: Scenario, run: Run, pinning: str) -> str:
         f"cbench-style controller benchmark (bench/cbench.py{' --quick' if p.quick else ''}), "
         f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
         f"machine: {machine()}",
-        *([f"dyncast app: {p.dyncast_app}"] if p.dyncast_app != ROOT / "apps" /
-          "dyncast_app.py" else []),
         f"framework: {p.framework} (every controller started by dyncast-manager); {pinning}; "
         f"1-min load average {run.load_before} before, {run.load_after} after (anything "
         f"else running competes for the CPUs: CPU us/req is the figure it disturbs least)",
@@ -624,8 +620,6 @@ def main() -> int:
     names = [s.name for s in SUBJECTS + SINKS]
     ap.add_argument("--only", choices=names, action="append", metavar="NAME",
                     help=f"measure only these (repeatable): {', '.join(names)}")
-    ap.add_argument("--dyncast-app", type=Path, default=ROOT / "apps" / "dyncast_app.py",
-                    help="the Dyncast app file to run (e.g. an older version, for a before/after)")
     ap.add_argument("--output", type=Path, default=None,
                     help="results file (default bench/results/cbench.txt; none with --quick)")
     args = ap.parse_args()
@@ -633,7 +627,7 @@ def main() -> int:
         args.switches, args.warmup, args.loops, args.duration, args.rounds = (
             min(args.switches, 4), 0.2, 1, 0.4, 1)
     p = Params(args.switches, args.window, args.warmup, args.loops, args.duration, args.rounds,
-               args.framework, not args.no_pin, args.quick, args.dyncast_app.resolve())
+               args.framework, not args.no_pin, args.quick)
     sc = Scenario(p.switches)
     quick_set = ["sink-dyncast", "minimal", "dyncast"]
     only = set(args.only or (quick_set if p.quick else names))
