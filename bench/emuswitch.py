@@ -71,9 +71,6 @@ class Scenario:
         ident = int.from_bytes(ofgen.ip(self.dsid), "big")
         return (COOKIE_APP << 56) | (KIND_SERVICE << 48) | ident
 
-    def flows_per_switch(self) -> int:
-        return self.clients * (65536 - FIRST_SPORT)
-
 
 @dataclass(slots=True)
 class Pending:
