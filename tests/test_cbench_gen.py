@@ -4,15 +4,11 @@ serialiser and against what the Dyncast app and the minimal app really send."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import socket
 import struct
-from typing import Any
 
 import pytest
 
-from apps.ofmsg import to_message
 from bench import ofgen
 from bench.emuswitch import (
     CLIENT_PORT,
@@ -25,43 +21,13 @@ from bench.emuswitch import (
     minimal_template,
 )
 from controller.dataplane.affinity import Binding, FlowKey, binding_flows
-from controller.intents import Intent, Output, PacketOut, SetField
+from controller.intents import Output, PacketOut, SetField
 from controller.model import AffinityPolicy, Service
 from controller.network.packet import parse
+from tests.fakes import FakeDatapath, framework_bytes, framework_parse
 
-FRAMEWORKS = [name for name in ("ryu", "os_ken") if importlib.util.find_spec(name)]
 SC = Scenario(2)
 SVC = Service("bench", SC.dsid, "tcp", SC.dport, AffinityPolicy("5-tuple", SC.idle_timeout, 0))
-
-
-class FakeDatapath:
-    def __init__(self, framework: str) -> None:
-        self.ofproto = importlib.import_module(f"{framework}.ofproto.ofproto_v1_3")
-        self.ofproto_parser = importlib.import_module(f"{framework}.ofproto.ofproto_v1_3_parser")
-        self.framework = framework
-        self.id = 1
-        self.xid = 0
-
-
-@pytest.fixture(params=FRAMEWORKS or [pytest.param("none", marks=pytest.mark.skip(
-    reason="neither ryu nor os_ken is installed"))])
-def dp(request: pytest.FixtureRequest) -> FakeDatapath:
-    return FakeDatapath(request.param)
-
-
-def framework_parse(dp: FakeDatapath, raw: bytes) -> Any:
-    """The framework's own parse of a message we built."""
-    parser = importlib.import_module(f"{dp.framework}.ofproto.ofproto_parser")
-    version, msg_type, length, xid = parser.header(raw)
-    assert length == len(raw)
-    return parser.msg(dp, version, msg_type, length, xid, bytearray(raw))
-
-
-def framework_bytes(dp: FakeDatapath, intent: Intent, xid: int = 9) -> bytes:
-    msg = to_message(dp, intent)
-    msg.set_xid(xid)
-    msg.serialize()
-    return bytes(msg.buf)
 
 
 def syn(s: int = 0, k: int = 0, sport: int = 40000) -> bytes:

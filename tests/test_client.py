@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from agents.client import hold, run_requests
-from tests.test_demo_service import Start, start  # noqa: F401 - the fixture
+from tests.fakes import Start
 
 
-def test_requests_are_counted_per_serving_instance(start: Start) -> None:  # noqa: F811
+def test_requests_are_counted_per_serving_instance(start: Start) -> None:
     """Every successful request is attributed to the instance named in its reply."""
     port = start(capacity=2, service_ms=5.0, name="inst-a")
     result = run_requests(f"http://127.0.0.1:{port}/", 6, 3, 5.0)
@@ -15,7 +15,7 @@ def test_requests_are_counted_per_serving_instance(start: Start) -> None:  # noq
     assert result["latency_ms"]["p95"] >= 5.0
 
 
-def test_hold_reports_the_instance_of_every_streamed_line(start: Start) -> None:  # noqa: F811
+def test_hold_reports_the_instance_of_every_streamed_line(start: Start) -> None:
     """A held connection reports each line it received with the instance that sent it."""
     port = start(name="inst-b")
     result = hold(f"http://127.0.0.1:{port}/", 0.5, 5.0)

@@ -38,8 +38,9 @@ from controller.intents import (
     cookie_kind,
 )
 from controller.model import Metrics
+from tests.fakes import FakeDatapath
+from tests.fakes import parse_back as _parse_back
 from tests.helpers import SVC1, SVC2, figure2_core, flow_mods, report, see_links
-from tests.test_ofmsg import FakeDatapath, _parse_back, dp  # noqa: F401 (fixture)
 
 LEARN = dataclasses.replace(SVC1, dataplane="learn", buckets=8)
 BUCKET = dataclasses.replace(SVC1, dataplane="bucket", buckets=8)
@@ -148,7 +149,7 @@ def test_reconciler_sends_only_differences() -> None:
     assert len(gone) == len(changed) and all(f.command == "delete_strict" for f in gone)
 
 
-def test_every_mode_serialises(dp: FakeDatapath) -> None:  # noqa: F811
+def test_every_mode_serialises(dp: FakeDatapath) -> None:
     """Every entry of every mode (learn specs, masks, tcp_flags, reg0, MPLS) serialises."""
     entries = (service_entries(Program(LEARN, 1, TARGETS, MAP, ((1, 17, 16, True),)))
                + service_entries(Program(OVERLAY, 1, TARGETS, MAP))
@@ -285,7 +286,7 @@ def test_dataplane_settings_are_validated() -> None:
         service_from_dict({"name": "s", "dsid": "10.0.100.9", "dataplane": "learn"})
 
 
-def test_tcp_flags_come_after_their_prerequisites(dp: FakeDatapath) -> None:  # noqa: F811
+def test_tcp_flags_come_after_their_prerequisites(dp: FakeDatapath) -> None:
     """OVS refuses a match whose tcp_flags precedes eth_type/ip_proto (BAD_PREREQ): the
     SYN entry of a moving bucket puts it last."""
     entries = service_entries(Program(BUCKET, 1, TARGETS, MAP, ((1, 17, 16, True),)))

@@ -10,37 +10,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from agents.demo_service import ServiceConfig, ServiceServer
 from mininet_tests.processes import wait_until
+from tests.fakes import Start
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
-Start = Callable[..., int]
-
-
-@pytest.fixture
-def start() -> Iterator[Start]:
-    """Start demo services on 127.0.0.1 (free ports) in threads; return their ports."""
-    servers: list[ServiceServer] = []
-
-    def starter(capacity: int = 4, service_ms: float = 20.0, name: str = "svc-a") -> int:
-        """Start one service and return its port."""
-        server = ServiceServer(ServiceConfig(name=name, dbid="127.0.0.1", port=0,
-                                             capacity=capacity, service_ms=service_ms))
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        servers.append(server)
-        return server.server_port
-
-    yield starter
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None,

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import struct
 
 import pytest
 
-from apps.ofmsg import Unsupported, encode, serialise, to_message
+from apps.ofmsg import Unsupported, encode, serialise
 from controller.core import service_punt
 from controller.dataplane.affinity import Binding, FlowKey, binding_flows
 from controller.intents import (
@@ -26,36 +24,8 @@ from controller.intents import (
 )
 from controller.model import AffinityPolicy, Service
 from controller.network.forwarding import base_flows
+from tests.fakes import FakeDatapath, framework_bytes
 from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, report, tcp_frame
-from tests.test_ofmsg import FakeDatapath as SerialisingDatapath
-
-FRAMEWORKS = [name for name in ("ryu", "os_ken") if importlib.util.find_spec(name)]
-
-
-class FakeDatapath(SerialisingDatapath):
-    """A datapath that records what `send` is given."""
-
-    def __init__(self, framework: str) -> None:
-        super().__init__(framework)
-        self.xid = 0
-        self.sent: list[bytes] = []
-
-    def send(self, buf: bytes) -> bool:
-        self.sent.append(buf)
-        return True
-
-
-@pytest.fixture(params=FRAMEWORKS or [pytest.param("none", marks=pytest.mark.skip(
-    reason="neither ryu nor os_ken is installed"))])
-def dp(request: pytest.FixtureRequest) -> FakeDatapath:
-    return FakeDatapath(request.param)
-
-
-def framework_bytes(dp: FakeDatapath, intent: Intent, xid: int) -> bytes:
-    msg = to_message(dp, intent)
-    msg.set_xid(xid)
-    msg.serialize()
-    return bytes(msg.buf)
 
 
 def core_intents() -> list[Intent]:

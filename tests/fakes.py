@@ -1,0 +1,91 @@
+"""Stand-ins the unit tests share: a datapath without a switch, the framework's parser of what
+it was sent, and the type of the demo services the `start` fixture (conftest.py) runs.
+
+Boundary: imports the frameworks' protocol modules (`ryu.ofproto.*`, `os_ken.ofproto.*`) by
+name and nothing else of theirs, so it works whichever framework `apps.framework` picked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from apps.ofmsg import to_message
+from controller.intents import Intent
+
+FRAMEWORKS = [name for name in ("ryu", "os_ken") if importlib.util.find_spec(name)]
+Start = Callable[..., int]  # the `start` fixture: start a demo service, return its port
+
+
+class FakeDatapath:
+    """Enough of a datapath for the app and the serialisers: the framework's protocol modules,
+    an id, a transaction id counter, and every byte string sent, in order (`sent`)."""
+
+    def __init__(self, framework: str, dpid: int = 1) -> None:
+        self.framework = framework.replace("-", "_")  # a module name: ryu or os_ken
+        self.ofproto = importlib.import_module(f"{self.framework}.ofproto.ofproto_v1_3")
+        self.ofproto_parser = importlib.import_module(
+            f"{self.framework}.ofproto.ofproto_v1_3_parser")
+        self.id = dpid
+        self.xid = 0
+        self.sent: list[bytes] = []
+
+    def send(self, buf: bytes) -> bool:
+        """Record what would go to the switch."""
+        self.sent.append(bytes(buf))
+        return True
+
+    def set_xid(self, msg: Any) -> int:
+        """Give `msg` the next transaction id, as the framework's datapath does."""
+        self.xid = (self.xid + 1) & self.ofproto.MAX_XID
+        msg.set_xid(self.xid)
+        return self.xid
+
+    def send_msg(self, msg: Any) -> bool:
+        """Serialise a framework message and send it, as the framework's datapath does."""
+        if msg.xid is None:
+            self.set_xid(msg)
+        msg.serialize()
+        return self.send(msg.buf)
+
+    def messages(self) -> list[Any]:
+        """Everything sent so far, parsed back by the framework into its message objects."""
+        out = []
+        for buf in self.sent:
+            off = 0
+            while off < len(buf):
+                (length,) = struct.unpack_from("!H", buf, off + 2)
+                out.append(framework_parse(self, buf[off:off + length]))
+                off += length
+        return out
+
+
+def framework_parse(dp: FakeDatapath, raw: bytes) -> Any:
+    """The framework's own parse of one message (ours, or one a switch would send)."""
+    parser = importlib.import_module(f"{dp.framework}.ofproto.ofproto_parser")
+    version, msg_type, length, xid = parser.header(raw)
+    assert length == len(raw)
+    msg = parser.msg(dp, version, msg_type, length, xid, bytearray(raw))
+    assert msg is not None, f"the framework could not parse message type {msg_type}"
+    return msg
+
+
+def framework_bytes(dp: FakeDatapath, intent: Intent, xid: int = 9) -> bytes:
+    """What the framework's own message classes serialise `intent` to."""
+    msg = to_message(dp, intent)
+    msg.set_xid(xid)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+def parse_back(dp: FakeDatapath, msg: Any) -> tuple[int, bytes]:
+    """Serialise a framework message; check its header; return (type, bytes)."""
+    msg.xid = 1
+    msg.serialize()
+    buf = bytes(msg.buf)
+    version, msg_type, length, _xid = struct.unpack_from("!BBHI", buf, 0)
+    assert version == 4 and length == len(buf)
+    return msg_type, buf
