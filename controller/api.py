@@ -17,6 +17,7 @@ from controller.errors import Conflict, NotFound, ValidationError
 from controller.intents import Intent
 from controller.model import Service, metrics_from_dict, service_from_dict
 from controller.validate import check_number, parse_ipv4
+from controller.views import bindings_view, instance_view, topology_view
 
 PREFIX = "/dyncast/v1/"
 MAX_BODY = 1 << 20
@@ -120,8 +121,8 @@ class Api:
             inst = insts.get(args[0])
             if inst is None:
                 raise NotFound("instance", args[0])
-            return Reply(200, self.core.instance_view(inst, now))
-        return Reply(200, [self.core.instance_view(i, now) for _, i in sorted(insts.items())])
+            return Reply(200, instance_view(self.core, inst, now))
+        return Reply(200, [instance_view(self.core, i, now) for _, i in sorted(insts.items())])
 
     def _register(self, args: list[str], data: Any, now: float) -> Reply:
         if args:
@@ -141,7 +142,7 @@ class Api:
             raise ValidationError("active", "must be true or false")
         existed = dbid in self.core.catalogue.instances
         inst, intents = self.core.register(dsid, dbid, dma, active, now)
-        return Reply(200 if existed else 201, self.core.instance_view(inst, now), intents)
+        return Reply(200 if existed else 201, instance_view(self.core, inst, now), intents)
 
     def _instance_action(self, args: list[str], data: Any, now: float) -> Reply:
         """POST /instances/{dbid}/{verb}: drain {"deadline_s"?}, undrain, activate (send the
@@ -168,7 +169,7 @@ class Api:
             inst, intents = self.core.deactivate(dbid, deadline, now)
         else:
             inst, intents = self.core.drain(dbid, deadline, now)
-        return Reply(200, self.core.instance_view(inst, now), intents)
+        return Reply(200, instance_view(self.core, inst, now), intents)
 
     def _withdraw(self, args: list[str], _: Any, now: float) -> Reply:
         if len(args) != 1:
@@ -190,7 +191,7 @@ class Api:
         intents: list[Intent] = []
         for dbid, metrics in parsed:
             intents += self.core.report(dbid, metrics, now)
-        commands = self.core.take_commands([dbid for dbid, _ in parsed])
+        commands = self.core.states.take([dbid for dbid, _ in parsed])
         return Reply(200, {"accepted": len(parsed), "commands": commands}, intents)
 
     # --- views --------------------------------------------------------------------------
@@ -205,13 +206,13 @@ class Api:
         return Reply(200, rows)
 
     def _bindings(self, args: list[str], _: Any, now: float) -> Reply:
-        rows = self.core.bindings_view()
+        rows = bindings_view(self.core)
         if args:
             rows = [r for r in rows if r["service"] == args[0]]
         return Reply(200, rows)
 
     def _topology(self, args: list[str], _: Any, now: float) -> Reply:
-        return Reply(200, self.core.topology_view())
+        return Reply(200, topology_view(self.core))
 
     def _stats(self, args: list[str], _: Any, now: float) -> Reply:
         return Reply(200, self.core.stats())

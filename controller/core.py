@@ -1,12 +1,9 @@
 """The core facade: one method per event, each delegating to the feature that owns it.
 
-Boundary: no I/O, no framework, no state of its own beyond the features it composes. Events
-come in as plain values with `now`; intents (flow entries, packets to send) come out, and
-store writes wait in `writes` for the shell. The features: `network` (topology, link costs,
-forwarding), `decisions` (selection), `catalogue`, `states`, `liveness` and `operations`
-(instances), `flows` (reactive bindings) and `programmer` (learn/bucket/overlay entries).
-What a feature's change means for the others (recompute decisions, move flows) is composed
-here, and only here.
+Boundary: no I/O and no state of its own. Plain values and `now` in; intents out, store writes
+queued in `writes`. The features: `network`, `decisions` (selection), `catalogue`, `states`,
+`liveness`, `operations` (instances), `flows` (reactive bindings), `programmer` (learn/bucket/
+overlay). What one feature's change means for another (recompute, move flows) is said here.
 """
 
 from __future__ import annotations
@@ -63,12 +60,7 @@ class Core:
     def restore(self, services: list[Service], instances: list[Instance],
                 bindings: list[Binding]) -> None:
         """Load persisted state at start (configured services win over stored ones)."""
-        for svc in services:
-            if svc.name not in self.catalogue.services and svc.dsid not in self.catalogue.by_dsid:
-                self.catalogue.put_service(svc, create=True)
-        for inst in instances:
-            if inst.service in self.catalogue.services:
-                self.catalogue.instances[inst.dbid] = inst
+        self.catalogue.restore(services, instances)
         self.flows.restore(bindings)
 
     # --- switches and links -------------------------------------------------------------
@@ -232,10 +224,6 @@ class Core:
         inst = self.operations.report(dbid, metrics, now)
         return self._recompute(inst.service, now)
 
-    def take_commands(self, dbids: list[str]) -> list[dict[str, Any]]:
-        """The commands waiting for the D-MA of these instances (the control channel)."""
-        return self.states.take(dbids)
-
     def drain(self, dbid: str, deadline_s: float | None, now: float,
               reason: str = "operator drain") -> tuple[Instance, list[Intent]]:
         """Drain: no new flows; bound flows keep the instance until they end or, with a
@@ -317,28 +305,6 @@ class Core:
     def drain_writes(self) -> list[StoreWrite]:
         """Hand the queued store writes to the shell (it applies them off the packet path)."""
         return self.writes.drain()
-
-    def instance_view(self, inst: Instance, now: float) -> dict[str, Any]:
-        """An instance with its state, history, location and bindings, for the API."""
-        host = self.topology.hosts.get(inst.dbid)
-        out = inst.to_dict()
-        out["location"] = None if host is None else {"dpid": host.dpid, "port": host.port,
-                                                      "mac": host.mac}
-        out["bindings"] = self.flows.bound(inst.dbid)
-        svc = self.catalogue.services.get(inst.service)
-        out["placed_since_report"] = (0 if svc is None
-                                      else self.decisions.placed_count(svc, inst, now))
-        out["pending_commands"] = [c.to_dict() for c in self.states.pending.get(inst.dbid, [])]
-        return out
-
-    def topology_view(self) -> dict[str, Any]:
-        """Switches, hosts, and links with their rate, utilisation, delay and cost."""
-        return self.network.view()
-
-    def bindings_view(self) -> list[dict[str, Any]]:
-        """The affinity table: bindings the controller made, and entries switches learned."""
-        return self.flows.view() + self.programmer.bindings_view(
-            lambda dsid: self.catalogue.by_dsid.get(dsid))
 
     def stats(self) -> dict[str, int]:
         """Counters for /stats."""

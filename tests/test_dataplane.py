@@ -38,6 +38,7 @@ from controller.intents import (
     cookie_kind,
 )
 from controller.model import Metrics
+from controller.views import bindings_view
 from tests.fakes import FakeDatapath
 from tests.fakes import parse_back as _parse_back
 from tests.helpers import SVC1, SVC2, figure2_core, flow_mods, report, see_links
@@ -264,7 +265,7 @@ def test_learned_entries_read_back_show_in_bindings() -> None:
               "ipv4_dst": "10.0.100.1", "tcp_src": 40000, "tcp_dst": 8000}
     core.learned_entries(1, [(cookie(CookieKind.LEARNED_FWD, label), fields, 12, 3.0),
                              (cookie(CookieKind.LEARNED_REV, label), {}, 12, 3.0)])
-    (row,) = core.bindings_view()
+    (row,) = bindings_view(core)
     assert (row["source"], row["kind"], row["dbid"], row["ingress"]) == (
         "switch", "learned", "10.0.0.21", 1)
     assert row["flow"]["sport"] == 40000 and row["service"] == "svc1"

@@ -10,6 +10,7 @@ from controller.intents import VIRTUAL_MAC, CookieKind, cookie_kind
 from controller.model import Weights
 from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN, parse
 from controller.selection.engine import CandidateInput, decide
+from controller.views import instance_view, topology_view
 from tests.helpers import (
     HOSTS,
     SVC1,
@@ -67,7 +68,7 @@ def test_congested_link_moves_new_flows_to_the_other_instance() -> None:
     assert set(old) == {"10.0.0.21", "10.0.0.31"}
     core.port_stats(4, [(3, 0, 0)], 1.0)
     core.port_stats(4, [(3, 1_200_000, 0)], 2.0)  # 9.6 Mbit/s of 10 towards r3
-    view = {(lk["src"]["dpid"], lk["dst"]["dpid"]): lk for lk in core.topology_view()["links"]}
+    view = {(lk["src"]["dpid"], lk["dst"]["dpid"]): lk for lk in topology_view(core)["links"]}
     assert view[(4, 3)]["utilisation"] == 0.96 and view[(4, 3)]["cost_ms"] > 100
     assert core.engine.decisions[(1, "svc1")].shares == {"10.0.0.21": 1.0}
     assert {_bind(core, 41000 + i, 2.0) for i in range(4)} == {"10.0.0.21"}
@@ -92,7 +93,7 @@ def test_port_down_at_an_instance_moves_its_flows() -> None:
     dbids = [_bind(core, 42000 + i, 1.0) for i in range(6)]
     on_e3 = dbids.count("10.0.0.31")
     intents = core.port_changed(3, 1, up=False, now=2.0)  # e3's port on r3
-    assert core.instance_view(core.catalogue.instances["10.0.0.31"], 2.0)["state"] == "down"
+    assert instance_view(core, core.catalogue.instances["10.0.0.31"], 2.0)["state"] == "down"
     assert {b.dbid for b in core.bindings.all()} == {"10.0.0.21"}
     assert core.stats()["affinity_moves"] == on_e3
     kinds = [cookie_kind(f.cookie)[0] for f in flow_mods(intents) if f.command == "add"]
@@ -114,7 +115,7 @@ def test_silent_dma_with_live_instance_is_unknown_and_keeps_flows() -> None:
             assert [parse(p.data).ip_dst for p in probes] == ["10.0.0.31"]
             assert parse(probes[0].data).tcp_flags == TCP_SYN
             _syn_ack(core, "10.0.0.31", TCP_SYN | TCP_ACK, t + 0.01)
-    state = core.instance_view(core.catalogue.instances["10.0.0.31"], 8.0)["state"]
+    state = instance_view(core, core.catalogue.instances["10.0.0.31"], 8.0)["state"]
     assert state == "unknown"
     assert [b.dbid for b in core.bindings.all()] == dbids
     assert core.engine.decisions[(1, "svc1")].shares == {"10.0.0.21": 1.0}
@@ -131,7 +132,7 @@ def test_dead_instance_is_down_after_probe_timeout_and_its_flows_move() -> None:
         see_links(core, t)
         core.tick(t)
         _syn_ack(core, "10.0.0.31", TCP_RST | TCP_ACK, t + 0.01)
-    assert core.instance_view(core.catalogue.instances["10.0.0.31"], 8.0)["state"] == "down"
+    assert instance_view(core, core.catalogue.instances["10.0.0.31"], 8.0)["state"] == "down"
     assert {b.dbid for b in core.bindings.all()} == {"10.0.0.21"}
     assert core.stats()["affinity_moves"] == 2
 
@@ -156,7 +157,7 @@ def test_lldp_timestamps_give_link_delay() -> None:
     from controller.network.packet import build_lldp
 
     core.packet_in(4, 1, build_lldp(1, 10, "02:00:00:00:00:01", 100.0), 100.012)
-    link = next(lk for lk in core.topology_view()["links"]
+    link = next(lk for lk in topology_view(core)["links"]
                 if (lk["src"]["dpid"], lk["dst"]["dpid"]) == (1, 4))
     assert abs(link["delay_ms"] - 10.0) < 1e-6
     assert link["cost_ms"] == link["delay_ms"]  # idle link, measured delay in use

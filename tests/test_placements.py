@@ -13,6 +13,7 @@ from controller.intents import VIRTUAL_MAC
 from controller.model import Metrics
 from controller.selection.engine import estimate_compute_ms
 from controller.selection.placements import Placements, aged, with_placed
+from controller.views import instance_view
 from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, flow_mods, report, tcp_frame
 
 
@@ -119,13 +120,13 @@ def test_a_burst_between_reports_is_not_herded_onto_the_instance_that_looked_idl
     assert picks[:2] == ["10.0.0.21", "10.0.0.21"] and "10.0.0.31" in picks[2:]
     assert core.counters["placement_redecisions"] >= 1
     inst = core.catalogue.instances["10.0.0.21"]
-    assert core.instance_view(inst, 1.001)["placed_since_report"] == picks.count("10.0.0.21")
+    assert instance_view(core, inst, 1.001)["placed_since_report"] == picks.count("10.0.0.21")
     # requests take the service's base delay (10 ms, no delay reported): then they are done
-    assert core.instance_view(inst, 1.2)["placed_since_report"] == 0
+    assert instance_view(core, inst, 1.2)["placed_since_report"] == 0
     # a report taken after the burst ended shows an idle e21 again: it is preferred again
     report(core, "10.0.0.21", 1.5, sessions=0, capacity=2)
     report(core, "10.0.0.31", 1.5, sessions=2, capacity=2, queue=1)
-    assert core.instance_view(inst, 1.5)["placed_since_report"] == 0
+    assert instance_view(core, inst, 1.5)["placed_since_report"] == 0
     assert _new_flow(core, 41000, 1.5) == "10.0.0.21"
 
 
@@ -153,8 +154,8 @@ def test_a_placement_counts_for_the_reported_processing_delay() -> None:
     for dbid in ("10.0.0.21", "10.0.0.31"):
         report(core, dbid, 1.0, sessions=0, capacity=2, delay=200.0)
     inst = core.catalogue.instances[_new_flow(core, 44000, 1.1)]
-    assert core.instance_view(inst, 1.25)["placed_since_report"] == 1
-    assert core.instance_view(inst, 1.35)["placed_since_report"] == 0
+    assert instance_view(core, inst, 1.25)["placed_since_report"] == 1
+    assert instance_view(core, inst, 1.35)["placed_since_report"] == 0
 
 
 def test_placements_on_a_large_instance_do_not_recompute_every_new_flow() -> None:
@@ -197,5 +198,5 @@ def test_the_configured_grace_decides_which_placements_a_report_may_not_show() -
         assert _new_flow(core, 40000, 1.1) == "10.0.0.21"
         report(core, "10.0.0.21", 1.15, sessions=0, capacity=2, delay=500.0)
         inst = core.catalogue.instances["10.0.0.21"]
-        counts.append(core.instance_view(inst, 1.16)["placed_since_report"])
+        counts.append(instance_view(core, inst, 1.16)["placed_since_report"])
     assert counts == [0, 1]

@@ -27,6 +27,15 @@ class Catalogue:
         self.by_dsid: dict[str, str] = {}
         self.instances: dict[str, Instance] = {}
 
+    def restore(self, services: list[Service], instances: list[Instance]) -> None:
+        """Load persisted services and instances (services already known win)."""
+        for svc in services:
+            if svc.name not in self.services and svc.dsid not in self.by_dsid:
+                self.put_service(svc, create=True)
+        for inst in instances:
+            if inst.service in self.services:
+                self.instances[inst.dbid] = inst
+
     def service(self, name: str) -> Service:
         """The service called `name`, or NotFound."""
         svc = self.services.get(name)

@@ -1,0 +1,35 @@
+"""Read-only views of the core's state for the API: instances, bindings, the topology.
+
+Boundary: it reads the features through the facade and returns plain dicts; it changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.core import Core
+from controller.model import Instance
+
+
+def instance_view(core: Core, inst: Instance, now: float) -> dict[str, Any]:
+    """An instance with its state, history, location and bindings."""
+    host = core.topology.hosts.get(inst.dbid)
+    out = inst.to_dict()
+    out["location"] = None if host is None else {"dpid": host.dpid, "port": host.port,
+                                                  "mac": host.mac}
+    out["bindings"] = core.flows.bound(inst.dbid)
+    svc = core.catalogue.services.get(inst.service)
+    out["placed_since_report"] = 0 if svc is None else core.decisions.placed_count(svc, inst, now)
+    out["pending_commands"] = [c.to_dict() for c in core.states.pending.get(inst.dbid, [])]
+    return out
+
+
+def bindings_view(core: Core) -> list[dict[str, Any]]:
+    """The affinity table: bindings the controller made, and entries switches learned."""
+    return core.flows.view() + core.programmer.bindings_view(
+        lambda dsid: core.catalogue.by_dsid.get(dsid))
+
+
+def topology_view(core: Core) -> dict[str, Any]:
+    """Switches, hosts, and links with their rate, utilisation, delay and cost."""
+    return core.network.view()
