@@ -4,7 +4,8 @@
 # PYTEST_ARGS go to every pytest run. DYNCAST_TEST_FRAMEWORKS (default "ryu os-ken") names
 # the frameworks the Mininet tests run under (each run gets DYNCAST_FRAMEWORK=<name>).
 # Exit status: 0 only if every run passed. Unit tests that collect nothing count as a failure;
-# so does an empty Mininet run, unless PYTEST_ARGS deselected everything in it.
+# so does an empty Mininet run, unless PYTEST_ARGS deselected everything in it, and so does a
+# Mininet run in which every test was skipped (no root, no OVS: nothing was proven).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +33,23 @@ run() {
                verdict="FAILED (no tests collected)"; failed=1; fi ;;
         *) verdict="FAILED (pytest exit $rc)"; failed=1 ;;
     esac
+    if [ $rc -eq 0 ] && [ -n "${JUNIT:-}" ] && all_skipped "$JUNIT"; then
+        verdict="FAILED (every test was skipped)"; failed=1
+    fi
     results+=("$(printf '%-22s %s' "$name" "$verdict")")
+}
+
+# all_skipped REPORT: true when the JUnit report counts tests and every one was skipped.
+all_skipped() {
+    "$PY" - "$1" <<'PYEOF'
+import sys
+import xml.etree.ElementTree as ET
+suite = ET.parse(sys.argv[1]).getroot()
+suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+tests, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
+print(f"test: {tests} tests, {skipped} skipped")
+sys.exit(0 if tests > 0 and skipped == tests else 1)
+PYEOF
 }
 
 # With extra arguments an empty Mininet run may be the caller's selection, not a broken suite.
@@ -47,8 +64,11 @@ if [ -n "$FRAMEWORKS" ]; then  # needs Mininet, as the Mininet runs do
     run "bench smoke: steering" no -- "$PY" bench/steering.py --quick
 fi
 for fw in $FRAMEWORKS; do
+    JUNIT=$(mktemp /tmp/dyncast-junit.XXXXXX)
     run "mininet [$fw]" "$mininet_allow_empty" -- \
-        env DYNCAST_FRAMEWORK="$fw" "$PY" -m pytest mininet_tests -q "$@"
+        env DYNCAST_FRAMEWORK="$fw" "$PY" -m pytest mininet_tests -q --junitxml="$JUNIT" "$@"
+    rm -f "$JUNIT"
+    JUNIT=
 done
 
 echo
