@@ -220,8 +220,8 @@ class Core:
 
     def report(self, dbid: str, metrics: Metrics, now: float) -> list[Intent]:
         """A metric report: record it, apply what it says of the state, recompute decisions."""
-        self.decisions.placements.reported(dbid, now)
         inst = self.operations.report(dbid, metrics, now)
+        self.decisions.placements.reported(dbid, now)
         return self._recompute(inst.service, now)
 
     def drain(self, dbid: str, deadline_s: float | None, now: float,
