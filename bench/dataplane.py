@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args.sizes = [100, 1000, 10000]
     args.idle = 20  # held connections are idle: their entries must outlive the opening of N
     # Rate runs reuse source ports from 1024 up: a learned entry must outlive OVS's datapath
-    # flow cache (max-idle), or a reused 5-tuple meets a stale one (docs/dataplane-modes.md,
+    # flow cache (max-idle), or a reused 5-tuple meets a stale one (docs/dataplanes.md,
     # pitfall 13).
     args.idle_rate = OVS_MAX_IDLE_S + 2
     if args.quick:
