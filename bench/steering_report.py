@@ -261,7 +261,9 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
           "Produced by `sudo .venv/bin/python bench/steering.py` (raw numbers: "
           "`bench/results/steering.json`, log: `bench/results/steering.txt`); every section "
           "below that uses other runs names their command. `.venv/bin/python bench/steering.py "
-          "--report-only` rewrites this page and its plots from the saved results.", "",
+          "--report-only` rewrites this page and its plots from the saved results. What the "
+          "benchmark asserts before it measures, and a summary: "
+          "[benchmarks.md](../benchmarks.md).", "",
           "## Set-up", "",
           f"Mininet with Open vSwitch (userspace datapath); every switch-to-switch link shaped to "
           f"{LINK_MBPS:g} Mbit/s with a 100-packet FIFO (about 0.12 s when full), host links "
