@@ -121,22 +121,21 @@ class DyncastApp(App):  # type: ignore[misc]
         Each switch's messages go out in order as one write (`ofmsg.serialise`: the bytes and
         transaction ids `send_msg` would give them, without building the framework's message
         objects): on the packet-in path that is the forward and reverse entries and the packet.
+        Every core call's intents come through here, so the instance state transitions the core
+        recorded are logged here too, whatever the intents (none, one switch or several).
         """
-        if not intents:
-            return
-        first = intents[0].dpid
-        if all(i.dpid == first for i in intents):
-            dp = self.datapaths.get(first)
+        if intents and all(i.dpid == intents[0].dpid for i in intents):
+            dp = self.datapaths.get(intents[0].dpid)
             if dp is not None:
                 dp.send(serialise(dp, intents))
-            return
-        by_dpid: dict[int, list[Intent]] = {}
-        for intent in intents:
-            by_dpid.setdefault(intent.dpid, []).append(intent)
-        for dpid, group in by_dpid.items():
-            dp = self.datapaths.get(dpid)
-            if dp is not None:
-                dp.send(serialise(dp, group))
+        elif intents:
+            by_dpid: dict[int, list[Intent]] = {}
+            for intent in intents:
+                by_dpid.setdefault(intent.dpid, []).append(intent)
+            for dpid, group in by_dpid.items():
+                dp = self.datapaths.get(dpid)
+                if dp is not None:
+                    dp.send(serialise(dp, group))
         if self.core.states.transitions:
             for t in self.core.states.drain_log():
                 LOG.info("dyncast: instance %s %s -> %s (%s: %s)", t.dbid, t.src, t.dst,

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from apps.ofmsg import to_message
@@ -51,16 +52,32 @@ class FakeDatapath:
         msg.serialize()
         return self.send(msg.buf)
 
-    def messages(self) -> list[Any]:
-        """Everything sent so far, parsed back by the framework into its message objects."""
+    def messages(self) -> list[Sent]:
+        """Everything sent so far, one message at a time, parsed back by the framework where
+        it can parse that type."""
+        parsers = importlib.import_module(
+            f"{self.framework}.ofproto.ofproto_v1_3_parser")._MSG_PARSERS  # type -> parser
         out = []
         for buf in self.sent:
             off = 0
             while off < len(buf):
-                (length,) = struct.unpack_from("!H", buf, off + 2)
-                out.append(framework_parse(self, buf[off:off + length]))
+                _, msg_type, length, _ = struct.unpack_from("!BBHI", buf, off)
+                raw = buf[off:off + length]
+                parsed = framework_parse(self, raw) if msg_type in parsers else None
+                out.append(Sent(msg_type, raw, parsed))
                 off += length
         return out
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One message sent to a fake datapath: its type, its bytes, and the framework's parse of
+    it (None for the types the framework only builds, never parses: PACKET_OUT, SET_CONFIG,
+    MULTIPART_REQUEST, ...)."""
+
+    msg_type: int
+    raw: bytes
+    msg: Any
 
 
 def framework_parse(dp: FakeDatapath, raw: bytes) -> Any:

@@ -1,0 +1,314 @@
+"""The shell itself (apps/dyncast_app.py), driven the way the framework drives it.
+
+Modelled on FAUCET's test_valveapp_smoke.py, and taken further: the app is instantiated on
+each installed framework with a fake WSGI context and an SQLite store in tmp_path; events are
+built from the bytes a switch sends, parsed by the framework and handed to the handler the app
+registered for them in the dispatcher state the framework would be in; what the app sends to
+the fake datapath is parsed back. Handlers never raise (`guarded` counts and logs instead), so
+every test also asserts the app's error counter.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import struct
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import apps
+from apps.store import Store
+from bench import ofgen
+from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp
+from tests.fakes import FRAMEWORKS, FakeDatapath, Sent, framework_parse
+from tests.helpers import tcp_frame
+
+SHELL = ("apps.framework", "apps.osken_wsgi", "apps.rest", "apps.dyncast_app")
+APP_MANAGERS = {"ryu": "ryu.base.app_manager", "os_ken": "os_ken.base.app_manager"}
+CONFIG = """
+[controller]
+store_url = "{url}"
+
+[[service]]
+name = "svc1"
+dsid = "10.0.100.1"
+protocol = "tcp"
+port = 8000
+affinity = {{ key = "5-tuple", idle_timeout = 30, hard_timeout = 0 }}
+
+[[service]]
+name = "svc2"
+dsid = "10.0.100.2"
+protocol = "tcp"
+port = 8000
+affinity = {{ key = "3-tuple", idle_timeout = 30, hard_timeout = 0 }}
+"""
+DSID = "10.0.100.1"
+VIRTUAL_MAC = "02:dc:00:00:00:01"
+CLIENT = ("10.0.0.1", "00:00:00:00:00:01", 1)  # ip, mac, port at switch 1
+INSTANCE = ("10.0.0.21", "00:00:00:00:00:21", 2)
+PORTS = [1, 2, 3]
+
+
+class FakeWSGI:
+    """The `wsgi` context: records the REST controllers registered with it."""
+
+    def __init__(self) -> None:
+        self.registered: list[tuple[type, dict[str, Any]]] = []
+
+    def register(self, controller: type, data: dict[str, Any]) -> None:
+        self.registered.append((controller, data))
+
+
+@dataclass
+class Shell:
+    """The app under test, the modules it was imported with, its switches and its store."""
+
+    app: Any
+    fw: ModuleType  # apps.framework as imported for this framework
+    module: ModuleType  # apps.dyncast_app, likewise
+    wsgi: FakeWSGI
+    dp: FakeDatapath
+    store_url: str
+
+    def dispatch(self, ev: Any, state: str | None) -> None:
+        """Hand `ev` to the one handler the app registered for it in `state`."""
+        handlers = list(self.app.get_handlers(ev, state))
+        assert len(handlers) == 1, (type(ev).__name__, state, handlers)
+        handlers[0](ev)
+
+    def switch_says(self, raw: bytes, state: str = "main", dp: FakeDatapath | None = None) -> None:
+        """A message from a switch (`dp`, else the first one), as the framework delivers it."""
+        msg = framework_parse(dp or self.dp, raw)
+        dispatcher = {"config": self.fw.CONFIG_DISPATCHER, "main": self.fw.MAIN_DISPATCHER}
+        self.dispatch(self.fw.ofp_event.ofp_msg_to_ev(msg), dispatcher[state])
+
+    def rest(self, method: str, path: str, body: object = None) -> Any:
+        """A REST call as the WSGI controller makes it; the reply."""
+        data = b"" if body is None else json.dumps(body).encode()
+        return self.app.api_call(method, f"/dyncast/v1/{path}", data)
+
+    def sent(self, dp: FakeDatapath | None = None) -> list[Sent]:
+        """What the app sent a switch since the last call."""
+        dp = dp or self.dp
+        out = dp.messages()
+        dp.sent.clear()
+        return out
+
+    def connect(self, dp: FakeDatapath | None = None) -> None:
+        """A switch connects: features, then its ports."""
+        dp = dp or self.dp
+        self.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
+        self.switch_says(ofgen.port_desc_reply(2, dp.id, PORTS), dp=dp)
+
+    def arp_from(self, host: tuple[str, str, int]) -> None:
+        """A host at switch 1 sends an ARP request (so the controller learns where it is)."""
+        ip, mac, port = host
+        arp = build_arp(ARP_REQUEST, mac, ip, BROADCAST, "10.0.0.254")
+        self.switch_says(ofgen.packet_in(3, port, arp))
+
+    def register(self) -> None:
+        """The instance registers for svc1 and reports its load."""
+        assert self.rest("POST", "instances", {"dsid": DSID, "dbid": INSTANCE[0],
+                                               "dma": "smoke"}).status == 201
+        report = {"dbid": INSTANCE[0], "cpu": 0.1, "sessions": 0, "queue": 0, "capacity": 10}
+        assert self.rest("POST", "metrics", report).status == 200
+
+    def syn(self, sport: int) -> bytes:
+        """The client's SYN to svc1's D-SID arrives at switch 1; returns the frame."""
+        ip, mac, port = CLIENT
+        frame = tcp_frame(mac, VIRTUAL_MAC, ip, DSID, sport, 8000)
+        self.switch_says(ofgen.packet_in(4, port, frame))
+        return frame
+
+
+@pytest.fixture(params=FRAMEWORKS or [pytest.param("none", marks=pytest.mark.skip(
+    reason="neither ryu nor os_ken is installed"))])
+def shell(request: pytest.FixtureRequest, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[Shell]:
+    """DyncastApp on one framework, as its manager would create it, with switch 1 not yet
+    connected. The shell's modules are imported afresh (and the other framework's app manager
+    hidden meanwhile) so the app subclasses this framework's app class whichever came first."""
+    framework = request.param
+    wanted = framework.replace("_", "-")  # DYNCAST_FRAMEWORK's spelling
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    (tmp_path / "dyncast.toml").write_text(CONFIG.format(url=url))
+    monkeypatch.setenv("DYNCAST_CONFIG", str(tmp_path / "dyncast.toml"))
+    monkeypatch.setenv("DYNCAST_FRAMEWORK", wanted)
+    hidden = [name for fw, name in APP_MANAGERS.items() if fw != framework]
+    saved = {name: sys.modules.pop(name) for name in (*SHELL, *hidden) if name in sys.modules}
+    try:
+        module = importlib.import_module("apps.dyncast_app")
+        fw = sys.modules["apps.framework"]
+        assert wanted == fw.FRAMEWORK
+        wsgi = FakeWSGI()
+        app = module.DyncastApp(wsgi=wsgi)
+        fw.app_manager.register_instance(app)  # what the manager does: handlers by event
+        yield Shell(app, fw, module, wsgi, FakeDatapath(framework), url)
+    finally:
+        for name in SHELL:
+            sys.modules.pop(name, None)
+            attr = name.rpartition(".")[2]
+            if name in saved:
+                setattr(apps, attr, saved[name])
+            elif hasattr(apps, attr):
+                delattr(apps, attr)
+        sys.modules.update(saved)
+
+
+def flow_mods(sent: list[Sent]) -> list[Any]:
+    """The FlowMods among sent messages, as the framework parsed them."""
+    return [s.msg for s in sent if type(s.msg).__name__ == "OFPFlowMod"]
+
+
+def packet_outs(sent: list[Sent], ofp: ModuleType) -> list[Any]:
+    """The PacketOuts among sent messages, decoded."""
+    return [ofgen.decode_packet_out(s.raw) for s in sent if s.msg_type == ofp.OFPT_PACKET_OUT]
+
+
+def test_a_connecting_switch_is_configured_and_gets_the_pipeline(shell: Shell) -> None:
+    """Features: SET_CONFIG, the pipeline with both services' punts, a port-desc request; the
+    ports: LLDP out of each; and the REST controller was registered with the app."""
+    ofp = shell.dp.ofproto
+    ((controller, data),) = shell.wsgi.registered
+    assert controller.__module__ == "apps.rest" and data == {"dyncast_app": shell.app}
+    shell.switch_says(ofgen.features_reply(1, 1), "config")
+    assert shell.app.datapaths == {1: shell.dp}
+    sent = shell.sent()
+    assert sent[0].msg_type == ofp.OFPT_SET_CONFIG
+    assert sent[-1].msg_type == ofp.OFPT_MULTIPART_REQUEST
+    assert ofgen.multipart_type(sent[-1].raw) == ofp.OFPMP_PORT_DESC
+    punted = {fm.match.get("ipv4_dst") for fm in flow_mods(sent)
+              if fm.match.get("tcp_dst") == 8000}
+    assert punted == {"10.0.100.1", "10.0.100.2"}
+    shell.switch_says(ofgen.port_desc_reply(2, 1, PORTS))
+    lldp = packet_outs(shell.sent(), ofp)
+    assert sorted(po.actions[-1] for po in lldp) == [("output", p) for p in PORTS]
+    assert shell.app.core.counters["errors"] == 0
+
+
+def test_a_syn_to_a_service_is_bound_at_the_switch_and_forwarded(shell: Shell) -> None:
+    """After the instance registers and is located, the client's SYN to the D-SID gives the
+    forward entry rewriting to the instance, the reverse entry, and the packet out of its
+    port; the decisions the REST API shows name that instance."""
+    ofp = shell.dp.ofproto
+    shell.connect()
+    shell.arp_from(CLIENT)
+    shell.arp_from(INSTANCE)
+    shell.register()
+    reply = shell.rest("GET", "decisions")
+    assert reply.status == 200
+    assert {r["service"]: r["primary"] for r in reply.body} == {"svc1": INSTANCE[0],
+                                                                "svc2": None}
+    shell.sent()
+    frame = shell.syn(40000)
+    sent = shell.sent()
+    fwd, rev = flow_mods(sent)
+    assert fwd.match["ipv4_src"] == CLIENT[0] and fwd.match["tcp_src"] == 40000
+    assert fwd.match["ipv4_dst"] == DSID and fwd.flags & ofp.OFPFF_SEND_FLOW_REM
+    rewrite = {a.key: a.value for a in fwd.instructions[0].actions}
+    assert rewrite == {"eth_dst": INSTANCE[1], "ipv4_dst": INSTANCE[0]}
+    assert rev.match["ipv4_src"] == INSTANCE[0] and rev.match["tcp_dst"] == 40000
+    (po,) = packet_outs(sent, ofp)
+    assert po.in_port == CLIENT[2] and po.data == frame
+    assert po.actions[-1] == ("output", INSTANCE[2])
+    assert [s.msg_type for s in sent] == [ofp.OFPT_FLOW_MOD, ofp.OFPT_FLOW_MOD,
+                                          ofp.OFPT_PACKET_OUT]
+    assert shell.app.core.counters["errors"] == 0
+
+
+def test_every_other_handler_runs_without_an_error(shell: Shell) -> None:
+    """Flow removed, port status, port and flow statistics, echo reply, the tick and a switch
+    leaving all reach the core and none raises."""
+    ofp = shell.dp.ofproto
+    shell.connect()
+    shell.arp_from(CLIENT)
+    shell.arp_from(INSTANCE)
+    shell.register()
+    shell.sent()
+    shell.syn(40000)
+    (fwd, _) = flow_mods(shell.sent())
+    assert len(shell.rest("GET", "bindings").body) == 1
+    match = bytearray()
+    fwd.match.serialize(match, 0)  # the switch reports the entry's match as it was installed
+    removed = struct.pack("!QHBBIIHHQQ", fwd.cookie, fwd.priority, ofp.OFPRR_IDLE_TIMEOUT, 0,
+                          31, 0, 30, 0, 5, 300) + bytes(match)
+    shell.switch_says(ofgen.message(ofp.OFPT_FLOW_REMOVED, 5, removed))
+    assert shell.rest("GET", "bindings").body == []
+    port3 = ofgen.port_desc_reply(0, 1, [3])[16:]  # the ofp_port of port 3
+    port3 = port3[:36] + struct.pack("!I", ofp.OFPPS_LINK_DOWN) + port3[40:]
+    status = struct.pack("!B7x", ofp.OFPPR_MODIFY) + port3
+    shell.switch_says(ofgen.message(ofp.OFPT_PORT_STATUS, 6, status))
+    shell.switch_says(ofgen.port_stats_reply(7, PORTS))
+    shell.switch_says(ofgen.multipart_reply(8, ofp.OFPMP_FLOW))
+    echo = ofgen.message(ofp.OFPT_ECHO_REQUEST, 9, struct.pack("!d", time.time() - 0.002))
+    shell.switch_says(ofgen.echo_reply(echo))
+    shell.dispatch(shell.module.EventTick(), None)
+    shell.dispatch(shell.fw.ofp_event.EventOFPStateChange(shell.dp), shell.fw.DEAD_DISPATCHER)
+    assert shell.app.datapaths == {}
+    assert shell.app.core.counters["errors"] == 0
+
+
+def test_an_openflow_error_is_counted_and_logged(shell: Shell,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """An OFPT_ERROR from a switch counts as an error and is logged with its type and code."""
+    ofp = shell.dp.ofproto
+    shell.connect()
+    assert shell.app.core.counters["errors"] == 0
+    body = struct.pack("!HH", ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_PREREQ) + bytes(64)
+    shell.switch_says(ofgen.message(ofp.OFPT_ERROR, 9, body))
+    assert shell.app.core.counters["errors"] == 1
+    assert f"type={ofp.OFPET_BAD_MATCH} code={ofp.OFPBMC_BAD_PREREQ}" in caplog.text
+
+
+def test_store_writes_reach_the_store_when_the_app_stops(shell: Shell) -> None:
+    """The registered instance, its metrics and the flow's binding are in the SQLite file
+    after `stop` (which flushes what the store thread has not yet written)."""
+    shell.connect()
+    shell.arp_from(CLIENT)
+    shell.arp_from(INSTANCE)
+    shell.register()
+    shell.syn(40000)
+    assert Store(shell.store_url).load().instances == []
+    shell.app.stop()
+    snap = Store(shell.store_url).load()
+    (inst,) = snap.instances
+    assert (inst.dbid, inst.service, inst.metrics.capacity) == (INSTANCE[0], "svc1", 10)
+    (binding,) = snap.bindings
+    assert binding.dbid == INSTANCE[0] and binding.key.sport == 40000
+    assert shell.app.core.counters["errors"] == 0
+
+
+@pytest.mark.parametrize("switches", [0, 1, 2])
+def test_instance_transitions_are_logged_whatever_the_intents(
+        shell: Shell, caplog: pytest.LogCaptureFixture, switches: int) -> None:
+    """Every state transition the core records is logged once, after the call that made it,
+    and none stays queued: whether the call sent nothing (no switch), sent to one switch
+    (the probe for an instance not yet located) or to several."""
+    caplog.set_level(logging.INFO, logger="dyncast")
+    dps = [shell.dp, FakeDatapath(shell.dp.framework, 2)][:switches]
+    for dp in dps:
+        shell.connect(dp)
+    for dp in dps:
+        shell.sent(dp)
+    assert shell.rest("POST", "instances", {"dsid": DSID, "dbid": INSTANCE[0]}).status == 201
+    assert [bool(shell.sent(dp)) for dp in dps] == [True] * switches  # the ARP probes
+    report = {"dbid": INSTANCE[0], "cpu": 0.1, "sessions": 0, "queue": 0, "capacity": 10}
+    assert shell.rest("POST", "metrics", report).status == 200
+    assert shell.rest("POST", f"instances/{INSTANCE[0]}/drain").status == 200
+    assert shell.app.core.states.transitions == []
+    logged = [r.getMessage().partition(":")[2] for r in caplog.records
+              if r.getMessage().startswith("dyncast: instance ")]
+    assert [m.partition(": ")[0] for m in logged] == [
+        f" instance {INSTANCE[0]} unknown -> unknown (register",
+        f" instance {INSTANCE[0]} unknown -> active (report_active",
+        f" instance {INSTANCE[0]} active -> draining (drain"], logged
+    assert shell.app.core.counters["errors"] == 0
