@@ -7,7 +7,7 @@ import struct
 
 from controller.config import ControllerConfig, SelectionConfig
 from controller.core import Core
-from controller.intents import FlowMod, Intent, PacketOut
+from controller.intents import VIRTUAL_MAC, FlowMod, Intent, PacketOut
 from controller.model import AffinityPolicy, Metrics, Service
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp, mac_to_bytes
 
@@ -85,3 +85,23 @@ def flow_mods(intents: list[Intent]) -> list[FlowMod]:
 def packet_outs(intents: list[Intent]) -> list[PacketOut]:
     """The PacketOuts among intents."""
     return [i for i in intents if isinstance(i, PacketOut)]
+
+
+# A Figure 2 core for failure and drain tests: short staleness and probe timeouts.
+FAILURES_CFG = ControllerConfig(services=(SVC1, SVC2), stale_after_s=3.0, probe_timeout_s=2.0,
+                       link_capacity_mbps=10.0, congestion_ms=10.0,
+                       selection=SelectionConfig(spread=0.3, sharpness=4.0, hysteresis=0.15))
+
+
+def all_fresh(core: Core, now: float) -> None:
+    """A fresh idle report from every Figure 2 instance."""
+    for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"):
+        report(core, dbid, now)
+
+
+def bind_flow(core: Core, sport: int, now: float) -> str:
+    """A new TCP flow from c1 to svc1: the D-BID it was bound to."""
+    ip, mac, dpid, port = HOSTS["c1"]
+    fwd = flow_mods(core.packet_in(dpid, port, tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1",
+                                                         sport, 8000), now))[0]
+    return str(fwd.actions[1].value)

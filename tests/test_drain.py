@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from controller.api import Api
-from tests.helpers import figure2_core
-from tests.test_failures import CFG, _all_fresh, _bind
+from tests.helpers import FAILURES_CFG as CFG
+from tests.helpers import all_fresh, bind_flow, figure2_core
 
 
 def _post(api: Api, path: str, body: object = None, now: float = 1.0):
@@ -17,23 +17,23 @@ def _post(api: Api, path: str, body: object = None, now: float = 1.0):
 def test_drained_instance_gets_no_new_flows_and_keeps_its_bound_ones() -> None:
     """After drain, every new flow goes elsewhere; flows bound before keep the instance."""
     api = Api(figure2_core(CFG))
-    _all_fresh(api.core, 1.0)
-    before = [_bind(api.core, 46000 + i, 1.0) for i in range(4)]
+    all_fresh(api.core, 1.0)
+    before = [bind_flow(api.core, 46000 + i, 1.0) for i in range(4)]
     reply = _post(api, "instances/10.0.0.31/drain")
     assert reply.status == 200 and reply.body["state"] == "draining"
-    assert {_bind(api.core, 47000 + i, 1.0) for i in range(6)} == {"10.0.0.21"}
+    assert {bind_flow(api.core, 47000 + i, 1.0) for i in range(6)} == {"10.0.0.21"}
     assert [b.dbid for b in api.core.bindings.all()[:4]] == before
     reply = _post(api, "instances/10.0.0.31/undrain")
     assert reply.status == 200 and reply.body["state"] == "active"
-    _all_fresh(api.core, 1.5)  # reports after the flows above ended: idle again
-    assert {_bind(api.core, 48000 + i, 1.5) for i in range(6)} == {"10.0.0.21", "10.0.0.31"}
+    all_fresh(api.core, 1.5)  # reports after the flows above ended: idle again
+    assert {bind_flow(api.core, 48000 + i, 1.5) for i in range(6)} == {"10.0.0.21", "10.0.0.31"}
 
 
 def test_drain_deadline_moves_the_remaining_flows() -> None:
     """When the drain deadline passes, flows still bound to the instance move and are counted."""
     api = Api(figure2_core(CFG))
-    _all_fresh(api.core, 1.0)
-    [_bind(api.core, 49000 + i, 1.0) for i in range(4)]
+    all_fresh(api.core, 1.0)
+    [bind_flow(api.core, 49000 + i, 1.0) for i in range(4)]
     assert _post(api, "instances/10.0.0.31/drain", {"deadline_s": 5}).status == 200
     api.core.tick(3.0)
     assert "10.0.0.31" in {b.dbid for b in api.core.bindings.all()}
@@ -65,8 +65,8 @@ def test_moved_client_keeps_its_instance_at_the_new_ingress() -> None:
     from tests.helpers import HOSTS, flow_mods, tcp_frame
 
     core = figure2_core(CFG)
-    _all_fresh(core, 1.0)
-    first = _bind(core, 50000, 1.0)
+    all_fresh(core, 1.0)
+    first = bind_flow(core, 50000, 1.0)
     ip, mac, _, _ = HOSTS["c1"]
     moved = core.packet_in(2, 1, tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1", 50000, 8000),
                            2.0)
@@ -90,7 +90,7 @@ def test_forwarder_binds_locally_with_its_routers_decision() -> None:
     from tests.helpers import HOSTS, flow_mods, report, tcp_frame
 
     core = figure2_core(dataclasses.replace(CFG, forwarders=((2, 1),)))  # r2 relies on r1
-    _all_fresh(core, 1.0)
+    all_fresh(core, 1.0)
     report(core, "10.0.0.31", 1.0, sessions=9)  # from r1, e2 is now clearly the better choice
     assert all(k[0] != 2 for k in core.engine.decisions)
     ip, mac, dpid, port = HOSTS["c2"]
@@ -124,8 +124,8 @@ def test_client_seen_elsewhere_takes_its_bindings_before_sending_to_the_dsid() -
     from tests.helpers import arp_request, flow_mods
 
     core = figure2_core(CFG)
-    _all_fresh(core, 1.0)
-    first = _bind(core, 51000, 1.0)
+    all_fresh(core, 1.0)
+    first = bind_flow(core, 51000, 1.0)
     core.port_changed(1, 1, up=False, now=2.0)  # c1's port at r1 goes down
     moved = flow_mods(core.packet_in(2, 12, arp_request("c1", "10.0.100.1"), 2.5))
     added = {(f.dpid, cookie_kind(f.cookie)[0]) for f in moved  # type: ignore[index]

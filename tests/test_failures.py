@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from controller.config import ControllerConfig, SelectionConfig
 from controller.instances.liveness import LIVENESS_PORT
 from controller.intents import VIRTUAL_MAC, CookieKind, cookie_kind
 from controller.model import Weights
 from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN, parse
 from controller.selection.engine import CandidateInput, decide
 from controller.views import instance_view, topology_view
+from tests.helpers import FAILURES_CFG as CFG
 from tests.helpers import (
     HOSTS,
-    SVC1,
-    SVC2,
+    all_fresh,
+    bind_flow,
     figure2_core,
     flow_mods,
     packet_outs,
@@ -22,22 +22,6 @@ from tests.helpers import (
     see_links,
     tcp_frame,
 )
-
-CFG = ControllerConfig(services=(SVC1, SVC2), stale_after_s=3.0, probe_timeout_s=2.0,
-                       link_capacity_mbps=10.0, congestion_ms=10.0,
-                       selection=SelectionConfig(spread=0.3, sharpness=4.0, hysteresis=0.15))
-
-
-def _all_fresh(core, now: float) -> None:
-    for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.31", "10.0.0.32"):
-        report(core, dbid, now)
-
-
-def _bind(core, sport: int, now: float) -> str:
-    ip, mac, dpid, port = HOSTS["c1"]
-    fwd = flow_mods(core.packet_in(dpid, port, tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1",
-                                                         sport, 8000), now))[0]
-    return str(fwd.actions[1].value)
 
 
 def _syn_ack(core, dbid: str, flags: int, now: float) -> None:
@@ -63,22 +47,22 @@ def test_budget_avoids_instances_that_would_miss_it() -> None:
 def test_congested_link_moves_new_flows_to_the_other_instance() -> None:
     """Saturating r3's uplink makes e3 dear from r1; new flows go to e2, old ones stay."""
     core = figure2_core(CFG)
-    _all_fresh(core, 1.0)
-    old = [_bind(core, 40000 + i, 1.0) for i in range(4)]
+    all_fresh(core, 1.0)
+    old = [bind_flow(core, 40000 + i, 1.0) for i in range(4)]
     assert set(old) == {"10.0.0.21", "10.0.0.31"}
     core.port_stats(4, [(3, 0, 0)], 1.0)
     core.port_stats(4, [(3, 1_200_000, 0)], 2.0)  # 9.6 Mbit/s of 10 towards r3
     view = {(lk["src"]["dpid"], lk["dst"]["dpid"]): lk for lk in topology_view(core)["links"]}
     assert view[(4, 3)]["utilisation"] == 0.96 and view[(4, 3)]["cost_ms"] > 100
     assert core.engine.decisions[(1, "svc1")].shares == {"10.0.0.21": 1.0}
-    assert {_bind(core, 41000 + i, 2.0) for i in range(4)} == {"10.0.0.21"}
+    assert {bind_flow(core, 41000 + i, 2.0) for i in range(4)} == {"10.0.0.21"}
     assert [b.dbid for b in core.bindings.all()[:4]] == old
 
 
 def test_link_failure_reroutes_without_rebinding() -> None:
     """Losing a link recomputes routes; bindings keep their instance."""
     core = figure2_core(CFG)
-    _all_fresh(core, 1.0)
+    all_fresh(core, 1.0)
     before = {b.ident: b.dbid for b in core.bindings.all()}
     intents = core.port_changed(3, 10, up=False, now=2.0)  # r3's uplink
     assert core.topology.path(1, 3) is None
@@ -89,8 +73,8 @@ def test_link_failure_reroutes_without_rebinding() -> None:
 def test_port_down_at_an_instance_moves_its_flows() -> None:
     """When an instance's attachment port goes down it is `down`, and its bindings move."""
     core = figure2_core(CFG)
-    _all_fresh(core, 1.0)
-    dbids = [_bind(core, 42000 + i, 1.0) for i in range(6)]
+    all_fresh(core, 1.0)
+    dbids = [bind_flow(core, 42000 + i, 1.0) for i in range(6)]
     on_e3 = dbids.count("10.0.0.31")
     intents = core.port_changed(3, 1, up=False, now=2.0)  # e3's port on r3
     assert instance_view(core, core.catalogue.instances["10.0.0.31"], 2.0)["state"] == "down"
@@ -103,8 +87,8 @@ def test_port_down_at_an_instance_moves_its_flows() -> None:
 def test_silent_dma_with_live_instance_is_unknown_and_keeps_flows() -> None:
     """Stale metrics but SYN-ACKs to the liveness probe: `unknown`, no new flows, flows stay."""
     core = figure2_core(CFG)
-    _all_fresh(core, 1.0)
-    dbids = [_bind(core, 43000 + i, 1.0) for i in range(4)]
+    all_fresh(core, 1.0)
+    dbids = [bind_flow(core, 43000 + i, 1.0) for i in range(4)]
     for t in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0):
         for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.32"):
             report(core, dbid, t)
@@ -124,8 +108,8 @@ def test_silent_dma_with_live_instance_is_unknown_and_keeps_flows() -> None:
 def test_dead_instance_is_down_after_probe_timeout_and_its_flows_move() -> None:
     """Stale metrics and only RSTs to the probe: `down` after probe_timeout_s; flows move."""
     core = figure2_core(CFG)
-    _all_fresh(core, 1.0)
-    [_bind(core, 44000 + i, 1.0) for i in range(4)]
+    all_fresh(core, 1.0)
+    [bind_flow(core, 44000 + i, 1.0) for i in range(4)]
     for t in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0):
         for dbid in ("10.0.0.21", "10.0.0.22", "10.0.0.32"):
             report(core, dbid, t)
@@ -140,8 +124,8 @@ def test_dead_instance_is_down_after_probe_timeout_and_its_flows_move() -> None:
 def test_withdrawal_moves_bound_flows_and_nowhere_to_go_drops_them() -> None:
     """A withdrawn instance's flows move; when no instance is left they lose their binding."""
     core = figure2_core(CFG)
-    _all_fresh(core, 1.0)
-    [_bind(core, 45000 + i, 1.0) for i in range(4)]
+    all_fresh(core, 1.0)
+    [bind_flow(core, 45000 + i, 1.0) for i in range(4)]
     core.withdraw("10.0.0.31", 2.0)
     assert {b.dbid for b in core.bindings.all()} == {"10.0.0.21"}
     intents = core.withdraw("10.0.0.21", 3.0)
@@ -210,7 +194,7 @@ def test_decision_shows_the_network_cost_components_along_the_path() -> None:
 
     cfg = dataclasses.replace(CFG, links=(LinkConfig(3, 4, delay_ms=4.0, admin_ms=2.5),))
     core = figure2_core(cfg)
-    _all_fresh(core, 1.0)
+    all_fresh(core, 1.0)
     core.port_stats(1, [(10, 0, 0)], 1.0)
     core.port_stats(1, [(10, 625_000, 0)], 2.0)  # r1's uplink half full
     rows = {c.dbid: c.to_dict() for c in core.engine.decisions[(1, "svc1")].candidates}
@@ -225,7 +209,7 @@ def test_configured_ingresses_keep_decisions_and_others_decide_on_demand() -> No
     """With `ingresses`, only those switches keep decisions; a demand at another switch gets a
     decision computed there and then, and that switch keeps one from then on."""
     core = figure2_core(dataclasses.replace(CFG, ingresses=(1,)))
-    _all_fresh(core, 1.0)
+    all_fresh(core, 1.0)
     assert {k[0] for k in core.engine.decisions} == {1}
     ip, mac, dpid, port = HOSTS["c2"]
     intents = core.packet_in(dpid, port, tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1", 51000,

@@ -12,8 +12,7 @@ from controller.core import Core
 from controller.intents import CookieKind, cookie
 from controller.model import ScalingPolicy
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp
-from tests.helpers import SVC1, SVC2, figure2_core, report, see_links
-from tests.test_failures import _bind
+from tests.helpers import SVC1, SVC2, bind_flow, figure2_core, report, see_links
 
 SPARE = "10.0.0.23"  # a third svc1 instance at r2, registered inactive
 SCALING = ScalingPolicy(high=0.5, low=0.2, hold_s=2.0, cooldown_s=10.0,
@@ -63,7 +62,7 @@ def test_inactive_instance_is_reactivated_when_every_active_one_stays_loaded() -
         _load(core, float(t), sessions=8)
     assert core.catalogue.instances[SPARE].state == "activating"
     for n in range(6):
-        _bind(core, 40000 + n, 4.0)
+        bind_flow(core, 40000 + n, 4.0)
     before = {b.ident: b.dbid for b in core.bindings.all()}
     assert SPARE not in before.values()
     reply = _spare_report(api, 4.5, active=False)
@@ -72,7 +71,7 @@ def test_inactive_instance_is_reactivated_when_every_active_one_stays_loaded() -
     assert _spare_report(api, 4.6, active=False).body["commands"] == []  # delivered once
     _spare_report(api, 5.0, active=True)
     assert core.catalogue.instances[SPARE].state == "active"
-    after = [_bind(core, 41000 + n, 5.0) for n in range(6)]
+    after = [bind_flow(core, 41000 + n, 5.0) for n in range(6)]
     assert SPARE in after
     assert {b.ident: b.dbid for b in core.bindings.all() if b.ident in before} == before
     history = [(h["from"], h["to"], h["event"]) for h in
@@ -107,7 +106,7 @@ def test_scale_in_drains_then_stops_an_instance_once_its_flows_have_ended() -> N
     api = Api(core)
     report(core, SPARE, 0.5)
     _load(core, 0.5, sessions=1)
-    flows = {n: _bind(core, 42000 + n, 0.5) for n in range(9)}
+    flows = {n: bind_flow(core, 42000 + n, 0.5) for n in range(9)}
     for t in range(1, 5):
         _load(core, float(t), sessions=1)
         report(core, SPARE, float(t))
@@ -116,7 +115,7 @@ def test_scale_in_drains_then_stops_an_instance_once_its_flows_have_ended() -> N
     victim = drained[0].dbid
     assert drained[0].drain_deadline == 3.0 + SCALING.drain_deadline_s
     on_victim = [b for b in core.bindings.all() if b.dbid == victim]
-    assert on_victim and all(_bind(core, 43000 + n, 4.0) != victim for n in range(6))
+    assert on_victim and all(bind_flow(core, 43000 + n, 4.0) != victim for n in range(6))
     assert [b.dbid for b in core.bindings.all()][:len(flows)] == list(flows.values())
     assert core.states.pending.get(victim) is None  # flows still bound: no stop yet
     for b in on_victim:
@@ -138,7 +137,7 @@ def test_scale_in_deadline_moves_the_last_flows_before_the_stop() -> None:
     report(core, SPARE, 0.5)
     _load(core, 0.5, sessions=1)
     for n in range(9):
-        _bind(core, 44000 + n, 0.5)
+        bind_flow(core, 44000 + n, 0.5)
     for t in range(1, 5):
         report(core, SPARE, float(t))  # before the tick: every instance reported
         _load(core, float(t), sessions=1)
