@@ -13,7 +13,7 @@ Pipeline (every entry carries a cookie whose top byte is COOKIE_APP):
   shortest path; a miss goes to the controller, which learns nothing from it but probes for the
   destination with ARP. In overlay mode also one entry per (switch, instance label) carrying
   MPLS-labelled packets to the instance's switch, which pops the label and delivers.
-- tables 2-4, for services whose dataplane is `learn` or `bucket` (controller/dataplane.py):
+- tables 2-4, for services whose dataplane is `learn` or `bucket` (controller/dataplane/rules.py):
   2 `affinity` (per-flow entries the switch learned itself, and pins), 3 `decision` (the
   current decision as one entry per bucket of the flow key), 4 `instance` (what instance k
   means at this ingress: rewrite, or label, then on to `forward`).
@@ -57,7 +57,7 @@ class CookieKind(IntEnum):
     AFFINITY_REV = 3
     HOST = 4
     DECISION = 5       # a bucket's entry in the decision table (ident: service << 16 | bucket)
-    INSTANCE = 6       # an instance's entry in the instance table (ident: its label)
+    INSTANCE = 6       # an instance's entries, tables 0 and 4 (ident: D-SID << 16 | label)
     LEARNED_FWD = 7    # learned by the switch: a flow's forward entry (ident: label)
     LEARNED_REV = 8    # learned by the switch: a flow's reply entry (ident: label)
     PIN = 9            # learned while a bucket moves: a flow pinned to its instance (label)

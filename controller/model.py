@@ -146,7 +146,7 @@ SERVICE_KEYS = {"name", "dsid", "protocol", "port", "affinity", "weights", "base
                 "delay_budget_ms", "scaling", "policy", "dataplane", "overlay", "buckets"}
 DATAPLANES = ("reactive", "learn", "bucket")
 MAX_BUCKETS = 4096
-# selection policies (controller/engine.py): joint cost (default), network only, compute only,
+# selection policies (controller/selection/engine.py): joint cost (default), network only, compute only,
 # equal shares in turn, uniformly random
 SELECTION_POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
 
@@ -287,7 +287,7 @@ def metrics_from_dict(data: Any, where: str = "") -> tuple[str, Metrics]:
 @dataclass(slots=True)
 class Instance:
     """A registered (D-SID, D-BID) binding with its latest metrics and life-cycle state (see
-    controller/lifecycle.py); mutated only by the core."""
+    controller/instances/lifecycle.py); mutated only by the core."""
 
     service: str
     dbid: str

@@ -1,7 +1,7 @@
 """Bounded-state affinity (CATS R18): a fixed number of buckets per service and ingress, each
 mapped to one instance, and the consistent remapping that moves as few buckets as possible.
 
-Boundary: pure arithmetic on lists; the switch rules are built in controller/dataplane.py.
+Boundary: pure arithmetic on lists; the switch rules are built in controller/dataplane/rules.py.
 
 `quotas()` turns a decision's shares into whole bucket counts (largest remainder, ties by
 D-BID); `remap()` keeps every bucket whose instance is still under its quota and hands only

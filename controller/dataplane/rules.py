@@ -26,7 +26,7 @@ entry points to the new instance. A flow idle for longer than idle_timeout has n
 to keep. The SYN entry waits until OVS has revalidated the bucket's wide datapath flows into
 per-flow ones (its revalidators run every 0.5 s): a wide flow created by the SYN of a connection
 still alive would otherwise be re-translated through the SYN entry and pin that live connection
-to the new instance (docs/dataplane-modes.md, "Why 1a and 1b are separate").
+to the new instance (docs/dataplanes.md, "Why 1a and 1b are separate").
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def caveats(svc: Service) -> list[str]:
     comes back after idling between the two limits (or a new connection reusing its 5-tuple)
     then sees replies from the D-BID for up to about a second. Overlay needs no reply rewrite,
     and `bucket` rewrites replies with a wildcard entry, so neither is affected
-    (docs/dataplane-modes.md, pitfall 13)."""
+    (docs/dataplanes.md, pitfall 13)."""
     idle = svc.affinity.idle_timeout
     if mode_of(svc).learns and not svc.overlay and 0 < idle <= OVS_MAX_IDLE_S:
         return [f"dataplane 'learn' with affinity.idle_timeout {idle} s: Open vSwitch keeps a "

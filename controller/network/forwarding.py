@@ -66,7 +66,7 @@ def base_flows(dpid: int) -> list[FlowMod]:
         FlowMod(dpid, TABLE_FORWARD, PRIO_MISS + 1, match(eth_type=ETH_TYPE_IP), to_ctl,
                 cookie=infra),
         FlowMod(dpid, TABLE_FORWARD, PRIO_MISS, (), cookie=infra),  # anything else: drop
-        # learn/bucket services (controller/dataplane.py): a flow with no entry of its own is
+        # learn/bucket services (controller/dataplane/rules.py): a flow with no entry of its own is
         # decided by the decision table; a decision or instance miss drops
         FlowMod(dpid, TABLE_AFFINITY, PRIO_MISS, (), (Resubmit(TABLE_DECISION),), cookie=infra),
         FlowMod(dpid, TABLE_DECISION, PRIO_MISS, (), cookie=infra),
