@@ -146,8 +146,8 @@ SERVICE_KEYS = {"name", "dsid", "protocol", "port", "affinity", "weights", "base
                 "delay_budget_ms", "scaling", "policy", "dataplane", "overlay", "buckets"}
 DATAPLANES = ("reactive", "learn", "bucket")
 MAX_BUCKETS = 4096
-# selection policies (controller/selection/engine.py): joint cost (default), network only, compute only,
-# equal shares in turn, uniformly random
+# selection policies (controller/selection/engine.py): joint cost (default), network only,
+# compute only, equal shares in turn, uniformly random
 SELECTION_POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
 
 

@@ -2,7 +2,7 @@
 
 Boundary: pure. The core tells `InstanceStates` what it observed about an instance (a report, a
 lost attachment, stale metrics, an unanswered probe, an operator's request); this module turns
-the observation into a life-cycle event, applies the transition table (controller/instances/lifecycle.py),
+the observation into a life-cycle event, applies the transition table (`lifecycle.py`),
 records the change in the instance's history and in a queue the shell logs, and keeps the
 commands waiting for each D-MA (the reactivation trigger and its counterpart, `deactivate`).
 
