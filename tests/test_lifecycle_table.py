@@ -6,7 +6,7 @@ import pytest
 
 from controller.instances.lifecycle import EVENTS, STATES, TRANSITIONS, Forbidden, allowed, apply
 
-# The table as the README states it: (state, event) -> new state; absent pairs are forbidden.
+# The table as docs/decisions.md states it: (state, event) -> new state; absent pairs are forbidden.
 EXPECTED = {
     ("unknown", "report_active"): "active", ("unknown", "report_inactive"): "inactive",
     ("unknown", "stale"): "unknown", ("unknown", "lost"): "down",
@@ -68,11 +68,11 @@ def test_unknown_event_is_a_programming_error() -> None:
         apply("active", "explode")
 
 
-def test_readme_table_is_the_code_table() -> None:
-    """The transition table printed in the README is the one the controller applies."""
+def test_documented_table_is_the_code_table() -> None:
+    """The transition table printed in docs/decisions.md is the one the controller applies."""
     from pathlib import Path
 
-    lines = (Path(__file__).resolve().parent.parent / "README.md").read_text().splitlines()
+    lines = (Path(__file__).resolve().parent.parent / "docs" / "decisions.md").read_text().splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("| from \\ event |"))
     events = [c.strip().strip("`") for c in lines[start].split("|")[2:-1]]
     seen = {}
