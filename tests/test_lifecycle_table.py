@@ -72,7 +72,8 @@ def test_documented_table_is_the_code_table() -> None:
     """The transition table printed in docs/decisions.md is the one the controller applies."""
     from pathlib import Path
 
-    lines = (Path(__file__).resolve().parent.parent / "docs" / "decisions.md").read_text().splitlines()
+    doc = Path(__file__).resolve().parent.parent / "docs" / "decisions.md"
+    lines = doc.read_text().splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("| from \\ event |"))
     events = [c.strip().strip("`") for c in lines[start].split("|")[2:-1]]
     seen = {}
