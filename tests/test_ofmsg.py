@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from apps.ofmsg import to_message
-from controller.core import service_punt
 from controller.dataplane.affinity import Binding, FlowKey, binding_flows
+from controller.dataplane.modes import service_punt
 from controller.intents import PORT_CONTROLLER, Output, PacketOut, SetField, delete_by_cookie
 from tests.fakes import FakeDatapath, parse_back
 from tests.helpers import SVC1

@@ -7,8 +7,8 @@ import struct
 import pytest
 
 from apps.ofmsg import Unsupported, encode, serialise
-from controller.core import service_punt
 from controller.dataplane.affinity import Binding, FlowKey, binding_flows
+from controller.dataplane.modes import service_punt
 from controller.intents import (
     PORT_CONTROLLER,
     CookieKind,
