@@ -67,6 +67,7 @@ class Core:
     def switch_connected(self, dpid: int) -> list[Intent]:
         """A switch connected: install the fixed pipeline and the services' punt entries."""
         self.programmer.forget_switch(dpid)
+        self.flows.forget_switch(dpid)
         intents: list[Intent] = list(self.network.connected(dpid))
         for svc in self.catalogue.services.values():
             intents += mode_of(svc).punts(dpid, svc)
@@ -160,7 +161,7 @@ class Core:
                 or not self.topology.learn_host(ip, mac, dpid, port)):  # particular (overlay)
             return []
         self.liveness.seen(ip, dpid, port, now)
-        intents = self.forwarding.sync_routes([ip]) + self.flows.follow_client(ip, dpid)
+        intents = self.forwarding.sync_routes([ip]) + self.flows.follow_client(ip, dpid, now)
         inst = self.catalogue.instances.get(ip)
         if inst is not None:
             intents += self._recompute(inst.service, now)

@@ -11,6 +11,7 @@ from controller.intents import (
     VIRTUAL_MAC,
     CookieKind,
     Output,
+    PacketOut,
     SetField,
     cookie,
     cookie_kind,
@@ -91,8 +92,25 @@ def test_three_tuple_service_binds_all_ports_of_a_client_together() -> None:
     a = flow_mods(_demand(core, 40010, dsid="10.0.100.2"))
     assert dict(a[0].match) == {"eth_type": 0x0800, "ipv4_src": C1_IP,
                                 "ipv4_dst": "10.0.100.2", "ip_proto": 6}
-    b = flow_mods(_demand(core, 40011, dsid="10.0.100.2"))
+    b = flow_mods(_demand(core, 40011, dsid="10.0.100.2", now=2.5))
     assert a[0].actions == b[0].actions and len(core.bindings) == 1
+
+
+def test_packet_of_a_flow_just_installed_is_delivered_without_new_entries() -> None:
+    """A packet that reached the controller while the switch was still taking its flow's
+    entries is delivered to the same instance; the entries are sent again only once they have
+    had time to settle (a packet after that means the switch lost them)."""
+    core = figure2_core()
+    _fresh(core)
+    first = _demand(core, 40012, now=1.0)
+    (fwd,) = [f for f in flow_mods(first) if ("tcp_src", 40012) in f.match]
+    dbid = next(a.value for a in fwd.actions if getattr(a, "field", "") == "ipv4_dst")
+    again = _demand(core, 40012, now=1.2)
+    assert flow_mods(again) == []
+    (out,) = [i for i in again if isinstance(i, PacketOut)]
+    assert SetField("ipv4_dst", dbid) in out.actions
+    later = flow_mods(_demand(core, 40012, now=2.5))
+    assert fwd in later and len(core.bindings) == 1
 
 
 def test_flow_removed_ends_binding_and_deletes_reverse_entry() -> None:

@@ -32,6 +32,11 @@ from controller.selection.decisions import Decisions
 from controller.writes import Writes
 
 ENDING_REASONS = ("idle", "hard")  # flow-removed reasons that end a binding
+# A packet of a flow whose entries were sent less than this long ago was already on its way
+# to us before the switch's datapath caught up with them (Open vSwitch revalidates its cached
+# datapath flows asynchronously): it is delivered, not answered with the same entries again,
+# which would only make the switch revalidate once more.
+SETTLE_S = 1.0
 
 
 class ReactiveFlows:
@@ -45,6 +50,7 @@ class ReactiveFlows:
         self.writes = writes
         self.counters = counters
         self.bindings = BindingTable()
+        self._sent: dict[int, float] = {}  # binding -> when its entries were last sent
 
     def restore(self, bindings: list[Binding]) -> None:
         """Load persisted bindings of known services at start."""
@@ -63,10 +69,14 @@ class ReactiveFlows:
         binding = self.bindings.get(key)
         if binding is None:
             return self._bind(svc, key, dpid, in_port, data, now)
+        if binding.ingress == dpid and now - self._sent.get(binding.ident, -1e9) < SETTLE_S:
+            self.counters["packet_in_settling"] += 1
+            return self._install(svc, binding, in_port, data, entries=False)
         self.counters["reinstalls"] += 1
         if binding.ingress != dpid:
             binding.ingress = dpid
             self._write(binding)
+        self._sent[binding.ident] = now
         return self._install(svc, binding, in_port, data)
 
     def _bind(self, svc: Service, key: FlowKey, dpid: int, in_port: int, data: bytes,
@@ -83,21 +93,25 @@ class ReactiveFlows:
         binding = self.bindings.add(key, dbid, dpid, now)
         self.counters["new_flows"] += 1
         self._write(binding)
+        self._sent[binding.ident] = now
         return self._install(svc, binding, in_port, data)
 
-    def _install(self, svc: Service, binding: Binding, in_port: int,
-                 data: bytes) -> list[Intent]:
-        """The binding's entries, then the packet itself rewritten and sent on its way."""
+    def _install(self, svc: Service, binding: Binding, in_port: int, data: bytes,
+                 entries: bool = True) -> list[Intent]:
+        """The binding's entries (unless `entries` is False), then the packet itself
+        rewritten and sent on its way."""
         host = self.topology.hosts.get(binding.dbid)
         port = self.topology.out_port(binding.ingress, binding.dbid)
         if host is None or port is None:
             self.counters["dropped_unreachable"] += 1
             return []
-        forward, reverse = binding_flows(binding, svc, host.mac)
-        self.counters["flows_installed"] += 2
         actions = (SetField("eth_dst", host.mac), SetField("ipv4_dst", binding.dbid),
                    Output(port))
-        return [forward, reverse, PacketOut(binding.ingress, data, actions, in_port)]
+        out: list[Intent] = [PacketOut(binding.ingress, data, actions, in_port)]
+        if not entries:
+            return out
+        self.counters["flows_installed"] += 2
+        return [*binding_flows(binding, svc, host.mac), *out]
 
     # --- bindings ending or moving ------------------------------------------------------
     def flow_removed(self, dpid: int, cookie_value: int, reason: str) -> list[Intent]:
@@ -112,11 +126,12 @@ class ReactiveFlows:
         if binding is None or binding.ingress != dpid:
             return [reverse]
         self.bindings.remove(ident)
+        self._sent.pop(ident, None)
         self.counters["bindings_expired"] += 1
         self.writes.delete("binding", str(ident))
         return [reverse]
 
-    def follow_client(self, ip: str, dpid: int) -> list[Intent]:
+    def follow_client(self, ip: str, dpid: int, now: float) -> list[Intent]:
         """A client seen at a new switch (it moved): its bindings move there before any reply
         can reach it unrewritten, and keep their instance (CATS R20)."""
         intents: list[Intent] = []
@@ -130,6 +145,7 @@ class ReactiveFlows:
             intents += _delete_entries(b)
             b.ingress = dpid
             self._write(b)
+            self._sent[b.ident] = now
             intents += binding_flows(b, svc, host.mac)
             self.counters["client_moves"] += 1
         return intents
@@ -147,12 +163,14 @@ class ReactiveFlows:
                 intents.append(delete_by_cookie(b.ingress,
                                                 cookie(CookieKind.AFFINITY_FWD, b.ident)))
                 self.bindings.remove(b.ident)
+                self._sent.pop(b.ident, None)
                 self.writes.delete("binding", str(b.ident))
                 self.counters["bindings_dropped"] += 1
                 continue
             b.dbid = target
             self.decisions.placed(target, now)
             self._write(b)
+            self._sent[b.ident] = now
             intents += binding_flows(b, svc, host.mac)
             self.counters["affinity_moves"] += 1
         return intents
@@ -162,9 +180,16 @@ class ReactiveFlows:
         intents: list[Intent] = []
         for b in [b for b in self.bindings.all() if b.key.service == name]:
             self.bindings.remove(b.ident)
+            self._sent.pop(b.ident, None)
             self.writes.delete("binding", str(b.ident))
             intents += _delete_entries(b)
         return intents
+
+    def forget_switch(self, dpid: int) -> None:
+        """A switch (re)connected: what it holds is unknown, so the next packet of any flow
+        bound there re-installs its entries at once."""
+        self._sent = {i: t for i, t in self._sent.items()
+                      if (b := self.bindings.by_ident(i)) is not None and b.ingress != dpid}
 
     # --- views --------------------------------------------------------------------------
     def bound(self, dbid: str) -> int:
