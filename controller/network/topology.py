@@ -2,16 +2,21 @@
 
 Links come from LLDP (`link_seen`) and leave on port-down, switch-leave or timeout; hosts are
 learned where their packets enter the network at a port that is not a link. Paths are shortest
-paths over a networkx graph whose edge weight `cost` is the link's delay estimate in ms.
+paths over an undirected graph whose edge weight is the link's cost in ms, one tree per
+destination switch, cached. The graph changes edge by edge (a link's cost is updated in place)
+and a change drops only the trees it can affect: a dearer or removed edge the trees that use it,
+a cheaper or new edge the trees where it gives a way at most as long as the known one. Among
+paths of equal cost the one through the lowest switch numbers is taken, so a tree does not
+depend on the order in which links were learned.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import networkx as nx
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +47,9 @@ class Topology:
     hosts: dict[str, HostLoc] = field(default_factory=dict)
     link_cost_ms: dict[frozenset[int], float] = field(default_factory=dict)
     _links: dict[tuple[int, int], _Link] = field(default_factory=dict)
-    _graph: nx.Graph[int] = field(default_factory=lambda: nx.Graph())
-    _paths: dict[int, tuple[dict[int, float], dict[int, list[int]]]] = field(default_factory=dict)
+    _adj: dict[int, dict[int, float]] = field(default_factory=dict)  # switch -> next -> cost
+    _ports_of: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)  # (lo, hi)
+    _trees: dict[int, Tree] = field(default_factory=dict)  # towards a switch
     _link_ports: set[tuple[int, int]] = field(default_factory=set)
     version: int = 0
 
@@ -51,8 +57,9 @@ class Topology:
     def switch_up(self, dpid: int, ports: set[int]) -> None:
         """Record a switch and its usable ports."""
         self.ports[dpid] = set(ports)
-        self._graph.add_node(dpid)
-        self._changed()
+        self._adj.setdefault(dpid, {})
+        self._trees.pop(dpid, None)
+        self.version += 1
 
     def switch_down(self, dpid: int) -> list[HostLoc]:
         """Forget a switch, its links and its hosts; return the hosts that were lost."""
@@ -63,6 +70,9 @@ class Topology:
         for h in lost:
             del self.hosts[h.ip]
         self._rebuild()
+        for other in self._adj.pop(dpid, {}):
+            self._adj[other].pop(dpid, None)
+        self._trees.pop(dpid, None)
         return lost
 
     def port_up(self, dpid: int, port: int) -> None:
@@ -94,7 +104,14 @@ class Topology:
         self._links[src] = _Link(src, dst, now)
         for h in [h for h in self.hosts.values() if (h.dpid, h.port) in (src, dst)]:
             del self.hosts[h.ip]  # learned on what turned out to be a link port
-        self._rebuild()
+        ports = {src[0]: src[1], dst[0]: dst[1]}
+        key = (src[0], dst[0]) if src[0] < dst[0] else (dst[0], src[0])
+        if known is not None or self._ports_of.get(key, ports) != ports:
+            self._rebuild()  # a port now leads elsewhere, or a parallel link
+        elif key not in self._ports_of:  # a new edge (else: the other direction of one)
+            cost = self.link_cost_ms.get(frozenset(key), self.hop_ms)
+            self._set_edge(src[0], dst[0], cost, ports)
+        self._link_ports |= {src, dst}
         return True
 
     def expire_links(self, now: float, timeout: float) -> bool:
@@ -135,53 +152,82 @@ class Topology:
         return True
 
     # --- paths --------------------------------------------------------------------------
-    def _changed(self) -> None:
-        """Invalidate cached paths."""
-        self._paths.clear()
+    def forget_paths(self) -> None:
+        """Drop every cached shortest-path tree (each is recomputed when next asked for)."""
+        self._trees.clear()
         self.version += 1
 
     def _rebuild(self) -> None:
-        """Rebuild the graph from switches and link directions."""
-        graph: nx.Graph[int] = nx.Graph()
-        graph.add_nodes_from(self.ports)
+        """Bring the graph in step with the link directions and costs, edge by edge: only the
+        shortest-path trees an edge's change can affect are dropped."""
+        wanted: dict[tuple[int, int], tuple[float, dict[int, int]]] = {}
         for link in self._links.values():
             a, b = link.src[0], link.dst[0]
-            cost = self.link_cost_ms.get(frozenset((a, b)), self.hop_ms)
-            graph.add_edge(a, b, cost=cost, ports={a: link.src[1], b: link.dst[1]})
-        self._graph = graph
+            key = (a, b) if a < b else (b, a)
+            wanted[key] = (self.link_cost_ms.get(frozenset(key), self.hop_ms),
+                           {a: link.src[1], b: link.dst[1]})
+        for key in [k for k in self._ports_of if k not in wanted]:
+            self._remove_edge(*key)
+        for (a, b), (cost, ports) in wanted.items():
+            self._set_edge(a, b, cost, ports)
         self._link_ports = {link.src for link in self._links.values()}
         self._link_ports |= {link.dst for link in self._links.values()}
-        self._changed()
 
-    def _from(self, dst: int) -> tuple[dict[int, float], dict[int, list[int]]]:
-        """Distances and paths from every switch to `dst` (graph is undirected)."""
-        cached = self._paths.get(dst)
-        if cached is not None:
-            return cached
-        dist: dict[int, float] = {}
-        paths: dict[int, list[int]] = {}
-        if dst in self._graph:
-            found = nx.single_source_dijkstra(self._graph, dst, weight="cost")
-            dist, paths = found  # type: ignore[assignment]  # dicts when no target is given
-        self._paths[dst] = (dist, paths)
-        return dist, paths
+    def _set_edge(self, a: int, b: int, cost: float, ports: dict[int, int]) -> None:
+        """Add the edge a-b or change its cost; drop the trees it can change."""
+        self._ports_of[(a, b) if a < b else (b, a)] = ports
+        old = self._adj.setdefault(a, {}).get(b)
+        if old == cost:
+            return
+        self._adj[a][b] = cost
+        self._adj.setdefault(b, {})[a] = cost
+        self.version += 1
+        if old is not None and cost > old:  # dearer: matters only where the edge is used
+            self._drop(lambda t: t.parent.get(a) == b or t.parent.get(b) == a)
+        else:  # new or cheaper: matters only where it gives a shorter (or equal) way
+            self._drop(lambda t: _shortcut(t, a, b, cost))
+
+    def _remove_edge(self, a: int, b: int) -> None:
+        """Remove the edge a-b; drop the trees that used it."""
+        del self._ports_of[(a, b) if a < b else (b, a)]
+        self._adj[a].pop(b, None)
+        self._adj[b].pop(a, None)
+        self.version += 1
+        self._drop(lambda t: t.parent.get(a) == b or t.parent.get(b) == a)
+
+    def _drop(self, affected: Callable[[Tree], bool]) -> None:
+        """Forget the cached trees for which `affected` holds."""
+        for dst in [d for d, tree in self._trees.items() if affected(tree)]:
+            del self._trees[dst]
+
+    def tree(self, dst: int) -> Tree:
+        """The shortest-path tree towards `dst` (cached until a change can affect it)."""
+        cached = self._trees.get(dst)
+        if cached is None:
+            cached = self._trees[dst] = dijkstra(self._adj, dst)
+        return cached
 
     def cost_ms(self, src: int, dst: int) -> float | None:
         """Path cost in ms from switch `src` to switch `dst`; None when unreachable."""
-        dist = self._from(dst)[0].get(src)
+        dist = self.tree(dst).dist.get(src)
         return None if dist is None else float(dist)
 
     def path(self, src: int, dst: int) -> list[int] | None:
         """Switches on the shortest path from `src` to `dst`, inclusive; None if unreachable."""
-        reverse = self._from(dst)[1].get(src)
-        return None if reverse is None else list(reversed(reverse))
+        tree = self.tree(dst)
+        if src not in tree.dist:
+            return None
+        hops = [src]
+        while hops[-1] != dst:
+            hops.append(tree.parent[hops[-1]])
+        return hops
 
     def path_links(self, src: int, dst: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """The (port, port) pairs crossed on the shortest path from `src` to `dst`."""
         hops = self.path(src, dst) or []
         out = []
         for a, b in itertools.pairwise(hops):
-            ports: dict[int, int] = self._graph.edges[a, b]["ports"]
+            ports = self._ports_of[(a, b) if a < b else (b, a)]
             out.append(((a, ports[a]), (b, ports[b])))
         return out
 
@@ -195,8 +241,8 @@ class Topology:
         path = self.path(src, host.dpid)
         if path is None or len(path) < 2:
             return None
-        ports: dict[int, int] = self._graph.edges[path[0], path[1]]["ports"]
-        return ports[src]
+        a, b = path[0], path[1]
+        return self._ports_of[(a, b) if a < b else (b, a)][src]
 
     def to_dict(self) -> dict[str, Any]:
         """Return switches, links and hosts as JSON-ready values."""
@@ -208,3 +254,47 @@ class Topology:
             "hosts": [{"ip": h.ip, "mac": h.mac, "dpid": h.dpid, "port": h.port}
                       for h in sorted(self.hosts.values(), key=lambda h: h.ip)],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """Shortest paths towards one switch: each switch's distance and its next switch."""
+
+    dst: int
+    dist: dict[int, float]
+    parent: dict[int, int]
+
+
+def _shortcut(tree: Tree, a: int, b: int, cost: float) -> bool:
+    """True when an edge a-b of `cost` gives a way to a or b at most as long as the tree's."""
+    da, db = tree.dist.get(a), tree.dist.get(b)
+    if da is None or db is None:
+        return da is not None or db is not None
+    return da + cost <= db or db + cost <= da
+
+
+def dijkstra(adj: dict[int, dict[int, float]], dst: int) -> Tree:
+    """Shortest paths from every switch to `dst`; ties go to the lowest next switch."""
+    dist: dict[int, float] = {}
+    parent: dict[int, int] = {}
+    if dst not in adj:
+        return Tree(dst, dist, parent)
+    seen = {dst: 0.0}
+    heap = [(0.0, dst)]
+    while heap:
+        d, u = heapq.heappop(heap)
+        if u in dist:
+            continue
+        dist[u] = d
+        for v, w in adj[u].items():
+            nd = d + w
+            if v in dist:
+                continue
+            old = seen.get(v)
+            if old is None or nd < old:
+                seen[v] = nd
+                parent[v] = u
+                heapq.heappush(heap, (nd, v))
+            elif nd == old and u < parent[v]:
+                parent[v] = u
+    return Tree(dst, dist, parent)
