@@ -131,6 +131,10 @@ class Topology:
         """Usable ports of a switch that are not link ends (where hosts may be)."""
         return sorted(p for p in self.ports.get(dpid, ()) if not self.is_link_port(dpid, p))
 
+    def edge_ports_of(self, a: int, b: int) -> dict[int, int]:
+        """The port at each end of the edge between switches `a` and `b`."""
+        return self._ports_of[(a, b) if a < b else (b, a)]
+
     def links(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """Known link directions as ((src dpid, port), (dst dpid, port))."""
         return sorted((link.src, link.dst) for link in self._links.values())

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from controller.model import Instance, Service
-from controller.network.monitor import NetworkMonitor
+from controller.network.costs import PathCosts
 from controller.network.topology import Topology
 from controller.selection.engine import EPSILON, CandidateInput, Engine, compute_ms
 from controller.selection.placements import Placements, as_of, hold_s
 from controller.selection.scoring import ScoringConfig
-
-COST_PARTS = ("hops", "delay_ms", "congestion_ms", "admin_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +47,11 @@ class Decisions:
     """The engine's inputs and the bookkeeping around its decisions."""
 
     def __init__(self, selection: SelectionConfig, scoring: ScoringConfig,
-                 network: tuple[Topology, NetworkMonitor], ingresses: tuple[int, ...],
+                 network: tuple[Topology, PathCosts], ingresses: tuple[int, ...],
                  counters: Counter[str]) -> None:
         self.selection = selection
         self.scoring = scoring
-        self.topology, self.monitor = network
+        self.topology, self.costs = network
         self.configured_ingresses = ingresses
         self.counters = counters
         self.engine = Engine(selection.spread, selection.sharpness, selection.hysteresis)
@@ -90,13 +88,18 @@ class Decisions:
         states = {i.dbid: i.state for i in insts}
         went_down = [d for d, s in states.items() if s == "down" and self._states.get(d) != s]
         self._states.update(states)
+        compute = {i.dbid: self.compute_ms(svc, i, now) for i in insts}  # the same everywhere
         for ingress in self.ingresses():
-            self.decide(svc, insts, ingress, now)
+            self.decide(svc, insts, ingress, now, compute)
         return went_down
 
-    def decide(self, svc: Service, insts: list[Instance], ingress: int, now: float) -> bool:
-        """Recompute one service's decision at one ingress; True if a new one is in force."""
-        inputs = [self._input(svc, i, ingress, now) for i in insts]
+    def decide(self, svc: Service, insts: list[Instance], ingress: int, now: float,
+               compute: dict[str, float] | None = None) -> bool:
+        """Recompute one service's decision at one ingress; True if a new one is in force.
+        `compute`: each instance's compute cost as of `now`, when the caller has it."""
+        if compute is None:
+            compute = {i.dbid: self.compute_ms(svc, i, now) for i in insts}
+        inputs = [self._input(i, ingress, compute[i.dbid]) for i in insts]
         self._seen_compute[(ingress, svc.name)] = {r.dbid: r.compute_ms for r in inputs}
         if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms,
                               svc.policy):
@@ -157,18 +160,14 @@ class Decisions:
         holding time) and no report shows yet."""
         return self.placements.count(inst.dbid, now, hold_s(inst.metrics, svc.base_delay_ms))
 
-    def _input(self, svc: Service, inst: Instance, ingress: int, now: float) -> CandidateInput:
-        """One instance's costs as seen from one ingress."""
+    def _input(self, inst: Instance, ingress: int, compute: float) -> CandidateInput:
+        """One instance's costs as seen from one ingress (the network part is shared by every
+        service: `PathCosts`)."""
         host = self.topology.hosts.get(inst.dbid)
-        network = None if host is None else self.topology.cost_ms(ingress, host.dpid)
-        parts = dict.fromkeys(COST_PARTS, 0.0)
-        if network is not None and host is not None:
-            for a, b in self.topology.path_links(ingress, host.dpid):
-                parts["hops"] += 1
-                for key, value in self.monitor.link_parts(a, b).items():
-                    parts[key] += value
-        return CandidateInput(inst.dbid, inst.state, network, self.compute_ms(svc, inst, now),
-                              tuple(parts.items()) if network is not None else ())
+        network = None if host is None else self.costs.get(ingress, host.dpid)
+        if network is None:
+            return CandidateInput(inst.dbid, inst.state, None, compute, ())
+        return CandidateInput(inst.dbid, inst.state, network[0], compute, network[1])
 
     def merit(self, inst: Instance) -> float:
         """How useful an instance is: for an active one, its summed share of new flows over the

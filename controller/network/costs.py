@@ -1,0 +1,87 @@
+"""Network costs shared by every service: (ingress switch, attachment switch) -> path cost and
+its parts (hops, delay, congestion, administrative), computed once per pair.
+
+Boundary: it reads the topology's shortest-path trees and the monitor's link parts and caches,
+per destination switch, each switch's cost and parts along its tree. A cached destination is
+recomputed when the topology has replaced its tree (its paths may have changed) or when the
+parts of a link its tree uses have changed (`refresh`, `refresh_link`).
+"""
+
+from __future__ import annotations
+
+from controller.network.monitor import Direction, NetworkMonitor
+from controller.network.topology import Topology, Tree
+
+COST_PARTS = ("hops", "delay_ms", "congestion_ms", "admin_ms")
+Parts = tuple[tuple[str, float], ...]
+PathCost = tuple[float, Parts]
+
+
+class PathCosts:
+    """The network cost of every (ingress, attachment) pair in use, shared by the services."""
+
+    def __init__(self, topology: Topology, monitor: NetworkMonitor) -> None:
+        self.topology = topology
+        self.monitor = monitor
+        self._memo: dict[int, tuple[Tree, dict[int, tuple[float, ...]]]] = {}
+        self._links: dict[Direction, tuple[float, ...]] = {}  # link parts when last looked
+        self.computed = 0  # pairs priced (for the benchmark and the tests)
+
+    def get(self, src: int, dst: int) -> PathCost | None:
+        """The cost of the shortest path from switch `src` to switch `dst` and its parts;
+        None when `dst` cannot be reached from `src`."""
+        tree = self.topology.tree(dst)
+        cost = tree.dist.get(src)
+        if cost is None:
+            return None
+        memo = self._memo.get(dst)
+        if memo is None or memo[0] is not tree:
+            memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)})
+        parts = self._parts(tree, memo[1], src)
+        return float(cost), tuple(zip(COST_PARTS, parts, strict=True))
+
+    def _parts(self, tree: Tree, known: dict[int, tuple[float, ...]],
+               src: int) -> tuple[float, ...]:
+        """The parts of the path from `src` along `tree`, summed from the far end."""
+        walk = []
+        node = src
+        while node not in known:
+            walk.append(node)
+            node = tree.parent[node]
+        total = known[node]
+        for node in reversed(walk):
+            nxt = tree.parent[node]
+            a, b = self._ports(node, nxt)
+            link = self.monitor.link_parts(a, b)
+            total = (total[0] + 1, total[1] + link["delay_ms"],
+                     total[2] + link["congestion_ms"], total[3] + link["admin_ms"])
+            known[node] = total
+            self.computed += 1
+        return total
+
+    def _ports(self, a: int, b: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The two ends of the edge a-b, a's first."""
+        ports = self.topology.edge_ports_of(a, b)
+        return (a, ports[a]), (b, ports[b])
+
+    # --- link parts that changed without a change of paths ------------------------------
+    def refresh(self) -> None:
+        """Look at every link's parts; forget the pairs whose paths cross one that changed."""
+        for direction in self.topology.links():
+            self.refresh_link(direction)
+
+    def refresh_link(self, direction: Direction) -> None:
+        """Look at one link's parts (a new measurement); forget the pairs it changes."""
+        (a, pa), (b, pb) = direction
+        parts = self.monitor.link_parts((a, pa), (b, pb))
+        values = (parts["delay_ms"], parts["congestion_ms"], parts["admin_ms"])
+        if self._links.get(direction) == values:
+            return
+        self._links[direction] = values
+        for dst in [d for d, (tree, _) in self._memo.items()
+                    if tree.parent.get(a) == b or tree.parent.get(b) == a]:
+            del self._memo[dst]
+
+    def clear(self) -> None:
+        """Forget every pair (they are recomputed when next asked for)."""
+        self._memo.clear()
