@@ -23,7 +23,8 @@ class PathCosts:
     def __init__(self, topology: Topology, monitor: NetworkMonitor) -> None:
         self.topology = topology
         self.monitor = monitor
-        self._memo: dict[int, tuple[Tree, dict[int, tuple[float, ...]]]] = {}
+        # destination -> (its tree, each switch's parts as a sum, each pair's answer)
+        self._memo: dict[int, tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost]]] = {}
         self._links: dict[Direction, tuple[float, ...]] = {}  # link parts when last looked
         self.computed = 0  # pairs priced (for the benchmark and the tests)
 
@@ -36,9 +37,12 @@ class PathCosts:
             return None
         memo = self._memo.get(dst)
         if memo is None or memo[0] is not tree:
-            memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)})
-        parts = self._parts(tree, memo[1], src)
-        return float(cost), tuple(zip(COST_PARTS, parts, strict=True))
+            memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)}, {})
+        found = memo[2].get(src)
+        if found is None:
+            parts = self._parts(tree, memo[1], src)
+            found = memo[2][src] = (float(cost), tuple(zip(COST_PARTS, parts, strict=True)))
+        return found
 
     def _parts(self, tree: Tree, known: dict[int, tuple[float, ...]],
                src: int) -> tuple[float, ...]:
@@ -78,7 +82,7 @@ class PathCosts:
         if self._links.get(direction) == values:
             return
         self._links[direction] = values
-        for dst in [d for d, (tree, _) in self._memo.items()
+        for dst in [d for d, (tree, _, _) in self._memo.items()
                     if tree.parent.get(a) == b or tree.parent.get(b) == a]:
             del self._memo[dst]
 

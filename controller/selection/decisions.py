@@ -62,6 +62,7 @@ class Decisions:
         # (ingress, service) -> instance -> the compute cost its decision last saw
         self._seen_compute: dict[tuple[int, str], dict[str, float]] = {}
         self._states: dict[str, str] = {}  # state of each instance the decisions last saw
+        self._basis: dict[tuple[int, str], tuple[object, ...]] = {}  # the last inputs taken
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
 
     # --- which switches decide ------------------------------------------------------------
@@ -99,8 +100,13 @@ class Decisions:
         `compute`: each instance's compute cost as of `now`, when the caller has it."""
         if compute is None:
             compute = {i.dbid: self.compute_ms(svc, i, now) for i in insts}
-        inputs = [self._input(i, ingress, compute[i.dbid]) for i in insts]
-        self._seen_compute[(ingress, svc.name)] = {r.dbid: r.compute_ms for r in inputs}
+        inputs = tuple(self._input(i, ingress, compute[i.dbid]) for i in insts)
+        key = (ingress, svc.name)
+        basis = (inputs, svc.weights, svc.delay_budget_ms, svc.policy)
+        if key in self.engine.decisions and self._basis.get(key) == basis:
+            return False  # the inputs of the last decision taken: it would be taken again
+        self._basis[key] = basis
+        self._seen_compute[key] = {r.dbid: r.compute_ms for r in inputs}
         if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms,
                               svc.policy):
             self.counters["decision_changes"] += 1
@@ -186,11 +192,13 @@ class Decisions:
         """A switch left: its decisions go."""
         self.engine.forget(ingress=dpid)
         self._seen_compute = {k: v for k, v in self._seen_compute.items() if k[0] != dpid}
+        self._basis = {k: v for k, v in self._basis.items() if k[0] != dpid}
 
     def forget_service(self, name: str, dbids: list[str]) -> None:
         """A service was deleted with these instances."""
         self.engine.forget(service=name)
         self._seen_compute = {k: v for k, v in self._seen_compute.items() if k[1] != name}
+        self._basis = {k: v for k, v in self._basis.items() if k[1] != name}
         for dbid in dbids:
             self._states.pop(dbid, None)
 
