@@ -25,7 +25,7 @@ class PathCosts:
         self.monitor = monitor
         # destination -> (its tree, each switch's parts as a sum, each pair's answer)
         self._memo: dict[int, tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost]]] = {}
-        self._links: dict[Direction, tuple[float, ...]] = {}  # link parts when last looked
+        self._links: dict[Direction, tuple[float, ...]] = {}  # each link's parts, as last seen
         self.computed = 0  # pairs priced (for the benchmark and the tests)
 
     def get(self, src: int, dst: int) -> PathCost | None:
@@ -55,18 +55,26 @@ class PathCosts:
         total = known[node]
         for node in reversed(walk):
             nxt = tree.parent[node]
-            a, b = self._ports(node, nxt)
-            link = self.monitor.link_parts(a, b)
-            total = (total[0] + 1, total[1] + link["delay_ms"],
-                     total[2] + link["congestion_ms"], total[3] + link["admin_ms"])
+            link = self._links.get(self._direction(node, nxt))
+            if link is None:
+                link = self._look(self._direction(node, nxt))
+            total = (total[0] + 1, total[1] + link[0], total[2] + link[1], total[3] + link[2])
             known[node] = total
             self.computed += 1
         return total
 
-    def _ports(self, a: int, b: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    def _direction(self, a: int, b: int) -> Direction:
         """The two ends of the edge a-b, a's first."""
         ports = self.topology.edge_ports_of(a, b)
         return (a, ports[a]), (b, ports[b])
+
+    def _look(self, direction: Direction) -> tuple[float, ...]:
+        """A link's parts (delay, congestion, administrative) as the monitor gives them now;
+        remembered, so that a change is noticed (`refresh_link`)."""
+        parts = self.monitor.link_parts(*direction)
+        values = self._links[direction] = (parts["delay_ms"], parts["congestion_ms"],
+                                           parts["admin_ms"])
+        return values
 
     # --- link parts that changed without a change of paths ------------------------------
     def refresh(self) -> None:
@@ -76,12 +84,10 @@ class PathCosts:
 
     def refresh_link(self, direction: Direction) -> None:
         """Look at one link's parts (a new measurement); forget the pairs it changes."""
-        (a, pa), (b, pb) = direction
-        parts = self.monitor.link_parts((a, pa), (b, pb))
-        values = (parts["delay_ms"], parts["congestion_ms"], parts["admin_ms"])
-        if self._links.get(direction) == values:
+        before = self._links.get(direction)
+        if self._look(direction) == before:
             return
-        self._links[direction] = values
+        (a, _), (b, _) = direction
         for dst in [d for d, (tree, _, _) in self._memo.items()
                     if tree.parent.get(a) == b or tree.parent.get(b) == a]:
             del self._memo[dst]
