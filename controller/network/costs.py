@@ -10,7 +10,8 @@ parts of a link its tree uses have changed (`refresh`, `refresh_link`).
 from __future__ import annotations
 
 from controller.network.monitor import Direction, NetworkMonitor
-from controller.network.topology import Topology, Tree
+from controller.network.paths import Tree
+from controller.network.topology import Topology
 
 COST_PARTS = ("hops", "delay_ms", "congestion_ms", "admin_ms")
 Parts = tuple[tuple[str, float], ...]
@@ -36,7 +37,12 @@ class PathCosts:
         if cost is None:
             return None
         memo = self._memo.get(dst)
-        if memo is None or memo[0] is not tree:
+        if memo is not None and memo[0] is not tree and tree.base is memo[0]:
+            for node in tree.changed:  # a repaired tree: the rest of the paths are the same
+                memo[1].pop(node, None)
+                memo[2].pop(node, None)
+            memo = self._memo[dst] = (tree, memo[1], memo[2])
+        elif memo is None or memo[0] is not tree:
             memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)}, {})
         found = memo[2].get(src)
         if found is None:

@@ -12,11 +12,14 @@ depend on the order in which links were learned.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from controller.network.paths import Tree, dijkstra, repair_cheaper, repair_dearer, shortcut
+
+REPAIR_MAX = 4  # edge changes at once up to which cached trees are repaired, not recomputed
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class Topology:
     _adj: dict[int, dict[int, float]] = field(default_factory=dict)  # switch -> next -> cost
     _ports_of: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)  # (lo, hi)
     _trees: dict[int, Tree] = field(default_factory=dict)  # towards a switch
+    _free: set[tuple[int, int]] = field(default_factory=set)  # edges that cost nothing
     _link_ports: set[tuple[int, int]] = field(default_factory=set)
     version: int = 0
 
@@ -163,22 +167,27 @@ class Topology:
 
     def _rebuild(self) -> None:
         """Bring the graph in step with the link directions and costs, edge by edge: only the
-        shortest-path trees an edge's change can affect are dropped."""
+        shortest-path trees an edge's change can affect are repaired (a few changes) or
+        dropped (many)."""
         wanted: dict[tuple[int, int], tuple[float, dict[int, int]]] = {}
         for link in self._links.values():
             a, b = link.src[0], link.dst[0]
             key = (a, b) if a < b else (b, a)
             wanted[key] = (self.link_cost_ms.get(frozenset(key), self.hop_ms),
                            {a: link.src[1], b: link.dst[1]})
-        for key in [k for k in self._ports_of if k not in wanted]:
-            self._remove_edge(*key)
+        gone = [k for k in self._ports_of if k not in wanted]
+        moved = [k for k, (cost, _) in wanted.items() if self._adj.get(k[0], {}).get(k[1]) != cost]
+        repair = len(gone) + len(moved) <= REPAIR_MAX
+        for key in gone:
+            self._remove_edge(*key, repair)
         for (a, b), (cost, ports) in wanted.items():
-            self._set_edge(a, b, cost, ports)
+            self._set_edge(a, b, cost, ports, repair)
         self._link_ports = {link.src for link in self._links.values()}
         self._link_ports |= {link.dst for link in self._links.values()}
 
-    def _set_edge(self, a: int, b: int, cost: float, ports: dict[int, int]) -> None:
-        """Add the edge a-b or change its cost; drop the trees it can change."""
+    def _set_edge(self, a: int, b: int, cost: float, ports: dict[int, int],
+                  repair: bool = True) -> None:
+        """Add the edge a-b or change its cost; repair or drop the trees it can change."""
         self._ports_of[(a, b) if a < b else (b, a)] = ports
         old = self._adj.setdefault(a, {}).get(b)
         if old == cost:
@@ -186,23 +195,35 @@ class Topology:
         self._adj[a][b] = cost
         self._adj.setdefault(b, {})[a] = cost
         self.version += 1
+        self._free.discard((a, b) if a < b else (b, a))
+        if cost <= 0:
+            self._free.add((a, b) if a < b else (b, a))
         if old is not None and cost > old:  # dearer: matters only where the edge is used
-            self._drop(lambda t: t.parent.get(a) == b or t.parent.get(b) == a)
+            self._fix(lambda t: t.uses(a, b),
+                      lambda t: repair_dearer(self._adj, t, a, b), repair)
         else:  # new or cheaper: matters only where it gives a shorter (or equal) way
-            self._drop(lambda t: _shortcut(t, a, b, cost))
+            self._fix(lambda t: shortcut(t, a, b, cost),
+                      lambda t: repair_cheaper(self._adj, t, a, b), repair)
 
-    def _remove_edge(self, a: int, b: int) -> None:
-        """Remove the edge a-b; drop the trees that used it."""
+    def _remove_edge(self, a: int, b: int, repair: bool = True) -> None:
+        """Remove the edge a-b; repair or drop the trees that used it."""
         del self._ports_of[(a, b) if a < b else (b, a)]
+        self._free.discard((a, b) if a < b else (b, a))
         self._adj[a].pop(b, None)
         self._adj[b].pop(a, None)
         self.version += 1
-        self._drop(lambda t: t.parent.get(a) == b or t.parent.get(b) == a)
+        self._fix(lambda t: t.uses(a, b), lambda t: repair_dearer(self._adj, t, a, b), repair)
 
-    def _drop(self, affected: Callable[[Tree], bool]) -> None:
-        """Forget the cached trees for which `affected` holds."""
+    def _fix(self, affected: Callable[[Tree], bool], repaired: Callable[[Tree], Tree],
+             repair: bool) -> None:
+        """Repair the cached trees for which `affected` holds, or forget them (many changes
+        at once, or an edge that costs nothing, where a repair's order of settling differs)."""
+        repair = repair and not self._free
         for dst in [d for d, tree in self._trees.items() if affected(tree)]:
-            del self._trees[dst]
+            if repair:
+                self._trees[dst] = repaired(self._trees[dst])
+            else:
+                del self._trees[dst]
 
     def tree(self, dst: int) -> Tree:
         """The shortest-path tree towards `dst` (cached until a change can affect it)."""
@@ -259,46 +280,3 @@ class Topology:
                       for h in sorted(self.hosts.values(), key=lambda h: h.ip)],
         }
 
-
-@dataclass(frozen=True, slots=True)
-class Tree:
-    """Shortest paths towards one switch: each switch's distance and its next switch."""
-
-    dst: int
-    dist: dict[int, float]
-    parent: dict[int, int]
-
-
-def _shortcut(tree: Tree, a: int, b: int, cost: float) -> bool:
-    """True when an edge a-b of `cost` gives a way to a or b at most as long as the tree's."""
-    da, db = tree.dist.get(a), tree.dist.get(b)
-    if da is None or db is None:
-        return da is not None or db is not None
-    return da + cost <= db or db + cost <= da
-
-
-def dijkstra(adj: dict[int, dict[int, float]], dst: int) -> Tree:
-    """Shortest paths from every switch to `dst`; ties go to the lowest next switch."""
-    dist: dict[int, float] = {}
-    parent: dict[int, int] = {}
-    if dst not in adj:
-        return Tree(dst, dist, parent)
-    seen = {dst: 0.0}
-    heap = [(0.0, dst)]
-    while heap:
-        d, u = heapq.heappop(heap)
-        if u in dist:
-            continue
-        dist[u] = d
-        for v, w in adj[u].items():
-            nd = d + w
-            if v in dist:
-                continue
-            old = seen.get(v)
-            if old is None or nd < old:
-                seen[v] = nd
-                parent[v] = u
-                heapq.heappush(heap, (nd, v))
-            elif nd == old and u < parent[v]:
-                parent[v] = u
-    return Tree(dst, dist, parent)

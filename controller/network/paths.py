@@ -1,0 +1,157 @@
+"""Shortest-path trees towards one switch, computed once and then repaired edge by edge.
+
+Boundary: plain graph algorithms over an adjacency dict (switch -> neighbour -> cost in ms),
+no knowledge of ports, links or hosts. Among paths of equal cost a switch's next hop is its
+lowest-numbered neighbour on one, so a tree depends only on the graph, never on the order in
+which edges were added or changes applied: a repaired tree equals one computed from scratch.
+A repair needs every edge cost > 0 (the topology recomputes instead when one is not).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+Adjacency = dict[int, dict[int, float]]
+
+
+@dataclass(slots=True)
+class Tree:
+    """Shortest paths towards `dst`: each reachable switch's distance and its next switch.
+
+    A repaired tree names the tree it replaced (`base`) and the switches whose path may have
+    changed (`changed`), so that what was derived from the old one can be kept for the rest.
+    """
+
+    dst: int
+    dist: dict[int, float]
+    parent: dict[int, int]
+    base: Tree | None = None
+    changed: set[int] = field(default_factory=set)
+    _kids: dict[int, list[int]] | None = None
+
+    def kids(self) -> dict[int, list[int]]:
+        """Each switch's children: the switches whose next hop it is."""
+        if self._kids is None:
+            self._kids = {}
+            for child, up in self.parent.items():
+                self._kids.setdefault(up, []).append(child)
+        return self._kids
+
+    def below(self, roots: set[int]) -> set[int]:
+        """`roots` and every switch whose path towards `dst` passes one of them."""
+        kids = self.kids()
+        out = set(roots)
+        stack = list(roots)
+        while stack:
+            for child in kids.get(stack.pop(), ()):
+                if child not in out:
+                    out.add(child)
+                    stack.append(child)
+        return out
+
+    def uses(self, a: int, b: int) -> bool:
+        """True when the edge a-b is on some switch's path."""
+        return self.parent.get(a) == b or self.parent.get(b) == a
+
+
+def shortcut(tree: Tree, a: int, b: int, cost: float) -> bool:
+    """True when an edge a-b of `cost` gives a way to a or b at most as long as the tree's."""
+    da, db = tree.dist.get(a), tree.dist.get(b)
+    if da is None or db is None:
+        return da is not None or db is not None
+    return da + cost <= db or db + cost <= da
+
+
+def _settle(adj: Adjacency, heap: list[tuple[float, int]], seen: dict[int, float],
+            tree: Tree) -> None:
+    """Dijkstra's loop: settle the switches in `heap` (tentative distances in `seen`) and
+    whatever they reach that is not settled yet."""
+    dist, parent = tree.dist, tree.parent
+    while heap:
+        d, u = heapq.heappop(heap)
+        if u in dist:
+            continue
+        dist[u] = d
+        for v, w in adj[u].items():
+            if v in dist:
+                continue
+            nd = d + w
+            old = seen.get(v)
+            if old is None or nd < old:
+                seen[v] = nd
+                parent[v] = u
+                heapq.heappush(heap, (nd, v))
+            elif nd == old and u < parent[v]:
+                parent[v] = u
+
+
+def dijkstra(adj: Adjacency, dst: int) -> Tree:
+    """Shortest paths from every switch to `dst`, from scratch."""
+    tree = Tree(dst, {}, {})
+    if dst in adj:
+        _settle(adj, [(0.0, dst)], {dst: 0.0}, tree)
+    return tree
+
+
+def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> Tree:
+    """The tree after the edge a-b, on a path in `tree`, became dearer or went (`adj` has the
+    change): only the switches below it are settled again, from their neighbours above."""
+    cut = tree.below({b if tree.parent.get(b) == a else a})
+    new = Tree(tree.dst, {k: v for k, v in tree.dist.items() if k not in cut},
+               {k: v for k, v in tree.parent.items() if k not in cut}, tree, cut)
+    seen: dict[int, float] = {}
+    for x in cut:
+        for u, w in adj.get(x, {}).items():
+            if u in new.dist:
+                nd = new.dist[u] + w
+                old = seen.get(x)
+                if old is None or nd < old or (nd == old and u < new.parent[x]):
+                    seen[x] = nd
+                    new.parent[x] = u
+    heap = [(d, x) for x, d in seen.items()]
+    heapq.heapify(heap)
+    _settle(adj, heap, seen, new)
+    return _link(tree, new)
+
+
+def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> Tree:
+    """The tree after the edge a-b became cheaper or appeared (`adj` has it): distances that
+    shrink spread from its ends; a switch whose way ties one through a lower neighbour turns."""
+    new = Tree(tree.dst, dict(tree.dist), dict(tree.parent), tree)
+    dist, parent = new.dist, new.parent
+    heap: list[tuple[float, int]] = []
+
+    def offer(v: int, d: float, u: int) -> None:
+        """A way to v of length d through u."""
+        if v == new.dst:
+            return
+        old = dist.get(v)
+        if old is None or d < old:
+            dist[v] = d
+            parent[v] = u
+            new.changed.add(v)
+            heapq.heappush(heap, (d, v))
+        elif d == old and u < parent[v]:
+            parent[v] = u
+            new.changed.add(v)
+
+    for u, v in ((a, b), (b, a)):
+        if u in dist:
+            offer(v, dist[u] + adj[u][v], u)
+    while heap:
+        d, v = heapq.heappop(heap)
+        if d > dist[v]:
+            continue
+        for u, w in adj[v].items():
+            offer(u, d + w, v)
+    new.changed = tree.below(new.changed) | new.changed
+    return _link(tree, new)
+
+
+def _link(old: Tree, new: Tree) -> Tree:
+    """Make `new` replace `old`: one step of history is kept, not a chain."""
+    old.base = None
+    old.changed = set()
+    new.base = old
+    return new
