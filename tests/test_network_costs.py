@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from controller.config import ControllerConfig, SelectionConfig
 from controller.core import Core
 from controller.model import AffinityPolicy, Metrics, Service
-from controller.network.monitor import LinkConfig
+from controller.network.costs import PathCosts
+from controller.network.monitor import LinkConfig, MonitorSettings, NetworkMonitor
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp
 from controller.network.topology import Topology
 from controller.selection.engine import CandidateInput, decide
@@ -199,56 +200,61 @@ def costs(topo: Topology, **changes: float) -> dict[frozenset[int], float]:
     return out
 
 
+def versions(topo: Topology, *dsts: int) -> tuple[int, ...]:
+    """The version of each cached tree (a repair counts it up; a recomputed tree starts at 0
+    again, so the tree's identity is part of it)."""
+    return tuple(id(topo.tree(d)) * 1000 + topo.tree(d).version for d in dsts)
+
+
 def test_a_dearer_link_no_tree_uses_touches_nothing() -> None:
-    """A cost increase on an edge no cached tree uses keeps every cached tree."""
+    """A cost increase on an edge no cached tree uses keeps every cached tree as it was."""
     topo = ring()
     topo.set_costs(costs(topo))
-    towards_2 = topo.tree(2)
+    before = versions(topo, 2)
     assert topo.path(1, 2) == [1, 2] and topo.path(3, 2) == [3, 2] and topo.path(4, 2) in (
         [4, 1, 2], [4, 3, 2])
     unused = "l41" if topo.path(4, 2) == [4, 3, 2] else "l34"
     topo.set_costs(costs(topo, **{unused: 5.0}))
-    assert topo.tree(2) is towards_2
+    assert versions(topo, 2) == before
 
 
-def test_a_dearer_link_a_tree_uses_drops_that_tree_only() -> None:
-    """A cost increase on a tree's edge recomputes that tree, not the others."""
+def test_a_dearer_link_a_tree_uses_changes_the_switches_below_it() -> None:
+    """A cost increase on a tree's edge repairs that tree, and marks the switches below it."""
     topo = ring()
     topo.set_costs(costs(topo, l34=3.0, l41=3.0))
-    towards_1, towards_3 = topo.tree(1), topo.tree(3)
-    assert topo.path(2, 1) == [2, 1]
-    topo.set_costs(costs(topo, l34=3.0, l41=3.0, l12=1.5))  # 3 reaches 1 via 2: used
-    assert topo.tree(1) is not towards_1 and topo.tree(3) is not towards_3
-    towards_4 = topo.tree(4)
-    topo.set_costs(costs(topo, l34=3.0, l41=3.0, l12=1.5, l23=1.2))
-    assert topo.tree(4) is not towards_4  # 4 -> 2 crossed 2-3 (cost 4 against 4.5)
+    assert topo.path(2, 1) == [2, 1] and topo.path(1, 3) == [1, 2, 3]
+    before = versions(topo, 1)
+    topo.set_costs(costs(topo, l34=3.0, l41=3.0, l12=1.5))  # 2 and 3 reach 1 over 1-2
+    assert versions(topo, 1) != before and topo.tree(1).changed == {2, 3}
+    assert topo.path(3, 1) == [3, 2, 1] and topo.cost_ms(3, 1) == 2.5
 
 
 def test_a_cheaper_link_that_is_a_shortcut_changes_the_path() -> None:
-    """A cost decrease that opens a shorter way drops the tree and the path follows it."""
+    """A cost decrease that opens a shorter way changes the tree and the path follows it."""
     topo = ring()
     topo.set_costs(costs(topo, l41=5.0))
     assert topo.path(4, 1) == [4, 3, 2, 1]
     topo.set_costs(costs(topo, l41=2.0))
     assert topo.path(4, 1) == [4, 1] and topo.cost_ms(4, 1) == 2.0
+    assert topo.tree(1).changed == {4}
 
 
 def test_a_cheaper_link_that_is_no_shortcut_touches_nothing() -> None:
     """A cost decrease that still gives no way as short as the known ones keeps the tree."""
     topo = ring()
     topo.set_costs(costs(topo, l41=9.0))
-    towards_1 = topo.tree(1)
+    before = versions(topo, 1)
     topo.set_costs(costs(topo, l41=8.0))  # 4 -> 1 is 3 via 3 and 2; 8 is no shortcut
-    assert topo.tree(1) is towards_1
+    assert versions(topo, 1) == before
 
 
 def test_discovering_a_link_the_other_way_changes_nothing() -> None:
     """LLDP from the second direction of a known link keeps every cached tree."""
     topo = ring()
     topo.link_seen((5, 1), (1, 9), 0.0)  # no switch 5: ignored
-    towards_1 = topo.tree(1)
+    before = versions(topo, 1)
     assert topo.link_seen((2, 2), (1, 1), 1.0) is False  # both directions known already
-    assert topo.tree(1) is towards_1
+    assert versions(topo, 1) == before
 
 
 def test_shared_costs_are_computed_once_for_every_service() -> None:
@@ -264,3 +270,24 @@ def test_shared_costs_are_computed_once_for_every_service() -> None:
     again = costs_cache.computed
     net.report(net.dbids[0])
     assert costs_cache.computed == again  # a report prices no path
+
+
+def test_a_tie_that_turns_a_switch_reprices_the_switches_behind_it() -> None:
+    """A new link that ties a switch's way through a lower neighbour turns it, and every
+    switch whose path passes it gets the parts of its new path (its cost is the same)."""
+    monitor = NetworkMonitor(MonitorSettings(links=(LinkConfig(3, 4, 0.5, None, 0.5),)))
+    topo = Topology()
+    shared = PathCosts(topo, monitor)
+    for dpid in range(1, 7):
+        topo.switch_up(dpid, {1, 2, 3, 9})
+    for (a, pa), (b, pb) in [((1, 1), (4, 1)), ((4, 2), (3, 1)), ((3, 2), (6, 1)),
+                             ((2, 1), (1, 2))]:
+        topo.link_seen((a, pa), (b, pb), 0.0)
+    topo.set_costs(monitor.costs(topo))
+    assert topo.path(6, 1) == [6, 3, 4, 1]
+    assert dict(shared.get(6, 1)[1])["admin_ms"] == 0.5  # type: ignore[index]
+    topo.link_seen((2, 2), (3, 3), 1.0)  # 3 -> 2 -> 1 costs 2, as 3 -> 4 -> 1 does
+    topo.set_costs(monitor.costs(topo))
+    assert topo.path(6, 1) == [6, 3, 2, 1]
+    assert shared.get(6, 1) == (3.0, (("hops", 3.0), ("delay_ms", 3.0),
+                                      ("congestion_ms", 0.0), ("admin_ms", 0.0)))

@@ -24,26 +24,38 @@ class PathCosts:
     def __init__(self, topology: Topology, monitor: NetworkMonitor) -> None:
         self.topology = topology
         self.monitor = monitor
-        # destination -> (its tree, each switch's parts as a sum, each pair's answer)
-        self._memo: dict[int, tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost]]] = {}
+        # destination -> (its tree, each switch's parts as a sum, each pair's answer, the
+        # tree's version they are for)
+        self._memo: dict[int, tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost],
+                                    int]] = {}
         self._links: dict[Direction, tuple[float, ...]] = {}  # each link's parts, as last seen
         self.computed = 0  # pairs priced (for the benchmark and the tests)
 
     def get(self, src: int, dst: int) -> PathCost | None:
         """The cost of the shortest path from switch `src` to switch `dst` and its parts;
         None when `dst` cannot be reached from `src`."""
+        memo = self._memo.get(dst)
+        tree = self.topology.trees.get(dst)
+        if memo is not None and memo[0] is tree and memo[3] == tree.version:
+            found = memo[2].get(src)
+            if found is not None:
+                return found  # the common case, kept short: a report looks up every ingress
+        return self._get(src, dst)
+
+    def _get(self, src: int, dst: int) -> PathCost | None:
+        """`get`, when the answer is not at hand."""
         tree = self.topology.tree(dst)
         cost = tree.dist.get(src)
         if cost is None:
             return None
         memo = self._memo.get(dst)
-        if memo is not None and memo[0] is not tree and tree.base is memo[0]:
-            for node in tree.changed:  # a repaired tree: the rest of the paths are the same
+        if memo is not None and memo[0] is tree and memo[3] == tree.version - 1:
+            for node in tree.changed:  # repaired once since: the rest of the paths are the same
                 memo[1].pop(node, None)
                 memo[2].pop(node, None)
-            memo = self._memo[dst] = (tree, memo[1], memo[2])
-        elif memo is None or memo[0] is not tree:
-            memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)}, {})
+            memo = self._memo[dst] = (tree, memo[1], memo[2], tree.version)
+        elif memo is None or memo[0] is not tree or memo[3] != tree.version:
+            memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)}, {}, tree.version)
         found = memo[2].get(src)
         if found is None:
             parts = self._parts(tree, memo[1], src)
@@ -94,7 +106,7 @@ class PathCosts:
         if self._look(direction) == before:
             return
         (a, _), (b, _) = direction
-        for dst in [d for d, (tree, _, _) in self._memo.items()
+        for dst in [d for d, (tree, _, _, _) in self._memo.items()
                     if tree.parent.get(a) == b or tree.parent.get(b) == a]:
             del self._memo[dst]
 

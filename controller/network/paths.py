@@ -19,14 +19,15 @@ Adjacency = dict[int, dict[int, float]]
 class Tree:
     """Shortest paths towards `dst`: each reachable switch's distance and its next switch.
 
-    A repaired tree names the tree it replaced (`base`) and the switches whose path may have
-    changed (`changed`), so that what was derived from the old one can be kept for the rest.
+    A repair changes a tree in place: it counts `version` up and names in `changed` the
+    switches whose path may have changed, so that what was derived from the tree one version
+    earlier can be kept for the rest.
     """
 
     dst: int
     dist: dict[int, float]
     parent: dict[int, int]
-    base: Tree | None = None
+    version: int = 0
     changed: set[int] = field(default_factory=set)
     _kids: dict[int, list[int]] | None = None
 
@@ -94,47 +95,58 @@ def dijkstra(adj: Adjacency, dst: int) -> Tree:
     return tree
 
 
-def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> Tree:
-    """The tree after the edge a-b, on a path in `tree`, became dearer or went (`adj` has the
+def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
+    """Repair `tree` after the edge a-b, on a path in it, became dearer or went (`adj` has the
     change): only the switches below it are settled again, from their neighbours above."""
-    cut = tree.below({b if tree.parent.get(b) == a else a})
-    new = Tree(tree.dst, {k: v for k, v in tree.dist.items() if k not in cut},
-               {k: v for k, v in tree.parent.items() if k not in cut}, tree, cut)
+    child = b if tree.parent.get(b) == a else a
+    cut = tree.below({child})
+    kids = tree.kids()
+    kids[tree.parent[child]].remove(child)
+    for x in cut:
+        del tree.dist[x]
+        del tree.parent[x]
+        kids.pop(x, None)
     seen: dict[int, float] = {}
     for x in cut:
         for u, w in adj.get(x, {}).items():
-            if u in new.dist:
-                nd = new.dist[u] + w
+            if u in tree.dist:
+                nd = tree.dist[u] + w
                 old = seen.get(x)
-                if old is None or nd < old or (nd == old and u < new.parent[x]):
+                if old is None or nd < old or (nd == old and u < tree.parent[x]):
                     seen[x] = nd
-                    new.parent[x] = u
+                    tree.parent[x] = u
     heap = [(d, x) for x, d in seen.items()]
     heapq.heapify(heap)
-    _settle(adj, heap, seen, new)
-    return _link(tree, new)
+    _settle(adj, heap, seen, tree)
+    for x in cut:
+        if x in tree.parent:
+            kids.setdefault(tree.parent[x], []).append(x)
+    tree.version += 1
+    tree.changed = cut
 
 
-def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> Tree:
-    """The tree after the edge a-b became cheaper or appeared (`adj` has it): distances that
-    shrink spread from its ends; a switch whose way ties one through a lower neighbour turns."""
-    new = Tree(tree.dst, dict(tree.dist), dict(tree.parent), tree)
-    dist, parent = new.dist, new.parent
+def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
+    """Repair `tree` after the edge a-b became cheaper or appeared (`adj` has it): distances
+    that shrink spread from its ends; a switch whose way ties one through a lower neighbour
+    turns."""
+    dist, parent = tree.dist, tree.parent
+    kids = tree.kids()  # as the tree is before the repair
     heap: list[tuple[float, int]] = []
+    was: dict[int, int | None] = {}  # switch -> its next switch before the repair
 
     def offer(v: int, d: float, u: int) -> None:
         """A way to v of length d through u."""
-        if v == new.dst:
+        if v == tree.dst:
             return
         old = dist.get(v)
         if old is None or d < old:
+            was.setdefault(v, parent.get(v))
             dist[v] = d
             parent[v] = u
-            new.changed.add(v)
             heapq.heappush(heap, (d, v))
         elif d == old and u < parent[v]:
+            was.setdefault(v, parent[v])
             parent[v] = u
-            new.changed.add(v)
 
     for u, v in ((a, b), (b, a)):
         if u in dist:
@@ -145,13 +157,10 @@ def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> Tree:
             continue
         for u, w in adj[v].items():
             offer(u, d + w, v)
-    new.changed = tree.below(new.changed) | new.changed
-    return _link(tree, new)
-
-
-def _link(old: Tree, new: Tree) -> Tree:
-    """Make `new` replace `old`: one step of history is kept, not a chain."""
-    old.base = None
-    old.changed = set()
-    new.base = old
-    return new
+    below = tree.below(set(was))  # before the switches move in the map of children
+    for v, up in was.items():
+        if up is not None:
+            kids[up].remove(v)
+        kids.setdefault(parent[v], []).append(v)
+    tree.version += 1
+    tree.changed = below

@@ -52,7 +52,7 @@ class Topology:
     _links: dict[tuple[int, int], _Link] = field(default_factory=dict)
     _adj: dict[int, dict[int, float]] = field(default_factory=dict)  # switch -> next -> cost
     _ports_of: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)  # (lo, hi)
-    _trees: dict[int, Tree] = field(default_factory=dict)  # towards a switch
+    trees: dict[int, Tree] = field(default_factory=dict)  # cached, towards each switch
     _free: set[tuple[int, int]] = field(default_factory=set)  # edges that cost nothing
     _link_ports: set[tuple[int, int]] = field(default_factory=set)
     version: int = 0
@@ -62,7 +62,7 @@ class Topology:
         """Record a switch and its usable ports."""
         self.ports[dpid] = set(ports)
         self._adj.setdefault(dpid, {})
-        self._trees.pop(dpid, None)
+        self.trees.pop(dpid, None)
         self.version += 1
 
     def switch_down(self, dpid: int) -> list[HostLoc]:
@@ -76,7 +76,7 @@ class Topology:
         self._rebuild()
         for other in self._adj.pop(dpid, {}):
             self._adj[other].pop(dpid, None)
-        self._trees.pop(dpid, None)
+        self.trees.pop(dpid, None)
         return lost
 
     def port_up(self, dpid: int, port: int) -> None:
@@ -162,7 +162,7 @@ class Topology:
     # --- paths --------------------------------------------------------------------------
     def forget_paths(self) -> None:
         """Drop every cached shortest-path tree (each is recomputed when next asked for)."""
-        self._trees.clear()
+        self.trees.clear()
         self.version += 1
 
     def _rebuild(self) -> None:
@@ -214,22 +214,22 @@ class Topology:
         self.version += 1
         self._fix(lambda t: t.uses(a, b), lambda t: repair_dearer(self._adj, t, a, b), repair)
 
-    def _fix(self, affected: Callable[[Tree], bool], repaired: Callable[[Tree], Tree],
+    def _fix(self, affected: Callable[[Tree], bool], repaired: Callable[[Tree], None],
              repair: bool) -> None:
         """Repair the cached trees for which `affected` holds, or forget them (many changes
         at once, or an edge that costs nothing, where a repair's order of settling differs)."""
         repair = repair and not self._free
-        for dst in [d for d, tree in self._trees.items() if affected(tree)]:
+        for dst in [d for d, tree in self.trees.items() if affected(tree)]:
             if repair:
-                self._trees[dst] = repaired(self._trees[dst])
+                repaired(self.trees[dst])
             else:
-                del self._trees[dst]
+                del self.trees[dst]
 
     def tree(self, dst: int) -> Tree:
         """The shortest-path tree towards `dst` (cached until a change can affect it)."""
-        cached = self._trees.get(dst)
+        cached = self.trees.get(dst)
         if cached is None:
-            cached = self._trees[dst] = dijkstra(self._adj, dst)
+            cached = self.trees[dst] = dijkstra(self._adj, dst)
         return cached
 
     def cost_ms(self, src: int, dst: int) -> float | None:

@@ -34,6 +34,9 @@ class SelectionConfig:
     placed_grace_s: float = 0.02  # placements this recent still count after a report
 
 
+Prepared = tuple[tuple[str, str, float, int | None], ...]  # (D-BID, state, compute, switch)
+
+
 class InstanceSource(Protocol):
     """Where the instances are looked up (the catalogue)."""
 
@@ -89,23 +92,33 @@ class Decisions:
         states = {i.dbid: i.state for i in insts}
         went_down = [d for d, s in states.items() if s == "down" and self._states.get(d) != s]
         self._states.update(states)
-        compute = {i.dbid: self.compute_ms(svc, i, now) for i in insts}  # the same everywhere
+        seen = self._prepare(svc, insts, now)  # the same at every ingress
         for ingress in self.ingresses():
-            self.decide(svc, insts, ingress, now, compute)
+            self.decide(svc, insts, ingress, now, seen)
         return went_down
 
+    def _prepare(self, svc: Service, insts: list[Instance], now: float) -> Prepared:
+        """Each instance's D-BID, state, compute cost as of `now` and attachment switch."""
+        hosts = self.topology.hosts
+        return tuple((i.dbid, i.state, self.compute_ms(svc, i, now),
+                      hosts[i.dbid].dpid if i.dbid in hosts else None) for i in insts)
+
     def decide(self, svc: Service, insts: list[Instance], ingress: int, now: float,
-               compute: dict[str, float] | None = None) -> bool:
+               seen: Prepared | None = None) -> bool:
         """Recompute one service's decision at one ingress; True if a new one is in force.
-        `compute`: each instance's compute cost as of `now`, when the caller has it."""
-        if compute is None:
-            compute = {i.dbid: self.compute_ms(svc, i, now) for i in insts}
-        inputs = tuple(self._input(i, ingress, compute[i.dbid]) for i in insts)
+        `seen`: the instances as `_prepare` gives them, when the caller has it."""
+        if seen is None:
+            seen = self._prepare(svc, insts, now)
+        get = self.costs.get  # shared by every service; the network part of each candidate
+        nets = tuple(None if at is None else get(ingress, at) for _, _, _, at in seen)
         key = (ingress, svc.name)
-        basis = (inputs, svc.weights, svc.delay_budget_ms, svc.policy)
+        basis = (seen, nets, svc.weights, svc.delay_budget_ms, svc.policy)
         if key in self.engine.decisions and self._basis.get(key) == basis:
             return False  # the inputs of the last decision taken: it would be taken again
         self._basis[key] = basis
+        inputs = [CandidateInput(dbid, state, None, compute, ()) if net is None else
+                  CandidateInput(dbid, state, net[0], compute, net[1])
+                  for (dbid, state, compute, _), net in zip(seen, nets, strict=True)]
         self._seen_compute[key] = {r.dbid: r.compute_ms for r in inputs}
         if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms,
                               svc.policy):
@@ -165,15 +178,6 @@ class Decisions:
         """New flows placed on `inst` that are likely still being served (younger than its
         holding time) and no report shows yet."""
         return self.placements.count(inst.dbid, now, hold_s(inst.metrics, svc.base_delay_ms))
-
-    def _input(self, inst: Instance, ingress: int, compute: float) -> CandidateInput:
-        """One instance's costs as seen from one ingress (the network part is shared by every
-        service: `PathCosts`)."""
-        host = self.topology.hosts.get(inst.dbid)
-        network = None if host is None else self.costs.get(ingress, host.dpid)
-        if network is None:
-            return CandidateInput(inst.dbid, inst.state, None, compute, ())
-        return CandidateInput(inst.dbid, inst.state, network[0], compute, network[1])
 
     def merit(self, inst: Instance) -> float:
         """How useful an instance is: for an active one, its summed share of new flows over the
