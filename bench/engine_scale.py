@@ -268,6 +268,9 @@ def main() -> int:
     generated = [geometric_case(n, *gen_load) for n in sizes]
     for case in zoo + generated:
         results[case.name] = measure(case, args.repeat)
+        missing = [k for k, v in results[case.name].items() if not (math.isfinite(v) and v > 0)]
+        if missing:
+            fail(f"{case.name}: no figure for {', '.join(missing)}")
         lines.append(row(case, results[case.name]))
         print(lines[-1], flush=True)
     xs = [float(n) for n in sizes]
