@@ -270,16 +270,21 @@ def is_significant(prev: Decision | None, new: Decision, hysteresis: float) -> b
     moved enough."""
     if prev is None or prev.policy != new.policy:
         return True
+    return _moved(prev, {c.dbid: c.cost for c in new.candidates if c.cost is not None},
+                  {c.dbid: c.state for c in new.candidates}, hysteresis)
+
+
+def _moved(prev: Decision, new_costs: dict[str, float], new_states: dict[str, str],
+           hysteresis: float) -> bool:
+    """`is_significant` for a new decision of the same policy, given its costs and states."""
     old_costs = {c.dbid: c.cost for c in prev.candidates if c.cost is not None}
-    new_costs = {c.dbid: c.cost for c in new.candidates if c.cost is not None}
     if old_costs.keys() != new_costs.keys():
         return True
-    if {c.dbid: c.state for c in prev.candidates} != {c.dbid: c.state for c in new.candidates}:
+    if {c.dbid: c.state for c in prev.candidates} != new_states:
         return True
     for dbid, old in old_costs.items():
-        new_cost = new_costs[dbid]
-        assert old is not None and new_cost is not None
-        if abs(new_cost - old) > hysteresis * max(old, EPSILON):
+        assert old is not None
+        if abs(new_costs[dbid] - old) > hysteresis * max(old, EPSILON):
             return True
     return False
 
@@ -345,12 +350,21 @@ class Engine:
     def update(self, ingress: int, service: str, weights: Weights,
                inputs: Iterable[CandidateInput], now: float,
                budget_ms: float | None = None, policy: str = "dyncast") -> bool:
-        """Recompute one decision; install it if significant. Return True if it changed."""
-        new = decide(ingress, service, weights, inputs, self.spread, self.sharpness, now,
-                     budget_ms, policy)
+        """Recompute one decision; install it if significant. Return True if it changed.
+        The costs alone tell whether a new decision of the same policy would be significant:
+        only then is it built in full."""
+        rows = list(inputs)
         key = (ingress, service)
         self.recomputed += 1
-        if not is_significant(self.decisions.get(key), new, self.hysteresis):
+        prev = self.decisions.get(key)
+        select = POLICIES.get(policy)
+        if prev is not None and prev.policy == policy and select is not None:
+            costs = select(_usable(rows, budget_ms)[0], weights, self.spread, self.sharpness)[0]
+            if not _moved(prev, costs, {r.dbid: r.state for r in rows}, self.hysteresis):
+                return False
+        new = decide(ingress, service, weights, rows, self.spread, self.sharpness, now,
+                     budget_ms, policy)
+        if not is_significant(prev, new, self.hysteresis):
             return False
         self.decisions[key] = new
         previous = self._choosers.get(key)
