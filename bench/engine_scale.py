@@ -115,7 +115,8 @@ def host_port(case: Case, dpid: int) -> int:
 
 
 def populate(core: Core, case: Case, seed: int = 7) -> list[str]:
-    """Register and attach every instance at a random switch's host port, with metrics."""
+    """Register and attach every instance at a random switch's host port, with metrics (so
+    that it is `active`: a later report changes its metrics, not its state)."""
     rng = random.Random(seed)
     dpids = sorted(case.ports)
     dbids = []
@@ -125,8 +126,8 @@ def populate(core: Core, case: Case, seed: int = 7) -> list[str]:
             at = rng.choice(dpids)
             if not core.topology.learn_host(dbid, "00:00:00:00:00:01", at, host_port(case, at)):
                 fail(f"{case.name}: instance {dbid} could not be attached at switch {at}")
-            core.catalogue.register(svc.dsid, dbid, "bench", True, 0.0)
-            core.catalogue.report(dbid, _metrics(rng), 0.0)
+            core.operations.register(svc.dsid, dbid, "bench", True, 0.0)
+            core.operations.report(dbid, _metrics(rng), 0.0)  # active, as a report makes it
             dbids.append(dbid)
     return dbids
 
@@ -150,6 +151,9 @@ def check(core: Core, case: Case) -> None:
             fail(f"{case.name}: {name} at {ingress}: no path to {', '.join(lost[:5])}")
         if not decision.shares:
             fail(f"{case.name}: {name} at {ingress} gives no instance a share")
+        idle = [c.dbid for c in decision.candidates if c.state != "active"]
+        if idle:
+            fail(f"{case.name}: {name} at {ingress}: not active: {', '.join(idle[:5])}")
 
 
 def _metrics(rng: random.Random) -> Metrics:
