@@ -9,6 +9,8 @@ parts of a link its tree uses have changed (`refresh`, `refresh_link`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from controller.network.monitor import Direction, NetworkMonitor
 from controller.network.paths import Tree
 from controller.network.topology import Topology
@@ -41,6 +43,21 @@ class PathCosts:
             if found is not None:
                 return found  # the common case, kept short: a report looks up every ingress
         return self._get(src, dst)
+
+    def row(self, src: int, dsts: Iterable[int | None]) -> tuple[PathCost | None, ...]:
+        """`get` from `src` to each of `dsts` (None where a destination is None): one
+        decision's network parts, in one call."""
+        memos, trees = self._memo, self.topology.trees
+        out: list[PathCost | None] = []
+        for dst in dsts:
+            if dst is None:
+                out.append(None)
+                continue
+            memo, tree = memos.get(dst), trees.get(dst)
+            found = (memo[2].get(src) if memo is not None and memo[0] is tree
+                     and memo[3] == tree.version else None)
+            out.append(found if found is not None else self._get(src, dst))
+        return tuple(out)
 
     def _get(self, src: int, dst: int) -> PathCost | None:
         """`get`, when the answer is not at hand."""

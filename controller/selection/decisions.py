@@ -10,12 +10,12 @@ monitor; it never changes an instance's state or emits a flow entry.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from controller.model import Instance, Service
-from controller.network.costs import PathCosts
+from controller.network.costs import PathCost, PathCosts
 from controller.network.topology import Topology
 from controller.selection.engine import EPSILON, CandidateInput, Engine, compute_ms
 from controller.selection.placements import Placements, as_of, hold_s
@@ -35,6 +35,28 @@ class SelectionConfig:
 
 
 Prepared = tuple[tuple[str, str, float, int | None], ...]  # (D-BID, state, compute, switch)
+
+
+Nets = tuple[PathCost | None, ...]
+Basis = tuple[tuple[Prepared, Nets, object, object, str], list[CandidateInput]]
+
+
+def _inputs(seen: Prepared, nets: Nets, last: Basis | None) -> list[CandidateInput]:
+    """The engine's inputs; where an instance and its network part are as in the last
+    decision's, its input from then (most of them, after a metric report or a link change)."""
+    old: Iterable[tuple[object, object, CandidateInput | None]] = (
+        zip(last[0][0], last[0][1], last[1], strict=True)
+        if last is not None and len(last[1]) == len(seen) else [(None, None, None)] * len(seen))
+    inputs = []
+    for (dbid, state, compute, at), net, (was, was_net, row) in zip(seen, nets, old,
+                                                                   strict=True):
+        if row is not None and was == (dbid, state, compute, at) and was_net == net:
+            inputs.append(row)
+        elif net is None:
+            inputs.append(CandidateInput(dbid, state, None, compute, ()))
+        else:
+            inputs.append(CandidateInput(dbid, state, net[0], compute, net[1]))
+    return inputs
 
 
 class InstanceSource(Protocol):
@@ -65,7 +87,8 @@ class Decisions:
         # (ingress, service) -> instance -> the compute cost its decision last saw
         self._seen_compute: dict[tuple[int, str], dict[str, float]] = {}
         self._states: dict[str, str] = {}  # state of each instance the decisions last saw
-        self._basis: dict[tuple[int, str], tuple[object, ...]] = {}  # the last inputs taken
+        # (ingress, service) -> what its last decision was taken from, and the engine's inputs
+        self._basis: dict[tuple[int, str], Basis] = {}
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
 
     # --- which switches decide ------------------------------------------------------------
@@ -109,16 +132,15 @@ class Decisions:
         `seen`: the instances as `_prepare` gives them, when the caller has it."""
         if seen is None:
             seen = self._prepare(svc, insts, now)
-        get = self.costs.get  # shared by every service; the network part of each candidate
-        nets = tuple(None if at is None else get(ingress, at) for _, _, _, at in seen)
+        # the network part of each candidate, shared by every service
+        nets = self.costs.row(ingress, (at for _, _, _, at in seen))
         key = (ingress, svc.name)
         basis = (seen, nets, svc.weights, svc.delay_budget_ms, svc.policy)
-        if key in self.engine.decisions and self._basis.get(key) == basis:
+        last = self._basis.get(key)
+        if last is not None and key in self.engine.decisions and last[0] == basis:
             return False  # the inputs of the last decision taken: it would be taken again
-        self._basis[key] = basis
-        inputs = [CandidateInput(dbid, state, None, compute, ()) if net is None else
-                  CandidateInput(dbid, state, net[0], compute, net[1])
-                  for (dbid, state, compute, _), net in zip(seen, nets, strict=True)]
+        inputs = _inputs(seen, nets, last)
+        self._basis[key] = (basis, inputs)
         self._seen_compute[key] = {r.dbid: r.compute_ms for r in inputs}
         if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms,
                               svc.policy):
