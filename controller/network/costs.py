@@ -32,6 +32,8 @@ class PathCosts:
                                     int]] = {}
         self._links: dict[Direction, tuple[float, ...]] = {}  # each link's parts, as last seen
         self.computed = 0  # pairs priced (for the benchmark and the tests)
+        self._cleared = 0  # times every pair was forgotten
+        self._repriced: dict[int, int] = {}  # destination -> times its parts were dropped
 
     def get(self, src: int, dst: int) -> PathCost | None:
         """The cost of the shortest path from switch `src` to switch `dst` and its parts;
@@ -126,7 +128,17 @@ class PathCosts:
         for dst in [d for d, (tree, _, _, _) in self._memo.items()
                     if tree.parent.get(a) == b or tree.parent.get(b) == a]:
             del self._memo[dst]
+            self._repriced[dst] = self._repriced.get(dst, 0) + 1
 
     def clear(self) -> None:
         """Forget every pair (they are recomputed when next asked for)."""
         self._memo.clear()
+        self._cleared += 1
+
+    def stamp(self, dst: int) -> tuple[Tree | None, int, int, int]:
+        """What a destination's pair costs depend on: its tree and the tree's version, and how
+        often its parts were re-priced otherwise. Equal stamps, equal costs; a tree one version
+        further changed only for the switches in its `changed`."""
+        tree = self.topology.trees.get(dst)
+        return (tree, -1 if tree is None else tree.version, self._cleared,
+                self._repriced.get(dst, 0))

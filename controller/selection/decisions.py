@@ -16,6 +16,7 @@ from typing import Protocol
 
 from controller.model import Instance, Service
 from controller.network.costs import PathCost, PathCosts
+from controller.network.paths import Tree
 from controller.network.topology import Topology
 from controller.selection.engine import EPSILON, CandidateInput, Engine, compute_ms
 from controller.selection.placements import Placements, as_of, hold_s
@@ -38,6 +39,8 @@ Prepared = tuple[tuple[str, str, float, int | None], ...]  # (D-BID, state, comp
 
 
 Nets = tuple[PathCost | None, ...]
+Stamp = tuple[Tree | None, int, int, int]
+Recomputed = tuple[Prepared, object, float | None, str]  # instances, weights, budget, policy
 Basis = tuple[tuple[Prepared, Nets, object, object, str], list[CandidateInput]]
 
 
@@ -89,6 +92,8 @@ class Decisions:
         self._states: dict[str, str] = {}  # state of each instance the decisions last saw
         # (ingress, service) -> what its last decision was taken from, and the engine's inputs
         self._basis: dict[tuple[int, str], Basis] = {}
+        # service -> its instances and the stamp of each one's switch at its last recompute
+        self._stamps: dict[str, tuple[Recomputed, list[Stamp | None]]] = {}
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
 
     # --- which switches decide ------------------------------------------------------------
@@ -116,9 +121,36 @@ class Decisions:
         went_down = [d for d, s in states.items() if s == "down" and self._states.get(d) != s]
         self._states.update(states)
         seen = self._prepare(svc, insts, now)  # the same at every ingress
+        what = (seen, svc.weights, svc.delay_budget_ms, svc.policy)
+        dirty = self._dirty(svc.name, what)
         for ingress in self.ingresses():
-            self.decide(svc, insts, ingress, now, seen)
+            if (dirty is None or ingress in dirty
+                    or (ingress, svc.name) not in self.engine.decisions):
+                self.decide(svc, insts, ingress, now, seen)
+        self._stamps[svc.name] = (what, [None if at is None else self.costs.stamp(at)
+                                         for _, _, _, at in seen])
         return went_down
+
+    def _dirty(self, name: str, what: Recomputed) -> set[int] | None:
+        """The ingresses where the service's inputs may differ from its last recompute's (None:
+        any): where the service, its instances and their compute costs are the same, only
+        those whose path to an instance's switch changed since (a tree repaired once names
+        them)."""
+        last = self._stamps.get(name)
+        if last is None or last[0] != what:
+            return None
+        dirty: set[int] = set()
+        for (_, _, _, at), was in zip(what[0], last[1], strict=True):
+            if at is None or was is None:
+                continue
+            now = self.costs.stamp(at)
+            if now == was:
+                continue
+            if now[0] is not was[0] or now[1] != was[1] + 1 or now[2:] != was[2:]:
+                return None
+            assert now[0] is not None
+            dirty |= now[0].changed
+        return dirty
 
     def _prepare(self, svc: Service, insts: list[Instance], now: float) -> Prepared:
         """Each instance's D-BID, state, compute cost as of `now` and attachment switch."""
@@ -130,8 +162,9 @@ class Decisions:
                seen: Prepared | None = None) -> bool:
         """Recompute one service's decision at one ingress; True if a new one is in force.
         `seen`: the instances as `_prepare` gives them, when the caller has it."""
-        if seen is None:
+        if seen is None:  # one ingress alone: the service's next recompute looks everywhere
             seen = self._prepare(svc, insts, now)
+            self._stamps.pop(svc.name, None)
         # the network part of each candidate, shared by every service
         nets = self.costs.row(ingress, (at for _, _, _, at in seen))
         key = (ingress, svc.name)
@@ -225,6 +258,7 @@ class Decisions:
         self.engine.forget(service=name)
         self._seen_compute = {k: v for k, v in self._seen_compute.items() if k[1] != name}
         self._basis = {k: v for k, v in self._basis.items() if k[1] != name}
+        self._stamps.pop(name, None)
         for dbid in dbids:
             self._states.pop(dbid, None)
 
