@@ -18,6 +18,8 @@ from controller.network.topology import Topology
 COST_PARTS = ("hops", "delay_ms", "congestion_ms", "admin_ms")
 Parts = tuple[tuple[str, float], ...]
 PathCost = tuple[float, Parts]
+# a destination's tree, each switch's parts as a sum, each pair's answer, the tree's version
+Memo = tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost], int]
 
 
 class PathCosts:
@@ -28,8 +30,7 @@ class PathCosts:
         self.monitor = monitor
         # destination -> (its tree, each switch's parts as a sum, each pair's answer, the
         # tree's version they are for)
-        self._memo: dict[int, tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost],
-                                    int]] = {}
+        self._memo: dict[int, Memo] = {}
         self._links: dict[Direction, tuple[float, ...]] = {}  # each link's parts, as last seen
         self.computed = 0  # pairs priced (for the benchmark and the tests)
         self._cleared = 0  # times every pair was forgotten
@@ -67,19 +68,25 @@ class PathCosts:
         cost = tree.dist.get(src)
         if cost is None:
             return None
-        memo = self._memo.get(dst)
-        if memo is not None and memo[0] is tree and memo[3] == tree.version - 1:
-            for node in tree.changed:  # repaired once since: the rest of the paths are the same
-                memo[1].pop(node, None)
-                memo[2].pop(node, None)
-            memo = self._memo[dst] = (tree, memo[1], memo[2], tree.version)
-        elif memo is None or memo[0] is not tree or memo[3] != tree.version:
-            memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)}, {}, tree.version)
+        memo = self._sync(dst, tree)
         found = memo[2].get(src)
         if found is None:
             parts = self._parts(tree, memo[1], src)
             found = memo[2][src] = (float(cost), tuple(zip(COST_PARTS, parts, strict=True)))
         return found
+
+    def _sync(self, dst: int, tree: Tree) -> Memo:
+        """The destination's pairs, brought up to the tree's version."""
+        memo = self._memo.get(dst)
+        if memo is not None and memo[0] is tree and memo[3] == tree.version - 1:
+            for node in tree.changed:  # repaired once since: the rest of the paths are the same
+                memo[2].pop(node, None)
+            for node in tree.turned:  # and the parts of a path that is the same are too
+                memo[1].pop(node, None)
+            memo = self._memo[dst] = (tree, memo[1], memo[2], tree.version)
+        elif memo is None or memo[0] is not tree or memo[3] != tree.version:
+            memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)}, {}, tree.version)
+        return memo
 
     def _parts(self, tree: Tree, known: dict[int, tuple[float, ...]],
                src: int) -> tuple[float, ...]:
@@ -140,5 +147,7 @@ class PathCosts:
         often its parts were re-priced otherwise. Equal stamps, equal costs; a tree one version
         further changed only for the switches in its `changed`."""
         tree = self.topology.trees.get(dst)
+        if tree is not None:
+            self._sync(dst, tree)  # so that its pairs never fall two repairs behind
         return (tree, -1 if tree is None else tree.version, self._cleared,
                 self._repriced.get(dst, 0))

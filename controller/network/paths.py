@@ -20,7 +20,8 @@ class Tree:
     """Shortest paths towards `dst`: each reachable switch's distance and its next switch.
 
     A repair changes a tree in place: it counts `version` up and names in `changed` the
-    switches whose path may have changed, so that what was derived from the tree one version
+    switches whose distance or path may have changed, and in `turned` those whose path (the
+    switches on it) may have changed, so that what was derived from the tree one version
     earlier can be kept for the rest.
     """
 
@@ -29,6 +30,7 @@ class Tree:
     parent: dict[int, int]
     version: int = 0
     changed: set[int] = field(default_factory=set)
+    turned: set[int] = field(default_factory=set)  # of `changed`, those whose path changed
     _kids: dict[int, list[int]] | None = None
 
     def kids(self) -> dict[int, list[int]]:
@@ -100,6 +102,7 @@ def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
     change): only the switches below it are settled again, from their neighbours above."""
     child = b if tree.parent.get(b) == a else a
     cut = tree.below({child})
+    before = {x: tree.parent[x] for x in cut}
     kids = tree.kids()
     kids[tree.parent[child]].remove(child)
     for x in cut:
@@ -123,6 +126,7 @@ def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
             kids.setdefault(tree.parent[x], []).append(x)
     tree.version += 1
     tree.changed = cut
+    tree.turned = tree.below({x for x in cut if tree.parent.get(x) != before[x]})
 
 
 def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
@@ -158,9 +162,11 @@ def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
         for u, w in adj[v].items():
             offer(u, d + w, v)
     below = tree.below(set(was))  # before the switches move in the map of children
+    turned = tree.below({v for v, up in was.items() if parent[v] != up})
     for v, up in was.items():
         if up is not None:
             kids[up].remove(v)
         kids.setdefault(parent[v], []).append(v)
     tree.version += 1
     tree.changed = below
+    tree.turned = turned
