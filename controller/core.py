@@ -40,7 +40,7 @@ class Core:
         self.network = Network(config.monitor_settings(), lambda ip: ip in self.catalogue.by_dsid)
         self.topology, self.forwarding = self.network.topology, self.network.forwarding
         self.decisions = Decisions(config.selection, config.scoring,
-                                   (self.topology, self.network.monitor), config.ingresses,
+                                   (self.topology, self.network.costs), config.ingresses,
                                    self.counters)
         self.decisions.router_of.update(config.forwarders)
         self.decisions.places_flows = lambda svc: mode_of(svc).places_flows

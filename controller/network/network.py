@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.intents import FlowMod, Intent, Output, PacketOut, SetField
+from controller.network.costs import PathCosts
 from controller.network.forwarding import Forwarding, base_flows
 from controller.network.monitor import MonitorSettings, NetworkMonitor, costs_changed
 from controller.network.packet import Packet
@@ -25,6 +26,7 @@ class Network:
         self.topology = Topology(hop_ms=settings.hop_ms)
         self.monitor = NetworkMonitor(settings)
         self.forwarding = Forwarding(self.topology, is_dsid)
+        self.costs = PathCosts(self.topology, self.monitor)  # shared by every service
 
     def connected(self, dpid: int) -> list[FlowMod]:
         """A switch connected: what it holds is unknown; it gets the fixed pipeline."""
@@ -75,12 +77,15 @@ class Network:
         new = self.topology.link_seen(*direction, now)
         if pkt.lldp_sent_at is not None:
             self.monitor.lldp_delay(direction, pkt.lldp_sent_at, now)
+            if not new and self.monitor.config.use_measured_delay:
+                self.costs.refresh_link(direction)
         if new:
             self.refresh_costs()
         return new
 
     def refresh_costs(self) -> bool:
         """Apply the monitor's link costs to the topology; True if paths may have changed."""
+        self.costs.refresh()
         costs = self.monitor.costs(self.topology)
         if not costs_changed(self.topology.link_cost_ms, costs):
             return False

@@ -2,16 +2,24 @@
 
 Links come from LLDP (`link_seen`) and leave on port-down, switch-leave or timeout; hosts are
 learned where their packets enter the network at a port that is not a link. Paths are shortest
-paths over a networkx graph whose edge weight `cost` is the link's delay estimate in ms.
+paths over an undirected graph whose edge weight is the link's cost in ms, one tree per
+destination switch, cached. The graph changes edge by edge (a link's cost is updated in place)
+and a change drops only the trees it can affect: a dearer or removed edge the trees that use it,
+a cheaper or new edge the trees where it gives a way at most as long as the known one. Among
+paths of equal cost the one through the lowest switch numbers is taken, so a tree does not
+depend on the order in which links were learned.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
+from controller.network.paths import Tree, dijkstra, repair_cheaper, repair_dearer, shortcut
+
+REPAIR_MAX = 4  # edge changes at once up to which cached trees are repaired, not recomputed
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +50,10 @@ class Topology:
     hosts: dict[str, HostLoc] = field(default_factory=dict)
     link_cost_ms: dict[frozenset[int], float] = field(default_factory=dict)
     _links: dict[tuple[int, int], _Link] = field(default_factory=dict)
-    _graph: nx.Graph[int] = field(default_factory=lambda: nx.Graph())
-    _paths: dict[int, tuple[dict[int, float], dict[int, list[int]]]] = field(default_factory=dict)
+    _adj: dict[int, dict[int, float]] = field(default_factory=dict)  # switch -> next -> cost
+    _ports_of: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)  # (lo, hi)
+    trees: dict[int, Tree] = field(default_factory=dict)  # cached, towards each switch
+    _free: set[tuple[int, int]] = field(default_factory=set)  # edges that cost nothing
     _link_ports: set[tuple[int, int]] = field(default_factory=set)
     version: int = 0
 
@@ -51,8 +61,9 @@ class Topology:
     def switch_up(self, dpid: int, ports: set[int]) -> None:
         """Record a switch and its usable ports."""
         self.ports[dpid] = set(ports)
-        self._graph.add_node(dpid)
-        self._changed()
+        self._adj.setdefault(dpid, {})
+        self.trees.pop(dpid, None)
+        self.version += 1
 
     def switch_down(self, dpid: int) -> list[HostLoc]:
         """Forget a switch, its links and its hosts; return the hosts that were lost."""
@@ -63,6 +74,9 @@ class Topology:
         for h in lost:
             del self.hosts[h.ip]
         self._rebuild()
+        for other in self._adj.pop(dpid, {}):
+            self._adj[other].pop(dpid, None)
+        self.trees.pop(dpid, None)
         return lost
 
     def port_up(self, dpid: int, port: int) -> None:
@@ -94,7 +108,14 @@ class Topology:
         self._links[src] = _Link(src, dst, now)
         for h in [h for h in self.hosts.values() if (h.dpid, h.port) in (src, dst)]:
             del self.hosts[h.ip]  # learned on what turned out to be a link port
-        self._rebuild()
+        ports = {src[0]: src[1], dst[0]: dst[1]}
+        key = (src[0], dst[0]) if src[0] < dst[0] else (dst[0], src[0])
+        if known is not None or self._ports_of.get(key, ports) != ports:
+            self._rebuild()  # a port now leads elsewhere, or a parallel link
+        elif key not in self._ports_of:  # a new edge (else: the other direction of one)
+            cost = self.link_cost_ms.get(frozenset(key), self.hop_ms)
+            self._set_edge(src[0], dst[0], cost, ports)
+        self._link_ports |= {src, dst}
         return True
 
     def expire_links(self, now: float, timeout: float) -> bool:
@@ -113,6 +134,10 @@ class Topology:
     def edge_ports(self, dpid: int) -> list[int]:
         """Usable ports of a switch that are not link ends (where hosts may be)."""
         return sorted(p for p in self.ports.get(dpid, ()) if not self.is_link_port(dpid, p))
+
+    def edge_ports_of(self, a: int, b: int) -> dict[int, int]:
+        """The port at each end of the edge between switches `a` and `b`."""
+        return self._ports_of[(a, b) if a < b else (b, a)]
 
     def links(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """Known link directions as ((src dpid, port), (dst dpid, port))."""
@@ -135,53 +160,99 @@ class Topology:
         return True
 
     # --- paths --------------------------------------------------------------------------
-    def _changed(self) -> None:
-        """Invalidate cached paths."""
-        self._paths.clear()
+    def forget_paths(self) -> None:
+        """Drop every cached shortest-path tree (each is recomputed when next asked for)."""
+        self.trees.clear()
         self.version += 1
 
     def _rebuild(self) -> None:
-        """Rebuild the graph from switches and link directions."""
-        graph: nx.Graph[int] = nx.Graph()
-        graph.add_nodes_from(self.ports)
+        """Bring the graph in step with the link directions and costs, edge by edge: only the
+        shortest-path trees an edge's change can affect are repaired (a few changes) or
+        dropped (many)."""
+        wanted: dict[tuple[int, int], tuple[float, dict[int, int]]] = {}
         for link in self._links.values():
             a, b = link.src[0], link.dst[0]
-            cost = self.link_cost_ms.get(frozenset((a, b)), self.hop_ms)
-            graph.add_edge(a, b, cost=cost, ports={a: link.src[1], b: link.dst[1]})
-        self._graph = graph
+            key = (a, b) if a < b else (b, a)
+            wanted[key] = (self.link_cost_ms.get(frozenset(key), self.hop_ms),
+                           {a: link.src[1], b: link.dst[1]})
+        gone = [k for k in self._ports_of if k not in wanted]
+        moved = [k for k, (cost, _) in wanted.items() if self._adj.get(k[0], {}).get(k[1]) != cost]
+        repair = len(gone) + len(moved) <= REPAIR_MAX
+        for key in gone:
+            self._remove_edge(*key, repair)
+        for (a, b), (cost, ports) in wanted.items():
+            self._set_edge(a, b, cost, ports, repair)
         self._link_ports = {link.src for link in self._links.values()}
         self._link_ports |= {link.dst for link in self._links.values()}
-        self._changed()
 
-    def _from(self, dst: int) -> tuple[dict[int, float], dict[int, list[int]]]:
-        """Distances and paths from every switch to `dst` (graph is undirected)."""
-        cached = self._paths.get(dst)
-        if cached is not None:
-            return cached
-        dist: dict[int, float] = {}
-        paths: dict[int, list[int]] = {}
-        if dst in self._graph:
-            found = nx.single_source_dijkstra(self._graph, dst, weight="cost")
-            dist, paths = found  # type: ignore[assignment]  # dicts when no target is given
-        self._paths[dst] = (dist, paths)
-        return dist, paths
+    def _set_edge(self, a: int, b: int, cost: float, ports: dict[int, int],
+                  repair: bool = True) -> None:
+        """Add the edge a-b or change its cost; repair or drop the trees it can change."""
+        self._ports_of[(a, b) if a < b else (b, a)] = ports
+        old = self._adj.setdefault(a, {}).get(b)
+        if old == cost:
+            return
+        self._adj[a][b] = cost
+        self._adj.setdefault(b, {})[a] = cost
+        self.version += 1
+        self._free.discard((a, b) if a < b else (b, a))
+        if cost <= 0:
+            self._free.add((a, b) if a < b else (b, a))
+        if old is not None and cost > old:  # dearer: matters only where the edge is used
+            self._fix(lambda t: t.uses(a, b),
+                      lambda t: repair_dearer(self._adj, t, a, b), repair)
+        else:  # new or cheaper: matters only where it gives a shorter (or equal) way
+            self._fix(lambda t: shortcut(t, a, b, cost),
+                      lambda t: repair_cheaper(self._adj, t, a, b), repair)
+
+    def _remove_edge(self, a: int, b: int, repair: bool = True) -> None:
+        """Remove the edge a-b; repair or drop the trees that used it."""
+        del self._ports_of[(a, b) if a < b else (b, a)]
+        self._free.discard((a, b) if a < b else (b, a))
+        self._adj[a].pop(b, None)
+        self._adj[b].pop(a, None)
+        self.version += 1
+        self._fix(lambda t: t.uses(a, b), lambda t: repair_dearer(self._adj, t, a, b), repair)
+
+    def _fix(self, affected: Callable[[Tree], bool], repaired: Callable[[Tree], None],
+             repair: bool) -> None:
+        """Repair the cached trees for which `affected` holds, or forget them (many changes
+        at once, or an edge that costs nothing, where a repair's order of settling differs)."""
+        repair = repair and not self._free
+        for dst in [d for d, tree in self.trees.items() if affected(tree)]:
+            if repair:
+                repaired(self.trees[dst])
+            else:
+                del self.trees[dst]
+
+    def tree(self, dst: int) -> Tree:
+        """The shortest-path tree towards `dst` (cached until a change can affect it)."""
+        cached = self.trees.get(dst)
+        if cached is None:
+            cached = self.trees[dst] = dijkstra(self._adj, dst)
+        return cached
 
     def cost_ms(self, src: int, dst: int) -> float | None:
         """Path cost in ms from switch `src` to switch `dst`; None when unreachable."""
-        dist = self._from(dst)[0].get(src)
+        dist = self.tree(dst).dist.get(src)
         return None if dist is None else float(dist)
 
     def path(self, src: int, dst: int) -> list[int] | None:
         """Switches on the shortest path from `src` to `dst`, inclusive; None if unreachable."""
-        reverse = self._from(dst)[1].get(src)
-        return None if reverse is None else list(reversed(reverse))
+        tree = self.tree(dst)
+        if src not in tree.dist:
+            return None
+        hops = [src]
+        while hops[-1] != dst:
+            hops.append(tree.parent[hops[-1]])
+        return hops
 
     def path_links(self, src: int, dst: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """The (port, port) pairs crossed on the shortest path from `src` to `dst`."""
         hops = self.path(src, dst) or []
         out = []
         for a, b in itertools.pairwise(hops):
-            ports: dict[int, int] = self._graph.edges[a, b]["ports"]
+            ports = self._ports_of[(a, b) if a < b else (b, a)]
             out.append(((a, ports[a]), (b, ports[b])))
         return out
 
@@ -195,8 +266,8 @@ class Topology:
         path = self.path(src, host.dpid)
         if path is None or len(path) < 2:
             return None
-        ports: dict[int, int] = self._graph.edges[path[0], path[1]]["ports"]
-        return ports[src]
+        a, b = path[0], path[1]
+        return self._ports_of[(a, b) if a < b else (b, a)][src]
 
     def to_dict(self) -> dict[str, Any]:
         """Return switches, links and hosts as JSON-ready values."""
@@ -208,3 +279,4 @@ class Topology:
             "hosts": [{"ip": h.ip, "mac": h.mac, "dpid": h.dpid, "port": h.port}
                       for h in sorted(self.hosts.values(), key=lambda h: h.ip)],
         }
+

@@ -10,18 +10,17 @@ monitor; it never changes an instance's state or emits a flow entry.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from controller.model import Instance, Service
-from controller.network.monitor import NetworkMonitor
+from controller.network.costs import PathCost, PathCosts
+from controller.network.paths import Tree
 from controller.network.topology import Topology
 from controller.selection.engine import EPSILON, CandidateInput, Engine, compute_ms
 from controller.selection.placements import Placements, as_of, hold_s
 from controller.selection.scoring import ScoringConfig
-
-COST_PARTS = ("hops", "delay_ms", "congestion_ms", "admin_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +33,33 @@ class SelectionConfig:
     hop_ms: float = 1.0
     placed_flows: bool = True  # count flows placed since an instance's last report as its load
     placed_grace_s: float = 0.02  # placements this recent still count after a report
+
+
+Prepared = tuple[tuple[str, str, float, int | None], ...]  # (D-BID, state, compute, switch)
+
+
+Nets = tuple[PathCost | None, ...]
+Stamp = tuple[Tree | None, int, int, int]
+Recomputed = tuple[Prepared, object, float | None, str]  # instances, weights, budget, policy
+Basis = tuple[tuple[Prepared, Nets, object, object, str], list[CandidateInput]]
+
+
+def _inputs(seen: Prepared, nets: Nets, last: Basis | None) -> list[CandidateInput]:
+    """The engine's inputs; where an instance and its network part are as in the last
+    decision's, its input from then (most of them, after a metric report or a link change)."""
+    old: Iterable[tuple[object, object, CandidateInput | None]] = (
+        zip(last[0][0], last[0][1], last[1], strict=True)
+        if last is not None and len(last[1]) == len(seen) else [(None, None, None)] * len(seen))
+    inputs = []
+    for (dbid, state, compute, at), net, (was, was_net, row) in zip(seen, nets, old,
+                                                                   strict=True):
+        if row is not None and was == (dbid, state, compute, at) and was_net == net:
+            inputs.append(row)
+        elif net is None:
+            inputs.append(CandidateInput(dbid, state, None, compute, ()))
+        else:
+            inputs.append(CandidateInput(dbid, state, net[0], compute, net[1]))
+    return inputs
 
 
 class InstanceSource(Protocol):
@@ -49,11 +75,11 @@ class Decisions:
     """The engine's inputs and the bookkeeping around its decisions."""
 
     def __init__(self, selection: SelectionConfig, scoring: ScoringConfig,
-                 network: tuple[Topology, NetworkMonitor], ingresses: tuple[int, ...],
+                 network: tuple[Topology, PathCosts], ingresses: tuple[int, ...],
                  counters: Counter[str]) -> None:
         self.selection = selection
         self.scoring = scoring
-        self.topology, self.monitor = network
+        self.topology, self.costs = network
         self.configured_ingresses = ingresses
         self.counters = counters
         self.engine = Engine(selection.spread, selection.sharpness, selection.hysteresis)
@@ -64,6 +90,10 @@ class Decisions:
         # (ingress, service) -> instance -> the compute cost its decision last saw
         self._seen_compute: dict[tuple[int, str], dict[str, float]] = {}
         self._states: dict[str, str] = {}  # state of each instance the decisions last saw
+        # (ingress, service) -> what its last decision was taken from, and the engine's inputs
+        self._basis: dict[tuple[int, str], Basis] = {}
+        # service -> its instances and the stamp of each one's switch at its last recompute
+        self._stamps: dict[str, tuple[Recomputed, list[Stamp | None]]] = {}
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
 
     # --- which switches decide ------------------------------------------------------------
@@ -90,14 +120,61 @@ class Decisions:
         states = {i.dbid: i.state for i in insts}
         went_down = [d for d, s in states.items() if s == "down" and self._states.get(d) != s]
         self._states.update(states)
+        seen = self._prepare(svc, insts, now)  # the same at every ingress
+        what = (seen, svc.weights, svc.delay_budget_ms, svc.policy)
+        dirty = self._dirty(svc.name, what)
         for ingress in self.ingresses():
-            self.decide(svc, insts, ingress, now)
+            if (dirty is None or ingress in dirty
+                    or (ingress, svc.name) not in self.engine.decisions):
+                self.decide(svc, insts, ingress, now, seen)
+        self._stamps[svc.name] = (what, [None if at is None else self.costs.stamp(at)
+                                         for _, _, _, at in seen])
         return went_down
 
-    def decide(self, svc: Service, insts: list[Instance], ingress: int, now: float) -> bool:
-        """Recompute one service's decision at one ingress; True if a new one is in force."""
-        inputs = [self._input(svc, i, ingress, now) for i in insts]
-        self._seen_compute[(ingress, svc.name)] = {r.dbid: r.compute_ms for r in inputs}
+    def _dirty(self, name: str, what: Recomputed) -> set[int] | None:
+        """The ingresses where the service's inputs may differ from its last recompute's (None:
+        any): where the service, its instances and their compute costs are the same, only
+        those whose path to an instance's switch changed since (a tree repaired once names
+        them)."""
+        last = self._stamps.get(name)
+        if last is None or last[0] != what:
+            return None
+        dirty: set[int] = set()
+        for (_, _, _, at), was in zip(what[0], last[1], strict=True):
+            if at is None or was is None:
+                continue
+            now = self.costs.stamp(at)
+            if now == was:
+                continue
+            if now[0] is not was[0] or now[1] != was[1] + 1 or now[2:] != was[2:]:
+                return None
+            assert now[0] is not None
+            dirty |= now[0].changed
+        return dirty
+
+    def _prepare(self, svc: Service, insts: list[Instance], now: float) -> Prepared:
+        """Each instance's D-BID, state, compute cost as of `now` and attachment switch."""
+        hosts = self.topology.hosts
+        return tuple((i.dbid, i.state, self.compute_ms(svc, i, now),
+                      hosts[i.dbid].dpid if i.dbid in hosts else None) for i in insts)
+
+    def decide(self, svc: Service, insts: list[Instance], ingress: int, now: float,
+               seen: Prepared | None = None) -> bool:
+        """Recompute one service's decision at one ingress; True if a new one is in force.
+        `seen`: the instances as `_prepare` gives them, when the caller has it."""
+        if seen is None:  # one ingress alone: the service's next recompute looks everywhere
+            seen = self._prepare(svc, insts, now)
+            self._stamps.pop(svc.name, None)
+        # the network part of each candidate, shared by every service
+        nets = self.costs.row(ingress, (at for _, _, _, at in seen))
+        key = (ingress, svc.name)
+        basis = (seen, nets, svc.weights, svc.delay_budget_ms, svc.policy)
+        last = self._basis.get(key)
+        if last is not None and key in self.engine.decisions and last[0] == basis:
+            return False  # the inputs of the last decision taken: it would be taken again
+        inputs = _inputs(seen, nets, last)
+        self._basis[key] = (basis, inputs)
+        self._seen_compute[key] = {r.dbid: r.compute_ms for r in inputs}
         if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms,
                               svc.policy):
             self.counters["decision_changes"] += 1
@@ -157,19 +234,6 @@ class Decisions:
         holding time) and no report shows yet."""
         return self.placements.count(inst.dbid, now, hold_s(inst.metrics, svc.base_delay_ms))
 
-    def _input(self, svc: Service, inst: Instance, ingress: int, now: float) -> CandidateInput:
-        """One instance's costs as seen from one ingress."""
-        host = self.topology.hosts.get(inst.dbid)
-        network = None if host is None else self.topology.cost_ms(ingress, host.dpid)
-        parts = dict.fromkeys(COST_PARTS, 0.0)
-        if network is not None and host is not None:
-            for a, b in self.topology.path_links(ingress, host.dpid):
-                parts["hops"] += 1
-                for key, value in self.monitor.link_parts(a, b).items():
-                    parts[key] += value
-        return CandidateInput(inst.dbid, inst.state, network, self.compute_ms(svc, inst, now),
-                              tuple(parts.items()) if network is not None else ())
-
     def merit(self, inst: Instance) -> float:
         """How useful an instance is: for an active one, its summed share of new flows over the
         ingresses; for any other, minus its mean network cost from the ingresses."""
@@ -187,11 +251,14 @@ class Decisions:
         """A switch left: its decisions go."""
         self.engine.forget(ingress=dpid)
         self._seen_compute = {k: v for k, v in self._seen_compute.items() if k[0] != dpid}
+        self._basis = {k: v for k, v in self._basis.items() if k[0] != dpid}
 
     def forget_service(self, name: str, dbids: list[str]) -> None:
         """A service was deleted with these instances."""
         self.engine.forget(service=name)
         self._seen_compute = {k: v for k, v in self._seen_compute.items() if k[1] != name}
+        self._basis = {k: v for k, v in self._basis.items() if k[1] != name}
+        self._stamps.pop(name, None)
         for dbid in dbids:
             self._states.pop(dbid, None)
 

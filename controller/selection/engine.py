@@ -22,9 +22,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from controller.model import Metrics, Weights
+from controller.selection.choosers import Chooser, RandomChooser
 from controller.selection.scoring import ScoringConfig, compute_ms_from_score, level2
 
 MAX_UTILISATION = 0.95
@@ -232,6 +233,29 @@ def _usable(rows: list[CandidateInput],
     return pool, over, predicted
 
 
+class Scored(NamedTuple):
+    """A policy's view of one decision's candidates: the usable ones, those the budget left
+    out, every reachable one's predicted delay, the costs and the shares."""
+
+    pool: list[CandidateInput]
+    over: set[str]
+    predicted: Costs
+    costs: Costs
+    shares: Costs
+
+
+def score(rows: list[CandidateInput], weights: Weights, shape: tuple[float, float],
+          budget_ms: float | None, policy: str) -> Scored:
+    """Apply the state, reachability and budget rules, then `policy` with (spread, sharpness)
+    `shape`."""
+    select = POLICIES.get(policy)
+    if select is None:
+        raise ValueError(f"unknown selection policy {policy!r} (known: {', '.join(POLICIES)})")
+    pool, over, predicted = _usable(rows, budget_ms)
+    costs, shares = select(pool, weights, *shape)
+    return Scored(pool, over, predicted, costs, shares)
+
+
 def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[CandidateInput],
            spread: float, sharpness: float, now: float,
            budget_ms: float | None = None, policy: str = "dyncast") -> Decision:
@@ -240,12 +264,15 @@ def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[Candid
     With a delay budget, instances whose predicted delay (path + compute, unweighted) misses it
     are left out as long as one instance meets it.
     """
-    select = POLICIES.get(policy)
-    if select is None:
-        raise ValueError(f"unknown selection policy {policy!r} (known: {', '.join(POLICIES)})")
     rows = list(inputs)
-    pool, over, predicted = _usable(rows, budget_ms)
-    costs, shares = select(pool, weights, spread, sharpness)
+    scored = score(rows, weights, (spread, sharpness), budget_ms, policy)
+    return Decision(ingress, service, _candidates(rows, scored, budget_ms, policy), now, policy)
+
+
+def _candidates(rows: list[CandidateInput], scored: Scored, budget_ms: float | None,
+                policy: str) -> tuple[Candidate, ...]:
+    """Every candidate with its cost, share and the reason for it, by D-BID."""
+    _, over, predicted, costs, shares = scored
     candidates = []
     for r in sorted(rows, key=lambda r: r.dbid):
         cost = costs.get(r.dbid)
@@ -262,7 +289,7 @@ def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[Candid
         candidates.append(Candidate(r.dbid, r.state, r.network_ms, r.compute_ms, cost,
                                     shares.get(r.dbid, 0.0), reason, predicted.get(r.dbid),
                                     r.network_parts))
-    return Decision(ingress, service, tuple(candidates), now, policy)
+    return tuple(candidates)
 
 
 def is_significant(prev: Decision | None, new: Decision, hysteresis: float) -> bool:
@@ -270,60 +297,23 @@ def is_significant(prev: Decision | None, new: Decision, hysteresis: float) -> b
     moved enough."""
     if prev is None or prev.policy != new.policy:
         return True
+    return _moved(prev, {c.dbid: c.cost for c in new.candidates if c.cost is not None},
+                  {c.dbid: c.state for c in new.candidates}, hysteresis)
+
+
+def _moved(prev: Decision, new_costs: dict[str, float], new_states: dict[str, str],
+           hysteresis: float) -> bool:
+    """`is_significant` for a new decision of the same policy, given its costs and states."""
     old_costs = {c.dbid: c.cost for c in prev.candidates if c.cost is not None}
-    new_costs = {c.dbid: c.cost for c in new.candidates if c.cost is not None}
     if old_costs.keys() != new_costs.keys():
         return True
-    if {c.dbid: c.state for c in prev.candidates} != {c.dbid: c.state for c in new.candidates}:
+    if {c.dbid: c.state for c in prev.candidates} != new_states:
         return True
     for dbid, old in old_costs.items():
-        new_cost = new_costs[dbid]
-        assert old is not None and new_cost is not None
-        if abs(new_cost - old) > hysteresis * max(old, EPSILON):
+        assert old is not None
+        if abs(new_costs[dbid] - old) > hysteresis * max(old, EPSILON):
             return True
     return False
-
-
-class Chooser:
-    """Smooth weighted round robin over a decision's shares: exact proportions, no herding.
-
-    A chooser built from `previous` (the one it replaces) keeps the credit each instance had
-    earned, so that frequent decision updates do not restart the rotation at the same instance.
-    """
-
-    def __init__(self, shares: dict[str, float], previous: Chooser | None = None) -> None:
-        self._weights = dict(sorted(shares.items()))
-        self._total = sum(self._weights.values())
-        earned: dict[str, float] = previous._current if previous is not None else {}
-        current = {d: earned.get(d, 0.0) for d in self._weights}
-        mean = sum(current.values()) / len(current) if current else 0.0
-        self._current: dict[str, float] = {d: c - mean for d, c in current.items()}
-
-    def pick(self) -> str | None:
-        """Return the next instance, or None when the decision has none."""
-        if not self._weights:
-            return None
-        for dbid, weight in self._weights.items():
-            self._current[dbid] += weight
-        # rounded, so that float noise does not break ties (equal shares rotate in turn)
-        chosen = max(self._current, key=lambda d: round(self._current[d], 9))
-        self._current[chosen] -= self._total
-        return chosen
-
-
-class RandomChooser:
-    """Independent random picks in proportion to a decision's shares (the `random` policy)."""
-
-    def __init__(self, shares: dict[str, float], rng: random.Random) -> None:
-        self._dbids = sorted(shares)
-        self._weights = [shares[d] for d in self._dbids]
-        self._rng = rng
-
-    def pick(self) -> str | None:
-        """Return a random instance, or None when the decision has none."""
-        if not self._dbids:
-            return None
-        return self._rng.choices(self._dbids, self._weights)[0]
 
 
 class Engine:
@@ -345,13 +335,19 @@ class Engine:
     def update(self, ingress: int, service: str, weights: Weights,
                inputs: Iterable[CandidateInput], now: float,
                budget_ms: float | None = None, policy: str = "dyncast") -> bool:
-        """Recompute one decision; install it if significant. Return True if it changed."""
-        new = decide(ingress, service, weights, inputs, self.spread, self.sharpness, now,
-                     budget_ms, policy)
+        """Recompute one decision; install it if significant. Return True if it changed.
+        The costs alone tell whether a new decision of the same policy would be significant:
+        only then is it built in full."""
+        rows = list(inputs)
         key = (ingress, service)
         self.recomputed += 1
-        if not is_significant(self.decisions.get(key), new, self.hysteresis):
-            return False
+        prev = self.decisions.get(key)
+        scored = score(rows, weights, (self.spread, self.sharpness), budget_ms, policy)
+        if prev is not None and prev.policy == policy and not _moved(
+                prev, scored.costs, {r.dbid: r.state for r in rows}, self.hysteresis):
+            return False  # what is_significant would say of the decision built in full
+        new = Decision(ingress, service, _candidates(rows, scored, budget_ms, policy), now,
+                       policy)
         self.decisions[key] = new
         previous = self._choosers.get(key)
         self._choosers[key] = (RandomChooser(new.shares, self._rng) if policy == "random" else

@@ -1,0 +1,172 @@
+"""Shortest-path trees towards one switch, computed once and then repaired edge by edge.
+
+Boundary: plain graph algorithms over an adjacency dict (switch -> neighbour -> cost in ms),
+no knowledge of ports, links or hosts. Among paths of equal cost a switch's next hop is its
+lowest-numbered neighbour on one, so a tree depends only on the graph, never on the order in
+which edges were added or changes applied: a repaired tree equals one computed from scratch.
+A repair needs every edge cost > 0 (the topology recomputes instead when one is not).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+Adjacency = dict[int, dict[int, float]]
+
+
+@dataclass(slots=True)
+class Tree:
+    """Shortest paths towards `dst`: each reachable switch's distance and its next switch.
+
+    A repair changes a tree in place: it counts `version` up and names in `changed` the
+    switches whose distance or path may have changed, and in `turned` those whose path (the
+    switches on it) may have changed, so that what was derived from the tree one version
+    earlier can be kept for the rest.
+    """
+
+    dst: int
+    dist: dict[int, float]
+    parent: dict[int, int]
+    version: int = 0
+    changed: set[int] = field(default_factory=set)
+    turned: set[int] = field(default_factory=set)  # of `changed`, those whose path changed
+    _kids: dict[int, list[int]] | None = None
+
+    def kids(self) -> dict[int, list[int]]:
+        """Each switch's children: the switches whose next hop it is."""
+        if self._kids is None:
+            self._kids = {}
+            for child, up in self.parent.items():
+                self._kids.setdefault(up, []).append(child)
+        return self._kids
+
+    def below(self, roots: set[int]) -> set[int]:
+        """`roots` and every switch whose path towards `dst` passes one of them."""
+        kids = self.kids()
+        out = set(roots)
+        stack = list(roots)
+        while stack:
+            for child in kids.get(stack.pop(), ()):
+                if child not in out:
+                    out.add(child)
+                    stack.append(child)
+        return out
+
+    def uses(self, a: int, b: int) -> bool:
+        """True when the edge a-b is on some switch's path."""
+        return self.parent.get(a) == b or self.parent.get(b) == a
+
+
+def shortcut(tree: Tree, a: int, b: int, cost: float) -> bool:
+    """True when an edge a-b of `cost` gives a way to a or b at most as long as the tree's."""
+    da, db = tree.dist.get(a), tree.dist.get(b)
+    if da is None or db is None:
+        return da is not None or db is not None
+    return da + cost <= db or db + cost <= da
+
+
+def _settle(adj: Adjacency, heap: list[tuple[float, int]], seen: dict[int, float],
+            tree: Tree) -> None:
+    """Dijkstra's loop: settle the switches in `heap` (tentative distances in `seen`) and
+    whatever they reach that is not settled yet."""
+    dist, parent = tree.dist, tree.parent
+    while heap:
+        d, u = heapq.heappop(heap)
+        if u in dist:
+            continue
+        dist[u] = d
+        for v, w in adj[u].items():
+            if v in dist:
+                continue
+            nd = d + w
+            old = seen.get(v)
+            if old is None or nd < old:
+                seen[v] = nd
+                parent[v] = u
+                heapq.heappush(heap, (nd, v))
+            elif nd == old and u < parent[v]:
+                parent[v] = u
+
+
+def dijkstra(adj: Adjacency, dst: int) -> Tree:
+    """Shortest paths from every switch to `dst`, from scratch."""
+    tree = Tree(dst, {}, {})
+    if dst in adj:
+        _settle(adj, [(0.0, dst)], {dst: 0.0}, tree)
+    return tree
+
+
+def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
+    """Repair `tree` after the edge a-b, on a path in it, became dearer or went (`adj` has the
+    change): only the switches below it are settled again, from their neighbours above."""
+    child = b if tree.parent.get(b) == a else a
+    cut = tree.below({child})
+    before = {x: tree.parent[x] for x in cut}
+    kids = tree.kids()
+    kids[tree.parent[child]].remove(child)
+    for x in cut:
+        del tree.dist[x]
+        del tree.parent[x]
+        kids.pop(x, None)
+    seen: dict[int, float] = {}
+    for x in cut:
+        for u, w in adj.get(x, {}).items():
+            if u in tree.dist:
+                nd = tree.dist[u] + w
+                old = seen.get(x)
+                if old is None or nd < old or (nd == old and u < tree.parent[x]):
+                    seen[x] = nd
+                    tree.parent[x] = u
+    heap = [(d, x) for x, d in seen.items()]
+    heapq.heapify(heap)
+    _settle(adj, heap, seen, tree)
+    for x in cut:
+        if x in tree.parent:
+            kids.setdefault(tree.parent[x], []).append(x)
+    tree.version += 1
+    tree.changed = cut
+    tree.turned = tree.below({x for x in cut if tree.parent.get(x) != before[x]})
+
+
+def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
+    """Repair `tree` after the edge a-b became cheaper or appeared (`adj` has it): distances
+    that shrink spread from its ends; a switch whose way ties one through a lower neighbour
+    turns."""
+    dist, parent = tree.dist, tree.parent
+    kids = tree.kids()  # as the tree is before the repair
+    heap: list[tuple[float, int]] = []
+    was: dict[int, int | None] = {}  # switch -> its next switch before the repair
+
+    def offer(v: int, d: float, u: int) -> None:
+        """A way to v of length d through u."""
+        if v == tree.dst:
+            return
+        old = dist.get(v)
+        if old is None or d < old:
+            was.setdefault(v, parent.get(v))
+            dist[v] = d
+            parent[v] = u
+            heapq.heappush(heap, (d, v))
+        elif d == old and u < parent[v]:
+            was.setdefault(v, parent[v])
+            parent[v] = u
+
+    for u, v in ((a, b), (b, a)):
+        if u in dist:
+            offer(v, dist[u] + adj[u][v], u)
+    while heap:
+        d, v = heapq.heappop(heap)
+        if d > dist[v]:
+            continue
+        for u, w in adj[v].items():
+            offer(u, d + w, v)
+    below = tree.below(set(was))  # before the switches move in the map of children
+    turned = tree.below({v for v, up in was.items() if parent[v] != up})
+    for v, up in was.items():
+        if up is not None:
+            kids[up].remove(v)
+        kids.setdefault(parent[v], []).append(v)
+    tree.version += 1
+    tree.changed = below
+    tree.turned = turned
