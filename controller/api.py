@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.core import Core
 from controller.dataplane.rules import caveats
 from controller.errors import Conflict, NotFound, ValidationError
-from controller.instances.intake import slices
+from controller.instances.intake import SLICE, slices
 from controller.intents import Intent
 from controller.model import Metrics, Service, metrics_from_dict, service_from_dict
 from controller.validate import check_number, parse_ipv4
@@ -29,6 +29,8 @@ PREFIX = "/dyncast/v1/"
 MAX_BODY = 1 << 20
 MAX_REPORTS = 10000
 INSTANCE_VERBS = ("drain", "undrain", "activate", "deactivate")
+DECISION_SLICE = 20  # decisions (one service at one ingress, its candidates) viewed a step
+T = TypeVar("T")
 # a handler's steps: each yields the intents it produced and gets the time to go on at (None:
 # the same); the reply is the generator's value
 Steps = Generator[list[Intent], float | None, "Reply"]
@@ -151,14 +153,16 @@ class Api:
         return Reply(200, {"deleted": args[0]}, intents)
 
     # --- instances and metrics ----------------------------------------------------------
-    def _list_instances(self, args: list[str], _: Any, now: float) -> Reply:
+    def _list_instances(self, args: list[str], _: Any, now: float) -> Steps:
         insts = self.core.catalogue.instances
         if args:
             inst = insts.get(args[0])
             if inst is None:
                 raise NotFound("instance", args[0])
             return Reply(200, instance_view(self.core, inst, now))
-        return Reply(200, [instance_view(self.core, i, now) for _, i in sorted(insts.items())])
+        rows = yield from _in_steps([i for _, i in sorted(insts.items())], SLICE,
+                                    lambda i: instance_view(self.core, i, now))
+        return Reply(200, rows)
 
     def _register(self, args: list[str], data: Any, now: float) -> Reply:
         if args:
@@ -245,13 +249,13 @@ class Api:
             if k:
                 now = _later((yield intents), now)
             intents = self.core.flush(now, name)
-        rows = [d.to_dict() for _, d in sorted(self.core.engine.decisions.items())]
+        mine = [d for (_, name), d in sorted(self.core.engine.decisions.items())
+                if not args or name == args[0]]
+        rows = yield from _in_steps(mine, DECISION_SLICE, lambda d: d.to_dict())
         for row in rows:  # which switches are D-Routers, and which forwarders rely on them
             row["role"] = "router"
             row["forwarders"] = sorted(f for f, r in self.core.decisions.router_of.items()
                                        if r == row["ingress"])
-        if args:
-            rows = [r for r in rows if r["service"] == args[0]]
         return Reply(200, rows, intents)
 
     def _bindings(self, args: list[str], _: Any, now: float) -> Reply:
@@ -265,6 +269,17 @@ class Api:
 
     def _stats(self, args: list[str], _: Any, now: float) -> Reply:
         return Reply(200, self.core.stats())
+
+
+def _in_steps(items: list[T], size: int,
+              view: Callable[[T], Any]) -> Generator[list[Intent], float | None, list[Any]]:
+    """`view` of every item, `size` items a step (a long list held the event loop)."""
+    rows: list[Any] = []
+    for part in slices(items, size):
+        if rows:
+            yield []
+        rows += [view(x) for x in part]
+    return rows
 
 
 def _later(sent: float | None, now: float) -> float:
