@@ -29,7 +29,7 @@ PREFIX = "/dyncast/v1/"
 MAX_BODY = 1 << 20
 MAX_REPORTS = 10000
 INSTANCE_VERBS = ("drain", "undrain", "activate", "deactivate")
-DECISION_SLICE = 20  # decisions (one service at one ingress, its candidates) viewed a step
+DECISION_SLICE = 5  # decisions (one service at one ingress, its candidates) viewed a step
 T = TypeVar("T")
 # a handler's steps: each yields the intents it produced and gets the time to go on at (None:
 # the same); the reply is the generator's value

@@ -285,11 +285,11 @@ def test_a_large_metrics_batch_lets_the_event_loop_run_between_slices(
 
 def test_a_long_reply_is_encoded_a_slice_at_a_time(shell: Shell,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 45-item list is encoded in three slices with a yield between two; the JSON is the
-    list's, whole and in order; a short one is encoded at once."""
+    """A list of two slices and a bit is encoded in three slices with a yield between two;
+    the JSON is the list's, whole and in order; a short one is encoded at once."""
     yields: list[float] = []
     monkeypatch.setattr(shell.module.hub, "sleep", yields.append)
-    rows = [{"n": k, "ok": [k, None]} for k in range(45)]
+    rows = [{"n": k, "ok": [k, None]} for k in range(2 * shell.module.ENCODE_SLICE + 3)]
     assert json.loads(shell.app.encode(rows)) == rows and yields == [0, 0]
     assert json.loads(shell.app.encode({"a": rows[:3]})) == {"a": rows[:3]} and len(yields) == 2
 
