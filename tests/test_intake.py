@@ -174,3 +174,19 @@ def test_get_decisions_and_tick_recompute_dirty_services_first() -> None:
     api.core.intake.apply([("10.0.0.31", Metrics(1.0, 50, 400, 50))], 2.0)
     api.core.tick(2.0)
     assert not api.core.intake.dirty
+
+
+def test_a_burst_queues_one_store_write_per_instance() -> None:
+    """Many reports for one instance leave one store write, its last; a write that failed
+    goes back in front without replacing a newer one."""
+    core = figure2_core()
+    core.drain_writes()
+    core.intake.apply([(ALL[k % 2], Metrics(0.1, k, 0, 50)) for k in range(30)], 1.0)
+    writes = core.drain_writes()
+    assert [(w.kind, w.key) for w in writes] == [("instance", ALL[0]), ("instance", ALL[1])]
+    assert [w.value["metrics"]["sessions"] for w in writes if w.value] == [28, 29]
+    core.intake.apply([(ALL[0], Metrics(0.1, 3, 0, 50))], 2.0)
+    core.writes.requeue(writes)
+    again = core.drain_writes()
+    assert [(w.key, w.value["metrics"]["sessions"]) for w in again if w.value] == [
+        (ALL[1], 29), (ALL[0], 3)]
