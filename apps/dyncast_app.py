@@ -54,7 +54,8 @@ from controller.dataplane.rules import caveats
 from controller.intents import TABLE_AFFINITY, Intent
 
 LOG = logging.getLogger("dyncast")
-RECOMPUTE_DELAY_S = 0.02  # reports arriving this soon after one are recomputed with it
+RECOMPUTE_DELAY_S = 0.1  # reports this soon after one are recomputed with it (a new flow
+# or GET /decisions recomputes a dirty service at once: only switch-held decisions wait)
 ENCODE_SLICE = 5  # list items (a decision: all of a service's instances) encoded a step
 
 
