@@ -220,8 +220,7 @@ class Core:
                 + self.programmer.lost(dbid))
 
     def report(self, dbid: str, metrics: Metrics, now: float) -> list[Intent]:
-        """One metric report on its own: record it and what it says of the state, recompute.
-        Bursts go through `intake.apply` (record, mark dirty) and one `flush` after."""
+        """One report on its own: record it, recompute (a burst: `intake.apply`, one `flush`)."""
         self.operations.instance(dbid)
         self.intake.apply([(dbid, metrics)], now)
         return self.flush(now)
