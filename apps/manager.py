@@ -80,6 +80,7 @@ def run_ryu(args: list[str], prog: str) -> None:
 
     compat.monkey_patch(thread="--enable-debugger" not in args)
     compat.patch_eventlet_wsgi()
+    compat.wsgi_nodelay()
     from ryu.cmd import manager
 
     manager.main(args=args, prog=prog)
@@ -90,6 +91,7 @@ def run_os_ken(args: list[str], prog: str) -> None:
     from apps import compat
 
     compat.monkey_patch(thread="--enable-debugger" not in args)
+    compat.wsgi_nodelay()
     from os_ken.cmd import manager
 
     from apps import osken_wsgi

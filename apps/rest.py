@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from apps.framework import ControllerBase, Response, route
@@ -21,8 +20,8 @@ class RestController(ControllerBase):  # type: ignore[misc]
     def _serve(self, req: Any) -> Any:
         """Serve one request."""
         reply = self.app.api_call(req.method, req.path, req.body or b"")
-        body = json.dumps(reply.body, indent=1, sort_keys=True).encode() + b"\n"
-        return Response(status=reply.status, content_type="application/json", body=body)
+        return Response(status=reply.status, content_type="application/json",
+                        body=self.app.encode(reply.body))
 
     @route("dyncast", "/dyncast/v1", methods=METHODS)
     def root(self, req: Any, **_: Any) -> Any:

@@ -572,6 +572,8 @@ class Phase:
 class Generator:
     """Many emulated switches connected to one controller, driven by one epoll loop."""
 
+    switch_class: type[EmuSwitch] = EmuSwitch  # a subclass may answer more (control_plane.py)
+
     def __init__(self, host: str, port: int, scenario: Scenario, kind: str) -> None:
         self.sc = scenario
         self.verifier = Verifier(kind, scenario)
@@ -587,7 +589,7 @@ class Generator:
             sock = socket.create_connection((host, port), timeout=5)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
-            sw = EmuSwitch(self, s, sock)
+            sw = self.switch_class(self, s, sock)
             self.switches.append(sw)
             self.by_fd[sock.fileno()] = sw
             self.ep.register(sock.fileno(), select.EPOLLIN)

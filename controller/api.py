@@ -2,20 +2,26 @@
 (status, JSON value, intents) out. The shell serves it over Ryu's WSGI and sends the intents.
 
 Bad input raises before anything changes, so a 4xx never leaves partial state behind.
+
+`handle` serves a request to the end. `steps` serves it in bounded steps, for the shell to let
+its event loop run in between: a metrics batch is checked, then recorded, `SLICE` reports a
+step (recorded only once all of it passed), and its services are recomputed later, once for
+the whole burst (`Core.flush`); GET /decisions recomputes dirty services one a step first.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.core import Core
 from controller.dataplane.rules import caveats
 from controller.errors import Conflict, NotFound, ValidationError
+from controller.instances.intake import SLICE, slices
 from controller.intents import Intent
-from controller.model import Service, metrics_from_dict, service_from_dict
+from controller.model import Metrics, Service, metrics_from_dict, service_from_dict
 from controller.validate import check_number, parse_ipv4
 from controller.views import bindings_view, instance_view, topology_view
 
@@ -23,6 +29,11 @@ PREFIX = "/dyncast/v1/"
 MAX_BODY = 1 << 20
 MAX_REPORTS = 10000
 INSTANCE_VERBS = ("drain", "undrain", "activate", "deactivate")
+DECISION_SLICE = 5  # decisions (one service at one ingress, its candidates) viewed a step
+T = TypeVar("T")
+# a handler's steps: each yields the intents it produced and gets the time to go on at (None:
+# the same); the reply is the generator's value
+Steps = Generator[list[Intent], float | None, "Reply"]
 
 
 @dataclass
@@ -49,7 +60,8 @@ class Api:
 
     def __init__(self, core: Core) -> None:
         self.core = core
-        self._routes: dict[tuple[str, str], Callable[[list[str], Any, float], Reply]] = {
+        self._routes: dict[tuple[str, str],
+                           Callable[[list[str], Any, float], Reply | Steps]] = {
             ("GET", "services"): self._list_services,
             ("POST", "services"): self._create_service,
             ("PUT", "services"): self._update_service,
@@ -65,27 +77,53 @@ class Api:
         }
 
     def handle(self, method: str, path: str, body: bytes, now: float) -> Reply:
-        """Serve one request; never raises for bad input."""
+        """Serve one request to the end, recomputing what it left dirty; never raises for bad
+        input."""
+        intents: list[Intent] = []
+        for step in self.steps(method, path, body, now):
+            if isinstance(step, Reply):
+                step.intents[:0] = intents
+                step.intents += self.core.flush(now)
+                return step
+            intents += step
+        raise AssertionError("the steps of a request ended without a reply")
+
+    def steps(self, method: str, path: str, body: bytes,
+              now: float) -> Generator[list[Intent] | Reply, float | None, None]:
+        """Serve one request in bounded steps: each yields the intents it produced (send the
+        time to go on at, or None for the same), the last yields the Reply. A metrics batch
+        leaves its services dirty (`Core.flush` recomputes them)."""
+        reply = self._route(method, path)
+        if reply is not None:
+            yield reply
+            return
+        parts = [p for p in path[len(PREFIX):].split("/") if p]
+        try:
+            data = _json(body) if method in ("POST", "PUT") else None
+            served = self._routes[(method, parts[0])](parts[1:], data, now)
+            if not isinstance(served, Reply):
+                served = yield from served
+            yield served
+        except ValidationError as exc:
+            yield Reply(400, {"error": str(exc), "field": exc.field})
+        except NotFound as exc:
+            yield Reply(404, {"error": str(exc)})
+        except Conflict as exc:
+            yield Reply(409, {"error": str(exc)})
+
+    def _route(self, method: str, path: str) -> Reply | None:
+        """The reply for a path with no handler (None: it has one)."""
         if not path.startswith(PREFIX):
             return Reply(404, {"error": f"no such resource: {path}"})
         parts = [p for p in path[len(PREFIX):].split("/") if p]
         if not parts:
             return Reply(200, {"resources": sorted({r for _, r in self._routes})})
-        handler = self._routes.get((method, parts[0]))
-        if handler is None:
+        if (method, parts[0]) not in self._routes:
             known = any(r == parts[0] for _, r in self._routes)
             return Reply(405 if known else 404,
                          {"error": f"{method} not allowed on {path}" if known
                           else f"no such resource: {path}"})
-        try:
-            data = _json(body) if method in ("POST", "PUT") else None
-            return handler(parts[1:], data, now)
-        except ValidationError as exc:
-            return Reply(400, {"error": str(exc), "field": exc.field})
-        except NotFound as exc:
-            return Reply(404, {"error": str(exc)})
-        except Conflict as exc:
-            return Reply(409, {"error": str(exc)})
+        return None
 
     # --- services -----------------------------------------------------------------------
     def _list_services(self, args: list[str], _: Any, now: float) -> Reply:
@@ -115,14 +153,16 @@ class Api:
         return Reply(200, {"deleted": args[0]}, intents)
 
     # --- instances and metrics ----------------------------------------------------------
-    def _list_instances(self, args: list[str], _: Any, now: float) -> Reply:
+    def _list_instances(self, args: list[str], _: Any, now: float) -> Steps:
         insts = self.core.catalogue.instances
         if args:
             inst = insts.get(args[0])
             if inst is None:
                 raise NotFound("instance", args[0])
             return Reply(200, instance_view(self.core, inst, now))
-        return Reply(200, [instance_view(self.core, i, now) for _, i in sorted(insts.items())])
+        rows = yield from _in_steps([i for _, i in sorted(insts.items())], SLICE,
+                                    lambda i: instance_view(self.core, i, now))
+        return Reply(200, rows)
 
     def _register(self, args: list[str], data: Any, now: float) -> Reply:
         if args:
@@ -177,33 +217,46 @@ class Api:
         dbid = parse_ipv4(args[0], "dbid")
         return Reply(200, {"withdrawn": dbid}, self.core.withdraw(dbid, now))
 
-    def _metrics(self, args: list[str], data: Any, now: float) -> Reply:
-        if isinstance(data, dict) and "reports" in data:
-            reports = data["reports"]
-            if not isinstance(reports, list) or len(reports) > MAX_REPORTS:
-                raise ValidationError("reports", f"must be a list of at most {MAX_REPORTS}")
-            parsed = [metrics_from_dict(r, f"reports[{i}].") for i, r in enumerate(reports)]
-        else:
-            parsed = [metrics_from_dict(data)]
-        for dbid, _m in parsed:  # check every reference before changing anything
-            if dbid not in self.core.catalogue.instances:
-                raise NotFound("instance", dbid)
-        intents: list[Intent] = []
-        for dbid, metrics in parsed:
-            intents += self.core.report(dbid, metrics, now)
-        commands = self.core.states.take([dbid for dbid, _ in parsed])
-        return Reply(200, {"accepted": len(parsed), "commands": commands}, intents)
+    def _metrics(self, args: list[str], data: Any, now: float) -> Steps:
+        """One report, or a batch: every report is checked (a step per slice) before the first
+        is recorded (a step per slice); the services stay dirty for the next `Core.flush`."""
+        batch = isinstance(data, dict) and "reports" in data
+        reports = data["reports"] if batch else [data]
+        if not isinstance(reports, list) or len(reports) > MAX_REPORTS:
+            raise ValidationError("reports", f"must be a list of at most {MAX_REPORTS}")
+        parsed: list[tuple[str, Metrics]] = []
+        for part in slices(reports):
+            if parsed:
+                now = _later((yield []), now)
+            for i, raw in enumerate(part, len(parsed)):
+                parsed.append(metrics_from_dict(raw, f"reports[{i}]." if batch else ""))
+                if parsed[-1][0] not in self.core.catalogue.instances:  # checked before any
+                    raise NotFound("instance", parsed[-1][0])  # report is recorded
+        recorded = 0
+        for k, part in enumerate(slices(parsed)):
+            if k:
+                now = _later((yield []), now)
+            recorded += self.core.intake.apply(part, now)
+        commands = self.core.states.take(list(dict.fromkeys(dbid for dbid, _ in parsed)))
+        return Reply(200, {"accepted": recorded, "commands": commands})
 
     # --- views --------------------------------------------------------------------------
-    def _decisions(self, args: list[str], _: Any, now: float) -> Reply:
-        rows = [d.to_dict() for _, d in sorted(self.core.engine.decisions.items())]
+    def _decisions(self, args: list[str], _: Any, now: float) -> Steps:
+        """The decisions, after recomputing the dirty services (one a step; only the named
+        service's, for /decisions/{service})."""
+        intents: list[Intent] = []
+        for k, name in enumerate([args[0]] if args else self.core.intake.pending()):
+            if k:
+                now = _later((yield intents), now)
+            intents = self.core.flush(now, name)
+        mine = [d for (_, name), d in sorted(self.core.engine.decisions.items())
+                if not args or name == args[0]]
+        rows = yield from _in_steps(mine, DECISION_SLICE, lambda d: d.to_dict())
         for row in rows:  # which switches are D-Routers, and which forwarders rely on them
             row["role"] = "router"
             row["forwarders"] = sorted(f for f, r in self.core.decisions.router_of.items()
                                        if r == row["ingress"])
-        if args:
-            rows = [r for r in rows if r["service"] == args[0]]
-        return Reply(200, rows)
+        return Reply(200, rows, intents)
 
     def _bindings(self, args: list[str], _: Any, now: float) -> Reply:
         rows = bindings_view(self.core)
@@ -216,6 +269,22 @@ class Api:
 
     def _stats(self, args: list[str], _: Any, now: float) -> Reply:
         return Reply(200, self.core.stats())
+
+
+def _in_steps(items: list[T], size: int,
+              view: Callable[[T], Any]) -> Generator[list[Intent], float | None, list[Any]]:
+    """`view` of every item, `size` items a step (a long list held the event loop)."""
+    rows: list[Any] = []
+    for part in slices(items, size):
+        if rows:
+            yield []
+        rows += [view(x) for x in part]
+    return rows
+
+
+def _later(sent: float | None, now: float) -> float:
+    """The time a step goes on at: what the caller sent, else the same."""
+    return now if sent is None else sent
 
 
 def _with_caveats(svc: Service) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from controller.dataplane.modes import mode_of, service_ident, service_punt
 from controller.dataplane.programmer import Programmer
 from controller.dataplane.reactive import ReactiveFlows
 from controller.instances.catalogue import Catalogue
+from controller.instances.intake import Intake
 from controller.instances.liveness import Liveness
 from controller.instances.operations import Operations
 from controller.instances.states import InstanceStates
@@ -50,6 +51,7 @@ class Core:
                                  config.probe_timeout_s, self.counters)
         self.operations = Operations(self.catalogue, self.states, self.liveness, self.writes,
                                      self.counters)
+        self.intake = Intake(self.operations, self.decisions.placements.reported, self.counters)
         self.flows = ReactiveFlows(self.catalogue, self.topology, self.decisions, self.writes,
                                    self.counters)
         self.bindings = self.flows.bindings
@@ -109,20 +111,18 @@ class Core:
 
     # --- time ---------------------------------------------------------------------------
     def tick(self, now: float) -> list[Intent]:
-        """Periodic work: expire links, send LLDP, notice stale metrics, probe instances,
-        end bucket pins, honour drain deadlines, apply the scaling policy."""
-        intents: list[Intent] = []
+        """Periodic work: recompute what reports changed, expire links, send LLDP, notice
+        stale metrics, probe instances, end bucket pins, honour drain deadlines, scale."""
+        intents = self.flush(now)
         if self.network.expire(now, self.config.link_timeout_s):
             intents += self._paths_changed(now)
         intents += self.forwarding.lldp(now) + self.liveness.probes(now)
         changed = {i.service for i in list(self.catalogue.instances.values())
                    if self.liveness.observe(i, now) or self.decisions.saw(i) != i.state}
-        for name in sorted(changed):
-            intents += self._recompute(name, now)
+        intents += [i for name in sorted(changed) for i in self._recompute(name, now)]
         for inst in self.catalogue.instances.values():
             intents += self.liveness.probe_if_unknown(inst.dbid, now)
-        for name in sorted(self.programmer.expire(now)):
-            intents += self._recompute(name, now)
+        intents += [i for n in sorted(self.programmer.expire(now)) for i in self._recompute(n, now)]
         return intents + self._drain_deadlines(now) + self._autoscale(now)
 
     # --- packets ------------------------------------------------------------------------
@@ -148,6 +148,7 @@ class Core:
             return intents
         svc = self.catalogue.service_for_dsid(pkt.ip_dst)
         if svc is not None:
+            intents += self.flush(now, svc.name)  # its decision must have seen every report
             return intents + self.flows.demand(svc, dpid, in_port, pkt, data, now)
         delivered = self.network.deliver(dpid, in_port, pkt.ip_dst, data)
         if delivered is None:
@@ -220,10 +221,14 @@ class Core:
                 + self.programmer.lost(dbid))
 
     def report(self, dbid: str, metrics: Metrics, now: float) -> list[Intent]:
-        """A metric report: record it, apply what it says of the state, recompute decisions."""
-        inst = self.operations.report(dbid, metrics, now)
-        self.decisions.placements.reported(dbid, now)
-        return self._recompute(inst.service, now)
+        """One report on its own: record it, recompute (a burst: `intake.apply`, one `flush`)."""
+        self.operations.instance(dbid)
+        self.intake.apply([(dbid, metrics)], now)
+        return self.flush(now)
+
+    def flush(self, now: float, name: str | None = None) -> list[Intent]:
+        """Recompute the services (or only `name`) whose decisions have not seen every report."""
+        return [i for svc in self.intake.take(name) for i in self._recompute(svc, now)]
 
     def drain(self, dbid: str, deadline_s: float | None, now: float,
               reason: str = "operator drain") -> tuple[Instance, list[Intent]]:
@@ -280,22 +285,18 @@ class Core:
 
     def _recompute_all(self, now: float) -> list[Intent]:
         """Recompute every service's decisions (topology changed)."""
-        intents: list[Intent] = []
-        for name in sorted(self.catalogue.services):
-            intents += self._recompute(name, now)
-        return intents
+        return [i for name in sorted(self.catalogue.services) for i in self._recompute(name, now)]
 
     def _recompute(self, name: str, now: float) -> list[Intent]:
         """Recompute one service's decision at every ingress; move the flows of instances
         that just went down; re-program the switches that hold the decision themselves."""
+        self.intake.dirty.discard(name)
         svc = self.catalogue.services.get(name)
         if svc is None:
             return []
         insts = self.catalogue.of_service(name)
         went_down = self.decisions.recompute(svc, insts, now)
-        intents: list[Intent] = []
-        for dbid in went_down:
-            intents += self.flows.move(dbid, now)
+        intents = [i for dbid in went_down for i in self.flows.move(dbid, now)]
         if mode_of(svc).programmed(svc):
             intents += self.programmer.program(svc, insts, now, service_punt)
             for dbid in went_down:

@@ -12,27 +12,35 @@ from controller.intents import StoreWrite
 
 
 class Writes:
-    """Store writes waiting for the shell, in the order the core made them."""
+    """Store writes waiting for the shell, the last one per record only (a burst of reports
+    for one instance is one write), in the order of each record's last write."""
 
     def __init__(self) -> None:
-        self._queue: list[StoreWrite] = []
+        self._queue: dict[tuple[str, str], StoreWrite] = {}
 
     def __len__(self) -> int:
         return len(self._queue)
 
     def put(self, kind: str, key: str, record: dict[str, Any]) -> None:
         """Persist `record` as the `kind` record named `key` (replacing any earlier one)."""
-        self._queue.append(StoreWrite(kind, key, record))
+        self._last(StoreWrite(kind, key, record))
 
     def delete(self, kind: str, key: str) -> None:
         """Delete the `kind` record named `key`."""
-        self._queue.append(StoreWrite(kind, key, None))
+        self._last(StoreWrite(kind, key, None))
+
+    def _last(self, write: StoreWrite) -> None:
+        """Queue `write` as its record's last, dropping an earlier one still waiting."""
+        self._queue.pop((write.kind, write.key), None)
+        self._queue[(write.kind, write.key)] = write
 
     def drain(self) -> list[StoreWrite]:
         """Hand every queued write to the shell."""
-        out, self._queue = self._queue, []
+        out, self._queue = list(self._queue.values()), {}
         return out
 
     def requeue(self, writes: list[StoreWrite]) -> None:
-        """Writes the shell could not apply go back in front of the newer ones."""
-        self._queue[:0] = writes
+        """Writes the shell could not apply go back in front of the newer ones (a record
+        written since keeps its newer write)."""
+        older = {(w.kind, w.key): w for w in writes if (w.kind, w.key) not in self._queue}
+        self._queue = {**older, **self._queue}

@@ -59,6 +59,7 @@ run "lint (ruff, mypy)" no -- bash -c '.venv/bin/ruff check . && .venv/bin/mypy'
 run "unit" no -- "$PY" -m pytest tests -q "$@"
 run "bench smoke: engine" no -- "$PY" bench/engine_scale.py --quick
 run "bench smoke: cbench" no -- "$PY" bench/cbench.py --quick
+run "bench smoke: control plane" no -- "$PY" bench/control_plane.py --quick
 if [ -n "$FRAMEWORKS" ]; then  # needs Mininet, as the Mininet runs do
     run "bench smoke: dataplane" no -- "$PY" bench/dataplane.py --quick
     run "bench smoke: steering" no -- "$PY" bench/steering.py --quick

@@ -257,6 +257,43 @@ def test_every_other_handler_runs_without_an_error(shell: Shell) -> None:
     assert shell.app.core.counters["errors"] == 0
 
 
+def test_a_large_metrics_batch_lets_the_event_loop_run_between_slices(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1,000-report batch is checked, then recorded, a slice at a time, the shell yielding
+    to the event loop between two slices; every report counts (the last one wins), and the
+    service is left for the recomputer, which the reply wakes."""
+    shell.connect()
+    shell.arp_from(INSTANCE)
+    shell.register()
+    yields: list[float] = []
+    monkeypatch.setattr(shell.module.hub, "sleep", yields.append)
+    shell.app._reported.clear()
+    reports = [{"dbid": INSTANCE[0], "cpu": 0.1, "sessions": k % 10, "queue": 0,
+                "capacity": 10} for k in range(999)] + [{"dbid": INSTANCE[0], "cpu": 0.5,
+                                                         "sessions": 7, "queue": 0,
+                                                         "capacity": 10}]
+    reply = shell.rest("POST", "metrics", {"reports": reports})
+    assert reply.status == 200 and reply.body["accepted"] == 1000
+    assert yields == [0] * (2 * 5 - 2)  # 5 slices checked, 5 recorded, one step shared
+    inst = shell.app.core.catalogue.instances[INSTANCE[0]]
+    assert (inst.metrics.cpu, inst.metrics.sessions) == (0.5, 7)
+    assert shell.app.core.intake.dirty == {"svc1"} and shell.app._reported.is_set()
+    assert shell.rest("GET", "decisions/svc1").status == 200
+    assert not shell.app.core.intake.dirty
+    assert shell.app.core.counters["errors"] == 0
+
+
+def test_a_long_reply_is_encoded_a_slice_at_a_time(shell: Shell,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list of two slices and a bit is encoded in three slices with a yield between two;
+    the JSON is the list's, whole and in order; a short one is encoded at once."""
+    yields: list[float] = []
+    monkeypatch.setattr(shell.module.hub, "sleep", yields.append)
+    rows = [{"n": k, "ok": [k, None]} for k in range(2 * shell.module.ENCODE_SLICE + 3)]
+    assert json.loads(shell.app.encode(rows)) == rows and yields == [0, 0]
+    assert json.loads(shell.app.encode({"a": rows[:3]})) == {"a": rows[:3]} and len(yields) == 2
+
+
 def test_an_openflow_error_is_counted_and_logged(shell: Shell,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     """An OFPT_ERROR from a switch counts as an error and is logged with its type and code."""

@@ -1,0 +1,427 @@
+"""Metric intake under load: N instances reporting through the REST API of a real controller.
+
+dyncast-manager runs apps/dyncast_app.py on loopback ports (started as bench/cbench.py starts
+it, pinned to one CPU, the bench on another); four emulated OpenFlow 1.3 switches in a ring
+(bench/control_plane_net.py, on bench/emuswitch.py) connect, carry its LLDP between them,
+present the N instance hosts and time an echo every 20 ms each. The instances sit in services
+of 100; every one is registered and reported once before the phases, and the run stops (exit 1)
+unless every instance is located at its switch, every link of the ring is seen and every
+decision (each service at each switch) gives some instance a share.
+
+Phases, each `--duration` s, the D-MAs being processes with one keep-alive connection each:
+- idle: no reports; the latency baseline of GET /decisions/{service} and GET /decisions;
+- batch: D-MAs of 50 instances each POST their 50 reports as one batch, `--rate` reports/s
+  in all (the API's batch form);
+- single: one report per POST, `--rate` reports/s from 4 D-MAs (what dyncast-dma sends);
+- burst: one batch of 10,000 reports (the most the API accepts), while the probes go on.
+Meanwhile a prober GETs /decisions/{service} (a service in turn) every 50 ms, and every fifth
+time /decisions (all). Measured: reports accepted per second, POST and GET latency, the worst
+echo delay the switches saw, the controller's CPU share (/proc/<pid>/stat) and peak RSS.
+
+    .venv/bin/python bench/control_plane.py           # 100, 1,000, 5,000 instances
+    .venv/bin/python bench/control_plane.py --quick   # 100 instances, < 60 s; exit 1 on failure
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.cbench import cpus, free_port, loadavg, machine, proc_cpu, process, stop, tail  # noqa: E402
+from bench.control_plane_net import Http, Layout, Ring, post_reports, report_body  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+DMA_BATCH = 50  # instances per D-MA in the batch phase
+SINGLE_DMAS = 4
+BURST = 10_000
+TARGET_RATE, TARGET_N = 2000.0, 1000  # issue 15: >= 2,000 reports/s with 1,000 instances
+TARGET_GET_P99_MS, TARGET_ECHO_MS = 50.0, 100.0
+
+
+@dataclass
+class Phase:
+    """What one phase measured."""
+
+    name: str
+    instances: int
+    seconds: float = 0.0
+    target: float = 0.0  # reports/s asked for
+    accepted: int = 0
+    refused: int = 0
+    post_s: list[float] = field(default_factory=list)
+    get_svc_s: list[float] = field(default_factory=list)
+    get_all_s: list[float] = field(default_factory=list)
+    echo_worst_s: float = 0.0
+    echo_p99_s: float = 0.0
+    echoes: int = 0
+    cpu: float = 0.0
+    rss_mb: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+
+def q(values: list[float], quantile: float) -> float:
+    """The quantile of `values`, in ms (nan for none)."""
+    if not values:
+        return float("nan")
+    data = sorted(values)
+    return 1000.0 * data[min(len(data) - 1, int(quantile * len(data)))]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def config(tmp: Path, layout: Layout) -> Path:
+    """The services, a fresh SQLite store; metrics never go stale during the run."""
+    services = "".join(f"""
+[[service]]
+name = "{name}"
+dsid = "{dsid}"
+protocol = "tcp"
+port = 8000
+affinity = {{ key = "5-tuple", idle_timeout = 30, hard_timeout = 0 }}
+""" for name, dsid in (layout.service(k) for k in range(layout.services)))
+    cfg = tmp / f"control_plane-{layout.instances}.toml"
+    db = tmp / f"dyncast-{layout.instances}.db"  # a fresh store: nothing restored
+    db.unlink(missing_ok=True)
+    cfg.write_text(f"""# written by bench/control_plane.py
+[controller]
+store_url = "sqlite:///{db}"
+stale_after_s = 3600
+{services}""")
+    return cfg
+
+
+def wait(what: str, check: Any, timeout: float = 60.0) -> Any:
+    """Call `check()` until it returns a true value, or raise naming `what` and its last value."""
+    end = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last: {str(value)[:300]}")
+
+
+def set_up(http: Http, ring: Ring, layout: Layout) -> None:
+    """Switches, links, hosts, instances, one report each; then assert the preconditions."""
+    n, sw = layout.instances, layout.switches
+    wait("every switch's ports and the ring's links", lambda: (
+        t := http.call("GET", "topology")[1]) and len(t["switches"]) == sw
+        and len(t["links"]) >= sw and t)
+    ring.do(lambda: ring.announce_hosts(layout))
+    wait("every instance host to be located", lambda: len(
+        http.call("GET", "topology")[1]["hosts"]) >= n)
+    for i in range(n):
+        dbid, _, _, k = layout.instance(i)
+        status, body, _ = http.call("POST", "instances", json_body(
+            {"dsid": layout.service(k)[1], "dbid": dbid, "dma": "control_plane"}))
+        assert status == 201, f"registering {dbid}: {status} {body}"
+    for part in range(0, n, DMA_BATCH):
+        dbids = [layout.instance(i)[0] for i in range(part, min(n, part + DMA_BATCH))]
+        status, body, _ = http.call("POST", "metrics", report_body(dbids, 0))
+        assert status == 200 and body["accepted"] == len(dbids), (status, body)
+    bad = problems(layout, http.call("GET", "instances")[1], http.call("GET", "decisions")[1])
+    assert not bad, "; ".join(bad)
+
+
+def problems(layout: Layout, insts: list[dict[str, Any]],
+             rows: list[dict[str, Any]]) -> list[str]:
+    """What breaks the preconditions: an instance not registered, not active or not located
+    at its switch; a decision (a service at a switch) missing or giving no instance a share;
+    a candidate without a path."""
+    out = []
+    where = {layout.instance(i)[0]: layout.instance(i)[2] + 1 for i in range(layout.instances)}
+    if len(insts) != layout.instances:
+        out.append(f"{len(insts)} of {layout.instances} instances registered")
+    lost = [i["dbid"] for i in insts
+            if (i["location"] or {}).get("dpid") != where.get(i["dbid"])]
+    if lost:
+        out.append(f"{len(lost)} instances not attached at their switch, e.g. {lost[:3]}")
+    if any(i["state"] != "active" for i in insts):
+        out.append("an instance is not active")
+    have = {(r["service"], r["ingress"]) for r in rows
+            if any(c.get("share", 0) > 0 for c in r["candidates"])}
+    want = {(layout.service(k)[0], s + 1) for k in range(layout.services)
+            for s in range(layout.switches)}
+    if missing := sorted(want - have):
+        out.append(f"{len(missing)} decisions without a share, e.g. {missing[:3]}")
+    nopath = [c["dbid"] for r in rows for c in r["candidates"] if c.get("network_ms") is None]
+    if nopath:
+        out.append(f"{len(nopath)} candidates without a path, e.g. {nopath[:3]}")
+    return out
+
+
+def json_body(value: object) -> bytes:
+    import json
+    return json.dumps(value).encode()
+
+
+def probe(port: int, layout: Layout, stop_at: threading.Event, ph: Phase) -> None:
+    """GET /decisions/{service} every 50 ms (a service in turn), every fifth time /decisions."""
+    http = Http(port)
+    rng = random.Random(15)
+    k = 0
+    while not stop_at.is_set():
+        k += 1
+        name = layout.service(rng.randrange(layout.services))[0]
+        status, _, took = http.call("GET", f"decisions/{name}", decode=False)
+        assert status == 200, status
+        ph.get_svc_s.append(took)
+        if k % 5 == 0:
+            status, _, took = http.call("GET", "decisions", decode=False)
+            assert status == 200, status
+            ph.get_all_s.append(took)
+        stop_at.wait(0.05)
+
+
+Plan = tuple[list[tuple[bytes, int]], float]  # a D-MA's bodies (and report counts), POSTs/s
+
+
+def dma_plans(layout: Layout, mode: str, rate: float) -> list[Plan]:
+    """Per D-MA process: its bodies (with their report counts) and its POSTs per second."""
+    dbids = [layout.instance(i)[0] for i in range(layout.instances)]
+    if mode == "batch":
+        groups = [dbids[i:i + DMA_BATCH] for i in range(0, len(dbids), DMA_BATCH)]
+        workers = min(4, len(groups))
+        plans = []
+        for w in range(workers):
+            mine = groups[w::workers]
+            bodies = [(report_body(g, r), len(g)) for r in (1, 2) for g in mine]
+            share = sum(len(g) for g in mine) / len(dbids)
+            plans.append((bodies, rate * share / (sum(len(g) for g in mine) / len(mine))))
+        return plans
+    plans = []
+    for w in range(SINGLE_DMAS):
+        mine = dbids[w::SINGLE_DMAS]
+        plans.append(([(report_body([d], r), 1) for r in (1, 2) for d in mine],
+                      rate / SINGLE_DMAS))
+    return plans
+
+
+def run_phase(name: str, port: int, pid: int, layout: Layout, ring: Ring,
+              args: argparse.Namespace) -> Phase:
+    """One phase: the probes, the echoes and CPU throughout; the D-MAs if it has any."""
+    ph = Phase(name, layout.instances, target=0.0 if name == "idle" else args.rate)
+    done = threading.Event()
+    prober = threading.Thread(target=probe, args=(port, layout, done, ph), daemon=True)
+    cpu = proc_cpu(pid)
+    ring.measure_echoes()
+    cpu0, t0 = cpu(), time.perf_counter()
+    prober.start()
+    peak = rss_mb(pid)
+    if name in ("batch", "single"):
+        out: Any = multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=post_reports, args=(port, bodies, rate,
+                                                                    args.duration, out))
+                 for bodies, rate in dma_plans(layout, name, args.rate)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=args.duration + 120) for _ in procs]
+        for p in procs:
+            p.join()
+        for accepted, refused, latencies, _ in results:
+            ph.accepted += accepted
+            ph.refused += refused
+            ph.post_s += latencies
+        ph.seconds = max(r[3] for r in results)
+    elif name == "burst":
+        ph.target = float(BURST)
+        dbids = [layout.instance(i % layout.instances)[0] for i in range(BURST)]
+        status, body, took = Http(port).call("POST", "metrics", report_body(dbids, 3))
+        assert status == 200, (status, str(body)[:200])
+        ph.accepted, ph.post_s, ph.seconds = body["accepted"], [took], took
+        time.sleep(0.5)  # the recompute that follows
+    else:
+        time.sleep(args.duration)
+        ph.seconds = args.duration
+    peak = max(peak, rss_mb(pid))
+    done.set()
+    prober.join(30.0)
+    ph.cpu = (cpu() - cpu0) / (time.perf_counter() - t0)
+    echoes = ring.measure_echoes()
+    ph.echo_worst_s = echoes.worst(time.perf_counter())
+    ph.echo_p99_s = q(echoes.delays, 0.99) / 1000.0
+    ph.echoes, ph.rss_mb = len(echoes.delays), peak
+    return ph
+
+
+def bench_n(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None,
+            failures: list[str]) -> list[Phase]:
+    """Start a controller, connect the ring, set up N instances, run the phases."""
+    layout = Layout(n)
+    of_port, ws_port = free_port(), free_port()
+    log = tmp / f"controller-{n}.log"
+    cmd = [sys.executable, "-m", "apps.manager", "--framework", args.framework,
+           "--ofp-tcp-listen-port", str(of_port), "--wsapi-host", "127.0.0.1",
+           "--wsapi-port", str(ws_port), "--dyncast-config", str(config(tmp, layout)),
+           str(ROOT / "apps" / "dyncast_app.py")]
+    phases: list[Phase] = []
+    with process(cmd, log, ROOT, ctl_cpu) as proc:
+        ring: Ring | None = None
+        try:
+            wait("the controller to listen", lambda: proc.poll() is None and _listening(of_port))
+            ring = Ring(of_port, layout.switches)
+            ring.start()
+            http = Http(ws_port)
+            wait("the REST API", lambda: _answers(http))
+            t = time.perf_counter()
+            set_up(http, ring, layout)
+            print(f"  {n} instances set up in {time.perf_counter() - t:.1f} s", flush=True)
+            for name in ("idle", "batch", "single", "burst"):
+                ph = run_phase(name, ws_port, proc.pid, layout, ring, args)
+                phases.append(ph)
+                print("  " + row(ph), flush=True)
+            stats = http.call("GET", "stats")[1]
+            if stats.get("errors") or stats.get("reports_dropped"):
+                failures.append(f"N={n}: errors {stats.get('errors')}, reports dropped "
+                                f"{stats.get('reports_dropped')}: {tail(log)}")
+            if ring.lost:
+                failures.append(f"N={n}: {'; '.join(ring.lost)}")
+            failures += [f"N={n} {ph.name}: {text}" for ph in phases for text in missing(ph)]
+        except Exception as exc:
+            failures.append(f"N={n}: {type(exc).__name__}: {exc}\n--- log tail:\n{tail(log)}")
+        finally:
+            if ring is not None:
+                ring.stop()
+            stop(proc, 60.0)
+    return phases
+
+
+def missing(ph: Phase) -> list[str]:
+    """What a phase lacks to count: refused posts, or a figure with no sample."""
+    out = [f"{ph.refused} posts refused"] if ph.refused else []
+    for what, have in (("echo", ph.echoes), ("GET /decisions/{service}", len(ph.get_svc_s)),
+                       ("GET /decisions", len(ph.get_all_s)),
+                       ("accepted report", ph.accepted or not ph.target)):
+        if not have:
+            out.append(f"no {what} measured")
+    return out
+
+
+def _listening(port: int) -> bool:
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _answers(http: Http) -> bool:
+    try:
+        return http.call("GET", "stats")[0] == 200
+    except OSError:
+        return False
+
+
+HEADER = (f"{'N':>5} {'phase':7} {'target/s':>8} {'accepted/s':>10} {'POST p50/p99 ms':>16} "
+          f"{'GET svc p50/p99 ms':>18} {'GET all p50/p99 ms':>18} {'echo worst/p99 ms':>17} "
+          f"{'CPU':>5} {'RSS MB':>6}")
+
+
+def row(ph: Phase) -> str:
+    return (f"{ph.instances:5} {ph.name:7} {ph.target:8.0f} {ph.rate:10.0f} "
+            f"{q(ph.post_s, .5):7.1f}/{q(ph.post_s, .99):<8.1f} "
+            f"{q(ph.get_svc_s, .5):8.1f}/{q(ph.get_svc_s, .99):<9.1f} "
+            f"{q(ph.get_all_s, .5):8.1f}/{q(ph.get_all_s, .99):<9.1f} "
+            f"{ph.echo_worst_s * 1000:8.1f}/{ph.echo_p99_s * 1000:<8.1f} "
+            f"{ph.cpu:5.2f} {ph.rss_mb:6.0f}")
+
+
+def verdicts(phases: list[Phase]) -> list[str]:
+    """The issue's targets, met or not, and the load-vs-idle ratios of the same run."""
+    out = []
+    by = {(ph.instances, ph.name): ph for ph in phases}
+    batch, single = by.get((TARGET_N, "batch")), by.get((TARGET_N, "single"))
+    for ph in (batch, single):
+        if ph is not None:
+            ok = ph.rate >= 0.95 * TARGET_RATE
+            out.append(f"{TARGET_N} instances, {ph.name} reports: {ph.rate:.0f} reports/s "
+                       f"(target >= {TARGET_RATE:.0f}/s sustained: {'met' if ok else 'NOT met'})")
+            p99 = q(ph.get_svc_s, 0.99)
+            ok = p99 <= TARGET_GET_P99_MS
+            out.append(f"  GET /decisions/{{service}} p99 under it {p99:.1f} ms (target <= "
+                       f"{TARGET_GET_P99_MS:.0f} ms: {'met' if ok else 'NOT met'})")
+    if phases:
+        worst = max(phases, key=lambda ph: ph.echo_worst_s)
+        ms = worst.echo_worst_s * 1000
+        out.append(f"worst echo delay, any phase: {ms:.1f} ms (N={worst.instances}, "
+                   f"{worst.name}; target <= {TARGET_ECHO_MS:.0f} ms: "
+                   f"{'met' if ms <= TARGET_ECHO_MS else 'NOT met'})")
+    for (n, name), ph in sorted(by.items()):
+        idle = by.get((n, "idle"))
+        if name != "idle" and idle and idle.get_svc_s and ph.get_svc_s:
+            r50 = q(ph.get_svc_s, .5) / q(idle.get_svc_s, .5)
+            r99 = q(ph.get_svc_s, .99) / q(idle.get_svc_s, .99)
+            out.append(f"N={n} {name}: GET /decisions/{{service}} p50 {r50:.1f}x idle, "
+                       f"p99 {r99:.1f}x idle")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="100 instances, 3 s phases, no file")
+    ap.add_argument("--instances", type=int, nargs="+", default=[100, 1000, 5000])
+    ap.add_argument("--rate", type=float, default=TARGET_RATE, help="reports/s to offer")
+    ap.add_argument("--duration", type=float, default=15.0, help="seconds per phase")
+    ap.add_argument("--framework", choices=("ryu", "os-ken"), default="ryu")
+    ap.add_argument("--output", type=Path, default=None,
+                    help="results file (default bench/results/control_plane.txt; none with "
+                         "--quick)")
+    args = ap.parse_args()
+    if args.quick:
+        args.instances, args.duration = [100], 3.0
+    avail, ctl_cpu, pinning = cpus(), None, "no CPU pinning (one CPU)"
+    if len(avail) >= 2:
+        ctl_cpu = avail[0]
+        os.sched_setaffinity(0, set(avail[1:]))
+        pinning = f"controller pinned to CPU {ctl_cpu}, the bench to CPUs {avail[1:]}"
+    failures: list[str] = []
+    phases: list[Phase] = []
+    load_before = loadavg()
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="control-plane-") as tmpdir:
+        print(HEADER, flush=True)
+        for n in args.instances:
+            phases += bench_n(n, args, Path(tmpdir), ctl_cpu, failures)
+    cmd = "bench/control_plane.py" + (" --quick" if args.quick else "")
+    lines = [f"# {cmd} ({time.strftime('%Y-%m-%d')}, {time.monotonic() - t0:.0f} s)",
+             f"machine: {machine()}", f"{pinning}; load average {load_before} before, "
+             f"{loadavg()} after",
+             f"instances in services of 100 on 4 switches in a ring; phases of {args.duration:g} s;"
+             f" offered {args.rate:g} reports/s (batch: D-MAs of {DMA_BATCH}; single: "
+             f"{SINGLE_DMAS} D-MAs); burst: one POST of {BURST} reports; GET probes every 50 ms;"
+             f" echoes every 20 ms from each switch", "", HEADER]
+    lines += [row(ph) for ph in phases] + [""] + verdicts(phases)
+    lines += ["", "failures:" if failures else "failures: none", *failures]
+    text = "\n".join(lines) + "\n"
+    print("\n" + text, end="")
+    out = args.output or (None if args.quick else RESULTS / "control_plane.txt")
+    if out is not None:
+        out.write_text(text)
+        print(f"(written to {out})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Metric intake: every report recorded at once, each service's decision recomputed once a burst.
+
+Boundary: it records reports through `Operations` (the metrics, the life-cycle event a report
+implies, the store write) and the placements they settle, and notes each report's service as
+*dirty*; it never recomputes. The facade recomputes dirty services on `Core.flush`: after a REST
+batch or a burst of reports, on every tick, and first wherever a dirty service's decision is
+about to be used (a first packet, GET /decisions). So many reports for one service within a
+burst cost one recompute, and every report still counts: each is recorded in arrival order, so
+the last one per instance wins.
+
+A large batch is cut into `slices` of at most `SLICE` reports; the shell lets its event loop
+run between two slices, so no batch holds the loop for long.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from controller.instances.operations import Operations
+from controller.model import Metrics
+
+SLICE = 200  # reports checked or recorded between two yields to the shell's event loop
+T = TypeVar("T")
+
+
+def slices(items: Sequence[T], size: int = SLICE) -> list[Sequence[T]]:
+    """`items` in consecutive runs of at most `size` (none for no items)."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class Intake:
+    """Records reports and remembers which services' decisions have not seen them yet."""
+
+    def __init__(self, operations: Operations, reported: Callable[[str, float], None],
+                 counters: Counter[str]) -> None:
+        self.operations = operations
+        self.reported = reported  # the placements a report settles (selection's bookkeeping)
+        self.counters = counters
+        self.dirty: set[str] = set()  # services whose decisions have not seen every report
+
+    def apply(self, reports: Sequence[tuple[str, Metrics]], now: float) -> int:
+        """Record `reports` in order and mark their services dirty; return how many were
+        recorded. A report for an instance withdrawn since its batch was checked (between two
+        slices) is dropped and counted in `reports_dropped`."""
+        recorded = 0
+        for dbid, metrics in reports:
+            if dbid not in self.operations.catalogue.instances:
+                self.counters["reports_dropped"] += 1
+                continue
+            inst = self.operations.report(dbid, metrics, now)
+            self.reported(dbid, now)
+            self.dirty.add(inst.service)
+            recorded += 1
+        return recorded
+
+    def pending(self) -> list[str]:
+        """The dirty services, in name order."""
+        return sorted(self.dirty)
+
+    def take(self, name: str | None = None) -> list[str]:
+        """The dirty services to recompute now (all, or only `name` if it is dirty); they are
+        no longer dirty."""
+        names = self.pending() if name is None else [name] if name in self.dirty else []
+        self.dirty.difference_update(names)
+        return names
