@@ -10,7 +10,8 @@ one step per slice); services that reports made dirty are recomputed once per bu
 green thread woken by the reports (one service a step), on every tick, and on first use.
 
 Run: `dyncast-manager --dyncast-config dyncast.toml apps/dyncast_app.py`
-(or `ryu-manager apps/dyncast_app.py` with DYNCAST_CONFIG set, where Ryu starts on its own).
+(plain `ryu-manager` lacks the Python 3.11 workarounds in `apps/manager.py`; see
+docs/troubleshooting.md).
 """
 
 from __future__ import annotations
