@@ -160,7 +160,7 @@ def test_a_binding_that_idled_out_while_away_leaves_nothing_behind(store: Store)
     placed = connect(fig, FLOWS)
     quiet, busy = FLOWS[:4], FLOWS[4:]
     pending = fig.core.drain_writes()
-    for step in range(IDLE_S + 2):  # the controller is down; only `busy` flows send
+    for _ in range(IDLE_S + 2):  # the controller is down; only `busy` flows send
         fig.now += 1.0
         for s in busy:
             fig.net.send(1, HOSTS["c1"][3], to_dsid("c1", s), fig.now)
