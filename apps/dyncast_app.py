@@ -364,8 +364,7 @@ class DyncastApp(App):  # type: ignore[misc]
             read.entries += [entry_of(s, dp.ofproto) for s in msg.body]
             if not msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
                 del self._reads[dp.id]
-                self.send(self.core.switch_table(dp.id, read.entries, read.sent, read.at,
-                                                 time.time()))
+                self._reconcile(dp.id, read)
             return
         if msg.xid in self._dropped_reads:
             return
@@ -374,6 +373,19 @@ class DyncastApp(App):  # type: ignore[misc]
                   s.duration_sec + s.duration_nsec / 1e9) for s in msg.body]
         if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
             self.core.learned_entries(msg.datapath.id, self._flow_rows.pop(msg.datapath.id))
+
+    def _reconcile(self, dpid: int, read: TableRead) -> None:
+        """Repair a switch from what it was read to hold; say so when it needed repair."""
+        c = self.core.counters
+        before = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
+                  c["bindings_retired"])
+        self.send(self.core.switch_table(dpid, read.entries, read.sent, read.at, time.time()))
+        after = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
+                 c["bindings_retired"])
+        if after != before:
+            LOG.info("dyncast: switch %016x read back (%d of our entries): %d added, %d "
+                     "removed, %d bindings adopted, %d retired", dpid, len(read.entries),
+                     *(a - b for a, b in zip(after, before, strict=True)))
 
     @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
     @guarded
