@@ -74,7 +74,21 @@ init() {
     rm -f "$log"
 }
 
+# answers SECONDS: the server accepts connections on its socket within that many seconds.
+answers() {
+    local i
+    for ((i = 0; i < $1 * 5; i++)); do
+        "$BIN/pg_isready" -q -h "$DIR" -p "$PORT" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 start() {
+    if running && ! answers 10; then  # e.g. its postmaster was just killed
+        say "the server in $DATA does not answer; stopping it"
+        as_postgres "$BIN/pg_ctl" stop -D "$DATA" -m immediate -w -t 30 -s || true
+    fi
     if ! running; then
         init
         say "starting on 127.0.0.1:$PORT and $DIR/.s.PGSQL.$PORT (log: $LOG)"
