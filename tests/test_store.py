@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -171,6 +171,40 @@ def test_failed_batch_changes_nothing_and_applies_when_retried(
     requeued = batch[:-1]  # what the app keeps and retries, here without the bad record
     assert store.apply(requeued) == 3
     assert states(open_store()) == {"10.0.0.1": "draining", "10.0.0.2": "active"}
+
+
+def test_database_failing_midway_loses_nothing_through_the_core_queue(
+        open_store: Callable[[], Store]) -> None:
+    """The app's flush loop: a batch whose last statement fails (the database went away) is
+    rolled back and requeued in the core; with writes queued since, the next flush stores
+    exactly the core's state."""
+    core = figure2_core()
+    store = open_store()
+    store.apply(core.drain_writes())
+    core.packet_in(1, 1, tcp_frame("00:00:00:00:00:01", "02:dc:00:00:00:01", "10.0.0.1",
+                                   "10.0.100.1", 40000, 8000), 1.0)
+    report(core, "10.0.0.21", 1.0, sessions=3)
+    failures = ["INSERT INTO bindings"]
+
+    def fail_once(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if failures and statement.startswith(failures[0]):
+            raise OSError(f"connection lost before: {failures.pop()}")
+
+    event.listen(store.engine, "before_cursor_execute", fail_once)
+    writes = core.drain_writes()
+    assert {w.kind for w in writes} == {"instance", "binding"}
+    with pytest.raises(Exception, match="connection lost"):
+        store.apply(writes)
+    assert store.load().bindings == []  # the instance written before it is rolled back too
+    assert all(i.metrics is None for i in store.load().instances)
+    core.writes.requeue(writes)
+    core.withdraw("10.0.0.32", 2.0)  # a newer write, queued while the batch was failing
+    store.apply(core.drain_writes())
+    snap = open_store().load()
+    assert [(b.key, b.dbid) for b in snap.bindings] == [
+        (b.key, b.dbid) for b in core.bindings.all()]
+    assert {i.dbid: i.metrics for i in snap.instances} == {
+        d: i.metrics for d, i in core.catalogue.instances.items()}
 
 
 def test_restart_restores_state_and_configured_services_win(
