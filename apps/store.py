@@ -2,7 +2,9 @@
 
 The core never calls this module; it queues `StoreWrite`s and the shell applies them in
 batches, in one short transaction, off the packet-in path. Writes to the same record within a
-batch collapse to the last one. Any sqlalchemy URL works; the default is a SQLite file.
+batch collapse to the last one. Two backends are tested: SQLite (the default, a file) and
+PostgreSQL (`postgresql+psycopg://user:password@host/db`). The tables below are the live
+schema; `apps.migrations` (alembic) creates and upgrades them, at every `Store()`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Any
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine, delete, select
 from sqlalchemy.engine import Engine
 
+from apps import migrations
 from controller.dataplane.affinity import Binding, FlowKey
 from controller.instances.lifecycle import STATES, transition_from_dict
 from controller.intents import StoreWrite
 from controller.model import Instance, Metrics, Service, service_from_dict
 
-metadata = MetaData()
+metadata = MetaData()  # a change here needs a revision in apps/migrations/versions
 services_table = Table(
     "services", metadata,
     Column("name", String(64), primary_key=True),
@@ -72,9 +75,16 @@ class Store:
     """A sqlalchemy database holding the controller's records."""
 
     def __init__(self, url: str) -> None:
-        args = {"check_same_thread": False} if url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(url, connect_args=args)
-        metadata.create_all(self.engine)
+        """Connect and bring the schema to the newest revision (a no-op when it is there)."""
+        sqlite = url.startswith("sqlite")
+        args = {"check_same_thread": False} if sqlite else {}
+        # pre_ping: a server that restarted costs one retried query, not a failed batch
+        self.engine: Engine = create_engine(url, connect_args=args, pool_pre_ping=not sqlite)
+        try:
+            migrations.upgrade(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def apply(self, writes: list[StoreWrite]) -> int:
         """Apply a batch of writes in one transaction; return how many records it touched."""
