@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eventlet import tpool
+from sqlalchemy.engine import make_url
 
 from apps.configfile import load_config
 from apps.flowread import entry_of, read_request
@@ -113,7 +114,8 @@ class DyncastApp(App):  # type: ignore[misc]
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),
-                 len(self.core.bindings), self.config.store_url)
+                 len(self.core.bindings),
+                 make_url(self.config.store_url).render_as_string(hide_password=True))
         for name, svc in sorted(self.core.catalogue.services.items()):
             for text in caveats(svc):
                 LOG.warning("dyncast: service %s: %s", name, text)
