@@ -158,6 +158,8 @@ _OXM: dict[str, tuple[int, int, int]] = {
 }
 _OXM_CLASS = {"tcp_flags": 0x0001}  # fields not of class OPENFLOW_BASIC (0x8000); after them
 _oxm_cache: dict[tuple[str, MatchValue], bytes] = {}
+_match_orders: dict[tuple[str, ...], tuple[int, ...]] = {}  # field names -> packing order
+_actions_cache: dict[tuple[Action, ...], bytes] = {}
 
 
 class Unsupported(Exception):
@@ -216,8 +218,13 @@ def _fits(value: object, size: int) -> TypeGuard[int]:
 def _encode_match(fields: tuple[tuple[str, Any], ...]) -> bytes:
     """An OXM match as `_match` builds it: standard fields in OXM-number order (the framework
     sorts them so), then the Nicira ones; padded."""
-    ordered = sorted(fields, key=lambda kv: _order(kv[0]))
-    body = b"".join([_oxm_tlv(n, v) for n, v in ordered])
+    names = tuple([name for name, _ in fields])
+    order = _match_orders.get(names)
+    if order is None:
+        order = tuple(sorted(range(len(names)), key=lambda i: _order(names[i])))
+        if len(_match_orders) < 1_000:
+            _match_orders[names] = order
+    body = b"".join([_oxm_tlv(*fields[i]) for i in order])
     length = 4 + len(body)
     return _TL.pack(1, length) + body + bytes(-length % 8)
 
@@ -231,7 +238,18 @@ def _order(name: str) -> int:
 
 
 def _encode_actions(actions: tuple[Action, ...]) -> bytes:
-    """Actions as `_actions` builds them (output to the controller: no buffering)."""
+    """Actions as `_actions` builds them (output to the controller: no buffering). A binding's
+    actions repeat for every flow to the same instance: packed once, then looked up."""
+    raw = _actions_cache.get(actions)
+    if raw is None:
+        raw = _pack_actions(actions)
+        if len(_actions_cache) < 10_000:
+            _actions_cache[actions] = raw
+    return raw
+
+
+def _pack_actions(actions: tuple[Action, ...]) -> bytes:
+    """Pack `actions` (see `_encode_actions`)."""
     out = []
     for act in actions:
         if isinstance(act, Resubmit):
