@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 from eventlet import tpool
 from sqlalchemy.engine import make_url
 
+from apps import packet_in
 from apps.configfile import load_config
 from apps.flowread import entry_of, read_request
 from apps.framework import (
@@ -46,6 +47,7 @@ from apps.framework import (
     hub,
     ofp_event,
     ofproto_v1_3,
+    ofproto_v1_3_parser,
     set_ev_cls,
 )
 from apps.ofmsg import serialise
@@ -99,6 +101,7 @@ class DyncastApp(App):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        packet_in.install(ofproto_v1_3_parser)  # PACKET_INs parsed with struct (same objects)
         self.config = load_config(os.environ.get("DYNCAST_CONFIG") or None)
         self.core = Core(self.config)
         self.store = Store(self.config.store_url)

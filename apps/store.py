@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine, delete, select
@@ -59,7 +60,9 @@ class Snapshot:
 
 def _row(kind: str, key: str, value: dict[str, Any]) -> dict[str, Any]:
     """The column values for one record."""
-    row: dict[str, Any] = {KEYS[kind]: key, "data": json.dumps(value, sort_keys=True)}
+    data = _binding_json(value) if kind == "binding" else None
+    row: dict[str, Any] = {KEYS[kind]: key,
+                           "data": data or json.dumps(value, sort_keys=True)}
     if kind == "service":
         row["dsid"] = value["dsid"]
     elif kind == "instance":
@@ -69,6 +72,35 @@ def _row(kind: str, key: str, value: dict[str, Any]) -> dict[str, Any]:
         row["service"] = value["service"]
         row["dbid"] = value["dbid"]
     return row
+
+
+def _binding_json(v: dict[str, Any]) -> str | None:
+    """A binding record (one per new flow: the most frequent write) as `json.dumps(v,
+    sort_keys=True)` gives it, written out directly at about half the cost; None when the
+    record is not shaped as expected (the caller then uses json.dumps)."""
+    try:
+        f = v["flow"]
+        if len(v) != 6 or len(f) != 5:
+            return None
+        return (f'{{"created_at": {_number(v["created_at"])}, "dbid": {_quote(v["dbid"])}, '
+                f'"flow": {{"dport": {_number(f["dport"])}, "dsid": {_quote(f["dsid"])}, '
+                f'"proto": {_number(f["proto"])}, "sport": {_number(f["sport"])}, '
+                f'"src": {_quote(f["src"])}}}, "id": {_number(v["id"])}, '
+                f'"ingress": {_number(v["ingress"])}, "service": {_quote(v["service"])}}}')
+    except (KeyError, TypeError):  # a field missing, not a str or not a number
+        return None
+
+
+def _number(x: Any) -> str:
+    """A JSON number (or null) as json.dumps writes it; TypeError for anything else."""
+    kind = type(x)
+    if kind is int:
+        return int.__repr__(x)
+    if kind is float and x - x == 0.0:  # finite
+        return float.__repr__(x)
+    if x is None:
+        return "null"
+    raise TypeError(x)
 
 
 class Store:
