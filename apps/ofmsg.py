@@ -25,6 +25,7 @@ from controller.intents import (
     Intent,
     Learn,
     MatchValue,
+    Move,
     Output,
     PacketOut,
     PopMpls,
@@ -36,6 +37,12 @@ from controller.intents import (
 # intent field names that the framework spells as Nicira extensions in OpenFlow 1.3
 _NX_FIELDS = {"tcp_flags": "tcp_flags_nxm"}
 NX_IN_PORT_IGNORE = 0xFFF8  # resubmit: keep the packet's in_port
+MOVE_FIELDS = {"eth_dst": 3, "eth_src": 4, "arp_spa": 22, "arp_tpa": 23, "arp_sha": 24,
+               "arp_tha": 25}  # OXM field numbers (OpenFlow basic class)
+NXAST_REG_MOVE = 6
+_REG_MOVE = struct.Struct("!HHIHHHHII")
+MOVE_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48, "arp_spa": 32,
+             "arp_tpa": 32}  # the fields a Move may copy, and their width
 
 
 def _learn(parser: Any, act: Learn) -> Any:
@@ -61,6 +68,9 @@ def _extension(dp: Any, act: Action) -> Any:
         return parser.OFPActionPopMpls(act.ethertype)
     if isinstance(act, Learn):
         return _learn(parser, act)
+    if isinstance(act, Move):
+        return parser.NXActionRegMove(src_field=act.src, dst_field=act.dst,
+                                      n_bits=MOVE_BITS[act.src])
     raise TypeError(f"no OpenFlow action for {act!r}")
 
 
@@ -153,7 +163,8 @@ _OXM: dict[str, tuple[int, int, int]] = {
     "ipv4_src": (11, 4, _IPV4), "ipv4_dst": (12, 4, _IPV4), "tcp_src": (13, 2, 0),
     "tcp_dst": (14, 2, 0), "udp_src": (15, 2, 0), "udp_dst": (16, 2, 0),
     "icmpv4_type": (19, 1, 0), "icmpv4_code": (20, 1, 0), "arp_op": (21, 2, 0),
-    "arp_spa": (22, 4, _IPV4), "arp_tpa": (23, 4, _IPV4),
+    "arp_spa": (22, 4, _IPV4), "arp_tpa": (23, 4, _IPV4), "arp_sha": (24, 6, _MAC),
+    "arp_tha": (25, 6, _MAC),
     "tcp_flags": (34, 2, 0),  # Nicira NXM_NX_TCP_FLAGS (see _OXM_CLASS)
 }
 _OXM_CLASS = {"tcp_flags": 0x0001}  # fields not of class OPENFLOW_BASIC (0x8000); after them
@@ -248,6 +259,11 @@ def _encode_actions(actions: tuple[Action, ...]) -> bytes:
     return raw
 
 
+def _oxm_header(name: str) -> int:
+    """The OXM header of an OpenFlow-basic field, as a Move names it."""
+    return (0x8000 << 16) | (MOVE_FIELDS[name] << 9) | (MOVE_BITS[name] // 8)
+
+
 def _pack_actions(actions: tuple[Action, ...]) -> bytes:
     """Pack `actions` (see `_encode_actions`)."""
     out = []
@@ -255,6 +271,11 @@ def _pack_actions(actions: tuple[Action, ...]) -> bytes:
         if isinstance(act, Resubmit):
             out.append(_RESUBMIT.pack(0xFFFF, 16, NX_VENDOR, NXAST_RESUBMIT_TABLE,
                                       NX_IN_PORT_IGNORE, act.table))
+            continue
+        if isinstance(act, Move):
+            out.append(_REG_MOVE.pack(0xFFFF, 24, NX_VENDOR, NXAST_REG_MOVE,
+                                      MOVE_BITS[act.src], 0, 0, _oxm_header(act.src),
+                                      _oxm_header(act.dst)))
             continue
         if not isinstance(act, SetField | Output):
             raise Unsupported(type(act).__name__)

@@ -45,6 +45,7 @@ COOKIE_MASK_APP = 0xFF << 56
 COOKIE_MASK_ALL = (1 << 64) - 1
 PORT_CONTROLLER = 0xFFFFFFFD
 PORT_ANY = 0xFFFFFFFF
+PORT_IN = 0xFFFFFFF8  # OFPP_IN_PORT: back out of the port the packet came in by
 VIRTUAL_MAC = "02:dc:00:00:00:01"  # the MAC the controller answers ARP for every D-SID with
 
 
@@ -62,6 +63,7 @@ class CookieKind(IntEnum):
     LEARNED_REV = 8    # learned by the switch: a flow's reply entry (ident: label)
     PIN = 9            # learned while a bucket moves: a flow pinned to its instance (label)
     LABEL = 10         # overlay: a label route in the forward table (ident: label)
+    DSID_ARP = 11      # the switch answers ARP for a D-SID itself (ident: D-SID)
 
 
 def cookie(kind: CookieKind, ident: int = 0) -> int:
@@ -143,7 +145,15 @@ class Learn:
     cookie: int = 0
 
 
-Action = SetField | Output | Resubmit | PushMpls | PopMpls | Learn
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Copy header field `src` into `dst` (same width; Nicira reg_move)."""
+
+    src: str
+    dst: str
+
+
+Action = SetField | Output | Resubmit | PushMpls | PopMpls | Learn | Move
 
 
 @dataclass(frozen=True, slots=True)

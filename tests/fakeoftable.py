@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 
 from controller.intents import (
     PORT_CONTROLLER,
+    PORT_IN,
     Action,
     FlowMod,
     Intent,
     Learn,
     MatchValue,
+    Move,
     Output,
     PacketOut,
     PopMpls,
@@ -287,6 +289,10 @@ class FakeOFTable:
                 self._table(act.table, pkt, res, now, depth + 1)
             elif isinstance(act, PushMpls):
                 pkt.update(eth_type=act.ethertype, mpls_label=0)  # hides the IP headers
+            elif isinstance(act, Move):
+                if act.src not in pkt or not _prereqs_met(pkt, act.dst):
+                    raise FakeTableError(f"switch {self.dpid}: {act} on {pkt}")
+                pkt[act.dst] = pkt[act.src]
             elif isinstance(act, PopMpls):
                 if pkt.get("eth_type") != ETH_MPLS:
                     raise FakeTableError(f"switch {self.dpid}: pop_mpls on {pkt}")
@@ -301,6 +307,8 @@ class FakeOFTable:
             res.packet_ins.append(Hop(self.dpid, pkt["in_port"], _headers(pkt)))
         elif port == PORT_TABLE:
             self._table(0, pkt, res, now, depth + 1)
+        elif port == PORT_IN:
+            res.outputs.append(Hop(self.dpid, pkt["in_port"], _headers(pkt)))
         elif port != pkt["in_port"]:
             res.outputs.append(Hop(self.dpid, port, _headers(pkt)))
 

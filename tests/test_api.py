@@ -80,7 +80,7 @@ def test_service_life_cycle_through_the_api() -> None:
     svc = {"name": "svc3", "dsid": "10.0.100.3", "protocol": "udp", "port": 5000,
            "affinity": {"key": "source", "idle_timeout": 5}}
     created = _call(api, "POST", "services", svc)
-    assert created.status == 201 and len(created.intents) == 4
+    assert created.status == 201 and len(created.intents) == 8  # punt + ARP, 4 switches
     assert _call(api, "POST", "services", svc).status == 409
     updated = _call(api, "PUT", "services/svc3", {**svc, "port": 5001})
     assert updated.status == 200 and updated.body["port"] == 5001

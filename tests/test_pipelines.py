@@ -330,12 +330,13 @@ def test_reactive_flow_idle_past_its_timeout_is_decided_again() -> None:
 
 @pytest.mark.parametrize("mode", ALL)
 def test_arp_is_answered_for_hosts_and_for_the_dsid(mode: str) -> None:
-    """ARP for a host is answered with its MAC, for a D-SID with the virtual MAC, to the asker."""
+    """ARP for a host is answered with its MAC (by the controller), for a D-SID with the
+    virtual MAC by the switch itself (so a client keeps it while the controller is away)."""
     fig = Figure2(SERVICES[mode])
     c1_ip, c1_mac, _, _ = HOSTS["c1"]
     for target, mac in ((HOSTS["c2"][0], HOSTS["c2"][1]), (DSID, VIRTUAL_MAC)):
         res = fig.send("c1", arp(c1_mac, c1_ip, BROADCAST, target))
-        assert res.to_controller
+        assert res.to_controller == (target != DSID)
         assert res.only().dpid == 1 and res.only().port == 1
         assert res.only().has(arp_op=ARP_REPLY, arp_spa=target, eth_src=mac, eth_dst=c1_mac,
                               arp_tpa=c1_ip)

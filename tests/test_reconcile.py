@@ -22,6 +22,7 @@ from controller.intents import (
     CookieKind,
     FlowMod,
     Output,
+    StoreWrite,
     SwitchEntry,
     action_signature,
     cookie,
@@ -31,7 +32,7 @@ from controller.intents import (
 from controller.network.packet import BROADCAST
 from controller.views import stats_view
 from tests.fakeoftable import FakeOFTable
-from tests.helpers import HOSTS, PORTS, SVC2
+from tests.helpers import HOSTS, PORTS, SVC1, SVC2
 from tests.test_pipelines import (
     ALL,
     E21,
@@ -258,3 +259,24 @@ def test_a_switch_in_step_needs_no_repair(mode: str) -> None:
             assert out == [], (dpid, out)
     stats = stats_view(fig.core)
     assert (stats["reconcile_added"], stats["reconcile_removed"]) == (0, 0)
+
+
+@pytest.mark.parametrize("mode", ["learn", "bucket"])
+def test_an_instance_the_store_lost_keeps_its_flows_until_its_dma_registers_it_again(
+        mode: str, store: Store) -> None:
+    """A crash lost an instance's registration: the switches keep its entries (its label
+    names it) until its D-MA registers it again, which gives it the same label."""
+    fig = Figure2(SERVICES[mode])
+    placed = connect(fig, FLOWS)
+    store.apply(fig.core.drain_writes())
+    store.apply([StoreWrite("instance", E31, None)])
+    restart(fig, store)
+    assert E31 not in fig.core.catalogue.instances
+    load = fig.load.pop(E31)  # its D-MA's reports are refused (404) until it registers again
+    rediscover(fig)
+    assert {s: fig.go(s)[0] for s in FLOWS} == placed
+    fig.apply(fig.core.register(SVC1.dsid, E31, "dma", True, fig.now)[1])
+    fig.load[E31] = load
+    fig.advance(fig.now + 3)
+    assert {s: fig.go(s)[0] for s in FLOWS} == placed
+    assert set(connect(fig, NEW_FLOWS).values()) == {E21, E31}

@@ -15,16 +15,27 @@ import dataclasses
 
 from controller.intents import (
     PORT_CONTROLLER,
+    PORT_IN,
+    PRIO_ARP,
     PRIO_SERVICE,
     TABLE_CLASSIFY,
+    VIRTUAL_MAC,
     CookieKind,
     FlowMod,
+    Move,
     Output,
+    SetField,
     cookie,
     match,
 )
 from controller.model import Service
-from controller.network.packet import ETH_TYPE_IP, IPPROTO_TCP
+from controller.network.packet import (
+    ARP_REPLY,
+    ARP_REQUEST,
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    IPPROTO_TCP,
+)
 
 PRIO_SERVICE_SYN = PRIO_SERVICE + 1  # reactive: a TCP service's SYNs (see `syn_punt`)
 TCP_SYN_ONLY = (0x002, 0x012)  # tcp_flags: SYN set, ACK clear
@@ -66,6 +77,22 @@ def syn_punt(dpid: int, svc: Service) -> list[FlowMod]:
                     cookie=base.cookie)]
 
 
+def dsid_arp(dpid: int, svc: Service) -> FlowMod:
+    """The switch answers ARP requests for the D-SID itself, with the virtual MAC (the reply
+    built from the request and sent back where it came from). A client keeps its neighbour
+    entry for the D-SID while the controller is away: a client that only receives data never
+    confirms it, and would otherwise lose it during a controller outage of some 20 s and stop
+    sending (docs/reconciliation.md)."""
+    return FlowMod(
+        dpid, TABLE_CLASSIFY, PRIO_ARP + 1,
+        match(eth_type=ETH_TYPE_ARP, arp_op=ARP_REQUEST, arp_tpa=svc.dsid),
+        (Move("eth_src", "eth_dst"), SetField("eth_src", VIRTUAL_MAC),
+         SetField("arp_op", ARP_REPLY), Move("arp_sha", "arp_tha"),
+         SetField("arp_sha", VIRTUAL_MAC), Move("arp_spa", "arp_tpa"),
+         SetField("arp_spa", svc.dsid), Output(PORT_IN)),
+        cookie=cookie(CookieKind.DSID_ARP, service_ident(svc)))
+
+
 class Mode:
     """What a dataplane mode means for the controller; the defaults are the switch-driven
     modes' (`learn`, `bucket`)."""
@@ -80,8 +107,8 @@ class Mode:
         """Entries installed with the fixed pipeline (at connect and when the service is put).
         The switch-driven modes install none, but delete a `reactive` SYN punt the switch may
         still hold (the service was reactive): it would shadow their D-SID entry for SYNs."""
-        return [dataclasses.replace(fm, actions=(), command="delete_strict")
-                for fm in syn_punt(dpid, svc)]
+        return [dsid_arp(dpid, svc), *(dataclasses.replace(fm, actions=(), command="delete_strict")
+                                       for fm in syn_punt(dpid, svc))]
 
     def programmed(self, svc: Service) -> bool:
         """True when the programmer keeps entries for this service in the switches."""
@@ -97,7 +124,7 @@ class Reactive(Mode):
 
     def punts(self, dpid: int, svc: Service) -> list[FlowMod]:
         """The D-SID entries that send a new flow's first packet to the controller."""
-        return [service_punt(dpid, svc), *syn_punt(dpid, svc)]
+        return [dsid_arp(dpid, svc), service_punt(dpid, svc), *syn_punt(dpid, svc)]
 
     def programmed(self, svc: Service) -> bool:
         """Only an overlay's label routes are kept by the programmer."""

@@ -57,6 +57,16 @@ class Move:
 
 
 @dataclass(slots=True)
+class Found:
+    """What a switch was found holding for a service at connect: the label of each bucket of
+    its decision table, every label its entries name, and when."""
+
+    buckets: list[int | None]
+    labels: set[int]
+    since: float
+
+
+@dataclass(slots=True)
 class Learned:
     """One entry a switch learned by itself (read back with flow statistics)."""
 
@@ -85,7 +95,7 @@ class Programmer:
         self._unread: set[int] = set()  # switches whose table is being read: not programmed yet
         # (switch, service) -> (instances its adopted entries name, since when): kept as found
         # until its decision and those instances are known (a restart must not move flows)
-        self._held: dict[tuple[int, str], tuple[frozenset[str], float]] = {}
+        self._held: dict[tuple[int, str], Found] = {}
 
     def label(self, dbid: str) -> int:
         """The instance's label (reg0 value, MPLS label, cookie identifier)."""
@@ -124,16 +134,22 @@ class Programmer:
 
     def _holding(self, dpid: int, name: str, states: dict[str, str], now: float) -> bool:
         """True while a switch keeps the entries it was found with for a service: until a
-        decision applies there and every instance those entries name is located or gone."""
-        held = self._held.get((dpid, name))
-        if held is None:
+        decision applies there and every instance those entries name is known again (a D-MA
+        re-registers an instance the store had not kept yet) and located, or gone. Then its
+        bucket map is where the decision's moves start from."""
+        found = self._held.get((dpid, name))
+        if found is None:
             return False
-        dbids, since = held
+        dbids = [self.dbid_of(label) for label in found.labels]
         decided = (self.decider_of(dpid), name) in self.engine.decisions
-        if now - since < HOLD_MAX_S and (not decided or any(
-                d not in self.topology.hosts and states.get(d) in MOVABLE_STATES for d in dbids)):
+        if now - found.since < HOLD_MAX_S and (not decided or any(
+                d is None or (d not in self.topology.hosts and states.get(d) in MOVABLE_STATES)
+                for d in dbids)):
             return True
         del self._held[(dpid, name)]
+        if found.buckets:
+            self._maps[(dpid, name)] = [None if label is None else self.dbid_of(label)
+                                        for label in found.buckets]
         return False
 
     def unread(self, dpid: int) -> bool:
@@ -150,8 +166,7 @@ class Programmer:
         as installed: its bucket maps are where moves start from and are kept until they can
         be decided (`_holding`). Return the services to program there now."""
         by_ident = {service_ident(svc): svc for svc in services if mode_of(svc).programmed(svc)}
-        maps: dict[str, list[str | None]] = {}
-        named: dict[str, set[str]] = {}
+        found: dict[str, Found] = {}
         for e in entries:
             split = cookie_kind(e.cookie)
             if split is None:
@@ -172,16 +187,17 @@ class Programmer:
                 continue  # not ours to keep: the audit deletes it
             self.reconciler.adopt(dpid, scope, FlowMod(dpid, e.table, e.priority, e.match,
                                                        command="adopted"))
+            f = found.setdefault(svc.name, Found([None] * svc.buckets, set(), now))
             label = e.value("reg0")
-            dbid = self.dbid_of(label) if isinstance(label, int) else None
-            if kind == CookieKind.DECISION and e.priority == PRIO_BUCKET and dbid is not None:
-                buckets = maps.setdefault(svc.name, [None] * svc.buckets)
-                if (ident & 0xFFFF) < len(buckets):
-                    buckets[ident & 0xFFFF] = dbid
-                named.setdefault(svc.name, set()).add(dbid)
-        for name, buckets in maps.items():
-            self._maps.setdefault((dpid, name), buckets)
-            self._held[(dpid, name)] = (frozenset(named[name]), now)
+            if kind == CookieKind.INSTANCE:
+                f.labels.add(ident & 0xFFFF)
+            elif kind == CookieKind.DECISION and e.priority == PRIO_BUCKET and isinstance(
+                    label, int) and (ident & 0xFFFF) < len(f.buckets):
+                f.buckets[ident & 0xFFFF] = label
+                f.labels.add(label)
+        for name, f in found.items():
+            if any(label is not None for label in f.buckets) or f.labels:
+                self._held[(dpid, name)] = f
         self._unread.discard(dpid)
         return {svc.name for svc in services if mode_of(svc).programmed(svc)}
 

@@ -211,8 +211,9 @@ class ReactiveFlows:
     def remove_service(self, svc: Service) -> list[Intent]:
         """A service is deleted (or moves to another D-SID): its D-SID entry at every switch
         and every binding of it, with its entries."""
-        ident = cookie(CookieKind.SERVICE, service_ident(svc))
-        intents: list[Intent] = [delete_by_cookie(d, ident) for d in sorted(self.topology.ports)]
+        idents = [cookie(k, service_ident(svc)) for k in (CookieKind.SERVICE, CookieKind.DSID_ARP)]
+        intents: list[Intent] = [delete_by_cookie(d, i) for d in sorted(self.topology.ports)
+                                 for i in idents]
         for b in [b for b in self.bindings.all() if b.key.service == svc.name]:
             self._end(b.ident)
             self.writes.delete("binding", str(b.ident))
