@@ -18,7 +18,9 @@ from controller.network.monitor import LinkConfig, MonitorSettings, NetworkMonit
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp
 from controller.network.topology import Topology
 from controller.selection.engine import CandidateInput, decide
+from controller.selection.incremental import Prepared
 
+Link = tuple[tuple[int, int], tuple[int, int]]
 HOST_PORT = 100  # every switch's host port; link ports are 1, 2, ...
 SERVICES = (Service("a", "10.9.0.1", "tcp", 80, AffinityPolicy("5-tuple", 30, 0)),
             Service("b", "10.9.0.2", "tcp", 80, AffinityPolicy("5-tuple", 30, 0),
@@ -28,7 +30,8 @@ SERVICES = (Service("a", "10.9.0.1", "tcp", 80, AffinityPolicy("5-tuple", 30, 0)
 class Net:
     """A core fed a random connected network as switch events, LLDP, ARP and port counters."""
 
-    def __init__(self, seed: int, nodes: int, extra: int) -> None:
+    def __init__(self, seed: int, nodes: int, extra: int,
+                 services: tuple[Service, ...] = SERVICES, hysteresis: float = 0.0) -> None:
         self.rng = random.Random(seed)
         graph = nx.random_labeled_tree(nodes, seed=seed)
         pairs = [(u, v) for u in range(nodes) for v in range(u + 1, nodes)
@@ -38,9 +41,9 @@ class Net:
         # some links are two or three hops long: equal costs over paths of unequal parts
         slow = tuple(LinkConfig(u + 1, v + 1, delay_ms=self.rng.choice([2.0, 3.0]))
                      for u, v in graph.edges if self.rng.random() < 0.4)
-        self.core = Core(ControllerConfig(services=SERVICES, stale_after_s=1e9, links=slow,
+        self.core = Core(ControllerConfig(services=services, stale_after_s=1e9, links=slow,
                                           link_capacity_mbps=1.0,
-                                          selection=SelectionConfig(hysteresis=0.0,
+                                          selection=SelectionConfig(hysteresis=hysteresis,
                                                                     placed_flows=False)))
         self.ports: dict[int, set[int]] = {u + 1: {HOST_PORT} for u in graph}
         self.links: list[tuple[tuple[int, int], tuple[int, int]]] = []
@@ -55,9 +58,9 @@ class Net:
             self.core.switch_ports(dpid, ports, self.now)
         for link in self.links:
             self.link_up(link)
-        self.dbids = [f"10.1.{s}.{k}" for s in range(len(SERVICES)) for k in range(1, 4)]
+        self.dbids = [f"10.1.{s}.{k}" for s in range(len(services)) for k in range(1, 4)]
         for i, dbid in enumerate(self.dbids):
-            self.core.register(SERVICES[i // 3].dsid, dbid, "t", True, self.now)
+            self.core.register(services[i // 3].dsid, dbid, "t", True, self.now)
             self.move(dbid)
             self.report(dbid)
 
@@ -161,23 +164,69 @@ def test_incremental_costs_equal_a_recompute_from_scratch(seed: int, nodes: int,
     net = Net(seed, nodes, extra)
     check(net)
     assert all(d.shares for d in net.core.engine.decisions.values())  # every one is attached
-    down: list[tuple[tuple[int, int], tuple[int, int]]] = []
-    for op, pick, amount in steps:
-        net.now += 1.0
-        if op == "down" and net.links:
-            link = net.links.pop(pick % len(net.links))
-            net.link_down(link)
-            down.append(link)
-        elif op == "up" and down:
-            link = down.pop(pick % len(down))
-            net.link_up(link)
-            net.links.append(link)
-        elif op == "load" and net.links:
-            net.load(net.links[pick % len(net.links)], amount)
-        elif op in ("move", "report"):
-            dbid = net.dbids[pick % len(net.dbids)]
-            net.move(dbid) if op == "move" else net.report(dbid)
+    down: list[Link] = []
+    for step in steps:
+        play(net, step, down)
         check(net)
+
+
+# a third service: least-loaded with a delay budget (the engine scores those in full)
+HYSTERESIS_SERVICES = (*SERVICES, Service("c", "10.9.0.3", "tcp", 80,
+                                          AffinityPolicy("5-tuple", 30, 0),
+                                          policy="least-loaded", delay_budget_ms=14.0))
+
+
+def play(net: Net, step: tuple[str, int, float], down: list[Link]) -> None:
+    """One step of a random sequence: a link down or up, load on a link, a move or a report."""
+    op, pick, amount = step
+    net.now += 1.0
+    if op == "down" and net.links:
+        link = net.links.pop(pick % len(net.links))
+        net.link_down(link)
+        down.append(link)
+    elif op == "up" and down:
+        link = down.pop(pick % len(down))
+        net.link_up(link)
+        net.links.append(link)
+    elif op == "load" and net.links:
+        net.load(net.links[pick % len(net.links)], amount)
+    elif op in ("move", "report"):
+        dbid = net.dbids[pick % len(net.dbids)]
+        net.move(dbid) if op == "move" else net.report(dbid)
+
+
+def from_scratch(net: Net) -> None:
+    """Make the core take every decision of a service again, from all its inputs, at every
+    recompute (what the engine did before decisions were brought up to date incrementally)."""
+    bases = net.core.decisions.bases
+
+    def recompute(svc: Service, seen: Prepared, ingresses: tuple[int, ...],
+                  ingress_set: frozenset[int], now: float) -> None:
+        index = {d: j for j, (d, _, _, _) in enumerate(seen)}
+        for ingress in ingresses:
+            bases.take(svc, seen, index, ingress, now)
+
+    bases.recompute = recompute  # type: ignore[method-assign]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 9), st.integers(0, 8), STEPS)
+def test_incremental_decisions_with_hysteresis_equal_taking_them_again(
+        seed: int, nodes: int, extra: int, steps: list[tuple[str, int, float]]) -> None:
+    """With the default hysteresis (a decision stands until a cost moves by more than 15 %)
+    and a service with a delay budget, looking only at what changed gives, after every step,
+    the same decisions in force (candidates, costs, parts, shares, reasons, times) as taking
+    every decision again from all its inputs at every recompute."""
+    nets = [Net(seed, nodes, extra, HYSTERESIS_SERVICES, hysteresis=0.15) for _ in range(2)]
+    from_scratch(nets[1])
+    downs: list[list[Link]] = [[], []]
+    assert nets[0].core.engine.decisions == nets[1].core.engine.decisions
+    for step in steps:
+        for net, down in zip(nets, downs, strict=True):
+            play(net, step, down)
+        assert nets[0].core.engine.decisions == nets[1].core.engine.decisions
+    assert nets[0].core.counters["decision_changes"] == nets[1].core.counters[
+        "decision_changes"]
 
 
 def ring() -> Topology:
@@ -262,6 +311,7 @@ def test_shared_costs_are_computed_once_for_every_service() -> None:
     net = Net(seed=3, nodes=5, extra=2)
     costs_cache = net.core.network.costs
     costs_cache.clear()
+    net.core.decisions.forget_all()  # every decision taken again: every pair's parts needed
     before = costs_cache.computed
     net.core._recompute_all(net.now)
     pairs = {(i, net.core.topology.hosts[d].dpid) for i in net.core.decisions.ingresses()
