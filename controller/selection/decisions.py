@@ -19,7 +19,7 @@ from controller.network.costs import PathCosts
 from controller.network.topology import Topology
 from controller.selection.engine import EPSILON, Engine, compute_ms
 from controller.selection.incremental import Incremental, Prepared, what_of
-from controller.selection.placements import Placements, as_of, hold_s
+from controller.selection.placements import Placements, as_of, hold_s, still_there
 from controller.selection.scoring import ScoringConfig
 
 
@@ -61,6 +61,8 @@ class Decisions:
         # whether the controller places a service's every new flow itself (dataplane mode)
         self.places_flows: Callable[[Service], bool] = lambda svc: True
         self._states: dict[str, str] = {}  # state of each instance the decisions last saw
+        # instance -> (its report, (base delay, requests ageing left, placements), compute cost)
+        self._computed: dict[str, tuple[object, tuple[float, int | None, int], float]] = {}
         # what each decision was last taken from (incremental.py)
         self.bases = Incremental(self.engine, self.costs, counters)
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
@@ -165,13 +167,23 @@ class Decisions:
         return self._compute_ms(svc, inst, now, self.places_flows(svc))
 
     def _compute_ms(self, svc: Service, inst: Instance, now: float, places: bool) -> float:
-        """`compute_ms`, told whether the controller places the service's every new flow."""
+        """`compute_ms`, told whether the controller places the service's every new flow.
+        The cost depends on the report, how many of its requests ageing leaves and how many
+        flows were placed since, so it is kept per instance for those (every recompute prices
+        every instance of the service; most are as they were)."""
         metrics = inst.metrics
-        if self.selection.placed_flows:
-            hold = hold_s(metrics, svc.base_delay_ms)
-            age = now - inst.metrics_at if inst.metrics_at is not None and places else None
-            metrics = as_of(metrics, hold, self.placements.count(inst.dbid, now, hold), age)
-        return compute_ms(metrics, svc.base_delay_ms, self.scoring)
+        if not self.selection.placed_flows:
+            return compute_ms(metrics, svc.base_delay_ms, self.scoring)
+        hold = hold_s(metrics, svc.base_delay_ms)
+        age = now - inst.metrics_at if inst.metrics_at is not None and places else None
+        key = (svc.base_delay_ms, still_there(metrics, age, hold),
+               self.placements.count(inst.dbid, now, hold))
+        kept = self._computed.get(inst.dbid)
+        if kept is not None and kept[0] is metrics and kept[1] == key:
+            return kept[2]
+        cost = compute_ms(as_of(metrics, hold, key[2], age), svc.base_delay_ms, self.scoring)
+        self._computed[inst.dbid] = (metrics, key, cost)
+        return cost
 
     def placed_count(self, svc: Service, inst: Instance, now: float) -> int:
         """New flows placed on `inst` that are likely still being served (younger than its
@@ -208,8 +220,10 @@ class Decisions:
         self.bases.forget(service=name)
         for dbid in dbids:
             self._states.pop(dbid, None)
+            self._computed.pop(dbid, None)
 
     def forget_instance(self, dbid: str) -> None:
         """An instance was withdrawn."""
         self._states.pop(dbid, None)
+        self._computed.pop(dbid, None)
         self.placements.forget(dbid)

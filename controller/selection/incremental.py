@@ -117,12 +117,16 @@ class Incremental:
         changed = [j for j, (a, b) in enumerate(zip(seen, old, strict=True)) if a != b]
         if changed:
             view.seen = seen
-        targets = ingresses if changed or ingresses != view.ingresses else list(touched)
-        view.ingresses = ingresses
+        joined: set[int] = set()  # ingresses the last recompute did not bring up to date
+        if ingresses != view.ingresses:
+            joined = set(ingresses).difference(view.ingresses)
+            view.ingresses = ingresses
+        targets = ingresses if changed or joined else list(touched)
         for ingress in targets:
             key = (ingress, svc.name)
             basis = self.bases.get(key)
-            if basis is None or basis.seen is not old or key not in self.engine.decisions:
+            if (basis is None or basis.seen is not old or ingress in joined
+                    or key not in self.engine.decisions):
                 self.take(svc, view.seen, view.index, ingress, now)
             else:
                 self._patch(svc, key, basis, (view.seen, changed + touched.get(ingress, [])),
