@@ -46,13 +46,16 @@ class View:
 
 @dataclass(slots=True, eq=False)
 class Basis:
-    """One decision's inputs at its last recompute (as costs: the parts of the paths are
-    looked up when the decision is taken again), and the decision in force's costs."""
+    """One decision's inputs at its last recompute, and the decision in force's costs."""
 
     seen: Prepared  # the service's instances these inputs were brought up to
     index: dict[str, int]
-    network: list[float | None]  # each candidate's network cost (None: unreachable)
+    inputs: list[CandidateInput]  # parts UNPRICED where only the cost was looked at since
     held: list[float | None]  # each candidate's cost in the decision in force (None: unusable)
+
+
+# the parts of a path whose cost alone is known: looked up when the decision is taken again
+UNPRICED: tuple[tuple[str, float], ...] = (("unpriced", 0.0),)
 
 
 def what_of(svc: Service, seen: Prepared) -> tuple[object, ...]:
@@ -129,54 +132,70 @@ class Incremental:
                     or key not in self.engine.decisions):
                 self.take(svc, view.seen, view.index, ingress, now)
             else:
-                self._patch(svc, key, basis, (view.seen, changed + touched.get(ingress, [])),
+                self._patch(svc, key, basis, (view.seen, changed, touched.get(ingress, [])),
                             now)
         if any(seen[j][3] != old[j][3] for j in changed):  # an instance moved
             view.at = _positions(seen)
             view.stamps = {at: self.costs.stamp(at) for at in view.at}
 
     def take(self, svc: Service, seen: Prepared, index: dict[str, int], ingress: int,
-             now: float, significant: bool = False) -> bool:
-        """Take the service's decision at `ingress` again from all its inputs (`significant`:
-        the caller knows it will be installed); True if a new one is in force."""
-        nets = self.costs.row(ingress, (at for _, _, _, at in seen))
-        inputs = [_row(entry, net) for entry, net in zip(seen, nets, strict=True)]
+             now: float, given: tuple[list[CandidateInput], bool] | None = None) -> bool:
+        """Take the service's decision at `ingress` again, from inputs looked up afresh, or
+        from `given` (inputs whose UNPRICED parts are looked up; whether the caller knows the
+        decision is significant). True if a new one is in force."""
+        if given is None:
+            nets = self.costs.row(ingress, (at for _, _, _, at in seen))
+            inputs, significant = [_row(e, net) for e, net in zip(seen, nets, strict=True)], False
+        else:
+            inputs, significant = given
+            for j, r in enumerate(inputs):
+                at = seen[j][3]
+                if r.network_parts is UNPRICED and at is not None:
+                    inputs[j] = _row(seen[j], self.costs.get(ingress, at))
         key = (ingress, svc.name)
         changed = self.engine.update(ingress, svc.name, svc.weights, inputs, now,
                                      svc.delay_budget_ms, svc.policy, significant)
-        self.bases[key] = Basis(seen, index, [r.network_ms for r in inputs],
-                                _held(self.engine.decisions[key], index))
+        self.bases[key] = Basis(seen, index, inputs, _held(self.engine.decisions[key], index))
         if changed:
             self.counters["decision_changes"] += 1
         return changed
 
     def _patch(self, svc: Service, key: tuple[int, str], basis: Basis,
-               touched: tuple[Prepared, list[int]], now: float) -> None:
-        """Bring one decision's inputs up to `seen` at the `positions` that may differ; take the
-        decision again only if that can change it (module docstring)."""
-        seen, positions = touched
+               touched: tuple[Prepared, list[int], list[int]], now: float) -> None:
+        """Bring one decision's inputs up to `seen` where they may differ (the instances that
+        changed; the positions whose path may have: by cost alone); take the decision again
+        only if that can change it (module docstring)."""
+        seen, changed, network = touched
         ingress, cost = key[0], self.costs.cost
-        network, held, was = basis.network, basis.held, basis.seen
+        inputs, held, was = basis.inputs, basis.held, basis.seen
         cost_of = COST_OF.get(svc.policy)
         weights, limit = svc.weights, self.engine.hysteresis
         structural = svc.delay_budget_ms is not None or cost_of is None
         significant = False
-        for j in positions:
-            _, state, compute, at = seen[j]
-            net = None if at is None else cost(ingress, at)
-            old = network[j]
-            if net == old and seen[j] == was[j]:
+        for j, by_path in [*((j, False) for j in changed), *((j, True) for j in network)]:
+            dbid, state, compute, at = seen[j]
+            old = inputs[j]
+            if by_path or at != was[j][3]:  # its path may be another: its cost looked up
+                net = None if at is None else cost(ingress, at)
+                parts = () if net is None else UNPRICED
+            elif compute == old.compute_ms and state == old.state:
                 continue
-            if state != was[j][1] or (net is None) != (old is None):
+            else:
+                net, parts = old.network_ms, old.network_parts
+            if net == old.network_ms and compute == old.compute_ms and state == old.state:
+                if parts is not old.network_parts:
+                    inputs[j] = old._replace(network_parts=parts)  # only the parts may differ
+                continue
+            if state != old.state or (net is None) != (old.network_ms is None):
                 structural = True
-            network[j] = net
+            inputs[j] = CandidateInput(dbid, state, net, compute, parts)
             h = held[j]
             if (not significant and h is not None and cost_of is not None
                     and abs(cost_of(net, compute, weights) - h) > limit * max(h, EPSILON)):
                 significant = True
         basis.seen = seen
         if structural or significant:
-            self.take(svc, seen, basis.index, ingress, now, not structural)
+            self.take(svc, seen, basis.index, ingress, now, (inputs, not structural))
         else:
             self.engine.kept()
 
@@ -215,7 +234,7 @@ class Incremental:
         """The compute cost of `dbid` that the decision at `key` last saw (None: none)."""
         basis = self.bases.get(key)
         j = None if basis is None else basis.index.get(dbid)
-        return None if basis is None or j is None else basis.seen[j][2]
+        return None if basis is None or j is None else basis.inputs[j].compute_ms
 
     def forget(self, ingress: int | None = None, service: str | None = None) -> None:
         """Drop the bases of a departed switch or a deleted service."""
