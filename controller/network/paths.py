@@ -31,14 +31,15 @@ class Tree:
     version: int = 0
     changed: set[int] = field(default_factory=set)
     turned: set[int] = field(default_factory=set)  # of `changed`, those whose path changed
-    _kids: dict[int, set[int]] | None = None
+    _kids: dict[int, list[int]] | None = None
 
-    def kids(self) -> dict[int, set[int]]:
-        """Each switch's children: the switches whose next hop it is."""
+    def kids(self) -> dict[int, list[int]]:
+        """Each switch's children: the switches whose next hop it is (lists: a set per switch
+        of every tree would take about three times the memory)."""
         if self._kids is None:
             self._kids = {}
             for child, up in self.parent.items():
-                self._kids.setdefault(up, set()).add(child)
+                self._kids.setdefault(up, []).append(child)
         return self._kids
 
     def below(self, roots: set[int]) -> set[int]:
@@ -108,7 +109,7 @@ def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
     cut = tree.below({child})
     before = {x: tree.parent[x] for x in cut}
     kids = tree.kids()
-    kids[tree.parent[child]].discard(child)
+    kids[tree.parent[child]].remove(child)
     for x in cut:
         del tree.dist[x]
         del tree.parent[x]
@@ -127,7 +128,7 @@ def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
     _settle(adj, heap, seen, tree)
     for x in cut:
         if x in tree.parent:
-            kids.setdefault(tree.parent[x], set()).add(x)
+            kids.setdefault(tree.parent[x], []).append(x)
     tree.version += 1
     tree.changed = cut
     tree.turned = tree.below({x for x in cut if tree.parent.get(x) != before[x]})
@@ -186,8 +187,8 @@ def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
                     push(heap, (nd, u))
     turned = {v for v, up in was.items() if parent[v] != up}
     for v in turned:
-        kids[was[v]].discard(v)
-        kids.setdefault(parent[v], set()).add(v)
+        kids[was[v]].remove(v)
+        kids.setdefault(parent[v], []).append(v)
     tree.version += 1
     tree.changed = set(cut)
     tree.turned = tree.below(turned)
@@ -230,8 +231,8 @@ def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
     turned = tree.below({v for v, up in was.items() if parent[v] != up})
     for v, up in was.items():
         if up is not None:
-            kids[up].discard(v)
-        kids.setdefault(parent[v], set()).add(v)
+            kids[up].remove(v)
+        kids.setdefault(parent[v], []).append(v)
     tree.version += 1
     tree.changed = below
     tree.turned = turned
