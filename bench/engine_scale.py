@@ -186,7 +186,7 @@ def measure(case: Case, repeat: int) -> dict[str, float]:
     rng = random.Random(11)
 
     def scratch() -> None:
-        core.engine.decisions.clear()
+        core.decisions.forget_all()
         core.topology.forget_paths()
         core.network.costs.clear()
         core._recompute_all(1.0)
@@ -199,7 +199,7 @@ def measure(case: Case, repeat: int) -> dict[str, float]:
 
     def naive_metric() -> None:  # every decision taken again (paths and pair costs cached)
         core.catalogue.report(rng.choice(dbids), _metrics(rng), 1.0)
-        core.engine.decisions.clear()
+        core.decisions.forget_all()
         core._recompute_all(1.0)
 
     def one_link() -> None:

@@ -10,16 +10,26 @@ parts of a link its tree uses have changed (`refresh`, `refresh_link`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from controller.network.monitor import Direction, NetworkMonitor
 from controller.network.paths import Tree
 from controller.network.topology import Topology
 
-COST_PARTS = ("hops", "delay_ms", "congestion_ms", "admin_ms")
 Parts = tuple[tuple[str, float], ...]
 PathCost = tuple[float, Parts]
 # a destination's tree, each switch's parts as a sum, each pair's answer, the tree's version
+_T = TypeVar("_T")
 Memo = tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost], int]
+
+
+def _without(memo: dict[int, _T], nodes: set[int]) -> dict[int, _T]:
+    """`memo` without the entries of `nodes` (in place, or anew when that is fewer steps)."""
+    if len(nodes) < len(memo):
+        for node in nodes:
+            memo.pop(node, None)
+        return memo
+    return {k: v for k, v in memo.items() if k not in nodes}
 
 
 class PathCosts:
@@ -32,6 +42,10 @@ class PathCosts:
         # tree's version they are for)
         self._memo: dict[int, Memo] = {}
         self._links: dict[Direction, tuple[float, ...]] = {}  # each link's parts, as last seen
+        # (switch, next switch) -> the parts of the link between them, while the edges' ports
+        # are those of `_hops_for` (the topology's ports version)
+        self._hops: dict[tuple[int, int], tuple[float, ...]] = {}
+        self._hops_for = -1
         self.computed = 0  # pairs priced (for the benchmark and the tests)
         self._cleared = 0  # times every pair was forgotten
         self._repriced: dict[int, int] = {}  # destination -> times its parts were dropped
@@ -46,6 +60,15 @@ class PathCosts:
             if found is not None:
                 return found  # the common case, kept short: a report looks up every ingress
         return self._get(src, dst)
+
+    def cost(self, src: int, dst: int) -> float | None:
+        """The cost alone of the shortest path from `src` to `dst` (None: unreachable): what
+        `get` gives first, without pricing the parts."""
+        tree = self.topology.trees.get(dst)
+        if tree is None:
+            tree = self.topology.tree(dst)
+        cost = tree.dist.get(src)
+        return None if cost is None else float(cost)
 
     def row(self, src: int, dsts: Iterable[int | None]) -> tuple[PathCost | None, ...]:
         """`get` from `src` to each of `dsts` (None where a destination is None): one
@@ -71,19 +94,20 @@ class PathCosts:
         memo = self._sync(dst, tree)
         found = memo[2].get(src)
         if found is None:
-            parts = self._parts(tree, memo[1], src)
-            found = memo[2][src] = (float(cost), tuple(zip(COST_PARTS, parts, strict=True)))
+            hops, delay, congestion, admin = self._parts(tree, memo[1], src)
+            found = memo[2][src] = (float(cost), (("hops", hops), ("delay_ms", delay),
+                                                  ("congestion_ms", congestion),
+                                                  ("admin_ms", admin)))
         return found
 
     def _sync(self, dst: int, tree: Tree) -> Memo:
         """The destination's pairs, brought up to the tree's version."""
         memo = self._memo.get(dst)
         if memo is not None and memo[0] is tree and memo[3] == tree.version - 1:
-            for node in tree.changed:  # repaired once since: the rest of the paths are the same
-                memo[2].pop(node, None)
-            for node in tree.turned:  # and the parts of a path that is the same are too
-                memo[1].pop(node, None)
-            memo = self._memo[dst] = (tree, memo[1], memo[2], tree.version)
+            # repaired once since: the rest of the paths are the same, and the parts of a path
+            # that is the same are too
+            memo = self._memo[dst] = (tree, _without(memo[1], tree.turned),
+                                      _without(memo[2], tree.changed), tree.version)
         elif memo is None or memo[0] is not tree or memo[3] != tree.version:
             memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)}, {}, tree.version)
         return memo
@@ -92,19 +116,25 @@ class PathCosts:
                src: int) -> tuple[float, ...]:
         """The parts of the path from `src` along `tree`, summed from the far end."""
         walk = []
-        node = src
+        node, parent = src, tree.parent
         while node not in known:
             walk.append(node)
-            node = tree.parent[node]
+            node = parent[node]
         total = known[node]
+        if self._hops_for != self.topology.ports_version:
+            self._hops.clear()
+            self._hops_for = self.topology.ports_version
+        hops = self._hops
         for node in reversed(walk):
-            nxt = tree.parent[node]
-            link = self._links.get(self._direction(node, nxt))
+            nxt = parent[node]
+            link = hops.get((node, nxt))
             if link is None:
-                link = self._look(self._direction(node, nxt))
+                direction = self._direction(node, nxt)
+                link = self._links.get(direction) or self._look(direction)
+                hops[(node, nxt)] = link
             total = (total[0] + 1, total[1] + link[0], total[2] + link[1], total[3] + link[2])
             known[node] = total
-            self.computed += 1
+        self.computed += len(walk)
         return total
 
     def _direction(self, a: int, b: int) -> Direction:
@@ -122,9 +152,14 @@ class PathCosts:
 
     # --- link parts that changed without a change of paths ------------------------------
     def refresh(self) -> None:
-        """Look at every link's parts; forget the pairs whose paths cross one that changed."""
-        for direction in self.topology.links():
+        """Look at every link's parts; forget the pairs whose paths cross one that changed,
+        and the parts of links that are gone."""
+        links = self.topology.links()
+        for direction in links:
             self.refresh_link(direction)
+        if len(self._links) > len(links):
+            present = set(links)
+            self._links = {d: p for d, p in self._links.items() if d in present}
 
     def refresh_link(self, direction: Direction) -> None:
         """Look at one link's parts (a new measurement); forget the pairs it changes."""
@@ -132,6 +167,8 @@ class PathCosts:
         if self._look(direction) == before:
             return
         (a, _), (b, _) = direction
+        self._hops.pop((a, b), None)
+        self._hops.pop((b, a), None)
         for dst in [d for d, (tree, _, _, _) in self._memo.items()
                     if tree.parent.get(a) == b or tree.parent.get(b) == a]:
             del self._memo[dst]

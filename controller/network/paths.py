@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 Adjacency = dict[int, dict[int, float]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Tree:
     """Shortest paths towards `dst`: each reachable switch's distance and its next switch.
 
@@ -34,7 +34,8 @@ class Tree:
     _kids: dict[int, list[int]] | None = None
 
     def kids(self) -> dict[int, list[int]]:
-        """Each switch's children: the switches whose next hop it is."""
+        """Each switch's children: the switches whose next hop it is (lists: a set per switch
+        of every tree would take about three times the memory)."""
         if self._kids is None:
             self._kids = {}
             for child, up in self.parent.items():
@@ -94,13 +95,17 @@ def dijkstra(adj: Adjacency, dst: int) -> Tree:
     tree = Tree(dst, {}, {})
     if dst in adj:
         _settle(adj, [(0.0, dst)], {dst: 0.0}, tree)
+    tree.kids()  # now, rather than in the first repair
     return tree
 
 
 def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
     """Repair `tree` after the edge a-b, on a path in it, became dearer or went (`adj` has the
-    change): only the switches below it are settled again, from their neighbours above."""
+    change): only the switches below it are settled again, from their neighbours above (unless
+    they all keep their paths: `_stretch`)."""
     child = b if tree.parent.get(b) == a else a
+    if _stretch(adj, tree, child):
+        return
     cut = tree.below({child})
     before = {x: tree.parent[x] for x in cut}
     kids = tree.kids()
@@ -127,6 +132,67 @@ def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
     tree.version += 1
     tree.changed = cut
     tree.turned = tree.below({x for x in cut if tree.parent.get(x) != before[x]})
+
+
+def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
+    """The edge from `child` to its next switch became dearer (still there; else return False):
+    the switches below it take their old paths at the new price (a way they have: an upper
+    bound, summed along the tree as Dijkstra sums it); then each that a neighbour offers a
+    shorter way (or an equal one through a lower-numbered neighbour) turns, and what it saves
+    spreads as in `repair_cheaper`. Switches elsewhere keep their paths: those do not use the
+    edge, and a way through it only got longer."""
+    dist, parent = tree.dist, tree.parent
+    up = parent[child]
+    if up not in adj[child]:
+        return False  # the edge went: no old path to start from
+    kids = tree.kids()
+    dist[child] = dist[up] + adj[child][up]
+    cut = [child]
+    cross = []  # switches with a neighbour besides their next switch and their children
+    for x in cut:  # top down: a switch's next switch is priced before it
+        dx, near, below = dist[x], adj[x], kids.get(x, ())
+        for k in below:
+            dist[k] = dx + adj[k][x]
+        cut.extend(below)
+        if len(near) > len(below) + 1:
+            cross.append(x)
+    was: dict[int, int] = {}  # switch -> its next switch before it turned
+    heap: list[tuple[float, int]] = []
+    push, pop = heapq.heappush, heapq.heappop
+    for x in cross:  # a child offers more than x has: only these can turn at first
+        dx = best = dist[x]
+        px = via = parent[x]
+        for u, w in adj[x].items():
+            d = dist[u] + w
+            if d < best or (d == best and u < via):
+                best, via = d, u
+        if via != px:
+            was[x] = px
+            parent[x] = via
+            if best < dx:
+                dist[x] = best
+                push(heap, (best, x))
+    while heap:
+        d, v = pop(heap)
+        if d > dist[v]:
+            continue
+        for u, w in adj[v].items():
+            nd, old = d + w, dist[u]
+            if nd < old or (nd == old and v < parent[u]):  # (never dst: weights are > 0)
+                if u not in was:
+                    was[u] = parent[u]
+                parent[u] = v
+                if nd < old:
+                    dist[u] = nd
+                    push(heap, (nd, u))
+    turned = {v for v, up in was.items() if parent[v] != up}
+    for v in turned:
+        kids[was[v]].remove(v)
+        kids.setdefault(parent[v], []).append(v)
+    tree.version += 1
+    tree.changed = set(cut)
+    tree.turned = tree.below(turned)
+    return True
 
 
 def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> None:

@@ -56,10 +56,13 @@ class Topology:
     _free: set[tuple[int, int]] = field(default_factory=set)  # edges that cost nothing
     _link_ports: set[tuple[int, int]] = field(default_factory=set)
     version: int = 0
+    switches_version: int = 0  # counted up whenever a switch comes or goes
+    ports_version: int = 0  # counted up whenever an edge comes, goes or changes its ports
 
     # --- switches and ports -------------------------------------------------------------
     def switch_up(self, dpid: int, ports: set[int]) -> None:
         """Record a switch and its usable ports."""
+        self.switches_version += dpid not in self.ports
         self.ports[dpid] = set(ports)
         self._adj.setdefault(dpid, {})
         self.trees.pop(dpid, None)
@@ -67,7 +70,7 @@ class Topology:
 
     def switch_down(self, dpid: int) -> list[HostLoc]:
         """Forget a switch, its links and its hosts; return the hosts that were lost."""
-        self.ports.pop(dpid, None)
+        self.switches_version += self.ports.pop(dpid, None) is not None
         for key in [k for k, link in self._links.items() if dpid in (k[0], link.dst[0])]:
             del self._links[key]
         lost = [h for h in self.hosts.values() if h.dpid == dpid]
@@ -81,6 +84,7 @@ class Topology:
 
     def port_up(self, dpid: int, port: int) -> None:
         """Mark a port usable."""
+        self.switches_version += dpid not in self.ports
         self.ports.setdefault(dpid, set()).add(port)
 
     def port_down(self, dpid: int, port: int) -> tuple[bool, list[HostLoc]]:
@@ -153,9 +157,18 @@ class Topology:
         return sorted((link.src, link.dst) for link in self._links.values())
 
     def set_costs(self, costs: dict[frozenset[int], float]) -> None:
-        """Replace every link's cost (ms) and recompute paths."""
-        self.link_cost_ms = dict(costs)
-        self._rebuild()
+        """Replace every link's cost (ms); only the edges whose cost changed change (the
+        graph is otherwise in step with the links already)."""
+        old, self.link_cost_ms = self.link_cost_ms, dict(costs)
+        moved = []
+        for key in old.keys() | costs.keys():
+            if old.get(key) != costs.get(key) and len(key) == 2:
+                a, b = sorted(key)
+                if (a, b) in self._ports_of:
+                    moved.append((a, b))
+        for a, b in sorted(moved):
+            self._set_edge(a, b, costs.get(frozenset((a, b)), self.hop_ms),
+                           self._ports_of[(a, b)], len(moved) <= REPAIR_MAX)
 
     # --- hosts --------------------------------------------------------------------------
     def learn_host(self, ip: str, mac: str, dpid: int, port: int) -> bool:
@@ -197,7 +210,10 @@ class Topology:
     def _set_edge(self, a: int, b: int, cost: float, ports: dict[int, int],
                   repair: bool = True) -> None:
         """Add the edge a-b or change its cost; repair or drop the trees it can change."""
-        self._ports_of[(a, b) if a < b else (b, a)] = ports
+        key = (a, b) if a < b else (b, a)
+        if self._ports_of.get(key) != ports:
+            self._ports_of[key] = ports
+            self.ports_version += 1
         old = self._adj.setdefault(a, {}).get(b)
         if old == cost:
             return
@@ -217,6 +233,7 @@ class Topology:
     def _remove_edge(self, a: int, b: int, repair: bool = True) -> None:
         """Remove the edge a-b; repair or drop the trees that used it."""
         del self._ports_of[(a, b) if a < b else (b, a)]
+        self.ports_version += 1
         self._free.discard((a, b) if a < b else (b, a))
         self._adj[a].pop(b, None)
         self._adj[b].pop(a, None)

@@ -10,16 +10,16 @@ monitor; it never changes an instance's state or emits a flow entry.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from controller.model import Instance, Service
-from controller.network.costs import PathCost, PathCosts
-from controller.network.paths import Tree
+from controller.network.costs import PathCosts
 from controller.network.topology import Topology
-from controller.selection.engine import EPSILON, CandidateInput, Engine, compute_ms
-from controller.selection.placements import Placements, as_of, hold_s
+from controller.selection.engine import EPSILON, Engine, compute_ms
+from controller.selection.incremental import Incremental, Prepared, what_of
+from controller.selection.placements import Placements, as_of, hold_s, still_there
 from controller.selection.scoring import ScoringConfig
 
 
@@ -33,33 +33,6 @@ class SelectionConfig:
     hop_ms: float = 1.0
     placed_flows: bool = True  # count flows placed since an instance's last report as its load
     placed_grace_s: float = 0.02  # placements this recent still count after a report
-
-
-Prepared = tuple[tuple[str, str, float, int | None], ...]  # (D-BID, state, compute, switch)
-
-
-Nets = tuple[PathCost | None, ...]
-Stamp = tuple[Tree | None, int, int, int]
-Recomputed = tuple[Prepared, object, float | None, str]  # instances, weights, budget, policy
-Basis = tuple[tuple[Prepared, Nets, object, object, str], list[CandidateInput]]
-
-
-def _inputs(seen: Prepared, nets: Nets, last: Basis | None) -> list[CandidateInput]:
-    """The engine's inputs; where an instance and its network part are as in the last
-    decision's, its input from then (most of them, after a metric report or a link change)."""
-    old: Iterable[tuple[object, object, CandidateInput | None]] = (
-        zip(last[0][0], last[0][1], last[1], strict=True)
-        if last is not None and len(last[1]) == len(seen) else [(None, None, None)] * len(seen))
-    inputs = []
-    for (dbid, state, compute, at), net, (was, was_net, row) in zip(seen, nets, old,
-                                                                   strict=True):
-        if row is not None and was == (dbid, state, compute, at) and was_net == net:
-            inputs.append(row)
-        elif net is None:
-            inputs.append(CandidateInput(dbid, state, None, compute, ()))
-        else:
-            inputs.append(CandidateInput(dbid, state, net[0], compute, net[1]))
-    return inputs
 
 
 class InstanceSource(Protocol):
@@ -87,14 +60,13 @@ class Decisions:
         self.router_of: dict[int, int] = {}  # D-Forwarder -> the D-Router deciding for it
         # whether the controller places a service's every new flow itself (dataplane mode)
         self.places_flows: Callable[[Service], bool] = lambda svc: True
-        # (ingress, service) -> instance -> the compute cost its decision last saw
-        self._seen_compute: dict[tuple[int, str], dict[str, float]] = {}
         self._states: dict[str, str] = {}  # state of each instance the decisions last saw
-        # (ingress, service) -> what its last decision was taken from, and the engine's inputs
-        self._basis: dict[tuple[int, str], Basis] = {}
-        # service -> its instances and the stamp of each one's switch at its last recompute
-        self._stamps: dict[str, tuple[Recomputed, list[Stamp | None]]] = {}
+        # instance -> (its report, (base delay, requests ageing left, placements), compute cost)
+        self._computed: dict[str, tuple[object, tuple[float, int | None, int], float]] = {}
+        # what each decision was last taken from (incremental.py)
+        self.bases = Incremental(self.engine, self.costs, counters)
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
+        self._ingresses: tuple[object, tuple[int, ...], frozenset[int]] = (None, (), frozenset())
 
     # --- which switches decide ------------------------------------------------------------
     def decider(self, dpid: int) -> int:
@@ -104,10 +76,19 @@ class Decisions:
     def ingresses(self) -> list[int]:
         """Switches that keep decisions: the configured ingresses (plus any where demand has
         arrived), or every switch when none are configured."""
-        routers = set(self.topology.ports) - set(self.router_of)
-        if not self.configured_ingresses:
-            return sorted(routers)
-        return sorted((set(self.configured_ingresses) | self._demand_seen) & routers)
+        return list(self._ingress_set()[0])
+
+    def _ingress_set(self) -> tuple[tuple[int, ...], frozenset[int]]:
+        """`ingresses()` as a tuple and a set, computed again only when the switches, the
+        D-Forwarders or the switches where demand arrived changed."""
+        key = (self.topology.switches_version, tuple(self.router_of.items()),
+               len(self._demand_seen))
+        if self._ingresses[0] != key:
+            routers = set(self.topology.ports) - set(self.router_of)
+            if self.configured_ingresses:
+                routers &= set(self.configured_ingresses) | self._demand_seen
+            self._ingresses = (key, tuple(sorted(routers)), frozenset(routers))
+        return self._ingresses[1], self._ingresses[2]
 
     def saw(self, inst: Instance) -> str | None:
         """The state of `inst` when the decisions last saw it (None: never)."""
@@ -115,71 +96,33 @@ class Decisions:
 
     # --- recomputing --------------------------------------------------------------------
     def recompute(self, svc: Service, insts: list[Instance], now: float) -> list[str]:
-        """Recompute the service's decision at every ingress; return the instances that went
-        down since the decisions last saw them."""
+        """Recompute the service's decision at every ingress (looking only at what changed
+        since its last recompute); return the instances that went down since the decisions
+        last saw them."""
         states = {i.dbid: i.state for i in insts}
         went_down = [d for d, s in states.items() if s == "down" and self._states.get(d) != s]
         self._states.update(states)
-        seen = self._prepare(svc, insts, now)  # the same at every ingress
-        what = (seen, svc.weights, svc.delay_budget_ms, svc.policy)
-        dirty = self._dirty(svc.name, what)
-        for ingress in self.ingresses():
-            if (dirty is None or ingress in dirty
-                    or (ingress, svc.name) not in self.engine.decisions):
-                self.decide(svc, insts, ingress, now, seen)
-        self._stamps[svc.name] = (what, [None if at is None else self.costs.stamp(at)
-                                         for _, _, _, at in seen])
+        ingresses, ingress_set = self._ingress_set()
+        self.bases.recompute(svc, self._prepare(svc, insts, now), ingresses, ingress_set, now)
         return went_down
-
-    def _dirty(self, name: str, what: Recomputed) -> set[int] | None:
-        """The ingresses where the service's inputs may differ from its last recompute's (None:
-        any): where the service, its instances and their compute costs are the same, only
-        those whose path to an instance's switch changed since (a tree repaired once names
-        them)."""
-        last = self._stamps.get(name)
-        if last is None or last[0] != what:
-            return None
-        dirty: set[int] = set()
-        for (_, _, _, at), was in zip(what[0], last[1], strict=True):
-            if at is None or was is None:
-                continue
-            now = self.costs.stamp(at)
-            if now == was:
-                continue
-            if now[0] is not was[0] or now[1] != was[1] + 1 or now[2:] != was[2:]:
-                return None
-            assert now[0] is not None
-            dirty |= now[0].changed
-        return dirty
 
     def _prepare(self, svc: Service, insts: list[Instance], now: float) -> Prepared:
         """Each instance's D-BID, state, compute cost as of `now` and attachment switch."""
-        hosts = self.topology.hosts
-        return tuple((i.dbid, i.state, self.compute_ms(svc, i, now),
+        hosts, places = self.topology.hosts, self.places_flows(svc)
+        return tuple((i.dbid, i.state, self._compute_ms(svc, i, now, places),
                       hosts[i.dbid].dpid if i.dbid in hosts else None) for i in insts)
 
-    def decide(self, svc: Service, insts: list[Instance], ingress: int, now: float,
-               seen: Prepared | None = None) -> bool:
-        """Recompute one service's decision at one ingress; True if a new one is in force.
-        `seen`: the instances as `_prepare` gives them, when the caller has it."""
-        if seen is None:  # one ingress alone: the service's next recompute looks everywhere
-            seen = self._prepare(svc, insts, now)
-            self._stamps.pop(svc.name, None)
-        # the network part of each candidate, shared by every service
-        nets = self.costs.row(ingress, (at for _, _, _, at in seen))
-        key = (ingress, svc.name)
-        basis = (seen, nets, svc.weights, svc.delay_budget_ms, svc.policy)
-        last = self._basis.get(key)
-        if last is not None and key in self.engine.decisions and last[0] == basis:
-            return False  # the inputs of the last decision taken: it would be taken again
-        inputs = _inputs(seen, nets, last)
-        self._basis[key] = (basis, inputs)
-        self._seen_compute[key] = {r.dbid: r.compute_ms for r in inputs}
-        if self.engine.update(ingress, svc.name, svc.weights, inputs, now, svc.delay_budget_ms,
-                              svc.policy):
-            self.counters["decision_changes"] += 1
-            return True
-        return False
+    def decide(self, svc: Service, insts: list[Instance], ingress: int, now: float) -> bool:
+        """Take one service's decision at one ingress again; True if a new one is in force."""
+        seen = self._prepare(svc, insts, now)
+        view = self.bases.views.get(svc.name)
+        if view is not None and view.what == what_of(svc, seen):
+            index = view.index
+            if seen == view.seen:
+                seen = view.seen  # as the service's last recompute saw them: it stays current
+        else:
+            index = {d: j for j, (d, _, _, _) in enumerate(seen)}
+        return self.bases.take(svc, seen, index, ingress, now)
 
     def demand_at(self, decider: int, svc: Service, source: InstanceSource, now: float) -> None:
         """Demand arrived at a switch: decide there first if it has no decision yet (a switch
@@ -199,7 +142,7 @@ class Decisions:
         inst = None if dbid is None else source.instances.get(dbid)
         if inst is None or not self.selection.placed_flows:
             return dbid
-        seen = self._seen_compute.get((decider, svc.name), {}).get(inst.dbid)
+        seen = self.bases.compute_seen((decider, svc.name), inst.dbid)
         if seen is None:
             return dbid
         cost = self.compute_ms(svc, inst, now)
@@ -221,13 +164,26 @@ class Decisions:
         report aged to `now` (its requests finish) plus the flows placed on it since. Only
         where the controller places every new flow itself (`reactive`) does it know what came
         since: in the switch-driven modes the report stands as it was."""
+        return self._compute_ms(svc, inst, now, self.places_flows(svc))
+
+    def _compute_ms(self, svc: Service, inst: Instance, now: float, places: bool) -> float:
+        """`compute_ms`, told whether the controller places the service's every new flow.
+        The cost depends on the report, how many of its requests ageing leaves and how many
+        flows were placed since, so it is kept per instance for those (every recompute prices
+        every instance of the service; most are as they were)."""
         metrics = inst.metrics
-        if self.selection.placed_flows:
-            hold = hold_s(metrics, svc.base_delay_ms)
-            age = (now - inst.metrics_at if inst.metrics_at is not None
-                   and self.places_flows(svc) else None)
-            metrics = as_of(metrics, hold, self.placements.count(inst.dbid, now, hold), age)
-        return compute_ms(metrics, svc.base_delay_ms, self.scoring)
+        if not self.selection.placed_flows:
+            return compute_ms(metrics, svc.base_delay_ms, self.scoring)
+        hold = hold_s(metrics, svc.base_delay_ms)
+        age = now - inst.metrics_at if inst.metrics_at is not None and places else None
+        key = (svc.base_delay_ms, still_there(metrics, age, hold),
+               self.placements.count(inst.dbid, now, hold))
+        kept = self._computed.get(inst.dbid)
+        if kept is not None and kept[0] is metrics and kept[1] == key:
+            return kept[2]
+        cost = compute_ms(as_of(metrics, hold, key[2], age), svc.base_delay_ms, self.scoring)
+        self._computed[inst.dbid] = (metrics, key, cost)
+        return cost
 
     def placed_count(self, svc: Service, inst: Instance, now: float) -> int:
         """New flows placed on `inst` that are likely still being served (younger than its
@@ -250,19 +206,24 @@ class Decisions:
     def forget_switch(self, dpid: int) -> None:
         """A switch left: its decisions go."""
         self.engine.forget(ingress=dpid)
-        self._seen_compute = {k: v for k, v in self._seen_compute.items() if k[0] != dpid}
-        self._basis = {k: v for k, v in self._basis.items() if k[0] != dpid}
+        self.bases.forget(ingress=dpid)
+
+    def forget_all(self) -> None:
+        """Forget every decision and what it was taken from: the next recompute of each service
+        takes every one again from scratch."""
+        self.engine.forget()
+        self.bases.forget()
 
     def forget_service(self, name: str, dbids: list[str]) -> None:
         """A service was deleted with these instances."""
         self.engine.forget(service=name)
-        self._seen_compute = {k: v for k, v in self._seen_compute.items() if k[1] != name}
-        self._basis = {k: v for k, v in self._basis.items() if k[1] != name}
-        self._stamps.pop(name, None)
+        self.bases.forget(service=name)
         for dbid in dbids:
             self._states.pop(dbid, None)
+            self._computed.pop(dbid, None)
 
     def forget_instance(self, dbid: str) -> None:
         """An instance was withdrawn."""
         self._states.pop(dbid, None)
+        self._computed.pop(dbid, None)
         self.placements.forget(dbid)

@@ -80,9 +80,9 @@ def compute_ms(metrics: Metrics | None, base_delay_ms: float, scoring: ScoringCo
     return max(cost, metrics.processing_delay_ms or 0.0)
 
 
-@dataclass(frozen=True, slots=True)
-class CandidateInput:
-    """What the engine needs to know about one instance for one ingress."""
+class CandidateInput(NamedTuple):
+    """What the engine needs to know about one instance for one ingress (a named tuple: many
+    are made per topology change, and a frozen dataclass costs twice as much to make)."""
 
     dbid: str
     state: str
@@ -91,8 +91,7 @@ class CandidateInput:
     network_parts: tuple[tuple[str, float], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One instance's place in a decision, with its cost breakdown and share of new flows."""
 
     dbid: str
@@ -156,10 +155,32 @@ Costs = dict[str, float]
 Policy = Callable[[list[CandidateInput], Weights, float, float], tuple[Costs, Costs]]
 
 
-def _joint_costs(pool: list[CandidateInput], weights: Weights) -> Costs:
-    """`w_net * network_ms + w_compute * compute_ms` per instance."""
-    return {r.dbid: weights.network * (r.network_ms or 0.0) + weights.compute * r.compute_ms
-            for r in pool}
+def _joint(network_ms: float | None, compute: float, weights: Weights) -> float:
+    """`w_net * network_ms + w_compute * compute_ms`."""
+    return weights.network * (network_ms or 0.0) + weights.compute * compute
+
+
+def _network(network_ms: float | None, compute: float, weights: Weights) -> float:
+    """The network cost alone."""
+    return network_ms or 0.0
+
+
+def _compute(network_ms: float | None, compute: float, weights: Weights) -> float:
+    """The compute cost alone."""
+    return compute
+
+
+# the cost each policy gives a usable candidate (network_ms, compute_ms): what its decision
+# shows and `_moved` compares
+COST_OF: dict[str, Callable[[float | None, float, Weights], float]] = {
+    "dyncast": _joint, "nearest": _network, "least-loaded": _compute, "round-robin": _joint,
+    "random": _joint}
+
+
+def _costs(pool: list[CandidateInput], weights: Weights, policy: str) -> Costs:
+    """Each usable instance's cost as `policy` gives it."""
+    cost = COST_OF[policy]
+    return {r.dbid: cost(r.network_ms, r.compute_ms, weights) for r in pool}
 
 
 def _lowest(costs: Costs) -> Costs:
@@ -174,7 +195,7 @@ def _lowest(costs: Costs) -> Costs:
 def _dyncast(pool: list[CandidateInput], weights: Weights, spread: float,
              sharpness: float) -> tuple[Costs, Costs]:
     """Joint cost; instances within `spread` of the best share by `(best/cost)^sharpness`."""
-    costs = _joint_costs(pool, weights)
+    costs = _costs(pool, weights, "dyncast")
     if not costs:
         return costs, {}
     best = min(costs.values())
@@ -188,21 +209,21 @@ def _dyncast(pool: list[CandidateInput], weights: Weights, spread: float,
 def _nearest(pool: list[CandidateInput], weights: Weights, spread: float,
              sharpness: float) -> tuple[Costs, Costs]:
     """Network cost only: the nearest instance(s) take every new flow."""
-    costs = {r.dbid: r.network_ms or 0.0 for r in pool}
+    costs = _costs(pool, weights, "nearest")
     return costs, _lowest(costs)
 
 
 def _least_loaded(pool: list[CandidateInput], weights: Weights, spread: float,
                   sharpness: float) -> tuple[Costs, Costs]:
     """Compute cost only: the least loaded instance(s) take every new flow."""
-    costs = {r.dbid: r.compute_ms for r in pool}
+    costs = _costs(pool, weights, "least-loaded")
     return costs, _lowest(costs)
 
 
 def _even(pool: list[CandidateInput], weights: Weights, spread: float,
           sharpness: float) -> tuple[Costs, Costs]:
     """Equal shares among all usable instances, whatever they cost (joint cost shown)."""
-    costs = _joint_costs(pool, weights)
+    costs = _costs(pool, weights, "round-robin")
     return costs, {d: 1.0 / len(costs) for d in costs}
 
 
@@ -292,18 +313,10 @@ def _candidates(rows: list[CandidateInput], scored: Scored, budget_ms: float | N
     return tuple(candidates)
 
 
-def is_significant(prev: Decision | None, new: Decision, hysteresis: float) -> bool:
-    """True when `new` should replace `prev`: the policy or the usable set changed, or a cost
-    moved enough."""
-    if prev is None or prev.policy != new.policy:
-        return True
-    return _moved(prev, {c.dbid: c.cost for c in new.candidates if c.cost is not None},
-                  {c.dbid: c.state for c in new.candidates}, hysteresis)
-
-
 def _moved(prev: Decision, new_costs: dict[str, float], new_states: dict[str, str],
            hysteresis: float) -> bool:
-    """`is_significant` for a new decision of the same policy, given its costs and states."""
+    """True when a new decision of `prev`'s policy, with these costs and states, should replace
+    it: the usable set or a state changed, or a cost moved by more than `hysteresis`."""
     old_costs = {c.dbid: c.cost for c in prev.candidates if c.cost is not None}
     if old_costs.keys() != new_costs.keys():
         return True
@@ -334,18 +347,32 @@ class Engine:
 
     def update(self, ingress: int, service: str, weights: Weights,
                inputs: Iterable[CandidateInput], now: float,
-               budget_ms: float | None = None, policy: str = "dyncast") -> bool:
+               budget_ms: float | None = None, policy: str = "dyncast",
+               significant: bool = False) -> bool:
         """Recompute one decision; install it if significant. Return True if it changed.
         The costs alone tell whether a new decision of the same policy would be significant:
-        only then is it built in full."""
+        only then is it built in full. `significant`: the caller knows it is (a cost moved by
+        more than the hysteresis), so it is installed without that check."""
         rows = list(inputs)
-        key = (ingress, service)
         self.recomputed += 1
-        prev = self.decisions.get(key)
+        prev = self.decisions.get((ingress, service))
         scored = score(rows, weights, (self.spread, self.sharpness), budget_ms, policy)
-        if prev is not None and prev.policy == policy and not _moved(
+        if not significant and prev is not None and prev.policy == policy and not _moved(
                 prev, scored.costs, {r.dbid: r.state for r in rows}, self.hysteresis):
-            return False  # what is_significant would say of the decision built in full
+            return False  # the usable set, the states and every cost as in the one in force
+        self._install(ingress, service, rows, scored, (now, budget_ms, policy))
+        return True
+
+    def kept(self) -> None:
+        """Count a recompute that found, without taking the decision again, that the one in
+        force stands (no candidate's cost moved by more than the hysteresis)."""
+        self.recomputed += 1
+
+    def _install(self, ingress: int, service: str, rows: list[CandidateInput], scored: Scored,
+                 at: tuple[float, float | None, str]) -> None:
+        """Put the decision built from `scored` in force; its chooser keeps earned credit."""
+        now, budget_ms, policy = at
+        key = (ingress, service)
         new = Decision(ingress, service, _candidates(rows, scored, budget_ms, policy), now,
                        policy)
         self.decisions[key] = new
@@ -353,7 +380,6 @@ class Engine:
         self._choosers[key] = (RandomChooser(new.shares, self._rng) if policy == "random" else
                                Chooser(new.shares, previous if isinstance(previous, Chooser)
                                        else None))
-        return True
 
     def pick(self, ingress: int, service: str) -> str | None:
         """The instance for the next new flow of `service` at `ingress`, or None."""

@@ -1,0 +1,247 @@
+"""What each decision was last taken from, so that a change looks only at what it touches.
+
+Boundary: per service, the instances as its last recompute saw them (D-BID, state, compute cost,
+attachment switch) and the stamp of each attachment switch's shared pair costs; per (ingress,
+service), the engine's inputs of its last recompute and each candidate's cost in the decision
+in force. A recompute then looks only at the candidates whose inputs can differ: the instances
+whose state, compute cost or switch changed (at every ingress), and the (ingress, switch) pairs
+a shortest-path tree's repair names (at those ingresses alone). It hands decisions to the
+engine; it never prices an instance or a path itself.
+
+Why one look per touched candidate is enough when only costs moved (no state, reachability,
+budget or service setting changed): after every recompute, each candidate's input is either
+the one the decision in force was taken from or one whose cost the engine found within the
+hysteresis of it (else it would have taken the decision again). So the usable set and the states
+are those of the decision in force, the untouched candidates are still within the hysteresis,
+and the engine's check (`_moved` in engine.py) is true exactly when a touched candidate's cost
+moved by more than the hysteresis against the decision in force. Anything else (a state, a
+reachability or a budget in play) makes the engine score the patched inputs in full.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from controller.model import Service
+from controller.network.costs import PathCost, PathCosts
+from controller.network.paths import Tree
+from controller.selection.engine import COST_OF, EPSILON, CandidateInput, Decision, Engine
+
+Prepared = tuple[tuple[str, str, float, int | None], ...]  # (D-BID, state, compute, switch)
+Stamp = tuple[Tree | None, int, int, int]
+
+
+@dataclass(slots=True, eq=False)
+class View:
+    """One service as its last recompute saw it."""
+
+    what: tuple[object, ...]  # its instances' D-BIDs, weights, delay budget and policy
+    seen: Prepared
+    index: dict[str, int]  # D-BID -> position in `seen`
+    at: dict[int, list[int]]  # attachment switch -> positions of the instances there
+    stamps: dict[int, Stamp]  # attachment switch -> the stamp of its pair costs then
+    ingresses: tuple[int, ...]
+
+
+@dataclass(slots=True, eq=False)
+class Basis:
+    """One decision's inputs at its last recompute, and the decision in force's costs."""
+
+    seen: Prepared  # the service's instances these inputs were brought up to
+    index: dict[str, int]
+    inputs: list[CandidateInput]  # parts UNPRICED where only the cost was looked at since
+    held: list[float | None]  # each candidate's cost in the decision in force (None: unusable)
+
+
+# the parts of a path whose cost alone is known: looked up when the decision is taken again
+UNPRICED: tuple[tuple[str, float], ...] = (("unpriced", 0.0),)
+
+
+def what_of(svc: Service, seen: Prepared) -> tuple[object, ...]:
+    """What, besides the instances' inputs, a service's decisions are taken from."""
+    return (tuple(d for d, _, _, _ in seen), svc.weights, svc.delay_budget_ms, svc.policy)
+
+
+def _positions(seen: Prepared) -> dict[int, list[int]]:
+    """Attachment switch -> positions of the instances there."""
+    out: dict[int, list[int]] = {}
+    for j, (_, _, _, at) in enumerate(seen):
+        if at is not None:
+            out.setdefault(at, []).append(j)
+    return out
+
+
+def _row(entry: tuple[str, str, float, int | None], net: PathCost | None) -> CandidateInput:
+    """The engine's input for one instance with its network cost and parts."""
+    dbid, state, compute, _ = entry
+    if net is None:
+        return CandidateInput(dbid, state, None, compute, ())
+    return CandidateInput(dbid, state, net[0], compute, net[1])
+
+
+def _held(decision: Decision, index: dict[str, int]) -> list[float | None]:
+    """Each candidate's cost in `decision`, by position."""
+    held: list[float | None] = [None] * len(index)
+    for c in decision.candidates:
+        held[index[c.dbid]] = c.cost
+    return held
+
+
+class Incremental:
+    """The bases of every decision, brought up to date by looking only at what changed."""
+
+    def __init__(self, engine: Engine, costs: PathCosts, counters: Counter[str]) -> None:
+        self.engine = engine
+        self.costs = costs
+        self.counters = counters
+        self.views: dict[str, View] = {}
+        self.bases: dict[tuple[int, str], Basis] = {}
+        # destination -> (its tree, the tree's version, the ingresses, those its repair named)
+        self._hits: dict[int, tuple[Tree, int, frozenset[int], frozenset[int]]] = {}
+
+    def recompute(self, svc: Service, seen: Prepared, ingresses: tuple[int, ...],
+                  ingress_set: frozenset[int], now: float) -> None:
+        """Bring the service's decision at every ingress up to date with `seen` and the
+        network: in full where the service or its instances' set changed, else only the
+        candidates whose inputs may differ since its last recompute."""
+        what = what_of(svc, seen)
+        view = self.views.get(svc.name)
+        if view is None or view.what != what:
+            index = {d: j for j, (d, _, _, _) in enumerate(seen)}
+            view = self.views[svc.name] = View(what, seen, index, _positions(seen), {},
+                                               ingresses)
+            for ingress in ingresses:
+                self.take(svc, seen, index, ingress, now)
+            view.stamps = {at: self.costs.stamp(at) for at in view.at}
+            return
+        touched = self._touched(view, ingress_set)
+        old = view.seen
+        changed = [j for j, (a, b) in enumerate(zip(seen, old, strict=True)) if a != b]
+        if changed:
+            view.seen = seen
+        joined: set[int] = set()  # ingresses the last recompute did not bring up to date
+        if ingresses != view.ingresses:
+            joined = set(ingresses).difference(view.ingresses)
+            view.ingresses = ingresses
+        targets = ingresses if changed or joined else list(touched)
+        for ingress in targets:
+            key = (ingress, svc.name)
+            basis = self.bases.get(key)
+            if (basis is None or basis.seen is not old or ingress in joined
+                    or key not in self.engine.decisions):
+                self.take(svc, view.seen, view.index, ingress, now)
+            else:
+                self._patch(svc, key, basis, (view.seen, changed, touched.get(ingress, [])),
+                            now)
+        if any(seen[j][3] != old[j][3] for j in changed):  # an instance moved
+            view.at = _positions(seen)
+            view.stamps = {at: self.costs.stamp(at) for at in view.at}
+
+    def take(self, svc: Service, seen: Prepared, index: dict[str, int], ingress: int,
+             now: float, given: tuple[list[CandidateInput], bool] | None = None) -> bool:
+        """Take the service's decision at `ingress` again, from inputs looked up afresh, or
+        from `given` (inputs whose UNPRICED parts are looked up; whether the caller knows the
+        decision is significant). True if a new one is in force."""
+        if given is None:
+            nets = self.costs.row(ingress, (at for _, _, _, at in seen))
+            inputs, significant = [_row(e, net) for e, net in zip(seen, nets, strict=True)], False
+        else:
+            inputs, significant = given
+            for j, r in enumerate(inputs):
+                at = seen[j][3]
+                if r.network_parts is UNPRICED and at is not None:
+                    inputs[j] = _row(seen[j], self.costs.get(ingress, at))
+        key = (ingress, svc.name)
+        changed = self.engine.update(ingress, svc.name, svc.weights, inputs, now,
+                                     svc.delay_budget_ms, svc.policy, significant)
+        self.bases[key] = Basis(seen, index, inputs, _held(self.engine.decisions[key], index))
+        if changed:
+            self.counters["decision_changes"] += 1
+        return changed
+
+    def _patch(self, svc: Service, key: tuple[int, str], basis: Basis,
+               touched: tuple[Prepared, list[int], list[int]], now: float) -> None:
+        """Bring one decision's inputs up to `seen` where they may differ (the instances that
+        changed; the positions whose path may have: by cost alone); take the decision again
+        only if that can change it (module docstring)."""
+        seen, changed, network = touched
+        ingress, cost = key[0], self.costs.cost
+        inputs, held, was = basis.inputs, basis.held, basis.seen
+        cost_of = COST_OF.get(svc.policy)
+        weights, limit = svc.weights, self.engine.hysteresis
+        structural = svc.delay_budget_ms is not None or cost_of is None
+        significant = False
+        for j, by_path in [*((j, False) for j in changed), *((j, True) for j in network)]:
+            dbid, state, compute, at = seen[j]
+            old = inputs[j]
+            if by_path or at != was[j][3]:  # its path may be another: its cost looked up
+                net = None if at is None else cost(ingress, at)
+                parts = () if net is None else UNPRICED
+            elif compute == old.compute_ms and state == old.state:
+                continue
+            else:
+                net, parts = old.network_ms, old.network_parts
+            if net == old.network_ms and compute == old.compute_ms and state == old.state:
+                if parts is not old.network_parts:
+                    inputs[j] = old._replace(network_parts=parts)  # only the parts may differ
+                continue
+            if state != old.state or (net is None) != (old.network_ms is None):
+                structural = True
+            inputs[j] = CandidateInput(dbid, state, net, compute, parts)
+            h = held[j]
+            if (not significant and h is not None and cost_of is not None
+                    and abs(cost_of(net, compute, weights) - h) > limit * max(h, EPSILON)):
+                significant = True
+        basis.seen = seen
+        if structural or significant:
+            self.take(svc, seen, basis.index, ingress, now, (inputs, not structural))
+        else:
+            self.engine.kept()
+
+    def _touched(self, view: View, ingress_set: frozenset[int]) -> dict[int, list[int]]:
+        """Ingress -> positions of the service's instances whose network cost or parts from
+        there may have changed since the view's stamps (which are brought up to date)."""
+        out: dict[int, list[int]] = {}
+        for at, positions in view.at.items():
+            stamp = self.costs.stamp(at)
+            was = view.stamps.get(at)
+            if stamp == was:
+                continue
+            view.stamps[at] = stamp
+            tree = stamp[0]
+            if (was is not None and tree is not None and tree is was[0]
+                    and stamp[1] == was[1] + 1 and stamp[2:] == was[2:]):
+                hit = self._hit(tree, ingress_set)  # repaired once: it names what changed
+            else:
+                hit = ingress_set
+            for ingress in hit:
+                out.setdefault(ingress, []).extend(positions)
+        return out
+
+    def _hit(self, tree: Tree, ingress_set: frozenset[int]) -> frozenset[int]:
+        """The ingresses whose path towards the tree's destination its last repair may have
+        changed (computed once per repair, for every service)."""
+        cached = self._hits.get(tree.dst)
+        if (cached is not None and cached[0] is tree and cached[1] == tree.version
+                and cached[2] is ingress_set):
+            return cached[3]
+        hit = frozenset(tree.changed & ingress_set)
+        self._hits[tree.dst] = (tree, tree.version, ingress_set, hit)
+        return hit
+
+    def compute_seen(self, key: tuple[int, str], dbid: str) -> float | None:
+        """The compute cost of `dbid` that the decision at `key` last saw (None: none)."""
+        basis = self.bases.get(key)
+        j = None if basis is None else basis.index.get(dbid)
+        return None if basis is None or j is None else basis.inputs[j].compute_ms
+
+    def forget(self, ingress: int | None = None, service: str | None = None) -> None:
+        """Drop the bases of a departed switch or a deleted service."""
+        self.bases = {k: v for k, v in self.bases.items()
+                      if not ((ingress is None or k[0] == ingress)
+                              and (service is None or k[1] == service))}
+        if service is not None:
+            self.views.pop(service, None)
+        elif ingress is None:
+            self.views.clear()
