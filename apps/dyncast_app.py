@@ -32,7 +32,9 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eventlet import tpool
+from sqlalchemy.engine import make_url
 
+from apps import packet_in
 from apps.configfile import load_config
 from apps.flowread import entry_of, read_request
 from apps.framework import (
@@ -45,6 +47,7 @@ from apps.framework import (
     hub,
     ofp_event,
     ofproto_v1_3,
+    ofproto_v1_3_parser,
     set_ev_cls,
 )
 from apps.ofmsg import serialise
@@ -98,6 +101,7 @@ class DyncastApp(App):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        packet_in.install(ofproto_v1_3_parser)  # PACKET_INs parsed with struct (same objects)
         self.config = load_config(os.environ.get("DYNCAST_CONFIG") or None)
         self.core = Core(self.config)
         self.store = Store(self.config.store_url)
@@ -113,7 +117,8 @@ class DyncastApp(App):  # type: ignore[misc]
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),
-                 len(self.core.bindings), self.config.store_url)
+                 len(self.core.bindings),
+                 make_url(self.config.store_url).render_as_string(hide_password=True))
         for name, svc in sorted(self.core.catalogue.services.items()):
             for text in caveats(svc):
                 LOG.warning("dyncast: service %s: %s", name, text)

@@ -7,7 +7,7 @@ messages with a stand-in datapath and no switch.
 intent with `struct` directly, byte for byte what the framework's parser serialises (the
 tests compare the two on every kind of intent the core makes), at a fraction of the cost (the
 framework builds an OFPMatch and converts every address through netaddr). Anything it does
-not know (a masked or unlisted match field, an address in another notation) goes through
+not know (a masked address, an unlisted match field, an address in another notation) goes through
 `to_message` and the framework's serialiser instead.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from typing import Any, TypeGuard
 
 from controller.intents import (
     PORT_ANY,
@@ -24,6 +24,7 @@ from controller.intents import (
     FlowMod,
     Intent,
     Learn,
+    MatchValue,
     Output,
     PacketOut,
     PopMpls,
@@ -153,16 +154,20 @@ _OXM: dict[str, tuple[int, int, int]] = {
     "tcp_dst": (14, 2, 0), "udp_src": (15, 2, 0), "udp_dst": (16, 2, 0),
     "icmpv4_type": (19, 1, 0), "icmpv4_code": (20, 1, 0), "arp_op": (21, 2, 0),
     "arp_spa": (22, 4, _IPV4), "arp_tpa": (23, 4, _IPV4),
+    "tcp_flags": (34, 2, 0),  # Nicira NXM_NX_TCP_FLAGS (see _OXM_CLASS)
 }
-_oxm_cache: dict[tuple[str, int | str], bytes] = {}
+_OXM_CLASS = {"tcp_flags": 0x0001}  # fields not of class OPENFLOW_BASIC (0x8000); after them
+_oxm_cache: dict[tuple[str, MatchValue], bytes] = {}
+_match_orders: dict[tuple[str, ...], tuple[int, ...]] = {}  # field names -> packing order
+_actions_cache: dict[tuple[Action, ...], bytes] = {}
 
 
 class Unsupported(Exception):
     """The fast encoder does not handle this intent; use the framework's serialiser."""
 
 
-def _oxm_tlv(name: str, value: int | str) -> bytes:
-    """One unmasked OXM TLV (header + value), as the framework encodes it."""
+def _oxm_tlv(name: str, value: MatchValue) -> bytes:
+    """One OXM TLV (header + value [+ mask]), as the framework encodes it."""
     key = (name, value)
     tlv = _oxm_cache.get(key)
     if tlv is not None:
@@ -171,6 +176,11 @@ def _oxm_tlv(name: str, value: int | str) -> bytes:
     if spec is None:
         raise Unsupported(name)
     num, size, kind = spec
+    mask = None
+    if isinstance(value, tuple):  # (value, mask): integer fields only
+        value, mask = value
+        if kind != 0 or not _fits(mask, size):  # an address mask: the framework's
+            raise Unsupported(f"{name}={value!r}/{mask!r}")
     if kind == _MAC:
         if not isinstance(value, str) or len(value) != 17 or value.count(":") != 5:
             raise Unsupported(f"{name}={value!r}")
@@ -186,26 +196,60 @@ def _oxm_tlv(name: str, value: int | str) -> bytes:
         except OSError:
             raise Unsupported(f"{name}={value!r}") from None
     else:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << (
-                8 * size):
+        if not _fits(value, size):
             raise Unsupported(f"{name}={value!r}")
         raw = value.to_bytes(size, "big")
-    tlv = struct.pack("!I", 0x80000000 | (num << 9) | size) + raw
+        if mask is not None:
+            raw += mask.to_bytes(size, "big")
+    oxm_class = _OXM_CLASS.get(name, 0x8000)
+    tlv = struct.pack("!I", (oxm_class << 16) | (num << 9) | ((mask is not None) << 8)
+                      | len(raw)) + raw
     if len(_oxm_cache) < 100_000:  # addresses repeat (hosts, D-SIDs, instances); ports too
         _oxm_cache[key] = tlv
     return tlv
 
 
+def _fits(value: object, size: int) -> TypeGuard[int]:
+    """True for an int (not a bool) that fits in `size` bytes unsigned."""
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and 0 <= value < 1 << (8 * size))
+
+
 def _encode_match(fields: tuple[tuple[str, Any], ...]) -> bytes:
-    """An OXM match with fields in OXM-number order (the framework sorts them so), padded."""
-    ordered = sorted(fields, key=lambda kv: _OXM[kv[0]][0] if kv[0] in _OXM else -1)
-    body = b"".join([_oxm_tlv(n, v) for n, v in ordered])
+    """An OXM match as `_match` builds it: standard fields in OXM-number order (the framework
+    sorts them so), then the Nicira ones; padded."""
+    names = tuple([name for name, _ in fields])
+    order = _match_orders.get(names)
+    if order is None:
+        order = tuple(sorted(range(len(names)), key=lambda i: _order(names[i])))
+        if len(_match_orders) < 1_000:
+            _match_orders[names] = order
+    body = b"".join([_oxm_tlv(*fields[i]) for i in order])
     length = 4 + len(body)
     return _TL.pack(1, length) + body + bytes(-length % 8)
 
 
+def _order(name: str) -> int:
+    """Where a field goes in a match (unknown ones first: they raise Unsupported anyway)."""
+    spec = _OXM.get(name)
+    if spec is None:
+        return -1
+    return spec[0] + (1000 if name in _OXM_CLASS else 0)
+
+
 def _encode_actions(actions: tuple[Action, ...]) -> bytes:
-    """Actions as `_actions` builds them (output to the controller: no buffering)."""
+    """Actions as `_actions` builds them (output to the controller: no buffering). A binding's
+    actions repeat for every flow to the same instance: packed once, then looked up."""
+    raw = _actions_cache.get(actions)
+    if raw is None:
+        raw = _pack_actions(actions)
+        if len(_actions_cache) < 10_000:
+            _actions_cache[actions] = raw
+    return raw
+
+
+def _pack_actions(actions: tuple[Action, ...]) -> bytes:
+    """Pack `actions` (see `_encode_actions`)."""
     out = []
     for act in actions:
         if isinstance(act, Resubmit):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent machine setup for dyncast (Debian 12, run as root; fine under CI=true).
-#   1. apt packages: Open vSwitch, Mininet, iperf3, ethtool, python3-venv (only if missing)
+#   1. apt packages: Open vSwitch, Mininet, iperf3, ethtool, python3-venv, PostgreSQL (only if
+#      missing; the server is not started here: scripts/postgres.sh starts a private cluster)
 #   2. Open vSwitch with the userspace datapath (only if not running; no kernel module needed)
 #   3. .venv from Debian's /usr/bin/python3 with --system-site-packages (for Debian's mininet)
 #   4. requirements/pinned.txt (Ryu 4.34 built with setuptools<68) and this project, editable
@@ -10,7 +11,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 PY=/usr/bin/python3
-APT_PACKAGES=(openvswitch-switch mininet iperf3 ethtool iproute2 python3-venv)
+APT_PACKAGES=(openvswitch-switch mininet iperf3 ethtool iproute2 python3-venv postgresql)
 OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
 OVS_SEND_BUFFER=16777216  # bytes; mininet_tests/harness.py has the same (see section 2)
 STAMP="$VENV/.dyncast-installed"
@@ -110,6 +111,7 @@ imports_ok() {
 from apps import compat, manager
 compat.patch_eventlet_wsgi()
 import mininet.net, ovs, ryu.cmd.manager, os_ken.cmd.manager, networkx, sqlalchemy, pytest
+import alembic.command, psycopg
 ' >/dev/null 2>&1)
 }
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$wanted" ] || ! imports_ok; then

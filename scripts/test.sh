@@ -15,6 +15,15 @@ FRAMEWORKS=${DYNCAST_TEST_FRAMEWORKS-ryu os-ken}  # set but empty: no Mininet ru
 
 scripts/setup.sh || { echo "test: setup failed" >&2; exit 1; }
 
+# PostgreSQL (scripts/postgres.sh) for the tests that run the store on it. DYNCAST_TEST_PG_URL is
+# always set, so they fail, not skip, when the server is not there. Stopped at the end unless it
+# was running before.
+pg_was_running=$(scripts/postgres.sh status && echo yes || echo no)
+scripts/postgres.sh start >/dev/null || echo "test: PostgreSQL did not start" >&2
+[ "$pg_was_running" = yes ] || trap 'scripts/postgres.sh stop' EXIT
+DYNCAST_TEST_PG_URL=$(scripts/postgres.sh url)
+export DYNCAST_TEST_PG_URL
+
 results=()
 failed=0
 

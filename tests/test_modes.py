@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from controller.dataplane.modes import MODES, mode_of
 from controller.intents import PORT_CONTROLLER, Output
 from controller.model import DATAPLANES
@@ -18,15 +20,30 @@ def test_every_dataplane_has_its_mode() -> None:
 
 
 def test_only_reactive_punts_new_flows_to_the_controller() -> None:
-    """Reactive installs the D-SID entry that sends first packets to the controller; the
-    switch-driven modes install none at connect (the programmer installs their entries)."""
+    """Reactive installs the D-SID entry that sends first packets to the controller (and, for
+    TCP, one above it for SYNs alone); the switch-driven modes install none at connect (the
+    programmer installs their entries) and delete that SYN entry, which would shadow theirs."""
     reactive = dataclasses.replace(SVC1, dataplane="reactive")
-    (punt,) = mode_of(reactive).punts(7, reactive)
-    assert punt.dpid == 7 and punt.actions == (Output(PORT_CONTROLLER),)
-    assert ("ipv4_dst", reactive.dsid) in punt.match
+    punt, syn = mode_of(reactive).punts(7, reactive)
+    for fm in (punt, syn):
+        assert fm.dpid == 7 and fm.actions == (Output(PORT_CONTROLLER),) and fm.command == "add"
+        assert ("ipv4_dst", reactive.dsid) in fm.match and fm.cookie == punt.cookie
+    assert dict(syn.match) == {**dict(punt.match), "tcp_flags": (0x002, 0x012)}
+    assert syn.priority == punt.priority + 1
     for name in ("learn", "bucket"):
         svc = dataclasses.replace(SVC1, dataplane=name, buckets=8)
-        assert mode_of(svc).punts(7, svc) == []
+        (gone,) = mode_of(svc).punts(7, svc)
+        assert gone.command == "delete_strict"
+        assert (gone.match, gone.priority, gone.cookie) == (syn.match, syn.priority, syn.cookie)
+
+
+@pytest.mark.parametrize("protocol, port", [("udp", 5000), (None, None)])
+def test_only_tcp_services_get_a_syn_punt(protocol: str | None, port: int | None) -> None:
+    """A service that is not TCP has no SYNs: one punt entry, and nothing to delete."""
+    svc = dataclasses.replace(SVC1, protocol=protocol, port=port)
+    (punt,) = mode_of(svc).punts(7, svc)
+    assert "tcp_flags" not in dict(punt.match)
+    assert mode_of(dataclasses.replace(svc, dataplane="learn")).punts(7, svc) == []
 
 
 def test_what_each_mode_means() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from apps.ofmsg import Unsupported, encode, serialise
 from controller.dataplane.affinity import Binding, FlowKey, binding_flows
-from controller.dataplane.modes import service_punt
+from controller.dataplane.modes import MODES, service_punt, syn_punt
 from controller.intents import (
     PORT_CONTROLLER,
     CookieKind,
@@ -75,7 +75,8 @@ def test_service_and_binding_entries_encode_to_the_framework_bytes(dp: FakeDatap
     key = FlowKey(svc.name, "10.0.0.1", svc.dsid, proto,
                   1234 if proto else None, svc.port if proto else None)
     binding = Binding(0xABCDEF, key, "10.0.0.21", 2, 0.0)
-    for intent in [service_punt(3, svc), *binding_flows(binding, svc, "00:00:00:00:00:21"),
+    for intent in [service_punt(3, svc), *syn_punt(3, svc), *MODES["learn"].punts(3, svc),
+                   *binding_flows(binding, svc, "00:00:00:00:00:21"),
                    *base_flows(9), delete_by_cookie(2, 0xDC03000000ABCDEF)]:
         assert encode(intent, 0xFFFFFFFF) == framework_bytes(dp, intent, 0xFFFFFFFF), intent
 
@@ -87,6 +88,16 @@ def test_packet_outs_encode_to_the_framework_bytes(dp: FakeDatapath) -> None:
                PacketOut(1, data, (Output(1), Output(2), Output(PORT_CONTROLLER))),
                PacketOut(1, b"", ())]:
         assert encode(po, 3) == framework_bytes(dp, po, 3)
+
+
+def test_masked_integer_fields_encode_to_the_framework_bytes(dp: FakeDatapath) -> None:
+    """Masked ports and TCP flags (buckets, SYN entries) are packed directly too, the Nicira
+    tcp_flags after the standard fields."""
+    for fields in [{"eth_type": 0x800, "ip_proto": 6, "tcp_src": (0x0030, 0x00F0)},
+                   {"tcp_flags": (0x002, 0x012), "eth_type": 0x800, "ip_proto": 6,
+                    "tcp_dst": 80, "ipv4_dst": "10.0.100.1"}]:
+        intent = FlowMod(1, 0, 10, match(**fields), (Output(2),))
+        assert encode(intent, 5) == framework_bytes(dp, intent, 5)
 
 
 def test_resubmit_encodes_to_the_framework_bytes(dp: FakeDatapath) -> None:

@@ -1,14 +1,104 @@
-"""The store: records survive a round trip; batches collapse; deletes delete."""
+"""The store, on SQLite and on PostgreSQL: records survive a round trip; batches collapse; deletes
+delete; a failed batch changes nothing; the schema is made and adopted by the migrations.
+
+Every test that takes `open_store` runs twice, on a fresh SQLite file and on a fresh PostgreSQL
+schema. The PostgreSQL run needs DYNCAST_TEST_PG_URL (scripts/test.sh always starts
+scripts/postgres.sh and sets it): unset, it is skipped; set but unreachable, it fails.
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from apps.store import Store
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from apps import migrations
+from apps.migrations.__main__ import main as migrations_cli
+from apps.store import Store, metadata
+from controller.intents import StoreWrite
 from tests.helpers import figure2_core, report, tcp_frame
 
+PG_ENV = "DYNCAST_TEST_PG_URL"
+# What `metadata.create_all` emitted before migrations existed (the same on both backends).
+OLD_DDL = (
+    "CREATE TABLE services (name VARCHAR(64) NOT NULL, dsid VARCHAR(15) NOT NULL, "
+    "data TEXT NOT NULL, PRIMARY KEY (name))",
+    "CREATE TABLE instances (dbid VARCHAR(15) NOT NULL, service VARCHAR(64) NOT NULL, "
+    "metrics_at FLOAT, data TEXT NOT NULL, PRIMARY KEY (dbid))",
+    "CREATE TABLE bindings (id VARCHAR(20) NOT NULL, service VARCHAR(64) NOT NULL, "
+    "dbid VARCHAR(15) NOT NULL, data TEXT NOT NULL, PRIMARY KEY (id))",
+)
 
-def test_round_trip_restores_services_instances_and_bindings(tmp_path: Path) -> None:
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set (scripts/test.sh sets it from scripts/postgres.sh)")
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as conn:  # unreachable: this raises, and the test fails
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception:
+        admin.dispose()
+        raise
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def open_store(store_url: str) -> Iterator[Callable[[], Store]]:
+    """Opens the test's database as a new Store (a controller start); closes them all after."""
+    opened: list[Store] = []
+
+    def open_one() -> Store:
+        opened.append(Store(store_url))
+        return opened[-1]
+
+    yield open_one
+    for store in opened:
+        store.close()
+
+
+def instance(dbid: str, service: str = "svc1", **extra: Any) -> StoreWrite:
+    """A write of an instance record."""
+    value = {"service": service, "dbid": dbid, "dma": "dma", "registered_active": True,
+             "metrics": None, "metrics_at": None, "registered_at": 0.0, "state": "active",
+             "state_since": 0.0, "history": [], **extra}
+    return StoreWrite("instance", dbid, value)
+
+
+def states(store: Store) -> dict[str, str]:
+    """Every stored instance's D-BID and state."""
+    return {i.dbid: i.state for i in store.load().instances}
+
+
+def execute(store: Store, *statements: str) -> list[Any]:
+    """Run SQL on the store's database in one transaction; the last statement's rows."""
+    with store.engine.begin() as conn:
+        results = [conn.execute(text(s)) for s in statements]
+        return list(results[-1]) if results[-1].returns_rows else []
+
+
+def test_round_trip_restores_services_instances_and_bindings(
+        open_store: Callable[[], Store]) -> None:
     """What the core queued for the store comes back as equal values after a restart."""
     core = figure2_core()
     for dbid in ("10.0.0.21", "10.0.0.31"):
@@ -16,10 +106,10 @@ def test_round_trip_restores_services_instances_and_bindings(tmp_path: Path) -> 
     core.put_service(core.catalogue.services["svc2"], create=False, now=1.0)
     core.packet_in(1, 1, tcp_frame("00:00:00:00:00:01", "02:dc:00:00:00:01", "10.0.0.1",
                                    "10.0.100.1", 40000, 8000), 1.0)
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store = open_store()
     assert store.apply(core.drain_writes()) > 0
     store.close()
-    snap = Store(f"sqlite:///{tmp_path / 'db.sqlite'}").load()
+    snap = open_store().load()
     assert [s.name for s in snap.services] == ["svc2"]
     assert snap.services[0] == core.catalogue.services["svc2"]
     by_dbid = {i.dbid: i for i in snap.instances}
@@ -27,19 +117,98 @@ def test_round_trip_restores_services_instances_and_bindings(tmp_path: Path) -> 
     assert by_dbid["10.0.0.21"].metrics == core.catalogue.instances["10.0.0.21"].metrics
     (binding,) = snap.bindings
     live = core.bindings.all()[0]
-    assert (binding.key, binding.dbid, binding.ingress) == (live.key, live.dbid, live.ingress)
+    assert (binding.key, binding.dbid, binding.ingress, binding.created_at) == (
+        live.key, live.dbid, live.ingress, live.created_at)
 
 
-def test_delete_removes_the_record() -> None:
-    """A withdrawal queued after a registration leaves no instance record."""
+def test_many_records_in_one_batch_round_trip(open_store: Callable[[], Store]) -> None:
+    """A batch larger than one DELETE chunk is written, replaced and deleted whole."""
+    store = open_store()
+    dbids = [f"10.1.{i // 250}.{i % 250}" for i in range(1200)]
+    assert store.apply([instance(d) for d in dbids]) == 1200
+    assert store.apply([instance(d, state="draining") for d in dbids]) == 1200
+    assert set(states(store).values()) == {"draining"} and len(states(store)) == 1200
+    store.apply([StoreWrite("instance", d, None) for d in dbids[:700]])
+    assert sorted(states(open_store())) == sorted(dbids[700:])
+
+
+def test_last_write_wins_within_a_batch(open_store: Callable[[], Store]) -> None:
+    """Several writes to one record in a batch leave the last one, be it a value or a delete."""
+    store = open_store()
+    store.apply([instance("10.0.0.1", state="active"), instance("10.0.0.1", state="draining"),
+                 instance("10.0.0.2"), StoreWrite("instance", "10.0.0.2", None),
+                 StoreWrite("instance", "10.0.0.3", None), instance("10.0.0.3", state="down")])
+    assert states(open_store()) == {"10.0.0.1": "draining", "10.0.0.3": "down"}
+
+
+def test_delete_removes_the_record(open_store: Callable[[], Store]) -> None:
+    """A withdrawal queued after a registration leaves no instance record, in the same batch or
+    in a later one, and deleting what is not there is no error."""
     core = figure2_core()
-    core.withdraw("10.0.0.21", 1.0)
-    store = Store("sqlite:///:memory:")
+    store = open_store()
     store.apply(core.drain_writes())
-    assert "10.0.0.21" not in {i.dbid for i in store.load().instances}
+    assert "10.0.0.21" in states(store)
+    core.withdraw("10.0.0.21", 1.0)
+    store.apply(core.drain_writes())
+    store.apply([StoreWrite("instance", "10.9.9.9", None)])
+    assert states(open_store()).keys() == {"10.0.0.31", "10.0.0.22", "10.0.0.32"}
 
 
-def test_restart_restores_state_and_configured_services_win(tmp_path: Path) -> None:
+def test_failed_batch_changes_nothing_and_applies_when_retried(
+        open_store: Callable[[], Store]) -> None:
+    """A batch that fails after some of its statements ran leaves the store as it was (one
+    transaction); the caller requeues the writes and the retried batch lands whole."""
+    store = open_store()
+    store.apply([instance("10.0.0.1", state="active")])
+    bad = instance("10.0.0.9")
+    assert isinstance(bad.value, dict)
+    bad.value["service"] = None  # NOT NULL: fails on the instance INSERT, after the DELETEs
+    batch = [instance("10.0.0.1", state="draining"), instance("10.0.0.2"),
+             StoreWrite("binding", "7", None), bad]
+    with pytest.raises(IntegrityError, match=r"(?i)null"):
+        store.apply(batch)
+    assert states(store) == {"10.0.0.1": "active"}
+    requeued = batch[:-1]  # what the app keeps and retries, here without the bad record
+    assert store.apply(requeued) == 3
+    assert states(open_store()) == {"10.0.0.1": "draining", "10.0.0.2": "active"}
+
+
+def test_database_failing_midway_loses_nothing_through_the_core_queue(
+        open_store: Callable[[], Store]) -> None:
+    """The app's flush loop: a batch whose last statement fails (the database went away) is
+    rolled back and requeued in the core; with writes queued since, the next flush stores
+    exactly the core's state."""
+    core = figure2_core()
+    store = open_store()
+    store.apply(core.drain_writes())
+    core.packet_in(1, 1, tcp_frame("00:00:00:00:00:01", "02:dc:00:00:00:01", "10.0.0.1",
+                                   "10.0.100.1", 40000, 8000), 1.0)
+    report(core, "10.0.0.21", 1.0, sessions=3)
+    failures = ["INSERT INTO bindings"]
+
+    def fail_once(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if failures and statement.startswith(failures[0]):
+            raise OSError(f"connection lost before: {failures.pop()}")
+
+    event.listen(store.engine, "before_cursor_execute", fail_once)
+    writes = core.drain_writes()
+    assert {w.kind for w in writes} == {"instance", "binding"}
+    with pytest.raises(Exception, match="connection lost"):
+        store.apply(writes)
+    assert store.load().bindings == []  # the instance written before it is rolled back too
+    assert all(i.metrics is None for i in store.load().instances)
+    core.writes.requeue(writes)
+    core.withdraw("10.0.0.32", 2.0)  # a newer write, queued while the batch was failing
+    store.apply(core.drain_writes())
+    snap = open_store().load()
+    assert [(b.key, b.dbid) for b in snap.bindings] == [
+        (b.key, b.dbid) for b in core.bindings.all()]
+    assert {i.dbid: i.metrics for i in snap.instances} == {
+        d: i.metrics for d, i in core.catalogue.instances.items()}
+
+
+def test_restart_restores_state_and_configured_services_win(
+        open_store: Callable[[], Store]) -> None:
     """A restarted core gets stored instances and bindings back; a service in the config file
     wins over a stored one of the same name, and stored-only services come back too."""
     from dataclasses import replace
@@ -53,12 +222,74 @@ def test_restart_restores_state_and_configured_services_win(tmp_path: Path) -> N
     core.put_service(replace(SVC1, name="svc9", dsid="10.0.100.9"), create=True, now=1.0)
     core.packet_in(1, 1, tcp_frame("00:00:00:00:00:01", "02:dc:00:00:00:01", "10.0.0.1",
                                    "10.0.100.1", 40000, 8000), 1.0)
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    store.apply(core.drain_writes())
-    snap = store.load()
+    open_store().apply(core.drain_writes())
+    snap = open_store().load()
     restarted = Core(ControllerConfig(services=(SVC1, SVC2)))
     restarted.restore(snap.services, snap.instances, snap.bindings)
     assert restarted.catalogue.services["svc2"].port == 8000  # the file's version
     assert "svc9" in restarted.catalogue.services
     assert restarted.catalogue.instances.keys() == core.catalogue.instances.keys()
     assert [b.dbid for b in restarted.bindings.all()] == [b.dbid for b in core.bindings.all()]
+
+
+def test_migrations_make_exactly_the_store_tables(open_store: Callable[[], Store]) -> None:
+    """The schema the migrations create is the one the store's queries are written against."""
+    store = open_store()
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert migrations.current(conn) == migrations.head()
+
+
+def test_a_store_made_before_migrations_is_adopted_with_its_records(
+        open_store: Callable[[], Store], store_url: str) -> None:
+    """A database with the three tables of the old `create_all` and no alembic_version is
+    stamped, not re-created: its records load, and it is at the newest revision after."""
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        for ddl in OLD_DDL:
+            conn.execute(text(ddl))
+        conn.execute(text("INSERT INTO instances (dbid, service, metrics_at, data) "
+                          "VALUES ('10.0.0.5', 'svc1', NULL, :data)"),
+                     {"data": '{"dbid": "10.0.0.5", "service": "svc1", "state": "down"}'})
+    engine.dispose()
+    store = open_store()
+    assert states(store) == {"10.0.0.5": "down"}
+    assert execute(store, "SELECT version_num FROM alembic_version") == [(migrations.head(),)]
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_a_database_with_only_some_of_the_tables_is_refused(store_url: str) -> None:
+    """Tables of the same names that are not a whole old store are not adopted: the store
+    refuses to start rather than stamp and later fail on the missing ones."""
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(text(OLD_DDL[0]))
+    engine.dispose()
+    with pytest.raises(migrations.MigrationError, match=r"\['services'\] but not"):
+        Store(store_url)
+
+
+def test_restart_upgrades_once_and_keeps_the_records(open_store: Callable[[], Store]) -> None:
+    """A second start finds the newest revision and changes nothing: one version row, same
+    records, and `upgrade` reports no step."""
+    open_store().apply([instance("10.0.0.1")])
+    store = open_store()
+    assert migrations.upgrade(store.engine) == (migrations.head(), migrations.head())
+    assert execute(store, "SELECT version_num FROM alembic_version") == [(migrations.head(),)]
+    assert states(store) == {"10.0.0.1": "active"}
+
+
+def test_migrations_command_upgrades_and_reports(store_url: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m apps.migrations current` exits 1 on a database behind, `upgrade` brings it to
+    the newest revision, and `current` then exits 0."""
+    assert migrations_cli(["current", "--url", store_url]) == 1
+    assert migrations_cli(["upgrade", "--url", store_url]) == 0
+    assert migrations_cli(["upgrade", "--url", store_url]) == 0
+    assert migrations_cli(["current", "--url", store_url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    head = migrations.head()
+    assert out[0].endswith(f"no revision (newest: {head})")
+    assert out[1].endswith(f"empty -> {head}") and out[2].endswith(f"at {head} already")
+    assert "dyncast:dyncast@" not in "".join(out)  # the password is not printed

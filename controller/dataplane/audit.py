@@ -133,8 +133,8 @@ class Audit:
                 reverse.append(pair[0])
                 forward.append(pair[1])
         rest = self.forwarding.installed_routes(dpid)
-        for svc in self.catalogue.services.values():
-            rest += mode_of(svc).punts(dpid, svc)
+        for svc in self.catalogue.services.values():  # (a mode's punts may be deletions)
+            rest += [fm for fm in mode_of(svc).punts(dpid, svc) if fm.command == "add"]
         placeholders: dict[Key, str] = {}
         for key, (scope, fm) in self.programmer.reconciler.held(dpid).items():
             if fm.command == "adopted":

