@@ -41,9 +41,31 @@ def test_one_busy_instance_is_not_enough() -> None:
 
 
 def test_load_oscillating_around_the_threshold_never_triggers() -> None:
-    """Load crossing `high` back and forth faster than hold_s does not flap anything."""
-    wave = [(0.85, 0.85), (0.85, 0.85), (0.75, 0.85)] * 20
+    """Load crossing `high` back and forth, below it on average, triggers nothing; nor does a
+    load whose average sits between `low` and `high`."""
+    wave = [(0.9, 0.95), (0.9, 0.95), (0.5, 0.55)] * 20  # mean 0.79
     assert run(Scaler(), wave) == []
+    assert run(Scaler(), [(0.9, 0.1), (0.1, 0.9)] * 30) == []
+
+
+def test_overload_of_short_requests_reactivates_although_no_instance_stays_full() -> None:
+    """Each instance swings between overloaded (requests queued) and momentarily empty, never
+    above `high` for as long as hold_s; the service's mean load is 0.94: one reactivation,
+    after hold_s, and the next only after the cool-down."""
+    swing = [(1.6, 0.1), (0.1, 1.9), (1.8, 0.2), (0.0, 1.8)] * 15
+    loads = [(a + b) / 2 for a, b in swing]
+    assert abs(sum(loads) / len(loads) - 0.94) < 0.01
+    assert run(Scaler(), swing) == [(5.0, "reactivate", "10.0.0.41"),
+                                    (35.0, "reactivate", "10.0.0.41")]
+
+
+def test_an_instance_without_a_report_restarts_the_window() -> None:
+    """Nothing is judged on partial evidence: a missing report starts the hold again."""
+    scaler = Scaler()
+    assert run(scaler, [(0.9, 0.9)] * 4) == []
+    gap = [Member("10.0.0.21", "active", None, 1.0), Member("10.0.0.41", "inactive", None, 0.0)]
+    assert scaler.evaluate("svc1", POLICY, gap, 4.0) is None
+    assert run(scaler, [(0.9, 0.9)] * 7, start=5.0) == [(10.0, "reactivate", "10.0.0.41")]
 
 
 def test_cooldown_separates_two_reactivations() -> None:
