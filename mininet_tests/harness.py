@@ -216,6 +216,7 @@ class Lab:
         if done.returncode != 0:
             raise RuntimeError(f"{bridge}: set-controller: {done.stderr.strip()}")
         self.fast_reconnect([bridge])
+        self.net[bridge].controllerUUIDs(update=True)  # connected() reads a cached list
 
     @staticmethod
     def empty_switch(bridge: str) -> None:

@@ -35,7 +35,7 @@ from mininet_tests.restarts import (
     table_differences,
     wait_away,
 )
-from mininet_tests.test_fig2 import R1, SVC1, held_lines, start_hold, wait_shares
+from mininet_tests.test_fig2 import R1, SVC1, client, held_lines, start_hold, wait_shares
 
 HERE = Path(__file__).parent
 RECONCILE_S = 2.0  # reconcile_interval_s in the fig2_restart*.toml files
@@ -55,6 +55,8 @@ def serve(lab: Lab, held: int = HELD) -> HeldConnections:
     for host in ("e2", "e3"):
         lab.start_edge(host, capacity=CAPACITY)
     wait_shares(lab, "svc1", R1, BOTH)
+    wait_until(lambda: len(client(lab, "c1", SVC1, requests=8)["served"]) == 2, 20,
+               "new connections from c1 do not reach both instances")  # bucket: moves done
     conns = HeldConnections(lab, "c1", SVC1, held)
     first = conns.report()
     assert first["states"] == {"open": held} and len(first["served"]) == 2, damage(first)
@@ -69,7 +71,12 @@ def assert_unharmed(conns: HeldConnections, since: float, timeout: float = 15.0)
         done = all(c["state"] != "open" or (c["last_line_at"] or 0) > since
                    for c in report["connections"])
         return report if done else None
-    report = wait_until(settled, timeout, "held connections still stalled")
+    def stalled() -> str:
+        report = conns.report()
+        late = [c for c in report["connections"]
+                if c["state"] == "open" and (c["last_line_at"] or 0) <= since]
+        return f"{len(late)} held connections stalled, e.g. {late[:2]}; {damage(report)}"
+    report = wait_until(settled, timeout, stalled)
     assert damage(report)["broken"] == 0 and report["moved"] == 0, damage(report)
     assert all_alive_since(report, since)
 
