@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 from eventlet import tpool
 
 from apps.configfile import load_config
+from apps.flowread import entry_of, read_request
 from apps.framework import (
     CONFIG_DISPATCHER,
     DEAD_DISPATCHER,
@@ -52,7 +53,7 @@ from apps.store import Store
 from controller.api import Api, Reply
 from controller.core import Core
 from controller.dataplane.rules import caveats
-from controller.intents import TABLE_AFFINITY, Intent
+from controller.intents import TABLE_AFFINITY, FlowMod, Intent, SwitchEntry
 
 LOG = logging.getLogger("dyncast")
 RECOMPUTE_DELAY_S = 0.1  # reports this soon after one are recomputed with it (a new flow
@@ -62,6 +63,16 @@ ENCODE_SLICE = 5  # list items (a decision: all of a service's instances) encode
 
 class EventTick(event.EventBase):  # type: ignore[misc]
     """Time for the periodic work."""
+
+
+class TableRead:
+    """A switch's table being read: the request, when, the parts so far, what we sent since."""
+
+    def __init__(self, xid: int, at: float) -> None:
+        self.xid = xid
+        self.at = at
+        self.entries: list[SwitchEntry] = []
+        self.sent: list[FlowMod] = []
 
 
 def guarded(handler: Callable[..., None]) -> Callable[..., None]:
@@ -91,10 +102,12 @@ class DyncastApp(App):  # type: ignore[misc]
         self.core = Core(self.config)
         self.store = Store(self.config.store_url)
         snap = self.store.load()
-        self.core.restore(snap.services, snap.instances, snap.bindings)
+        self.core.restore(snap.services, snap.instances, snap.bindings, time.time())
         self.api = Api(self.core)
         self.datapaths: dict[int, Any] = {}
         self._flow_rows: dict[int, list[Any]] = {}  # flow statistics until the last part
+        self._reads: dict[int, TableRead] = {}  # switch -> the reading of its table under way
+        self._dropped_reads: set[int] = set()  # xids of readings asked again (answers ignored)
         self._workers: list[Any] = []
         self._reported = hub.Event()  # set when reports left services dirty
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
@@ -112,7 +125,8 @@ class DyncastApp(App):  # type: ignore[misc]
         60-70 ms (bench/control_plane.py saw it in the echo delays)."""
         thread = super().start()
         self._workers = [hub.spawn(self._timer), hub.spawn(self._flusher),
-                         hub.spawn(self._poller), hub.spawn(self._recomputer)]
+                         hub.spawn(self._poller), hub.spawn(self._recomputer),
+                         hub.spawn(self._auditor)]
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()
@@ -139,6 +153,11 @@ class DyncastApp(App):  # type: ignore[misc]
         Every core call's intents come through here, so the instance state transitions the core
         recorded are logged here too, whatever the intents (none, one switch or several).
         """
+        if self._reads:
+            for intent in intents:
+                read = self._reads.get(intent.dpid)
+                if read is not None and isinstance(intent, FlowMod):
+                    read.sent.append(intent)
         if intents and all(i.dpid == intents[0].dpid for i in intents):
             dp = self.datapaths.get(intents[0].dpid)
             if dp is not None:
@@ -209,6 +228,24 @@ class DyncastApp(App):  # type: ignore[misc]
                     dp.send_msg(dp.ofproto_parser.OFPFlowStatsRequest(
                         dp, 0, TABLE_AFFINITY, dp.ofproto.OFPP_ANY, dp.ofproto.OFPG_ANY))
 
+    def _auditor(self) -> None:
+        """Read every switch's table back every `reconcile_interval_s` (a reading that got no
+        answer by then is asked again)."""
+        while True:
+            hub.sleep(self.config.reconcile_interval_s)
+            for dp in list(self.datapaths.values()):
+                self._read_table(dp)
+
+    def _read_table(self, dp: Any) -> None:
+        """Ask a switch for every entry with our cookie (`_flow_stats_handler` reconciles)."""
+        req = read_request(dp)
+        dp.set_xid(req)
+        old = self._reads.get(dp.id)
+        if old is not None:
+            self._dropped_reads = {*list(self._dropped_reads)[-63:], old.xid}
+        self._reads[dp.id] = TableRead(req.xid, time.time())
+        dp.send_msg(req)
+
     def _recomputer(self) -> None:
         """Recompute the services reports made dirty, once per burst: woken by a report, wait
         RECOMPUTE_DELAY_S for the rest of the burst, then one service at a time."""
@@ -256,8 +293,9 @@ class DyncastApp(App):  # type: ignore[misc]
         self.datapaths[dp.id] = dp
         LOG.info("dyncast: switch %016x connected", dp.id)
         dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, dp.ofproto.OFPC_FRAG_NORMAL, 0xFFFF))
-        self.send(self.core.switch_connected(dp.id))
+        self.send(self.core.switch_connected(dp.id, reads_table=True))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+        self._read_table(dp)  # answered after the ports: the table is repaired, not wiped
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     @guarded
@@ -276,6 +314,7 @@ class DyncastApp(App):  # type: ignore[misc]
         if dp.id is None or self.datapaths.get(dp.id) is not dp:
             return
         del self.datapaths[dp.id]
+        self._reads.pop(dp.id, None)
         LOG.info("dyncast: switch %016x left", dp.id)
         self.send(self.core.switch_left(dp.id, time.time()))
 
@@ -319,11 +358,34 @@ class DyncastApp(App):  # type: ignore[misc]
     @guarded
     def _flow_stats_handler(self, ev: Any) -> None:
         msg = ev.msg
+        dp = msg.datapath
+        read = self._reads.get(dp.id)
+        if read is not None and read.xid == msg.xid:
+            read.entries += [entry_of(s, dp.ofproto) for s in msg.body]
+            if not msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
+                del self._reads[dp.id]
+                self._reconcile(dp.id, read)
+            return
+        if msg.xid in self._dropped_reads:
+            return
         rows = self._flow_rows.setdefault(msg.datapath.id, [])
         rows += [(s.cookie, dict(s.match.items()), s.packet_count,
                   s.duration_sec + s.duration_nsec / 1e9) for s in msg.body]
         if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
             self.core.learned_entries(msg.datapath.id, self._flow_rows.pop(msg.datapath.id))
+
+    def _reconcile(self, dpid: int, read: TableRead) -> None:
+        """Repair a switch from what it was read to hold; say so when it needed repair."""
+        c = self.core.counters
+        before = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
+                  c["bindings_retired"])
+        self.send(self.core.switch_table(dpid, read.entries, read.sent, read.at, time.time()))
+        after = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
+                 c["bindings_retired"])
+        if after != before:
+            LOG.info("dyncast: switch %016x read back (%d of our entries): %d added, %d "
+                     "removed, %d bindings adopted, %d retired", dpid, len(read.entries),
+                     *(a - b for a, b in zip(after, before, strict=True)))
 
     @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
     @guarded

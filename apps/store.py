@@ -129,6 +129,7 @@ def _instance(data: dict[str, Any]) -> Instance:
                     state=state, state_since=data.get("state_since", 0.0),
                     drain_deadline=data.get("drain_deadline"),
                     stop_when_drained=bool(data.get("stop_when_drained", False)),
+                    label=data.get("label") if isinstance(data.get("label"), int) else None,
                     history=[t for t in history if t is not None])
 
 

@@ -23,7 +23,7 @@ from controller.instances.intake import SLICE, slices
 from controller.intents import Intent
 from controller.model import Metrics, Service, metrics_from_dict, service_from_dict
 from controller.validate import check_number, parse_ipv4
-from controller.views import bindings_view, instance_view, topology_view
+from controller.views import bindings_view, instance_view, stats_view, topology_view
 
 PREFIX = "/dyncast/v1/"
 MAX_BODY = 1 << 20
@@ -268,7 +268,7 @@ class Api:
         return Reply(200, topology_view(self.core))
 
     def _stats(self, args: list[str], _: Any, now: float) -> Reply:
-        return Reply(200, self.core.stats())
+        return Reply(200, stats_view(self.core))
 
 
 def _in_steps(items: list[T], size: int,

@@ -29,6 +29,8 @@ class ControllerConfig:
     congestion_ms: float = 10.0
     use_measured_delay: bool = False
     probe_timeout_s: float = 3.0
+    reconcile_interval_s: float = 10.0  # every switch's table is read back and repaired
+    switch_grace_s: float = 15.0  # a switch's lost control channel is not its data plane
     ingresses: tuple[int, ...] = ()
     forwarders: tuple[tuple[int, int], ...] = ()  # (forwarder dpid, the D-Router deciding for it)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
@@ -44,7 +46,8 @@ class ControllerConfig:
 
 CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeout_s",
                    "store_flush_s", "stats_interval_s", "link_capacity_mbps", "congestion_ms",
-                   "use_measured_delay", "probe_timeout_s", "ingresses", "selection", "scoring"}
+                   "use_measured_delay", "probe_timeout_s", "ingresses", "selection", "scoring",
+                   "reconcile_interval_s", "switch_grace_s"}
 
 
 def _links(raw: Any) -> tuple[LinkConfig, ...]:
@@ -128,6 +131,11 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         use_measured_delay=_flag(ctl, "use_measured_delay", d.use_measured_delay),
         probe_timeout_s=check_number(ctl.get("probe_timeout_s", d.probe_timeout_s),
                                      "controller.probe_timeout_s", 0.1, 3600.0),
+        reconcile_interval_s=check_number(
+            ctl.get("reconcile_interval_s", d.reconcile_interval_s),
+            "controller.reconcile_interval_s", 0.5, 86400.0),
+        switch_grace_s=check_number(ctl.get("switch_grace_s", d.switch_grace_s),
+                                    "controller.switch_grace_s", 0.0, 86400.0),
         selection=_selection(sel),
         scoring=scoring_from_dict(_subtable(ctl, "scoring")),
         ingresses=_ingresses(ctl.get("ingresses", [])),

@@ -13,7 +13,8 @@ from typing import Any
 
 from controller.config import ControllerConfig
 from controller.dataplane.affinity import Binding
-from controller.dataplane.modes import mode_of, service_ident, service_punt
+from controller.dataplane.audit import Audit
+from controller.dataplane.modes import mode_of, service_punt
 from controller.dataplane.programmer import Programmer
 from controller.dataplane.reactive import ReactiveFlows
 from controller.instances.catalogue import Catalogue
@@ -21,8 +22,7 @@ from controller.instances.intake import Intake
 from controller.instances.liveness import Liveness
 from controller.instances.operations import Operations
 from controller.instances.states import InstanceStates
-from controller.intents import CookieKind, Intent, StoreWrite, cookie
-from controller.intents import delete_by_cookie as delete
+from controller.intents import FlowMod, Intent, StoreWrite, SwitchEntry
 from controller.model import Instance, Metrics, Service
 from controller.network.network import Network
 from controller.network.packet import ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_LLDP, parse
@@ -52,35 +52,60 @@ class Core:
         self.operations = Operations(self.catalogue, self.states, self.liveness, self.writes,
                                      self.counters)
         self.intake = Intake(self.operations, self.decisions.placements.reported, self.counters)
-        self.flows = ReactiveFlows(self.catalogue, self.topology, self.decisions, self.writes,
+        self.flows = ReactiveFlows(self.operations, self.topology, self.decisions, self.writes,
                                    self.counters)
         self.bindings = self.flows.bindings
         self.programmer = Programmer(self.topology, self.engine, self.decisions.decider)
+        self.audit = Audit(self.catalogue, self.forwarding, self.flows, self.programmer,
+                           self.counters)
         for svc in config.services:
             self.catalogue.put_service(svc, create=True)
 
     def restore(self, services: list[Service], instances: list[Instance],
-                bindings: list[Binding]) -> None:
-        """Load persisted state at start (configured services win over stored ones)."""
+                bindings: list[Binding], now: float | None = None) -> None:
+        """Load persisted state at start (configured services win over stored ones); `now`
+        is the start time, from which new bindings are numbered (dataplane/reactive.py)."""
         self.catalogue.restore(services, instances)
-        self.flows.restore(bindings)
+        self.programmer.labels.restore_all((i.dbid, i.label) for i in instances)
+        self.flows.restore(bindings, now)
 
     # --- switches and links -------------------------------------------------------------
-    def switch_connected(self, dpid: int) -> list[Intent]:
-        """A switch connected: install the fixed pipeline and the services' punt entries."""
+    def switch_connected(self, dpid: int, reads_table: bool = False) -> list[Intent]:
+        """A switch connected: install the fixed pipeline and the services' punt entries, or,
+        when the shell reads its table (`reads_table`), wait for `switch_table`."""
         self.programmer.forget_switch(dpid)
         self.flows.forget_switch(dpid)
         intents: list[Intent] = list(self.network.connected(dpid))
+        if reads_table:
+            self.programmer.expect_table(dpid)
+            return []
         for svc in self.catalogue.services.values():
             intents += mode_of(svc).punts(dpid, svc)
         return intents
 
+    def switch_table(self, dpid: int, entries: list[SwitchEntry], sent: list[FlowMod],
+                     requested_at: float, now: float) -> list[Intent]:
+        """What a switch holds of ours, read at `requested_at` (`sent`: flow-mods sent to it
+        since): repair it (dataplane/audit.py)."""
+        intents, programs = self.audit.table(dpid, entries, sent, requested_at, now)
+        return intents + [i for name in sorted(programs) for i in self._recompute(name, now)]
+
     def switch_ports(self, dpid: int, ports: set[int], now: float) -> list[Intent]:
-        """The switch's port list arrived: discover links from it and route hosts through it."""
-        return self.network.ports(dpid, ports, now) + self._recompute_all(now)
+        """The switch's port list arrived: discover links from it and route hosts through it;
+        instances at ports it no longer has are detached."""
+        intents, lost = self.network.ports(dpid, ports, now)
+        self.liveness.detach(lost, now)
+        return intents + self._recompute_all(now)
 
     def switch_left(self, dpid: int, now: float) -> list[Intent]:
-        """A switch disconnected: forget it; paths and decisions are recomputed."""
+        """A switch's control channel closed. Its data plane may well be forwarding on: it
+        keeps its links and instances for `switch_grace_s`, then it is forgotten."""
+        if self.config.switch_grace_s > 0 and self.network.disconnected(dpid, now):
+            return []
+        return self._switch_gone(dpid, now)
+
+    def _switch_gone(self, dpid: int, now: float) -> list[Intent]:
+        """A switch is gone: forget it; paths and decisions are recomputed."""
         self.liveness.detach(self.network.left(dpid), now)
         self.decisions.forget_switch(dpid)
         return self._paths_changed(now)
@@ -104,8 +129,8 @@ class Core:
         """A control-channel round trip to a switch (for link delay measurement)."""
         self.network.monitor.echo_rtt(dpid, rtt_s)
 
-    def learned_entries(self, dpid: int,
-                        rows: list[tuple[int, dict[str, Any], int, float]]) -> None:
+    def learned_entries(self, dpid: int, rows: list[tuple[int, dict[str, Any], int, float]]
+                        ) -> None:
         """What a switch reported of its table 2 (entries it learned, pins)."""
         self.programmer.report_learned(dpid, rows)
 
@@ -114,6 +139,8 @@ class Core:
         """Periodic work: recompute what reports changed, expire links, send LLDP, notice
         stale metrics, probe instances, end bucket pins, honour drain deadlines, scale."""
         intents = self.flush(now)
+        for dpid in self.network.grace_over(now, self.config.switch_grace_s):
+            intents += self._switch_gone(dpid, now)
         if self.network.expire(now, self.config.link_timeout_s):
             intents += self._paths_changed(now)
         intents += self.forwarding.lldp(now) + self.liveness.probes(now)
@@ -123,7 +150,7 @@ class Core:
         for inst in self.catalogue.instances.values():
             intents += self.liveness.probe_if_unknown(inst.dbid, now)
         intents += [i for n in sorted(self.programmer.expire(now)) for i in self._recompute(n, now)]
-        return intents + self._drain_deadlines(now) + self._autoscale(now)
+        return intents + self.flows.honour_deadlines(now) + self._autoscale(now)
 
     # --- packets ------------------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> list[Intent]:
@@ -179,7 +206,7 @@ class Core:
         old = self.catalogue.put_service(svc, create)
         intents: list[Intent] = []
         if old is not None and old.dsid != svc.dsid:
-            intents += self._remove_service_flows(old)
+            intents += self.flows.remove_service(old)
         if old is not None and mode_of(old) is not mode_of(svc):
             intents += self.programmer.remove(old, [i.dbid for i in
                                                     self.catalogue.of_service(svc.name)])
@@ -196,13 +223,7 @@ class Core:
         for inst in gone:
             self.writes.delete("instance", inst.dbid)
         self.writes.delete("service", name)
-        return programmed + self._remove_service_flows(svc)
-
-    def _remove_service_flows(self, svc: Service) -> list[Intent]:
-        """Delete the service's D-SID entry and every binding of it, at every switch."""
-        ident = cookie(CookieKind.SERVICE, service_ident(svc))
-        intents: list[Intent] = [delete(dpid, ident) for dpid in sorted(self.topology.ports)]
-        return intents + self.flows.remove_service(svc.name)
+        return programmed + self.flows.remove_service(svc)
 
     # --- instances and metrics ----------------------------------------------------------
     def register(self, dsid: str, dbid: str, dma: str, active: bool,
@@ -252,18 +273,7 @@ class Core:
         """Drain an instance, then tell its D-MA to stop it once no flow is bound to it (or the
         deadline has passed and its flows have moved); it becomes `inactive`."""
         inst = self.operations.retire(dbid, deadline_s, now, reason)
-        return inst, self._recompute(inst.service, now) + self._drain_deadlines(now)
-
-    def _drain_deadlines(self, now: float) -> list[Intent]:
-        """Move the remaining flows of drained instances whose deadline has passed; stop
-        retiring instances once nothing is bound to them."""
-        intents: list[Intent] = []
-        for inst in self.operations.deadlines_passed(now):
-            moved = self.counters["affinity_moves"]
-            intents += self.flows.move(inst.dbid, now)
-            self.counters["drain_deadline_moves"] += self.counters["affinity_moves"] - moved
-        self.operations.stop_drained(self.flows.bound, now)
-        return intents
+        return inst, self._recompute(inst.service, now) + self.flows.honour_deadlines(now)
 
     def _autoscale(self, now: float) -> list[Intent]:
         """Carry out the scaling policy's reactivations and scale-ins."""
@@ -301,20 +311,10 @@ class Core:
             intents += self.programmer.program(svc, insts, now, service_punt)
             for dbid in went_down:
                 intents += self.programmer.lost(dbid)
+            self.operations.labelled(self.programmer.labels.take_assigned())
         return intents
 
     # --- views --------------------------------------------------------------------------
     def drain_writes(self) -> list[StoreWrite]:
         """Hand the queued store writes to the shell (it applies them off the packet path)."""
         return self.writes.drain()
-
-    def stats(self) -> dict[str, int]:
-        """Counters for /stats."""
-        out = dict(self.counters)
-        out["bucket_moves_started"] = self.programmer.moves_started
-        out["dataplane_entries"] = self.programmer.reconciler.count()
-        out["bindings"] = len(self.bindings)
-        out["decisions_recomputed"] = self.engine.recomputed
-        out.setdefault("affinity_moves", 0)
-        out.setdefault("errors", 0)
-        return out

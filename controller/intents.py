@@ -159,7 +159,8 @@ class FlowMod:
     idle_timeout: int = 0
     hard_timeout: int = 0
     cookie: int = cookie(CookieKind.INFRA)
-    command: Literal["add", "delete", "delete_strict"] = "add"
+    # "adopted": a placeholder for an entry found in a switch (dataplane/reconciler.py); never sent
+    command: Literal["add", "delete", "delete_strict", "adopted"] = "add"
     notify_removal: bool = False
     cookie_mask: int = 0
 
@@ -198,3 +199,32 @@ class StoreWrite:
     kind: str
     key: str
     value: dict[str, object] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchEntry:
+    """One entry read back from a switch (flow statistics): its identity, what its actions
+    set and where they output (("output", port) pairs among the set-fields), and its age."""
+
+    cookie: int
+    table: int
+    priority: int
+    match: Match
+    sets: tuple[tuple[str, int | str], ...] = ()
+    duration_s: float = 0.0
+    packets: int = 0
+
+    def value(self, name: str) -> int | str | None:
+        """What the entry's actions set `name` to (None if they do not)."""
+        return next((v for k, v in self.sets if k == name), None)
+
+
+def action_signature(fm: FlowMod) -> tuple[tuple[str, int | str], ...]:
+    """The set-fields and outputs of a flow-mod, as a SwitchEntry's `sets` spells them."""
+    out: list[tuple[str, int | str]] = []
+    for act in fm.actions:
+        if isinstance(act, SetField):
+            out.append((act.field, act.value))
+        elif isinstance(act, Output):
+            out.append(("output", act.port))
+    return tuple(out)

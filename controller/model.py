@@ -300,6 +300,7 @@ class Instance:
     state_since: float = 0.0
     drain_deadline: float | None = None
     stop_when_drained: bool = False  # scale-in: tell the D-MA to stop it once drained
+    label: int | None = None  # its number in the switches (learn/bucket/overlay), kept for good
     history: list[Any] = field(default_factory=list)  # lifecycle.Transition, newest last
 
     @property
@@ -315,7 +316,7 @@ class Instance:
                 "metrics_at": self.metrics_at, "registered_at": self.registered_at,
                 "state": self.state, "state_since": self.state_since,
                 "draining": self.draining, "drain_deadline": self.drain_deadline,
-                "stop_when_drained": self.stop_when_drained,
+                "stop_when_drained": self.stop_when_drained, "label": self.label,
                 "history": [t.to_dict() for t in self.history]}
 
 

@@ -33,3 +33,16 @@ def bindings_view(core: Core) -> list[dict[str, Any]]:
 def topology_view(core: Core) -> dict[str, Any]:
     """Switches, hosts, and links with their rate, utilisation, delay and cost."""
     return core.network.view()
+
+
+def stats_view(core: Core) -> dict[str, int]:
+    """Counters for /stats."""
+    out = dict(core.counters)
+    out["bucket_moves_started"] = core.programmer.moves_started
+    out["dataplane_entries"] = core.programmer.reconciler.count()
+    out["bindings"] = len(core.bindings)
+    out["decisions_recomputed"] = core.engine.recomputed
+    for name in ("affinity_moves", "errors", "reconcile_runs", "reconcile_added",
+                 "reconcile_removed", "bindings_adopted", "bindings_retired"):
+        out.setdefault(name, 0)
+    return out

@@ -104,10 +104,19 @@ class Shell:
         return out
 
     def connect(self, dp: FakeDatapath | None = None) -> None:
-        """A switch connects: features, then its ports."""
+        """A switch connects: features, then its ports, then its (empty) table."""
         dp = dp or self.dp
         self.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
+        xid = self.table_read_xid(dp)
         self.switch_says(ofgen.port_desc_reply(2, dp.id, PORTS), dp=dp)
+        self.switch_says(ofgen.multipart_reply(xid, dp.ofproto.OFPMP_FLOW), dp=dp)
+
+    def table_read_xid(self, dp: FakeDatapath) -> int:
+        """The transaction id of the app's latest request for the switch's table."""
+        reads = [s for s in dp.messages() if s.msg_type == dp.ofproto.OFPT_MULTIPART_REQUEST
+                 and ofgen.multipart_type(s.raw) == dp.ofproto.OFPMP_FLOW]
+        assert reads, "the app did not ask for the switch's table"
+        return int(struct.unpack_from("!I", reads[-1].raw, 4)[0])
 
     def arp_from(self, host: tuple[str, str, int]) -> None:
         """A host at switch 1 sends an ARP request (so the controller learns where it is)."""
@@ -175,23 +184,29 @@ def packet_outs(sent: list[Sent], ofp: ModuleType) -> list[Any]:
 
 
 def test_a_connecting_switch_is_configured_and_gets_the_pipeline(shell: Shell) -> None:
-    """Features: SET_CONFIG, the pipeline with both services' punts, a port-desc request; the
-    ports: LLDP out of each; and the REST controller was registered with the app."""
+    """Features: SET_CONFIG, a port-desc request, a request for every entry with our cookie;
+    the ports: LLDP out of each; the (empty) table: the pipeline with both services' punts;
+    and the REST controller was registered with the app."""
     ofp = shell.dp.ofproto
     ((controller, data),) = shell.wsgi.registered
     assert controller.__module__ == "apps.rest" and data == {"dyncast_app": shell.app}
     shell.switch_says(ofgen.features_reply(1, 1), "config")
     assert shell.app.datapaths == {1: shell.dp}
+    xid = shell.table_read_xid(shell.dp)
     sent = shell.sent()
     assert sent[0].msg_type == ofp.OFPT_SET_CONFIG
-    assert sent[-1].msg_type == ofp.OFPT_MULTIPART_REQUEST
-    assert ofgen.multipart_type(sent[-1].raw) == ofp.OFPMP_PORT_DESC
-    punted = {fm.match.get("ipv4_dst") for fm in flow_mods(sent)
-              if fm.match.get("tcp_dst") == 8000}
-    assert punted == {"10.0.100.1", "10.0.100.2"}
+    assert [ofgen.multipart_type(s.raw) for s in sent[1:]] == [ofp.OFPMP_PORT_DESC,
+                                                                ofp.OFPMP_FLOW]
+    assert flow_mods(sent) == []  # nothing before we know what the switch holds
     shell.switch_says(ofgen.port_desc_reply(2, 1, PORTS))
     lldp = packet_outs(shell.sent(), ofp)
     assert sorted(po.actions[-1] for po in lldp) == [("output", p) for p in PORTS]
+    shell.switch_says(ofgen.multipart_reply(xid, ofp.OFPMP_FLOW))
+    mods = flow_mods(shell.sent())
+    punted = {fm.match.get("ipv4_dst") for fm in mods if fm.match.get("tcp_dst") == 8000}
+    assert punted == {"10.0.100.1", "10.0.100.2"}
+    assert mods[-1].table_id == 4 and mods[-1].priority == 0  # the pipeline's misses last
+    assert shell.app.core.counters["reconcile_added"] == len(mods)
     assert shell.app.core.counters["errors"] == 0
 
 

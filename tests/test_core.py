@@ -17,6 +17,7 @@ from controller.intents import (
     cookie_kind,
 )
 from controller.network.packet import ARP_REPLY, parse
+from controller.views import stats_view
 from tests.helpers import (
     HOSTS,
     figure2_core,
@@ -174,7 +175,7 @@ def test_no_usable_instance_drops_and_counts() -> None:
     core.withdraw("10.0.0.21", 1.0)
     core.withdraw("10.0.0.31", 1.0)
     assert _demand(core, 43000) == []
-    assert core.stats()["dropped_no_instance"] == 1
+    assert stats_view(core)["dropped_no_instance"] == 1
 
 
 def test_arp_for_a_dsid_is_answered_with_the_virtual_mac() -> None:

@@ -38,7 +38,7 @@ from controller.intents import (
     cookie_kind,
 )
 from controller.model import Metrics
-from controller.views import bindings_view
+from controller.views import bindings_view, stats_view
 from tests.fakes import FakeDatapath
 from tests.fakes import parse_back as _parse_back
 from tests.helpers import SVC1, SVC2, figure2_core, flow_mods, report, see_links
@@ -178,7 +178,7 @@ def test_core_programs_every_ingress_from_its_decision() -> None:
     core = figure2_core(CFG)
     _fresh(core, 1.0)
     intents = flow_mods(core.tick(1.0) + core.report("10.0.0.21", report_metrics(), 1.0))
-    assert core.stats()["dataplane_entries"] > 0
+    assert stats_view(core)["dataplane_entries"] > 0
     buckets = core.programmer._maps[(2, "svc1")]
     shares = core.engine.decisions[(2, "svc1")].shares
     assert Counter(buckets) == {d: round(s * 8) for d, s in shares.items() if round(s * 8)}

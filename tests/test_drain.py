@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from controller.api import Api
+from controller.views import stats_view
 from tests.helpers import FAILURES_CFG as CFG
 from tests.helpers import all_fresh, bind_flow, figure2_core
 
@@ -44,7 +45,7 @@ def test_drain_deadline_moves_the_remaining_flows() -> None:
         see_links(api.core, 6.0)
     api.core.tick(6.0)
     assert {b.dbid for b in api.core.bindings.all()} == {"10.0.0.21"}
-    assert api.core.stats()["drain_deadline_moves"] == 2
+    assert stats_view(api.core)["drain_deadline_moves"] == 2
 
 
 def test_drain_rejects_bad_input() -> None:
@@ -133,4 +134,4 @@ def test_client_seen_elsewhere_takes_its_bindings_before_sending_to_the_dsid() -
     assert added == {(2, CookieKind.AFFINITY_FWD), (2, CookieKind.AFFINITY_REV)}
     (binding,) = core.bindings.all()
     assert (binding.ingress, binding.dbid) == (2, first)
-    assert core.stats()["client_moves"] == 1
+    assert stats_view(core)["client_moves"] == 1

@@ -9,7 +9,7 @@ from controller.intents import VIRTUAL_MAC, CookieKind, cookie_kind
 from controller.model import Weights
 from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN, parse
 from controller.selection.engine import CandidateInput, decide
-from controller.views import instance_view, topology_view
+from controller.views import instance_view, stats_view, topology_view
 from tests.helpers import FAILURES_CFG as CFG
 from tests.helpers import (
     HOSTS,
@@ -79,7 +79,7 @@ def test_port_down_at_an_instance_moves_its_flows() -> None:
     intents = core.port_changed(3, 1, up=False, now=2.0)  # e3's port on r3
     assert instance_view(core, core.catalogue.instances["10.0.0.31"], 2.0)["state"] == "down"
     assert {b.dbid for b in core.bindings.all()} == {"10.0.0.21"}
-    assert core.stats()["affinity_moves"] == on_e3
+    assert stats_view(core)["affinity_moves"] == on_e3
     kinds = [cookie_kind(f.cookie)[0] for f in flow_mods(intents) if f.command == "add"]
     assert kinds.count(CookieKind.AFFINITY_FWD) == on_e3
 
@@ -118,7 +118,7 @@ def test_dead_instance_is_down_after_probe_timeout_and_its_flows_move() -> None:
         _syn_ack(core, "10.0.0.31", TCP_RST | TCP_ACK, t + 0.01)
     assert instance_view(core, core.catalogue.instances["10.0.0.31"], 8.0)["state"] == "down"
     assert {b.dbid for b in core.bindings.all()} == {"10.0.0.21"}
-    assert core.stats()["affinity_moves"] == 2
+    assert stats_view(core)["affinity_moves"] == 2
 
 
 def test_withdrawal_moves_bound_flows_and_nowhere_to_go_drops_them() -> None:
@@ -129,7 +129,7 @@ def test_withdrawal_moves_bound_flows_and_nowhere_to_go_drops_them() -> None:
     core.withdraw("10.0.0.31", 2.0)
     assert {b.dbid for b in core.bindings.all()} == {"10.0.0.21"}
     intents = core.withdraw("10.0.0.21", 3.0)
-    assert len(core.bindings) == 0 and core.stats()["bindings_dropped"] == 4
+    assert len(core.bindings) == 0 and stats_view(core)["bindings_dropped"] == 4
     assert sum(1 for f in flow_mods(intents) if f.command == "delete") == 8
 
 

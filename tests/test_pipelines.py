@@ -18,6 +18,7 @@ from controller.core import Core
 from controller.intents import TABLE_AFFINITY, VIRTUAL_MAC, Intent
 from controller.model import AffinityPolicy, Metrics, Service
 from controller.network.packet import ARP_REPLY, ARP_REQUEST, BROADCAST, TCP_ACK, TCP_SYN
+from controller.views import stats_view
 from tests.fakeoftable import FakeNetwork, FakeOFTable, Hop, Result, frame_of
 from tests.helpers import HOSTS, LINKS, PORTS, SVC1, SVC2
 
@@ -297,9 +298,9 @@ def test_deactivated_instance_is_stopped_only_once_its_flows_have_ended(mode: st
     for _ in range(IDLE_S + 2):
         fig.advance(fig.now + 1)
         assert all(fig.go(s)[0] == E21 for s in on_e21)
-        assert fig.core.stats().get("deactivations", 0) == 0
+        assert stats_view(fig.core).get("deactivations", 0) == 0
     fig.advance(fig.now + IDLE_S + 2)  # the flows have stopped and idled out
-    assert fig.core.stats().get("deactivations", 0) == 1
+    assert stats_view(fig.core).get("deactivations", 0) == 1
 
 
 @pytest.mark.parametrize("wiped", [False, True])

@@ -12,6 +12,7 @@ from controller.core import Core
 from controller.intents import CookieKind, cookie
 from controller.model import ScalingPolicy
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp
+from controller.views import stats_view
 from tests.helpers import SVC1, SVC2, bind_flow, figure2_core, report, see_links
 
 SPARE = "10.0.0.23"  # a third svc1 instance at r2, registered inactive
@@ -79,7 +80,8 @@ def test_inactive_instance_is_reactivated_when_every_active_one_stays_loaded() -
     assert history == [("unknown", "inactive", "register"),
                        ("inactive", "activating", "activate"),
                        ("activating", "active", "report_active")]
-    assert core.stats()["reactivations"] == 1 and core.stats()["reactivations_completed"] == 1
+    stats = stats_view(core)
+    assert stats["reactivations"] == 1 and stats["reactivations_completed"] == 1
 
 
 def test_activation_that_never_completes_times_out_to_inactive() -> None:
@@ -96,7 +98,7 @@ def test_activation_that_never_completes_times_out_to_inactive() -> None:
     assert spare.history[-1].event == "activation_timeout"
     for t in range(10, 15):  # the cool-down (10 s from t=3) has passed at t=13
         _load(core, float(t), sessions=8)
-    assert spare.state == "activating" and core.stats()["reactivations"] == 2
+    assert spare.state == "activating" and stats_view(core)["reactivations"] == 2
 
 
 def test_scale_in_drains_then_stops_an_instance_once_its_flows_have_ended() -> None:
@@ -127,7 +129,7 @@ def test_scale_in_drains_then_stops_an_instance_once_its_flows_have_ended() -> N
     _post(api, "metrics", {**body, "active": False}, 8.0)
     inst = core.catalogue.instances[victim]
     assert inst.state == "inactive" and not inst.stop_when_drained
-    assert core.stats()["scale_ins"] == 1 and core.stats()["affinity_moves"] == 0
+    assert stats_view(core)["scale_ins"] == 1 and stats_view(core)["affinity_moves"] == 0
 
 
 def test_scale_in_deadline_moves_the_last_flows_before_the_stop() -> None:
@@ -151,7 +153,7 @@ def test_scale_in_deadline_moves_the_last_flows_before_the_stop() -> None:
     report(core, SPARE, 23.5)
     _load(core, 23.5, sessions=1)
     assert victim not in {b.dbid for b in core.bindings.all()}
-    assert core.stats()["drain_deadline_moves"] == held
+    assert stats_view(core)["drain_deadline_moves"] == held
     assert core.states.pending[victim][0].op == "deactivate"
 
 

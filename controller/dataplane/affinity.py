@@ -116,6 +116,15 @@ class BindingTable:
             self._by_key.pop(binding.key, None)
         return binding
 
+    @property
+    def next_ident(self) -> int:
+        """The identifier the next new binding gets."""
+        return self._next
+
+    def number_from(self, first: int) -> None:
+        """New bindings get identifiers from `first` on (or above any already taken)."""
+        self._next = max(self._next, first)
+
     def all(self) -> list[Binding]:
         """Every binding, oldest first."""
         return sorted(self._by_ident.values(), key=lambda b: b.ident)
@@ -146,6 +155,19 @@ def _reverse_match(key: FlowKey, service: Service, dbid: str) -> dict[str, int |
         elif names and service.port is not None:
             fields[names[0]] = service.port
     return fields
+
+
+def key_of_forward(service: Service, fields: dict[str, Any]) -> FlowKey | None:
+    """The flow key a forward entry's match stands for (None if it is no such match)."""
+    src, dsid, proto = fields.get("ipv4_src"), fields.get("ipv4_dst"), fields.get("ip_proto")
+    if not isinstance(src, str) or dsid != service.dsid:
+        return None
+    names = _L4_FIELDS.get(proto) if isinstance(proto, int) else None
+    sport, dport = (fields.get(names[0]), fields.get(names[1])) if names else (None, None)
+    if not (isinstance(sport, int) and isinstance(dport, int)):
+        sport = dport = None
+    return FlowKey(service.name, src, dsid, proto if isinstance(proto, int) else None,
+                   sport, dport)
 
 
 def binding_flows(binding: Binding, service: Service, dbid_mac: str) -> tuple[FlowMod, FlowMod]:

@@ -14,22 +14,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.dataplane.buckets import remap
-from controller.dataplane.modes import mode_of
+from controller.dataplane.labels import Labels
+from controller.dataplane.modes import mode_of, service_ident
 from controller.dataplane.reconciler import Reconciler
 from controller.dataplane.rules import (
-    FIRST_LABEL,
+    PRIO_BUCKET,
     SYN_DELAY_S,
     Program,
     Target,
     label_routes,
     service_entries,
 )
-from controller.intents import TABLE_AFFINITY, CookieKind, FlowMod, Intent, cookie, cookie_kind
+from controller.intents import (
+    TABLE_AFFINITY,
+    CookieKind,
+    FlowMod,
+    Intent,
+    SwitchEntry,
+    cookie,
+    cookie_kind,
+)
 from controller.model import Instance, Service
 from controller.network.topology import Topology
 from controller.selection.engine import Engine
 
 PIN_MARGIN_S = 1.0
+HOLD_MAX_S = 30.0  # an adopted bucket map waits at most this long for its instances to be found
 MOVABLE_STATES = ("active", "unknown", "draining")  # a moving bucket's flows are pinned to
 #                                                     these; a dead instance's move at once
 
@@ -67,21 +77,23 @@ class Programmer:
         self.engine = engine
         self.decider_of = decider_of  # switch -> the switch whose decision applies there
         self.reconciler = Reconciler()
-        self.labels: dict[str, int] = {}
+        self.labels = Labels()
         self._maps: dict[tuple[int, str], list[str | None]] = {}
         self._moves: dict[tuple[int, str], dict[int, Move]] = {}
         self.learned: dict[int, list[Learned]] = {}
         self.moves_started = 0
+        self._unread: set[int] = set()  # switches whose table is being read: not programmed yet
+        # (switch, service) -> (instances its adopted entries name, since when): kept as found
+        # until its decision and those instances are known (a restart must not move flows)
+        self._held: dict[tuple[int, str], tuple[frozenset[str], float]] = {}
 
     def label(self, dbid: str) -> int:
         """The instance's label (reg0 value, MPLS label, cookie identifier)."""
-        if dbid not in self.labels:
-            self.labels[dbid] = FIRST_LABEL + len(self.labels)
-        return self.labels[dbid]
+        return self.labels.of(dbid)
 
     def dbid_of(self, label: int) -> str | None:
         """The instance a label stands for."""
-        return next((d for d, k in self.labels.items() if k == label), None)
+        return self.labels.dbid_of(label)
 
     def program(self, svc: Service, insts: list[Instance], now: float,
                 fallback: Callable[[int, Service], FlowMod]) -> list[Intent]:
@@ -92,6 +104,8 @@ class Programmer:
         states = {i.dbid: i.state for i in insts}
         mode = mode_of(svc)
         for dpid in sorted(self.topology.ports):
+            if dpid in self._unread or self._holding(dpid, svc.name, states, now):
+                continue
             if not mode.switch_decides:
                 desired: list[FlowMod] = []
             else:
@@ -107,6 +121,69 @@ class Programmer:
             out += self.reconciler.apply(dpid, f"labels:{svc.name}",
                                          self._label_routes(svc, dpid, targets))
         return out
+
+    def _holding(self, dpid: int, name: str, states: dict[str, str], now: float) -> bool:
+        """True while a switch keeps the entries it was found with for a service: until a
+        decision applies there and every instance those entries name is located or gone."""
+        held = self._held.get((dpid, name))
+        if held is None:
+            return False
+        dbids, since = held
+        decided = (self.decider_of(dpid), name) in self.engine.decisions
+        if now - since < HOLD_MAX_S and (not decided or any(
+                d not in self.topology.hosts and states.get(d) in MOVABLE_STATES for d in dbids)):
+            return True
+        del self._held[(dpid, name)]
+        return False
+
+    def unread(self, dpid: int) -> bool:
+        """True while the switch's table is being read at connect."""
+        return dpid in self._unread
+
+    def expect_table(self, dpid: int) -> None:
+        """The switch's table is being read: program it once `adopt` has what it holds."""
+        self._unread.add(dpid)
+
+    def adopt(self, dpid: int, entries: list[SwitchEntry], services: list[Service],
+              owner: Callable[[str], str | None], now: float) -> set[str]:
+        """What a switch holds of learn/bucket/overlay services (read back at connect) counts
+        as installed: its bucket maps are where moves start from and are kept until they can
+        be decided (`_holding`). Return the services to program there now."""
+        by_ident = {service_ident(svc): svc for svc in services if mode_of(svc).programmed(svc)}
+        maps: dict[str, list[str | None]] = {}
+        named: dict[str, set[str]] = {}
+        for e in entries:
+            split = cookie_kind(e.cookie)
+            if split is None:
+                continue
+            kind, ident = split
+            if kind == CookieKind.LABEL:
+                dbid = self.dbid_of(ident)
+                name = None if dbid is None else owner(dbid)
+                svc = None if name is None else next(
+                    (s for s in by_ident.values() if s.name == name), None)
+                scope = f"labels:{name}"
+            elif kind in (CookieKind.SERVICE, CookieKind.INSTANCE, CookieKind.DECISION):
+                svc = by_ident.get(ident if kind == CookieKind.SERVICE else ident >> 16)
+                scope = "" if svc is None else svc.name
+            else:
+                continue
+            if svc is None:
+                continue  # not ours to keep: the audit deletes it
+            self.reconciler.adopt(dpid, scope, FlowMod(dpid, e.table, e.priority, e.match,
+                                                       command="adopted"))
+            label = e.value("reg0")
+            dbid = self.dbid_of(label) if isinstance(label, int) else None
+            if kind == CookieKind.DECISION and e.priority == PRIO_BUCKET and dbid is not None:
+                buckets = maps.setdefault(svc.name, [None] * svc.buckets)
+                if (ident & 0xFFFF) < len(buckets):
+                    buckets[ident & 0xFFFF] = dbid
+                named.setdefault(svc.name, set()).add(dbid)
+        for name, buckets in maps.items():
+            self._maps.setdefault((dpid, name), buckets)
+            self._held[(dpid, name)] = (frozenset(named[name]), now)
+        self._unread.discard(dpid)
+        return {svc.name for svc in services if mode_of(svc).programmed(svc)}
 
     def _targets(self, insts: list[Instance]) -> tuple[Target, ...]:
         """The located instances as rule targets."""
@@ -200,9 +277,13 @@ class Programmer:
         return out
 
     def forget_switch(self, dpid: int) -> None:
-        """A switch (re)connected: send it everything again."""
+        """A switch (re)connected: send it everything again (or, if its table is read,
+        what it lacks: `expect_table`, `adopt`)."""
         self.reconciler.forget_switch(dpid)
         self.learned.pop(dpid, None)
+        self._unread.discard(dpid)
+        for key in [k for k in self._held if k[0] == dpid]:
+            del self._held[key]
 
     def report_learned(self, dpid: int, rows: list[tuple[int, dict[str, Any], int, float]]
                        ) -> None:

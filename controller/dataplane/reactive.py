@@ -13,14 +13,25 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from controller.dataplane.affinity import Binding, BindingTable, FlowKey, binding_flows, flow_key
-from controller.instances.catalogue import Catalogue
+from controller.dataplane.affinity import (
+    Binding,
+    BindingTable,
+    FlowKey,
+    binding_flows,
+    flow_key,
+    key_of_forward,
+)
+from controller.dataplane.modes import service_ident
+from controller.dataplane.reconciler import entry_key
+from controller.instances.operations import Operations
 from controller.intents import (
     CookieKind,
+    FlowMod,
     Intent,
     Output,
     PacketOut,
     SetField,
+    SwitchEntry,
     cookie,
     cookie_kind,
     delete_by_cookie,
@@ -37,26 +48,37 @@ ENDING_REASONS = ("idle", "hard")  # flow-removed reasons that end a binding
 # datapath flows asynchronously): it is delivered, not answered with the same entries again,
 # which would only make the switch revalidate once more.
 SETTLE_S = 1.0
+IDENTS_PER_S = 100_000  # a process numbers its bindings from its start time in these steps:
+# above every number an earlier process can have used (unless it made more than 100,000 a
+# second on average), and below 2**48 (cookie identifiers) until the year 2059
 
 
 class ReactiveFlows:
     """The binding table and the entries that enforce it."""
 
-    def __init__(self, catalogue: Catalogue, topology: Topology, decisions: Decisions,
+    def __init__(self, operations: Operations, topology: Topology, decisions: Decisions,
                  writes: Writes, counters: Counter[str]) -> None:
-        self.catalogue = catalogue
+        self.operations = operations
+        self.catalogue = operations.catalogue
         self.topology = topology
         self.decisions = decisions
         self.writes = writes
         self.counters = counters
         self.bindings = BindingTable()
         self._sent: dict[int, float] = {}  # binding -> when its entries were last sent
+        self.born = 1  # bindings numbered below this were made by an earlier process
+        self._ended: set[int] = set()  # ... and have ended since (never adopt them again)
 
-    def restore(self, bindings: list[Binding]) -> None:
-        """Load persisted bindings of known services at start."""
+    def restore(self, bindings: list[Binding], now: float | None = None) -> None:
+        """Load persisted bindings of known services at start; with `now`, number new
+        bindings from the start time, so entries an earlier process left in the switches
+        (even of bindings it had not stored yet) are never mistaken for ours."""
         for b in bindings:
             if b.key.service in self.catalogue.services:
                 self.bindings.restore(b)
+        if now is not None:
+            self.bindings.number_from(int(now * IDENTS_PER_S))
+        self.born = self.bindings.next_ident
 
     # --- first packets ------------------------------------------------------------------
     def demand(self, svc: Service, dpid: int, in_port: int, pkt: Packet, data: bytes,
@@ -125,8 +147,7 @@ class ReactiveFlows:
         binding = self.bindings.by_ident(ident)
         if binding is None or binding.ingress != dpid:
             return [reverse]
-        self.bindings.remove(ident)
-        self._sent.pop(ident, None)
+        self._end(ident)
         self.counters["bindings_expired"] += 1
         self.writes.delete("binding", str(ident))
         return [reverse]
@@ -162,8 +183,7 @@ class ReactiveFlows:
             if target is None or host is None:
                 intents.append(delete_by_cookie(b.ingress,
                                                 cookie(CookieKind.AFFINITY_FWD, b.ident)))
-                self.bindings.remove(b.ident)
-                self._sent.pop(b.ident, None)
+                self._end(b.ident)
                 self.writes.delete("binding", str(b.ident))
                 self.counters["bindings_dropped"] += 1
                 continue
@@ -175,12 +195,25 @@ class ReactiveFlows:
             self.counters["affinity_moves"] += 1
         return intents
 
-    def remove_service(self, name: str) -> list[Intent]:
-        """Every binding of a deleted service, with its entries."""
+    def honour_deadlines(self, now: float) -> list[Intent]:
+        """Move the remaining flows of drained instances whose deadline has passed; stop
+        retiring instances once nothing is bound to them."""
         intents: list[Intent] = []
-        for b in [b for b in self.bindings.all() if b.key.service == name]:
-            self.bindings.remove(b.ident)
-            self._sent.pop(b.ident, None)
+        operations = self.operations
+        for inst in operations.deadlines_passed(now):
+            moved = self.counters["affinity_moves"]
+            intents += self.move(inst.dbid, now)
+            self.counters["drain_deadline_moves"] += self.counters["affinity_moves"] - moved
+        operations.stop_drained(self.bound, now)
+        return intents
+
+    def remove_service(self, svc: Service) -> list[Intent]:
+        """A service is deleted (or moves to another D-SID): its D-SID entry at every switch
+        and every binding of it, with its entries."""
+        ident = cookie(CookieKind.SERVICE, service_ident(svc))
+        intents: list[Intent] = [delete_by_cookie(d, ident) for d in sorted(self.topology.ports)]
+        for b in [b for b in self.bindings.all() if b.key.service == svc.name]:
+            self._end(b.ident)
             self.writes.delete("binding", str(b.ident))
             intents += _delete_entries(b)
         return intents
@@ -190,6 +223,69 @@ class ReactiveFlows:
         bound there re-installs its entries at once."""
         self._sent = {i: t for i, t in self._sent.items()
                       if (b := self.bindings.by_ident(i)) is not None and b.ingress != dpid}
+
+    # --- what a switch holds (dataplane/audit.py reads it back) --------------------------
+    def installed_at(self, dpid: int) -> dict[int, tuple[FlowMod, FlowMod] | None]:
+        """The bindings installed at `dpid`: identifier -> its (reverse, forward) entries, in
+        the order they go in (no reply may overtake its rewrite), or None while its instance
+        is not located (the entries cannot be built; what the switch has of them is kept)."""
+        out: dict[int, tuple[FlowMod, FlowMod] | None] = {}
+        for b in self.bindings.all():
+            if b.ingress != dpid:
+                continue
+            svc = self.catalogue.services.get(b.key.service)
+            host = self.topology.hosts.get(b.dbid)
+            if svc is None or host is None:
+                out[b.ident] = None
+            else:
+                fwd, rev = binding_flows(b, svc, host.mac)
+                out[b.ident] = (rev, fwd)
+        return out
+
+    def sent_since(self, ident: int, since: float) -> bool:
+        """True when the binding's entries were sent at or after `since`."""
+        return self._sent.get(ident, -1e18) >= since
+
+    def adopt(self, dpid: int, forward: SwitchEntry, now: float) -> Binding | None:
+        """A forward entry an earlier process installed and did not store: rebuild its
+        binding from the entry (cookie, match, rewrite); None if it is not one."""
+        split = cookie_kind(forward.cookie)
+        if split is None or split[0] != CookieKind.AFFINITY_FWD:
+            return None
+        ident = split[1]
+        fields = dict(forward.match)
+        svc = self.catalogue.service_for_dsid(str(fields.get("ipv4_dst")))
+        dbid = forward.value("ipv4_dst")
+        if (ident >= self.born or ident in self._ended or svc is None
+                or not isinstance(dbid, str) or self.bindings.by_ident(ident) is not None):
+            return None
+        key = key_of_forward(svc, fields)
+        if key is None or self.bindings.get(key) is not None:
+            return None
+        binding = Binding(ident, key, dbid, dpid, now - forward.duration_s)
+        mac = forward.value("eth_dst")
+        if entry_key(binding_flows(binding, svc, str(mac))[0]) != (
+                dpid, forward.table, forward.priority, forward.match):
+            return None
+        self.bindings.restore(binding)
+        self.counters["bindings_adopted"] += 1
+        self._write(binding)
+        return binding
+
+    def retire(self, binding: Binding) -> list[Intent]:
+        """A binding whose forward entry is gone from a switch that kept the rest of our
+        entries: it idled out while nobody was listening. It ends, with its reverse entry."""
+        self._end(binding.ident)
+        self.writes.delete("binding", str(binding.ident))
+        self.counters["bindings_retired"] += 1
+        return _delete_entries(binding)
+
+    def _end(self, ident: int) -> None:
+        """Forget a binding that ended."""
+        self.bindings.remove(ident)
+        self._sent.pop(ident, None)
+        if ident < self.born:
+            self._ended.add(ident)
 
     # --- views --------------------------------------------------------------------------
     def bound(self, dbid: str) -> int:

@@ -37,6 +37,23 @@ class Reconciler:
             self._installed.pop((dpid, scope), None)
         return out
 
+    def adopt(self, dpid: int, scope: str, fm: FlowMod) -> None:
+        """An entry found in the switch counts as installed for `scope`; its content is not
+        known (`command` "adopted"), so the next desired set re-sends it or deletes it."""
+        self._installed.setdefault((dpid, scope), {}).setdefault(entry_key(fm), fm)
+
+    def held(self, dpid: int) -> dict[Key, tuple[str, FlowMod]]:
+        """Every entry we hold installed at a switch: key -> (scope, entry)."""
+        return {key: (scope, fm) for (d, scope), entries in self._installed.items()
+                if d == dpid for key, fm in entries.items()}
+
+    def drop(self, dpid: int, scope: str, key: Key) -> None:
+        """An entry the switch no longer holds."""
+        entries = self._installed.get((dpid, scope), {})
+        entries.pop(key, None)
+        if not entries:
+            self._installed.pop((dpid, scope), None)
+
     def forget_switch(self, dpid: int) -> None:
         """A switch (re)connected: what it holds is unknown, so everything is sent again."""
         for key in [k for k in self._installed if k[0] == dpid]:

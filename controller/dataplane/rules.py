@@ -66,7 +66,6 @@ PRIO_LABEL = 100
 ETH_TYPE_IP = 0x0800
 ETH_TYPE_MPLS = 0x8847
 TCP_SYN_ONLY = (0x002, 0x012)  # tcp_flags +syn-ack
-FIRST_LABEL = 16  # MPLS labels 0-15 are reserved
 VIRTUAL_MAC_INT = 0x02DC00000001  # controller.intents.VIRTUAL_MAC
 OVS_MAX_IDLE_S = 10  # Open vSwitch's default other_config:max-idle (ms / 1000)
 

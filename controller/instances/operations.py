@@ -149,6 +149,15 @@ class Operations:
                 actions.append(action)
         return actions
 
+    def labelled(self, labels: list[tuple[str, int]]) -> None:
+        """Instances got their labels (dataplane/labels.py): store them with the instance,
+        so a restarted controller gives each the same."""
+        for dbid, label in labels:
+            inst = self.catalogue.instances.get(dbid)
+            if inst is not None:
+                inst.label = label
+                self._write(inst)
+
     def _write(self, inst: Instance) -> None:
         """Queue the instance's record for the store."""
         self.writes.put("instance", inst.dbid, inst.to_dict())

@@ -177,6 +177,11 @@ class Forwarding:
                        (SetField("eth_dst", host.mac), Output(port)),
                        cookie=cookie(CookieKind.HOST))
 
+    def installed_routes(self, dpid: int) -> list[FlowMod]:
+        """The host routes we hold installed at a switch."""
+        return [self._route(dpid, ip, port) for ip, port in
+                sorted(self._installed.get(dpid, {}).items()) if ip in self.topology.hosts]
+
     def forget_switch(self, dpid: int) -> None:
         """A switch (re)connects or leaves: its routes are unknown until synced again."""
         self._installed.pop(dpid, None)

@@ -27,19 +27,42 @@ class Network:
         self.monitor = NetworkMonitor(settings)
         self.forwarding = Forwarding(self.topology, is_dsid)
         self.costs = PathCosts(self.topology, self.monitor)  # shared by every service
+        self.away: dict[int, float] = {}  # switches whose control channel is down, since when
 
     def connected(self, dpid: int) -> list[FlowMod]:
         """A switch connected: what it holds is unknown; it gets the fixed pipeline."""
         self.forwarding.forget_switch(dpid)
+        self.away.pop(dpid, None)
         return list(base_flows(dpid))
 
-    def ports(self, dpid: int, ports: set[int], now: float) -> list[Intent]:
-        """A switch's port list: discover links from it and route hosts through it."""
+    def ports(self, dpid: int, ports: set[int], now: float) -> tuple[list[Intent], list[str]]:
+        """A switch's port list: discover links from it and route hosts through it. Return
+        the intents and the hosts lost with ports it no longer has (after a reconnect)."""
+        lost: list[str] = []
+        for port in sorted(self.topology.ports.get(dpid, set()) - ports):
+            lost += [h.ip for h in self.topology.port_down(dpid, port)[1]]
         self.topology.switch_up(dpid, ports)
-        return self.forwarding.lldp(now, [dpid]) + self.forwarding.sync_routes()
+        self.topology.touch_links(dpid, now)  # links kept through a reconnect: seen now
+        return self.forwarding.lldp(now, [dpid]) + self.forwarding.sync_routes(), lost
+
+    def disconnected(self, dpid: int, now: float) -> bool:
+        """A known switch's control channel closed: keep it, its links and hosts as they are
+        (its data plane may well be forwarding on) until `grace_over`. False if unknown."""
+        if dpid not in self.topology.ports:
+            return False
+        self.away.setdefault(dpid, now)
+        return True
+
+    def grace_over(self, now: float, grace_s: float) -> list[int]:
+        """Switches away for `grace_s` or longer (they are to be forgotten)."""
+        over = [d for d, since in self.away.items() if now - since >= grace_s]
+        for dpid in over:
+            del self.away[dpid]
+        return over
 
     def left(self, dpid: int) -> list[str]:
         """A switch disconnected: forget it; return the addresses of the hosts lost with it."""
+        self.away.pop(dpid, None)
         lost = self.topology.switch_down(dpid)
         self.forwarding.forget_switch(dpid)
         self.monitor.forget(dpid)
@@ -60,7 +83,8 @@ class Network:
 
     def expire(self, now: float, link_timeout_s: float) -> bool:
         """Links not seen for `link_timeout_s` are gone; True if paths may have changed."""
-        return self.topology.expire_links(now, link_timeout_s) | self.refresh_costs()
+        return (self.topology.expire_links(now, link_timeout_s, set(self.away))
+                | self.refresh_costs())
 
     def port_stats(self, dpid: int, samples: list[tuple[int, int, int]], now: float) -> bool:
         """Port counters (port, tx_bytes, rx_bytes) of one switch; True if costs changed."""

@@ -118,14 +118,23 @@ class Topology:
         self._link_ports |= {src, dst}
         return True
 
-    def expire_links(self, now: float, timeout: float) -> bool:
-        """Drop link directions not seen for `timeout` seconds; return True if any went."""
-        dead = [k for k, link in self._links.items() if now - link.last_seen > timeout]
+    def expire_links(self, now: float, timeout: float, keep: set[int] | None = None) -> bool:
+        """Drop link directions not seen for `timeout` seconds, except those of switches in
+        `keep` (no LLDP can cross them now); return True if any went."""
+        keep = keep or set()
+        dead = [k for k, link in self._links.items() if now - link.last_seen > timeout
+                and k[0] not in keep and link.dst[0] not in keep]
         for key in dead:
             del self._links[key]
         if dead:
             self._rebuild()
         return bool(dead)
+
+    def touch_links(self, dpid: int, now: float) -> None:
+        """Count the links of a switch as seen now (its control channel is back)."""
+        for key, link in self._links.items():
+            if dpid in (key[0], link.dst[0]):
+                link.last_seen = max(link.last_seen, now)
 
     def is_link_port(self, dpid: int, port: int) -> bool:
         """True when (dpid, port) is one end of a known link."""

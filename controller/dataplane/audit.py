@@ -1,0 +1,172 @@
+"""Reconciliation: a switch's entries read back, compared with what it should hold, repaired.
+
+Boundary: pure. The shell reads every entry carrying our cookie from a switch when it connects
+and every `reconcile_interval_s` (flow statistics) and hands them over as `SwitchEntry` values,
+with the flow-mods it sent to that switch while the read was under way (their entries are
+judged at the next read). This module says what the difference means:
+- an entry that should be there and is not is added, in an order in which no packet can get
+  ahead of what it needs: bindings' reverse entries, then their forward entries, then routes,
+  services and the learn/bucket entries, and the pipeline's fixed entries (which let packets
+  through table 0 at all) last;
+- an entry with our cookie that should not be there is deleted, strictly and by its cookie;
+  other applications' entries are never read, and entries the switch learned itself (`learn`,
+  pins) are the switch's own;
+- a switch holding none of our pipeline was emptied (restarted, `del-flows`): everything goes
+  back, bindings too;
+- a switch that kept the pipeline but not a binding's forward entry let it idle out while we
+  were not listening (its flow-removed message was lost): the binding ends, with its reverse;
+- a forward entry of a binding we do not know, numbered by an earlier process (made just before
+  a crash, not stored yet), is adopted as a binding;
+- host routes to hosts not located yet are kept (after a restart, hosts are found again only as
+  they send), and entries installed at connect seed the programmer (bucket maps, labels).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from controller.dataplane.modes import mode_of
+from controller.dataplane.programmer import Programmer
+from controller.dataplane.reactive import ReactiveFlows
+from controller.dataplane.reconciler import Key, entry_key
+from controller.instances.catalogue import Catalogue
+from controller.intents import (
+    COOKIE_MASK_ALL,
+    CookieKind,
+    FlowMod,
+    Intent,
+    SwitchEntry,
+    action_signature,
+    cookie_kind,
+)
+from controller.network.forwarding import Forwarding, base_flows
+
+SWITCH_OWNED = (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN)
+AFFINITY = (CookieKind.AFFINITY_FWD, CookieKind.AFFINITY_REV)
+PROGRAMMED = (CookieKind.SERVICE, CookieKind.INSTANCE, CookieKind.DECISION, CookieKind.LABEL)
+COMPARED = (CookieKind.HOST, *AFFINITY)  # entries whose rewrite and port are checked too
+
+
+class Audit:
+    """Turns what a switch holds into the flow-mods that make it hold what it should."""
+
+    def __init__(self, catalogue: Catalogue, forwarding: Forwarding, flows: ReactiveFlows,
+                 programmer: Programmer, counters: Counter[str]) -> None:
+        self.catalogue = catalogue
+        self.forwarding = forwarding
+        self.flows = flows
+        self.programmer = programmer
+        self.counters = counters
+
+    def table(self, dpid: int, entries: list[SwitchEntry], sent: Iterable[FlowMod],
+              requested_at: float, now: float) -> tuple[list[Intent], set[str]]:
+        """Reconcile switch `dpid` with what it was read to hold (`entries`; `sent`: what we
+        sent it while reading). Return the flow-mods, and the services to program there."""
+        self.counters["reconcile_runs"] += 1
+        busy_keys, busy_idents = set(), set()
+        for fm in sent:
+            busy_keys.add(entry_key(fm))
+            split = cookie_kind(fm.cookie)
+            if split is not None and split[0] in AFFINITY:
+                busy_idents.add(split[1])
+        ours: list[tuple[CookieKind, int, SwitchEntry]] = []
+        for e in entries:
+            split = cookie_kind(e.cookie)
+            if split is None or split[0] in SWITCH_OWNED:
+                continue
+            if (dpid, e.table, e.priority, e.match) in busy_keys or split[1] in busy_idents:
+                continue
+            ours.append((split[0], split[1], e))
+        emptied = not any(kind == CookieKind.INFRA for kind, _, _ in ours)
+        programs: set[str] = set()
+        if self.programmer.unread(dpid):
+            programs = self.programmer.adopt(
+                dpid, [e for kind, _, e in ours if kind in PROGRAMMED],
+                list(self.catalogue.services.values()), self._owner, now)
+        intents = self._bindings(dpid, ours, emptied, busy_idents, requested_at, now)
+        have = {(dpid, e.table, e.priority, e.match): (kind, e) for kind, _, e in ours}
+        wanted, placeholders = self._wanted(dpid)
+        for key in placeholders:  # adopted, then gone from the switch: program it again
+            if key not in have and key not in busy_keys:
+                scope = placeholders[key]
+                self.programmer.reconciler.drop(dpid, scope, key)
+                programs.add(scope.removeprefix("labels:"))
+        added = [fm for fm in wanted if self._missing(fm, have, busy_keys)]
+        keep = {entry_key(fm) for fm in wanted} | set(placeholders)
+        installed = self.flows.installed_at(dpid)
+        removed = [FlowMod(dpid, e.table, e.priority, e.match, command="delete_strict",
+                           cookie=e.cookie, cookie_mask=COOKIE_MASK_ALL)
+                   for kind, ident, e in ours
+                   if self._stale(dpid, kind, ident, e, keep, installed)]
+        self.counters["reconcile_added"] += len(added)
+        self.counters["reconcile_removed"] += len(removed)
+        return intents + removed + added, programs
+
+    def _bindings(self, dpid: int, ours: list[tuple[CookieKind, int, SwitchEntry]],
+                  emptied: bool, busy: set[int], requested_at: float,
+                  now: float) -> list[Intent]:
+        """Adopt unknown bindings found in the switch; retire known ones that idled out."""
+        forward = {ident: e for kind, ident, e in ours if kind == CookieKind.AFFINITY_FWD}
+        for ident, e in forward.items():
+            if self.flows.bindings.by_ident(ident) is None:
+                self.flows.adopt(dpid, e, now)
+        out: list[Intent] = []
+        if emptied:
+            return out
+        for ident in self.flows.installed_at(dpid):
+            if (ident in forward or ident in busy
+                    or self.flows.sent_since(ident, requested_at)):
+                continue
+            binding = self.flows.bindings.by_ident(ident)
+            if binding is not None:
+                out += self.flows.retire(binding)
+        return out
+
+    def _wanted(self, dpid: int) -> tuple[list[FlowMod], dict[Key, str]]:
+        """What the switch should hold, in the order it goes in; and the entries adopted from
+        it whose content we do not know (key -> programmer scope)."""
+        reverse: list[FlowMod] = []
+        forward: list[FlowMod] = []
+        for pair in self.flows.installed_at(dpid).values():
+            if pair is not None:
+                reverse.append(pair[0])
+                forward.append(pair[1])
+        rest = self.forwarding.installed_routes(dpid)
+        for svc in self.catalogue.services.values():
+            rest += mode_of(svc).punts(dpid, svc)
+        placeholders: dict[Key, str] = {}
+        for key, (scope, fm) in self.programmer.reconciler.held(dpid).items():
+            if fm.command == "adopted":
+                placeholders[key] = scope
+            else:
+                rest.append(fm)
+        return reverse + forward + rest + base_flows(dpid), placeholders
+
+    @staticmethod
+    def _missing(fm: FlowMod, have: dict[Key, tuple[CookieKind, SwitchEntry]],
+                 busy: set[Key]) -> bool:
+        """True when the switch lacks `fm` (or holds it with another rewrite or port)."""
+        key = entry_key(fm)
+        if key in busy:
+            return False
+        found = have.get(key)
+        if found is None:
+            return True
+        kind, e = found
+        return kind in COMPARED and e.sets != action_signature(fm)
+
+    @staticmethod
+    def _stale(dpid: int, kind: CookieKind, ident: int, e: SwitchEntry, keep: set[Key],
+               installed: dict[int, tuple[FlowMod, FlowMod] | None]) -> bool:
+        """True when an entry of ours found in the switch should not be there."""
+        if kind == CookieKind.HOST:
+            return False  # a route to a host not located again yet: kept (module docstring)
+        if kind in AFFINITY:
+            return ident not in installed
+        return (dpid, e.table, e.priority, e.match) not in keep
+
+    def _owner(self, dbid: str) -> str | None:
+        """The service an instance belongs to."""
+        inst = self.catalogue.instances.get(dbid)
+        return None if inst is None else inst.service
