@@ -43,6 +43,7 @@ class Held:
     lines: int = 0
     last_line_at: float | None = None  # wall clock (time.time), comparable across hosts
     max_gap_s: float = 0.0
+    max_gap_end: float | None = None  # when the longest gap ended (wall clock)
     state: str = "connecting"  # connecting, open, done (the hold ended cleanly), broken
     reason: str | None = None
     buf: bytes = b""
@@ -53,7 +54,8 @@ class Held:
         return {"id": self.ident, "sport": self.sport, "instance": self.instance,
                 "moved": len(self.instances) > 1, "instances": sorted(self.instances),
                 "lines": self.lines, "last_line_at": self.last_line_at,
-                "max_gap_s": round(self.max_gap_s, 3), "state": self.state,
+                "max_gap_s": round(self.max_gap_s, 3), "max_gap_end": self.max_gap_end,
+                "state": self.state,
                 "reason": self.reason}
 
 
@@ -128,8 +130,8 @@ class Watcher:
                 continue
             now = time.time()
             name = str(json.loads(line)["instance"])
-            if conn.last_line_at is not None:
-                conn.max_gap_s = max(conn.max_gap_s, now - conn.last_line_at)
+            if conn.last_line_at is not None and now - conn.last_line_at > conn.max_gap_s:
+                conn.max_gap_s, conn.max_gap_end = now - conn.last_line_at, now
             conn.last_line_at = now
             conn.lines += 1
             conn.instances.add(name)

@@ -9,6 +9,7 @@ fail the test on any controller exception or OpenFlow error.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -35,12 +36,21 @@ from mininet_tests.restarts import (
     table_differences,
     wait_away,
 )
-from mininet_tests.test_fig2 import R1, SVC1, client, held_lines, start_hold, wait_shares
+from mininet_tests.test_fig2 import (
+    R1,
+    SVC1,
+    client,
+    held_lines,
+    start_hold,
+    stored_bindings,
+    wait_shares,
+)
 
 HERE = Path(__file__).parent
 RECONCILE_S = 2.0  # reconcile_interval_s in the fig2_restart*.toml files
 AWAY_S = 30.0  # how long the controller stays away
 SERVED_WITHIN_S = 3.0  # a new connection after the restarted controller answers REST
+STALL_S = 5.0  # a held connection without a line this long (25 lines missed) counts as broken
 HELD = 200
 CAPACITY = 2 * HELD  # each instance can hold every connection at once (GET /hold takes a worker)
 C2 = "10.0.0.2"  # the probing client's address, behind r2 (c1's connections are the held ones)
@@ -63,9 +73,11 @@ def serve(lab: Lab, held: int = HELD) -> HeldConnections:
     return conns
 
 
-def assert_unharmed(conns: HeldConnections, since: float, timeout: float = 15.0) -> None:
+def assert_unharmed(conns: HeldConnections, since: float, timeout: float = 15.0,
+                    stall_s: float | None = None) -> dict[str, Any]:
     """Every held connection is open, on its first instance, and streamed a line after
-    `since` (waiting up to `timeout` s for stalled ones to resume)."""
+    `since` (waiting up to `timeout` s for stalled ones to resume); given `stall_s`, none ever
+    went longer without a line. Returns the damage summary."""
     def settled() -> dict[str, Any] | None:
         report = conns.report()
         done = all(c["state"] != "open" or (c["last_line_at"] or 0) > since
@@ -77,8 +89,10 @@ def assert_unharmed(conns: HeldConnections, since: float, timeout: float = 15.0)
                 if c["state"] == "open" and (c["last_line_at"] or 0) <= since]
         return f"{len(late)} held connections stalled, e.g. {late[:2]}; {damage(report)}"
     report = wait_until(settled, timeout, stalled)
-    assert damage(report)["broken"] == 0 and report["moved"] == 0, damage(report)
+    seen = damage(report, stall_s)
+    assert seen["broken"] == 0 and seen["moved"] == 0, seen
     assert all_alive_since(report, since)
+    return seen
 
 
 def restart_and_check(lab: Lab, conns: HeldConnections, sig: int) -> dict[str, float]:
@@ -95,6 +109,7 @@ def restart_and_check(lab: Lab, conns: HeldConnections, sig: int) -> dict[str, f
         f"first new connection served {None if served is None else served - answered} s " \
         "after the restarted controller answered"
     lab.wait_connected()
+    seen = assert_unharmed(conns, time.time(), timeout=5.0, stall_s=STALL_S)
 
     def differences() -> list[str]:
         after = snapshot(lab)
@@ -103,9 +118,10 @@ def restart_and_check(lab: Lab, conns: HeldConnections, sig: int) -> dict[str, f
     wait_until(lambda: not differences(), RECONCILE_S + 2.0,
                lambda: "switch tables differ from before the stop:\n" + "\n".join(differences()))
     reconciled = time.time()
-    assert_unharmed(conns, reconciled, timeout=5.0)
+    assert_unharmed(conns, reconciled, timeout=5.0, stall_s=STALL_S)
     return {"served_after_s": round(served - answered, 2),
-            "reconciled_after_s": round(reconciled - answered, 2)}
+            "reconciled_after_s": round(reconciled - answered, 2),
+            "max_gap_s": seen["max_gap_s"]}
 
 
 MODES = [pytest.param({"config": HERE / "fig2_restart.toml"}, id="reactive"),
@@ -122,7 +138,7 @@ def test_controller_kill_and_term_break_no_held_connection(fig2: Lab) -> None:
     conns = serve(fig2)
     timings = {name: restart_and_check(fig2, conns, sig)
                for name, sig in (("kill", signal.SIGKILL), ("term", signal.SIGTERM))}
-    print(f"restart timings: {timings}")
+    (fig2.artifacts / "timings.json").write_text(json.dumps(timings) + "\n")
 
 
 @pytest.fixture
@@ -164,7 +180,8 @@ def empty_database(url: str) -> None:
 def test_controller_kill_on_postgresql_breaks_no_held_connection(pg_fig2: Lab) -> None:
     """The same as the reactive SIGKILL case, with the store in PostgreSQL."""
     conns = serve(pg_fig2)
-    print(f"restart timings: {restart_and_check(pg_fig2, conns, signal.SIGKILL)}")
+    timings = restart_and_check(pg_fig2, conns, signal.SIGKILL)
+    (pg_fig2.artifacts / "timings.json").write_text(json.dumps(timings) + "\n")
 
 
 RESTART = {"config": HERE / "fig2_restart.toml"}
@@ -202,7 +219,7 @@ def test_edge_control_channel_drop_keeps_instances_active(fig2: Lab) -> None:
     fig2.wait_connected()
     watch(3.0)
     assert {s for _, s in states} == {"active"}, sorted(states)
-    assert_unharmed(conns, restored)
+    assert_unharmed(conns, restored, stall_s=STALL_S)
 
 
 @pytest.mark.parametrize("fig2", [RESTART], indirect=True)
@@ -251,6 +268,7 @@ def test_binding_expired_while_away_leaves_nothing_behind(fig2: Lab) -> None:
     (kept,) = svc1_bindings(fig2)
     gone, _ = start_hold(fig2, 120, name="gone")
     (ended,) = svc1_bindings(fig2) - {kept}
+    wait_until(lambda: stored_bindings(fig2) == 2, 10, "the bindings reaching the store")
     fig2.stop_controller(signal.SIGKILL)
     fig2.stop_process(gone)
     wait_away(IDLE_S + 2.0)
