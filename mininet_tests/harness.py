@@ -202,12 +202,19 @@ class Lab:
                     raise RuntimeError(f"{bridge}: max_backoff: {done.stderr.strip()}")
 
     def drop_control(self, bridge: str) -> list[str]:
-        """Remove `bridge`'s controller connection (its flow table stays); return the targets
-        it had, for restore_control()."""
+        """Cut `bridge`'s controller connection, its flow table kept: point it at a port where
+        nothing listens (`ovs-vsctl del-controller` would not do: OVS flushes a bridge's flows
+        when its controller set becomes empty). Return its targets for restore_control()."""
+        assert self.controller is not None
         targets = run(["ovs-vsctl", "get-controller", bridge]).stdout.split()
-        done = run(["ovs-vsctl", "del-controller", bridge])
-        if done.returncode != 0 or not targets:
-            raise RuntimeError(f"{bridge}: del-controller: {done.stderr.strip()} {targets}")
+        ours = f"tcp:127.0.0.1:{self.controller.ofp_port}"
+        if ours not in targets:
+            raise RuntimeError(f"{bridge}: controller targets {targets} lack {ours}")
+        elsewhere = [f"tcp:127.0.0.1:{free_port()}" if t == ours else t for t in targets]
+        done = run(["ovs-vsctl", "set-controller", bridge, *elsewhere])
+        if done.returncode != 0:
+            raise RuntimeError(f"{bridge}: set-controller: {done.stderr.strip()}")
+        self.fast_reconnect([bridge])
         return targets
 
     def restore_control(self, bridge: str, targets: Sequence[str]) -> None:

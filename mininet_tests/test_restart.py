@@ -103,6 +103,8 @@ def restart_and_check(lab: Lab, conns: HeldConnections, sig: int) -> dict[str, f
     code = lab.stop_controller(sig)
     assert sig != signal.SIGTERM or code == 0, f"controller exit {code} on SIGTERM"
     wait_away(AWAY_S)
+    (lab.artifacts / f"neigh-{signal.Signals(sig).name}.txt").write_text("".join(
+        f"{h}:\n{lab.host_cmd(h, 'ip neigh show')}" for h in ("c1", "e2", "e3")))
     answered = lab.restart_controller()
     served = probe(lab, "c2", SVC1, 10.0)
     assert served is not None and served - answered <= SERVED_WITHIN_S, \
@@ -189,9 +191,9 @@ RESTART = {"config": HERE / "fig2_restart.toml"}
 
 @pytest.mark.parametrize("fig2", [RESTART], indirect=True)
 def test_ingress_emptied_and_reconnected_breaks_no_held_connection(fig2: Lab) -> None:
-    """r1 loses its controller connection and every entry, then reconnects: the controller
-    re-installs the bindings so that no held connection breaks (no reply overtakes its
-    reverse rewrite)."""
+    """r1 loses its controller connection and every entry, then reconnects (a switch that
+    restarted empty): the controller re-installs the bindings so that no held connection
+    breaks (no reply overtakes its reverse rewrite)."""
     conns = serve(fig2)
     targets = fig2.drop_control("r1")
     fig2.empty_switch("r1")
