@@ -100,10 +100,14 @@ def restart_and_check(lab: Lab, conns: HeldConnections, sig: int) -> dict[str, f
     tables; return the timings."""
     assert probe(lab, "c2", SVC1, 5.0) is not None, "no new connection before the stop"
     before = snapshot(lab)
+    name = signal.Signals(sig).name
+    (lab.artifacts / f"flows-before-{name}.txt").write_text("".join(
+        f"{bridge}:\n" + "".join(f"  {f['text']}\n" for f in flows)
+        for bridge, flows in before.items()))
     code = lab.stop_controller(sig)
     assert sig != signal.SIGTERM or code == 0, f"controller exit {code} on SIGTERM"
     wait_away(AWAY_S)
-    (lab.artifacts / f"neigh-{signal.Signals(sig).name}.txt").write_text("".join(
+    (lab.artifacts / f"neigh-{name}.txt").write_text("".join(
         f"{h}:\n{lab.host_cmd(h, 'ip neigh show')}" for h in ("c1", "e2", "e3")))
     answered = lab.restart_controller()
     served = probe(lab, "c2", SVC1, 10.0)
@@ -111,6 +115,9 @@ def restart_and_check(lab: Lab, conns: HeldConnections, sig: int) -> dict[str, f
         f"first new connection served {None if served is None else served - answered} s " \
         "after the restarted controller answered"
     lab.wait_connected()
+    (lab.artifacts / f"flows-after-{name}.txt").write_text("".join(
+        f"{bridge}:\n" + "".join(f"  {f['text']}\n" for f in flows)
+        for bridge, flows in snapshot(lab).items()))
     seen = assert_unharmed(conns, time.time(), timeout=5.0, stall_s=STALL_S)
 
     def differences() -> list[str]:
