@@ -29,6 +29,8 @@ RING_DEFAULTS: dict[str, Any] = {"config": RING_CONFIG, "bw": None, "size": 4, "
 def pytest_configure(config: pytest.Config) -> None:
     """Register our markers; turn SIGTERM into KeyboardInterrupt so teardown still runs."""
     config.addinivalue_line("markers", "sanity: fast checks that run before the other tests")
+    config.addinivalue_line("markers", "heavy: long variants of a test another variant covers "
+                            "(a second framework's run may leave them out: -m 'not heavy')")
     config.addinivalue_line("filterwarnings",  # Debian's Mininet 2.3 on Python 3.11
                             "ignore:distutils Version classes are deprecated:DeprecationWarning")
     if os.geteuid() == 0 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:

@@ -173,6 +173,65 @@ class Lab:
         self.controller.start(timeout)
         return self.controller
 
+    def stop_controller(self, sig: int = signal.SIGKILL, timeout: float = 15.0) -> int | None:
+        """End the controller with `sig` by pid and wait for it; the network stays up."""
+        assert self.controller is not None and self.controller.popen is not None
+        popen = self.controller.popen
+        popen.send_signal(sig)
+        return popen.wait(timeout)
+
+    def restart_controller(self, timeout: float = 30.0) -> float:
+        """Start the controller again with the same config, store (its working directory) and
+        ports, after stop_controller(); return the time (time.time) its REST API answered."""
+        old = self.controller
+        assert old is not None and old.popen is not None and old.popen.poll() is not None
+        self.controller = ControllerProcess(old.artifacts, old.config, framework=old.framework,
+                                            command=old.command, ofp_port=old.ofp_port,
+                                            rest_port=old.rest_port)
+        self.controller.start(timeout)
+        return time.time()
+
+    def fast_reconnect(self, bridges: Sequence[str] | None = None) -> None:
+        """Make `bridges` (default: all of ours) retry their controller connection every
+        second: OVS otherwise backs off up to 8 s, which a restart test would only measure."""
+        for bridge in bridges or self.bridges:
+            uuids = run(["ovs-vsctl", "get", "Bridge", bridge, "controller"]).stdout
+            for uuid in re.findall(r"[0-9a-f-]{36}", uuids):
+                done = run(["ovs-vsctl", "set", "Controller", uuid, "max_backoff=1000"])
+                if done.returncode != 0:
+                    raise RuntimeError(f"{bridge}: max_backoff: {done.stderr.strip()}")
+
+    def drop_control(self, bridge: str) -> list[str]:
+        """Cut `bridge`'s controller connection, its flow table kept: point it at a port where
+        nothing listens (`ovs-vsctl del-controller` would not do: OVS flushes a bridge's flows
+        when its controller set becomes empty). Return its targets for restore_control()."""
+        assert self.controller is not None
+        targets = run(["ovs-vsctl", "get-controller", bridge]).stdout.split()
+        ours = f"tcp:127.0.0.1:{self.controller.ofp_port}"
+        if ours not in targets:
+            raise RuntimeError(f"{bridge}: controller targets {targets} lack {ours}")
+        elsewhere = [f"tcp:127.0.0.1:{free_port()}" if t == ours else t for t in targets]
+        done = run(["ovs-vsctl", "set-controller", bridge, *elsewhere])
+        if done.returncode != 0:
+            raise RuntimeError(f"{bridge}: set-controller: {done.stderr.strip()}")
+        self.fast_reconnect([bridge])
+        return targets
+
+    def restore_control(self, bridge: str, targets: Sequence[str]) -> None:
+        """Give `bridge` its controller targets back, reconnecting fast (fast_reconnect)."""
+        done = run(["ovs-vsctl", "set-controller", bridge, *targets])
+        if done.returncode != 0:
+            raise RuntimeError(f"{bridge}: set-controller: {done.stderr.strip()}")
+        self.fast_reconnect([bridge])
+        self.net[bridge].controllerUUIDs(update=True)  # connected() reads a cached list
+
+    @staticmethod
+    def empty_switch(bridge: str) -> None:
+        """Delete every entry of `bridge`'s flow tables behind the controller's back."""
+        done = run(["ovs-ofctl", "-O", "OpenFlow13", "del-flows", bridge])
+        if done.returncode != 0:
+            raise RuntimeError(f"{bridge}: del-flows: {done.stderr.strip()}")
+
     def build_net(self, topo: Any, controller_port: int | None, fail_mode: str = "secure",
                   configure: Callable[[Any], None] | None = None, ipv6: bool = False) -> Any:
         """Build and start Mininet on `topo`: userspace OVS, OpenFlow 1.3, TCLink.
