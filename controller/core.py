@@ -306,7 +306,7 @@ class Core:
             return []
         insts = self.catalogue.of_service(name)
         went_down = self.decisions.recompute(svc, insts, now)
-        intents = [i for dbid in went_down for i in self.flows.move(dbid, now)]
+        intents = self.flows.guard(insts) + [i for d in went_down for i in self.flows.move(d, now)]
         if mode_of(svc).programmed(svc):
             intents += self.programmer.program(svc, insts, now, service_punt)
             for dbid in went_down:

@@ -64,6 +64,8 @@ class CookieKind(IntEnum):
     PIN = 9            # learned while a bucket moves: a flow pinned to its instance (label)
     LABEL = 10         # overlay: a label route in the forward table (ident: label)
     DSID_ARP = 11      # the switch answers ARP for a D-SID itself (ident: D-SID)
+    SYN_GUARD = 12     # reactive: a new connection reusing the flow of a binding to an instance
+    #                    that takes no new flows goes to the controller (ident: binding id)
 
 
 def cookie(kind: CookieKind, ident: int = 0) -> int:

@@ -10,6 +10,7 @@ time affinity breaks). Which instance a new flow gets is `selection`'s answer.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -25,6 +26,7 @@ from controller.dataplane.modes import service_ident
 from controller.dataplane.reconciler import entry_key
 from controller.instances.operations import Operations
 from controller.intents import (
+    PORT_CONTROLLER,
     CookieKind,
     FlowMod,
     Intent,
@@ -35,9 +37,10 @@ from controller.intents import (
     cookie,
     cookie_kind,
     delete_by_cookie,
+    match,
 )
-from controller.model import Service
-from controller.network.packet import Packet
+from controller.model import Instance, Service
+from controller.network.packet import IPPROTO_TCP, TCP_ACK, TCP_SYN, Packet
 from controller.network.topology import Topology
 from controller.selection.decisions import Decisions
 from controller.writes import Writes
@@ -49,6 +52,8 @@ ENDING_REASONS = ("idle", "hard")  # flow-removed reasons that end a binding
 # other protocols or a resent SYN): it is delivered, not answered with the same entries again,
 # which would only make the switch revalidate once more.
 SETTLE_S = 1.0
+GUARDED_STATES = ("draining", "inactive")  # their bindings' reused flows are decided afresh
+TCP_SYN_ONLY = (TCP_SYN, TCP_SYN | TCP_ACK)  # tcp_flags: SYN set, ACK clear
 IDENTS_PER_S = 100_000  # a process numbers its bindings from its start time in these steps:
 # above every number an earlier process can have used (unless it made more than 100,000 a
 # second on average), and below 2**48 (cookie identifiers) until the year 2059
@@ -69,6 +74,7 @@ class ReactiveFlows:
         self._sent: dict[int, float] = {}  # binding -> when its entries were last sent
         self.born = 1  # bindings numbered below this were made by an earlier process
         self._ended: set[int] = set()  # ... and have ended since (never adopt them again)
+        self._guarded: set[str] = set()  # instances whose bindings have SYN guards
 
     def restore(self, bindings: list[Binding], now: float | None = None) -> None:
         """Load persisted bindings of known services at start; with `now`, number new
@@ -90,6 +96,14 @@ class ReactiveFlows:
             return []
         self.counters["packet_in_dsid"] += 1
         binding = self.bindings.get(key)
+        if binding is not None and binding.dbid in self._guarded and _opens(pkt):
+            # a new connection reusing the flow of a binding to an instance that takes no new
+            # flows: a fresh decision, not the old binding
+            self.counters["new_connections_rebound"] += 1
+            out = _delete_entries(binding, guarded=True)
+            self._end(binding.ident)
+            self.writes.delete("binding", str(binding.ident))
+            return out + self._bind(svc, key, dpid, in_port, data, now)
         if binding is None:
             return self._bind(svc, key, dpid, in_port, data, now)
         if binding.ingress == dpid and now - self._sent.get(binding.ident, -1e9) < SETTLE_S:
@@ -164,7 +178,7 @@ class ReactiveFlows:
             host = self.topology.hosts.get(b.dbid)
             if svc is None or host is None:
                 continue
-            intents += _delete_entries(b)
+            intents += _delete_entries(b, b.dbid in self._guarded)
             b.ingress = dpid
             self._write(b)
             self._sent[b.ident] = now
@@ -178,7 +192,9 @@ class ReactiveFlows:
         intents: list[Intent] = []
         for b in [b for b in self.bindings.all() if b.dbid == dbid]:
             svc = self.catalogue.services[b.key.service]
-            intents.append(delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_REV, b.ident)))
+            intents += [delete_by_cookie(b.ingress, cookie(k, b.ident)) for k in (
+                (CookieKind.AFFINITY_REV, CookieKind.SYN_GUARD) if b.dbid in self._guarded
+                else (CookieKind.AFFINITY_REV,))]
             target = self.decisions.engine.pick(b.ingress, svc.name)
             host = None if target is None else self.topology.hosts.get(target)
             if target is None or host is None:
@@ -217,7 +233,7 @@ class ReactiveFlows:
         for b in [b for b in self.bindings.all() if b.key.service == svc.name]:
             self._end(b.ident)
             self.writes.delete("binding", str(b.ident))
-            intents += _delete_entries(b)
+            intents += _delete_entries(b, b.dbid in self._guarded)
         return intents
 
     def forget_switch(self, dpid: int) -> None:
@@ -243,6 +259,39 @@ class ReactiveFlows:
                 fwd, rev = binding_flows(b, svc, host.mac)
                 out[b.ident] = (rev, fwd)
         return out
+
+    def guard(self, insts: list[Instance]) -> list[Intent]:
+        """Bindings to instances that take no new flows (`draining`, `inactive`) get a SYN
+        guard: a new TCP connection reusing such a flow's ports reaches the controller and
+        gets a fresh decision instead of following the old binding. Guards come off when the
+        instance takes new flows again."""
+        out: list[Intent] = []
+        for inst in insts:
+            guarded = inst.state in GUARDED_STATES
+            if guarded == (inst.dbid in self._guarded):
+                continue
+            self._guarded.add(inst.dbid)  # (for guard_of: the entries either way)
+            for b in [b for b in self.bindings.all() if b.dbid == inst.dbid]:
+                fm = self.guard_of(b)
+                if fm is not None:
+                    out.append(fm if guarded else dataclasses.replace(
+                        fm, actions=(), command="delete_strict"))
+            if not guarded:
+                self._guarded.discard(inst.dbid)
+        return out
+
+    def guard_of(self, b: Binding) -> FlowMod | None:
+        """The SYN guard of a binding whose instance is guarded (else None)."""
+        svc = self.catalogue.services.get(b.key.service)
+        host = self.topology.hosts.get(b.dbid)
+        if b.dbid not in self._guarded or svc is None or host is None:
+            return None
+        return guard_entry(b, svc, host.mac)
+
+    def guards_at(self, dpid: int) -> list[FlowMod]:
+        """The SYN guards installed at a switch."""
+        return [fm for b in self.bindings.all() if b.ingress == dpid
+                and (fm := self.guard_of(b)) is not None]
 
     def sent_since(self, ident: int, since: float) -> bool:
         """True when the binding's entries were sent at or after `since`."""
@@ -280,7 +329,7 @@ class ReactiveFlows:
         self._end(binding.ident)
         self.writes.delete("binding", str(binding.ident))
         self.counters["bindings_retired"] += 1
-        return _delete_entries(binding)
+        return _delete_entries(binding, binding.dbid in self._guarded)
 
     def _end(self, ident: int) -> None:
         """Forget a binding that ended."""
@@ -306,7 +355,25 @@ class ReactiveFlows:
         self.writes.put("binding", str(binding.ident), binding.to_dict())
 
 
-def _delete_entries(b: Binding) -> list[Intent]:
-    """Delete a binding's forward and reverse entries at its ingress."""
-    return [delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_FWD, b.ident)),
-            delete_by_cookie(b.ingress, cookie(CookieKind.AFFINITY_REV, b.ident))]
+def _delete_entries(b: Binding, guarded: bool = False) -> list[Intent]:
+    """Delete a binding's forward and reverse entries (and its SYN guard) at its ingress."""
+    kinds = (CookieKind.AFFINITY_FWD, CookieKind.AFFINITY_REV,
+             *((CookieKind.SYN_GUARD,) if guarded else ()))
+    return [delete_by_cookie(b.ingress, cookie(k, b.ident)) for k in kinds]
+
+
+def _opens(pkt: Packet) -> bool:
+    """True for a TCP SYN without ACK: a connection being opened."""
+    flags = pkt.tcp_flags
+    return flags is not None and flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+
+
+def guard_entry(b: Binding, svc: Service, mac: str) -> FlowMod | None:
+    """The entry sending a TCP SYN (no ACK) that matches binding `b`'s forward entry to the
+    controller (None for a key that is not one TCP connection)."""
+    if b.key.proto != IPPROTO_TCP or b.key.sport is None:
+        return None
+    fwd = binding_flows(b, svc, mac)[0]
+    return FlowMod(b.ingress, fwd.table, fwd.priority + 1,
+                   match(**dict(fwd.match), tcp_flags=TCP_SYN_ONLY), (Output(PORT_CONTROLLER),),
+                   cookie=cookie(CookieKind.SYN_GUARD, b.ident))
