@@ -48,11 +48,8 @@ def estimate_compute_ms(metrics: Metrics | None, base_delay_ms: float) -> float:
       stretches the service by `1 / (1 - u)` (processor sharing). With c = 1 and an idle
       worker this is the M/M/1 `base / (1 - u)`.
 
-    A reported processing delay is a lagging average (it includes the queueing of the requests
-    that just finished): it raises the estimate only while the snapshot still shows requests
-    waiting (`ahead` > 0), never once the queue that made it has emptied (issue 17: an instance
-    whose queue had just emptied, priced at its past 1,200 ms, got no new flow while a full one
-    reporting 142 ms took them all). Without metrics the base delay is assumed.
+    A reported processing delay raises the estimate when larger. Without metrics the base delay
+    is assumed.
     """
     if metrics is None:
         return base_delay_ms
@@ -60,7 +57,7 @@ def estimate_compute_ms(metrics: Metrics | None, base_delay_ms: float) -> float:
     ahead = max(0, metrics.sessions + metrics.queue - servers + 1)
     other = min(MAX_UTILISATION, max(0.0, metrics.cpu - metrics.sessions / servers))
     model = base_delay_ms * (1.0 + ahead / servers) / (1.0 - other)
-    if metrics.processing_delay_ms is not None and ahead > 0:
+    if metrics.processing_delay_ms is not None:
         return max(model, metrics.processing_delay_ms)
     return model
 
@@ -70,8 +67,7 @@ def compute_ms(metrics: Metrics | None, base_delay_ms: float, scoring: ScoringCo
 
     A level-2 score (0-10) maps to `base * 10 / score`; raw (level-0) metrics go through the
     configured normalisation and aggregation when scoring is enabled, else the default estimate.
-    A reported processing delay is a floor while requests wait at the instance (a level-2 report
-    carries no counts: there it is always a floor, the instance's own word).
+    A reported processing delay is always a floor: the instance said it is that slow.
     """
     if metrics is None:
         return base_delay_ms
@@ -81,8 +77,7 @@ def compute_ms(metrics: Metrics | None, base_delay_ms: float, scoring: ScoringCo
         cost = compute_ms_from_score(level2(metrics, base_delay_ms, scoring), base_delay_ms)
     else:
         return estimate_compute_ms(metrics, base_delay_ms)
-    waiting = metrics.score is not None or metrics.queue > 0
-    return max(cost, metrics.processing_delay_ms or 0.0) if waiting else cost
+    return max(cost, metrics.processing_delay_ms or 0.0)
 
 
 class CandidateInput(NamedTuple):
