@@ -147,5 +147,9 @@ class WSGIApplication:
                 action=method_name,
                 conditions=conditions,
             )
+        # Routes compiles its regular expressions at the first match and never again: a request
+        # that arrived before this registration (the server starts before the app's store has
+        # loaded) would otherwise leave these routes unreachable, every call a 404
+        self.mapper.create_regs()
         if data:
             self.registory[controller.__name__] = data
