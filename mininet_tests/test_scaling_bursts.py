@@ -109,8 +109,9 @@ BURSTS = {"extra_clients": 1}
 ROUNDS, BURST = 10, 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "controller bug (issue 17, open): with base_delay_ms far below the real service time, an "
+@pytest.mark.xfail(strict=False, reason=(
+    "controller bug (issue 17, open), intermittent (herded in 3 of 5 runs, 2 evenly split), "
+    "so not strict: with base_delay_ms far below the real service time, an "
     "instance with a free worker costs ~base while one with any request waiting is raised to "
     "its reported (lagging) average delay, so shares flip between 0 and 1 and lock-step "
     "bursts herd onto one instance"))
