@@ -86,7 +86,8 @@ class Audit:
                 list(self.catalogue.services.values()), self._owner, now)
         intents = self._bindings(dpid, ours, emptied, busy_idents, requested_at, now)
         have = {(dpid, e.table, e.priority, e.match): (kind, e) for kind, _, e in ours}
-        wanted, placeholders = self._wanted(dpid)
+        installed = self.flows.installed_at(dpid)  # after adoption and retirement
+        wanted, placeholders = self._wanted(dpid, installed)
         for key in placeholders:  # adopted, then gone from the switch: program it again
             if key not in have and key not in busy_keys:
                 scope = placeholders[key]
@@ -94,7 +95,6 @@ class Audit:
                 programs.add(scope.removeprefix("labels:"))
         added = [fm for fm in wanted if self._missing(fm, have, busy_keys)]
         keep = {entry_key(fm) for fm in wanted} | set(placeholders)
-        installed = self.flows.installed_at(dpid)
         removed = [FlowMod(dpid, e.table, e.priority, e.match, command="delete_strict",
                            cookie=e.cookie, cookie_mask=COOKIE_MASK_ALL)
                    for kind, ident, e in ours
@@ -114,21 +114,21 @@ class Audit:
         out: list[Intent] = []
         if emptied:
             return out
-        for ident in self.flows.installed_at(dpid):
+        for binding in [b for b in self.flows.bindings.all() if b.ingress == dpid]:
+            ident = binding.ident
             if (ident in forward or ident in busy
                     or self.flows.sent_since(ident, requested_at)):
                 continue
-            binding = self.flows.bindings.by_ident(ident)
-            if binding is not None:
-                out += self.flows.retire(binding)
+            out += self.flows.retire(binding)
         return out
 
-    def _wanted(self, dpid: int) -> tuple[list[FlowMod], dict[Key, str]]:
+    def _wanted(self, dpid: int, installed: dict[int, tuple[FlowMod, FlowMod] | None]
+                ) -> tuple[list[FlowMod], dict[Key, str]]:
         """What the switch should hold, in the order it goes in; and the entries adopted from
         it whose content we do not know (key -> programmer scope)."""
         reverse: list[FlowMod] = []
         forward: list[FlowMod] = []
-        for pair in self.flows.installed_at(dpid).values():
+        for pair in installed.values():
             if pair is not None:
                 reverse.append(pair[0])
                 forward.append(pair[1])
