@@ -106,6 +106,9 @@ class Workers:
         `processing_delay_ms` is what a new request should expect: the nominal service time at
         the current extra load, or the recent observed delay when busier than that. When idle,
         past observations say nothing about the next request, so the nominal time is reported.
+        `service_ms` is the time a request holds a worker now (the nominal service time at the
+        current extra load), queue wait excluded: with it the controller prices the queue from
+        the counts rather than from the lagging average.
         """
         with self._lock:
             nominal = self.service_ms * (1.0 + self._extra_load)
@@ -113,6 +116,7 @@ class Workers:
             delay = nominal if self._delay_ms is None or idle else max(nominal, self._delay_ms)
             return {"sessions": self._sessions, "queue": self._queue,
                     "capacity": self.capacity, "processing_delay_ms": round(delay, 3),
+                    "service_ms": round(nominal, 3),
                     "requests": self._requests, "extra_load": self._extra_load}
 
 

@@ -118,6 +118,14 @@ class InstanceStats:
     queue: int
     capacity: int
     processing_delay_ms: float | None
+    service_ms: float | None = None
+
+
+def _delay(value: object) -> float | None:
+    """`value` as a delay in ms if it is a finite number >= 0, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < inf:
+        return None
+    return float(value)
 
 
 def _count(value: object, low: int) -> int | None:
@@ -135,11 +143,9 @@ def parse_stats(data: object) -> InstanceStats | None:
     capacity = _count(data.get("capacity"), 1)
     if sessions is None or queue is None or capacity is None:
         return None
-    delay = data.get("processing_delay_ms")
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < inf:
-        delay = None
     return InstanceStats(sessions=sessions, queue=queue, capacity=capacity,
-                         processing_delay_ms=None if delay is None else float(delay))
+                         processing_delay_ms=_delay(data.get("processing_delay_ms")),
+                         service_ms=_delay(data.get("service_ms")))
 
 
 def build_report(dbid: str, cpu: float, stats: InstanceStats | None,
@@ -153,6 +159,8 @@ def build_report(dbid: str, cpu: float, stats: InstanceStats | None,
                   active=True)
     if stats.processing_delay_ms is not None:
         report["processing_delay_ms"] = round(stats.processing_delay_ms, 3)
+    if stats.service_ms is not None:
+        report["service_ms"] = round(stats.service_ms, 3)
     return report
 
 

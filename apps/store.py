@@ -159,7 +159,7 @@ def _instance(data: dict[str, Any]) -> Instance:
     metrics = None if m is None else Metrics(
         cpu=m["cpu"], sessions=m["sessions"], queue=m["queue"], capacity=m["capacity"],
         active=m["active"], processing_delay_ms=m.get("processing_delay_ms"),
-        score=m.get("score"))
+        score=m.get("score"), service_ms=m.get("service_ms"))
     state = data.get("state") or ("draining" if data.get("draining") else "unknown")
     if state not in STATES:
         state = "unknown"

@@ -23,6 +23,7 @@ FLOW_KEYS = ("5-tuple", "3-tuple", "source")
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
 MAX_TIMEOUT_S = 65535  # OpenFlow timeouts are 16-bit seconds
 MAX_SESSIONS = 10_000_000
+MAX_DELAY_MS = 3_600_000.0  # an hour: a reported delay beyond it is a broken agent
 
 
 SCALING_KEYS = {"high", "low", "hold_s", "cooldown_s", "activation_timeout_s", "scale_in",
@@ -239,16 +240,18 @@ class Metrics:
     active: bool = True
     processing_delay_ms: float | None = None
     score: float | None = None
+    service_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready values."""
         return {"cpu": self.cpu, "sessions": self.sessions, "queue": self.queue,
                 "capacity": self.capacity, "active": self.active,
-                "processing_delay_ms": self.processing_delay_ms, "score": self.score}
+                "processing_delay_ms": self.processing_delay_ms, "score": self.score,
+                "service_ms": self.service_ms}
 
 
 METRIC_KEYS = {"dbid", "dsid", "cpu", "sessions", "queue", "capacity", "active",
-               "processing_delay_ms", "score"}
+               "processing_delay_ms", "score", "service_ms"}
 RAW_DEFAULTS: dict[str, float | int] = {"cpu": 0.0, "sessions": 0, "queue": 0, "capacity": 1}
 
 
@@ -270,7 +273,7 @@ def metrics_from_dict(data: Any, where: str = "") -> tuple[str, Metrics]:
     active = data.get("active", True)
     if not isinstance(active, bool):
         raise ValidationError(f"{where}active", f"must be true or false, got {active!r}")
-    delay = data.get("processing_delay_ms")
+    delay, service = data.get("processing_delay_ms"), data.get("service_ms")
     metrics = Metrics(
         cpu=check_number(data["cpu"], f"{where}cpu", 0.0, 1.0),
         sessions=check_integer(data["sessions"], f"{where}sessions", 0, MAX_SESSIONS),
@@ -278,8 +281,10 @@ def metrics_from_dict(data: Any, where: str = "") -> tuple[str, Metrics]:
         capacity=check_integer(data["capacity"], f"{where}capacity", 1, MAX_SESSIONS),
         active=active,
         processing_delay_ms=None if delay is None else check_number(
-            delay, f"{where}processing_delay_ms", 0.0, 3_600_000.0),
+            delay, f"{where}processing_delay_ms", 0.0, MAX_DELAY_MS),
         score=score,
+        service_ms=None if service is None else check_number(
+            service, f"{where}service_ms", 0.0, MAX_DELAY_MS),
     )
     return dbid, metrics
 

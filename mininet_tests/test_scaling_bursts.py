@@ -109,12 +109,6 @@ BURSTS = {"extra_clients": 1}
 ROUNDS, BURST = 10, 3
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "controller bug (issue 17, open), intermittent (herded in 3 of 5 runs, 2 evenly split), "
-    "so not strict: with base_delay_ms far below the real service time, an "
-    "instance with a free worker costs ~base while one with any request waiting is raised to "
-    "its reported (lagging) average delay, so shares flip between 0 and 1 and lock-step "
-    "bursts herd onto one instance"))
 @pytest.mark.parametrize("fig2", [BURSTS], indirect=True)
 def test_lock_step_bursts_are_not_herded(fig2: Lab) -> None:
     """Three clients (c1, c3 at r1; c2 at r2) each fire 3 requests at the same instant every

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 API = "/dyncast/v1"
 METRIC_KEYS = {"dbid", "dsid", "cpu", "sessions", "queue", "capacity", "active",
-               "processing_delay_ms"}
+               "processing_delay_ms", "service_ms"}
 Record = tuple[str, str, Any]
 
 
@@ -114,11 +114,13 @@ def test_cpu_utilisation_is_zero_when_it_cannot_be_told() -> None:
 def test_report_carries_instance_stats_in_the_controller_schema() -> None:
     """A readable instance is reported active with its stats and only keys the API accepts."""
     stats = parse_stats({"sessions": 3, "queue": 1, "capacity": 8, "processing_delay_ms": 21,
-                         "requests": 99, "extra_load": 0.0})
-    assert stats == InstanceStats(sessions=3, queue=1, capacity=8, processing_delay_ms=21.0)
+                         "service_ms": 9.5, "requests": 99, "extra_load": 0.0})
+    assert stats == InstanceStats(sessions=3, queue=1, capacity=8, processing_delay_ms=21.0,
+                                  service_ms=9.5)
     report = build_report("127.0.0.21", 0.35, stats, capacity=1)
     assert report == {"dbid": "127.0.0.21", "cpu": 0.35, "sessions": 3, "queue": 1,
-                      "capacity": 8, "active": True, "processing_delay_ms": 21.0}
+                      "capacity": 8, "active": True, "processing_delay_ms": 21.0,
+                      "service_ms": 9.5}
     assert set(report) <= METRIC_KEYS
     assert report_metrics(report)["active"] == 1.0
 
@@ -143,8 +145,9 @@ def test_unusable_stats_are_rejected(data: object) -> None:
 
 def test_bad_processing_delay_is_dropped_not_fatal() -> None:
     """A negative or non-numeric processing delay is left out; the counts still count."""
-    stats = parse_stats({"sessions": 1, "queue": 0, "capacity": 4, "processing_delay_ms": -3})
-    assert stats is not None and stats.processing_delay_ms is None
+    stats = parse_stats({"sessions": 1, "queue": 0, "capacity": 4, "processing_delay_ms": -3,
+                         "service_ms": "fast"})
+    assert stats is not None and stats.processing_delay_ms is None and stats.service_ms is None
 
 
 def test_parse_binding_accepts_dsid_dbid_and_stats_url() -> None:

@@ -7,7 +7,15 @@ from collections import Counter
 import pytest
 
 from controller.model import Metrics, Weights
-from controller.selection.engine import CandidateInput, Chooser, Engine, decide, estimate_compute_ms
+from controller.selection.engine import (
+    CandidateInput,
+    Chooser,
+    Engine,
+    compute_ms,
+    decide,
+    estimate_compute_ms,
+)
+from controller.selection.scoring import ScoringConfig
 
 # CATS worked example: (compute, network) delays in ms for three sites, 20 ms budget.
 SITES = {"site1": (4.0, 9.0), "site2": (10.0, 4.0), "site3": (5.0, 5.0)}
@@ -117,6 +125,29 @@ def test_compute_estimate_grows_with_the_backlog_and_honours_reported_delay() ->
     assert estimate_compute_ms(Metrics(0.0, 0, 0, 10, processing_delay_ms=70.0), 10.0) == 70.0
     assert estimate_compute_ms(Metrics(0.0, 10, 5, 10, processing_delay_ms=12.0), 10.0) == 16.0
     assert estimate_compute_ms(None, 7.0) == 7.0
+
+
+def test_an_emptied_instance_with_a_high_lagging_average_is_priced_below_a_full_one() -> None:
+    """Issue 17: an instance whose queue just emptied still reports the average delay of its
+    queued past (1,200 ms), a full one a low average (142 ms) of requests that did not wait
+    yet; with the service time beside them the counts decide: the emptied one is cheaper, by
+    the queue the full one has."""
+    emptied = Metrics(0.0, 1, 0, 4, processing_delay_ms=1200.0, service_ms=700.0)
+    full = Metrics(1.0, 4, 9, 4, processing_delay_ms=142.0, service_ms=700.0)
+    assert estimate_compute_ms(emptied, 10.0) == pytest.approx(700.0)
+    assert estimate_compute_ms(full, 10.0) == pytest.approx(700.0 * (1 + 10 / 4))
+    assert estimate_compute_ms(emptied, 10.0) < estimate_compute_ms(full, 10.0)
+    # the service time prices every request ahead; the CPU is not counted again (the service
+    # time was measured under it)
+    assert estimate_compute_ms(Metrics(0.9, 0, 0, 4, service_ms=50.0), 10.0) == 50.0
+    assert estimate_compute_ms(Metrics(0.0, 4, 3, 4, service_ms=40.0), 10.0) == 80.0
+
+
+def test_service_time_raises_score_based_costs_as_a_floor() -> None:
+    """A level-2 score is floored by what the instance's own service time and queue imply."""
+    m = Metrics(0.0, 2, 2, 2, score=10.0, service_ms=30.0)
+    assert compute_ms(m, 10.0, ScoringConfig()) == pytest.approx(30.0 * 2.5)
+    assert compute_ms(Metrics(score=5.0, service_ms=1.0), 10.0, ScoringConfig()) == 20.0
 
 
 @pytest.mark.parametrize("cpu", [0.0, 0.3, 0.6, 0.9, 1.0])

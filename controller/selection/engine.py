@@ -38,25 +38,27 @@ def estimate_compute_ms(metrics: Metrics | None, base_delay_ms: float) -> float:
     - Its state (`sessions` in service, `queue` waiting: counts, i.e. a snapshot, aged and with
       the flows placed since when the core counts them): a new demand starts at once while one
       of the `c = capacity` workers is free; otherwise `sessions + queue - c + 1` requests must
-      finish first, and the `c` workers finish one every `base / c` on average (memoryless
-      service), so it takes `base * (1 + (sessions + queue - c + 1) / c)`. A snapshot of every
-      worker busy is not a utilisation of 100 %: the next demand waits for the first to finish.
-    - Its CPU (`cpu`, 0-1 as reported; above 1 once the core adds placements to a host with
-      other work): the part its busy workers explain (`sessions / c`; the core moves it with
-      the counts when it ages a report or adds placements) is already counted; the rest,
-      `u = cpu - sessions / c` (at most 0.95), is other work sharing the processors, which
-      stretches the service by `1 / (1 - u)` (processor sharing). With c = 1 and an idle
-      worker this is the M/M/1 `base / (1 - u)`.
-
-    A reported processing delay raises the estimate when larger. Without metrics the base delay
-    is assumed.
-    """
+      finish first, and the `c` workers finish one every `s / c` on average (memoryless
+      service): `s * (1 + (sessions + queue - c + 1) / c)`, `s` the time a request holds a
+      worker (every worker busy is not 100 % utilisation: the next waits for the first).
+    - `s` is the reported `service_ms` (the instance's own measure of a request's service time
+      now, queue wait excluded) when given. Otherwise it is the service's base delay stretched
+      by the CPU its busy workers do not explain: `u = cpu - sessions / c` (at most 0.95; the
+      core moves `cpu` with the counts when it ages a report or adds placements) is other work
+      sharing the processors: `1 / (1 - u)` (processor sharing; c = 1, a free worker: M/M/1).
+    - A reported `processing_delay_ms` averages past requests' delays, queue wait included: it
+      lags. With `service_ms` beside it the fresher counts price the queue and it is not used
+      (a just-emptied instance is not pinned at its past queueing delay); without, it is the
+      only sign of a slowness the counts do not show, so it raises the estimate when larger.
+    Without metrics the base delay is assumed."""
     if metrics is None:
         return base_delay_ms
     servers = metrics.capacity
-    ahead = max(0, metrics.sessions + metrics.queue - servers + 1)
+    ahead = 1.0 + max(0, metrics.sessions + metrics.queue - servers + 1) / servers
+    if metrics.service_ms is not None:
+        return metrics.service_ms * ahead
     other = min(MAX_UTILISATION, max(0.0, metrics.cpu - metrics.sessions / servers))
-    model = base_delay_ms * (1.0 + ahead / servers) / (1.0 - other)
+    model = base_delay_ms * ahead / (1.0 - other)
     if metrics.processing_delay_ms is not None:
         return max(model, metrics.processing_delay_ms)
     return model
@@ -67,7 +69,8 @@ def compute_ms(metrics: Metrics | None, base_delay_ms: float, scoring: ScoringCo
 
     A level-2 score (0-10) maps to `base * 10 / score`; raw (level-0) metrics go through the
     configured normalisation and aggregation when scoring is enabled, else the default estimate.
-    A reported processing delay is always a floor: the instance said it is that slow.
+    What the instance reports of its own speed is a floor: its service time with the queue
+    ahead (`service_ms`) when given, else its processing delay.
     """
     if metrics is None:
         return base_delay_ms
@@ -77,6 +80,8 @@ def compute_ms(metrics: Metrics | None, base_delay_ms: float, scoring: ScoringCo
         cost = compute_ms_from_score(level2(metrics, base_delay_ms, scoring), base_delay_ms)
     else:
         return estimate_compute_ms(metrics, base_delay_ms)
+    if metrics.service_ms is not None:
+        return max(cost, estimate_compute_ms(metrics, base_delay_ms))
     return max(cost, metrics.processing_delay_ms or 0.0)
 
 

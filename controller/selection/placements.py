@@ -76,13 +76,16 @@ def _shifted(metrics: Metrics, sessions: int, queue: int) -> Metrics:
     # every instance's report)
     return Metrics(cpu=max(0.0, cpu), sessions=sessions, queue=queue,
                    capacity=metrics.capacity, active=metrics.active,
-                   processing_delay_ms=metrics.processing_delay_ms, score=metrics.score)
+                   processing_delay_ms=metrics.processing_delay_ms, score=metrics.score,
+                   service_ms=metrics.service_ms)
 
 
 def hold_s(metrics: Metrics | None, base_delay_ms: float) -> float:
-    """How long a request stays at an instance: its reported processing delay, else the
-    service's base delay."""
-    delay_ms = metrics.processing_delay_ms if metrics is not None else None
+    """How long a request holds a worker at an instance: its reported service time, else its
+    reported processing delay, else the service's base delay."""
+    if metrics is None:
+        return base_delay_ms / 1000.0
+    delay_ms = metrics.service_ms or metrics.processing_delay_ms
     return (delay_ms or base_delay_ms) / 1000.0
 
 
