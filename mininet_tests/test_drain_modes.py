@@ -1,0 +1,72 @@
+"""Drains where the switches keep affinity, in Mininet: a deactivated `learn` instance keeps
+serving a connection the switch learned for it until the connection ends, and only then does
+its D-MA get told to stop it (controller/dataplane/drains.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.intents import CookieKind
+from mininet_tests.harness import Lab
+from mininet_tests.processes import wait_until
+from mininet_tests.test_fig2 import (
+    INSTANCE_OF,
+    R1,
+    SVC1,
+    affinity_entries,
+    assert_held_to_the_end,
+    client,
+    held_lines,
+    start_hold,
+    wait_shares,
+)
+from mininet_tests.test_lifecycle import dyncastctl, instance, start_managed_site
+
+HOLD_S = 16.0
+LEARN = {"config": Path(__file__).with_name("fig2_drain_learn.toml")}
+HOST_OF = {"10.0.0.21": "e2", "10.0.0.31": "e3"}
+
+
+def serves(lab: Lab, dbid: str) -> bool:
+    """True when the instance process answers on its own address (asked from its host)."""
+    out = lab.host_cmd(HOST_OF[dbid], f"curl -s -m 2 http://{dbid}:8000/stats")
+    return out.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize("fig2", [LEARN], indirect=True)
+def test_deactivated_learn_instance_is_stopped_only_after_its_held_connection(fig2: Lab) -> None:
+    """learn: `deactivate` an instance serving a held connection: no new flow reaches it, the
+    connection streams from it to its end with the instance process alive and no stop sent
+    meanwhile; then its D-MA stops it and it becomes inactive."""
+    dmas = {d: start_managed_site(fig2, h) for d, h in (("10.0.0.21", "e2"),
+                                                         ("10.0.0.31", "e3"))}
+    wait_until(lambda: all(instance(fig2, d)["state"] == "active" for d in dmas), 20,
+               "the two instances did not both become active")
+    wait_shares(fig2, "svc1", R1, set(dmas))
+    started = time.monotonic()
+    holder, first = start_hold(fig2, HOLD_S)
+    victim = INSTANCE_OF[first]
+    (other,) = set(dmas) - {victim}
+    assert affinity_entries("r1", CookieKind.LEARNED_FWD), "the switch learned no entry"
+    assert "draining" in dyncastctl(fig2, "deactivate", victim)
+    wait_shares(fig2, "svc1", R1, {other})
+    seen = client(fig2, "c1", SVC1, requests=4)
+    assert seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == {other}, seen
+    while time.monotonic() - started < HOLD_S - 3:  # the connection is still held
+        assert instance(fig2, victim)["state"] == "draining", instance(fig2, victim)
+        assert "command deactivate" not in dmas[victim].log()
+        assert serves(fig2, victim), f"{victim} stopped under a held connection"
+        assert held_lines(holder)[-1].get("line") == first, held_lines(holder)[-1:]
+        time.sleep(2)
+    assert_held_to_the_end(holder, first, HOLD_S)
+    wait_until(lambda: instance(fig2, victim)["state"] == "inactive", 30,
+               lambda: f"{victim} not stopped after its connection ended: "
+                       f"{instance(fig2, victim)}")
+    assert f"command deactivate {victim}" in dmas[victim].log()
+    events = [h["event"] for h in instance(fig2, victim)["history"]]
+    assert events[-2:] == ["drain", "report_inactive"], events
+    assert not serves(fig2, victim)
+    assert "command deactivate" not in dmas[other].log()
