@@ -270,7 +270,7 @@ class Core:
 
     def deactivate(self, dbid: str, deadline_s: float | None, now: float,
                    reason: str = "operator deactivate") -> tuple[Instance, list[Intent]]:
-        """Drain an instance, then tell its D-MA to stop it once no flow is bound to it (or the
+        """Drain an instance, then tell its D-MA to stop it once no flow reaches it (or the
         deadline has passed and its flows have moved); it becomes `inactive`."""
         inst = self.operations.retire(dbid, deadline_s, now, reason)
         return inst, self._recompute(inst.service, now) + self.drains.honour(now)

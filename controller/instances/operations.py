@@ -102,7 +102,8 @@ class Operations:
         return inst
 
     def retire(self, dbid: str, deadline_s: float | None, now: float, reason: str) -> Instance:
-        """Drain an instance that its D-MA is to stop once no flow is bound to it."""
+        """Drain an instance that its D-MA is to stop once no flow reaches it
+        (a binding or a switch-held entry: dataplane/drains.py)."""
         inst = self.drain(dbid, deadline_s, now, reason)
         inst.stop_when_drained = True
         self._write(inst)
