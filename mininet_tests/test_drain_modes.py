@@ -1,6 +1,7 @@
 """Drains where the switches keep affinity, in Mininet: a deactivated `learn` (or `bucket`)
 instance keeps serving a connection the switch learned (or pinned) for it until the connection
-ends, and only then does its D-MA get told to stop it (controller/dataplane/drains.py)."""
+ends, and only then does its D-MA get told to stop it; with a deadline, the switches' entries
+to it are deleted when it passes and it is stopped then (controller/dataplane/drains.py)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,39 @@ def test_deactivated_instance_is_stopped_only_after_its_held_connection(fig2: La
     assert events[-2:] == ["drain", "report_inactive"], events
     assert not serves(fig2, victim)
     assert "command deactivate" not in dmas[other].log()
+
+
+def entries_to(bridge: str, label: int) -> list[dict[str, Any]]:
+    """The learned entries and pins a switch holds for flows to the instance with `label`."""
+    return [e for kind in (CookieKind.LEARNED_FWD, CookieKind.PIN)
+            for e in affinity_entries(bridge, kind) if e["cookie"] & 0xFFFF_FFFF_FFFF == label]
+
+
+@pytest.mark.parametrize("fig2", [LEARN, BUCKET], indirect=True, ids=["learn", "bucket"])
+def test_deadline_takes_switch_held_flows_off_a_deactivated_instance(fig2: Lab) -> None:
+    """learn, bucket: `deactivate --deadline 4` under a held connection: until the deadline the
+    switch keeps it on the instance and no stop is sent; at the deadline the switch's entries
+    to the instance are deleted (counted in `drain_deadline_moves`) and its D-MA stops it."""
+    dmas = {d: start_managed_site(fig2, h) for d, h in (("10.0.0.21", "e2"),
+                                                         ("10.0.0.31", "e3"))}
+    wait_until(lambda: all(instance(fig2, d)["state"] == "active" for d in dmas), 20,
+               "the two instances did not both become active")
+    wait_shares(fig2, "svc1", R1, set(dmas))
+    holder, first = start_hold(fig2, 40)
+    victim = INSTANCE_OF[first]
+    label = instance(fig2, victim)["label"]
+    began = time.monotonic()
+    dyncastctl(fig2, "deactivate", victim, "--deadline", "4")
+    wait_until(lambda: entries_to("r1", label), 3, "r1 holds no entry to the instance")
+    while time.monotonic() - began < 3:
+        assert "command deactivate" not in dmas[victim].log(), "stopped before its deadline"
+        assert held_lines(holder)[-1].get("line") == first, held_lines(holder)[-1:]
+        time.sleep(0.5)
+    wait_until(lambda: instance(fig2, victim)["state"] == "inactive", 15,
+               lambda: f"{victim} not stopped after its deadline: {instance(fig2, victim)}")
+    assert time.monotonic() - began >= 4
+    assert f"command deactivate {victim}" in dmas[victim].log()
+    assert not entries_to("r1", label)
+    assert fig2.rest("GET", "/stats")[1]["drain_deadline_moves"] >= 1
+    wait_until(lambda: holder.popen.poll() is not None, 10,
+               "the held connection still runs on a stopped instance")
