@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 
 from apps import packet_in
 from apps.configfile import load_config
-from apps.flowread import entry_of, read_request
+from apps.flowread import Polls, entry_of, read_request
 from apps.framework import (
     CONFIG_DISPATCHER,
     DEAD_DISPATCHER,
@@ -56,7 +56,7 @@ from apps.store import Store
 from controller.api import Api, Reply
 from controller.core import Core
 from controller.dataplane.rules import caveats
-from controller.intents import TABLE_AFFINITY, FlowMod, Intent, SwitchEntry
+from controller.intents import FlowMod, Intent, SwitchEntry
 
 LOG = logging.getLogger("dyncast")
 RECOMPUTE_DELAY_S = 0.1  # reports this soon after one are recomputed with it (a new flow
@@ -110,6 +110,7 @@ class DyncastApp(App):  # type: ignore[misc]
         self.api = Api(self.core)
         self.datapaths: dict[int, Any] = {}
         self._flow_rows: dict[int, list[Any]] = {}  # flow statistics until the last part
+        self._polls = Polls()  # affinity-table reads under way: when each was asked
         self._reads: dict[int, TableRead] = {}  # switch -> the reading of its table under way
         self._dropped_reads: set[int] = set()  # xids of readings asked again (answers ignored)
         self._workers: list[Any] = []
@@ -230,8 +231,7 @@ class DyncastApp(App):  # type: ignore[misc]
             for dpid in self.core.programmer.switches_to_poll():  # what switches learned
                 dp = self.datapaths.get(dpid)
                 if dp is not None:
-                    dp.send_msg(dp.ofproto_parser.OFPFlowStatsRequest(
-                        dp, 0, TABLE_AFFINITY, dp.ofproto.OFPP_ANY, dp.ofproto.OFPG_ANY))
+                    dp.send_msg(self._polls.ask(dp, time.time()))
 
     def _auditor(self) -> None:
         """Read every switch's table back every `reconcile_interval_s` (a reading that got no
@@ -377,7 +377,8 @@ class DyncastApp(App):  # type: ignore[misc]
         rows += [(s.cookie, dict(s.match.items()), s.packet_count,
                   s.duration_sec + s.duration_nsec / 1e9) for s in msg.body]
         if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
-            self.core.learned_entries(msg.datapath.id, self._flow_rows.pop(msg.datapath.id))
+            self.core.learned_entries(msg.datapath.id, self._flow_rows.pop(msg.datapath.id),
+                                      self._polls.answered(msg.xid))
 
     def _reconcile(self, dpid: int, read: TableRead) -> None:
         """Repair a switch from what it was read to hold; say so when it needed repair."""

@@ -11,8 +11,15 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from controller.intents import COOKIE_APP, COOKIE_MASK_APP, MatchValue, SwitchEntry
+from controller.intents import (
+    COOKIE_APP,
+    COOKIE_MASK_APP,
+    TABLE_AFFINITY,
+    MatchValue,
+    SwitchEntry,
+)
 
+MAX_POLLS = 256  # affinity-table reads awaiting their answer that are remembered (oldest go)
 IPV4_FIELDS = ("ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa")
 FROM_NX = {"tcp_flags_nxm": "tcp_flags"}  # apps/ofmsg.py sends these names for ours
 
@@ -57,3 +64,27 @@ def read_request(dp: Any) -> Any:
     ofp, parser = dp.ofproto, dp.ofproto_parser
     return parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
                                       COOKIE_APP << 56, COOKIE_MASK_APP, parser.OFPMatch())
+
+
+class Polls:
+    """The affinity-table reads under way, by transaction id, with when each was asked: a
+    drain is over only when a read asked after it began shows no flow to the instance
+    (controller/dataplane/drains.py)."""
+
+    def __init__(self) -> None:
+        self._asked: dict[int, float] = {}
+
+    def ask(self, dp: Any, now: float) -> Any:
+        """The flow-statistics request for the switch's affinity table, noted as asked now."""
+        ofp = dp.ofproto
+        req = dp.ofproto_parser.OFPFlowStatsRequest(dp, 0, TABLE_AFFINITY, ofp.OFPP_ANY,
+                                                    ofp.OFPG_ANY)
+        dp.set_xid(req)
+        if len(self._asked) >= MAX_POLLS:  # answers that never came: forget the oldest half
+            self._asked = dict(list(self._asked.items())[MAX_POLLS // 2:])
+        self._asked[req.xid] = now
+        return req
+
+    def answered(self, xid: int) -> float | None:
+        """When the read answered (its last part) by `xid` was asked; None if not known."""
+        return self._asked.pop(xid, None)

@@ -3,17 +3,18 @@
 Boundary: no I/O and no state of its own. Plain values and `now` in; intents out, store writes
 queued in `writes`. The features: `network`, `decisions` (selection), `catalogue`, `states`,
 `liveness`, `operations` (instances), `flows` (reactive bindings), `programmer` (learn/bucket/
-overlay). What one feature's change means for another (recompute, move flows) is said here.
+overlay), `drains` (deadlines, retirements). What one feature's change means for another
+(recompute, move flows) is said here.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from controller.config import ControllerConfig
 from controller.dataplane.affinity import Binding
 from controller.dataplane.audit import Audit
+from controller.dataplane.drains import Drains, LearnedRows
 from controller.dataplane.modes import mode_of, service_punt
 from controller.dataplane.programmer import Programmer
 from controller.dataplane.reactive import ReactiveFlows
@@ -58,6 +59,7 @@ class Core:
         self.programmer = Programmer(self.topology, self.engine, self.decisions.decider)
         self.audit = Audit(self.catalogue, self.forwarding, self.flows, self.programmer,
                            self.counters)
+        self.drains = Drains(self.operations, self.flows, self.programmer, service_punt)
         for svc in config.services:
             self.catalogue.put_service(svc, create=True)
 
@@ -129,10 +131,9 @@ class Core:
         """A control-channel round trip to a switch (for link delay measurement)."""
         self.network.monitor.echo_rtt(dpid, rtt_s)
 
-    def learned_entries(self, dpid: int, rows: list[tuple[int, dict[str, Any], int, float]]
-                        ) -> None:
-        """What a switch reported of its table 2 (entries it learned, pins)."""
-        self.programmer.report_learned(dpid, rows)
+    def learned_entries(self, dpid: int, rows: LearnedRows, at: float | None = None) -> None:
+        """A switch's table 2 (learned entries, pins) read at `at` (dataplane/drains.py)."""
+        self.drains.read(dpid, rows, at)
 
     # --- time ---------------------------------------------------------------------------
     def tick(self, now: float) -> list[Intent]:
@@ -150,7 +151,7 @@ class Core:
         for inst in self.catalogue.instances.values():
             intents += self.liveness.probe_if_unknown(inst.dbid, now)
         intents += [i for n in sorted(self.programmer.expire(now)) for i in self._recompute(n, now)]
-        return intents + self.flows.honour_deadlines(now) + self._autoscale(now)
+        return intents + self.drains.honour(now) + self._autoscale(now)
 
     # --- packets ------------------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> list[Intent]:
@@ -195,8 +196,7 @@ class Core:
             intents += self._recompute(inst.service, now)
         return intents
 
-    def flow_removed(self, dpid: int, cookie_value: int, reason: str,
-                     now: float) -> list[Intent]:
+    def flow_removed(self, dpid: int, cookie_value: int, reason: str, now: float) -> list[Intent]:
         """A switch removed one of our entries (a timed-out binding ends)."""
         return self.flows.flow_removed(dpid, cookie_value, reason)
 
@@ -270,10 +270,10 @@ class Core:
 
     def deactivate(self, dbid: str, deadline_s: float | None, now: float,
                    reason: str = "operator deactivate") -> tuple[Instance, list[Intent]]:
-        """Drain an instance, then tell its D-MA to stop it once no flow is bound to it (or the
+        """Drain an instance, then tell its D-MA to stop it once no flow reaches it (or the
         deadline has passed and its flows have moved); it becomes `inactive`."""
         inst = self.operations.retire(dbid, deadline_s, now, reason)
-        return inst, self._recompute(inst.service, now) + self.flows.honour_deadlines(now)
+        return inst, self._recompute(inst.service, now) + self.drains.honour(now)
 
     def _autoscale(self, now: float) -> list[Intent]:
         """Carry out the scaling policy's reactivations and scale-ins."""

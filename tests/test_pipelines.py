@@ -41,13 +41,6 @@ SWITCH_DECIDES = [m for m in ALL if m != "reactive"]
 KEEPS_FLOWS = ["reactive", "learn", "learn-overlay"]  # a decision change moves no live flow
 BUCKETS = ["bucket", "bucket-overlay"]
 SYN_DELAY_S = 1.0  # controller/dataplane/rules.py: new connections move this long into a move
-DRAIN_KNOWS_ONLY_BINDINGS = pytest.mark.xfail(strict=True, reason=(
-    "core bug: drain deadlines and deactivation only know the controller's own bindings "
-    "(reactive); in learn/bucket the flows the switches learned or pinned are never moved at "
-    "the deadline, and the D-MA is told to stop the instance while they still reach it"))
-# every mode, the switch-driven ones expected to fail (strict) until that bug is fixed
-DRAIN_MODES = [pytest.param(m, marks=DRAIN_KNOWS_ONLY_BINDINGS) if m in SWITCH_DECIDES else m
-               for m in ALL]
 
 
 class Figure2:
@@ -103,7 +96,7 @@ class Figure2:
             self.apply(self.core.tick(self.now))
             self._answer(Result())  # entries that timed out
             for dpid, sw in sorted(self.net.switches.items()):  # the shell's table-2 poll
-                self.core.learned_entries(dpid, sw.flow_stats(TABLE_AFFINITY, self.now))
+                self.core.learned_entries(dpid, sw.flow_stats(TABLE_AFFINITY, self.now), self.now)
 
     def busy(self, dbid: str) -> None:
         """The instance reports itself busy: new flows go elsewhere."""
@@ -277,7 +270,7 @@ def test_affinity_lasts_while_a_flow_sends_and_ends_when_it_idles_out(mode: str)
     assert fig.go(idle, TCP_SYN)[0] == E31
 
 
-@pytest.mark.parametrize("mode", DRAIN_MODES)
+@pytest.mark.parametrize("mode", ALL)
 def test_drain_deadline_moves_the_remaining_flows(mode: str) -> None:
     """At a drained instance's deadline its remaining flows move to a live instance (README)."""
     fig = Figure2(SERVICES[mode])
@@ -289,7 +282,7 @@ def test_drain_deadline_moves_the_remaining_flows(mode: str) -> None:
     assert {s: fig.go(s)[0] for s in FLOWS} == dict.fromkeys(placed, E31)
 
 
-@pytest.mark.parametrize("mode", DRAIN_MODES)
+@pytest.mark.parametrize("mode", ALL)
 def test_deactivated_instance_is_stopped_only_once_its_flows_have_ended(mode: str) -> None:
     """`deactivate` has the D-MA stop an instance only after the flows reaching it have ended."""
     fig = Figure2(SERVICES[mode])

@@ -266,6 +266,20 @@ class Programmer:
                 done.add(name)
         return done
 
+    def moving_from(self, dbid: str) -> bool:
+        """True while a bucket moving away from `dbid` still pins the flows it sees to it."""
+        return any(m.old == dbid for moves in self._moves.values() for m in moves.values())
+
+    def release(self, dbid: str) -> set[str]:
+        """End every move away from `dbid` now (its drain deadline passed); return the
+        services to program again (dataplane/drains.py)."""
+        done = set()
+        for (_, name), moves in self._moves.items():
+            for b in [b for b, m in moves.items() if m.old == dbid]:
+                del moves[b]
+                done.add(name)
+        return done
+
     def lost(self, dbid: str) -> list[Intent]:
         """An instance died or left: drop the flows the switches learned for it (they are
         decided again from the buckets, which no longer point to it)."""

@@ -212,18 +212,6 @@ class ReactiveFlows:
             self.counters["affinity_moves"] += 1
         return intents
 
-    def honour_deadlines(self, now: float) -> list[Intent]:
-        """Move the remaining flows of drained instances whose deadline has passed; stop
-        retiring instances once nothing is bound to them."""
-        intents: list[Intent] = []
-        operations = self.operations
-        for inst in operations.deadlines_passed(now):
-            moved = self.counters["affinity_moves"]
-            intents += self.move(inst.dbid, now)
-            self.counters["drain_deadline_moves"] += self.counters["affinity_moves"] - moved
-        operations.stop_drained(self.bound, now)
-        return intents
-
     def remove_service(self, svc: Service) -> list[Intent]:
         """A service is deleted (or moves to another D-SID): its D-SID entry at every switch
         and every binding of it, with its entries."""

@@ -102,7 +102,8 @@ class Operations:
         return inst
 
     def retire(self, dbid: str, deadline_s: float | None, now: float, reason: str) -> Instance:
-        """Drain an instance that its D-MA is to stop once no flow is bound to it."""
+        """Drain an instance that its D-MA is to stop once no flow reaches it
+        (a binding or a switch-held entry: dataplane/drains.py)."""
         inst = self.drain(dbid, deadline_s, now, reason)
         inst.stop_when_drained = True
         self._write(inst)
@@ -118,18 +119,19 @@ class Operations:
                 out.append(inst)
         return out
 
-    def stop_drained(self, bound: Callable[[str], int], now: float) -> None:
-        """Tell the D-MA to stop each retiring instance once nothing is bound to it (again, if
-        the D-MA stays silent for the activation timeout)."""
+    def stop_drained(self, reached: Callable[[str], bool], now: float) -> None:
+        """Tell the D-MA to stop each retiring instance once no flow reaches it any more
+        (`reached`: controller bindings and switch-held flows, dataplane/drains.py); again if
+        the D-MA stays silent for the activation timeout."""
         for inst in list(self.catalogue.instances.values()):
-            if not (inst.draining and inst.stop_when_drained) or bound(inst.dbid):
+            if not (inst.draining and inst.stop_when_drained) or reached(inst.dbid):
                 continue
             svc = self.catalogue.services[inst.service]
             retry = svc.scaling.activation_timeout_s if svc.scaling else 60.0
             if now - self._stop_sent.get(inst.dbid, -1e9) < retry:
                 continue
             self._stop_sent[inst.dbid] = now
-            self.states.command(inst, svc.dsid, "deactivate", "drained: no flow is bound to it",
+            self.states.command(inst, svc.dsid, "deactivate", "drained: no flow reaches it",
                                 now)
             self.counters["deactivations"] += 1
 

@@ -1,0 +1,125 @@
+"""Drains where the switches keep affinity, in Mininet: a deactivated `learn` (or `bucket`)
+instance keeps serving a connection the switch learned (or pinned) for it until the connection
+ends, and only then does its D-MA get told to stop it; with a deadline, the switches' entries
+to it are deleted when it passes and it is stopped then (controller/dataplane/drains.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.intents import CookieKind
+from mininet_tests.harness import Lab
+from mininet_tests.processes import wait_until
+from mininet_tests.test_fig2 import (
+    INSTANCE_OF,
+    R1,
+    SVC1,
+    affinity_entries,
+    assert_held_to_the_end,
+    client,
+    held_lines,
+    start_hold,
+    wait_shares,
+)
+from mininet_tests.test_lifecycle import dyncastctl, instance, start_managed_site
+
+HOLD_S = 16.0
+HERE = Path(__file__).parent
+LEARN = {"config": HERE / "fig2_drain_learn.toml"}
+BUCKET = {"config": HERE / "fig2_drain_bucket.toml"}
+HELD_KIND = {"learn": CookieKind.LEARNED_FWD, "bucket": CookieKind.PIN}  # what holds a flow
+HOST_OF = {"10.0.0.21": "e2", "10.0.0.31": "e3"}
+
+
+def serves(lab: Lab, dbid: str) -> bool:
+    """True when the instance process answers on its own address (asked from its host)."""
+    out = lab.host_cmd(HOST_OF[dbid], f"curl -s -m 2 http://{dbid}:8000/stats")
+    return out.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize("fig2", [LEARN, BUCKET], indirect=True, ids=["learn", "bucket"])
+def test_deactivated_instance_is_stopped_only_after_its_held_connection(fig2: Lab) -> None:
+    """learn, bucket: `deactivate` an instance serving a held connection: no new flow reaches
+    it, the connection streams from it to its end (the switch holds it: a learned entry, or a
+    pin of its moving bucket) with the instance process alive and no stop sent meanwhile;
+    then its D-MA stops it and it becomes inactive."""
+    dmas = {d: start_managed_site(fig2, h) for d, h in (("10.0.0.21", "e2"),
+                                                         ("10.0.0.31", "e3"))}
+    wait_until(lambda: all(instance(fig2, d)["state"] == "active" for d in dmas), 20,
+               "the two instances did not both become active")
+    wait_shares(fig2, "svc1", R1, set(dmas))
+    started = time.monotonic()
+    holder, first = start_hold(fig2, HOLD_S)
+    victim = INSTANCE_OF[first]
+    (other,) = set(dmas) - {victim}
+    dataplane = fig2.rest("GET", "/services/svc1")[1]["dataplane"]
+    learned = affinity_entries("r1", CookieKind.LEARNED_FWD)
+    assert bool(learned) == (dataplane == "learn"), learned
+    assert "draining" in dyncastctl(fig2, "deactivate", victim)
+    wait_shares(fig2, "svc1", R1, {other})
+    kind = HELD_KIND[dataplane]
+    wait_until(lambda: affinity_entries("r1", kind), 5, f"r1 holds no {kind.name} entry")
+    seen: dict[str, Any] = {}
+
+    def only_other() -> bool:
+        """New connections reach only the live instance (bucket: from SYN_DELAY_S into the
+        move, controller/dataplane/rules.py)."""
+        seen.update(client(fig2, "c1", SVC1, requests=4))
+        return seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == {other}
+
+    wait_until(only_other, 5 if dataplane == "bucket" else 0.1, lambda: f"new flows: {seen}")
+    while time.monotonic() - started < HOLD_S - 3:  # the connection is still held
+        assert instance(fig2, victim)["state"] == "draining", instance(fig2, victim)
+        assert "command deactivate" not in dmas[victim].log()
+        assert serves(fig2, victim), f"{victim} stopped under a held connection"
+        assert held_lines(holder)[-1].get("line") == first, held_lines(holder)[-1:]
+        time.sleep(2)
+    assert_held_to_the_end(holder, first, HOLD_S)
+    wait_until(lambda: instance(fig2, victim)["state"] == "inactive", 30,
+               lambda: f"{victim} not stopped after its connection ended: "
+                       f"{instance(fig2, victim)}")
+    assert f"command deactivate {victim}" in dmas[victim].log()
+    events = [h["event"] for h in instance(fig2, victim)["history"]]
+    assert events[-2:] == ["drain", "report_inactive"], events
+    assert not serves(fig2, victim)
+    assert "command deactivate" not in dmas[other].log()
+
+
+def entries_to(bridge: str, label: int) -> list[dict[str, Any]]:
+    """The learned entries and pins a switch holds for flows to the instance with `label`."""
+    return [e for kind in (CookieKind.LEARNED_FWD, CookieKind.PIN)
+            for e in affinity_entries(bridge, kind) if e["cookie"] & 0xFFFF_FFFF_FFFF == label]
+
+
+@pytest.mark.parametrize("fig2", [LEARN, BUCKET], indirect=True, ids=["learn", "bucket"])
+def test_deadline_takes_switch_held_flows_off_a_deactivated_instance(fig2: Lab) -> None:
+    """learn, bucket: `deactivate --deadline 4` under a held connection: until the deadline the
+    switch keeps it on the instance and no stop is sent; at the deadline the switch's entries
+    to the instance are deleted (counted in `drain_deadline_moves`) and its D-MA stops it."""
+    dmas = {d: start_managed_site(fig2, h) for d, h in (("10.0.0.21", "e2"),
+                                                         ("10.0.0.31", "e3"))}
+    wait_until(lambda: all(instance(fig2, d)["state"] == "active" for d in dmas), 20,
+               "the two instances did not both become active")
+    wait_shares(fig2, "svc1", R1, set(dmas))
+    holder, first = start_hold(fig2, 40)
+    victim = INSTANCE_OF[first]
+    label = instance(fig2, victim)["label"]
+    began = time.monotonic()
+    dyncastctl(fig2, "deactivate", victim, "--deadline", "4")
+    wait_until(lambda: entries_to("r1", label), 3, "r1 holds no entry to the instance")
+    while time.monotonic() - began < 3:
+        assert "command deactivate" not in dmas[victim].log(), "stopped before its deadline"
+        assert held_lines(holder)[-1].get("line") == first, held_lines(holder)[-1:]
+        time.sleep(0.5)
+    wait_until(lambda: instance(fig2, victim)["state"] == "inactive", 15,
+               lambda: f"{victim} not stopped after its deadline: {instance(fig2, victim)}")
+    assert time.monotonic() - began >= 4
+    assert f"command deactivate {victim}" in dmas[victim].log()
+    assert not entries_to("r1", label)
+    assert fig2.rest("GET", "/stats")[1]["drain_deadline_moves"] >= 1
+    wait_until(lambda: holder.popen.poll() is not None, 10,
+               "the held connection still runs on a stopped instance")
