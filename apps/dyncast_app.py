@@ -235,11 +235,17 @@ class DyncastApp(App):  # type: ignore[misc]
 
     def _auditor(self) -> None:
         """Read every switch's table back every `reconcile_interval_s` (a reading that got no
-        answer by then is asked again)."""
+        answer by then is asked again), one switch at a time, spread over the interval: each
+        answer is reconciled in a turn of its own, never every switch's in one."""
+        interval = self.config.reconcile_interval_s
         while True:
-            hub.sleep(self.config.reconcile_interval_s)
-            for dp in list(self.datapaths.values()):
-                self._read_table(dp)
+            dps = list(self.datapaths.values())
+            if not dps:
+                hub.sleep(interval)
+            for dp in dps:
+                hub.sleep(interval / len(dps))
+                if self.datapaths.get(dp.id) is dp:  # still connected (not replaced)
+                    self._read_table(dp)
 
     def _read_table(self, dp: Any) -> None:
         """Ask a switch for every entry with our cookie (`_flow_stats_handler` reconciles)."""

@@ -78,11 +78,13 @@ class Binding:
 
 
 class BindingTable:
-    """Bindings by flow key and by identifier (the identifier is in the entries' cookies)."""
+    """Bindings by flow key, by identifier (the identifier is in the entries' cookies) and by
+    ingress switch (what the audit of one switch reads: never a walk over every binding)."""
 
     def __init__(self, first_ident: int = 1) -> None:
         self._by_key: dict[FlowKey, Binding] = {}
         self._by_ident: dict[int, Binding] = {}
+        self._at: dict[int, dict[int, Binding]] = {}  # ingress -> identifier -> binding
         self._next = first_ident
 
     def __len__(self) -> int:
@@ -105,8 +107,12 @@ class BindingTable:
 
     def restore(self, binding: Binding) -> None:
         """Insert a binding as it was (e.g. loaded from the store)."""
+        old = self._by_ident.get(binding.ident)
+        if old is not None:
+            self._unplace(old)
         self._by_key[binding.key] = binding
         self._by_ident[binding.ident] = binding
+        self._at.setdefault(binding.ingress, {})[binding.ident] = binding
         self._next = max(self._next, binding.ident + 1)
 
     def remove(self, ident: int) -> Binding | None:
@@ -114,7 +120,23 @@ class BindingTable:
         binding = self._by_ident.pop(ident, None)
         if binding is not None:
             self._by_key.pop(binding.key, None)
+            self._unplace(binding)
         return binding
+
+    def move(self, binding: Binding, ingress: int) -> None:
+        """The binding is installed at `ingress` from now on (its client moved)."""
+        self._unplace(binding)
+        binding.ingress = ingress
+        if self._by_ident.get(binding.ident) is binding:
+            self._at.setdefault(ingress, {})[binding.ident] = binding
+
+    def _unplace(self, binding: Binding) -> None:
+        """Drop the binding from its ingress's index."""
+        there = self._at.get(binding.ingress)
+        if there is not None and there.get(binding.ident) is binding:
+            del there[binding.ident]
+            if not there:
+                del self._at[binding.ingress]
 
     @property
     def next_ident(self) -> int:
@@ -128,6 +150,12 @@ class BindingTable:
     def all(self) -> list[Binding]:
         """Every binding, oldest first."""
         return sorted(self._by_ident.values(), key=lambda b: b.ident)
+
+    def at(self, ingress: int) -> list[Binding]:
+        """The bindings installed at switch `ingress`, oldest first (from the index: the work
+        is that switch's bindings, whatever the number elsewhere)."""
+        there = self._at.get(ingress)
+        return [] if there is None else sorted(there.values(), key=lambda b: b.ident)
 
 
 def _forward_match(key: FlowKey) -> dict[str, int | str]:

@@ -114,7 +114,7 @@ class Audit:
         out: list[Intent] = []
         if emptied:
             return out
-        for binding in [b for b in self.flows.bindings.all() if b.ingress == dpid]:
+        for binding in self.flows.bindings.at(dpid):
             ident = binding.ident
             if (ident in forward or ident in busy
                     or self.flows.sent_since(ident, requested_at)):

@@ -111,7 +111,7 @@ class ReactiveFlows:
             return self._install(svc, binding, in_port, data, entries=False)
         self.counters["reinstalls"] += 1
         if binding.ingress != dpid:
-            binding.ingress = dpid
+            self.bindings.move(binding, dpid)
             self._write(binding)
         self._sent[binding.ident] = now
         return self._install(svc, binding, in_port, data)
@@ -179,7 +179,7 @@ class ReactiveFlows:
             if svc is None or host is None:
                 continue
             intents += _delete_entries(b, b.dbid in self._guarded)
-            b.ingress = dpid
+            self.bindings.move(b, dpid)
             self._write(b)
             self._sent[b.ident] = now
             intents += binding_flows(b, svc, host.mac)
@@ -236,9 +236,7 @@ class ReactiveFlows:
         the order they go in (no reply may overtake its rewrite), or None while its instance
         is not located (the entries cannot be built; what the switch has of them is kept)."""
         out: dict[int, tuple[FlowMod, FlowMod] | None] = {}
-        for b in self.bindings.all():
-            if b.ingress != dpid:
-                continue
+        for b in self.bindings.at(dpid):
             svc = self.catalogue.services.get(b.key.service)
             host = self.topology.hosts.get(b.dbid)
             if svc is None or host is None:
@@ -278,8 +276,7 @@ class ReactiveFlows:
 
     def guards_at(self, dpid: int) -> list[FlowMod]:
         """The SYN guards installed at a switch."""
-        return [fm for b in self.bindings.all() if b.ingress == dpid
-                and (fm := self.guard_of(b)) is not None]
+        return [fm for b in self.bindings.at(dpid) if (fm := self.guard_of(b)) is not None]
 
     def sent_since(self, ident: int, since: float) -> bool:
         """True when the binding's entries were sent at or after `since`."""
