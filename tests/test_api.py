@@ -108,10 +108,10 @@ def test_learn_service_with_a_short_idle_timeout_is_accepted_with_a_warning() ->
     ({"name": "x", "dsid": "not-an-ip"}, 400, "dsid"),
     ({"name": "x", "dsid": "10.0.100.9", "port": 80}, 400, "port"),
     ({"name": "x", "dsid": "10.0.100.9", "affinity": {"key": "bogus"}}, 400, "affinity.key"),
-    ({"name": "x", "dsid": "10.0.100.1"}, 409, None),
-    ({"name": "svc1", "dsid": "10.0.100.9"}, 409, None),
+    ({"name": "x", "dsid": "10.0.100.1"}, 409, "dsid"),
+    ({"name": "svc1", "dsid": "10.0.100.9"}, 409, "name"),
 ])
-def test_bad_service_is_rejected(body: dict, status: int, field: str | None) -> None:
+def test_bad_service_is_rejected(body: dict, status: int, field: str) -> None:
     """Invalid or conflicting services are refused and the catalogue is unchanged."""
     api = Api(figure2_core())
     before = _snapshot(api)
