@@ -114,6 +114,10 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         raise ValidationError("service", "must be an array of tables ([[service]])")
     services = tuple(service_from_dict(s, f"service[{i}].") for i, s in enumerate(raw_services))
     check_unique(services)
+    limits = limits_from_dict(data.get("limits", {}))
+    if len(services) > limits.max_services:
+        raise ValidationError("service", f"{len(services)} services, more than "
+                              f"limits.max_services ({limits.max_services})")
     return ControllerConfig(
         store_url=store_url,
         stale_after_s=check_number(ctl.get("stale_after_s", d.stale_after_s),
@@ -144,7 +148,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         services=services,
         links=_links(data.get("link", [])),
         forwarders=_forwarders(data.get("forwarder", [])),
-        limits=limits_from_dict(data.get("limits", {})),
+        limits=limits,
     )
 
 
