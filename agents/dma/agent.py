@@ -5,6 +5,7 @@ HTTP through agents/dma/wire.py, child processes through agents/dma/launcher.py)
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import time
@@ -24,12 +25,14 @@ from agents.dma.metrics import (
     parse_cpu_line,
     report_metrics,
 )
-from agents.dma.wire import CONTROLLER_TIMEOUT, Answer, UnreachableError, call, fetch_stats
+from agents.dma.wire import CONTROLLER_TIMEOUT, Answer, UnreachableError, call, opener, read_stats
 
 API = "/dyncast/v1"
 BACKOFF_FIRST = 0.5  # first registration retry delay, doubled up to BACKOFF_MAX
 BACKOFF_MAX = 5.0
 MIN_PERIOD = 0.05  # shortest sampling period, used when --min-interval is 0
+# no usable answer from the controller: nothing answered, or the answer was too long
+UNANSWERED = (UnreachableError, http.client.HTTPException)
 
 log = logging.getLogger("dyncast-dma")
 
@@ -83,6 +86,7 @@ class Tracked:
     policy: ReportPolicy
     registered: bool = False
     readable: bool | None = None
+    problem: str = ""  # why its stats were last unusable ("": they were usable)
     capacity: int = 1
     next_register: float = 0.0
     enabled: bool = True
@@ -127,7 +131,7 @@ class Agent:
                 try:
                     self.register(t)
                     pending.remove(t)
-                except UnreachableError as exc:
+                except UNANSWERED as exc:
                     log.warning("register %s=%s failed: %s; retrying in %.1f s",
                                 t.binding.dsid, t.binding.dbid, exc, backoff)
             if not pending:
@@ -160,15 +164,15 @@ class Agent:
                 if not t.registered:
                     return
             self._report(t, now, cpu)
-        except UnreachableError as exc:
+        except UNANSWERED as exc:
             log.warning("controller unreachable (%s=%s): %s", t.binding.dsid, t.binding.dbid, exc)
 
     def _report(self, t: Tracked, now: float, cpu: float) -> None:
         """Read the instance's stats, build its report, and send it if the policy says so."""
-        stats = fetch_stats(self.opener, t.binding.stats_url)
-        if (stats is not None) != t.readable:
-            t.readable = stats is not None
-            state = "readable" if t.readable else "unreadable: reporting inactive"
+        stats, problem = read_stats(self.opener, t.binding.stats_url)
+        if (stats is not None) != t.readable or problem != t.problem:
+            t.readable, t.problem = stats is not None, problem
+            state = "readable" if t.readable else f"unusable ({problem}): reporting not serving"
             log.info("stats of %s at %s %s", t.binding.dbid, t.binding.stats_url, state)
         if stats is not None:
             t.capacity = stats.capacity
@@ -197,7 +201,7 @@ class Agent:
             log.warning("command for an instance this D-MA does not have: %s", command)
             return
         op = command["op"]
-        print(f"command {op} {t.binding.dbid}: {command.get('reason', '')}", flush=True)
+        print(f"command {op} {t.binding.dbid}: {str(command.get('reason', ''))[:200]}", flush=True)
         if op == "reactivate":
             if not self.launcher.start(t.binding.dbid):
                 log.warning("reactivate %s: no --start command; reporting it serving if its "
@@ -213,7 +217,7 @@ class Agent:
         for t in self.tracked:
             try:
                 answer = self._call("DELETE", f"/instances/{t.binding.dbid}", None)
-            except UnreachableError as exc:
+            except Exception as exc:  # one failure must not keep the others
                 log.warning("withdraw %s failed: %s", t.binding.dbid, exc)
                 continue
             if 200 <= answer.status < 300:
@@ -224,19 +228,23 @@ class Agent:
 
 def run(options: Options, stop: threading.Event) -> int:
     """Register, report until `stop`, withdraw; 1 if the controller never answered in time."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    agent = Agent(options, opener)
+    agent = Agent(options, opener())
     timeout = options.register_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     code = 0
-    for t in agent.tracked:  # instances this D-MA manages and that should serve: start them
-        if t.enabled and t.binding.dbid in options.start:
-            agent.launcher.start(t.binding.dbid)
-    if agent.register_all(stop, deadline):
-        agent.report_loop(stop)
-    elif not stop.is_set():
-        log.error("controller %s did not answer within %g s", options.controller, timeout)
+    try:
+        for t in agent.tracked:  # instances this D-MA manages and that should serve: start them
+            if t.enabled and t.binding.dbid in options.start:
+                agent.launcher.start(t.binding.dbid)
+        if agent.register_all(stop, deadline):
+            agent.report_loop(stop)
+        elif not stop.is_set():
+            log.error("controller %s did not answer within %g s", options.controller, timeout)
+            code = 1
+    except Exception:  # whatever broke, the controller must not keep steering to us
+        log.exception("D-MA failed; withdrawing every binding, then exiting 1")
         code = 1
-    agent.withdraw_all()
-    agent.launcher.close()
+    finally:
+        agent.withdraw_all()
+        agent.launcher.close()
     return code

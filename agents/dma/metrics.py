@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 CHANGE_FLOOR = 1.0  # relative changes are measured against at least this magnitude
+MAX_COUNT = 10_000_000  # sessions, queue, capacity: the controller's bound (MAX_SESSIONS)
+MAX_DELAY_MS = 3_600_000.0  # processing_delay_ms: the controller's bound
+MAX_JSON_CHARS = 64 * 1024  # the longest stats document or controller answer parsed
+MAX_DEPTH = 16  # the deepest nesting parsed (stats are flat; answers two levels deep)
+MAX_NUMBER_CHARS = 40  # the longest number literal parsed
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 @dataclass(frozen=True)
@@ -88,25 +96,77 @@ class InstanceStats:
 
 
 def _count(value: object, low: int) -> int | None:
-    """`value` if it is an integer >= low (booleans excluded), else None."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    """`value` if it is an integer in [low, MAX_COUNT] (booleans excluded), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_COUNT:
         return None
     return value
 
 
-def parse_stats(data: object) -> InstanceStats | None:
-    """Validate an instance's `/stats` JSON; None if it is unusable."""
+def stats_problem(data: object) -> str | None:
+    """Why an instance's `/stats` JSON cannot be reported as it is (None: it can). Counts are
+    integers the controller takes (0..MAX_COUNT, capacity from 1); `processing_delay_ms`,
+    when given, a number in [0, MAX_DELAY_MS]."""
     if not isinstance(data, Mapping):
-        return None
-    sessions, queue = _count(data.get("sessions"), 0), _count(data.get("queue"), 0)
-    capacity = _count(data.get("capacity"), 1)
-    if sessions is None or queue is None or capacity is None:
+        return "not a JSON object"
+    for key, low in (("sessions", 0), ("queue", 0), ("capacity", 1)):
+        if _count(data.get(key), low) is None:
+            return f"{key}: {data.get(key)!r:.40} is not an integer in [{low}, {MAX_COUNT}]"
+    delay = data.get("processing_delay_ms")
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float)
+                              or not 0 <= delay <= MAX_DELAY_MS):
+        return f"processing_delay_ms: {delay!r:.40} is not a number in [0, {MAX_DELAY_MS}]"
+    return None
+
+
+def parse_stats(data: object) -> InstanceStats | None:
+    """Validate an instance's `/stats` JSON; None if it is unusable (see `stats_problem`)."""
+    if stats_problem(data) is not None or not isinstance(data, Mapping):
         return None
     delay = data.get("processing_delay_ms")
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < inf:
-        delay = None
-    return InstanceStats(sessions=sessions, queue=queue, capacity=capacity,
+    return InstanceStats(sessions=data["sessions"], queue=data["queue"],
+                         capacity=data["capacity"],
                          processing_delay_ms=None if delay is None else float(delay))
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON `text`, brackets in strings aside."""
+    brackets = _NOT_BRACKETS.sub("", _STRING.sub("", text))
+    deepest = level = 0
+    for c in brackets:
+        level += 1 if c in "[{" else -1
+        deepest = max(deepest, level)
+    return deepest
+
+
+def _bounded_float(text: str) -> float:
+    """A float literal, refused when long or not finite."""
+    value = float(text) if len(text) <= MAX_NUMBER_CHARS else inf
+    if not -inf < value < inf:
+        raise ValueError(f"number out of range: {text[:24]}")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    """An integer literal, refused when long (before Python converts it)."""
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"number out of range: {text[:24]}...")
+    return int(text)
+
+
+def _no_constant(text: str) -> None:
+    raise ValueError(f"{text} is not a number")
+
+
+def loads_bounded(text: str) -> Any:
+    """Parse untrusted JSON (an instance's stats, a controller's answer): at most MAX_JSON_CHARS
+    characters, MAX_DEPTH levels, finite numbers of at most MAX_NUMBER_CHARS characters;
+    ValueError otherwise."""
+    if len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"longer than {MAX_JSON_CHARS} characters")
+    if text.count("[") + text.count("{") > MAX_DEPTH and json_depth(text) > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float,
+                      parse_constant=_no_constant)
 
 
 def build_report(dbid: str, cpu: float, stats: InstanceStats | None,
@@ -186,7 +246,7 @@ def parse_commands(body: str) -> list[dict[str, Any]]:
     """The well-formed commands in a metrics answer (others are ignored: older controllers
     send none)."""
     try:
-        data = json.loads(body)
+        data = loads_bounded(body)
     except ValueError:
         return []
     commands = data.get("commands") if isinstance(data, dict) else None

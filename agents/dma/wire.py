@@ -13,11 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agents.dma.metrics import InstanceStats, parse_stats
+from agents.dma.metrics import (
+    MAX_JSON_CHARS,
+    InstanceStats,
+    loads_bounded,
+    parse_stats,
+    stats_problem,
+)
 
 CONTROLLER_TIMEOUT = 2.0  # seconds for one call to the controller
 STATS_TIMEOUT = 1.0  # seconds for one read of an instance's /stats
 LOG_BODY_CHARS = 200
+MAX_ANSWER_BYTES = MAX_JSON_CHARS  # the most read of one answer (then parsed, or refused)
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,58 @@ def call(opener: urllib.request.OpenerDirector, method: str, url: str,
         raise UnreachableError(str(getattr(exc, "reason", exc)) or type(exc).__name__) from None
 
 
-def fetch_stats(opener: urllib.request.OpenerDirector, url: str) -> InstanceStats | None:
-    """Read and validate one instance's `/stats`; None if that fails in any way."""
+def read_stats(opener: urllib.request.OpenerDirector,
+               url: str) -> tuple[InstanceStats | None, str]:
+    """Read and validate one instance's `/stats`: (stats, "") or (None, why it is unusable)."""
     try:
         answer = call(opener, "GET", url, None, STATS_TIMEOUT)
-        return parse_stats(json.loads(answer.body)) if answer.status == 200 else None
-    except (UnreachableError, ValueError):
-        return None
+    except (UnreachableError, http.client.HTTPException) as exc:
+        return None, f"unreachable: {exc}"
+    if answer.status != 200:
+        return None, f"HTTP {answer.status}"
+    try:
+        data = loads_bounded(answer.body)
+    except ValueError as exc:
+        return None, f"not readable JSON: {str(exc)[:LOG_BODY_CHARS]}"
+    problem = stats_problem(data)
+    return (None, problem) if problem else (parse_stats(data), "")
+
+
+def fetch_stats(opener: urllib.request.OpenerDirector, url: str) -> InstanceStats | None:
+    """Read and validate one instance's `/stats`; None if that fails in any way."""
+    return read_stats(opener, url)[0]
+
+
+class AnswerTooLarge(http.client.HTTPException):
+    """An HTTP answer longer than the D-MA reads."""
+
+
+class BoundedAnswers(urllib.request.BaseHandler):
+    """Makes every answer's body readable up to MAX_ANSWER_BYTES only (AnswerTooLarge past it),
+    error answers included: a peer cannot make the D-MA read without end."""
+
+    handler_order = 100  # before HTTPErrorProcessor (1000): error answers are bounded too
+
+    def http_response(self, request: urllib.request.Request,
+                      response: http.client.HTTPResponse) -> http.client.HTTPResponse:
+        """Bound `response.read`."""
+        read, consumed = response.read, 0
+
+        def bounded(amt: int | None = None) -> bytes:
+            nonlocal consumed
+            room = MAX_ANSWER_BYTES + 1 - consumed
+            data = read(room if amt is None else min(amt, room))
+            consumed += len(data)
+            if consumed > MAX_ANSWER_BYTES:
+                raise AnswerTooLarge(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+            return data
+
+        response.read = bounded  # type: ignore[method-assign]  # this one response only
+        return response
+
+    https_response = http_response
+
+
+def opener() -> urllib.request.OpenerDirector:
+    """The D-MA's HTTP opener: no proxies, bounded answers."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), BoundedAnswers())
