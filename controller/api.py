@@ -23,7 +23,14 @@ from controller.instances.intake import SLICE, slices
 from controller.intents import Intent
 from controller.jsonbody import loads
 from controller.model import Metrics, Service, metrics_from_dict, service_from_dict
-from controller.validate import NAME_RE, NAME_RULE, check_name, check_number, parse_ipv4
+from controller.validate import (
+    NAME_RE,
+    NAME_RULE,
+    check_name,
+    check_number,
+    parse_ipv4,
+    reject_unknown,
+)
 from controller.views import bindings_view, instance_view, stats_view, topology_view
 
 PREFIX = "/dyncast/v1/"
@@ -165,9 +172,7 @@ class Api:
             return self._instance_action(args, data, now)
         if not isinstance(data, dict):
             raise ValidationError("body", "must be an object with dsid and dbid")
-        unknown = set(data) - {"dsid", "dbid", "dma", "active"}
-        if unknown:
-            raise ValidationError(sorted(unknown)[0], "unknown key")
+        reject_unknown(data, {"dsid", "dbid", "dma", "active"}, "")
         dsid = parse_ipv4(data.get("dsid"), "dsid")
         dbid = parse_ipv4(data.get("dbid"), "dbid")
         dma = data.get("dma", "")
@@ -192,9 +197,7 @@ class Api:
         if not isinstance(body, dict):
             raise ValidationError("body", "must be an object")
         verb = args[1]
-        allowed = {"deadline_s"} if verb in ("drain", "deactivate") else set()
-        if set(body) - allowed:
-            raise ValidationError(sorted(set(body) - allowed)[0], "unknown key")
+        reject_unknown(body, {"deadline_s"} if verb in ("drain", "deactivate") else set(), "")
         deadline = body.get("deadline_s")
         if deadline is not None:
             deadline = check_number(deadline, "deadline_s", 0.0, 30 * 86400.0)
@@ -218,9 +221,8 @@ class Api:
         """One report, or a batch: every report is checked (a step per slice) before the first
         is recorded (a step per slice); the services stay dirty for the next `Core.flush`."""
         batch = isinstance(data, dict) and "reports" in data
-        if batch and set(data) != {"reports"}:
-            raise ValidationError(sorted(set(data) - {"reports"})[0], "unknown key beside "
-                                  "`reports`")
+        if batch:
+            reject_unknown(data, {"reports"}, "")
         reports = data["reports"] if batch else [data]
         most = self.core.config.limits.max_reports_per_batch
         if not isinstance(reports, list):

@@ -44,7 +44,8 @@ def reject_unknown(data: Mapping[str, Any], allowed: set[str], where: str) -> No
     """Raise on the first key of `data` that is not in `allowed`."""
     for key in data:
         if key not in allowed:
-            name = f"{where}.{key}" if where else key
+            shown = key if NAME_RE.fullmatch(key) else repr(key)[:40]  # echoed: keep it short
+            name = f"{where}.{shown}" if where else shown
             raise ValidationError(name, f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
