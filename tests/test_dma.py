@@ -565,3 +565,18 @@ def test_any_failure_in_the_loop_withdraws_then_exits_non_zero(
     assert run(options, threading.Event()) == 1
     assert [p for m, p, _ in controller.records if m == "DELETE"] == [
         f"{API}/instances/127.0.0.21", f"{API}/instances/127.0.0.22"]
+
+
+def test_a_refused_report_is_followed_by_a_not_serving_one(
+        controller: FakeController, service: int, dma: Callable[[list[str]], Dma]) -> None:
+    """A report the controller refuses (400) is not left at that: the D-MA reports the
+    instance not serving, so it is not left `unknown` while it may be broken."""
+    controller.statuses[("POST", f"{API}/metrics")] = (400, {"error": "cpu: no",
+                                                             "field": "cpu"})
+    agent = dma(fast(controller.url, f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats"))
+    wait_until(lambda: len(controller.seen("POST", f"{API}/metrics")) >= 2, 10, "two reports")
+    first, second = controller.seen("POST", f"{API}/metrics")[:2]
+    assert first["active"] is True and second["active"] is False
+    assert second["capacity"] == first["capacity"] and set(second) <= METRIC_KEYS
+    assert "reporting it not serving" in agent.stderr()
+    assert agent.stop() == 0

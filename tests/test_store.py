@@ -328,3 +328,12 @@ def test_every_name_the_api_accepts_round_trips_through_the_store(
         assert name not in {s.name for s in store.load().services}
     finally:
         store.close()
+
+
+def test_a_stored_service_from_before_the_name_rules_still_loads(
+        open_store: Callable[[], Store]) -> None:
+    """A service stored under the old, looser name rule is loaded as it is, not lost."""
+    store = open_store()
+    old = {"name": "old name", "dsid": "10.0.100.9"}
+    store.apply([StoreWrite("service", "old name", old)])
+    assert [s.name for s in store.load().services] == ["old name"]

@@ -190,6 +190,11 @@ class Agent:
                         answer.brief())
             t.registered = False
             t.next_register = now
+        elif answer.status == 400 and report.get("active"):
+            log.warning("metrics for %s refused: %s; reporting it not serving", t.binding.dbid,
+                        answer.brief())
+            self._call("POST", "/metrics", build_report(t.binding.dbid, 0.0, None, t.capacity))
+            t.policy.reset()
         elif not 200 <= answer.status < 300:
             log.warning("metrics for %s refused: %s", t.binding.dbid, answer.brief())
 
