@@ -8,7 +8,7 @@ import pytest
 
 from controller.config import config_from_toml
 from controller.errors import ConfigError, ValidationError
-from controller.jsonbody import OutOfRange, depth, loads
+from controller.jsonbody import OutOfRange, loads, too_deep
 from controller.limits import Limits
 from controller.validate import address_problem, check_name, check_number
 
@@ -64,7 +64,8 @@ def test_deep_json_is_refused_before_parsing(body: bytes) -> None:
 def test_brackets_inside_strings_do_not_count_as_depth() -> None:
     """A string full of brackets (and escaped quotes) is one level, not thousands."""
     body = json.dumps({"name": "[{" * 5000 + '\\"'}).encode()
-    assert depth(body) == 1
+    assert not too_deep(body, 1) and too_deep(b'[{"a": []}]', 2)
+    assert not too_deep(b'[{"a": []}, [[]]]', 3) and too_deep(b"[[[" * 100, 32)
     assert loads(body, 1 << 20, 32) == {"name": "[{" * 5000 + '\\"'}
 
 
