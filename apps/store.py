@@ -141,7 +141,7 @@ class Store:
         snap = Snapshot()
         with self.engine.connect() as conn:
             for row in conn.execute(select(services_table.c.data)):
-                snap.services.append(service_from_dict(json.loads(row.data)))
+                snap.services.append(service_from_dict(json.loads(row.data), strict=False))
             for row in conn.execute(select(instances_table.c.data)):
                 snap.instances.append(_instance(json.loads(row.data)))
             for row in conn.execute(select(bindings_table.c.data)):

@@ -11,23 +11,29 @@ the whole burst (`Core.flush`); GET /decisions recomputes dirty services one a s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from controller.admission import admit_instance, admit_service, check_report
 from controller.core import Core
 from controller.dataplane.rules import caveats
-from controller.errors import Conflict, NotFound, ValidationError
+from controller.errors import Conflict, NotFound, QuotaExceeded, ValidationError
 from controller.instances.intake import SLICE, slices
 from controller.intents import Intent
+from controller.jsonbody import loads
 from controller.model import Metrics, Service, metrics_from_dict, service_from_dict
-from controller.validate import check_number, parse_ipv4
+from controller.validate import (
+    NAME_RE,
+    NAME_RULE,
+    check_name,
+    check_number,
+    parse_ipv4,
+    reject_unknown,
+)
 from controller.views import bindings_view, instance_view, stats_view, topology_view
 
 PREFIX = "/dyncast/v1/"
-MAX_BODY = 1 << 20
-MAX_REPORTS = 10000
 INSTANCE_VERBS = ("drain", "undrain", "activate", "deactivate")
 DECISION_SLICE = 5  # decisions (one service at one ingress, its candidates) viewed a step
 T = TypeVar("T")
@@ -43,16 +49,6 @@ class Reply:
     status: int
     body: Any
     intents: list[Intent] = field(default_factory=list)
-
-
-def _json(body: bytes) -> Any:
-    """Decode a JSON request body or raise a ValidationError."""
-    if len(body) > MAX_BODY:
-        raise ValidationError("body", f"larger than {MAX_BODY} bytes")
-    try:
-        return json.loads(body.decode("utf-8") if body else "null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError("body", f"malformed JSON: {exc}") from None
 
 
 class Api:
@@ -98,8 +94,11 @@ class Api:
             yield reply
             return
         parts = [p for p in path[len(PREFIX):].split("/") if p]
+        limits = self.core.config.limits
         try:
-            data = _json(body) if method in ("POST", "PUT") else None
+            _check_path(parts, MAX_ARGS.get((method, parts[0]), 1))
+            data = (loads(body, limits.max_body_bytes, limits.max_json_depth)
+                    if method in ("POST", "PUT") else None)
             served = self._routes[(method, parts[0])](parts[1:], data, now)
             if not isinstance(served, Reply):
                 served = yield from served
@@ -107,22 +106,24 @@ class Api:
         except ValidationError as exc:
             yield Reply(400, {"error": str(exc), "field": exc.field})
         except NotFound as exc:
-            yield Reply(404, {"error": str(exc)})
+            yield Reply(404, {"error": str(exc), "field": exc.what})
         except Conflict as exc:
-            yield Reply(409, {"error": str(exc)})
+            yield Reply(409, {"error": str(exc), "field": exc.field})
+        except QuotaExceeded as exc:
+            yield Reply(429, {"error": str(exc), "field": exc.limit})
 
     def _route(self, method: str, path: str) -> Reply | None:
         """The reply for a path with no handler (None: it has one)."""
         if not path.startswith(PREFIX):
-            return Reply(404, {"error": f"no such resource: {path}"})
+            return Reply(404, {"error": f"no such resource: {path}", "field": "path"})
         parts = [p for p in path[len(PREFIX):].split("/") if p]
         if not parts:
             return Reply(200, {"resources": sorted({r for _, r in self._routes})})
         if (method, parts[0]) not in self._routes:
             known = any(r == parts[0] for _, r in self._routes)
             return Reply(405 if known else 404,
-                         {"error": f"{method} not allowed on {path}" if known
-                          else f"no such resource: {path}"})
+                         {"error": f"{method} not allowed on {path:.200}" if known
+                          else f"no such resource: {path:.200}", "field": "path"})
         return None
 
     # --- services -----------------------------------------------------------------------
@@ -134,6 +135,7 @@ class Api:
 
     def _create_service(self, args: list[str], data: Any, now: float) -> Reply:
         svc = service_from_dict(data)
+        admit_service(self.core, svc, create=True)
         intents = self.core.put_service(svc, create=True, now=now)
         return Reply(201, _with_caveats(svc), intents)
 
@@ -143,6 +145,7 @@ class Api:
         if isinstance(data, dict) and data.get("name", args[0]) != args[0]:
             raise ValidationError("name", "does not match the service in the path")
         svc = service_from_dict({**data, "name": args[0]} if isinstance(data, dict) else data)
+        admit_service(self.core, svc, create=False)
         intents = self.core.put_service(svc, create=False, now=now)
         return Reply(200, _with_caveats(svc), intents)
 
@@ -169,17 +172,16 @@ class Api:
             return self._instance_action(args, data, now)
         if not isinstance(data, dict):
             raise ValidationError("body", "must be an object with dsid and dbid")
-        unknown = set(data) - {"dsid", "dbid", "dma", "active"}
-        if unknown:
-            raise ValidationError(sorted(unknown)[0], "unknown key")
+        reject_unknown(data, {"dsid", "dbid", "dma", "active"}, "")
         dsid = parse_ipv4(data.get("dsid"), "dsid")
         dbid = parse_ipv4(data.get("dbid"), "dbid")
         dma = data.get("dma", "")
-        if not isinstance(dma, str) or len(dma) > 128:
-            raise ValidationError("dma", "must be a string of at most 128 characters")
+        if dma != "":
+            check_name(dma, "dma")
         active = data.get("active", True)
         if not isinstance(active, bool):
             raise ValidationError("active", "must be true or false")
+        admit_instance(self.core, dsid, dbid)
         existed = dbid in self.core.catalogue.instances
         inst, intents = self.core.register(dsid, dbid, dma, active, now)
         return Reply(200 if existed else 201, instance_view(self.core, inst, now), intents)
@@ -195,9 +197,7 @@ class Api:
         if not isinstance(body, dict):
             raise ValidationError("body", "must be an object")
         verb = args[1]
-        allowed = {"deadline_s"} if verb in ("drain", "deactivate") else set()
-        if set(body) - allowed:
-            raise ValidationError(sorted(set(body) - allowed)[0], "unknown key")
+        reject_unknown(body, {"deadline_s"} if verb in ("drain", "deactivate") else set(), "")
         deadline = body.get("deadline_s")
         if deadline is not None:
             deadline = check_number(deadline, "deadline_s", 0.0, 30 * 86400.0)
@@ -221,17 +221,23 @@ class Api:
         """One report, or a batch: every report is checked (a step per slice) before the first
         is recorded (a step per slice); the services stay dirty for the next `Core.flush`."""
         batch = isinstance(data, dict) and "reports" in data
+        if batch:
+            reject_unknown(data, {"reports"}, "")
         reports = data["reports"] if batch else [data]
-        if not isinstance(reports, list) or len(reports) > MAX_REPORTS:
-            raise ValidationError("reports", f"must be a list of at most {MAX_REPORTS}")
+        most = self.core.config.limits.max_reports_per_batch
+        if not isinstance(reports, list):
+            raise ValidationError("reports", "must be a list")
+        if len(reports) > most:
+            raise QuotaExceeded("limits.max_reports_per_batch",
+                                f"{len(reports)} reports in one batch, at most {most}")
         parsed: list[tuple[str, Metrics]] = []
         for part in slices(reports):
             if parsed:
                 now = _later((yield []), now)
             for i, raw in enumerate(part, len(parsed)):
-                parsed.append(metrics_from_dict(raw, f"reports[{i}]." if batch else ""))
-                if parsed[-1][0] not in self.core.catalogue.instances:  # checked before any
-                    raise NotFound("instance", parsed[-1][0])  # report is recorded
+                where = f"reports[{i}]." if batch else ""
+                parsed.append(metrics_from_dict(raw, where))  # all checked before any is
+                check_report(self.core, parsed[-1][0], raw.get("dsid"), where)  # recorded
         recorded = 0
         for k, part in enumerate(slices(parsed)):
             if k:
@@ -269,6 +275,21 @@ class Api:
 
     def _stats(self, args: list[str], _: Any, now: float) -> Reply:
         return Reply(200, stats_view(self.core))
+
+
+# the most path segments after the resource each route takes (others: 1)
+MAX_ARGS = {("POST", "services"): 0, ("POST", "instances"): 2, ("POST", "metrics"): 0,
+            ("GET", "topology"): 0, ("GET", "stats"): 0}
+
+
+def _check_path(parts: list[str], most: int) -> None:
+    """Raise unless the path has at most `most` segments after its resource, each a safe
+    name (controller/validate.py; an IPv4 address is one)."""
+    if len(parts) - 1 > most:
+        raise ValidationError("path", f"at most {most} segment(s) after /{parts[0]}")
+    for part in parts[1:]:
+        if not NAME_RE.fullmatch(part):
+            raise ValidationError("path", f"segment {part[:80]!r} must be {NAME_RULE}")
 
 
 def _in_steps(items: list[T], size: int,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.errors import ConfigError, ValidationError
+from controller.limits import Limits, limits_from_dict
 from controller.model import Service, check_unique, service_from_dict
 from controller.network.monitor import LinkConfig, MonitorSettings
 from controller.selection.decisions import SelectionConfig
@@ -37,6 +38,7 @@ class ControllerConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     services: tuple[Service, ...] = ()
     links: tuple[LinkConfig, ...] = ()
+    limits: Limits = field(default_factory=Limits)  # [limits]: quotas and input bounds
 
     def monitor_settings(self) -> MonitorSettings:
         """What the network monitor needs to price links."""
@@ -94,7 +96,7 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
-    reject_unknown(data, {"controller", "service", "link", "forwarder"}, "")
+    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits"}, "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
         raise ValidationError("controller", "must be a table")
@@ -112,6 +114,10 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         raise ValidationError("service", "must be an array of tables ([[service]])")
     services = tuple(service_from_dict(s, f"service[{i}].") for i, s in enumerate(raw_services))
     check_unique(services)
+    limits = limits_from_dict(data.get("limits", {}))
+    if len(services) > limits.max_services:
+        raise ValidationError("service", f"{len(services)} services, more than "
+                              f"limits.max_services ({limits.max_services})")
     return ControllerConfig(
         store_url=store_url,
         stale_after_s=check_number(ctl.get("stale_after_s", d.stale_after_s),
@@ -142,6 +148,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         services=services,
         links=_links(data.get("link", [])),
         forwarders=_forwarders(data.get("forwarder", [])),
+        limits=limits,
     )
 
 

@@ -35,4 +35,17 @@ class NotFound(DyncastError):
 
 
 class Conflict(DyncastError):
-    """A request that contradicts existing state (a duplicate D-SID or D-BID)."""
+    """A request that contradicts existing state (a duplicate D-SID or D-BID); `field` names
+    the field in conflict."""
+
+    def __init__(self, message: str, field: str = "body") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class QuotaExceeded(DyncastError):
+    """A request that would pass a configured quota; `limit` names it (`limits.max_...`)."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(f"{limit}: {message}")
+        self.limit = limit

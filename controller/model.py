@@ -12,7 +12,9 @@ from typing import Any
 
 from controller.errors import ValidationError
 from controller.validate import (
+    check_address,
     check_integer,
+    check_name,
     check_number,
     parse_ipv4,
     reject_unknown,
@@ -152,18 +154,25 @@ MAX_BUCKETS = 4096
 SELECTION_POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
 
 
-def service_from_dict(data: Any, where: str = "") -> Service:
-    """Parse and validate one service table; `where` prefixes field names in errors."""
+def service_from_dict(data: Any, where: str = "", strict: bool = True) -> Service:
+    """Parse and validate one service table; `where` prefixes field names in errors.
+
+    `strict` (every new service) applies the name and D-SID rules (controller/validate.py);
+    a service read back from the store was checked when it was created, under the rules of
+    its time, and is loaded as it is (strict=False) rather than lost."""
     if not isinstance(data, Mapping):
         raise ValidationError(where or "service", "must be a table/object")
     reject_unknown(data, SERVICE_KEYS, where.rstrip("."))
     name = data.get("name")
-    if not isinstance(name, str) or not name or len(name) > 64 or "/" in name:
+    if strict:
+        name = check_name(name, f"{where}name")
+    elif not isinstance(name, str) or not name or len(name) > 64 or "/" in name:
         raise ValidationError(f"{where}name", "must be a non-empty string of at most 64 "
                               "characters without '/'")
-    dsid = parse_ipv4(data.get("dsid"), f"{where}dsid")
+    dsid = (check_address(data.get("dsid"), f"{where}dsid", "D-SID") if strict
+            else parse_ipv4(data.get("dsid"), f"{where}dsid"))
     protocol = data.get("protocol")
-    if protocol is not None and protocol not in PROTOCOLS:
+    if protocol is not None and (not isinstance(protocol, str) or protocol not in PROTOCOLS):
         raise ValidationError(f"{where}protocol", f"must be one of {sorted(PROTOCOLS)}")
     port = data.get("port")
     if port is not None:
@@ -173,7 +182,7 @@ def service_from_dict(data: Any, where: str = "") -> Service:
     aff = sub_table(data, "affinity", where)
     reject_unknown(aff, {"key", "idle_timeout", "hard_timeout"}, f"{where}affinity")
     key = aff.get("key", "5-tuple")
-    if key not in FLOW_KEYS:
+    if not isinstance(key, str) or key not in FLOW_KEYS:
         raise ValidationError(f"{where}affinity.key", f"must be one of {list(FLOW_KEYS)}")
     idle = check_integer(aff.get("idle_timeout", 30), f"{where}affinity.idle_timeout",
                          0, MAX_TIMEOUT_S)
@@ -199,7 +208,7 @@ def service_from_dict(data: Any, where: str = "") -> Service:
     if scaling is not None:
         scaling = scaling_from_dict(scaling, f"{where}scaling")
     policy = data.get("policy", "dyncast")
-    if policy not in SELECTION_POLICIES:
+    if not isinstance(policy, str) or policy not in SELECTION_POLICIES:
         raise ValidationError(f"{where}policy", f"must be one of {', '.join(SELECTION_POLICIES)}"
                               f", got {policy!r}")
     return Service(name=name, dsid=dsid, protocol=protocol, port=port,
@@ -213,7 +222,7 @@ def _dataplane(data: Mapping[str, Any], where: str, protocol: str | None,
                port: int | None) -> dict[str, Any]:
     """The service's dataplane, overlay and buckets settings, checked against its protocol."""
     dataplane = data.get("dataplane", "reactive")
-    if dataplane not in DATAPLANES:
+    if not isinstance(dataplane, str) or dataplane not in DATAPLANES:
         raise ValidationError(f"{where}dataplane", f"must be one of {', '.join(DATAPLANES)}, "
                               f"got {dataplane!r}")
     if dataplane != "reactive" and (protocol not in ("tcp", "udp") or port is None):
@@ -256,11 +265,14 @@ RAW_DEFAULTS: dict[str, float | int] = {"cpu": 0.0, "sessions": 0, "queue": 0, "
 
 
 def metrics_from_dict(data: Any, where: str = "") -> tuple[str, Metrics]:
-    """Parse one D-MA report into (D-BID, Metrics), rejecting absurd values."""
+    """Parse one D-MA report into (D-BID, Metrics), rejecting absurd values; a `dsid` given
+    must be an address (that it is the instance's service's is the API's check)."""
     if not isinstance(data, Mapping):
         raise ValidationError(where or "report", "must be an object")
     reject_unknown(data, METRIC_KEYS, where.rstrip("."))
     dbid = parse_ipv4(data.get("dbid"), f"{where}dbid")
+    if "dsid" in data:
+        parse_ipv4(data["dsid"], f"{where}dsid")
     score = data.get("score")
     if score is None:
         for required in ("cpu", "sessions", "queue", "capacity"):

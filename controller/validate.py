@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from controller.errors import ValidationError
@@ -43,7 +44,8 @@ def reject_unknown(data: Mapping[str, Any], allowed: set[str], where: str) -> No
     """Raise on the first key of `data` that is not in `allowed`."""
     for key in data:
         if key not in allowed:
-            name = f"{where}.{key}" if where else key
+            shown = key if NAME_RE.fullmatch(key) else repr(key)[:40]  # echoed: keep it short
+            name = f"{where}.{shown}" if where else shown
             raise ValidationError(name, f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
@@ -53,3 +55,51 @@ def sub_table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any
     if not isinstance(value, Mapping):
         raise ValidationError(f"{where}{key}", "must be a table/object")
     return value
+
+
+# --- names ------------------------------------------------------------------------------
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
+NAME_RULE = "1 to 63 characters from A-Z a-z 0-9 . _ -"
+
+
+def check_name(value: Any, field_name: str) -> str:
+    """Return `value` if it is a safe name (a URL path segment and a store key as it is)."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or value in (".", ".."):
+        raise ValidationError(field_name, f"must be {NAME_RULE} (not '.' or '..'), "
+                              f"got {value!r:.80}")
+    return value
+
+
+# --- addresses --------------------------------------------------------------------------
+# never a D-SID or a D-BID: this network, loopback, link-local, multicast, reserved (240/4,
+# which holds the broadcast address). RFC 1918, 100.64/10 and the TEST-NETs stay allowed.
+RESERVED_NETS = tuple(ipaddress.IPv4Network(n) for n in (
+    "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4"))
+
+
+def address_problem(ip: str, role: str, hosts: Collection[str] = (),
+                    others: Collection[str] = ()) -> str | None:
+    """Why canonical IPv4 `ip` cannot be a `role` ("D-SID" or "D-BID"), or None when it can.
+
+    `hosts` are addresses learned as hosts (a D-SID there would pull a real host's traffic);
+    `others` are the addresses already used in the other role (D-BIDs for a D-SID, D-SIDs for
+    a D-BID)."""
+    addr = ipaddress.IPv4Address(ip)
+    for net in RESERVED_NETS:
+        if addr in net:
+            return f"{ip} is in reserved range {net}: a {role} must be a unicast address"
+    if ip in others:
+        return f"{ip} is already a {'D-BID' if role == 'D-SID' else 'D-SID'}"
+    if role == "D-SID" and ip in hosts:
+        return f"{ip} is a learned host's address"
+    return None
+
+
+def check_address(value: Any, field_name: str, role: str, hosts: Collection[str] = (),
+                  others: Collection[str] = ()) -> str:
+    """Parse `value` as an IPv4 address fit for `role` (see `address_problem`) or raise."""
+    ip = parse_ipv4(value, field_name)
+    problem = address_problem(ip, role, hosts, others)
+    if problem:
+        raise ValidationError(field_name, problem)
+    return ip

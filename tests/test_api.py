@@ -108,10 +108,10 @@ def test_learn_service_with_a_short_idle_timeout_is_accepted_with_a_warning() ->
     ({"name": "x", "dsid": "not-an-ip"}, 400, "dsid"),
     ({"name": "x", "dsid": "10.0.100.9", "port": 80}, 400, "port"),
     ({"name": "x", "dsid": "10.0.100.9", "affinity": {"key": "bogus"}}, 400, "affinity.key"),
-    ({"name": "x", "dsid": "10.0.100.1"}, 409, None),
-    ({"name": "svc1", "dsid": "10.0.100.9"}, 409, None),
+    ({"name": "x", "dsid": "10.0.100.1"}, 409, "dsid"),
+    ({"name": "svc1", "dsid": "10.0.100.9"}, 409, "name"),
 ])
-def test_bad_service_is_rejected(body: dict, status: int, field: str | None) -> None:
+def test_bad_service_is_rejected(body: dict, status: int, field: str) -> None:
     """Invalid or conflicting services are refused and the catalogue is unchanged."""
     api = Api(figure2_core())
     before = _snapshot(api)
@@ -143,3 +143,79 @@ def test_unknown_paths_and_methods() -> None:
     assert _call(api, "GET", "").body["resources"]
     assert _call(api, "GET", "topology").body["links"]
     assert "packet_in" in _call(api, "GET", "stats").body
+
+
+def _limited(**limits: int) -> Api:
+    """An API over Figure 2's core with the given [limits]."""
+    from controller.config import ControllerConfig
+    from controller.limits import Limits
+    from tests.helpers import SVC1, SVC2
+    return Api(figure2_core(ControllerConfig(services=(SVC1, SVC2), limits=Limits(**limits))))
+
+
+@pytest.mark.parametrize(("path", "body", "status", "field"), [
+    ("services", {"name": "x", "dsid": "224.0.0.251"}, 400, "dsid"),
+    ("services", {"name": "x", "dsid": "255.255.255.255"}, 400, "dsid"),
+    ("services", {"name": "x", "dsid": "0.0.0.0"}, 400, "dsid"),
+    ("services", {"name": "x", "dsid": "127.0.0.1"}, 400, "dsid"),
+    ("services", {"name": "x", "dsid": "10.0.0.1"}, 400, "dsid"),  # a learned host
+    ("services", {"name": "x", "dsid": "10.0.0.21"}, 400, "dsid"),  # an instance's D-BID
+    ("services", {"name": "x y", "dsid": "10.0.100.9"}, 400, "name"),
+    ("services", {"name": "x\ud800", "dsid": "10.0.100.9"}, 400, "name"),
+    ("services", {"name": "x", "dsid": "10.0.100.9", "protocol": ["tcp"]}, 400, "protocol"),
+    ("instances", {"dsid": "10.0.100.1", "dbid": "10.0.100.2"}, 400, "dbid"),
+    ("instances", {"dsid": "10.0.100.1", "dbid": "224.0.0.1"}, 400, "dbid"),
+    ("instances", {"dsid": "10.0.100.1", "dbid": "10.0.0.41", "dma": "a b"}, 400, "dma"),
+    ("metrics", {**GOOD_REPORT, "dsid": "10.0.100.2"}, 400, "dsid"),
+    ("metrics", {"reports": [GOOD_REPORT], "extra": 1}, 400, "extra"),
+    ("metrics", {**GOOD_REPORT, "cpu": 1e400}, 400, "cpu"),
+    ("metrics", {**GOOD_REPORT, "sessions": 10 ** 4000}, 400, "sessions"),
+])
+def test_hostile_inputs_are_refused_naming_the_field(path: str, body: dict, status: int,
+                                                     field: str) -> None:
+    """Reserved or taken addresses, unsafe names, lists for strings, a report's wrong dsid,
+    keys beside `reports`, and numbers no float holds: 400 naming the field, nothing changes."""
+    api = Api(figure2_core())
+    before = _snapshot(api)
+    raw = json.dumps(body).encode().replace(b"Infinity", b"1e400").replace(b"0" * 4000,
+                                                                             b"0" * 5000)
+    reply = _call(api, "POST", path, raw=raw)
+    assert (reply.status, reply.body.get("field")) == (status, field), reply.body
+    assert _snapshot(api) == before
+
+
+def test_a_report_with_its_own_dsid_is_accepted() -> None:
+    """A report whose dsid is its instance's service's D-SID is recorded."""
+    api = Api(figure2_core())
+    assert _call(api, "POST", "metrics", {**GOOD_REPORT, "dsid": "10.0.100.1"}).status == 200
+
+
+@pytest.mark.parametrize("path", ["services/a%20b", "services/a b", "services/x?y",
+                                  "instances/10.0.0.21/drain/now", "topology/x",
+                                  "services/caf\u00e9"])
+def test_unsafe_or_extra_path_segments_are_400_on_path(path: str) -> None:
+    """Path segments follow the name rules, and a route takes no more of them than it uses."""
+    for method in ("GET", "DELETE", "PUT", "POST"):
+        reply = _call(Api(figure2_core()), method, path, raw=b"{}")
+        assert reply.status in (400, 405) and reply.body["field"] == "path", (method, reply.body)
+
+
+def test_quotas_refuse_with_429_naming_the_limit_and_change_nothing() -> None:
+    """Past max_services, max_instances_per_service, max_instances or max_reports_per_batch:
+    429 naming the limit; a refresh of an existing instance still passes."""
+    api = _limited(max_services=2, max_instances_per_service=2, max_instances=5,
+                   max_reports_per_batch=1)
+    cases = [("services", {"name": "svc3", "dsid": "10.0.100.3"}, "limits.max_services"),
+             ("instances", {"dsid": "10.0.100.1", "dbid": "10.0.0.41"},
+              "limits.max_instances_per_service"),
+             ("metrics", {"reports": [GOOD_REPORT, GOOD_REPORT]}, "limits.max_reports_per_batch")]
+    for path, body, limit in cases:
+        before = _snapshot(api)
+        reply = _call(api, "POST", path, body)
+        assert (reply.status, reply.body["field"]) == (429, limit), reply.body
+        assert limit in reply.body["error"] and _snapshot(api) == before
+    assert _call(api, "POST", "instances", {"dsid": "10.0.100.1", "dbid": "10.0.0.21"}).status \
+        == 200
+    api = _limited(max_instances=4)
+    reply = _call(api, "POST", "instances", {"dsid": "10.0.100.2", "dbid": "10.0.0.42"})
+    assert (reply.status, reply.body["field"]) == (429, "limits.max_instances")

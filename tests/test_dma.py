@@ -26,10 +26,12 @@ from agents.dma import (
     build_report,
     cpu_fraction,
     parse_binding,
+    parse_commands,
     parse_cpu_line,
     parse_stats,
     report_metrics,
 )
+from agents.dma.metrics import loads_bounded, stats_problem
 from mininet_tests.processes import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,11 +145,41 @@ def test_unusable_stats_are_rejected(data: object) -> None:
     assert parse_stats(data) is None
 
 
-def test_bad_processing_delay_is_dropped_not_fatal() -> None:
-    """A negative or non-numeric processing delay is left out; the counts still count."""
-    stats = parse_stats({"sessions": 1, "queue": 0, "capacity": 4, "processing_delay_ms": -3,
-                         "service_ms": "fast"})
-    assert stats is not None and stats.processing_delay_ms is None and stats.service_ms is None
+@pytest.mark.parametrize(("data", "word"), [
+    ({"sessions": 10_000_001, "queue": 0, "capacity": 4}, "sessions"),
+    ({"sessions": 1, "queue": 0, "capacity": 10**30}, "capacity"),
+    ({"sessions": 1, "queue": 0, "capacity": 4, "processing_delay_ms": -3}, "processing_delay"),
+    ({"sessions": 1, "queue": 0, "capacity": 4, "processing_delay_ms": "1"}, "processing_delay"),
+    ({"sessions": 1, "queue": 0, "capacity": 4, "processing_delay_ms": 4e6}, "processing_delay"),
+    ({"sessions": 1, "queue": 0, "capacity": 4, "service_ms": "fast"}, "service_ms"),
+    ({"sessions": 1, "queue": 0, "capacity": 4, "service_ms": -1}, "service_ms"),
+])
+def test_out_of_range_metrics_make_the_stats_unusable_with_a_reason(data: object,
+                                                                    word: str) -> None:
+    """A metric the controller would refuse (past its bounds, negative, not a number) makes
+    the stats unusable, so the instance is reported not serving, and the reason names it."""
+    assert parse_stats(data) is None
+    assert word in (stats_problem(data) or "")
+    assert stats_problem({"sessions": 1, "queue": 0, "capacity": 4,
+                          "processing_delay_ms": 3.5}) is None
+
+
+@pytest.mark.parametrize("text", ["[" * 17 + "]" * 17, '{"a":' * 20 + "1" + "}" * 20,
+                                  "1" * 5000, "1e400", "NaN", '{"x": -Infinity}',
+                                  " " * (64 * 1024 + 1)])
+def test_bounded_json_refuses_deep_huge_or_non_finite_documents(text: str) -> None:
+    """Deep nesting, 5,000-digit integers, 1e400, NaN/Infinity and oversized documents are a
+    ValueError, never a RecursionError or a number the controller cannot take."""
+    with pytest.raises(ValueError):
+        loads_bounded(text)
+    assert parse_commands(text) == []
+
+
+def test_bounded_json_reads_stats_and_answers_with_brackets_in_strings() -> None:
+    """Brackets inside strings do not count as depth."""
+    text = json.dumps({"commands": [{"op": "reactivate", "dbid": "10.0.0.1",
+                                     "reason": "[{" * 100}]})
+    assert parse_commands(text)[0]["op"] == "reactivate"
 
 
 def test_parse_binding_accepts_dsid_dbid_and_stats_url() -> None:
@@ -196,6 +228,10 @@ class FakeController:
                 """Record and answer."""
                 fake.answer(self)
 
+            def do_GET(self) -> None:
+                """Record and answer (the fake also stands in for an instance's /stats)."""
+                fake.answer(self)
+
             def log_message(self, format: str, *args: object) -> None:
                 """Stay quiet."""
 
@@ -211,7 +247,7 @@ class FakeController:
             created = (method, path) == ("POST", f"{API}/instances")
             default: tuple[int, Any] = (201 if created else 200, {})
             status, body = self.statuses.get((method, path), default)
-        payload = json.dumps(body).encode()
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(payload)))
@@ -471,3 +507,80 @@ def test_dma_rejects_inactive_or_start_for_an_unknown_dbid(
     args = fast(controller.url, "127.0.100.1=127.0.0.41@http://127.0.0.1:1/stats")
     agent = dma([*args, "--inactive", "127.0.0.42"])
     assert agent.proc.wait(timeout=10) == 2 and "127.0.0.42" in agent.stderr()
+
+
+# ---- hostile answers: bounded reads, not-serving reports, withdrawal on any failure ----------
+
+DEEP = b'{"commands": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"  # RecursionError in json
+HOSTILE_ANSWERS = [DEEP, b'{"commands": [], "pad": "' + b"x" * 2_000_000 + b'"}',
+                   b'{"commands": [{"op": "reactivate", "dbid": "127.0.0.21", "n": 1e400}]}']
+
+
+@pytest.mark.parametrize("answer", HOSTILE_ANSWERS, ids=["deep", "huge", "inf"])
+def test_dma_survives_hostile_controller_answers_and_still_withdraws(
+        controller: FakeController, service: int, dma: Callable[[list[str]], Dma],
+        answer: bytes) -> None:
+    """A metrics answer nested 100,000 deep, 2 MB long or holding 1e400 is ignored (logged
+    when it cannot be read at all); the D-MA keeps reporting and withdraws on SIGTERM."""
+    controller.statuses[("POST", f"{API}/metrics")] = (200, answer)
+    agent = dma(fast(controller.url, f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats"))
+    wait_until(lambda: len(controller.seen("POST", f"{API}/metrics")) >= 3, 10,
+               "reports go on after hostile answers")
+    assert agent.proc.poll() is None, agent.stderr()
+    assert "command reactivate" not in agent.stdout()
+    assert agent.stop() == 0
+    assert ("DELETE", f"{API}/instances/127.0.0.21", None) in controller.records
+
+
+@pytest.mark.parametrize(("stats", "reason"), [
+    (b"[" * 5_000 + b"]" * 5_000, "nested deeper"),
+    (b'{"sessions": 1, "queue": 0, "capacity": ' + b"9" * 5000 + b"}", "number out of range"),
+    (b'{"sessions": 20000000, "queue": 0, "capacity": 4}', "sessions"),
+    (b'{"sessions": 1, "queue": 0, "capacity": 4, "processing_delay_ms": NaN}', "NaN"),
+    (b'{"pad": "' + b"x" * 1_000_000 + b'"}', "larger than"),
+], ids=["deep", "huge-int", "sessions-out-of-range", "nan", "huge"])
+def test_dma_reports_an_instance_with_unusable_stats_as_not_serving(
+        controller: FakeController, dma: Callable[[list[str]], Dma], stats: bytes,
+        reason: str) -> None:
+    """Stats it cannot read or that are out of range: the instance is reported `active:
+    false` (never skipped, never a value the controller refuses), with a log line saying why."""
+    controller.statuses[("GET", "/stats")] = (200, stats)
+    agent = dma(fast(controller.url, f"127.0.100.1=127.0.0.21@{controller.url}/stats"))
+    wait_until(lambda: controller.seen("POST", f"{API}/metrics"), 10, "a report")
+    report = controller.seen("POST", f"{API}/metrics")[0]
+    assert report["active"] is False and report["sessions"] == 0 and report["capacity"] >= 1
+    wait_until(lambda: reason in agent.stderr() and "not serving" in agent.stderr(), 5,
+               f"a log line naming {reason!r}")
+    assert agent.stop() == 0
+
+
+def test_any_failure_in_the_loop_withdraws_then_exits_non_zero(
+        controller: FakeController, service: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected exception in the report loop: every binding is withdrawn, exit code 1."""
+    from agents.dma import Agent, parse_args, run
+
+    def broken(self: Agent, stop: threading.Event) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Agent, "report_loop", broken)
+    options = parse_args(fast(controller.url,
+                              f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats",
+                              f"127.0.100.2=127.0.0.22@http://127.0.0.1:{service}/stats"))
+    assert run(options, threading.Event()) == 1
+    assert [p for m, p, _ in controller.records if m == "DELETE"] == [
+        f"{API}/instances/127.0.0.21", f"{API}/instances/127.0.0.22"]
+
+
+def test_a_refused_report_is_followed_by_a_not_serving_one(
+        controller: FakeController, service: int, dma: Callable[[list[str]], Dma]) -> None:
+    """A report the controller refuses (400) is not left at that: the D-MA reports the
+    instance not serving, so it is not left `unknown` while it may be broken."""
+    controller.statuses[("POST", f"{API}/metrics")] = (400, {"error": "cpu: no",
+                                                             "field": "cpu"})
+    agent = dma(fast(controller.url, f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats"))
+    wait_until(lambda: len(controller.seen("POST", f"{API}/metrics")) >= 2, 10, "two reports")
+    first, second = controller.seen("POST", f"{API}/metrics")[:2]
+    assert first["active"] is True and second["active"] is False
+    assert second["capacity"] == first["capacity"] and set(second) <= METRIC_KEYS
+    assert "reporting it not serving" in agent.stderr()
+    assert agent.stop() == 0

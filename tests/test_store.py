@@ -8,6 +8,7 @@ scripts/postgres.sh and sets it): unset, it is skipped; set but unreachable, it 
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +27,9 @@ from sqlalchemy.exc import IntegrityError
 from apps import migrations
 from apps.migrations.__main__ import main as migrations_cli
 from apps.store import Store, metadata
+from controller.api import Api
 from controller.intents import StoreWrite
+from controller.validate import NAME_RE
 from tests.helpers import figure2_core, report, tcp_frame
 
 PG_ENV = "DYNCAST_TEST_PG_URL"
@@ -293,3 +298,42 @@ def test_migrations_command_upgrades_and_reports(store_url: str,
     assert out[0].endswith(f"no revision (newest: {head})")
     assert out[1].endswith(f"empty -> {head}") and out[2].endswith(f"at {head} already")
     assert "dyncast:dyncast@" not in "".join(out)  # the password is not printed
+
+
+NAMES = st.from_regex(NAME_RE, fullmatch=True).filter(lambda n: n not in (".", ".."))
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=NAMES, dma=NAMES)
+def test_every_name_the_api_accepts_round_trips_through_the_store(
+        open_store: Callable[[], Store], name: str, dma: str) -> None:
+    """A service and an instance created through the API with any name it accepts are written,
+    read back equal after a restart, and deleted (no name the store cannot hold gets in)."""
+    api = Api(figure2_core())
+    body = {"name": name, "dsid": "10.0.100.7", "protocol": "udp", "port": 53}
+    assert api.handle("POST", "/dyncast/v1/services",
+                      json.dumps(body).encode(), 1.0).status == 201
+    assert api.handle("POST", "/dyncast/v1/instances", json.dumps(
+        {"dsid": "10.0.100.7", "dbid": "10.0.0.77", "dma": dma}).encode(), 1.0).status == 201
+    store = open_store()  # one per example, closed by it: examples add no connections
+    try:
+        store.apply(api.core.drain_writes())
+        snap = store.load()
+        assert api.core.catalogue.services[name] in snap.services
+        assert {(i.service, i.dma) for i in snap.instances if i.dbid == "10.0.0.77"} \
+            == {(name, dma)}
+        assert api.handle("DELETE", f"/dyncast/v1/services/{name}", b"", 2.0).status == 200
+        store.apply(api.core.drain_writes())
+        assert name not in {s.name for s in store.load().services}
+    finally:
+        store.close()
+
+
+def test_a_stored_service_from_before_the_name_rules_still_loads(
+        open_store: Callable[[], Store]) -> None:
+    """A service stored under the old, looser name rule is loaded as it is, not lost."""
+    store = open_store()
+    old = {"name": "old name", "dsid": "10.0.100.9"}
+    store.apply([StoreWrite("service", "old name", old)])
+    assert [s.name for s in store.load().services] == ["old name"]

@@ -52,16 +52,16 @@ class Catalogue:
         """Create (`create`) or replace a service; return the service it replaced."""
         old = self.services.get(svc.name)
         if create and old is not None:
-            raise Conflict(f"service {svc.name!r} already exists")
+            raise Conflict(f"service {svc.name!r} already exists", "name")
         if not create and old is None:
             raise NotFound("service", svc.name)
         others = tuple(s for s in self.services.values() if s.name != svc.name)
         try:
             check_unique((*others, svc))
         except ValidationError as exc:
-            raise Conflict(exc.message) from None
+            raise Conflict(exc.message, exc.field.rpartition(".")[2]) from None
         if svc.dsid in self.instances:
-            raise Conflict(f"D-SID {svc.dsid} is an instance's D-BID")
+            raise Conflict(f"D-SID {svc.dsid} is an instance's D-BID", "dsid")
         if old is not None:
             del self.by_dsid[old.dsid]
         self.services[svc.name] = svc
@@ -84,10 +84,11 @@ class Catalogue:
         if svc is None:
             raise NotFound("D-SID", dsid)
         if dbid in self.by_dsid:
-            raise Conflict(f"D-BID {dbid} is a D-SID")
+            raise Conflict(f"D-BID {dbid} is a D-SID", "dbid")
         inst = self.instances.get(dbid)
         if inst is not None and inst.service != svc.name:
-            raise Conflict(f"D-BID {dbid} is already an instance of service {inst.service!r}")
+            raise Conflict(f"D-BID {dbid} is already an instance of service {inst.service!r}",
+                           "dbid")
         if inst is None:
             inst = Instance(service=svc.name, dbid=dbid, registered_at=now)
             self.instances[dbid] = inst

@@ -1,0 +1,7 @@
+"""`python -m agents.dma`: the same as `dyncast-dma`."""
+
+import sys
+
+from agents.dma.cli import main
+
+sys.exit(main())
