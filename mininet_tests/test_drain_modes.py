@@ -26,11 +26,13 @@ from mininet_tests.test_fig2 import (
     wait_shares,
 )
 from mininet_tests.test_lifecycle import dyncastctl, instance, start_managed_site
+from mininet_tests.test_scaling_bursts import rows_of, timed
 
 HOLD_S = 16.0
 HERE = Path(__file__).parent
 LEARN = {"config": HERE / "fig2_drain_learn.toml"}
 BUCKET = {"config": HERE / "fig2_drain_bucket.toml"}
+REUSE = {"config": HERE / "fig2_reuse_learn.toml", "edges": True}
 HELD_KIND = {"learn": CookieKind.LEARNED_FWD, "bucket": CookieKind.PIN}  # what holds a flow
 HOST_OF = {"10.0.0.21": "e2", "10.0.0.31": "e3"}
 
@@ -123,3 +125,37 @@ def test_deadline_takes_switch_held_flows_off_a_deactivated_instance(fig2: Lab) 
     assert fig2.rest("GET", "/stats")[1]["drain_deadline_moves"] >= 1
     wait_until(lambda: holder.popen.poll() is not None, 10,
                "the held connection still runs on a stopped instance")
+
+
+@pytest.mark.parametrize("fig2", [REUSE], indirect=True, ids=["learn"])
+def test_learn_new_connection_reusing_a_drained_instances_source_port_is_decided_afresh(
+        fig2: Lab) -> None:
+    """learn: c1 makes short requests from chosen source ports; the instance serving some of
+    them (and a held connection) is drained while r1 still holds the entries it learned for
+    those closed connections: new connections from the same ports all reach the other instance
+    (the switch decides every SYN afresh), and the held connection completes on the drained one."""
+    wait_shares(fig2, "svc1", R1, set(HOST_OF))
+    holder, first = start_hold(fig2, 15)
+    drained = INSTANCE_OF[first]
+    (other,) = set(HOST_OF) - {drained}
+    label = instance(fig2, drained)["label"]
+    ports = [str(p) for p in range(41001, 41011)]
+    before = rows_of(timed(fig2, "c1", "ports", "--sports", ",".join(ports)), 30)
+    assert [r for r in before if "error" in r] == [], before
+    reused = sorted(r["sport"] for r in before if r["instance"] == first)
+    assert len(reused) >= 3, before
+
+    def learned_to_drained() -> set[int]:
+        return {int(e["match"].get("tp_src", 0)) for e in entries_to("r1", label)}
+
+    assert set(reused) <= learned_to_drained()
+    assert fig2.rest("POST", f"/instances/{drained}/drain", {"deadline_s": 60})[0] == 200
+    wait_shares(fig2, "svc1", R1, {other})
+    assert set(reused) <= learned_to_drained()  # the closed flows' entries are still held
+    again = rows_of(timed(fig2, "c1", "reuse", "--sports", ",".join(map(str, reused))), 30)
+    assert [r for r in again if "error" in r] == [], again
+    assert [r["sport"] for r in again] == reused, again
+    assert {INSTANCE_OF[r["instance"]] for r in again} == {other}, again
+    assert not set(reused) & learned_to_drained()  # learned anew, to the other instance
+    assert instance(fig2, drained)["state"] == "draining"
+    assert_held_to_the_end(holder, first, 15)

@@ -7,9 +7,24 @@ instance's held connections stay where they are.
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
+from controller.model import AffinityPolicy
 from controller.network.packet import TCP_ACK, TCP_SYN
 from controller.views import stats_view
-from tests.test_pipelines import E21, E31, FLOWS, SERVICES, Figure2, connect
+from tests.test_pipelines import (
+    DSID,
+    E21,
+    E31,
+    FLOWS,
+    IDLE_S,
+    SERVICES,
+    Figure2,
+    connect,
+    to_dsid,
+)
 from tests.test_reconcile import consistent
 
 
@@ -40,3 +55,38 @@ def test_undrained_instance_keeps_its_reused_ports_in_the_switch() -> None:
     guards = [fm for sw in fig.net.switches.values() for fm in sw.entries()
               if (fm.cookie >> 48) & 0xFF == 12]
     assert guards == []
+
+
+@pytest.mark.parametrize("mode", ["learn", "learn-overlay"])
+def test_learn_a_reused_port_to_a_drained_instance_gets_a_fresh_decision(mode: str) -> None:
+    """learn: a SYN whose 5-tuple the switch learned for a drained instance is decided afresh
+    by the switch (no packet-in); the instance's held connections stay on it."""
+    fig = Figure2(SERVICES[mode])
+    placed = connect(fig, FLOWS)
+    on_e21 = [s for s, d in placed.items() if d == E21]
+    assert len(on_e21) >= 2
+    fig.apply(fig.core.drain(E21, None, fig.now)[1])
+    reused, held = on_e21[0], on_e21[1:]
+    assert fig.go(reused, TCP_SYN) == (E31, False)
+    assert fig.go(reused, TCP_ACK) == (E31, False)
+    assert all(fig.go(s) == (E21, False) for s in held)
+    back = fig.reply(fig.send("c1", to_dsid("c1", reused)).only())
+    assert back.only().has(ipv4_src=DSID, tcp_dst=reused)
+
+
+def test_learn_a_retransmitted_syn_keeps_its_instance() -> None:
+    """learn: a SYN sent again (no decision change meanwhile) reaches the same instance."""
+    fig = Figure2(SERVICES["learn"])
+    first = {s: fig.go(s, TCP_SYN)[0] for s in FLOWS}
+    assert {s: fig.go(s, TCP_SYN)[0] for s in FLOWS} == first
+
+
+def test_learn_source_affinity_keeps_a_clients_new_connections_with_its_held_ones() -> None:
+    """learn with a `source` key: one entry holds all of a client's connections, so a new one
+    is not decided afresh (that would move the held ones); it follows them."""
+    svc = dataclasses.replace(SERVICES["learn"], affinity=AffinityPolicy("source", IDLE_S, 0))
+    fig = Figure2(svc)
+    first, _ = fig.go(FLOWS[0], TCP_SYN)
+    fig.apply(fig.core.drain(first, None, fig.now)[1])
+    assert fig.go(FLOWS[1], TCP_SYN) == (first, False)
+    assert fig.go(FLOWS[0], TCP_ACK) == (first, False)

@@ -7,7 +7,8 @@ entries* that is, and which flow-mods turn what a switch holds into it.
 Tables (controller/intents.py): a packet to the D-SID matches the service's entry in table 0,
 which looks it up in table 2 `affinity` (`resubmit`) and then goes to table 4 `instance`.
 - Table 2 holds the per-flow entries the switch learned itself (`learn`): a hit loads the
-  flow's instance label into reg0. A miss resubmits to table 3 `decision`.
+  flow's instance label into reg0. A miss resubmits to table 3 `decision`, and so does a
+  TCP SYN in `learn` mode with a 5-tuple key (`fresh_syns`): a new connection is decided anew.
 - Table 3 holds the decision: one entry per bucket (masked bits of the flow key's source port,
   or of the client address for `3-tuple`/`source` keys, so the datapath can cache wide
   megaflows). `learn` mode: the entry learns the flow's table-2 entry and loads reg0;
@@ -198,6 +199,7 @@ def service_entries(p: Program) -> list[FlowMod]:
     out = [_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, service_fields(svc),
                [Resubmit(TABLE_AFFINITY)], cookie(CookieKind.SERVICE, service_ident(svc)),
                goto=TABLE_INSTANCE)]
+    out += fresh_syns(p)
     l4 = _l4(svc)
     for t in p.targets:
         ck = cookie(CookieKind.INSTANCE, ident | t.label)
@@ -222,6 +224,22 @@ def service_entries(p: Program) -> list[FlowMod]:
         out.append(_fm(dpid, TABLE_INSTANCE, PRIO_BUCKET, inst_match, acts, ck))
     out += decision_entries(p)
     return out
+
+
+def fresh_syns(p: Program) -> list[FlowMod]:
+    """`learn`, TCP, 5-tuple key: a SYN (a new connection) skips the learned entries and is
+    decided afresh, learning its entry anew (a learn with the same match replaces the old one).
+    A client reusing the 5-tuple of a closed connection whose entry is still held would
+    otherwise follow it to an instance that takes no new flows (draining, deactivated). A SYN
+    resent before the answer meets the same bucket, so the same instance unless the decision
+    moved meanwhile. Not for `source`/`3-tuple` keys: their one entry also holds the client's
+    live connections, which a fresh decision would move."""
+    svc = p.svc
+    if not mode_of(svc).learns or svc.protocol != "tcp" or svc.affinity.key != "5-tuple":
+        return []
+    return [_fm(p.dpid, TABLE_AFFINITY, PRIO_LEARNED + 1,
+                {**service_fields(svc), "tcp_flags": TCP_SYN_ONLY}, [Resubmit(TABLE_DECISION)],
+                cookie(CookieKind.SERVICE, service_ident(svc)))]
 
 
 def decision_entries(p: Program) -> list[FlowMod]:
