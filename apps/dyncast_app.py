@@ -53,6 +53,7 @@ from apps.framework import (
 from apps.ofmsg import serialise
 from apps.rest import APP_KEY, RestController
 from apps.store import Store
+from apps.web import WebController
 from controller.api import Api, Reply
 from controller.core import Core
 from controller.dataplane.rules import caveats
@@ -116,6 +117,7 @@ class DyncastApp(App):  # type: ignore[misc]
         self._workers: list[Any] = []
         self._reported = hub.Event()  # set when reports left services dirty
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
+        kwargs["wsgi"].register(WebController, {})  # the web view's files: /dyncast/ui/
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),
                  len(self.core.bindings),
