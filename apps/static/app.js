@@ -127,12 +127,19 @@
     return m.cpu;
   }
 
+  // the delay a new request should expect there, as its D-MA reports it (null: not reported)
+  function delay(inst) {
+    const m = inst.metrics;
+    if (!m) return null;
+    return m.processing_delay_ms ?? m.service_ms ?? null;
+  }
+
   function remember(instances) {
     const alive = new Set();
     for (const inst of instances) {
       alive.add(inst.dbid);
       const samples = view.loads.get(inst.dbid) || [];
-      samples.push(load(inst));
+      samples.push(delay(inst));
       if (samples.length > HISTORY_SAMPLES) samples.shift();
       view.loads.set(inst.dbid, samples);
       // states seen by polling, for an API without history or beyond its newest 20
@@ -196,7 +203,8 @@
         }
       }
       out.push({ data: { id: `i${inst.dbid}`, parent: site, kind: "instance", state: inst.state,
-        label: `${inst.service} ${inst.dbid}\n${inst.state} · load ${pct(load(inst))}` } });
+        label: `${inst.service} ${inst.dbid}\n${inst.state} · ${fmt(delay(inst), 0)} ms`
+          + `\nload ${pct(load(inst))} · ${inst.bindings} bound` } });
     }
     return out;
   }
@@ -258,10 +266,45 @@
     const key = [...wanted.keys()].sort().join(",");
     if (key !== view.layoutKey) { // the shape changed: lay it out again
       view.layoutKey = key;
-      cy.layout({ name: "cose", animate: false, randomize: false, nodeRepulsion: 9000,
-        idealEdgeLength: 70, padding: 20 }).run();
+      layout(cy);
       cy.fit(undefined, 20);
     }
+  }
+
+  // Switches and hosts by a force layout; each site's instances in a row beside its switch,
+  // away from the middle of the network (cytoscape's force layout places compound nodes badly).
+  function layout(cy) {
+    const sites = cy.nodes('[kind = "site"]');
+    const placed = sites.union(sites.children());
+    const rest = cy.elements().not(placed).not(placed.connectedEdges());
+    rest.layout({ name: "cose", animate: false, randomize: false, nodeDimensionsIncludeLabels: true,
+      nodeRepulsion: () => 20000, idealEdgeLength: () => 80, padding: 20 }).run();
+    const switches = cy.nodes('[kind = "switch"]');
+    const mid = { x: 0, y: 0 };
+    switches.forEach((n) => { mid.x += n.position("x") / switches.length; mid.y += n.position("y") / switches.length; });
+    const away = (at) => { // the unit vector from the middle of the network to `at`
+      const dx = at.x - mid.x, dy = at.y - mid.y, len = Math.hypot(dx, dy);
+      return len < 1 ? { x: 0, y: -1 } : { x: dx / len, y: dy / len };
+    };
+    const withSite = new Set(sites.map((site) => site.connectedEdges('[kind = "access"]').targets().id()));
+    cy.nodes('[kind = "host"]').forEach((host) => {
+      const sw = host.connectedEdges('[kind = "access"]').targets('[kind = "switch"]');
+      if (!sw.length) return;
+      const at = sw.position(), d = away(at);
+      const turn = withSite.has(sw.id()) ? 1.3 : 0; // beside the site, not under it
+      const [c, s] = [Math.cos(turn), Math.sin(turn)];
+      host.position({ x: at.x + 90 * (d.x * c - d.y * s), y: at.y + 90 * (d.x * s + d.y * c) });
+    });
+    sites.forEach((site, k) => {
+      const link = site.connectedEdges('[kind = "access"]').targets('[kind = "switch"]');
+      const at = link.length ? link.position() : { x: mid.x + 160 * k, y: mid.y - 260 };
+      const d = away(at);
+      const kids = site.children();
+      const centre = { x: at.x + d.x * 170, y: at.y + d.y * 130 };
+      kids.forEach((kid, i) => {
+        kid.position({ x: centre.x + (i - (kids.length - 1) / 2) * 130, y: centre.y });
+      });
+    });
   }
 
   // --- decisions --------------------------------------------------------------------------
@@ -331,11 +374,11 @@
 
   function drawInstances(instances) {
     const table = el("table", {});
-    table.append(el("tr", {}, ...["instance", "service", "site", "state", "since", "load", "last minute",
+    table.append(el("tr", {}, ...["instance", "service", "site", "state", "since", "delay; load", "delay, last minute",
       "bindings", "report", "state history (newest first)"].map((h) => el("th", {}, h))));
     for (const inst of [...instances].sort((a, b) => a.dbid.localeCompare(b.dbid, "en", { numeric: true }))) {
       const m = inst.metrics;
-      const loadText = m ? `${pct(load(inst))} (${m.sessions}+${m.queue}/${m.capacity}, cpu ${pct(m.cpu)})` : "no report";
+      const loadText = m ? `${fmt(delay(inst), 0)} ms; ${pct(load(inst))} busy (${m.sessions}+${m.queue}/${m.capacity}), cpu ${pct(m.cpu)}` : "no report";
       const hist = (inst.history && inst.history.length)
         ? [...inst.history].reverse().slice(0, 5).map((h) => `${clock(h.at)} ${h.from} → ${h.to}: ${h.event}${h.reason ? ` (${h.reason})` : ""}`)
         : [...(view.seen.get(inst.dbid) || [])].reverse().slice(0, 5).map((s) => `${clock(s.at)} seen ${s.state}`);
