@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from agents import keys
+from agents.signing import ENV_TOKEN_FILE, CredentialError, bearer
+
 DEFAULT_CONTROLLER = "http://127.0.0.1:8080"
 ENV_CONTROLLER = "DYNCASTCTL_CONTROLLER"
 PREFIX = "/dyncast/v1/"
@@ -43,16 +46,17 @@ class CtlError(Exception):
 class Client:
     """The REST API of the controller at `base`."""
 
-    def __init__(self, base: str, timeout: float) -> None:
+    def __init__(self, base: str, timeout: float, auth: dict[str, str] | None = None) -> None:
         self.base = base.rstrip("/")
         self.timeout = timeout
+        self.auth = auth or {}  # the Authorization header (agents/signing.py)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """One request; the decoded JSON reply, or CtlError (1: API refused, 2: unreachable)."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + PREFIX + path, data=data, method=method,
                                      headers={"Content-Type": "application/json",
-                                              "Accept": "application/json"})
+                                              "Accept": "application/json", **self.auth})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
@@ -282,6 +286,9 @@ def _add_globals(p: argparse.ArgumentParser, top: bool) -> None:
                    help="print the API's JSON instead of a table")
     p.add_argument("--timeout", type=_positive, metavar="S", default=default(5.0),
                    help="seconds to wait for the controller (default 5)")
+    p.add_argument("--token-file", metavar="FILE", default=default(None),
+                   help=f"operator token to send (default ${ENV_TOKEN_FILE}; "
+                        "docs/security.md)")
 
 
 def _command(sub: Any, name: str, run: Callable[[Client, argparse.Namespace], Result],
@@ -334,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="after S seconds, move the flows still bound to it")
     _command(sub, "history", cmd_history).add_argument("dbid")
     _command(sub, "stats", cmd_stats)
+    keys.add_parser(sub)
     return ap
 
 
@@ -341,11 +349,19 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line, make the request(s), print; return the exit status."""
     ap = build_parser()
     args = ap.parse_args(argv)
+    try:
+        if args.command == "keys":
+            print(keys.run(args), flush=True)
+            return 0
+        auth = bearer(args.token_file)
+    except (keys.KeysError, CredentialError) as exc:
+        print(f"dyncastctl: {exc}", file=sys.stderr)
+        return 1
     url = urlsplit(args.controller)
     if url.scheme not in ("http", "https") or not url.netloc:
         ap.error(f"--controller must be an http:// or https:// URL, got {args.controller!r}")
     try:
-        body, text = args.run(Client(args.controller, args.timeout), args)
+        body, text = args.run(Client(args.controller, args.timeout, auth), args)
     except CtlError as exc:
         print(f"dyncastctl: {exc}", file=sys.stderr)
         return exc.status
