@@ -31,6 +31,8 @@ class CredentialSet:
         self.token_file = self.folder / "admin.token"
         if not self.token_file.exists():
             keys.add_token(self.tokens, self.token_file, "admin", "admin")
+        if not self.agents.exists():  # none yet: agents are added as the tests start them
+            keys.write_private(self.agents, "# written by agents/credset.py\n")
         self.read_token_file = self.folder / "read.token"
         if not self.read_token_file.exists():
             keys.add_token(self.tokens, self.read_token_file, "reader", "read")

@@ -108,14 +108,15 @@ def test_forged_reports_and_registrations_are_refused_and_change_nothing(fig2: L
          {"Content-Type": "text/plain", "Authorization": f"Bearer {creds.admin_token}"}, 415,
          "Content-Type"),
     ]
-    replay = signed(rogue, "POST", metrics, {"dbid": "10.0.0.99"})
+    unknown = {**REPORT_DOWN, "dbid": "10.0.0.99"}  # inside rogue's grant, not registered
+    replay = signed(rogue, "POST", metrics, unknown)
     for method, path, body, headers, status, field in cases:
         got, reply = from_host(fig2, "c1", method, path, body, headers)
         assert (got, reply and reply.get("field")) == (status, field), (method, path, reply)
     # a captured request replayed: the first use is judged (404: no such instance), the copy
     # is refused before that
-    assert from_host(fig2, "c1", "POST", metrics, {"dbid": "10.0.0.99"}, replay)[0] == 404
-    got, reply = from_host(fig2, "c1", "POST", metrics, {"dbid": "10.0.0.99"}, replay)
+    assert from_host(fig2, "c1", "POST", metrics, unknown, replay)[0] == 404
+    got, reply = from_host(fig2, "c1", "POST", metrics, unknown, replay)
     assert (got, reply["field"]) == (401, "X-Dyncast-Seq"), reply
     assert picture(fig2) == before
     wait_until(lambda: fig2.rest("GET", "/instances/10.0.0.21")[1]["metrics_at"] > reported,
