@@ -9,6 +9,7 @@ reused (a restarted controller in the same folder keeps its credentials).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ class CredentialSet:
         """Write `config` (or an empty one) plus the [security] table to `out`; a config that
         has its own [security] table is copied as it is."""
         text = config.read_text() if config is not None else ""
-        if "[security]" not in text:
+        if not re.search(r"^\s*\[security\]", text, re.MULTILINE):
             text += self.security_section()
         out.write_text(text)
         return out

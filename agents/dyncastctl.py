@@ -1,7 +1,9 @@
 """`dyncastctl`: the operator's command line over the controller's REST API (/dyncast/v1/).
 
-Boundary: stdlib only; speaks HTTP/JSON to one controller and prints aligned tables, or with
---json the API's own JSON. Exit status: 0 done; 1 the API refused (its error on stderr);
+Boundary: stdlib (and the project's signing helpers); speaks HTTP/JSON to one controller with
+the operator's token (--token-file, $DYNCAST_TOKEN_FILE) and prints aligned tables, or with
+--json the API's own JSON; `keys` makes agent keys and tokens (agents/keys.py), offline.
+Exit status: 0 done; 1 the API refused (its error on stderr);
 2 the controller could not be reached, or the command line is wrong.
 
     dyncastctl services | instances | decisions [SERVICE] | bindings [SERVICE] | stats
@@ -10,6 +12,8 @@ Boundary: stdlib only; speaks HTTP/JSON to one controller and prints aligned tab
     dyncastctl drain 10.0.0.31 [--deadline 60]        dyncastctl undrain 10.0.0.31
     dyncastctl activate 10.0.0.41       dyncastctl deactivate 10.0.0.41 [--deadline 60]
     dyncastctl history 10.0.0.41        (an instance's state transitions, oldest first)
+    dyncastctl keys agent dma-e2 --prefix 10.0.0.21/32 --table agents.toml --key-file e2.key
+    dyncastctl keys token ops --role admin --table tokens.toml --token-file admin.token
 """
 
 from __future__ import annotations
