@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agents import keys
 from agents.signing import Signer, read_token
@@ -192,3 +194,33 @@ def test_key_files_are_private(lab: Lab) -> None:
     """Keys, tokens and tables are written mode 600."""
     for name in ("agents.toml", "tokens.toml", "dma-e2.key", "admin.token"):
         assert (lab.tmp / name).stat().st_mode & 0o777 == 0o600, name
+
+
+# --- hypothesis: whatever arrives without a valid credential changes nothing --------------
+
+HEADER_NAMES = ["Authorization", "X-Dyncast-Agent", "X-Dyncast-Timestamp", "X-Dyncast-Seq",
+                "X-Dyncast-Signature", "Content-Type"]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]),
+       path=st.sampled_from(["/dyncast/v1/instances", "/dyncast/v1/metrics",
+                             "/dyncast/v1/services/svc1", "/dyncast/v1/instances/10.0.0.21",
+                             "/dyncast/v1/instances/10.0.0.21/drain", "/metrics",
+                             "/dyncast/ui/x", "/dyncast/v1/config/reload"]),
+       headers=st.dictionaries(st.sampled_from(HEADER_NAMES),
+                               st.text(st.characters(min_codepoint=32, max_codepoint=126),
+                                       max_size=80), max_size=6),
+       body=st.one_of(st.none(), st.just(REG), st.just(REPORT),
+                      st.dictionaries(st.text(max_size=5), st.integers(), max_size=3)))
+def test_random_credentials_never_pass_or_fail_with_a_5xx(
+        lab: Lab, method: str, path: str, headers: dict[str, str], body: object) -> None:
+    """Random headers (bearer tokens, agent headers, content types) and bodies: no 5xx, and
+    no change to the services or instances."""
+    services = dict(lab.core.catalogue.services)
+    status, reply = lab.call(method, path, body, extra=headers,
+                             content_type=headers.get("Content-Type", "application/json"))
+    assert status < 500, reply
+    assert lab.core.catalogue.services == services
+    assert lab.core.catalogue.instances == {}
