@@ -164,6 +164,15 @@ def test_an_agent_cannot_touch_another_agents_instance() -> None:
         assert err.status == 403 and err.field.endswith("dbid"), err
 
 
+def test_an_ownerless_instance_is_claimed_by_registering_it() -> None:
+    """An instance stored before authentication (no dma) inside the agent's grant: its
+    registration takes it over; a report before that is refused."""
+    old = {"10.0.0.21": Instance("svc1", "10.0.0.21", dma="")}
+    assert refusal(signed("POST", PATH + "metrics", {"dbid": "10.0.0.21"}),
+                   instances=old).status == 403
+    admit(signed("POST", PATH + "instances", REG), SETTINGS, verifier(), old, NOW)
+
+
 def test_reports_outside_the_prefixes_are_forbidden_by_index() -> None:
     """A batch with one report for a D-BID (or D-SID) outside the grant names that report."""
     mine = {"10.0.0.21": Instance("svc1", "10.0.0.21", dma="dma-e2")}

@@ -94,7 +94,7 @@ def authorise(agent: Agent, req: Request, instances: Mapping[str, Instance]) -> 
         if dsid is not None and not agent.covers(dsid):
             raise AuthError(403, "dsid", f"{dsid} is outside agent {agent.id!r}'s prefixes")
         dbid = _address(data.get("dbid"))
-        _own(agent, dbid, "dbid", instances)
+        _own(agent, dbid, "dbid", instances, claim=True)
         if dbid is not None and dbid not in instances:
             mine = sum(1 for i in instances.values() if i.dma == agent.id)
             if mine >= agent.max_instances:
@@ -113,14 +113,17 @@ def authorise(agent: Agent, req: Request, instances: Mapping[str, Instance]) -> 
                 _own(agent, _address(report.get("dbid")), f"{where}dbid", instances)
 
 
-def _own(agent: Agent, dbid: str | None, field: str, instances: Mapping[str, Instance]) -> None:
-    """Raise 403 unless `dbid` is inside the agent's prefixes and, if registered, its own."""
+def _own(agent: Agent, dbid: str | None, field: str, instances: Mapping[str, Instance],
+         claim: bool = False) -> None:
+    """Raise 403 unless `dbid` is inside the agent's prefixes and, if registered, its own;
+    with `claim` (a registration), an instance with no owner (registered before
+    authentication, `dma` empty) may be taken over."""
     if dbid is None:
         return
     if not agent.covers(dbid):
         raise AuthError(403, field, f"{dbid} is outside agent {agent.id!r}'s prefixes")
     inst = instances.get(dbid)
-    if inst is not None and inst.dma != agent.id:
+    if inst is not None and inst.dma != agent.id and not (claim and inst.dma == ""):
         raise AuthError(403, field, f"instance {dbid} belongs to another agent")
 
 
