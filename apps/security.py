@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.auth.credentials import Agent, Token, agents_from_dict, tokens_from_dict
-from controller.auth.errors import AuthError
+from controller.auth.errors import AuthError, UnknownCredential
 from controller.auth.policy import Request, admit
 from controller.auth.settings import SecuritySettings
 from controller.auth.verifier import Verifier
@@ -111,9 +111,7 @@ class Guard:
             self.reload()
         try:
             return admit(req, self.settings, self.verifier, self.instances(), now)
-        except AuthError as exc:
-            if exc.status != 401 or "unknown" not in exc.message:
-                raise
+        except UnknownCredential:
             self.reload()
             return admit(req, self.settings, self.verifier, self.instances(), now)
 

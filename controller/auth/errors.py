@@ -18,3 +18,10 @@ class AuthError(DyncastError):
     def body(self) -> dict[str, str]:
         """The JSON reply, shaped like the API's other errors."""
         return {"error": str(self), "field": self.field}
+
+
+class UnknownCredential(AuthError):
+    """A 401 for an agent or token the tables do not hold (the shell may re-read them)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(401, field, message)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from controller.auth.credentials import Agent, Token, find_token
-from controller.auth.errors import AuthError
+from controller.auth.errors import AuthError, UnknownCredential
 from controller.auth.signing import (
     AGENT_HEADER,
     SEQ_HEADER,
@@ -57,7 +57,7 @@ class Verifier:
             texts[name] = text
         agent = self.agents.get(texts[AGENT_HEADER])
         if agent is None:
-            raise AuthError(401, AGENT_HEADER, "unknown agent")
+            raise UnknownCredential(AGENT_HEADER, "unknown agent")
         stamp = Stamp(agent.id, texts[TIMESTAMP_HEADER], texts[SEQ_HEADER])
         if not signature_matches(agent.key, texts[SIGNATURE_HEADER],
                                  canonical(method, path, body, stamp)):
@@ -84,5 +84,5 @@ class Verifier:
             raise AuthError(401, "Authorization", "must be 'Bearer TOKEN'")
         token = find_token(self.tokens, authorization[len(BEARER):].strip())
         if token is None:
-            raise AuthError(401, "Authorization", "unknown token")
+            raise UnknownCredential("Authorization", "unknown token")
         return token
