@@ -14,6 +14,7 @@ owner only; a new registration past its quota is a 429.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -129,8 +130,14 @@ def _own(agent: Agent, dbid: str | None, field: str, instances: Mapping[str, Ins
 
 def _address(value: Any) -> str | None:
     """A canonical IPv4 address, or None if `value` is not one (the API will say so)."""
+    return _canonical(value) if isinstance(value, str) and len(value) <= 64 else None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _canonical(text: str) -> str | None:
+    """`text` as a canonical IPv4 address, or None (cached: reports repeat their D-BIDs)."""
     try:
-        return parse_ipv4(value, "")
+        return parse_ipv4(text, "")
     except ValidationError:
         return None
 
