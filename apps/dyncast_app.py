@@ -275,17 +275,20 @@ class DyncastApp(App):  # type: ignore[misc]
         while True:
             start = time.monotonic()
             hub.sleep(WATCH_S)
-            self._lags = [*self._lags[-(LAG_WINDOW - 1):],
-                          max(time.monotonic() - start - WATCH_S, 0.0)]
-            self.metrics.shell.loop_lag_s = max(self._lags)
-            self.rejects.roll()
-            if self._hup:
-                self._hup = False
-                try:
-                    self.send(self.reloader.reload(time.time(), "sighup").intents)
-                except Exception:
-                    self.core.counters["errors"] += 1
-                    LOG.exception("dyncast: exception reloading the configuration")
+            self._watched(max(time.monotonic() - start - WATCH_S, 0.0))
+
+    def _watched(self, lag: float) -> None:
+        """One sample of the loop's lag; then a reload, if a SIGHUP asked for one."""
+        self._lags = [*self._lags[-(LAG_WINDOW - 1):], lag]
+        self.metrics.shell.loop_lag_s = max(self._lags)
+        self.rejects.roll()
+        if self._hup:
+            self._hup = False
+            try:
+                self.send(self.reloader.reload(time.time(), "sighup").intents)
+            except Exception:
+                self.core.counters["errors"] += 1
+                LOG.exception("dyncast: exception reloading the configuration")
 
     def _timer(self) -> None:
         """Post an EventTick every LLDP interval."""

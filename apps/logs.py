@@ -60,13 +60,17 @@ def event(component: str, name: str, level: int = logging.INFO, **fields: Any) -
         log.log(level, name, extra={"fields": {"event": name, **fields}})
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler `configure` gives the component loggers (replaced, alone, on a reload)."""
+
+
 def configure(cfg: LogConfig, stream: TextIO | None = None) -> None:
     """Apply levels and the format to every component's logger (again on each reload)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _Handler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if cfg.json else TextFormatter())
     for component in COMPONENTS:
         log = logger(component)
-        for old in list(log.handlers):
+        for old in [h for h in log.handlers if isinstance(h, _Handler)]:
             log.removeHandler(old)
         log.addHandler(handler)
         log.propagate = False
