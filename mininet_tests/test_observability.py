@@ -112,9 +112,9 @@ def test_metrics_move_and_a_sighup_reload_keeps_a_held_connection(
                       + '\n[[service]]\nname = "svc3"\ndsid = "10.0.100.3"\nprotocol = "tcp"\n'
                         'port = 8000\n')
     net.controller.popen.send_signal(signal.SIGHUP)
-    wait_until(lambda: net.rest("GET", "services/svc3")[0] == 200, 10,
+    wait_until(lambda: net.rest("GET", "/services/svc3")[0] == 200, 10,
                "SIGHUP did not add svc3")
-    status, svc1 = net.rest("GET", "services/svc1")
+    status, svc1 = net.rest("GET", "/services/svc1")
     assert status == 200 and svc1["weights"]["compute"] == 2.0, svc1
     reloaded = scrape(net)
     assert value(reloaded, "dyncast_config_reloads_total", result="success") == 1
@@ -125,12 +125,12 @@ def test_metrics_move_and_a_sighup_reload_keeps_a_held_connection(
 
     # a bad file: refused over HTTP (400 naming the key) and by SIGHUP; nothing changes
     config.write_text(changed.replace("[controller]\n", "[controller]\nstats_interval_s = -1\n"))
-    status, body = net.rest("POST", "config/reload")
+    status, body = net.rest("POST", "/config/reload")
     assert status == 400 and body["field"] == "controller.stats_interval_s", body
     net.controller.popen.send_signal(signal.SIGHUP)
     wait_until(lambda: value(scrape(net), "dyncast_config_reloads_total",
                              result="failure") == 2, 10, "SIGHUP with a bad file not refused")
-    assert net.rest("GET", "services/svc3")[0] == 200
+    assert net.rest("GET", "/services/svc3")[0] == 200
     assert_held_to_the_end(holder, first, HOLD_S)
     seen = client(net, "c1", SVC1, requests=4)
     assert seen["errors"] == 0, seen
