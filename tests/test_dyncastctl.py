@@ -238,11 +238,13 @@ def test_activate_deactivate_and_history(capsys, url) -> None:
 
 def test_every_api_operation_has_a_command() -> None:
     """docs/openapi.yaml's operations, each reachable with a dyncastctl command."""
+    from pathlib import Path
+
     import yaml
 
     from agents.dyncastctl import build_parser
 
-    doc = yaml.safe_load(open("docs/openapi.yaml", encoding="utf-8"))
+    doc = yaml.safe_load((Path(__file__).parent.parent / "docs" / "openapi.yaml").read_text())
     ops = {op["operationId"] for p in doc["paths"].values() for m, op in p.items()
            if m != "parameters"}
     covered = {"listResources": None, "listServices": "services", "createService": "service add",
