@@ -231,3 +231,22 @@ def test_metric_names_follow_the_conventions(shell: Shell) -> None:
             assert name.startswith("dyncast_"), name
             assert kind != "counter" or name.endswith("_total"), name
     assert not re.search(r"^dyncast_\w*(_ms|_seconds_total_seconds)\b", text, re.M)
+
+
+def test_levels_per_component_and_the_text_format() -> None:
+    """[controller.logging] sets each component's level; json = false writes text lines."""
+    import io
+
+    from apps.logs import configure, event
+    from controller.logcfg import LogConfig
+
+    out = io.StringIO()
+    try:
+        configure(LogConfig("WARNING", (("decisions", "DEBUG"),), 5, False), out)
+        event("decisions", "decision_changed", logging.DEBUG, service="s", reason="r")
+        event("instances", "instance_state", logging.INFO, reason="hidden")
+        assert out.getvalue() == "DEBUG dyncast.decisions: decision_changed " \
+                                 "event=decision_changed reason=r service=s\n"
+        assert logging.getLogger("dyncast.instances").level == logging.WARNING
+    finally:
+        configure(LogConfig())
