@@ -20,6 +20,7 @@ from controller.auth.signing import Stamp, headers
 from controller.validate import NAME_RE
 
 ENV_TOKEN_FILE = "DYNCAST_TOKEN_FILE"
+ENV_KEY_FILE = "DYNCAST_KEY_FILE"
 MAX_FILE_BYTES = 64 << 10
 
 

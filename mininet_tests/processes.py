@@ -155,9 +155,11 @@ class ControllerProcess:
 
     @property
     def secured_config(self) -> Path:
-        """The configuration the controller runs: `config` plus the [security] table."""
+        """The configuration the controller runs: `config` plus the [security] table, written
+        at the first start (a restart runs the same file, as a test may have rewritten it)."""
         assert self.creds is not None
-        return self.creds.config_with_security(self.config, self.artifacts / "secured.toml")
+        path = self.artifacts / "secured.toml"
+        return path if path.exists() else self.creds.config_with_security(self.config, path)
 
     @property
     def log_path(self) -> Path:

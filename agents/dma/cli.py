@@ -14,9 +14,7 @@ from urllib.parse import urlsplit
 
 from agents.dma.agent import Options, run
 from agents.dma.metrics import Binding, parse_binding, parse_command_spec
-from agents.signing import CredentialError, Signer
-
-ENV_KEY_FILE = "DYNCAST_KEY_FILE"
+from agents.signing import ENV_KEY_FILE, CredentialError, Signer
 
 
 def _positive(text: str) -> float:
