@@ -78,3 +78,20 @@ def test_the_dma_refuses_a_key_file_of_another_agent(tmp_path: Path,
                     str(tmp_path / "other.key"), "--instance",
                     "10.0.100.1=10.0.0.21@http://10.0.0.21:8000/stats"])
     assert "not --name" in capsys.readouterr().err
+
+
+def test_dyncastctl_signs_agent_calls_with_a_key_file(served: tuple[Lab, str],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`dyncastctl --key-file K register/withdraw` signs as K's agent (the instance's dma);
+    with only a token those calls are refused."""
+    lab, url = served
+    token, key = str(lab.tmp / "admin.token"), str(lab.tmp / "dma-e2.key")
+    assert dyncastctl.main(["--controller", url, "--token-file", token, "register",
+                            "10.0.100.1", "10.0.0.21"]) == 1
+    assert "X-Dyncast-Agent" in capsys.readouterr().err
+    assert dyncastctl.main(["--controller", url, "--key-file", key, "register", "10.0.100.1",
+                            "10.0.0.21"]) == 0
+    assert lab.core.catalogue.instances["10.0.0.21"].dma == "dma-e2"
+    assert dyncastctl.main(["--controller", url, "--key-file", key, "--token-file", token,
+                            "withdraw", "10.0.0.21"]) == 0
+    assert lab.core.catalogue.instances == {}
