@@ -224,3 +224,25 @@ def test_random_credentials_never_pass_or_fail_with_a_5xx(
     assert status < 500, reply
     assert lab.core.catalogue.services == services
     assert lab.core.catalogue.instances == {}
+
+
+def test_ryus_server_is_handed_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under Ryu, the manager's start_service serves the WSGI context wrapped in the Gate
+    (os-ken's server is ours and does the same in apps/osken_wsgi.py)."""
+    pytest.importorskip("ryu")
+    monkeypatch.setenv("DYNCAST_FRAMEWORK", "ryu")
+    import importlib
+    import sys
+
+    if "os_ken.base.app_manager" in sys.modules:
+        pytest.skip("os-ken is loaded in this process; apps.framework would pick it")
+    framework = importlib.import_module("apps.framework")
+    if framework.FRAMEWORK != "ryu":
+        pytest.skip("apps.framework was loaded for os-ken")
+    from ryu.app import wsgi as ryu_wsgi
+
+    served: list[object] = []
+    monkeypatch.setattr(ryu_wsgi, "WSGIServer", lambda app: served.append(app) or app)
+    context = ryu_wsgi.WSGIApplication()
+    ryu_wsgi.start_service(type("Manager", (), {"contexts": {"wsgi": context}})())
+    assert len(served) == 1 and isinstance(served[0], Gate) and served[0].inner is context
