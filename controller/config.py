@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.auth.settings import SecuritySettings, security_from_dict
 from controller.errors import ConfigError, ValidationError
 from controller.limits import Limits, limits_from_dict
 from controller.logcfg import LogConfig, logging_from_dict
@@ -41,6 +42,7 @@ class ControllerConfig:
     links: tuple[LinkConfig, ...] = ()
     limits: Limits = field(default_factory=Limits)  # [limits]: quotas and input bounds
     logging: LogConfig = field(default_factory=LogConfig)  # [controller.logging]
+    security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
 
     def monitor_settings(self) -> MonitorSettings:
         """What the network monitor needs to price links."""
@@ -98,7 +100,8 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
-    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits"}, "")
+    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits", "security"},
+                   "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
         raise ValidationError("controller", "must be a table")
@@ -152,6 +155,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         forwarders=_forwarders(data.get("forwarder", [])),
         limits=limits,
         logging=logging_from_dict(ctl.get("logging", {})),
+        security=security_from_dict(data.get("security", {})),
     )
 
 

@@ -19,6 +19,7 @@ CLOCK_CALLS = {("time", "time"), ("time", "monotonic"), ("time", "perf_counter")
 IO_BUILTINS = {"open", "print", "input", "exec", "eval", "breakpoint"}
 # the layers, lowest first: a module may import from its own layer (no cycle) or those below
 LAYERS = (("errors", "validate", "jsonbody"), ("model", "intents", "writes", "limits", "logcfg"),
+          ("auth",),
           ("network",), ("selection",), ("instances",), ("dataplane",), ("config",),
           ("core",), ("views", "admission", "reload"), ("api",))
 
