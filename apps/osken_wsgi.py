@@ -115,7 +115,9 @@ class WSGIApplication:
         if not hasattr(hub, "WSGIServer"):
             raise RuntimeError("the REST API needs os-ken's eventlet hub (OSKEN_HUB_TYPE)")
         conf = cfg.CONF
-        self.server = hub.WSGIServer((conf.wsapi_host, conf.wsapi_port), self)
+        from apps.security import Gate  # every request passes the gate (apps/security.py)
+
+        self.server = hub.WSGIServer((conf.wsapi_host, conf.wsapi_port), Gate(self))
         self.thread = hub.spawn(self.server.serve_forever)
 
     @webob.dec.wsgify(RequestClass=Request)  # type: ignore[untyped-decorator]  # webob is untyped

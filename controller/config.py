@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.auth.settings import SecuritySettings, security_from_dict
 from controller.errors import ConfigError, ValidationError
 from controller.limits import Limits, limits_from_dict
+from controller.logcfg import LogConfig, logging_from_dict
 from controller.model import Service, check_unique, service_from_dict
 from controller.network.monitor import LinkConfig, MonitorSettings
 from controller.selection.decisions import SelectionConfig
@@ -39,6 +41,8 @@ class ControllerConfig:
     services: tuple[Service, ...] = ()
     links: tuple[LinkConfig, ...] = ()
     limits: Limits = field(default_factory=Limits)  # [limits]: quotas and input bounds
+    logging: LogConfig = field(default_factory=LogConfig)  # [controller.logging]
+    security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
 
     def monitor_settings(self) -> MonitorSettings:
         """What the network monitor needs to price links."""
@@ -49,7 +53,7 @@ class ControllerConfig:
 CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeout_s",
                    "store_flush_s", "stats_interval_s", "link_capacity_mbps", "congestion_ms",
                    "use_measured_delay", "probe_timeout_s", "ingresses", "selection", "scoring",
-                   "reconcile_interval_s", "switch_grace_s"}
+                   "reconcile_interval_s", "switch_grace_s", "logging"}
 
 
 def _links(raw: Any) -> tuple[LinkConfig, ...]:
@@ -96,7 +100,8 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
-    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits"}, "")
+    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits", "security"},
+                   "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
         raise ValidationError("controller", "must be a table")
@@ -149,6 +154,8 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         links=_links(data.get("link", [])),
         forwarders=_forwarders(data.get("forwarder", [])),
         limits=limits,
+        logging=logging_from_dict(ctl.get("logging", {})),
+        security=security_from_dict(data.get("security", {})),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agents.signing import read_token
 from mininet_tests.harness import Lab
 from mininet_tests.processes import wait_until
 from mininet_tests.test_fig2 import EDGES, R1, SVC1, client, set_load, wait_shares
@@ -31,7 +32,7 @@ def counts(page: Any) -> dict[str, int]:
 def test_page_shows_figure2_and_follows_an_instance_load(fig2: Lab) -> None:
     """The page shows Figure 2's switches and links, both sites' instances and svc1's decision
     at D-Router 1; loading the instance it prefers moves the decision on the page, with no
-    reload; the browser logs no error."""
+    reload; the browser logs no error but the 401s before it was given the read token."""
     wait_shares(fig2, "svc1", R1, {"10.0.0.21", "10.0.0.31"})
     seen = client(fig2, "c1", SVC1, requests=4)  # some bindings and traffic to show
     assert seen["errors"] == 0, seen
@@ -39,8 +40,13 @@ def test_page_shows_figure2_and_follows_an_instance_load(fig2: Lab) -> None:
     assert fig2.controller is not None
     with browser() as b:
         page = b.new_page(viewport={"width": 1400, "height": 1000})
-        console = Console(page)
+        console = Console(page, allowed=("status of 401",))  # the refused polls before the token
         page.goto(f"{fig2.controller.url}/dyncast/ui/")
+        # authentication is on (the harness's [security]): the page asks for a token on 401
+        assert fig2.controller.creds is not None
+        page.locator("#token").wait_for(state="visible", timeout=15000)
+        page.fill("#token", read_token(fig2.controller.creds.read_token_file))
+        page.press("#token", "Enter")
         page.wait_for_function("() => window.dyncastView && window.dyncastView.polls > 0",
                                timeout=15000)
         assert page.locator("#no-switch").is_hidden()
