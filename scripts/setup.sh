@@ -11,7 +11,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 PY=/usr/bin/python3
-APT_PACKAGES=(openvswitch-switch mininet iperf3 ethtool iproute2 python3-venv postgresql)
+APT_PACKAGES=(openvswitch-switch mininet iperf3 ethtool iproute2 python3-venv postgresql
+    chromium)  # chromium: the web view's browser tests (tests/test_web_browser.py)
 OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
 OVS_SEND_BUFFER=16777216  # bytes; mininet_tests/harness.py has the same (see section 2)
 STAMP="$VENV/.dyncast-installed"
