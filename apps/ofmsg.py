@@ -21,6 +21,7 @@ from controller.intents import (
     PORT_ANY,
     PORT_CONTROLLER,
     Action,
+    Ct,
     FlowMod,
     Intent,
     Learn,
@@ -57,6 +58,28 @@ def _learn(parser: Any, act: Learn) -> Any:
                                 cookie=act.cookie)
 
 
+NX_CT_F_COMMIT = 1
+NX_CT_RECIRC_NONE = 0xFF  # no recirculation: the packet goes on untracked
+NX_NAT_F_DST = 2
+
+
+def _ct(parser: Any, act: Ct) -> Any:
+    """NXActionCT for a Ct intent: an immediate zone; nat and set ct_mark nested in it. A NAT
+    names the address alone (the frameworks encode a port range one field short)."""
+    nested: list[Any] = []
+    if act.nat_dst is not None:
+        nested.append(parser.NXActionNAT(flags=NX_NAT_F_DST, range_ipv4_min=act.nat_dst,
+                                         range_ipv4_max=act.nat_dst))
+    elif act.nat:
+        nested.append(parser.NXActionNAT(flags=0))
+    if act.mark is not None:
+        nested.append(parser.OFPActionSetField(ct_mark=act.mark))
+    return parser.NXActionCT(
+        flags=NX_CT_F_COMMIT if act.commit else 0, zone_src="", zone_ofs_nbits=act.zone,
+        recirc_table=NX_CT_RECIRC_NONE if act.table is None else act.table, alg=0,
+        actions=nested)
+
+
 def _extension(dp: Any, act: Action) -> Any:
     """Actions beyond output and set-field: Nicira resubmit and learn, MPLS push and pop."""
     parser = dp.ofproto_parser
@@ -68,6 +91,8 @@ def _extension(dp: Any, act: Action) -> Any:
         return parser.OFPActionPopMpls(act.ethertype)
     if isinstance(act, Learn):
         return _learn(parser, act)
+    if isinstance(act, Ct):
+        return _ct(parser, act)
     if isinstance(act, Move):
         return parser.NXActionRegMove(src_field=act.src, dst_field=act.dst,
                                       n_bits=MOVE_BITS[act.src])
