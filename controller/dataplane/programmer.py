@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.dataplane.buckets import remap
+from controller.dataplane.conntrack import conntrack_entries
 from controller.dataplane.labels import Labels
 from controller.dataplane.modes import mode_of, service_ident
 from controller.dataplane.reconciler import Reconciler
@@ -123,7 +124,8 @@ class Programmer:
                 moving = self._moves.get((dpid, svc.name), {})
                 for m in moving.values():
                     m.syn_on = now >= m.syn_at
-                desired = [fallback(dpid, svc)] if buckets is None else service_entries(Program(
+                entries = conntrack_entries if mode.tracks else service_entries
+                desired = [fallback(dpid, svc)] if buckets is None else entries(Program(
                     svc, dpid, targets, buckets,
                     tuple((b, self.label(m.old), self.label(m.new), m.syn_on) for b, m in
                           sorted(moving.items()))))

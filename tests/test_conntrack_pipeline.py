@@ -1,0 +1,144 @@
+"""`conntrack` on Figure 2's fake switches: what differs from the other switch-decided modes.
+
+The shared behaviour (new flows spread without the controller, replies from the D-SID,
+established flows kept across a decision change, a reconnected switch) runs for `conntrack` in
+tests/test_pipelines.py. Here: the affinity lives in the switches' connection tracker, so it
+survives a wipe and reinstall of every table, outlasts `idle_timeout`, and is not moved by a
+drain deadline; a lost instance's connections are dropped, not moved."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from controller.errors import ValidationError
+from controller.model import check_unique, service_from_dict
+from controller.network.packet import TCP_ACK, TCP_SYN
+from controller.views import stats_view
+from tests.fakeoftable import FakeOFTable
+from tests.helpers import HOSTS, PORTS
+from tests.test_pipelines import (
+    ATTACHED_PORT,
+    DSID,
+    E21,
+    E31,
+    FLOWS,
+    IDLE_S,
+    NEW_FLOWS,
+    SERVICES,
+    Figure2,
+    connect,
+    to_dsid,
+)
+
+SVC = SERVICES["conntrack"]
+
+
+def test_new_connections_are_committed_by_the_switch_with_the_decisions_instance() -> None:
+    """Every new connection is committed in the service's zone, translated to the instance the
+    decision chose and marked with its label; none reaches the controller."""
+    fig = Figure2(SVC)
+    seen = [fig.go(sport, TCP_SYN) for sport in FLOWS]
+    assert not any(punted for _, punted in seen)
+    conns = fig.net.conntrack.entries(SVC.ct_zone)
+    assert len(conns) == len(FLOWS)
+    labels = {fig.core.programmer.label(d): d for d in (E21, E31)}
+    for c in conns:
+        assert labels[c.mark] == _ip(c.nat_dst)
+    assert Counter(d for d, _ in seen) == {E21: 8, E31: 8}
+
+
+def _ip(value: int | None) -> str:
+    assert value is not None
+    return ".".join(str(value >> s & 0xFF) for s in (24, 16, 8, 0))
+
+
+def test_connections_survive_a_wipe_and_reinstall_of_every_table_with_a_new_decision() -> None:
+    """Every switch loses every entry and gets them again from a decision that no longer names
+    e21: the tracker still holds each connection's instance, replies still come from the D-SID."""
+    fig = Figure2(SVC)
+    placed = connect(fig, FLOWS)
+    fig.busy(E21)
+    for dpid in PORTS:
+        fig.net.switches[dpid] = FakeOFTable(dpid, fig.net.conntrack)
+        fig.apply(fig.core.switch_connected(dpid))
+        fig.apply(fig.core.switch_ports(dpid, PORTS[dpid], fig.now))
+    assert {s: fig.go(s)[0] for s in FLOWS} == placed
+    on_e21 = next(s for s, d in placed.items() if d == E21)
+    back = fig.reply(fig.send("c1", to_dsid("c1", on_e21)).only()).only()
+    assert back.has(ipv4_src=DSID, tcp_dst=on_e21, eth_dst=HOSTS["c1"][1])
+    assert set(connect(fig, NEW_FLOWS).values()) == {E31}
+
+
+def test_affinity_outlasts_the_idle_timeout() -> None:
+    """The tracker's own timeouts (minutes to days), not idle_timeout, end a connection."""
+    fig = Figure2(SVC)
+    placed = connect(fig, FLOWS)
+    fig.busy(E21)
+    fig.advance(fig.now + 3 * IDLE_S)
+    assert {s: fig.go(s)[0] for s in FLOWS} == placed
+
+
+def test_a_lost_instances_connections_are_dropped_and_new_ones_decided_without_it() -> None:
+    """Withdrawn: its entries go, so its tracked connections meet no instance entry (dropped;
+    a TCP client gives up, a new connection is decided afresh); the others keep theirs."""
+    fig = Figure2(SVC)
+    placed = connect(fig, FLOWS)
+    fig.apply(fig.core.withdraw(E21, fig.now))
+    for sport, dbid in placed.items():
+        res = fig.send("c1", to_dsid("c1", sport))
+        assert not res.to_controller
+        if dbid == E21:
+            assert res.outputs == []
+        else:
+            assert fig.instance(res.only()) == E31
+    assert set(connect(fig, NEW_FLOWS).values()) == {E31}
+
+
+def test_a_drain_deadline_leaves_connections_on_their_instance_and_ends_a_retirement() -> None:
+    """The controller does not read the trackers: a retiring instance is stopped at its drain
+    deadline, not before, and without one it is not stopped; its connections stay on it."""
+    fig = Figure2(SVC)
+    placed = connect(fig, FLOWS)
+    fig.apply(fig.core.deactivate(E21, None, fig.now)[1])
+    fig.advance(fig.now + 3 * IDLE_S)
+    assert stats_view(fig.core).get("deactivations", 0) == 0
+    assert {s: fig.go(s)[0] for s in FLOWS} == placed
+    assert set(connect(fig, NEW_FLOWS).values()) == {E31}
+    fig.apply(fig.core.deactivate(E31, 3.0, fig.now)[1])
+    fig.advance(fig.now + 2)
+    assert stats_view(fig.core).get("deactivations", 0) == 0
+    fig.advance(fig.now + 2)
+    assert stats_view(fig.core).get("deactivations", 0) == 1
+
+
+def test_an_instances_own_traffic_from_its_service_port_is_left_alone() -> None:
+    """A client talking to an instance's D-BID directly gets its replies unchanged (only
+    connections committed through the D-SID are translated back)."""
+    fig = Figure2(SVC)
+    ip = HOSTS["c1"][0]
+    e21_mac = HOSTS["e21"][1]
+    hop = fig.send("c1", {**to_dsid("c1", 45000, TCP_SYN), "ipv4_dst": E21,
+                          "eth_dst": e21_mac}).only()
+    assert (hop.dpid, hop.port) == ATTACHED_PORT[E21] and hop["ipv4_dst"] == E21
+    back = fig.reply(hop)
+    assert back.only().has(ipv4_src=E21, eth_src=e21_mac, ipv4_dst=ip, tcp_flags=TCP_SYN | TCP_ACK)
+
+
+def test_config_refuses_overlay_and_a_shared_zone() -> None:
+    base = {"name": "s", "dsid": "10.0.100.9", "protocol": "tcp", "port": 80,
+            "dataplane": "conntrack"}
+    assert service_from_dict(base).ct_zone == 100 << 8 | 9
+    with pytest.raises(ValidationError) as err:
+        service_from_dict({**base, "overlay": True})
+    assert err.value.field == "overlay"
+    with pytest.raises(ValidationError) as err:
+        service_from_dict({k: v for k, v in base.items() if k not in ("protocol", "port")})
+    assert err.value.field == "dataplane"
+    twin = service_from_dict({**base, "name": "t", "dsid": "10.1.100.9"})
+    with pytest.raises(ValidationError, match="zone 25609"):
+        check_unique((service_from_dict(base), twin))
+    check_unique((service_from_dict(base), service_from_dict({**twin.to_dict(),
+                                                              "dataplane": "bucket"})))
+    assert service_from_dict({**base, "dsid": "10.0.0.0"}).ct_zone == 0xFFFF
