@@ -22,6 +22,7 @@ from controller.intents import (
     PORT_CONTROLLER,
     Action,
     Ct,
+    CtFlush,
     FlowMod,
     Intent,
     Learn,
@@ -153,10 +154,37 @@ def packet_out(dp: Any, po: PacketOut) -> Any:
                                actions=_actions(dp, po.actions), data=po.data)
 
 
+NX_VENDOR_ID = 0x00002320
+NXT_CT_FLUSH = 32
+NXT_CT_REPLY_TUPLE, NXT_CT_ZONE_ID = 1, 2  # NXT_CT_FLUSH properties
+NXT_CT_SRC, NXT_CT_SRC_PORT = 0, 2  # ... nested in a tuple
+
+
+def _prop(kind: int, value: bytes) -> bytes:
+    """An OpenFlow property (type, length, value), padded to 8 bytes."""
+    length = 4 + len(value)
+    return struct.pack("!HH", kind, length) + value + bytes(-length % 8)
+
+
+def ct_flush_body(act: CtFlush) -> bytes:
+    """The body of an NXT_CT_FLUSH (OVS 3.1): the protocol (7 zero bytes follow), the reply
+    direction's source (an IPv4-mapped IPv6 address) and port, and the zone; fields left out
+    match anything."""
+    mapped = bytes(10) + b"\xff\xff" + socket.inet_aton(act.reply_src)
+    reply = (_prop(NXT_CT_SRC, mapped)
+             + _prop(NXT_CT_SRC_PORT, struct.pack("!H2x", act.reply_sport)))  # 16 bits, 8 long
+    nested = struct.pack("!HH4x", NXT_CT_REPLY_TUPLE, 8 + len(reply)) + reply  # 8-aligned
+    return (struct.pack("!B7x", act.ip_proto) + nested
+            + _prop(NXT_CT_ZONE_ID, struct.pack("!H2x", act.zone)))
+
+
 def to_message(dp: Any, intent: Intent) -> Any:
     """The OpenFlow message for any intent."""
     if isinstance(intent, FlowMod):
         return flow_mod(dp, intent)
+    if isinstance(intent, CtFlush):
+        return dp.ofproto_parser.OFPExperimenter(dp, NX_VENDOR_ID, NXT_CT_FLUSH,
+                                                 ct_flush_body(intent))
     return packet_out(dp, intent)
 
 
@@ -333,6 +361,8 @@ def encode(intent: Intent, xid: int) -> bytes:
             intent.table, command, intent.idle_timeout, intent.hard_timeout, intent.priority,
             OFP_NO_BUFFER, PORT_ANY, OFPG_ANY,
             OFPFF_SEND_FLOW_REM if intent.notify_removal else 0) + body
+    if isinstance(intent, CtFlush):
+        raise Unsupported("CtFlush")
     acts = _encode_actions(intent.actions)
     in_port = PORT_CONTROLLER if intent.in_port is None else intent.in_port
     return _PACKET_OUT.pack(OFP_VERSION, OFPT_PACKET_OUT, 24 + len(acts) + len(intent.data),

@@ -215,7 +215,19 @@ class PacketOut:
     in_port: int | None = None
 
 
-Intent = FlowMod | PacketOut
+@dataclass(frozen=True, slots=True)
+class CtFlush:
+    """Make switch `dpid`'s connection tracker (its ovs-vswitchd's) forget the connections of
+    `zone` whose replies come from `reply_src` port `reply_sport` (OVS 3.1+ NXT_CT_FLUSH)."""
+
+    dpid: int
+    zone: int
+    ip_proto: int
+    reply_src: str
+    reply_sport: int
+
+
+Intent = FlowMod | PacketOut | CtFlush
 
 
 def match(**fields: MatchValue) -> Match:

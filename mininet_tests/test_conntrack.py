@@ -45,11 +45,19 @@ def commits_to(dbid: str | None) -> bool:
 def test_conntrack_steers_new_flows_without_packet_in_and_keeps_a_held_one(fig2: Lab) -> None:
     """New connections: no packet-in, both instances, replies from the D-SID (the client only
     ever talks to it); a held connection keeps its instance when the decision moves away; the
-    tracker holds the connections, in svc1's zone, marked and translated."""
+    tracker holds the connections, in svc1's zone, marked and translated; withdrawing e2 flushes
+    its connections from the tracker (NXT_CT_FLUSH), not e3's."""
     _steer_and_keep(fig2, follows=commits_to)
     entries = conntrack()
     assert any("dst=10.0.100.1" in e and "mark=" in e for e in entries), entries
     assert not _entries("r1", CookieKind.LEARNED_FWD) and not _entries("r1", CookieKind.PIN)
+    e2 = lambda: [e for e in conntrack() if "reply=(src=10.0.0.21,"  # noqa: E731
+                  in e and "sport=8000" in e]
+    assert e2(), entries
+    status, _ = fig2.rest("DELETE", "/instances/10.0.0.21")
+    assert status == 200
+    wait_until(lambda: not e2(), 5, lambda: f"e2's connections not flushed: {e2()}")
+    assert any("reply=(src=10.0.0.31," in e for e in conntrack())  # e3's stay
 
 
 @pytest.mark.parametrize("fig2", [{"config": CONFIG}], indirect=True)

@@ -8,7 +8,8 @@ then `+trk+est`; a reply is `+trk+est+rpl`; an unknown packet is `+trk+new` and 
 remembered when committed. `nat` applies a connection's destination translation both ways
 (the original direction gets the new destination, replies get the original destination back as
 their source); `commit` with `nat_dst` sets it (the address only), with `mark` sets ct_mark
-(also on a connection already committed, as `exec(set_field:..->ct_mark)` does). Not modelled:
+(also on a connection already committed, as `exec(set_field:..->ct_mark)` does). `forget`
+is what an NXT_CT_FLUSH naming a reply source does. Not modelled:
 timeouts, TCP state (a FIN or RST ends nothing), `+inv`, `+rel`, port translation, limits.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.intents import CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct
+from controller.intents import CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, CtFlush
 
 Tuple = tuple[int, int, int, int, int]  # ip_proto, source, destination, source/dest port
 
@@ -62,6 +63,13 @@ class Conntrack:
     def flush(self, zone: int | None = None) -> None:
         """Forget every connection (of one zone), as `ovs-appctl dpctl/flush-conntrack`."""
         self.conns = {k: v for k, v in self.conns.items() if zone not in (None, k[0])}
+
+    def forget(self, flush: CtFlush) -> None:
+        """Forget the connections an NXT_CT_FLUSH names (zone, protocol, reply source, port)."""
+        for conn in self.entries(flush.zone):
+            proto, src, _, sport, _ = conn.reply
+            if (proto, src, sport) == (flush.ip_proto, _ipv4(flush.reply_src), flush.reply_sport):
+                del self.conns[(conn.zone, conn.orig)], self.conns[(conn.zone, conn.reply)]
 
     def track(self, act: Ct, pkt: dict[str, int]) -> dict[str, int]:
         """The packet as `act` hands it back tracked (a copy, with ct_state, ct_zone, ct_mark);

@@ -24,6 +24,7 @@ from controller.intents import (
     PORT_IN,
     Action,
     Ct,
+    CtFlush,
     FlowMod,
     Intent,
     Learn,
@@ -369,6 +370,8 @@ class FakeNetwork:
         for intent in intents:
             if isinstance(intent, FlowMod):
                 self.switch(intent.dpid).apply(intent, now)
+            elif isinstance(intent, CtFlush):
+                self.conntrack.forget(intent)
             else:
                 res = res.merge(self._follow(self.switch(intent.dpid).packet_out(intent, now),
                                              now, 0))

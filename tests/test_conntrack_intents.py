@@ -8,13 +8,14 @@ import subprocess
 
 import pytest
 
-from apps.ofmsg import Unsupported, encode
+from apps.ofmsg import Unsupported, encode, serialise
 from controller.intents import (
     CT_EST,
     CT_NEW,
     CT_RPL,
     CT_TRK,
     Ct,
+    CtFlush,
     FlowMod,
     Output,
     SetField,
@@ -133,3 +134,39 @@ def test_the_tracker_outlives_the_flow_tables_and_is_shared_by_the_switches() ->
     assert b.lookup(pkt(DBID, CLIENT, 8000, 40002), 2).only()["ipv4_src"] == DSID
     net.conntrack.flush(ZONE)
     assert not net.conntrack.entries()
+
+
+FLUSH = CtFlush(1, ZONE, 6, DBID, 8000)
+
+
+@pytest.mark.skipif(shutil.which("ovs-ofctl") is None, reason="needs ovs-ofctl to decode")
+def test_ct_flush_decodes_in_open_vswitch_as_meant(dp: FakeDatapath) -> None:
+    """NXT_CT_FLUSH (OVS 3.1): the zone's TCP connections answered from D-BID:8000; the bytes
+    are the ones `ovs-ofctl ct-flush SWITCH zone=25601 '' 'ct_nw_src=10.0.0.21,ct_nw_proto=6,
+    ct_tp_src=8000'` sends (recorded from it), up to the transaction id."""
+    raw = framework_bytes(dp, FLUSH, 2)
+    assert raw.hex() == ("04040048000000020000232000000020060000000000000000010028000000000000"
+                         "001400000000000000000000ffff0a00001500000000000200081f40000000020008"
+                         "64010000")
+    printed = _ofp_print(raw)
+    assert "NXT_CT_FLUSH" in printed and "zone=25601" in printed, printed
+    assert "'ct_nw_src=10.0.0.21,ct_nw_dst=::,ct_tp_src=8000,ct_tp_dst=0'" in printed, printed
+
+
+def test_the_fast_encoder_leaves_ct_flush_to_the_framework(dp: FakeDatapath) -> None:
+    with pytest.raises(Unsupported):
+        encode(FLUSH, 1)
+    assert serialise(dp, [FLUSH]) == framework_bytes(dp, FLUSH, 1)
+
+
+def test_the_fake_tracker_forgets_what_a_flush_names() -> None:
+    net = FakeNetwork([])
+    sw = net.switch(1)
+    for fm in tracker_switch().entries():
+        sw.apply(fm)
+    sw.lookup(pkt(CLIENT, DSID, 40002, 8000), 1)
+    net.apply([CtFlush(1, ZONE, 6, "10.0.0.31", 8000), CtFlush(1, ZONE + 1, 6, DBID, 8000),
+               CtFlush(1, ZONE, 17, DBID, 8000)])
+    assert len(net.conntrack.entries()) == 1
+    net.apply([FLUSH])
+    assert net.conntrack.entries() == []

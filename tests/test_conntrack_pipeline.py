@@ -1,10 +1,11 @@
 """`conntrack` on Figure 2's fake switches: what differs from the other switch-decided modes.
 
 The shared behaviour (new flows spread without the controller, replies from the D-SID,
-established flows kept across a decision change, a reconnected switch) runs for `conntrack` in
-tests/test_pipelines.py. Here: the affinity lives in the switches' connection tracker, so it
-survives a wipe and reinstall of every table, outlasts `idle_timeout`, and is not moved by a
-drain deadline; a lost instance's connections are dropped, not moved."""
+established flows kept across a decision change, a reconnected switch, a lost instance's and a
+drain deadline's flows moved) runs for `conntrack` in tests/test_pipelines.py. Here: the
+affinity lives in the switches' connection tracker, so it survives a wipe and reinstall of
+every table and outlasts `idle_timeout`; a lost instance's connections are flushed from it;
+a retirement waits for its drain deadline (the trackers are not read)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections import Counter
 import pytest
 
 from controller.errors import ValidationError
+from controller.intents import CtFlush
 from controller.model import check_unique, service_from_dict
 from controller.network.packet import TCP_ACK, TCP_SYN
 from controller.views import stats_view
@@ -80,25 +82,25 @@ def test_affinity_outlasts_the_idle_timeout() -> None:
     assert {s: fig.go(s)[0] for s in FLOWS} == placed
 
 
-def test_a_lost_instances_connections_are_dropped_and_new_ones_decided_without_it() -> None:
-    """Withdrawn: its entries go, so its tracked connections meet no instance entry (dropped;
-    a TCP client gives up, a new connection is decided afresh); the others keep theirs."""
+def test_a_lost_instances_connections_are_flushed_from_the_tracker() -> None:
+    """Withdrawn: every switch is told to flush the zone's connections answered from its
+    D-BID and service port (NXT_CT_FLUSH), so they are decided again without it (UDP flows
+    move; a TCP connection's next segment is not a SYN: Open vSwitch calls it invalid and
+    drops it, and the client opens a new one); the others keep theirs."""
     fig = Figure2(SVC)
     placed = connect(fig, FLOWS)
-    fig.apply(fig.core.withdraw(E21, fig.now))
-    for sport, dbid in placed.items():
-        res = fig.send("c1", to_dsid("c1", sport))
-        assert not res.to_controller
-        if dbid == E21:
-            assert res.outputs == []
-        else:
-            assert fig.instance(res.only()) == E31
-    assert set(connect(fig, NEW_FLOWS).values()) == {E31}
+    flushes = [i for i in fig.core.withdraw(E21, fig.now) if isinstance(i, CtFlush)]
+    assert {(f.zone, f.reply_src, f.reply_sport) for f in flushes} == {(SVC.ct_zone, E21, 8000)}
+    assert sorted(f.dpid for f in flushes) == sorted(PORTS)
+    fig.apply(flushes)
+    assert {_ip(c.nat_dst) for c in fig.net.conntrack.entries(SVC.ct_zone)} == {E31}
+    assert len(fig.net.conntrack.entries()) == sum(d == E31 for d in placed.values())
 
 
-def test_a_drain_deadline_leaves_connections_on_their_instance_and_ends_a_retirement() -> None:
+def test_a_retirement_without_a_deadline_waits_and_one_with_a_deadline_ends_there() -> None:
     """The controller does not read the trackers: a retiring instance is stopped at its drain
-    deadline, not before, and without one it is not stopped; its connections stay on it."""
+    deadline (its connections flushed, so decided again), not before, and without one it is
+    not stopped; until then its connections stay on it."""
     fig = Figure2(SVC)
     placed = connect(fig, FLOWS)
     fig.apply(fig.core.deactivate(E21, None, fig.now)[1])

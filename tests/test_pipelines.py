@@ -41,7 +41,7 @@ SWITCH_DECIDES = [m for m in ALL if m != "reactive"]
 # a decision change moves no live flow
 KEEPS_FLOWS = ["reactive", "learn", "learn-overlay", "conntrack"]
 BUCKETS = ["bucket", "bucket-overlay"]
-# flows kept by the controller or the flow tables (conntrack: tests/test_conntrack_pipeline.py)
+# flows whose end the controller sees (conntrack: tests/test_conntrack_pipeline.py)
 TABLE_KEPT = [m for m in ALL if m != "conntrack"]
 SYN_DELAY_S = 1.0  # controller/dataplane/rules.py: new connections move this long into a move
 
@@ -243,7 +243,7 @@ def test_drained_instance_gets_no_new_flow_but_keeps_its_own(mode: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["withdrawn", "port down"])
-@pytest.mark.parametrize("mode", TABLE_KEPT)
+@pytest.mark.parametrize("mode", ALL)
 def test_lost_instance_loses_its_flows_to_the_remaining_one(mode: str, how: str) -> None:
     """A withdrawn or unreachable instance's flows and new ones go to the remaining instance."""
     fig = Figure2(SERVICES[mode])
@@ -273,7 +273,7 @@ def test_affinity_lasts_while_a_flow_sends_and_ends_when_it_idles_out(mode: str)
     assert fig.go(idle, TCP_SYN)[0] == E31
 
 
-@pytest.mark.parametrize("mode", TABLE_KEPT)
+@pytest.mark.parametrize("mode", ALL)
 def test_drain_deadline_moves_the_remaining_flows(mode: str) -> None:
     """At a drained instance's deadline its remaining flows move to a live instance (README)."""
     fig = Figure2(SERVICES[mode])

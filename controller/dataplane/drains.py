@@ -19,8 +19,9 @@ entry the switches learned or pinned for it is deleted: the next packet of each 
 takes the current decision, which no longer names the instance (docs/decisions.md, "Drain").
 `conntrack` flows live in the switches' connection trackers, which the controller does not read
 yet: an instance of such a service is reached until its drain deadline has passed (a retiring
-one is stopped then; one retiring without a deadline is never stopped by the controller), and
-its connections stay in the tracker, on it, until it is gone (docs/dataplanes.md, `conntrack`).
+one is stopped then; one retiring without a deadline is never stopped by the controller); at
+the deadline the trackers are told to flush its connections, which are then decided again
+(docs/dataplanes.md, `conntrack`).
 """
 
 from __future__ import annotations
@@ -113,4 +114,4 @@ class Drains:
         if self.programmer.release(inst.dbid):
             insts = self.operations.catalogue.of_service(svc.name)
             intents += self.programmer.program(svc, insts, now, self.fallback)
-        return intents + self.programmer.lost(inst.dbid)
+        return intents + self.programmer.lost(inst.dbid, svc)

@@ -29,6 +29,7 @@ from controller.dataplane.rules import (
 from controller.intents import (
     TABLE_AFFINITY,
     CookieKind,
+    CtFlush,
     FlowMod,
     Intent,
     SwitchEntry,
@@ -282,9 +283,10 @@ class Programmer:
                 done.add(name)
         return done
 
-    def lost(self, dbid: str) -> list[Intent]:
-        """An instance died or left: drop the flows the switches learned for it (they are
-        decided again from the buckets, which no longer point to it)."""
+    def lost(self, dbid: str, svc: Service | None = None) -> list[Intent]:
+        """An instance died or left: drop the flows the switches learned for it, and (its
+        service `svc` on `conntrack`) the connections their trackers hold for it; they are
+        decided again from the buckets, which no longer point to it."""
         label = self.labels.get(dbid)
         if label is None:
             return []
@@ -293,6 +295,8 @@ class Programmer:
             for kind in (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN):
                 out.append(FlowMod(dpid, TABLE_AFFINITY, 0, (), command="delete",
                                    cookie=cookie(kind, label), cookie_mask=(1 << 64) - 1))
+            if svc is not None and mode_of(svc).tracks:
+                out.append(CtFlush(dpid, svc.ct_zone, svc.ip_proto or 6, dbid, svc.port or 0))
         return out
 
     def remove(self, svc: Service, dbids: list[str]) -> list[Intent]:
@@ -305,7 +309,7 @@ class Programmer:
             del self._maps[key]
             self._moves.pop(key, None)
         for dbid in dbids:
-            out += self.lost(dbid)
+            out += self.lost(dbid, svc)
         return out
 
     def forget_switch(self, dpid: int) -> None:
