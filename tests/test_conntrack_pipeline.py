@@ -13,13 +13,15 @@ from collections import Counter
 
 import pytest
 
+from controller.api import Api
 from controller.errors import ValidationError
 from controller.intents import CtFlush
 from controller.model import check_unique, service_from_dict
 from controller.network.packet import TCP_ACK, TCP_SYN
 from controller.views import stats_view
 from tests.fakeoftable import FakeOFTable
-from tests.helpers import HOSTS, PORTS
+from tests.helpers import HOSTS, PORTS, figure2_core
+from tests.test_api import _call
 from tests.test_pipelines import (
     ATTACHED_PORT,
     DSID,
@@ -144,3 +146,18 @@ def test_config_refuses_overlay_and_a_shared_zone() -> None:
     check_unique((service_from_dict(base), service_from_dict({**twin.to_dict(),
                                                               "dataplane": "bucket"})))
     assert service_from_dict({**base, "dsid": "10.0.0.0"}).ct_zone == 0xFFFF
+
+
+def test_the_api_refuses_overlay_and_a_zone_clash_and_changes_nothing() -> None:
+    """Through the REST API: a clear 4xx naming the field, and the catalogue unchanged."""
+    api = Api(figure2_core())
+    svc1 = {**SVC.to_dict(), "affinity": {"key": "5-tuple", "idle_timeout": 5}}
+    assert _call(api, "PUT", "services/svc1", svc1).status == 200
+    before = dict(api.core.catalogue.services)
+    clash = {**svc1, "name": "svc3", "dsid": "10.9.100.1"}  # same low 16 bits as 10.0.100.1
+    overlay = {**svc1, "name": "svc3", "dsid": "10.0.100.3", "overlay": True}
+    for body, field in ((clash, "dsid"), (overlay, "overlay")):
+        reply = _call(api, "POST", "services", body)
+        assert 400 <= reply.status < 500 and reply.body.get("field", "").endswith(field), reply
+        assert dict(api.core.catalogue.services) == before
+    assert _call(api, "POST", "services", {**clash, "dataplane": "bucket"}).status == 201
