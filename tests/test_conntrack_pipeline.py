@@ -161,3 +161,26 @@ def test_the_api_refuses_overlay_and_a_zone_clash_and_changes_nothing() -> None:
         assert 400 <= reply.status < 500 and reply.body.get("field", "").endswith(field), reply
         assert dict(api.core.catalogue.services) == before
     assert _call(api, "POST", "services", {**clash, "dataplane": "bucket"}).status == 201
+
+
+def test_a_d_forwarder_commits_by_its_d_routers_bucket_map(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """r2 as a D-Forwarder of r1: r2 holds r1's bucket map, so its clients' new connections are
+    committed, with no packet-in, to the instances r1's decision names; replies from the D-SID."""
+    import tests.test_pipelines as pipelines
+    from controller.config import ControllerConfig
+    from controller.intents import TABLE_DECISION
+
+    monkeypatch.setattr(pipelines, "ControllerConfig", lambda services: ControllerConfig(
+        services=services, forwarders=((2, 1),)))
+    fig = Figure2(SVC)
+    assert all(k[0] != 2 for k in fig.core.engine.decisions)
+
+    def commits(dpid: int) -> list[object]:
+        return [(fm.match, fm.actions) for fm in fig.net.switch(dpid).entries(TABLE_DECISION)
+                if fm.cookie >> 48 & 0xFF == 5]
+    assert commits(2) and commits(2) == commits(1)
+    seen = [fig.go(sport, TCP_SYN, client="c2") for sport in FLOWS]
+    assert not any(punted for _, punted in seen) and {d for d, _ in seen} == {E21, E31}
+    hop = fig.send("c2", to_dsid("c2", FLOWS[0])).only()
+    assert fig.reply(hop).only().has(ipv4_src=DSID, ipv4_dst=HOSTS["c2"][0])
