@@ -21,6 +21,8 @@ from controller.intents import (
     PORT_ANY,
     PORT_CONTROLLER,
     Action,
+    Ct,
+    CtFlush,
     FlowMod,
     Intent,
     Learn,
@@ -57,6 +59,28 @@ def _learn(parser: Any, act: Learn) -> Any:
                                 cookie=act.cookie)
 
 
+NX_CT_F_COMMIT = 1
+NX_CT_RECIRC_NONE = 0xFF  # no recirculation: the packet goes on untracked
+NX_NAT_F_DST = 2
+
+
+def _ct(parser: Any, act: Ct) -> Any:
+    """NXActionCT for a Ct intent: an immediate zone; nat and set ct_mark nested in it. A NAT
+    names the address alone (the frameworks encode a port range one field short)."""
+    nested: list[Any] = []
+    if act.nat_dst is not None:
+        nested.append(parser.NXActionNAT(flags=NX_NAT_F_DST, range_ipv4_min=act.nat_dst,
+                                         range_ipv4_max=act.nat_dst))
+    elif act.nat:
+        nested.append(parser.NXActionNAT(flags=0))
+    if act.mark is not None:
+        nested.append(parser.OFPActionSetField(ct_mark=act.mark))
+    return parser.NXActionCT(
+        flags=NX_CT_F_COMMIT if act.commit else 0, zone_src="", zone_ofs_nbits=act.zone,
+        recirc_table=NX_CT_RECIRC_NONE if act.table is None else act.table, alg=0,
+        actions=nested)
+
+
 def _extension(dp: Any, act: Action) -> Any:
     """Actions beyond output and set-field: Nicira resubmit and learn, MPLS push and pop."""
     parser = dp.ofproto_parser
@@ -68,6 +92,8 @@ def _extension(dp: Any, act: Action) -> Any:
         return parser.OFPActionPopMpls(act.ethertype)
     if isinstance(act, Learn):
         return _learn(parser, act)
+    if isinstance(act, Ct):
+        return _ct(parser, act)
     if isinstance(act, Move):
         return parser.NXActionRegMove(src_field=act.src, dst_field=act.dst,
                                       n_bits=MOVE_BITS[act.src])
@@ -128,10 +154,37 @@ def packet_out(dp: Any, po: PacketOut) -> Any:
                                actions=_actions(dp, po.actions), data=po.data)
 
 
+NX_VENDOR_ID = 0x00002320
+NXT_CT_FLUSH = 32
+NXT_CT_REPLY_TUPLE, NXT_CT_ZONE_ID = 1, 2  # NXT_CT_FLUSH properties
+NXT_CT_SRC, NXT_CT_SRC_PORT = 0, 2  # ... nested in a tuple
+
+
+def _prop(kind: int, value: bytes) -> bytes:
+    """An OpenFlow property (type, length, value), padded to 8 bytes."""
+    length = 4 + len(value)
+    return struct.pack("!HH", kind, length) + value + bytes(-length % 8)
+
+
+def ct_flush_body(act: CtFlush) -> bytes:
+    """The body of an NXT_CT_FLUSH (OVS 3.1): the protocol (7 zero bytes follow), the reply
+    direction's source (an IPv4-mapped IPv6 address) and port, and the zone; fields left out
+    match anything."""
+    mapped = bytes(10) + b"\xff\xff" + socket.inet_aton(act.reply_src)
+    reply = (_prop(NXT_CT_SRC, mapped)
+             + _prop(NXT_CT_SRC_PORT, struct.pack("!H2x", act.reply_sport)))  # 16 bits, 8 long
+    nested = struct.pack("!HH4x", NXT_CT_REPLY_TUPLE, 8 + len(reply)) + reply  # 8-aligned
+    return (struct.pack("!B7x", act.ip_proto) + nested
+            + _prop(NXT_CT_ZONE_ID, struct.pack("!H2x", act.zone)))
+
+
 def to_message(dp: Any, intent: Intent) -> Any:
     """The OpenFlow message for any intent."""
     if isinstance(intent, FlowMod):
         return flow_mod(dp, intent)
+    if isinstance(intent, CtFlush):
+        return dp.ofproto_parser.OFPExperimenter(dp, NX_VENDOR_ID, NXT_CT_FLUSH,
+                                                 ct_flush_body(intent))
     return packet_out(dp, intent)
 
 
@@ -308,6 +361,8 @@ def encode(intent: Intent, xid: int) -> bytes:
             intent.table, command, intent.idle_timeout, intent.hard_timeout, intent.priority,
             OFP_NO_BUFFER, PORT_ANY, OFPG_ANY,
             OFPFF_SEND_FLOW_REM if intent.notify_removal else 0) + body
+    if isinstance(intent, CtFlush):
+        raise Unsupported("CtFlush")
     acts = _encode_actions(intent.actions)
     in_port = PORT_CONTROLLER if intent.in_port is None else intent.in_port
     return _PACKET_OUT.pack(OFP_VERSION, OFPT_PACKET_OUT, 24 + len(acts) + len(intent.data),

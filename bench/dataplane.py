@@ -11,7 +11,8 @@ client is c1 at r1. Modes on the same network, switched with `PUT /dyncast/v1/se
 in interleaved rounds (each round runs every mode once, in a shuffled order):
 - `static`: the floor, a pre-installed wildcard rewrite at r1 (ovs-ofctl, priority above ours)
   to e2 and back: no controller, no per-flow state;
-- `reactive`, `learn`, `bucket`: the controller's dataplanes.
+- `reactive`, `learn`, `bucket`, `conntrack`: the controller's dataplanes (`conntrack` keeps
+  its per-connection state in Open vSwitch's connection tracker, not in r1's flow table).
 Per mode and round: the median connect()-to-first-byte time over N fresh sequential
 connections and the new connections per second one epoll client sustains with 64 in flight,
 counting only those answered by an instance of the decision; the ratios against `static` are
@@ -47,7 +48,8 @@ from topologies.figure2 import Figure2Topo, configure, figure2_graph, hosts_of  
 RESULTS = ROOT / "bench" / "results" / "dataplane.txt"
 HOSTS = ROOT / "bench" / "dataplane_hosts.py"
 INSTANCES = {"e2": ("10.0.0.21", "i1"), "e3": ("10.0.0.31", "i2")}
-MODES = ("static", "reactive", "learn", "bucket")
+MODES = ("static", "reactive", "learn", "bucket", "conntrack")
+PER_FLOW_KINDS = {2, 3, 7, 8, 9}  # cookie kinds: reactive bindings, learned entries, pins
 CONFIG = """
 [controller]
 store_url = "sqlite:///dyncast.db"
@@ -128,13 +130,14 @@ def client(lab: Lab, *args: str) -> dict[str, Any]:
 
 def svc_entries_at_r1() -> tuple[int, int]:
     """(all entries, per-flow entries) r1 holds for svc1: per-service, per-bucket and per-instance
-    entries, plus per-flow ones (reactive bindings in table 0, learned entries and pins in 2)."""
+    entries, plus per-flow ones (reactive bindings in table 0, learned entries and pins in 2,
+    told by their cookie kind)."""
     total = per_flow = 0
     for f in dump_flows("r1"):
         if f["table"] not in (0, 2, 3, 4) or f["priority"] in (0, 50000, 60000):
             continue
         total += 1
-        if (f["table"] == 0 and f["priority"] == 2000) or f["table"] == 2:
+        if (f["cookie"] >> 48) & 0xFF in PER_FLOW_KINDS:
             per_flow += 1
     return total, per_flow
 

@@ -239,7 +239,7 @@ class Core:
         inst = self.operations.withdraw(dbid)
         self.decisions.forget_instance(dbid)
         return (self._recompute(inst.service, now) + self.flows.move(dbid, now)
-                + self.programmer.lost(dbid))
+                + self.programmer.lost(dbid, self.catalogue.services.get(inst.service)))
 
     def report(self, dbid: str, metrics: Metrics, now: float) -> list[Intent]:
         """One report on its own: record it, recompute (a burst: `intake.apply`, one `flush`)."""
@@ -310,7 +310,7 @@ class Core:
         if mode_of(svc).programmed(svc):
             intents += self.programmer.program(svc, insts, now, service_punt)
             for dbid in went_down:
-                intents += self.programmer.lost(dbid)
+                intents += self.programmer.lost(dbid, svc)
             self.operations.labelled(self.programmer.labels.take_assigned())
         return intents
 

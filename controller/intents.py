@@ -155,7 +155,35 @@ class Move:
     dst: str
 
 
-Action = SetField | Output | Resubmit | PushMpls | PopMpls | Learn | Move
+@dataclass(frozen=True, slots=True)
+class Ct:
+    """Send the packet through the switch's connection tracker in `zone` (Nicira `ct`).
+
+    `nat`: apply the translation the connection already has (either direction); `nat_dst`
+    (with `commit`): translate a new connection's destination address to it (the address only:
+    Ryu 4.34 and os-ken 3.1.1 encode a port range one field short, which OVS refuses);
+    `commit`: make the connection's entry (with `mark` put in its ct_mark); `table`: look the
+    tracked packet up again from that table (recirculation; its ct_state, ct_zone and ct_mark
+    are then known), else the packet goes on untracked. Match a tracked packet with `ct_state`
+    (CT_* bits, masked), `ct_zone` and `ct_mark`."""
+
+    zone: int
+    table: int | None = None
+    commit: bool = False
+    nat: bool = False
+    nat_dst: str | None = None
+    mark: int | None = None
+
+
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+def ct_state(*, on: int = 0, off: int = 0) -> tuple[int, int]:
+    """A masked ct_state match: the CT_* bits `on` set and `off` clear."""
+    return on, on | off
+
+
+Action = SetField | Output | Resubmit | PushMpls | PopMpls | Learn | Move | Ct
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +215,19 @@ class PacketOut:
     in_port: int | None = None
 
 
-Intent = FlowMod | PacketOut
+@dataclass(frozen=True, slots=True)
+class CtFlush:
+    """Make switch `dpid`'s connection tracker (its ovs-vswitchd's) forget the connections of
+    `zone` whose replies come from `reply_src` port `reply_sport` (OVS 3.1+ NXT_CT_FLUSH)."""
+
+    dpid: int
+    zone: int
+    ip_proto: int
+    reply_src: str
+    reply_sport: int
+
+
+Intent = FlowMod | PacketOut | CtFlush
 
 
 def match(**fields: MatchValue) -> Match:

@@ -113,7 +113,14 @@ class Service:
     policy: str = "dyncast"  # how new flows are shared among instances: SELECTION_POLICIES
     dataplane: str = "reactive"  # who keeps affinity: DATAPLANES (controller/dataplane/modes.py)
     overlay: bool = False  # instances answer on the D-SID; steered by label, no translation
-    buckets: int = 64  # decision entries per ingress in `learn` and `bucket` modes
+    buckets: int = 64  # decision entries per ingress in `learn`, `bucket`, `conntrack` modes
+
+    @property
+    def ct_zone(self) -> int:
+        """`conntrack` mode: the connection-tracker zone of the service, the low 16 bits of its
+        D-SID (0xFFFF for x.x.0.0: zone 0 is everyone's); unique among conntrack services."""
+        _, _, c, d = (int(x) for x in self.dsid.split("."))
+        return (c << 8 | d) or 0xFFFF
 
     @property
     def ip_proto(self) -> int | None:
@@ -147,7 +154,7 @@ class Service:
 
 SERVICE_KEYS = {"name", "dsid", "protocol", "port", "affinity", "weights", "base_delay_ms",
                 "delay_budget_ms", "scaling", "policy", "dataplane", "overlay", "buckets"}
-DATAPLANES = ("reactive", "learn", "bucket")
+DATAPLANES = ("reactive", "learn", "bucket", "conntrack")
 MAX_BUCKETS = 4096
 # selection policies (controller/selection/engine.py): joint cost (default), network only,
 # compute only, equal shares in turn, uniformly random
@@ -231,6 +238,9 @@ def _dataplane(data: Mapping[str, Any], where: str, protocol: str | None,
     overlay = data.get("overlay", False)
     if not isinstance(overlay, bool):
         raise ValidationError(f"{where}overlay", f"must be true or false, got {overlay!r}")
+    if overlay and dataplane == "conntrack":
+        raise ValidationError(f"{where}overlay", "dataplane 'conntrack' does not support "
+                              "overlay yet: use 'learn' or 'bucket' with overlay")
     buckets = check_integer(data.get("buckets", 64), f"{where}buckets", 2, MAX_BUCKETS)
     if buckets & (buckets - 1):
         raise ValidationError(f"{where}buckets", f"must be a power of two, got {buckets}")
@@ -338,10 +348,17 @@ class Instance:
 
 
 def check_unique(services: tuple[Service, ...]) -> None:
-    """Raise if two services share a name or a D-SID."""
+    """Raise if two services share a name, a D-SID, or (`conntrack`) a tracker zone."""
     names: set[str] = set()
     dsids: dict[str, str] = {}
+    zones: dict[int, str] = {}
     for i, svc in enumerate(services):
+        if svc.dataplane == "conntrack":
+            if svc.ct_zone in zones:
+                raise ValidationError(f"service[{i}].dsid", f"conntrack zone {svc.ct_zone} (the "
+                                      f"D-SID's low 16 bits) is already used by "
+                                      f"{zones[svc.ct_zone]!r}")
+            zones[svc.ct_zone] = svc.name
         if svc.name in names:
             raise ValidationError(f"service[{i}].name", f"duplicate service name {svc.name!r}")
         if svc.dsid in dsids:

@@ -6,7 +6,7 @@ ingress's decision with its cost breakdown and where the clients' flows went; th
 instance serving a long-lived connection and shows new flows moving while the old one stays.
 Everything it starts is torn down at the end (by pid, bridge name and link name).
 
-    scripts/demo.sh [--dataplane reactive|learn|bucket] [--overlay]
+    scripts/demo.sh [--dataplane reactive|learn|bucket|conntrack] [--overlay]
 
 --dataplane picks who keeps affinity (see the README's Dataplanes); --overlay runs the draft's
 overlay sub-mode: the instances answer on the D-SID themselves (it is on their loopback) and
@@ -114,11 +114,12 @@ def start_edges(lab: Lab, overlay: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; return 0 when every step did what it should."""
     ap = argparse.ArgumentParser(prog="scripts/demo.sh", description="The Figure 2 demo.")
-    ap.add_argument("--dataplane", choices=("reactive", "learn", "bucket"), default=None)
+    ap.add_argument("--dataplane", choices=("reactive", "learn", "bucket", "conntrack"),
+                    default=None)
     ap.add_argument("--overlay", action="store_true")
     args = ap.parse_args(argv)
     dataplane = args.dataplane or ("learn" if args.overlay else "reactive")
-    if args.overlay and dataplane == "reactive":
+    if args.overlay and dataplane in ("reactive", "conntrack"):
         ap.error("--overlay needs --dataplane learn or bucket")
     require_root_and_ovs()
     lab = Lab("demo")

@@ -1,13 +1,15 @@
 """A fake OpenFlow 1.3 pipeline for the core's flow intents: where would this packet go?
 
-Boundary: tests only; no framework, no I/O. `FakeOFTable` is one switch: flow-mods as
-OpenFlow 1.3 section 6.4 says (an add replaces the entry of the same priority and match),
-packets run as OVS runs what apps/ofmsg.py encodes: apply-actions in order, `Resubmit` runs
-another table's entry (its goto too) and comes back, a miss drops, `Learn` adds or replaces the
-entry it builds from the packet as it is then. `FakeNetwork` follows a packet across links to
-the edge or the controller. Header values are integers (addresses too). What OVS would refuse
-or leave undefined (a match without its prerequisites, a backward goto, a set-field on a header
-the packet lacks, two top-priority entries matching one packet) raises FakeTableError.
+Boundary: tests only; no framework, no I/O. `FakeOFTable` is one switch: flow-mods as OpenFlow
+1.3 section 6.4 says (an add replaces the entry of the same priority and match), packets run as
+OVS runs what apps/ofmsg.py encodes: apply-actions in order, `Resubmit` runs another table's
+entry (its goto too) and comes back, a miss drops, `Learn` adds or replaces the entry it builds
+from the packet as it is then, `Ct` hands the packet to the switches' shared connection tracker
+(tests/fakeconntrack.py) and looks the tracked copy up in its table. `FakeNetwork` follows a
+packet across links to the edge or the controller. Header values are integers (addresses too).
+What OVS would refuse or leave undefined (a match without its prerequisites, a backward goto, a
+set-field on a header the packet lacks, two top-priority entries matching one packet) raises
+FakeTableError.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from controller.intents import (
     PORT_CONTROLLER,
     PORT_IN,
     Action,
+    Ct,
+    CtFlush,
     FlowMod,
     Intent,
     Learn,
@@ -35,6 +39,7 @@ from controller.intents import (
     match,
 )
 from controller.network.packet import build_arp, build_lldp, mac_to_bytes, parse
+from tests.fakeconntrack import Conntrack
 
 Fields = dict[str, int]
 Masked = tuple[int, int]
@@ -54,7 +59,7 @@ PREREQS: dict[str, tuple[str, int]] = {
 }
 MACS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha"})
 IPV4S = frozenset({"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"})
-PIPELINE_ONLY = ("in_port", "reg")  # fields that stay in the switch when the packet leaves
+PIPELINE_ONLY = ("in_port", "reg", "ct_")  # fields that stay in the switch when the packet leaves
 
 
 class FakeTableError(Exception):
@@ -99,7 +104,7 @@ def _prereqs_met(pkt: Mapping[str, int], name: str) -> bool:
 
 def _value(pkt: Mapping[str, int], name: str) -> int | None:
     """The packet's `name`, None when it has no such header (registers start at 0)."""
-    if name.startswith("reg"):
+    if name.startswith(("reg", "ct_")):
         return pkt.get(name, 0)
     return pkt.get(name) if _prereqs_met(pkt, name) else None
 
@@ -186,8 +191,9 @@ class _Entry:
 class FakeOFTable:
     """One switch's flow tables."""
 
-    def __init__(self, dpid: int) -> None:
+    def __init__(self, dpid: int, conntrack: Conntrack | None = None) -> None:
         self.dpid = dpid
+        self.conntrack = Conntrack() if conntrack is None else conntrack  # tests/fakeconntrack
         self.tables: dict[int, list[_Entry]] = {}
         self.removed: list[tuple[int, int, str]] = []  # (dpid, cookie, reason) to report
 
@@ -298,6 +304,10 @@ class FakeOFTable:
                     raise FakeTableError(f"switch {self.dpid}: pop_mpls on {pkt}")
                 pkt.pop("mpls_label", None)
                 pkt["eth_type"] = act.ethertype
+            elif isinstance(act, Ct):  # the tracked copy goes on in act.table, if any
+                tracked = self.conntrack.track(act, pkt)
+                if act.table is not None:
+                    self._table(act.table, tracked, res, now, depth + 1)
             else:
                 self._learn(act, pkt, now)
 
@@ -346,12 +356,13 @@ class FakeNetwork:
     def __init__(self, links: Iterable[tuple[tuple[int, int], tuple[int, int]]]) -> None:
         self.switches: dict[int, FakeOFTable] = {}
         self.peer: dict[tuple[int, int], tuple[int, int]] = {}
+        self.conntrack = Conntrack()  # one ovs-vswitchd's: every switch shares it
         for a, b in links:
             self.peer[a], self.peer[b] = b, a
 
     def switch(self, dpid: int) -> FakeOFTable:
         """The switch `dpid` (an empty one the first time)."""
-        return self.switches.setdefault(dpid, FakeOFTable(dpid))
+        return self.switches.setdefault(dpid, FakeOFTable(dpid, self.conntrack))
 
     def apply(self, intents: Iterable[Intent], now: float = 0.0) -> Result:
         """Install the flow-mods and send the packet-outs, in order; where the latter went."""
@@ -359,6 +370,8 @@ class FakeNetwork:
         for intent in intents:
             if isinstance(intent, FlowMod):
                 self.switch(intent.dpid).apply(intent, now)
+            elif isinstance(intent, CtFlush):
+                self.conntrack.forget(intent)
             else:
                 res = res.merge(self._follow(self.switch(intent.dpid).packet_out(intent, now),
                                              now, 0))

@@ -17,6 +17,11 @@ prove that no flow learned an entry since. At a drain deadline, the bindings mov
 and, for the switch-held flows, the buckets still moving away from it end at once and every
 entry the switches learned or pinned for it is deleted: the next packet of each of those flows
 takes the current decision, which no longer names the instance (docs/decisions.md, "Drain").
+`conntrack` flows live in the switches' connection trackers, which the controller does not read
+yet: an instance of such a service is reached until its drain deadline has passed (a retiring
+one is stopped then; one retiring without a deadline is never stopped by the controller); at
+the deadline the trackers are told to flush its connections, which are then decided again
+(docs/dataplanes.md, `conntrack`).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class Drains:
         self.fallback = fallback  # the D-SID entry of a switch without a decision
         self.counters = operations.counters
         self._read_at: dict[int, float] = {}  # switch -> when its latest affinity read was asked
+        self._released: dict[str, float] = {}  # conntrack: D-BID -> drain (its start) whose
+        #                                        deadline passed
 
     def read(self, dpid: int, rows: LearnedRows, requested_at: float | None) -> None:
         """A switch's affinity table, read back (`requested_at` None: when is not known, so
@@ -64,6 +71,8 @@ class Drains:
         label = self.programmer.labels.get(inst.dbid)
         if svc is None or not mode_of(svc).switch_decides or label is None:
             return 0
+        if mode_of(svc).tracks:  # the trackers are not read: reached until the deadline
+            return 0 if self._released.get(inst.dbid) == inst.state_since else None
         since = inst.state_since + READ_MARGIN_S
         held = 1 if self.programmer.moving_from(inst.dbid) else 0
         for dpid in self.programmer.switches_to_poll():
@@ -98,9 +107,11 @@ class Drains:
         if svc is None or not mode_of(svc).switch_decides:
             return []
         held = self.switch_held(inst)
+        if mode_of(svc).tracks:
+            self._released[inst.dbid] = inst.state_since
         self.counters["drain_deadline_moves"] += held or 0
         intents: list[Intent] = []
         if self.programmer.release(inst.dbid):
             insts = self.operations.catalogue.of_service(svc.name)
             intents += self.programmer.program(svc, insts, now, self.fallback)
-        return intents + self.programmer.lost(inst.dbid)
+        return intents + self.programmer.lost(inst.dbid, svc)

@@ -1,11 +1,14 @@
-"""Dataplane modes: one object per way of keeping affinity (`reactive`, `learn`, `bucket`).
+"""Dataplane modes: one object per way of keeping affinity (`reactive`, `learn`, `bucket`,
+`conntrack`).
 
 Boundary: everything that differs between the modes is answered here, through one interface,
 so no other module compares a service's `dataplane` string:
 - `reactive`: the first packet of each new flow goes to the controller, which binds it to an
   instance and installs the binding's two entries (`dataplane/reactive.py`);
 - `learn`: the switch decides from a bucket map and learns a per-flow entry itself;
-- `bucket`: the switch decides from the bucket map alone; a moving bucket pins its flows.
+- `bucket`: the switch decides from the bucket map alone; a moving bucket pins its flows;
+- `conntrack`: the switch decides from the bucket map and its connection tracker keeps each
+  connection's instance (`dataplane/conntrack.py`).
 Overlay (label routes instead of address translation) combines with any mode.
 """
 
@@ -102,6 +105,7 @@ class Mode:
     switch_decides = True  # the switches hold the decision as a bucket map
     learns = False  # flows learn their own entries in the affinity table
     pins_moves = False  # a moving bucket pins its flows to the old instance for a while
+    tracks = False  # the switch's connection tracker holds each flow's instance (conntrack)
 
     def punts(self, dpid: int, svc: Service) -> list[FlowMod]:
         """Entries installed with the fixed pipeline (at connect and when the service is put).
@@ -145,7 +149,15 @@ class Bucket(Mode):
     pins_moves = True
 
 
-MODES: dict[str, Mode] = {m.name: m for m in (Reactive(), Learn(), Bucket())}
+class Conntrack(Mode):
+    """The switch's connection tracker keeps each connection's instance (its translation and
+    ct_mark); a decision change moves no established connection, so nothing is pinned."""
+
+    name = "conntrack"
+    tracks = True
+
+
+MODES: dict[str, Mode] = {m.name: m for m in (Reactive(), Learn(), Bucket(), Conntrack())}
 
 
 def mode_of(svc: Service) -> Mode:

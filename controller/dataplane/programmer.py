@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.dataplane.buckets import remap
+from controller.dataplane.conntrack import conntrack_entries
 from controller.dataplane.labels import Labels
 from controller.dataplane.modes import mode_of, service_ident
 from controller.dataplane.reconciler import Reconciler
@@ -28,6 +29,7 @@ from controller.dataplane.rules import (
 from controller.intents import (
     TABLE_AFFINITY,
     CookieKind,
+    CtFlush,
     FlowMod,
     Intent,
     SwitchEntry,
@@ -123,7 +125,8 @@ class Programmer:
                 moving = self._moves.get((dpid, svc.name), {})
                 for m in moving.values():
                     m.syn_on = now >= m.syn_at
-                desired = [fallback(dpid, svc)] if buckets is None else service_entries(Program(
+                entries = conntrack_entries if mode.tracks else service_entries
+                desired = [fallback(dpid, svc)] if buckets is None else entries(Program(
                     svc, dpid, targets, buckets,
                     tuple((b, self.label(m.old), self.label(m.new), m.syn_on) for b, m in
                           sorted(moving.items()))))
@@ -280,9 +283,10 @@ class Programmer:
                 done.add(name)
         return done
 
-    def lost(self, dbid: str) -> list[Intent]:
-        """An instance died or left: drop the flows the switches learned for it (they are
-        decided again from the buckets, which no longer point to it)."""
+    def lost(self, dbid: str, svc: Service | None = None) -> list[Intent]:
+        """An instance died or left: drop the flows the switches learned for it, and (its
+        service `svc` on `conntrack`) the connections their trackers hold for it; they are
+        decided again from the buckets, which no longer point to it."""
         label = self.labels.get(dbid)
         if label is None:
             return []
@@ -291,6 +295,8 @@ class Programmer:
             for kind in (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN):
                 out.append(FlowMod(dpid, TABLE_AFFINITY, 0, (), command="delete",
                                    cookie=cookie(kind, label), cookie_mask=(1 << 64) - 1))
+            if svc is not None and mode_of(svc).tracks:
+                out.append(CtFlush(dpid, svc.ct_zone, svc.ip_proto or 6, dbid, svc.port or 0))
         return out
 
     def remove(self, svc: Service, dbids: list[str]) -> list[Intent]:
@@ -303,7 +309,7 @@ class Programmer:
             del self._maps[key]
             self._moves.pop(key, None)
         for dbid in dbids:
-            out += self.lost(dbid)
+            out += self.lost(dbid, svc)
         return out
 
     def forget_switch(self, dpid: int) -> None:

@@ -1,0 +1,121 @@
+"""The `conntrack` dataplane: the switch decides, its connection tracker keeps affinity.
+
+Boundary: pure rule builders, as `rules.py` for `learn` and `bucket`; the programmer says what
+each switch should hold (bucket maps, located instances) and this module says which entries.
+
+Every packet to the D-SID, and every packet from an instance's service port, goes through the
+tracker in the service's zone (`Service.ct_zone`) with `nat`, which applies a known
+connection's translation in either direction, and is looked up again in table 2:
+- `+trk+new` to the D-SID (a new connection): table 3, where its bucket (masked bits of the
+  flow key, as in `bucket`) commits it: `ct(commit, nat(dst=D-BID k), exec(ct_mark=k))`,
+  then looked up in table 2 again, now translated and marked;
+- `+trk-rpl` with ct_mark k (a connection's own packets, translated): table 4, whose entry for
+  k sets the instance's MAC, then on to `forward`;
+- `+trk+est+rpl` from the D-SID (a reply, translated back): the virtual MAC, then `forward`;
+- `+trk` with ct_mark 0 (an instance's service port talking to someone directly): forwarded
+  as it is; `+trk+inv`: dropped.
+A decision change rewrites table 3 only: established connections keep their translation and
+mark, and so their instance, even across a wipe and reinstall of every table (the tracker
+lives in ovs-vswitchd, not in the flow tables). The NAT names the address alone: Ryu 4.34 and
+os-ken 3.1.1 encode a port range one field short (docs/dataplanes.md, `conntrack`).
+"""
+
+from __future__ import annotations
+
+from controller.dataplane.modes import service_ident
+from controller.dataplane.rules import (
+    ETH_TYPE_IP,
+    PRIO_BUCKET,
+    Program,
+    bucket_fields,
+    service_fields,
+)
+from controller.intents import (
+    CT_EST,
+    CT_INV,
+    CT_NEW,
+    CT_RPL,
+    CT_TRK,
+    PRIO_SERVICE,
+    TABLE_AFFINITY,
+    TABLE_CLASSIFY,
+    TABLE_DECISION,
+    TABLE_FORWARD,
+    TABLE_INSTANCE,
+    VIRTUAL_MAC,
+    Action,
+    CookieKind,
+    Ct,
+    FlowMod,
+    MatchValue,
+    Resubmit,
+    SetField,
+    cookie,
+    ct_state,
+    match,
+)
+
+PRIO_CT_INVALID = 104
+PRIO_CT_NEW = 103
+PRIO_CT_REPLY = 102
+PRIO_CT_UNMARKED = 101
+PRIO_CT_MARKED = 100
+
+
+def _fm(dpid: int, table: int, priority: int, fields: dict[str, MatchValue],
+        actions: list[Action], ck: int, goto: int | None = None) -> FlowMod:
+    """A FlowMod with a match built from `fields`."""
+    return FlowMod(dpid, table, priority, match(**fields), tuple(actions), goto=goto, cookie=ck)
+
+
+def conntrack_entries(p: Program) -> list[FlowMod]:
+    """Every entry of a `conntrack` service at one switch (see the module docstring)."""
+    svc, dpid, zone = p.svc, p.dpid, p.svc.ct_zone
+    sid = cookie(CookieKind.SERVICE, service_ident(svc))
+    track = Ct(zone, table=TABLE_AFFINITY, nat=True)
+    l4 = svc.protocol or "tcp"
+    out = [_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, service_fields(svc), [track], sid)]
+    tracked: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ct_zone": zone}
+    out += [
+        _fm(dpid, TABLE_AFFINITY, PRIO_CT_INVALID,
+            {**tracked, "ct_state": ct_state(on=CT_TRK | CT_INV)}, [], sid),
+        _fm(dpid, TABLE_AFFINITY, PRIO_CT_NEW,
+            {**service_fields(svc), **tracked,
+             "ct_state": ct_state(on=CT_TRK | CT_NEW, off=CT_RPL)}, [], sid, goto=TABLE_DECISION),
+        _fm(dpid, TABLE_AFFINITY, PRIO_CT_REPLY,
+            {**tracked, "ipv4_src": svc.dsid, "ct_state": ct_state(on=CT_TRK | CT_EST | CT_RPL)},
+            [SetField("eth_src", VIRTUAL_MAC), Resubmit(TABLE_FORWARD)], sid),
+        _fm(dpid, TABLE_AFFINITY, PRIO_CT_UNMARKED,
+            {**tracked, "ct_mark": 0, "ct_state": ct_state(on=CT_TRK)},
+            [Resubmit(TABLE_FORWARD)], sid),
+        _fm(dpid, TABLE_AFFINITY, PRIO_CT_MARKED,
+            {**tracked, "ct_state": ct_state(on=CT_TRK, off=CT_RPL)}, [], sid,
+            goto=TABLE_INSTANCE),
+    ]
+    ident = service_ident(svc) << 16
+    for t in p.targets:
+        ck = cookie(CookieKind.INSTANCE, ident | t.label)
+        out.append(_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE,
+                       {"eth_type": ETH_TYPE_IP, "ip_proto": svc.ip_proto or 6,
+                        "ipv4_src": t.dbid, f"{l4}_src": svc.port or 0}, [track], ck))
+        out.append(_fm(dpid, TABLE_INSTANCE, PRIO_BUCKET,
+                       {**tracked, "ip_proto": svc.ip_proto or 6, "ct_mark": t.label},
+                       [SetField("eth_dst", t.mac), Resubmit(TABLE_FORWARD)], ck))
+    return out + decision_entries(p)
+
+
+def decision_entries(p: Program) -> list[FlowMod]:
+    """Table 3: one entry per bucket committing a new connection to the bucket's instance."""
+    if p.buckets is None:
+        return []
+    svc = p.svc
+    dbids = {t.label: t.dbid for t in p.targets}
+    out = []
+    for b, label in enumerate(p.buckets):
+        dbid = None if label is None else dbids.get(label)
+        if label is None or dbid is None:
+            continue  # not located here: the bucket's new connections are dropped (a miss)
+        commit = Ct(svc.ct_zone, table=TABLE_AFFINITY, commit=True, nat_dst=dbid, mark=label)
+        out.append(_fm(p.dpid, TABLE_DECISION, PRIO_BUCKET, bucket_fields(svc, b), [commit],
+                       cookie(CookieKind.DECISION, (service_ident(svc) << 16) | b)))
+    return out

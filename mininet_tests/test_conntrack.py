@@ -1,0 +1,86 @@
+"""The `conntrack` dataplane on Figure 2 with real traffic (Open vSwitch's userspace datapath):
+new connections reach the decided instance with no packet-in, replies come from the D-SID,
+and held connections keep their instance across a decision change, a controller SIGKILL and
+restart, and a wipe of the ingress's tables (the affinity lives in the connection tracker)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.intents import TABLE_DECISION, CookieKind
+from mininet_tests.harness import Lab
+from mininet_tests.processes import wait_until
+from mininet_tests.restarts import probe, stat
+from mininet_tests.test_dataplane import BOTH, _entries, _steer_and_keep
+from mininet_tests.test_fig2 import EDGES, R1, SVC1, set_load, wait_shares
+from mininet_tests.test_restart import RECONCILE_S, assert_unharmed, restart_and_check, serve
+
+HERE = Path(__file__).parent
+CONFIG = HERE / "fig2_conntrack.toml"
+ZONE = 100 << 8 | 1  # svc1's D-SID 10.0.100.1: the zone is its low 16 bits
+
+
+def conntrack(zone: int = ZONE) -> list[str]:
+    """The tracker's entries of a zone (all bridges share ovs-vswitchd's one tracker)."""
+    out = subprocess.run(["ovs-appctl", "dpctl/dump-conntrack", f"zone={zone}"],
+                         capture_output=True, text=True, timeout=20, check=True).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def commits_to(dbid: str | None) -> bool:
+    """True when every bucket of r1 commits new connections to `dbid` (None: to anyone)."""
+    decision = _entries("r1", CookieKind.DECISION, TABLE_DECISION)
+    targets = {m.group(1) for f in decision for a in f["actions"]
+               for m in [re.search(r"nat\(dst=([0-9.]+)\)", a)] if m}
+    return bool(decision) and (dbid is None or targets == {dbid})
+
+
+@pytest.mark.parametrize("fig2", [{**EDGES, "config": CONFIG}], indirect=True)
+def test_conntrack_steers_new_flows_without_packet_in_and_keeps_a_held_one(fig2: Lab) -> None:
+    """New connections: no packet-in, both instances, replies from the D-SID (the client only
+    ever talks to it); a held connection keeps its instance when the decision moves away; the
+    tracker holds the connections, in svc1's zone, marked and translated; withdrawing e2 flushes
+    its connections from the tracker (NXT_CT_FLUSH), not e3's."""
+    _steer_and_keep(fig2, follows=commits_to)
+    entries = conntrack()
+    assert any("dst=10.0.100.1" in e and "mark=" in e for e in entries), entries
+    assert not _entries("r1", CookieKind.LEARNED_FWD) and not _entries("r1", CookieKind.PIN)
+    e2 = lambda: [e for e in conntrack() if "reply=(src=10.0.0.21,"  # noqa: E731
+                  in e and "sport=8000" in e]
+    assert e2(), entries
+    status, _ = fig2.rest("DELETE", "/instances/10.0.0.21")
+    assert status == 200
+    wait_until(lambda: not e2(), 5, lambda: f"e2's connections not flushed: {e2()}")
+    assert any("reply=(src=10.0.0.31," in e for e in conntrack())  # e3's stay
+
+
+@pytest.mark.parametrize("fig2", [{"config": CONFIG}], indirect=True)
+def test_held_connections_survive_a_decision_change_a_controller_kill_and_a_wiped_ingress(
+        fig2: Lab) -> None:
+    """200 held connections on both instances: none breaks or moves when the decision moves
+    all new flows to e3, when the controller is SIGKILLed and restarted (tables compared with
+    before), or when r1 loses every entry behind the controller's back (repaired within
+    reconcile_interval_s; the tracker keeps each connection's translation)."""
+    conns = serve(fig2)
+    set_load(fig2, "10.0.0.21", 10.0)
+    wait_shares(fig2, "svc1", R1, {"10.0.0.31"})
+    wait_until(lambda: commits_to("10.0.0.31"), 10, "r1 does not commit new flows to e3")
+    assert_unharmed(conns, time.time(), stall_s=5.0)
+    restart_and_check(fig2, conns, signal.SIGKILL)
+    added = stat(fig2, "reconcile_added")
+    time.sleep(2 * RECONCILE_S + 1)
+    assert stat(fig2, "reconcile_added") == added, "the audit keeps re-adding entries"
+    emptied = time.time()
+    fig2.empty_switch("r1")
+    served = probe(fig2, "c1", SVC1, 10.0)
+    assert served is not None and served - emptied <= RECONCILE_S + 1.0
+    assert_unharmed(conns, served, stall_s=None)
+    assert len(conntrack()) >= 200
+    set_load(fig2, "10.0.0.21", 0.0)
+    wait_shares(fig2, "svc1", R1, BOTH)
