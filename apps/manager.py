@@ -19,6 +19,10 @@ Workarounds, each needed to start Ryu 4.34 / os-ken 3.1.1 on Python 3.11 + event
   3. os-ken removed `os_ken.app.wsgi` and the --wsapi-host/--wsapi-port options:
      `apps.osken_wsgi` re-creates them; it is imported here so the options exist before
      os-ken parses argv.
+Safe defaults: the `[channel]` table of the config (controller/channel.py) supplies the
+framework's listen options the command line does not give: the OpenFlow port and the REST API
+listen on 127.0.0.1 unless configured, and OpenFlow runs over TLS when certificates are named.
+The REST API is served by apps/restserver.py (timeouts, connection caps, body limits, HTTPS).
 (Building Ryu 4.34 at all needs setuptools<68 and --no-build-isolation: requirements/build.txt.)
 """
 
@@ -30,6 +34,9 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from controller.channel import ChannelConfig
+from controller.errors import ConfigError
 
 FRAMEWORKS = ("ryu", "os-ken")
 OWN_HELP = """dyncast-manager options (the rest are the framework manager's, below):
@@ -74,6 +81,50 @@ def split_args(argv: Sequence[str]) -> tuple[str, str | None, list[str]]:
     return framework, own.get("--dyncast-config"), rest
 
 
+def _given(args: Sequence[str], option: str) -> bool:
+    """True if `option` is on the command line (as `--opt value` or `--opt=value`)."""
+    return any(a == option or a.startswith(option + "=") for a in args)
+
+
+def _value(args: Sequence[str], option: str) -> str | None:
+    """The value of `option` on the command line, if given."""
+    for i, arg in enumerate(args):
+        if arg.startswith(option + "="):
+            return arg.partition("=")[2]
+        if arg == option and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def channel_args(channel: ChannelConfig, args: Sequence[str]) -> list[str]:
+    """The framework options `[channel]` adds to `args`: whatever the command line leaves out.
+
+    With TLS configured the OpenFlow port serves TLS only (Ryu and os-ken listen on
+    --ofp-ssl-listen-port then); a --ofp-tcp-listen-port given names that port.
+    """
+    extra: list[str] = []
+
+    def add(option: str, value: str) -> None:
+        if not _given(args, option):
+            extra.extend([option, value])
+
+    add("--ofp-listen-host", channel.openflow_listen.host)
+    tls = channel.openflow_tls
+    if tls is None:
+        if not _given(args, "--ofp-ssl-listen-port"):
+            add("--ofp-tcp-listen-port", str(channel.openflow_listen.port))
+    else:
+        port = _value(args, "--ofp-tcp-listen-port") or str(channel.openflow_listen.port)
+        add("--ofp-ssl-listen-port", port)
+        add("--ctl-privkey", tls.key)
+        add("--ctl-cert", tls.cert)
+        if tls.ca is not None:
+            add("--ca-certs", tls.ca)
+    add("--wsapi-host", channel.rest_listen.host)
+    add("--wsapi-port", str(channel.rest_listen.port))
+    return extra
+
+
 def run_ryu(args: list[str], prog: str) -> None:
     """Start Ryu's manager with `args`."""
     from apps import compat
@@ -81,7 +132,12 @@ def run_ryu(args: list[str], prog: str) -> None:
     compat.monkey_patch(thread="--enable-debugger" not in args)
     compat.patch_eventlet_wsgi()
     compat.wsgi_nodelay()
+    from ryu.app import wsgi
     from ryu.cmd import manager
+
+    from apps import restserver
+
+    wsgi.start_service = restserver.ryu_start_service
 
     manager.main(args=args, prog=prog)
 
@@ -112,6 +168,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not path.is_file():
             sys.exit(f"dyncast-manager: --dyncast-config {config}: no such file")
         os.environ["DYNCAST_CONFIG"] = str(path.resolve())
+    from apps.configfile import load_config
+
+    try:
+        channel = load_config(os.environ.get("DYNCAST_CONFIG")).channel
+    except ConfigError as err:
+        sys.exit(f"dyncast-manager: {err}")
+    if not ("-h" in rest or "--help" in rest):
+        rest = [*channel_args(channel, rest), *rest]
     os.environ["DYNCAST_FRAMEWORK"] = framework
     if "-h" in rest or "--help" in rest:
         print(OWN_HELP)

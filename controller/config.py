@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.channel import ChannelConfig, channel_from_dict
 from controller.errors import ConfigError, ValidationError
 from controller.limits import Limits, limits_from_dict
 from controller.model import Service, check_unique, service_from_dict
@@ -39,6 +40,7 @@ class ControllerConfig:
     services: tuple[Service, ...] = ()
     links: tuple[LinkConfig, ...] = ()
     limits: Limits = field(default_factory=Limits)  # [limits]: quotas and input bounds
+    channel: ChannelConfig = field(default_factory=ChannelConfig)  # [channel]: listen, TLS
 
     def monitor_settings(self) -> MonitorSettings:
         """What the network monitor needs to price links."""
@@ -96,7 +98,8 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
-    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits"}, "")
+    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits", "channel"},
+                   "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
         raise ValidationError("controller", "must be a table")
@@ -149,6 +152,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         links=_links(data.get("link", [])),
         forwarders=_forwarders(data.get("forwarder", [])),
         limits=limits,
+        channel=channel_from_dict(data.get("channel", {})),
     )
 
 
