@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 PY=/usr/bin/python3
-APT_PACKAGES=(openvswitch-switch mininet iperf3 ethtool iproute2 python3-venv postgresql)
+APT_PACKAGES=(openvswitch-switch mininet iperf3 ethtool iproute2 python3-venv postgresql openssl hping3)
 OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
 OVS_SEND_BUFFER=16777216  # bytes; mininet_tests/harness.py has the same (see section 2)
 STAMP="$VENV/.dyncast-installed"
