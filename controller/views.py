@@ -43,6 +43,7 @@ def stats_view(core: Core) -> dict[str, int]:
     out["bindings"] = len(core.bindings)
     out["decisions_recomputed"] = core.engine.recomputed
     for name in ("affinity_moves", "errors", "reconcile_runs", "reconcile_added",
-                 "reconcile_removed", "bindings_adopted", "bindings_retired"):
+                 "reconcile_removed", "bindings_adopted", "bindings_retired",
+                 "punt_meter_drops", "switches_refused", "affinity_stateless"):
         out.setdefault(name, 0)
     return out
