@@ -19,6 +19,11 @@ Workarounds, each needed to start Ryu 4.34 / os-ken 3.1.1 on Python 3.11 + event
   3. os-ken removed `os_ken.app.wsgi` and the --wsapi-host/--wsapi-port options:
      `apps.osken_wsgi` re-creates them; it is imported here so the options exist before
      os-ken parses argv.
+  4. Ryu's StreamServer builds its TLS context inside the first connection's handler and pops
+     it from the shared arguments: every later switch then fails the handshake with
+     NO_SHARED_CIPHER; and on both frameworks a failed handshake or a TLS socket closed under
+     its reader is an uncaught exception. `fix_tls()` builds the context once and ends such
+     a connection with a log line.
 Safe defaults: the `[channel]` table of the config (controller/channel.py) supplies the
 framework's listen options the command line does not give: the OpenFlow port and the REST API
 listen on 127.0.0.1 unless configured, and OpenFlow runs over TLS when certificates are named.
@@ -29,11 +34,13 @@ The REST API is served by apps/restserver.py (timeouts, connection caps, body li
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from controller.channel import ChannelConfig
 from controller.errors import ConfigError
@@ -138,8 +145,47 @@ def run_ryu(args: list[str], prog: str) -> None:
     from apps import restserver
 
     wsgi.start_service = restserver.ryu_start_service
+    from ryu.lib import hub
+
+    fix_tls(hub)
 
     manager.main(args=args, prog=prog)
+
+
+def fix_tls(hub: Any) -> None:
+    """Make the framework's StreamServer wrap every accepted connection with one TLS context."""
+    server = hub.StreamServer
+    if getattr(server, "dyncast_tls_fixed", False):
+        return
+    init = server.__init__
+
+    def __init__(self: Any, listen_info: Any, handle: Any = None, backlog: Any = None,
+                 spawn: Any = "default", **ssl_args: Any) -> None:
+        ctx = ssl_args.pop("ssl_ctx", None)
+        if ctx is None or handle is None:
+            init(self, listen_info, handle, backlog, spawn, **ssl_args)
+            return
+        init(self, listen_info, handle, backlog, spawn)
+        ctx.load_cert_chain(ssl_args.pop("certfile"), ssl_args.pop("keyfile"))
+        if "cert_reqs" in ssl_args:
+            ctx.verify_mode = ssl_args.pop("cert_reqs")
+        if "ca_certs" in ssl_args:
+            ctx.load_verify_locations(ssl_args.pop("ca_certs"))
+
+        def wrap_and_handle(sock: Any, addr: Any) -> None:
+            # a failed handshake, or a TLS socket Ryu closed under its reader (a refused
+            # switch), ends that connection only: logged, not an uncaught exception
+            try:
+                handle(ctx.wrap_socket(sock, server_side=True, **ssl_args), addr)
+            except (OSError, ValueError) as exc:
+                logging.getLogger("dyncast").info("OpenFlow TLS connection from %s ended: %s",
+                                                  addr, exc)
+                sock.close()
+
+        self.handle = wrap_and_handle
+
+    server.__init__ = __init__
+    server.dyncast_tls_fixed = True
 
 
 def run_os_ken(args: list[str], prog: str) -> None:
@@ -153,6 +199,9 @@ def run_os_ken(args: list[str], prog: str) -> None:
     from apps import osken_wsgi
 
     osken_wsgi.register_opts()
+    from os_ken.lib import hub
+
+    fix_tls(hub)
     manager.main(args=args, prog=prog)
 
 
