@@ -2,9 +2,8 @@
 
 Boundary: plain values only (no sockets, no files read): where the REST API and the OpenFlow
 port listen (loopback unless configured), the certificate files of each (TLS on OpenFlow,
-HTTPS on REST), the REST server's connection limits, which switches may connect, the
-packet-in meter's rate and the per-ingress cap on affinity entries. The shell (apps/) opens
-the sockets and reads the files these settings name.
+HTTPS on REST), the REST server's connection limits, which switches may connect, and the
+packet-in meter's rate. The shell (apps/) opens the sockets and reads the files named here.
 """
 
 from __future__ import annotations
@@ -55,7 +54,6 @@ class ChannelConfig:
     max_connections_per_client: int = 32  # ... and from one client address
     switches: tuple[int, ...] = ()  # datapath ids allowed to connect; () = any switch
     punt_pps: int = 1000  # packet-ins a switch may send per second (meter); 0 = no meter
-    affinity_per_ingress: int = 100_000  # affinity entries an ingress keeps; past it: stateless
 
     def switch_allowed(self, dpid: int) -> bool:
         """True if the switch `dpid` may be programmed (no list: every switch)."""
@@ -64,7 +62,7 @@ class ChannelConfig:
 
 KEYS = {"openflow_listen", "rest_listen", "openflow_cert", "openflow_key", "openflow_ca",
         "rest_cert", "rest_key", "rest_client_ca", "request_timeout_s", "max_connections",
-        "max_connections_per_client", "switches", "punt_pps", "affinity_per_ingress"}
+        "max_connections_per_client", "switches", "punt_pps"}
 
 
 def parse_listen(value: Any, field_name: str, default_port: int) -> Listen:
@@ -151,7 +149,4 @@ def channel_from_dict(data: Any) -> ChannelConfig:
         switches=_switches(data.get("switches", [])),
         punt_pps=check_integer(data.get("punt_pps", d.punt_pps), "channel.punt_pps",
                                0, 10_000_000),
-        affinity_per_ingress=check_integer(
-            data.get("affinity_per_ingress", d.affinity_per_ingress),
-            "channel.affinity_per_ingress", 1, 100_000_000),
     )

@@ -45,6 +45,6 @@ def stats_view(core: Core) -> dict[str, int]:
     out["host_moves_refused"] = core.topology.moves_refused
     for name in ("affinity_moves", "errors", "reconcile_runs", "reconcile_added",
                  "reconcile_removed", "bindings_adopted", "bindings_retired",
-                 "punt_meter_drops", "switches_refused", "affinity_stateless"):
+                 "punt_meter_drops", "switches_refused"):
         out.setdefault(name, 0)
     return out
