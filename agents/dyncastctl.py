@@ -10,6 +10,8 @@ Boundary: stdlib only; speaks HTTP/JSON to one controller and prints aligned tab
     dyncastctl drain 10.0.0.31 [--deadline 60]        dyncastctl undrain 10.0.0.31
     dyncastctl activate 10.0.0.41       dyncastctl deactivate 10.0.0.41 [--deadline 60]
     dyncastctl history 10.0.0.41        (an instance's state transitions, oldest first)
+    dyncastctl reload | topology | register | withdraw | instance | report | service show/set
+    (agents/ctlmore.py)
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from agents import ctlmore
 
 DEFAULT_CONTROLLER = "http://127.0.0.1:8080"
 ENV_CONTROLLER = "DYNCASTCTL_CONTROLLER"
@@ -301,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_globals(ap, top=True)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _command(sub, "services", cmd_services)
-    svc = sub.add_parser("service", help="add or remove a service").add_subparsers(
+    svc = sub.add_parser("service", help="add, remove, show or set a service").add_subparsers(
         dest="action", metavar="ACTION", required=True)
     add = _command(svc, "add", cmd_service_add)
     add.add_argument("name")
@@ -334,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="after S seconds, move the flows still bound to it")
     _command(sub, "history", cmd_history).add_argument("dbid")
     _command(sub, "stats", cmd_stats)
+    ctlmore.add(sub, svc, _command)
     return ap
 
 
@@ -349,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     except CtlError as exc:
         print(f"dyncastctl: {exc}", file=sys.stderr)
         return exc.status
+    except ctlmore.BodyError as exc:
+        print(f"dyncastctl: {exc}", file=sys.stderr)
+        return 2
     try:
         print(json.dumps(body, indent=2, sort_keys=True) if args.json else text, flush=True)
     except BrokenPipeError:  # e.g. `dyncastctl decisions | head`: quietly stop writing

@@ -21,6 +21,7 @@ import gc
 import json
 import logging
 import os
+import signal
 import struct
 import sys
 import time
@@ -34,7 +35,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 from eventlet import tpool
 from sqlalchemy.engine import make_url
 
-from apps import channelguard, packet_in
+from apps import channelguard, logs, packet_in
 from apps.configfile import load_config
 from apps.flowread import Polls, entry_of, read_request
 from apps.framework import (
@@ -50,7 +51,9 @@ from apps.framework import (
     ofproto_v1_3_parser,
     set_ev_cls,
 )
+from apps.metrics import Metrics
 from apps.ofmsg import serialise
+from apps.reloader import Reloader
 from apps.rest import APP_KEY, RestController
 from apps.store import Store
 from controller.api import Api, Reply
@@ -63,6 +66,10 @@ LOG = logging.getLogger("dyncast")
 RECOMPUTE_DELAY_S = 0.1  # reports this soon after one are recomputed with it (a new flow
 # or GET /decisions recomputes a dirty service at once: only switch-held decisions wait)
 ENCODE_SLICE = 5  # list items (a decision: all of a service's instances) encoded a step
+WATCH_S = 0.25  # the event-loop lag is sampled, and a SIGHUP looked for, this often
+LAG_WINDOW = 20  # samples over which the largest lag is reported (5 s)
+RELOAD_PATH = "/dyncast/v1/config/reload"
+OFPET = {v: k[6:].lower() for k, v in vars(ofproto_v1_3).items() if k.startswith("OFPET_")}
 
 
 class EventTick(event.EventBase):  # type: ignore[misc]
@@ -103,8 +110,19 @@ class DyncastApp(App):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         packet_in.install(ofproto_v1_3_parser)  # PACKET_INs parsed with struct (same objects)
-        self.config = load_config(os.environ.get("DYNCAST_CONFIG") or None)
+        path = os.environ.get("DYNCAST_CONFIG") or None
+        self.config = load_config(path)
+        logs.configure(self.config.logging)
         self.core = Core(self.config)
+        self.metrics = Metrics(self.core)
+        self.rejects = logs.RejectLog(self.config.logging.rejected_per_minute)
+        self.reloader = Reloader(self.core, path, self.metrics.shell, self._swapped)
+        self._hup = False  # set by SIGHUP; the reload runs on the loop (`_watch`)
+        self._lags: list[float] = []
+        try:
+            signal.signal(signal.SIGHUP, self._on_sighup)
+        except ValueError:  # not the main thread (an embedding test): no signal reload
+            LOG.warning("dyncast: SIGHUP reload unavailable (not the main thread)")
         self.store = Store(self.config.store_url)
         snap = self.store.load()
         self.core.restore(snap.services, snap.instances, snap.bindings, time.time())
@@ -135,7 +153,7 @@ class DyncastApp(App):  # type: ignore[misc]
         thread = super().start()
         self._workers = [hub.spawn(self._timer), hub.spawn(self._flusher),
                          hub.spawn(self._poller), hub.spawn(self._recomputer),
-                         hub.spawn(self._auditor)]
+                         hub.spawn(self._auditor), hub.spawn(self._watch)]
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()
@@ -181,14 +199,15 @@ class DyncastApp(App):  # type: ignore[misc]
                 dp = self.datapaths.get(dpid)
                 if dp is not None:
                     dp.send(serialise(dp, group))
-        if self.core.states.transitions:
-            for t in self.core.states.drain_log():
-                LOG.info("dyncast: instance %s %s -> %s (%s: %s)", t.dbid, t.src, t.dst,
-                         t.event, t.reason)
+        self.metrics.shell.flow_mods_sent += sum(isinstance(i, FlowMod) for i in intents)
+        if self.core.states.transitions or self.core.decisions.bases.change_log:
+            logs.core_events(self.core)
 
     def api_call(self, method: str, path: str, body: bytes) -> Reply:
         """Serve a REST request (called from a WSGI green thread) step by step, sending each
         step's intents and letting the event loop run before the next step."""
+        if path.rstrip("/") == RELOAD_PATH:
+            return self._reload_call(method)
         try:
             steps = self.api.steps(method, path, body, time.time())
             step = next(steps)
@@ -203,7 +222,43 @@ class DyncastApp(App):  # type: ignore[misc]
         self.send(step.intents)
         if self.core.intake.dirty:
             self._reported.set()
+        if step.status >= 400:
+            self._rejected(method, path, step)
         return step
+
+    def _rejected(self, method: str, path: str, reply: Reply) -> None:
+        """Count a refused request (a metrics report, by the field at fault) and log it
+        (rate-limited: apps/logs.py)."""
+        body = reply.body if isinstance(reply.body, dict) else {}
+        fault = str(body.get("field", ""))
+        if path.rstrip("/").endswith("/metrics"):
+            self.metrics.shell.reports_rejected[fault.partition(".")[2] if
+                                                fault.startswith("reports[") else fault] += 1
+        self.rejects.reject(method, path, reply.status, fault, str(body.get("error", "")))
+
+    def _reload_call(self, method: str) -> Reply:
+        """POST /dyncast/v1/config/reload: re-read the configuration file."""
+        if method != "POST":
+            return Reply(405, {"error": f"{method} not allowed on {RELOAD_PATH}",
+                               "field": "path"})
+        out = self.reloader.reload(time.time(), "http")
+        self.send(out.intents)
+        return Reply(out.status, out.body)
+
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        """SIGHUP: only note it (a signal handler may interrupt the hub itself)."""
+        self._hup = True
+
+    def _swapped(self, config: Any) -> None:
+        """A reload applied `config`: the shell's intervals and the log levels follow it."""
+        self.config = config
+        logs.configure(config.logging)
+        self.rejects.per_minute = config.logging.rejected_per_minute
+
+    def metrics_text(self) -> bytes:
+        """GET /metrics: the Prometheus exposition."""
+        self.metrics.shell.switches_connected = len(self.datapaths)
+        return self.metrics.scrape()
 
     def encode(self, value: Any) -> bytes:
         """A reply body as JSON; a long list a slice at a time, letting the event loop run in
@@ -219,6 +274,27 @@ class DyncastApp(App):  # type: ignore[misc]
         return ("[" + ", ".join(parts) + "]\n").encode()
 
     # --- periodic work ------------------------------------------------------------------
+    def _watch(self) -> None:
+        """Sample the event loop's lag (how late a sleep wakes), and run a reload a SIGHUP
+        asked for, on the loop."""
+        while True:
+            start = time.monotonic()
+            hub.sleep(WATCH_S)
+            self._watched(max(time.monotonic() - start - WATCH_S, 0.0))
+
+    def _watched(self, lag: float) -> None:
+        """One sample of the loop's lag; then a reload, if a SIGHUP asked for one."""
+        self._lags = [*self._lags[-(LAG_WINDOW - 1):], lag]
+        self.metrics.shell.loop_lag_s = max(self._lags)
+        self.rejects.roll()
+        if self._hup:
+            self._hup = False
+            try:
+                self.send(self.reloader.reload(time.time(), "sighup").intents)
+            except Exception:
+                self.core.counters["errors"] += 1
+                LOG.exception("dyncast: exception reloading the configuration")
+
     def _timer(self) -> None:
         """Post an EventTick every LLDP interval."""
         while True:
@@ -244,8 +320,8 @@ class DyncastApp(App):  # type: ignore[misc]
         """Read every switch's table back every `reconcile_interval_s` (a reading that got no
         answer by then is asked again), one switch at a time, spread over the interval: each
         answer is reconciled in a turn of its own, never every switch's in one."""
-        interval = self.config.reconcile_interval_s
         while True:
+            interval = self.config.reconcile_interval_s  # a reload may change it
             dps = list(self.datapaths.values())
             if not dps:
                 hub.sleep(interval)
@@ -278,7 +354,9 @@ class DyncastApp(App):  # type: ignore[misc]
         two (50 dirty services of 100 instances took 0.5 s at once)."""
         for name in self.core.intake.pending():
             try:
-                self.send(self.core.flush(time.time(), name))
+                with self.metrics.compute.time():
+                    intents = self.core.flush(time.time(), name)
+                self.send(intents)
             except Exception:
                 self.core.counters["errors"] += 1
                 LOG.exception("dyncast: exception recomputing service %s", name)
@@ -313,7 +391,9 @@ class DyncastApp(App):  # type: ignore[misc]
             channelguard.refuse_switch(dp)
             return
         self.datapaths[dp.id] = dp
-        LOG.info("dyncast: switch %016x connected", dp.id)
+        self.metrics.shell.switch_connections += 1
+        logs.event("switches", "switch_connected", dpid=f"{dp.id:016x}",
+                   reason="features reply")
         dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, dp.ofproto.OFPC_FRAG_NORMAL, 0xFFFF))
         if self.punt_pps:  # before any entry that uses it
             for mod in channelguard.meter_mods(dp, self.punt_pps):
@@ -342,7 +422,8 @@ class DyncastApp(App):  # type: ignore[misc]
             return
         del self.datapaths[dp.id]
         self._reads.pop(dp.id, None)
-        LOG.info("dyncast: switch %016x left", dp.id)
+        logs.event("switches", "switch_left", dpid=f"{dp.id:016x}",
+                   reason="control channel closed")
         self.send(self.core.switch_left(dp.id, time.time()))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
@@ -421,9 +502,12 @@ class DyncastApp(App):  # type: ignore[misc]
         after = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
                  c["bindings_retired"])
         if after != before:
-            LOG.info("dyncast: switch %016x read back (%d of our entries): %d added, %d "
-                     "removed, %d bindings adopted, %d retired", dpid, len(read.entries),
-                     *(a - b for a, b in zip(after, before, strict=True)))
+            added, removed, adopted, retired = (a - b for a, b in zip(after, before,
+                                                                      strict=True))
+            logs.event("reconcile", "switch_repaired", dpid=f"{dpid:016x}",
+                       entries_read=len(read.entries), added=added, removed=removed,
+                       bindings_adopted=adopted, bindings_retired=retired,
+                       reason="the switch's table differed from what the controller holds")
 
     @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
     @guarded
@@ -441,5 +525,6 @@ class DyncastApp(App):  # type: ignore[misc]
             LOG.info("dyncast: switch %016x already has the punt meter", msg.datapath.id)
             return
         self.core.counters["errors"] += 1
+        self.metrics.shell.openflow_errors[OFPET.get(msg.type, str(msg.type))] += 1
         LOG.error("dyncast: OpenFlow error from switch %016x: type=%d code=%d data=%s",
                   msg.datapath.id, msg.type, msg.code, bytes(msg.data[:64]).hex())

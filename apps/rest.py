@@ -1,10 +1,12 @@
-"""WSGI glue: every request under /dyncast/v1/ goes to `controller.api` through the app."""
+"""WSGI glue: every request under /dyncast/v1/ goes to `controller.api` through the app;
+GET /metrics is the Prometheus exposition (apps/metrics.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from apps.framework import ControllerBase, Response, route
+from apps.metrics import CONTENT_TYPE
 
 APP_KEY = "dyncast_app"
 METHODS = ["GET", "POST", "PUT", "DELETE"]
@@ -22,6 +24,13 @@ class RestController(ControllerBase):  # type: ignore[misc]
         reply = self.app.api_call(req.method, req.path, req.body or b"")
         return Response(status=reply.status, content_type="application/json",
                         body=self.app.encode(reply.body))
+
+    @route("dyncast", "/metrics", methods=["GET"])
+    def metrics(self, req: Any, **_: Any) -> Any:
+        """Every metric, read from the app at scrape time."""
+        resp = Response(status=200, body=self.app.metrics_text())
+        resp.headers["Content-Type"] = CONTENT_TYPE
+        return resp
 
     @route("dyncast", "/dyncast/v1", methods=METHODS)
     def root(self, req: Any, **_: Any) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 from controller.channel import ChannelConfig, channel_from_dict
 from controller.errors import ConfigError, ValidationError
 from controller.limits import Limits, limits_from_dict
+from controller.logcfg import LogConfig, logging_from_dict
 from controller.model import Service, check_unique, service_from_dict
 from controller.network.monitor import LinkConfig, MonitorSettings
 from controller.selection.decisions import SelectionConfig
@@ -40,6 +41,7 @@ class ControllerConfig:
     services: tuple[Service, ...] = ()
     links: tuple[LinkConfig, ...] = ()
     limits: Limits = field(default_factory=Limits)  # [limits]: quotas and input bounds
+    logging: LogConfig = field(default_factory=LogConfig)  # [controller.logging]
     channel: ChannelConfig = field(default_factory=ChannelConfig)  # [channel]: listen, TLS
 
     def monitor_settings(self) -> MonitorSettings:
@@ -51,7 +53,7 @@ class ControllerConfig:
 CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeout_s",
                    "store_flush_s", "stats_interval_s", "link_capacity_mbps", "congestion_ms",
                    "use_measured_delay", "probe_timeout_s", "ingresses", "selection", "scoring",
-                   "reconcile_interval_s", "switch_grace_s"}
+                   "reconcile_interval_s", "switch_grace_s", "logging"}
 
 
 def _links(raw: Any) -> tuple[LinkConfig, ...]:
@@ -152,6 +154,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         links=_links(data.get("link", [])),
         forwarders=_forwarders(data.get("forwarder", [])),
         limits=limits,
+        logging=logging_from_dict(ctl.get("logging", {})),
         channel=channel_from_dict(data.get("channel", {})),
     )
 

@@ -346,11 +346,15 @@ def test_store_writes_reach_the_store_when_the_app_stops(shell: Shell) -> None:
 
 @pytest.mark.parametrize("switches", [0, 1, 2])
 def test_instance_transitions_are_logged_whatever_the_intents(
-        shell: Shell, caplog: pytest.LogCaptureFixture, switches: int) -> None:
+        shell: Shell, switches: int) -> None:
     """Every state transition the core records is logged once, after the call that made it,
     and none stays queued: whether the call sent nothing (no switch), sent to one switch
-    (the probe for an instance not yet located) or to several."""
-    caplog.set_level(logging.INFO, logger="dyncast")
+    (the probe for an instance not yet located) or to several. Each is one structured
+    record (apps/logs.py) with its reason."""
+    records: list[logging.LogRecord] = []
+    capture = logging.Handler()
+    capture.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("dyncast.instances").addHandler(capture)
     dps = [shell.dp, FakeDatapath(shell.dp.framework, 2)][:switches]
     for dp in dps:
         shell.connect(dp)
@@ -362,12 +366,13 @@ def test_instance_transitions_are_logged_whatever_the_intents(
     assert shell.rest("POST", "metrics", report).status == 200
     assert shell.rest("POST", f"instances/{INSTANCE[0]}/drain").status == 200
     assert shell.app.core.states.transitions == []
-    logged = [r.getMessage().partition(":")[2] for r in caplog.records
-              if r.getMessage().startswith("dyncast: instance ")]
-    assert [m.partition(": ")[0] for m in logged] == [
-        f" instance {INSTANCE[0]} unknown -> unknown (register",
-        f" instance {INSTANCE[0]} unknown -> active (report_active",
-        f" instance {INSTANCE[0]} active -> draining (drain"], logged
+    logging.getLogger("dyncast.instances").removeHandler(capture)
+    logged = [r.fields for r in records]  # type: ignore[attr-defined]
+    assert [(f["event"], f["instance"], f["src"], f["dst"], f["trigger"]) for f in logged] == [
+        ("instance_state", INSTANCE[0], "unknown", "unknown", "register"),
+        ("instance_state", INSTANCE[0], "unknown", "active", "report_active"),
+        ("instance_state", INSTANCE[0], "active", "draining", "drain")], logged
+    assert all(f["reason"] for f in logged)
     assert shell.app.core.counters["errors"] == 0
 
 

@@ -94,3 +94,14 @@ def test_manager_turns_the_openflow_port_to_tls_when_certificates_are_named() ->
     assert pairs["--ofp-ssl-listen-port"] == "7000"
     assert (pairs["--ctl-privkey"], pairs["--ctl-cert"], pairs["--ca-certs"]) == (
         "k.pem", "c.pem", "ca.pem")
+
+
+def test_a_reloaded_channel_table_needs_a_restart() -> None:
+    """[channel] is bound at start (sockets, meter, allowlist): a reload reports it, keeps it."""
+    from controller.reload import plan
+
+    running = config_from_toml("", "x.toml")
+    new = config_from_toml("[channel]\npunt_pps = 5\n", "x.toml")
+    p = plan(running, new, {})
+    assert p.restart_required == ("channel",)
+    assert p.config.channel.punt_pps == 1000

@@ -234,3 +234,62 @@ def test_activate_deactivate_and_history(capsys, url) -> None:
     assert [ln.split()[1:4] for ln in lines[1:]] == [["unknown", "unknown", "register"],
                                                      ["unknown", "active", "report_active"],
                                                      ["active", "draining", "drain"]]
+
+
+def test_every_api_operation_has_a_command() -> None:
+    """docs/openapi.yaml's operations, each reachable with a dyncastctl command."""
+    from pathlib import Path
+
+    import yaml
+
+    from agents.dyncastctl import build_parser
+
+    doc = yaml.safe_load((Path(__file__).parent.parent / "docs" / "openapi.yaml").read_text())
+    ops = {op["operationId"] for p in doc["paths"].values() for m, op in p.items()
+           if m != "parameters"}
+    covered = {"listResources": None, "listServices": "services", "createService": "service add",
+               "getService": "service show", "replaceService": "service set",
+               "deleteService": "service remove", "listInstances": "instances",
+               "registerInstance": "register", "getInstance": "instance",
+               "withdrawInstance": "withdraw", "drainInstance": "drain",
+               "undrainInstance": "undrain", "activateInstance": "activate",
+               "deactivateInstance": "deactivate", "reportMetrics": "report",
+               "listDecisions": "decisions", "serviceDecisions": "decisions",
+               "listBindings": "bindings", "serviceBindings": "bindings",
+               "getTopology": "topology", "getStats": "stats", "reloadConfig": "reload"}
+    assert ops == set(covered)
+    parser = build_parser()
+    subs = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for command in filter(None, covered.values()):
+        words = command.split()
+        assert words[0] in subs, command
+        if len(words) > 1:
+            inner = subs[words[0]]._subparsers._group_actions[0].choices
+            assert words[1] in inner, command
+
+
+def test_register_report_show_withdraw_round_trip(capsys, url, tmp_path) -> None:
+    status, out, err = _run(capsys, url, "register", "10.0.100.1", "10.0.0.23", "--dma", "x")
+    assert status == 0 and "registered 10.0.0.23 (svc1)" in out, err
+    body = tmp_path / "r.json"
+    body.write_text(json.dumps({"dbid": "10.0.0.23", "cpu": 0.1, "sessions": 0, "queue": 0,
+                                "capacity": 4}))
+    status, out, err = _run(capsys, url, "report", "--body", str(body))
+    assert status == 0 and "accepted 1 report(s)" in out, err
+    status, out, _ = _run(capsys, url, "instance", "10.0.0.23")
+    assert status == 0 and json.loads(out)["metrics"]["capacity"] == 4
+    status, out, _ = _run(capsys, url, "--json", "service", "show", "svc1")
+    assert status == 0 and json.loads(out)["name"] == "svc1"
+    svc = json.loads(out)
+    svc["port"] = 8001
+    body.write_text(json.dumps(svc))
+    status, out, err = _run(capsys, url, "service", "set", "svc1", "--body", str(body))
+    assert status == 0 and "replaced service svc1" in out, err
+    status, out, _ = _run(capsys, url, "topology")
+    assert status == 0 and "switches" in out
+    status, out, _ = _run(capsys, url, "withdraw", "10.0.0.23")
+    assert status == 0 and "withdrew 10.0.0.23" in out
+    status, _, err = _run(capsys, url, "report", "--body", str(tmp_path / "missing.json"))
+    assert status == 2 and "--body" in err
+    status, _, err = _run(capsys, url, "reload")  # this test server has no reload
+    assert status == 1 and "config/reload" in err

@@ -75,6 +75,7 @@ class ReactiveFlows:
         self.born = 1  # bindings numbered below this were made by an earlier process
         self._ended: set[int] = set()  # ... and have ended since (never adopt them again)
         self._guarded: set[str] = set()  # instances whose bindings have SYN guards
+        self.new_by: Counter[tuple[str, int, str]] = Counter()  # (service, ingress, dbid)
 
     def restore(self, bindings: list[Binding], now: float | None = None) -> None:
         """Load persisted bindings of known services at start; with `now`, number new
@@ -129,6 +130,7 @@ class ReactiveFlows:
         self.decisions.placed(dbid, now)
         binding = self.bindings.add(key, dbid, dpid, now)
         self.counters["new_flows"] += 1
+        self.new_by[(svc.name, dpid, dbid)] += 1
         self._write(binding)
         self._sent[binding.ident] = now
         return self._install(svc, binding, in_port, data)

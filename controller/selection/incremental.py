@@ -20,13 +20,15 @@ reachability or a budget in play) makes the engine score the patched inputs in f
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from controller.model import Service
 from controller.network.costs import PathCost, PathCosts
 from controller.network.paths import Tree
 from controller.selection.engine import COST_OF, EPSILON, CandidateInput, Decision, Engine
+
+CHANGE_LOG = 1000  # decision changes kept for the shell to log
 
 Prepared = tuple[tuple[str, str, float, int | None], ...]  # (D-BID, state, compute, switch)
 Stamp = tuple[Tree | None, int, int, int]
@@ -97,6 +99,10 @@ class Incremental:
         self.counters = counters
         self.views: dict[str, View] = {}
         self.bases: dict[tuple[int, str], Basis] = {}
+        # changed decisions (ingress, service, old primary, new primary, when, why) for the
+        # shell to log; at most CHANGE_LOG kept (the oldest dropped first)
+        self.change_log: deque[tuple[int, str, str | None, str | None, float, str]] = deque(
+            maxlen=CHANGE_LOG)
         # destination -> (its tree, the tree's version, the ingresses, those its repair named)
         self._hits: dict[int, tuple[Tree, int, frozenset[int], frozenset[int]]] = {}
 
@@ -153,11 +159,16 @@ class Incremental:
                 if r.network_parts is UNPRICED and at is not None:
                     inputs[j] = _row(seen[j], self.costs.get(ingress, at))
         key = (ingress, svc.name)
+        was = self.engine.decisions.get(key)
         changed = self.engine.update(ingress, svc.name, svc.weights, inputs, now,
                                      svc.delay_budget_ms, svc.policy, significant)
         self.bases[key] = Basis(seen, index, inputs, _held(self.engine.decisions[key], index))
         if changed:
             self.counters["decision_changes"] += 1
+            self.change_log.append((ingress, svc.name, None if was is None else was.primary,
+                                    self.engine.decisions[key].primary, now,
+                                    "first decision" if was is None else
+                                    "reported metrics or path costs changed"))
         return changed
 
     def _patch(self, svc: Service, key: tuple[int, str], basis: Basis,
