@@ -57,8 +57,9 @@ def cmd_service_set(api: Api, args: argparse.Namespace) -> Result:
 def cmd_register(api: Api, args: argparse.Namespace) -> Result:
     """Register (or refresh) an instance of the service at a D-SID."""
     req: dict[str, Any] = {"dsid": args.dsid, "dbid": args.dbid, "active": not args.inactive}
-    if args.dma:
-        req["dma"] = args.dma
+    dma = args.dma or getattr(api, "agent", "")  # signed (--key-file): the key's agent
+    if dma:
+        req["dma"] = dma
     body = api.call("POST", "instances", req)
     return body, f"registered {body['dbid']} ({body['service']}): state {body['state']}"
 

@@ -1,7 +1,9 @@
 """`dyncastctl`: the operator's command line over the controller's REST API (/dyncast/v1/).
 
-Boundary: stdlib only; speaks HTTP/JSON to one controller and prints aligned tables, or with
---json the API's own JSON. Exit status: 0 done; 1 the API refused (its error on stderr);
+Boundary: stdlib (and the project's signing helpers); speaks HTTP/JSON to one controller with
+the operator's token (--token-file, $DYNCAST_TOKEN_FILE) and prints aligned tables, or with
+--json the API's own JSON; `keys` makes agent keys and tokens (agents/keys.py), offline.
+Exit status: 0 done; 1 the API refused (its error on stderr);
 2 the controller could not be reached, or the command line is wrong.
 
     dyncastctl services | instances | decisions [SERVICE] | bindings [SERVICE] | stats
@@ -12,6 +14,8 @@ Boundary: stdlib only; speaks HTTP/JSON to one controller and prints aligned tab
     dyncastctl history 10.0.0.41        (an instance's state transitions, oldest first)
     dyncastctl reload | topology | register | withdraw | instance | report | service show/set
     (agents/ctlmore.py)
+    dyncastctl keys agent dma-e2 --prefix 10.0.0.21/32 --table agents.toml --key-file e2.key
+    dyncastctl keys token ops --role admin --table tokens.toml --token-file admin.token
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from agents import ctlmore
+from agents import ctlmore, keys
+from agents.signing import ENV_KEY_FILE, ENV_TOKEN_FILE, CredentialError, Signer, bearer
+from controller.auth.policy import classify
 
 DEFAULT_CONTROLLER = "http://127.0.0.1:8080"
 ENV_CONTROLLER = "DYNCASTCTL_CONTROLLER"
@@ -47,16 +53,24 @@ class CtlError(Exception):
 class Client:
     """The REST API of the controller at `base`."""
 
-    def __init__(self, base: str, timeout: float) -> None:
+    def __init__(self, base: str, timeout: float, auth: dict[str, str] | None = None,
+                 signer: Signer | None = None) -> None:
         self.base = base.rstrip("/")
         self.timeout = timeout
+        self.auth = auth or {}  # the Authorization header (agents/signing.py)
+        self.signer = signer  # signs the agent calls (register, report, withdraw) if given
+        self.agent = signer.agent if signer is not None else ""
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """One request; the decoded JSON reply, or CtlError (1: API refused, 2: unreachable)."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + PREFIX + path, data=data, method=method,
+        url = self.base + PREFIX + path
+        creds = self.auth
+        if self.signer is not None and classify(method, PREFIX + path) == "agent":
+            creds = self.signer.headers(method, urlsplit(url).path, data or b"")
+        req = urllib.request.Request(url, data=data, method=method,
                                      headers={"Content-Type": "application/json",
-                                              "Accept": "application/json"})
+                                              "Accept": "application/json", **creds})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
@@ -286,6 +300,13 @@ def _add_globals(p: argparse.ArgumentParser, top: bool) -> None:
                    help="print the API's JSON instead of a table")
     p.add_argument("--timeout", type=_positive, metavar="S", default=default(5.0),
                    help="seconds to wait for the controller (default 5)")
+    p.add_argument("--token-file", metavar="FILE", default=default(None),
+                   help=f"operator token to send (default ${ENV_TOKEN_FILE}; "
+                        "docs/security.md)")
+    p.add_argument("--key-file", metavar="FILE",
+                   default=default(os.environ.get(ENV_KEY_FILE) or None),
+                   help="an agent key: register, withdraw and report are signed with it "
+                        f"(default ${ENV_KEY_FILE})")
 
 
 def _command(sub: Any, name: str, run: Callable[[Client, argparse.Namespace], Result],
@@ -339,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "history", cmd_history).add_argument("dbid")
     _command(sub, "stats", cmd_stats)
     ctlmore.add(sub, svc, _command)
+    keys.add_parser(sub)
     return ap
 
 
@@ -346,11 +368,20 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line, make the request(s), print; return the exit status."""
     ap = build_parser()
     args = ap.parse_args(argv)
+    try:
+        if args.command == "keys":
+            print(keys.run(args), flush=True)
+            return 0
+        auth = bearer(args.token_file)
+        signer = Signer.from_file(args.key_file) if args.key_file else None
+    except (keys.KeysError, CredentialError) as exc:
+        print(f"dyncastctl: {exc}", file=sys.stderr)
+        return 1
     url = urlsplit(args.controller)
     if url.scheme not in ("http", "https") or not url.netloc:
         ap.error(f"--controller must be an http:// or https:// URL, got {args.controller!r}")
     try:
-        body, text = args.run(Client(args.controller, args.timeout), args)
+        body, text = args.run(Client(args.controller, args.timeout, auth, signer), args)
     except CtlError as exc:
         print(f"dyncastctl: {exc}", file=sys.stderr)
         return exc.status

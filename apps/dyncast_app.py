@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 from eventlet import tpool
 from sqlalchemy.engine import make_url
 
-from apps import channelguard, logs, packet_in
+from apps import channelguard, logs, packet_in, security
 from apps.configfile import load_config
 from apps.flowread import Polls, entry_of, read_request
 from apps.framework import (
@@ -137,6 +137,7 @@ class DyncastApp(App):  # type: ignore[misc]
         self._workers: list[Any] = []
         self._reported = hub.Event()  # set when reports left services dirty
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
+        security.install(kwargs["wsgi"], self.config, lambda: self.core.catalogue.instances)
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),
                  len(self.core.bindings),

@@ -34,6 +34,27 @@ def _choose() -> str:
 
 FRAMEWORK = _choose()
 
+
+def _gate_ryu_server() -> None:
+    """Make Ryu's manager serve its WSGI context behind `apps.security.Gate`, the one gate in
+    front of every route (os-ken's server is ours: `apps.osken_wsgi` does the same).
+    Ryu's `start_service` finds the context by exact class and serves it bare; ours wraps it."""
+    from ryu import cfg as ryu_cfg
+    from ryu.app import wsgi as ryu_wsgi
+
+    from apps import restserver
+    from apps.security import Gate
+
+    def start_service(app_mgr: object) -> object:
+        for instance in getattr(app_mgr, "contexts", {}).values():
+            if isinstance(instance, ryu_wsgi.WSGIApplication):  # the hardened server
+                return restserver.configured(Gate(instance), ryu_cfg.CONF.wsapi_host,
+                                             ryu_cfg.CONF.wsapi_port)
+        return None
+
+    ryu_wsgi.start_service = start_service
+
+
 if FRAMEWORK == "ryu":
     compat.patch_eventlet_wsgi()  # ryu.app.wsgi needs eventlet.wsgi.ALREADY_HANDLED
     from ryu.app.wsgi import ControllerBase, Response, WSGIApplication, route
@@ -49,6 +70,7 @@ if FRAMEWORK == "ryu":
     from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 
     App = app_manager.RyuApp
+    _gate_ryu_server()
 else:
     compat.quiet_eventlet_warning()
     from os_ken.base import app_manager

@@ -117,7 +117,9 @@ class WSGIApplication:
         from apps import restserver
 
         conf = cfg.CONF
-        self.server = restserver.configured(self, conf.wsapi_host, conf.wsapi_port)
+        from apps.security import Gate  # every request passes the gate (apps/security.py)
+
+        self.server = restserver.configured(Gate(self), conf.wsapi_host, conf.wsapi_port)
         self.thread = hub.spawn(self.server.serve_forever)
 
     @webob.dec.wsgify(RequestClass=Request)  # type: ignore[untyped-decorator]  # webob is untyped

@@ -12,8 +12,8 @@ the `[channel]` table (controller/channel.py) and `[limits].max_body_bytes`:
   - HTTPS when `rest_cert`/`rest_key` are set (client certificates required when
     `rest_client_ca` is); the handshake runs in the connection's own green thread, under
     the same deadline, never in the accept loop.
-Ryu's manager starts it through `ryu_start_service` (patched in by apps/manager.py); os-ken's
-through apps/osken_wsgi.py.
+Ryu's manager starts it through the `start_service` apps/framework.py patches in, os-ken's
+through apps/osken_wsgi.py; both serve the app behind apps/security.py's Gate.
 """
 
 from __future__ import annotations
@@ -223,12 +223,3 @@ def configured(app: WsgiApp, host: str | None = None, port: int | None = None) -
     return RestServer(app, listen, ServerSettings.from_config(config))
 
 
-def ryu_start_service(app_mgr: Any) -> RestServer | None:
-    """Ryu's `ryu.app.wsgi.start_service`, serving the `wsgi` context with this server."""
-    from ryu import cfg
-    from ryu.app import wsgi
-
-    for instance in app_mgr.contexts.values():
-        if instance.__class__ == wsgi.WSGIApplication:
-            return configured(instance, cfg.CONF.wsapi_host, cfg.CONF.wsapi_port)
-    return None

@@ -61,6 +61,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agents.credset import CredentialSet  # noqa: E402
 from bench.emuswitch import INSTANCE_PORTS, Generator, Phase, Scenario, Tally  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -185,10 +186,17 @@ def tail(log: Path, lines: int = 15) -> str:
 
 
 # --- REST -----------------------------------------------------------------------------------
+CREDS: dict[str, CredentialSet] = {}  # "set": the credentials of the controller under test
+
+
 def rest(base: str, method: str, path: str, body: object = None) -> object:
+    """One REST call with the bench's credentials (admin token; agent calls signed as the
+    agent 'cbench')."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if "set" in CREDS:
+        headers.update(CREDS["set"].headers(method, path, data or b"", "cbench"))
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
@@ -216,7 +224,9 @@ def dyncast_config(tmp: Path, sc: Scenario, store_flush_s: float | None = None) 
     for old in (db, tmp / "dyncast.db-journal"):
         old.unlink(missing_ok=True)
     flush = "" if store_flush_s is None else f"store_flush_s = {store_flush_s}\n"
-    cfg.write_text(f"""# written by bench/cbench.py
+    creds = CREDS["set"] = CredentialSet(tmp / "creds")
+    creds.key_file("cbench", max_instances=100_000)
+    cfg.write_text(creds.security_section() + f"""# written by bench/cbench.py
 [controller]
 store_url = "sqlite:///{db}"
 stale_after_s = 3600   # the bench reports metrics once

@@ -212,6 +212,7 @@ class Bench:
         url = f"http://{lab.mgmt[site.host]}:{lab.controller.rest_port}"
         dma = lab.popen(site.host, [
             bin_path("dyncast-dma"), "--controller", url, "--name", f"dma-{site.host}",
+            "--key-file", str(lab.controller.creds.key_file(f"dma-{site.host}")),
             *self.plan.dma_args(),
             "--instance", f"{DSID}={site.dbid}@http://{site.dbid}:{PORT}/stats"],
             f"dma-{self.starts}", ready=r"^registered ")

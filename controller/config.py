@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.auth.settings import SecuritySettings, security_from_dict
 from controller.channel import ChannelConfig, channel_from_dict
 from controller.errors import ConfigError, ValidationError
 from controller.limits import Limits, limits_from_dict
@@ -42,6 +43,7 @@ class ControllerConfig:
     links: tuple[LinkConfig, ...] = ()
     limits: Limits = field(default_factory=Limits)  # [limits]: quotas and input bounds
     logging: LogConfig = field(default_factory=LogConfig)  # [controller.logging]
+    security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
     channel: ChannelConfig = field(default_factory=ChannelConfig)  # [channel]: listen, TLS
 
     def monitor_settings(self) -> MonitorSettings:
@@ -100,7 +102,8 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
-    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits", "channel"},
+    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits", "security",
+                          "channel"},
                    "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
@@ -155,6 +158,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         forwarders=_forwarders(data.get("forwarder", [])),
         limits=limits,
         logging=logging_from_dict(ctl.get("logging", {})),
+        security=security_from_dict(data.get("security", {})),
         channel=channel_from_dict(data.get("channel", {})),
     )
 

@@ -4,9 +4,11 @@ Boundary: pure. The shell (apps/reloader.py) reads the file, calls `plan`, then 
 services through the same paths as the REST API and swaps in `ReloadPlan.config`.
 
 Live: the services ([[service]]: added, changed, removed), [limits], [controller.logging], and
-the tunables in `LIVE` (read each time they are used). Every other key is bound into the
-running features when they start (selection, scoring, the store, ingresses, links, ...): a
-change to one is reported in `restart_required` and NOT applied (the running value is kept).
+the tunables in `LIVE` (read each time they are used). [security] is not: a reload cannot turn
+authentication off (the agent and token tables themselves are re-read when their files
+change). Every other key is bound into the running features when they start (selection,
+scoring, the store, ingresses, links, ...): a change to one is reported in `restart_required`
+and NOT applied (the running value is kept).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ LIVE = ("lldp_interval_s", "stats_interval_s", "store_flush_s", "reconcile_inter
         "link_timeout_s", "switch_grace_s", "limits", "logging")
 # the TOML key each field is written as (for the report)
 KEY_OF = {"limits": "limits", "links": "link", "forwarders": "forwarder",
-          "logging": "controller.logging", "channel": "channel"}  # [channel]: at start only
+          "logging": "controller.logging", "security": "security",
+          "channel": "channel"}  # [channel]: at start only
 
 
 def key_of(field_name: str) -> str:

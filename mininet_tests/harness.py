@@ -187,7 +187,8 @@ class Lab:
         assert old is not None and old.popen is not None and old.popen.poll() is not None
         self.controller = ControllerProcess(old.artifacts, old.config, framework=old.framework,
                                             command=old.command, ofp_port=old.ofp_port,
-                                            rest_port=old.rest_port)
+                                            rest_port=old.rest_port, creds=old.creds,
+                                            owners=old.owners)
         self.controller.start(timeout)
         return time.time()
 
@@ -378,8 +379,11 @@ class Lab:
         stats_on_dsid: the instances listen on their D-SID (overlay), so read their stats there."""
         assert self.controller is not None, "start the controller first"
         url = f"http://{self.mgmt[host]}:{self.controller.rest_port}"
+        assert self.controller.creds is not None
+        key = self.controller.creds.key_file(f"dma-{host}")
         argv = [bin_path("dyncast-dma"), "--controller", url, "--name", f"dma-{host}",
-                "--interval", str(interval), "--cpu-source", "instance", *extra]
+                "--key-file", str(key), "--interval", str(interval), "--cpu-source", "instance",
+                *extra]
         for dsid, dbid in bindings.items():
             argv += ["--instance",
                      f"{dsid}={dbid}@http://{dsid if stats_on_dsid else dbid}:{port}/stats"]

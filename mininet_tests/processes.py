@@ -20,8 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pytest
+
+from agents.credset import CredentialSet
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "mininet_tests" / "artifacts"
@@ -69,11 +72,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
-    """Send JSON (if `body` is not None), return (status, decoded JSON or text or None)."""
+def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0,
+              creds: Callable[[str, str, bytes], dict[str, str]] | None = None,
+              ) -> tuple[int, Any]:
+    """Send JSON (if `body` is not None), return (status, decoded JSON or text or None).
+    `creds(method, path, body bytes)` gives the credential headers (a token or a signature)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
+    headers = {"Content-Type": "application/json"} if data else {}
+    if creds is not None:
+        headers.update(creds(method, urlsplit(url).path, data or b""))
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             status, raw = resp.status, resp.read()
@@ -126,6 +134,9 @@ class ControllerProcess:
 
     `command` replaces the default command line (for the harness self-test); arguments that are
     exactly "{ofp_port}", "{rest_port}" or "{config}" are replaced by those values.
+    Authentication is on: `creds` (made once in the artefact folder) hold the admin token and
+    the agent keys; the controller runs a copy of `config` with their [security] table, and
+    `rest` sends the token, or signs agent calls (as the registration's `dma`, else 'lab').
     """
 
     artifacts: Path
@@ -135,6 +146,20 @@ class ControllerProcess:
     ofp_port: int = field(default_factory=free_port)
     rest_port: int = field(default_factory=free_port)
     popen: subprocess.Popen[bytes] | None = None
+    creds: CredentialSet | None = None
+    owners: dict[str, str] = field(default_factory=dict)  # D-BID -> agent that registered it
+
+    def __post_init__(self) -> None:
+        if self.creds is None:
+            self.creds = CredentialSet(self.artifacts / "creds")
+
+    @property
+    def secured_config(self) -> Path:
+        """The configuration the controller runs: `config` plus the [security] table, written
+        at the first start (a restart runs the same file, as a test may have rewritten it)."""
+        assert self.creds is not None
+        path = self.artifacts / "secured.toml"
+        return path if path.exists() else self.creds.config_with_security(self.config, path)
 
     @property
     def log_path(self) -> Path:
@@ -150,11 +175,10 @@ class ControllerProcess:
         """The command line that starts the controller."""
         if self.command is not None:
             values = {"{ofp_port}": str(self.ofp_port), "{rest_port}": str(self.rest_port),
-                      "{config}": str(self.config)}
+                      "{config}": str(self.secured_config)}
             return [values.get(a, a) for a in self.command]
-        argv = [bin_path("dyncast-manager"), "--framework", self.framework]
-        if self.config is not None:
-            argv += ["--dyncast-config", str(self.config)]
+        argv = [bin_path("dyncast-manager"), "--framework", self.framework,
+                "--dyncast-config", str(self.secured_config)]
         return [*argv, "--ofp-tcp-listen-port", str(self.ofp_port), "--wsapi-host", "0.0.0.0",
                 "--wsapi-port", str(self.rest_port), str(REPO / "apps" / "dyncast_app.py")]
 
@@ -183,7 +207,14 @@ class ControllerProcess:
              timeout: float = 5.0) -> tuple[int, Any]:
         """Call the REST API; `path` is relative to /dyncast/v1 (e.g. "/services")."""
         full = path if path.startswith(API) else API + path
-        return http_json(method, self.url + full, body, timeout)
+        assert self.creds is not None
+        agent = self.creds.agent_for(method, full, body, self.owners)
+        creds = self.creds
+        status, reply = http_json(method, self.url + full, body, timeout,
+                                  lambda m, p, b: creds.headers(m, p, b, agent))
+        if status in (200, 201) and method == "POST" and full.rstrip("/").endswith("/instances"):
+            self.owners[reply["dbid"]] = agent
+        return status, reply
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the controller by pid, SIGKILL after `timeout` s; return its exit code."""

@@ -190,7 +190,8 @@ def test_after_idle_timeout_a_new_flow_is_decided_afresh(fig2: Lab) -> None:
 
 def test_bad_dma_report_is_rejected_and_changes_nothing(fig2: Lab) -> None:
     """An absurd metric report gets a 4xx naming the field; instances and decisions stay."""
-    assert fig2.rest("POST", "/instances", {"dsid": SVC1, "dbid": "10.0.0.21"})[0] == 201
+    reg = {"dsid": SVC1, "dbid": "10.0.0.21", "dma": "lab"}
+    assert fig2.rest("POST", "/instances", reg)[0] == 201
     good = {"dbid": "10.0.0.21", "cpu": 0.1, "sessions": 1, "queue": 0, "capacity": 4}
     assert fig2.rest("POST", "/metrics", good)[0] == 200
     wait_shares(fig2, "svc1", R1, {"10.0.0.21"})  # located (ARP probe answered) and decided

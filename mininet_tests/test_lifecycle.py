@@ -36,8 +36,9 @@ NAME_OF = {dbid: f"svc1@{host}" for host, dbid in SITES.items()}
 
 def dyncastctl(lab: Lab, *args: str) -> str:
     """Run the operator CLI against the lab's controller; fail on a non-zero exit."""
-    assert lab.controller is not None
-    done = subprocess.run([bin_path("dyncastctl"), "--controller", lab.controller.url, *args],
+    assert lab.controller is not None and lab.controller.creds is not None
+    done = subprocess.run([bin_path("dyncastctl"), "--controller", lab.controller.url,
+                           "--token-file", str(lab.controller.creds.token_file), *args],
                           capture_output=True, text=True, timeout=20, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -46,7 +46,9 @@ def lab(request: pytest.FixtureRequest) -> Iterator[tuple[Lab, Path]]:
     graph = figure2_graph(0, False)
     the_lab = _running(request, graph, Figure2Topo(bw=None, extra_clients=0, third_site=False),
                        opts, lambda net: configure(net, graph, False))
-    yield the_lab, config
+    assert the_lab.controller is not None
+    # the file the controller runs: the copy plus the harness's [security] table
+    yield the_lab, the_lab.controller.secured_config
     _finish(the_lab)
     config.unlink(missing_ok=True)
     folder.rmdir()
@@ -55,7 +57,10 @@ def lab(request: pytest.FixtureRequest) -> Iterator[tuple[Lab, Path]]:
 def scrape(lab: Lab) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """GET /metrics, parsed: (name, labels) -> value."""
     assert lab.controller is not None
-    with urllib.request.urlopen(f"{lab.controller.url}/metrics", timeout=10) as resp:
+    assert lab.controller.creds is not None
+    req = urllib.request.Request(f"{lab.controller.url}/metrics", headers={
+        "Authorization": f"Bearer {lab.controller.creds.admin_token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.headers["Content-Type"].startswith("text/plain")
         text = resp.read().decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -108,9 +113,10 @@ def test_metrics_move_and_a_sighup_reload_keeps_a_held_connection(
     changed = text.replace("weights = { network = 1.0, compute = 1.0 }",
                            "weights = { network = 1.0, compute = 2.0 }", 1)
     assert changed != text
+    security = net.controller.creds.security_section() if net.controller.creds else ""
     config.write_text(changed.replace("[controller]\n", "[controller]\nstats_interval_s = 3.0\n")
                       + '\n[[service]]\nname = "svc3"\ndsid = "10.0.100.3"\nprotocol = "tcp"\n'
-                        'port = 8000\n')
+                        'port = 8000\n' + security)
     net.controller.popen.send_signal(signal.SIGHUP)
     wait_until(lambda: net.rest("GET", "/services/svc3")[0] == 200, 10,
                "SIGHUP did not add svc3")
@@ -124,7 +130,8 @@ def test_metrics_move_and_a_sighup_reload_keeps_a_held_connection(
     assert value(reloaded, "dyncast_bindings", service="svc1", instance=held) >= 1
 
     # a bad file: refused over HTTP (400 naming the key) and by SIGHUP; nothing changes
-    config.write_text(changed.replace("[controller]\n", "[controller]\nstats_interval_s = -1\n"))
+    config.write_text(changed.replace("[controller]\n", "[controller]\nstats_interval_s = -1\n")
+                      + security)
     status, body = net.rest("POST", "/config/reload")
     assert status == 400 and body["field"] == "controller.stats_interval_s", body
     net.controller.popen.send_signal(signal.SIGHUP)

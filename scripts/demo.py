@@ -140,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                                  for i in lab.rest("GET", "/instances")[1])
         wait_until(lambda: len(lab.rest("GET", "/instances")[1]) == 4 and all_active(), 30,
                    "instances registered, reporting and located")
-        print(f"controller log: {ctl.log_path}\n")
+        print(f"controller log: {ctl.log_path}")
+        assert ctl.creds is not None
+        print(f"credentials (agent keys, tokens; docs/security.md): {ctl.creds.folder}; "
+              f"dyncastctl --token-file {ctl.creds.token_file}\n")
         print("== decisions per ingress (cost = network ms + compute ms; shares by "
               "(best/cost)^4 within 30 % of the best)")
         print(decisions_table(lab), "\n")

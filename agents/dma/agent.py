@@ -26,6 +26,7 @@ from agents.dma.metrics import (
     report_metrics,
 )
 from agents.dma.wire import CONTROLLER_TIMEOUT, Answer, UnreachableError, call, opener, read_stats
+from agents.signing import Signer
 
 API = "/dyncast/v1"
 BACKOFF_FIRST = 0.5  # first registration retry delay, doubled up to BACKOFF_MAX
@@ -52,6 +53,7 @@ class Options:
     inactive: frozenset[str] = frozenset()  # D-BIDs registered as not serving
     start: Mapping[str, str] = field(default_factory=dict)  # D-BID -> command that starts it
     stop: Mapping[str, str] = field(default_factory=dict)  # D-BID -> command that stops it
+    key_file: str | None = None  # the agent key every call is signed with (agents/signing.py)
 
 
 class CpuMeter:
@@ -104,11 +106,12 @@ class Agent:
                                 enabled=b.dbid not in options.inactive)
                         for b in options.bindings]
         self.launcher = Launcher(options.start, options.stop)
+        self.signer = Signer.from_file(options.key_file) if options.key_file else None
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None) -> Answer:
         """Call the controller's REST API."""
         return call(self.opener, method, self.options.controller + API + path, body,
-                    CONTROLLER_TIMEOUT)
+                    CONTROLLER_TIMEOUT, self.signer)
 
     def register(self, t: Tracked) -> None:
         """POST one binding and log a refusal; UnreachableError if the controller is silent."""

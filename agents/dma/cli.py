@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 from agents.dma.agent import Options, run
 from agents.dma.metrics import Binding, parse_binding, parse_command_spec
+from agents.signing import ENV_KEY_FILE, CredentialError, Signer
 
 
 def _positive(text: str) -> float:
@@ -66,6 +68,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--name", required=True, help="this D-MA's name")
     parser.add_argument("--instance", required=True, action="append", type=_binding,
                         metavar="DSID=DBID@STATS_URL", help="a binding to register (repeatable)")
+    parser.add_argument("--key-file", default=os.environ.get(ENV_KEY_FILE) or None,
+                        metavar="FILE", help="this agent's key file; every call is signed "
+                        f"with it (default ${ENV_KEY_FILE}; docs/security.md)")
     parser.add_argument("--interval", type=_positive, default=2.0,
                         help="seconds between periodic reports (default 2.0)")
     parser.add_argument("--min-interval", type=_non_negative, default=0.5,
@@ -96,6 +101,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         for dbid in values:
             if dbid not in dbids:
                 parser.error(f"{option} {dbid}: not the D-BID of any --instance")
+    if args.key_file is not None:
+        try:
+            signer = Signer.from_file(args.key_file)
+        except CredentialError as exc:
+            parser.error(f"--key-file: {exc}")
+        if signer.agent != args.name:
+            parser.error(f"--key-file is agent {signer.agent!r}'s, not --name {args.name!r}")
     if args.min_interval > args.interval:
         parser.error("--min-interval must not exceed --interval")
     if len(set(dbids)) != len(dbids):
@@ -104,7 +116,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    interval=args.interval, min_interval=args.min_interval,
                    threshold=args.threshold, register_timeout=args.register_timeout,
                    cpu_source=args.cpu_source, inactive=frozenset(args.inactive),
-                   start=dict(args.start), stop=dict(args.stop))
+                   start=dict(args.start), stop=dict(args.stop), key_file=args.key_file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from agents.dma.metrics import (
     MAX_JSON_CHARS,
@@ -20,6 +21,7 @@ from agents.dma.metrics import (
     parse_stats,
     stats_problem,
 )
+from agents.signing import Signer
 
 CONTROLLER_TIMEOUT = 2.0  # seconds for one call to the controller
 STATS_TIMEOUT = 1.0  # seconds for one read of an instance's /stats
@@ -44,12 +46,16 @@ class UnreachableError(Exception):
 
 
 def call(opener: urllib.request.OpenerDirector, method: str, url: str,
-         body: Mapping[str, Any] | None, timeout: float) -> Answer:
-    """Make one HTTP request with an optional JSON body; UnreachableError if nothing answers."""
+         body: Mapping[str, Any] | None, timeout: float, signer: Signer | None = None) -> Answer:
+    """Make one HTTP request with an optional JSON body, signed by `signer` if given;
+    UnreachableError if nothing answers."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    if signer is not None:
+        for name, value in signer.headers(method, urlsplit(url).path, data or b"").items():
+            request.add_header(name, value)
     try:
         with opener.open(request, timeout=timeout) as response:
             return Answer(response.status, response.read().decode(errors="replace"))

@@ -1,0 +1,88 @@
+"""Authentication: an agent's signature (with clock skew and replay checks) or an operator's
+bearer token. Every failure is a 401 naming the header at fault.
+
+Replays: each agent's sequence must rise with every call; the last one accepted is
+remembered, so a captured request sent again (within the skew window, or it is stale anyway)
+is refused. The memory is the controller process's: after a restart, a request captured in
+the last `max_skew_s` seconds could be replayed once (docs/security.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from controller.auth.credentials import Agent, Token, find_token
+from controller.auth.errors import AuthError, UnknownCredential
+from controller.auth.signing import (
+    AGENT_HEADER,
+    SEQ_HEADER,
+    SEQ_RE,
+    SIGNATURE_HEADER,
+    SIGNATURE_RE,
+    TIMESTAMP_HEADER,
+    TIMESTAMP_RE,
+    Stamp,
+    canonical,
+    signature_matches,
+)
+from controller.validate import NAME_RE
+
+BEARER = "bearer "
+
+
+@dataclass
+class Verifier:
+    """Checks credentials against the tables; remembers each agent's last sequence."""
+
+    agents: Mapping[str, Agent]
+    tokens: tuple[Token, ...]
+    max_skew_s: float = 30.0
+    last_seq: dict[str, int] = field(default_factory=dict)
+
+    def agent(self, method: str, path: str, body: bytes, header: Callable[[str], str],
+              now: float) -> Agent:
+        """The agent that signed this request (`header` reads one of its headers, '' if
+        absent); AuthError 401 if unsigned, unknown, badly signed, stale or replayed. A good
+        one's sequence is kept."""
+        texts = {}
+        for name, pattern in ((AGENT_HEADER, NAME_RE), (TIMESTAMP_HEADER, TIMESTAMP_RE),
+                              (SEQ_HEADER, SEQ_RE), (SIGNATURE_HEADER, SIGNATURE_RE)):
+            text = header(name)
+            if not text:
+                raise AuthError(401, name, "missing: this endpoint needs an agent signature "
+                                "(docs/security.md)")
+            if not pattern.fullmatch(text):
+                raise AuthError(401, name, "malformed")
+            texts[name] = text
+        agent = self.agents.get(texts[AGENT_HEADER])
+        if agent is None:
+            raise UnknownCredential(AGENT_HEADER, "unknown agent")
+        stamp = Stamp(agent.id, texts[TIMESTAMP_HEADER], texts[SEQ_HEADER])
+        if not signature_matches(agent.key, texts[SIGNATURE_HEADER],
+                                 canonical(method, path, body, stamp)):
+            raise AuthError(401, SIGNATURE_HEADER, "does not match the request and the "
+                            "agent's key")
+        skew = float(stamp.timestamp) - now
+        if abs(skew) > self.max_skew_s:
+            raise AuthError(401, TIMESTAMP_HEADER, f"stale: {skew:+.1f} s from the "
+                            f"controller's clock (at most {self.max_skew_s:g} s)")
+        seq, last = int(stamp.seq), self.last_seq.get(agent.id, -1)
+        if seq <= last:
+            raise AuthError(401, SEQ_HEADER, f"replayed: sequence {seq} is not above the "
+                            f"agent's last ({last})")
+        self.last_seq[agent.id] = seq
+        return agent
+
+    def token(self, authorization: str) -> Token:
+        """The operator token in an `Authorization: Bearer ...` header; AuthError 401 if
+        missing or unknown."""
+        if not authorization:
+            raise AuthError(401, "Authorization", "missing: send 'Authorization: Bearer "
+                            "TOKEN' (docs/security.md)")
+        if not authorization[:len(BEARER)].lower() == BEARER or len(authorization) > 512:
+            raise AuthError(401, "Authorization", "must be 'Bearer TOKEN'")
+        token = find_token(self.tokens, authorization[len(BEARER):].strip())
+        if token is None:
+            raise UnknownCredential("Authorization", "unknown token")
+        return token

@@ -1,0 +1,295 @@
+"""The pure auth core: signatures, clock skew, replays, authorisation by prefix and owner,
+per-agent quotas, token roles and JSON-only bodies (controller/auth/)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from controller.auth.credentials import (
+    Agent,
+    Token,
+    agents_from_dict,
+    find_token,
+    token_digest,
+    tokens_from_dict,
+)
+from controller.auth.errors import AuthError
+from controller.auth.policy import Request, admit, classify
+from controller.auth.settings import SecuritySettings, security_from_dict
+from controller.auth.signing import SIGNATURE_HEADER, Stamp, headers
+from controller.auth.verifier import Verifier
+from controller.config import config_from_dict
+from controller.errors import ValidationError
+from controller.model import Instance
+
+NOW = 1_800_000_000.0
+KEY = bytes(range(32))
+AGENT = Agent("dma-e2", KEY, agents_from_dict({"agent": [{"id": "x", "key": "0" * 64,
+                                                          "prefixes": ["10.0.0.0/24",
+                                                                       "10.0.100.0/24"]}]},
+                                              2)["x"].prefixes, 2)
+ADMIN, READER = "admin-secret", "read-secret"
+TOKENS = (Token("ops", "admin", token_digest(ADMIN)), Token("viewer", "read",
+                                                           token_digest(READER)))
+SETTINGS = SecuritySettings()
+PATH = "/dyncast/v1/"
+
+
+def verifier() -> Verifier:
+    return Verifier({AGENT.id: AGENT}, TOKENS, 30.0)
+
+
+def signed(method: str, path: str, body: Any, seq: int = 1, at: float = NOW,
+           key: bytes = KEY, agent: str = AGENT.id) -> Request:
+    """A request signed as `agent` with `key`."""
+    raw = b"" if body is None else json.dumps(body).encode()
+    hdrs = headers(key, Stamp.make(agent, at, seq), method, path, raw)
+    return Request(method, path, raw, "application/json" if raw else "",
+                   lambda name: hdrs.get(name, ""))
+
+
+def with_token(method: str, path: str, token: str | None, body: bytes = b"",
+               content_type: str = "application/json") -> Request:
+    hdrs = {} if token is None else {"Authorization": f"Bearer {token}"}
+    return Request(method, path, body, content_type if body else "",
+                   lambda name: hdrs.get(name, ""))
+
+
+def refusal(req: Request, v: Verifier | None = None, instances: dict[str, Instance] | None = None,
+            settings: SecuritySettings = SETTINGS) -> AuthError:
+    with pytest.raises(AuthError) as info:
+        admit(req, settings, v or verifier(), instances or {}, NOW)
+    return info.value
+
+
+REG = {"dsid": "10.0.100.1", "dbid": "10.0.0.21", "dma": "dma-e2"}
+
+
+def test_a_good_signature_is_accepted() -> None:
+    """A registration signed with the agent's key, now, is admitted as that agent."""
+    assert admit(signed("POST", PATH + "instances", REG), SETTINGS, verifier(), {},
+                 NOW) == "agent dma-e2"
+
+
+@pytest.mark.parametrize("change", ["body", "path", "dbid", "key", "agent", "signature"])
+def test_a_signature_over_anything_else_is_refused(change: str) -> None:
+    """Changing the body, path, key or agent after signing gives 401."""
+    req = signed("POST", PATH + "instances", REG)
+    if change == "body":
+        req = Request(req.method, req.path, req.body.replace(b"21", b"22"), req.content_type,
+                      req.header)
+    elif change == "path":
+        req = Request(req.method, PATH + "metrics", req.body, req.content_type, req.header)
+    elif change == "dbid":
+        req = signed("DELETE", PATH + "instances/10.0.0.21", None)
+        req = Request(req.method, PATH + "instances/10.0.0.22", b"", "", req.header)
+    elif change == "key":
+        req = signed("POST", PATH + "instances", REG, key=bytes(32))
+    elif change == "agent":
+        req = signed("POST", PATH + "instances", REG, agent="dma-e9")
+    else:
+        original = req.header
+        req = Request(req.method, req.path, req.body, req.content_type,
+                      lambda n: "0" * 64 if n == SIGNATURE_HEADER else original(n))
+    err = refusal(req)
+    assert err.status == 401 and err.field.startswith("X-Dyncast-")
+
+
+def test_an_unsigned_agent_call_is_refused_naming_the_header() -> None:
+    """No signature headers: 401 naming the first missing one; a token does not do."""
+    err = refusal(with_token("POST", PATH + "metrics", ADMIN, b'{"dbid": "10.0.0.21"}'))
+    assert (err.status, err.field) == (401, "X-Dyncast-Agent")
+    assert "agent signature" in err.message
+
+
+@pytest.mark.parametrize("skew", [-31.0, 31.0, 1e6])
+def test_a_stale_timestamp_is_refused(skew: float) -> None:
+    """A timestamp further than max_skew_s from now (either way) gives 401."""
+    err = refusal(signed("POST", PATH + "instances", REG, at=NOW + skew))
+    assert (err.status, err.field) == (401, "X-Dyncast-Timestamp")
+
+
+def test_a_timestamp_inside_the_window_is_accepted() -> None:
+    """29 s of skew either way is within the default 30 s window."""
+    v = verifier()
+    admit(signed("POST", PATH + "instances", REG, seq=1, at=NOW - 29), SETTINGS, v, {}, NOW)
+    admit(signed("POST", PATH + "instances", REG, seq=2, at=NOW + 29), SETTINGS, v, {}, NOW)
+
+
+def test_a_replay_or_a_lower_sequence_is_refused() -> None:
+    """The same signed request twice: the second is 401 (replayed); so is a lower sequence;
+    a higher one goes through."""
+    v = verifier()
+    req = signed("POST", PATH + "instances", REG, seq=10)
+    admit(req, SETTINGS, v, {}, NOW)
+    err = refusal(req, v)
+    assert (err.status, err.field) == (401, "X-Dyncast-Seq") and "replayed" in err.message
+    assert refusal(signed("POST", PATH + "instances", REG, seq=9), v).status == 401
+    admit(signed("POST", PATH + "instances", REG, seq=11), SETTINGS, v, {}, NOW)
+
+
+def test_a_refused_signature_does_not_advance_the_sequence() -> None:
+    """A forged request with a huge sequence must not lock the real agent out."""
+    v = verifier()
+    refusal(signed("POST", PATH + "instances", REG, seq=10**18, key=bytes(32)), v)
+    admit(signed("POST", PATH + "instances", REG, seq=5), SETTINGS, v, {}, NOW)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({**REG, "dsid": "10.0.200.1"}, "dsid"),
+    ({**REG, "dbid": "10.0.1.21"}, "dbid"),
+    ({**REG, "dma": "dma-e3"}, "dma"),
+    ({"dsid": "10.0.100.1", "dbid": "10.0.0.21"}, "dma"),
+])
+def test_a_registration_outside_the_grant_is_forbidden(body: dict[str, Any], field: str) -> None:
+    """D-SID or D-BID outside the agent's prefixes, or another dma name: 403 naming it."""
+    err = refusal(signed("POST", PATH + "instances", body))
+    assert (err.status, err.field) == (403, field)
+
+
+def test_an_agent_cannot_touch_another_agents_instance() -> None:
+    """Re-registering, reporting for or withdrawing an instance another agent owns: 403."""
+    theirs = {"10.0.0.21": Instance("svc1", "10.0.0.21", dma="dma-e3")}
+    for seq, req in enumerate([
+            signed("POST", PATH + "instances", REG),
+            signed("POST", PATH + "metrics", {"dbid": "10.0.0.21", "cpu": 0.1}),
+            signed("POST", PATH + "metrics", {"reports": [{"dbid": "10.0.0.21"}]}),
+            signed("DELETE", PATH + "instances/10.0.0.21", None)], 1):
+        req = signed(req.method, req.path, json.loads(req.body) if req.body else None, seq=seq)
+        err = refusal(req, instances=theirs)
+        assert err.status == 403 and err.field.endswith("dbid"), err
+
+
+def test_an_ownerless_instance_is_claimed_by_registering_it() -> None:
+    """An instance stored before authentication (no dma) inside the agent's grant: its
+    registration takes it over; a report before that is refused."""
+    old = {"10.0.0.21": Instance("svc1", "10.0.0.21", dma="")}
+    assert refusal(signed("POST", PATH + "metrics", {"dbid": "10.0.0.21"}),
+                   instances=old).status == 403
+    admit(signed("POST", PATH + "instances", REG), SETTINGS, verifier(), old, NOW)
+
+
+def test_reports_outside_the_prefixes_are_forbidden_by_index() -> None:
+    """A batch with one report for a D-BID (or D-SID) outside the grant names that report."""
+    mine = {"10.0.0.21": Instance("svc1", "10.0.0.21", dma="dma-e2")}
+    body = {"reports": [{"dbid": "10.0.0.21"}, {"dbid": "10.0.5.1"}]}
+    err = refusal(signed("POST", PATH + "metrics", body), instances=mine)
+    assert (err.status, err.field) == (403, "reports[1].dbid")
+    body = {"reports": [{"dbid": "10.0.0.21", "dsid": "10.9.9.9"}]}
+    assert refusal(signed("POST", PATH + "metrics", body), instances=mine).field == \
+        "reports[0].dsid"
+    assert admit(signed("POST", PATH + "metrics", {"dbid": "10.0.0.21"}), SETTINGS,
+                 verifier(), mine, NOW) == "agent dma-e2"
+
+
+def test_an_agents_instance_quota_is_a_429() -> None:
+    """An agent at its quota may re-register its own instances but not add one."""
+    mine = {f"10.0.0.{i}": Instance("svc1", f"10.0.0.{i}", dma="dma-e2") for i in (1, 2)}
+    err = refusal(signed("POST", PATH + "instances", REG), instances=mine)
+    assert (err.status, err.field) == (429, "security.max_instances_per_agent")
+    again = {**REG, "dbid": "10.0.0.1"}
+    admit(signed("POST", PATH + "instances", again), SETTINGS, verifier(), mine, NOW)
+
+
+@pytest.mark.parametrize(("method", "path", "token", "status"), [
+    ("GET", PATH + "decisions", None, 401),
+    ("GET", PATH + "decisions", "wrong", 401),
+    ("GET", PATH + "decisions", READER, None),
+    ("GET", PATH + "decisions", ADMIN, None),
+    ("HEAD", "/metrics", READER, None),
+    ("POST", PATH + "services", READER, 403),
+    ("POST", PATH + "services", ADMIN, None),
+    ("PUT", PATH + "services/svc1", None, 401),
+    ("DELETE", PATH + "services/svc1", READER, 403),
+    ("POST", PATH + "instances/10.0.0.21/drain", READER, 403),
+    ("POST", PATH + "instances/10.0.0.21/drain", ADMIN, None),
+    ("POST", PATH + "config/reload", READER, 403),
+    ("GET", "/dyncast/ui/index.html", None, None),
+    ("POST", "/dyncast/ui/index.html", None, 401),
+])
+def test_token_roles(method: str, path: str, token: str | None, status: int | None) -> None:
+    """Reads need a read or admin token; every other non-agent call needs admin; the UI's
+    static files are open."""
+    req = with_token(method, path, token, b"{}" if method in ("POST", "PUT") else b"")
+    if status is None:
+        assert admit(req, SETTINGS, verifier(), {}, NOW) != ""
+    else:
+        assert refusal(req).status == status
+
+
+def test_open_reads_and_auth_off() -> None:
+    """open_reads lets GETs through without a token, not writes; auth = false lets all
+    through, but not a body that is not JSON."""
+    opened = SecuritySettings(open_reads=True)
+    assert admit(with_token("GET", PATH + "stats", None), opened, verifier(), {}, NOW)
+    assert refusal(with_token("DELETE", PATH + "services/a", None), settings=opened).status \
+        == 401
+    off = SecuritySettings(auth=False)
+    assert admit(with_token("DELETE", PATH + "services/a", None), off, verifier(), {},
+                 NOW) == "anonymous"
+    err = refusal(with_token("POST", PATH + "services", None, b"a=b",
+                             "application/x-www-form-urlencoded"), settings=off)
+    assert (err.status, err.field) == (415, "Content-Type")
+
+
+@pytest.mark.parametrize("content_type", ["", "text/plain", "multipart/form-data; x=y",
+                                          "application/jsonp"])
+def test_a_body_that_is_not_json_is_a_415(content_type: str) -> None:
+    """Whatever the credentials, a body-carrying request must say application/json."""
+    err = refusal(with_token("POST", PATH + "services", ADMIN, b"{}", content_type))
+    assert err.status == 415
+    admit(with_token("POST", PATH + "services", ADMIN, b"{}", "application/json; charset=utf-8"),
+          SETTINGS, verifier(), {}, NOW)
+
+
+def test_classify_agent_endpoints() -> None:
+    """Register, report and withdraw are agent calls; instance verbs are the operator's."""
+    assert classify("POST", PATH + "instances") == "agent"
+    assert classify("POST", PATH + "instances/") == "agent"
+    assert classify("POST", PATH + "metrics") == "agent"
+    assert classify("DELETE", PATH + "instances/10.0.0.1") == "agent"
+    assert classify("POST", PATH + "instances/10.0.0.1/drain") == "admin"
+    assert classify("GET", PATH + "instances") == "read"
+
+
+def test_tokens_are_found_by_digest_only() -> None:
+    """The table holds digests; the right token is found, a prefix of it is not."""
+    table = tokens_from_dict({"token": [{"name": "ops", "role": "admin",
+                                         "sha256": hashlib.sha256(b"abc").hexdigest()}]})
+    assert find_token(table, "abc") == table[0]
+    assert find_token(table, "ab") is None
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ({"agent": [{"id": "a b", "key": "0" * 64, "prefixes": ["10.0.0.0/8"]}]}, "agent[0].id"),
+    ({"agent": [{"id": "a", "key": "0" * 63, "prefixes": ["10.0.0.0/8"]}]}, "agent[0].key"),
+    ({"agent": [{"id": "a", "key": "0" * 64, "prefixes": []}]}, "agent[0].prefixes"),
+    ({"agent": [{"id": "a", "key": "0" * 64, "prefixes": ["10.0.0.1/8"]}]},
+     "agent[0].prefixes[0]"),
+    ({"agent": [{"id": "a", "key": "0" * 64, "prefixes": ["10.0.0.0/8"], "x": 1}]},
+     "agent[0].x"),
+])
+def test_a_bad_agent_table_names_the_key(data: dict[str, Any], field: str) -> None:
+    """Every mistake in the agent table is refused naming where it is."""
+    with pytest.raises(ValidationError) as info:
+        agents_from_dict(data, 4)
+    assert info.value.field == field
+
+
+def test_security_section_of_the_config() -> None:
+    """[security] is parsed into the config, auth on by default, unknown keys refused."""
+    assert config_from_dict({}).security.auth is True
+    cfg = config_from_dict({"security": {"auth": False, "open_reads": True,
+                                         "agents_file": "a.toml", "max_skew_s": 5}})
+    assert (cfg.security.auth, cfg.security.open_reads, cfg.security.max_skew_s) == \
+        (False, True, 5.0)
+    for bad, field in (({"auth": "no"}, "security.auth"),
+                       ({"max_skew_s": 0}, "security.max_skew_s"),
+                       ({"tokens": "x"}, "security.tokens")):
+        with pytest.raises(ValidationError) as info:
+            security_from_dict(bad)
+        assert info.value.field == field
