@@ -56,6 +56,7 @@ from apps.ofmsg import serialise
 from apps.reloader import Reloader
 from apps.rest import APP_KEY, RestController
 from apps.store import Store
+from apps.web import WebController
 from controller.api import Api, Reply
 from controller.core import Core
 from controller.dataplane.punt import meter_punts
@@ -137,6 +138,7 @@ class DyncastApp(App):  # type: ignore[misc]
         self._workers: list[Any] = []
         self._reported = hub.Event()  # set when reports left services dirty
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
+        kwargs["wsgi"].register(WebController, {})  # the web view's files: /dyncast/ui/
         security.install(kwargs["wsgi"], self.config, lambda: self.core.catalogue.instances)
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),

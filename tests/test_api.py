@@ -219,3 +219,18 @@ def test_quotas_refuse_with_429_naming_the_limit_and_change_nothing() -> None:
     api = _limited(max_instances=4)
     reply = _call(api, "POST", "instances", {"dsid": "10.0.100.2", "dbid": "10.0.0.42"})
     assert (reply.status, reply.body["field"]) == (429, "limits.max_instances")
+
+
+def test_topology_says_which_switches_are_connected() -> None:
+    """A switch whose control channel closed stays in /topology for its grace period, marked
+    not connected with the time it left; the others stay connected."""
+    from controller.config import ControllerConfig
+    from tests.helpers import SVC1, SVC2
+    api = Api(figure2_core(ControllerConfig(services=(SVC1, SVC2), switch_grace_s=30.0)))
+    assert [(s["dpid"], s["connected"], s["away_since"])
+            for s in _call(api, "GET", "topology").body["switches"]] == \
+        [(1, True, None), (2, True, None), (3, True, None), (4, True, None)]
+    api.core.switch_left(2, 5.0)
+    switches = {s["dpid"]: s for s in _call(api, "GET", "topology").body["switches"]}
+    assert (switches[2]["connected"], switches[2]["away_since"]) == (False, 5.0)
+    assert all(switches[d]["connected"] for d in (1, 3, 4))

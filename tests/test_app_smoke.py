@@ -186,10 +186,11 @@ def packet_outs(sent: list[Sent], ofp: ModuleType) -> list[Any]:
 def test_a_connecting_switch_is_configured_and_gets_the_pipeline(shell: Shell) -> None:
     """Features: SET_CONFIG, a port-desc request, a request for every entry with our cookie;
     the ports: LLDP out of each; the (empty) table: the pipeline with both services' punts;
-    and the REST controller was registered with the app."""
+    and the REST controller was registered with the app, the web view's files beside it."""
     ofp = shell.dp.ofproto
-    ((controller, data),) = shell.wsgi.registered
+    ((controller, data), (web, _)) = shell.wsgi.registered
     assert controller.__module__ == "apps.rest" and data == {"dyncast_app": shell.app}
+    assert web.__module__ == "apps.web"
     shell.switch_says(ofgen.features_reply(1, 1), "config")
     assert shell.app.datapaths == {1: shell.dp}
     xid = shell.table_read_xid(shell.dp)

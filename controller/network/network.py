@@ -126,8 +126,12 @@ class Network:
         return [PacketOut(dpid, data, (SetField("eth_dst", mac), Output(port)), in_port)]
 
     def view(self) -> dict[str, Any]:
-        """Switches, hosts, and links with their rate, utilisation, delay and cost."""
+        """Switches (connected or away), hosts, and links with their rate, utilisation, delay
+        and cost."""
         view = self.topology.to_dict()
+        for switch in view["switches"]:  # a switch away keeps its place for its grace period
+            switch["connected"] = switch["dpid"] not in self.away
+            switch["away_since"] = self.away.get(switch["dpid"])
         for link in view["links"]:
             direction = ((link["src"]["dpid"], link["src"]["port"]),
                          (link["dst"]["dpid"], link["dst"]["port"]))
