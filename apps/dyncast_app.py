@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 from eventlet import tpool
 from sqlalchemy.engine import make_url
 
-from apps import logs, packet_in, security
+from apps import channelguard, logs, packet_in, security
 from apps.configfile import load_config
 from apps.flowread import Polls, entry_of, read_request
 from apps.framework import (
@@ -59,6 +59,7 @@ from apps.store import Store
 from apps.web import WebController
 from controller.api import Api, Reply
 from controller.core import Core
+from controller.dataplane.punt import meter_punts
 from controller.dataplane.rules import caveats
 from controller.intents import FlowMod, Intent, SwitchEntry
 
@@ -127,7 +128,9 @@ class DyncastApp(App):  # type: ignore[misc]
         snap = self.store.load()
         self.core.restore(snap.services, snap.instances, snap.bindings, time.time())
         self.api = Api(self.core)
-        self.datapaths: dict[int, Any] = {}
+        self.datapaths: dict[int, Any] = {}  # the switches we program (allowed, connected)
+        self.punt_pps = self.config.channel.punt_pps  # packet-in meter rate; 0: no meter
+        self._meter_drops: dict[int, int] = {}  # switch -> packets its punt meter dropped
         self._flow_rows: dict[int, list[Any]] = {}  # flow statistics until the last part
         self._polls = Polls()  # affinity-table reads under way: when each was asked
         self._reads: dict[int, TableRead] = {}  # switch -> the reading of its table under way
@@ -180,6 +183,8 @@ class DyncastApp(App):  # type: ignore[misc]
         Every core call's intents come through here, so the instance state transitions the core
         recorded are logged here too, whatever the intents (none, one switch or several).
         """
+        if self.punt_pps:
+            intents = meter_punts(intents)
         if self._reads:
             for intent in intents:
                 read = self._reads.get(intent.dpid)
@@ -307,6 +312,8 @@ class DyncastApp(App):  # type: ignore[misc]
                 parser = dp.ofproto_parser
                 dp.send_msg(parser.OFPPortStatsRequest(dp, 0, dp.ofproto.OFPP_ANY))
                 dp.send_msg(parser.OFPEchoRequest(dp, data=struct.pack("!d", time.time())))
+                if self.punt_pps:
+                    dp.send_msg(channelguard.meter_stats_request(dp))
             for dpid in self.core.programmer.switches_to_poll():  # what switches learned
                 dp = self.datapaths.get(dpid)
                 if dp is not None:
@@ -382,11 +389,18 @@ class DyncastApp(App):  # type: ignore[misc]
     @guarded
     def _switch_features_handler(self, ev: Any) -> None:
         dp = ev.msg.datapath
+        if not self.config.channel.switch_allowed(dp.id):
+            self.core.counters["switches_refused"] += 1
+            channelguard.refuse_switch(dp)
+            return
         self.datapaths[dp.id] = dp
         self.metrics.shell.switch_connections += 1
         logs.event("switches", "switch_connected", dpid=f"{dp.id:016x}",
                    reason="features reply")
         dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, dp.ofproto.OFPC_FRAG_NORMAL, 0xFFFF))
+        if self.punt_pps:  # before any entry that uses it
+            for mod in channelguard.meter_mods(dp, self.punt_pps):
+                dp.send_msg(mod)
         self.send(self.core.switch_connected(dp.id, reads_table=True))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
         self._read_table(dp)  # answered after the ports: the table is repaired, not wiped
@@ -395,6 +409,8 @@ class DyncastApp(App):  # type: ignore[misc]
     @guarded
     def _port_desc_handler(self, ev: Any) -> None:
         dp = ev.msg.datapath
+        if self.datapaths.get(dp.id) is not dp:
+            return  # a refused switch
         ofp = dp.ofproto
         ports = {p.port_no for p in ev.msg.body
                  if p.port_no <= ofp.OFPP_MAX and not p.state & ofp.OFPPS_LINK_DOWN
@@ -417,6 +433,8 @@ class DyncastApp(App):  # type: ignore[misc]
     @guarded
     def _port_status_handler(self, ev: Any) -> None:
         msg = ev.msg
+        if self.datapaths.get(msg.datapath.id) is not msg.datapath:
+            return  # a refused switch
         ofp = msg.datapath.ofproto
         desc = msg.desc
         if desc.port_no > ofp.OFPP_MAX:
@@ -429,6 +447,8 @@ class DyncastApp(App):  # type: ignore[misc]
     @guarded
     def _packet_in_handler(self, ev: Any) -> None:
         msg = ev.msg
+        if self.datapaths.get(msg.datapath.id) is not msg.datapath:
+            return  # a refused switch: nothing learned from it, nothing sent to it
         self.send(self.core.packet_in(msg.datapath.id, msg.match["in_port"], msg.data,
                                       time.time()))
 
@@ -448,6 +468,12 @@ class DyncastApp(App):  # type: ignore[misc]
         samples = [(s.port_no, s.tx_bytes, s.rx_bytes) for s in ev.msg.body
                    if s.port_no <= dp.ofproto.OFPP_MAX]
         self.send(self.core.port_stats(dp.id, samples, time.time()))
+
+    @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
+    @guarded
+    def _meter_stats_handler(self, ev: Any) -> None:
+        self._meter_drops[ev.msg.datapath.id] = channelguard.meter_drops(ev.msg.body)
+        self.core.counters["punt_meter_drops"] = sum(self._meter_drops.values())
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     @guarded
@@ -498,6 +524,9 @@ class DyncastApp(App):  # type: ignore[misc]
     @guarded
     def _error_handler(self, ev: Any) -> None:
         msg = ev.msg
+        if channelguard.expected_error(msg):
+            LOG.info("dyncast: switch %016x already has the punt meter", msg.datapath.id)
+            return
         self.core.counters["errors"] += 1
         self.metrics.shell.openflow_errors[OFPET.get(msg.type, str(msg.type))] += 1
         LOG.error("dyncast: OpenFlow error from switch %016x: type=%d code=%d data=%s",

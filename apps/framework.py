@@ -39,14 +39,17 @@ def _gate_ryu_server() -> None:
     """Make Ryu's manager serve its WSGI context behind `apps.security.Gate`, the one gate in
     front of every route (os-ken's server is ours: `apps.osken_wsgi` does the same).
     Ryu's `start_service` finds the context by exact class and serves it bare; ours wraps it."""
+    from ryu import cfg as ryu_cfg
     from ryu.app import wsgi as ryu_wsgi
 
+    from apps import restserver
     from apps.security import Gate
 
     def start_service(app_mgr: object) -> object:
         for instance in getattr(app_mgr, "contexts", {}).values():
-            if isinstance(instance, ryu_wsgi.WSGIApplication):
-                return ryu_wsgi.WSGIServer(Gate(instance))
+            if isinstance(instance, ryu_wsgi.WSGIApplication):  # the hardened server
+                return restserver.configured(Gate(instance), ryu_cfg.CONF.wsapi_host,
+                                             ryu_cfg.CONF.wsapi_port)
         return None
 
     ryu_wsgi.start_service = start_service

@@ -19,17 +19,32 @@ Workarounds, each needed to start Ryu 4.34 / os-ken 3.1.1 on Python 3.11 + event
   3. os-ken removed `os_ken.app.wsgi` and the --wsapi-host/--wsapi-port options:
      `apps.osken_wsgi` re-creates them; it is imported here so the options exist before
      os-ken parses argv.
+  4. Ryu's StreamServer builds its TLS context inside the first connection's handler and pops
+     it from the shared arguments: every later switch then fails the handshake with
+     NO_SHARED_CIPHER; and on both frameworks a failed handshake or a TLS socket closed under
+     its reader is an uncaught exception. `fix_tls()` builds the context once and ends such
+     a connection with a log line.
+Safe defaults: the `[channel]` table of the config (controller/channel.py) supplies the
+framework's listen options the command line does not give: the OpenFlow port and the REST API
+listen on 127.0.0.1 unless configured, and OpenFlow runs over TLS when certificates are named.
+The REST API is served by apps/restserver.py (timeouts, connection caps, body limits, HTTPS),
+started by apps/framework.py (Ryu) and apps/osken_wsgi.py (os-ken).
 (Building Ryu 4.34 at all needs setuptools<68 and --no-build-isolation: requirements/build.txt.)
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from controller.channel import ChannelConfig
+from controller.errors import ConfigError
 
 FRAMEWORKS = ("ryu", "os-ken")
 OWN_HELP = """dyncast-manager options (the rest are the framework manager's, below):
@@ -74,6 +89,50 @@ def split_args(argv: Sequence[str]) -> tuple[str, str | None, list[str]]:
     return framework, own.get("--dyncast-config"), rest
 
 
+def _given(args: Sequence[str], option: str) -> bool:
+    """True if `option` is on the command line (as `--opt value` or `--opt=value`)."""
+    return any(a == option or a.startswith(option + "=") for a in args)
+
+
+def _value(args: Sequence[str], option: str) -> str | None:
+    """The value of `option` on the command line, if given."""
+    for i, arg in enumerate(args):
+        if arg.startswith(option + "="):
+            return arg.partition("=")[2]
+        if arg == option and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def channel_args(channel: ChannelConfig, args: Sequence[str]) -> list[str]:
+    """The framework options `[channel]` adds to `args`: whatever the command line leaves out.
+
+    With TLS configured the OpenFlow port serves TLS only (Ryu and os-ken listen on
+    --ofp-ssl-listen-port then); a --ofp-tcp-listen-port given names that port.
+    """
+    extra: list[str] = []
+
+    def add(option: str, value: str) -> None:
+        if not _given(args, option):
+            extra.extend([option, value])
+
+    add("--ofp-listen-host", channel.openflow_listen.host)
+    tls = channel.openflow_tls
+    if tls is None:
+        if not _given(args, "--ofp-ssl-listen-port"):
+            add("--ofp-tcp-listen-port", str(channel.openflow_listen.port))
+    else:
+        port = _value(args, "--ofp-tcp-listen-port") or str(channel.openflow_listen.port)
+        add("--ofp-ssl-listen-port", port)
+        add("--ctl-privkey", tls.key)
+        add("--ctl-cert", tls.cert)
+        if tls.ca is not None:
+            add("--ca-certs", tls.ca)
+    add("--wsapi-host", channel.rest_listen.host)
+    add("--wsapi-port", str(channel.rest_listen.port))
+    return extra
+
+
 def run_ryu(args: list[str], prog: str) -> None:
     """Start Ryu's manager with `args`."""
     from apps import compat
@@ -82,8 +141,47 @@ def run_ryu(args: list[str], prog: str) -> None:
     compat.patch_eventlet_wsgi()
     compat.wsgi_nodelay()
     from ryu.cmd import manager
+    from ryu.lib import hub
+
+    fix_tls(hub)
 
     manager.main(args=args, prog=prog)
+
+
+def fix_tls(hub: Any) -> None:
+    """Make the framework's StreamServer wrap every accepted connection with one TLS context."""
+    server = hub.StreamServer
+    if getattr(server, "dyncast_tls_fixed", False):
+        return
+    init = server.__init__
+
+    def __init__(self: Any, listen_info: Any, handle: Any = None, backlog: Any = None,
+                 spawn: Any = "default", **ssl_args: Any) -> None:
+        ctx = ssl_args.pop("ssl_ctx", None)
+        if ctx is None or handle is None:
+            init(self, listen_info, handle, backlog, spawn, **ssl_args)
+            return
+        init(self, listen_info, handle, backlog, spawn)
+        ctx.load_cert_chain(ssl_args.pop("certfile"), ssl_args.pop("keyfile"))
+        if "cert_reqs" in ssl_args:
+            ctx.verify_mode = ssl_args.pop("cert_reqs")
+        if "ca_certs" in ssl_args:
+            ctx.load_verify_locations(ssl_args.pop("ca_certs"))
+
+        def wrap_and_handle(sock: Any, addr: Any) -> None:
+            # a failed handshake, or a TLS socket Ryu closed under its reader (a refused
+            # switch), ends that connection only: logged, not an uncaught exception
+            try:
+                handle(ctx.wrap_socket(sock, server_side=True, **ssl_args), addr)
+            except (OSError, ValueError) as exc:
+                logging.getLogger("dyncast").info("OpenFlow TLS connection from %s ended: %s",
+                                                  addr, exc)
+                sock.close()
+
+        self.handle = wrap_and_handle
+
+    server.__init__ = __init__
+    server.dyncast_tls_fixed = True
 
 
 def run_os_ken(args: list[str], prog: str) -> None:
@@ -97,6 +195,9 @@ def run_os_ken(args: list[str], prog: str) -> None:
     from apps import osken_wsgi
 
     osken_wsgi.register_opts()
+    from os_ken.lib import hub
+
+    fix_tls(hub)
     manager.main(args=args, prog=prog)
 
 
@@ -112,6 +213,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not path.is_file():
             sys.exit(f"dyncast-manager: --dyncast-config {config}: no such file")
         os.environ["DYNCAST_CONFIG"] = str(path.resolve())
+    from apps.configfile import load_config
+
+    try:
+        channel = load_config(os.environ.get("DYNCAST_CONFIG")).channel
+    except ConfigError as err:
+        sys.exit(f"dyncast-manager: {err}")
+    if not ("-h" in rest or "--help" in rest):
+        rest = [*channel_args(channel, rest), *rest]
     os.environ["DYNCAST_FRAMEWORK"] = framework
     if "-h" in rest or "--help" in rest:
         print(OWN_HELP)

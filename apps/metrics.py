@@ -135,6 +135,14 @@ class CoreCollector(Collector):
         yield actions
         yield CounterMetricFamily("dyncast_errors", "Exceptions and OpenFlow errors in the "
                                   "controller", value=c["errors"])
+        # the channel guards (docs/channels.md)
+        yield CounterMetricFamily("dyncast_punt_meter_drops", "Packets the switches' packet-in "
+                                  "meters dropped", value=c["punt_meter_drops"])
+        yield CounterMetricFamily("dyncast_switches_refused", "Connections from switches not "
+                                  "on [channel].switches", value=c["switches_refused"])
+        yield CounterMetricFamily("dyncast_host_moves_refused", "Packets claiming a registered "
+                                  "instance's address from another port",
+                                  value=core.topology.moves_refused)
 
     def _instances(self) -> Iterator[Metric]:
         core, now = self.core, self.clock()

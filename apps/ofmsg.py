@@ -122,6 +122,8 @@ def flow_mod(dp: Any, fm: FlowMod) -> Any:
     commands = {"add": ofp.OFPFC_ADD, "delete": ofp.OFPFC_DELETE,
                 "delete_strict": ofp.OFPFC_DELETE_STRICT}
     inst = []
+    if fm.meter is not None:
+        inst.append(parser.OFPInstructionMeter(fm.meter, ofp.OFPIT_METER))
     if fm.actions:
         inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, _actions(dp, fm.actions)))
     if fm.goto is not None:
@@ -203,6 +205,7 @@ _PACKET_OUT = struct.Struct("!BBHIIIH6x")  # header + ofp_packet_out up to the a
 _OUTPUT = struct.Struct("!HHIH6x")
 _TL = struct.Struct("!HH")
 _GOTO = struct.Struct("!HHB3x")
+_METER = struct.Struct("!HHI")
 _RESUBMIT = struct.Struct("!HHIHHB3x")  # Nicira experimenter action: resubmit(in_port, table)
 NX_VENDOR = 0x2320
 NXAST_RESUBMIT_TABLE = 14
@@ -351,6 +354,8 @@ def encode(intent: Intent, xid: int) -> bytes:
         if command is None:
             raise Unsupported(intent.command)
         body = _encode_match(intent.match)
+        if intent.meter is not None:
+            body += _METER.pack(6, 8, intent.meter)  # OFPIT_METER, first: it runs first
         if intent.actions:
             acts = _encode_actions(intent.actions)
             body += _TL.pack(4, 8 + len(acts)) + b"\0\0\0\0" + acts

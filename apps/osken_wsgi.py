@@ -24,7 +24,7 @@ from routes.util import URLGenerator
 from webob.request import Request as _WebobRequest
 from webob.response import Response as _WebobResponse
 
-DEFAULT_WSGI_HOST = "0.0.0.0"
+DEFAULT_WSGI_HOST = "127.0.0.1"  # dyncast-manager passes [channel].rest_listen
 DEFAULT_WSGI_PORT = 8080
 
 _OPTS = [
@@ -114,10 +114,12 @@ class WSGIApplication:
         self.registory: dict[str, Any] = {}  # Ryu's spelling, kept for compatibility
         if not hasattr(hub, "WSGIServer"):
             raise RuntimeError("the REST API needs os-ken's eventlet hub (OSKEN_HUB_TYPE)")
+        from apps import restserver
+
         conf = cfg.CONF
         from apps.security import Gate  # every request passes the gate (apps/security.py)
 
-        self.server = hub.WSGIServer((conf.wsapi_host, conf.wsapi_port), Gate(self))
+        self.server = restserver.configured(Gate(self), conf.wsapi_host, conf.wsapi_port)
         self.thread = hub.spawn(self.server.serve_forever)
 
     @webob.dec.wsgify(RequestClass=Request)  # type: ignore[untyped-decorator]  # webob is untyped

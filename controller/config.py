@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.auth.settings import SecuritySettings, security_from_dict
+from controller.channel import ChannelConfig, channel_from_dict
 from controller.errors import ConfigError, ValidationError
 from controller.limits import Limits, limits_from_dict
 from controller.logcfg import LogConfig, logging_from_dict
@@ -43,6 +44,7 @@ class ControllerConfig:
     limits: Limits = field(default_factory=Limits)  # [limits]: quotas and input bounds
     logging: LogConfig = field(default_factory=LogConfig)  # [controller.logging]
     security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
+    channel: ChannelConfig = field(default_factory=ChannelConfig)  # [channel]: listen, TLS
 
     def monitor_settings(self) -> MonitorSettings:
         """What the network monitor needs to price links."""
@@ -100,7 +102,8 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
-    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits", "security"},
+    reject_unknown(data, {"controller", "service", "link", "forwarder", "limits", "security",
+                          "channel"},
                    "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
@@ -156,6 +159,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         limits=limits,
         logging=logging_from_dict(ctl.get("logging", {})),
         security=security_from_dict(data.get("security", {})),
+        channel=channel_from_dict(data.get("channel", {})),
     )
 
 

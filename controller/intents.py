@@ -203,6 +203,7 @@ class FlowMod:
     command: Literal["add", "delete", "delete_strict", "adopted"] = "add"
     notify_removal: bool = False
     cookie_mask: int = 0
+    meter: int | None = None  # the OpenFlow meter the entry's packets pass first (punt limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ LIVE = ("lldp_interval_s", "stats_interval_s", "store_flush_s", "reconcile_inter
         "link_timeout_s", "switch_grace_s", "limits", "logging")
 # the TOML key each field is written as (for the report)
 KEY_OF = {"limits": "limits", "links": "link", "forwarders": "forwarder",
-          "logging": "controller.logging", "security": "security"}
+          "logging": "controller.logging", "security": "security",
+          "channel": "channel"}  # [channel]: at start only
 
 
 def key_of(field_name: str) -> str:

@@ -42,7 +42,9 @@ def stats_view(core: Core) -> dict[str, int]:
     out["dataplane_entries"] = core.programmer.reconciler.count()
     out["bindings"] = len(core.bindings)
     out["decisions_recomputed"] = core.engine.recomputed
+    out["host_moves_refused"] = core.topology.moves_refused
     for name in ("affinity_moves", "errors", "reconcile_runs", "reconcile_added",
-                 "reconcile_removed", "bindings_adopted", "bindings_retired"):
+                 "reconcile_removed", "bindings_adopted", "bindings_retired",
+                 "punt_meter_drops", "switches_refused"):
         out.setdefault(name, 0)
     return out

@@ -12,7 +12,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
 PY=/usr/bin/python3
 APT_PACKAGES=(openvswitch-switch mininet iperf3 ethtool iproute2 python3-venv postgresql
-    chromium)  # chromium: the web view's browser tests (tests/test_web_browser.py)
+    chromium openssl hping3)  # chromium: the web view's browser tests (tests/test_web_browser.py);
+# openssl and hping3: the channel tests (mininet_tests/test_channel.py, test_flood.py)
 OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
 OVS_SEND_BUFFER=16777216  # bytes; mininet_tests/harness.py has the same (see section 2)
 STAMP="$VENV/.dyncast-installed"

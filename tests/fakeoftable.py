@@ -146,6 +146,7 @@ class Result:
 
     outputs: list[Hop] = field(default_factory=list)
     packet_ins: list[Hop] = field(default_factory=list)
+    meters: list[int] = field(default_factory=list)  # the meters the packet passed, in order
 
     @property
     def to_controller(self) -> bool:
@@ -154,7 +155,8 @@ class Result:
 
     def merge(self, other: Result) -> Result:
         """Both results together."""
-        return Result(self.outputs + other.outputs, self.packet_ins + other.packet_ins)
+        return Result(self.outputs + other.outputs, self.packet_ins + other.packet_ins,
+                      self.meters + other.meters)
 
     def is_output(self, port: int, dpid: int | None = None, **expect: int | str) -> bool:
         """True when a copy left by `port` (of switch `dpid`) with the given headers."""
@@ -276,6 +278,8 @@ class FakeOFTable:
         entry = best[0]
         entry.used = now
         entry.packets += 1
+        if entry.fm.meter is not None:
+            res.meters.append(entry.fm.meter)
         self._run(entry.fm.actions, pkt, res, now, depth)
         if entry.fm.goto is not None:
             self._table(entry.fm.goto, pkt, res, now, depth + 1)
@@ -384,7 +388,7 @@ class FakeNetwork:
 
     def _follow(self, res: Result, now: float, hops: int) -> Result:
         """Carry outputs on link ports on to the switch at the other end."""
-        out = Result(packet_ins=list(res.packet_ins))
+        out = Result(packet_ins=list(res.packet_ins), meters=list(res.meters))
         for hop in res.outputs:
             peer = self.peer.get((hop.dpid, hop.port))
             if peer is None:

@@ -33,6 +33,11 @@ class FakeDatapath:
         self.id = dpid
         self.xid = 0
         self.sent: list[bytes] = []
+        self.closed = False
+
+    def close(self) -> None:
+        """Record that the app hung up on the switch."""
+        self.closed = True
 
     def send(self, buf: bytes) -> bool:
         """Record what would go to the switch."""

@@ -196,7 +196,12 @@ def test_a_connecting_switch_is_configured_and_gets_the_pipeline(shell: Shell) -
     xid = shell.table_read_xid(shell.dp)
     sent = shell.sent()
     assert sent[0].msg_type == ofp.OFPT_SET_CONFIG
-    assert [ofgen.multipart_type(s.raw) for s in sent[1:]] == [ofp.OFPMP_PORT_DESC,
+    # the punt meter ([channel].punt_pps, default 1000): added (or, if there, modified) first
+    assert [s.msg_type for s in sent[1:3]] == [ofp.OFPT_METER_MOD] * 2
+    meters = [struct.unpack_from("!HHI4xI", s.raw, 8) for s in sent[1:3]]  # command .. rate
+    assert [(m[0], m[2], m[3]) for m in meters] == [(ofp.OFPMC_ADD, 1, 1000),
+                                                     (ofp.OFPMC_MODIFY, 1, 1000)]
+    assert [ofgen.multipart_type(s.raw) for s in sent[3:]] == [ofp.OFPMP_PORT_DESC,
                                                                 ofp.OFPMP_FLOW]
     assert flow_mods(sent) == []  # nothing before we know what the switch holds
     shell.switch_says(ofgen.port_desc_reply(2, 1, PORTS))
@@ -370,3 +375,33 @@ def test_instance_transitions_are_logged_whatever_the_intents(
         ("instance_state", INSTANCE[0], "active", "draining", "drain")], logged
     assert all(f["reason"] for f in logged)
     assert shell.app.core.counters["errors"] == 0
+
+
+def test_a_switch_not_on_the_allowlist_gets_nothing_and_is_disconnected(shell: Shell) -> None:
+    """[channel].switches without its datapath id: no flows, no packet-outs, hung up, counted;
+    its packet-ins teach the controller nothing."""
+    from dataclasses import replace
+
+    from controller.channel import ChannelConfig
+
+    shell.app.config = replace(shell.app.config, channel=ChannelConfig(switches=(2,)))
+    shell.switch_says(ofgen.features_reply(1, 1), "config")
+    assert shell.dp.closed and shell.app.datapaths == {}
+    shell.arp_from(CLIENT)
+    assert shell.sent() == []
+    assert shell.app.core.network.view()["hosts"] == []
+    stats = shell.rest("GET", "stats").body
+    assert stats["switches_refused"] == 1 and stats["errors"] == 0
+
+
+def test_the_punt_meter_drops_are_read_into_stats(shell: Shell) -> None:
+    """A meter statistics reply's band drops show as punt_meter_drops in GET /stats; the
+    METER_EXISTS answer to the add at a reconnecting switch is not an error."""
+    shell.connect()
+    body = struct.pack("!IH6xIQQII", 1, 56, 3, 900, 90000, 5, 0) + struct.pack("!QQ", 777, 7770)
+    raw = struct.pack("!BBHIHH4x", 4, 19, 16 + len(body), 50, 9, 0) + body  # OFPMP_METER
+    shell.switch_says(raw)
+    error = struct.pack("!BBHIHH", 4, 1, 12 + 8, 51, 12, 1) + bytes(8)  # METER_EXISTS
+    shell.switch_says(error)
+    stats = shell.rest("GET", "stats").body
+    assert stats["punt_meter_drops"] == 777 and stats["errors"] == 0

@@ -18,7 +18,8 @@ CLOCK_CALLS = {("time", "time"), ("time", "monotonic"), ("time", "perf_counter")
                ("date", "today")}
 IO_BUILTINS = {"open", "print", "input", "exec", "eval", "breakpoint"}
 # the layers, lowest first: a module may import from its own layer (no cycle) or those below
-LAYERS = (("errors", "validate", "jsonbody"), ("model", "intents", "writes", "limits", "logcfg"),
+LAYERS = (("errors", "validate", "jsonbody"), ("model", "intents", "writes", "limits", "logcfg",
+                                              "channel"),
           ("auth",),
           ("network",), ("selection",), ("instances",), ("dataplane",), ("config",),
           ("core",), ("views", "admission", "reload"), ("api",))

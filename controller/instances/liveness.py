@@ -33,6 +33,8 @@ class Liveness:
         self.catalogue = catalogue
         self.states = states
         self.topology, self.forwarding = network
+        # where a registered instance lives is locked: no packet from another port moves it
+        self.topology.locked = lambda ip: ip in catalogue.instances
         self.probe_timeout_s = probe_timeout_s
         self._last_probe: dict[str, float] = {}
         self._detached: set[str] = set()  # instances whose attachment port or switch went away

@@ -44,6 +44,8 @@ class Operations:
         """A D-MA announced (D-SID, D-BID), serving or inactive."""
         known = dbid in self.catalogue.instances
         inst = self.catalogue.register(dsid, dbid, dma, active, now)
+        # its agent speaks for it: it may be found at a new place once (then locked again)
+        self.liveness.topology.let_move(dbid)
         if not known:
             self.states.begin(inst, active, now)
         elif not active:

@@ -58,6 +58,11 @@ class Topology:
     version: int = 0
     switches_version: int = 0  # counted up whenever a switch comes or goes
     ports_version: int = 0  # counted up whenever an edge comes, goes or changes its ports
+    # a locked address (a registered instance's D-BID) is not moved by packets from another
+    # port unless let move once (its agent re-registered): see instances/liveness.py
+    locked: Callable[[str], bool] = lambda ip: False
+    _may_move: set[str] = field(default_factory=set)
+    moves_refused: int = 0
 
     # --- switches and ports -------------------------------------------------------------
     def switch_up(self, dpid: int, ports: set[int]) -> None:
@@ -176,10 +181,21 @@ class Topology:
         if self.is_link_port(dpid, port) or dpid not in self.ports:
             return False
         loc = HostLoc(ip, mac, dpid, port)
-        if self.hosts.get(ip) == loc:
+        old = self.hosts.get(ip)
+        if old == loc:
+            self._may_move.discard(ip)  # seen where it was: the one move is used up
             return False
+        if (old is not None and (old.dpid, old.port) != (dpid, port) and self.locked(ip)
+                and ip not in self._may_move):
+            self.moves_refused += 1  # forged ARP or spoofed source: the instance stays put
+            return False
+        self._may_move.discard(ip)
         self.hosts[ip] = loc
         return True
+
+    def let_move(self, ip: str) -> None:
+        """Let a locked address be learned at a new place once (its agent re-registered)."""
+        self._may_move.add(ip)
 
     # --- paths --------------------------------------------------------------------------
     def forget_paths(self) -> None:

@@ -1,0 +1,31 @@
+"""The packet-in limit: every entry that sends packets to the controller passes a meter first.
+
+Boundary: pure. The switch drops what exceeds the meter's rate (`[channel].punt_pps`), so a
+flood at a D-SID costs the controller at most that many packet-ins a second per switch. The
+shell installs the meter (OFPMC_ADD) when a switch connects, before any entry that uses it, and
+reads its drop count (meter statistics) for GET /stats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from controller.intents import PORT_CONTROLLER, FlowMod, Intent, Output
+
+PUNT_METER = 1  # the meter id every controller-bound entry uses
+
+
+def sends_to_controller(fm: FlowMod) -> bool:
+    """True if the entry's actions output to the controller."""
+    return any(isinstance(a, Output) and a.port == PORT_CONTROLLER for a in fm.actions)
+
+
+def meter_punts(intents: list[Intent], meter: int = PUNT_METER) -> list[Intent]:
+    """`intents` with every added controller-bound entry passing `meter` (others as they are)."""
+    out: list[Intent] = []
+    for intent in intents:
+        if (isinstance(intent, FlowMod) and intent.command == "add" and intent.meter is None
+                and sends_to_controller(intent)):
+            intent = replace(intent, meter=meter)
+        out.append(intent)
+    return out
