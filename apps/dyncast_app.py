@@ -8,6 +8,7 @@ green thread (REST requests call it directly for that reason). A REST request is
 API's bounded steps, and the event loop runs between two of them (a large metrics batch takes
 one step per slice); services that reports made dirty are recomputed once per burst, by a
 green thread woken by the reports (one service a step), on every tick, and on first use.
+The REST side is `apps/restside.py` and the periodic loops `apps/apploops.py` (mixins).
 
 Run: `dyncast-manager --dyncast-config dyncast.toml apps/dyncast_app.py`
 (plain `ryu-manager` lacks the Python 3.11 workarounds in `apps/manager.py`; see
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import logging
 import os
 import signal
@@ -32,19 +32,18 @@ from typing import Any
 if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from eventlet import tpool
 from sqlalchemy.engine import make_url
 
 from apps import channelguard, logs, packet_in, security
+from apps.apploops import EventTick, Loops, TableRead
 from apps.configfile import load_config
-from apps.flowread import Polls, entry_of, read_request
+from apps.flowread import Polls, entry_of
 from apps.framework import (
     CONFIG_DISPATCHER,
     DEAD_DISPATCHER,
     MAIN_DISPATCHER,
     App,
     WSGIApplication,
-    event,
     hub,
     ofp_event,
     ofproto_v1_3,
@@ -55,36 +54,17 @@ from apps.metrics import Metrics
 from apps.ofmsg import serialise
 from apps.reloader import Reloader
 from apps.rest import APP_KEY, RestController
+from apps.restside import RestSide
 from apps.store import Store
 from apps.web import WebController
-from controller.api import Api, Reply
+from controller.api import Api
 from controller.core import Core
 from controller.dataplane.punt import meter_punts
 from controller.dataplane.rules import caveats
-from controller.intents import FlowMod, Intent, SwitchEntry
+from controller.intents import FlowMod, Intent
 
 LOG = logging.getLogger("dyncast")
-RECOMPUTE_DELAY_S = 0.1  # reports this soon after one are recomputed with it (a new flow
-# or GET /decisions recomputes a dirty service at once: only switch-held decisions wait)
-ENCODE_SLICE = 5  # list items (a decision: all of a service's instances) encoded a step
-WATCH_S = 0.25  # the event-loop lag is sampled, and a SIGHUP looked for, this often
-LAG_WINDOW = 20  # samples over which the largest lag is reported (5 s)
-RELOAD_PATH = "/dyncast/v1/config/reload"
 OFPET = {v: k[6:].lower() for k, v in vars(ofproto_v1_3).items() if k.startswith("OFPET_")}
-
-
-class EventTick(event.EventBase):  # type: ignore[misc]
-    """Time for the periodic work."""
-
-
-class TableRead:
-    """A switch's table being read: the request, when, the parts so far, what we sent since."""
-
-    def __init__(self, xid: int, at: float) -> None:
-        self.xid = xid
-        self.at = at
-        self.entries: list[SwitchEntry] = []
-        self.sent: list[FlowMod] = []
 
 
 def guarded(handler: Callable[..., None]) -> Callable[..., None]:
@@ -101,7 +81,7 @@ def guarded(handler: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-class DyncastApp(App):  # type: ignore[misc]
+class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
     """Dyncast in centralized mode: per-ingress decisions, affinity held by the switches."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]  # noqa: RUF012 - the framework's contract
@@ -205,178 +185,6 @@ class DyncastApp(App):  # type: ignore[misc]
         self.metrics.shell.flow_mods_sent += sum(isinstance(i, FlowMod) for i in intents)
         if self.core.states.transitions or self.core.decisions.bases.change_log:
             logs.core_events(self.core)
-
-    def api_call(self, method: str, path: str, body: bytes) -> Reply:
-        """Serve a REST request (called from a WSGI green thread) step by step, sending each
-        step's intents and letting the event loop run before the next step."""
-        if path.rstrip("/") == RELOAD_PATH:
-            return self._reload_call(method)
-        try:
-            steps = self.api.steps(method, path, body, time.time())
-            step = next(steps)
-            while not isinstance(step, Reply):
-                self.send(step)
-                hub.sleep(0)
-                step = steps.send(time.time())
-        except Exception:
-            self.core.counters["errors"] += 1
-            LOG.exception("dyncast: exception serving %s %s", method, path)
-            return Reply(500, {"error": "internal error (see the controller log)"})
-        self.send(step.intents)
-        if self.core.intake.dirty:
-            self._reported.set()
-        if step.status >= 400:
-            self._rejected(method, path, step)
-        return step
-
-    def _rejected(self, method: str, path: str, reply: Reply) -> None:
-        """Count a refused request (a metrics report, by the field at fault) and log it
-        (rate-limited: apps/logs.py)."""
-        body = reply.body if isinstance(reply.body, dict) else {}
-        fault = str(body.get("field", ""))
-        if path.rstrip("/").endswith("/metrics"):
-            self.metrics.shell.reports_rejected[fault.partition(".")[2] if
-                                                fault.startswith("reports[") else fault] += 1
-        self.rejects.reject(method, path, reply.status, fault, str(body.get("error", "")))
-
-    def _reload_call(self, method: str) -> Reply:
-        """POST /dyncast/v1/config/reload: re-read the configuration file."""
-        if method != "POST":
-            return Reply(405, {"error": f"{method} not allowed on {RELOAD_PATH}",
-                               "field": "path"})
-        out = self.reloader.reload(time.time(), "http")
-        self.send(out.intents)
-        return Reply(out.status, out.body)
-
-    def _on_sighup(self, signum: int, frame: Any) -> None:
-        """SIGHUP: only note it (a signal handler may interrupt the hub itself)."""
-        self._hup = True
-
-    def _swapped(self, config: Any) -> None:
-        """A reload applied `config`: the shell's intervals and the log levels follow it."""
-        self.config = config
-        logs.configure(config.logging)
-        self.rejects.per_minute = config.logging.rejected_per_minute
-
-    def metrics_text(self) -> bytes:
-        """GET /metrics: the Prometheus exposition."""
-        self.metrics.shell.switches_connected = len(self.datapaths)
-        return self.metrics.scrape()
-
-    def encode(self, value: Any) -> bytes:
-        """A reply body as JSON; a long list a slice at a time, letting the event loop run in
-        between (5,000 instances' decisions take about 90 ms to encode). Compact: with an
-        indent, json falls back to its pure-Python encoder, about 3x slower."""
-        if not isinstance(value, list) or len(value) <= ENCODE_SLICE:
-            return json.dumps(value, sort_keys=True).encode() + b"\n"
-        parts = []
-        for i in range(0, len(value), ENCODE_SLICE):
-            if i:
-                hub.sleep(0)
-            parts.append(json.dumps(value[i:i + ENCODE_SLICE], sort_keys=True)[1:-1])
-        return ("[" + ", ".join(parts) + "]\n").encode()
-
-    # --- periodic work ------------------------------------------------------------------
-    def _watch(self) -> None:
-        """Sample the event loop's lag (how late a sleep wakes), and run a reload a SIGHUP
-        asked for, on the loop."""
-        while True:
-            start = time.monotonic()
-            hub.sleep(WATCH_S)
-            self._watched(max(time.monotonic() - start - WATCH_S, 0.0))
-
-    def _watched(self, lag: float) -> None:
-        """One sample of the loop's lag; then a reload, if a SIGHUP asked for one."""
-        self._lags = [*self._lags[-(LAG_WINDOW - 1):], lag]
-        self.metrics.shell.loop_lag_s = max(self._lags)
-        self.rejects.roll()
-        if self._hup:
-            self._hup = False
-            try:
-                self.send(self.reloader.reload(time.time(), "sighup").intents)
-            except Exception:
-                self.core.counters["errors"] += 1
-                LOG.exception("dyncast: exception reloading the configuration")
-
-    def _timer(self) -> None:
-        """Post an EventTick every LLDP interval."""
-        while True:
-            hub.sleep(self.config.lldp_interval_s)
-            self.send_event(self.name, EventTick())
-
-    def _poller(self) -> None:
-        """Ask every switch for its port counters and an echo (control round trip)."""
-        while True:
-            hub.sleep(self.config.stats_interval_s)
-            for dp in list(self.datapaths.values()):
-                parser = dp.ofproto_parser
-                dp.send_msg(parser.OFPPortStatsRequest(dp, 0, dp.ofproto.OFPP_ANY))
-                dp.send_msg(parser.OFPEchoRequest(dp, data=struct.pack("!d", time.time())))
-                if self.punt_pps:
-                    dp.send_msg(channelguard.meter_stats_request(dp))
-            for dpid in self.core.programmer.switches_to_poll():  # what switches learned
-                dp = self.datapaths.get(dpid)
-                if dp is not None:
-                    dp.send_msg(self._polls.ask(dp, time.time()))
-
-    def _auditor(self) -> None:
-        """Read every switch's table back every `reconcile_interval_s` (a reading that got no
-        answer by then is asked again), one switch at a time, spread over the interval: each
-        answer is reconciled in a turn of its own, never every switch's in one."""
-        while True:
-            interval = self.config.reconcile_interval_s  # a reload may change it
-            dps = list(self.datapaths.values())
-            if not dps:
-                hub.sleep(interval)
-            for dp in dps:
-                hub.sleep(interval / len(dps))
-                if self.datapaths.get(dp.id) is dp:  # still connected (not replaced)
-                    self._read_table(dp)
-
-    def _read_table(self, dp: Any) -> None:
-        """Ask a switch for every entry with our cookie (`_flow_stats_handler` reconciles)."""
-        req = read_request(dp)
-        dp.set_xid(req)
-        old = self._reads.get(dp.id)
-        if old is not None:
-            self._dropped_reads = {*list(self._dropped_reads)[-63:], old.xid}
-        self._reads[dp.id] = TableRead(req.xid, time.time())
-        dp.send_msg(req)
-
-    def _recomputer(self) -> None:
-        """Recompute the services reports made dirty, once per burst: woken by a report, wait
-        RECOMPUTE_DELAY_S for the rest of the burst, then one service at a time."""
-        while True:
-            self._reported.wait()
-            hub.sleep(RECOMPUTE_DELAY_S)
-            self._reported.clear()
-            self._recompute_dirty()
-
-    def _recompute_dirty(self) -> None:
-        """Recompute the dirty services one at a time, letting the event loop run between
-        two (50 dirty services of 100 instances took 0.5 s at once)."""
-        for name in self.core.intake.pending():
-            try:
-                with self.metrics.compute.time():
-                    intents = self.core.flush(time.time(), name)
-                self.send(intents)
-            except Exception:
-                self.core.counters["errors"] += 1
-                LOG.exception("dyncast: exception recomputing service %s", name)
-            hub.sleep(0)
-
-    def _flusher(self) -> None:
-        """Apply queued store writes in a worker OS thread, in batches."""
-        while True:
-            hub.sleep(self.config.store_flush_s)
-            writes = self.core.drain_writes()
-            if writes:
-                try:
-                    tpool.execute(self.store.apply, writes)
-                except Exception:
-                    self.core.counters["errors"] += 1
-                    LOG.exception("dyncast: store write failed (%d records kept)", len(writes))
-                    self.core.writes.requeue(writes)
 
     @set_ev_cls(EventTick)
     @guarded

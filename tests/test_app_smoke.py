@@ -31,7 +31,8 @@ from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp
 from tests.fakes import FRAMEWORKS, FakeDatapath, Sent, framework_parse
 from tests.helpers import tcp_frame
 
-SHELL = ("apps.framework", "apps.osken_wsgi", "apps.rest", "apps.dyncast_app")
+SHELL = ("apps.framework", "apps.osken_wsgi", "apps.rest", "apps.restside", "apps.apploops",
+         "apps.dyncast_app")
 APP_MANAGERS = {"ryu": "ryu.base.app_manager", "os_ken": "os_ken.base.app_manager"}
 CONFIG = """
 [controller]
@@ -310,7 +311,8 @@ def test_a_long_reply_is_encoded_a_slice_at_a_time(shell: Shell,
     the JSON is the list's, whole and in order; a short one is encoded at once."""
     yields: list[float] = []
     monkeypatch.setattr(shell.module.hub, "sleep", yields.append)
-    rows = [{"n": k, "ok": [k, None]} for k in range(2 * shell.module.ENCODE_SLICE + 3)]
+    size = sys.modules["apps.restside"].ENCODE_SLICE
+    rows = [{"n": k, "ok": [k, None]} for k in range(2 * size + 3)]
     assert json.loads(shell.app.encode(rows)) == rows and yields == [0, 0]
     assert json.loads(shell.app.encode({"a": rows[:3]})) == {"a": rows[:3]} and len(yields) == 2
 

@@ -1,0 +1,161 @@
+"""The Dyncast app's periodic work (a mixin of `apps.dyncast_app.DyncastApp`): the event-loop lag
+watch (which also runs a reload a SIGHUP asked for), the tick timer, the statistics and echo
+poller, the table reads spread over the reconcile interval, the coalesced recomputation of
+services that reports made dirty, and the store flusher in a worker OS thread. Boundary: shell;
+each loop is a green thread started by the app, and sends what the core returns."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from typing import Any
+
+from eventlet import tpool
+
+from apps import channelguard
+from apps.flowread import read_request
+from apps.framework import event, hub
+from controller.intents import FlowMod, SwitchEntry
+
+LOG = logging.getLogger("dyncast")
+RECOMPUTE_DELAY_S = 0.1  # reports this soon after one are recomputed with it (a new flow
+# or GET /decisions recomputes a dirty service at once: only switch-held decisions wait)
+WATCH_S = 0.25  # the event-loop lag is sampled, and a SIGHUP looked for, this often
+LAG_WINDOW = 20  # samples over which the largest lag is reported (5 s)
+
+
+class EventTick(event.EventBase):  # type: ignore[misc]
+    """Time for the periodic work."""
+
+
+class TableRead:
+    """A switch's table being read: the request, when, the parts so far, what we sent since."""
+
+    def __init__(self, xid: int, at: float) -> None:
+        self.xid = xid
+        self.at = at
+        self.entries: list[SwitchEntry] = []
+        self.sent: list[FlowMod] = []
+
+
+class Loops:
+    """The app's green-thread loops; the app provides `send`, the framework `send_event`."""
+
+    core: Any
+    config: Any
+    metrics: Any
+    reloader: Any
+    rejects: Any
+    store: Any
+    name: str
+    punt_pps: int
+    datapaths: dict[int, Any]
+    _polls: Any
+    _reads: dict[int, TableRead]
+    _dropped_reads: set[int]
+    _reported: Any
+    _hup: bool
+    _lags: list[float]
+
+
+    def _watch(self) -> None:
+        """Sample the event loop's lag (how late a sleep wakes), and run a reload a SIGHUP
+        asked for, on the loop."""
+        while True:
+            start = time.monotonic()
+            hub.sleep(WATCH_S)
+            self._watched(max(time.monotonic() - start - WATCH_S, 0.0))
+
+    def _watched(self, lag: float) -> None:
+        """One sample of the loop's lag; then a reload, if a SIGHUP asked for one."""
+        self._lags = [*self._lags[-(LAG_WINDOW - 1):], lag]
+        self.metrics.shell.loop_lag_s = max(self._lags)
+        self.rejects.roll()
+        if self._hup:
+            self._hup = False
+            try:
+                self.send(self.reloader.reload(time.time(), "sighup").intents)
+            except Exception:
+                self.core.counters["errors"] += 1
+                LOG.exception("dyncast: exception reloading the configuration")
+
+    def _timer(self) -> None:
+        """Post an EventTick every LLDP interval."""
+        while True:
+            hub.sleep(self.config.lldp_interval_s)
+            self.send_event(self.name, EventTick())
+
+    def _poller(self) -> None:
+        """Ask every switch for its port counters and an echo (control round trip)."""
+        while True:
+            hub.sleep(self.config.stats_interval_s)
+            for dp in list(self.datapaths.values()):
+                parser = dp.ofproto_parser
+                dp.send_msg(parser.OFPPortStatsRequest(dp, 0, dp.ofproto.OFPP_ANY))
+                dp.send_msg(parser.OFPEchoRequest(dp, data=struct.pack("!d", time.time())))
+                if self.punt_pps:
+                    dp.send_msg(channelguard.meter_stats_request(dp))
+            for dpid in self.core.programmer.switches_to_poll():  # what switches learned
+                dp = self.datapaths.get(dpid)
+                if dp is not None:
+                    dp.send_msg(self._polls.ask(dp, time.time()))
+
+    def _auditor(self) -> None:
+        """Read every switch's table back every `reconcile_interval_s` (a reading that got no
+        answer by then is asked again), one switch at a time, spread over the interval: each
+        answer is reconciled in a turn of its own, never every switch's in one."""
+        while True:
+            interval = self.config.reconcile_interval_s  # a reload may change it
+            dps = list(self.datapaths.values())
+            if not dps:
+                hub.sleep(interval)
+            for dp in dps:
+                hub.sleep(interval / len(dps))
+                if self.datapaths.get(dp.id) is dp:  # still connected (not replaced)
+                    self._read_table(dp)
+
+    def _read_table(self, dp: Any) -> None:
+        """Ask a switch for every entry with our cookie (`_flow_stats_handler` reconciles)."""
+        req = read_request(dp)
+        dp.set_xid(req)
+        old = self._reads.get(dp.id)
+        if old is not None:
+            self._dropped_reads = {*list(self._dropped_reads)[-63:], old.xid}
+        self._reads[dp.id] = TableRead(req.xid, time.time())
+        dp.send_msg(req)
+
+    def _recomputer(self) -> None:
+        """Recompute the services reports made dirty, once per burst: woken by a report, wait
+        RECOMPUTE_DELAY_S for the rest of the burst, then one service at a time."""
+        while True:
+            self._reported.wait()
+            hub.sleep(RECOMPUTE_DELAY_S)
+            self._reported.clear()
+            self._recompute_dirty()
+
+    def _recompute_dirty(self) -> None:
+        """Recompute the dirty services one at a time, letting the event loop run between
+        two (50 dirty services of 100 instances took 0.5 s at once)."""
+        for name in self.core.intake.pending():
+            try:
+                with self.metrics.compute.time():
+                    intents = self.core.flush(time.time(), name)
+                self.send(intents)
+            except Exception:
+                self.core.counters["errors"] += 1
+                LOG.exception("dyncast: exception recomputing service %s", name)
+            hub.sleep(0)
+
+    def _flusher(self) -> None:
+        """Apply queued store writes in a worker OS thread, in batches."""
+        while True:
+            hub.sleep(self.config.store_flush_s)
+            writes = self.core.drain_writes()
+            if writes:
+                try:
+                    tpool.execute(self.store.apply, writes)
+                except Exception:
+                    self.core.counters["errors"] += 1
+                    LOG.exception("dyncast: store write failed (%d records kept)", len(writes))
+                    self.core.writes.requeue(writes)
