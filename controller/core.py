@@ -54,7 +54,7 @@ class Core:
                                      self.counters)
         self.intake = Intake(self.operations, self.decisions.placements.reported, self.counters)
         self.flows = ReactiveFlows(self.operations, self.topology, self.decisions, self.writes,
-                                   self.counters, config.limits.affinity_per_ingress)
+                                   self.counters, lambda: self.config.limits.affinity_per_ingress)
         self.bindings = self.flows.bindings
         self.programmer = Programmer(self.topology, self.engine, self.decisions.decider)
         self.audit = Audit(self.catalogue, self.forwarding, self.flows, self.programmer,

@@ -3,10 +3,12 @@ the decision (controller/dataplane/overflow.py), on Figure 2 over the fake switc
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import pytest
 
+from apps.metrics import Metrics
 from controller.config import config_from_dict
 from controller.errors import ValidationError
 from controller.intents import CookieKind, FlowMod, Match, cookie_kind
@@ -153,3 +155,21 @@ def test_the_cap_is_configured_and_validated() -> None:
             limits_from_dict({"affinity_per_ingress": bad})
     cfg = config_from_dict({"limits": {"affinity_per_ingress": 7}})
     assert cfg.limits.affinity_per_ingress == 7
+
+
+def test_the_cap_is_read_live_so_a_reload_applies_at_once() -> None:
+    fig = capped_fig()
+    connect(fig, BOUND[:2])
+    config = fig.core.config
+    fig.core.config = dataclasses.replace(config, limits=Limits(affinity_per_ingress=2))
+    _, punted = fig.go(PAST[0], TCP_SYN)
+    assert punted and fig.core.counters["stateless_flows"] == 1 and bindings_at(fig, 1) == 2
+    assert not fig.go(PAST[1], TCP_SYN)[1]  # the overflow entries serve it
+
+
+def test_metrics_count_the_stateless_outcome() -> None:
+    fig = capped_fig()
+    connect(fig, BOUND)
+    fig.go(PAST[0], TCP_SYN)
+    text = Metrics(fig.core).scrape().decode()
+    assert 'dyncast_service_packet_in_outcomes_total{outcome="stateless"} 1.0' in text

@@ -52,8 +52,8 @@ class Figure2:
 
     def __init__(self, svc1: Service, limits: Limits | None = None) -> None:
         self.svc = svc1
-        self.core = Core(ControllerConfig(services=(svc1, SVC2),  # default selection
-                                          limits=limits or Limits()))
+        config = ControllerConfig(services=(svc1, SVC2))  # default selection
+        self.core = Core(config if limits is None else dataclasses.replace(config, limits=limits))
         self.net = FakeNetwork(LINKS)
         self.now = 0.0
         self.load = dict.fromkeys((dbid for _, dbid in INSTANCES), 0)

@@ -21,6 +21,7 @@ at that ingress has its source rewritten to the D-SID. Overlay services are not 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from controller.dataplane.buckets import remap
 from controller.dataplane.modes import mode_of, service_ident
@@ -84,9 +85,9 @@ def slot_of(svc: Service, pkt: Packet) -> int:
 class Overflow:
     """Which ingresses are past the cap, and their overflow entries."""
 
-    def __init__(self, cap: int, topology: Topology, decisions: Decisions,
+    def __init__(self, cap: Callable[[], int], topology: Topology, decisions: Decisions,
                  catalogue: Catalogue, counters: Counter[str]) -> None:
-        self.cap = cap
+        self.cap = cap  # read at each use: [limits] is reloadable
         self.topology = topology
         self.decisions = decisions
         self.catalogue = catalogue
@@ -97,7 +98,7 @@ class Overflow:
 
     def full(self, dpid: int, held: int) -> bool:
         """True when a new flow at `dpid` (holding `held` bindings) is served statelessly."""
-        return dpid in self.on or held >= self.cap
+        return dpid in self.on or held >= self.cap()
 
     def serve(self, svc: Service, dpid: int, in_port: int, pkt: Packet, data: bytes,
               now: float) -> list[Intent]:
@@ -123,7 +124,7 @@ class Overflow:
         """The ingress holds `held` bindings: below the low water mark, overflow ends. The
         slot entries go; the reply entries stay until the service's next recompute, so the
         live stateless connections are bound (`resumed`) before their replies lose them."""
-        if dpid not in self.on or held >= self.cap * LOW_WATER:
+        if dpid not in self.on or held >= self.cap() * LOW_WATER:
             return []
         self.on.discard(dpid)
         self.counters["overflow_off"] += 1

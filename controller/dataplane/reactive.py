@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from controller.dataplane.affinity import (
@@ -64,7 +65,8 @@ class ReactiveFlows:
     """The binding table and the entries that enforce it."""
 
     def __init__(self, operations: Operations, topology: Topology, decisions: Decisions,
-                 writes: Writes, counters: Counter[str], cap: int = DEFAULT_CAP) -> None:
+                 writes: Writes, counters: Counter[str],
+                 cap: Callable[[], int] = lambda: DEFAULT_CAP) -> None:
         self.operations = operations
         self.catalogue = operations.catalogue
         self.topology = topology
