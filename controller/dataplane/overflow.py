@@ -11,8 +11,10 @@ the controller and without state:
 - one entry per located instance of the service rewriting its replies D-BID -> D-SID (matched
   by source address and service port, as the bucket mode's reply entries are).
 The packet that found the ingress full is sent on as its slot says. Bound flows keep their
-entries (priority 2000). Once the ingress holds fewer than `LOW_WATER` of the cap, the overflow
-entries go and new flows are bound again (hysteresis: not on and off at every flow).
+entries (priority 2000). Once the ingress holds fewer than `LOW_WATER` of the cap, the slot
+entries go and new flows are bound again (hysteresis: not on and off at every flow); an open
+TCP connection served statelessly is bound to its slot's instance on its next packet, and the
+reply entries stay until the service's next recompute.
 Caveats (docs/dataplanes.md): a stateless flow follows its slot, so it moves when the
 decision moves that slot; while overflow is on, every packet from an instance's service port
 at that ingress has its source rewritten to the D-SID. Overlay services are not capped.
