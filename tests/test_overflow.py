@@ -173,3 +173,15 @@ def test_metrics_count_the_stateless_outcome() -> None:
     fig.go(PAST[0], TCP_SYN)
     text = Metrics(fig.core).scrape().decode()
     assert 'dyncast_service_packet_in_outcomes_total{outcome="stateless"} 1.0' in text
+
+
+def test_a_deleted_service_takes_its_overflow_entries_along() -> None:
+    fig = capped_fig()
+    connect(fig, BOUND)
+    fig.go(PAST[0], TCP_SYN)
+    before = overflow_entries(fig, 1)
+    fig.apply(fig.core.delete_service("svc1"))
+    after = overflow_entries(fig, 1)
+    assert after and after < before
+    assert not any(("ipv4_dst", DSID) in m or ("ipv4_src", E21) in m or ("ipv4_src", E31) in m
+                   for _, _, m in after)
