@@ -75,13 +75,15 @@ def test_other_ingresses_still_bind() -> None:
     assert punted and bindings_at(fig, HOSTS["c2"][2]) == 1
 
 
-def test_stateless_flows_follow_the_decision_when_it_moves() -> None:
+def test_stateless_flows_keep_their_instance_while_it_serves_and_move_when_it_drains() -> None:
     fig = capped_fig()
     connect(fig, BOUND)
-    for sport in PAST:
-        fig.go(sport, TCP_SYN)
-    fig.busy(E21)  # the decision moves every slot to E31
+    reached = {sport: fig.go(sport, TCP_SYN)[0] for sport in PAST}
+    fig.busy(E21)  # the decision's shares move to E31: no slot moves
+    assert {s: fig.go(s) for s in PAST} == {s: (reached[s], False) for s in PAST}
+    fig.apply(fig.core.drain(E21, None, fig.now)[1])  # E21 takes no new flows: its slots move
     assert {fig.go(sport)[0] for sport in PAST} == {E31}
+    assert {fig.go(sport)[1] for sport in PAST} == {False}
     assert len(fig.core.bindings) == CAP
 
 

@@ -6,8 +6,8 @@ refused: the ingress gets "overflow" entries in table 0, one priority above the 
 entries (below the bindings), that send each service's new flows through the decision without
 the controller and without state:
 - one entry per slot of the flow key (the bucket mode's hash: masked bits of the client port
-  for a 5-tuple key, of the client address otherwise; `svc.buckets` slots, weighted by the
-  decision's shares with the fewest slots moved when they change) rewriting D-SID -> D-BID;
+  for a 5-tuple key, of the client address otherwise; `svc.buckets` slots dealt by the
+  decision's shares; a slot keeps its instance while that one serves) rewriting D-SID -> D-BID;
 - one entry per located instance of the service rewriting its replies D-BID -> D-SID (matched
   by source address and service port, as the bucket mode's reply entries are).
 The packet that found the ingress full is sent on as its slot says. Bound flows keep their
@@ -15,9 +15,10 @@ entries (priority 2000). Once the ingress holds fewer than `LOW_WATER` of the ca
 entries go and new flows are bound again (hysteresis: not on and off at every flow); an open
 TCP connection served statelessly is bound to its slot's instance on its next packet, and the
 reply entries stay until the service's next recompute.
-Caveats (docs/dataplanes.md): a stateless flow follows its slot, so it moves when the
-decision moves that slot; while overflow is on, every packet from an instance's service port
-at that ingress has its source rewritten to the D-SID. Overlay services are not capped.
+Caveats (docs/dataplanes.md): a stateless flow follows its slot, so it moves when its instance
+stops taking new flows (draining too); share changes do not rebalance the slots; while
+overflow is on, every packet from an instance's service port at that ingress has its source
+rewritten to the D-SID. Overlay services are not capped.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from controller.dataplane.buckets import remap
+from controller.dataplane.buckets import quotas
 from controller.dataplane.modes import mode_of, service_ident
 from controller.dataplane.reconciler import Reconciler
 from controller.dataplane.rules import ipv4_int, service_fields
@@ -55,6 +56,7 @@ from controller.selection.decisions import Decisions
 PRIO_OVERFLOW = PRIO_SERVICE + 2  # above the punt (1000) and SYN punt (1001), below bindings
 # (PRIO_OVERFLOW + 1: liveness probe answers, let through unrewritten)
 LOW_WATER = 0.9  # overflow ends below this fraction of the cap
+SERVING = ("active", "unknown")  # states whose instances keep their slots
 DEFAULT_CAP = Limits().affinity_per_ingress  # [limits] affinity_per_ingress
 
 
@@ -183,16 +185,24 @@ class Overflow:
                 + self.reconciler.apply(dpid, f"slots:{svc.name}", slots))
 
     def _slots(self, dpid: int, svc: Service) -> list[str | None] | None:
-        """The slot -> instance map of the service at `dpid`, from the decision's shares over
-        located instances (None without a decision; moving the fewest slots on a change)."""
+        """The slot -> instance map of the service at `dpid` (None without a decision). A
+        stateless flow has nothing but its slot to keep its instance, and decisions move on
+        every report, so a slot keeps its instance while that one takes new flows (`SERVING`,
+        located); only the others' slots are dealt anew, by the decision's shares."""
         decision = self.decisions.engine.decisions.get((self.decisions.decider(dpid), svc.name))
         if decision is None:
             return None
-        shares = {d: v for d, v in decision.shares.items() if d in self.topology.hosts}
+        alive = {i.dbid for i in self.catalogue.of_service(svc.name)
+                 if i.state in SERVING and i.dbid in self.topology.hosts}
         old = self._maps.get((dpid, svc.name), [])
-        new = remap(old if len(old) == svc.buckets else [None] * svc.buckets, shares)
-        self._maps[(dpid, svc.name)] = new
-        return new
+        slots: list[str | None] = ([d if d in alive else None for d in old]
+                                   if len(old) == svc.buckets else [None] * svc.buckets)
+        free = [i for i, d in enumerate(slots) if d is None]
+        want = quotas({d: v for d, v in decision.shares.items() if d in alive}, len(free))
+        for i, dbid in zip(free, [d for d in sorted(want) for _ in range(want[d])], strict=False):
+            slots[i] = dbid
+        self._maps[(dpid, svc.name)] = slots
+        return slots
 
     def _entries(self, dpid: int, svc: Service) -> tuple[list[FlowMod], list[FlowMod]]:
         """The service's slot entries and reply entries at `dpid` (none unless it is capped
