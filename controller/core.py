@@ -54,7 +54,7 @@ class Core:
                                      self.counters)
         self.intake = Intake(self.operations, self.decisions.placements.reported, self.counters)
         self.flows = ReactiveFlows(self.operations, self.topology, self.decisions, self.writes,
-                                   self.counters)
+                                   self.counters, lambda: self.config.limits.affinity_per_ingress)
         self.bindings = self.flows.bindings
         self.programmer = Programmer(self.topology, self.engine, self.decisions.decider)
         self.audit = Audit(self.catalogue, self.forwarding, self.flows, self.programmer,
@@ -306,7 +306,7 @@ class Core:
             return []
         insts = self.catalogue.of_service(name)
         went_down = self.decisions.recompute(svc, insts, now)
-        intents = self.flows.guard(insts) + [i for d in went_down for i in self.flows.move(d, now)]
+        intents = self.flows.recomputed(svc, insts, went_down, now)
         if mode_of(svc).programmed(svc):
             intents += self.programmer.program(svc, insts, now, service_punt)
             for dbid in went_down:

@@ -66,6 +66,9 @@ class CookieKind(IntEnum):
     DSID_ARP = 11      # the switch answers ARP for a D-SID itself (ident: D-SID)
     SYN_GUARD = 12     # reactive: a new connection reusing the flow of a binding to an instance
     #                    that takes no new flows goes to the controller (ident: binding id)
+    OVERFLOW = 13      # reactive, ingress past its binding cap: a slot's stateless entry
+    #                    (ident: D-SID << 16 | slot; controller/dataplane/overflow.py)
+    OVERFLOW_REV = 14  # ... and an instance's reply entry there (ident: D-BID as a number)
 
 
 def cookie(kind: CookieKind, ident: int = 0) -> int:

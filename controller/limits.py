@@ -16,7 +16,8 @@ from controller.validate import check_integer, reject_unknown
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """How much the API takes: body size and depth, services, instances, reports a batch."""
+    """How much the API takes: body size and depth, services, instances, reports a batch; and
+    how many affinity bindings an ingress holds (controller/dataplane/overflow.py)."""
 
     max_body_bytes: int = 1 << 20
     max_json_depth: int = 32
@@ -24,6 +25,7 @@ class Limits:
     max_instances_per_service: int = 1024
     max_instances: int = 10_000
     max_reports_per_batch: int = 10_000
+    affinity_per_ingress: int = 100_000  # reactive bindings an ingress holds; then stateless
 
 
 # (lowest, highest) accepted for each key of [limits]
@@ -34,6 +36,7 @@ BOUNDS: dict[str, tuple[int, int]] = {
     "max_instances_per_service": (1, 1_000_000),
     "max_instances": (1, 1_000_000),
     "max_reports_per_batch": (1, 1_000_000),
+    "affinity_per_ingress": (1, 10_000_000),
 }
 
 

@@ -16,6 +16,7 @@ import pytest
 from controller.config import ControllerConfig
 from controller.core import Core
 from controller.intents import TABLE_AFFINITY, VIRTUAL_MAC, Intent
+from controller.limits import Limits
 from controller.model import AffinityPolicy, Metrics, Service
 from controller.network.packet import ARP_REPLY, ARP_REQUEST, BROADCAST, TCP_ACK, TCP_SYN
 from controller.views import stats_view
@@ -49,9 +50,10 @@ SYN_DELAY_S = 1.0  # controller/dataplane/rules.py: new connections move this lo
 class Figure2:
     """Figure 2 under one core and fake switches; time moves only when a test says so."""
 
-    def __init__(self, svc1: Service) -> None:
+    def __init__(self, svc1: Service, limits: Limits | None = None) -> None:
         self.svc = svc1
-        self.core = Core(ControllerConfig(services=(svc1, SVC2)))  # default selection
+        config = ControllerConfig(services=(svc1, SVC2))  # default selection
+        self.core = Core(config if limits is None else dataclasses.replace(config, limits=limits))
         self.net = FakeNetwork(LINKS)
         self.now = 0.0
         self.load = dict.fromkeys((dbid for _, dbid in INSTANCES), 0)

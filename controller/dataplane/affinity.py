@@ -151,6 +151,10 @@ class BindingTable:
         """Every binding, oldest first."""
         return sorted(self._by_ident.values(), key=lambda b: b.ident)
 
+    def count_at(self, ingress: int) -> int:
+        """How many bindings are installed at switch `ingress`."""
+        return len(self._at.get(ingress, ()))
+
     def at(self, ingress: int) -> list[Binding]:
         """The bindings installed at switch `ingress`, oldest first (from the index: the work
         is that switch's bindings, whatever the number elsewhere)."""

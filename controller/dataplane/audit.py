@@ -132,7 +132,8 @@ class Audit:
             if pair is not None:
                 reverse.append(pair[0])
                 forward.append(pair[1])
-        rest = self.flows.guards_at(dpid) + self.forwarding.installed_routes(dpid)
+        rest = (self.flows.guards_at(dpid) + self.flows.overflow.at(dpid)
+                + self.forwarding.installed_routes(dpid))
         for svc in self.catalogue.services.values():  # (a mode's punts may be deletions)
             rest += [fm for fm in mode_of(svc).punts(dpid, svc) if fm.command == "add"]
         placeholders: dict[Key, str] = {}

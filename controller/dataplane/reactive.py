@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from controller.dataplane.affinity import (
@@ -23,6 +24,7 @@ from controller.dataplane.affinity import (
     key_of_forward,
 )
 from controller.dataplane.modes import service_ident
+from controller.dataplane.overflow import DEFAULT_CAP, Overflow, capped
 from controller.dataplane.reconciler import entry_key
 from controller.instances.operations import Operations
 from controller.intents import (
@@ -63,7 +65,8 @@ class ReactiveFlows:
     """The binding table and the entries that enforce it."""
 
     def __init__(self, operations: Operations, topology: Topology, decisions: Decisions,
-                 writes: Writes, counters: Counter[str]) -> None:
+                 writes: Writes, counters: Counter[str],
+                 cap: Callable[[], int] = lambda: DEFAULT_CAP) -> None:
         self.operations = operations
         self.catalogue = operations.catalogue
         self.topology = topology
@@ -76,6 +79,7 @@ class ReactiveFlows:
         self._ended: set[int] = set()  # ... and have ended since (never adopt them again)
         self._guarded: set[str] = set()  # instances whose bindings have SYN guards
         self.new_by: Counter[tuple[str, int, str]] = Counter()  # (service, ingress, dbid)
+        self.overflow = Overflow(cap, topology, decisions, self.catalogue, counters)
 
     def restore(self, bindings: list[Binding], now: float | None = None) -> None:
         """Load persisted bindings of known services at start; with `now`, number new
@@ -106,7 +110,10 @@ class ReactiveFlows:
             self.writes.delete("binding", str(binding.ident))
             return out + self._bind(svc, key, dpid, in_port, data, now)
         if binding is None:
-            return self._bind(svc, key, dpid, in_port, data, now)
+            if capped(svc) and self.overflow.full(dpid, self.bindings.count_at(dpid)):
+                return self.overflow.serve(svc, dpid, in_port, pkt, data, now)
+            return self._bind(svc, key, dpid, in_port, data, now,
+                              self.overflow.resumed(dpid, svc, pkt))
         if binding.ingress == dpid and now - self._sent.get(binding.ident, -1e9) < SETTLE_S:
             self.counters["packet_in_settling"] += 1
             return self._install(svc, binding, in_port, data, entries=False)
@@ -118,12 +125,13 @@ class ReactiveFlows:
         return self._install(svc, binding, in_port, data)
 
     def _bind(self, svc: Service, key: FlowKey, dpid: int, in_port: int, data: bytes,
-              now: float) -> list[Intent]:
-        """Take the ingress's decision for a new flow and bind it. At a D-Forwarder the
-        decision of its D-Router applies; the binding is installed at the forwarder."""
+              now: float, resumed: str | None = None) -> list[Intent]:
+        """Take the ingress's decision for a new flow and bind it (or bind it to `resumed`, the
+        instance a live stateless connection was sent to: dataplane/overflow.py). At a
+        D-Forwarder the decision of its D-Router applies; the binding is installed there."""
         decider = self.decisions.decider(dpid)
         self.decisions.demand_at(decider, svc, self.catalogue, now)
-        dbid = self.decisions.pick(svc, decider, self.catalogue, now)
+        dbid = resumed or self.decisions.pick(svc, decider, self.catalogue, now)
         if dbid is None or dbid not in self.topology.hosts:
             self.counters["dropped_no_instance"] += 1
             return []
@@ -134,6 +142,17 @@ class ReactiveFlows:
         self._write(binding)
         self._sent[binding.ident] = now
         return self._install(svc, binding, in_port, data)
+
+    def recomputed(self, svc: Service, insts: list[Instance], went_down: list[str],
+                   now: float) -> list[Intent]:
+        """A service's decisions were recomputed: SYN guards, the flows of instances that just
+        went down (`move`), and the overflow entries follow."""
+        out = self.guard(insts) + [i for d in went_down for i in self.move(d, now)]
+        return out + self.overflow.service(svc)
+
+    def _relax(self, *dpids: int) -> list[Intent]:
+        """Bindings ended at these ingresses: overflow ends where few enough are left."""
+        return [i for d in dpids for i in self.overflow.relax(d, self.bindings.count_at(d))]
 
     def _install(self, svc: Service, binding: Binding, in_port: int, data: bytes,
                  entries: bool = True) -> list[Intent]:
@@ -167,7 +186,7 @@ class ReactiveFlows:
         self._end(ident)
         self.counters["bindings_expired"] += 1
         self.writes.delete("binding", str(ident))
-        return [reverse]
+        return [reverse, *self._relax(dpid)]
 
     def follow_client(self, ip: str, dpid: int, now: float) -> list[Intent]:
         """A client seen at a new switch (it moved): its bindings move there before any reply
@@ -186,7 +205,7 @@ class ReactiveFlows:
             self._sent[b.ident] = now
             intents += binding_flows(b, svc, host.mac)
             self.counters["client_moves"] += 1
-        return intents
+        return intents + self._relax(*sorted(self.overflow.on))
 
     def move(self, dbid: str, now: float) -> list[Intent]:
         """Rebind every flow bound to a dead instance to a live one (the only time affinity
@@ -205,6 +224,7 @@ class ReactiveFlows:
                 self._end(b.ident)
                 self.writes.delete("binding", str(b.ident))
                 self.counters["bindings_dropped"] += 1
+                intents += self._relax(b.ingress)
                 continue
             b.dbid = target
             self.decisions.placed(target, now)
@@ -219,16 +239,17 @@ class ReactiveFlows:
         and every binding of it, with its entries."""
         idents = [cookie(k, service_ident(svc)) for k in (CookieKind.SERVICE, CookieKind.DSID_ARP)]
         intents: list[Intent] = [delete_by_cookie(d, i) for d in sorted(self.topology.ports)
-                                 for i in idents]
+                                 for i in idents] + self.overflow.removed(svc)
         for b in [b for b in self.bindings.all() if b.key.service == svc.name]:
             self._end(b.ident)
             self.writes.delete("binding", str(b.ident))
             intents += _delete_entries(b, b.dbid in self._guarded)
-        return intents
+        return intents + self._relax(*sorted(self.overflow.on))
 
     def forget_switch(self, dpid: int) -> None:
         """A switch (re)connected: what it holds is unknown, so the next packet of any flow
         bound there re-installs its entries at once."""
+        self.overflow.forget_switch(dpid)
         self._sent = {i: t for i, t in self._sent.items()
                       if (b := self.bindings.by_ident(i)) is not None and b.ingress != dpid}
 
@@ -316,7 +337,8 @@ class ReactiveFlows:
         self._end(binding.ident)
         self.writes.delete("binding", str(binding.ident))
         self.counters["bindings_retired"] += 1
-        return _delete_entries(binding, binding.dbid in self._guarded)
+        return (_delete_entries(binding, binding.dbid in self._guarded)
+                + self._relax(binding.ingress))
 
     def _end(self, ident: int) -> None:
         """Forget a binding that ended."""
