@@ -149,7 +149,8 @@ class Overflow:
         """A service's decision (or settings) changed: its entries at every full ingress;
         reply entries left where overflow ended go."""
         out: list[Intent] = []
-        for dpid in sorted(self.topology.ports):
+        touched = self.on | {d for d, name in self._maps if name == svc.name}  # entries only
+        for dpid in sorted(touched & set(self.topology.ports)):  # where overflow has been on
             if dpid in self.on:
                 out += self._sync(dpid, svc)
             else:
