@@ -146,14 +146,22 @@ def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
     if up not in adj[child]:
         return False  # the edge went: no old path to start from
     kids = tree.kids()
+    kids_of = kids.get
     dist[child] = dist[up] + adj[child][up]
     cut = [child]
+    extend = cut.extend
     cross = []  # switches with a neighbour besides their next switch and their children
     for x in cut:  # top down: a switch's next switch is priced before it
-        dx, near, below = dist[x], adj[x], kids.get(x, ())
+        near = adj[x]
+        below = kids_of(x)
+        if below is None:
+            if len(near) > 1:
+                cross.append(x)
+            continue
+        dx = dist[x]
         for k in below:
-            dist[k] = dx + adj[k][x]
-        cut.extend(below)
+            dist[k] = dx + near[k]  # (the edge's cost is the same both ways)
+        extend(below)
         if len(near) > len(below) + 1:
             cross.append(x)
     was: dict[int, int] = {}  # switch -> its next switch before it turned
@@ -191,7 +199,9 @@ def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
         kids.setdefault(parent[v], []).append(v)
     tree.version += 1
     tree.changed = set(cut)
-    tree.turned = tree.below(turned)
+    # every switch of the cut is below `child` or below one that turned: when `child` turned,
+    # they all are (no second walk)
+    tree.turned = tree.changed if child in turned else tree.below(turned)
     return True
 
 
