@@ -166,6 +166,7 @@ def install(wsgi_context: Any, config: ControllerConfig,
     guard = load_guard(config.security, os.environ.get("DYNCAST_CONFIG") or None, instances,
                        config.limits.max_body_bytes, persist)
     guard.verifier.restore(seqs or {})
+    guard.verifier.not_before = time.time() - 0.001  # stamps carry milliseconds
     setattr(wsgi_context, GUARD_ATTR, guard)
     for text in guard.startup_warnings():
         LOG.warning("dyncast: SECURITY WARNING: %s", text)

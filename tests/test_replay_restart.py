@@ -12,7 +12,7 @@ from typing import Any
 from apps.security import Gate, install, store_writes
 from apps.store import Snapshot, Store
 from controller.api import Api
-from controller.auth.signing import SEQ_HEADER
+from controller.auth.signing import SEQ_HEADER, TIMESTAMP_HEADER
 from controller.core import Core
 from tests.test_security_gate import REG, Lab
 
@@ -86,5 +86,30 @@ def test_a_sequence_used_by_a_refused_call_is_stored_too(tmp_path: Path) -> None
         assert store.load().agent_seqs == {"dma-e2": seq}
         status, body = Restarted(lab, store.load()).call("POST", PATH, foreign, extra=capture)
         assert (status, body["field"]) == (401, SEQ_HEADER)
+    finally:
+        store.close()
+
+
+def test_a_call_whose_sequence_was_never_stored_is_refused_after_a_restart(
+        tmp_path: Path) -> None:
+    """An unclean stop loses the sequences not flushed yet: a call accepted just before it
+    and replayed after the restart passes the sequence check, and is refused because it was
+    signed before the restarted process started (401 naming the timestamp)."""
+    store = Store(f"sqlite:///{tmp_path / 'dyncast.db'}")
+    try:
+        lab = Lab(tmp_path)
+        lab.guard = install(lab, lab.core.config, lambda: lab.core.catalogue.instances,
+                            {}, store_writes(lab.core.writes))
+        _flush(lab, store)  # the service, as stored long before
+        capture = _captured(lab, REG)
+        assert lab.call("POST", PATH, REG, extra=capture)[0] == 201
+        assert store.load().agent_seqs == {}  # not flushed: the process was killed
+        time.sleep(0.01)  # the restart takes time
+        after = Restarted(lab, store.load())
+        status, body = after.call("POST", PATH, REG, extra=capture)
+        assert (status, body["field"]) == (401, TIMESTAMP_HEADER), body
+        assert "before this controller started" in body["error"]
+        assert after.call("GET", PATH, token=after.admin) == (200, [])
+        assert after.call("POST", PATH, REG, signer=after.signer)[0] == 201
     finally:
         store.close()

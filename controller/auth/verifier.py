@@ -6,6 +6,9 @@ remembered, so a captured request sent again (within the skew window, or it is s
 is refused. The memory outlives the process: each sequence that rose is handed to the shell
 (`take_risen`), which stores it off the request path, and the stored ones are `restore`d at
 start, so a request captured before a restart is refused after it too (docs/security.md).
+A sequence accepted in the last moments before an unclean stop may not have been stored, so the
+shell also sets `not_before` (its start time): a request signed before the process started is
+refused whatever its sequence.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Verifier:
     max_skew_s: float = 30.0
     last_seq: dict[str, int] = field(default_factory=dict)
     risen: dict[str, int] = field(default_factory=dict)  # not handed to the shell yet
+    not_before: float = 0.0  # signed earlier than this (the process's start): refused
 
     def restore(self, seqs: Mapping[str, int]) -> None:
         """The agents' last sequences as stored by an earlier process (a lower one never
@@ -85,6 +89,9 @@ class Verifier:
         if seq <= last:
             raise AuthError(401, SEQ_HEADER, f"replayed: sequence {seq} is not above the "
                             f"agent's last ({last})")
+        if float(stamp.timestamp) < self.not_before:
+            raise AuthError(401, TIMESTAMP_HEADER, "signed before this controller started "
+                            "(a replay, or a clock behind the controller's): sign it again")
         self.last_seq[agent.id] = self.risen[agent.id] = seq
         return agent
 
