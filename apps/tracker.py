@@ -68,10 +68,10 @@ class Cycle:
 def work(c: Cycle) -> Cycle:
     """Set the limits, then dump and parse every zone (in a worker OS thread)."""
     try:
-        dels = [f"zone={z}" for z, n in c.limits.items() if n == 0]
+        dels = [str(z) for z, n in c.limits.items() if n == 0]
         sets = [f"zone={z},limit={n}" for z, n in c.limits.items() if n > 0]
-        if dels:
-            appctl(c.cfg.target, ["dpctl/ct-del-limits", ",".join(dels)])
+        if dels:  # ct-del-limits zone=Z1,Z2,...
+            appctl(c.cfg.target, ["dpctl/ct-del-limits", "zone=" + ",".join(dels)])
         if sets:
             appctl(c.cfg.target, ["dpctl/ct-set-limits", *sets])
         for z in c.zones:
