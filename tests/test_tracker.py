@@ -195,8 +195,8 @@ esac
 """
 
 
-def test_the_shell_sets_limits_then_reads_each_zone_bounded(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shell_sets_limits_then_reads_each_zone_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """apps/tracker.py against a stand-in ovs-appctl: limits set (and ours removed) before the
     zones are dumped, a dump past max_entries is cut and marked, a failing command is an
     error value naming it, not an exception."""
