@@ -18,7 +18,13 @@ from typing import Any
 from eventlet import patcher, tpool
 
 from apps.framework import hub
-from controller.dataplane.tracker import TrackedConn, TrackerConfig, parse_dump
+from controller.dataplane.tracker import (
+    TrackedConn,
+    TrackerConfig,
+    limit_changes,
+    parse_dump,
+    parse_limits,
+)
 from controller.trackview import tracked_services
 
 LOG = logging.getLogger("dyncast")
@@ -60,20 +66,25 @@ class Cycle:
 
     cfg: TrackerConfig
     zones: list[int]
-    limits: dict[int, int]  # zone -> limit to set (0: remove ours)
+    limits: dict[int, int]  # zone -> the limit it should have
+    ours: set[int]  # the zones we limited so far
     reads: dict[int, tuple[list[TrackedConn], bool, float]] = field(default_factory=dict)
     error: str | None = None
 
 
 def work(c: Cycle) -> Cycle:
-    """Set the limits, then dump and parse every zone (in a worker OS thread)."""
+    """Bring the zones' limits to what they should be, then dump and parse every zone (in a
+    worker OS thread)."""
     try:
-        dels = [str(z) for z, n in c.limits.items() if n == 0]
-        sets = [f"zone={z},limit={n}" for z, n in c.limits.items() if n > 0]
-        if dels:  # ct-del-limits zone=Z1,Z2,...
-            appctl(c.cfg.target, ["dpctl/ct-del-limits", "zone=" + ",".join(dels)])
-        if sets:
-            appctl(c.cfg.target, ["dpctl/ct-set-limits", *sets])
+        if c.limits or c.ours:
+            have = parse_limits(appctl(c.cfg.target, ["dpctl/ct-get-limits"])[0])
+            sets, dels = limit_changes(c.limits, have, c.ours)
+            if dels:  # ct-del-limits zone=Z1,Z2,...
+                appctl(c.cfg.target, ["dpctl/ct-del-limits",
+                                      "zone=" + ",".join(str(z) for z in dels)])
+            if sets:
+                appctl(c.cfg.target, ["dpctl/ct-set-limits",
+                                      *(f"zone={z},limit={n}" for z, n in sets.items())])
         for z in c.zones:
             at = time.time()
             text, cut = appctl(c.cfg.target, ["dpctl/dump-conntrack", f"zone={z}"],
@@ -90,7 +101,7 @@ class TrackerReader:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.limited: dict[int, int] = {}  # zone -> the limit we set
+        self.limited: dict[int, int] = {}  # zone -> the limit we set (and keep set)
         self.logged: str | None = None
 
     def run(self) -> None:
@@ -112,8 +123,7 @@ class TrackerReader:
         if cfg.reader == "none" or (not zones and not self.limited):
             return
         want = {z: cfg.zone_limit for z in zones} if cfg.zone_limit else {}
-        limits = {**{z: 0 for z in self.limited if z not in want}, **want}
-        done = tpool.execute(work, Cycle(cfg, zones, limits))
+        done = tpool.execute(work, Cycle(cfg, zones, want, set(self.limited)))
         if done.error is not None:
             reads.failed(done.error)
             if done.error != self.logged:

@@ -191,31 +191,38 @@ echo "$@" >> "{log}"
 case "$*" in
   *dump-conntrack*zone=404*) echo "ovs-vswitchd: no datapaths exist" >&2; exit 2 ;;
   *dump-conntrack*) cat "{dump}" ;;
+  *ct-get-limits*) cat "{limits}" ;;
 esac
 """
 
 
-def test_the_shell_sets_limits_then_reads_each_zone_bounded(
+def test_the_shell_sets_only_changed_limits_then_reads_each_zone_bounded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """apps/tracker.py against a stand-in ovs-appctl: limits set (and ours removed) before the
-    zones are dumped, a dump past max_entries is cut and marked, a failing command is an
-    error value naming it, not an exception."""
+    """apps/tracker.py against a stand-in ovs-appctl: a limit the tracker lacks is set and
+    one of ours no longer wanted removed, one it has is left alone (OVS logs every change);
+    then the zones are dumped, a dump past max_entries cut and marked; a failing command is
+    an error value naming it, not an exception."""
     from apps.tracker import Cycle, work
-    log, text = tmp_path / "calls", tmp_path / "dump"
+    log, text, limits = tmp_path / "calls", tmp_path / "dump", tmp_path / "limits"
     text.write_text(DUMP * 50)
+    limits.write_text("default limit=0\nzone=7,limit=5,count=0\n")
     script = tmp_path / "ovs-appctl"
-    script.write_text(FAKE_APPCTL.format(log=log, dump=text))
+    script.write_text(FAKE_APPCTL.format(log=log, dump=text, limits=limits))
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     cfg = TrackerConfig(target="sw.ctl", max_entries=5, zone_limit=3)
-    done = work(Cycle(cfg, [25601], {25601: 3, 7: 0}))
+    done = work(Cycle(cfg, [25601], {25601: 3}, {7}))
     assert done.error is None
     entries, truncated, _ = done.reads[25601]
     assert len(entries) == 5 and truncated
-    calls = log.read_text().splitlines()
-    assert [c.split()[3] for c in calls] == ["dpctl/ct-del-limits", "dpctl/ct-set-limits",
-                                             "dpctl/dump-conntrack"]
-    assert calls[0] == "--timeout=5 -t sw.ctl dpctl/ct-del-limits zone=7"
-    assert calls[1].endswith("dpctl/ct-set-limits zone=25601,limit=3")
-    failed = work(Cycle(TrackerConfig(), [404], {}))
+    calls = [c.split(" ", 3)[3] for c in log.read_text().splitlines()]
+    assert calls == ["dpctl/ct-get-limits", "dpctl/ct-del-limits zone=7",
+                     "dpctl/ct-set-limits zone=25601,limit=3", "dpctl/dump-conntrack zone=25601"]
+    assert log.read_text().startswith("--timeout=5 -t sw.ctl ")
+    limits.write_text("default limit=0\nzone=25601,limit=3,count=2\n")
+    log.unlink()
+    work(Cycle(cfg, [25601], {25601: 3}, {25601}))
+    assert [c.split(" ", 3)[3] for c in log.read_text().splitlines()] == [
+        "dpctl/ct-get-limits", "dpctl/dump-conntrack zone=25601"]
+    failed = work(Cycle(TrackerConfig(), [404], {}, set()))
     assert failed.error is not None and "no datapaths exist" in failed.error

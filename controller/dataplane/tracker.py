@@ -23,6 +23,7 @@ FINISHED = frozenset({"TIME_WAIT", "CLOSED"})  # TCP states of a connection that
 _TUPLE = re.compile(r"(orig|reply)=\(([^)]*)\)")
 _FIELD = re.compile(r"(?:^|,)(zone|mark)=(\d+)")
 _STATE = re.compile(r"state(?:_orig|_reply)?=([A-Z_0-9]+)")
+_LIMIT = re.compile(r"zone=(\d+),limit=(\d+)")
 _TARGET = re.compile(r"[A-Za-z0-9_./@:-]{1,200}")
 
 
@@ -128,6 +129,21 @@ def parse_dump(text: str, max_entries: int) -> tuple[list[TrackedConn], bool]:
             return out, True
         out.append(conn)
     return out, cut
+
+
+def parse_limits(text: str) -> dict[int, int]:
+    """`ovs-appctl dpctl/ct-get-limits` as {zone: limit} (the zones with a limit of their own;
+    its `default limit=N` line is not a zone's)."""
+    return {int(z): int(n) for z, n in _LIMIT.findall(text)}
+
+
+def limit_changes(want: dict[int, int], have: dict[int, int],
+                  ours: set[int]) -> tuple[dict[int, int], list[int]]:
+    """The limits to set (zone: limit) and the zones whose limit to remove, given the limits
+    wanted, those the tracker has now, and the zones we limited before (only those are ours
+    to remove). Nothing when the tracker already has them: OVS logs every change."""
+    sets = {z: n for z, n in sorted(want.items()) if have.get(z) != n}
+    return sets, sorted(z for z in ours - set(want) if z in have)
 
 
 @dataclass(frozen=True, slots=True)
