@@ -140,8 +140,13 @@ def _fill_the_zone(fig2: Lab) -> None:
     wait_until(lambda: stat(fig2, f"conntrack_entries_zone_{ZONE}") == len(dump), 10,
                "/stats does not count the zone's entries")
     room = LIMIT - len(dump)
+    recirc = lambda: subprocess.run(  # noqa: E731 - how the refused SYNs end (docs)
+        ["ovs-appctl", "coverage/read-counter", "datapath_drop_recirc_error"],
+        capture_output=True, text=True, timeout=20).stdout.strip()
+    before = recirc()
     codes = attempts(fig2, "c2", room + 4)
-    (fig2.artifacts / "attempts.json").write_text(json.dumps(codes))
+    (fig2.artifacts / "attempts.json").write_text(json.dumps(
+        {"codes": codes, "datapath_drop_recirc_error": [before, recirc()]}))
     assert codes[:room] == ["200"] * room and codes[room:] == ["000"] * 4, codes
     assert len(conntrack()) == LIMIT
     assert_unharmed(conns, time.time(), stall_s=5.0)

@@ -14,10 +14,11 @@ from controller.config import config_from_dict
 from controller.dataplane.drains import READ_MARGIN_S
 from controller.dataplane.tracker import TrackerConfig, TrackerReads, parse_dump, parse_line
 from controller.errors import ValidationError
+from controller.network.packet import TCP_SYN
 from controller.views import bindings_view, stats_view
 from tests.fakeconntrack import Conn
 from tests.test_api import _call
-from tests.test_pipelines import E21, E31, FLOWS, SERVICES, Figure2, connect
+from tests.test_pipelines import E21, E31, FLOWS, SERVICES, Figure2, connect, to_dsid
 
 SVC = SERVICES["conntrack"]
 # captured from Open vSwitch 3.1.0's userspace datapath (mininet_tests/test_conntrack.py)
@@ -226,3 +227,16 @@ def test_the_shell_sets_only_changed_limits_then_reads_each_zone_bounded(
         "dpctl/ct-get-limits", "dpctl/dump-conntrack zone=25601"]
     failed = work(Cycle(TrackerConfig(), [404], {}, set()))
     assert failed.error is not None and "no datapaths exist" in failed.error
+
+
+def test_a_full_zone_drops_a_new_connection_at_once_and_keeps_the_others() -> None:
+    """With the zone at its limit, a commit creates no connection and the packet, still to
+    the D-SID, is dropped at once (not decided again until Open vSwitch's recirculation limit
+    drops it); established connections go on; nothing reaches the controller."""
+    fig = Figure2(SVC)
+    placed = connect(fig, FLOWS[:4])
+    fig.net.conntrack.limits[SVC.ct_zone] = 4
+    res = fig.send("c1", to_dsid("c1", FLOWS[5], TCP_SYN))
+    assert not res.outputs and not res.to_controller
+    assert len(fig.net.conntrack.entries(SVC.ct_zone)) == 4
+    assert all(fig.go(s) == (d, False) for s, d in placed.items())
