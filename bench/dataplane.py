@@ -49,6 +49,7 @@ RESULTS = ROOT / "bench" / "results" / "dataplane.txt"
 HOSTS = ROOT / "bench" / "dataplane_hosts.py"
 INSTANCES = {"e2": ("10.0.0.21", "i1"), "e3": ("10.0.0.31", "i2")}
 MODES = ("static", "reactive", "learn", "bucket", "conntrack")
+ZONE = 100 << 8 | 1  # svc1's tracker zone in `conntrack` mode: the low 16 bits of its D-SID
 PER_FLOW_KINDS = {2, 3, 7, 8, 9}  # cookie kinds: reactive bindings, learned entries, pins
 CONFIG = """
 [controller]
@@ -148,10 +149,14 @@ def svc_entries_at_r1() -> tuple[int, int]:
 
 
 def wait_no_per_flow(idle: float) -> None:
-    """Wait until r1 holds no per-flow entry of svc1 (earlier runs' entries idle out), so that
-    each measurement starts from the same switch state."""
+    """Wait until r1 holds no per-flow entry of svc1 (earlier runs' entries idle out), and
+    empty svc1's connection-tracker zone (where `conntrack` keeps its per-flow state: closed
+    connections linger there ~30-45 s, and a SYN reusing the 5-tuple of one is handled as a
+    reopening), so that each measurement starts from the same switch state."""
     wait_until(lambda: svc_entries_at_r1()[1] == 0, idle + 15,
                "per-flow entries at r1 idled out", interval=0.5)
+    subprocess.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={ZONE}"], check=True,
+                   capture_output=True, timeout=30)
 
 
 def table_size(lab: Lab, mode: str, n: int, idle: float) -> tuple[int, int, int, int, float]:
