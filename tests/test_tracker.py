@@ -117,6 +117,10 @@ def test_bindings_show_the_trackers_connections_with_their_instance() -> None:
     rows = [r for r in bindings_view(fig.core) if r["source"] == "tracker"]
     assert {(r["flow"]["sport"], r["dbid"]) for r in rows} == set(placed.items())
     assert all(r["service"] == SVC.name and r["live"] for r in rows)
+    from apps.metrics import Metrics
+    scraped = Metrics(fig.core).scrape().decode()
+    assert (f'dyncast_conntrack_entries{{service="{SVC.name}",zone="{SVC.ct_zone}"}} '
+            f"{float(len(FLOWS))}") in scraped
     stats = stats_view(fig.core)
     assert stats["conntrack_read"] == 1
     assert stats["conntrack_entries"] == stats[f"conntrack_entries_zone_{SVC.ct_zone}"]
