@@ -62,7 +62,11 @@ def test_a_dump_is_parsed_into_tuples_marks_zones_and_states() -> None:
     split = parse_line("tcp,orig=(src=1.1.1.1,dst=2.2.2.2,sport=1,dport=2),reply=(src=2.2.2.2,"
                        "dst=1.1.1.1,sport=2,dport=1),protoinfo=(state_orig=FIN_WAIT_2,"
                        "state_reply=TIME_WAIT)")
-    assert split is not None and split.state == "FIN_WAIT_2/TIME_WAIT" and split.live
+    assert split is not None and split.state == "FIN_WAIT_2/TIME_WAIT" and not split.live
+    half = parse_line("tcp,orig=(src=1.1.1.1,dst=2.2.2.2,sport=1,dport=2),reply=(src=2.2.2.2,"
+                      "dst=1.1.1.1,sport=2,dport=1),protoinfo=(state_orig=ESTABLISHED,"
+                      "state_reply=FIN_WAIT_2)")
+    assert half is not None and half.live  # half-closed: data may still flow one way
     assert parse_line("garbage") is None and parse_line("") is None
 
 

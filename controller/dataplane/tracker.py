@@ -19,7 +19,9 @@ from controller.errors import ValidationError
 from controller.validate import check_number, reject_unknown
 
 READERS = ("ovs-appctl", "none")
-FINISHED = frozenset({"TIME_WAIT", "CLOSED"})  # TCP states of a connection that is over
+# a TCP connection is over when both directions are in these states: each side's FIN sent
+# and acknowledged (FIN_WAIT_2, TIME_WAIT: Open vSwitch's states, from pf), or a reset
+FINISHED = frozenset({"FIN_WAIT_2", "TIME_WAIT", "CLOSED"})
 _TUPLE = re.compile(r"(orig|reply)=\(([^)]*)\)")
 _FIELD = re.compile(r"(?:^|,)(zone|mark)=(\d+)")
 _STATE = re.compile(r"state(?:_orig|_reply)?=([A-Z_0-9]+)")
