@@ -56,6 +56,7 @@ from apps.reloader import Reloader
 from apps.rest import APP_KEY, RestController
 from apps.restside import RestSide
 from apps.store import Store
+from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
 from controller.core import Core
@@ -137,7 +138,8 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
         thread = super().start()
         self._workers = [hub.spawn(self._timer), hub.spawn(self._flusher),
                          hub.spawn(self._poller), hub.spawn(self._recomputer),
-                         hub.spawn(self._auditor), hub.spawn(self._watch)]
+                         hub.spawn(self._auditor), hub.spawn(self._watch),
+                         hub.spawn(TrackerReader(self).run)]  # conntrack zones (apps/tracker.py)
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()
