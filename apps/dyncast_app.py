@@ -57,6 +57,7 @@ from apps.reloader import Reloader
 from apps.rest import APP_KEY, RestController
 from apps.restside import RestSide
 from apps.store import Store
+from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
 from controller.core import Core
@@ -121,7 +122,8 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
         self._reported = hub.Event()  # set when reports left services dirty
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
         kwargs["wsgi"].register(WebController, {})  # the web view's files: /dyncast/ui/
-        security.install(kwargs["wsgi"], self.config, lambda: self.core.catalogue.instances)
+        security.install(kwargs["wsgi"], self.config, lambda: self.core.catalogue.instances,
+                         snap.agent_seqs, security.store_writes(self.core.writes))
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),
                  len(self.core.bindings),
@@ -138,7 +140,8 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
         thread = super().start()
         self._workers = [hub.spawn(self._timer), hub.spawn(self._flusher),
                          hub.spawn(self._poller), hub.spawn(self._recomputer),
-                         hub.spawn(self._auditor), hub.spawn(self._watch)]
+                         hub.spawn(self._auditor), hub.spawn(self._watch),
+                         hub.spawn(TrackerReader(self).run)]  # conntrack zones (apps/tracker.py)
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from controller.core import Core
 from controller.dataplane.modes import MODES
 from controller.instances.lifecycle import STATES
+from controller.trackview import zone_counts
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 USABLE = "active"  # the state in which an instance takes new flows
@@ -109,6 +110,12 @@ class CoreCollector(Collector):
         yield GaugeMetricFamily("dyncast_dataplane_entries", "Entries the controller keeps in "
                                 "switches for learn/bucket services",
                                 value=core.programmer.reconciler.count())
+        tracked = GaugeMetricFamily("dyncast_conntrack_entries", "Connection-tracker entries "
+                                    "of conntrack services in the latest read, by service and "
+                                    "zone", labels=["service", "zone"])
+        for svc, zone, n in zone_counts(core):
+            tracked.add_metric([svc, str(zone)], n)
+        yield tracked
 
     def _decisions(self) -> Iterator[Metric]:
         core, c = self.core, self.core.counters

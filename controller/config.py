@@ -9,6 +9,7 @@ from typing import Any
 
 from controller.auth.settings import SecuritySettings, security_from_dict
 from controller.channel import ChannelConfig, channel_from_dict
+from controller.dataplane.tracker import TrackerConfig, tracker_from_dict
 from controller.errors import ConfigError, ValidationError
 from controller.limits import Limits, limits_from_dict
 from controller.logcfg import LogConfig, logging_from_dict
@@ -45,6 +46,7 @@ class ControllerConfig:
     logging: LogConfig = field(default_factory=LogConfig)  # [controller.logging]
     security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
     channel: ChannelConfig = field(default_factory=ChannelConfig)  # [channel]: listen, TLS
+    conntrack: TrackerConfig = field(default_factory=TrackerConfig)  # [dataplane.conntrack]
 
     def monitor_settings(self) -> MonitorSettings:
         """What the network monitor needs to price links."""
@@ -103,7 +105,7 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
     reject_unknown(data, {"controller", "service", "link", "forwarder", "limits", "security",
-                          "channel"},
+                          "channel", "dataplane"},
                    "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
@@ -160,7 +162,16 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         logging=logging_from_dict(ctl.get("logging", {})),
         security=security_from_dict(data.get("security", {})),
         channel=channel_from_dict(data.get("channel", {})),
+        conntrack=_dataplane(data.get("dataplane", {})),
     )
+
+
+def _dataplane(raw: Any) -> TrackerConfig:
+    """Parse the [dataplane] table: only [dataplane.conntrack] so far."""
+    if not isinstance(raw, Mapping):
+        raise ValidationError("dataplane", "must be a table")
+    reject_unknown(raw, {"conntrack"}, "dataplane")
+    return tracker_from_dict(raw.get("conntrack", {}))
 
 
 def _forwarders(raw: Any) -> tuple[tuple[int, int], ...]:

@@ -23,11 +23,12 @@ from controller.model import Service
 
 # ControllerConfig fields a running controller can take at once
 LIVE = ("lldp_interval_s", "stats_interval_s", "store_flush_s", "reconcile_interval_s",
-        "link_timeout_s", "switch_grace_s", "limits", "logging")
+        "link_timeout_s", "switch_grace_s", "limits", "logging", "conntrack")
 # the TOML key each field is written as (for the report)
 KEY_OF = {"limits": "limits", "links": "link", "forwarders": "forwarder",
           "logging": "controller.logging", "security": "security",
-          "channel": "channel"}  # [channel]: at start only
+          "channel": "channel",  # [channel]: at start only
+          "conntrack": "dataplane.conntrack"}
 
 
 def key_of(field_name: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from controller.core import Core
 from controller.model import Instance
 from controller.selection.engine import Decision
+from controller.trackview import tracker_rows, tracker_stats
 
 
 def instance_view(core: Core, inst: Instance, now: float) -> dict[str, Any]:
@@ -28,9 +29,10 @@ def instance_view(core: Core, inst: Instance, now: float) -> dict[str, Any]:
 
 
 def bindings_view(core: Core) -> list[dict[str, Any]]:
-    """The affinity table: bindings the controller made, and entries switches learned."""
+    """The affinity table: bindings the controller made, entries switches learned, and the
+    connection trackers' entries of `conntrack` services (controller/trackview.py)."""
     return core.flows.view() + core.programmer.bindings_view(
-        lambda dsid: core.catalogue.by_dsid.get(dsid))
+        lambda dsid: core.catalogue.by_dsid.get(dsid)) + tracker_rows(core)
 
 
 def topology_view(core: Core) -> dict[str, Any]:
@@ -50,6 +52,7 @@ def stats_view(core: Core) -> dict[str, int]:
                  "reconcile_removed", "bindings_adopted", "bindings_retired",
                  "punt_meter_drops", "switches_refused"):
         out.setdefault(name, 0)
+    out.update(tracker_stats(core))
     return out
 
 

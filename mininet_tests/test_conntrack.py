@@ -5,19 +5,22 @@ restart, and a wipe of the ingress's tables (the affinity lives in the connectio
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from controller.dataplane.tracker import parse_line
 from controller.intents import TABLE_DECISION, CookieKind
 from mininet_tests.harness import Lab
 from mininet_tests.processes import wait_until
-from mininet_tests.restarts import probe, stat
-from mininet_tests.test_dataplane import BOTH, _entries, _steer_and_keep
+from mininet_tests.restarts import HeldConnections, damage, probe, stat
+from mininet_tests.test_dataplane import BOTH, INSTANCE_OF, _entries, _steer_and_keep
 from mininet_tests.test_fig2 import EDGES, R1, SVC1, set_load, wait_shares
 from mininet_tests.test_restart import RECONCILE_S, assert_unharmed, restart_and_check, serve
 
@@ -84,3 +87,77 @@ def test_held_connections_survive_a_decision_change_a_controller_kill_and_a_wipe
     assert len(conntrack()) >= 200
     set_load(fig2, "10.0.0.21", 0.0)
     wait_shares(fig2, "svc1", R1, BOTH)
+
+
+LIMIT = 10  # fig2_conntrack_limit.toml's zone_limit
+HELD_UNDER_LIMIT = 6
+
+
+def attempts(lab: Lab, host: str, n: int) -> list[str]:
+    """`n` new connections to svc1 from `host`, one after another, each allowed 1 s: curl's
+    HTTP code for each ("000": no answer in time)."""
+    out = lab.host_cmd(host, f"for i in $(seq {n}); do curl -s -m 1 -o /dev/null "
+                             f"-w '%{{http_code}}\\n' http://{SVC1}:8000/; done")
+    return [x.strip() for x in out.splitlines() if x.strip().isdigit()]
+
+
+@pytest.fixture
+def no_limit_left() -> Iterator[None]:
+    """Start with svc1's zone empty, and remove its limit once the test's controller is gone
+    (requested before `fig2`, so torn down after it): the tracker is ovs-vswitchd's, shared
+    with any other lab running then, and outlives this one while any bridge of the datapath
+    does (with the connections an earlier lab's hosts left open when they were killed)."""
+    appctl = lambda cmd: subprocess.run(["ovs-appctl", cmd, f"zone={ZONE}"],  # noqa: E731
+                                        capture_output=True, timeout=20, check=False)
+    appctl("dpctl/flush-conntrack")
+    yield
+    appctl("dpctl/ct-del-limits")
+
+
+@pytest.mark.parametrize("fig2", [{"config": HERE / "fig2_conntrack_limit.toml"}],
+                         indirect=True)
+def test_a_full_zone_refuses_new_connections_and_keeps_held_ones(no_limit_left: None,
+                                                                 fig2: Lab) -> None:
+    """The controller sets svc1's zone limit (ct-set-limits) and reads the tracker: /bindings
+    lists the held connections with their instance, /stats counts the zone's entries. With
+    the zone full, a new connection gets no answer (its SYN is dropped; curl times out) while
+    the held ones keep streaming on their instance."""
+    _fill_the_zone(fig2)
+
+
+def _fill_the_zone(fig2: Lab) -> None:
+    """The steps of the test above."""
+    fig2.fast_reconnect()
+    for host in ("e2", "e3"):
+        fig2.start_edge(host, capacity=4 * HELD_UNDER_LIMIT)
+    wait_shares(fig2, "svc1", R1, BOTH)
+    limits = lambda: subprocess.run(  # noqa: E731
+        ["ovs-appctl", "dpctl/ct-get-limits", f"zone={ZONE}"], capture_output=True,
+        text=True, timeout=20).stdout
+    wait_until(lambda: f"zone={ZONE},limit={LIMIT}," in limits(), 10,
+               lambda: f"the controller set no limit: {limits()!r}")
+    conns = HeldConnections(fig2, "c1", SVC1, HELD_UNDER_LIMIT)
+    first = conns.report()
+    assert first["states"] == {"open": HELD_UNDER_LIMIT}, damage(first)
+    dump = conntrack()
+    (fig2.artifacts / "conntrack-dump.txt").write_text("\n".join(dump) + "\n")
+    assert all(parse_line(line) is not None for line in dump), dump
+    tracked = lambda: [b for b in fig2.rest("GET", "/bindings/svc1")[1]  # noqa: E731
+                       if b["source"] == "tracker" and b.get("live")]
+    wait_until(lambda: len(tracked()) == len(dump), 10,
+               lambda: f"/bindings shows {tracked()}, the tracker {dump}")
+    held = {(b["flow"]["sport"], b["dbid"]) for b in tracked()}
+    assert held == {(c["sport"], INSTANCE_OF[c["instance"]]) for c in first["connections"]}
+    wait_until(lambda: stat(fig2, f"conntrack_entries_zone_{ZONE}") == len(dump), 10,
+               "/stats does not count the zone's entries")
+    room = LIMIT - len(dump)
+    recirc = lambda: subprocess.run(  # noqa: E731 - how the refused SYNs end (docs)
+        ["ovs-appctl", "coverage/read-counter", "datapath_drop_recirc_error"],
+        capture_output=True, text=True, timeout=20).stdout.strip()
+    before = recirc()
+    codes = attempts(fig2, "c2", room + 4)
+    (fig2.artifacts / "attempts.json").write_text(json.dumps(
+        {"codes": codes, "datapath_drop_recirc_error": [before, recirc()]}))
+    assert codes[:room] == ["200"] * room and codes[room:] == ["000"] * 4, codes
+    assert len(conntrack()) == LIMIT
+    assert_unharmed(conns, time.time(), stall_s=5.0)

@@ -32,6 +32,7 @@ HOLD_S = 16.0
 HERE = Path(__file__).parent
 LEARN = {"config": HERE / "fig2_drain_learn.toml"}
 BUCKET = {"config": HERE / "fig2_drain_bucket.toml"}
+CONNTRACK = {"config": HERE / "fig2_drain_conntrack.toml"}
 REUSE = {"config": HERE / "fig2_reuse_learn.toml", "edges": True}
 HELD_KIND = {"learn": CookieKind.LEARNED_FWD, "bucket": CookieKind.PIN}  # what holds a flow
 HOST_OF = {"10.0.0.21": "e2", "10.0.0.31": "e3"}
@@ -43,12 +44,20 @@ def serves(lab: Lab, dbid: str) -> bool:
     return out.lstrip().startswith("{")
 
 
-@pytest.mark.parametrize("fig2", [LEARN, BUCKET], indirect=True, ids=["learn", "bucket"])
+def tracked_to(lab: Lab, dbid: str) -> list[dict[str, Any]]:
+    """The live connections /bindings shows the tracker holding for `dbid` (conntrack)."""
+    return [b for b in lab.rest("GET", "/bindings/svc1")[1]
+            if b["source"] == "tracker" and b.get("live") and b["dbid"] == dbid]
+
+
+@pytest.mark.parametrize("fig2", [LEARN, BUCKET, CONNTRACK], indirect=True,
+                         ids=["learn", "bucket", "conntrack"])
 def test_deactivated_instance_is_stopped_only_after_its_held_connection(fig2: Lab) -> None:
-    """learn, bucket: `deactivate` an instance serving a held connection: no new flow reaches
-    it, the connection streams from it to its end (the switch holds it: a learned entry, or a
-    pin of its moving bucket) with the instance process alive and no stop sent meanwhile;
-    then its D-MA stops it and it becomes inactive."""
+    """learn, bucket, conntrack: `deactivate` an instance serving a held connection: no new
+    flow reaches it, the connection streams from it to its end (the switch holds it: a learned
+    entry, a pin of its moving bucket, or its tracker's entry, read by the controller) with the
+    instance process alive and no stop sent meanwhile; then its D-MA stops it and it becomes
+    inactive."""
     dmas = {d: start_managed_site(fig2, h) for d, h in (("10.0.0.21", "e2"),
                                                          ("10.0.0.31", "e3"))}
     wait_until(lambda: all(instance(fig2, d)["state"] == "active" for d in dmas), 20,
@@ -63,8 +72,11 @@ def test_deactivated_instance_is_stopped_only_after_its_held_connection(fig2: La
     assert bool(learned) == (dataplane == "learn"), learned
     assert "draining" in dyncastctl(fig2, "deactivate", victim)
     wait_shares(fig2, "svc1", R1, {other})
-    kind = HELD_KIND[dataplane]
-    wait_until(lambda: affinity_entries("r1", kind), 5, f"r1 holds no {kind.name} entry")
+    if dataplane == "conntrack":
+        wait_until(lambda: tracked_to(fig2, victim), 5, "/bindings shows no tracked connection")
+    else:
+        kind = HELD_KIND[dataplane]
+        wait_until(lambda: affinity_entries("r1", kind), 5, f"r1 holds no {kind.name} entry")
     seen: dict[str, Any] = {}
 
     def only_other() -> bool:
@@ -73,7 +85,7 @@ def test_deactivated_instance_is_stopped_only_after_its_held_connection(fig2: La
         seen.update(client(fig2, "c1", SVC1, requests=4))
         return seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == {other}
 
-    wait_until(only_other, 5 if dataplane == "bucket" else 0.1, lambda: f"new flows: {seen}")
+    wait_until(only_other, 0.1 if dataplane == "learn" else 5, lambda: f"new flows: {seen}")
     while time.monotonic() - started < HOLD_S - 3:  # the connection is still held
         assert instance(fig2, victim)["state"] == "draining", instance(fig2, victim)
         assert "command deactivate" not in dmas[victim].log()

@@ -9,8 +9,10 @@ remembered when committed. `nat` applies a connection's destination translation 
 (the original direction gets the new destination, replies get the original destination back as
 their source); `commit` with `nat_dst` sets it (the address only), with `mark` sets ct_mark
 (also on a connection already committed, as `exec(set_field:..->ct_mark)` does). `forget`
-is what an NXT_CT_FLUSH naming a reply source does. Not modelled:
-timeouts, TCP state (a FIN or RST ends nothing), `+inv`, `+rel`, port translation, limits.
+is what an NXT_CT_FLUSH naming a reply source does. `limits` are per-zone limits
+(`dpctl/ct-set-limits`): in a full zone a commit creates nothing, and the packet comes back
+`+trk+new`, untranslated and unmarked (what Open vSwitch 3.1's userspace tracker does). Not
+modelled: timeouts, TCP state (a FIN or RST ends nothing), `+inv`, `+rel`, port translation.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Conntrack:
 
     def __init__(self) -> None:
         self.conns: dict[tuple[int, Tuple], tuple[Conn, bool]] = {}  # -> (conn, is reply)
+        self.limits: dict[int, int] = {}  # zone -> most connections it may hold
 
     def entries(self, zone: int | None = None) -> list[Conn]:
         """The committed connections (of one zone)."""
@@ -78,7 +81,8 @@ class Conntrack:
             raise ValueError(f"ct on a packet that is not IPv4: {pkt}")
         out = dict(pkt)
         found = self.conns.get((act.zone, _tuple(pkt)))
-        if found is None and act.commit:
+        full = len(self.entries(act.zone)) >= self.limits.get(act.zone, 1 << 62)
+        if found is None and act.commit and not full:
             orig = _tuple(pkt)
             nat = None if act.nat_dst is None else _ipv4(act.nat_dst)
             proto, src, dst, sport, dport = orig

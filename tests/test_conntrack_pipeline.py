@@ -5,7 +5,8 @@ established flows kept across a decision change, a reconnected switch, a lost in
 drain deadline's flows moved) runs for `conntrack` in tests/test_pipelines.py. Here: the
 affinity lives in the switches' connection tracker, so it survives a wipe and reinstall of
 every table and outlasts `idle_timeout`; a lost instance's connections are flushed from it;
-a retirement waits for its drain deadline (the trackers are not read)."""
+a retirement waits for its drain deadline when the trackers are not read
+(tests/test_tracker.py: when they are)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ LAYERS = (("errors", "validate", "jsonbody"), ("model", "intents", "writes", "li
                                               "channel"),
           ("auth",),
           ("network",), ("selection",), ("instances",), ("dataplane",), ("config",),
-          ("core",), ("views", "admission", "reload"), ("api",))
+          ("core",), ("views", "trackview", "admission", "reload"), ("api",))
 
 
 def _modules() -> dict[str, ast.Module]:

@@ -13,7 +13,10 @@ connection's translation in either direction, and is looked up again in table 2:
   k sets the instance's MAC, then on to `forward`;
 - `+trk+est+rpl` from the D-SID (a reply, translated back): the virtual MAC, then `forward`;
 - `+trk` with ct_mark 0 (an instance's service port talking to someone directly): forwarded
-  as it is; `+trk+inv`: dropped.
+  as it is; `+trk+inv`: dropped;
+- `+trk+new` to the D-SID with reg1 = 1 (table 3 sets it before its commit): the commit
+  created nothing, the zone being at its limit (`dpctl/ct-set-limits`): dropped at once,
+  rather than decided again until Open vSwitch's recirculation limit drops it.
 A decision change rewrites table 3 only: established connections keep their translation and
 mark, and so their instance, even across a wipe and reinstall of every table (the tracker
 lives in ovs-vswitchd, not in the flow tables). The NAT names the address alone: Ryu 4.34 and
@@ -55,11 +58,13 @@ from controller.intents import (
     match,
 )
 
+PRIO_CT_REFUSED = 105
 PRIO_CT_INVALID = 104
 PRIO_CT_NEW = 103
 PRIO_CT_REPLY = 102
 PRIO_CT_UNMARKED = 101
 PRIO_CT_MARKED = 100
+COMMITTED = "reg1"  # 1: table 3 committed this packet (it survives the recirculation)
 
 
 def _fm(dpid: int, table: int, priority: int, fields: dict[str, MatchValue],
@@ -76,12 +81,14 @@ def conntrack_entries(p: Program) -> list[FlowMod]:
     l4 = svc.protocol or "tcp"
     out = [_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, service_fields(svc), [track], sid)]
     tracked: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ct_zone": zone}
+    new = ct_state(on=CT_TRK | CT_NEW, off=CT_RPL)
     out += [
+        _fm(dpid, TABLE_AFFINITY, PRIO_CT_REFUSED,
+            {**service_fields(svc), **tracked, COMMITTED: 1, "ct_state": new}, [], sid),
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_INVALID,
             {**tracked, "ct_state": ct_state(on=CT_TRK | CT_INV)}, [], sid),
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_NEW,
-            {**service_fields(svc), **tracked,
-             "ct_state": ct_state(on=CT_TRK | CT_NEW, off=CT_RPL)}, [], sid, goto=TABLE_DECISION),
+            {**service_fields(svc), **tracked, "ct_state": new}, [], sid, goto=TABLE_DECISION),
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_REPLY,
             {**tracked, "ipv4_src": svc.dsid, "ct_state": ct_state(on=CT_TRK | CT_EST | CT_RPL)},
             [SetField("eth_src", VIRTUAL_MAC), Resubmit(TABLE_FORWARD)], sid),
@@ -116,6 +123,7 @@ def decision_entries(p: Program) -> list[FlowMod]:
         if label is None or dbid is None:
             continue  # not located here: the bucket's new connections are dropped (a miss)
         commit = Ct(svc.ct_zone, table=TABLE_AFFINITY, commit=True, nat_dst=dbid, mark=label)
-        out.append(_fm(p.dpid, TABLE_DECISION, PRIO_BUCKET, bucket_fields(svc, b), [commit],
+        out.append(_fm(p.dpid, TABLE_DECISION, PRIO_BUCKET, bucket_fields(svc, b),
+                       [SetField(COMMITTED, 1), commit],
                        cookie(CookieKind.DECISION, (service_ident(svc) << 16) | b)))
     return out

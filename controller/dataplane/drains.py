@@ -17,11 +17,13 @@ prove that no flow learned an entry since. At a drain deadline, the bindings mov
 and, for the switch-held flows, the buckets still moving away from it end at once and every
 entry the switches learned or pinned for it is deleted: the next packet of each of those flows
 takes the current decision, which no longer names the instance (docs/decisions.md, "Drain").
-`conntrack` flows live in the switches' connection trackers, which the controller does not read
-yet: an instance of such a service is reached until its drain deadline has passed (a retiring
-one is stopped then; one retiring without a deadline is never stopped by the controller); at
-the deadline the trackers are told to flush its connections, which are then decided again
-(docs/dataplanes.md, `conntrack`).
+`conntrack` flows live in the switches' connection trackers, which the shell reads with
+`ovs-appctl` where the switch is local (`dataplane/tracker.py`): an instance of such a service is
+reached while the latest complete read of its zone, requested after the drain began (plus
+READ_MARGIN_S), shows a live connection marked with its label; without such a read (`reader =
+"none"`, a failed or truncated read) it is reached until its drain deadline has passed (a
+retiring one is stopped then). At the deadline the trackers are told to flush its
+connections, which are then decided again (docs/dataplanes.md, `conntrack`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 from controller.dataplane.modes import mode_of
 from controller.dataplane.programmer import Programmer
 from controller.dataplane.reactive import ReactiveFlows
+from controller.dataplane.tracker import TrackerReads
 from controller.instances.operations import Operations
 from controller.intents import FlowMod, Intent
 from controller.model import Instance, Service
@@ -53,6 +56,7 @@ class Drains:
         self._read_at: dict[int, float] = {}  # switch -> when its latest affinity read was asked
         self._released: dict[str, float] = {}  # conntrack: D-BID -> drain (its start) whose
         #                                        deadline passed
+        self.tracker = TrackerReads()  # conntrack: the trackers' latest reads, by zone
 
     def read(self, dpid: int, rows: LearnedRows, requested_at: float | None) -> None:
         """A switch's affinity table, read back (`requested_at` None: when is not known, so
@@ -71,8 +75,10 @@ class Drains:
         label = self.programmer.labels.get(inst.dbid)
         if svc is None or not mode_of(svc).switch_decides or label is None:
             return 0
-        if mode_of(svc).tracks:  # the trackers are not read: reached until the deadline
-            return 0 if self._released.get(inst.dbid) == inst.state_since else None
+        if mode_of(svc).tracks:  # read by zone; unread: reached until the deadline
+            if self._released.get(inst.dbid) == inst.state_since:
+                return 0
+            return self.tracker.held(svc.ct_zone, label, inst.state_since + READ_MARGIN_S)
         since = inst.state_since + READ_MARGIN_S
         held = 1 if self.programmer.moving_from(inst.dbid) else 0
         for dpid in self.programmer.switches_to_poll():
