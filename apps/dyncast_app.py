@@ -50,6 +50,7 @@ from apps.framework import (
     ofproto_v1_3_parser,
     set_ev_cls,
 )
+from apps.gcpause import GcPauses
 from apps.metrics import Metrics
 from apps.ofmsg import serialise
 from apps.reloader import Reloader
@@ -101,6 +102,7 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
         self.reloader = Reloader(self.core, path, self.metrics.shell, self._swapped)
         self._hup = False  # set by SIGHUP; the reload runs on the loop (`_watch`)
         self._lags: list[float] = []
+        self.gc_pauses = GcPauses()  # installed at start: the survivors of a full GC frozen
         try:
             signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:  # not the main thread (an embedding test): no signal reload
@@ -143,11 +145,13 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()
+        self.gc_pauses.install()  # and what later full collections leave (apps/gcpause.py)
         return thread
 
     def stop(self) -> None:
         """Flush the last store writes, end our loops, then let the framework stop the rest
         (it joins every thread of the app, so endless loops must be killed first)."""
+        self.gc_pauses.uninstall()
         for worker in self._workers:
             hub.kill(worker)
         writes = self.core.drain_writes()

@@ -41,6 +41,7 @@ class ShellCounts:
     reports_rejected: Counter[str] = field(default_factory=Counter)  # by the field at fault
     reloads: Counter[str] = field(default_factory=Counter)  # "success" / "failure"
     loop_lag_s: float = 0.0  # the largest lag of the event loop in the last window
+    gc_longest_s: float = 0.0  # the longest garbage collection since start (apps/gcpause.py)
 
 
 def _counter(name: str, doc: str, labels: list[str] | None = None) -> CounterMetricFamily:
@@ -210,6 +211,8 @@ class CoreCollector(Collector):
         yield reloads
         yield GaugeMetricFamily("dyncast_event_loop_lag_seconds", "Largest delay of the event "
                                 "loop over its recent samples", value=sh.loop_lag_s)
+        yield GaugeMetricFamily("dyncast_gc_longest_pause_seconds", "Longest garbage "
+                                "collection since start", value=sh.gc_longest_s)
 
 
 class Metrics:

@@ -32,6 +32,7 @@ class RestSide:
     datapaths: dict[int, Any]
     _reported: Any
     _hup: bool
+    gc_pauses: Any
 
 
     def api_call(self, method: str, path: str, body: bytes) -> Reply:
@@ -89,6 +90,7 @@ class RestSide:
     def metrics_text(self) -> bytes:
         """GET /metrics: the Prometheus exposition."""
         self.metrics.shell.switches_connected = len(self.datapaths)
+        self.metrics.shell.gc_longest_s = self.gc_pauses.longest_s
         return self.metrics.scrape()
 
     def encode(self, value: Any) -> bytes:

@@ -31,7 +31,13 @@ from controller.validate import (
     parse_ipv4,
     reject_unknown,
 )
-from controller.views import bindings_view, instance_view, stats_view, topology_view
+from controller.views import (
+    DecisionViews,
+    bindings_view,
+    instance_view,
+    stats_view,
+    topology_view,
+)
 
 PREFIX = "/dyncast/v1/"
 INSTANCE_VERBS = ("drain", "undrain", "activate", "deactivate")
@@ -56,6 +62,7 @@ class Api:
 
     def __init__(self, core: Core) -> None:
         self.core = core
+        self.views = DecisionViews()
         self._routes: dict[tuple[str, str],
                            Callable[[list[str], Any, float], Reply | Steps]] = {
             ("GET", "services"): self._list_services,
@@ -255,9 +262,11 @@ class Api:
             if k:
                 now = _later((yield intents), now)
             intents = self.core.flush(now, name)
-        mine = [d for (_, name), d in sorted(self.core.engine.decisions.items())
-                if not args or name == args[0]]
-        rows = yield from _in_steps(mine, DECISION_SLICE, lambda d: d.to_dict())
+        held = self.core.engine.decisions
+        if not args:
+            self.views.keep(held)
+        mine = [d for (_, name), d in sorted(held.items()) if not args or name == args[0]]
+        rows = yield from _in_steps(mine, DECISION_SLICE, self.views.view)
         for row in rows:  # which switches are D-Routers, and which forwarders rely on them
             row["role"] = "router"
             row["forwarders"] = sorted(f for f, r in self.core.decisions.router_of.items()

@@ -1,14 +1,17 @@
-"""Read-only views of the core's state for the API: instances, bindings, the topology.
+"""Read-only views of the core's state for the API: instances, bindings, the topology, and
+each decision's JSON view, kept while the decision is held.
 
 Boundary: it reads the features through the facade and returns plain dicts; it changes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from controller.core import Core
 from controller.model import Instance
+from controller.selection.engine import Decision
 from controller.trackview import tracker_rows, tracker_stats
 
 
@@ -51,3 +54,26 @@ def stats_view(core: Core) -> dict[str, int]:
         out.setdefault(name, 0)
     out.update(tracker_stats(core))
     return out
+
+
+class DecisionViews:
+    """Each decision's JSON view, built once while that decision is held. A decision is
+    immutable and a recompute makes a new one, so a view is reused only for the very same
+    object (at 5,000 instances, building the views took more CPU than encoding them)."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[int, str], tuple[Decision, dict[str, Any]]] = {}
+
+    def view(self, decision: Decision) -> dict[str, Any]:
+        """`decision.to_dict()`, a shallow copy the caller may add keys to (its candidates
+        are shared between replies: never change them)."""
+        key = (decision.ingress, decision.service)
+        held = self._held.get(key)
+        if held is None or held[0] is not decision:
+            held = self._held[key] = (decision, decision.to_dict())
+        return dict(held[1])
+
+    def keep(self, keys: Collection[tuple[int, str]]) -> None:
+        """Forget the views of decisions no longer held (a service or switch gone)."""
+        for key in [k for k in self._held if k not in keys]:
+            del self._held[key]

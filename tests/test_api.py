@@ -234,3 +234,28 @@ def test_topology_says_which_switches_are_connected() -> None:
     switches = {s["dpid"]: s for s in _call(api, "GET", "topology").body["switches"]}
     assert (switches[2]["connected"], switches[2]["away_since"]) == (False, 5.0)
     assert all(switches[d]["connected"] for d in (1, 3, 4))
+
+
+def test_decisions_view_follows_every_recompute() -> None:
+    """GET /decisions reuses a decision's view only while that decision is held: after a report
+    moves the shares, and after a service is deleted, the reply is what the held decisions say
+    now, and a caller changing a reply does not change the next one."""
+    api = Api(figure2_core())
+
+    def fresh() -> list[dict]:
+        return [d.to_dict() for _, d in sorted(api.core.engine.decisions.items())]
+
+    def answer() -> list[dict]:
+        rows = _call(api, "GET", "decisions").body
+        return [{k: v for k, v in r.items() if k not in ("role", "forwarders")} for r in rows]
+
+    first = answer()
+    assert first == fresh()
+    _call(api, "GET", "decisions").body[0]["primary"] = "changed by a caller"
+    assert answer() == fresh()
+    busy = {**GOOD_REPORT, "cpu": 0.95, "sessions": 4, "queue": 40}
+    assert _call(api, "POST", "metrics", busy).status == 200
+    moved = answer()
+    assert moved == fresh() and moved != first
+    assert _call(api, "DELETE", "services/svc2").status == 200
+    assert {r["service"] for r in answer()} == {"svc1"} and answer() == fresh()

@@ -1,0 +1,68 @@
+"""apps/gcpause.py: what survives a full collection is frozen, cycles made later are still
+collected, and every `UNFREEZE_S` the frozen objects go back to the collector."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from apps import gcpause
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture
+def pauses() -> Iterator[tuple[gcpause.GcPauses, Clock]]:
+    gc.unfreeze()
+    clock = Clock()
+    watch = gcpause.GcPauses(clock)
+    watch.install()
+    watch.install()  # once only
+    try:
+        yield watch, clock
+    finally:
+        watch.uninstall()
+        gc.unfreeze()
+
+
+def test_survivors_of_a_full_collection_are_frozen_and_new_cycles_still_freed(
+        pauses: tuple[gcpause.GcPauses, Clock]) -> None:
+    watch, clock = pauses
+    assert gc.callbacks.count(watch._callback) == 1
+    kept = [[i] for i in range(10_000)]
+    clock.t = 1.0
+    gc.collect()
+    assert watch.full == 1 and gc.get_freeze_count() >= len(kept)
+    frozen = gc.get_freeze_count()
+    Cycle()  # garbage made after the freeze: a full collection frees it
+    assert gc.collect() >= 1
+    assert gc.get_freeze_count() >= frozen  # and what is frozen stays so
+    gc.collect(0)  # a young collection freezes nothing
+    assert watch.full == 2
+
+
+def test_frozen_objects_go_back_to_the_collector_every_unfreeze_interval(
+        pauses: tuple[gcpause.GcPauses, Clock]) -> None:
+    watch, clock = pauses
+    gc.collect()
+    assert gc.get_freeze_count() > 0
+    clock.t = gcpause.UNFREEZE_S
+    gc.collect()
+    assert gc.get_freeze_count() == 0  # the next full collection walks everything again
+    clock.t += 1.0
+    gc.collect()
+    assert gc.get_freeze_count() > 0
+    assert watch.longest_s >= 0.0 and watch.full == 3
