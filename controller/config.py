@@ -9,6 +9,7 @@ from typing import Any
 
 from controller.auth.settings import SecuritySettings, security_from_dict
 from controller.channel import ChannelConfig, channel_from_dict
+from controller.cluster.settings import ClusterConfig, cluster_from_dict
 from controller.errors import ConfigError, ValidationError
 from controller.limits import Limits, limits_from_dict
 from controller.logcfg import LogConfig, logging_from_dict
@@ -45,6 +46,7 @@ class ControllerConfig:
     logging: LogConfig = field(default_factory=LogConfig)  # [controller.logging]
     security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
     channel: ChannelConfig = field(default_factory=ChannelConfig)  # [channel]: listen, TLS
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # [cluster]: off by default
 
     def monitor_settings(self) -> MonitorSettings:
         """What the network monitor needs to price links."""
@@ -103,7 +105,7 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
     reject_unknown(data, {"controller", "service", "link", "forwarder", "limits", "security",
-                          "channel"},
+                          "channel", "cluster"},
                    "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
@@ -160,7 +162,18 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         logging=logging_from_dict(ctl.get("logging", {})),
         security=security_from_dict(data.get("security", {})),
         channel=channel_from_dict(data.get("channel", {})),
+        cluster=_cluster(data.get("cluster", {}), store_url),
     )
+
+
+def _cluster(raw: Any, store_url: str) -> ClusterConfig:
+    """Parse [cluster]; an enabled cluster shares its state in PostgreSQL, never SQLite."""
+    cluster = cluster_from_dict(raw)
+    if cluster.enabled and not store_url.startswith("postgresql"):
+        raise ValidationError("controller.store_url", "must be a PostgreSQL URL "
+                              "('postgresql+psycopg://...') when [cluster] is enabled: the "
+                              "members share their leases and state there")
+    return cluster
 
 
 def _forwarders(raw: Any) -> tuple[tuple[int, int], ...]:
