@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine, delete, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    select,
+)
 from sqlalchemy.engine import Engine
 
 from apps import migrations
@@ -43,6 +54,14 @@ bindings_table = Table(
     Column("service", String(64), nullable=False),
     Column("dbid", String(15), nullable=False),
     Column("data", Text, nullable=False),
+)
+cluster_members_table = Table(  # the cluster's leases (apps/cluster.py), not core records
+    "cluster_members", metadata,
+    Column("member_id", String(64), primary_key=True),
+    Column("address", String(200), nullable=False),
+    Column("beat_at", Float, nullable=False),
+    Column("lease_until", Float, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
 )
 TABLES = {"service": services_table, "instance": instances_table, "binding": bindings_table}
 KEYS = {"service": "name", "instance": "dbid", "binding": "id"}
