@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -26,6 +28,7 @@ from controller.cluster.settings import ClusterConfig
 from tests import test_app_smoke
 from tests.fakes import FakeDatapath
 from tests.test_app_smoke import PORTS, Shell, flow_mods, packet_outs
+from tests.test_openapi import SPEC
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
 PG_ENV = "DYNCAST_TEST_PG_URL"
@@ -166,6 +169,9 @@ def test_a_member_programs_the_switches_it_masters_and_no_other(member: str,
     shell.app.send(app.core.tick(now))  # LLDP goes out of mastered switches only
     assert packet_outs(shell.sent(mine), ofp) and not shell.sent(theirs)
     body = shell.rest("GET", "cluster").body
+    request = MockRequest("http://127.0.0.1:8080", "get", "/dyncast/v1/cluster")
+    OpenAPI.from_file_path(str(SPEC)).validate_response(
+        request, MockResponse(app.encode(body), status_code=200))  # as docs/openapi.yaml says
     assert body["roles"] == {f"{mine.id:016x}": MASTER, f"{theirs.id:016x}": SLAVE}
     beat(shell, now + 0.2, "m1", ticket=11)  # m2's row is gone (or its lease ended)
     shell.app._step_roles()
