@@ -38,8 +38,6 @@ from controller.cluster.settings import ClusterConfig
 LOG = logging.getLogger("dyncast")
 PRUNE_S = 3600.0  # rows of members gone this long are deleted by the next beat
 ROLES_EVERY_S = 0.1  # the role intents are stepped this often (fencing: at most this late)
-OFPET_ROLE_REQUEST_FAILED = 11  # OpenFlow 1.3 error type and its "stale" code
-OFPRRFC_STALE = 1
 
 
 class LeaseTable:
@@ -203,8 +201,9 @@ class ClusterSide:
     def cluster_error(self, msg: Any) -> bool:
         """True if an OpenFlow error is a role request refused as stale (expected in a
         takeover race: the role is asked again with a newer ticket)."""
-        if (self.member is None or msg.type != OFPET_ROLE_REQUEST_FAILED
-                or msg.code != OFPRRFC_STALE):
+        ofp = msg.datapath.ofproto
+        if (self.member is None or msg.type != ofp.OFPET_ROLE_REQUEST_FAILED
+                or msg.code != ofp.OFPRRFC_STALE):
             return False
         self.member.refused(msg.datapath.id)
         self.core.counters["role_refused"] += 1

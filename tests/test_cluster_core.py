@@ -165,12 +165,14 @@ def test_a_joining_member_takes_its_share_and_the_other_lets_go() -> None:
 
 
 def test_a_refused_master_request_is_asked_again_with_a_newer_ticket() -> None:
-    """A stale refusal forgets the role; the next step after a new beat asks again."""
+    """A stale refusal forgets the role; it is asked again with the next beat's ticket, not
+    before."""
     a, _, dpids = two_members()
     first = roles(a.step(dpids, 100.1))
     dpid = next(d for d, (r, _) in first.items() if r == MASTER)
     a.refused(dpid)
     assert not a.masters(dpid)
+    assert a.step(dpids, 100.2) == []  # the same ticket would be refused again: wait
     a.renewed(view(100.5, 40, "a", "b"), asked_at=100.5)
     again = roles(a.step(dpids, 100.5))
     assert again == {dpid: (MASTER, 40)} and first[dpid][1] < 40

@@ -195,7 +195,9 @@ def test_a_member_whose_lease_ends_stops_programming(member: str, shell: Shell) 
     assert not shell.sent(dp) and not shell.app.programs(dp.id)
     status, body = shell.app.health(True)
     assert status == 503 and body["lease"] is False and body["store"] is True
-    stale = struct.pack("!BBHIHH", 4, ofp.OFPT_ERROR, 12, 5, 11, 1)  # ROLE_REQUEST_FAILED
+    stale = struct.pack("!BBHIHH", 4, ofp.OFPT_ERROR, 12, 5, ofp.OFPET_ROLE_REQUEST_FAILED,
+                        ofp.OFPRRFC_STALE)
+    assert (ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_STALE) == (11, 0)  # OpenFlow 1.3
     shell.switch_says(stale, dp=dp)
     assert shell.app.core.counters["role_refused"] == 1
     assert shell.app.core.counters["errors"] == 0

@@ -18,8 +18,9 @@ Generation ids: each heartbeat takes a ticket from the database's sequence, and 
 request carries the ticket of the view it was decided on. Tickets are unique and rise, so two
 members never send the same generation id, and a member taking a switch over sends a greater
 one than the member it takes it from decided on before it (a late MASTER request of a stale
-master is refused by the switch as stale). A MASTER request the switch refuses is asked again
-at the next step with a newer ticket (`refused`).
+master is refused by the switch as stale). A role request the switch refuses as stale (a
+member that took its ticket later asked first) is asked again with the next beat's ticket,
+greater than every ticket taken before it (`refused`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Member:
         self.held_until = 0.0  # own clock: the lease ends here unless renewed
         self.epoch: int | None = None  # our lease epoch in the last view
         self.roles: dict[int, str] = {}  # switch -> the role last asked of it
+        self.stale: dict[int, int] = {}  # switch -> the ticket it refused as stale
         self.beats_failed = 0
 
     def renewed(self, view: View, asked_at: float) -> None:
@@ -99,8 +101,11 @@ class Member:
         return self.roles.get(dpid) == MASTER
 
     def refused(self, dpid: int) -> None:
-        """The switch refused our last role request (a stale generation): ask again."""
+        """The switch refused our last role request (its generation id was stale: another
+        member sent a greater one): ask again once a beat brings a newer ticket."""
         self.roles.pop(dpid, None)
+        if self.view is not None:
+            self.stale[dpid] = self.view.ticket
 
     def forget(self, dpid: int) -> None:
         """The switch's connection to this member closed."""
@@ -116,6 +121,8 @@ class Member:
         connected = sorted(set(dpids))
         for gone in set(self.roles) - set(connected):
             del self.roles[gone]
+        for gone in set(self.stale) - set(connected):
+            del self.stale[gone]
         out: list[ClusterIntent] = []
         if self.view is None:
             return out
@@ -128,6 +135,9 @@ class Member:
             return out
         masters = self.rule(connected)
         for dpid in connected:
+            if self.stale.get(dpid, -1) >= self.view.ticket:
+                continue  # refused with this ticket: wait for the next beat's
+            self.stale.pop(dpid, None)
             want = MASTER if masters.get(dpid) == self.member_id else SLAVE
             had = self.roles.get(dpid)
             if want == had:
