@@ -11,6 +11,7 @@ absent or disabled none of it runs: `programs()` is True for every switch.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,9 +52,18 @@ class LeaseTable:
         self.engine: Engine = create_engine(
             url, pool_size=2, max_overflow=1, pool_pre_ping=True,
             connect_args={"connect_timeout": max(int(cluster.lease_s), 1)})
+        self.lock = threading.Lock()  # a beat in flight never re-inserts the row `leave` deleted
+        self.left = False
 
     def beat(self) -> View:
         """Renew our lease (a new epoch if it had lapsed), take a ticket, read every row."""
+        with self.lock:
+            if self.left:
+                raise RuntimeError("this member has left the cluster")
+            return self._beat()
+
+    def _beat(self) -> View:
+        """`beat`, in one transaction."""
         c = self.cluster
         with self.engine.begin() as conn:
             conn.execute(text(f"SET LOCAL statement_timeout = {self.timeout_ms}"))
@@ -76,7 +86,8 @@ class LeaseTable:
 
     def leave(self) -> None:
         """Delete our row: the others take our switches at their next beat, not a lease later."""
-        with self.engine.begin() as conn:
+        with self.lock, self.engine.begin() as conn:
+            self.left = True
             conn.execute(text(f"SET LOCAL statement_timeout = {self.timeout_ms}"))
             conn.execute(delete(members).where(members.c.member_id == self.cluster.member_id))
 

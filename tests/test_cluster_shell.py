@@ -5,12 +5,16 @@ masters. Without [cluster] nothing changes (the other app tests), and /cluster s
 
 from __future__ import annotations
 
+import json
 import os
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import pytest
 from openapi_core import OpenAPI
@@ -18,11 +22,12 @@ from openapi_core.testing import MockRequest, MockResponse
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from agents.dyncastctl import main as ctl_main
 from apps.cluster import LeaseTable, role_request
 from apps.store import Store
 from bench import ofgen
 from controller.cluster.mastership import master_of
-from controller.cluster.member import MASTER, SLAVE, RoleRequest
+from controller.cluster.member import MASTER, SLAVE, Member, RoleRequest
 from controller.cluster.membership import MemberRow, View
 from controller.cluster.settings import ClusterConfig
 from tests import test_app_smoke
@@ -86,6 +91,8 @@ def test_beats_renew_leases_and_tickets_rise(pg_url: str) -> None:
         assert row is not None and row.epoch == v5.ticket > v1.ticket  # a new lease epoch
         a.leave()
         assert b.beat().row("m1") is None
+        with pytest.raises(RuntimeError):  # a beat after leaving never brings the row back
+            a.beat()
     finally:
         a.close()
         b.close()
@@ -201,3 +208,48 @@ def test_a_member_whose_lease_ends_stops_programming(member: str, shell: Shell) 
     shell.switch_says(stale, dp=dp)
     assert shell.app.core.counters["role_refused"] == 1
     assert shell.app.core.counters["errors"] == 0
+
+
+def serve_json(bodies: dict[str, Any]) -> HTTPServer:
+    """A loopback HTTP server answering GET `path` with `bodies[path]` (404 otherwise)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = bodies.get(self.path)
+            data = json.dumps(body if body is not None else {"error": "no"}).encode()
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
+def test_dyncastctl_cluster_shows_members_and_masters(capsys: pytest.CaptureFixture[str]) -> None:
+    """`dyncastctl cluster`: this member's lease, each member live or dead, each switch's
+    master and our role; one controller says it has no cluster."""
+    member = Member("m1", 1.5)
+    rows = (MemberRow("m1", "http://a", 100.0, 101.5, 7), MemberRow("m2", "http://b", 90.0,
+                                                                     91.5, 3))
+    member.renewed(View(rows, 100.0, 9), asked_at=100.0)
+    member.step([1, 2], 100.1)
+    path = "/dyncast/v1/cluster"
+    for body, expected in ((member.as_json([1, 2], 100.1), [
+            "lease held", "m2               dead", "0000000000000002  master m1 ",
+            "our role master"]),
+                           ({"enabled": False}, ["no cluster"])):
+        server = serve_json({path: body})
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            assert ctl_main(["--controller", url, "cluster"]) == 0
+        finally:
+            server.shutdown()
+            server.server_close()
+        out = capsys.readouterr().out
+        assert all(e in out for e in expected), out
