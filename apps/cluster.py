@@ -209,6 +209,15 @@ class ClusterSide:
             for mod in channelguard.meter_mods(dp, self.punt_pps):
                 dp.send_msg(mod)
 
+    def role_confirmed(self, msg: Any) -> None:
+        """The switch's role reply: log the role it now gives this member (the Controller
+        table of OVS shows a role change only at its next status refresh, seconds later)."""
+        ofp = msg.datapath.ofproto
+        role = {ofp.OFPCR_ROLE_MASTER: "master", ofp.OFPCR_ROLE_SLAVE: "slave",
+                ofp.OFPCR_ROLE_EQUAL: "equal"}.get(msg.role, str(msg.role))
+        logs.event("switches", "role_confirmed", dpid=f"{msg.datapath.id:016x}", role=role,
+                   generation_id=msg.generation_id, reason="the switch's role reply")
+
     def cluster_error(self, msg: Any) -> bool:
         """True if an OpenFlow error is a role request refused as stale (expected in a
         takeover race: the role is asked again with a newer ticket)."""

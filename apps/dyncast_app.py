@@ -327,6 +327,11 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
                        bindings_adopted=adopted, bindings_retired=retired,
                        reason="the switch's table differed from what the controller holds")
 
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    @guarded
+    def _role_reply_handler(self, ev: Any) -> None:
+        self.role_confirmed(ev.msg)
+
     @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
     @guarded
     def _echo_reply_handler(self, ev: Any) -> None:

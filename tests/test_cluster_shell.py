@@ -6,6 +6,7 @@ masters. Without [cluster] nothing changes (the other app tests), and /cluster s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import threading
@@ -253,3 +254,17 @@ def test_dyncastctl_cluster_shows_members_and_masters(capsys: pytest.CaptureFixt
             server.server_close()
         out = capsys.readouterr().out
         assert all(e in out for e in expected), out
+
+
+def test_a_role_reply_is_logged_as_confirmed(member: str, shell: Shell,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The switch's OFPT_ROLE_REPLY reaches the app and is logged with the role it gives."""
+    ofp = shell.dp.ofproto
+    raw = struct.pack("!BBHII4xQ", 4, ofp.OFPT_ROLE_REPLY, 24, 7, ofp.OFPCR_ROLE_MASTER, 42)
+    with caplog.at_level(logging.INFO):
+        shell.switch_says(raw)
+    confirmed = [r.fields for r in caplog.records if r.getMessage() == "role_confirmed"]
+    assert confirmed == [{"event": "role_confirmed", "dpid": "0000000000000001",
+                          "role": "master", "generation_id": 42,
+                          "reason": "the switch's role reply"}]
+    assert shell.app.core.counters["errors"] == 0
