@@ -11,12 +11,11 @@ absent or disabled none of it runs: `programs()` is True for every switch.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from eventlet import tpool
+from eventlet import patcher, tpool
 from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
@@ -52,7 +51,9 @@ class LeaseTable:
         self.engine: Engine = create_engine(
             url, pool_size=2, max_overflow=1, pool_pre_ping=True,
             connect_args={"connect_timeout": max(int(cluster.lease_s), 1)})
-        self.lock = threading.Lock()  # a beat in flight never re-inserts the row `leave` deleted
+        # a beat in flight never re-inserts the row `leave` deleted; an OS lock, not the green
+        # one monkey-patching makes of threading.Lock: beats hold it in tpool's OS threads
+        self.lock = patcher.original("threading").Lock()
         self.left = False
 
     def beat(self) -> View:
