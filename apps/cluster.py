@@ -123,6 +123,7 @@ class ClusterSide:
     punt_pps: int
     datapaths: dict[int, Any]
     _reads: dict[int, Any]
+    _dropped_reads: set[int]
     member: Member | None
     leases: LeaseTable | None
     _read_table: Callable[[Any], None]  # apps.apploops.Loops
@@ -196,7 +197,9 @@ class ClusterSide:
             logs.event("switches", "role_requested", dpid=dpid, role=intent.role,
                        generation_id=intent.generation_id, reason="cluster mastership")
         elif isinstance(intent, StopProgramming):
-            self._reads.pop(intent.dpid, None)
+            read = self._reads.pop(intent.dpid, None)
+            if read is not None:  # its answer is not a learned-entries poll's: ignore it
+                self._dropped_reads = {*list(self._dropped_reads)[-63:], read.xid}
             logs.event("switches", "mastership_lost", dpid=dpid,
                        reason="another member masters it, or our lease ended")
         elif isinstance(intent, Reconcile):

@@ -195,10 +195,13 @@ def test_a_member_whose_lease_ends_stops_programming(member: str, shell: Shell) 
     now = time.time()
     beat(shell, now - 0.25, "m1")  # the lease (0.3 s) ends in 0.05 s
     shell.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
+    assert dp.id in shell.app._reads  # the connect path's table read, not answered yet
+    xid = shell.app._reads[dp.id].xid
     assert roles_sent(shell, dp) == [(ofp.OFPCR_ROLE_MASTER, 10)]
     time.sleep(0.06)
     shell.app._step_roles()
     assert roles_sent(shell, dp) == [(ofp.OFPCR_ROLE_SLAVE, 10)]
+    assert dp.id not in shell.app._reads and xid in shell.app._dropped_reads  # answer ignored
     shell.app.send(shell.app.core.tick(time.time()))
     assert not shell.sent(dp) and not shell.app.programs(dp.id)
     status, body = shell.app.health(True)
