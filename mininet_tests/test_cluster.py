@@ -46,7 +46,8 @@ failover_s = 2.0
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema for the cluster's store (dropped after)."""
+    """A fresh PostgreSQL schema for the cluster's store, dropped after: ask for it before
+    `lab`, so that the members are stopped (lab's teardown) before it is dropped."""
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip(f"{PG_ENV} is not set (scripts/test.sh sets it from scripts/postgres.sh)")
@@ -107,8 +108,8 @@ def _confirmed(proc: ControllerProcess, dpids: set[str], since: float) -> dict[s
     return seen if set(seen) == dpids else {}
 
 
-def test_each_switch_has_one_master_and_a_killed_master_is_replaced(lab: Lab,
-                                                                    pg_url: str) -> None:
+def test_each_switch_has_one_master_and_a_killed_master_is_replaced(pg_url: str,
+                                                                    lab: Lab) -> None:
     """Two members: every switch has exactly one master, the one the rule names; SIGKILL the
     master of r1: the survivor masters every switch within 2 s, with no OpenFlow error."""
     from topologies.figure2 import Figure2Topo, configure, figure2_graph
