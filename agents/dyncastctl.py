@@ -1,10 +1,10 @@
 """`dyncastctl`: the operator's command line over the controller's REST API (/dyncast/v1/).
 
 Boundary: stdlib (and the project's signing helpers); speaks HTTP/JSON to one controller with
-the operator's token (--token-file, $DYNCAST_TOKEN_FILE) and prints aligned tables, or with
---json the API's own JSON; `keys` makes agent keys and tokens (agents/keys.py), offline.
-Exit status: 0 done; 1 the API refused (its error on stderr);
-2 the controller could not be reached, or the command line is wrong.
+the operator's token (--token-file, $DYNCAST_TOKEN_FILE), over HTTPS with --ca-file
+(agents/tls.py), and prints aligned tables, or with --json the API's own JSON; `keys` makes
+agent keys and tokens (agents/keys.py), offline. Exit status: 0 done; 1 the API refused (its
+error on stderr); 2 the controller could not be reached, or the command line is wrong.
 
     dyncastctl services | instances | decisions [SERVICE] | bindings [SERVICE] | stats
     dyncastctl service add svc3 --dsid 10.0.100.3 --protocol udp --port 5000 --key source
@@ -12,8 +12,7 @@ Exit status: 0 done; 1 the API refused (its error on stderr);
     dyncastctl drain 10.0.0.31 [--deadline 60]        dyncastctl undrain 10.0.0.31
     dyncastctl activate 10.0.0.41       dyncastctl deactivate 10.0.0.41 [--deadline 60]
     dyncastctl history 10.0.0.41        (an instance's state transitions, oldest first)
-    dyncastctl reload | topology | register | withdraw | instance | report | service show/set
-    (agents/ctlmore.py)
+    dyncastctl reload|topology|register|withdraw|instance|report|service show/set (ctlmore)
     dyncastctl keys agent dma-e2 --prefix 10.0.0.21/32 --table agents.toml --key-file e2.key
     dyncastctl keys token ops --role admin --table tokens.toml --token-file admin.token
 """
@@ -24,6 +23,7 @@ import argparse
 import http.client
 import json
 import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from agents import ctlmore, keys
+from agents import ctlmore, keys, tls
 from agents.signing import ENV_KEY_FILE, ENV_TOKEN_FILE, CredentialError, Signer, bearer
 from controller.auth.policy import classify
 
@@ -54,8 +54,10 @@ class Client:
     """The REST API of the controller at `base`."""
 
     def __init__(self, base: str, timeout: float, auth: dict[str, str] | None = None,
-                 signer: Signer | None = None) -> None:
-        self.base = base.rstrip("/")
+                 signer: Signer | None = None, context: ssl.SSLContext | None = None) -> None:
+        self.base = base.rstrip("/")  # https:// verified with `context` (agents/tls.py)
+        self.opener = urllib.request.build_opener(
+            *([] if context is None else [tls.https_handler(context)]))
         self.timeout = timeout
         self.auth = auth or {}  # the Authorization header (agents/signing.py)
         self.signer = signer  # signs the agent calls (register, report, withdraw) if given
@@ -72,7 +74,7 @@ class Client:
                                      headers={"Content-Type": "application/json",
                                               "Accept": "application/json", **creds})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with self.opener.open(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             raise CtlError(1, f"{method} {PREFIX}{path}: {_api_error(exc)}") from None
@@ -88,10 +90,8 @@ class Client:
 
     def _unreachable(self, reason: object) -> str:
         """The one line that says the controller could not be reached, and why."""
-        if isinstance(reason, OSError) and reason.strerror:
-            text = reason.strerror
-        else:
-            text = str(reason) or type(reason).__name__
+        text = reason.strerror if isinstance(reason, OSError) else None
+        text = text or str(reason) or type(reason).__name__
         return f"cannot reach the controller at {self.base}: {text}"
 
 
@@ -307,6 +307,7 @@ def _add_globals(p: argparse.ArgumentParser, top: bool) -> None:
                    default=default(os.environ.get(ENV_KEY_FILE) or None),
                    help="an agent key: register, withdraw and report are signed with it "
                         f"(default ${ENV_KEY_FILE})")
+    tls.add_arguments(p, suppress=not top)
 
 
 def _command(sub: Any, name: str, run: Callable[[Client, argparse.Namespace], Result],
@@ -374,14 +375,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         auth = bearer(args.token_file)
         signer = Signer.from_file(args.key_file) if args.key_file else None
-    except (keys.KeysError, CredentialError) as exc:
+        context = tls.context_from_args(args) if args.controller.startswith("https:") else None
+    except (keys.KeysError, CredentialError, tls.TlsError) as exc:
         print(f"dyncastctl: {exc}", file=sys.stderr)
         return 1
     url = urlsplit(args.controller)
     if url.scheme not in ("http", "https") or not url.netloc:
         ap.error(f"--controller must be an http:// or https:// URL, got {args.controller!r}")
     try:
-        body, text = args.run(Client(args.controller, args.timeout, auth, signer), args)
+        body, text = args.run(Client(args.controller, args.timeout, auth, signer, context), args)
     except CtlError as exc:
         print(f"dyncastctl: {exc}", file=sys.stderr)
         return exc.status

@@ -121,7 +121,8 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
         self._reported = hub.Event()  # set when reports left services dirty
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
         kwargs["wsgi"].register(WebController, {})  # the web view's files: /dyncast/ui/
-        security.install(kwargs["wsgi"], self.config, lambda: self.core.catalogue.instances)
+        security.install(kwargs["wsgi"], self.config, lambda: self.core.catalogue.instances,
+                         snap.agent_seqs, security.store_writes(self.core.writes))
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),
                  len(self.core.bindings),

@@ -6,7 +6,10 @@ Boundary: file reads, the clock and WSGI. `Gate` wraps the framework's whole WSG
 `apps.osken_wsgi`), so routes added later are covered without changes. The app installs its
 `Guard` on the WSGI context at start (`install`); until then every request gets a 503.
 The tables are re-read when their files change (checked every `RELOAD_CHECK_S`, and at once
-when a request names an unknown agent or token): adding an agent needs no restart.
+when a request names an unknown agent or token): adding an agent needs no restart. Each
+agent's last accepted sequence is handed to `persist` (the app queues it as a store write,
+flushed off the request path) and the stored ones are loaded at start, so replays are
+refused across restarts.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from controller.auth.verifier import Verifier
 from controller.config import ControllerConfig
 from controller.errors import ConfigError, ValidationError
 from controller.model import Instance
+from controller.writes import Writes
 
 LOG = logging.getLogger("dyncast.security")
 GUARD_ATTR = "dyncast_guard"
 RELOAD_CHECK_S = 2.0
 MAX_TABLE_BYTES = 4 << 20
 StartResponse = Callable[..., Any]
+Persist = Callable[[str, int], None]  # (agent id, its last accepted sequence)
 
 
 def read_table(path: str) -> Any:
@@ -63,8 +68,10 @@ class Guard:
     """The security settings, the tables from their files, and the verifier's memory."""
 
     def __init__(self, settings: SecuritySettings, base: Path,
-                 instances: Callable[[], Mapping[str, Instance]], max_body_bytes: int) -> None:
+                 instances: Callable[[], Mapping[str, Instance]], max_body_bytes: int,
+                 persist: Persist | None = None) -> None:
         self.settings = settings
+        self.persist = persist
         self.instances = instances
         self.max_body_bytes = max_body_bytes
         self.paths = {key: str(base / name) if name else "" for key, name in
@@ -110,10 +117,15 @@ class Guard:
             self.checked = now
             self.reload()
         try:
-            return admit(req, self.settings, self.verifier, self.instances(), now)
-        except UnknownCredential:
-            self.reload()
-            return admit(req, self.settings, self.verifier, self.instances(), now)
+            try:
+                return admit(req, self.settings, self.verifier, self.instances(), now)
+            except UnknownCredential:
+                self.reload()
+                return admit(req, self.settings, self.verifier, self.instances(), now)
+        finally:  # a signed call refused later (403, 429) used up its sequence all the same
+            for agent, seq in self.verifier.take_risen().items():
+                if self.persist is not None:
+                    self.persist(agent, seq)
 
     def startup_warnings(self) -> list[str]:
         """What an operator must hear at every start."""
@@ -139,12 +151,22 @@ def _warn_if_readable(path: str) -> None:
                     path, mode & 0o777)
 
 
+def store_writes(writes: Writes) -> Persist:
+    """`persist` for `install`: an agent's sequence queued as its store record (the app
+    flushes the queue off the request path, every `store_flush_s` and at stop)."""
+    return lambda agent, seq: writes.put("agent_seq", agent, {"agent": agent, "seq": seq})
+
+
 def install(wsgi_context: Any, config: ControllerConfig,
-            instances: Callable[[], Mapping[str, Instance]]) -> Guard:
+            instances: Callable[[], Mapping[str, Instance]],
+            seqs: Mapping[str, int] | None = None, persist: Persist | None = None) -> Guard:
     """Load the guard for `config` (its files named relative to env DYNCAST_CONFIG's
-    directory) and put it in front of the context's routes (the gate finds it there)."""
+    directory), with the agents' stored sequences `seqs` and `persist` for new ones, and put
+    it in front of the context's routes (the gate finds it there)."""
     guard = load_guard(config.security, os.environ.get("DYNCAST_CONFIG") or None, instances,
-                       config.limits.max_body_bytes)
+                       config.limits.max_body_bytes, persist)
+    guard.verifier.restore(seqs or {})
+    guard.verifier.not_before = time.time() - 0.001  # stamps carry milliseconds
     setattr(wsgi_context, GUARD_ATTR, guard)
     for text in guard.startup_warnings():
         LOG.warning("dyncast: SECURITY WARNING: %s", text)
@@ -220,7 +242,8 @@ def _reply(start_response: StartResponse, status: int, body: dict[str, str]) -> 
 
 
 def load_guard(settings: SecuritySettings, config_path: str | None,
-               instances: Callable[[], Mapping[str, Instance]], max_body_bytes: int) -> Guard:
+               instances: Callable[[], Mapping[str, Instance]], max_body_bytes: int,
+               persist: Persist | None = None) -> Guard:
     """The guard for a configuration; file names are relative to the configuration file."""
     base = Path(config_path).resolve().parent if config_path else Path.cwd()
-    return Guard(settings, base, instances, max_body_bytes)
+    return Guard(settings, base, instances, max_body_bytes, persist)

@@ -1,4 +1,5 @@
-"""Persistence with sqlalchemy: services, instances (with their latest metrics) and bindings.
+"""Persistence with sqlalchemy: services, instances (with their latest metrics), bindings, and
+each agent's last accepted request sequence (so a replay is refused across restarts).
 
 The core never calls this module; it queues `StoreWrite`s and the shell applies them in
 batches, in one short transaction, off the packet-in path. Writes to the same record within a
@@ -63,8 +64,14 @@ cluster_members_table = Table(  # the cluster's leases (apps/cluster.py), not co
     Column("lease_until", Float, nullable=False),
     Column("epoch", BigInteger, nullable=False),
 )
-TABLES = {"service": services_table, "instance": instances_table, "binding": bindings_table}
-KEYS = {"service": "name", "instance": "dbid", "binding": "id"}
+agent_seqs_table = Table(  # controller/auth/verifier.py: a sequence only rises
+    "agent_sequences", metadata,
+    Column("agent", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+)
+TABLES = {"service": services_table, "instance": instances_table, "binding": bindings_table,
+          "agent_seq": agent_seqs_table}
+KEYS = {"service": "name", "instance": "dbid", "binding": "id", "agent_seq": "agent"}
 CHUNK = 500  # keys per DELETE ... IN (...)
 
 
@@ -75,6 +82,7 @@ class Snapshot:
     services: list[Service] = field(default_factory=list)
     instances: list[Instance] = field(default_factory=list)
     bindings: list[Binding] = field(default_factory=list)
+    agent_seqs: dict[str, int] = field(default_factory=dict)
 
 
 def _row(kind: str, key: str, value: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +95,7 @@ def _row(kind: str, key: str, value: dict[str, Any]) -> dict[str, Any]:
     elif kind == "instance":
         row["service"] = value["service"]
         row["metrics_at"] = value.get("metrics_at")
-    else:
+    elif kind == "binding":
         row["service"] = value["service"]
         row["dbid"] = value["dbid"]
     return row
@@ -165,6 +173,9 @@ class Store:
                 snap.instances.append(_instance(json.loads(row.data)))
             for row in conn.execute(select(bindings_table.c.data)):
                 snap.bindings.append(_binding(json.loads(row.data)))
+            for row in conn.execute(select(agent_seqs_table.c.data)):
+                data = json.loads(row.data)
+                snap.agent_seqs[str(data["agent"])] = int(data["seq"])
         return snap
 
     def close(self) -> None:

@@ -249,7 +249,8 @@ def delete_by_cookie(dpid: int, value: int, table: int = TABLE_CLASSIFY) -> Flow
 class StoreWrite:
     """Persist (`value`) or delete (None) one record; the shell applies these off the packet path.
 
-    `kind` is one of "service", "instance", "binding"; `key` is its name, D-BID or binding id.
+    `kind` is one of "service", "instance", "binding", "agent_seq"; `key` is its name, D-BID,
+    binding id or agent id.
     """
 
     kind: str

@@ -68,7 +68,8 @@ def damage(report: dict[str, Any], stall_s: float | None = None) -> dict[str, An
     conns = report["connections"]
     broken = [c for c in conns if c["state"] != "open"
               or (stall_s is not None and c["max_gap_s"] > stall_s)]
-    reasons = Counter(str(c["reason"] or f"stalled > {stall_s:g} s") for c in broken)
+    reasons = Counter(str(c["reason"] or (c["state"] if c["state"] != "open" else
+                                          f"stalled > {stall_s:g} s")) for c in broken)
     return {"broken": len(broken), "moved": report["moved"], "reasons": dict(reasons),
             "examples": broken[:3], "served": report["served"],
             "max_gap_s": max((c["max_gap_s"] for c in conns), default=0.0)}

@@ -132,6 +132,23 @@ def test_a_replay_or_a_lower_sequence_is_refused() -> None:
     admit(signed("POST", PATH + "instances", REG, seq=11), SETTINGS, v, {}, NOW)
 
 
+def test_restored_sequences_refuse_replays_from_before_a_restart() -> None:
+    """The sequences a verifier accepted (`take_risen`, once each) restored into a new one:
+    the old request is refused there, a higher sequence passes; a lower stored value never
+    lowers a remembered one."""
+    v = verifier()
+    req = signed("POST", PATH + "instances", REG, seq=10)
+    admit(req, SETTINGS, v, {}, NOW)
+    risen = v.take_risen()
+    assert risen == {"dma-e2": 10} and v.take_risen() == {}
+    fresh = verifier()
+    fresh.restore(risen)
+    assert refusal(req, fresh).field == "X-Dyncast-Seq"
+    fresh.restore({"dma-e2": 3})
+    assert refusal(signed("POST", PATH + "instances", REG, seq=9), fresh).status == 401
+    admit(signed("POST", PATH + "instances", REG, seq=11), SETTINGS, fresh, {}, NOW)
+
+
 def test_a_refused_signature_does_not_advance_the_sequence() -> None:
     """A forged request with a huge sequence must not lock the real agent out."""
     v = verifier()

@@ -11,7 +11,8 @@ import pytest
 from apps.metrics import Metrics
 from controller.config import config_from_dict
 from controller.errors import ValidationError
-from controller.intents import CookieKind, FlowMod, Match, cookie_kind
+from controller.instances.liveness import LIVENESS_PORT
+from controller.intents import VIRTUAL_MAC, CookieKind, FlowMod, Match, cookie_kind
 from controller.limits import Limits, limits_from_dict
 from controller.network.packet import TCP_ACK, TCP_SYN
 from tests.fakeoftable import FakeOFTable
@@ -65,6 +66,26 @@ def test_past_the_cap_new_flows_are_served_statelessly_and_bound_ones_keep_their
         assert back.only().dpid == dpid and back.only().port == port
         assert back.only().has(ipv4_src=DSID, ipv4_dst=ip, tcp_dst=sport, eth_dst=mac)
     assert {s: fig.go(s) for s in BOUND} == {s: (placed[s], False) for s in BOUND}
+
+
+def test_a_client_on_the_probe_port_still_gets_its_replies_from_the_d_sid() -> None:
+    """The entry that lets the liveness probes' answers through unrewritten must not catch a
+    client whose own port happens to be the probes' (LIVENESS_PORT, in Linux's ephemeral range):
+    its replies come from the D-SID like every other stateless flow's."""
+    fig = capped_fig()
+    connect(fig, BOUND)
+    fig.send("c1", to_dsid("c1", PAST[0], TCP_SYN))  # overflow on at s1
+    first = fig.send("c1", to_dsid("c1", LIVENESS_PORT, TCP_SYN))
+    assert not first.to_controller
+    back = fig.reply(first.only())
+    ip, mac, dpid, port = HOSTS["c1"]
+    assert back.only().dpid == dpid and back.only().port == port
+    assert back.only().has(ipv4_src=DSID, ipv4_dst=ip, tcp_dst=LIVENESS_PORT, eth_dst=mac)
+    probe_answer = {"eth_src": HOSTS["e21"][1], "eth_dst": VIRTUAL_MAC, "eth_type": 0x0800,
+                    "ipv4_src": E21, "ipv4_dst": DSID, "ip_proto": 6, "tcp_src": 8000,
+                    "tcp_dst": LIVENESS_PORT, "tcp_flags": TCP_SYN | TCP_ACK}
+    seen = fig.net.send(1, 10, probe_answer, fig.now)  # through s1 from the core
+    assert [h.has(ipv4_src=E21) for h in seen.packet_ins] == [True]  # still from the D-BID
 
 
 def test_other_ingresses_still_bind() -> None:

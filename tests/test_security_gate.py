@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -226,23 +227,30 @@ def test_random_credentials_never_pass_or_fail_with_a_5xx(
     assert lab.core.catalogue.instances == {}
 
 
-def test_ryus_server_is_handed_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+RYU_GATE_CHECK = """
+from apps import framework, restserver
+from apps.security import Gate
+from ryu.app import wsgi as ryu_wsgi
+assert framework.FRAMEWORK == "ryu", framework.FRAMEWORK
+served = []
+restserver.configured = lambda app, host, port: served.append((app, host, port)) or app
+context = ryu_wsgi.WSGIApplication()
+ryu_wsgi.start_service(type("Manager", (), {"contexts": {"wsgi": context}})())
+assert len(served) == 1, served
+assert isinstance(served[0][0], Gate) and served[0][0].inner is context, served
+print("gated")
+"""
+
+
+def test_ryus_server_is_handed_the_gate() -> None:
     """Under Ryu, the manager's start_service serves the WSGI context wrapped in the Gate
-    (os-ken's server is ours and does the same in apps/osken_wsgi.py)."""
+    through the hardened server (os-ken's server is ours and does the same in
+    apps/osken_wsgi.py). In a process of its own: this one may have loaded os-ken."""
     pytest.importorskip("ryu")
-    monkeypatch.setenv("DYNCAST_FRAMEWORK", "ryu")
-    import importlib
+    import subprocess
     import sys
 
-    if "os_ken.base.app_manager" in sys.modules:
-        pytest.skip("os-ken is loaded in this process; apps.framework would pick it")
-    framework = importlib.import_module("apps.framework")
-    if framework.FRAMEWORK != "ryu":
-        pytest.skip("apps.framework was loaded for os-ken")
-    from ryu.app import wsgi as ryu_wsgi
-
-    served: list[object] = []
-    monkeypatch.setattr(ryu_wsgi, "WSGIServer", lambda app: served.append(app) or app)
-    context = ryu_wsgi.WSGIApplication()
-    ryu_wsgi.start_service(type("Manager", (), {"contexts": {"wsgi": context}})())
-    assert len(served) == 1 and isinstance(served[0], Gate) and served[0].inner is context
+    env = {**os.environ, "DYNCAST_FRAMEWORK": "ryu"}
+    done = subprocess.run([sys.executable, "-c", RYU_GATE_CHECK], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "gated", done.stderr[-2000:]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import ssl
 import threading
 import time
 import urllib.request
@@ -54,6 +55,7 @@ class Options:
     start: Mapping[str, str] = field(default_factory=dict)  # D-BID -> command that starts it
     stop: Mapping[str, str] = field(default_factory=dict)  # D-BID -> command that stops it
     key_file: str | None = None  # the agent key every call is signed with (agents/signing.py)
+    tls: ssl.SSLContext | None = field(default=None, compare=False)  # https (agents/tls.py)
 
 
 class CpuMeter:
@@ -236,7 +238,7 @@ class Agent:
 
 def run(options: Options, stop: threading.Event) -> int:
     """Register, report until `stop`, withdraw; 1 if the controller never answered in time."""
-    agent = Agent(options, opener())
+    agent = Agent(options, opener(options.tls))
     timeout = options.register_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     code = 0

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from agents.dma.agent import Options, run
 from agents.dma.metrics import Binding, parse_binding, parse_command_spec
 from agents.signing import ENV_KEY_FILE, CredentialError, Signer
+from agents.tls import TlsError, add_arguments, context_from_args
 
 
 def _positive(text: str) -> float:
@@ -71,6 +72,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--key-file", default=os.environ.get(ENV_KEY_FILE) or None,
                         metavar="FILE", help="this agent's key file; every call is signed "
                         f"with it (default ${ENV_KEY_FILE}; docs/security.md)")
+    add_arguments(parser)
     parser.add_argument("--interval", type=_positive, default=2.0,
                         help="seconds between periodic reports (default 2.0)")
     parser.add_argument("--min-interval", type=_non_negative, default=0.5,
@@ -108,6 +110,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
             parser.error(f"--key-file: {exc}")
         if signer.agent != args.name:
             parser.error(f"--key-file is agent {signer.agent!r}'s, not --name {args.name!r}")
+    try:
+        tls = context_from_args(args) if args.controller.startswith("https:") else None
+    except TlsError as exc:
+        parser.error(str(exc))
     if args.min_interval > args.interval:
         parser.error("--min-interval must not exceed --interval")
     if len(set(dbids)) != len(dbids):
@@ -116,7 +122,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                    interval=args.interval, min_interval=args.min_interval,
                    threshold=args.threshold, register_timeout=args.register_timeout,
                    cpu_source=args.cpu_source, inactive=frozenset(args.inactive),
-                   start=dict(args.start), stop=dict(args.stop), key_file=args.key_file)
+                   start=dict(args.start), stop=dict(args.stop), key_file=args.key_file,
+                   tls=tls)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

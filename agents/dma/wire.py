@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from agents.dma.metrics import (
     stats_problem,
 )
 from agents.signing import Signer
+from agents.tls import https_handler
 
 CONTROLLER_TIMEOUT = 2.0  # seconds for one call to the controller
 STATS_TIMEOUT = 1.0  # seconds for one read of an instance's /stats
@@ -117,6 +119,11 @@ class BoundedAnswers(urllib.request.BaseHandler):
     https_response = http_response
 
 
-def opener() -> urllib.request.OpenerDirector:
-    """The D-MA's HTTP opener: no proxies, bounded answers."""
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), BoundedAnswers())
+def opener(tls: ssl.SSLContext | None = None) -> urllib.request.OpenerDirector:
+    """The D-MA's HTTP opener: no proxies, bounded answers; https:// URLs opened with `tls`
+    (agents/tls.py), else with urllib's default (verifying against the system's CAs)."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({}),
+                                                  BoundedAnswers()]
+    if tls is not None:
+        handlers.append(https_handler(tls))
+    return urllib.request.build_opener(*handlers)

@@ -3,8 +3,12 @@ bearer token. Every failure is a 401 naming the header at fault.
 
 Replays: each agent's sequence must rise with every call; the last one accepted is
 remembered, so a captured request sent again (within the skew window, or it is stale anyway)
-is refused. The memory is the controller process's: after a restart, a request captured in
-the last `max_skew_s` seconds could be replayed once (docs/security.md).
+is refused. The memory outlives the process: each sequence that rose is handed to the shell
+(`take_risen`), which stores it off the request path, and the stored ones are `restore`d at
+start, so a request captured before a restart is refused after it too (docs/security.md).
+A sequence accepted in the last moments before an unclean stop may not have been stored, so the
+shell also sets `not_before` (its start time): a request signed before the process started is
+refused whatever its sequence.
 """
 
 from __future__ import annotations
@@ -39,6 +43,20 @@ class Verifier:
     tokens: tuple[Token, ...]
     max_skew_s: float = 30.0
     last_seq: dict[str, int] = field(default_factory=dict)
+    risen: dict[str, int] = field(default_factory=dict)  # not handed to the shell yet
+    not_before: float = 0.0  # signed earlier than this (the process's start): refused
+
+    def restore(self, seqs: Mapping[str, int]) -> None:
+        """The agents' last sequences as stored by an earlier process (a lower one never
+        replaces a higher one remembered)."""
+        for agent, seq in seqs.items():
+            if seq > self.last_seq.get(agent, -1):
+                self.last_seq[agent] = seq
+
+    def take_risen(self) -> dict[str, int]:
+        """The sequences that rose since the last call, to be stored (agent -> sequence)."""
+        out, self.risen = self.risen, {}
+        return out
 
     def agent(self, method: str, path: str, body: bytes, header: Callable[[str], str],
               now: float) -> Agent:
@@ -71,7 +89,10 @@ class Verifier:
         if seq <= last:
             raise AuthError(401, SEQ_HEADER, f"replayed: sequence {seq} is not above the "
                             f"agent's last ({last})")
-        self.last_seq[agent.id] = seq
+        if float(stamp.timestamp) < self.not_before:
+            raise AuthError(401, TIMESTAMP_HEADER, "signed before this controller started "
+                            "(a replay, or a clock behind the controller's): sign it again")
+        self.last_seq[agent.id] = self.risen[agent.id] = seq
         return agent
 
     def token(self, authorization: str) -> Token:

@@ -229,7 +229,9 @@ class Overflow:
 def _replies(dpid: int, svc: Service, dbid: str) -> list[FlowMod]:
     """An instance's reply entry at `dpid` (D-BID -> D-SID, matched by source address and
     service port), and above it one that lets the answers to the controller's liveness
-    probes through unchanged (they must come from the D-BID)."""
+    probes through unchanged (they must come from the D-BID). A probe goes from the D-SID's
+    LIVENESS_PORT, so its answer is matched by that destination address too: a client whose
+    own port is LIVENESS_PORT (Linux's ephemeral range holds it) keeps its rewrite."""
     fields: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ipv4_src": dbid}
     if svc.ip_proto is not None:
         fields["ip_proto"] = svc.ip_proto
@@ -237,7 +239,8 @@ def _replies(dpid: int, svc: Service, dbid: str) -> list[FlowMod]:
             fields[f"{svc.protocol}_src"] = svc.port
     ck = cookie(CookieKind.OVERFLOW_REV, ipv4_int(dbid))
     probe: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ipv4_src": dbid,
-                                    "ip_proto": IPPROTO_TCP, "tcp_dst": LIVENESS_PORT}
+                                    "ipv4_dst": svc.dsid, "ip_proto": IPPROTO_TCP,
+                                    "tcp_dst": LIVENESS_PORT}
     return [FlowMod(dpid, TABLE_CLASSIFY, PRIO_OVERFLOW + 1, match(**probe), (),
                     goto=TABLE_FORWARD, cookie=ck),
             FlowMod(dpid, TABLE_CLASSIFY, PRIO_OVERFLOW, match(**fields),

@@ -140,23 +140,46 @@ def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
     bound, summed along the tree as Dijkstra sums it); then each that a neighbour offers a
     shorter way (or an equal one through a lower-numbered neighbour) turns, and what it saves
     spreads as in `repair_cheaper`. Switches elsewhere keep their paths: those do not use the
-    edge, and a way through it only got longer."""
+    edge, and a way through it only got longer.
+
+    `child` itself is settled first, from its neighbours outside the cut (one inside offers
+    more than `child` has: its way passes `child`): when it turns, the cut is priced from its
+    new way at once, rather than at the new price and then again, switch by switch, from a
+    heap."""
     dist, parent = tree.dist, tree.parent
     up = parent[child]
     if up not in adj[child]:
         return False  # the edge went: no old path to start from
     kids = tree.kids()
-    dist[child] = dist[up] + adj[child][up]
+    kids_of = kids.get
+    was: dict[int, int] = {}  # switch -> its next switch before it turned
+    near = adj[child]
+    best, via, old = dist[up] + near[up], up, dist[child]
+    for u, w in near.items():
+        d = dist[u] + w
+        if (d < best or (d == best and u < via)) and not (
+                dist[u] > old and _passes(parent, u, child)):
+            best, via = d, u
+    if via != up:
+        was[child] = up
+        parent[child] = via
+    dist[child] = best
     cut = [child]
+    extend = cut.extend
     cross = []  # switches with a neighbour besides their next switch and their children
     for x in cut:  # top down: a switch's next switch is priced before it
-        dx, near, below = dist[x], adj[x], kids.get(x, ())
+        near = adj[x]
+        below = kids_of(x)
+        if below is None:
+            if len(near) > 1:
+                cross.append(x)
+            continue
+        dx = dist[x]
         for k in below:
-            dist[k] = dx + adj[k][x]
-        cut.extend(below)
+            dist[k] = dx + near[k]  # (the edge's cost is the same both ways)
+        extend(below)
         if len(near) > len(below) + 1:
             cross.append(x)
-    was: dict[int, int] = {}  # switch -> its next switch before it turned
     heap: list[tuple[float, int]] = []
     push, pop = heapq.heappush, heapq.heappop
     for x in cross:  # a child offers more than x has: only these can turn at first
@@ -167,7 +190,7 @@ def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
             if d < best or (d == best and u < via):
                 best, via = d, u
         if via != px:
-            was[x] = px
+            was.setdefault(x, px)  # (`child` may have turned already)
             parent[x] = via
             if best < dx:
                 dist[x] = best
@@ -191,7 +214,19 @@ def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
         kids.setdefault(parent[v], []).append(v)
     tree.version += 1
     tree.changed = set(cut)
-    tree.turned = tree.below(turned)
+    # every switch of the cut is below `child` or below one that turned: when `child` turned,
+    # they all are (no second walk)
+    tree.turned = tree.changed if child in turned else tree.below(turned)
+    return True
+
+
+def _passes(parent: dict[int, int], node: int, via: int) -> bool:
+    """True when the path from `node` passes `via` (or starts there)."""
+    while node != via:
+        nxt = parent.get(node)
+        if nxt is None:
+            return False
+        node = nxt
     return True
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from controller.model import Metrics, Weights
@@ -299,22 +300,21 @@ def _candidates(rows: list[CandidateInput], scored: Scored, budget_ms: float | N
                 policy: str) -> tuple[Candidate, ...]:
     """Every candidate with its cost, share and the reason for it, by D-BID."""
     _, over, predicted, costs, shares = scored
-    candidates = []
-    for r in sorted(rows, key=lambda r: r.dbid):
-        cost = costs.get(r.dbid)
-        if r.network_ms is None:
+    candidates, left_out = [], LEFT_OUT.get(policy, "left out by the policy")
+    for r in sorted(rows, key=itemgetter(0)):  # by D-BID (rows come sorted: cheap)
+        dbid, state, network_ms, cost, share = *r[:3], costs.get(r[0]), shares.get(r[0])
+        if network_ms is None:
             reason = "unreachable from this ingress"
-        elif r.dbid in over:
-            reason = f"predicted {predicted[r.dbid]:.1f} ms misses the {budget_ms:g} ms budget"
-        elif r.dbid not in costs:
-            reason = f"not usable: {r.state}"
-        elif r.dbid not in shares:
-            reason = LEFT_OUT.get(policy, "left out by the policy")
+        elif dbid in over:
+            reason = f"predicted {predicted[dbid]:.1f} ms misses the {budget_ms:g} ms budget"
+        elif cost is None:
+            reason = f"not usable: {state}"
+        elif share is None:
+            reason = left_out
         else:
-            reason = "selected" if r.state == "active" else "selected (metrics stale: fallback)"
-        candidates.append(Candidate(r.dbid, r.state, r.network_ms, r.compute_ms, cost,
-                                    shares.get(r.dbid, 0.0), reason, predicted.get(r.dbid),
-                                    r.network_parts))
+            reason = "selected" if state == "active" else "selected (metrics stale: fallback)"
+        candidates.append(Candidate(dbid, state, network_ms, r[3], cost, share or 0.0, reason,
+                                    predicted.get(dbid), r[4]))
     return tuple(candidates)
 
 

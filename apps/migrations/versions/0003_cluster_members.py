@@ -5,8 +5,8 @@ and lease end on the database's clock, lease epoch). `dyncast_cluster_ticket`: t
 every heartbeat takes a ticket from (role requests' generation ids, lease epochs); PostgreSQL
 only: a cluster refuses SQLite, and one member on SQLite never reads the table.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,81 @@
+"""Kdl link changes, one by one: the ten `bench/engine_scale.py` times, each split into the tree
+repairs (`set_costs`) and the decisions' recompute, in CPU time (steadier than wall time on a
+shared machine), with the heap operations the repairs made (a count of work, not a time).
+
+Same network, load and random sequence as engine_scale's Kdl row (25 metric reports and 5
+naive recomputes come first, so the ten links are the same ones). `--root DIR` runs another
+checkout's controller (e.g. a baseline exported with `git archive`), so that two versions can
+be compared in one session, alternately:
+
+    .venv/bin/python bench/kdl_links.py [--changes 10] [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import heapq
+import importlib
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    """Print each change's CPU ms (repairs + recompute) and the medians."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--changes", type=int, default=10)
+    ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
+    args = ap.parse_args()
+    sys.path[:0] = [str(args.root), str(args.root / "bench")]
+    es = importlib.import_module("engine_scale")
+    paths = importlib.import_module("controller.network.paths")
+    pushes = [0]
+    push = heapq.heappush
+
+    def counted(heap: list[tuple[float, int]], item: tuple[float, int]) -> None:
+        pushes[0] += 1
+        push(heap, item)
+
+    paths.heapq.heappush = counted  # the module's own reference: counts its repairs only
+    case = es.zoo_case("Kdl.graphml", 100, 50, 20)
+    core = es.topology(case)
+    dbids = es.populate(core, case)
+    core._recompute_all(1.0)
+    rng = random.Random(11)
+    for _ in range(25):
+        core.report(rng.choice(dbids), es._metrics(rng), 1.0)
+    for _ in range(5):
+        core.catalogue.report(rng.choice(dbids), es._metrics(rng), 1.0)
+        core.decisions.forget_all()
+        core._recompute_all(1.0)
+    pushes[0] = 0
+    rows = []
+    for _ in range(args.changes):
+        costs = dict(core.topology.link_cost_ms)
+        (a, _), (b, _) = rng.choice(case.links)
+        costs[frozenset((a, b))] = rng.uniform(1.0, 20.0)
+        gc.collect()
+        gc.disable()
+        start = time.process_time()
+        core.topology.set_costs(costs)
+        repaired = time.process_time()
+        core._recompute_all(1.0)
+        done = time.process_time()
+        gc.enable()
+        rows.append(((repaired - start) * 1e3, (done - repaired) * 1e3))
+    es.check(core, case)
+    print("change  repairs ms  recompute ms  total ms")
+    for i, (rep, rec) in enumerate(rows):
+        print(f"{i:6}  {rep:10.1f}  {rec:12.1f}  {rep + rec:8.1f}")
+    totals = [rep + rec for rep, rec in rows]
+    print(f"median {statistics.median(r for r, _ in rows):10.1f}  "
+          f"{statistics.median(r for _, r in rows):12.1f}  {statistics.median(totals):8.1f}"
+          f"   sum {sum(totals):.0f} ms CPU; heap pushes in the repairs: {pushes[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
