@@ -7,6 +7,7 @@ Boundary: stdlib only, like agents/dyncastctl.py, which adds these to its parser
     dyncastctl withdraw 10.0.0.21         dyncastctl instance 10.0.0.21
     dyncastctl report --body report.json  (one D-MA report or {"reports": [...]}; - = stdin)
     dyncastctl topology                   dyncastctl reload   (re-read the config file)
+    dyncastctl cluster                    (members, leases, the master of each switch)
 """
 
 from __future__ import annotations
@@ -91,6 +92,21 @@ def cmd_topology(api: Api, args: argparse.Namespace) -> Result:
                             f"{len(body.get('hosts', []))} hosts", *links])
 
 
+def cmd_cluster(api: Api, args: argparse.Namespace) -> Result:
+    """The cluster's members and leases, and which member masters which switch."""
+    body = api.call("GET", "cluster")
+    if not body.get("enabled"):
+        return body, "no cluster: one controller ([cluster] is not enabled)"
+    lease = "held" if body["lease_held"] else "NOT held"
+    members = [f"{m['member_id']:<16} {'live' if m['live'] else 'dead':<5} epoch {m['epoch']:<8} "
+               f"{m['address']}" for m in body["members"]]
+    roles = body["roles"]
+    switches = [f"{d}  master {m:<16} our role {roles.get(d, 'none')}"
+                for d, m in sorted(body["masters"].items())]
+    return body, "\n".join([f"this member: {body['member_id']}, lease {lease} "
+                            f"({body['lease_left_s']} s left)", *members, *switches])
+
+
 def cmd_reload(api: Api, args: argparse.Namespace) -> Result:
     """Have the controller re-read its configuration file (as SIGHUP does)."""
     body = api.call("POST", "config/reload")
@@ -124,3 +140,4 @@ def add(sub: Any, service_sub: Any, command: Command) -> None:
                                                     help="JSON report or batch (- = stdin)")
     command(sub, "topology", cmd_topology)
     command(sub, "reload", cmd_reload)
+    command(sub, "cluster", cmd_cluster)

@@ -57,7 +57,7 @@ class Loops:
     _reported: Any
     _hup: bool
     _lags: list[float]
-
+    programs: Any  # apps.cluster.ClusterSide: may this member program the switch?
 
     def _watch(self) -> None:
         """Sample the event loop's lag (how late a sleep wakes), and run a reload a SIGHUP
@@ -112,8 +112,8 @@ class Loops:
                 hub.sleep(interval)
             for dp in dps:
                 hub.sleep(interval / len(dps))
-                if self.datapaths.get(dp.id) is dp:  # still connected (not replaced)
-                    self._read_table(dp)
+                if self.datapaths.get(dp.id) is dp and self.programs(dp.id):  # connected
+                    self._read_table(dp)  # (not replaced), and ours to program (a cluster)
 
     def _read_table(self, dp: Any) -> None:
         """Ask a switch for every entry with our cookie (`_flow_stats_handler` reconciles)."""

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 
 from apps import channelguard, logs, packet_in, security
 from apps.apploops import EventTick, Loops, TableRead
+from apps.cluster import ClusterSide
 from apps.configfile import load_config
 from apps.flowread import Polls, entry_of
 from apps.framework import (
@@ -83,7 +84,7 @@ def guarded(handler: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
+class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
     """Dyncast in centralized mode: per-ingress decisions, affinity held by the switches."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]  # noqa: RUF012 - the framework's contract
@@ -109,6 +110,7 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
             LOG.warning("dyncast: SIGHUP reload unavailable (not the main thread)")
         self.store = Store(self.config.store_url)
         snap = self.store.load()
+        self._cluster_init(self.config.cluster, self.config.store_url)  # [cluster]: else nothing
         self.core.restore(snap.services, snap.instances, snap.bindings, time.time())
         self.api = Api(self.core)
         self.datapaths: dict[int, Any] = {}  # the switches we program (allowed, connected)
@@ -141,7 +143,8 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
         self._workers = [hub.spawn(self._timer), hub.spawn(self._flusher),
                          hub.spawn(self._poller), hub.spawn(self._recomputer),
                          hub.spawn(self._auditor), hub.spawn(self._watch),
-                         hub.spawn(TrackerReader(self).run)]  # conntrack zones (apps/tracker.py)
+                         hub.spawn(TrackerReader(self).run),  # conntrack zones (apps/tracker.py)
+                         *self._cluster_threads()]
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()
@@ -158,6 +161,7 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
         if writes:
             self.store.apply(writes)
         LOG.info("dyncast: stopped; %d store writes flushed", len(writes))
+        self._cluster_stop()
         super().stop()
 
     # --- sending ------------------------------------------------------------------------
@@ -170,6 +174,8 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
         Every core call's intents come through here, so the instance state transitions the core
         recorded are logged here too, whatever the intents (none, one switch or several).
         """
+        if self.member is not None:  # a cluster member programs only the switches it masters
+            intents = [i for i in intents if self.member.masters(i.dpid)]
         if self.punt_pps:
             intents = meter_punts(intents)
         if self._reads:
@@ -212,13 +218,14 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
         self.metrics.shell.switch_connections += 1
         logs.event("switches", "switch_connected", dpid=f"{dp.id:016x}",
                    reason="features reply")
-        dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, dp.ofproto.OFPC_FRAG_NORMAL, 0xFFFF))
-        if self.punt_pps:  # before any entry that uses it
-            for mod in channelguard.meter_mods(dp, self.punt_pps):
-                dp.send_msg(mod)
+        if self.member is None:  # in a cluster: once this member masters it (`_step_roles`)
+            self._configure(dp)  # the punt meter before any entry that uses it
         self.send(self.core.switch_connected(dp.id, reads_table=True))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
-        self._read_table(dp)  # answered after the ports: the table is repaired, not wiped
+        if self.member is None:
+            self._read_table(dp)  # answered after the ports: the table is repaired, not wiped
+        else:
+            self._step_roles()  # MASTER: the same reading; SLAVE: nothing is sent to it
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     @guarded
@@ -327,6 +334,11 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
                        bindings_adopted=adopted, bindings_retired=retired,
                        reason="the switch's table differed from what the controller holds")
 
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    @guarded
+    def _role_reply_handler(self, ev: Any) -> None:
+        self.role_confirmed(ev.msg)
+
     @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
     @guarded
     def _echo_reply_handler(self, ev: Any) -> None:
@@ -341,6 +353,8 @@ class DyncastApp(RestSide, Loops, App):  # type: ignore[misc]
         msg = ev.msg
         if channelguard.expected_error(msg):
             LOG.info("dyncast: switch %016x already has the punt meter", msg.datapath.id)
+            return
+        if self.cluster_error(msg):
             return
         self.core.counters["errors"] += 1
         self.metrics.shell.openflow_errors[OFPET.get(msg.type, str(msg.type))] += 1

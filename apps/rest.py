@@ -1,5 +1,6 @@
 """WSGI glue: every request under /dyncast/v1/ goes to `controller.api` through the app;
-GET /metrics is the Prometheus exposition (apps/metrics.py)."""
+GET /metrics is the Prometheus exposition (apps/metrics.py); GET /healthz and /readyz the
+health checks (apps/cluster.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ class RestController(ControllerBase):  # type: ignore[misc]
         resp = Response(status=200, body=self.app.metrics_text())
         resp.headers["Content-Type"] = CONTENT_TYPE
         return resp
+
+    @route("dyncast", "/healthz", methods=["GET"])
+    def healthz(self, req: Any, **_: Any) -> Any:
+        """Alive: the event loop serves requests."""
+        return self._health(False)
+
+    @route("dyncast", "/readyz", methods=["GET"])
+    def readyz(self, req: Any, **_: Any) -> Any:
+        """Ready: the store answers and, in a cluster, this member holds its lease."""
+        return self._health(True)
+
+    def _health(self, ready: bool) -> Any:
+        """A health reply (200, or 503 when not ready)."""
+        status, body = self.app.health(ready)
+        return Response(status=status, content_type="application/json",
+                        body=self.app.encode(body))
 
     @route("dyncast", "/dyncast/v1", methods=METHODS)
     def root(self, req: Any, **_: Any) -> Any:

@@ -18,6 +18,7 @@ from controller.api import Reply
 LOG = logging.getLogger("dyncast")
 ENCODE_SLICE = 5  # list items (a decision: all of a service's instances) encoded a step
 RELOAD_PATH = "/dyncast/v1/config/reload"
+CLUSTER_PATH = "/dyncast/v1/cluster"
 
 
 class RestSide:
@@ -33,6 +34,7 @@ class RestSide:
     _reported: Any
     _hup: bool
     gc_pauses: Any
+    cluster_view: Any  # apps.cluster.ClusterSide
 
 
     def api_call(self, method: str, path: str, body: bytes) -> Reply:
@@ -40,6 +42,9 @@ class RestSide:
         step's intents and letting the event loop run before the next step."""
         if path.rstrip("/") == RELOAD_PATH:
             return self._reload_call(method)
+        if path.rstrip("/") == CLUSTER_PATH:  # the shell's: leases, roles (apps/cluster.py)
+            return self.cluster_view() if method == "GET" else Reply(
+                405, {"error": f"{method} not allowed on {CLUSTER_PATH}", "field": "path"})
         try:
             steps = self.api.steps(method, path, body, time.time())
             step = next(steps)

@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine, delete, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    select,
+)
 from sqlalchemy.engine import Engine
 
 from apps import migrations
@@ -44,6 +55,14 @@ bindings_table = Table(
     Column("service", String(64), nullable=False),
     Column("dbid", String(15), nullable=False),
     Column("data", Text, nullable=False),
+)
+cluster_members_table = Table(  # the cluster's leases (apps/cluster.py), not core records
+    "cluster_members", metadata,
+    Column("member_id", String(64), primary_key=True),
+    Column("address", String(200), nullable=False),
+    Column("beat_at", Float, nullable=False),
+    Column("lease_until", Float, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
 )
 agent_seqs_table = Table(  # controller/auth/verifier.py: a sequence only rises
     "agent_sequences", metadata,

@@ -9,6 +9,7 @@ from typing import Any
 
 from controller.auth.settings import SecuritySettings, security_from_dict
 from controller.channel import ChannelConfig, channel_from_dict
+from controller.cluster.settings import ClusterConfig, cluster_from_dict
 from controller.dataplane.tracker import TrackerConfig, tracker_from_dict
 from controller.errors import ConfigError, ValidationError
 from controller.limits import Limits, limits_from_dict
@@ -47,6 +48,7 @@ class ControllerConfig:
     security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
     channel: ChannelConfig = field(default_factory=ChannelConfig)  # [channel]: listen, TLS
     conntrack: TrackerConfig = field(default_factory=TrackerConfig)  # [dataplane.conntrack]
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # [cluster]: off by default
 
     def monitor_settings(self) -> MonitorSettings:
         """What the network monitor needs to price links."""
@@ -105,7 +107,7 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
 def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
     """Validate a parsed TOML document; raises ValidationError naming the key."""
     reject_unknown(data, {"controller", "service", "link", "forwarder", "limits", "security",
-                          "channel", "dataplane"},
+                          "channel", "dataplane", "cluster"},
                    "")
     ctl = data.get("controller", {})
     if not isinstance(ctl, Mapping):
@@ -163,6 +165,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         security=security_from_dict(data.get("security", {})),
         channel=channel_from_dict(data.get("channel", {})),
         conntrack=_dataplane(data.get("dataplane", {})),
+        cluster=_cluster(data.get("cluster", {}), store_url),
     )
 
 
@@ -172,6 +175,16 @@ def _dataplane(raw: Any) -> TrackerConfig:
         raise ValidationError("dataplane", "must be a table")
     reject_unknown(raw, {"conntrack"}, "dataplane")
     return tracker_from_dict(raw.get("conntrack", {}))
+
+
+def _cluster(raw: Any, store_url: str) -> ClusterConfig:
+    """Parse [cluster]; an enabled cluster shares its state in PostgreSQL, never SQLite."""
+    cluster = cluster_from_dict(raw)
+    if cluster.enabled and not store_url.startswith("postgresql"):
+        raise ValidationError("controller.store_url", "must be a PostgreSQL URL "
+                              "('postgresql+psycopg://...') when [cluster] is enabled: the "
+                              "members share their leases and state there")
+    return cluster
 
 
 def _forwarders(raw: Any) -> tuple[tuple[int, int], ...]:

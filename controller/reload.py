@@ -27,7 +27,7 @@ LIVE = ("lldp_interval_s", "stats_interval_s", "store_flush_s", "reconcile_inter
 # the TOML key each field is written as (for the report)
 KEY_OF = {"limits": "limits", "links": "link", "forwarders": "forwarder",
           "logging": "controller.logging", "security": "security",
-          "channel": "channel",  # [channel]: at start only
+          "channel": "channel", "cluster": "cluster",  # [channel], [cluster]: at start only
           "conntrack": "dataplane.conntrack"}
 
 

@@ -37,11 +37,14 @@ def test_the_document_is_valid_openapi_3_1() -> None:
 
 
 def test_every_route_of_the_api_is_described() -> None:
-    """Each (method, resource) the API routes, and the reload, has an operation."""
+    """Each (method, resource) the API routes, and the shell's (the reload, the cluster, the
+    health checks), has an operation."""
     paths = document()["paths"]
     described = {(m.upper(), p.strip("/").split("/")[0]) for p, ops in paths.items()
-                 for m in ops if m != "parameters"}
-    routed = set(Api(Core(ControllerConfig()))._routes) | {("POST", "config")}
+                 for m in ops if m not in ("parameters", "servers")}
+    shell_routes = {("POST", "config"), ("GET", "cluster"), ("GET", "healthz"),
+                    ("GET", "readyz")}
+    routed = set(Api(Core(ControllerConfig()))._routes) | shell_routes
     assert routed - described == set()
     assert described - routed == {("GET", "")}  # the resource list
 
@@ -91,6 +94,7 @@ def test_real_replies_conform(shell: Shell) -> None:
     call(shell, spec, "GET", "bindings/svc1", status=200)
     call(shell, spec, "GET", "topology", status=200)
     call(shell, spec, "GET", "stats", status=200)
+    call(shell, spec, "GET", "cluster", status=200)
     call(shell, spec, "POST", f"instances/{INSTANCE[0]}/drain", {"deadline_s": 60}, status=200)
     call(shell, spec, "POST", f"instances/{INSTANCE[0]}/undrain", status=200)
     call(shell, spec, "POST", f"instances/{INSTANCE[0]}/deactivate", status=200)
@@ -108,3 +112,15 @@ def test_real_replies_conform(shell: Shell) -> None:
 def test_every_list_view_is_an_array(path: str) -> None:
     schema = document()["paths"][f"/{path}"]["get"]["responses"]["200"]["content"]
     assert schema["application/json"]["schema"]["type"] == "array"
+
+
+def test_the_health_replies_conform(shell: Shell) -> None:
+    """/healthz and /readyz (at the port's root, outside /dyncast/v1) answer as described."""
+    spec = OpenAPI.from_file_path(str(SPEC))
+    for path, ready in (("/healthz", False), ("/readyz", True)):
+        status, body = shell.app.health(ready)
+        assert status == 200
+        request = MockRequest("http://127.0.0.1:8080", "get", path)
+        spec.validate_request(request)
+        spec.validate_response(request, MockResponse(shell.app.encode(body),
+                                                     status_code=status))

@@ -20,7 +20,7 @@ IO_BUILTINS = {"open", "print", "input", "exec", "eval", "breakpoint"}
 # the layers, lowest first: a module may import from its own layer (no cycle) or those below
 LAYERS = (("errors", "validate", "jsonbody"), ("model", "intents", "writes", "limits", "logcfg",
                                               "channel"),
-          ("auth",),
+          ("auth", "cluster"),
           ("network",), ("selection",), ("instances",), ("dataplane",), ("config",),
           ("core",), ("views", "trackview", "admission", "reload"), ("api",))
 

@@ -1,0 +1,263 @@
+"""The shell's side of `controller.cluster`: the lease table in PostgreSQL, the heartbeat off
+the event loop, OpenFlow 1.3 role requests, the gate that keeps a non-master member from
+programming a switch, and what `/dyncast/v1/cluster`, `/healthz` and `/readyz` answer.
+
+Boundary: shell. `LeaseTable` does the database work (blocking: the app runs it in a worker OS
+thread through `tpool`); `ClusterSide` is a mixin of `apps.dyncast_app.DyncastApp`, whose green
+threads beat (`_heartbeat`) and apply the core's role intents (`_roles`). With `[cluster]`
+absent or disabled none of it runs: `programs()` is True for every switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from eventlet import patcher, tpool
+from sqlalchemy import create_engine, delete, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Engine
+
+from apps import channelguard, logs
+from apps.framework import hub
+from apps.store import cluster_members_table as members
+from controller.api import Reply
+from controller.cluster.member import (
+    MASTER,
+    ClusterIntent,
+    Member,
+    Reconcile,
+    RoleRequest,
+    StopProgramming,
+)
+from controller.cluster.membership import MemberRow, View
+from controller.cluster.settings import ClusterConfig
+
+LOG = logging.getLogger("dyncast")
+PRUNE_S = 3600.0  # rows of members gone this long are deleted by the next beat
+ROLES_EVERY_S = 0.1  # the role intents are stepped this often (fencing: at most this late)
+
+
+class LeaseTable:
+    """This member's row in `cluster_members`: renewed by `beat`, removed by `leave`."""
+
+    def __init__(self, url: str, cluster: ClusterConfig) -> None:
+        """A small engine of its own (a long store batch never delays a beat), with a connect
+        timeout; every statement of a beat is bounded by the lease too."""
+        self.cluster = cluster
+        self.timeout_ms = max(int(cluster.lease_s * 1000), 100)
+        self.engine: Engine = create_engine(
+            url, pool_size=2, max_overflow=1, pool_pre_ping=True,
+            connect_args={"connect_timeout": max(int(cluster.lease_s), 1)})
+        # a beat in flight never re-inserts the row `leave` deleted; an OS lock, not the green
+        # one monkey-patching makes of threading.Lock: beats hold it in tpool's OS threads
+        self.lock = patcher.original("threading").Lock()
+        self.left = False
+
+    def beat(self) -> View:
+        """Renew our lease (a new epoch if it had lapsed), take a ticket, read every row."""
+        with self.lock:
+            if self.left:
+                raise RuntimeError("this member has left the cluster")
+            return self._beat()
+
+    def _beat(self) -> View:
+        """`beat`, in one transaction."""
+        c = self.cluster
+        with self.engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL statement_timeout = {self.timeout_ms}"))
+            now, ticket = conn.execute(text(
+                "SELECT extract(epoch FROM clock_timestamp()), "
+                "nextval('dyncast_cluster_ticket')")).one()
+            now, ticket = float(now), int(ticket)
+            old = conn.execute(select(members.c.epoch, members.c.lease_until).where(
+                members.c.member_id == c.member_id).with_for_update()).first()
+            epoch = old.epoch if old is not None and old.lease_until > now else ticket
+            values = {"address": c.advertise, "beat_at": now, "lease_until": now + c.lease_s,
+                      "epoch": epoch}
+            conn.execute(pg_insert(members).values(member_id=c.member_id, **values)
+                         .on_conflict_do_update(index_elements=[members.c.member_id],
+                                                set_=values))
+            conn.execute(delete(members).where(members.c.lease_until < now - PRUNE_S))
+            rows = conn.execute(select(members)).all()
+        return View(tuple(MemberRow(r.member_id, r.address, r.beat_at, r.lease_until,
+                                    int(r.epoch)) for r in rows), now, ticket)
+
+    def leave(self) -> None:
+        """Delete our row: the others take our switches at their next beat, not a lease later."""
+        with self.lock, self.engine.begin() as conn:
+            self.left = True
+            conn.execute(text(f"SET LOCAL statement_timeout = {self.timeout_ms}"))
+            conn.execute(delete(members).where(members.c.member_id == self.cluster.member_id))
+
+    def close(self) -> None:
+        """Release the connections."""
+        self.engine.dispose()
+
+
+def role_request(dp: Any, intent: RoleRequest) -> Any:
+    """The framework's OFPRoleRequest (OpenFlow 1.3) for a role intent."""
+    ofp = dp.ofproto
+    role = ofp.OFPCR_ROLE_MASTER if intent.role == MASTER else ofp.OFPCR_ROLE_SLAVE
+    return dp.ofproto_parser.OFPRoleRequest(dp, role, intent.generation_id)
+
+
+def store_reachable(engine: Engine) -> bool:
+    """True if the store answers a query (blocking: run it in a worker thread)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+class ClusterSide:
+    """The cluster's part of the app; the app provides `datapaths`, `store`, `core`,
+    `_read_table` and `punt_pps`."""
+
+    core: Any
+    store: Any
+    punt_pps: int
+    datapaths: dict[int, Any]
+    _reads: dict[int, Any]
+    _dropped_reads: set[int]
+    member: Member | None
+    leases: LeaseTable | None
+    _read_table: Callable[[Any], None]  # apps.apploops.Loops
+
+    def _cluster_init(self, cluster: ClusterConfig, store_url: str) -> None:
+        """Join the cluster if `[cluster]` enables it (nothing otherwise)."""
+        self.member, self.leases = None, None
+        if cluster.enabled:
+            self.member = Member(cluster.member_id, cluster.lease_s)
+            self.leases = LeaseTable(store_url, cluster)
+            LOG.info("dyncast: cluster member %s (heartbeat %.2f s, lease %.2f s)",
+                     cluster.member_id, cluster.heartbeat_s, cluster.lease_s)
+
+    def _cluster_threads(self) -> list[Any]:
+        """The green threads to start (none without a cluster)."""
+        if self.member is None:
+            return []
+        return [hub.spawn(self._heartbeat), hub.spawn(self._roles)]
+
+    def programs(self, dpid: int) -> bool:
+        """True if this member may send flow-mods and packet-outs to `dpid`."""
+        return self.member is None or self.member.masters(dpid)
+
+    def _heartbeat(self) -> None:
+        """Renew the lease every heartbeat_s in a worker thread; say when it fails and when
+        it recovers."""
+        assert self.member is not None and self.leases is not None
+        while True:
+            asked = time.time()
+            try:
+                view = tpool.execute(self.leases.beat)
+            except Exception as exc:
+                if not self.member.beats_failed:
+                    LOG.error("dyncast: cluster: heartbeat failed: %s", exc)
+                self.member.failed()
+            else:
+                if self.member.beats_failed:
+                    LOG.warning("dyncast: cluster: heartbeat back after %d failures",
+                                self.member.beats_failed)
+                    self.member.beats_failed = 0
+                self.member.renewed(view, asked)
+            self._step_roles()
+            hub.sleep(max(self.leases.cluster.heartbeat_s - (time.time() - asked), 0.0))
+
+    def _roles(self) -> None:
+        """Step the roles often, whatever the heartbeat does (a hung beat must not delay the
+        fencing at the lease's end)."""
+        while True:
+            hub.sleep(ROLES_EVERY_S)
+            self._step_roles()
+
+    def _step_roles(self) -> None:
+        """Carry out the member's role intents now."""
+        if self.member is None:
+            return
+        try:
+            for intent in self.member.step(list(self.datapaths), time.time()):
+                self._role_intent(intent)
+        except Exception:
+            self.core.counters["errors"] += 1
+            LOG.exception("dyncast: exception stepping the cluster roles")
+
+    def _role_intent(self, intent: ClusterIntent) -> None:
+        """Send a role request; start repairing a switch we now master; stop one we left."""
+        dp = self.datapaths.get(intent.dpid)
+        if dp is None:
+            return
+        dpid = f"{intent.dpid:016x}"
+        if isinstance(intent, RoleRequest):
+            dp.send_msg(role_request(dp, intent))
+            logs.event("switches", "role_requested", dpid=dpid, role=intent.role,
+                       generation_id=intent.generation_id, reason="cluster mastership")
+        elif isinstance(intent, StopProgramming):
+            read = self._reads.pop(intent.dpid, None)
+            if read is not None:  # its answer is not a learned-entries poll's: ignore it
+                self._dropped_reads = {*list(self._dropped_reads)[-63:], read.xid}
+            logs.event("switches", "mastership_lost", dpid=dpid,
+                       reason="another member masters it, or our lease ended")
+        elif isinstance(intent, Reconcile):
+            self._configure(dp)
+            self._read_table(dp)  # answered by the reconciliation, as at connect
+
+    def _configure(self, dp: Any) -> None:
+        """What a switch gets at connect from the member that programs it."""
+        dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, dp.ofproto.OFPC_FRAG_NORMAL, 0xFFFF))
+        if self.punt_pps:
+            for mod in channelguard.meter_mods(dp, self.punt_pps):
+                dp.send_msg(mod)
+
+    def role_confirmed(self, msg: Any) -> None:
+        """The switch's role reply: log the role it now gives this member (the Controller
+        table of OVS shows a role change only at its next status refresh, seconds later)."""
+        ofp = msg.datapath.ofproto
+        role = {ofp.OFPCR_ROLE_MASTER: "master", ofp.OFPCR_ROLE_SLAVE: "slave",
+                ofp.OFPCR_ROLE_EQUAL: "equal"}.get(msg.role, str(msg.role))
+        logs.event("switches", "role_confirmed", dpid=f"{msg.datapath.id:016x}", role=role,
+                   generation_id=msg.generation_id, reason="the switch's role reply")
+
+    def cluster_error(self, msg: Any) -> bool:
+        """True if an OpenFlow error is a role request refused as stale (expected in a
+        takeover race: the role is asked again with a newer ticket)."""
+        ofp = msg.datapath.ofproto
+        if (self.member is None or msg.type != ofp.OFPET_ROLE_REQUEST_FAILED
+                or msg.code != ofp.OFPRRFC_STALE):
+            return False
+        self.member.refused(msg.datapath.id)
+        self.core.counters["role_refused"] += 1
+        LOG.info("dyncast: cluster: switch %016x refused a stale role request",
+                 msg.datapath.id)
+        return True
+
+    def cluster_view(self) -> Reply:
+        """GET /dyncast/v1/cluster."""
+        if self.member is None:
+            return Reply(200, {"enabled": False})
+        return Reply(200, self.member.as_json(list(self.datapaths), time.time()))
+
+    def health(self, ready: bool) -> tuple[int, dict[str, Any]]:
+        """/healthz (alive: the event loop answers) or /readyz (ready: the store answers and,
+        in a cluster, the lease is held)."""
+        if not ready:
+            return 200, {"status": "alive"}
+        checks = {"store": bool(tpool.execute(store_reachable, self.store.engine))}
+        if self.member is not None:
+            checks["lease"] = self.member.holds_lease(time.time())
+        ok = all(checks.values())
+        return (200 if ok else 503), {"status": "ready" if ok else "not ready", **checks}
+
+    def _cluster_stop(self) -> None:
+        """Leave the cluster (the others take our switches at once) and close the table."""
+        if self.leases is None:
+            return
+        try:
+            self.leases.leave()
+        except Exception as exc:
+            LOG.warning("dyncast: cluster: could not remove our lease row: %s", exc)
+        self.leases.close()
