@@ -273,6 +273,15 @@ def test_classify_agent_endpoints() -> None:
     assert classify("GET", PATH + "instances") == "read"
 
 
+def test_probes_are_open_for_reads_only() -> None:
+    """/healthz and /readyz answer a probe without credentials; nothing else near them does."""
+    for path in ("/healthz", "/readyz"):
+        assert classify("GET", path) == "open" and classify("HEAD", path) == "open"
+        assert classify("POST", path) == "admin" and classify("DELETE", path) == "admin"
+    for path in ("/healthz/x", "/readyzz", PATH + "healthz", "/metrics"):
+        assert classify("GET", path) == "read"
+
+
 def test_tokens_are_found_by_digest_only() -> None:
     """The table holds digests; the right token is found, a prefix of it is not."""
     table = tokens_from_dict({"token": [{"name": "ops", "role": "admin",

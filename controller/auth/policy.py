@@ -4,7 +4,9 @@ Policy (one place for every route the app serves, present and future):
 - the agent endpoints (register `POST /dyncast/v1/instances`, report `POST /dyncast/v1/metrics`,
   withdraw `DELETE /dyncast/v1/instances/{dbid}`) need an agent signature;
 - GET and HEAD need a `read` or `admin` token, or nothing with `open_reads`;
-- `/dyncast/ui/` static assets are open (they hold no data);
+- `/dyncast/ui/` static assets are open (they hold no data), and so are the probes `/healthz`
+  and `/readyz` (they answer alive/ready and which check failed, nothing else: a load balancer's
+  or orchestrator's probe carries no credential);
 - everything else needs an `admin` token.
 A body-carrying request must be `Content-Type: application/json` (415), auth on or off.
 An agent speaks only for D-SIDs and D-BIDs inside its prefixes, and only for the instances it
@@ -32,6 +34,7 @@ API = "/dyncast/v1/"
 UI = "/dyncast/ui"
 READS = ("GET", "HEAD")
 JSON_TYPE = "application/json"
+PROBES = ("/healthz", "/readyz")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ class Request:
 
 def classify(method: str, path: str) -> str:
     """The credential a request needs: 'open', 'agent', 'read' or 'admin'."""
-    if method in READS and (path == UI or path.startswith(UI + "/")):
+    if method in READS and (path == UI or path.startswith(UI + "/") or path in PROBES):
         return "open"
     parts = [p for p in path[len(API):].split("/") if p] if path.startswith(API) else []
     if (method, parts) == ("POST", ["instances"]) or (method, parts) == ("POST", ["metrics"]):
