@@ -13,7 +13,7 @@ instances drained through the controller's API), what an operator who knew the s
 choose; it shows how much the network's capacity leaves any policy to gain.
 Results: bench/results/steering.{txt,json}, docs/results/steering.md and its PNG plots.
 
-    sudo .venv/bin/python bench/steering.py           # full: both networks, ~20 minutes
+    sudo .venv/bin/python bench/steering.py   # full: both networks, 8 policies (~20 min for 5)
     sudo .venv/bin/python bench/steering.py --quick   # smoke: Figure 2, 2 scenarios x 2 policies
     .venv/bin/python bench/steering.py --report-only  # rewrite the report from saved results
 

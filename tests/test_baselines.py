@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import Counter
+from pathlib import Path
 
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.config import ControllerConfig, SelectionConfig
 from controller.core import Core
 from controller.intents import VIRTUAL_MAC
-from controller.model import Weights, service_from_dict
+from controller.model import SELECTION_POLICIES, Weights, service_from_dict
 from controller.selection.engine import CandidateInput, Engine, decide
 from controller.selection.hashing import maglev_table
 from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, flow_mods, report, tcp_frame
@@ -193,3 +195,13 @@ def test_the_baselines_are_accepted_as_a_service_policy() -> None:
         svc = service_from_dict({"name": "s", "dsid": "10.0.100.9", "protocol": "tcp",
                                  "port": 80, "policy": policy})
         assert svc.policy == policy and svc.to_dict()["policy"] == policy
+
+
+def test_the_openapi_document_lists_exactly_the_policies_the_model_accepts() -> None:
+    """A client reading docs/openapi.yaml is offered every policy and no other."""
+    spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml")
+                          .read_text())
+    schemas = spec["components"]["schemas"]
+    enums = [s["properties"]["policy"]["enum"] for s in schemas.values()
+             if "enum" in s.get("properties", {}).get("policy", {})]
+    assert enums and all(tuple(e) == SELECTION_POLICIES for e in enums)
