@@ -17,7 +17,18 @@ from controller.intents import VIRTUAL_MAC
 from controller.model import SELECTION_POLICIES, Weights, service_from_dict
 from controller.selection.engine import CandidateInput, Engine, decide
 from controller.selection.hashing import maglev_table
-from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, flow_mods, report, tcp_frame
+from tests.fakeoftable import FakeNetwork
+from tests.helpers import (
+    HOSTS,
+    LINKS,
+    PORTS,
+    SVC1,
+    SVC2,
+    figure2_core,
+    flow_mods,
+    report,
+    tcp_frame,
+)
 
 E21, E31 = "10.0.0.21", "10.0.0.31"
 
@@ -99,9 +110,9 @@ def test_consistent_hash_keeps_a_key_on_its_instance_across_recomputes() -> None
     before = [engine.pick(1, "svc", k) for k in keys]
     scaled = [r._replace(compute_ms=r.compute_ms * 5) for r in reversed(rows)]
     assert engine.update(1, "svc", Weights(), scaled, 1.0, policy="consistent-hash")
-    assert [engine.pick(1, "svc", k) for k in keys] == before
+    assert [engine.pick(1, "svc", k) for k in keys[::-1]] == before[::-1]  # not the turn
     other.update(1, "svc", Weights(), scaled, 0.0, policy="consistent-hash")
-    assert [other.pick(1, "svc", k) for k in keys] == before
+    assert [other.pick(1, "svc", k) for k in keys[1:]] == before[1:]
     counts = Counter(before)
     assert set(counts) == {"a", "b", "c", "d"} and min(counts.values()) > 400
     assert engine.decisions[(1, "svc")].shares == dict.fromkeys("abcd", 0.25)
@@ -147,13 +158,15 @@ def test_maglev_table_gives_each_instance_its_slots() -> None:
 
 def test_consistent_hash_sends_a_flow_key_to_the_same_instance_through_the_core() -> None:
     """Two controllers (a restart) bind the same 5-tuple to the same instance, whatever the
-    instances report; different source ports spread over both."""
+    instances report and in whatever order the flows come; source ports spread over both."""
     cores = [_core("consistent-hash") for _ in range(2)]
     for core, busy in zip(cores, (E21, E31), strict=True):
         report(core, E21, 1.0, sessions=9 if busy == E21 else 0, capacity=2)
         report(core, E31, 1.0, sessions=9 if busy == E31 else 0, capacity=2)
-    picks = [[_new_flow(core, 40000 + i, 1.5) for i in range(40)] for core in cores]
-    assert picks[0] == picks[1]
+    ports = list(range(40000, 40040))
+    picks = [[_new_flow(core, p, 1.5) for p in order] for core, order in
+             zip(cores, (ports, ports[::-1]), strict=True)]
+    assert picks[0] == picks[1][::-1]  # in the other order: the key picks, not the turn
     assert {E21, E31} == set(picks[0])
 
 
@@ -205,3 +218,48 @@ def test_the_openapi_document_lists_exactly_the_policies_the_model_accepts() -> 
     enums = [s["properties"]["policy"]["enum"] for s in schemas.values()
              if "enum" in s.get("properties", {}).get("policy", {})]
     assert enums and all(tuple(e) == SELECTION_POLICIES for e in enums)
+
+
+def _deliver(core: Core, net: FakeNetwork, sport: int, now: float) -> str:
+    """Send c1's packet of the TCP flow from `sport` through the switches' tables; a packet-in
+    goes to the core, its intents into the tables, and the packet is sent again. The instance
+    the packet reached."""
+    ip, mac, dpid, port = HOSTS["c1"]
+    fields = {"eth_type": 0x800, "ip_proto": 6, "eth_src": mac, "eth_dst": VIRTUAL_MAC,
+              "ipv4_src": ip, "ipv4_dst": SVC1.dsid, "tcp_src": sport, "tcp_dst": 8000}
+    res = net.send(dpid, port, fields, now)
+    if res.to_controller:
+        frame = tcp_frame(mac, VIRTUAL_MAC, ip, SVC1.dsid, sport, 8000)
+        net.apply(core.packet_in(dpid, port, frame, now), now)
+        res = net.send(dpid, port, fields, now)
+        assert not res.to_controller
+    return str(res.only()["ipv4_dst"])
+
+
+def _hashed_network(busy: str) -> tuple[Core, FakeNetwork]:
+    core, net = _core("consistent-hash"), FakeNetwork(LINKS)
+    for dpid in PORTS:
+        net.apply(core.switch_connected(dpid))
+    net.apply(core.forwarding.sync_routes())
+    for dbid in (E21, E31):
+        report(core, dbid, 1.0, sessions=9 if dbid == busy else 0, capacity=2)
+    return core, net
+
+
+def test_consistent_hash_in_the_flow_tables_survives_a_restart_and_a_leave() -> None:
+    """In the fake flow tables: each flow's packets reach the instance its key hashes to, the
+    same under a restarted controller whatever the loads; when e21 is withdrawn its flows move
+    to e31 and the flows already on e31 stay bound there (no packet-in)."""
+    core, net = _hashed_network(busy=E21)
+    first = {s: _deliver(core, net, s, 2.0) for s in range(40000, 40030)}
+    assert set(first.values()) == {E21, E31}
+    again, net2 = _hashed_network(busy=E31)
+    # in the other order: the key picks, not the turn
+    assert {s: _deliver(again, net2, s, 2.0) for s in reversed(first)} == first
+    net.apply(core.withdraw(E21, 3.0), 3.0)
+    for sport, dbid in first.items():
+        res = net.send(HOSTS["c1"][2], HOSTS["c1"][3], {
+            "eth_type": 0x800, "ip_proto": 6, "eth_src": HOSTS["c1"][1],
+            "eth_dst": VIRTUAL_MAC, "ipv4_src": HOSTS["c1"][0], "ipv4_dst": SVC1.dsid,
+            "tcp_src": sport, "tcp_dst": 8000}, 3.1)
+        assert not res.to_controller and res.only()["ipv4_dst"] == E31, (sport, dbid)
