@@ -5,15 +5,15 @@ the real controller, with a demo-service instance and a D-MA per edge site (uneq
 and every switch-to-switch link shaped to 10 Mbit/s, one path of which a bulk transfer keeps
 congested (there is no netem here for propagation delays). Each scenario (balanced, hot site, load
 step, instance failure) runs once per policy (dyncast, nearest, least-loaded, round-robin,
-random; switched with PUT /services/web), with the same seeded open-loop Poisson arrivals from
-clients at several ingresses (bench/loadgen.py: a fresh TCP connection per request, plus
-keep-alive connections that check affinity). A scenario may name a reference: one more run in
-which every new flow goes to the sites it names (the other instances drained through the
-controller's API), what an operator who knew the scenario would choose; it shows how much
-the network's capacity leaves any policy to gain. Results: bench/results/steering.{txt,json},
-docs/results/steering.md and its PNG plots.
+random, p2c, least-inflight, consistent-hash; switched with PUT /services/web), with the same
+seeded open-loop Poisson arrivals from clients at several ingresses (bench/loadgen.py: a fresh
+TCP connection per request, plus keep-alive connections that check affinity). A scenario may
+name a reference: one more run in which every new flow goes to the sites it names (the other
+instances drained through the controller's API), what an operator who knew the scenario would
+choose; it shows how much the network's capacity leaves any policy to gain.
+Results: bench/results/steering.{txt,json}, docs/results/steering.md and its PNG plots.
 
-    sudo .venv/bin/python bench/steering.py           # full: both networks, ~20 minutes
+    sudo .venv/bin/python bench/steering.py   # full: both networks, 8 policies (~20 min for 5)
     sudo .venv/bin/python bench/steering.py --quick   # smoke: Figure 2, 2 scenarios x 2 policies
     .venv/bin/python bench/steering.py --report-only  # rewrite the report from saved results
 
@@ -56,7 +56,8 @@ from bench.steering_stats import Capacity, summarise  # noqa: E402
 from mininet_tests.harness import OVS_SEND_BUFFER, ovs_send_buffer  # noqa: E402
 from mininet_tests.processes import bin_path  # noqa: E402
 
-POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
+POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random", "p2c", "least-inflight",
+            "consistent-hash")
 SETTLE_S = 3.0  # before the clients start: metrics, port counters and decisions catch up
 DMA = {"interval": 0.5, "min-interval": 0.2, "threshold": 0.25}  # the D-MAs' reporting
 # The controller settings under test (see docs/results/steering.md, "The settings under

@@ -157,8 +157,10 @@ SERVICE_KEYS = {"name", "dsid", "protocol", "port", "affinity", "weights", "base
 DATAPLANES = ("reactive", "learn", "bucket", "conntrack")
 MAX_BUCKETS = 4096
 # selection policies (controller/selection/engine.py): joint cost (default), network only,
-# compute only, equal shares in turn, uniformly random
-SELECTION_POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random")
+# compute only, equal shares in turn, uniformly random; per flow: the cheaper of two random, the
+# fewest flows in flight, a Maglev hash of the flow key (controller/selection/policies.py)
+SELECTION_POLICIES = ("dyncast", "nearest", "least-loaded", "round-robin", "random", "p2c",
+                      "least-inflight", "consistent-hash")
 
 
 def service_from_dict(data: Any, where: str = "", strict: bool = True) -> Service:

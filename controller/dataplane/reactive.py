@@ -131,7 +131,7 @@ class ReactiveFlows:
         D-Forwarder the decision of its D-Router applies; the binding is installed there."""
         decider = self.decisions.decider(dpid)
         self.decisions.demand_at(decider, svc, self.catalogue, now)
-        dbid = resumed or self.decisions.pick(svc, decider, self.catalogue, now)
+        dbid = resumed or self.decisions.pick(svc, decider, self.catalogue, now, key)
         if dbid is None or dbid not in self.topology.hosts:
             self.counters["dropped_no_instance"] += 1
             return []
@@ -216,7 +216,7 @@ class ReactiveFlows:
             intents += [delete_by_cookie(b.ingress, cookie(k, b.ident)) for k in (
                 (CookieKind.AFFINITY_REV, CookieKind.SYN_GUARD) if b.dbid in self._guarded
                 else (CookieKind.AFFINITY_REV,))]
-            target = self.decisions.engine.pick(b.ingress, svc.name)
+            target = self.decisions.pick(svc, b.ingress, self.catalogue, now, b.key)
             host = None if target is None else self.topology.hosts.get(target)
             if target is None or host is None:
                 intents.append(delete_by_cookie(b.ingress,

@@ -22,6 +22,8 @@ from controller.selection.incremental import Incremental, Prepared, what_of
 from controller.selection.placements import Placements, as_of, hold_s, still_there
 from controller.selection.scoring import ScoringConfig
 
+PER_FLOW_LOAD = frozenset({"p2c", "least-inflight"})  # policies that compare loads at the pick
+
 
 @dataclass(frozen=True, slots=True)
 class SelectionConfig:
@@ -57,6 +59,8 @@ class Decisions:
         self.counters = counters
         self.engine = Engine(selection.spread, selection.sharpness, selection.hysteresis)
         self.placements = Placements(selection.placed_grace_s)  # placements.py
+        # every flow placed, whatever the reports say (`least-inflight` counts these alone)
+        self.inflight = Placements(0.0)
         self.router_of: dict[int, int] = {}  # D-Forwarder -> the D-Router deciding for it
         # whether the controller places a service's every new flow itself (dataplane mode)
         self.places_flows: Callable[[Service], bool] = lambda svc: True
@@ -132,13 +136,22 @@ class Decisions:
             self.decide(svc, source.of_service(svc.name), decider, now)
 
     # --- picking ------------------------------------------------------------------------
-    def pick(self, svc: Service, decider: int, source: InstanceSource,
-             now: float) -> str | None:
-        """The instance the decider's decision picks. With placed flows counted, a pick whose
-        compute cost has moved by more than the hysteresis since this ingress's decision saw it
-        (flows placed since its last report, from any ingress) makes this ingress decide again
-        first: lazily, one ingress at a time, only where a stale cost is about to be used."""
-        dbid = self.engine.pick(decider, svc.name)
+    def pick(self, svc: Service, decider: int, source: InstanceSource, now: float,
+             flow: object = None) -> str | None:
+        """The instance the decider's decision picks for the new flow `flow` (its key). With
+        placed flows counted, a pick whose compute cost has moved by more than the hysteresis
+        since this ingress's decision saw it (flows placed since its last report, from any
+        ingress) makes this ingress decide again first: lazily, one ingress at a time, only
+        where a stale cost is about to be used. `p2c` and `least-inflight` read every
+        instance's compute cost as of `now` at the pick itself instead."""
+        if svc.policy in PER_FLOW_LOAD:
+            instances = source.instances
+
+            def load(dbid: str) -> float:
+                inst = instances.get(dbid)
+                return float("inf") if inst is None else self.compute_ms(svc, inst, now)
+            return self.engine.pick(decider, svc.name, flow, load)
+        dbid = self.engine.pick(decider, svc.name, flow)
         inst = None if dbid is None else source.instances.get(dbid)
         if inst is None or not self.selection.placed_flows:
             return dbid
@@ -151,10 +164,11 @@ class Decisions:
         self.counters["placement_redecisions"] += 1
         if not self.decide(svc, source.of_service(svc.name), decider, now):
             return dbid  # within the hysteresis after all: the pick stands
-        return self.engine.pick(decider, svc.name)
+        return self.engine.pick(decider, svc.name, flow)
 
     def placed(self, dbid: str, now: float) -> None:
         """A new flow was placed on `dbid` (it counts as load until a report shows it)."""
+        self.inflight.add(dbid, now)
         if self.selection.placed_flows:
             self.placements.add(dbid, now)
 
@@ -172,6 +186,9 @@ class Decisions:
         flows were placed since, so it is kept per instance for those (every recompute prices
         every instance of the service; most are as they were)."""
         metrics = inst.metrics
+        if svc.policy == "least-inflight":  # no report: the base delay per flow in flight
+            base = svc.base_delay_ms
+            return base * (1 + self.inflight.count(inst.dbid, now, base / 1000.0))
         if not self.selection.placed_flows:
             return compute_ms(metrics, svc.base_delay_ms, self.scoring)
         hold = hold_s(metrics, svc.base_delay_ms)
@@ -227,3 +244,4 @@ class Decisions:
         self._states.pop(dbid, None)
         self._computed.pop(dbid, None)
         self.placements.forget(dbid)
+        self.inflight.forget(dbid)

@@ -13,24 +13,29 @@ cost moved by more than `hysteresis` (relative) since the decision in force was 
 That joint, spread choice is the `dyncast` selection policy, every service's default. A service
 may name another (`POLICIES`): `nearest` (lowest network cost only), `least-loaded` (lowest
 compute cost only), `round-robin` (equal shares, served in turn) or `random` (a uniformly random
-pick, from a generator seeded per engine). All of them choose among the same usable instances:
-state, reachability and the delay budget are applied before the policy.
+pick, from a generator seeded per engine), and three that choose per flow (policies.py,
+choosers.py): `p2c` (the cheaper of two random instances by compute cost as of the pick),
+`least-inflight` (the fewest flows in flight, no report read) and `consistent-hash` (a Maglev
+table on the flow's key). All of them choose among the same usable instances: state,
+reachability and the delay budget are applied before the policy.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, NamedTuple
 
 from controller.model import Metrics, Weights
-from controller.selection.choosers import Chooser, RandomChooser
+from controller.selection.choosers import AnyChooser, Chooser, Load, chooser_for
+from controller.selection.policies import COST_OF, EPSILON, LEFT_OUT, POLICIES, Costs
 from controller.selection.scoring import ScoringConfig, compute_ms_from_score, level2
 
 MAX_UTILISATION = 0.95
-EPSILON = 1e-9
+__all__ = ["COST_OF", "EPSILON", "POLICIES", "CandidateInput", "Chooser", "Decision", "Engine",
+           "compute_ms", "decide", "estimate_compute_ms"]
 
 
 def estimate_compute_ms(metrics: Metrics | None, base_delay_ms: float) -> float:
@@ -155,94 +160,6 @@ class Decision:
                 "candidates": [c.to_dict() for c in self.candidates]}
 
 
-# ---- selection policies: the usable instances -> (each one's cost, the shares of new flows) ----
-
-Costs = dict[str, float]
-Policy = Callable[[list[CandidateInput], Weights, float, float], tuple[Costs, Costs]]
-
-
-def _joint(network_ms: float | None, compute: float, weights: Weights) -> float:
-    """`w_net * network_ms + w_compute * compute_ms`."""
-    return weights.network * (network_ms or 0.0) + weights.compute * compute
-
-
-def _network(network_ms: float | None, compute: float, weights: Weights) -> float:
-    """The network cost alone."""
-    return network_ms or 0.0
-
-
-def _compute(network_ms: float | None, compute: float, weights: Weights) -> float:
-    """The compute cost alone."""
-    return compute
-
-
-# the cost each policy gives a usable candidate (network_ms, compute_ms): what its decision
-# shows and `_moved` compares
-COST_OF: dict[str, Callable[[float | None, float, Weights], float]] = {
-    "dyncast": _joint, "nearest": _network, "least-loaded": _compute, "round-robin": _joint,
-    "random": _joint}
-
-
-def _costs(pool: list[CandidateInput], weights: Weights, policy: str) -> Costs:
-    """Each usable instance's cost as `policy` gives it."""
-    cost = COST_OF[policy]
-    return {r.dbid: cost(r.network_ms, r.compute_ms, weights) for r in pool}
-
-
-def _lowest(costs: Costs) -> Costs:
-    """Equal shares among the instances of lowest cost (exact ties share)."""
-    if not costs:
-        return {}
-    best = min(costs.values())
-    chosen = [d for d, c in costs.items() if c <= best * (1.0 + EPSILON) + EPSILON]
-    return dict.fromkeys(chosen, 1.0 / len(chosen))
-
-
-def _dyncast(pool: list[CandidateInput], weights: Weights, spread: float,
-             sharpness: float) -> tuple[Costs, Costs]:
-    """Joint cost; instances within `spread` of the best share by `(best/cost)^sharpness`."""
-    costs = _costs(pool, weights, "dyncast")
-    if not costs:
-        return costs, {}
-    best = min(costs.values())
-    limit = best * (1.0 + spread) + EPSILON
-    raw = {d: (1.0 if c <= EPSILON else (best / c) ** sharpness)
-           for d, c in costs.items() if c <= limit}
-    total = sum(raw.values())
-    return costs, {d: w / total for d, w in raw.items()}
-
-
-def _nearest(pool: list[CandidateInput], weights: Weights, spread: float,
-             sharpness: float) -> tuple[Costs, Costs]:
-    """Network cost only: the nearest instance(s) take every new flow."""
-    costs = _costs(pool, weights, "nearest")
-    return costs, _lowest(costs)
-
-
-def _least_loaded(pool: list[CandidateInput], weights: Weights, spread: float,
-                  sharpness: float) -> tuple[Costs, Costs]:
-    """Compute cost only: the least loaded instance(s) take every new flow."""
-    costs = _costs(pool, weights, "least-loaded")
-    return costs, _lowest(costs)
-
-
-def _even(pool: list[CandidateInput], weights: Weights, spread: float,
-          sharpness: float) -> tuple[Costs, Costs]:
-    """Equal shares among all usable instances, whatever they cost (joint cost shown)."""
-    costs = _costs(pool, weights, "round-robin")
-    return costs, {d: 1.0 / len(costs) for d in costs}
-
-
-POLICIES: dict[str, Policy] = {
-    "dyncast": _dyncast,
-    "nearest": _nearest,
-    "least-loaded": _least_loaded,
-    "round-robin": _even,
-    "random": _even,  # same shares as round-robin; the engine picks at random among them
-}
-LEFT_OUT = {"dyncast": "more than spread above the best", "nearest": "not the nearest",
-            "least-loaded": "not the least loaded"}
-
 
 def _usable(rows: list[CandidateInput],
             budget_ms: float | None) -> tuple[list[CandidateInput], set[str], Costs]:
@@ -346,7 +263,7 @@ class Engine:
         self.sharpness = sharpness
         self.hysteresis = hysteresis
         self.decisions: dict[tuple[int, str], Decision] = {}
-        self._choosers: dict[tuple[int, str], Chooser | RandomChooser] = {}
+        self._choosers: dict[tuple[int, str], AnyChooser] = {}
         self._rng = random.Random(seed)
         self.recomputed = 0
 
@@ -381,15 +298,16 @@ class Engine:
         new = Decision(ingress, service, _candidates(rows, scored, budget_ms, policy), now,
                        policy)
         self.decisions[key] = new
-        previous = self._choosers.get(key)
-        self._choosers[key] = (RandomChooser(new.shares, self._rng) if policy == "random" else
-                               Chooser(new.shares, previous if isinstance(previous, Chooser)
-                                       else None))
+        self._choosers[key] = chooser_for(policy, new.shares, scored.costs,
+                                          self._choosers.get(key), self._rng)
 
-    def pick(self, ingress: int, service: str) -> str | None:
-        """The instance for the next new flow of `service` at `ingress`, or None."""
+    def pick(self, ingress: int, service: str, flow: object = None,
+             load: Load | None = None) -> str | None:
+        """The instance for the next new flow of `service` at `ingress`, or None. `flow`: the
+        flow's key (`consistent-hash` hashes it); `load`: each instance's load as of now
+        (`p2c`, `least-inflight` compare it); the other policies need neither."""
         chooser = self._choosers.get((ingress, service))
-        return None if chooser is None else chooser.pick()
+        return None if chooser is None else chooser.pick(flow, load)
 
     def forget(self, ingress: int | None = None, service: str | None = None) -> None:
         """Drop decisions of a departed switch or a deleted service."""
