@@ -35,7 +35,7 @@ class ScriptedApp:
             return Reply(204, {})
         if path.endswith("/big"):
             return Reply(200, [{"dbid": f"i{k}", "cpu": k / 10} for k in range(12)])
-        if body and body != b"{}":
+        if b'"bad"' in body:
             return Reply(422, {"error": "reports[0].cpu: not a number", "field": "reports[0].cpu"})
         return Reply(200, {"method": method, "path": path, "accepted": 1})
 
@@ -78,6 +78,7 @@ def call(gate: Gate, method: str, path: str, body: bytes = b"",
 
 REQUESTS = [
     ("POST", "/dyncast/v1/metrics", b'{"dbid": "i1", "cpu": 0.5}'),
+    ("POST", "/dyncast/v1/metrics", b'{"dbid": "i1", "cpu": "bad"}'),
     ("POST", "/dyncast/v1/metrics", b"{}"),
     ("GET", "/dyncast/v1", b""),
     ("GET", "/dyncast/v1/services", b""),
