@@ -3,7 +3,7 @@ front of the framework's WSGI context, the long way (webob, Routes, a controller
 against the short way (apps/fastpath.py), in one process, rounds interleaved.
 
     .venv/bin/python bench/rest_path.py            # 5 rounds of 20,000 requests each way
-    .venv/bin/python bench/rest_path.py --quick    # 2 rounds of 2,000
+    .venv/bin/python bench/rest_path.py --quick    # 2 rounds of 2,000 (the smoke test)
 
 The app behind it answers at once (tests/test_fastpath.py's scripted app), so the figure is the
 web layer alone: the server's own parsing, accept and socket work are not in it (they are the
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from apps.security import Gate  # noqa: E402
-from tests.test_fastpath import gates  # noqa: E402
+from tests.test_fastpath import framework_context, gates  # noqa: E402
 
 BODY = b'{"dbid": "i1", "cpu": 0.5, "sessions": 3, "queue": 0, "capacity": 8, "active": true}'
 
@@ -53,11 +53,8 @@ def main() -> None:
     rounds, n = (2, 2000) if args.quick else (5, 20000)
     logging.disable(logging.WARNING)  # the gate warns that auth is off at every install
 
-    def make() -> Any:
-        from apps.framework import WSGIApplication
-        return WSGIApplication()
-
-    long_gate, short_gate = gates(make, fast=False)[0], gates(make, fast=True)[0]
+    long_gate = gates(framework_context, fast=False)[0]
+    short_gate = gates(framework_context, fast=True)[0]
     per_request_us(long_gate, n // 10), per_request_us(short_gate, n // 10)  # warm up
     longs, shorts = [], []
     for _ in range(rounds):

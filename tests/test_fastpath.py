@@ -4,6 +4,7 @@ same (method, path, body). Requests the short way must not take still reach the 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from apps import fastpath
-from apps.framework import WSGIApplication
+from apps.framework import FRAMEWORK, WSGIApplication
 from apps.rest import APP_KEY, RestController
 from apps.restside import RestSide
 from apps.security import Gate, install
@@ -40,22 +41,27 @@ class ScriptedApp:
         return Reply(200, {"method": method, "path": path, "accepted": 1})
 
 
+def bare_osken() -> Any:
+    """os-ken's WSGI context (apps/osken_wsgi.py) without the server its constructor starts."""
+    from routes import Mapper
+
+    from apps import osken_wsgi
+
+    ctx = osken_wsgi.WSGIApplication.__new__(osken_wsgi.WSGIApplication)
+    ctx.config, ctx.mapper, ctx.registory = {}, Mapper(), {}
+    return ctx
+
+
+def framework_context() -> Any:
+    """The running framework's WSGI context, with no server started."""
+    return bare_osken() if FRAMEWORK == "os-ken" else WSGIApplication()
+
+
 def _contexts() -> list[Any]:
-    """The framework's WSGI context and, when installed, os-ken's (built without its server)."""
-    out: list[Any] = [pytest.param(lambda: WSGIApplication(), id="framework")]
-    try:
-        from routes import Mapper
-
-        from apps import osken_wsgi
-    except ImportError:  # pragma: no cover - os-ken not installed
-        return out
-
-    def osken() -> Any:
-        ctx = osken_wsgi.WSGIApplication.__new__(osken_wsgi.WSGIApplication)
-        ctx.config, ctx.mapper, ctx.registory = {}, Mapper(), {}
-        return ctx
-
-    out.append(pytest.param(osken, id="os-ken"))
+    """The framework's WSGI context and, when installed and not that one, os-ken's."""
+    out: list[Any] = [pytest.param(framework_context, id="framework")]
+    if FRAMEWORK != "os-ken" and importlib.util.find_spec("os_ken") is not None:
+        out.append(pytest.param(bare_osken, id="os-ken"))
     return out
 
 
@@ -82,6 +88,7 @@ REQUESTS = [
     ("POST", "/dyncast/v1/metrics", b"{}"),
     ("GET", "/dyncast/v1", b""),
     ("GET", "/dyncast/v1/services", b""),
+    ("GET", "/dyncast/v1/services", b'{"odd": "a body on a GET"}'),
     ("GET", "/dyncast/v1/decisions/svc1", b""),
     ("PUT", "/dyncast/v1/instances/svc1/i-1.a~b", b"{}"),
     ("DELETE", "/dyncast/v1/instances/svc1/i1", b""),
