@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 
 from sqlalchemy.engine import make_url
 
-from apps import channelguard, logs, packet_in, security
+from apps import channelguard, fastpath, logs, packet_in, security
 from apps.apploops import EventTick, Loops, TableRead
 from apps.cluster import ClusterSide
 from apps.configfile import load_config
@@ -123,6 +123,7 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
         self._workers: list[Any] = []
         self._reported = hub.Event()  # set when reports left services dirty
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
+        fastpath.attach(kwargs["wsgi"], self)  # the gate serves the API's routes directly
         kwargs["wsgi"].register(WebController, {})  # the web view's files: /dyncast/ui/
         security.install(kwargs["wsgi"], self.config, lambda: self.core.catalogue.instances,
                          snap.agent_seqs, security.store_writes(self.core.writes))

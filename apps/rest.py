@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from apps.fastpath import METHODS
 from apps.framework import ControllerBase, Response, route
 from apps.metrics import CONTENT_TYPE
 
 APP_KEY = "dyncast_app"
-METHODS = ["GET", "POST", "PUT", "DELETE"]
 
 
 class RestController(ControllerBase):  # type: ignore[misc]

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from apps import fastpath
 from controller.auth.credentials import Agent, Token, agents_from_dict, tokens_from_dict
 from controller.auth.errors import AuthError, UnknownCredential
 from controller.auth.policy import Request, admit
@@ -175,7 +176,8 @@ def install(wsgi_context: Any, config: ControllerConfig,
 
 class Gate:
     """WSGI middleware: every request passes the guard (or gets its 401/403/413/415/429/503
-    as JSON) before the wrapped application sees it."""
+    as JSON) before the wrapped application sees it; an admitted API request goes straight to
+    the app's `api_call` once the app has attached itself (apps/fastpath.py)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -204,6 +206,9 @@ class Gate:
                      exc.status, exc)
             return _reply(start_response, exc.status, exc.body())
         environ["dyncast.caller"] = who
+        app = getattr(self.inner, fastpath.APP_ATTR, None)
+        if app is not None and fastpath.routed(environ):  # the API without webob and Routes
+            return fastpath.serve(app, environ, body, start_response)
         result: Iterable[bytes] = self.inner(environ, start_response)
         return result
 
