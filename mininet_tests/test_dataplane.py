@@ -69,10 +69,11 @@ def _reg0(flow: dict) -> int | None:
     return None
 
 
-def _new_flows_follow_the_decision(dbid: str | None) -> bool:
-    """True when r1 sends new TCP connections by its decision: every bucket it is moving (its
-    entry learns pins to the old instance) has its SYN entry for the new one, which comes
-    SYN_DELAY_S after the move began; and, given `dbid`, every bucket sends them to it."""
+def _new_flows_follow_the_decision(dbids: set[str]) -> bool:
+    """True when r1 sends new TCP connections by its decision over `dbids`: every bucket it is
+    moving (its entry learns pins to the old instance) has its SYN entry for the new one, which
+    comes SYN_DELAY_S after the move began, and the buckets send new connections to exactly
+    `dbids` (a decision the controller has taken but not yet installed does not count)."""
     decision = _entries("r1", CookieKind.DECISION, TABLE_DECISION)
     syns = [f for f in decision if f["priority"] == PRIO_BUCKET_SYN]
     rest = [f for f in decision if f["priority"] != PRIO_BUCKET_SYN]
@@ -80,22 +81,25 @@ def _new_flows_follow_the_decision(dbid: str | None) -> bool:
     if sorted(f["match"]["tp_src"] for f in pinning) != sorted(f["match"]["tp_src"]
                                                                for f in syns):
         return False
-    if dbid is None:
-        return True
-    labels = {int(f["match"]["reg0"], 0) for f in _entries("r1", CookieKind.INSTANCE,
-                                                         TABLE_INSTANCE)
-              if f"set_field:{dbid}->ip_dst" in f["actions"]}
+    instances = _entries("r1", CookieKind.INSTANCE, TABLE_INSTANCE)
+    labels = set()
+    for dbid in dbids:
+        mine = {int(f["match"]["reg0"], 0) for f in instances
+                if f"set_field:{dbid}->ip_dst" in f["actions"]}
+        if len(mine) != 1:
+            return False
+        labels |= mine
     steering = syns + [f for f in rest if f not in pinning]
-    return len(labels) == 1 and all(_reg0(f) in labels for f in steering)
+    return bool(steering) and {_reg0(f) for f in steering} == labels
 
 
-def _steer_and_keep(lab: Lab, follows: Callable[[str | None], bool] | None = None) -> None:
+def _steer_and_keep(lab: Lab, follows: Callable[[set[str]], bool] | None = None) -> None:
     """New flows reach the decided instances with no packet-in for them; a held connection
-    keeps its instance when the decision moves away from it. `follows(moving)`: true once the
-    switch sends new flows by the decision (bucket mode: SYN_DELAY_S after a move began)."""
+    keeps its instance when the decision moves away from it. `follows(dbids)`: true once the
+    switch sends new flows to exactly `dbids` (bucket mode: SYN_DELAY_S after a move began)."""
     wait_shares(lab, "svc1", R1, BOTH)
     if follows is not None:
-        wait_until(lambda: follows(None), 10, "r1 does not send new flows by the decision")
+        wait_until(lambda: follows(BOTH), 10, "r1 does not send new flows to both instances")
     before = _stat(lab, "packet_in_dsid")
     seen = client(lab, "c1", SVC1, requests=12)
     assert seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == BOTH, seen
@@ -106,7 +110,7 @@ def _steer_and_keep(lab: Lab, follows: Callable[[str | None], bool] | None = Non
     set_load(lab, pinned, 10.0)
     wait_shares(lab, "svc1", R1, {other})
     if follows is not None:
-        wait_until(lambda: follows(other), 10, f"r1 does not send new flows to {other}")
+        wait_until(lambda: follows({other}), 10, f"r1 does not send new flows to {other}")
     after = client(lab, "c1", SVC1, requests=6)
     assert after["errors"] == 0 and {INSTANCE_OF[i] for i in after["served"]} == {other}, after
     assert_held_to_the_end(holder, first, 12)

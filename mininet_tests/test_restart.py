@@ -173,9 +173,9 @@ def pg_fig2(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
 
 
 def empty_database(url: str) -> None:
-    """Drop every table of the test database, so the controller starts from an empty store;
-    fail the test if it cannot be reached."""
-    from sqlalchemy import MetaData, create_engine
+    """Drop every table and sequence of the test database, so the controller starts from an
+    empty store; fail the test if it cannot be reached."""
+    from sqlalchemy import MetaData, create_engine, inspect
 
     try:
         engine = create_engine(url)
@@ -183,6 +183,8 @@ def empty_database(url: str) -> None:
             tables = MetaData()
             tables.reflect(conn)
             tables.drop_all(conn)
+            for name in inspect(conn).get_sequence_names():  # the cluster's ticket sequence
+                conn.exec_driver_sql(f'DROP SEQUENCE IF EXISTS "{name}"')
         engine.dispose()
     except Exception as exc:  # any driver or connection error: the test cannot run as asked
         pytest.fail(f"{PG_ENV} is set but the database cannot be used: {exc!r}", pytrace=False)

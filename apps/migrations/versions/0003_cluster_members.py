@@ -31,11 +31,11 @@ def upgrade() -> None:
         sa.Column("epoch", sa.BigInteger, nullable=False),
     )
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("CREATE SEQUENCE dyncast_cluster_ticket")
+        op.execute("CREATE SEQUENCE IF NOT EXISTS dyncast_cluster_ticket")  # survives a table wipe
 
 
 def downgrade() -> None:
     """Drop them."""
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP SEQUENCE dyncast_cluster_ticket")
+        op.execute("DROP SEQUENCE IF EXISTS dyncast_cluster_ticket")
     op.drop_table("cluster_members")
