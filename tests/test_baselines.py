@@ -196,10 +196,25 @@ def test_least_inflight_sends_flows_to_the_instance_with_fewer_in_flight() -> No
     seed = [_new_flow(core, 40000 + i, 2.0, client="c2") for i in range(6)]
     assert Counter(seed) == {E21: 3, E31: 3}
     core2 = _core("least-inflight")
+    svc1 = core2.catalogue.services["svc1"]
     for i in range(3):
-        core2.decisions.placed(E21, 2.0 + i * 0.001)
+        core2.decisions.placed(svc1, E21, 2.0 + i * 0.001)
     assert [_new_flow(core2, 42000 + i, 2.004) for i in range(3)] == [E31] * 3
     assert Counter(_new_flow(core2, 43000 + i, 2.005) for i in range(4)) == {E21: 2, E31: 2}
+
+
+def test_flows_in_flight_are_kept_only_for_least_inflight_and_only_while_in_flight() -> None:
+    """The in-flight count holds nothing for the other policies, and for `least-inflight` only
+    the flows placed within the service's base delay: memory stays bounded however many flows
+    a controller places."""
+    for policy, most in (("dyncast", 0), ("p2c", 0), ("least-inflight", 2)):
+        core = _core(policy)
+        svc1 = core.catalogue.services["svc1"]
+        step = svc1.base_delay_ms / 1000.0
+        for i in range(500):
+            core.decisions.placed(svc1, E21, 10.0 + i * step)
+        held = len(core.decisions.inflight._times.get(E21, ()))
+        assert held <= most and (held > 0) == (most > 0), (policy, held)
 
 
 def test_the_baselines_are_accepted_as_a_service_policy() -> None:

@@ -135,7 +135,7 @@ class ReactiveFlows:
         if dbid is None or dbid not in self.topology.hosts:
             self.counters["dropped_no_instance"] += 1
             return []
-        self.decisions.placed(dbid, now)
+        self.decisions.placed(svc, dbid, now)
         binding = self.bindings.add(key, dbid, dpid, now)
         self.counters["new_flows"] += 1
         self.new_by[(svc.name, dpid, dbid)] += 1
@@ -227,7 +227,7 @@ class ReactiveFlows:
                 intents += self._relax(b.ingress)
                 continue
             b.dbid = target
-            self.decisions.placed(target, now)
+            self.decisions.placed(svc, target, now)
             self._write(b)
             self._sent[b.ident] = now
             intents += binding_flows(b, svc, host.mac)

@@ -59,7 +59,7 @@ class Decisions:
         self.counters = counters
         self.engine = Engine(selection.spread, selection.sharpness, selection.hysteresis)
         self.placements = Placements(selection.placed_grace_s)  # placements.py
-        # every flow placed, whatever the reports say (`least-inflight` counts these alone)
+        # flows placed on `least-inflight` services, whatever the reports say
         self.inflight = Placements(0.0)
         self.router_of: dict[int, int] = {}  # D-Forwarder -> the D-Router deciding for it
         # whether the controller places a service's every new flow itself (dataplane mode)
@@ -166,9 +166,13 @@ class Decisions:
             return dbid  # within the hysteresis after all: the pick stands
         return self.engine.pick(decider, svc.name, flow)
 
-    def placed(self, dbid: str, now: float) -> None:
-        """A new flow was placed on `dbid` (it counts as load until a report shows it)."""
-        self.inflight.add(dbid, now)
+    def placed(self, svc: Service, dbid: str, now: float) -> None:
+        """A new flow of `svc` was placed on `dbid` (it counts as load until a report shows
+        it). `least-inflight` keeps the flows placed within the service's base delay, and
+        only those (the count drops older ones, so what is kept stays bounded)."""
+        if svc.policy == "least-inflight":
+            self.inflight.add(dbid, now)
+            self.inflight.count(dbid, now, svc.base_delay_ms / 1000.0)
         if self.selection.placed_flows:
             self.placements.add(dbid, now)
 
