@@ -13,24 +13,20 @@ DYNCAST_TEST_PG_URL (scripts/test.sh sets it): unset, the test is skipped.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from controller.cluster.mastership import master_of
 from mininet_tests.conftest import FIG2_CONFIG
 from mininet_tests.harness import Lab
 from mininet_tests.processes import ControllerProcess, run, wait_until
+from tests.pgschema import fresh_schema
 
-PG_ENV = "DYNCAST_TEST_PG_URL"
 MEMBERS = ("m1", "m2")
 BRIDGES = {"r1": 1, "r2": 2, "r3": 3, "x0": 4}
 FAILOVER_S = 2.0  # the issue's target; the members below run a 0.25 s beat and a 1.0 s lease
@@ -48,18 +44,8 @@ failover_s = 2.0
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL schema for the cluster's store, dropped after: ask for it before
     `lab`, so that the members are stopped (lab's teardown) before it is dropped."""
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set (scripts/test.sh sets it from scripts/postgres.sh)")
-    schema = f"cluster_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with fresh_schema("cluster") as url:
+        yield url
 
 
 def member_config(folder: Path, url: str, member: str) -> Path:

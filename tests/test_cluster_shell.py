@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import struct
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -20,8 +18,6 @@ from typing import Any
 import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from agents.dyncastctl import main as ctl_main
 from apps.cluster import LeaseTable, role_request
@@ -33,31 +29,20 @@ from controller.cluster.membership import MemberRow, View
 from controller.cluster.settings import ClusterConfig
 from tests import test_app_smoke
 from tests.fakes import FakeDatapath
+from tests.pgschema import fresh_schema
 from tests.test_app_smoke import PORTS, Shell, flow_mods, packet_outs
 from tests.test_openapi import SPEC
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
-PG_ENV = "DYNCAST_TEST_PG_URL"
 CLUSTER = ClusterConfig(True, "m1", "http://127.0.0.1:8080", 0.1, 0.3, 1.0)
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL schema of its own, migrated (skipped without DYNCAST_TEST_PG_URL)."""
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set (scripts/test.sh sets it from scripts/postgres.sh)")
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    rendered = url.render_as_string(hide_password=False)
-    Store(rendered).close()  # the migrations: the table and the sequence
-    yield rendered
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with fresh_schema() as url:
+        Store(url).close()  # the migrations: the table and the sequence
+        yield url
 
 
 def test_the_role_request_is_openflow_1_3s(dp: FakeDatapath) -> None:

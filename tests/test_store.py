@@ -9,8 +9,6 @@ scripts/postgres.sh and sets it): unset, it is skipped; set but unreachable, it 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from apps import migrations
@@ -31,8 +28,8 @@ from controller.api import Api
 from controller.intents import StoreWrite
 from controller.validate import NAME_RE
 from tests.helpers import figure2_core, report, tcp_frame
+from tests.pgschema import fresh_schema
 
-PG_ENV = "DYNCAST_TEST_PG_URL"
 # What `metadata.create_all` emitted before migrations existed (the same on both backends).
 OLD_DDL = (
     "CREATE TABLE services (name VARCHAR(64) NOT NULL, dsid VARCHAR(15) NOT NULL, "
@@ -50,22 +47,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'db.sqlite'}"
         return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set (scripts/test.sh sets it from scripts/postgres.sh)")
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as conn:  # unreachable: this raises, and the test fails
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception:
-        admin.dispose()
-        raise
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture
