@@ -22,9 +22,11 @@ from controller.intents import (
     TABLE_FORWARD,
     TABLE_INSTANCE,
     VIRTUAL_MAC,
+    Action,
     CookieKind,
     FlowMod,
     Intent,
+    Match,
     Output,
     PacketOut,
     Resubmit,
@@ -48,6 +50,8 @@ from controller.network.topology import HostLoc, Topology
 
 # where a host is, the tree towards its switch and that tree's version, the edges' ports version
 Stamp = tuple[HostLoc, Tree, int, int]
+HOST_COOKIE = cookie(CookieKind.HOST)
+ROUTE_PARTS = 100_000  # (host, port) routes whose match and actions are kept for reuse
 FLOOD_HOLD_S = 0.5  # one flood per (sender, target) in this window: no storms before LLDP
 UNSPECIFIED = "0.0.0.0"
 
@@ -88,6 +92,7 @@ class Forwarding:
         # whose routes are unknown (new, reconnected) until a sync of every host
         self._stamps: dict[str, Stamp] = {}
         self._unsynced: set[int] = set()
+        self._parts: dict[tuple[str, str, int | None], tuple[Match, tuple[Action, ...]]] = {}
         self._floods: dict[tuple[str, str], float] = {}
 
     # --- ARP ----------------------------------------------------------------------------
@@ -238,15 +243,21 @@ class Forwarding:
         return intents
 
     def _route(self, dpid: int, ip: str, port: int | None) -> FlowMod:
-        """The forward-table entry for `ip` at `dpid` (a strict delete when `port` is None)."""
-        fields = match(eth_type=ETH_TYPE_IP, ipv4_dst=ip)
+        """The forward-table entry for `ip` at `dpid` (a strict delete when `port` is None).
+        Its match and actions are shared between switches (a link change rewrites thousands
+        of routes on a large network)."""
+        if len(self._parts) > ROUTE_PARTS:
+            self._parts.clear()
+        mac = self.topology.hosts[ip].mac if port is not None else ""
+        key = (ip, mac, port)
+        parts = self._parts.get(key)
+        if parts is None:
+            actions = () if port is None else (SetField("eth_dst", mac), Output(port))
+            parts = self._parts[key] = (match(eth_type=ETH_TYPE_IP, ipv4_dst=ip), actions)
         if port is None:
-            return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, fields, command="delete_strict",
-                           cookie=cookie(CookieKind.HOST))
-        host = self.topology.hosts[ip]
-        return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, fields,
-                       (SetField("eth_dst", host.mac), Output(port)),
-                       cookie=cookie(CookieKind.HOST))
+            return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, parts[0], command="delete_strict",
+                           cookie=HOST_COOKIE)
+        return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, parts[0], parts[1], cookie=HOST_COOKIE)
 
     def installed_routes(self, dpid: int) -> list[FlowMod]:
         """The host routes we hold installed at a switch."""
