@@ -8,7 +8,10 @@ naive recomputes come first, so the ten links are the same ones). `--root DIR` r
 checkout's controller (e.g. a baseline exported with `git archive`), so that two versions can
 be compared in one session, alternately:
 
-    .venv/bin/python bench/kdl_links.py [--changes 10] [--root DIR]
+    .venv/bin/python bench/kdl_links.py [--changes 10] [--root DIR] [--reconnects 3]
+
+`--reconnects N` then has the first N switches reconnect, one at a time (the switch's routes
+are unknown again: every host's route is installed there), and prints each one's CPU ms.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--changes", type=int, default=10)
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
+    ap.add_argument("--reconnects", type=int, default=0)
     args = ap.parse_args()
     sys.path[:0] = [str(args.root), str(args.root / "bench")]
     es = importlib.import_module("engine_scale")
@@ -79,6 +83,12 @@ def main() -> int:
           f"{statistics.median(r[1] for r in rows):9.1f}  "
           f"{statistics.median(r[2] for r in rows):12.1f}  {statistics.median(totals):8.1f}"
           f"   sum {sum(totals):.0f} ms CPU; heap pushes in the repairs: {pushes[0]}")
+    for dpid in sorted(case.ports)[:args.reconnects]:
+        start = time.process_time()
+        core.switch_connected(dpid)
+        sent = core.switch_ports(dpid, case.ports[dpid] | {es.host_port(case, dpid)}, 2.0)
+        print(f"switch {dpid} reconnects: {len(sent)} intents, "
+              f"{(time.process_time() - start) * 1e3:.1f} ms CPU")
     return 0
 
 
