@@ -196,7 +196,7 @@ class Forwarding:
         for dpid in switches:
             here = wanted if dpid in fresh else _merged(every, some.get(dpid), wanted, rank)
             if here:
-                intents += self._sync_at(dpid, here)
+                intents += self._sync_at(dpid, here, stamps)
         for ip, stamp in stamps.items():
             if stamp is None:
                 self._stamps.pop(ip, None)
@@ -227,12 +227,22 @@ class Forwarding:
             return stamp[1].moved
         return None
 
-    def _sync_at(self, dpid: int, ips: Iterable[str]) -> list[Intent]:
-        """Bring the routes of `ips` at one switch in line with the topology."""
-        topo, installed = self.topology, self._installed[dpid]
+    def _sync_at(self, dpid: int, ips: Iterable[str],
+                 stamps: dict[str, Stamp | None]) -> list[Intent]:
+        """Bring the routes of `ips` at one switch in line with the topology (`stamps`: each
+        one's host and tree, looked up once per sync; the port is `Topology.out_port`'s)."""
+        ports_of, installed = self.topology.edge_ports_of, self._installed[dpid]
         intents: list[Intent] = []
         for ip in ips:
-            port = topo.out_port(dpid, ip) if ip in topo.hosts else None
+            stamp = stamps[ip]
+            port: int | None = None
+            if stamp is not None:
+                host = stamp[0]
+                if host.dpid == dpid:
+                    port = host.port
+                else:
+                    nxt = stamp[1].parent.get(dpid)
+                    port = None if nxt is None else ports_of(dpid, nxt)[dpid]
             if installed.get(ip) == port:
                 continue
             intents.append(self._route(dpid, ip, port))
