@@ -12,6 +12,9 @@ be compared in one session, alternately:
 
 `--reconnects N` then has the first N switches reconnect, one at a time (the switch's routes
 are unknown again: every host's route is installed there), and prints each one's CPU ms.
+`--polls N` then has N switches send port counters twice, the second time with no change
+of cost (what every switch's reply does every stats interval), and prints the mean CPU ms of
+the second replies.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def main() -> int:
     ap.add_argument("--changes", type=int, default=10)
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     ap.add_argument("--reconnects", type=int, default=0)
+    ap.add_argument("--polls", type=int, default=0)
     args = ap.parse_args()
     sys.path[:0] = [str(args.root), str(args.root / "bench")]
     es = importlib.import_module("engine_scale")
@@ -89,6 +93,15 @@ def main() -> int:
         sent = core.switch_ports(dpid, case.ports[dpid] | {es.host_port(case, dpid)}, 2.0)
         print(f"switch {dpid} reconnects: {len(sent)} intents, "
               f"{(time.process_time() - start) * 1e3:.1f} ms CPU")
+    if args.polls:
+        polled = sorted(case.ports)[:args.polls]
+        for now in (3.0, 5.0):  # the first set the rates and every link's cost; then timed
+            start = time.process_time()
+            for dpid in polled:
+                core.port_stats(dpid, [(p, int(now * 1000), 0) for p in sorted(case.ports[dpid])],
+                                now)
+        print(f"{len(polled)} switches' port counters, no cost changed: "
+              f"{(time.process_time() - start) * 1e3 / len(polled):.2f} ms CPU per reply")
     return 0
 
 

@@ -162,6 +162,11 @@ class Topology:
         """Known link directions as ((src dpid, port), (dst dpid, port))."""
         return sorted((link.src, link.dst) for link in self._links.values())
 
+    def links_at(self, dpid: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """Known link directions with an end at switch `dpid` (as `links`, both ways)."""
+        return sorted((link.src, link.dst) for link in self._links.values()
+                      if link.src[0] == dpid or link.dst[0] == dpid)
+
     def set_costs(self, costs: dict[frozenset[int], float]) -> None:
         """Replace every link's cost (ms); only the edges whose cost changed change (the
         graph is otherwise in step with the links already)."""
