@@ -1,13 +1,20 @@
 """Kdl link changes, one by one: the ten `bench/engine_scale.py` times, each split into the tree
-repairs (`set_costs`) and the decisions' recompute, in CPU time (steadier than wall time on a
-shared machine), with the heap operations the repairs made (a count of work, not a time).
+repairs (`set_costs`), the host routes' sync and the decisions' recompute (what the core does
+when paths may have changed), in CPU time (steadier than wall time on a shared machine), with
+the heap operations the repairs made (a count of work, not a time).
 
 Same network, load and random sequence as engine_scale's Kdl row (25 metric reports and 5
 naive recomputes come first, so the ten links are the same ones). `--root DIR` runs another
 checkout's controller (e.g. a baseline exported with `git archive`), so that two versions can
 be compared in one session, alternately:
 
-    .venv/bin/python bench/kdl_links.py [--changes 10] [--root DIR]
+    .venv/bin/python bench/kdl_links.py [--changes 10] [--root DIR] [--reconnects 3]
+
+`--reconnects N` then has the first N switches reconnect, one at a time (the switch's routes
+are unknown again: every host's route is installed there), and prints each one's CPU ms.
+`--polls N` then has N switches send port counters twice, the second time with no change
+of cost (what every switch's reply does every stats interval), and prints the mean CPU ms of
+the second replies.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ from pathlib import Path
 
 
 def main() -> int:
-    """Print each change's CPU ms (repairs + recompute) and the medians."""
+    """Print each change's CPU ms (repairs + routes + recompute) and the medians."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--changes", type=int, default=10)
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
+    ap.add_argument("--reconnects", type=int, default=0)
+    ap.add_argument("--polls", type=int, default=0)
     args = ap.parse_args()
     sys.path[:0] = [str(args.root), str(args.root / "bench")]
     es = importlib.import_module("engine_scale")
@@ -51,6 +60,7 @@ def main() -> int:
         core.catalogue.report(rng.choice(dbids), es._metrics(rng), 1.0)
         core.decisions.forget_all()
         core._recompute_all(1.0)
+    core.forwarding.sync_routes()  # every route installed once, as the switches hold them
     pushes[0] = 0
     rows = []
     for _ in range(args.changes):
@@ -62,18 +72,36 @@ def main() -> int:
         start = time.process_time()
         core.topology.set_costs(costs)
         repaired = time.process_time()
+        core.forwarding.sync_routes()
+        routed = time.process_time()
         core._recompute_all(1.0)
         done = time.process_time()
         gc.enable()
-        rows.append(((repaired - start) * 1e3, (done - repaired) * 1e3))
+        rows.append(((repaired - start) * 1e3, (routed - repaired) * 1e3, (done - routed) * 1e3))
     es.check(core, case)
-    print("change  repairs ms  recompute ms  total ms")
-    for i, (rep, rec) in enumerate(rows):
-        print(f"{i:6}  {rep:10.1f}  {rec:12.1f}  {rep + rec:8.1f}")
-    totals = [rep + rec for rep, rec in rows]
-    print(f"median {statistics.median(r for r, _ in rows):10.1f}  "
-          f"{statistics.median(r for _, r in rows):12.1f}  {statistics.median(totals):8.1f}"
+    print("change  repairs ms  routes ms  recompute ms  total ms")
+    for i, (rep, rou, rec) in enumerate(rows):
+        print(f"{i:6}  {rep:10.1f}  {rou:9.1f}  {rec:12.1f}  {rep + rou + rec:8.1f}")
+    totals = [sum(r) for r in rows]
+    print(f"median {statistics.median(r[0] for r in rows):10.1f}  "
+          f"{statistics.median(r[1] for r in rows):9.1f}  "
+          f"{statistics.median(r[2] for r in rows):12.1f}  {statistics.median(totals):8.1f}"
           f"   sum {sum(totals):.0f} ms CPU; heap pushes in the repairs: {pushes[0]}")
+    for dpid in sorted(case.ports)[:args.reconnects]:
+        start = time.process_time()
+        core.switch_connected(dpid)
+        sent = core.switch_ports(dpid, case.ports[dpid] | {es.host_port(case, dpid)}, 2.0)
+        print(f"switch {dpid} reconnects: {len(sent)} intents, "
+              f"{(time.process_time() - start) * 1e3:.1f} ms CPU")
+    if args.polls:
+        polled = sorted(case.ports)[:args.polls]
+        for now in (3.0, 5.0):  # the first set the rates and every link's cost; then timed
+            start = time.process_time()
+            for dpid in polled:
+                core.port_stats(dpid, [(p, int(now * 1000), 0) for p in sorted(case.ports[dpid])],
+                                now)
+        print(f"{len(polled)} switches' port counters, no cost changed: "
+              f"{(time.process_time() - start) * 1e3 / len(polled):.2f} ms CPU per reply")
     return 0
 
 

@@ -141,6 +141,7 @@ def check(net: Net) -> None:
                 for key, value in monitor.link_parts(a, b).items():
                     parts[key] += value
             assert dict(got[1]) == pytest.approx(parts, abs=1e-9)
+    assert core.forwarding._installed == routes(topo, fresh)
     for svc in SERVICES:
         insts = core.catalogue.of_service(svc.name)
         for ingress in core.decisions.ingresses():
@@ -157,6 +158,20 @@ def check(net: Net) -> None:
             # an instance that is not usable has no cost: a change of its path alone does not
             # replace the decision in force (docs/decisions.md), which shows it as it was
             assert [_shown(c) for c in have.candidates] == [_shown(c) for c in want.candidates]
+
+
+def routes(topo: Topology, fresh: Topology) -> dict[int, dict[str, int]]:
+    """Each switch's host routes along the fresh topology's paths (host -> port), as a sync
+    of every route at every switch installs them."""
+    out: dict[int, dict[str, int]] = {}
+    for dpid in topo.ports:
+        out[dpid] = {}
+        for ip, host in topo.hosts.items():
+            hops = fresh.path(dpid, host.dpid)
+            if hops is not None:
+                out[dpid][ip] = (host.port if len(hops) == 1
+                                 else topo.edge_ports_of(dpid, hops[1])[dpid])
+    return out
 
 
 def _shown(c: Candidate) -> tuple[object, ...]:

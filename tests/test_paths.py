@@ -45,8 +45,8 @@ def test_repaired_trees_equal_trees_from_scratch(seed: int, nodes: int, extra: i
                                                  whole: bool,
                                                  steps: list[tuple[int, str]]) -> None:
     """After any sequence of edges becoming dearer, cheaper, going or appearing, every tree
-    (one per switch) equals a fresh Dijkstra, and its `changed` and `turned` name every switch
-    whose distance or path moved."""
+    (one per switch) equals a fresh Dijkstra, its `changed` and `turned` name every switch
+    whose distance or path moved, and its `moved` exactly those whose next switch did."""
     rng = random.Random(seed)
     adj = graph(rng, nodes, extra, whole)
     trees = {dst: dijkstra(adj, dst) for dst in adj}
@@ -87,6 +87,9 @@ def test_repaired_trees_equal_trees_from_scratch(seed: int, nodes: int, extra: i
                           if paths_before.get(x) != path(tree.parent, x, dst)}
                 assert moved <= tree.changed | tree.turned
                 assert turned <= tree.turned
+                nexts = {x for x in set(before[1]) | set(tree.parent)
+                         if before[1].get(x) != tree.parent.get(x)}
+                assert nexts == tree.moved
 
 
 def path(parent: dict[int, int], node: int, dst: int) -> list[int] | None:

@@ -22,9 +22,11 @@ from controller.intents import (
     TABLE_FORWARD,
     TABLE_INSTANCE,
     VIRTUAL_MAC,
+    Action,
     CookieKind,
     FlowMod,
     Intent,
+    Match,
     Output,
     PacketOut,
     Resubmit,
@@ -43,8 +45,13 @@ from controller.network.packet import (
     build_arp,
     build_lldp,
 )
-from controller.network.topology import Topology
+from controller.network.paths import Tree
+from controller.network.topology import HostLoc, Topology
 
+# where a host is, the tree towards its switch and that tree's version, the edges' ports version
+Stamp = tuple[HostLoc, Tree, int, int]
+HOST_COOKIE = cookie(CookieKind.HOST)
+ROUTE_PARTS = 100_000  # (host, port) routes whose match and actions are kept for reuse
 FLOOD_HOLD_S = 0.5  # one flood per (sender, target) in this window: no storms before LLDP
 UNSPECIFIED = "0.0.0.0"
 
@@ -81,6 +88,11 @@ class Forwarding:
         self.topology = topology
         self.is_dsid = is_dsid
         self._installed: dict[int, dict[str, int]] = {}
+        # each host's routes were last synced at every switch for this (`_stamp`); switches
+        # whose routes are unknown (new, reconnected) until a sync of every host
+        self._stamps: dict[str, Stamp] = {}
+        self._unsynced: set[int] = set()
+        self._parts: dict[tuple[str, str, int | None], tuple[Match, tuple[Action, ...]]] = {}
         self._floods: dict[tuple[str, str], float] = {}
 
     # --- ARP ----------------------------------------------------------------------------
@@ -146,36 +158,116 @@ class Forwarding:
 
     # --- routes -------------------------------------------------------------------------
     def sync_routes(self, ips: Iterable[str] | None = None) -> list[Intent]:
-        """Bring host routes in line with the topology (all hosts when `ips` is None)."""
+        """Bring host routes in line with the topology (all hosts when `ips` is None).
+
+        A host's routes depend on where it is, on the shortest-path tree towards its switch
+        and on the ports of the edges on it: when only that tree was repaired since the host
+        was last synced (once), only the switches whose next hop the repair changed are looked
+        at, and switches whose routes are unknown (new or reconnected) get every host. Anything
+        else (a host that moved or went, a tree recomputed or repaired twice, an edge that
+        changed its ports) looks at every switch for that host, as the first sync does."""
         topo = self.topology
-        wanted = list(topo.hosts) if ips is None else list(ips)
+        switches = sorted(topo.ports)
+        for dpid in switches:
+            if dpid not in self._installed:
+                self._installed[dpid] = {}
+                self._unsynced.add(dpid)
+        hosts = topo.hosts
         if ips is None:
-            gone = {ip for routes in self._installed.values() for ip in routes} - set(wanted)
-            wanted += sorted(gone)
+            wanted = list(hosts) + sorted(self._stamps.keys() - hosts.keys())
+            fresh = self._unsynced & topo.ports.keys()
+        else:
+            wanted, fresh = list(ips), set()
+        every: list[str] = []  # hosts to look at at every switch
+        some: dict[int, list[str]] = {}  # switch -> the other hosts to look at there
+        stamps: dict[str, Stamp | None] = {}
+        for ip in wanted:
+            stamp = self._stamp(ip)
+            stamps[ip] = stamp
+            near = None if ips is not None else self._near(ip, stamp)
+            if near is None:
+                every.append(ip)
+                continue
+            for dpid in near:
+                if dpid not in fresh:
+                    some.setdefault(dpid, []).append(ip)
         intents: list[Intent] = []
-        for dpid in sorted(topo.ports):
-            installed = self._installed.setdefault(dpid, {})
-            for ip in wanted:
-                port = topo.out_port(dpid, ip) if ip in topo.hosts else None
-                if installed.get(ip) == port:
-                    continue
-                intents.append(self._route(dpid, ip, port))
-                if port is None:
-                    del installed[ip]
+        rank: dict[str, int] = {}  # (built when first needed)
+        for dpid in switches:
+            here = wanted if dpid in fresh else _merged(every, some.get(dpid), wanted, rank)
+            if here:
+                intents += self._sync_at(dpid, here, stamps)
+        for ip, stamp in stamps.items():
+            if stamp is None:
+                self._stamps.pop(ip, None)
+            else:
+                self._stamps[ip] = stamp
+        if ips is None:
+            self._unsynced -= fresh
+        return intents
+
+    def _stamp(self, ip: str) -> Stamp | None:
+        """What the routes towards `ip` depend on (None: it is not a known host)."""
+        host = self.topology.hosts.get(ip)
+        if host is None:
+            return None
+        tree = self.topology.tree(host.dpid)
+        return host, tree, tree.version, self.topology.relinked
+
+    def _near(self, ip: str, stamp: Stamp | None) -> set[int] | None:
+        """The switches whose route towards `ip` may differ from the one installed when it
+        was last synced (class docstring), or None: any switch's may."""
+        was = self._stamps.get(ip)
+        if stamp is None or was is None or was[0] != stamp[0] or was[1] is not stamp[1] or (
+                was[3] != stamp[3]):
+            return None
+        if was[2] == stamp[2]:
+            return set()
+        if was[2] + 1 == stamp[2]:
+            return stamp[1].moved
+        return None
+
+    def _sync_at(self, dpid: int, ips: Iterable[str],
+                 stamps: dict[str, Stamp | None]) -> list[Intent]:
+        """Bring the routes of `ips` at one switch in line with the topology (`stamps`: each
+        one's host and tree, looked up once per sync; the port is `Topology.out_port`'s)."""
+        ports_of, installed = self.topology.edge_ports_of, self._installed[dpid]
+        intents: list[Intent] = []
+        for ip in ips:
+            stamp = stamps[ip]
+            port: int | None = None
+            if stamp is not None:
+                host = stamp[0]
+                if host.dpid == dpid:
+                    port = host.port
                 else:
-                    installed[ip] = port
+                    nxt = stamp[1].parent.get(dpid)
+                    port = None if nxt is None else ports_of(dpid, nxt)[dpid]
+            if installed.get(ip) == port:
+                continue
+            intents.append(self._route(dpid, ip, port))
+            if port is None:
+                del installed[ip]
+            else:
+                installed[ip] = port
         return intents
 
     def _route(self, dpid: int, ip: str, port: int | None) -> FlowMod:
-        """The forward-table entry for `ip` at `dpid` (a strict delete when `port` is None)."""
-        fields = match(eth_type=ETH_TYPE_IP, ipv4_dst=ip)
+        """The forward-table entry for `ip` at `dpid` (a strict delete when `port` is None).
+        Its match and actions are shared between switches (a link change rewrites thousands
+        of routes on a large network)."""
+        if len(self._parts) > ROUTE_PARTS:
+            self._parts.clear()
+        mac = self.topology.hosts[ip].mac if port is not None else ""
+        key = (ip, mac, port)
+        parts = self._parts.get(key)
+        if parts is None:
+            actions = () if port is None else (SetField("eth_dst", mac), Output(port))
+            parts = self._parts[key] = (match(eth_type=ETH_TYPE_IP, ipv4_dst=ip), actions)
         if port is None:
-            return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, fields, command="delete_strict",
-                           cookie=cookie(CookieKind.HOST))
-        host = self.topology.hosts[ip]
-        return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, fields,
-                       (SetField("eth_dst", host.mac), Output(port)),
-                       cookie=cookie(CookieKind.HOST))
+            return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, parts[0], command="delete_strict",
+                           cookie=HOST_COOKIE)
+        return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, parts[0], parts[1], cookie=HOST_COOKIE)
 
     def installed_routes(self, dpid: int) -> list[FlowMod]:
         """The host routes we hold installed at a switch."""
@@ -185,6 +277,7 @@ class Forwarding:
     def forget_switch(self, dpid: int) -> None:
         """A switch (re)connects or leaves: its routes are unknown until synced again."""
         self._installed.pop(dpid, None)
+        self._unsynced.add(dpid)
 
     # --- discovery ----------------------------------------------------------------------
     def lldp(self, now: float, dpids: Iterable[int] | None = None) -> list[Intent]:
@@ -196,3 +289,15 @@ class Forwarding:
                 out.append(PacketOut(dpid, frame, (Output(port),)))
         return out
 
+
+def _merged(every: list[str], some: list[str] | None, order: list[str],
+            rank: dict[str, int]) -> list[str]:
+    """The hosts of `every` and `some`, in the order of `order` (`rank`: each one's place in
+    it, filled in here when empty)."""
+    if not some:
+        return every
+    if not every:
+        return some
+    if not rank:
+        rank.update((ip, i) for i, ip in enumerate(order))
+    return sorted({*every, *some}, key=rank.__getitem__)

@@ -107,10 +107,12 @@ class NetworkMonitor:
                 "delay_ms": None if measured is None else round(measured, 3),
                 "cost_ms": round(sum(self.parts(direction).values()), 3)}
 
-    def costs(self, topology: Topology) -> dict[frozenset[int], float]:
-        """Each undirected link's cost: the dearer of its two directions."""
+    def costs(self, topology: Topology,
+              directions: list[Direction] | None = None) -> dict[frozenset[int], float]:
+        """Each undirected link's cost: the dearer of its two directions (of the links of
+        `directions`, else of every link)."""
         out: dict[frozenset[int], float] = {}
-        for direction in topology.links():
+        for direction in topology.links() if directions is None else directions:
             key = frozenset((direction[0][0], direction[1][0]))
             cost = self.direction_view(direction)["cost_ms"]
             out[key] = max(cost, out.get(key, 0.0))

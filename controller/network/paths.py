@@ -20,9 +20,10 @@ class Tree:
     """Shortest paths towards `dst`: each reachable switch's distance and its next switch.
 
     A repair changes a tree in place: it counts `version` up and names in `changed` the
-    switches whose distance or path may have changed, and in `turned` those whose path (the
-    switches on it) may have changed, so that what was derived from the tree one version
-    earlier can be kept for the rest.
+    switches whose distance or path may have changed, in `turned` those whose path (the
+    switches on it) may have changed, and in `moved` those whose next switch changed (or that
+    were reached or lost), so that what was derived from the tree one version earlier can be
+    kept for the rest.
     """
 
     dst: int
@@ -31,6 +32,7 @@ class Tree:
     version: int = 0
     changed: set[int] = field(default_factory=set)
     turned: set[int] = field(default_factory=set)  # of `changed`, those whose path changed
+    moved: set[int] = field(default_factory=set)  # of `turned`, those whose next switch did
     _kids: dict[int, list[int]] | None = None
 
     def kids(self) -> dict[int, list[int]]:
@@ -131,7 +133,8 @@ def repair_dearer(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
             kids.setdefault(tree.parent[x], []).append(x)
     tree.version += 1
     tree.changed = cut
-    tree.turned = tree.below({x for x in cut if tree.parent.get(x) != before[x]})
+    tree.moved = {x for x in cut if tree.parent.get(x) != before[x]}
+    tree.turned = tree.below(tree.moved)
 
 
 def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
@@ -214,6 +217,7 @@ def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
         kids.setdefault(parent[v], []).append(v)
     tree.version += 1
     tree.changed = set(cut)
+    tree.moved = turned
     # every switch of the cut is below `child` or below one that turned: when `child` turned,
     # they all are (no second walk)
     tree.turned = tree.changed if child in turned else tree.below(turned)
@@ -263,7 +267,8 @@ def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
         for u, w in adj[v].items():
             offer(u, d + w, v)
     below = tree.below(set(was))  # before the switches move in the map of children
-    turned = tree.below({v for v, up in was.items() if parent[v] != up})
+    moved = {v for v, up in was.items() if parent[v] != up}
+    turned = tree.below(moved)
     for v, up in was.items():
         if up is not None:
             kids[up].remove(v)
@@ -271,3 +276,4 @@ def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
     tree.version += 1
     tree.changed = below
     tree.turned = turned
+    tree.moved = moved

@@ -58,6 +58,7 @@ class Topology:
     version: int = 0
     switches_version: int = 0  # counted up whenever a switch comes or goes
     ports_version: int = 0  # counted up whenever an edge comes, goes or changes its ports
+    relinked: int = 0  # counted up whenever an edge that stays changes its ports
     # a locked address (a registered instance's D-BID) is not moved by packets from another
     # port unless let move once (its agent re-registered): see instances/liveness.py
     locked: Callable[[str], bool] = lambda ip: False
@@ -161,6 +162,11 @@ class Topology:
         """Known link directions as ((src dpid, port), (dst dpid, port))."""
         return sorted((link.src, link.dst) for link in self._links.values())
 
+    def links_at(self, dpid: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """Known link directions with an end at switch `dpid` (as `links`, both ways)."""
+        return sorted((link.src, link.dst) for link in self._links.values()
+                      if link.src[0] == dpid or link.dst[0] == dpid)
+
     def set_costs(self, costs: dict[frozenset[int], float]) -> None:
         """Replace every link's cost (ms); only the edges whose cost changed change (the
         graph is otherwise in step with the links already)."""
@@ -227,9 +233,11 @@ class Topology:
                   repair: bool = True) -> None:
         """Add the edge a-b or change its cost; repair or drop the trees it can change."""
         key = (a, b) if a < b else (b, a)
-        if self._ports_of.get(key) != ports:
+        was = self._ports_of.get(key)
+        if was != ports:
             self._ports_of[key] = ports
             self.ports_version += 1
+            self.relinked += was is not None
         old = self._adj.setdefault(a, {}).get(b)
         if old == cost:
             return
@@ -305,11 +313,10 @@ class Topology:
             return None
         if host.dpid == src:
             return host.port
-        path = self.path(src, host.dpid)
-        if path is None or len(path) < 2:
+        nxt = self.tree(host.dpid).parent.get(src)  # the first hop is all it takes
+        if nxt is None:
             return None
-        a, b = path[0], path[1]
-        return self._ports_of[(a, b) if a < b else (b, a)][src]
+        return self._ports_of[(src, nxt) if src < nxt else (nxt, src)][src]
 
     def to_dict(self) -> dict[str, Any]:
         """Return switches, links and hosts as JSON-ready values."""

@@ -177,17 +177,24 @@ class Incremental:
         changed; the positions whose path may have: by cost alone); take the decision again
         only if that can change it (module docstring)."""
         seen, changed, network = touched
-        ingress, cost = key[0], self.costs.cost
+        ingress, cost, trees = key[0], self.costs.cost, self.costs.topology.trees
         inputs, held, was = basis.inputs, basis.held, basis.seen
         cost_of = COST_OF.get(svc.policy)
         weights, limit = svc.weights, self.engine.hysteresis
         structural = svc.delay_budget_ms is not None or cost_of is None
         significant = False
-        for j, by_path in [*((j, False) for j in changed), *((j, True) for j in network)]:
+        work = [(j, False) for j in changed] if changed else []
+        work += [(j, True) for j in network]
+        for j, by_path in work:
             dbid, state, compute, at = seen[j]
             old = inputs[j]
             if by_path or at != was[j][3]:  # its path may be another: its cost looked up
-                net = None if at is None else cost(ingress, at)
+                tree = None if at is None else trees.get(at)
+                if tree is None:  # (`cost` computes the tree; a switch it has not: None)
+                    net = None if at is None else cost(ingress, at)
+                else:  # `cost`, inline: one look-up per touched candidate
+                    dist = tree.dist.get(ingress)
+                    net = None if dist is None else float(dist)
                 parts = () if net is None else UNPRICED
             elif compute == old.compute_ms and state == old.state:
                 continue
