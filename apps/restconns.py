@@ -214,7 +214,7 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
 
     def close_after(self) -> None:
         """Close the connection once the answer is sent (`Connection: close`)."""
-        self.close_connection = 1
+        self.close_connection = True
 
 
 def _refuse(sock: Any, cap: str) -> None:
