@@ -218,13 +218,14 @@ def test_the_dma_keeps_reporting_across_idle_closes_request_limits_and_a_restart
     again and reports; no call is ever refused 401."""
     keys.add_agent(tmp_path / "agents.toml", tmp_path / "dma.key", "dma-e2", ["10.0.0.0/8"])
     server, port = _serve(tmp_path, 0)
-    dma = subprocess.Popen(
-        [sys.executable, "-m", "agents.dma", "--controller", f"http://127.0.0.1:{port}",
-         "--name", "dma-e2", "--key-file", str(tmp_path / "dma.key"), "--instance",
-         f"10.0.100.1=10.0.0.21@http://127.0.0.1:{stats_port}/stats", "--interval", "0.2",
-         "--min-interval", "0.1", "--threshold", "0"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "dma.err", "w"))
+    with open(tmp_path / "dma.err", "w") as err:
+        dma = subprocess.Popen(
+            [sys.executable, "-m", "agents.dma", "--controller", f"http://127.0.0.1:{port}",
+             "--name", "dma-e2", "--key-file", str(tmp_path / "dma.key"), "--instance",
+             f"10.0.100.1=10.0.0.21@http://127.0.0.1:{stats_port}/stats", "--interval", "0.2",
+             "--min-interval", "0.1", "--threshold", "0"],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL, stderr=err)
 
     def reports() -> list[tuple[str, str, int, int]]:
         return [r for r in _log(tmp_path) if r[1] == "/dyncast/v1/metrics"]
