@@ -33,18 +33,20 @@ def app(environ, start_response):
     return [json.dumps({"len": len(body)}).encode()]
 
 tls = json.loads(sys.argv[1])
-settings = ServerSettings(request_timeout_s=2.0, max_connections=6,
-                          max_connections_per_client=3, max_body_bytes=1024,
-                          tls=TlsFiles(**tls) if tls else None, keepalive_idle_s=1.0,
-                          max_requests_per_connection=3)
+limits = dict(request_timeout_s=2.0, max_connections=6, max_connections_per_client=3,
+              max_body_bytes=1024, keepalive_idle_s=1.0, max_requests_per_connection=3)
+limits.update(json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
+settings = ServerSettings(tls=TlsFiles(**tls) if tls else None, **limits)
 server = RestServer(app, Listen("127.0.0.1", 0), settings)
 print(server.port, flush=True)
 server.serve_forever()
 """
 
 
-def _start(tls: dict[str, str] | None) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, json.dumps(tls)],
+def _start(tls: dict[str, str] | None,
+           limits: dict[str, float] | None = None) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, json.dumps(tls),
+                             json.dumps(limits or {})],
                             stdout=subprocess.PIPE, text=True, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.stdout is not None
@@ -211,6 +213,20 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_idle_timeout(port: in
         started = time.monotonic()
         assert sock.recv(1024) == b""
         assert 0.7 < time.monotonic() - started < 2.5
+
+
+def test_keepalive_idle_zero_serves_one_request_per_connection() -> None:
+    """keepalive_idle_s = 0: the answer says Connection: close and the connection closes,
+    HTTP/1.1 or not."""
+    proc, port = _start(None, {"keepalive_idle_s": 0})
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(_post("/x", b"{}"))
+            reply = _read_all(sock)
+        assert reply.startswith(b"HTTP/1.1 200") and b"Connection: close" in reply, reply
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def _busy(port: int, source: str) -> socket.socket:
