@@ -27,8 +27,8 @@ Workarounds, each needed to start Ryu 4.34 / os-ken 3.1.1 on Python 3.11 + event
 Safe defaults: the `[channel]` table of the config (controller/channel.py) supplies the
 framework's listen options the command line does not give: the OpenFlow port and the REST API
 listen on 127.0.0.1 unless configured, and OpenFlow runs over TLS when certificates are named.
-The REST API is served by apps/restserver.py (timeouts, connection caps, body limits, HTTPS),
-started by apps/framework.py (Ryu) and apps/osken_wsgi.py (os-ken).
+The REST API is served by apps/restserver.py (keep-alive with limits, deadlines, connection
+caps, body limits, HTTPS), started by apps/framework.py (Ryu) and apps/osken_wsgi.py (os-ken).
 (Building Ryu 4.34 at all needs setuptools<68 and --no-build-isolation: requirements/build.txt.)
 """
 

@@ -11,7 +11,6 @@ with one keep-alive HTTP connection, sending their bodies on a fixed schedule.
 
 from __future__ import annotations
 
-import http.client
 import json
 import queue
 import threading
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.httpconn import Connection
 from bench import ofgen
 from bench.emuswitch import EmuSwitch, Generator, Scenario
 
@@ -160,22 +160,25 @@ class Ring(Generator):
 
 # --- HTTP -------------------------------------------------------------------------------------
 class Http:
-    """One keep-alive connection to the controller's REST API."""
+    """One kept-alive connection to the controller's REST API (agents/httpconn.py: a new one
+    when the controller closed it, idle or at its request limit)."""
 
     def __init__(self, port: int, timeout: float = 60.0) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.link = Connection(f"http://127.0.0.1:{port}/dyncast/v1", timeout,
+                               max_answer=1 << 30)
 
     def call(self, method: str, path: str, body: bytes | None = None,
              decode: bool = True) -> tuple[int, Any, float]:
         """(status, decoded JSON or, without `decode`, its length, seconds taken). The probes
         do not decode: json.loads holds the GIL, and the switches' thread times the echoes."""
         t = time.perf_counter()
-        self.conn.request(method, "/dyncast/v1/" + path, body,
-                          {"Content-Type": "application/json"})
-        resp = self.conn.getresponse()
-        data = resp.read()
+        status, data = self.link.request(method, "/" + path, body, _json_headers)
         took = time.perf_counter() - t
-        return resp.status, (json.loads(data) if decode and data else len(data)), took
+        return status, (json.loads(data) if decode and data else len(data)), took
+
+
+def _json_headers() -> dict[str, str]:
+    return {"Content-Type": "application/json"}
 
 
 def report_body(dbids: list[str], round_: int) -> bytes:

@@ -52,6 +52,8 @@ class ChannelConfig:
     request_timeout_s: float = 10.0  # a request not fully read in this time is dropped
     max_connections: int = 256  # REST connections open at once, in all
     max_connections_per_client: int = 32  # ... and from one client address
+    keepalive_idle_s: float = 5.0  # a kept-alive connection idle this long is closed; 0 = off
+    max_requests_per_connection: int = 1000  # then the connection is closed (client reconnects)
     switches: tuple[int, ...] = ()  # datapath ids allowed to connect; () = any switch
     punt_pps: int = 1000  # packet-ins a switch may send per second (meter); 0 = no meter
 
@@ -62,7 +64,8 @@ class ChannelConfig:
 
 KEYS = {"openflow_listen", "rest_listen", "openflow_cert", "openflow_key", "openflow_ca",
         "rest_cert", "rest_key", "rest_client_ca", "request_timeout_s", "max_connections",
-        "max_connections_per_client", "switches", "punt_pps"}
+        "max_connections_per_client", "keepalive_idle_s", "max_requests_per_connection",
+        "switches", "punt_pps"}
 
 
 def parse_listen(value: Any, field_name: str, default_port: int) -> Listen:
@@ -146,6 +149,11 @@ def channel_from_dict(data: Any) -> ChannelConfig:
         max_connections_per_client=check_integer(
             data.get("max_connections_per_client", d.max_connections_per_client),
             "channel.max_connections_per_client", 1, 100_000),
+        keepalive_idle_s=check_number(data.get("keepalive_idle_s", d.keepalive_idle_s),
+                                      "channel.keepalive_idle_s", 0.0, 3600.0),
+        max_requests_per_connection=check_integer(
+            data.get("max_requests_per_connection", d.max_requests_per_connection),
+            "channel.max_requests_per_connection", 1, 1_000_000),
         switches=_switches(data.get("switches", [])),
         punt_pps=check_integer(data.get("punt_pps", d.punt_pps), "channel.punt_pps",
                                0, 10_000_000),

@@ -11,7 +11,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import pytest
 
 from agents import dyncastctl
-from agents.dma.wire import call, opener
+from agents.dma.wire import controller_call, controller_link
 from agents.signing import Signer
 from tests.test_security_gate import REG, Lab
 
@@ -55,14 +55,13 @@ def test_the_dmas_calls_are_signed_with_its_key_file(served: tuple[Lab, str]) ->
     the same calls unsigned get 401 and change nothing."""
     lab, url = served
     signer = Signer.from_file(lab.tmp / "dma-e2.key")
-    api = url + "/dyncast/v1"
-    assert call(opener(), "POST", api + "/instances", {**REG, "dbid": "10.0.0.22"}, 2.0).status \
+    link = controller_link(url)
+    assert controller_call(link, "POST", "/instances", {**REG, "dbid": "10.0.0.22"}).status \
         == 401
-    assert call(opener(), "POST", api + "/instances", REG, 2.0, signer).status == 201
-    assert call(opener(), "DELETE", api + "/instances/10.0.0.21", None, 2.0).status == 401
+    assert controller_call(link, "POST", "/instances", REG, signer).status == 201
+    assert controller_call(link, "DELETE", "/instances/10.0.0.21", None).status == 401
     assert "10.0.0.21" in lab.core.catalogue.instances
-    assert call(opener(), "DELETE", api + "/instances/10.0.0.21", None, 2.0, signer).status \
-        == 200
+    assert controller_call(link, "DELETE", "/instances/10.0.0.21", None, signer).status == 200
     assert lab.core.catalogue.instances == {}
 
 

@@ -36,6 +36,8 @@ rest_key = "rk.pem"
 request_timeout_s = 2.5
 max_connections = 10
 max_connections_per_client = 3
+keepalive_idle_s = 0
+max_requests_per_connection = 1
 switches = [1, 2]
 punt_pps = 0
 """, "x.toml").channel
@@ -45,6 +47,7 @@ punt_pps = 0
     assert ch.rest_tls == TlsFiles("rc.pem", "rk.pem", None)
     assert (ch.request_timeout_s, ch.max_connections, ch.max_connections_per_client) == (
         2.5, 10, 3)
+    assert (ch.keepalive_idle_s, ch.max_requests_per_connection) == (0.0, 1)
     assert ch.switches == (1, 2) and ch.switch_allowed(2) and not ch.switch_allowed(3)
     assert ch.punt_pps == 0
 
@@ -62,6 +65,10 @@ punt_pps = 0
     ({"affinity_per_ingress": 5}, "channel.affinity_per_ingress"),  # not a key (yet)
     ({"max_connections": True}, "channel.max_connections"),
     ({"request_timeout_s": 0}, "channel.request_timeout_s"),
+    ({"keepalive_idle_s": -1}, "channel.keepalive_idle_s"),
+    ({"keepalive_idle_s": "5"}, "channel.keepalive_idle_s"),
+    ({"max_requests_per_connection": 0}, "channel.max_requests_per_connection"),
+    ({"max_requests_per_connection": 2.5}, "channel.max_requests_per_connection"),
     ({"listen": "x"}, "channel.listen"),
 ])
 def test_bad_values_are_refused_naming_the_key(table: dict[str, Any], field: str) -> None:

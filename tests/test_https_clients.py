@@ -14,7 +14,7 @@ import pytest
 
 from agents import dyncastctl
 from agents.dma import cli
-from agents.dma.wire import UnreachableError, call, opener
+from agents.dma.wire import UnreachableError, controller_call, controller_link
 from agents.tls import ENV_CA_FILE, TlsError, client_context
 from tests.test_restserver import _start, make_ca
 
@@ -58,10 +58,10 @@ def _dma_args(port: int, *extra: str, host: str = "127.0.0.1") -> list[str]:
 
 
 def _dma_post(options: cli.Options) -> int:
-    """One D-MA call (as its agent makes them) with the opener its options give: the length
+    """One D-MA call (as its agent makes them) with the TLS context its options give: the length
     the server read of the body."""
-    answer = call(opener(options.tls), "POST", options.controller + "/dyncast/v1/x",
-                  {"reports": []}, 5.0)
+    answer = controller_call(controller_link(options.controller, options.tls), "POST", "/x",
+                             {"reports": []})
     assert answer.status == 200, answer
     return int(json.loads(answer.body)["len"])
 

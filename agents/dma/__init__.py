@@ -36,10 +36,10 @@ from agents.dma.metrics import (
     parse_stats,
     report_metrics,
 )
-from agents.dma.wire import Answer, UnreachableError, call, fetch_stats
+from agents.dma.wire import Answer, UnreachableError, call, controller_call, fetch_stats
 
 __all__ = ["Agent", "Answer", "Binding", "CpuSample", "InstanceStats", "Options",
-           "ReportPolicy", "Tracked", "UnreachableError", "build_report", "call",
+           "ReportPolicy", "Tracked", "UnreachableError", "build_report", "call", "controller_call",
            "cpu_fraction", "fetch_stats", "main", "parse_args", "parse_binding",
            "parse_command_spec", "parse_commands", "parse_cpu_line", "parse_stats",
            "report_metrics", "run"]

@@ -26,10 +26,16 @@ from agents.dma.metrics import (
     parse_cpu_line,
     report_metrics,
 )
-from agents.dma.wire import CONTROLLER_TIMEOUT, Answer, UnreachableError, call, opener, read_stats
+from agents.dma.wire import (
+    Answer,
+    UnreachableError,
+    controller_call,
+    controller_link,
+    opener,
+    read_stats,
+)
 from agents.signing import Signer
 
-API = "/dyncast/v1"
 BACKOFF_FIRST = 0.5  # first registration retry delay, doubled up to BACKOFF_MAX
 BACKOFF_MAX = 5.0
 MIN_PERIOD = 0.05  # shortest sampling period, used when --min-interval is 0
@@ -109,11 +115,11 @@ class Agent:
                         for b in options.bindings]
         self.launcher = Launcher(options.start, options.stop)
         self.signer = Signer.from_file(options.key_file) if options.key_file else None
+        self.link = controller_link(options.controller, options.tls)  # one kept-alive connection
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None) -> Answer:
         """Call the controller's REST API."""
-        return call(self.opener, method, self.options.controller + API + path, body,
-                    CONTROLLER_TIMEOUT, self.signer)
+        return controller_call(self.link, method, path, body, self.signer)
 
     def register(self, t: Tracked) -> None:
         """POST one binding and log a refusal; UnreachableError if the controller is silent."""
@@ -256,5 +262,6 @@ def run(options: Options, stop: threading.Event) -> int:
         code = 1
     finally:
         agent.withdraw_all()
+        agent.link.close()
         agent.launcher.close()
     return code

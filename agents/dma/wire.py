@@ -1,6 +1,9 @@
 """The D-MA's HTTP: one call to the controller or to an instance, with bounded answers.
 
-Boundary: sockets via urllib; no policy. `call` is the one request path to the controller.
+Boundary: sockets; no policy. `controller_call` is the one request path to the controller:
+on one kept-alive connection (agents/httpconn.py; a request that meets a connection the
+controller closed is signed again and sent once more on a new one). `call` (urllib, a
+connection per request) reads the instances' /stats.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from agents.dma.metrics import (
     parse_stats,
     stats_problem,
 )
+from agents.httpconn import AnswerTooLarge, Connection
 from agents.signing import Signer
 from agents.tls import https_handler
 
+API = "/dyncast/v1"
 CONTROLLER_TIMEOUT = 2.0  # seconds for one call to the controller
 STATS_TIMEOUT = 1.0  # seconds for one read of an instance's /stats
 LOG_BODY_CHARS = 200
@@ -67,6 +72,32 @@ def call(opener: urllib.request.OpenerDirector, method: str, url: str,
         raise UnreachableError(str(getattr(exc, "reason", exc)) or type(exc).__name__) from None
 
 
+def controller_link(controller: str, tls: ssl.SSLContext | None = None) -> Connection:
+    """The kept-alive connection to the REST API of `controller` (its base URL)."""
+    return Connection(controller.rstrip("/") + API, CONTROLLER_TIMEOUT, tls,
+                      MAX_ANSWER_BYTES)
+
+
+def controller_call(link: Connection, method: str, path: str,
+                    body: Mapping[str, Any] | None, signer: Signer | None = None) -> Answer:
+    """One request to the controller on `link` (`path` under /dyncast/v1), with an optional
+    JSON body, signed by `signer` if given (afresh for each attempt); UnreachableError if
+    nothing answers."""
+    data = None if body is None else json.dumps(body).encode()
+
+    def headers() -> dict[str, str]:
+        out = {} if data is None else {"Content-Type": "application/json"}
+        if signer is not None:
+            out.update(signer.headers(method, link.prefix + path, data or b""))
+        return out
+
+    try:
+        status, raw = link.request(method, path, data, headers)
+    except (OSError, http.client.HTTPException) as exc:
+        raise UnreachableError(str(exc) or type(exc).__name__) from None
+    return Answer(status, raw.decode(errors="replace"))
+
+
 def read_stats(opener: urllib.request.OpenerDirector,
                url: str) -> tuple[InstanceStats | None, str]:
     """Read and validate one instance's `/stats`: (stats, "") or (None, why it is unusable)."""
@@ -87,10 +118,6 @@ def read_stats(opener: urllib.request.OpenerDirector,
 def fetch_stats(opener: urllib.request.OpenerDirector, url: str) -> InstanceStats | None:
     """Read and validate one instance's `/stats`; None if that fails in any way."""
     return read_stats(opener, url)[0]
-
-
-class AnswerTooLarge(http.client.HTTPException):
-    """An HTTP answer longer than the D-MA reads."""
 
 
 class BoundedAnswers(urllib.request.BaseHandler):
