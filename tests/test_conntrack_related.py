@@ -7,7 +7,7 @@ tracker). The fake tracker (tests/fakeconntrack.py) decides what is related or i
 
 from __future__ import annotations
 
-from controller.intents import VIRTUAL_MAC
+from controller.intents import VIRTUAL_MAC, Ct
 from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN
 from tests.fakeoftable import Hop
 from tests.helpers import HOSTS, PORTS
@@ -164,3 +164,27 @@ def test_a_client_moved_to_another_ingress_keeps_its_connections_and_their_insta
     new = {fig.instance(fig._answer(fig.net.send(*moved, to_dsid("c1", s, TCP_SYN),
                                                  fig.now)).only()) for s in range(42000, 42016)}
     assert new == {E31}
+
+
+def _tracked_at(fig: Figure2) -> dict[int, int]:
+    """Packets each switch has sent through its tracker so far (entries with a `ct`)."""
+    return {dpid: sum(e.packets for t in sw.tables.values() for e in t
+                      if any(isinstance(a, Ct) for a in e.fm.actions))
+            for dpid, sw in fig.net.switches.items()}
+
+
+def test_only_the_ingress_tracks_a_clients_packets_and_only_the_instances_switch_its_replies(
+        ) -> None:
+    """Per packet, the tracker runs once (twice for a new connection: lookup, then commit)
+    at the client's ingress and once for a reply at the instance's switch; the transit
+    switch (r4) and the other end forward on plain entries, as the static rewrite does."""
+    fig = Figure2(SVC)
+    before = _tracked_at(fig)
+    hop = fig.send("c1", to_dsid("c1", FLOWS[0], TCP_SYN)).only()
+    syn = {d: n - before[d] for d, n in _tracked_at(fig).items()}
+    assert syn == {1: 2, 2: 0, 3: 0, 4: 0}
+    fig.reply(hop)
+    fig.send("c1", to_dsid("c1", FLOWS[0]))
+    both = {d: n - before[d] - syn[d] for d, n in _tracked_at(fig).items()}
+    at = ATTACHED_PORT[fig.instance(hop)][0]
+    assert both == {d: (1 if d == 1 else 0) + (1 if d == at else 0) for d in PORTS}
