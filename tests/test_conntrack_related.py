@@ -7,7 +7,11 @@ tracker). The fake tracker (tests/fakeconntrack.py) decides what is related or i
 
 from __future__ import annotations
 
+import pytest
+
+from controller.errors import ValidationError
 from controller.intents import VIRTUAL_MAC, Ct
+from controller.model import service_from_dict
 from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN
 from tests.fakeoftable import Hop
 from tests.helpers import HOSTS, PORTS
@@ -188,3 +192,12 @@ def test_only_the_ingress_tracks_a_clients_packets_and_only_the_instances_switch
     both = {d: n - before[d] - syn[d] for d, n in _tracked_at(fig).items()}
     at = ATTACHED_PORT[fig.instance(hop)][0]
     assert both == {d: (1 if d == 1 else 0) + (1 if d == at else 0) for d in PORTS}
+
+
+def test_an_ipv6_service_is_refused_naming_the_field() -> None:
+    """The pipeline tracks IPv4 only (its entries match eth_type IPv4): an IPv6 D-SID is
+    refused with the field named, as for every mode."""
+    base = {"name": "s", "protocol": "tcp", "port": 80, "dataplane": "conntrack"}
+    with pytest.raises(ValidationError) as err:
+        service_from_dict({**base, "dsid": "fd00::1"})
+    assert err.value.field == "dsid"
