@@ -105,6 +105,13 @@ def _stale(pkt: dict[str, int]) -> bool:
     return bool(flags & TCP_RST) or (pkt.get("tcp_src") == 8000 and flags == TCP_ACK)
 
 
+def _bare_ack(hop: Hop, sport: int) -> dict[str, int | str]:
+    """The instance's bare ACK to the client, for the packet it received (`hop`)."""
+    return {**hop.fields, "eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"],
+            "ipv4_src": hop["ipv4_dst"], "ipv4_dst": C1_IP, "tcp_src": 8000,
+            "tcp_dst": sport, "tcp_flags": TCP_ACK}
+
+
 def test_invalid_packets_of_a_known_connection_reach_the_other_end_translated() -> None:
     """A client reuses the port of a connection its instance still believes open: the stale
     socket's challenge ACK reaches the client from the D-SID and the client's RST reaches the
@@ -116,9 +123,7 @@ def test_invalid_packets_of_a_known_connection_reach_the_other_end_translated() 
     fig.net.conntrack.invalid = _stale
     for sport in FLOWS[:4]:
         hop = _at_instance(fig, sport)
-        ack = {**hop.fields, "eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"],
-               "ipv4_src": hop["ipv4_dst"], "ipv4_dst": C1_IP, "tcp_src": 8000,
-               "tcp_dst": sport, "tcp_flags": TCP_ACK}
+        ack = _bare_ack(hop, sport)
         back = fig.net.send(hop.dpid, hop.port, ack, fig.now).only()
         assert back.has(ipv4_src=DSID, eth_src=VIRTUAL_MAC, tcp_dst=sport)
         assert (back.dpid, back.port) == HOSTS["c1"][2:]
@@ -137,9 +142,7 @@ def test_invalid_packets_the_tracker_could_not_translate_are_dropped() -> None:
     fig.net.conntrack.kernel = True
     for sport in FLOWS[:4]:
         hop = _at_instance(fig, sport)
-        ack = {**hop.fields, "eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"],
-               "ipv4_src": hop["ipv4_dst"], "ipv4_dst": C1_IP, "tcp_src": 8000,
-               "tcp_dst": sport, "tcp_flags": TCP_ACK}
+        ack = _bare_ack(hop, sport)
         assert not fig.net.send(hop.dpid, hop.port, ack, fig.now).outputs
         res = fig.send("c1", to_dsid("c1", sport, TCP_RST | TCP_ACK))
         assert not res.outputs and not res.packet_ins
