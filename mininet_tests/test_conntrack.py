@@ -270,3 +270,72 @@ def test_a_client_reusing_the_port_of_a_connection_its_instance_still_holds_conn
         r"^reply HTTP/1\.[01] 200", out, re.MULTILINE), out
     assert not _stale_at(fig2, REUSED_PORT), "the stale socket is still there"
     set_load(fig2, other, 0.0)
+
+
+ICMP_LISTEN = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(0.5)
+print("listening", flush=True)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    try:
+        data, _ = s.recvfrom(2048)
+    except TimeoutError:
+        continue
+    hl = (data[0] & 15) * 4
+    if data[hl] != 3:
+        continue
+    inner = data[hl + 8:]
+    ihl = (inner[0] & 15) * 4
+    print(json.dumps({"src": socket.inet_ntoa(data[12:16]), "code": data[hl + 1],
+                      "inner_src": socket.inet_ntoa(inner[12:16]),
+                      "inner_dst": socket.inet_ntoa(inner[16:20]),
+                      "inner_sport": int.from_bytes(inner[ihl:ihl + 2], "big"),
+                      "inner_dport": int.from_bytes(inner[ihl + 2:ihl + 4], "big")}), flush=True)
+"""
+ICMP_SEND = r"""
+import socket, struct, sys
+def csum(b):
+    b += b"\0" * (len(b) % 2)
+    t = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    t = (t >> 16) + (t & 0xFFFF)
+    return ~(t + (t >> 16)) & 0xFFFF
+src, dst, sport = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0, socket.inet_aton("10.0.0.1"),
+                 socket.inet_aton(src))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+quoted = ip + struct.pack("!HHI", sport, 8000, 12345)
+icmp = struct.pack("!BBHI", 3, 3, 0, 0) + quoted
+icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.sendto(icmp, (dst, 0))
+print("sent", flush=True)
+"""
+
+
+@pytest.mark.parametrize("fig2", [{**EDGES, "config": CONFIG}], indirect=True)
+def test_an_instances_icmp_error_reaches_the_client_from_the_dsid(fig2: Lab) -> None:
+    """The instance of c1's connection sends c1 an ICMP port unreachable quoting c1's packet
+    as it received it (to its D-BID): c1 gets it from the D-SID, quoting its packet to the
+    D-SID (`+rel`, translated outside and inside), so its socket can tell which it is."""
+    wait_shares(fig2, "svc1", R1, BOTH)
+    script = fig2.artifacts / "from_port.py"
+    script.write_text(FROM_PORT)
+    port = REUSED_PORT - 1
+    fig2.popen("c1", [sys.executable, str(script), str(port), "5", "hold"], "icmp-hold",
+               ready=r"^open ")
+    (host,) = _stale_at(fig2, port)
+    dbid = "10.0.0.21" if host == "e2" else "10.0.0.31"
+    for name, text in (("icmp_listen.py", ICMP_LISTEN), ("icmp_send.py", ICMP_SEND)):
+        (fig2.artifacts / name).write_text(text)
+    listener = fig2.popen("c1", [sys.executable, str(fig2.artifacts / "icmp_listen.py"), "6"],
+                          "icmp-listen", ready=r"^listening")
+    sent = fig2.host_cmd(host, f"{sys.executable} {fig2.artifacts / 'icmp_send.py'} "
+                               f"{dbid} 10.0.0.1 {port}")
+    assert "sent" in sent, sent
+    seen = lambda: [json.loads(x) for x in listener.log().splitlines()  # noqa: E731
+                    if x.startswith("{")]
+    wait_until(seen, 5, lambda: f"no ICMP error reached c1: {listener.log()!r}")
+    assert seen()[0] == {"src": SVC1, "code": 3, "inner_src": "10.0.0.1", "inner_dst": SVC1,
+                         "inner_sport": port, "inner_dport": 8000}, seen()
