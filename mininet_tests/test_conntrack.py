@@ -3,7 +3,8 @@ new connections reach the decided instance with no packet-in, replies come from 
 and held connections keep their instance across a decision change, a controller SIGKILL and
 restart, and a wipe of the ingress's tables (the affinity lives in the connection tracker);
 a client moved to another ingress keeps its connection; a client reusing the port of a
-connection its instance still holds connects (the tracker's invalid packets pass translated)."""
+connection its instance still holds connects (the tracker's invalid packets pass translated);
+an instance's ICMP error reaches the client from the D-SID."""
 
 from __future__ import annotations
 
