@@ -11,15 +11,23 @@ their source); `commit` with `nat_dst` sets it (the address only), with `mark` s
 (also on a connection already committed, as `exec(set_field:..->ct_mark)` does). `forget`
 is what an NXT_CT_FLUSH naming a reply source does. `limits` are per-zone limits
 (`dpctl/ct-set-limits`): in a full zone a commit creates nothing, and the packet comes back
-`+trk+new`, untranslated and unmarked (what Open vSwitch 3.1's userspace tracker does). Not
-modelled: timeouts, TCP state (a FIN or RST ends nothing), `+inv`, `+rel`, port translation.
+`+trk+new`, untranslated and unmarked (what Open vSwitch 3.1's userspace tracker does).
+`invalid` says which packets of a known connection the tracker judges invalid (its TCP window
+checks are not modelled): `+trk+inv`, still translated and marked as Open vSwitch's userspace
+tracker does, or neither with `kernel` (the kernel's tracker gives an invalid packet no
+connection). An ICMP error (types 3, 11, 12) quoting a packet (`inner_*` fields: the quoted
+packet's ipv4_src, ipv4_dst, ip_proto, sport, dport) is `+trk+rel` (`+rpl` when it travels
+in the reply direction) when the quoted packet belongs to a connection, its outer and inner
+addresses translated; else `+trk+inv`. Not modelled: timeouts, TCP state (a FIN or RST ends
+nothing), port translation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.intents import CT_EST, CT_NEW, CT_RPL, CT_TRK, Ct, CtFlush
+from controller.intents import CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_TRK, Ct, CtFlush
 
 Tuple = tuple[int, int, int, int, int]  # ip_proto, source, destination, source/dest port
 
@@ -45,6 +53,19 @@ def _tuple(pkt: dict[str, int]) -> Tuple:
     return proto, pkt["ipv4_src"], pkt["ipv4_dst"], sport, dport
 
 
+ICMP_ERRORS = (3, 11, 12)
+INNER = ("inner_ip_proto", "inner_ipv4_src", "inner_ipv4_dst", "inner_sport", "inner_dport")
+
+
+def _quoted(pkt: dict[str, int]) -> Tuple | None:
+    """The tuple of the connection packet an ICMP error quotes, reversed (the direction the
+    error travels in), or None when the packet is not such an error."""
+    if pkt.get("ip_proto") != 1 or pkt.get("icmpv4_type") not in ICMP_ERRORS:
+        return None
+    proto, src, dst, sport, dport = (pkt[k] for k in INNER)
+    return proto, dst, src, dport, sport
+
+
 def _ipv4(addr: str) -> int:
     """A dotted IPv4 address as an integer."""
     a, b, c, d = (int(x) for x in addr.split("."))
@@ -57,6 +78,8 @@ class Conntrack:
     def __init__(self) -> None:
         self.conns: dict[tuple[int, Tuple], tuple[Conn, bool]] = {}  # -> (conn, is reply)
         self.limits: dict[int, int] = {}  # zone -> most connections it may hold
+        self.invalid: Callable[[dict[str, int]], bool] = lambda pkt: False
+        self.kernel = False  # an invalid packet is untranslated and unmarked (no connection)
 
     def entries(self, zone: int | None = None) -> list[Conn]:
         """The committed connections (of one zone)."""
@@ -80,6 +103,9 @@ class Conntrack:
         if pkt.get("eth_type") != 0x0800:
             raise ValueError(f"ct on a packet that is not IPv4: {pkt}")
         out = dict(pkt)
+        quoted = _quoted(pkt)
+        if quoted is not None:
+            return self._related(act, out, quoted)
         found = self.conns.get((act.zone, _tuple(pkt)))
         full = len(self.entries(act.zone)) >= self.limits.get(act.zone, 1 << 62)
         if found is None and act.commit and not full:
@@ -96,7 +122,12 @@ class Conntrack:
             out.update(ct_state=CT_TRK | CT_NEW, ct_zone=act.zone, ct_mark=0)
             return out
         conn, reply = found
-        if reply:
+        if self.invalid(pkt):
+            if self.kernel:
+                out.update(ct_state=CT_TRK | CT_INV, ct_zone=act.zone, ct_mark=0)
+                return out
+            state = CT_TRK | CT_INV | (CT_RPL if reply else 0)
+        elif reply:
             conn.replied = True
             state = CT_TRK | CT_EST | CT_RPL
         else:
@@ -109,4 +140,20 @@ class Conntrack:
             else:
                 out["ipv4_dst"] = conn.nat_dst
         out.update(ct_state=state, ct_zone=act.zone, ct_mark=conn.mark)
+        return out
+
+    def _related(self, act: Ct, out: dict[str, int], quoted: Tuple) -> dict[str, int]:
+        """An ICMP error: +rel (and translated) if it quotes a connection's packet, else +inv."""
+        found = self.conns.get((act.zone, quoted))
+        if found is None:
+            out.update(ct_state=CT_TRK | CT_INV, ct_zone=act.zone, ct_mark=0)
+            return out
+        conn, reply = found
+        if conn.nat_dst is not None and (act.nat or act.nat_dst is not None):
+            if reply:  # from the instance: its address back to the D-SID, outside and inside
+                out["ipv4_src"] = out["inner_ipv4_dst"] = conn.orig[2]
+            else:  # from the client: the D-SID to the instance's address
+                out["ipv4_dst"] = out["inner_ipv4_src"] = conn.nat_dst
+        out.update(ct_state=CT_TRK | CT_REL | (CT_RPL if reply else 0), ct_zone=act.zone,
+                   ct_mark=conn.mark)
         return out

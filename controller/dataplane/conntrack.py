@@ -11,9 +11,17 @@ connection's translation in either direction, and is looked up again in table 2:
   then looked up in table 2 again, now translated and marked;
 - `+trk-rpl` with ct_mark k (a connection's own packets, translated): table 4, whose entry for
   k sets the instance's MAC, then on to `forward`;
-- `+trk+est+rpl` from the D-SID (a reply, translated back): the virtual MAC, then `forward`;
+- `+trk+rpl` from the D-SID (a reply, translated back): the virtual MAC, then `forward`;
 - `+trk` with ct_mark 0 (an instance's service port talking to someone directly): forwarded
-  as it is; `+trk+inv`: dropped;
+  as it is; `+trk+inv` of the service's protocol with ct_mark 0 (the tracker could not tie
+  it to a connection, so it is untranslated): dropped. An invalid packet of a known connection
+  is translated and marked like its valid ones (Open vSwitch's userspace tracker) and goes on:
+  a client's RST to a stale socket at the instance, or that socket's challenge ACK, must
+  reach the other end, or a client reusing the port of a connection the instance still
+  believes open never connects (docs/dataplanes.md, `conntrack`, invalid packets);
+- ICMP errors (destination unreachable, fragmentation needed, time exceeded) about a tracked
+  connection's packets, from its instance or its client: `+trk+rel`, translated (outer and
+  inner headers) by the same `nat`, and forwarded as the connection's packets are;
 - `+trk+new` to the D-SID with reg1 = 1 (table 3 sets it before its commit): the commit
   created nothing, the zone being at its limit (`dpctl/ct-set-limits`): dropped at once,
   rather than decided again until Open vSwitch's recirculation limit drops it.
@@ -34,7 +42,6 @@ from controller.dataplane.rules import (
     service_fields,
 )
 from controller.intents import (
-    CT_EST,
     CT_INV,
     CT_NEW,
     CT_RPL,
@@ -64,6 +71,9 @@ PRIO_CT_NEW = 103
 PRIO_CT_REPLY = 102
 PRIO_CT_UNMARKED = 101
 PRIO_CT_MARKED = 100
+ICMP = 1
+ICMP_ERRORS = (3, 11, 12)  # destination unreachable (and fragmentation needed), time exceeded,
+# parameter problem: the ICMP messages that quote a packet of a connection (+rel)
 COMMITTED = "reg1"  # 1: table 3 committed this packet (it survives the recirculation)
 
 
@@ -79,18 +89,21 @@ def conntrack_entries(p: Program) -> list[FlowMod]:
     sid = cookie(CookieKind.SERVICE, service_ident(svc))
     track = Ct(zone, table=TABLE_AFFINITY, nat=True)
     l4 = svc.protocol or "tcp"
-    out = [_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, service_fields(svc), [track], sid)]
+    out = [_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, service_fields(svc), [track], sid),
+           _fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE,
+               {"eth_type": ETH_TYPE_IP, "ip_proto": ICMP, "ipv4_dst": svc.dsid}, [track], sid)]
     tracked: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ct_zone": zone}
     new = ct_state(on=CT_TRK | CT_NEW, off=CT_RPL)
     out += [
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_REFUSED,
             {**service_fields(svc), **tracked, COMMITTED: 1, "ct_state": new}, [], sid),
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_INVALID,
-            {**tracked, "ct_state": ct_state(on=CT_TRK | CT_INV)}, [], sid),
+            {**tracked, "ip_proto": svc.ip_proto or 6, "ct_mark": 0,
+             "ct_state": ct_state(on=CT_TRK | CT_INV)}, [], sid),
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_NEW,
             {**service_fields(svc), **tracked, "ct_state": new}, [], sid, goto=TABLE_DECISION),
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_REPLY,
-            {**tracked, "ipv4_src": svc.dsid, "ct_state": ct_state(on=CT_TRK | CT_EST | CT_RPL)},
+            {**tracked, "ipv4_src": svc.dsid, "ct_state": ct_state(on=CT_TRK | CT_RPL)},
             [SetField("eth_src", VIRTUAL_MAC), Resubmit(TABLE_FORWARD)], sid),
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_UNMARKED,
             {**tracked, "ct_mark": 0, "ct_state": ct_state(on=CT_TRK)},
@@ -105,8 +118,10 @@ def conntrack_entries(p: Program) -> list[FlowMod]:
         out.append(_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE,
                        {"eth_type": ETH_TYPE_IP, "ip_proto": svc.ip_proto or 6,
                         "ipv4_src": t.dbid, f"{l4}_src": svc.port or 0}, [track], ck))
-        out.append(_fm(dpid, TABLE_INSTANCE, PRIO_BUCKET,
-                       {**tracked, "ip_proto": svc.ip_proto or 6, "ct_mark": t.label},
+        out += [_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE,
+                    {"eth_type": ETH_TYPE_IP, "ip_proto": ICMP, "icmpv4_type": kind,
+                     "ipv4_src": t.dbid}, [track], ck) for kind in ICMP_ERRORS]
+        out.append(_fm(dpid, TABLE_INSTANCE, PRIO_BUCKET, {**tracked, "ct_mark": t.label},
                        [SetField("eth_dst", t.mac), Resubmit(TABLE_FORWARD)], ck))
     return out + decision_entries(p)
 
