@@ -15,6 +15,7 @@ from typing import Any
 
 from controller.dataplane.buckets import remap
 from controller.dataplane.conntrack import conntrack_entries
+from controller.dataplane.failover import Backup, FailoverGroups, backups, entries_at, groups_at
 from controller.dataplane.labels import Labels
 from controller.dataplane.modes import mode_of, service_ident
 from controller.dataplane.reconciler import Reconciler
@@ -89,6 +90,7 @@ class Programmer:
         self.engine = engine
         self.decider_of = decider_of  # switch -> the switch whose decision applies there
         self.reconciler = Reconciler()
+        self.groups = FailoverGroups()  # fast-failover groups of `failover` services
         self.labels = Labels()
         self._maps: dict[tuple[int, str], list[str | None]] = {}
         self._moves: dict[tuple[int, str], dict[int, Move]] = {}
@@ -115,6 +117,7 @@ class Programmer:
         targets = self._targets(insts)
         states = {i.dbid: i.state for i in insts}
         mode = mode_of(svc)
+        found = backups(svc, insts, self.topology, self.label)
         for dpid in sorted(self.topology.ports):
             if dpid in self._unread or self._holding(dpid, svc.name, states, now):
                 continue
@@ -133,7 +136,14 @@ class Programmer:
             out += self.reconciler.apply(dpid, svc.name, desired)
             out += self.reconciler.apply(dpid, f"labels:{svc.name}",
                                          self._label_routes(svc, dpid, targets))
+            out += self._failover(svc, dpid, found)
         return out
+
+    def _failover(self, svc: Service, dpid: int, found: list[Backup]) -> list[Intent]:
+        """The failover groups and entries of `svc` at `dpid` (dataplane/failover.py)."""
+        scope = f"failover:{svc.name}"
+        first, last = self.groups.apply(dpid, scope, groups_at(dpid, found))
+        return first + self.reconciler.apply(dpid, scope, entries_at(svc, dpid, found)) + last
 
     def _holding(self, dpid: int, name: str, states: dict[str, str], now: float) -> bool:
         """True while a switch keeps the entries it was found with for a service: until a
@@ -181,6 +191,12 @@ class Programmer:
                 svc = None if name is None else next(
                     (s for s in by_ident.values() if s.name == name), None)
                 scope = f"labels:{name}"
+            elif kind == CookieKind.FAILOVER:  # kept until the service is programmed again
+                svc = by_ident.get(ident >> 16)
+                if svc is not None:
+                    self.reconciler.adopt(dpid, f"failover:{svc.name}", FlowMod(
+                        dpid, e.table, e.priority, e.match, command="adopted"))
+                continue
             elif kind in (CookieKind.SERVICE, CookieKind.INSTANCE, CookieKind.DECISION):
                 svc = by_ident.get(ident if kind == CookieKind.SERVICE else ident >> 16)
                 scope = "" if svc is None else svc.name
@@ -305,6 +321,7 @@ class Programmer:
         for dpid in sorted(self.topology.ports):
             out += self.reconciler.apply(dpid, svc.name, [])
             out += self.reconciler.apply(dpid, f"labels:{svc.name}", [])
+            out += self._failover(svc, dpid, [])
         for key in [k for k in self._maps if k[1] == svc.name]:
             del self._maps[key]
             self._moves.pop(key, None)
@@ -316,6 +333,7 @@ class Programmer:
         """A switch (re)connected: send it everything again (or, if its table is read,
         what it lacks: `expect_table`, `adopt`)."""
         self.reconciler.forget_switch(dpid)
+        self.groups.forget_switch(dpid)
         self.learned.pop(dpid, None)
         self._unread.discard(dpid)
         for key in [k for k in self._held if k[0] == dpid]:
