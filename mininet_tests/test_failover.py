@@ -1,0 +1,126 @@
+"""Switch-local failover on Figure 2 with real OVS: an instance's link goes down (its switch-side
+veth, `ip link set ... down`) while the controller is stopped (SIGSTOP); the switch alone sends
+new requests to the backup, which answers from the D-SID. Then the controller runs again, the
+link comes back exactly as it was, and the instance serves again; the groups survive the
+controller's periodic reconciliation. Config: mininet_tests/fig2_failover.toml.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mininet_tests.harness import Lab
+from mininet_tests.processes import HostProcess, wait_until
+from mininet_tests.test_fig2 import EDGES, INSTANCE_OF, R1, SVC1, SVC2, client, wait_shares
+
+HERE = Path(__file__).parent
+FAILOVER = {**EDGES, "config": HERE / "fig2_failover.toml"}
+TIMED = HERE / "timedrequests.py"
+SWITCH_OF = {"e2": "r2", "e3": "r3"}
+RECOVERY_S = 0.1  # requests started this long after the link went down reach the backup
+STOPPED_S = 3.0  # the controller stays stopped this long (under OVS's 5 s inactivity probe)
+
+
+def _groups(bridge: str) -> str:
+    return subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups", bridge],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def _switch_side(lab: Lab, host: str) -> str:
+    """The name of the switch-side end of `host`'s link to its switch."""
+    link = lab.net[host].intfList()[0].link
+    for intf in (link.intf1, link.intf2):
+        if intf.node.name == SWITCH_OF[host]:
+            return str(intf.name)
+    raise AssertionError(f"no link from {host} to {SWITCH_OF[host]}")
+
+
+def _link(intf: str, up: bool) -> None:
+    subprocess.run(["ip", "link", "set", "dev", intf, "up" if up else "down"], check=True)
+
+
+def _rows(proc: HostProcess, timeout: float) -> list[dict[str, Any]]:
+    code = proc.popen.wait(timeout=timeout)
+    lines = [json.loads(x) for x in proc.log().splitlines() if x.startswith("{")]
+    assert code == 0 and lines and "done" in lines[-1], f"exit {code}: {proc.log()[-1500:]}"
+    return lines[:-1]
+
+
+def _fail_over(lab: Lab, dsid: str, down_host: str, backup: str) -> list[dict[str, Any]]:
+    """Closed-loop requests from c1 to `dsid`; 1 s in, the controller is stopped and
+    `down_host`'s link goes down; STOPPED_S later the controller runs again. Every request
+    started from RECOVERY_S after the link went down until then must be served by `backup`.
+    The link is restored as it was; returns the rows, with the recovery time printed."""
+    intf = _switch_side(lab, down_host)
+    assert lab.controller is not None and lab.controller.popen is not None
+    ctl = lab.controller.popen
+    proc = lab.popen("c1", [sys.executable, str(TIMED), "--dsid", dsid, "--workers", "4",
+                            "--seconds", str(2.0 + STOPPED_S), "--timeout", "0.5"],
+                     f"timed-{dsid}", ready=r"^ready")
+    time.sleep(1.0)
+    ctl.send_signal(signal.SIGSTOP)
+    try:
+        down_at = time.time()
+        _link(intf, False)
+        time.sleep(STOPPED_S)
+        cont_at = time.time()
+    finally:
+        ctl.send_signal(signal.SIGCONT)
+    rows = _rows(proc, 20)
+    _link(intf, True)
+    window = [r for r in rows if down_at + RECOVERY_S <= r["t"] < cont_at - 0.5]
+    assert len(window) >= 10, rows
+    wrong = [r for r in window if r.get("instance") is None
+             or INSTANCE_OF.get(r["instance"]) != backup]
+    assert not wrong, f"{len(wrong)} of {len(window)} requests not served by {backup}: {wrong}"
+    served_after = [r["t"] - down_at for r in rows if r["t"] >= down_at
+                    and INSTANCE_OF.get(r.get("instance", "")) == backup]
+    print(f"failover {dsid}: first request served by {backup} started "
+          f"{1000 * min(served_after):.0f} ms after the link went down; "
+          f"{len(window)} requests in the window, all served by it")
+    return rows
+
+
+@pytest.mark.parametrize("fig2", [FAILOVER], indirect=True)
+def test_bucket_switch_fails_over_without_the_controller(fig2: Lab) -> None:
+    """bucket: e2's link down with the controller stopped: every new request reaches e3 from
+    100 ms on; the controller, running again, moves the decision; the link restored, e2 serves
+    again; the failover groups are still in the switches after reconciliation."""
+    both = {"10.0.0.21", "10.0.0.31"}
+    wait_shares(fig2, "svc1", R1, both)
+    wait_until(lambda: "type=ff" in _groups("r2") and "type=ff" in _groups("r3"), 10,
+               lambda: f"no fast-failover groups: r2 {_groups('r2')!r}")
+    seen = client(fig2, "c1", SVC1, requests=12)
+    assert seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == both, seen
+    rows = _fail_over(fig2, SVC1, "e2", "10.0.0.31")
+    assert any(INSTANCE_OF.get(r.get("instance", "")) == "10.0.0.21" for r in rows), \
+        "e2 served nothing before its link went down: the failover was not exercised"
+    wait_shares(fig2, "svc1", R1, both, timeout=30)  # e2 located again, decided again
+    wait_until(lambda: "type=ff" in _groups("r2"), 15, "r2 lost its failover groups")
+    after = client(fig2, "c1", SVC1, requests=12)
+    assert after["errors"] == 0 and {INSTANCE_OF[i] for i in after["served"]} == both, after
+
+
+@pytest.mark.parametrize("fig2", [FAILOVER], indirect=True)
+def test_reactive_binding_fails_over_without_the_controller(fig2: Lab) -> None:
+    """reactive, 3-tuple key: c1's binding to svc2 holds its new connections on one instance;
+    that instance's link down with the controller stopped: the switch sends them to the other,
+    whose replies come back from the D-SID (the client connects to the D-SID only)."""
+    both = {"10.0.0.22", "10.0.0.32"}
+    wait_shares(fig2, "svc2", R1, both)
+    first = client(fig2, "c1", SVC2, requests=4)
+    assert first["errors"] == 0 and len(first["served"]) == 1, first
+    bound = INSTANCE_OF[next(iter(first["served"]))]
+    down_host = "e2" if bound == "10.0.0.22" else "e3"
+    wait_until(lambda: "type=ff" in _groups(SWITCH_OF[down_host]), 10,
+               f"no fast-failover group at {SWITCH_OF[down_host]}")
+    _fail_over(fig2, SVC2, down_host, (both - {bound}).pop())
+    wait_shares(fig2, "svc2", R1, both, timeout=30)
