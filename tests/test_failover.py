@@ -136,3 +136,29 @@ def test_failover_needs_a_mode_that_supports_it(body: dict[str, object], why: st
         service_from_dict({**base, **body})
     assert exc.value.field == why
     assert service_from_dict(base).to_dict()["failover"] is True
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_restarted_controller_keeps_the_failover_and_the_flows(mode: str, tmp_path) -> None:
+    """A restarted controller reads the switches back: it deletes nothing (the punts of a
+    reactive service stay the pipeline's), the groups still fail over before it has found the
+    network again and after, and new flows are served."""
+    from apps.store import Store
+    from controller.views import stats_view
+    from tests.test_reconcile import rediscover, restart
+
+    fig = _figure2(mode)
+    placed = connect(fig, FLOWS)
+    on_e21 = [s for s, dbid in placed.items() if dbid == E21]
+    restart(fig, Store(f"sqlite:///{tmp_path / 'dyncast.db'}"), after=1.0)
+    assert {s: fig.go(s)[0] for s in FLOWS} == placed
+    _port_down(fig, E21)
+    assert {_served(fig, "c1", s, TCP_SYN) for s in on_e21} == {E31}
+    fig.net.switch(ATTACHED_PORT[E21][0]).down.clear()
+    rediscover(fig)
+    assert {s: fig.go(s)[0] for s in FLOWS} == placed
+    _port_down(fig, E21)
+    assert {_served(fig, "c1", s, TCP_SYN) for s in on_e21} == {E31}
+    fig.net.switch(ATTACHED_PORT[E21][0]).down.clear()
+    assert set(connect(fig, NEW_FLOWS).values()) == {E21, E31}
+    assert stats_view(fig.core)["reconcile_removed"] == 0

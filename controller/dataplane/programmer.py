@@ -100,6 +100,9 @@ class Programmer:
         # (switch, service) -> (instances its adopted entries name, since when): kept as found
         # until its decision and those instances are known (a restart must not move flows)
         self._held: dict[tuple[int, str], Found] = {}
+        # (switch, failover scope) -> when its entries were adopted: kept as found until the
+        # service's instances are located again (at most HOLD_MAX_S), as bucket maps are
+        self._held_failover: dict[tuple[int, str], float] = {}
 
     def label(self, dbid: str) -> int:
         """The instance's label (reg0 value, MPLS label, cookie identifier)."""
@@ -136,12 +139,20 @@ class Programmer:
             out += self.reconciler.apply(dpid, svc.name, desired)
             out += self.reconciler.apply(dpid, f"labels:{svc.name}",
                                          self._label_routes(svc, dpid, targets))
-            out += self._failover(svc, dpid, found)
+            out += self._failover(svc, dpid, found, insts, now)
         return out
 
-    def _failover(self, svc: Service, dpid: int, found: list[Backup]) -> list[Intent]:
-        """The failover groups and entries of `svc` at `dpid` (dataplane/failover.py)."""
+    def _failover(self, svc: Service, dpid: int, found: list[Backup],
+                  insts: list[Instance] | None = None, now: float = 0.0) -> list[Intent]:
+        """The failover groups and entries of `svc` at `dpid` (dataplane/failover.py); those
+        adopted at connect are kept until every instance that may be named is located again."""
         scope = f"failover:{svc.name}"
+        since = self._held_failover.get((dpid, scope))
+        if since is not None and insts is not None:
+            if now - since < HOLD_MAX_S and any(i.dbid not in self.topology.hosts and
+                                                i.state in MOVABLE_STATES for i in insts):
+                return []
+            del self._held_failover[(dpid, scope)]
         first, last = self.groups.apply(dpid, scope, groups_at(dpid, found))
         return first + self.reconciler.apply(dpid, scope, entries_at(svc, dpid, found)) + last
 
@@ -196,9 +207,12 @@ class Programmer:
                 if svc is not None:
                     self.reconciler.adopt(dpid, f"failover:{svc.name}", FlowMod(
                         dpid, e.table, e.priority, e.match, command="adopted"))
+                    self._held_failover[(dpid, f"failover:{svc.name}")] = now
                 continue
             elif kind in (CookieKind.SERVICE, CookieKind.INSTANCE, CookieKind.DECISION):
                 svc = by_ident.get(ident if kind == CookieKind.SERVICE else ident >> 16)
+                if svc is not None and not mode_of(svc).switch_decides:
+                    continue  # a reactive service's punts: the pipeline's, not programmed
                 scope = "" if svc is None else svc.name
             else:
                 continue
@@ -338,6 +352,8 @@ class Programmer:
         self._unread.discard(dpid)
         for key in [k for k in self._held if k[0] == dpid]:
             del self._held[key]
+        for fkey in [k for k in self._held_failover if k[0] == dpid]:
+            del self._held_failover[fkey]
 
     def report_learned(self, dpid: int, rows: list[tuple[int, dict[str, Any], int, float]]
                        ) -> None:
