@@ -19,6 +19,7 @@ import pytest
 
 from mininet_tests.harness import Lab
 from mininet_tests.processes import HostProcess, wait_until
+from mininet_tests.test_dataplane import _new_flows_follow_the_decision
 from mininet_tests.test_fig2 import EDGES, INSTANCE_OF, R1, SVC1, SVC2, client, wait_shares
 
 HERE = Path(__file__).parent
@@ -116,6 +117,8 @@ def test_bucket_switch_fails_over_without_the_controller(fig2: Lab) -> None:
     again; the failover groups are still in the switches after reconciliation."""
     both = {"10.0.0.21", "10.0.0.31"}
     wait_shares(fig2, "svc1", R1, both)
+    wait_until(lambda: _new_flows_follow_the_decision(both), 10,
+               "r1 does not send new flows to both instances")
     wait_until(lambda: "type=ff" in _groups("r2") and "type=ff" in _groups("r3"), 10,
                lambda: f"no fast-failover groups: r2 {_groups('r2')!r}")
     seen = client(fig2, "c1", SVC1, requests=12)
@@ -124,6 +127,8 @@ def test_bucket_switch_fails_over_without_the_controller(fig2: Lab) -> None:
     assert any(INSTANCE_OF.get(r.get("instance", "")) == "10.0.0.21" for r in rows), \
         "e2 served nothing before its link went down: the failover was not exercised"
     wait_shares(fig2, "svc1", R1, both, timeout=30)  # e2 located again, decided again
+    wait_until(lambda: _new_flows_follow_the_decision(both), 15,
+               "r1 does not send new flows to both instances again")
     wait_until(lambda: "type=ff" in _groups("r2"), 15, "r2 lost its failover groups")
     after = client(fig2, "c1", SVC1, requests=12)
     assert after["errors"] == 0 and {INSTANCE_OF[i] for i in after["served"]} == both, after
@@ -154,6 +159,8 @@ def test_controller_driven_move_for_comparison(fig2: Lab) -> None:
     asserted only that the move comes within STOPPED_S."""
     both = {"10.0.0.21", "10.0.0.31"}
     wait_shares(fig2, "svc1", R1, both)
+    wait_until(lambda: _new_flows_follow_the_decision(both), 10,
+               "r1 does not send new flows to both instances")
     rows, down_at, _ = _link_failure(fig2, SVC1, "e2", stop=False)
     print(f"controller-driven move, {SVC1}: {_summary(rows, down_at, '10.0.0.31')}")
     late = [r for r in rows if r["t"] >= down_at + STOPPED_S - 1.0]
