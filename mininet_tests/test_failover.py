@@ -147,7 +147,11 @@ def test_reactive_binding_fails_over_without_the_controller(fig2: Lab) -> None:
     down_host = "e2" if bound == "10.0.0.22" else "e3"
     wait_until(lambda: "type=ff" in _groups(SWITCH_OF[down_host]), 10,
                f"no fast-failover group at {SWITCH_OF[down_host]}")
-    _fail_over(fig2, SVC2, down_host, (both - {bound}).pop())
+    backup = (both - {bound}).pop()
+    # the backup must reach c1 without the controller: ARP goes to the controller in this
+    # pipeline, so its neighbour entry for c1 must be there already (docs/dataplanes.md)
+    assert fig2.ping("e3" if down_host == "e2" else "e2", "10.0.0.1") is not None
+    _fail_over(fig2, SVC2, down_host, backup)
     wait_shares(fig2, "svc2", R1, both, timeout=30)
 
 
