@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from mininet_tests.flowdump import dump_flows
 from mininet_tests.harness import Lab
 from mininet_tests.processes import HostProcess, wait_until
 from mininet_tests.test_dataplane import _new_flows_follow_the_decision
@@ -28,6 +29,10 @@ TIMED = HERE / "timedrequests.py"
 SWITCH_OF = {"e2": "r2", "e3": "r3"}
 RECOVERY_S = 0.1  # requests started this long after the link went down reach the backup
 STOPPED_S = 3.0  # the controller stays stopped this long (under OVS's 5 s inactivity probe)
+
+
+def _stat(lab: Lab, name: str) -> int:
+    return int(lab.rest("GET", "/stats")[1].get(name, 0))
 
 
 def _groups(bridge: str) -> str:
@@ -87,14 +92,18 @@ def _link_failure(lab: Lab, dsid: str, down_host: str, stop: bool) -> tuple[list
 
 def _summary(rows: list[dict[str, Any]], down_at: float, until: float, backup: str) -> str:
     """Requests started while the link was down (`down_at` to `until`): how many, how many
-    failed (not served by `backup`), and the recovery time: from the link going down to the
-    start of the first request after the last failure (none: the whole window failed)."""
+    failed (not served by `backup`), when the last failed one and the first served one
+    started, after the link went down."""
     during = sorted((r for r in rows if down_at <= r["t"] < until), key=lambda r: r["t"])
     failed = [r for r in during if INSTANCE_OF.get(r.get("instance", "")) != backup]
-    tail = [r for r in during if r["t"] > (failed[-1]["t"] if failed else down_at)]
-    recovered = f"{1000 * (tail[0]['t'] - down_at):.0f} ms" if tail else "never"
+    served = [r for r in during if r not in failed]
+
+    def at(r: dict[str, Any] | None) -> str:
+        return "-" if r is None else f"{1000 * (r['t'] - down_at):.0f} ms"
     return (f"{len(during)} requests started in the {until - down_at:.1f} s the link was "
-            f"down, {len(failed)} failed; recovered {recovered} after it went down")
+            f"down, {len(failed)} failed (the last started {at(failed[-1] if failed else None)}"
+            f" after it went down); the first served by {backup} started "
+            f"{at(served[0] if served else None)} after it")
 
 
 def _fail_over(lab: Lab, dsid: str, down_host: str, backup: str) -> list[dict[str, Any]]:
@@ -130,7 +139,12 @@ def test_bucket_switch_fails_over_without_the_controller(fig2: Lab) -> None:
     wait_shares(fig2, "svc1", R1, both, timeout=30)  # e2 located again, decided again
     wait_until(lambda: _new_flows_follow_the_decision(both), 15,
                "r1 does not send new flows to both instances again")
-    wait_until(lambda: "type=ff" in _groups("r2"), 15, "r2 lost its failover groups")
+    runs = _stat(fig2, "reconcile_runs")
+    wait_until(lambda: _stat(fig2, "reconcile_runs") >= runs + 4, 15,
+               "no reconciliation ran")  # every switch read back and repaired at least once
+    for bridge in ("r2", "r3"):
+        assert "type=ff" in _groups(bridge), f"{bridge} lost its failover groups"
+        assert [f for f in dump_flows(bridge) if f["cookie"] >> 48 == 0xDC0F], bridge
     after = client(fig2, "c1", SVC1, requests=12)
     assert after["errors"] == 0 and {INSTANCE_OF[i] for i in after["served"]} == both, after
 
