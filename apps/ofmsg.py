@@ -17,6 +17,7 @@ import socket
 import struct
 from typing import Any, TypeGuard
 
+from apps.ofgroups import group_mod
 from controller.intents import (
     PORT_ANY,
     PORT_CONTROLLER,
@@ -24,6 +25,8 @@ from controller.intents import (
     Ct,
     CtFlush,
     FlowMod,
+    Group,
+    GroupMod,
     Intent,
     Learn,
     MatchValue,
@@ -94,6 +97,8 @@ def _extension(dp: Any, act: Action) -> Any:
         return _learn(parser, act)
     if isinstance(act, Ct):
         return _ct(parser, act)
+    if isinstance(act, Group):
+        return parser.OFPActionGroup(act.group_id)
     if isinstance(act, Move):
         return parser.NXActionRegMove(src_field=act.src, dst_field=act.dst,
                                       n_bits=MOVE_BITS[act.src])
@@ -187,7 +192,7 @@ def to_message(dp: Any, intent: Intent) -> Any:
     if isinstance(intent, CtFlush):
         return dp.ofproto_parser.OFPExperimenter(dp, NX_VENDOR_ID, NXT_CT_FLUSH,
                                                  ct_flush_body(intent))
-    return packet_out(dp, intent)
+    return group_mod(dp, intent) if isinstance(intent, GroupMod) else packet_out(dp, intent)
 
 
 # --- the fast encoder ---------------------------------------------------------------------
@@ -366,8 +371,8 @@ def encode(intent: Intent, xid: int) -> bytes:
             intent.table, command, intent.idle_timeout, intent.hard_timeout, intent.priority,
             OFP_NO_BUFFER, PORT_ANY, OFPG_ANY,
             OFPFF_SEND_FLOW_REM if intent.notify_removal else 0) + body
-    if isinstance(intent, CtFlush):
-        raise Unsupported("CtFlush")
+    if not isinstance(intent, PacketOut):
+        raise Unsupported(type(intent).__name__)
     acts = _encode_actions(intent.actions)
     in_port = PORT_CONTROLLER if intent.in_port is None else intent.in_port
     return _PACKET_OUT.pack(OFP_VERSION, OFPT_PACKET_OUT, 24 + len(acts) + len(intent.data),

@@ -244,10 +244,12 @@ def seeds_table(results: list[dict[str, Any]],
 def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
                  defaults: list[dict[str, Any]] | None = None,
                  heavy: list[dict[str, Any]] | None = None,
-                 repeats: dict[int, list[dict[str, Any]]] | None = None) -> None:
+                 repeats: dict[int, list[dict[str, Any]]] | None = None,
+                 extra: list[str] | None = None) -> None:
     """Write docs/results/steering.md and its plots from a saved run (`runs`, `settings`,
     `controller`: the tables under test), with the controller-defaults runs, the runs at
-    the heavier load and the target cells' runs with other seeds, if given."""
+    the heavier load and the target cells' runs with other seeds, if given; `extra`: more
+    sections (bench/steering_baselines.py) before the caveats."""
     results, settings, controller_toml = saved["runs"], saved["settings"], saved["controller"]
     when = CONGESTED_WHEN[saved["congestion"]]
     docs_dir.mkdir(parents=True, exist_ok=True)
@@ -257,8 +259,9 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
         if any(r["scenario"] == scenario for r in results):
             plot_timeline(results, networks, scenario, docs_dir / f"steering_{scenario}.png")
     rows = targets(results)
+    tuned = " --tuned" if controller_toml else ""  # the settings before issue 22
     md = ["# Steering quality: dyncast against simpler selection policies", "",
-          "Produced by `sudo .venv/bin/python bench/steering.py` (raw numbers: "
+          f"Produced by `sudo .venv/bin/python bench/steering.py{tuned}` (raw numbers: "
           "`bench/results/steering.json`, log: `bench/results/steering.txt`); every section "
           "below that uses other runs names their command. `.venv/bin/python bench/steering.py "
           "--report-only` rewrites this page and its plots from the saved results. What the "
@@ -310,7 +313,7 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
         md += ["", "### The target cells with other seeds", "",
                "One run per cell settles nothing within about 0.1 of a target (see Caveats). "
                "The hot-site and load-step cells, run again with other seeds' arrivals "
-               f"(`sudo .venv/bin/python bench/steering.py --scenarios "
+               f"(`sudo .venv/bin/python bench/steering.py{tuned} --scenarios "
                f"{' '.join(TARGET_SCENARIOS)} --policies "
                f"dyncast {' '.join(ran)} --seed N --tag seedN`, N = "
                f"{', '.join(str(n) for n in sorted(repeats))}; `bench/results/steering-seedN.txt`"
@@ -325,26 +328,25 @@ def write_report(saved: dict[str, Any], nets: list[BenchNet], docs_dir: Path,
            "![instance failure over time](steering_failure.png)", ""]
     if defaults:
         md += ["## The same runs with the controller's defaults", "",
-               "`sudo .venv/bin/python bench/steering.py --controller-defaults --policies "
-               "dyncast least-loaded "
+               "`sudo .venv/bin/python bench/steering.py --policies dyncast least-loaded "
                "--duration 16 --tag defaults` (selection spread 0.3, sharpness 4, hysteresis "
                "0.15; the default compute estimate; placed flows counted, as by default; 16 s "
                "runs; `bench/results/steering-defaults.txt`):", "",
                *defaults_table(results, defaults), ""]
     if heavy:
         md += ["## Figure 2 at a heavier load", "",
-               "`sudo .venv/bin/python bench/steering.py --networks figure2 --load 1.333 --tag "
-               "heavy` (`bench/results/steering-heavy.txt`): every client's rate x1.333, 12 "
-               "requests a second instead of 9, everything else as above. At the load step's "
-               "peak the clients send 48 requests a second, 74 % of the three sites' capacity "
-               "(65 a second) and 96 % of what the two sites off the congested path can serve "
-               "(50 a second); in the hot site, with e4 slowed, e2 taking every request would "
-               "run at 80 %. Every policy then has to queue or use the slowed site or the "
+               f"`sudo .venv/bin/python bench/steering.py{tuned} --networks figure2 --load "
+               "1.333 --tag heavy` (`bench/results/steering-heavy.txt`): every client's rate "
+               "x1.333, 12 requests a second instead of 9, everything else as above. At the load"
+               " step's peak the clients send 48 requests a second, 74 % of the three sites' "
+               "capacity (65 a second) and 96 % of what the two sites off the congested path can"
+               " serve (50 a second); in the hot site, with e4 slowed, e2 taking every request "
+               "would run at 80 %. Every policy then has to queue or use the slowed site or the "
                "congested path. dyncast's p95 against the best other policy's, at both loads:",
                "",
                *ratios_table(results, heavy, ("9/s per client (above)", "12/s per client")),
                ""]
-    md += NOTES
+    md += list(extra or ()) + NOTES
     (docs_dir / "steering.md").write_text("\n".join(md) + "\n")
 
 

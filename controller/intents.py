@@ -69,6 +69,9 @@ class CookieKind(IntEnum):
     OVERFLOW = 13      # reactive, ingress past its binding cap: a slot's stateless entry
     #                    (ident: D-SID << 16 | slot; controller/dataplane/overflow.py)
     OVERFLOW_REV = 14  # ... and an instance's reply entry there (ident: D-BID as a number)
+    FAILOVER = 15      # a failover service's entries: to an instance's fast-failover group at
+    #                    its switch (table 1), its backup's replies (table 0) (ident: D-SID << 16
+    #                    | label; controller/dataplane/failover.py)
 
 
 def cookie(kind: CookieKind, ident: int = 0) -> int:
@@ -186,7 +189,14 @@ def ct_state(*, on: int = 0, off: int = 0) -> tuple[int, int]:
     return on, on | off
 
 
-Action = SetField | Output | Resubmit | PushMpls | PopMpls | Learn | Move | Ct
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Hand the packet to group `group_id` (OpenFlow 1.3 group action)."""
+
+    group_id: int
+
+
+Action = SetField | Output | Resubmit | PushMpls | PopMpls | Learn | Move | Ct | Group
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +241,27 @@ class CtFlush:
     reply_sport: int
 
 
-Intent = FlowMod | PacketOut | CtFlush
+@dataclass(frozen=True, slots=True)
+class GroupBucket:
+    """One bucket of a fast-failover group: live while port `watch_port` is up."""
+
+    watch_port: int
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMod:
+    """Make switch `dpid` hold fast-failover group `group_id` with `buckets` (the first live
+    bucket takes each packet), or delete it. "add_or_mod" is Open vSwitch's ADD_OR_MOD command
+    (OpenFlow 1.3's ADD fails on a group that exists, MODIFY on one that does not)."""
+
+    dpid: int
+    group_id: int
+    buckets: tuple[GroupBucket, ...] = ()
+    command: Literal["add_or_mod", "delete"] = "add_or_mod"
+
+
+Intent = FlowMod | PacketOut | CtFlush | GroupMod
 
 
 def match(**fields: MatchValue) -> Match:

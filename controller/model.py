@@ -114,6 +114,7 @@ class Service:
     dataplane: str = "reactive"  # who keeps affinity: DATAPLANES (controller/dataplane/modes.py)
     overlay: bool = False  # instances answer on the D-SID; steered by label, no translation
     buckets: int = 64  # decision entries per ingress in `learn`, `bucket`, `conntrack` modes
+    failover: bool = False  # a backup per instance in the switches (dataplane/failover.py)
 
     @property
     def ct_zone(self) -> int:
@@ -145,6 +146,8 @@ class Service:
             out["policy"] = self.policy
         if self.dataplane != "reactive" or self.overlay:
             out.update(dataplane=self.dataplane, overlay=self.overlay, buckets=self.buckets)
+        if self.failover:
+            out["failover"] = True
         if self.delay_budget_ms is not None:
             out["delay_budget_ms"] = self.delay_budget_ms
         if self.scaling is not None:
@@ -153,7 +156,8 @@ class Service:
 
 
 SERVICE_KEYS = {"name", "dsid", "protocol", "port", "affinity", "weights", "base_delay_ms",
-                "delay_budget_ms", "scaling", "policy", "dataplane", "overlay", "buckets"}
+                "delay_budget_ms", "scaling", "policy", "dataplane", "overlay", "buckets",
+                "failover"}
 DATAPLANES = ("reactive", "learn", "bucket", "conntrack")
 MAX_BUCKETS = 4096
 # selection policies (controller/selection/engine.py): joint cost (default), network only,
@@ -246,7 +250,14 @@ def _dataplane(data: Mapping[str, Any], where: str, protocol: str | None,
     buckets = check_integer(data.get("buckets", 64), f"{where}buckets", 2, MAX_BUCKETS)
     if buckets & (buckets - 1):
         raise ValidationError(f"{where}buckets", f"must be a power of two, got {buckets}")
-    return {"dataplane": dataplane, "overlay": overlay, "buckets": buckets}
+    failover = data.get("failover", False)
+    if not isinstance(failover, bool):
+        raise ValidationError(f"{where}failover", f"must be true or false, got {failover!r}")
+    if failover and (dataplane not in ("reactive", "bucket") or overlay or port is None):
+        raise ValidationError(f"{where}failover", "needs dataplane 'reactive' or 'bucket' "
+                              "without overlay, protocol 'tcp' or 'udp' and a port")
+    return {"dataplane": dataplane, "overlay": overlay, "buckets": buckets,
+            "failover": failover}
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ from controller.intents import (
     Ct,
     CtFlush,
     FlowMod,
+    Group,
+    GroupMod,
     Intent,
     Learn,
     MatchValue,
@@ -198,6 +200,18 @@ class FakeOFTable:
         self.conntrack = Conntrack() if conntrack is None else conntrack  # tests/fakeconntrack
         self.tables: dict[int, list[_Entry]] = {}
         self.removed: list[tuple[int, int, str]] = []  # (dpid, cookie, reason) to report
+        self.groups: dict[int, GroupMod] = {}  # fast-failover groups by id
+        self.down: set[int] = set()  # ports whose link is down: no output, not live
+
+    def apply_group(self, gm: GroupMod) -> None:
+        """Add or modify a group (OVS's ADD_OR_MOD), or delete it with the entries naming it
+        (OpenFlow 1.3 section 6.5)."""
+        if gm.command == "add_or_mod":
+            self.groups[gm.group_id] = gm
+            return
+        self.groups.pop(gm.group_id, None)
+        for tid, table in self.tables.items():
+            self.tables[tid] = [e for e in table if Group(gm.group_id) not in e.fm.actions]
 
     def apply(self, fm: FlowMod, now: float = 0.0) -> None:
         """Apply one flow-mod."""
@@ -219,6 +233,9 @@ class FakeOFTable:
                     raise FakeTableError(f"{fm}: match needs {name}={value:#x}")
         if fm.goto is not None and fm.goto <= fm.table:
             raise FakeTableError(f"{fm}: goto must go to a later table")
+        for act in fm.actions:
+            if isinstance(act, Group) and act.group_id not in self.groups:
+                raise FakeTableError(f"{fm}: no group {act.group_id} (OFPBAC_BAD_OUT_GROUP)")
         table = [e for e in self.tables.get(fm.table, [])
                  if (e.fm.priority, e.want) != (fm.priority, want)]
         self.tables[fm.table] = [*table, _Entry(fm, want, now, now)]
@@ -308,6 +325,11 @@ class FakeOFTable:
                     raise FakeTableError(f"switch {self.dpid}: pop_mpls on {pkt}")
                 pkt.pop("mpls_label", None)
                 pkt["eth_type"] = act.ethertype
+            elif isinstance(act, Group):  # fast failover: a copy through the first live bucket
+                live = [b for b in self.groups[act.group_id].buckets
+                        if b.watch_port not in self.down]
+                if live:
+                    self._run(live[0].actions, dict(pkt), res, now, depth + 1)
             elif isinstance(act, Ct):  # the tracked copy goes on in act.table, if any
                 tracked = self.conntrack.track(act, pkt)
                 if act.table is not None:
@@ -321,6 +343,8 @@ class FakeOFTable:
             res.packet_ins.append(Hop(self.dpid, pkt["in_port"], _headers(pkt)))
         elif port == PORT_TABLE:
             self._table(0, pkt, res, now, depth + 1)
+        elif port in self.down or (port == PORT_IN and pkt["in_port"] in self.down):
+            return  # a link that is down carries nothing
         elif port == PORT_IN:
             res.outputs.append(Hop(self.dpid, pkt["in_port"], _headers(pkt)))
         elif port != pkt["in_port"]:
@@ -376,6 +400,8 @@ class FakeNetwork:
                 self.switch(intent.dpid).apply(intent, now)
             elif isinstance(intent, CtFlush):
                 self.conntrack.forget(intent)
+            elif isinstance(intent, GroupMod):
+                self.switch(intent.dpid).apply_group(intent)
             else:
                 res = res.merge(self._follow(self.switch(intent.dpid).packet_out(intent, now),
                                              now, 0))

@@ -120,9 +120,9 @@ def test_benchmark_controller_config_is_valid(defaults: bool) -> None:
     from bench.steering_net import NETWORKS, controller_config
     from controller.config import SelectionConfig, config_from_dict
 
-    plan = Plan(["balanced"], ["dyncast"], {"balanced": 10.0})
-    if defaults:
-        plan.selection, plan.scoring = {}, ""
+    plan = Plan(["balanced"], ["dyncast"], {"balanced": 10.0})  # the controller's defaults
+    if not defaults:  # --tuned
+        plan.selection, plan.scoring = dict(SELECTION), SCORING
     for make in NETWORKS.values():
         net = make()
         config = config_from_dict(tomllib.loads(controller_config(net, "nearest",

@@ -44,7 +44,8 @@ from controller.network.forwarding import Forwarding, base_flows
 
 SWITCH_OWNED = (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN)
 AFFINITY = (CookieKind.AFFINITY_FWD, CookieKind.AFFINITY_REV)
-PROGRAMMED = (CookieKind.SERVICE, CookieKind.INSTANCE, CookieKind.DECISION, CookieKind.LABEL)
+PROGRAMMED = (CookieKind.SERVICE, CookieKind.INSTANCE, CookieKind.DECISION, CookieKind.LABEL,
+              CookieKind.FAILOVER)
 COMPARED = (CookieKind.HOST, *AFFINITY)  # entries whose rewrite and port are checked too
 
 
@@ -99,6 +100,9 @@ class Audit:
                            cookie=e.cookie, cookie_mask=COOKIE_MASK_ALL)
                    for kind, ident, e in ours
                    if self._stale(dpid, kind, ident, e, keep, installed)]
+        if any((cookie_kind(fm.cookie) or (None,))[0] == CookieKind.FAILOVER for fm in added):
+            # an entry naming a failover group: the groups go first (add-or-modify)
+            intents += self.programmer.groups.held(dpid)
         self.counters["reconcile_added"] += len(added)
         self.counters["reconcile_removed"] += len(removed)
         return intents + removed + added, programs

@@ -131,8 +131,8 @@ class Reactive(Mode):
         return [dsid_arp(dpid, svc), service_punt(dpid, svc), *syn_punt(dpid, svc)]
 
     def programmed(self, svc: Service) -> bool:
-        """Only an overlay's label routes are kept by the programmer."""
-        return svc.overlay
+        """Only an overlay's label routes and failover entries are kept by the programmer."""
+        return svc.overlay or svc.failover
 
 
 class Learn(Mode):

@@ -15,6 +15,7 @@ from typing import Any
 
 from controller.dataplane.buckets import remap
 from controller.dataplane.conntrack import conntrack_entries
+from controller.dataplane.failover import Backup, FailoverGroups, backups, entries_at, groups_at
 from controller.dataplane.labels import Labels
 from controller.dataplane.modes import mode_of, service_ident
 from controller.dataplane.reconciler import Reconciler
@@ -89,6 +90,7 @@ class Programmer:
         self.engine = engine
         self.decider_of = decider_of  # switch -> the switch whose decision applies there
         self.reconciler = Reconciler()
+        self.groups = FailoverGroups()  # fast-failover groups of `failover` services
         self.labels = Labels()
         self._maps: dict[tuple[int, str], list[str | None]] = {}
         self._moves: dict[tuple[int, str], dict[int, Move]] = {}
@@ -98,6 +100,9 @@ class Programmer:
         # (switch, service) -> (instances its adopted entries name, since when): kept as found
         # until its decision and those instances are known (a restart must not move flows)
         self._held: dict[tuple[int, str], Found] = {}
+        # (switch, failover scope) -> when its entries were adopted: kept as found until the
+        # service's instances are located again (at most HOLD_MAX_S), as bucket maps are
+        self._held_failover: dict[tuple[int, str], float] = {}
 
     def label(self, dbid: str) -> int:
         """The instance's label (reg0 value, MPLS label, cookie identifier)."""
@@ -115,6 +120,7 @@ class Programmer:
         targets = self._targets(insts)
         states = {i.dbid: i.state for i in insts}
         mode = mode_of(svc)
+        found = backups(svc, insts, self.topology, self.label)
         for dpid in sorted(self.topology.ports):
             if dpid in self._unread or self._holding(dpid, svc.name, states, now):
                 continue
@@ -133,7 +139,22 @@ class Programmer:
             out += self.reconciler.apply(dpid, svc.name, desired)
             out += self.reconciler.apply(dpid, f"labels:{svc.name}",
                                          self._label_routes(svc, dpid, targets))
+            out += self._failover(svc, dpid, found, insts, now)
         return out
+
+    def _failover(self, svc: Service, dpid: int, found: list[Backup],
+                  insts: list[Instance] | None = None, now: float = 0.0) -> list[Intent]:
+        """The failover groups and entries of `svc` at `dpid` (dataplane/failover.py); those
+        adopted at connect are kept until every instance that may be named is located again."""
+        scope = f"failover:{svc.name}"
+        since = self._held_failover.get((dpid, scope))
+        if since is not None and insts is not None:
+            if now - since < HOLD_MAX_S and any(i.dbid not in self.topology.hosts and
+                                                i.state in MOVABLE_STATES for i in insts):
+                return []
+            del self._held_failover[(dpid, scope)]
+        first, last = self.groups.apply(dpid, scope, groups_at(dpid, found))
+        return first + self.reconciler.apply(dpid, scope, entries_at(svc, dpid, found)) + last
 
     def _holding(self, dpid: int, name: str, states: dict[str, str], now: float) -> bool:
         """True while a switch keeps the entries it was found with for a service: until a
@@ -181,8 +202,17 @@ class Programmer:
                 svc = None if name is None else next(
                     (s for s in by_ident.values() if s.name == name), None)
                 scope = f"labels:{name}"
+            elif kind == CookieKind.FAILOVER:  # kept until the service is programmed again
+                svc = by_ident.get(ident >> 16)
+                if svc is not None:
+                    self.reconciler.adopt(dpid, f"failover:{svc.name}", FlowMod(
+                        dpid, e.table, e.priority, e.match, command="adopted"))
+                    self._held_failover[(dpid, f"failover:{svc.name}")] = now
+                continue
             elif kind in (CookieKind.SERVICE, CookieKind.INSTANCE, CookieKind.DECISION):
                 svc = by_ident.get(ident if kind == CookieKind.SERVICE else ident >> 16)
+                if svc is not None and not mode_of(svc).switch_decides:
+                    continue  # a reactive service's punts: the pipeline's, not programmed
                 scope = "" if svc is None else svc.name
             else:
                 continue
@@ -305,6 +335,7 @@ class Programmer:
         for dpid in sorted(self.topology.ports):
             out += self.reconciler.apply(dpid, svc.name, [])
             out += self.reconciler.apply(dpid, f"labels:{svc.name}", [])
+            out += self._failover(svc, dpid, [])
         for key in [k for k in self._maps if k[1] == svc.name]:
             del self._maps[key]
             self._moves.pop(key, None)
@@ -316,10 +347,13 @@ class Programmer:
         """A switch (re)connected: send it everything again (or, if its table is read,
         what it lacks: `expect_table`, `adopt`)."""
         self.reconciler.forget_switch(dpid)
+        self.groups.forget_switch(dpid)
         self.learned.pop(dpid, None)
         self._unread.discard(dpid)
         for key in [k for k in self._held if k[0] == dpid]:
             del self._held[key]
+        for fkey in [k for k in self._held_failover if k[0] == dpid]:
+            del self._held_failover[fkey]
 
     def report_learned(self, dpid: int, rows: list[tuple[int, dict[str, Any], int, float]]
                        ) -> None:
