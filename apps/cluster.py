@@ -104,6 +104,19 @@ def role_request(dp: Any, intent: RoleRequest) -> Any:
     return dp.ofproto_parser.OFPRoleRequest(dp, role, intent.generation_id)
 
 
+def async_config(dp: Any) -> Any:
+    """OFPT_SET_ASYNC: the packet-ins and port changes of the slave role as of the master
+    (OpenFlow 1.3 sends a slave none by default), so every member learns every link and host;
+    flow-removed messages to the master only (a binding ends at the member that made it)."""
+    ofp = dp.ofproto
+    packet_in = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION
+    port_status = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
+    removed = (1 << ofp.OFPRR_IDLE_TIMEOUT | 1 << ofp.OFPRR_HARD_TIMEOUT
+               | 1 << ofp.OFPRR_DELETE)
+    return dp.ofproto_parser.OFPSetAsync(dp, [packet_in, packet_in],
+                                         [port_status, port_status], [removed, 0])
+
+
 def store_reachable(engine: Engine) -> bool:
     """True if the store answers a query (blocking: run it in a worker thread)."""
     try:

@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 
 from apps import channelguard, fastpath, logs, packet_in, security
 from apps.apploops import EventTick, Loops, TableRead
-from apps.cluster import ClusterSide
+from apps.cluster import ClusterSide, async_config
 from apps.configfile import load_config
 from apps.flowread import Polls, entry_of
 from apps.framework import (
@@ -61,6 +61,7 @@ from apps.store import Store
 from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
+from controller.cluster.observer import observe
 from controller.core import Core
 from controller.dataplane.punt import meter_punts
 from controller.dataplane.rules import caveats
@@ -221,6 +222,8 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
                    reason="features reply")
         if self.member is None:  # in a cluster: once this member masters it (`_step_roles`)
             self._configure(dp)  # the punt meter before any entry that uses it
+        else:  # every member hears every switch's packet-ins, whatever its role
+            dp.send_msg(async_config(dp))
         self.send(self.core.switch_connected(dp.id, reads_table=True))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
         if self.member is None:
@@ -272,6 +275,10 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
         msg = ev.msg
         if self.datapaths.get(msg.datapath.id) is not msg.datapath:
             return  # a refused switch: nothing learned from it, nothing sent to it
+        if not self.programs(msg.datapath.id):  # another member's: links and hosts only
+            self.send(observe(self.core, msg.datapath.id, msg.match["in_port"], msg.data,
+                              time.time()))
+            return
         self.send(self.core.packet_in(msg.datapath.id, msg.match["in_port"], msg.data,
                                       time.time()))
 

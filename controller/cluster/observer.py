@@ -1,0 +1,58 @@
+"""What a member learns from a switch it does not master: links and hosts, nothing else.
+
+Every member asks each switch for the packet-ins of the slave role too (`apps/cluster.py`
+sends OFPT_SET_ASYNC), so each one hears the LLDP frames the masters send and the hosts that
+speak at every switch: one view of the network in every member. A packet-in from a switch this
+member does not master goes to `observe`, never to `Core.packet_in`: it moves a link or a host,
+feeds the liveness answers, and that is all. No decision is taken for it, no binding made, no
+flow entry asked for it and no packet sent back: its master does that. The routes the new view
+implies are synced (the shell sends them only to the switches this member masters), and the
+services are left dirty, so their decisions are recomputed at the next flush as after a report.
+
+Boundary: pure, like the rest of `controller.cluster`: the core's features, a frame, `now` in;
+intents out.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from controller.intents import Intent
+from controller.network.packet import ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_LLDP, parse
+
+if TYPE_CHECKING:
+    from controller.core import Core
+
+
+def observe(core: Core, dpid: int, in_port: int, data: bytes, now: float) -> list[Intent]:
+    """Learn what a packet-in from a switch another member masters says about the network."""
+    core.counters["packet_in_observed"] += 1
+    pkt = parse(data)
+    if pkt is None:
+        return []
+    if pkt.eth_type == ETH_TYPE_LLDP:
+        # the send time is the sending member's clock: not ours to measure a delay with
+        changed = core.network.lldp_in(dpid, in_port, pkt._replace(lldp_sent_at=None), now)
+    elif pkt.eth_type == ETH_TYPE_ARP and pkt.arp_spa is not None and pkt.arp_sha is not None:
+        changed = _host(core, pkt.arp_spa, pkt.arp_sha, dpid, in_port, now)
+        core.liveness.arp_answer(pkt, now)
+    elif pkt.eth_type == ETH_TYPE_IP and pkt.ip_src is not None:
+        changed = _host(core, pkt.ip_src, pkt.eth_src, dpid, in_port, now)
+        if core.liveness.is_probe_answer(pkt):
+            core.liveness.tcp_answer(pkt, now)
+    else:
+        return []
+    if not changed:
+        return []
+    core.intake.dirty.update(core.catalogue.services)  # recomputed at the next flush
+    return core.forwarding.sync_routes()
+
+
+def _host(core: Core, ip: str, mac: str, dpid: int, port: int, now: float) -> bool:
+    """Learn where a sender lives (not a D-SID: it lives nowhere in particular); True if new."""
+    if ip == "0.0.0.0" or ip in core.catalogue.by_dsid:
+        return False
+    if not core.topology.learn_host(ip, mac, dpid, port):
+        return False
+    core.liveness.seen(ip, dpid, port, now)
+    return True
