@@ -61,7 +61,7 @@ from apps.store import Store
 from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
-from controller.cluster.observer import observe
+from controller.observer import observe
 from controller.core import Core
 from controller.dataplane.punt import meter_punts
 from controller.dataplane.rules import caveats

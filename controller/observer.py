@@ -9,8 +9,8 @@ flow entry asked for it and no packet sent back: its master does that. The route
 implies are synced (the shell sends them only to the switches this member masters), and the
 services are left dirty, so their decisions are recomputed at the next flush as after a report.
 
-Boundary: pure, like the rest of `controller.cluster`: the core's features, a frame, `now` in;
-intents out.
+Boundary: pure, above the core facade (it reaches into the core's features, as `views` does):
+the core, a frame, `now` in; intents out. The cluster's other rules are in `controller.cluster`.
 """
 
 from __future__ import annotations
