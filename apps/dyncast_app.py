@@ -61,11 +61,11 @@ from apps.store import Store
 from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
-from controller.observer import observe
 from controller.core import Core
 from controller.dataplane.punt import meter_punts
 from controller.dataplane.rules import caveats
 from controller.intents import FlowMod, Intent
+from controller.observer import observe
 
 LOG = logging.getLogger("dyncast")
 OFPET = {v: k[6:].lower() for k, v in vars(ofproto_v1_3).items() if k.startswith("OFPET_")}
