@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 
 from apps import channelguard, fastpath, logs, packet_in, security
 from apps.apploops import EventTick, Loops, TableRead
+from apps.changefeed import SharedSide
 from apps.cluster import ClusterSide, async_config
 from apps.configfile import load_config
 from apps.flowread import Polls, entry_of
@@ -85,7 +86,7 @@ def guarded(handler: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
+class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore[misc]
     """Dyncast in centralized mode: per-ingress decisions, affinity held by the switches."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]  # noqa: RUF012 - the framework's contract
@@ -110,6 +111,8 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
         except ValueError:  # not the main thread (an embedding test): no signal reload
             LOG.warning("dyncast: SIGHUP reload unavailable (not the main thread)")
         self.store = Store(self.config.store_url)
+        cluster = self.config.cluster  # [cluster]: listen for the others' changes, then load
+        self._feed_init(cluster.enabled, cluster.member_id, self.config.store_url)
         snap = self.store.load()
         self._cluster_init(self.config.cluster, self.config.store_url)  # [cluster]: else nothing
         self.core.restore(snap.services, snap.instances, snap.bindings, time.time())
@@ -146,7 +149,7 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
                          hub.spawn(self._poller), hub.spawn(self._recomputer),
                          hub.spawn(self._auditor), hub.spawn(self._watch),
                          hub.spawn(TrackerReader(self).run),  # conntrack zones (apps/tracker.py)
-                         *self._cluster_threads()]
+                         *self._cluster_threads(), *self._feed_threads()]
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()
@@ -164,6 +167,8 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
             self.store.apply(writes)
         LOG.info("dyncast: stopped; %d store writes flushed", len(writes))
         self._cluster_stop()
+        if self.feed is not None:
+            self.feed.close()
         super().stop()
 
     # --- sending ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Float,
+    Integer,
     MetaData,
     String,
     Table,
@@ -63,6 +64,14 @@ cluster_members_table = Table(  # the cluster's leases (apps/cluster.py), not co
     Column("beat_at", Float, nullable=False),
     Column("lease_until", Float, nullable=False),
     Column("epoch", BigInteger, nullable=False),
+)
+cluster_changes_table = Table(  # changes too large to notify (apps/changefeed.py)
+    "cluster_changes", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("member_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("data", Text, nullable=False),
 )
 agent_seqs_table = Table(  # controller/auth/verifier.py: a sequence only rises
     "agent_sequences", metadata,
