@@ -217,7 +217,26 @@ class ClusterSide:
                        reason="another member masters it, or our lease ended")
         elif isinstance(intent, Reconcile):
             self._configure(dp)
-            self._read_table(dp)  # answered by the reconciliation, as at connect
+            self._take_over(dp)  # a query in a worker thread: the hub runs meanwhile
+
+    def _take_over(self, dp: Any) -> None:
+        """Read the bindings the switch's previous master stored (in a worker thread), hold
+        those this member does not know, then read the switch's table: the reconciliation
+        keeps their entries instead of removing another member's flows."""
+        try:
+            stored = tpool.execute(self.store.bindings_at, dp.id)
+        except Exception as exc:
+            stored = []
+            LOG.error("dyncast: cluster: could not read the bindings of %016x: %s", dp.id, exc)
+        if self.datapaths.get(dp.id) is not dp or not self.programs(dp.id):
+            return  # gone, or no longer ours, meanwhile
+        flows = self.core.flows
+        new = [b for b in stored if flows.bindings.by_ident(b.ident) is None
+               and flows.bindings.get(b.key) is None]
+        flows.restore(new)
+        logs.event("reconcile", "bindings_taken_over", dpid=f"{dp.id:016x}", stored=len(stored),
+                   taken=len(new), reason="this member now masters the switch")
+        self._read_table(dp)  # answered by the reconciliation, as at connect
 
     def _configure(self, dp: Any) -> None:
         """What a switch gets at connect from the member that programs it."""

@@ -187,6 +187,13 @@ class Store:
                 snap.agent_seqs[str(data["agent"])] = int(data["seq"])
         return snap
 
+    def bindings_at(self, ingress: int) -> list[Binding]:
+        """The stored bindings of one ingress switch (a cluster member taking it over reads
+        what its previous master stored)."""
+        with self.engine.connect() as conn:
+            rows = [json.loads(r.data) for r in conn.execute(select(bindings_table.c.data))]
+        return [_binding(d) for d in rows if d.get("ingress") == ingress]
+
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()

@@ -7,12 +7,16 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from apps.cluster import async_config
+from apps.store import Store
 from bench import ofgen
+from controller.dataplane.affinity import Binding, FlowKey
+from controller.intents import StoreWrite
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp
 from tests import test_app_smoke, test_cluster_shell
 from tests.fakes import FakeDatapath
@@ -111,3 +115,30 @@ def test_a_first_packet_at_a_slave_changes_nothing(
 def to_dsid(mods: list[Any]) -> list[Any]:
     """The flow-mods that match packets to the D-SID (a binding's entries)."""
     return [m for m in mods if dict(m.match.items()).get("ipv4_dst") == DSID]
+
+
+def test_a_new_master_holds_the_bindings_its_previous_master_stored(
+        two: tuple[Shell, FakeDatapath, FakeDatapath]) -> None:
+    """m2 stored a binding at its switch (numbered above anything m1 made, as a member started
+    later numbers them); m2's lease ends: m1 takes the switch over, reads the store first and
+    holds the binding (so the reconciliation keeps its entries), then reads the table."""
+    s, mine, theirs = two
+    core = s.app.core
+    ident = core.flows.bindings.next_ident + 10**9  # m2's numbering, far above m1's
+    key = FlowKey("svc1", CLIENT[0], DSID, 6, 40001, 8000)
+    theirs_binding = Binding(ident, key, INSTANCE[0], theirs.id, time.time() - 5)
+    elsewhere = Binding(ident + 1, replace(key, sport=40002), INSTANCE[0], mine.id, time.time())
+    store = Store(s.app.config.store_url)
+    try:
+        store.apply([StoreWrite("binding", str(b.ident), b.to_dict())
+                     for b in (theirs_binding, elsewhere)])
+    finally:
+        store.close()
+    assert core.flows.bindings.by_ident(ident) is None
+    beat(s, time.time(), "m1", ticket=11)  # m2 is gone
+    s.app._step_roles()
+    assert s.app.programs(theirs.id)
+    assert core.flows.bindings.by_ident(ident) == theirs_binding
+    assert core.flows.bindings.by_ident(ident + 1) is None  # another switch's: not taken
+    assert core.flows.born > ident  # its entries are never mistaken for an unknown flow's
+    s.table_read_xid(theirs)  # then the table is read, as at connect
