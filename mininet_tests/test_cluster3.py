@@ -16,15 +16,19 @@ Needs DYNCAST_TEST_PG_URL (scripts/test.sh sets it): unset, the test is skipped.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from controller.cluster.mastership import master_of
 from mininet_tests import test_cluster
 from mininet_tests.harness import Lab, switch_links
-from mininet_tests.processes import ControllerProcess, run, wait_until
+from mininet_tests.processes import ControllerProcess, http_json, run, wait_until
 from mininet_tests.restarts import HeldConnections, damage, probe
+from mininet_tests.tcpproxy import TcpProxy
 from mininet_tests.test_cluster import BRIDGES, _confirmed, member_config, roles
 from mininet_tests.test_fig2 import R1, SVC1, client, shares, wait_shares
 from mininet_tests.test_restart import assert_unharmed
@@ -45,10 +49,20 @@ def links_of(proc: ControllerProcess) -> set[frozenset[tuple[int, int]]]:
                        (k["dst"]["dpid"], k["dst"]["port"]))) for k in links}
 
 
-def by_member(ports: dict[str, int]) -> dict[str, list[str | None]]:
+def by_member(ports: dict[str, int], members: tuple[str, ...] = MEMBERS
+              ) -> dict[str, list[str]]:
     """Each bridge's connected controllers' roles, by member."""
-    names = {p: m for m, p in ports.items()}
+    names = {p: m for m, p in ports.items() if m in members}
     return {b: sorted(f"{names.get(p)}:{r}" for p, r in roles(b).items()) for b in BRIDGES}
+
+
+def masters_of(ports: dict[str, int], members: tuple[str, ...]) -> dict[str, str | None]:
+    """Each bridge's master member on the switch (None: none, or several)."""
+    out: dict[str, str | None] = {}
+    for bridge, seen in by_member(ports, members).items():
+        found = [x.split(":")[0] for x in seen if x.endswith(":master")]
+        out[bridge] = found[0] if len(found) == 1 else None
+    return out
 
 
 def start_members(lab: Lab, url: str) -> dict[str, ControllerProcess]:
@@ -147,3 +161,74 @@ def test_three_members_share_one_view_and_state_and_survive_a_killed_master(
             if member != killed:
                 assert proc.stop() == 0, f"{member} did not exit cleanly on SIGTERM"
             assert proc.log_errors() == [], f"{member}: {proc.log_errors()[:5]}"
+
+
+def _events(proc: ControllerProcess, event: str, since: float) -> dict[str, float]:
+    """When each switch first logged `event` at `proc` after `since` (dpid -> ts)."""
+    seen: dict[str, float] = {}
+    for line in proc.log_path.read_text(errors="replace").splitlines():
+        if f'"{event}"' in line:
+            record = json.loads(line[line.index("{"):])
+            if record["ts"] >= since:
+                seen.setdefault(record["dpid"], record["ts"])
+    return seen
+
+
+def test_a_member_cut_off_from_postgresql_steps_down(pg_url: str, lab: Lab) -> None:
+    """Two members; the one mastering r1 reaches PostgreSQL through a TCP proxy, which is cut:
+    it stops programming its switches (SLAVE) within its lease, before the other is confirmed
+    master of them (within 2 s of the cut), and says it is not ready (/readyz 503)."""
+    from topologies.figure2 import Figure2Topo, configure, figure2_graph
+
+    lab.graph = figure2_graph()
+    members = ("m1", "m2")
+    victim = master_of(R1, members)
+    assert victim is not None
+    other = next(m for m in members if m != victim)
+    proxy = TcpProxy("127.0.0.1", int(make_url(pg_url).port or 5432))
+    cut_url = make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
+    procs = {victim: lab.start_controller(member_config(lab.artifacts, cut_url, victim))}
+    folder = lab.artifacts / other
+    procs[other] = ControllerProcess(folder, member_config(folder, pg_url, other),
+                                     creds=procs[victim].creds)
+    try:
+        procs[other].start()
+        ports = {m: p.ofp_port for m, p in procs.items()}
+        lab.build_net(Figure2Topo(), ports[victim], configure=lambda net: configure(net,
+                                                                                    lab.graph))
+        for bridge in BRIDGES:
+            done = run(["ovs-vsctl", "set-controller", bridge,
+                        *(f"tcp:127.0.0.1:{p}" for p in ports.values())])
+            assert done.returncode == 0, done.stderr
+        lab.fast_reconnect()
+        expected = {b: master_of(d, members) for b, d in BRIDGES.items()}
+        want = {b: sorted(f"{m}:{'master' if m == expected[b] else 'slave'}" for m in members)
+                for b in BRIDGES}
+        wait_until(lambda: by_member(ports, members) == want, 30,
+                   lambda: f"roles on the switches {by_member(ports, members)}, want {want}")
+        taken = {f"{BRIDGES[b]:016x}" for b, m in expected.items() if m == victim}
+        cut_at = time.time()
+        proxy.cut()
+        lost = wait_until(lambda: _events(procs[victim], "mastership_lost", cut_at)
+                          if taken <= set(_events(procs[victim], "mastership_lost", cut_at))
+                          else None, 5, lambda: f"{victim} did not step down from {taken}")
+        confirmed = wait_until(lambda: _confirmed(procs[other], taken, cut_at), 10,
+                               lambda: f"{other} was not confirmed master of {taken}")
+        result = {"cut": victim, "stepped_down_s": round(max(lost.values()) - cut_at, 3),
+                  "other_confirmed_s": round(max(confirmed.values()) - cut_at, 3)}
+        (lab.artifacts / "cutoff.txt").write_text(f"{result}\n")
+        assert max(lost.values()) <= min(confirmed.values()), result  # never two masters
+        assert max(confirmed.values()) - cut_at <= FAILOVER_S, result
+        status, body = http_json("GET", procs[victim].url + "/readyz")
+        assert status == 503 and body["lease"] is False, body
+        wait_until(lambda: set(masters_of(ports, members).values()) == {other}, 15,
+                   lambda: f"masters after the cut: {masters_of(ports, members)}")
+    finally:
+        proxy.cut()
+        lab.controller = procs[other]  # lab.close() stops it (SIGTERM, exit 0), reads its log
+        cut_off = procs[victim].popen
+        if cut_off is not None:  # without its database it cannot leave cleanly: killed
+            cut_off.send_signal(signal.SIGKILL)
+            cut_off.wait(5)
+        assert not [x for x in procs[victim].log_errors()  # its heartbeat errors expected
+                    if "Traceback" in x or "OFPErrorMsg" in x or "error msg" in x]
