@@ -76,31 +76,47 @@ def start_members(lab: Lab, url: str) -> dict[str, ControllerProcess]:
     return procs
 
 
+def under_members(lab: Lab, procs: dict[str, ControllerProcess]) -> dict[str, str | None]:
+    """Figure 2 with every bridge under every member (fast reconnects); wait until each
+    bridge has the rule's master and the others as slaves; the rule's masters."""
+    from topologies.figure2 import Figure2Topo, configure, figure2_graph
+
+    lab.graph = figure2_graph()
+    ports = {m: p.ofp_port for m, p in procs.items()}
+    first = next(iter(ports.values()))
+    lab.build_net(Figure2Topo(), first, configure=lambda net: configure(net, lab.graph))
+    for bridge in BRIDGES:
+        done = run(["ovs-vsctl", "set-controller", bridge,
+                    *(f"tcp:127.0.0.1:{p}" for p in ports.values())])
+        assert done.returncode == 0, done.stderr
+    lab.fast_reconnect()
+    return wait_roles(ports, tuple(procs))
+
+
+def wait_roles(ports: dict[str, int], members: tuple[str, ...],
+               timeout: float = 30) -> dict[str, str | None]:
+    """Wait until every bridge has the rule's master among `members` and the others as
+    slaves, on the switch; the rule's masters."""
+    expected = {b: master_of(d, members) for b, d in BRIDGES.items()}
+    want = {b: sorted(f"{m}:{'master' if m == expected[b] else 'slave'}" for m in members)
+            for b in BRIDGES}
+    wait_until(lambda: by_member(ports, members) == want, timeout,
+               lambda: f"roles on the switches {by_member(ports, members)}, want {want}")
+    return expected
+
+
 def test_three_members_share_one_view_and_state_and_survive_a_killed_master(
         pg_url: str, lab: Lab) -> None:
     """Three members: one master per switch, the same links everywhere, a D-MA's reports at
     A decide at B's ingress, a drain at C too; SIGKILL B under 200 held connections: a new
     master within 2 s, new flows within 3 s, none broken."""
-    from topologies.figure2 import Figure2Topo, configure, figure2_graph, hosts_of
+    from topologies.figure2 import hosts_of
 
-    lab.graph = figure2_graph()
     procs = start_members(lab, pg_url)
     killed = ""
     conns: HeldConnections | None = None
     try:
-        ports = {m: p.ofp_port for m, p in procs.items()}
-        lab.build_net(Figure2Topo(), ports["m1"], configure=lambda net: configure(net,
-                                                                                  lab.graph))
-        for bridge in BRIDGES:
-            done = run(["ovs-vsctl", "set-controller", bridge,
-                        *(f"tcp:127.0.0.1:{p}" for p in ports.values())])
-            assert done.returncode == 0, done.stderr
-        lab.fast_reconnect()
-        expected = {b: master_of(d, MEMBERS) for b, d in BRIDGES.items()}
-        want = {b: sorted(f"{m}:{'master' if m == expected[b] else 'slave'}" for m in MEMBERS)
-                for b in BRIDGES}
-        wait_until(lambda: by_member(ports) == want, 30,
-                   lambda: f"roles on the switches {by_member(ports)}, want {want}")
+        expected = under_members(lab, procs)
         everything = switch_links(lab.graph)
         for member, proc in procs.items():  # one view: every member knows every link
             wait_until(lambda p=proc: everything <= links_of(p), 20,
@@ -178,9 +194,6 @@ def test_a_member_cut_off_from_postgresql_steps_down(pg_url: str, lab: Lab) -> N
     """Two members; the one mastering r1 reaches PostgreSQL through a TCP proxy, which is cut:
     it stops programming its switches (SLAVE) within its lease, before the other is confirmed
     master of them (within 2 s of the cut), and says it is not ready (/readyz 503)."""
-    from topologies.figure2 import Figure2Topo, configure, figure2_graph
-
-    lab.graph = figure2_graph()
     members = ("m1", "m2")
     victim = master_of(R1, members)
     assert victim is not None
@@ -194,18 +207,7 @@ def test_a_member_cut_off_from_postgresql_steps_down(pg_url: str, lab: Lab) -> N
     try:
         procs[other].start()
         ports = {m: p.ofp_port for m, p in procs.items()}
-        lab.build_net(Figure2Topo(), ports[victim], configure=lambda net: configure(net,
-                                                                                    lab.graph))
-        for bridge in BRIDGES:
-            done = run(["ovs-vsctl", "set-controller", bridge,
-                        *(f"tcp:127.0.0.1:{p}" for p in ports.values())])
-            assert done.returncode == 0, done.stderr
-        lab.fast_reconnect()
-        expected = {b: master_of(d, members) for b, d in BRIDGES.items()}
-        want = {b: sorted(f"{m}:{'master' if m == expected[b] else 'slave'}" for m in members)
-                for b in BRIDGES}
-        wait_until(lambda: by_member(ports, members) == want, 30,
-                   lambda: f"roles on the switches {by_member(ports, members)}, want {want}")
+        expected = under_members(lab, procs)
         taken = {f"{BRIDGES[b]:016x}" for b, m in expected.items() if m == victim}
         cut_at = time.time()
         proxy.cut()
@@ -232,3 +234,58 @@ def test_a_member_cut_off_from_postgresql_steps_down(pg_url: str, lab: Lab) -> N
             cut_off.wait(5)
         assert not [x for x in procs[victim].log_errors()  # its heartbeat errors expected
                     if "Traceback" in x or "OFPErrorMsg" in x or "error msg" in x]
+
+
+def test_a_rolling_restart_of_every_member_breaks_no_held_connection(pg_url: str,
+                                                                     lab: Lab) -> None:
+    """Three members, 200 held connections from c1; each member in turn stopped (SIGTERM) and
+    started again, the switches back to the rule's masters before the next: none of the held
+    connections breaks or moves, and a new connection from c1 is served at the end."""
+    from topologies.figure2 import hosts_of
+
+    procs = start_members(lab, pg_url)
+    conns: HeldConnections | None = None
+    try:
+        under_members(lab, procs)
+        ports = {m: p.ofp_port for m, p in procs.items()}
+        lab.wait_topology()
+        for host in hosts_of(lab.graph, "edge"):
+            lab.add_mgmt_link(host, lab.graph.nodes[host]["mgmt"])
+        for host in ("e2", "e3"):
+            lab.start_edge(host, capacity=2 * HELD)
+        wait_shares(lab, "svc1", R1, BOTH, timeout=20)
+        wait_until(lambda: len(client(lab, "c1", SVC1, requests=8)["served"]) == 2, 20,
+                   "new connections from c1 do not reach both instances")
+        conns = HeldConnections(lab, "c1", SVC1, HELD)
+        first = conns.report()
+        assert first["states"] == {"open": HELD} and len(first["served"]) == 2, damage(first)
+        started = time.time()
+        steps = []
+        for member in MEMBERS:
+            old = procs[member]
+            assert old.stop() == 0, f"{member} did not exit cleanly on SIGTERM"
+            assert old.log_errors() == [], f"{member}: {old.log_errors()[:5]}"
+            wait_roles(ports, tuple(m for m in MEMBERS if m != member), timeout=10)
+            stopped = time.time()
+            procs[member] = ControllerProcess(old.artifacts, old.config,
+                                              framework=old.framework, ofp_port=old.ofp_port,
+                                              rest_port=old.rest_port, creds=old.creds,
+                                              owners=old.owners)
+            procs[member].start()
+            if member == "m1":
+                lab.controller = procs[member]  # lab.close() stops it and reads its log
+            wait_roles(ports, MEMBERS, timeout=15)
+            steps.append({"member": member, "others_took_s": round(stopped - started, 2),
+                          "back_s": round(time.time() - stopped, 2)})
+            started = time.time()
+        seen = assert_unharmed(conns, time.time(), timeout=10.0, stall_s=STALL_S)
+        served = probe(lab, "c1", SVC1, 10.0)
+        (lab.artifacts / "rolling.txt").write_text(f"{steps}\n{seen}\n")
+        assert served is not None, "no new connection from c1 after the rolling restart"
+    finally:
+        if conns is not None:
+            conns.stop()
+        for proc in procs.values():
+            if proc is not lab.controller:
+                assert proc.stop() == 0
+                assert proc.log_errors() == [], proc.log_errors()[:5]
