@@ -28,6 +28,7 @@ from sqlalchemy import (
     delete,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
 from apps import migrations
@@ -169,8 +170,20 @@ class Store:
                 rows = [_row(kind, key, w.value) for (k, key), w in last.items()
                         if k == kind and w.value is not None]
                 if rows:
-                    conn.execute(table.insert(), rows)
+                    conn.execute(self._insert(table, KEYS[kind]), rows)
         return len(last)
+
+    def _insert(self, table: Table, key: str) -> Any:
+        """The INSERT of a batch. On PostgreSQL an upsert: cluster members write the same
+        records (each applies the changes the others accepted), and a member's DELETE that
+        waited for another's transaction finds nothing to delete, so its INSERT must not fail
+        on the row the other wrote."""
+        if self.engine.dialect.name != "postgresql":
+            return table.insert()
+        stmt = pg_insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c[key]],
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key})
 
     def load(self) -> Snapshot:
         """Read every record back into core values."""

@@ -5,17 +5,20 @@ applied there as if accepted locally; never passed on, harmless when repeated.""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import delete
 
 from apps.changefeed import ChangeFeed
-from apps.store import Store
+from apps.store import Store, _row, instances_table
 from controller.cluster.changes import PAYLOAD_LIMIT, Change, Ref, decode, encode, fits, shared
 from tests import test_app_smoke, test_cluster_shell
 from tests.pgschema import fresh_schema
 from tests.test_app_smoke import DSID, INSTANCE, Shell
+from tests.test_store import instance, states
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
 member, pg_url = test_cluster_shell.member, test_cluster_shell.pg_url  # m1 on PostgreSQL
@@ -115,3 +118,35 @@ def test_a_member_applies_another_members_changes(member: str, shell: Shell) -> 
         m2.close()
         app.feed.close()
     assert app.core.counters["errors"] == 0
+
+
+def test_two_members_writing_one_record_at_once_both_succeed(pg_url: str) -> None:
+    """Member A rewrites an instance record (DELETE, INSERT) and has not committed; member B's
+    write of the same record waits for it: when A commits, B's write succeeds (an upsert: its
+    DELETE found nothing left to delete) and B's values are the record's."""
+    a, b = Store(pg_url), Store(pg_url)
+    try:
+        a.apply([instance("10.0.0.1", state="unknown")])
+        errors: list[BaseException] = []
+
+        def write_b() -> None:
+            try:
+                b.apply([instance("10.0.0.1", state="draining")])
+            except BaseException as exc:
+                errors.append(exc)
+
+        with a.engine.connect() as conn:
+            with conn.begin():
+                conn.execute(delete(instances_table).where(
+                    instances_table.c.dbid == "10.0.0.1"))
+                conn.execute(a._insert(instances_table, "dbid"),
+                             [_row("instance", "10.0.0.1", instance("10.0.0.1").value)])
+                thread = threading.Thread(target=write_b)
+                thread.start()
+                time.sleep(0.3)  # B waits on A's row
+            thread.join(10)
+        assert not thread.is_alive() and errors == []
+        assert states(a) == {"10.0.0.1": "draining"}
+    finally:
+        a.close()
+        b.close()
