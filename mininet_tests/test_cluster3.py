@@ -19,22 +19,26 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from controller.cluster.mastership import master_of
 from mininet_tests import test_cluster
+from mininet_tests.conftest import RING_CONFIG
 from mininet_tests.harness import Lab, switch_links
 from mininet_tests.processes import ControllerProcess, http_json, run, wait_until
 from mininet_tests.restarts import HeldConnections, damage, probe
 from mininet_tests.tcpproxy import TcpProxy
-from mininet_tests.test_cluster import BRIDGES, _confirmed, member_config, roles
+from mininet_tests.test_cluster import BRIDGES, CLUSTER, _confirmed, member_config, roles
 from mininet_tests.test_fig2 import R1, SVC1, client, shares, wait_shares
 from mininet_tests.test_restart import assert_unharmed
 
 pg_url = test_cluster.pg_url  # the fixture: a fresh schema, asked for before `lab`
 MEMBERS = ("m1", "m2", "m3")
+RING_BRIDGES = {"s1": 1, "s2": 2, "s3": 3, "s4": 4}
 BOTH = {"10.0.0.21", "10.0.0.31"}
 HELD = 200
 FAILOVER_S = 2.0
@@ -49,11 +53,11 @@ def links_of(proc: ControllerProcess) -> set[frozenset[tuple[int, int]]]:
                        (k["dst"]["dpid"], k["dst"]["port"]))) for k in links}
 
 
-def by_member(ports: dict[str, int], members: tuple[str, ...] = MEMBERS
-              ) -> dict[str, list[str]]:
+def by_member(ports: dict[str, int], members: tuple[str, ...] = MEMBERS,
+              bridges: dict[str, int] = BRIDGES) -> dict[str, list[str]]:
     """Each bridge's connected controllers' roles, by member."""
     names = {p: m for m, p in ports.items() if m in members}
-    return {b: sorted(f"{names.get(p)}:{r}" for p, r in roles(b).items()) for b in BRIDGES}
+    return {b: sorted(f"{names.get(p)}:{r}" for p, r in roles(b).items()) for b in bridges}
 
 
 def masters_of(ports: dict[str, int], members: tuple[str, ...]) -> dict[str, str | None]:
@@ -65,65 +69,88 @@ def masters_of(ports: dict[str, int], members: tuple[str, ...]) -> dict[str, str
     return out
 
 
-def start_members(lab: Lab, url: str) -> dict[str, ControllerProcess]:
-    """m1 as the lab's controller, m2 and m3 in folders of their own with m1's credentials."""
-    procs = {"m1": lab.start_controller(member_config(lab.artifacts, url, "m1"))}
+def ring_config(folder: Path, url: str, member: str) -> Path:
+    """The ring's test configuration on PostgreSQL, as cluster member `member`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = RING_CONFIG.read_text().replace('store_url = "sqlite:///dyncast.db"',
+                                           f'store_url = "{url}"')
+    assert url in base, "ring.toml's store_url line changed"
+    path = folder / f"{member}.toml"
+    path.write_text(base + CLUSTER.format(member=member))
+    return path
+
+
+def start_members(lab: Lab, url: str, ring: bool = False) -> dict[str, ControllerProcess]:
+    """m1 as the lab's controller, m2 and m3 in folders of their own with m1's credentials
+    (Figure 2's configuration, or the ring's)."""
+    config = ring_config if ring else member_config
+    procs = {"m1": lab.start_controller(config(lab.artifacts, url, "m1"))}
     for member in MEMBERS[1:]:
         folder = lab.artifacts / member
-        procs[member] = ControllerProcess(folder, member_config(folder, url, member),
+        procs[member] = ControllerProcess(folder, config(folder, url, member),
                                           creds=procs["m1"].creds)
         procs[member].start()
     return procs
 
 
-def under_members(lab: Lab, procs: dict[str, ControllerProcess]) -> dict[str, str | None]:
-    """Figure 2 with every bridge under every member (fast reconnects); wait until each
-    bridge has the rule's master and the others as slaves; the rule's masters."""
+def under_members(lab: Lab, procs: dict[str, ControllerProcess],
+                  ring: bool = False) -> dict[str, str | None]:
+    """Figure 2 (or the ring) with every bridge under every member (fast reconnects); wait
+    until each bridge has the rule's master and the others as slaves; the rule's masters."""
     from topologies.figure2 import Figure2Topo, configure, figure2_graph
+    from topologies.ring import RingTopo, ring_graph
 
-    lab.graph = figure2_graph()
+    bridges = RING_BRIDGES if ring else BRIDGES
     ports = {m: p.ofp_port for m, p in procs.items()}
     first = next(iter(ports.values()))
-    lab.build_net(Figure2Topo(), first, configure=lambda net: configure(net, lab.graph))
-    for bridge in BRIDGES:
+    if ring:
+        lab.graph = ring_graph()
+        lab.build_net(RingTopo(), first)
+    else:
+        lab.graph = figure2_graph()
+        lab.build_net(Figure2Topo(), first, configure=lambda net: configure(net, lab.graph))
+    for bridge in bridges:
         done = run(["ovs-vsctl", "set-controller", bridge,
                     *(f"tcp:127.0.0.1:{p}" for p in ports.values())])
         assert done.returncode == 0, done.stderr
     lab.fast_reconnect()
-    return wait_roles(ports, tuple(procs))
+    return wait_roles(ports, tuple(procs), bridges=bridges)
 
 
-def wait_roles(ports: dict[str, int], members: tuple[str, ...],
-               timeout: float = 30) -> dict[str, str | None]:
+def wait_roles(ports: dict[str, int], members: tuple[str, ...], timeout: float = 30,
+               bridges: dict[str, int] = BRIDGES) -> dict[str, str | None]:
     """Wait until every bridge has the rule's master among `members` and the others as
-    slaves, on the switch; the rule's masters."""
-    expected = {b: master_of(d, members) for b, d in BRIDGES.items()}
+    slaves, on the switch; the rule's masters (bridge -> member)."""
+    expected = {b: master_of(d, members) for b, d in bridges.items()}
     want = {b: sorted(f"{m}:{'master' if m == expected[b] else 'slave'}" for m in members)
-            for b in BRIDGES}
-    wait_until(lambda: by_member(ports, members) == want, timeout,
-               lambda: f"roles on the switches {by_member(ports, members)}, want {want}")
+            for b in bridges}
+    wait_until(lambda: by_member(ports, members, bridges) == want, timeout,
+               lambda: f"roles on the switches {by_member(ports, members, bridges)}, "
+                       f"want {want}")
     return expected
 
 
+@pytest.mark.parametrize("ring", [False, True], ids=["figure2", "ring"])
 def test_three_members_share_one_view_and_state_and_survive_a_killed_master(
-        pg_url: str, lab: Lab) -> None:
+        pg_url: str, lab: Lab, ring: bool) -> None:
     """Three members: one master per switch, the same links everywhere, a D-MA's reports at
     A decide at B's ingress, a drain at C too; SIGKILL B under 200 held connections: a new
-    master within 2 s, new flows within 3 s, none broken."""
+    master within 2 s, new flows within 3 s, none broken. On Figure 2 and on the ring (where
+    paths cross switches of different masters both ways round)."""
     from topologies.figure2 import hosts_of
 
-    procs = start_members(lab, pg_url)
+    procs = start_members(lab, pg_url, ring)
     killed = ""
     conns: HeldConnections | None = None
     try:
-        expected = under_members(lab, procs)
+        expected = under_members(lab, procs, ring)
         everything = switch_links(lab.graph)
         for member, proc in procs.items():  # one view: every member knows every link
             wait_until(lambda p=proc: everything <= links_of(p), 20,
                        lambda p=proc, m=member: f"{m} lacks links "
                                                 f"{sorted(map(sorted, everything - links_of(p)))}")
 
-        b = expected["r1"]
+        b = expected["s1" if ring else "r1"]  # the master of c1's switch (dpid 1)
         assert b is not None
         a, c = (m for m in MEMBERS if m != b)
         for host in hosts_of(lab.graph, "edge"):
