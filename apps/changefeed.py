@@ -37,6 +37,7 @@ LOG = logging.getLogger("dyncast")
 WAIT_S = 0.5  # a wait for notifications returns at least this often (to notice a stop)
 KEEP_S = 3600.0  # stored (large) changes older than this are pruned
 RETRY_S = 1.0  # after the listening connection failed
+OUTBOX_MAX = 10_000  # changes waiting to be published while the database is away
 
 
 class ChangeFeed:
@@ -167,6 +168,9 @@ class SharedSide:
             text_body = body.decode()
         except UnicodeDecodeError:
             return  # not JSON: it was not accepted as a change
+        if len(self._outbox) >= OUTBOX_MAX:  # the database is away: the oldest go
+            self._outbox.popleft()
+            self.core.counters["changes_dropped"] += 1
         self._outbox.append(Change(self.feed.member_id, method, path, text_body))
         self._outbox_ready.set()
 
@@ -182,24 +186,33 @@ class SharedSide:
                     tpool.execute(self.feed.publish, batch)
                     self.core.counters["changes_published"] += len(batch)
                 except Exception as exc:
-                    self._outbox.extendleft(reversed(batch))
+                    keep = min(max(OUTBOX_MAX - len(self._outbox), 0), len(batch))
+                    self._outbox.extendleft(reversed(batch[len(batch) - keep:]))
+                    self.core.counters["changes_dropped"] += len(batch) - keep
+                    if not self.core.counters["changes_publish_failed"] % 100:
+                        LOG.error("dyncast: cluster: could not publish %d changes: %s",
+                                  len(batch), exc)
                     self.core.counters["changes_publish_failed"] += 1
-                    LOG.error("dyncast: cluster: could not publish %d changes: %s",
-                              len(batch), exc)
                     hub.sleep(RETRY_S)
 
     def _follower(self) -> None:
         """Wait for the others' changes in a worker thread; apply each on the event loop."""
         assert self.feed is not None
+        failing = False
         while True:
             try:
                 changes = tpool.execute(self.feed.wait, WAIT_S)
             except Exception as exc:
                 self.core.counters["changes_listen_failed"] += 1
-                LOG.error("dyncast: cluster: listening for changes failed (changes made "
-                          "meanwhile by other members are missed): %s", exc)
+                if not failing:  # once per outage, as the heartbeat does
+                    LOG.error("dyncast: cluster: listening for changes failed (changes made "
+                              "meanwhile by other members are missed): %s", exc)
+                failing = True
                 hub.sleep(RETRY_S)
                 continue
+            if failing:
+                LOG.warning("dyncast: cluster: listening for changes again")
+                failing = False
             for change in changes:
                 self.apply_change(change)
 

@@ -150,3 +150,21 @@ def test_two_members_writing_one_record_at_once_both_succeed(pg_url: str) -> Non
     finally:
         a.close()
         b.close()
+
+
+def test_changes_waiting_for_the_database_are_bounded(member: str, shell: Shell,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the database is away the changes to publish wait, at most OUTBOX_MAX of them:
+    the oldest go first, counted."""
+    from apps import changefeed
+
+    monkeypatch.setattr(changefeed, "OUTBOX_MAX", 2)
+    app = shell.app
+    try:
+        shell.register()  # a registration and a report: two changes queued
+        assert shell.rest("POST", "metrics", {"dbid": INSTANCE[0], "cpu": 0.2, "sessions": 1,
+                                              "queue": 0, "capacity": 10}).status == 200
+        assert len(app._outbox) == 2 and app.core.counters["changes_dropped"] == 1
+        assert all(c.path.endswith("/metrics") for c in app._outbox)  # the newest kept
+    finally:
+        app.feed.close()
