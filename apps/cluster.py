@@ -104,6 +104,19 @@ def role_request(dp: Any, intent: RoleRequest) -> Any:
     return dp.ofproto_parser.OFPRoleRequest(dp, role, intent.generation_id)
 
 
+def async_config(dp: Any) -> Any:
+    """OFPT_SET_ASYNC: the packet-ins and port changes of the slave role as of the master
+    (OpenFlow 1.3 sends a slave none by default), so every member learns every link and host;
+    flow-removed messages to the master only (a binding ends at the member that made it)."""
+    ofp = dp.ofproto
+    packet_in = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION
+    port_status = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
+    removed = (1 << ofp.OFPRR_IDLE_TIMEOUT | 1 << ofp.OFPRR_HARD_TIMEOUT
+               | 1 << ofp.OFPRR_DELETE)
+    return dp.ofproto_parser.OFPSetAsync(dp, [packet_in, packet_in],
+                                         [port_status, port_status], [removed, 0])
+
+
 def store_reachable(engine: Engine) -> bool:
     """True if the store answers a query (blocking: run it in a worker thread)."""
     try:
@@ -204,7 +217,26 @@ class ClusterSide:
                        reason="another member masters it, or our lease ended")
         elif isinstance(intent, Reconcile):
             self._configure(dp)
-            self._read_table(dp)  # answered by the reconciliation, as at connect
+            self._take_over(dp)  # a query in a worker thread: the hub runs meanwhile
+
+    def _take_over(self, dp: Any) -> None:
+        """Read the bindings the switch's previous master stored (in a worker thread), hold
+        those this member does not know, then read the switch's table: the reconciliation
+        keeps their entries instead of removing another member's flows."""
+        try:
+            stored = tpool.execute(self.store.bindings_at, dp.id)
+        except Exception as exc:
+            stored = []
+            LOG.error("dyncast: cluster: could not read the bindings of %016x: %s", dp.id, exc)
+        if self.datapaths.get(dp.id) is not dp or not self.programs(dp.id):
+            return  # gone, or no longer ours, meanwhile
+        flows = self.core.flows
+        new = [b for b in stored if flows.bindings.by_ident(b.ident) is None
+               and flows.bindings.get(b.key) is None]
+        flows.restore(new)
+        logs.event("reconcile", "bindings_taken_over", dpid=f"{dp.id:016x}", stored=len(stored),
+                   taken=len(new), reason="this member now masters the switch")
+        self._read_table(dp)  # answered by the reconciliation, as at connect
 
     def _configure(self, dp: Any) -> None:
         """What a switch gets at connect from the member that programs it."""

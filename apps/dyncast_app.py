@@ -36,7 +36,8 @@ from sqlalchemy.engine import make_url
 
 from apps import channelguard, fastpath, logs, packet_in, security
 from apps.apploops import EventTick, Loops, TableRead
-from apps.cluster import ClusterSide
+from apps.changefeed import SharedSide
+from apps.cluster import ClusterSide, async_config
 from apps.configfile import load_config
 from apps.flowread import Polls, entry_of
 from apps.framework import (
@@ -65,6 +66,7 @@ from controller.core import Core
 from controller.dataplane.punt import meter_punts
 from controller.dataplane.rules import caveats
 from controller.intents import FlowMod, Intent
+from controller.observer import observe
 
 LOG = logging.getLogger("dyncast")
 OFPET = {v: k[6:].lower() for k, v in vars(ofproto_v1_3).items() if k.startswith("OFPET_")}
@@ -84,7 +86,7 @@ def guarded(handler: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
+class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore[misc]
     """Dyncast in centralized mode: per-ingress decisions, affinity held by the switches."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]  # noqa: RUF012 - the framework's contract
@@ -109,6 +111,8 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
         except ValueError:  # not the main thread (an embedding test): no signal reload
             LOG.warning("dyncast: SIGHUP reload unavailable (not the main thread)")
         self.store = Store(self.config.store_url)
+        cluster = self.config.cluster  # [cluster]: listen for the others' changes, then load
+        self._feed_init(cluster.enabled, cluster.member_id, self.config.store_url)
         snap = self.store.load()
         self._cluster_init(self.config.cluster, self.config.store_url)  # [cluster]: else nothing
         self.core.restore(snap.services, snap.instances, snap.bindings, time.time())
@@ -145,7 +149,7 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
                          hub.spawn(self._poller), hub.spawn(self._recomputer),
                          hub.spawn(self._auditor), hub.spawn(self._watch),
                          hub.spawn(TrackerReader(self).run),  # conntrack zones (apps/tracker.py)
-                         *self._cluster_threads()]
+                         *self._cluster_threads(), *self._feed_threads()]
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()
@@ -163,6 +167,8 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
             self.store.apply(writes)
         LOG.info("dyncast: stopped; %d store writes flushed", len(writes))
         self._cluster_stop()
+        if self.feed is not None:
+            self.feed.close()
         super().stop()
 
     # --- sending ------------------------------------------------------------------------
@@ -221,6 +227,8 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
                    reason="features reply")
         if self.member is None:  # in a cluster: once this member masters it (`_step_roles`)
             self._configure(dp)  # the punt meter before any entry that uses it
+        else:  # every member hears every switch's packet-ins, whatever its role
+            dp.send_msg(async_config(dp))
         self.send(self.core.switch_connected(dp.id, reads_table=True))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
         if self.member is None:
@@ -272,6 +280,10 @@ class DyncastApp(ClusterSide, RestSide, Loops, App):  # type: ignore[misc]
         msg = ev.msg
         if self.datapaths.get(msg.datapath.id) is not msg.datapath:
             return  # a refused switch: nothing learned from it, nothing sent to it
+        if not self.programs(msg.datapath.id):  # another member's: links and hosts only
+            self.send(observe(self.core, msg.datapath.id, msg.match["in_port"], msg.data,
+                              time.time()))
+            return
         self.send(self.core.packet_in(msg.datapath.id, msg.match["in_port"], msg.data,
                                       time.time()))
 

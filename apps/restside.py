@@ -35,6 +35,7 @@ class RestSide:
     _hup: bool
     gc_pauses: Any
     cluster_view: Any  # apps.cluster.ClusterSide
+    share: Any  # apps.changefeed.SharedSide
 
 
     def api_call(self, method: str, path: str, body: bytes) -> Reply:
@@ -45,6 +46,15 @@ class RestSide:
         if path.rstrip("/") == CLUSTER_PATH:  # the shell's: leases, roles (apps/cluster.py)
             return self.cluster_view() if method == "GET" else Reply(
                 405, {"error": f"{method} not allowed on {CLUSTER_PATH}", "field": "path"})
+        reply = self._serve(method, path, body)
+        if reply.status >= 400:
+            self._rejected(method, path, reply)
+        else:
+            self.share(method, path, body, reply)  # a cluster's other members apply it too
+        return reply
+
+    def _serve(self, method: str, path: str, body: bytes) -> Reply:
+        """Serve an API request step by step (also another member's change: apps/changefeed.py)."""
         try:
             steps = self.api.steps(method, path, body, time.time())
             step = next(steps)
@@ -59,8 +69,6 @@ class RestSide:
         self.send(step.intents)
         if self.core.intake.dirty:
             self._reported.set()
-        if step.status >= 400:
-            self._rejected(method, path, step)
         return step
 
     def _rejected(self, method: str, path: str, reply: Reply) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Float,
+    Integer,
     MetaData,
     String,
     Table,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     delete,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
 from apps import migrations
@@ -63,6 +65,14 @@ cluster_members_table = Table(  # the cluster's leases (apps/cluster.py), not co
     Column("beat_at", Float, nullable=False),
     Column("lease_until", Float, nullable=False),
     Column("epoch", BigInteger, nullable=False),
+)
+cluster_changes_table = Table(  # changes too large to notify (apps/changefeed.py)
+    "cluster_changes", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("member_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("data", Text, nullable=False),
 )
 agent_seqs_table = Table(  # controller/auth/verifier.py: a sequence only rises
     "agent_sequences", metadata,
@@ -160,8 +170,20 @@ class Store:
                 rows = [_row(kind, key, w.value) for (k, key), w in last.items()
                         if k == kind and w.value is not None]
                 if rows:
-                    conn.execute(table.insert(), rows)
+                    conn.execute(self._insert(table, KEYS[kind]), rows)
         return len(last)
+
+    def _insert(self, table: Table, key: str) -> Any:
+        """The INSERT of a batch. On PostgreSQL an upsert: cluster members write the same
+        records (each applies the changes the others accepted), and a member's DELETE that
+        waited for another's transaction finds nothing to delete, so its INSERT must not fail
+        on the row the other wrote."""
+        if self.engine.dialect.name != "postgresql":
+            return table.insert()
+        stmt = pg_insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c[key]],
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key})
 
     def load(self) -> Snapshot:
         """Read every record back into core values."""
@@ -177,6 +199,13 @@ class Store:
                 data = json.loads(row.data)
                 snap.agent_seqs[str(data["agent"])] = int(data["seq"])
         return snap
+
+    def bindings_at(self, ingress: int) -> list[Binding]:
+        """The stored bindings of one ingress switch (a cluster member taking it over reads
+        what its previous master stored)."""
+        with self.engine.connect() as conn:
+            rows = [json.loads(r.data) for r in conn.execute(select(bindings_table.c.data))]
+        return [_binding(d) for d in rows if d.get("ingress") == ingress]
 
     def close(self) -> None:
         """Release the database connections."""

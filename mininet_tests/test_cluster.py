@@ -5,9 +5,9 @@ ingress r1 is killed with SIGKILL the switches confirm the other as master of it
 (their role replies) within 2 s. The Controller table's `role` column follows seconds later
 (OVS refreshes it at its next status update), so it is checked for the end state only.
 
-Held connections and new flows across a failover are not asserted yet: with two live members
-each sees only the links between its own switches (docs/cluster.md, "Not done yet"). Needs
-DYNCAST_TEST_PG_URL (scripts/test.sh sets it): unset, the test is skipped.
+Three members, shared state, held connections and new flows across a failover, and a member
+cut off from PostgreSQL: mininet_tests/test_cluster3.py. Needs DYNCAST_TEST_PG_URL
+(scripts/test.sh sets it): unset, the test is skipped.
 """
 
 from __future__ import annotations

@@ -275,8 +275,8 @@ def test_a_database_whose_tables_were_dropped_is_made_again(
     open_store().apply([instance("10.0.0.1")])
     engine = create_engine(store_url)
     with engine.begin() as conn:
-        for table in ("alembic_version", "cluster_members", "agent_sequences", "bindings",
-                      "instances", "services"):
+        for table in ("alembic_version", "cluster_changes", "cluster_members", "agent_sequences",
+                      "bindings", "instances", "services"):
             conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
     store = open_store()

@@ -1,0 +1,226 @@
+"""Shared state across cluster members: PostgreSQL LISTEN/NOTIFY carries each accepted change
+(`controller/cluster/changes.py`) to every other member, which applies it through its own API.
+
+Boundary: shell. `ChangeFeed` does the database work (blocking: the app calls it through
+`tpool`, in worker OS threads): a dedicated psycopg connection that LISTENs, an engine that
+NOTIFYs. `SharedSide` is a mixin of `apps.dyncast_app.DyncastApp`: `share` queues a change the
+REST side accepted, a green thread publishes the queue (one transaction a batch), another
+waits for the others' changes and applies each on the event loop (`RestSide._serve`). With
+`[cluster]` absent or disabled none of it runs.
+
+The channel is named after the store's schema, so clusters (or tests) sharing one server but
+not one schema do not hear each other. A member that is disconnected from the database misses
+the changes notified meanwhile (it logs the gap; the store still holds services and instances,
+read at its next start); see docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from eventlet import tpool
+from psycopg import sql
+from sqlalchemy import create_engine, delete, insert, select, text
+from sqlalchemy.engine import Engine, make_url
+
+from apps.framework import hub
+from apps.store import cluster_changes_table as changes_table
+from controller.api import Reply
+from controller.cluster.changes import Change, Ref, decode, encode, encode_ref, fits, shared
+
+LOG = logging.getLogger("dyncast")
+WAIT_S = 0.5  # a wait for notifications returns at least this often (to notice a stop)
+KEEP_S = 3600.0  # stored (large) changes older than this are pruned
+RETRY_S = 1.0  # after the listening connection failed
+OUTBOX_MAX = 10_000  # changes waiting to be published while the database is away
+
+
+class ChangeFeed:
+    """Publish this member's changes; receive the others'."""
+
+    def __init__(self, url: str, member_id: str) -> None:
+        self.member_id = member_id
+        self.engine: Engine = create_engine(url, pool_size=1, max_overflow=1,
+                                            pool_pre_ping=True)
+        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        self.listener: psycopg.Connection[Any] | None = None
+        self.channel = ""
+
+    def listen(self) -> None:
+        """Open the listening connection (autocommit) and LISTEN on the schema's channel."""
+        conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=2)
+        row = conn.execute("SELECT current_schema()").fetchone()
+        self.channel = f"dyncast_changes_{row[0] if row else 'public'}"[:63]
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        self.listener = conn
+
+    def publish(self, changes: list[Change]) -> None:
+        """Notify every member of `changes`, in order, in one transaction (a notification is
+        delivered at commit); a change too large for a payload is stored and named."""
+        if not self.channel:
+            self.listen()
+        with self.engine.begin() as conn:
+            now = float(conn.execute(text("SELECT extract(epoch FROM clock_timestamp())"))
+                        .scalar_one())
+            stored = False
+            for change in changes:
+                payload = encode(change)
+                if not fits(payload):
+                    row = conn.execute(insert(changes_table).values(
+                        member_id=change.member, at=now, data=payload)
+                        .returning(changes_table.c.id)).scalar_one()
+                    payload, stored = encode_ref(Ref(change.member, int(row))), True
+                conn.execute(text("SELECT pg_notify(:c, :p)"),
+                             {"c": self.channel, "p": payload})
+            if stored:
+                conn.execute(delete(changes_table).where(changes_table.c.at < now - KEEP_S))
+
+    def wait(self, timeout: float) -> list[Change]:
+        """The others' changes notified since the last call, waiting up to `timeout` for the
+        first; raises if the connection failed (the next call opens a new one)."""
+        if self.listener is None:
+            self.listen()
+        assert self.listener is not None
+        try:
+            got = [n.payload for n in self.listener.notifies(timeout=timeout, stop_after=1)]
+            if got:
+                got += [n.payload for n in self.listener.notifies(timeout=0.0)]
+        except Exception:
+            self.close_listener()
+            raise
+        out: list[Change] = []
+        for payload in got:
+            item = decode(payload)
+            if item is None:
+                LOG.warning("dyncast: cluster: an unreadable change notification: %.200s",
+                            payload)
+            elif item.member == self.member_id:
+                continue  # our own
+            elif isinstance(item, Ref):
+                out += self._load(item)
+            else:
+                out.append(item)
+        return out
+
+    def _load(self, ref: Ref) -> list[Change]:
+        """A stored change (none if it was pruned or is unreadable)."""
+        with self.engine.connect() as conn:
+            data = conn.execute(select(changes_table.c.data).where(
+                changes_table.c.id == ref.id)).scalar_one_or_none()
+        item = decode(data) if data is not None else None
+        if not isinstance(item, Change):
+            LOG.warning("dyncast: cluster: stored change %d of %s is gone", ref.id, ref.member)
+            return []
+        return [item]
+
+    def close_listener(self) -> None:
+        """Close the listening connection (quietly)."""
+        conn, self.listener = self.listener, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # it may be broken already
+                conn.close()
+
+    def close(self) -> None:
+        """Release the connections."""
+        self.close_listener()
+        self.engine.dispose()
+
+
+class SharedSide:
+    """The cluster's shared state in the app; the app provides `_serve` (apps/restside.py)
+    and `core`."""
+
+    core: Any
+    feed: ChangeFeed | None
+    _outbox: deque[Change]
+    _outbox_ready: Any
+    _serve: Callable[[str, str, bytes], Reply]  # apps.restside.RestSide
+
+    def _feed_init(self, enabled: bool, member_id: str, store_url: str) -> None:
+        """Make the feed and start listening (before the store is read: a change accepted
+        meanwhile elsewhere is applied after it, not lost)."""
+        self.feed, self._outbox, self._outbox_ready = None, deque(), hub.Event()
+        if not enabled:
+            return
+        self.feed = ChangeFeed(store_url, member_id)
+        try:
+            self.feed.listen()
+        except Exception as exc:  # the follower thread tries again
+            LOG.error("dyncast: cluster: cannot listen for changes yet: %s", exc)
+
+    def _feed_threads(self) -> list[Any]:
+        """The green threads to start (none without a cluster)."""
+        if self.feed is None:
+            return []
+        return [hub.spawn(self._publisher), hub.spawn(self._follower)]
+
+    def share(self, method: str, path: str, body: bytes, reply: Reply) -> None:
+        """A request this member accepted: queue it for the others if they need it."""
+        if self.feed is None or not shared(method, path, reply.status):
+            return
+        try:
+            text_body = body.decode()
+        except UnicodeDecodeError:
+            return  # not JSON: it was not accepted as a change
+        if len(self._outbox) >= OUTBOX_MAX:  # the database is away: the oldest go
+            self._outbox.popleft()
+            self.core.counters["changes_dropped"] += 1
+        self._outbox.append(Change(self.feed.member_id, method, path, text_body))
+        self._outbox_ready.set()
+
+    def _publisher(self) -> None:
+        """Publish the queued changes, a batch a transaction, in a worker thread."""
+        assert self.feed is not None
+        while True:
+            self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while self._outbox:
+                batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), 500))]
+                try:
+                    tpool.execute(self.feed.publish, batch)
+                    self.core.counters["changes_published"] += len(batch)
+                except Exception as exc:
+                    keep = min(max(OUTBOX_MAX - len(self._outbox), 0), len(batch))
+                    self._outbox.extendleft(reversed(batch[len(batch) - keep:]))
+                    self.core.counters["changes_dropped"] += len(batch) - keep
+                    if not self.core.counters["changes_publish_failed"] % 100:
+                        LOG.error("dyncast: cluster: could not publish %d changes: %s",
+                                  len(batch), exc)
+                    self.core.counters["changes_publish_failed"] += 1
+                    hub.sleep(RETRY_S)
+
+    def _follower(self) -> None:
+        """Wait for the others' changes in a worker thread; apply each on the event loop."""
+        assert self.feed is not None
+        failing = False
+        while True:
+            try:
+                changes = tpool.execute(self.feed.wait, WAIT_S)
+            except Exception as exc:
+                self.core.counters["changes_listen_failed"] += 1
+                if not failing:  # once per outage, as the heartbeat does
+                    LOG.error("dyncast: cluster: listening for changes failed (changes made "
+                              "meanwhile by other members are missed): %s", exc)
+                failing = True
+                hub.sleep(RETRY_S)
+                continue
+            if failing:
+                LOG.warning("dyncast: cluster: listening for changes again")
+                failing = False
+            for change in changes:
+                self.apply_change(change)
+
+    def apply_change(self, change: Change) -> None:
+        """Apply another member's change as if this member had accepted it (not passed on)."""
+        reply = self._serve(change.method, change.path, change.body.encode())
+        self.core.counters["changes_applied"] += 1
+        if reply.status >= 400:  # already here (a repeat, or read from the store at start)
+            self.core.counters["changes_refused"] += 1
+            LOG.info("dyncast: cluster: %s's change %s %s refused here: %s %s",
+                     change.member, change.method, change.path, reply.status, reply.body)

@@ -1,0 +1,83 @@
+"""The changes cluster members share: which accepted requests the others must apply too, and
+how one travels in a PostgreSQL notification.
+
+A member that accepts a REST call changing the catalogue (services, instances and their
+drains, activations, withdrawals) or a metric report tells every other member, which applies
+the same request as if it had accepted it itself: the same validation, the same core calls,
+its own `now`. The request is the change: the member that accepted it has checked it (body,
+authorisation, replay), so the others skip the gate, not the API. A change is applied once by
+each member and never passed on (a member ignores its own and publishes nothing it applies), so
+there is no loop; applying one twice is harmless (a repeated registration is refused as a
+conflict, a repeated report records the same numbers).
+
+A notification's payload is at most 8,000 bytes: a larger change (a batch of reports) goes
+into a table and the notification carries its row's id (`Ref`).
+
+Boundary: pure. Requests and payload text in; payload text and `Change`/`Ref` values out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+PREFIX = "/dyncast/v1/"
+SHARED = ("services", "instances", "metrics")  # the resources whose changes every member needs
+WRITES = ("POST", "PUT", "DELETE")
+PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses a NOTIFY payload of 8,000 or more
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A request that member `member` accepted: apply it here too."""
+
+    member: str
+    method: str
+    path: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A change too large to notify, stored as row `id` by `member`."""
+
+    member: str
+    id: int
+
+
+def shared(method: str, path: str, status: int) -> bool:
+    """True if an accepted request (`status`) changed state every member must hold."""
+    if status >= 400 or method not in WRITES or not path.startswith(PREFIX):
+        return False
+    return path[len(PREFIX):].split("/", 1)[0] in SHARED
+
+
+def encode(change: Change) -> str:
+    """The notification payload (or stored row) of `change`."""
+    return json.dumps({"m": change.member, "v": change.method, "p": change.path,
+                       "b": change.body}, separators=(",", ":"))
+
+
+def fits(payload: str) -> bool:
+    """True if `payload` can travel in a notification."""
+    return len(payload.encode()) <= PAYLOAD_LIMIT
+
+
+def encode_ref(ref: Ref) -> str:
+    """The notification payload naming a stored change."""
+    return json.dumps({"m": ref.member, "id": ref.id}, separators=(",", ":"))
+
+
+def decode(payload: str) -> Change | Ref | None:
+    """A payload back as a `Change` or a `Ref`; None if it is neither (never raises)."""
+    try:
+        data = json.loads(payload)
+        if not isinstance(data, dict) or not isinstance(data.get("m"), str):
+            return None
+        if "id" in data:
+            return Ref(data["m"], int(data["id"]))
+        if all(isinstance(data.get(k), str) for k in ("v", "p", "b")):
+            return Change(data["m"], data["v"], data["p"], data["b"])
+    except (ValueError, TypeError):
+        pass
+    return None

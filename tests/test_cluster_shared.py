@@ -1,0 +1,170 @@
+"""Shared state across cluster members: a change one member accepts (a REST call, a metric
+report) reaches the others through PostgreSQL LISTEN/NOTIFY (DYNCAST_TEST_PG_URL) and is
+applied there as if accepted locally; never passed on, harmless when repeated."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import delete
+
+from apps.changefeed import ChangeFeed
+from apps.store import Store, _row, instances_table
+from controller.cluster.changes import PAYLOAD_LIMIT, Change, Ref, decode, encode, fits, shared
+from tests import test_app_smoke, test_cluster_shell
+from tests.pgschema import fresh_schema
+from tests.test_app_smoke import DSID, INSTANCE, Shell
+from tests.test_store import instance, states
+
+shell = test_app_smoke.shell  # the fixture: the app on each framework
+member, pg_url = test_cluster_shell.member, test_cluster_shell.pg_url  # m1 on PostgreSQL
+V1 = "/dyncast/v1/"
+
+
+def test_which_changes_are_shared() -> None:
+    """Accepted writes to services, instances (drains too) and metrics are shared; reads,
+    refusals, the reload and the cluster view are not."""
+    assert shared("POST", V1 + "metrics", 200)
+    assert shared("PUT", V1 + "services/svc1", 200)
+    assert shared("POST", V1 + "instances/10.0.0.21/drain", 200)
+    assert shared("DELETE", V1 + "instances/10.0.0.21", 200)
+    assert not shared("POST", V1 + "metrics", 400)
+    assert not shared("GET", V1 + "services", 200)
+    assert not shared("POST", V1 + "config/reload", 200)
+    assert not shared("POST", "/elsewhere/metrics", 200)
+
+
+def test_a_change_survives_its_payload() -> None:
+    """encode/decode round-trips a change and a reference; anything else decodes to None;
+    a payload over PostgreSQL's limit does not fit."""
+    change = Change("m1", "POST", V1 + "metrics", '{"dbid": "10.0.0.21"}')
+    assert decode(encode(change)) == change
+    assert decode('{"m": "m2", "id": 7}') == Ref("m2", 7)
+    for junk in ("", "[]", "{", '{"m": 1}', '{"m": "x", "v": "POST"}', '{"m": "x", "id": "a"}'):
+        assert decode(junk) is None
+    assert fits(encode(change))
+    assert not fits(encode(Change("m1", "POST", V1 + "metrics", "x" * PAYLOAD_LIMIT)))
+
+
+@pytest.fixture
+def feeds() -> Iterator[tuple[ChangeFeed, ChangeFeed, ChangeFeed]]:
+    """m1 and m2 on one schema, m3 on another (another cluster on the same server)."""
+    with fresh_schema() as url, fresh_schema() as other:
+        Store(url).close()
+        Store(other).close()
+        out = (ChangeFeed(url, "m1"), ChangeFeed(url, "m2"), ChangeFeed(other, "m3"))
+        try:
+            for feed in out:
+                feed.listen()
+            yield out
+        finally:
+            for feed in out:
+                feed.close()
+
+
+def test_a_change_reaches_the_other_members_once_in_order(
+        feeds: tuple[ChangeFeed, ChangeFeed, ChangeFeed]) -> None:
+    """m1 publishes a small change and one too large to notify (stored, named by id): m2
+    receives both, in order, within a tick; m1 does not receive its own; another schema's
+    member hears nothing."""
+    m1, m2, m3 = feeds
+    small = Change("m1", "POST", V1 + "metrics", '{"dbid": "10.0.0.21"}')
+    large = Change("m1", "POST", V1 + "metrics", json.dumps(
+        {"reports": [{"dbid": f"10.0.{i // 250}.{i % 250}"} for i in range(600)]}))
+    assert not fits(encode(large))
+    sent = time.monotonic()
+    m1.publish([small, large])
+    got = m2.wait(2.0)
+    got += m2.wait(0.2) if len(got) < 2 else []
+    assert got == [small, large]
+    assert time.monotonic() - sent < 1.0
+    assert m1.wait(0.2) == [] and m3.wait(0.2) == []
+
+
+def test_a_member_applies_another_members_changes(member: str, shell: Shell) -> None:
+    """m2 registers the instance and reports its load (through the feed): m1 holds the
+    instance and decides on its metrics, as if it had accepted them; m1 passes nothing on.
+    m1's own accepted request is queued for the others, a refused one is not."""
+    app = shell.app
+    m2 = ChangeFeed(member, "m2")
+    try:
+        register = json.dumps({"dsid": DSID, "dbid": INSTANCE[0], "dma": "smoke"})
+        report = json.dumps({"dbid": INSTANCE[0], "cpu": 0.5, "sessions": 3, "queue": 0,
+                             "capacity": 10})
+        m2.publish([Change("m2", "POST", V1 + "instances", register),
+                    Change("m2", "POST", V1 + "metrics", report)])
+        changes = app.feed.wait(2.0)
+        changes += app.feed.wait(0.2) if len(changes) < 2 else []
+        assert [c.member for c in changes] == ["m2", "m2"]
+        for change in changes:
+            app.apply_change(change)
+        inst = app.core.catalogue.instances[INSTANCE[0]]
+        assert inst.metrics is not None and inst.metrics.sessions == 3
+        assert inst.state == "active"
+        assert not app._outbox  # applied, not passed on
+        before = dict(app.core.catalogue.instances)
+        app.apply_change(changes[0])  # a repeat (the registration) changes nothing
+        assert app.core.catalogue.instances == before
+        assert app.core.catalogue.instances[INSTANCE[0]].state == "active"
+        reply = shell.rest("POST", "metrics", {**json.loads(report), "sessions": 4})
+        assert reply.status == 200 and [c.member for c in app._outbox] == ["m1"]
+        assert shell.rest("POST", "metrics", {"dbid": "nope"}).status == 400
+        assert len(app._outbox) == 1
+    finally:
+        m2.close()
+        app.feed.close()
+    assert app.core.counters["errors"] == 0
+
+
+def test_two_members_writing_one_record_at_once_both_succeed(pg_url: str) -> None:
+    """Member A rewrites an instance record (DELETE, INSERT) and has not committed; member B's
+    write of the same record waits for it: when A commits, B's write succeeds (an upsert: its
+    DELETE found nothing left to delete) and B's values are the record's."""
+    a, b = Store(pg_url), Store(pg_url)
+    try:
+        a.apply([instance("10.0.0.1", state="unknown")])
+        errors: list[BaseException] = []
+
+        def write_b() -> None:
+            try:
+                b.apply([instance("10.0.0.1", state="draining")])
+            except BaseException as exc:
+                errors.append(exc)
+
+        with a.engine.connect() as conn:
+            with conn.begin():
+                conn.execute(delete(instances_table).where(
+                    instances_table.c.dbid == "10.0.0.1"))
+                conn.execute(a._insert(instances_table, "dbid"),
+                             [_row("instance", "10.0.0.1", instance("10.0.0.1").value)])
+                thread = threading.Thread(target=write_b)
+                thread.start()
+                time.sleep(0.3)  # B waits on A's row
+            thread.join(10)
+        assert not thread.is_alive() and errors == []
+        assert states(a) == {"10.0.0.1": "draining"}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_changes_waiting_for_the_database_are_bounded(member: str, shell: Shell,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the database is away the changes to publish wait, at most OUTBOX_MAX of them:
+    the oldest go first, counted."""
+    from apps import changefeed
+
+    monkeypatch.setattr(changefeed, "OUTBOX_MAX", 2)
+    app = shell.app
+    try:
+        shell.register()  # a registration and a report: two changes queued
+        assert shell.rest("POST", "metrics", {"dbid": INSTANCE[0], "cpu": 0.2, "sessions": 1,
+                                              "queue": 0, "capacity": 10}).status == 200
+        assert len(app._outbox) == 2 and app.core.counters["changes_dropped"] == 1
+        assert all(c.path.endswith("/metrics") for c in app._outbox)  # the newest kept
+    finally:
+        app.feed.close()
