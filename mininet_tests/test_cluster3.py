@@ -130,7 +130,8 @@ def wait_roles(ports: dict[str, int], members: tuple[str, ...], timeout: float =
     return expected
 
 
-@pytest.mark.parametrize("ring", [False, True], ids=["figure2", "ring"])
+@pytest.mark.parametrize("ring", [pytest.param(False, id="figure2"),
+                                  pytest.param(True, id="ring", marks=pytest.mark.heavy)])
 def test_three_members_share_one_view_and_state_and_survive_a_killed_master(
         pg_url: str, lab: Lab, ring: bool) -> None:
     """Three members: one master per switch, the same links everywhere, a D-MA's reports at

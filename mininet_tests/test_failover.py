@@ -170,6 +170,7 @@ def test_reactive_binding_fails_over_without_the_controller(fig2: Lab) -> None:
     wait_shares(fig2, "svc2", R1, both, timeout=30)
 
 
+@pytest.mark.heavy  # a comparison for the docs; the failover tests above cover the feature
 @pytest.mark.parametrize("fig2", [{**EDGES, "config": HERE / "fig2_bucket.toml"}],
                          indirect=True)
 def test_without_failover_for_comparison(fig2: Lab) -> None:
