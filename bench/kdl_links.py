@@ -14,7 +14,10 @@ be compared in one session, alternately:
 are unknown again: every host's route is installed there), and prints each one's CPU ms.
 `--polls N` then has N switches send port counters twice, the second time with no change
 of cost (what every switch's reply does every stats interval), and prints the mean CPU ms of
-the second replies.
+the second replies. `--ticks N` then has the core tick N times with nothing changed (after one
+tick that brings the links' costs in line with the link monitor's, untimed) and prints the
+mean CPU ms of the links' part (`Network.expire`) and of the whole tick (which also sends an
+LLDP frame out of every link port).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def main() -> int:
@@ -37,6 +41,7 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     ap.add_argument("--reconnects", type=int, default=0)
     ap.add_argument("--polls", type=int, default=0)
+    ap.add_argument("--ticks", type=int, default=0)
     args = ap.parse_args()
     sys.path[:0] = [str(args.root), str(args.root / "bench")]
     es = importlib.import_module("engine_scale")
@@ -87,6 +92,8 @@ def main() -> int:
           f"{statistics.median(r[1] for r in rows):9.1f}  "
           f"{statistics.median(r[2] for r in rows):12.1f}  {statistics.median(totals):8.1f}"
           f"   sum {sum(totals):.0f} ms CPU; heap pushes in the repairs: {pushes[0]}")
+    if args.ticks:
+        ticks(core, args.ticks)
     for dpid in sorted(case.ports)[:args.reconnects]:
         start = time.process_time()
         core.switch_connected(dpid)
@@ -103,6 +110,24 @@ def main() -> int:
         print(f"{len(polled)} switches' port counters, no cost changed: "
               f"{(time.process_time() - start) * 1e3 / len(polled):.2f} ms CPU per reply")
     return 0
+
+
+def ticks(core: Any, n: int) -> None:
+    """Time `n` ticks with nothing changed (links seen at 0.0: none expires before 3.5 s)."""
+    timeout = core.config.link_timeout_s
+    core.tick(1.0)
+    expire, tick = [], []
+    for i in range(n):
+        now = 1.0 + (i + 1) * 2.0 / (n + 1)
+        start = time.process_time()
+        core.network.expire(now, timeout)
+        expire.append(time.process_time() - start)
+        start = time.process_time()
+        core.tick(now)
+        tick.append(time.process_time() - start)
+    print(f"{n} ticks, nothing changed: links (Network.expire) "
+          f"{statistics.mean(expire) * 1e3:.2f} ms CPU, whole tick "
+          f"{statistics.mean(tick) * 1e3:.2f} ms CPU (means)")
 
 
 if __name__ == "__main__":

@@ -217,3 +217,24 @@ def test_configured_ingresses_keep_decisions_and_others_decide_on_demand() -> No
     assert flow_mods(intents)[0].actions[1].value in ("10.0.0.21", "10.0.0.31")
     report(core, "10.0.0.21", 3.0)
     assert (2, "svc1") in core.engine.decisions and (4, "svc1") not in core.engine.decisions
+
+
+def test_measured_link_delay_moves_decisions_at_the_next_tick() -> None:
+    """A link measured slower by LLDP is applied at the next tick (once, for every frame
+    since), the only link the tick looks at: r3's uplink at 200 ms makes e3 dear from r1."""
+    from controller.network.packet import build_lldp
+
+    core = figure2_core(dataclasses.replace(CFG, use_measured_delay=True))
+    for dpid in (1, 2, 3, 4):
+        core.echo_rtt(dpid, 0.002)
+    all_fresh(core, 1.0)
+    before = core.engine.decisions[(1, "svc1")].shares
+    assert set(before) == {"10.0.0.21", "10.0.0.31"}
+    core.packet_in(4, 3, build_lldp(3, 10, "02:00:00:00:00:01", 1.0), 1.202)
+    core.packet_in(3, 10, build_lldp(4, 3, "02:00:00:00:00:01", 1.0), 1.202)
+    assert core.engine.decisions[(1, "svc1")].shares == before  # not yet: at the tick
+    core.tick(1.5)
+    assert core.engine.decisions[(1, "svc1")].shares == {"10.0.0.21": 1.0}
+    assert {bind_flow(core, 42000 + i, 1.5) for i in range(4)} == {"10.0.0.21"}
+    core.tick(2.0)  # nothing moved since: the decision stands
+    assert core.engine.decisions[(1, "svc1")].shares == {"10.0.0.21": 1.0}

@@ -167,6 +167,18 @@ class Topology:
         return sorted((link.src, link.dst) for link in self._links.values()
                       if link.src[0] == dpid or link.dst[0] == dpid)
 
+    def known_ways(self, directions: set[tuple[tuple[int, int], tuple[int, int]]]
+                   ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """Both known directions of each link of `directions` (as `links_at`: none of a link
+        no longer known)."""
+        out = set()
+        for src, dst in directions:
+            for a, b in ((src, dst), (dst, src)):
+                link = self._links.get(a)
+                if link is not None and link.dst == b:
+                    out.add((a, b))
+        return sorted(out)
+
     def set_costs(self, costs: dict[frozenset[int], float]) -> None:
         """Replace every link's cost (ms); only the edges whose cost changed change (the
         graph is otherwise in step with the links already)."""
