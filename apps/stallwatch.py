@@ -1,8 +1,10 @@
 """Event-loop stall watch (shell, a debugging aid, off unless `DYNCAST_STALL_MS` is set): a
 green thread beats every few ms; a real OS thread looks at the beat and, while the loop has not
 beaten for longer than the threshold, samples the Python stack of the loop's OS thread
-(`sys._current_frames`). When the loop beats again, the stall is logged with how long it was
-and where the samples found it, and the longest stall is kept for the Prometheus exposition.
+(`sys._current_frames`). When the loop beats again, the stall is logged with how long it was,
+how much of it the loop's thread ran (CPU time: far less than the stall means the process was
+not scheduled, say other work on its CPU) and where the samples found it; the longest stall is
+kept for the Prometheus exposition.
 
 Boundary: shell; it reads the interpreter's frames and touches nothing of the app. The watcher
 thread only appends to a list the beat swaps out (both atomic under the GIL).
@@ -47,8 +49,11 @@ def where(frame: Any, depth: int = FRAMES) -> str:
 class StallWatch:
     """Beats on the event loop; an OS thread samples the loop's stack while it is late."""
 
-    def __init__(self, threshold_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, threshold_s: float, clock: Callable[[], float] = time.monotonic,
+                 cpu: Callable[[], float] = time.thread_time) -> None:
         self.threshold_s = threshold_s
+        self.cpu = cpu  # the calling thread's CPU time (called on the loop's thread only)
+        self._cpu_last = 0.0
         self.beat_s = max(threshold_s / 5.0, 0.002)
         self.clock = clock
         self.longest_s = 0.0  # the longest stall seen
@@ -60,6 +65,7 @@ class StallWatch:
     def beat(self, sleep: Callable[[float], Any]) -> None:
         """The loop's side (a green thread): note each beat; after a late one, log the stall."""
         self._loop_ident = patcher.original("_thread").get_ident()
+        self._cpu_last = self.cpu()
         while True:
             sleep(self.beat_s)
             self.stalled(self.clock())
@@ -68,14 +74,17 @@ class StallWatch:
         """One beat at `now`: the stall since the last beat (0.0 if under the threshold)."""
         late = now - self._last - self.beat_s
         self._last = now
+        cpu = self.cpu()
+        ran, self._cpu_last = cpu - self._cpu_last, cpu
         samples, self._samples = self._samples, []
         if late < self.threshold_s:
             return 0.0
         self.stalls += 1
         self.longest_s = max(self.longest_s, late)
         top = collections.Counter(samples).most_common(2)
-        LOG.warning("dyncast: event loop stalled %.0f ms (%d samples)%s", late * 1000.0,
-                    len(samples), "".join(f"\n  [{n}x] {stack}" for stack, n in top))
+        LOG.warning("dyncast: event loop stalled %.0f ms (%.0f ms CPU, %d samples)%s",
+                    late * 1000.0, ran * 1000.0, len(samples),
+                    "".join(f"\n  [{n}x] {stack}" for stack, n in top))
         return late
 
     def sample(self, now: float) -> bool:
