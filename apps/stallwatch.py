@@ -57,6 +57,7 @@ class StallWatch:
         self.beat_s = max(threshold_s / 5.0, 0.002)
         self.clock = clock
         self.longest_s = 0.0  # the longest stall seen
+        self.longest_cpu_s = 0.0  # the most CPU the loop's thread ran between two beats
         self.stalls = 0  # stalls seen
         self._last = clock()
         self._loop_ident = 0
@@ -76,6 +77,7 @@ class StallWatch:
         self._last = now
         cpu = self.cpu()
         ran, self._cpu_last = cpu - self._cpu_last, cpu
+        self.longest_cpu_s = max(self.longest_cpu_s, ran)
         samples, self._samples = self._samples, []
         if late < self.threshold_s:
             return 0.0
