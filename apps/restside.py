@@ -11,17 +11,12 @@ import logging
 import time
 from typing import Any
 
-from eventlet import tpool
-
 from apps import logs
 from apps.framework import hub
 from controller.api import Reply
-from controller.jsonbody import loads
 
 LOG = logging.getLogger("dyncast")
 ENCODE_SLICE = 5  # list items (a decision: all of a service's instances) encoded a step
-PARSE_OFF_LOOP_BYTES = 64 * 1024  # larger bodies are decoded in a worker OS thread (a batch
-# of 10,000 reports, 1.3 MB, held the event loop 50-100 ms in the parser)
 RELOAD_PATH = "/dyncast/v1/config/reload"
 CLUSTER_PATH = "/dyncast/v1/cluster"
 
@@ -52,9 +47,7 @@ class RestSide:
             return self.cluster_view() if method == "GET" else Reply(
                 405, {"error": f"{method} not allowed on {CLUSTER_PATH}", "field": "path"})
         try:
-            steps = self.api.steps(method, path, body, time.time(),
-                                   _parse_off_loop if len(body) > PARSE_OFF_LOOP_BYTES
-                                   else loads)
+            steps = self.api.steps(method, path, body, time.time())
             step = next(steps)
             while not isinstance(step, Reply):
                 self.send(step)
@@ -120,9 +113,3 @@ class RestSide:
                 hub.sleep(0)
             parts.append(json.dumps(value[i:i + ENCODE_SLICE], sort_keys=True)[1:-1])
         return ("[" + ", ".join(parts) + "]\n").encode()
-
-
-def _parse_off_loop(body: bytes, max_bytes: int, max_depth: int) -> Any:
-    """`jsonbody.loads` in a worker OS thread (it is pure: it touches nothing shared), the event
-    loop running meanwhile; a ValidationError it raises is raised here."""
-    return tpool.execute(loads, body, max_bytes, max_depth)

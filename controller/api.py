@@ -91,13 +91,11 @@ class Api:
             intents += step
         raise AssertionError("the steps of a request ended without a reply")
 
-    def steps(self, method: str, path: str, body: bytes, now: float,
-              parse: Callable[[bytes, int, int], Any] = loads
-              ) -> Generator[list[Intent] | Reply, float | None, None]:
+    def steps(self, method: str, path: str, body: bytes,
+              now: float) -> Generator[list[Intent] | Reply, float | None, None]:
         """Serve one request in bounded steps: each yields the intents it produced (send the
         time to go on at, or None for the same), the last yields the Reply. A metrics batch
-        leaves its services dirty (`Core.flush` recomputes them). `parse` decodes the body
-        (`jsonbody.loads`, or the shell's way of running it off its event loop)."""
+        leaves its services dirty (`Core.flush` recomputes them)."""
         reply = self._route(method, path)
         if reply is not None:
             yield reply
@@ -106,7 +104,7 @@ class Api:
         limits = self.core.config.limits
         try:
             _check_path(parts, MAX_ARGS.get((method, parts[0]), 1))
-            data = (parse(body, limits.max_body_bytes, limits.max_json_depth)
+            data = (loads(body, limits.max_body_bytes, limits.max_json_depth)
                     if method in ("POST", "PUT") else None)
             served = self._routes[(method, parts[0])](parts[1:], data, now)
             if not isinstance(served, Reply):

@@ -407,29 +407,3 @@ def test_the_punt_meter_drops_are_read_into_stats(shell: Shell) -> None:
     shell.switch_says(error)
     stats = shell.rest("GET", "stats").body
     assert stats["punt_meter_drops"] == 777 and stats["errors"] == 0
-
-
-def test_a_large_body_is_decoded_in_a_worker_thread(shell: Shell,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """A body over PARSE_OFF_LOOP_BYTES is decoded off the event loop (the same decoder, the
-    same replies: every report counts, a malformed one is a 400 on `body`); a small one is
-    decoded in place."""
-    restside = sys.modules["apps.restside"]
-    shell.connect()
-    shell.arp_from(INSTANCE)
-    shell.register()
-    ran: list[str] = []
-    real = restside.tpool.execute
-    monkeypatch.setattr(restside.tpool, "execute",
-                        lambda fn, *a: ran.append(fn.__name__) or real(fn, *a))
-    report = {"dbid": INSTANCE[0], "cpu": 0.1, "sessions": 3, "queue": 0, "capacity": 10}
-    body = {"reports": [report] * (restside.PARSE_OFF_LOOP_BYTES // 60)}
-    assert len(json.dumps(body)) > restside.PARSE_OFF_LOOP_BYTES
-    reply = shell.rest("POST", "metrics", body)
-    assert reply.status == 200 and reply.body["accepted"] == len(body["reports"])
-    assert ran == ["loads"]
-    bad = json.dumps(body).encode()[:-2]
-    reply = shell.app.api_call("POST", "/dyncast/v1/metrics", bad)
-    assert (reply.status, reply.body["field"]) == (400, "body") and ran == ["loads"] * 2
-    assert shell.rest("POST", "metrics", report).status == 200 and len(ran) == 2
-    assert shell.app.core.counters["errors"] == 0
