@@ -26,6 +26,7 @@ from eventlet import patcher
 LOG = logging.getLogger("dyncast")
 ENV = "DYNCAST_STALL_MS"
 FRAMES = 14  # innermost frames of a sample shown
+MAX_SAMPLES = 1000  # samples kept per stall (the beat ends with the app; the watcher does not)
 
 
 def threshold_from_env(env: dict[str, str] | None = None) -> float:
@@ -91,7 +92,8 @@ class StallWatch:
 
     def sample(self, now: float) -> bool:
         """The watcher's side: if the loop is late, sample its stack; True if it sampled."""
-        if not self._loop_ident or now - self._last < self.threshold_s:
+        if (not self._loop_ident or now - self._last < self.threshold_s
+                or len(self._samples) >= MAX_SAMPLES):
             return False
         frame = sys._current_frames().get(self._loop_ident)
         if frame is None:
