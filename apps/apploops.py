@@ -1,7 +1,8 @@
 """The Dyncast app's periodic work (a mixin of `apps.dyncast_app.DyncastApp`): the event-loop lag
 watch (which also runs a reload a SIGHUP asked for), the tick timer, the statistics and echo
-poller, the table reads spread over the reconcile interval, the coalesced recomputation of
-services that reports made dirty, and the store flusher in a worker OS thread. Boundary: shell;
+poller, the table reads spread over the reconcile interval (a large repair sent a slice at a
+time), the coalesced recomputation of services that reports made dirty, and the store flusher in
+a worker OS thread. Boundary: shell;
 each loop is a green thread started by the app, and sends what the core returns."""
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from eventlet import tpool
 from apps import channelguard
 from apps.flowread import read_request
 from apps.framework import event, hub
-from controller.intents import FlowMod, SwitchEntry
+from controller.dataplane.reconciler import entry_key
+from controller.intents import FlowMod, Intent, SwitchEntry
 
 LOG = logging.getLogger("dyncast")
 RECOMPUTE_DELAY_S = 0.1  # reports this soon after one are recomputed with it (a new flow
 # or GET /decisions recomputes a dirty service at once: only switch-held decisions wait)
 WATCH_S = 0.25  # the event-loop lag is sampled, and a SIGHUP looked for, this often
 LAG_WINDOW = 20  # samples over which the largest lag is reported (5 s)
+REPAIR_SLICE = 500  # flow-mods of one switch's repair serialised and sent a step (a switch
+# that lost its table of 5,000 host routes and bindings held the loop ~100 ms in one go)
 
 
 class EventTick(event.EventBase):  # type: ignore[misc]
@@ -54,6 +58,7 @@ class Loops:
     _polls: Any
     _reads: dict[int, TableRead]
     _dropped_reads: set[int]
+    _repairs: dict[int, set[Any]]  # switch -> entries sent it while its repair is under way
     _reported: Any
     _hup: bool
     _lags: list[float]
@@ -124,6 +129,30 @@ class Loops:
             self._dropped_reads = {*list(self._dropped_reads)[-63:], old.xid}
         self._reads[dp.id] = TableRead(req.xid, time.time())
         dp.send_msg(req)
+
+    def _send_repair(self, dpid: int, intents: list[Intent]) -> None:
+        """Send a switch's repair, REPAIR_SLICE intents a step, letting the event loop run in
+        between. A flow-mod the app sent that switch meanwhile (a binding, a route, a service
+        programmed) is newer than the repair's for the same entry, which is then left out;
+        if the switch's connection is closed or replaced meanwhile, the rest is dropped (a new
+        connection's table is read again)."""
+        if len(intents) <= REPAIR_SLICE:
+            self.send(intents)
+            return
+        dp = self.datapaths.get(dpid)
+        newer: set[Any] = set()
+        try:
+            for i in range(0, len(intents), REPAIR_SLICE):
+                if i:
+                    self._repairs[dpid] = newer  # `send` notes what others send meanwhile
+                    hub.sleep(0)
+                    del self._repairs[dpid]
+                    if self.datapaths.get(dpid) is not dp:
+                        return
+                self.send([x for x in intents[i:i + REPAIR_SLICE] if not (
+                    newer and isinstance(x, FlowMod) and entry_key(x) in newer)])
+        finally:
+            self._repairs.pop(dpid, None)
 
     def _recomputer(self) -> None:
         """Recompute the services reports made dirty, once per burst: woken by a report, wait

@@ -58,12 +58,14 @@ from apps.ofmsg import serialise
 from apps.reloader import Reloader
 from apps.rest import APP_KEY, RestController
 from apps.restside import RestSide
+from apps.stallwatch import StallWatch, threshold_from_env
 from apps.store import Store
 from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
 from controller.core import Core
 from controller.dataplane.punt import meter_punts
+from controller.dataplane.reconciler import entry_key
 from controller.dataplane.rules import caveats
 from controller.intents import FlowMod, Intent
 from controller.observer import observe
@@ -105,6 +107,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
         self.reloader = Reloader(self.core, path, self.metrics.shell, self._swapped)
         self._hup = False  # set by SIGHUP; the reload runs on the loop (`_watch`)
         self._lags: list[float] = []
+        self.stall_watch: StallWatch | None = None  # started at start if asked for
         self.gc_pauses = GcPauses()  # installed at start: the survivors of a full GC frozen
         try:
             signal.signal(signal.SIGHUP, self._on_sighup)
@@ -124,6 +127,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
         self._polls = Polls()  # affinity-table reads under way: when each was asked
         self._reads: dict[int, TableRead] = {}  # switch -> the reading of its table under way
         self._dropped_reads: set[int] = set()  # xids of readings asked again (answers ignored)
+        self._repairs: dict[int, set[Any]] = {}  # repairs under way (apps/apploops.py)
         self._workers: list[Any] = []
         self._reported = hub.Event()  # set when reports left services dirty
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
@@ -150,6 +154,10 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
                          hub.spawn(self._auditor), hub.spawn(self._watch),
                          hub.spawn(TrackerReader(self).run),  # conntrack zones (apps/tracker.py)
                          *self._cluster_threads(), *self._feed_threads()]
+        stall_s = threshold_from_env()  # a debugging aid: DYNCAST_STALL_MS (apps/stallwatch)
+        if stall_s:
+            self.stall_watch = StallWatch(stall_s)
+            self._workers.append(self.stall_watch.start(hub.spawn, hub.sleep))
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()
@@ -185,11 +193,14 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
             intents = [i for i in intents if self.member.masters(i.dpid)]
         if self.punt_pps:
             intents = meter_punts(intents)
-        if self._reads:
+        if self._reads or self._repairs:
             for intent in intents:
                 read = self._reads.get(intent.dpid)
                 if read is not None and isinstance(intent, FlowMod):
                     read.sent.append(intent)
+                newer = self._repairs.get(intent.dpid)
+                if newer is not None and isinstance(intent, FlowMod):
+                    newer.add(entry_key(intent))
         if intents and all(i.dpid == intents[0].dpid for i in intents):
             dp = self.datapaths.get(intents[0].dpid)
             if dp is not None:
@@ -336,7 +347,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
         c = self.core.counters
         before = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
                   c["bindings_retired"])
-        self.send(self.core.switch_table(dpid, read.entries, read.sent, read.at, time.time()))
+        repair = self.core.switch_table(dpid, read.entries, read.sent, read.at, time.time())
         after = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
                  c["bindings_retired"])
         if after != before:
@@ -346,6 +357,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
                        entries_read=len(read.entries), added=added, removed=removed,
                        bindings_adopted=adopted, bindings_retired=retired,
                        reason="the switch's table differed from what the controller holds")
+        self._send_repair(dpid, repair)  # a slice at a time (apps/apploops.py)
 
     @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
     @guarded

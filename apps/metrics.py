@@ -42,6 +42,7 @@ class ShellCounts:
     reloads: Counter[str] = field(default_factory=Counter)  # "success" / "failure"
     loop_lag_s: float = 0.0  # the largest lag of the event loop in the last window
     gc_longest_s: float = 0.0  # the longest garbage collection since start (apps/gcpause.py)
+    stall_longest_s: float = 0.0  # the longest event-loop stall seen (apps/stallwatch.py, if on)
 
 
 def _counter(name: str, doc: str, labels: list[str] | None = None) -> CounterMetricFamily:
@@ -213,6 +214,9 @@ class CoreCollector(Collector):
                                 "loop over its recent samples", value=sh.loop_lag_s)
         yield GaugeMetricFamily("dyncast_gc_longest_pause_seconds", "Longest garbage "
                                 "collection since start", value=sh.gc_longest_s)
+        yield GaugeMetricFamily("dyncast_event_loop_stall_longest_seconds", "Longest event-loop "
+                                "stall since start (0 unless DYNCAST_STALL_MS watches for them)",
+                                value=sh.stall_longest_s)
 
 
 class Metrics:

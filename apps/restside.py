@@ -34,6 +34,7 @@ class RestSide:
     _reported: Any
     _hup: bool
     gc_pauses: Any
+    stall_watch: Any  # apps.stallwatch.StallWatch, or None
     cluster_view: Any  # apps.cluster.ClusterSide
     share: Any  # apps.changefeed.SharedSide
 
@@ -104,6 +105,8 @@ class RestSide:
         """GET /metrics: the Prometheus exposition."""
         self.metrics.shell.switches_connected = len(self.datapaths)
         self.metrics.shell.gc_longest_s = self.gc_pauses.longest_s
+        if self.stall_watch is not None:
+            self.metrics.shell.stall_longest_s = self.stall_watch.longest_s
         return self.metrics.scrape()
 
     def encode(self, value: Any) -> bytes:

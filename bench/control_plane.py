@@ -20,11 +20,13 @@ echo delay the switches saw, the controller's CPU share (/proc/<pid>/stat) and p
 
     .venv/bin/python bench/control_plane.py           # 100, 1,000, 5,000 instances
     .venv/bin/python bench/control_plane.py --quick   # 100 instances, < 60 s; exit 1 on failure
+    DYNCAST_STALL_MS=30 .venv/bin/python bench/control_plane.py --log-dir DIR  # stalls logged
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import random
@@ -390,6 +392,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=TARGET_RATE, help="reports/s to offer")
     ap.add_argument("--duration", type=float, default=15.0, help="seconds per phase")
     ap.add_argument("--framework", choices=("ryu", "os-ken"), default="ryu")
+    ap.add_argument("--log-dir", type=Path, default=None,
+                    help="keep the controllers' logs (and configuration, store) here, not in a "
+                         "temporary directory (with DYNCAST_STALL_MS set: its stall lines)")
     ap.add_argument("--output", type=Path, default=None,
                     help="results file (default bench/results/control_plane.txt; none with "
                          "--quick)")
@@ -405,7 +410,10 @@ def main() -> int:
     phases: list[Phase] = []
     load_before = loadavg()
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="control-plane-") as tmpdir:
+    if args.log_dir is not None:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(str(args.log_dir)) if args.log_dir is not None
+          else tempfile.TemporaryDirectory(prefix="control-plane-")) as tmpdir:
         print(HEADER, flush=True)
         for n in args.instances:
             phases += bench_n(n, args, Path(tmpdir), ctl_cpu, failures)

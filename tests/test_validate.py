@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.config import config_from_toml
 from controller.errors import ConfigError, ValidationError
-from controller.jsonbody import OutOfRange, loads, too_deep
+from controller.jsonbody import _NOT_BRACKET, _STRING, OutOfRange, loads, too_deep
 from controller.limits import Limits
 from controller.validate import address_problem, check_name, check_number
 
@@ -67,6 +69,32 @@ def test_brackets_inside_strings_do_not_count_as_depth() -> None:
     assert not too_deep(body, 1) and too_deep(b'[{"a": []}]', 2)
     assert not too_deep(b'[{"a": []}, [[]]]', 3) and too_deep(b"[[[" * 100, 32)
     assert loads(body, 1 << 20, 32) == {"name": "[{" * 5000 + '\\"'}
+
+
+def _deepest(body: bytes) -> int:
+    """The deepest bracket level outside strings, the general way (the expression for
+    strings, then every bracket)."""
+    level = most = 0
+    for c in _STRING.sub(b"", body).translate(None, _NOT_BRACKET):
+        level += 1 if c in b"[{" else -1
+        most = max(most, level)
+    return most
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='[]{}"\\a, :', max_size=60), st.integers(0, 6))
+def test_the_short_way_round_strings_judges_depth_as_the_general_one(text: str,
+                                                                      depth: int) -> None:
+    """Any body, well-formed or not, quotes paired or not, with or without backslashes: too
+    deep exactly when the general way finds a level past the limit."""
+    body = text.encode()
+    assert too_deep(body, depth) == (_deepest(body) > depth)
+
+
+def test_a_large_batch_is_judged_by_its_real_depth() -> None:
+    reports = [{"dbid": f"10.2.{k // 250}.{k % 250}", "cpu": 0.5} for k in range(10000)]
+    body = json.dumps({"reports": reports, "note": "[[[[{{{{"}).encode()
+    assert not too_deep(body, 3) and too_deep(body, 2)
 
 
 def test_oversized_body_is_refused() -> None:
