@@ -129,14 +129,17 @@ def sweep_section(saved: dict[str, Any], docs_dir: Path) -> list[str]:
     commands = []
     for scenario in dict.fromkeys(r["scenario"] for r in runs):
         mine = [r for r in runs if r["scenario"] == scenario]
-        loads = " ".join(f"{x:g}" for x in sorted({r["target_load"] for r in mine}))
         duration = mine[0]["duration_s"] / (1.25 if scenario in ("load-step", "failure") else 1)
-        commands.append("`" + COMMAND.format(
-            scenario=scenario, policies=" ".join(dict.fromkeys(r["policy"] for r in mine)),
-            loads=loads, duration=duration) + "`")
+        policies_run = " ".join(dict.fromkeys(r["policy"] for r in mine))
+        for seed in sorted({r["seed"] for r in mine}):
+            seeded = " ".join(f"{x:g}" for x in sorted({r["target_load"] for r in mine
+                                                         if r["seed"] == seed}))
+            commands.append("`" + COMMAND.format(
+                scenario=scenario, policies=policies_run, loads=seeded, duration=duration)
+                + ("" if seed == 1 else f" --seeds {seed}") + "`")
     missed = misses(runs)
     md = ["## A load sweep", "",
-          f"{' and '.join(commands)} (log with dates and load averages: "
+          f"{', '.join(commands)} (log with dates and load averages: "
           "`bench/results/steering-sweep.txt`; runs: `bench/results/steering-sweep.json`; "
           f"settings: {saved['settings']}). Each target load is a fraction of the sites' "
           "capacity in requests a second (capacity / service time, a slowed site at its slower "
@@ -151,4 +154,37 @@ def sweep_section(saved: dict[str, Any], docs_dir: Path) -> list[str]:
           "![p95 against offered load](steering_sweep.png)", "",
           "**Where dyncast does not meet the targets:** "
           + ("; ".join(missed) if missed else "nowhere in this sweep") + ".", ""]
-    return md + list(saved.get("notes", []))
+    return md + NOTES
+
+
+NOTES = [
+    "**Why dyncast does not win at high load.** Figure 2 has two sites off the congested path "
+    "(e2 and e4, 50 requests a second; in hot-site e4 is slowed and they serve 37/s) and e3 "
+    "behind it: a request there pays about 0.25 s of queueing on the bulk transfer's path "
+    "whatever e3's load. Below about 0.6 of the capacity the good sites have room and dyncast, "
+    "which prices that path, keeps flows off it where least-loaded and p2c send a share there: "
+    "that is where it wins. From about 0.8 the good sites cannot take the peak: every policy "
+    "has to use e3 or queue. dyncast keeps filling e2 and e4 and sends fewer flows to e3 "
+    "(at 0.8 and 0.95 in load-step, e3 at 0.11-0.36 utilisation under dyncast against "
+    "0.39-0.69 under least-loaded and p2c, e2 and e4 at 0.77-0.89; in hot-site at 0.8, e2 at "
+    "0.98-1.02 under dyncast, e3 at 0.51-0.55 against 0.81-0.95) until their queues cost "
+    "more than the congested path, so its requests at e2 and e4 wait as long as the ones "
+    "sent across it, and its p95 is level with the others' or above: level within the noise "
+    "in hot-site at 0.8 and 0.95 and load-step at 0.8, a clear loss in load-step at 0.95 "
+    "(1.15x and 1.29x in the two seeds). "
+    "With the controller's default compute estimate an instance's cost "
+    "grows with its sessions over capacity, reported every 0.5 s, not with the time a request "
+    "will wait in its queue, which near saturation grows much faster; the queue-aware scoring "
+    "of the `--tuned` runs was not swept here (untested at these loads). The issue's 0.8x "
+    "target at 0.6 and above is therefore met only where the good sites still have room "
+    "(load-step at 0.6), not in hot-site at 0.6 (e2 alone, the one good unslowed site, is "
+    "then nearly full) and nowhere at 0.8 or 0.95.",
+    "",
+    "- Runs of 15 s (18.75 s in load-step), not the 18 s of the other sections, to fit the "
+    "sweep in the machine's Mininet budget; seeds as in the table (seed 1 at every load, seed "
+    "2 at 0.6 and above). The machine's load average during the runs was 1.8-8 (other "
+    "helpers' tests shared the 2 cores; `bench/results/steering-sweep.txt` has it per run): "
+    "p95s of the same cell differ by 10-20 % between runs, so a ratio within 0.1 of 1 is a "
+    "tie, not a loss.",
+    "",
+]
