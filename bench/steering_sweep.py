@@ -14,7 +14,7 @@ policy, load and seed), the log appended to bench/results/steering-sweep.txt, an
 section and plot (bench/steering_sweep_report.py) come with `bench/steering.py --report-only`.
 
     sudo .venv/bin/python bench/steering_sweep.py --scenarios hot-site \\
-        --policies dyncast least-loaded p2c --loads 0.3 0.6 0.8 0.95 --duration 14
+        --policies dyncast least-loaded p2c --loads 0.3 0.6 0.8 0.95 --duration 15
     .venv/bin/python bench/steering_sweep.py --plan --scenarios hot-site load-step  # no Mininet
 """
 

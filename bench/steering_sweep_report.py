@@ -147,7 +147,8 @@ def sweep_section(saved: dict[str, Any], docs_dir: Path) -> list[str]:
           "the step in load-step; before it c1 sends a third as much); the clients' rates are "
           "scaled to it and the sweep fails unless the load it measured (every request that "
           "arrived, keep-alive ones included) is within 15 % of the target. Each cell is the "
-          "median over seeds, with the range when there are several; dyncast / best other is "
+          "median over seeds, with the range when there are several (in the plot: bars from the "
+          "lowest to the highest seed); dyncast / best other is "
           "per seed, then the median. Issue 22's targets: at most "
           f"{ISSUE_TARGET}x at {TARGET_FROM:g} and above, never above {NEVER_WORSE}x.", "",
           *sweep_table(runs, policies), "",
