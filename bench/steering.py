@@ -83,6 +83,8 @@ normaliser = { kind = "minmax", best = 0.0, worst = 2.0 }
 weight = 1.0                # the instance's own (observed) processing delay
 normaliser = { kind = "inverse", best = 1.0 }
 """
+KEEPALIVE = 2  # keep-alive connections per client, one request every KA_INTERVAL s each
+KA_INTERVAL = 1.0
 LOADGEN = ROOT / "bench" / "loadgen.py"
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "results"
@@ -358,7 +360,8 @@ class Bench:
         for k, client in enumerate(net.clients):
             argv = [sys.executable, str(LOADGEN), "--url", f"http://{DSID}:{PORT}/",
                     "--rate", str(self.plan.rate(client)), "--duration", str(duration),
-                    "--keepalive", "2", "--ka-interval", "1", "--ka-timeout", "10",
+                    "--keepalive", str(KEEPALIVE), "--ka-interval", f"{KA_INTERVAL:g}",
+                    "--ka-timeout", "10",
                     "--start-at", f"{start_at:.3f}",
                     "--seed", str(seed * 100 + k), "--out", str(lab.artifacts / f"{tag}-"
                                                                 f"{client.host}.jsonl")]
@@ -606,6 +609,11 @@ def report(path: Path) -> None:
         from bench.steering_baselines import baselines_section
 
         extra = baselines_section(json.loads(baselines_path.read_text()), saved["networks"])
+    sweep_path = path.with_name("steering-sweep.json")
+    if sweep_path.exists():
+        from bench.steering_sweep_report import sweep_section
+
+        extra = [*(extra or []), *sweep_section(json.loads(sweep_path.read_text()), DOCS)]
     write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy,
                  repeats, extra)
 

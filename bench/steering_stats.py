@@ -169,6 +169,14 @@ def recovery_time(records: Iterable[Record], event_at: float) -> float | None:
     return max(late) - event_at if late else 0.0
 
 
+def offered_rate(records: Iterable[Record], start: float, end: float) -> float:
+    """Requests a second that arrived in [`start`, `end`): fresh and keep-alive, answered or
+    not (the load the clients offered, whatever the policy did with it)."""
+    if end <= start:
+        raise ValueError(f"empty window [{start}, {end})")
+    return sum(1 for r in records if start <= r["t"] < end) / (end - start)
+
+
 def summarise(records: list[Record], capacities: dict[str, Capacity], duration: float,
               deadline_ms: float, step_at: float | None = None,
               stepped: set[str] | None = None) -> dict[str, Any]:
@@ -188,4 +196,7 @@ def summarise(records: list[Record], capacities: dict[str, Capacity], duration: 
     out["late_s"] = None if step_at is None else over_deadline(records, step_at, duration,
                                                                deadline_ms)
     out["windows"] = windows(records, duration)
+    out["offered_rate"] = offered_rate(records, 0.0, duration)
+    if step_at is not None:
+        out["offered_rate_after"] = offered_rate(records, step_at, duration)
     return out

@@ -1,0 +1,191 @@
+"""The results page's load-sweep section (issue 22): p95 against offered load per policy.
+
+Boundary: saved sweep runs (bench/results/steering-sweep.json) in, markdown lines and a PNG
+out; no Mininet. bench/steering.py's `report` hands the lines to bench/steering_report.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+COMMAND = ("sudo .venv/bin/python bench/steering_sweep.py --scenarios {scenario} --policies "
+           "{policies} --loads {loads} --duration {duration:g}")
+ISSUE_TARGET = 0.8  # dyncast p95 <= 0.8 x the best other policy at >= 60 % load ...
+TARGET_FROM = 0.6
+NEVER_WORSE = 1.05  # ... and never above 1.05 x
+
+
+def _cells(runs: list[dict[str, Any]]) -> dict[tuple[str, float], dict[str, list[dict[str, Any]]]]:
+    """Runs by (scenario, target load), then by policy, in run order."""
+    out: dict[tuple[str, float], dict[str, list[dict[str, Any]]]] = {}
+    for r in runs:
+        out.setdefault((r["scenario"], r["target_load"]), {}).setdefault(r["policy"], []).append(r)
+    return dict(sorted(out.items()))
+
+
+def _spread(values: list[float], digits: int = 0) -> str:
+    """`median` or `median (min-max)` when there are several."""
+    fmt = f"{{:.{digits}f}}"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def ratios(policies: dict[str, list[dict[str, Any]]]) -> tuple[list[float], str | None]:
+    """Per seed: dyncast's p95 over the best other policy's of that seed's runs; and the other
+    policy that was best most often."""
+    out, best_names = [], []
+    for mine in policies.get("dyncast", []):
+        others = [r for p, rs in policies.items() if p != "dyncast" for r in rs
+                  if r["seed"] == mine["seed"] and r["p95_ms"] is not None]
+        if mine["p95_ms"] is None or not others:
+            continue
+        best = min(others, key=lambda r: r["p95_ms"])
+        out.append(mine["p95_ms"] / best["p95_ms"])
+        best_names.append(best["policy"])
+    common = max(set(best_names), key=best_names.count) if best_names else None
+    return out, common
+
+
+def verdict(load: float, ratio: float) -> str:
+    """Whether a cell's (median) ratio meets issue 22's targets."""
+    if ratio > NEVER_WORSE:
+        return f"**no** (> {NEVER_WORSE})"
+    if load >= TARGET_FROM and ratio > ISSUE_TARGET:
+        return f"**no** (> {ISSUE_TARGET})"
+    return "yes"
+
+
+def sweep_table(runs: list[dict[str, Any]], policies: list[str]) -> list[str]:
+    """One row per scenario and load: measured load, p95 per policy, dyncast / best other."""
+    lines = ["| scenario | target load | measured | seeds | "
+             + " | ".join(f"{p} p95 ms" for p in policies)
+             + " | dyncast / best other | best other | target met |",
+             "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in policies)
+             + " | ---: | --- | --- |"]
+    for (scenario, load), cell in _cells(runs).items():
+        every = [r for rs in cell.values() for r in rs]
+        p95s = [_spread([r["p95_ms"] for r in cell.get(p, []) if r["p95_ms"] is not None])
+                if cell.get(p) else "-" for p in policies]
+        errors = {p: sum(r["errors"] for r in cell.get(p, [])) for p in policies}
+        p95s = [c + (f" ({errors[p]} failed)" if errors[p] else "")
+                for c, p in zip(p95s, policies, strict=True)]
+        got, best = ratios(cell)
+        seeds = len({r["seed"] for r in every})
+        lines.append(f"| {scenario} | {load:g} | {_spread([r['measured_load'] for r in every], 2)}"
+                     f" | {seeds} | " + " | ".join(p95s)
+                     + (f" | {_spread(got, 2)} | {best} | {verdict(load, median(got))} |"
+                        if got else " | - | - | - |"))
+    return lines
+
+
+def misses(runs: list[dict[str, Any]]) -> list[str]:
+    """The cells where dyncast does not meet the targets, in words."""
+    out = []
+    for (scenario, load), cell in _cells(runs).items():
+        got, best = ratios(cell)
+        if got and verdict(load, median(got)) != "yes":
+            out.append(f"{scenario} at {load:g}: {median(got):.2f}x {best}")
+    return out
+
+
+def plot_sweep(runs: list[dict[str, Any]], path: Path) -> None:
+    """p95 against target load, one line per policy (median, bars from min to max over seeds),
+    one panel per scenario."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(dict.fromkeys(r["scenario"] for r in runs))
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.5 * len(scenarios), 4.0),
+                             squeeze=False)
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        mine = [r for r in runs if r["scenario"] == scenario and r["p95_ms"] is not None]
+        for policy in dict.fromkeys(r["policy"] for r in mine):
+            loads = sorted({r["target_load"] for r in mine if r["policy"] == policy})
+            values = [[r["p95_ms"] for r in mine if r["policy"] == policy
+                       and r["target_load"] == x] for x in loads]
+            mid = [median(v) for v in values]
+            ax.errorbar(loads, mid, yerr=[[m - min(v) for m, v in zip(mid, values, strict=True)],
+                                          [max(v) - m for m, v in zip(mid, values, strict=True)]],
+                        marker="o", capsize=3, lw=1.3, label=policy)
+        ax.set_xlabel("offered load at the peak (fraction of the sites' capacity)")
+        ax.set_ylabel("p95 response time (ms, log scale)")
+        ax.set_yscale("log")
+        ax.set_title(f"figure2: {scenario}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def sweep_section(saved: dict[str, Any], docs_dir: Path) -> list[str]:
+    """The section (and its plot, steering_sweep.png in `docs_dir`)."""
+    runs = saved["runs"]
+    plot_sweep(runs, docs_dir / "steering_sweep.png")
+    policies = list(dict.fromkeys(r["policy"] for r in runs))
+    commands = []
+    for scenario in dict.fromkeys(r["scenario"] for r in runs):
+        mine = [r for r in runs if r["scenario"] == scenario]
+        duration = mine[0]["duration_s"] / (1.25 if scenario in ("load-step", "failure") else 1)
+        policies_run = " ".join(dict.fromkeys(r["policy"] for r in mine))
+        for seed in sorted({r["seed"] for r in mine}):
+            seeded = " ".join(f"{x:g}" for x in sorted({r["target_load"] for r in mine
+                                                         if r["seed"] == seed}))
+            commands.append("`" + COMMAND.format(
+                scenario=scenario, policies=policies_run, loads=seeded, duration=duration)
+                + ("" if seed == 1 else f" --seeds {seed}") + "`")
+    missed = misses(runs)
+    md = ["## A load sweep", "",
+          f"{', '.join(commands)} (log with dates and load averages: "
+          "`bench/results/steering-sweep.txt`; runs: `bench/results/steering-sweep.json`; "
+          f"settings: {saved['settings']}). Each target load is a fraction of the sites' "
+          "capacity in requests a second (capacity / service time, a slowed site at its slower "
+          "rate; 52/s in hot-site, 65/s in load-step), offered at the scenario's peak (after "
+          "the step in load-step; before it c1 sends a third as much); the clients' rates are "
+          "scaled to it and the sweep fails unless the load it measured (every request that "
+          "arrived, keep-alive ones included) is within 15 % of the target. Each cell is the "
+          "median over seeds, with the range when there are several (in the plot: bars from the "
+          "lowest to the highest seed); dyncast / best other is "
+          "per seed, then the median. Issue 22's targets: at most "
+          f"{ISSUE_TARGET}x at {TARGET_FROM:g} and above, never above {NEVER_WORSE}x.", "",
+          *sweep_table(runs, policies), "",
+          "![p95 against offered load](steering_sweep.png)", "",
+          "**Where dyncast does not meet the targets:** "
+          + ("; ".join(missed) if missed else "nowhere in this sweep") + ".", ""]
+    return md + NOTES
+
+
+NOTES = [
+    "**Why dyncast does not win at high load.** Figure 2 has two sites off the congested path "
+    "(e2 and e4, 50 requests a second; in hot-site e4 is slowed and they serve 37/s) and e3 "
+    "behind it: a request there pays about 0.25 s of queueing on the bulk transfer's path "
+    "whatever e3's load. Below about 0.6 of the capacity the good sites have room and dyncast, "
+    "which prices that path, keeps flows off it where least-loaded and p2c send a share there: "
+    "that is where it wins. From about 0.8 the good sites cannot take the peak: every policy "
+    "has to use e3 or queue. dyncast keeps filling e2 and e4 and sends fewer flows to e3 "
+    "(at 0.8 and 0.95 in load-step, e3 at 0.11-0.36 utilisation under dyncast against "
+    "0.39-0.69 under least-loaded and p2c, e2 and e4 at 0.77-0.89; in hot-site at 0.8, e2 at "
+    "0.98-1.02 under dyncast, e3 at 0.51-0.55 against 0.81-0.95) until their queues cost "
+    "more than the congested path, so its requests at e2 and e4 wait as long as the ones "
+    "sent across it, and its p95 is level with the others' or above: level within the noise "
+    "in hot-site at 0.8 and 0.95 and load-step at 0.8, a clear loss in load-step at 0.95 "
+    "(1.15x and 1.29x in the two seeds). "
+    "With the controller's default compute estimate an instance's cost "
+    "grows with its sessions over capacity, reported every 0.5 s, not with the time a request "
+    "will wait in its queue, which near saturation grows much faster; the queue-aware scoring "
+    "of the `--tuned` runs was not swept here (untested at these loads). The issue's 0.8x "
+    "target at 0.6 and above is therefore met only where the good sites still have room "
+    "(load-step at 0.6), not in hot-site at 0.6 (e2 alone, the one good unslowed site, is "
+    "then nearly full) and nowhere at 0.8 or 0.95.",
+    "",
+    "- Runs of 15 s (18.75 s in load-step), not the 18 s of the other sections, to fit the "
+    "sweep in the machine's Mininet budget; seeds as in the table (seed 1 at every load, seed "
+    "2 at 0.6 and above). The machine's load average during the runs was 1.8-8 (other "
+    "helpers' tests shared the 2 cores; `bench/results/steering-sweep.txt` has it per run): "
+    "p95s of the same cell differ by 10-20 % between runs, so a ratio within 0.1 of 1 is a "
+    "tie, not a loss.",
+    "",
+]
