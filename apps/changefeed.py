@@ -55,7 +55,9 @@ class ChangeFeed:
         self.channel = ""
 
     def listen(self) -> None:
-        """Open the listening connection (autocommit) and LISTEN on the schema's channel."""
+        """Open the listening connection (autocommit) and LISTEN on the schema's channel (a
+        connection open before is closed)."""
+        self.close_listener()
         conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=2)
         row = conn.execute("SELECT current_schema()").fetchone()
         self.channel = f"dyncast_changes_{row[0] if row else 'public'}"[:63]
