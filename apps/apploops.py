@@ -63,6 +63,7 @@ class Loops:
     _hup: bool
     _lags: list[float]
     programs: Any  # apps.cluster.ClusterSide: may this member program the switch?
+    flushing: tuple[Any, ...] = ()  # the store writes being applied now
 
     def _watch(self) -> None:
         """Sample the event loop's lag (how late a sleep wakes), and run a reload a SIGHUP
@@ -182,9 +183,12 @@ class Loops:
             hub.sleep(self.config.store_flush_s)
             writes = self.core.drain_writes()
             if writes:
+                self.flushing = tuple(writes)  # on their way (apps/changefeed.py's catch-up)
                 try:
                     tpool.execute(self.store.apply, writes)
                 except Exception:
                     self.core.counters["errors"] += 1
                     LOG.exception("dyncast: store write failed (%d records kept)", len(writes))
                     self.core.writes.requeue(writes)
+                finally:
+                    self.flushing = ()

@@ -9,15 +9,16 @@ waits for the others' changes and applies each on the event loop (`RestSide._ser
 `[cluster]` absent or disabled none of it runs.
 
 The channel is named after the store's schema, so clusters (or tests) sharing one server but
-not one schema do not hear each other. A member that is disconnected from the database misses
-the changes notified meanwhile (it logs the gap; the store still holds services and instances,
-read at its next start); see docs/cluster.md.
+not one schema do not hear each other. A member whose listening connection broke misses the
+changes notified meanwhile: when it listens again it reads the store's services and instances
+and applies what differs (controller/cluster/catchup.py); see docs/cluster.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,7 @@ from sqlalchemy.engine import Engine, make_url
 from apps.framework import hub
 from apps.store import cluster_changes_table as changes_table
 from controller.api import Reply
+from controller.cluster.catchup import catch_up
 from controller.cluster.changes import Change, Ref, decode, encode, encode_ref, fits, shared
 
 LOG = logging.getLogger("dyncast")
@@ -53,7 +55,9 @@ class ChangeFeed:
         self.channel = ""
 
     def listen(self) -> None:
-        """Open the listening connection (autocommit) and LISTEN on the schema's channel."""
+        """Open the listening connection (autocommit) and LISTEN on the schema's channel (a
+        connection open before is closed)."""
+        self.close_listener()
         conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=2)
         row = conn.execute("SELECT current_schema()").fetchone()
         self.channel = f"dyncast_changes_{row[0] if row else 'public'}"[:63]
@@ -141,17 +145,22 @@ class SharedSide:
     _outbox: deque[Change]
     _outbox_ready: Any
     _serve: Callable[[str, str, bytes], Reply]  # apps.restside.RestSide
+    store: Any  # apps.store.Store
+    flushing: tuple[Any, ...]  # apps.apploops.Loops: the store writes being applied now
+    _caught_up: bool | None  # None: listening since the start; False: must catch up
 
     def _feed_init(self, enabled: bool, member_id: str, store_url: str) -> None:
         """Make the feed and start listening (before the store is read: a change accepted
         meanwhile elsewhere is applied after it, not lost)."""
         self.feed, self._outbox, self._outbox_ready = None, deque(), hub.Event()
+        self._caught_up = None
         if not enabled:
             return
         self.feed = ChangeFeed(store_url, member_id)
         try:
             self.feed.listen()
-        except Exception as exc:  # the follower thread tries again
+        except Exception as exc:  # the follower thread tries again, then catches up
+            self._caught_up = False
             LOG.error("dyncast: cluster: cannot listen for changes yet: %s", exc)
 
     def _feed_threads(self) -> list[Any]:
@@ -198,23 +207,47 @@ class SharedSide:
     def _follower(self) -> None:
         """Wait for the others' changes in a worker thread; apply each on the event loop."""
         assert self.feed is not None
-        failing = False
         while True:
-            try:
-                changes = tpool.execute(self.feed.wait, WAIT_S)
-            except Exception as exc:
-                self.core.counters["changes_listen_failed"] += 1
-                if not failing:  # once per outage, as the heartbeat does
-                    LOG.error("dyncast: cluster: listening for changes failed (changes made "
-                              "meanwhile by other members are missed): %s", exc)
-                failing = True
+            if not self._follow_once():
                 hub.sleep(RETRY_S)
-                continue
-            if failing:
-                LOG.warning("dyncast: cluster: listening for changes again")
-                failing = False
-            for change in changes:
-                self.apply_change(change)
+
+    def _follow_once(self) -> bool:
+        """One wait for the others' changes, applied; after a failure, listen again and catch
+        up from the store first. False if the database could not be reached."""
+        assert self.feed is not None
+        try:
+            if self._caught_up is False:  # listening again: LISTEN, then read the store
+                tpool.execute(self.feed.listen)
+                self._catch_up()
+            changes = tpool.execute(self.feed.wait, WAIT_S)
+        except Exception as exc:
+            self.core.counters["changes_listen_failed"] += 1
+            if self._caught_up is not False:  # once per outage, as the heartbeat does
+                LOG.error("dyncast: cluster: listening for changes failed (the store is read "
+                          "again when it is back): %s", exc)
+            self.feed.close_listener()
+            self._caught_up = False
+            return False
+        for change in changes:
+            self.apply_change(change)
+        return True
+
+    def _catch_up(self) -> None:
+        """Read the shared records from the store and apply what this member missed while it
+        was not listening (controller/cluster/catchup.py), as the others' changes."""
+        assert self.feed is not None
+        services, instances = tpool.execute(self.store.load_shared)
+        pending = self.core.writes.keys() | {(w.kind, w.key) for w in self.flushing}
+        cat = self.core.catalogue
+        changes = catch_up(self.feed.member_id, cat.services, cat.instances, services,
+                           instances, pending, {s.name for s in self.core.config.services},
+                           time.time())
+        for change in changes:
+            self.apply_change(change)
+        self.core.counters["changes_caught_up"] += len(changes)
+        self._caught_up = True
+        LOG.warning("dyncast: cluster: listening for changes again; %d caught up from the "
+                    "store", len(changes))
 
     def apply_change(self, change: Change) -> None:
         """Apply another member's change as if this member had accepted it (not passed on)."""

@@ -200,6 +200,15 @@ class Store:
                 snap.agent_seqs[str(data["agent"])] = int(data["seq"])
         return snap
 
+    def load_shared(self) -> tuple[list[Service], list[Instance]]:
+        """The services and instances (the records cluster members share), read again."""
+        with self.engine.connect() as conn:
+            services = [service_from_dict(json.loads(r.data), strict=False)
+                        for r in conn.execute(select(services_table.c.data))]
+            instances = [_instance(json.loads(r.data))
+                         for r in conn.execute(select(instances_table.c.data))]
+        return services, instances
+
     def bindings_at(self, ingress: int) -> list[Binding]:
         """The stored bindings of one ingress switch (a cluster member taking it over reads
         what its previous master stored)."""

@@ -34,6 +34,10 @@ class Writes:
         self._queue.pop((write.kind, write.key), None)
         self._queue[(write.kind, write.key)] = write
 
+    def keys(self) -> set[tuple[str, str]]:
+        """The (kind, key) of every record with a write waiting."""
+        return set(self._queue)
+
     def drain(self) -> list[StoreWrite]:
         """Hand every queued write to the shell."""
         out, self._queue = list(self._queue.values()), {}

@@ -8,13 +8,17 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import fields
+from typing import Any
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from apps.changefeed import ChangeFeed
 from apps.store import Store, _row, instances_table
 from controller.cluster.changes import PAYLOAD_LIMIT, Change, Ref, decode, encode, fits, shared
+from controller.intents import StoreWrite
+from controller.model import Instance, Metrics
 from tests import test_app_smoke, test_cluster_shell
 from tests.pgschema import fresh_schema
 from tests.test_app_smoke import DSID, INSTANCE, Shell
@@ -168,3 +172,57 @@ def test_changes_waiting_for_the_database_are_bounded(member: str, shell: Shell,
         assert all(c.path.endswith("/metrics") for c in app._outbox)  # the newest kept
     finally:
         app.feed.close()
+
+
+def test_a_member_catches_up_after_its_listening_connection_broke(
+        member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """m1's listening connection is killed (pg_terminate_backend); meanwhile m2 drains m1's
+    instance, reports newer metrics for it and registers a second one: written to the store,
+    notified (lost to m1). When m1 listens again it reads the store and applies all three as
+    m2's changes would have been; nothing is passed on, nothing refused."""
+    from apps import changefeed
+
+    monkeypatch.setattr(changefeed, "WAIT_S", 0.05)
+    app = shell.app
+    m2 = ChangeFeed(member, "m2")
+    other = Store(member)
+    try:
+        shell.register()
+        app.store.apply(app.core.drain_writes())
+        app._outbox.clear()  # m1's own two changes (no publisher runs here)
+        assert app._follow_once() and app.feed.listener is not None
+        with other.engine.begin() as conn:  # m1's listener dies
+            conn.execute(text("SELECT pg_terminate_backend(:p)"),
+                         {"p": app.feed.listener.info.backend_pid})
+        inst = app.core.catalogue.instances[INSTANCE[0]]
+        drained = Instance(**{**vars_of(inst), "state": "draining", "drain_deadline": None,
+                              "metrics": Metrics(0.9, 7, 1, 10, True),
+                              "metrics_at": (inst.metrics_at or 0.0) + 5.0})
+        second = Instance(service=inst.service, dbid="10.0.0.22", dma="smoke", state="active")
+        other.apply([StoreWrite("instance", d.dbid, d.to_dict()) for d in (drained, second)])
+        m2.publish([Change("m2", "POST", V1 + f"instances/{INSTANCE[0]}/drain", "{}")])
+        assert not app._follow_once()  # the break is noticed (the notification is lost)
+        assert not app.core.catalogue.instances[INSTANCE[0]].draining
+        assert app._follow_once()  # listening again: caught up from the store first
+        here = app.core.catalogue.instances
+        assert here[INSTANCE[0]].draining
+        metrics = here[INSTANCE[0]].metrics
+        assert metrics is not None and metrics.sessions == 7
+        assert "10.0.0.22" in here
+        assert app.core.counters["changes_caught_up"] == 3
+        assert app.core.counters["changes_refused"] == 0 and not app._outbox
+        m2.publish([Change("m2", "POST", V1 + f"instances/{INSTANCE[0]}/undrain", "{}")])
+        assert app._follow_once() and not here[INSTANCE[0]].draining  # notified again
+        app._caught_up = False  # a second catch-up changes nothing it need not (idempotent)
+        app.store.apply(app.core.drain_writes())
+        assert app._follow_once() and app.core.counters["changes_caught_up"] == 3
+    finally:
+        m2.close()
+        other.close()
+        app.feed.close()
+    assert app.core.counters["errors"] == 0
+
+
+def vars_of(inst: Instance) -> dict[str, Any]:
+    """An instance's fields, to copy it with some changed."""
+    return {f.name: getattr(inst, f.name) for f in fields(inst)}
