@@ -144,7 +144,7 @@ class SharedSide:
     feed: ChangeFeed | None
     _outbox: deque[Change]
     _outbox_ready: Any
-    _serve: Callable[[str, str, bytes], Reply]  # apps.restside.RestSide
+    _serve: Callable[..., Reply]  # apps.restside.RestSide
     store: Any  # apps.store.Store
     flushing: tuple[Any, ...]  # apps.apploops.Loops: the store writes being applied now
     _caught_up: bool | None  # None: listening since the start; False: must catch up
@@ -169,8 +169,9 @@ class SharedSide:
             return []
         return [hub.spawn(self._publisher), hub.spawn(self._follower)]
 
-    def share(self, method: str, path: str, body: bytes, reply: Reply) -> None:
-        """A request this member accepted: queue it for the others if they need it."""
+    def share(self, method: str, path: str, body: bytes, reply: Reply,
+              at: float | None = None) -> None:
+        """A request this member accepted (`at`): queue it for the others if they need it."""
         if self.feed is None or not shared(method, path, reply.status):
             return
         try:
@@ -180,7 +181,7 @@ class SharedSide:
         if len(self._outbox) >= OUTBOX_MAX:  # the database is away: the oldest go
             self._outbox.popleft()
             self.core.counters["changes_dropped"] += 1
-        self._outbox.append(Change(self.feed.member_id, method, path, text_body))
+        self._outbox.append(Change(self.feed.member_id, method, path, text_body, at))
         self._outbox_ready.set()
 
     def _publisher(self) -> None:
@@ -251,7 +252,8 @@ class SharedSide:
 
     def apply_change(self, change: Change) -> None:
         """Apply another member's change as if this member had accepted it (not passed on)."""
-        reply = self._serve(change.method, change.path, change.body.encode())
+        reply = self._serve(change.method, change.path, change.body.encode(),
+                            accepted=change.at)  # its reports replace only older ones
         self.core.counters["changes_applied"] += 1
         if reply.status >= 400:  # already here (a repeat, or read from the store at start)
             self.core.counters["changes_refused"] += 1

@@ -47,17 +47,21 @@ class RestSide:
         if path.rstrip("/") == CLUSTER_PATH:  # the shell's: leases, roles (apps/cluster.py)
             return self.cluster_view() if method == "GET" else Reply(
                 405, {"error": f"{method} not allowed on {CLUSTER_PATH}", "field": "path"})
-        reply = self._serve(method, path, body)
+        at = time.time()  # accepted then (its reports, for the cluster's other members)
+        reply = self._serve(method, path, body, at)
         if reply.status >= 400:
             self._rejected(method, path, reply)
         else:
-            self.share(method, path, body, reply)  # a cluster's other members apply it too
+            self.share(method, path, body, reply, at)  # a cluster's other members apply it too
         return reply
 
-    def _serve(self, method: str, path: str, body: bytes) -> Reply:
-        """Serve an API request step by step (also another member's change: apps/changefeed.py)."""
+    def _serve(self, method: str, path: str, body: bytes, start: float | None = None,
+               accepted: float | None = None) -> Reply:
+        """Serve an API request step by step from `start` (default now); also another member's
+        change, which that member `accepted` then (apps/changefeed.py)."""
         try:
-            steps = self.api.steps(method, path, body, time.time())
+            steps = self.api.steps(method, path, body,
+                                   time.time() if start is None else start, accepted)
             step = next(steps)
             while not isinstance(step, Reply):
                 self.send(step)

@@ -8,9 +8,10 @@ members). Reported: reports accepted per second cluster-wide for each N, and its
 member, over `--rounds` rounds (range). Asserted preconditions: every report accepted (200,
 counted); every member applies every change the others accepted (`changes_applied`; how long
 after the D-MAs stopped is reported: the backlog each member works through); then a report to
-an idle cluster is seen by every member within 2 s. Also reported: how many instances the
-members disagree on after all was applied (a member applies the others' reports in the order
-they reach it, after its own: the last applied wins, not the last accepted). Load average
+an idle cluster is seen by every member within 2 s; after all was applied, every member holds
+the same latest metrics (every field) for every instance: the last accepted report, whatever
+order each member applied them in (`instances_disagreeing` 0; per member, how many of the
+others' reports were older than the one held: `older_reports_not_applied`). Load average
 before and after; the members' CPU seconds.
 Results: bench/results/cluster_reports.{txt,json}.
 
@@ -110,9 +111,10 @@ def run(n: int, seconds: float, folder: Path, creds: CredentialSet) -> dict[str,
                        f"every member applying the others' changes ({want})",
                        )
             drained = time.perf_counter() - start - took
-            views = [[(p.rest("GET", f"/instances/{d}")[1].get("metrics") or {}).get("sessions")
-                      for p in procs] for d in DMAS.values()]
-            disagree = sum(len(set(v)) > 1 for v in views)
+            views = [[json.dumps(p.rest("GET", f"/instances/{d}")[1].get("metrics"),
+                                 sort_keys=True) for p in procs] for d in DMAS.values()]
+            disagree = sum(len(set(v)) > 1 for v in views)  # asserted 0 (a problem in main)
+            stale = [stat(p, "reports_stale") for p in procs]
             last = {**report(DMAS["dma1"], 0), "sessions": 99}
             assert procs[-1].rest("POST", "/metrics", last)[0] == 200
             seen_at = time.perf_counter()
@@ -128,6 +130,7 @@ def run(n: int, seconds: float, folder: Path, creds: CredentialSet) -> dict[str,
     return {"members": n, "accepted": accepted, "refused": refused, "seconds": round(took, 2),
             "per_s": round(accepted / took, 1), "members_cpu_s": round(cpu, 2),
             "all_applied_after_s": round(drained, 2), "instances_disagreeing": disagree,
+            "older_reports_not_applied": stale,
             "idle_report_seen_everywhere_s": round(seen, 3), "errors": errors}
 
 
@@ -161,7 +164,10 @@ def main() -> int:
             min(rates), max(rates)], "ratio_to_1_range": [round(min(ratios), 2),
                                                           round(max(ratios), 2)]}
     problems = [f"round {x['round']}, {x['members']} members: {x['refused']} refused"
-                for x in rows if x["refused"]] + [e for x in rows for e in x["errors"]]
+                for x in rows if x["refused"]] + [e for x in rows for e in x["errors"]] + [
+        f"round {x['round']}, {x['members']} members: {x['instances_disagreeing']} instance(s) "
+        "with different latest metrics at different members" for x in rows
+        if x["instances_disagreeing"]]
     out = {"summary": summary, "rows": rows, "seconds": args.seconds, "rounds": args.rounds,
            "load_before": [round(x, 2) for x in load_before],
            "load_after": [round(x, 2) for x in os.getloadavg()],
@@ -176,6 +182,10 @@ def main() -> int:
         f"{n} member(s): {s['per_s_median']:.0f} reports/s accepted cluster-wide (range "
         f"{s['per_s_range'][0]:.0f}-{s['per_s_range'][1]:.0f}; x{s['ratio_to_1_range'][0]}-"
         f"{s['ratio_to_1_range'][1]} of 1 member)\n" for n, s in summary.items())
+    agree = sum(not x["instances_disagreeing"] for x in rows)
+    text += (f"members holding the same latest metrics for every instance after all was "
+             f"applied: {agree} of {len(rows)} runs; others' reports older than the one "
+             f"held (not applied): {sum(sum(x['older_reports_not_applied']) for x in rows)}\n")
     text += (f"{args.rounds} rounds of {args.seconds:.0f} s, 3 signed D-MA threads, "
              f"{out['framework']}, {out['date']}; load average {out['load_before']} before, "
              f"{out['load_after']} after; problems: {problems or 'none'}\n")

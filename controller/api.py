@@ -91,11 +91,12 @@ class Api:
             intents += step
         raise AssertionError("the steps of a request ended without a reply")
 
-    def steps(self, method: str, path: str, body: bytes,
-              now: float) -> Generator[list[Intent] | Reply, float | None, None]:
+    def steps(self, method: str, path: str, body: bytes, now: float, accepted: float | None = None
+              ) -> Generator[list[Intent] | Reply, float | None, None]:
         """Serve one request in bounded steps: each yields the intents it produced (send the
         time to go on at, or None for the same), the last yields the Reply. A metrics batch
-        leaves its services dirty (`Core.flush` recomputes them)."""
+        leaves its services dirty (`Core.flush` recomputes them). `accepted`: another cluster
+        member's request, accepted there then (its reports replace only older ones here)."""
         reply = self._route(method, path)
         if reply is not None:
             yield reply
@@ -106,7 +107,9 @@ class Api:
             _check_path(parts, MAX_ARGS.get((method, parts[0]), 1))
             data = (loads(body, limits.max_body_bytes, limits.max_json_depth)
                     if method in ("POST", "PUT") else None)
-            served = self._routes[(method, parts[0])](parts[1:], data, now)
+            served = (self._metrics(parts[1:], data, now, accepted)
+                      if (method, parts[0]) == ("POST", "metrics")
+                      else self._routes[(method, parts[0])](parts[1:], data, now))
             if not isinstance(served, Reply):
                 served = yield from served
             yield served
@@ -224,9 +227,12 @@ class Api:
         dbid = parse_ipv4(args[0], "dbid")
         return Reply(200, {"withdrawn": dbid}, self.core.withdraw(dbid, now))
 
-    def _metrics(self, args: list[str], data: Any, now: float) -> Steps:
+    def _metrics(self, args: list[str], data: Any, now: float,
+                 accepted: float | None = None) -> Steps:
         """One report, or a batch: every report is checked (a step per slice) before the first
-        is recorded (a step per slice); the services stay dirty for the next `Core.flush`."""
+        is recorded (a step per slice); the services stay dirty for the next `Core.flush`. All
+        are recorded as accepted at the request's `now`, or at another member's `accepted`."""
+        at = now if accepted is None else accepted
         batch = isinstance(data, dict) and "reports" in data
         if batch:
             reject_unknown(data, {"reports"}, "")
@@ -249,7 +255,7 @@ class Api:
         for k, part in enumerate(slices(parsed)):
             if k:
                 now = _later((yield []), now)
-            recorded += self.core.intake.apply(part, now)
+            recorded += self.core.intake.apply(part, now, at, accepted is not None)
         commands = self.core.states.take(list(dict.fromkeys(dbid for dbid, _ in parsed)))
         return Reply(200, {"accepted": recorded, "commands": commands})
 

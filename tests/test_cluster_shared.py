@@ -16,10 +16,12 @@ from sqlalchemy import delete, text
 
 from apps.changefeed import ChangeFeed
 from apps.store import Store, _row, instances_table
+from controller.api import Api, Reply
 from controller.cluster.changes import PAYLOAD_LIMIT, Change, Ref, decode, encode, fits, shared
 from controller.intents import StoreWrite
 from controller.model import Instance, Metrics
 from tests import test_app_smoke, test_cluster_shell
+from tests.helpers import figure2_core
 from tests.pgschema import fresh_schema
 from tests.test_app_smoke import DSID, INSTANCE, Shell
 from tests.test_store import instance, states
@@ -221,6 +223,63 @@ def test_a_member_catches_up_after_its_listening_connection_broke(
         other.close()
         app.feed.close()
     assert app.core.counters["errors"] == 0
+
+
+def test_members_end_on_the_last_accepted_report_whatever_the_order_applied(
+        member: str, shell: Shell) -> None:
+    """Five reports for one instance accepted alternately at m1 (the app) and m2 (a core of
+    its own, on the same feed), the last at m1. Each member then applies the other's, after
+    its own (m1 gets m2's 2nd and 4th after its 5th): once all was applied both hold the 5th,
+    the last accepted, and each left the other's older ones out."""
+    app = shell.app
+    m2_feed = ChangeFeed(member, "m2")
+    m2 = Api(figure2_core())  # m2's state: svc1 (the app's DSID) with 10.0.0.21 registered
+    try:
+        m2_feed.listen()
+        shell.register()
+        app._outbox.clear()  # the registration and first report: m2 has its own
+        sent: list[Change] = []
+        for k in range(1, 6):
+            body = {"dbid": INSTANCE[0], "cpu": k / 10, "sessions": k, "queue": 0,
+                    "capacity": 10}
+            if k % 2:
+                assert shell.rest("POST", "metrics", body).status == 200
+            else:
+                at = time.time()
+                assert _steps(m2, json.dumps(body), at, None).status == 200
+                sent.append(Change("m2", "POST", V1 + "metrics", json.dumps(body), at))
+            time.sleep(0.002)
+        assert [c.at is not None for c in app._outbox] == [True] * 3
+        m2_feed.publish(sent)  # m2's first: m1 applies them after its own last
+        app.feed.publish(list(app._outbox))
+        app._outbox.clear()
+        got: list[Change] = []
+        deadline = time.monotonic() + 5.0
+        while (app.core.counters["changes_applied"] < 2 or len(got) < 3) \
+                and time.monotonic() < deadline:
+            app._follow_once()
+            got += m2_feed.wait(0.05)
+        for change in got:  # m2 applies m1's reports as the shell does
+            _steps(m2, change.body, time.time(), change.at)
+        assert app.core.counters["changes_applied"] == 2 and len(got) == 3
+        held = [app.core.catalogue.instances[INSTANCE[0]].metrics,
+                m2.core.catalogue.instances[INSTANCE[0]].metrics]
+        assert held[0] == held[1] and held[0] is not None and held[0].sessions == 5
+        assert app.core.counters["reports_stale"] == 2  # m2's 2nd and 4th
+        assert m2.core.counters["reports_stale"] == 2  # m1's 1st and 3rd
+    finally:
+        m2_feed.close()
+        app.feed.close()
+    assert app.core.counters["errors"] == 0
+
+
+def _steps(api: Api, body: str, now: float, accepted: float | None) -> Reply:
+    """POST /metrics served as the shell serves it (`accepted`: another member's)."""
+    steps = api.steps("POST", V1 + "metrics", body.encode(), now, accepted)
+    step = next(steps)
+    while not isinstance(step, Reply):
+        step = steps.send(now)
+    return step
 
 
 def vars_of(inst: Instance) -> dict[str, Any]:

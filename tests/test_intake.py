@@ -29,9 +29,9 @@ def _drive(api: Api, body: object, clock: list[float]) -> tuple[Reply, list[list
     recorded: list[list[Any]] = [[]]
     apply = api.core.intake.apply
 
-    def spy(part: Any, now: float) -> int:
+    def spy(part: Any, now: float, *rest: Any) -> int:
         recorded[-1].append((list(part), now))
-        return apply(part, now)
+        return apply(part, now, *rest)
 
     api.core.intake.apply = spy  # type: ignore[method-assign]
     steps = api.steps("POST", "/dyncast/v1/metrics", json.dumps(body).encode(), clock[-1])

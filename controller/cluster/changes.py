@@ -8,7 +8,9 @@ its own `now`. The request is the change: the member that accepted it has checke
 authorisation, replay), so the others skip the gate, not the API. A change is applied once by
 each member and never passed on (a member ignores its own and publishes nothing it applies), so
 there is no loop; applying one twice is harmless (a repeated registration is refused as a
-conflict, a repeated report records the same numbers).
+conflict, a repeated report records the same numbers). A change carries when it was accepted
+(`at`): a metric report replaces only an older accepted one, so members agree on the latest
+metrics whatever order they apply the reports in (controller/instances/intake.py).
 
 A notification's payload is at most 8,000 bytes: a larger change (a batch of reports) goes
 into a table and the notification carries its row's id (`Ref`).
@@ -19,6 +21,7 @@ Boundary: pure. Requests and payload text in; payload text and `Change`/`Ref` va
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 PREFIX = "/dyncast/v1/"
@@ -35,6 +38,7 @@ class Change:
     method: str
     path: str
     body: str
+    at: float | None = None  # when `member` accepted it (epoch s); None from an older member
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +58,11 @@ def shared(method: str, path: str, status: int) -> bool:
 
 def encode(change: Change) -> str:
     """The notification payload (or stored row) of `change`."""
-    return json.dumps({"m": change.member, "v": change.method, "p": change.path,
-                       "b": change.body}, separators=(",", ":"))
+    data: dict[str, object] = {"m": change.member, "v": change.method, "p": change.path,
+                               "b": change.body}
+    if change.at is not None:
+        data["a"] = change.at
+    return json.dumps(data, separators=(",", ":"))
 
 
 def fits(payload: str) -> bool:
@@ -77,7 +84,11 @@ def decode(payload: str) -> Change | Ref | None:
         if "id" in data:
             return Ref(data["m"], int(data["id"]))
         if all(isinstance(data.get(k), str) for k in ("v", "p", "b")):
-            return Change(data["m"], data["v"], data["p"], data["b"])
+            at = data.get("a")
+            if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+                at = None  # an older member's change (or a bad time): applied as before
+            return Change(data["m"], data["v"], data["p"], data["b"],
+                          None if at is None else float(at))
     except (ValueError, TypeError):
         pass
     return None

@@ -8,12 +8,19 @@ about to be used (a first packet, GET /decisions). So many reports for one servi
 burst cost one recompute, and every report still counts: each is recorded in arrival order, so
 the last one per instance wins.
 
+In a cluster, reports accepted by another member arrive later than this member's own, so the
+intake remembers per instance when the report it holds was *accepted* (by whichever member), and
+another member's report replaces it only if it was accepted later (`only_newer`): every member
+ends on the last accepted report, not the last applied (docs/cluster.md). An older one is not
+recorded (`reports_stale`). This member's own reports are recorded as before, in arrival order.
+
 A large batch is cut into `slices` of at most `SLICE` reports; the shell lets its event loop
 run between two slices, so no batch holds the loop for long.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -39,16 +46,28 @@ class Intake:
         self.reported = reported  # the placements a report settles (selection's bookkeeping)
         self.counters = counters
         self.dirty: set[str] = set()  # services whose decisions have not seen every report
+        self.accepted: dict[str, float] = {}  # dbid -> when the report held was accepted
 
-    def apply(self, reports: Sequence[tuple[str, Metrics]], now: float) -> int:
+    def apply(self, reports: Sequence[tuple[str, Metrics]], now: float,
+              accepted: float | None = None, only_newer: bool = False) -> int:
         """Record `reports` in order and mark their services dirty; return how many were
-        recorded. A report for an instance withdrawn since its batch was checked (between two
-        slices) is dropped and counted in `reports_dropped`."""
+        recorded. `accepted`: when they were accepted (default `now`); with `only_newer`
+        (another member's), a report accepted no later than the one held for its instance is
+        not recorded (`reports_stale`). A report for an instance withdrawn since its batch was
+        checked (between two slices) is dropped and counted in `reports_dropped`."""
+        at = now if accepted is None else accepted
+        instances = self.operations.catalogue.instances
+        if len(self.accepted) > 2 * len(instances) + 100:  # forget withdrawn instances
+            self.accepted = {k: v for k, v in self.accepted.items() if k in instances}
         recorded = 0
         for dbid, metrics in reports:
-            if dbid not in self.operations.catalogue.instances:
+            if dbid not in instances:
                 self.counters["reports_dropped"] += 1
                 continue
+            if only_newer and at <= self.accepted.get(dbid, -math.inf):
+                self.counters["reports_stale"] += 1
+                continue
+            self.accepted[dbid] = at
             inst = self.operations.report(dbid, metrics, now)
             self.reported(dbid, now)
             self.dirty.add(inst.service)
