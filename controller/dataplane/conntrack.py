@@ -110,6 +110,8 @@ def conntrack_entries(p: Program) -> list[FlowMod]:
     new = ct_state(on=CT_TRK | CT_NEW, off=CT_RPL)
     if svc.overlay:  # untranslated, a committed packet is still to the D-SID: its mark tells
         tracked = {**tracked, "ct_mark": 0}
+    reply_acts: list[Action] = ([] if svc.overlay else [SetField("eth_src", VIRTUAL_MAC)])
+    reply_acts.append(Resubmit(TABLE_FORWARD))
     out += [
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_REFUSED,
             {**service_fields(svc), **tracked, COMMITTED: 1, "ct_state": new}, [], sid),
@@ -120,8 +122,7 @@ def conntrack_entries(p: Program) -> list[FlowMod]:
             {**service_fields(svc), **tracked, "ct_state": new}, [], sid, goto=TABLE_DECISION),
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_REPLY,
             {**base, "ipv4_src": svc.dsid, "ct_state": ct_state(on=CT_TRK | CT_RPL)},
-            ([] if svc.overlay else [SetField("eth_src", VIRTUAL_MAC)])
-            + [Resubmit(TABLE_FORWARD)], sid),
+            reply_acts, sid),
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_UNMARKED,
             {**base, "ct_mark": 0, "ct_state": ct_state(on=CT_TRK)},
             [Resubmit(TABLE_FORWARD)], sid),
