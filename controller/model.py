@@ -244,9 +244,6 @@ def _dataplane(data: Mapping[str, Any], where: str, protocol: str | None,
     overlay = data.get("overlay", False)
     if not isinstance(overlay, bool):
         raise ValidationError(f"{where}overlay", f"must be true or false, got {overlay!r}")
-    if overlay and dataplane == "conntrack":
-        raise ValidationError(f"{where}overlay", "dataplane 'conntrack' does not support "
-                              "overlay yet: use 'learn' or 'bucket' with overlay")
     buckets = check_integer(data.get("buckets", 64), f"{where}buckets", 2, MAX_BUCKETS)
     if buckets & (buckets - 1):
         raise ValidationError(f"{where}buckets", f"must be a power of two, got {buckets}")

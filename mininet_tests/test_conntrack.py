@@ -340,3 +340,28 @@ def test_an_instances_icmp_error_reaches_the_client_from_the_dsid(fig2: Lab) -> 
     wait_until(seen, 5, lambda: f"no ICMP error reached c1: {listener.log()!r}")
     assert seen()[0] == {"src": SVC1, "code": 3, "inner_src": "10.0.0.1", "inner_dst": SVC1,
                          "inner_sport": port, "inner_dport": 8000}, seen()
+
+
+def _marks() -> set[str]:
+    """The ct_marks r1's buckets commit new connections with."""
+    return {m.group(1) for f in _entries("r1", CookieKind.DECISION, TABLE_DECISION)
+            for a in f["actions"] for m in [re.search(r"set_field:(\w+)->ct_mark", a)] if m}
+
+
+@pytest.mark.parametrize("fig2", [{"config": HERE / "fig2_conntrack_overlay.toml",
+                                   "overlay": True}], indirect=True)
+def test_conntrack_overlay_marks_without_nat_and_keeps_a_held_connection(fig2: Lab) -> None:
+    """conntrack + overlay: new connections reach the decided instance, which answers on the
+    D-SID, with no packet-in; a held one keeps its instance across a decision change; the
+    tracker holds them marked, untranslated, established or closed (it saw the replies)."""
+    for host, dbid in (("e2", "10.0.0.21"), ("e3", "10.0.0.31")):
+        fig2.popen(host, fig2.demo_service_argv("0.0.0.0", f"svc1@{host}"), "service",
+                   ready=r"^serving ")
+        fig2.start_dma(host, {SVC1: dbid})
+    _steer_and_keep(fig2, follows=lambda dbids: len(_marks()) == len(dbids))
+    entries = conntrack()
+    assert entries and all("mark=" in e and "reply=(src=10.0.100.1," in e for e in entries), entries
+    assert any(re.search(r"state=(ESTABLISHED|TIME_WAIT)", e) for e in entries), entries
+    decision = " ".join(" ".join(f["actions"]) for f in
+                        _entries("r1", CookieKind.DECISION, TABLE_DECISION))
+    assert "ct_mark" in decision and "nat" not in decision, decision

@@ -131,13 +131,14 @@ def test_an_instances_own_traffic_from_its_service_port_is_left_alone() -> None:
     assert back.only().has(ipv4_src=E21, eth_src=e21_mac, ipv4_dst=ip, tcp_flags=TCP_SYN | TCP_ACK)
 
 
-def test_config_refuses_overlay_and_a_shared_zone() -> None:
+def test_config_takes_overlay_refuses_failover_and_a_shared_zone() -> None:
     base = {"name": "s", "dsid": "10.0.100.9", "protocol": "tcp", "port": 80,
             "dataplane": "conntrack"}
     assert service_from_dict(base).ct_zone == 100 << 8 | 9
+    assert service_from_dict({**base, "overlay": True}).overlay
     with pytest.raises(ValidationError) as err:
-        service_from_dict({**base, "overlay": True})
-    assert err.value.field == "overlay"
+        service_from_dict({**base, "overlay": True, "failover": True})
+    assert err.value.field == "failover"
     with pytest.raises(ValidationError) as err:
         service_from_dict({k: v for k, v in base.items() if k not in ("protocol", "port")})
     assert err.value.field == "dataplane"
@@ -149,19 +150,23 @@ def test_config_refuses_overlay_and_a_shared_zone() -> None:
     assert service_from_dict({**base, "dsid": "10.0.0.0"}).ct_zone == 0xFFFF
 
 
-def test_the_api_refuses_overlay_and_a_zone_clash_and_changes_nothing() -> None:
-    """Through the REST API: a clear 4xx naming the field, and the catalogue unchanged."""
+def test_the_api_refuses_failover_and_a_zone_clash_and_changes_nothing() -> None:
+    """Through the REST API: a clear 4xx naming the field, and the catalogue unchanged;
+    overlay is taken."""
     api = Api(figure2_core())
     svc1 = {**SVC.to_dict(), "affinity": {"key": "5-tuple", "idle_timeout": 5}}
     assert _call(api, "PUT", "services/svc1", svc1).status == 200
     before = dict(api.core.catalogue.services)
     clash = {**svc1, "name": "svc3", "dsid": "10.9.100.1"}  # same low 16 bits as 10.0.100.1
-    overlay = {**svc1, "name": "svc3", "dsid": "10.0.100.3", "overlay": True}
-    for body, field in ((clash, "dsid"), (overlay, "overlay")):
+    failover = {**svc1, "name": "svc3", "dsid": "10.0.100.3", "overlay": True, "failover": True}
+    for body, field in ((clash, "dsid"), (failover, "failover")):
         reply = _call(api, "POST", "services", body)
         assert 400 <= reply.status < 500 and reply.body.get("field", "").endswith(field), reply
         assert dict(api.core.catalogue.services) == before
     assert _call(api, "POST", "services", {**clash, "dataplane": "bucket"}).status == 201
+    overlay = {**failover, "name": "svc4", "dsid": "10.0.100.4", "failover": False}
+    assert _call(api, "POST", "services", overlay).status == 201
+    assert api.core.catalogue.services["svc4"].overlay
 
 
 def test_a_d_forwarder_commits_by_its_d_routers_bucket_map(
@@ -185,3 +190,68 @@ def test_a_d_forwarder_commits_by_its_d_routers_bucket_map(
     assert not any(punted for _, punted in seen) and {d for d, _ in seen} == {E21, E31}
     hop = fig.send("c2", to_dsid("c2", FLOWS[0])).only()
     assert fig.reply(hop).only().has(ipv4_src=DSID, ipv4_dst=HOSTS["c2"][0])
+
+
+OVERLAY = SERVICES["conntrack-overlay"]
+
+
+def test_overlay_commits_marked_untranslated_connections_and_labels_them() -> None:
+    """conntrack + overlay: each new connection is committed with the decided instance's mark
+    and no translation, reaches the instance still addressed to the D-SID (the fake switch's
+    label route pops the MPLS label the ingress pushed), with no packet-in; its reply, sent
+    from the D-SID, is tracked (the connection becomes established) and not rewritten."""
+    fig = Figure2(OVERLAY)
+    seen = [fig.go(sport, TCP_SYN) for sport in FLOWS]
+    assert not any(punted for _, punted in seen)
+    assert Counter(d for d, _ in seen) == {E21: 8, E31: 8}
+    conns = fig.net.conntrack.entries(OVERLAY.ct_zone)
+    assert len(conns) == len(FLOWS) and all(c.nat_dst is None for c in conns)
+    labels = {fig.core.programmer.label(d): d for d in (E21, E31)}
+    by_port = {c.orig[3]: labels[c.mark] for c in conns}
+    assert by_port == {s: d for s, (d, _) in zip(FLOWS, seen, strict=True)}
+    hop = fig.send("c1", to_dsid("c1", FLOWS[0])).only()
+    assert hop["ipv4_dst"] == DSID
+    back = fig.reply(hop).only()
+    assert back.has(ipv4_src=DSID, ipv4_dst=HOSTS["c1"][0], eth_src=HOSTS[
+        "e" + by_port[FLOWS[0]].rsplit(".", 1)[1]][1])
+    assert next(c for c in conns if c.orig[3] == FLOWS[0]).replied
+
+
+def test_overlay_connections_survive_a_decision_change_and_a_wipe_and_reinstall() -> None:
+    """The mark, not the flow tables, holds each connection's instance: a decision that no
+    longer names e21 and every table wiped and reinstalled move none; new ones go to e31."""
+    fig = Figure2(OVERLAY)
+    placed = connect(fig, FLOWS)
+    fig.busy(E21)
+    assert {s: fig.go(s)[0] for s in FLOWS} == placed
+    for dpid in PORTS:
+        fig.net.switches[dpid] = FakeOFTable(dpid, fig.net.conntrack)
+        fig.apply(fig.core.switch_connected(dpid))
+        fig.apply(fig.core.switch_ports(dpid, PORTS[dpid], fig.now))
+    assert {s: fig.go(s)[0] for s in FLOWS} == placed
+    assert set(connect(fig, NEW_FLOWS).values()) == {E31}
+    assert all(c.nat_dst is None for c in fig.net.conntrack.entries())
+
+
+def test_overlay_a_lost_instances_connections_are_re_marked_not_flushed() -> None:
+    """Withdrawn: no flush (the reply source, the D-SID, names no instance); its connections'
+    packets find no label for its mark and are decided again, re-marked for e31."""
+    fig = Figure2(OVERLAY)
+    placed = connect(fig, FLOWS)
+    intents = fig.core.withdraw(E21, fig.now)
+    assert not [i for i in intents if isinstance(i, CtFlush)]
+    fig.apply(intents)
+    assert {s: fig.go(s)[0] for s in FLOWS} == dict.fromkeys(placed, E31)
+    e31 = fig.core.programmer.label(E31)
+    assert {c.mark for c in fig.net.conntrack.entries(OVERLAY.ct_zone)} == {e31}
+
+
+def test_overlay_a_drained_instance_keeps_its_connections_past_its_deadline() -> None:
+    """Known limit (docs/dataplanes.md): nothing names a drained instance's connections to
+    flush at its deadline, so they stay on it (new ones go elsewhere) until it is stopped."""
+    fig = Figure2(OVERLAY)
+    placed = connect(fig, FLOWS)
+    fig.apply(fig.core.drain(E21, 2.0, fig.now)[1])
+    fig.advance(fig.now + 3)
+    assert {s: fig.go(s)[0] for s in FLOWS} == placed
+    assert set(connect(fig, NEW_FLOWS).values()) == {E31}

@@ -325,7 +325,8 @@ class Programmer:
             for kind in (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN):
                 out.append(FlowMod(dpid, TABLE_AFFINITY, 0, (), command="delete",
                                    cookie=cookie(kind, label), cookie_mask=(1 << 64) - 1))
-            if svc is not None and mode_of(svc).tracks:
+            if svc is not None and mode_of(svc).tracks and not svc.overlay:  # overlay:
+                # the reply source is the D-SID; table 4 re-decides (dataplane/conntrack.py)
                 out.append(CtFlush(dpid, svc.ct_zone, svc.ip_proto or 6, dbid, svc.port or 0))
         return out
 
