@@ -48,12 +48,13 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def member_config(folder: Path, url: str, member: str) -> Path:
-    """Figure 2's test configuration on PostgreSQL, as cluster member `member`."""
+def member_config(folder: Path, url: str, member: str, config: Path = FIG2_CONFIG) -> Path:
+    """A test configuration (Figure 2's unless `config`) on PostgreSQL, as cluster member
+    `member`."""
     folder.mkdir(parents=True, exist_ok=True)
-    base = FIG2_CONFIG.read_text().replace('store_url = "sqlite:///dyncast.db"',
-                                           f'store_url = "{url}"')
-    assert url in base, "fig2.toml's store_url line changed"
+    base = config.read_text().replace('store_url = "sqlite:///dyncast.db"',
+                                      f'store_url = "{url}"')
+    assert url in base, f"{config.name}'s store_url line changed"
     path = folder / f"{member}.toml"
     path.write_text(base + CLUSTER.format(member=member))
     return path

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,12 +26,12 @@ from sqlalchemy.engine import make_url
 
 from controller.cluster.mastership import master_of
 from mininet_tests import test_cluster
-from mininet_tests.conftest import RING_CONFIG
+from mininet_tests.conftest import FIG2_CONFIG, RING_CONFIG
 from mininet_tests.harness import Lab, switch_links
 from mininet_tests.processes import ControllerProcess, http_json, run, wait_until
 from mininet_tests.restarts import HeldConnections, damage, probe
 from mininet_tests.tcpproxy import TcpProxy
-from mininet_tests.test_cluster import BRIDGES, CLUSTER, _confirmed, member_config, roles
+from mininet_tests.test_cluster import BRIDGES, _confirmed, member_config, roles
 from mininet_tests.test_fig2 import R1, SVC1, client, shares, wait_shares
 from mininet_tests.test_restart import assert_unharmed
 
@@ -69,25 +68,14 @@ def masters_of(ports: dict[str, int], members: tuple[str, ...]) -> dict[str, str
     return out
 
 
-def ring_config(folder: Path, url: str, member: str) -> Path:
-    """The ring's test configuration on PostgreSQL, as cluster member `member`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    base = RING_CONFIG.read_text().replace('store_url = "sqlite:///dyncast.db"',
-                                           f'store_url = "{url}"')
-    assert url in base, "ring.toml's store_url line changed"
-    path = folder / f"{member}.toml"
-    path.write_text(base + CLUSTER.format(member=member))
-    return path
-
-
 def start_members(lab: Lab, url: str, ring: bool = False) -> dict[str, ControllerProcess]:
     """m1 as the lab's controller, m2 and m3 in folders of their own with m1's credentials
     (Figure 2's configuration, or the ring's)."""
-    config = ring_config if ring else member_config
-    procs = {"m1": lab.start_controller(config(lab.artifacts, url, "m1"))}
+    config = RING_CONFIG if ring else FIG2_CONFIG
+    procs = {"m1": lab.start_controller(member_config(lab.artifacts, url, "m1", config))}
     for member in MEMBERS[1:]:
         folder = lab.artifacts / member
-        procs[member] = ControllerProcess(folder, config(folder, url, member),
+        procs[member] = ControllerProcess(folder, member_config(folder, url, member, config),
                                           creds=procs["m1"].creds)
         procs[member].start()
     return procs
