@@ -39,6 +39,7 @@ LOG = logging.getLogger("dyncast")
 WAIT_S = 0.5  # a wait for notifications returns at least this often (to notice a stop)
 KEEP_S = 3600.0  # stored (large) changes older than this are pruned
 RETRY_S = 1.0  # after the listening connection failed
+APPLY_SLICE = 100  # others' changes applied a step (each is one API call on the event loop)
 OUTBOX_MAX = 10_000  # changes waiting to be published while the database is away
 
 
@@ -229,7 +230,9 @@ class SharedSide:
             self.feed.close_listener()
             self._caught_up = False
             return False
-        for change in changes:
+        for i, change in enumerate(changes):
+            if i and not i % APPLY_SLICE:
+                hub.sleep(0)  # a wait may return thousands of reports: let the loop run
             self.apply_change(change)
         return True
 

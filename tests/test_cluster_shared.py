@@ -285,3 +285,34 @@ def _steps(api: Api, body: str, now: float, accepted: float | None) -> Reply:
 def vars_of(inst: Instance) -> dict[str, Any]:
     """An instance's fields, to copy it with some changed."""
     return {f.name: getattr(inst, f.name) for f in fields(inst)}
+
+
+def test_many_changes_are_applied_in_slices_that_let_the_event_loop_run(
+        member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait that returns many changes (here 250 reports of m2) applies every one of them, in
+    order, and yields to the event loop every APPLY_SLICE changes rather than in one go."""
+    from apps import changefeed
+
+    yields: list[float] = []
+    real_sleep = changefeed.hub.sleep
+    monkeypatch.setattr(changefeed.hub, "sleep",
+                        lambda s=0: yields.append(s) if s == 0 else real_sleep(s))
+    app = shell.app
+    m2 = ChangeFeed(member, "m2")
+    try:
+        shell.register()
+        app._outbox.clear()
+        m2.publish([Change("m2", "POST", V1 + "metrics", json.dumps(
+            {"dbid": INSTANCE[0], "cpu": 0.1, "sessions": i, "queue": 0, "capacity": 1000}),
+            at=time.time() + i / 1000) for i in range(250)])
+        deadline = time.monotonic() + 5
+        while app.core.counters["changes_applied"] < 250 and time.monotonic() < deadline:
+            assert app._follow_once()
+        assert app.core.counters["changes_applied"] == 250
+        inst = app.core.catalogue.instances[INSTANCE[0]]
+        assert inst.metrics is not None and inst.metrics.sessions == 249  # the last one
+        assert len(yields) >= 250 // changefeed.APPLY_SLICE - 1, yields
+    finally:
+        m2.close()
+        app.feed.close()
+    assert app.core.counters["errors"] == 0
