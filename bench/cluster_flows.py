@@ -276,6 +276,30 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def cpu_split(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Each member's CPU time while measuring, fitted (least squares, every member of every
+    run) as `master_us` per setup it answered plus `slave_us` per new flow's PACKET_IN it only
+    observed (another member's switch): what a member costs per flow in either role."""
+    pairs = []
+    for r in rows:
+        if "setups_per_s" not in r or not sum(r["answered_by_member"]):
+            continue
+        total, setups = sum(r["answered_by_member"]), r["setups"]
+        for k, share in enumerate(r["member_cpu_share"]):
+            mine = r["answered_by_member"][k] / total * setups
+            pairs.append((mine, setups - mine, share * r["seconds"] * 1e6))
+    sxx = sum(a * a for a, _, _ in pairs)
+    sxy = sum(a * b for a, b, _ in pairs)
+    syy = sum(b * b for _, b, _ in pairs)
+    det = sxx * syy - sxy * sxy
+    if not pairs or det <= 0:
+        return None
+    sxz = sum(a * z for a, _, z in pairs)
+    syz = sum(b * z for _, b, z in pairs)
+    return {"master_us": round((sxz * syy - syz * sxy) / det, 1),
+            "slave_us": round((sxx * syz - sxy * sxz) / det, 1), "members_fitted": len(pairs)}
+
+
 def text_report(out: dict[str, Any]) -> str:
     """The results file's text."""
     lines = [f"new-flow setups per second, 1-3 cluster members, {out['switches']} emulated "
@@ -298,6 +322,12 @@ def text_report(out: dict[str, Any]) -> str:
             f"({per[0]:.0f}-{per[1]:.0f})  {gen[0]:.2f}-{gen[1]:.2f}")
     lines.append("(CPU: share of one CPU during the timed loops; us CPU/setup: all members' "
                  "CPU time per correct setup, median (range))")
+    split = out.get("cpu_split")
+    if split:
+        lines.append(f"a member's CPU per new flow (least squares over {split['members_fitted']} "
+                     f"members of all runs): {split['master_us']:.0f} us as the master that "
+                     f"sets it up, {split['slave_us']:.0f} us as a slave that only observes its "
+                     f"PACKET_IN (every member gets every PACKET_IN)")
     setups = [r["setup"] for r in out["rows"] if "setup" in r]
     measured = [r for r in out["rows"] if "setups_per_s" in r]
     kinds = Counter(("slave" if w[3] > 0 else "equal", abs(w[3])) for s in setups
@@ -332,7 +362,17 @@ def main() -> int:
     ap.add_argument("--members", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 4 switches, 1 round of 0.5 s per member count, no file")
+    ap.add_argument("--rewrite", action="store_true",
+                    help="run nothing: recompute the summary and the text of the results file "
+                         "from bench/results/cluster_flows.json's rows")
     args = ap.parse_args()
+    if args.rewrite:
+        saved = json.loads((RESULTS / "cluster_flows.json").read_text())
+        saved.update(summary=summarise(saved["rows"]), cpu_split=cpu_split(saved["rows"]))
+        (RESULTS / "cluster_flows.json").write_text(json.dumps(saved, indent=1) + "\n")
+        (RESULTS / "cluster_flows.txt").write_text(text_report(saved))
+        print(text_report(saved), end="")
+        return 0
     if args.quick:
         args.switches, args.rounds, args.warmup, args.loops, args.duration = 4, 1, 0.3, 1, 0.5
     load_before = os.getloadavg()
@@ -347,7 +387,8 @@ def main() -> int:
                       flush=True)
     problems = [f"round {x['round']}, {x['members']} member(s): {p}" for x in rows
                 for p in x["problems"]]
-    out = {"summary": summarise(rows), "rows": rows, "switches": args.switches,
+    out = {"summary": summarise(rows), "cpu_split": cpu_split(rows), "rows": rows,
+           "switches": args.switches,
            "window": args.window, "warmup": args.warmup, "loops": args.loops,
            "duration": args.duration, "rounds": args.rounds, "quick": args.quick,
            "load_before": [round(x, 2) for x in load_before],
