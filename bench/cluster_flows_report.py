@@ -109,7 +109,8 @@ def text_report(out: dict[str, Any]) -> str:
         f"{sum(s['slave_writes_refused'] for s in setups)} writes refused to slaves, "
         f"{sum(s['writes_as_equal'] for s in setups)} messages sent to a switch whose role for "
         f"the member was still EQUAL (accepted by a real switch; by type: "
-        f"{', '.join(f'{k} {OFPT_NAMES.get(t, t)} x{n}' for (k, t), n in kinds.items())})")
+        f"{', '.join(f'{k} {OFPT_NAMES.get(t, t)} x{n}' for (k, t), n in kinds.items())}); "
+        f"errors the members counted: {sum(sum(s['member_errors']) for s in setups)}")
     lines.append(f"load average {out['load_before']} before, {out['load_after']} after; "
                  f"problems: {out['problems'] or 'none'}")
     return "\n".join(lines) + "\n"
