@@ -11,8 +11,8 @@ DYNCAST_TEST_PG_URL; takes the Mininet machine lock. Results: bench/results/clus
 
     sudo DYNCAST_TEST_PG_URL=... .venv/bin/python bench/cluster.py [--kills 10]
 
-Metric reports per second cluster-wide: bench/cluster_reports.py. Not measured yet: new-flow
-setups per second with 1-3 members on 16 switches.
+Metric reports per second cluster-wide: bench/cluster_reports.py; new-flow setups per second
+with 1-3 members on 16 emulated switches: bench/cluster_flows.py.
 """
 
 from __future__ import annotations
