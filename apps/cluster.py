@@ -240,7 +240,8 @@ class ClusterSide:
     def _take_over(self, dp: Any) -> None:
         """Read the bindings the switch's previous master stored (in a worker thread), hold
         those this member does not know, then read the switch's table: the reconciliation
-        keeps their entries instead of removing another member's flows."""
+        keeps their entries instead of removing another member's flows, and adopts those of
+        the bindings it had not stored yet (ReactiveFlows.take_over)."""
         try:
             stored = tpool.execute(self.store.bindings_at, dp.id)
         except Exception as exc:
@@ -248,10 +249,7 @@ class ClusterSide:
             LOG.error("dyncast: cluster: could not read the bindings of %016x: %s", dp.id, exc)
         if self.datapaths.get(dp.id) is not dp or not self.programs(dp.id):
             return  # gone, or no longer ours, meanwhile
-        flows = self.core.flows
-        new = [b for b in stored if flows.bindings.by_ident(b.ident) is None
-               and flows.bindings.get(b.key) is None]
-        flows.restore(new)
+        new = self.core.flows.take_over(stored, time.time())
         logs.event("reconcile", "bindings_taken_over", dpid=f"{dp.id:016x}", stored=len(stored),
                    taken=len(new), reason="this member now masters the switch")
         self._read_table(dp)  # answered by the reconciliation, as at connect
