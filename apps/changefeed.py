@@ -230,11 +230,16 @@ class SharedSide:
             self.feed.close_listener()
             self._caught_up = False
             return False
+        self._apply_sliced(changes)
+        return True
+
+    def _apply_sliced(self, changes: list[Change]) -> None:
+        """Apply the others' changes, yielding to the event loop every APPLY_SLICE (a wait, or
+        a catch-up from the store, may bring thousands, each an API call on the loop)."""
         for i, change in enumerate(changes):
             if i and not i % APPLY_SLICE:
-                hub.sleep(0)  # a wait may return thousands of reports: let the loop run
+                hub.sleep(0)
             self.apply_change(change)
-        return True
 
     def _catch_up(self) -> None:
         """Read the shared records from the store and apply what this member missed while it
@@ -246,8 +251,7 @@ class SharedSide:
         changes = catch_up(self.feed.member_id, cat.services, cat.instances, services,
                            instances, pending, {s.name for s in self.core.config.services},
                            time.time())
-        for change in changes:
-            self.apply_change(change)
+        self._apply_sliced(changes)
         self.core.counters["changes_caught_up"] += len(changes)
         self._caught_up = True
         LOG.warning("dyncast: cluster: listening for changes again; %d caught up from the "

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
 from apps import channelguard, logs
+from apps.fencing import StoreFence
 from apps.framework import hub
 from apps.store import cluster_members_table as members
 from controller.api import Reply
@@ -147,6 +148,7 @@ class ClusterSide:
         if cluster.enabled:
             self.member = Member(cluster.member_id, cluster.lease_s)
             self.leases = LeaseTable(store_url, cluster)
+            self.store.fence = StoreFence(self.member, cluster.lease_s)  # bindings: fenced
             LOG.info("dyncast: cluster member %s (heartbeat %.2f s, lease %.2f s)",
                      cluster.member_id, cluster.heartbeat_s, cluster.lease_s)
 
@@ -193,11 +195,27 @@ class ClusterSide:
         if self.member is None:
             return
         try:
+            self._fence_refusals()
             for intent in self.member.step(list(self.datapaths), time.time()):
                 self._role_intent(intent)
         except Exception:
             self.core.counters["errors"] += 1
             LOG.exception("dyncast: exception stepping the cluster roles")
+
+    def _fence_refusals(self) -> None:
+        """Count and log the store writes the fence refused (apps/fencing.py); one refused
+        for our lease steps this member down at once (its next renewal asks again)."""
+        fence = self.store.fence
+        while fence is not None and fence.refusals:
+            refusal = fence.refusals.popleft()
+            for reason, n in refusal.reasons.items():
+                self.core.counters[f"writes_refused_{reason}"] += n
+            logs.event("store", "writes_fenced", logging.WARNING, refused=refusal.reasons,
+                       epoch=refusal.token, stepped_down=refusal.lease_lost,
+                       reason="our lease ended or was taken anew" if refusal.lease_lost
+                       else "another member masters their switches")
+            if refusal.lease_lost and self.member is not None:
+                self.member.fenced()
 
     def _role_intent(self, intent: ClusterIntent) -> None:
         """Send a role request; start repairing a switch we now master; stop one we left."""
@@ -222,7 +240,8 @@ class ClusterSide:
     def _take_over(self, dp: Any) -> None:
         """Read the bindings the switch's previous master stored (in a worker thread), hold
         those this member does not know, then read the switch's table: the reconciliation
-        keeps their entries instead of removing another member's flows."""
+        keeps their entries instead of removing another member's flows, and adopts those of
+        the bindings it had not stored yet (ReactiveFlows.take_over)."""
         try:
             stored = tpool.execute(self.store.bindings_at, dp.id)
         except Exception as exc:
@@ -230,10 +249,7 @@ class ClusterSide:
             LOG.error("dyncast: cluster: could not read the bindings of %016x: %s", dp.id, exc)
         if self.datapaths.get(dp.id) is not dp or not self.programs(dp.id):
             return  # gone, or no longer ours, meanwhile
-        flows = self.core.flows
-        new = [b for b in stored if flows.bindings.by_ident(b.ident) is None
-               and flows.bindings.get(b.key) is None]
-        flows.restore(new)
+        new = self.core.flows.take_over(stored, time.time())
         logs.event("reconcile", "bindings_taken_over", dpid=f"{dp.id:016x}", stored=len(stored),
                    taken=len(new), reason="this member now masters the switch")
         self._read_table(dp)  # answered by the reconciliation, as at connect

@@ -143,6 +143,12 @@ class CoreCollector(Collector):
                             ("binding_retired", "bindings_retired")):
             actions.add_metric([action], c[key])
         yield actions
+        fenced = _counter("dyncast_cluster_writes_fenced", "Binding writes a cluster member's "
+                          "store refused, by reason (its lease, or another member masters the "
+                          "switch)", ["reason"])
+        for reason in ("lease", "mastership"):
+            fenced.add_metric([reason], c[f"writes_refused_{reason}"])
+        yield fenced
         yield CounterMetricFamily("dyncast_errors", "Exceptions and OpenFlow errors in the "
                                   "controller", value=c["errors"])
         # the channel guards (docs/channels.md)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -85,6 +85,16 @@ KEYS = {"service": "name", "instance": "dbid", "binding": "id", "agent_seq": "ag
 CHUNK = 500  # keys per DELETE ... IN (...)
 
 
+class Fence(Protocol):
+    """A cluster member's fence (apps/fencing.py): which single-writer records a batch may
+    write, checked in its transaction; and the lock a takeover's read takes."""
+
+    def check(self, conn: Any, last: dict[tuple[str, str], StoreWrite]
+              ) -> set[tuple[str, str]]: ...
+
+    def lock_others(self, conn: Any) -> None: ...
+
+
 @dataclass
 class Snapshot:
     """What the store held at start."""
@@ -154,24 +164,34 @@ class Store:
         except BaseException:
             self.engine.dispose()
             raise
+        self.fence: Fence | None = None  # a cluster member's (apps/cluster.py); else none
 
     def apply(self, writes: list[StoreWrite]) -> int:
-        """Apply a batch of writes in one transaction; return how many records it touched."""
+        """Apply a batch of writes in one transaction; return how many records it touched. A
+        cluster member's fence first drops (in the same transaction) the single-writer
+        records it may no longer write (controller/cluster/fencing.py)."""
         last: dict[tuple[str, str], StoreWrite] = {}
         for w in writes:
             last[(w.kind, w.key)] = w
         if not last:
             return 0
-        with self.engine.begin() as conn:  # per kind: one DELETE per chunk, one many-row INSERT
-            for kind, table in TABLES.items():
-                keys = [key for (k, key) in last if k == kind]
-                for i in range(0, len(keys), CHUNK):
-                    conn.execute(delete(table).where(table.c[KEYS[kind]].in_(keys[i:i + CHUNK])))
-                rows = [_row(kind, key, w.value) for (k, key), w in last.items()
-                        if k == kind and w.value is not None]
-                if rows:
-                    conn.execute(self._insert(table, KEYS[kind]), rows)
+        with self.engine.begin() as conn:
+            if self.fence is not None:
+                for refused in self.fence.check(conn, last):
+                    del last[refused]
+            self._write(conn, last)
         return len(last)
+
+    def _write(self, conn: Any, last: dict[tuple[str, str], StoreWrite]) -> None:
+        """Per kind: one DELETE per chunk of keys, one many-row INSERT."""
+        for kind, table in TABLES.items():
+            keys = [key for (k, key) in last if k == kind]
+            for i in range(0, len(keys), CHUNK):
+                conn.execute(delete(table).where(table.c[KEYS[kind]].in_(keys[i:i + CHUNK])))
+            rows = [_row(kind, key, w.value) for (k, key), w in last.items()
+                    if k == kind and w.value is not None]
+            if rows:
+                conn.execute(self._insert(table, KEYS[kind]), rows)
 
     def _insert(self, table: Table, key: str) -> Any:
         """The INSERT of a batch. On PostgreSQL an upsert: cluster members write the same
@@ -211,8 +231,11 @@ class Store:
 
     def bindings_at(self, ingress: int) -> list[Binding]:
         """The stored bindings of one ingress switch (a cluster member taking it over reads
-        what its previous master stored)."""
-        with self.engine.connect() as conn:
+        what its previous master stored); a member's fence makes it wait first for the batches
+        the others are writing (apps/fencing.py)."""
+        with self.engine.begin() as conn:
+            if self.fence is not None:
+                self.fence.lock_others(conn)
             rows = [json.loads(r.data) for r in conn.execute(select(bindings_table.c.data))]
         return [_binding(d) for d in rows if d.get("ingress") == ingress]
 

@@ -316,3 +316,35 @@ def test_many_changes_are_applied_in_slices_that_let_the_event_loop_run(
         m2.close()
         app.feed.close()
     assert app.core.counters["errors"] == 0
+
+
+def test_a_catch_up_is_applied_in_slices_that_let_the_event_loop_run(
+        member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catch-up from the store that finds 250 instances this member lacks registers every
+    one of them, yielding to the event loop every APPLY_SLICE requests rather than in one go
+    (each is an API call on the loop, as a notified change is)."""
+    from apps import changefeed
+
+    yields: list[float] = []
+    real_sleep = changefeed.hub.sleep
+    monkeypatch.setattr(changefeed.hub, "sleep",
+                        lambda s=0: yields.append(s) if s == 0 else real_sleep(s))
+    app = shell.app
+    other = Store(member)
+    try:
+        shell.register()
+        app.store.apply(app.core.drain_writes())
+        app._outbox.clear()
+        service = app.core.catalogue.instances[INSTANCE[0]].service
+        other.apply([StoreWrite("instance", f"10.0.1.{i}", Instance(
+            service=service, dbid=f"10.0.1.{i}", dma="smoke").to_dict())
+            for i in range(250)])
+        app._caught_up = False  # the listening connection had broken: catch up first
+        assert app._follow_once()
+        assert app.core.counters["changes_caught_up"] == 250
+        assert all(f"10.0.1.{i}" in app.core.catalogue.instances for i in range(250))
+        assert len(yields) >= 250 // changefeed.APPLY_SLICE - 1, yields
+    finally:
+        other.close()
+        app.feed.close()
+    assert app.core.counters["errors"] == 0

@@ -15,8 +15,8 @@ import pytest
 from apps.cluster import async_config
 from apps.store import Store
 from bench import ofgen
-from controller.dataplane.affinity import Binding, FlowKey
-from controller.intents import StoreWrite
+from controller.dataplane.affinity import Binding, FlowKey, binding_flows
+from controller.intents import FlowMod, StoreWrite, SwitchEntry, action_signature
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp
 from tests import test_app_smoke, test_cluster_shell
 from tests.fakes import FakeDatapath
@@ -142,3 +142,28 @@ def test_a_new_master_holds_the_bindings_its_previous_master_stored(
     assert core.flows.bindings.by_ident(ident + 1) is None  # another switch's: not taken
     assert core.flows.born > ident  # its entries are never mistaken for an unknown flow's
     s.table_read_xid(theirs)  # then the table is read, as at connect
+
+
+def test_a_new_master_adopts_the_entries_of_bindings_its_predecessor_had_not_stored(
+        two: tuple[Shell, FakeDatapath, FakeDatapath]) -> None:
+    """m2, started just after m1 (numbered above it), bound a flow at its switch and died
+    before storing it; m1 takes the switch over (the shell's path) and its table read finds
+    the binding's entries: adopted and stored, not removed."""
+    s, _, theirs = two
+    core = s.app.core
+    svc = core.catalogue.services["svc1"]
+    lost = Binding(core.flows.bindings.next_ident + 1,  # numbered from a start just after m1's
+                   FlowKey("svc1", CLIENT[0], DSID, 6, 40001, 8000), INSTANCE[0], theirs.id,
+                   time.time() - 2)
+    entries = [SwitchEntry(fm.cookie, fm.table, fm.priority, fm.match, action_signature(fm), 2.0)
+               for fm in binding_flows(lost, svc, INSTANCE[1])]
+    beat(s, time.time(), "m1", ticket=11)  # m2 is gone
+    s.app._step_roles()
+    assert s.app.programs(theirs.id)
+    now = time.time()
+    repair = core.switch_table(theirs.id, entries, [], now, now)  # the read's answer
+    held = core.flows.bindings.by_ident(lost.ident)
+    assert held is not None and (held.key, held.dbid) == (lost.key, lost.dbid)
+    assert not [i for i in repair if isinstance(i, FlowMod) and i.command != "add"
+                and i.cookie in {e.cookie for e in entries}]  # none of its entries removed
+    assert str(lost.ident) in {w.key for w in core.drain_writes() if w.kind == "binding"}

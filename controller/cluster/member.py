@@ -92,6 +92,12 @@ class Member:
         """A heartbeat did not reach the database (the lease runs out on its own)."""
         self.beats_failed += 1
 
+    def fenced(self) -> None:
+        """The store refused a write of ours for our lease (it ended, or was taken anew, as
+        the database sees it: controller/cluster/fencing.py): step down at once, as if it had
+        ended on our own clock; a later beat that renews it (a new epoch) asks again."""
+        self.held_until = 0.0
+
     def holds_lease(self, now: float) -> bool:
         """True while our own lease runs (own clock)."""
         return now < self.held_until

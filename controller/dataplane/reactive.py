@@ -92,6 +92,16 @@ class ReactiveFlows:
             self.bindings.number_from(int(now * IDENTS_PER_S))
         self.born = self.bindings.next_ident
 
+    def take_over(self, stored: list[Binding], now: float) -> list[Binding]:
+        """A cluster member now masters a switch: hold what its previous master stored there
+        that we do not know, and number our bindings from `now`, so the entries of those it
+        made after its last store flush (numbered before now) are adopted when the switch's
+        table is read, not removed (docs/cluster.md). Returns the bindings taken."""
+        new = [b for b in stored
+               if self.bindings.by_ident(b.ident) is None and self.bindings.get(b.key) is None]
+        self.restore(new, now)
+        return new
+
     # --- first packets ------------------------------------------------------------------
     def demand(self, svc: Service, dpid: int, in_port: int, pkt: Packet, data: bytes,
                now: float) -> list[Intent]:
