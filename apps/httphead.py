@@ -47,7 +47,7 @@ class Fields:
     """A request's header fields: `fields` in their order, `get` by name whatever its case
     (the first one's value, as `email.message.Message.get`); what eventlet's wsgi reads."""
 
-    __slots__ = ("_headers", "_first")
+    __slots__ = ("_first", "_headers")
 
     def __init__(self, fields: list[tuple[str, str]]) -> None:
         self._headers = fields  # eventlet's get_environ reads this attribute
