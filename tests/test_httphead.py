@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.httphead import MAX_FIELDS, Fields, HeadError, read_fields, request_line
+from apps.httphead import (
+    MAX_FIELDS,
+    MAX_HEAD,
+    MAX_LINE,
+    Fields,
+    HeadError,
+    read_fields,
+    request_line,
+)
 
 TCHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 names = st.text(alphabet=TCHARS, min_size=1, max_size=20).filter(
@@ -84,6 +92,9 @@ def test_the_content_type_eventlet_takes_by_default_is_the_stdlibs() -> None:
     (b"Content-Length: \r\n\r\n", 400, "Content-Length"),
     (b"Host: a\r\nHost: b\r\n\r\n", 400, "Host"),
     (b"".join(b"X-%d: v\r\n" % k for k in range(MAX_FIELDS + 1)) + b"\r\n", 431, "headers"),
+    (b"X-A: " + b"a" * MAX_LINE + b"\r\n\r\n", 431, "headers"),
+    (b"".join(b"X-%d: %s\r\n" % (k, b"a" * 8000) for k in range(MAX_HEAD // 8000 + 1))
+     + b"\r\n", 431, "headers"),
 ])
 def test_a_bad_head_is_refused_naming_the_field(head: bytes, status: int, field: str) -> None:
     """RFC 9112's refusals: obs-fold, a name that is not a token, NUL or CR in a value, a
@@ -94,10 +105,12 @@ def test_a_bad_head_is_refused_naming_the_field(head: bytes, status: int, field:
     assert caught.value.message
 
 
-def test_as_many_fields_as_allowed_are_read() -> None:
-    """MAX_FIELDS fields are still a valid head."""
+def test_as_many_fields_and_as_long_a_line_as_allowed_are_read() -> None:
+    """MAX_FIELDS fields, and a line of MAX_LINE bytes, are still a valid head."""
     head = b"".join(b"X-%d: v\r\n" % k for k in range(MAX_FIELDS)) + b"\r\n"
     assert len(_ours(head)) == MAX_FIELDS
+    line = b"X-A: " + b"a" * (MAX_LINE - 7) + b"\r\n"
+    assert len(line) == MAX_LINE and _ours(line + b"\r\n").get("x-a") == "a" * (MAX_LINE - 7)
 
 
 @pytest.mark.parametrize(("line", "expected"), [
