@@ -208,7 +208,7 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
             method, target, version = httphead.request_line(self.raw_requestline)
             # the buffered socket file itself, not eventlet's wrapper around it (a Python call
             # a line, and its limits are httphead's too); `fp` is where the wrapper keeps it
-            rfile = getattr(self.rfile, "fp", self.rfile)
+            rfile: Any = getattr(self.rfile, "fp", self.rfile)
             self.headers = httphead.read_fields(rfile.readline)
         except httphead.HeadError as exc:
             self._refuse_head(exc)
