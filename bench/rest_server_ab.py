@@ -31,7 +31,7 @@ from bench.rest_keepalive import SERVER, kept_alive, measure  # noqa: E402
 def start(tree: Path, cpu: int | None) -> tuple[subprocess.Popen[str], int]:
     """`tree`'s REST server with the trivial app; (process, port)."""
     pin = [] if cpu is None else ["taskset", "-c", str(cpu)]
-    proc = subprocess.Popen(pin + [sys.executable, "-c", SERVER], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*pin, sys.executable, "-c", SERVER], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, cwd=tree,
                             env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
     assert proc.stdout is not None

@@ -137,11 +137,12 @@ def test_a_body_without_a_length_gets_411_and_the_connection_closes(port: int) -
     (b"POST /x HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\n{}",
      400, "headers"),
     (b"GET /x HTTP/2.0\r\nHost: x\r\n\r\n", 505, "request line"),
+    (b"GET /x HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n", 431, "headers"),
 ])
 def test_a_bad_head_gets_its_4xx_naming_the_field_and_the_connection_closes(
         port: int, head: bytes, status: int, field: str) -> None:
-    """A duplicate Content-Length, an obs-fold, an HTTP version past 1.x: refused with JSON
-    naming the field (apps/httphead.py), the connection closed, the app never called."""
+    """A duplicate Content-Length, an obs-fold, an HTTP version past 1.x, a header line over
+    the limit: refused with JSON naming the field (apps/httphead.py), the connection closed."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(head)
         reply = _read_all(sock)
