@@ -34,6 +34,7 @@ import eventlet.wsgi
 import greenlet
 from eventlet import greenio
 
+from apps import httphead
 from controller.channel import TlsFiles
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger("dyncast.rest")
 CLOSE_KEY = "dyncast.close_connection"  # environ: call it to close the connection after the answer
+_REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large",
+            505: "HTTP Version Not Supported"}
 
 
 class RequestDeadline(eventlet.Timeout):  # type: ignore[misc]  # eventlet is untyped
@@ -193,11 +196,47 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
         return line
 
     def parse_request(self) -> bool:
-        """The stdlib's parse; the last request a connection may carry closes it."""
-        ok: bool = super().parse_request()
+        """The request line and header fields (apps/httphead.py, in place of the stdlib's
+        `email` parser: what the stdlib's `parse_request` sets, from an exact RFC 9112 parse);
+        a head refused gets its 4xx naming the field and closes the connection. The last
+        request a connection may carry closes it."""
+        self.command = None
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        try:
+            method, target, version = httphead.request_line(self.raw_requestline)
+            # the buffered socket file itself, not eventlet's wrapper around it (a Python call
+            # a line, and its limits are httphead's too); `fp` is where the wrapper keeps it
+            rfile: Any = getattr(self.rfile, "fp", self.rfile)
+            self.headers = httphead.read_fields(rfile.readline)
+        except httphead.HeadError as exc:
+            self._refuse_head(exc)
+            return False
+        self.command, self.path = method, target
+        if target.startswith("//"):  # as the stdlib: never taken for //host/path
+            self.path = "/" + target.lstrip("/")
+        self.request_version = f"HTTP/{version[0]}.{version[1]}"
+        keep = version >= (1, 1) and self.protocol_version >= "HTTP/1.1"
+        connection = (self.headers.get("connection") or "").lower()
+        keep = keep or (connection == "keep-alive" and self.protocol_version >= "HTTP/1.1")
+        self.close_connection = connection == "close" or not keep
+        expect = (self.headers.get("expect") or "").lower()
+        if expect == "100-continue" and version >= (1, 1) and not self.handle_expect_100():
+            return False
         if self.rec.served >= self.pool.settings.max_requests_per_connection:
             self.close_connection = True
-        return ok
+        return True
+
+    def _refuse_head(self, exc: httphead.HeadError) -> None:
+        """Answer a refused head with its status and the field, then close the connection."""
+        body = json.dumps({"error": exc.message, "field": exc.field}).encode()
+        reason = _REASONS.get(exc.status, "Bad Request")
+        self.close_connection = True
+        self.wfile.write(f"HTTP/1.1 {exc.status} {reason}\r\nContent-Type: application/json"
+                         f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                         .encode() + body)
+        self.wfile.flush()
 
     def handle_one_request(self) -> None:
         """One request; its deadline ends with it whatever happened."""

@@ -61,6 +61,11 @@ def _float(text: str) -> float | OutOfRange:
     return value if math.isfinite(value) else OutOfRange(text)
 
 
+# one decoder for every body: `json.loads` with these hooks builds a decoder and its scanner
+# per call (15.6 against 5.6 us for a single metric report's body, `python -m timeit`)
+_DECODER = json.JSONDecoder(parse_int=_int, parse_float=_float, parse_constant=OutOfRange)
+
+
 def loads(body: bytes, max_bytes: int, max_depth: int) -> Any:
     """Decode a JSON request body (empty: None) or raise a ValidationError on field `body`."""
     if len(body) > max_bytes:
@@ -69,7 +74,6 @@ def loads(body: bytes, max_bytes: int, max_depth: int) -> Any:
         raise ValidationError("body", f"nested deeper than {max_depth} levels")
     try:
         text = body.decode("utf-8")
-        return json.loads(text, parse_int=_int, parse_float=_float,
-                          parse_constant=OutOfRange) if text else None
+        return _DECODER.decode(text) if text else None
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise ValidationError("body", f"malformed JSON: {exc}") from None

@@ -131,6 +131,35 @@ def test_a_body_without_a_length_gets_411_and_the_connection_closes(port: int) -
         assert _read_all(sock).startswith(b"HTTP/1.1 411")
 
 
+@pytest.mark.parametrize(("head", "status", "field"), [
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+     400, "Content-Length"),
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\n{}",
+     400, "headers"),
+    (b"GET /x HTTP/2.0\r\nHost: x\r\n\r\n", 505, "request line"),
+    (b"GET /x HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n", 431, "headers"),
+])
+def test_a_bad_head_gets_its_4xx_naming_the_field_and_the_connection_closes(
+        port: int, head: bytes, status: int, field: str) -> None:
+    """A duplicate Content-Length, an obs-fold, an HTTP version past 1.x, a header line over
+    the limit: refused with JSON naming the field (apps/httphead.py), the connection closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head)
+        reply = _read_all(sock)
+    assert reply.startswith(b"HTTP/1.1 %d" % status), reply
+    assert b"Connection: close" in reply
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["field"] == field
+
+
+def test_a_kept_alive_connection_serves_a_second_request_after_a_lf_only_head(port: int) -> None:
+    """Lines ended by a bare LF are read (RFC 9112 2.2), and the connection stays usable."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"POST /x HTTP/1.1\nHost: x\nContent-Length: 2\n\n{}")
+        assert _read_reply(sock).endswith(b'{"len": 2}')
+        sock.sendall(_post("/x", b"[1]"))
+        assert _read_reply(sock).endswith(b'{"len": 3}')
+
+
 def _seconds_until_closed(sock: socket.socket, trickle: bytes, most: float) -> float | None:
     """Send `trickle` a byte every 0.1 s until the server closes the connection: the seconds
     that took (None: still open after `most` s)."""
