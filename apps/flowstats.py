@@ -3,8 +3,8 @@ core's `SwitchEntry` values.
 
 Boundary: the OpenFlow 1.3 MULTIPART_REPLY of type FLOW only, in whichever framework runs.
 `install()` wraps the framework's parser of MULTIPART_REPLY: a flow-statistics reply whose
-every entry it can read (a match of the OpenFlow-basic fields of `FIELDS`, unmasked or, but
-for MAC addresses, masked; apply-actions whose set-fields are of those fields) becomes the
+every entry it can read (a match of the fields of `FIELDS`, unmasked or, but for MAC
+addresses, masked; apply-actions whose set-fields are of those fields) becomes the
 framework's own `OFPFlowStatsReply` (same event, same `type`, `flags`, `xid`) whose `body` is
 a list of `FlowStat`: the framework's attribute names and values for what the app reads
 (`cookie`, `table_id`, `priority`, `match` as a dict, counters, durations), plus the entry
@@ -27,7 +27,7 @@ from controller.intents import SwitchEntry
 
 OFPT_MULTIPART_REPLY = 19
 OFPMP_FLOW = 1
-OXM_BASIC = 0x8000
+OXM_BASIC, NXM_1 = 0x8000, 0x0001
 OFPIT_APPLY_ACTIONS = 4
 OFPAT_OUTPUT, OFPAT_SET_FIELD = 0, 25
 _MP = struct.Struct("!HH4x")  # after the header
@@ -36,14 +36,16 @@ _TL = struct.Struct("!HH")
 _U32 = struct.Struct("!I")
 
 MAC, IP, INT = "mac", "ip", "int"
-# OXM field number -> (the framework's name, how its value is spelt, value length)
-FIELDS: dict[int, tuple[str, str, int]] = {
-    0: ("in_port", INT, 4), 3: ("eth_dst", MAC, 6), 4: ("eth_src", MAC, 6),
-    5: ("eth_type", INT, 2), 10: ("ip_proto", INT, 1), 11: ("ipv4_src", IP, 4),
-    12: ("ipv4_dst", IP, 4), 13: ("tcp_src", INT, 2), 14: ("tcp_dst", INT, 2),
-    15: ("udp_src", INT, 2), 16: ("udp_dst", INT, 2), 21: ("arp_op", INT, 2),
-    22: ("arp_spa", IP, 4), 23: ("arp_tpa", IP, 4), 24: ("arp_sha", MAC, 6),
-    25: ("arp_tha", MAC, 6),
+# (OXM class, field number) -> (the framework's name, how its value is spelt, value length)
+FIELDS: dict[tuple[int, int], tuple[str, str, int]] = {
+    **{(OXM_BASIC, num): spec for num, spec in {
+        0: ("in_port", INT, 4), 3: ("eth_dst", MAC, 6), 4: ("eth_src", MAC, 6),
+        5: ("eth_type", INT, 2), 10: ("ip_proto", INT, 1), 11: ("ipv4_src", IP, 4),
+        12: ("ipv4_dst", IP, 4), 13: ("tcp_src", INT, 2), 14: ("tcp_dst", INT, 2),
+        15: ("udp_src", INT, 2), 16: ("udp_dst", INT, 2), 21: ("arp_op", INT, 2),
+        22: ("arp_spa", IP, 4), 23: ("arp_tpa", IP, 4), 24: ("arp_sha", MAC, 6),
+        25: ("arp_tha", MAC, 6)}.items()},
+    (NXM_1, 34): ("tcp_flags_nxm", INT, 2),  # the services' SYN punts (a Nicira field)
 }
 
 Parser = Callable[..., Any]
@@ -85,7 +87,7 @@ def _oxm(buf: bytes, pos: int) -> tuple[str, Any, int]:
     """The OXM TLV at `pos`: (name, value as the framework spells it, its length)."""
     (head,) = _U32.unpack_from(buf, pos)
     size = head & 0xFF
-    known = FIELDS.get((head >> 9) & 0x7F) if head >> 16 == OXM_BASIC else None
+    known = FIELDS.get((head >> 16, (head >> 9) & 0x7F))
     if known is None:
         raise Unreadable(f"OXM header {head:#x}")
     name, kind, width = known
