@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,21 +101,27 @@ def _oxm(buf: bytes, pos: int) -> tuple[str, Any, int]:
     return name, _value(kind, raw), 4 + size
 
 
+def _items(buf: bytes, pos: int, end: int, what: str) -> Iterator[tuple[int, int, int]]:
+    """(type, offset, length) of each instruction or action from `pos` to `end`."""
+    while pos < end:
+        kind, length = _TL.unpack_from(buf, pos)
+        if length < 8 or pos + length > end:
+            raise Unreadable(f"{what} length {length}")
+        yield kind, pos, length
+        pos += length
+
+
 def _sets(buf: bytes, pos: int, end: int) -> list[tuple[str, int | str]]:
     """What apply-actions set and output, as `apps.flowread.entry_of` spells them."""
     out: list[tuple[str, int | str]] = []
-    while pos < end:
-        atype, alen = _TL.unpack_from(buf, pos)
-        if alen < 8 or pos + alen > end:
-            raise Unreadable(f"action length {alen}")
+    for atype, at, _ in _items(buf, pos, end, "action"):
         if atype == OFPAT_SET_FIELD:
-            name, value, _ = _oxm(buf, pos + 4)
+            name, value, _ = _oxm(buf, at + 4)
             if isinstance(value, tuple):
                 raise Unreadable(f"masked set-field {name}")
             out.append((name, value.lower() if isinstance(value, str) else value))
         elif atype == OFPAT_OUTPUT:
-            out.append(("output", _U32.unpack_from(buf, pos + 4)[0]))
-        pos += alen
+            out.append(("output", _U32.unpack_from(buf, at + 4)[0]))
     return out
 
 
@@ -135,15 +141,10 @@ def read_stats(buf: bytes, offset: int, end: int) -> list[FlowStat]:
             name, value, used = _oxm(buf, pos)
             pairs[name] = value
             pos += used
-        pos = mend + (-mlen % 8)
         sets: list[tuple[str, int | str]] = []
-        while pos < stop:
-            itype, ilen = _TL.unpack_from(buf, pos)
-            if ilen < 8 or pos + ilen > stop:
-                raise Unreadable(f"instruction length {ilen}")
+        for itype, at, ilen in _items(buf, mend + (-mlen % 8), stop, "instruction"):
             if itype == OFPIT_APPLY_ACTIONS:
-                sets += _sets(buf, pos + 8, pos + ilen)
-            pos += ilen
+                sets += _sets(buf, at + 8, at + ilen)
         fields = tuple(sorted((FROM_NX.get(k, k), match_value(FROM_NX.get(k, k), v))
                               for k, v in pairs.items()))
         entry = SwitchEntry(ck, table, prio, fields, tuple(sets), sec + nsec / 1e9, packets)
