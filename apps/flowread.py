@@ -41,7 +41,10 @@ def match_value(name: str, value: Any) -> MatchValue:
 
 
 def entry_of(stat: Any, ofp: Any) -> SwitchEntry:
-    """A SwitchEntry from one OFPFlowStats."""
+    """A SwitchEntry from one OFPFlowStats (made already by apps/flowstats.py's fast path)."""
+    made = getattr(stat, "switch_entry", None)
+    if made is not None:
+        return made  # type: ignore[no-any-return]
     fields = sorted((FROM_NX.get(k, k), match_value(FROM_NX.get(k, k), v))
                     for k, v in stat.match.items())
     sets: list[tuple[str, int | str]] = []

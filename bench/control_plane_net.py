@@ -51,16 +51,23 @@ class Layout:
 
 
 class RingSwitch(EmuSwitch):
-    """An emulated switch that also forwards LLDP around the ring and times its echoes."""
+    """An emulated switch that also forwards LLDP around the ring and times its echoes; it
+    keeps a flow table (bench/emutable.py), so the controller's periodic table reads find what
+    it installed, as with a real switch, and repair only what differs."""
 
     gen: Ring
+    keeps_table = True
 
     def handle(self, msg_type: int, xid: int, msg: bytes) -> None:
         if msg_type == ofgen.OFPT_ECHO_REPLY:
             self.gen.echo_back(xid)
         elif msg_type == ofgen.OFPT_PACKET_OUT:
             self.gen.packet_out(self, msg)
-        elif msg_type != ofgen.OFPT_FLOW_MOD:  # flow-mods: nothing to check here
+        elif msg_type == ofgen.OFPT_FLOW_MOD:  # into the table; nothing to verify here
+            assert self.table is not None
+            if gone := self.table.flow_mod(msg, time.monotonic()):
+                self.send(b"".join(gone))
+        else:
             super().handle(msg_type, xid, msg)
 
 
@@ -116,12 +123,18 @@ class Ring(Generator):
 
     # --- in the switches' thread ----------------------------------------------------------
     def _loop(self) -> None:
-        next_echo = time.perf_counter()
+        next_echo = next_expiry = time.perf_counter()
         while not self._stop.is_set():
             self.poll(0.002)
             while not self._todo.empty():
                 self._todo.get()()
             now = time.perf_counter()
+            if now >= next_expiry:  # idle and hard timeouts, once a second
+                next_expiry = now + 1.0
+                for sw in self.switches:
+                    if sw.table is not None and not sw.closed and (
+                            gone := sw.table.expire(time.monotonic())):
+                        sw.send(b"".join(gone))
             if now >= next_echo and all(sw.features_done for sw in self.switches):
                 next_echo = now + ECHO_EVERY_S
                 for sw in self.switches:

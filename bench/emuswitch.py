@@ -5,7 +5,9 @@ One process, non-blocking sockets and epoll; every message is built and parsed w
 (FEATURES, PORT_DESC, PORT_STATS, ECHO, BARRIER, ROLE) and sends PACKET_INs carrying TCP SYNs
 of new flows (distinct client 5-tuples) to the service's D-SID. Every response is parsed and
 checked against the request it answers (see `Verifier`); only requests whose every expected
-response came back correct are counted.
+response came back correct are counted. A subclass may keep a flow table (`keeps_table`,
+bench/emutable.py): the FLOW_MODs received are applied to it and a flow-statistics request
+is answered with what it holds, as a real switch does (the cbench-style runs keep none).
 
 Modes: `throughput` keeps `window` requests outstanding per switch (the pipe stays full) and
 counts completed requests per second; `latency` keeps one outstanding per switch and times each
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench import ofgen
+from bench.emutable import OFPMP_FLOW, FlowTable
 
 VIRTUAL_MAC = ofgen.mac("02:dc:00:00:00:01")  # the D-SID's MAC (controller.intents.VIRTUAL_MAC)
 COOKIE_APP = 0xDC
@@ -383,8 +386,11 @@ class Verifier:
 class EmuSwitch:
     """One emulated switch: a TCP connection to the controller and its requests in flight."""
 
+    keeps_table = False  # a subclass keeps a flow table (bench/emutable.py) and answers reads
+
     def __init__(self, gen: Generator, index: int, sock: socket.socket) -> None:
         self.gen = gen
+        self.table = FlowTable() if self.keeps_table else None
         self.index = index
         self.dpid = gen.sc.dpid(index)
         self.sock = sock
@@ -480,6 +486,8 @@ class EmuSwitch:
     def handle(self, msg_type: int, xid: int, msg: bytes) -> None:
         ver = self.gen.verifier
         if msg_type == ofgen.OFPT_FLOW_MOD:
+            if self.table is not None and (gone := self.table.flow_mod(msg, time.monotonic())):
+                self.send(b"".join(gone))
             ver.flow_mod(self, msg)
         elif msg_type == ofgen.OFPT_PACKET_OUT:
             ver.packet_out(self, msg)
@@ -495,6 +503,8 @@ class EmuSwitch:
                 self.port_desc_replies += 1
             elif mp == ofgen.OFPMP_PORT_STATS:
                 self.send(ofgen.port_stats_reply(xid, PORTS))
+            elif mp == OFPMP_FLOW and self.table is not None:
+                self.send(b"".join(self.table.flow_stats(msg, time.monotonic())))
             else:
                 self.send(ofgen.multipart_reply(xid, mp))
         elif msg_type == ofgen.OFPT_BARRIER_REQUEST:

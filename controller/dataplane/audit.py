@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from controller.dataplane.modes import mode_of
 from controller.dataplane.programmer import Programmer
@@ -47,6 +48,8 @@ AFFINITY = (CookieKind.AFFINITY_FWD, CookieKind.AFFINITY_REV)
 PROGRAMMED = (CookieKind.SERVICE, CookieKind.INSTANCE, CookieKind.DECISION, CookieKind.LABEL,
               CookieKind.FAILOVER)
 COMPARED = (CookieKind.HOST, *AFFINITY)  # entries whose rewrite and port are checked too
+SIGNATURES_KEPT = 32_768  # actions whose signature is remembered (a host's routes share theirs)
+Signature = tuple[tuple[str, int | str], ...]
 
 
 class Audit:
@@ -59,6 +62,9 @@ class Audit:
         self.flows = flows
         self.programmer = programmer
         self.counters = counters
+        # id(actions) -> (those actions, their signature): the wanted entries are mostly the
+        # same objects from one audit to the next (host routes: 5,000 a switch)
+        self._signatures: dict[int, tuple[tuple[Any, ...], Signature]] = {}
 
     def table(self, dpid: int, entries: list[SwitchEntry], sent: Iterable[FlowMod],
               requested_at: float, now: float) -> tuple[list[Intent], set[str]]:
@@ -94,8 +100,10 @@ class Audit:
                 scope = placeholders[key]
                 self.programmer.reconciler.drop(dpid, scope, key)
                 programs.add(scope.removeprefix("labels:"))
-        added = [fm for fm in wanted if self._missing(fm, have, busy_keys)]
-        keep = {entry_key(fm) for fm in wanted} | set(placeholders)
+        keys = [entry_key(fm) for fm in wanted]
+        added = [fm for fm, key in zip(wanted, keys, strict=True)
+                 if self._missing(fm, key, have, busy_keys)]
+        keep = set(keys) | set(placeholders)
         removed = [FlowMod(dpid, e.table, e.priority, e.match, command="delete_strict",
                            cookie=e.cookie, cookie_mask=COOKIE_MASK_ALL)
                    for kind, ident, e in ours
@@ -148,18 +156,28 @@ class Audit:
                 rest.append(fm)
         return reverse + forward + rest + base_flows(dpid), placeholders
 
-    @staticmethod
-    def _missing(fm: FlowMod, have: dict[Key, tuple[CookieKind, SwitchEntry]],
+    def _missing(self, fm: FlowMod, key: Key, have: dict[Key, tuple[CookieKind, SwitchEntry]],
                  busy: set[Key]) -> bool:
-        """True when the switch lacks `fm` (or holds it with another rewrite or port)."""
-        key = entry_key(fm)
+        """True when the switch lacks `fm` (its `key`), or holds it with another rewrite or
+        port."""
         if key in busy:
             return False
         found = have.get(key)
         if found is None:
             return True
         kind, e = found
-        return kind in COMPARED and e.sets != action_signature(fm)
+        return kind in COMPARED and e.sets != self._signature(fm)
+
+    def _signature(self, fm: FlowMod) -> Signature:
+        """`action_signature(fm)`, remembered for the very actions tuple it was made of."""
+        held = self._signatures.get(id(fm.actions))
+        if held is not None and held[0] is fm.actions:
+            return held[1]
+        if len(self._signatures) >= SIGNATURES_KEPT:
+            self._signatures.clear()
+        sig = action_signature(fm)
+        self._signatures[id(fm.actions)] = (fm.actions, sig)
+        return sig
 
     @staticmethod
     def _stale(dpid: int, kind: CookieKind, ident: int, e: SwitchEntry, keep: set[Key],

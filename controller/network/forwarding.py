@@ -94,6 +94,8 @@ class Forwarding:
         self._unsynced: set[int] = set()
         self._parts: dict[tuple[str, str, int | None], tuple[Match, tuple[Action, ...]]] = {}
         self._floods: dict[tuple[str, str], float] = {}
+        # switch -> host -> (port, MAC, route) last made for the audit (`installed_routes`)
+        self._audited: dict[int, dict[str, tuple[int, str, FlowMod]]] = {}
 
     # --- ARP ----------------------------------------------------------------------------
     def arp(self, dpid: int, in_port: int, pkt: Packet, data: bytes,
@@ -270,13 +272,28 @@ class Forwarding:
         return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, parts[0], parts[1], cookie=HOST_COOKIE)
 
     def installed_routes(self, dpid: int) -> list[FlowMod]:
-        """The host routes we hold installed at a switch."""
-        return [self._route(dpid, ip, port) for ip, port in
-                sorted(self._installed.get(dpid, {}).items()) if ip in self.topology.hosts]
+        """The host routes we hold installed at a switch (each audit of a switch asks for all
+        of them: a route is made again only when its port or its host's MAC changed since the
+        last audit; 5,000 of them cost the audit most of its time otherwise)."""
+        hosts, installed = self.topology.hosts, self._installed.get(dpid, {})
+        made = self._audited.setdefault(dpid, {})
+        if len(made) > 2 * len(installed) + 64:  # routes since deleted: forget them
+            made = self._audited[dpid] = {ip: v for ip, v in made.items() if ip in installed}
+        out = []
+        for ip, port in sorted(installed.items()):
+            host = hosts.get(ip)
+            if host is None:
+                continue
+            was = made.get(ip)
+            if was is None or was[0] != port or was[1] != host.mac:
+                was = made[ip] = (port, host.mac, self._route(dpid, ip, port))
+            out.append(was[2])
+        return out
 
     def forget_switch(self, dpid: int) -> None:
         """A switch (re)connects or leaves: its routes are unknown until synced again."""
         self._installed.pop(dpid, None)
+        self._audited.pop(dpid, None)
         self._unsynced.add(dpid)
 
     # --- discovery ----------------------------------------------------------------------
