@@ -231,7 +231,8 @@ class Incremental:
         found: list[tuple[int, float]] = []
         for j in network:
             old = inputs[j]
-            tree = trees.get(basis.seen[j][3])  # (positions in `network` are attached)
+            at = basis.seen[j][3]  # (positions in `network` are attached)
+            tree = None if at is None else trees.get(at)
             dist = None if tree is None else tree.dist.get(ingress)
             if dist is None or old.network_ms is None:
                 return False  # unreachable, or a tree not computed yet: `_patch` looks
