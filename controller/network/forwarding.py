@@ -233,37 +233,42 @@ class Forwarding:
                  stamps: dict[str, Stamp | None]) -> list[Intent]:
         """Bring the routes of `ips` at one switch in line with the topology (`stamps`: each
         one's host and tree, looked up once per sync; the port is `Topology.out_port`'s)."""
-        ports_of, installed = self.topology.edge_ports_of, self._installed[dpid]
+        near, installed = self.topology.ports_at(dpid), self._installed[dpid]
+        route = self._route
         intents: list[Intent] = []
         for ip in ips:
             stamp = stamps[ip]
-            port: int | None = None
-            if stamp is not None:
-                host = stamp[0]
-                if host.dpid == dpid:
-                    port = host.port
-                else:
-                    nxt = stamp[1].parent.get(dpid)
-                    port = None if nxt is None else ports_of(dpid, nxt)[dpid]
+            if stamp is None:
+                if ip in installed:
+                    intents.append(route(dpid, ip, None, ""))
+                    del installed[ip]
+                continue
+            host = stamp[0]
+            if host.dpid == dpid:
+                port: int | None = host.port
+            else:
+                nxt = stamp[1].parent.get(dpid)
+                port = None if nxt is None else near[nxt]
             if installed.get(ip) == port:
                 continue
-            intents.append(self._route(dpid, ip, port))
+            intents.append(route(dpid, ip, port, host.mac))
             if port is None:
                 del installed[ip]
             else:
                 installed[ip] = port
         return intents
 
-    def _route(self, dpid: int, ip: str, port: int | None) -> FlowMod:
-        """The forward-table entry for `ip` at `dpid` (a strict delete when `port` is None).
-        Its match and actions are shared between switches (a link change rewrites thousands
-        of routes on a large network)."""
-        if len(self._parts) > ROUTE_PARTS:
-            self._parts.clear()
-        mac = self.topology.hosts[ip].mac if port is not None else ""
-        key = (ip, mac, port)
+    def _route(self, dpid: int, ip: str, port: int | None, mac: str | None = None) -> FlowMod:
+        """The forward-table entry for `ip` (a host with `mac`: the known host's when None) at
+        `dpid` (a strict delete when `port` is None). Its match and actions are shared between
+        switches (a link change rewrites thousands of routes on a large network)."""
+        if mac is None:
+            mac = self.topology.hosts[ip].mac if port is not None else ""
+        key = (ip, mac if port is not None else "", port)
         parts = self._parts.get(key)
         if parts is None:
+            if len(self._parts) >= ROUTE_PARTS:
+                self._parts.clear()
             actions = () if port is None else (SetField("eth_dst", mac), Output(port))
             parts = self._parts[key] = (match(eth_type=ETH_TYPE_IP, ipv4_dst=ip), actions)
         if port is None:

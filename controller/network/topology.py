@@ -55,6 +55,8 @@ class Topology:
     trees: dict[int, Tree] = field(default_factory=dict)  # cached, towards each switch
     _free: set[tuple[int, int]] = field(default_factory=set)  # edges that cost nothing
     _link_ports: set[tuple[int, int]] = field(default_factory=set)
+    _near: dict[int, dict[int, int]] = field(default_factory=dict)  # `ports_at`, cached
+    _near_for: int = -1  # the ports version `_near` is for
     version: int = 0
     switches_version: int = 0  # counted up whenever a switch comes or goes
     ports_version: int = 0  # counted up whenever an edge comes, goes or changes its ports
@@ -157,6 +159,18 @@ class Topology:
     def edge_ports_of(self, a: int, b: int) -> dict[int, int]:
         """The port at each end of the edge between switches `a` and `b`."""
         return self._ports_of[(a, b) if a < b else (b, a)]
+
+    def ports_at(self, dpid: int) -> dict[int, int]:
+        """Neighbour switch -> the port of `dpid` that leads to it (kept until an edge comes,
+        goes or changes its ports: a route sync reads one per route)."""
+        if self._near_for != self.ports_version:
+            self._near.clear()
+            self._near_for = self.ports_version
+        near = self._near.get(dpid)
+        if near is None:
+            near = self._near[dpid] = {b: self.edge_ports_of(dpid, b)[dpid]
+                                       for b in self._adj.get(dpid, ())}
+        return near
 
     def links(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """Known link directions as ((src dpid, port), (dst dpid, port))."""

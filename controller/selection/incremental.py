@@ -137,7 +137,7 @@ class Incremental:
             if (basis is None or basis.seen is not old or ingress in joined
                     or key not in self.engine.decisions):
                 self.take(svc, view.seen, view.index, ingress, now)
-            else:
+            elif changed or not self._paths_only(svc, key, basis, touched.get(ingress, []), now):
                 self._patch(svc, key, basis, (view.seen, changed, touched.get(ingress, [])),
                             now)
         if any(seen[j][3] != old[j][3] for j in changed):  # an instance moved
@@ -216,6 +216,45 @@ class Incremental:
             self.take(svc, seen, basis.index, ingress, now, (inputs, not structural))
         else:
             self.engine.kept()
+
+    def _paths_only(self, svc: Service, key: tuple[int, str], basis: Basis,
+                    network: list[int], now: float) -> bool:
+        """`_patch` when only paths may have changed (the instances are as the decision's
+        inputs saw them) and the service's costs alone decide (no budget; a policy with a
+        cost): the lean loop a link change runs for every touched decision. False, having
+        changed nothing, when that does not hold or a candidate's reachability changed
+        (`_patch` then does the whole)."""
+        cost_of = COST_OF.get(svc.policy)
+        if cost_of is None or svc.delay_budget_ms is not None:
+            return False
+        ingress, trees, inputs = key[0], self.costs.topology.trees, basis.inputs
+        found: list[tuple[int, float]] = []
+        for j in network:
+            old = inputs[j]
+            at = basis.seen[j][3]  # (positions in `network` are attached)
+            tree = None if at is None else trees.get(at)
+            dist = None if tree is None else tree.dist.get(ingress)
+            if dist is None or old.network_ms is None:
+                return False  # unreachable, or a tree not computed yet: `_patch` looks
+            found.append((j, float(dist)))
+        held, weights, limit = basis.held, svc.weights, self.engine.hysteresis
+        significant = False
+        for j, net in found:
+            old = inputs[j]
+            if net == old.network_ms:
+                if old.network_parts is not UNPRICED:
+                    inputs[j] = old._replace(network_parts=UNPRICED)  # only the parts may differ
+                continue
+            inputs[j] = old._replace(network_ms=net, network_parts=UNPRICED)
+            h = held[j]
+            if (not significant and h is not None
+                    and abs(cost_of(net, old.compute_ms, weights) - h) > limit * max(h, EPSILON)):
+                significant = True
+        if significant:
+            self.take(svc, basis.seen, basis.index, ingress, now, (inputs, True))
+        else:
+            self.engine.kept()
+        return True
 
     def _touched(self, view: View, ingress_set: frozenset[int]) -> dict[int, list[int]]:
         """Ingress -> positions of the service's instances whose network cost or parts from
