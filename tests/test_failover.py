@@ -31,7 +31,7 @@ from tests.test_pipelines import (
 )
 from tests.test_reconcile import read, reconcile
 
-MODES = ["reactive", "bucket"]
+MODES = ["reactive", "learn", "bucket"]
 
 
 def _figure2(mode: str) -> Figure2:
@@ -128,7 +128,8 @@ def test_reconcile_keeps_the_groups_and_repairs_them(mode: str) -> None:
 
 
 @pytest.mark.parametrize(("body", "why"), [
-    ({"dataplane": "learn"}, "failover"), ({"dataplane": "bucket", "overlay": True}, "failover"),
+    ({"dataplane": "conntrack"}, "failover"), ({"dataplane": "learn", "overlay": True}, "failover"),
+    ({"dataplane": "bucket", "overlay": True}, "failover"),
     ({"failover": "yes"}, "failover")])
 def test_failover_needs_a_mode_that_supports_it(body: dict[str, object], why: str) -> None:
     base = {"name": "s", "dsid": "10.0.100.9", "protocol": "tcp", "port": 80, "failover": True}
