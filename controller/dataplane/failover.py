@@ -172,8 +172,9 @@ def _backup_replies(svc: Service, dpid: int, found: list[Backup]) -> list[FlowMo
     out = []
     for dbid in sorted({b.backup for b in found}):
         label = next(x.label for x in found if x.backup == dbid)
-        fields = {"eth_type": ETH_TYPE_IP, "ip_proto": svc.ip_proto or 6,
-                  "ipv4_src": dbid, f"{l4}_src": svc.port or 0}
+        fields: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP,
+                                         "ip_proto": svc.ip_proto or 6, "ipv4_src": dbid,
+                                         f"{l4}_src": svc.port or 0}
         rewrite = (SetField("eth_src", VIRTUAL_MAC), SetField("ipv4_src", svc.dsid))
         ck = cookie(CookieKind.FAILOVER, ident | label)
         if mode.learns:  # looked up from b's table-0 entry, which then goes on to forward
