@@ -75,6 +75,18 @@ def test_port_down_sends_the_flows_new_packets_to_the_backup_without_the_control
     assert {_served(fig, client, s, TCP_SYN) for s in on_e21} == {E21}
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_backups_own_flows_keep_their_instance_and_their_replies(mode: str) -> None:
+    """e31 is e21's backup (and e21 e31's): the backups' reply entries change nothing for the
+    flows already on either, before the failure, and for e31's own flows during it."""
+    fig = _figure2(mode)
+    placed = {s: fig.go(s, TCP_SYN)[0] for s in FLOWS}
+    assert {_served(fig, "c1", s, TCP_SYN) for s in FLOWS if placed[s] == E31} == {E31}
+    assert {_served(fig, "c1", s, TCP_SYN) for s in FLOWS if placed[s] == E21} == {E21}
+    _port_down(fig, E21)
+    assert {_served(fig, "c1", s, 0x010) for s in FLOWS if placed[s] == E31} == {E31}
+
+
 def test_without_failover_a_down_port_drops_the_flows_packets() -> None:
     """The same failure without `failover`: the switch has nowhere else to send them (the test
     above can fail)."""
