@@ -250,9 +250,9 @@ def _dataplane(data: Mapping[str, Any], where: str, protocol: str | None,
     failover = data.get("failover", False)
     if not isinstance(failover, bool):
         raise ValidationError(f"{where}failover", f"must be true or false, got {failover!r}")
-    if failover and (dataplane not in ("reactive", "bucket") or overlay or port is None):
-        raise ValidationError(f"{where}failover", "needs dataplane 'reactive' or 'bucket' "
-                              "without overlay, protocol 'tcp' or 'udp' and a port")
+    if failover and (dataplane == "conntrack" or overlay or port is None):
+        raise ValidationError(f"{where}failover", "needs dataplane 'reactive', 'learn' or "
+                              "'bucket' without overlay, protocol 'tcp' or 'udp' and a port")
     return {"dataplane": dataplane, "overlay": overlay, "buckets": buckets,
             "failover": failover}
 

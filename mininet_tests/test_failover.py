@@ -170,6 +170,40 @@ def test_reactive_binding_fails_over_without_the_controller(fig2: Lab) -> None:
     wait_shares(fig2, "svc2", R1, both, timeout=30)
 
 
+def _reaches(lab: Lab, dbids: set[str]) -> bool:
+    """True when 12 new connections of c1 to svc1 all succeed and reach exactly `dbids`."""
+    seen = client(lab, "c1", SVC1, requests=12)
+    return seen["errors"] == 0 and {INSTANCE_OF[i] for i in seen["served"]} == dbids
+
+
+@pytest.mark.parametrize("fig2", [{**EDGES, "config": HERE / "fig2_failover_learn.toml"}],
+                         indirect=True)
+def test_learn_switch_fails_over_without_the_controller(fig2: Lab) -> None:
+    """learn: e2's link down with the controller stopped: every new connection decided to e2
+    reaches e3 from 100 ms on, and e3's replies come back from the D-SID (its table-2 reply
+    entry: the learned ones name e2); the link restored, e2 serves again; the groups and the
+    reply entries are still in the switches after reconciliation."""
+    both = {"10.0.0.21", "10.0.0.31"}
+    wait_shares(fig2, "svc1", R1, both)
+    wait_until(lambda: "type=ff" in _groups("r2") and "type=ff" in _groups("r3"), 10,
+               lambda: f"no fast-failover groups: r2 {_groups('r2')!r}")
+    wait_until(lambda: _reaches(fig2, both), 15,
+               "c1's new connections do not reach both instances")
+    rows = _fail_over(fig2, SVC1, "e2", "10.0.0.31")
+    assert any(INSTANCE_OF.get(r.get("instance", "")) == "10.0.0.21" for r in rows), \
+        "e2 served nothing before its link went down: the failover was not exercised"
+    wait_shares(fig2, "svc1", R1, both, timeout=30)  # e2 located again, decided again
+    runs = _stat(fig2, "reconcile_runs")
+    wait_until(lambda: _stat(fig2, "reconcile_runs") >= runs + 4, 15, "no reconciliation ran")
+    for bridge in ("r1", "r2", "r3"):
+        ours = [f for f in dump_flows(bridge) if f["cookie"] >> 48 == 0xDC0F]
+        assert [f for f in ours if f["table"] == 2], f"{bridge} lost the backups' reply entries"
+    for bridge in ("r2", "r3"):
+        assert "type=ff" in _groups(bridge), f"{bridge} lost its failover groups"
+    wait_until(lambda: _reaches(fig2, both), 15,
+               "c1's new connections do not reach both instances again")
+
+
 @pytest.mark.heavy  # a comparison for the docs; the failover tests above cover the feature
 @pytest.mark.parametrize("fig2", [{**EDGES, "config": HERE / "fig2_bucket.toml"}],
                          indirect=True)

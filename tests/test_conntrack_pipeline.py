@@ -136,9 +136,10 @@ def test_config_takes_overlay_refuses_failover_and_a_shared_zone() -> None:
             "dataplane": "conntrack"}
     assert service_from_dict(base).ct_zone == 100 << 8 | 9
     assert service_from_dict({**base, "overlay": True}).overlay
-    with pytest.raises(ValidationError) as err:
-        service_from_dict({**base, "overlay": True, "failover": True})
-    assert err.value.field == "failover"
+    for overlay in (True, False):
+        with pytest.raises(ValidationError) as err:
+            service_from_dict({**base, "overlay": overlay, "failover": True})
+        assert err.value.field == "failover"
     with pytest.raises(ValidationError) as err:
         service_from_dict({k: v for k, v in base.items() if k not in ("protocol", "port")})
     assert err.value.field == "dataplane"
@@ -159,7 +160,8 @@ def test_the_api_refuses_failover_and_a_zone_clash_and_changes_nothing() -> None
     before = dict(api.core.catalogue.services)
     clash = {**svc1, "name": "svc3", "dsid": "10.9.100.1"}  # same low 16 bits as 10.0.100.1
     failover = {**svc1, "name": "svc3", "dsid": "10.0.100.3", "overlay": True, "failover": True}
-    for body, field in ((clash, "dsid"), (failover, "failover")):
+    translated = {**failover, "overlay": False}  # the tracker would not know the backup's replies
+    for body, field in ((clash, "dsid"), (failover, "failover"), (translated, "failover")):
         reply = _call(api, "POST", "services", body)
         assert 400 <= reply.status < 500 and reply.body.get("field", "").endswith(field), reply
         assert dict(api.core.catalogue.services) == before

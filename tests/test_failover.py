@@ -31,7 +31,7 @@ from tests.test_pipelines import (
 )
 from tests.test_reconcile import read, reconcile
 
-MODES = ["reactive", "bucket"]
+MODES = ["reactive", "learn", "bucket"]
 
 
 def _figure2(mode: str) -> Figure2:
@@ -73,6 +73,18 @@ def test_port_down_sends_the_flows_new_packets_to_the_backup_without_the_control
         assert _served(fig, client, sport, TCP_SYN) == E31
     fig.net.switch(ATTACHED_PORT[E21][0]).down.clear()
     assert {_served(fig, client, s, TCP_SYN) for s in on_e21} == {E21}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_backups_own_flows_keep_their_instance_and_their_replies(mode: str) -> None:
+    """e31 is e21's backup (and e21 e31's): the backups' reply entries change nothing for the
+    flows already on either, before the failure, and for e31's own flows during it."""
+    fig = _figure2(mode)
+    placed = {s: fig.go(s, TCP_SYN)[0] for s in FLOWS}
+    assert {_served(fig, "c1", s, TCP_SYN) for s in FLOWS if placed[s] == E31} == {E31}
+    assert {_served(fig, "c1", s, TCP_SYN) for s in FLOWS if placed[s] == E21} == {E21}
+    _port_down(fig, E21)
+    assert {_served(fig, "c1", s, 0x010) for s in FLOWS if placed[s] == E31} == {E31}
 
 
 def test_without_failover_a_down_port_drops_the_flows_packets() -> None:
@@ -128,7 +140,8 @@ def test_reconcile_keeps_the_groups_and_repairs_them(mode: str) -> None:
 
 
 @pytest.mark.parametrize(("body", "why"), [
-    ({"dataplane": "learn"}, "failover"), ({"dataplane": "bucket", "overlay": True}, "failover"),
+    ({"dataplane": "conntrack"}, "failover"), ({"dataplane": "learn", "overlay": True}, "failover"),
+    ({"dataplane": "bucket", "overlay": True}, "failover"),
     ({"failover": "yes"}, "failover")])
 def test_failover_needs_a_mode_that_supports_it(body: dict[str, object], why: str) -> None:
     base = {"name": "s", "dsid": "10.0.100.9", "protocol": "tcp", "port": 80, "failover": True}

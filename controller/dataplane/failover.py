@@ -24,7 +24,14 @@ S by path cost; ties by D-BID), Q the port at S towards b:
 - the backup's replies: in `bucket` mode every ingress already rewrites any located
   instance's replies to the D-SID; in `reactive` mode a binding's reverse entry matches its own
   instance only, so every switch gets, per instance that is some instance's backup, a reply
-  entry (table 0, PRIO_SERVICE: D-BID b, protocol, source port -> D-SID) under the bindings'.
+  entry (table 0, PRIO_SERVICE: D-BID b, protocol, source port -> D-SID) under the bindings';
+  in `learn` mode the flow's learned reply entry (table 2) matches the instance it was learned
+  for, so every switch gets the same reply entry in table 2 under the learned ones
+  (PRIO_FAILOVER_REPLY, above the table's miss), where the per-instance table-0 entry of b
+  already looks b's replies up. `conntrack` is refused (docs/dataplanes.md): the tracker
+  committed the connection towards k, so it does not know b's replies (a SYN-ACK opening
+  nothing is invalid and dropped), and a stateless rewrite of b's replies would hide them from
+  the tracker for b's own connections too.
 What it covers: the instance's access link or port going down (a dead host whose port stays
 up is not seen: the controller's liveness moves those flows). New packets of a flow bound to k
 then reach b, which answers those that open a connection (a TCP SYN, a UDP request); packets of
@@ -43,6 +50,7 @@ from controller.intents import (
     PORT_IN,
     PRIO_HOST,
     PRIO_SERVICE,
+    TABLE_AFFINITY,
     TABLE_CLASSIFY,
     TABLE_FORWARD,
     VIRTUAL_MAC,
@@ -63,6 +71,7 @@ from controller.network.topology import Topology
 
 PRIO_FAILOVER = PRIO_HOST + 1  # the service's packets to an instance, at its switch
 PRIO_FAILOVER_IN = PRIO_HOST + 2  # ... those that came in by the port towards its backup
+PRIO_FAILOVER_REPLY = 1  # learn: a backup's replies, under the learned entries (table 2)
 BACKUP_STATES = ("active",)  # what a backup may be: an instance that takes new flows
 
 
@@ -149,16 +158,31 @@ def entries_at(svc: Service, dpid: int, found: list[Backup]) -> list[FlowMod]:
                            (Group(plain),), cookie=ck))
         out.append(FlowMod(dpid, TABLE_FORWARD, PRIO_FAILOVER_IN,
                            match(**fields, in_port=b.backup_port), (Group(back_in),), cookie=ck))
-    if mode_of(svc).places_flows:  # reactive: the backups' replies (module docstring)
-        for dbid in sorted({b.backup for b in found}):
-            label = next(x.label for x in found if x.backup == dbid)
-            fields = {"eth_type": ETH_TYPE_IP, "ip_proto": svc.ip_proto or 6,
-                      "ipv4_src": dbid, f"{l4}_src": svc.port or 0}
-            out.append(FlowMod(dpid, TABLE_CLASSIFY, PRIO_SERVICE, match(**fields),
-                               (SetField("eth_src", VIRTUAL_MAC),
-                                SetField("ipv4_src", svc.dsid)),
-                               goto=TABLE_FORWARD, cookie=cookie(CookieKind.FAILOVER,
-                                                                 ident | label)))
+    return out + _backup_replies(svc, dpid, found)
+
+
+def _backup_replies(svc: Service, dpid: int, found: list[Backup]) -> list[FlowMod]:
+    """`reactive` and `learn`: every switch rewrites each backup's replies to the D-SID, under
+    the per-flow reverse entries (module docstring); `bucket` already does, for any instance."""
+    mode = mode_of(svc)
+    if not (mode.places_flows or mode.learns):
+        return []
+    ident = service_ident(svc) << 16
+    l4 = _l4(svc)
+    out = []
+    for dbid in sorted({b.backup for b in found}):
+        label = next(x.label for x in found if x.backup == dbid)
+        fields: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP,
+                                         "ip_proto": svc.ip_proto or 6, "ipv4_src": dbid,
+                                         f"{l4}_src": svc.port or 0}
+        rewrite = (SetField("eth_src", VIRTUAL_MAC), SetField("ipv4_src", svc.dsid))
+        ck = cookie(CookieKind.FAILOVER, ident | label)
+        if mode.learns:  # looked up from b's table-0 entry, which then goes on to forward
+            out.append(FlowMod(dpid, TABLE_AFFINITY, PRIO_FAILOVER_REPLY, match(**fields),
+                               rewrite, cookie=ck))
+        else:
+            out.append(FlowMod(dpid, TABLE_CLASSIFY, PRIO_SERVICE, match(**fields), rewrite,
+                               goto=TABLE_FORWARD, cookie=ck))
     return out
 
 
