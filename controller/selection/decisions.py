@@ -36,6 +36,7 @@ class SelectionConfig:
     hop_ms: float = 1.0
     placed_flows: bool = True  # count flows placed since an instance's last report as its load
     placed_grace_s: float = 0.02  # placements this recent still count after a report
+    queueing: bool = False  # raise the default estimate to the M/M/c wait of the placement rate
 
 
 class InstanceSource(Protocol):
@@ -178,7 +179,8 @@ class Decisions:
             self.inflight.count(dbid, now, svc.base_delay_ms / 1000.0)
         if self.selection.placed_flows:
             self.placements.add(dbid, now)
-            self.arrivals.add(dbid, now)
+            if self.selection.queueing:
+                self.arrivals.add(dbid, now)
 
     # --- costs --------------------------------------------------------------------------
     def compute_ms(self, svc: Service, inst: Instance, now: float) -> float:
@@ -203,12 +205,13 @@ class Decisions:
         age = now - inst.metrics_at if inst.metrics_at is not None and places else None
         key = (svc.base_delay_ms, still_there(metrics, age, hold),
                self.placements.count(inst.dbid, now, hold),
-               self.arrivals.count(inst.dbid, now) if places else 0)
+               self.arrivals.count(inst.dbid, now) if places and self.selection.queueing else 0)
         kept = self._computed.get(inst.dbid)
         if kept is not None and kept[0] is metrics and kept[1] == key:
             return kept[2]
         cost = compute_ms(as_of(metrics, hold, key[2], age), svc.base_delay_ms, self.scoring)
-        if key[3] and metrics is not None and metrics.score is None and not self.scoring.enabled:
+        if (key[3] and self.selection.queueing and metrics is not None and metrics.score is None
+                and not self.scoring.enabled):
             # the default estimate: at least the wait the rate of placements makes (queueing.py)
             rho = utilisation(key[3], hold, metrics.capacity)
             cost = max(cost, queueing_ms(rho, hold * 1000.0, metrics.capacity))

@@ -1,4 +1,4 @@
-"""The wait a steady stream of new flows makes at an instance: the default estimate's floor.
+"""The wait a steady stream of new flows makes at an instance (`[controller.selection] queueing`).
 
 Boundary: plain D-BIDs, times and counts in, a utilisation and a delay in ms out; the core's
 decisions feed it every flow they place. No report is read here.
@@ -17,9 +17,11 @@ Sakasegawa's approximation of the probability of waiting, exact for c = 1)
     queueing_ms = hold_ms * (1 + rho ** (sqrt(2 * (c + 1)) - 1) / (c * (1 - rho)))
 
 which is the M/M/1 `hold / (1 - rho)` for one worker, 1.3 x the service time for three workers
-at 0.6 and 3.75 x at 0.9 (7.1 x at the 0.95 cap). The default compute estimate is raised to it
-(decisions.py): the snapshot still prices the queue it shows, the rate prices the one a steady
-stream builds.
+at 0.6 and 3.75 x at 0.9, the cap. With `queueing = true` the default compute estimate is raised
+to it (decisions.py): the snapshot still prices the queue it shows, the rate prices the one a
+steady stream builds. It is off by default: on the steering benchmark's load sweep it did not
+lower dyncast's p95 at 0.6-0.8 of the capacity and raised it at 0.95, where every site sits at
+the cap and the common floor hides which one has a queue now (docs/results/steering.md).
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
-WINDOW_S = 2.0  # how far back the placements count towards the rate
-MAX_RHO = 0.95  # utilisation cap: at most 20 service times (one worker), 7.1 (three)
+WINDOW_S = 1.0  # how far back the placements count towards the rate
+MAX_RHO = 0.9  # utilisation cap: at most 10 service times (one worker), 3.75 (three)
 
 
 def utilisation(placed: int, hold_s: float, capacity: int) -> float:
@@ -43,7 +45,7 @@ def queueing_ms(rho: float, hold_ms: float, capacity: int) -> float:
     """The mean time in an M/M/c queue at utilisation `rho` (< 1), service `hold_ms` each."""
     if rho <= 0 or capacity <= 0:
         return hold_ms
-    waiting = rho ** (math.sqrt(2.0 * (capacity + 1)) - 1.0)
+    waiting = math.pow(rho, math.sqrt(2.0 * (capacity + 1)) - 1.0)
     return hold_ms * (1.0 + waiting / (capacity * (1.0 - rho)))
 
 
