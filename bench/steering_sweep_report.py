@@ -219,7 +219,7 @@ def queueing_section(queueing: dict[str, Any], defaults: dict[str, Any]) -> list
             f" | {_spread(p95_was) if p95_was else '-'} | {_spread(p95) if p95 else '-'}"
             f" | {_spread(was, 2) + ' (' + str(was_best) + ')' if was else '-'}"
             f" | {_spread(got, 2) + ' (' + str(best) + ')' if got else '-'} |")
-    return [*lines, "", *utilisation_line(runs), *QUEUEING_NOTES]
+    return [*lines, "", *utilisation_line(runs), *e4_line(runs, same), *QUEUEING_NOTES]
 
 
 NOTES = [
@@ -242,16 +242,17 @@ NOTES = [
 ]
 
 QUEUEING_NOTES = [
-    "**What the floor does, and why it is off by default.** It moves flows where it should in "
-    "the unit test (tests/test_queueing.py: a stream that keeps a snapshot-idle instance at "
-    "0.9 spills to the next one), but on this network it gives dyncast no gain at 0.3-0.8 "
-    "beyond the noise, and at 0.95 every site's rate puts it at the 0.9 cap: the floor, the "
-    "same few hundred ms for every site, is within the selection spread of all of them, so "
-    "new flows are shared out nearly evenly instead of going where the reports show room, "
-    "and sites with a long service time (e4 slowed 3x, e3) get a floor several times e2's "
-    "whatever their queue. The M/M/c wait is also about twice what the demo service's "
-    "constant service time makes (M/D/c). Exploratory runs before this sweep (the floor on by "
-    "default, 2 s window and cap 0.95: `bench/results/steering-sweep-mmc.txt`; 1 s and 0.9: "
+    "**What the floor does, and why it is off by default.** In the unit test it moves flows "
+    "as it should (tests/test_queueing.py: a stream that keeps a snapshot-idle instance at "
+    "0.9 spills to the next one). On this network it does not make dyncast win where it lost: "
+    "it raises every site's cost, e3's too as soon as e3 gets flows, so in load-step dyncast "
+    "still sends e3 far less than least-loaded and p2c do (utilisations above), and it scales "
+    "with the holding time, so near saturation a slow site (e4 slowed 3x: 300 ms, two "
+    "workers; e3: 130 ms) costs several times e2 whatever its queue, and dyncast gives it "
+    "less (e4's utilisation below) and queues more at e2. The M/M/c wait is also about twice "
+    "what the demo service's constant service time makes (M/D/c). Exploratory runs before "
+    "this sweep (the floor on by default, 2 s window and cap 0.95: "
+    "`bench/results/steering-sweep-mmc.txt`; 1 s and 0.9: "
     "`bench/results/steering-sweep-queueing-1s.txt`, each with the commit it ran) gave "
     "dyncast / p2c at 0.95 of 1.56 and 1.21 in hot-site, 1.52 and 1.22 in load-step.",
     "",
@@ -261,3 +262,15 @@ QUEUEING_NOTES = [
     "runs, so a ratio within 0.1 of 1 is a tie, not a loss.",
     "",
 ]
+
+
+def e4_line(queueing: list[dict[str, Any]], defaults: list[dict[str, Any]]) -> list[str]:
+    """e4's utilisation under dyncast in hot-site at 0.95, with and without the floor."""
+    def of(runs: list[dict[str, Any]]) -> str:
+        got = _utils([r for r in runs if r["scenario"] == "hot-site" and r["policy"] == "dyncast"],
+                     "e4", (0.95,))
+        return got.get("dyncast", "-")
+    if of(queueing) == "-":
+        return []
+    return [f"e4's utilisation under dyncast in hot-site at 0.95 (the same seeds): "
+            f"{of(defaults)} with the defaults, {of(queueing)} with `queueing = true`.", ""]
