@@ -230,7 +230,7 @@ NOTES = [
     "which prices that path, keeps flows off it where least-loaded and p2c send a share there: "
     "that is where it wins. From about 0.8 the good sites cannot take the peak: every policy "
     "has to use e3 or queue. dyncast keeps filling e2 and e4 and sends fewer flows to e3 "
-    "(utilisations below) until their queues cost more than the congested path, so its "
+    "(the utilisations above) until their queues cost more than the congested path, so its "
     "requests at e2 and e4 wait as long as the ones sent across it, and its p95 is level with "
     "the others' or above. The default compute estimate prices the queue a report (aged, with "
     "the flows placed since) shows, not the wait a steady stream near saturation builds; the "
