@@ -190,12 +190,14 @@ def queueing_section(queueing: dict[str, Any], defaults: dict[str, Any]) -> list
     same = [r for r in defaults["runs"] if (r["scenario"], r["target_load"], r["seed"]) in keys]
     base, mine = _cells(same), _cells(runs)
     policies = list(dict.fromkeys(r["policy"] for r in runs))
-    commands = sorted({"`" + COMMAND.format(
+    commands = ["`" + COMMAND.format(
         scenario=" ".join(dict.fromkeys(r["scenario"] for r in runs)),
         policies=" ".join(policies),
-        loads=" ".join(f"{x:g}" for x in sorted({r["target_load"] for r in runs})),
+        loads=" ".join(f"{x:g}" for x in sorted({r["target_load"] for r in runs
+                                                  if r["seed"] == seed})),
         duration=15) + (f" --seeds {seed}" if seed != 1 else "")
-        + " --selection queueing=true --tag queueing`" for seed in {r["seed"] for r in runs}})
+        + " --selection queueing=true --tag queueing`"
+        for seed in sorted({r["seed"] for r in runs})]
     lines = ["### A queueing-aware estimate, measured: `queueing = true`", "",
              f"{', '.join(commands)} (log: `bench/results/steering-sweep-queueing.txt`; runs: "
              "`bench/results/steering-sweep-queueing.json`). The same sweep with the compute "
@@ -234,8 +236,8 @@ NOTES = [
     "requests at e2 and e4 wait as long as the ones sent across it, and its p95 is level with "
     "the others' or above. The default compute estimate prices the queue a report (aged, with "
     "the flows placed since) shows, not the wait a steady stream near saturation builds; the "
-    "queueing-aware floor measured below prices that wait and did not help either: at 0.95 it "
-    "made dyncast's p95 worse. The issue's 0.8x target at 0.6 and above is met only where the "
+    "queueing-aware floor measured below prices that wait and did not help either (hot-site at "
+    "0.95 worse with it). The issue's 0.8x target at 0.6 and above is met only where the "
     "good sites still have room (load-step at 0.6), not in hot-site at 0.6 (e2 alone, the one "
     "good unslowed site, is then nearly full) and nowhere at 0.8 or 0.95.",
     "",
@@ -244,14 +246,15 @@ NOTES = [
 QUEUEING_NOTES = [
     "**What the floor does, and why it is off by default.** In the unit test it moves flows "
     "as it should (tests/test_queueing.py: a stream that keeps a snapshot-idle instance at "
-    "0.9 spills to the next one). On this network it does not make dyncast win where it lost: "
-    "it raises every site's cost, e3's too as soon as e3 gets flows, so in load-step dyncast "
-    "still sends e3 far less than least-loaded and p2c do (utilisations above), and it scales "
+    "0.9 spills to the next one). On this network it made no cell better beyond the run-to-run "
+    "noise, and hot-site at 0.95 worse in both seeds; the baselines read the same estimate and "
+    "gained from it in places (least-loaded in load-step at 0.3). What the runs show: it "
+    "raises every site's cost, e3's too as soon as e3 gets flows, so in load-step dyncast "
+    "still sends e3 far less than least-loaded and p2c do (utilisations above); it scales "
     "with the holding time, so near saturation a slow site (e4 slowed 3x: 300 ms, two "
-    "workers; e3: 130 ms) costs several times e2 whatever its queue, and dyncast gives it "
-    "less (e4's utilisation below) and queues more at e2. The M/M/c wait is also about twice "
-    "what the demo service's constant service time makes (M/D/c). Exploratory runs before "
-    "this sweep (the floor on by default, 2 s window and cap 0.95: "
+    "workers; e3 130 ms) is priced at several times e2 whatever its queue. The M/M/c wait is "
+    "also about twice what the demo service's constant service time makes (M/D/c). "
+    "Exploratory runs before this sweep (the floor on by default, 2 s window and cap 0.95: "
     "`bench/results/steering-sweep-mmc.txt`; 1 s and 0.9: "
     "`bench/results/steering-sweep-queueing-1s.txt`, each with the commit it ran) gave "
     "dyncast / p2c at 0.95 of 1.56 and 1.21 in hot-site, 1.52 and 1.22 in load-step.",

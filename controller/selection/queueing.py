@@ -19,9 +19,9 @@ Sakasegawa's approximation of the probability of waiting, exact for c = 1)
 which is the M/M/1 `hold / (1 - rho)` for one worker, 1.3 x the service time for three workers
 at 0.6 and 3.75 x at 0.9, the cap. With `queueing = true` the default compute estimate is raised
 to it (decisions.py): the snapshot still prices the queue it shows, the rate prices the one a
-steady stream builds. It is off by default: on the steering benchmark's load sweep it did not
-lower dyncast's p95 at 0.6-0.8 of the capacity and raised it at 0.95, where every site sits at
-the cap and the common floor hides which one has a queue now (docs/results/steering.md).
+steady stream builds. It is off by default: on the steering benchmark's load sweep it made no
+cell better for dyncast beyond the run-to-run noise and hot-site at 0.95 of the capacity worse
+(docs/results/steering.md, "A queueing-aware estimate, measured").
 """
 
 from __future__ import annotations
