@@ -613,7 +613,13 @@ def report(path: Path) -> None:
     if sweep_path.exists():
         from bench.steering_sweep_report import sweep_section
 
-        extra = [*(extra or []), *sweep_section(json.loads(sweep_path.read_text()), DOCS)]
+        sweep = json.loads(sweep_path.read_text())
+        extra = [*(extra or []), *sweep_section(sweep, DOCS)]
+        queueing_path = path.with_name("steering-sweep-queueing.json")
+        if queueing_path.exists():
+            from bench.steering_sweep_report import queueing_section
+
+            extra += queueing_section(json.loads(queueing_path.read_text()), sweep)
     write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy,
                  repeats, extra)
 

@@ -43,6 +43,7 @@ from bench.steering import (  # noqa: E402
     BenchError,
     Plan,
     _line,
+    _pairs,
     _positive,
     check,
 )
@@ -183,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=_positive, default=18.0,
                     help="seconds per run (x1.25 in load-step, as in bench/steering.py)")
     ap.add_argument("--plan", action="store_true", help="print the multipliers and exit")
+    ap.add_argument("--selection", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="[controller.selection] settings other than the defaults")
+    ap.add_argument("--tag", default="", help="save to steering-sweep-TAG.json/.txt instead")
     args = ap.parse_args(argv)
     net = NETWORKS[args.network]()
     unknown = set(args.scenarios) - {s.name for s in net.scenarios}
@@ -200,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     durations = {s: args.duration * (1.25 if s in ("load-step", "failure") else 1.0)
                  for s in args.scenarios}
-    plan = Plan(args.scenarios, args.policies, durations, dma=dict(DMA), references=False)
+    plan = Plan(args.scenarios, args.policies, durations, selection=_pairs(args.selection),
+                dma=dict(DMA), references=False)
+    suffix = f"-{args.tag}" if args.tag else ""
+    sweep_path, log_path = (SWEEP.with_name(f"steering-sweep{suffix}.json"),
+                            LOG.with_name(f"steering-sweep{suffix}.txt"))
     out: list[str] = []
 
     def log(text: str) -> None:
@@ -223,11 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     for p in problems:
         log(f"PROBLEM {p}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    saved = json.loads(SWEEP.read_text()) if SWEEP.exists() else {"runs": []}
+    saved = json.loads(sweep_path.read_text()) if sweep_path.exists() else {"runs": []}
     saved.update(settings=plan.describe(), controller=plan.controller_extra(),
                  runs=merge(saved["runs"], results))
-    SWEEP.write_text(json.dumps(saved, indent=1) + "\n")
-    with LOG.open("a") as f:
+    sweep_path.write_text(json.dumps(saved, indent=1) + "\n")
+    with log_path.open("a") as f:
         f.write("\n".join(out) + "\n")
     return 1 if problems else 0
 

@@ -87,7 +87,7 @@ def _links(raw: Any) -> tuple[LinkConfig, ...]:
 def _selection(data: Mapping[str, Any]) -> SelectionConfig:
     """Parse the [controller.selection] table."""
     reject_unknown(data, {"spread", "sharpness", "hysteresis", "hop_ms", "placed_flows",
-                          "placed_grace_s"}, "controller.selection")
+                          "placed_grace_s", "queueing"}, "controller.selection")
     d = SelectionConfig()
     return SelectionConfig(
         spread=check_number(data.get("spread", d.spread), "controller.selection.spread",
@@ -101,6 +101,7 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
         placed_flows=_flag(data, "placed_flows", d.placed_flows, "controller.selection."),
         placed_grace_s=check_number(data.get("placed_grace_s", d.placed_grace_s),
                                     "controller.selection.placed_grace_s", 0.0, 60.0),
+        queueing=_flag(data, "queueing", d.queueing, "controller.selection."),
     )
 
 

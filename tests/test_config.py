@@ -57,6 +57,8 @@ def test_no_file_gives_defaults() -> None:
      "controller.selection.placed_flows"),
     (GOOD.replace("spread = 0.2", "spread = 0.2\nplaced_grace_s = -1"),
      "controller.selection.placed_grace_s"),
+    (GOOD.replace("spread = 0.2", 'spread = 0.2\nqueueing = "yes"'),
+     "controller.selection.queueing"),
     (GOOD.replace('protocol = "tcp"', 'protocol = "sctp"'), "service[0].protocol"),
     (GOOD + GOOD.split("[[service]]")[1].join(["[[service]]", ""]), "service[1].name"),
     ("[controller\n", "(syntax)"),

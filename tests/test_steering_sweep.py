@@ -167,3 +167,19 @@ def test_the_sweep_report_takes_medians_over_seeds_and_names_the_misses(tmp_path
             "| 310 (300-320) (3 failed) | 0.77 (0.67-0.88) | least-loaded | yes |") in md
     assert "does not meet the targets:** hot-site at 0.3: 1.11x p2c." in md
     assert "--loads 0.3 0.8 --duration 15" in md
+
+
+def test_the_queueing_section_sets_each_cell_beside_the_defaults_of_the_same_seeds() -> None:
+    """Only the defaults' runs of the cells and seeds the queueing sweep ran are compared;
+    e3's utilisation is quoted per policy from the runs at 0.8 and 0.95."""
+    from bench.steering_sweep_report import queueing_section
+
+    defaults = [_sweep_run("dyncast", 0.95, 1, 500), _sweep_run("p2c", 0.95, 1, 400),
+                _sweep_run("dyncast", 0.95, 2, 900), _sweep_run("p2c", 0.95, 2, 300)]
+    queueing = [_sweep_run("dyncast", 0.95, 1, 600), _sweep_run("p2c", 0.95, 1, 400)]
+    for r, util in zip(queueing, (0.3, 0.6), strict=True):
+        r["util"] = {"e3": util}
+    md = "\n".join(queueing_section({"runs": queueing}, {"runs": defaults}))
+    assert "| hot-site | 0.95 | 1 | 500 | 600 | 1.25 (p2c) | 1.50 (p2c) |" in md
+    assert "hot-site: dyncast 0.30-0.30, p2c 0.60-0.60." in md
+    assert "--selection queueing=true --tag queueing`" in md

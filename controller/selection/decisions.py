@@ -20,6 +20,7 @@ from controller.network.topology import Topology
 from controller.selection.engine import EPSILON, Engine, compute_ms
 from controller.selection.incremental import Incremental, Prepared, what_of
 from controller.selection.placements import Placements, as_of, hold_s, still_there
+from controller.selection.queueing import Arrivals, queueing_ms, utilisation
 from controller.selection.scoring import ScoringConfig
 
 PER_FLOW_LOAD = frozenset({"p2c", "least-inflight"})  # policies that compare loads at the pick
@@ -35,6 +36,7 @@ class SelectionConfig:
     hop_ms: float = 1.0
     placed_flows: bool = True  # count flows placed since an instance's last report as its load
     placed_grace_s: float = 0.02  # placements this recent still count after a report
+    queueing: bool = False  # raise the default estimate to the M/M/c wait of the placement rate
 
 
 class InstanceSource(Protocol):
@@ -61,12 +63,14 @@ class Decisions:
         self.placements = Placements(selection.placed_grace_s)  # placements.py
         # flows placed on `least-inflight` services, whatever the reports say
         self.inflight = Placements(0.0)
+        self.arrivals = Arrivals()  # flows placed in the last few seconds: the rate (queueing.py)
         self.router_of: dict[int, int] = {}  # D-Forwarder -> the D-Router deciding for it
         # whether the controller places a service's every new flow itself (dataplane mode)
         self.places_flows: Callable[[Service], bool] = lambda svc: True
         self._states: dict[str, str] = {}  # state of each instance the decisions last saw
-        # instance -> (its report, (base delay, requests ageing left, placements), compute cost)
-        self._computed: dict[str, tuple[object, tuple[float, int | None, int], float]] = {}
+        # instance -> (its report, (base delay, requests ageing left, placements, placements in
+        # the rate's window), compute cost)
+        self._computed: dict[str, tuple[object, tuple[float, int | None, int, int], float]] = {}
         # what each decision was last taken from (incremental.py)
         self.bases = Incremental(self.engine, self.costs, counters)
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
@@ -175,6 +179,8 @@ class Decisions:
             self.inflight.count(dbid, now, svc.base_delay_ms / 1000.0)
         if self.selection.placed_flows:
             self.placements.add(dbid, now)
+            if self.selection.queueing:
+                self.arrivals.add(dbid, now)
 
     # --- costs --------------------------------------------------------------------------
     def compute_ms(self, svc: Service, inst: Instance, now: float) -> float:
@@ -198,11 +204,17 @@ class Decisions:
         hold = hold_s(metrics, svc.base_delay_ms)
         age = now - inst.metrics_at if inst.metrics_at is not None and places else None
         key = (svc.base_delay_ms, still_there(metrics, age, hold),
-               self.placements.count(inst.dbid, now, hold))
+               self.placements.count(inst.dbid, now, hold),
+               self.arrivals.count(inst.dbid, now) if places and self.selection.queueing else 0)
         kept = self._computed.get(inst.dbid)
         if kept is not None and kept[0] is metrics and kept[1] == key:
             return kept[2]
         cost = compute_ms(as_of(metrics, hold, key[2], age), svc.base_delay_ms, self.scoring)
+        if (key[3] and self.selection.queueing and metrics is not None and metrics.score is None
+                and not self.scoring.enabled):
+            # the default estimate: at least the wait the rate of placements makes (queueing.py)
+            rho = utilisation(key[3], hold, metrics.capacity)
+            cost = max(cost, queueing_ms(rho, hold * 1000.0, metrics.capacity))
         self._computed[inst.dbid] = (metrics, key, cost)
         return cost
 
@@ -242,6 +254,7 @@ class Decisions:
         for dbid in dbids:
             self._states.pop(dbid, None)
             self._computed.pop(dbid, None)
+            self.arrivals.forget(dbid)
 
     def forget_instance(self, dbid: str) -> None:
         """An instance was withdrawn."""
@@ -249,3 +262,4 @@ class Decisions:
         self._computed.pop(dbid, None)
         self.placements.forget(dbid)
         self.inflight.forget(dbid)
+        self.arrivals.forget(dbid)
