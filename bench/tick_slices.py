@@ -123,14 +123,15 @@ def get_steps(api: Api, encode: bool) -> tuple[float, bytes]:
     rows = step.body
     assert isinstance(rows, Rows)
     body = rows.body
-    if encode:
+    if encode:  # as main's shell: five rows a step, then the join
+        parts = []
         for i in range(0, len(rows), 5):
             t = time.process_time()
-            json.dumps(rows[i:i + 5], sort_keys=True)
+            parts.append(json.dumps(rows[i:i + 5], sort_keys=True)[1:-1])
             worst = max(worst, (time.process_time() - t) * 1000.0)
         t = time.process_time()
-        body = old_encode(list(rows))
-        worst = max(worst, (time.process_time() - t) * 1000.0)  # the join
+        body = ("[" + ", ".join(parts) + "]\n").encode()
+        worst = max(worst, (time.process_time() - t) * 1000.0)
     gc.enable()
     return worst, body
 
