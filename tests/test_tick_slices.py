@@ -3,12 +3,16 @@ tick did: same intents in the same order, same states, decisions and store write
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apps import apploops
 from controller.core import Core
 from controller.instances.ticking import InstanceWalk
 from controller.intents import Intent
@@ -119,3 +123,40 @@ def test_a_slice_size_below_one_is_refused() -> None:
     core = figure2_core(FAILURES_CFG)
     with pytest.raises(ValueError, match="size"):
         InstanceWalk(core.catalogue, core.liveness, core.decisions.saw, 0.0, 0)
+
+
+def test_the_shell_lets_the_loop_run_between_two_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """apps/apploops.py sends each step's intents, with the event loop let run between two."""
+    seen: list[object] = []
+    monkeypatch.setattr(apploops.hub, "sleep", lambda s: seen.append(("sleep", s)))
+    core = _scenario([(d, True) for d in UNLOCATED[:30]], [])
+    steps = [list(s) for s in core.tick_steps(30.0, 10)]
+    shell = type("Shell", (apploops.Loops,), {})()
+    shell.core = core
+    shell.core.tick_steps = lambda now: iter(steps)  # type: ignore[method-assign]
+    shell.send = seen.append  # type: ignore[attr-defined]
+    shell._tick_round(30.0)
+    want: list[object] = []
+    for k, step in enumerate(steps):
+        want += [("sleep", 0)] * bool(k) + [step]
+    assert len(steps) > 5 and seen == want
+
+
+def test_the_bench_runs_and_checks_its_figures(tmp_path: Any) -> None:
+    """bench/tick_slices.py at 200 instances: every figure written (it asserts the sliced tick
+    and the kept bodies equal the whole); bench/stall_summary.py reads a stall log."""
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    out = tmp_path / "t.txt"
+    subprocess.run([sys.executable, str(bench / "tick_slices.py"), "--instances", "200", "--rounds",
+                    "1", "--output", str(out)], check=True, capture_output=True, timeout=120)
+    text = out.read_text()
+    for figure in ("tick, all at once", "most CPU in one step (Core.tick_steps)",
+                   "GET /decisions, cached, again: all steps"):
+        assert figure in text
+    log = tmp_path / "c.log"
+    log.write_text("dyncast: event loop stalled 80 ms (60 ms CPU, 1 samples)\n"
+                   "  [1x] apps/dyncast_app.py:225 _tick_handler < x\n"
+                   "dyncast: event loop stalled 40 ms (10 ms CPU, 0 samples)\n")
+    got = subprocess.run([sys.executable, str(bench / "stall_summary.py"), str(log)], check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "2 stalls; 1 with >= 50 ms CPU {'tick': 1}; most CPU 60 ms; longest 80 ms" in got
