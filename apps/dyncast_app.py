@@ -222,7 +222,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
     @guarded
     def _tick_handler(self, ev: EventTick) -> None:
         self._recompute_dirty()  # first, a service at a time: the tick would do all at once
-        self.send(self.core.tick(time.time()))
+        self._tick_round(time.time())
 
     # --- OpenFlow events ----------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)

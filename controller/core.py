@@ -10,6 +10,7 @@ overlay), `drains` (deadlines, retirements). What one feature's change means for
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 from controller.config import ControllerConfig
 from controller.dataplane.affinity import Binding
@@ -23,6 +24,7 @@ from controller.instances.intake import Intake
 from controller.instances.liveness import Liveness
 from controller.instances.operations import Operations
 from controller.instances.states import InstanceStates
+from controller.instances.ticking import TICK_SLICE, InstanceWalk
 from controller.intents import FlowMod, Intent, StoreWrite, SwitchEntry
 from controller.model import Instance, Metrics, Service
 from controller.network.network import Network
@@ -65,8 +67,7 @@ class Core:
 
     def restore(self, services: list[Service], instances: list[Instance],
                 bindings: list[Binding], now: float | None = None) -> None:
-        """Load persisted state at start (configured services win over stored ones); `now`
-        is the start time, from which new bindings are numbered (dataplane/reactive.py)."""
+        """Load stored state at start (configured services win); bindings numbered from `now`."""
         self.catalogue.restore(services, instances)
         self.programmer.labels.restore_all((i.dbid, i.label) for i in instances)
         self.flows.restore(bindings, now)
@@ -100,8 +101,7 @@ class Core:
         return intents + self._recompute_all(now)
 
     def switch_left(self, dpid: int, now: float) -> list[Intent]:
-        """A switch's control channel closed. Its data plane may well be forwarding on: it
-        keeps its links and instances for `switch_grace_s`, then it is forgotten."""
+        """A control channel closed: links and instances are kept `switch_grace_s`, then gone."""
         if self.config.switch_grace_s > 0 and self.network.disconnected(dpid, now):
             return []
         return self._switch_gone(dpid, now)
@@ -137,21 +137,25 @@ class Core:
 
     # --- time ---------------------------------------------------------------------------
     def tick(self, now: float) -> list[Intent]:
-        """Periodic work: recompute what reports changed, expire links, send LLDP, notice
-        stale metrics, probe instances, end bucket pins, honour drain deadlines, scale."""
+        """Periodic work, all at once: every step of `tick_steps`."""
+        return [i for step in self.tick_steps(now) for i in step]
+
+    def tick_steps(self, now: float, size: int = TICK_SLICE) -> Iterator[list[Intent]]:
+        """Periodic work, `size` instances or one service a step (instances/ticking.py): flush,
+        expire, LLDP, probes, state changes, bucket pins, drain deadlines, scaling."""
         intents = self.flush(now)
         for dpid in self.network.grace_over(now, self.config.switch_grace_s):
             intents += self._switch_gone(dpid, now)
         if self.network.expire(now, self.config.link_timeout_s):
             intents += self._paths_changed(now)
-        intents += self.forwarding.lldp(now) + self.liveness.probes(now)
-        changed = {i.service for i in list(self.catalogue.instances.values())
-                   if self.liveness.observe(i, now) or self.decisions.saw(i) != i.state}
-        intents += [i for name in sorted(changed) for i in self._recompute(name, now)]
-        for inst in self.catalogue.instances.values():
-            intents += self.liveness.probe_if_unknown(inst.dbid, now)
-        intents += [i for n in sorted(self.programmer.expire(now)) for i in self._recompute(n, now)]
-        return intents + self.drains.honour(now) + self._autoscale(now)
+        yield intents + self.forwarding.lldp(now)
+        walk = InstanceWalk(self.catalogue, self.liveness, self.decisions.saw, now, size)
+        yield from walk.probes()
+        yield from walk.observe()
+        yield from (self._recompute(name, now) for name in sorted(walk.changed))
+        yield from walk.unlocated()
+        yield from (self._recompute(n, now) for n in sorted(self.programmer.expire(now)))
+        yield self.drains.honour(now) + self._autoscale(now)
 
     # --- packets ------------------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> list[Intent]:
@@ -228,8 +232,7 @@ class Core:
     # --- instances and metrics ----------------------------------------------------------
     def register(self, dsid: str, dbid: str, dma: str, active: bool,
                  now: float) -> tuple[Instance, list[Intent]]:
-        """A D-MA announced (D-SID, D-BID), serving or inactive; find where the D-BID lives if
-        we do not know."""
+        """A D-MA announced (D-SID, D-BID), serving or not; locate the D-BID if unknown."""
         inst = self.operations.register(dsid, dbid, dma, active, now)
         return inst, (self.liveness.probe_if_unknown(dbid, now)
                       + self._recompute(inst.service, now))
@@ -253,8 +256,7 @@ class Core:
 
     def drain(self, dbid: str, deadline_s: float | None, now: float,
               reason: str = "operator drain") -> tuple[Instance, list[Intent]]:
-        """Drain: no new flows; bound flows keep the instance until they end or, with a
-        deadline, until it passes (then they move to a live instance)."""
+        """No new flows; bound flows stay until they end or a deadline passes (then move)."""
         inst = self.operations.drain(dbid, deadline_s, now, reason)
         return inst, self._recompute(inst.service, now)
 
@@ -270,8 +272,7 @@ class Core:
 
     def deactivate(self, dbid: str, deadline_s: float | None, now: float,
                    reason: str = "operator deactivate") -> tuple[Instance, list[Intent]]:
-        """Drain an instance, then tell its D-MA to stop it once no flow reaches it (or the
-        deadline has passed and its flows have moved); it becomes `inactive`."""
+        """Drain, then have its D-MA stop it when no flow reaches it (or after the deadline)."""
         inst = self.operations.retire(dbid, deadline_s, now, reason)
         return inst, self._recompute(inst.service, now) + self.drains.honour(now)
 
@@ -298,8 +299,7 @@ class Core:
         return [i for name in sorted(self.catalogue.services) for i in self._recompute(name, now)]
 
     def _recompute(self, name: str, now: float) -> list[Intent]:
-        """Recompute one service's decision at every ingress; move the flows of instances
-        that just went down; re-program the switches that hold the decision themselves."""
+        """Recompute a service at every ingress; move flows off the down; re-program switches."""
         self.intake.dirty.discard(name)
         svc = self.catalogue.services.get(name)
         if svc is None:

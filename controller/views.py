@@ -1,11 +1,12 @@
 """Read-only views of the core's state for the API: instances, bindings, the topology, and
-each decision's JSON view, kept while the decision is held.
+each decision's JSON view and its encoded text, kept while the decision is held.
 
 Boundary: it reads the features through the facade and returns plain dicts; it changes nothing.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import Any
 
@@ -55,6 +56,8 @@ def stats_view(core: Core) -> dict[str, int]:
     out.update(tracker_stats(core))
     return out
 
+MAX_BODIES = 256  # GET /decisions bodies kept (every service's, and one per service asked)
+
 
 class DecisionViews:
     """Each decision's JSON view, built once while that decision is held. A decision is
@@ -63,6 +66,34 @@ class DecisionViews:
 
     def __init__(self) -> None:
         self._held: dict[tuple[int, str], tuple[Decision, dict[str, Any]]] = {}
+        # a decision's row (its view, role and forwarders) and the row's JSON text
+        self._rows: dict[tuple[int, str], tuple[Decision, list[int], dict[str, Any], str]] = {}
+        self._bodies: dict[str, tuple[list[str], bytes]] = {}  # the last body joined, per
+        # GET path (every service's, or one service's)
+
+    def row(self, decision: Decision, forwarders: list[int]) -> tuple[dict[str, Any], str, bool]:
+        """The decision's GET /decisions row (its view, `role` router, the `forwarders` that
+        rely on its ingress) and the row's JSON text (`json.dumps(row, sort_keys=True)`), made
+        again only when the decision or its forwarders changed; and whether it was made now.
+        The row is shared between replies: never change it."""
+        key = (decision.ingress, decision.service)
+        held = self._rows.get(key)
+        if held is not None and held[0] is decision and held[1] == forwarders:
+            return held[2], held[3], False
+        row = {**self.view(decision), "role": "router", "forwarders": forwarders}
+        self._rows[key] = (decision, forwarders, row, json.dumps(row, sort_keys=True))
+        return row, self._rows[key][3], True
+
+    def body(self, path: str, texts: list[str]) -> bytes:
+        """The JSON list of rows whose texts are `texts` (what `json.dumps` of the rows gives,
+        and a newline), joined again only when a text changed since the last body of `path`."""
+        last, data = self._bodies.get(path, ([], b"[]\n"))
+        if len(last) != len(texts) or any(a is not b for a, b in zip(last, texts, strict=True)):
+            data = ("[" + ", ".join(texts) + "]\n").encode()
+            if len(self._bodies) >= MAX_BODIES:
+                self._bodies.clear()
+            self._bodies[path] = (texts, data)
+        return data
 
     def view(self, decision: Decision) -> dict[str, Any]:
         """`decision.to_dict()`, a shallow copy the caller may add keys to (its candidates
@@ -77,3 +108,14 @@ class DecisionViews:
         """Forget the views of decisions no longer held (a service or switch gone)."""
         for key in [k for k in self._held if k not in keys]:
             del self._held[key]
+        for key in [k for k in self._rows if k not in keys]:
+            del self._rows[key]
+
+
+class Rows(list[dict[str, Any]]):
+    """GET /decisions' rows, with their encoded body: the shell sends `body` as it is (the
+    same bytes as the rows encoded with `json.dumps(rows, sort_keys=True)` and a newline)."""
+
+    def __init__(self, rows: list[dict[str, Any]], body: bytes) -> None:
+        super().__init__(rows)
+        self.body = body

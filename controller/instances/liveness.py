@@ -75,25 +75,24 @@ class Liveness:
                                    self._unanswered.get(inst.dbid), timeout)
 
     def probes(self, now: float) -> list[Intent]:
-        """Probe every located instance whose metrics are stale: a TCP SYN to its service port
-        from the D-SID (a SYN-ACK says it serves), or ARP for services without a TCP port."""
-        intents: list[Intent] = []
-        for inst in self.catalogue.instances.values():
-            host = self.topology.hosts.get(inst.dbid)
-            if (host is None or inst.state not in PROBED_STATES
-                    or not self.states.stale(inst, now)):
-                self._unanswered.pop(inst.dbid, None)
-                continue
-            self._unanswered.setdefault(inst.dbid, now)
-            svc = self.catalogue.services[inst.service]
-            if svc.protocol == "tcp" and svc.port is not None:
-                syn = _probe_syn(VIRTUAL_MAC, host.mac, svc.dsid, inst.dbid, LIVENESS_PORT,
-                                    svc.port)
-                intents.append(PacketOut(host.dpid, syn, (Output(host.port),)))
-            else:
-                self._last_probe.pop(inst.dbid, None)
-                intents += self.forwarding.probe(inst.dbid, now)
-        return intents
+        """Probe every located instance whose metrics are stale (`probe`)."""
+        return [i for inst in self.catalogue.instances.values() for i in self.probe(inst, now)]
+
+    def probe(self, inst: Instance, now: float) -> list[Intent]:
+        """Probe the instance if it is located and its metrics are stale: a TCP SYN to its
+        service port from the D-SID (a SYN-ACK says it serves), or ARP for services without
+        a TCP port."""
+        host = self.topology.hosts.get(inst.dbid)
+        if host is None or inst.state not in PROBED_STATES or not self.states.stale(inst, now):
+            self._unanswered.pop(inst.dbid, None)
+            return []
+        self._unanswered.setdefault(inst.dbid, now)
+        svc = self.catalogue.services[inst.service]
+        if svc.protocol == "tcp" and svc.port is not None:
+            syn = _probe_syn(VIRTUAL_MAC, host.mac, svc.dsid, inst.dbid, LIVENESS_PORT, svc.port)
+            return [PacketOut(host.dpid, syn, (Output(host.port),))]
+        self._last_probe.pop(inst.dbid, None)
+        return self.forwarding.probe(inst.dbid, now)
 
     def probe_if_unknown(self, ip: str, now: float) -> list[Intent]:
         """ARP-probe for an address whose location we do not know, at most every 2 s."""
