@@ -27,6 +27,8 @@ from apps.store import cluster_members_table as members
 from controller.api import Reply
 from controller.cluster.member import (
     MASTER,
+    NOCHANGE,
+    SLAVE,
     ClusterIntent,
     Member,
     Reconcile,
@@ -101,7 +103,8 @@ class LeaseTable:
 def role_request(dp: Any, intent: RoleRequest) -> Any:
     """The framework's OFPRoleRequest (OpenFlow 1.3) for a role intent."""
     ofp = dp.ofproto
-    role = ofp.OFPCR_ROLE_MASTER if intent.role == MASTER else ofp.OFPCR_ROLE_SLAVE
+    role = {MASTER: ofp.OFPCR_ROLE_MASTER, SLAVE: ofp.OFPCR_ROLE_SLAVE,
+            NOCHANGE: ofp.OFPCR_ROLE_NOCHANGE}[intent.role]
     return dp.ofproto_parser.OFPRoleRequest(dp, role, intent.generation_id)
 
 
@@ -263,25 +266,45 @@ class ClusterSide:
 
     def role_confirmed(self, msg: Any) -> None:
         """The switch's role reply: log the role it now gives this member (the Controller
-        table of OVS shows a role change only at its next status refresh, seconds later)."""
+        table of OVS shows a role change only at its next status refresh, seconds later); a
+        MASTER it confirms starts the programming (the table read and repair)."""
         ofp = msg.datapath.ofproto
-        role = {ofp.OFPCR_ROLE_MASTER: "master", ofp.OFPCR_ROLE_SLAVE: "slave",
+        role = {ofp.OFPCR_ROLE_MASTER: MASTER, ofp.OFPCR_ROLE_SLAVE: SLAVE,
                 ofp.OFPCR_ROLE_EQUAL: "equal"}.get(msg.role, str(msg.role))
         logs.event("switches", "role_confirmed", dpid=f"{msg.datapath.id:016x}", role=role,
                    generation_id=msg.generation_id, reason="the switch's role reply")
+        if self.member is not None and self.datapaths.get(msg.datapath.id) is msg.datapath:
+            for intent in self.member.role_reply(msg.datapath.id, role, msg.generation_id,
+                                                 time.time()):
+                self._role_intent(intent)
 
     def cluster_error(self, msg: Any) -> bool:
-        """True if an OpenFlow error is a role request refused as stale (expected in a
-        takeover race: the role is asked again with a newer ticket)."""
+        """True if an OpenFlow error is one a cluster expects: a role request refused as
+        stale (a takeover race: asked again at once, or with the next ticket), or a write
+        refused because another member took the switch (`OFPBRC_IS_SLAVE`: this member stops
+        programming it at once; counted in `slave_refusals`, not as an error)."""
         ofp = msg.datapath.ofproto
-        if (self.member is None or msg.type != ofp.OFPET_ROLE_REQUEST_FAILED
-                or msg.code != ofp.OFPRRFC_STALE):
+        if self.member is None:
             return False
-        self.member.refused(msg.datapath.id)
-        self.core.counters["role_refused"] += 1
-        LOG.info("dyncast: cluster: switch %016x refused a stale role request",
-                 msg.datapath.id)
-        return True
+        dpid = msg.datapath.id
+        if msg.type == ofp.OFPET_ROLE_REQUEST_FAILED and msg.code == ofp.OFPRRFC_STALE:
+            self.core.counters["role_refused"] += 1
+            again = self.member.refused(dpid, time.time())
+            LOG.info("dyncast: cluster: switch %016x refused a stale role request%s", dpid,
+                     "; asked again at once" if again else "")
+            for intent in again:
+                self._role_intent(intent)
+            return True
+        if msg.type == ofp.OFPET_BAD_REQUEST and msg.code == ofp.OFPBRC_IS_SLAVE:
+            self.core.counters["slave_refusals"] += 1
+            stop = self.member.lost(dpid)
+            if stop:
+                LOG.warning("dyncast: cluster: switch %016x refused a write as from a slave "
+                            "(another member took it): programming it stops now", dpid)
+            for intent in stop:
+                self._role_intent(intent)
+            return True
+        return False
 
     def cluster_view(self) -> Reply:
         """GET /dyncast/v1/cluster."""

@@ -20,7 +20,14 @@ from apps.store import Store
 from bench import ofgen
 from controller.cluster.fencing import LEASE, MASTERSHIP, judge
 from controller.cluster.mastership import master_of
-from controller.cluster.member import MASTER, SLAVE, Member, RoleRequest, StopProgramming
+from controller.cluster.member import (
+    MASTER,
+    SLAVE,
+    Member,
+    Reconcile,
+    RoleRequest,
+    StopProgramming,
+)
 from controller.cluster.membership import MemberRow, View
 from controller.dataplane.affinity import Binding, FlowKey
 from controller.intents import StoreWrite
@@ -69,13 +76,16 @@ def test_a_fenced_member_steps_down_at_once_and_comes_back_with_a_new_epoch() ->
     it is gone at 100.2: SLAVE and silence now; a later renewal (a new epoch) asks MASTER."""
     a = Member("a", 1.5)
     a.renewed(View((row("a", 100.0, epoch=3),), 100.0, 3), asked_at=100.0)
-    assert RoleRequest(5, MASTER, 3) in a.step([5], 100.1) and a.masters(5)
+    assert RoleRequest(5, MASTER, 3) in a.step([5], 100.1) and not a.masters(5)
+    assert a.role_reply(5, MASTER, 3, 100.1) == [Reconcile(5)] and a.masters(5)
     a.fenced()
     out = a.step([5], 100.2)
     assert StopProgramming(5) in out and RoleRequest(5, SLAVE, 3) in out
     assert not a.masters(5) and not a.holds_lease(100.2)
     a.renewed(View((row("a", 100.3, epoch=8),), 100.3, 8), asked_at=100.3)
-    assert RoleRequest(5, MASTER, 8) in a.step([5], 100.4) and a.masters(5)
+    assert RoleRequest(5, MASTER, 8) in a.step([5], 100.4)
+    assert a.role_reply(5, MASTER, 3, 100.4) == [] and not a.masters(5)  # a late old reply
+    assert a.role_reply(5, MASTER, 8, 100.4) == [Reconcile(5)] and a.masters(5)
 
 
 def binding(ident: int, ingress: int, sport: int = 40001) -> Binding:

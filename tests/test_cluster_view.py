@@ -22,7 +22,7 @@ from tests import test_app_smoke, test_cluster_shell
 from tests.fakes import FakeDatapath
 from tests.helpers import tcp_frame
 from tests.test_app_smoke import CLIENT, DSID, INSTANCE, PORTS, VIRTUAL_MAC, Shell, flow_mods
-from tests.test_cluster_shell import beat, dpid_mastered_by
+from tests.test_cluster_shell import beat, dpid_mastered_by, grant
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
 member, pg_url = test_cluster_shell.member, test_cluster_shell.pg_url  # m1 on PostgreSQL
@@ -46,6 +46,7 @@ def two(member: str, shell: Shell) -> Iterator[tuple[Shell, FakeDatapath, FakeDa
     beat(shell, time.time(), "m1", "m2")
     for dp in (mine, theirs):
         shell.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
+        grant(shell, dp)
         assert dp.ofproto.OFPT_SET_ASYNC in [m.msg_type for m in shell.sent(dp)]
         shell.switch_says(ofgen.port_desc_reply(2, dp.id, PORTS), dp=dp)
     shell.register()
@@ -137,6 +138,7 @@ def test_a_new_master_holds_the_bindings_its_previous_master_stored(
     assert core.flows.bindings.by_ident(ident) is None
     beat(s, time.time(), "m1", ticket=11)  # m2 is gone
     s.app._step_roles()
+    grant(s, theirs)
     assert s.app.programs(theirs.id)
     assert core.flows.bindings.by_ident(ident) == theirs_binding
     assert core.flows.bindings.by_ident(ident + 1) is None  # another switch's: not taken
@@ -159,6 +161,7 @@ def test_a_new_master_adopts_the_entries_of_bindings_its_predecessor_had_not_sto
                for fm in binding_flows(lost, svc, INSTANCE[1])]
     beat(s, time.time(), "m1", ticket=11)  # m2 is gone
     s.app._step_roles()
+    grant(s, theirs)
     assert s.app.programs(theirs.id)
     now = time.time()
     repair = core.switch_table(theirs.id, entries, [], now, now)  # the read's answer
