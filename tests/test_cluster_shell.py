@@ -283,3 +283,57 @@ def test_a_role_reply_is_logged_as_confirmed(member: str, shell: Shell,
                           "role": "master", "generation_id": 42,
                           "reason": "the switch's role reply"}]
     assert shell.app.core.counters["errors"] == 0
+
+
+def error_from(dp: FakeDatapath, err_type: int, code: int) -> bytes:
+    """An OFPT_ERROR of `err_type`/`code` (its data: an empty request's header)."""
+    return struct.pack("!BBHIHH8s", 4, dp.ofproto.OFPT_ERROR, 20, 5, err_type, code,
+                       bytes(8))
+
+
+def test_a_stale_master_refusal_is_asked_again_at_once(member: str, shell: Shell) -> None:
+    """Another member's request with a later ticket made our MASTER request stale: the app
+    asks again at once (a role query, then MASTER with a greater generation id), programs
+    nothing meanwhile, and programs the switch once the switch confirms it; no error."""
+    dp = FakeDatapath(shell.dp.framework, dpid_mastered_by("m1", ("m2",)))
+    ofp = dp.ofproto
+    beat(shell, time.time(), "m1", "m2")
+    shell.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
+    assert roles_sent(shell, dp) == [(ofp.OFPCR_ROLE_MASTER, 10)]
+    shell.switch_says(error_from(dp, ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_STALE), dp=dp)
+    assert not shell.app.programs(dp.id) and dp_reads(dp) == 0
+    assert grant(shell, dp) == [(ofp.OFPCR_ROLE_NOCHANGE, 0), (ofp.OFPCR_ROLE_MASTER, 11)]
+    assert shell.app.programs(dp.id) and dp_reads(dp) == 1
+    c = shell.app.core.counters
+    assert (c["role_refused"], c["errors"]) == (1, 0)
+
+
+def test_a_write_refused_as_from_a_slave_stops_the_programming_at_once(
+        member: str, shell: Shell, caplog: pytest.LogCaptureFixture) -> None:
+    """Another member took the switch before our next beat: the first OFPBRC_IS_SLAVE stops
+    our programming at once (nothing more sent, not even LLDP), counted in slave_refusals
+    and logged as a warning, not as an OpenFlow error; the refusals of writes already in
+    flight are counted, not logged; nothing is asked of it until the next beat."""
+    dp = FakeDatapath(shell.dp.framework, dpid_mastered_by("m1", ()))
+    ofp = dp.ofproto
+    beat(shell, time.time(), "m1")
+    shell.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
+    grant(shell, dp)
+    shell.switch_says(ofgen.port_desc_reply(2, dp.id, PORTS), dp=dp)
+    assert shell.app.programs(dp.id) and shell.sent(dp)
+    is_slave = error_from(dp, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE)
+    assert (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE) == (1, 10)  # OpenFlow 1.3
+    with caplog.at_level(logging.INFO):
+        shell.switch_says(is_slave, dp=dp)
+        shell.switch_says(is_slave, dp=dp)
+    assert not shell.app.programs(dp.id)
+    shell.app.send_event = lambda *_: None
+    shell.app.send(shell.app.core.tick(time.time()))
+    shell.app._step_roles()
+    assert not shell.sent(dp)
+    c = shell.app.core.counters
+    assert (c["slave_refusals"], c["errors"]) == (2, 0)
+    assert [r.levelname for r in caplog.records if "as from a slave" in r.getMessage()] == [
+        "WARNING"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "dyncast_cluster_slave_refusals_total 2.0" in shell.app.metrics.scrape().decode()

@@ -15,7 +15,9 @@ import pytest
 from apps.cluster import async_config
 from apps.store import Store
 from bench import ofgen
+from controller import observer
 from controller.dataplane.affinity import Binding, FlowKey, binding_flows
+from controller.instances.liveness import LIVENESS_PORT
 from controller.intents import FlowMod, StoreWrite, SwitchEntry, action_signature
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp
 from tests import test_app_smoke, test_cluster_shell
@@ -170,3 +172,31 @@ def test_a_new_master_adopts_the_entries_of_bindings_its_predecessor_had_not_sto
     assert not [i for i in repair if isinstance(i, FlowMod) and i.command != "add"
                 and i.cookie in {e.cookie for e in entries}]  # none of its entries removed
     assert str(lost.ident) in {w.key for w in core.drain_writes() if w.kind == "binding"}
+
+
+def test_a_slave_drops_a_known_clients_packet_to_a_dsid_before_parsing_it(
+        two: tuple[Shell, FakeDatapath, FakeDatapath], monkeypatch: pytest.MonkeyPatch) -> None:
+    """At m2's switch: a client's first packet to the D-SID is parsed (m1 learns where the
+    client is); its next ones, TCP or UDP, are dropped unparsed (nothing to learn); the same
+    client at another port, and a probe answer to the D-SID, are parsed and learned from."""
+    s, _, theirs = two
+    core = s.app.core
+    parsed: list[bytes] = []
+    real = observer.parse
+    monkeypatch.setattr(observer, "parse", lambda data: parsed.append(data) or real(data))
+    ip, mac, port = CLIENT
+    for n, (sport, proto) in enumerate(((40000, 6), (40001, 6), (40002, 17))):
+        s.switch_says(ofgen.packet_in(20 + n, port, tcp_frame(mac, VIRTUAL_MAC, ip, DSID,
+                                                               sport, 8000, proto)), dp=theirs)
+    assert len(parsed) == 1 and core.topology.hosts[ip].port == port
+    assert core.counters["packet_in_observed"] == 3
+    s.switch_says(ofgen.packet_in(30, 4, tcp_frame(mac, VIRTUAL_MAC, ip, DSID, 40003, 8000)),
+                  dp=theirs)
+    assert len(parsed) == 2 and core.topology.hosts[ip].port == 4  # moved: learned
+    iip, imac, iport = INSTANCE
+    s.switch_says(ofgen.packet_in(31, iport, tcp_frame(imac, VIRTUAL_MAC, iip, DSID, 8000,
+                                                       LIVENESS_PORT)), dp=theirs)
+    s.switch_says(ofgen.packet_in(32, iport, tcp_frame(imac, VIRTUAL_MAC, iip, DSID, 8000,
+                                                       LIVENESS_PORT)), dp=theirs)
+    assert len(parsed) == 4  # a probe answer is never dropped unparsed
+    assert not s.sent(theirs) and not core.flows.bindings.all()
