@@ -25,6 +25,7 @@ from apps.fencing import StoreFence
 from apps.framework import hub
 from apps.store import cluster_members_table as members
 from controller.api import Reply
+from controller.cluster.fencing import FENCED, LEASE
 from controller.cluster.member import (
     MASTER,
     NOCHANGE,
@@ -182,9 +183,28 @@ class ClusterSide:
                     LOG.warning("dyncast: cluster: heartbeat back after %d failures",
                                 self.member.beats_failed)
                     self.member.beats_failed = 0
-                self.member.renewed(view, asked)
+                self._renewed(view, asked)
             self._step_roles()
             hub.sleep(max(self.leases.cluster.heartbeat_s - (time.time() - asked), 0.0))
+
+    def _renewed(self, view: View, asked: float) -> None:
+        """A beat reached the database. If our lease had lapsed and was taken anew (a new
+        epoch), the fenced writes still queued were made under the old one (queued before the
+        lapse, or kept when the store could not be reached): refused, as the store would have
+        refused them then, not written under the new epoch; the other writes stay queued."""
+        assert self.member is not None
+        old = self.member.epoch
+        self.member.renewed(view, asked)
+        if old is None or self.member.epoch == old:
+            return
+        writes = self.core.drain_writes()
+        stale = [w for w in writes if w.kind in FENCED]
+        self.core.writes.requeue([w for w in writes if w.kind not in FENCED])
+        if stale:
+            self.core.counters[f"writes_refused_{LEASE}"] += len(stale)
+            logs.event("store", "writes_fenced", logging.WARNING, refused={LEASE: len(stale)},
+                       epoch=old, stepped_down=False,
+                       reason="made under an earlier lease of ours (it lapsed, now taken anew)")
 
     def _roles(self) -> None:
         """Step the roles often, whatever the heartbeat does (a hung beat must not delay the
