@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
-from apps import channelguard, logs
+from apps import channelguard, logs, packet_in
 from apps.fencing import StoreFence
 from apps.framework import hub
 from apps.store import cluster_members_table as members
@@ -38,6 +38,7 @@ from controller.cluster.member import (
 )
 from controller.cluster.membership import MemberRow, View
 from controller.cluster.settings import ClusterConfig
+from controller.observer import nothing_new
 
 LOG = logging.getLogger("dyncast")
 PRUNE_S = 3600.0  # rows of members gone this long are deleted by the next beat
@@ -239,6 +240,26 @@ class ClusterSide:
                        else "another member masters their switches")
             if refusal.lease_lost and self.member is not None:
                 self.member.fenced()
+
+    def _watch_packet_ins(self, dp: Any) -> None:
+        """Have the PACKET_IN parser drop, before the framework makes an event of it, a
+        packet-in from `dp` while this member does not master it and it teaches nothing
+        (`controller.observer.nothing_new`: a known client's packet to a D-SID)."""
+
+        def skip(in_port: int, frame: bytes) -> bool:
+            try:
+                if (self.member is None or self.member.masters(dp.id)
+                        or self.datapaths.get(dp.id) is not dp
+                        or not nothing_new(self.core, dp.id, in_port, frame)):
+                    return False
+            except Exception:
+                self.core.counters["errors"] += 1
+                LOG.exception("dyncast: exception checking an observed packet-in")
+                return False
+            self.core.counters["packet_in_observed"] += 1
+            return True
+
+        setattr(dp, packet_in.SKIP_ATTR, skip)
 
     def _role_intent(self, intent: ClusterIntent) -> None:
         """Send a role request; start repairing a switch we now master; stop one we left."""

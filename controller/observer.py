@@ -11,9 +11,10 @@ services it may change (every one for a new link, an instance's for its location
 dirty: their decisions are recomputed at the next flush, as after a report.
 
 Most of what a member observes is new flows of the switches others master: a client's first
-packet to a D-SID from where the client was already seen. `_nothing_new` drops those before
-the frame is parsed (a few slices and dictionary look-ups); anything else is parsed and
-learned from as before.
+packet to a D-SID from where the client was already seen. `nothing_new` tells those from a
+few slices of the frame and dictionary look-ups: the shell drops them in the framework's
+parser, before any event is made (apps/cluster.py), and `observe` before parsing; anything else
+is parsed and learned from as before.
 
 Boundary: pure, above the core facade (it reaches into the core's features, as `views` does):
 the core, a frame, `now` in; intents out. The cluster's other rules are in `controller.cluster`.
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 def observe(core: Core, dpid: int, in_port: int, data: bytes, now: float) -> list[Intent]:
     """Learn what a packet-in from a switch another member masters says about the network."""
     core.counters["packet_in_observed"] += 1
-    if _nothing_new(core, dpid, in_port, data):
+    if nothing_new(core, dpid, in_port, data):
         return []
     pkt = parse(data)
     if pkt is None:
@@ -73,7 +74,7 @@ def _ntoa(data: bytes, at: int) -> str:
     return f"{data[at]}.{data[at + 1]}.{data[at + 2]}.{data[at + 3]}"
 
 
-def _nothing_new(core: Core, dpid: int, in_port: int, data: bytes) -> bool:
+def nothing_new(core: Core, dpid: int, in_port: int, data: bytes) -> bool:
     """True for an IPv4 packet to a D-SID (no probe answer) from a sender that is no
     registered instance and was last seen here, with this MAC: `observe` would learn nothing
     from it (`_host` returns nothing for a known place; it is no ARP, LLDP or probe answer)."""

@@ -21,7 +21,7 @@ from controller.instances.liveness import LIVENESS_PORT
 from controller.intents import FlowMod, StoreWrite, SwitchEntry, action_signature
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp
 from tests import test_app_smoke, test_cluster_shell
-from tests.fakes import FakeDatapath
+from tests.fakes import FakeDatapath, framework_parse
 from tests.helpers import tcp_frame
 from tests.test_app_smoke import CLIENT, DSID, INSTANCE, PORTS, VIRTUAL_MAC, Shell, flow_mods
 from tests.test_cluster_shell import beat, dpid_mastered_by, grant
@@ -177,9 +177,10 @@ def test_a_new_master_adopts_the_entries_of_bindings_its_predecessor_had_not_sto
 def test_a_slave_drops_a_known_clients_packet_to_a_dsid_before_parsing_it(
         two: tuple[Shell, FakeDatapath, FakeDatapath], monkeypatch: pytest.MonkeyPatch) -> None:
     """At m2's switch: a client's first packet to the D-SID is parsed (m1 learns where the
-    client is); its next ones, TCP or UDP, are dropped unparsed (nothing to learn); the same
+    client is); its next ones, TCP or UDP, are dropped unparsed, by the PACKET_IN parser
+    before the framework makes an event (nothing to learn; at m1's own switch, kept); the same
     client at another port, and a probe answer to the D-SID, are parsed and learned from."""
-    s, _, theirs = two
+    s, mine, theirs = two
     core = s.app.core
     parsed: list[bytes] = []
     real = observer.parse
@@ -190,6 +191,10 @@ def test_a_slave_drops_a_known_clients_packet_to_a_dsid_before_parsing_it(
                                                                sport, 8000, proto)), dp=theirs)
     assert len(parsed) == 1 and core.topology.hosts[ip].port == port
     assert core.counters["packet_in_observed"] == 3
+    again = ofgen.packet_in(29, port, tcp_frame(mac, VIRTUAL_MAC, ip, DSID, 40009, 8000))
+    assert framework_parse(theirs, again, dropped_ok=True) is None  # no event made of it
+    assert framework_parse(mine, ofgen.packet_in(29, port, tcp_frame(
+        mac, VIRTUAL_MAC, ip, DSID, 40009, 8000)), dropped_ok=True) is not None  # ours: kept
     s.switch_says(ofgen.packet_in(30, 4, tcp_frame(mac, VIRTUAL_MAC, ip, DSID, 40003, 8000)),
                   dp=theirs)
     assert len(parsed) == 2 and core.topology.hosts[ip].port == 4  # moved: learned
