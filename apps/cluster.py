@@ -20,13 +20,16 @@ from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
-from apps import channelguard, logs
+from apps import channelguard, logs, packet_in
 from apps.fencing import StoreFence
 from apps.framework import hub
 from apps.store import cluster_members_table as members
 from controller.api import Reply
+from controller.cluster.fencing import FENCED, LEASE
 from controller.cluster.member import (
     MASTER,
+    NOCHANGE,
+    SLAVE,
     ClusterIntent,
     Member,
     Reconcile,
@@ -35,6 +38,7 @@ from controller.cluster.member import (
 )
 from controller.cluster.membership import MemberRow, View
 from controller.cluster.settings import ClusterConfig
+from controller.observer import nothing_new
 
 LOG = logging.getLogger("dyncast")
 PRUNE_S = 3600.0  # rows of members gone this long are deleted by the next beat
@@ -101,7 +105,8 @@ class LeaseTable:
 def role_request(dp: Any, intent: RoleRequest) -> Any:
     """The framework's OFPRoleRequest (OpenFlow 1.3) for a role intent."""
     ofp = dp.ofproto
-    role = ofp.OFPCR_ROLE_MASTER if intent.role == MASTER else ofp.OFPCR_ROLE_SLAVE
+    role = {MASTER: ofp.OFPCR_ROLE_MASTER, SLAVE: ofp.OFPCR_ROLE_SLAVE,
+            NOCHANGE: ofp.OFPCR_ROLE_NOCHANGE}[intent.role]
     return dp.ofproto_parser.OFPRoleRequest(dp, role, intent.generation_id)
 
 
@@ -179,9 +184,28 @@ class ClusterSide:
                     LOG.warning("dyncast: cluster: heartbeat back after %d failures",
                                 self.member.beats_failed)
                     self.member.beats_failed = 0
-                self.member.renewed(view, asked)
+                self._renewed(view, asked)
             self._step_roles()
             hub.sleep(max(self.leases.cluster.heartbeat_s - (time.time() - asked), 0.0))
+
+    def _renewed(self, view: View, asked: float) -> None:
+        """A beat reached the database. If our lease had lapsed and was taken anew (a new
+        epoch), the fenced writes still queued were made under the old one (queued before the
+        lapse, or kept when the store could not be reached): refused, as the store would have
+        refused them then, not written under the new epoch; the other writes stay queued."""
+        assert self.member is not None
+        old = self.member.epoch
+        self.member.renewed(view, asked)
+        if old is None or self.member.epoch == old:
+            return
+        writes = self.core.drain_writes()
+        stale = [w for w in writes if w.kind in FENCED]
+        self.core.writes.requeue([w for w in writes if w.kind not in FENCED])
+        if stale:
+            self.core.counters[f"writes_refused_{LEASE}"] += len(stale)
+            logs.event("store", "writes_fenced", logging.WARNING, refused={LEASE: len(stale)},
+                       epoch=old, stepped_down=False,
+                       reason="made under an earlier lease of ours (it lapsed, now taken anew)")
 
     def _roles(self) -> None:
         """Step the roles often, whatever the heartbeat does (a hung beat must not delay the
@@ -216,6 +240,26 @@ class ClusterSide:
                        else "another member masters their switches")
             if refusal.lease_lost and self.member is not None:
                 self.member.fenced()
+
+    def _watch_packet_ins(self, dp: Any) -> None:
+        """Have the PACKET_IN parser drop, before the framework makes an event of it, a
+        packet-in from `dp` while this member does not master it and it teaches nothing
+        (`controller.observer.nothing_new`: a known client's packet to a D-SID)."""
+
+        def skip(in_port: int, frame: bytes) -> bool:
+            try:
+                if (self.member is None or self.member.masters(dp.id)
+                        or self.datapaths.get(dp.id) is not dp
+                        or not nothing_new(self.core, dp.id, in_port, frame)):
+                    return False
+            except Exception:
+                self.core.counters["errors"] += 1
+                LOG.exception("dyncast: exception checking an observed packet-in")
+                return False
+            self.core.counters["packet_in_observed"] += 1
+            return True
+
+        setattr(dp, packet_in.SKIP_ATTR, skip)
 
     def _role_intent(self, intent: ClusterIntent) -> None:
         """Send a role request; start repairing a switch we now master; stop one we left."""
@@ -263,25 +307,45 @@ class ClusterSide:
 
     def role_confirmed(self, msg: Any) -> None:
         """The switch's role reply: log the role it now gives this member (the Controller
-        table of OVS shows a role change only at its next status refresh, seconds later)."""
+        table of OVS shows a role change only at its next status refresh, seconds later); a
+        MASTER it confirms starts the programming (the table read and repair)."""
         ofp = msg.datapath.ofproto
-        role = {ofp.OFPCR_ROLE_MASTER: "master", ofp.OFPCR_ROLE_SLAVE: "slave",
+        role = {ofp.OFPCR_ROLE_MASTER: MASTER, ofp.OFPCR_ROLE_SLAVE: SLAVE,
                 ofp.OFPCR_ROLE_EQUAL: "equal"}.get(msg.role, str(msg.role))
         logs.event("switches", "role_confirmed", dpid=f"{msg.datapath.id:016x}", role=role,
                    generation_id=msg.generation_id, reason="the switch's role reply")
+        if self.member is not None and self.datapaths.get(msg.datapath.id) is msg.datapath:
+            for intent in self.member.role_reply(msg.datapath.id, role, msg.generation_id,
+                                                 time.time()):
+                self._role_intent(intent)
 
     def cluster_error(self, msg: Any) -> bool:
-        """True if an OpenFlow error is a role request refused as stale (expected in a
-        takeover race: the role is asked again with a newer ticket)."""
+        """True if an OpenFlow error is one a cluster expects: a role request refused as
+        stale (a takeover race: asked again at once, or with the next ticket), or a write
+        refused because another member took the switch (`OFPBRC_IS_SLAVE`: this member stops
+        programming it at once; counted in `slave_refusals`, not as an error)."""
         ofp = msg.datapath.ofproto
-        if (self.member is None or msg.type != ofp.OFPET_ROLE_REQUEST_FAILED
-                or msg.code != ofp.OFPRRFC_STALE):
+        if self.member is None:
             return False
-        self.member.refused(msg.datapath.id)
-        self.core.counters["role_refused"] += 1
-        LOG.info("dyncast: cluster: switch %016x refused a stale role request",
-                 msg.datapath.id)
-        return True
+        dpid = msg.datapath.id
+        if msg.type == ofp.OFPET_ROLE_REQUEST_FAILED and msg.code == ofp.OFPRRFC_STALE:
+            self.core.counters["role_refused"] += 1
+            again = self.member.refused(dpid, time.time())
+            LOG.info("dyncast: cluster: switch %016x refused a stale role request%s", dpid,
+                     "; asked again at once" if again else "")
+            for intent in again:
+                self._role_intent(intent)
+            return True
+        if msg.type == ofp.OFPET_BAD_REQUEST and msg.code == ofp.OFPBRC_IS_SLAVE:
+            self.core.counters["slave_refusals"] += 1
+            stop = self.member.lost(dpid)
+            if stop:
+                LOG.warning("dyncast: cluster: switch %016x refused a write as from a slave "
+                            "(another member took it): programming it stops now", dpid)
+            for intent in stop:
+                self._role_intent(intent)
+            return True
+        return False
 
     def cluster_view(self) -> Reply:
         """GET /dyncast/v1/cluster."""

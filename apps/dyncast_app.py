@@ -241,6 +241,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
             self._configure(dp)  # the punt meter before any entry that uses it
         else:  # every member hears every switch's packet-ins, whatever its role
             dp.send_msg(async_config(dp))
+            self._watch_packet_ins(dp)  # those that teach a slave nothing: dropped unparsed
         self.send(self.core.switch_connected(dp.id, reads_table=True))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
         if self.member is None:

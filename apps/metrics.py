@@ -149,6 +149,10 @@ class CoreCollector(Collector):
         for reason in ("lease", "mastership"):
             fenced.add_metric([reason], c[f"writes_refused_{reason}"])
         yield fenced
+        yield CounterMetricFamily("dyncast_cluster_slave_refusals", "Writes a switch refused "
+                                  "because another cluster member took it (OFPBRC_IS_SLAVE; "
+                                  "the member stops programming it at once)",
+                                  value=c["slave_refusals"])
         yield CounterMetricFamily("dyncast_errors", "Exceptions and OpenFlow errors in the "
                                   "controller", value=c["errors"])
         # the channel guards (docs/channels.md)

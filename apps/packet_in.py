@@ -7,6 +7,11 @@ every switch sends us: a match holding only `in_port` (what Open vSwitch sends f
 from table 0). It reads the header fields, the port and the frame with one `struct` call and
 slices, where the framework builds its `OFPMatch` field by field through its OXM tables (about
 a third of its cost per new flow); any other PACKET_IN goes to the framework's parser.
+
+A datapath may carry a predicate (`SKIP_ATTR`, set by a cluster member for the switches it
+may only observe: apps/cluster.py) called with the port and the frame before any object is
+made: when it says so, the parser returns None, and the framework's receive loop (Ryu and
+os-ken alike: `if msg:`) makes no event of it, so it is never queued to the app.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ _HEAD = struct.Struct("!BBHIIHBBQHHII")
 MATCH_LENGTH = 12  # type, length, one 4-byte OXM: padded to 16
 DATA_OFFSET = 24 + 16 + 2  # the frame follows the padded match and 2 bytes of pad
 
+SKIP_ATTR = "dyncast_skip_packet_in"  # on a datapath: (in_port, frame) -> True to drop it
 Parser = Callable[..., Any]
 
 
@@ -78,6 +84,9 @@ def _fast(packet_in: type, match_cls: type, framework: Parser) -> Parser:
          oxm, in_port) = _HEAD.unpack_from(buf)
         if match_type != OFPMT_OXM or match_len != MATCH_LENGTH or oxm != OXM_IN_PORT:
             return framework(datapath, version, msg_type, msg_len, xid, buf)
+        skip = getattr(datapath, SKIP_ATTR, None)
+        if skip is not None and skip(in_port, bytes(buf[DATA_OFFSET:DATA_OFFSET + total_len])):
+            return None  # the framework makes no event of it (its receive loop: `if msg:`)
         msg = packet_in.__new__(packet_in)
         msg.datapath, msg.version, msg.msg_type, msg.msg_len, msg.xid = (
             datapath, version, msg_type, msg_len, xid)

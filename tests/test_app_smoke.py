@@ -88,7 +88,9 @@ class Shell:
 
     def switch_says(self, raw: bytes, state: str = "main", dp: FakeDatapath | None = None) -> None:
         """A message from a switch (`dp`, else the first one), as the framework delivers it."""
-        msg = framework_parse(dp or self.dp, raw)
+        msg = framework_parse(dp or self.dp, raw, dropped_ok=True)
+        if msg is None:
+            return  # a packet-in dropped by the parser: the framework makes no event of it
         dispatcher = {"config": self.fw.CONFIG_DISPATCHER, "main": self.fw.MAIN_DISPATCHER}
         self.dispatch(self.fw.ofp_event.ofp_msg_to_ev(msg), dispatcher[state])
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from controller.cluster.mastership import assignment, master_of, weight
 from controller.cluster.member import (
     MASTER,
+    RETRIES,
     SLAVE,
     Member,
     Reconcile,
@@ -37,6 +38,12 @@ def view(now: float, ticket: int, *live: str, dead: tuple[str, ...] = ()) -> Vie
 def roles(intents: list[object]) -> dict[int, tuple[str, int]]:
     """The role requests among intents, by switch."""
     return {i.dpid: (i.role, i.generation_id) for i in intents if isinstance(i, RoleRequest)}
+
+
+def confirm(m: Member, intents: list[object], now: float) -> list[object]:
+    """The switches reply to the MASTER requests among `intents` (no rival): what `m` does."""
+    return [i for r in intents if isinstance(r, RoleRequest) and r.role == MASTER
+            for i in m.role_reply(r.dpid, MASTER, r.generation_id, now)]
 
 
 def test_the_hash_is_stable_across_processes() -> None:
@@ -95,14 +102,16 @@ def two_members() -> tuple[Member, Member, list[int]]:
 
 def test_each_switch_has_exactly_one_master() -> None:
     """Two members on the same view: every switch gets MASTER from one and SLAVE from the
-    other; the master also reads and repairs it."""
+    other; the master reads, repairs and programs it once the switch confirms it, not
+    before."""
     a, b, dpids = two_members()
     ia, ib = a.step(dpids, 100.1), b.step(dpids, 100.1)
     ra, rb = roles(ia), roles(ib)
     assert set(ra) == set(rb) == set(dpids)
     for dpid in dpids:
         assert {ra[dpid][0], rb[dpid][0]} == {MASTER, SLAVE}
-    assert {i.dpid for i in ia if isinstance(i, Reconcile)} == {
+    assert not any(isinstance(i, Reconcile) for i in ia) and not any(map(a.masters, dpids))
+    assert {i.dpid for i in confirm(a, ia, 100.1) if isinstance(i, Reconcile)} == {
         d for d in dpids if ra[d][0] == MASTER}
     assert a.step(dpids, 100.2) == []  # nothing changed: nothing asked again
     assert 5 < sum(a.masters(d) for d in dpids) < 35
@@ -112,7 +121,9 @@ def test_a_silent_member_fences_itself_when_its_lease_ends() -> None:
     """No renewal: at the lease's end the member asks SLAVE of each switch it mastered and stops
     programming it; it never asks MASTER again until it renews."""
     a, _, dpids = two_members()
-    mine = {d for d, (r, _) in roles(a.step(dpids, 100.1)).items() if r == MASTER}
+    first = a.step(dpids, 100.1)
+    confirm(a, first, 100.1)
+    mine = {d for d, (r, _) in roles(first).items() if r == MASTER}
     a.failed()
     assert a.step(dpids, 101.0) == []  # still within the lease (own clock)
     out = a.step(dpids, 100.0 + LEASE)
@@ -121,7 +132,7 @@ def test_a_silent_member_fences_itself_when_its_lease_ends() -> None:
     assert all(r == SLAVE for r, _ in roles(out).values())
     assert not any(a.masters(d) for d in dpids)
     for t in (102.0, 150.0, 1000.0):  # fenced: whatever happens, never MASTER
-        a.refused(dpids[0])
+        assert a.refused(dpids[0], t) == []
         assert all(i.role == SLAVE for i in a.step(dpids, t) if isinstance(i, RoleRequest))
 
 
@@ -145,7 +156,7 @@ def test_the_survivor_takes_over_with_a_greater_generation_id() -> None:
     assert set(taken) == b_mastered
     assert all(r == MASTER and g > max(g2 for _, g2 in b_used.values())
                for r, g in taken.values())
-    assert {i.dpid for i in out if isinstance(i, Reconcile)} == b_mastered
+    assert {i.dpid for i in confirm(a, out, 102.0) if isinstance(i, Reconcile)} == b_mastered
 
 
 def test_a_joining_member_takes_its_share_and_the_other_lets_go() -> None:
@@ -165,12 +176,14 @@ def test_a_joining_member_takes_its_share_and_the_other_lets_go() -> None:
 
 
 def test_a_refused_master_request_is_asked_again_with_a_newer_ticket() -> None:
-    """A stale refusal forgets the role; it is asked again with the next beat's ticket, not
-    before."""
+    """A MASTER request refused as stale more than RETRIES times with one ticket forgets
+    the role; it is asked again with the next beat's ticket, not before."""
     a, _, dpids = two_members()
     first = roles(a.step(dpids, 100.1))
     dpid = next(d for d, (r, _) in first.items() if r == MASTER)
-    a.refused(dpid)
+    for _ in range(RETRIES):
+        assert a.refused(dpid, 100.1)
+    assert a.refused(dpid, 100.1) == []
     assert not a.masters(dpid)
     assert a.step(dpids, 100.2) == []  # the same ticket would be refused again: wait
     a.renewed(view(100.5, 40, "a", "b"), asked_at=100.5)

@@ -20,7 +20,14 @@ from apps.store import Store
 from bench import ofgen
 from controller.cluster.fencing import LEASE, MASTERSHIP, judge
 from controller.cluster.mastership import master_of
-from controller.cluster.member import MASTER, SLAVE, Member, RoleRequest, StopProgramming
+from controller.cluster.member import (
+    MASTER,
+    SLAVE,
+    Member,
+    Reconcile,
+    RoleRequest,
+    StopProgramming,
+)
 from controller.cluster.membership import MemberRow, View
 from controller.dataplane.affinity import Binding, FlowKey
 from controller.intents import StoreWrite
@@ -69,13 +76,16 @@ def test_a_fenced_member_steps_down_at_once_and_comes_back_with_a_new_epoch() ->
     it is gone at 100.2: SLAVE and silence now; a later renewal (a new epoch) asks MASTER."""
     a = Member("a", 1.5)
     a.renewed(View((row("a", 100.0, epoch=3),), 100.0, 3), asked_at=100.0)
-    assert RoleRequest(5, MASTER, 3) in a.step([5], 100.1) and a.masters(5)
+    assert RoleRequest(5, MASTER, 3) in a.step([5], 100.1) and not a.masters(5)
+    assert a.role_reply(5, MASTER, 3, 100.1) == [Reconcile(5)] and a.masters(5)
     a.fenced()
     out = a.step([5], 100.2)
     assert StopProgramming(5) in out and RoleRequest(5, SLAVE, 3) in out
     assert not a.masters(5) and not a.holds_lease(100.2)
     a.renewed(View((row("a", 100.3, epoch=8),), 100.3, 8), asked_at=100.3)
-    assert RoleRequest(5, MASTER, 8) in a.step([5], 100.4) and a.masters(5)
+    assert RoleRequest(5, MASTER, 8) in a.step([5], 100.4)
+    assert a.role_reply(5, MASTER, 3, 100.4) == [] and not a.masters(5)  # a late old reply
+    assert a.role_reply(5, MASTER, 8, 100.4) == [Reconcile(5)] and a.masters(5)
 
 
 def binding(ident: int, ingress: int, sport: int = 40001) -> Binding:
@@ -206,4 +216,35 @@ def test_the_app_counts_logs_and_steps_down_when_its_writes_are_fenced(
                               "stepped_down": True,
                               "reason": "our lease ended or was taken anew"}) in events
     assert b'dyncast_cluster_writes_fenced_total{reason="lease"} 1.0' in app.metrics.scrape()
+    assert app.core.counters["errors"] == 0
+
+
+def test_a_write_made_under_a_lapsed_lease_is_not_written_under_the_new_one(
+        member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """m1's binding write is still queued (the store was out of reach) when its lease lapses;
+    its next beat takes the lease anew (a new epoch) and takes the same switch again: the
+    write made under the old epoch is refused (counted, logged), not flushed under the new
+    one; the other queued writes stay queued. A beat that keeps the epoch refuses nothing."""
+    app = shell.app
+    events: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(cluster.logs, "event",
+                        lambda comp, name, *a, **kw: events.append((name, kw)))
+    assert app.leases is not None and app.member is not None
+    app._renewed(app.leases.beat(), time.time())
+    old = app.member.epoch
+    dpid = switch_of("m1")
+    app.core.writes.put("binding", "5", binding(5, dpid).to_dict())
+    app._renewed(app.leases.beat(), time.time())  # the same lease: nothing refused
+    assert app.member.epoch == old and app.core.counters["writes_refused_lease"] == 0
+    assert [w.key for w in app.core.drain_writes()] == ["5"]
+    app.core.writes.put("binding", "5", binding(5, dpid).to_dict())
+    app.core.writes.put("agent_seq", "a1", {"seq": 3})
+    time.sleep(0.3 + 0.1)  # the lease (0.3 s) lapses: no beat
+    app._renewed(app.leases.beat(), time.time())
+    assert app.member.epoch != old and app.member.holds_lease(time.time())
+    assert [(w.kind, w.key) for w in app.core.drain_writes()] == [("agent_seq", "a1")]
+    assert app.core.counters["writes_refused_lease"] == 1
+    assert ("writes_fenced", {"refused": {LEASE: 1}, "epoch": old, "stepped_down": False,
+                              "reason": "made under an earlier lease of ours (it lapsed, now "
+                                        "taken anew)"}) in events
     assert app.core.counters["errors"] == 0

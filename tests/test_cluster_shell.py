@@ -126,6 +126,29 @@ def roles_sent(s: Shell, dp: FakeDatapath) -> list[tuple[int, int]]:
             if m.msg_type == dp.ofproto.OFPT_ROLE_REQUEST]
 
 
+def grant(s: Shell, dp: FakeDatapath) -> list[tuple[int, int]]:
+    """The switch answers every role request sent to `dp` and not yet answered, as Open
+    vSwitch does with no rival: a reply with the role asked and its generation id (the
+    requests are taken out of what `dp` was sent); their (role, generation id)."""
+    ofp = dp.ofproto
+    asked = [m for m in dp.messages() if m.msg_type == ofp.OFPT_ROLE_REQUEST]
+    dp.sent[:] = [m.raw for m in dp.messages() if m.msg_type != ofp.OFPT_ROLE_REQUEST]
+    out = []
+    for m in asked:
+        role, gen = struct.unpack_from("!I4xQ", m.raw, 8)
+        xid = struct.unpack_from("!I", m.raw, 4)[0]
+        s.switch_says(struct.pack("!BBHII4xQ", 4, ofp.OFPT_ROLE_REPLY, 24, xid, role, gen),
+                      dp=dp)
+        out.append((role, gen))
+    return out
+
+
+def dp_reads(dp: FakeDatapath) -> int:
+    """How many requests for the switch's table `dp` was sent (not yet taken)."""
+    return sum(m.msg_type == dp.ofproto.OFPT_MULTIPART_REQUEST
+               and ofgen.multipart_type(m.raw) == dp.ofproto.OFPMP_FLOW for m in dp.messages())
+
+
 def dpid_mastered_by(member_id: str, others: tuple[str, ...]) -> int:
     """A datapath id the rule gives `member_id` among it and `others`."""
     return next(d for d in range(1, 1000) if master_of(d, (member_id, *others)) == member_id)
@@ -133,9 +156,10 @@ def dpid_mastered_by(member_id: str, others: tuple[str, ...]) -> int:
 
 def test_a_member_programs_the_switches_it_masters_and_no_other(member: str,
                                                                  shell: Shell) -> None:
-    """m1 and m2 live: a switch the rule gives m1 gets MASTER, then the connect path (config,
-    meter, table read, pipeline); one the rule gives m2 gets SLAVE and nothing that changes
-    it, not even LLDP; when m2's lease ends m1 takes it over (MASTER, a newer ticket)."""
+    """m1 and m2 live: a switch the rule gives m1 gets MASTER, then, once the switch's reply
+    confirms it and not before, the connect path (config, meter, table read, pipeline); one
+    the rule gives m2 gets SLAVE and nothing that changes it, not even LLDP; when m2's lease
+    ends m1 takes it over (MASTER, a newer ticket; programmed once confirmed)."""
     app = shell.app
     mine = FakeDatapath(shell.dp.framework, dpid_mastered_by("m1", ("m2",)))
     theirs = FakeDatapath(shell.dp.framework, dpid_mastered_by("m2", ("m1",)))
@@ -143,12 +167,13 @@ def test_a_member_programs_the_switches_it_masters_and_no_other(member: str,
     beat(shell, now, "m1", "m2")
     for dp in (mine, theirs):
         shell.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
-    sent = shell.sent(mine)
     ofp = mine.ofproto
-    role = [struct.unpack_from("!I4xQ", m.raw, 8) for m in sent
-            if m.msg_type == ofp.OFPT_ROLE_REQUEST]
-    assert role == [(ofp.OFPCR_ROLE_MASTER, 10)]
-    assert ofp.OFPT_SET_CONFIG in [m.msg_type for m in sent]
+    before = {m.msg_type for m in mine.messages()}  # asked, not confirmed: nothing programmed
+    assert before == {ofp.OFPT_ROLE_REQUEST, ofp.OFPT_SET_ASYNC, ofp.OFPT_MULTIPART_REQUEST}
+    assert not app.programs(mine.id) and dp_reads(mine) == 0
+    assert grant(shell, mine) == [(ofp.OFPCR_ROLE_MASTER, 10)]
+    sent = shell.sent(mine)
+    assert ofp.OFPT_SET_CONFIG in [m.msg_type for m in sent] and app.programs(mine.id)
     mine.sent[:] = [m.raw for m in sent]
     xid = shell.table_read_xid(mine)
     mine.sent.clear()
@@ -168,7 +193,8 @@ def test_a_member_programs_the_switches_it_masters_and_no_other(member: str,
     assert body["roles"] == {f"{mine.id:016x}": MASTER, f"{theirs.id:016x}": SLAVE}
     beat(shell, time.time(), "m1", ticket=11)  # m2's row is gone (or its lease ended)
     shell.app._step_roles()
-    assert roles_sent(shell, theirs)[:1] == [(ofp.OFPCR_ROLE_MASTER, 11)]
+    assert not app.programs(theirs.id)
+    assert grant(shell, theirs) == [(ofp.OFPCR_ROLE_MASTER, 11)]
     assert app.programs(theirs.id) and app.core.counters["errors"] == 0
 
 
@@ -180,9 +206,10 @@ def test_a_member_whose_lease_ends_stops_programming(member: str, shell: Shell) 
     now = time.time()
     beat(shell, now - 0.25, "m1")  # the lease (0.3 s) ends in 0.05 s
     shell.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
+    assert grant(shell, dp) == [(ofp.OFPCR_ROLE_MASTER, 10)]
     assert dp.id in shell.app._reads  # the connect path's table read, not answered yet
     xid = shell.app._reads[dp.id].xid
-    assert roles_sent(shell, dp) == [(ofp.OFPCR_ROLE_MASTER, 10)]
+    shell.sent(dp)
     time.sleep(0.06)
     shell.app._step_roles()
     assert roles_sent(shell, dp) == [(ofp.OFPCR_ROLE_SLAVE, 10)]
@@ -256,3 +283,57 @@ def test_a_role_reply_is_logged_as_confirmed(member: str, shell: Shell,
                           "role": "master", "generation_id": 42,
                           "reason": "the switch's role reply"}]
     assert shell.app.core.counters["errors"] == 0
+
+
+def error_from(dp: FakeDatapath, err_type: int, code: int) -> bytes:
+    """An OFPT_ERROR of `err_type`/`code` (its data: an empty request's header)."""
+    return struct.pack("!BBHIHH8s", 4, dp.ofproto.OFPT_ERROR, 20, 5, err_type, code,
+                       bytes(8))
+
+
+def test_a_stale_master_refusal_is_asked_again_at_once(member: str, shell: Shell) -> None:
+    """Another member's request with a later ticket made our MASTER request stale: the app
+    asks again at once (a role query, then MASTER with a greater generation id), programs
+    nothing meanwhile, and programs the switch once the switch confirms it; no error."""
+    dp = FakeDatapath(shell.dp.framework, dpid_mastered_by("m1", ("m2",)))
+    ofp = dp.ofproto
+    beat(shell, time.time(), "m1", "m2")
+    shell.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
+    assert roles_sent(shell, dp) == [(ofp.OFPCR_ROLE_MASTER, 10)]
+    shell.switch_says(error_from(dp, ofp.OFPET_ROLE_REQUEST_FAILED, ofp.OFPRRFC_STALE), dp=dp)
+    assert not shell.app.programs(dp.id) and dp_reads(dp) == 0
+    assert grant(shell, dp) == [(ofp.OFPCR_ROLE_NOCHANGE, 0), (ofp.OFPCR_ROLE_MASTER, 11)]
+    assert shell.app.programs(dp.id) and dp_reads(dp) == 1
+    c = shell.app.core.counters
+    assert (c["role_refused"], c["errors"]) == (1, 0)
+
+
+def test_a_write_refused_as_from_a_slave_stops_the_programming_at_once(
+        member: str, shell: Shell, caplog: pytest.LogCaptureFixture) -> None:
+    """Another member took the switch before our next beat: the first OFPBRC_IS_SLAVE stops
+    our programming at once (nothing more sent, not even LLDP), counted in slave_refusals
+    and logged as a warning, not as an OpenFlow error; the refusals of writes already in
+    flight are counted, not logged; nothing is asked of it until the next beat."""
+    dp = FakeDatapath(shell.dp.framework, dpid_mastered_by("m1", ()))
+    ofp = dp.ofproto
+    beat(shell, time.time(), "m1")
+    shell.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
+    grant(shell, dp)
+    shell.switch_says(ofgen.port_desc_reply(2, dp.id, PORTS), dp=dp)
+    assert shell.app.programs(dp.id) and shell.sent(dp)
+    is_slave = error_from(dp, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE)
+    assert (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE) == (1, 10)  # OpenFlow 1.3
+    with caplog.at_level(logging.INFO):
+        shell.switch_says(is_slave, dp=dp)
+        shell.switch_says(is_slave, dp=dp)
+    assert not shell.app.programs(dp.id)
+    shell.app.send_event = lambda *_: None
+    shell.app.send(shell.app.core.tick(time.time()))
+    shell.app._step_roles()
+    assert not shell.sent(dp)
+    c = shell.app.core.counters
+    assert (c["slave_refusals"], c["errors"]) == (2, 0)
+    assert [r.levelname for r in caplog.records if "as from a slave" in r.getMessage()] == [
+        "WARNING"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "dyncast_cluster_slave_refusals_total 2.0" in shell.app.metrics.scrape().decode()

@@ -15,14 +15,16 @@ import pytest
 from apps.cluster import async_config
 from apps.store import Store
 from bench import ofgen
+from controller import observer
 from controller.dataplane.affinity import Binding, FlowKey, binding_flows
+from controller.instances.liveness import LIVENESS_PORT
 from controller.intents import FlowMod, StoreWrite, SwitchEntry, action_signature
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp
 from tests import test_app_smoke, test_cluster_shell
-from tests.fakes import FakeDatapath
+from tests.fakes import FakeDatapath, framework_parse
 from tests.helpers import tcp_frame
 from tests.test_app_smoke import CLIENT, DSID, INSTANCE, PORTS, VIRTUAL_MAC, Shell, flow_mods
-from tests.test_cluster_shell import beat, dpid_mastered_by
+from tests.test_cluster_shell import beat, dpid_mastered_by, grant
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
 member, pg_url = test_cluster_shell.member, test_cluster_shell.pg_url  # m1 on PostgreSQL
@@ -46,6 +48,7 @@ def two(member: str, shell: Shell) -> Iterator[tuple[Shell, FakeDatapath, FakeDa
     beat(shell, time.time(), "m1", "m2")
     for dp in (mine, theirs):
         shell.switch_says(ofgen.features_reply(1, dp.id), "config", dp)
+        grant(shell, dp)
         assert dp.ofproto.OFPT_SET_ASYNC in [m.msg_type for m in shell.sent(dp)]
         shell.switch_says(ofgen.port_desc_reply(2, dp.id, PORTS), dp=dp)
     shell.register()
@@ -137,6 +140,7 @@ def test_a_new_master_holds_the_bindings_its_previous_master_stored(
     assert core.flows.bindings.by_ident(ident) is None
     beat(s, time.time(), "m1", ticket=11)  # m2 is gone
     s.app._step_roles()
+    grant(s, theirs)
     assert s.app.programs(theirs.id)
     assert core.flows.bindings.by_ident(ident) == theirs_binding
     assert core.flows.bindings.by_ident(ident + 1) is None  # another switch's: not taken
@@ -159,6 +163,7 @@ def test_a_new_master_adopts_the_entries_of_bindings_its_predecessor_had_not_sto
                for fm in binding_flows(lost, svc, INSTANCE[1])]
     beat(s, time.time(), "m1", ticket=11)  # m2 is gone
     s.app._step_roles()
+    grant(s, theirs)
     assert s.app.programs(theirs.id)
     now = time.time()
     repair = core.switch_table(theirs.id, entries, [], now, now)  # the read's answer
@@ -167,3 +172,36 @@ def test_a_new_master_adopts_the_entries_of_bindings_its_predecessor_had_not_sto
     assert not [i for i in repair if isinstance(i, FlowMod) and i.command != "add"
                 and i.cookie in {e.cookie for e in entries}]  # none of its entries removed
     assert str(lost.ident) in {w.key for w in core.drain_writes() if w.kind == "binding"}
+
+
+def test_a_slave_drops_a_known_clients_packet_to_a_dsid_before_parsing_it(
+        two: tuple[Shell, FakeDatapath, FakeDatapath], monkeypatch: pytest.MonkeyPatch) -> None:
+    """At m2's switch: a client's first packet to the D-SID is parsed (m1 learns where the
+    client is); its next ones, TCP or UDP, are dropped unparsed, by the PACKET_IN parser
+    before the framework makes an event (nothing to learn; at m1's own switch, kept); the same
+    client at another port, and a probe answer to the D-SID, are parsed and learned from."""
+    s, mine, theirs = two
+    core = s.app.core
+    parsed: list[bytes] = []
+    real = observer.parse
+    monkeypatch.setattr(observer, "parse", lambda data: parsed.append(data) or real(data))
+    ip, mac, port = CLIENT
+    for n, (sport, proto) in enumerate(((40000, 6), (40001, 6), (40002, 17))):
+        s.switch_says(ofgen.packet_in(20 + n, port, tcp_frame(mac, VIRTUAL_MAC, ip, DSID,
+                                                               sport, 8000, proto)), dp=theirs)
+    assert len(parsed) == 1 and core.topology.hosts[ip].port == port
+    assert core.counters["packet_in_observed"] == 3
+    again = ofgen.packet_in(29, port, tcp_frame(mac, VIRTUAL_MAC, ip, DSID, 40009, 8000))
+    assert framework_parse(theirs, again, dropped_ok=True) is None  # no event made of it
+    assert framework_parse(mine, ofgen.packet_in(29, port, tcp_frame(
+        mac, VIRTUAL_MAC, ip, DSID, 40009, 8000)), dropped_ok=True) is not None  # ours: kept
+    s.switch_says(ofgen.packet_in(30, 4, tcp_frame(mac, VIRTUAL_MAC, ip, DSID, 40003, 8000)),
+                  dp=theirs)
+    assert len(parsed) == 2 and core.topology.hosts[ip].port == 4  # moved: learned
+    iip, imac, iport = INSTANCE
+    s.switch_says(ofgen.packet_in(31, iport, tcp_frame(imac, VIRTUAL_MAC, iip, DSID, 8000,
+                                                       LIVENESS_PORT)), dp=theirs)
+    s.switch_says(ofgen.packet_in(32, iport, tcp_frame(imac, VIRTUAL_MAC, iip, DSID, 8000,
+                                                       LIVENESS_PORT)), dp=theirs)
+    assert len(parsed) == 4  # a probe answer is never dropped unparsed
+    assert not s.sent(theirs) and not core.flows.bindings.all()
