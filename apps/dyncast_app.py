@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 
 from sqlalchemy.engine import make_url
 
-from apps import channelguard, fastpath, logs, packet_in, recvbuf, security
+from apps import channelguard, fastpath, logs, ofconn, packet_in, security
 from apps.apploops import EventTick, Loops, TableRead
 from apps.changefeed import SharedSide
 from apps.cluster import ClusterSide, async_config
@@ -99,7 +99,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         packet_in.install(ofproto_v1_3_parser)  # PACKET_INs parsed with struct (same objects)
-        recvbuf.install(Datapath)  # switch connections read in chunks, not 2 reads a message
+        ofconn.install(Datapath)  # switch connections: chunked reads, batched writes
         path = os.environ.get("DYNCAST_CONFIG") or None
         self.config = load_config(path)
         logs.configure(self.config.logging)

@@ -1,5 +1,6 @@
-"""apps/recvbuf.py: the framework's receive loop sees the same bytes, errors and end of stream
-through `Buffered`, with far fewer reads of the socket."""
+"""apps/ofconn.py: the framework's receive loop sees the same bytes, errors and end of stream
+through `Buffered`, with far fewer reads of the socket; its send loop writes the same bytes in
+the same order, in fewer writes, and closes after the same buffer."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from apps import recvbuf
-from apps.recvbuf import Buffered
+from apps import ofconn
+from apps.framework import hub
+from apps.ofconn import Buffered, batched_get
 
 
 class Sock:
@@ -101,21 +103,83 @@ def test_everything_else_is_the_socket_s() -> None:
     assert wrapped.recv(8) == b""  # end of stream
 
 
-def test_install_wraps_each_datapath_socket_once() -> None:
+def test_install_wraps_each_datapath_once() -> None:
     seen = []
 
     class Datapath:
         def __init__(self) -> None:
             self.socket = Sock([b"x"])
+            self.send_q = hub.Queue(16)
+            self._send_q_sem = hub.BoundedSemaphore(16)
 
         def _recv_loop(self) -> str:
             seen.append(self.socket)
             return "done"
 
-    recvbuf.install(Datapath)
-    recvbuf.install(Datapath)  # a second call changes nothing
+        def _send_loop(self) -> str:
+            return "sent"
+
+    ofconn.install(Datapath)
+    ofconn.install(Datapath)  # a second call changes nothing
     dp = Datapath()
     assert dp._recv_loop() == "done"
     assert isinstance(seen[0], Buffered) and seen[0].recv(8) == b"x"
     assert dp._recv_loop() == "done" and seen[1] is seen[0]
+    assert dp._send_loop() == "sent" and "get" in vars(dp.send_q)
 
+
+class Sender:
+    """The framework's send side: `send` (semaphore, then queue) and its loop's steps."""
+
+    def __init__(self) -> None:
+        self.send_q = hub.Queue(16)
+        self.sem = hub.BoundedSemaphore(16)
+        self.send_q.get = batched_get(self.send_q, self.sem)  # type: ignore[method-assign]
+        self.written: list[bytes] = []
+
+    def send(self, buf: bytes, close_socket: bool = False) -> None:
+        self.sem.acquire()
+        self.send_q.put((buf, close_socket))
+
+    def loop_once(self) -> bool:
+        """One turn of the framework's send loop; True if it would stop (close_socket)."""
+        buf, close = self.send_q.get()
+        self.sem.release()
+        self.written.append(buf)
+        return close
+
+
+def test_queued_buffers_go_out_as_one_write_in_order() -> None:
+    s = Sender()
+    for i in range(10):
+        s.send(bytes([i]) * 3)
+    assert not s.loop_once()
+    assert s.written == [b"".join(bytes([i]) * 3 for i in range(10))]
+    assert s.send_q.qsize() == 0 and s.sem.balance == 16  # every slot given back
+
+
+def test_a_close_socket_buffer_ends_the_batch_and_the_loop() -> None:
+    s = Sender()
+    s.send(b"a")
+    s.send(b"bye", close_socket=True)
+    s.send(b"late")
+    assert s.loop_once()  # the loop stops after the same bytes it would have
+    assert s.written == [b"abye"]
+    assert s.send_q.qsize() == 1 and s.sem.balance == 15
+    assert s.send_q.get(block=False) == (b"late", False)  # the drain: the queue's own get
+
+
+def test_a_batch_stops_at_the_size_limit() -> None:
+    s = Sender()
+    for _ in range(6):
+        s.send(b"x" * (ofconn.BATCH // 4))
+    s.loop_once()
+    s.loop_once()
+    assert [len(w) for w in s.written] == [ofconn.BATCH, ofconn.BATCH // 2]
+
+
+def test_the_send_loop_waits_for_the_first_buffer_as_before() -> None:
+    s = Sender()
+    hub.spawn(lambda: (hub.sleep(0.01), s.send(b"later")))
+    assert not s.loop_once()
+    assert s.written == [b"later"]
