@@ -202,7 +202,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
                 newer = self._repairs.get(intent.dpid)
                 if newer is not None and isinstance(intent, FlowMod):
                     newer.add(entry_key(intent))
-        if intents and all(i.dpid == intents[0].dpid for i in intents):
+        if len({i.dpid for i in intents}) == 1:  # a new flow's: one switch
             dp = self.datapaths.get(intents[0].dpid)
             if dp is not None:
                 dp.send(serialise(dp, intents))
@@ -214,7 +214,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
                 dp = self.datapaths.get(dpid)
                 if dp is not None:
                     dp.send(serialise(dp, group))
-        self.metrics.shell.flow_mods_sent += sum(isinstance(i, FlowMod) for i in intents)
+        self.metrics.shell.flow_mods_sent += len([i for i in intents if isinstance(i, FlowMod)])
         if self.core.states.transitions or self.core.decisions.bases.change_log:
             logs.core_events(self.core)
 

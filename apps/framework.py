@@ -60,6 +60,7 @@ if FRAMEWORK == "ryu":
     from ryu.app.wsgi import ControllerBase, Response, WSGIApplication, route
     from ryu.base import app_manager
     from ryu.controller import event, ofp_event
+    from ryu.controller.controller import Datapath
     from ryu.controller.handler import (
         CONFIG_DISPATCHER,
         DEAD_DISPATCHER,
@@ -75,6 +76,7 @@ else:
     compat.quiet_eventlet_warning()
     from os_ken.base import app_manager
     from os_ken.controller import event, ofp_event
+    from os_ken.controller.controller import Datapath
     from os_ken.controller.handler import (
         CONFIG_DISPATCHER,
         DEAD_DISPATCHER,
@@ -95,6 +97,7 @@ __all__ = [
     "MAIN_DISPATCHER",
     "App",
     "ControllerBase",
+    "Datapath",
     "Response",
     "WSGIApplication",
     "app_manager",

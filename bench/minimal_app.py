@@ -9,7 +9,9 @@ packet-out, no store. It runs under the same patched framework as the Dyncast ap
 
 With env CBENCH_MINIMAL_ENCODER=struct the flow-mod's bytes are packed with `struct` (the same
 bytes, see `raw_flow_mod`) instead of built through the framework's OFPMatch/OFPFlowMod
-classes: the floor of the framework's own packet-in path.
+classes: the floor of the framework's own packet-in path. With env CBENCH_MINIMAL_OFCONN=1 it
+also installs apps/ofconn.py (chunked reads, batched writes), as the Dyncast app does: what that
+change to the framework's connection loops gives the floor itself.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from typing import Any
 if __package__ in (None, ""):  # loaded by path from the manager: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from apps.framework import MAIN_DISPATCHER, App, ofp_event, ofproto_v1_3, set_ev_cls
+from apps import ofconn
+from apps.framework import (
+    MAIN_DISPATCHER,
+    App,
+    Datapath,
+    ofp_event,
+    ofproto_v1_3,
+    set_ev_cls,
+)
 
 _PORTS = struct.Struct("!HH")
 OUT_PORT = 2
@@ -55,6 +65,8 @@ class MinimalApp(App):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.raw = os.environ.get("CBENCH_MINIMAL_ENCODER", "framework") == "struct"
+        if os.environ.get("CBENCH_MINIMAL_OFCONN") == "1":
+            ofconn.install(Datapath)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in_handler(self, ev: Any) -> None:

@@ -21,11 +21,13 @@ def sends_to_controller(fm: FlowMod) -> bool:
 
 
 def meter_punts(intents: list[Intent], meter: int = PUNT_METER) -> list[Intent]:
-    """`intents` with every added controller-bound entry passing `meter` (others as they are)."""
-    out: list[Intent] = []
-    for intent in intents:
+    """`intents` with every added controller-bound entry passing `meter` (others as they are);
+    the list itself when none is (a new flow's intents: on the packet-in path)."""
+    out = intents
+    for k, intent in enumerate(intents):
         if (isinstance(intent, FlowMod) and intent.command == "add" and intent.meter is None
                 and sends_to_controller(intent)):
-            intent = replace(intent, meter=meter)
-        out.append(intent)
+            if out is intents:
+                out = list(intents)
+            out[k] = replace(intent, meter=meter)
     return out
