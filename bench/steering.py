@@ -102,7 +102,7 @@ class Plan:
     policies: list[str]
     durations: dict[str, float]
     seed: int = 1
-    selection: dict[str, float | bool] = field(default_factory=dict)  # {}: the defaults
+    selection: dict[str, float | bool | str] = field(default_factory=dict)  # {}: the defaults
     scoring: str = ""  # a [controller.scoring] table (SCORING: --tuned), "": the default estimate
     dma: dict[str, float] = field(default_factory=lambda: dict(DMA))
     # "standing": the bulk transfer congests one path in every scenario (the network's
@@ -472,14 +472,17 @@ def check(results: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def _toml(value: float | bool) -> str:
+def _toml(value: float | bool | str) -> str:
     """A setting's value as TOML writes it."""
+    if isinstance(value, str):
+        return f'"{value}"'
     return str(value).lower() if isinstance(value, bool) else f"{value:g}"
 
 
-def _pairs(items: list[str], booleans: bool = True) -> dict[str, float | bool]:
-    """KEY=VALUE arguments as a dict of numbers and, if `booleans`, true/false."""
-    out: dict[str, float | bool] = {}
+def _pairs(items: list[str], booleans: bool = True) -> dict[str, float | bool | str]:
+    """KEY=VALUE arguments as a dict of numbers and, if `booleans`, true/false or a word
+    (`pick=per-flow`)."""
+    out: dict[str, float | bool | str] = {}
     expected = "KEY=NUMBER or KEY=true/false" if booleans else "KEY=NUMBER"
     for item in items:
         key, _, value = item.partition("=")
@@ -489,6 +492,9 @@ def _pairs(items: list[str], booleans: bool = True) -> dict[str, float | bool]:
         try:
             out[key] = float(value)
         except ValueError:
+            if booleans and re.fullmatch(r"[a-z][a-z-]*", value):
+                out[key] = value
+                continue
             raise SystemExit(f"steering: {item!r}: expected {expected}") from None
     return out
 
