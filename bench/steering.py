@@ -626,6 +626,13 @@ def report(path: Path) -> None:
             from bench.steering_sweep_report import queueing_section
 
             extra += queueing_section(json.loads(queueing_path.read_text()), sweep)
+        perflow_path = path.with_name("steering-sweep-perflow.json")
+        perflow_base = path.with_name("steering-sweep-perflow-defaults.json")
+        if perflow_path.exists() and perflow_base.exists():
+            from bench.steering_perflow_report import perflow_section
+
+            extra += perflow_section(json.loads(perflow_path.read_text()),
+                                     json.loads(perflow_base.read_text()))
     write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy,
                  repeats, extra)
 
