@@ -472,6 +472,9 @@ def check(results: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+WORD_SETTINGS = {"pick"}  # [controller.selection] settings whose value is a word
+
+
 def _toml(value: float | bool | str) -> str:
     """A setting's value as TOML writes it."""
     if isinstance(value, str):
@@ -480,8 +483,8 @@ def _toml(value: float | bool | str) -> str:
 
 
 def _pairs(items: list[str], booleans: bool = True) -> dict[str, float | bool | str]:
-    """KEY=VALUE arguments as a dict of numbers and, if `booleans`, true/false or a word
-    (`pick=per-flow`)."""
+    """KEY=VALUE arguments as a dict of numbers and, if `booleans`, true/false or, for the
+    keys in WORD_SETTINGS, a word (`pick=per-flow`)."""
     out: dict[str, float | bool | str] = {}
     expected = "KEY=NUMBER or KEY=true/false" if booleans else "KEY=NUMBER"
     for item in items:
@@ -492,7 +495,7 @@ def _pairs(items: list[str], booleans: bool = True) -> dict[str, float | bool | 
         try:
             out[key] = float(value)
         except ValueError:
-            if booleans and re.fullmatch(r"[a-z][a-z-]*", value):
+            if booleans and key in WORD_SETTINGS and re.fullmatch(r"[a-z][a-z-]*", value):
                 out[key] = value
                 continue
             raise SystemExit(f"steering: {item!r}: expected {expected}") from None

@@ -12,24 +12,36 @@ from controller.intents import VIRTUAL_MAC
 from controller.model import Weights
 from controller.selection import perflow
 from controller.selection.engine import Candidate, Decision
-from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, flow_mods, report, tcp_frame
+from tests.fakeoftable import FakeNetwork
+from tests.helpers import HOSTS, LINKS, PORTS, SVC1, SVC2, figure2_core, report, tcp_frame
 
 E21, E31 = "10.0.0.21", "10.0.0.31"
 
 
 def _burst(pick: str, hysteresis: float = 0.15, n: int = 10) -> list[str]:
     """svc1's two instances report at t = 1, both idle with two workers (e21 at the base
-    delay, 10 ms; e31 reporting 20 ms); then `n` new flows from c1 arrive at t = 1.01, before
-    the next report. Returns the instance of each flow, where the switch is told to send it."""
+    delay, 10 ms; e31 reporting 20 ms); then `n` new TCP flows from c1 arrive at t = 1.01,
+    before the next report. Each is sent through the switches' tables (a packet-in goes to
+    the core, its intents into the tables, the packet again). Returns the instance each
+    flow's packet reached."""
     core: Core = figure2_core(ControllerConfig(services=(SVC1, SVC2), selection=SelectionConfig(
         spread=0.3, sharpness=4.0, hysteresis=hysteresis, pick=pick)))
+    net = FakeNetwork(LINKS)
+    for dpid in PORTS:
+        net.apply(core.switch_connected(dpid))
+    net.apply(core.forwarding.sync_routes())
     report(core, E21, 1.0, sessions=0, capacity=2)
     report(core, E31, 1.0, sessions=0, capacity=2, delay=20.0)
     ip, mac, dpid, port = HOSTS["c1"]
     out = []
-    for k in range(n):
-        frame = tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1", 30000 + k, 8000)
-        out.append(str(flow_mods(core.packet_in(dpid, port, frame, 1.01))[0].actions[1].value))
+    for sport in range(30000, 30000 + n):
+        fields = {"eth_type": 0x800, "ip_proto": 6, "eth_src": mac, "eth_dst": VIRTUAL_MAC,
+                  "ipv4_src": ip, "ipv4_dst": SVC1.dsid, "tcp_src": sport, "tcp_dst": 8000}
+        res = net.send(dpid, port, fields, 1.01)
+        assert res.to_controller  # a new flow: the controller places it
+        frame = tcp_frame(mac, VIRTUAL_MAC, ip, SVC1.dsid, sport, 8000)
+        net.apply(core.packet_in(dpid, port, frame, 1.01), 1.01)
+        out.append(str(net.send(dpid, port, fields, 1.01).only()["ipv4_dst"]))
     return out
 
 
