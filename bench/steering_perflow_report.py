@@ -82,7 +82,7 @@ NOTES = [
     "new flows are interleaved with the others'; chosen by re-priced cost, a site takes "
     "runs of flows until its cost passes the next one's (four in a row in the unit test), a "
     "burstier arrival at each site (an explanation the runs fit, not measured directly). "
-    "What separates dyncast from p2c at high load is what it prices (e3's "
+    "The runs point at what separates dyncast from p2c at high load being what it prices (e3's "
     "congested path against the queues at e2 and e4, the estimate pricing the queue a "
     "report shows), not how it serves the price. The setting stays off by default.",
     "",
