@@ -102,7 +102,7 @@ class Plan:
     policies: list[str]
     durations: dict[str, float]
     seed: int = 1
-    selection: dict[str, float | bool] = field(default_factory=dict)  # {}: the defaults
+    selection: dict[str, float | bool | str] = field(default_factory=dict)  # {}: the defaults
     scoring: str = ""  # a [controller.scoring] table (SCORING: --tuned), "": the default estimate
     dma: dict[str, float] = field(default_factory=lambda: dict(DMA))
     # "standing": the bulk transfer congests one path in every scenario (the network's
@@ -472,14 +472,20 @@ def check(results: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def _toml(value: float | bool) -> str:
+WORD_SETTINGS = {"pick"}  # [controller.selection] settings whose value is a word
+
+
+def _toml(value: float | bool | str) -> str:
     """A setting's value as TOML writes it."""
+    if isinstance(value, str):
+        return f'"{value}"'
     return str(value).lower() if isinstance(value, bool) else f"{value:g}"
 
 
-def _pairs(items: list[str], booleans: bool = True) -> dict[str, float | bool]:
-    """KEY=VALUE arguments as a dict of numbers and, if `booleans`, true/false."""
-    out: dict[str, float | bool] = {}
+def _pairs(items: list[str], booleans: bool = True) -> dict[str, float | bool | str]:
+    """KEY=VALUE arguments as a dict of numbers and, if `booleans`, true/false or, for the
+    keys in WORD_SETTINGS, a word (`pick=per-flow`)."""
+    out: dict[str, float | bool | str] = {}
     expected = "KEY=NUMBER or KEY=true/false" if booleans else "KEY=NUMBER"
     for item in items:
         key, _, value = item.partition("=")
@@ -489,6 +495,9 @@ def _pairs(items: list[str], booleans: bool = True) -> dict[str, float | bool]:
         try:
             out[key] = float(value)
         except ValueError:
+            if booleans and key in WORD_SETTINGS and re.fullmatch(r"[a-z][a-z-]*", value):
+                out[key] = value
+                continue
             raise SystemExit(f"steering: {item!r}: expected {expected}") from None
     return out
 
@@ -620,6 +629,13 @@ def report(path: Path) -> None:
             from bench.steering_sweep_report import queueing_section
 
             extra += queueing_section(json.loads(queueing_path.read_text()), sweep)
+        perflow_path = path.with_name("steering-sweep-perflow.json")
+        perflow_base = path.with_name("steering-sweep-perflow-defaults.json")
+        if perflow_path.exists() and perflow_base.exists():
+            from bench.steering_perflow_report import perflow_section
+
+            extra += perflow_section(json.loads(perflow_path.read_text()),
+                                     json.loads(perflow_base.read_text()))
     write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy,
                  repeats, extra)
 

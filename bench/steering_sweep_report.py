@@ -45,7 +45,8 @@ def ratios(policies: dict[str, list[dict[str, Any]]]) -> tuple[list[float], str 
         best = min(others, key=lambda r: r["p95_ms"])
         out.append(mine["p95_ms"] / best["p95_ms"])
         best_names.append(best["policy"])
-    common = max(set(best_names), key=best_names.count) if best_names else None
+    # a tie: the first seed's (a set's order would change from run to run of the report)
+    common = max(dict.fromkeys(best_names), key=best_names.count) if best_names else None
     return out, common
 
 

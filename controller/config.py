@@ -17,6 +17,7 @@ from controller.logcfg import LogConfig, logging_from_dict
 from controller.model import Service, check_unique, service_from_dict
 from controller.network.monitor import LinkConfig, MonitorSettings
 from controller.selection.decisions import SelectionConfig
+from controller.selection.perflow import PICKS
 from controller.selection.scoring import ScoringConfig, scoring_from_dict
 from controller.validate import check_number, reject_unknown
 
@@ -87,8 +88,16 @@ def _links(raw: Any) -> tuple[LinkConfig, ...]:
 def _selection(data: Mapping[str, Any]) -> SelectionConfig:
     """Parse the [controller.selection] table."""
     reject_unknown(data, {"spread", "sharpness", "hysteresis", "hop_ms", "placed_flows",
-                          "placed_grace_s", "queueing"}, "controller.selection")
+                          "placed_grace_s", "queueing", "pick"}, "controller.selection")
     d = SelectionConfig()
+    pick = data.get("pick", d.pick)
+    if pick not in PICKS:
+        raise ValidationError("controller.selection.pick",
+                              f"must be one of {', '.join(PICKS)}, got {str(pick)[:40]!r}")
+    placed_flows = _flag(data, "placed_flows", d.placed_flows, "controller.selection.")
+    if pick == "per-flow" and not placed_flows:
+        raise ValidationError("controller.selection.pick",
+                              "per-flow needs placed_flows = true (it re-prices the flows placed)")
     return SelectionConfig(
         spread=check_number(data.get("spread", d.spread), "controller.selection.spread",
                             0.0, 100.0),
@@ -98,10 +107,11 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
                            "controller.selection.hysteresis", 0.0, 10.0),
         hop_ms=check_number(data.get("hop_ms", d.hop_ms), "controller.selection.hop_ms",
                             0.0, 1000.0),
-        placed_flows=_flag(data, "placed_flows", d.placed_flows, "controller.selection."),
+        placed_flows=placed_flows,
         placed_grace_s=check_number(data.get("placed_grace_s", d.placed_grace_s),
                                     "controller.selection.placed_grace_s", 0.0, 60.0),
         queueing=_flag(data, "queueing", d.queueing, "controller.selection."),
+        pick=pick,
     )
 
 

@@ -160,6 +160,10 @@ def test_selection_settings_from_the_command_line_reach_the_controller() -> None
                                                               plan.controller_extra())))
     assert config.selection.placed_flows is False and config.selection.spread == 0.5
     assert "placed_flows false" in plan.describe()
+    word = Plan(["balanced"], ["dyncast"], {"balanced": 10.0}, selection=_pairs(["pick=per-flow"]))
+    config = config_from_dict(tomllib.loads(controller_config(NETWORKS["figure2"](), "dyncast",
+                                                              word.controller_extra())))
+    assert config.selection.pick == "per-flow" and 'pick "per-flow"' in word.describe()
     with pytest.raises(SystemExit, match="'spread=wide'"):
         _pairs(["spread=wide"])
     with pytest.raises(SystemExit, match=r"'interval=true': expected KEY=NUMBER$"):

@@ -17,6 +17,7 @@ from typing import Protocol
 from controller.model import Instance, Service
 from controller.network.costs import PathCosts
 from controller.network.topology import Topology
+from controller.selection import perflow
 from controller.selection.engine import EPSILON, Engine, compute_ms
 from controller.selection.incremental import Incremental, Prepared, what_of
 from controller.selection.placements import Placements, as_of, hold_s, still_there
@@ -37,6 +38,7 @@ class SelectionConfig:
     placed_flows: bool = True  # count flows placed since an instance's last report as its load
     placed_grace_s: float = 0.02  # placements this recent still count after a report
     queueing: bool = False  # raise the default estimate to the M/M/c wait of the placement rate
+    pick: str = "shares"  # dyncast: serve the shares, or "per-flow": the cheapest now (perflow.py)
 
 
 class InstanceSource(Protocol):
@@ -155,6 +157,8 @@ class Decisions:
                 inst = instances.get(dbid)
                 return float("inf") if inst is None else self.compute_ms(svc, inst, now)
             return self.engine.pick(decider, svc.name, flow, load)
+        if svc.policy == "dyncast" and self.selection.pick == "per-flow":
+            return self._per_flow(svc, decider, source, now)
         dbid = self.engine.pick(decider, svc.name, flow)
         inst = None if dbid is None else source.instances.get(dbid)
         if inst is None or not self.selection.placed_flows:
@@ -169,6 +173,19 @@ class Decisions:
         if not self.decide(svc, source.of_service(svc.name), decider, now):
             return dbid  # within the hysteresis after all: the pick stands
         return self.engine.pick(decider, svc.name, flow)
+
+    def _per_flow(self, svc: Service, decider: int, source: InstanceSource,
+                  now: float) -> str | None:
+        """`pick = "per-flow"`: the decision's cheapest candidate re-priced now (perflow.py)."""
+        decision = self.engine.decisions.get((decider, svc.name))
+        if decision is None:
+            return None
+        instances = source.instances
+
+        def compute_now(dbid: str) -> float | None:
+            inst = instances.get(dbid)
+            return None if inst is None else self.compute_ms(svc, inst, now)
+        return perflow.pick(decision, svc.weights, compute_now)
 
     def placed(self, svc: Service, dbid: str, now: float) -> None:
         """A new flow of `svc` was placed on `dbid` (it counts as load until a report shows
