@@ -178,6 +178,7 @@ def _reaches(lab: Lab, dbids: set[str]) -> bool:
 
 @pytest.mark.parametrize("fig2", [{**EDGES, "config": HERE / "fig2_failover_learn.toml"}],
                          indirect=True)
+@pytest.mark.heavy  # the second framework runs the reactive and bucket cases (time budget)
 def test_learn_switch_fails_over_without_the_controller(fig2: Lab) -> None:
     """learn: e2's link down with the controller stopped: every new connection decided to e2
     reaches e3 from 100 ms on, and e3's replies come back from the D-SID (its table-2 reply
