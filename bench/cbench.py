@@ -217,6 +217,27 @@ def wait_rest(gen: Generator, base: str, path: str, ok: Callable[[Any], bool], w
     raise TimeoutError(f"timed out waiting for {what}; last {path}: {str(value)[:300]}")
 
 
+def controller_toml(store_url: str, sc: Scenario, extra: str = "") -> str:
+    """The `[controller]` table (with `extra` lines) and the one service of a bench run against
+    emulated switches: metrics never go stale, tables are not read back (also bench/
+    cluster_flows.py)."""
+    return f"""[controller]
+store_url = "{store_url}"
+stale_after_s = 3600   # the bench reports metrics once
+# the emulated switches keep no table: a table read back (every 10 s by default) would find
+# every binding's entries missing and re-send them all, answers to no request in flight
+reconcile_interval_s = 86400
+{extra}
+[[service]]
+name = "bench"
+dsid = "{sc.dsid}"
+protocol = "tcp"
+port = {sc.dport}
+base_delay_ms = 20
+affinity = {{ key = "5-tuple", idle_timeout = {sc.idle_timeout}, hard_timeout = 0 }}
+"""
+
+
 def dyncast_config(tmp: Path, sc: Scenario, store_flush_s: float | None = None) -> Path:
     """One service on the D-SID, a fresh SQLite store; metrics never go stale, tables are not
     read back."""
@@ -227,22 +248,8 @@ def dyncast_config(tmp: Path, sc: Scenario, store_flush_s: float | None = None) 
     flush = "" if store_flush_s is None else f"store_flush_s = {store_flush_s}\n"
     creds = CREDS["set"] = CredentialSet(tmp / "creds")
     creds.key_file("cbench", max_instances=100_000)
-    cfg.write_text(creds.security_section() + f"""# written by bench/cbench.py
-[controller]
-store_url = "sqlite:///{db}"
-stale_after_s = 3600   # the bench reports metrics once
-# the emulated switches keep no table: a table read back (every 10 s by default) would find
-# every binding's entries missing and re-send them all, answers to no request in flight
-reconcile_interval_s = 86400
-{flush}
-[[service]]
-name = "bench"
-dsid = "{sc.dsid}"
-protocol = "tcp"
-port = {sc.dport}
-base_delay_ms = 20
-affinity = {{ key = "5-tuple", idle_timeout = {sc.idle_timeout}, hard_timeout = 0 }}
-""")
+    cfg.write_text(creds.security_section() + "# written by bench/cbench.py\n"
+                   + controller_toml(f"sqlite:///{db}", sc, flush))
     return cfg
 
 

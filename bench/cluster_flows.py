@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agents.credset import CredentialSet  # noqa: E402
+from bench.cbench import controller_toml  # noqa: E402
 from bench.cluster_flows_report import cpu_split, summarise, text_report  # noqa: E402
 from bench.cluster_reports import cpu_s  # noqa: E402
 from bench.cluster_switch import ClusterGenerator  # noqa: E402
@@ -58,22 +59,7 @@ AGENT = "cbench"
 def config_text(url: str, sc: Scenario, member: str, rest_port: int) -> str:
     """bench/cbench.py's service on PostgreSQL, as cluster member `member` (the cluster's
     default timing: heartbeat 0.5 s, lease 1.5 s); no periodic table audit."""
-    return f"""# written by bench/cluster_flows.py
-[controller]
-store_url = "{url}"
-stale_after_s = 3600   # the bench reports metrics once
-# the emulated switches keep no table: a read-back would find every entry missing and the
-# repair would re-send them all (answers to no request in flight); no audit during the run
-reconcile_interval_s = 86400
-
-[[service]]
-name = "bench"
-dsid = "{sc.dsid}"
-protocol = "tcp"
-port = {sc.dport}
-base_delay_ms = 20
-affinity = {{ key = "5-tuple", idle_timeout = {sc.idle_timeout}, hard_timeout = 0 }}
-
+    return "# written by bench/cluster_flows.py\n" + controller_toml(url, sc) + f"""
 [cluster]
 enabled = true
 member_id = "{member}"
