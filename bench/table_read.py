@@ -35,6 +35,7 @@ from bench.cbench import loadavg, machine  # noqa: E402
 from bench.emutable import OFPMP_FLOW, FlowTable  # noqa: E402
 from controller.config import ControllerConfig  # noqa: E402
 from controller.core import Core  # noqa: E402
+from controller.dataplane.audit import joined  # noqa: E402
 from controller.intents import COOKIE_APP, COOKIE_MASK_APP, FlowMod, Intent  # noqa: E402
 from controller.model import AffinityPolicy, Service  # noqa: E402
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp  # noqa: E402
@@ -133,7 +134,7 @@ def main() -> int:
     entries = fast_entries
 
     def audit() -> None:
-        if core.switch_table(1, entries, [], 5.0, 5.0):
+        if joined(core.switch_table_steps(1, entries, [], 5.0, 5.0)):
             raise SystemExit("the audit found something to repair in a table it sent")
 
     def cold() -> None:
