@@ -138,30 +138,42 @@ class Loops:
 
     def _send_steps(self, dpid: int, steps: Iterable[list[Intent]]) -> None:
         """Run a switch's audit in the core's steps (`Core.switch_table_steps`) and send what
-        they give, REPAIR_SLICE intents at a time, letting the event loop run between two
-        steps or slices. A flow-mod the app sent that switch meanwhile (a binding, a route, a
-        service programmed) is newer than the audit's view of the same entry, whose flow-mod
-        is then left out; if the switch's connection is closed or replaced meanwhile, the rest
-        is dropped, steps not run included (a new connection's table is read again)."""
+        they give, REPAIR_SLICE intents at a time, letting the event loop run after each step
+        and between two slices. A flow-mod the app sent that switch meanwhile (a binding, a
+        route, a service programmed) is newer than the audit's view of the same entry, whose
+        flow-mod is then left out; if the switch's connection is closed or replaced meanwhile,
+        the rest is dropped, steps not run included (a new connection's table is read
+        again)."""
         dp = self.datapaths.get(dpid)
         newer: set[Any] = set()
-        first = True
+        it, ran = iter(steps), False
         try:
-            for step in steps:
-                for i in range(0, max(len(step), 1), REPAIR_SLICE):
-                    if not first:
-                        self._repairs.setdefault(dpid, []).append(newer)  # `send` notes
-                        hub.sleep(0)  # what others send meanwhile
-                        self._unwatch(dpid, newer)
-                        if self.datapaths.get(dpid) is not dp:
-                            return
-                    first = False
+            while True:
+                if ran and not self._pause(dpid, dp, newer):
+                    return
+                step = next(it, None)
+                if step is None:
+                    return
+                ran = True
+                for i in range(0, len(step), REPAIR_SLICE):
+                    if i and not self._pause(dpid, dp, newer):
+                        return
                     part = [x for x in step[i:i + REPAIR_SLICE] if not (
                         newer and isinstance(x, FlowMod) and entry_key(x) in newer)]
                     if part:
                         self.send(part)
         finally:
             self._unwatch(dpid, newer)
+
+    def _pause(self, dpid: int, dp: Any, newer: set[Any]) -> bool:
+        """Let the event loop run, noting in `newer` what is sent to `dpid` meanwhile (`send`
+        does); False when the switch's connection was closed or replaced."""
+        self._repairs.setdefault(dpid, []).append(newer)
+        try:
+            hub.sleep(0)
+        finally:
+            self._unwatch(dpid, newer)
+        return self.datapaths.get(dpid) is dp
 
     def _unwatch(self, dpid: int, newer: set[Any]) -> None:
         """Stop noting what is sent to `dpid` in `newer` (other repairs' sets stay)."""

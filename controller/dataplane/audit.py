@@ -71,14 +71,16 @@ class Audit:
     def table_steps(self, dpid: int, entries: list[SwitchEntry], sent: Iterable[FlowMod],
                     requested_at: float, now: float,
                     recompute: Callable[[str, float], list[Intent]],
-                    size: int = AUDIT_SLICE) -> Iterator[list[Intent]]:
+                    size: int | None = None) -> Iterator[list[Intent]]:
         """Reconcile switch `dpid` with what it was read to hold (`entries`; `sent`: what we
-        sent it while reading), `size` entries a step: each step but the last yields nothing;
-        the last yields the flow-mods, then what `recompute` gives for each service to program
-        there. Between two steps the caller may run other work: the entries read are sorted
-        first, then one step takes what we hold (bindings adopted and retired, the wanted
-        entries), and the compare runs against that; a flow-mod sent meanwhile is newer than
-        the audit's view of its entry (the shell leaves the audit's out: apps/apploops.py)."""
+        sent it while reading), `size` (AUDIT_SLICE) entries a step: each step but the last
+        yields nothing; the last yields the flow-mods, then what `recompute` gives for each
+        service to program there. Between two steps the caller may run other work: the entries
+        read are sorted first, then one step takes what we hold (bindings adopted and retired,
+        the wanted entries), and the compare runs against that; a flow-mod sent meanwhile is
+        newer than the audit's view of its entry (the shell leaves the audit's out:
+        apps/apploops.py)."""
+        size = size or AUDIT_SLICE
         self.counters["reconcile_runs"] += 1
         busy_keys, busy_idents = set(), set()
         for fm in sent:
