@@ -3,7 +3,8 @@
 Boundary: pure. The shell reads every entry carrying our cookie from a switch when it connects
 and every `reconcile_interval_s` (flow statistics) and hands them over as `SwitchEntry` values,
 with the flow-mods it sent to that switch while the read was under way (their entries are
-judged at the next read). This module says what the difference means:
+judged at the next read). The audit runs in bounded steps (`Audit.table_steps`), between which
+the shell lets other work run. This module says what the difference means:
 - an entry that should be there and is not is added, in an order in which no packet can get
   ahead of what it needs: bindings' reverse entries, then their forward entries, then routes,
   services and the learn/bucket entries, and the pipeline's fixed entries (which let packets
