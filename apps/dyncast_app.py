@@ -98,7 +98,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         packet_in.install(ofproto_v1_3_parser)  # PACKET_INs parsed with struct (same objects)
-        flowstats.install(ofproto_v1_3_parser)  # and flow-statistics replies (table reads)
+        flowstats.install(ofproto_v1_3_parser, lambda: hub.sleep(0))  # and flow statistics
         path = os.environ.get("DYNCAST_CONFIG") or None
         self.config = load_config(path)
         logs.configure(self.config.logging)
