@@ -1,15 +1,16 @@
 """The Dyncast app's periodic work (a mixin of `apps.dyncast_app.DyncastApp`): the event-loop lag
 watch (which also runs a reload a SIGHUP asked for), the tick timer, the statistics and echo
-poller, the table reads spread over the reconcile interval (a large repair sent a slice at a
-time), the coalesced recomputation of services that reports made dirty, and the store flusher in
-a worker OS thread. Boundary: shell;
-each loop is a green thread started by the app, and sends what the core returns."""
+poller, the table reads spread over the reconcile interval (each read audited in the core's
+steps and its repair sent a slice at a time), the coalesced recomputation of services that
+reports made dirty, and the store flusher in a worker OS thread. Boundary: shell; each loop
+is a green thread started by the app, and sends what the core returns."""
 
 from __future__ import annotations
 
 import logging
 import struct
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from eventlet import tpool
@@ -58,7 +59,7 @@ class Loops:
     _polls: Any
     _reads: dict[int, TableRead]
     _dropped_reads: set[int]
-    _repairs: dict[int, set[Any]]  # switch -> entries sent it while its repair is under way
+    _repairs: dict[int, list[set[Any]]]  # switch -> entries sent it while repairs are under way
     _reported: Any
     _hup: bool
     _lags: list[float]
@@ -132,27 +133,54 @@ class Loops:
         dp.send_msg(req)
 
     def _send_repair(self, dpid: int, intents: list[Intent]) -> None:
-        """Send a switch's repair, REPAIR_SLICE intents a step, letting the event loop run in
-        between. A flow-mod the app sent that switch meanwhile (a binding, a route, a service
-        programmed) is newer than the repair's for the same entry, which is then left out;
-        if the switch's connection is closed or replaced meanwhile, the rest is dropped (a new
-        connection's table is read again)."""
-        if len(intents) <= REPAIR_SLICE:
-            self.send(intents)
-            return
+        """Send a switch's repair, REPAIR_SLICE intents a step (`_send_steps`)."""
+        self._send_steps(dpid, [intents])
+
+    def _send_steps(self, dpid: int, steps: Iterable[list[Intent]]) -> None:
+        """Run a switch's audit in the core's steps (`Core.switch_table_steps`) and send what
+        they give, REPAIR_SLICE intents at a time, letting the event loop run after each step
+        and between two slices. A flow-mod the app sent that switch meanwhile (a binding, a
+        route, a service programmed) is newer than the audit's view of the same entry, whose
+        flow-mod is then left out; if the switch's connection is closed or replaced meanwhile,
+        the rest is dropped, steps not run included (a new connection's table is read
+        again)."""
         dp = self.datapaths.get(dpid)
         newer: set[Any] = set()
+        it, ran = iter(steps), False
         try:
-            for i in range(0, len(intents), REPAIR_SLICE):
-                if i:
-                    self._repairs[dpid] = newer  # `send` notes what others send meanwhile
-                    hub.sleep(0)
-                    del self._repairs[dpid]
-                    if self.datapaths.get(dpid) is not dp:
+            while True:
+                if ran and not self._pause(dpid, dp, newer):
+                    return
+                step = next(it, None)
+                if step is None:
+                    return
+                ran = True
+                for i in range(0, len(step), REPAIR_SLICE):
+                    if i and not self._pause(dpid, dp, newer):
                         return
-                self.send([x for x in intents[i:i + REPAIR_SLICE] if not (
-                    newer and isinstance(x, FlowMod) and entry_key(x) in newer)])
+                    part = [x for x in step[i:i + REPAIR_SLICE] if not (
+                        newer and isinstance(x, FlowMod) and entry_key(x) in newer)]
+                    if part:
+                        self.send(part)
         finally:
+            self._unwatch(dpid, newer)
+
+    def _pause(self, dpid: int, dp: Any, newer: set[Any]) -> bool:
+        """Let the event loop run, noting in `newer` what is sent to `dpid` meanwhile (`send`
+        does); False when the switch's connection was closed or replaced."""
+        self._repairs.setdefault(dpid, []).append(newer)
+        try:
+            hub.sleep(0)
+        finally:
+            self._unwatch(dpid, newer)
+        return self.datapaths.get(dpid) is dp
+
+    def _unwatch(self, dpid: int, newer: set[Any]) -> None:
+        """Stop noting what is sent to `dpid` in `newer` (other repairs' sets stay)."""
+        kept = [x for x in self._repairs.get(dpid, ()) if x is not newer]
+        if kept:
+            self._repairs[dpid] = kept
+        else:
             self._repairs.pop(dpid, None)
 
     def _recomputer(self) -> None:

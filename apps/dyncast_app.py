@@ -98,7 +98,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         packet_in.install(ofproto_v1_3_parser)  # PACKET_INs parsed with struct (same objects)
-        flowstats.install(ofproto_v1_3_parser)  # and flow-statistics replies (table reads)
+        flowstats.install(ofproto_v1_3_parser, lambda: hub.sleep(0))  # and flow statistics
         path = os.environ.get("DYNCAST_CONFIG") or None
         self.config = load_config(path)
         logs.configure(self.config.logging)
@@ -128,7 +128,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
         self._polls = Polls()  # affinity-table reads under way: when each was asked
         self._reads: dict[int, TableRead] = {}  # switch -> the reading of its table under way
         self._dropped_reads: set[int] = set()  # xids of readings asked again (answers ignored)
-        self._repairs: dict[int, set[Any]] = {}  # repairs under way (apps/apploops.py)
+        self._repairs: dict[int, list[set[Any]]] = {}  # repairs under way (apploops)
         self._workers: list[Any] = []
         self._reported = hub.Event()  # set when reports left services dirty
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
@@ -196,11 +196,12 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
             intents = meter_punts(intents)
         if self._reads or self._repairs:
             for intent in intents:
+                if not isinstance(intent, FlowMod):
+                    continue
                 read = self._reads.get(intent.dpid)
-                if read is not None and isinstance(intent, FlowMod):
+                if read is not None:
                     read.sent.append(intent)
-                newer = self._repairs.get(intent.dpid)
-                if newer is not None and isinstance(intent, FlowMod):
+                for newer in self._repairs.get(intent.dpid, ()):
                     newer.add(entry_key(intent))
         if len({i.dpid for i in intents}) == 1:  # a new flow's: one switch
             dp = self.datapaths.get(intents[0].dpid)
@@ -345,11 +346,13 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
                                       self._polls.answered(msg.xid))
 
     def _reconcile(self, dpid: int, read: TableRead) -> None:
-        """Repair a switch from what it was read to hold; say so when it needed repair."""
+        """Repair a switch from what it was read to hold, in the core's steps with the event
+        loop running between two (apps/apploops.py); say so when it needed repair."""
         c = self.core.counters
         before = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
                   c["bindings_retired"])
-        repair = self.core.switch_table(dpid, read.entries, read.sent, read.at, time.time())
+        self._send_steps(dpid, self.core.switch_table_steps(dpid, read.entries, read.sent,
+                                                            read.at, time.time()))
         after = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
                  c["bindings_retired"])
         if after != before:
@@ -359,7 +362,6 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
                        entries_read=len(read.entries), added=added, removed=removed,
                        bindings_adopted=adopted, bindings_retired=retired,
                        reason="the switch's table differed from what the controller holds")
-        self._send_repair(dpid, repair)  # a slice at a time (apps/apploops.py)
 
     @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
     @guarded

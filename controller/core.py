@@ -75,7 +75,7 @@ class Core:
     # --- switches and links -------------------------------------------------------------
     def switch_connected(self, dpid: int, reads_table: bool = False) -> list[Intent]:
         """A switch connected: install the fixed pipeline and the services' punt entries, or,
-        when the shell reads its table (`reads_table`), wait for `switch_table`."""
+        when the shell reads its table (`reads_table`), wait for `switch_table_steps`."""
         self.programmer.forget_switch(dpid)
         self.flows.forget_switch(dpid)
         intents: list[Intent] = list(self.network.connected(dpid))
@@ -86,12 +86,11 @@ class Core:
             intents += mode_of(svc).punts(dpid, svc)
         return intents
 
-    def switch_table(self, dpid: int, entries: list[SwitchEntry], sent: list[FlowMod],
-                     requested_at: float, now: float) -> list[Intent]:
+    def switch_table_steps(self, dpid: int, entries: list[SwitchEntry], sent: list[FlowMod],
+                           requested_at: float, now: float) -> Iterator[list[Intent]]:
         """What a switch holds of ours, read at `requested_at` (`sent`: flow-mods sent to it
-        since): repair it (dataplane/audit.py)."""
-        intents, programs = self.audit.table(dpid, entries, sent, requested_at, now)
-        return intents + [i for name in sorted(programs) for i in self._recompute(name, now)]
+        since): its repair, in bounded steps (dataplane/audit.py); joined, the whole repair."""
+        return self.audit.table_steps(dpid, entries, sent, requested_at, now, self._recompute)
 
     def switch_ports(self, dpid: int, ports: set[int], now: float) -> list[Intent]:
         """The switch's port list arrived: discover links from it and route hosts through it;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from controller.config import ControllerConfig
 from controller.core import Core
+from controller.dataplane.audit import joined
 from controller.intents import (
     COOKIE_APP,
     TABLE_FORWARD,
@@ -59,7 +60,7 @@ def setup() -> tuple[Core, Table]:
 
 
 def audit(core: Core, table: Table, now: float) -> list[Intent]:
-    out = core.switch_table(1, entries(table), [], now, now)
+    out = joined(core.switch_table_steps(1, entries(table), [], now, now))
     apply(table, out)
     return out
 

@@ -17,6 +17,7 @@ from apps.store import Store
 from bench import ofgen
 from controller import observer
 from controller.dataplane.affinity import Binding, FlowKey, binding_flows
+from controller.dataplane.audit import joined
 from controller.instances.liveness import LIVENESS_PORT
 from controller.intents import FlowMod, StoreWrite, SwitchEntry, action_signature
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp
@@ -166,7 +167,7 @@ def test_a_new_master_adopts_the_entries_of_bindings_its_predecessor_had_not_sto
     grant(s, theirs)
     assert s.app.programs(theirs.id)
     now = time.time()
-    repair = core.switch_table(theirs.id, entries, [], now, now)  # the read's answer
+    repair = joined(core.switch_table_steps(theirs.id, entries, [], now, now))  # the answer
     held = core.flows.bindings.by_ident(lost.ident)
     assert held is not None and (held.key, held.dbid) == (lost.key, lost.dbid)
     assert not [i for i in repair if isinstance(i, FlowMod) and i.command != "add"

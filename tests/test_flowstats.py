@@ -167,3 +167,27 @@ def test_the_app_pipeline_routes_and_punts_are_all_read_by_the_fast_path(framewo
         quick = parse(fast, dp, raw)
         assert quick.body and all(isinstance(s, flowstats.FlowStat) for s in quick.body)
         assert rows(quick.body, dp.ofproto) == rows(parse(own, dp, raw).body, dp.ofproto)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_each_flow_statistics_reply_is_read_after_a_pause(framework: str) -> None:
+    """The framework's receive loop parses a switch's replies back to back: the fast path
+    pauses (lets the event loop run) before reading each flow-statistics reply, and only
+    those; the pause runs before the read, so a read never straddles it."""
+    dp = FakeDatapath(framework)
+    module = importlib.import_module(f"{framework}.ofproto.ofproto_v1_3_parser")
+    own, _ = parsers(framework)
+    log: list[str] = []
+    fast = flowstats._fast(module.OFPFlowStatsReply, own, lambda: log.append("pause"))
+    table = FlowTable()
+    for k in range(900):
+        table.flow_mod(flow_mod_bytes(dp, FlowMod(1, 1, 100, match(
+            eth_type=0x0800, ipv4_dst=f"10.0.{k >> 8}.{k & 255}"), (Output(1),))), 0.0)
+    replies = read(table)
+    assert len(replies) > 1
+    for raw in replies:
+        msg = parse(fast, dp, raw)
+        log.append(f"read {len(msg.body)}")
+    assert log == [x for raw in replies for x in ("pause", f"read {len(parse(own, dp, raw).body)}")]
+    parse(fast, dp, bytes.fromhex("0413001000000009") + emutable._MP.pack(4, 0))  # port stats
+    assert log.count("pause") == len(replies)

@@ -15,6 +15,7 @@ import pytest
 from apps.store import Store
 from controller.config import ControllerConfig
 from controller.core import Core
+from controller.dataplane.audit import joined
 from controller.dataplane.labels import Labels, preferred
 from controller.intents import (
     COOKIE_APP,
@@ -59,7 +60,8 @@ def read(fig: Figure2, dpid: int) -> list[SwitchEntry]:
 
 def reconcile(fig: Figure2, dpid: int, sent: list[FlowMod] | None = None) -> None:
     """The shell read the switch's table: the core repairs it."""
-    fig.apply(fig.core.switch_table(dpid, read(fig, dpid), sent or [], fig.now, fig.now))
+    fig.apply(joined(fig.core.switch_table_steps(dpid, read(fig, dpid), sent or [], fig.now,
+                                                fig.now)))
 
 
 def restart(fig: Figure2, store: Store, after: float = 0.0, writes: bool = True) -> None:
@@ -140,7 +142,7 @@ def test_an_emptied_switch_gets_everything_back_in_an_order_no_reply_overtakes(
     fig = Figure2(SERVICES[mode])
     placed = connect(fig, FLOWS)
     fig.net.switches[1] = FakeOFTable(1)
-    out = fig.core.switch_table(1, [], [], fig.now, fig.now)
+    out = joined(fig.core.switch_table_steps(1, [], [], fig.now, fig.now))
     mods = [i for i in out if isinstance(i, FlowMod)]
     kinds = [cookie_kind(fm.cookie)[0] for fm in mods]  # type: ignore[index]
     assert kinds[-1] == CookieKind.INFRA and CookieKind.INFRA not in kinds[:-8]
@@ -255,7 +257,8 @@ def test_a_switch_in_step_needs_no_repair(mode: str) -> None:
     connect(fig, FLOWS)
     for _ in range(2):
         for dpid in sorted(fig.net.switches):
-            out = fig.core.switch_table(dpid, read(fig, dpid), [], fig.now, fig.now)
+            out = joined(fig.core.switch_table_steps(dpid, read(fig, dpid), [], fig.now,
+                                                    fig.now))
             assert out == [], (dpid, out)
     stats = stats_view(fig.core)
     assert (stats["reconcile_added"], stats["reconcile_removed"]) == (0, 0)

@@ -48,11 +48,11 @@ def test_a_large_repair_is_sent_whole_in_order_with_yields_between_slices(
     monkeypatch.setattr(sys.modules["apps.apploops"].hub, "sleep", yields.append)
     repair = _routes(8, 2)
     sliced.app._send_repair(1, repair)
-    assert yields == [0, 0]  # 3 + 3 + 2
+    assert yields == [0, 0, 0]  # 3 + 3 + 2, then one after the last step
     assert _sent_routes(sliced) == [(f"10.9.0.{k}", 2) for k in range(8)]
     assert sliced.app._repairs == {}
-    sliced.app._send_repair(1, repair[:3])  # one slice: sent at once, no yield
-    assert len(yields) == 2 and len(_sent_routes(sliced)) == 3
+    sliced.app._send_repair(1, repair[:3])  # one slice: sent at once, then one pause
+    assert len(yields) == 4 and len(_sent_routes(sliced)) == 3
 
 
 def test_what_the_app_sends_meanwhile_wins_over_the_repair(
