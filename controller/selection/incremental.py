@@ -82,6 +82,12 @@ def _row(entry: tuple[str, str, float, int | None], net: PathCost | None) -> Can
     return CandidateInput(dbid, state, net[0], compute, net[1])
 
 
+def _repriced(old: CandidateInput, network_ms: float) -> CandidateInput:
+    """`old` with another network cost and its parts UNPRICED (`_replace`, at a third of its
+    cost: a link change makes thousands)."""
+    return tuple.__new__(CandidateInput, (old[0], old[1], network_ms, old[3], UNPRICED))
+
+
 def _held(decision: Decision, index: dict[str, int]) -> list[float | None]:
     """Each candidate's cost in `decision`, by position."""
     held: list[float | None] = [None] * len(index)
@@ -227,31 +233,31 @@ class Incremental:
         cost_of = COST_OF.get(svc.policy)
         if cost_of is None or svc.delay_budget_ms is not None:
             return False
-        ingress, trees, inputs = key[0], self.costs.topology.trees, basis.inputs
+        ingress, trees, inputs, seen = key[0], self.costs.topology.trees, basis.inputs, basis.seen
         found: list[tuple[int, float]] = []
         for j in network:
-            old = inputs[j]
-            at = basis.seen[j][3]  # (positions in `network` are attached)
+            at = seen[j][3]  # (positions in `network` are attached)
             tree = None if at is None else trees.get(at)
             dist = None if tree is None else tree.dist.get(ingress)
-            if dist is None or old.network_ms is None:
+            if dist is None or inputs[j][2] is None:
                 return False  # unreachable, or a tree not computed yet: `_patch` looks
             found.append((j, float(dist)))
         held, weights, limit = basis.held, svc.weights, self.engine.hysteresis
         significant = False
         for j, net in found:
             old = inputs[j]
-            if net == old.network_ms:
-                if old.network_parts is not UNPRICED:
-                    inputs[j] = old._replace(network_parts=UNPRICED)  # only the parts may differ
+            if net == old[2]:
+                if old[4] is not UNPRICED:  # only the parts may differ
+                    inputs[j] = _repriced(old, net)
                 continue
-            inputs[j] = old._replace(network_ms=net, network_parts=UNPRICED)
-            h = held[j]
-            if (not significant and h is not None
-                    and abs(cost_of(net, old.compute_ms, weights) - h) > limit * max(h, EPSILON)):
-                significant = True
+            inputs[j] = _repriced(old, net)
+            if not significant:
+                h = held[j]
+                if h is not None and abs(cost_of(net, old[3], weights) - h) > limit * max(
+                        h, EPSILON):
+                    significant = True
         if significant:
-            self.take(svc, basis.seen, basis.index, ingress, now, (inputs, True))
+            self.take(svc, seen, basis.index, ingress, now, (inputs, True))
         else:
             self.engine.kept()
         return True
@@ -260,20 +266,25 @@ class Incremental:
         """Ingress -> positions of the service's instances whose network cost or parts from
         there may have changed since the view's stamps (which are brought up to date)."""
         out: dict[int, list[int]] = {}
+        stamp_of, stamps = self.costs.stamp, view.stamps
         for at, positions in view.at.items():
-            stamp = self.costs.stamp(at)
-            was = view.stamps.get(at)
+            stamp = stamp_of(at)
+            was = stamps.get(at)
             if stamp == was:
                 continue
-            view.stamps[at] = stamp
+            stamps[at] = stamp
             tree = stamp[0]
             if (was is not None and tree is not None and tree is was[0]
-                    and stamp[1] == was[1] + 1 and stamp[2:] == was[2:]):
+                    and stamp[1] == was[1] + 1 and stamp[2] == was[2] and stamp[3] == was[3]):
                 hit = self._hit(tree, ingress_set)  # repaired once: it names what changed
             else:
                 hit = ingress_set
             for ingress in hit:
-                out.setdefault(ingress, []).extend(positions)
+                got = out.get(ingress)
+                if got is None:
+                    out[ingress] = positions[:]  # (a copy: others are added to it)
+                else:
+                    got.extend(positions)
         return out
 
     def _hit(self, tree: Tree, ingress_set: frozenset[int]) -> frozenset[int]:
