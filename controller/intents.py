@@ -220,6 +220,36 @@ class FlowMod:
     meter: int | None = None  # the OpenFlow meter the entry's packets pass first (punt limit)
 
 
+# each field's slot setter, past the frozen class's own __setattr__ (`flow_mod`; a field
+# added to FlowMod and not set there fails tests/test_intents_flow_mod.py)
+(_DPID, _TABLE, _PRIORITY, _MATCH, _ACTIONS, _GOTO, _IDLE, _HARD, _COOKIE, _COMMAND, _NOTIFY,
+ _MASK, _METER) = (getattr(FlowMod, name).__set__ for name in (
+    "dpid", "table", "priority", "match", "actions", "goto", "idle_timeout", "hard_timeout",
+    "cookie", "command", "notify_removal", "cookie_mask", "meter"))
+
+
+def flow_mod(dpid: int, table: int, priority: int, match: Match, actions: tuple[Action, ...],
+             cookie: int, command: Literal["add", "delete_strict"] = "add") -> FlowMod:
+    """`FlowMod(dpid, table, priority, match, actions, cookie=cookie, command=command)`, made
+    without the frozen dataclass's __init__ (a third of its time: a link change on a large
+    network rewrites thousands of host routes); equal to it field for field."""
+    fm: FlowMod = object.__new__(FlowMod)
+    _DPID(fm, dpid)
+    _TABLE(fm, table)
+    _PRIORITY(fm, priority)
+    _MATCH(fm, match)
+    _ACTIONS(fm, actions)
+    _GOTO(fm, None)
+    _IDLE(fm, 0)
+    _HARD(fm, 0)
+    _COOKIE(fm, cookie)
+    _COMMAND(fm, command)
+    _NOTIFY(fm, False)
+    _MASK(fm, 0)
+    _METER(fm, None)
+    return fm
+
+
 @dataclass(frozen=True, slots=True)
 class PacketOut:
     """Send `data` from switch `dpid` with `actions` (in_port None = from the controller)."""

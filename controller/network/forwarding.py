@@ -32,6 +32,7 @@ from controller.intents import (
     Resubmit,
     SetField,
     cookie,
+    flow_mod,
     match,
 )
 from controller.network.packet import (
@@ -271,10 +272,8 @@ class Forwarding:
                 self._parts.clear()
             actions = () if port is None else (SetField("eth_dst", mac), Output(port))
             parts = self._parts[key] = (match(eth_type=ETH_TYPE_IP, ipv4_dst=ip), actions)
-        if port is None:
-            return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, parts[0], command="delete_strict",
-                           cookie=HOST_COOKIE)
-        return FlowMod(dpid, TABLE_FORWARD, PRIO_HOST, parts[0], parts[1], cookie=HOST_COOKIE)
+        return flow_mod(dpid, TABLE_FORWARD, PRIO_HOST, parts[0], parts[1], HOST_COOKIE,
+                        "add" if port is not None else "delete_strict")
 
     def installed_routes(self, dpid: int) -> list[FlowMod]:
         """The host routes we hold installed at a switch (each audit of a switch asks for all

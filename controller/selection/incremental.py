@@ -21,6 +21,7 @@ reachability or a budget in play) makes the engine score the patched inputs in f
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controller.model import Service
@@ -82,6 +83,27 @@ def _row(entry: tuple[str, str, float, int | None], net: PathCost | None) -> Can
     return CandidateInput(dbid, state, net[0], compute, net[1])
 
 
+def _repriced(old: CandidateInput, network_ms: float) -> CandidateInput:
+    """`old` with another network cost and its parts UNPRICED (`_replace`, at a third of its
+    cost: a link change makes thousands)."""
+    return tuple.__new__(CandidateInput, (old[0], old[1], network_ms, old[3], UNPRICED))
+
+
+def _dists(trees: dict[int, Tree], seen: Prepared, inputs: list[CandidateInput], ingress: int,
+           network: list[int]) -> list[tuple[int, float]] | None:
+    """Each position of `network` (attached instances) with its network cost from `ingress`
+    now; None when one is unreachable now or was (or its tree is not computed yet)."""
+    found = []
+    for j in network:
+        at = seen[j][3]
+        tree = None if at is None else trees.get(at)
+        dist = None if tree is None else tree.dist.get(ingress)
+        if dist is None or inputs[j][2] is None:
+            return None
+        found.append((j, float(dist)))
+    return found
+
+
 def _held(decision: Decision, index: dict[str, int]) -> list[float | None]:
     """Each candidate's cost in `decision`, by position."""
     held: list[float | None] = [None] * len(index)
@@ -130,14 +152,16 @@ class Incremental:
         if ingresses != view.ingresses:
             joined = set(ingresses).difference(view.ingresses)
             view.ingresses = ingresses
-        targets = ingresses if changed or joined else list(touched)
-        for ingress in targets:
+        if not changed:  # only paths may have changed
+            self._paths_only(svc, view, joined, [(i, touched.get(i, [])) for i in ingresses]
+                             if joined else touched.items(), now)
+        for ingress in ingresses if changed else ():
             key = (ingress, svc.name)
             basis = self.bases.get(key)
             if (basis is None or basis.seen is not old or ingress in joined
                     or key not in self.engine.decisions):
                 self.take(svc, view.seen, view.index, ingress, now)
-            elif changed or not self._paths_only(svc, key, basis, touched.get(ingress, []), now):
+            else:
                 self._patch(svc, key, basis, (view.seen, changed, touched.get(ingress, [])),
                             now)
         if any(seen[j][3] != old[j][3] for j in changed):  # an instance moved
@@ -217,63 +241,72 @@ class Incremental:
         else:
             self.engine.kept()
 
-    def _paths_only(self, svc: Service, key: tuple[int, str], basis: Basis,
-                    network: list[int], now: float) -> bool:
-        """`_patch` when only paths may have changed (the instances are as the decision's
-        inputs saw them) and the service's costs alone decide (no budget; a policy with a
-        cost): the lean loop a link change runs for every touched decision. False, having
-        changed nothing, when that does not hold or a candidate's reachability changed
-        (`_patch` then does the whole)."""
+    def _paths_only(self, svc: Service, view: View, joined: set[int],
+                    work: Iterable[tuple[int, list[int]]], now: float) -> None:
+        """Each decision of `work` (ingress, positions whose path may have changed there),
+        where the instances are as the decisions' inputs saw them: taken again where it has no
+        inputs yet (or its ingress joined); where the service's costs alone decide (no budget;
+        a policy with a cost) and no candidate's reachability changed, the lean loop a link
+        change runs for every touched decision (the look at each touched candidate's cost
+        `_patch` makes, with what is the same for the service looked up once); `_patch`
+        otherwise."""
+        name, bases, decisions, seen = svc.name, self.bases, self.engine.decisions, view.seen
         cost_of = COST_OF.get(svc.policy)
-        if cost_of is None or svc.delay_budget_ms is not None:
-            return False
-        ingress, trees, inputs = key[0], self.costs.topology.trees, basis.inputs
-        found: list[tuple[int, float]] = []
-        for j in network:
-            old = inputs[j]
-            at = basis.seen[j][3]  # (positions in `network` are attached)
-            tree = None if at is None else trees.get(at)
-            dist = None if tree is None else tree.dist.get(ingress)
-            if dist is None or old.network_ms is None:
-                return False  # unreachable, or a tree not computed yet: `_patch` looks
-            found.append((j, float(dist)))
-        held, weights, limit = basis.held, svc.weights, self.engine.hysteresis
-        significant = False
-        for j, net in found:
-            old = inputs[j]
-            if net == old.network_ms:
-                if old.network_parts is not UNPRICED:
-                    inputs[j] = old._replace(network_parts=UNPRICED)  # only the parts may differ
+        lean = cost_of is not None and svc.delay_budget_ms is None
+        trees, weights, limit = self.costs.topology.trees, svc.weights, self.engine.hysteresis
+        for ingress, network in work:
+            key = (ingress, name)
+            basis = bases.get(key)
+            if (basis is None or basis.seen is not seen or ingress in joined
+                    or key not in decisions):
+                self.take(svc, seen, view.index, ingress, now)
                 continue
-            inputs[j] = old._replace(network_ms=net, network_parts=UNPRICED)
-            h = held[j]
-            if (not significant and h is not None
-                    and abs(cost_of(net, old.compute_ms, weights) - h) > limit * max(h, EPSILON)):
-                significant = True
-        if significant:
-            self.take(svc, basis.seen, basis.index, ingress, now, (inputs, True))
-        else:
-            self.engine.kept()
-        return True
+            inputs = basis.inputs
+            found = _dists(trees, seen, inputs, ingress, network) if lean else None
+            if found is None or cost_of is None:
+                self._patch(svc, key, basis, (seen, [], network), now)
+                continue
+            held, significant = basis.held, False
+            for j, net in found:
+                old = inputs[j]
+                if net == old[2]:
+                    if old[4] is not UNPRICED:  # only the parts may differ
+                        inputs[j] = _repriced(old, net)
+                    continue
+                inputs[j] = _repriced(old, net)
+                if not significant:
+                    h = held[j]
+                    if h is not None and abs(cost_of(net, old[3], weights) - h) > limit * max(
+                            h, EPSILON):
+                        significant = True
+            if significant:
+                self.take(svc, seen, basis.index, ingress, now, (inputs, True))
+            else:
+                self.engine.kept()
 
     def _touched(self, view: View, ingress_set: frozenset[int]) -> dict[int, list[int]]:
         """Ingress -> positions of the service's instances whose network cost or parts from
         there may have changed since the view's stamps (which are brought up to date)."""
         out: dict[int, list[int]] = {}
+        stamp_of, stamps = self.costs.stamp, view.stamps
         for at, positions in view.at.items():
-            stamp = self.costs.stamp(at)
-            was = view.stamps.get(at)
+            stamp = stamp_of(at)
+            was = stamps.get(at)
             if stamp == was:
                 continue
-            view.stamps[at] = stamp
+            stamps[at] = stamp
             tree = stamp[0]
             if (was is not None and tree is not None and tree is was[0]
-                    and stamp[1] == was[1] + 1 and stamp[2:] == was[2:]):
+                    and stamp[1] == was[1] + 1 and stamp[2] == was[2] and stamp[3] == was[3]):
                 hit = self._hit(tree, ingress_set)  # repaired once: it names what changed
             else:
                 hit = ingress_set
             for ingress in hit:
-                out.setdefault(ingress, []).extend(positions)
+                got = out.get(ingress)
+                if got is None:
+                    out[ingress] = positions[:]  # (a copy: others are added to it)
+                else:
+                    got.extend(positions)
         return out
 
     def _hit(self, tree: Tree, ingress_set: frozenset[int]) -> frozenset[int]:
