@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,9 +283,23 @@ def run_phase(name: str, port: int, pid: int, layout: Layout, ring: Ring,
     return ph
 
 
-def bench_n(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None,
-            failures: list[str]) -> list[Phase]:
-    """Start a controller, connect the ring, set up N instances, run the phases."""
+@dataclass
+class Running:
+    """A controller started for N instances, its ring of switches connected, set up."""
+
+    layout: Layout
+    proc: Any
+    ring: Ring
+    http: Http
+    ws_port: int
+    log: Path
+
+
+@contextlib.contextmanager
+def running(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None
+            ) -> Iterator[Running]:
+    """Start a controller, connect the ring, set up N instances (asserting the
+    preconditions); stop them all on exit. Raises with the log's tail on a failure."""
     layout = Layout(n)
     of_port, ws_port = free_port(), free_port()
     log = tmp / f"controller-{n}.log"
@@ -292,7 +307,6 @@ def bench_n(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None,
            "--ofp-tcp-listen-port", str(of_port), "--wsapi-host", "127.0.0.1",
            "--wsapi-port", str(ws_port), "--dyncast-config", str(config(tmp, layout)),
            str(ROOT / "apps" / "dyncast_app.py")]
-    phases: list[Phase] = []
     with process(cmd, log, ROOT, ctl_cpu) as proc:
         ring: Ring | None = None
         try:
@@ -304,23 +318,42 @@ def bench_n(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None,
             t = time.perf_counter()
             set_up(http, ring, layout)
             print(f"  {n} instances set up in {time.perf_counter() - t:.1f} s", flush=True)
-            for name in ("idle", "batch", "single", "burst"):
-                ph = run_phase(name, ws_port, proc.pid, layout, ring, args)
-                phases.append(ph)
-                print("  " + row(ph), flush=True)
-            stats = http.call("GET", "stats")[1]
-            if stats.get("errors") or stats.get("reports_dropped"):
-                failures.append(f"N={n}: errors {stats.get('errors')}, reports dropped "
-                                f"{stats.get('reports_dropped')}: {tail(log)}")
-            if ring.lost:
-                failures.append(f"N={n}: {'; '.join(ring.lost)}")
-            failures += [f"N={n} {ph.name}: {text}" for ph in phases for text in missing(ph)]
+            yield Running(layout, proc, ring, http, ws_port, log)
         except Exception as exc:
-            failures.append(f"N={n}: {type(exc).__name__}: {exc}\n--- log tail:\n{tail(log)}")
+            raise RuntimeError(f"N={n}: {type(exc).__name__}: {exc}\n--- log tail:\n"
+                               f"{tail(log)}") from exc
         finally:
             if ring is not None:
                 ring.stop()
             stop(proc, 60.0)
+
+
+def checked(run: Running, phases: list[Phase], failures: list[str]) -> None:
+    """After the phases: no error or dropped report in /stats, no switch lost, a figure in
+    every phase; what fails goes to `failures`."""
+    n = run.layout.instances
+    stats = run.http.call("GET", "stats")[1]
+    if stats.get("errors") or stats.get("reports_dropped"):
+        failures.append(f"N={n}: errors {stats.get('errors')}, reports dropped "
+                        f"{stats.get('reports_dropped')}: {tail(run.log)}")
+    if run.ring.lost:
+        failures.append(f"N={n}: {'; '.join(run.ring.lost)}")
+    failures += [f"N={n} {ph.name}: {text}" for ph in phases for text in missing(ph)]
+
+
+def bench_n(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None,
+            failures: list[str]) -> list[Phase]:
+    """Start a controller, connect the ring, set up N instances, run the phases."""
+    phases: list[Phase] = []
+    try:
+        with running(n, args, tmp, ctl_cpu) as run:
+            for name in ("idle", "batch", "single", "burst"):
+                ph = run_phase(name, run.ws_port, run.proc.pid, run.layout, run.ring, args)
+                phases.append(ph)
+                print("  " + row(ph), flush=True)
+            checked(run, phases, failures)
+    except RuntimeError as exc:
+        failures.append(str(exc))
     return phases
 
 
