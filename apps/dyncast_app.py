@@ -159,6 +159,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
         if stall_s:
             self.stall_watch = StallWatch(stall_s)
             self._workers.append(self.stall_watch.start(hub.spawn, hub.sleep))
+            self.gc_pauses.log_over_s = stall_s / 3.0  # and the collections of 1/3 of it
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()
