@@ -6,10 +6,13 @@ preconditions asserted). Then steps of `--duration` s at rising offered rates, o
 POST from `--dmas` D-MA processes (one kept-alive connection and one request in flight each,
 as `dyncast-dma`), the GET probes running throughout: a step *holds* when the reports accepted
 per second are within `--tolerance` (2 %) of those offered and no POST was refused. The rate
-rises by `--factor` while steps hold, then the gap between the last that held and the first
-that did not is halved `--refine` times. The margin is the highest offered rate that held, as a
+rises by `--factor` while steps hold (falls by it until one does, if the first does not),
+then the gap between the highest that held and the lowest that did not is halved `--refine`
+times. The margin is the highest offered rate that held, as a
 multiple of the target's 2,000/s. Per step: accepted/s, the controller's CPU share, POST and
-GET /decisions/{service} p99, the worst echo (until the reply reached the switch's socket).
+GET /decisions/{service} p99, the worst echo (until the reply reached the switch's socket),
+and the accepted rate per core (accepted/s over the controller's CPU share, the probes' and
+echoes' CPU included: what it would take on a core of its own if its cost per report held).
 
     .venv/bin/python bench/intake_margin.py          # 1,000 instances, from 2,000/s (~2 min)
     .venv/bin/python bench/intake_margin.py --quick  # smoke: 100 instances, 2 s steps; exit 1
@@ -60,21 +63,26 @@ class Step:
 
 
 def search(measure: Callable[[float], Step], start: float, factor: float, top: float,
-           refine: int) -> list[Step]:
-    """Every step measured: from `start`, times `factor` while steps hold (up to `top`),
-    then `refine` halvings of the gap between the highest that held and the lowest that did
-    not. A first step that does not hold ends the search (no margin above `start`)."""
+           refine: int, floor: float = 0.0) -> list[Step]:
+    """Every step measured: from `start`, times `factor` while steps hold (up to `top`); if
+    the first does not hold, divided by `factor` until one does (down to `floor`, default
+    `start` / 8); then `refine` halvings of the gap between the highest that held and the
+    lowest that did not."""
+    floor = floor or start / 8.0
     steps = [measure(start)]
-    if not steps[0].held:
-        return steps
     rate = start
-    while steps[-1].held and rate < top:
-        rate = min(rate * factor, top)
-        steps.append(measure(rate))
+    if steps[0].held:
+        while steps[-1].held and rate < top:
+            rate = min(rate * factor, top)
+            steps.append(measure(rate))
+    else:
+        while not steps[-1].held and rate > floor:
+            rate = max(round(rate / factor), floor)
+            steps.append(measure(rate))
     for _ in range(refine):
         held = max((s.offered for s in steps if s.held), default=0.0)
         failed = min((s.offered for s in steps if not s.held), default=0.0)
-        if not failed:
+        if not failed or not held:
             break
         steps.append(measure(round((held + failed) / 2.0)))
     return steps
@@ -119,13 +127,15 @@ def single_step(run: Running, rate: float, dmas: int, duration: float,
     return Step(rate, ph.rate, ph.refused, tolerance), ph
 
 
-HEADER = (f"{'offered/s':>9} {'accepted/s':>10} {'held':>4} {'CPU':>5} {'POST p99 ms':>11} "
-          f"{'GET svc p99 ms':>14} {'echo worst ms':>13}")
+HEADER = (f"{'offered/s':>9} {'accepted/s':>10} {'held':>4} {'CPU':>5} {'per core/s':>10} "
+          f"{'POST p99 ms':>11} {'GET svc p99 ms':>14} {'echo worst ms':>13}")
 
 
 def line(step: Step, ph: Phase) -> str:
+    per_core = step.accepted / ph.cpu if ph.cpu else 0.0
     return (f"{step.offered:9.0f} {step.accepted:10.0f} {'yes' if step.held else 'no':>4} "
-            f"{ph.cpu:5.2f} {q(ph.post_s, .99):11.1f} {q(ph.get_svc_s, .99):14.1f} "
+            f"{ph.cpu:5.2f} {per_core:10.0f} {q(ph.post_s, .99):11.1f} "
+            f"{q(ph.get_svc_s, .99):14.1f} "
             f"{ph.wire_worst_s * 1000:13.1f}")
 
 
@@ -184,10 +194,12 @@ def main() -> int:
              f"{pinning}; load average {load0} before, {loadavg()} after",
              f"{args.instances} instances in services of 100 on 4 switches in a ring; single "
              f"reports from {args.dmas} D-MAs (one request in flight each); steps of "
-             f"{args.duration:g} s from {args.start:g}/s, x{args.factor:g} while they hold "
+             f"{args.duration:g} s from {args.start:g}/s, x{args.factor:g} while they hold (/ "
+             f"{args.factor:g} until one does) "
              f"(accepted within {args.tolerance:.0%} of offered, none refused), then "
              f"{args.refine} halvings; GET probes every 50 ms; echo worst: until the reply "
-             f"reached the switch's socket", "", HEADER, *(line(s, p) for s, p in rows), "",
+             f"reached the switch's socket; per core/s: accepted/s over the controller's CPU share",
+             "", HEADER, *(line(s, p) for s, p in rows), "",
              f"highest rate held: {top:.0f} reports/s ({top / TARGET_RATE:.2f}x the target's "
              f"{TARGET_RATE:.0f}/s{'; the top offered' if top >= args.top else ''})",
              "", "failures:" if failures else "failures: none", *failures]

@@ -1,6 +1,6 @@
 """bench/intake_margin.py's search finds the highest offered rate a controller sustains (to
-within its refinement), counts a step short of its rate or with a refused POST as not held,
-and stops at a first step that does not hold."""
+within its refinement), above its start or below it, and counts a step short of its rate or
+with a refused POST as not held."""
 
 from __future__ import annotations
 
@@ -42,9 +42,14 @@ def test_a_refused_post_ends_the_rise() -> None:
     assert best(search(measure, 2000.0, 1.25, 12000.0, refine=0)) == 2500.0
 
 
-def test_no_margin_when_the_first_step_does_not_hold_and_the_top_caps_the_rise() -> None:
+def test_below_the_start_the_rate_falls_until_a_step_holds_and_the_top_caps_the_rise(
+        ) -> None:
     measure, asked = capacity(1500.0)
-    assert best(search(measure, 2000.0, 1.25, 12000.0, refine=2)) == 0.0 and asked == [2000.0]
+    steps = search(measure, 2000.0, 1.25, 12000.0, refine=2)
+    assert asked[:3] == [2000.0, 1600.0, 1280.0] and best(steps) == 1520.0  # held: 1280, 1440, 1520
+    measure, asked = capacity(10.0)
+    assert best(search(measure, 2000.0, 2.0, 12000.0, refine=2)) == 0.0
+    assert asked == [2000.0, 1000.0, 500.0, 250.0]  # down to start / 8, then no refinement
     measure, asked = capacity(1e9)
     steps = search(measure, 2000.0, 2.0, 5000.0, refine=2)
     assert best(steps) == 5000.0 and asked == [2000.0, 4000.0, 5000.0]
