@@ -66,31 +66,23 @@ class RingSwitch(EmuSwitch):
     keeps_table = True
     rx_at = 0.0  # when the kernel received the bytes being handled (wall clock), 0 unknown
 
-    def on_readable(self) -> None:
+    def receive(self) -> bytes | None:
         """Read as EmuSwitch does, noting when the kernel received the read's last bytes
         (SO_TIMESTAMPNS): an echo reply's arrival, whatever this thread was doing then."""
         try:
             data, anc, _, _ = self.sock.recvmsg(1 << 18, socket.CMSG_SPACE(_TIMESPEC.size))
         except BlockingIOError:
-            return
+            return None
         except OSError as exc:
             if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
                 raise
-            data, anc = b"", []
+            return b""
         self.rx_at = 0.0
         for level, kind, raw in anc:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                 sec, nsec = _TIMESPEC.unpack_from(raw)
                 self.rx_at = sec + nsec / 1e9
-        if not data:
-            self.closed = True
-            self.gen.closed(self)
-            return
-        self.rbuf += data
-        msgs, used = ofgen.split(self.rbuf)
-        del self.rbuf[:used]
-        for msg_type, xid, msg in msgs:
-            self.handle(msg_type, xid, msg)
+        return data
 
     def handle(self, msg_type: int, xid: int, msg: bytes) -> None:
         if msg_type == ofgen.OFPT_ECHO_REPLY:

@@ -26,8 +26,6 @@ which (near 1.0: the controller's).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import sys
 import tempfile
 import threading
@@ -35,14 +33,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cbench import cpus, loadavg, machine, proc_cpu  # noqa: E402
-from bench.control_plane import Phase, Running, checked, probe, q, running  # noqa: E402
-from bench.control_plane_net import post_reports, report_body  # noqa: E402
+from bench.cbench import loadavg, machine, proc_cpu  # noqa: E402
+from bench.control_plane import (  # noqa: E402
+    Phase,
+    Running,
+    checked,
+    pin,
+    probe,
+    publish,
+    q,
+    run_dmas,
+    running,
+)
+from bench.control_plane_net import report_body  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TARGET_RATE = 2000.0
@@ -105,20 +112,9 @@ def single_step(run: Running, rate: float, dmas: int, duration: float,
     run.ring.measure_echoes()
     cpu0, t0 = cpu(), time.perf_counter()
     prober.start()
-    out: Any = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=post_reports, args=(
-        run.ws_port, [(report_body([d], r), 1) for r in (1, 2) for d in dbids[w::dmas]],
-        rate / dmas, duration, out)) for w in range(dmas)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=duration + 120) for _ in procs]
-    for p in procs:
-        p.join()
-    for accepted, refused, latencies, _ in results:
-        ph.accepted += accepted
-        ph.refused += refused
-        ph.post_s += latencies
-    ph.seconds = max(r[3] for r in results)
+    run_dmas(ph, run.ws_port, [
+        ([(report_body([d], r), 1) for r in (1, 2) for d in dbids[w::dmas]], rate / dmas)
+        for w in range(dmas)], duration)
     done.set()
     prober.join(30.0)
     ph.cpu = (cpu() - cpu0) / (time.perf_counter() - t0)
@@ -160,11 +156,7 @@ def main() -> int:
     if not (0.0 < args.tolerance < 1.0 and args.factor > 1.0 and args.start > 0
             and args.dmas >= 1 and args.duration > 0):
         ap.error("--tolerance in (0, 1), --factor > 1, --start, --dmas, --duration > 0")
-    avail, ctl_cpu, pinning = cpus(), None, "no CPU pinning (one CPU)"
-    if len(avail) >= 2:
-        ctl_cpu = avail[0]
-        os.sched_setaffinity(0, set(avail[1:]))
-        pinning = f"controller pinned to CPU {ctl_cpu}, the bench to CPUs {avail[1:]}"
+    ctl_cpu, pinning = pin()
     failures: list[str] = []
     rows: list[tuple[Step, Phase]] = []
     load0, t0 = loadavg(), time.monotonic()
@@ -203,12 +195,8 @@ def main() -> int:
              f"highest rate held: {top:.0f} reports/s ({top / TARGET_RATE:.2f}x the target's "
              f"{TARGET_RATE:.0f}/s{'; the top offered' if top >= args.top else ''})",
              "", "failures:" if failures else "failures: none", *failures]
-    text = "\n".join(lines) + "\n"
-    print("\n" + text, end="")
-    out = args.output or (None if args.quick else RESULTS / "intake_margin.txt")
-    if out is not None:
-        out.write_text(text)
-        print(f"(written to {out})")
+    publish("\n".join(lines) + "\n",
+            args.output or (None if args.quick else RESULTS / "intake_margin.txt"))
     return 1 if failures else 0
 
 
