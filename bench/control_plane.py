@@ -16,7 +16,9 @@ Phases, each `--duration` s, the D-MAs being processes with one keep-alive conne
 - burst: one batch of 10,000 reports (the most the API accepts), while the probes go on.
 Meanwhile a prober GETs /decisions/{service} (a service in turn) every 50 ms, and every fifth
 time /decisions (all). Measured: reports accepted per second, POST and GET latency, the worst
-echo delay the switches saw, the controller's CPU share (/proc/<pid>/stat) and peak RSS.
+echo delay the switches saw (until their thread read the reply, and until the kernel received
+it; with --log-dir, the echoes over 50 ms listed in echoes-N.txt), the controller's CPU
+share (/proc/<pid>/stat) and peak RSS.
 
     .venv/bin/python bench/control_plane.py           # 100, 1,000, 5,000 instances
     .venv/bin/python bench/control_plane.py --quick   # 100 instances, < 60 s; exit 1 on failure
