@@ -159,6 +159,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
         if stall_s:
             self.stall_watch = StallWatch(stall_s)
             self._workers.append(self.stall_watch.start(hub.spawn, hub.sleep))
+            self.gc_pauses.log_over_s = stall_s / 3.0  # and the collections of 1/3 of it
         self.threads.extend(self._workers)
         gc.collect()
         gc.freeze()
@@ -329,9 +330,11 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
     def _flow_stats_handler(self, ev: Any) -> None:
         msg = ev.msg
         dp = msg.datapath
+        body = msg.body  # read first: apps/flowstats.py pauses before reading it, and a read
+        # of the table may be asked again meanwhile (then this one's replies are dropped)
         read = self._reads.get(dp.id)
         if read is not None and read.xid == msg.xid:
-            read.entries += [entry_of(s, dp.ofproto) for s in msg.body]
+            read.entries += [entry_of(s, dp.ofproto) for s in body]
             if not msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
                 del self._reads[dp.id]
                 self._reconcile(dp.id, read)
@@ -340,7 +343,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
             return
         rows = self._flow_rows.setdefault(msg.datapath.id, [])
         rows += [(s.cookie, dict(s.match.items()), s.packet_count,
-                  s.duration_sec + s.duration_nsec / 1e9) for s in msg.body]
+                  s.duration_sec + s.duration_nsec / 1e9) for s in body]
         if not msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
             self.core.learned_entries(msg.datapath.id, self._flow_rows.pop(msg.datapath.id),
                                       self._polls.answered(msg.xid))

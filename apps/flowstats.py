@@ -2,16 +2,18 @@
 core's `SwitchEntry` values.
 
 Boundary: the OpenFlow 1.3 MULTIPART_REPLY of type FLOW only, in whichever framework runs.
-`install()` wraps the framework's parser of MULTIPART_REPLY: a flow-statistics reply whose
-every entry it can read (a match of the fields of `FIELDS`, unmasked or, but for MAC
-addresses, masked; apply-actions whose set-fields are of those fields) becomes the
-framework's own `OFPFlowStatsReply` (same event, same `type`, `flags`, `xid`) whose `body` is
-a list of `FlowStat`: the framework's attribute names and values for what the app reads
-(`cookie`, `table_id`, `priority`, `match` as a dict, counters, durations), plus the entry
-as `apps.flowread.entry_of` would make it (`switch_entry`). Any other reply goes to the
-framework's parser, whole. Why: the framework parses a 64 KB reply (about 500 host routes)
-field by field through its OXM tables and address classes, 100-200 ms of the event loop per
-message (the periodic table read of a switch with 5,000 host routes is ten of them).
+`install()` wraps the framework's parser of MULTIPART_REPLY: a flow-statistics reply
+becomes the framework's own `OFPFlowStatsReply` (same event, same `type`, `flags`, `xid`; a
+subclass of the same name) whose `body` is read when first asked for (`_fast`): if the fast
+path can read every entry (a match of the fields of `FIELDS`, unmasked or, but for MAC
+addresses, masked; apply-actions whose set-fields are of those fields), a list of
+`FlowStat`: the framework's attribute names and values for what the app reads (`cookie`,
+`table_id`, `priority`, `match` as a dict, counters, durations), plus the entry as
+`apps.flowread.entry_of` would make it (`switch_entry`); otherwise the body the framework's
+parser gives the whole reply. Any other message goes to the framework's parser. Why: the
+framework parses a 64 KB reply (about 500 host routes) field by field through its OXM tables
+and address classes, 100-200 ms of the event loop per message (the periodic table read of a
+switch with 5,000 host routes is ten of them).
 """
 
 from __future__ import annotations
@@ -156,8 +158,8 @@ def read_stats(buf: bytes, offset: int, end: int) -> list[FlowStat]:
 
 def install(parser_module: Any, pause: Callable[[], None] | None = None) -> None:
     """Make `parser_module` (the framework's `ofproto_v1_3_parser`) read flow-statistics
-    replies with the fast path, each after `pause` (letting the event loop run); a second call
-    changes nothing."""
+    replies with the fast path, each when its body is first read and after `pause` (letting
+    the event loop run); a second call changes nothing."""
     parsers = parser_module._MSG_PARSERS
     current = parsers[OFPT_MULTIPART_REPLY]
     if getattr(current, "fast_path", False):
@@ -165,30 +167,59 @@ def install(parser_module: Any, pause: Callable[[], None] | None = None) -> None
     parsers[OFPT_MULTIPART_REPLY] = _fast(parser_module.OFPFlowStatsReply, current, pause)
 
 
+def _deferred(reply_cls: type) -> type:
+    """`reply_cls` whose `body` is read when first asked for (`_read`, set by `_fast`). Same
+    class name, so the framework raises the same event for it (`ofp_msg_to_ev` goes by it)."""
+
+    def get(msg: Any) -> Any:
+        read = msg.__dict__.pop("_read", None)
+        if read is not None:
+            msg.__dict__["_body"] = read()
+        return msg.__dict__.get("_body")
+
+    def put(msg: Any, value: Any) -> None:
+        msg.__dict__.pop("_read", None)
+        msg.__dict__["_body"] = value
+
+    return type(reply_cls.__name__, (reply_cls,), {
+        "body": property(get, put), "__qualname__": reply_cls.__qualname__,
+        "__doc__": "A flow-statistics reply read when its body is first asked for."})
+
+
 def _fast(reply_cls: type, framework: Parser, pause: Callable[[], None] | None = None
           ) -> Parser:
-    """A MULTIPART_REPLY parser that reads flow statistics itself (module docstring), each
-    reply after `pause` if given, and calls `framework` for everything else. Why the pause:
-    the framework's receive loop parses every message a switch sent back to back without
-    yielding (one table read at 5,000 instances is nine 64 KB replies, 30-100 ms); a pause
-    before each lets the event loop run between two."""
+    """A MULTIPART_REPLY parser that reads flow statistics itself (module docstring) and
+    calls `framework` for everything else. A flow-statistics reply's body is read only when
+    first asked for (by the app's handler, in its own green thread), after `pause` if given,
+    and by `framework` whole if the fast path cannot read it. Why: the framework's receive
+    loop parses a switch's messages one after another and answers its echo requests in
+    between; one table read at 5,000 instances is nine 64 KB replies (3.6 ms of CPU each to
+    read), and read there, even with a pause before each, they held that switch's next echo
+    request back by up to ~100 ms, the loop running everything else nine times over before
+    reaching it. Deferred, the receive loop only queues them; the app's handler reads them,
+    a reply a turn."""
+    cls = _deferred(reply_cls)
 
     def parse(datapath: Any, version: int, msg_type: int, msg_len: int, xid: int,
               buf: Any) -> Any:
         if len(buf) < 16 or _MP.unpack_from(buf, 8)[0] != OFPMP_FLOW:
             return framework(datapath, version, msg_type, msg_len, xid, buf)
-        if pause is not None:
-            pause()
         data = bytes(buf)
-        try:
-            body = read_stats(data, 16, min(msg_len, len(data)))
-        except (Unreadable, struct.error, OSError, ValueError):
-            return framework(datapath, version, msg_type, msg_len, xid, buf)
-        msg = reply_cls(datapath)
+
+        def read() -> Any:
+            if pause is not None:
+                pause()
+            try:
+                return read_stats(data, 16, min(msg_len, len(data)))
+            except (Unreadable, struct.error, OSError, ValueError):
+                return framework(datapath, version, msg_type, msg_len, xid,
+                                 bytearray(data)).body
+
+        msg = cls(datapath)
         msg.version, msg.msg_type, msg.msg_len, msg.xid, msg.buf = (
             version, msg_type, msg_len, xid, data)
         msg.type, msg.flags = _MP.unpack_from(data, 8)
-        msg.body = body
+        msg.__dict__["_read"] = read
         return msg
 
     parse.fast_path = True  # type: ignore[attr-defined]

@@ -13,8 +13,11 @@ all of them, are freed as before.
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from typing import Any
+
+LOG = logging.getLogger("dyncast")
 
 UNFREEZE_S = 3600.0  # frozen objects are handed back to the collector this often
 
@@ -22,12 +25,16 @@ UNFREEZE_S = 3600.0  # frozen objects are handed back to the collector this ofte
 class GcPauses:
     """Freezes the survivors of every full collection and times the collections."""
 
-    def __init__(self, clock: Any = time.monotonic) -> None:
+    def __init__(self, clock: Any = time.monotonic, cpu: Any = time.thread_time) -> None:
         self.clock = clock
+        self.cpu = cpu  # the collecting thread's CPU time (logged with a long collection)
+        self._cpu_started = 0.0
         self.longest_s = 0.0  # the longest collection seen
         self.full = 0  # full collections seen
         self._started = 0.0
         self._thawed = clock()
+        self.log_over_s = 0.0  # collections at least this long are logged (0: none; set
+        # with the stall watch, so that a stall's CPU can be told from the collector's)
 
     def install(self) -> None:
         """Watch the collector (once per process)."""
@@ -42,9 +49,16 @@ class GcPauses:
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = self.clock()
+            if self.log_over_s:
+                self._cpu_started = self.cpu()
             return
         now = self.clock()
-        self.longest_s = max(self.longest_s, now - self._started)
+        took = now - self._started
+        self.longest_s = max(self.longest_s, took)
+        if self.log_over_s and took >= self.log_over_s:
+            LOG.warning("dyncast: garbage collection of generation %s took %.1f ms (%.1f ms "
+                        "CPU, %s collected)", info.get("generation"), took * 1000.0,
+                        (self.cpu() - self._cpu_started) * 1000.0, info.get("collected"))
         if info.get("generation") != 2:
             return
         self.full += 1

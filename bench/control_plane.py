@@ -16,7 +16,9 @@ Phases, each `--duration` s, the D-MAs being processes with one keep-alive conne
 - burst: one batch of 10,000 reports (the most the API accepts), while the probes go on.
 Meanwhile a prober GETs /decisions/{service} (a service in turn) every 50 ms, and every fifth
 time /decisions (all). Measured: reports accepted per second, POST and GET latency, the worst
-echo delay the switches saw, the controller's CPU share (/proc/<pid>/stat) and peak RSS.
+echo delay the switches saw (until their thread read the reply, and until the kernel received
+it; with --log-dir, the echoes over 50 ms listed in echoes-N.txt), the controller's CPU
+share (/proc/<pid>/stat) and peak RSS.
 
     .venv/bin/python bench/control_plane.py           # 100, 1,000, 5,000 instances
     .venv/bin/python bench/control_plane.py --quick   # 100 instances, < 60 s; exit 1 on failure
@@ -34,7 +36,8 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,45 +46,20 @@ sys.path.insert(0, str(ROOT))
 
 from bench.cbench import cpus, free_port, loadavg, machine, proc_cpu, process, stop, tail  # noqa: E402
 from bench.control_plane_net import Http, Layout, Ring, post_reports, report_body  # noqa: E402
+from bench.control_plane_report import (  # noqa: E402
+    HEADER,
+    TARGET_RATE,
+    Phase,
+    missing,
+    q,
+    row,
+    verdicts,
+)
 
 RESULTS = ROOT / "bench" / "results"
 DMA_BATCH = 50  # instances per D-MA in the batch phase
 SINGLE_DMAS = 4
 BURST = 10_000
-TARGET_RATE, TARGET_N = 2000.0, 1000  # issue 15: >= 2,000 reports/s with 1,000 instances
-TARGET_GET_P99_MS, TARGET_ECHO_MS = 50.0, 100.0
-
-
-@dataclass
-class Phase:
-    """What one phase measured."""
-
-    name: str
-    instances: int
-    seconds: float = 0.0
-    target: float = 0.0  # reports/s asked for
-    accepted: int = 0
-    refused: int = 0
-    post_s: list[float] = field(default_factory=list)
-    get_svc_s: list[float] = field(default_factory=list)
-    get_all_s: list[float] = field(default_factory=list)
-    echo_worst_s: float = 0.0
-    echo_p99_s: float = 0.0
-    echoes: int = 0
-    cpu: float = 0.0
-    rss_mb: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        return self.accepted / self.seconds if self.seconds else 0.0
-
-
-def q(values: list[float], quantile: float) -> float:
-    """The quantile of `values`, in ms (nan for none)."""
-    if not values:
-        return float("nan")
-    data = sorted(values)
-    return 1000.0 * data[min(len(data) - 1, int(quantile * len(data)))]
 
 
 def rss_mb(pid: int) -> float:
@@ -225,6 +203,42 @@ def dma_plans(layout: Layout, mode: str, rate: float) -> list[Plan]:
     return plans
 
 
+def run_dmas(ph: Phase, port: int, plans: list[Plan], duration: float) -> None:
+    """Run a D-MA process per plan for `duration` s; add what they saw to `ph`."""
+    out: Any = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=post_reports, args=(port, bodies, rate, duration,
+                                                                out))
+             for bodies, rate in plans]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=duration + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    for accepted, refused, latencies, _ in results:
+        ph.accepted += accepted
+        ph.refused += refused
+        ph.post_s += latencies
+    ph.seconds = max(r[3] for r in results)
+
+
+def pin() -> tuple[int | None, str]:
+    """With two CPUs or more: the controller's CPU (the first), this process and its children
+    on the others; and a line saying so."""
+    avail = cpus()
+    if len(avail) < 2:
+        return None, "no CPU pinning (one CPU)"
+    os.sched_setaffinity(0, set(avail[1:]))
+    return avail[0], f"controller pinned to CPU {avail[0]}, the bench to CPUs {avail[1:]}"
+
+
+def publish(text: str, out: Path | None) -> None:
+    """Print a results text and write it to `out` (if any)."""
+    print("\n" + text, end="")
+    if out is not None:
+        out.write_text(text)
+        print(f"(written to {out})")
+
+
 def run_phase(name: str, port: int, pid: int, layout: Layout, ring: Ring,
               args: argparse.Namespace) -> Phase:
     """One phase: the probes, the echoes and CPU throughout; the D-MAs if it has any."""
@@ -237,20 +251,7 @@ def run_phase(name: str, port: int, pid: int, layout: Layout, ring: Ring,
     prober.start()
     peak = rss_mb(pid)
     if name in ("batch", "single"):
-        out: Any = multiprocessing.Queue()
-        procs = [multiprocessing.Process(target=post_reports, args=(port, bodies, rate,
-                                                                    args.duration, out))
-                 for bodies, rate in dma_plans(layout, name, args.rate)]
-        for p in procs:
-            p.start()
-        results = [out.get(timeout=args.duration + 120) for _ in procs]
-        for p in procs:
-            p.join()
-        for accepted, refused, latencies, _ in results:
-            ph.accepted += accepted
-            ph.refused += refused
-            ph.post_s += latencies
-        ph.seconds = max(r[3] for r in results)
+        run_dmas(ph, port, dma_plans(layout, name, args.rate), args.duration)
     elif name == "burst":
         ph.target = float(BURST)
         dbids = [layout.instance(i % layout.instances)[0] for i in range(BURST)]
@@ -268,13 +269,34 @@ def run_phase(name: str, port: int, pid: int, layout: Layout, ring: Ring,
     echoes = ring.measure_echoes()
     ph.echo_worst_s = echoes.worst(time.perf_counter())
     ph.echo_p99_s = q(echoes.delays, 0.99) / 1000.0
+    ph.wire_worst_s = echoes.worst_arrived(time.time())
+    ph.wire_p99_s = q(echoes.arrived, 0.99) / 1000.0
+    ph.bench_gap_s = echoes.gap
+    if args.log_dir is not None:  # the slow echoes, to line up with the controller's log
+        with (args.log_dir / f"echoes-{layout.instances}.txt").open("a") as f:
+            f.writelines(f"{name} xid {x:#x} sent {t:.3f} at socket +{(a - t) * 1000:.1f} ms "
+                         f"read +{(r - t) * 1000:.1f} ms\n" for x, t, a, r in echoes.slow)
     ph.echoes, ph.rss_mb = len(echoes.delays), peak
     return ph
 
 
-def bench_n(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None,
-            failures: list[str]) -> list[Phase]:
-    """Start a controller, connect the ring, set up N instances, run the phases."""
+@dataclass
+class Running:
+    """A controller started for N instances, its ring of switches connected, set up."""
+
+    layout: Layout
+    proc: Any
+    ring: Ring
+    http: Http
+    ws_port: int
+    log: Path
+
+
+@contextlib.contextmanager
+def running(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None
+            ) -> Iterator[Running]:
+    """Start a controller, connect the ring, set up N instances (asserting the
+    preconditions); stop them all on exit. Raises with the log's tail on a failure."""
     layout = Layout(n)
     of_port, ws_port = free_port(), free_port()
     log = tmp / f"controller-{n}.log"
@@ -282,7 +304,6 @@ def bench_n(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None,
            "--ofp-tcp-listen-port", str(of_port), "--wsapi-host", "127.0.0.1",
            "--wsapi-port", str(ws_port), "--dyncast-config", str(config(tmp, layout)),
            str(ROOT / "apps" / "dyncast_app.py")]
-    phases: list[Phase] = []
     with process(cmd, log, ROOT, ctl_cpu) as proc:
         ring: Ring | None = None
         try:
@@ -294,35 +315,43 @@ def bench_n(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None,
             t = time.perf_counter()
             set_up(http, ring, layout)
             print(f"  {n} instances set up in {time.perf_counter() - t:.1f} s", flush=True)
-            for name in ("idle", "batch", "single", "burst"):
-                ph = run_phase(name, ws_port, proc.pid, layout, ring, args)
-                phases.append(ph)
-                print("  " + row(ph), flush=True)
-            stats = http.call("GET", "stats")[1]
-            if stats.get("errors") or stats.get("reports_dropped"):
-                failures.append(f"N={n}: errors {stats.get('errors')}, reports dropped "
-                                f"{stats.get('reports_dropped')}: {tail(log)}")
-            if ring.lost:
-                failures.append(f"N={n}: {'; '.join(ring.lost)}")
-            failures += [f"N={n} {ph.name}: {text}" for ph in phases for text in missing(ph)]
+            yield Running(layout, proc, ring, http, ws_port, log)
         except Exception as exc:
-            failures.append(f"N={n}: {type(exc).__name__}: {exc}\n--- log tail:\n{tail(log)}")
+            raise RuntimeError(f"N={n}: {type(exc).__name__}: {exc}\n--- log tail:\n"
+                               f"{tail(log)}") from exc
         finally:
             if ring is not None:
                 ring.stop()
             stop(proc, 60.0)
+
+
+def checked(run: Running, phases: list[Phase], failures: list[str]) -> None:
+    """After the phases: no error or dropped report in /stats, no switch lost, a figure in
+    every phase; what fails goes to `failures`."""
+    n = run.layout.instances
+    stats = run.http.call("GET", "stats")[1]
+    if stats.get("errors") or stats.get("reports_dropped"):
+        failures.append(f"N={n}: errors {stats.get('errors')}, reports dropped "
+                        f"{stats.get('reports_dropped')}: {tail(run.log)}")
+    if run.ring.lost:
+        failures.append(f"N={n}: {'; '.join(run.ring.lost)}")
+    failures += [f"N={n} {ph.name}: {text}" for ph in phases for text in missing(ph)]
+
+
+def bench_n(n: int, args: argparse.Namespace, tmp: Path, ctl_cpu: int | None,
+            failures: list[str]) -> list[Phase]:
+    """Start a controller, connect the ring, set up N instances, run the phases."""
+    phases: list[Phase] = []
+    try:
+        with running(n, args, tmp, ctl_cpu) as run:
+            for name in ("idle", "batch", "single", "burst"):
+                ph = run_phase(name, run.ws_port, run.proc.pid, run.layout, run.ring, args)
+                phases.append(ph)
+                print("  " + row(ph), flush=True)
+            checked(run, phases, failures)
+    except RuntimeError as exc:
+        failures.append(str(exc))
     return phases
-
-
-def missing(ph: Phase) -> list[str]:
-    """What a phase lacks to count: refused posts, or a figure with no sample."""
-    out = [f"{ph.refused} posts refused"] if ph.refused else []
-    for what, have in (("echo", ph.echoes), ("GET /decisions/{service}", len(ph.get_svc_s)),
-                       ("GET /decisions", len(ph.get_all_s)),
-                       ("accepted report", ph.accepted or not ph.target)):
-        if not have:
-            out.append(f"no {what} measured")
-    return out
 
 
 def _listening(port: int) -> bool:
@@ -341,50 +370,6 @@ def _answers(http: Http) -> bool:
         return False
 
 
-HEADER = (f"{'N':>5} {'phase':7} {'target/s':>8} {'accepted/s':>10} {'POST p50/p99 ms':>16} "
-          f"{'GET svc p50/p99 ms':>18} {'GET all p50/p99 ms':>18} {'echo worst/p99 ms':>17} "
-          f"{'CPU':>5} {'RSS MB':>6}")
-
-
-def row(ph: Phase) -> str:
-    return (f"{ph.instances:5} {ph.name:7} {ph.target:8.0f} {ph.rate:10.0f} "
-            f"{q(ph.post_s, .5):7.1f}/{q(ph.post_s, .99):<8.1f} "
-            f"{q(ph.get_svc_s, .5):8.1f}/{q(ph.get_svc_s, .99):<9.1f} "
-            f"{q(ph.get_all_s, .5):8.1f}/{q(ph.get_all_s, .99):<9.1f} "
-            f"{ph.echo_worst_s * 1000:8.1f}/{ph.echo_p99_s * 1000:<8.1f} "
-            f"{ph.cpu:5.2f} {ph.rss_mb:6.0f}")
-
-
-def verdicts(phases: list[Phase]) -> list[str]:
-    """The issue's targets, met or not, and the load-vs-idle ratios of the same run."""
-    out = []
-    by = {(ph.instances, ph.name): ph for ph in phases}
-    batch, single = by.get((TARGET_N, "batch")), by.get((TARGET_N, "single"))
-    for ph in (batch, single):
-        if ph is not None:
-            ok = ph.rate >= 0.95 * TARGET_RATE
-            out.append(f"{TARGET_N} instances, {ph.name} reports: {ph.rate:.0f} reports/s "
-                       f"(target >= {TARGET_RATE:.0f}/s sustained: {'met' if ok else 'NOT met'})")
-            p99 = q(ph.get_svc_s, 0.99)
-            ok = p99 <= TARGET_GET_P99_MS
-            out.append(f"  GET /decisions/{{service}} p99 under it {p99:.1f} ms (target <= "
-                       f"{TARGET_GET_P99_MS:.0f} ms: {'met' if ok else 'NOT met'})")
-    if phases:
-        worst = max(phases, key=lambda ph: ph.echo_worst_s)
-        ms = worst.echo_worst_s * 1000
-        out.append(f"worst echo delay, any phase: {ms:.1f} ms (N={worst.instances}, "
-                   f"{worst.name}; target <= {TARGET_ECHO_MS:.0f} ms: "
-                   f"{'met' if ms <= TARGET_ECHO_MS else 'NOT met'})")
-    for (n, name), ph in sorted(by.items()):
-        idle = by.get((n, "idle"))
-        if name != "idle" and idle and idle.get_svc_s and ph.get_svc_s:
-            r50 = q(ph.get_svc_s, .5) / q(idle.get_svc_s, .5)
-            r99 = q(ph.get_svc_s, .99) / q(idle.get_svc_s, .99)
-            out.append(f"N={n} {name}: GET /decisions/{{service}} p50 {r50:.1f}x idle, "
-                       f"p99 {r99:.1f}x idle")
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="100 instances, 3 s phases, no file")
@@ -401,11 +386,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.instances, args.duration = [100], 3.0
-    avail, ctl_cpu, pinning = cpus(), None, "no CPU pinning (one CPU)"
-    if len(avail) >= 2:
-        ctl_cpu = avail[0]
-        os.sched_setaffinity(0, set(avail[1:]))
-        pinning = f"controller pinned to CPU {ctl_cpu}, the bench to CPUs {avail[1:]}"
+    ctl_cpu, pinning = pin()
     failures: list[str] = []
     phases: list[Phase] = []
     load_before = loadavg()
@@ -424,15 +405,13 @@ def main() -> int:
              f"instances in services of 100 on 4 switches in a ring; phases of {args.duration:g} s;"
              f" offered {args.rate:g} reports/s (batch: D-MAs of {DMA_BATCH}; single: "
              f"{SINGLE_DMAS} D-MAs); burst: one POST of {BURST} reports; GET probes every 50 ms;"
-             f" echoes every 20 ms from each switch", "", HEADER]
+             f" echoes every 20 ms from each switch"
+             " (echo: until the switches' thread read the reply; at socket: until the kernel"
+             " received it; gap: the longest the switches' thread did not poll)", "", HEADER]
     lines += [row(ph) for ph in phases] + [""] + verdicts(phases)
     lines += ["", "failures:" if failures else "failures: none", *failures]
-    text = "\n".join(lines) + "\n"
-    print("\n" + text, end="")
-    out = args.output or (None if args.quick else RESULTS / "control_plane.txt")
-    if out is not None:
-        out.write_text(text)
-        print(f"(written to {out})")
+    publish("\n".join(lines) + "\n",
+            args.output or (None if args.quick else RESULTS / "control_plane.txt"))
     return 1 if failures else 0
 
 

@@ -11,8 +11,11 @@ with one keep-alive HTTP connection, sending their bodies on a fixed schedule.
 
 from __future__ import annotations
 
+import errno
 import json
 import queue
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +29,10 @@ from bench.emuswitch import EmuSwitch, Generator, Scenario
 HOST_PORT = 1  # where each switch's instances are; ports 2 and 3 join the ring
 ECHO_EVERY_S = 0.02
 ETH_TYPE_LLDP = b"\x88\xcc"
+SO_TIMESTAMPNS = 35  # Linux: each read's kernel receive time (CLOCK_REALTIME) as a cmsg
+_TIMESPEC = struct.Struct("@qq")
+_STAMP = struct.Struct("!d")  # an echo request's data: when it was sent (wall clock)
+SLOW_S = 0.05  # echoes slower than this are listed (Echoes.slow)
 
 
 @dataclass(frozen=True)
@@ -57,10 +64,29 @@ class RingSwitch(EmuSwitch):
 
     gen: Ring
     keeps_table = True
+    rx_at = 0.0  # when the kernel received the bytes being handled (wall clock), 0 unknown
+
+    def receive(self) -> bytes | None:
+        """Read as EmuSwitch does, noting when the kernel received the read's last bytes
+        (SO_TIMESTAMPNS): an echo reply's arrival, whatever this thread was doing then."""
+        try:
+            data, anc, _, _ = self.sock.recvmsg(1 << 18, socket.CMSG_SPACE(_TIMESPEC.size))
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
+                raise
+            return b""
+        self.rx_at = 0.0
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = _TIMESPEC.unpack_from(raw)
+                self.rx_at = sec + nsec / 1e9
+        return data
 
     def handle(self, msg_type: int, xid: int, msg: bytes) -> None:
         if msg_type == ofgen.OFPT_ECHO_REPLY:
-            self.gen.echo_back(xid)
+            self.gen.echo_back(xid, self.rx_at)
         elif msg_type == ofgen.OFPT_PACKET_OUT:
             self.gen.packet_out(self, msg)
         elif msg_type == ofgen.OFPT_FLOW_MOD:  # into the table; nothing to verify here
@@ -73,15 +99,30 @@ class RingSwitch(EmuSwitch):
 
 @dataclass
 class Echoes:
-    """Echo round trips seen by the switches (seconds)."""
+    """Echo round trips seen by the switches (seconds): `delays` until the switches' thread
+    read the reply, `arrived` until the kernel received it (the reply's bytes on the switch's
+    socket: what the controller took, without this thread's own lateness), and `gap`, the
+    longest this thread went without polling its sockets (its lateness, which `delays`
+    include: the bench's CPU is shared with its D-MAs and prober)."""
 
     delays: list[float] = field(default_factory=list)
-    out: dict[int, float] = field(default_factory=dict)  # xid -> when sent
+    arrived: list[float] = field(default_factory=list)
+    out: dict[int, tuple[float, float]] = field(default_factory=dict)  # xid -> when sent
+    # (time.perf_counter(), time.time())
+    gap: float = 0.0
+    slow: list[tuple[int, float, float, float]] = field(default_factory=list)  # over SLOW_S:
+    # (xid, sent, reached the socket, read), wall clock: to line up with a controller's log
 
     def worst(self, now: float) -> float:
         """The longest round trip, counting echoes still unanswered as waiting until now."""
-        waiting = [now - t for t in self.out.values()]
+        waiting = [now - t for t, _ in self.out.values()]
         return max(self.delays + waiting, default=0.0)
+
+    def worst_arrived(self, now: float) -> float:
+        """The longest until the reply reached the socket, unanswered echoes counted as
+        waiting until now (`now` from time.time())."""
+        waiting = [now - t for _, t in self.out.values()]
+        return max(self.arrived + waiting, default=0.0)
 
 
 class Ring(Generator):
@@ -123,9 +164,14 @@ class Ring(Generator):
 
     # --- in the switches' thread ----------------------------------------------------------
     def _loop(self) -> None:
-        next_echo = next_expiry = time.perf_counter()
+        next_echo = next_expiry = last = time.perf_counter()
+        for sw in self.switches:
+            sw.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         while not self._stop.is_set():
             self.poll(0.002)
+            polled = time.perf_counter()
+            self.echoes.gap = max(self.echoes.gap, polled - last - 0.002)
+            last = polled
             while not self._todo.empty():
                 self._todo.get()()
             now = time.perf_counter()
@@ -139,13 +185,21 @@ class Ring(Generator):
                 next_echo = now + ECHO_EVERY_S
                 for sw in self.switches:
                     self._xid += 1
-                    self.echoes.out[self._xid] = now
-                    sw.send(ofgen.message(ofgen.OFPT_ECHO_REQUEST, self._xid))
+                    wall = time.time()
+                    self.echoes.out[self._xid] = (time.perf_counter(), wall)
+                    sw.send(ofgen.message(ofgen.OFPT_ECHO_REQUEST, self._xid,
+                                          _STAMP.pack(wall)))
 
-    def echo_back(self, xid: int) -> None:
+    def echo_back(self, xid: int, rx_at: float = 0.0) -> None:
+        """An echo reply read now, its bytes received by the kernel at `rx_at` (wall clock;
+        0: unknown, then when read)."""
         sent = self.echoes.out.pop(xid, None)
         if sent is not None:
-            self.echoes.delays.append(time.perf_counter() - sent)
+            read, arrived = time.perf_counter() - sent[0], (rx_at or time.time()) - sent[1]
+            self.echoes.delays.append(read)
+            self.echoes.arrived.append(arrived)
+            if read > SLOW_S:
+                self.echoes.slow.append((xid, sent[1], sent[1] + arrived, sent[1] + read))
 
     def packet_out(self, sw: EmuSwitch, msg: bytes) -> None:
         """An LLDP frame sent out of a ring port arrives at the next (or previous) switch."""

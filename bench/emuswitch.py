@@ -464,15 +464,23 @@ class EmuSwitch:
 
     # --- receiving ----------------------------------------------------------------------
     def on_readable(self) -> None:
+        data = self.receive()
+        if data is not None:
+            self.received(data)
+
+    def receive(self) -> bytes | None:
+        """What the socket has (b"" once closed; None if nothing yet)."""
         try:
-            data = self.sock.recv(1 << 18)
+            return self.sock.recv(1 << 18)
         except BlockingIOError:
-            return
+            return None
         except OSError as exc:
             if exc.errno in (errno.ECONNRESET, errno.EPIPE):
-                data = b""
-            else:
-                raise
+                return b""
+            raise
+
+    def received(self, data: bytes) -> None:
+        """Handle the messages `data` completes (b"": the controller closed)."""
         if not data:
             self.closed = True
             self.gen.closed(self)

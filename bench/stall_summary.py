@@ -1,7 +1,8 @@
 """Summarise the stall watch's lines (apps/stallwatch.py, DYNCAST_STALL_MS) in controller logs:
 per log, how many stalls, how many ran at least 50 ms of the loop thread's CPU, the most CPU
 and the longest; by kind (the first match in the sampled stacks), the long ones' count and
-each kind's most CPU in one stall.
+each kind's most CPU in one stall; the garbage collections logged (count and longest by
+generation).
 
     .venv/bin/python bench/stall_summary.py DIR/controller-5000.log ...
 """
@@ -13,6 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+GC = re.compile(r"dyncast: garbage collection of generation (\d) took [\d.]+ ms \(([\d.]+) ms CPU")
 STALL = re.compile(r"dyncast: event loop stalled (\d+) ms \((\d+) ms CPU")
 KINDS = (("_tick_handler", "tick"), ("audit.py", "audit"), ("flowstats", "table-read parse"),
          ("_flow_stats", "table read"), ("_decisions", "GET decisions"),
@@ -38,6 +40,15 @@ def stalls(path: Path) -> list[tuple[int, int, str]]:
     return out
 
 
+def collections(path: Path) -> dict[int, list[float]]:
+    """The collections the app logged (with the stall watch on, apps/gcpause.py): their CPU
+    in ms, by generation."""
+    out: dict[int, list[float]] = {}
+    for m in GC.finditer(path.read_text(errors="replace")):
+        out.setdefault(int(m[1]), []).append(float(m[2]))
+    return out
+
+
 def main() -> None:
     """Print one summary line per log."""
     for arg in sys.argv[1:]:
@@ -48,7 +59,9 @@ def main() -> None:
             most[k] = max(most.get(k, 0), cpu)
         print(f"{arg}: {len(got)} stalls; {sum(long.values())} with >= 50 ms CPU "
               f"{dict(long)}; most CPU {max((c for _, c, _ in got), default=0)} ms; longest "
-              f"{max((s for s, _, _ in got), default=0)} ms; most CPU by kind {most}")
+              f"{max((s for s, _, _ in got), default=0)} ms; most CPU by kind {most}; "
+              "collections logged by generation (count, most CPU ms) "
+              f"{ {g: (len(v), max(v)) for g, v in sorted(collections(Path(arg)).items())} }")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ run "unit" no -- "$PY" -m pytest tests -q "$@"
 run "bench smoke: engine" no -- "$PY" bench/engine_scale.py --quick
 run "bench smoke: cbench" no -- "$PY" bench/cbench.py --quick
 run "bench smoke: control plane" no -- "$PY" bench/control_plane.py --quick
+run "bench smoke: intake margin" no -- "$PY" bench/intake_margin.py --quick
 run "bench smoke: cluster reports" no -- "$PY" bench/cluster_reports.py --quick
 run "bench smoke: cluster flows" no -- "$PY" bench/cluster_flows.py --quick
 if [ -n "$FRAMEWORKS" ]; then  # needs Mininet, as the Mininet runs do

@@ -184,3 +184,34 @@ def test_a_route_sent_between_two_audit_steps_wins_over_the_audits(
     assert held["moved"]
     assert port != 3 and _routes_to(sh.sent(), ip) == [3]
     assert app.core.counters["errors"] == 0 and app._repairs == {}
+
+
+def test_a_read_asked_again_while_a_reply_is_being_read_drops_the_old_one(
+        loaded: tuple[Shell, FlowTable], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply's body is read after a pause (apps/flowstats.py), in which the table may be
+    asked for again (a read unanswered for a whole interval, or a reconnection): the old
+    read's last reply is then dropped, not audited (its read is no longer the one under way),
+    and the new read is audited whole when its own replies come."""
+    sh, table = loaded
+    app = sh.app
+    _lose(table, _host(11)[0])
+    c = app.core.counters
+    added = c["reconcile_added"]
+    old = _replies(sh, table)
+    for raw in old[:-1]:
+        sh.switch_says(raw)
+    armed = [True]
+
+    def pause(_: float) -> None:
+        if armed.pop() if armed else False:
+            app._read_table(sh.dp)  # the auditor asks again, in the first pause
+
+    monkeypatch.setattr(sys.modules["apps.apploops"].hub, "sleep", pause)
+    sh.switch_says(old[-1])
+    new = [s for s in sh.sent() if s.msg_type == ofgen.OFPT_MULTIPART_REQUEST]
+    assert len(new) == 1 and app._reads[1].xid == int.from_bytes(new[0].raw[4:8], "big")
+    assert c["reconcile_added"] == added and flow_mods(sh.sent()) == []
+    for raw in table.flow_stats(new[0].raw, 2.0):
+        sh.switch_says(raw)
+    assert [fm.match["ipv4_dst"] for fm in flow_mods(sh.sent())] == [_host(11)[0]]
+    assert c["reconcile_added"] == added + 1 and c["errors"] == 0 and app._reads == {}

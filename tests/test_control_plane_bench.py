@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from bench.control_plane import Phase, missing, problems
 from bench.control_plane_net import Layout
 
@@ -72,3 +74,13 @@ def test_a_phase_missing_a_figure_fails() -> None:
     refused = copy.copy(full)
     refused.refused = 2
     assert missing(refused) == ["2 posts refused"]
+
+
+def test_the_echo_figures_count_an_unanswered_echo_as_waiting() -> None:
+    """An echo with no reply yet counts as late as it is now, both until the switches' thread
+    read a reply and until its bytes reached the socket (the kernel's receive time)."""
+    from bench.control_plane_net import Echoes
+    echoes = Echoes(delays=[0.010], arrived=[0.008], out={7: (100.0, 5000.0)})
+    assert echoes.worst(100.004) == 0.010 and echoes.worst(100.5) == pytest.approx(0.5)
+    assert echoes.worst_arrived(5000.002) == 0.008
+    assert echoes.worst_arrived(5000.3) == pytest.approx(0.3)

@@ -67,3 +67,27 @@ def test_frozen_objects_go_back_to_the_collector_every_unfreeze_interval(
     gc.collect()
     assert gc.get_freeze_count() > 0
     assert watch.longest_s >= 0.0 and watch.full == 3
+
+
+def test_a_long_collection_is_logged_only_when_asked_for(
+        pauses: tuple[gcpause.GcPauses, Clock], caplog: pytest.LogCaptureFixture) -> None:
+    """With the stall watch on, each collection at least `log_over_s` long is logged with
+    its generation; shorter ones and, by default, all of them are not."""
+    watch, clock = pauses
+    cpu = Clock()
+    watch.cpu = cpu
+
+    def collection(generation: int, seconds: float) -> None:
+        watch._callback("start", {"generation": generation})
+        clock.t += seconds
+        cpu.t += seconds / 5.0  # the process had a fifth of its CPU meanwhile
+        watch._callback("stop", {"generation": generation, "collected": 3})
+
+    with caplog.at_level("WARNING", logger="dyncast"):
+        collection(1, 0.050)
+        watch.log_over_s = 0.010
+        collection(0, 0.004)
+        collection(2, 0.025)
+    logged = [r.getMessage() for r in caplog.records if "garbage collection" in r.getMessage()]
+    assert logged == ["dyncast: garbage collection of generation 2 took 25.0 ms (5.0 ms CPU, "
+                      "3 collected)"]
