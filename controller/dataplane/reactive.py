@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from controller.dataplane.affinity import (
@@ -173,9 +174,8 @@ class ReactiveFlows:
         if host is None or port is None:
             self.counters["dropped_unreachable"] += 1
             return []
-        actions = (SetField("eth_dst", host.mac), SetField("ipv4_dst", binding.dbid),
-                   Output(port))
-        out: list[Intent] = [PacketOut(binding.ingress, data, actions, in_port)]
+        out: list[Intent] = [PacketOut(binding.ingress, data, _delivery(host.mac, binding.dbid,
+                                                                        port), in_port)]
         if not entries:
             return out
         self.counters["flows_installed"] += 2
@@ -379,6 +379,13 @@ def _delete_entries(b: Binding, guarded: bool = False) -> list[Intent]:
     kinds = (CookieKind.AFFINITY_FWD, CookieKind.AFFINITY_REV,
              *((CookieKind.SYN_GUARD,) if guarded else ()))
     return [delete_by_cookie(b.ingress, cookie(k, b.ident)) for k in kinds]
+
+
+@lru_cache(maxsize=4096)
+def _delivery(mac: str, dbid: str, port: int) -> tuple[SetField, SetField, Output]:
+    """The rewrite of a packet to an instance and its way out (the same for every packet to
+    that instance at one ingress: made once)."""
+    return SetField("eth_dst", mac), SetField("ipv4_dst", dbid), Output(port)
 
 
 def _opens(pkt: Packet) -> bool:
