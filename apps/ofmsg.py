@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from operator import itemgetter
 from typing import Any, TypeGuard
 
 from apps.ofgroups import group_mod
@@ -232,6 +233,10 @@ _OXM_CLASS = {"tcp_flags": 0x0001}  # fields not of class OPENFLOW_BASIC (0x8000
 _oxm_cache: dict[tuple[str, MatchValue], bytes] = {}
 _match_orders: dict[tuple[str, ...], tuple[int, ...]] = {}  # field names -> packing order
 _actions_cache: dict[tuple[Action, ...], bytes] = {}
+# the same tuple of actions again (the core makes a binding's rewrites once per instance):
+# found by identity, without hashing its actions
+_actions_by_id: dict[int, tuple[tuple[Action, ...], bytes]] = {}
+_name_of = itemgetter(0)
 
 
 class Unsupported(Exception):
@@ -290,13 +295,14 @@ def _fits(value: object, size: int) -> TypeGuard[int]:
 def _encode_match(fields: tuple[tuple[str, Any], ...]) -> bytes:
     """An OXM match as `_match` builds it: standard fields in OXM-number order (the framework
     sorts them so), then the Nicira ones; padded."""
-    names = tuple([name for name, _ in fields])
+    names = tuple(map(_name_of, fields))
     order = _match_orders.get(names)
     if order is None:
         order = tuple(sorted(range(len(names)), key=lambda i: _order(names[i])))
         if len(_match_orders) < 1_000:
             _match_orders[names] = order
-    body = b"".join([_oxm_tlv(*fields[i]) for i in order])
+    cached = _oxm_cache.get  # a field is its own cache key: (name, value)
+    body = b"".join([cached(fields[i]) or _oxm_tlv(*fields[i]) for i in order])
     length = 4 + len(body)
     return _TL.pack(1, length) + body + bytes(-length % 8)
 
@@ -312,11 +318,16 @@ def _order(name: str) -> int:
 def _encode_actions(actions: tuple[Action, ...]) -> bytes:
     """Actions as `_actions` builds them (output to the controller: no buffering). A binding's
     actions repeat for every flow to the same instance: packed once, then looked up."""
+    seen = _actions_by_id.get(id(actions))
+    if seen is not None and seen[0] is actions:
+        return seen[1]
     raw = _actions_cache.get(actions)
     if raw is None:
         raw = _pack_actions(actions)
         if len(_actions_cache) < 10_000:
             _actions_cache[actions] = raw
+    if len(_actions_by_id) < 10_000:  # the entry holds the tuple: its id is not reused
+        _actions_by_id[id(actions)] = (actions, raw)
     return raw
 
 

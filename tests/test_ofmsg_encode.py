@@ -145,3 +145,20 @@ def test_serialise_sends_what_came_before_an_intent_it_cannot_encode(dp: FakeDat
         serialise(dp, [good, bad, good])
     assert dp.sent == [framework_bytes(dp, good, 1)]
     assert dp.xid == 2
+
+
+def test_actions_found_again_by_identity_encode_to_the_framework_bytes(dp: FakeDatapath) -> None:
+    """A binding's rewrites are one tuple per instance, found again by identity: encoded the
+    first time, again, and as an equal tuple made afresh, each gives the framework's bytes."""
+    svc = SVC1
+    first, again = (Binding(n, FlowKey(svc.name, "10.0.0.1", svc.dsid, 6, 1000 + n, 8000),
+                            "10.0.0.21", 2, 0.0) for n in (1, 2))
+    fwd1, rev1 = binding_flows(first, svc, "00:00:00:00:00:21")
+    fwd2, rev2 = binding_flows(again, svc, "00:00:00:00:00:21")
+    assert fwd1.actions is fwd2.actions and rev1.actions is rev2.actions
+    fresh = FlowMod(fwd2.dpid, fwd2.table, fwd2.priority, fwd2.match,
+                    tuple(SetField(a.field, a.value) for a in fwd2.actions  # type: ignore[union-attr]
+                          ), fwd2.goto, fwd2.idle_timeout, fwd2.hard_timeout, fwd2.cookie,
+                    fwd2.command, fwd2.notify_removal)
+    for intent in (fwd1, rev1, fwd2, rev2, fresh, fwd1):
+        assert encode(intent, 9) == framework_bytes(dp, intent, 9), intent
