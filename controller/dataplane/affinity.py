@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from controller.intents import (
     PRIO_AFFINITY,
@@ -20,6 +20,7 @@ from controller.intents import (
     CookieKind,
     FlowMod,
     Match,
+    Output,
     SetField,
     cookie,
     match,
@@ -30,9 +31,10 @@ from controller.network.packet import ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, Pac
 _L4_FIELDS = {IPPROTO_TCP: ("tcp_src", "tcp_dst"), IPPROTO_UDP: ("udp_src", "udp_dst")}
 
 
-@dataclass(frozen=True, slots=True)
-class FlowKey:
-    """The fields that identify a flow for a service's affinity; unused fields are None."""
+class FlowKey(NamedTuple):
+    """The fields that identify a flow for a service's affinity; unused fields are None. A
+    named tuple (same fields, repr and hash as the frozen dataclass it was): one is made and
+    looked up per packet-in to a D-SID."""
 
     service: str
     src: str
@@ -246,3 +248,10 @@ def _rewrites(dbid_mac: str, dbid: str, dsid: str) -> tuple[tuple[SetField, ...]
     """A binding's rewrites: towards the instance, and of its replies back to the D-SID."""
     return ((SetField("eth_dst", dbid_mac), SetField("ipv4_dst", dbid)),
             (SetField("eth_src", VIRTUAL_MAC), SetField("ipv4_src", dsid)))
+
+
+@lru_cache(maxsize=4096)
+def delivery(mac: str, dbid: str, port: int) -> tuple[SetField, SetField, Output]:
+    """A bound flow's packet sent on by the controller: rewritten to its instance and out of
+    `port` (the same actions for every packet to that instance at one ingress: made once)."""
+    return SetField("eth_dst", mac), SetField("ipv4_dst", dbid), Output(port)

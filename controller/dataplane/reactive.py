@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 from controller.dataplane.affinity import (
@@ -21,6 +20,7 @@ from controller.dataplane.affinity import (
     BindingTable,
     FlowKey,
     binding_flows,
+    delivery,
     flow_key,
     key_of_forward,
 )
@@ -35,7 +35,6 @@ from controller.intents import (
     Intent,
     Output,
     PacketOut,
-    SetField,
     SwitchEntry,
     cookie,
     cookie_kind,
@@ -174,7 +173,7 @@ class ReactiveFlows:
         if host is None or port is None:
             self.counters["dropped_unreachable"] += 1
             return []
-        out: list[Intent] = [PacketOut(binding.ingress, data, _delivery(host.mac, binding.dbid,
+        out: list[Intent] = [PacketOut(binding.ingress, data, delivery(host.mac, binding.dbid,
                                                                         port), in_port)]
         if not entries:
             return out
@@ -379,13 +378,6 @@ def _delete_entries(b: Binding, guarded: bool = False) -> list[Intent]:
     kinds = (CookieKind.AFFINITY_FWD, CookieKind.AFFINITY_REV,
              *((CookieKind.SYN_GUARD,) if guarded else ()))
     return [delete_by_cookie(b.ingress, cookie(k, b.ident)) for k in kinds]
-
-
-@lru_cache(maxsize=4096)
-def _delivery(mac: str, dbid: str, port: int) -> tuple[SetField, SetField, Output]:
-    """The rewrite of a packet to an instance and its way out (the same for every packet to
-    that instance at one ingress: made once)."""
-    return SetField("eth_dst", mac), SetField("ipv4_dst", dbid), Output(port)
 
 
 def _opens(pkt: Packet) -> bool:
