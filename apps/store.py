@@ -11,6 +11,7 @@ schema; `apps.migrations` (alembic) creates and upgrades them, at every `Store()
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, Protocol
@@ -84,7 +85,8 @@ TABLES = {"service": services_table, "instance": instances_table, "binding": bin
           "agent_seq": agent_seqs_table}
 KEYS = {"service": "name", "instance": "dbid", "binding": "id", "agent_seq": "agent"}
 CHUNK = 500  # keys per DELETE ... IN (...)
-UPSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}  # INSERT ... ON CONFLICT DO UPDATE
+# INSERT ... ON CONFLICT DO UPDATE, per database
+UPSERTS: dict[str, Callable[[Table], Any]] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
 class Fence(Protocol):

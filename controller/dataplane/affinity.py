@@ -216,15 +216,16 @@ def binding_flows(binding: Binding, service: Service, dbid_mac: str) -> tuple[Fl
     (the same for every binding to one instance) are made once (`_rewrites`).
     """
     key, aff, ident = binding.key, service.affinity, binding.ident & _IDENT_MASK
-    names = _L4_FIELDS.get(key.proto) if key.proto is not None else None
-    if names is not None and key.sport is not None and key.dport is not None:
+    proto, sport, dport = key.proto, key.sport, key.dport
+    names = _L4_FIELDS.get(proto) if proto is not None else None
+    if names is not None and proto is not None and sport is not None and dport is not None:
         dst_name, src_name = names[1], names[0]  # "tcp_dst" < "tcp_src": match()'s order
-        fwd_match: Match = (("eth_type", ETH_TYPE_IP), ("ip_proto", key.proto),
+        fwd_match: Match = (("eth_type", ETH_TYPE_IP), ("ip_proto", proto),
                             ("ipv4_dst", key.dsid), ("ipv4_src", key.src),
-                            (dst_name, key.dport), (src_name, key.sport))
-        rev_match: Match = (("eth_type", ETH_TYPE_IP), ("ip_proto", key.proto),
+                            (dst_name, dport), (src_name, sport))
+        rev_match: Match = (("eth_type", ETH_TYPE_IP), ("ip_proto", proto),
                             ("ipv4_dst", key.src), ("ipv4_src", binding.dbid),
-                            (dst_name, key.sport), (src_name, key.dport))
+                            (dst_name, sport), (src_name, dport))
     else:
         fwd_match = match(**_forward_match(key))
         rev_match = match(**_reverse_match(key, service, binding.dbid))
