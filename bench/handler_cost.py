@@ -16,7 +16,8 @@ the machine disturbs far less than the wall clock.
 - `store`: `Store.apply` per binding written (SQLite file, the default store), as the app's
   flusher calls it.
 
-    .venv/bin/python bench/handler_cost.py [--framework ryu|os-ken] [--flows N]   (JSON out)
+    .venv/bin/python bench/handler_cost.py [--framework ryu|os-ken] [--flows N] [--step-us US]
+    (JSON out)
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--framework", choices=("ryu", "os-ken"), default="ryu")
     ap.add_argument("--flows", type=int, default=2000, help="flows per timed repeat (5)")
+    ap.add_argument("--step-us", type=float, default=0.0,
+                    help="the core's clock advances this much per new flow (0: every flow at "
+                         "the same instant; 100: 10,000 new flows a second, placements ageing "
+                         "out as they would)")
     args = ap.parse_args()
     os.environ["DYNCAST_FRAMEWORK"] = args.framework
     from apps import compat
@@ -94,7 +99,8 @@ def main() -> None:
                             ofgen.ip(sc.client_ip(0, i % 8)), ofgen.ip(sc.dsid),
                             1024 + i // 8, sc.dport) for i in range(n * repeats)]
     pins = [bytearray(ofgen.packet_in(i, 1, f)) for i, f in enumerate(frames)]
-    out: dict[str, Any] = {"framework": args.framework, "flows": n}
+    out: dict[str, Any] = {"framework": args.framework, "flows": n,
+                           "step_us": args.step_us}
 
     def receive(start: int, count: int) -> None:
         for buf in pins[start:start + count]:
@@ -142,9 +148,11 @@ def main() -> None:
     core = make_core()
     intents: list[list[Intent]] = []
 
+    step = args.step_us / 1e6
+
     def core_run(start: int, count: int) -> None:
-        for data in frames[start:start + count]:
-            intents.append(core.packet_in(1, 1, data, 1.0))
+        for i, data in enumerate(frames[start:start + count], start):
+            intents.append(core.packet_in(1, 1, data, 1.0 + i * step))
 
     out["core"] = median_us(core_run, n, repeats)
     if not all(len(i) == 3 for i in intents):
