@@ -231,6 +231,9 @@ _OXM: dict[str, tuple[int, int, int]] = {
 }
 _OXM_CLASS = {"tcp_flags": 0x0001}  # fields not of class OPENFLOW_BASIC (0x8000); after them
 _oxm_cache: dict[tuple[str, MatchValue], bytes] = {}
+# integer fields of the OpenFlow basic class: name -> (OXM header, upper bound, value length)
+_INT_HEADS = {name: (struct.pack("!I", (0x8000 << 16) | (num << 9) | size), 1 << (8 * size), size)
+              for name, (num, size, kind) in _OXM.items() if kind == 0 and name not in _OXM_CLASS}
 _match_orders: dict[tuple[str, ...], tuple[int, ...]] = {}  # field names -> packing order
 _actions_cache: dict[tuple[Action, ...], bytes] = {}
 # the same tuple of actions again (the core makes a binding's rewrites once per instance):
@@ -286,6 +289,15 @@ def _oxm_tlv(name: str, value: MatchValue) -> bytes:
     return tlv
 
 
+def _plain_int(name: str, value: object) -> bytes | None:
+    """The TLV of an unmasked integer field (a port: new flows bring new ones), packed without
+    the cache (a port per flow would fill it); None for anything else."""
+    head = _INT_HEADS.get(name)
+    if head is None or type(value) is not int or not 0 <= value < head[1]:
+        return None
+    return head[0] + value.to_bytes(head[2], "big")
+
+
 def _fits(value: object, size: int) -> TypeGuard[int]:
     """True for an int (not a bool) that fits in `size` bytes unsigned."""
     return (isinstance(value, int) and not isinstance(value, bool)
@@ -302,7 +314,8 @@ def _encode_match(fields: tuple[tuple[str, Any], ...]) -> bytes:
         if len(_match_orders) < 1_000:
             _match_orders[names] = order
     cached = _oxm_cache.get  # a field is its own cache key: (name, value)
-    body = b"".join([cached(fields[i]) or _oxm_tlv(*fields[i]) for i in order])
+    body = b"".join([cached(fields[i]) or _plain_int(*fields[i]) or _oxm_tlv(*fields[i])
+                     for i in order])
     length = 4 + len(body)
     return _TL.pack(1, length) + body + bytes(-length % 8)
 
