@@ -9,7 +9,10 @@ the machine disturbs far less than the wall clock.
 - `receive_fast`: the same with the Dyncast app's PACKET_IN fast path (apps/packet_in.py);
 - `minimal`: the minimal app's handler (OFPMatch + OFPFlowMod, serialised);
 - `minimal_struct`: the same flow-mod packed with struct;
-- `core`: the Dyncast core's `packet_in` for a new flow (parse, decision, binding, intents);
+- `core`: the Dyncast core's `packet_in` for a new flow (parse, decision, binding, intents),
+  every flow's intents kept (the serialise parts encode them: the collector walks them too);
+- `core_dropped`: the same on a core of its own, each flow's intents dropped at once (as the
+  app does once it has sent them);
 - `serialise_framework`: its three messages through the framework's classes (the way the app
   sent them before `ofmsg.serialise`);
 - `serialise`: its three messages through `ofmsg.serialise`;
@@ -155,6 +158,13 @@ def main() -> None:
             intents.append(core.packet_in(1, 1, data, 1.0 + i * step))
 
     out["core"] = median_us(core_run, n, repeats)
+    fresh = make_core()
+
+    def core_dropped(start: int, count: int) -> None:
+        for i, data in enumerate(frames[start:start + count], start):
+            fresh.packet_in(1, 1, data, 1.0 + i * step)
+
+    out["core_dropped"] = median_us(core_dropped, n, repeats)
     if not all(len(i) == 3 for i in intents):
         raise SystemExit("the core did not answer every new flow with 2 flow-mods + 1 packet")
 
