@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from operator import itemgetter
 from typing import Any, TypeGuard
 
 from apps.ofgroups import group_mod
@@ -230,8 +231,15 @@ _OXM: dict[str, tuple[int, int, int]] = {
 }
 _OXM_CLASS = {"tcp_flags": 0x0001}  # fields not of class OPENFLOW_BASIC (0x8000); after them
 _oxm_cache: dict[tuple[str, MatchValue], bytes] = {}
+# integer fields of the OpenFlow basic class: name -> (OXM header, upper bound, value length)
+_INT_HEADS = {name: (struct.pack("!I", (0x8000 << 16) | (num << 9) | size), 1 << (8 * size), size)
+              for name, (num, size, kind) in _OXM.items() if kind == 0 and name not in _OXM_CLASS}
 _match_orders: dict[tuple[str, ...], tuple[int, ...]] = {}  # field names -> packing order
 _actions_cache: dict[tuple[Action, ...], bytes] = {}
+# the same tuple of actions again (the core makes a binding's rewrites once per instance):
+# found by identity, without hashing its actions
+_actions_by_id: dict[int, tuple[tuple[Action, ...], bytes]] = {}
+_name_of = itemgetter(0)
 
 
 class Unsupported(Exception):
@@ -281,6 +289,15 @@ def _oxm_tlv(name: str, value: MatchValue) -> bytes:
     return tlv
 
 
+def _plain_int(name: str, value: object) -> bytes | None:
+    """The TLV of an unmasked integer field (a port: new flows bring new ones), packed without
+    the cache (a port per flow would fill it); None for anything else."""
+    head = _INT_HEADS.get(name)
+    if head is None or type(value) is not int or not 0 <= value < head[1]:
+        return None
+    return head[0] + value.to_bytes(head[2], "big")
+
+
 def _fits(value: object, size: int) -> TypeGuard[int]:
     """True for an int (not a bool) that fits in `size` bytes unsigned."""
     return (isinstance(value, int) and not isinstance(value, bool)
@@ -290,13 +307,15 @@ def _fits(value: object, size: int) -> TypeGuard[int]:
 def _encode_match(fields: tuple[tuple[str, Any], ...]) -> bytes:
     """An OXM match as `_match` builds it: standard fields in OXM-number order (the framework
     sorts them so), then the Nicira ones; padded."""
-    names = tuple([name for name, _ in fields])
+    names = tuple(map(_name_of, fields))
     order = _match_orders.get(names)
     if order is None:
         order = tuple(sorted(range(len(names)), key=lambda i: _order(names[i])))
         if len(_match_orders) < 1_000:
             _match_orders[names] = order
-    body = b"".join([_oxm_tlv(*fields[i]) for i in order])
+    cached = _oxm_cache.get  # a field is its own cache key: (name, value)
+    body = b"".join([cached(fields[i]) or _plain_int(*fields[i]) or _oxm_tlv(*fields[i])
+                     for i in order])
     length = 4 + len(body)
     return _TL.pack(1, length) + body + bytes(-length % 8)
 
@@ -312,11 +331,16 @@ def _order(name: str) -> int:
 def _encode_actions(actions: tuple[Action, ...]) -> bytes:
     """Actions as `_actions` builds them (output to the controller: no buffering). A binding's
     actions repeat for every flow to the same instance: packed once, then looked up."""
+    seen = _actions_by_id.get(id(actions))
+    if seen is not None and seen[0] is actions:
+        return seen[1]
     raw = _actions_cache.get(actions)
     if raw is None:
         raw = _pack_actions(actions)
         if len(_actions_cache) < 10_000:
             _actions_cache[actions] = raw
+    if len(_actions_by_id) < 10_000:  # the entry holds the tuple: its id is not reused
+        _actions_by_id[id(actions)] = (actions, raw)
     return raw
 
 

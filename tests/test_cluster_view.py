@@ -7,7 +7,6 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -131,7 +130,7 @@ def test_a_new_master_holds_the_bindings_its_previous_master_stored(
     ident = core.flows.bindings.next_ident + 10**9  # m2's numbering, far above m1's
     key = FlowKey("svc1", CLIENT[0], DSID, 6, 40001, 8000)
     theirs_binding = Binding(ident, key, INSTANCE[0], theirs.id, time.time() - 5)
-    elsewhere = Binding(ident + 1, replace(key, sport=40002), INSTANCE[0], mine.id, time.time())
+    elsewhere = Binding(ident + 1, key._replace(sport=40002), INSTANCE[0], mine.id, time.time())
     store = Store(s.app.config.store_url)
     try:
         store.apply([StoreWrite("binding", str(b.ident), b.to_dict())

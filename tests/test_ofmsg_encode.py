@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from apps.ofmsg import Unsupported, encode, serialise
 from controller.dataplane.affinity import Binding, FlowKey, binding_flows
@@ -145,3 +147,32 @@ def test_serialise_sends_what_came_before_an_intent_it_cannot_encode(dp: FakeDat
         serialise(dp, [good, bad, good])
     assert dp.sent == [framework_bytes(dp, good, 1)]
     assert dp.xid == 2
+
+
+def test_actions_found_again_by_identity_encode_to_the_framework_bytes(dp: FakeDatapath) -> None:
+    """A binding's rewrites are one tuple per instance, found again by identity: encoded the
+    first time, again, and as an equal tuple made afresh, each gives the framework's bytes."""
+    svc = SVC1
+    first, again = (Binding(n, FlowKey(svc.name, "10.0.0.1", svc.dsid, 6, 1000 + n, 8000),
+                            "10.0.0.21", 2, 0.0) for n in (1, 2))
+    fwd1, rev1 = binding_flows(first, svc, "00:00:00:00:00:21")
+    fwd2, rev2 = binding_flows(again, svc, "00:00:00:00:00:21")
+    assert fwd1.actions is fwd2.actions and rev1.actions is rev2.actions
+    fresh = FlowMod(fwd2.dpid, fwd2.table, fwd2.priority, fwd2.match,
+                    tuple(SetField(a.field, a.value) for a in fwd2.actions  # type: ignore[union-attr]
+                          ), fwd2.goto, fwd2.idle_timeout, fwd2.hard_timeout, fwd2.cookie,
+                    fwd2.command, fwd2.notify_removal)
+    for intent in (fwd1, rev1, fwd2, rev2, fresh, fwd1):
+        assert encode(intent, 9) == framework_bytes(dp, intent, 9), intent
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 65535), st.integers(0, 65535), st.sampled_from((6, 17)))
+def test_ports_packed_without_the_cache_give_the_framework_bytes(
+        dp: FakeDatapath, sport: int, dport: int, proto: int) -> None:
+    """Any port of any new flow (packed directly, never cached) encodes as the framework does."""
+    svc = SVC1 if proto == 6 else Service("u", "10.0.100.3", "udp", 5000)
+    key = FlowKey(svc.name, "10.0.0.1", svc.dsid, proto, sport, dport)
+    for intent in binding_flows(Binding(3, key, "10.0.0.21", 2, 0.0), svc, "00:00:00:00:00:21"):
+        assert encode(intent, 4) == framework_bytes(dp, intent, 4), intent

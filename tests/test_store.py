@@ -336,3 +336,27 @@ def test_a_stored_service_from_before_the_name_rules_still_loads(
     old = {"name": "old name", "dsid": "10.0.100.9"}
     store.apply([StoreWrite("service", "old name", old)])
     assert [s.name for s in store.load().services] == ["old name"]
+
+
+def test_a_binding_rewritten_in_a_later_batch_replaces_its_row(
+        open_store: Callable[[], Store]) -> None:
+    """A binding stored, then written again (its instance and ingress changed: a move), then
+    deleted, in three batches: the store holds what was written last, one row per binding."""
+    from controller.dataplane.affinity import Binding, FlowKey
+
+    def write(b: Binding) -> StoreWrite:
+        return StoreWrite("binding", str(b.ident), b.to_dict())
+
+    moved = Binding(7, FlowKey("svc1", "10.0.0.1", "10.0.100.1", 6, 40000, 8000), "10.0.0.21",
+                    1, 1.5)
+    kept = Binding(8, FlowKey("svc1", "10.0.0.2", "10.0.100.1", 17, None, None), "10.0.0.31",
+                   2, 2.0)
+    store = open_store()
+    assert store.apply([write(moved), write(kept)]) == 2
+    moved.dbid, moved.ingress = "10.0.0.22", 3
+    assert store.apply([write(moved)]) == 1
+    assert sorted((b.ident, b.dbid, b.ingress, b.key) for b in open_store().load().bindings) == [
+        (7, "10.0.0.22", 3, moved.key), (8, "10.0.0.31", 2, kept.key)]
+    assert execute(store, "SELECT COUNT(*) FROM bindings") == [(2,)]
+    store.apply([StoreWrite("binding", "7", None)])
+    assert [b.ident for b in open_store().load().bindings] == [8]

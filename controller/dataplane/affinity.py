@@ -9,7 +9,8 @@ entry (D-BID -> D-SID, for the replies) at the ingress.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from controller.intents import (
     PRIO_AFFINITY,
@@ -18,6 +19,8 @@ from controller.intents import (
     VIRTUAL_MAC,
     CookieKind,
     FlowMod,
+    Match,
+    Output,
     SetField,
     cookie,
     match,
@@ -28,9 +31,10 @@ from controller.network.packet import ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, Pac
 _L4_FIELDS = {IPPROTO_TCP: ("tcp_src", "tcp_dst"), IPPROTO_UDP: ("udp_src", "udp_dst")}
 
 
-@dataclass(frozen=True, slots=True)
-class FlowKey:
-    """The fields that identify a flow for a service's affinity; unused fields are None."""
+class FlowKey(NamedTuple):
+    """The fields that identify a flow for a service's affinity; unused fields are None. A
+    named tuple (same fields, repr and hash as the frozen dataclass it was): one is made and
+    looked up per packet-in to a D-SID."""
 
     service: str
     src: str
@@ -207,19 +211,48 @@ def binding_flows(binding: Binding, service: Service, dbid_mac: str) -> tuple[Fl
 
     Both carry the service's timeouts except that the reverse entry has no idle timeout (a
     client may be the only one talking); the forward entry reports its removal, and the core
-    then deletes the reverse entry and the binding.
+    then deletes the reverse entry and the binding. One pair is made per new flow: the
+    matches of a TCP or UDP 5-tuple are written in `match`'s order directly, and the rewrites
+    (the same for every binding to one instance) are made once (`_rewrites`).
     """
-    aff = service.affinity
-    forward = FlowMod(
-        dpid=binding.ingress, table=TABLE_CLASSIFY, priority=PRIO_AFFINITY,
-        match=match(**_forward_match(binding.key)),
-        actions=(SetField("eth_dst", dbid_mac), SetField("ipv4_dst", binding.dbid)),
-        goto=TABLE_FORWARD, idle_timeout=aff.idle_timeout, hard_timeout=aff.hard_timeout,
-        cookie=cookie(CookieKind.AFFINITY_FWD, binding.ident), notify_removal=True)
-    reverse = FlowMod(
-        dpid=binding.ingress, table=TABLE_CLASSIFY, priority=PRIO_AFFINITY,
-        match=match(**_reverse_match(binding.key, service, binding.dbid)),
-        actions=(SetField("eth_src", VIRTUAL_MAC), SetField("ipv4_src", service.dsid)),
-        goto=TABLE_FORWARD, hard_timeout=aff.hard_timeout,
-        cookie=cookie(CookieKind.AFFINITY_REV, binding.ident))
+    key, aff, ident = binding.key, service.affinity, binding.ident & _IDENT_MASK
+    proto, sport, dport = key.proto, key.sport, key.dport
+    names = _L4_FIELDS.get(proto) if proto is not None else None
+    if names is not None and proto is not None and sport is not None and dport is not None:
+        dst_name, src_name = names[1], names[0]  # "tcp_dst" < "tcp_src": match()'s order
+        fwd_match: Match = (("eth_type", ETH_TYPE_IP), ("ip_proto", proto),
+                            ("ipv4_dst", key.dsid), ("ipv4_src", key.src),
+                            (dst_name, dport), (src_name, sport))
+        rev_match: Match = (("eth_type", ETH_TYPE_IP), ("ip_proto", proto),
+                            ("ipv4_dst", key.src), ("ipv4_src", binding.dbid),
+                            (dst_name, sport), (src_name, dport))
+    else:
+        fwd_match = match(**_forward_match(key))
+        rev_match = match(**_reverse_match(key, service, binding.dbid))
+    to_instance, from_service = _rewrites(dbid_mac, binding.dbid, service.dsid)
+    forward = FlowMod(binding.ingress, TABLE_CLASSIFY, PRIO_AFFINITY, fwd_match, to_instance,
+                      TABLE_FORWARD, aff.idle_timeout, aff.hard_timeout, _FWD_COOKIE | ident,
+                      "add", True)
+    reverse = FlowMod(binding.ingress, TABLE_CLASSIFY, PRIO_AFFINITY, rev_match, from_service,
+                      TABLE_FORWARD, 0, aff.hard_timeout, _REV_COOKIE | ident)
     return forward, reverse
+
+
+_IDENT_MASK = 0xFFFF_FFFF_FFFF
+_FWD_COOKIE = cookie(CookieKind.AFFINITY_FWD)
+_REV_COOKIE = cookie(CookieKind.AFFINITY_REV)
+
+
+@lru_cache(maxsize=4096)
+def _rewrites(dbid_mac: str, dbid: str, dsid: str) -> tuple[tuple[SetField, ...],
+                                                          tuple[SetField, ...]]:
+    """A binding's rewrites: towards the instance, and of its replies back to the D-SID."""
+    return ((SetField("eth_dst", dbid_mac), SetField("ipv4_dst", dbid)),
+            (SetField("eth_src", VIRTUAL_MAC), SetField("ipv4_src", dsid)))
+
+
+@lru_cache(maxsize=4096)
+def delivery(mac: str, dbid: str, port: int) -> tuple[SetField, SetField, Output]:
+    """A bound flow's packet sent on by the controller: rewritten to its instance and out of
+    `port` (the same actions for every packet to that instance at one ingress: made once)."""
+    return SetField("eth_dst", mac), SetField("ipv4_dst", dbid), Output(port)

@@ -20,6 +20,7 @@ from controller.dataplane.affinity import (
     BindingTable,
     FlowKey,
     binding_flows,
+    delivery,
     flow_key,
     key_of_forward,
 )
@@ -34,7 +35,6 @@ from controller.intents import (
     Intent,
     Output,
     PacketOut,
-    SetField,
     SwitchEntry,
     cookie,
     cookie_kind,
@@ -173,9 +173,8 @@ class ReactiveFlows:
         if host is None or port is None:
             self.counters["dropped_unreachable"] += 1
             return []
-        actions = (SetField("eth_dst", host.mac), SetField("ipv4_dst", binding.dbid),
-                   Output(port))
-        out: list[Intent] = [PacketOut(binding.ingress, data, actions, in_port)]
+        out: list[Intent] = [PacketOut(binding.ingress, data, delivery(host.mac, binding.dbid,
+                                                                        port), in_port)]
         if not entries:
             return out
         self.counters["flows_installed"] += 2

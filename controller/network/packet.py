@@ -29,12 +29,24 @@ LLDP_OUI_TS = b"\x02\xdc\x00\x01"  # locally administered OUI + subtype 1: send 
 _ETH = struct.Struct("!6s6sH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _PORTS = struct.Struct("!HH")
+_FRAG_ADDRS = struct.Struct("!H4xII")  # IPv4 flags and fragment offset, ..., source, destination
+IP_TEXTS_KEPT = 65536
+_IP_TEXTS: dict[int, str] = {}
 
 
 
 def _ntoa(raw: bytes) -> str:
     """Dotted-quad text of a 4-byte IPv4 address."""
     return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+
+
+def _ip_text(n: int) -> str:
+    """Dotted-quad text of an IPv4 address held as a number, kept for the next packet from or
+    to it (a new flow's first packet is parsed on the packet-in path)."""
+    text = f"{n >> 24}.{(n >> 16) & 0xFF}.{(n >> 8) & 0xFF}.{n & 0xFF}"
+    if len(_IP_TEXTS) < IP_TEXTS_KEPT:
+        _IP_TEXTS[n] = text
+    return text
 
 
 def _aton(addr: str) -> bytes:
@@ -92,9 +104,10 @@ def _parse_ipv4(data: bytes, eth_src: str, eth_dst: str) -> Packet:
     """Parse the IPv4 header and, for the first fragment of TCP/UDP, the ports."""
     ihl = (data[14] & 0x0F) * 4
     proto = data[23]
-    src = _ntoa(data[26:30])
-    dst = _ntoa(data[30:34])
-    frag_offset = struct.unpack_from("!H", data, 20)[0] & 0x1FFF
+    frag_offset, src_n, dst_n = _FRAG_ADDRS.unpack_from(data, 20)
+    src = _IP_TEXTS.get(src_n) or _ip_text(src_n)
+    dst = _IP_TEXTS.get(dst_n) or _ip_text(dst_n)
+    frag_offset &= 0x1FFF
     l4 = 14 + ihl
     sport = dport = flags = None
     if proto in (IPPROTO_TCP, IPPROTO_UDP) and frag_offset == 0 and len(data) >= l4 + 4:

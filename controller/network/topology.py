@@ -210,13 +210,15 @@ class Topology:
     # --- hosts --------------------------------------------------------------------------
     def learn_host(self, ip: str, mac: str, dpid: int, port: int) -> bool:
         """Record where `ip` lives; return True if that is new or moved."""
-        if self.is_link_port(dpid, port) or dpid not in self.ports:
+        if (dpid, port) in self._link_ports or dpid not in self.ports:  # (is_link_port)
             return False
-        loc = HostLoc(ip, mac, dpid, port)
         old = self.hosts.get(ip)
-        if old == loc:
+        if (old is not None and old.port == port and old.dpid == dpid and old.mac == mac
+                and old.ip == ip):  # (as old == HostLoc(...), without making one: every
+            #                            packet-in from a known host asks)
             self._may_move.discard(ip)  # seen where it was: the one move is used up
             return False
+        loc = HostLoc(ip, mac, dpid, port)
         if (old is not None and (old.dpid, old.port) != (dpid, port) and self.locked(ip)
                 and ip not in self._may_move):
             self.moves_refused += 1  # forged ARP or spoofed source: the instance stays put

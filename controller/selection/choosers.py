@@ -36,11 +36,18 @@ class Chooser:
         """Return the next instance, or None when the decision has none."""
         if not self._weights:
             return None
-        for dbid, weight in self._weights.items():
-            self._current[dbid] += weight
-        # rounded, so that float noise does not break ties (equal shares rotate in turn)
-        chosen = max(self._current, key=lambda d: round(self._current[d], 9))
-        self._current[chosen] -= self._total
+        current = self._current
+        chosen: str | None = None
+        best = 0.0
+        for dbid, weight in self._weights.items():  # (in the order of `current`'s keys)
+            credit = current[dbid] = current[dbid] + weight
+            # rounded, so that float noise does not break ties (equal shares rotate in turn);
+            # the first of equals wins, as with max()
+            rounded = round(credit, 9)
+            if chosen is None or rounded > best:
+                chosen, best = dbid, rounded
+        assert chosen is not None  # (weights are not empty)
+        current[chosen] -= self._total
         return chosen
 
 

@@ -25,6 +25,7 @@ from controller.selection.queueing import Arrivals, queueing_ms, utilisation
 from controller.selection.scoring import ScoringConfig
 
 PER_FLOW_LOAD = frozenset({"p2c", "least-inflight"})  # policies that compare loads at the pick
+COSTS_KEPT = 256  # compute costs kept per instance and report (placement counts seen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,11 @@ class Decisions:
         self._states: dict[str, str] = {}  # state of each instance the decisions last saw
         # instance -> (its report, (base delay, requests ageing left, placements, placements in
         # the rate's window), compute cost)
-        self._computed: dict[str, tuple[object, tuple[float, int | None, int, int], float]] = {}
+        # instance -> (its report, {(base delay, requests ageing left, placements, placements
+        # in the rate's window): compute cost}): new flows move the placements up and ageing
+        # moves them down, over a few values, so the costs of each are kept (for one report)
+        self._computed: dict[str, tuple[object, dict[tuple[float, int | None, int, int],
+                                                     float]]] = {}
         # what each decision was last taken from (incremental.py)
         self.bases = Incremental(self.engine, self.costs, counters)
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
@@ -224,15 +229,20 @@ class Decisions:
                self.placements.count(inst.dbid, now, hold),
                self.arrivals.count(inst.dbid, now) if places and self.selection.queueing else 0)
         kept = self._computed.get(inst.dbid)
-        if kept is not None and kept[0] is metrics and kept[1] == key:
-            return kept[2]
+        if kept is None or kept[0] is not metrics:
+            kept = self._computed[inst.dbid] = (metrics, {})
+        costs = kept[1]
+        known = costs.get(key)
+        if known is not None:
+            return known
         cost = compute_ms(as_of(metrics, hold, key[2], age), svc.base_delay_ms, self.scoring)
         if (key[3] and self.selection.queueing and metrics is not None and metrics.score is None
                 and not self.scoring.enabled):
             # the default estimate: at least the wait the rate of placements makes (queueing.py)
             rho = utilisation(key[3], hold, metrics.capacity)
             cost = max(cost, queueing_ms(rho, hold * 1000.0, metrics.capacity))
-        self._computed[inst.dbid] = (metrics, key, cost)
+        if len(costs) < COSTS_KEPT:
+            costs[key] = cost
         return cost
 
     def placed_count(self, svc: Service, inst: Instance, now: float) -> int:
