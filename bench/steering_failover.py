@@ -1,0 +1,187 @@
+"""The steering benchmark's failure kinds and what a failure did to the flows (issue 22).
+
+Boundary: pure except `switch_side`, `set_link` and `failover_groups`, which read Mininet's
+objects and run `ip` and `ovs-ofctl`; bench/steering.py calls them. No controller import.
+
+Failure kinds (`--fail-kind`): `process` kills the site's service and D-MA at T/2 behind a live
+link (the host's kernel refuses the next SYN with a RST); `link` takes the switch-side end of
+the site's access link down at T/2 (what a dead host, NIC or cable looks like to the switch)
+and up again after the clients stop. A policy named `P+failover` runs P with the service's
+`failover = true` (switch-local fast-failover groups, docs/dataplanes.md).
+
+Recovery, per run, from the clients' records (bench/loadgen.py; `t` is a request's start,
+`ms` its time, or `err_ms` the time until it failed):
+- new flows: the fresh-connection requests started after the failure that failed or took
+  at least SYN_RTO_MS (their first SYN was lost: TCP sends it again after 1 s), how many and
+  when the last of them started; the same count in as long a window before the failure
+  is the run's own noise;
+- flows that had the failed site: each keep-alive connection whose last answer before the
+  failure came from the failed instance, the time from its first request after the failure
+  until that request came back (answered, or reset by a live host: either way its packets
+  reached a live instance; a timeout is the packets going nowhere), and until its first
+  answered request.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from typing import Any
+
+FAIL_KINDS = ("process", "link")
+FAILOVER_SUFFIX = "+failover"
+SYN_RTO_MS = 1000.0  # Linux's initial retransmission timeout: a lost SYN costs a request this
+WINDOW_S = 5.0  # new flows are looked at this long after (and before) the failure
+
+Record = dict[str, Any]
+
+
+def split_policy(name: str) -> tuple[str, bool]:
+    """`dyncast+failover` -> ("dyncast", True); `p2c` -> ("p2c", False)."""
+    if name.endswith(FAILOVER_SUFFIX):
+        return name[: -len(FAILOVER_SUFFIX)], True
+    return name, False
+
+
+def _took(r: Record) -> float | None:
+    """How long a request took, answered or not (None: an old record without `err_ms`)."""
+    return r["ms"] if r["ms"] is not None else r.get("err_ms")
+
+
+def _disrupted(r: Record) -> bool:
+    took = _took(r)
+    return bool(r["err"]) or (took is not None and took >= SYN_RTO_MS)
+
+
+def new_flows(records: list[Record], fail_at: float, window: float = WINDOW_S) -> dict[str, Any]:
+    """Fresh-connection requests disrupted (failed, or a lost SYN) in `window` s after
+    `fail_at`, and in as long before it; when the last disrupted one after it started."""
+    fresh = [r for r in records if "conn" not in r]
+    after = [r for r in fresh if fail_at <= r["t"] < fail_at + window and _disrupted(r)]
+    before = [r for r in fresh if fail_at - window <= r["t"] < fail_at and _disrupted(r)]
+    last = max((r["t"] for r in after), default=None)
+    return {"disrupted": len(after), "disrupted_before": len(before),
+            "failed_after": sum(1 for r in fresh if r["t"] >= fail_at and r["err"]),
+            "last_disrupted_ms": None if last is None else round(1000 * (last - fail_at), 1)}
+
+
+def bound_flows(records: list[Record], fail_at: float, failed: str) -> dict[str, Any]:
+    """Keep-alive connections on instance `failed` when it failed: per connection, ms from
+    its first request after `fail_at` until that request came back (`reached`: answered or
+    reset; None if it timed out) and until its first answered request (`served`)."""
+    by_conn: dict[tuple[str, int], list[Record]] = {}
+    for r in records:
+        if "conn" in r:
+            by_conn.setdefault((r.get("src", ""), r["conn"]), []).append(r)
+    reached: list[float | None] = []
+    served: list[float | None] = []
+    for rows in by_conn.values():
+        rows.sort(key=lambda r: r["seq"])
+        before = [r for r in rows if r["t"] < fail_at and r["inst"] is not None]
+        after = [r for r in rows if r["t"] >= fail_at]
+        if not before or before[-1]["inst"] != failed or not after:
+            continue
+        first = after[0]
+        took = _took(first)
+        timed_out = bool(first["err"]) and "timed out" in first["err"]
+        reached.append(None if timed_out or took is None else round(took, 1))
+        ok = next((r for r in after if r["ms"] is not None), None)
+        served.append(None if ok is None else
+                      round(1000 * (ok["t"] - first["t"]) + ok["ms"], 1))
+    return {"connections": len(reached), "reached_ms": reached, "served_ms": served}
+
+
+def summary(records: list[Record], fail_at: float, failed: str) -> dict[str, Any]:
+    """What the failure at `fail_at` (s after the clients' start) of `failed` did."""
+    return {"fail_at_s": round(fail_at, 3), "new": new_flows(records, fail_at),
+            "bound": bound_flows(records, fail_at, failed)}
+
+
+def line(s: dict[str, Any]) -> str:
+    """The failure's numbers on one line of the log."""
+    new, bound = s["new"], s["bound"]
+
+    def most(values: list[float | None]) -> str:
+        if not values:
+            return "-"
+        return "never" if None in values else f"{max(v for v in values if v is not None):.0f}"
+    return (f"new: disrupted {new['disrupted']} (before {new['disrupted_before']}) failed "
+            f"{new['failed_after']} last {new['last_disrupted_ms']} ms; bound "
+            f"{bound['connections']}: reached max {most(bound['reached_ms'])} ms, served max "
+            f"{most(bound['served_ms'])} ms")
+
+
+# ---- preconditions (Mininet) -------------------------------------------------------------------
+
+def switch_side(net: Any, host: str, switch: str) -> str:
+    """The switch-side interface name of `host`'s link to `switch` (not its management link)."""
+    for intf in net[host].intfList():
+        link = intf.link
+        if link is None:
+            continue
+        for end in (link.intf1, link.intf2):
+            if end.node.name == switch:
+                return str(end.name)
+    raise LookupError(f"no link from {host} to {switch}")
+
+
+def set_link(intf: str, up: bool) -> None:
+    """Take a switch port's link up or down, as a cable, NIC or host would."""
+    subprocess.run(["ip", "link", "set", "dev", intf, "up" if up else "down"], check=True,
+                   capture_output=True, text=True)
+
+
+FF_GROUP = re.compile(r"group_id=(\d+),type=ff\b")
+
+
+def ff_groups(dump: str) -> list[int]:
+    """The fast-failover group ids in `ovs-ofctl dump-groups` output."""
+    return sorted(int(g) for g in FF_GROUP.findall(dump))
+
+
+def failover_groups(bridge: str) -> list[int]:
+    """The fast-failover groups switch `bridge` holds."""
+    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups", bridge],
+                         capture_output=True, text=True, check=True).stdout
+    return ff_groups(out)
+
+
+def _switch_of(bench_net: Any, host: str) -> str:
+    return str(bench_net.graph.nodes[host]["switch"])
+
+
+def wait_groups(bench_net: Any, failover: bool, timeout: float = 10.0) -> str:
+    """Wait until every site's switch holds two fast-failover groups per site on it (with
+    `failover`) or none (without); "" when so, else what the switches hold."""
+    expected: dict[str, int] = {}
+    for site in bench_net.sites:
+        switch = _switch_of(bench_net, site.host)
+        expected[switch] = expected.get(switch, 0) + (2 if failover else 0)
+    deadline = time.monotonic() + timeout
+    while True:
+        held = {sw: failover_groups(sw) for sw in sorted(expected)}
+        wrong = {sw: g for sw, g in held.items()
+                 if (len(g) < expected[sw] if failover else g)}
+        if not wrong:
+            return ""
+        if time.monotonic() > deadline:
+            return (f"fast-failover groups (ovs-ofctl dump-groups) with failover {failover}: "
+                    f"expected {expected}, the switches hold {wrong}")
+        time.sleep(0.2)
+
+
+def link_down(mn: Any, bench_net: Any, host: str) -> float:
+    """Take `host`'s access link down at its switch; returns when (epoch s)."""
+    intf = switch_side(mn, host, _switch_of(bench_net, host))
+    at = time.time()
+    set_link(intf, False)
+    return at
+
+
+def link_up(lab: Any, bench_net: Any, host: str) -> None:
+    """Bring `host`'s access link up again and have the host send a packet through it (an
+    ARP for another site), so that the controller sees the instance there again."""
+    set_link(switch_side(lab.net, host, _switch_of(bench_net, host)), True)
+    other = next(s.dbid for s in bench_net.sites if s.host != host)
+    lab.host_cmd(host, f"ping -c 1 -W 1 {other} >/dev/null")

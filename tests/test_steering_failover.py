@@ -1,0 +1,97 @@
+"""The steering benchmark's failure kinds: policy names, what a failure did to the flows, and
+the preconditions it checks (fast-failover groups on the sites' switches)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import steering_failover as sf
+from bench.steering import main
+from bench.steering_net import figure2_bench, service_body
+
+FAILED = "10.0.0.21"
+
+
+def _fresh(t: float, ms: float | None, err_ms: float | None = None) -> dict[str, Any]:
+    r: dict[str, Any] = {"t": t, "ms": ms, "inst": None if ms is None else "10.0.0.41",
+                         "err": None if ms is not None else "ConnectionRefusedError"}
+    if err_ms is not None:
+        r["err_ms"] = err_ms
+    return r
+
+
+def _ka(conn: int, seq: int, t: float, inst: str | None, ms: float | None = 10.0,
+        err: str | None = None, err_ms: float | None = None) -> dict[str, Any]:
+    r: dict[str, Any] = {"t": t, "conn": conn, "epoch": 0, "seq": seq, "inst": inst,
+                         "ms": None if inst is None else ms, "err": err, "src": "c1"}
+    if err_ms is not None:
+        r["err_ms"] = err_ms
+    return r
+
+
+def test_a_failover_policy_name_is_the_policy_with_failover() -> None:
+    assert sf.split_policy("dyncast+failover") == ("dyncast", True)
+    assert sf.split_policy("p2c") == ("p2c", False)
+    net = figure2_bench()
+    assert service_body(net, "dyncast", True)["failover"] is True
+    assert "failover" not in service_body(net, "dyncast")
+
+
+def test_new_flows_count_failed_and_lost_syn_requests_after_the_failure_only() -> None:
+    """A request that failed or took a SYN retransmission (>= 1 s) after the failure is
+    disrupted; the same before the failure is the run's noise; slow but under 1 s is not."""
+    records = [_fresh(6.0, 1200.0), _fresh(9.0, 150.0),  # before: one lost SYN
+               _fresh(10.01, None, err_ms=3.0), _fresh(10.05, 1100.0), _fresh(10.2, 900.0),
+               _fresh(12.0, 120.0), _fresh(16.0, None)]  # 16 s: outside the 5 s window
+    new = sf.new_flows(records, fail_at=10.0)
+    assert new == {"disrupted": 2, "disrupted_before": 1, "failed_after": 2,
+                   "last_disrupted_ms": 50.0}
+    assert sf.new_flows([_fresh(11.0, 100.0)], 10.0)["last_disrupted_ms"] is None
+
+
+def test_bound_flows_are_the_connections_on_the_failed_instance_when_it_failed() -> None:
+    """Connection 0 was on the failed instance: its first request after the failure was reset
+    after 2 ms (it reached a live host), the next, 1 s later, answered in 20 ms. Connection 1
+    was elsewhere; connection 2 was on it and its request timed out (went nowhere)."""
+    records = [_ka(0, 0, 9.5, FAILED), _ka(0, 1, 10.5, None, err="ConnectionResetError",
+                                            err_ms=2.0), _ka(0, 2, 11.5, "10.0.0.41", 20.0),
+               _ka(1, 0, 9.7, "10.0.0.41"), _ka(1, 1, 10.7, "10.0.0.41"),
+               _ka(2, 0, 9.9, FAILED), _ka(2, 1, 10.9, None, err="TimeoutError: timed out",
+                                           err_ms=10000.0)]
+    bound = sf.bound_flows(records, 10.0, FAILED)
+    assert bound == {"connections": 2, "reached_ms": [2.0, None], "served_ms": [1020.0, None]}
+    assert "reached max never" in sf.line(sf.summary(records, 10.0, FAILED))
+
+
+def test_failover_groups_are_read_from_dump_groups() -> None:
+    dump = ("OFPST_GROUP_DESC reply (OF1.3) (xid=0x2):\n"
+            " group_id=20,type=ff,bucket=watch_port:3,actions=output:3\n"
+            " group_id=21,type=ff,bucket=watch_port:3,actions=output:3\n"
+            " group_id=7,type=select,bucket=actions=output:1\n")
+    assert sf.ff_groups(dump) == [20, 21]
+    assert sf.ff_groups("OFPST_GROUP_DESC reply (OF1.3) (xid=0x2):\n") == []
+
+
+def test_the_groups_precondition_fails_when_a_switch_lacks_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With failover, two groups per site on its switch; without, none: otherwise a message
+    naming the switch (the bench raises it), after the timeout."""
+    net = figure2_bench()
+    held = {"r1": [2, 3], "r2": [4, 5], "r3": []}
+    monkeypatch.setattr(sf, "failover_groups", lambda sw: held[sw])
+    assert "'r3': []" in sf.wait_groups(net, True, timeout=0.0)
+    held["r3"] = [6, 7]
+    assert sf.wait_groups(net, True, timeout=0.0) == ""
+    assert "r1" in sf.wait_groups(net, False, timeout=0.0)
+    held.update(r1=[], r2=[], r3=[])
+    assert sf.wait_groups(net, False, timeout=0.0) == ""
+
+
+def test_fail_kind_is_checked_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--fail-kind", "cable", "--report-only"])
+    assert "--fail-kind" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--policies", "dyncast+backup", "--report-only"])
