@@ -95,7 +95,16 @@ def bound_flows(records: list[Record], fail_at: float, failed: str) -> dict[str,
 def summary(records: list[Record], fail_at: float, failed: str) -> dict[str, Any]:
     """What the failure at `fail_at` (s after the clients' start) of `failed` did."""
     return {"fail_at_s": round(fail_at, 3), "new": new_flows(records, fail_at),
-            "bound": bound_flows(records, fail_at, failed)}
+            "bound": bound_flows(records, fail_at, failed),
+            "share_before": share_on(records, failed, fail_at - 3.0, fail_at)}
+
+
+def share_on(records: list[Record], inst: str, start: float, end: float) -> float | None:
+    """The share of the answered fresh-connection requests started in [`start`, `end`) that
+    `inst` served: how much of the new flows a policy was giving it."""
+    served = [r["inst"] for r in records
+              if "conn" not in r and r["inst"] is not None and start <= r["t"] < end]
+    return round(served.count(inst) / len(served), 3) if served else None
 
 
 def line(s: dict[str, Any]) -> str:
@@ -109,7 +118,8 @@ def line(s: dict[str, Any]) -> str:
     return (f"new: disrupted {new['disrupted']} (before {new['disrupted_before']}) failed "
             f"{new['failed_after']} last {new['last_disrupted_ms']} ms; bound "
             f"{bound['connections']}: reached max {most(bound['reached_ms'])} ms, served max "
-            f"{most(bound['served_ms'])} ms")
+            f"{most(bound['served_ms'])} ms; its share of new flows in the 3 s before "
+            f"{s.get('share_before')}")
 
 
 # ---- preconditions (Mininet) -------------------------------------------------------------------
@@ -185,3 +195,99 @@ def link_up(lab: Any, bench_net: Any, host: str) -> None:
     set_link(switch_side(lab.net, host, _switch_of(bench_net, host)), True)
     other = next(s.dbid for s in bench_net.sites if s.host != host)
     lab.host_cmd(host, f"ping -c 1 -W 1 {other} >/dev/null")
+
+
+# ---- the results page's section ------------------------------------------------------------
+
+COMMAND = ("sudo .venv/bin/python bench/steering.py --networks figure2 --scenarios failure "
+           "--policies dyncast+failover dyncast p2c least-loaded --no-reference "
+           "--fail-kind {kind} --tag failover-{kind}")
+TARGET_FAILED = 0.5  # issue 22: requests failed <= 0.5x the controller-driven move
+TARGET_RECOVERY_MS = 100.0  # ... and recovery <= 100 ms for flows with a backup
+
+
+def _ms(values: list[float | None]) -> str:
+    """The largest of per-connection times, `never` if one never came."""
+    if not values:
+        return "-"
+    if None in values:
+        return f"never ({values.count(None)} of {len(values)})"
+    return f"{max(v for v in values if v is not None):.0f}"
+
+
+def failure_table(runs: list[dict[str, Any]]) -> list[str]:
+    """One row per policy of a failure run."""
+    md = ["| policy | requests | failed | failed after | new flows disrupted after (before) "
+          "| last disrupted, ms after | bound connections | reached a live host, ms (max) "
+          "| answered, ms (max) | failed site's share of new flows, 3 s before | p95 ms |",
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in runs:
+        f = r.get("failure")
+        if f is None:
+            continue
+        new, bound = f["new"], f["bound"]
+        last = new["last_disrupted_ms"]
+        p95 = "-" if r["p95_ms"] is None else f"{r['p95_ms']:.0f}"
+        md.append(f"| {r['policy']} | {r['requests']} | {r['errors']} | {new['failed_after']} "
+                  f"| {new['disrupted']} ({new['disrupted_before']}) "
+                  f"| {'-' if last is None else f'{last:.0f}'} | {bound['connections']} "
+                  f"| {_ms(bound['reached_ms'])} | {_ms(bound['served_ms'])} "
+                  f"| {f.get('share_before', '-')} | {p95} |")
+    return md
+
+
+def verdict(runs: list[dict[str, Any]]) -> list[str]:
+    """Issue 22's failover targets against one link-failure run, in words."""
+    by = {r["policy"]: r for r in runs if r.get("failure")}
+    ff, move = by.get("dyncast" + FAILOVER_SUFFIX), by.get("dyncast")
+    if ff is None or move is None:
+        return []
+    ratio = (ff["errors"] / move["errors"]) if move["errors"] else None
+    failed = (f"{ff['errors']} against {move['errors']}"
+              + ("" if ratio is None else f" ({ratio:.2f}x)"))
+    met_failed = ff["errors"] == 0 or (ratio is not None and ratio <= TARGET_FAILED)
+    reached = ff["failure"]["bound"]["reached_ms"]
+    last = ff["failure"]["new"]["last_disrupted_ms"]
+    met_rec = (None not in reached and all(v <= TARGET_RECOVERY_MS for v in reached
+                                           if v is not None)
+               and (last is None or last <= TARGET_RECOVERY_MS))
+    return [f"- requests failed, failover against the controller-driven move: {failed}: "
+            f"target <= {TARGET_FAILED}x {'met' if met_failed else '**not met**'}"
+            + (" (neither lost any: nothing to halve)" if not (ff["errors"] or
+                                                               move["errors"]) else ""),
+            f"- recovery with failover: bound connections reached a live host within "
+            f"{_ms(reached)} ms, the last disrupted new flow started "
+            f"{'-' if last is None else f'{last:.0f}'} ms after the failure: target <= "
+            f"{TARGET_RECOVERY_MS:.0f} ms {'met' if met_rec else '**not met**'}"]
+
+
+def failover_section(saved: dict[str, dict[str, Any]]) -> list[str]:
+    """The section for the failure runs in `saved` (fail kind -> saved results)."""
+    md = ["## Failover: an access link down against a killed process", "",
+          "Figure 2's failure scenario two ways: `link` takes e2's access link down at its "
+          "switch half-way (a dead host, NIC or cable as the switch sees it) and up after the "
+          "clients stop; `process` kills e2's service and D-MA behind a live link (as above). "
+          "`dyncast+failover` is dyncast with the service's `failover = true` (switch-local "
+          "fast-failover groups at e2's switch, [dataplanes.md](../dataplanes.md#switch-local-"
+          "failover)); the bench checks with `ovs-ofctl dump-groups` that every site's switch "
+          "holds its two groups before a failover run and none before the others. The "
+          "dataplane is `reactive` for every policy (each decides per flow; a `bucket` service "
+          "would leave p2c and least-loaded nothing to decide). Same seed and arrivals in every "
+          "run. *Disrupted* new flows: fresh-connection requests started within 5 s after the "
+          "failure that failed or took 1 s or more (a lost SYN, sent again after TCP's 1 s "
+          "timeout); in brackets the same count in the 5 s before (the run's own noise). "
+          "*Bound connections*: keep-alive connections whose last answer before the failure "
+          "came from e2; per connection, how long its first request after the failure took "
+          "to come back answered or reset (its packets reached a live host; *never*: it timed "
+          "out), and until its first answer (a reset connection opens a new one a second "
+          "later).", ""]
+    for kind in FAIL_KINDS:
+        if kind not in saved:
+            continue
+        runs = saved[kind]["runs"]
+        md += [f"### `{kind}`", "", f"`{COMMAND.format(kind=kind)}` "
+               f"(`bench/results/steering-failover-{kind}.txt`, `.json`; settings: "
+               f"{saved[kind]['settings']}).", "", *failure_table(runs), ""]
+        if kind == "link":
+            md += ["Issue 22's failover targets:", "", *verdict(runs), ""]
+    return md

@@ -95,3 +95,32 @@ def test_fail_kind_is_checked_on_the_command_line(capsys: pytest.CaptureFixture[
     assert "--fail-kind" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--policies", "dyncast+backup", "--report-only"])
+
+
+def test_share_on_counts_the_answered_new_flows_an_instance_served_in_the_window() -> None:
+    records = [_fresh(7.5, 100.0), _fresh(8.0, 100.0), _fresh(9.0, None), _fresh(12.0, 50.0),
+               {**_fresh(8.5, 90.0), "inst": FAILED}, _ka(0, 0, 8.2, FAILED)]
+    assert sf.share_on(records, FAILED, 7.0, 10.0) == pytest.approx(1 / 3, abs=1e-3)
+    assert sf.share_on(records, FAILED, 20.0, 30.0) is None
+
+
+def _run(policy: str, errors: int, reached: list[float | None], last: float | None) -> dict:
+    return {"policy": policy, "requests": 400, "errors": errors, "p95_ms": 300.0,
+            "failure": {"kind": "link", "fail_at_s": 11.3, "share_before": 0.5,
+                        "new": {"disrupted": 1, "disrupted_before": 0, "failed_after": errors,
+                                "last_disrupted_ms": last},
+                        "bound": {"connections": len(reached), "reached_ms": reached,
+                                  "served_ms": reached}}}
+
+
+def test_the_verdict_holds_failover_to_half_the_failures_and_100_ms() -> None:
+    """Met: 2 failed against 10, every bound connection back within 100 ms; not met: one
+    that timed out, or 6 against 10."""
+    good = [_run("dyncast+failover", 2, [3.0, 40.0], 20.0), _run("dyncast", 10, [900.0], 500.0)]
+    text = "\n".join(sf.verdict(good))
+    assert "0.20x" in text and "**not met**" not in text
+    late = [_run("dyncast+failover", 6, [3.0, None], 20.0), _run("dyncast", 10, [900.0], 5.0)]
+    assert "\n".join(sf.verdict(late)).count("**not met**") == 2
+    section = "\n".join(sf.failover_section({"link": {"runs": good, "settings": "s"}}))
+    assert "--fail-kind link --tag failover-link" in section and "| dyncast+failover | 400" in section
+    assert sf.verdict([good[1]]) == []
