@@ -437,7 +437,7 @@ class Bench:
             out["reference"] = list(only)
         if scenario.fail is not None:
             out["failure"] = {"kind": self.plan.fail_kind, **failure_summary(
-                records, failed_at, net.site(scenario.fail).dbid)}
+                records, failed_at, scenario.fail)}  # loadgen names the instance's host
         return out
 
 

@@ -61,7 +61,10 @@ def new_flows(records: list[Record], fail_at: float, window: float = WINDOW_S) -
     after = [r for r in fresh if fail_at <= r["t"] < fail_at + window and _disrupted(r)]
     before = [r for r in fresh if fail_at - window <= r["t"] < fail_at and _disrupted(r)]
     last = max((r["t"] for r in after), default=None)
+    in_flight = [r for r in fresh if r["t"] < fail_at and r["err"]
+                 and r["t"] + (r.get("err_ms") or 0.0) / 1000 >= fail_at]
     return {"disrupted": len(after), "disrupted_before": len(before),
+            "in_flight_failed": len(in_flight),
             "failed_after": sum(1 for r in fresh if r["t"] >= fail_at and r["err"]),
             "last_disrupted_ms": None if last is None else round(1000 * (last - fail_at), 1)}
 
@@ -115,7 +118,8 @@ def line(s: dict[str, Any]) -> str:
         if not values:
             return "-"
         return "never" if None in values else f"{max(v for v in values if v is not None):.0f}"
-    return (f"new: disrupted {new['disrupted']} (before {new['disrupted_before']}) failed "
+    return (f"new: in flight failed {new['in_flight_failed']}, "
+            f"disrupted {new['disrupted']} (before {new['disrupted_before']}) failed "
             f"{new['failed_after']} last {new['last_disrupted_ms']} ms; bound "
             f"{bound['connections']}: reached max {most(bound['reached_ms'])} ms, served max "
             f"{most(bound['served_ms'])} ms; its share of new flows in the 3 s before "
@@ -150,6 +154,13 @@ def ff_groups(dump: str) -> list[int]:
     return sorted(int(g) for g in FF_GROUP.findall(dump))
 
 
+def group_flows(bridge: str) -> list[str]:
+    """The flow entries of `bridge` whose actions send to a group."""
+    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge],
+                         capture_output=True, text=True, check=True).stdout
+    return [x.strip() for x in out.splitlines() if "group:" in x]
+
+
 def failover_groups(bridge: str) -> list[int]:
     """The fast-failover groups switch `bridge` holds."""
     out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups", bridge],
@@ -163,19 +174,23 @@ def _switch_of(bench_net: Any, host: str) -> str:
 
 def wait_groups(bench_net: Any, failover: bool, timeout: float = 10.0) -> str:
     """Wait until every site's switch holds two fast-failover groups per site on it (with
-    `failover`) or none (without); "" when so, else what the switches hold."""
+    `failover`) or no flow entry sending to a group (without: the groups themselves may stay,
+    unused); "" when so, else what the switches hold."""
     expected: dict[str, int] = {}
     for site in bench_net.sites:
         switch = _switch_of(bench_net, site.host)
         expected[switch] = expected.get(switch, 0) + (2 if failover else 0)
     deadline = time.monotonic() + timeout
     while True:
-        held = {sw: failover_groups(sw) for sw in sorted(expected)}
+        held = {sw: failover_groups(sw) if failover else group_flows(sw)
+                for sw in sorted(expected)}
         wrong = {sw: g for sw, g in held.items()
                  if (len(g) < expected[sw] if failover else g)}
         if not wrong:
             return ""
         if time.monotonic() > deadline:
+            if not failover:
+                return f"without failover, flow entries still send to groups: {wrong}"
             return (f"fast-failover groups (ovs-ofctl dump-groups) with failover {failover}: "
                     f"expected {expected}, the switches hold {wrong}")
         time.sleep(0.2)
@@ -217,10 +232,12 @@ def _ms(values: list[float | None]) -> str:
 
 def failure_table(runs: list[dict[str, Any]]) -> list[str]:
     """One row per policy of a failure run."""
-    md = ["| policy | requests | failed | failed after | new flows disrupted after (before) "
+    md = ["| policy | requests | failed | in flight at the failure, failed | failed after "
+          "| new flows disrupted after (before) "
           "| last disrupted, ms after | bound connections | reached a live host, ms (max) "
           "| answered, ms (max) | failed site's share of new flows, 3 s before | p95 ms |",
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+          "| ---: |"]
     for r in runs:
         f = r.get("failure")
         if f is None:
@@ -228,7 +245,8 @@ def failure_table(runs: list[dict[str, Any]]) -> list[str]:
         new, bound = f["new"], f["bound"]
         last = new["last_disrupted_ms"]
         p95 = "-" if r["p95_ms"] is None else f"{r['p95_ms']:.0f}"
-        md.append(f"| {r['policy']} | {r['requests']} | {r['errors']} | {new['failed_after']} "
+        md.append(f"| {r['policy']} | {r['requests']} | {r['errors']} "
+                  f"| {new.get('in_flight_failed', '-')} | {new['failed_after']} "
                   f"| {new['disrupted']} ({new['disrupted_before']}) "
                   f"| {'-' if last is None else f'{last:.0f}'} | {bound['connections']} "
                   f"| {_ms(bound['reached_ms'])} | {_ms(bound['served_ms'])} "

@@ -11,11 +11,11 @@ from bench import steering_failover as sf
 from bench.steering import main
 from bench.steering_net import figure2_bench, service_body
 
-FAILED = "10.0.0.21"
+FAILED = "e2"  # the demo service answers with its host
 
 
 def _fresh(t: float, ms: float | None, err_ms: float | None = None) -> dict[str, Any]:
-    r: dict[str, Any] = {"t": t, "ms": ms, "inst": None if ms is None else "10.0.0.41",
+    r: dict[str, Any] = {"t": t, "ms": ms, "inst": None if ms is None else "e4",
                          "err": None if ms is not None else "ConnectionRefusedError"}
     if err_ms is not None:
         r["err_ms"] = err_ms
@@ -46,7 +46,8 @@ def test_new_flows_count_failed_and_lost_syn_requests_after_the_failure_only() -
                _fresh(10.01, None, err_ms=3.0), _fresh(10.05, 1100.0), _fresh(10.2, 900.0),
                _fresh(12.0, 120.0), _fresh(16.0, None)]  # 16 s: outside the 5 s window
     new = sf.new_flows(records, fail_at=10.0)
-    assert new == {"disrupted": 2, "disrupted_before": 1, "failed_after": 2,
+    assert new == {"disrupted": 2, "disrupted_before": 1, "in_flight_failed": 0,
+                   "failed_after": 2,
                    "last_disrupted_ms": 50.0}
     assert sf.new_flows([_fresh(11.0, 100.0)], 10.0)["last_disrupted_ms"] is None
 
@@ -56,8 +57,8 @@ def test_bound_flows_are_the_connections_on_the_failed_instance_when_it_failed()
     after 2 ms (it reached a live host), the next, 1 s later, answered in 20 ms. Connection 1
     was elsewhere; connection 2 was on it and its request timed out (went nowhere)."""
     records = [_ka(0, 0, 9.5, FAILED), _ka(0, 1, 10.5, None, err="ConnectionResetError",
-                                            err_ms=2.0), _ka(0, 2, 11.5, "10.0.0.41", 20.0),
-               _ka(1, 0, 9.7, "10.0.0.41"), _ka(1, 1, 10.7, "10.0.0.41"),
+                                            err_ms=2.0), _ka(0, 2, 11.5, "e4", 20.0),
+               _ka(1, 0, 9.7, "e4"), _ka(1, 1, 10.7, "e4"),
                _ka(2, 0, 9.9, FAILED), _ka(2, 1, 10.9, None, err="TimeoutError: timed out",
                                            err_ms=10000.0)]
     bound = sf.bound_flows(records, 10.0, FAILED)
@@ -79,8 +80,9 @@ def test_the_groups_precondition_fails_when_a_switch_lacks_them(
     """With failover, two groups per site on its switch; without, none: otherwise a message
     naming the switch (the bench raises it), after the timeout."""
     net = figure2_bench()
-    held = {"r1": [2, 3], "r2": [4, 5], "r3": []}
+    held: dict[str, list[Any]] = {"r1": [2, 3], "r2": [4, 5], "r3": []}
     monkeypatch.setattr(sf, "failover_groups", lambda sw: held[sw])
+    monkeypatch.setattr(sf, "group_flows", lambda sw: held[sw])
     assert "'r3': []" in sf.wait_groups(net, True, timeout=0.0)
     held["r3"] = [6, 7]
     assert sf.wait_groups(net, True, timeout=0.0) == ""
@@ -125,3 +127,11 @@ def test_the_verdict_holds_failover_to_half_the_failures_and_100_ms() -> None:
     assert "--fail-kind link --tag failover-link" in section
     assert "| dyncast+failover | 400" in section
     assert sf.verdict([good[1]]) == []
+
+
+def test_a_request_in_flight_when_its_instance_failed_is_counted_apart() -> None:
+    """Started before the failure and failed after it (its answer was lost on the way):
+    in flight; failed before the failure: not."""
+    records = [_fresh(9.9, None, err_ms=5000.0), _fresh(9.0, None, err_ms=10.0),
+               _fresh(9.95, 100.0)]
+    assert sf.new_flows(records, 10.0)["in_flight_failed"] == 1
