@@ -215,7 +215,7 @@ def link_up(lab: Any, bench_net: Any, host: str) -> None:
 # ---- the results page's section ------------------------------------------------------------
 
 COMMAND = ("sudo .venv/bin/python bench/steering.py --networks figure2 --scenarios failure "
-           "--policies dyncast+failover dyncast p2c least-loaded --no-reference "
+           "--policies dyncast p2c least-loaded dyncast+failover --no-reference "
            "--fail-kind {kind} --tag failover-{kind}")
 TARGET_FAILED = 0.5  # issue 22: requests failed <= 0.5x the controller-driven move
 TARGET_RECOVERY_MS = 100.0  # ... and recovery <= 100 ms for flows with a backup
