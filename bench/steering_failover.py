@@ -308,4 +308,41 @@ def failover_section(saved: dict[str, dict[str, Any]]) -> list[str]:
                f"{saved[kind]['settings']}).", "", *failure_table(runs), ""]
         if kind == "link":
             md += ["Issue 22's failover targets:", "", *verdict(runs), ""]
+        else:
+            md += [*killed(runs), ""]
     return md
+
+
+def killed(runs: list[dict[str, Any]]) -> list[str]:
+    """Why a killed process costs each policy what it does, and what would bound it."""
+    rows = [r for r in runs if r.get("failure")]
+    if not rows:
+        return []
+    each = "; ".join(f"{r['policy']} {r['failure']['new']['failed_after']} after, share "
+                     f"{r['failure'].get('share_before')}" for r in rows)
+    return [
+        "**Why a killed process costs what it does.** e2's kernel refuses every new "
+        "connection at once (a RST to the SYN), so every new flow a policy places on e2 fails "
+        "until the controller stops placing them there: when e2's metrics are stale "
+        "(`stale_after_s` 2 s) and its liveness probe unanswered (`probe_timeout_s` 1 s), "
+        "about 2.3 s (*recover* in the tables above). The failures after the failure follow "
+        "the share of new flows each policy was giving e2 just before (requests failed after "
+        f"the failure, e2's share in the 3 s before: {each}): dyncast gives the largest, "
+        "closest site the most, so it loses the most. Switch-local failover changes nothing "
+        "here (no port goes down; the groups watch ports).",
+        "",
+        "**What would bound it (not built): passive health.** The instance's own switch (where "
+        "the failover groups are) would hold one entry per instance matching TCP from its "
+        "D-BID and service port with the RST flag (`tcp_flags=+rst`, Open vSwitch's match in "
+        "OpenFlow 1.3), doing the usual reply rewrite and also sending the packet to the "
+        "controller through a meter (say 10 packets a second per switch: a storm of resets "
+        "cannot flood the channel). A RST that refuses a SYN has sequence number 0 and "
+        "acknowledges the SYN, which a RST ending an established connection does not (its "
+        "sequence number is the connection's), so the controller can tell refusals apart "
+        "statelessly and eject the instance for new flows after a few (Envoy's outlier "
+        "detection ejects after consecutive connect failures), until a metric report or a "
+        "probe answers again. New flows lost would then be those placed in one controller "
+        "round trip plus the threshold: a few instead of tens. UDP's equivalent is the ICMP "
+        "port unreachable from the D-BID. It needs a punt reason in the packet-in path and an "
+        "ejected state in selection, which this change was not to touch; the bench's "
+        "`process` kind measures it when built."]

@@ -135,3 +135,10 @@ def test_a_request_in_flight_when_its_instance_failed_is_counted_apart() -> None
     records = [_fresh(9.9, None, err_ms=5000.0), _fresh(9.0, None, err_ms=10.0),
                _fresh(9.95, 100.0)]
     assert sf.new_flows(records, 10.0)["in_flight_failed"] == 1
+
+
+def test_the_process_section_sets_each_policys_failures_beside_its_share() -> None:
+    runs = [_run("dyncast", 30, [], None), _run("p2c", 20, [], None)]
+    text = "\n".join(sf.failover_section({"process": {"runs": runs, "settings": "s"}}))
+    assert "dyncast 30 after, share 0.5; p2c 20 after, share 0.5" in text
+    assert "--fail-kind process --tag failover-process" in text and "targets" not in text
