@@ -70,20 +70,26 @@ def new_flows(records: list[Record], fail_at: float, window: float = WINDOW_S) -
 
 
 def bound_flows(records: list[Record], fail_at: float, failed: str) -> dict[str, Any]:
-    """Keep-alive connections on instance `failed` when it failed: per connection, ms from
-    its first request after `fail_at` until that request came back (`reached`: answered or
-    reset; None if it timed out) and until its first answered request (`served`)."""
+    """Keep-alive connections on instance `failed` when it failed: those with a request in
+    flight then (`in_flight`: it failed), and per other connection, ms from its first request
+    after `fail_at` until that request came back (`reached`: answered or reset; None if it
+    timed out) and until its first answered request (`served`)."""
     by_conn: dict[tuple[str, int], list[Record]] = {}
     for r in records:
         if "conn" in r:
             by_conn.setdefault((r.get("src", ""), r["conn"]), []).append(r)
     reached: list[float | None] = []
     served: list[float | None] = []
+    in_flight = 0
     for rows in by_conn.values():
         rows.sort(key=lambda r: r["seq"])
         before = [r for r in rows if r["t"] < fail_at and r["inst"] is not None]
         after = [r for r in rows if r["t"] >= fail_at]
         if not before or before[-1]["inst"] != failed or not after:
+            continue
+        if any(r["err"] and r["t"] < fail_at <= r["t"] + (r.get("err_ms") or 0.0) / 1000
+               for r in rows):
+            in_flight += 1  # its answer was lost with the instance: the client's timeout
             continue
         first = after[0]
         took = _took(first)
@@ -92,7 +98,8 @@ def bound_flows(records: list[Record], fail_at: float, failed: str) -> dict[str,
         ok = next((r for r in after if r["ms"] is not None), None)
         served.append(None if ok is None else
                       round(1000 * (ok["t"] - first["t"]) + ok["ms"], 1))
-    return {"connections": len(reached), "reached_ms": reached, "served_ms": served}
+    return {"connections": len(reached) + in_flight, "in_flight": in_flight,
+            "reached_ms": reached, "served_ms": served}
 
 
 def summary(records: list[Record], fail_at: float, failed: str) -> dict[str, Any]:
@@ -121,9 +128,9 @@ def line(s: dict[str, Any]) -> str:
     return (f"new: in flight failed {new['in_flight_failed']}, "
             f"disrupted {new['disrupted']} (before {new['disrupted_before']}) failed "
             f"{new['failed_after']} last {new['last_disrupted_ms']} ms; bound "
-            f"{bound['connections']}: reached max {most(bound['reached_ms'])} ms, served max "
-            f"{most(bound['served_ms'])} ms; its share of new flows in the 3 s before "
-            f"{s.get('share_before')}")
+            f"{bound['connections']} ({bound.get('in_flight', 0)} in flight): reached max "
+            f"{most(bound['reached_ms'])} ms, served max {most(bound['served_ms'])} ms; "
+            f"its share of new flows in the 3 s before {s.get('share_before')}")
 
 
 # ---- preconditions (Mininet) -------------------------------------------------------------------
@@ -234,7 +241,8 @@ def failure_table(runs: list[dict[str, Any]]) -> list[str]:
     """One row per policy of a failure run."""
     md = ["| policy | requests | failed | in flight at the failure, failed | failed after "
           "| new flows disrupted after (before) "
-          "| last disrupted, ms after | bound connections | reached a live host, ms (max) "
+          "| last disrupted, ms after | bound connections (in flight) "
+          "| reached a live host, ms (max) "
           "| answered, ms (max) | failed site's share of new flows, 3 s before | p95 ms |",
           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
           "| ---: |"]
@@ -249,6 +257,7 @@ def failure_table(runs: list[dict[str, Any]]) -> list[str]:
                   f"| {new.get('in_flight_failed', '-')} | {new['failed_after']} "
                   f"| {new['disrupted']} ({new['disrupted_before']}) "
                   f"| {'-' if last is None else f'{last:.0f}'} | {bound['connections']} "
+                  f"({bound.get('in_flight', 0)}) "
                   f"| {_ms(bound['reached_ms'])} | {_ms(bound['served_ms'])} "
                   f"| {f.get('share_before', '-')} | {p95} |")
     return md

@@ -62,7 +62,12 @@ def test_bound_flows_are_the_connections_on_the_failed_instance_when_it_failed()
                _ka(2, 0, 9.9, FAILED), _ka(2, 1, 10.9, None, err="TimeoutError: timed out",
                                            err_ms=10000.0)]
     bound = sf.bound_flows(records, 10.0, FAILED)
-    assert bound == {"connections": 2, "reached_ms": [2.0, None], "served_ms": [1020.0, None]}
+    assert bound == {"connections": 2, "in_flight": 0, "reached_ms": [2.0, None],
+                     "served_ms": [1020.0, None]}
+    in_flight = [_ka(3, 0, 9.0, FAILED), _ka(3, 1, 9.95, None, err="TimeoutError: timed out",
+                                            err_ms=10000.0), _ka(3, 2, 20.0, "e4", 180.0)]
+    bound = sf.bound_flows(records + in_flight, 10.0, FAILED)
+    assert bound["connections"] == 3 and bound["in_flight"] == 1 and len(bound["reached_ms"]) == 2
     assert "reached max never" in sf.line(sf.summary(records, 10.0, FAILED))
 
 
