@@ -125,13 +125,16 @@ def test_the_verdict_holds_failover_to_half_the_failures_and_100_ms() -> None:
     that timed out, or 6 against 10."""
     good = [_run("dyncast+failover", 2, [3.0, 40.0], 20.0), _run("dyncast", 10, [900.0], 500.0)]
     text = "\n".join(sf.verdict(good))
-    assert "0.20x" in text and "**not met**" not in text
+    assert "0.20x" in text and "**not met**" not in text and "trivially" not in text
     late = [_run("dyncast+failover", 6, [3.0, None], 20.0), _run("dyncast", 10, [900.0], 5.0)]
     assert "\n".join(sf.verdict(late)).count("**not met**") == 2
     section = "\n".join(sf.failover_section({"link": {"runs": good, "settings": "s"}}))
     assert "--fail-kind link --tag failover-link" in section
     assert "| dyncast+failover | 400" in section
     assert sf.verdict([good[1]]) == []
+    none = [_run("dyncast+failover", 0, [1.0], None), _run("dyncast", 1, [2.0], None)]
+    none[1]["failure"]["new"]["in_flight_failed"] = 1
+    assert "only trivially" in "\n".join(sf.verdict(none))
 
 
 def test_a_request_in_flight_when_its_instance_failed_is_counted_apart() -> None:
