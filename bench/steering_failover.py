@@ -271,9 +271,9 @@ def verdict(runs: list[dict[str, Any]]) -> list[str]:
         return []
 
     def lost(r: dict[str, Any]) -> tuple[int, int]:
-        """(failed requests, of which in flight at the failure: no network move saves those)"""
-        f = r["failure"]
-        return r["errors"], f["new"].get("in_flight_failed", 0) + f["bound"].get("in_flight", 0)
+        """(failed fresh-connection requests, of which in flight at the failure: no network
+        move saves those)"""
+        return r["errors"], r["failure"]["new"].get("in_flight_failed", 0)
     (ff_all, ff_flight), (mv_all, mv_flight) = lost(ff), lost(move)
     ff_rest, mv_rest = ff_all - ff_flight, mv_all - mv_flight
     ratio = ff_rest / mv_rest if mv_rest else None
