@@ -234,7 +234,8 @@ def _ms(values: list[float | None]) -> str:
         return "-"
     if None in values:
         return f"never ({values.count(None)} of {len(values)})"
-    return f"{max(v for v in values if v is not None):.0f}"
+    top = max(v for v in values if v is not None)
+    return f"{top:.1f}" if top < 10 else f"{top:.0f}"
 
 
 def failure_table(runs: list[dict[str, Any]]) -> list[str]:
@@ -292,8 +293,8 @@ def verdict(runs: list[dict[str, Any]]) -> list[str]:
             + (", but only trivially: neither lost a request that was not in flight (the "
                "controller hears of the port at once and moves flows as fast as the switch)"
                if trivially else ""),
-            f"- recovery with failover: bound connections reached a live host within "
-            f"{_ms(reached)} ms, the last disrupted new flow started "
+            f"- recovery with failover: the {len(reached)} bound connection(s) not in flight "
+            f"reached a live host within {_ms(reached)} ms, the last disrupted new flow started "
             f"{'-' if last is None else f'{last:.0f}'} ms after the failure: target <= "
             f"{TARGET_RECOVERY_MS:.0f} ms {'met' if met_rec else '**not met**'}"]
 
