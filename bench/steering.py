@@ -237,11 +237,14 @@ class Bench:
         self.site_procs[site.host] = [service, dma]
 
     def kill_site(self, host: str) -> None:
-        """Crash a site: SIGKILL its service and D-MA (no withdrawal)."""
-        for proc in self.site_procs.pop(host, []):
-            if proc.popen.poll() is None:
-                os.kill(proc.popen.pid, signal.SIGKILL)
-                proc.popen.wait(timeout=5)
+        """Crash a site: SIGKILL its D-MA and service at once, then reap them (no withdrawal;
+        killing and reaping one at a time let the D-MA see its service gone and report it
+        not serving first, in some runs and not others)."""
+        procs = [p for p in reversed(self.site_procs.pop(host, [])) if p.popen.poll() is None]
+        for proc in procs:
+            os.kill(proc.popen.pid, signal.SIGKILL)
+        for proc in procs:
+            proc.popen.wait(timeout=5)
 
     def wait_active(self, dbids: set[str], timeout: float = 30.0) -> None:
         """Wait until the controller has every instance in `dbids` active and located."""

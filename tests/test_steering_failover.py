@@ -150,3 +150,33 @@ def test_the_process_section_sets_each_policys_failures_beside_its_share() -> No
     text = "\n".join(sf.failover_section({"process": {"runs": runs, "settings": "s"}}))
     assert "dyncast 30 after, share 0.5; p2c 20 after, share 0.5" in text
     assert "--fail-kind process --tag failover-process" in text and "targets" not in text
+
+
+def test_a_killed_site_loses_its_dma_and_service_before_either_is_reaped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed and reaped one at a time, the D-MA could see its service gone and report it not
+    serving before its own death: the failure would be detected in some runs and not others."""
+    from bench import steering
+
+    events: list[str] = []
+
+    class Popen:
+        def __init__(self, pid: int) -> None:
+            self.pid = pid
+
+        def poll(self) -> None:
+            return None
+
+        def wait(self, timeout: float) -> int:
+            events.append(f"reap {self.pid}")
+            return -9
+
+    class Proc:
+        def __init__(self, pid: int) -> None:
+            self.popen = Popen(pid)
+
+    monkeypatch.setattr(steering.os, "kill", lambda pid, sig: events.append(f"kill {pid}"))
+    bench = steering.Bench.__new__(steering.Bench)
+    bench.site_procs = {"e2": [Proc(1), Proc(2)]}  # service, D-MA (start_site's order)
+    bench.kill_site("e2")
+    assert events == ["kill 2", "kill 1", "reap 2", "reap 1"] and not bench.site_procs
