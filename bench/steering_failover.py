@@ -63,8 +63,14 @@ def new_flows(records: list[Record], fail_at: float, window: float = WINDOW_S) -
     last = max((r["t"] for r in after), default=None)
     in_flight = [r for r in fresh if r["t"] < fail_at and r["err"]
                  and r["t"] + (r.get("err_ms") or 0.0) / 1000 >= fail_at]
+    failed = [r["t"] for r in fresh if r["t"] >= fail_at and r["err"]]
+    until = max(failed, default=fail_at)
+    started = sum(1 for r in fresh if fail_at <= r["t"] <= until)
     return {"disrupted": len(after), "disrupted_before": len(before),
             "in_flight_failed": len(in_flight),
+            # of the new flows started from the failure to the last failed one, the share that
+            # failed: how much of them the policy went on placing on the failed instance
+            "share_failed": round(len(failed) / started, 3) if started else None,
             "failed_after": sum(1 for r in fresh if r["t"] >= fail_at and r["err"]),
             "last_disrupted_ms": None if last is None else round(1000 * (last - fail_at), 1)}
 
@@ -127,7 +133,8 @@ def line(s: dict[str, Any]) -> str:
         return "never" if None in values else f"{max(v for v in values if v is not None):.0f}"
     return (f"new: in flight failed {new['in_flight_failed']}, "
             f"disrupted {new['disrupted']} (before {new['disrupted_before']}) failed "
-            f"{new['failed_after']} last {new['last_disrupted_ms']} ms; bound "
+            f"{new['failed_after']} (share {new.get('share_failed')}) last "
+            f"{new['last_disrupted_ms']} ms; bound "
             f"{bound['connections']} ({bound.get('in_flight', 0)} in flight): reached max "
             f"{most(bound['reached_ms'])} ms, served max {most(bound['served_ms'])} ms; "
             f"its share of new flows in the 3 s before {s.get('share_before')}")
@@ -339,17 +346,18 @@ def killed(runs: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     each = "; ".join(f"{r['policy']} {r['failure']['new']['failed_after']} after, share "
-                     f"{r['failure'].get('share_before')}" for r in rows)
+                     f"{r['failure'].get('share_before')} before, "
+                     f"{r['failure']['new'].get('share_failed')} after" for r in rows)
     return [
         "**Why a killed process costs what it does.** e2's kernel refuses every new "
         "connection at once (a RST to the SYN), so every new flow a policy places on e2 fails "
         "until the controller stops placing them there: when e2's metrics are stale "
         "(`stale_after_s` 2 s) and its liveness probe unanswered (`probe_timeout_s` 1 s), "
-        "about 2.3 s (*recover* in the tables above). The failures after the failure follow "
-        "the share of new flows each policy was giving e2 just before (requests failed after "
-        f"the failure, e2's share in the 3 s before: {each}): dyncast gives the largest, "
-        "closest site the most, so it loses the most. Switch-local failover changes nothing "
-        "here (no port goes down; the groups watch ports).",
+        "about 2 s (*recover* in the tables above). What a policy loses is the share of new "
+        "flows it places on e2 in that window (requests failed after the failure; e2's share "
+        "of the new flows in the 3 s before; the share that failed from the failure to the "
+        f"last failure: {each}). Switch-local failover changes nothing here (no port goes "
+        "down; the groups watch ports).",
         "",
         "**What would bound it (not built): passive health.** The instance's own switch (where "
         "the failover groups are) would hold one entry per instance matching TCP from its "

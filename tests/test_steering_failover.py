@@ -47,7 +47,7 @@ def test_new_flows_count_failed_and_lost_syn_requests_after_the_failure_only() -
                _fresh(12.0, 120.0), _fresh(16.0, None)]  # 16 s: outside the 5 s window
     new = sf.new_flows(records, fail_at=10.0)
     assert new == {"disrupted": 2, "disrupted_before": 1, "in_flight_failed": 0,
-                   "failed_after": 2,
+                   "share_failed": 0.4, "failed_after": 2,
                    "last_disrupted_ms": 50.0}
     assert sf.new_flows([_fresh(11.0, 100.0)], 10.0)["last_disrupted_ms"] is None
 
@@ -148,7 +148,7 @@ def test_a_request_in_flight_when_its_instance_failed_is_counted_apart() -> None
 def test_the_process_section_sets_each_policys_failures_beside_its_share() -> None:
     runs = [_run("dyncast", 30, [], None), _run("p2c", 20, [], None)]
     text = "\n".join(sf.failover_section({"process": {"runs": runs, "settings": "s"}}))
-    assert "dyncast 30 after, share 0.5; p2c 20 after, share 0.5" in text
+    assert "dyncast 30 after, share 0.5 before, None after; p2c 20 after" in text
     assert "--fail-kind process --tag failover-process" in text and "targets" not in text
 
 
