@@ -684,11 +684,11 @@ def report(path: Path) -> None:
 
             extra += perflow_section(json.loads(perflow_path.read_text()),
                                      json.loads(perflow_base.read_text()))
-    failover = {kind: json.loads(p.read_text()) for kind in FAIL_KINDS
-                if (p := path.with_name(f"steering-failover-{kind}.json")).exists()}
-    if failover:
-        from bench.steering_failover import failover_section
+    from bench.steering_failover import TAGS, failover_section
 
+    failover = {tag: json.loads(p.read_text()) for tag in TAGS
+                if (p := path.with_name(f"steering-failover-{tag}.json")).exists()}
+    if failover:
         extra = [*(extra or []), *failover_section(failover)]
     write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy,
                  repeats, extra)

@@ -228,9 +228,10 @@ def link_up(lab: Any, bench_net: Any, host: str) -> None:
 
 # ---- the results page's section ------------------------------------------------------------
 
-COMMAND = ("sudo .venv/bin/python bench/steering.py --networks figure2 --scenarios failure "
+COMMAND = ("sudo .venv/bin/python bench/steering.py --networks {network} --scenarios failure "
            "--policies dyncast p2c least-loaded dyncast+failover --no-reference "
-           "--fail-kind {kind} --tag failover-{kind}")
+           "--fail-kind {kind} --tag failover-{tag}")
+TAGS = ("link", "link-abilene", "process", "process-abilene")  # bench/results/steering-failover-*
 TARGET_FAILED = 0.5  # issue 22: requests failed <= 0.5x the controller-driven move
 TARGET_RECOVERY_MS = 100.0  # ... and recovery <= 100 ms for flows with a backup
 
@@ -307,7 +308,7 @@ def verdict(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def failover_section(saved: dict[str, dict[str, Any]]) -> list[str]:
-    """The section for the failure runs in `saved` (fail kind -> saved results)."""
+    """The section for the failure runs in `saved` (tag in TAGS -> saved results)."""
     md = ["## Failover: an access link down against a killed process", "",
           "Figure 2's failure scenario two ways: `link` takes e2's access link down at its "
           "switch half-way (a dead host, NIC or cable as the switch sees it) and up after the "
@@ -326,18 +327,29 @@ def failover_section(saved: dict[str, dict[str, Any]]) -> list[str]:
           "to come back answered or reset (its packets reached a live host; *never*: it timed "
           "out), and until its first answer (a reset connection opens a new one a second "
           "later).", ""]
-    for kind in FAIL_KINDS:
-        if kind not in saved:
+    for tag in TAGS:
+        if tag not in saved:
             continue
-        runs = saved[kind]["runs"]
-        md += [f"### `{kind}`", "", f"`{COMMAND.format(kind=kind)}` "
-               f"(`bench/results/steering-failover-{kind}.txt`, `.json`; settings: "
-               f"{saved[kind]['settings']}).", "", *failure_table(runs), ""]
+        runs = saved[tag]["runs"]
+        kind, network = tag.split("-")[0], saved[tag]["networks"][0]
+        where = "" if network == "figure2" else (
+            f", {network} (the failed site: {failed_site(network)}, not e2)")
+        md += [f"### `{kind}`{where}", "",
+               f"`{COMMAND.format(network=network, kind=kind, tag=tag)}` "
+               f"(`bench/results/steering-failover-{tag}.txt`, `.json`; settings: "
+               f"{saved[tag]['settings']}).", "", *failure_table(runs), ""]
         if kind == "link":
             md += ["Issue 22's failover targets:", "", *verdict(runs), ""]
         else:
             md += [*killed(runs), ""]
     return md
+
+
+def failed_site(network: str) -> str:
+    """The host of the site `network`'s failure scenario fails."""
+    from bench.steering_net import NETWORKS
+
+    return str(NETWORKS[network]().scenario("failure").fail)
 
 
 def killed(runs: list[dict[str, Any]]) -> list[str]:

@@ -128,7 +128,8 @@ def test_the_verdict_holds_failover_to_half_the_failures_and_100_ms() -> None:
     assert "0.20x" in text and "**not met**" not in text and "trivially" not in text
     late = [_run("dyncast+failover", 6, [3.0, None], 20.0), _run("dyncast", 10, [900.0], 5.0)]
     assert "\n".join(sf.verdict(late)).count("**not met**") == 2
-    section = "\n".join(sf.failover_section({"link": {"runs": good, "settings": "s"}}))
+    section = "\n".join(sf.failover_section({"link": {"runs": good, "settings": "s",
+                                                      "networks": ["figure2"]}}))
     assert "--fail-kind link --tag failover-link" in section
     assert "| dyncast+failover | 400" in section
     assert sf.verdict([good[1]]) == []
@@ -147,7 +148,8 @@ def test_a_request_in_flight_when_its_instance_failed_is_counted_apart() -> None
 
 def test_the_process_section_sets_each_policys_failures_beside_its_share() -> None:
     runs = [_run("dyncast", 30, [], None), _run("p2c", 20, [], None)]
-    text = "\n".join(sf.failover_section({"process": {"runs": runs, "settings": "s"}}))
+    text = "\n".join(sf.failover_section({"process": {"runs": runs, "settings": "s",
+                                                         "networks": ["figure2"]}}))
     assert "dyncast 30 after, share 0.5 before, None after; p2c 20 after" in text
     assert "--fail-kind process --tag failover-process" in text and "targets" not in text
 
@@ -180,3 +182,11 @@ def test_a_killed_site_loses_its_dma_and_service_before_either_is_reaped(
     bench.site_procs = {"e2": [Proc(1), Proc(2)]}  # service, D-MA (start_site's order)
     bench.kill_site("e2")
     assert events == ["kill 2", "kill 1", "reap 2", "reap 1"] and not bench.site_procs
+
+
+def test_an_abilene_run_is_named_with_its_failed_site() -> None:
+    runs = [_run("dyncast+failover", 0, [1.0], None), _run("dyncast", 0, [2.0], None)]
+    text = "\n".join(sf.failover_section({"link-abilene": {"runs": runs, "settings": "s",
+                                                           "networks": ["abilene"]}}))
+    assert "### `link`, abilene (the failed site: e8, not e2)" in text
+    assert "--networks abilene" in text and "--tag failover-link-abilene" in text
