@@ -361,6 +361,8 @@ def killed(runs: list[dict[str, Any]]) -> list[str]:
                      f"{r['failure'].get('share_before')} before, "
                      f"{r['failure']['new'].get('share_failed')} after" for r in rows)
     return [
+        "(In this table a bound connection's reset comes from e2's own kernel, not from "
+        "another instance.)", "",
         "**Why a killed process costs what it does.** e2's kernel refuses every new "
         "connection at once (a RST to the SYN), so every new flow a policy places on e2 fails "
         "until the controller stops placing them there: when e2's metrics are stale "
@@ -368,8 +370,14 @@ def killed(runs: list[dict[str, Any]]) -> list[str]:
         "about 2 s (*recover* in the tables above). What a policy loses is the share of new "
         "flows it places on e2 in that window (requests failed after the failure; e2's share "
         "of the new flows in the 3 s before; the share that failed from the failure to the "
-        f"last failure: {each}). Switch-local failover changes nothing here (no port goes "
-        "down; the groups watch ports).",
+        f"last failure: {each}). With the same seed, dyncast and dyncast+failover differ here "
+        "by the detection time alone (*recover*): the policies are within the run-to-run "
+        "noise of one another, and switch-local failover changes nothing (no port goes down; "
+        "the groups watch ports). Runs before this section's killed the service, waited for "
+        "it to exit, then killed the D-MA: a D-MA that polled in between reported the "
+        "instance not serving and the controller moved at once (a least-loaded run lost no "
+        "request that way); the failure-scenario rows above come from such runs, so part of "
+        "their spread (17 to 35 failed) is that race, not the policies.",
         "",
         "**What would bound it (not built): passive health.** The instance's own switch (where "
         "the failover groups are) would hold one entry per instance matching TCP from its "
