@@ -95,8 +95,9 @@ def poisson_load(url: str, times: list[float], start: float, timeout: float,
         except (OSError, ValueError, KeyError) as exc:
             inst, err = None, type(exc).__name__ + ": " + str(exc)[:80]
         done = time.time() - start
-        rec.add({"t": round(t, 4), "ms": None if err else round((done - t) * 1000.0, 3),
-                 "inst": inst, "err": err})
+        took = round((done - t) * 1000.0, 3)
+        rec.add({"t": round(t, 4), "ms": None if err else took, "inst": inst, "err": err,
+                 **({"err_ms": took} if err else {})})  # how long a failed one took
 
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
         for t in times:
@@ -138,9 +139,10 @@ def keepalive(url: str, conn_id: int, start: float, duration: float, interval: f
             inst, err = None, type(exc).__name__ + ": " + str(exc)[:80]
             conn.close()
             conn = None  # the next request opens a new connection: a new flow
+        took = round((time.time() - began) * 1000.0, 3)
         rec.add({"t": round(began - start, 4), "conn": conn_id, "epoch": epoch, "seq": seq,
-                 "inst": inst,
-                 "ms": None if err else round((time.time() - began) * 1000.0, 3), "err": err})
+                 "inst": inst, "ms": None if err else took, "err": err,
+                 **({"err_ms": took} if err else {})})
         seq += 1
         epoch += conn is None
         t = max(t + interval, time.time() - start)

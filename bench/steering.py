@@ -39,6 +39,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.steering_failover import (  # noqa: E402
+    FAIL_KINDS,
+    FAILOVER_SUFFIX,
+    link_down,
+    link_up,
+    split_policy,
+    wait_groups,
+)
+from bench.steering_failover import line as failure_line  # noqa: E402
+from bench.steering_failover import summary as failure_summary  # noqa: E402
 from bench.steering_net import (  # noqa: E402
     DSID,
     NETWORKS,
@@ -110,6 +120,7 @@ class Plan:
     congestion: str = "standing"
     load: float = 1.0  # every client's request rate is multiplied by this
     references: bool = True  # run each scenario's reference (every new flow to its sites)
+    fail_kind: str = "process"  # FAIL_KINDS: what the failure scenario does to its site
 
     def controller_extra(self) -> str:
         """The [controller.selection] and [controller.scoring] tables under test."""
@@ -123,7 +134,9 @@ class Plan:
         compute = ("the multi-worker scoring below" if self.scoring else
                    "the default compute estimate")
         load = "" if self.load == 1.0 else f"; client rates x{self.load:g}"
-        return f"selection {sel}; {compute}; D-MA {dma}; congestion {self.congestion}{load}"
+        kind = "" if self.fail_kind == "process" else f"; failure kind {self.fail_kind}"
+        return (f"selection {sel}; {compute}; D-MA {dma}; congestion {self.congestion}{load}"
+                f"{kind}")
 
     def rate(self, client: Client) -> float:
         """`client`'s base request rate in this plan."""
@@ -224,11 +237,14 @@ class Bench:
         self.site_procs[site.host] = [service, dma]
 
     def kill_site(self, host: str) -> None:
-        """Crash a site: SIGKILL its service and D-MA (no withdrawal)."""
-        for proc in self.site_procs.pop(host, []):
-            if proc.popen.poll() is None:
-                os.kill(proc.popen.pid, signal.SIGKILL)
-                proc.popen.wait(timeout=5)
+        """Crash a site: SIGKILL its D-MA and service at once, then reap them (no withdrawal;
+        killing and reaping one at a time let the D-MA see its service gone and report it
+        not serving first, in some runs and not others)."""
+        procs = [p for p in reversed(self.site_procs.pop(host, [])) if p.popen.poll() is None]
+        for proc in procs:
+            os.kill(proc.popen.pid, signal.SIGKILL)
+        for proc in procs:
+            proc.popen.wait(timeout=5)
 
     def wait_active(self, dbids: set[str], timeout: float = 30.0) -> None:
         """Wait until the controller has every instance in `dbids` active and located."""
@@ -246,9 +262,12 @@ class Bench:
     # ---- one run -----------------------------------------------------------------------------
 
     def set_policy(self, policy: str) -> None:
-        """PUT the service with `policy`; wait until every decision shows it."""
+        """PUT the service with `policy` (`P+failover`: P with switch-local failover); wait
+        until every decision shows it and, with failover, every site's switch holds its
+        fast-failover groups."""
+        policy, failover = split_policy(policy)
         status, body = self.lab.rest("PUT", f"/services/{SERVICE}",
-                                     service_body(self.net, policy))
+                                     service_body(self.net, policy, failover))
         if status != 200:
             raise BenchError(f"PUT /services/{SERVICE} with policy {policy}: {status} {body}")
         self.wait_decisions(
@@ -256,6 +275,25 @@ class Bench:
             lambda rows: f"the controller's decisions do not show policy {policy!r} (does "
                          f"controller/core.py pass the service's policy to the engine?): "
                          f"{[r.get('policy') for r in rows]}")
+        problem = wait_groups(self.net, failover)
+        if problem:
+            raise BenchError(f"policy {policy}: {problem}")
+
+    def fail(self, host: str) -> float:
+        """Fail the site on `host` the plan's way (steering_failover.py); returns when."""
+        if self.plan.fail_kind == "link":
+            return link_down(self.lab.net, self.net, host)
+        at = time.time()
+        self.kill_site(host)
+        return at
+
+    def restore(self, host: str) -> None:
+        """Undo `fail`; wait until the site's instance is active and located again."""
+        if self.plan.fail_kind == "link":
+            link_up(self.lab, self.net, host)
+        else:
+            self.start_site(self.net.site(host))
+        self.wait_active({self.net.site(host).dbid})
 
     def wait_decisions(self, ok: Callable[[list[dict[str, Any]]], bool],
                        failure: Callable[[list[dict[str, Any]]], str],
@@ -372,7 +410,7 @@ class Bench:
         load = os.getloadavg()[0]
         if scenario.fail is not None:
             time.sleep(max(0.0, start_at + duration / 2 - time.time()))
-            self.kill_site(scenario.fail)
+            failed_at = self.fail(scenario.fail) - start_at
         for proc in clients:
             if proc.popen.wait(timeout=duration + 60) != 0:
                 raise BenchError(f"{proc.host} loadgen exited {proc.popen.returncode}: "
@@ -381,8 +419,7 @@ class Bench:
         for proc in bulk:
             lab.stop_process(proc)
         if scenario.fail is not None:
-            self.start_site(net.site(scenario.fail))
-            self.wait_active({net.site(scenario.fail).dbid})
+            self.restore(scenario.fail)
         if drained:
             self.release(drained)
         records = []
@@ -401,6 +438,9 @@ class Bench:
                    duration_s=duration, loadavg=round(load, 2))
         if only:
             out["reference"] = list(only)
+        if scenario.fail is not None:
+            out["failure"] = {"kind": self.plan.fail_kind, **failure_summary(
+                records, failed_at, scenario.fail)}  # loadgen names the instance's host
         return out
 
 
@@ -429,6 +469,9 @@ def run_network(name: str, plan: Plan, log: Any) -> list[dict[str, Any]]:
                 results.append(summary)
                 log(f"{name:8s} {sc_name:10s} {summary['policy']:12s} " + _line(summary)
                     + f"  [{time.monotonic() - began:.0f} s]")
+                if "failure" in summary:
+                    log(f"{'':8s} {sc_name:10s} {summary['policy']:12s} "
+                        + failure_line(summary["failure"]))
     finally:
         problems = lab.close()
         if problems:
@@ -519,7 +562,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="Figure 2, two scenarios, two policies")
     ap.add_argument("--networks", nargs="+", choices=sorted(NETWORKS))
     ap.add_argument("--scenarios", nargs="+")
-    ap.add_argument("--policies", nargs="+", choices=POLICIES)
+    ap.add_argument("--policies", nargs="+",
+                    choices=[*POLICIES, *(p + FAILOVER_SUFFIX for p in POLICIES)],
+                    help="P+failover: P with the service's switch-local failover")
+    ap.add_argument("--fail-kind", choices=FAIL_KINDS, default="process",
+                    help="the failure scenario: process (default): the site's service and "
+                         "D-MA are killed; link: its access link goes down (the switch's port)")
     ap.add_argument("--duration", type=float, default=None, help="seconds per run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--selection", nargs="+", default=[], metavar="KEY=VALUE",
@@ -558,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(scenarios, policies, durations, args.seed,
                 {**base_selection, **_pairs(args.selection)},
                 SCORING if args.tuned else "", {**DMA, **dma},
-                args.congestion, args.load, not args.no_reference)
+                args.congestion, args.load, not args.no_reference, args.fail_kind)
     began = time.monotonic()
     lines: list[str] = []
 
@@ -636,6 +684,12 @@ def report(path: Path) -> None:
 
             extra += perflow_section(json.loads(perflow_path.read_text()),
                                      json.loads(perflow_base.read_text()))
+    from bench.steering_failover import TAGS, failover_section
+
+    failover = {tag: json.loads(p.read_text()) for tag in TAGS
+                if (p := path.with_name(f"steering-failover-{tag}.json")).exists()}
+    if failover:
+        extra = [*(extra or []), *failover_section(failover)]
     write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy,
                  repeats, extra)
 

@@ -58,7 +58,8 @@ def baselines_section(saved: dict[str, Any], networks: list[str]) -> list[str]:
                    "the policies that spread flows over worse sites have fewer on it. "
                    "Switch-local failover ([dataplanes.md](../dataplanes.md#switch-local-"
                    "failover)) covers the case where the site's link goes down; a killed "
-                   "process behind a live link is what this scenario does."]
+                   "process behind a live link is what this scenario does (both are measured "
+                   "in \"Failover\" below, with what would bound the second)."]
     md += ["", "Every cell here is below the issue's 60 % load: the p95 target at 60 % and "
            "more is measured by the load sweep below."]
     return [*md, ""]

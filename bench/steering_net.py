@@ -215,8 +215,13 @@ affinity = {{ key = "5-tuple", idle_timeout = 5, hard_timeout = 0 }}
 """
 
 
-def service_body(net: BenchNet, policy: str) -> dict[str, object]:
-    """The service as a REST body (PUT /services/web) with `policy`."""
-    return {"name": SERVICE, "dsid": DSID, "protocol": "tcp", "port": PORT,
-            "base_delay_ms": net.base_delay_ms, "policy": policy,
-            "affinity": {"key": "5-tuple", "idle_timeout": 5, "hard_timeout": 0}}
+def service_body(net: BenchNet, policy: str, failover: bool = False) -> dict[str, object]:
+    """The service as a REST body (PUT /services/web) with `policy`, and with switch-local
+    failover if `failover` (dataplane reactive, the default: every policy decides per flow)."""
+    body: dict[str, object] = {
+        "name": SERVICE, "dsid": DSID, "protocol": "tcp", "port": PORT,
+        "base_delay_ms": net.base_delay_ms, "policy": policy,
+        "affinity": {"key": "5-tuple", "idle_timeout": 5, "hard_timeout": 0}}
+    if failover:
+        body["failover"] = True
+    return body

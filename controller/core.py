@@ -210,9 +210,10 @@ class Core:
         intents: list[Intent] = []
         if old is not None and old.dsid != svc.dsid:
             intents += self.flows.remove_service(old)
-        if old is not None and mode_of(old) is not mode_of(svc):
-            intents += self.programmer.remove(old, [i.dbid for i in
-                                                    self.catalogue.of_service(svc.name)])
+        if old is not None and (mode_of(old) is not mode_of(svc) or not mode_of(svc).programmed(
+                svc)):  # another dataplane, or reactive's failover or overlay turned off
+            intents += self.programmer.remove(old, [i.dbid for i in self.catalogue.of_service(
+                svc.name)])
         for dpid in sorted(self.topology.ports):
             intents += mode_of(svc).punts(dpid, svc)
         self.writes.put("service", svc.name, svc.to_dict())

@@ -175,3 +175,19 @@ def test_restarted_controller_keeps_the_failover_and_the_flows(mode: str, tmp_pa
     fig.net.switch(ATTACHED_PORT[E21][0]).down.clear()
     assert set(connect(fig, NEW_FLOWS).values()) == {E21, E31}
     assert stats_view(fig.core)["reconcile_removed"] == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_turning_failover_off_takes_the_groups_and_their_entries_away(mode: str) -> None:
+    """PUT the service again without `failover` (same dataplane): no switch keeps a group or
+    an entry sending to one, so a down port then drops the flows' packets as if failover had
+    never been on (a kept group would go on sending them to a backup nobody updates)."""
+    fig = _figure2(mode)
+    placed = connect(fig, FLOWS)
+    assert any(sw.groups for sw in fig.net.switches.values())
+    fig.apply(fig.core.put_service(SERVICES[mode], False, fig.now))
+    fig.advance(fig.now + 3.0)
+    assert not any(sw.groups for sw in fig.net.switches.values())
+    _port_down(fig, E21)
+    on_e21 = [s for s, dbid in placed.items() if dbid == E21]
+    assert on_e21 and not any(fig.send("c1", to_dsid("c1", s, TCP_SYN)).outputs for s in on_e21)
