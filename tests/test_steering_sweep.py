@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench.steering import Plan
-from bench.steering_net import NETWORKS
+from bench.steering import DMA, Plan
+from bench.steering_net import NETWORKS, controller_config
 from bench.steering_stats import Capacity, offered_rate, summarise
 from bench.steering_sweep import (
     LoadError,
+    SweepPlan,
     capacity_rate,
     load_multiplier,
     load_problem,
@@ -18,6 +19,7 @@ from bench.steering_sweep import (
     merge,
     peak_rates,
 )
+from controller.config import config_from_toml
 
 FIG2 = NETWORKS["figure2"]()
 KEEPALIVE_RATE = 4.0  # two clients x two keep-alive connections x one request a second
@@ -135,6 +137,26 @@ def test_the_command_line_names_a_bad_load_or_scenario(capsys: pytest.CaptureFix
         assert field in capsys.readouterr().err
     assert main(["--plan", "--scenarios", "hot-site", "--loads", "0.6"]) == 0
     assert "--load 1.513" in capsys.readouterr().out
+
+
+def test_controller_keys_reach_the_controller_and_unknown_ones_are_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--controller congestion_ms=1.2 use_measured_delay=true` is what the controller runs
+    with (its own loader reads the benchmark's TOML), beside a [controller.selection] table."""
+    plan = SweepPlan(["hot-site"], ["dyncast"], {"hot-site": 15.0}, selection={"spread": 0.2},
+                     dma=dict(DMA), references=False,
+                     network={"congestion_ms": 1.2, "use_measured_delay": True})
+    config = config_from_toml(controller_config(FIG2, extra=plan.controller_extra()), "bench")
+    assert (config.congestion_ms, config.use_measured_delay) == (1.2, True)
+    assert config.selection.spread == 0.2
+    assert "controller congestion_ms 1.2, use_measured_delay true" in plan.describe()
+    default = config_from_toml(controller_config(FIG2, extra=SweepPlan(
+        ["hot-site"], ["dyncast"], {"hot-site": 15.0}).controller_extra()), "bench")
+    assert (default.congestion_ms, default.use_measured_delay) != (1.2, True)
+    with pytest.raises(SystemExit) as exc:
+        main(["--plan", "--controller", "hop_ms=3"])
+    assert exc.value.code == 2
+    assert "--controller" in capsys.readouterr().err
 
 
 def _sweep_run(policy: str, load: float, seed: int, p95: float, scenario: str = "hot-site",
