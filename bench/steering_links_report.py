@@ -20,15 +20,11 @@ sys.path.insert(0, str(ROOT))
 from bench.steering_sweep_report import _cells, _spread, _utils, ratios  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-COMMAND = ("sudo .venv/bin/python bench/steering_sweep.py --scenarios hot-site load-step "
-           "--policies dyncast p2c --loads 0.8 0.95 --seeds 1 2 --duration 15")
-# tag -> (the --controller arguments, the setting in words)
-SETTINGS = {
-    "link-defaults": ("", "congestion_ms 10 (the default before)"),
-    "link-mtu": ("congestion_ms=1.2", "congestion_ms 1.2 (one 1500-byte packet at 10 Mbit/s)"),
-    "link-3": ("congestion_ms=3", "congestion_ms 3"),
-    "link-measured": ("use_measured_delay=true congestion_ms=0",
-                      "measured delay, congestion_ms 0"),
+SETTINGS = {  # tag -> the setting in words
+    "link-defaults": "congestion_ms 10 (the default before)",
+    "link-mtu": "congestion_ms 1.2 (one 1500-byte packet at 10 Mbit/s)",
+    "link-3": "congestion_ms 3",
+    "link-measured": "measured delay, congestion_ms 0",
 }
 
 
@@ -43,20 +39,24 @@ def load(tags: list[str] | None = None) -> dict[str, dict[str, Any]]:
 
 
 def commands(saved: dict[str, dict[str, Any]]) -> list[str]:
-    """The command that produced each setting's runs."""
+    """The commands that produced each setting's runs, as their logs record them."""
     out = []
     for tag in saved:
-        args = SETTINGS.get(tag, ("?", tag))[0]
-        out.append(f"`{COMMAND}{' --controller ' + args if args else ''} --tag {tag}`")
+        log = RESULTS / f"steering-sweep-{tag}.txt"
+        for line in log.read_text().splitlines() if log.exists() else []:
+            if line.startswith("== ") and "steering_sweep " in line:
+                args = line.split("steering_sweep ", 1)[1].split("; loadavg")[0]
+                out.append(f"`sudo .venv/bin/python bench/steering_sweep.py {args}`")
     return out
 
 
 def table(saved: dict[str, dict[str, Any]]) -> list[str]:
-    """Per cell: dyncast's p95 over p2c's of the same seed and session, median (range), for
-    each setting; then e3's utilisation under each."""
+    """Per cell: dyncast's p95 over the best other policy's (p2c, and least-loaded where it
+    ran) of the same seed and session, median (range) over the seeds, for each setting; then
+    e3's utilisation under each."""
     cells = {tag: _cells(d["runs"]) for tag, d in saved.items()}
     keys = list(dict.fromkeys(k for c in cells.values() for k in c))
-    head = " | ".join(f"dyncast / p2c, {SETTINGS.get(t, ('', t))[1]}" for t in saved)
+    head = " | ".join(f"dyncast / best other, {SETTINGS.get(t, t)}" for t in saved)
     lines = [f"| scenario | target load | {head} |",
              "| --- | ---: |" + " ---: |" * len(saved)]
     for key in keys:
@@ -71,7 +71,7 @@ def table(saved: dict[str, dict[str, Any]]) -> list[str]:
         for scenario in dict.fromkeys(r["scenario"] for r in d["runs"]):
             got = _utils([r for r in d["runs"] if r["scenario"] == scenario], "e3", (0.8, 0.95))
             parts.append(f"{scenario}: " + ", ".join(f"{p} {v}" for p, v in got.items()))
-        lines.append(f"- e3's utilisation, {SETTINGS.get(tag, ('', tag))[1]}: "
+        lines.append(f"- e3's utilisation, {SETTINGS.get(tag, tag)}: "
                      + "; ".join(parts))
     return lines
 

@@ -205,3 +205,16 @@ def test_the_queueing_section_sets_each_cell_beside_the_defaults_of_the_same_see
     assert "| hot-site | 0.95 | 1 | 500 | 600 | 1.25 (p2c) | 1.50 (p2c) |" in md
     assert "hot-site: dyncast 0.30-0.30, p2c 0.60-0.60." in md
     assert "--selection queueing=true --tag queueing`" in md
+
+
+def test_the_link_pricing_table_sets_each_setting_beside_the_others() -> None:
+    """bench/steering_links_report.py: per cell and setting, dyncast's p95 over the best other
+    policy's of the same seed, median (range) over the seeds."""
+    from bench.steering_links_report import table
+
+    mtu = {"runs": [_sweep_run("dyncast", 0.8, 1, 400.0), _sweep_run("p2c", 0.8, 1, 500.0),
+                    _sweep_run("dyncast", 0.8, 2, 600.0), _sweep_run("p2c", 0.8, 2, 500.0)]}
+    base = {"runs": [_sweep_run("dyncast", 0.8, 1, 550.0), _sweep_run("p2c", 0.8, 1, 500.0)]}
+    lines = table({"link-mtu": mtu, "link-defaults": base})
+    assert "congestion_ms 1.2" in lines[0] and "congestion_ms 10" in lines[0]
+    assert lines[2] == "| hot-site | 0.8 | 1.00 (0.80-1.20) | 1.10 |"
