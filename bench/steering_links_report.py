@@ -71,7 +71,7 @@ def table(saved: dict[str, dict[str, Any]]) -> list[str]:
         for scenario in dict.fromkeys(r["scenario"] for r in d["runs"]):
             got = _utils([r for r in d["runs"] if r["scenario"] == scenario], "e3", (0.8, 0.95))
             parts.append(f"{scenario}: " + ", ".join(f"{p} {v}" for p, v in got.items()))
-        lines.append(f"- e3's utilisation, {SETTINGS.get(tag, tag)}: "
+        lines.append(f"- e3's utilisation at 0.8 and 0.95, {SETTINGS.get(tag, tag)}: "
                      + "; ".join(parts))
     return lines
 
