@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from bench.steering import (  # noqa: E402
     _line,
     _pairs,
     _positive,
+    _toml,
     check,
 )
 from bench.steering_net import NETWORKS, BenchNet, Scenario  # noqa: E402
@@ -54,6 +55,27 @@ LOAD_TOLERANCE = 0.15  # measured offered load within 15 % (relative) of the tar
 LOAD_FLOOR = 0.05  # ... or within 0.05 of it (absolute), whichever is wider
 SWEEP = RESULTS / "steering-sweep.json"
 LOG = RESULTS / "steering-sweep.txt"
+
+
+NETWORK_KEYS = ("congestion_ms", "use_measured_delay")  # [controller] keys --controller sets
+
+
+@dataclass
+class SweepPlan(Plan):
+    """A plan with [controller] link-pricing settings other than the defaults."""
+
+    network: dict[str, float | bool | str] = field(default_factory=dict)
+
+    def controller_extra(self) -> str:
+        """The [controller] keys under test (they must come before any sub-table), then the
+        tables of `Plan`."""
+        keys = "".join(f"{k} = {_toml(v)}\n" for k, v in self.network.items())
+        return keys + super().controller_extra()
+
+    def describe(self) -> str:
+        """The settings under test, in words."""
+        net = ", ".join(f"{k} {_toml(v)}" for k, v in self.network.items())
+        return super().describe() + (f"; controller {net}" if net else "")
 
 
 class LoadError(Exception):
@@ -186,12 +208,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plan", action="store_true", help="print the multipliers and exit")
     ap.add_argument("--selection", nargs="+", default=[], metavar="KEY=VALUE",
                     help="[controller.selection] settings other than the defaults")
+    ap.add_argument("--controller", nargs="+", default=[], metavar="KEY=VALUE",
+                    help=f"[controller] link pricing other than the defaults: {NETWORK_KEYS}")
     ap.add_argument("--tag", default="", help="save to steering-sweep-TAG.json/.txt instead")
     args = ap.parse_args(argv)
     net = NETWORKS[args.network]()
     unknown = set(args.scenarios) - {s.name for s in net.scenarios}
     if unknown:
         ap.error(f"--scenarios: unknown to {args.network}: {sorted(unknown)}")
+    network = _pairs(args.controller)
+    if set(network) - set(NETWORK_KEYS):
+        ap.error(f"--controller: unknown keys {sorted(set(network) - set(NETWORK_KEYS))}; "
+                 f"known: {list(NETWORK_KEYS)}")
     try:
         lines = describe_plan(args.network, args.scenarios, args.loads)
     except LoadError as exc:
@@ -204,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     durations = {s: args.duration * (1.25 if s in ("load-step", "failure") else 1.0)
                  for s in args.scenarios}
-    plan = Plan(args.scenarios, args.policies, durations, selection=_pairs(args.selection),
-                dma=dict(DMA), references=False)
+    plan = SweepPlan(args.scenarios, args.policies, durations,
+                     selection=_pairs(args.selection), dma=dict(DMA), references=False,
+                     network=network)
     suffix = f"-{args.tag}" if args.tag else ""
     sweep_path, log_path = (SWEEP.with_name(f"steering-sweep{suffix}.json"),
                             LOG.with_name(f"steering-sweep{suffix}.txt"))

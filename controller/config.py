@@ -33,7 +33,7 @@ class ControllerConfig:
     store_flush_s: float = 1.0
     stats_interval_s: float = 2.0
     link_capacity_mbps: float = 0.0
-    congestion_ms: float = 10.0
+    congestion_ms: float | None = 10.0  # None ("packet"): per link, one packet at its capacity
     use_measured_delay: bool = False
     probe_timeout_s: float = 3.0
     reconcile_interval_s: float = 10.0  # every switch's table is read back and repaired
@@ -155,8 +155,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
                                       "controller.stats_interval_s", 0.1, 3600.0),
         link_capacity_mbps=check_number(ctl.get("link_capacity_mbps", d.link_capacity_mbps),
                                         "controller.link_capacity_mbps", 0.0, 1e7),
-        congestion_ms=check_number(ctl.get("congestion_ms", d.congestion_ms),
-                                   "controller.congestion_ms", 0.0, 1e6),
+        congestion_ms=_congestion(ctl.get("congestion_ms", d.congestion_ms)),
         use_measured_delay=_flag(ctl, "use_measured_delay", d.use_measured_delay),
         probe_timeout_s=check_number(ctl.get("probe_timeout_s", d.probe_timeout_s),
                                      "controller.probe_timeout_s", 0.1, 3600.0),
@@ -226,6 +225,17 @@ def _ingresses(raw: Any) -> tuple[int, ...]:
         raise ValidationError("controller.ingresses", "must be a list of datapath ids")
     return tuple(int(check_number(d, f"controller.ingresses[{i}]", 1, 2**63))
                  for i, d in enumerate(raw))
+
+
+def _congestion(raw: Any) -> float | None:
+    """`congestion_ms`: a number of milliseconds, or "packet" (None): per link, the time to
+    send one full-size packet at its capacity."""
+    if raw is None or raw == "packet":
+        return None
+    if isinstance(raw, str):
+        raise ValidationError("controller.congestion_ms",
+                              f'must be a number or "packet", got {raw!r}')
+    return check_number(raw, "controller.congestion_ms", 0.0, 1e6)
 
 
 def _subtable(table: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench.steering import Plan
-from bench.steering_net import NETWORKS
+from bench.steering import DMA, Plan
+from bench.steering_net import NETWORKS, controller_config
 from bench.steering_stats import Capacity, offered_rate, summarise
 from bench.steering_sweep import (
     LoadError,
+    SweepPlan,
     capacity_rate,
     load_multiplier,
     load_problem,
@@ -18,6 +19,7 @@ from bench.steering_sweep import (
     merge,
     peak_rates,
 )
+from controller.config import config_from_toml
 
 FIG2 = NETWORKS["figure2"]()
 KEEPALIVE_RATE = 4.0  # two clients x two keep-alive connections x one request a second
@@ -137,6 +139,26 @@ def test_the_command_line_names_a_bad_load_or_scenario(capsys: pytest.CaptureFix
     assert "--load 1.513" in capsys.readouterr().out
 
 
+def test_controller_keys_reach_the_controller_and_unknown_ones_are_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--controller congestion_ms=1.2 use_measured_delay=true` is what the controller runs
+    with (its own loader reads the benchmark's TOML), beside a [controller.selection] table."""
+    plan = SweepPlan(["hot-site"], ["dyncast"], {"hot-site": 15.0}, selection={"spread": 0.2},
+                     dma=dict(DMA), references=False,
+                     network={"congestion_ms": 1.2, "use_measured_delay": True})
+    config = config_from_toml(controller_config(FIG2, extra=plan.controller_extra()), "bench")
+    assert (config.congestion_ms, config.use_measured_delay) == (1.2, True)
+    assert config.selection.spread == 0.2
+    assert "controller congestion_ms 1.2, use_measured_delay true" in plan.describe()
+    default = config_from_toml(controller_config(FIG2, extra=SweepPlan(
+        ["hot-site"], ["dyncast"], {"hot-site": 15.0}).controller_extra()), "bench")
+    assert (default.congestion_ms, default.use_measured_delay) != (1.2, True)
+    with pytest.raises(SystemExit) as exc:
+        main(["--plan", "--controller", "hop_ms=3"])
+    assert exc.value.code == 2
+    assert "--controller" in capsys.readouterr().err
+
+
 def _sweep_run(policy: str, load: float, seed: int, p95: float, scenario: str = "hot-site",
                errors: int = 0) -> dict:
     return {"network": "figure2", "scenario": scenario, "policy": policy, "target_load": load,
@@ -183,3 +205,16 @@ def test_the_queueing_section_sets_each_cell_beside_the_defaults_of_the_same_see
     assert "| hot-site | 0.95 | 1 | 500 | 600 | 1.25 (p2c) | 1.50 (p2c) |" in md
     assert "hot-site: dyncast 0.30-0.30, p2c 0.60-0.60." in md
     assert "--selection queueing=true --tag queueing`" in md
+
+
+def test_the_link_pricing_table_sets_each_setting_beside_the_others() -> None:
+    """bench/steering_links_report.py: per cell and setting, dyncast's p95 over the best other
+    policy's of the same seed, median (range) over the seeds."""
+    from bench.steering_links_report import table
+
+    mtu = {"runs": [_sweep_run("dyncast", 0.8, 1, 400.0), _sweep_run("p2c", 0.8, 1, 500.0),
+                    _sweep_run("dyncast", 0.8, 2, 600.0), _sweep_run("p2c", 0.8, 2, 500.0)]}
+    base = {"runs": [_sweep_run("dyncast", 0.8, 1, 550.0), _sweep_run("p2c", 0.8, 1, 500.0)]}
+    lines = table({"link-mtu": mtu, "link-defaults": base})
+    assert "congestion_ms 1.2" in lines[0] and "congestion_ms 10" in lines[0]
+    assert lines[2] == "| hot-site | 0.8 | 1.00 (0.80-1.20) | 1.10 |"

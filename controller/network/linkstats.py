@@ -14,6 +14,7 @@ COUNTER_BITS = 64
 WRAP_ZONE = 1 << (COUNTER_BITS - 2)  # a drop from the top quarter of the range is a wrap
 MAX_UTILISATION = 0.95
 EWMA_ALPHA = 0.3
+PACKET_BITS = 1500 * 8  # one full-size packet (Ethernet MTU): a link queue's unit of work
 
 
 def counter_delta(old: int, new: int, bits: int = COUNTER_BITS) -> int | None:
@@ -47,6 +48,14 @@ def link_cost_ms(delay_ms: float, util: float | None, congestion_ms: float) -> f
         return delay_ms
     u = min(MAX_UTILISATION, util)
     return delay_ms + congestion_ms * u / (1.0 - u)
+
+
+def packet_ms(capacity_bps: float | None) -> float | None:
+    """The time to send one full-size packet at `capacity_bps` (None: capacity unknown). An
+    M/M/1 queue of such packets waits this times `u / (1 - u)` on average."""
+    if not capacity_bps:
+        return None
+    return PACKET_BITS / capacity_bps * 1000.0
 
 
 def ewma(old: float | None, new: float, alpha: float = EWMA_ALPHA) -> float:

@@ -2,7 +2,8 @@
 
 Fed with port statistics, OpenFlow echo round trips and timestamped LLDP frames, it gives each
 link a cost in milliseconds: its delay (configured, else measured when `use_measured_delay`,
-else `hop_ms`) plus a congestion penalty from the busier direction's utilisation.
+else `hop_ms`) plus a congestion penalty from the busier direction's utilisation, scaled by
+`congestion_ms` or, when that is None, by the time to send one packet at the link's capacity.
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from controller.network.linkstats import PortRates, ewma, link_cost_ms, link_delay_ms, utilisation
+from controller.network.linkstats import (
+    PortRates,
+    ewma,
+    link_cost_ms,
+    link_delay_ms,
+    packet_ms,
+    utilisation,
+)
 from controller.network.topology import Topology
 
 Direction = tuple[tuple[int, int], tuple[int, int]]
@@ -34,7 +42,7 @@ class MonitorSettings:
 
     links: tuple[LinkConfig, ...] = ()
     link_capacity_mbps: float = 0.0
-    congestion_ms: float = 10.0
+    congestion_ms: float | None = 10.0  # None: per link, one packet's time at its capacity
     use_measured_delay: bool = False
     hop_ms: float = 1.0
 
@@ -85,11 +93,15 @@ class NetworkMonitor:
         """The components of one link direction's cost: delay, congestion, administrative."""
         (a, pa), (b, _) = direction
         rate = self.rates.tx_bps(a, pa)
-        util = None if rate is None else utilisation(rate, self.capacity_bps(a, b))
+        capacity = self.capacity_bps(a, b)
+        util = None if rate is None else utilisation(rate, capacity)
         delay = self.base_delay_ms(direction)
         lk = self._configured.get(frozenset((a, b)))
+        scale = self.config.congestion_ms
+        if scale is None:
+            scale = packet_ms(capacity) or 0.0  # util is None too when the capacity is unknown
         return {"delay_ms": delay,
-                "congestion_ms": link_cost_ms(delay, util, self.config.congestion_ms) - delay,
+                "congestion_ms": link_cost_ms(delay, util, scale) - delay,
                 "admin_ms": lk.admin_ms if lk is not None else 0.0}
 
     def link_parts(self, a: tuple[int, int], b: tuple[int, int]) -> dict[str, float]:
