@@ -50,8 +50,10 @@ def tracked_to(lab: Lab, dbid: str) -> list[dict[str, Any]]:
             if b["source"] == "tracker" and b.get("live") and b["dbid"] == dbid]
 
 
-@pytest.mark.parametrize("fig2", [LEARN, BUCKET, CONNTRACK], indirect=True,
-                         ids=["learn", "bucket", "conntrack"])
+# learn and bucket are `heavy` (the second framework runs conntrack only: CI's time budget)
+@pytest.mark.parametrize("fig2", [pytest.param(LEARN, id="learn", marks=pytest.mark.heavy),
+                                  pytest.param(BUCKET, id="bucket", marks=pytest.mark.heavy),
+                                  pytest.param(CONNTRACK, id="conntrack")], indirect=True)
 def test_deactivated_instance_is_stopped_only_after_its_held_connection(fig2: Lab) -> None:
     """learn, bucket, conntrack: `deactivate` an instance serving a held connection: no new
     flow reaches it, the connection streams from it to its end (the switch holds it: a learned
@@ -109,7 +111,8 @@ def entries_to(bridge: str, label: int) -> list[dict[str, Any]]:
             for e in affinity_entries(bridge, kind) if e["cookie"] & 0xFFFF_FFFF_FFFF == label]
 
 
-@pytest.mark.parametrize("fig2", [LEARN, BUCKET], indirect=True, ids=["learn", "bucket"])
+@pytest.mark.parametrize("fig2", [pytest.param(LEARN, id="learn", marks=pytest.mark.heavy),
+                                  pytest.param(BUCKET, id="bucket")], indirect=True)
 def test_deadline_takes_switch_held_flows_off_a_deactivated_instance(fig2: Lab) -> None:
     """learn, bucket: `deactivate --deadline 4` under a held connection: until the deadline the
     switch keeps it on the instance and no stop is sent; at the deadline the switch's entries
@@ -139,6 +142,7 @@ def test_deadline_takes_switch_held_flows_off_a_deactivated_instance(fig2: Lab) 
                "the held connection still runs on a stopped instance")
 
 
+@pytest.mark.heavy  # test_scaling_bursts' reactive variant of the same reuse runs everywhere
 @pytest.mark.parametrize("fig2", [REUSE], indirect=True, ids=["learn"])
 def test_learn_new_connection_reusing_a_drained_instances_source_port_is_decided_afresh(
         fig2: Lab) -> None:

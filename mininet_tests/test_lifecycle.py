@@ -138,6 +138,7 @@ def test_inactive_site_is_reactivated_under_load_and_takes_new_flows(fig2: Lab) 
 SCALE_IN = {"config": HERE / "fig2_scalein.toml", "third_site": True}
 
 
+@pytest.mark.heavy  # core logic, framework-independent (CI's time budget: one framework runs it)
 @pytest.mark.parametrize("fig2", [SCALE_IN], indirect=True)
 def test_low_load_drains_then_stops_the_least_useful_instance(fig2: Lab) -> None:
     """With load low everywhere, one instance is drained: no new flow reaches it, every

@@ -203,6 +203,7 @@ def test_dead_instance_goes_down_and_its_bindings_move(ring: Lab) -> None:
     assert_new_flows_go_to(ring, E2)
 
 
+@pytest.mark.heavy  # core logic, framework-independent (CI's time budget: one framework runs it)
 @pytest.mark.parametrize("ring", [EDGES], indirect=True)
 def test_silent_dma_makes_instance_unknown_and_its_flows_stay(ring: Lab) -> None:
     """With only its D-MA dead, an instance that still answers is `unknown`, never `down`: its

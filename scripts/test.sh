@@ -87,7 +87,7 @@ for fw in $FRAMEWORKS; do
     if [ $first_fw -eq 0 ] && [ $# -eq 0 ]; then subset=(-m "not heavy"); fi
     first_fw=0
     run "mininet [$fw]${subset:+ (not heavy)}" "$mininet_allow_empty" -- \
-        env DYNCAST_FRAMEWORK="$fw" "$PY" -m pytest mininet_tests -q --junitxml="$JUNIT" \
+        env DYNCAST_FRAMEWORK="$fw" "$PY" -m pytest mininet_tests -q --durations=15 --junitxml="$JUNIT" \
         "${subset[@]}" "$@"
     rm -f "$JUNIT"
     JUNIT=
