@@ -148,8 +148,9 @@ def chains(rng: random.Random, hubs: int, extra: int) -> Adjacency:
 def test_trees_repaired_along_chains_equal_trees_from_scratch(
         seed: int, hubs: int, extra: int, steps: list[tuple[int, float]]) -> None:
     """Links that get much dearer (as a congested one does) on a network of chains: the ways
-    that shrink again after the first pricing spread along the chains (`_along`, no heap) to
-    the switches with more neighbours and on from there; every tree equals a fresh Dijkstra."""
+    that shrink again after `_stretch`'s first pricing spread through its heap along the
+    chains and on; every tree equals a fresh Dijkstra. (The test above, with small changes on
+    small graphs, does not reach that spread: it passes with the heap's pushes removed.)"""
     rng = random.Random(seed)
     adj = chains(rng, hubs, extra)
     trees = {dst: dijkstra(adj, dst) for dst in adj}

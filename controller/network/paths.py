@@ -210,11 +210,7 @@ def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
                 parent[u] = v
                 if nd < old:
                     dist[u] = nd
-                    if len(adj[u]) > 2:
-                        push(heap, (nd, u))
-                    elif len(adj[u]) == 2:
-                        _along(adj, tree, was, (v, u, nd), heap)
-                    # (one neighbour: `v`, which it cannot offer a shorter way)
+                    push(heap, (nd, u))
     turned = {v for v, up in was.items() if parent[v] != up}
     for v in turned:
         kids[was[v]].remove(v)
@@ -226,37 +222,6 @@ def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
     # they all are (no second walk)
     tree.turned = tree.changed if child in turned else tree.below(turned)
     return True
-
-
-def _along(adj: Adjacency, tree: Tree, was: dict[int, int],
-           step: tuple[int, int, float], heap: list[tuple[float, int]]) -> None:
-    """`_stretch`'s heap loop, past switches with two neighbours: `step` (v, u, d) says that u
-    was just given the shorter way d through v, so its only other neighbour is offered d plus
-    their edge at once, and so on along the chain, without a trip through the heap; the first
-    switch with more neighbours goes on the heap (one with fewer ends the chain). A way given
-    this early is a correct upper bound: should a shorter one reach a switch of the chain
-    later, it is offered along the chain again, as the heap would (distances only shrink)."""
-    dist, parent = tree.dist, tree.parent
-    prev, x, dx = step
-    while True:
-        near = adj[x]
-        if len(near) != 2:
-            if len(near) > 2:
-                heapq.heappush(heap, (dx, x))
-            return
-        (y, w), other = near.items()
-        if y == prev:
-            y, w = other
-        ny, old = dx + w, dist[y]
-        if not (ny < old or (ny == old and x < parent[y])):  # (never dst: weights are > 0)
-            return
-        if y not in was:
-            was[y] = parent[y]
-        parent[y] = x
-        if ny == old:
-            return
-        dist[y] = ny
-        prev, x, dx = x, y, ny
 
 
 def _passes(parent: dict[int, int], node: int, via: int) -> bool:
