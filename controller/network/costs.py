@@ -19,12 +19,8 @@ from controller.network.topology import Topology
 Parts = tuple[tuple[str, float], ...]
 PathCost = tuple[float, Parts]
 # a destination's tree, each switch's parts as a sum, each pair's answer, the tree's version
-# they are for, and the tree's repairs since then not applied to them yet (each one's
-# `changed` and `turned`: the sets themselves, which a repair replaces and never alters)
 _T = TypeVar("_T")
-Memo = tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost], int,
-             list[tuple[set[int], set[int]]]]
-PENDING_MAX = 16  # repairs noted at most: then they are applied all the same
+Memo = tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost], int]
 
 
 def _without(memo: dict[int, _T], nodes: set[int]) -> dict[int, _T]:
@@ -43,7 +39,7 @@ class PathCosts:
         self.topology = topology
         self.monitor = monitor
         # destination -> (its tree, each switch's parts as a sum, each pair's answer, the
-        # tree's version they are for, the repairs since then not applied yet)
+        # tree's version they are for)
         self._memo: dict[int, Memo] = {}
         self._links: dict[Direction, tuple[float, ...]] = {}  # each link's parts, as last seen
         # (switch, next switch) -> the parts of the link between them, while the edges' ports
@@ -107,39 +103,13 @@ class PathCosts:
     def _sync(self, dst: int, tree: Tree) -> Memo:
         """The destination's pairs, brought up to the tree's version."""
         memo = self._memo.get(dst)
-        if memo is not None and memo[0] is tree and memo[3] != tree.version:
-            self._note(dst, tree)
-            memo = self._memo.get(dst)
-            if memo is not None and memo[3] + len(memo[4]) == tree.version:
-                memo = self._apply(dst, memo)
-        if memo is None or memo[0] is not tree or memo[3] != tree.version:
-            memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)}, {}, tree.version, [])
-        return memo
-
-    def _note(self, dst: int, tree: Tree) -> None:
-        """Note the tree's last repair against the destination's pairs, to be applied when
-        one of them is next asked for (a link change repairs hundreds of trees; the pairs of
-        most are not asked for before the next one); a memo that would fall further behind
-        is dropped."""
-        memo = self._memo.get(dst)
-        if memo is None or memo[0] is not tree:
-            return
-        pending = memo[4]
-        known = memo[3] + len(pending)
-        if known == tree.version - 1:
-            pending.append((tree.changed, tree.turned))
-            if len(pending) > PENDING_MAX:
-                self._apply(dst, memo)
-        elif known != tree.version:
-            del self._memo[dst]
-
-    def _apply(self, dst: int, memo: Memo) -> Memo:
-        """The memo with each repair noted applied: the rest of the paths are the same, and
-        the parts of a path that is the same are too."""
-        parts, pairs = memo[1], memo[2]
-        for changed, turned in memo[4]:
-            parts, pairs = _without(parts, turned), _without(pairs, changed)
-        memo = self._memo[dst] = (memo[0], parts, pairs, memo[3] + len(memo[4]), [])
+        if memo is not None and memo[0] is tree and memo[3] == tree.version - 1:
+            # repaired once since: the rest of the paths are the same, and the parts of a path
+            # that is the same are too
+            memo = self._memo[dst] = (tree, _without(memo[1], tree.turned),
+                                      _without(memo[2], tree.changed), tree.version)
+        elif memo is None or memo[0] is not tree or memo[3] != tree.version:
+            memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)}, {}, tree.version)
         return memo
 
     def _parts(self, tree: Tree, known: dict[int, tuple[float, ...]],
@@ -199,7 +169,7 @@ class PathCosts:
         (a, _), (b, _) = direction
         self._hops.pop((a, b), None)
         self._hops.pop((b, a), None)
-        for dst in [d for d, (tree, _, _, _, _) in self._memo.items()
+        for dst in [d for d, (tree, _, _, _) in self._memo.items()
                     if tree.parent.get(a) == b or tree.parent.get(b) == a]:
             del self._memo[dst]
             self._repriced[dst] = self._repriced.get(dst, 0) + 1
@@ -215,6 +185,6 @@ class PathCosts:
         further changed only for the switches in its `changed`."""
         tree = self.topology.trees.get(dst)
         if tree is not None:
-            self._note(dst, tree)  # so that its pairs never fall two repairs behind
+            self._sync(dst, tree)  # so that its pairs never fall two repairs behind
         return (tree, -1 if tree is None else tree.version, self._cleared,
                 self._repriced.get(dst, 0))
