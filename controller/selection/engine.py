@@ -148,10 +148,13 @@ class Decision:
     @property
     def primary(self) -> str | None:
         """The instance with the largest share (ties: lowest cost, then D-BID)."""
-        chosen = [c for c in self.candidates if c.share > 0]
-        if not chosen:
-            return None
-        return min(chosen, key=lambda c: (-c.share, c.cost or 0.0, c.dbid)).dbid
+        best, rank = None, None  # (one pass: each changed decision's log entry asks twice)
+        for c in self.candidates:
+            if c.share > 0:
+                key = (-c.share, c.cost or 0.0, c.dbid)
+                if rank is None or key < rank:
+                    best, rank = c.dbid, key
+        return best
 
     def to_dict(self) -> dict[str, Any]:
         """Return the decision as JSON-ready values."""

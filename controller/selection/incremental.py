@@ -76,11 +76,11 @@ def _positions(seen: Prepared) -> dict[int, list[int]]:
 
 
 def _row(entry: tuple[str, str, float, int | None], net: PathCost | None) -> CandidateInput:
-    """The engine's input for one instance with its network cost and parts."""
-    dbid, state, compute, _ = entry
+    """The engine's input for one instance with its network cost and parts (`tuple.__new__`:
+    the named tuple's own costs twice as much; a link change re-prices thousands)."""
     if net is None:
-        return CandidateInput(dbid, state, None, compute, ())
-    return CandidateInput(dbid, state, net[0], compute, net[1])
+        return tuple.__new__(CandidateInput, (entry[0], entry[1], None, entry[2], ()))
+    return tuple.__new__(CandidateInput, (entry[0], entry[1], net[0], entry[2], net[1]))
 
 
 def _repriced(old: CandidateInput, network_ms: float) -> CandidateInput:
@@ -108,7 +108,7 @@ def _held(decision: Decision, index: dict[str, int]) -> list[float | None]:
     """Each candidate's cost in `decision`, by position."""
     held: list[float | None] = [None] * len(index)
     for c in decision.candidates:
-        held[index[c.dbid]] = c.cost
+        held[index[c[0]]] = c[4]  # (dbid, cost)
     return held
 
 
@@ -178,10 +178,12 @@ class Incremental:
             inputs, significant = [_row(e, net) for e, net in zip(seen, nets, strict=True)], False
         else:
             inputs, significant = given
+            get = self.costs.get
             for j, r in enumerate(inputs):
-                at = seen[j][3]
-                if r.network_parts is UNPRICED and at is not None:
-                    inputs[j] = _row(seen[j], self.costs.get(ingress, at))
+                if r[4] is UNPRICED:  # (network_parts)
+                    entry = seen[j]
+                    if entry[3] is not None:
+                        inputs[j] = _row(entry, get(ingress, entry[3]))
         key = (ingress, svc.name)
         was = self.engine.decisions.get(key)
         changed = self.engine.update(ingress, svc.name, svc.weights, inputs, now,
