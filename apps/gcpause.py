@@ -14,12 +14,41 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from typing import Any
 
 LOG = logging.getLogger("dyncast")
 
 UNFREEZE_S = 3600.0  # frozen objects are handed back to the collector this often
+ENV = "DYNCAST_GC_THRESHOLD"  # opt-in (an experiment, branch i15r): `gc.set_threshold` values
+
+
+def thresholds_from_env(env: dict[str, str] | None = None) -> tuple[int, ...]:
+    """The collector thresholds from `DYNCAST_GC_THRESHOLD`, 1-3 positive integers separated
+    by commas, e.g. `20000` or `20000,10,10` (the interpreter's are 700,10,10). Empty: () (keep
+    the interpreter's); a bad value: () with a warning naming the variable."""
+    raw = (os.environ if env is None else env).get(ENV, "").strip()
+    if not raw:
+        return ()
+    try:
+        got = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        got = ()
+    if not 1 <= len(got) <= 3 or min(got) < 1:
+        LOG.warning("dyncast: %s=%r is not 1-3 positive integers: collector thresholds "
+                    "unchanged", ENV, raw)
+        return ()
+    return got
+
+
+def apply_thresholds(env: dict[str, str] | None = None) -> tuple[int, int, int]:
+    """Set the collector's thresholds from the environment (if asked); the ones in force."""
+    got = thresholds_from_env(env)
+    if got:
+        gc.set_threshold(*got)
+        LOG.info("dyncast: collector thresholds %s (%s)", gc.get_threshold(), ENV)
+    return gc.get_threshold()
 
 
 class GcPauses:

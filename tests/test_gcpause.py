@@ -91,3 +91,23 @@ def test_a_long_collection_is_logged_only_when_asked_for(
     logged = [r.getMessage() for r in caplog.records if "garbage collection" in r.getMessage()]
     assert logged == ["dyncast: garbage collection of generation 2 took 25.0 ms (5.0 ms CPU, "
                       "3 collected)"]
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    ("", ()), ("20000", (20000,)), (" 20000,20,30 ", (20000, 20, 30)),
+    ("lots", ()), ("0", ()), ("1,2,3,4", ()), ("700,-1", ()), ("700,,10", ())])
+def test_thresholds_are_read_from_the_environment_and_bad_ones_ignored(
+        raw: str, want: tuple[int, ...], caplog: pytest.LogCaptureFixture) -> None:
+    assert gcpause.thresholds_from_env({gcpause.ENV: raw}) == want
+    assert ("DYNCAST_GC_THRESHOLD" in caplog.text) == (raw.strip() != "" and not want)
+
+
+def test_thresholds_asked_for_are_the_ones_in_force_and_none_asked_changes_nothing() -> None:
+    before = gc.get_threshold()
+    try:
+        assert gcpause.apply_thresholds({}) == before
+        assert gc.get_threshold() == before
+        assert gcpause.apply_thresholds({gcpause.ENV: "12345,7"}) == (12345, 7, before[2])
+        assert gc.get_threshold() == (12345, 7, before[2])
+    finally:
+        gc.set_threshold(*before)
