@@ -22,6 +22,14 @@ LOG = logging.getLogger("dyncast")
 
 UNFREEZE_S = 3600.0  # frozen objects are handed back to the collector this often
 ENV = "DYNCAST_GC_THRESHOLD"  # opt-in (an experiment, branch i15r): `gc.set_threshold` values
+FREEZE_ENV = "DYNCAST_GC_FREEZE_YOUNG"  # opt-in (likewise): "1" freezes after generation 1 too
+
+
+def freeze_young_from_env(env: dict[str, str] | None = None) -> bool:
+    """Whether `DYNCAST_GC_FREEZE_YOUNG` asks to freeze the survivors of generation-1 collections
+    too (then the oldest generation stays near empty: full collections walk only the young;
+    the price, cycles kept until the next unfreeze, is larger)."""
+    return (os.environ if env is None else env).get(FREEZE_ENV, "").strip() == "1"
 
 
 def thresholds_from_env(env: dict[str, str] | None = None) -> tuple[int, ...]:
@@ -62,6 +70,7 @@ class GcPauses:
         self.full = 0  # full collections seen
         self._started = 0.0
         self._thawed = clock()
+        self.freeze_young = freeze_young_from_env()  # opt-in, see FREEZE_ENV
         self.log_over_s = 0.0  # collections at least this long are logged (0: none; set
         # with the stall watch, so that a stall's CPU can be told from the collector's)
 
@@ -88,6 +97,8 @@ class GcPauses:
             LOG.warning("dyncast: garbage collection of generation %s took %.1f ms (%.1f ms "
                         "CPU, %s collected)", info.get("generation"), took * 1000.0,
                         (self.cpu() - self._cpu_started) * 1000.0, info.get("collected"))
+        if info.get("generation") == 1 and self.freeze_young and now - self._thawed < UNFREEZE_S:
+            gc.freeze()  # what generation 1 promoted never reaches a full collection's walk
         if info.get("generation") != 2:
             return
         self.full += 1

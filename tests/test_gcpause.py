@@ -111,3 +111,18 @@ def test_thresholds_asked_for_are_the_ones_in_force_and_none_asked_changes_nothi
         assert gc.get_threshold() == (12345, 7, before[2])
     finally:
         gc.set_threshold(*before)
+
+
+def test_freezing_young_survivors_is_opt_in() -> None:
+    assert not gcpause.freeze_young_from_env({})
+    assert not gcpause.freeze_young_from_env({gcpause.FREEZE_ENV: "yes"})
+    assert gcpause.freeze_young_from_env({gcpause.FREEZE_ENV: " 1 "})
+
+
+def test_with_young_freezing_the_survivors_of_a_generation_1_collection_are_frozen(
+        pauses: tuple[gcpause.GcPauses, Clock]) -> None:
+    watch, _ = pauses
+    watch.freeze_young = True
+    kept = [[i] for i in range(100)]
+    gc.collect(1)
+    assert gc.get_freeze_count() >= len(kept)
