@@ -164,6 +164,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
         apply_thresholds()  # opt-in: DYNCAST_GC_THRESHOLD (apps/gcpause.py)
         gc.collect()
         gc.freeze()
+        self.gc_pauses.walk_s = self.config.gc_full_walk_s  # cycles among frozen objects freed
         self.gc_pauses.install()  # and what later full collections leave (apps/gcpause.py)
         return thread
 

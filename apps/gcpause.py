@@ -1,13 +1,17 @@
-"""Short garbage-collection pauses (shell): what survives a full collection is frozen
-(`gc.freeze`), so the next full collection walks only the objects made since, not every
-instance's state again. Without it, at 5,000 instances each full collection walked the whole
-heap on the event loop (tens to hundreds of ms, seen as late OpenFlow echo replies in
-bench/control_plane.py). Boundary: shell; it touches only the interpreter's collector.
+"""Short garbage-collection pauses (shell): what survives a collection of the two older
+generations is frozen (`gc.freeze`), so a full collection walks only the objects made since
+the last freeze, not every instance's state again. Without it, at 5,000 instances each full
+collection walked the whole heap on the event loop (43-54 ms CPU, 12 per 100 s, seen as late
+OpenFlow echo replies in bench/control_plane.py). Boundary: shell; it touches only the
+interpreter's collector.
 
-The price: an object frozen and later part of a garbage cycle (say, a gone switch's connection
-objects) is not freed until the next unfreeze, which is done every `UNFREEZE_S` (that one
-collection walks the whole heap again). Objects freed by reference counting, which is nearly
-all of them, are freed as before.
+The price: a frozen object that later becomes part of a garbage cycle (a gone switch's
+connection objects, an expired binding that referred to itself) is not freed while frozen.
+So memory stays bounded by design: every `walk_s` ([controller] gc_full_walk_s, 600 s by
+default) the frozen objects are handed back to the collector, the next full collection walks
+the whole heap once and frees those cycles, and what survives it is frozen again. Objects freed
+by reference counting, nearly all of them, are freed at once as before
+(bench/results/gc_soak.txt: RSS under churn, with and without).
 """
 
 from __future__ import annotations
@@ -20,16 +24,21 @@ from typing import Any
 
 LOG = logging.getLogger("dyncast")
 
-UNFREEZE_S = 3600.0  # frozen objects are handed back to the collector this often
+WALK_S = 600.0  # the default of [controller] gc_full_walk_s (controller/config.py)
 ENV = "DYNCAST_GC_THRESHOLD"  # opt-in (an experiment, branch i15r): `gc.set_threshold` values
-FREEZE_ENV = "DYNCAST_GC_FREEZE_YOUNG"  # opt-in (likewise): "1" freezes after generation 1 too
+FREEZE_ENV = "DYNCAST_GC_FREEZE_YOUNG"  # "0": freeze only after full collections (as before)
 
 
 def freeze_young_from_env(env: dict[str, str] | None = None) -> bool:
-    """Whether `DYNCAST_GC_FREEZE_YOUNG` asks to freeze the survivors of generation-1 collections
-    too (then the oldest generation stays near empty: full collections walk only the young;
-    the price, cycles kept until the next unfreeze, is larger)."""
-    return (os.environ if env is None else env).get(FREEZE_ENV, "").strip() == "1"
+    """Whether the survivors of generation-1 collections are frozen too (then the oldest
+    generation stays near empty and full collections walk only the young): yes unless
+    `DYNCAST_GC_FREEZE_YOUNG` is "0"; a value other than "", "0" or "1" is warned about and
+    changes nothing."""
+    raw = (os.environ if env is None else env).get(FREEZE_ENV, "").strip()
+    if raw not in ("", "0", "1"):
+        LOG.warning("dyncast: %s=%r is not 0 or 1: survivors of generation-1 collections "
+                    "frozen (the default)", FREEZE_ENV, raw)
+    return raw != "0"
 
 
 def thresholds_from_env(env: dict[str, str] | None = None) -> tuple[int, ...]:
@@ -60,7 +69,9 @@ def apply_thresholds(env: dict[str, str] | None = None) -> tuple[int, int, int]:
 
 
 class GcPauses:
-    """Freezes the survivors of every full collection and times the collections."""
+    """Freezes the survivors of every full collection (and, by default, of every generation-1
+    collection), times the collections, and every `walk_s` hands the frozen objects back to
+    the collector for one full walk, so that garbage cycles among them are freed."""
 
     def __init__(self, clock: Any = time.monotonic, cpu: Any = time.thread_time) -> None:
         self.clock = clock
@@ -68,9 +79,13 @@ class GcPauses:
         self._cpu_started = 0.0
         self.longest_s = 0.0  # the longest collection seen
         self.full = 0  # full collections seen
+        self.walks = 0  # scheduled full walks done (every frozen object looked at)
+        self.frozen = 0  # objects frozen just after the last scheduled walk (0: none yet)
         self._started = 0.0
         self._thawed = clock()
-        self.freeze_young = freeze_young_from_env()  # opt-in, see FREEZE_ENV
+        self._walking = False  # unfrozen, waiting for the full collection that walks all
+        self.walk_s = WALK_S  # [controller] gc_full_walk_s; 0: never (cycles kept forever)
+        self.freeze_young = freeze_young_from_env()  # on unless DYNCAST_GC_FREEZE_YOUNG=0
         self.log_over_s = 0.0  # collections at least this long are logged (0: none; set
         # with the stall watch, so that a stall's CPU can be told from the collector's)
 
@@ -93,17 +108,29 @@ class GcPauses:
         now = self.clock()
         took = now - self._started
         self.longest_s = max(self.longest_s, took)
+        generation = info.get("generation")
         if self.log_over_s and took >= self.log_over_s:
             LOG.warning("dyncast: garbage collection of generation %s took %.1f ms (%.1f ms "
-                        "CPU, %s collected)", info.get("generation"), took * 1000.0,
+                        "CPU, %s collected)", generation, took * 1000.0,
                         (self.cpu() - self._cpu_started) * 1000.0, info.get("collected"))
-        if info.get("generation") == 1 and self.freeze_young and now - self._thawed < UNFREEZE_S:
-            gc.freeze()  # what generation 1 promoted never reaches a full collection's walk
-        if info.get("generation") != 2:
+        if generation == 2:
+            self.full += 1
+        if self._walking:  # nothing frozen until a full collection has walked everything
+            if generation == 2:
+                self._walked(now, took, info)
             return
-        self.full += 1
-        if now - self._thawed >= UNFREEZE_S:
-            self._thawed = now
+        if generation == 2 and self.walk_s and now - self._thawed >= self.walk_s:
+            self._walking = True
             gc.unfreeze()  # the next full collection sees (and frees) every cycle again
-        else:
-            gc.freeze()
+        elif generation == 2 or (generation == 1 and self.freeze_young):
+            gc.freeze()  # what this collection promoted never reaches a full one's walk
+
+    def _walked(self, now: float, took: float, info: dict[str, Any]) -> None:
+        """A full collection walked every object: freeze what it left, for `walk_s` more."""
+        self._walking = False
+        self._thawed = now
+        self.walks += 1
+        gc.freeze()
+        self.frozen = gc.get_freeze_count()  # a walk of its own (~15 ms at 2 M objects)
+        LOG.info("dyncast: scheduled full garbage collection took %.1f ms, %s collected, "
+                 "%d objects frozen again", took * 1000.0, info.get("collected"), self.frozen)

@@ -1,9 +1,11 @@
 """apps/gcpause.py: what survives a full collection is frozen, cycles made later are still
-collected, and every `UNFREEZE_S` the frozen objects go back to the collector."""
+collected, and every `walk_s` the frozen objects go back to the collector for one full walk
+that frees the cycles among them."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -55,18 +57,53 @@ def test_survivors_of_a_full_collection_are_frozen_and_new_cycles_still_freed(
     assert watch.full == full + 2
 
 
-def test_frozen_objects_go_back_to_the_collector_every_unfreeze_interval(
+def test_frozen_objects_go_back_to_the_collector_every_walk_interval(
         pauses: tuple[gcpause.GcPauses, Clock]) -> None:
     watch, clock = pauses
+    watch.freeze_young = False
     gc.collect()
     assert gc.get_freeze_count() > 0
-    clock.t = gcpause.UNFREEZE_S
+    clock.t = watch.walk_s
     gc.collect()
     assert gc.get_freeze_count() == 0  # the next full collection walks everything again
     clock.t += 1.0
     gc.collect()
     assert gc.get_freeze_count() > 0
-    assert watch.longest_s >= 0.0 and watch.full == 3
+    assert watch.longest_s >= 0.0 and watch.full == 3 and watch.walks == 1
+    assert watch.frozen == gc.get_freeze_count()
+
+
+@pytest.mark.parametrize("young", [False, True])
+def test_a_garbage_cycle_of_frozen_objects_is_freed_after_the_walk_interval(
+        pauses: tuple[gcpause.GcPauses, Clock], young: bool) -> None:
+    """A cycle frozen while alive, then dropped (an expired binding, a gone switch's state):
+    kept while frozen, freed by the first full collection after `walk_s`, even with the
+    generation-1 survivors frozen too (their freezing must not undo the unfreeze)."""
+    watch, clock = pauses
+    watch.freeze_young = young
+    watch.walk_s = 600.0
+    cycle = Cycle()
+    gone = weakref.ref(cycle)
+    gc.collect()  # survives: frozen
+    del cycle
+    for t in (1.0, 300.0, 599.0):
+        clock.t = t
+        gc.collect(1)
+        gc.collect()
+        assert gone() is not None  # frozen: never walked, never freed
+    clock.t = 600.0
+    gc.collect(1)  # a young collection in between freezes nothing now
+    gc.collect()  # due: handed back
+    gc.collect(1)
+    gc.collect()  # the walk
+    assert gone() is None
+    assert watch.walks == 1 and gc.get_freeze_count() > 0  # what lives is frozen again
+    clock.t = 601.0
+    kept = Cycle()
+    gc.collect()
+    del kept
+    gc.collect()
+    assert watch.walks == 1  # the next walk only after another `walk_s`
 
 
 def test_a_long_collection_is_logged_only_when_asked_for(
@@ -113,10 +150,14 @@ def test_thresholds_asked_for_are_the_ones_in_force_and_none_asked_changes_nothi
         gc.set_threshold(*before)
 
 
-def test_freezing_young_survivors_is_opt_in() -> None:
-    assert not gcpause.freeze_young_from_env({})
-    assert not gcpause.freeze_young_from_env({gcpause.FREEZE_ENV: "yes"})
-    assert gcpause.freeze_young_from_env({gcpause.FREEZE_ENV: " 1 "})
+@pytest.mark.parametrize(("raw", "want", "warned"), [
+    ("", True, False), ("1", True, False), (" 1 ", True, False), ("0", False, False),
+    ("yes", True, True), ("off", True, True)])
+def test_freezing_young_survivors_is_the_default_and_0_turns_it_off(
+        raw: str, want: bool, warned: bool, caplog: pytest.LogCaptureFixture) -> None:
+    assert gcpause.freeze_young_from_env({gcpause.FREEZE_ENV: raw}) is want
+    assert gcpause.freeze_young_from_env({}) is True
+    assert ("DYNCAST_GC_FREEZE_YOUNG" in caplog.text) is warned
 
 
 def test_with_young_freezing_the_survivors_of_a_generation_1_collection_are_frozen(
