@@ -106,6 +106,25 @@ def test_a_garbage_cycle_of_frozen_objects_is_freed_after_the_walk_interval(
     assert watch.walks == 1  # the next walk only after another `walk_s`
 
 
+def test_with_young_freezing_the_walk_still_comes_from_the_collectors_own_runs(
+        pauses: tuple[gcpause.GcPauses, Clock]) -> None:
+    """Freezing resets the counts that start a full collection, so with the generation-1
+    survivors frozen no full collection ever starts by itself: the walk must be started after
+    a generation-1 collection, and the collector's own next full collection frees the cycle."""
+    watch, clock = pauses
+    watch.freeze_young = True
+    cycle = Cycle()
+    gone = weakref.ref(cycle)
+    gc.collect(1)  # frozen
+    del cycle
+    clock.t = watch.walk_s
+    for _ in range(2_000_000):  # garbage cycles, as a busy controller makes: only the
+        Cycle()  # collector's automatic collections run
+        if watch.walks:
+            break
+    assert watch.walks == 1 and gone() is None
+
+
 def test_a_long_collection_is_logged_only_when_asked_for(
         pauses: tuple[gcpause.GcPauses, Clock], caplog: pytest.LogCaptureFixture) -> None:
     """With the stall watch on, each collection at least `log_over_s` long is logged with
