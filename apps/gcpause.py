@@ -7,9 +7,11 @@ interpreter's collector.
 
 The price: a frozen object that later becomes part of a garbage cycle (a gone switch's
 connection objects, an expired binding that referred to itself) is not freed while frozen.
-So memory stays bounded by design: every `walk_s` ([controller] gc_full_walk_s, 600 s by
-default) the frozen objects are handed back to the collector, the next full collection walks
-the whole heap once and frees those cycles, and what survives it is frozen again. Objects freed
+So memory stays bounded by design: every `walk_s` ([controller] gc_full_walk_s, an hour by
+default), and sooner once the process's RSS grew by `GROWTH` since the last walk, the frozen
+objects are handed back to the collector, the next full collection walks the whole heap once
+(160-220 ms of CPU at 5,000 instances on a loaded machine) and frees those cycles, and what
+survives it is frozen again. Objects freed
 by reference counting, nearly all of them, are freed at once as before
 (bench/results/gc_soak.txt: RSS under churn). A freeze also resets the collector's counts, so
 with the generation-1 survivors frozen (the default) no full collection starts by itself
@@ -26,7 +28,9 @@ from typing import Any
 
 LOG = logging.getLogger("dyncast")
 
-WALK_S = 600.0  # the default of [controller] gc_full_walk_s (controller/config.py)
+WALK_S = 3600.0  # the default of [controller] gc_full_walk_s (controller/config.py)
+GROWTH = 0.25  # a walk is due too once RSS grew by this share since the last one
+PAGE = os.sysconf("SC_PAGE_SIZE")
 ENV = "DYNCAST_GC_THRESHOLD"  # opt-in (an experiment, branch i15r): `gc.set_threshold` values
 FREEZE_ENV = "DYNCAST_GC_FREEZE_YOUNG"  # "0": freeze only after full collections (as before)
 
@@ -75,8 +79,11 @@ class GcPauses:
     collection), times the collections, and every `walk_s` hands the frozen objects back to
     the collector for one full walk, so that garbage cycles among them are freed."""
 
-    def __init__(self, clock: Any = time.monotonic, cpu: Any = time.thread_time) -> None:
+    def __init__(self, clock: Any = time.monotonic, cpu: Any = time.thread_time,
+                 rss: Any = None) -> None:
         self.clock = clock
+        self.rss = rss or rss_bytes  # the process's resident memory (0: unknown)
+        self._rss_base = 0  # RSS at install and after each walk (0: not watched)
         self.cpu = cpu  # the collecting thread's CPU time (logged with a long collection)
         self._cpu_started = 0.0
         self.longest_s = 0.0  # the longest collection seen
@@ -93,6 +100,7 @@ class GcPauses:
 
     def install(self) -> None:
         """Watch the collector (once per process)."""
+        self._rss_base = self.rss()
         if self._callback not in gc.callbacks:
             gc.callbacks.append(self._callback)
 
@@ -123,18 +131,37 @@ class GcPauses:
             return
         # due after generation 1 too: a freeze resets the counts that start a full
         # collection, so with `freeze_young` none starts by itself until the unfreeze
-        if generation and self.walk_s and now - self._thawed >= self.walk_s:
+        if generation and self._due(now):
             self._walking = True
             gc.unfreeze()  # the next full collection sees (and frees) every cycle again
         elif generation == 2 or (generation == 1 and self.freeze_young):
             gc.freeze()  # what this collection promoted never reaches a full one's walk
 
+    def _due(self, now: float) -> bool:
+        """Whether the frozen objects go back to the collector now: `walk_s` since the last
+        walk, or RSS grew by `GROWTH` since then."""
+        if self.walk_s and now - self._thawed >= self.walk_s:
+            return True
+        return bool(self._rss_base) and self.rss() > self._rss_base * (1 + GROWTH)
+
     def _walked(self, now: float, took: float, info: dict[str, Any]) -> None:
-        """A full collection walked every object: freeze what it left, for `walk_s` more."""
+        """A full collection walked every object: freeze what it left, for `walk_s` more
+        (or until RSS grew by `GROWTH` from now)."""
         self._walking = False
         self._thawed = now
+        self._rss_base = self.rss()
         self.walks += 1
         gc.freeze()
         self.frozen = gc.get_freeze_count()  # a walk of its own (~15 ms at 2 M objects)
         LOG.info("dyncast: scheduled full garbage collection took %.1f ms, %s collected, "
-                 "%d objects frozen again", took * 1000.0, info.get("collected"), self.frozen)
+                 "%d objects frozen again, RSS %.1f MB", took * 1000.0, info.get("collected"),
+                 self.frozen, self._rss_base / 1e6)
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (/proc/self/statm; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -38,7 +38,7 @@ class ControllerConfig:
     probe_timeout_s: float = 3.0
     reconcile_interval_s: float = 10.0  # every switch's table is read back and repaired
     switch_grace_s: float = 15.0  # a switch's lost control channel is not its data plane
-    gc_full_walk_s: float = 600.0  # frozen objects handed back to the collector (apps/gcpause)
+    gc_full_walk_s: float = 3600.0  # frozen objects handed back to the collector (apps/gcpause)
     ingresses: tuple[int, ...] = ()
     forwarders: tuple[tuple[int, int], ...] = ()  # (forwarder dpid, the D-Router deciding for it)
     selection: SelectionConfig = field(default_factory=SelectionConfig)

@@ -30,7 +30,7 @@ class Cycle:
 def pauses() -> Iterator[tuple[gcpause.GcPauses, Clock]]:
     gc.unfreeze()
     clock = Clock()
-    watch = gcpause.GcPauses(clock)
+    watch = gcpause.GcPauses(clock, rss=lambda: 0)  # RSS unknown: walks by time only
     watch.install()
     watch.install()  # once only
     try:
@@ -123,6 +123,41 @@ def test_with_young_freezing_the_walk_still_comes_from_the_collectors_own_runs(
         if watch.walks:
             break
     assert watch.walks == 1 and gone() is None
+
+
+def test_a_walk_is_due_before_its_time_once_rss_grew_by_a_quarter() -> None:
+    """Memory bounded whatever the period: RSS 25 % over what it was after the last walk (or
+    at start) starts one; each walk takes the RSS after it as the new base."""
+    gc.unfreeze()
+    rss = Clock()
+    rss.t = 100e6
+    watch = gcpause.GcPauses(Clock(), rss=rss)
+    watch.freeze_young = True
+    watch.install()
+    try:
+        cycle = Cycle()
+        gone = weakref.ref(cycle)
+        gc.collect(1)
+        del cycle
+        rss.t = 124e6  # under a quarter more: nothing
+        gc.collect(1)
+        gc.collect()
+        assert watch.walks == 0 and gone() is not None
+        rss.t = 126e6
+        gc.collect(1)  # due
+        gc.collect()  # the walk
+        assert watch.walks == 1 and gone() is None
+        rss.t = 150e6  # under a quarter over 126 MB
+        gc.collect(1)
+        gc.collect()
+        assert watch.walks == 1
+    finally:
+        watch.uninstall()
+        gc.unfreeze()
+
+
+def test_rss_is_read_from_proc_or_unknown() -> None:
+    assert gcpause.rss_bytes() > 1e6
 
 
 def test_a_long_collection_is_logged_only_when_asked_for(
