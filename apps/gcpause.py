@@ -8,14 +8,13 @@ interpreter's collector.
 The price: a frozen object that later becomes part of a garbage cycle (a gone switch's
 connection objects, an expired binding that referred to itself) is not freed while frozen.
 So memory stays bounded by design: every `walk_s` ([controller] gc_full_walk_s, an hour by
-default), and sooner once the process's RSS grew by `GROWTH` since the last walk, the frozen
-objects are handed back to the collector, the next full collection walks the whole heap once
-(160-220 ms of CPU at 5,000 instances on a loaded machine) and frees those cycles, and what
-survives it is frozen again. Objects freed
-by reference counting, nearly all of them, are freed at once as before
-(bench/results/gc_soak.txt: RSS under churn). A freeze also resets the collector's counts, so
-with the generation-1 survivors frozen (the default) no full collection starts by itself
-between walks: collections walk only what the last 700 allocations left.
+default; after a walk, sooner if the process's RSS doubled since it) the frozen objects are
+handed back to the collector, its next full collection walks the whole heap once (160-220 ms
+of CPU at 5,000 instances on a loaded machine) and frees those cycles, and what survives is
+frozen again. Objects freed by reference counting, nearly all of them, are freed at once as
+before (bench/results/gc_soak.txt: RSS under churn). A freeze also resets the collector's
+counts, so with the generation-1 survivors frozen (the default) no full collection starts by
+itself between walks: a collection walks only what was made since the last generation-1 one.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from typing import Any
 LOG = logging.getLogger("dyncast")
 
 WALK_S = 3600.0  # the default of [controller] gc_full_walk_s (controller/config.py)
-GROWTH = 0.25  # a walk is due too once RSS grew by this share since the last one
+GROWTH = 1.0  # after a walk, the next is due too once RSS grew by this share since then
 PAGE = os.sysconf("SC_PAGE_SIZE")
 ENV = "DYNCAST_GC_THRESHOLD"  # opt-in (an experiment, branch i15r): `gc.set_threshold` values
 FREEZE_ENV = "DYNCAST_GC_FREEZE_YOUNG"  # "0": freeze only after full collections (as before)
@@ -83,7 +82,7 @@ class GcPauses:
                  rss: Any = None) -> None:
         self.clock = clock
         self.rss = rss or rss_bytes  # the process's resident memory (0: unknown)
-        self._rss_base = 0  # RSS at install and after each walk (0: not watched)
+        self._rss_base = 0  # RSS after the last walk (0: none yet, or unknown)
         self.cpu = cpu  # the collecting thread's CPU time (logged with a long collection)
         self._cpu_started = 0.0
         self.longest_s = 0.0  # the longest collection seen
@@ -100,7 +99,6 @@ class GcPauses:
 
     def install(self) -> None:
         """Watch the collector (once per process)."""
-        self._rss_base = self.rss()
         if self._callback not in gc.callbacks:
             gc.callbacks.append(self._callback)
 

@@ -125,32 +125,36 @@ def test_with_young_freezing_the_walk_still_comes_from_the_collectors_own_runs(
     assert watch.walks == 1 and gone() is None
 
 
-def test_a_walk_is_due_before_its_time_once_rss_grew_by_a_quarter() -> None:
-    """Memory bounded whatever the period: RSS 25 % over what it was after the last walk (or
-    at start) starts one; each walk takes the RSS after it as the new base."""
+def test_after_a_walk_the_next_is_due_before_its_time_once_rss_doubled() -> None:
+    """Memory bounded whatever the period: once a walk has set the base (not at start: the
+    controller grows while switches and instances come), RSS twice that starts the next."""
     gc.unfreeze()
-    rss = Clock()
+    rss, clock = Clock(), Clock()
     rss.t = 100e6
-    watch = gcpause.GcPauses(Clock(), rss=rss)
+    watch = gcpause.GcPauses(clock, rss=rss)
     watch.freeze_young = True
     watch.install()
     try:
+        rss.t = 300e6  # growth before any walk: nothing
+        gc.collect(1)
+        gc.collect()
+        assert watch.walks == 0
+        clock.t = watch.walk_s  # the first by time
+        gc.collect(1)
+        gc.collect()
+        assert watch.walks == 1
         cycle = Cycle()
         gone = weakref.ref(cycle)
         gc.collect(1)
         del cycle
-        rss.t = 124e6  # under a quarter more: nothing
+        rss.t = 590e6  # under twice 300 MB
         gc.collect(1)
         gc.collect()
-        assert watch.walks == 0 and gone() is not None
-        rss.t = 126e6
+        assert watch.walks == 1 and gone() is not None
+        rss.t = 610e6
         gc.collect(1)  # due
         gc.collect()  # the walk
-        assert watch.walks == 1 and gone() is None
-        rss.t = 150e6  # under a quarter over 126 MB
-        gc.collect(1)
-        gc.collect()
-        assert watch.walks == 1
+        assert watch.walks == 2 and gone() is None
     finally:
         watch.uninstall()
         gc.unfreeze()
