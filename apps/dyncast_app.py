@@ -52,7 +52,7 @@ from apps.framework import (
     ofproto_v1_3_parser,
     set_ev_cls,
 )
-from apps.gcpause import GcPauses
+from apps.gcpause import GcPauses, apply_thresholds
 from apps.metrics import Metrics
 from apps.ofmsg import serialise
 from apps.reloader import Reloader
@@ -161,8 +161,10 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
             self._workers.append(self.stall_watch.start(hub.spawn, hub.sleep))
             self.gc_pauses.log_over_s = stall_s / 3.0  # and the collections of 1/3 of it
         self.threads.extend(self._workers)
+        apply_thresholds()  # opt-in: DYNCAST_GC_THRESHOLD (apps/gcpause.py)
         gc.collect()
         gc.freeze()
+        self.gc_pauses.walk_s = self.config.gc_full_walk_s  # cycles among frozen objects freed
         self.gc_pauses.install()  # and what later full collections leave (apps/gcpause.py)
         return thread
 

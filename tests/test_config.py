@@ -45,6 +45,13 @@ def test_good_file_is_read_into_typed_values(tmp_path: Path) -> None:
 def test_no_file_gives_defaults() -> None:
     """Without a file the controller runs with defaults and no services."""
     assert load_config(None).services == ()
+    assert load_config(None).gc_full_walk_s == 3600.0
+
+
+def test_the_full_walk_interval_is_read(tmp_path: Path) -> None:
+    """[controller] gc_full_walk_s: how often frozen objects go back to the collector."""
+    cfg = load_config(_write(tmp_path, GOOD.replace("stale_after_s = 5", "gc_full_walk_s = 90")))
+    assert cfg.gc_full_walk_s == 90.0
 
 
 @pytest.mark.parametrize(("text", "field"), [
@@ -64,6 +71,8 @@ def test_no_file_gives_defaults() -> None:
      "controller.selection.pick"),
     (GOOD.replace('protocol = "tcp"', 'protocol = "sctp"'), "service[0].protocol"),
     (GOOD + GOOD.split("[[service]]")[1].join(["[[service]]", ""]), "service[1].name"),
+    (GOOD.replace("stale_after_s = 5", "gc_full_walk_s = 0"), "controller.gc_full_walk_s"),
+    (GOOD.replace("stale_after_s = 5", 'gc_full_walk_s = "10m"'), "controller.gc_full_walk_s"),
     ("[controller\n", "(syntax)"),
 ])
 def test_bad_file_names_the_key(tmp_path: Path, text: str, field: str) -> None:
