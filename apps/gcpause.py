@@ -7,7 +7,7 @@ interpreter's collector.
 
 The price: a frozen object that later becomes part of a garbage cycle (a gone switch's
 connection objects, an expired binding that referred to itself) is not freed while frozen.
-So memory stays bounded by design: every `walk_s` ([controller] gc_full_walk_s, an hour by
+So memory stays bounded by design: every `walk_s` ([controller] gc_full_walk_s, a day by
 default; after a walk, sooner if the process's RSS doubled since it) the frozen objects are
 handed back to the collector, its next full collection walks the whole heap once (160-220 ms
 of CPU at 5,000 instances on a loaded machine) and frees those cycles, and what survives is
@@ -27,7 +27,7 @@ from typing import Any
 
 LOG = logging.getLogger("dyncast")
 
-WALK_S = 3600.0  # the default of [controller] gc_full_walk_s (controller/config.py)
+WALK_S = 86400.0  # the default of [controller] gc_full_walk_s (controller/config.py)
 GROWTH = 1.0  # after a walk, the next is due too once RSS grew by this share since then
 PAGE = os.sysconf("SC_PAGE_SIZE")
 ENV = "DYNCAST_GC_THRESHOLD"  # opt-in (an experiment, branch i15r): `gc.set_threshold` values

@@ -38,7 +38,7 @@ class ControllerConfig:
     probe_timeout_s: float = 3.0
     reconcile_interval_s: float = 10.0  # every switch's table is read back and repaired
     switch_grace_s: float = 15.0  # a switch's lost control channel is not its data plane
-    gc_full_walk_s: float = 3600.0  # frozen objects handed back to the collector (apps/gcpause)
+    gc_full_walk_s: float = 86400.0  # frozen objects handed back to the collector (apps/gcpause)
     ingresses: tuple[int, ...] = ()
     forwarders: tuple[tuple[int, int], ...] = ()  # (forwarder dpid, the D-Router deciding for it)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
@@ -166,7 +166,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         switch_grace_s=check_number(ctl.get("switch_grace_s", d.switch_grace_s),
                                     "controller.switch_grace_s", 0.0, 86400.0),
         gc_full_walk_s=check_number(ctl.get("gc_full_walk_s", d.gc_full_walk_s),
-                                    "controller.gc_full_walk_s", 10.0, 86400.0),
+                                    "controller.gc_full_walk_s", 10.0, 604800.0),
         selection=_selection(sel),
         scoring=scoring_from_dict(_subtable(ctl, "scoring")),
         ingresses=_ingresses(ctl.get("ingresses", [])),

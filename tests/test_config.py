@@ -45,7 +45,7 @@ def test_good_file_is_read_into_typed_values(tmp_path: Path) -> None:
 def test_no_file_gives_defaults() -> None:
     """Without a file the controller runs with defaults and no services."""
     assert load_config(None).services == ()
-    assert load_config(None).gc_full_walk_s == 3600.0
+    assert load_config(None).gc_full_walk_s == 86400.0
 
 
 def test_the_full_walk_interval_is_read(tmp_path: Path) -> None:
