@@ -231,7 +231,8 @@ def link_up(lab: Any, bench_net: Any, host: str) -> None:
 COMMAND = ("sudo .venv/bin/python bench/steering.py --networks {network} --scenarios failure "
            "--policies dyncast p2c least-loaded dyncast+failover --no-reference "
            "--fail-kind {kind} --tag failover-{tag}")
-TAGS = ("link", "link-abilene", "process", "process-abilene")  # bench/results/steering-failover-*
+TAGS = ("link", "link-abilene", "link-stall", "process",
+        "process-abilene")  # bench/results/steering-failover-*
 TARGET_FAILED = 0.5  # issue 22: requests failed <= 0.5x the controller-driven move
 TARGET_RECOVERY_MS = 100.0  # ... and recovery <= 100 ms for flows with a backup
 
@@ -332,6 +333,11 @@ def failover_section(saved: dict[str, dict[str, Any]]) -> list[str]:
             continue
         runs = saved[tag]["runs"]
         kind, network = tag.split("-")[0], saved[tag]["networks"][0]
+        stall = next((r["failure"]["stall"]["stall_s"] for r in runs
+                      if r.get("failure", {}).get("stall")), None)
+        if stall is not None:  # steering_stall.py: the controller stopped at the failure
+            md += [*stall_section(network, tag, stall, saved[tag]), *failure_table(runs), ""]
+            continue
         where = "" if network == "figure2" else (
             f", {network} (the failed site: {failed_site(network)}, not e2)")
         md += [f"### `{kind}`{where}", "",
@@ -343,6 +349,21 @@ def failover_section(saved: dict[str, dict[str, Any]]) -> list[str]:
         else:
             md += [*killed(runs), ""]
     return md
+
+
+def stall_section(network: str, tag: str, stall: float, saved: dict[str, Any]) -> list[str]:
+    """The heading, command and verdict of a run with the controller stopped at the failure."""
+    from bench.steering_stall import verdict as stall_verdict
+
+    command = COMMAND.format(network=network, kind="link", tag=tag) + (
+        f" --controller-stall {stall:g}")
+    return [f"### `link`, the controller stopped {stall:g} s at the failure", "",
+            f"`{command}` (`bench/results/steering-failover-{tag}.txt`, `.json`; settings: "
+            f"{saved['settings']}). At the failure the bench stops the controller's process "
+            f"group (SIGSTOP: `/proc` state `T`, checked) for {stall:g} s, then continues it, "
+            "under Open vSwitch's inactivity probe (checked before the run; after it, that no "
+            "switch reconnected): a busy or partitioned controller. Issue 22's failover "
+            "targets:", "", *stall_verdict(saved["runs"], stall), ""]
 
 
 def failed_site(network: str) -> str:
