@@ -188,23 +188,24 @@ def _switch_of(bench_net: Any, host: str) -> str:
 
 def wait_groups(bench_net: Any, failover: bool, timeout: float = 10.0) -> str:
     """Wait until every site's switch holds two fast-failover groups per site on it (with
-    `failover`) or no flow entry sending to a group (without: the groups themselves may stay,
-    unused); "" when so, else what the switches hold."""
+    `failover`) or neither a group nor a flow entry sending to one (without: the controller
+    deletes a service's groups with their entries when failover is turned off); "" when so,
+    else what the switches hold."""
     expected: dict[str, int] = {}
     for site in bench_net.sites:
         switch = _switch_of(bench_net, site.host)
         expected[switch] = expected.get(switch, 0) + (2 if failover else 0)
     deadline = time.monotonic() + timeout
     while True:
-        held = {sw: failover_groups(sw) if failover else group_flows(sw)
-                for sw in sorted(expected)}
+        held = {sw: failover_groups(sw) if failover else
+                [*map(str, failover_groups(sw)), *group_flows(sw)] for sw in sorted(expected)}
         wrong = {sw: g for sw, g in held.items()
                  if (len(g) < expected[sw] if failover else g)}
         if not wrong:
             return ""
         if time.monotonic() > deadline:
             if not failover:
-                return f"without failover, flow entries still send to groups: {wrong}"
+                return f"without failover, groups or entries sending to them stay: {wrong}"
             return (f"fast-failover groups (ovs-ofctl dump-groups) with failover {failover}: "
                     f"expected {expected}, the switches hold {wrong}")
         time.sleep(0.2)
