@@ -29,6 +29,9 @@ import subprocess
 import time
 from typing import Any
 
+from bench.steering_stall import notes as stall_notes
+from bench.steering_stall import verdict as stall_verdict
+
 FAIL_KINDS = ("process", "link")
 FAILOVER_SUFFIX = "+failover"
 SYN_RTO_MS = 1000.0  # Linux's initial retransmission timeout: a lost SYN costs a request this
@@ -337,7 +340,8 @@ def failover_section(saved: dict[str, dict[str, Any]]) -> list[str]:
         stall = next((r["failure"]["stall"]["stall_s"] for r in runs
                       if r.get("failure", {}).get("stall")), None)
         if stall is not None:  # steering_stall.py: the controller stopped at the failure
-            md += [*stall_section(network, tag, stall, saved[tag]), *failure_table(runs), ""]
+            md += [*stall_section(network, tag, stall, saved[tag]), *failure_table(runs), "",
+                   *stall_notes(runs, stall), ""]
             continue
         where = "" if network == "figure2" else (
             f", {network} (the failed site: {failed_site(network)}, not e2)")
@@ -354,8 +358,6 @@ def failover_section(saved: dict[str, dict[str, Any]]) -> list[str]:
 
 def stall_section(network: str, tag: str, stall: float, saved: dict[str, Any]) -> list[str]:
     """The heading, command and verdict of a run with the controller stopped at the failure."""
-    from bench.steering_stall import verdict as stall_verdict
-
     command = COMMAND.format(network=network, kind="link", tag=tag) + (
         f" --controller-stall {stall:g}")
     return [f"### `link`, the controller stopped {stall:g} s at the failure", "",

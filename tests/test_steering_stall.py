@@ -89,3 +89,14 @@ def test_the_verdict_compares_failover_with_the_controller_driven_move() -> None
 def test_the_stall_option_must_be_positive() -> None:
     with pytest.raises(SystemExit):
         main(["--controller-stall", "0"])
+
+
+def test_the_notes_give_every_policys_stall_cost_from_the_runs() -> None:
+    runs = [{**_run("dyncast", 5, 0, [3000.0]), "p95_ms": 3256.0, "loadavg": 6.2},
+            {**_run("dyncast+failover", 0, 0, [2.0]), "p95_ms": 3621.0, "loadavg": 6.4}]
+    runs[0]["failure"]["new"].update(disrupted=83, failed_after=5)
+    runs[1]["failure"]["new"].update(disrupted=77, failed_after=0)
+    (text,) = st.notes(runs, 3.0)
+    assert "77-83 fresh requests" in text and "p95 is 3.3-3.6 s" in text
+    assert "dyncast 5; dyncast+failover 0" in text and "6.2-6.4" in text
+    assert st.notes([], 3.0) == []
