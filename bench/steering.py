@@ -630,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
                 {**base_selection, **_pairs(args.selection)},
                 SCORING if args.tuned else "", {**DMA, **dma},
                 args.congestion, args.load, not args.no_reference, args.fail_kind,
-                args.controller_stall)
+                stall_s=args.controller_stall)
     began = time.monotonic()
     lines: list[str] = []
 
