@@ -62,6 +62,7 @@ from bench.steering_net import (  # noqa: E402
     controller_config,
     service_body,
 )
+from bench.steering_stall import Stall, check_stall, inactivity_probe_ms  # noqa: E402
 from bench.steering_stats import Capacity, summarise  # noqa: E402
 from mininet_tests.harness import OVS_SEND_BUFFER, ovs_send_buffer  # noqa: E402
 from mininet_tests.processes import bin_path  # noqa: E402
@@ -121,6 +122,7 @@ class Plan:
     load: float = 1.0  # every client's request rate is multiplied by this
     references: bool = True  # run each scenario's reference (every new flow to its sites)
     fail_kind: str = "process"  # FAIL_KINDS: what the failure scenario does to its site
+    stall_s: float = 0.0  # the controller stopped this long at the failure (steering_stall.py)
 
     def controller_extra(self) -> str:
         """The [controller.selection] and [controller.scoring] tables under test."""
@@ -135,6 +137,8 @@ class Plan:
                    "the default compute estimate")
         load = "" if self.load == 1.0 else f"; client rates x{self.load:g}"
         kind = "" if self.fail_kind == "process" else f"; failure kind {self.fail_kind}"
+        if self.stall_s:
+            kind += f"; the controller stopped {self.stall_s:g} s at the failure"
         return (f"selection {sel}; {compute}; D-MA {dma}; congestion {self.congestion}{load}"
                 f"{kind}")
 
@@ -189,6 +193,7 @@ class Bench:
         self.lab = lab
         self.site_procs: dict[str, list[Any]] = {}
         self.starts = 0  # names processes uniquely (each gets a fresh log)
+        self.stall: Stall | None = None  # the controller's stall at this run's failure
 
     # ---- bringing the network up -------------------------------------------------------------
 
@@ -203,6 +208,10 @@ class Bench:
         for site in net.sites:
             lab.add_mgmt_link(site.host, net.graph.nodes[site.host]["mgmt"])
         lab.wait_topology(timeout=60)
+        if self.plan.stall_s:
+            problem = check_stall(self.plan.stall_s, inactivity_probe_ms(lab.bridges))
+            if problem:
+                raise BenchError(problem)
         self.bound_queues()
         for site in net.sites:
             self.start_site(site)
@@ -280,7 +289,13 @@ class Bench:
             raise BenchError(f"policy {policy}: {problem}")
 
     def fail(self, host: str) -> float:
-        """Fail the site on `host` the plan's way (steering_failover.py); returns when."""
+        """Fail the site on `host` the plan's way (steering_failover.py), the controller
+        stopped first for `stall_s` (steering_stall.py) if asked; returns when."""
+        if self.plan.stall_s:
+            ctl = self.lab.controller
+            assert ctl is not None and ctl.popen is not None
+            self.stall = Stall(ctl.popen.pid, self.plan.stall_s, list(self.lab.bridges))
+            self.stall.start()
         if self.plan.fail_kind == "link":
             return link_down(self.lab.net, self.net, host)
         at = time.time()
@@ -416,6 +431,9 @@ class Bench:
                 raise BenchError(f"{proc.host} loadgen exited {proc.popen.returncode}: "
                                  f"{proc.log()[-500:]}")
         load = max(load, os.getloadavg()[0])
+        stall, self.stall = self.stall, None
+        if stall is not None and stall.wait():
+            raise BenchError(f"{tag}: {stall.problem}")
         for proc in bulk:
             lab.stop_process(proc)
         if scenario.fail is not None:
@@ -441,6 +459,8 @@ class Bench:
         if scenario.fail is not None:
             out["failure"] = {"kind": self.plan.fail_kind, **failure_summary(
                 records, failed_at, scenario.fail)}  # loadgen names the instance's host
+            if stall is not None:
+                out["failure"]["stall"] = stall.record()
         return out
 
 
@@ -568,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fail-kind", choices=FAIL_KINDS, default="process",
                     help="the failure scenario: process (default): the site's service and "
                          "D-MA are killed; link: its access link goes down (the switch's port)")
+    ap.add_argument("--controller-stall", type=_positive, default=0.0, metavar="S",
+                    help="stop the controller (SIGSTOP) for S s at the failure, then SIGCONT: "
+                         "a busy or partitioned controller (under OVS's inactivity probe)")
     ap.add_argument("--duration", type=float, default=None, help="seconds per run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--selection", nargs="+", default=[], metavar="KEY=VALUE",
@@ -606,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(scenarios, policies, durations, args.seed,
                 {**base_selection, **_pairs(args.selection)},
                 SCORING if args.tuned else "", {**DMA, **dma},
-                args.congestion, args.load, not args.no_reference, args.fail_kind)
+                args.congestion, args.load, not args.no_reference, args.fail_kind,
+                stall_s=args.controller_stall)
     began = time.monotonic()
     lines: list[str] = []
 

@@ -59,7 +59,13 @@ def baselines_section(saved: dict[str, Any], networks: list[str]) -> list[str]:
                    "Switch-local failover ([dataplanes.md](../dataplanes.md#switch-local-"
                    "failover)) covers the case where the site's link goes down; a killed "
                    "process behind a live link is what this scenario does (both are measured "
-                   "in \"Failover\" below, with what would bound the second)."]
+                   "in \"Failover\" below, with what would bound the second). *These failure "
+                   "rows were made with the racy kill order*: the bench killed e2's service, "
+                   "waited for it, then killed its D-MA, and a D-MA that polled in between "
+                   "reported the instance not serving, so the controller moved at once in "
+                   "some runs and not others. With both killed together (\"Failover\", "
+                   "`process`) dyncast, p2c and least-loaded lost 28, 32 and 32: within one "
+                   "another's noise, not the spread above."]
     md += ["", "Every cell here is below the issue's 60 % load: the p95 target at 60 % and "
            "more is measured by the load sweep below."]
     return [*md, ""]

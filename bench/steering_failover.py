@@ -29,6 +29,9 @@ import subprocess
 import time
 from typing import Any
 
+from bench.steering_stall import notes as stall_notes
+from bench.steering_stall import verdict as stall_verdict
+
 FAIL_KINDS = ("process", "link")
 FAILOVER_SUFFIX = "+failover"
 SYN_RTO_MS = 1000.0  # Linux's initial retransmission timeout: a lost SYN costs a request this
@@ -188,23 +191,24 @@ def _switch_of(bench_net: Any, host: str) -> str:
 
 def wait_groups(bench_net: Any, failover: bool, timeout: float = 10.0) -> str:
     """Wait until every site's switch holds two fast-failover groups per site on it (with
-    `failover`) or no flow entry sending to a group (without: the groups themselves may stay,
-    unused); "" when so, else what the switches hold."""
+    `failover`) or neither a group nor a flow entry sending to one (without: the controller
+    deletes a service's groups with their entries when failover is turned off); "" when so,
+    else what the switches hold."""
     expected: dict[str, int] = {}
     for site in bench_net.sites:
         switch = _switch_of(bench_net, site.host)
         expected[switch] = expected.get(switch, 0) + (2 if failover else 0)
     deadline = time.monotonic() + timeout
     while True:
-        held = {sw: failover_groups(sw) if failover else group_flows(sw)
-                for sw in sorted(expected)}
+        held = {sw: failover_groups(sw) if failover else
+                [*map(str, failover_groups(sw)), *group_flows(sw)] for sw in sorted(expected)}
         wrong = {sw: g for sw, g in held.items()
                  if (len(g) < expected[sw] if failover else g)}
         if not wrong:
             return ""
         if time.monotonic() > deadline:
             if not failover:
-                return f"without failover, flow entries still send to groups: {wrong}"
+                return f"without failover, groups or entries sending to them stay: {wrong}"
             return (f"fast-failover groups (ovs-ofctl dump-groups) with failover {failover}: "
                     f"expected {expected}, the switches hold {wrong}")
         time.sleep(0.2)
@@ -231,7 +235,8 @@ def link_up(lab: Any, bench_net: Any, host: str) -> None:
 COMMAND = ("sudo .venv/bin/python bench/steering.py --networks {network} --scenarios failure "
            "--policies dyncast p2c least-loaded dyncast+failover --no-reference "
            "--fail-kind {kind} --tag failover-{tag}")
-TAGS = ("link", "link-abilene", "process", "process-abilene")  # bench/results/steering-failover-*
+TAGS = ("link", "link-abilene", "link-stall", "process",
+        "process-abilene")  # bench/results/steering-failover-*
 TARGET_FAILED = 0.5  # issue 22: requests failed <= 0.5x the controller-driven move
 TARGET_RECOVERY_MS = 100.0  # ... and recovery <= 100 ms for flows with a backup
 
@@ -332,6 +337,12 @@ def failover_section(saved: dict[str, dict[str, Any]]) -> list[str]:
             continue
         runs = saved[tag]["runs"]
         kind, network = tag.split("-")[0], saved[tag]["networks"][0]
+        stall = next((r["failure"]["stall"]["stall_s"] for r in runs
+                      if r.get("failure", {}).get("stall")), None)
+        if stall is not None:  # steering_stall.py: the controller stopped at the failure
+            md += [*stall_section(network, tag, stall, saved[tag]), *failure_table(runs), "",
+                   *stall_notes(runs, stall), ""]
+            continue
         where = "" if network == "figure2" else (
             f", {network} (the failed site: {failed_site(network)}, not e2)")
         md += [f"### `{kind}`{where}", "",
@@ -343,6 +354,19 @@ def failover_section(saved: dict[str, dict[str, Any]]) -> list[str]:
         else:
             md += [*killed(runs), ""]
     return md
+
+
+def stall_section(network: str, tag: str, stall: float, saved: dict[str, Any]) -> list[str]:
+    """The heading, command and verdict of a run with the controller stopped at the failure."""
+    command = COMMAND.format(network=network, kind="link", tag=tag) + (
+        f" --controller-stall {stall:g}")
+    return [f"### `link`, the controller stopped {stall:g} s at the failure", "",
+            f"`{command}` (`bench/results/steering-failover-{tag}.txt`, `.json`; settings: "
+            f"{saved['settings']}). At the failure the bench stops the controller's process "
+            f"group (SIGSTOP: `/proc` state `T`, checked) for {stall:g} s, then continues it, "
+            "under Open vSwitch's inactivity probe (checked before the run; after it, that no "
+            "switch reconnected): a busy or partitioned controller. Issue 22's failover "
+            "targets:", "", *stall_verdict(saved["runs"], stall), ""]
 
 
 def failed_site(network: str) -> str:

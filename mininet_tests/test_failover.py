@@ -8,6 +8,7 @@ controller's periodic reconciliation. Config: mininet_tests/fig2_failover.toml.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from mininet_tests.flowdump import dump_flows
+from mininet_tests.flowdump import dump_flows, dump_flows_text
 from mininet_tests.harness import Lab
 from mininet_tests.processes import HostProcess, wait_until
 from mininet_tests.test_dataplane import _new_flows_follow_the_decision
@@ -38,6 +39,18 @@ def _stat(lab: Lab, name: str) -> int:
 def _groups(bridge: str) -> str:
     return subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups", bridge],
                           capture_output=True, text=True, check=True).stdout
+
+
+def _ff(bridge: str) -> list[int]:
+    """The ids of the fast-failover groups `bridge` holds."""
+    return sorted(int(g) for g in re.findall(r"group_id=(\d+),type=ff", _groups(bridge)))
+
+
+def _named(bridge: str, dbids: set[str] | None = None) -> set[int]:
+    """The groups `bridge`'s entries send to (only those matching packets to `dbids`)."""
+    return {int(g) for line in dump_flows_text(bridge).splitlines()
+            if dbids is None or any(f"nw_dst={d}," in line for d in dbids)
+            for g in re.findall(r"group:(\d+)", line)}
 
 
 def _switch_side(lab: Lab, host: str) -> str:
@@ -168,6 +181,19 @@ def test_reactive_binding_fails_over_without_the_controller(fig2: Lab) -> None:
     assert fig2.ping("e3" if down_host == "e2" else "e2", "10.0.0.1") is not None
     _fail_over(fig2, SVC2, down_host, backup)
     wait_shares(fig2, "svc2", R1, both, timeout=30)
+    # failover turned off on svc2 (PUT again, same dataplane): its groups go with their
+    # entries; svc1's (bucket, failover on) stay, each named by an entry (none left unused)
+    theirs = {b: _named(b, both) for b in SWITCH_OF.values()}
+    assert any(theirs.values()), f"no entry sends svc2's packets to a group: {theirs}"
+    svc = fig2.rest("GET", "/services/svc2")[1]
+    svc["failover"] = False
+    assert fig2.rest("PUT", "/services/svc2", svc)[0] == 200
+    wait_until(lambda: not any(theirs[b] & set(_ff(b)) for b in theirs), 10,
+               lambda: f"svc2's groups {theirs} not deleted: "
+                       f"{ {b: _ff(b) for b in theirs} }")
+    for bridge in theirs:
+        named = _named(bridge)
+        assert named == set(_ff(bridge)), f"{bridge}: groups {_ff(bridge)}, named {named}"
 
 
 def _reaches(lab: Lab, dbids: set[str]) -> bool:

@@ -94,6 +94,10 @@ def test_the_groups_precondition_fails_when_a_switch_lacks_them(
     assert "r1" in sf.wait_groups(net, False, timeout=0.0)
     held.update(r1=[], r2=[], r3=[])
     assert sf.wait_groups(net, False, timeout=0.0) == ""
+    # without failover, a group nothing sends to is reported too (left over, unused)
+    monkeypatch.setattr(sf, "group_flows", lambda sw: [])
+    held["r2"] = [4]
+    assert "'r2': ['4']" in sf.wait_groups(net, False, timeout=0.0)
 
 
 def test_fail_kind_is_checked_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
