@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import socket
 import struct
-from operator import itemgetter
-from typing import Any, TypeGuard
+from typing import Any
 
 from apps.ofgroups import group_mod
+from apps.ofmatch import Unsupported, encode_match, oxm_tlv
 from controller.intents import (
     PORT_ANY,
     PORT_CONTROLLER,
@@ -30,7 +30,6 @@ from controller.intents import (
     GroupMod,
     Intent,
     Learn,
-    MatchValue,
     Move,
     Output,
     PacketOut,
@@ -215,117 +214,10 @@ _METER = struct.Struct("!HHI")
 _RESUBMIT = struct.Struct("!HHIHHB3x")  # Nicira experimenter action: resubmit(in_port, table)
 NX_VENDOR = 0x2320
 NXAST_RESUBMIT_TABLE = 14
-_MAC = 1
-_IPV4 = 2
-# OXM (OPENFLOW_BASIC) fields: name -> (field number, value length, encoding); an int field's
-# value is packed big-endian in its length
-_OXM: dict[str, tuple[int, int, int]] = {
-    "in_port": (0, 4, 0), "eth_dst": (3, 6, _MAC), "eth_src": (4, 6, _MAC),
-    "eth_type": (5, 2, 0), "ip_dscp": (8, 1, 0), "ip_proto": (10, 1, 0),
-    "ipv4_src": (11, 4, _IPV4), "ipv4_dst": (12, 4, _IPV4), "tcp_src": (13, 2, 0),
-    "tcp_dst": (14, 2, 0), "udp_src": (15, 2, 0), "udp_dst": (16, 2, 0),
-    "icmpv4_type": (19, 1, 0), "icmpv4_code": (20, 1, 0), "arp_op": (21, 2, 0),
-    "arp_spa": (22, 4, _IPV4), "arp_tpa": (23, 4, _IPV4), "arp_sha": (24, 6, _MAC),
-    "arp_tha": (25, 6, _MAC),
-    "tcp_flags": (34, 2, 0),  # Nicira NXM_NX_TCP_FLAGS (see _OXM_CLASS)
-}
-_OXM_CLASS = {"tcp_flags": 0x0001}  # fields not of class OPENFLOW_BASIC (0x8000); after them
-_oxm_cache: dict[tuple[str, MatchValue], bytes] = {}
-# integer fields of the OpenFlow basic class: name -> (OXM header, upper bound, value length)
-_INT_HEADS = {name: (struct.pack("!I", (0x8000 << 16) | (num << 9) | size), 1 << (8 * size), size)
-              for name, (num, size, kind) in _OXM.items() if kind == 0 and name not in _OXM_CLASS}
-_match_orders: dict[tuple[str, ...], tuple[int, ...]] = {}  # field names -> packing order
 _actions_cache: dict[tuple[Action, ...], bytes] = {}
 # the same tuple of actions again (the core makes a binding's rewrites once per instance):
 # found by identity, without hashing its actions
 _actions_by_id: dict[int, tuple[tuple[Action, ...], bytes]] = {}
-_name_of = itemgetter(0)
-
-
-class Unsupported(Exception):
-    """The fast encoder does not handle this intent; use the framework's serialiser."""
-
-
-def _oxm_tlv(name: str, value: MatchValue) -> bytes:
-    """One OXM TLV (header + value [+ mask]), as the framework encodes it."""
-    key = (name, value)
-    tlv = _oxm_cache.get(key)
-    if tlv is not None:
-        return tlv
-    spec = _OXM.get(name)
-    if spec is None:
-        raise Unsupported(name)
-    num, size, kind = spec
-    mask = None
-    if isinstance(value, tuple):  # (value, mask): integer fields only
-        value, mask = value
-        if kind != 0 or not _fits(mask, size):  # an address mask: the framework's
-            raise Unsupported(f"{name}={value!r}/{mask!r}")
-    if kind == _MAC:
-        if not isinstance(value, str) or len(value) != 17 or value.count(":") != 5:
-            raise Unsupported(f"{name}={value!r}")
-        try:
-            raw = bytes.fromhex(value.replace(":", ""))
-        except ValueError:
-            raise Unsupported(f"{name}={value!r}") from None
-    elif kind == _IPV4:
-        if not isinstance(value, str) or value.count(".") != 3:
-            raise Unsupported(f"{name}={value!r}")
-        try:
-            raw = socket.inet_aton(value)
-        except OSError:
-            raise Unsupported(f"{name}={value!r}") from None
-    else:
-        if not _fits(value, size):
-            raise Unsupported(f"{name}={value!r}")
-        raw = value.to_bytes(size, "big")
-        if mask is not None:
-            raw += mask.to_bytes(size, "big")
-    oxm_class = _OXM_CLASS.get(name, 0x8000)
-    tlv = struct.pack("!I", (oxm_class << 16) | (num << 9) | ((mask is not None) << 8)
-                      | len(raw)) + raw
-    if len(_oxm_cache) < 100_000:  # addresses repeat (hosts, D-SIDs, instances); ports too
-        _oxm_cache[key] = tlv
-    return tlv
-
-
-def _plain_int(name: str, value: object) -> bytes | None:
-    """The TLV of an unmasked integer field (a port: new flows bring new ones), packed without
-    the cache (a port per flow would fill it); None for anything else."""
-    head = _INT_HEADS.get(name)
-    if head is None or type(value) is not int or not 0 <= value < head[1]:
-        return None
-    return head[0] + value.to_bytes(head[2], "big")
-
-
-def _fits(value: object, size: int) -> TypeGuard[int]:
-    """True for an int (not a bool) that fits in `size` bytes unsigned."""
-    return (isinstance(value, int) and not isinstance(value, bool)
-            and 0 <= value < 1 << (8 * size))
-
-
-def _encode_match(fields: tuple[tuple[str, Any], ...]) -> bytes:
-    """An OXM match as `_match` builds it: standard fields in OXM-number order (the framework
-    sorts them so), then the Nicira ones; padded."""
-    names = tuple(map(_name_of, fields))
-    order = _match_orders.get(names)
-    if order is None:
-        order = tuple(sorted(range(len(names)), key=lambda i: _order(names[i])))
-        if len(_match_orders) < 1_000:
-            _match_orders[names] = order
-    cached = _oxm_cache.get  # a field is its own cache key: (name, value)
-    body = b"".join([cached(fields[i]) or _plain_int(*fields[i]) or _oxm_tlv(*fields[i])
-                     for i in order])
-    length = 4 + len(body)
-    return _TL.pack(1, length) + body + bytes(-length % 8)
-
-
-def _order(name: str) -> int:
-    """Where a field goes in a match (unknown ones first: they raise Unsupported anyway)."""
-    spec = _OXM.get(name)
-    if spec is None:
-        return -1
-    return spec[0] + (1000 if name in _OXM_CLASS else 0)
 
 
 def _encode_actions(actions: tuple[Action, ...]) -> bytes:
@@ -365,7 +257,7 @@ def _pack_actions(actions: tuple[Action, ...]) -> bytes:
         if not isinstance(act, SetField | Output):
             raise Unsupported(type(act).__name__)
         if isinstance(act, SetField):
-            tlv = _oxm_tlv(act.field, act.value)
+            tlv = oxm_tlv(act.field, act.value)
             length = 4 + len(tlv)
             pad = -length % 8
             out.append(_TL.pack(25, length + pad) + tlv + bytes(pad))
@@ -382,7 +274,7 @@ def encode(intent: Intent, xid: int) -> bytes:
         command = _COMMANDS.get(intent.command)
         if command is None:
             raise Unsupported(intent.command)
-        body = _encode_match(intent.match)
+        body = encode_match(intent.match)
         if intent.meter is not None:
             body += _METER.pack(6, 8, intent.meter)  # OFPIT_METER, first: it runs first
         if intent.actions:
