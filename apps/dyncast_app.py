@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 
 from sqlalchemy.engine import make_url
 
-from apps import channelguard, fastpath, flowstats, logs, ofconn, packet_in, security
+from apps import channelguard, fastpath, flowstats, logs, packet_in, security
 from apps.apploops import EventTick, Loops, TableRead
 from apps.changefeed import SharedSide
 from apps.cluster import ClusterSide, async_config
@@ -45,7 +45,6 @@ from apps.framework import (
     DEAD_DISPATCHER,
     MAIN_DISPATCHER,
     App,
-    Datapath,
     WSGIApplication,
     hub,
     ofp_event,
@@ -99,7 +98,6 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         packet_in.install(ofproto_v1_3_parser)  # PACKET_INs parsed with struct (same objects)
-        ofconn.install(Datapath)  # switch connections: chunked reads, batched writes
         flowstats.install(ofproto_v1_3_parser, lambda: hub.sleep(0))  # and flow statistics
         path = os.environ.get("DYNCAST_CONFIG") or None
         self.config = load_config(path)

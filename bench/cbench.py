@@ -310,8 +310,8 @@ SUBJECTS = [
                  "not a deployable setting): the packet path alone"),
     Subject("minimal-raw-ofconn", "minimal", "minimal", False,
             (("CBENCH_MINIMAL_ENCODER", "struct"), ("CBENCH_MINIMAL_OFCONN", "1")),
-            note="minimal-raw with apps/ofconn.py installed (chunked reads, batched writes, as the "
-                 "dyncast app installs it): what that change gives the floor itself"),
+            note="minimal-raw with apps/ofconn.py installed (chunked reads, batched writes; the "
+                 "dyncast app does not install it): what that change gives the floor itself"),
 ]
 SINKS = [
     Subject("sink-minimal", "minimal", "sink", True,
