@@ -10,7 +10,7 @@ packet-out, no store. It runs under the same patched framework as the Dyncast ap
 With env CBENCH_MINIMAL_ENCODER=struct the flow-mod's bytes are packed with `struct` (the same
 bytes, see `raw_flow_mod`) instead of built through the framework's OFPMatch/OFPFlowMod
 classes: the floor of the framework's own packet-in path. With env CBENCH_MINIMAL_OFCONN=1 it
-also installs apps/ofconn.py (chunked reads, batched writes), as the Dyncast app does: what that
+also installs apps/ofconn.py (chunked reads, batched writes; the Dyncast app does not): what that
 change to the framework's connection loops gives the floor itself.
 """
 
