@@ -65,6 +65,8 @@ class Audit:
         self.flows = flows
         self.programmer = programmer
         self.counters = counters
+        # further entries a switch should hold (passive health's reset copies: controller/health.py)
+        self.extra: Callable[[int], list[FlowMod]] = lambda dpid: []
         # id(actions) -> (those actions, their signature): the wanted entries are mostly the
         # same objects from one audit to the next (host routes: 5,000 a switch)
         self._signatures: dict[int, tuple[tuple[Any, ...], Signature]] = {}
@@ -173,7 +175,7 @@ class Audit:
                 reverse.append(pair[0])
                 forward.append(pair[1])
         rest = (self.flows.guards_at(dpid) + self.flows.overflow.at(dpid)
-                + self.forwarding.installed_routes(dpid))
+                + self.forwarding.installed_routes(dpid) + self.extra(dpid))
         for svc in self.catalogue.services.values():  # (a mode's punts may be deletions)
             rest += [fm for fm in mode_of(svc).punts(dpid, svc) if fm.command == "add"]
         placeholders: dict[Key, str] = {}
