@@ -7,11 +7,12 @@ entries each switch holds, and the flow-mods that turn what was sent into that
 Per TCP instance k (label L) of a service, at its own switch, access port P:
 - table 0 `classify`, PRIO_HEALTH (above every entry a reply can meet there): a packet from
   port P, source D-BID k, source port the service's port, TCP flag RST set, reg2 = 0 -> set
-  reg2 = 1, resubmit to table 0 (the packet now meets the entries it would have met: the
+  reg2 = L, resubmit to table 0 (the packet now meets the entries it would have met: the
   binding's reverse rewrite, the route on; this entry no longer matches), then resubmit to
   table 5 `health`;
-- table 5 `health`: in_port P -> meter HEALTH_METER, output to the controller (cookie names
-  L: the packet-in says which instance sent it).
+- table 5 `health`: reg2 = L -> meter HEALTH_METER, output to the controller (the cookie
+  names L: the packet-in says which instance sent it; one host may hold several D-BIDs on
+  one port, and the rewrite may have replaced the source address by then).
 The copy goes last and through its own meter: a meter drops what exceeds its rate, and the
 packet it drops is the copy alone, the reset having been delivered already (the datapath ran
 its outputs first); a storm of resets costs the controller at most `punt_pps` packet-ins a
@@ -46,7 +47,7 @@ from controller.network.topology import Topology
 
 PRIO_HEALTH = 3000  # above bindings (2000) and the D-SID punts (1000); under ARP and LLDP
 HEALTH_METER = 2  # the meter every reset copy passes (the new-flow punts pass meter 1)
-HEALTH_REG = "reg2"  # 1: this packet was copied already (it meets table 0 again)
+HEALTH_REG = "reg2"  # the label of the instance whose reset this is, once it was seen
 TCP_RST = 0x04
 Entries = tuple[FlowMod, ...]
 Key = tuple[int, int, int, int | None]  # switch, port, label, the service's port
@@ -66,8 +67,9 @@ def entries_for(svc: Service, dpid: int, port: int, dbid: str, label: int) -> En
         fields["tcp_src"] = svc.port
     ck = health_cookie(label)
     copy = FlowMod(dpid, TABLE_CLASSIFY, PRIO_HEALTH, match(**fields), (
-        SetField(HEALTH_REG, 1), Resubmit(TABLE_CLASSIFY), Resubmit(TABLE_HEALTH)), cookie=ck)
-    punt = FlowMod(dpid, TABLE_HEALTH, PRIO_HEALTH, match(in_port=port),
+        SetField(HEALTH_REG, label), Resubmit(TABLE_CLASSIFY), Resubmit(TABLE_HEALTH)),
+                   cookie=ck)
+    punt = FlowMod(dpid, TABLE_HEALTH, PRIO_HEALTH, match(**{HEALTH_REG: label}),
                    (Output(PORT_CONTROLLER),), cookie=ck, meter=HEALTH_METER)
     return copy, punt
 

@@ -32,7 +32,7 @@ from controller.errors import ValidationError
 from controller.validate import check_integer, check_number, reject_unknown
 
 TCP_RST_ACK = 0x14  # RST and ACK: the answer to a SYN nobody listens for
-_SEQ_FLAGS = struct.Struct("!I8xB")  # sequence number, (ack, offset), flags
+_SEQ_FLAGS = struct.Struct("!I5xB")  # sequence number, (ack, data offset), flags
 EJECTIONS_COUNTED = 10  # the base time is multiplied by at most this many ejections
 
 
