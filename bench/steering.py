@@ -121,11 +121,13 @@ class Plan:
     load: float = 1.0  # every client's request rate is multiplied by this
     references: bool = True  # run each scenario's reference (every new flow to its sites)
     fail_kind: str = "process"  # FAIL_KINDS: what the failure scenario does to its site
+    health: bool = False  # [controller.health] enabled: passive health (docs/decisions.md)
 
     def controller_extra(self) -> str:
         """The [controller.selection] and [controller.scoring] tables under test."""
         table = "".join(f"{k} = {_toml(v)}\n" for k, v in self.selection.items())
-        return (f"[controller.selection]\n{table}" if table else "") + self.scoring
+        health = "[controller.health]\nenabled = true\n" if self.health else ""
+        return (f"[controller.selection]\n{table}" if table else "") + self.scoring + health
 
     def describe(self) -> str:
         """The settings under test, in words."""
@@ -135,6 +137,7 @@ class Plan:
                    "the default compute estimate")
         load = "" if self.load == 1.0 else f"; client rates x{self.load:g}"
         kind = "" if self.fail_kind == "process" else f"; failure kind {self.fail_kind}"
+        kind += "; passive health on" if self.health else ""
         return (f"selection {sel}; {compute}; D-MA {dma}; congestion {self.congestion}{load}"
                 f"{kind}")
 
@@ -568,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fail-kind", choices=FAIL_KINDS, default="process",
                     help="the failure scenario: process (default): the site's service and "
                          "D-MA are killed; link: its access link goes down (the switch's port)")
+    ap.add_argument("--health", action="store_true",
+                    help="turn passive health on ([controller.health] enabled = true)")
     ap.add_argument("--duration", type=float, default=None, help="seconds per run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--selection", nargs="+", default=[], metavar="KEY=VALUE",
@@ -606,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(scenarios, policies, durations, args.seed,
                 {**base_selection, **_pairs(args.selection)},
                 SCORING if args.tuned else "", {**DMA, **dma},
-                args.congestion, args.load, not args.no_reference, args.fail_kind)
+                args.congestion, args.load, not args.no_reference, args.fail_kind, args.health)
     began = time.monotonic()
     lines: list[str] = []
 

@@ -9,12 +9,20 @@ end of an established connection (its own sequence number) does not.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import struct
 
 import pytest
 
+from apps import packet_in
+from apps.ofmsg import serialise
 from controller.config import config_from_toml
-from controller.dataplane.healthpunt import HEALTH_METER, TABLE_HEALTH
+from controller.dataplane.healthpunt import (
+    HEALTH_METER,
+    TABLE_HEALTH,
+    entries_for,
+    health_cookie,
+)
 from controller.errors import ConfigError, ValidationError
 from controller.instances.health import (
     HealthConfig,
@@ -25,6 +33,7 @@ from controller.instances.health import (
 from controller.intents import CookieKind, cookie_kind
 from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN
 from tests.fakeoftable import Hop, Result, frame_of
+from tests.fakes import FakeDatapath, framework_bytes
 from tests.test_pipelines import DSID, E21, E31, SERVICES, Figure2, to_dsid
 from tests.test_reconcile import read, reconcile
 
@@ -249,3 +258,53 @@ def test_health_is_off_by_default_and_parsed_when_given() -> None:
     cfg = config_from_toml("[controller.health]\nenabled = true\nconsecutive = 5\n", "x").health
     assert dataclasses.astuple(cfg)[:2] == (True, 5)
     assert struct.calcsize("!I5xB") == 10  # the offsets is_refusal reads (seq, flags)
+
+
+def test_the_health_entries_serialise_as_the_framework_makes_them(dp: FakeDatapath) -> None:
+    """The reset-copy entries (reg2 match and load, Nicira tcp_flags, resubmits, meter 2)
+    and their deletes go out as the framework's own messages would."""
+    svc = SERVICES["reactive"]
+    entries = entries_for(svc, 2, 2, E21, 37)
+    intents = [*entries, *(dataclasses.replace(fm, actions=(), meter=None,
+                                               command="delete_strict") for fm in entries)]
+    dp.xid = 10
+    assert serialise(dp, intents) == b"".join(
+        framework_bytes(dp, i, x) for x, i in enumerate(intents, start=11))
+
+
+def test_a_copied_reset_parses_with_its_register_and_table(dp: FakeDatapath) -> None:
+    """Open vSwitch sends the copy with in_port and reg2 (a Nicira field) in its match, from
+    table 5: the framework parses it (the fast path declines it), with table and cookie."""
+    parser = dp.ofproto_parser
+    packet_in.install(parser)
+    ofproto_parser = importlib.import_module(f"{dp.framework}.ofproto.ofproto_parser")
+    frame = _frame(TCP_RST | TCP_ACK, 0)
+    oxm = struct.pack("!IIII", 0x80000004, 2, 0x00010404, 37)  # in_port 2, NXM reg2 = 37
+    match = struct.pack("!HH", 1, 4 + len(oxm)) + oxm + bytes(4)
+    body = struct.pack("!IHBBQ", 0xFFFFFFFF, len(frame), 1, TABLE_HEALTH,
+                       health_cookie(37)) + match + b"\0\0"
+    buf = struct.pack("!BBHI", 4, 10, 8 + len(body) + len(frame), 5) + body + frame
+    version, msg_type, length, xid = ofproto_parser.header(buf)
+    msg = ofproto_parser.msg(dp, version, msg_type, length, xid, bytearray(buf))
+    assert (msg.table_id, msg.cookie) == (TABLE_HEALTH, health_cookie(37))
+    assert msg.match["in_port"] == 2
+    assert msg.data == frame and is_refusal(msg.data)
+
+
+@pytest.mark.parametrize("mode", ["reactive", "learn", "bucket", "conntrack", "learn-overlay",
+                                  "bucket-overlay"])
+def test_in_every_dataplane_a_reset_is_delivered_as_a_reply_and_copied_once(mode: str) -> None:
+    """Whatever the dataplane, the reset an instance sends reaches the client from the D-SID,
+    as any reply, and one copy reaches the controller through the health meter."""
+    fig = Figure2(SERVICES[mode], health=ON)
+    hop = fig.send("c1", to_dsid("c1", 40000, TCP_SYN)).only()
+    res = fig.net.send(hop.dpid, hop.port, {
+        "eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"], "eth_type": 0x0800,
+        "ipv4_src": hop["ipv4_dst"], "ipv4_dst": hop["ipv4_src"], "ip_proto": 6,
+        "tcp_src": hop["tcp_dst"], "tcp_dst": hop["tcp_src"], "tcp_flags": TCP_RST | TCP_ACK},
+        fig.now)
+    assert res.is_output(1, dpid=1, ipv4_src=DSID, ipv4_dst="10.0.0.1", tcp_src=8000), res
+    assert len(res.outputs) == 1, res
+    copies = [h for h in res.packet_ins
+              if (cookie_kind(h.cookie) or (None,))[0] == CookieKind.HEALTH]
+    assert len(copies) == 1 and HEALTH_METER in res.meters, res

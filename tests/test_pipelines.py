@@ -55,8 +55,9 @@ class Figure2:
     def __init__(self, svc1: Service, limits: Limits | None = None,
                  health: HealthConfig | None = None) -> None:
         self.svc = svc1
-        config = ControllerConfig(services=(svc1, SVC2),  # default selection
-                                  health=health or HealthConfig())
+        config = ControllerConfig(services=(svc1, SVC2))  # default selection
+        if health is not None:
+            config = dataclasses.replace(config, health=health)
         self.core = Core(config if limits is None else dataclasses.replace(config, limits=limits))
         self.net = FakeNetwork(LINKS)
         self.now = 0.0

@@ -6,10 +6,10 @@ entries each switch holds, and the flow-mods that turn what was sent into that
 
 Per TCP instance k (label L) of a service, at its own switch, access port P:
 - table 0 `classify`, PRIO_HEALTH (above every entry a reply can meet there): a packet from
-  port P, source D-BID k, source port the service's port, TCP flag RST set, reg2 = 0 -> set
-  reg2 = L, resubmit to table 0 (the packet now meets the entries it would have met: the
-  binding's reverse rewrite, the route on; this entry no longer matches), then resubmit to
-  table 5 `health`;
+  port P, source D-BID k (overlay: the D-SID, which the instance answers from), source port
+  the service's port, TCP flag RST set, reg2 = 0 -> set reg2 = L, resubmit to table 0 (the
+  packet now meets the entries it would have met: the binding's reverse rewrite, the route
+  on; this entry no longer matches), then resubmit to table 5 `health`;
 - table 5 `health`: reg2 = L -> meter HEALTH_METER, output to the controller (the cookie
   names L: the packet-in says which instance sent it; one host may hold several D-BIDs on
   one port, and the rewrite may have replaced the source address by then).
@@ -61,7 +61,8 @@ def health_cookie(label: int) -> int:
 def entries_for(svc: Service, dpid: int, port: int, dbid: str, label: int) -> Entries:
     """The two entries of instance `dbid` (label `label`) attached at `dpid` port `port`."""
     fields: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ip_proto": 6, "in_port": port,
-                                     "ipv4_src": dbid, "tcp_flags": (TCP_RST, TCP_RST),
+                                     "ipv4_src": svc.dsid if svc.overlay else dbid,
+                                     "tcp_flags": (TCP_RST, TCP_RST),
                                      HEALTH_REG: 0}
     if svc.port is not None:
         fields["tcp_src"] = svc.port
