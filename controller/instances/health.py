@@ -46,7 +46,7 @@ class HealthConfig:
     base_eject_s: float = 2.0
     max_eject_s: float = 30.0
     max_eject_percent: float = 50.0
-    punt_pps: int = 20  # refusals a switch may send per second (their own meter)
+    punt_pps: int = 100  # resets a switch may copy per second (their own meter; burst a tenth)
 
 
 HEALTH_KEYS = {"enabled", "consecutive", "window_s", "base_eject_s", "max_eject_s",
