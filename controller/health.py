@@ -39,6 +39,7 @@ class Health:
         self.dbid_of: Callable[[int], str | None] = programmer.dbid_of
         self.punts = HealthPunts(programmer.topology, programmer.label)
         audit.extra = self.punts.at
+        audit.unlocated = self._unlocated
         intake.reported = self.reported
 
     def reset(self, cookie_value: int, data: bytes, now: float) -> list[Intent]:
@@ -57,6 +58,13 @@ class Health:
             return []
         self.counters["health_ejections"] += 1
         return self.recompute(inst.service, now)
+
+    def _unlocated(self, label: int) -> bool:
+        """True when the instance with `label` is registered but not located (yet): after a
+        restart, until its host sends again, the switch keeps its reset copies."""
+        dbid = self.dbid_of(label & 0xFFFF)
+        return (self.config.enabled and dbid is not None and dbid in self.catalogue.instances
+                and dbid not in self.punts.topology.hosts)
 
     def reported(self, dbid: str, now: float) -> None:
         """A metric report of `dbid` arrived (intake): its placements are shown, and an

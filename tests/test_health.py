@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import struct
+from pathlib import Path
 
 import pytest
 
 from apps import packet_in
 from apps.ofmsg import serialise
+from apps.store import Store
 from controller.config import config_from_toml
+from controller.core import Core
 from controller.dataplane.healthpunt import (
     HEALTH_METER,
     TABLE_HEALTH,
@@ -30,12 +33,13 @@ from controller.instances.health import (
     health_from_dict,
     is_refusal,
 )
-from controller.intents import CookieKind, cookie_kind
+from controller.intents import CookieKind, FlowMod, cookie_kind
 from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN
-from tests.fakeoftable import Hop, Result, frame_of
+from tests.fakeoftable import FakeOFTable, Hop, Result, frame_of
 from tests.fakes import FakeDatapath, framework_bytes
+from tests.helpers import PORTS
 from tests.test_pipelines import DSID, E21, E31, SERVICES, Figure2, to_dsid
-from tests.test_reconcile import read, reconcile
+from tests.test_reconcile import read, reconcile, rediscover
 
 ON = HealthConfig(enabled=True)
 
@@ -308,3 +312,36 @@ def test_in_every_dataplane_a_reset_is_delivered_as_a_reply_and_copied_once(mode
     copies = [h for h in res.packet_ins
               if (cookie_kind(h.cookie) or (None,))[0] == CookieKind.HEALTH]
     assert len(copies) == 1 and HEALTH_METER in res.meters, res
+
+
+def test_a_restarted_controller_keeps_the_switches_reset_copies(tmp_path: Path) -> None:
+    """After a restart, before the instances are located again, the audit keeps their
+    reset-copy entries (as it keeps host routes); once located, they are the expected ones,
+    and a refusal still counts."""
+    fig = _figure2()
+    store = Store(f"sqlite:///{tmp_path / 'dyncast.db'}")
+    held = {d: sorted(map(repr, _health_entries(sw))) for d, sw in fig.net.switches.items()}
+    assert held[2] and held[3]
+    store.apply(fig.core.drain_writes())
+    snap = store.load()
+    fig.core = Core(fig.core.config)
+    fig.core.restore(snap.services, snap.instances, snap.bindings, fig.now)
+    for dpid, ports in PORTS.items():
+        fig.apply(fig.core.switch_connected(dpid, reads_table=True))
+        fig.apply(fig.core.switch_ports(dpid, ports, fig.now))
+        reconcile(fig, dpid)
+    assert {d: sorted(map(repr, _health_entries(sw)))
+            for d, sw in fig.net.switches.items()} == held
+    rediscover(fig)
+    for dpid in PORTS:
+        reconcile(fig, dpid)
+    assert {d: sorted(map(repr, _health_entries(sw)))
+            for d, sw in fig.net.switches.items()} == held
+    fig.report()
+    _refuse_until(fig, E21, 3)
+    assert fig.core.counters["health_ejections"] == 1
+
+
+def _health_entries(sw: FakeOFTable) -> list[FlowMod]:
+    return [fm for fm in sw.entries() if (cookie_kind(fm.cookie) or (None,))[0]
+            == CookieKind.HEALTH]

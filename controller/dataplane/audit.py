@@ -67,6 +67,8 @@ class Audit:
         self.counters = counters
         # further entries a switch should hold (passive health's reset copies: controller/health.py)
         self.extra: Callable[[int], list[FlowMod]] = lambda dpid: []
+        # ... and those of instances not located again yet, kept as host routes are (by label)
+        self.unlocated: Callable[[int], bool] = lambda label: False
         # id(actions) -> (those actions, their signature): the wanted entries are mostly the
         # same objects from one audit to the next (host routes: 5,000 a switch)
         self._signatures: dict[int, tuple[tuple[Any, ...], Signature]] = {}
@@ -209,12 +211,13 @@ class Audit:
         self._signatures[id(fm.actions)] = (fm.actions, sig)
         return sig
 
-    @staticmethod
-    def _stale(dpid: int, kind: CookieKind, ident: int, e: SwitchEntry, keep: set[Key],
+    def _stale(self, dpid: int, kind: CookieKind, ident: int, e: SwitchEntry, keep: set[Key],
                installed: dict[int, tuple[FlowMod, FlowMod] | None]) -> bool:
         """True when an entry of ours found in the switch should not be there."""
         if kind == CookieKind.HOST:
             return False  # a route to a host not located again yet: kept (module docstring)
+        if kind == CookieKind.HEALTH and self.unlocated(ident):
+            return False  # (the same for its instance's reset copies)
         if kind in AFFINITY:
             return ident not in installed
         return (dpid, e.table, e.priority, e.match) not in keep
