@@ -102,30 +102,21 @@ def test_a_reset_refusing_a_syn_is_told_apart_from_the_end_of_a_connection() -> 
     assert not is_refusal(_frame(TCP_RST | TCP_ACK, 0)[:40])
 
 
-def test_a_reset_is_delivered_rewritten_and_a_copy_reaches_the_controller_metered() -> None:
-    """The instance's reset reaches the client from the D-SID (the binding's reverse rewrite
-    still applies), and a copy goes to the controller through the health meter, with the
-    health entry's cookie; nothing is copied with passive health off."""
-    fig = _figure2()
+def _reset_at_switch(fig: Figure2) -> tuple[Hop, Result]:
+    """c1 sends a SYN; the instance it reaches answers with a reset refusing it: where the
+    reset went at the switches (the controller is not handed the copy)."""
     hop = _syn(fig, 40000)
-    res = fig.net.send(hop.dpid, hop.port, {
+    return hop, fig.net.send(hop.dpid, hop.port, {
         "eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"], "eth_type": 0x0800,
         "ipv4_src": hop["ipv4_dst"], "ipv4_dst": hop["ipv4_src"], "ip_proto": 6,
         "tcp_src": hop["tcp_dst"], "tcp_dst": hop["tcp_src"], "tcp_flags": TCP_RST | TCP_ACK},
         fig.now)
-    assert res.is_output(1, dpid=1, ipv4_src=DSID, ipv4_dst="10.0.0.1", tcp_src=8000), res
-    assert len(res.outputs) == 1, res
-    assert len(res.packet_ins) == 1 and res.meters == [HEALTH_METER], res
-    assert (cookie_kind(res.packet_ins[0].cookie) or (None,))[0] == CookieKind.HEALTH
-    assert res.packet_ins[0].port == hop.port  # from the instance's own port
 
+
+def test_with_passive_health_off_no_reset_is_copied() -> None:
+    """Off (the default): the reset reaches the client; no copy, no health entry."""
     off = _figure2(HealthConfig())
-    hop = _syn(off, 40000)
-    res = off.net.send(hop.dpid, hop.port, {
-        "eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"], "eth_type": 0x0800,
-        "ipv4_src": hop["ipv4_dst"], "ipv4_dst": hop["ipv4_src"], "ip_proto": 6,
-        "tcp_src": hop["tcp_dst"], "tcp_dst": hop["tcp_src"], "tcp_flags": TCP_RST | TCP_ACK},
-        off.now)
+    _, res = _reset_at_switch(off)
     assert res.is_output(1, dpid=1, ipv4_src=DSID) and not res.packet_ins, res
     assert not any(fm.table == TABLE_HEALTH for sw in off.net.switches.values()
                    for fm in sw.entries())
@@ -299,19 +290,16 @@ def test_a_copied_reset_parses_with_its_register_and_table(dp: FakeDatapath) -> 
                                   "bucket-overlay"])
 def test_in_every_dataplane_a_reset_is_delivered_as_a_reply_and_copied_once(mode: str) -> None:
     """Whatever the dataplane, the reset an instance sends reaches the client from the D-SID,
-    as any reply, and one copy reaches the controller through the health meter."""
-    fig = Figure2(SERVICES[mode], health=ON)
-    hop = fig.send("c1", to_dsid("c1", 40000, TCP_SYN)).only()
-    res = fig.net.send(hop.dpid, hop.port, {
-        "eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"], "eth_type": 0x0800,
-        "ipv4_src": hop["ipv4_dst"], "ipv4_dst": hop["ipv4_src"], "ip_proto": 6,
-        "tcp_src": hop["tcp_dst"], "tcp_dst": hop["tcp_src"], "tcp_flags": TCP_RST | TCP_ACK},
-        fig.now)
+    as any reply (the binding's or bucket's rewrite still applies), and one copy reaches the
+    controller through the health meter, with the health entry's cookie, from the instance's
+    own port."""
+    hop, res = _reset_at_switch(Figure2(SERVICES[mode], health=ON))
     assert res.is_output(1, dpid=1, ipv4_src=DSID, ipv4_dst="10.0.0.1", tcp_src=8000), res
     assert len(res.outputs) == 1, res
     copies = [h for h in res.packet_ins
               if (cookie_kind(h.cookie) or (None,))[0] == CookieKind.HEALTH]
     assert len(copies) == 1 and HEALTH_METER in res.meters, res
+    assert copies[0].port == hop.port
 
 
 def test_a_restarted_controller_keeps_the_switches_reset_copies(tmp_path: Path) -> None:
