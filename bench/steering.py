@@ -689,12 +689,15 @@ def report(path: Path) -> None:
 
             extra += perflow_section(json.loads(perflow_path.read_text()),
                                      json.loads(perflow_base.read_text()))
-    from bench.steering_failover import TAGS, failover_section
+    from bench.steering_failover import HEALTH_TAGS, TAGS, failover_section, health_section
 
     failover = {tag: json.loads(p.read_text()) for tag in TAGS
                 if (p := path.with_name(f"steering-failover-{tag}.json")).exists()}
     if failover:
         extra = [*(extra or []), *failover_section(failover)]
+    health = {tag: json.loads(p.read_text()) for tag in HEALTH_TAGS
+              if (p := path.with_name(f"steering-{tag}.json")).exists()}
+    extra = [*(extra or []), *health_section(health)]
     write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy,
                  repeats, extra)
 
