@@ -36,6 +36,7 @@ class Health:
         self.counters = counters
         self.state = PassiveHealth(config)
         self.decisions.ejected = self.state.ejected
+        programmer.ejected = self.state.ejected
         self.dbid_of: Callable[[int], str | None] = programmer.dbid_of
         self.punts = HealthPunts(programmer.topology, programmer.label)
         audit.extra = self.punts.at

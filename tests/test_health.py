@@ -333,3 +333,16 @@ def test_a_restarted_controller_keeps_the_switches_reset_copies(tmp_path: Path) 
 def _health_entries(sw: FakeOFTable) -> list[FlowMod]:
     return [fm for fm in sw.entries() if (cookie_kind(fm.cookie) or (None,))[0]
             == CookieKind.HEALTH]
+
+
+@pytest.mark.parametrize("mode", ["learn", "bucket", "conntrack", "bucket-overlay"])
+def test_in_the_switch_deciding_dataplanes_an_ejected_instance_gets_no_new_connection(
+        mode: str) -> None:
+    """learn, bucket, conntrack: the ejection moves the instance's buckets, and new
+    connections of a moving bucket go to the new instance at once (not after SYN_DELAY_S:
+    the old one refuses them); its flows are pinned as in any move."""
+    fig = Figure2(SERVICES[mode], health=ON)
+    assert _places(fig, range(31000, 31030)) == {E21, E31}
+    _refuse_until(fig, E21, 3)
+    assert fig.core.counters["health_ejections"] == 1
+    assert _places(fig, range(32000, 32040)) == {E31}
