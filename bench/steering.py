@@ -697,6 +697,8 @@ def report(path: Path) -> None:
         extra = [*(extra or []), *failover_section(failover)]
     health = {tag: json.loads(p.read_text()) for tag in HEALTH_TAGS
               if (p := path.with_name(f"steering-{tag}.json")).exists()}
+    if "process" in failover:
+        health["failover-process"] = failover["process"]
     extra = [*(extra or []), *health_section(health)]
     write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy,
                  repeats, extra)

@@ -392,11 +392,13 @@ HEALTH_TAGS = {"health": " --health", "health-off": ""}  # bench/results/steerin
 
 
 def health_section(saved: dict[str, dict[str, Any]]) -> list[str]:
-    """Passive health on against off, from the runs in `saved` (HEALTH_TAGS -> results)."""
-    if set(saved) != set(HEALTH_TAGS):
+    """Passive health on against off, from the runs in `saved` (HEALTH_TAGS -> results; when
+    "health-off" is missing, the `process` failover run, "failover-process", is the off one)."""
+    off_tag = "health-off" if "health-off" in saved else "failover-process"
+    if "health" not in saved or off_tag not in saved:
         return []
     on = {r["policy"]: r for r in saved["health"]["runs"] if r.get("failure")}
-    off = {r["policy"]: r for r in saved["health-off"]["runs"] if r.get("failure")}
+    off = {r["policy"]: r for r in saved[off_tag]["runs"] if r.get("failure")}
     md = ["## Passive health: a killed process", "",
           "The `process` failure (e2's service and D-MA killed half-way, its link up) with "
           "passive health off (the default) and on ([decisions.md](../decisions.md#passive-"
@@ -404,10 +406,23 @@ def health_section(saved: dict[str, dict[str, Any]]) -> list[str]:
           "and three refusals (RST+ACK, sequence 0) within a second eject e2 for new flows, "
           "whatever the policy, until a report comes after 2 s. Same seed and arrivals; "
           "`reactive` dataplane.", ""]
-    for tag, flag in HEALTH_TAGS.items():
-        md.append(f"- `{HEALTH_COMMAND.format(tag=tag, flag=flag)}` "
-                  f"(`bench/results/steering-{tag}.txt`, `.json`; settings: "
-                  f"{saved[tag]['settings']})")
+    commands = [("health", HEALTH_COMMAND.format(tag="health", flag=HEALTH_TAGS["health"]),
+                 "steering-health")]
+    if off_tag == "health-off":
+        commands.append((off_tag, HEALTH_COMMAND.format(tag=off_tag, flag=""),
+                         "steering-health-off"))
+    else:
+        commands.append((off_tag, COMMAND.format(network="figure2", kind="process",
+                                                 tag="process"), "steering-failover-process"))
+    for tag, command, name in commands:
+        loads = [r["loadavg"] for r in saved[tag]["runs"] if r.get("loadavg") is not None]
+        load = f"; load average {min(loads):g}-{max(loads):g}" if loads else ""
+        md.append(f"- {'on' if tag == 'health' else 'off'}: `{command}` "
+                  f"(`bench/results/{name}.txt`, `.json`; settings: "
+                  f"{saved[tag]['settings']}{load})")
+    if off_tag != "health-off":
+        md += ["", "The off run is the `process` run of the section above, taken earlier (its "
+               "dyncast+failover row left out): the on/off ratios below cross two runs."]
     md += ["", "| policy | failed after, off | failed after, on | on / off | last failed, ms "
            "after (off / on) | in flight at the failure, failed (off / on) | e2's share of "
            "new flows before (off / on) | p95 ms (off / on) |",

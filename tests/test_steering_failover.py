@@ -205,3 +205,7 @@ def test_the_passive_health_section_sets_on_against_off_per_policy() -> None:
     assert "--fail-kind process --tag health --health`" in text
     assert "--tag health-off`" in text
     assert sf.health_section({"health": saved["health"]}) == []
+    earlier = {"health": saved["health"], "failover-process": saved["health-off"]}
+    text = "\n".join(sf.health_section(earlier))
+    assert "--tag failover-process`" in text and "cross two runs" in text
+    assert "| dyncast | 28 | 3 | 0.11 |" in text
