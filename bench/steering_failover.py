@@ -452,7 +452,9 @@ def health_section(saved: dict[str, dict[str, Any]]) -> list[str]:
            "move), new-connection requests failed after the failure with passive health on "
            "against off: " + "; ".join(verdicts) + ". Ejection does not depend on the policy "
            "(it takes e2 out of every policy's candidates), so p2c and least-loaded gain as "
-           "much as dyncast: what is left is what any policy places on e2 between the kill and "
-           "the ejection (three refusals, one controller round trip), and the requests in "
-           "flight at the kill, which no controller saves.", ""]
+           "much as dyncast: what is left is the refusals the threshold needs (`consecutive`, "
+           "3), what any policy places on e2 in the controller's round trip after them, and "
+           "the requests in flight at the kill, which no controller saves. Passive health "
+           "changes nothing before the failure; p95s of runs at different load averages are "
+           "not comparable.", ""]
     return md
