@@ -8,7 +8,9 @@ controller/channel.py and controller/dataplane/punt.py.
     added when a switch connects, before any entry that uses it. A switch that reconnects still
     has it: the switch answers the add with METER_EXISTS (expected, logged at info), and the
     modify that follows sets the configured rate either way. Its statistics are read with the
-    port counters; the drop count is `punt_meter_drops` in GET /stats.
+    port counters; the drop count is `punt_meter_drops` in GET /stats. With passive health on,
+    a second meter (`HEALTH_METER`, `[controller.health].punt_pps`) limits the reset copies
+    the same way (controller/dataplane/healthpunt.py).
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ def refuse_switch(dp: Any) -> None:
     dp.close()
 
 
-def meter_mods(dp: Any, pps: int) -> list[Any]:
-    """The messages that make the punt meter exist at `dp` with a drop band at `pps`."""
+def meter_mods(dp: Any, pps: int, meter_id: int = PUNT_METER) -> list[Any]:
+    """The messages that make the punt meter (or `meter_id`: passive health's reset copies,
+    HEALTH_METER) exist at `dp` with a drop band at `pps`."""
     ofp, parser = dp.ofproto, dp.ofproto_parser
     flags = ofp.OFPMF_PKTPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS
     bands = [parser.OFPMeterBandDrop(rate=pps, burst_size=max(1, pps // 10))]
-    return [parser.OFPMeterMod(dp, command=cmd, flags=flags, meter_id=PUNT_METER, bands=bands)
+    return [parser.OFPMeterMod(dp, command=cmd, flags=flags, meter_id=meter_id, bands=bands)
             for cmd in (ofp.OFPMC_ADD, ofp.OFPMC_MODIFY)]
 
 

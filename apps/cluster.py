@@ -38,6 +38,7 @@ from controller.cluster.member import (
 )
 from controller.cluster.membership import MemberRow, View
 from controller.cluster.settings import ClusterConfig
+from controller.dataplane.healthpunt import HEALTH_METER
 from controller.observer import nothing_new
 
 LOG = logging.getLogger("dyncast")
@@ -303,6 +304,10 @@ class ClusterSide:
         dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, dp.ofproto.OFPC_FRAG_NORMAL, 0xFFFF))
         if self.punt_pps:
             for mod in channelguard.meter_mods(dp, self.punt_pps):
+                dp.send_msg(mod)
+        health = self.core.config.health
+        if health.enabled:  # passive health's reset copies, metered apart from new flows
+            for mod in channelguard.meter_mods(dp, health.punt_pps, HEALTH_METER):
                 dp.send_msg(mod)
 
     def role_confirmed(self, msg: Any) -> None:

@@ -64,6 +64,7 @@ from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
 from controller.core import Core
+from controller.dataplane.healthpunt import TABLE_HEALTH
 from controller.dataplane.punt import meter_punts
 from controller.dataplane.reconciler import entry_key
 from controller.dataplane.rules import caveats
@@ -300,6 +301,9 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
         if not self.programs(msg.datapath.id):  # another member's: links and hosts only
             self.send(observe(self.core, msg.datapath.id, msg.match["in_port"], msg.data,
                               time.time()))
+            return
+        if msg.table_id == TABLE_HEALTH:  # an instance's reset, copied (passive health)
+            self.send(self.core.health.reset(msg.cookie, msg.data, time.time()))
             return
         self.send(self.core.packet_in(msg.datapath.id, msg.match["in_port"], msg.data,
                                       time.time()))

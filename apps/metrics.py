@@ -190,6 +190,14 @@ class CoreCollector(Collector):
             svc_usable.add_metric([name], usable[name])
         yield svc_total
         yield svc_usable
+        health = _counter("dyncast_health_events", "Passive health: instance resets copied to "
+                          "the controller, refusals among them, ejections, ends of ejections",
+                          ["event"])
+        for event in ("resets", "refusals", "ejections", "unejections"):
+            health.add_metric([event], core.counters[f"health_{event}"])
+        yield health
+        yield GaugeMetricFamily("dyncast_instances_ejected", "Active instances passive health "
+                                "keeps out of new flows", value=len(core.health.state.ejected))
         c = core.counters
         yield CounterMetricFamily("dyncast_reports_accepted", "D-MA metric reports recorded",
                                   value=c["metric_reports"])

@@ -123,11 +123,13 @@ class Plan:
     references: bool = True  # run each scenario's reference (every new flow to its sites)
     fail_kind: str = "process"  # FAIL_KINDS: what the failure scenario does to its site
     stall_s: float = 0.0  # the controller stopped this long at the failure (steering_stall.py)
+    health: bool = False  # [controller.health] enabled: passive health (docs/decisions.md)
 
     def controller_extra(self) -> str:
         """The [controller.selection] and [controller.scoring] tables under test."""
         table = "".join(f"{k} = {_toml(v)}\n" for k, v in self.selection.items())
-        return (f"[controller.selection]\n{table}" if table else "") + self.scoring
+        health = "[controller.health]\nenabled = true\n" if self.health else ""
+        return (f"[controller.selection]\n{table}" if table else "") + self.scoring + health
 
     def describe(self) -> str:
         """The settings under test, in words."""
@@ -139,6 +141,7 @@ class Plan:
         kind = "" if self.fail_kind == "process" else f"; failure kind {self.fail_kind}"
         if self.stall_s:
             kind += f"; the controller stopped {self.stall_s:g} s at the failure"
+        kind += "; passive health on" if self.health else ""
         return (f"selection {sel}; {compute}; D-MA {dma}; congestion {self.congestion}{load}"
                 f"{kind}")
 
@@ -591,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--controller-stall", type=_positive, default=0.0, metavar="S",
                     help="stop the controller (SIGSTOP) for S s at the failure, then SIGCONT: "
                          "a busy or partitioned controller (under OVS's inactivity probe)")
+    ap.add_argument("--health", action="store_true",
+                    help="turn passive health on ([controller.health] enabled = true)")
     ap.add_argument("--duration", type=float, default=None, help="seconds per run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--selection", nargs="+", default=[], metavar="KEY=VALUE",
@@ -630,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
                 {**base_selection, **_pairs(args.selection)},
                 SCORING if args.tuned else "", {**DMA, **dma},
                 args.congestion, args.load, not args.no_reference, args.fail_kind,
-                stall_s=args.controller_stall)
+                stall_s=args.controller_stall, health=args.health)
     began = time.monotonic()
     lines: list[str] = []
 
@@ -708,12 +713,17 @@ def report(path: Path) -> None:
 
             extra += perflow_section(json.loads(perflow_path.read_text()),
                                      json.loads(perflow_base.read_text()))
-    from bench.steering_failover import TAGS, failover_section
+    from bench.steering_failover import HEALTH_TAGS, TAGS, failover_section, health_section
 
     failover = {tag: json.loads(p.read_text()) for tag in TAGS
                 if (p := path.with_name(f"steering-failover-{tag}.json")).exists()}
     if failover:
         extra = [*(extra or []), *failover_section(failover)]
+    health = {tag: json.loads(p.read_text()) for tag in HEALTH_TAGS
+              if (p := path.with_name(f"steering-{tag}.json")).exists()}
+    if "process" in failover:
+        health["failover-process"] = failover["process"]
+    extra = [*(extra or []), *health_section(health)]
     write_report(saved, [NETWORKS[n]() for n in saved["networks"]], DOCS, defaults, heavy,
                  repeats, extra)
 

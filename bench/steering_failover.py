@@ -403,18 +403,82 @@ def killed(runs: list[dict[str, Any]]) -> list[str]:
         "request that way); the failure-scenario rows above come from such runs, so part of "
         "their spread (17 to 35 failed) is that race, not the policies.",
         "",
-        "**What would bound it (not built): passive health.** The instance's own switch (where "
-        "the failover groups are) would hold one entry per instance matching TCP from its "
-        "D-BID and service port with the RST flag (`tcp_flags=+rst`, Open vSwitch's match in "
-        "OpenFlow 1.3), doing the usual reply rewrite and also sending the packet to the "
-        "controller through a meter (say 10 packets a second per switch: a storm of resets "
-        "cannot flood the channel). A RST that refuses a SYN has sequence number 0 and "
-        "acknowledges the SYN, which a RST ending an established connection does not (its "
-        "sequence number is the connection's), so the controller can tell refusals apart "
-        "statelessly and eject the instance for new flows after a few (Envoy's outlier "
-        "detection ejects after consecutive connect failures), until a metric report or a "
-        "probe answers again. New flows lost would then be those placed in one controller "
-        "round trip plus the threshold: a few instead of tens. UDP's equivalent is the ICMP "
-        "port unreachable from the D-BID. It needs a punt reason in the packet-in path and an "
-        "ejected state in selection, which this change was not to touch; the bench's "
-        "`process` kind measures it when built."]
+        "**What bounds it: passive health** (next section): e2's own switch copies its "
+        "resets to the controller, which ejects e2 for new flows after three refusals."]
+
+
+# ---- passive health against the controller's own detection (the `process` kind) ----------
+
+HEALTH_COMMAND = ("sudo .venv/bin/python bench/steering.py --networks figure2 --scenarios "
+                  "failure --policies dyncast p2c least-loaded --no-reference --fail-kind "
+                  "process --tag {tag}{flag}")
+HEALTH_TAGS = {"health": " --health", "health-off": ""}  # bench/results/steering-TAG.*
+
+
+def health_section(saved: dict[str, dict[str, Any]]) -> list[str]:
+    """Passive health on against off, from the runs in `saved` (HEALTH_TAGS -> results; when
+    "health-off" is missing, the `process` failover run, "failover-process", is the off one)."""
+    off_tag = "health-off" if "health-off" in saved else "failover-process"
+    if "health" not in saved or off_tag not in saved:
+        return []
+    on = {r["policy"]: r for r in saved["health"]["runs"] if r.get("failure")}
+    off = {r["policy"]: r for r in saved[off_tag]["runs"] if r.get("failure")}
+    md = ["## Passive health: a killed process", "",
+          "The `process` failure (e2's service and D-MA killed half-way, its link up) with "
+          "passive health off (the default) and on ([decisions.md](../decisions.md#passive-"
+          "health)): e2's switch copies e2's resets to the controller through their own meter, "
+          "and three refusals (RST+ACK, sequence 0) within a second eject e2 for new flows, "
+          "whatever the policy, until a report comes after 2 s. Same seed and arrivals; "
+          "`reactive` dataplane.", ""]
+    commands = [("health", HEALTH_COMMAND.format(tag="health", flag=HEALTH_TAGS["health"]),
+                 "steering-health")]
+    if off_tag == "health-off":
+        commands.append((off_tag, HEALTH_COMMAND.format(tag=off_tag, flag=""),
+                         "steering-health-off"))
+    else:
+        commands.append((off_tag, COMMAND.format(network="figure2", kind="process",
+                                                 tag="process"), "steering-failover-process"))
+    for tag, command, name in commands:
+        loads = [r["loadavg"] for r in saved[tag]["runs"] if r.get("loadavg") is not None]
+        load = f"; load average {min(loads):g}-{max(loads):g}" if loads else ""
+        md.append(f"- {'on' if tag == 'health' else 'off'}: `{command}` "
+                  f"(`bench/results/{name}.txt`, `.json`; settings: "
+                  f"{saved[tag]['settings']}{load})")
+    if off_tag != "health-off":
+        md += ["", "The off run is the `process` run of the section above, taken earlier (its "
+               "dyncast+failover row left out): the on/off ratios below cross two runs."]
+    md += ["", "| policy | failed after, off | failed after, on | on / off | last failed, ms "
+           "after (off / on) | in flight at the failure, failed (off / on) | e2's share of "
+           "new flows before (off / on) | p95 ms (off / on) |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    verdicts = []
+    for policy in (p for p in off if p in on):
+        a, b = off[policy], on[policy]
+        fa, fb = a["failure"]["new"], b["failure"]["new"]
+        ratio = fb["failed_after"] / fa["failed_after"] if fa["failed_after"] else None
+
+        def last(n: dict[str, Any]) -> str:
+            v = n["last_disrupted_ms"]
+            return "-" if v is None else f"{v:.0f}"
+
+        def p95(r: dict[str, Any]) -> str:
+            return "-" if r["p95_ms"] is None else f"{r['p95_ms']:.0f}"
+        md.append(f"| {policy} | {fa['failed_after']} | {fb['failed_after']} "
+                  f"| {'-' if ratio is None else f'{ratio:.2f}'} | {last(fa)} / {last(fb)} "
+                  f"| {fa.get('in_flight_failed', '-')} / {fb.get('in_flight_failed', '-')} "
+                  f"| {a['failure'].get('share_before')} / {b['failure'].get('share_before')} "
+                  f"| {p95(a)} / {p95(b)} |")
+        met = ratio is not None and ratio <= TARGET_FAILED
+        verdicts.append(f"{policy} {fb['failed_after']} against {fa['failed_after']} "
+                        f"({'-' if ratio is None else f'{ratio:.2f}'}x: "
+                        f"{'met' if met else '**not met**'})")
+    md += ["", f"Issue 22's target (requests failed <= {TARGET_FAILED}x the controller-driven "
+           "move), new-connection requests failed after the failure with passive health on "
+           "against off: " + "; ".join(verdicts) + ". Ejection does not depend on the policy "
+           "(it takes e2 out of every policy's candidates), so p2c and least-loaded gain as "
+           "much as dyncast: what is left is the refusals the threshold needs (`consecutive`, "
+           "3), what any policy places on e2 in the controller's round trip after them, and "
+           "the requests in flight at the kill, which no controller saves. Passive health "
+           "changes nothing before the failure; p95s of runs at different load averages are "
+           "not comparable.", ""]
+    return md

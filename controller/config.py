@@ -12,6 +12,7 @@ from controller.channel import ChannelConfig, channel_from_dict
 from controller.cluster.settings import ClusterConfig, cluster_from_dict
 from controller.dataplane.tracker import TrackerConfig, tracker_from_dict
 from controller.errors import ConfigError, ValidationError
+from controller.instances.health import HealthConfig, health_from_dict
 from controller.limits import Limits, limits_from_dict
 from controller.logcfg import LogConfig, logging_from_dict
 from controller.model import Service, check_unique, service_from_dict
@@ -43,6 +44,7 @@ class ControllerConfig:
     forwarders: tuple[tuple[int, int], ...] = ()  # (forwarder dpid, the D-Router deciding for it)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)  # [controller.health]: passive
     services: tuple[Service, ...] = ()
     links: tuple[LinkConfig, ...] = ()
     limits: Limits = field(default_factory=Limits)  # [limits]: quotas and input bounds
@@ -61,7 +63,8 @@ class ControllerConfig:
 CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeout_s",
                    "store_flush_s", "stats_interval_s", "link_capacity_mbps", "congestion_ms",
                    "use_measured_delay", "probe_timeout_s", "ingresses", "selection", "scoring",
-                   "reconcile_interval_s", "switch_grace_s", "logging", "gc_full_walk_s"}
+                   "reconcile_interval_s", "switch_grace_s", "logging", "gc_full_walk_s",
+                   "health"}
 
 
 def _links(raw: Any) -> tuple[LinkConfig, ...]:
@@ -169,6 +172,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
                                     "controller.gc_full_walk_s", 10.0, 604800.0),
         selection=_selection(sel),
         scoring=scoring_from_dict(_subtable(ctl, "scoring")),
+        health=health_from_dict(ctl.get("health", {})),
         ingresses=_ingresses(ctl.get("ingresses", [])),
         services=services,
         links=_links(data.get("link", [])),

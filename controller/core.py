@@ -19,6 +19,7 @@ from controller.dataplane.drains import Drains, LearnedRows
 from controller.dataplane.modes import mode_of, service_punt
 from controller.dataplane.programmer import Programmer
 from controller.dataplane.reactive import ReactiveFlows
+from controller.health import Health
 from controller.instances.catalogue import Catalogue
 from controller.instances.intake import Intake
 from controller.instances.liveness import Liveness
@@ -62,6 +63,8 @@ class Core:
         self.audit = Audit(self.catalogue, self.forwarding, self.flows, self.programmer,
                            self.counters)
         self.drains = Drains(self.operations, self.flows, self.programmer, service_punt)
+        self.health = Health(config.health, self.catalogue, self.counters, (  # passive health
+            self.decisions, self.programmer, self.audit, self.intake, self._recompute))
         for svc in config.services:
             self.catalogue.put_service(svc, create=True)
 
@@ -74,8 +77,7 @@ class Core:
 
     # --- switches and links -------------------------------------------------------------
     def switch_connected(self, dpid: int, reads_table: bool = False) -> list[Intent]:
-        """A switch connected: install the fixed pipeline and the services' punt entries, or,
-        when the shell reads its table (`reads_table`), wait for `switch_table_steps`."""
+        """A switch connected: the pipeline and punts, or none until its table is read."""
         self.programmer.forget_switch(dpid)
         self.flows.forget_switch(dpid)
         intents: list[Intent] = list(self.network.connected(dpid))
@@ -84,17 +86,15 @@ class Core:
             return []
         for svc in self.catalogue.services.values():
             intents += mode_of(svc).punts(dpid, svc)
-        return intents
+        return intents + self.health.at(dpid)
 
     def switch_table_steps(self, dpid: int, entries: list[SwitchEntry], sent: list[FlowMod],
                            requested_at: float, now: float) -> Iterator[list[Intent]]:
-        """What a switch holds of ours, read at `requested_at` (`sent`: flow-mods sent to it
-        since): its repair, in bounded steps (dataplane/audit.py); joined, the whole repair."""
+        """What a switch holds of ours, read at `requested_at`: its repair (dataplane/audit.py)."""
         return self.audit.table_steps(dpid, entries, sent, requested_at, now, self._recompute)
 
     def switch_ports(self, dpid: int, ports: set[int], now: float) -> list[Intent]:
-        """The switch's port list arrived: discover links from it and route hosts through it;
-        instances at ports it no longer has are detached."""
+        """The port list arrived: discover links and routes; detach instances at lost ports."""
         intents, lost = self.network.ports(dpid, ports, now)
         self.liveness.detach(lost, now)
         return intents + self._recompute_all(now)
@@ -131,7 +131,7 @@ class Core:
         self.network.monitor.echo_rtt(dpid, rtt_s)
 
     def learned_entries(self, dpid: int, rows: LearnedRows, at: float | None = None) -> None:
-        """A switch's table 2 (learned entries, pins) read at `at` (dataplane/drains.py)."""
+        """A switch's table 2 read at `at` (dataplane/drains.py)."""
         self.drains.read(dpid, rows, at)
 
     # --- time ---------------------------------------------------------------------------
@@ -140,8 +140,7 @@ class Core:
         return [i for step in self.tick_steps(now) for i in step]
 
     def tick_steps(self, now: float, size: int = TICK_SLICE) -> Iterator[list[Intent]]:
-        """Periodic work, `size` instances or one service a step (instances/ticking.py): flush,
-        expire, LLDP, probes, state changes, bucket pins, drain deadlines, scaling."""
+        """Periodic work, `size` instances or one service a step (instances/ticking.py)."""
         intents = self.flush(now)
         for dpid in self.network.grace_over(now, self.config.switch_grace_s):
             intents += self._switch_gone(dpid, now)
@@ -227,15 +226,14 @@ class Core:
         for inst in gone:
             self.writes.delete("instance", inst.dbid)
         self.writes.delete("service", name)
-        return programmed + self.flows.remove_service(svc)
+        return programmed + self.flows.remove_service(svc) + self.health.punts.remove(svc)
 
     # --- instances and metrics ----------------------------------------------------------
     def register(self, dsid: str, dbid: str, dma: str, active: bool,
                  now: float) -> tuple[Instance, list[Intent]]:
         """A D-MA announced (D-SID, D-BID), serving or not; locate the D-BID if unknown."""
         inst = self.operations.register(dsid, dbid, dma, active, now)
-        return inst, (self.liveness.probe_if_unknown(dbid, now)
-                      + self._recompute(inst.service, now))
+        return inst, self.liveness.probe_if_unknown(dbid, now) + self._recompute(inst.service, now)
 
     def withdraw(self, dbid: str, now: float) -> list[Intent]:
         """A D-MA withdrew an instance: it gets no new flows; its bound flows move."""
@@ -306,12 +304,12 @@ class Core:
             return []
         insts = self.catalogue.of_service(name)
         went_down = self.decisions.recompute(svc, insts, now)
-        intents = self.flows.recomputed(svc, insts, went_down, now)
+        intents = self.flows.recomputed(svc, insts, went_down, now) + self.health.sync(svc, insts)
         if mode_of(svc).programmed(svc):
             intents += self.programmer.program(svc, insts, now, service_punt)
             for dbid in went_down:
                 intents += self.programmer.lost(dbid, svc)
-            self.operations.labelled(self.programmer.labels.take_assigned())
+        self.operations.labelled(self.programmer.labels.take_assigned())  # (health's too)
         return intents
 
     # --- views --------------------------------------------------------------------------

@@ -17,6 +17,8 @@ Pipeline (every entry carries a cookie whose top byte is COOKIE_APP):
   2 `affinity` (per-flow entries the switch learned itself, and pins), 3 `decision` (the
   current decision as one entry per bucket of the flow key), 4 `instance` (what instance k
   means at this ingress: rewrite, or label, then on to `forward`).
+- table 5 `health`, with passive health on: per instance, a copy of its TCP resets to the
+  controller through their own meter (controller/dataplane/healthpunt.py).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ TABLE_FORWARD = 1
 TABLE_AFFINITY = 2
 TABLE_DECISION = 3
 TABLE_INSTANCE = 4
+TABLE_HEALTH = 5
 TABLES = {TABLE_CLASSIFY: "classify", TABLE_FORWARD: "forward", TABLE_AFFINITY: "affinity",
-          TABLE_DECISION: "decision", TABLE_INSTANCE: "instance"}
+          TABLE_DECISION: "decision", TABLE_INSTANCE: "instance", TABLE_HEALTH: "health"}
 
 PRIO_LLDP = 60000
 PRIO_ARP = 50000
@@ -72,6 +75,8 @@ class CookieKind(IntEnum):
     FAILOVER = 15      # a failover service's entries: to an instance's fast-failover group at
     #                    its switch (table 1), its backup's replies (table 0) (ident: D-SID << 16
     #                    | label; controller/dataplane/failover.py)
+    HEALTH = 16        # passive health: an instance's resets copied to the controller, tables 0
+    #                    and 5 at its switch (ident: label; controller/dataplane/healthpunt.py)
 
 
 _KINDS = {int(k): k for k in CookieKind}

@@ -26,6 +26,8 @@ def instance_view(core: Core, inst: Instance, now: float) -> dict[str, Any]:
     svc = core.catalogue.services.get(inst.service)
     out["placed_since_report"] = 0 if svc is None else core.decisions.placed_count(svc, inst, now)
     out["pending_commands"] = [c.to_dict() for c in core.states.pending.get(inst.dbid, [])]
+    # passive health: None, or until when it gets no new flows (then its next report ends it)
+    out["ejected_until"] = core.health.state.until(inst.dbid)
     return out
 
 

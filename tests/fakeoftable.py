@@ -132,6 +132,7 @@ class Hop:
     dpid: int
     port: int
     fields: Fields
+    cookie: int = 0  # a packet-in: the cookie of the entry that sent it (OpenFlow 1.3)
 
     def __getitem__(self, name: str) -> int | str:
         """A header as the intents spell it (`hop["ipv4_dst"] == "10.0.0.21"`)."""
@@ -202,6 +203,7 @@ class FakeOFTable:
         self.removed: list[tuple[int, int, str]] = []  # (dpid, cookie, reason) to report
         self.groups: dict[int, GroupMod] = {}  # fast-failover groups by id
         self.down: set[int] = set()  # ports whose link is down: no output, not live
+        self._cookie = 0  # the entry whose actions run (a packet-in carries its cookie)
 
     def apply_group(self, gm: GroupMod) -> None:
         """Add or modify a group (OVS's ADD_OR_MOD), or delete it with the entries naming it
@@ -297,7 +299,9 @@ class FakeOFTable:
         entry.packets += 1
         if entry.fm.meter is not None:
             res.meters.append(entry.fm.meter)
+        outer, self._cookie = self._cookie, entry.fm.cookie
         self._run(entry.fm.actions, pkt, res, now, depth)
+        self._cookie = outer
         if entry.fm.goto is not None:
             self._table(entry.fm.goto, pkt, res, now, depth + 1)
 
@@ -340,7 +344,7 @@ class FakeOFTable:
     def _output(self, port: int, pkt: Fields, res: Result, now: float, depth: int) -> None:
         """Send a copy out of `port`; never back out of the port it came in by (OpenFlow)."""
         if port == PORT_CONTROLLER:
-            res.packet_ins.append(Hop(self.dpid, pkt["in_port"], _headers(pkt)))
+            res.packet_ins.append(Hop(self.dpid, pkt["in_port"], _headers(pkt), self._cookie))
         elif port == PORT_TABLE:
             self._table(0, pkt, res, now, depth + 1)
         elif port in self.down or (port == PORT_IN and pkt["in_port"] in self.down):
@@ -470,7 +474,7 @@ def frame_of(fields: Mapping[str, int | str]) -> bytes:
     proto = f.get("ip_proto", 0)
     l4 = b""
     if proto == 6:
-        l4 = struct.pack("!HHIIBBHHH", f["tcp_src"], f["tcp_dst"], 0, 0, 0x50,
+        l4 = struct.pack("!HHIIBBHHH", f["tcp_src"], f["tcp_dst"], f.get("tcp_seq", 0), 0, 0x50,
                          f.get("tcp_flags", 0x10), 1024, 0, 0)
     elif proto == 17:
         l4 = struct.pack("!HHHH", f["udp_src"], f["udp_dst"], 8, 0)

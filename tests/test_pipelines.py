@@ -15,7 +15,8 @@ import pytest
 
 from controller.config import ControllerConfig
 from controller.core import Core
-from controller.intents import TABLE_AFFINITY, VIRTUAL_MAC, Intent
+from controller.instances.health import HealthConfig
+from controller.intents import TABLE_AFFINITY, VIRTUAL_MAC, CookieKind, Intent, cookie_kind
 from controller.limits import Limits
 from controller.model import AffinityPolicy, Metrics, Service
 from controller.network.packet import ARP_REPLY, ARP_REQUEST, BROADCAST, TCP_ACK, TCP_SYN
@@ -51,9 +52,12 @@ SYN_DELAY_S = 1.0  # controller/dataplane/rules.py: new connections move this lo
 class Figure2:
     """Figure 2 under one core and fake switches; time moves only when a test says so."""
 
-    def __init__(self, svc1: Service, limits: Limits | None = None) -> None:
+    def __init__(self, svc1: Service, limits: Limits | None = None,
+                 health: HealthConfig | None = None) -> None:
         self.svc = svc1
         config = ControllerConfig(services=(svc1, SVC2))  # default selection
+        if health is not None:
+            config = dataclasses.replace(config, health=health)
         self.core = Core(config if limits is None else dataclasses.replace(config, limits=limits))
         self.net = FakeNetwork(LINKS)
         self.now = 0.0
@@ -77,6 +81,10 @@ class Figure2:
         """Give the core what reached the controller; merge where its answers went."""
         out = res
         for hop in res.packet_ins:
+            if (cookie_kind(hop.cookie) or (None,))[0] == CookieKind.HEALTH:  # the shell's split
+                out = out.merge(self.apply(self.core.health.reset(hop.cookie, frame_of(
+                    hop.fields), self.now)))
+                continue
             out = out.merge(self.apply(self.core.packet_in(hop.dpid, hop.port,
                                                            frame_of(hop.fields), self.now)))
         for dpid, ck, reason in self.net.take_removed(self.now):

@@ -194,3 +194,22 @@ def test_an_abilene_run_is_named_with_its_failed_site() -> None:
                                                            "networks": ["abilene"]}}))
     assert "### `link`, abilene (the failed site: e8, not e2)" in text
     assert "--networks abilene" in text and "--tag failover-link-abilene" in text
+
+
+def test_the_passive_health_section_sets_on_against_off_per_policy() -> None:
+    """Both runs present: one row per policy, the ratio on/off and the 0.5x target per
+    policy; only one of them: no section."""
+    off = [_run("dyncast", 28, [], 4800.0), _run("p2c", 32, [], 2357.0)]
+    on = [_run("dyncast", 3, [], 40.0), _run("p2c", 20, [], 90.0)]
+    saved = {"health": {"runs": on, "settings": "s; passive health on"},
+             "health-off": {"runs": off, "settings": "s"}}
+    text = "\n".join(sf.health_section(saved))
+    assert "| dyncast | 28 | 3 | 0.11 | 4800 / 40 |" in text
+    assert "dyncast 3 against 28 (0.11x: met); p2c 20 against 32 (0.62x: **not met**)" in text
+    assert "--fail-kind process --tag health --health`" in text
+    assert "--tag health-off`" in text
+    assert sf.health_section({"health": saved["health"]}) == []
+    earlier = {"health": saved["health"], "failover-process": saved["health-off"]}
+    text = "\n".join(sf.health_section(earlier))
+    assert "--tag failover-process`" in text and "cross two runs" in text
+    assert "| dyncast | 28 | 3 | 0.11 |" in text

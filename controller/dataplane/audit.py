@@ -65,6 +65,10 @@ class Audit:
         self.flows = flows
         self.programmer = programmer
         self.counters = counters
+        # further entries a switch should hold (passive health's reset copies: controller/health.py)
+        self.extra: Callable[[int], list[FlowMod]] = lambda dpid: []
+        # ... and those of instances not located again yet, kept as host routes are (by label)
+        self.unlocated: Callable[[int], bool] = lambda label: False
         # id(actions) -> (those actions, their signature): the wanted entries are mostly the
         # same objects from one audit to the next (host routes: 5,000 a switch)
         self._signatures: dict[int, tuple[tuple[Any, ...], Signature]] = {}
@@ -173,7 +177,7 @@ class Audit:
                 reverse.append(pair[0])
                 forward.append(pair[1])
         rest = (self.flows.guards_at(dpid) + self.flows.overflow.at(dpid)
-                + self.forwarding.installed_routes(dpid))
+                + self.forwarding.installed_routes(dpid) + self.extra(dpid))
         for svc in self.catalogue.services.values():  # (a mode's punts may be deletions)
             rest += [fm for fm in mode_of(svc).punts(dpid, svc) if fm.command == "add"]
         placeholders: dict[Key, str] = {}
@@ -207,12 +211,13 @@ class Audit:
         self._signatures[id(fm.actions)] = (fm.actions, sig)
         return sig
 
-    @staticmethod
-    def _stale(dpid: int, kind: CookieKind, ident: int, e: SwitchEntry, keep: set[Key],
+    def _stale(self, dpid: int, kind: CookieKind, ident: int, e: SwitchEntry, keep: set[Key],
                installed: dict[int, tuple[FlowMod, FlowMod] | None]) -> bool:
         """True when an entry of ours found in the switch should not be there."""
         if kind == CookieKind.HOST:
             return False  # a route to a host not located again yet: kept (module docstring)
+        if kind == CookieKind.HEALTH and self.unlocated(ident):
+            return False  # (the same for its instance's reset copies)
         if kind in AFFINITY:
             return ident not in installed
         return (dpid, e.table, e.priority, e.match) not in keep

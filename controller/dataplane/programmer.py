@@ -96,6 +96,7 @@ class Programmer:
         self._moves: dict[tuple[int, str], dict[int, Move]] = {}
         self.learned: dict[int, list[Learned]] = {}
         self.moves_started = 0
+        self.ejected: set[str] = set()  # passive health's: their buckets' SYNs move at once
         self._unread: set[int] = set()  # switches whose table is being read: not programmed yet
         # (switch, service) -> (instances its adopted entries name, since when): kept as found
         # until its decision and those instances are known (a restart must not move flows)
@@ -279,7 +280,7 @@ class Programmer:
                     moves[b].new = now_to
                 elif states.get(was) in MOVABLE_STATES:
                     moves[b] = Move(was, now_to, now + svc.affinity.idle_timeout + PIN_MARGIN_S,
-                                    now + SYN_DELAY_S)
+                                    now + (0.0 if was in self.ejected else SYN_DELAY_S))
                     self.moves_started += 1
         for b in [b for b, m in moves.items() if states.get(m.old) not in MOVABLE_STATES]:
             del moves[b]  # its old instance died: nothing left to keep

@@ -24,6 +24,7 @@ from controller.selection.placements import Placements, as_of, hold_s, still_the
 from controller.selection.queueing import Arrivals, queueing_ms, utilisation
 from controller.selection.scoring import ScoringConfig
 
+EJECTED = "ejected"  # an active instance passive health took out of new flows (health.py)
 PER_FLOW_LOAD = frozenset({"p2c", "least-inflight"})  # policies that compare loads at the pick
 COSTS_KEPT = 256  # compute costs kept per instance and report (placement counts seen)
 
@@ -71,6 +72,9 @@ class Decisions:
         # whether the controller places a service's every new flow itself (dataplane mode)
         self.places_flows: Callable[[Service], bool] = lambda svc: True
         self._states: dict[str, str] = {}  # state of each instance the decisions last saw
+        # active instances passive health ejected (instances/health.py): shown as "ejected",
+        # given no new flows
+        self.ejected: set[str] = set()
         # instance -> (its report, (base delay, requests ageing left, placements, placements in
         # the rate's window), compute cost)
         # instance -> (its report, {(base delay, requests ageing left, placements, placements
@@ -123,8 +127,9 @@ class Decisions:
 
     def _prepare(self, svc: Service, insts: list[Instance], now: float) -> Prepared:
         """Each instance's D-BID, state, compute cost as of `now` and attachment switch."""
-        hosts, places = self.topology.hosts, self.places_flows(svc)
-        return tuple((i.dbid, i.state, self._compute_ms(svc, i, now, places),
+        hosts, places, ejected = self.topology.hosts, self.places_flows(svc), self.ejected
+        return tuple((i.dbid, EJECTED if ejected and i.state == "active" and i.dbid in ejected
+                      else i.state, self._compute_ms(svc, i, now, places),
                       hosts[i.dbid].dpid if i.dbid in hosts else None) for i in insts)
 
     def decide(self, svc: Service, insts: list[Instance], ingress: int, now: float) -> bool:

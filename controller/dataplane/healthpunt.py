@@ -1,0 +1,129 @@
+"""Passive health's data plane: each instance's switch copies its TCP resets to the controller.
+
+Boundary: pure. Given a service, its instances and where they are attached, it says which
+entries each switch holds, and the flow-mods that turn what was sent into that
+(`HealthPunts.sync`); the audit reads `at` as part of what a switch should hold.
+
+Per TCP instance k (label L) of a service, at its own switch, access port P:
+- table 0 `classify`, PRIO_HEALTH (above every entry a reply can meet there): a packet from
+  port P, source D-BID k (overlay: the D-SID, which the instance answers from), source port
+  the service's port, TCP flag RST set, reg2 = 0 -> set reg2 = L, resubmit to table 0 (the
+  packet now meets the entries it would have met: the binding's reverse rewrite, the route
+  on; this entry no longer matches), then resubmit to table 5 `health`;
+- table 5 `health`: reg2 = L -> meter HEALTH_METER, output to the controller (the cookie
+  names L: the packet-in says which instance sent it; one host may hold several D-BIDs on
+  one port, and the rewrite may have replaced the source address by then).
+The copy goes last and through its own meter: a meter drops what exceeds its rate, and the
+packet it drops is the copy alone, the reset having been delivered already (the datapath ran
+its outputs first); a storm of resets costs the controller at most `punt_pps` packet-ins a
+second per switch, and leaves the new-flow meter (PUNT_METER) to new flows. The controller
+tells a refusal from the end of an established connection itself (instances/health.py).
+UDP is not covered: an instance's host answers a datagram to a closed port with an ICMP port
+unreachable, which does not carry the service's port in its own header; matching it would
+take the quoted header, which OpenFlow cannot match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from controller.dataplane.rules import ETH_TYPE_IP
+from controller.intents import (
+    PORT_CONTROLLER,
+    TABLE_CLASSIFY,
+    TABLE_HEALTH,
+    CookieKind,
+    FlowMod,
+    Intent,
+    MatchValue,
+    Output,
+    Resubmit,
+    SetField,
+    cookie,
+    match,
+)
+from controller.model import Instance, Service
+from controller.network.topology import Topology
+
+PRIO_HEALTH = 3000  # above bindings (2000) and the D-SID punts (1000); under ARP and LLDP
+HEALTH_METER = 2  # the meter every reset copy passes (the new-flow punts pass meter 1)
+HEALTH_REG = "reg2"  # the label of the instance whose reset this is, once it was seen
+TCP_RST = 0x04
+Entries = tuple[FlowMod, ...]
+Key = tuple[int, int, int, int | None]  # switch, port, label, the service's port
+
+
+def health_cookie(label: int) -> int:
+    """The cookie of instance `label`'s entries."""
+    return cookie(CookieKind.HEALTH, label)
+
+
+def entries_for(svc: Service, dpid: int, port: int, dbid: str, label: int) -> Entries:
+    """The two entries of instance `dbid` (label `label`) attached at `dpid` port `port`."""
+    fields: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ip_proto": 6, "in_port": port,
+                                     "ipv4_src": svc.dsid if svc.overlay else dbid,
+                                     "tcp_flags": (TCP_RST, TCP_RST),
+                                     HEALTH_REG: 0}
+    if svc.port is not None:
+        fields["tcp_src"] = svc.port
+    ck = health_cookie(label)
+    copy = FlowMod(dpid, TABLE_CLASSIFY, PRIO_HEALTH, match(**fields), (
+        SetField(HEALTH_REG, label), Resubmit(TABLE_CLASSIFY), Resubmit(TABLE_HEALTH)),
+                   cookie=ck)
+    punt = FlowMod(dpid, TABLE_HEALTH, PRIO_HEALTH, match(**{HEALTH_REG: label}),
+                   (Output(PORT_CONTROLLER),), cookie=ck, meter=HEALTH_METER)
+    return copy, punt
+
+
+def _deleted(fm: FlowMod) -> FlowMod:
+    """The strict delete of an entry we added."""
+    return FlowMod(fm.dpid, fm.table, fm.priority, fm.match, command="delete_strict",
+                   cookie=fm.cookie)
+
+
+class HealthPunts:
+    """What reset-copy entries each switch was sent, per service and instance."""
+
+    def __init__(self, topology: Topology, label: Callable[[str], int]) -> None:
+        self.topology = topology
+        self.label = label
+        # service -> instance -> (where it is attached and its label, its entries)
+        self._held: dict[str, dict[str, tuple[Key, Entries]]] = {}
+
+    def sync(self, svc: Service, insts: Iterable[Instance], enabled: bool) -> list[Intent]:
+        """The flow-mods that make the switches hold `svc`'s entries for its located
+        instances (none when passive health is off or the service is not TCP). Called on
+        every recompute: an instance's entries are made again only when it moved."""
+        have = self._held.get(svc.name, {})
+        want: dict[str, tuple[Key, Entries]] = {}
+        if enabled and svc.ip_proto in (None, 6):
+            hosts = self.topology.hosts
+            for inst in insts:
+                host = hosts.get(inst.dbid)
+                if host is None:
+                    continue
+                key = (host.dpid, host.port, self.label(inst.dbid), svc.port)
+                old = have.get(inst.dbid)
+                want[inst.dbid] = old if old is not None and old[0] == key else (
+                    key, entries_for(svc, host.dpid, host.port, inst.dbid, key[2]))
+        out: list[Intent] = []
+        for dbid, (key, old_entries) in have.items():
+            if dbid not in want or want[dbid][0] != key:
+                out += [_deleted(fm) for fm in old_entries]
+        for dbid, (key, new_entries) in want.items():
+            if dbid not in have or have[dbid][0] != key:
+                out += new_entries
+        if want:
+            self._held[svc.name] = want
+        else:
+            self._held.pop(svc.name, None)
+        return out
+
+    def remove(self, svc: Service) -> list[Intent]:
+        """The service is gone: delete its entries."""
+        return [_deleted(fm) for _, old in self._held.pop(svc.name, {}).values() for fm in old]
+
+    def at(self, dpid: int) -> list[FlowMod]:
+        """Every entry switch `dpid` should hold (the audit's view; sent again at connect)."""
+        return [fm for held in self._held.values() for _, entries in held.values()
+                for fm in entries if fm.dpid == dpid]

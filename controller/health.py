@@ -1,0 +1,83 @@
+"""Passive health, composed: the refusals the switches copy to us eject instances for new flows.
+
+Boundary: no I/O and no state of its own beyond its parts: `PassiveHealth` (which instances
+are ejected: instances/health.py) and `HealthPunts` (the entries that copy resets to us:
+dataplane/healthpunt.py). The core calls it on a copied reset, a metric report and a
+recompute; selection reads the ejected set (selection/decisions.py); the audit reads the
+entries each switch should hold.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from controller.dataplane.audit import Audit
+from controller.dataplane.healthpunt import HealthPunts
+from controller.dataplane.programmer import Programmer
+from controller.instances.catalogue import Catalogue
+from controller.instances.health import HealthConfig, PassiveHealth, is_refusal
+from controller.instances.intake import Intake
+from controller.intents import FlowMod, Intent, cookie_kind
+from controller.model import Instance, Service
+from controller.selection.decisions import Decisions
+
+Recompute = Callable[[str, float], list[Intent]]  # a service's decisions taken again (the core)
+
+
+class Health:
+    """Passive health's parts, wired to the catalogue, selection and the audit."""
+
+    def __init__(self, config: HealthConfig, catalogue: Catalogue, counters: Counter[str],
+                 parts: tuple[Decisions, Programmer, Audit, Intake, Recompute]) -> None:
+        self.config = config
+        self.catalogue = catalogue
+        self.decisions, programmer, audit, intake, self.recompute = parts
+        self.counters = counters
+        self.state = PassiveHealth(config)
+        self.decisions.ejected = self.state.ejected
+        programmer.ejected = self.state.ejected
+        self.dbid_of: Callable[[int], str | None] = programmer.dbid_of
+        self.punts = HealthPunts(programmer.topology, programmer.label)
+        audit.extra = self.punts.at
+        audit.unlocated = self._unlocated
+        intake.reported = self.reported
+
+    def reset(self, cookie_value: int, data: bytes, now: float) -> list[Intent]:
+        """A reset an instance sent was copied to the controller (its entry's cookie names
+        the instance): when it is the refusal that ejects the instance, its service's
+        decisions are taken again."""
+        self.counters["health_resets"] += 1
+        split = cookie_kind(cookie_value)
+        dbid = None if split is None else self.dbid_of(split[1] & 0xFFFF)
+        inst = None if dbid is None else self.catalogue.instances.get(dbid)
+        if inst is None or not is_refusal(data):
+            return []
+        self.counters["health_refusals"] += 1
+        active = [i.dbid for i in self.catalogue.of_service(inst.service) if i.state == "active"]
+        if not self.state.refused(inst.dbid, active, now):
+            return []
+        self.counters["health_ejections"] += 1
+        return self.recompute(inst.service, now)
+
+    def _unlocated(self, label: int) -> bool:
+        """True when the instance with `label` is registered but not located (yet): after a
+        restart, until its host sends again, the switch keeps its reset copies."""
+        dbid = self.dbid_of(label & 0xFFFF)
+        return (self.config.enabled and dbid is not None and dbid in self.catalogue.instances
+                and dbid not in self.punts.topology.hosts)
+
+    def reported(self, dbid: str, now: float) -> None:
+        """A metric report of `dbid` arrived (intake): its placements are shown, and an
+        ejection past its base time ends (the recompute the report causes sees it)."""
+        self.decisions.placements.reported(dbid, now)
+        if self.state.ejected and self.state.reported(dbid, now):
+            self.counters["health_unejections"] += 1
+
+    def sync(self, svc: Service, insts: list[Instance]) -> list[Intent]:
+        """The flow-mods that make the switches copy `svc`'s instances' resets to us."""
+        return self.punts.sync(svc, insts, self.config.enabled)
+
+    def at(self, dpid: int) -> list[FlowMod]:
+        """Every reset-copy entry switch `dpid` should hold."""
+        return self.punts.at(dpid)

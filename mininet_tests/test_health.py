@@ -1,0 +1,69 @@
+"""Passive health with real OVS: e2's demo service (svc1's 10.0.0.21) and its D-MA are killed
+(SIGKILL) behind a live link, so no port goes down and, with metrics stale only after 30 s
+(mininet_tests/fig2_health.toml), the controller's liveness cannot notice within the test.
+e2's kernel refuses the next connections (a RST to each SYN); r2 delivers each reset to the
+client and copies it to the controller through its health meter; after three refusals the
+controller ejects 10.0.0.21 and every later new connection reaches e3.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mininet_tests.flowdump import dump_flows
+from mininet_tests.harness import Lab
+from mininet_tests.test_fig2 import EDGES, INSTANCE_OF, R1, SVC1, wait_shares
+from mininet_tests.test_network import kill
+
+HERE = Path(__file__).parent
+HEALTH = {**EDGES, "config": HERE / "fig2_health.toml"}
+TIMED = HERE / "timedrequests.py"
+E21, E31 = "10.0.0.21", "10.0.0.31"
+BOUND_S = 0.5  # new connections started this long after the kill all reach e3
+
+
+def _rows(lab: Lab, seconds: float) -> tuple[list[dict[str, Any]], float]:
+    """Closed-loop fresh-connection requests from c1 to svc1 (4 workers, 0.5 s timeout);
+    1 s in, e2's D-MA and then its svc1 service are killed. The rows and when."""
+    proc = lab.popen("c1", [sys.executable, str(TIMED), "--dsid", SVC1, "--workers", "4",
+                            "--seconds", str(seconds), "--timeout", "0.5"], "timed-health",
+                     ready=r"^ready")
+    time.sleep(1.0)
+    kill(lab, "e2", "dma")  # first: a D-MA outliving its service would report it (a race)
+    killed_at = time.time()
+    kill(lab, "e2", f"service-{E21}")
+    code = proc.popen.wait(timeout=seconds + 20)
+    lines = [json.loads(x) for x in proc.log().splitlines() if x.startswith("{")]
+    assert code == 0 and lines and "done" in lines[-1], f"exit {code}: {proc.log()[-1500:]}"
+    return lines[:-1], killed_at
+
+
+@pytest.mark.parametrize("fig2", [HEALTH], indirect=True)
+def test_a_killed_instance_is_ejected_by_its_refusals(fig2: Lab) -> None:
+    """After the kill, a few new connections are refused, then every one started BOUND_S
+    after it reaches e3; 10.0.0.21 is ejected (still `active`: its metrics are not stale)."""
+    wait_shares(fig2, "svc1", R1, {E21, E31})
+    for bridge in ("r2", "r3"):
+        assert [f for f in dump_flows(bridge) if f["cookie"] >> 48 == 0xDC10], bridge
+    rows, killed_at = _rows(fig2, 4.0)
+    before = [r for r in rows if r["t"] < killed_at]
+    assert {INSTANCE_OF.get(r.get("instance", "")) for r in before} >= {E21, E31}, before
+    after = [r for r in rows if r["t"] >= killed_at + BOUND_S]
+    assert len(after) >= 20, rows
+    wrong = [r for r in after if INSTANCE_OF.get(r.get("instance", "")) != E31]
+    assert not wrong, f"{len(wrong)} of {len(after)} not served by e3: {wrong[:5]}"
+    failed = [r for r in rows if "error" in r]
+    assert failed, "no request failed: the kill was not exercised"
+    inst = next(i for i in fig2.rest("GET", "/instances")[1] if i["dbid"] == E21)
+    assert inst["state"] == "active" and inst["ejected_until"] is not None, inst
+    stats = fig2.rest("GET", "/stats")[1]
+    starts = sorted(round(1000 * (r["t"] - killed_at)) for r in failed)
+    print(f"passive health: {len(failed)} requests failed, started at {starts} ms after the "
+          f"kill; {len(after)} started from {BOUND_S} s on, all at e3; "
+          f"stats {({k: v for k, v in stats.items() if k.startswith('health_')})}")

@@ -1,0 +1,348 @@
+"""Passive health: an instance whose host refuses new connections is ejected for new flows.
+
+Figure 2 over fake switches (svc1 `reactive`: e21 at r2 port 2, e31 at r3 port 1; c1 at r1).
+A reset e21 sends is delivered to the client from the D-SID, as any reply, and a copy goes
+to the controller through the health meter; refusals (RST+ACK, sequence 0) eject e21, the
+end of an established connection (its own sequence number) does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import struct
+from pathlib import Path
+
+import pytest
+
+from apps import packet_in
+from apps.ofmsg import serialise
+from apps.store import Store
+from controller.config import config_from_toml
+from controller.core import Core
+from controller.dataplane.healthpunt import (
+    HEALTH_METER,
+    TABLE_HEALTH,
+    entries_for,
+    health_cookie,
+)
+from controller.errors import ConfigError, ValidationError
+from controller.instances.health import (
+    HealthConfig,
+    PassiveHealth,
+    health_from_dict,
+    is_refusal,
+)
+from controller.intents import CookieKind, FlowMod, cookie_kind
+from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN
+from tests.fakeoftable import FakeOFTable, Hop, Result, frame_of
+from tests.fakes import FakeDatapath, framework_bytes
+from tests.helpers import PORTS
+from tests.test_pipelines import DSID, E21, E31, SERVICES, Figure2, to_dsid
+from tests.test_reconcile import read, reconcile, rediscover
+
+ON = HealthConfig(enabled=True)
+
+
+def _figure2(health: HealthConfig = ON) -> Figure2:
+    return Figure2(SERVICES["reactive"], health=health)
+
+
+def _rst(fig: Figure2, hop: Hop, seq: int, flags: int = TCP_RST | TCP_ACK) -> Result:
+    """The instance the packet `hop` reached answers it with a reset of sequence `seq`."""
+    back = {"eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"], "eth_type": 0x0800,
+            "ipv4_src": hop["ipv4_dst"], "ipv4_dst": hop["ipv4_src"], "ip_proto": 6,
+            "tcp_src": hop["tcp_dst"], "tcp_dst": hop["tcp_src"], "tcp_flags": flags,
+            "tcp_seq": seq}
+    return fig._answer(fig.net.send(hop.dpid, hop.port, back, fig.now))
+
+
+def _syn(fig: Figure2, sport: int) -> Hop:
+    """c1 opens a connection from `sport`: the SYN as the instance receives it."""
+    return fig.send("c1", to_dsid("c1", sport, TCP_SYN)).only()
+
+
+def _refuse_until(fig: Figure2, dbid: str, count: int, sport: int = 40000) -> int:
+    """`count` new connections placed on `dbid` are refused by its host (others are answered
+    normally); the next free source port."""
+    refused = 0
+    while refused < count:
+        hop = _syn(fig, sport)
+        if fig.instance(hop) == dbid:
+            _rst(fig, hop, 0)
+            refused += 1
+        sport += 1
+    return sport
+
+
+def _places(fig: Figure2, sports: range) -> set[str]:
+    """Where the new connections from `sports` go."""
+    return {fig.instance(_syn(fig, s)) for s in sports}
+
+
+def _frame(flags: int, seq: int, proto: int = 6) -> bytes:
+    fields: dict[str, int | str] = {"eth_src": "00:00:00:00:00:21", "eth_dst": "00:00:00:00:00:01",
+                                    "eth_type": 0x0800, "ipv4_src": E21, "ipv4_dst": "10.0.0.1",
+                                    "ip_proto": proto}
+    if proto == 6:
+        fields.update(tcp_src=8000, tcp_dst=40000, tcp_flags=flags, tcp_seq=seq)
+    else:
+        fields.update(udp_src=8000, udp_dst=40000)
+    return frame_of(fields)
+
+
+def test_a_reset_refusing_a_syn_is_told_apart_from_the_end_of_a_connection() -> None:
+    """RST+ACK with sequence 0 refuses a SYN; a reset with the connection's sequence number, a
+    reset without ACK, a SYN-ACK, UDP and a short frame are not refusals."""
+    assert is_refusal(_frame(TCP_RST | TCP_ACK, 0))
+    assert not is_refusal(_frame(TCP_RST | TCP_ACK, 123456789))
+    assert not is_refusal(_frame(TCP_RST, 0))
+    assert not is_refusal(_frame(TCP_SYN | TCP_ACK, 0))
+    assert not is_refusal(_frame(0, 0, proto=17))
+    assert not is_refusal(_frame(TCP_RST | TCP_ACK, 0)[:40])
+
+
+def _reset_at_switch(fig: Figure2) -> tuple[Hop, Result]:
+    """c1 sends a SYN; the instance it reaches answers with a reset refusing it: where the
+    reset went at the switches (the controller is not handed the copy)."""
+    hop = _syn(fig, 40000)
+    return hop, fig.net.send(hop.dpid, hop.port, {
+        "eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"], "eth_type": 0x0800,
+        "ipv4_src": hop["ipv4_dst"], "ipv4_dst": hop["ipv4_src"], "ip_proto": 6,
+        "tcp_src": hop["tcp_dst"], "tcp_dst": hop["tcp_src"], "tcp_flags": TCP_RST | TCP_ACK},
+        fig.now)
+
+
+def test_with_passive_health_off_no_reset_is_copied() -> None:
+    """Off (the default): the reset reaches the client; no copy, no health entry."""
+    off = _figure2(HealthConfig())
+    _, res = _reset_at_switch(off)
+    assert res.is_output(1, dpid=1, ipv4_src=DSID) and not res.packet_ins, res
+    assert not any(fm.table == TABLE_HEALTH for sw in off.net.switches.values()
+                   for fm in sw.entries())
+
+
+def test_three_refusals_eject_the_instance_for_new_flows_and_bound_flows_stay() -> None:
+    """After `consecutive` refusals, new connections go to the other instance only, the
+    decision shows the instance `ejected`; a flow bound to it before keeps it."""
+    fig = _figure2()
+    placed = {s: fig.instance(_syn(fig, s)) for s in range(30000, 30008)}
+    bound = next(s for s, d in placed.items() if d == E21)
+    assert _places(fig, range(31000, 31010)) == {E21, E31}
+    sport = _refuse_until(fig, E21, 2)
+    assert fig.core.counters["health_ejections"] == 0
+    _refuse_until(fig, E21, 1, sport)
+    assert fig.core.counters["health_ejections"] == 1
+    assert _places(fig, range(32000, 32020)) == {E31}
+    decision = fig.core.engine.decisions[(1, "svc1")]
+    assert {c.dbid: c.state for c in decision.candidates}[E21] == "ejected"
+    assert fig.go(bound)[0] == E21  # its connection lives (or dies) on its own
+
+
+def test_resets_ending_established_connections_eject_nothing() -> None:
+    """Resets carrying a connection's sequence number are not refusals, however many."""
+    fig = _figure2()
+    sport = 40000
+    for _ in range(10):
+        while fig.instance(hop := _syn(fig, sport)) != E21:
+            sport += 1
+        _rst(fig, hop, 987654 + sport)
+        sport += 1
+    assert fig.core.counters["health_resets"] >= 10
+    assert fig.core.counters["health_ejections"] == 0
+    assert _places(fig, range(33000, 33010)) == {E21, E31}
+
+
+def test_refusals_spread_beyond_the_window_eject_nothing() -> None:
+    """Refusals further apart than `window_s` are not consecutive failures."""
+    fig = _figure2()
+    sport = 40000
+    for _ in range(4):
+        sport = _refuse_until(fig, E21, 1, sport)
+        fig.now += 1.5
+    assert fig.core.counters["health_ejections"] == 0
+
+
+def test_the_last_instance_not_ejected_is_never_ejected() -> None:
+    """With one instance ejected (50 % of two), the other's refusals eject nothing: the
+    service keeps somewhere to send new flows."""
+    fig = _figure2()
+    sport = _refuse_until(fig, E21, 3)
+    assert _places(fig, range(34000, 34005)) == {E31}
+    _refuse_until(fig, E31, 5, sport)
+    assert fig.core.counters["health_ejections"] == 1
+    assert _places(fig, range(35000, 35005)) == {E31}
+
+
+def test_an_ejection_ends_at_the_first_report_after_its_base_time() -> None:
+    """A report before the base time keeps the instance out; the first after ends the
+    ejection and the instance takes new flows again."""
+    fig = _figure2()
+    _refuse_until(fig, E21, 3)
+    fig.now += 1.0
+    fig.report()
+    assert _places(fig, range(36000, 36010)) == {E31}
+    fig.now += 1.5  # past base_eject_s (2 s)
+    fig.report()
+    assert fig.core.counters["health_unejections"] == 1
+    assert _places(fig, range(37000, 37010)) == {E21, E31}
+
+
+def test_the_audit_keeps_the_health_entries_and_puts_back_lost_ones() -> None:
+    """Reconciliation treats the reset-copy entries as part of what a switch should hold."""
+    fig = _figure2()
+    sw = fig.net.switch(2)
+    held = [fm for fm in sw.entries() if (cookie_kind(fm.cookie) or (None,))[0]
+            == CookieKind.HEALTH]
+    assert len(held) == 4, held  # e21's and e22's two entries at r2 (one host, two D-BIDs)
+    reconcile(fig, 2)
+    assert [fm for fm in sw.entries() if fm in held] == held
+    sw.tables[TABLE_HEALTH] = []
+    reconcile(fig, 2)
+    assert any(e.table == TABLE_HEALTH for e in read(fig, 2))
+
+
+def test_ejection_state_machine_counts_and_limits() -> None:
+    """Base time grows with each ejection (capped); max_eject_percent bounds how many."""
+    health = PassiveHealth(HealthConfig(enabled=True, consecutive=2, base_eject_s=1.0,
+                                        max_eject_s=2.5, max_eject_percent=50.0))
+    pool = ["a", "b", "c", "d"]
+    assert not health.refused("a", pool, 0.0)
+    assert health.refused("a", pool, 0.1)
+    assert health.until("a") == pytest.approx(1.1)
+    assert not health.reported("a", 1.0) and health.reported("a", 1.2)
+    health.refused("a", pool, 2.0)
+    assert health.refused("a", pool, 2.0) and health.until("a") == pytest.approx(4.0)
+    health.refused("b", pool, 2.0)
+    assert health.refused("b", pool, 2.0)  # 2 of 4: 50 %
+    health.refused("c", pool, 2.0)
+    assert not health.refused("c", pool, 2.0)  # a third would pass 50 %
+    assert health.ejected == {"a", "b"}
+    health.reported("a", 10.0)
+    health.refused("a", pool, 11.0)
+    assert health.refused("a", pool, 11.0) and health.until("a") == pytest.approx(13.5)
+    off = PassiveHealth(HealthConfig())
+    assert not any(off.refused("a", pool, t) for t in (0.0, 0.1, 0.2, 0.3))
+
+
+@pytest.mark.parametrize(("table", "key"), [
+    ({"consecutive": 0}, "controller.health.consecutive"),
+    ({"window_s": -1}, "controller.health.window_s"),
+    ({"max_eject_percent": 101}, "controller.health.max_eject_percent"),
+    ({"base_eject_s": 10, "max_eject_s": 5}, "controller.health.max_eject_s"),
+    ({"enabled": "yes"}, "controller.health.enabled"),
+    ({"punt_pps": 0}, "controller.health.punt_pps"),
+    ({"bogus": 1}, "controller.health.bogus"),
+])
+def test_a_bad_health_setting_is_refused_naming_its_key(table: dict[str, object],
+                                                        key: str) -> None:
+    """Each bad value raises an error that names the key; the TOML file is refused too."""
+    with pytest.raises(ValidationError) as err:
+        health_from_dict(table)
+    assert key in str(err.value)
+    text = "[controller.health]\n" + "".join(
+        f"{k} = {v!r}\n".replace("'", '"') for k, v in table.items())
+    with pytest.raises((ConfigError, ValidationError)) as err2:
+        config_from_toml(text, "dyncast.toml")
+    assert key in str(err2.value)
+
+
+def test_health_is_off_by_default_and_parsed_when_given() -> None:
+    """No [controller.health]: off; given, its values are taken."""
+    assert not config_from_toml("", "x").health.enabled
+    cfg = config_from_toml("[controller.health]\nenabled = true\nconsecutive = 5\n", "x").health
+    assert dataclasses.astuple(cfg)[:2] == (True, 5)
+    assert struct.calcsize("!I5xB") == 10  # the offsets is_refusal reads (seq, flags)
+
+
+def test_the_health_entries_serialise_as_the_framework_makes_them(dp: FakeDatapath) -> None:
+    """The reset-copy entries (reg2 match and load, Nicira tcp_flags, resubmits, meter 2)
+    and their deletes go out as the framework's own messages would."""
+    svc = SERVICES["reactive"]
+    entries = entries_for(svc, 2, 2, E21, 37)
+    intents = [*entries, *(dataclasses.replace(fm, actions=(), meter=None,
+                                               command="delete_strict") for fm in entries)]
+    dp.xid = 10
+    assert serialise(dp, intents) == b"".join(
+        framework_bytes(dp, i, x) for x, i in enumerate(intents, start=11))
+
+
+def test_a_copied_reset_parses_with_its_register_and_table(dp: FakeDatapath) -> None:
+    """Open vSwitch sends the copy with in_port and reg2 (a Nicira field) in its match, from
+    table 5: the framework parses it (the fast path declines it), with table and cookie."""
+    parser = dp.ofproto_parser
+    packet_in.install(parser)
+    ofproto_parser = importlib.import_module(f"{dp.framework}.ofproto.ofproto_parser")
+    frame = _frame(TCP_RST | TCP_ACK, 0)
+    oxm = struct.pack("!IIII", 0x80000004, 2, 0x00010404, 37)  # in_port 2, NXM reg2 = 37
+    match = struct.pack("!HH", 1, 4 + len(oxm)) + oxm + bytes(4)
+    body = struct.pack("!IHBBQ", 0xFFFFFFFF, len(frame), 1, TABLE_HEALTH,
+                       health_cookie(37)) + match + b"\0\0"
+    buf = struct.pack("!BBHI", 4, 10, 8 + len(body) + len(frame), 5) + body + frame
+    version, msg_type, length, xid = ofproto_parser.header(buf)
+    msg = ofproto_parser.msg(dp, version, msg_type, length, xid, bytearray(buf))
+    assert (msg.table_id, msg.cookie) == (TABLE_HEALTH, health_cookie(37))
+    assert msg.match["in_port"] == 2
+    assert msg.data == frame and is_refusal(msg.data)
+
+
+@pytest.mark.parametrize("mode", ["reactive", "learn", "bucket", "conntrack", "learn-overlay",
+                                  "bucket-overlay"])
+def test_in_every_dataplane_a_reset_is_delivered_as_a_reply_and_copied_once(mode: str) -> None:
+    """Whatever the dataplane, the reset an instance sends reaches the client from the D-SID,
+    as any reply (the binding's or bucket's rewrite still applies), and one copy reaches the
+    controller through the health meter, with the health entry's cookie, from the instance's
+    own port."""
+    hop, res = _reset_at_switch(Figure2(SERVICES[mode], health=ON))
+    assert res.is_output(1, dpid=1, ipv4_src=DSID, ipv4_dst="10.0.0.1", tcp_src=8000), res
+    assert len(res.outputs) == 1, res
+    copies = [h for h in res.packet_ins
+              if (cookie_kind(h.cookie) or (None,))[0] == CookieKind.HEALTH]
+    assert len(copies) == 1 and HEALTH_METER in res.meters, res
+    assert copies[0].port == hop.port
+
+
+def test_a_restarted_controller_keeps_the_switches_reset_copies(tmp_path: Path) -> None:
+    """After a restart, before the instances are located again, the audit keeps their
+    reset-copy entries (as it keeps host routes); once located, they are the expected ones,
+    and a refusal still counts."""
+    fig = _figure2()
+    store = Store(f"sqlite:///{tmp_path / 'dyncast.db'}")
+    held = {d: sorted(map(repr, _health_entries(sw))) for d, sw in fig.net.switches.items()}
+    assert held[2] and held[3]
+    store.apply(fig.core.drain_writes())
+    snap = store.load()
+    fig.core = Core(fig.core.config)
+    fig.core.restore(snap.services, snap.instances, snap.bindings, fig.now)
+    for dpid, ports in PORTS.items():
+        fig.apply(fig.core.switch_connected(dpid, reads_table=True))
+        fig.apply(fig.core.switch_ports(dpid, ports, fig.now))
+        reconcile(fig, dpid)
+    assert {d: sorted(map(repr, _health_entries(sw)))
+            for d, sw in fig.net.switches.items()} == held
+    rediscover(fig)
+    for dpid in PORTS:
+        reconcile(fig, dpid)
+    assert {d: sorted(map(repr, _health_entries(sw)))
+            for d, sw in fig.net.switches.items()} == held
+    fig.report()
+    _refuse_until(fig, E21, 3)
+    assert fig.core.counters["health_ejections"] == 1
+
+
+def _health_entries(sw: FakeOFTable) -> list[FlowMod]:
+    return [fm for fm in sw.entries() if (cookie_kind(fm.cookie) or (None,))[0]
+            == CookieKind.HEALTH]
+
+
+@pytest.mark.parametrize("mode", ["learn", "bucket", "conntrack", "bucket-overlay"])
+def test_in_the_switch_deciding_dataplanes_an_ejected_instance_gets_no_new_connection(
+        mode: str) -> None:
+    """learn, bucket, conntrack: the ejection moves the instance's buckets, and new
+    connections of a moving bucket go to the new instance at once (not after SYN_DELAY_S:
+    the old one refuses them); its flows are pinned as in any move."""
+    fig = Figure2(SERVICES[mode], health=ON)
+    assert _places(fig, range(31000, 31030)) == {E21, E31}
+    _refuse_until(fig, E21, 3)
+    assert fig.core.counters["health_ejections"] == 1
+    assert _places(fig, range(32000, 32040)) == {E31}
