@@ -111,6 +111,7 @@ def start_managed_site(lab: Lab, host: str, inactive: bool = False,
 REACTIVATE = {"config": HERE / "fig2_reactivate.toml", "third_site": True}
 
 
+@pytest.mark.heavy  # test_scaling_bursts' reactivation under a burst runs under every framework
 @pytest.mark.parametrize("fig2", [REACTIVATE], indirect=True)
 def test_inactive_site_is_reactivated_under_load_and_takes_new_flows(fig2: Lab) -> None:
     """Both active instances loaded past the threshold: the controller triggers the inactive
