@@ -54,6 +54,12 @@ class RestController(ControllerBase):  # type: ignore[misc]
         """The resource list."""
         return self._serve(req)
 
+    @route("dyncast", "/dyncast/v1/", methods=METHODS)
+    def root_slash(self, req: Any, **_: Any) -> Any:
+        """The resource list as the document names it (`/` under the `/dyncast/v1` server):
+        Routes matches neither route above for it, and the framework answered an HTML 404."""
+        return self._serve(req)
+
     @route("dyncast", "/dyncast/v1/{resource}", methods=METHODS)
     def resource(self, req: Any, **_: Any) -> Any:
         """A collection."""
