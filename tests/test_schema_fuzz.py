@@ -1,0 +1,223 @@
+"""Requests generated from docs/openapi.yaml (schemathesis), sent over HTTP to the real server:
+apps/restserver.py serving the framework's route table with the app's controllers behind the
+security gate, the app built as the manager builds it (tests/test_app_smoke.py), in a process
+of its own. Every reply must be documented: no 5xx, a status code the operation lists, a JSON
+body matching its schema, and a 4xx body naming the field at fault. With the test operators'
+and D-MA's credentials (tests/test_security_gate.py makes them the same way) for the fuzzing;
+without any, every generated request gets 401.
+
+Bounded: a fixed seed (derandomized), `EXAMPLES` valid and `EXAMPLES` invalid requests an
+operation, and for the unauthenticated pass `BARE_EXAMPLES` an operation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_to_bytes, urlsplit
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+requests = pytest.importorskip("requests")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from schemathesis import GenerationMode  # noqa: E402
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from agents import keys  # noqa: E402
+from agents.signing import Signer, read_token  # noqa: E402
+from tests.fakes import FRAMEWORKS  # noqa: E402
+from tests.test_app_smoke import CONFIG  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC = REPO / "docs" / "openapi.yaml"
+EXAMPLES = 12  # per operation and generation mode
+BARE_EXAMPLES = 4
+AGENT_OPERATIONS = {"registerInstance", "reportMetrics", "withdrawInstance"}  # signed by a D-MA
+OPEN_OPERATIONS = {"healthz", "readyz"}  # need nothing
+SERVER = """
+import sys
+from apps import compat
+compat.monkey_patch(thread=True)
+from apps import framework
+from apps.restserver import RestServer, ServerSettings
+from apps.security import Gate
+from apps.configfile import load_config
+from controller.channel import Listen
+
+if framework.FRAMEWORK == "ryu":
+    context = framework.WSGIApplication()
+else:  # os-ken's context starts its own server when created: build it without
+    from routes import Mapper
+    context = framework.WSGIApplication.__new__(framework.WSGIApplication)
+    context.config, context.mapper, context.registory = {}, Mapper(), {}
+from apps.dyncast_app import DyncastApp
+app = DyncastApp(wsgi=context)  # registers its controllers and installs the guard
+config = load_config(None)
+server = RestServer(Gate(context), Listen("127.0.0.1", 0), ServerSettings.from_config(config))
+print(server.port, flush=True)
+server.serve_forever()
+"""
+SECURITY = """
+[security]
+agents_file = "agents.toml"
+tokens_file = "tokens.toml"
+"""
+
+
+@dataclass
+class Server:
+    """The served app's address and the test credentials."""
+
+    url: str  # http://127.0.0.1:PORT
+    admin: str
+    reader: str
+    signer: Signer
+    proc: subprocess.Popen[str]
+
+
+@pytest.fixture(scope="module", params=FRAMEWORKS or [pytest.param("none", marks=pytest.mark.skip(
+    reason="neither ryu nor os_ken is installed"))])
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app on one framework behind the hardened server, with an admin and a read token and
+    one D-MA allowed every address."""
+    tmp = tmp_path_factory.mktemp(f"schema-{request.param}")
+    keys.add_agent(tmp / "agents.toml", tmp / "dma.key", "dma-fuzz", ["0.0.0.0/0"],
+                   max_instances=1000)
+    keys.add_token(tmp / "tokens.toml", tmp / "admin.token", "ops", "admin")
+    keys.add_token(tmp / "tokens.toml", tmp / "read.token", "viewer", "read")
+    url = f"sqlite:///{tmp / 'store.db'}"
+    (tmp / "dyncast.toml").write_text(CONFIG.format(url=url) + SECURITY)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DYNCAST_CONFIG": str(tmp / "dyncast.toml"),
+           "DYNCAST_FRAMEWORK": request.param.replace("_", "-")}
+    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True,
+                            cwd=tmp, env=env)
+    assert proc.stdout is not None
+    try:
+        port = int(proc.stdout.readline())
+        yield Server(f"http://127.0.0.1:{port}", read_token(tmp / "admin.token"),
+                     read_token(tmp / "read.token"), Signer.from_file(tmp / "dma.key"), proc)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode in (0, -15), proc.returncode
+
+
+SCHEMA = schemathesis.openapi.from_path(str(SPEC))
+OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+
+
+def _request(server: Server, case: Any, credentials: bool) -> requests.Response:
+    """Send `case` to the server (with the credentials its operation needs, when asked);
+    the body is serialised here so that a D-MA's signature covers the bytes sent."""
+    op = case.operation
+    base = server.url if op.label.split(" ", 1)[1] in ("/healthz", "/readyz") else (
+        server.url + "/dyncast/v1")
+    kwargs = case.as_transport_kwargs(base_url=base)
+    headers = {k: v for k, v in (kwargs.get("headers") or {}).items()
+               if k.lower() not in ("authorization",) and not k.lower().startswith("x-dyncast")}
+    raw: bytes = b""
+    if "json" in kwargs:
+        raw = json.dumps(kwargs.pop("json")).encode()
+        headers.setdefault("Content-Type", "application/json")
+    elif kwargs.get("data") is not None:
+        data = kwargs.pop("data")
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+    if credentials:
+        if op.definition.raw.get("operationId") in AGENT_OPERATIONS:
+            prepared = requests.Request(kwargs["method"], kwargs["url"],
+                                        params=kwargs.get("params")).prepare()
+            # signed as the server reads it: PATH_INFO, percent-decoded, bytes as latin-1
+            path = unquote_to_bytes(urlsplit(prepared.url).path).decode("latin-1")
+            headers.update(server.signer.headers(kwargs["method"], path, raw))
+        elif op.definition.raw.get("operationId") not in OPEN_OPERATIONS:
+            headers["Authorization"] = f"Bearer {server.admin}"
+    kwargs["headers"] = headers
+    kwargs["data"] = raw
+    kwargs.setdefault("timeout", 10)
+    return requests.request(**kwargs)
+
+
+def names_the_field(ctx: Any, response: Any, case: Any) -> bool | None:
+    """A 4xx reply is `{"error": ..., "field": ...}` with both non-empty strings."""
+    if 400 <= response.status_code < 500:
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            raise AssertionError(f"{response.status_code} body is not JSON: "
+                                 f"{response.content[:200]!r}") from None
+        assert isinstance(body, dict), f"{response.status_code} body is not an object: {body!r}"
+        assert isinstance(body.get("error"), str) and body["error"], f"no error: {body!r}"
+        assert isinstance(body.get("field"), str) and body["field"], f"no field: {body!r}"
+    return None
+
+
+def _fuzz(server: Server, op: Any, mode: GenerationMode, examples: int,
+          check: Callable[[Any, requests.Response], None]) -> None:
+    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), print_blob=False)
+    @given(case=op.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        check(case, _request(server, case, credentials=check is not _bare))
+
+    assert server.proc.poll() is None, "the server has exited"
+    run()
+
+
+def _validated(case: Any, response: requests.Response) -> None:
+    case.validate_response(response, checks=[*CHECKS, names_the_field])
+
+
+def _bare(case: Any, response: requests.Response) -> None:
+    name = case.operation.definition.raw.get("operationId")
+    if name in OPEN_OPERATIONS:
+        assert response.status_code in (200, 503), (name, response.status_code)
+        return
+    assert response.status_code == 401, (name, response.status_code, response.text)
+    names_the_field(None, response, case)
+
+
+def _id(op: Any) -> str:
+    return str(op.definition.raw.get("operationId") or op.label)
+
+
+@pytest.mark.parametrize(("op", "mode"), [
+    *((op, GenerationMode.POSITIVE) for op in OPERATIONS),
+    # invalid requests: for the operations that take something to get wrong
+    *((op, GenerationMode.NEGATIVE) for op in OPERATIONS
+      if len(op.body) or len(op.path_parameters))],
+    ids=lambda v: _id(v) if not isinstance(v, GenerationMode) else str(v))
+def test_every_generated_request_gets_a_documented_reply(server: Server, op: Any,
+                                                         mode: GenerationMode) -> None:
+    """With credentials: no 5xx; the status, content type and body as documented; a 4xx
+    names the field."""
+    _fuzz(server, op, mode, EXAMPLES, _validated)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=_id)
+def test_without_credentials_every_request_is_refused(server: Server, op: Any) -> None:
+    """No token and no signature: 401 naming the field (the health checks need nothing)."""
+    _fuzz(server, op, GenerationMode.POSITIVE, BARE_EXAMPLES, _bare)
+
+
+def test_every_operation_is_fuzzed() -> None:
+    """The document's operations were all found (a bad $ref would hide some)."""
+    names = {_id(op) for op in OPERATIONS}
+    assert len(names) == len(OPERATIONS) >= 20, sorted(names)
+    assert names >= AGENT_OPERATIONS | OPEN_OPERATIONS
+
