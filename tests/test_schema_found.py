@@ -8,6 +8,7 @@ import json
 import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
+from openapi_core.validation.request.exceptions import InvalidRequestBody
 
 from apps.rest import APP_KEY, RestController
 from apps.restside import RestSide
@@ -62,3 +63,43 @@ def test_refusals_and_bad_paths_are_documented_per_operation() -> None:
     request = MockRequest(HOST, "post", "/dyncast/v1/instances", data=json.dumps(body))
     refusal = {"error": "dma: must be the signing agent's id 'dma-fuzz'", "field": "dma"}
     spec.validate_response(request, MockResponse(json.dumps(refusal).encode(), status_code=403))
+
+
+GOOD_SERVICE = {"name": "s9", "dsid": "10.0.100.9", "protocol": "tcp", "port": 80,
+                "base_delay_ms": 5, "delay_budget_ms": 50, "overlay": False, "buckets": 64}
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"protocol": "any"}, "protocol"), ({"port": 0}, "port"), ({"zz": 1}, "zz"),
+    ({"dsid": "999.1.1.1"}, "dsid"), ({"dsid": "127.0.0.1"}, "dsid"),
+    ({"dsid": "224.0.0.9"}, "dsid"), ({"buckets": 48}, "buckets")])
+def test_the_service_schema_refuses_what_the_api_refuses(change: dict[str, object],
+                                                         field: str) -> None:
+    """Generated services the document called valid were refused: protocol "any", port 0,
+    unknown keys, 999.x addresses, reserved D-SIDs; and base_delay_ms, delay_budget_ms,
+    overlay and buckets were not described. Now the document and the API agree both ways."""
+    spec = OpenAPI.from_dict(document())
+    good = MockRequest(HOST, "post", "/dyncast/v1/services", data=json.dumps(GOOD_SERVICE))
+    spec.validate_request(good)
+    assert ApiApp().api_call("POST", "/dyncast/v1/services",
+                             json.dumps(GOOD_SERVICE).encode()).status == 201
+    body = json.dumps({**GOOD_SERVICE, **change})
+    with pytest.raises(InvalidRequestBody):
+        spec.validate_request(MockRequest(HOST, "post", "/dyncast/v1/services", data=body))
+    reply = ApiApp().api_call("POST", "/dyncast/v1/services", body.encode())
+    assert (reply.status, reply.body["field"]) == (400, field), reply.body
+
+
+def test_a_report_needs_its_load_or_a_score() -> None:
+    """A report without cpu/sessions/queue/capacity and without a score was valid by the
+    document and refused by the API (reports[0].cpu: is required)."""
+    spec = OpenAPI.from_dict(document())
+    for report, ok in (({"dbid": "10.0.0.21", "cpu": 0.1, "sessions": 0, "queue": 0,
+                         "capacity": 1}, True), ({"dbid": "10.0.0.21", "score": 3}, True),
+                       ({"dbid": "10.0.0.21", "cpu": 0.1}, False)):
+        request = MockRequest(HOST, "post", "/dyncast/v1/metrics", data=json.dumps(report))
+        if ok:
+            spec.validate_request(request)
+        else:
+            with pytest.raises(InvalidRequestBody):
+                spec.validate_request(request)
