@@ -103,3 +103,28 @@ def test_a_report_needs_its_load_or_a_score() -> None:
         else:
             with pytest.raises(InvalidRequestBody):
                 spec.validate_request(request)
+
+
+def test_an_integral_number_is_an_integer() -> None:
+    """POST /metrics {"dbid": ..., "cpu": 0.03, "sessions": 138.0, ...} was refused
+    ("sessions: must be an integer, got 138.0") though the document's `integer` (JSON
+    Schema's: a number with no fraction) allows it: JSON has one number type. 138.5 is still
+    refused, naming the field, and changes nothing."""
+    app = ApiApp()
+    assert app.api_call("POST", "/dyncast/v1/services", json.dumps(GOOD_SERVICE).encode()
+                        ).status == 201
+    reg = {"dsid": GOOD_SERVICE["dsid"], "dbid": "10.0.0.21", "dma": "t"}
+    assert app.api_call("POST", "/dyncast/v1/instances", json.dumps(reg).encode()).status == 201
+    report = {"dbid": "10.0.0.21", "cpu": 0.25, "sessions": 138.0, "queue": 0.0,
+              "capacity": 10.0}
+    assert app.api_call("POST", "/dyncast/v1/metrics", json.dumps(report).encode()
+                        ).status == 200
+    (instance,) = app.api_call("GET", "/dyncast/v1/instances", b"").body
+    assert instance["metrics"]["sessions"] == 138 and instance["metrics"]["capacity"] == 10
+    bad = app.api_call("POST", "/dyncast/v1/metrics",
+                       json.dumps({**report, "sessions": 138.5, "cpu": 0.5}).encode())
+    assert (bad.status, bad.body["field"]) == (400, "sessions")
+    assert app.api_call("GET", "/dyncast/v1/instances", b"").body == [instance]
+    service = {**GOOD_SERVICE, "name": "s10", "dsid": "10.0.100.10", "port": 81.0}
+    assert app.api_call("POST", "/dyncast/v1/services", json.dumps(service).encode()
+                        ).body["port"] == 81
