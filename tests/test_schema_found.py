@@ -72,12 +72,16 @@ GOOD_SERVICE = {"name": "s9", "dsid": "10.0.100.9", "protocol": "tcp", "port": 8
 @pytest.mark.parametrize(("change", "field"), [
     ({"protocol": "any"}, "protocol"), ({"port": 0}, "port"), ({"zz": 1}, "zz"),
     ({"dsid": "999.1.1.1"}, "dsid"), ({"dsid": "127.0.0.1"}, "dsid"),
-    ({"dsid": "224.0.0.9"}, "dsid"), ({"buckets": 48}, "buckets")])
+    ({"dsid": "224.0.0.9"}, "dsid"), ({"buckets": 48}, "buckets"),
+    ({"affinity": {"forward": 1}}, "affinity.forward"),
+    ({"affinity": {"idle_timeout": 70000}}, "affinity.idle_timeout"),
+    ({"weights": {"network": 2000}}, "weights.network"), ({"name": None}, "name")])
 def test_the_service_schema_refuses_what_the_api_refuses(change: dict[str, object],
                                                          field: str) -> None:
     """Generated services the document called valid were refused: protocol "any", port 0,
-    unknown keys, 999.x addresses, reserved D-SIDs; and base_delay_ms, delay_budget_ms,
-    overlay and buckets were not described. Now the document and the API agree both ways."""
+    unknown keys (also in affinity), 999.x addresses, reserved D-SIDs, timeouts and weights
+    out of range, no name on a create; and base_delay_ms, delay_budget_ms, overlay and
+    buckets were not described. Now the document and the API agree both ways."""
     spec = OpenAPI.from_dict(document())
     good = MockRequest(HOST, "post", "/dyncast/v1/services", data=json.dumps(GOOD_SERVICE))
     spec.validate_request(good)
@@ -91,12 +95,15 @@ def test_the_service_schema_refuses_what_the_api_refuses(change: dict[str, objec
 
 
 def test_a_report_needs_its_load_or_a_score() -> None:
-    """A report without cpu/sessions/queue/capacity and without a score was valid by the
-    document and refused by the API (reports[0].cpu: is required)."""
+    """A report without cpu/sessions/queue/capacity and without a score, or with sessions or
+    a delay over the API's bounds, was valid by the document and refused by the API
+    (reports[0].cpu: is required; processing_delay_ms: must be between 0 and 3.6e+06)."""
     spec = OpenAPI.from_dict(document())
     for report, ok in (({"dbid": "10.0.0.21", "cpu": 0.1, "sessions": 0, "queue": 0,
                          "capacity": 1}, True), ({"dbid": "10.0.0.21", "score": 3}, True),
-                       ({"dbid": "10.0.0.21", "cpu": 0.1}, False)):
+                       ({"dbid": "10.0.0.21", "cpu": 0.1}, False),
+                       ({"dbid": "10.0.0.21", "score": 3, "sessions": 10**8}, False),
+                       ({"dbid": "10.0.0.21", "score": 3, "processing_delay_ms": 1e308}, False)):
         request = MockRequest(HOST, "post", "/dyncast/v1/metrics", data=json.dumps(report))
         if ok:
             spec.validate_request(request)
