@@ -43,7 +43,7 @@ from tests.test_app_smoke import CONFIG, DSID  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "docs" / "openapi.yaml"
-EXAMPLES = 40  # per operation and generation mode
+EXAMPLES = 30  # per operation and generation mode
 BARE_EXAMPLES = 4
 AGENT_OPERATIONS = {"registerInstance", "reportMetrics", "withdrawInstance"}  # signed by a D-MA
 OPEN_OPERATIONS = {"healthz", "readyz"}  # need nothing
@@ -156,15 +156,55 @@ def _request(server: Server, case: Any, token: str | None) -> requests.Response:
     return requests.request(**kwargs)
 
 
-def _steer(case: Any, mode: GenerationMode) -> None:
-    """Valid registrations mostly name an unknown D-SID or another agent: half of them go to
-    svc1, and all are made by the signing agent, so that the success paths are fuzzed too."""
-    body = case.body
-    if mode is GenerationMode.POSITIVE and _name(case.operation) == "registerInstance" \
-            and isinstance(body, dict):
+KNOWN_SERVICE = {"name": "svc9", "dsid": "10.0.100.9", "protocol": "udp", "port": 9000}
+KNOWN_INSTANCE = "10.0.0.29"  # registered for svc1 by the signing agent
+
+
+def _even(value: Any) -> bool:
+    return sum(map(ord, str(value))) % 2 == 0
+
+
+def _steer(server: Server, case: Any, mode: GenerationMode) -> None:
+    """Valid requests mostly name unknown services, instances and D-SIDs: for half of them
+    (by a hash of what was drawn) name a service and an instance that exist (made again first
+    if an earlier request removed them), and make registrations by the signing agent, so that
+    the success paths are fuzzed too."""
+    if mode is not GenerationMode.POSITIVE:
+        return
+    name, body, params = _name(case.operation), case.body, case.path_parameters or {}
+    steer = _even(params) if params else _even(body)
+    if name == "registerInstance" and isinstance(body, dict):
         body["dma"] = "dma-fuzz"
-        if sum(map(ord, str(body.get("dbid")))) % 2 == 0:
+        if steer:
             body["dsid"] = DSID
+    elif name == "reportMetrics" and isinstance(body, dict) and steer:
+        for report in body.get("reports", [body]):
+            report["dbid"] = KNOWN_INSTANCE
+            report.pop("dsid", None)
+    if not steer or not params:
+        return
+    _ensure(server)
+    for key in ("name", "service"):
+        if key in params:
+            params[key] = KNOWN_SERVICE["name"]
+            if isinstance(body, dict) and "name" in body:
+                body["name"] = KNOWN_SERVICE["name"]
+    if "dbid" in params:
+        params["dbid"] = KNOWN_INSTANCE
+
+
+def _ensure(server: Server) -> None:
+    """KNOWN_SERVICE and KNOWN_INSTANCE exist (each request answered as documented)."""
+    admin = {"Authorization": f"Bearer {server.admin}"}
+    api = f"{server.url}/dyncast/v1"
+    if requests.get(f"{api}/services/svc9", headers=admin, timeout=10).status_code == 404:
+        reply = requests.post(f"{api}/services", json=KNOWN_SERVICE, headers=admin, timeout=10)
+        assert reply.status_code == 201, reply.text
+    raw = json.dumps({"dsid": DSID, "dbid": KNOWN_INSTANCE, "dma": "dma-fuzz"}).encode()
+    signed = server.signer.headers("POST", "/dyncast/v1/instances", raw)
+    reply = requests.post(f"{api}/instances", data=raw, timeout=10,
+                          headers={**signed, "Content-Type": "application/json"})
+    assert reply.status_code in (200, 201), reply.text
 
 
 def names_the_field(ctx: Any, response: Any, case: Any) -> bool | None:
@@ -201,7 +241,7 @@ def _fuzz(server: Server, op: Any, mode: GenerationMode, examples: int, token: s
               suppress_health_check=list(HealthCheck), print_blob=False)
     @given(case=op.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
-        _steer(case, mode)
+        _steer(server, case, mode)
         before = _state(server) if changes else None
         response = _request(server, case, token)
         check(case, response)
