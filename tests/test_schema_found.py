@@ -11,6 +11,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from openapi_core.validation.request.exceptions import InvalidRequestBody
 
 from apps.rest import APP_KEY, RestController
+from apps.restserver import BodyLimit
 from apps.restside import RestSide
 from controller.api import Api, Reply
 from controller.config import ControllerConfig
@@ -135,3 +136,22 @@ def test_an_integral_number_is_an_integer() -> None:
     service = {**GOOD_SERVICE, "name": "s10", "dsid": "10.0.100.10", "port": 81.0}
     assert app.api_call("POST", "/dyncast/v1/services", json.dumps(service).encode()
                         ).body["port"] == 81
+
+
+def _served(path: str) -> tuple[str, bytes]:
+    """GET `path` through the server's middleware and the framework's routes."""
+    context = framework_context()
+    context.register(RestController, {APP_KEY: ApiApp()})
+    status, _, body = call(BodyLimit(context, 1 << 20), "GET", path)
+    return status, body
+
+
+def test_a_path_that_is_not_utf8_is_refused_naming_the_path() -> None:
+    """GET /dyncast/v1/%ff got 500 text/plain under both frameworks: webob decodes the path
+    as UTF-8 and raised. The server refuses it first, 400 naming "path"; a UTF-8 path the API
+    does not serve is still its own 400."""
+    status, body = _served("/dyncast/v1/\xff")
+    assert status.startswith("400") and json.loads(body)["field"] == "path", (status, body)
+    status, body = _served("/dyncast/v1/services/" + "é".encode().decode("latin-1"))
+    assert status.startswith("400") and json.loads(body)["field"] == "path", (status, body)
+    assert _served("/dyncast/v1/services")[0].startswith("200")
