@@ -74,3 +74,10 @@ class RestController(ControllerBase):  # type: ignore[misc]
     def verb(self, req: Any, **_: Any) -> Any:
         """An action on a member, e.g. drain/undrain ("action" is a reserved name in Routes)."""
         return self._serve(req)
+
+    @route("dyncast", "/dyncast/v1/{rest:.*}")
+    def anything(self, req: Any, **_: Any) -> Any:
+        """Any other method or depth under /dyncast/v1/: the API answers it (405 for a method
+        a resource does not take, 400 for a path too deep, 404 for no such resource), as JSON
+        naming the path, where the framework answered an HTML 404."""
+        return self._serve(req)

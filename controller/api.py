@@ -131,6 +131,8 @@ class Api:
         if not path.startswith(PREFIX):
             return Reply(404, {"error": f"no such resource: {path}", "field": "path"})
         parts = [p for p in path[len(PREFIX):].split("/") if p]
+        if not parts and method != "GET":
+            return Reply(405, {"error": f"{method} not allowed on {PREFIX}", "field": "path"})
         if not parts:
             return Reply(200, {"resources": sorted({r for _, r in self._routes})})
         if (method, parts[0]) not in self._routes:

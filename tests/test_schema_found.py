@@ -155,3 +155,17 @@ def test_a_path_that_is_not_utf8_is_refused_naming_the_path() -> None:
     status, body = _served("/dyncast/v1/services/" + "é".encode().decode("latin-1"))
     assert status.startswith("400") and json.loads(body)["field"] == "path", (status, body)
     assert _served("/dyncast/v1/services")[0].startswith("200")
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("PATCH", "/dyncast/v1/services", "405"), ("OPTIONS", "/dyncast/v1/services", "405"),
+    ("POST", "/dyncast/v1/", "405"), ("GET", "/dyncast/v1/a/b/c/d/e", "404")])
+def test_every_request_under_the_api_gets_a_json_reply_naming_the_path(
+        method: str, path: str, status: str) -> None:
+    """PATCH/OPTIONS on a resource and paths deeper than any route got the framework's HTML
+    404 (no field named), and POST /dyncast/v1/ the resource list: the API now answers every
+    request under /dyncast/v1/, 405 for a method a resource does not take."""
+    context = framework_context()
+    context.register(RestController, {APP_KEY: ApiApp()})
+    got, _, body = call(context, method, path)
+    assert got.startswith(status) and json.loads(body)["field"] == "path", (got, body)
