@@ -307,3 +307,21 @@ def test_every_operation_is_fuzzed() -> None:
     assert len(names) == len(OPERATIONS) >= 20, sorted(names)
     assert names >= AGENT_OPERATIONS | OPEN_OPERATIONS
 
+
+
+SAMPLE = {"name": "svc1", "service": "svc1", "dbid": "10.0.0.21"}
+
+
+def test_a_method_the_document_does_not_list_is_refused_naming_the_path(server: Server) -> None:
+    """Every path of the document with each method it does not list (and PATCH, OPTIONS):
+    a JSON 400, 404 or 405 naming the path, never the framework's HTML page or a 5xx."""
+    api = {op.path for op in OPERATIONS} - {"/healthz", "/readyz"}
+    for path in sorted(api):
+        listed = {op.method.upper() for op in OPERATIONS if op.path == path}
+        url = server.url + "/dyncast/v1" + path.format(**SAMPLE)
+        for method in sorted({"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"} - listed):
+            reply = requests.request(method, url, timeout=10, data=b"{}",
+                                     headers={"Authorization": f"Bearer {server.admin}",
+                                              "Content-Type": "application/json"})
+            assert reply.status_code in (400, 404, 405), (method, url, reply.text)
+            assert reply.json()["field"] == "path", (method, url, reply.text)
