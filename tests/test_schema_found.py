@@ -59,6 +59,8 @@ def test_refusals_and_bad_paths_are_documented_per_operation() -> None:
             assert {"401", "403"} <= codes, (method, path)
             if "{" in path or "requestBody" in op:
                 assert "400" in codes, (method, path)
+            if "requestBody" in op:  # the gate's 413 and 415 (a text/plain body)
+                assert {"413", "415"} <= codes, (method, path)
     spec = OpenAPI.from_dict(doc)
     body = {"dsid": "10.0.100.1", "dbid": "10.0.0.21", "dma": "other"}
     request = MockRequest(HOST, "post", "/dyncast/v1/instances", data=json.dumps(body))

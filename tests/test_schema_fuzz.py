@@ -126,7 +126,8 @@ def _name(op: Any) -> str:
     return str(op.definition.raw.get("operationId") or op.label)
 
 
-def _request(server: Server, case: Any, token: str | None) -> requests.Response:
+def _request(server: Server, case: Any, token: str | None,
+             content_type: str | None = None) -> requests.Response:
     """Send `case` to the server with the bearer `token`, or with none; a D-MA's operation
     with the admin token is signed by the agent instead. The body is serialised here so that
     the signature covers the bytes sent."""
@@ -150,6 +151,8 @@ def _request(server: Server, case: Any, token: str | None) -> requests.Response:
         headers.update(server.signer.headers(kwargs["method"], path, raw))
     elif token is not None:
         headers["Authorization"] = f"Bearer {token}"
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     kwargs["headers"] = headers
     kwargs["data"] = raw
     kwargs.setdefault("timeout", 10)
@@ -232,7 +235,8 @@ def _state(server: Server) -> tuple[Any, Any]:
 
 
 def _fuzz(server: Server, op: Any, mode: GenerationMode, examples: int, token: str | None,
-          check: Callable[[Any, requests.Response], None]) -> None:
+          check: Callable[[Any, requests.Response], None],
+          content_type: str | None = None) -> None:
     """`examples` requests for `op` (fixed seed), each `check`ed; a refused one that could
     change something (not a GET) must leave the services and instances as they were."""
     changes = op.method.upper() != "GET"
@@ -243,7 +247,7 @@ def _fuzz(server: Server, op: Any, mode: GenerationMode, examples: int, token: s
     def run(case: Any) -> None:
         _steer(server, case, mode)
         before = _state(server) if changes else None
-        response = _request(server, case, token)
+        response = _request(server, case, token, content_type)
         check(case, response)
         if changes and response.status_code >= 400:
             assert _state(server) == before, (case.as_curl_command(), response.text)
@@ -307,6 +311,19 @@ def test_every_operation_is_fuzzed() -> None:
     assert len(names) == len(OPERATIONS) >= 20, sorted(names)
     assert names >= AGENT_OPERATIONS | OPEN_OPERATIONS
 
+
+
+@pytest.mark.parametrize("op", [op for op in OPERATIONS if len(op.body)], ids=_id)
+def test_a_body_that_is_not_json_is_refused(server: Server, op: Any) -> None:
+    """A valid body sent as text/plain: 415 naming Content-Type, as documented, nothing
+    changed."""
+    def refused(case: Any, response: requests.Response) -> None:
+        _validated(case, response)
+        assert response.status_code == 415, (case.as_curl_command(), response.text)
+        assert response.json()["field"] == "Content-Type"
+
+    _fuzz(server, op, GenerationMode.POSITIVE, BARE_EXAMPLES, server.admin, refused,
+          "text/plain")
 
 
 SAMPLE = {"name": "svc1", "service": "svc1", "dbid": "10.0.0.21"}
