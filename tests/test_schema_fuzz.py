@@ -225,12 +225,13 @@ def names_the_field(ctx: Any, response: Any, case: Any) -> bool | None:
 
 
 def _state(server: Server) -> tuple[Any, Any]:
-    """The services and the instances' registrations, as the API shows them."""
+    """The services and the instances' registrations and metrics, as the API shows them."""
     auth = {"Authorization": f"Bearer {server.reader}"}
     services = requests.get(f"{server.url}/dyncast/v1/services", headers=auth, timeout=10)
     instances = requests.get(f"{server.url}/dyncast/v1/instances", headers=auth, timeout=10)
     assert services.status_code == instances.status_code == 200
-    return services.json(), sorted((i["service"], i["dbid"], i["state"], i["draining"])
+    return services.json(), sorted((i["service"], i["dbid"], i["state"], i["draining"],
+                                    json.dumps(i.get("metrics"), sort_keys=True))
                                    for i in instances.json())
 
 
