@@ -172,10 +172,17 @@ def _steer(server: Server, case: Any, mode: GenerationMode) -> None:
     (by a hash of what was drawn) name a service and an instance that exist (made again first
     if an earlier request removed them), and make registrations by the signing agent, so that
     the success paths are fuzzed too."""
-    if mode is not GenerationMode.POSITIVE:
-        return
     name, body, params = _name(case.operation), case.body, case.path_parameters or {}
     steer = _even(params) if params else _even(body)
+    if mode is not GenerationMode.POSITIVE:
+        # an invalid batch led by a valid report for an instance that exists: the batch is
+        # refused, so the valid report must not be recorded either
+        reports = body.get("reports") if isinstance(body, dict) else None
+        if name == "reportMetrics" and steer and isinstance(reports, list):
+            _ensure(server)
+            reports.insert(0, {"dbid": KNOWN_INSTANCE, "cpu": 0.5, "queue": 0, "capacity": 10,
+                               "sessions": 1 + sum(map(ord, str(reports))) % 9999})
+        return
     if name == "registerInstance" and isinstance(body, dict):
         body["dma"] = "dma-fuzz"
         if steer:
