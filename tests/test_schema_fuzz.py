@@ -328,8 +328,9 @@ def test_a_body_that_is_not_json_is_refused(server: Server, op: Any) -> None:
     changed."""
     def refused(case: Any, response: requests.Response) -> None:
         _validated(case, response)
-        assert response.status_code == 415, (case.as_curl_command(), response.text)
-        assert response.json()["field"] == "Content-Type"
+        if response.request.body:  # drain and deactivate may come without a body
+            assert response.status_code == 415, (case.as_curl_command(), response.text)
+            assert response.json()["field"] == "Content-Type"
 
     _fuzz(server, op, GenerationMode.POSITIVE, BARE_EXAMPLES, server.admin, refused,
           "text/plain")
