@@ -54,6 +54,12 @@ class RestController(ControllerBase):  # type: ignore[misc]
         """The resource list."""
         return self._serve(req)
 
+    @route("dyncast", "/dyncast/v1/", methods=METHODS)
+    def root_slash(self, req: Any, **_: Any) -> Any:
+        """The resource list as the document names it (`/` under the `/dyncast/v1` server):
+        Routes matches neither route above for it, and the framework answered an HTML 404."""
+        return self._serve(req)
+
     @route("dyncast", "/dyncast/v1/{resource}", methods=METHODS)
     def resource(self, req: Any, **_: Any) -> Any:
         """A collection."""
@@ -67,4 +73,11 @@ class RestController(ControllerBase):  # type: ignore[misc]
     @route("dyncast", "/dyncast/v1/{resource}/{item}/{verb}", methods=METHODS)
     def verb(self, req: Any, **_: Any) -> Any:
         """An action on a member, e.g. drain/undrain ("action" is a reserved name in Routes)."""
+        return self._serve(req)
+
+    @route("dyncast", "/dyncast/v1/{rest:.*}")
+    def anything(self, req: Any, **_: Any) -> Any:
+        """Any other method or depth under /dyncast/v1/: the API answers it (405 for a method
+        a resource does not take, 400 for a path too deep, 404 for no such resource), as JSON
+        naming the path, where the framework answered an HTML 404."""
         return self._serve(req)

@@ -10,6 +10,8 @@ the `[channel]` table (controller/channel.py) and `[limits].max_body_bytes`:
   - at most `max_connections` connections at once, `max_connections_per_client` from one
     client address; at a cap the connection idle longest makes room, and only when none is
     idle does the new one get 503 and is closed;
+  - a path that is not UTF-8 (e.g. `/dyncast/v1/%ff`) gets 400 naming it (the frameworks'
+    webob raised on it: a 500);
   - the body's size is judged from Content-Length before a byte of it is read: 413 when over
     the limit, 411 when a body comes without a length (Transfer-Encoding); the connection is
     closed after these answers (the body is not read);
@@ -71,6 +73,11 @@ class BodyLimit:
         self.max_body_bytes = max_body_bytes
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Any:
+        try:  # the WSGI path is its bytes as latin-1; webob decodes them as UTF-8 (else 500)
+            environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return _reply(start_response, 400, "the path must be UTF-8 (its %-escapes too)",
+                          "path", environ)
         if environ.get("HTTP_TRANSFER_ENCODING"):
             return _reply(start_response, 411, "a body needs a Content-Length "
                           "(Transfer-Encoding is not accepted)", "Content-Length", environ)

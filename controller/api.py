@@ -126,9 +126,13 @@ class Api:
 
     def _route(self, method: str, path: str) -> Reply | None:
         """The reply for a path with no handler (None: it has one)."""
+        if path == PREFIX[:-1]:
+            path = PREFIX  # the resource list with or without its trailing slash
         if not path.startswith(PREFIX):
             return Reply(404, {"error": f"no such resource: {path}", "field": "path"})
         parts = [p for p in path[len(PREFIX):].split("/") if p]
+        if not parts and method != "GET":
+            return Reply(405, {"error": f"{method} not allowed on {PREFIX}", "field": "path"})
         if not parts:
             return Reply(200, {"resources": sorted({r for _, r in self._routes})})
         if (method, parts[0]) not in self._routes:

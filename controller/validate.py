@@ -40,7 +40,10 @@ def check_number(value: Any, field_name: str, lo: float, hi: float) -> float:
 
 
 def check_integer(value: Any, field_name: str, lo: int, hi: int) -> int:
-    """Return an integer within [lo, hi] or raise naming the field."""
+    """Return an integer within [lo, hi] or raise naming the field. JSON has one number type:
+    1.0 is the integer 1 (as JSON Schema's "integer" says), taken while exactly a float."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(field_name, f"must be an integer, got {value!r}")
     if not lo <= value <= hi:
