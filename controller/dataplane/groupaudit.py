@@ -12,7 +12,7 @@ fast-failover groups the programmer wants (dataplane/failover.py), and nothing e
   groups by its cookie's label);
 - a group outside that range is another application's: left alone.
 A group sent or deleted between the read and its answer is judged against what the programmer
-wants when the answer comes, so a late answer costs at most a group sent again.
+wants when the answer comes, so a late answer costs at most a group sent, or deleted, again.
 """
 
 from __future__ import annotations
