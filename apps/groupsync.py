@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from apps import logs
 from apps.framework import MAIN_DISPATCHER, ofp_event, set_ev_cls
 from controller.dataplane.groupaudit import Bucket, SwitchGroup, action_pair, groups_read
 
@@ -74,7 +75,14 @@ class GroupSync:
             if msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
                 return
             del reads[dp.id]
-            self.send(groups_read(self.core.programmer, self.core.counters, dp.id, read[1]))
+            intents = groups_read(self.core.programmer, self.core.counters, dp.id, read[1])
+            if intents:
+                deleted = [i.group_id for i in intents if i.command == "delete"]
+                logs.event("reconcile", "groups_repaired", dpid=f"{dp.id:016x}",
+                           groups_read=len(read[1]), deleted=deleted,
+                           sent=[i.group_id for i in intents if i.command != "delete"],
+                           reason="the switch's groups differed from what the controller holds")
+            self.send(intents)
         except Exception:
             self.core.counters["errors"] += 1
             LOG.exception("dyncast: exception in _group_desc_handler")
