@@ -53,6 +53,7 @@ from apps.framework import (
     set_ev_cls,
 )
 from apps.gcpause import GcPauses, apply_thresholds
+from apps.groupsync import GroupSync
 from apps.metrics import Metrics
 from apps.ofmsg import serialise
 from apps.reloader import Reloader
@@ -89,7 +90,7 @@ def guarded(handler: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore[misc]
+class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # type: ignore[misc]
     """Dyncast in centralized mode: per-ingress decisions, affinity held by the switches."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]  # noqa: RUF012 - the framework's contract
@@ -357,16 +358,15 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, App):  # type: ignore
     def _reconcile(self, dpid: int, read: TableRead) -> None:
         """Repair a switch from what it was read to hold, in the core's steps with the event
         loop running between two (apps/apploops.py); say so when it needed repair."""
-        c = self.core.counters
-        before = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
-                  c["bindings_retired"])
+        c, keys = self.core.counters, ("reconcile_added", "reconcile_removed",
+                                       "bindings_adopted", "bindings_retired")
+        before = [c[k] for k in keys]
         self._send_steps(dpid, self.core.switch_table_steps(dpid, read.entries, read.sent,
                                                             read.at, time.time()))
-        after = (c["reconcile_added"], c["reconcile_removed"], c["bindings_adopted"],
-                 c["bindings_retired"])
+        self._read_groups(dpid)  # and then its groups (apps/groupsync.py)
+        after = [c[k] for k in keys]
         if after != before:
-            added, removed, adopted, retired = (a - b for a, b in zip(after, before,
-                                                                      strict=True))
+            added, removed, adopted, retired = map(int.__sub__, after, before)
             logs.event("reconcile", "switch_repaired", dpid=f"{dpid:016x}",
                        entries_read=len(read.entries), added=added, removed=removed,
                        bindings_adopted=adopted, bindings_retired=retired,

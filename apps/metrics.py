@@ -140,7 +140,9 @@ class CoreCollector(Collector):
                            "table back", ["action"])
         for action, key in (("added", "reconcile_added"), ("removed", "reconcile_removed"),
                             ("binding_adopted", "bindings_adopted"),
-                            ("binding_retired", "bindings_retired")):
+                            ("binding_retired", "bindings_retired"),
+                            ("group_added", "reconcile_groups_added"),
+                            ("group_removed", "reconcile_groups_removed")):
             actions.add_metric([action], c[key])
         yield actions
         fenced = _counter("dyncast_cluster_writes_fenced", "Binding writes a cluster member's "

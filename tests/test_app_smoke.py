@@ -32,7 +32,7 @@ from tests.fakes import FRAMEWORKS, FakeDatapath, Sent, framework_parse
 from tests.helpers import tcp_frame
 
 SHELL = ("apps.framework", "apps.osken_wsgi", "apps.rest", "apps.restside", "apps.apploops",
-         "apps.dyncast_app")
+         "apps.groupsync", "apps.dyncast_app")
 APP_MANAGERS = {"ryu": "ryu.base.app_manager", "os_ken": "os_ken.base.app_manager"}
 CONFIG = """
 [controller]

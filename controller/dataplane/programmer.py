@@ -206,8 +206,9 @@ class Programmer:
             elif kind == CookieKind.FAILOVER:  # kept until the service is programmed again
                 svc = by_ident.get(ident >> 16)
                 if svc is not None:
-                    self.reconciler.adopt(dpid, f"failover:{svc.name}", FlowMod(
-                        dpid, e.table, e.priority, e.match, command="adopted"))
+                    self.reconciler.adopt(dpid, f"failover:{svc.name}", FlowMod(  # its
+                        dpid, e.table, e.priority, e.match, command="adopted",  # cookie
+                        cookie=e.cookie))  # names its groups (dataplane/groupaudit.py)
                     self._held_failover[(dpid, f"failover:{svc.name}")] = now
                 continue
             elif kind in (CookieKind.SERVICE, CookieKind.INSTANCE, CookieKind.DECISION):
