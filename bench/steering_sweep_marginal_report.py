@@ -1,0 +1,90 @@
+"""Pricing the queue at its marginal cost, measured: the load sweep's cells at 0.6-0.95 run with
+`queue_price = "marginal"` (alone, and with the measured link delay) and with the defaults in
+the same session, each against its own p2c (and least-loaded at 0.6) runs.
+
+Boundary: saved sweep runs in (bench/results/steering-sweep-<tag>.json, one file per setting),
+markdown lines out; no Mininet.
+
+    .venv/bin/python bench/steering_sweep_marginal_report.py      # the table, to stdout
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.steering_links_report import commands, load  # noqa: E402
+from bench.steering_sweep_report import _cells, _spread, _utils, ratios, verdict  # noqa: E402
+
+SETTINGS = {  # tag -> the setting in words
+    "marginal-defaults": "defaults (mean)",
+    "marginal": "marginal",
+    "marginal-measured": "marginal + measured delay",
+}
+
+
+def _p95(runs: list[dict[str, Any]]) -> str:
+    """The p95s of a cell's runs of one policy, median (range) over the seeds."""
+    got = [r["p95_ms"] for r in runs if r["p95_ms"] is not None]
+    return _spread(got) if got else "-"
+
+
+def table(saved: dict[str, dict[str, Any]]) -> list[str]:
+    """Per cell and setting: dyncast's p95 over the best other's of the same seed and session,
+    median (range) of the seeds, and whether issue 22's targets are met; then the p95s, and
+    e3's and e4's utilisation under each setting."""
+    cells = {tag: _cells(d["runs"]) for tag, d in saved.items()}
+    keys = list(dict.fromkeys(k for c in cells.values() for k in c))
+    names = [SETTINGS.get(t, t) for t in saved]
+    lines = ["| scenario | target load | " + " | ".join(f"dyncast / best other, {n}"
+                                                   for n in names) + " |",
+             "| --- | ---: |" + " ---: |" * len(saved)]
+    for key in sorted(keys):
+        row = []
+        for tag in saved:
+            got, best = ratios(cells[tag].get(key, {}))
+            row.append(f"{_spread(got, 2)} ({best}) {_met(key[1], got)}" if got else "-")
+        lines.append(f"| {key[0]} | {key[1]:g} | " + " | ".join(row) + " |")
+    lines += ["", "| scenario | target load | " + " | ".join(
+        f"dyncast p95 ms, {n}" for n in names) + " | p2c p95 ms (each session) |",
+        "| --- | ---: |" + " ---: |" * (len(saved) + 1)]
+    for key in sorted(keys):
+        mine = [_p95(cells[t].get(key, {}).get("dyncast", [])) for t in saved]
+        p2c = " / ".join(_p95(cells[t].get(key, {}).get("p2c", [])) for t in saved)
+        lines.append(f"| {key[0]} | {key[1]:g} | " + " | ".join(mine) + f" | {p2c} |")
+    lines.append("")
+    for site in ("e3", "e4"):
+        for tag, d in saved.items():
+            parts = []
+            for scenario in dict.fromkeys(r["scenario"] for r in d["runs"]):
+                got = _utils([r for r in d["runs"] if r["scenario"] == scenario], site,
+                             (0.8, 0.95))
+                parts.append(f"{scenario}: " + ", ".join(f"{p} {v}" for p, v in got.items()))
+            lines.append(f"- {site}'s utilisation at 0.8 and 0.95, {SETTINGS.get(tag, tag)}: "
+                         + "; ".join(parts))
+    return lines
+
+
+def _met(target: float, got: list[float]) -> str:
+    """`met` or why not, from the median ratio (issue 22's targets)."""
+    why = verdict(target, median(got))
+    return "met" if why == "yes" else f"not met: {why.split('(')[1].rstrip(')')}"
+
+
+def main() -> int:
+    """Print the comparison of the settings measured so far."""
+    saved = load(list(SETTINGS))
+    if not saved:
+        print("no bench/results/steering-sweep-marginal*.json yet", file=sys.stderr)
+        return 1
+    print("\n".join(["Commands: " + ", ".join(commands(saved)), "", *table(saved)]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
