@@ -67,7 +67,30 @@ def table(saved: dict[str, dict[str, Any]]) -> list[str]:
                 parts.append(f"{scenario}: " + ", ".join(f"{p} {v}" for p, v in got.items()))
             lines.append(f"- {site}'s utilisation at 0.8 and 0.95, {SETTINGS.get(tag, tag)}: "
                          + "; ".join(parts))
+    for tag, d in saved.items():
+        lines.append(f"- e3's share of the requests and its requests' median (ms), "
+                     f"{SETTINGS.get(tag, tag)}: " + "; ".join(_e3(d["runs"])))
     return lines
+
+
+def _e3(runs: list[dict[str, Any]]) -> list[str]:
+    """Per scenario, load and policy: the range over the seeds of the share of the requests
+    e3 served and of their median time (the floor a p95 cannot go under once e3 serves more
+    than 5 % of the requests)."""
+    out: dict[tuple[str, float, str], list[tuple[float, float]]] = {}
+    for r in runs:
+        e3, total = r.get("by_instance", {}).get("e3"), r.get("requests")
+        if e3 and total and e3.get("p50_ms") is not None:
+            key = (r["scenario"], r["target_load"], r["policy"])
+            out.setdefault(key, []).append((e3["n"] / total, e3["p50_ms"]))
+    return [f"{sc} {load:g} {policy} {_range([s for s, _ in v], '.0%')} at "
+            f"{_range([m for _, m in v], '.0f')}" for (sc, load, policy), v in sorted(out.items())]
+
+
+def _range(values: list[float], fmt: str) -> str:
+    """`a` or `a-b` (lowest to highest)."""
+    low, high = format(min(values), fmt), format(max(values), fmt)
+    return low if low == high else f"{low}-{high}"
 
 
 def _met(target: float, got: list[float]) -> str:

@@ -26,7 +26,8 @@ def test_queue_price_reaches_the_controller_as_a_word_beside_numbers() -> None:
 
 def _run(policy: str, load: float, seed: int, p95: float, e3: float = 0.5) -> dict:
     return {"network": "figure2", "scenario": "load-step", "policy": policy, "target_load": load,
-            "seed": seed, "p95_ms": p95, "errors": 0, "util": {"e3": e3, "e4": 0.9}}
+            "seed": seed, "p95_ms": p95, "errors": 0, "util": {"e3": e3, "e4": 0.9},
+            "requests": 100, "by_instance": {"e3": {"n": round(e3 * 20), "p50_ms": 300 + seed}}}
 
 
 def test_the_table_sets_each_setting_beside_the_defaults_with_the_targets() -> None:
@@ -44,3 +45,6 @@ def test_the_table_sets_each_setting_beside_the_defaults_with_the_targets() -> N
     assert "| load-step | 0.8 | 420 | 290 (280-300) | 400 / 400 (400-400) |" in lines
     assert "- e3's utilisation at 0.8 and 0.95, marginal: load-step: dyncast 0.60-0.70, " \
            "p2c 0.50-0.50" in lines
+    assert lines[-1] == ("- e3's share of the requests and its requests' median (ms), marginal: "
+                         "load-step 0.8 dyncast 12%-14% at 301-302; load-step 0.8 p2c 10% at "
+                         "301-302")
