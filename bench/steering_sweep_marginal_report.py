@@ -99,13 +99,37 @@ def _met(target: float, got: list[float]) -> str:
     return "met" if why == "yes" else f"not met: {why.split('(')[1].rstrip(')')}"
 
 
-def main() -> int:
-    """Print the comparison of the settings measured so far."""
+def marginal_section(saved: dict[str, dict[str, Any]]) -> list[str]:
+    """The results page's section: the commands, the tables and what they show."""
+    return ["### Pricing the queue at its marginal cost, measured: `queue_price = \"marginal\"`",
+            "", ", ".join(commands(saved)) + " (logs: `bench/results/steering-sweep-TAG.txt`; "
+            "runs: the `.json` beside them; the tables: `.venv/bin/python "
+            "bench/steering_sweep_marginal_report.py --section`). " + INTRO, "",
+            *table(saved), "", *NOTES]
+
+
+INTRO = ("With the setting, a dyncast service prices each instance's queue at its marginal "
+         "cost, the estimate times `1 + ahead / c` ([decisions.md](../decisions.md#pricing-the-"
+         "queue-at-its-marginal-cost-opt-in), `controller/selection/marginal.py`); p2c and "
+         "least-loaded keep the mean, so their runs are the same policy in every session. "
+         "Each ratio is dyncast's p95 over the best other's (p2c; least-loaded too at 0.6) of "
+         "the same seed and session, median (range) over the seeds, with issue 22's verdict on "
+         "the median (at most 0.8 at 0.6 and above, never above 1.05). Sessions ran back to "
+         "back, each setting's own p2c and least-loaded runs beside it.")
+NOTES: list[str] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the comparison of the settings measured so far (`--section`: as the results page
+    shows it)."""
     saved = load(list(SETTINGS))
     if not saved:
         print("no bench/results/steering-sweep-marginal*.json yet", file=sys.stderr)
         return 1
-    print("\n".join(["Commands: " + ", ".join(commands(saved)), "", *table(saved)]))
+    if "--section" in (sys.argv[1:] if argv is None else argv):
+        print("\n".join(marginal_section(saved)))
+    else:
+        print("\n".join(["Commands: " + ", ".join(commands(saved)), "", *table(saved)]))
     return 0
 
 
