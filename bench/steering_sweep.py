@@ -58,6 +58,15 @@ LOG = RESULTS / "steering-sweep.txt"
 
 
 NETWORK_KEYS = ("congestion_ms", "use_measured_delay")  # [controller] keys --controller sets
+SWEEP_WORDS = {"queue_price"}  # [controller.selection] words the sweep passes on as given
+
+
+def _selection(items: list[str]) -> dict[str, float | bool | str]:
+    """--selection KEY=VALUE: the words in SWEEP_WORDS as strings (`queue_price=marginal`),
+    the rest as bench/steering.py reads them."""
+    words = {k: v for k, _, v in (i.partition("=") for i in items) if k in SWEEP_WORDS}
+    rest = [i for i in items if i.partition("=")[0] not in SWEEP_WORDS]
+    return {**_pairs(rest), **words}
 
 
 @dataclass
@@ -233,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     durations = {s: args.duration * (1.25 if s in ("load-step", "failure") else 1.0)
                  for s in args.scenarios}
     plan = SweepPlan(args.scenarios, args.policies, durations,
-                     selection=_pairs(args.selection), dma=dict(DMA), references=False,
+                     selection=_selection(args.selection), dma=dict(DMA), references=False,
                      network=network)
     suffix = f"-{args.tag}" if args.tag else ""
     sweep_path, log_path = (SWEEP.with_name(f"steering-sweep{suffix}.json"),

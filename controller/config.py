@@ -18,6 +18,7 @@ from controller.logcfg import LogConfig, logging_from_dict
 from controller.model import Service, check_unique, service_from_dict
 from controller.network.monitor import LinkConfig, MonitorSettings
 from controller.selection.decisions import SelectionConfig
+from controller.selection.marginal import QUEUE_PRICES
 from controller.selection.perflow import PICKS
 from controller.selection.scoring import ScoringConfig, scoring_from_dict
 from controller.validate import check_number, reject_unknown
@@ -92,12 +93,18 @@ def _links(raw: Any) -> tuple[LinkConfig, ...]:
 def _selection(data: Mapping[str, Any]) -> SelectionConfig:
     """Parse the [controller.selection] table."""
     reject_unknown(data, {"spread", "sharpness", "hysteresis", "hop_ms", "placed_flows",
-                          "placed_grace_s", "queueing", "pick"}, "controller.selection")
+                          "placed_grace_s", "queueing", "pick", "queue_price"},
+                   "controller.selection")
     d = SelectionConfig()
     pick = data.get("pick", d.pick)
     if pick not in PICKS:
         raise ValidationError("controller.selection.pick",
                               f"must be one of {', '.join(PICKS)}, got {str(pick)[:40]!r}")
+    queue_price = data.get("queue_price", d.queue_price)
+    if queue_price not in QUEUE_PRICES:
+        raise ValidationError("controller.selection.queue_price",
+                              f"must be one of {', '.join(QUEUE_PRICES)}, "
+                              f"got {str(queue_price)[:40]!r}")
     placed_flows = _flag(data, "placed_flows", d.placed_flows, "controller.selection.")
     if pick == "per-flow" and not placed_flows:
         raise ValidationError("controller.selection.pick",
@@ -116,6 +123,7 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
                                     "controller.selection.placed_grace_s", 0.0, 60.0),
         queueing=_flag(data, "queueing", d.queueing, "controller.selection."),
         pick=pick,
+        queue_price=queue_price,
     )
 
 

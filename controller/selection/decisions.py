@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.model import Instance, Service
+from controller.model import Instance, Metrics, Service
 from controller.network.costs import PathCosts
 from controller.network.topology import Topology
-from controller.selection import perflow
+from controller.selection import marginal, perflow
 from controller.selection.engine import EPSILON, Engine, compute_ms
 from controller.selection.incremental import Incremental, Prepared, what_of
 from controller.selection.placements import Placements, as_of, hold_s, still_there
@@ -41,6 +41,7 @@ class SelectionConfig:
     placed_grace_s: float = 0.02  # placements this recent still count after a report
     queueing: bool = False  # raise the default estimate to the M/M/c wait of the placement rate
     pick: str = "shares"  # dyncast: serve the shares, or "per-flow": the cheapest now (perflow.py)
+    queue_price: str = "mean"  # dyncast: "marginal" prices the queue at its marginal cost
 
 
 class InstanceSource(Protocol):
@@ -75,12 +76,11 @@ class Decisions:
         # active instances passive health ejected (instances/health.py): shown as "ejected",
         # given no new flows
         self.ejected: set[str] = set()
-        # instance -> (its report, (base delay, requests ageing left, placements, placements in
-        # the rate's window), compute cost)
         # instance -> (its report, {(base delay, requests ageing left, placements, placements
-        # in the rate's window): compute cost}): new flows move the placements up and ageing
-        # moves them down, over a few values, so the costs of each are kept (for one report)
-        self._computed: dict[str, tuple[object, dict[tuple[float, int | None, int, int],
+        # in the rate's window, a dyncast service's: marginal.py): compute cost}): new flows move
+        # the placements up and ageing moves them down, over a few values, so the costs of each
+        # are kept (for one report)
+        self._computed: dict[str, tuple[object, dict[tuple[float, int | None, int, int, bool],
                                                      float]]] = {}
         # what each decision was last taken from (incremental.py)
         self.bases = Incremental(self.engine, self.costs, counters)
@@ -227,12 +227,13 @@ class Decisions:
             base = svc.base_delay_ms
             return base * (1 + self.inflight.count(inst.dbid, now, base / 1000.0))
         if not self.selection.placed_flows:
-            return compute_ms(metrics, svc.base_delay_ms, self.scoring)
+            return self._priced(svc, metrics, compute_ms(metrics, svc.base_delay_ms, self.scoring))
         hold = hold_s(metrics, svc.base_delay_ms)
         age = now - inst.metrics_at if inst.metrics_at is not None and places else None
         key = (svc.base_delay_ms, still_there(metrics, age, hold),
                self.placements.count(inst.dbid, now, hold),
-               self.arrivals.count(inst.dbid, now) if places and self.selection.queueing else 0)
+               self.arrivals.count(inst.dbid, now) if places and self.selection.queueing else 0,
+               svc.policy == "dyncast")
         kept = self._computed.get(inst.dbid)
         if kept is None or kept[0] is not metrics:
             kept = self._computed[inst.dbid] = (metrics, {})
@@ -240,14 +241,23 @@ class Decisions:
         known = costs.get(key)
         if known is not None:
             return known
-        cost = compute_ms(as_of(metrics, hold, key[2], age), svc.base_delay_ms, self.scoring)
+        current = as_of(metrics, hold, key[2], age)
+        cost = compute_ms(current, svc.base_delay_ms, self.scoring)
         if (key[3] and self.selection.queueing and metrics is not None and metrics.score is None
                 and not self.scoring.enabled):
             # the default estimate: at least the wait the rate of placements makes (queueing.py)
             rho = utilisation(key[3], hold, metrics.capacity)
             cost = max(cost, queueing_ms(rho, hold * 1000.0, metrics.capacity))
+        cost = self._priced(svc, current, cost)
         if len(costs) < COSTS_KEPT:
             costs[key] = cost
+        return cost
+
+    def _priced(self, svc: Service, metrics: Metrics | None, cost: float) -> float:
+        """`queue_price = "marginal"`: a dyncast service's queue at its marginal cost."""
+        if (self.selection.queue_price == "marginal"
+                and marginal.applies(svc.policy, metrics, self.scoring.enabled)):
+            return marginal.marginal_ms(cost, metrics)
         return cost
 
     def placed_count(self, svc: Service, inst: Instance, now: float) -> int:
