@@ -17,7 +17,7 @@ from typing import Protocol
 from controller.model import Instance, Service
 from controller.network.costs import PathCosts
 from controller.network.topology import Topology
-from controller.selection import perflow
+from controller.selection import perflow, redecide
 from controller.selection.engine import EPSILON, Engine, compute_ms
 from controller.selection.incremental import Incremental, Prepared, what_of
 from controller.selection.placements import Placements, as_of, hold_s, still_there
@@ -84,6 +84,7 @@ class Decisions:
                                                      float]]] = {}
         # what each decision was last taken from (incremental.py)
         self.bases = Incremental(self.engine, self.costs, counters)
+        self.redecisions = redecide.Redecisions(self.bases)  # a pick's re-decisions (redecide.py)
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
         self._ingresses: tuple[object, tuple[int, ...], frozenset[int]] = (None, (), frozenset())
 
@@ -180,7 +181,10 @@ class Decisions:
         if abs(cost - seen) <= self.selection.hysteresis * max(seen, EPSILON):
             return dbid
         self.counters["placement_redecisions"] += 1
-        if not self.decide(svc, source.of_service(svc.name), decider, now):
+        places = self.places_flows(svc)
+        if not self.redecisions.retake(  # redecide.py: its reachable candidates re-priced
+                svc, decider, source.instances, lambda i: self._compute_ms(svc, i, now, places),
+                lambda: self.decide(svc, source.of_service(svc.name), decider, now), now):
             return dbid  # within the hysteresis after all: the pick stands
         return self.engine.pick(decider, svc.name, flow)
 
