@@ -13,6 +13,11 @@ the machine disturbs far less than the wall clock.
   every flow's intents kept (the serialise parts encode them: the collector walks them too);
 - `core_dropped`: the same on a core of its own, each flow's intents dropped at once (as the
   app does once it has sent them);
+- `core_bursts`: the same as `core_dropped` with cbench's scenario and arrivals: 16 switches
+  with 8 clients and 2 instances each, new flows in bursts of 24 from one switch at a time,
+  12,600 a second (the clock steps with them), each decision change logged as the app logs it
+  (to a discarded stream); `core_bursts_redecisions`: the placed-flow re-decisions per new flow
+  (controller/selection/redecide.py);
 - `serialise_framework`: its three messages through the framework's classes (the way the app
   sent them before `ofmsg.serialise`);
 - `serialise`: its three messages through `ofmsg.serialise`;
@@ -168,6 +173,8 @@ def main() -> None:
     if not all(len(i) == 3 for i in intents):
         raise SystemExit("the core did not answer every new flow with 2 flow-mods + 1 packet")
 
+    out["core_bursts"], out["core_bursts_redecisions"] = core_bursts(n, repeats)
+
     def serialise_framework(start: int, count: int) -> None:
         for group in intents[start:start + count]:
             for intent in group:
@@ -198,6 +205,61 @@ def main() -> None:
         out["store"] = round((time.process_time() - t) / len(bindings) * 1e6, 1)
         store.close()
     print(json.dumps(out))
+
+
+def core_bursts(n: int, repeats: int, switches: int = 16, burst: int = 24,
+                rate: float = 12600.0) -> tuple[float, float]:
+    """`core_bursts` (module docstring): the median CPU time per new flow, in us, and the
+    placed-flow re-decisions per new flow."""
+    import io
+
+    from apps import logs
+    from bench.emuswitch import INSTANCE_PORTS
+    from controller.config import ControllerConfig, LogConfig
+    from controller.core import Core
+    from controller.model import AffinityPolicy, Metrics, Service
+
+    sc = Scenario(switches)
+    svc = Service("bench", sc.dsid, "tcp", sc.dport, AffinityPolicy("5-tuple", 30, 0),
+                  base_delay_ms=20)  # as bench/cbench.py's service
+    core = Core(ControllerConfig(services=(svc,), stale_after_s=3600))
+    for s in range(switches):
+        core.switch_connected(sc.dpid(s))
+        core.switch_ports(sc.dpid(s), {1, *INSTANCE_PORTS}, 0.0)
+        for k, port in enumerate(INSTANCE_PORTS):
+            core.packet_in(sc.dpid(s), port, ofgen.arp_announce(
+                ofgen.mac(sc.instance_mac(s, k)), ofgen.ip(sc.instance_ip(s, k))), 0.0)
+        for k in range(sc.clients):
+            core.packet_in(sc.dpid(s), 1, ofgen.arp_announce(
+                ofgen.mac(sc.client_mac(s, k)), ofgen.ip(sc.client_ip(s, k))), 0.0)
+    for _, dbid in sc.instances():
+        core.register(sc.dsid, dbid, "bench", True, 0.0)
+        core.report(dbid, Metrics(cpu=0.1, sessions=0, queue=0, capacity=8), 0.0)
+    core.drain_writes()
+    logs.configure(LogConfig(), io.StringIO())  # formatted and written, then discarded
+    frames = []
+    for i in range(n * repeats):
+        s, j = (i // burst) % switches, (i // (burst * switches)) * burst + i % burst
+        frames.append((sc.dpid(s), ofgen.tcp_syn(
+            ofgen.mac(sc.client_mac(s, j % sc.clients)), VIRTUAL_MAC,
+            ofgen.ip(sc.client_ip(s, j % sc.clients)), ofgen.ip(sc.dsid),
+            1024 + (j // sc.clients) % 60000, sc.dport)))
+    step, log = 1.0 / rate, core.decisions.bases.change_log
+
+    def run(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            dpid, data = frames[i]
+            core.packet_in(dpid, 1, data, 10.0 + i * step)
+            if log:
+                logs.core_events(core)
+            if i % 10000 == 0:
+                core.drain_writes()  # as the app's store flusher does
+
+    before = core.counters["placement_redecisions"]
+    cost = median_us(run, n, repeats)
+    if core.counters["new_flows"] != n * repeats or core.counters["errors"]:
+        raise SystemExit("core_bursts: not every new flow was bound, or the core erred")
+    return cost, round((core.counters["placement_redecisions"] - before) / (n * repeats), 4)
 
 
 if __name__ == "__main__":

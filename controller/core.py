@@ -142,6 +142,7 @@ class Core:
     def tick_steps(self, now: float, size: int = TICK_SLICE) -> Iterator[list[Intent]]:
         """Periodic work, `size` instances or one service a step (instances/ticking.py)."""
         intents = self.flush(now)
+        self.decisions.redecisions.flush(now)  # log lines of re-decisions a pick made
         for dpid in self.network.grace_over(now, self.config.switch_grace_s):
             intents += self._switch_gone(dpid, now)
         if self.network.expire(now, self.config.link_timeout_s):

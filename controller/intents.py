@@ -255,6 +255,29 @@ def flow_mod(dpid: int, table: int, priority: int, match: Match, actions: tuple[
     return fm
 
 
+def flow_mod_of(dpid: int, table: int, priority: int, match: Match, actions: tuple[Action, ...],
+                goto: int | None, idle_timeout: int, hard_timeout: int, cookie: int,
+                command: Literal["add", "delete", "delete_strict", "adopted"],
+                notify_removal: bool, cookie_mask: int, meter: int | None) -> FlowMod:
+    """`FlowMod(...)` with every field given, in its order, made as `flow_mod` makes one
+    (half the dataclass's time: every new flow's binding makes two)."""
+    fm: FlowMod = object.__new__(FlowMod)
+    _DPID(fm, dpid)
+    _TABLE(fm, table)
+    _PRIORITY(fm, priority)
+    _MATCH(fm, match)
+    _ACTIONS(fm, actions)
+    _GOTO(fm, goto)
+    _IDLE(fm, idle_timeout)
+    _HARD(fm, hard_timeout)
+    _COOKIE(fm, cookie)
+    _COMMAND(fm, command)
+    _NOTIFY(fm, notify_removal)
+    _MASK(fm, cookie_mask)
+    _METER(fm, meter)
+    return fm
+
+
 @dataclass(frozen=True, slots=True)
 class PacketOut:
     """Send `data` from switch `dpid` with `actions` (in_port None = from the controller)."""
@@ -263,6 +286,22 @@ class PacketOut:
     data: bytes
     actions: tuple[Action, ...]
     in_port: int | None = None
+
+
+_PO_DPID, _PO_DATA, _PO_ACTIONS, _PO_IN_PORT = (getattr(PacketOut, name).__set__ for name in (
+    "dpid", "data", "actions", "in_port"))
+
+
+def packet_out(dpid: int, data: bytes, actions: tuple[Action, ...],
+               in_port: int | None) -> PacketOut:
+    """`PacketOut(dpid, data, actions, in_port)` made past the frozen dataclass's __init__
+    (as `flow_mod`: one per new flow); equal to it field for field."""
+    po: PacketOut = object.__new__(PacketOut)
+    _PO_DPID(po, dpid)
+    _PO_DATA(po, data)
+    _PO_ACTIONS(po, actions)
+    _PO_IN_PORT(po, in_port)
+    return po
 
 
 @dataclass(frozen=True, slots=True)

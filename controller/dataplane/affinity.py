@@ -23,6 +23,7 @@ from controller.intents import (
     Output,
     SetField,
     cookie,
+    flow_mod_of,
     match,
 )
 from controller.model import Service
@@ -230,11 +231,12 @@ def binding_flows(binding: Binding, service: Service, dbid_mac: str) -> tuple[Fl
         fwd_match = match(**_forward_match(key))
         rev_match = match(**_reverse_match(key, service, binding.dbid))
     to_instance, from_service = _rewrites(dbid_mac, binding.dbid, service.dsid)
-    forward = FlowMod(binding.ingress, TABLE_CLASSIFY, PRIO_AFFINITY, fwd_match, to_instance,
-                      TABLE_FORWARD, aff.idle_timeout, aff.hard_timeout, _FWD_COOKIE | ident,
-                      "add", True)
-    reverse = FlowMod(binding.ingress, TABLE_CLASSIFY, PRIO_AFFINITY, rev_match, from_service,
-                      TABLE_FORWARD, 0, aff.hard_timeout, _REV_COOKIE | ident)
+    forward = flow_mod_of(binding.ingress, TABLE_CLASSIFY, PRIO_AFFINITY, fwd_match, to_instance,
+                          TABLE_FORWARD, aff.idle_timeout, aff.hard_timeout,
+                          _FWD_COOKIE | ident, "add", True, 0, None)
+    reverse = flow_mod_of(binding.ingress, TABLE_CLASSIFY, PRIO_AFFINITY, rev_match, from_service,
+                          TABLE_FORWARD, 0, aff.hard_timeout, _REV_COOKIE | ident, "add", False,
+                          0, None)
     return forward, reverse
 
 

@@ -34,12 +34,12 @@ from controller.intents import (
     FlowMod,
     Intent,
     Output,
-    PacketOut,
     SwitchEntry,
     cookie,
     cookie_kind,
     delete_by_cookie,
     match,
+    packet_out,
 )
 from controller.model import Instance, Service
 from controller.network.packet import IPPROTO_TCP, TCP_ACK, TCP_SYN, Packet
@@ -173,8 +173,8 @@ class ReactiveFlows:
         if host is None or port is None:
             self.counters["dropped_unreachable"] += 1
             return []
-        out: list[Intent] = [PacketOut(binding.ingress, data, delivery(host.mac, binding.dbid,
-                                                                        port), in_port)]
+        out: list[Intent] = [packet_out(binding.ingress, data, delivery(host.mac, binding.dbid,
+                                                                         port), in_port)]
         if not entries:
             return out
         self.counters["flows_installed"] += 2

@@ -17,7 +17,7 @@ from typing import Protocol
 from controller.model import Instance, Metrics, Service
 from controller.network.costs import PathCosts
 from controller.network.topology import Topology
-from controller.selection import marginal, perflow
+from controller.selection import marginal, perflow, redecide
 from controller.selection.engine import EPSILON, Engine, compute_ms
 from controller.selection.incremental import Incremental, Prepared, what_of
 from controller.selection.placements import Placements, as_of, hold_s, still_there
@@ -84,6 +84,7 @@ class Decisions:
                                                      float]]] = {}
         # what each decision was last taken from (incremental.py)
         self.bases = Incremental(self.engine, self.costs, counters)
+        self.redecisions = redecide.Redecisions(self.bases)  # a pick's re-decisions (redecide.py)
         self._demand_seen: set[int] = set()  # switches outside `ingresses` where demand arrived
         self._ingresses: tuple[object, tuple[int, ...], frozenset[int]] = (None, (), frozenset())
 
@@ -161,28 +162,41 @@ class Decisions:
         where a stale cost is about to be used. `p2c` and `least-inflight` read every
         instance's compute cost as of `now` at the pick itself instead."""
         if svc.policy in PER_FLOW_LOAD:
-            instances = source.instances
-
-            def load(dbid: str) -> float:
-                inst = instances.get(dbid)
-                return float("inf") if inst is None else self.compute_ms(svc, inst, now)
-            return self.engine.pick(decider, svc.name, flow, load)
+            return self._by_load(svc, decider, source, now, flow)
         if svc.policy == "dyncast" and self.selection.pick == "per-flow":
             return self._per_flow(svc, decider, source, now)
         dbid = self.engine.pick(decider, svc.name, flow)
-        inst = None if dbid is None else source.instances.get(dbid)
-        if inst is None or not self.selection.placed_flows:
+        if dbid is None or not self.selection.placed_flows:
             return dbid
-        seen = self.bases.compute_seen((decider, svc.name), inst.dbid)
-        if seen is None:
+        inst = source.instances.get(dbid)
+        seen = None if inst is None else self.bases.compute_seen((decider, svc.name), dbid)
+        if inst is None or seen is None:
             return dbid
-        cost = self.compute_ms(svc, inst, now)
+        cost = self._compute_ms(svc, inst, now, self.places_flows(svc))
         if abs(cost - seen) <= self.selection.hysteresis * max(seen, EPSILON):
             return dbid
+        return self._redecide(svc, decider, source, now, flow, dbid)
+
+    def _redecide(self, svc: Service, decider: int, source: InstanceSource, now: float,
+                  flow: object, dbid: str) -> str | None:
+        """`pick`'s re-decision (its decision saw a stale cost of `dbid`, the pick so far)."""
         self.counters["placement_redecisions"] += 1
-        if not self.decide(svc, source.of_service(svc.name), decider, now):
+        places = self.places_flows(svc)
+        if not self.redecisions.retake(  # redecide.py: its reachable candidates re-priced
+                svc, decider, source.instances, lambda i: self._compute_ms(svc, i, now, places),
+                lambda: self.decide(svc, source.of_service(svc.name), decider, now), now):
             return dbid  # within the hysteresis after all: the pick stands
         return self.engine.pick(decider, svc.name, flow)
+
+    def _by_load(self, svc: Service, decider: int, source: InstanceSource, now: float,
+                 flow: object) -> str | None:
+        """`p2c` and `least-inflight`: each instance's compute cost as of `now` at the pick."""
+        instances = source.instances
+
+        def load(dbid: str) -> float:
+            inst = instances.get(dbid)
+            return float("inf") if inst is None else self.compute_ms(svc, inst, now)
+        return self.engine.pick(decider, svc.name, flow, load)
 
     def _per_flow(self, svc: Service, decider: int, source: InstanceSource,
                   now: float) -> str | None:
