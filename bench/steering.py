@@ -236,6 +236,11 @@ def report(path: Path) -> None:
 
             extra += perflow_section(json.loads(perflow_path.read_text()),
                                      json.loads(perflow_base.read_text()))
+        from bench.steering_sweep_marginal_report import SETTINGS, load, marginal_section
+
+        marginal = load(list(SETTINGS))
+        if marginal:
+            extra += marginal_section(marginal)
     from bench.steering_failover import HEALTH_TAGS, TAGS, failover_section, health_section
 
     failover = {tag: json.loads(p.read_text()) for tag in TAGS
