@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from apps import fastpath
+from apps.restconns import TARGET_KEY
 from controller.auth.credentials import Agent, Token, agents_from_dict, tokens_from_dict
 from controller.auth.errors import AuthError, UnknownCredential
 from controller.auth.policy import Request, admit
@@ -198,7 +199,7 @@ class Gate:
         req = Request(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""), body,
                       environ.get("CONTENT_TYPE", ""),
                       lambda name: str(environ.get("HTTP_" + name.upper().replace("-", "_"),
-                                                   "")))
+                                                   "")), _target(environ))
         try:
             who = guard.admit(req)
         except AuthError as exc:
@@ -211,6 +212,17 @@ class Gate:
             return fastpath.serve(app, environ, body, start_response)
         result: Iterable[bytes] = self.inner(environ, start_response)
         return result
+
+
+def _target(environ: dict[str, Any]) -> str:
+    """The request target as received (our server puts it in the environ, apps/restconns.py);
+    from another WSGI server, its raw path (or PATH_INFO) and query."""
+    target = environ.get(TARGET_KEY)
+    if isinstance(target, str) and target:
+        return target
+    path = str(environ.get("RAW_PATH_INFO") or environ.get("PATH_INFO") or "")
+    query = environ.get("QUERY_STRING")
+    return f"{path}?{query}" if query else path
 
 
 def _read_body(environ: dict[str, Any], most: int) -> bytes | None:
