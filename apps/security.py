@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from apps import fastpath
+from apps import fastpath, routeerrors
 from apps.restconns import TARGET_KEY
 from controller.auth.credentials import Agent, Token, agents_from_dict, tokens_from_dict
 from controller.auth.errors import AuthError, UnknownCredential
@@ -178,7 +178,8 @@ def install(wsgi_context: Any, config: ControllerConfig,
 class Gate:
     """WSGI middleware: every request passes the guard (or gets its 401/403/413/415/429/503
     as JSON) before the wrapped application sees it; an admitted API request goes straight to
-    the app's `api_call` once the app has attached itself (apps/fastpath.py)."""
+    the app's `api_call` once the app has attached itself (apps/fastpath.py), any other to the
+    framework's routes, whose 404/405 are JSON too (apps/routeerrors.py)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -210,8 +211,7 @@ class Gate:
         app = getattr(self.inner, fastpath.APP_ATTR, None)
         if app is not None and fastpath.routed(environ):  # the API without webob and Routes
             return fastpath.serve(app, environ, body, start_response)
-        result: Iterable[bytes] = self.inner(environ, start_response)
-        return result
+        return routeerrors.serve(self.inner, environ, start_response)  # JSON 404/405
 
 
 def _target(environ: dict[str, Any]) -> str:
