@@ -58,7 +58,14 @@ def serve(inner: Any, environ: dict[str, Any], start_response: StartResponse) ->
         start_response(status, headers)
     else:
         start_response(status, headers, exc_info)
-    return [*written, *result] if written else result
+    if not written:
+        return result
+    try:  # what the app wrote (WSGI's `write`) comes first
+        return [*written, *result]
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
 
 
 def error(start_response: StartResponse, status: int, message: str,

@@ -5,9 +5,14 @@ what /healthz, /metrics and the web view serve is unchanged."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 import requests
 
+from apps import routeerrors
 from tests.test_schema_fuzz import Server, server  # the module's fixture
 
 __all__ = ["server"]
@@ -57,3 +62,32 @@ def test_what_the_other_routes_serve_is_unchanged(server: Server) -> None:
     api = _get(server, "GET", "/dyncast/v1/nowhere")
     assert api.json() == {"error": "no such resource: /dyncast/v1/nowhere", "field": "path"}
     assert requests.get(server.url + "/nowhere", timeout=10).status_code == 401  # auth first
+
+
+def _through(app: object) -> tuple[str, list[tuple[str, str]], bytes]:
+    """One GET /x through routeerrors in front of `app` (no route table): its reply."""
+    got: list[tuple[str, list[tuple[str, str]]]] = []
+    body = routeerrors.serve(app, {"REQUEST_METHOD": "GET", "PATH_INFO": "/x"},
+                             lambda status, headers: got.append((status, headers)))
+    return got[-1][0], got[-1][1], b"".join(body)
+
+
+def test_an_app_that_writes_or_starts_lazily_is_passed_through() -> None:
+    """A reply begun with WSGI's `write`, or started only when its body is iterated, keeps
+    its status and every byte; a lazy text/plain 404 still becomes the JSON one."""
+    def writer(environ: object, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])(b"a")
+        return [b"b"]
+
+    def lazy(status: str) -> Any:
+        def app(environ: object, start_response: Any) -> Iterator[bytes]:
+            start_response(status, [("Content-Type", "text/plain")])
+            yield b"c"
+        return app
+
+    assert _through(writer)[::2] == ("200 OK", b"ab")
+    assert _through(lazy("201 Created"))[::2] == ("201 Created", b"c")
+    status, headers, body = _through(lazy("404 Not Found"))
+    assert (status, json.loads(body)) == ("404 Not Found", {"error": "no such resource: /x",
+                                                            "field": "path"})
+    assert ("Content-Type", "application/json") in headers
