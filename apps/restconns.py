@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger("dyncast.rest")
 CLOSE_KEY = "dyncast.close_connection"  # environ: call it to close the connection after the answer
+# environ: the request target exactly as received (latin-1 text of its bytes, percent-escapes,
+# query and leading slashes kept): what an agent's signature covers (apps/security.py)
+TARGET_KEY = "dyncast.request_target"
 _REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large",
             505: "HTTP Version Not Supported"}
 
@@ -169,6 +172,7 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
     """eventlet's HTTP/1.1 protocol with our idle wait, request deadline and request count."""
 
     pool: Pool
+    target = ""  # the last request line's target, as received
 
     def __init__(self, conn_state: list[Any], server: Any) -> None:
         self.rec = self.pool.conns[id(conn_state)]
@@ -213,7 +217,7 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
         except httphead.HeadError as exc:
             self._refuse_head(exc)
             return False
-        self.command, self.path = method, target
+        self.command, self.path, self.target = method, target, target
         if target.startswith("//"):  # as the stdlib: never taken for //host/path
             self.path = "/" + target.lstrip("/")
         self.request_version = f"HTTP/{version[0]}.{version[1]}"
@@ -246,9 +250,11 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
             lift()
 
     def get_environ(self) -> dict[str, Any]:
-        """eventlet's environ, with the means to close the connection after this answer."""
+        """eventlet's environ, with the means to close the connection after this answer and
+        the request target as received (eventlet's PATH_INFO is percent-decoded)."""
         env: dict[str, Any] = super().get_environ()
         env[CLOSE_KEY] = self.close_after
+        env[TARGET_KEY] = self.target
         return env
 
     def close_after(self) -> None:

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from apps import fastpath
+from apps import fastpath, routeerrors
+from apps.restconns import TARGET_KEY
 from controller.auth.credentials import Agent, Token, agents_from_dict, tokens_from_dict
 from controller.auth.errors import AuthError, UnknownCredential
 from controller.auth.policy import Request, admit
@@ -177,7 +178,8 @@ def install(wsgi_context: Any, config: ControllerConfig,
 class Gate:
     """WSGI middleware: every request passes the guard (or gets its 401/403/413/415/429/503
     as JSON) before the wrapped application sees it; an admitted API request goes straight to
-    the app's `api_call` once the app has attached itself (apps/fastpath.py)."""
+    the app's `api_call` once the app has attached itself (apps/fastpath.py), any other to the
+    framework's routes, whose 404/405 are JSON too (apps/routeerrors.py)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -198,7 +200,7 @@ class Gate:
         req = Request(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""), body,
                       environ.get("CONTENT_TYPE", ""),
                       lambda name: str(environ.get("HTTP_" + name.upper().replace("-", "_"),
-                                                   "")))
+                                                   "")), _target(environ))
         try:
             who = guard.admit(req)
         except AuthError as exc:
@@ -209,8 +211,18 @@ class Gate:
         app = getattr(self.inner, fastpath.APP_ATTR, None)
         if app is not None and fastpath.routed(environ):  # the API without webob and Routes
             return fastpath.serve(app, environ, body, start_response)
-        result: Iterable[bytes] = self.inner(environ, start_response)
-        return result
+        return routeerrors.serve(self.inner, environ, start_response)  # JSON 404/405
+
+
+def _target(environ: dict[str, Any]) -> str:
+    """The request target as received (our server puts it in the environ, apps/restconns.py);
+    from another WSGI server, its raw path (or PATH_INFO) and query."""
+    target = environ.get(TARGET_KEY)
+    if isinstance(target, str) and target:
+        return target
+    path = str(environ.get("RAW_PATH_INFO") or environ.get("PATH_INFO") or "")
+    query = environ.get("QUERY_STRING")
+    return f"{path}?{query}" if query else path
 
 
 def _read_body(environ: dict[str, Any], most: int) -> bytes | None:

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlsplit
 
 import pytest
 import requests
@@ -147,9 +146,8 @@ def _request(server: Server, case: Any, token: str | None,
     if token == server.admin and _name(op) in AGENT_OPERATIONS:
         prepared = requests.Request(kwargs["method"], kwargs["url"],
                                     params=kwargs.get("params")).prepare()
-        # signed as the server reads it: PATH_INFO, percent-decoded, bytes as latin-1
-        path = unquote_to_bytes(urlsplit(prepared.url).path).decode("latin-1")
-        headers.update(server.signer.headers(kwargs["method"], path, raw))
+        # signed over the request target as sent (percent-escapes and query kept)
+        headers.update(server.signer.headers(kwargs["method"], prepared.path_url, raw))
     elif token is not None:
         headers["Authorization"] = f"Bearer {token}"
     if content_type is not None:

@@ -39,13 +39,17 @@ PROBES = ("/healthz", "/readyz")
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What the gate sees of one HTTP request. `header` reads a header ('' if absent)."""
+    """What the gate sees of one HTTP request. `header` reads a header ('' if absent).
+    `path` is percent-decoded (what the API routes on); `target` is the request target exactly
+    as received, percent-escapes and query kept: an agent's signature covers it, so two
+    targets that decode alike never share a signature ('' when unknown: `path`)."""
 
     method: str
     path: str
     body: bytes
     content_type: str
     header: Callable[[str], str]
+    target: str = ""
 
 
 def classify(method: str, path: str) -> str:
@@ -71,7 +75,7 @@ def admit(req: Request, settings: SecuritySettings, verifier: Verifier,
     if not settings.auth or kind == "open" or (kind == "read" and settings.open_reads):
         return "anonymous"
     if kind == "agent":
-        agent = verifier.agent(req.method, req.path, req.body, req.header, now)
+        agent = verifier.agent(req.method, req.target or req.path, req.body, req.header, now)
         authorise(agent, req, instances)
         return f"agent {agent.id}"
     token = verifier.token(req.header("Authorization"))

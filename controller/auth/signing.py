@@ -1,8 +1,11 @@
 """Agent request signatures: the canonical string and its HMAC-SHA256.
 
 A D-MA signs every call with its own key over
-    dyncast-hmac-sha256 \\n METHOD \\n PATH \\n SHA-256(body) hex \\n TIMESTAMP \\n AGENT \\n SEQ
-and sends AGENT, TIMESTAMP (Unix seconds), SEQ (an integer that rises with every call) and the
+    dyncast-hmac-sha256 \\n METHOD \\n TARGET \\n SHA-256(body) hex \\n TIMESTAMP \\n AGENT \\n SEQ
+where TARGET is the request target exactly as sent (`/dyncast/v1/metrics`: the path with its
+percent-escapes as they are, `?query` if any), never a decoded form: two targets the server
+would decode alike (`/a%2Fb`, `/a/b`) have different signatures. It
+sends AGENT, TIMESTAMP (Unix seconds), SEQ (an integer that rises with every call) and the
 signature (hex) in the headers below. The timestamp and sequence are signed as the exact text
 sent, so both sides hash the same bytes. Shared by the controller and the clients
 (`agents/signing.py`).

@@ -1,0 +1,93 @@
+"""Outside /dyncast/v1/ too, the REST server's errors are JSON: over HTTP to the real app
+behind the real server under each installed framework (tests/test_schema_fuzz.py's server), an
+unknown path gets 404 naming `path`, a wrong method on a served path 405 with `Allow`, and
+what /healthz, /metrics and the web view serve is unchanged."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from apps import routeerrors
+from tests.test_schema_fuzz import Server, server  # the module's fixture
+
+__all__ = ["server"]
+
+
+def _get(srv: Server, method: str, path: str) -> requests.Response:
+    return requests.request(method, srv.url + path, timeout=10,
+                            headers={"Authorization": f"Bearer {srv.admin}"})
+
+
+@pytest.mark.parametrize("path", ["/nowhere", "/", "/dyncast", "/healthz/x", "/metrics/",
+                                  "/dyncast/ui/no-such-file.js", "/dyncast/uix"])
+def test_a_path_nothing_serves_is_a_json_404_naming_the_path(server: Server,
+                                                              path: str) -> None:
+    """The framework answered these with an HTML 404 (the web view: a text/plain one)."""
+    for method in ("GET", "HEAD") if path.startswith("/dyncast/ui/") else ("GET",):
+        reply = _get(server, method, path)
+        assert reply.status_code == 404, (method, path, reply.text)
+        assert reply.headers["Content-Type"] == "application/json"
+    reply = _get(server, "GET", path)
+    assert reply.json() == {"error": f"no such resource: {path}", "field": "path"}
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("POST", "/healthz", "GET"), ("DELETE", "/readyz", "GET"), ("PUT", "/metrics", "GET"),
+    ("HEAD", "/metrics", "GET"), ("POST", "/dyncast/ui/", "GET, HEAD"),
+    ("DELETE", "/dyncast/ui/index.html", "GET, HEAD"), ("PATCH", "/dyncast/ui", "GET, HEAD")])
+def test_a_method_a_served_path_does_not_take_is_a_json_405_with_allow(
+        server: Server, method: str, path: str, allow: str) -> None:
+    """Was the framework's HTML 404: the path is served, by other methods, named in Allow."""
+    reply = _get(server, method, path)
+    assert (reply.status_code, reply.headers.get("Allow")) == (405, allow), reply.text
+    assert reply.headers["Content-Type"] == "application/json"
+    if method != "HEAD":
+        assert reply.json() == {"error": f"{method} not allowed on {path}", "field": "path"}
+
+
+def test_what_the_other_routes_serve_is_unchanged(server: Server) -> None:
+    """Health, metrics and the web view answer as before; the API's own errors too."""
+    assert requests.get(server.url + "/healthz", timeout=10).json()["status"] == "alive"
+    metrics = _get(server, "GET", "/metrics")
+    assert metrics.status_code == 200 and metrics.headers["Content-Type"].startswith("text/plain")
+    page = _get(server, "GET", "/dyncast/ui/")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    moved = requests.get(server.url + "/dyncast/ui", timeout=10, allow_redirects=False)
+    assert moved.status_code == 301 and moved.headers["Location"].endswith("/dyncast/ui/")
+    api = _get(server, "GET", "/dyncast/v1/nowhere")
+    assert api.json() == {"error": "no such resource: /dyncast/v1/nowhere", "field": "path"}
+    assert requests.get(server.url + "/nowhere", timeout=10).status_code == 401  # auth first
+
+
+def _through(app: object) -> tuple[str, list[tuple[str, str]], bytes]:
+    """One GET /x through routeerrors in front of `app` (no route table): its reply."""
+    got: list[tuple[str, list[tuple[str, str]]]] = []
+    body = routeerrors.serve(app, {"REQUEST_METHOD": "GET", "PATH_INFO": "/x"},
+                             lambda status, headers: got.append((status, headers)))
+    return got[-1][0], got[-1][1], b"".join(body)
+
+
+def test_an_app_that_writes_or_starts_lazily_is_passed_through() -> None:
+    """A reply begun with WSGI's `write`, or started only when its body is iterated, keeps
+    its status and every byte; a lazy text/plain 404 still becomes the JSON one."""
+    def writer(environ: object, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])(b"a")
+        return [b"b"]
+
+    def lazy(status: str) -> Any:
+        def app(environ: object, start_response: Any) -> Iterator[bytes]:
+            start_response(status, [("Content-Type", "text/plain")])
+            yield b"c"
+        return app
+
+    assert _through(writer)[::2] == ("200 OK", b"ab")
+    assert _through(lazy("201 Created"))[::2] == ("201 Created", b"c")
+    status, headers, body = _through(lazy("404 Not Found"))
+    assert (status, json.loads(body)) == ("404 Not Found", {"error": "no such resource: /x",
+                                                            "field": "path"})
+    assert ("Content-Type", "application/json") in headers
