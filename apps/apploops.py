@@ -98,15 +98,24 @@ class Loops:
         while True:
             hub.sleep(self.config.stats_interval_s)
             for dp in list(self.datapaths.values()):
-                parser = dp.ofproto_parser
-                dp.send_msg(parser.OFPPortStatsRequest(dp, 0, dp.ofproto.OFPP_ANY))
-                dp.send_msg(parser.OFPEchoRequest(dp, data=struct.pack("!d", time.time())))
-                if self.punt_pps:
-                    dp.send_msg(channelguard.meter_stats_request(dp))
+                for msg in self._stats_requests(dp):
+                    dp.send_msg(msg)
             for dpid in self.core.programmer.switches_to_poll():  # what switches learned
                 dp = self.datapaths.get(dpid)
                 if dp is not None:
                     dp.send_msg(self._polls.ask(dp, time.time()))
+
+    def _stats_requests(self, dp: Any) -> list[Any]:
+        """A switch's periodic requests: port counters, an echo, and the punt meter's counters
+        where this member made the meter (the member that programs the switch: in a cluster a
+        slave's request could reach the switch before any master made it, and the switch
+        answers it with an error)."""
+        parser = dp.ofproto_parser
+        out = [parser.OFPPortStatsRequest(dp, 0, dp.ofproto.OFPP_ANY),
+               parser.OFPEchoRequest(dp, data=struct.pack("!d", time.time()))]
+        if self.punt_pps and self.programs(dp.id):
+            out.append(channelguard.meter_stats_request(dp))
+        return out
 
     def _auditor(self) -> None:
         """Read every switch's table back every `reconcile_interval_s` (a reading that got no
