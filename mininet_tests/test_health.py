@@ -25,7 +25,10 @@ HERE = Path(__file__).parent
 HEALTH = {**EDGES, "config": HERE / "fig2_health.toml"}
 TIMED = HERE / "timedrequests.py"
 E21, E31 = "10.0.0.21", "10.0.0.31"
-BOUND_S = 0.5  # new connections started this long after the kill all reach e3
+BOUND_S = 1.5  # new connections started this long after the kill all reach e3: far below
+# the 30 s fig2_health.toml gives stale metrics and the probe (without passive health nothing
+# ejects e2 within the run), above
+# the ~0.05-0.9 s the ejection took under CI's load (os-ken: refusals until 0.93 s once)
 
 
 def _rows(lab: Lab, seconds: float) -> tuple[list[dict[str, Any]], float]:
