@@ -178,7 +178,10 @@ def test_only_a_group_of_the_old_shape_is_taken_for_an_old_one_of_ours() -> None
     assert not judge(dataclasses.replace(g, group_id=g.group_id | 1))  # 2L+1 out of Q
     assert not judge(dataclasses.replace(g, fast_failover=False))
     assert not judge(dataclasses.replace(g, buckets=g.buckets[:1]))
-    assert not judge(dataclasses.replace(g, buckets=((watch + 1, first), g.buckets[1])))
+    elsewhere = (watch + 1, (first[0], ("output", watch + 1)))  # not the instance's port
+    assert not judge(dataclasses.replace(g, buckets=(elsewhere, g.buckets[1])))
+    assert not judge(dataclasses.replace(g, buckets=((watch, (("eth_dst", "02:00:00:00:00:09"),
+                                                               first[1])), g.buckets[1])))
     assert not judge(dataclasses.replace(g, buckets=(g.buckets[0], (backup, (
         ("ipv4_dst", "10.9.9.9"), *second[1:])))))  # rewrites to no instance we know
     assert not judge(dataclasses.replace(g, group_id=g.group_id + 2))  # another label's id
