@@ -10,6 +10,7 @@ from typing import Any
 from controller.auth.settings import SecuritySettings, security_from_dict
 from controller.channel import ChannelConfig, channel_from_dict
 from controller.cluster.settings import ClusterConfig, cluster_from_dict
+from controller.dataplane.failover import DEFAULT_GROUP_PREFIX, GROUP_PREFIX_MAX, GROUP_PREFIX_MIN
 from controller.dataplane.tracker import TrackerConfig, tracker_from_dict
 from controller.errors import ConfigError, ValidationError
 from controller.instances.health import HealthConfig, health_from_dict
@@ -53,6 +54,7 @@ class ControllerConfig:
     security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
     channel: ChannelConfig = field(default_factory=ChannelConfig)  # [channel]: listen, TLS
     conntrack: TrackerConfig = field(default_factory=TrackerConfig)  # [dataplane.conntrack]
+    group_id_prefix: int = DEFAULT_GROUP_PREFIX  # [dataplane]: high 8 bits of our group ids
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # [cluster]: off by default
 
     def monitor_settings(self) -> MonitorSettings:
@@ -190,16 +192,29 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
         security=security_from_dict(data.get("security", {})),
         channel=channel_from_dict(data.get("channel", {})),
         conntrack=_dataplane(data.get("dataplane", {})),
+        group_id_prefix=_group_id_prefix(data.get("dataplane", {})),
         cluster=_cluster(data.get("cluster", {}), store_url),
     )
 
 
 def _dataplane(raw: Any) -> TrackerConfig:
-    """Parse the [dataplane] table: only [dataplane.conntrack] so far."""
+    """Parse the [dataplane] table: [dataplane.conntrack] (`group_id_prefix`: below)."""
     if not isinstance(raw, Mapping):
         raise ValidationError("dataplane", "must be a table")
-    reject_unknown(raw, {"conntrack"}, "dataplane")
+    reject_unknown(raw, {"conntrack", "group_id_prefix"}, "dataplane")
     return tracker_from_dict(raw.get("conntrack", {}))
+
+
+def _group_id_prefix(raw: Mapping[str, Any]) -> int:
+    """[dataplane] `group_id_prefix`: the high 8 bits of Dyncast's group ids, 1-0xFE (0 would
+    be other applications' low ids; with 0xFF the ids would reach OFPG_MAX, ALL and ANY)."""
+    value = raw.get("group_id_prefix", DEFAULT_GROUP_PREFIX)
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            GROUP_PREFIX_MIN <= value <= GROUP_PREFIX_MAX):
+        raise ValidationError("dataplane.group_id_prefix", "must be an integer from "
+                              f"{GROUP_PREFIX_MIN} to {GROUP_PREFIX_MAX:#x} (0xFF would reach "
+                              f"the reserved group ids 0xffffff00 and up), got {repr(value)[:40]}")
+    return value
 
 
 def _cluster(raw: Any, store_url: str) -> ClusterConfig:

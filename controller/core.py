@@ -44,9 +44,8 @@ class Core:
         self.catalogue = Catalogue()
         self.network = Network(config.monitor_settings(), lambda ip: ip in self.catalogue.by_dsid)
         self.topology, self.forwarding = self.network.topology, self.network.forwarding
-        self.decisions = Decisions(config.selection, config.scoring,
-                                   (self.topology, self.network.costs), config.ingresses,
-                                   self.counters)
+        self.decisions = Decisions(config.selection, config.scoring, (self.topology,
+                                   self.network.costs), config.ingresses, self.counters)
         self.decisions.router_of.update(config.forwarders)
         self.decisions.places_flows = lambda svc: mode_of(svc).places_flows
         self.engine = self.decisions.engine
@@ -59,7 +58,8 @@ class Core:
         self.flows = ReactiveFlows(self.operations, self.topology, self.decisions, self.writes,
                                    self.counters, lambda: self.config.limits.affinity_per_ingress)
         self.bindings = self.flows.bindings
-        self.programmer = Programmer(self.topology, self.engine, self.decisions.decider)
+        self.programmer = Programmer(self.topology, self.engine, self.decisions.decider,
+                                     config.group_id_prefix)  # [dataplane]
         self.audit = Audit(self.catalogue, self.forwarding, self.flows, self.programmer,
                            self.counters)
         self.drains = Drains(self.operations, self.flows, self.programmer, service_punt)

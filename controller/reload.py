@@ -28,7 +28,7 @@ LIVE = ("lldp_interval_s", "stats_interval_s", "store_flush_s", "reconcile_inter
 KEY_OF = {"limits": "limits", "links": "link", "forwarders": "forwarder",
           "logging": "controller.logging", "security": "security",
           "channel": "channel", "cluster": "cluster",  # [channel], [cluster]: at start only
-          "conntrack": "dataplane.conntrack"}
+          "conntrack": "dataplane.conntrack", "group_id_prefix": "dataplane.group_id_prefix"}
 
 
 def key_of(field_name: str) -> str:

@@ -110,7 +110,7 @@ def test_controller_told_of_the_port_moves_flows_and_drops_the_groups(mode: str)
     assert set(connect(fig, NEW_FLOWS).values()) == {E31}
     label = fig.core.programmer.label(E21)
     groups = fig.net.switch(dpid).groups
-    assert not set(group_ids(label)) & set(groups), groups
+    assert not set(group_ids(label, fig.core.programmer.group_prefix)) & set(groups), groups
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -1,7 +1,8 @@
 """A switch's groups read back and repaired (controller/dataplane/groupaudit.py), over fake
 switches on Figure 2 with failover on svc1: a stale group of ours that no entry names is
 deleted, a group an entry we keep names is kept, a wanted group missing or changed is sent
-again, another application's group is never touched; and a controller restarted with failover
+again, another application's group is never touched (even inside 32-131,071, where our ids
+were before they carried a prefix); and a controller restarted with failover
 turned off leaves no group of ours while every flow keeps its instance.
 """
 
@@ -13,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from apps.store import Store
-from controller.dataplane.failover import group_ids
+from controller.dataplane.failover import DEFAULT_GROUP_PREFIX, group_ids
 from controller.dataplane.groupaudit import (
-    GROUP_END,
-    GROUP_FIRST,
     SwitchGroup,
     bucket_of,
     groups_read,
@@ -30,7 +29,9 @@ from tests.test_pipelines import ATTACHED_PORT, E21, E31, FLOWS, Figure2, connec
 from tests.test_reconcile import reconcile, rediscover, restart
 
 R2 = ATTACHED_PORT[E21][0]  # e21's switch: holds e21's two groups
-FOREIGN = (7, GROUP_END + 5)  # another application's groups, below and above our range
+# another application's groups: below, inside and above 32-131,071 (the unprefixed ids of
+# processes before 2026-12), and one with the prefix after ours
+FOREIGN = (7, 40, 100, 131_071, 200_000, (DEFAULT_GROUP_PREFIX + 1) << 24 | 74)
 STALE_LABEL = 999  # a label no instance has: its groups are an earlier process's
 
 
@@ -45,8 +46,14 @@ def _read_groups(fig: Figure2, dpid: int) -> None:
     fig.apply(groups_read(fig.core.programmer, fig.core.counters, dpid, _held(fig, dpid)))
 
 
+def _ids(label: int) -> tuple[int, int]:
+    """A label's two group ids at the default prefix."""
+    return group_ids(label, DEFAULT_GROUP_PREFIX)
+
+
 def _ours(fig: Figure2, dpid: int) -> set[int]:
-    return {gid for gid in fig.net.switch(dpid).groups if ours(gid)}
+    return {gid for gid in fig.net.switch(dpid).groups
+            if ours(gid, fig.core.programmer.group_prefix)}
 
 
 def _put(fig: Figure2, dpid: int, group_id: int) -> None:
@@ -63,11 +70,13 @@ def _on_e21_fail_over(fig: Figure2, placed: dict[int, str]) -> None:
     fig.net.switch(R2).down.clear()
 
 
-def test_the_range_is_every_labels_two_groups() -> None:
-    """Dyncast's group ids are 2L and 2L+1 for labels 16 to 65,535: nothing else."""
-    assert (GROUP_FIRST, GROUP_END) == (32, 131_072)
-    assert all(ours(g) for g in (*group_ids(16), *group_ids(65_535)))
-    assert not any(ours(g) for g in (0, 31, *FOREIGN))
+def test_ours_are_every_labels_two_groups_under_the_prefix() -> None:
+    """Dyncast's group ids are prefix << 24 | 2L (+1) for labels 16 to 65,535: nothing else,
+    in particular not the unprefixed 2L ids nor another prefix's."""
+    assert _ids(16) == (0xD5000020, 0xD5000021) and _ids(65_535)[1] == 0xD501FFFF
+    assert all(ours(g, DEFAULT_GROUP_PREFIX) for g in (*_ids(16), *_ids(65_535)))
+    assert not any(ours(g, DEFAULT_GROUP_PREFIX) for g in (
+        0, 31, *FOREIGN, *group_ids(16, 0), 0xD5000000 | 31, 0xD5020000, 0xFFFFFF00))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -78,13 +87,14 @@ def test_a_stale_group_is_deleted_and_a_foreign_one_left_alone(mode: str) -> Non
     placed = connect(fig, FLOWS)
     wanted = _ours(fig, R2)
     assert len(wanted) == 2, wanted
-    stale = group_ids(STALE_LABEL)
+    stale = _ids(STALE_LABEL)
     for gid in (*stale, *FOREIGN):
         _put(fig, R2, gid)
     _read_groups(fig, R2)
     assert set(fig.net.switch(R2).groups) == wanted | set(FOREIGN)
     stats = stats_view(fig.core)
     assert (stats["reconcile_groups_removed"], stats["reconcile_groups_added"]) == (2, 0)
+    assert not set(stale) & set(fig.net.switch(R2).groups)
     _read_groups(fig, R2)  # in step: nothing more
     assert stats_view(fig.core)["reconcile_groups_removed"] == 2
     _on_e21_fail_over(fig, placed)
@@ -133,12 +143,13 @@ def test_restarted_with_failover_off_no_group_of_ours_is_left(mode: str,
                                                                tmp_path: Path) -> None:
     """Stopped with failover on, started with it off: after the switches are read (entries,
     then groups) no switch holds a group of ours, the flows keep their instances, a down port
-    now drops e21's flows' packets (nothing sends them to a backup nobody updates), and a
-    foreign group survives."""
+    now drops e21's flows' packets (nothing sends them to a backup nobody updates), and the
+    foreign groups survive."""
     fig = _figure2(mode)
     placed = connect(fig, FLOWS)
     assert _ours(fig, R2)
-    _put(fig, R2, FOREIGN[0])
+    for gid in FOREIGN:
+        _put(fig, R2, gid)
     fig.svc = dataclasses.replace(fig.svc, failover=False)
     restart(fig, Store(f"sqlite:///{tmp_path / 'dyncast.db'}"), after=1.0)
     assert {s: fig.go(s)[0] for s in FLOWS} == placed
@@ -148,7 +159,7 @@ def test_restarted_with_failover_off_no_group_of_ours_is_left(mode: str,
         _read_groups(fig, dpid)
     assert not any(_ours(fig, d) for d in fig.net.switches), {
         d: _ours(fig, d) for d in fig.net.switches}
-    assert FOREIGN[0] in fig.net.switch(R2).groups
+    assert set(FOREIGN) <= set(fig.net.switch(R2).groups)
     assert stats_view(fig.core)["reconcile_groups_removed"] == 4  # e21's at r2, e31's at r3
     assert {s: fig.go(s)[0] for s in FLOWS} == placed
     _port_down(fig, E21)
@@ -163,9 +174,9 @@ def test_nothing_is_judged_while_the_entries_are_being_read() -> None:
     connect(fig, FLOWS)
     wanted = _ours(fig, R2)
     fig.apply(fig.core.switch_connected(R2, reads_table=True))
-    _put(fig, R2, group_ids(STALE_LABEL)[0])
+    _put(fig, R2, _ids(STALE_LABEL)[0])
     assert groups_read(fig.core.programmer, fig.core.counters, R2, _held(fig, R2)) == []
-    assert _ours(fig, R2) == wanted | {group_ids(STALE_LABEL)[0]}
+    assert _ours(fig, R2) == wanted | {_ids(STALE_LABEL)[0]}
 
 
 def test_bucket_spelling_matches_a_read_bucket() -> None:

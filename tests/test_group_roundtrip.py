@@ -42,7 +42,7 @@ def test_every_group_sent_reads_back_unchanged(dp: FakeDatapath, mode: str) -> N
     for dpid in sorted(fig.net.switches):
         wanted = fig.core.programmer.groups.held(dpid)
         found = [group_of(_read_back(dp, gm), dp.ofproto) for gm in wanted]
-        assert repair(dpid, found, wanted, set()) == ([], []), dpid
+        assert repair(dpid, found, wanted, set(), lambda g: True) == ([], []), dpid
         assert groups_read(fig.core.programmer, fig.core.counters, dpid, found) == []
         checked += len(wanted)
     assert checked >= 4, "no failover group to read back"

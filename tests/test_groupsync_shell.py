@@ -14,6 +14,7 @@ from tests.test_app_smoke import Shell, shell  # noqa: F401 - the fixture
 OFPMP_GROUP_DESC = 7
 OFPGT_FF = 3
 OFPT_GROUP_MOD = 15
+STALE = 0xD5 << 24 | 34  # label 17's first group at the default prefix
 
 
 def group_desc(group_id: int, port: int) -> bytes:
@@ -33,18 +34,21 @@ def group_read_xid(sh: Shell) -> int:
 
 def test_after_the_table_read_the_groups_are_read_and_a_stale_one_deleted(
         shell: Shell) -> None:  # noqa: F811 - the fixture
-    """A connected switch's groups are asked for once its table is repaired; of group 34 (in
-    Dyncast's range, named by nothing: svc1 has no failover) and group 7 (another
-    application's), only 34 is deleted; an answer to an older request changes nothing."""
+    """A connected switch's groups are asked for once its table is repaired; of group
+    0xD5000022 (Dyncast's label 17 at the default prefix, named by nothing: svc1 has no
+    failover) and groups 7 and 34 (another application's: 34 was one of our unprefixed ids
+    before 2026-12, but it has not their shape), only 0xD5000022 is deleted; an answer to an
+    older request changes nothing."""
     shell.connect()
     xid = group_read_xid(shell)
     shell.sent()
-    shell.switch_says(ofgen.multipart_reply(xid + 1000, OFPMP_GROUP_DESC, group_desc(34, 2)))
+    shell.switch_says(ofgen.multipart_reply(xid + 1000, OFPMP_GROUP_DESC,
+                                            group_desc(STALE, 2)))
     assert [s for s in shell.sent() if s.msg_type == OFPT_GROUP_MOD] == []
-    shell.switch_says(ofgen.multipart_reply(xid, OFPMP_GROUP_DESC,
-                                            group_desc(34, 2) + group_desc(7, 1)))
+    shell.switch_says(ofgen.multipart_reply(xid, OFPMP_GROUP_DESC, group_desc(STALE, 2)
+                                            + group_desc(7, 1) + group_desc(34, 2)))
     mods = [struct.unpack_from("!HBxI", s.raw, 8) for s in shell.sent()
             if s.msg_type == OFPT_GROUP_MOD]
-    assert mods == [(shell.dp.ofproto.OFPGC_DELETE, OFPGT_FF, 34)]
+    assert mods == [(shell.dp.ofproto.OFPGC_DELETE, OFPGT_FF, STALE)]
     counters = shell.app.core.counters
     assert (counters["reconcile_groups_removed"], counters["errors"]) == (1, 0)

@@ -21,6 +21,11 @@ S by path cost; ties by D-BID), Q the port at S towards b:
 - table 1, priority PRIO_HOST + 1: the service's packets to D-BID k (protocol, port) -> group
   2L; priority PRIO_HOST + 2, the same from in_port Q -> group 2L+1. The host route (the
   network's, PRIO_HOST) still carries everything else to k.
+- "2L" is short for the group id `(prefix << 24) | 2L` (`group_ids`): the prefix
+  ([dataplane] `group_id_prefix`, default 0xD5) marks Dyncast's groups in a switch it shares
+  with other applications; labels are below 2^16, so 2L+1 fits in the low 24 bits. Groups
+  numbered 2L without a prefix (before 2026-12) are an earlier process's
+  (dataplane/groupaudit.py deletes them once nothing names them).
 - the backup's replies: in `bucket` mode every ingress already rewrites any located
   instance's replies to the D-SID; in `reactive` mode a binding's reverse entry matches its own
   instance only, so every switch gets, per instance that is some instance's backup, a reply
@@ -44,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controller.dataplane.labels import FIRST_LABEL, LABEL_LIMIT
 from controller.dataplane.modes import mode_of, service_ident
 from controller.dataplane.rules import ETH_TYPE_IP
 from controller.intents import (
@@ -90,9 +96,24 @@ class Backup:
     backup_port: int
 
 
-def group_ids(label: int) -> tuple[int, int]:
-    """The two fast-failover groups of the instance with `label` (see the module docstring)."""
-    return label << 1, label << 1 | 1
+GROUP_PREFIX_SHIFT = 24  # a group id: prefix (8 bits), then 2L + b (labels < 2^16)
+DEFAULT_GROUP_PREFIX = 0xD5
+GROUP_PREFIX_MIN, GROUP_PREFIX_MAX = 1, 0xFE  # 0: unmarked; 0xFF: OFPG_MAX, ALL, ANY ahead
+
+
+def group_ids(label: int, prefix: int) -> tuple[int, int]:
+    """The two fast-failover groups of the instance with `label` (see the module docstring);
+    `prefix` 0 gives the unmarked ids of processes before 2026-12."""
+    base = prefix << GROUP_PREFIX_SHIFT | label << 1
+    return base, base | 1
+
+
+def label_of_group(group_id: int, prefix: int) -> int | None:
+    """The label whose group `group_id` is, at `prefix` (None: not one of those ids)."""
+    if group_id >> GROUP_PREFIX_SHIFT != prefix:
+        return None
+    label = (group_id & ((1 << GROUP_PREFIX_SHIFT) - 1)) >> 1
+    return label if FIRST_LABEL <= label < LABEL_LIMIT else None
 
 
 def backups(svc: Service, insts: list[Instance], topology: Topology,
@@ -125,7 +146,7 @@ def _l4(svc: Service) -> str:
     return svc.protocol or "tcp"
 
 
-def groups_at(dpid: int, found: list[Backup]) -> list[GroupMod]:
+def groups_at(dpid: int, found: list[Backup], prefix: int) -> list[GroupMod]:
     """The fast-failover groups switch `dpid` holds for the instances attached to it."""
     out = []
     for b in found:
@@ -133,7 +154,7 @@ def groups_at(dpid: int, found: list[Backup]) -> list[GroupMod]:
             continue
         primary = GroupBucket(b.port, (SetField("eth_dst", b.mac), Output(b.port)))
         moved = (SetField("ipv4_dst", b.backup), SetField("eth_dst", b.backup_mac))
-        plain, back_in = group_ids(b.label)
+        plain, back_in = group_ids(b.label, prefix)
         out.append(GroupMod(dpid, plain, (primary, GroupBucket(
             b.backup_port, (*moved, Output(b.backup_port))))))
         out.append(GroupMod(dpid, back_in, (primary, GroupBucket(
@@ -141,7 +162,7 @@ def groups_at(dpid: int, found: list[Backup]) -> list[GroupMod]:
     return out
 
 
-def entries_at(svc: Service, dpid: int, found: list[Backup]) -> list[FlowMod]:
+def entries_at(svc: Service, dpid: int, found: list[Backup], prefix: int) -> list[FlowMod]:
     """The entries switch `dpid` holds for `svc`'s failover (see the module docstring)."""
     ident = service_ident(svc) << 16
     l4 = _l4(svc)
@@ -153,7 +174,7 @@ def entries_at(svc: Service, dpid: int, found: list[Backup]) -> list[FlowMod]:
         fields: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ipv4_dst": b.dbid,
                                          "ip_proto": svc.ip_proto or 6,
                                          f"{l4}_dst": svc.port or 0}
-        plain, back_in = group_ids(b.label)
+        plain, back_in = group_ids(b.label, prefix)
         out.append(FlowMod(dpid, TABLE_FORWARD, PRIO_FAILOVER, match(**fields),
                            (Group(plain),), cookie=ck))
         out.append(FlowMod(dpid, TABLE_FORWARD, PRIO_FAILOVER_IN,

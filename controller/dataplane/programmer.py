@@ -85,10 +85,11 @@ class Programmer:
     """Bucket maps, pins in progress, labels, and the reconciler for learn/bucket services."""
 
     def __init__(self, topology: Topology, engine: Engine,
-                 decider_of: Callable[[int], int]) -> None:
+                 decider_of: Callable[[int], int], group_prefix: int) -> None:
         self.topology = topology
         self.engine = engine
         self.decider_of = decider_of  # switch -> the switch whose decision applies there
+        self.group_prefix = group_prefix  # [dataplane] group_id_prefix (dataplane/failover.py)
         self.reconciler = Reconciler()
         self.groups = FailoverGroups()  # fast-failover groups of `failover` services
         self.labels = Labels()
@@ -154,8 +155,9 @@ class Programmer:
                                                 i.state in MOVABLE_STATES for i in insts):
                 return []
             del self._held_failover[(dpid, scope)]
-        first, last = self.groups.apply(dpid, scope, groups_at(dpid, found))
-        return first + self.reconciler.apply(dpid, scope, entries_at(svc, dpid, found)) + last
+        first, last = self.groups.apply(dpid, scope, groups_at(dpid, found, self.group_prefix))
+        entries = entries_at(svc, dpid, found, self.group_prefix)
+        return first + self.reconciler.apply(dpid, scope, entries) + last
 
     def _holding(self, dpid: int, name: str, states: dict[str, str], now: float) -> bool:
         """True while a switch keeps the entries it was found with for a service: until a
