@@ -114,8 +114,8 @@ def _reset_at_switch(fig: Figure2) -> tuple[Hop, Result]:
 
 
 def test_with_passive_health_off_no_reset_is_copied() -> None:
-    """Off (the default): the reset reaches the client; no copy, no health entry."""
-    off = _figure2(HealthConfig())
+    """Off (`enabled = false`): the reset reaches the client; no copy, no health entry."""
+    off = _figure2(HealthConfig(enabled=False))
     _, res = _reset_at_switch(off)
     assert res.is_output(1, dpid=1, ipv4_src=DSID) and not res.packet_ins, res
     assert not any(fm.table == TABLE_HEALTH for sw in off.net.switches.values()
@@ -221,7 +221,7 @@ def test_ejection_state_machine_counts_and_limits() -> None:
     health.reported("a", 10.0)
     health.refused("a", pool, 11.0)
     assert health.refused("a", pool, 11.0) and health.until("a") == pytest.approx(13.5)
-    off = PassiveHealth(HealthConfig())
+    off = PassiveHealth(HealthConfig(enabled=False))
     assert not any(off.refused("a", pool, t) for t in (0.0, 0.1, 0.2, 0.3))
 
 
@@ -247,9 +247,11 @@ def test_a_bad_health_setting_is_refused_naming_its_key(table: dict[str, object]
     assert key in str(err2.value)
 
 
-def test_health_is_off_by_default_and_parsed_when_given() -> None:
-    """No [controller.health]: off; given, its values are taken."""
-    assert not config_from_toml("", "x").health.enabled
+def test_health_is_on_by_default_and_parsed_when_given() -> None:
+    """No [controller.health]: on (issue 22: what users get is what is benchmarked); given,
+    its values are taken, `enabled = false` too."""
+    assert config_from_toml("", "x").health == HealthConfig(enabled=True)
+    assert not config_from_toml("[controller.health]\nenabled = false\n", "x").health.enabled
     cfg = config_from_toml("[controller.health]\nenabled = true\nconsecutive = 5\n", "x").health
     assert dataclasses.astuple(cfg)[:2] == (True, 5)
     assert struct.calcsize("!I5xB") == 10  # the offsets is_refusal reads (seq, flags)
