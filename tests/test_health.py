@@ -153,6 +153,43 @@ def test_resets_ending_established_connections_eject_nothing() -> None:
     assert _places(fig, range(33000, 33010)) == {E21, E31}
 
 
+def test_only_the_instances_resets_with_ack_are_copied_and_none_else_ejects() -> None:
+    """A reset without ACK (the instance answering a stray segment, e.g. of a flow a drain
+    deadline moved to it: sequence = that segment's ACK, even 0) reaches the client and is
+    not copied; nor is the client's own reset (RST+ACK, sequence 0) to the instance. Only
+    the instance's RST+ACK is, and it alone can eject."""
+    fig = _figure2()
+    sport = 40000
+    for _ in range(6):
+        while fig.instance(hop := _syn(fig, sport)) != E21:
+            sport += 1
+        res = fig.net.send(hop.dpid, hop.port, {
+            "eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"], "eth_type": 0x0800,
+            "ipv4_src": hop["ipv4_dst"], "ipv4_dst": hop["ipv4_src"], "ip_proto": 6,
+            "tcp_src": hop["tcp_dst"], "tcp_dst": hop["tcp_src"], "tcp_flags": TCP_RST},
+            fig.now)
+        assert res.is_output(1, dpid=1, ipv4_src=DSID) and not res.packet_ins, res
+        fig.send("c1", to_dsid("c1", sport, TCP_RST | TCP_ACK))
+        sport += 1
+    assert fig.core.counters["health_resets"] == 0
+    assert _places(fig, range(38000, 38010)) == {E21, E31}
+    _refuse_until(fig, E21, 3, sport)
+    assert fig.core.counters["health_resets"] == 3
+    assert fig.core.counters["health_ejections"] == 1
+
+
+def test_a_service_without_a_port_gets_no_reset_copies() -> None:
+    """Every port of its D-SID reaches the instance: a client trying closed ports would
+    eject a healthy instance, so its resets are not copied (and eject nothing)."""
+    fig = Figure2(dataclasses.replace(SERVICES["reactive"], port=None), health=ON)
+    svc1 = {health_cookie(fig.core.programmer.label(d)) for d in (E21, E31)}
+    assert not [fm for sw in fig.net.switches.values() for fm in sw.entries()
+                if fm.table == TABLE_HEALTH and fm.cookie in svc1]
+    _refuse_until(fig, E21, 5)
+    assert fig.core.counters["health_resets"] == 0
+    assert _places(fig, range(39000, 39010)) == {E21, E31}
+
+
 def test_refusals_spread_beyond_the_window_eject_nothing() -> None:
     """Refusals further apart than `window_s` are not consecutive failures."""
     fig = _figure2()
