@@ -111,7 +111,7 @@ class HealthPunts:
                 host = hosts.get(inst.dbid)
                 if host is None:
                     continue
-                key = (host.dpid, host.port, self.label(inst.dbid), svc.port)
+                key: Key = (host.dpid, host.port, self.label(inst.dbid), svc.port)
                 old = have.get(inst.dbid)
                 want[inst.dbid] = old if old is not None and old[0] == key else (
                     key, entries_for(svc, host.dpid, host.port, inst.dbid, key[2]))
