@@ -190,6 +190,26 @@ def test_a_service_without_a_port_gets_no_reset_copies() -> None:
     assert _places(fig, range(39000, 39010)) == {E21, E31}
 
 
+def test_a_drained_instances_refusals_eject_nothing_and_undrained_it_takes_flows_at_once(
+) -> None:
+    """A draining instance that closed its listener (a graceful stop) refuses its bound
+    clients' retries: counted as refusals, they eject nothing (it gets no new flows anyway),
+    so when it is undrained it takes new flows at once, not after an ejection's base time."""
+    fig = _figure2()
+    hops, sport = [], 40000
+    while len(hops) < 4:
+        if fig.instance(hop := _syn(fig, sport)) == E21:
+            hops.append(hop)
+        sport += 1
+    fig.apply(fig.core.drain(E21, None, fig.now)[1])
+    for hop in hops:
+        _rst(fig, hop, 0)
+    assert fig.core.counters["health_refusals"] == 4
+    assert fig.core.counters["health_ejections"] == 0
+    fig.apply(fig.core.undrain(E21, fig.now)[1])
+    assert _places(fig, range(38500, 38510)) == {E21, E31}
+
+
 def test_refusals_spread_beyond_the_window_eject_nothing() -> None:
     """Refusals further apart than `window_s` are not consecutive failures."""
     fig = _figure2()
