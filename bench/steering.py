@@ -117,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--controller-stall", type=_positive, default=0.0, metavar="S",
                     help="stop the controller (SIGSTOP) for S s at the failure, then SIGCONT: "
                          "a busy or partitioned controller (under OVS's inactivity probe)")
-    ap.add_argument("--health", action="store_true",
-                    help="turn passive health on ([controller.health] enabled = true)")
+    ap.add_argument("--health", action="store_true", default=True,
+                    help="passive health on (the controller's default; the flag is kept for "
+                         "the commands that name it)")
+    ap.add_argument("--no-health", dest="health", action="store_false",
+                    help="turn passive health off ([controller.health] enabled = false)")
     ap.add_argument("--duration", type=float, default=None, help="seconds per run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--selection", nargs="+", default=[], metavar="KEY=VALUE",

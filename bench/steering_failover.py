@@ -412,28 +412,30 @@ def killed(runs: list[dict[str, Any]]) -> list[str]:
 HEALTH_COMMAND = ("sudo .venv/bin/python bench/steering.py --networks figure2 --scenarios "
                   "failure --policies dyncast p2c least-loaded --no-reference --fail-kind "
                   "process --tag {tag}{flag}")
-HEALTH_TAGS = {"health": " --health", "health-off": ""}  # bench/results/steering-TAG.*
+HEALTH_TAGS = {"health": " --health", "health-off": " --no-health"}  # results/steering-TAG.*
 
 
 def health_section(saved: dict[str, dict[str, Any]]) -> list[str]:
     """Passive health on against off, from the runs in `saved` (HEALTH_TAGS -> results; when
-    "health-off" is missing, the `process` failover run, "failover-process", is the off one)."""
+    "health-off" is missing, the `process` failover run, "failover-process", is the off one
+    if it ran with health off: before issue 22 made it the default, or `--no-health`)."""
     off_tag = "health-off" if "health-off" in saved else "failover-process"
-    if "health" not in saved or off_tag not in saved:
+    if ("health" not in saved or off_tag not in saved
+            or "passive health on" in saved[off_tag].get("settings", "")):
         return []
     on = {r["policy"]: r for r in saved["health"]["runs"] if r.get("failure")}
     off = {r["policy"]: r for r in saved[off_tag]["runs"] if r.get("failure")}
     md = ["## Passive health: a killed process", "",
           "The `process` failure (e2's service and D-MA killed half-way, its link up) with "
-          "passive health off (the default) and on ([decisions.md](../decisions.md#passive-"
-          "health)): e2's switch copies e2's resets to the controller through their own meter, "
-          "and three refusals (RST+ACK, sequence 0) within a second eject e2 for new flows, "
-          "whatever the policy, until a report comes after 2 s. Same seed and arrivals; "
-          "`reactive` dataplane.", ""]
+          "passive health off and on (the default since issue 22; "
+          "[decisions.md](../decisions.md#passive-health)): e2's switch copies e2's resets to "
+          "the controller through their own meter, and three refusals (RST+ACK, sequence 0) "
+          "within a second eject e2 for new flows, whatever the policy, until a report comes "
+          "after 2 s. Same seed and arrivals; `reactive` dataplane.", ""]
     commands = [("health", HEALTH_COMMAND.format(tag="health", flag=HEALTH_TAGS["health"]),
                  "steering-health")]
     if off_tag == "health-off":
-        commands.append((off_tag, HEALTH_COMMAND.format(tag=off_tag, flag=""),
+        commands.append((off_tag, HEALTH_COMMAND.format(tag=off_tag, flag=HEALTH_TAGS[off_tag]),
                          "steering-health-off"))
     else:
         commands.append((off_tag, COMMAND.format(network="figure2", kind="process",

@@ -66,12 +66,13 @@ class Plan:
     references: bool = True  # run each scenario's reference (every new flow to its sites)
     fail_kind: str = "process"  # FAIL_KINDS: what the failure scenario does to its site
     stall_s: float = 0.0  # the controller stopped this long at the failure (steering_stall.py)
-    health: bool = False  # [controller.health] enabled: passive health (docs/decisions.md)
+    health: bool = True  # [controller.health] enabled: passive health (docs/decisions.md; on
+    # by default since issue 22, as in the controller)
 
     def controller_extra(self) -> str:
         """The [controller.selection] and [controller.scoring] tables under test."""
         table = "".join(f"{k} = {_toml(v)}\n" for k, v in self.selection.items())
-        health = "[controller.health]\nenabled = true\n" if self.health else ""
+        health = "" if self.health else "[controller.health]\nenabled = false\n"
         return (f"[controller.selection]\n{table}" if table else "") + self.scoring + health
 
     def describe(self) -> str:
@@ -84,9 +85,9 @@ class Plan:
         kind = "" if self.fail_kind == "process" else f"; failure kind {self.fail_kind}"
         if self.stall_s:
             kind += f"; the controller stopped {self.stall_s:g} s at the failure"
-        kind += "; passive health on" if self.health else ""
-        return (f"selection {sel}; {compute}; D-MA {dma}; congestion {self.congestion}{load}"
-                f"{kind}")
+        health = "on" if self.health else "off"
+        return (f"selection {sel}; {compute}; passive health {health}; D-MA {dma}; congestion "
+                f"{self.congestion}{load}{kind}")
 
     def rate(self, client: Client) -> float:
         """`client`'s base request rate in this plan."""

@@ -46,7 +46,9 @@ class Health:
     def reset(self, cookie_value: int, data: bytes, now: float) -> list[Intent]:
         """A reset an instance sent was copied to the controller (its entry's cookie names
         the instance): when it is the refusal that ejects the instance, its service's
-        decisions are taken again."""
+        decisions are taken again. Only an `active` instance's refusals count: a draining or
+        inactive one gets no new flows anyway, and may well have closed its listener (a
+        graceful stop); counted, they would keep it out for a while after an undrain."""
         self.counters["health_resets"] += 1
         split = cookie_kind(cookie_value)
         dbid = None if split is None else self.dbid_of(split[1] & 0xFFFF)
@@ -54,6 +56,8 @@ class Health:
         if inst is None or not is_refusal(data):
             return []
         self.counters["health_refusals"] += 1
+        if inst.state != "active":
+            return []
         active = [i.dbid for i in self.catalogue.of_service(inst.service) if i.state == "active"]
         if not self.state.refused(inst.dbid, active, now):
             return []

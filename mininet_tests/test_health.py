@@ -3,12 +3,16 @@
 (mininet_tests/fig2_health.toml), the controller's liveness cannot notice within the test.
 e2's kernel refuses the next connections (a RST to each SYN); r2 delivers each reset to the
 client and copies it to the controller through its health meter; after three refusals the
-controller ejects 10.0.0.21 and every later new connection reaches e3.
+controller ejects 10.0.0.21 and every later new connection reaches e3. And resets that
+refuse nothing eject nothing: those of an instance that a drain deadline's moved connections
+reach, and the clients' own.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -18,7 +22,8 @@ import pytest
 
 from mininet_tests.flowdump import dump_flows
 from mininet_tests.harness import Lab
-from mininet_tests.test_fig2 import EDGES, INSTANCE_OF, R1, SVC1, wait_shares
+from mininet_tests.processes import wait_until
+from mininet_tests.test_fig2 import EDGES, INSTANCE_OF, R1, SVC1, start_hold, wait_shares
 from mininet_tests.test_network import kill
 
 HERE = Path(__file__).parent
@@ -70,3 +75,43 @@ def test_a_killed_instance_is_ejected_by_its_refusals(fig2: Lab) -> None:
     print(f"passive health: {len(failed)} requests failed, started at {starts} ms after the "
           f"kill; {len(after)} started from {BOUND_S} s on, all at e3; "
           f"stats {({k: v for k, v in stats.items() if k.startswith('health_')})}")
+
+
+def _out_rsts(lab: Lab, host: str) -> int:
+    """The TCP resets `host`'s kernel sent (its namespace's /proc/net/snmp, Tcp OutRsts)."""
+    rows = [line.split() for line in lab.host_cmd(host, "cat /proc/net/snmp").splitlines()
+            if line.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("OutRsts")])
+
+
+@pytest.mark.parametrize("fig2", [HEALTH], indirect=True)
+def test_resets_that_refuse_nothing_eject_nothing(fig2: Lab) -> None:
+    """Held connections on both instances; one instance is drained with a 1 s deadline, so
+    its connections move to the other, whose kernel resets them (RST to segments of
+    connections it does not have); then the other's clients are killed (their kernels reset
+    theirs). No refusal is counted, nothing is ejected, and after the undrain new flows go to
+    both instances again."""
+    wait_shares(fig2, "svc1", R1, {E21, E31})
+    holds = [start_hold(fig2, 40, name=f"hold{i}") for i in range(8)]
+    on = {dbid: [p for p, first in holds if INSTANCE_OF[first] == dbid] for dbid in (E21, E31)}
+    assert all(on.values()), {d: len(p) for d, p in on.items()}
+    before = _out_rsts(fig2, "e3")
+    status, body = fig2.rest("POST", f"/instances/{E21}/drain", {"deadline_s": 1})
+    assert status == 200, body
+    wait_until(lambda: fig2.rest("GET", "/stats")[1]["drain_deadline_moves"] >= 1, 10,
+               "the drain deadline moved no connection")
+    wait_until(lambda: _out_rsts(fig2, "e3") > before, 10,
+               "e3 reset none of the connections moved to it: the case was not exercised")
+    for proc in on[E31]:
+        os.kill(proc.popen.pid, signal.SIGKILL)  # c1's kernel resets their connections
+        proc.popen.wait(timeout=5)
+    time.sleep(2.0)  # window_s is 1 s: refusals would have ejected by now
+    assert fig2.rest("POST", f"/instances/{E21}/undrain")[0] == 200
+    stats = fig2.rest("GET", "/stats")[1]
+    health = {k: v for k, v in stats.items() if k.startswith("health_")}
+    assert health.get("health_refusals", 0) == 0 and health.get("health_ejections", 0) == 0, \
+        health
+    ejected = {i["dbid"]: i["ejected_until"] for i in fig2.rest("GET", "/instances")[1]}
+    assert not any(ejected.values()), ejected
+    wait_shares(fig2, "svc1", R1, {E21, E31}, timeout=5)
+    print(f"no ejection: e3 sent {_out_rsts(fig2, 'e3') - before} resets; stats {health}")

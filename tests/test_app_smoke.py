@@ -199,12 +199,15 @@ def test_a_connecting_switch_is_configured_and_gets_the_pipeline(shell: Shell) -
     xid = shell.table_read_xid(shell.dp)
     sent = shell.sent()
     assert sent[0].msg_type == ofp.OFPT_SET_CONFIG
-    # the punt meter ([channel].punt_pps, default 1000): added (or, if there, modified) first
-    assert [s.msg_type for s in sent[1:3]] == [ofp.OFPT_METER_MOD] * 2
-    meters = [struct.unpack_from("!HHI4xI", s.raw, 8) for s in sent[1:3]]  # command .. rate
+    # the punt meter ([channel].punt_pps, default 1000), then passive health's (on by
+    # default; [controller.health].punt_pps, 100): each added (or, if there, modified) first
+    assert [s.msg_type for s in sent[1:5]] == [ofp.OFPT_METER_MOD] * 4
+    meters = [struct.unpack_from("!HHI4xI", s.raw, 8) for s in sent[1:5]]  # command .. rate
     assert [(m[0], m[2], m[3]) for m in meters] == [(ofp.OFPMC_ADD, 1, 1000),
-                                                     (ofp.OFPMC_MODIFY, 1, 1000)]
-    assert [ofgen.multipart_type(s.raw) for s in sent[3:]] == [ofp.OFPMP_PORT_DESC,
+                                                     (ofp.OFPMC_MODIFY, 1, 1000),
+                                                     (ofp.OFPMC_ADD, 2, 100),
+                                                     (ofp.OFPMC_MODIFY, 2, 100)]
+    assert [ofgen.multipart_type(s.raw) for s in sent[5:]] == [ofp.OFPMP_PORT_DESC,
                                                                 ofp.OFPMP_FLOW]
     assert flow_mods(sent) == []  # nothing before we know what the switch holds
     shell.switch_says(ofgen.port_desc_reply(2, 1, PORTS))

@@ -114,8 +114,8 @@ def _reset_at_switch(fig: Figure2) -> tuple[Hop, Result]:
 
 
 def test_with_passive_health_off_no_reset_is_copied() -> None:
-    """Off (the default): the reset reaches the client; no copy, no health entry."""
-    off = _figure2(HealthConfig())
+    """Off (`enabled = false`): the reset reaches the client; no copy, no health entry."""
+    off = _figure2(HealthConfig(enabled=False))
     _, res = _reset_at_switch(off)
     assert res.is_output(1, dpid=1, ipv4_src=DSID) and not res.packet_ins, res
     assert not any(fm.table == TABLE_HEALTH for sw in off.net.switches.values()
@@ -151,6 +151,63 @@ def test_resets_ending_established_connections_eject_nothing() -> None:
     assert fig.core.counters["health_resets"] >= 10
     assert fig.core.counters["health_ejections"] == 0
     assert _places(fig, range(33000, 33010)) == {E21, E31}
+
+
+def test_only_the_instances_resets_with_ack_are_copied_and_none_else_ejects() -> None:
+    """A reset without ACK (the instance answering a stray segment, e.g. of a flow a drain
+    deadline moved to it: sequence = that segment's ACK, even 0) reaches the client and is
+    not copied; nor is the client's own reset (RST+ACK, sequence 0) to the instance. Only
+    the instance's RST+ACK is, and it alone can eject."""
+    fig = _figure2()
+    sport = 40000
+    for _ in range(6):
+        while fig.instance(hop := _syn(fig, sport)) != E21:
+            sport += 1
+        res = fig.net.send(hop.dpid, hop.port, {
+            "eth_src": hop["eth_dst"], "eth_dst": hop["eth_src"], "eth_type": 0x0800,
+            "ipv4_src": hop["ipv4_dst"], "ipv4_dst": hop["ipv4_src"], "ip_proto": 6,
+            "tcp_src": hop["tcp_dst"], "tcp_dst": hop["tcp_src"], "tcp_flags": TCP_RST},
+            fig.now)
+        assert res.is_output(1, dpid=1, ipv4_src=DSID) and not res.packet_ins, res
+        fig.send("c1", to_dsid("c1", sport, TCP_RST | TCP_ACK))
+        sport += 1
+    assert fig.core.counters["health_resets"] == 0
+    assert _places(fig, range(38000, 38010)) == {E21, E31}
+    _refuse_until(fig, E21, 3, sport)
+    assert fig.core.counters["health_resets"] == 3
+    assert fig.core.counters["health_ejections"] == 1
+
+
+def test_a_service_without_a_port_gets_no_reset_copies() -> None:
+    """Every port of its D-SID reaches the instance: a client trying closed ports would
+    eject a healthy instance, so its resets are not copied (and eject nothing)."""
+    fig = Figure2(dataclasses.replace(SERVICES["reactive"], port=None), health=ON)
+    svc1 = {health_cookie(fig.core.programmer.label(d)) for d in (E21, E31)}
+    assert not [fm for sw in fig.net.switches.values() for fm in sw.entries()
+                if fm.table == TABLE_HEALTH and fm.cookie in svc1]
+    _refuse_until(fig, E21, 5)
+    assert fig.core.counters["health_resets"] == 0
+    assert _places(fig, range(39000, 39010)) == {E21, E31}
+
+
+def test_a_drained_instances_refusals_eject_nothing_and_undrained_it_takes_flows_at_once(
+) -> None:
+    """A draining instance that closed its listener (a graceful stop) refuses its bound
+    clients' retries: counted as refusals, they eject nothing (it gets no new flows anyway),
+    so when it is undrained it takes new flows at once, not after an ejection's base time."""
+    fig = _figure2()
+    hops, sport = [], 40000
+    while len(hops) < 4:
+        if fig.instance(hop := _syn(fig, sport)) == E21:
+            hops.append(hop)
+        sport += 1
+    fig.apply(fig.core.drain(E21, None, fig.now)[1])
+    for hop in hops:
+        _rst(fig, hop, 0)
+    assert fig.core.counters["health_refusals"] == 4
+    assert fig.core.counters["health_ejections"] == 0
+    fig.apply(fig.core.undrain(E21, fig.now)[1])
+    assert _places(fig, range(38500, 38510)) == {E21, E31}
 
 
 def test_refusals_spread_beyond_the_window_eject_nothing() -> None:
@@ -221,7 +278,7 @@ def test_ejection_state_machine_counts_and_limits() -> None:
     health.reported("a", 10.0)
     health.refused("a", pool, 11.0)
     assert health.refused("a", pool, 11.0) and health.until("a") == pytest.approx(13.5)
-    off = PassiveHealth(HealthConfig())
+    off = PassiveHealth(HealthConfig(enabled=False))
     assert not any(off.refused("a", pool, t) for t in (0.0, 0.1, 0.2, 0.3))
 
 
@@ -247,9 +304,11 @@ def test_a_bad_health_setting_is_refused_naming_its_key(table: dict[str, object]
     assert key in str(err2.value)
 
 
-def test_health_is_off_by_default_and_parsed_when_given() -> None:
-    """No [controller.health]: off; given, its values are taken."""
-    assert not config_from_toml("", "x").health.enabled
+def test_health_is_on_by_default_and_parsed_when_given() -> None:
+    """No [controller.health]: on (issue 22: what users get is what is benchmarked); given,
+    its values are taken, `enabled = false` too."""
+    assert config_from_toml("", "x").health == HealthConfig(enabled=True)
+    assert not config_from_toml("[controller.health]\nenabled = false\n", "x").health.enabled
     cfg = config_from_toml("[controller.health]\nenabled = true\nconsecutive = 5\n", "x").health
     assert dataclasses.astuple(cfg)[:2] == (True, 5)
     assert struct.calcsize("!I5xB") == 10  # the offsets is_refusal reads (seq, flags)

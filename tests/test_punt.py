@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from apps.ofmsg import encode
+from controller.dataplane.healthpunt import HEALTH_METER, TABLE_HEALTH
 from controller.dataplane.punt import PUNT_METER, meter_punts, sends_to_controller
 from controller.intents import FlowMod, Output, match
 from tests.fakeoftable import FakeNetwork
@@ -12,12 +13,15 @@ from tests.test_ofmsg_encode import core_intents
 
 
 def test_every_controller_bound_entry_carries_the_meter_and_no_other() -> None:
-    """Across every kind of intent the core makes, the meter goes exactly on punts."""
+    """Across every kind of intent the core makes, the meter goes exactly on punts: the
+    punt meter, or on passive health's reset copies (on by default) the health meter."""
     metered = meter_punts(core_intents())
     mods = [i for i in metered if isinstance(i, FlowMod) and i.command == "add"]
     punts = [m for m in mods if sends_to_controller(m)]
     assert len(punts) >= 8  # LLDP, ARP, forward miss at four switches; service punts
-    assert all(m.meter == PUNT_METER for m in punts)
+    assert any(m.table == TABLE_HEALTH for m in punts)
+    assert all(m.meter == (HEALTH_METER if m.table == TABLE_HEALTH else PUNT_METER)
+               for m in punts)
     assert all(m.meter is None for m in mods if not sends_to_controller(m))
 
 

@@ -111,6 +111,25 @@ def test_recovery_is_the_last_failure_after_the_event() -> None:
     assert recovery_time(records[:1], 5.0) == 0.0
 
 
+def test_passive_health_is_on_in_the_bench_as_by_default_and_no_health_turns_it_off() -> None:
+    """The bench runs what users get (health on); `--no-health` writes `enabled = false`,
+    and the settings line says which (the health section takes only an off run as off)."""
+    import tomllib
+
+    from bench.steering import Plan
+    from bench.steering_net import NETWORKS, controller_config
+    from controller.config import config_from_dict
+
+    for health in (True, False):
+        plan = Plan(["failure"], ["dyncast"], {"failure": 10.0}, health=health)
+        config = config_from_dict(tomllib.loads(controller_config(NETWORKS["figure2"](),
+                                                                  "dyncast",
+                                                                  plan.controller_extra())))
+        assert config.health.enabled is health
+        assert f"passive health {'on' if health else 'off'};" in plan.describe()
+    assert Plan(["failure"], ["dyncast"], {"failure": 10.0}).health
+
+
 @pytest.mark.parametrize("defaults", [False, True])
 def test_benchmark_controller_config_is_valid(defaults: bool) -> None:
     """The TOML the benchmark writes for each network parses, with the settings under test."""
@@ -129,6 +148,7 @@ def test_benchmark_controller_config_is_valid(defaults: bool) -> None:
                                                                   plan.controller_extra())))
         assert config.services[0].policy == "nearest"
         assert config.scoring.enabled is (not defaults) and bool(SCORING)
+        assert config.health.enabled  # the controller's default (issue 22)
         default_spread = SelectionConfig().spread
         assert config.selection.spread == (default_spread if defaults else
                                            SELECTION.get("spread", default_spread))

@@ -207,9 +207,12 @@ def test_the_passive_health_section_sets_on_against_off_per_policy() -> None:
     assert "| dyncast | 28 | 3 | 0.11 | 4800 / 40 |" in text
     assert "dyncast 3 against 28 (0.11x: met); p2c 20 against 32 (0.62x: **not met**)" in text
     assert "--fail-kind process --tag health --health`" in text
-    assert "--tag health-off`" in text
+    assert "--tag health-off --no-health`" in text  # off: no longer the default
     assert sf.health_section({"health": saved["health"]}) == []
     earlier = {"health": saved["health"], "failover-process": saved["health-off"]}
     text = "\n".join(sf.health_section(earlier))
     assert "--tag failover-process`" in text and "cross two runs" in text
     assert "| dyncast | 28 | 3 | 0.11 |" in text
+    since = {"health": saved["health"],  # a failover run with health on is no off run
+             "failover-process": {"runs": off, "settings": "s; passive health on; D-MA"}}
+    assert sf.health_section(since) == []

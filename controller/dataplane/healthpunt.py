@@ -7,12 +7,19 @@ entries each switch holds, and the flow-mods that turn what was sent into that
 Per TCP instance k (label L) of a service, at its own switch, access port P:
 - table 0 `classify`, PRIO_HEALTH (above every entry a reply can meet there): a packet from
   port P, source D-BID k (overlay: the D-SID, which the instance answers from), source port
-  the service's port, TCP flag RST set, reg2 = 0 -> set reg2 = L, resubmit to table 0 (the
-  packet now meets the entries it would have met: the binding's reverse rewrite, the route
-  on; this entry no longer matches), then resubmit to table 5 `health`;
+  the service's port, TCP flags RST and ACK set, reg2 = 0 -> set reg2 = L, resubmit to
+  table 0 (the packet now meets the entries it would have met: the binding's reverse
+  rewrite, the route on; this entry no longer matches), then resubmit to table 5 `health`;
 - table 5 `health`: reg2 = L -> meter HEALTH_METER, output to the controller (the cookie
   names L: the packet-in says which instance sent it; one host may hold several D-BIDs on
   one port, and the rewrite may have replaced the source address by then).
+RST with ACK is what a host answers a SYN with (RFC 9293 3.10.7.1); a reset answering a
+segment that carries an ACK (a stray segment of a connection the instance no longer has, e.g.
+one a drain deadline moved to it) has no ACK flag and is not copied, so such a storm takes
+none of the meter's budget. An abort (close with unread data) carries ACK and is copied; the
+controller tells it from a refusal by its sequence number (instances/health.py).
+A service without a port gets no entries: any port of its D-SID reaches the instance, so a
+client trying closed ports would make refusals of a healthy instance and eject it.
 The copy goes last and through its own meter: a meter drops what exceeds its rate, and the
 packet it drops is the copy alone, the reset having been delivered already (the datapath ran
 its outputs first); a storm of resets costs the controller at most `punt_pps` packet-ins a
@@ -49,6 +56,7 @@ PRIO_HEALTH = 3000  # above bindings (2000) and the D-SID punts (1000); under AR
 HEALTH_METER = 2  # the meter every reset copy passes (the new-flow punts pass meter 1)
 HEALTH_REG = "reg2"  # the label of the instance whose reset this is, once it was seen
 TCP_RST = 0x04
+TCP_ACK = 0x10
 Entries = tuple[FlowMod, ...]
 Key = tuple[int, int, int, int | None]  # switch, port, label, the service's port
 
@@ -62,9 +70,9 @@ def entries_for(svc: Service, dpid: int, port: int, dbid: str, label: int) -> En
     """The two entries of instance `dbid` (label `label`) attached at `dpid` port `port`."""
     fields: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ip_proto": 6, "in_port": port,
                                      "ipv4_src": svc.dsid if svc.overlay else dbid,
-                                     "tcp_flags": (TCP_RST, TCP_RST),
+                                     "tcp_flags": (TCP_RST | TCP_ACK, TCP_RST | TCP_ACK),
                                      HEALTH_REG: 0}
-    if svc.port is not None:
+    if svc.port is not None:  # always, from `sync`
         fields["tcp_src"] = svc.port
     ck = health_cookie(label)
     copy = FlowMod(dpid, TABLE_CLASSIFY, PRIO_HEALTH, match(**fields), (
@@ -92,17 +100,18 @@ class HealthPunts:
 
     def sync(self, svc: Service, insts: Iterable[Instance], enabled: bool) -> list[Intent]:
         """The flow-mods that make the switches hold `svc`'s entries for its located
-        instances (none when passive health is off or the service is not TCP). Called on
+        instances (none when passive health is off, or the service is not TCP or has no
+        port: see the module docstring). Called on
         every recompute: an instance's entries are made again only when it moved."""
         have = self._held.get(svc.name, {})
         want: dict[str, tuple[Key, Entries]] = {}
-        if enabled and svc.ip_proto in (None, 6):
+        if enabled and svc.ip_proto in (None, 6) and svc.port is not None:
             hosts = self.topology.hosts
             for inst in insts:
                 host = hosts.get(inst.dbid)
                 if host is None:
                     continue
-                key = (host.dpid, host.port, self.label(inst.dbid), svc.port)
+                key: Key = (host.dpid, host.port, self.label(inst.dbid), svc.port)
                 old = have.get(inst.dbid)
                 want[inst.dbid] = old if old is not None and old[0] == key else (
                     key, entries_for(svc, host.dpid, host.port, inst.dbid, key[2]))

@@ -320,9 +320,10 @@ class Programmer:
     def lost(self, dbid: str, svc: Service | None = None) -> list[Intent]:
         """An instance died or left: drop the flows the switches learned for it, and (its
         service `svc` on `conntrack`) the connections their trackers hold for it; they are
-        decided again from the buckets, which no longer point to it."""
+        decided again from the buckets, which no longer point to it. A `reactive` service's
+        instance has nothing learned (its label may exist: passive health's cookies)."""
         label = self.labels.get(dbid)
-        if label is None:
+        if label is None or (svc is not None and not mode_of(svc).switch_decides):
             return []
         out: list[Intent] = []
         for dpid in sorted(self.topology.ports):

@@ -40,7 +40,7 @@ EJECTIONS_COUNTED = 10  # the base time is multiplied by at most this many eject
 class HealthConfig:
     """[controller.health]: passive health (docs/configuration.md)."""
 
-    enabled: bool = False
+    enabled: bool = True
     consecutive: int = 3
     window_s: float = 1.0
     base_eject_s: float = 2.0
