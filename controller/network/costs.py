@@ -88,10 +88,14 @@ class PathCosts:
                 out.append(None)
                 continue
             memo, tree = memos.get(dst), trees.get(dst)
-            found = (memo[2].get(src) if memo is not None and memo[0] is tree
-                     and memo[3] == tree.version else None)
-            out.append(found[1] if found is not None and memo[1].get(src) is found[0]
-                       and found[1][0] == tree.dist.get(src) else self._get(src, dst))
+            if memo is not None and tree is not None and memo[0] is tree and memo[3] == (
+                    tree.version):
+                found = memo[2].get(src)
+                if (found is not None and memo[1].get(src) is found[0]
+                        and found[1][0] == tree.dist.get(src)):
+                    out.append(found[1])
+                    continue
+            out.append(self._get(src, dst))
         return tuple(out)
 
     def _get(self, src: int, dst: int) -> PathCost | None:
