@@ -67,7 +67,7 @@ class PathCosts:
             if (found is not None and memo[1].get(src) is found[0]
                     and found[1][0] == tree.dist.get(src)):
                 return found[1]  # the common case, kept short: a report looks up every ingress
-        return self._get(src, dst)
+        return self.fresh(src, dst)
 
     def cost(self, src: int, dst: int) -> float | None:
         """The cost alone of the shortest path from `src` to `dst` (None: unreachable): what
@@ -95,11 +95,12 @@ class PathCosts:
                         and found[1][0] == tree.dist.get(src)):
                     out.append(found[1])
                     continue
-            out.append(self._get(src, dst))
+            out.append(self.fresh(src, dst))
         return tuple(out)
 
-    def _get(self, src: int, dst: int) -> PathCost | None:
-        """`get`, when the answer is not at hand."""
+    def fresh(self, src: int, dst: int) -> PathCost | None:
+        """`get`, when the answer is not at hand (or is likely to have changed: a pair whose
+        cost a repair moved, priced when its decision is taken again)."""
         tree = self.topology.tree(dst)
         cost = tree.dist.get(src)
         if cost is None:
