@@ -5,11 +5,6 @@ Boundary: it reads the topology's shortest-path trees and the monitor's link par
 per destination switch, each switch's cost and parts along its tree. A cached destination is
 recomputed when the topology has replaced its tree (its paths may have changed) or when the
 parts of a link its tree uses have changed (`refresh`, `refresh_link`).
-
-A repaired tree drops the parts of the switches whose path turned; a pair's answer is kept
-with the parts it was made of and holds while they are the switch's parts and its cost is the
-tree's (checked when asked), so that a repair, which changes many trees' pairs of which few
-are asked before the next, never has to look through them.
 """
 
 from __future__ import annotations
@@ -23,11 +18,9 @@ from controller.network.topology import Topology
 
 Parts = tuple[tuple[str, float], ...]
 PathCost = tuple[float, Parts]
-Sums = tuple[float, ...]
-# a destination's tree, each switch's parts as a sum, each pair's answer with the sums it was
-# made of (it holds while they are the switch's and its cost the tree's), the tree's version
+# a destination's tree, each switch's parts as a sum, each pair's answer, the tree's version
 _T = TypeVar("_T")
-Memo = tuple[Tree, dict[int, Sums], dict[int, tuple[Sums, PathCost]], int]
+Memo = tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost], int]
 
 
 def _without(memo: dict[int, _T], nodes: set[int]) -> dict[int, _T]:
@@ -45,8 +38,8 @@ class PathCosts:
     def __init__(self, topology: Topology, monitor: NetworkMonitor) -> None:
         self.topology = topology
         self.monitor = monitor
-        # destination -> (its tree, each switch's parts as a sum, each pair's answer with the
-        # sums it was made of, the tree's version they are for)
+        # destination -> (its tree, each switch's parts as a sum, each pair's answer, the
+        # tree's version they are for)
         self._memo: dict[int, Memo] = {}
         self._links: dict[Direction, tuple[float, ...]] = {}  # each link's parts, as last seen
         # (switch, next switch) -> the parts of the link between them, while the edges' ports
@@ -64,10 +57,9 @@ class PathCosts:
         tree = self.topology.trees.get(dst)
         if memo is not None and memo[0] is tree and memo[3] == tree.version:
             found = memo[2].get(src)
-            if (found is not None and memo[1].get(src) is found[0]
-                    and found[1][0] == tree.dist.get(src)):
-                return found[1]  # the common case, kept short: a report looks up every ingress
-        return self.fresh(src, dst)
+            if found is not None:
+                return found  # the common case, kept short: a report looks up every ingress
+        return self._get(src, dst)
 
     def cost(self, src: int, dst: int) -> float | None:
         """The cost alone of the shortest path from `src` to `dst` (None: unreachable): what
@@ -88,42 +80,34 @@ class PathCosts:
                 out.append(None)
                 continue
             memo, tree = memos.get(dst), trees.get(dst)
-            if memo is not None and tree is not None and memo[0] is tree and memo[3] == (
-                    tree.version):
-                found = memo[2].get(src)
-                if (found is not None and memo[1].get(src) is found[0]
-                        and found[1][0] == tree.dist.get(src)):
-                    out.append(found[1])
-                    continue
-            out.append(self.fresh(src, dst))
+            found = (memo[2].get(src) if memo is not None and memo[0] is tree
+                     and memo[3] == tree.version else None)
+            out.append(found if found is not None else self._get(src, dst))
         return tuple(out)
 
-    def fresh(self, src: int, dst: int) -> PathCost | None:
-        """`get`, when the answer is not at hand (or is likely to have changed: a pair whose
-        cost a repair moved, priced when its decision is taken again)."""
+    def _get(self, src: int, dst: int) -> PathCost | None:
+        """`get`, when the answer is not at hand."""
         tree = self.topology.tree(dst)
         cost = tree.dist.get(src)
         if cost is None:
             return None
         memo = self._sync(dst, tree)
-        sums = self._parts(tree, memo[1], src)
         found = memo[2].get(src)
-        if found is not None and found[0] is sums and found[1][0] == cost:
-            return found[1]
-        hops, delay, congestion, admin = sums
-        answer = (float(cost), (("hops", hops), ("delay_ms", delay),
-                                ("congestion_ms", congestion), ("admin_ms", admin)))
-        memo[2][src] = (sums, answer)
-        return answer
+        if found is None:
+            hops, delay, congestion, admin = self._parts(tree, memo[1], src)
+            found = memo[2][src] = (float(cost), (("hops", hops), ("delay_ms", delay),
+                                                  ("congestion_ms", congestion),
+                                                  ("admin_ms", admin)))
+        return found
 
     def _sync(self, dst: int, tree: Tree) -> Memo:
         """The destination's pairs, brought up to the tree's version."""
         memo = self._memo.get(dst)
         if memo is not None and memo[0] is tree and memo[3] == tree.version - 1:
             # repaired once since: the rest of the paths are the same, and the parts of a path
-            # that is the same are too (the answers check their sums and cost when asked)
-            memo = self._memo[dst] = (tree, _without(memo[1], tree.turned), memo[2],
-                                      tree.version)
+            # that is the same are too
+            memo = self._memo[dst] = (tree, _without(memo[1], tree.turned),
+                                      _without(memo[2], tree.changed), tree.version)
         elif memo is None or memo[0] is not tree or memo[3] != tree.version:
             memo = self._memo[dst] = (tree, {dst: (0.0, 0.0, 0.0, 0.0)}, {}, tree.version)
         return memo
@@ -131,9 +115,6 @@ class PathCosts:
     def _parts(self, tree: Tree, known: dict[int, tuple[float, ...]],
                src: int) -> tuple[float, ...]:
         """The parts of the path from `src` along `tree`, summed from the far end."""
-        found = known.get(src)
-        if found is not None:
-            return found
         walk = []
         node, parent = src, tree.parent
         while node not in known:

@@ -31,7 +31,6 @@ from typing import Any, NamedTuple
 from controller.model import Metrics, Weights
 from controller.selection.choosers import AnyChooser, Chooser, Load, chooser_for
 from controller.selection.policies import COST_OF, EPSILON, LEFT_OUT, POLICIES, Costs
-from controller.selection.policies import spread_shares as _spread_shares
 from controller.selection.scoring import ScoringConfig, compute_ms_from_score, level2
 
 MAX_UTILISATION = 0.95
@@ -196,37 +195,12 @@ def score(rows: list[CandidateInput], weights: Weights, shape: tuple[float, floa
           budget_ms: float | None, policy: str) -> Scored:
     """Apply the state, reachability and budget rules, then `policy` with (spread, sharpness)
     `shape`."""
-    if policy == "dyncast" and budget_ms is None:
-        return _score_dyncast(rows, weights, *shape)
     select = POLICIES.get(policy)
     if select is None:
         raise ValueError(f"unknown selection policy {policy!r} (known: {', '.join(POLICIES)})")
     pool, over, predicted = _usable(rows, budget_ms)
     costs, shares = select(pool, weights, *shape)
     return Scored(pool, over, predicted, costs, shares)
-
-
-def _score_dyncast(rows: list[CandidateInput], weights: Weights, spread: float,
-                   sharpness: float) -> Scored:
-    """`score` of the default policy without a budget (nearly every decision a link change
-    takes again) in one pass over the rows: the values `_usable` then `_dyncast` give, each
-    computed as they compute it and summed in the same order."""
-    w_net, w_compute = weights.network, weights.compute
-    predicted: Costs = {}
-    active: list[CandidateInput] = []
-    unknown: list[CandidateInput] = []
-    for row in rows:
-        dbid, state, net, compute = row[0], row[1], row[2], row[3]
-        if net is None:
-            continue
-        predicted[dbid] = (net or 0.0) + compute
-        if state == "active":
-            active.append(row)
-        elif state == "unknown":
-            unknown.append(row)
-    pool = active or unknown
-    costs = {r[0]: w_net * (r[2] or 0.0) + w_compute * r[3] for r in pool}
-    return Scored(pool, set(), predicted, costs, _spread_shares(costs, spread, sharpness))
 
 
 def decide(ingress: int, service: str, weights: Weights, inputs: Iterable[CandidateInput],

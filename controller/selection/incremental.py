@@ -178,7 +178,7 @@ class Incremental:
             inputs, significant = [_row(e, net) for e, net in zip(seen, nets, strict=True)], False
         else:
             inputs, significant = given
-            get = self.costs.fresh  # (their costs moved: the kept answers are stale)
+            get = self.costs.get
             for j, r in enumerate(inputs):
                 if r[4] is UNPRICED:  # (network_parts)
                     entry = seen[j]

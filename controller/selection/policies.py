@@ -75,20 +75,14 @@ def _dyncast(pool: Sequence[Row], weights: Weights, spread: float,
              sharpness: float) -> tuple[Costs, Costs]:
     """Joint cost; instances within `spread` of the best share by `(best/cost)^sharpness`."""
     costs = _costs(pool, weights, "dyncast")
-    return costs, spread_shares(costs, spread, sharpness)
-
-
-def spread_shares(costs: Costs, spread: float, sharpness: float) -> Costs:
-    """`dyncast`'s shares of its costs: those within `spread` of the best, by
-    `(best/cost)^sharpness`, summed in the costs' order."""
     if not costs:
-        return {}
+        return costs, {}
     best = min(costs.values())
     limit = best * (1.0 + spread) + EPSILON
     raw = {d: (1.0 if c <= EPSILON else (best / c) ** sharpness)
            for d, c in costs.items() if c <= limit}
     total = sum(raw.values())
-    return {d: w / total for d, w in raw.items()}
+    return costs, {d: w / total for d, w in raw.items()}
 
 
 def _nearest(pool: Sequence[Row], weights: Weights, spread: float,
