@@ -164,7 +164,9 @@ def paired(root: Path, other: Path, changes: int) -> int:
             assert w.stdin is not None and w.stdout is not None
             w.stdin.write("change\n")
             w.stdin.flush()
-            rows[k].append(tuple(float(x) for x in w.stdout.readline().split()))
+            got = tuple(float(x) for x in w.stdout.readline().split())
+            assert len(got) == 3, f"worker {k} stopped at change {i}"
+            rows[k].append(got)
     for w in workers:
         assert w.stdin is not None
         w.stdin.close()
