@@ -9,6 +9,7 @@ checkout's controller (e.g. a baseline exported with `git archive`), so that two
 be compared in one session, alternately:
 
     .venv/bin/python bench/kdl_links.py [--changes 10] [--root DIR] [--reconnects 3]
+    .venv/bin/python bench/kdl_links.py --against DIR --changes 100
 
 `--reconnects N` then has the first N switches reconnect, one at a time (the switch's routes
 are unknown again: every host's route is installed there), and prints each one's CPU ms.
@@ -18,6 +19,12 @@ the second replies. `--ticks N` then has the core tick N times with nothing chan
 tick that brings the links' costs in line with the link monitor's, untimed) and prints the
 mean CPU ms of the links' part (`Network.expire`) and of the whole tick (which also sends an
 LLDP frame out of every link port).
+
+`--against DIR` compares two checkouts change by change instead of run by run: two worker
+processes (this checkout's controller and DIR's) make the same changes, taking turns change by
+change (the first alternating), so that the machine's load falls on both alike; it prints, per
+part, both sums, their ratio (this / DIR) and the median of the per-change ratios. (Run by run,
+the same code's recompute medians spread by ±10 % at load 3-6; this way, ~1-2 %.)
 
 `--census` counts, per change, the entries the work is made of instead of timing it (the
 counting wrappers cost time): trees repaired, switches in their cut (`Tree.changed`), of them
@@ -33,8 +40,10 @@ import argparse
 import gc
 import heapq
 import importlib
+import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,7 +59,11 @@ def main() -> int:
     ap.add_argument("--polls", type=int, default=0)
     ap.add_argument("--ticks", type=int, default=0)
     ap.add_argument("--census", action="store_true")
+    ap.add_argument("--against", type=Path, help="another checkout: paired changes (above)")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a paired worker
     args = ap.parse_args()
+    if args.against is not None:
+        return paired(args.root, args.against, args.changes)
     sys.path[:0] = [str(args.root), str(args.root / "bench")]
     es = importlib.import_module("engine_scale")
     paths = importlib.import_module("controller.network.paths")
@@ -76,23 +89,14 @@ def main() -> int:
     core.forwarding.sync_routes()  # every route installed once, as the switches hold them
     if args.census:
         return census(core, case, rng, args.changes)
+    if args.serve:  # a paired worker: one change per line read, its three CPU ms written
+        print("ready", flush=True)
+        for _ in sys.stdin:
+            print(" ".join(f"{ms:.3f}" for ms in change(core, case, rng)), flush=True)
+        es.check(core, case)
+        return 0
     pushes[0] = 0
-    rows = []
-    for _ in range(args.changes):
-        costs = dict(core.topology.link_cost_ms)
-        (a, _), (b, _) = rng.choice(case.links)
-        costs[frozenset((a, b))] = rng.uniform(1.0, 20.0)
-        gc.collect()
-        gc.disable()
-        start = time.process_time()
-        core.topology.set_costs(costs)
-        repaired = time.process_time()
-        core.forwarding.sync_routes()
-        routed = time.process_time()
-        core._recompute_all(1.0)
-        done = time.process_time()
-        gc.enable()
-        rows.append(((repaired - start) * 1e3, (routed - repaired) * 1e3, (done - routed) * 1e3))
+    rows = [change(core, case, rng) for _ in range(args.changes)]
     es.check(core, case)
     print("change  repairs ms  routes ms  recompute ms  total ms")
     for i, (rep, rou, rec) in enumerate(rows):
@@ -119,6 +123,61 @@ def main() -> int:
                                 now)
         print(f"{len(polled)} switches' port counters, no cost changed: "
               f"{(time.process_time() - start) * 1e3 / len(polled):.2f} ms CPU per reply")
+    return 0
+
+
+def change(core: Any, case: Any, rng: random.Random) -> tuple[float, float, float]:
+    """One random link's cost changed: the CPU ms of the repairs, the routes and the
+    recompute."""
+    costs = dict(core.topology.link_cost_ms)
+    (a, _), (b, _) = rng.choice(case.links)
+    costs[frozenset((a, b))] = rng.uniform(1.0, 20.0)
+    gc.collect()
+    gc.disable()
+    start = time.process_time()
+    core.topology.set_costs(costs)
+    repaired = time.process_time()
+    core.forwarding.sync_routes()
+    routed = time.process_time()
+    core._recompute_all(1.0)
+    done = time.process_time()
+    gc.enable()
+    return (repaired - start) * 1e3, (routed - repaired) * 1e3, (done - routed) * 1e3
+
+
+def paired(root: Path, other: Path, changes: int) -> int:
+    """`--against`: the same changes on `root`'s controller and `other`'s, change by change
+    (module docstring); fails if a worker does not answer."""
+    workers = []
+    for tree in (root, other):
+        env = dict(os.environ, PYTHONPATH=str(tree))
+        workers.append(subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--root", str(tree), "--serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, env=env))
+    for w in workers:
+        assert w.stdout is not None and w.stdout.readline().strip() == "ready", "no worker"
+    rows: list[list[tuple[float, ...]]] = [[], []]
+    for i in range(changes):
+        for k in ((0, 1) if i % 2 == 0 else (1, 0)):
+            w = workers[k]
+            assert w.stdin is not None and w.stdout is not None
+            w.stdin.write("change\n")
+            w.stdin.flush()
+            got = tuple(float(x) for x in w.stdout.readline().split())
+            assert len(got) == 3, f"worker {k} stopped at change {i}"
+            rows[k].append(got)
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.close()
+        assert w.wait() == 0, "a worker failed (its check of the core, or an error)"
+    print(f"{changes} changes, this = {root}, other = {other}")
+    print("part       this sum  other sum  this/other  median of per-change ratios")
+    for col, name in enumerate(("repairs", "routes", "recompute")):
+        mine, theirs = sum(r[col] for r in rows[0]), sum(r[col] for r in rows[1])
+        ratios = [a[col] / b[col] for a, b in zip(*rows, strict=True) if b[col] > 0.5]
+        print(f"{name:9} {mine:9.0f} {theirs:10.0f} {mine / theirs:11.3f} "
+              f"{statistics.median(ratios):12.3f}")
     return 0
 
 

@@ -406,3 +406,28 @@ def test_repairs_noted_between_looks_are_all_applied(seed: int, nodes: int, extr
     for dst in dsts:
         for src in dsts:
             assert costs.get(src, dst) == fresh.get(src, dst)
+
+
+
+@pytest.mark.parametrize("ask", ["get", "row"])
+def test_a_pair_whose_cost_moves_on_the_same_path_keeps_its_parts_with_the_new_cost(
+        ask: str) -> None:
+    """A pair's answer does not outlive its cost: with the memo brought up to a repair (as a
+    recompute's look does), a dearer link on the pair's one path gives the new cost with the
+    same parts (through `get` and `row` alike), and a pair the repair did not reach keeps its
+    answer, the very one."""
+    monitor = NetworkMonitor(MonitorSettings())
+    topo = Topology()
+    shared = PathCosts(topo, monitor)
+    for dpid in (1, 2, 3, 4):
+        topo.switch_up(dpid, {1, 2, 9})
+    for (a, pa), (b, pb) in [((1, 1), (2, 2)), ((2, 1), (3, 2)), ((4, 1), (3, 1))]:
+        topo.link_seen((a, pa), (b, pb), 0.0)
+    topo.set_costs(monitor.costs(topo))
+    before, other = shared.get(1, 3), shared.get(4, 3)
+    assert before is not None and before[0] == 2.0
+    topo.set_costs({**topo.link_cost_ms, frozenset((1, 2)): 5.0})  # 1 -> 2 -> 3 still
+    shared.stamp(3)  # the memo brought up to the repaired tree (a recompute looks first)
+    got = shared.row(1, [3])[0] if ask == "row" else shared.get(1, 3)
+    assert got == (6.0, before[1])
+    assert shared.get(4, 3) is other
