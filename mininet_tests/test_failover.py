@@ -226,8 +226,8 @@ def test_bucket_move_back_keeps_a_reused_5_tuple_on_one_instance(fig2: Lab) -> N
     and while the same buckets move back, the same ports connect again, 4.6 s after the
     first ones (their pins idled out; OVS still caches their SYNs' datapath flows, up to
     10 s): every connection is served, none split between the SYN's instance and the one
-    the bucket's entry pins its next packet to. Without the SYN entry's learn limit 2-3 of
-    32 timed out in each of 3 runs."""
+    the bucket's entry pins its next packet to. Without the SYN entry's learn limit the
+    second round failed in each of 5 runs (2 of 32 ports timed out where counted)."""
     both = {"10.0.0.21", "10.0.0.31"}
     wait_shares(fig2, "svc1", R1, both)
     wait_until(lambda: _new_flows_follow_the_decision(both), 15,
