@@ -50,16 +50,29 @@ MOVE_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48, "arp_sp
              "arp_tpa": 32}  # the fields a Move may copy, and their width
 
 
+NXAST_LEARN2 = 45
+_LEARN_FIXED = 22  # nx_action_learn's fields after the subtype, before the specs
+_LEARN2_EXTRA = struct.Struct("!IHH")  # limit, result_dst_ofs, pad
+
+
 def _learn(parser: Any, act: Learn) -> Any:
-    """NXActionLearn for a Learn intent."""
+    """NXActionLearn for a Learn intent; with a limit, NXAST_LEARN2 (Ryu and os-ken have no
+    class for it: the same body with limit, result offset and padding after the fixed fields,
+    as an NXActionUnknown of that subtype)."""
     specs = []
     for spec in act.specs:
         src = (spec.src, 0) if spec.src is not None else spec.value
         cls = parser.NXFlowSpecMatch if spec.kind == "match" else parser.NXFlowSpecLoad
         specs.append(cls(src=src, dst=(spec.dst, 0), n_bits=spec.bits))
-    return parser.NXActionLearn(table_id=act.table, specs=specs, idle_timeout=act.idle_timeout,
-                                hard_timeout=act.hard_timeout, priority=act.priority,
-                                cookie=act.cookie)
+    learn = parser.NXActionLearn(table_id=act.table, specs=specs,
+                                 idle_timeout=act.idle_timeout, hard_timeout=act.hard_timeout,
+                                 priority=act.priority, cookie=act.cookie)
+    if not act.limit:
+        return learn
+    body = bytes(learn.serialize_body())
+    body = body[:_LEARN_FIXED] + _LEARN2_EXTRA.pack(act.limit, 0, 0) + body[_LEARN_FIXED:]
+    body += bytes(-(10 + len(body)) % 8)  # experimenter header and subtype: 10 bytes
+    return parser.NXActionUnknown(NXAST_LEARN2, body)
 
 
 NX_CT_F_COMMIT = 1

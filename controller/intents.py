@@ -149,7 +149,11 @@ class LearnSpec:
 
 @dataclass(frozen=True, slots=True)
 class Learn:
-    """Make the switch add an entry to `table` built from the packet (OVS `learn`)."""
+    """Make the switch add an entry to `table` built from the packet (OVS `learn`).
+
+    `limit` (nonzero: OVS `learn2`) caps the entries of `cookie` in `table`; it also makes OVS
+    drop, instead of keep, a cached datapath flow whose learned entry is missing when it
+    re-translates it without packets (docs/dataplanes.md, pitfall 14)."""
 
     table: int
     specs: tuple[LearnSpec, ...]
@@ -157,6 +161,7 @@ class Learn:
     hard_timeout: int = 0
     priority: int = 100
     cookie: int = 0
+    limit: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,11 @@ to keep. The SYN entry waits until OVS has revalidated the bucket's wide datapat
 per-flow ones (its revalidators run every 0.5 s): a wide flow created by the SYN of a connection
 still alive would otherwise be re-translated through the SYN entry and pin that live connection
 to the new instance (docs/dataplanes.md, "Why 1a and 1b are separate").
+The SYN entry's learn has a limit (OVS learn2, never reached): OVS then deletes, rather than
+keeps, a cached SYN datapath flow whose pin is missing. Without it, a SYN flow cached for an
+earlier connection on the same 5-tuple, re-translated after its pin idled out, sent a new
+connection's SYN to the new instance without learning its pin, and the connection's next
+packet, missing table 2, was pinned to the old one (docs/dataplanes.md, pitfall 14).
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ from controller.model import Service
 PRIO_BUCKET = 100
 PRIO_BUCKET_SYN = 110  # during a move: new connections of the bucket go to the new instance
 SYN_DELAY_S = 1.0  # ... from this long after the move started (module docstring)
+SYN_PIN_LIMIT = 0xFFFFFFFF  # learn2's limit on the SYN entry's pins: never reached, it is
+# there for what OVS does with a limited learn's cached flows (module docstring)
 PRIO_LEARNED = 100
 PRIO_LABEL = 100
 ETH_TYPE_IP = 0x0800
@@ -127,11 +134,12 @@ def _key_specs(svc: Service) -> list[LearnSpec]:
     return specs
 
 
-def learn_forward(svc: Service, label: int, kind: CookieKind) -> Learn:
-    """The learn action that gives this flow its own table-2 entry loading `label` into reg0."""
+def learn_forward(svc: Service, label: int, kind: CookieKind, limit: int = 0) -> Learn:
+    """The learn action that gives this flow its own table-2 entry loading `label` into reg0
+    (`limit`: OVS learn2's, see SYN_PIN_LIMIT)."""
     specs = (*_key_specs(svc), LearnSpec("load", "reg0", 32, value=label))
     return Learn(TABLE_AFFINITY, specs, svc.affinity.idle_timeout, svc.affinity.hard_timeout,
-                 PRIO_LEARNED, cookie(kind, label))
+                 PRIO_LEARNED, cookie(kind, label), limit)
 
 
 def learn_reply(svc: Service, label: int) -> Learn:
@@ -261,7 +269,7 @@ def decision_entries(p: Program) -> list[FlowMod]:
             if svc.protocol == "tcp" and syn_on:
                 syn = {**fields, "tcp_flags": TCP_SYN_ONLY}
                 out.append(_fm(dpid, TABLE_DECISION, PRIO_BUCKET_SYN, syn,
-                               [learn_forward(svc, new, CookieKind.PIN),
+                               [learn_forward(svc, new, CookieKind.PIN, SYN_PIN_LIMIT),
                                 SetField("reg0", new)], ck))
             continue
         acts: list[Action] = [SetField("reg0", label)]
