@@ -84,6 +84,7 @@ def _out_rsts(lab: Lab, host: str) -> int:
     return int(rows[1][rows[0].index("OutRsts")])
 
 
+@pytest.mark.heavy  # core logic (which resets count), framework-independent (CI time budget)
 @pytest.mark.parametrize("fig2", [HEALTH], indirect=True)
 def test_resets_that_refuse_nothing_eject_nothing(fig2: Lab) -> None:
     """Held connections on both instances; one instance is drained with a 1 s deadline, so
