@@ -64,8 +64,9 @@ def _address(text: object, field: str) -> bytes:
         if not isinstance(text, str):
             raise Unsupported(field)
         raw = oxm_tlv(field, text)[4:]
-        if len(_ipv4) < _MAX_ADDRESSES:
-            _ipv4[text] = raw
+        if len(_ipv4) >= _MAX_ADDRESSES:
+            _ipv4.clear()  # (clients come and go) the ones in use are read again
+        _ipv4[text] = raw
     return raw
 
 
@@ -108,9 +109,10 @@ def learn(fm: FlowMod, raw: bytes) -> None:
     nothing for entries with `fm`'s fields, so that their next entries are not tried again."""
     key, fixed = id(fm.actions), _fixed(fm)
     old = _templates.get(key)
-    if (not fm.actions or (old is not None and old.actions is fm.actions and old.fixed == fixed)
-            or (old is None and len(_templates) >= _MAX_TEMPLATES)):
-        return  # no actions to key on; this entry's kind is known; no room
+    if not fm.actions or (old is not None and old.actions is fm.actions and old.fixed == fixed):
+        return  # no actions to key on; this entry's kind is known
+    if old is None and len(_templates) >= _MAX_TEMPLATES:
+        _templates.clear()  # (the tuples of instances long gone among them) made again on use
     tail = raw[_MATCH_END:]
     t = Template(fm.actions, fixed, _message(len(tail)), raw[:4], raw[16:_HEAD_END], tail,
                  True)

@@ -111,3 +111,18 @@ def test_actions_whose_first_entry_is_no_5_tuple_never_get_a_template(dp: FakeDa
     assert oftemplate.flow_mod(five, 2) is None
     assert encode(five, 2) == framework_bytes(dp, five, 2)
     assert encode(route, 3) == framework_bytes(dp, route, 3)
+
+
+def test_templates_of_more_actions_than_kept_are_made_again(
+        dp: FakeDatapath, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the templates' bound they are dropped and made again as entries come (instances
+    come and go: the old tuples must not keep every new one from its template)."""
+    monkeypatch.setattr(oftemplate, "_MAX_TEMPLATES", 3)
+    monkeypatch.setattr(oftemplate, "_templates", {})
+    five = match(eth_type=0x800, ip_proto=6, ipv4_src="10.0.0.1", ipv4_dst="10.0.100.1",
+                 tcp_src=1, tcp_dst=2)
+    for n in range(10):
+        fm = FlowMod(1, 0, 300, five, rewrites(f"10.0.1.{n}"), 1, cookie=n)
+        assert encode(fm, n) == framework_bytes(dp, fm, n)
+        assert oftemplate.flow_mod(fm, n) == framework_bytes(dp, fm, n), n
+        assert len(oftemplate._templates) <= 3
