@@ -8,12 +8,12 @@ their transaction id, cookie and 5-tuple: same table, priority, timeouts, flags 
 instructions (the rewrites are one tuple per instance and service: `affinity._rewrites`).
 So the first entry of each actions tuple is packed field by field (`ofmsg._flow_mod`) and
 kept, cut into its constant parts, as a template (`learn`; a later one with other fields
-replaces it); the next ones are one `struct`
-call over those parts and the per-flow fields (`flow_mod`), where the field-by-field way
-builds the match TLV by TLV and the message in five pieces. A template is taken only for
-a 5-tuple match in `match()`'s order, and only when it gives back the very bytes it was cut
-from; an entry that differs from it in anything but the per-flow fields gets None (the
-caller packs it field by field).
+replaces it); the next ones are one `struct` call over those parts and the per-flow fields
+(`flow_mod`), where the field-by-field way builds the match TLV by TLV and the message in
+five pieces. A template is taken only for a 5-tuple match in `match()`'s order, and only when
+it gives back the very bytes it was cut from; an entry that differs from it in anything but
+the per-flow fields gets None (the caller packs it field by field). Past `_MAX_TEMPLATES` the
+table is cleared (tuples of instances long gone) and refilled as entries come.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class Template(NamedTuple):
     fixed: tuple[object, ...]  # the FlowMod fields the bytes depend on, but for the per-flow
     pack: struct.Struct  # version, type, length; xid; cookie; the rest of the head; match; tail
     head: bytes  # version, type, length
-    rest: bytes
-    tail: bytes
+    rest: bytes  # cookie mask, table, command, timeouts, priority, buffer, out port/group, flags
+    tail: bytes  # the instructions (meter, the actions, goto)
     usable: bool  # False: these fields' entries are not 5-tuple ones (pack them field by field)
 
 
