@@ -17,6 +17,7 @@ import socket
 import struct
 from typing import Any
 
+from apps import oftemplate
 from apps.ofgroups import group_mod
 from apps.ofmatch import Unsupported, encode_match, oxm_tlv
 from controller.intents import (
@@ -282,30 +283,41 @@ def _pack_actions(actions: tuple[Action, ...]) -> bytes:
 
 def encode(intent: Intent, xid: int) -> bytes:
     """The OpenFlow 1.3 bytes of an intent with transaction id `xid`, exactly as
-    `to_message(dp, intent)` serialises; raises Unsupported for what only it can encode."""
+    `to_message(dp, intent)` serialises; raises Unsupported for what only it can encode.
+    A binding's entry (a 5-tuple match, actions seen before) is packed from its template
+    (`apps/oftemplate.py`); the first of its shape is packed here and becomes one."""
     if isinstance(intent, FlowMod):
-        command = _COMMANDS.get(intent.command)
-        if command is None:
-            raise Unsupported(intent.command)
-        body = encode_match(intent.match)
-        if intent.meter is not None:
-            body += _METER.pack(6, 8, intent.meter)  # OFPIT_METER, first: it runs first
-        if intent.actions:
-            acts = _encode_actions(intent.actions)
-            body += _TL.pack(4, 8 + len(acts)) + b"\0\0\0\0" + acts
-        if intent.goto is not None:
-            body += _GOTO.pack(1, 8, intent.goto)
-        return _FLOW_MOD.pack(
-            OFP_VERSION, OFPT_FLOW_MOD, 48 + len(body), xid, intent.cookie, intent.cookie_mask,
-            intent.table, command, intent.idle_timeout, intent.hard_timeout, intent.priority,
-            OFP_NO_BUFFER, PORT_ANY, OFPG_ANY,
-            OFPFF_SEND_FLOW_REM if intent.notify_removal else 0) + body
+        raw = oftemplate.flow_mod(intent, xid)
+        if raw is None:
+            raw = _flow_mod(intent, xid)
+            oftemplate.learn(intent, raw)
+        return raw
     if not isinstance(intent, PacketOut):
         raise Unsupported(type(intent).__name__)
     acts = _encode_actions(intent.actions)
     in_port = PORT_CONTROLLER if intent.in_port is None else intent.in_port
     return _PACKET_OUT.pack(OFP_VERSION, OFPT_PACKET_OUT, 24 + len(acts) + len(intent.data),
                             xid, OFP_NO_BUFFER, in_port, len(acts)) + acts + intent.data
+
+
+def _flow_mod(intent: FlowMod, xid: int) -> bytes:
+    """A FlowMod's bytes, packed field by field (see `encode`)."""
+    command = _COMMANDS.get(intent.command)
+    if command is None:
+        raise Unsupported(intent.command)
+    body = encode_match(intent.match)
+    if intent.meter is not None:
+        body += _METER.pack(6, 8, intent.meter)  # OFPIT_METER, first: it runs first
+    if intent.actions:
+        acts = _encode_actions(intent.actions)
+        body += _TL.pack(4, 8 + len(acts)) + b"\0\0\0\0" + acts
+    if intent.goto is not None:
+        body += _GOTO.pack(1, 8, intent.goto)
+    return _FLOW_MOD.pack(
+        OFP_VERSION, OFPT_FLOW_MOD, 48 + len(body), xid, intent.cookie, intent.cookie_mask,
+        intent.table, command, intent.idle_timeout, intent.hard_timeout, intent.priority,
+        OFP_NO_BUFFER, PORT_ANY, OFPG_ANY,
+        OFPFF_SEND_FLOW_REM if intent.notify_removal else 0) + body
 
 
 def serialise(dp: Any, intents: list[Intent]) -> bytes:

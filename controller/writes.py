@@ -10,6 +10,18 @@ from typing import Any
 
 from controller.intents import StoreWrite
 
+_KIND, _KEY, _VALUE = (getattr(StoreWrite, name).__set__ for name in ("kind", "key", "value"))
+
+
+def store_write(kind: str, key: str, value: dict[str, Any] | None) -> StoreWrite:
+    """`StoreWrite(kind, key, value)`, equal to it, made without its __init__ (which sets each
+    field through `object.__setattr__`)."""
+    write: StoreWrite = object.__new__(StoreWrite)
+    _KIND(write, kind)
+    _KEY(write, key)
+    _VALUE(write, value)
+    return write
+
 
 class Writes:
     """Store writes waiting for the shell, the last one per record only (a burst of reports
@@ -22,8 +34,12 @@ class Writes:
         return len(self._queue)
 
     def put(self, kind: str, key: str, record: dict[str, Any]) -> None:
-        """Persist `record` as the `kind` record named `key` (replacing any earlier one)."""
-        self._last(StoreWrite(kind, key, record))
+        """Persist `record` as the `kind` record named `key` (replacing any earlier one). One
+        per new flow (its binding): the write is made past the frozen dataclass's __init__."""
+        queue, name = self._queue, (kind, key)
+        if name in queue:
+            del queue[name]  # (the last write goes last)
+        queue[name] = store_write(kind, key, record)
 
     def delete(self, kind: str, key: str) -> None:
         """Delete the `kind` record named `key`."""

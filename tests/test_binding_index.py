@@ -20,7 +20,7 @@ def _key(n: int) -> FlowKey:
 def test_bindings_at_a_switch_are_those_whose_ingress_it_is(ops: list[tuple[str, int, int]]
                                                             ) -> None:
     """After any adds, removals, moves and restores, `at(dpid)` lists exactly the bindings
-    whose ingress is `dpid`, oldest first."""
+    whose ingress is `dpid`, oldest first; every binding is found by key and identifier."""
     table = BindingTable()
     for op, n, dpid in ops:
         live = table.all()
@@ -36,3 +36,7 @@ def test_bindings_at_a_switch_are_those_whose_ingress_it_is(ops: list[tuple[str,
     for dpid in range(1, 5):
         assert table.at(dpid) == [b for b in table.all() if b.ingress == dpid]
     assert sum(len(table.at(d)) for d in range(1, 5)) == len(table.all())
+    for b in table.all():  # and each is found by its key and its identifier
+        assert table.get(b.key) is b and table.by_ident(b.ident) is b
+    assert len(table) == len(table.all())
+    assert table.next_ident > max((b.ident for b in table.all()), default=0)

@@ -104,10 +104,17 @@ class BindingTable:
         return self._by_ident.get(ident)
 
     def add(self, key: FlowKey, dbid: str, ingress: int, now: float) -> Binding:
-        """Create a binding with a fresh identifier."""
-        binding = Binding(self._next, key, dbid, ingress, now)
-        self._next += 1
-        self.restore(binding)
+        """Create a binding with a fresh identifier (one per new flow: `restore`'s work less
+        what a fresh one cannot need, since `_next` is above every identifier taken)."""
+        ident = self._next
+        binding = Binding(ident, key, dbid, ingress, now)
+        self._next = ident + 1
+        self._by_key[key] = binding
+        self._by_ident[ident] = binding
+        there = self._at.get(ingress)
+        if there is None:
+            there = self._at[ingress] = {}
+        there[ident] = binding
         return binding
 
     def restore(self, binding: Binding) -> None:
