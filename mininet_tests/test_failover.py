@@ -219,7 +219,7 @@ def test_bucket_switch_fails_over_without_the_controller(fig2: Lab) -> None:
     assert after["errors"] == 0 and {INSTANCE_OF[i] for i in after["served"]} == both, after
 
 
-@pytest.mark.heavy  # the learn2 bytes of both frameworks: tests/test_bucket_syn_cache.py (CI time budget)
+@pytest.mark.heavy  # both frameworks' learn2 bytes: tests/test_bucket_syn_cache.py (CI time)
 @pytest.mark.parametrize("fig2", [FAILOVER], indirect=True)
 def test_bucket_move_back_keeps_a_reused_5_tuple_on_one_instance(fig2: Lab) -> None:
     """bucket (pitfall 14): 32 connections open from chosen ports while their buckets move
