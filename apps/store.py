@@ -128,8 +128,8 @@ def _row(kind: str, key: str, value: dict[str, Any]) -> dict[str, Any]:
 def _binding_json(v: dict[str, Any]) -> str | None:
     """A binding record (one per new flow: the most frequent write) as `json.dumps(v,
     sort_keys=True)` gives it, written out directly at about a third of the cost; None when
-    the record is not shaped as expected (the caller then uses json.dumps). The usual record
-    (integer ports, a finite float time) is written without a call per number."""
+    the record is not the usual one (integer ports and identifiers, a finite float time: the
+    caller then uses json.dumps)."""
     try:
         f = v["flow"]
         if len(v) != 6 or len(f) != 5:
@@ -143,25 +143,9 @@ def _binding_json(v: dict[str, Any]) -> str | None:
                     f'{dport}, "dsid": {_quote(f["dsid"])}, "proto": {proto}, "sport": '
                     f'{sport}, "src": {_quote(f["src"])}}}, "id": {ident}, "ingress": '
                     f'{ingress}, "service": {_quote(v["service"])}}}')
-        return (f'{{"created_at": {_number(at)}, "dbid": {_quote(v["dbid"])}, '
-                f'"flow": {{"dport": {_number(dport)}, "dsid": {_quote(f["dsid"])}, '
-                f'"proto": {_number(proto)}, "sport": {_number(sport)}, '
-                f'"src": {_quote(f["src"])}}}, "id": {_number(ident)}, '
-                f'"ingress": {_number(ingress)}, "service": {_quote(v["service"])}}}')
+        return None  # (an integer time, a null): json.dumps writes it
     except (KeyError, TypeError):  # a field missing, not a str or not a number
         return None
-
-
-def _number(x: Any) -> str:
-    """A JSON number (or null) as json.dumps writes it; TypeError for anything else."""
-    kind = type(x)
-    if kind is int:
-        return int.__repr__(x)
-    if kind is float and x - x == 0.0:  # finite
-        return float.__repr__(x)
-    if x is None:
-        return "null"
-    raise TypeError(x)
 
 
 class Store:

@@ -36,10 +36,7 @@ class Writes:
     def put(self, kind: str, key: str, record: dict[str, Any]) -> None:
         """Persist `record` as the `kind` record named `key` (replacing any earlier one). One
         per new flow (its binding): the write is made past the frozen dataclass's __init__."""
-        queue, name = self._queue, (kind, key)
-        if name in queue:
-            del queue[name]  # (the last write goes last)
-        queue[name] = store_write(kind, key, record)
+        self._last(store_write(kind, key, record))
 
     def delete(self, kind: str, key: str) -> None:
         """Delete the `kind` record named `key`."""
