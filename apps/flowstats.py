@@ -42,12 +42,18 @@ MAC, IP, INT = "mac", "ip", "int"
 FIELDS: dict[tuple[int, int], tuple[str, str, int]] = {
     **{(OXM_BASIC, num): spec for num, spec in {
         0: ("in_port", INT, 4), 3: ("eth_dst", MAC, 6), 4: ("eth_src", MAC, 6),
-        5: ("eth_type", INT, 2), 10: ("ip_proto", INT, 1), 11: ("ipv4_src", IP, 4),
-        12: ("ipv4_dst", IP, 4), 13: ("tcp_src", INT, 2), 14: ("tcp_dst", INT, 2),
-        15: ("udp_src", INT, 2), 16: ("udp_dst", INT, 2), 21: ("arp_op", INT, 2),
+        5: ("eth_type", INT, 2), 8: ("ip_dscp", INT, 1), 10: ("ip_proto", INT, 1),
+        11: ("ipv4_src", IP, 4), 12: ("ipv4_dst", IP, 4), 13: ("tcp_src", INT, 2),
+        14: ("tcp_dst", INT, 2), 15: ("udp_src", INT, 2), 16: ("udp_dst", INT, 2),
+        19: ("icmpv4_type", INT, 1), 20: ("icmpv4_code", INT, 1), 21: ("arp_op", INT, 2),
         22: ("arp_spa", IP, 4), 23: ("arp_tpa", IP, 4), 24: ("arp_sha", MAC, 6),
-        25: ("arp_tha", MAC, 6)}.items()},
+        25: ("arp_tha", MAC, 6), 34: ("mpls_label", INT, 4)}.items()},
     (NXM_1, 34): ("tcp_flags_nxm", INT, 2),  # the services' SYN punts (a Nicira field)
+    # registers (bucket labels, the health punts' marks) and the connection tracker's fields
+    # (conntrack mode): Nicira fields, spelt as the frameworks spell them
+    **{(NXM_1, num): (f"reg{num}", INT, 4) for num in range(16)},
+    (NXM_1, 105): ("ct_state", INT, 4), (NXM_1, 106): ("ct_zone", INT, 2),
+    (NXM_1, 107): ("ct_mark", INT, 4),
 }
 
 Parser = Callable[..., Any]
