@@ -2,10 +2,11 @@
 the event loop, OpenFlow 1.3 role requests, the gate that keeps a non-master member from
 programming a switch, and what `/dyncast/v1/cluster`, `/healthz` and `/readyz` answer.
 
-Boundary: shell. `LeaseTable` does the database work (blocking: the app runs it in a worker OS
-thread through `tpool`); `ClusterSide` is a mixin of `apps.dyncast_app.DyncastApp`, whose green
-threads beat (`_heartbeat`) and apply the core's role intents (`_roles`). With `[cluster]`
-absent or disabled none of it runs: `programs()` is True for every switch.
+Boundary: shell. `LeaseTable` (apps/leases.py) does the database work (blocking: the app
+runs it in a worker OS thread through `tpool`); `ClusterSide` is a mixin of
+`apps.dyncast_app.DyncastApp`, whose green threads beat (`_heartbeat`) and apply the core's
+role intents (`_roles`). With `[cluster]` absent or disabled none of it runs: `programs()`
+is True for every switch.
 """
 
 from __future__ import annotations
@@ -15,16 +16,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from eventlet import patcher, tpool
-from sqlalchemy import create_engine, delete, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Engine
+from eventlet import tpool
 
 from apps import channelguard, logs, packet_in
 from apps.fencing import StoreFence
 from apps.framework import hub
-from apps.store import cluster_members_table as members
+from apps.leases import LeaseTable, store_reachable
 from controller.api import Reply
+from controller.cluster.agreement import settings_digest
 from controller.cluster.fencing import FENCED, LEASE
 from controller.cluster.member import (
     MASTER,
@@ -36,71 +35,13 @@ from controller.cluster.member import (
     RoleRequest,
     StopProgramming,
 )
-from controller.cluster.membership import MemberRow, View
+from controller.cluster.membership import View
 from controller.cluster.settings import ClusterConfig
 from controller.dataplane.healthpunt import HEALTH_METER
 from controller.observer import nothing_new
 
 LOG = logging.getLogger("dyncast")
-PRUNE_S = 3600.0  # rows of members gone this long are deleted by the next beat
 ROLES_EVERY_S = 0.1  # the role intents are stepped this often (fencing: at most this late)
-
-
-class LeaseTable:
-    """This member's row in `cluster_members`: renewed by `beat`, removed by `leave`."""
-
-    def __init__(self, url: str, cluster: ClusterConfig) -> None:
-        """A small engine of its own (a long store batch never delays a beat), with a connect
-        timeout; every statement of a beat is bounded by the lease too."""
-        self.cluster = cluster
-        self.timeout_ms = max(int(cluster.lease_s * 1000), 100)
-        self.engine: Engine = create_engine(
-            url, pool_size=2, max_overflow=1, pool_pre_ping=True,
-            connect_args={"connect_timeout": max(int(cluster.lease_s), 1)})
-        # a beat in flight never re-inserts the row `leave` deleted; an OS lock, not the green
-        # one monkey-patching makes of threading.Lock: beats hold it in tpool's OS threads
-        self.lock = patcher.original("threading").Lock()
-        self.left = False
-
-    def beat(self) -> View:
-        """Renew our lease (a new epoch if it had lapsed), take a ticket, read every row."""
-        with self.lock:
-            if self.left:
-                raise RuntimeError("this member has left the cluster")
-            return self._beat()
-
-    def _beat(self) -> View:
-        """`beat`, in one transaction."""
-        c = self.cluster
-        with self.engine.begin() as conn:
-            conn.execute(text(f"SET LOCAL statement_timeout = {self.timeout_ms}"))
-            now, ticket = conn.execute(text(
-                "SELECT extract(epoch FROM clock_timestamp()), "
-                "nextval('dyncast_cluster_ticket')")).one()
-            now, ticket = float(now), int(ticket)
-            old = conn.execute(select(members.c.epoch, members.c.lease_until).where(
-                members.c.member_id == c.member_id).with_for_update()).first()
-            epoch = old.epoch if old is not None and old.lease_until > now else ticket
-            values = {"address": c.advertise, "beat_at": now, "lease_until": now + c.lease_s,
-                      "epoch": epoch}
-            conn.execute(pg_insert(members).values(member_id=c.member_id, **values)
-                         .on_conflict_do_update(index_elements=[members.c.member_id],
-                                                set_=values))
-            conn.execute(delete(members).where(members.c.lease_until < now - PRUNE_S))
-            rows = conn.execute(select(members)).all()
-        return View(tuple(MemberRow(r.member_id, r.address, r.beat_at, r.lease_until,
-                                    int(r.epoch)) for r in rows), now, ticket)
-
-    def leave(self) -> None:
-        """Delete our row: the others take our switches at their next beat, not a lease later."""
-        with self.lock, self.engine.begin() as conn:
-            self.left = True
-            conn.execute(text(f"SET LOCAL statement_timeout = {self.timeout_ms}"))
-            conn.execute(delete(members).where(members.c.member_id == self.cluster.member_id))
-
-    def close(self) -> None:
-        """Release the connections."""
-        self.engine.dispose()
 
 
 def role_request(dp: Any, intent: RoleRequest) -> Any:
@@ -124,16 +65,6 @@ def async_config(dp: Any) -> Any:
                                          [port_status, port_status], [removed, 0])
 
 
-def store_reachable(engine: Engine) -> bool:
-    """True if the store answers a query (blocking: run it in a worker thread)."""
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        return False
-
-
 class ClusterSide:
     """The cluster's part of the app; the app provides `datapaths`, `store`, `core`,
     `_read_table` and `punt_pps`."""
@@ -151,6 +82,7 @@ class ClusterSide:
     def _cluster_init(self, cluster: ClusterConfig, store_url: str) -> None:
         """Join the cluster if `[cluster]` enables it (nothing otherwise)."""
         self.member, self.leases = None, None
+        self._apart: dict[str, str | None] = {}  # members with other settings, as last said
         if cluster.enabled:
             self.member = Member(cluster.member_id, cluster.lease_s)
             self.leases = LeaseTable(store_url, cluster)
@@ -174,20 +106,55 @@ class ClusterSide:
         assert self.member is not None and self.leases is not None
         while True:
             asked = time.time()
-            try:
-                view = tpool.execute(self.leases.beat)
-            except Exception as exc:
-                if not self.member.beats_failed:
-                    LOG.error("dyncast: cluster: heartbeat failed: %s", exc)
-                self.member.failed()
-            else:
-                if self.member.beats_failed:
-                    LOG.warning("dyncast: cluster: heartbeat back after %d failures",
-                                self.member.beats_failed)
-                    self.member.beats_failed = 0
-                self._renewed(view, asked)
+            self._beat(asked)
             self._step_roles()
             hub.sleep(max(self.leases.cluster.heartbeat_s - (time.time() - asked), 0.0))
+
+    def _beat(self, asked: float) -> None:
+        """One renewal, with the digest of our shared settings as they are now (a reload
+        changes them); then what the view says of the others' settings."""
+        assert self.member is not None and self.leases is not None
+        self.member.settings = self._digest()
+        try:
+            view = tpool.execute(self.leases.beat, self.member.settings)
+        except Exception as exc:
+            if not self.member.beats_failed:
+                LOG.error("dyncast: cluster: heartbeat failed: %s", exc)
+            self.member.failed()
+            return
+        if self.member.beats_failed:
+            LOG.warning("dyncast: cluster: heartbeat back after %d failures",
+                        self.member.beats_failed)
+            self.member.beats_failed = 0
+        self._renewed(view, asked)
+        self._agreement()
+
+    def _digest(self) -> str | None:
+        """`settings_digest` of the running configuration (None, logged, if it cannot be
+        made: the lease matters more than the check)."""
+        try:
+            return settings_digest(self.core.config)
+        except Exception:
+            self.core.counters["errors"] += 1
+            LOG.exception("dyncast: cluster: could not digest the shared settings")
+            return None
+
+    def _agreement(self) -> None:
+        """Say when live members publish other shared settings than ours, and when they no
+        longer do (docs/cluster.md: one configuration for every member)."""
+        assert self.member is not None
+        apart = self.member.disagreement()
+        if apart == self._apart:
+            return
+        self._apart = apart
+        self.core.counters["cluster_settings_disagree"] = len(apart)  # (a gauge: /metrics)
+        mine = self.member.settings
+        if apart:
+            logs.event("config", "cluster_settings_disagree", logging.ERROR, settings=mine,
+                       members=apart, reason="members configured apart rewrite each other's "
+                       "switch entries at failover: give every member the same configuration")
+        else:
+            logs.event("config", "cluster_settings_agree", logging.INFO, settings=mine)
 
     def _renewed(self, view: View, asked: float) -> None:
         """A beat reached the database. If our lease had lapsed and was taken anew (a new

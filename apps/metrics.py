@@ -155,6 +155,9 @@ class CoreCollector(Collector):
                                   "because another cluster member took it (OFPBRC_IS_SLAVE; "
                                   "the member stops programming it at once)",
                                   value=c["slave_refusals"])
+        yield GaugeMetricFamily("dyncast_cluster_settings_disagree", "Live cluster members "
+                                "whose shared settings differ from this member's (docs/cluster.md)",
+                                value=c["cluster_settings_disagree"])
         yield CounterMetricFamily("dyncast_errors", "Exceptions and OpenFlow errors in the "
                                   "controller", value=c["errors"])
         # the channel guards (docs/channels.md)

@@ -67,6 +67,7 @@ cluster_members_table = Table(  # the cluster's leases (apps/cluster.py), not co
     Column("beat_at", Float, nullable=False),
     Column("lease_until", Float, nullable=False),
     Column("epoch", BigInteger, nullable=False),
+    Column("settings", String(64), nullable=True),  # the shared settings' digest (0005)
 )
 cluster_changes_table = Table(  # changes too large to notify (apps/changefeed.py)
     "cluster_changes", metadata,

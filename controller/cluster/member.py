@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from controller.cluster.agreement import disagreeing
 from controller.cluster.mastership import assignment
 from controller.cluster.membership import View
 
@@ -91,6 +92,7 @@ class Member:
         self.retries: dict[int, int] = {}  # switch -> stale refusals asked again this ticket
         self.seen = 0  # the greatest generation id seen: tickets, role replies, own asks
         self.beats_failed = 0
+        self.settings: str | None = None  # the digest of our shared settings, as published
 
     def renewed(self, view: View, asked_at: float) -> None:
         """A heartbeat asked at `asked_at` (own clock) renewed the lease and read `view`. A
@@ -234,4 +236,13 @@ class Member:
             "masters": {f"{d:016x}": m for d, m in self.rule(connected).items()},
             "roles": {f"{d:016x}": self.roles.get(d, "none") for d in connected},
             "beats_failed": self.beats_failed,
+            "settings": self.settings,
+            "settings_disagree": self.disagreement(),
         }
+
+    def disagreement(self) -> dict[str, str | None]:
+        """The live members of the last view that publish other shared settings than ours
+        (member id -> their digest; `controller.cluster.agreement`)."""
+        if self.view is None or self.settings is None:
+            return {}
+        return disagreeing(self.view.rows, self.member_id, self.settings, self.view.now)

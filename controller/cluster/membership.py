@@ -15,14 +15,16 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class MemberRow:
     """One member's heartbeat row: its id, REST address, last beat and lease end (database
-    clock, seconds since the epoch), and the lease epoch (a ticket taken when it last
-    acquired its lease after not holding one)."""
+    clock, seconds since the epoch), the lease epoch (a ticket taken when it last acquired
+    its lease after not holding one) and the digest of its shared settings
+    (`controller.cluster.agreement`; None from a member that publishes none)."""
 
     member_id: str
     address: str
     beat_at: float
     lease_until: float
     epoch: int
+    settings: str | None = None
 
     def live(self, now: float) -> bool:
         """True while the lease runs."""
@@ -49,5 +51,6 @@ class View:
     def as_json(self) -> list[dict[str, Any]]:
         """The rows as the API shows them."""
         return [{"member_id": r.member_id, "address": r.address, "beat_at": r.beat_at,
-                 "lease_until": r.lease_until, "epoch": r.epoch, "live": r.live(self.now)}
+                 "lease_until": r.lease_until, "epoch": r.epoch, "live": r.live(self.now),
+                 "settings": r.settings}
                 for r in sorted(self.rows, key=lambda r: r.member_id)]
