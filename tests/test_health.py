@@ -326,6 +326,16 @@ def test_the_health_entries_serialise_as_the_framework_makes_them(dp: FakeDatapa
         framework_bytes(dp, i, x) for x, i in enumerate(intents, start=11))
 
 
+def copied_reset(xid: int, in_port: int, label: int, frame: bytes) -> bytes:
+    """The PACKET_IN Open vSwitch sends for a reset copied by instance `label`'s entries: from
+    table 5 with their cookie, reason ACTION, its match in_port and reg2 (a Nicira field)."""
+    oxm = struct.pack("!IIII", 0x80000004, in_port, 0x00010404, label)
+    match = struct.pack("!HH", 1, 4 + len(oxm)) + oxm + bytes(4)
+    body = struct.pack("!IHBBQ", 0xFFFFFFFF, len(frame), 1, TABLE_HEALTH,
+                       health_cookie(label)) + match + b"\0\0"
+    return struct.pack("!BBHI", 4, 10, 8 + len(body) + len(frame), xid) + body + frame
+
+
 def test_a_copied_reset_parses_with_its_register_and_table(dp: FakeDatapath) -> None:
     """Open vSwitch sends the copy with in_port and reg2 (a Nicira field) in its match, from
     table 5: the framework parses it (the fast path declines it), with table and cookie."""
@@ -333,11 +343,7 @@ def test_a_copied_reset_parses_with_its_register_and_table(dp: FakeDatapath) -> 
     packet_in.install(parser)
     ofproto_parser = importlib.import_module(f"{dp.framework}.ofproto.ofproto_parser")
     frame = _frame(TCP_RST | TCP_ACK, 0)
-    oxm = struct.pack("!IIII", 0x80000004, 2, 0x00010404, 37)  # in_port 2, NXM reg2 = 37
-    match = struct.pack("!HH", 1, 4 + len(oxm)) + oxm + bytes(4)
-    body = struct.pack("!IHBBQ", 0xFFFFFFFF, len(frame), 1, TABLE_HEALTH,
-                       health_cookie(37)) + match + b"\0\0"
-    buf = struct.pack("!BBHI", 4, 10, 8 + len(body) + len(frame), 5) + body + frame
+    buf = copied_reset(5, 2, 37, frame)
     version, msg_type, length, xid = ofproto_parser.header(buf)
     msg = ofproto_parser.msg(dp, version, msg_type, length, xid, bytearray(buf))
     assert (msg.table_id, msg.cookie) == (TABLE_HEALTH, health_cookie(37))
