@@ -396,6 +396,10 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
             return
         if self.cluster_error(msg):
             return
+        health = channelguard.health_meter_error(msg, self.core.health)
+        if health is not None:  # the switch has no meter for passive health: logged once
+            self.send(health)
+            return
         self.core.counters["errors"] += 1
         self.metrics.shell.openflow_errors[OFPET.get(msg.type, str(msg.type))] += 1
         LOG.error("dyncast: OpenFlow error from switch %016x: type=%d code=%d data=%s",

@@ -64,6 +64,12 @@ class Health:
         self.counters["health_ejections"] += 1
         return self.recompute(inst.service, now)
 
+    def meter_refused(self, dpid: int) -> list[Intent]:
+        """Switch `dpid` refused the health meter: no reset copies there any more (the deletes
+        of its entries; dataplane/healthpunt.py)."""
+        self.counters["health_meter_refused"] += 1
+        return self.punts.without_meter(dpid)
+
     def _unlocated(self, label: int) -> bool:
         """True when the instance with `label` is registered but not located (yet): after a
         restart, until its host sends again, the switch keeps its reset copies."""
