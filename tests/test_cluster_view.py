@@ -32,7 +32,7 @@ from tests.fakes import FakeDatapath, framework_parse
 from tests.helpers import tcp_frame
 from tests.test_app_smoke import CLIENT, DSID, INSTANCE, PORTS, VIRTUAL_MAC, Shell, flow_mods
 from tests.test_cluster_shell import beat, dpid_mastered_by, grant
-from tests.test_health import copied_reset
+from tests.test_health_shell import copied_reset
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
 member, pg_url = test_cluster_shell.member, test_cluster_shell.pg_url  # m1 on PostgreSQL

@@ -9,13 +9,11 @@ end of an established connection (its own sequence number) does not.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import struct
 from pathlib import Path
 
 import pytest
 
-from apps import packet_in
 from apps.ofmsg import serialise
 from apps.store import Store
 from controller.config import config_from_toml
@@ -326,31 +324,6 @@ def test_the_health_entries_serialise_as_the_framework_makes_them(dp: FakeDatapa
         framework_bytes(dp, i, x) for x, i in enumerate(intents, start=11))
 
 
-def copied_reset(xid: int, in_port: int, label: int, frame: bytes) -> bytes:
-    """The PACKET_IN Open vSwitch sends for a reset copied by instance `label`'s entries: from
-    table 5 with their cookie, reason ACTION, its match in_port and reg2 (a Nicira field)."""
-    oxm = struct.pack("!IIII", 0x80000004, in_port, 0x00010404, label)
-    match = struct.pack("!HH", 1, 4 + len(oxm)) + oxm + bytes(4)
-    body = struct.pack("!IHBBQ", 0xFFFFFFFF, len(frame), 1, TABLE_HEALTH,
-                       health_cookie(label)) + match + b"\0\0"
-    return struct.pack("!BBHI", 4, 10, 8 + len(body) + len(frame), xid) + body + frame
-
-
-def test_a_copied_reset_parses_with_its_register_and_table(dp: FakeDatapath) -> None:
-    """Open vSwitch sends the copy with in_port and reg2 (a Nicira field) in its match, from
-    table 5: the framework parses it (the fast path declines it), with table and cookie."""
-    parser = dp.ofproto_parser
-    packet_in.install(parser)
-    ofproto_parser = importlib.import_module(f"{dp.framework}.ofproto.ofproto_parser")
-    frame = _frame(TCP_RST | TCP_ACK, 0)
-    buf = copied_reset(5, 2, 37, frame)
-    version, msg_type, length, xid = ofproto_parser.header(buf)
-    msg = ofproto_parser.msg(dp, version, msg_type, length, xid, bytearray(buf))
-    assert (msg.table_id, msg.cookie) == (TABLE_HEALTH, health_cookie(37))
-    assert msg.match["in_port"] == 2
-    assert msg.data == frame and is_refusal(msg.data)
-
-
 @pytest.mark.parametrize("mode", ["reactive", "learn", "bucket", "conntrack", "learn-overlay",
                                   "bucket-overlay"])
 def test_in_every_dataplane_a_reset_is_delivered_as_a_reply_and_copied_once(mode: str) -> None:
@@ -411,3 +384,20 @@ def test_in_the_switch_deciding_dataplanes_an_ejected_instance_gets_no_new_conne
     _refuse_until(fig, E21, 3)
     assert fig.core.counters["health_ejections"] == 1
     assert _places(fig, range(32000, 32040)) == {E31}
+
+
+@pytest.mark.parametrize("mode", ["reactive", "bucket", "conntrack-overlay"])
+def test_each_tcp_instance_adds_two_entries_at_its_own_switch_and_none_elsewhere(
+        mode: str) -> None:
+    """What passive health adds to a switch's table (the count docs/configuration.md gives
+    under [limits]): two entries per located instance of a TCP service with a port, at the
+    instance's switch; none at a switch without instances."""
+    on = _figure2(HealthConfig())
+    off = _figure2(HealthConfig(enabled=False))
+    at: dict[int, int] = {}
+    for inst in on.core.catalogue.instances.values():
+        dpid = on.core.topology.hosts[inst.dbid].dpid
+        at[dpid] = at.get(dpid, 0) + 2
+    assert {d: len(sw.entries()) - len(off.net.switch(d).entries())
+            for d, sw in on.net.switches.items()} == {d: at.get(d, 0) for d in on.net.switches}
+    assert at == {2: 4, 3: 4}

@@ -1,23 +1,26 @@
-"""Passive health through the app, on each framework: a reset copy as Open vSwitch sends it
-is counted as a refusal (never taken for a new flow), and a switch that refuses the health
-meter is logged once, gets no reset copies and keeps steering."""
+"""Passive health through the framework and the app, on each framework: a reset copy as Open
+vSwitch sends it is parsed (by the framework: the fast path declines it) and counted as a
+refusal, never taken for a new flow; a switch that refuses the health meter is logged once,
+gets no reset copies and keeps steering."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import struct
 
 import pytest
 
+from apps import packet_in
 from controller.dataplane.audit import joined
-from controller.dataplane.healthpunt import HEALTH_METER, TABLE_HEALTH
+from controller.dataplane.healthpunt import HEALTH_METER, TABLE_HEALTH, health_cookie
+from controller.instances.health import is_refusal
 from controller.intents import CookieKind, FlowMod, cookie_kind
 from controller.network.packet import TCP_ACK, TCP_RST
 from tests import test_app_smoke
-from tests.fakes import Sent
+from tests.fakes import FakeDatapath, Sent
 from tests.helpers import tcp_frame
 from tests.test_app_smoke import CLIENT, DSID, INSTANCE, Shell, flow_mods
-from tests.test_health import copied_reset
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
 OFPET_METER_MOD_FAILED, OFPMMFC_INVALID_METER = 12, 2  # what OVS answers without meters
@@ -41,6 +44,31 @@ def health_mods(sent: list[Sent]) -> list[tuple[int, int]]:
     """(table, command) of each of passive health's flow-mods among `sent`."""
     return [(m.table_id, m.command) for m in flow_mods(sent)
             if (cookie_kind(m.cookie) or (None,))[0] == CookieKind.HEALTH]
+
+
+def copied_reset(xid: int, in_port: int, label: int, frame: bytes) -> bytes:
+    """The PACKET_IN Open vSwitch sends for a reset copied by instance `label`'s entries: from
+    table 5 with their cookie, reason ACTION, its match in_port and reg2 (a Nicira field)."""
+    oxm = struct.pack("!IIII", 0x80000004, in_port, 0x00010404, label)
+    match = struct.pack("!HH", 1, 4 + len(oxm)) + oxm + bytes(4)
+    body = struct.pack("!IHBBQ", 0xFFFFFFFF, len(frame), 1, TABLE_HEALTH,
+                       health_cookie(label)) + match + b"\0\0"
+    return struct.pack("!BBHI", 4, 10, 8 + len(body) + len(frame), xid) + body + frame
+
+
+def test_a_copied_reset_parses_with_its_register_and_table(dp: FakeDatapath) -> None:
+    """Open vSwitch sends the copy with in_port and reg2 (a Nicira field) in its match, from
+    table 5: the framework parses it (the fast path declines it), with table and cookie."""
+    parser = dp.ofproto_parser
+    packet_in.install(parser)
+    ofproto_parser = importlib.import_module(f"{dp.framework}.ofproto.ofproto_parser")
+    frame = refusal()
+    buf = copied_reset(5, 2, 37, frame)
+    version, msg_type, length, xid = ofproto_parser.header(buf)
+    msg = ofproto_parser.msg(dp, version, msg_type, length, xid, bytearray(buf))
+    assert (msg.table_id, msg.cookie) == (TABLE_HEALTH, health_cookie(37))
+    assert msg.match["in_port"] == 2
+    assert msg.data == frame and is_refusal(msg.data)
 
 
 def test_a_copied_reset_counts_as_a_refusal_and_is_no_new_flow(shell: Shell) -> None:
