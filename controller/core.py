@@ -226,6 +226,7 @@ class Core:
         programmed = self.programmer.remove(svc, [i.dbid for i in gone])
         for inst in gone:
             self.writes.delete("instance", inst.dbid)
+            self.health.state.forget(inst.dbid)
         self.writes.delete("service", name)
         return programmed + self.flows.remove_service(svc) + self.health.punts.remove(svc)
 
@@ -240,6 +241,7 @@ class Core:
         """A D-MA withdrew an instance: it gets no new flows; its bound flows move."""
         inst = self.operations.withdraw(dbid)
         self.decisions.forget_instance(dbid)
+        self.health.state.forget(dbid)  # (registered again, it is no longer ejected)
         return (self._recompute(inst.service, now) + self.flows.move(dbid, now)
                 + self.programmer.lost(dbid, self.catalogue.services.get(inst.service)))
 

@@ -401,3 +401,21 @@ def test_each_tcp_instance_adds_two_entries_at_its_own_switch_and_none_elsewhere
     assert {d: len(sw.entries()) - len(off.net.switch(d).entries())
             for d, sw in on.net.switches.items()} == {d: at.get(d, 0) for d in on.net.switches}
     assert at == {2: 4, 3: 4}
+
+
+def test_a_withdrawn_instance_leaves_no_ejection_behind() -> None:
+    """An ejected instance its D-MA withdraws is forgotten: not counted as ejected, and when it
+    registers again (its service restarted) it takes new flows at once, not after the rest of
+    an ejection from its earlier life; deleting a service forgets its instances' too."""
+    fig = _figure2()
+    _refuse_until(fig, E21, 3)
+    assert fig.core.health.state.ejected == {E21}
+    fig.apply(fig.core.withdraw(E21, fig.now))
+    assert fig.core.health.state.ejected == set()
+    fig.apply(fig.core.register(DSID, E21, "dma", True, fig.now)[1])
+    fig.report()
+    assert _places(fig, range(33000, 33010)) == {E21, E31}
+    _refuse_until(fig, E31, 3, 34000)
+    assert fig.core.health.state.ejected == {E31}
+    fig.apply(fig.core.delete_service(fig.svc.name))
+    assert fig.core.health.state.ejected == set()
