@@ -38,7 +38,7 @@ class Health:
         self.decisions.ejected = self.state.ejected
         programmer.ejected = self.state.ejected
         self.dbid_of: Callable[[int], str | None] = programmer.dbid_of
-        self.punts = HealthPunts(programmer.topology, programmer.label)
+        self.punts = HealthPunts(programmer.topology, programmer.labels.find)
         audit.extra = self.punts.at
         audit.unlocated = self._unlocated
         intake.reported = self.reported

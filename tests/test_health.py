@@ -24,6 +24,7 @@ from controller.dataplane.healthpunt import (
     entries_for,
     health_cookie,
 )
+from controller.dataplane.labels import FIRST_LABEL, LABEL_LIMIT
 from controller.errors import ConfigError, ValidationError
 from controller.instances.health import (
     HealthConfig,
@@ -32,7 +33,14 @@ from controller.instances.health import (
     is_refusal,
 )
 from controller.intents import CookieKind, FlowMod, cookie_kind
-from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN
+from controller.network.packet import (
+    ARP_REQUEST,
+    BROADCAST,
+    TCP_ACK,
+    TCP_RST,
+    TCP_SYN,
+    build_arp,
+)
 from tests.fakeoftable import FakeOFTable, Hop, Result, frame_of
 from tests.fakes import FakeDatapath, framework_bytes
 from tests.helpers import PORTS
@@ -419,3 +427,23 @@ def test_a_withdrawn_instance_leaves_no_ejection_behind() -> None:
     assert fig.core.health.state.ejected == {E31}
     fig.apply(fig.core.delete_service(fig.svc.name))
     assert fig.core.health.state.ejected == set()
+
+
+def test_with_every_label_in_use_a_new_instance_gets_no_reset_copies_and_is_served() -> None:
+    """Labels (16 bits) are never given back while the controller runs; passive health takes
+    one for each located TCP instance, whatever the dataplane. With none left, an instance
+    located next gets no reset-copy entries, and its service is recomputed and served as
+    before (it was: every recompute of the service raised)."""
+    fig = _figure2()
+    labels = fig.core.programmer.labels
+    for label in range(FIRST_LABEL, LABEL_LIMIT):
+        if labels.dbid_of(label) is None:
+            labels.restore(f"gone-{label}", label)  # withdrawn long ago: kept
+    new = "10.0.0.23"
+    fig.apply(fig.core.register(DSID, new, "dma", True, fig.now)[1])
+    fig.apply(fig.core.packet_in(2, 2, build_arp(ARP_REQUEST, "00:00:00:00:00:23", new,
+                                                 BROADCAST, "10.0.0.254"), fig.now))
+    fig.load[new] = 0
+    fig.report()
+    assert new in {_syn(fig, s)["ipv4_dst"] for s in range(35000, 35060)}  # served
+    assert len(_health_entries(fig.net.switch(2))) == 4  # e21's and e22's, none for it

@@ -30,6 +30,11 @@ gets no entries from then on, and those it was sent are deleted (`without_meter`
 copies would let a storm of resets through to the controller, and the entries the meter is
 missing from are refused one by one. Its instances' refusals are not seen; elsewhere passive
 health goes on, and steering is unchanged.
+An instance needs a label for its entries (its cookie and reg2); labels are 16 bits and never
+given back while the controller runs (dataplane/labels.py), and with passive health every
+located TCP instance takes one, whatever the dataplane. Past 65,520 D-BIDs in one run, an
+instance without a label gets no entries (its refusals are not seen); its service is served as
+any other.
 UDP is not covered: an instance's host answers a datagram to a closed port with an ICMP port
 unreachable, which does not carry the service's port in its own header; matching it would
 take the quoted header, which OpenFlow cannot match.
@@ -97,7 +102,7 @@ def _deleted(fm: FlowMod) -> FlowMod:
 class HealthPunts:
     """What reset-copy entries each switch was sent, per service and instance."""
 
-    def __init__(self, topology: Topology, label: Callable[[str], int]) -> None:
+    def __init__(self, topology: Topology, label: Callable[[str], int | None]) -> None:
         self.topology = topology
         self.label = label
         # service -> instance -> (where it is attached and its label, its entries)
@@ -117,7 +122,10 @@ class HealthPunts:
                 host = hosts.get(inst.dbid)
                 if host is None or host.dpid in self.meterless:
                     continue
-                key: Key = (host.dpid, host.port, self.label(inst.dbid), svc.port)
+                label = self.label(inst.dbid)
+                if label is None:
+                    continue  # every label is in use (see the module docstring)
+                key: Key = (host.dpid, host.port, label, svc.port)
                 old = have.get(inst.dbid)
                 want[inst.dbid] = old if old is not None and old[0] == key else (
                     key, entries_for(svc, host.dpid, host.port, inst.dbid, key[2]))
