@@ -302,7 +302,8 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         if msg.table_id == TABLE_HEALTH:  # an instance's reset, copied (passive health):
             # counted by every member, its switch's master or not (each hears the copy), so
             # all eject alike; a member's intents go to the switches it masters only (`send`)
-            self.send(self.core.health.reset(msg.cookie, msg.data, time.time()))
+            self.send(self.core.health.reset(msg.cookie, msg.datapath.id, msg.match["in_port"],
+                                             msg.data, time.time()))
             return
         if not self.programs(msg.datapath.id):  # another member's: links and hosts only
             self.send(observe(self.core, msg.datapath.id, msg.match["in_port"], msg.data,

@@ -227,6 +227,7 @@ def test_every_member_counts_the_resets_copied_at_a_switch_another_member_master
                                         "dma": "smoke"}).status == 201
     assert s.rest("POST", "metrics", {"dbid": "10.0.0.22", "cpu": 0.1, "sessions": 0,
                                       "queue": 0, "capacity": 10}).status == 200
+    arp(s, theirs, INSTANCE)  # the instance lives at m2's switch (m1 learns it there)
     s.sent(mine)
     ip, mac, port = INSTANCE
     frame = bytearray(tcp_frame(mac, CLIENT[1], ip, CLIENT[0], 8000, 40000))

@@ -447,3 +447,22 @@ def test_with_every_label_in_use_a_new_instance_gets_no_reset_copies_and_is_serv
     fig.report()
     assert new in {_syn(fig, s)["ipv4_dst"] for s in range(35000, 35060)}  # served
     assert len(_health_entries(fig.net.switch(2))) == 4  # e21's and e22's, none for it
+
+
+def test_a_copy_counts_only_from_where_the_instance_its_label_names_is_attached() -> None:
+    """A reset copy whose label names e21 counts for e21 only when it comes from e21's port,
+    from e21's address (or the D-SID): in a cluster every member counts copies of entries
+    another member numbered, and two D-BIDs whose labels clashed may be numbered the other way
+    round there. Copies from e31's port with e21's number eject nobody."""
+    fig = _figure2()
+    label = fig.core.programmer.label(E21)
+    e31 = _frame(TCP_RST | TCP_ACK, 0).replace(bytes([10, 0, 0, 21]), bytes([10, 0, 0, 31]))
+    for _ in range(5):
+        fig.apply(fig.core.health.reset(health_cookie(label), 3, 1, e31, fig.now))
+        fig.apply(fig.core.health.reset(health_cookie(label), 2, 2, e31, fig.now))
+    assert fig.core.health.state.ejected == set()
+    assert fig.core.counters["health_resets_foreign"] == 10
+    for _ in range(3):
+        fig.apply(fig.core.health.reset(health_cookie(label), 2, 2, _frame(TCP_RST | TCP_ACK, 0),
+                                        fig.now))
+    assert fig.core.health.state.ejected == {E21}
