@@ -226,9 +226,8 @@ class Core:
         programmed = self.programmer.remove(svc, [i.dbid for i in gone])
         for inst in gone:
             self.writes.delete("instance", inst.dbid)
-            self.health.state.forget(inst.dbid)
         self.writes.delete("service", name)
-        return programmed + self.flows.remove_service(svc) + self.health.punts.remove(svc)
+        return programmed + self.flows.remove_service(svc) + self.health.remove(svc, gone)
 
     # --- instances and metrics ----------------------------------------------------------
     def register(self, dsid: str, dbid: str, dma: str, active: bool,

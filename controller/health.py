@@ -106,6 +106,13 @@ class Health:
         """The flow-mods that make the switches copy `svc`'s instances' resets to us."""
         return self.punts.sync(svc, insts, self.config.enabled)
 
+    def remove(self, svc: Service, gone: list[Instance]) -> list[Intent]:
+        """`svc` is deleted with its instances `gone`: the deletes of its reset-copy entries;
+        their ejections are forgotten."""
+        for inst in gone:
+            self.state.forget(inst.dbid)
+        return self.punts.remove(svc)
+
     def at(self, dpid: int) -> list[FlowMod]:
         """Every reset-copy entry switch `dpid` should hold."""
         return self.punts.at(dpid)
