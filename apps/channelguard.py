@@ -10,19 +10,29 @@ controller/channel.py and controller/dataplane/punt.py.
     modify that follows sets the configured rate either way. Its statistics are read with the
     port counters; the drop count is `punt_meter_drops` in GET /stats. With passive health on,
     a second meter (`HEALTH_METER`, `[controller.health].punt_pps`) limits the reset copies
-    the same way (controller/dataplane/healthpunt.py).
+    the same way (controller/dataplane/healthpunt.py). A switch that refuses that meter (no
+    meter support) is logged once and gets no reset copies (`refused_meter`); the entries sent
+    it before its refusal arrived are refused too, and counted, not logged
+    (`refused_health_entry`).
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from typing import Any
 
+from controller.dataplane.healthpunt import HEALTH_METER
 from controller.dataplane.punt import PUNT_METER
+from controller.health import Health
+from controller.intents import CookieKind, Intent, cookie_kind
 
 LOG = logging.getLogger("dyncast")
 OFPET_METER_MOD_FAILED = 12
 OFPMMFC_METER_EXISTS = 1
+OFPT_FLOW_MOD, OFPT_METER_MOD = 14, 29
+_METER_ID = struct.Struct("!I")  # a METER_MOD's meter id, after header, command and flags
+_COOKIE = struct.Struct("!Q")  # a FLOW_MOD's cookie, after the header
 
 
 def refuse_switch(dp: Any) -> None:
@@ -56,3 +66,41 @@ def meter_drops(body: list[Any]) -> int:
 def expected_error(msg: Any) -> bool:
     """True for the METER_EXISTS answer to our add at a reconnecting switch."""
     return bool(msg.type == OFPET_METER_MOD_FAILED and msg.code == OFPMMFC_METER_EXISTS)
+
+
+def refused_meter(msg: Any) -> int | None:
+    """The meter id of our METER_MOD an error message refuses (its data holds the request's
+    start), but METER_EXISTS (`expected_error`); None for any other error."""
+    data = bytes(msg.data)
+    if len(data) < 16 or data[1] != OFPT_METER_MOD or expected_error(msg):
+        return None
+    return int(_METER_ID.unpack_from(data, 12)[0])
+
+
+def refused_health_entry(msg: Any) -> bool:
+    """True when an error message refuses one of passive health's FLOW_MODs (by its cookie)."""
+    data = bytes(msg.data)
+    if len(data) < 16 or data[1] != OFPT_FLOW_MOD:
+        return False
+    split = cookie_kind(_COOKIE.unpack_from(data, 8)[0])
+    return split is not None and split[0] == CookieKind.HEALTH
+
+
+def health_meter_error(msg: Any, health: Health) -> list[Intent] | None:
+    """For a switch's refusal of passive health's meter: the deletes of its reset-copy
+    entries, logged once (the switch gets none from then on); for the refusal, at such a
+    switch, of an entry using the meter (sent before the meter's refusal came): nothing,
+    counted. None for any other error."""
+    dpid = msg.datapath.id
+    if refused_meter(msg) == HEALTH_METER:
+        if dpid in health.punts.meterless:
+            return []  # the modify after the add
+        LOG.warning("dyncast: switch %016x refused passive health's meter %d (error type=%d "
+                    "code=%d): no reset is copied from it, so its instances are not ejected "
+                    "on refusals; steering, and passive health at other switches, go on",
+                    dpid, HEALTH_METER, msg.type, msg.code)
+        return health.meter_refused(dpid)
+    if dpid in health.punts.meterless and refused_health_entry(msg):
+        health.counters["health_entries_refused"] += 1
+        return []
+    return None

@@ -299,12 +299,15 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         msg = ev.msg
         if self.datapaths.get(msg.datapath.id) is not msg.datapath:
             return  # a refused switch: nothing learned from it, nothing sent to it
+        if msg.table_id == TABLE_HEALTH:  # an instance's reset, copied (passive health):
+            # counted by every member, its switch's master or not (each hears the copy), so
+            # all eject alike; a member's intents go to the switches it masters only (`send`)
+            self.send(self.core.health.reset(msg.cookie, msg.datapath.id, msg.match["in_port"],
+                                             msg.data, time.time()))
+            return
         if not self.programs(msg.datapath.id):  # another member's: links and hosts only
             self.send(observe(self.core, msg.datapath.id, msg.match["in_port"], msg.data,
                               time.time()))
-            return
-        if msg.table_id == TABLE_HEALTH:  # an instance's reset, copied (passive health)
-            self.send(self.core.health.reset(msg.cookie, msg.data, time.time()))
             return
         self.send(self.core.packet_in(msg.datapath.id, msg.match["in_port"], msg.data,
                                       time.time()))
@@ -393,6 +396,10 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
             LOG.info("dyncast: switch %016x already has the punt meter", msg.datapath.id)
             return
         if self.cluster_error(msg):
+            return
+        health = channelguard.health_meter_error(msg, self.core.health)
+        if health is not None:  # the switch has no meter for passive health: logged once
+            self.send(health)
             return
         self.core.counters["errors"] += 1
         self.metrics.shell.openflow_errors[OFPET.get(msg.type, str(msg.type))] += 1

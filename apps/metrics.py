@@ -196,9 +196,11 @@ class CoreCollector(Collector):
         yield svc_total
         yield svc_usable
         health = _counter("dyncast_health_events", "Passive health: instance resets copied to "
-                          "the controller, refusals among them, ejections, ends of ejections",
-                          ["event"])
-        for event in ("resets", "refusals", "ejections", "unejections"):
+                          "the controller, refusals among them, ejections, ends of ejections, "
+                          "copies not from where their label's instance is; switches that "
+                          "refused its meter, entries refused for it", ["event"])
+        for event in ("resets", "refusals", "ejections", "unejections", "resets_foreign",
+                      "meter_refused", "entries_refused"):
             health.add_metric([event], core.counters[f"health_{event}"])
         yield health
         yield GaugeMetricFamily("dyncast_instances_ejected", "Active instances passive health "

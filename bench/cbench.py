@@ -85,6 +85,7 @@ class Params:
     framework: str
     pin: bool
     quick: bool
+    health: bool = True  # passive health (on by default); --no-health: off
 
 
 @dataclass
@@ -238,14 +239,17 @@ affinity = {{ key = "5-tuple", idle_timeout = {sc.idle_timeout}, hard_timeout = 
 """
 
 
-def dyncast_config(tmp: Path, sc: Scenario, store_flush_s: float | None = None) -> Path:
+def dyncast_config(tmp: Path, sc: Scenario, store_flush_s: float | None = None,
+                   health: bool = True) -> Path:
     """One service on the D-SID, a fresh SQLite store; metrics never go stale, tables are not
-    read back."""
+    read back; passive health as the defaults have it, or off."""
     cfg = tmp / "cbench.toml"
     db = tmp / "dyncast.db"
     for old in (db, tmp / "dyncast.db-journal"):
         old.unlink(missing_ok=True)
     flush = "" if store_flush_s is None else f"store_flush_s = {store_flush_s}\n"
+    if not health:
+        flush += "[controller.health]\nenabled = false\n"
     creds = CREDS["set"] = CredentialSet(tmp / "creds")
     creds.key_file("cbench", max_instances=100_000)
     cfg.write_text(creds.security_section() + "# written by bench/cbench.py\n"
@@ -377,7 +381,7 @@ def bench_subject(subject: Subject, p: Params, sc: Scenario, rnd: int, tmp: Path
         cmd = [str(MANAGER), "--framework", p.framework, "--ofp-tcp-listen-port", str(of_port),
                "--wsapi-host", "127.0.0.1", "--wsapi-port", str(ws_port)]
         if subject.what == "dyncast":
-            cfg = dyncast_config(tmp, sc, subject.store_flush_s)
+            cfg = dyncast_config(tmp, sc, subject.store_flush_s, p.health)
             cmd += ["--dyncast-config", str(cfg), str(ROOT / "apps" / "dyncast_app.py")]
         else:
             cmd += [str(ROOT / "bench" / "minimal_app.py")]
@@ -513,7 +517,8 @@ def pooled(rows: list[Row], name: str, mode: str, switches: int) -> Phase | None
 
 def report(p: Params, sc: Scenario, run: Run, pinning: str) -> str:
     lines = [
-        f"cbench-style controller benchmark (bench/cbench.py{' --quick' if p.quick else ''}), "
+        f"cbench-style controller benchmark (bench/cbench.py{' --quick' if p.quick else ''}"
+        f"{'' if p.health else ' --no-health'}), "
         f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
         f"machine: {machine()}",
         f"framework: {p.framework} (every controller started by dyncast-manager); {pinning}; "
@@ -706,6 +711,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="runs per controller (pooled)")
     ap.add_argument("--framework", choices=("ryu", "os-ken"), default="ryu")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    ap.add_argument("--no-health", action="store_true",
+                    help="dyncast with passive health off (on by default)")
     names = [s.name for s in SUBJECTS + SINKS]
     ap.add_argument("--only", choices=names, action="append", metavar="NAME",
                     help=f"measure only these (repeatable): {', '.join(names)}")
@@ -716,7 +723,7 @@ def main() -> int:
         args.switches, args.warmup, args.loops, args.duration, args.rounds = (
             min(args.switches, 4), 0.2, 1, 0.4, 1)
     p = Params(args.switches, args.window, args.warmup, args.loops, args.duration, args.rounds,
-               args.framework, not args.no_pin, args.quick)
+               args.framework, not args.no_pin, args.quick, not args.no_health)
     sc = Scenario(p.switches)
     quick_set = ["sink-dyncast", "sink-minimal", FLOOR, "dyncast"]
     only = set(args.only or (quick_set if p.quick else names))

@@ -18,6 +18,9 @@ the machine disturbs far less than the wall clock.
   12,600 a second (the clock steps with them), each decision change logged as the app logs it
   (to a discarded stream); `core_bursts_redecisions`: the placed-flow re-decisions per new flow
   (controller/selection/redecide.py);
+- `core_dropped_health_off`: `core_dropped` with passive health off (`[controller.health]
+  enabled = false`; on by default, as in every other figure), their repeats alternated;
+  `core_bursts_health_off`: `core_bursts` so, run after it: what health costs a new flow;
 - `serialise_framework`: its three messages through the framework's classes (the way the app
   sent them before `ofmsg.serialise`);
 - `serialise`: its three messages through `ofmsg.serialise`;
@@ -94,6 +97,7 @@ def main() -> None:
     from bench.minimal_app import raw_flow_mod
     from controller.config import ControllerConfig
     from controller.core import Core
+    from controller.instances.health import HealthConfig
     from controller.intents import Intent
     from controller.model import AffinityPolicy, Metrics, Service
 
@@ -138,9 +142,10 @@ def main() -> None:
             sport, dport = ports.unpack_from(data, 34)
             raw_flow_mod(1, 1, data[26:30], data[30:34], 6, sport, dport)
 
-    def make_core() -> Core:
+    def make_core(health: bool = True) -> Core:
         svc = Service("bench", sc.dsid, "tcp", sc.dport, AffinityPolicy("5-tuple", 30, 0))
-        core = Core(ControllerConfig(services=(svc,), stale_after_s=3600))
+        core = Core(ControllerConfig(services=(svc,), stale_after_s=3600,
+                                     health=HealthConfig(enabled=health)))
         core.switch_connected(1)
         core.switch_ports(1, {1, 2, 3, 4}, 0.0)
         for k, port in enumerate((2, 3)):
@@ -164,17 +169,21 @@ def main() -> None:
             intents.append(core.packet_in(1, 1, data, 1.0 + i * step))
 
     out["core"] = median_us(core_run, n, repeats)
-    fresh = make_core()
-
-    def core_dropped(start: int, count: int) -> None:
-        for i, data in enumerate(frames[start:start + count], start):
-            fresh.packet_in(1, 1, data, 1.0 + i * step)
-
-    out["core_dropped"] = median_us(core_dropped, n, repeats)
+    fresh = {True: make_core(), False: make_core(health=False)}  # passive health on, off
+    dropped: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(repeats):  # on and off alternated, each first in turn (no order bias)
+        for health in ((True, False) if r % 2 == 0 else (False, True)):
+            core_h, t = fresh[health], time.process_time()
+            for i, data in enumerate(frames[r * n:(r + 1) * n], r * n):
+                core_h.packet_in(1, 1, data, 1.0 + i * step)
+            dropped[health].append((time.process_time() - t) / n * 1e6)
+    out["core_dropped"] = round(statistics.median(dropped[True]), 1)
+    out["core_dropped_health_off"] = round(statistics.median(dropped[False]), 1)
     if not all(len(i) == 3 for i in intents):
         raise SystemExit("the core did not answer every new flow with 2 flow-mods + 1 packet")
 
     out["core_bursts"], out["core_bursts_redecisions"] = core_bursts(n, repeats)
+    out["core_bursts_health_off"], _ = core_bursts(n, repeats, health=False)
 
     def serialise_framework(start: int, count: int) -> None:
         for group in intents[start:start + count]:
@@ -213,7 +222,7 @@ def main() -> None:
 
 
 def core_bursts(n: int, repeats: int, switches: int = 16, burst: int = 24,
-                rate: float = 12600.0) -> tuple[float, float]:
+                rate: float = 12600.0, health: bool = True) -> tuple[float, float]:
     """`core_bursts` (module docstring): the median CPU time per new flow, in us, and the
     placed-flow re-decisions per new flow."""
     import io
@@ -222,12 +231,14 @@ def core_bursts(n: int, repeats: int, switches: int = 16, burst: int = 24,
     from bench.emuswitch import INSTANCE_PORTS
     from controller.config import ControllerConfig, LogConfig
     from controller.core import Core
+    from controller.instances.health import HealthConfig
     from controller.model import AffinityPolicy, Metrics, Service
 
     sc = Scenario(switches)
     svc = Service("bench", sc.dsid, "tcp", sc.dport, AffinityPolicy("5-tuple", 30, 0),
                   base_delay_ms=20)  # as bench/cbench.py's service
-    core = Core(ControllerConfig(services=(svc,), stale_after_s=3600))
+    core = Core(ControllerConfig(services=(svc,), stale_after_s=3600,
+                                 health=HealthConfig(enabled=health)))
     for s in range(switches):
         core.switch_connected(sc.dpid(s))
         core.switch_ports(sc.dpid(s), {1, *INSTANCE_PORTS}, 0.0)

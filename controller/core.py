@@ -227,7 +227,7 @@ class Core:
         for inst in gone:
             self.writes.delete("instance", inst.dbid)
         self.writes.delete("service", name)
-        return programmed + self.flows.remove_service(svc) + self.health.punts.remove(svc)
+        return programmed + self.flows.remove_service(svc) + self.health.remove(svc, gone)
 
     # --- instances and metrics ----------------------------------------------------------
     def register(self, dsid: str, dbid: str, dma: str, active: bool,
@@ -240,6 +240,7 @@ class Core:
         """A D-MA withdrew an instance: it gets no new flows; its bound flows move."""
         inst = self.operations.withdraw(dbid)
         self.decisions.forget_instance(dbid)
+        self.health.state.forget(dbid)  # (registered again, it is no longer ejected)
         return (self._recompute(inst.service, now) + self.flows.move(dbid, now)
                 + self.programmer.lost(dbid, self.catalogue.services.get(inst.service)))
 

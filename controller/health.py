@@ -38,22 +38,30 @@ class Health:
         self.decisions.ejected = self.state.ejected
         programmer.ejected = self.state.ejected
         self.dbid_of: Callable[[int], str | None] = programmer.dbid_of
-        self.punts = HealthPunts(programmer.topology, programmer.label)
+        self.punts = HealthPunts(programmer.topology, programmer.labels.find)
         audit.extra = self.punts.at
         audit.unlocated = self._unlocated
         intake.reported = self.reported
 
-    def reset(self, cookie_value: int, data: bytes, now: float) -> list[Intent]:
-        """A reset an instance sent was copied to the controller (its entry's cookie names
-        the instance): when it is the refusal that ejects the instance, its service's
-        decisions are taken again. Only an `active` instance's refusals count: a draining or
-        inactive one gets no new flows anyway, and may well have closed its listener (a
-        graceful stop); counted, they would keep it out for a while after an undrain."""
+    def reset(self, cookie_value: int, dpid: int, in_port: int, data: bytes,
+              now: float) -> list[Intent]:
+        """A reset an instance sent was copied to the controller from switch `dpid`, port
+        `in_port` (its entry's cookie names the instance by its label): when it is the refusal
+        that ejects the instance, its service's decisions are taken again. It counts only if
+        that instance is attached there and the reset comes from its address or its D-SID: in
+        a cluster every member counts the copies of entries another member numbered, and two
+        D-BIDs whose labels clashed may hold each other's numbers there. Only an `active`
+        instance's refusals count: a draining or inactive one gets no new flows anyway, and
+        may well have closed its listener (a graceful stop); counted, they would keep it out
+        for a while after an undrain."""
         self.counters["health_resets"] += 1
         split = cookie_kind(cookie_value)
         dbid = None if split is None else self.dbid_of(split[1] & 0xFFFF)
         inst = None if dbid is None else self.catalogue.instances.get(dbid)
         if inst is None or not is_refusal(data):
+            return []
+        if not self._sent_by(inst, dpid, in_port, data):
+            self.counters["health_resets_foreign"] += 1
             return []
         self.counters["health_refusals"] += 1
         if inst.state != "active":
@@ -63,6 +71,22 @@ class Health:
             return []
         self.counters["health_ejections"] += 1
         return self.recompute(inst.service, now)
+
+    def meter_refused(self, dpid: int) -> list[Intent]:
+        """Switch `dpid` refused the health meter: no reset copies there any more (the deletes
+        of its entries; dataplane/healthpunt.py)."""
+        self.counters["health_meter_refused"] += 1
+        return self.punts.without_meter(dpid)
+
+    def _sent_by(self, inst: Instance, dpid: int, in_port: int, data: bytes) -> bool:
+        """True when `inst` is attached at `dpid` port `in_port` and the frame's source
+        address (a refusal: IPv4) is its D-BID or its service's D-SID (the reply's rewrite)."""
+        host = self.punts.topology.hosts.get(inst.dbid)
+        if host is None or (host.dpid, host.port) != (dpid, in_port):
+            return False
+        svc = self.catalogue.services.get(inst.service)
+        src = ".".join(map(str, data[26:30]))
+        return src == inst.dbid or (svc is not None and src == svc.dsid)
 
     def _unlocated(self, label: int) -> bool:
         """True when the instance with `label` is registered but not located (yet): after a
@@ -81,6 +105,13 @@ class Health:
     def sync(self, svc: Service, insts: list[Instance]) -> list[Intent]:
         """The flow-mods that make the switches copy `svc`'s instances' resets to us."""
         return self.punts.sync(svc, insts, self.config.enabled)
+
+    def remove(self, svc: Service, gone: list[Instance]) -> list[Intent]:
+        """`svc` is deleted with its instances `gone`: the deletes of its reset-copy entries;
+        their ejections are forgotten."""
+        for inst in gone:
+            self.state.forget(inst.dbid)
+        return self.punts.remove(svc)
 
     def at(self, dpid: int) -> list[FlowMod]:
         """Every reset-copy entry switch `dpid` should hold."""

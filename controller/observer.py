@@ -3,7 +3,8 @@
 Every member asks each switch for the packet-ins of the slave role too (`apps/cluster.py`
 sends OFPT_SET_ASYNC), so each one hears the LLDP frames the masters send and the hosts that
 speak at every switch: one view of the network in every member. A packet-in from a switch this
-member does not master goes to `observe`, never to `Core.packet_in`: it moves a link or a host,
+member does not master goes to `observe` (but passive health's reset copies, which every member
+counts: apps/dyncast_app.py), never to `Core.packet_in`: it moves a link or a host,
 feeds the liveness answers, and that is all. No decision is taken for it, no binding made, no
 flow entry asked for it and no packet sent back: its master does that. The routes the new view
 implies are synced (the shell sends them only to the switches this member masters), and the

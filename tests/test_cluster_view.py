@@ -19,12 +19,20 @@ from controller.dataplane.affinity import Binding, FlowKey, binding_flows
 from controller.dataplane.audit import joined
 from controller.instances.liveness import LIVENESS_PORT
 from controller.intents import FlowMod, StoreWrite, SwitchEntry, action_signature
-from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp, build_lldp
+from controller.network.packet import (
+    ARP_REQUEST,
+    BROADCAST,
+    TCP_ACK,
+    TCP_RST,
+    build_arp,
+    build_lldp,
+)
 from tests import test_app_smoke, test_cluster_shell
 from tests.fakes import FakeDatapath, framework_parse
 from tests.helpers import tcp_frame
 from tests.test_app_smoke import CLIENT, DSID, INSTANCE, PORTS, VIRTUAL_MAC, Shell, flow_mods
 from tests.test_cluster_shell import beat, dpid_mastered_by, grant
+from tests.test_health_shell import copied_reset
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
 member, pg_url = test_cluster_shell.member, test_cluster_shell.pg_url  # m1 on PostgreSQL
@@ -205,3 +213,28 @@ def test_a_slave_drops_a_known_clients_packet_to_a_dsid_before_parsing_it(
                                                        LIVENESS_PORT)), dp=theirs)
     assert len(parsed) == 4  # a probe answer is never dropped unparsed
     assert not s.sent(theirs) and not core.flows.bindings.all()
+
+
+def test_every_member_counts_the_resets_copied_at_a_switch_another_member_masters(
+        two: tuple[Shell, FakeDatapath, FakeDatapath]) -> None:
+    """An instance's reset copies reach every member (OFPT_SET_ASYNC gives the slave role the
+    master's packet-ins): refusals copied at m2's switch count at m1 as at its own, so m1
+    ejects the instance as m2 does and the members agree on what passive health ejected
+    (m1 decides for the clients at its switches); m2's switch is sent nothing."""
+    s, mine, theirs = two
+    core = s.app.core
+    assert s.rest("POST", "instances", {"dsid": DSID, "dbid": "10.0.0.22",
+                                        "dma": "smoke"}).status == 201
+    assert s.rest("POST", "metrics", {"dbid": "10.0.0.22", "cpu": 0.1, "sessions": 0,
+                                      "queue": 0, "capacity": 10}).status == 200
+    arp(s, theirs, INSTANCE)  # the instance lives at m2's switch (m1 learns it there)
+    s.sent(mine)
+    ip, mac, port = INSTANCE
+    frame = bytearray(tcp_frame(mac, CLIENT[1], ip, CLIENT[0], 8000, 40000))
+    frame[47] = TCP_RST | TCP_ACK  # the kernel's answer to a SYN nobody listens for
+    for n in range(3):
+        s.switch_says(copied_reset(40 + n, port, core.programmer.label(ip), bytes(frame)),
+                      dp=theirs)
+    assert core.counters["health_refusals"] == 3
+    assert core.health.state.ejected == {ip}
+    assert not s.sent(theirs)

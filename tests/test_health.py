@@ -9,13 +9,11 @@ end of an established connection (its own sequence number) does not.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import struct
 from pathlib import Path
 
 import pytest
 
-from apps import packet_in
 from apps.ofmsg import serialise
 from apps.store import Store
 from controller.config import config_from_toml
@@ -26,6 +24,7 @@ from controller.dataplane.healthpunt import (
     entries_for,
     health_cookie,
 )
+from controller.dataplane.labels import FIRST_LABEL, LABEL_LIMIT
 from controller.errors import ConfigError, ValidationError
 from controller.instances.health import (
     HealthConfig,
@@ -34,7 +33,14 @@ from controller.instances.health import (
     is_refusal,
 )
 from controller.intents import CookieKind, FlowMod, cookie_kind
-from controller.network.packet import TCP_ACK, TCP_RST, TCP_SYN
+from controller.network.packet import (
+    ARP_REQUEST,
+    BROADCAST,
+    TCP_ACK,
+    TCP_RST,
+    TCP_SYN,
+    build_arp,
+)
 from tests.fakeoftable import FakeOFTable, Hop, Result, frame_of
 from tests.fakes import FakeDatapath, framework_bytes
 from tests.helpers import PORTS
@@ -326,25 +332,6 @@ def test_the_health_entries_serialise_as_the_framework_makes_them(dp: FakeDatapa
         framework_bytes(dp, i, x) for x, i in enumerate(intents, start=11))
 
 
-def test_a_copied_reset_parses_with_its_register_and_table(dp: FakeDatapath) -> None:
-    """Open vSwitch sends the copy with in_port and reg2 (a Nicira field) in its match, from
-    table 5: the framework parses it (the fast path declines it), with table and cookie."""
-    parser = dp.ofproto_parser
-    packet_in.install(parser)
-    ofproto_parser = importlib.import_module(f"{dp.framework}.ofproto.ofproto_parser")
-    frame = _frame(TCP_RST | TCP_ACK, 0)
-    oxm = struct.pack("!IIII", 0x80000004, 2, 0x00010404, 37)  # in_port 2, NXM reg2 = 37
-    match = struct.pack("!HH", 1, 4 + len(oxm)) + oxm + bytes(4)
-    body = struct.pack("!IHBBQ", 0xFFFFFFFF, len(frame), 1, TABLE_HEALTH,
-                       health_cookie(37)) + match + b"\0\0"
-    buf = struct.pack("!BBHI", 4, 10, 8 + len(body) + len(frame), 5) + body + frame
-    version, msg_type, length, xid = ofproto_parser.header(buf)
-    msg = ofproto_parser.msg(dp, version, msg_type, length, xid, bytearray(buf))
-    assert (msg.table_id, msg.cookie) == (TABLE_HEALTH, health_cookie(37))
-    assert msg.match["in_port"] == 2
-    assert msg.data == frame and is_refusal(msg.data)
-
-
 @pytest.mark.parametrize("mode", ["reactive", "learn", "bucket", "conntrack", "learn-overlay",
                                   "bucket-overlay"])
 def test_in_every_dataplane_a_reset_is_delivered_as_a_reply_and_copied_once(mode: str) -> None:
@@ -405,3 +392,77 @@ def test_in_the_switch_deciding_dataplanes_an_ejected_instance_gets_no_new_conne
     _refuse_until(fig, E21, 3)
     assert fig.core.counters["health_ejections"] == 1
     assert _places(fig, range(32000, 32040)) == {E31}
+
+
+@pytest.mark.parametrize("mode", ["reactive", "bucket", "conntrack-overlay"])
+def test_each_tcp_instance_adds_two_entries_at_its_own_switch_and_none_elsewhere(
+        mode: str) -> None:
+    """What passive health adds to a switch's table (the count docs/configuration.md gives
+    under [limits]): two entries per located instance of a TCP service with a port, at the
+    instance's switch; none at a switch without instances."""
+    on = _figure2(HealthConfig())
+    off = _figure2(HealthConfig(enabled=False))
+    at: dict[int, int] = {}
+    for inst in on.core.catalogue.instances.values():
+        dpid = on.core.topology.hosts[inst.dbid].dpid
+        at[dpid] = at.get(dpid, 0) + 2
+    assert {d: len(sw.entries()) - len(off.net.switch(d).entries())
+            for d, sw in on.net.switches.items()} == {d: at.get(d, 0) for d in on.net.switches}
+    assert at == {2: 4, 3: 4}
+
+
+def test_a_withdrawn_instance_leaves_no_ejection_behind() -> None:
+    """An ejected instance its D-MA withdraws is forgotten: not counted as ejected, and when it
+    registers again (its service restarted) it takes new flows at once, not after the rest of
+    an ejection from its earlier life; deleting a service forgets its instances' too."""
+    fig = _figure2()
+    _refuse_until(fig, E21, 3)
+    assert fig.core.health.state.ejected == {E21}
+    fig.apply(fig.core.withdraw(E21, fig.now))
+    assert fig.core.health.state.ejected == set()
+    fig.apply(fig.core.register(DSID, E21, "dma", True, fig.now)[1])
+    fig.report()
+    assert _places(fig, range(33000, 33010)) == {E21, E31}
+    _refuse_until(fig, E31, 3, 34000)
+    assert fig.core.health.state.ejected == {E31}
+    fig.apply(fig.core.delete_service(fig.svc.name))
+    assert fig.core.health.state.ejected == set()
+
+
+def test_with_every_label_in_use_a_new_instance_gets_no_reset_copies_and_is_served() -> None:
+    """Labels (16 bits) are never given back while the controller runs; passive health takes
+    one for each located TCP instance, whatever the dataplane. With none left, an instance
+    located next gets no reset-copy entries, and its service is recomputed and served as
+    before (it was: every recompute of the service raised)."""
+    fig = _figure2()
+    labels = fig.core.programmer.labels
+    for label in range(FIRST_LABEL, LABEL_LIMIT):
+        if labels.dbid_of(label) is None:
+            labels.restore(f"gone-{label}", label)  # withdrawn long ago: kept
+    new = "10.0.0.23"
+    fig.apply(fig.core.register(DSID, new, "dma", True, fig.now)[1])
+    fig.apply(fig.core.packet_in(2, 2, build_arp(ARP_REQUEST, "00:00:00:00:00:23", new,
+                                                 BROADCAST, "10.0.0.254"), fig.now))
+    fig.load[new] = 0
+    fig.report()
+    assert new in {_syn(fig, s)["ipv4_dst"] for s in range(35000, 35060)}  # served
+    assert len(_health_entries(fig.net.switch(2))) == 4  # e21's and e22's, none for it
+
+
+def test_a_copy_counts_only_from_where_the_instance_its_label_names_is_attached() -> None:
+    """A reset copy whose label names e21 counts for e21 only when it comes from e21's port,
+    from e21's address (or the D-SID): in a cluster every member counts copies of entries
+    another member numbered, and two D-BIDs whose labels clashed may be numbered the other way
+    round there. Copies from e31's port with e21's number eject nobody."""
+    fig = _figure2()
+    label = fig.core.programmer.label(E21)
+    e31 = _frame(TCP_RST | TCP_ACK, 0).replace(bytes([10, 0, 0, 21]), bytes([10, 0, 0, 31]))
+    for _ in range(5):
+        fig.apply(fig.core.health.reset(health_cookie(label), 3, 1, e31, fig.now))
+        fig.apply(fig.core.health.reset(health_cookie(label), 2, 2, e31, fig.now))
+    assert fig.core.health.state.ejected == set()
+    assert fig.core.counters["health_resets_foreign"] == 10
+    for _ in range(3):
+        fig.apply(fig.core.health.reset(health_cookie(label), 2, 2, _frame(TCP_RST | TCP_ACK, 0),
+                                        fig.now))
+    assert fig.core.health.state.ejected == {E21}

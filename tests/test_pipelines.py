@@ -82,8 +82,8 @@ class Figure2:
         out = res
         for hop in res.packet_ins:
             if (cookie_kind(hop.cookie) or (None,))[0] == CookieKind.HEALTH:  # the shell's split
-                out = out.merge(self.apply(self.core.health.reset(hop.cookie, frame_of(
-                    hop.fields), self.now)))
+                out = out.merge(self.apply(self.core.health.reset(
+                    hop.cookie, hop.dpid, hop.port, frame_of(hop.fields), self.now)))
                 continue
             out = out.merge(self.apply(self.core.packet_in(hop.dpid, hop.port,
                                                            frame_of(hop.fields), self.now)))

@@ -25,6 +25,16 @@ packet it drops is the copy alone, the reset having been delivered already (the 
 its outputs first); a storm of resets costs the controller at most `punt_pps` packet-ins a
 second per switch, and leaves the new-flow meter (PUNT_METER) to new flows. The controller
 tells a refusal from the end of an established connection itself (instances/health.py).
+A switch that refuses the meter (an OpenFlow error answering its meter-mod: no meter support)
+gets no entries from then on, and those it was sent are deleted (`without_meter`): unmetered
+copies would let a storm of resets through to the controller, and the entries the meter is
+missing from are refused one by one. Its instances' refusals are not seen; elsewhere passive
+health goes on, and steering is unchanged.
+An instance needs a label for its entries (its cookie and reg2); labels are 16 bits and never
+given back while the controller runs (dataplane/labels.py), and with passive health every
+located TCP instance takes one, whatever the dataplane. Past 65,520 D-BIDs in one run, an
+instance without a label gets no entries (its refusals are not seen); its service is served as
+any other.
 UDP is not covered: an instance's host answers a datagram to a closed port with an ICMP port
 unreachable, which does not carry the service's port in its own header; matching it would
 take the quoted header, which OpenFlow cannot match.
@@ -92,11 +102,12 @@ def _deleted(fm: FlowMod) -> FlowMod:
 class HealthPunts:
     """What reset-copy entries each switch was sent, per service and instance."""
 
-    def __init__(self, topology: Topology, label: Callable[[str], int]) -> None:
+    def __init__(self, topology: Topology, label: Callable[[str], int | None]) -> None:
         self.topology = topology
         self.label = label
         # service -> instance -> (where it is attached and its label, its entries)
         self._held: dict[str, dict[str, tuple[Key, Entries]]] = {}
+        self.meterless: set[int] = set()  # switches that refused HEALTH_METER: no entries
 
     def sync(self, svc: Service, insts: Iterable[Instance], enabled: bool) -> list[Intent]:
         """The flow-mods that make the switches hold `svc`'s entries for its located
@@ -109,9 +120,12 @@ class HealthPunts:
             hosts = self.topology.hosts
             for inst in insts:
                 host = hosts.get(inst.dbid)
-                if host is None:
+                if host is None or host.dpid in self.meterless:
                     continue
-                key: Key = (host.dpid, host.port, self.label(inst.dbid), svc.port)
+                label = self.label(inst.dbid)
+                if label is None:
+                    continue  # every label is in use (see the module docstring)
+                key: Key = (host.dpid, host.port, label, svc.port)
                 old = have.get(inst.dbid)
                 want[inst.dbid] = old if old is not None and old[0] == key else (
                     key, entries_for(svc, host.dpid, host.port, inst.dbid, key[2]))
@@ -126,6 +140,20 @@ class HealthPunts:
             self._held[svc.name] = want
         else:
             self._held.pop(svc.name, None)
+        return out
+
+    def without_meter(self, dpid: int) -> list[Intent]:
+        """Switch `dpid` refused HEALTH_METER: it gets no entries any more; the deletes of
+        those it was sent (see the module docstring)."""
+        self.meterless.add(dpid)
+        out: list[Intent] = []
+        for name, held in list(self._held.items()):
+            for dbid, (key, entries) in list(held.items()):
+                if key[0] == dpid:
+                    out += [_deleted(fm) for fm in entries]
+                    del held[dbid]
+            if not held:
+                del self._held[name]
         return out
 
     def remove(self, svc: Service) -> list[Intent]:

@@ -58,6 +58,14 @@ class Labels:
 
     def of(self, dbid: str) -> int:
         """The instance's label, assigned on first use."""
+        label = self.find(dbid)
+        if label is None:
+            raise RuntimeError("every instance label is in use")
+        return label
+
+    def find(self, dbid: str) -> int | None:
+        """The instance's label, assigned on first use; None when every label is in use (a
+        label is never given back while the controller runs: `SPAN` D-BIDs at most)."""
         label = self._label.get(dbid)
         if label is not None:
             return label
@@ -67,7 +75,7 @@ class Labels:
                 break
             label = FIRST_LABEL + (label + 1 - FIRST_LABEL) % SPAN
         else:
-            raise RuntimeError("every instance label is in use")
+            return None
         self.restore(dbid, label)
         self._assigned.append((dbid, label))
         return label
