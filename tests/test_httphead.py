@@ -91,6 +91,8 @@ def test_the_content_type_eventlet_takes_by_default_is_the_stdlibs() -> None:
     (b"Content-Length: -1\r\n\r\n", 400, "Content-Length"),
     (b"Content-Length: \r\n\r\n", 400, "Content-Length"),
     (b"Host: a\r\nHost: b\r\n\r\n", 400, "Host"),
+    (b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "Transfer-Encoding"),
+    (b"transfer-encoding: gzip\r\ncontent-length: 3\r\n\r\n", 400, "Transfer-Encoding"),
     (b"".join(b"X-%d: v\r\n" % k for k in range(MAX_FIELDS + 1)) + b"\r\n", 431, "headers"),
     (b"X-A: " + b"a" * MAX_LINE + b"\r\n\r\n", 431, "headers"),
     (b"".join(b"X-%d: %s\r\n" % (k, b"a" * 8000) for k in range(MAX_HEAD // 8000 + 1))

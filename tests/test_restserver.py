@@ -138,11 +138,17 @@ def test_a_body_without_a_length_gets_411_and_the_connection_closes(port: int) -
      400, "headers"),
     (b"GET /x HTTP/2.0\r\nHost: x\r\n\r\n", 505, "request line"),
     (b"GET /x HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n", 431, "headers"),
+    # eventlet answered these itself: a text/plain 400 without a field, an empty 414
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked"
+     b"\r\n\r\n0\r\n\r\n", 400, "Transfer-Encoding"),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request line"),
 ])
 def test_a_bad_head_gets_its_4xx_naming_the_field_and_the_connection_closes(
         port: int, head: bytes, status: int, field: str) -> None:
     """A duplicate Content-Length, an obs-fold, an HTTP version past 1.x, a header line over
-    the limit: refused with JSON naming the field (apps/httphead.py), the connection closed."""
+    the limit, a length and a transfer coding at once (RFC 9112 6.1: a smuggling vector), a
+    request line over eventlet's limit: refused with JSON naming the field
+    (apps/httphead.py), the connection closed."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(head)
         reply = _read_all(sock)
