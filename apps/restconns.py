@@ -256,8 +256,11 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
 
     def get_environ(self) -> dict[str, Any]:
         """eventlet's environ, with the means to close the connection after this answer and
-        the request target as received (eventlet's PATH_INFO is percent-decoded)."""
+        the request target as received (eventlet's PATH_INFO is percent-decoded); an empty
+        CONTENT_TYPE when the request has none (PEP 3333: "may be empty or absent")."""
         env: dict[str, Any] = super().get_environ()
+        if self.headers.get("content-type") is None:
+            env["CONTENT_TYPE"] = ""  # not eventlet's text/plain: the client sent none
         env[CLOSE_KEY] = self.close_after
         env[TARGET_KEY] = self.target
         return env

@@ -259,6 +259,9 @@ def test_a_body_that_is_not_json_is_a_415(content_type: str) -> None:
     """Whatever the credentials, a body-carrying request must say application/json."""
     err = refusal(with_token("POST", PATH + "services", ADMIN, b"{}", content_type))
     assert err.status == 415
+    # the message says what came: none at all is "missing", not a type the client never sent
+    assert ("missing" in str(err)) == (not content_type), str(err)
+    assert content_type[:20] in str(err)
     admit(with_token("POST", PATH + "services", ADMIN, b"{}", "application/json; charset=utf-8"),
           SETTINGS, verifier(), {}, NOW)
 

@@ -29,6 +29,9 @@ def app(environ, start_response):
     body = environ["wsgi.input"].read()
     if environ["PATH_INFO"] == "/slow":
         eventlet.sleep(2.5)
+    if environ["PATH_INFO"] == "/type":
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(environ.get("CONTENT_TYPE")).encode()]
     start_response("200 OK", [("Content-Type", "application/json")])
     return [json.dumps({"len": len(body)}).encode()]
 
@@ -108,6 +111,15 @@ def test_a_request_within_the_limits_is_served(port: int) -> None:
     reply = _request(port, _post("/x", b'{"a": 1}'))
     assert reply.startswith(b"HTTP/1.1 200"), reply
     assert reply.endswith(b'{"len": 8}')
+
+
+def test_a_content_type_not_sent_reaches_the_app_as_none(port: int) -> None:
+    """eventlet filled in text/plain for a request without a Content-Type, and the gate's 415
+    then said "got 'text/plain'" to a client that sent none; the type sent is passed on."""
+    reply = _request(port, b"POST /type HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    assert reply.partition(b"\r\n\r\n")[2] == b'""', reply
+    reply = _request(port, _post("/type", b"{}"))
+    assert reply.partition(b"\r\n\r\n")[2] == b'"application/json"', reply
 
 
 def test_an_oversized_body_is_refused_by_its_length_before_it_is_sent(port: int) -> None:

@@ -69,8 +69,8 @@ def admit(req: Request, settings: SecuritySettings, verifier: Verifier,
     """Who is calling ('anonymous', 'agent ID', 'token NAME'); AuthError if refused.
     `instances` (by D-BID) tell who owns what; nothing here changes them."""
     if req.body and req.content_type.split(";")[0].strip().lower() != JSON_TYPE:
-        raise AuthError(415, "Content-Type", f"must be {JSON_TYPE}, got "
-                        f"{req.content_type[:60]!r}")
+        got = f"got {req.content_type[:60]!r}" if req.content_type else "missing"
+        raise AuthError(415, "Content-Type", f"must be {JSON_TYPE}, {got}")
     kind = classify(req.method, req.path)
     if not settings.auth or kind == "open" or (kind == "read" and settings.open_reads):
         return "anonymous"
