@@ -79,17 +79,27 @@ class Guard:
         self.paths = {key: str(base / name) if name else "" for key, name in
                       (("agents", settings.agents_file), ("tokens", settings.tokens_file))}
         self.stamps = {key: -1.0 for key in self.paths}
+        # a file version that did not parse: its stamp, when it was read, its error (it is
+        # read again only when it changes or RELOAD_CHECK_S later, and logged once)
+        self.failed: dict[str, tuple[float, str]] = {}
+        self.failed_at: dict[str, float] = {}
         self.checked = 0.0
         self.verifier = Verifier({}, (), settings.max_skew_s)
         self.reload(strict=True)
 
     def reload(self, strict: bool = False) -> None:
         """Re-read a table whose file changed; `strict` (at start): a bad file is an error,
-        else it is logged and the tables in use stay."""
+        else it is logged (once a version) and the tables in use stay. A version that did not
+        parse is read again only after RELOAD_CHECK_S: requests naming unknown tokens, which
+        anyone can send, each re-read and re-logged it."""
+        now = time.time()
         for key, path in self.paths.items():
             stamp = _mtime(path) if path else 0.0
             if not path or stamp == self.stamps[key]:
                 continue
+            if (self.failed.get(key, (None,))[0] == stamp
+                    and now - self.failed_at[key] < RELOAD_CHECK_S):
+                continue  # this version did not parse a moment ago: no re-read per caller
             try:
                 data = read_table(path)
                 if key == "agents":
@@ -104,8 +114,11 @@ class Guard:
                                                                             exc.message)
                 if strict:
                     raise error from None
-                LOG.error("dyncast: security: %s (the previous table stays in use)", error)
+                if self.failed.get(key) != (stamp, str(error)):
+                    LOG.error("dyncast: security: %s (the previous table stays in use)", error)
+                self.failed[key], self.failed_at[key] = (stamp, str(error)), now
                 continue
+            self.failed.pop(key, None)
             self.stamps[key] = stamp
             _warn_if_readable(path)
             LOG.info("dyncast: security: %s loaded from %s (%d entries)", key, path,
