@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from agents import keys
 from agents.signing import Signer, read_token
 from apps import security
+from apps.logs import RejectLog
 from apps.security import Gate, Guard, install
 from controller.api import Api
 from controller.auth.settings import SecuritySettings
@@ -203,6 +205,22 @@ def test_a_broken_table_is_read_and_logged_once_not_per_unknown_caller(
     assert lab.call("GET", "/dyncast/v1/services", token="bogus")[0] == 401  # read again
     assert lab.call("GET", "/dyncast/v1/services", token=read_token(lab.tmp / "new.token"))[0] \
         == 401  # the good file without the added token is the one in use now
+
+
+def test_refusals_at_the_gate_are_logged_within_the_rejected_input_budget(
+        lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone can send requests the gate refuses; each was a log line, without the
+    `rejected_per_minute` budget the API's refusals keep (docs/observability.md: "rejected
+    input cannot fill the disk"): 1,000 unauthenticated requests, 1,000 lines."""
+    lab.guard.rejects = RejectLog(5)
+    caplog.set_level(logging.INFO)
+    for k in range(1000):
+        assert lab.call("GET", "/dyncast/v1/services", token=f"bogus-{k}")[0] == 401
+    lines = [r for r in caplog.records if r.name.startswith("dyncast.")]
+    assert len(lines) <= 5 + 2, [r.getMessage() for r in lines[:10]]  # and the tables' reads
+    written = [r for r in lines if getattr(r, "fields", {}).get("event") == "rejected_input"]
+    assert [r.fields["field"] for r in written] == ["Authorization"] * 5  # type: ignore[attr-defined]
+    assert lab.guard.rejects.suppressed == {"Authorization": 995}
 
 
 def test_open_reads(tmp_path: Path) -> None:
