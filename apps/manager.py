@@ -226,7 +226,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(OWN_HELP)
     signal.signal(signal.SIGTERM, _terminate)
     run = run_ryu if framework == "ryu" else run_os_ken
-    run(rest, "dyncast-manager")
+    try:
+        run(rest, "dyncast-manager")
+    except ConfigError as err:  # found by the app as it starts: the store, a key table
+        sys.exit(f"dyncast-manager: {err}")
 
 
 def _terminate(signum: int, frame: object) -> None:
