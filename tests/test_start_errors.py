@@ -4,6 +4,7 @@ exits 1: never a traceback (the manager, as an operator starts it, under os-ken)
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +17,12 @@ from agents import keys
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _start(tmp: Path, config: str) -> subprocess.CompletedProcess[str]:
+def _start(tmp: Path, config: str, rest_port: int = 0) -> subprocess.CompletedProcess[str]:
     cfg = tmp / "dyncast.toml"
     cfg.write_text(config)
     return subprocess.run([sys.executable, "-m", "apps.manager", "--framework", "os-ken",
                            "--ofp-tcp-listen-port", "0", "--wsapi-host", "127.0.0.1",
-                           "--wsapi-port", "0", "--dyncast-config", str(cfg),
+                           "--wsapi-port", str(rest_port), "--dyncast-config", str(cfg),
                            str(REPO / "apps" / "dyncast_app.py")],
                           cwd=tmp, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -63,3 +64,17 @@ def test_a_start_that_cannot_go_on_is_one_line_naming_the_key(tmp_path: Path, ca
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("dyncast-manager: ") and wanted in last, last
     assert "secret" not in done.stderr
+
+
+def test_a_rest_port_in_use_is_one_line_naming_the_listen_key(tmp_path: Path) -> None:
+    """Another process on the REST port: eventlet's bind error was a traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = _start(tmp_path, "[security]\nauth = false\n[controller]\n"
+                                f'store_url = "sqlite:///{tmp_path}/s.db"\n',
+                      busy.getsockname()[1])
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("dyncast-manager: ") and "channel.rest_listen" in last, last
+    assert "in use" in last, last
