@@ -17,11 +17,12 @@ from agents import keys
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _start(tmp: Path, config: str, rest_port: int = 0) -> subprocess.CompletedProcess[str]:
+def _start(tmp: Path, config: str, rest_port: int = 0, of_port: int = 0,
+           framework: str = "os-ken") -> subprocess.CompletedProcess[str]:
     cfg = tmp / "dyncast.toml"
     cfg.write_text(config)
-    return subprocess.run([sys.executable, "-m", "apps.manager", "--framework", "os-ken",
-                           "--ofp-tcp-listen-port", "0", "--wsapi-host", "127.0.0.1",
+    return subprocess.run([sys.executable, "-m", "apps.manager", "--framework", framework,
+                           "--ofp-tcp-listen-port", str(of_port), "--wsapi-host", "127.0.0.1",
                            "--wsapi-port", str(rest_port), "--dyncast-config", str(cfg),
                            str(REPO / "apps" / "dyncast_app.py")],
                           cwd=tmp, capture_output=True, text=True, timeout=60,
@@ -66,15 +67,21 @@ def test_a_start_that_cannot_go_on_is_one_line_naming_the_key(tmp_path: Path, ca
     assert "secret" not in done.stderr
 
 
-def test_a_rest_port_in_use_is_one_line_naming_the_listen_key(tmp_path: Path) -> None:
-    """Another process on the REST port: eventlet's bind error was a traceback."""
+@pytest.mark.parametrize(("which", "framework"), [
+    ("rest", "os-ken"), ("openflow", "os-ken"), ("openflow", "ryu")])
+def test_a_port_in_use_is_one_line_naming_the_listen_key(tmp_path: Path, which: str,
+                                                          framework: str) -> None:
+    """Another process on the REST port: eventlet's bind error was a traceback; on the
+    OpenFlow port, a traceback from the framework's server thread and an exit status of 0."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
+        port = busy.getsockname()[1]
         done = _start(tmp_path, "[security]\nauth = false\n[controller]\n"
                                 f'store_url = "sqlite:///{tmp_path}/s.db"\n',
-                      busy.getsockname()[1])
+                      rest_port=port if which == "rest" else 0,
+                      of_port=port if which == "openflow" else 0, framework=framework)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("dyncast-manager: ") and "channel.rest_listen" in last, last
+    assert last.startswith("dyncast-manager: ") and f"channel.{which}_listen" in last, last
     assert "in use" in last, last
