@@ -3,7 +3,8 @@
 Boundary: pure. The shell (apps/reloader.py) reads the file, calls `plan`, then applies the
 services through the same paths as the REST API and swaps in `ReloadPlan.config`.
 
-Live: the services ([[service]]: added, changed, removed), [limits], [controller.logging], and
+Live: the services ([[service]]: added, changed, removed), [limits] (but `max_body_bytes`:
+the REST server judges bodies by the one it started with), [controller.logging], and
 the tunables in `LIVE` (read each time they are used). [security] is not: a reload cannot turn
 authentication off (the agent and token tables themselves are re-read when their files
 change). Every other key is bound into the running features when they start (selection,
@@ -71,6 +72,12 @@ def plan(running: ControllerConfig, new: ControllerConfig,
     applied: list[str] = []
     restart: list[str] = []
     live: dict[str, Any] = {}
+    new_limits = new.limits
+    if new_limits.max_body_bytes != running.limits.max_body_bytes:
+        restart.append("limits.max_body_bytes")  # the REST server's, from its start
+        new_limits = dataclasses.replace(new_limits,
+                                         max_body_bytes=running.limits.max_body_bytes)
+        new = dataclasses.replace(new, limits=new_limits)
     for f in dataclasses.fields(ControllerConfig):
         if f.name == "services":
             continue

@@ -52,6 +52,21 @@ def test_plan_sorts_changes_into_live_and_restart_only() -> None:
     assert plan(old, old, current).empty
 
 
+def test_the_body_limit_needs_a_restart_and_the_other_limits_do_not() -> None:
+    """The REST server and the gate judge a body by the limit they started with: a reload
+    said "applied: limits" for a new max_body_bytes, and bodies under the new limit still got
+    the old limit's 413 (a lower one: the API's 400 instead of the 413)."""
+    old = config_from_toml("[limits]\nmax_body_bytes = 4096\nmax_services = 5\n", "old")
+    new = config_from_toml("[limits]\nmax_body_bytes = 8192\nmax_services = 7\n", "new")
+    p = plan(old, new, {})
+    assert (p.applied, p.restart_required) == (("limits",), ("limits.max_body_bytes",))
+    assert (p.config.limits.max_body_bytes, p.config.limits.max_services) == (4096, 7)
+    only = config_from_toml("[limits]\nmax_body_bytes = 2048\nmax_services = 5\n", "new")
+    p = plan(old, only, {})
+    assert (p.applied, p.restart_required) == ((), ("limits.max_body_bytes",))
+    assert p.config.limits == old.limits
+
+
 def test_a_service_made_through_the_api_is_not_the_files_to_remove() -> None:
     old = config_from_toml(BASE, "old")
     api_made = dataclasses.replace(old.services[0], name="z", dsid="10.0.100.9")
