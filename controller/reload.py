@@ -99,11 +99,18 @@ def plan(running: ControllerConfig, new: ControllerConfig,
 
 def refusal(p: ReloadPlan, current: Mapping[str, Service]) -> tuple[str, str] | None:
     """Why the plan's services cannot be applied one by one without a conflict, as (field,
-    reason); None if they can. A D-SID may move only to an address no other remaining service
-    holds now (swapping two services' D-SIDs takes two reloads)."""
+    reason); None if they can. A D-SID, and a `conntrack` service's tracker zone, may move
+    only to one no other remaining service holds now (swapping two services' D-SIDs takes two
+    reloads)."""
     holder = {s.dsid: name for name, s in current.items() if name not in p.removed}
+    zones = {s.ct_zone: name for name, s in current.items()
+             if name not in p.removed and s.dataplane == "conntrack"}
     for s in (*p.changed, *p.added):
         other = holder.get(s.dsid)
         if other is not None and other != s.name:
             return (f"service.{s.name}.dsid", f"{s.dsid} is the D-SID of service {other}")
+        other = zones.get(s.ct_zone) if s.dataplane == "conntrack" else None
+        if other is not None and other != s.name:  # the catalogue's check_unique, ahead
+            return (f"service.{s.name}.dsid", f"conntrack zone {s.ct_zone} (the D-SID's low "
+                    f"16 bits) is the zone of service {other}")
     return None

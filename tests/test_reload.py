@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 import pytest
 
-from apps.metrics import Metrics
+from apps.configfile import load_config
+from apps.metrics import Metrics, ShellCounts
+from apps.reloader import Reloader
 from controller.api import Api
 from controller.config import ControllerConfig, config_from_toml
 from controller.core import Core
@@ -65,6 +68,29 @@ def test_the_body_limit_needs_a_restart_and_the_other_limits_do_not() -> None:
     p = plan(old, only, {})
     assert (p.applied, p.restart_required) == ((), ("limits.max_body_bytes",))
     assert p.config.limits == old.limits
+
+
+def test_a_conntrack_zone_an_api_service_holds_is_refused_before_anything_changes(
+        tmp_path: Path) -> None:
+    """A file service whose D-SID's low 16 bits are the tracker zone of a `conntrack` service
+    made through the API: the pre-checks passed it, the service put failed midway (a 500,
+    the file's other services already applied); now a 409 naming it, nothing changed."""
+    cfg = tmp_path / "dyncast.toml"
+    cfg.write_text(BASE)
+    core = Core(load_config(str(cfg)))
+    made = {"name": "api0", "dsid": "10.1.100.1", "protocol": "tcp", "port": 80,
+            "dataplane": "conntrack"}
+    assert Api(core).handle("POST", "/dyncast/v1/services", json.dumps(made).encode(),
+                            1.0).status == 201
+    before = dict(core.catalogue.services)
+    cfg.write_text(BASE.replace('port = 80\n[[service]]\nname = "b"',
+                                'port = 81\n[[service]]\nname = "b"')  # a changed
+                   + '[[service]]\nname = "c"\ndsid = "10.0.100.1"\nprotocol = "udp"\n'
+                     'port = 80\ndataplane = "conntrack"\n'.replace("10.0.100.1", "10.2.100.1"))
+    out = Reloader(core, str(cfg), ShellCounts(), lambda c: None).reload(2.0, "test")
+    assert (out.status, out.body["field"]) == (409, "service.c.dsid"), out.body
+    assert "zone 25601" in out.body["error"] and "api0" in out.body["error"]
+    assert core.catalogue.services == before
 
 
 def test_a_service_made_through_the_api_is_not_the_files_to_remove() -> None:
