@@ -60,7 +60,7 @@ from apps.reloader import Reloader
 from apps.rest import APP_KEY, RestController
 from apps.restside import RestSide
 from apps.stallwatch import StallWatch, threshold_from_env
-from apps.store import Store
+from apps.store import open_store
 from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
@@ -116,7 +116,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
             signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:  # not the main thread (an embedding test): no signal reload
             LOG.warning("dyncast: SIGHUP reload unavailable (not the main thread)")
-        self.store = Store(self.config.store_url)
+        self.store = open_store(self.config.store_url, path or "(defaults)")
         cluster = self.config.cluster  # [cluster]: listen for the others' changes, then load
         self._feed_init(cluster.enabled, cluster.member_id, self.config.store_url)
         snap = self.store.load()
@@ -137,7 +137,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         fastpath.attach(kwargs["wsgi"], self)  # the gate serves the API's routes directly
         kwargs["wsgi"].register(WebController, {})  # the web view's files: /dyncast/ui/
         security.install(kwargs["wsgi"], self.config, lambda: self.core.catalogue.instances,
-                         snap.agent_seqs, security.store_writes(self.core.writes))
+                         snap.agent_seqs, security.store_writes(self.core.writes), self.rejects)
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),
                  len(self.core.bindings),

@@ -13,7 +13,8 @@ said otherwise (each answered as JSON naming the field, the connection then clos
   - a field line without a colon, a field name that is not a token (no space before the colon),
     a field line starting with space or tab (obs-fold, RFC 9112 5.2), a value holding a NUL or
     a bare CR (RFC 9110 5.5);
-  - more than one Content-Length or Host (RFC 9112 6.3, 3.2), a Content-Length not all digits;
+  - more than one Content-Length or Host (RFC 9112 6.3, 3.2), a Content-Length not all digits,
+    a Content-Length beside a Transfer-Encoding (RFC 9112 6.1: how requests are smuggled);
   - 431: more than `MAX_FIELDS` (100, as the stdlib) field lines, a line over `MAX_LINE` or a
     head over `MAX_HEAD` bytes (eventlet's limits, which answered 400 without a body).
 A line may end with CRLF or a bare LF (RFC 9112 2.2); values lose their leading and trailing
@@ -133,6 +134,9 @@ def read_fields(readline: Callable[[int], bytes], max_line: int = MAX_LINE,
         elif line[-1:] == b"\n":
             line = line[:-1]
         if not line:
+            if "content-length" in first and "transfer-encoding" in first:
+                raise HeadError(400, "Transfer-Encoding", "a request may not carry both "
+                                "Content-Length and Transfer-Encoding (RFC 9112 6.1)")
             return Fields(fields, first)
         if len(fields) >= MAX_FIELDS:
             raise HeadError(431, "headers", f"more than {MAX_FIELDS} header fields")

@@ -158,10 +158,13 @@ def fix_tls(hub: Any) -> None:
     def __init__(self: Any, listen_info: Any, handle: Any = None, backlog: Any = None,
                  spawn: Any = "default", **ssl_args: Any) -> None:
         ctx = ssl_args.pop("ssl_ctx", None)
-        if ctx is None or handle is None:
-            init(self, listen_info, handle, backlog, spawn, **ssl_args)
-            return
-        init(self, listen_info, handle, backlog, spawn)
+        try:
+            if ctx is None or handle is None:
+                init(self, listen_info, handle, backlog, spawn, **ssl_args)
+                return
+            init(self, listen_info, handle, backlog, spawn)
+        except OSError as exc:  # the OpenFlow port: end the start, not just this thread
+            _cannot_listen(listen_info, exc)
         ctx.load_cert_chain(ssl_args.pop("certfile"), ssl_args.pop("keyfile"))
         if "cert_reqs" in ssl_args:
             ctx.verify_mode = ssl_args.pop("cert_reqs")
@@ -226,7 +229,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(OWN_HELP)
     signal.signal(signal.SIGTERM, _terminate)
     run = run_ryu if framework == "ryu" else run_os_ken
-    run(rest, "dyncast-manager")
+    try:
+        run(rest, "dyncast-manager")
+    except ConfigError as err:  # found by the app as it starts: the store, a key table
+        sys.exit(f"dyncast-manager: {err}")
+
+
+def _cannot_listen(listen_info: Any, exc: OSError) -> None:
+    """The framework's OpenFlow server cannot listen: end the manager with one line naming
+    the key (its thread's traceback left the process running under Ryu, and under os-ken
+    exiting with status 0); this server's own thread then ends quietly."""
+    import greenlet
+
+    where = f"{listen_info[0] or '0.0.0.0'}:{listen_info[1]}"
+    _to_main(ConfigError(os.environ.get("DYNCAST_CONFIG") or "(defaults)",
+                         "channel.openflow_listen", f"cannot listen on {where} (or "
+                         f"--ofp-listen-host/--ofp-tcp-listen-port): {exc.strerror}"))
+    raise greenlet.GreenletExit from None  # the hubs' TaskExit: ends the thread unlogged
+
+
+def _to_main(exc: BaseException) -> None:
+    """Raise `exc` in the main greenlet (the manager's loop), from whichever one runs."""
+    import greenlet  # eventlet's dependency, imported here to keep the module light
+
+    current = greenlet.getcurrent()
+    main = current
+    while main.parent is not None:
+        main = main.parent
+    if current is main:
+        raise exc
+    from eventlet import hubs
+
+    hubs.get_hub().schedule_call_global(0, main.throw, exc)
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -236,17 +270,7 @@ def _terminate(signum: int, frame: object) -> None:
     thread the signal happened to interrupt (a switch connection's, say), it would end only
     that thread and the manager would never exit.
     """
-    import greenlet  # eventlet's dependency, imported here to keep the module light
-
-    current = greenlet.getcurrent()
-    main = current
-    while main.parent is not None:
-        main = main.parent
-    if current is main:
-        raise KeyboardInterrupt(f"signal {signum}")
-    from eventlet import hubs
-
-    hubs.get_hub().schedule_call_global(0, main.throw, KeyboardInterrupt(f"signal {signum}"))
+    _to_main(KeyboardInterrupt(f"signal {signum}"))
 
 
 if __name__ == "__main__":

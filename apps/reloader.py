@@ -64,11 +64,13 @@ class Reloader:
         if len(services) - len(p.removed) + len(p.added) > most:
             return self._refuse(429, "limits.max_services",
                                 f"the file makes more than {most} services", trigger)
-        try:
-            for svc in (*p.changed, *p.added):
+        for svc in (*p.changed, *p.added):
+            try:
                 admit_service(core, svc, create=False)
-        except (ValidationError, Conflict, QuotaExceeded) as exc:
-            return self._refuse(409, getattr(exc, "field", "service"), str(exc), trigger)
+            except (ValidationError, Conflict, QuotaExceeded) as exc:  # named as refusal()'s
+                fault = (exc.limit if isinstance(exc, QuotaExceeded) else
+                         f"service.{svc.name}.{getattr(exc, 'field', '')}".rstrip("."))
+                return self._refuse(409, fault, f"service {svc.name}: {exc}", trigger)
         intents: list[Intent] = []
         try:
             for name in p.removed:

@@ -45,7 +45,7 @@ CLOSE_KEY = "dyncast.close_connection"  # environ: call it to close the connecti
 # environ: the request target exactly as received (latin-1 text of its bytes, percent-escapes,
 # query and leading slashes kept): what an agent's signature covers (apps/security.py)
 TARGET_KEY = "dyncast.request_target"
-_REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large",
+_REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large",
             505: "HTTP Version Not Supported"}
 
 
@@ -197,6 +197,11 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
         arm(settings.request_timeout_s)
         self.connection.settimeout(self.server.socket_timeout)
         line: str = super()._read_request_line()
+        limit = self.server.url_length_limit
+        if len(line) >= limit:  # eventlet's own answer is an empty, fieldless 414
+            self._refuse_head(httphead.HeadError(414, "request line", "a request line of "
+                                                 f"{limit} bytes or more"))
+            return ""  # eventlet closes the connection
         return line
 
     def parse_request(self) -> bool:
@@ -251,8 +256,11 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
 
     def get_environ(self) -> dict[str, Any]:
         """eventlet's environ, with the means to close the connection after this answer and
-        the request target as received (eventlet's PATH_INFO is percent-decoded)."""
+        the request target as received (eventlet's PATH_INFO is percent-decoded); an empty
+        CONTENT_TYPE when the request has none (PEP 3333: "may be empty or absent")."""
         env: dict[str, Any] = super().get_environ()
+        if self.headers.get("content-type") is None:
+            env["CONTENT_TYPE"] = ""  # not eventlet's text/plain: the client sent none
         env[CLOSE_KEY] = self.close_after
         env[TARGET_KEY] = self.target
         return env

@@ -38,6 +38,7 @@ import eventlet.wsgi
 from apps.restconns import CLOSE_KEY, Pool, RequestDeadline, lift
 from controller.channel import Listen, TlsFiles
 from controller.config import ControllerConfig
+from controller.errors import ConfigError
 
 LOG = logging.getLogger("dyncast.rest")
 StartResponse = Callable[..., Any]
@@ -157,10 +158,15 @@ def configured(app: WsgiApp, host: str | None = None, port: int | None = None) -
     """A server for `app` as DYNCAST_CONFIG says, `host`/`port` overriding [channel].rest_listen."""
     from apps.configfile import load_config
 
-    config = load_config(os.environ.get("DYNCAST_CONFIG"))
+    source = os.environ.get("DYNCAST_CONFIG")
+    config = load_config(source)
     listen = config.channel.rest_listen
     listen = Listen(host if host is not None else listen.host,
                     port if port is not None else listen.port)
-    return RestServer(app, listen, ServerSettings.from_config(config))
+    try:
+        return RestServer(app, listen, ServerSettings.from_config(config))
+    except OSError as exc:  # the manager ends with this line, not eventlet's traceback
+        raise ConfigError(source or "(defaults)", "channel.rest_listen", f"cannot listen on "
+                          f"{listen} (or --wsapi-host/--wsapi-port): {exc.strerror}") from None
 
 

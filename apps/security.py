@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from apps import fastpath, routeerrors
+from apps.logs import RejectLog
 from apps.restconns import TARGET_KEY
 from controller.auth.credentials import Agent, Token, agents_from_dict, tokens_from_dict
 from controller.auth.errors import AuthError, UnknownCredential
@@ -33,6 +34,7 @@ from controller.auth.settings import SecuritySettings
 from controller.auth.verifier import Verifier
 from controller.config import ControllerConfig
 from controller.errors import ConfigError, ValidationError
+from controller.logcfg import LogConfig
 from controller.model import Instance
 from controller.writes import Writes
 
@@ -79,17 +81,30 @@ class Guard:
         self.paths = {key: str(base / name) if name else "" for key, name in
                       (("agents", settings.agents_file), ("tokens", settings.tokens_file))}
         self.stamps = {key: -1.0 for key in self.paths}
+        # a file version that did not parse: its stamp, when it was read, its error (it is
+        # read again only when it changes or RELOAD_CHECK_S later, and logged once)
+        self.failed: dict[str, tuple[float, str]] = {}
+        self.failed_at: dict[str, float] = {}
+        # the refusals' log lines, within the rejected-input budget (the app's own, once
+        # installed: one budget for every refusal)
+        self.rejects = RejectLog(LogConfig().rejected_per_minute)
         self.checked = 0.0
         self.verifier = Verifier({}, (), settings.max_skew_s)
         self.reload(strict=True)
 
     def reload(self, strict: bool = False) -> None:
         """Re-read a table whose file changed; `strict` (at start): a bad file is an error,
-        else it is logged and the tables in use stay."""
+        else it is logged (once a version) and the tables in use stay. A version that did not
+        parse is read again only after RELOAD_CHECK_S: requests naming unknown tokens, which
+        anyone can send, each re-read and re-logged it."""
+        now = time.time()
         for key, path in self.paths.items():
             stamp = _mtime(path) if path else 0.0
             if not path or stamp == self.stamps[key]:
                 continue
+            if (self.failed.get(key, (None,))[0] == stamp
+                    and now - self.failed_at[key] < RELOAD_CHECK_S):
+                continue  # this version did not parse a moment ago: no re-read per caller
             try:
                 data = read_table(path)
                 if key == "agents":
@@ -104,8 +119,11 @@ class Guard:
                                                                             exc.message)
                 if strict:
                     raise error from None
-                LOG.error("dyncast: security: %s (the previous table stays in use)", error)
+                if self.failed.get(key) != (stamp, str(error)):
+                    LOG.error("dyncast: security: %s (the previous table stays in use)", error)
+                self.failed[key], self.failed_at[key] = (stamp, str(error)), now
                 continue
+            self.failed.pop(key, None)
             self.stamps[key] = stamp
             _warn_if_readable(path)
             LOG.info("dyncast: security: %s loaded from %s (%d entries)", key, path,
@@ -161,12 +179,15 @@ def store_writes(writes: Writes) -> Persist:
 
 def install(wsgi_context: Any, config: ControllerConfig,
             instances: Callable[[], Mapping[str, Instance]],
-            seqs: Mapping[str, int] | None = None, persist: Persist | None = None) -> Guard:
+            seqs: Mapping[str, int] | None = None, persist: Persist | None = None,
+            rejects: RejectLog | None = None) -> Guard:
     """Load the guard for `config` (its files named relative to env DYNCAST_CONFIG's
     directory), with the agents' stored sequences `seqs` and `persist` for new ones, and put
-    it in front of the context's routes (the gate finds it there)."""
+    it in front of the context's routes (the gate finds it there); its refusals are logged
+    through `rejects` (the app's budget), else through one of its own."""
     guard = load_guard(config.security, os.environ.get("DYNCAST_CONFIG") or None, instances,
                        config.limits.max_body_bytes, persist)
+    guard.rejects = rejects or RejectLog(config.logging.rejected_per_minute)
     guard.verifier.restore(seqs or {})
     guard.verifier.not_before = time.time() - 0.001  # stamps carry milliseconds
     setattr(wsgi_context, GUARD_ATTR, guard)
@@ -203,9 +224,9 @@ class Gate:
                                                    "")), _target(environ))
         try:
             who = guard.admit(req)
-        except AuthError as exc:
-            LOG.info("dyncast: security: %s %.120s refused (%d): %s", req.method, req.path,
-                     exc.status, exc)
+        except AuthError as exc:  # logged within the budget: anyone can send these
+            guard.rejects.reject(req.method, req.path, exc.status, exc.field, str(exc),
+                                 str(environ.get("REMOTE_ADDR", "")))
             return _reply(start_response, exc.status, exc.body())
         environ["dyncast.caller"] = who
         app = getattr(self.inner, fastpath.APP_ATTR, None)

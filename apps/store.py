@@ -31,10 +31,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from apps import migrations
 from controller.dataplane.affinity import Binding, FlowKey
+from controller.errors import ConfigError
 from controller.instances.lifecycle import STATES, transition_from_dict
 from controller.intents import StoreWrite
 from controller.model import Instance, Metrics, Service, service_from_dict
@@ -147,6 +149,19 @@ def _binding_json(v: dict[str, Any]) -> str | None:
         return None  # (an integer time, a null): json.dumps writes it
     except (KeyError, TypeError):  # a field missing, not a str or not a number
         return None
+
+
+def open_store(url: str, source: str) -> Store:
+    """The store at `url` for the configuration file `source`; a ConfigError naming
+    `controller.store_url` and why (the start then ends with that one line, not a traceback)
+    when it cannot be reached, its driver is missing, or it is not a store."""
+    try:
+        return Store(url)
+    except (SQLAlchemyError, ImportError, migrations.MigrationError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(source, "controller.store_url", f"cannot open {shown}: "
+                          f"{reason[:300]}") from None
 
 
 class Store:

@@ -3,7 +3,8 @@
 Boundary: pure. The shell (apps/reloader.py) reads the file, calls `plan`, then applies the
 services through the same paths as the REST API and swaps in `ReloadPlan.config`.
 
-Live: the services ([[service]]: added, changed, removed), [limits], [controller.logging], and
+Live: the services ([[service]]: added, changed, removed), [limits] (but `max_body_bytes`:
+the REST server judges bodies by the one it started with), [controller.logging], and
 the tunables in `LIVE` (read each time they are used). [security] is not: a reload cannot turn
 authentication off (the agent and token tables themselves are re-read when their files
 change). Every other key is bound into the running features when they start (selection,
@@ -71,6 +72,12 @@ def plan(running: ControllerConfig, new: ControllerConfig,
     applied: list[str] = []
     restart: list[str] = []
     live: dict[str, Any] = {}
+    new_limits = new.limits
+    if new_limits.max_body_bytes != running.limits.max_body_bytes:
+        restart.append("limits.max_body_bytes")  # the REST server's, from its start
+        new_limits = dataclasses.replace(new_limits,
+                                         max_body_bytes=running.limits.max_body_bytes)
+        new = dataclasses.replace(new, limits=new_limits)
     for f in dataclasses.fields(ControllerConfig):
         if f.name == "services":
             continue
@@ -92,11 +99,18 @@ def plan(running: ControllerConfig, new: ControllerConfig,
 
 def refusal(p: ReloadPlan, current: Mapping[str, Service]) -> tuple[str, str] | None:
     """Why the plan's services cannot be applied one by one without a conflict, as (field,
-    reason); None if they can. A D-SID may move only to an address no other remaining service
-    holds now (swapping two services' D-SIDs takes two reloads)."""
+    reason); None if they can. A D-SID, and a `conntrack` service's tracker zone, may move
+    only to one no other remaining service holds now (swapping two services' D-SIDs takes two
+    reloads)."""
     holder = {s.dsid: name for name, s in current.items() if name not in p.removed}
+    zones = {s.ct_zone: name for name, s in current.items()
+             if name not in p.removed and s.dataplane == "conntrack"}
     for s in (*p.changed, *p.added):
         other = holder.get(s.dsid)
         if other is not None and other != s.name:
             return (f"service.{s.name}.dsid", f"{s.dsid} is the D-SID of service {other}")
+        other = zones.get(s.ct_zone) if s.dataplane == "conntrack" else None
+        if other is not None and other != s.name:  # the catalogue's check_unique, ahead
+            return (f"service.{s.name}.dsid", f"conntrack zone {s.ct_zone} (the D-SID's low "
+                    f"16 bits) is the zone of service {other}")
     return None

@@ -62,6 +62,26 @@ def test_malformed_json_is_400() -> None:
     assert reply.status == 400 and reply.body["field"] == "body"
 
 
+@pytest.mark.parametrize(("path", "raw", "key"), [
+    ("services", b'{"name": "svc3", "name": "svc4", "dsid": "10.0.100.3"}', "name"),
+    ("metrics", b'{"dbid": "10.0.0.21", "cpu": 0.2, "sessions": 1, "queue": 0, "capacity": 4,'
+     b' "active": true, "active": false}', "active"),
+    ("metrics", b'{"reports": [{"dbid": "10.0.0.21", "dbid": "10.0.0.31", "cpu": 0.2}]}',
+     "dbid"),
+])
+def test_a_key_given_twice_is_400_and_changes_nothing(path: str, raw: bytes, key: str) -> None:
+    """JSON that names a key twice in one object is refused, naming the key: the last one
+    silently won (a service created as "svc4"), while a proxy or another reader of the
+    same bytes may take the first (RFC 8259 4: such objects are read unpredictably)."""
+    api = Api(figure2_core())
+    report(api.core, "10.0.0.21", 1.0)
+    before = _snapshot(api)
+    reply = _call(api, "POST", path, raw=raw)
+    assert (reply.status, reply.body["field"]) == (400, "body"), reply.body
+    assert f"'{key}'" in reply.body["error"] and "twice" in reply.body["error"]
+    assert _snapshot(api) == before
+
+
 def test_good_report_updates_metrics_and_decisions() -> None:
     """An accepted report is visible in /instances and /decisions with a cost breakdown."""
     api = Api(figure2_core())

@@ -253,12 +253,32 @@ def test_open_reads_and_auth_off() -> None:
     assert (err.status, err.field) == (415, "Content-Type")
 
 
+@pytest.mark.parametrize(("coding", "refused"), [("gzip", True), ("deflate, br", True),
+                                                 ("identity", False), ("", False)])
+def test_a_body_in_a_content_coding_is_a_415_naming_it(coding: str, refused: bool) -> None:
+    """The server decodes no content coding: a gzip body reached the JSON parser as it was
+    (400 "malformed JSON: 'utf-8' codec ..."), and a plain body labelled gzip was taken."""
+    hdrs = {"Authorization": f"Bearer {ADMIN}", "Content-Encoding": coding}
+    req = Request("POST", PATH + "services", b"{}", "application/json",
+                  lambda name: hdrs.get(name, ""))
+    if not refused:
+        assert admit(req, SETTINGS, verifier(), {}, NOW)
+        return
+    err = refusal(req)
+    assert (err.status, err.field) == (415, "Content-Encoding") and coding in str(err)
+    bare = Request("GET", PATH + "services", b"", "", lambda name: hdrs.get(name, ""))
+    assert admit(bare, SETTINGS, verifier(), {}, NOW)  # no body: nothing coded
+
+
 @pytest.mark.parametrize("content_type", ["", "text/plain", "multipart/form-data; x=y",
                                           "application/jsonp"])
 def test_a_body_that_is_not_json_is_a_415(content_type: str) -> None:
     """Whatever the credentials, a body-carrying request must say application/json."""
     err = refusal(with_token("POST", PATH + "services", ADMIN, b"{}", content_type))
     assert err.status == 415
+    # the message says what came: none at all is "missing", not a type the client never sent
+    assert ("missing" in str(err)) == (not content_type), str(err)
+    assert content_type[:20] in str(err)
     admit(with_token("POST", PATH + "services", ADMIN, b"{}", "application/json; charset=utf-8"),
           SETTINGS, verifier(), {}, NOW)
 

@@ -190,6 +190,9 @@ def test_reload_applies_services_and_tunables_and_keeps_bindings(
      "service[2].dsid"),
     ('[[service]]\nname = "x"\ndsid = "10.0.100.9"\nprotocol = "tcp"\nport = 1\n', 409,
      "service.x.dsid"),
+    # a registered instance's D-BID: the refusal said "dsid", not which service's
+    ('[[service]]\nname = "x"\ndsid = "10.0.0.21"\nprotocol = "tcp"\nport = 1\n', 409,
+     "service.x.dsid"),
 ])
 def test_a_bad_file_is_refused_whole(shell: Shell, records: list[logging.LogRecord],
                                      text: str, status: int, field: str) -> None:
@@ -199,6 +202,7 @@ def test_a_bad_file_is_refused_whole(shell: Shell, records: list[logging.LogReco
                               if "service" in text else text)
     made = {"name": "api1", "dsid": "10.0.100.9", "protocol": "tcp", "port": 80}
     assert shell.rest("POST", "services", made).status == 201  # made through the API
+    shell.register()  # 10.0.0.21
     services = shell.rest("GET", "services").body
     config = shell.app.config
     reply = shell.rest("POST", "config/reload")

@@ -29,6 +29,9 @@ def app(environ, start_response):
     body = environ["wsgi.input"].read()
     if environ["PATH_INFO"] == "/slow":
         eventlet.sleep(2.5)
+    if environ["PATH_INFO"] == "/type":
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(environ.get("CONTENT_TYPE")).encode()]
     start_response("200 OK", [("Content-Type", "application/json")])
     return [json.dumps({"len": len(body)}).encode()]
 
@@ -110,6 +113,15 @@ def test_a_request_within_the_limits_is_served(port: int) -> None:
     assert reply.endswith(b'{"len": 8}')
 
 
+def test_a_content_type_not_sent_reaches_the_app_as_none(port: int) -> None:
+    """eventlet filled in text/plain for a request without a Content-Type, and the gate's 415
+    then said "got 'text/plain'" to a client that sent none; the type sent is passed on."""
+    reply = _request(port, b"POST /type HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    assert reply.partition(b"\r\n\r\n")[2] == b'""', reply
+    reply = _request(port, _post("/type", b"{}"))
+    assert reply.partition(b"\r\n\r\n")[2] == b'"application/json"', reply
+
+
 def test_an_oversized_body_is_refused_by_its_length_before_it_is_sent(port: int) -> None:
     """Content-Length over the limit: 413 at once, without the server waiting for the body,
     and the connection closed (what follows is the unread body, not a request)."""
@@ -138,11 +150,17 @@ def test_a_body_without_a_length_gets_411_and_the_connection_closes(port: int) -
      400, "headers"),
     (b"GET /x HTTP/2.0\r\nHost: x\r\n\r\n", 505, "request line"),
     (b"GET /x HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n", 431, "headers"),
+    # eventlet answered these itself: a text/plain 400 without a field, an empty 414
+    (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked"
+     b"\r\n\r\n0\r\n\r\n", 400, "Transfer-Encoding"),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request line"),
 ])
 def test_a_bad_head_gets_its_4xx_naming_the_field_and_the_connection_closes(
         port: int, head: bytes, status: int, field: str) -> None:
     """A duplicate Content-Length, an obs-fold, an HTTP version past 1.x, a header line over
-    the limit: refused with JSON naming the field (apps/httphead.py), the connection closed."""
+    the limit, a length and a transfer coding at once (RFC 9112 6.1: a smuggling vector), a
+    request line over eventlet's limit: refused with JSON naming the field
+    (apps/httphead.py), the connection closed."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(head)
         reply = _read_all(sock)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from hypothesis import strategies as st
 
 from agents import keys
 from agents.signing import Signer, read_token
+from apps import security
+from apps.logs import RejectLog
 from apps.security import Gate, Guard, install
 from controller.api import Api
 from controller.auth.settings import SecuritySettings
@@ -163,6 +166,61 @@ def test_an_agent_added_later_is_known_without_a_restart(lab: Lab) -> None:
     assert lab.call("POST", "/dyncast/v1/instances", REG, signer=lab.signer)[0] == 201
     status, reply = lab.call("POST", "/dyncast/v1/metrics", {"dbid": "10.0.0.21"}, signer=e3)
     assert (status, reply["field"]) == (403, "dbid")
+
+
+def test_a_broken_table_is_read_and_logged_once_not_per_unknown_caller(
+        lab: Lab, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a table file does not parse, requests naming unknown tokens (anyone can send
+    them) neither re-read it nor log its error each: they did, 200 ERROR lines for 200
+    requests. The tables in use keep working, the fixed file is taken at the next unknown
+    caller, and a file rewritten bad then good within one mtime tick at the next check."""
+    reads: list[str] = []
+    real = security.read_table
+    monkeypatch.setattr(security, "read_table", lambda path: reads.append(path) or real(path))
+    tokens = lab.tmp / "tokens.toml"
+    good = tokens.read_bytes()
+    tokens.write_bytes(good + b"garbage [[[\n")
+    for k in range(50):
+        status, reply = lab.call("GET", "/dyncast/v1/services", token=f"bogus-{k}")
+        assert (status, reply["field"]) == (401, "Authorization")
+    assert lab.call("GET", "/dyncast/v1/services", token=lab.reader)[0] == 200
+    assert len(reads) == 1, reads
+    guard = lab.guard
+    guard.failed_at = {key: at - security.RELOAD_CHECK_S for key, at in guard.failed_at.items()}
+    assert lab.call("GET", "/dyncast/v1/services", token="bogus")[0] == 401
+    assert len(reads) == 2  # read again after RELOAD_CHECK_S, the same error not logged again
+    assert sum("previous table stays" in r.getMessage() for r in caplog.records) == 1
+    keys.add_token(lab.tmp / "ok.toml", lab.tmp / "new.token", "later", "read")
+    tokens.write_bytes(good + (lab.tmp / "ok.toml").read_bytes())  # fixed, and a token added
+    assert lab.call("GET", "/dyncast/v1/services", token=read_token(lab.tmp / "new.token"))[0] \
+        == 200
+    stat = os.stat(tokens)
+    tokens.write_bytes(good + b"garbage [[[\n")
+    os.utime(tokens, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**7))
+    assert lab.call("GET", "/dyncast/v1/services", token="bogus")[0] == 401
+    tokens.write_bytes(good)  # good again, within the same mtime
+    os.utime(tokens, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**7))
+    assert lab.call("GET", "/dyncast/v1/services", token="bogus")[0] == 401
+    guard.failed_at = {key: at - security.RELOAD_CHECK_S for key, at in guard.failed_at.items()}
+    assert lab.call("GET", "/dyncast/v1/services", token="bogus")[0] == 401  # read again
+    assert lab.call("GET", "/dyncast/v1/services", token=read_token(lab.tmp / "new.token"))[0] \
+        == 401  # the good file without the added token is the one in use now
+
+
+def test_refusals_at_the_gate_are_logged_within_the_rejected_input_budget(
+        lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone can send requests the gate refuses; each was a log line, without the
+    `rejected_per_minute` budget the API's refusals keep (docs/observability.md: "rejected
+    input cannot fill the disk"): 1,000 unauthenticated requests, 1,000 lines."""
+    lab.guard.rejects = RejectLog(5)
+    caplog.set_level(logging.INFO)
+    for k in range(1000):
+        assert lab.call("GET", "/dyncast/v1/services", token=f"bogus-{k}")[0] == 401
+    lines = [r for r in caplog.records if r.name.startswith("dyncast.")]
+    assert len(lines) <= 5 + 2, [r.getMessage() for r in lines[:10]]  # and the tables' reads
+    written = [r for r in lines if getattr(r, "fields", {}).get("event") == "rejected_input"]
+    assert [r.fields["field"] for r in written] == ["Authorization"] * 5  # type: ignore[attr-defined]
+    assert lab.guard.rejects.suppressed == {"Authorization": 995}
 
 
 def test_open_reads(tmp_path: Path) -> None:

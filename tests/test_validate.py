@@ -97,6 +97,16 @@ def test_a_large_batch_is_judged_by_its_real_depth() -> None:
     assert not too_deep(body, 3) and too_deep(body, 2)
 
 
+@pytest.mark.parametrize("body", [b'{"a": 1, "a": 1}', b'[{"b": {"a": 1, "a": 2}}]',
+                                  b'{"a": 1, "\\u0061": 2}'])
+def test_a_key_twice_in_one_object_is_refused_naming_it(body: bytes) -> None:
+    """At any depth, spelled alike or escaped: a 400 on `body` naming the key."""
+    with pytest.raises(ValidationError, match="'a' twice") as err:
+        loads(body, 1 << 20, 32)
+    assert err.value.field == "body"
+    assert loads(b'{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}', 1 << 20, 32)["b"][1] == {"a": 3}
+
+
 def test_oversized_body_is_refused() -> None:
     """A body past max_body_bytes is refused before it is decoded."""
     with pytest.raises(ValidationError, match="larger than"):

@@ -8,7 +8,8 @@ Policy (one place for every route the app serves, present and future):
   and `/readyz` (they answer alive/ready and which check failed, nothing else: a load balancer's
   or orchestrator's probe carries no credential);
 - everything else needs an `admin` token.
-A body-carrying request must be `Content-Type: application/json` (415), auth on or off.
+A body-carrying request must be `Content-Type: application/json`, without a content coding
+(415), auth on or off.
 An agent speaks only for D-SIDs and D-BIDs inside its prefixes, and only for the instances it
 registered (their `dma` is its id), so the commands answered to a report go to the instance's
 owner only; a new registration past its quota is a 429.
@@ -69,8 +70,12 @@ def admit(req: Request, settings: SecuritySettings, verifier: Verifier,
     """Who is calling ('anonymous', 'agent ID', 'token NAME'); AuthError if refused.
     `instances` (by D-BID) tell who owns what; nothing here changes them."""
     if req.body and req.content_type.split(";")[0].strip().lower() != JSON_TYPE:
-        raise AuthError(415, "Content-Type", f"must be {JSON_TYPE}, got "
-                        f"{req.content_type[:60]!r}")
+        got = f"got {req.content_type[:60]!r}" if req.content_type else "missing"
+        raise AuthError(415, "Content-Type", f"must be {JSON_TYPE}, {got}")
+    coding = req.header("Content-Encoding").strip().lower()
+    if req.body and coding not in ("", "identity"):  # nothing here decodes one
+        raise AuthError(415, "Content-Encoding", f"{coding[:60]!r} is not accepted: send the "
+                        "body uncompressed")
     kind = classify(req.method, req.path)
     if not settings.auth or kind == "open" or (kind == "read" and settings.open_reads):
         return "anonymous"
