@@ -43,7 +43,8 @@ GUARD_ATTR = "dyncast_guard"
 RELOAD_CHECK_S = 2.0
 MAX_TABLE_BYTES = 4 << 20
 StartResponse = Callable[..., Any]
-Persist = Callable[[str, int], None]  # (agent id, its last accepted sequence)
+# (agent id, its last accepted sequence, the key_id of the key it was accepted under)
+Persist = Callable[[str, int, str | None], None]
 
 
 def read_table(path: str) -> Any:
@@ -145,7 +146,7 @@ class Guard:
         finally:  # a signed call refused later (403, 429) used up its sequence all the same
             for agent, seq in self.verifier.take_risen().items():
                 if self.persist is not None:
-                    self.persist(agent, seq)
+                    self.persist(agent, seq, self.verifier.seq_keys.get(agent))
 
     def startup_warnings(self) -> list[str]:
         """What an operator must hear at every start."""
@@ -174,13 +175,14 @@ def _warn_if_readable(path: str) -> None:
 def store_writes(writes: Writes) -> Persist:
     """`persist` for `install`: an agent's sequence queued as its store record (the app
     flushes the queue off the request path, every `store_flush_s` and at stop)."""
-    return lambda agent, seq: writes.put("agent_seq", agent, {"agent": agent, "seq": seq})
+    return lambda agent, seq, key: writes.put("agent_seq", agent,
+                                              {"agent": agent, "seq": seq, "key": key})
 
 
 def install(wsgi_context: Any, config: ControllerConfig,
             instances: Callable[[], Mapping[str, Instance]],
             seqs: Mapping[str, int] | None = None, persist: Persist | None = None,
-            rejects: RejectLog | None = None) -> Guard:
+            rejects: RejectLog | None = None, keys: Mapping[str, str] | None = None) -> Guard:
     """Load the guard for `config` (its files named relative to env DYNCAST_CONFIG's
     directory), with the agents' stored sequences `seqs` and `persist` for new ones, and put
     it in front of the context's routes (the gate finds it there); its refusals are logged
@@ -188,7 +190,7 @@ def install(wsgi_context: Any, config: ControllerConfig,
     guard = load_guard(config.security, os.environ.get("DYNCAST_CONFIG") or None, instances,
                        config.limits.max_body_bytes, persist)
     guard.rejects = rejects or RejectLog(config.logging.rejected_per_minute)
-    guard.verifier.restore(seqs or {})
+    guard.verifier.restore(seqs or {}, keys)
     guard.verifier.not_before = time.time() - 0.001  # stamps carry milliseconds
     setattr(wsgi_context, GUARD_ATTR, guard)
     for text in guard.startup_warnings():

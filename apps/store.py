@@ -110,6 +110,7 @@ class Snapshot:
     instances: list[Instance] = field(default_factory=list)
     bindings: list[Binding] = field(default_factory=list)
     agent_seqs: dict[str, int] = field(default_factory=dict)
+    agent_keys: dict[str, str] = field(default_factory=dict)  # the key_id each was taken under
 
 
 def _row(kind: str, key: str, value: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +262,8 @@ class Store:
             for row in conn.execute(select(agent_seqs_table.c.data)):
                 data = json.loads(row.data)
                 snap.agent_seqs[str(data["agent"])] = int(data["seq"])
+                if isinstance(data.get("key"), str):  # (none from an earlier version)
+                    snap.agent_keys[str(data["agent"])] = data["key"]
         return snap
 
     def load_shared(self) -> tuple[list[Service], list[Instance]]:

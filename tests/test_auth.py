@@ -3,6 +3,7 @@ per-agent quotas, token roles and JSON-only bodies (controller/auth/)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -21,13 +22,14 @@ from controller.auth.errors import AuthError
 from controller.auth.policy import Request, admit, classify
 from controller.auth.settings import SecuritySettings, security_from_dict
 from controller.auth.signing import SIGNATURE_HEADER, Stamp, headers
-from controller.auth.verifier import Verifier
+from controller.auth.verifier import Verifier, key_id
 from controller.config import config_from_dict
 from controller.errors import ValidationError
 from controller.model import Instance
 
 NOW = 1_800_000_000.0
 KEY = bytes(range(32))
+NEW_KEY = bytes(range(1, 33))
 AGENT = Agent("dma-e2", KEY, agents_from_dict({"agent": [{"id": "x", "key": "0" * 64,
                                                           "prefixes": ["10.0.0.0/24",
                                                                        "10.0.100.0/24"]}]},
@@ -154,6 +156,36 @@ def test_a_refused_signature_does_not_advance_the_sequence() -> None:
     v = verifier()
     refusal(signed("POST", PATH + "instances", REG, seq=10**18, key=bytes(32)), v)
     admit(signed("POST", PATH + "instances", REG, seq=5), SETTINGS, v, {}, NOW)
+
+
+def test_a_huge_sequence_locks_out_only_the_key_it_was_signed_with() -> None:
+    """An agent that sent a huge sequence (a bug, or its key stolen) is refused lower ones, as
+    replays; given a new key it is heard again from any sequence, while a request signed with
+    the old key stays refused. Across a restart too: the sequence is stored with its key_id,
+    and one stored without (an earlier version) binds whatever key."""
+    v = verifier()
+    admit(signed("POST", PATH + "instances", REG, seq=2**62), SETTINGS, v, {}, NOW)
+    assert refusal(signed("POST", PATH + "instances", REG, seq=5), v).field == "X-Dyncast-Seq"
+    stored, kid = v.take_risen(), v.seq_keys["dma-e2"]
+    assert stored == {"dma-e2": 2**62} and kid == key_id(KEY) != key_id(NEW_KEY)
+    rekeyed = Verifier({AGENT.id: dataclasses.replace(AGENT, key=NEW_KEY)}, TOKENS, 30.0)
+    for fresh in (v, rekeyed):  # the same process, then a restart with what was stored
+        fresh.agents = {AGENT.id: dataclasses.replace(AGENT, key=NEW_KEY)}
+        if fresh is rekeyed:
+            fresh.restore(stored, {"dma-e2": kid})
+        admit(signed("POST", PATH + "instances", REG, seq=5, key=NEW_KEY), SETTINGS, fresh, {},
+              NOW)
+        assert refusal(signed("POST", PATH + "instances", REG, seq=6), fresh).field == (
+            "X-Dyncast-Signature")  # the old key
+        assert refusal(signed("POST", PATH + "instances", REG, seq=5, key=NEW_KEY),
+                       fresh).field == "X-Dyncast-Seq"  # the new key's sequence binds it
+    same = verifier()
+    same.restore(stored, {"dma-e2": kid})  # not re-keyed: still refused
+    assert refusal(signed("POST", PATH + "instances", REG, seq=5), same).field == "X-Dyncast-Seq"
+    legacy = Verifier({AGENT.id: dataclasses.replace(AGENT, key=NEW_KEY)}, TOKENS, 30.0)
+    legacy.restore(stored)  # stored with no key: binds the new key as well
+    assert refusal(signed("POST", PATH + "instances", REG, seq=5, key=NEW_KEY),
+                   legacy).field == "X-Dyncast-Seq"
 
 
 @pytest.mark.parametrize(("body", "field"), [

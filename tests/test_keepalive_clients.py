@@ -155,7 +155,7 @@ class App:
         start_response(f"{reply.status} X", [("Content-Type", "application/json")])
         return [json.dumps(reply.body).encode()]
 
-def persist(agent, seq):
+def persist(agent, seq, key):
     known = json.loads(seqs.read_text()) if seqs.exists() else {}
     seqs.write_text(json.dumps({**known, agent: seq}))
 

@@ -13,6 +13,7 @@ from apps.security import Gate, install, store_writes
 from apps.store import Snapshot, Store
 from controller.api import Api
 from controller.auth.signing import SEQ_HEADER, TIMESTAMP_HEADER
+from controller.auth.verifier import key_id
 from controller.core import Core
 from tests.test_security_gate import REG, Lab
 
@@ -31,7 +32,8 @@ class Restarted(Lab):
         self.api = Api(self.core)
         self.gate = Gate(self)
         self.guard = install(self, self.core.config, lambda: self.core.catalogue.instances,
-                             snap.agent_seqs, store_writes(self.core.writes))
+                             snap.agent_seqs, store_writes(self.core.writes),
+                             keys=snap.agent_keys)
 
 
 def _flush(lab: Lab, store: Store) -> None:
@@ -84,6 +86,7 @@ def test_a_sequence_used_by_a_refused_call_is_stored_too(tmp_path: Path) -> None
         _flush(lab, store)
         seq = int(capture[SEQ_HEADER])
         assert store.load().agent_seqs == {"dma-e2": seq}
+        assert store.load().agent_keys == {"dma-e2": key_id(lab.signer.key)}  # (re-keying)
         status, body = Restarted(lab, store.load()).call("POST", PATH, foreign, extra=capture)
         assert (status, body["field"]) == (401, SEQ_HEADER)
     finally:

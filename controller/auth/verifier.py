@@ -9,10 +9,17 @@ start, so a request captured before a restart is refused after it too (docs/secu
 A sequence accepted in the last moments before an unclean stop may not have been stored, so the
 shell also sets `not_before` (its start time): a request signed before the process started is
 refused whatever its sequence.
+
+A sequence binds the key it was accepted under (`key_id`, stored with it): when an agent is given
+a new key, its sequence starts afresh. Otherwise one request with a huge sequence (a buggy agent,
+or a stolen key) would lock that agent name out for good, re-keying or not; a request signed
+with the old key is refused by its signature anyway. (A sequence stored by an earlier version,
+with no key, binds whatever key.)
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -35,6 +42,12 @@ from controller.validate import NAME_RE
 BEARER = "bearer "
 
 
+def key_id(key: bytes) -> str:
+    """A short name for an agent's key (a truncated hash: it says whether the key changed and
+    gives nothing of it away)."""
+    return hashlib.sha256(b"dyncast agent key\0" + key).hexdigest()[:16]
+
+
 @dataclass
 class Verifier:
     """Checks credentials against the tables; remembers each agent's last sequence."""
@@ -44,14 +57,17 @@ class Verifier:
     max_skew_s: float = 30.0
     last_seq: dict[str, int] = field(default_factory=dict)
     risen: dict[str, int] = field(default_factory=dict)  # not handed to the shell yet
+    seq_keys: dict[str, str | None] = field(default_factory=dict)  # the key_id of each one
     not_before: float = 0.0  # signed earlier than this (the process's start): refused
 
-    def restore(self, seqs: Mapping[str, int]) -> None:
-        """The agents' last sequences as stored by an earlier process (a lower one never
-        replaces a higher one remembered)."""
+    def restore(self, seqs: Mapping[str, int], keys: Mapping[str, str] | None = None) -> None:
+        """The agents' last sequences as stored by an earlier process, with the key_id each
+        was accepted under where stored (a lower one never replaces a higher one
+        remembered)."""
         for agent, seq in seqs.items():
             if seq > self.last_seq.get(agent, -1):
                 self.last_seq[agent] = seq
+                self.seq_keys[agent] = (keys or {}).get(agent)
 
     def take_risen(self) -> dict[str, int]:
         """The sequences that rose since the last call, to be stored (agent -> sequence)."""
@@ -85,7 +101,9 @@ class Verifier:
         if abs(skew) > self.max_skew_s:
             raise AuthError(401, TIMESTAMP_HEADER, f"stale: {skew:+.1f} s from the "
                             f"controller's clock (at most {self.max_skew_s:g} s)")
-        seq, last = int(stamp.seq), self.last_seq.get(agent.id, -1)
+        seq, last, kid = int(stamp.seq), self.last_seq.get(agent.id, -1), key_id(agent.key)
+        if self.seq_keys.get(agent.id) not in (kid, None):
+            last = -1  # re-keyed: the old key's sequence does not bind the new key
         if seq <= last:
             raise AuthError(401, SEQ_HEADER, f"replayed: sequence {seq} is not above the "
                             f"agent's last ({last})")
@@ -93,6 +111,7 @@ class Verifier:
             raise AuthError(401, TIMESTAMP_HEADER, "signed before this controller started "
                             "(a replay, or a clock behind the controller's): sign it again")
         self.last_seq[agent.id] = self.risen[agent.id] = seq
+        self.seq_keys[agent.id] = kid
         return agent
 
     def token(self, authorization: str) -> Token:
