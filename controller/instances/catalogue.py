@@ -76,7 +76,7 @@ class Catalogue:
         svc = self.service(name)
         del self.services[name]
         del self.by_dsid[svc.dsid]
-        gone = list(self._of.get(name, {}).values())
+        gone = [i for i in self.instances.values() if i.service == name]
         for inst in gone:
             self._drop(inst.dbid)
         return svc, gone
@@ -120,8 +120,10 @@ class Catalogue:
         return sorted(self._of.get(name, {}).values(), key=lambda i: i.dbid)
 
     def _put(self, inst: Instance) -> None:
-        """Hold `inst` (in place of any instance with its D-BID)."""
-        self._drop(inst.dbid)
+        """Hold `inst` (in place of any instance with its D-BID, where that one was)."""
+        held = self.instances.get(inst.dbid)
+        if held is not None:
+            self._unindex(held)
         self.instances[inst.dbid] = inst
         self._of.setdefault(inst.service, {})[inst.dbid] = inst
 
@@ -129,8 +131,12 @@ class Catalogue:
         """Forget the instance `dbid` and return it (None: there was none)."""
         inst = self.instances.pop(dbid, None)
         if inst is not None:
-            mine = self._of[inst.service]
-            del mine[dbid]
-            if not mine:
-                del self._of[inst.service]
+            self._unindex(inst)
         return inst
+
+    def _unindex(self, inst: Instance) -> None:
+        """Take `inst` out of its service's instances."""
+        mine = self._of[inst.service]
+        del mine[inst.dbid]
+        if not mine:
+            del self._of[inst.service]
