@@ -24,12 +24,11 @@ Memo = tuple[Tree, dict[int, tuple[float, ...]], dict[int, PathCost], int]
 
 
 def _without(memo: dict[int, _T], nodes: set[int]) -> dict[int, _T]:
-    """`memo` without the entries of `nodes` (in place, or anew when that is fewer steps)."""
-    if len(nodes) < len(memo):
-        for node in nodes:
-            memo.pop(node, None)
-        return memo
-    return {k: v for k, v in memo.items() if k not in nodes}
+    """`memo` without the entries of `nodes`, in place (the two meet in C: a step of Python
+    only per entry dropped, where a repair names hundreds of switches and a memo holds few)."""
+    for node in memo.keys() & nodes:
+        del memo[node]
+    return memo
 
 
 class PathCosts:

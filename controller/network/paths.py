@@ -205,9 +205,11 @@ def _stretch(adj: Adjacency, tree: Tree, child: int) -> bool:
         for u, w in adj[v].items():
             nd, old = d + w, dist[u]
             if nd < old or (nd == old and v < parent[u]):  # (never dst: weights are > 0)
-                if u not in was:
-                    was[u] = parent[u]
-                parent[u] = v
+                prior = parent[u]
+                if prior != v:  # (most are lowered by their own next switch: no turn)
+                    if u not in was:
+                        was[u] = prior
+                    parent[u] = v
                 if nd < old:
                     dist[u] = nd
                     push(heap, (nd, u))
