@@ -13,7 +13,7 @@ the shell lets other work run. This module says what the difference means:
   other applications' entries are never read, and entries the switch learned itself (`learn`,
   pins) are the switch's own;
 - a switch holding none of our pipeline was emptied (restarted, `del-flows`): everything goes
-  back, bindings too;
+  back, bindings too, and the entries it had learned itself as last read (dataplane/relearn.py);
 - a switch that kept the pipeline but not a binding's forward entry let it idle out while we
   were not listening (its flow-removed message was lost): the binding ends, with its reverse;
 - a forward entry of a binding we do not know, numbered by an earlier process (made just before
@@ -29,9 +29,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from controller.dataplane.modes import mode_of
-from controller.dataplane.programmer import Programmer
+from controller.dataplane.programmer import Learned, Programmer
 from controller.dataplane.reactive import ReactiveFlows
 from controller.dataplane.reconciler import Key, entry_key
+from controller.dataplane.relearn import relearned
 from controller.instances.catalogue import Catalogue
 from controller.intents import (
     COOKIE_MASK_ALL,
@@ -72,6 +73,14 @@ class Audit:
         # id(actions) -> (those actions, their signature): the wanted entries are mostly the
         # same objects from one audit to the next (host routes: 5,000 a switch)
         self._signatures: dict[int, tuple[tuple[Any, ...], Signature]] = {}
+        # switch -> its learned entries as last read before it reconnected (`reconnected`)
+        self._learned_before: dict[int, list[Learned]] = {}
+
+    def reconnected(self, dpid: int) -> None:
+        """The switch connected again: keep what it was last read to have learned, to send
+        back if its next audit finds it emptied (the programmer forgets it now; a table-2 read
+        made since is newer and is taken instead)."""
+        self._learned_before[dpid] = self.programmer.learned.get(dpid, [])
 
     def table_steps(self, dpid: int, entries: list[SwitchEntry], sent: Iterable[FlowMod],
                     requested_at: float, now: float,
@@ -110,6 +119,10 @@ class Audit:
         yield []
         # what we hold, taken in one step: the compare below runs against this view
         emptied = not any(kind == CookieKind.INFRA for kind, _, _ in ours)
+        before = self._learned_before.pop(dpid, [])  # a read since the reconnect is newer:
+        learned = self.programmer.learned.get(dpid, before)
+        relearn = relearned(dpid, learned, self.catalogue, self.programmer.dbid_of) \
+            if emptied else []
         programs: set[str] = set()
         if self.programmer.unread(dpid):
             programs = self.programmer.adopt(
@@ -142,9 +155,9 @@ class Audit:
         if any((cookie_kind(fm.cookie) or (None,))[0] == CookieKind.FAILOVER for fm in added):
             # an entry naming a failover group: the groups go first (add-or-modify)
             intents += self.programmer.groups.held(dpid)
-        self.counters["reconcile_added"] += len(added)
+        self.counters["reconcile_added"] += len(added) + len(relearn)
         self.counters["reconcile_removed"] += len(removed)
-        yield intents + removed + added + [
+        yield intents + relearn + removed + added + [
             i for name in sorted(programs) for i in recompute(name, now)]
 
     def _bindings(self, dpid: int, ours: list[tuple[CookieKind, int, SwitchEntry]],
