@@ -78,7 +78,6 @@ class Core:
     # --- switches and links -------------------------------------------------------------
     def switch_connected(self, dpid: int, reads_table: bool = False) -> list[Intent]:
         """A switch connected: the pipeline and punts, or none until its table is read."""
-        self.audit.reconnected(dpid)
         self.programmer.forget_switch(dpid)
         self.flows.forget_switch(dpid)
         intents: list[Intent] = list(self.network.connected(dpid))

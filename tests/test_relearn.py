@@ -88,3 +88,25 @@ def test_entries_of_an_instance_gone_are_not_sent_back(mode: str) -> None:
             if (cookie_kind(fm.cookie) or (None, None))[1] == label]
     assert held == []
     assert {fig.go(s)[0] for s in placed} == {E31}
+
+
+@pytest.mark.parametrize("mode", ["learn", "bucket"])
+def test_entries_deleted_at_a_drain_deadline_are_not_sent_back(mode: str) -> None:
+    """A drain deadline deletes the instance's learned entries and pins; an ingress emptied
+    before its next read does not get them back from the read before: the flows move on, as
+    the deadline says."""
+    fig = Figure2(SERVICES[mode])
+    placed = connect(fig, FLOWS)
+    label = fig.core.programmer.label(E21)
+    fig.apply(fig.core.drain(E21, 3.0, fig.now)[1])
+    for _ in range(2):  # the flows send (bucket: pinned); each read has E21's entries in it
+        fig.advance(fig.now + 1)
+        assert {s: fig.go(s)[0] for s in placed} == placed
+    fig.advance(fig.now + 0.5)
+    fig.now += 2
+    fig.apply(fig.core.tick(fig.now))  # past the deadline, no read since
+    _emptied(fig, reconnects=True)
+    held = [fm for fm in fig.net.switch(C1_INGRESS).entries(TABLE_AFFINITY)
+            if (cookie_kind(fm.cookie) or (None, None))[1] == label]
+    assert held == []
+    assert {fig.go(s)[0] for s in placed} == {E31}

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from controller.dataplane.modes import mode_of
-from controller.dataplane.programmer import Learned, Programmer
+from controller.dataplane.programmer import Programmer
 from controller.dataplane.reactive import ReactiveFlows
 from controller.dataplane.reconciler import Key, entry_key
 from controller.dataplane.relearn import relearned
@@ -73,14 +73,6 @@ class Audit:
         # id(actions) -> (those actions, their signature): the wanted entries are mostly the
         # same objects from one audit to the next (host routes: 5,000 a switch)
         self._signatures: dict[int, tuple[tuple[Any, ...], Signature]] = {}
-        # switch -> its learned entries as last read before it reconnected (`reconnected`)
-        self._learned_before: dict[int, list[Learned]] = {}
-
-    def reconnected(self, dpid: int) -> None:
-        """The switch connected again: keep what it was last read to have learned, to send
-        back if its next audit finds it emptied (the programmer forgets it now; a table-2 read
-        made since is newer and is taken instead)."""
-        self._learned_before[dpid] = self.programmer.learned.get(dpid, [])
 
     def table_steps(self, dpid: int, entries: list[SwitchEntry], sent: Iterable[FlowMod],
                     requested_at: float, now: float,
@@ -119,12 +111,12 @@ class Audit:
         yield []
         # what we hold, taken in one step: the compare below runs against this view
         emptied = not any(kind == CookieKind.INFRA for kind, _, _ in ours)
-        before = self._learned_before.pop(dpid, [])  # a read since the reconnect is newer:
-        learned = self.programmer.learned.get(dpid, before)
+        learned = self.programmer.learned.get(dpid, [])  # its latest table-2 read
         relearn = relearned(dpid, learned, self.catalogue, self.programmer.dbid_of) \
             if emptied else []
         programs: set[str] = set()
-        if self.programmer.unread(dpid):
+        if self.programmer.unread(dpid):  # it (re)connected: its later reads start afresh
+            self.programmer.learned.pop(dpid, None)
             programs = self.programmer.adopt(
                 dpid, [e for kind, _, e in ours if kind in PROGRAMMED],
                 list(self.catalogue.services.values()), self._owner, now)

@@ -16,7 +16,9 @@ So the entries of the switch's latest read go back with the rest of its repair, 
 entry with the reply entry its flow had learned (the same key reversed, from the instance's
 D-BID, rewritten to come from the D-SID), for instances that may still hold flows (`active`,
 `unknown`, `draining`), with their service's timeouts; one whose flow ended meanwhile idles out
-again. A flow that began after the latest read is not known and follows the bucket map.
+again. Entries deleted since the read (`Programmer.lost`: an instance gone, a drain deadline)
+are struck from it then. A flow that began after the latest read is not known and follows the
+bucket map.
 """
 
 from __future__ import annotations
