@@ -13,7 +13,7 @@ the shell lets other work run. This module says what the difference means:
   other applications' entries are never read, and entries the switch learned itself (`learn`,
   pins) are the switch's own;
 - a switch holding none of our pipeline was emptied (restarted, `del-flows`): everything goes
-  back, bindings too;
+  back, bindings too, and the entries it had learned itself as last read (dataplane/relearn.py);
 - a switch that kept the pipeline but not a binding's forward entry let it idle out while we
   were not listening (its flow-removed message was lost): the binding ends, with its reverse;
 - a forward entry of a binding we do not know, numbered by an earlier process (made just before
@@ -32,6 +32,7 @@ from controller.dataplane.modes import mode_of
 from controller.dataplane.programmer import Programmer
 from controller.dataplane.reactive import ReactiveFlows
 from controller.dataplane.reconciler import Key, entry_key
+from controller.dataplane.relearn import relearned
 from controller.instances.catalogue import Catalogue
 from controller.intents import (
     COOKIE_MASK_ALL,
@@ -110,8 +111,12 @@ class Audit:
         yield []
         # what we hold, taken in one step: the compare below runs against this view
         emptied = not any(kind == CookieKind.INFRA for kind, _, _ in ours)
+        learned = self.programmer.learned.get(dpid, [])  # its latest table-2 read
+        relearn = relearned(dpid, learned, self.catalogue, self.programmer.dbid_of) \
+            if emptied else []
         programs: set[str] = set()
-        if self.programmer.unread(dpid):
+        if self.programmer.unread(dpid):  # it (re)connected: its later reads start afresh
+            self.programmer.learned.pop(dpid, None)
             programs = self.programmer.adopt(
                 dpid, [e for kind, _, e in ours if kind in PROGRAMMED],
                 list(self.catalogue.services.values()), self._owner, now)
@@ -142,9 +147,9 @@ class Audit:
         if any((cookie_kind(fm.cookie) or (None,))[0] == CookieKind.FAILOVER for fm in added):
             # an entry naming a failover group: the groups go first (add-or-modify)
             intents += self.programmer.groups.held(dpid)
-        self.counters["reconcile_added"] += len(added)
+        self.counters["reconcile_added"] += len(added) + len(relearn)
         self.counters["reconcile_removed"] += len(removed)
-        yield intents + removed + added + [
+        yield intents + relearn + removed + added + [
             i for name in sorted(programs) for i in recompute(name, now)]
 
     def _bindings(self, dpid: int, ours: list[tuple[CookieKind, int, SwitchEntry]],

@@ -326,6 +326,7 @@ class Programmer:
         if label is None or (svc is not None and not mode_of(svc).switch_decides):
             return []
         out: list[Intent] = []
+        self.learned = {d: [e for e in es if e.label != label] for d, es in self.learned.items()}
         for dpid in sorted(self.topology.ports):
             for kind in (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN):
                 out.append(FlowMod(dpid, TABLE_AFFINITY, 0, (), command="delete",
@@ -353,8 +354,7 @@ class Programmer:
         """A switch (re)connected: send it everything again (or, if its table is read,
         what it lacks: `expect_table`, `adopt`)."""
         self.reconciler.forget_switch(dpid)
-        self.groups.forget_switch(dpid)
-        self.learned.pop(dpid, None)
+        self.groups.forget_switch(dpid)  # (what it learned is kept for its first audit)
         self._unread.discard(dpid)
         for key in [k for k in self._held if k[0] == dpid]:
             del self._held[key]
