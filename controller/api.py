@@ -269,6 +269,8 @@ class Api:
     def _decisions(self, args: list[str], _: Any, now: float) -> Steps:
         """The decisions, after recomputing the dirty services (one a step; only the named
         service's, for /decisions/{service})."""
+        if args and args[0] not in self.core.catalogue.services:
+            raise NotFound("service", args[0])
         intents: list[Intent] = []
         for k, name in enumerate([args[0]] if args else self.core.intake.pending()):
             if k:
@@ -296,6 +298,8 @@ class Api:
         return Reply(200, Rows(rows, self.views.body(args[0] if args else "", texts)), intents)
 
     def _bindings(self, args: list[str], _: Any, now: float) -> Reply:
+        if args and args[0] not in self.core.catalogue.services:
+            raise NotFound("service", args[0])
         rows = bindings_view(self.core)
         if args:
             rows = [r for r in rows if r["service"] == args[0]]

@@ -92,6 +92,8 @@ def test_real_replies_conform(shell: Shell) -> None:
     call(shell, spec, "GET", "decisions/svc1", status=200)
     assert call(shell, spec, "GET", "bindings", status=200)
     call(shell, spec, "GET", "bindings/svc1", status=200)
+    for view in ("decisions", "bindings"):  # a service that does not exist: 404 naming it
+        assert call(shell, spec, "GET", f"{view}/nosuch", status=404)["field"] == "service"
     call(shell, spec, "GET", "topology", status=200)
     call(shell, spec, "GET", "stats", status=200)
     call(shell, spec, "GET", "cluster", status=200)
