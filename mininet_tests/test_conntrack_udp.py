@@ -7,6 +7,7 @@ across a decision change and a controller SIGKILL and restart, without a gap ove
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import signal
@@ -37,6 +38,7 @@ PERIOD_S = 0.15  # each held flow sends a datagram this often
 MAX_GAP_S = 2.0  # a held flow unanswered this long counts as broken (13 datagrams lost)
 AWAY_S = 12.0  # how long the killed controller stays away
 RECONCILE_S = 2.0  # reconcile_interval_s in fig2_conntrack_udp.toml
+SPORTS = itertools.count(20000, 100)  # each new_flows call's first source port (even)
 
 
 class HeldFlows:
@@ -72,8 +74,14 @@ def responders(lab: Lab) -> None:
 
 
 def new_flows(lab: Lab, count: int = 16) -> dict[str, Any]:
-    """`count` new UDP flows from c1 (ingress r1), one datagram each: what answered them."""
-    out = lab.host_cmd("c1", f"{sys.executable} {TOOL} once --dsid {SVC2} --count {count}")
+    """`count` new UDP flows from c1 (ingress r1), one datagram each: what answered them.
+    Each call's source ports are its own (below the ephemeral range the held flows use): a
+    port an earlier call used would be that flow again to the connection tracker, still
+    committed to the instance it went to then (CI: 1 of 16 'new' flows reached e2 after the
+    decision had left it)."""
+    first = next(SPORTS)
+    out = lab.host_cmd("c1", f"{sys.executable} {TOOL} once --dsid {SVC2} --count {count} "
+                             f"--first-sport {first}")
     lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert lines, f"udpflows once printed {out!r}"
     found: dict[str, Any] = lines[-1]

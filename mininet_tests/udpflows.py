@@ -88,12 +88,14 @@ class Flow:
                 "max_gap_end": self.max_gap_end}
 
 
-def open_flows(count: int, sel: selectors.BaseSelector) -> list[Flow]:
-    """`count` sockets, each bound to its own ephemeral port, registered for reading."""
+def open_flows(count: int, sel: selectors.BaseSelector, first: int = 0) -> list[Flow]:
+    """`count` sockets, each bound to its own port (ephemeral; or `first`, `first` + 2, ...:
+    every other port, so that `count` 16 covers every bucket of a 16-bucket split on the
+    source port's bits 1-4), registered for reading."""
     flows = []
     for i in range(count):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("0.0.0.0", 0))
+        sock.bind(("0.0.0.0", first + 2 * i if first else 0))
         sock.setblocking(False)
         flow = Flow(i, sock, sock.getsockname()[1])
         sel.register(sock, selectors.EVENT_READ, flow)
@@ -174,10 +176,10 @@ def hold(dsid: str, port: int, count: int, period: float, path: str) -> int:
     return 0
 
 
-def once(dsid: str, port: int, count: int) -> int:
+def once(dsid: str, port: int, count: int, first: int = 0) -> int:
     """`count` new flows, one answered datagram each (5 tries): print what answered."""
     sel = selectors.DefaultSelector()
-    flows = open_flows(count, sel)
+    flows = open_flows(count, sel, first)
     for _ in range(5):
         for flow in flows:
             if flow.instance is None:
@@ -210,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if p.prog.endswith("hold"):
             p.add_argument("--period", type=float, default=0.15)
             p.add_argument("--report", required=True)
+        else:  # a caller's own source ports: never one an earlier run's tracked flow used
+            p.add_argument("--first-sport", type=int, default=0)
     for p in sub.choices.values():
         p.add_argument("--port", type=int, default=8000)
     args = ap.parse_args(argv)
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.bind, args.port, args.name)
     if args.cmd == "hold":
         return hold(args.dsid, args.port, args.count, args.period, args.report)
-    return once(args.dsid, args.port, args.count)
+    return once(args.dsid, args.port, args.count, args.first_sport)
 
 
 if __name__ == "__main__":
