@@ -83,6 +83,7 @@ class ClusterSide:
         """Join the cluster if `[cluster]` enables it (nothing otherwise)."""
         self.member, self.leases = None, None
         self._apart: dict[str, str | None] = {}  # members with other settings, as last said
+        self._digested: tuple[Any, str | None] = (None, None)  # (configuration, its digest)
         if cluster.enabled:
             self.member = Member(cluster.member_id, cluster.lease_s)
             self.leases = LeaseTable(store_url, cluster)
@@ -130,10 +131,14 @@ class ClusterSide:
         self._agreement()
 
     def _digest(self) -> str | None:
-        """`settings_digest` of the running configuration (None, logged, if it cannot be
-        made: the lease matters more than the check)."""
+        """`settings_digest` of the running configuration, made once per configuration (None,
+        logged, if it cannot be made: the lease matters more than the check)."""
+        config = self.core.config
+        if self._digested[0] is config:  # (a reload replaces the configuration object)
+            return self._digested[1]
         try:
-            return settings_digest(self.core.config)
+            self._digested = (config, settings_digest(config))
+            return self._digested[1]
         except Exception:
             self.core.counters["errors"] += 1
             LOG.exception("dyncast: cluster: could not digest the shared settings")
