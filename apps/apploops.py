@@ -55,6 +55,7 @@ class Loops:
     store: Any
     name: str
     punt_pps: int
+    unmetered: set[int]  # switches that refused the packet-in meter
     datapaths: dict[int, Any]
     _polls: Any
     _reads: dict[int, TableRead]
@@ -113,7 +114,7 @@ class Loops:
         parser = dp.ofproto_parser
         out = [parser.OFPPortStatsRequest(dp, 0, dp.ofproto.OFPP_ANY),
                parser.OFPEchoRequest(dp, data=struct.pack("!d", time.time()))]
-        if self.punt_pps and self.programs(dp.id):
+        if self.punt_pps and self.programs(dp.id) and dp.id not in self.unmetered:
             out.append(channelguard.meter_stats_request(dp))
         return out
 

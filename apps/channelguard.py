@@ -8,7 +8,11 @@ controller/channel.py and controller/dataplane/punt.py.
     added when a switch connects, before any entry that uses it. A switch that reconnects still
     has it: the switch answers the add with METER_EXISTS (expected, logged at info), and the
     modify that follows sets the configured rate either way. Its statistics are read with the
-    port counters; the drop count is `punt_meter_drops` in GET /stats. With passive health on,
+    port counters; the drop count is `punt_meter_drops` in GET /stats. A switch that refuses
+    the punt meter (no meter support) is logged once and its entries go unmetered from then on
+    (`punt_meter_error`): the entries that used the meter before the refusal came are refused
+    too, counted, not logged, and the table read that follows puts them back. With passive
+    health on,
     a second meter (`HEALTH_METER`, `[controller.health].punt_pps`) limits the reset copies
     the same way (controller/dataplane/healthpunt.py). A switch that refuses that meter (no
     meter support) is logged once and gets no reset copies (`refused_meter`); the entries sent
@@ -28,7 +32,7 @@ from controller.health import Health
 from controller.intents import CookieKind, Intent, cookie_kind
 
 LOG = logging.getLogger("dyncast")
-OFPET_METER_MOD_FAILED = 12
+OFPET_BAD_INSTRUCTION, OFPET_METER_MOD_FAILED = 3, 12  # what a switch without meters answers
 OFPMMFC_METER_EXISTS = 1
 OFPT_FLOW_MOD, OFPT_METER_MOD = 14, 29
 _METER_ID = struct.Struct("!I")  # a METER_MOD's meter id, after header, command and flags
@@ -84,6 +88,36 @@ def refused_health_entry(msg: Any) -> bool:
         return False
     split = cookie_kind(_COOKIE.unpack_from(data, 8)[0])
     return split is not None and split[0] == CookieKind.HEALTH
+
+
+def refused_flow_mod(msg: Any) -> bool:
+    """True when an error message refuses one of our FLOW_MODs for its meter instruction: a
+    meter error, or an instruction the switch does not support."""
+    data = bytes(msg.data)
+    return (len(data) >= 2 and data[1] == OFPT_FLOW_MOD
+            and msg.type in (OFPET_METER_MOD_FAILED, OFPET_BAD_INSTRUCTION))
+
+
+def punt_meter_error(msg: Any, unmetered: set[int], counters: Any) -> bool | None:
+    """For a switch's first refusal of the punt meter: True (it joins `unmetered`, logged once;
+    the caller has its table read, so that the refused entries are put back, unmetered); for
+    the refusal of the modify after the add, or at such a switch of an entry sent with the
+    meter before its refusal came: False, counted. None for any other error."""
+    dpid = msg.datapath.id
+    if refused_meter(msg) == PUNT_METER:
+        if dpid in unmetered:
+            return False
+        unmetered.add(dpid)
+        counters["punt_meter_refused"] += 1
+        LOG.warning("dyncast: switch %016x refused the packet-in meter %d (error type=%d "
+                    "code=%d): its entries send to the controller without it, so a flood "
+                    "there is not limited at the switch; steering goes on", dpid, PUNT_METER,
+                    msg.type, msg.code)
+        return True
+    if dpid in unmetered and refused_flow_mod(msg):
+        counters["punt_entries_refused"] += 1
+        return False
+    return None
 
 
 def health_meter_error(msg: Any, health: Health) -> list[Intent] | None:

@@ -72,6 +72,7 @@ class ClusterSide:
     core: Any
     store: Any
     punt_pps: int
+    unmetered: set[int]  # switches that refused the packet-in meter
     datapaths: dict[int, Any]
     _reads: dict[int, Any]
     _dropped_reads: set[int]
@@ -274,7 +275,7 @@ class ClusterSide:
     def _configure(self, dp: Any) -> None:
         """What a switch gets at connect from the member that programs it."""
         dp.send_msg(dp.ofproto_parser.OFPSetConfig(dp, dp.ofproto.OFPC_FRAG_NORMAL, 0xFFFF))
-        if self.punt_pps:
+        if self.punt_pps and dp.id not in self.unmetered:  # (one that refused it: not again)
             for mod in channelguard.meter_mods(dp, self.punt_pps):
                 dp.send_msg(mod)
         health = self.core.config.health

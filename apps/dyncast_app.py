@@ -125,6 +125,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         self.api = Api(self.core)
         self.datapaths: dict[int, Any] = {}  # the switches we program (allowed, connected)
         self.punt_pps = self.config.channel.punt_pps  # packet-in meter rate; 0: no meter
+        self.unmetered: set[int] = set()  # switches that refused the packet-in meter
         self._meter_drops: dict[int, int] = {}  # switch -> packets its punt meter dropped
         self._flow_rows: dict[int, list[Any]] = {}  # flow statistics until the last part
         self._polls = Polls()  # affinity-table reads under way: when each was asked
@@ -199,7 +200,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         if self.member is not None:  # a cluster member programs only the switches it masters
             intents = [i for i in intents if self.member.masters(i.dpid)]
         if self.punt_pps:
-            intents = meter_punts(intents)
+            intents = meter_punts(intents, unmetered=self.unmetered)
         if self._reads or self._repairs:
             for intent in intents:
                 if not isinstance(intent, FlowMod):
@@ -401,6 +402,12 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         health = channelguard.health_meter_error(msg, self.core.health)
         if health is not None:  # the switch has no meter for passive health: logged once
             self.send(health)
+            return
+        punt = channelguard.punt_meter_error(msg, self.unmetered, self.core.counters)
+        if punt is not None:  # the switch has no meter for packet-ins: logged once
+            dp = msg.datapath
+            if punt and self.datapaths.get(dp.id) is dp and self.programs(dp.id):
+                self._read_table(dp)  # the entries it refused come back, unmetered
             return
         self.core.counters["errors"] += 1
         self.metrics.shell.openflow_errors[OFPET.get(msg.type, str(msg.type))] += 1

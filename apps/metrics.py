@@ -163,6 +163,9 @@ class CoreCollector(Collector):
         # the channel guards (docs/channels.md)
         yield CounterMetricFamily("dyncast_punt_meter_drops", "Packets the switches' packet-in "
                                   "meters dropped", value=c["punt_meter_drops"])
+        yield CounterMetricFamily("dyncast_punt_meter_refused", "Switches that refused the "
+                                  "packet-in meter (no meter support): their entries go "
+                                  "unmetered", value=c["punt_meter_refused"])
         yield CounterMetricFamily("dyncast_switches_refused", "Connections from switches not "
                                   "on [channel].switches", value=c["switches_refused"])
         yield CounterMetricFamily("dyncast_host_moves_refused", "Packets claiming a registered "

@@ -53,7 +53,8 @@ def stats_view(core: Core) -> dict[str, int]:
     out["host_moves_refused"] = core.topology.moves_refused
     for name in ("affinity_moves", "errors", "reconcile_runs", "reconcile_added",
                  "reconcile_removed", "bindings_adopted", "bindings_retired",
-                 "punt_meter_drops", "switches_refused", "reconcile_group_runs",
+                 "punt_meter_drops", "punt_meter_refused", "switches_refused",
+                 "reconcile_group_runs",
                  "reconcile_groups_added", "reconcile_groups_removed"):
         out.setdefault(name, 0)
     out.update(tracker_stats(core))

@@ -92,7 +92,7 @@ def test_a_switch_refusing_the_health_meter_is_logged_once_and_keeps_steering(
     """A switch without meters refuses the health meter's add and modify, and the table-5
     entry that uses it: one warning, no error counted; its reset-copy entries are deleted
     and not sent again (not at the next recompute, nor by the audit); new flows are still
-    bound. (The punt meter here is accepted: `[channel] punt_pps = 0` on such a switch.)"""
+    bound. (The punt meter here is accepted: tests/test_punt_meterless.py refuses it.)"""
     shell.connect()
     meters = [s.raw for s in shell.sent() if s.msg_type == shell.dp.ofproto.OFPT_METER_MOD
               and struct.unpack_from("!I", s.raw, 12)[0] == HEALTH_METER]
