@@ -6,7 +6,9 @@ a Routes `mapper`); the gate (apps/security.py) calls it for every admitted requ
 API's fast path does not take. A path no route serves gets 404 naming `path`; a path that is
 served, asked with a method none of its routes takes (`POST /healthz`), 405 with `Allow`;
 the routes' own replies pass unchanged, except a 404 or 405 that is not JSON (the web view's
-"no such file"), which becomes the same JSON error.
+"no such file"), which becomes the same JSON error. HEAD is served as GET (RFC 9110 9.3.2:
+every path that answers GET answers HEAD alike: status and headers, no body, which the server
+leaves out), and `Allow` names HEAD wherever it names GET.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ REASONS = {404: "Not Found", 405: "Method Not Allowed"}
 
 
 def allowed(mapper: Any, environ: dict[str, Any]) -> list[str]:
-    """The methods some route takes for this request's path (none: no route serves it)."""
-    return [m for m in METHODS if mapper.match(environ={**environ, "REQUEST_METHOD": m})]
+    """The methods some route takes for this request's path (none: no route serves it); HEAD
+    wherever GET is."""
+    return [m for m in METHODS if mapper.match(environ={**environ, "REQUEST_METHOD": m}) or (
+        m == "HEAD" and mapper.match(environ={**environ, "REQUEST_METHOD": "GET"}))]
 
 
 def serve(inner: Any, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     """`inner`'s reply to the request, or the JSON 404/405 in place of the framework's."""
     method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
+    if method == "HEAD":  # the GET reply; the server sends a HEAD's without its body
+        environ = {**environ, "REQUEST_METHOD": "GET"}
     mapper = getattr(inner, "mapper", None)
     if mapper is not None and not mapper.match(environ=environ):
         methods = allowed(mapper, environ)

@@ -37,8 +37,8 @@ def test_a_path_nothing_serves_is_a_json_404_naming_the_path(server: Server,
 
 
 @pytest.mark.parametrize(("method", "path", "allow"), [
-    ("POST", "/healthz", "GET"), ("DELETE", "/readyz", "GET"), ("PUT", "/metrics", "GET"),
-    ("HEAD", "/metrics", "GET"), ("POST", "/dyncast/ui/", "GET, HEAD"),
+    ("POST", "/healthz", "GET, HEAD"), ("DELETE", "/readyz", "GET, HEAD"),
+    ("PUT", "/metrics", "GET, HEAD"), ("POST", "/dyncast/ui/", "GET, HEAD"),
     ("DELETE", "/dyncast/ui/index.html", "GET, HEAD"), ("PATCH", "/dyncast/ui", "GET, HEAD")])
 def test_a_method_a_served_path_does_not_take_is_a_json_405_with_allow(
         server: Server, method: str, path: str, allow: str) -> None:
@@ -48,6 +48,29 @@ def test_a_method_a_served_path_does_not_take_is_a_json_405_with_allow(
     assert reply.headers["Content-Type"] == "application/json"
     if method != "HEAD":
         assert reply.json() == {"error": f"{method} not allowed on {path}", "field": "path"}
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/healthz", 200), ("/readyz", 200), ("/dyncast/v1/services", 200), ("/dyncast/v1/", 200),
+    ("/dyncast/v1/topology", 200), ("/dyncast/ui/", 200), ("/dyncast/v1/nowhere", 404),
+    ("/nowhere", 404), ("/dyncast/v1/services/no-such", 404)])
+def test_head_answers_as_get_without_the_body(server: Server, path: str, status: int) -> None:
+    """HEAD gets GET's status and headers (RFC 9110 9.3.2), the body left out; it was a 405
+    on every route but the web view's (a monitor's HEAD probe of /healthz failed)."""
+    got = _get(server, "GET", path)
+    head = _get(server, "HEAD", path)
+    assert (got.status_code, head.status_code) == (status, status), head.headers
+    assert head.content == b"" and head.headers["Content-Type"] == got.headers["Content-Type"]
+    assert head.headers.get("Content-Length") == str(len(got.content))
+
+
+def test_head_needs_what_get_needs(server: Server) -> None:
+    """HEAD is a read: without a token, what GET refuses HEAD refuses alike."""
+    for path in ("/metrics", "/dyncast/v1/services"):
+        got = requests.get(server.url + path, timeout=10)
+        head = requests.head(server.url + path, timeout=10)
+        assert (got.status_code, head.status_code) == (401, 401) and head.content == b""
+    assert requests.head(server.url + "/healthz", timeout=10).status_code == 200
 
 
 def test_what_the_other_routes_serve_is_unchanged(server: Server) -> None:
