@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import ofgen
@@ -23,6 +24,8 @@ from tests.test_app_smoke import CLIENT, CONFIG, INSTANCE, Shell
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
 DOC = Path(__file__).resolve().parent.parent / "docs" / "observability.md"
+ALERTS = DOC.parent / "prometheus" / "alerts.yml"
+FIRST = re.compile(r"(?:increase|rate)\((dyncast_\w+)(\{[^}]*\})?\[\w+\]\)\s*>\s*0\b")
 ROW = re.compile(r"^\| (`dyncast_[^|]+) \| ([a-z, ]+) \|([^|]*)\|", re.M)
 TICKED = re.compile(r"`([a-z_]+)`")
 
@@ -141,3 +144,23 @@ def test_the_busy_scrape_has_the_series_it_is_meant_to(shell: Shell, name: str) 
     """The scenario above reaches what it means to (else the label checks check nothing)."""
     busy(shell)
     assert scrape(shell.app)[name][2]
+
+
+def test_an_alert_on_the_first_event_sees_the_first_event(shell: Shell) -> None:
+    """An alert `increase(c[w]) > 0` (or `rate`) never fires for the event that creates the
+    series: Prometheus sees it appear at 1, never at 0. Each such rule's counter is exported
+    at 0 before any event (a fresh app's scrape has its series), or the rule also fires on a
+    series that is new (`unless ... offset`)."""
+    fresh = scrape(shell.app)
+    rules = [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+    checked = 0
+    for rule in rules:
+        for name, selector in FIRST.findall(rule["expr"]):
+            checked += 1
+            wanted = dict(re.findall(r'(\w+)="([^"]*)"', selector or ""))
+            present = [k for k in fresh[name][2] if k[0] == name and wanted.items()
+                       <= dict(k[1]).items()]
+            if not present:
+                assert re.search(rf"unless {name}(\{{[^}}]*\}})? offset", rule["expr"]), \
+                    f"{rule['alert']}: {name} has no series until its first event"
+    assert checked >= 3
