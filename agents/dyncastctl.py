@@ -278,11 +278,14 @@ def _one(service: str | None) -> str:
 
 
 # --- command line ---------------------------------------------------------------------------
+MAX_TIMEOUT_S = 86400.0  # a socket timeout must fit the C clock: `inf` was a traceback
+
+
 def _positive(text: str) -> float:
-    """argparse type: a number > 0."""
+    """argparse type: a number of seconds > 0, at most MAX_TIMEOUT_S."""
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"must be > 0 and at most {MAX_TIMEOUT_S:g}, got {text}")
     return value
 
 
@@ -379,7 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     except (keys.KeysError, CredentialError, tls.TlsError) as exc:
         print(f"dyncastctl: {exc}", file=sys.stderr)
         return 1
-    url = urlsplit(args.controller)
+    try:
+        url = urlsplit(args.controller)
+    except ValueError as exc:  # e.g. `http://[::1` (an unclosed IPv6 address)
+        ap.error(f"--controller: {exc}: {args.controller!r}")
     if url.scheme not in ("http", "https") or not url.netloc:
         ap.error(f"--controller must be an http:// or https:// URL, got {args.controller!r}")
     try:
