@@ -4,7 +4,8 @@ Boundary: stdlib (and the project's signing helpers); speaks HTTP/JSON to one co
 the operator's token (--token-file, $DYNCAST_TOKEN_FILE), over HTTPS with --ca-file
 (agents/tls.py), and prints aligned tables, or with --json the API's own JSON; `keys` makes
 agent keys and tokens (agents/keys.py), offline. Exit status: 0 done; 1 the API refused (its
-error on stderr); 2 the controller could not be reached, or the command line is wrong.
+error on stderr); 2 the controller could not be reached, or the command line is wrong (an
+option, or a file it names: token, key, CA, --body, a `keys` table).
 
     dyncastctl services | instances | decisions [SERVICE] | bindings [SERVICE] | stats
     dyncastctl service add svc3 --dsid 10.0.100.3 --protocol udp --port 5000 --key source
@@ -379,9 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         auth = bearer(args.token_file)
         signer = Signer.from_file(args.key_file) if args.key_file else None
         context = tls.context_from_args(args) if args.controller.startswith("https:") else None
-    except (keys.KeysError, CredentialError, tls.TlsError) as exc:
-        print(f"dyncastctl: {exc}", file=sys.stderr)
-        return 1
+    except (keys.KeysError, CredentialError, tls.TlsError) as exc:  # a file it names: 2, as
+        print(f"dyncastctl: {exc}", file=sys.stderr)  # documented (1 means the API refused)
+        return 2
     try:
         url = urlsplit(args.controller)
     except ValueError as exc:  # e.g. `http://[::1` (an unclosed IPv6 address)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.test_app_smoke import DSID
 from tests.test_schema_fuzz import Server, server  # the module's fixture
 
 __all__ = ["server"]
+API_MD = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 DBID = "10.0.0.61"
 # every command but `keys` (offline: below), in an order that makes each one's object first
 COMMANDS = [
@@ -169,8 +171,22 @@ def test_a_controller_not_there_or_not_answering_is_one_line(
 ])
 def test_bad_arguments_are_one_line_naming_them(capsys: pytest.CaptureFixture[str],
                                                 argv: list[str], named: str) -> None:
-    """A wrong command line: non-zero status, one line (after argparse's usage) naming what
-    is wrong; never a traceback."""
+    """A wrong command line, or a file it names that cannot be used: status 2 (as documented;
+    an unreadable token file was 1, which means the API refused), one line (after argparse's
+    usage) naming what is wrong; never a traceback."""
     status, _, err = _run(capsys, "--controller", f"http://127.0.0.1:{_closed_port()}", *argv)
-    assert status != 0 and named in _one_line(err), (argv, err)
+    assert status == 2 and named in _one_line(err), (argv, err)
     assert "tmp" not in _one_line(err), err
+
+
+def test_every_command_and_option_is_documented() -> None:
+    """docs/api.md's dyncastctl section names every command and every global option (it left
+    out `cluster`, `--key-file` and the TLS options)."""
+    section = API_MD.read_text().split("## `dyncastctl`", 1)[1].split("\n## ", 1)[0]
+    parser = dyncastctl.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    missing = [c for c in sub.choices if not re.search(rf"dyncastctl [^\n]*\b{c}\b", section)]
+    options = [o for a in parser._actions for o in a.option_strings
+               if o.startswith("--") and o != "--help"]
+    missing += [o for o in options if f"`{o}" not in section]
+    assert len(options) >= 8 and missing == []
