@@ -164,3 +164,16 @@ def test_an_alert_on_the_first_event_sees_the_first_event(shell: Shell) -> None:
                 assert re.search(rf"unless {name}(\{{[^}}]*\}})? offset", rule["expr"]), \
                     f"{rule['alert']}: {name} has no series until its first event"
     assert checked >= 3
+
+
+def test_only_a_refused_report_counts_as_a_rejected_report(shell: Shell) -> None:
+    """A GET of /dyncast/v1/metrics (a scraper pointed at the API's path instead of /metrics)
+    is a 405, not a D-MA report: it counted under reason "path", feeding the alert on rising
+    rejected reports; a refused POST still counts under its field."""
+    shell.register()
+    for method in ("GET", "PUT", "DELETE"):
+        assert shell.rest(method, "metrics").status == 405
+    bad = {"dbid": INSTANCE[0], "cpu": 7, "sessions": 0, "queue": 0, "capacity": 10}
+    assert shell.rest("POST", "metrics", bad).status == 400
+    rejected = scrape(shell.app)["dyncast_reports_rejected_total"][2]
+    assert {dict(k[1])["reason"]: v for k, v in rejected.items() if v} == {"cpu": 1.0}
