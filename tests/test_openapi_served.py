@@ -9,6 +9,8 @@ schema the document gives that status (openapi-core)."""
 from __future__ import annotations
 
 import json
+import re
+import socket
 from typing import Any
 
 import pytest
@@ -203,3 +205,28 @@ def test_every_operation_lists_the_refusals_any_request_can_get(status: int) -> 
     too: each lists it (the document described them only for operations that take a body)."""
     missing = [op for op, (_, _, statuses) in _operations().items() if status not in statuses]
     assert missing == []
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    (b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
+    (b"GET /healthz HTTP/1.1\r\nContent-Length: ten\r\n\r\n", 400),
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"b" * 70000 + b"\r\n\r\n", 431),
+    (b"GET /healthz HTTP/2.0\r\n\r\n", 505),
+    (b"GET /dyncast/v1/%ff HTTP/1.1\r\n\r\n", 400)])
+def test_the_servers_own_refusals_are_described(server: Server, head: bytes,
+                                                status: int) -> None:
+    """What the server refuses before any route (a framing or size problem) is a status the
+    document's description lists as the server's, with the API's error body."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    got = int(data.split(b" ", 2)[1])
+    body = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    assert got == status and set(body) == {"error", "field"}, data[:300]
+    text = " ".join(document()["info"]["description"].split())
+    server_part = text.split("the server itself may refuse", 1)[1]
+    assert re.search(rf"\b{status} \(", server_part), status
