@@ -4,7 +4,8 @@ Boundary: stdlib (and the project's signing helpers); speaks HTTP/JSON to one co
 the operator's token (--token-file, $DYNCAST_TOKEN_FILE), over HTTPS with --ca-file
 (agents/tls.py), and prints aligned tables, or with --json the API's own JSON; `keys` makes
 agent keys and tokens (agents/keys.py), offline. Exit status: 0 done; 1 the API refused (its
-error on stderr); 2 the controller could not be reached, or the command line is wrong.
+error on stderr); 2 the controller could not be reached, or the command line is wrong (an
+option, or a file it names: token, key, CA, --body, a `keys` table).
 
     dyncastctl services | instances | decisions [SERVICE] | bindings [SERVICE] | stats
     dyncastctl service add svc3 --dsid 10.0.100.3 --protocol udp --port 5000 --key source
@@ -278,11 +279,14 @@ def _one(service: str | None) -> str:
 
 
 # --- command line ---------------------------------------------------------------------------
+MAX_TIMEOUT_S = 86400.0  # a socket timeout must fit the C clock: `inf` was a traceback
+
+
 def _positive(text: str) -> float:
-    """argparse type: a number > 0."""
+    """argparse type: a number of seconds > 0, at most MAX_TIMEOUT_S."""
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"must be > 0 and at most {MAX_TIMEOUT_S:g}, got {text}")
     return value
 
 
@@ -376,10 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         auth = bearer(args.token_file)
         signer = Signer.from_file(args.key_file) if args.key_file else None
         context = tls.context_from_args(args) if args.controller.startswith("https:") else None
-    except (keys.KeysError, CredentialError, tls.TlsError) as exc:
-        print(f"dyncastctl: {exc}", file=sys.stderr)
-        return 1
-    url = urlsplit(args.controller)
+    except (keys.KeysError, CredentialError, tls.TlsError) as exc:  # a file it names: 2, as
+        print(f"dyncastctl: {exc}", file=sys.stderr)  # documented (1 means the API refused)
+        return 2
+    try:
+        url = urlsplit(args.controller)
+    except ValueError as exc:  # e.g. `http://[::1` (an unclosed IPv6 address)
+        ap.error(f"--controller: {exc}: {args.controller!r}")
     if url.scheme not in ("http", "https") or not url.netloc:
         ap.error(f"--controller must be an http:// or https:// URL, got {args.controller!r}")
     try:

@@ -40,7 +40,10 @@ def write_private(path: str | Path, text: str) -> None:
     """Write `text` to `path` atomically, readable by its owner only."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:  # named as the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -151,5 +154,8 @@ def run(args: argparse.Namespace) -> str:
         add_token(args.table, args.token_file, args.name, args.role)
         return (f"token {args.name} ({args.role}): written to {args.token_file}, its digest "
                 f"entered in {args.table}")
-    except (ValidationError, OSError) as exc:
+    except OSError as exc:
+        raise KeysError(f"{exc.filename}: cannot write: {exc.strerror}" if exc.filename
+                        else str(exc)) from None
+    except ValidationError as exc:
         raise KeysError(str(exc)) from None

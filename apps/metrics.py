@@ -247,6 +247,21 @@ class CoreCollector(Collector):
                                 value=sh.stall_longest_s)
 
 
+class WithoutCreated(Collector):
+    """`metric`'s families without the `_created` sample prometheus_client adds, which the
+    text format exports as a family of its own (`..._created`, a gauge): a series the
+    documentation does not list and no other dyncast_ metric has."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric's families, each without its `_created` samples."""
+        for family in self.metric.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
+
+
 class Metrics:
     """The app's registry: the core collector, and the histogram of recompute times."""
 
@@ -256,8 +271,8 @@ class Metrics:
         self.collector = CoreCollector(core, self.shell, clock)
         self.registry.register(self.collector)
         self.compute = Histogram("dyncast_decision_compute_seconds", "Time to recompute one "
-                                 "service's decisions", buckets=COMPUTE_BUCKETS,
-                                 registry=self.registry)
+                                 "service's decisions", buckets=COMPUTE_BUCKETS, registry=None)
+        self.registry.register(WithoutCreated(self.compute))
 
     def scrape(self) -> bytes:
         """The text exposition of every metric."""

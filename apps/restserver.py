@@ -15,6 +15,8 @@ the `[channel]` table (controller/channel.py) and `[limits].max_body_bytes`:
   - the body's size is judged from Content-Length before a byte of it is read: 413 when over
     the limit, 411 when a body comes without a length (Transfer-Encoding); the connection is
     closed after these answers (the body is not read);
+  - a HEAD's reply is its headers only (RFC 9110 9.3.2): eventlet sends whatever body the app
+    returns, and on a kept-alive connection the client read those bytes as the next reply;
   - HTTPS when `rest_cert`/`rest_key` are set (client certificates required when
     `rest_client_ca` is); the handshake runs in the connection's own green thread, under
     the request deadline, never in the accept loop.
@@ -74,6 +76,19 @@ class BodyLimit:
         self.max_body_bytes = max_body_bytes
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Any:
+        reply = self._serve(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "HEAD":
+            return reply
+        try:  # run the app's reply to its end (it may start the response lazily), send none of it
+            for _ in reply:
+                pass
+        finally:
+            close = getattr(reply, "close", None)
+            if close is not None:
+                close()
+        return []
+
+    def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Any:
         try:  # the WSGI path is its bytes as latin-1; webob decodes them as UTF-8 (else 500)
             environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
         except UnicodeError:

@@ -82,7 +82,7 @@ class RestSide:
         (rate-limited: apps/logs.py)."""
         body = reply.body if isinstance(reply.body, dict) else {}
         fault = str(body.get("field", ""))
-        if path.rstrip("/").endswith("/metrics"):
+        if method == "POST" and path.rstrip("/").endswith("/metrics"):  # a report, not a 405
             self.metrics.shell.reports_rejected[fault.partition(".")[2] if
                                                 fault.startswith("reports[") else fault] += 1
         self.rejects.reject(method, path, reply.status, fault, str(body.get("error", "")))

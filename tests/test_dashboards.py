@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from pathlib import Path
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import ofgen
 from tests import test_app_smoke
-from tests.test_app_smoke import CLIENT, INSTANCE, Shell
+from tests.test_app_smoke import Shell
+from tests.test_metrics_documented import busy  # the scenario: a switch, flows, errors
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -45,18 +44,7 @@ def alert_exprs() -> list[str]:
 
 
 def test_every_metric_used_exists_in_a_real_scrape(shell: Shell) -> None:
-    shell.connect()
-    shell.arp_from(INSTANCE)
-    shell.arp_from(CLIENT)
-    shell.register()
-    shell.syn(40000)
-    shell.app.metrics.compute.observe(0.001)
-    ofp = shell.dp.ofproto
-    body = struct.pack("!HH", ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_PREREQ) + bytes(64)
-    shell.switch_says(ofgen.message(ofp.OFPT_ERROR, 9, body))
-    assert shell.rest("GET", "decisions").status == 200
-    bad = {"dbid": INSTANCE[0], "cpu": 7, "sessions": 0, "queue": 0, "capacity": 10}
-    assert shell.rest("POST", "metrics", bad).status == 400
+    busy(shell)
     scraped = set()
     for family in text_string_to_metric_families(shell.app.metrics_text().decode()):
         scraped |= {s.name for s in family.samples}

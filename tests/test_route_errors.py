@@ -6,6 +6,7 @@ what /healthz, /metrics and the web view serve is unchanged."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,6 +63,38 @@ def test_head_answers_as_get_without_the_body(server: Server, path: str, status:
     assert (got.status_code, head.status_code) == (status, status), head.headers
     assert head.content == b"" and head.headers["Content-Type"] == got.headers["Content-Type"]
     assert head.headers.get("Content-Length") == str(len(got.content))
+
+
+def _until(sock: socket.socket, data: bytes, marker: bytes) -> bytes:
+    """`data` and what the socket sends next, up to and with a second `marker`'s end or EOF."""
+    while data.count(marker) < 2:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics", "/dyncast/v1/services",
+                                  "/dyncast/ui/", "/dyncast/v1/metrics", "/nowhere"])
+def test_head_sends_no_body_so_the_next_reply_on_the_connection_is_read(server: Server,
+                                                                         path: str) -> None:
+    """On one kept-alive connection a HEAD then a GET: right after the HEAD's header block
+    comes the GET's status line (the server sent the HEAD's body too, which a client reads
+    as the next reply: http.client's BadStatusLine once the body outgrows its read buffer)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    auth = f"Authorization: Bearer {server.admin}\r\nHost: {host}\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\n{auth}\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        sock.sendall(f"GET /healthz HTTP/1.1\r\n{auth}\r\n".encode())
+        data = _until(sock, data, b"\r\n\r\n")
+    after_head = data.split(b"\r\n\r\n", 1)[1]
+    assert after_head.startswith(b"HTTP/1.1 200 "), after_head[:200]
 
 
 def test_head_needs_what_get_needs(server: Server) -> None:

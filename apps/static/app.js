@@ -6,6 +6,7 @@
 (function () {
   const API = "../v1/";
   const POLL_MS = 1000;
+  const TIMEOUT_MS = 3000; // a request not answered in full by then: the controller is not answering
   const HISTORY_SAMPLES = 60; // load samples kept per instance (one a poll)
   const TOKEN_KEY = "dyncast-token";
   const RESOURCES = ["topology", "decisions", "instances", "stats", "services"];
@@ -44,17 +45,28 @@
     const headers = { Accept: "application/json" };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = `Bearer ${token}`;
+    const what = `GET /dyncast/v1/${resource}`;
+    const silent = `${what}: the controller did not answer within ${TIMEOUT_MS / 1000} s`;
+    // without a deadline a controller that accepts connections but never answers (a stopped
+    // or stuck process) left the poll waiting for ever: no banner, the old data shown as current
+    const signal = AbortSignal.timeout(TIMEOUT_MS);
     let res;
     try {
-      res = await fetch(API + resource, { headers, cache: "no-store" });
+      res = await fetch(API + resource, { headers, cache: "no-store", signal });
     } catch (err) {
+      if (err.name === "TimeoutError") throw new ApiError(0, silent);
       throw new ApiError(0, `cannot reach the controller (${err.message})`);
     }
     let body = null;
-    try { body = await res.json(); } catch (err) { body = null; }
+    try {
+      body = await res.json();
+    } catch (err) {
+      if (err.name === "TimeoutError") throw new ApiError(0, silent);
+      if (res.ok) throw new ApiError(res.status, `${what}: the reply is not JSON`);
+    }
     if (!res.ok) {
       const why = body && body.error ? body.error : res.statusText;
-      throw new ApiError(res.status, `GET /dyncast/v1/${resource}: ${res.status} ${why}`);
+      throw new ApiError(res.status, `${what}: ${res.status} ${why}`);
     }
     return body;
   }
