@@ -258,6 +258,23 @@ def test_a_database_with_only_some_of_the_tables_is_refused(store_url: str) -> N
         Store(store_url)
 
 
+def test_a_store_of_a_newer_schema_is_refused_and_left_as_it_is(
+        open_store: Callable[[], Store], store_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A store a newer controller upgraded (a revision we do not know) is refused with a
+    MigrationError naming both revisions (the start's one line), not alembic's CommandError
+    (a traceback), and its records and revision are left untouched; the command exits 1."""
+    store = open_store()
+    store.apply([instance("10.0.0.1")])
+    execute(store, "UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(migrations.MigrationError, match=r"'9999'.*newer version"):
+        Store(store_url)
+    assert migrations_cli(["upgrade", "--url", store_url]) == 1
+    assert "'9999'" in capsys.readouterr().err
+    assert execute(store, "SELECT version_num FROM alembic_version") == [("9999",)]
+    assert states(store) == {"10.0.0.1": "active"}
+
+
 def test_restart_upgrades_once_and_keeps_the_records(open_store: Callable[[], Store]) -> None:
     """A second start finds the newest revision and changes nothing: one version row, same
     records, and `upgrade` reports no step."""
