@@ -61,6 +61,7 @@ from apps.rest import APP_KEY, RestController
 from apps.restside import RestSide
 from apps.stallwatch import StallWatch, threshold_from_env
 from apps.store import open_store
+from apps.storeflush import StoreHealth
 from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
@@ -117,6 +118,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         except ValueError:  # not the main thread (an embedding test): no signal reload
             LOG.warning("dyncast: SIGHUP reload unavailable (not the main thread)")
         self.store = open_store(self.config.store_url, path or "(defaults)")
+        self.store_health = StoreHealth()  # whether its batches fail (apps/storeflush.py)
         cluster = self.config.cluster  # [cluster]: listen for the others' changes, then load
         self._feed_init(cluster.enabled, cluster.member_id, self.config.store_url)
         snap = self.store.load()
@@ -176,12 +178,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         """Flush the last store writes, end our loops, then let the framework stop the rest
         (it joins every thread of the app, so endless loops must be killed first)."""
         self.gc_pauses.uninstall()
-        for worker in self._workers:
-            hub.kill(worker)
-        writes = self.core.drain_writes()
-        if writes:
-            self.store.apply(writes)
-        LOG.info("dyncast: stopped; %d store writes flushed", len(writes))
+        self._stop_flushing(self._workers)  # kills them after the batch under way
         self._cluster_stop()
         if self.feed is not None:
             self.feed.close()
