@@ -88,6 +88,10 @@ TABLES = {"service": services_table, "instance": instances_table, "binding": bin
           "agent_seq": agent_seqs_table}
 KEYS = {"service": "name", "instance": "dbid", "binding": "id", "agent_seq": "agent"}
 CHUNK = 500  # keys per DELETE ... IN (...)
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: a connection not made in this long fails (libpq's
+# connect_timeout; `?connect_timeout=N` in store_url sets another). Without it a server that
+# stopped answering (a host gone, a firewall dropping packets) held a flush, /readyz, or the
+# start, for as long as the kernel retried: minutes
 # INSERT ... ON CONFLICT DO UPDATE, per database
 UPSERTS: dict[str, Callable[[Table], Any]] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
@@ -171,7 +175,9 @@ class Store:
     def __init__(self, url: str) -> None:
         """Connect and bring the schema to the newest revision (a no-op when it is there)."""
         sqlite = url.startswith("sqlite")
-        args = {"check_same_thread": False} if sqlite else {}
+        args: dict[str, Any] = {"check_same_thread": False} if sqlite else {}
+        if url.startswith("postgresql") and "connect_timeout" not in make_url(url).query:
+            args["connect_timeout"] = CONNECT_TIMEOUT_S  # a server that never answers
         # pre_ping: a server that restarted costs one retried query, not a failed batch
         self.engine: Engine = create_engine(url, connect_args=args, pool_pre_ping=not sqlite)
         try:

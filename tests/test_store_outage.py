@@ -12,6 +12,8 @@ server); swapping the real one back is the server's return.
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 
+from apps import store as store_module
 from apps import storeflush
-from apps.store import Store
+from apps.store import Store, open_store
+from controller.errors import ConfigError
 from controller.intents import StoreWrite
 from tests import test_app_smoke
 from tests.test_app_smoke import CLIENT, INSTANCE, Shell
@@ -194,3 +198,28 @@ def test_the_stop_lets_the_batch_under_way_land_before_the_newer_writes(
         data = conn.exec_driver_sql("SELECT data FROM services WHERE name = 'svc9'").scalar()
     assert '"newer"' in str(data)
 
+
+def test_a_postgresql_server_that_never_answers_fails_the_start_in_bounded_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server whose port takes connections but never speaks (a hung host; a dropping
+    firewall is the same wait): the store gives up after its connect timeout and the start
+    says so in its one line. Before, the connection waited for as long as the kernel kept it
+    (here: forever), and with it the start, a flush or /readyz."""
+    monkeypatch.setattr(store_module, "CONNECT_TIMEOUT_S", 2)  # (libpq's least)
+    done: dict[str, str] = {}
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # the kernel completes the handshakes; nobody answers
+        url = f"postgresql+psycopg://u:secret@127.0.0.1:{server.getsockname()[1]}/db"
+
+        def start() -> None:
+            try:
+                open_store(url, "dyncast.toml")
+            except ConfigError as exc:
+                done["error"] = str(exc)
+
+        thread = threading.Thread(target=start, daemon=True)
+        thread.start()
+        thread.join(20)
+        assert not thread.is_alive(), "the start still waits for the server"
+    assert "controller.store_url" in done["error"] and "timeout" in done["error"], done
