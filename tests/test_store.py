@@ -14,16 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 
 from apps import migrations
 from apps.migrations.__main__ import main as migrations_cli
 from apps.store import Store, metadata
+from apps.store import _row as store_row
 from controller.api import Api
 from controller.intents import StoreWrite
 from controller.validate import NAME_RE
@@ -377,3 +380,75 @@ def test_a_binding_rewritten_in_a_later_batch_replaces_its_row(
     assert execute(store, "SELECT COUNT(*) FROM bindings") == [(2,)]
     store.apply([StoreWrite("binding", "7", None)])
     assert [b.ident for b in open_store().load().bindings] == [8]
+
+
+def upgrade_to(url: str, revision: str) -> None:
+    """Bring a database to `revision` as the controller of that time did (one transaction)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            alembic_command.upgrade(migrations.alembic_config(conn), revision)
+    finally:
+        engine.dispose()
+
+
+REVISIONS = ["0001", "0002", "0003", "0004"]  # every revision before the newest
+
+
+def test_migrations_list_is_every_revision_before_the_newest() -> None:
+    """REVISIONS below keeps up with apps/migrations/versions (a new revision adds the one
+    before it here, so the upgrade from it is tested too)."""
+    assert sorted(migrations.revisions()) == [*REVISIONS, migrations.head()]
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_a_store_made_at_each_earlier_revision_keeps_every_row_when_upgraded(
+        store_url: str, revision: str, open_store: Callable[[], Store]) -> None:
+    """A store made by the controller at `revision`, with rows in every table it had (records
+    as that version wrote them: an agent's sequence without its key before the key was
+    stored), is upgraded by the current controller at its start and keeps every row."""
+    upgrade_to(store_url, revision)
+    core = figure2_core()
+    for dbid in ("10.0.0.21", "10.0.0.31"):
+        report(core, dbid, 1.0, sessions=3)
+    core.put_service(core.catalogue.services["svc2"], create=False, now=1.0)
+    for sport in (40000, 40001):
+        core.packet_in(1, 1, tcp_frame("00:00:00:00:00:01", "02:dc:00:00:00:01", "10.0.0.1",
+                                       "10.0.100.1", sport, 8000), 1.0)
+    writes = [*core.drain_writes(),
+              StoreWrite("agent_seq", "dma-a", {"agent": "dma-a", "seq": 41})]
+    tables = {"service": "services", "instance": "instances", "binding": "bindings",
+              "agent_seq": "agent_sequences"}
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        present = set(sa_inspect(conn).get_table_names())
+        for w in writes:
+            if tables[w.kind] in present:
+                assert w.value is not None
+                row = store_row(w.kind, w.key, w.value)
+                conn.execute(text(f"INSERT INTO {tables[w.kind]} ({', '.join(row)}) VALUES "
+                                  f"({', '.join(':' + c for c in row)})"), row)
+        if "cluster_members" in present:
+            conn.execute(text("INSERT INTO cluster_members (member_id, address, beat_at, "
+                              "lease_until, epoch) VALUES ('m1', '10.0.0.9:8080', 1, 2, 7)"))
+        if "cluster_changes" in present:
+            conn.execute(text("INSERT INTO cluster_changes (member_id, at, data) "
+                              "VALUES ('m1', 1.5, '{\"change\": 1}')"))
+    engine.dispose()
+    store = open_store()
+    snap = store.load()
+    assert [s.name for s in snap.services] == ["svc2"]
+    assert {i.dbid: i.metrics for i in snap.instances} == {
+        d: i.metrics for d, i in core.catalogue.instances.items()}
+    assert sorted(b.key.sport for b in snap.bindings) == [40000, 40001]
+    if revision >= "0002":
+        assert snap.agent_seqs == {"dma-a": 41} and snap.agent_keys == {}
+    if revision >= "0003":
+        assert execute(store, "SELECT member_id, epoch, settings FROM cluster_members") == [
+            ("m1", 7, None)]
+    if revision >= "0004":
+        assert execute(store, "SELECT member_id, data FROM cluster_changes") == [
+            ("m1", '{"change": 1}')]
+    assert execute(store, "SELECT version_num FROM alembic_version") == [(migrations.head(),)]
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
