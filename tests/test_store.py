@@ -9,6 +9,7 @@ scripts/postgres.sh and sets it): unset, it is skipped; set but unreachable, it 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,10 @@ from apps import migrations
 from apps.migrations.__main__ import main as migrations_cli
 from apps.store import Store, metadata
 from apps.store import _row as store_row
+from bench import store_restore
 from controller.api import Api
+from controller.config import ControllerConfig
+from controller.core import Core
 from controller.intents import StoreWrite
 from controller.validate import NAME_RE
 from tests.helpers import figure2_core, report, tcp_frame
@@ -452,3 +456,17 @@ def test_a_store_made_at_each_earlier_revision_keeps_every_row_when_upgraded(
     assert execute(store, "SELECT version_num FROM alembic_version") == [(migrations.head(),)]
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_a_restart_at_size_restores_every_binding_label_and_sequence(
+        open_store: Callable[[], Store]) -> None:
+    """10,000 bindings and 1,000 instances (500 of whose labels are not their preferred ones,
+    after clashes) and 1,000 agents' sequences, stored as bench/store_restore.py lays them
+    out, come back whole into a restarted core; new bindings are numbered above them."""
+    writes, want = store_restore.records(1000, 10_000)
+    assert want["clashed"] == 500
+    open_store().apply(writes)
+    snap = open_store().load()
+    core = Core(ControllerConfig())  # no configured service: the stored ones are the API's
+    core.restore(snap.services, snap.instances, snap.bindings, time.time())
+    store_restore.check(core, snap.agent_seqs, want)
