@@ -117,7 +117,8 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
             signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:  # not the main thread (an embedding test): no signal reload
             LOG.warning("dyncast: SIGHUP reload unavailable (not the main thread)")
-        self.store = open_store(self.config.store_url, path or "(defaults)")
+        self.store = open_store(self.config.store_url, path or "(defaults)",
+                                shared=self.config.cluster.enabled)  # or it is ours alone
         self.store_health = StoreHealth()  # whether its batches fail (apps/storeflush.py)
         cluster = self.config.cluster  # [cluster]: listen for the others' changes, then load
         self._feed_init(cluster.enabled, cluster.member_id, self.config.store_url)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from agents import keys
+from apps.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,6 +56,7 @@ def _newer_store(tmp: Path) -> str:
     ("store_driver", "controller.store_url"),  # a dialect whose driver is not installed
     ("store_partial", "controller.store_url"),  # a database that is not a store
     ("store_newer", "newer version"),  # a store of a later schema revision than ours
+    ("store_in_use", "in use by another controller"),  # another lone controller's store
     ("agents_file", "nope.toml"),  # a table file that is not there
     ("tokens_bad", "tokens.toml"),  # one that does not parse
 ])
@@ -71,8 +73,11 @@ def test_a_start_that_cannot_go_on_is_one_line_naming_the_key(tmp_path: Path, ca
     if case == "tokens_bad":
         (tmp_path / "tokens.toml").write_text("garbage [[[\n")
     agents = "nope.toml" if case == "agents_file" else "agents.toml"
+    other = open_store(store, "other.toml") if case == "store_in_use" else None
     done = _start(tmp_path, f'[security]\nagents_file = "{agents}"\n'
                             f'tokens_file = "tokens.toml"\n[controller]\nstore_url = "{store}"\n')
+    if other is not None:
+        other.close()
     assert done.returncode == 1, done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]

@@ -28,10 +28,12 @@ from apps import migrations
 from apps.migrations.__main__ import main as migrations_cli
 from apps.store import Store, metadata
 from apps.store import _row as store_row
+from apps.store import open_store as open_store_claimed
 from bench import store_restore
 from controller.api import Api
 from controller.config import ControllerConfig
 from controller.core import Core
+from controller.errors import ConfigError
 from controller.intents import StoreWrite
 from controller.validate import NAME_RE
 from tests.helpers import figure2_core, report, tcp_frame
@@ -470,3 +472,22 @@ def test_a_restart_at_size_restores_every_binding_label_and_sequence(
     core = Core(ControllerConfig())  # no configured service: the stored ones are the API's
     core.restore(snap.services, snap.instances, snap.bindings, time.time())
     store_restore.check(core, snap.agent_seqs, want)
+
+
+def test_a_store_is_claimed_by_one_lone_controller_or_shared_by_a_cluster(store_url: str) -> None:
+    """A second controller not in a [cluster] started on a store in use is refused with one
+    line naming `controller.store_url` (each overwrote the other's records: instances one had
+    marked down, bindings it retired); cluster members share a store, but not with a lone
+    controller; a claim ends with its controller."""
+    first = open_store_claimed(store_url, "dyncast.toml", shared=False)
+    with pytest.raises(ConfigError, match=r"controller\.store_url.*in use by another controller"):
+        open_store_claimed(store_url, "dyncast.toml", shared=False)
+    with pytest.raises(ConfigError, match=r"in use by a controller not in a \[cluster\]"):
+        open_store_claimed(store_url, "dyncast.toml", shared=True)
+    first.close()
+    members = [open_store_claimed(store_url, "dyncast.toml", shared=True) for _ in range(2)]
+    with pytest.raises(ConfigError, match=r"in use by another controller"):
+        open_store_claimed(store_url, "dyncast.toml", shared=False)
+    for member in members:
+        member.close()
+    open_store_claimed(store_url, "dyncast.toml", shared=False).close()
