@@ -60,7 +60,7 @@ from apps.reloader import Reloader
 from apps.rest import APP_KEY, RestController
 from apps.restside import RestSide
 from apps.stallwatch import StallWatch, threshold_from_env
-from apps.store import open_store
+from apps.store import load_store, open_store
 from apps.storeflush import StoreHealth
 from apps.tracker import TrackerReader
 from apps.web import WebController
@@ -122,7 +122,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         self.store_health = StoreHealth()  # whether its batches fail (apps/storeflush.py)
         cluster = self.config.cluster  # [cluster]: listen for the others' changes, then load
         self._feed_init(cluster.enabled, cluster.member_id, self.config.store_url)
-        snap = self.store.load()
+        snap = load_store(self.store, path or "(defaults)")  # a bad record: one line
         self._cluster_init(self.config.cluster, self.config.store_url)  # [cluster]: else nothing
         self.core.restore(snap.services, snap.instances, snap.bindings, time.time())
         self.api = Api(self.core)

@@ -38,7 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from apps import migrations
 from controller.dataplane.affinity import Binding, FlowKey
-from controller.errors import ConfigError
+from controller.errors import ConfigError, ValidationError
 from controller.instances.lifecycle import STATES, transition_from_dict
 from controller.intents import StoreWrite
 from controller.model import Instance, Metrics, Service, service_from_dict
@@ -300,20 +300,18 @@ class Store:
             set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key})
 
     def load(self) -> Snapshot:
-        """Read every record back into core values."""
+        """Read every record back into core values; a StoreError naming the table and key
+        of a record that cannot be read (made by hand, or by another program)."""
         snap = Snapshot()
         with self.engine.connect() as conn:
-            for row in conn.execute(select(services_table.c.data)):
-                snap.services.append(service_from_dict(json.loads(row.data), strict=False))
-            for row in conn.execute(select(instances_table.c.data)):
-                snap.instances.append(_instance(json.loads(row.data)))
-            for row in conn.execute(select(bindings_table.c.data)):
-                snap.bindings.append(_binding(json.loads(row.data)))
-            for row in conn.execute(select(agent_seqs_table.c.data)):
-                data = json.loads(row.data)
-                snap.agent_seqs[str(data["agent"])] = int(data["seq"])
-                if isinstance(data.get("key"), str):  # (none from an earlier version)
-                    snap.agent_keys[str(data["agent"])] = data["key"]
+            snap.services = _read(conn, services_table, "name",
+                                  lambda d: service_from_dict(d, strict=False))
+            snap.instances = _read(conn, instances_table, "dbid", _instance)
+            snap.bindings = _read(conn, bindings_table, "id", _binding)
+            for agent, seq, key in _read(conn, agent_seqs_table, "agent", _agent_seq):
+                snap.agent_seqs[agent] = seq
+                if key is not None:  # (none from an earlier version)
+                    snap.agent_keys[agent] = key
         return snap
 
     def load_shared(self) -> tuple[list[Service], list[Instance]]:
@@ -344,6 +342,38 @@ class Store:
         elif claim is not None:
             claim.close()  # the lock file: its flock goes with it
         self.engine.dispose()
+
+
+class StoreError(RuntimeError):
+    """A stored record that cannot be read."""
+
+
+def _read(conn: Any, table: Table, key: str, parse: Callable[[Any], Any]) -> list[Any]:
+    """Every record of `table` parsed; a StoreError naming the first that cannot be."""
+    out = []
+    for row in conn.execute(select(table.c[key], table.c.data)):
+        try:
+            out.append(parse(json.loads(row.data)))
+        except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
+            raise StoreError(f"the {table.name} record {row[0]!r} cannot be read "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); fix or delete that row "
+                             "(nothing was changed)") from None
+    return out
+
+
+def _agent_seq(data: dict[str, Any]) -> tuple[str, int, str | None]:
+    """An agent's stored sequence: (agent, sequence, the key_id it was taken under)."""
+    key = data.get("key")
+    return str(data["agent"]), int(data["seq"]), key if isinstance(key, str) else None
+
+
+def load_store(store: Store, source: str) -> Snapshot:
+    """`store.load()` for a start: a record that cannot be read is a ConfigError naming
+    `controller.store_url`, the table and the key (one line, exit 1), not a traceback."""
+    try:
+        return store.load()
+    except StoreError as exc:
+        raise ConfigError(source, "controller.store_url", str(exc)) from None
 
 
 def _instance(data: dict[str, Any]) -> Instance:

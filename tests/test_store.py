@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from apps import migrations
 from apps.migrations.__main__ import main as migrations_cli
-from apps.store import Store, metadata
+from apps.store import Store, load_store, metadata
 from apps.store import _row as store_row
 from apps.store import open_store as open_store_claimed
 from bench import store_restore
@@ -491,3 +491,30 @@ def test_a_store_is_claimed_by_one_lone_controller_or_shared_by_a_cluster(store_
     for member in members:
         member.close()
     open_store_claimed(store_url, "dyncast.toml", shared=False).close()
+
+
+@pytest.mark.parametrize(("table", "key", "data"), [
+    ("services", "svc9", '{"name": "svc9", "dsid": "not an address"}'),
+    ("services", "svc8", "[]"),
+    ("instances", "10.0.0.5", '{"dbid": "10.0.0.5"}'),
+    ("bindings", "7", '{"id": 7, "service": "svc1"'),
+    ("agent_sequences", "dma-a", '{"agent": "dma-a", "seq": "many"}'),
+])
+def test_a_record_that_cannot_be_read_stops_the_start_with_one_line(
+        open_store: Callable[[], Store], table: str, key: str, data: str) -> None:
+    """A stored record that does not parse (made by hand or by another program) is refused
+    by name: a ConfigError naming controller.store_url, the table and the key (the start's
+    one line, exit 1; it was a KeyError's or a JSONDecodeError's traceback); the row stays."""
+    store = open_store()
+    columns = {"services": "name, dsid, data", "instances": "dbid, service, data",
+               "bindings": "id, service, dbid, data", "agent_sequences": "agent, data"}[table]
+    values = {"services": ":key, '10.0.100.9', :data", "instances": ":key, 'svc1', :data",
+              "bindings": ":key, 'svc1', '10.0.0.5', :data",
+              "agent_sequences": ":key, :data"}[table]
+    with store.engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({values})"),
+                     {"key": key, "data": data})
+    with pytest.raises(ConfigError, match=rf"controller\.store_url: the {table} record "
+                                          rf"'{key}' cannot be read"):
+        load_store(store, "dyncast.toml")
+    assert execute(store, f"SELECT count(*) FROM {table}") == [(1,)]
