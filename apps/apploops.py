@@ -18,7 +18,7 @@ from eventlet import tpool
 from apps import channelguard
 from apps.flowread import read_request
 from apps.framework import event, hub
-from apps.storeflush import StoreHealth, flush_at_stop, wait_idle
+from apps.storeflush import StoreHealth, Unstored, flush_at_stop, wait_idle
 from controller.dataplane.reconciler import entry_key
 from controller.intents import FlowMod, Intent, SwitchEntry
 
@@ -68,6 +68,7 @@ class Loops:
     programs: Any  # apps.cluster.ClusterSide: may this member program the switch?
     flushing: tuple[Any, ...] = ()  # the store writes being applied now
     store_health: StoreHealth  # whether the store's batches fail (/readyz, the outage's log)
+    unstored: Unstored  # our bindings the store holds (a failed batch's needless deletes)
 
     def _watch(self) -> None:
         """Sample the event loop's lag (how late a sleep wakes), and run a reload a SIGHUP
@@ -244,9 +245,10 @@ class Loops:
             tpool.execute(self.store.apply, writes)
         except Exception as exc:
             self.core.counters["errors"] += 1
-            self.core.writes.requeue(writes)
+            self.core.writes.requeue(self.unstored.needed(writes))
             self.store_health.failed(exc, len(self.core.writes), time.time())
         else:
+            self.unstored.landed(writes)
             self.store_health.landed(len(writes), time.time())
         finally:
             self.flushing = ()

@@ -61,7 +61,7 @@ from apps.rest import APP_KEY, RestController
 from apps.restside import RestSide
 from apps.stallwatch import StallWatch, threshold_from_env
 from apps.store import load_store, open_store
-from apps.storeflush import StoreHealth
+from apps.storeflush import StoreHealth, Unstored
 from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
@@ -125,6 +125,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         snap = load_store(self.store, path or "(defaults)")  # a bad record: one line
         self._cluster_init(self.config.cluster, self.config.store_url)  # [cluster]: else nothing
         self.core.restore(snap.services, snap.instances, snap.bindings, time.time())
+        self.unstored = Unstored(self.core.flows.born, not cluster.enabled)  # (storeflush)
         self.api = Api(self.core)
         self.datapaths: dict[int, Any] = {}  # the switches we program (allowed, connected)
         self.punt_pps = self.config.channel.punt_pps  # packet-in meter rate; 0: no meter

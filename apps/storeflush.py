@@ -66,6 +66,44 @@ class StoreHealth:
         self.failing_since, self.failed_batches = None, 0
 
 
+class Unstored:
+    """Which bindings of this process the store holds, so that a failing store's queue does
+    not grow with every flow that ends: the delete of a binding this process numbered (its
+    identifier at or above `born`) that never landed in the store is dropped from a failed
+    batch instead of retried (the store never had the row). Without it an hour's outage at
+    1,000 flows a second ending queued 3.6 million deletes (228 bytes each). Off in a
+    cluster, where another member may have stored a binding numbered above our `born`. A
+    batch that landed but was reported failed (the connection lost during the commit) can
+    leave a row behind: a binding restored at the next start that the switch does not hold,
+    which the audit retires."""
+
+    def __init__(self, born: int, enabled: bool) -> None:
+        self.born = born
+        self.enabled = enabled
+        self.stored: set[str] = set()  # our bindings the store holds, by key
+
+    def _ours(self, w: StoreWrite) -> bool:
+        return w.kind == "binding" and int(w.key) >= self.born
+
+    def landed(self, writes: list[StoreWrite]) -> None:
+        """A batch landed: note which of our bindings the store now holds, and which not."""
+        if self.enabled:
+            for w in writes:
+                if self._ours(w):
+                    if w.value is None:
+                        self.stored.discard(w.key)
+                    else:
+                        self.stored.add(w.key)
+
+    def needed(self, writes: list[StoreWrite]) -> list[StoreWrite]:
+        """The writes of a failed batch worth retrying: all but the deletes of our bindings
+        the store never held."""
+        if not self.enabled:
+            return writes
+        return [w for w in writes
+                if w.value is not None or not self._ours(w) or w.key in self.stored]
+
+
 def wait_idle(busy: Callable[[], bool], sleep: Callable[[float], Any]) -> float:
     """Wait (at most STOP_FLUSH_S) until no batch is being applied; return the stop's deadline
     (time.monotonic()). Called before the flusher is killed: killed while it waits for its
