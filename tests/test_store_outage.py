@@ -72,6 +72,17 @@ def down(shell: Shell, tmp_path: Path) -> Any:
     return engine
 
 
+def bound_and_stored(shell: Shell) -> None:
+    """Switch 1 connects, the client and the instance are located, the instance registers and
+    a flow (source port 40000) is bound; all of it is stored."""
+    shell.connect()
+    shell.arp_from(CLIENT)
+    shell.arp_from(INSTANCE)
+    shell.register()
+    shell.syn(40000)
+    shell.app._flush()
+
+
 def stored(shell: Shell) -> Any:
     """What the store holds now, read as a restarted controller would."""
     store = Store(shell.store_url)
@@ -86,12 +97,7 @@ def test_an_outage_answers_as_usual_loses_nothing_and_is_logged_once(
     """Services, instances, metrics and new flows during the outage are answered as ever (no
     5xx); five failed flushes are one error line (one traceback), /readyz is 503 until a batch
     lands again; then every record is in the store and one line says the outage ended."""
-    shell.connect()
-    shell.arp_from(CLIENT)
-    shell.arp_from(INSTANCE)
-    shell.register()
-    shell.syn(40000)
-    shell.app._flush()
+    bound_and_stored(shell)
     assert shell.app.health(True)[0] == 200
     engine = down(shell, tmp_path)
     svc = {"name": "svc3", "dsid": "10.0.100.3", "protocol": "tcp", "port": 9000}
@@ -232,12 +238,7 @@ def test_flows_that_begin_and_end_during_an_outage_leave_nothing_queued(
     (the store never had them); the one bound before the outage keeps its delete, and after
     the outage the store holds no binding. Before, every ended flow's delete stayed queued
     for as long as the outage lasted (228 bytes each: unbounded)."""
-    shell.connect()
-    shell.arp_from(CLIENT)
-    shell.arp_from(INSTANCE)
-    shell.register()
-    shell.syn(40000)
-    shell.app._flush()
+    bound_and_stored(shell)
     assert [b.key.sport for b in stored(shell).bindings] == [40000]
     engine = down(shell, tmp_path)
     for sport in range(40001, 40011):
