@@ -18,6 +18,7 @@ from eventlet import tpool
 from apps import channelguard
 from apps.flowread import read_request
 from apps.framework import event, hub
+from apps.storeflush import StoreHealth, Unstored, flush_at_stop, wait_idle
 from controller.dataplane.reconciler import entry_key
 from controller.intents import FlowMod, Intent, SwitchEntry
 
@@ -66,6 +67,8 @@ class Loops:
     _lags: list[float]
     programs: Any  # apps.cluster.ClusterSide: may this member program the switch?
     flushing: tuple[Any, ...] = ()  # the store writes being applied now
+    store_health: StoreHealth  # whether the store's batches fail (/readyz, the outage's log)
+    unstored: Unstored  # our bindings the store holds (a failed batch's needless deletes)
 
     def _watch(self) -> None:
         """Sample the event loop's lag (how late a sleep wakes), and run a reload a SIGHUP
@@ -228,14 +231,35 @@ class Loops:
         """Apply queued store writes in a worker OS thread, in batches."""
         while True:
             hub.sleep(self.config.store_flush_s)
-            writes = self.core.drain_writes()
-            if writes:
-                self.flushing = tuple(writes)  # on their way (apps/changefeed.py's catch-up)
-                try:
-                    tpool.execute(self.store.apply, writes)
-                except Exception:
-                    self.core.counters["errors"] += 1
-                    LOG.exception("dyncast: store write failed (%d records kept)", len(writes))
-                    self.core.writes.requeue(writes)
-                finally:
-                    self.flushing = ()
+            self._flush()
+
+    def _flush(self) -> None:
+        """Apply the queued store writes as one batch in a worker OS thread; a batch that
+        fails is requeued whole (behind nothing newer) and counted, and an outage is logged
+        at its start and end only (apps/storeflush.py)."""
+        writes = self.core.drain_writes()
+        if not writes:
+            return
+        self.flushing = tuple(writes)  # on their way (apps/changefeed.py's catch-up)
+        try:
+            tpool.execute(self.store.apply, writes)
+        except Exception as exc:
+            self.core.counters["errors"] += 1
+            self.core.writes.requeue(self.unstored.needed(writes))
+            self.store_health.failed(exc, len(self.core.writes), time.time())
+        else:
+            self.unstored.landed(writes)
+            self.store_health.landed(len(writes), time.time())
+        finally:
+            self.flushing = ()
+
+    def _stop_flushing(self, workers: list[Any]) -> None:
+        """The stop's last flush: wait for the batch a worker thread may be applying, kill
+        `workers` (the flusher among them), then write the rest, retried for a bounded time
+        (apps/storeflush.py)."""
+        deadline = wait_idle(lambda: bool(self.flushing), hub.sleep)
+        for worker in workers:
+            hub.kill(worker)
+        queued = self.core.drain_writes()
+        stored = flush_at_stop(self.store.apply, queued, hub.sleep, deadline)
+        LOG.info("dyncast: stopped; %d of %d store writes flushed", stored, len(queued))

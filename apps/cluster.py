@@ -71,6 +71,7 @@ class ClusterSide:
 
     core: Any
     store: Any
+    store_health: Any  # apps.storeflush.StoreHealth
     punt_pps: int
     unmetered: set[int]  # switches that refused the packet-in meter
     datapaths: dict[int, Any]
@@ -332,11 +333,13 @@ class ClusterSide:
         return Reply(200, self.member.as_json(list(self.datapaths), time.time()))
 
     def health(self, ready: bool) -> tuple[int, dict[str, Any]]:
-        """/healthz (alive: the event loop answers) or /readyz (ready: the store answers and,
-        in a cluster, the lease is held)."""
+        """/healthz (alive: the event loop answers) or /readyz (ready: the store answers and
+        its batches land, not failing since the last that did; in a cluster, the lease is
+        held)."""
         if not ready:
             return 200, {"status": "alive"}
-        checks = {"store": bool(tpool.execute(store_reachable, self.store.engine))}
+        reachable = bool(tpool.execute(store_reachable, self.store.engine))
+        checks = {"store": reachable and not self.store_health.failing}  # writes land too
         if self.member is not None:
             checks["lease"] = self.member.holds_lease(time.time())
         ok = all(checks.values())

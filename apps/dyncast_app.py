@@ -60,7 +60,8 @@ from apps.reloader import Reloader
 from apps.rest import APP_KEY, RestController
 from apps.restside import RestSide
 from apps.stallwatch import StallWatch, threshold_from_env
-from apps.store import open_store
+from apps.store import load_store, open_store
+from apps.storeflush import StoreHealth, Unstored
 from apps.tracker import TrackerReader
 from apps.web import WebController
 from controller.api import Api
@@ -116,12 +117,15 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
             signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:  # not the main thread (an embedding test): no signal reload
             LOG.warning("dyncast: SIGHUP reload unavailable (not the main thread)")
-        self.store = open_store(self.config.store_url, path or "(defaults)")
+        self.store = open_store(self.config.store_url, path or "(defaults)",
+                                shared=self.config.cluster.enabled)  # or it is ours alone
+        self.store_health = StoreHealth()  # whether its batches fail (apps/storeflush.py)
         cluster = self.config.cluster  # [cluster]: listen for the others' changes, then load
         self._feed_init(cluster.enabled, cluster.member_id, self.config.store_url)
-        snap = self.store.load()
+        snap = load_store(self.store, path or "(defaults)")  # a bad record: one line
         self._cluster_init(self.config.cluster, self.config.store_url)  # [cluster]: else nothing
         self.core.restore(snap.services, snap.instances, snap.bindings, time.time())
+        self.unstored = Unstored(self.core.flows.born, not cluster.enabled)  # (storeflush)
         self.api = Api(self.core)
         self.datapaths: dict[int, Any] = {}  # the switches we program (allowed, connected)
         self.punt_pps = self.config.channel.punt_pps  # packet-in meter rate; 0: no meter
@@ -176,12 +180,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         """Flush the last store writes, end our loops, then let the framework stop the rest
         (it joins every thread of the app, so endless loops must be killed first)."""
         self.gc_pauses.uninstall()
-        for worker in self._workers:
-            hub.kill(worker)
-        writes = self.core.drain_writes()
-        if writes:
-            self.store.apply(writes)
-        LOG.info("dyncast: stopped; %d store writes flushed", len(writes))
+        self._stop_flushing(self._workers)  # kills them after the batch under way
         self._cluster_stop()
         if self.feed is not None:
             self.feed.close()

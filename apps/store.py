@@ -10,6 +10,7 @@ schema; `apps.migrations` (alembic) creates and upgrades them, at every `Store()
 
 from __future__ import annotations
 
+import fcntl
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,15 +29,16 @@ from sqlalchemy import (
     create_engine,
     delete,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from apps import migrations
 from controller.dataplane.affinity import Binding, FlowKey
-from controller.errors import ConfigError
+from controller.errors import ConfigError, ValidationError
 from controller.instances.lifecycle import STATES, transition_from_dict
 from controller.intents import StoreWrite
 from controller.model import Instance, Metrics, Service, service_from_dict
@@ -88,6 +90,11 @@ TABLES = {"service": services_table, "instance": instances_table, "binding": bin
           "agent_seq": agent_seqs_table}
 KEYS = {"service": "name", "instance": "dbid", "binding": "id", "agent_seq": "agent"}
 CHUNK = 500  # keys per DELETE ... IN (...)
+CLAIM_CLASS = 0x64796E64  # PostgreSQL: with the schema's hashtext, the advisory lock of a claim
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: a connection not made in this long fails (libpq's
+# connect_timeout; `?connect_timeout=N` in store_url sets another). Without it a server that
+# stopped answering (a host gone, a firewall dropping packets) held a flush, /readyz, or the
+# start, for as long as the kernel retried: minutes
 # INSERT ... ON CONFLICT DO UPDATE, per database
 UPSERTS: dict[str, Callable[[Table], Any]] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
@@ -152,17 +159,28 @@ def _binding_json(v: dict[str, Any]) -> str | None:
         return None
 
 
-def open_store(url: str, source: str) -> Store:
-    """The store at `url` for the configuration file `source`; a ConfigError naming
+def open_store(url: str, source: str, shared: bool = False) -> Store:
+    """The store at `url` for the configuration file `source`, claimed for this controller
+    (`shared`: a cluster member's claim, which other members share); a ConfigError naming
     `controller.store_url` and why (the start then ends with that one line, not a traceback)
-    when it cannot be reached, its driver is missing, or it is not a store."""
+    when it cannot be reached, its driver is missing, it is not a store, or another
+    controller's claim excludes ours."""
+    shown = make_url(url).render_as_string(hide_password=True)
     try:
-        return Store(url)
-    except (SQLAlchemyError, ImportError, migrations.MigrationError) as exc:
-        shown = make_url(url).render_as_string(hide_password=True)
+        store = Store(url)
+        taken = store.claim(shared)
+    except (SQLAlchemyError, ImportError, OSError, migrations.MigrationError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(source, "controller.store_url", f"cannot open {shown}: "
                           f"{reason[:300]}") from None
+    if not taken:
+        store.close()
+        other = "a controller not in a [cluster]" if shared else "another controller"
+        raise ConfigError(source, "controller.store_url", f"{shown} is in use by {other}: a "
+                          "controller not in a [cluster] must have its store to itself (each "
+                          "would overwrite the other's records); give each its own store_url, "
+                          "or run them as a [cluster]")
+    return store
 
 
 class Store:
@@ -171,7 +189,9 @@ class Store:
     def __init__(self, url: str) -> None:
         """Connect and bring the schema to the newest revision (a no-op when it is there)."""
         sqlite = url.startswith("sqlite")
-        args = {"check_same_thread": False} if sqlite else {}
+        args: dict[str, Any] = {"check_same_thread": False} if sqlite else {}
+        if url.startswith("postgresql") and "connect_timeout" not in make_url(url).query:
+            args["connect_timeout"] = CONNECT_TIMEOUT_S  # a server that never answers
         # pre_ping: a server that restarted costs one retried query, not a failed batch
         self.engine: Engine = create_engine(url, connect_args=args, pool_pre_ping=not sqlite)
         try:
@@ -180,6 +200,36 @@ class Store:
             self.engine.dispose()
             raise
         self.fence: Fence | None = None  # a cluster member's (apps/cluster.py); else none
+        self._claim: Any = None  # what holds our claim on the store (`claim`), while we hold it
+
+    def claim(self, shared: bool) -> bool:
+        """Claim the store for this controller, for as long as it runs; False when another
+        controller's claim excludes it. A controller alone takes it exclusively, cluster members
+        `shared`ly: so two lone controllers, or a lone one and a cluster, never write one
+        store. PostgreSQL: a session advisory lock (on the store's schema) on a connection
+        held open; SQLite: an flock on the file beside the database, `PATH.lock`. Released
+        when the process ends, however it ends (a PostgreSQL server restart drops it too:
+        the claim guards starts, not every moment)."""
+        url = self.engine.url
+        if url.get_backend_name() == "postgresql":
+            conn = self.engine.connect()
+            fn = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+            took = conn.execute(text(f"SELECT {fn}(:c, hashtext(current_schema()))"),
+                                {"c": CLAIM_CLASS}).scalar()
+            conn.commit()  # a session lock: it outlives the transaction
+            if not took:
+                conn.close()
+                return False
+            self._claim = conn
+        elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            held = open(f"{url.database}.lock", "a")  # noqa: SIM115 (held until close)
+            try:
+                fcntl.flock(held, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.close()
+                return False
+            self._claim = held
+        return True
 
     def apply(self, writes: list[StoreWrite]) -> int:
         """Apply a batch of writes in one transaction; return how many records it touched. A
@@ -250,20 +300,18 @@ class Store:
             set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key})
 
     def load(self) -> Snapshot:
-        """Read every record back into core values."""
+        """Read every record back into core values; a StoreError naming the table and key
+        of a record that cannot be read (made by hand, or by another program)."""
         snap = Snapshot()
         with self.engine.connect() as conn:
-            for row in conn.execute(select(services_table.c.data)):
-                snap.services.append(service_from_dict(json.loads(row.data), strict=False))
-            for row in conn.execute(select(instances_table.c.data)):
-                snap.instances.append(_instance(json.loads(row.data)))
-            for row in conn.execute(select(bindings_table.c.data)):
-                snap.bindings.append(_binding(json.loads(row.data)))
-            for row in conn.execute(select(agent_seqs_table.c.data)):
-                data = json.loads(row.data)
-                snap.agent_seqs[str(data["agent"])] = int(data["seq"])
-                if isinstance(data.get("key"), str):  # (none from an earlier version)
-                    snap.agent_keys[str(data["agent"])] = data["key"]
+            snap.services = _read(conn, services_table, "name",
+                                  lambda d: service_from_dict(d, strict=False))
+            snap.instances = _read(conn, instances_table, "dbid", _instance)
+            snap.bindings = _read(conn, bindings_table, "id", _binding)
+            for agent, seq, key in _read(conn, agent_seqs_table, "agent", _agent_seq):
+                snap.agent_seqs[agent] = seq
+                if key is not None:  # (none from an earlier version)
+                    snap.agent_keys[agent] = key
         return snap
 
     def load_shared(self) -> tuple[list[Service], list[Instance]]:
@@ -286,8 +334,46 @@ class Store:
         return [_binding(d) for d in rows if d.get("ingress") == ingress]
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release our claim and the database connections."""
+        claim, self._claim = self._claim, None
+        if isinstance(claim, Connection):
+            claim.invalidate()  # the session ends, and its lock with it (a pooled one keeps it)
+            claim.close()
+        elif claim is not None:
+            claim.close()  # the lock file: its flock goes with it
         self.engine.dispose()
+
+
+class StoreError(RuntimeError):
+    """A stored record that cannot be read."""
+
+
+def _read(conn: Any, table: Table, key: str, parse: Callable[[Any], Any]) -> list[Any]:
+    """Every record of `table` parsed; a StoreError naming the first that cannot be."""
+    out = []
+    for row in conn.execute(select(table.c[key], table.c.data)):
+        try:
+            out.append(parse(json.loads(row.data)))
+        except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
+            raise StoreError(f"the {table.name} record {row[0]!r} cannot be read "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); fix or delete that row "
+                             "(nothing was changed)") from None
+    return out
+
+
+def _agent_seq(data: dict[str, Any]) -> tuple[str, int, str | None]:
+    """An agent's stored sequence: (agent, sequence, the key_id it was taken under)."""
+    key = data.get("key")
+    return str(data["agent"]), int(data["seq"]), key if isinstance(key, str) else None
+
+
+def load_store(store: Store, source: str) -> Snapshot:
+    """`store.load()` for a start: a record that cannot be read is a ConfigError naming
+    `controller.store_url`, the table and the key (one line, exit 1), not a traceback."""
+    try:
+        return store.load()
+    except StoreError as exc:
+        raise ConfigError(source, "controller.store_url", str(exc)) from None
 
 
 def _instance(data: dict[str, Any]) -> Instance:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from agents import keys
+from apps.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,10 +40,23 @@ def _partial_store(tmp: Path) -> str:
     return url
 
 
+def _newer_store(tmp: Path) -> str:
+    """A store a newer version of the controller upgraded past our newest revision."""
+    url = f"sqlite:///{tmp}/newer.db"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('9999')"))
+    engine.dispose()
+    return url
+
+
 @pytest.mark.parametrize(("case", "wanted"), [
     ("store_dir", "controller.store_url"),  # a directory that does not exist
     ("store_driver", "controller.store_url"),  # a dialect whose driver is not installed
     ("store_partial", "controller.store_url"),  # a database that is not a store
+    ("store_newer", "newer version"),  # a store of a later schema revision than ours
+    ("store_in_use", "in use by another controller"),  # another lone controller's store
     ("agents_file", "nope.toml"),  # a table file that is not there
     ("tokens_bad", "tokens.toml"),  # one that does not parse
 ])
@@ -54,12 +68,16 @@ def test_a_start_that_cannot_go_on_is_one_line_naming_the_key(tmp_path: Path, ca
     keys.add_token(tmp_path / "tokens.toml", tmp_path / "admin.token", "ops", "admin")
     store = {"store_dir": f"sqlite:///{tmp_path}/no/such/dir/x.db",
              "store_driver": "mysql://u:secret@127.0.0.1/db",
-             "store_partial": _partial_store(tmp_path)}.get(case, f"sqlite:///{tmp_path}/s.db")
+             "store_partial": _partial_store(tmp_path),
+             "store_newer": _newer_store(tmp_path)}.get(case, f"sqlite:///{tmp_path}/s.db")
     if case == "tokens_bad":
         (tmp_path / "tokens.toml").write_text("garbage [[[\n")
     agents = "nope.toml" if case == "agents_file" else "agents.toml"
+    other = open_store(store, "other.toml") if case == "store_in_use" else None
     done = _start(tmp_path, f'[security]\nagents_file = "{agents}"\n'
                             f'tokens_file = "tokens.toml"\n[controller]\nstore_url = "{store}"\n')
+    if other is not None:
+        other.close()
     assert done.returncode == 1, done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]

@@ -9,22 +9,31 @@ scripts/postgres.sh and sets it): unset, it is skipped; set but unreachable, it 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 
 from apps import migrations
 from apps.migrations.__main__ import main as migrations_cli
-from apps.store import Store, metadata
+from apps.store import Store, load_store, metadata
+from apps.store import _row as store_row
+from apps.store import open_store as open_store_claimed
+from bench import store_restore
 from controller.api import Api
+from controller.config import ControllerConfig
+from controller.core import Core
+from controller.errors import ConfigError
 from controller.intents import StoreWrite
 from controller.validate import NAME_RE
 from tests.helpers import figure2_core, report, tcp_frame
@@ -258,6 +267,23 @@ def test_a_database_with_only_some_of_the_tables_is_refused(store_url: str) -> N
         Store(store_url)
 
 
+def test_a_store_of_a_newer_schema_is_refused_and_left_as_it_is(
+        open_store: Callable[[], Store], store_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A store a newer controller upgraded (a revision we do not know) is refused with a
+    MigrationError naming both revisions (the start's one line), not alembic's CommandError
+    (a traceback), and its records and revision are left untouched; the command exits 1."""
+    store = open_store()
+    store.apply([instance("10.0.0.1")])
+    execute(store, "UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(migrations.MigrationError, match=r"'9999'.*newer version"):
+        Store(store_url)
+    assert migrations_cli(["upgrade", "--url", store_url]) == 1
+    assert "'9999'" in capsys.readouterr().err
+    assert execute(store, "SELECT version_num FROM alembic_version") == [("9999",)]
+    assert states(store) == {"10.0.0.1": "active"}
+
+
 def test_restart_upgrades_once_and_keeps_the_records(open_store: Callable[[], Store]) -> None:
     """A second start finds the newest revision and changes nothing: one version row, same
     records, and `upgrade` reports no step."""
@@ -360,3 +386,135 @@ def test_a_binding_rewritten_in_a_later_batch_replaces_its_row(
     assert execute(store, "SELECT COUNT(*) FROM bindings") == [(2,)]
     store.apply([StoreWrite("binding", "7", None)])
     assert [b.ident for b in open_store().load().bindings] == [8]
+
+
+def upgrade_to(url: str, revision: str) -> None:
+    """Bring a database to `revision` as the controller of that time did (one transaction)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            alembic_command.upgrade(migrations.alembic_config(conn), revision)
+    finally:
+        engine.dispose()
+
+
+REVISIONS = ["0001", "0002", "0003", "0004"]  # every revision before the newest
+
+
+def test_migrations_list_is_every_revision_before_the_newest() -> None:
+    """REVISIONS below keeps up with apps/migrations/versions (a new revision adds the one
+    before it here, so the upgrade from it is tested too)."""
+    assert sorted(migrations.revisions()) == [*REVISIONS, migrations.head()]
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_a_store_made_at_each_earlier_revision_keeps_every_row_when_upgraded(
+        store_url: str, revision: str, open_store: Callable[[], Store]) -> None:
+    """A store made by the controller at `revision`, with rows in every table it had (records
+    as that version wrote them: an agent's sequence without its key before the key was
+    stored), is upgraded by the current controller at its start and keeps every row."""
+    upgrade_to(store_url, revision)
+    core = figure2_core()
+    for dbid in ("10.0.0.21", "10.0.0.31"):
+        report(core, dbid, 1.0, sessions=3)
+    core.put_service(core.catalogue.services["svc2"], create=False, now=1.0)
+    for sport in (40000, 40001):
+        core.packet_in(1, 1, tcp_frame("00:00:00:00:00:01", "02:dc:00:00:00:01", "10.0.0.1",
+                                       "10.0.100.1", sport, 8000), 1.0)
+    writes = [*core.drain_writes(),
+              StoreWrite("agent_seq", "dma-a", {"agent": "dma-a", "seq": 41})]
+    tables = {"service": "services", "instance": "instances", "binding": "bindings",
+              "agent_seq": "agent_sequences"}
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        present = set(sa_inspect(conn).get_table_names())
+        for w in writes:
+            if tables[w.kind] in present:
+                assert w.value is not None
+                row = store_row(w.kind, w.key, w.value)
+                conn.execute(text(f"INSERT INTO {tables[w.kind]} ({', '.join(row)}) VALUES "
+                                  f"({', '.join(':' + c for c in row)})"), row)
+        if "cluster_members" in present:
+            conn.execute(text("INSERT INTO cluster_members (member_id, address, beat_at, "
+                              "lease_until, epoch) VALUES ('m1', '10.0.0.9:8080', 1, 2, 7)"))
+        if "cluster_changes" in present:
+            conn.execute(text("INSERT INTO cluster_changes (member_id, at, data) "
+                              "VALUES ('m1', 1.5, '{\"change\": 1}')"))
+    engine.dispose()
+    store = open_store()
+    snap = store.load()
+    assert [s.name for s in snap.services] == ["svc2"]
+    assert {i.dbid: i.metrics for i in snap.instances} == {
+        d: i.metrics for d, i in core.catalogue.instances.items()}
+    assert sorted(b.key.sport for b in snap.bindings) == [40000, 40001]
+    if revision >= "0002":
+        assert snap.agent_seqs == {"dma-a": 41} and snap.agent_keys == {}
+    if revision >= "0003":
+        assert execute(store, "SELECT member_id, epoch, settings FROM cluster_members") == [
+            ("m1", 7, None)]
+    if revision >= "0004":
+        assert execute(store, "SELECT member_id, data FROM cluster_changes") == [
+            ("m1", '{"change": 1}')]
+    assert execute(store, "SELECT version_num FROM alembic_version") == [(migrations.head(),)]
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_a_restart_at_size_restores_every_binding_label_and_sequence(
+        open_store: Callable[[], Store]) -> None:
+    """10,000 bindings and 1,000 instances (500 of whose labels are not their preferred ones,
+    after clashes) and 1,000 agents' sequences, stored as bench/store_restore.py lays them
+    out, come back whole into a restarted core; new bindings are numbered above them."""
+    writes, want = store_restore.records(1000, 10_000)
+    assert want["clashed"] == 500
+    open_store().apply(writes)
+    snap = open_store().load()
+    core = Core(ControllerConfig())  # no configured service: the stored ones are the API's
+    core.restore(snap.services, snap.instances, snap.bindings, time.time())
+    store_restore.check(core, snap.agent_seqs, want)
+
+
+def test_a_store_is_claimed_by_one_lone_controller_or_shared_by_a_cluster(store_url: str) -> None:
+    """A second controller not in a [cluster] started on a store in use is refused with one
+    line naming `controller.store_url` (each overwrote the other's records: instances one had
+    marked down, bindings it retired); cluster members share a store, but not with a lone
+    controller; a claim ends with its controller."""
+    first = open_store_claimed(store_url, "dyncast.toml", shared=False)
+    with pytest.raises(ConfigError, match=r"controller\.store_url.*in use by another controller"):
+        open_store_claimed(store_url, "dyncast.toml", shared=False)
+    with pytest.raises(ConfigError, match=r"in use by a controller not in a \[cluster\]"):
+        open_store_claimed(store_url, "dyncast.toml", shared=True)
+    first.close()
+    members = [open_store_claimed(store_url, "dyncast.toml", shared=True) for _ in range(2)]
+    with pytest.raises(ConfigError, match=r"in use by another controller"):
+        open_store_claimed(store_url, "dyncast.toml", shared=False)
+    for member in members:
+        member.close()
+    open_store_claimed(store_url, "dyncast.toml", shared=False).close()
+
+
+@pytest.mark.parametrize(("table", "key", "data"), [
+    ("services", "svc9", '{"name": "svc9", "dsid": "not an address"}'),
+    ("services", "svc8", "[]"),
+    ("instances", "10.0.0.5", '{"dbid": "10.0.0.5"}'),
+    ("bindings", "7", '{"id": 7, "service": "svc1"'),
+    ("agent_sequences", "dma-a", '{"agent": "dma-a", "seq": "many"}'),
+])
+def test_a_record_that_cannot_be_read_stops_the_start_with_one_line(
+        open_store: Callable[[], Store], table: str, key: str, data: str) -> None:
+    """A stored record that does not parse (made by hand or by another program) is refused
+    by name: a ConfigError naming controller.store_url, the table and the key (the start's
+    one line, exit 1; it was a KeyError's or a JSONDecodeError's traceback); the row stays."""
+    store = open_store()
+    columns = {"services": "name, dsid, data", "instances": "dbid, service, data",
+               "bindings": "id, service, dbid, data", "agent_sequences": "agent, data"}[table]
+    values = {"services": ":key, '10.0.100.9', :data", "instances": ":key, 'svc1', :data",
+              "bindings": ":key, 'svc1', '10.0.0.5', :data",
+              "agent_sequences": ":key, :data"}[table]
+    with store.engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({values})"),
+                     {"key": key, "data": data})
+    with pytest.raises(ConfigError, match=rf"controller\.store_url: the {table} record "
+                                          rf"'{key}' cannot be read"):
+        load_store(store, "dyncast.toml")
+    assert execute(store, f"SELECT count(*) FROM {table}") == [(1,)]

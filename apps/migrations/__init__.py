@@ -50,6 +50,13 @@ def head() -> str:
     return heads[0]
 
 
+@functools.cache
+def revisions() -> frozenset[str]:
+    """Every revision in versions/ (read once per process)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(rev.revision for rev in script.walk_revisions())
+
+
 def current(conn: Connection) -> str | None:
     """The database's revision; None when it has no `alembic_version` table."""
     return MigrationContext.configure(conn).get_current_revision()
@@ -67,6 +74,11 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
         after = head()
         if before == after:
             return before, after
+        if before is not None and before not in revisions():
+            raise MigrationError(
+                f"the database is at schema revision {before!r}, which this controller does "
+                f"not know (its newest is {after!r}): it was made or upgraded by a newer "
+                "version; run that version, or restore a backup made before the upgrade")
         cfg = alembic_config(conn)
         if before is None and _adopt(conn):
             command.stamp(cfg, FIRST)

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from apps.configfile import load_config
-from apps.migrations import current, head, upgrade
+from apps.migrations import MigrationError, current, head, upgrade
 from controller.errors import ConfigError
 
 
@@ -39,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     engine = create_engine(url)
     try:
         if args.command == "upgrade":
-            before, after = upgrade(engine)
+            try:
+                before, after = upgrade(engine)
+            except MigrationError as exc:
+                print(f"error: {shown}: {exc}", file=sys.stderr)
+                return 1
             print(f"{shown}: {before or 'empty'} -> {after}" if before != after
                   else f"{shown}: at {after} already")
             return 0

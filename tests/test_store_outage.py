@@ -1,0 +1,271 @@
+"""A store that stops answering while the controller runs, driven through the real app (the
+Shell of tests/test_app_smoke.py): the API answers as usual and nothing is half-applied, every
+write reaches the store once it is back, /readyz says not ready meanwhile, the outage is
+logged once at its start and once at its end; and the stop's last flush neither loses the
+batch a worker thread is applying nor the writes queued behind a store that is briefly away.
+
+The outage is the store's engine swapped for one whose every connection fails (a SQLite file
+in a directory that does not exist: the driver's own error, at connect, as with a stopped
+server); swapping the real one back is the server's return.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+
+from apps import store as store_module
+from apps import storeflush
+from apps.store import Store, open_store
+from controller.errors import ConfigError
+from controller.intents import CookieKind, StoreWrite, cookie
+from tests import test_app_smoke
+from tests.test_app_smoke import CLIENT, INSTANCE, Shell
+
+shell = test_app_smoke.shell  # the fixture: the app on each framework
+
+
+class Records(logging.Handler):
+    """The log records of the `dyncast` loggers (the component loggers do not propagate)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The fields of every structured event called `name`."""
+        return [r.fields for r in self.records  # type: ignore[attr-defined]
+                if isinstance(getattr(r, "fields", None), dict) and r.fields.get("event") == name]
+
+    def tracebacks(self) -> int:
+        """How many records carried a traceback."""
+        return sum(1 for r in self.records if r.exc_info)
+
+
+@pytest.fixture
+def records() -> Iterator[Records]:
+    """What the store component and the app log during the test."""
+    handler = Records()
+    loggers = [logging.getLogger("dyncast.store"), logging.getLogger("dyncast")]
+    for log in loggers:
+        log.addHandler(handler)
+    yield handler
+    for log in loggers:
+        log.removeHandler(handler)
+
+
+def down(shell: Shell, tmp_path: Path) -> Any:
+    """The store stops answering; returns its engine (hand it back for its return)."""
+    engine = shell.app.store.engine
+    shell.app.store.engine = create_engine(f"sqlite:///{tmp_path}/gone/dir/store.db")
+    return engine
+
+
+def bound_and_stored(shell: Shell) -> None:
+    """Switch 1 connects, the client and the instance are located, the instance registers and
+    a flow (source port 40000) is bound; all of it is stored."""
+    shell.connect()
+    shell.arp_from(CLIENT)
+    shell.arp_from(INSTANCE)
+    shell.register()
+    shell.syn(40000)
+    shell.app._flush()
+
+
+def stored(shell: Shell) -> Any:
+    """What the store holds now, read as a restarted controller would."""
+    store = Store(shell.store_url)
+    try:
+        return store.load()
+    finally:
+        store.close()
+
+
+def test_an_outage_answers_as_usual_loses_nothing_and_is_logged_once(
+        shell: Shell, tmp_path: Path, records: Records) -> None:
+    """Services, instances, metrics and new flows during the outage are answered as ever (no
+    5xx); five failed flushes are one error line (one traceback), /readyz is 503 until a batch
+    lands again; then every record is in the store and one line says the outage ended."""
+    bound_and_stored(shell)
+    assert shell.app.health(True)[0] == 200
+    engine = down(shell, tmp_path)
+    svc = {"name": "svc3", "dsid": "10.0.100.3", "protocol": "tcp", "port": 9000}
+    assert shell.rest("POST", "services", svc).status == 201
+    assert shell.rest("POST", "instances", {"dsid": "10.0.100.3", "dbid": "10.0.0.23",
+                                            "dma": "smoke"}).status == 201
+    report = {"dbid": INSTANCE[0], "cpu": 0.5, "sessions": 7, "queue": 0, "capacity": 10}
+    assert shell.rest("POST", "metrics", report).status == 200
+    shell.syn(40001)
+    for _ in range(5):
+        shell.app._flush()
+    assert shell.app.core.counters["errors"] == 5
+    assert shell.app.health(True) == (503, {"status": "not ready", "store": False})
+    (failing,) = records.events("store_writes_failing")
+    assert "unable to open database file" in failing["reason"]
+    assert records.tracebacks() == 1
+    shell.app.store.engine.dispose()
+    shell.app.store.engine = engine  # the server is back
+    assert shell.app.health(True)[0] == 503  # until a batch lands
+    shell.app._flush()
+    assert shell.app.health(True) == (200, {"status": "ready", "store": True})
+    (landed,) = records.events("store_writes_landed")
+    assert landed["failed_batches"] == 5
+    assert records.events("store_writes_failing") == [failing]
+    snap = stored(shell)
+    assert {s.name for s in snap.services} == {"svc3"}
+    by_dbid = {i.dbid: i for i in snap.instances}
+    assert by_dbid.keys() == {INSTANCE[0], "10.0.0.23"}
+    assert by_dbid[INSTANCE[0]].metrics.sessions == 7
+    assert sorted(b.key.sport for b in snap.bindings) == [40000, 40001]
+
+
+def test_the_stop_waits_for_a_store_briefly_away(shell: Shell, tmp_path: Path,
+                                                 records: Records) -> None:
+    """The stop's last flush retries a failing store (here it is back on the third try): the
+    writes queued meanwhile are stored, and the stop does not raise."""
+    shell.register()
+    engine = down(shell, tmp_path)
+    tries: list[int] = []
+    apply = shell.app.store.apply
+
+    def flaky(writes: list[StoreWrite]) -> int:
+        tries.append(len(writes))
+        if len(tries) == 3:
+            shell.app.store.engine = engine
+        return int(apply(writes))
+
+    shell.app.store.apply = flaky
+    shell.app.stop()
+    assert len(tries) == 3
+    assert [i.dbid for i in stored(shell).instances] == [INSTANCE[0]]
+    assert records.events("store_writes_lost") == []
+
+
+def test_the_stop_says_what_it_could_not_store(shell: Shell, tmp_path: Path, records: Records,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store still away when the stop's time is up: one error line names how many writes,
+    of which kinds, are lost and why; the stop itself ends (it raised before, mid-stop)."""
+    monkeypatch.setattr(storeflush, "STOP_FLUSH_S", 1.0)
+    shell.register()
+    assert shell.rest("POST", "services", {"name": "svc3", "dsid": "10.0.100.3",
+                                           "protocol": "tcp", "port": 9000}).status == 201
+    down(shell, tmp_path)
+    shell.app.stop()
+    (lost,) = records.events("store_writes_lost")
+    assert lost["lost"] == 2 and lost["kinds"] == {"instance": 1, "service": 1}
+    assert "unable to open database file" in lost["reason"]
+
+
+def test_the_stop_lets_the_batch_under_way_land_before_the_newer_writes(
+        shell: Shell) -> None:
+    """A batch a worker thread is applying when the stop comes (the flusher waits on it) lands
+    before the writes queued after it: killed at once, the flusher's older record landed
+    after the stop's newer one and replaced it."""
+    shell.register()
+    shell.app.core.drain_writes()  # the registration: stored, say
+    older = StoreWrite("service", "svc9", {"name": "svc9", "dsid": "10.0.100.9",
+                                           "state": "older"})
+    newer = StoreWrite("service", "svc9", {"name": "svc9", "dsid": "10.0.100.9",
+                                           "state": "newer"})
+    from eventlet import patcher, tpool  # (imported by the shell: no deprecation warning)
+
+    real_sleep = patcher.original("time").sleep
+    hub = shell.fw.hub
+    store = shell.app.store
+
+    def slow(writes: list[StoreWrite]) -> int:
+        real_sleep(0.3)  # in the worker OS thread: a slow database
+        return int(store.apply(writes))
+
+    def flusher() -> None:
+        shell.app.flushing = (older,)
+        try:
+            tpool.execute(slow, [older])
+        finally:
+            shell.app.flushing = ()
+        hub.sleep(60)
+
+    shell.app._workers = [hub.spawn(flusher)]
+    hub.sleep(0.05)  # the batch is under way
+    shell.app.core.writes._last(newer)
+    shell.app.stop()
+    real_sleep(0.5)  # a worker thread still applying has finished by now
+    with store.engine.connect() as conn:
+        data = conn.exec_driver_sql("SELECT data FROM services WHERE name = 'svc9'").scalar()
+    assert '"newer"' in str(data)
+
+
+def test_a_postgresql_server_that_never_answers_fails_the_start_in_bounded_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server whose port takes connections but never speaks (a hung host; a dropping
+    firewall is the same wait): the store gives up after its connect timeout and the start
+    says so in its one line. Before, the connection waited for as long as the kernel kept it
+    (here: forever), and with it the start, a flush or /readyz."""
+    monkeypatch.setattr(store_module, "CONNECT_TIMEOUT_S", 2)  # (libpq's least)
+    done: dict[str, str] = {}
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # the kernel completes the handshakes; nobody answers
+        url = f"postgresql+psycopg://u:secret@127.0.0.1:{server.getsockname()[1]}/db"
+
+        def start() -> None:
+            try:
+                open_store(url, "dyncast.toml")
+            except ConfigError as exc:
+                done["error"] = str(exc)
+
+        thread = threading.Thread(target=start, daemon=True)
+        thread.start()
+        thread.join(20)
+        assert not thread.is_alive(), "the start still waits for the server"
+    assert "controller.store_url" in done["error"] and "timeout" in done["error"], done
+
+
+def test_flows_that_begin_and_end_during_an_outage_leave_nothing_queued(
+        shell: Shell, tmp_path: Path) -> None:
+    """Ten flows bound and ended while the store is down queue nothing once a flush has failed
+    (the store never had them); the one bound before the outage keeps its delete, and after
+    the outage the store holds no binding. Before, every ended flow's delete stayed queued
+    for as long as the outage lasted (228 bytes each: unbounded)."""
+    bound_and_stored(shell)
+    assert [b.key.sport for b in stored(shell).bindings] == [40000]
+    engine = down(shell, tmp_path)
+    for sport in range(40001, 40011):
+        shell.syn(sport)
+    shell.app._flush()  # fails: the new bindings' rows are queued again
+    core = shell.app.core
+    for b in list(core.flows.bindings.all()):
+        core.flow_removed(1, cookie(CookieKind.AFFINITY_FWD, b.ident), "idle", time.time())
+    assert len(core.bindings) == 0
+    shell.app._flush()  # fails: only the delete of the stored binding is worth keeping
+    queued = [w for w in core.writes.drain() if w.kind == "binding"]
+    core.writes.requeue(queued)
+    (kept,) = queued
+    assert kept.value is None and kept.key == str(stored(shell).bindings[0].ident)
+    shell.app.store.engine.dispose()
+    shell.app.store.engine = engine
+    shell.app._flush()
+    assert stored(shell).bindings == []
+
+
+def test_deletes_of_bindings_from_before_the_start_or_stored_are_kept() -> None:
+    """The filter drops only deletes of bindings this process numbered and never stored; in a
+    cluster (another member may have stored one) it drops nothing."""
+    delete = [StoreWrite("binding", str(k), None) for k in (5, 100, 101)]
+    unstored = storeflush.Unstored(born=100, enabled=True)
+    unstored.landed([StoreWrite("binding", "101", {"id": 101})])
+    assert unstored.needed(delete) == [delete[0], delete[2]]
+    unstored.landed([delete[2]])
+    assert unstored.needed(delete) == [delete[0]]
+    assert storeflush.Unstored(born=100, enabled=False).needed(delete) == delete
