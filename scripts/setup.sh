@@ -5,6 +5,7 @@
 #   2. Open vSwitch with the userspace datapath (only if not running; no kernel module needed)
 #   3. .venv from Debian's /usr/bin/python3 with --system-site-packages (for Debian's mininet)
 #   4. requirements/pinned.txt (Ryu 4.34 built with setuptools<68) and this project, editable
+#   5. promtool, unpacked from Debian's prometheus package into .venv/bin (the alert-rule tests)
 # Quiet unless something fails: one line per action taken, then "ready".
 set -euo pipefail
 
@@ -143,6 +144,21 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$wanted" ] || ! imports_ok; then
     fi
     imports_ok || die "the new environment does not import ryu/os_ken/mininet/apps"
     echo "$wanted" >"$STAMP"
+fi
+
+# --- 5. promtool (tests/test_alert_rules.py), from Debian's prometheus package -----------
+# Only the tool, unpacked into the venv: installing the package would start a Prometheus
+# server. Not fatal: without it those two tests skip, saying so.
+if [ ! -x "$VENV/bin/promtool" ]; then
+    say "unpacking promtool from Debian's prometheus package into $VENV/bin"
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && quietly "apt-get download prometheus" apt-get download -q prometheus &&
+            dpkg-deb -x prometheus_*.deb unpacked) && [ -x "$tmp/unpacked/usr/bin/promtool" ]; then
+        cp "$tmp/unpacked/usr/bin/promtool" "$VENV/bin/promtool"
+    else
+        say "promtool not unpacked (no apt index or no network): the alert-rule tests will skip"
+    fi
+    rm -rf "$tmp"
 fi
 
 say "ready ($((SECONDS - START))s): OVS $(ovs-vsctl --version | head -n1 | awk '{print $NF}'),\
