@@ -222,7 +222,8 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
                 if dp is not None:
                     dp.send(serialise(dp, group))
         self.metrics.shell.flow_mods_sent += len([i for i in intents if isinstance(i, FlowMod)])
-        if self.core.states.transitions or self.core.decisions.bases.change_log:
+        if (self.core.states.transitions or self.core.decisions.bases.change_log
+                or self.core.topology.relocations):
             logs.core_events(self.core)
 
     @set_ev_cls(EventTick)

@@ -113,12 +113,19 @@ class RejectLog:
 
 
 def core_events(core: Any) -> None:
-    """Log what the core recorded since the last call: instance state transitions and decision
-    changes (each a JSON line with its reason), leaving nothing queued."""
+    """Log what the core recorded since the last call: instance state transitions, where
+    instances were found or lost, and decision changes (each a JSON line with its reason),
+    leaving nothing queued."""
     if core.states.transitions:
         for t in core.states.drain_log():
             event("instances", "instance_state", instance=t.dbid, src=t.src, dst=t.dst,
                   trigger=t.event, reason=t.reason, at=t.at)
+    moves = core.topology.relocations
+    while moves:
+        ip, before, after, why = moves.popleft()
+        event("instances", "instance_located", instance=ip,
+              before=None if before is None else f"{before[0]:016x}:{before[1]}",
+              after=None if after is None else f"{after[0]:016x}:{after[1]}", reason=why)
     changes = core.decisions.bases.change_log
     while changes:
         ingress, service, old, new, at, reason = changes.popleft()

@@ -13,6 +13,7 @@ depend on the order in which links were learned.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ from typing import Any
 from controller.network.paths import Tree, dijkstra, repair_cheaper, repair_dearer, shortcut
 
 REPAIR_MAX = 4  # edge changes at once up to which cached trees are repaired, not recomputed
+RELOCATIONS = 256  # locked addresses' moves kept for the log between two of its reads
+Relocation = tuple[str, tuple[int, int] | None, tuple[int, int] | None, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,9 @@ class Topology:
     locked: Callable[[str], bool] = lambda ip: False
     _may_move: set[str] = field(default_factory=set)
     moves_refused: int = 0
+    # where locked addresses were found, moved or lost, for the shell to log: (address, its
+    # (switch, port) before or None, after or None, why); at most RELOCATIONS kept
+    relocations: deque[Relocation] = field(default_factory=lambda: deque(maxlen=RELOCATIONS))
 
     # --- switches and ports -------------------------------------------------------------
     def switch_up(self, dpid: int, ports: set[int]) -> None:
@@ -84,6 +90,7 @@ class Topology:
         lost = [h for h in self.hosts.values() if h.dpid == dpid]
         for h in lost:
             del self.hosts[h.ip]
+            self._relocated(h, None, "its switch is gone")
         self._rebuild()
         for other in self._adj.pop(dpid, {}):
             self._adj[other].pop(dpid, None)
@@ -104,6 +111,7 @@ class Topology:
         lost = [h for h in self.hosts.values() if (h.dpid, h.port) == (dpid, port)]
         for h in lost:
             del self.hosts[h.ip]
+            self._relocated(h, None, "its port went down")
         if dead:
             self._rebuild()
         return bool(dead), lost
@@ -120,6 +128,7 @@ class Topology:
         self._links[src] = _Link(src, dst, now)
         for h in [h for h in self.hosts.values() if (h.dpid, h.port) in (src, dst)]:
             del self.hosts[h.ip]  # learned on what turned out to be a link port
+            self._relocated(h, None, "learned at what turned out to be a link port")
         ports = {src[0]: src[1], dst[0]: dst[1]}
         key = (src[0], dst[0]) if src[0] < dst[0] else (dst[0], src[0])
         if known is not None or self._ports_of.get(key, ports) != ports:
@@ -223,6 +232,8 @@ class Topology:
                 and ip not in self._may_move):
             self.moves_refused += 1  # forged ARP or spoofed source: the instance stays put
             return False
+        self._relocated(old, loc, "first seen" if old is None else "seen at another port"
+                        if ip not in self._may_move else "registered again, seen elsewhere")
         self._may_move.discard(ip)
         self.hosts[ip] = loc
         return True
@@ -230,6 +241,13 @@ class Topology:
     def let_move(self, ip: str) -> None:
         """Let a locked address be learned at a new place once (its agent re-registered)."""
         self._may_move.add(ip)
+
+    def _relocated(self, old: HostLoc | None, new: HostLoc | None, why: str) -> None:
+        """Note a locked address's new place (None: lost) for the log."""
+        loc = new or old
+        if loc is not None and self.locked(loc.ip):
+            self.relocations.append((loc.ip, None if old is None else (old.dpid, old.port),
+                                     None if new is None else (new.dpid, new.port), why))
 
     # --- paths --------------------------------------------------------------------------
     def forget_paths(self) -> None:
