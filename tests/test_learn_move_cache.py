@@ -3,7 +3,8 @@
 
 Seen in Mininet (learn + UDP): for about 0.5 s after an instance's access link went down, 2-3
 replies per moved flow reached the client from the new instance's D-BID instead of the D-SID.
-The mechanism, reproduced on the model (not captured on OVS): the move changes the tables
+The mechanism, reproduced on the model (and the symptom in Mininet with real OVS:
+mininet_tests/test_learn_udp_move.py): the move changes the tables
 twice in quick succession (the decision's entries, then the dead instance's learned entries
 deleted: `Programmer.lost`), and the revalidators translate the flow's cached datapath flow
 again after each. The first pass accounts for the flow's packets; at the second there are
