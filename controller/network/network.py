@@ -16,7 +16,7 @@ from controller.network.costs import PathCosts
 from controller.network.forwarding import Forwarding, base_flows
 from controller.network.monitor import Direction, MonitorSettings, NetworkMonitor, costs_changed
 from controller.network.packet import Packet
-from controller.network.topology import Topology
+from controller.network.topology import HostLoc, Topology
 
 
 class Network:
@@ -28,6 +28,8 @@ class Network:
         self.forwarding = Forwarding(self.topology, is_dsid)
         self.costs = PathCosts(self.topology, self.monitor)  # shared by every service
         self.away: dict[int, float] = {}  # switches whose control channel is down, since when
+        # the hosts each forgotten switch had (`left`), put back if it comes back (`ports`)
+        self.forgotten: dict[int, list[HostLoc]] = {}
         # link directions whose measured delay moved since the last tick (applied then), and
         # whether links went without their costs being looked at (every link is, then)
         self._delayed: set[tuple[tuple[int, int], tuple[int, int]]] = set()
@@ -48,8 +50,21 @@ class Network:
             self._stale |= link_lost  # its cost is looked at next tick, with every link's
             lost += [h.ip for h in hosts_lost]
         self.topology.switch_up(dpid, ports)
+        self._recall(dpid, ports)
         self.topology.touch_links(dpid, now)  # links kept through a reconnect: seen now
         return self.forwarding.lldp(now, [dpid]) + self.forwarding.sync_routes(), lost
+
+    def _recall(self, dpid: int, ports: set[int]) -> None:
+        """A forgotten switch is back: the hosts it had are where they were, as they would be
+        had it come back within its grace period, at the ports it still has, unless seen
+        elsewhere since. A client that only receives on a held connection sends nothing that
+        would place it again (its packets match its binding), so without this the routes to
+        it stayed gone until the sender's TCP backed off into a route miss and an ARP probe.
+        Instances (locked addresses) are not put back: they are down until seen (probed)."""
+        for h in self.forgotten.pop(dpid, []):
+            if h.port in ports and h.ip not in self.topology.hosts and not self.topology.locked(
+                    h.ip):
+                self.topology.learn_host(h.ip, h.mac, dpid, h.port)
 
     def disconnected(self, dpid: int, now: float) -> bool:
         """A known switch's control channel closed: keep it, its links and hosts as they are
@@ -70,6 +85,8 @@ class Network:
         """A switch disconnected: forget it; return the addresses of the hosts lost with it."""
         self.away.pop(dpid, None)
         lost = self.topology.switch_down(dpid)
+        if lost:  # (no more than it held; replaced if it leaves again)
+            self.forgotten[dpid] = lost
         self._stale = True  # its links and counters went: every link is looked at next tick
         self.forwarding.forget_switch(dpid)
         self.monitor.forget(dpid)
