@@ -140,6 +140,7 @@ def assert_new_flows_go_to(lab: Lab, dbid: str) -> None:
 
 # ---- the tests ----------------------------------------------------------------------------
 
+@pytest.mark.heavy  # core logic, framework-independent (CI's time budget: one framework runs it)
 @pytest.mark.parametrize("ring", [{"bw": 10}], indirect=True)
 def test_congested_link_steers_new_flows_away_and_held_ones_stay(ring: Lab) -> None:
     """With s1->s2 saturated, new flows from s1 go to the instance behind the free link, while
@@ -167,6 +168,7 @@ def test_congested_link_steers_new_flows_away_and_held_ones_stay(ring: Lab) -> N
     assert counter(ring, "affinity_moves") == 0
 
 
+@pytest.mark.heavy  # core logic, framework-independent (CI's time budget: one framework runs it)
 @pytest.mark.parametrize("ring", [EDGES], indirect=True)
 def test_link_failure_reroutes_and_held_connection_keeps_its_instance(ring: Lab) -> None:
     """When s1-s2 fails, routes take the other way round the ring: a connection held to e2

@@ -51,6 +51,7 @@ def when(lab: Lab, state: str, timeout: float) -> float:
     return found
 
 
+@pytest.mark.heavy  # core logic (a forgotten switch's hosts), framework-independent (CI time)
 @pytest.mark.parametrize("fig2", [RESTART], indirect=True)
 def test_receiving_clients_resume_at_once_when_their_switch_is_back_after_its_grace(
         fig2: Lab) -> None:
