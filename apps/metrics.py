@@ -171,6 +171,12 @@ class CoreCollector(Collector):
         yield CounterMetricFamily("dyncast_host_moves_refused", "Packets claiming a registered "
                                   "instance's address from another port",
                                   value=core.topology.moves_refused)
+        yield CounterMetricFamily("dyncast_host_sightings_held", "Senders seen at a port still "
+                                  "in its first round of link discovery: learned once it has "
+                                  "settled", value=core.network.settling.held)
+        yield CounterMetricFamily("dyncast_host_sightings_refused", "Senders seen at a settling "
+                                  "port and not held (the held sightings were at their cap)",
+                                  value=core.network.settling.refused)
 
     def _instances(self) -> Iterator[Metric]:
         core, now = self.core, self.clock()

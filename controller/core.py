@@ -27,6 +27,7 @@ from controller.instances.operations import Operations
 from controller.instances.states import InstanceStates
 from controller.instances.ticking import TICK_SLICE, InstanceWalk
 from controller.intents import FlowMod, Intent, StoreWrite, SwitchEntry
+from controller.located import SETTLE_LLDP_INTERVALS, Locator
 from controller.model import Instance, Metrics, Service
 from controller.network.network import Network
 from controller.network.packet import ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_LLDP, parse
@@ -65,8 +66,15 @@ class Core:
         self.drains = Drains(self.operations, self.flows, self.programmer, service_punt)
         self.health = Health(config.health, self.catalogue, self.counters, (  # passive health
             self.decisions, self.programmer, self.audit, self.intake, self._recompute))
+        self.locator = Locator(self.network, self.liveness, self.flows,
+                               (self.catalogue, self.intake), self._recompute)
         for svc in config.services:
             self.catalogue.put_service(svc, create=True)
+
+    @property
+    def _settle_s(self) -> float:
+        """A new port's first round of discovery (network/settling.py), in seconds."""
+        return SETTLE_LLDP_INTERVALS * self.config.lldp_interval_s
 
     def restore(self, services: list[Service], instances: list[Instance],
                 bindings: list[Binding], now: float | None = None) -> None:
@@ -95,7 +103,7 @@ class Core:
 
     def switch_ports(self, dpid: int, ports: set[int], now: float) -> list[Intent]:
         """The port list arrived: discover links and routes; detach instances at lost ports."""
-        intents, lost = self.network.ports(dpid, ports, now)
+        intents, lost = self.network.ports(dpid, ports, now, self._settle_s)
         self.liveness.detach(lost, now)
         return intents + self._recompute_all(now)
 
@@ -114,7 +122,7 @@ class Core:
     def port_changed(self, dpid: int, port: int, up: bool, now: float) -> list[Intent]:
         """A port went up or down."""
         if up:
-            return self.network.port_up(dpid, port, now)
+            return self.network.port_up(dpid, port, now, self._settle_s)
         changed, lost = self.network.port_down(dpid, port)
         if not changed:
             return []
@@ -141,7 +149,8 @@ class Core:
 
     def tick_steps(self, now: float, size: int = TICK_SLICE) -> Iterator[list[Intent]]:
         """Periodic work, `size` instances or one service a step (instances/ticking.py)."""
-        intents = self.flush(now)
+        intents = self.locator.settled(now)
+        intents += self.flush(now)
         self.decisions.redecisions.flush(now)  # log lines of re-decisions a pick made
         for dpid in self.network.grace_over(now, self.config.switch_grace_s):
             intents += self._switch_gone(dpid, now)
@@ -168,12 +177,15 @@ class Core:
             return self._paths_changed(now) if new_link else []
         if pkt.eth_type == ETH_TYPE_ARP and pkt.arp_spa is not None:
             assert pkt.arp_sha is not None
-            intents = self._learn(pkt.arp_spa, pkt.arp_sha, dpid, in_port, now)
+            assert pkt.arp_tpa is not None
+            intents = self.locator.learn(pkt.arp_spa, pkt.arp_sha, dpid, in_port, now, True,
+                                         not self.forwarding.flooded(pkt.arp_spa, pkt.arp_tpa,
+                                                                     now))
             self.liveness.arp_answer(pkt, now)
             return intents + self.forwarding.arp(dpid, in_port, pkt, data, now)
         if pkt.eth_type != ETH_TYPE_IP or pkt.ip_src is None or pkt.ip_dst is None:
             return []
-        intents = self._learn(pkt.ip_src, pkt.eth_src, dpid, in_port, now)
+        intents = self.locator.learn(pkt.ip_src, pkt.eth_src, dpid, in_port, now)
         if self.liveness.is_probe_answer(pkt):
             self.liveness.tcp_answer(pkt, now)
             return intents
@@ -186,18 +198,6 @@ class Core:
             self.counters["route_miss"] += 1
             return intents + self.liveness.probe_if_unknown(pkt.ip_dst, now)
         return intents + delivered
-
-    def _learn(self, ip: str, mac: str, dpid: int, port: int, now: float) -> list[Intent]:
-        """Learn where a sender lives; route to it, and re-decide if it is an instance."""
-        if (ip == "0.0.0.0" or ip in self.catalogue.by_dsid  # a D-SID lives nowhere in
-                or not self.topology.learn_host(ip, mac, dpid, port)):  # particular (overlay)
-            return []
-        self.liveness.seen(ip, dpid, port, now)
-        intents = self.forwarding.sync_routes([ip]) + self.flows.follow_client(ip, dpid, now)
-        inst = self.catalogue.instances.get(ip)
-        if inst is not None:
-            intents += self._recompute(inst.service, now)
-        return intents
 
     def flow_removed(self, dpid: int, cookie_value: int, reason: str, now: float) -> list[Intent]:
         """A switch removed one of our entries (a timed-out binding ends)."""

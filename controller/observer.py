@@ -55,7 +55,9 @@ def observe(core: Core, dpid: int, in_port: int, data: bytes, now: float) -> lis
         core.intake.dirty.update(core.catalogue.services)  # paths changed: every service
         return core.forwarding.sync_routes()
     if pkt.eth_type == ETH_TYPE_ARP and pkt.arp_spa is not None and pkt.arp_sha is not None:
-        intents = _host(core, pkt.arp_spa, pkt.arp_sha, dpid, in_port, now)
+        assert pkt.arp_tpa is not None
+        intents = _host(core, pkt.arp_spa, pkt.arp_sha, dpid, in_port, now,
+                        not core.forwarding.flooded(pkt.arp_spa, pkt.arp_tpa, now))
         core.liveness.arp_answer(pkt, now)
         return intents
     if pkt.eth_type == ETH_TYPE_IP and pkt.ip_src is not None:
@@ -93,15 +95,9 @@ def nothing_new(core: Core, dpid: int, in_port: int, data: bytes) -> bool:
             and not topology.locked(src))
 
 
-def _host(core: Core, ip: str, mac: str, dpid: int, port: int, now: float) -> list[Intent]:
-    """Learn where a sender lives (not a D-SID: it lives nowhere in particular): the routes to
-    it; an instance's service is left dirty (as `Core.packet_in` recomputes it)."""
-    if ip == "0.0.0.0" or ip in core.catalogue.by_dsid:
-        return []
-    if not core.topology.learn_host(ip, mac, dpid, port):
-        return []
-    core.liveness.seen(ip, dpid, port, now)
-    inst = core.catalogue.instances.get(ip)
-    if inst is not None:
-        core.intake.dirty.add(inst.service)
-    return core.forwarding.sync_routes([ip])
+def _host(core: Core, ip: str, mac: str, dpid: int, port: int, now: float,
+          sure: bool = False) -> list[Intent]:
+    """Learn where a sender lives (`sure`: from a packet that cannot have crossed a link,
+    network/settling.py): the routes to it; an instance's service is left dirty (as
+    `Core.packet_in` recomputes it): `Locator.learn`, as observed."""
+    return core.locator.learn(ip, mac, dpid, port, now, False, sure)

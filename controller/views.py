@@ -51,6 +51,8 @@ def stats_view(core: Core) -> dict[str, int]:
     out["bindings"] = len(core.bindings)
     out["decisions_recomputed"] = core.engine.recomputed
     out["host_moves_refused"] = core.topology.moves_refused
+    out["host_sightings_held"] = core.network.settling.held
+    out["host_sightings_refused"] = core.network.settling.refused
     for name in ("affinity_moves", "errors", "reconcile_runs", "reconcile_added",
                  "reconcile_removed", "bindings_adopted", "bindings_retired",
                  "punt_meter_drops", "punt_meter_refused", "switches_refused",

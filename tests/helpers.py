@@ -63,6 +63,13 @@ def figure2_core(config: ControllerConfig | None = None, now: float = 0.0) -> Co
     return core
 
 
+def ports_settled(core: Core) -> None:
+    """The switches' ports have had their first round of link discovery (a network up for a
+    while: controller/network/settling.py); nothing was held meanwhile."""
+    assert not core.network.settling.sightings
+    core.network.settling.settled(float("inf"))
+
+
 def see_links(core: Core, now: float) -> None:
     """Feed the core the LLDP frames that prove Figure 2's links, both directions."""
     for a, b in LINKS:

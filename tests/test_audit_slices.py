@@ -16,6 +16,7 @@ from bench.emutable import FlowTable
 from controller.dataplane import audit as audit_module
 from controller.dataplane.audit import joined
 from controller.intents import TABLE_FORWARD, CookieKind, FlowMod, Intent, Output, cookie_kind
+from tests.helpers import ports_settled
 from tests.test_app_smoke import Shell, flow_mods
 from tests.test_app_smoke import shell as shell  # the fixture, used by name
 from tests.test_audit_routes import Table, apply, entries, setup
@@ -93,6 +94,7 @@ def loaded(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> tuple[Shell, FlowTa
     """Switch 1 connected with HOSTS hosts located, its table holding what the app sent;
     audits in steps of 100 entries."""
     shell.connect()
+    ports_settled(shell.app.core)  # (a host's move below is an ARP flooded before: held else)
     for k in range(HOSTS):
         shell.arp_from(_host(k))
     table = FlowTable()

@@ -29,7 +29,7 @@ from controller.network.packet import (
 )
 from tests import test_app_smoke, test_cluster_shell
 from tests.fakes import FakeDatapath, framework_parse
-from tests.helpers import tcp_frame
+from tests.helpers import ports_settled, tcp_frame
 from tests.test_app_smoke import CLIENT, DSID, INSTANCE, PORTS, VIRTUAL_MAC, Shell, flow_mods
 from tests.test_cluster_shell import beat, dpid_mastered_by, grant
 from tests.test_health_shell import copied_reset
@@ -59,6 +59,7 @@ def two(member: str, shell: Shell) -> Iterator[tuple[Shell, FakeDatapath, FakeDa
         grant(shell, dp)
         assert dp.ofproto.OFPT_SET_ASYNC in [m.msg_type for m in shell.sent(dp)]
         shell.switch_says(ofgen.port_desc_reply(2, dp.id, PORTS), dp=dp)
+    ports_settled(shell.app.core)  # (held else: a sighting at a port discovery has not seen)
     shell.register()
     shell.sent(mine), shell.sent(theirs)
     shell.app.core.drain_writes()

@@ -22,7 +22,8 @@ LAYERS = (("errors", "validate", "jsonbody"), ("model", "intents", "writes", "li
                                               "channel"),
           ("auth", "cluster"),
           ("network",), ("selection",), ("instances",), ("dataplane",), ("config",),
-          ("core", "health"), ("views", "trackview", "admission", "reload", "observer"), ("api",))
+          ("core", "health", "located"),
+          ("views", "trackview", "admission", "reload", "observer"), ("api",))
 
 
 def _modules() -> dict[str, ast.Module]:

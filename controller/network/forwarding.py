@@ -143,6 +143,11 @@ class Forwarding:
             self._floods = {k: t for k, t in self._floods.items() if now - t < FLOOD_HOLD_S}
         return self._to_edges(data, exclude)
 
+    def flooded(self, spa: str, tpa: str, now: float) -> bool:
+        """True when an ARP from `spa` for `tpa` was flooded within the hold time (a copy of
+        it may come back in through a link not seen yet: network/settling.py)."""
+        return now - self._floods.get((spa, tpa), -1e9) < FLOOD_HOLD_S
+
     def probe(self, ip: str, now: float) -> list[Intent]:
         """Ask, from the controller, who has `ip` (an ARP probe with sender address 0.0.0.0)."""
         data = build_arp(ARP_REQUEST, VIRTUAL_MAC, UNSPECIFIED, BROADCAST, ip)

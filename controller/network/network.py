@@ -16,6 +16,7 @@ from controller.network.costs import PathCosts
 from controller.network.forwarding import Forwarding, base_flows
 from controller.network.monitor import Direction, MonitorSettings, NetworkMonitor, costs_changed
 from controller.network.packet import Packet
+from controller.network.settling import Settling
 from controller.network.topology import HostLoc, Topology
 
 
@@ -34,6 +35,7 @@ class Network:
         # whether links went without their costs being looked at (every link is, then)
         self._delayed: set[tuple[tuple[int, int], tuple[int, int]]] = set()
         self._stale = False
+        self.settling = Settling()  # new ports' first round of discovery (settling.py)
 
     def connected(self, dpid: int) -> list[FlowMod]:
         """A switch connected: what it holds is unknown; it gets the fixed pipeline."""
@@ -41,14 +43,20 @@ class Network:
         self.away.pop(dpid, None)
         return list(base_flows(dpid))
 
-    def ports(self, dpid: int, ports: set[int], now: float) -> tuple[list[Intent], list[str]]:
-        """A switch's port list: discover links from it and route hosts through it. Return
-        the intents and the hosts lost with ports it no longer has (after a reconnect)."""
+    def ports(self, dpid: int, ports: set[int], now: float,
+              settle_s: float = 0.0) -> tuple[list[Intent], list[str]]:
+        """A switch's port list: discover links from it and route hosts through it (hosts
+        seen at the ports it did not have are learned once those have settled, `settle_s`
+        later). Return the intents and the hosts lost with ports it no longer has (after a
+        reconnect)."""
         lost: list[str] = []
-        for port in sorted(self.topology.ports.get(dpid, set()) - ports):
+        had = self.topology.ports.get(dpid, set())
+        for port in sorted(had - ports):
             link_lost, hosts_lost = self.topology.port_down(dpid, port)
+            self.settling.forget(dpid, port)
             self._stale |= link_lost  # its cost is looked at next tick, with every link's
             lost += [h.ip for h in hosts_lost]
+        self.settling.begin(dpid, ports - had, now, settle_s)
         self.topology.switch_up(dpid, ports)
         self._recall(dpid, ports)
         self.topology.touch_links(dpid, now)  # links kept through a reconnect: seen now
@@ -65,6 +73,24 @@ class Network:
             if h.port in ports and h.ip not in self.topology.hosts and not self.topology.locked(
                     h.ip):
                 self.topology.learn_host(h.ip, h.mac, dpid, h.port)
+
+    def learn(self, ip: str, mac: str, dpid: int, port: int, now: float, own: bool = True,
+              sure: bool = False) -> bool:
+        """A sender seen at (dpid, port) (`own`: by this member as the switch's master;
+        `sure`: in a packet that cannot have crossed a link): True when that is where it now
+        lives (new or moved). At a port still settling, the sighting is held instead unless
+        `sure` (settling.py)."""
+        if self.settling.hold(ip, mac, dpid, port, now, own, sure):
+            return False
+        return self.topology.learn_host(ip, mac, dpid, port)
+
+    def settled(self, now: float) -> list[tuple[str, bool]]:
+        """Learn the sightings held at ports settled by `now` (each where it was seen, unless
+        that port is a link now or is gone); return the addresses that now live there, each
+        with whether it was seen as its switch's master."""
+        topo = self.topology
+        return [(ip, own) for ip, mac, dpid, port, own in self.settling.settled(now)
+                if port in topo.ports.get(dpid, ()) and topo.learn_host(ip, mac, dpid, port)]
 
     def disconnected(self, dpid: int, now: float) -> bool:
         """A known switch's control channel closed: keep it, its links and hosts as they are
@@ -85,6 +111,7 @@ class Network:
         """A switch disconnected: forget it; return the addresses of the hosts lost with it."""
         self.away.pop(dpid, None)
         lost = self.topology.switch_down(dpid)
+        self.settling.forget(dpid)
         if lost:  # (no more than it held; replaced if it leaves again)
             self.forgotten[dpid] = lost
         self._stale = True  # its links and counters went: every link is looked at next tick
@@ -92,13 +119,17 @@ class Network:
         self.monitor.forget(dpid)
         return [h.ip for h in lost]
 
-    def port_up(self, dpid: int, port: int, now: float) -> list[Intent]:
-        """A port came up: look for a link behind it."""
+    def port_up(self, dpid: int, port: int, now: float, settle_s: float = 0.0) -> list[Intent]:
+        """A port came up: look for a link behind it (hosts seen there meanwhile are learned
+        `settle_s` later, if it was new)."""
+        if port not in self.topology.ports.get(dpid, ()):
+            self.settling.begin(dpid, {port}, now, settle_s)
         self.topology.port_up(dpid, port)
         return self.forwarding.lldp(now, [dpid])
 
     def port_down(self, dpid: int, port: int) -> tuple[bool, list[str]]:
         """A port went down: (whether paths may have changed, the hosts lost with it)."""
+        self.settling.forget(dpid, port)
         link_lost, hosts_lost = self.topology.port_down(dpid, port)
         if not link_lost and not hosts_lost:
             return False, []

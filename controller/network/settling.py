@@ -1,0 +1,101 @@
+"""Ports still in their first round of link discovery, and the hosts seen at them meanwhile.
+
+Boundary: which (switch, port) pairs are settling and until when, and the last sighting of
+each address at one of them; no topology, no intents. `Network` asks it before it learns a
+host and hands it the ports of a switch as they become known.
+
+Why: a port the controller has just heard of may be a link port whose LLDP frame has not come
+back yet. A packet that crossed that link (a route miss at the switch behind it, say) then
+looks like a host speaking at that port. Learned there, the host's routes point into the link;
+when the frame comes back a moment later the host is forgotten and its routes are deleted,
+until something places it again. A cluster member restarting in a running network saw exactly
+that: held connections to an instance went silent for 6.5 s. Floodlight keeps new ports in a
+quarantine for the same reason and drops their packet-ins meanwhile
+(floodlight/floodlight, `LinkDiscoveryManager.processNewPort` and `handlePacketIn`); here the
+packets are handled as usual and only the learning waits: the last sighting of each address
+at a settling port is held and learned when the port has settled, unless the port has turned
+out to be a link by then (the topology then refuses it) or the address was seen at a settled
+port since (that place wins).
+
+An ARP packet is the one sighting learned at once (`sure`), as before: every switch sends ARP
+to the controller at the port it came in by, so a host's ARP never crosses a link, and hosts
+on a new switch are found as soon as they speak. Except the controller's own floods: it sends
+an ARP it cannot answer out of every edge port, which on a new switch may be a link port not
+seen yet, and the copy comes back in at the switch behind it. So an ARP the controller flooded
+within its hold time (`Forwarding.flooded`) is held like any packet. A cluster member that
+observes an ARP at a switch another member masters knows only its own floods: a copy of
+another member's flood coming back in at a port this member has not seen a link at yet is
+learned there (and forgotten when the link is seen), a gap left open.
+
+The round lasts `settle_s`, 1.5 LLDP intervals from when the port became known (the core's
+choice): every master sends a frame out of each port it has every interval, so a link is seen
+from one end or the other within one. A port the controller knew before a reconnect does not
+settle again; the hosts of a switch forgotten and back are put back at once (`Network._recall`).
+"""
+
+from __future__ import annotations
+
+SIGHTINGS_MAX = 4096  # addresses held at once; a sighting of another is not held (counted)
+
+Port = tuple[int, int]
+
+
+class Settling:
+    """Settling ports and the sightings held at them."""
+
+    def __init__(self) -> None:
+        self.until: dict[Port, float] = {}  # port -> when it has settled
+        # address -> (MAC, switch, port, whether the packet came to this member as the switch's
+        # master: observer.py learns from the others' switches)
+        self.sightings: dict[str, tuple[str, int, int, bool]] = {}
+        self.due = float("inf")  # the earliest `until` (a cheap test on every packet-in)
+        self.held = 0  # sightings held (each, not each address)
+        self.refused = 0  # sightings not held: SIGHTINGS_MAX were
+
+    def begin(self, dpid: int, ports: set[int], now: float, settle_s: float) -> None:
+        """`ports` of `dpid` became known at `now`: they settle at `now + settle_s`."""
+        if settle_s <= 0 or not ports:
+            return
+        until = now + settle_s
+        for port in ports:
+            self.until[(dpid, port)] = until
+        self.due = min(self.due, until)
+
+    def hold(self, ip: str, mac: str, dpid: int, port: int, now: float, own: bool,
+             sure: bool) -> bool:
+        """True when (dpid, port) is still settling at `now` and the packet may have crossed
+        a link (not `sure`): the sighting is held (the last one of each address). False
+        otherwise: the caller learns the host, and any sighting held of it elsewhere is
+        dropped (this place wins)."""
+        until = self.until.get((dpid, port))
+        if until is not None and now < until and not sure:
+            if ip in self.sightings or len(self.sightings) < SIGHTINGS_MAX:
+                self.sightings[ip] = (mac, dpid, port, own)
+                self.held += 1
+            else:
+                self.refused += 1
+            return True
+        if self.sightings:
+            self.sightings.pop(ip, None)
+        return False
+
+    def settled(self, now: float) -> list[tuple[str, str, int, int, bool]]:
+        """Forget the ports settled by `now`; return the sightings held at them (address,
+        MAC, switch, port, own), for the caller to learn, in the order they were held."""
+        if now < self.due:
+            return []
+        self.until = {p: t for p, t in self.until.items() if t > now}
+        self.due = min(self.until.values(), default=float("inf"))
+        out = [(ip, mac, dpid, port, own) for ip, (mac, dpid, port, own)
+               in self.sightings.items() if (dpid, port) not in self.until]
+        for ip, _, _, _, _ in out:
+            del self.sightings[ip]
+        return out
+
+    def forget(self, dpid: int, port: int | None = None) -> None:
+        """A switch (or one of its ports) went: its ports stop settling, its sightings go."""
+        self.until = {p: t for p, t in self.until.items()
+                      if p[0] != dpid or (port is not None and p[1] != port)}
+        self.sightings = {ip: s for ip, s in self.sightings.items()
+                          if s[1] != dpid or (port is not None and s[2] != port)}
+        self.due = min(self.until.values(), default=float("inf"))

@@ -1,0 +1,147 @@
+"""Hosts are not learned at a port that may be a link not seen yet (network/settling.py).
+
+A cluster member restarted in a running network placed an instance at a switch port that was
+in truth a link (a route miss of a packet that had crossed it), forgot it when the LLDP frame
+came back a moment later and deleted its routes: held connections to it went silent for 6.5 s
+(mininet_tests/test_cluster3.py, rolling restart). These replay that on Figure 2 (r1=1, r2=2,
+r3=3 around x0=4; e31 lives at r3 port 1, r3 port 10 is the link to x0 port 3).
+"""
+
+from __future__ import annotations
+
+from controller.config import ControllerConfig
+from controller.core import Core
+from controller.intents import TABLE_FORWARD, FlowMod, Intent, PacketOut
+from controller.network.packet import parse
+from controller.network.settling import SIGHTINGS_MAX, Settling
+from controller.views import stats_view
+from tests.helpers import HOSTS, PORTS, SVC1, arp_request, see_links, tcp_frame
+
+E31_IP, E31_MAC, E31_DPID, E31_PORT = HOSTS["e31"]
+C1_IP, C1_MAC, C1_DPID, C1_PORT = HOSTS["c1"]
+X0_TO_R3 = (4, 3)  # x0's port towards r3: a link port
+
+
+def _started(now: float = 0.0) -> Core:
+    """A controller (re)started at `now` in a running network: switches and ports known, no
+    LLDP frame back yet, e31 registered (its place unknown)."""
+    core = Core(ControllerConfig(services=(SVC1,)))
+    for dpid, ports in PORTS.items():
+        core.switch_connected(dpid)
+        core.switch_ports(dpid, ports, now)
+    core.register(SVC1.dsid, E31_IP, "dma", True, now)
+    return core
+
+
+def _routes_to(intents: list[Intent], ip: str) -> list[FlowMod]:
+    """The host-route flow-mods (adds and deletes) for `ip` among `intents`."""
+    return [i for i in intents if isinstance(i, FlowMod) and i.table == TABLE_FORWARD
+            and dict(i.match).get("ipv4_dst") == ip]
+
+
+def _transit(core: Core, now: float) -> list[Intent]:
+    """A packet from e31 to c1 that crossed r3 -> x0 and missed a route at x0."""
+    return core.packet_in(*X0_TO_R3, tcp_frame(E31_MAC, C1_MAC, E31_IP, C1_IP, 8000, 40000),
+                          now)
+
+
+def test_a_transit_packet_at_an_unseen_link_places_nothing_and_deletes_no_route() -> None:
+    """The replayed restart: e31's packet at x0's port 3 before the link is seen. e31 is not
+    placed there; the link is seen, e31 speaks at its own port (ARP) and lives there; at no
+    step is a route to it pointed into the link or deleted."""
+    core = _started()
+    sent = _transit(core, 0.1)
+    assert E31_IP not in core.topology.hosts and not _routes_to(sent, E31_IP)
+    assert stats_view(core)["host_sightings_held"] == 1
+    see_links(core, 0.2)
+    sent = core.packet_in(E31_DPID, E31_PORT, arp_request("e31", C1_IP), 0.3)
+    assert core.topology.hosts[E31_IP].port == E31_PORT
+    assert _routes_to(sent, E31_IP) and all(fm.command == "add" for fm in _routes_to(sent, E31_IP))
+    for now in (1.0, 1.6, 2.6):  # past the settling: the held sighting is at a link port now
+        sent = core.tick(now)
+        assert not _routes_to(sent, E31_IP)
+        assert (core.topology.hosts[E31_IP].dpid, core.topology.hosts[E31_IP].port) == (
+            E31_DPID, E31_PORT)
+
+
+def test_a_sender_first_seen_at_a_port_that_settles_as_an_edge_is_learned_then() -> None:
+    """c1 sends IP (no ARP) at its own port of a new switch: held until the port has had its
+    round of discovery (1.5 LLDP intervals), then learned with its routes, without another
+    packet from it."""
+    core = _started()
+    see_links(core, 0.1)
+    frame = tcp_frame(C1_MAC, "02:00:00:00:00:99", C1_IP, "10.0.0.99", 40000, 80)
+    assert not _routes_to(core.packet_in(C1_DPID, C1_PORT, frame, 0.5), C1_IP)
+    assert C1_IP not in core.topology.hosts
+    assert not _routes_to(core.tick(1.0), C1_IP) and C1_IP not in core.topology.hosts
+    sent = core.tick(1.6)
+    assert (core.topology.hosts[C1_IP].dpid, core.topology.hosts[C1_IP].port) == (C1_DPID,
+                                                                                    C1_PORT)
+    assert {fm.dpid for fm in _routes_to(sent, C1_IP)} == set(PORTS)
+
+
+def test_a_packet_at_a_settled_port_learns_at_once_and_drops_what_was_held() -> None:
+    """After the settling, a sender is learned at its first packet; a sighting held of it at
+    a port that turned out to be a link never moves it."""
+    core = _started()
+    _transit(core, 0.1)  # held at x0:3
+    see_links(core, 0.2)
+    frame = tcp_frame(E31_MAC, C1_MAC, E31_IP, C1_IP, 8000, 40001)
+    sent = core.packet_in(E31_DPID, E31_PORT, frame, 2.0)  # r3's ports have settled
+    assert core.topology.hosts[E31_IP].port == E31_PORT and _routes_to(sent, E31_IP)
+    assert not core.network.settling.sightings
+    core.tick(2.5)
+    assert core.topology.hosts[E31_IP].dpid == E31_DPID
+
+
+def test_an_arp_is_learned_at_once_unless_it_is_a_flood_coming_back() -> None:
+    """A host's ARP at a settling port places it at once (ARP is punted where it comes in);
+    the controller floods the request (target unknown) out of every edge port, x0's port 3
+    among them while the link is unseen; the copy that comes back in at r3's port 10 is held,
+    and dropped when the link is seen."""
+    core = _started()
+    frame = arp_request("c1", "10.0.0.77")
+    sent = core.packet_in(C1_DPID, C1_PORT, frame, 0.1)
+    assert core.topology.hosts[C1_IP].port == C1_PORT
+    floods = [i for i in sent if isinstance(i, PacketOut) and i.data == frame]
+    assert any(i.dpid == 4 and any(getattr(a, "port", None) == 3 for a in i.actions)
+               for i in floods)  # out of x0:3, a link port not seen yet
+    back = core.packet_in(3, 10, frame, 0.15)  # the copy, in at r3 port 10
+    assert core.topology.hosts[C1_IP].port == C1_PORT and not _routes_to(back, C1_IP)
+    see_links(core, 0.2)
+    assert not _routes_to(core.tick(2.0), C1_IP)
+    assert (core.topology.hosts[C1_IP].dpid, core.topology.hosts[C1_IP].port) == (C1_DPID,
+                                                                                    C1_PORT)
+    assert parse(frame) is not None
+
+
+def test_a_port_known_before_a_reconnect_does_not_settle_again() -> None:
+    """A switch that reconnects with the ports it had: sightings there are learned at once;
+    a port it did not have settles."""
+    core = _started()
+    core.tick(2.0)
+    core.switch_connected(1)
+    core.switch_ports(1, PORTS[1] | {5}, 3.0)
+    frame = tcp_frame(C1_MAC, "02:00:00:00:00:99", C1_IP, "10.0.0.99", 40000, 80)
+    core.packet_in(1, C1_PORT, frame, 3.1)
+    assert core.topology.hosts[C1_IP].port == C1_PORT
+    core.packet_in(1, 5, tcp_frame("00:00:00:00:00:05", "02:00:00:00:00:99", "10.0.0.5",
+                                   "10.0.0.99", 40000, 80), 3.1)
+    assert "10.0.0.5" not in core.topology.hosts
+    core.tick(4.6)
+    assert core.topology.hosts["10.0.0.5"].port == 5
+
+
+def test_the_held_sightings_are_bounded() -> None:
+    """At most SIGHTINGS_MAX addresses are held; others are counted, not held; a held one's
+    later sighting replaces it."""
+    s = Settling()
+    s.begin(1, {1}, 0.0, 1.5)
+    for k in range(SIGHTINGS_MAX + 3):
+        assert s.hold(f"10.1.{k // 256}.{k % 256}", "m", 1, 1, 0.5, True, False)
+    assert len(s.sightings) == SIGHTINGS_MAX and s.refused == 3
+    assert s.hold("10.1.0.0", "m2", 1, 1, 0.6, True, False) and s.refused == 3
+    assert not s.hold("10.1.0.1", "m", 1, 1, 0.6, True, True)  # sure: not held, and dropped
+    assert "10.1.0.1" not in s.sightings
+    assert s.settled(1.0) == [] and len(s.settled(1.5)) == SIGHTINGS_MAX - 1
+    assert not s.until and not s.sightings
