@@ -144,4 +144,23 @@ def test_the_held_sightings_are_bounded() -> None:
     assert not s.hold("10.1.0.1", "m", 1, 1, 0.6, True, True)  # sure: not held, and dropped
     assert "10.1.0.1" not in s.sightings
     assert s.settled(1.0) == [] and len(s.settled(1.5)) == SIGHTINGS_MAX - 1
-    assert not s.until and not s.sightings
+    assert not s.until and not s.sightings and not s._at and s.due == float("inf")
+
+
+def test_held_sightings_follow_their_address_and_go_with_their_port() -> None:
+    """An address held at one port and then another is held at the second only; a port
+    that goes takes its sightings with it; a port begun again settles at its new end."""
+    s = Settling()
+    s.begin(1, {1, 2}, 0.0, 1.5)
+    s.begin(2, {1}, 0.5, 1.5)
+    assert s.hold("10.0.0.9", "m", 1, 1, 0.1, True, False)
+    assert s.hold("10.0.0.9", "m", 1, 2, 0.2, False, False)
+    assert s.hold("10.0.0.8", "m", 2, 1, 0.6, True, False)
+    assert s.settled(1.5) == [("10.0.0.9", "m", 1, 2, False)]
+    assert s.due == 2.0
+    s.forget(2, 1)
+    assert s.settled(2.0) == [] and not s.sightings and s.due == float("inf")
+    s.begin(3, {1}, 3.0, 1.5)
+    s.begin(3, {1}, 4.0, 1.5)  # (a port that went and came back)
+    assert s.hold("10.0.0.7", "m", 3, 1, 4.6, True, False)
+    assert s.settled(4.6) == [] and s.settled(5.5) == [("10.0.0.7", "m", 3, 1, True)]

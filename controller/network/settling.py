@@ -35,20 +35,26 @@ settle again; the hosts of a switch forgotten and back are put back at once (`Ne
 
 from __future__ import annotations
 
+import heapq
+
 SIGHTINGS_MAX = 4096  # addresses held at once; a sighting of another is not held (counted)
 
 Port = tuple[int, int]
 
 
 class Settling:
-    """Settling ports and the sightings held at them."""
+    """Settling ports and the sightings held at them. A port's settling ends in a heap (a
+    network's switches connect one by one at a start: each end costs its own entries, not a
+    look at every port or sighting)."""
 
     def __init__(self) -> None:
         self.until: dict[Port, float] = {}  # port -> when it has settled
-        # address -> (MAC, switch, port, whether the packet came to this member as the switch's
-        # master: observer.py learns from the others' switches)
-        self.sightings: dict[str, tuple[str, int, int, bool]] = {}
-        self.due = float("inf")  # the earliest `until` (a cheap test on every packet-in)
+        self._ends: list[tuple[float, Port]] = []  # (until, port), stale ones skipped
+        # port -> address -> (MAC, whether the packet came to this member as the switch's
+        # master: observer.py learns from the others' switches); address -> its port there
+        self._at: dict[Port, dict[str, tuple[str, bool]]] = {}
+        self.sightings: dict[str, Port] = {}
+        self.due = float("inf")  # the earliest end (a cheap test on every packet-in)
         self.held = 0  # sightings held (each, not each address)
         self.refused = 0  # sightings not held: SIGHTINGS_MAX were
 
@@ -59,7 +65,8 @@ class Settling:
         until = now + settle_s
         for port in ports:
             self.until[(dpid, port)] = until
-        self.due = min(self.due, until)
+            heapq.heappush(self._ends, (until, (dpid, port)))
+        self.due = self._ends[0][0]
 
     def hold(self, ip: str, mac: str, dpid: int, port: int, now: float, own: bool,
              sure: bool) -> bool:
@@ -67,35 +74,46 @@ class Settling:
         a link (not `sure`): the sighting is held (the last one of each address). False
         otherwise: the caller learns the host, and any sighting held of it elsewhere is
         dropped (this place wins)."""
-        until = self.until.get((dpid, port))
+        where = (dpid, port)
+        until = self.until.get(where)
         if until is not None and now < until and not sure:
-            if ip in self.sightings or len(self.sightings) < SIGHTINGS_MAX:
-                self.sightings[ip] = (mac, dpid, port, own)
-                self.held += 1
-            else:
+            was = self.sightings.get(ip)
+            if was is None and len(self.sightings) >= SIGHTINGS_MAX:
                 self.refused += 1
+                return True
+            if was is not None and was != where:
+                del self._at[was][ip]
+            self._at.setdefault(where, {})[ip] = (mac, own)
+            self.sightings[ip] = where
+            self.held += 1
             return True
         if self.sightings:
-            self.sightings.pop(ip, None)
+            was = self.sightings.pop(ip, None)
+            if was is not None:
+                del self._at[was][ip]
         return False
 
     def settled(self, now: float) -> list[tuple[str, str, int, int, bool]]:
-        """Forget the ports settled by `now`; return the sightings held at them (address,
-        MAC, switch, port, own), for the caller to learn, in the order they were held."""
-        if now < self.due:
-            return []
-        self.until = {p: t for p, t in self.until.items() if t > now}
-        self.due = min(self.until.values(), default=float("inf"))
-        out = [(ip, mac, dpid, port, own) for ip, (mac, dpid, port, own)
-               in self.sightings.items() if (dpid, port) not in self.until]
-        for ip, _, _, _, _ in out:
-            del self.sightings[ip]
+        """End the settling of the ports settled by `now`; return the sightings held at them
+        (address, MAC, switch, port, own), for the caller to learn."""
+        out: list[tuple[str, str, int, int, bool]] = []
+        ends = self._ends
+        while ends and ends[0][0] <= now:
+            until, where = heapq.heappop(ends)
+            if self.until.get(where) != until:
+                continue  # forgotten, or begun again later
+            del self.until[where]
+            for ip, (mac, own) in self._at.pop(where, {}).items():
+                del self.sightings[ip]
+                out.append((ip, mac, where[0], where[1], own))
+        self.due = ends[0][0] if ends else float("inf")
         return out
 
     def forget(self, dpid: int, port: int | None = None) -> None:
-        """A switch (or one of its ports) went: its ports stop settling, its sightings go."""
-        self.until = {p: t for p, t in self.until.items()
-                      if p[0] != dpid or (port is not None and p[1] != port)}
-        self.sightings = {ip: s for ip, s in self.sightings.items()
-                          if s[1] != dpid or (port is not None and s[2] != port)}
-        self.due = min(self.until.values(), default=float("inf"))
+        """A switch (or one of its ports) went: its ports stop settling, its sightings go
+        (their heap entries are skipped when they come up)."""
+        gone = [p for p in self.until if p[0] == dpid and (port is None or p[1] == port)]
+        for where in gone:
+            del self.until[where]
+            for ip in self._at.pop(where, {}):
+                del self.sightings[ip]
