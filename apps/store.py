@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
@@ -28,7 +29,6 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
-    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -37,11 +37,11 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from apps import migrations
-from controller.dataplane.affinity import Binding, FlowKey
-from controller.errors import ConfigError, ValidationError
-from controller.instances.lifecycle import STATES, transition_from_dict
+from apps.storerecords import StoreError, agent_seq, binding, instance, read
+from controller.dataplane.affinity import Binding
+from controller.errors import ConfigError
 from controller.intents import StoreWrite
-from controller.model import Instance, Metrics, Service, service_from_dict
+from controller.model import Instance, Service, service_from_dict
 
 metadata = MetaData()  # a change here needs a revision in apps/migrations/versions
 services_table = Table(
@@ -96,6 +96,7 @@ CONNECT_TIMEOUT_S = 10  # PostgreSQL: a connection not made in this long fails (
 # stopped answering (a host gone, a firewall dropping packets) held a flush, /readyz, or the
 # start, for as long as the kernel retried: minutes
 # INSERT ... ON CONFLICT DO UPDATE, per database
+LOG = logging.getLogger("dyncast")
 UPSERTS: dict[str, Callable[[Table], Any]] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
@@ -201,6 +202,7 @@ class Store:
             raise
         self.fence: Fence | None = None  # a cluster member's (apps/cluster.py); else none
         self._claim: Any = None  # what holds our claim on the store (`claim`), while we hold it
+        self._named: set[tuple[str, str]] = set()  # records read again and skipped, logged
 
     def claim(self, shared: bool) -> bool:
         """Claim the store for this controller, for as long as it runs; False when another
@@ -304,34 +306,60 @@ class Store:
         of a record that cannot be read (made by hand, or by another program)."""
         snap = Snapshot()
         with self.engine.connect() as conn:
-            snap.services = _read(conn, services_table, "name",
+            snap.services = read(conn, services_table, "name",
                                   lambda d: service_from_dict(d, strict=False))
-            snap.instances = _read(conn, instances_table, "dbid", _instance)
-            snap.bindings = _read(conn, bindings_table, "id", _binding)
-            for agent, seq, key in _read(conn, agent_seqs_table, "agent", _agent_seq):
+            snap.instances = read(conn, instances_table, "dbid", instance)
+            snap.bindings = read(conn, bindings_table, "id", binding)
+            for agent, seq, key in read(conn, agent_seqs_table, "agent", agent_seq):
                 snap.agent_seqs[agent] = seq
                 if key is not None:  # (none from an earlier version)
                     snap.agent_keys[agent] = key
         return snap
 
-    def load_shared(self) -> tuple[list[Service], list[Instance]]:
-        """The services and instances (the records cluster members share), read again."""
+    def load_shared(self) -> tuple[list[Service], list[Instance], set[tuple[str, str]]]:
+        """The services and instances (the records cluster members share), read again, and the
+        (kind, key) of those that cannot be read: skipped (`_unreadable` names them), not
+        gone (a catch-up must not delete what it could not read)."""
+        bad: list[tuple[str, str, str]] = []
         with self.engine.connect() as conn:
-            services = [service_from_dict(json.loads(r.data), strict=False)
-                        for r in conn.execute(select(services_table.c.data))]
-            instances = [_instance(json.loads(r.data))
-                         for r in conn.execute(select(instances_table.c.data))]
-        return services, instances
+            services = self._readable(conn, services_table, "name",
+                                      lambda d: service_from_dict(d, strict=False), bad)
+            instances = self._readable(conn, instances_table, "dbid", instance, bad)
+        self._unreadable(bad)
+        kinds = {services_table.name: "service", instances_table.name: "instance"}
+        return services, instances, {(kinds[table], key) for table, key, _ in bad}
 
     def bindings_at(self, ingress: int) -> list[Binding]:
         """The stored bindings of one ingress switch (a cluster member taking it over reads
         what its previous master stored); a member's fence makes it wait first for the batches
-        the others are writing (apps/fencing.py)."""
+        the others are writing (apps/fencing.py). One that cannot be read is skipped (named
+        by `_unreadable`): its entries are adopted from the switch's table instead."""
+        bad: list[tuple[str, str, str]] = []
         with self.engine.begin() as conn:
             if self.fence is not None:
                 self.fence.lock_others(conn)
-            rows = [json.loads(r.data) for r in conn.execute(select(bindings_table.c.data))]
-        return [_binding(d) for d in rows if d.get("ingress") == ingress]
+            found = self._readable(conn, bindings_table, "id", lambda d: binding(d) if d.get(
+                "ingress") == ingress else None, bad)
+        self._unreadable(bad)
+        return [b for b in found if b is not None]
+
+    @staticmethod
+    def _readable(conn: Any, table: Table, key: str, parse: Callable[[Any], Any],
+                  bad: list[tuple[str, str, str]]) -> list[Any]:
+        """`read` that skips a record it cannot read, adding (table, key, reason) to `bad`."""
+        skipped: list[tuple[str, str]] = []
+        out = read(conn, table, key, parse, skipped)
+        bad += [(table.name, k, why) for k, why in skipped]
+        return out
+
+    def _unreadable(self, bad: list[tuple[str, str, str]]) -> None:
+        """Name each record read again and skipped, once per record and process (a catch-up
+        reads every record: not a line each time)."""
+        for table, key, why in bad:
+            if (table, key) not in self._named:
+                self._named.add((table, key))
+                LOG.error("dyncast: store: the %s record %r cannot be read (%s); skipped, the "
+                          "rest read: fix or delete that row", table, key, why)
 
     def close(self) -> None:
         """Release our claim and the database connections."""
@@ -344,29 +372,6 @@ class Store:
         self.engine.dispose()
 
 
-class StoreError(RuntimeError):
-    """A stored record that cannot be read."""
-
-
-def _read(conn: Any, table: Table, key: str, parse: Callable[[Any], Any]) -> list[Any]:
-    """Every record of `table` parsed; a StoreError naming the first that cannot be."""
-    out = []
-    for row in conn.execute(select(table.c[key], table.c.data)):
-        try:
-            out.append(parse(json.loads(row.data)))
-        except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
-            raise StoreError(f"the {table.name} record {row[0]!r} cannot be read "
-                             f"({type(exc).__name__}: {str(exc)[:200]}); fix or delete that row "
-                             "(nothing was changed)") from None
-    return out
-
-
-def _agent_seq(data: dict[str, Any]) -> tuple[str, int, str | None]:
-    """An agent's stored sequence: (agent, sequence, the key_id it was taken under)."""
-    key = data.get("key")
-    return str(data["agent"]), int(data["seq"]), key if isinstance(key, str) else None
-
-
 def load_store(store: Store, source: str) -> Snapshot:
     """`store.load()` for a start: a record that cannot be read is a ConfigError naming
     `controller.store_url`, the table and the key (one line, exit 1), not a traceback."""
@@ -374,33 +379,3 @@ def load_store(store: Store, source: str) -> Snapshot:
         return store.load()
     except StoreError as exc:
         raise ConfigError(source, "controller.store_url", str(exc)) from None
-
-
-def _instance(data: dict[str, Any]) -> Instance:
-    """An Instance from its stored record."""
-    m = data.get("metrics")
-    metrics = None if m is None else Metrics(
-        cpu=m["cpu"], sessions=m["sessions"], queue=m["queue"], capacity=m["capacity"],
-        active=m["active"], processing_delay_ms=m.get("processing_delay_ms"),
-        score=m.get("score"), service_ms=m.get("service_ms"))
-    state = data.get("state") or ("draining" if data.get("draining") else "unknown")
-    if state not in STATES:
-        state = "unknown"
-    history = [transition_from_dict(data["dbid"], t) for t in data.get("history", [])]
-    return Instance(service=data["service"], dbid=data["dbid"], dma=data.get("dma", ""),
-                    registered_active=data.get("registered_active", True), metrics=metrics,
-                    metrics_at=data.get("metrics_at"),
-                    registered_at=data.get("registered_at", 0.0),
-                    state=state, state_since=data.get("state_since", 0.0),
-                    drain_deadline=data.get("drain_deadline"),
-                    stop_when_drained=bool(data.get("stop_when_drained", False)),
-                    label=data.get("label") if isinstance(data.get("label"), int) else None,
-                    history=[t for t in history if t is not None])
-
-
-def _binding(data: dict[str, Any]) -> Binding:
-    """A Binding from its stored record."""
-    f = data["flow"]
-    key = FlowKey(data["service"], f["src"], f["dsid"], f.get("proto"), f.get("sport"),
-                  f.get("dport"))
-    return Binding(int(data["id"]), key, data["dbid"], data["ingress"], data["created_at"])

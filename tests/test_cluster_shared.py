@@ -225,6 +225,41 @@ def test_a_member_catches_up_after_its_listening_connection_broke(
     assert app.core.counters["errors"] == 0
 
 
+def test_a_catch_up_reads_past_a_record_it_cannot_read_and_deletes_nothing_for_it(
+        member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While m1 is not listening, its instance's stored record is overwritten by something
+    it cannot read and m2 registers a second instance. The catch-up applies the second, keeps
+    the first (not in the store as far as it can tell: unreadable, not gone) and listens on.
+    Before, the unreadable row failed every catch-up: m1 never applied a change again."""
+    from apps import changefeed
+
+    monkeypatch.setattr(changefeed, "WAIT_S", 0.05)
+    app = shell.app
+    other = Store(member)
+    try:
+        shell.register()
+        app.store.apply(app.core.drain_writes())
+        app._outbox.clear()
+        assert app._follow_once() and app.feed.listener is not None
+        with other.engine.begin() as conn:  # m1's listener dies; its record is spoiled
+            conn.execute(text("SELECT pg_terminate_backend(:p)"),
+                         {"p": app.feed.listener.info.backend_pid})
+            conn.execute(text("UPDATE instances SET data = '[]' WHERE dbid = :d"),
+                         {"d": INSTANCE[0]})
+        inst = app.core.catalogue.instances[INSTANCE[0]]
+        second = Instance(service=inst.service, dbid="10.0.0.22", dma="smoke", state="active")
+        other.apply([StoreWrite("instance", second.dbid, second.to_dict())])
+        assert not app._follow_once()  # the break is noticed
+        assert app._follow_once()  # listening again: caught up from the store first
+        here = app.core.catalogue.instances
+        assert INSTANCE[0] in here and "10.0.0.22" in here
+        assert app.core.counters["changes_caught_up"] == 1
+    finally:
+        other.close()
+        app.feed.close()
+    assert app.core.counters["errors"] == 0
+
+
 def test_members_end_on_the_last_accepted_report_whatever_the_order_applied(
         member: str, shell: Shell) -> None:
     """Five reports for one instance accepted alternately at m1 (the app) and m2 (a core of
