@@ -58,7 +58,7 @@ from apps.metrics import Metrics
 from apps.ofmsg import serialise
 from apps.reloader import Reloader
 from apps.rest import APP_KEY, RestController
-from apps.restside import RestSide
+from apps.restside import SHELL_RESOURCES, RestSide
 from apps.stallwatch import StallWatch, threshold_from_env
 from apps.store import load_store, open_store
 from apps.storeflush import StoreHealth, Unstored
@@ -107,7 +107,8 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         logs.configure(self.config.logging)
         self.core = Core(self.config)
         self.metrics = Metrics(self.core)
-        self.rejects = logs.RejectLog(self.config.logging.rejected_per_minute)
+        self.rejects = logs.RejectLog(self.config.logging.rejected_per_minute,
+                                      counts=self.metrics.shell.requests_refused)
         self.reloader = Reloader(self.core, path, self.metrics.shell, self._swapped)
         self._hup = False  # set by SIGHUP; the reload runs on the loop (`_watch`)
         self._lags: list[float] = []
@@ -126,7 +127,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         self._cluster_init(self.config.cluster, self.config.store_url)  # [cluster]: else nothing
         self.core.restore(snap.services, snap.instances, snap.bindings, time.time())
         self.unstored = Unstored(self.core.flows.born, not cluster.enabled)  # (storeflush)
-        self.api = Api(self.core)
+        self.api = Api(self.core, SHELL_RESOURCES)
         self.datapaths: dict[int, Any] = {}  # the switches we program (allowed, connected)
         self.punt_pps = self.config.channel.punt_pps  # packet-in meter rate; 0: no meter
         self.unmetered: set[int] = set()  # switches that refused the packet-in meter

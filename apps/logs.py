@@ -80,9 +80,12 @@ def configure(cfg: LogConfig, stream: TextIO | None = None) -> None:
 class RejectLog:
     """Rejected input, logged up to a budget a minute; the rest counted and summarised."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic,
+                 counts: Counter[int] | None = None) -> None:
         self.per_minute = per_minute
         self.clock = clock
+        # every refused request by status, logged or not (the app's metrics read them)
+        self.counts: Counter[int] = Counter() if counts is None else counts
         self.window = clock()
         self.written = 0
         self.suppressed: Counter[str] = Counter()
@@ -90,6 +93,7 @@ class RejectLog:
     def reject(self, method: str, path: str, status: int, field: str, reason: str,
                peer: str = "") -> bool:
         """Log one rejected request (True) or count it for the summary (False)."""
+        self.counts[status] += 1
         self.roll()
         if self.written >= self.per_minute:
             self.suppressed[field] += 1

@@ -39,6 +39,7 @@ class ShellCounts:
     switch_connections: int = 0
     switches_connected: int = 0
     reports_rejected: Counter[str] = field(default_factory=Counter)  # by the field at fault
+    requests_refused: Counter[int] = field(default_factory=Counter)  # REST, by status
     reloads: Counter[str] = field(default_factory=Counter)  # "success" / "failure"
     loop_lag_s: float = 0.0  # the largest lag of the event loop in the last window
     gc_longest_s: float = 0.0  # the longest garbage collection since start (apps/gcpause.py)
@@ -237,6 +238,15 @@ class CoreCollector(Collector):
         yield errors
         yield CounterMetricFamily("dyncast_switch_connections", "Switch connections made",
                                   value=sh.switch_connections)
+        refused = _counter("dyncast_requests_refused", "REST requests answered with a 4xx or a "
+                           "503, by status: the security gate's (401, 403, 413, 415, 429) and "
+                           "the API's (400, 404, 409, ...)", ["status"])
+        for status in (401, 403, 429):  # the gate's usual ones, at 0 before the first
+            refused.add_metric([str(status)], sh.requests_refused[status])
+        for status, n in sorted(sh.requests_refused.items()):
+            if status not in (401, 403, 429):
+                refused.add_metric([str(status)], n)
+        yield refused
         yield GaugeMetricFamily("dyncast_switches_connected", "Switches connected now",
                                 value=sh.switches_connected)
         reloads = _counter("dyncast_config_reloads", "Configuration reloads, by result",

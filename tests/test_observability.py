@@ -107,8 +107,13 @@ def test_rejected_reports_are_counted_by_field_and_logged(
     reply = shell.rest("POST", "metrics", bad)
     assert reply.status == 400 and reply.body["field"] == "cpu"
     assert value(samples(shell.app), "dyncast_reports_rejected_total", reason="cpu") == 1
+    assert value(samples(shell.app), "dyncast_requests_refused_total", status="400") == 1
+    assert value(samples(shell.app), "dyncast_requests_refused_total", status="401") == 0
     (line,) = events(records, "rejected_input")
     assert line["field"] == "cpu" and line["status"] == 400 and "cpu" in line["reason"]
+    for _ in range(3):  # the gate's refusals go to the same counts (the app's RejectLog)
+        shell.app.rejects.reject("GET", "/dyncast/v1/services", 401, "Authorization", "no")
+    assert value(samples(shell.app), "dyncast_requests_refused_total", status="401") == 3
 
 
 def test_rejected_input_lines_are_rate_limited_and_summarised(

@@ -221,6 +221,7 @@ def test_refusals_at_the_gate_are_logged_within_the_rejected_input_budget(
     written = [r for r in lines if getattr(r, "fields", {}).get("event") == "rejected_input"]
     assert [r.fields["field"] for r in written] == ["Authorization"] * 5  # type: ignore[attr-defined]
     assert lab.guard.rejects.suppressed == {"Authorization": 995}
+    assert lab.guard.rejects.counts == {401: 1000}  # every one counted (the metric's source)
 
 
 def test_open_reads(tmp_path: Path) -> None:
