@@ -20,6 +20,7 @@ LOG = logging.getLogger("dyncast")
 ENCODE_SLICE = 5  # list items (a decision: all of a service's instances) encoded a step
 RELOAD_PATH = "/dyncast/v1/config/reload"
 CLUSTER_PATH = "/dyncast/v1/cluster"
+SHELL_RESOURCES = frozenset({"cluster", "config/reload"})  # the two above: listed with the API's
 
 
 class RestSide:

@@ -62,9 +62,10 @@ class Reply:
 class Api:
     """Routes requests to the core."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, served_elsewhere: frozenset[str] = frozenset()) -> None:
         self.core = core
         self.views = DecisionViews()
+        self.served_elsewhere = served_elsewhere  # resources the shell serves (the list names them)
         self._routes: dict[tuple[str, str],
                            Callable[[list[str], Any, float], Reply | Steps]] = {
             ("GET", "services"): self._list_services,
@@ -134,7 +135,8 @@ class Api:
         if not parts and method != "GET":
             return Reply(405, {"error": f"{method} not allowed on {PREFIX}", "field": "path"})
         if not parts:
-            return Reply(200, {"resources": sorted({r for _, r in self._routes})})
+            return Reply(200, {"resources": sorted({r for _, r in self._routes}
+                                                   | self.served_elsewhere)})
         if (method, parts[0]) not in self._routes:
             known = any(r == parts[0] for _, r in self._routes)
             return Reply(405 if known else 404,
@@ -175,7 +177,7 @@ class Api:
     def _list_instances(self, args: list[str], _: Any, now: float) -> Steps:
         insts = self.core.catalogue.instances
         if args:
-            inst = insts.get(args[0])
+            inst = insts.get(parse_ipv4(args[0], "dbid"))  # (a 400 naming it, as DELETE's)
             if inst is None:
                 raise NotFound("instance", args[0])
             return Reply(200, instance_view(self.core, inst, now))

@@ -155,6 +155,19 @@ def test_register_and_withdraw_instances() -> None:
     assert _call(api, "DELETE", "instances/10.0.0.41").status == 404
 
 
+def test_an_instance_path_that_is_no_address_is_a_400_for_get_as_for_delete() -> None:
+    """GET and DELETE /instances/{dbid} judge the path alike: not an IPv4 address, a 400
+    naming dbid (GET said 404, as for an address not registered); an unknown address, a 404;
+    a non-canonical spelling of a registered one, a 400 (no second name for it)."""
+    api = Api(figure2_core())
+    for method in ("GET", "DELETE"):
+        for bad in ("x", "010.0.0.21", "10.0.0.256"):
+            reply = _call(api, method, f"instances/{bad}")
+            assert (reply.status, reply.body["field"]) == (400, "dbid"), (method, bad, reply)
+        assert _call(api, method, "instances/10.0.0.99").status == 404
+    assert _call(api, "GET", "instances/10.0.0.21").status == 200
+
+
 def test_unknown_paths_and_methods() -> None:
     """Unknown resources are 404, known ones with a wrong method 405."""
     api = Api(figure2_core())
