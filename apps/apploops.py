@@ -15,7 +15,7 @@ from typing import Any
 
 from eventlet import tpool
 
-from apps import channelguard
+from apps import channelguard, logs
 from apps.flowread import read_request
 from apps.framework import event, hub
 from apps.storeflush import StoreHealth, Unstored, flush_at_stop, wait_idle
@@ -66,6 +66,7 @@ class Loops:
     _hup: bool
     _lags: list[float]
     programs: Any  # apps.cluster.ClusterSide: may this member program the switch?
+    _read_groups: Any  # apps.groupsync.GroupSync: read a switch's groups (after its table)
     flushing: tuple[Any, ...] = ()  # the store writes being applied now
     store_health: StoreHealth  # whether the store's batches fail (/readyz, the outage's log)
     unstored: Unstored  # our bindings the store holds (a failed batch's needless deletes)
@@ -144,6 +145,23 @@ class Loops:
             self._dropped_reads = {*list(self._dropped_reads)[-63:], old.xid}
         self._reads[dp.id] = TableRead(req.xid, time.time())
         dp.send_msg(req)
+
+    def _reconcile(self, dpid: int, read: TableRead) -> None:
+        """Repair a switch from what it was read to hold, in the core's steps with the event
+        loop running between two (apps/apploops.py); say so when it needed repair."""
+        c, keys = self.core.counters, ("reconcile_added", "reconcile_removed",
+                                       "bindings_adopted", "bindings_retired")
+        before = [c[k] for k in keys]
+        self._send_steps(dpid, self.core.switch_table_steps(dpid, read.entries, read.sent,
+                                                            read.at, time.time()))
+        self._read_groups(dpid)  # and then its groups (apps/groupsync.py)
+        after = [c[k] for k in keys]
+        if after != before:
+            added, removed, adopted, retired = map(int.__sub__, after, before)
+            logs.event("reconcile", "switch_repaired", dpid=f"{dpid:016x}",
+                       entries_read=len(read.entries), added=added, removed=removed,
+                       bindings_adopted=adopted, bindings_retired=retired,
+                       reason="the switch's table differed from what the controller holds")
 
     def _send_repair(self, dpid: int, intents: list[Intent]) -> None:
         """Send a switch's repair, REPAIR_SLICE intents a step (`_send_steps`)."""

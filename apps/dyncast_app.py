@@ -361,23 +361,6 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
             self.core.learned_entries(msg.datapath.id, self._flow_rows.pop(msg.datapath.id),
                                       self._polls.answered(msg.xid))
 
-    def _reconcile(self, dpid: int, read: TableRead) -> None:
-        """Repair a switch from what it was read to hold, in the core's steps with the event
-        loop running between two (apps/apploops.py); say so when it needed repair."""
-        c, keys = self.core.counters, ("reconcile_added", "reconcile_removed",
-                                       "bindings_adopted", "bindings_retired")
-        before = [c[k] for k in keys]
-        self._send_steps(dpid, self.core.switch_table_steps(dpid, read.entries, read.sent,
-                                                            read.at, time.time()))
-        self._read_groups(dpid)  # and then its groups (apps/groupsync.py)
-        after = [c[k] for k in keys]
-        if after != before:
-            added, removed, adopted, retired = map(int.__sub__, after, before)
-            logs.event("reconcile", "switch_repaired", dpid=f"{dpid:016x}",
-                       entries_read=len(read.entries), added=added, removed=removed,
-                       bindings_adopted=adopted, bindings_retired=retired,
-                       reason="the switch's table differed from what the controller holds")
-
     @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
     @guarded
     def _role_reply_handler(self, ev: Any) -> None:
