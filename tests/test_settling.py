@@ -54,6 +54,8 @@ def test_a_transit_packet_at_an_unseen_link_places_nothing_and_deletes_no_route(
     assert E31_IP not in core.topology.hosts and not _routes_to(sent, E31_IP)
     assert stats_view(core)["host_sightings_held"] == 1
     see_links(core, 0.2)
+    _transit(core, 0.25)  # at what is now a known link port: not even held
+    assert stats_view(core)["host_sightings_held"] == 1
     sent = core.packet_in(E31_DPID, E31_PORT, arp_request("e31", C1_IP), 0.3)
     assert core.topology.hosts[E31_IP].port == E31_PORT
     assert _routes_to(sent, E31_IP) and all(fm.command == "add" for fm in _routes_to(sent, E31_IP))
