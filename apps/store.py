@@ -10,7 +10,6 @@ schema; `apps.migrations` (alembic) creates and upgrades them, at every `Store()
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 from collections.abc import Callable
@@ -29,14 +28,14 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
-    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from apps import migrations
+from apps.storeclaim import Claim
 from apps.storerecords import StoreError, agent_seq, binding, instance, read
 from controller.dataplane.affinity import Binding
 from controller.errors import ConfigError
@@ -90,7 +89,6 @@ TABLES = {"service": services_table, "instance": instances_table, "binding": bin
           "agent_seq": agent_seqs_table}
 KEYS = {"service": "name", "instance": "dbid", "binding": "id", "agent_seq": "agent"}
 CHUNK = 500  # keys per DELETE ... IN (...)
-CLAIM_CLASS = 0x64796E64  # PostgreSQL: with the schema's hashtext, the advisory lock of a claim
 CONNECT_TIMEOUT_S = 10  # PostgreSQL: a connection not made in this long fails (libpq's
 # connect_timeout; `?connect_timeout=N` in store_url sets another). Without it a server that
 # stopped answering (a host gone, a firewall dropping packets) held a flush, /readyz, or the
@@ -201,37 +199,13 @@ class Store:
             self.engine.dispose()
             raise
         self.fence: Fence | None = None  # a cluster member's (apps/cluster.py); else none
-        self._claim: Any = None  # what holds our claim on the store (`claim`), while we hold it
+        self._claim = Claim()  # our claim on the store (`claim`), while we hold it
         self._named: set[tuple[str, str]] = set()  # records read again and skipped, logged
 
     def claim(self, shared: bool) -> bool:
-        """Claim the store for this controller, for as long as it runs; False when another
-        controller's claim excludes it. A controller alone takes it exclusively, cluster members
-        `shared`ly: so two lone controllers, or a lone one and a cluster, never write one
-        store. PostgreSQL: a session advisory lock (on the store's schema) on a connection
-        held open; SQLite: an flock on the file beside the database, `PATH.lock`. Released
-        when the process ends, however it ends (a PostgreSQL server restart drops it too:
-        the claim guards starts, not every moment)."""
-        url = self.engine.url
-        if url.get_backend_name() == "postgresql":
-            conn = self.engine.connect()
-            fn = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
-            took = conn.execute(text(f"SELECT {fn}(:c, hashtext(current_schema()))"),
-                                {"c": CLAIM_CLASS}).scalar()
-            conn.commit()  # a session lock: it outlives the transaction
-            if not took:
-                conn.close()
-                return False
-            self._claim = conn
-        elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            held = open(f"{url.database}.lock", "a")  # noqa: SIM115 (held until close)
-            try:
-                fcntl.flock(held, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-            except BlockingIOError:
-                held.close()
-                return False
-            self._claim = held
-        return True
+        """Claim the store for this controller, for as long as it runs (apps/storeclaim.py);
+        False when another controller's claim excludes it."""
+        return self._claim.take(self.engine, shared)
 
     def apply(self, writes: list[StoreWrite]) -> int:
         """Apply a batch of writes in one transaction; return how many records it touched. A
@@ -242,6 +216,7 @@ class Store:
             last[(w.kind, w.key)] = w
         if not last:
             return 0
+        self._claim.hold(self.engine)
         with self.engine.begin() as conn:
             if self.fence is not None:
                 for refused in self.fence.check(conn, last):
@@ -363,12 +338,7 @@ class Store:
 
     def close(self) -> None:
         """Release our claim and the database connections."""
-        claim, self._claim = self._claim, None
-        if isinstance(claim, Connection):
-            claim.invalidate()  # the session ends, and its lock with it (a pooled one keeps it)
-            claim.close()
-        elif claim is not None:
-            claim.close()  # the lock file: its flock goes with it
+        self._claim.release()
         self.engine.dispose()
 
 

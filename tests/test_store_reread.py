@@ -1,11 +1,14 @@
-"""A running member reads the shared records again (a cluster's catch-up, a takeover's
-bindings): a record it cannot read is skipped and named in the log once, the rest are read.
-Before, one such row made every catch-up fail (the member then never applied the others'
-changes again, logging that listening had failed) and a takeover read no binding at all.
-A start still refuses such a store (tests/test_store.py)."""
+"""A running controller and its store: a member reads the shared records again (a cluster's
+catch-up, a takeover's bindings), where a record it cannot read is skipped and named in the
+log once and the rest are read (before, one such row made every catch-up fail: the member then
+never applied the others' changes again, logging that listening had failed; and a takeover
+read no binding at all; a start still refuses such a store: tests/test_store.py); and the
+claim on a PostgreSQL store, which a server restart drops, is taken again before the next
+batch."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -13,9 +16,12 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import insert
 
+from apps import storeclaim
 from apps.store import Store, bindings_table, instances_table, services_table
+from apps.store import open_store as open_store_claimed
 from apps.storerecords import StoreError
 from controller.dataplane.affinity import Binding, FlowKey
+from controller.errors import ConfigError
 from controller.intents import StoreWrite
 from controller.model import Instance
 from tests.helpers import SVC1
@@ -79,3 +85,62 @@ def test_a_start_still_refuses_the_store(damaged: Store) -> None:
     """`load` (a start) names the first unreadable record and reads nothing."""
     with pytest.raises(StoreError, match="cannot be read"):
         damaged.load()
+
+
+# --- the claim, after the server dropped it (apps/storeclaim.py) --------------------------
+def _end_claim_session(store: Store) -> None:
+    """The claim's session ends as at a server restart (pg_terminate_backend)."""
+    from sqlalchemy import text
+
+    held = store._claim.held
+    assert held is not None and not isinstance(held, io.TextIOBase)
+    pid = held.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+    other = Store(str(store.engine.url.render_as_string(hide_password=False)))
+    try:
+        with other.engine.begin() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    finally:
+        other.close()
+
+
+@pytest.fixture
+def pg_url(store_url: str) -> str:
+    """The PostgreSQL runs of `store_url` only (a SQLite flock ends with its process)."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("a session lock: PostgreSQL only")
+    return store_url
+
+
+def test_a_claim_the_server_dropped_is_taken_again_before_the_next_batch(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claim's session ends: the next batch takes the claim again and lands, and a second
+    lone controller is then refused as at the start (before, the store stayed unclaimed)."""
+    monkeypatch.setattr(storeclaim, "CLAIM_CHECK_S", 0.0)
+    first = open_store_claimed(pg_url, "dyncast.toml")
+    try:
+        _end_claim_session(first)
+        assert first.apply([StoreWrite("service", "svc1", SVC1.to_dict())]) == 1
+        with pytest.raises(ConfigError, match="in use by another controller"):
+            open_store_claimed(pg_url, "dyncast.toml")
+    finally:
+        first.close()
+
+
+def test_a_claim_another_controller_took_meanwhile_keeps_our_writes_out(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claim's session ends and another lone controller starts on the store: our next
+    batch fails (a StoreError saying so; the flusher keeps the writes) and writes nothing;
+    once the other has gone, the claim is ours again and the batch lands."""
+    monkeypatch.setattr(storeclaim, "CLAIM_CHECK_S", 0.0)
+    first = open_store_claimed(pg_url, "dyncast.toml")
+    try:
+        _end_claim_session(first)
+        second = open_store_claimed(pg_url, "dyncast.toml")
+        batch = [StoreWrite("service", "svc1", SVC1.to_dict())]
+        with pytest.raises(StoreError, match="claimed by another controller"):
+            first.apply(batch)
+        assert second.load().services == []
+        second.close()
+        assert first.apply(batch) == 1
+    finally:
+        first.close()
