@@ -177,10 +177,8 @@ class Core:
             return self._paths_changed(now) if new_link else []
         if pkt.eth_type == ETH_TYPE_ARP and pkt.arp_spa is not None:
             assert pkt.arp_sha is not None
-            assert pkt.arp_tpa is not None
             intents = self.locator.learn(pkt.arp_spa, pkt.arp_sha, dpid, in_port, now, True,
-                                         not self.forwarding.flooded(pkt.arp_spa, pkt.arp_tpa,
-                                                                     now))
+                                         self.forwarding.arp_sure(pkt, now))
             self.liveness.arp_answer(pkt, now)
             return intents + self.forwarding.arp(dpid, in_port, pkt, data, now)
         if pkt.eth_type != ETH_TYPE_IP or pkt.ip_src is None or pkt.ip_dst is None:

@@ -55,9 +55,8 @@ def observe(core: Core, dpid: int, in_port: int, data: bytes, now: float) -> lis
         core.intake.dirty.update(core.catalogue.services)  # paths changed: every service
         return core.forwarding.sync_routes()
     if pkt.eth_type == ETH_TYPE_ARP and pkt.arp_spa is not None and pkt.arp_sha is not None:
-        assert pkt.arp_tpa is not None
         intents = _host(core, pkt.arp_spa, pkt.arp_sha, dpid, in_port, now,
-                        not core.forwarding.flooded(pkt.arp_spa, pkt.arp_tpa, now))
+                        core.forwarding.arp_sure(pkt, now))
         core.liveness.arp_answer(pkt, now)
         return intents
     if pkt.eth_type == ETH_TYPE_IP and pkt.ip_src is not None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from controller.config import ControllerConfig
 from controller.core import Core
-from controller.intents import TABLE_FORWARD, FlowMod, Intent, PacketOut
-from controller.network.packet import parse
+from controller.intents import TABLE_FORWARD, VIRTUAL_MAC, FlowMod, Intent, PacketOut
+from controller.network.packet import ARP_REPLY, ARP_REQUEST, BROADCAST, build_arp, parse
 from controller.network.settling import SIGHTINGS_MAX, Settling
 from controller.views import stats_view
-from tests.helpers import HOSTS, PORTS, SVC1, arp_request, see_links, tcp_frame
+from tests.helpers import HOSTS, PORTS, SVC1, arp_request, figure2_core, see_links, tcp_frame
 
 E31_IP, E31_MAC, E31_DPID, E31_PORT = HOSTS["e31"]
 C1_IP, C1_MAC, C1_DPID, C1_PORT = HOSTS["c1"]
@@ -166,3 +166,52 @@ def test_held_sightings_follow_their_address_and_go_with_their_port() -> None:
     s.begin(3, {1}, 4.0, 1.5)  # (a port that went and came back)
     assert s.hold("10.0.0.7", "m", 3, 1, 4.6, True, False)
     assert s.settled(4.6) == [] and s.settled(5.5) == [("10.0.0.7", "m", 3, 1, True)]
+
+
+def _arp_replies(intents: list[Intent]) -> list[PacketOut]:
+    """The packet-outs among `intents` that carry an ARP reply."""
+    out = []
+    for i in intents:
+        if isinstance(i, PacketOut):
+            pkt = parse(i.data)
+            if pkt is not None and pkt.arp_op == ARP_REPLY:
+                out.append(i)
+    return out
+
+
+def test_a_probe_is_never_answered_by_proxy() -> None:
+    """A controller that knows e31 gets another member's liveness probe for it (the copy that
+    came through a link that member had not seen yet): it floods it for e31 to answer, and
+    sends no reply back out of the port it came in by (that reply placed e31 at the other
+    member's link port, in CI). A host checking that its address is free (a probe too) is not
+    told it is in use by the controller either."""
+    other = figure2_core()  # knows every host
+    probe = build_arp(ARP_REQUEST, VIRTUAL_MAC, "0.0.0.0", BROADCAST, E31_IP)
+    sent = other.packet_in(3, 10, probe, 5.0)
+    assert not _arp_replies(sent)
+    assert any(isinstance(i, PacketOut) and i.data == probe and i.dpid == E31_DPID
+               for i in sent)  # flooded: e31 hears it at its own port
+    dad = build_arp(ARP_REQUEST, C1_MAC, "0.0.0.0", BROADCAST, E31_IP)
+    assert not _arp_replies(other.packet_in(C1_DPID, C1_PORT, dad, 5.1))
+    ask = arp_request("c1", E31_IP)  # an ordinary request is still answered by proxy
+    assert _arp_replies(other.packet_in(C1_DPID, C1_PORT, ask, 5.2))
+
+
+def test_a_reply_to_a_request_we_flooded_is_held_at_a_settling_port() -> None:
+    """We flood c1's request for e31 (unknown to us) out of x0:3 before its link is seen;
+    another member answers the copy by proxy, back through the link: the reply, in at x0:3,
+    is held (not learned at once, as an ARP otherwise is) and dropped when the link is seen.
+    e31's own reply to our probe, at its port, is learned at once."""
+    core = _started()
+    sent = core.packet_in(C1_DPID, C1_PORT, arp_request("c1", E31_IP), 0.1)
+    assert any(isinstance(i, PacketOut) and i.dpid == 4 for i in sent)  # flooded, x0 too
+    proxied = build_arp(ARP_REPLY, E31_MAC, E31_IP, C1_MAC, C1_IP)
+    core.packet_in(*X0_TO_R3, proxied, 0.15)
+    assert E31_IP not in core.topology.hosts
+    see_links(core, 0.2)
+    answer = build_arp(ARP_REPLY, E31_MAC, E31_IP, VIRTUAL_MAC, "0.0.0.0")
+    core.packet_in(E31_DPID, E31_PORT, answer, 0.3)
+    assert core.topology.hosts[E31_IP].port == E31_PORT
+    core.tick(2.0)
+    assert (core.topology.hosts[E31_IP].dpid, core.topology.hosts[E31_IP].port) == (
+        E31_DPID, E31_PORT)

@@ -112,11 +112,17 @@ class Forwarding:
 
     def _request(self, dpid: int, in_port: int, pkt: Packet, data: bytes,
                  now: float) -> list[Intent]:
-        """Answer for a D-SID or a known host; flood otherwise."""
+        """Answer for a D-SID or a known host; flood otherwise. A probe (sender address
+        0.0.0.0: a controller's liveness probe, or a host checking that an address is free) is
+        for the address's owner to answer, never answered by proxy: the owner's own reply
+        says where it is (a member's proxy reply to another's probe, sent back out of the
+        port it came in by, came in at the other's switch behind a link it had not seen yet,
+        and placed the instance there: network/settling.py), and a host checking its address
+        must not hear it is in use."""
         assert pkt.arp_tpa is not None and pkt.arp_spa is not None and pkt.arp_sha is not None
         if self.is_dsid(pkt.arp_tpa):
             mac = VIRTUAL_MAC
-        elif pkt.arp_tpa in self.topology.hosts:
+        elif pkt.arp_tpa in self.topology.hosts and pkt.arp_spa != UNSPECIFIED:
             mac = self.topology.hosts[pkt.arp_tpa].mac
         else:
             return self.flood_arp(pkt, data, now, exclude=(dpid, in_port))
@@ -147,6 +153,18 @@ class Forwarding:
         """True when an ARP from `spa` for `tpa` was flooded within the hold time (a copy of
         it may come back in through a link not seen yet: network/settling.py)."""
         return now - self._floods.get((spa, tpa), -1e9) < FLOOD_HOLD_S
+
+    def arp_sure(self, pkt: Packet, now: float) -> bool:
+        """True when an ARP packet cannot have crossed a link (network/settling.py): not a
+        copy of one flooded within the hold time, nor a reply to a request flooded then (a
+        controller's proxy reply to the copy that went out through a link not seen yet comes
+        back the same way). A reply to a probe (to 0.0.0.0) is its owner's: probes are never
+        answered by proxy (`_request`)."""
+        assert pkt.arp_spa is not None and pkt.arp_tpa is not None
+        if self.flooded(pkt.arp_spa, pkt.arp_tpa, now):
+            return False
+        return not (pkt.arp_op == ARP_REPLY and pkt.arp_tpa != UNSPECIFIED
+                    and self.flooded(pkt.arp_tpa, pkt.arp_spa, now))
 
     def probe(self, ip: str, now: float) -> list[Intent]:
         """Ask, from the controller, who has `ip` (an ARP probe with sender address 0.0.0.0)."""

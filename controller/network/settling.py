@@ -21,11 +21,14 @@ An ARP packet is the one sighting learned at once (`sure`), as before: every swi
 to the controller at the port it came in by, so a host's ARP never crosses a link, and hosts
 on a new switch are found as soon as they speak. Except the controller's own floods: it sends
 an ARP it cannot answer out of every edge port, which on a new switch may be a link port not
-seen yet, and the copy comes back in at the switch behind it. So an ARP the controller flooded
-within its hold time (`Forwarding.flooded`) is held like any packet. A cluster member that
-observes an ARP at a switch another member masters knows only its own floods: a copy of
-another member's flood coming back in at a port this member has not seen a link at yet is
-learned there (and forgotten when the link is seen), a gap left open.
+seen yet, and the copy comes back in at the switch behind it; and a controller that knows the
+requested address answers that copy by proxy, out of the port it came in by, back through the
+link. So an ARP the controller flooded within its hold time, and a reply to a request it
+flooded then, are held like any packet (`Forwarding.arp_sure`); a probe (sender 0.0.0.0) is
+never answered by proxy, so a reply to one is its owner's. A cluster member knows only its own
+floods: a copy of another member's flood coming back in at a port this member has not seen a
+link at yet is learned there (and forgotten when the link is seen), a gap left open; another
+member floods only out of ports it takes for edges, so it takes two members new to a link.
 
 The round lasts `settle_s`, 1.5 LLDP intervals from when the port became known (the core's
 choice): every master sends a frame out of each port it has every interval, so a link is seen
