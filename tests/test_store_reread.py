@@ -25,6 +25,7 @@ from controller.errors import ConfigError
 from controller.intents import StoreWrite
 from controller.model import Instance
 from tests.helpers import SVC1
+from tests.pgschema import fresh_schema
 from tests.test_store import open_store as open_store  # the fixtures, used by name
 from tests.test_store import store_url as store_url
 
@@ -104,11 +105,10 @@ def _end_claim_session(store: Store) -> None:
 
 
 @pytest.fixture
-def pg_url(store_url: str) -> str:
-    """The PostgreSQL runs of `store_url` only (a SQLite flock ends with its process)."""
-    if not store_url.startswith("postgresql"):
-        pytest.skip("a session lock: PostgreSQL only")
-    return store_url
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema (a session lock: a SQLite flock ends only with its process)."""
+    with fresh_schema() as url:
+        yield url
 
 
 def test_a_claim_the_server_dropped_is_taken_again_before_the_next_batch(
