@@ -70,6 +70,7 @@ HOLD_S = 4.0  # fig2_overload.toml
 WAVES, WAVE, PERIOD = 8, 8, 2.5  # 8 requests of 1 s at once every 2.5 s, 20 s in all
 
 
+@pytest.mark.heavy  # the core's life cycle, framework-independent: the first framework runs it
 @pytest.mark.parametrize("fig2", [OVERLOAD], indirect=True)
 def test_short_requests_at_twice_the_capacity_reactivate_the_spare(fig2: Lab) -> None:
     """Waves of eight 1-second requests, one every 2.5 s, against two instances of capacity 2
@@ -109,6 +110,7 @@ BURSTS = {"extra_clients": 1}
 ROUNDS, BURST = 10, 3
 
 
+@pytest.mark.heavy  # the core's life cycle, framework-independent: the first framework runs it
 @pytest.mark.parametrize("fig2", [BURSTS], indirect=True)
 def test_lock_step_bursts_are_not_herded(fig2: Lab) -> None:
     """Three clients (c1, c3 at r1; c2 at r2) each fire 3 requests at the same instant every
