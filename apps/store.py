@@ -297,11 +297,11 @@ class Store:
         gone (a catch-up must not delete what it could not read)."""
         bad: list[tuple[str, str, str]] = []
         with self.engine.connect() as conn:
-            services = self._readable(conn, services_table, "name",
-                                      lambda d: service_from_dict(d, strict=False), bad)
-            instances = self._readable(conn, instances_table, "dbid", instance, bad)
+            services = read(conn, services_table, "name",
+                            lambda d: service_from_dict(d, strict=False), bad)
+            instances = read(conn, instances_table, "dbid", instance, bad)
         self._unreadable(bad)
-        kinds = {services_table.name: "service", instances_table.name: "instance"}
+        kinds = {t.name: kind for kind, t in TABLES.items()}
         return services, instances, {(kinds[table], key) for table, key, _ in bad}
 
     def bindings_at(self, ingress: int) -> list[Binding]:
@@ -313,19 +313,10 @@ class Store:
         with self.engine.begin() as conn:
             if self.fence is not None:
                 self.fence.lock_others(conn)
-            found = self._readable(conn, bindings_table, "id", lambda d: binding(d) if d.get(
+            found = read(conn, bindings_table, "id", lambda d: binding(d) if d.get(
                 "ingress") == ingress else None, bad)
         self._unreadable(bad)
         return [b for b in found if b is not None]
-
-    @staticmethod
-    def _readable(conn: Any, table: Table, key: str, parse: Callable[[Any], Any],
-                  bad: list[tuple[str, str, str]]) -> list[Any]:
-        """`read` that skips a record it cannot read, adding (table, key, reason) to `bad`."""
-        skipped: list[tuple[str, str]] = []
-        out = read(conn, table, key, parse, skipped)
-        bad += [(table.name, k, why) for k, why in skipped]
-        return out
 
     def _unreadable(self, bad: list[tuple[str, str, str]]) -> None:
         """Name each record read again and skipped, once per record and process (a catch-up

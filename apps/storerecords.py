@@ -29,9 +29,9 @@ class StoreError(RuntimeError):
 
 
 def read(conn: Any, table: Table, key: str, parse: Callable[[Any], Any],
-         bad: list[tuple[str, str]] | None = None) -> list[Any]:
+         bad: list[tuple[str, str, str]] | None = None) -> list[Any]:
     """Every record of `table` parsed; a StoreError naming the first that cannot be, or, with
-    `bad`, that record's (key, reason) added there and the rest read."""
+    `bad`, that record's (table, key, reason) added there and the rest read."""
     out = []
     for row in conn.execute(select(table.c[key], table.c.data)):
         try:
@@ -41,7 +41,7 @@ def read(conn: Any, table: Table, key: str, parse: Callable[[Any], Any],
             if bad is None:
                 raise StoreError(f"the {table.name} record {row[0]!r} cannot be read ({why}); "
                                  "fix or delete that row (nothing was changed)") from None
-            bad.append((str(row[0]), why))
+            bad.append((table.name, str(row[0]), why))
     return out
 
 

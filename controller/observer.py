@@ -55,12 +55,12 @@ def observe(core: Core, dpid: int, in_port: int, data: bytes, now: float) -> lis
         core.intake.dirty.update(core.catalogue.services)  # paths changed: every service
         return core.forwarding.sync_routes()
     if pkt.eth_type == ETH_TYPE_ARP and pkt.arp_spa is not None and pkt.arp_sha is not None:
-        intents = _host(core, pkt.arp_spa, pkt.arp_sha, dpid, in_port, now,
-                        core.forwarding.arp_sure(pkt, now))
+        intents = core.locator.learn(pkt.arp_spa, pkt.arp_sha, dpid, in_port, now, False,
+                                     core.forwarding.arp_sure(pkt, now))
         core.liveness.arp_answer(pkt, now)
         return intents
     if pkt.eth_type == ETH_TYPE_IP and pkt.ip_src is not None:
-        intents = _host(core, pkt.ip_src, pkt.eth_src, dpid, in_port, now)
+        intents = core.locator.learn(pkt.ip_src, pkt.eth_src, dpid, in_port, now, False)
         if core.liveness.is_probe_answer(pkt):
             core.liveness.tcp_answer(pkt, now)
         return intents
@@ -92,11 +92,3 @@ def nothing_new(core: Core, dpid: int, in_port: int, data: bytes) -> bool:
     topology = core.topology
     return (topology.hosts.get(src) == HostLoc(src, data[6:12].hex(":"), dpid, in_port)
             and not topology.locked(src))
-
-
-def _host(core: Core, ip: str, mac: str, dpid: int, port: int, now: float,
-          sure: bool = False) -> list[Intent]:
-    """Learn where a sender lives (`sure`: from a packet that cannot have crossed a link,
-    network/settling.py): the routes to it; an instance's service is left dirty (as
-    `Core.packet_in` recomputes it): `Locator.learn`, as observed."""
-    return core.locator.learn(ip, mac, dpid, port, now, False, sure)

@@ -80,8 +80,8 @@ class Network:
         `sure`: in a packet that cannot have crossed a link): True when that is where it now
         lives (new or moved). At a port still settling, the sighting is held instead unless
         `sure` (settling.py)."""
-        if self.topology.is_link_port(dpid, port):
-            return False  # (a packet that crossed a link: nothing to hold, nor to learn)
+        if (dpid, port) in self.settling.until and self.topology.is_link_port(dpid, port):
+            return False  # (it crossed a link: nothing to hold; `learn_host` refuses it too)
         if self.settling.hold(ip, mac, dpid, port, now, own, sure):
             return False
         return self.topology.learn_host(ip, mac, dpid, port)
