@@ -3,9 +3,9 @@
 (mininet_tests/fig2_health.toml), the controller's liveness cannot notice within the test.
 e2's kernel refuses the next connections (a RST to each SYN); r2 delivers each reset to the
 client and copies it to the controller through its health meter; after three refusals the
-controller ejects 10.0.0.21 and every later new connection reaches e3. And resets that
-refuse nothing eject nothing: those of an instance that a drain deadline's moved connections
-reach, and the clients' own.
+controller ejects 10.0.0.21 and every later new connection reaches e3, even one reusing the
+ports of a flow still bound to 10.0.0.21. And resets that refuse nothing eject nothing: those
+of an instance that a drain deadline's moved connections reach, and the clients' own.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mininet_tests.harness import Lab
 from mininet_tests.processes import wait_until
 from mininet_tests.test_fig2 import EDGES, INSTANCE_OF, R1, SVC1, start_hold, wait_shares
 from mininet_tests.test_network import kill
+from mininet_tests.test_scaling_bursts import rows_of, timed
 
 HERE = Path(__file__).parent
 HEALTH = {**EDGES, "config": HERE / "fig2_health.toml"}
@@ -75,7 +76,18 @@ def test_a_killed_instance_is_ejected_by_its_refusals(fig2: Lab) -> None:
     assert not wrong, f"{len(wrong)} of {len(after)} not served by e3: {wrong[:5]}"
     failed = [r for r in rows if "error" in r]
     assert failed, "no request failed: the kill was not exercised"
+    # new connections reusing the ports of flows still bound to e2 (under load the client's
+    # kernel picks such ports within the run): each is decided afresh, at e3, not refused
+    reused = sorted(b["flow"]["sport"] for b in fig2.rest("GET", "/bindings/svc1")[1]
+                    if b.get("source") == "controller" and b["dbid"] == E21)[:8]
+    assert len(reused) >= 3, reused
+    rebound = fig2.rest("GET", "/stats")[1].get("new_connections_rebound", 0)
+    again = rows_of(timed(fig2, "c1", "reuse", "--timeout", "0.5",
+                          "--sports", ",".join(map(str, reused))), 30)
+    assert [(r["sport"], INSTANCE_OF.get(r.get("instance", ""))) for r in again] == \
+        [(p, E31) for p in reused], again
     stats = fig2.rest("GET", "/stats")[1]
+    assert stats.get("new_connections_rebound", 0) - rebound == len(reused), stats
     starts = sorted(round(1000 * (r["t"] - killed_at)) for r in failed)
     print(f"passive health: {len(failed)} requests failed, started at {starts} ms after the "
           f"kill; ejected {ejected_at - killed_at:.3f} s after it; {len(after)} started from "

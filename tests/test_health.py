@@ -33,6 +33,7 @@ from controller.instances.health import (
     is_refusal,
 )
 from controller.intents import CookieKind, FlowMod, cookie_kind
+from controller.limits import Limits
 from controller.network.packet import (
     ARP_REQUEST,
     BROADCAST,
@@ -235,6 +236,47 @@ def test_the_last_instance_not_ejected_is_never_ejected() -> None:
     _refuse_until(fig, E31, 5, sport)
     assert fig.core.counters["health_ejections"] == 1
     assert _places(fig, range(35000, 35005)) == {E31}
+
+
+def test_a_new_connection_reusing_a_flow_bound_to_an_ejected_instance_is_decided_afresh(
+) -> None:
+    """A client reusing the ports of a flow still bound to the ejected instance (a refused
+    connection's, whose binding stays) opens a new connection: its SYN reaches the controller
+    and goes to the other instance, while a held flow's packets stay on the ejected one; once
+    the ejection ends, the guards come off and such a SYN follows its binding in the switch."""
+    fig = _figure2()
+    placed = {s: fig.instance(_syn(fig, s)) for s in range(30000, 30008)}
+    held = next(s for s, d in placed.items() if d == E21)
+    sport = _refuse_until(fig, E21, 3)
+    assert fig.core.counters["health_ejections"] == 1
+    refused = [s for s in range(40000, sport) if fig.go(s)[0] == E21]
+    assert len(refused) == 3, refused  # bound to E21 still
+    for s in refused:
+        assert fig.go(s, TCP_SYN) == (E31, True), s
+        assert fig.go(s, TCP_ACK) == (E31, False), s
+    assert fig.go(held, TCP_ACK) == (E21, False)
+    assert fig.core.counters["new_connections_rebound"] == 3
+    fig.now += 2.5  # past base_eject_s
+    fig.report()
+    assert fig.core.counters["health_unejections"] == 1
+    assert fig.go(held, TCP_SYN) == (E21, False)
+    assert not [fm for sw in fig.net.switches.values() for fm in sw.entries()
+                if (cookie_kind(fm.cookie) or (None,))[0] == CookieKind.SYN_GUARD]
+
+
+def test_past_the_binding_cap_an_ejected_instances_slots_move_to_the_other() -> None:
+    """An ingress past its binding cap serves new flows statelessly by slot: once the refusals
+    of the flows whose slots reach e21 eject it, every slot reaches e31."""
+    fig = Figure2(SERVICES["reactive"], Limits(affinity_per_ingress=2), health=ON)
+    for s in (30000, 30002):
+        _syn(fig, s)
+    slots = {s: fig.instance(_syn(fig, s)) for s in range(42000, 42032, 2)}
+    assert set(slots.values()) == {E21, E31}, slots
+    assert fig.core.bindings.count_at(1) == 2  # served in the switch, unbound
+    for s in [s for s, d in slots.items() if d == E21][:3]:
+        _rst(fig, _syn(fig, s), 0)
+    assert fig.core.counters["health_ejections"] == 1
+    assert {fig.instance(_syn(fig, s)) for s in slots} == {E31}
 
 
 def test_an_ejection_ends_at_the_first_report_after_its_base_time() -> None:

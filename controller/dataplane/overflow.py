@@ -16,7 +16,7 @@ entries go and new flows are bound again (hysteresis: not on and off at every fl
 TCP connection served statelessly is bound to its slot's instance on its next packet, and the
 reply entries stay until the service's next recompute.
 Caveats (docs/dataplanes.md): a stateless flow follows its slot, so it moves when its instance
-stops taking new flows (draining too); share changes do not rebalance the slots; while
+stops taking new flows (draining, ejected too); share changes do not rebalance the slots; while
 overflow is on, every packet from an instance's service port at that ingress has its source
 rewritten to the D-SID. Overlay services are not capped.
 """
@@ -189,12 +189,14 @@ class Overflow:
         """The slot -> instance map of the service at `dpid` (None without a decision). A
         stateless flow has nothing but its slot to keep its instance, and decisions move on
         every report, so a slot keeps its instance while that one takes new flows (`SERVING`,
-        located); only the others' slots are dealt anew, by the decision's shares."""
+        located, not ejected); only the others' slots are dealt anew, by the decision's shares."""
         decision = self.decisions.engine.decisions.get((self.decisions.decider(dpid), svc.name))
         if decision is None:
             return None
+        ejected = self.decisions.ejected  # passive health's: no new flows, as if draining
         alive = {i.dbid for i in self.catalogue.of_service(svc.name)
-                 if i.state in SERVING and i.dbid in self.topology.hosts}
+                 if i.state in SERVING and i.dbid in self.topology.hosts
+                 and i.dbid not in ejected}
         old = self._maps.get((dpid, svc.name), [])
         slots: list[str | None] = ([d if d in alive else None for d in old]
                                    if len(old) == svc.buckets else [None] * svc.buckets)

@@ -55,6 +55,7 @@ ENDING_REASONS = ("idle", "hard")  # flow-removed reasons that end a binding
 # which would only make the switch revalidate once more.
 SETTLE_S = 1.0
 GUARDED_STATES = ("draining", "inactive")  # their bindings' reused flows are decided afresh
+#                                            (and an ejected `active` one's: `guard`)
 TCP_SYN_ONLY = (TCP_SYN, TCP_SYN | TCP_ACK)  # tcp_flags: SYN set, ACK clear
 IDENTS_PER_S = 100_000  # a process numbers its bindings from its start time in these steps:
 # above every number an earlier process can have used (unless it made more than 100,000 a
@@ -279,13 +280,15 @@ class ReactiveFlows:
         return out
 
     def guard(self, insts: list[Instance]) -> list[Intent]:
-        """Bindings to instances that take no new flows (`draining`, `inactive`) get a SYN
-        guard: a new TCP connection reusing such a flow's ports reaches the controller and
-        gets a fresh decision instead of following the old binding. Guards come off when the
-        instance takes new flows again."""
+        """Bindings to instances that take no new flows (`draining`, `inactive`, ejected) get
+        a SYN guard: a new TCP connection reusing such a flow's ports (a refused one's, say)
+        reaches the controller and gets a fresh decision instead of following the old
+        binding. Guards come off when the instance takes new flows again."""
         out: list[Intent] = []
+        ejected = self.decisions.ejected
         for inst in insts:
-            guarded = inst.state in GUARDED_STATES
+            guarded = inst.state in GUARDED_STATES or (inst.state == "active"
+                                                       and inst.dbid in ejected)
             if guarded == (inst.dbid in self._guarded):
                 continue
             self._guarded.add(inst.dbid)  # (for guard_of: the entries either way)
