@@ -142,7 +142,7 @@ def test_deadline_takes_switch_held_flows_off_a_deactivated_instance(fig2: Lab) 
                "the held connection still runs on a stopped instance")
 
 
-@pytest.mark.heavy  # test_scaling_bursts' reactive variant of the same reuse runs everywhere
+@pytest.mark.heavy  # test_health's killed-instance test reuses bound ports everywhere
 @pytest.mark.parametrize("fig2", [REUSE], indirect=True, ids=["learn"])
 def test_learn_new_connection_reusing_a_drained_instances_source_port_is_decided_afresh(
         fig2: Lab) -> None:

@@ -146,6 +146,8 @@ def test_lock_step_bursts_are_not_herded(fig2: Lab) -> None:
     assert herded == {}, {w: dict(c) for w, c in sorted(windows.items())}
 
 
+@pytest.mark.heavy  # framework-independent (the SYN guard); test_health's killed-instance
+# test reuses bound ports under both frameworks
 @pytest.mark.parametrize("fig2", [EDGES], indirect=True)
 def test_new_connection_reusing_a_drained_instances_source_port_is_decided_afresh(
         fig2: Lab) -> None:
