@@ -83,13 +83,17 @@ class Binding:
 
 
 class BindingTable:
-    """Bindings by flow key, by identifier (the identifier is in the entries' cookies) and by
-    ingress switch (what the audit of one switch reads: never a walk over every binding)."""
+    """Bindings by flow key, by identifier (the identifier is in the entries' cookies), by
+    ingress switch (what the audit of one switch reads), by client address (what follows a
+    client that moved) and by instance (what a dead or draining one holds): none of these
+    walks every binding, of which there may be a hundred thousand an ingress."""
 
     def __init__(self, first_ident: int = 1) -> None:
         self._by_key: dict[FlowKey, Binding] = {}
         self._by_ident: dict[int, Binding] = {}
         self._at: dict[int, dict[int, Binding]] = {}  # ingress -> identifier -> binding
+        self._by_src: dict[str, dict[int, Binding]] = {}  # client address -> ident -> binding
+        self._of: dict[str, dict[int, Binding]] = {}  # instance -> identifier -> binding
         self._next = first_ident
 
     def __len__(self) -> int:
@@ -115,6 +119,8 @@ class BindingTable:
         if there is None:
             there = self._at[ingress] = {}
         there[ident] = binding
+        _index(self._by_src, key.src, binding)
+        _index(self._of, dbid, binding)
         return binding
 
     def restore(self, binding: Binding) -> None:
@@ -122,9 +128,13 @@ class BindingTable:
         old = self._by_ident.get(binding.ident)
         if old is not None:
             self._unplace(old)
+            _unindex(self._by_src, old.key.src, old)
+            _unindex(self._of, old.dbid, old)
         self._by_key[binding.key] = binding
         self._by_ident[binding.ident] = binding
         self._at.setdefault(binding.ingress, {})[binding.ident] = binding
+        _index(self._by_src, binding.key.src, binding)
+        _index(self._of, binding.dbid, binding)
         self._next = max(self._next, binding.ident + 1)
 
     def remove(self, ident: int) -> Binding | None:
@@ -133,7 +143,16 @@ class BindingTable:
         if binding is not None:
             self._by_key.pop(binding.key, None)
             self._unplace(binding)
+            _unindex(self._by_src, binding.key.src, binding)
+            _unindex(self._of, binding.dbid, binding)
         return binding
+
+    def rebind(self, binding: Binding, dbid: str) -> None:
+        """The binding's flow goes to instance `dbid` from now on (its old one died)."""
+        _unindex(self._of, binding.dbid, binding)
+        binding.dbid = dbid
+        if self._by_ident.get(binding.ident) is binding:
+            _index(self._of, dbid, binding)
 
     def move(self, binding: Binding, ingress: int) -> None:
         """The binding is installed at `ingress` from now on (its client moved)."""
@@ -170,8 +189,41 @@ class BindingTable:
     def at(self, ingress: int) -> list[Binding]:
         """The bindings installed at switch `ingress`, oldest first (from the index: the work
         is that switch's bindings, whatever the number elsewhere)."""
-        there = self._at.get(ingress)
-        return [] if there is None else sorted(there.values(), key=lambda b: b.ident)
+        return _oldest_first(self._at.get(ingress))
+
+    def of_client(self, src: str) -> list[Binding]:
+        """The bindings of flows from client address `src`, oldest first."""
+        return _oldest_first(self._by_src.get(src))
+
+    def of_instance(self, dbid: str) -> list[Binding]:
+        """The bindings holding instance `dbid`, oldest first."""
+        return _oldest_first(self._of.get(dbid))
+
+    def count_of(self, dbid: str) -> int:
+        """How many bindings hold instance `dbid`."""
+        return len(self._of.get(dbid, ()))
+
+
+def _index(index: dict[str, dict[int, Binding]], name: str, binding: Binding) -> None:
+    """File `binding` under `name` in one of the table's indexes."""
+    there = index.get(name)
+    if there is None:
+        there = index[name] = {}
+    there[binding.ident] = binding
+
+
+def _unindex(index: dict[str, dict[int, Binding]], name: str, binding: Binding) -> None:
+    """Take `binding` out from under `name` (if it is filed there)."""
+    there = index.get(name)
+    if there is not None and there.get(binding.ident) is binding:
+        del there[binding.ident]
+        if not there:
+            del index[name]
+
+
+def _oldest_first(there: dict[int, Binding] | None) -> list[Binding]:
+    """The bindings of one index entry, oldest (lowest identifier) first."""
+    return [] if there is None else sorted(there.values(), key=lambda b: b.ident)
 
 
 def _forward_match(key: FlowKey) -> dict[str, int | str]:

@@ -202,8 +202,8 @@ class ReactiveFlows:
         """A client seen at a new switch (it moved): its bindings move there before any reply
         can reach it unrewritten, and keep their instance (CATS R20)."""
         intents: list[Intent] = []
-        for b in self.bindings.all():
-            if b.key.src != ip or b.ingress == dpid:
+        for b in self.bindings.of_client(ip):
+            if b.ingress == dpid:
                 continue
             svc = self.catalogue.services.get(b.key.service)
             host = self.topology.hosts.get(b.dbid)
@@ -221,7 +221,7 @@ class ReactiveFlows:
         """Rebind every flow bound to a dead instance to a live one (the only time affinity
         breaks); a flow with nowhere to go loses its binding and entries."""
         intents: list[Intent] = []
-        for b in [b for b in self.bindings.all() if b.dbid == dbid]:
+        for b in self.bindings.of_instance(dbid):
             svc = self.catalogue.services[b.key.service]
             intents += [delete_by_cookie(b.ingress, cookie(k, b.ident)) for k in (
                 (CookieKind.AFFINITY_REV, CookieKind.SYN_GUARD) if b.dbid in self._guarded
@@ -236,7 +236,7 @@ class ReactiveFlows:
                 self.counters["bindings_dropped"] += 1
                 intents += self._relax(b.ingress)
                 continue
-            b.dbid = target
+            self.bindings.rebind(b, target)
             self.decisions.placed(svc, target, now)
             self._write(b)
             self._sent[b.ident] = now
@@ -292,7 +292,7 @@ class ReactiveFlows:
             if guarded == (inst.dbid in self._guarded):
                 continue
             self._guarded.add(inst.dbid)  # (for guard_of: the entries either way)
-            for b in [b for b in self.bindings.all() if b.dbid == inst.dbid]:
+            for b in self.bindings.of_instance(inst.dbid):
                 fm = self.guard_of(b)
                 if fm is not None:
                     out.append(fm if guarded else dataclasses.replace(
@@ -362,7 +362,7 @@ class ReactiveFlows:
     # --- views --------------------------------------------------------------------------
     def bound(self, dbid: str) -> int:
         """How many bindings hold this instance."""
-        return sum(1 for b in self.bindings.all() if b.dbid == dbid)
+        return self.bindings.count_of(dbid)
 
     def view(self) -> list[dict[str, Any]]:
         """The bindings the controller made, as rows of `/bindings`."""
