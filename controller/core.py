@@ -157,6 +157,8 @@ class Core:
         if self.network.expire(now, self.config.link_timeout_s):
             intents += self._paths_changed(now)
         yield intents + self.forwarding.lldp(now)
+        while self.locator.pending():  # held sightings left: a bounded step each
+            yield self.locator.settled(now)
         walk = InstanceWalk(self.catalogue, self.liveness, self.decisions.saw, now, size)
         yield from walk.probes()
         yield from walk.observe()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from controller.config import ControllerConfig
 from controller.core import Core
 from controller.intents import TABLE_FORWARD, VIRTUAL_MAC, FlowMod, Intent, PacketOut
+from controller.located import SETTLED_ROUTES
 from controller.network.packet import ARP_REPLY, ARP_REQUEST, BROADCAST, build_arp, parse
 from controller.network.settling import SIGHTINGS_MAX, Settling
 from controller.views import stats_view
@@ -166,6 +167,62 @@ def test_held_sightings_follow_their_address_and_go_with_their_port() -> None:
     s.begin(3, {1}, 4.0, 1.5)  # (a port that went and came back)
     assert s.hold("10.0.0.7", "m", 3, 1, 4.6, True, False)
     assert s.settled(4.6) == [] and s.settled(5.5) == [("10.0.0.7", "m", 3, 1, True)]
+
+
+def test_held_sightings_are_handed_out_in_slices_and_a_port_gone_takes_its_rest() -> None:
+    """Settled ports hand out their held sightings `limit` at a time, oldest port first;
+    `due` stays passed while some are left; a port forgotten meanwhile takes the rest of its
+    own; one back and settling again keeps its new sightings until it settles."""
+    s = Settling()
+    s.begin(1, {1}, 0.0, 1.5)
+    s.begin(1, {2}, 0.1, 1.5)
+    s.begin(2, {1}, 0.2, 1.5)
+    for k in range(5):
+        assert s.hold(f"10.1.0.{k}", "m", 1, 1, 0.5, True, False)
+        assert s.hold(f"10.2.0.{k}", "m", 1, 2, 0.5, True, False)
+        assert s.hold(f"10.3.0.{k}", "m", 2, 1, 0.5, True, False)
+    first = s.settled(2.0, 3)
+    assert [(ip, port) for ip, _, _, port, _ in first] == [(f"10.1.0.{k}", 1) for k in range(3)]
+    assert s.due == -float("inf")
+    assert [ip for ip, *_ in s.settled(2.0, 4)] == ["10.1.0.3", "10.1.0.4", "10.2.0.0",
+                                                    "10.2.0.1"]
+    s.forget(1, 2)  # its three left go with it
+    s.forget(2, 1)  # port 1 of switch 2 went (its five go) and came back: settling again
+    s.begin(2, {1}, 2.0, 1.5)
+    assert s.hold("10.4.0.1", "m", 2, 1, 2.1, True, False)
+    assert s.settled(2.2, 10) == [] and s.due == 3.5 and len(s.sightings) == 1
+    assert [ip for ip, *_ in s.settled(3.5, 10)] == ["10.4.0.1"]
+    assert not s.sightings and not s._at and not s.ready and s.due == float("inf")
+
+
+def test_thousands_of_held_senders_are_learned_in_bounded_tick_steps() -> None:
+    """4,000 clients speak IP (no ARP) at r1's edge ports before those settle: the tick that
+    finds them settled learns them over several steps, none placing more than its share of
+    routes (SETTLED_ROUTES); in the end every one lives at its port with a route at every
+    switch, and a packet-in meanwhile learns a slice of its own."""
+    core = _started()
+    see_links(core, 0.1)
+    senders = [(f"10.9.{k // 200}.{k % 200 + 1}", f"02:09:00:00:{k // 256:02x}:{k % 256:02x}")
+               for k in range(4000)]
+    for ip, mac in senders:
+        core.packet_in(C1_DPID, C1_PORT, tcp_frame(mac, "02:00:00:00:00:99", ip, "10.0.0.99",
+                                                   40000, 80), 0.5)
+    assert stats_view(core)["host_sightings_held"] == 4000
+    assert not any(ip in core.topology.hosts for ip, _ in senders)
+    per = SETTLED_ROUTES // len(PORTS)
+    core.packet_in(C1_DPID, C1_PORT, arp_request("c1", "10.0.0.99"), 1.6)
+    early = {ip for ip, _ in senders if ip in core.topology.hosts}
+    first = len(early)
+    assert first == per // 4
+    steps = [[fm for fm in step if isinstance(fm, FlowMod) and fm.table == TABLE_FORWARD]
+             for step in core.tick_steps(1.6)]
+    learned = [len({dict(fm.match)["ipv4_dst"] for fm in step} - {C1_IP}) for step in steps]
+    assert max(learned) <= per and first + sum(learned) == 4000, learned
+    assert len([n for n in learned if n]) >= 4000 // per
+    routes = {(fm.dpid, dict(fm.match)["ipv4_dst"]) for step in steps for fm in step}
+    assert routes - {(d, C1_IP) for d in PORTS} == {(d, ip) for d in PORTS for ip, _ in senders
+                                                     if ip not in early}
+    assert all(core.topology.hosts[ip].port == C1_PORT for ip, _ in senders)
 
 
 def _arp_replies(intents: list[Intent]) -> list[PacketOut]:

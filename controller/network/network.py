@@ -86,12 +86,12 @@ class Network:
             return False
         return self.topology.learn_host(ip, mac, dpid, port)
 
-    def settled(self, now: float) -> list[tuple[str, bool]]:
-        """Learn the sightings held at ports settled by `now` (each where it was seen, unless
-        that port is a link now or is gone); return the addresses that now live there, each
-        with whether it was seen as its switch's master."""
+    def settled(self, now: float, limit: int | None = None) -> list[tuple[str, bool]]:
+        """Learn the sightings held at ports settled by `now`, at most `limit` of them (each
+        where it was seen, unless that port is a link now or is gone); return the addresses
+        that now live there, each with whether it was seen as its switch's master."""
         topo = self.topology
-        return [(ip, own) for ip, mac, dpid, port, own in self.settling.settled(now)
+        return [(ip, own) for ip, mac, dpid, port, own in self.settling.settled(now, limit)
                 if port in topo.ports.get(dpid, ()) and topo.learn_host(ip, mac, dpid, port)]
 
     def disconnected(self, dpid: int, now: float) -> bool:

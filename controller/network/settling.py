@@ -34,11 +34,16 @@ The round lasts `settle_s`, 1.5 LLDP intervals from when the port became known (
 choice): every master sends a frame out of each port it has every interval, so a link is seen
 from one end or the other within one. A port the controller knew before a reconnect does not
 settle again; the hosts of a switch forgotten and back are put back at once (`Network._recall`).
+
+The held sightings of settled ports are handed out in bounded slices (`settled(now, limit)`):
+at a start in a busy network thousands may be held, and learning one costs a route at every
+switch; the caller takes a slice a step (locator.py).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 
 SIGHTINGS_MAX = 4096  # addresses held at once; a sighting of another is not held (counted)
 
@@ -57,7 +62,9 @@ class Settling:
         # master: observer.py learns from the others' switches); address -> its port there
         self._at: dict[Port, dict[str, tuple[str, bool]]] = {}
         self.sightings: dict[str, Port] = {}
-        self.due = float("inf")  # the earliest end (a cheap test on every packet-in)
+        self.ready: deque[Port] = deque()  # settled ports with sightings not handed out yet
+        self.due = float("inf")  # the earliest end, or -inf while some are ready (a cheap
+        #                          test on every packet-in)
         self.held = 0  # sightings held (each, not each address)
         self.refused = 0  # sightings not held: SIGHTINGS_MAX were
 
@@ -96,27 +103,43 @@ class Settling:
                 del self._at[was][ip]
         return False
 
-    def settled(self, now: float) -> list[tuple[str, str, int, int, bool]]:
+    def settled(self, now: float, limit: int | None = None) -> list[tuple[str, str, int, int,
+                                                                         bool]]:
         """End the settling of the ports settled by `now`; return the sightings held at them
-        (address, MAC, switch, port, own), for the caller to learn."""
-        out: list[tuple[str, str, int, int, bool]] = []
+        (address, MAC, switch, port, own), for the caller to learn: at most `limit` (None:
+        all), oldest port first; the rest wait for the next call (`due` says they do)."""
         ends = self._ends
         while ends and ends[0][0] <= now:
             until, where = heapq.heappop(ends)
             if self.until.get(where) != until:
                 continue  # forgotten, or begun again later
             del self.until[where]
-            for ip, (mac, own) in self._at.pop(where, {}).items():
+            if where in self._at:
+                self.ready.append(where)
+        out: list[tuple[str, str, int, int, bool]] = []
+        while self.ready and (limit is None or len(out) < limit):
+            where = self.ready[0]
+            at = self._at.get(where)
+            if at is None or where in self.until:  # forgotten, or settling again
+                self.ready.popleft()
+                continue
+            while at and (limit is None or len(out) < limit):
+                ip = next(iter(at))
+                mac, own = at.pop(ip)
                 del self.sightings[ip]
                 out.append((ip, mac, where[0], where[1], own))
-        self.due = ends[0][0] if ends else float("inf")
+            if not at:
+                self.ready.popleft()
+                del self._at[where]
+        self.due = -float("inf") if self.ready else ends[0][0] if ends else float("inf")
         return out
 
     def forget(self, dpid: int, port: int | None = None) -> None:
         """A switch (or one of its ports) went: its ports stop settling, its sightings go
-        (their heap entries are skipped when they come up)."""
-        gone = [p for p in self.until if p[0] == dpid and (port is None or p[1] == port)]
+        (their heap and ready entries are skipped when they come up)."""
+        gone = [p for p in self.until.keys() | self._at.keys()
+                if p[0] == dpid and (port is None or p[1] == port)]
         for where in gone:
-            del self.until[where]
+            self.until.pop(where, None)
             for ip in self._at.pop(where, {}):
                 del self.sightings[ip]
