@@ -102,7 +102,7 @@ class CoreCollector(Collector):
             new.add_metric([svc, str(ingress), dbid], n)
         yield new
         bound: Counter[tuple[str, str]] = Counter((b.key.service, b.dbid)
-                                                  for b in core.bindings.all())
+                                                  for b in core.bindings.unordered())
         bindings = GaugeMetricFamily("dyncast_bindings", "Affinity bindings the controller "
                                      "holds, by service and instance", labels=["service",
                                                                               "instance"])
