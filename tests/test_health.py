@@ -279,6 +279,32 @@ def test_past_the_binding_cap_an_ejected_instances_slots_move_to_the_other() -> 
     assert {fig.instance(_syn(fig, s)) for s in slots} == {E31}
 
 
+@pytest.mark.parametrize("mode", ["reactive", "bucket"])
+def test_an_ejected_instance_is_no_failover_backup(mode: str) -> None:
+    """With switch-local failover, e31 is e21's backup; once e31 is ejected, e21's access
+    port going down no longer sends e21's flows to e31 (whose host refuses them) but to the
+    controller or nowhere, until the ejection ends: then e31 is the backup again."""
+    fig = Figure2(dataclasses.replace(SERVICES[mode], failover=True), health=ON)
+    placed = {s: fig.instance(_syn(fig, s)) for s in range(30000, 30016)}
+    on_e21 = [s for s, d in placed.items() if d == E21]
+    assert on_e21, placed
+    _refuse_until(fig, E31, 1, 31000)
+    _refuse_until(fig, E31, 2, 32000)
+    assert fig.core.counters["health_ejections"] == 1
+    r2 = fig.net.switch(2)
+    r2.down.add(2)  # e21's access port (only r2 knows)
+    for s in on_e21:
+        res = fig.send("c1", to_dsid("c1", s, TCP_ACK))
+        assert not [h for h in res.outputs if h.has(ipv4_dst=E31)], (s, res)
+    r2.down.clear()
+    fig.now += 2.5
+    fig.report()
+    assert fig.core.counters["health_unejections"] == 1
+    r2.down.add(2)
+    assert {fig.instance(fig.send("c1", to_dsid("c1", s, TCP_ACK)).only()) for s in on_e21} \
+        == {E31}
+
+
 def test_an_ejection_ends_at_the_first_report_after_its_base_time() -> None:
     """A report before the base time keeps the instance out; the first after ends the
     ejection and the instance takes new flows again."""

@@ -46,7 +46,7 @@ the entries are computed: if b's own link is down too, the group has no live buc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from controller.dataplane.labels import FIRST_LABEL, LABEL_LIMIT
@@ -117,9 +117,12 @@ def label_of_group(group_id: int, prefix: int) -> int | None:
 
 
 def backups(svc: Service, insts: list[Instance], topology: Topology,
-            label: Callable[[str], int]) -> list[Backup]:
+            label: Callable[[str], int], ejected: Collection[str] = ()) -> list[Backup]:
     """Every located instance of `svc` with the backup its switch fails over to (none for an
-    instance that has no other located active instance reachable from its switch)."""
+    instance that has no other located active instance reachable from its switch). An
+    instance passive health ejected is no backup: its host refuses new connections, and a
+    flow failed over to it would be refused where, with no backup, its client sends again
+    once the controller has moved it."""
     if not svc.failover:
         return []
     located = [(i, topology.hosts[i.dbid]) for i in sorted(insts, key=lambda i: i.dbid)
@@ -129,7 +132,8 @@ def backups(svc: Service, insts: list[Instance], topology: Topology,
         ranked = []
         for other, where in located:
             cost = topology.cost_ms(host.dpid, where.dpid)
-            if other.dbid != inst.dbid and other.state in BACKUP_STATES and cost is not None:
+            if (other.dbid != inst.dbid and other.state in BACKUP_STATES and cost is not None
+                    and other.dbid not in ejected):
                 ranked.append((cost, other.dbid, where.mac))
         if not ranked:
             continue

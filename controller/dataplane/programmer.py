@@ -122,7 +122,7 @@ class Programmer:
         targets = self._targets(insts)
         states = {i.dbid: i.state for i in insts}
         mode = mode_of(svc)
-        found = backups(svc, insts, self.topology, self.label)
+        found = backups(svc, insts, self.topology, self.label, self.ejected)
         for dpid in sorted(self.topology.ports):
             if dpid in self._unread or self._holding(dpid, svc.name, states, now):
                 continue
