@@ -37,6 +37,7 @@ class Health:
         self.state = PassiveHealth(config)
         self.decisions.ejected = self.state.ejected
         programmer.ejected = self.state.ejected
+        intake.operations.ejected = self.state.ejected  # (scaling: not the service's load)
         self.dbid_of: Callable[[int], str | None] = programmer.dbid_of
         self.punts = HealthPunts(programmer.topology, programmer.labels.find)
         audit.extra = self.punts.at

@@ -9,6 +9,7 @@ import json
 from controller.api import Api
 from controller.config import ControllerConfig, SelectionConfig
 from controller.core import Core
+from controller.instances.health import HealthConfig
 from controller.intents import CookieKind, cookie
 from controller.model import ScalingPolicy
 from controller.network.packet import ARP_REQUEST, BROADCAST, build_arp
@@ -191,3 +192,27 @@ def test_transitions_are_queued_for_the_log_and_survive_a_restart() -> None:
     store.apply(core.drain_writes())
     (stored,) = [i for i in store.load().instances if i.dbid == "10.0.0.21"]
     assert stored.state == "active" and [h.dst for h in stored.history] == ["unknown", "active"]
+
+
+def test_an_ejected_instance_is_not_counted_in_the_service_load() -> None:
+    """10.0.0.31's service died behind a live D-MA: passive health ejected it and its D-MA
+    still reports it idle. 10.0.0.21 carries everything, loaded above `high` for hold_s: the
+    spare is reactivated (judged with 10.0.0.31, the mean would be 0.4 and nothing would
+    happen)."""
+    health = HealthConfig(enabled=True, base_eject_s=60.0, max_eject_s=60.0)
+    core = figure2_core(dataclasses.replace(CFG, health=health))
+    core.packet_in(2, 2, build_arp(ARP_REQUEST, "00:00:00:00:00:23", SPARE, BROADCAST,
+                                   "10.0.0.254"), 0.0)
+    core.register("10.0.100.1", SPARE, "dma-spare", False, 0.0)
+    active = ["10.0.0.21", "10.0.0.31"]
+    assert not any(core.health.state.refused("10.0.0.31", active, 0.5 + k / 10) for k in range(2))
+    assert core.health.state.refused("10.0.0.31", active, 0.7)
+    for t in range(1, 5):
+        report(core, "10.0.0.21", float(t), sessions=8)
+        report(core, "10.0.0.31", float(t), sessions=0)
+        for dbid in ("10.0.0.22", "10.0.0.32"):
+            report(core, dbid, float(t))
+        see_links(core, float(t))
+        core.tick(float(t))
+    assert core.catalogue.instances["10.0.0.31"].state == "active"
+    assert core.catalogue.instances[SPARE].state == "activating"

@@ -17,6 +17,7 @@ from controller.instances.liveness import Liveness
 from controller.instances.scaling import Action, Member, Scaler, load_of
 from controller.instances.states import InstanceStates
 from controller.model import Instance, Metrics
+from controller.selection.decisions import EJECTED
 from controller.writes import Writes
 
 
@@ -31,6 +32,7 @@ class Operations:
         self.writes = writes
         self.counters = counters
         self.scaler = Scaler()
+        self.ejected: set[str] = set()  # passive health's (health.py wires its own set in)
         self._stop_sent: dict[str, float] = {}  # scale-in: when `deactivate` was last sent
 
     def instance(self, dbid: str) -> Instance:
@@ -140,12 +142,16 @@ class Operations:
     def scaling_actions(self, merit: Callable[[Instance], float],
                         now: float) -> list[Action]:
         """Reactivation and scale-in for services with a scaling policy (one action at most
-        per service)."""
+        per service). An active instance passive health ejected is shown to the scaler as
+        `ejected`: it takes no new flows, so its load is not the service's (a dead service
+        behind a live D-MA reports itself idle) and it is no scale-in candidate."""
         actions = []
+        ejected = self.ejected
         for name, svc in sorted(self.catalogue.services.items()):
             if svc.scaling is None:
                 continue
-            members = [Member(i.dbid, i.state, load_of(i.metrics), merit(i),
+            members = [Member(i.dbid, EJECTED if i.state == "active" and i.dbid in ejected
+                              else i.state, load_of(i.metrics), merit(i),
                               i.draining and i.stop_when_drained, bool(i.dma))
                        for i in self.catalogue.of_service(name)]
             action = self.scaler.evaluate(name, svc.scaling, members, now)

@@ -17,7 +17,9 @@ average (issue 17 measured a mean of 0.94 and a longest stretch of 3.8 s against
 Load of an instance: its demand against its capacity, `max(cpu, (sessions + queue) / capacity)`
 from raw metrics (above 1 while requests wait), or `1 - score / 10` from a CATS level-2 score.
 The service's load is the mean over its active instances, sampled on every evaluation (tick); an
-active instance without a report clears the window (nothing is judged on partial evidence).
+active instance without a report clears the window (nothing is judged on partial evidence). An
+active instance passive health ejected (its member's state: `ejected`) is left out: it takes no
+new flows, and what its D-MA reports is not the service's load.
 """
 
 from __future__ import annotations
