@@ -50,10 +50,12 @@ def tracked_to(lab: Lab, dbid: str) -> list[dict[str, Any]]:
             if b["source"] == "tracker" and b.get("live") and b["dbid"] == dbid]
 
 
-# learn and bucket are `heavy` (the second framework runs conntrack only: CI's time budget)
+# all `heavy`: the life cycle is the core's, framework-independent (CI's time budget; the
+# second framework's conntrack encoding is test_conntrack's)
 @pytest.mark.parametrize("fig2", [pytest.param(LEARN, id="learn", marks=pytest.mark.heavy),
                                   pytest.param(BUCKET, id="bucket", marks=pytest.mark.heavy),
-                                  pytest.param(CONNTRACK, id="conntrack")], indirect=True)
+                                  pytest.param(CONNTRACK, id="conntrack",
+                                               marks=pytest.mark.heavy)], indirect=True)
 def test_deactivated_instance_is_stopped_only_after_its_held_connection(fig2: Lab) -> None:
     """learn, bucket, conntrack: `deactivate` an instance serving a held connection: no new
     flow reaches it, the connection streams from it to its end (the switch holds it: a learned

@@ -190,6 +190,8 @@ def empty_database(url: str) -> None:
         pytest.fail(f"{PG_ENV} is set but the database cannot be used: {exc!r}", pytrace=False)
 
 
+@pytest.mark.heavy  # the store's part is framework-independent; the second framework's
+# restart is the SQLite cases' (CI's time budget)
 def test_controller_kill_on_postgresql_breaks_no_held_connection(pg_fig2: Lab) -> None:
     """The same as the reactive SIGKILL case, with the store in PostgreSQL."""
     conns = serve(pg_fig2)
