@@ -80,6 +80,7 @@ class CoreCollector(Collector):
         for outcome, key in (("new_flow", "new_flows"), ("reinstall", "reinstalls"),
                              ("settling", "packet_in_settling"),
                              ("new_connection_rebound", "new_connections_rebound"),
+                             ("new_connection_excepted", "new_connections_excepted"),
                              ("stateless", "stateless_flows"),
                              ("dropped_no_instance", "dropped_no_instance"),
                              ("dropped_unreachable", "dropped_unreachable")):

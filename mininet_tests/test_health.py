@@ -24,7 +24,15 @@ from controller.instances.health import HealthConfig
 from mininet_tests.flowdump import dump_flows
 from mininet_tests.harness import Lab
 from mininet_tests.processes import wait_until
-from mininet_tests.test_fig2 import EDGES, INSTANCE_OF, R1, SVC1, start_hold, wait_shares
+from mininet_tests.test_fig2 import (
+    EDGES,
+    INSTANCE_OF,
+    R1,
+    SVC1,
+    SVC2,
+    start_hold,
+    wait_shares,
+)
 from mininet_tests.test_network import kill
 from mininet_tests.test_scaling_bursts import rows_of, timed
 
@@ -32,6 +40,7 @@ HERE = Path(__file__).parent
 HEALTH = {**EDGES, "config": HERE / "fig2_health.toml"}
 TIMED = HERE / "timedrequests.py"
 E21, E31 = "10.0.0.21", "10.0.0.31"
+E22, E32 = "10.0.0.22", "10.0.0.32"  # svc2's (its key: `3-tuple`)
 EJECT_S = HealthConfig().base_eject_s  # fig2_health.toml keeps the default
 MARGIN_S = 0.1  # new connections started this long after the controller ejected e2 all
 # reach e3 (a SYN it decided just before the ejection may still be on its way to e2). The
@@ -39,16 +48,19 @@ MARGIN_S = 0.1  # new connections started this long after the controller ejected
 # killed service's refusals once began 1.5 s after the kill (all 5 of them later than that)
 
 
-def _rows(lab: Lab, seconds: float) -> tuple[list[dict[str, Any]], float]:
-    """Closed-loop fresh-connection requests from c1 to svc1 (4 workers, 0.5 s timeout);
-    1 s in, e2's D-MA and then its svc1 service are killed. The rows and when."""
-    proc = lab.popen("c1", [sys.executable, str(TIMED), "--dsid", SVC1, "--workers", "4",
+def _rows(lab: Lab, seconds: float, dsid: str = SVC1,
+          victim: tuple[str, str] = ("e2", E21)) -> tuple[list[dict[str, Any]], float]:
+    """Closed-loop fresh-connection requests from c1 to `dsid` (4 workers, 0.5 s timeout);
+    1 s in, the D-MA of the victim's host and then the victim's service are killed. The rows
+    and when."""
+    proc = lab.popen("c1", [sys.executable, str(TIMED), "--dsid", dsid, "--workers", "4",
                             "--seconds", str(seconds), "--timeout", "0.5"], "timed-health",
                      ready=r"^ready")
     time.sleep(1.0)
-    kill(lab, "e2", "dma")  # first: a D-MA outliving its service would report it (a race)
+    host, dbid = victim
+    kill(lab, host, "dma")  # first: a D-MA outliving its service would report it (a race)
     killed_at = time.time()
-    kill(lab, "e2", f"service-{E21}")
+    kill(lab, host, f"service-{dbid}")
     code = proc.popen.wait(timeout=seconds + 20)
     lines = [json.loads(x) for x in proc.log().splitlines() if x.startswith("{")]
     assert code == 0 and lines and "done" in lines[-1], f"exit {code}: {proc.log()[-1500:]}"
@@ -93,6 +105,34 @@ def test_a_killed_instance_is_ejected_by_its_refusals(fig2: Lab) -> None:
           f"kill; ejected {ejected_at - killed_at:.3f} s after it; {len(after)} started from "
           f"{MARGIN_S} s later on, all at e3; "
           f"stats {({k: v for k, v in stats.items() if k.startswith('health_')})}")
+
+
+@pytest.mark.parametrize("fig2", [HEALTH], indirect=True)
+def test_a_group_bound_to_a_killed_instance_opens_new_connections_elsewhere(fig2: Lab) -> None:
+    """svc2's key is `3-tuple`: all of c1's connections share one binding, to the instance of
+    its first. That instance's service is killed (its D-MA first): its refusals eject it, and
+    every new connection of c1 started from MARGIN_S after the ejection reaches the other
+    instance, each through an exception of its own (without one, c1 would retry into the dead
+    host for as long as its retries kept the group's binding alive)."""
+    wait_shares(fig2, "svc2", R1, {E22, E32})
+    first = rows_of(fig2.popen("c1", [sys.executable, str(TIMED), "--dsid", SVC2, "--sports",
+                                      "45000"], "timed-first", ready=r"^ready"), 30)
+    group = INSTANCE_OF.get(first[0].get("instance", ""))
+    assert group in (E22, E32), first
+    other = E32 if group == E22 else E22
+    rows, killed_at = _rows(fig2, 5.0, SVC2, ("e2" if group == E22 else "e3", group))
+    inst = next(i for i in fig2.rest("GET", "/instances")[1] if i["dbid"] == group)
+    assert inst["ejected_until"] is not None, inst
+    ejected_at = inst["ejected_until"] - EJECT_S
+    after = [r for r in rows if r["t"] >= ejected_at + MARGIN_S]
+    assert len(after) >= 20, (round(ejected_at - killed_at, 3), rows)
+    wrong = [r for r in after if INSTANCE_OF.get(r.get("instance", "")) != other]
+    assert not wrong, f"{len(wrong)} of {len(after)} not served by {other}: {wrong[:5]}"
+    stats = fig2.rest("GET", "/stats")[1]
+    assert stats.get("new_connections_excepted", 0) >= len(after), stats
+    print(f"group exceptions: {len(after)} new connections from {MARGIN_S} s after the "
+          f"ejection ({ejected_at - killed_at:.3f} s after the kill), all at {other}; "
+          f"new_connections_excepted {stats.get('new_connections_excepted')}")
 
 
 def _out_rsts(lab: Lab, host: str) -> int:

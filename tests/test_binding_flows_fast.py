@@ -28,16 +28,18 @@ from controller.model import AffinityPolicy, Service
 
 
 def generic(binding: Binding, service: Service, mac: str) -> tuple[FlowMod, FlowMod]:
-    """The entries as `binding_flows` built them before its short way (keyword fields)."""
+    """The entries as `binding_flows` built them before its short way (keyword fields); an
+    exact key in a group-keyed service is an exception, two priorities up (guards.py)."""
     aff = service.affinity
+    prio = PRIO_AFFINITY + (2 if binding.key.sport is not None and aff.key != "5-tuple" else 0)
     forward = FlowMod(
-        dpid=binding.ingress, table=TABLE_CLASSIFY, priority=PRIO_AFFINITY,
+        dpid=binding.ingress, table=TABLE_CLASSIFY, priority=prio,
         match=match(**_forward_match(binding.key)),
         actions=(SetField("eth_dst", mac), SetField("ipv4_dst", binding.dbid)),
         goto=TABLE_FORWARD, idle_timeout=aff.idle_timeout, hard_timeout=aff.hard_timeout,
         cookie=cookie(CookieKind.AFFINITY_FWD, binding.ident), notify_removal=True)
     reverse = FlowMod(
-        dpid=binding.ingress, table=TABLE_CLASSIFY, priority=PRIO_AFFINITY,
+        dpid=binding.ingress, table=TABLE_CLASSIFY, priority=prio,
         match=match(**_reverse_match(binding.key, service, binding.dbid)),
         actions=(SetField("eth_src", VIRTUAL_MAC), SetField("ipv4_src", service.dsid)),
         goto=TABLE_FORWARD, hard_timeout=aff.hard_timeout,

@@ -34,6 +34,7 @@ from controller.instances.health import (
 )
 from controller.intents import CookieKind, FlowMod, cookie_kind
 from controller.limits import Limits
+from controller.model import AffinityPolicy
 from controller.network.packet import (
     ARP_REQUEST,
     BROADCAST,
@@ -303,6 +304,26 @@ def test_an_ejected_instance_is_no_failover_backup(mode: str) -> None:
     r2.down.add(2)
     assert {fig.instance(fig.send("c1", to_dsid("c1", s, TCP_ACK)).only()) for s in on_e21} \
         == {E31}
+
+
+def test_a_group_bound_to_an_ejected_instance_opens_new_connections_elsewhere() -> None:
+    """svc1 with a `3-tuple` key: c1's connections all follow one binding. Its instance's
+    host refuses three of them: ejected, and c1's next new connection gets an exception at
+    the other instance while c1's open connection stays where it is."""
+    svc = dataclasses.replace(SERVICES["reactive"], affinity=AffinityPolicy("3-tuple", 30, 0))
+    fig = Figure2(svc, health=ON)
+    held = 30000
+    first = fig.instance(_syn(fig, held))
+    other = E31 if first == E21 else E21
+    for s in range(30001, 30004):
+        hop = _syn(fig, s)
+        assert fig.instance(hop) == first
+        _rst(fig, hop, 0)
+    assert fig.core.counters["health_ejections"] == 1
+    assert fig.go(30004, TCP_SYN) == (other, True)
+    assert fig.go(30004, TCP_ACK) == (other, False)
+    assert fig.go(held, TCP_ACK) == (first, False)
+    assert fig.core.counters["new_connections_excepted"] == 1
 
 
 def test_an_ejection_ends_at_the_first_report_after_its_base_time() -> None:

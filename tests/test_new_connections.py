@@ -11,7 +11,9 @@ import dataclasses
 
 import pytest
 
-from controller.model import AffinityPolicy
+from controller.dataplane.affinity import PRIO_EXCEPTION
+from controller.intents import PRIO_AFFINITY
+from controller.model import AffinityPolicy, Metrics
 from controller.network.packet import TCP_ACK, TCP_SYN
 from controller.views import stats_view
 from tests.test_pipelines import (
@@ -90,3 +92,62 @@ def test_learn_source_affinity_keeps_a_clients_new_connections_with_its_held_one
     fig.apply(fig.core.drain(first, None, fig.now)[1])
     assert fig.go(FLOWS[1], TCP_SYN) == (first, False)
     assert fig.go(FLOWS[0], TCP_ACK) == (first, False)
+
+
+def _grouped(key: str) -> Figure2:
+    """svc1 `reactive` with a group key: all of a client's connections share one binding."""
+    return Figure2(dataclasses.replace(SERVICES["reactive"],
+                                       affinity=AffinityPolicy(key, IDLE_S, 0)))
+
+
+def _stop_serving(fig: Figure2, dbid: str) -> None:
+    """The instance's D-MA reports it not serving (its service died): `inactive`."""
+    fig.apply(fig.core.report(dbid, Metrics(sessions=0, queue=0, capacity=10, active=False),
+                              fig.now))
+    assert fig.core.catalogue.instances[dbid].state == "inactive"
+
+
+def _serving(fig: Figure2, sport: int, dbid: str) -> None:
+    """The client's connection from `sport` is served by `dbid`, its replies from the D-SID."""
+    assert fig.go(sport) == (dbid, False)
+    back = fig.reply(fig.send("c1", to_dsid("c1", sport)).only())
+    assert back.only().has(ipv4_src=DSID, tcp_dst=sport), back
+
+
+@pytest.mark.parametrize("key", ["3-tuple", "source"])
+def test_a_group_whose_instance_stops_serving_opens_new_connections_elsewhere(key: str) -> None:
+    """A client's group is bound to an instance whose D-MA then reports it not serving: the
+    client's next new connection reaches the controller once and gets an exception of its own
+    at the other instance, switch-held from its next packet on; its open connection stays on
+    its instance; the audit finds every binding's entries; once the instance serves again,
+    new connections follow the group in the switch again."""
+    fig = _grouped(key)
+    first, _ = fig.go(FLOWS[0], TCP_SYN)
+    assert fig.go(FLOWS[0]) == (first, False)
+    other = E31 if first == E21 else E21
+    _stop_serving(fig, first)
+    assert fig.go(FLOWS[1], TCP_SYN) == (other, True)
+    assert fig.go(FLOWS[1], TCP_SYN) == (other, False)  # a resent SYN: its exception's entry
+    _serving(fig, FLOWS[1], other)
+    _serving(fig, FLOWS[0], first)  # the group's open connection stays
+    assert stats_view(fig.core)["new_connections_excepted"] == 1
+    consistent(fig)
+    fig.now += 1.5  # (past SETTLE_S: entries sent are taken to be in place)
+    r1 = fig.net.switch(1)  # r1 loses its bindings' entries: the next packet of each goes
+    r1.tables[0] = [e for e in r1.tables[0]  # to the controller, which puts back its own
+                    if not PRIO_AFFINITY <= e.fm.priority <= PRIO_EXCEPTION]
+    assert fig.go(FLOWS[1]) == (other, True)
+    assert fig.go(FLOWS[0]) == (first, True)
+    _serving(fig, FLOWS[1], other)
+    fig.apply(fig.core.report(first, Metrics(sessions=0, queue=0, capacity=10), fig.now))
+    assert fig.go(FLOWS[2], TCP_SYN) == (first, False)
+    _serving(fig, FLOWS[1], other)
+
+
+def test_a_draining_instance_keeps_its_groups_new_connections() -> None:
+    """Draining is not dying: a group's new connections follow it, as the key means."""
+    fig = _grouped("3-tuple")
+    first, _ = fig.go(FLOWS[0], TCP_SYN)
+    fig.apply(fig.core.drain(first, None, fig.now)[1])
+    assert fig.go(FLOWS[1], TCP_SYN) == (first, False)
+    assert stats_view(fig.core).get("new_connections_excepted", 0) == 0

@@ -271,6 +271,9 @@ def key_of_forward(service: Service, fields: dict[str, Any]) -> FlowKey | None:
                    sport, dport)
 
 
+PRIO_EXCEPTION = PRIO_AFFINITY + 2  # an exception's entries (above a group's SYN guard)
+
+
 def binding_flows(binding: Binding, service: Service, dbid_mac: str) -> tuple[FlowMod, FlowMod]:
     """The forward and reverse entries that enforce a binding at its ingress.
 
@@ -295,10 +298,13 @@ def binding_flows(binding: Binding, service: Service, dbid_mac: str) -> tuple[Fl
         fwd_match = match(**_forward_match(key))
         rev_match = match(**_reverse_match(key, service, binding.dbid))
     to_instance, from_service = _rewrites(dbid_mac, binding.dbid, service.dsid)
-    forward = flow_mod_of(binding.ingress, TABLE_CLASSIFY, PRIO_AFFINITY, fwd_match, to_instance,
+    # an exact key in a group-keyed service: an exception (dataplane/guards.py), above the
+    # group's entries and their SYN guard
+    prio = PRIO_AFFINITY if sport is None or aff.key == "5-tuple" else PRIO_EXCEPTION
+    forward = flow_mod_of(binding.ingress, TABLE_CLASSIFY, prio, fwd_match, to_instance,
                           TABLE_FORWARD, aff.idle_timeout, aff.hard_timeout,
                           _FWD_COOKIE | ident, "add", True, 0, None)
-    reverse = flow_mod_of(binding.ingress, TABLE_CLASSIFY, PRIO_AFFINITY, rev_match, from_service,
+    reverse = flow_mod_of(binding.ingress, TABLE_CLASSIFY, prio, rev_match, from_service,
                           TABLE_FORWARD, 0, aff.hard_timeout, _REV_COOKIE | ident, "add", False,
                           0, None)
     return forward, reverse

@@ -10,7 +10,6 @@ time affinity breaks). Which instance a new flow gets is `selection`'s answer.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -24,25 +23,30 @@ from controller.dataplane.affinity import (
     flow_key,
     key_of_forward,
 )
+from controller.dataplane.guards import (
+    Guards,
+    exception_key,
+    guard_entry,
+    is_exact,
+    opens,
+    unguard,
+)
 from controller.dataplane.modes import service_ident
 from controller.dataplane.overflow import DEFAULT_CAP, Overflow, capped
 from controller.dataplane.reconciler import entry_key
 from controller.instances.operations import Operations
 from controller.intents import (
-    PORT_CONTROLLER,
     CookieKind,
     FlowMod,
     Intent,
-    Output,
     SwitchEntry,
     cookie,
     cookie_kind,
     delete_by_cookie,
-    match,
     packet_out,
 )
 from controller.model import Instance, Service
-from controller.network.packet import IPPROTO_TCP, TCP_ACK, TCP_SYN, Packet
+from controller.network.packet import Packet
 from controller.network.topology import Topology
 from controller.selection.decisions import Decisions
 from controller.writes import Writes
@@ -54,9 +58,6 @@ ENDING_REASONS = ("idle", "hard")  # flow-removed reasons that end a binding
 # other protocols or a resent SYN): it is delivered, not answered with the same entries again,
 # which would only make the switch revalidate once more.
 SETTLE_S = 1.0
-GUARDED_STATES = ("draining", "inactive")  # their bindings' reused flows are decided afresh
-#                                            (and an ejected `active` one's: `guard`)
-TCP_SYN_ONLY = (TCP_SYN, TCP_SYN | TCP_ACK)  # tcp_flags: SYN set, ACK clear
 IDENTS_PER_S = 100_000  # a process numbers its bindings from its start time in these steps:
 # above every number an earlier process can have used (unless it made more than 100,000 a
 # second on average), and below 2**48 (cookie identifiers) until the year 2059
@@ -78,7 +79,7 @@ class ReactiveFlows:
         self._sent: dict[int, float] = {}  # binding -> when its entries were last sent
         self.born = 1  # bindings numbered below this were made by an earlier process
         self._ended: set[int] = set()  # ... and have ended since (never adopt them again)
-        self._guarded: set[str] = set()  # instances whose bindings have SYN guards
+        self.guards = Guards()  # instances whose bindings have SYN guards (guards.py)
         self.new_by: Counter[tuple[str, int, str]] = Counter()  # (service, ingress, dbid)
         self.overflow = Overflow(cap, topology, decisions, self.catalogue, counters)
 
@@ -112,7 +113,20 @@ class ReactiveFlows:
             return []
         self.counters["packet_in_dsid"] += 1
         binding = self.bindings.get(key)
-        if binding is not None and binding.dbid in self._guarded and _opens(pkt):
+        exact = None if binding is None or is_exact(key) else exception_key(svc, pkt)
+        if binding is not None and exact is not None:  # a group's: this connection's own?
+            own = self.bindings.get(exact)
+            if own is not None:
+                binding, key = own, exact  # (an exception's packet: reinstalled below)
+            elif binding.dbid in self.guards.group and opens(pkt):
+                # a new connection of a client whose group's instance cannot take it: an
+                # exception of its own, the group's open connections staying (guards.py)
+                self.counters["new_connections_excepted"] += 1
+                if capped(svc) and self.overflow.full(dpid, self.bindings.count_at(dpid)):
+                    return self.overflow.serve(svc, dpid, in_port, pkt, data, now)
+                return self._bind(svc, exact, dpid, in_port, data, now)
+        if (binding is not None and is_exact(key) and binding.dbid in self.guards.exact
+                and opens(pkt)):
             # a new connection reusing the flow of a binding to an instance that takes no new
             # flows: a fresh decision, not the old binding
             self.counters["new_connections_rebound"] += 1
@@ -209,7 +223,7 @@ class ReactiveFlows:
             host = self.topology.hosts.get(b.dbid)
             if svc is None or host is None:
                 continue
-            intents += _delete_entries(b, b.dbid in self._guarded)
+            intents += _delete_entries(b, self.guards.guarded(b))
             self.bindings.move(b, dpid)
             self._write(b)
             self._sent[b.ident] = now
@@ -224,7 +238,7 @@ class ReactiveFlows:
         for b in self.bindings.of_instance(dbid):
             svc = self.catalogue.services[b.key.service]
             intents += [delete_by_cookie(b.ingress, cookie(k, b.ident)) for k in (
-                (CookieKind.AFFINITY_REV, CookieKind.SYN_GUARD) if b.dbid in self._guarded
+                (CookieKind.AFFINITY_REV, CookieKind.SYN_GUARD) if self.guards.guarded(b)
                 else (CookieKind.AFFINITY_REV,))]
             target = self.decisions.pick(svc, b.ingress, self.catalogue, now, b.key)
             host = None if target is None else self.topology.hosts.get(target)
@@ -253,7 +267,7 @@ class ReactiveFlows:
         for b in [b for b in self.bindings.all() if b.key.service == svc.name]:
             self._end(b.ident)
             self.writes.delete("binding", str(b.ident))
-            intents += _delete_entries(b, b.dbid in self._guarded)
+            intents += _delete_entries(b, self.guards.guarded(b))
         return intents + self._relax(*sorted(self.overflow.on))
 
     def forget_switch(self, dpid: int) -> None:
@@ -280,32 +294,30 @@ class ReactiveFlows:
         return out
 
     def guard(self, insts: list[Instance]) -> list[Intent]:
-        """Bindings to instances that take no new flows (`draining`, `inactive`, ejected) get
-        a SYN guard: a new TCP connection reusing such a flow's ports (a refused one's, say)
-        reaches the controller and gets a fresh decision instead of following the old
-        binding. Guards come off when the instance takes new flows again."""
+        """Bindings to instances that take no new flows get SYN guards, or lose them when the
+        instance takes new flows again (which bindings, and what a guarded SYN gets:
+        guards.py)."""
         out: list[Intent] = []
-        ejected = self.decisions.ejected
         for inst in insts:
-            guarded = inst.state in GUARDED_STATES or (inst.state == "active"
-                                                       and inst.dbid in ejected)
-            if guarded == (inst.dbid in self._guarded):
+            exact, group = self.guards.update(inst, self.decisions.ejected)
+            if exact is None and group is None:
                 continue
-            self._guarded.add(inst.dbid)  # (for guard_of: the entries either way)
+            host = self.topology.hosts.get(inst.dbid)
+            svc = self.catalogue.services.get(inst.service)
+            if host is None or svc is None:
+                continue
             for b in self.bindings.of_instance(inst.dbid):
-                fm = self.guard_of(b)
+                on = exact if is_exact(b.key) else group
+                fm = None if on is None else guard_entry(b, svc, host.mac)
                 if fm is not None:
-                    out.append(fm if guarded else dataclasses.replace(
-                        fm, actions=(), command="delete_strict"))
-            if not guarded:
-                self._guarded.discard(inst.dbid)
+                    out.append(fm if on else unguard(fm))
         return out
 
     def guard_of(self, b: Binding) -> FlowMod | None:
         """The SYN guard of a binding whose instance is guarded (else None)."""
         svc = self.catalogue.services.get(b.key.service)
         host = self.topology.hosts.get(b.dbid)
-        if b.dbid not in self._guarded or svc is None or host is None:
+        if not self.guards.guarded(b) or svc is None or host is None:
             return None
         return guard_entry(b, svc, host.mac)
 
@@ -349,7 +361,7 @@ class ReactiveFlows:
         self._end(binding.ident)
         self.writes.delete("binding", str(binding.ident))
         self.counters["bindings_retired"] += 1
-        return (_delete_entries(binding, binding.dbid in self._guarded)
+        return (_delete_entries(binding, self.guards.guarded(binding))
                 + self._relax(binding.ingress))
 
     def _end(self, ident: int) -> None:
@@ -381,20 +393,3 @@ def _delete_entries(b: Binding, guarded: bool = False) -> list[Intent]:
     kinds = (CookieKind.AFFINITY_FWD, CookieKind.AFFINITY_REV,
              *((CookieKind.SYN_GUARD,) if guarded else ()))
     return [delete_by_cookie(b.ingress, cookie(k, b.ident)) for k in kinds]
-
-
-def _opens(pkt: Packet) -> bool:
-    """True for a TCP SYN without ACK: a connection being opened."""
-    flags = pkt.tcp_flags
-    return flags is not None and flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-
-
-def guard_entry(b: Binding, svc: Service, mac: str) -> FlowMod | None:
-    """The entry sending a TCP SYN (no ACK) that matches binding `b`'s forward entry to the
-    controller (None for a key that is not one TCP connection)."""
-    if b.key.proto != IPPROTO_TCP or b.key.sport is None:
-        return None
-    fwd = binding_flows(b, svc, mac)[0]
-    return FlowMod(b.ingress, fwd.table, fwd.priority + 1,
-                   match(**dict(fwd.match), tcp_flags=TCP_SYN_ONLY), (Output(PORT_CONTROLLER),),
-                   cookie=cookie(CookieKind.SYN_GUARD, b.ident))
