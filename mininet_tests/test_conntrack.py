@@ -77,6 +77,8 @@ def test_conntrack_steers_new_flows_without_packet_in_and_keeps_a_held_one(fig2:
     assert any("reply=(src=10.0.0.31," in e for e in conntrack())  # e3's stay
 
 
+@pytest.mark.heavy  # its UDP twin (test_conntrack_udp) runs under both frameworks, and so do
+# test_restart's controller kill and wiped ingress (CI's time budget)
 @pytest.mark.parametrize("fig2", [{"config": CONFIG}], indirect=True)
 def test_held_connections_survive_a_decision_change_a_controller_kill_and_a_wiped_ingress(
         fig2: Lab) -> None:

@@ -107,6 +107,7 @@ def test_a_killed_instance_is_ejected_by_its_refusals(fig2: Lab) -> None:
           f"stats {({k: v for k, v in stats.items() if k.startswith('health_')})}")
 
 
+@pytest.mark.heavy  # the exception is the core's, framework-independent (CI's time budget)
 @pytest.mark.parametrize("fig2", [HEALTH], indirect=True)
 def test_a_group_bound_to_a_killed_instance_opens_new_connections_elsewhere(fig2: Lab) -> None:
     """svc2's key is `3-tuple`: all of c1's connections share one binding, to the instance of
