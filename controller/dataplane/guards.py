@@ -29,9 +29,10 @@ from controller.dataplane.modes import TCP_SYN_ONLY
 from controller.intents import PORT_CONTROLLER, CookieKind, FlowMod, Output, cookie, match
 from controller.model import Instance, Service
 from controller.network.packet import IPPROTO_TCP, TCP_ACK, TCP_SYN, Packet
+from controller.selection.decisions import EJECTED, seen_state
 
-GUARDED_STATES = ("draining", "inactive")  # an exact key's guard (and ejected `active`)
-GROUP_GUARDED_STATES = ("inactive",)  # a group key's guard (and ejected `active`)
+GUARDED_STATES = ("draining", "inactive", EJECTED)  # an exact key's guard
+GROUP_GUARDED_STATES = ("inactive", EJECTED)  # a group key's guard
 
 
 def is_exact(key: FlowKey) -> bool:
@@ -81,8 +82,8 @@ class Guards:
     def update(self, inst: Instance, ejected: set[str]) -> tuple[bool | None, bool | None]:
         """Bring `inst`'s two memberships up to its state; each kind's new value where it
         changed (None where it did not)."""
-        out = inst.state == "active" and inst.dbid in ejected
-        wanted = (inst.state in GUARDED_STATES or out, inst.state in GROUP_GUARDED_STATES or out)
+        state = seen_state(inst, ejected)
+        wanted = (state in GUARDED_STATES, state in GROUP_GUARDED_STATES)
         changes: list[bool | None] = []
         for held, want in zip((self.exact, self.group), wanted, strict=True):
             if want == (inst.dbid in held):

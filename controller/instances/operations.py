@@ -17,7 +17,7 @@ from controller.instances.liveness import Liveness
 from controller.instances.scaling import Action, Member, Scaler, load_of
 from controller.instances.states import InstanceStates
 from controller.model import Instance, Metrics
-from controller.selection.decisions import EJECTED
+from controller.selection.decisions import seen_state
 from controller.writes import Writes
 
 
@@ -150,8 +150,7 @@ class Operations:
         for name, svc in sorted(self.catalogue.services.items()):
             if svc.scaling is None:
                 continue
-            members = [Member(i.dbid, EJECTED if i.state == "active" and i.dbid in ejected
-                              else i.state, load_of(i.metrics), merit(i),
+            members = [Member(i.dbid, seen_state(i, ejected), load_of(i.metrics), merit(i),
                               i.draining and i.stop_when_drained, bool(i.dma))
                        for i in self.catalogue.of_service(name)]
             action = self.scaler.evaluate(name, svc.scaling, members, now)

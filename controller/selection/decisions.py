@@ -29,6 +29,12 @@ PER_FLOW_LOAD = frozenset({"p2c", "least-inflight"})  # policies that compare lo
 COSTS_KEPT = 256  # compute costs kept per instance and report (placement counts seen)
 
 
+def seen_state(inst: Instance, ejected: set[str]) -> str:
+    """The instance's state as new flows see it: `ejected` for an active instance passive
+    health ejected (instances/health.py), else its life-cycle state."""
+    return EJECTED if ejected and inst.state == "active" and inst.dbid in ejected else inst.state
+
+
 @dataclass(frozen=True, slots=True)
 class SelectionConfig:
     """How the decision engine turns costs into a weighted choice (docs/decisions.md)."""
@@ -129,8 +135,7 @@ class Decisions:
     def _prepare(self, svc: Service, insts: list[Instance], now: float) -> Prepared:
         """Each instance's D-BID, state, compute cost as of `now` and attachment switch."""
         hosts, places, ejected = self.topology.hosts, self.places_flows(svc), self.ejected
-        return tuple((i.dbid, EJECTED if ejected and i.state == "active" and i.dbid in ejected
-                      else i.state, self._compute_ms(svc, i, now, places),
+        return tuple((i.dbid, seen_state(i, ejected), self._compute_ms(svc, i, now, places),
                       hosts[i.dbid].dpid if i.dbid in hosts else None) for i in insts)
 
     def decide(self, svc: Service, insts: list[Instance], ingress: int, now: float) -> bool:
