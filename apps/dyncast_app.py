@@ -313,7 +313,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
                               time.time()))
             return
         self.send(self.core.packet_in(msg.datapath.id, msg.match["in_port"], msg.data,
-                                      time.time()))
+                                      time.time(), msg.cookie))
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     @guarded

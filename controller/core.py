@@ -135,8 +135,7 @@ class Core:
         return self._paths_changed(now) if self.network.port_stats(dpid, samples, now) else []
 
     def echo_rtt(self, dpid: int, rtt_s: float) -> None:
-        """A control-channel round trip to a switch (for link delay measurement)."""
-        self.network.monitor.echo_rtt(dpid, rtt_s)
+        self.network.monitor.echo_rtt(dpid, rtt_s)  # (a control-channel round trip: link delay)
 
     def learned_entries(self, dpid: int, rows: LearnedRows, at: float | None = None) -> None:
         """A switch's table 2 read at `at` (dataplane/drains.py)."""
@@ -144,8 +143,7 @@ class Core:
 
     # --- time ---------------------------------------------------------------------------
     def tick(self, now: float) -> list[Intent]:
-        """Periodic work, all at once: every step of `tick_steps`."""
-        return [i for step in self.tick_steps(now) for i in step]
+        return [i for step in self.tick_steps(now) for i in step]  # (every step at once)
 
     def tick_steps(self, now: float, size: int = TICK_SLICE) -> Iterator[list[Intent]]:
         """Periodic work, `size` instances or one service a step (instances/ticking.py)."""
@@ -168,8 +166,10 @@ class Core:
         yield self.drains.honour(now) + self._autoscale(now)
 
     # --- packets ------------------------------------------------------------------------
-    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> list[Intent]:
-        """A packet reached the controller (LLDP, ARP, a new flow to a D-SID, a route miss)."""
+    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float,
+                  cookie_value: int = 0) -> list[Intent]:
+        """A packet reached the controller from the entry with `cookie_value` (LLDP, ARP, a
+        new flow to a D-SID, a route miss)."""
         self.counters["packet_in"] += 1
         pkt = parse(data)
         if pkt is None:
@@ -192,7 +192,7 @@ class Core:
         svc = self.catalogue.service_for_dsid(pkt.ip_dst)
         if svc is not None:
             intents += self.flush(now, svc.name)  # its decision must have seen every report
-            return intents + self.flows.demand(svc, dpid, in_port, pkt, data, now)
+            return intents + self.flows.demand(svc, dpid, in_port, pkt, data, now, cookie_value)
         delivered = self.network.deliver(dpid, in_port, pkt.ip_dst, data)
         if delivered is None:
             self.counters["route_miss"] += 1

@@ -61,7 +61,8 @@ class CookieKind(IntEnum):
     AFFINITY_REV = 3
     HOST = 4
     DECISION = 5       # a bucket's entry in the decision table (ident: service << 16 | bucket)
-    INSTANCE = 6       # an instance's entries, tables 0 and 4 (ident: D-SID << 16 | label)
+    INSTANCE = 6       # an instance's entries, tables 0 and 4 (ident: D-SID << 16 | label);
+    #                    one sends to the controller: a held group's SYN (rules.group_guards)
     LEARNED_FWD = 7    # learned by the switch: a flow's forward entry (ident: label)
     LEARNED_REV = 8    # learned by the switch: a flow's reply entry (ident: label)
     PIN = 9            # learned while a bucket moves: a flow pinned to its instance (label)

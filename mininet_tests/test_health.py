@@ -38,6 +38,7 @@ from mininet_tests.test_scaling_bursts import rows_of, timed
 
 HERE = Path(__file__).parent
 HEALTH = {**EDGES, "config": HERE / "fig2_health.toml"}
+HEALTH_LEARN = {**EDGES, "config": HERE / "fig2_health_learn.toml"}  # svc2 `learn`
 TIMED = HERE / "timedrequests.py"
 E21, E31 = "10.0.0.21", "10.0.0.31"
 E22, E32 = "10.0.0.22", "10.0.0.32"  # svc2's (its key: `3-tuple`)
@@ -46,6 +47,8 @@ MARGIN_S = 0.1  # new connections started this long after the controller ejected
 # reach e3 (a SYN it decided just before the ejection may still be on its way to e2). The
 # ejection is timed from the controller's own record, not from the kill: under CI's load the
 # killed service's refusals once began 1.5 s after the kill (all 5 of them later than that)
+LEARN_MARGIN_S = 0.6  # `learn`: a SYN the switch translated before the guard entry went in may
+# follow its cached datapath flow until OVS revalidates it (a pass is 0.5 s at most)
 
 
 def _rows(lab: Lab, seconds: float, dsid: str = SVC1,
@@ -108,14 +111,16 @@ def test_a_killed_instance_is_ejected_by_its_refusals(fig2: Lab) -> None:
 
 
 @pytest.mark.heavy  # the exception is the core's, framework-independent (CI's time budget)
-@pytest.mark.parametrize("fig2", [HEALTH], indirect=True)
+@pytest.mark.parametrize("fig2", [HEALTH, HEALTH_LEARN], indirect=True, ids=["reactive", "learn"])
 def test_a_group_bound_to_a_killed_instance_opens_new_connections_elsewhere(fig2: Lab) -> None:
-    """svc2's key is `3-tuple`: all of c1's connections share one binding, to the instance of
-    its first. That instance's service is killed (its D-MA first): its refusals eject it, and
-    every new connection of c1 started from MARGIN_S after the ejection reaches the other
-    instance, each through an exception of its own or, reusing a port, the exception made for
-    it (without one, c1 would retry into the dead host for as long as its retries kept the
-    group's binding alive)."""
+    """svc2's key is `3-tuple`: all of c1's connections share one binding (`learn`: one entry
+    the switch learned), to the instance of its first. That instance's service is killed (its
+    D-MA first): its refusals eject it, and every new connection of c1 started from MARGIN_S
+    (`learn`: LEARN_MARGIN_S) after the ejection reaches the other instance, each through an
+    exception of its own or, reusing a port, the exception made for it (without one, c1 would
+    retry into the dead host for as long as its retries kept the group's entry alive)."""
+    assert fig2.controller is not None
+    margin = LEARN_MARGIN_S if fig2.controller.config == HEALTH_LEARN["config"] else MARGIN_S
     wait_shares(fig2, "svc2", R1, {E22, E32})
     first = rows_of(fig2.popen("c1", [sys.executable, str(TIMED), "--dsid", SVC2, "--sports",
                                       "45000"], "timed-first", ready=r"^ready"), 30)
@@ -126,14 +131,14 @@ def test_a_group_bound_to_a_killed_instance_opens_new_connections_elsewhere(fig2
     inst = next(i for i in fig2.rest("GET", "/instances")[1] if i["dbid"] == group)
     assert inst["ejected_until"] is not None, inst
     ejected_at = inst["ejected_until"] - EJECT_S
-    after = [r for r in rows if r["t"] >= ejected_at + MARGIN_S]
+    after = [r for r in rows if r["t"] >= ejected_at + margin]
     assert len(after) >= 20, (round(ejected_at - killed_at, 3), rows)
     wrong = [r for r in after if INSTANCE_OF.get(r.get("instance", "")) != other]
     assert not wrong, f"{len(wrong)} of {len(after)} not served by {other}: {wrong[:5]}"
     stats = fig2.rest("GET", "/stats")[1]
     ports = {r["sport"] for r in after}  # a port reused meanwhile follows its exception
     assert stats.get("new_connections_excepted", 0) >= len(ports), (len(ports), stats)
-    print(f"group exceptions: {len(after)} new connections from {MARGIN_S} s after the "
+    print(f"group exceptions: {len(after)} new connections from {margin} s after the "
           f"ejection ({ejected_at - killed_at:.3f} s after the kill), from {len(ports)} "
           f"ports, all at {other}; new_connections_excepted "
           f"{stats.get('new_connections_excepted')}")

@@ -326,6 +326,31 @@ def test_a_group_bound_to_an_ejected_instance_opens_new_connections_elsewhere() 
     assert fig.core.counters["new_connections_excepted"] == 1
 
 
+@pytest.mark.parametrize("mode", ["learn", "bucket"])
+def test_switch_held_a_group_bound_to_an_ejected_instance_opens_new_connections_elsewhere(
+        mode: str) -> None:
+    """The same in the switch-deciding dataplanes with a `source` key: c1's connections follow
+    one entry the switch holds (`learn`: learned; `bucket`: the pin the ejection's move made of
+    c1's open connection). c1's next new connection reaches the controller once and gets an
+    exception at the other instance; its open connection stays where it is."""
+    svc = dataclasses.replace(SERVICES[mode], affinity=AffinityPolicy("source", 30, 0))
+    fig = Figure2(svc, health=ON)
+    held = 30000
+    first = fig.instance(_syn(fig, held))
+    other = E31 if first == E21 else E21
+    assert fig.go(held, TCP_ACK) == (first, False)
+    for s in range(30001, 30004):
+        hop = _syn(fig, s)
+        assert fig.instance(hop) == first
+        _rst(fig, hop, 0)
+        assert fig.go(held, TCP_ACK) == (first, False)  # (bucket: its pin, once moving)
+    assert fig.core.counters["health_ejections"] == 1
+    assert fig.go(30004, TCP_SYN) == (other, True)
+    assert fig.go(30004, TCP_ACK) == (other, False)
+    assert fig.go(held, TCP_ACK) == (first, False)
+    assert fig.core.counters["new_connections_excepted"] == 1
+
+
 def test_an_ejection_ends_at_the_first_report_after_its_base_time() -> None:
     """A report before the base time keeps the instance out; the first after ends the
     ejection and the instance takes new flows again."""

@@ -14,8 +14,9 @@ import pytest
 from controller.dataplane.affinity import PRIO_EXCEPTION
 from controller.intents import PRIO_AFFINITY
 from controller.model import AffinityPolicy, Metrics
-from controller.network.packet import TCP_ACK, TCP_SYN
+from controller.network.packet import BROADCAST, TCP_ACK, TCP_SYN
 from controller.views import stats_view
+from tests.helpers import HOSTS
 from tests.test_pipelines import (
     DSID,
     E21,
@@ -24,6 +25,7 @@ from tests.test_pipelines import (
     IDLE_S,
     SERVICES,
     Figure2,
+    arp,
     connect,
     to_dsid,
 )
@@ -151,3 +153,74 @@ def test_a_draining_instance_keeps_its_groups_new_connections() -> None:
     fig.apply(fig.core.drain(first, None, fig.now)[1])
     assert fig.go(FLOWS[1], TCP_SYN) == (first, False)
     assert stats_view(fig.core).get("new_connections_excepted", 0) == 0
+
+
+def _from(fig: Figure2, at: tuple[int, int], sport: int, flags: int = TCP_ACK) -> tuple[str, bool]:
+    """`Figure2.go` for c1 plugged in at switch port `at` instead of its own."""
+    res = fig._answer(fig.net.send(*at, to_dsid("c1", sport, flags), fig.now))
+    return fig.instance(res.only()), res.to_controller
+
+
+def test_a_moved_client_finds_its_guards_at_its_new_switch() -> None:
+    """c1's connections are bound to a drained instance, then c1 moves to another switch: its
+    bindings follow it with their SYN guards, so a new connection reusing a held one's ports
+    is decided afresh there at once (not only after that switch's next audit); the held ones
+    stay on their instance."""
+    fig = Figure2(SERVICES["reactive"])
+    on_e21 = [s for s, d in connect(fig, FLOWS).items() if d == E21]
+    assert len(on_e21) >= 2
+    fig.apply(fig.core.drain(E21, None, fig.now)[1])
+    fig.apply(fig.core.switch_ports(3, {1, 5, 10}, fig.now))  # a free port at r3
+    fig.apply(fig.core.port_changed(1, 1, up=False, now=fig.now))  # c1 unplugged at r1
+    ip, mac, _, _ = HOSTS["c1"]
+    fig._answer(fig.net.send(3, 5, arp(mac, ip, BROADCAST, "10.0.0.254"), fig.now))
+    assert stats_view(fig.core)["client_moves"] == len(FLOWS)
+    reused, held = on_e21[0], on_e21[1:]
+    assert all(_from(fig, (3, 5), s) == (E21, False) for s in held)
+    assert _from(fig, (3, 5), reused, TCP_SYN) == (E31, True)
+    assert _from(fig, (3, 5), reused) == (E31, False)
+    assert stats_view(fig.core)["new_connections_rebound"] == 1
+
+
+def test_a_switch_that_lost_a_guarded_binding_gets_its_guard_back_with_it() -> None:
+    """r1 loses its entries while c1's connections are bound to a drained instance: the next
+    packet of a held connection puts its entries back, and its SYN guard with them, so that a
+    new connection reusing its ports is decided afresh rather than sent to the drained one."""
+    fig = Figure2(SERVICES["reactive"])
+    on_e21 = [s for s, d in connect(fig, FLOWS).items() if d == E21]
+    fig.apply(fig.core.drain(E21, None, fig.now)[1])
+    fig.now += 1.5  # (past SETTLE_S: entries sent are taken to be in place)
+    r1 = fig.net.switch(1)
+    r1.tables[0] = [e for e in r1.tables[0]
+                    if not PRIO_AFFINITY <= e.fm.priority <= PRIO_EXCEPTION]
+    held = on_e21[0]
+    assert fig.go(held) == (E21, True)  # the controller puts its entries back
+    assert fig.go(held) == (E21, False)
+    assert fig.go(held, TCP_SYN) == (E31, True)  # its ports reused: decided afresh
+    assert stats_view(fig.core)["new_connections_rebound"] == 1
+
+
+@pytest.mark.parametrize("key", ["3-tuple", "source"])
+def test_learn_a_group_whose_instance_stops_serving_opens_new_connections_elsewhere(
+        key: str) -> None:
+    """`learn` with a group key: the switch learned one entry for all of c1's connections; its
+    instance's D-MA then reports it not serving. c1's next new connection reaches the
+    controller once (from the instance's guard in table 4) and gets an exception of its own at
+    the other instance, switch-held from its next packet on, answered from the D-SID; the
+    group's open connection stays where its learned entry sends it. Once the instance serves
+    again, new connections follow the group's entry in the switch again."""
+    fig = Figure2(dataclasses.replace(SERVICES["learn"], affinity=AffinityPolicy(key, IDLE_S, 0)))
+    first, punted = fig.go(FLOWS[0], TCP_SYN)
+    assert not punted and fig.go(FLOWS[0]) == (first, False)
+    other = E31 if first == E21 else E21
+    _stop_serving(fig, first)
+    assert fig.go(FLOWS[0]) == (first, False)
+    assert fig.go(FLOWS[1], TCP_SYN) == (other, True)
+    assert fig.go(FLOWS[1], TCP_SYN) == (other, False)  # a resent SYN: its exception's entry
+    _serving(fig, FLOWS[1], other)
+    _serving(fig, FLOWS[0], first)  # the group's open connection stays
+    assert stats_view(fig.core)["new_connections_excepted"] == 1
+    consistent(fig)
+    fig.apply(fig.core.report(first, Metrics(sessions=0, queue=0, capacity=10), fig.now))
+    assert fig.go(FLOWS[2], TCP_SYN) == (first, False)
+    _serving(fig, FLOWS[1], other)

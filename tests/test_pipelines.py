@@ -86,7 +86,8 @@ class Figure2:
                     hop.cookie, hop.dpid, hop.port, frame_of(hop.fields), self.now)))
                 continue
             out = out.merge(self.apply(self.core.packet_in(hop.dpid, hop.port,
-                                                           frame_of(hop.fields), self.now)))
+                                                           frame_of(hop.fields), self.now,
+                                                           hop.cookie)))
         for dpid, ck, reason in self.net.take_removed(self.now):
             out = out.merge(self.apply(self.core.flow_removed(dpid, ck, reason, self.now)))
         return out

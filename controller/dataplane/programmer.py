@@ -16,6 +16,7 @@ from typing import Any
 from controller.dataplane.buckets import remap
 from controller.dataplane.conntrack import conntrack_entries
 from controller.dataplane.failover import Backup, FailoverGroups, backups, entries_at, groups_at
+from controller.dataplane.guards import GROUP_GUARDED_STATES
 from controller.dataplane.labels import Labels
 from controller.dataplane.modes import mode_of, service_ident
 from controller.dataplane.reconciler import Reconciler
@@ -39,6 +40,7 @@ from controller.intents import (
 )
 from controller.model import Instance, Service
 from controller.network.topology import Topology
+from controller.selection.decisions import seen_state
 from controller.selection.engine import Engine
 
 PIN_MARGIN_S = 1.0
@@ -123,6 +125,8 @@ class Programmer:
         states = {i.dbid: i.state for i in insts}
         mode = mode_of(svc)
         found = backups(svc, insts, self.topology, self.label, self.ejected)
+        guarded = tuple(self.label(i.dbid) for i in insts if i.dbid in self.topology.hosts
+                        and seen_state(i, self.ejected) in GROUP_GUARDED_STATES)
         for dpid in sorted(self.topology.ports):
             if dpid in self._unread or self._holding(dpid, svc.name, states, now):
                 continue
@@ -137,7 +141,7 @@ class Programmer:
                 desired = [fallback(dpid, svc)] if buckets is None else entries(Program(
                     svc, dpid, targets, buckets,
                     tuple((b, self.label(m.old), self.label(m.new), m.syn_on) for b, m in
-                          sorted(moving.items()))))
+                          sorted(moving.items())), guarded))
             out += self.reconciler.apply(dpid, svc.name, desired)
             out += self.reconciler.apply(dpid, f"labels:{svc.name}",
                                          self._label_routes(svc, dpid, targets))
@@ -240,12 +244,9 @@ class Programmer:
 
     def _targets(self, insts: list[Instance]) -> tuple[Target, ...]:
         """The located instances as rule targets."""
-        out = []
-        for inst in insts:
-            host = self.topology.hosts.get(inst.dbid)
-            if host is not None:
-                out.append(Target(inst.dbid, self.label(inst.dbid), host.mac))
-        return tuple(out)
+        hosts = self.topology.hosts
+        return tuple(Target(i.dbid, self.label(i.dbid), hosts[i.dbid].mac) for i in insts
+                     if i.dbid in hosts)
 
     def _label_routes(self, svc: Service, dpid: int,
                       targets: tuple[Target, ...]) -> list[FlowMod]:

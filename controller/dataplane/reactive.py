@@ -23,14 +23,7 @@ from controller.dataplane.affinity import (
     flow_key,
     key_of_forward,
 )
-from controller.dataplane.guards import (
-    Guards,
-    exception_key,
-    guard_entry,
-    is_exact,
-    opens,
-    unguard,
-)
+from controller.dataplane.guards import Guards, exception_key, guard_entry, is_exact, opens, unguard
 from controller.dataplane.modes import service_ident
 from controller.dataplane.overflow import DEFAULT_CAP, Overflow, capped
 from controller.dataplane.reconciler import entry_key
@@ -106,19 +99,22 @@ class ReactiveFlows:
 
     # --- first packets ------------------------------------------------------------------
     def demand(self, svc: Service, dpid: int, in_port: int, pkt: Packet, data: bytes,
-               now: float) -> list[Intent]:
-        """Bind a new flow (or re-install an existing binding) and deliver its packet."""
+               now: float, cookie_value: int = 0) -> list[Intent]:
+        """Bind a new flow (or re-install an existing binding) and deliver its packet (sent by
+        an instance's entry, `cookie_value`: a held group's SYN, rules.py `group_guards`)."""
         key = flow_key(svc, pkt)
         if key is None:
             return []
         self.counters["packet_in_dsid"] += 1
         binding = self.bindings.get(key)
-        exact = None if binding is None or is_exact(key) else exception_key(svc, pkt)
-        if binding is not None and exact is not None:  # a group's: this connection's own?
+        held = (cookie_kind(cookie_value) or (None,))[0] == CookieKind.INSTANCE
+        exact = None if is_exact(key) or not (held or binding) else exception_key(svc, pkt)
+        if exact is not None:  # a group's: this connection's own?
             own = self.bindings.get(exact)
             if own is not None:
                 binding, key = own, exact  # (an exception's packet: reinstalled below)
-            elif binding.dbid in self.guards.group and opens(pkt):
+            elif opens(pkt) and (held or (binding is not None
+                                          and binding.dbid in self.guards.group)):
                 # a new connection of a client whose group's instance cannot take it: an
                 # exception of its own, the group's open connections staying (guards.py)
                 self.counters["new_connections_excepted"] += 1
@@ -193,7 +189,12 @@ class ReactiveFlows:
         if not entries:
             return out
         self.counters["flows_installed"] += 2
-        return [*binding_flows(binding, svc, host.mac), *out]
+        return [*self._entries(binding, svc, host.mac), *out]
+
+    def _entries(self, b: Binding, svc: Service, mac: str) -> list[Intent]:
+        """A binding's entries, with its SYN guard if it carries one (not only at the audit)."""
+        guard = guard_entry(b, svc, mac) if self.guards.guarded(b) else None
+        return [*binding_flows(b, svc, mac), *((guard,) if guard is not None else ())]
 
     # --- bindings ending or moving ------------------------------------------------------
     def flow_removed(self, dpid: int, cookie_value: int, reason: str) -> list[Intent]:
@@ -227,7 +228,7 @@ class ReactiveFlows:
             self.bindings.move(b, dpid)
             self._write(b)
             self._sent[b.ident] = now
-            intents += binding_flows(b, svc, host.mac)
+            intents += self._entries(b, svc, host.mac)
             self.counters["client_moves"] += 1
         return intents + self._relax(*sorted(self.overflow.on))
 
@@ -254,7 +255,7 @@ class ReactiveFlows:
             self.decisions.placed(svc, target, now)
             self._write(b)
             self._sent[b.ident] = now
-            intents += binding_flows(b, svc, host.mac)
+            intents += self._entries(b, svc, host.mac)
             self.counters["affinity_moves"] += 1
         return intents
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 from controller.dataplane.modes import mode_of, service_ident
 from controller.intents import (
+    PORT_CONTROLLER,
     PRIO_SERVICE,
     TABLE_AFFINITY,
     TABLE_CLASSIFY,
@@ -198,6 +199,7 @@ class Program:
     buckets: tuple[int | None, ...] | None  # label per bucket; None: no decision here
     # (bucket, old label, new label, new TCP connections go to the new label yet) being pinned
     moving: tuple[tuple[int, int, int, bool], ...] = ()
+    guarded: tuple[int, ...] = ()  # labels of instances that cannot take a new connection
 
 
 def service_entries(p: Program) -> list[FlowMod]:
@@ -230,8 +232,26 @@ def service_entries(p: Program) -> list[FlowMod]:
             out.append(_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, reply, back, ck,
                            goto=TABLE_FORWARD))
         out.append(_fm(dpid, TABLE_INSTANCE, PRIO_BUCKET, inst_match, acts, ck))
-    out += decision_entries(p)
+    out += group_guards(p) + decision_entries(p)
     return out
+
+
+def group_guards(p: Program) -> list[FlowMod]:
+    """TCP with a `source`/`3-tuple` key (not overlay): a SYN that a table-2 entry sends to an
+    instance that cannot take a new connection (`Program.guarded`: inactive, or ejected by
+    passive health) goes to the controller from table 4, which binds that connection alone
+    elsewhere (an exception, as in `reactive`: dataplane/guards.py); the group's entry, and
+    the client's open connections it holds, stay. Without it such a client's new connections
+    followed its entry into the dead instance for as long as its retries kept it from idling
+    out. Table 3 never names such an instance, so only a held entry's SYNs are caught."""
+    svc = p.svc
+    if svc.affinity.key == "5-tuple" or svc.protocol != "tcp" or svc.overlay:
+        return []
+    ident = service_ident(svc) << 16
+    return [_fm(p.dpid, TABLE_INSTANCE, PRIO_BUCKET + 1,
+                {"eth_type": ETH_TYPE_IP, "ip_proto": 6, "reg0": label,
+                 "tcp_flags": TCP_SYN_ONLY}, [Output(PORT_CONTROLLER)],
+                cookie(CookieKind.INSTANCE, ident | label)) for label in p.guarded]
 
 
 def fresh_syns(p: Program) -> list[FlowMod]:
