@@ -15,12 +15,12 @@ from typing import Any
 
 from eventlet import tpool
 
-from apps import channelguard, logs
+from apps import channelguard, logs, storespill
 from apps.flowread import read_request
 from apps.framework import event, hub
 from apps.storeflush import StoreHealth, Unstored, flush_at_stop, wait_idle
 from controller.dataplane.reconciler import entry_key
-from controller.intents import FlowMod, Intent, SwitchEntry
+from controller.intents import FlowMod, Intent, StoreWrite, SwitchEntry
 
 LOG = logging.getLogger("dyncast")
 RECOMPUTE_DELAY_S = 0.1  # reports this soon after one are recomputed with it (a new flow
@@ -271,6 +271,15 @@ class Loops:
         finally:
             self.flushing = ()
 
+    def _keep(self, writes: list[StoreWrite]) -> str | None:
+        """Keep the writes the stop could not store for the next start (apps/storespill.py),
+        outside a cluster and unless `unstored_path` is empty; the file, or None."""
+        path = self.config.unstored_path
+        if self.config.cluster.enabled or not path:
+            return None
+        storespill.keep(path, self.unstored.needed(writes))
+        return path
+
     def _stop_flushing(self, workers: list[Any]) -> None:
         """The stop's last flush: wait for the batch a worker thread may be applying, kill
         `workers` (the flusher among them), then write the rest, retried for a bounded time
@@ -279,5 +288,5 @@ class Loops:
         for worker in workers:
             hub.kill(worker)
         queued = self.core.drain_writes()
-        stored = flush_at_stop(self.store.apply, queued, hub.sleep, deadline)
+        stored = flush_at_stop(self.store.apply, queued, hub.sleep, deadline, self._keep)
         LOG.info("dyncast: stopped; %d of %d store writes flushed", stored, len(queued))

@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 
 from sqlalchemy.engine import make_url
 
-from apps import channelguard, fastpath, flowstats, logs, packet_in, security
+from apps import channelguard, fastpath, flowstats, logs, packet_in, security, storespill
 from apps.apploops import EventTick, Loops, TableRead
 from apps.changefeed import SharedSide
 from apps.cluster import ClusterSide, async_config
@@ -123,6 +123,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         self.store_health = StoreHealth()  # whether its batches fail (apps/storeflush.py)
         cluster = self.config.cluster  # [cluster]: listen for the others' changes, then load
         self._feed_init(cluster.enabled, cluster.member_id, self.config.store_url)
+        storespill.replay(self.store, self.config, path or "(defaults)")  # the last stop's
         snap = load_store(self.store, path or "(defaults)")  # a bad record: one line
         self._cluster_init(self.config.cluster, self.config.store_url)  # [cluster]: else nothing
         self.core.restore(snap.services, snap.instances, snap.bindings, time.time())

@@ -116,23 +116,43 @@ def wait_idle(busy: Callable[[], bool], sleep: Callable[[float], Any]) -> float:
 
 
 def flush_at_stop(apply: Callable[[list[StoreWrite]], Any], writes: list[StoreWrite],
-                  sleep: Callable[[float], Any], deadline: float) -> int:
+                  sleep: Callable[[float], Any], deadline: float,
+                  keep: Callable[[list[StoreWrite]], str | None] = lambda w: None) -> int:
     """Apply the writes queued at stop, retried every STOP_RETRY_S until `deadline`
-    (time.monotonic()); return how many were stored. What still cannot be stored is logged
-    as lost, by kind, in one line (a service created through the API is in no switch: it is
-    gone; bindings are adopted from the switches, instances register again)."""
+    (time.monotonic()); return how many were stored. What still cannot be stored goes to
+    `keep`, which returns the file it kept them in (apps/storespill.py: the next start stores
+    them) or None; one line says which, with the count by kind. Writes neither stored nor kept
+    are lost (a service created through the API is then gone; bindings are adopted from the
+    switches, instances register again)."""
     while writes:
         try:
             apply(writes)
             return len(writes)
         except Exception as exc:  # the store is down: retry until the deadline
             if time.monotonic() + STOP_RETRY_S > deadline:
-                kinds = dict(sorted(Counter(w.kind for w in writes).items()))
-                logs.event("store", "store_writes_lost", logging.ERROR, reason=reason(exc),
-                           lost=len(writes), kinds=kinds)
-                LOG.error("dyncast: stopping: %d store writes could not be stored and are "
-                          "lost (%s): %s", len(writes),
-                          ", ".join(f"{k} {n}" for k, n in kinds.items()), reason(exc))
+                _unstored(writes, reason(exc), keep)
                 return 0
             sleep(STOP_RETRY_S)
     return 0
+
+
+def _unstored(writes: list[StoreWrite], why: str,
+              keep: Callable[[list[StoreWrite]], str | None]) -> None:
+    """Keep what the stop could not store, or say it is lost; one line either way."""
+    kinds = dict(sorted(Counter(w.kind for w in writes).items()))
+    counted = ", ".join(f"{k} {n}" for k, n in kinds.items())
+    try:
+        kept = keep(writes)
+    except Exception as exc:  # (a disk full or read-only: they are lost, and we say why)
+        why = f"{why}; and not kept: {reason(exc)}"
+        kept = None
+    if kept is not None:
+        logs.event("store", "store_writes_kept", logging.WARNING, reason=why, kept=len(writes),
+                   kinds=kinds, path=kept)
+        LOG.warning("dyncast: stopping: %d store writes could not be stored (%s) and are kept "
+                    "in %s for the next start to store: %s", len(writes), counted, kept, why)
+        return
+    logs.event("store", "store_writes_lost", logging.ERROR, reason=why, lost=len(writes),
+               kinds=kinds)
+    LOG.error("dyncast: stopping: %d store writes could not be stored and are lost (%s): %s",
+              len(writes), counted, why)

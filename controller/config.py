@@ -34,6 +34,7 @@ class ControllerConfig:
     lldp_interval_s: float = 1.0
     link_timeout_s: float = 3.5
     store_flush_s: float = 1.0
+    unstored_path: str = "dyncast-unstored.jsonl"  # writes a stop could not store (apps/storespill)
     stats_interval_s: float = 2.0
     link_capacity_mbps: float = 0.0
     congestion_ms: float | None = 10.0  # None ("packet"): per link, one packet at its capacity
@@ -67,7 +68,7 @@ CONTROLLER_KEYS = {"store_url", "stale_after_s", "lldp_interval_s", "link_timeou
                    "store_flush_s", "stats_interval_s", "link_capacity_mbps", "congestion_ms",
                    "use_measured_delay", "probe_timeout_s", "ingresses", "selection", "scoring",
                    "reconcile_interval_s", "switch_grace_s", "logging", "gc_full_walk_s",
-                   "health"}
+                   "health", "unstored_path"}
 
 
 def _links(raw: Any) -> tuple[LinkConfig, ...]:
@@ -165,6 +166,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
                                "controller.link_timeout_s", 0.1, 86400.0),
         store_flush_s=check_number(ctl.get("store_flush_s", d.store_flush_s),
                               "controller.store_flush_s", 0.05, 3600.0),
+        unstored_path=_path(ctl.get("unstored_path", d.unstored_path), "controller.unstored_path"),
         stats_interval_s=check_number(ctl.get("stats_interval_s", d.stats_interval_s),
                                       "controller.stats_interval_s", 0.1, 3600.0),
         link_capacity_mbps=check_number(ctl.get("link_capacity_mbps", d.link_capacity_mbps),
@@ -273,6 +275,13 @@ def _subtable(table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = table.get(key, {})
     if not isinstance(value, Mapping):
         raise ValidationError(f"controller.{key}", "must be a table")
+    return value
+
+
+def _path(value: object, field: str) -> str:
+    """A file path (empty: none), as a string without NUL, at most 4096 characters."""
+    if not isinstance(value, str) or "\x00" in value or len(value) > 4096:
+        raise ValidationError(field, "must be a file path (a string; empty: none)")
     return value
 
 

@@ -155,6 +155,7 @@ def shell(request: pytest.FixtureRequest, tmp_path: Path,
     (tmp_path / "dyncast.toml").write_text(CONFIG.format(url=url))
     monkeypatch.setenv("DYNCAST_CONFIG", str(tmp_path / "dyncast.toml"))
     monkeypatch.setenv("DYNCAST_FRAMEWORK", wanted)
+    monkeypatch.chdir(tmp_path)  # (what a stop cannot store is kept there: unstored_path)
     hidden = [name for fw, name in APP_MANAGERS.items() if fw != framework]
     saved = {name: sys.modules.pop(name) for name in (*SHELL, *hidden) if name in sys.modules}
     try:

@@ -11,6 +11,7 @@ server); swapping the real one back is the server's return.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -28,7 +29,7 @@ from apps.store import Store, open_store
 from controller.errors import ConfigError
 from controller.intents import CookieKind, StoreWrite, cookie
 from tests import test_app_smoke
-from tests.test_app_smoke import CLIENT, INSTANCE, Shell
+from tests.test_app_smoke import CLIENT, INSTANCE, FakeWSGI, Shell
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
 
@@ -152,19 +153,69 @@ def test_the_stop_waits_for_a_store_briefly_away(shell: Shell, tmp_path: Path,
     assert records.events("store_writes_lost") == []
 
 
-def test_the_stop_says_what_it_could_not_store(shell: Shell, tmp_path: Path, records: Records,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """A store still away when the stop's time is up: one error line names how many writes,
-    of which kinds, are lost and why; the stop itself ends (it raised before, mid-stop)."""
+def _stop_with_the_store_away(shell: Shell, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance registers and a service is created, the store goes away and stays away
+    past the stop's time (1 s here); the stop ends (it raised before, mid-stop)."""
     monkeypatch.setattr(storeflush, "STOP_FLUSH_S", 1.0)
     shell.register()
     assert shell.rest("POST", "services", {"name": "svc3", "dsid": "10.0.100.3",
                                            "protocol": "tcp", "port": 9000}).status == 201
-    down(shell, tmp_path)
+    engine = down(shell, tmp_path)
     shell.app.stop()
+    shell.app.store.engine.dispose()
+    shell.app.store.engine = engine
+    shell.app.store.close()  # (the process ends: its claim with it)
+
+
+def test_the_stop_keeps_what_it_could_not_store_and_the_next_start_stores_it(
+        shell: Shell, tmp_path: Path, records: Records, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store still away when the stop's time is up: one warning says how many writes, of
+    which kinds, could not be stored, why, and the file they are kept in (`unstored_path`,
+    relative to the working directory). The next start stores them before reading the store,
+    so the service created through the API meanwhile is there, and removes the file."""
+    _stop_with_the_store_away(shell, tmp_path, monkeypatch)
+    (kept,) = records.events("store_writes_kept")
+    assert kept["kept"] == 2 and kept["kinds"] == {"instance": 1, "service": 1}
+    assert "unable to open database file" in kept["reason"]
+    assert records.events("store_writes_lost") == []
+    spill = tmp_path / "dyncast-unstored.jsonl"
+    assert kept["path"] == "dyncast-unstored.jsonl" and len(spill.read_text().splitlines()) == 2
+    assert "svc3" not in {s.name for s in stored(shell).services}
+    again = shell.module.DyncastApp(wsgi=FakeWSGI())  # the next start
+    try:
+        assert "svc3" in again.core.catalogue.services
+        assert INSTANCE[0] in again.core.catalogue.instances
+        assert "svc3" in {s.name for s in stored(shell).services}
+        assert not spill.exists()
+    finally:
+        again.store.close()
+
+
+def test_a_kept_file_that_cannot_be_read_stops_the_start_naming_it(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kept file someone edited: the start ends with one line naming
+    `controller.unstored_path`, the file and the line; nothing is stored and the file stays."""
+    _stop_with_the_store_away(shell, tmp_path, monkeypatch)
+    spill = tmp_path / "dyncast-unstored.jsonl"
+    lines = spill.read_text().splitlines()
+    spill.write_text("\n".join([lines[0], '{"kind": "service", "key": "x"}', *lines[1:]]) + "\n")
+    with pytest.raises(ConfigError, match=r"controller\.unstored_path: .*unstored\.jsonl line 2 "):
+        shell.module.DyncastApp(wsgi=FakeWSGI())
+    assert spill.exists() and "svc3" not in {s.name for s in stored(shell).services}
+
+
+def test_with_no_file_to_keep_them_in_the_stop_says_what_is_lost(
+        shell: Shell, tmp_path: Path, records: Records, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`unstored_path = ""`: one error line names how many writes, of which kinds, are lost
+    and why."""
+    monkeypatch.setattr(shell.app, "config", dataclasses.replace(shell.app.config,
+                                                                 unstored_path=""))
+    _stop_with_the_store_away(shell, tmp_path, monkeypatch)
     (lost,) = records.events("store_writes_lost")
     assert lost["lost"] == 2 and lost["kinds"] == {"instance": 1, "service": 1}
     assert "unable to open database file" in lost["reason"]
+    assert not (tmp_path / "dyncast-unstored.jsonl").exists()
 
 
 def test_the_stop_lets_the_batch_under_way_land_before_the_newer_writes(
