@@ -116,6 +116,17 @@ def _serving(fig: Figure2, sport: int, dbid: str) -> None:
     assert back.only().has(ipv4_src=DSID, tcp_dst=sport), back
 
 
+def _excepted(fig: Figure2, first: str, other: str) -> None:
+    """c1's next new connection reaches the controller once and gets an exception at `other`,
+    switch-held from its resent SYN on; the group's open connection stays on `first`."""
+    assert fig.go(FLOWS[1], TCP_SYN) == (other, True)
+    assert fig.go(FLOWS[1], TCP_SYN) == (other, False)  # a resent SYN: its exception's entry
+    _serving(fig, FLOWS[1], other)
+    _serving(fig, FLOWS[0], first)  # the group's open connection stays
+    assert stats_view(fig.core)["new_connections_excepted"] == 1
+    consistent(fig)
+
+
 @pytest.mark.parametrize("key", ["3-tuple", "source"])
 def test_a_group_whose_instance_stops_serving_opens_new_connections_elsewhere(key: str) -> None:
     """A client's group is bound to an instance whose D-MA then reports it not serving: the
@@ -128,12 +139,7 @@ def test_a_group_whose_instance_stops_serving_opens_new_connections_elsewhere(ke
     assert fig.go(FLOWS[0]) == (first, False)
     other = E31 if first == E21 else E21
     _stop_serving(fig, first)
-    assert fig.go(FLOWS[1], TCP_SYN) == (other, True)
-    assert fig.go(FLOWS[1], TCP_SYN) == (other, False)  # a resent SYN: its exception's entry
-    _serving(fig, FLOWS[1], other)
-    _serving(fig, FLOWS[0], first)  # the group's open connection stays
-    assert stats_view(fig.core)["new_connections_excepted"] == 1
-    consistent(fig)
+    _excepted(fig, first, other)
     fig.now += 1.5  # (past SETTLE_S: entries sent are taken to be in place)
     r1 = fig.net.switch(1)  # r1 loses its bindings' entries: the next packet of each goes
     r1.tables[0] = [e for e in r1.tables[0]  # to the controller, which puts back its own
@@ -215,12 +221,7 @@ def test_learn_a_group_whose_instance_stops_serving_opens_new_connections_elsewh
     other = E31 if first == E21 else E21
     _stop_serving(fig, first)
     assert fig.go(FLOWS[0]) == (first, False)
-    assert fig.go(FLOWS[1], TCP_SYN) == (other, True)
-    assert fig.go(FLOWS[1], TCP_SYN) == (other, False)  # a resent SYN: its exception's entry
-    _serving(fig, FLOWS[1], other)
-    _serving(fig, FLOWS[0], first)  # the group's open connection stays
-    assert stats_view(fig.core)["new_connections_excepted"] == 1
-    consistent(fig)
+    _excepted(fig, first, other)
     fig.apply(fig.core.report(first, Metrics(sessions=0, queue=0, capacity=10), fig.now))
     assert fig.go(FLOWS[2], TCP_SYN) == (first, False)
     _serving(fig, FLOWS[1], other)
