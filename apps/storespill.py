@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.store import TABLES, Store
+from apps.storeflush import reason
 from controller.config import ControllerConfig
 from controller.errors import ConfigError
 from controller.intents import StoreWrite
@@ -71,9 +72,8 @@ def replay(store: Store, config: ControllerConfig, source: str) -> int:
     try:
         store.apply(writes)
     except Exception as exc:  # (the start ends with this line; the file stays)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(source, "controller.store_url", f"cannot store the {len(writes)} "
-                          f"writes kept in {path} at the last stop: {first[:300]}") from None
+                          f"writes kept in {path} at the last stop: {reason(exc)}") from None
     target.unlink()
     LOG.warning("dyncast: stored the %d writes the last stop kept in %s", len(writes), path)
     return len(writes)
@@ -113,6 +113,4 @@ def _check(line: str) -> StoreWrite | str:
         return "has a key that is not a non-empty string"
     if value is not None and not isinstance(value, dict):
         return "has a value that is neither an object nor null"
-    if value is None:
-        return StoreWrite(kind, key, None)
     return store_write(kind, key, value)

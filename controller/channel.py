@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.errors import ValidationError
-from controller.validate import check_integer, check_number, reject_unknown
+from controller.validate import check_integer, check_number, check_path, reject_unknown
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_OPENFLOW_PORT = 6653
@@ -97,9 +97,7 @@ def _path(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not value or "\x00" in value or len(value) > 4096:
-        raise ValidationError(f"channel.{key}", "must be a file name")
-    return value
+    return check_path(value, f"channel.{key}", empty=False)
 
 
 def _tls(data: Mapping[str, Any], prefix: str, ca_key: str) -> TlsFiles | None:

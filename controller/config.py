@@ -22,7 +22,7 @@ from controller.selection.decisions import SelectionConfig
 from controller.selection.marginal import QUEUE_PRICES
 from controller.selection.perflow import PICKS
 from controller.selection.scoring import ScoringConfig, scoring_from_dict
-from controller.validate import check_number, reject_unknown
+from controller.validate import check_number, check_path, reject_unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +166,8 @@ def config_from_dict(data: Mapping[str, Any]) -> ControllerConfig:
                                "controller.link_timeout_s", 0.1, 86400.0),
         store_flush_s=check_number(ctl.get("store_flush_s", d.store_flush_s),
                               "controller.store_flush_s", 0.05, 3600.0),
-        unstored_path=_path(ctl.get("unstored_path", d.unstored_path), "controller.unstored_path"),
+        unstored_path=check_path(ctl.get("unstored_path", d.unstored_path),
+                                 "controller.unstored_path"),
         stats_interval_s=check_number(ctl.get("stats_interval_s", d.stats_interval_s),
                                       "controller.stats_interval_s", 0.1, 3600.0),
         link_capacity_mbps=check_number(ctl.get("link_capacity_mbps", d.link_capacity_mbps),
@@ -275,13 +276,6 @@ def _subtable(table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = table.get(key, {})
     if not isinstance(value, Mapping):
         raise ValidationError(f"controller.{key}", "must be a table")
-    return value
-
-
-def _path(value: object, field: str) -> str:
-    """A file path (empty: none), as a string without NUL, at most 4096 characters."""
-    if not isinstance(value, str) or "\x00" in value or len(value) > 4096:
-        raise ValidationError(field, "must be a file path (a string; empty: none)")
     return value
 
 

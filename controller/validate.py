@@ -51,6 +51,14 @@ def check_integer(value: Any, field_name: str, lo: int, hi: int) -> int:
     return value
 
 
+def check_path(value: Any, field_name: str, empty: bool = True) -> str:
+    """A file name: a string without NUL, at most 4096 characters (empty only if `empty`)."""
+    if (not isinstance(value, str) or "\x00" in value or len(value) > 4096
+            or not (value or empty)):
+        raise ValidationError(field_name, "must be a file name")
+    return value
+
+
 def reject_unknown(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
     """Raise on the first key of `data` that is not in `allowed`."""
     for key in data:

@@ -26,6 +26,7 @@ from sqlalchemy import create_engine
 from apps import store as store_module
 from apps import storeflush
 from apps.store import Store, open_store
+from controller.cluster.settings import ClusterConfig
 from controller.errors import ConfigError
 from controller.intents import CookieKind, StoreWrite, cookie
 from tests import test_app_smoke
@@ -205,12 +206,14 @@ def test_a_kept_file_that_cannot_be_read_stops_the_start_naming_it(
     assert spill.exists() and "svc3" not in {s.name for s in stored(shell).services}
 
 
+@pytest.mark.parametrize("setting", [{"unstored_path": ""},
+                                     {"cluster": ClusterConfig(enabled=True, member_id="m1")}])
 def test_with_no_file_to_keep_them_in_the_stop_says_what_is_lost(
-        shell: Shell, tmp_path: Path, records: Records, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`unstored_path = ""`: one error line names how many writes, of which kinds, are lost
-    and why."""
-    monkeypatch.setattr(shell.app, "config", dataclasses.replace(shell.app.config,
-                                                                 unstored_path=""))
+        shell: Shell, tmp_path: Path, records: Records, monkeypatch: pytest.MonkeyPatch,
+        setting: dict[str, Any]) -> None:
+    """`unstored_path = ""`, or a cluster member (its store is shared: apps/storespill.py):
+    one error line names how many writes, of which kinds, are lost and why; no file."""
+    monkeypatch.setattr(shell.app, "config", dataclasses.replace(shell.app.config, **setting))
     _stop_with_the_store_away(shell, tmp_path, monkeypatch)
     (lost,) = records.events("store_writes_lost")
     assert lost["lost"] == 2 and lost["kinds"] == {"instance": 1, "service": 1}

@@ -78,3 +78,13 @@ def test_a_cluster_member_keeps_and_stores_nothing(tmp_path: Path) -> None:
     assert storespill.replay(store, config, "dyncast.toml") == 0
     assert path.exists() and store.load().services == []
     store.close()
+
+
+@pytest.mark.parametrize("value", [7, "a\x00b", "x" * 4097])
+def test_an_unstored_path_that_is_no_file_name_is_refused_naming_it(value: object) -> None:
+    from controller.config import config_from_dict
+    from controller.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=r"controller\.unstored_path"):
+        config_from_dict({"controller": {"unstored_path": value}})
+    assert config_from_dict({"controller": {"unstored_path": ""}}).unstored_path == ""

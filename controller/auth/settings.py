@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.errors import ValidationError
-from controller.validate import check_integer, check_number, reject_unknown
+from controller.validate import check_integer, check_number, check_path, reject_unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +45,7 @@ def security_from_dict(data: Any) -> SecuritySettings:
             raise ValidationError(f"security.{key}", "must be true or false")
     files = {}
     for key in ("agents_file", "tokens_file"):
-        files[key] = data.get(key, "")
-        if not isinstance(files[key], str) or len(files[key]) > 4096 or "\0" in files[key]:
-            raise ValidationError(f"security.{key}", "must be a file name")
+        files[key] = check_path(data.get(key, ""), f"security.{key}")
     return SecuritySettings(
         auth=flags["auth"], agents_file=files["agents_file"], tokens_file=files["tokens_file"],
         open_reads=flags["open_reads"],

@@ -107,8 +107,10 @@ class ReactiveFlows:
             return []
         self.counters["packet_in_dsid"] += 1
         binding = self.bindings.get(key)
-        held = (cookie_kind(cookie_value) or (None,))[0] == CookieKind.INSTANCE
-        exact = None if is_exact(key) or not (held or binding) else exception_key(svc, pkt)
+        held = exact = None  # (a group key's only: the cookie is not read for a 5-tuple's)
+        if not is_exact(key):
+            held = (cookie_kind(cookie_value) or (None,))[0] == CookieKind.INSTANCE
+            exact = exception_key(svc, pkt) if held or binding is not None else None
         if exact is not None:  # a group's: this connection's own?
             own = self.bindings.get(exact)
             if own is not None:
