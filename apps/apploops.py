@@ -18,7 +18,7 @@ from eventlet import tpool
 from apps import channelguard, logs, storespill
 from apps.flowread import read_request
 from apps.framework import event, hub
-from apps.storeflush import StoreHealth, Unstored, flush_at_stop, wait_idle
+from apps.storeflush import StoreHealth, Unstored, flush_at_stop, reason, wait_idle
 from controller.dataplane.reconciler import entry_key
 from controller.intents import FlowMod, Intent, StoreWrite, SwitchEntry
 
@@ -70,6 +70,8 @@ class Loops:
     flushing: tuple[Any, ...] = ()  # the store writes being applied now
     store_health: StoreHealth  # whether the store's batches fail (/readyz, the outage's log)
     unstored: Unstored  # our bindings the store holds (a failed batch's needless deletes)
+    _spill_last: list[StoreWrite] | None = None  # the writes an outage last kept in the file
+    _spill_failing = False  # the file could not be written (said once)
 
     def _watch(self) -> None:
         """Sample the event loop's lag (how late a sleep wakes), and run a reload a SIGHUP
@@ -263,21 +265,66 @@ class Loops:
             tpool.execute(self.store.apply, writes)
         except Exception as exc:
             self.core.counters["errors"] += 1
-            self.core.writes.requeue(self.unstored.needed(writes))
+            needed = self.unstored.needed(writes)
+            self.core.writes.requeue(needed)
             self.store_health.failed(exc, len(self.core.writes), time.time())
+            self._spill(needed)  # (still `flushing`: the stop waits for the file too)
         else:
             self.unstored.landed(writes)
             self.store_health.landed(len(writes), time.time())
+            self._unspill()
         finally:
             self.flushing = ()
 
+    def _spill_path(self) -> str | None:
+        """Where unstored writes are kept (apps/storespill.py): None in a cluster or when
+        `unstored_path` is empty."""
+        path = self.config.unstored_path
+        return None if self.config.cluster.enabled or not path else path
+
+    def _spill(self, writes: list[StoreWrite]) -> None:
+        """Keep a failed batch (every write queued then) in the file too, in a worker thread,
+        so that a controller killed during the outage loses only what was queued since; not
+        again while the queue holds the very writes last kept. A file that cannot be written
+        is said once until one can."""
+        path = self._spill_path()
+        last = self._spill_last
+        if not writes:  # (a failed batch of needless deletes alone: nothing to keep)
+            self._unspill()
+            return
+        if path is None or (last is not None and len(last) == len(writes)
+                            and {id(w) for w in last} == {id(w) for w in writes}):
+            return  # (`last` holds its writes: their ids are not reused meanwhile)
+        try:
+            tpool.execute(storespill.keep, path, writes, True)
+        except OSError as exc:
+            if not self._spill_failing:
+                self._spill_failing = True
+                logs.event("store", "store_writes_unkept", logging.WARNING,
+                           reason=reason(exc), path=path, waiting=len(writes))
+            return
+        self._spill_last, self._spill_failing = writes, False
+
+    def _unspill(self) -> None:
+        """A batch landed: every write the file held has been stored; remove it."""
+        path = self._spill_path()
+        if path is None or self._spill_last is None:
+            return
+        try:
+            storespill.discard(path)
+        except OSError as exc:  # (the next start stores them again: the same records)
+            LOG.warning("dyncast: cannot remove %s: %s", path, reason(exc))
+            return
+        self._spill_last = None
+
     def _keep(self, writes: list[StoreWrite]) -> str | None:
         """Keep the writes the stop could not store for the next start (apps/storespill.py),
-        outside a cluster and unless `unstored_path` is empty; the file, or None."""
-        path = self.config.unstored_path
-        if self.config.cluster.enabled or not path:
+        outside a cluster and unless `unstored_path` is empty; the file, or None. The file
+        an outage of this run wrote is replaced (every write of it is among these)."""
+        path = self._spill_path()
+        if path is None:
             return None
-        storespill.keep(path, self.unstored.needed(writes))
+        storespill.keep(path, self.unstored.needed(writes), self._spill_last is not None)
         return path
 
     def _stop_flushing(self, workers: list[Any]) -> None:
@@ -289,4 +336,6 @@ class Loops:
             hub.kill(worker)
         queued = self.core.drain_writes()
         stored = flush_at_stop(self.store.apply, queued, hub.sleep, deadline, self._keep)
+        if stored == len(queued):
+            self._unspill()
         LOG.info("dyncast: stopped; %d of %d store writes flushed", stored, len(queued))

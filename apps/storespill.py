@@ -8,6 +8,10 @@ holds (a newer write of a record replaces the older one), and the file is replac
 read, `replay` stores the file's writes in one batch and then removes the file, so a service
 created through the API while the store was down outlives a restart.
 
+While the store is failing, every failed batch (the whole queue then) is written to the file as
+well, replacing what it held, and the file is removed when a batch lands again: a controller
+killed (SIGKILL) during an outage loses at most the writes queued since the last flush.
+
 Only a controller not in a [cluster] keeps them: it has its store to itself while it runs
 (apps/storeclaim.py), so what it could not store is the newest state of those records. A
 cluster member's store is shared: another member may write a record after this one stopped, and
@@ -38,12 +42,13 @@ FIELD = "controller.unstored_path"
 LOG = logging.getLogger("dyncast")
 
 
-def keep(path: str, writes: list[StoreWrite]) -> int:
-    """Add `writes` to the file at `path` (a record's newer write replacing an older one);
-    return how many records the file holds. OSError when it cannot be written."""
+def keep(path: str, writes: list[StoreWrite], replace: bool = False) -> int:
+    """Add `writes` to the file at `path` (a record's newer write replacing an older one), or
+    with `replace` make the file hold `writes` alone; return how many records the file holds.
+    OSError when it cannot be written."""
     target = Path(path)
     held: dict[tuple[str, str], StoreWrite] = {}
-    if target.exists():
+    if target.exists() and not replace:
         for w in _parse(target, "(at stop)"):
             held[(w.kind, w.key)] = w
     for w in writes:
@@ -58,6 +63,11 @@ def keep(path: str, writes: list[StoreWrite]) -> int:
         os.fsync(f.fileno())
     os.replace(part, target)
     return len(held)
+
+
+def discard(path: str) -> None:
+    """Remove the file at `path`, if there is one: every write it held has been stored."""
+    Path(path).unlink(missing_ok=True)
 
 
 def replay(store: Store, config: ControllerConfig, source: str) -> int:
@@ -75,7 +85,7 @@ def replay(store: Store, config: ControllerConfig, source: str) -> int:
         raise ConfigError(source, "controller.store_url", f"cannot store the {len(writes)} "
                           f"writes kept in {path} at the last stop: {reason(exc)}") from None
     target.unlink()
-    LOG.warning("dyncast: stored the %d writes the last stop kept in %s", len(writes), path)
+    LOG.warning("dyncast: stored the %d writes the last run kept in %s", len(writes), path)
     return len(writes)
 
 

@@ -34,7 +34,7 @@ class ControllerConfig:
     lldp_interval_s: float = 1.0
     link_timeout_s: float = 3.5
     store_flush_s: float = 1.0
-    unstored_path: str = "dyncast-unstored.jsonl"  # writes a stop could not store (apps/storespill)
+    unstored_path: str = "dyncast-unstored.jsonl"  # a failing store's queue (apps/storespill)
     stats_interval_s: float = 2.0
     link_capacity_mbps: float = 0.0
     congestion_ms: float | None = 10.0  # None ("packet"): per link, one packet at its capacity

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from apps import store as store_module
-from apps import storeflush
+from apps import storeflush, storespill
 from apps.store import Store, open_store
 from controller.cluster.settings import ClusterConfig
 from controller.errors import ConfigError
@@ -219,6 +219,113 @@ def test_with_no_file_to_keep_them_in_the_stop_says_what_is_lost(
     assert lost["lost"] == 2 and lost["kinds"] == {"instance": 1, "service": 1}
     assert "unable to open database file" in lost["reason"]
     assert not (tmp_path / "dyncast-unstored.jsonl").exists()
+
+
+def _killed(shell: Shell, engine: Any) -> None:
+    """The controller is killed (SIGKILL: no stop, nothing flushed); the store comes back."""
+    shell.app.store.engine.dispose()
+    shell.app.store.engine = engine
+    shell.app.store.close()  # (the process ends: its claim with it)
+
+
+def _restarted(shell: Shell) -> Any:
+    """The next start; returns its app (close its store)."""
+    return shell.module.DyncastApp(wsgi=FakeWSGI())
+
+
+def test_a_controller_killed_during_an_outage_keeps_what_failed_to_flush(
+        shell: Shell, tmp_path: Path, records: Records) -> None:
+    """Each failed flush keeps the queue in `unstored_path` as well (not again while the queue
+    is the same): killed during the outage, the controller loses only what was queued after
+    the last flush; the next start stores the file's writes. Before, it lost every write of
+    the outage, the service created through the API among them."""
+    shell.register()
+    shell.app._flush()
+    engine = down(shell, tmp_path)
+    svc = {"name": "svc3", "dsid": "10.0.100.3", "protocol": "tcp", "port": 9000}
+    assert shell.rest("POST", "services", svc).status == 201
+    spill = tmp_path / "dyncast-unstored.jsonl"
+    kept = storespill.keep
+    calls: list[int] = []
+
+    def counted(path: str, writes: list[StoreWrite], replace: bool = False) -> int:
+        calls.append(len(writes))
+        return kept(path, writes, replace)
+
+    storespill.keep = counted  # type: ignore[assignment]
+    try:
+        shell.app._flush()
+        shell.app._flush()  # the same queue: not written again
+        assert shell.rest("PUT", "services/svc3", {**svc, "port": 9001}).status == 200
+        shell.app._flush()  # as many writes, one of them newer: written again
+        report = {"dbid": INSTANCE[0], "cpu": 0.5, "sessions": 7, "queue": 0, "capacity": 10}
+        assert shell.rest("POST", "metrics", report).status == 200
+        shell.app._flush()
+    finally:
+        storespill.keep = kept  # type: ignore[assignment]
+    assert calls == [1, 1, 2]
+    assert len(spill.read_text().splitlines()) == 2
+    assert shell.rest("PUT", "services/svc3", {**svc, "port": 9002}).status == 200  # unflushed
+    _killed(shell, engine)
+    assert records.events("store_writes_unkept") == []
+    again = _restarted(shell)
+    try:
+        assert again.core.catalogue.services["svc3"].port == 9001  # the last flush's
+        assert again.core.catalogue.instances[INSTANCE[0]].metrics.sessions == 7
+        assert not spill.exists()
+    finally:
+        again.store.close()
+
+
+def test_the_kept_file_goes_when_the_store_is_back_so_nothing_newer_is_undone(
+        shell: Shell, tmp_path: Path) -> None:
+    """The outage ends: the batch that lands removes the file, so a controller killed later
+    does not store the outage's writes again over newer ones; at a stop that stores
+    everything the file goes too."""
+    engine = down(shell, tmp_path)
+    svc = {"name": "svc3", "dsid": "10.0.100.3", "protocol": "tcp", "port": 9000}
+    assert shell.rest("POST", "services", svc).status == 201
+    shell.app._flush()
+    spill = tmp_path / "dyncast-unstored.jsonl"
+    assert spill.exists()
+    shell.app.store.engine.dispose()
+    shell.app.store.engine = engine
+    shell.app._flush()
+    assert not spill.exists()
+    assert shell.rest("PUT", "services/svc3", {**svc, "port": 9001}).status == 200
+    shell.app._flush()
+    engine = down(shell, tmp_path)
+    shell.app._flush()  # nothing queued: no file
+    assert not spill.exists()
+    assert shell.rest("PUT", "services/svc3", {**svc, "port": 9002}).status == 200
+    shell.app._flush()
+    assert spill.exists()
+    shell.app.store.engine.dispose()
+    shell.app.store.engine = engine
+    shell.app.stop()
+    assert not spill.exists()
+    assert {s.name: s.port for s in stored(shell).services} == {"svc3": 9002}
+
+
+def test_a_file_that_cannot_be_written_during_an_outage_is_said_once(
+        shell: Shell, tmp_path: Path, records: Records, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`unstored_path` in a directory that does not exist: the failed flushes go on as before
+    and one warning names the file and why; nothing else changes."""
+    missing = str(tmp_path / "no" / "such" / "kept.jsonl")
+    monkeypatch.setattr(shell.app, "config",
+                        dataclasses.replace(shell.app.config, unstored_path=missing))
+    engine = down(shell, tmp_path)
+    for port in (9000, 9001, 9002):
+        svc = {"name": "svc3", "dsid": "10.0.100.3", "protocol": "tcp", "port": port}
+        method, path = ("POST", "services") if port == 9000 else ("PUT", "services/svc3")
+        assert shell.rest(method, path, svc).status in (200, 201)
+        shell.app._flush()
+    (unkept,) = records.events("store_writes_unkept")
+    assert unkept["path"] == missing and "No such file" in unkept["reason"]
+    shell.app.store.engine.dispose()
+    shell.app.store.engine = engine
+    shell.app._flush()
+    assert {s.name: s.port for s in stored(shell).services} == {"svc3": 9002}
 
 
 def test_the_stop_lets_the_batch_under_way_land_before_the_newer_writes(
