@@ -4,10 +4,12 @@ Boundary: the shell's socket side, eventlet's green threads and its wsgi protoco
 apps/restserver.py only. The limits (`restserver.ServerSettings`, from `[channel]`):
   - every connection runs in a green thread of `Pool`, at most `max_connections` in all and
     `max_connections_per_client` from one address. At a cap, the connection that has waited
-    longest for its next request (one *idle*: no byte of a request read) - of that client for
-    the per-client cap, of anyone for the total - is closed to make room; only when none is
-    idle is the new connection refused (503). Idle kept-alive clients cannot lock others out;
-    a client whose idle connection is closed opens a new one (HTTP clients do);
+    longest for its next request (one *idle*: no byte of a request read or waiting on its
+    socket, and kept alive after a request or silent for FIRST_BYTE_GRACE_S since it was
+    accepted) - of that client for the per-client cap, of anyone for the total - is closed to
+    make room; only when none is idle is the new connection refused (503). Idle kept-alive
+    clients cannot lock others out; a client whose idle connection is closed opens a new one
+    (HTTP clients do), and a burst of new connections gets answers or 503s, never a close;
   - between requests a connection waits at most `keepalive_idle_s` (the first request too)
     for the first byte of the next, then it is closed: eventlet's own `keepalive=<seconds>`
     is a timeout per socket read, which a client sending a byte every few seconds never hits;
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import time
 from collections import Counter
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import eventlet
 import eventlet.wsgi
 import greenlet
-from eventlet import greenio
+from eventlet import greenio, patcher
 
 from apps import httphead
 from controller.channel import TlsFiles
@@ -41,6 +44,10 @@ if TYPE_CHECKING:
     from apps.restserver import ServerSettings
 
 LOG = logging.getLogger("dyncast.rest")
+# a new connection is not closed to make room before it has waited this long for its first
+# request (unless kept alive after one): its request may be on its way
+FIRST_BYTE_GRACE_S = 0.5
+_select = patcher.original("select").select  # a look that never yields to the hub
 CLOSE_KEY = "dyncast.close_connection"  # environ: call it to close the connection after the answer
 # environ: the request target exactly as received (latin-1 text of its bytes, percent-escapes,
 # query and leading slashes kept): what an agent's signature covers (apps/security.py)
@@ -122,24 +129,31 @@ class Pool(eventlet.GreenPool):  # type: ignore[misc]  # eventlet is untyped
             LOG.warning("REST: refused a connection from %s: channel.%s reached", client, cap)
             _refuse(conn[1], cap)
             return _Refused()
-        rec = Conn(client, conn[1], None if self.context else time.monotonic())
+        rec = Conn(client, conn[1])  # busy until its green thread waits for a request
         self.conns[id(conn)] = rec
         self.open += 1
         self.per_client[client] += 1
         return super().spawn(self._serve, func, conn, rec)
 
     def _close_idle(self, client: str | None) -> bool:
-        """Close the connection idle longest (of `client` if given); False if none is idle."""
-        idle = [c for c in self.conns.values() if c.counted and c.idle_since is not None
-                and (client is None or c.client == client)]
-        if not idle:
-            return False
-        victim = min(idle, key=lambda c: c.idle_since or 0.0)
-        self._uncount(victim)
-        self.closed_idle += 1
-        LOG.info("REST: closed an idle connection of %s to make room", victim.client)
-        greenio.shutdown_safe(victim.sock)  # its wait for a request ends with nothing read
-        return True
+        """Close the connection idle longest (of `client` if given); False if none is idle.
+        Idle: waiting for a request with none of its bytes on the socket, and either kept
+        alive after one or waiting FIRST_BYTE_GRACE_S for its first (a burst of new
+        connections whose requests are on their way is not closed unanswered)."""
+        now = time.monotonic()
+        idle = sorted((c for c in self.conns.values() if c.counted and c.idle_since is not None
+                       and (client is None or c.client == client)
+                       and (c.served or now - c.idle_since >= FIRST_BYTE_GRACE_S)),
+                      key=lambda c: c.idle_since or 0.0)
+        for victim in idle:
+            if _bytes_waiting(victim.sock):
+                continue  # its request has come: its thread will read it
+            self._uncount(victim)
+            self.closed_idle += 1
+            LOG.info("REST: closed an idle connection of %s to make room", victim.client)
+            greenio.shutdown_safe(victim.sock)  # its wait for a request ends with nothing read
+            return True
+        return False
 
     def _uncount(self, rec: Conn) -> None:
         if rec.counted:
@@ -268,6 +282,20 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
     def close_after(self) -> None:
         """Close the connection once the answer is sent (`Connection: close`)."""
         self.close_connection = True
+
+
+def _bytes_waiting(sock: Any) -> bool:
+    """True when bytes wait to be read on `sock` (its peer's end, too, is such a byte:
+    False). Never blocks: a peek at the non-blocking socket under eventlet's green one."""
+    try:
+        if isinstance(sock, ssl.SSLSocket):
+            return sock.pending() > 0 or bool(_select([sock.fileno()], [], [], 0)[0])
+        raw = getattr(sock, "fd", sock)  # (eventlet's GreenSocket would wait for a byte)
+        return bool(raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing there
+    except (OSError, ValueError):
+        return False  # reset or closed: nothing a request will come from
 
 
 def _refuse(sock: Any, cap: str) -> None:

@@ -315,6 +315,47 @@ def test_idle_connections_at_the_per_client_cap_make_room(port: int) -> None:
     assert _request(port, _post("/x", b"{}"), source="127.0.0.6").startswith(b"HTTP/1.1 200")
 
 
+def test_a_burst_of_new_connections_gets_answers_or_503_never_a_close(port: int) -> None:
+    """Twelve connections from one address (cap 3), each sending its request as it opens:
+    every one gets an answer, 200 or 503; none is closed unanswered to make room. Before, a
+    new connection counted as idle from its accept, before its request was read, and the
+    burst closed most of them with nothing said."""
+    socks = []
+    try:
+        for _ in range(12):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                            source_address=("127.0.0.8", 0))
+            sock.sendall(_post("/x", b"{}", "Connection: close\r\n"))
+            socks.append(sock)
+        replies = [_read_all(sock) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    status = [r[:12] for r in replies]
+    assert all(s in (b"HTTP/1.1 200", b"HTTP/1.1 503") for s in status), status
+    assert status.count(b"HTTP/1.1 200") >= 3, status
+
+
+def test_a_new_connection_silent_past_the_grace_makes_room(port: int) -> None:
+    """Three connections from one address that send nothing: within the grace a fourth is
+    refused (their requests may be on their way); past it (0.5 s) one of them is closed and
+    the new one is served."""
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=5,
+                                       source_address=("127.0.0.9", 0)) for _ in range(3)]
+    try:
+        time.sleep(0.1)
+        first = _request(port, _post("/x", b"{}"), source="127.0.0.9")
+        assert first.startswith(b"HTTP/1.1 503"), first
+        time.sleep(0.6)
+        assert _request(port, _post("/x", b"{}"), source="127.0.0.9").startswith(
+            b"HTTP/1.1 200")
+        silent[0].settimeout(0.2)
+        assert silent[0].recv(1024) == b""  # the one silent longest made room
+    finally:
+        for sock in silent:
+            sock.close()
+
+
 def test_idle_connections_at_the_total_cap_do_not_keep_a_new_client_out(port: int) -> None:
     """6 idle kept-alive connections from two addresses fill the server: a new client is
     served all the same; 6 connections in the middle of requests: the next one gets 503."""
@@ -399,3 +440,24 @@ def test_https_with_a_test_ca_and_client_certificates(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_bytes_waiting_tells_a_request_on_its_way_from_an_idle_or_closed_socket() -> None:
+    """What `_close_idle` looks at before it closes a connection: bytes waiting on it (a
+    request that has come, not yet read) spare it; none, or its peer gone, do not."""
+    from apps.restconns import _bytes_waiting
+
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setblocking(False)
+        assert not _bytes_waiting(ours)
+        theirs.sendall(b"GET / HTTP/1.1\r\n")
+        time.sleep(0.05)
+        assert _bytes_waiting(ours) and _bytes_waiting(ours)  # a peek: still there
+        assert ours.recv(64) == b"GET / HTTP/1.1\r\n"
+        theirs.close()
+        time.sleep(0.05)
+        assert not _bytes_waiting(ours)
+    finally:
+        ours.close()
+        theirs.close()
