@@ -22,6 +22,7 @@ from controller.logcfg import COMPONENTS, LogConfig
 
 ROOT = "dyncast"
 WINDOW_S = 60.0
+SUMMARY_FIELDS = 20  # fields named in a summary of rejected input left out; the rest as one
 
 
 class JsonFormatter(logging.Formatter):
@@ -96,6 +97,8 @@ class RejectLog:
         self.counts[status] += 1
         self.roll()
         if self.written >= self.per_minute:
+            if field not in self.suppressed and len(self.suppressed) >= SUMMARY_FIELDS:
+                field = "(other fields)"  # the field may be the client's text: bounded
             self.suppressed[field] += 1
             return False
         self.written += 1

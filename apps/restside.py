@@ -14,9 +14,15 @@ from typing import Any
 from apps import logs
 from apps.framework import hub
 from controller.api import Reply
+from controller.model import METRIC_KEYS
 from controller.views import Rows
 
 LOG = logging.getLogger("dyncast")
+# the `reason` labels of dyncast_reports_rejected_total: a report's fields and the request's
+# own; any other field at fault (an unknown key: the client's text) is "other", so that no
+# client can add label values (and series) at will
+REPORT_FAULTS = frozenset(METRIC_KEYS | {"report", "reports", "instance", "body", "path",
+                                         "limits.max_reports_per_batch"})
 ENCODE_SLICE = 5  # list items (a decision: all of a service's instances) encoded a step
 RELOAD_PATH = "/dyncast/v1/config/reload"
 CLUSTER_PATH = "/dyncast/v1/cluster"
@@ -84,8 +90,7 @@ class RestSide:
         body = reply.body if isinstance(reply.body, dict) else {}
         fault = str(body.get("field", ""))
         if method == "POST" and path.rstrip("/").endswith("/metrics"):  # a report, not a 405
-            self.metrics.shell.reports_rejected[fault.partition(".")[2] if
-                                                fault.startswith("reports[") else fault] += 1
+            self.metrics.shell.reports_rejected[report_fault(fault)] += 1
         self.rejects.reject(method, path, reply.status, fault, str(body.get("error", "")))
 
     def _reload_call(self, method: str) -> Reply:
@@ -129,3 +134,11 @@ class RestSide:
                 hub.sleep(0)
             parts.append(json.dumps(value[i:i + ENCODE_SLICE], sort_keys=True)[1:-1])
         return ("[" + ", ".join(parts) + "]\n").encode()
+
+
+def report_fault(fault: str) -> str:
+    """The `reason` label a refused report counts under: its field at fault (a batch's
+    `reports[i].` prefix dropped) when that is one of REPORT_FAULTS, else "other"."""
+    if fault.startswith("reports["):
+        fault = fault.partition(".")[2] or "report"
+    return fault if fault in REPORT_FAULTS else "other"

@@ -119,7 +119,7 @@ class Api:
         except ValidationError as exc:
             yield Reply(400, {"error": str(exc), "field": exc.field})
         except NotFound as exc:
-            yield Reply(404, {"error": str(exc), "field": exc.what})
+            yield Reply(404, {"error": str(exc), "field": exc.field})
         except Conflict as exc:
             yield Reply(409, {"error": str(exc), "field": exc.field})
         except QuotaExceeded as exc:

@@ -28,10 +28,11 @@ class ConfigError(ValidationError):
 class NotFound(DyncastError):
     """A reference to a service or instance that does not exist."""
 
-    def __init__(self, what: str, key: str) -> None:
+    def __init__(self, what: str, key: str, field: str | None = None) -> None:
         super().__init__(f"unknown {what}: {key}")
         self.what = what
         self.key = key
+        self.field = what if field is None else field  # the request's field that names it
 
 
 class Conflict(DyncastError):

@@ -288,7 +288,7 @@ def metrics_from_dict(data: Any, where: str = "") -> tuple[str, Metrics]:
     """Parse one D-MA report into (D-BID, Metrics), rejecting absurd values; a `dsid` given
     must be an address (that it is the instance's service's is the API's check)."""
     if not isinstance(data, Mapping):
-        raise ValidationError(where or "report", "must be an object")
+        raise ValidationError(where.rstrip(".") or "report", "must be an object")
     reject_unknown(data, METRIC_KEYS, where.rstrip("."))
     dbid = parse_ipv4(data.get("dbid"), f"{where}dbid")
     if "dsid" in data:

@@ -147,8 +147,8 @@ def test_register_and_withdraw_instances() -> None:
     assert reply.status == 201 and reply.body["state"] == "unknown"
     assert _call(api, "POST", "instances", {"dsid": "10.0.100.1", "dbid": "10.0.0.41"}).status \
         == 200
-    assert _call(api, "POST", "instances", {"dsid": "10.0.100.8", "dbid": "10.0.0.42"}).status \
-        == 404
+    unknown = _call(api, "POST", "instances", {"dsid": "10.0.100.8", "dbid": "10.0.0.42"})
+    assert unknown.status == 404 and unknown.body["field"] == "dsid"  # the body's field
     assert _call(api, "POST", "instances", {"dsid": "10.0.100.2", "dbid": "10.0.0.41"}).status \
         == 409
     assert _call(api, "DELETE", "instances/10.0.0.41").status == 200

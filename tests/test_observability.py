@@ -131,6 +131,39 @@ def test_rejected_input_lines_are_rate_limited_and_summarised(
     assert log.reject("POST", "/x", 400, "cpu", "bad")  # a new window
 
 
+def test_a_summary_names_at_most_twenty_fields_however_many_the_clients_chose(
+        records: list[logging.LogRecord]) -> None:
+    """Fields at fault can be the client's text (an unknown key): the summary names the first
+    20 and counts the rest as one; before, 3,000 made one line of 131,525 characters."""
+    now = [1000.0]
+    log = RejectLog(0, clock=lambda: now[0])
+    for k in range(500):
+        log.reject("POST", "/dyncast/v1/metrics", 400, f"k{k:04d}_{'x' * 30}", "unknown key")
+    now[0] += 61
+    log.roll()
+    (summary,) = events(records, "rejected_input_suppressed")
+    assert summary["count"] == 500 and len(summary["by_field"]) == 21
+    assert summary["by_field"]["(other fields)"] == 480
+
+
+def test_reports_refused_for_keys_the_client_chose_count_under_one_reason(
+        shell: Shell) -> None:
+    """Unknown keys are the client's own names: refused reports count under `other`, never
+    one series per name (3,000 names were 3,000 series before, never pruned); a report's own
+    fields still name their reason, in a batch too."""
+    shell.register()
+    good = {"dbid": INSTANCE[0], "cpu": 0.5, "sessions": 0, "queue": 0, "capacity": 10}
+    for k in range(30):
+        reply = shell.rest("POST", "metrics", {**good, f"made_up_{k}": 1})
+        assert reply.status == 400 and reply.body["field"] == f"made_up_{k}"
+    assert shell.rest("POST", "metrics", {"reports": [good, {**good, "cpu": 7}]}).status == 400
+    assert shell.rest("POST", "metrics", {"reports": [[]]}).body["field"] == "reports[0]"
+    reasons = {labels["reason"]: v for labels, v in
+               ((dict(k[1]), v) for k, v in samples(shell.app).items()
+                if k[0] == "dyncast_reports_rejected_total") if v}
+    assert reasons == {"other": 30, "cpu": 1, "report": 1}, reasons
+
+
 def test_json_lines_are_one_object_each() -> None:
     """The JSON formatter writes one object a line with the event's fields."""
     rec = logging.LogRecord("dyncast.config", logging.INFO, __file__, 1, "reloaded", None, None)

@@ -85,7 +85,7 @@ class Catalogue:
         """Register (or refresh) the binding (D-SID, D-BID) announced by a D-MA."""
         svc = self.service_for_dsid(dsid)
         if svc is None:
-            raise NotFound("D-SID", dsid)
+            raise NotFound("D-SID", dsid, "dsid")
         if dbid in self.by_dsid:
             raise Conflict(f"D-BID {dbid} is a D-SID", "dbid")
         inst = self.instances.get(dbid)
