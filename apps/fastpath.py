@@ -44,7 +44,8 @@ def routed(environ: dict[str, Any]) -> bool:
 def serve(app: Any, environ: dict[str, Any], body: bytes,
           start_response: StartResponse) -> list[bytes]:
     """`RestController._serve`'s reply, without the framework."""
-    reply = app.api_call(environ["REQUEST_METHOD"], environ["PATH_INFO"], body)
+    reply = app.api_call(environ["REQUEST_METHOD"], environ["PATH_INFO"], body,
+                         environ.get("QUERY_STRING", ""))
     data = app.encode(reply.body)
     status = int(reply.status)
     line = f"{status} {status_reasons.get(status, 'Unknown')}"

@@ -22,7 +22,7 @@ class RestController(ControllerBase):  # type: ignore[misc]
 
     def _serve(self, req: Any) -> Any:
         """Serve one request."""
-        reply = self.app.api_call(req.method, req.path, req.body or b"")
+        reply = self.app.api_call(req.method, req.path, req.body or b"", req.query_string)
         return Response(status=reply.status, content_type="application/json",
                         body=self.app.encode(reply.body))
 

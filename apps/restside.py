@@ -10,11 +10,13 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import parse_qsl
 
 from apps import logs
 from apps.framework import hub
 from controller.api import Reply
 from controller.model import METRIC_KEYS
+from controller.validate import NAME_RE
 from controller.views import Rows
 
 LOG = logging.getLogger("dyncast")
@@ -47,9 +49,15 @@ class RestSide:
     share: Any  # apps.changefeed.SharedSide
 
 
-    def api_call(self, method: str, path: str, body: bytes) -> Reply:
+    def api_call(self, method: str, path: str, body: bytes, query: str = "") -> Reply:
         """Serve a REST request (called from a WSGI green thread) step by step, sending each
-        step's intents and letting the event loop run before the next step."""
+        step's intents and letting the event loop run before the next step. The API takes no
+        query parameter, and no body on a GET, a DELETE or a reload: one sent is a 400 (a
+        parameter ignored could be an option the caller thinks applied, e.g. a deadline)."""
+        refused = _extras(method, path, body, query)
+        if refused is not None:
+            self._rejected(method, path, refused)
+            return refused
         if path.rstrip("/") == RELOAD_PATH:
             return self._reload_call(method)
         if path.rstrip("/") == CLUSTER_PATH:  # the shell's: leases, roles (apps/cluster.py)
@@ -142,3 +150,15 @@ def report_fault(fault: str) -> str:
     if fault.startswith("reports["):
         fault = fault.partition(".")[2] or "report"
     return fault if fault in REPORT_FAULTS else "other"
+
+
+def _extras(method: str, path: str, body: bytes, query: str) -> Reply | None:
+    """The 400 for a query string, or a body where the call takes none (None: neither)."""
+    if query:
+        names = [name for name, _ in parse_qsl(query, keep_blank_values=True)] or [query]
+        shown = ", ".join(n if NAME_RE.fullmatch(n) else repr(n)[:40] for n in names[:5])
+        return Reply(400, {"error": f"this API takes no query parameters (got: {shown}); "
+                                    "options go in the JSON body", "field": "query"})
+    if body.strip() and (method in ("GET", "DELETE") or path.rstrip("/") == RELOAD_PATH):
+        return Reply(400, {"error": f"{method} {path} takes no body", "field": "body"})
+    return None

@@ -97,7 +97,8 @@ class Shell:
     def rest(self, method: str, path: str, body: object = None) -> Any:
         """A REST call as the WSGI controller makes it; the reply."""
         data = b"" if body is None else json.dumps(body).encode()
-        return self.app.api_call(method, f"/dyncast/v1/{path}", data)
+        path, _, query = path.partition("?")
+        return self.app.api_call(method, f"/dyncast/v1/{path}", data, query)
 
     def sent(self, dp: FakeDatapath | None = None) -> list[Sent]:
         """What the app sent a switch since the last call."""

@@ -28,10 +28,10 @@ class ScriptedApp:
     encode = RestSide.encode
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, bytes]] = []
+        self.calls: list[tuple[str, str, bytes, str]] = []
 
-    def api_call(self, method: str, path: str, body: bytes) -> Reply:
-        self.calls.append((method, path, body))
+    def api_call(self, method: str, path: str, body: bytes, query: str = "") -> Reply:
+        self.calls.append((method, path, body, query))
         if path.endswith("/empty"):
             return Reply(204, {})
         if path.endswith("/big"):
@@ -73,8 +73,9 @@ def call(gate: Gate, method: str, path: str, body: bytes = b"",
     def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
         got["status"], got["headers"] = status, list(headers)
 
+    path, _, query = path.partition("?")
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "",
-               "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080",
+               "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080",
                "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
                "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
                "CONTENT_TYPE": ctype if body else ""}
@@ -93,6 +94,7 @@ REQUESTS = [
     ("PUT", "/dyncast/v1/instances/svc1/i-1.a~b", b"{}"),
     ("DELETE", "/dyncast/v1/instances/svc1/i1", b""),
     ("POST", "/dyncast/v1/instances/i1/drain", b""),
+    ("POST", "/dyncast/v1/instances/i1/drain?deadline_s=5", b""),  # (handed on, to refuse)
     ("GET", "/dyncast/v1/x/empty", b""),
     ("GET", "/dyncast/v1/x/big", b""),
 ]
@@ -123,11 +125,14 @@ def test_the_short_way_answers_as_the_route_does(make: Any) -> None:
     long_gate, long_app = gates(make, fast=False)
     short_gate, short_app = gates(make, fast=True)
     for method, path, body in REQUESTS:
-        assert fastpath.routed({"REQUEST_METHOD": method, "PATH_INFO": path}), path
+        assert fastpath.routed({"REQUEST_METHOD": method,
+                                "PATH_INFO": path.partition("?")[0]}), path
         want = call(long_gate, method, path, body)
         got = call(short_gate, method, path, body)
         assert got == want, (method, path)
     assert short_app.calls == long_app.calls and len(long_app.calls) == len(REQUESTS)
+    assert long_app.calls[REQUESTS.index(("POST", "/dyncast/v1/instances/i1/drain?deadline_s=5",
+                                          b""))][3] == "deadline_s=5"
     assert json.loads(call(short_gate, "GET", "/dyncast/v1/x/big")[2])[11]["dbid"] == "i11"
 
 
@@ -139,7 +144,7 @@ def test_other_requests_still_reach_the_framework(make: Any) -> None:
         assert not fastpath.routed({"REQUEST_METHOD": method, "PATH_INFO": path}), path
         assert call(short_gate, method, path) == call(long_gate, method, path), (method, path)
     # the framework's catch-all route under /dyncast/v1/ hands it to the API (a JSON reply)
-    assert ("GET", "/dyncast/v1/a/b/c/d", b"") in short_app.calls
+    assert ("GET", "/dyncast/v1/a/b/c/d", b"", "") in short_app.calls
 
 
 @pytest.mark.parametrize("make", _contexts())
