@@ -325,8 +325,9 @@ def _check_path(parts: list[str], most: int) -> None:
     if len(parts) - 1 > most:
         raise ValidationError("path", f"at most {most} segment(s) after /{parts[0]}")
     for part in parts[1:]:
-        if not NAME_RE.fullmatch(part):
-            raise ValidationError("path", f"segment {part[:80]!r} must be {NAME_RULE}")
+        if not NAME_RE.fullmatch(part) or part in (".", ".."):
+            raise ValidationError("path", f"segment {part[:80]!r} must be {NAME_RULE} (not "
+                                  "'.' or '..')")
 
 
 def _in_steps(items: list[T], size: int,

@@ -292,3 +292,15 @@ def test_decisions_view_follows_every_recompute() -> None:
     assert moved == fresh() and moved != first
     assert _call(api, "DELETE", "services/svc2").status == 200
     assert {r["service"] for r in answer()} == {"svc1"} and answer() == fresh()
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+@pytest.mark.parametrize("segment", [".", ".."])
+def test_a_dot_segment_is_a_400_on_path_as_the_names_rule_says(method: str,
+                                                                 segment: str) -> None:
+    """`.` and `..` are no names (docs/api.md): a 400 naming the path, as for any unsafe
+    segment, not a 404 as for a name that could exist."""
+    api = Api(figure2_core())
+    reply = _call(api, method, f"services/{segment}",
+                  {"name": segment, "dsid": "10.0.100.7"} if method == "PUT" else None)
+    assert reply.status == 400 and reply.body["field"] == "path", reply.body
