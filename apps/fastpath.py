@@ -52,6 +52,8 @@ def serve(app: Any, environ: dict[str, Any], body: bytes,
     if status in _BODILESS or status < 200:
         start_response(line, [])
         return []
-    start_response(line, [("Content-Type", "application/json"),
-                          ("Content-Length", str(len(data)))])
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    if reply.allow:
+        headers.append(("Allow", ", ".join(reply.allow)))
+    start_response(line, headers)
     return [data]

@@ -23,8 +23,11 @@ class RestController(ControllerBase):  # type: ignore[misc]
     def _serve(self, req: Any) -> Any:
         """Serve one request."""
         reply = self.app.api_call(req.method, req.path, req.body or b"", req.query_string)
-        return Response(status=reply.status, content_type="application/json",
-                        body=self.app.encode(reply.body))
+        response = Response(status=reply.status, content_type="application/json",
+                            body=self.app.encode(reply.body))
+        if reply.allow:
+            response.headers["Allow"] = ", ".join(reply.allow)
+        return response
 
     @route("dyncast", "/metrics", methods=["GET"])
     def metrics(self, req: Any, **_: Any) -> Any:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from apps import logs
 from apps.framework import hub
-from controller.api import Reply
+from controller.api import Reply, allowed
 from controller.model import METRIC_KEYS
 from controller.validate import NAME_RE
 from controller.views import Rows
@@ -62,7 +62,8 @@ class RestSide:
             return self._reload_call(method)
         if path.rstrip("/") == CLUSTER_PATH:  # the shell's: leases, roles (apps/cluster.py)
             return self.cluster_view() if method == "GET" else Reply(
-                405, {"error": f"{method} not allowed on {CLUSTER_PATH}", "field": "path"})
+                405, {"error": f"{method} not allowed on {CLUSTER_PATH}", "field": "path"},
+                allow=allowed({"GET"}))
         at = time.time()  # accepted then (its reports, for the cluster's other members)
         reply = self._serve(method, path, body, at)
         if reply.status >= 400:
@@ -105,7 +106,8 @@ class RestSide:
         """POST /dyncast/v1/config/reload: re-read the configuration file."""
         if method != "POST":
             return Reply(405, {"error": f"{method} not allowed on {RELOAD_PATH}",
-                               "field": "path"})
+                               "field": "path"},
+                         allow=("POST",))
         out = self.reloader.reload(time.time(), "http")
         self.send(out.intents)
         return Reply(out.status, out.body)

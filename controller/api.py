@@ -57,6 +57,7 @@ class Reply:
     status: int
     body: Any
     intents: list[Intent] = field(default_factory=list)
+    allow: tuple[str, ...] = ()  # a 405's methods the resource takes (the `Allow` header)
 
 
 class Api:
@@ -133,15 +134,17 @@ class Api:
             return Reply(404, {"error": f"no such resource: {path}", "field": "path"})
         parts = [p for p in path[len(PREFIX):].split("/") if p]
         if not parts and method != "GET":
-            return Reply(405, {"error": f"{method} not allowed on {PREFIX}", "field": "path"})
+            return Reply(405, {"error": f"{method} not allowed on {PREFIX}", "field": "path"},
+                         allow=allowed({"GET"}))
         if not parts:
             return Reply(200, {"resources": sorted({r for _, r in self._routes}
                                                    | self.served_elsewhere)})
         if (method, parts[0]) not in self._routes:
-            known = any(r == parts[0] for _, r in self._routes)
-            return Reply(405 if known else 404,
-                         {"error": f"{method} not allowed on {path:.200}" if known
-                          else f"no such resource: {path:.200}", "field": "path"})
+            methods = {m for m, r in self._routes if r == parts[0]}
+            return Reply(405 if methods else 404,
+                         {"error": f"{method} not allowed on {path:.200}" if methods
+                          else f"no such resource: {path:.200}", "field": "path"},
+                         allow=allowed(methods))
         return None
 
     # --- services -----------------------------------------------------------------------
@@ -317,6 +320,11 @@ class Api:
 # the most path segments after the resource each route takes (others: 1)
 MAX_ARGS = {("POST", "services"): 0, ("POST", "instances"): 2, ("POST", "metrics"): 0,
             ("GET", "topology"): 0, ("GET", "stats"): 0}
+
+
+def allowed(methods: set[str]) -> tuple[str, ...]:
+    """A 405's `Allow`: `methods`, and HEAD wherever GET is (the server answers it)."""
+    return tuple(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
 
 
 def _check_path(parts: list[str], most: int) -> None:

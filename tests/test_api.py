@@ -304,3 +304,12 @@ def test_a_dot_segment_is_a_400_on_path_as_the_names_rule_says(method: str,
     reply = _call(api, method, f"services/{segment}",
                   {"name": segment, "dsid": "10.0.100.7"} if method == "PUT" else None)
     assert reply.status == 400 and reply.body["field"] == "path", reply.body
+
+
+def test_a_405_names_the_methods_the_resource_takes() -> None:
+    """RFC 9110: a 405 carries `Allow` (HEAD wherever GET is); a 404 none."""
+    api = Api(figure2_core())
+    assert _call(api, "PATCH", "services").allow == ("DELETE", "GET", "HEAD", "POST", "PUT")
+    assert _call(api, "PUT", "metrics").allow == ("POST",)
+    assert _call(api, "POST", "").allow == ("GET", "HEAD")
+    assert _call(api, "GET", "nowhere").allow == ()

@@ -34,6 +34,9 @@ class ScriptedApp:
         self.calls.append((method, path, body, query))
         if path.endswith("/empty"):
             return Reply(204, {})
+        if path.endswith("/fixed"):
+            return Reply(405, {"error": f"{method} not allowed", "field": "path"},
+                         allow=("GET", "HEAD"))
         if path.endswith("/big"):
             return Reply(200, [{"dbid": f"i{k}", "cpu": k / 10} for k in range(12)])
         if b'"bad"' in body:
@@ -96,6 +99,7 @@ REQUESTS = [
     ("POST", "/dyncast/v1/instances/i1/drain", b""),
     ("POST", "/dyncast/v1/instances/i1/drain?deadline_s=5", b""),  # (handed on, to refuse)
     ("GET", "/dyncast/v1/x/empty", b""),
+    ("POST", "/dyncast/v1/x/fixed", b"{}"),
     ("GET", "/dyncast/v1/x/big", b""),
 ]
 ELSEWHERE = [  # not what the short way takes: the framework answers (or the route's own 404)
@@ -134,6 +138,7 @@ def test_the_short_way_answers_as_the_route_does(make: Any) -> None:
     assert long_app.calls[REQUESTS.index(("POST", "/dyncast/v1/instances/i1/drain?deadline_s=5",
                                           b""))][3] == "deadline_s=5"
     assert json.loads(call(short_gate, "GET", "/dyncast/v1/x/big")[2])[11]["dbid"] == "i11"
+    assert ("Allow", "GET, HEAD") in call(short_gate, "POST", "/dyncast/v1/x/fixed", b"{}")[1]
 
 
 @pytest.mark.parametrize("make", _contexts())
