@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from apps import logs
 from apps.framework import hub
-from controller.api import Reply, allowed
+from controller.api import NOTHING, Reply, allowed
 from controller.model import METRIC_KEYS
 from controller.validate import NAME_RE
 from controller.views import Rows
@@ -52,8 +52,9 @@ class RestSide:
     def api_call(self, method: str, path: str, body: bytes, query: str = "") -> Reply:
         """Serve a REST request (called from a WSGI green thread) step by step, sending each
         step's intents and letting the event loop run before the next step. The API takes no
-        query parameter, and no body on a GET, a DELETE or a reload: one sent is a 400 (a
-        parameter ignored could be an option the caller thinks applied, e.g. a deadline)."""
+        query parameter, and no body on a GET, a DELETE or a reload (`{}` and `null` are
+        none): one sent is a 400 (a parameter ignored could be an option the caller thinks
+        applied, e.g. a deadline)."""
         refused = _extras(method, path, body, query)
         if refused is not None:
             self._rejected(method, path, refused)
@@ -161,6 +162,7 @@ def _extras(method: str, path: str, body: bytes, query: str) -> Reply | None:
         shown = ", ".join(n if NAME_RE.fullmatch(n) else repr(n)[:40] for n in names[:5])
         return Reply(400, {"error": f"this API takes no query parameters (got: {shown}); "
                                     "options go in the JSON body", "field": "query"})
-    if body.strip() and (method in ("GET", "DELETE") or path.rstrip("/") == RELOAD_PATH):
+    if (method == "POST" and path.rstrip("/") == RELOAD_PATH
+            and b"".join(body.split()) not in NOTHING):
         return Reply(400, {"error": f"{method} {path} takes no body", "field": "body"})
-    return None
+    return None  # (a GET's or a DELETE's body: the API's, after its route is known)

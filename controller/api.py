@@ -109,6 +109,10 @@ class Api:
         limits = self.core.config.limits
         try:
             _check_path(parts, MAX_ARGS.get((method, parts[0]), 1))
+            if (method == "GET" or (method == "DELETE" and len(parts) > 1)) and b"".join(
+                    body.split()) not in NOTHING:  # (ignored, it could be an option the caller
+                raise ValidationError("body", f"{method} takes no body")  # meant; a DELETE of
+                # no item: the handler's 400 on the path)
             data = (loads(body, limits.max_body_bytes, limits.max_json_depth)
                     if method in ("POST", "PUT") else None)
             served = (self._metrics(parts[1:], data, now, accepted)
@@ -320,6 +324,9 @@ class Api:
 # the most path segments after the resource each route takes (others: 1)
 MAX_ARGS = {("POST", "services"): 0, ("POST", "instances"): 2, ("POST", "metrics"): 0,
             ("GET", "topology"): 0, ("GET", "stats"): 0}
+
+
+NOTHING = (b"", b"null", b"{}")  # what a call that takes no body may be sent all the same
 
 
 def allowed(methods: set[str]) -> tuple[str, ...]:

@@ -53,3 +53,12 @@ def test_a_body_where_the_call_takes_none_is_a_400_and_changes_nothing(
     assert reply.status == 400 and reply.body["field"] == "body", reply.body
     assert state(shell) == before
     assert shell.rest(method, path).status == 200  # the same call without it: served
+
+
+def test_an_empty_object_or_null_body_is_no_body(shell: Shell) -> None:
+    """`{}` or `null` (what some clients send with every call) carry nothing: served."""
+    shell.register()
+    assert shell.rest("GET", "services", {}).status == 200
+    assert shell.rest("POST", "config/reload", None).status == 200
+    assert shell.app.api_call("DELETE", "/dyncast/v1/instances/10.0.0.21", b" null ").status \
+        == 200

@@ -28,7 +28,7 @@ class ApiApp:
     def __init__(self) -> None:
         self.api = Api(Core(ControllerConfig()))
 
-    def api_call(self, method: str, path: str, body: bytes) -> Reply:
+    def api_call(self, method: str, path: str, body: bytes, query: str = "") -> Reply:
         return self.api.handle(method, path, body, 1000.0)
 
 
