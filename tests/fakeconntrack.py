@@ -5,10 +5,13 @@ tracker, which every bridge of it shares (a connection committed at one switch i
 others, as in Mininet). Per zone it keeps committed connections by their original and reply
 tuples: a packet of the original direction is `+trk+new` until the connection has seen a reply,
 then `+trk+est`; a reply is `+trk+est+rpl`; an unknown packet is `+trk+new` and is only
-remembered when committed. `nat` applies a connection's destination translation both ways
-(the original direction gets the new destination, replies get the original destination back as
-their source); `commit` with `nat_dst` sets it (the address only), with `mark` sets ct_mark
-(also on a connection already committed, as `exec(set_field:..->ct_mark)` does). `forget`
+remembered when committed, but an unknown TCP SYN-ACK is `+trk+inv` (Open vSwitch's userspace
+tracker lets a SYN or a mid-stream segment begin a connection, never a SYN-ACK: a liveness
+probe's answer, whose SYN the tracker never saw, was dropped so in Mininet). `nat` applies a
+connection's destination translation both ways (the original direction gets the new
+destination, replies get the original destination back as their source); `commit` with
+`nat_dst` sets it (the address only), with `mark` sets ct_mark (also on a connection already
+committed, as `exec(set_field:..->ct_mark)` does). `forget`
 is what an NXT_CT_FLUSH naming a reply source does. `limits` are per-zone limits
 (`dpctl/ct-set-limits`): in a full zone a commit creates nothing, and the packet comes back
 `+trk+new`, untranslated and unmarked (what Open vSwitch 3.1's userspace tracker does).
@@ -119,7 +122,9 @@ class Conntrack:
             found = (conn, False)
             state = CT_TRK | CT_NEW
         elif found is None:
-            out.update(ct_state=CT_TRK | CT_NEW, ct_zone=act.zone, ct_mark=0)
+            syn_ack = pkt.get("ip_proto") == 6 and pkt.get("tcp_flags", 0) & 0x12 == 0x12
+            out.update(ct_state=CT_TRK | (CT_INV if syn_ack else CT_NEW), ct_zone=act.zone,
+                       ct_mark=0)
             return out
         conn, reply = found
         if self.invalid(pkt):

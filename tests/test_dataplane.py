@@ -14,6 +14,7 @@ from controller.core import Core
 from controller.dataplane.reconciler import Reconciler
 from controller.dataplane.rules import (
     PRIO_BUCKET_SYN,
+    PRIO_PROBE_ANSWER,
     SYN_DELAY_S,
     Program,
     Target,
@@ -67,6 +68,9 @@ def test_learn_mode_rules() -> None:
     and loads its label; each instance rewrites, learns the reply entry, and forwards; replies
     look up their learned entries."""
     t = _by_table(service_entries(Program(LEARN, 1, TARGETS, MAP)))
+    answers = [f for f in t[TABLE_CLASSIFY] if f.priority == PRIO_PROBE_ANSWER]
+    assert {dict(f.match)["ipv4_src"] for f in answers} == {"10.0.0.21", "10.0.0.31"}
+    t[TABLE_CLASSIFY] = [f for f in t[TABLE_CLASSIFY] if f not in answers]
     (svc,) = [f for f in t[TABLE_CLASSIFY] if ("ipv4_dst", "10.0.100.1") in f.match]
     assert svc.actions == (Resubmit(TABLE_AFFINITY),) and svc.goto == TABLE_INSTANCE
     replies = [f for f in t[TABLE_CLASSIFY] if f is not svc]
@@ -94,7 +98,9 @@ def test_bucket_mode_has_no_per_flow_state_and_wildcard_replies() -> None:
     t = _by_table(entries)
     assert [f.actions for f in t[TABLE_DECISION]][:2] == [(SetField("reg0", 16),),
                                                           (SetField("reg0", 17),)]
-    replies = [f for f in t[TABLE_CLASSIFY] if "ipv4_src" in dict(f.match)]
+    replies = [f for f in t[TABLE_CLASSIFY] if "ipv4_src" in dict(f.match)
+               and f.priority != PRIO_PROBE_ANSWER]  # (liveness answers: tests/test_probe_answers)
+    assert len(replies) == 2
     assert all(SetField("ipv4_src", "10.0.100.1") in f.actions for f in replies)
 
 

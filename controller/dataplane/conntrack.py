@@ -14,7 +14,10 @@ connection's translation in either direction, and is looked up again in table 2:
 - `+trk+rpl` from the D-SID (a reply, translated back): the virtual MAC, then `forward`;
 - `+trk` with ct_mark 0 (an instance's service port talking to someone directly): forwarded
   as it is; `+trk+inv` of the service's protocol with ct_mark 0 (the tracker could not tie
-  it to a connection, so it is untranslated): dropped. An invalid packet of a known connection
+  it to a connection, so it is untranslated): dropped, but for a TCP SYN-ACK, which answers a
+  SYN the tracker never saw (a client of the instance's D-BID itself, or the controller's
+  liveness probe) and is forwarded as it is (Open vSwitch's tracker lets no SYN-ACK begin a
+  connection: such a client never connected). An invalid packet of a known connection
   is translated and marked like its valid ones (Open vSwitch's userspace tracker) and goes on:
   a client's RST to a stale socket at the instance, or that socket's challenge ACK, must
   reach the other end, or a client reusing the port of a connection the instance still
@@ -50,6 +53,7 @@ from controller.dataplane.rules import (
     PRIO_BUCKET,
     Program,
     bucket_fields,
+    probe_answer,
     service_fields,
 )
 from controller.intents import (
@@ -77,6 +81,7 @@ from controller.intents import (
     match,
 )
 
+PRIO_CT_SYN_ACK = 106  # an untracked connection's SYN-ACK (a client of the D-BID itself)
 PRIO_CT_REFUSED = 105
 PRIO_CT_INVALID = 104
 PRIO_CT_NEW = 103
@@ -87,6 +92,7 @@ ICMP = 1
 ICMP_ERRORS = (3, 11, 12)  # destination unreachable (and fragmentation needed), time exceeded,
 # parameter problem: the ICMP messages that quote a packet of a connection (+rel)
 PRIO_REDECIDE = 1  # overlay: a connection marked for an instance no longer located here
+TCP_SYN_ACK = 0x12  # both flags: what answers a SYN
 COMMITTED = "reg1"  # 1: table 3 committed this packet (it survives the recirculation)
 
 
@@ -112,6 +118,10 @@ def conntrack_entries(p: Program) -> list[FlowMod]:
         tracked = {**tracked, "ct_mark": 0}
     reply_acts: list[Action] = ([] if svc.overlay else [SetField("eth_src", VIRTUAL_MAC)])
     reply_acts.append(Resubmit(TABLE_FORWARD))
+    out += [] if svc.overlay or l4 != "tcp" else [
+        _fm(dpid, TABLE_AFFINITY, PRIO_CT_SYN_ACK,
+            {**base, "ip_proto": 6, "ct_mark": 0, "ct_state": ct_state(on=CT_TRK | CT_INV),
+             "tcp_flags": (TCP_SYN_ACK, TCP_SYN_ACK)}, [Resubmit(TABLE_FORWARD)], sid)]
     out += [
         _fm(dpid, TABLE_AFFINITY, PRIO_CT_REFUSED,
             {**service_fields(svc), **tracked, COMMITTED: 1, "ct_state": new}, [], sid),
@@ -138,6 +148,7 @@ def conntrack_entries(p: Program) -> list[FlowMod]:
         out.append(_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE,
                        {"eth_type": ETH_TYPE_IP, "ip_proto": svc.ip_proto or 6,
                         "ipv4_src": t.dbid, f"{l4}_src": svc.port or 0}, [track], ck))
+        out += probe_answer(dpid, svc, t.dbid, ck)  # (untracked: its SYN never was)
         out += [_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE,
                     {"eth_type": ETH_TYPE_IP, "ip_proto": ICMP, "icmpv4_type": kind,
                      "ipv4_src": t.dbid}, [track], ck) for kind in ICMP_ERRORS]

@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from controller.dataplane.modes import mode_of, service_ident
+from controller.instances.liveness import LIVENESS_PORT
 from controller.intents import (
     PORT_CONTROLLER,
     PRIO_SERVICE,
@@ -72,6 +73,8 @@ SYN_PIN_LIMIT = 0xFFFFFFFF  # learn2's limit on the SYN entry's pins: never reac
 # there for what OVS does with a limited learn's cached flows (module docstring)
 PRIO_LEARNED = 100
 PRIO_LABEL = 100
+# table 0: an instance's answer to a liveness probe, let through as it is (`probe_answer`)
+PRIO_PROBE_ANSWER = PRIO_SERVICE + 3
 ETH_TYPE_IP = 0x0800
 ETH_TYPE_MPLS = 0x8847
 TCP_SYN_ONLY = (0x002, 0x012)  # tcp_flags +syn-ack
@@ -231,9 +234,27 @@ def service_entries(p: Program) -> list[FlowMod]:
                                    SetField("ipv4_src", svc.dsid)])
             out.append(_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, reply, back, ck,
                            goto=TABLE_FORWARD))
+            out += probe_answer(dpid, svc, t.dbid, ck)
         out.append(_fm(dpid, TABLE_INSTANCE, PRIO_BUCKET, inst_match, acts, ck))
     out += group_guards(p) + decision_entries(p)
     return out
+
+
+def probe_answer(dpid: int, svc: Service, dbid: str, ck: int) -> list[FlowMod]:
+    """A TCP service with a port (not overlay): instance `dbid`'s answer to the controller's
+    liveness probe (a SYN from the D-SID's LIVENESS_PORT to the service port, sent when its
+    metrics are stale) goes on to `forward` as it is, which hands it to the controller (the
+    D-SID is no host). Without it `bucket`'s reply entry gave it the D-SID as its source (the
+    controller could not tell whose answer it was) and `conntrack`'s tracker, which never saw
+    the SYN, found it invalid and dropped it: an instance serving on went down when its D-MA
+    died, and its held connections with it. Matched by both addresses and both ports: a client
+    whose own port is LIVENESS_PORT sends to the D-SID, not from it."""
+    if svc.overlay or svc.protocol != "tcp" or svc.port is None:
+        return []
+    fields: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ip_proto": 6, "ipv4_src": dbid,
+                                     "ipv4_dst": svc.dsid, "tcp_src": svc.port,
+                                     "tcp_dst": LIVENESS_PORT}
+    return [_fm(dpid, TABLE_CLASSIFY, PRIO_PROBE_ANSWER, fields, [], ck, goto=TABLE_FORWARD)]
 
 
 def group_guards(p: Program) -> list[FlowMod]:
