@@ -107,8 +107,7 @@ class RestSide:
         """POST /dyncast/v1/config/reload: re-read the configuration file."""
         if method != "POST":
             return Reply(405, {"error": f"{method} not allowed on {RELOAD_PATH}",
-                               "field": "path"},
-                         allow=("POST",))
+                               "field": "path"}, allow=allowed({"POST"}))
         out = self.reloader.reload(time.time(), "http")
         self.send(out.intents)
         return Reply(out.status, out.body)

@@ -24,8 +24,6 @@ from controller.intents import Intent
 from controller.jsonbody import loads
 from controller.model import Metrics, Service, metrics_from_dict, service_from_dict
 from controller.validate import (
-    NAME_RE,
-    NAME_RULE,
     check_name,
     check_number,
     parse_ipv4,
@@ -340,9 +338,7 @@ def _check_path(parts: list[str], most: int) -> None:
     if len(parts) - 1 > most:
         raise ValidationError("path", f"at most {most} segment(s) after /{parts[0]}")
     for part in parts[1:]:
-        if not NAME_RE.fullmatch(part) or part in (".", ".."):
-            raise ValidationError("path", f"segment {part[:80]!r} must be {NAME_RULE} (not "
-                                  "'.' or '..')")
+        check_name(part, "path")
 
 
 def _in_steps(items: list[T], size: int,

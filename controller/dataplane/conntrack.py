@@ -53,7 +53,6 @@ from controller.dataplane.rules import (
     PRIO_BUCKET,
     Program,
     bucket_fields,
-    probe_answer,
     service_fields,
 )
 from controller.intents import (
@@ -148,7 +147,6 @@ def conntrack_entries(p: Program) -> list[FlowMod]:
         out.append(_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE,
                        {"eth_type": ETH_TYPE_IP, "ip_proto": svc.ip_proto or 6,
                         "ipv4_src": t.dbid, f"{l4}_src": svc.port or 0}, [track], ck))
-        out += probe_answer(dpid, svc, t.dbid, ck)  # (untracked: its SYN never was)
         out += [_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE,
                     {"eth_type": ETH_TYPE_IP, "ip_proto": ICMP, "icmpv4_type": kind,
                      "ipv4_src": t.dbid}, [track], ck) for kind in ICMP_ERRORS]

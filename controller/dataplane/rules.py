@@ -234,21 +234,23 @@ def service_entries(p: Program) -> list[FlowMod]:
                                    SetField("ipv4_src", svc.dsid)])
             out.append(_fm(dpid, TABLE_CLASSIFY, PRIO_SERVICE, reply, back, ck,
                            goto=TABLE_FORWARD))
-            out += probe_answer(dpid, svc, t.dbid, ck)
+            if not mode_of(svc).learns:  # (`learn`'s replies are rewritten by flow only)
+                out += probe_answer(dpid, svc, t.dbid, ck)
         out.append(_fm(dpid, TABLE_INSTANCE, PRIO_BUCKET, inst_match, acts, ck))
     out += group_guards(p) + decision_entries(p)
     return out
 
 
 def probe_answer(dpid: int, svc: Service, dbid: str, ck: int) -> list[FlowMod]:
-    """A TCP service with a port (not overlay): instance `dbid`'s answer to the controller's
+    """`bucket`, TCP with a port (not overlay): instance `dbid`'s answer to the controller's
     liveness probe (a SYN from the D-SID's LIVENESS_PORT to the service port, sent when its
     metrics are stale) goes on to `forward` as it is, which hands it to the controller (the
-    D-SID is no host). Without it `bucket`'s reply entry gave it the D-SID as its source (the
-    controller could not tell whose answer it was) and `conntrack`'s tracker, which never saw
-    the SYN, found it invalid and dropped it: an instance serving on went down when its D-MA
-    died, and its held connections with it. Matched by both addresses and both ports: a client
-    whose own port is LIVENESS_PORT sends to the D-SID, not from it."""
+    D-SID is no host). Without it the instance's reply entry gave it the D-SID as its source:
+    the controller could not tell whose answer it was, and an instance serving on went down
+    when its D-MA died, its held connections with it. (`conntrack`'s tracker, which never saw
+    the probe's SYN, passes the SYN-ACK on by its own entry for untracked SYNs' answers.)
+    Matched by both addresses and both ports: a client whose own port is LIVENESS_PORT sends
+    to the D-SID, not from it."""
     if svc.overlay or svc.protocol != "tcp" or svc.port is None:
         return []
     fields: dict[str, MatchValue] = {"eth_type": ETH_TYPE_IP, "ip_proto": 6, "ipv4_src": dbid,
