@@ -14,6 +14,7 @@ said otherwise (each answered as JSON naming the field, the connection then clos
     a field line starting with space or tab (obs-fold, RFC 9112 5.2), a value holding a NUL or
     a bare CR (RFC 9110 5.5);
   - more than one Content-Length or Host (RFC 9112 6.3, 3.2), a Content-Length not all digits,
+    an HTTP/1.1 request without Host (RFC 9112 3.2; apps/restconns.py checks it),
     a Content-Length beside a Transfer-Encoding (RFC 9112 6.1: how requests are smuggled);
   - 431: more than `MAX_FIELDS` (100, as the stdlib) field lines, a line over `MAX_LINE` or a
     head over `MAX_HEAD` bytes (eventlet's limits, which answered 400 without a body).
@@ -114,6 +115,21 @@ def request_line(raw: bytes) -> tuple[str, str, tuple[int, int]]:
         raise HeadError(505, "request line", f"HTTP/{number[0]}.{number[1]} is not served "
                         "(HTTP/1.x only)")
     return words[0].decode("latin-1"), words[1].decode("latin-1"), number
+
+
+def origin_form(target: str) -> str:
+    """The path and query a target names: an absolute-form target (`http://host:port/p?q`,
+    which RFC 9112 3.2.2 has every server accept) without its scheme and authority (its path
+    "/" when it has none), and a target starting with `//` taken as a path, never as
+    `//host/path` (as the stdlib); any other target as it is."""
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        path = rest[cut:]
+        return path if path.startswith("/") else "/" + path
+    if target.startswith("//"):
+        return "/" + target.lstrip("/")
+    return target
 
 
 def read_fields(readline: Callable[[int], bytes], max_line: int = MAX_LINE,

@@ -236,9 +236,11 @@ class Protocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]  # eventlet is
         except httphead.HeadError as exc:
             self._refuse_head(exc)
             return False
-        self.command, self.path, self.target = method, target, target
-        if target.startswith("//"):  # as the stdlib: never taken for //host/path
-            self.path = "/" + target.lstrip("/")
+        if version >= (1, 1) and "host" not in self.headers:
+            self._refuse_head(httphead.HeadError(400, "Host", "an HTTP/1.1 request must carry "
+                                                 "a Host header (RFC 9112 3.2)"))
+            return False
+        self.command, self.path, self.target = method, httphead.origin_form(target), target
         self.request_version = f"HTTP/{version[0]}.{version[1]}"
         keep = version >= (1, 1) and self.protocol_version >= "HTTP/1.1"
         connection = (self.headers.get("connection") or "").lower()

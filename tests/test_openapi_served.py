@@ -208,12 +208,13 @@ def test_every_operation_lists_the_refusals_any_request_can_get(status: int) -> 
 
 
 @pytest.mark.parametrize(("head", "status"), [
-    (b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
-    (b"GET /healthz HTTP/1.1\r\nContent-Length: ten\r\n\r\n", 400),
-    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
-    (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"b" * 70000 + b"\r\n\r\n", 431),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n", 400),
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 70000 + b"\r\n\r\n", 431),
     (b"GET /healthz HTTP/2.0\r\n\r\n", 505),
-    (b"GET /dyncast/v1/%ff HTTP/1.1\r\n\r\n", 400)])
+    (b"GET /dyncast/v1/%ff HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\n\r\n", 400)])
 def test_the_servers_own_refusals_are_described(server: Server, head: bytes,
                                                 status: int) -> None:
     """What the server refuses before any route (a framing or size problem) is a status the

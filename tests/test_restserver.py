@@ -29,6 +29,9 @@ def app(environ, start_response):
     body = environ["wsgi.input"].read()
     if environ["PATH_INFO"] == "/slow":
         eventlet.sleep(2.5)
+    if "HTTP_X_WHERE" in environ:  # where the request went
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps([environ["PATH_INFO"], environ.get("QUERY_STRING") or ""]).encode()]
     if environ["PATH_INFO"] == "/type":
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(environ.get("CONTENT_TYPE")).encode()]
@@ -154,6 +157,9 @@ def test_a_body_without_a_length_gets_411_and_the_connection_closes(port: int) -
     (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked"
      b"\r\n\r\n0\r\n\r\n", 400, "Transfer-Encoding"),
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "request line"),
+    # RFC 9112 3.2: an HTTP/1.1 request without Host gets 400 (it was served)
+    (b"GET /x HTTP/1.1\r\n\r\n", 400, "Host"),
+    (b"GET http://x/x HTTP/1.1\r\n\r\n", 400, "Host"),
 ])
 def test_a_bad_head_gets_its_4xx_naming_the_field_and_the_connection_closes(
         port: int, head: bytes, status: int, field: str) -> None:
@@ -167,6 +173,25 @@ def test_a_bad_head_gets_its_4xx_naming_the_field_and_the_connection_closes(
     assert reply.startswith(b"HTTP/1.1 %d" % status), reply
     assert b"Connection: close" in reply
     assert json.loads(reply.partition(b"\r\n\r\n")[2])["field"] == field
+
+
+@pytest.mark.parametrize(("target", "path", "query"), [
+    ("http://x:8080/where?a=1", "/where", "a=1"),
+    ("HTTPS://x/where", "/where", ""),
+    ("http://x", "/", ""),
+    ("http://x?a", "/", "a"),
+    ("//where", "/where", ""),  # a path, never //host/path
+    ("/where?b", "/where", "b")])
+def test_an_absolute_form_target_is_served_as_its_path(port: int, target: str, path: str,
+                                                        query: str) -> None:
+    """RFC 9112 3.2.2: a server accepts the absolute-form (`http://host/path`); it names the
+    path it holds (it was a 404: the whole URL was taken for the path). An HTTP/1.0 request
+    needs no Host."""
+    for version, host in (("1.1", "Host: x\r\n"), ("1.0", "")):
+        reply = _request(port, f"GET {target} HTTP/{version}\r\n{host}X-Where: 1\r\n\r\n"
+                         .encode())
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        assert json.loads(reply.partition(b"\r\n\r\n")[2]) == [path, query]
 
 
 def test_a_kept_alive_connection_serves_a_second_request_after_a_lf_only_head(port: int) -> None:
