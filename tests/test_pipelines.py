@@ -19,7 +19,14 @@ from controller.instances.health import HealthConfig
 from controller.intents import TABLE_AFFINITY, VIRTUAL_MAC, CookieKind, Intent, cookie_kind
 from controller.limits import Limits
 from controller.model import AffinityPolicy, Metrics, Service
-from controller.network.packet import ARP_REPLY, ARP_REQUEST, BROADCAST, TCP_ACK, TCP_SYN
+from controller.network.packet import (
+    ARP_REPLY,
+    ARP_REQUEST,
+    BROADCAST,
+    TCP_ACK,
+    TCP_RST,
+    TCP_SYN,
+)
 from controller.views import stats_view
 from tests.fakeoftable import FakeNetwork, FakeOFTable, Hop, Result, frame_of
 from tests.helpers import HOSTS, LINKS, PORTS, SVC1, SVC2
@@ -269,6 +276,42 @@ def test_lost_instance_loses_its_flows_to_the_remaining_one(mode: str, how: str)
     back = fig.reply(fig.send("c1", to_dsid("c1", moved)).only())
     assert back.only().has(ipv4_src=DSID, tcp_dst=moved)
     assert set(connect(fig, NEW_FLOWS).values()) == {E31}
+
+
+@pytest.mark.parametrize("how", ["withdrawn", "port down"])
+@pytest.mark.parametrize("mode", ["reactive", "learn", "learn-overlay"])  # (bucket: its hash
+def test_a_client_of_a_moved_connection_is_reset_through_its_new_instance(  # keeps no flow)
+        mode: str, how: str) -> None:
+    """Each TCP connection moved off a lost instance gets empty ACKs from the D-SID at its
+    client (out of the client's port, with the connection's ports): the controller's
+    bindings, and the switches' learned entries and pins as last read; the client's answer
+    (an ACK of its own numbers) goes to the new instance, whose reset reaches the client from
+    the D-SID (so a client that only waits to read learns its connection ended). Connections
+    that did not move get none."""
+    fig = Figure2(SERVICES[mode])
+    placed = connect(fig, FLOWS)
+    moved = sorted(s for s, d in placed.items() if d == E21)
+    assert moved and len(moved) < len(placed)
+    fig.advance(fig.now + 1.0)  # (the switches' affinity tables read back)
+    res = fig.apply(fig.core.withdraw(E21, fig.now) if how == "withdrawn"
+                    else fig.core.port_changed(*ATTACHED_PORT[E21], up=False, now=fig.now))
+    _, c1_mac, c1_dpid, c1_port = HOSTS["c1"]
+    nudges = [h for h in res.outputs if h.fields.get("tcp_flags") == TCP_ACK]
+    assert sorted(h["tcp_dst"] for h in nudges) == sorted(moved * 2)  # (two apiece: docs)
+    for hop in nudges[::2]:
+        assert (hop.dpid, hop.port) == (c1_dpid, c1_port)
+        assert hop.has(eth_dst=c1_mac, ipv4_src=DSID, ipv4_dst=HOSTS["c1"][0],
+                       tcp_src=SVC1.port or 0)
+        challenge = fig.send("c1", to_dsid("c1", int(hop["tcp_dst"])))
+        assert fig.instance(challenge.only()) == E31
+        at = challenge.only()
+        back = {"eth_src": at["eth_dst"], "eth_dst": at["eth_src"], "eth_type": 0x0800,
+                "ipv4_src": at["ipv4_dst"], "ipv4_dst": at["ipv4_src"], "ip_proto": 6,
+                "tcp_src": at["tcp_dst"], "tcp_dst": at["tcp_src"], "tcp_flags": TCP_RST}
+        arrived = fig._answer(fig.net.send(at.dpid, at.port, back, fig.now)).only()
+        assert (arrived.dpid, arrived.port) == (c1_dpid, c1_port)
+        assert arrived.has(ipv4_src=DSID, tcp_src=SVC1.port or 0, tcp_dst=hop["tcp_dst"],
+                           tcp_flags=TCP_RST)
 
 
 @pytest.mark.parametrize("mode", TABLE_KEPT)

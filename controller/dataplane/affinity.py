@@ -8,7 +8,7 @@ entry (D-BID -> D-SID, for the replies) at the ingress.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -22,13 +22,23 @@ from controller.intents import (
     FlowMod,
     Match,
     Output,
+    PacketOut,
     SetField,
     cookie,
     flow_mod_of,
     match,
+    packet_out,
 )
 from controller.model import Service
-from controller.network.packet import ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, Packet
+from controller.network.packet import (
+    ETH_TYPE_IP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    TCP_ACK,
+    Packet,
+    build_tcp,
+)
+from controller.network.topology import HostLoc
 
 _L4_FIELDS = {IPPROTO_TCP: ("tcp_src", "tcp_dst"), IPPROTO_UDP: ("udp_src", "udp_dst")}
 
@@ -328,3 +338,45 @@ def delivery(mac: str, dbid: str, port: int) -> tuple[SetField, SetField, Output
     """A bound flow's packet sent on by the controller: rewritten to its instance and out of
     `port` (the same actions for every packet to that instance at one ingress: made once)."""
     return SetField("eth_dst", mac), SetField("ipv4_dst", dbid), Output(port)
+
+
+def moved_nudge(key: FlowKey, client: HostLoc | None) -> list[PacketOut]:
+    """What tells the client of a TCP connection moved off a dead instance that it ended: two
+    empty ACK segments from the D-SID's port to the client's, sent out of the client's own
+    switch port, their sequence numbers 2**31 apart, so that one at least is outside the
+    connection's receive window (at most 2**30). A TCP stack answers such a segment on an
+    open connection with an ACK of its own numbers (RFC 9293 3.10.7.4); that ACK takes the
+    moved flow's entries to the new instance, which holds no such connection and answers it
+    with a reset whose sequence number is the one the client waits for (RFC 9293 3.10.7.1),
+    back from the D-SID. (Not a SYN, whose challenge ACK would do the same: a client still
+    connecting, its SYN about to be sent again to the new instance, would take it for a
+    simultaneous open and be reset; an ACK it only answers with a reset of its own, which
+    the new instance drops.) Without it a client that only waits to read (a long poll, a
+    stream whose server went quiet) waited until its keepalive, or for good, and a failed
+    instance that came back still sending reached it from its D-BID, which its stack
+    refused. Nothing for a flow that is not one TCP connection (a group key, UDP) or a
+    client not located."""
+    if key.proto != IPPROTO_TCP or key.sport is None or key.dport is None or client is None:
+        return []
+    ports, out = (key.dport, key.sport), (Output(client.port),)
+    return [packet_out(client.dpid, build_tcp(VIRTUAL_MAC, client.mac, key.dsid, key.src,
+                                              ports, (TCP_ACK, seq, NUDGE_ACK)), out, None)
+            for seq in NUDGE_SEQS]
+
+
+NUDGE_SEQS = (0x1DC0_0000, 0x9DC0_0000)  # 2**31 apart
+NUDGE_ACK = 0x0DC0_0001
+
+
+def moved_nudges(svc: Service, flows: Iterable[Mapping[str, Any]],
+                 hosts: Mapping[str, HostLoc]) -> list[PacketOut]:
+    """`moved_nudge` for each TCP connection a switch had learned (or pinned) to a `learn` or
+    `bucket` instance that died or left, from its entry's match fields as last read; none for
+    `conntrack` (a client's challenge ACK starts no connection in the tracker, which drops it
+    as invalid)."""
+    if svc.dataplane == "conntrack":
+        return []
+    keys = {FlowKey(svc.name, str(f["ipv4_src"]), str(f["ipv4_dst"]), IPPROTO_TCP,
+                    int(f["tcp_src"]), int(f["tcp_dst"])) for f in flows
+            if {"ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst"} <= f.keys()}
+    return [n for k in sorted(keys) for n in moved_nudge(k, hosts.get(k.src))]

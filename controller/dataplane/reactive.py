@@ -22,6 +22,7 @@ from controller.dataplane.affinity import (
     delivery,
     flow_key,
     key_of_forward,
+    moved_nudge,
 )
 from controller.dataplane.guards import Guards, exception_key, guard_entry, is_exact, opens, unguard
 from controller.dataplane.modes import service_ident
@@ -236,7 +237,8 @@ class ReactiveFlows:
 
     def move(self, dbid: str, now: float) -> list[Intent]:
         """Rebind every flow bound to a dead instance to a live one (the only time affinity
-        breaks); a flow with nowhere to go loses its binding and entries."""
+        breaks), a TCP client told it ended (`moved_nudge`, after the entries); a flow with
+        nowhere to go loses its binding and entries."""
         intents: list[Intent] = []
         for b in self.bindings.of_instance(dbid):
             svc = self.catalogue.services[b.key.service]
@@ -258,6 +260,7 @@ class ReactiveFlows:
             self._write(b)
             self._sent[b.ident] = now
             intents += self._entries(b, svc, host.mac)
+            intents += moved_nudge(b.key, self.topology.hosts.get(b.key.src))
             self.counters["affinity_moves"] += 1
         return intents
 
@@ -381,10 +384,7 @@ class ReactiveFlows:
 
     def view(self) -> list[dict[str, Any]]:
         """The bindings the controller made, as rows of `/bindings`."""
-        rows = [b.to_dict() for b in self.bindings.all()]
-        for row in rows:
-            row["source"] = "controller"
-        return rows
+        return [{**b.to_dict(), "source": "controller"} for b in self.bindings.all()]
 
     def _write(self, binding: Binding) -> None:
         """Queue the binding's record for the store."""

@@ -194,8 +194,16 @@ def _checksum(data: bytes) -> int:
 def build_tcp_syn(src_mac: str, dst_mac: str, src: str, dst: str, sport: int,
                   dport: int) -> bytes:
     """Build a TCP SYN (a liveness probe: a listening instance answers SYN-ACK, else RST)."""
+    return build_tcp(src_mac, dst_mac, src, dst, (sport, dport), (TCP_SYN, 0x0DC0_0001, 0))
+
+
+def build_tcp(src_mac: str, dst_mac: str, src: str, dst: str, ports: tuple[int, int],
+              flags_seq_ack: tuple[int, int, int]) -> bytes:
+    """Build a TCP segment without data or options: (source, destination) ports, and its
+    flags, sequence and acknowledgement numbers."""
     saddr, daddr = _aton(src), _aton(dst)
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, 0x0DC0_0001, 0, 0x50, TCP_SYN, 1024, 0, 0)
+    flags, seq, ack = flags_seq_ack
+    tcp = struct.pack("!HHIIBBHHH", *ports, seq, ack, 0x50, flags, 1024, 0, 0)
     pseudo = saddr + daddr + struct.pack("!BBH", 0, IPPROTO_TCP, len(tcp))
     tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, IPPROTO_TCP, 0,
