@@ -51,7 +51,7 @@ class Reloader:
             return self._refuse(409, "path", "the controller was started without a "
                                 "configuration file (DYNCAST_CONFIG)", trigger)
         try:
-            new = load_config(self.path)
+            new = load_config(self.path, reload=True)
         except ValidationError as exc:
             return self._refuse(400, exc.field, str(exc), trigger)
         core = self.core

@@ -19,7 +19,7 @@ from controller.admission import admit_instance, admit_service, check_report
 from controller.core import Core
 from controller.dataplane.rules import caveats
 from controller.errors import Conflict, NotFound, QuotaExceeded, ValidationError
-from controller.instances.intake import SLICE, slices
+from controller.instances.intake import SLICE, owners_of, same, slices
 from controller.intents import Intent
 from controller.jsonbody import loads
 from controller.model import Metrics, Service, metrics_from_dict, service_from_dict
@@ -256,6 +256,8 @@ class Api:
         if len(reports) > most:
             raise QuotaExceeded("limits.max_reports_per_batch",
                                 f"{len(reports)} reports in one batch, at most {most}")
+        owners = owners_of((r.get("dbid") for r in reports if isinstance(r, dict)),
+                           self.core.catalogue.instances)  # (as the gate admitted them)
         parsed: list[tuple[str, Metrics]] = []
         for part in slices(reports):
             if parsed:
@@ -268,8 +270,10 @@ class Api:
         for k, part in enumerate(slices(parsed)):
             if k:
                 now = _later((yield []), now)
-            recorded += self.core.intake.apply(part, now, at, accepted is not None)
-        commands = self.core.states.take(list(dict.fromkeys(dbid for dbid, _ in parsed)))
+            recorded += self.core.intake.apply(part, now, at, accepted is not None, owners)
+        instances = self.core.catalogue.instances
+        commands = self.core.states.take(list(dict.fromkeys(
+            dbid for dbid, _ in parsed if same(owners, instances, dbid))))
         return Reply(200, {"accepted": recorded, "commands": commands})
 
     # --- views --------------------------------------------------------------------------

@@ -132,6 +132,36 @@ def test_reports_for_an_instance_withdrawn_between_slices_are_dropped() -> None:
     assert api.core.counters["reports_dropped"] == gone
 
 
+def test_a_batch_never_lands_on_an_instance_another_agent_registered_meanwhile() -> None:
+    """The batch's agent ("dma") reports on 10.0.0.32; between two slices it is withdrawn
+    and agent "dma-b" registers it again, inactive, and the operator asks it to reactivate:
+    the batch's later reports on it are dropped (not recorded as dma-b's instance's, nor
+    making it `active`), and the command stays for dma-b's next report, not handed to the
+    batch's answer. (The gate admitted the batch for dma's instance: apps/security.py.)"""
+    api = Api(figure2_core())
+    x = "10.0.0.32"
+    batch = [_raw(ALL[k % 4], 2) for k in range(3 * SLICE)]
+    assert any(r["dbid"] == x for r in batch[2 * SLICE:])
+    steps = api.steps("POST", "/dyncast/v1/metrics", json.dumps({"reports": batch}).encode(),
+                      1.0)
+    for _ in range(3):  # three steps of checking; the last records the first slice
+        step = next(steps)
+    core = api.core
+    core.withdraw(x, 1.0)
+    core.register("10.0.100.2", x, "dma-b", False, 1.0)
+    core.operations.activate(x, "operator", 1.0)
+    theirs = core.catalogue.instances[x]
+    assert (theirs.state, theirs.metrics_at) == ("activating", None)
+    while not isinstance(step, Reply):
+        step = next(steps)
+    assert (theirs.state, theirs.metrics_at, theirs.dma) == ("activating", None, "dma-b")
+    assert step.body["commands"] == []
+    gone = sum(1 for r in batch[SLICE:] if r["dbid"] == x)
+    assert step.body["accepted"] == len(batch) - gone
+    assert core.counters["reports_dropped"] == gone
+    assert [c["dbid"] for c in core.states.take([x])] == [x]  # still dma-b's to take
+
+
 def _syn(core: Any, sport: int, now: float) -> str:
     ip, mac, dpid, port = HOSTS["c1"]
     frame = tcp_frame(mac, VIRTUAL_MAC, ip, "10.0.100.1", sport, 8000)

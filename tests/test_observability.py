@@ -231,6 +231,11 @@ def test_reload_applies_services_and_tunables_and_keeps_bindings(
     # a registered instance's D-BID: the refusal said "dsid", not which service's
     ('[[service]]\nname = "x"\ndsid = "10.0.0.21"\nprotocol = "tcp"\nport = 1\n', 409,
      "service.x.dsid"),
+    # a file cut short while being written: applied, it removed every file service and
+    # its instances
+    ("", 400, "(file)"),
+    ("\n  \n", 400, "(file)"),
+    ("# dyncast\n", 400, "(file)"),
 ])
 def test_a_bad_file_is_refused_whole(shell: Shell, records: list[logging.LogRecord],
                                      text: str, status: int, field: str) -> None:

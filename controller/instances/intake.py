@@ -22,11 +22,28 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from controller.instances.operations import Operations
-from controller.model import Metrics
+from controller.model import Instance, Metrics
+
+Owners = dict[str, tuple[Instance, str]]  # D-BID -> (its Instance, its D-MA) when admitted
+
+
+def owners_of(dbids: Iterable[object], instances: Mapping[str, Instance]) -> Owners:
+    """Each registered instance among `dbids` and its D-MA, as a request was admitted for
+    them: its reports are recorded, and its commands handed over, only to the same instance
+    of the same D-MA (not one withdrawn and registered again, by another agent, while the
+    request was served in slices)."""
+    return {d: (instances[d], instances[d].dma) for d in dbids
+            if isinstance(d, str) and d in instances}
+
+
+def same(owners: Owners, instances: Mapping[str, Instance], dbid: str) -> bool:
+    """True when `dbid` is still the instance, of the D-MA, that `owners` holds."""
+    held, inst = owners.get(dbid), instances.get(dbid)
+    return held is not None and inst is held[0] and inst.dma == held[1]
 
 SLICE = 200  # reports checked or recorded between two yields to the shell's event loop
 T = TypeVar("T")
@@ -49,19 +66,23 @@ class Intake:
         self.accepted: dict[str, float] = {}  # dbid -> when the report held was accepted
 
     def apply(self, reports: Sequence[tuple[str, Metrics]], now: float,
-              accepted: float | None = None, only_newer: bool = False) -> int:
+              accepted: float | None = None, only_newer: bool = False,
+              owners: Owners | None = None) -> int:
         """Record `reports` in order and mark their services dirty; return how many were
         recorded. `accepted`: when they were accepted (default `now`); with `only_newer`
         (another member's), a report accepted no later than the one held for its instance is
         not recorded (`reports_stale`). A report for an instance withdrawn since its batch was
-        checked (between two slices) is dropped and counted in `reports_dropped`."""
+        checked (between two slices), or, given the `owners` its request was admitted for
+        (`owners_of`), registered anew or by another D-MA since, is dropped and counted in
+        `reports_dropped`."""
         at = now if accepted is None else accepted
         instances = self.operations.catalogue.instances
         if len(self.accepted) > 2 * len(instances) + 100:  # forget withdrawn instances
             self.accepted = {k: v for k, v in self.accepted.items() if k in instances}
         recorded = 0
         for dbid, metrics in reports:
-            if dbid not in instances:
+            if dbid not in instances or (owners is not None and not same(owners, instances,
+                                                                           dbid)):
                 self.counters["reports_dropped"] += 1
                 continue
             if only_newer and at <= self.accepted.get(dbid, -math.inf):
