@@ -79,7 +79,7 @@ class Core:
     def restore(self, services: list[Service], instances: list[Instance],
                 bindings: list[Binding], now: float | None = None) -> None:
         """Load stored state at start (configured services win); bindings numbered from `now`."""
-        self.catalogue.restore(services, instances)
+        self.operations.restore(services, instances)  # (and the triggers of `activating`)
         self.programmer.labels.restore_all((i.dbid, i.label) for i in instances)
         self.flows.restore(bindings, now)
 

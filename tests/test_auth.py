@@ -320,7 +320,7 @@ def test_classify_agent_endpoints() -> None:
     assert classify("POST", PATH + "instances") == "agent"
     assert classify("POST", PATH + "instances/") == "agent"
     assert classify("POST", PATH + "metrics") == "agent"
-    assert classify("DELETE", PATH + "instances/10.0.0.1") == "agent"
+    assert classify("DELETE", PATH + "instances/10.0.0.1") == "agent"  # (unsigned: admin)
     assert classify("POST", PATH + "instances/10.0.0.1/drain") == "admin"
     assert classify("GET", PATH + "instances") == "read"
 

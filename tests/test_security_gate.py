@@ -103,6 +103,15 @@ def test_signed_agent_calls_and_admin_calls_go_through(lab: Lab) -> None:
     assert lab.call("GET", "/dyncast/v1/instances", token=lab.reader) == (200, [])
 
 
+def test_an_operator_withdraws_an_instance_with_an_admin_token(lab: Lab) -> None:
+    """An instance whose agent was revoked (or lost its key) can be withdrawn by an operator:
+    DELETE with an admin token, no signature (it answered 401 "X-Dyncast-Agent: missing",
+    and only deleting its whole service was left)."""
+    assert lab.call("POST", "/dyncast/v1/instances", REG, signer=lab.signer)[0] == 201
+    assert lab.call("DELETE", "/dyncast/v1/instances/10.0.0.21", token=lab.admin)[0] == 200
+    assert lab.call("GET", "/dyncast/v1/instances", token=lab.reader) == (200, [])
+
+
 def test_forged_calls_change_nothing(lab: Lab) -> None:
     """Unsigned, mis-signed or foreign calls get a JSON 401/403 naming the problem, never
     reach the API, and leave the instances as they were."""
@@ -117,7 +126,11 @@ def test_forged_calls_change_nothing(lab: Lab) -> None:
          {"signer": forger}, 401, "X-Dyncast-Signature"),
         ("POST", "/dyncast/v1/metrics", {"dbid": "10.0.0.21", "active": False},
          {"token": lab.admin}, 401, "X-Dyncast-Agent"),
-        ("DELETE", "/dyncast/v1/instances/10.0.0.21", None, {}, 401, "X-Dyncast-Agent"),
+        ("DELETE", "/dyncast/v1/instances/10.0.0.21", None, {}, 401, "Authorization"),
+        ("DELETE", "/dyncast/v1/instances/10.0.0.21", None, {"token": lab.reader}, 403,
+         "Authorization"),
+        ("DELETE", "/dyncast/v1/instances/10.0.0.21", None, {"signer": forger}, 401,
+         "X-Dyncast-Signature"),
         ("POST", "/dyncast/v1/instances", {**REG, "dbid": "10.0.1.5"}, {"signer": lab.signer},
          403, "dbid"),
         ("DELETE", "/dyncast/v1/services/svc1", None, {"token": lab.reader}, 403,

@@ -35,6 +35,7 @@ from controller.config import ControllerConfig
 from controller.core import Core
 from controller.errors import ConfigError
 from controller.intents import StoreWrite
+from controller.model import Metrics
 from controller.validate import NAME_RE
 from tests.helpers import figure2_core, report, tcp_frame
 from tests.pgschema import fresh_schema
@@ -116,6 +117,39 @@ def test_round_trip_restores_services_instances_and_bindings(
     live = core.bindings.all()[0]
     assert (binding.key, binding.dbid, binding.ingress, binding.created_at) == (
         live.key, live.dbid, live.ingress, live.created_at)
+
+
+def test_states_the_tick_and_the_switches_gave_and_a_pending_trigger_outlive_a_restart(
+        open_store: Callable[[], Store]) -> None:
+    """Only a D-MA's or an operator's operation stored its instance: states the tick gave
+    (stale metrics: `unknown`; a port gone: `down`) came back after a restart as they were
+    stored before (`active`: a candidate again), without the transition in their history; and
+    an `activating` instance came back without its reactivation trigger, so its D-MA never got
+    it. Now every state change is stored, and the trigger is sent again."""
+    core = figure2_core()
+    for dbid in ("10.0.0.21", "10.0.0.31", "10.0.0.22", "10.0.0.32"):
+        report(core, dbid, 1.0, sessions=3)
+    store = open_store()
+    store.apply(core.drain_writes())
+    core.port_changed(3, 1, up=False, now=2.0)  # e3's port on r3: 10.0.0.31 is down
+    core.tick(20.0)  # no report since 1.0: the others are stale, `unknown`
+    core.report("10.0.0.22", Metrics(sessions=3, capacity=10, active=False), 21.0)  # not
+    #                                                                  serving (its D-MA)
+    core.operations.activate("10.0.0.22", "operator", 21.0)
+    want = {d: (i.state, [t.event for t in i.history])
+            for d, i in core.catalogue.instances.items()}
+    assert want["10.0.0.31"][0] == "down" and want["10.0.0.21"][0] == "unknown"
+    assert want["10.0.0.22"][0] == "activating"
+    store.apply(core.drain_writes())
+    store.close()
+    snap = open_store().load()
+    again = figure2_core(now=30.0)
+    again.restore(snap.services, snap.instances, snap.bindings, 30.0)
+    assert {d: (i.state, [t.event for t in i.history])
+            for d, i in again.catalogue.instances.items()} == want
+    (command,) = again.states.take(["10.0.0.22"])
+    assert (command["op"], command["dbid"]) == ("reactivate", "10.0.0.22")
+    assert again.states.take(["10.0.0.21", "10.0.0.31", "10.0.0.32"]) == []
 
 
 def test_many_records_in_one_batch_round_trip(open_store: Callable[[], Store]) -> None:

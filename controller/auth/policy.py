@@ -2,7 +2,9 @@
 
 Policy (one place for every route the app serves, present and future):
 - the agent endpoints (register `POST /dyncast/v1/instances`, report `POST /dyncast/v1/metrics`,
-  withdraw `DELETE /dyncast/v1/instances/{dbid}`) need an agent signature;
+  withdraw `DELETE /dyncast/v1/instances/{dbid}`) need an agent signature; a withdrawal sent
+  without one (no `X-Dyncast-Agent`) is an operator's and needs an `admin` token (the
+  instance of an agent revoked, or whose key is lost, can be withdrawn);
 - GET and HEAD need a `read` or `admin` token, or nothing with `open_reads`;
 - `/dyncast/ui/` static assets are open (they hold no data), and so are the probes `/healthz`
   and `/readyz` (they answer alive/ready and which check failed, nothing else: a load balancer's
@@ -25,6 +27,7 @@ from typing import Any
 from controller.auth.credentials import Agent
 from controller.auth.errors import AuthError
 from controller.auth.settings import SecuritySettings
+from controller.auth.signing import AGENT_HEADER
 from controller.auth.verifier import Verifier
 from controller.errors import ValidationError
 from controller.jsonbody import loads
@@ -77,6 +80,9 @@ def admit(req: Request, settings: SecuritySettings, verifier: Verifier,
         raise AuthError(415, "Content-Encoding", f"{coding[:60]!r} is not accepted: send the "
                         "body uncompressed")
     kind = classify(req.method, req.path)
+    if kind == "agent" and req.method == "DELETE" and not req.header(AGENT_HEADER):
+        kind = "admin"  # an operator's withdrawal (an agent revoked, its key lost): no
+        #                 signature, an admin token
     if not settings.auth or kind == "open" or (kind == "read" and settings.open_reads):
         return "anonymous"
     if kind == "agent":

@@ -16,7 +16,7 @@ from controller.instances.catalogue import Catalogue
 from controller.instances.liveness import Liveness
 from controller.instances.scaling import Action, Member, Scaler, load_of
 from controller.instances.states import InstanceStates
-from controller.model import Instance, Metrics
+from controller.model import Instance, Metrics, Service
 from controller.selection.decisions import seen_state
 from controller.writes import Writes
 
@@ -34,6 +34,17 @@ class Operations:
         self.scaler = Scaler()
         self.ejected: set[str] = set()  # passive health's (health.py wires its own set in)
         self._stop_sent: dict[str, float] = {}  # scale-in: when `deactivate` was last sent
+        states.changed = self._write  # every state change is stored (the tick's too)
+
+    def restore(self, services: list[Service], instances: list[Instance]) -> None:
+        """Stored services and instances at start; an instance stored `activating` is sent
+        its reactivation trigger again (the trigger waiting for its D-MA was in memory)."""
+        self.catalogue.restore(services, instances)
+        for inst in self.catalogue.instances.values():
+            svc = self.catalogue.services.get(inst.service)
+            if inst.state == "activating" and svc is not None:
+                self.states.command(inst, svc.dsid, "reactivate", "the reactivation "
+                                    "trigger, sent again after a restart", inst.state_since)
 
     def instance(self, dbid: str) -> Instance:
         """The instance with this D-BID, or NotFound."""

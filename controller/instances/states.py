@@ -15,6 +15,7 @@ report interval, through whatever path its reports already take (no listener on 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,10 @@ from controller.instances.lifecycle import Transition, apply, trim
 from controller.model import Instance
 
 COMMAND_OPS = ("reactivate", "deactivate")
+
+
+def _nothing(inst: Instance) -> None:
+    """No one to tell of a state change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,8 @@ class InstanceStates:
         self.transitions: list[Transition] = []  # not yet logged by the shell
         self.pending: dict[str, list[Command]] = {}  # D-BID -> commands not yet delivered
         self._next_ident = 1
+        self.changed: Callable[[Instance], None] = _nothing  # after every state change
+        #                                                       (operations.py: stores it)
 
     def begin(self, inst: Instance, active: bool, now: float) -> None:
         """A newly registered instance starts `unknown` (serving, no metrics yet) or `inactive`."""
@@ -78,6 +85,7 @@ class InstanceStates:
         """Keep the transition in the instance's history and queue it for the log."""
         inst.history = trim([*inst.history, transition])
         self.transitions.append(transition)
+        self.changed(inst)
 
     def stale(self, inst: Instance, now: float) -> bool:
         """True when the instance has no metrics newer than stale_after_s."""
