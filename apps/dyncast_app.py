@@ -107,6 +107,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         logs.configure(self.config.logging)
         self.core = Core(self.config)
         self.metrics = Metrics(self.core)
+        self.state_log = logs.StateLog()  # instance_state lines, a budget an instance
         self.rejects = logs.RejectLog(self.config.logging.rejected_per_minute,
                                       counts=self.metrics.shell.requests_refused)
         self.reloader = Reloader(self.core, path, self.metrics.shell, self._swapped)
@@ -226,7 +227,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         self.metrics.shell.flow_mods_sent += len([i for i in intents if isinstance(i, FlowMod)])
         if (self.core.states.transitions or self.core.decisions.bases.change_log
                 or self.core.topology.relocations):
-            logs.core_events(self.core)
+            logs.core_events(self.core, self.state_log)
 
     @set_ev_cls(EventTick)
     @guarded

@@ -5,7 +5,7 @@ Boundary: the shell. Events go to the loggers `dyncast.<component>` (controller/
 names the components); `configure` sets their levels and gives them a JSON (or text) handler
 of their own. Rejected input is rate-limited (`RejectLog`): a flood of bad requests writes at
 most `rejected_per_minute` lines a minute, then one summary line per minute with the count
-of the lines left out, by field.
+of the lines left out, by field. Instance state changes are too, per instance (`StateLog`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from controller.logcfg import COMPONENTS, LogConfig
 ROOT = "dyncast"
 WINDOW_S = 60.0
 SUMMARY_FIELDS = 20  # fields named in a summary of rejected input left out; the rest as one
+STATE_LINES_PER_INSTANCE = 30  # instance_state lines an instance a minute (StateLog)
 
 
 class JsonFormatter(logging.Formatter):
@@ -119,14 +120,54 @@ class RejectLog:
         self.window, self.written, self.suppressed = now, 0, Counter()
 
 
-def core_events(core: Any) -> None:
-    """Log what the core recorded since the last call: instance state transitions, where
-    instances were found or lost, and decision changes (each a JSON line with its reason),
-    leaving nothing queued."""
+class StateLog:
+    """Instance state changes, logged up to `STATE_LINES_PER_INSTANCE` a minute for each
+    instance; past it an instance's changes are counted and summarised once a minute. One
+    agent's batch flipping its instance between serving and not 10,000 times wrote 10,000
+    lines (a few such requests, 14 MB in about a second); an instance that changes state
+    now and then, or thousands of instances changing once each (the tick after a start), are
+    logged whole. Every change is still in the instance's history (`GET /instances/{dbid}`)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.window = clock()
+        self.written: Counter[str] = Counter()  # lines this window, by instance
+        self.suppressed: Counter[str] = Counter()
+
+    def log(self, t: Any) -> bool:
+        """Log one transition (True) or count it for the summary (False)."""
+        self.roll()
+        if self.written[t.dbid] >= STATE_LINES_PER_INSTANCE:
+            self.suppressed[t.dbid] += 1
+            return False
+        self.written[t.dbid] += 1
+        event("instances", "instance_state", instance=t.dbid, src=t.src, dst=t.dst,
+              trigger=t.event, reason=t.reason, at=t.at)
+        return True
+
+    def roll(self) -> None:
+        """Start a new window once a minute has passed, summarising what was left out."""
+        now = self.clock()
+        if now - self.window < WINDOW_S:
+            return
+        if self.suppressed:
+            most = self.suppressed.most_common(SUMMARY_FIELDS)
+            event("instances", "instance_state_suppressed", logging.WARNING,
+                  count=sum(self.suppressed.values()), by_instance=dict(most),
+                  instances=len(self.suppressed), window_s=round(now - self.window, 1),
+                  reason=f"more than {STATE_LINES_PER_INSTANCE} state changes of an "
+                         "instance a minute")
+        self.window, self.written, self.suppressed = now, Counter(), Counter()
+
+
+def core_events(core: Any, states: StateLog | None = None) -> None:
+    """Log what the core recorded since the last call: instance state transitions (within
+    `states`'s budget), where instances were found or lost, and decision changes (each a JSON
+    line with its reason), leaving nothing queued."""
     if core.states.transitions:
+        budget = states if states is not None else StateLog()
         for t in core.states.drain_log():
-            event("instances", "instance_state", instance=t.dbid, src=t.src, dst=t.dst,
-                  trigger=t.event, reason=t.reason, at=t.at)
+            budget.log(t)
     moves = core.topology.relocations
     while moves:
         ip, before, after, why = moves.popleft()

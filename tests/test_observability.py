@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from apps.logs import JsonFormatter, RejectLog
+from apps.logs import STATE_LINES_PER_INSTANCE, JsonFormatter, RejectLog, StateLog, core_events
+from controller.model import Metrics
 from tests import test_app_smoke
+from tests.helpers import figure2_core
 from tests.test_app_smoke import CLIENT, CONFIG, INSTANCE, Shell
 
 shell = test_app_smoke.shell  # the fixture: the app on each framework
@@ -129,6 +132,48 @@ def test_rejected_input_lines_are_rate_limited_and_summarised(
     (summary,) = events(records, "rejected_input_suppressed")
     assert summary["count"] == 997 and summary["by_field"] == {"cpu": 997}
     assert log.reject("POST", "/x", 400, "cpu", "bad")  # a new window
+
+
+@pytest.fixture
+def instances_at_info() -> Iterator[None]:
+    """The instances component logs at INFO, as in a controller (restored after)."""
+    log = logging.getLogger("dyncast.instances")
+    old = log.level
+    log.setLevel(logging.INFO)
+    yield
+    log.setLevel(old)
+
+
+@pytest.mark.usefixtures("instances_at_info")
+def test_one_instance_flapping_writes_its_budget_then_one_summary_a_minute(
+        records: list[logging.LogRecord]) -> None:
+    """An agent's batch flipping its instance between serving and not 10,000 times wrote
+    10,000 `instance_state` lines; now an instance writes STATE_LINES_PER_INSTANCE a minute
+    and the rest are summarised, while every other instance's changes are all logged (the
+    tick after a start changes thousands of instances once each)."""
+    now = [1000.0]
+    log = StateLog(clock=lambda: now[0])
+    core = figure2_core()
+    flapper = core.catalogue.instances["10.0.0.21"]
+    for k in range(1000):
+        core.report(flapper.dbid, Metrics(capacity=10, active=k % 2 == 1), 1.0 + k)
+    for dbid in ("10.0.0.31", "10.0.0.22", "10.0.0.32"):  # each once
+        core.report(dbid, Metrics(capacity=10, active=False), 1.0)
+    made = Counter(t.dbid for t in core.states.transitions)
+    flaps = made[flapper.dbid]
+    assert flaps > 900
+    core_events(core, log)
+    lines = events(records, "instance_state")
+    by = Counter(line["instance"] for line in lines)
+    assert by == {**made, flapper.dbid: STATE_LINES_PER_INSTANCE}
+    now[0] += 61
+    log.roll()
+    (summary,) = events(records, "instance_state_suppressed")
+    assert summary["by_instance"] == {"10.0.0.21": flaps - STATE_LINES_PER_INSTANCE}
+    assert summary["count"] == flaps - STATE_LINES_PER_INSTANCE
+    core.report(flapper.dbid, Metrics(capacity=10, active=False), 2000.0)
+    core_events(core, log)  # a new window: logged again
+    assert len(events(records, "instance_state")) == len(lines) + 1
 
 
 def test_a_summary_names_at_most_twenty_fields_however_many_the_clients_chose(
