@@ -61,9 +61,11 @@ class Reloader:
         if refused is not None:
             return self._refuse(409, refused[0], refused[1], trigger)
         most = new.limits.max_services
-        if len(services) - len(p.removed) + len(p.added) > most:
-            return self._refuse(429, "limits.max_services",
-                                f"the file makes more than {most} services", trigger)
+        total = len(services) - len(p.removed) + len(p.added)
+        if total > most:
+            return self._refuse(429, "limits.max_services", f"the file would make {total} "
+                                f"services (with those made through the API), more than "
+                                f"{most}", trigger)
         for svc in (*p.changed, *p.added):
             try:
                 admit_service(core, svc, create=False)

@@ -15,6 +15,8 @@ from controller.errors import ValidationError
 
 def parse_ipv4(value: Any, field_name: str) -> str:
     """Return `value` as a canonical dotted IPv4 address or raise naming `field_name`."""
+    if value is None:
+        raise ValidationError(field_name, "required: an IPv4 address string (missing or null)")
     if not isinstance(value, str):
         raise ValidationError(field_name, f"must be an IPv4 address string, got {value!r}")
     try:

@@ -112,6 +112,16 @@ def test_an_operator_withdraws_an_instance_with_an_admin_token(lab: Lab) -> None
     assert lab.call("GET", "/dyncast/v1/instances", token=lab.reader) == (200, [])
 
 
+@pytest.mark.parametrize("dbid", ["0.0.0.0", "255.255.255.255", "224.0.0.1", "127.0.0.1"])
+def test_a_reserved_address_gets_the_apis_400_not_a_403(lab: Lab, dbid: str) -> None:
+    """A reserved address can be no D-BID: the API's 400 says why (it got 403 "outside the
+    agent's prefixes", which sent the operator to the agents table)."""
+    status, body = lab.call("POST", "/dyncast/v1/instances", {**REG, "dbid": dbid},
+                            signer=lab.signer)
+    assert (status, body["field"]) == (400, "dbid") and "reserved" in body["error"], body
+    assert lab.call("GET", "/dyncast/v1/instances", token=lab.reader) == (200, [])
+
+
 def test_forged_calls_change_nothing(lab: Lab) -> None:
     """Unsigned, mis-signed or foreign calls get a JSON 401/403 naming the problem, never
     reach the API, and leave the instances as they were."""

@@ -8,11 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controller.api import Api
 from controller.config import config_from_toml
 from controller.errors import ConfigError, ValidationError
 from controller.jsonbody import _NOT_BRACKET, _STRING, OutOfRange, loads, too_deep
 from controller.limits import Limits
 from controller.validate import address_problem, check_name, check_number
+from tests.helpers import figure2_core
 
 
 @pytest.mark.parametrize("name", ["svc1", "a", "A.b_c-9", "x" * 63, "10.0.0.1"])
@@ -135,3 +137,10 @@ def test_limits_table_is_read_checked_and_defaulted() -> None:
         with pytest.raises(ConfigError) as err:
             config_from_toml(f"[limits]\n{bad}\n", "c.toml")
         assert err.value.field == key and "c.toml" in str(err.value)
+
+
+def test_a_report_without_its_dbid_is_told_the_dbid_is_required() -> None:
+    """`{}` said "dbid: must be an IPv4 address string, got None": the field is missing."""
+    reply = Api(figure2_core()).handle("POST", "/dyncast/v1/metrics", b"{}", 1.0)
+    assert (reply.status, reply.body["field"]) == (400, "dbid")
+    assert reply.body["error"].startswith("dbid: required"), reply.body

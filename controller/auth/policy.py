@@ -32,7 +32,7 @@ from controller.auth.verifier import Verifier
 from controller.errors import ValidationError
 from controller.jsonbody import loads
 from controller.model import Instance
-from controller.validate import parse_ipv4
+from controller.validate import address_problem, parse_ipv4
 
 API = "/dyncast/v1/"
 UI = "/dyncast/ui"
@@ -153,11 +153,14 @@ def _address(value: Any) -> str | None:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _canonical(text: str) -> str | None:
-    """`text` as a canonical IPv4 address, or None (cached: reports repeat their D-BIDs)."""
+    """`text` as a canonical IPv4 address, or None (cached: reports repeat their D-BIDs),
+    also for a reserved one (0.0.0.0, broadcast, multicast...): the API's 400 says why it can
+    be no D-SID or D-BID, where a 403 "outside the agent's prefixes" misled."""
     try:
-        return parse_ipv4(text, "")
+        ip = parse_ipv4(text, "")
     except ValidationError:
         return None
+    return None if address_problem(ip, "D-BID") is not None else ip
 
 
 def _json(body: bytes) -> Any:
