@@ -159,13 +159,16 @@ def test_scale_in_deadline_moves_the_last_flows_before_the_stop() -> None:
 
 
 def test_operator_verbs_follow_the_table_and_refuse_what_it_forbids() -> None:
-    """activate/deactivate/drain/undrain answer 409 with the allowed events when the state
-    forbids them, and change nothing."""
+    """activate/deactivate/drain/undrain answer 409 naming the states they need when the
+    state forbids them (field `state`), and change nothing."""
     core = _core()
     api = Api(core)
     report(core, "10.0.0.21", 1.0)
     bad = _post(api, "instances/10.0.0.21/activate", {}, 1.0)
-    assert bad.status == 409 and "active" in bad.body["error"]
+    assert (bad.status, bad.body["field"]) == (409, "state")
+    assert bad.body["error"] == "instance is active: 'activate' needs it inactive", bad.body
+    bad = _post(api, f"instances/{SPARE}/undrain", {}, 1.0)  # (it listed internal events)
+    assert bad.body["error"] == "instance is inactive: 'undrain' needs it draining", bad.body
     assert _post(api, f"instances/{SPARE}/drain", {}, 1.0).status == 409
     assert _post(api, f"instances/{SPARE}/undrain", {}, 1.0).status == 409
     ok = _post(api, f"instances/{SPARE}/activate", {}, 1.0)

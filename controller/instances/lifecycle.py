@@ -72,8 +72,8 @@ class Forbidden(Conflict):
     """An event that the instance's current state does not allow."""
 
     def __init__(self, state: str, event: str) -> None:
-        allowed = ", ".join(sorted(TRANSITIONS[state]))
-        super().__init__(f"instance is {state}: '{event}' is not allowed (allowed: {allowed})")
+        whence = " or ".join(s for s in STATES if event in TRANSITIONS[s])
+        super().__init__(f"instance is {state}: '{event}' needs it {whence}", "state")
         self.state = state
         self.event = event
 
