@@ -34,7 +34,16 @@ if __package__ in (None, ""):  # loaded by path from ryu-manager: make the repo 
 
 from sqlalchemy.engine import make_url
 
-from apps import channelguard, fastpath, flowstats, logs, packet_in, security, storespill
+from apps import (
+    channelguard,
+    fastpath,
+    flowstats,
+    logs,
+    packet_in,
+    procsignals,
+    security,
+    storespill,
+)
 from apps.apploops import EventTick, Loops, TableRead
 from apps.changefeed import SharedSide
 from apps.cluster import ClusterSide, async_config
@@ -182,12 +191,13 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
     def stop(self) -> None:
         """Flush the last store writes, end our loops, then let the framework stop the rest
         (it joins every thread of the app, so endless loops must be killed first)."""
-        self.gc_pauses.uninstall()
-        self._stop_flushing(self._workers)  # kills them after the batch under way
-        self._cluster_stop()
-        if self.feed is not None:
-            self.feed.close()
-        super().stop()
+        with procsignals.stop_under_way():  # a second SIGTERM/SIGINT must not cut the flush
+            self.gc_pauses.uninstall()
+            self._stop_flushing(self._workers)  # kills them after the batch under way
+            self._cluster_stop()
+            if self.feed is not None:
+                self.feed.close()
+            super().stop()
 
     # --- sending ------------------------------------------------------------------------
     def send(self, intents: list[Intent]) -> None:

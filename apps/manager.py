@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from apps import procsignals
 from controller.channel import ChannelConfig
 from controller.errors import ConfigError
 
@@ -228,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "-h" in rest or "--help" in rest:
         print(OWN_HELP)
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     run = run_ryu if framework == "ryu" else run_os_ken
     try:
         run(rest, "dyncast-manager")
@@ -264,12 +266,15 @@ def _to_main(exc: BaseException) -> None:
 
 
 def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM ends the manager as Ctrl-C does, so apps are closed (and flush their state).
+    """The first SIGTERM or SIGINT ends the manager, so apps are closed (and flush their state).
 
     The interrupt must reach the main greenlet (the manager's loop): raised in whichever green
     thread the signal happened to interrupt (a switch connection's, say), it would end only
-    that thread and the manager would never exit.
+    that thread and the manager would never exit. It is sent once: the ones after it are noted
+    and ignored (apps/procsignals.py), since a second interrupt ended the stop's last store
+    flush half way and lost writes already acknowledged.
     """
+    procsignals.ignore_stop_signals()
     _to_main(KeyboardInterrupt(f"signal {signum}"))
 
 
