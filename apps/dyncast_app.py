@@ -128,6 +128,11 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
             signal.signal(signal.SIGHUP, self._on_sighup)
         except ValueError:  # not the main thread (an embedding test): no signal reload
             LOG.warning("dyncast: SIGHUP reload unavailable (not the main thread)")
+        else:  # a SIGHUP the manager held since the process began: reload once running
+            if procsignals.take_held_sighup():
+                self._hup = True
+                LOG.info("dyncast: SIGHUP during the start: the configuration is reloaded "
+                         "once the app runs")
         self.store = open_store(self.config.store_url, path or "(defaults)",
                                 shared=self.config.cluster.enabled)  # or it is ours alone
         self.store_health = StoreHealth()  # whether its batches fail (apps/storeflush.py)

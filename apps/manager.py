@@ -207,6 +207,7 @@ def run_os_ken(args: list[str], prog: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
+    procsignals.hold_sighup()  # first: a SIGHUP during the start is held, not fatal
     args = sys.argv[1:] if argv is None else argv
     try:
         framework, config, rest = split_args(args)

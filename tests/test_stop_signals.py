@@ -1,5 +1,5 @@
 """Signals to a real controller (dyncast-manager under os-ken and Ryu): a second SIGTERM during
-the stop loses no write already answered 201."""
+the stop loses no write already answered 201, and a SIGHUP early in the start is not fatal."""
 
 from __future__ import annotations
 
@@ -149,3 +149,33 @@ def test_a_second_sigterm_during_the_stop_loses_no_acknowledged_write(
     assert code == 0 and "Traceback" not in log, (code, log[-3000:])
     assert "SIGTERM ignored: a stop is already under way" in log, log[-3000:]
 
+
+def _hup_caught(pid: int) -> bool:
+    """True once the process has a handler for SIGHUP (Linux: SigCgt in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+    return False
+
+
+def _framework_loading(pid: int) -> bool:
+    """True once the framework's event library (greenlet, under eventlet) is loaded."""
+    return "greenlet" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_a_sighup_early_in_the_start_is_held_and_reloads_once_running(
+        tmp_path: Path, started: list[Controller]) -> None:
+    """A SIGHUP sent as soon as the process catches it, or else as soon as it loads the
+    framework (before the app, which used to install the first handler): the controller keeps
+    running, serves /healthz, and reloads its configuration once it runs."""
+    ctl = Controller(tmp_path, "hup", "os-ken")
+    started.append(ctl)
+    wait_until(lambda: ctl.proc.poll() is not None or _hup_caught(ctl.proc.pid)
+               or _framework_loading(ctl.proc.pid), 15, "the process never got that far",
+               interval=0.002)
+    assert not ctl.healthy(), "the SIGHUP must come before the app is up"
+    ctl.proc.send_signal(signal.SIGHUP)
+    ctl.ready()
+    assert ctl.call("GET", "/healthz")[0] == 200
+    wait_until(lambda: '"trigger": "sighup"' in ctl.log(), 5, "no reload after the SIGHUP")
+    assert "SIGHUP during the start" in ctl.log()
