@@ -8,6 +8,7 @@ reused (a restarted controller in the same folder keeps its credentials).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Sequence
@@ -31,12 +32,13 @@ class CredentialSet:
         self.tokens = self.folder / "tokens.toml"
         self.token_file = self.folder / "admin.token"
         if not self.token_file.exists():
-            keys.add_token(self.tokens, self.token_file, "admin", "admin")
+            keys.add_token(self.tokens, self.token_file, "admin", "admin", force=True)
         if not self.agents.exists():  # none yet: agents are added as the tests start them
-            keys.write_private(self.agents, "# written by agents/credset.py\n")
+            with contextlib.suppress(FileExistsError):  # made meanwhile elsewhere: kept
+                keys.write_private(self.agents, "# written by agents/credset.py\n")
         self.read_token_file = self.folder / "read.token"
         if not self.read_token_file.exists():
-            keys.add_token(self.tokens, self.read_token_file, "reader", "read")
+            keys.add_token(self.tokens, self.read_token_file, "reader", "read", force=True)
         self.admin_token = read_token(self.token_file)
         self._signers: dict[str, Signer] = {}
 
@@ -59,7 +61,7 @@ class CredentialSet:
         """The key file of `agent`, made (and entered in the table) the first time."""
         path = self.folder / f"{agent}.key"
         if not path.exists():
-            keys.add_agent(self.agents, path, agent, prefixes, max_instances)
+            keys.add_agent(self.agents, path, agent, prefixes, max_instances, force=True)
         return path
 
     def signer(self, agent: str) -> Signer:
