@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -207,6 +208,7 @@ class FakeController:
     def __init__(self, port: int = 0) -> None:
         self.records: list[Record] = []
         self.statuses: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.registrations: dict[str, tuple[int, Any]] = {}  # D-BID -> answer to registering it
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self.port = self.server.server_port
@@ -247,6 +249,8 @@ class FakeController:
             created = (method, path) == ("POST", f"{API}/instances")
             default: tuple[int, Any] = (201 if created else 200, {})
             status, body = self.statuses.get((method, path), default)
+            if created and raw and json.loads(raw).get("dbid") in self.registrations:
+                status, body = self.registrations[json.loads(raw)["dbid"]]
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -583,4 +587,78 @@ def test_a_refused_report_is_followed_by_a_not_serving_one(
     assert first["active"] is True and second["active"] is False
     assert second["capacity"] == first["capacity"] and set(second) <= METRIC_KEYS
     assert "reporting it not serving" in agent.stderr()
+    assert agent.stop() == 0
+
+
+@pytest.mark.parametrize(("status", "error"), [
+    (403, "dbid: 127.0.0.21 is another agent's instance"),
+    (403, "dbid: 127.0.0.21 is outside agent 'dma-t''s prefixes"),
+    (404, "dsid: unknown D-SID: 127.0.100.1"),
+    (400, "dbid: 127.0.0.21 is a reserved address"),
+    (409, "dbid: 127.0.0.21 is an instance of another service"),
+])
+def test_an_only_binding_refused_for_good_ends_the_dma_at_register_timeout(
+        controller: FakeController, dma: Callable[[list[str]], Dma], status: int,
+        error: str) -> None:
+    """A registration refused for good counts as no answer: with --register-timeout the D-MA
+    exits 1 (it served nothing yet ran on, and SIGTERM got 0), the controller's reason in
+    the log, and withdraws nothing (not its instance, or none)."""
+    controller.statuses[("POST", f"{API}/instances")] = (status, {"error": error})
+    args = fast(controller.url, "127.0.100.1=127.0.0.21@http://127.0.0.1:1/stats")
+    agent = dma([*args, "--register-timeout", "2"])
+    assert agent.proc.wait(timeout=15) == 1
+    err = agent.stderr()
+    assert f"HTTP {status}" in err and error in err and "refused for good" in err, err
+    assert "refused every binding" in err, err
+    assert not [p for m, p, _ in controller.records if m == "DELETE"]
+
+
+@pytest.mark.parametrize("status", [401, 429, 503])
+def test_a_refusal_that_may_pass_later_is_not_one_for_good(
+        controller: FakeController, dma: Callable[[list[str]], Dma], status: int) -> None:
+    """401 (clock, sequence, a table not re-read yet), 429 (quota) and 5xx are answers that
+    may change by themselves: the D-MA keeps asking past --register-timeout, as before."""
+    controller.statuses[("POST", f"{API}/instances")] = (status, {"error": "later"})
+    args = fast(controller.url, "127.0.100.1=127.0.0.21@http://127.0.0.1:1/stats")
+    agent = dma([*args, "--register-timeout", "1"])
+    wait_until(lambda: len(controller.seen("POST", f"{API}/instances")) >= 3, 10,
+               "asked again")
+    assert agent.proc.poll() is None and "refused for good" not in agent.stderr()
+    assert agent.stop() == 0
+
+
+def test_a_binding_refused_for_good_beside_a_good_one_is_logged_once_and_not_withdrawn(
+        controller: FakeController, service: int, dma: Callable[[list[str]], Dma]) -> None:
+    """One binding registered, one refused for good: the D-MA serves the first past
+    --register-timeout, logs the refusal once (not at every interval), asks for it again only
+    seldom, and at SIGTERM withdraws only the binding it has."""
+    controller.registrations["127.0.0.22"] = (403, {"error": "dbid: not yours"})
+    agent = dma([*fast(controller.url,
+                       f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats",
+                       f"127.0.100.1=127.0.0.22@http://127.0.0.1:{service}/stats"),
+                 "--register-timeout", "1"])
+    wait_until(lambda: len(controller.seen("POST", f"{API}/metrics")) >= 4, 10, "reports")
+    time.sleep(2.5)  # past --register-timeout, five --interval periods
+    assert agent.proc.poll() is None
+    assert set(latest_reports(controller)) == {"127.0.0.21"}
+    asked = [b["dbid"] for b in controller.seen("POST", f"{API}/instances")]
+    assert asked.count("127.0.0.22") == 1, asked
+    err = agent.stderr()
+    assert err.count("refused for good") == 1 and "not yours" in err, err
+    assert agent.stop() == 0
+    assert [p for m, p, _ in controller.records if m == "DELETE"] == [
+        f"{API}/instances/127.0.0.21"]
+
+
+def test_without_register_timeout_a_refused_binding_is_asked_for_until_taken(
+        controller: FakeController, service: int, dma: Callable[[list[str]], Dma]) -> None:
+    """Without --register-timeout the D-MA waits for an operator to fix what was refused (the
+    agent table is re-read, a service added), logging the refusal once, not at every try."""
+    controller.statuses[("POST", f"{API}/instances")] = (403, {"error": "dbid: outside"})
+    agent = dma(fast(controller.url, f"127.0.100.1=127.0.0.21@http://127.0.0.1:{service}/stats"))
+    wait_until(lambda: len(controller.seen("POST", f"{API}/instances")) >= 3, 10, "asked again")
+    assert agent.stderr().count("refused") == 1, agent.stderr()
+    del controller.statuses[("POST", f"{API}/instances")]
+    wait_until(lambda: "registered 127.0.100.1=127.0.0.21" in agent.stdout(), 10, "taken")
+    wait_until(lambda: controller.seen("POST", f"{API}/metrics"), 10, "reports once registered")
     assert agent.stop() == 0

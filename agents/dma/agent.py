@@ -38,6 +38,12 @@ from agents.signing import Signer
 
 BACKOFF_FIRST = 0.5  # first registration retry delay, doubled up to BACKOFF_MAX
 BACKOFF_MAX = 5.0
+REFUSED_RETRY = 30.0  # once serving: seconds between asks for a binding refused for good
+# a registration refused for good: asking again as it is cannot succeed until an operator acts
+# (the agent table, the service, another agent's instance, a bad address). Not 401 (a clock,
+# sequence or a table not re-read yet: the next signed call may pass), nor 408, 425, 429 (come
+# again later), nor 5xx.
+TRANSIENT_4XX = frozenset({401, 408, 425, 429})
 MIN_PERIOD = 0.05  # shortest sampling period, used when --min-interval is 0
 # no usable answer from the controller: nothing answered, or the answer was too long
 UNANSWERED = (UnreachableError, http.client.HTTPException)
@@ -100,6 +106,7 @@ class Tracked:
     capacity: int = 1
     next_register: float = 0.0
     enabled: bool = True
+    refusal: str = ""  # the controller's answer refusing it for good ("": not refused so)
 
 
 class Agent:
@@ -122,36 +129,48 @@ class Agent:
         return controller_call(self.link, method, path, body, self.signer)
 
     def register(self, t: Tracked) -> None:
-        """POST one binding and log a refusal; UnreachableError if the controller is silent."""
+        """POST one binding and log a refusal; UnreachableError if the controller is silent.
+        A refusal for good (a 4xx but those in TRANSIENT_4XX) is kept in `t.refusal` and
+        logged when it first comes and whenever the controller's reason changes."""
         b = t.binding
         body = {"dsid": b.dsid, "dbid": b.dbid, "dma": self.options.name, "active": t.enabled}
         answer = self._call("POST", "/instances", body)
         t.registered = 200 <= answer.status < 300
+        refused = 400 <= answer.status < 500 and answer.status not in TRANSIENT_4XX
         if t.registered:
             t.policy.reset()
             print(f"registered {b.dsid}={b.dbid}", flush=True)
-        else:
+        elif refused and answer.brief() != t.refusal:
+            log.warning("register %s=%s refused for good: %s; not serving it until the "
+                        "controller takes it", b.dsid, b.dbid, answer.brief())
+        elif not refused:
             log.warning("register %s=%s refused: %s", b.dsid, b.dbid, answer.brief())
+        t.refusal = answer.brief() if refused else ""
+        if refused:  # once serving, asked for again only seldom (the log has said why)
+            t.next_register = time.monotonic() + max(REFUSED_RETRY, self.options.interval)
 
     def register_all(self, stop: threading.Event, deadline: float | None) -> bool:
-        """Try every binding, with backoff, until the controller answered for each of them."""
-        pending = list(self.tracked)
+        """Try every binding, with backoff, until the controller answered for each of them,
+        and not with a refusal for good for every one; False at `deadline` or `stop`.
+        Bindings still refused then are asked for again by the report loop."""
+        answered: set[int] = set()
         backoff = BACKOFF_FIRST
-        while pending:
-            for t in list(pending):
+        while True:
+            for i, t in enumerate(self.tracked):
+                if i in answered and not t.refusal:
+                    continue
                 try:
                     self.register(t)
-                    pending.remove(t)
+                    answered.add(i)
                 except UNANSWERED as exc:
                     log.warning("register %s=%s failed: %s; retrying in %.1f s",
                                 t.binding.dsid, t.binding.dbid, exc, backoff)
-            if not pending:
+            if len(answered) == len(self.tracked) and not all(t.refusal for t in self.tracked):
                 return True
             delay = backoff if deadline is None else min(backoff, deadline - time.monotonic())
             if delay <= 0 or stop.wait(delay):
                 return False
             backoff = min(BACKOFF_MAX, backoff * 2)
-        return True
 
     def report_loop(self, stop: threading.Event) -> None:
         """Sample every `min(min_interval, interval)` and report what the policy lets through."""
@@ -229,8 +248,11 @@ class Agent:
         t.policy.reset()  # report the new state at the next sample
 
     def withdraw_all(self) -> None:
-        """DELETE every binding; an unknown or unreachable one is logged and skipped."""
+        """DELETE every binding; an unknown or unreachable one is logged and skipped, and one
+        the controller refused for good (not ours, or unknown to it) is not asked for."""
         for t in self.tracked:
+            if t.refusal and not t.registered:
+                continue
             try:
                 answer = self._call("DELETE", f"/instances/{t.binding.dbid}", None)
             except Exception as exc:  # one failure must not keep the others
@@ -243,7 +265,8 @@ class Agent:
 
 
 def run(options: Options, stop: threading.Event) -> int:
-    """Register, report until `stop`, withdraw; 1 if the controller never answered in time."""
+    """Register, report until `stop`, withdraw; 1 if no binding was registered in time
+    (the controller never answered, or refused every binding for good)."""
     agent = Agent(options, opener(options.tls))
     timeout = options.register_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -255,7 +278,16 @@ def run(options: Options, stop: threading.Event) -> int:
         if agent.register_all(stop, deadline):
             agent.report_loop(stop)
         elif not stop.is_set():
-            log.error("controller %s did not answer within %g s", options.controller, timeout)
+            refused = [t for t in agent.tracked if t.refusal]
+            for t in refused:
+                log.error("register %s=%s refused for good: %s", t.binding.dsid, t.binding.dbid,
+                          t.refusal)
+            if len(refused) == len(agent.tracked):
+                log.error("controller %s refused every binding; none registered within %g s",
+                          options.controller, timeout)
+            else:
+                log.error("controller %s did not answer within %g s", options.controller,
+                          timeout)
             code = 1
     except Exception:  # whatever broke, the controller must not keep steering to us
         log.exception("D-MA failed; withdrawing every binding, then exiting 1")

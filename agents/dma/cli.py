@@ -80,7 +80,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--threshold", type=_non_negative, default=0.2,
                         help="relative change that triggers an early report (default 0.2)")
     parser.add_argument("--register-timeout", type=_positive, default=None,
-                        help="give up (exit 1) if the controller has not answered by then "
+                        help="give up (exit 1) if no binding is registered by then: the "
+                             "controller has not answered, or refused every binding for good "
                              "(default: retry forever)")
     parser.add_argument("--cpu-source", choices=("host", "instance"), default="host",
                         help="CPU utilisation from the host's /proc/stat (default), or the "
