@@ -16,12 +16,14 @@ an agent, a new token for an operator). Two options naming one file are refused 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import secrets
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,23 @@ def _merge(path: Path, key: str, field: str, entry: dict[str, Any], force: bool,
     return text
 
 
+@contextlib.contextmanager
+def _locked(table: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the table's folder while it is read and written again, so
+    that two `keys` commands adding to one table at once both get in (the later one read the
+    table before the earlier one replaced it, and wrote its entry over it)."""
+    try:
+        fd = os.open(table.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # no such folder: the writes fail and say which file
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _write_both(option: str, private: Path, private_text: str, table: Path, table_text: str,
                 force: bool) -> None:
     """Write the key or token file (`option`), then the table; if the table cannot be
@@ -176,9 +195,10 @@ def add_agent(table: str | Path, key_file: str | Path, name: str, prefixes: Sequ
     entry: dict[str, Any] = {"id": name, "key": key, "prefixes": list(prefixes)}
     if max_instances is not None:
         entry["max_instances"] = max_instances
-    text = _merge(path, "agent", "id", entry, force, lambda d: agents_from_dict(d, 1))
     key_text = f"agent = {_quote(name)}\nkey = {_quote(key)}\n"
-    _write_both("--key-file", key_path, key_text, path, text, force)
+    with _locked(path):
+        text = _merge(path, "agent", "id", entry, force, lambda d: agents_from_dict(d, 1))
+        _write_both("--key-file", key_path, key_text, path, text, force)
 
 
 def add_token(table: str | Path, token_file: str | Path, name: str, role: str,
@@ -193,8 +213,9 @@ def add_token(table: str | Path, token_file: str | Path, name: str, role: str,
     _fresh("--token-file", token_path, force)
     token = secrets.token_urlsafe(32)
     entry = {"name": name, "role": role, "sha256": hashlib.sha256(token.encode()).hexdigest()}
-    text = _merge(path, "token", "name", entry, force, tokens_from_dict)
-    _write_both("--token-file", token_path, token + "\n", path, text, force)
+    with _locked(path):
+        text = _merge(path, "token", "name", entry, force, tokens_from_dict)
+        _write_both("--token-file", token_path, token + "\n", path, text, force)
     return token
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 import tomllib
 from pathlib import Path
 
@@ -152,3 +154,25 @@ def test_write_private_never_replaces_an_existing_name_unless_told(tmp_path: Pat
     assert caught.value.filename == str(path) and path.read_text() == "theirs"
     keys.write_private(path, "mine", overwrite=True)
     assert path.read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["a.key"]
+
+
+def test_agents_added_at_once_to_one_table_are_all_entered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `keys agent` commands adding to one table at once both get in: each read the table,
+    and the later write dropped the earlier one's agent (its key file left, unknown)."""
+    real = keys._render
+
+    def slow(key: str, entries: list[dict[str, object]]) -> str:
+        time.sleep(0.2)  # both commands have read the table before either writes it
+        return real(key, entries)
+
+    monkeypatch.setattr(keys, "_render", slow)
+    threads = [threading.Thread(target=keys.add_agent, args=(
+        tmp_path / "ag.toml", tmp_path / f"a{i}.key", f"a{i}", ["10.1.0.0/16"]))
+        for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(e["id"] for e in _table(tmp_path / "ag.toml", "agent")) == [
+        "a0", "a1", "a2", "a3"]
