@@ -135,6 +135,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
                          "once the app runs")
         self.store = open_store(self.config.store_url, path or "(defaults)",
                                 shared=self.config.cluster.enabled)  # or it is ours alone
+        self.core.network.keyed(self.store.lldp_key)  # our LLDP frames, no host's forgery
         self.store_health = StoreHealth()  # whether its batches fail (apps/storeflush.py)
         cluster = self.config.cluster  # [cluster]: listen for the others' changes, then load
         self._feed_init(cluster.enabled, cluster.member_id, self.config.store_url)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -84,6 +86,11 @@ agent_seqs_table = Table(  # controller/auth/verifier.py: a sequence only rises
     "agent_sequences", metadata,
     Column("agent", String(64), primary_key=True),
     Column("data", Text, nullable=False),
+)
+secrets_table = Table(  # shared secrets (`Store.secret`, migration 0006), not core records
+    "controller_secrets", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
 )
 TABLES = {"service": services_table, "instance": instances_table, "binding": bindings_table,
           "agent_seq": agent_seqs_table}
@@ -168,6 +175,7 @@ def open_store(url: str, source: str, shared: bool = False) -> Store:
     try:
         store = Store(url)
         taken = store.claim(shared)
+        store.lldp_key = store.secret("lldp") if taken else b""
     except (SQLAlchemyError, ImportError, OSError, migrations.MigrationError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(source, "controller.store_url", f"cannot open {shown}: "
@@ -199,6 +207,7 @@ class Store:
             self.engine.dispose()
             raise
         self.fence: Fence | None = None  # a cluster member's (apps/cluster.py); else none
+        self.lldp_key = b""  # the store's LLDP key (`secret`), read by `open_store`
         self._claim = Claim()  # our claim on the store (`claim`), while we hold it
         self._named: set[tuple[str, str]] = set()  # records read again and skipped, logged
 
@@ -206,6 +215,20 @@ class Store:
         """Claim the store for this controller, for as long as it runs (apps/storeclaim.py);
         False when another controller's claim excludes it."""
         return self._claim.take(self.engine, shared)
+
+    def secret(self, name: str) -> bytes:
+        """The store's secret `name` (32 random bytes), made by the first process that asks
+        and read by every one after (a cluster's members alike)."""
+        upsert = UPSERTS.get(self.engine.dialect.name)
+        if upsert is None:
+            raise ConfigError("(store)", "controller.store_url", f"{self.engine.dialect.name}"
+                              ": neither PostgreSQL nor SQLite")
+        with self.engine.begin() as conn:
+            conn.execute(upsert(secrets_table).values(name=name, value=secrets.token_hex(32))
+                         .on_conflict_do_nothing(index_elements=["name"]))
+            value = conn.execute(select(secrets_table.c.value)
+                                 .where(secrets_table.c.name == name)).scalar_one()
+        return bytes.fromhex(value)
 
     def apply(self, writes: list[StoreWrite]) -> int:
         """Apply a batch of writes in one transaction; return how many records it touched. A

@@ -50,7 +50,7 @@ def observe(core: Core, dpid: int, in_port: int, data: bytes, now: float) -> lis
         return []
     if pkt.eth_type == ETH_TYPE_LLDP:
         # the send time is the sending member's clock: not ours to measure a delay with
-        if not core.network.lldp_in(dpid, in_port, pkt._replace(lldp_sent_at=None), now):
+        if not core.network.lldp_in(dpid, in_port, pkt, now, measure=False):
             return []
         core.intake.dirty.update(core.catalogue.services)  # paths changed: every service
         return core.forwarding.sync_routes()

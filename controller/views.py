@@ -53,6 +53,7 @@ def stats_view(core: Core) -> dict[str, int]:
     out["host_moves_refused"] = core.topology.moves_refused
     out["host_sightings_held"] = core.network.settling.held
     out["host_sightings_refused"] = core.network.settling.refused
+    out["lldp_refused"] = core.network.lldp_refused
     for name in ("affinity_moves", "errors", "reconcile_runs", "reconcile_added",
                  "reconcile_removed", "bindings_adopted", "bindings_retired",
                  "punt_meter_drops", "punt_meter_refused", "switches_refused",

@@ -69,7 +69,8 @@ def two(member: str, shell: Shell) -> Iterator[tuple[Shell, FakeDatapath, FakeDa
 
 def lldp(s: Shell, to: FakeDatapath, frm: FakeDatapath, port: int) -> None:
     """An LLDP frame another member sent out of `frm`'s `port` arrives at `to`'s `port`."""
-    frame = build_lldp(frm.id, port, VIRTUAL_MAC, time.time() - 5.0)  # another clock
+    frame = build_lldp(frm.id, port, VIRTUAL_MAC, time.time() - 5.0,  # another clock,
+                       s.app.core.network.lldp_key)  # the store's key (every member's)
     s.switch_says(ofgen.packet_in(7, port, frame), dp=to)
 
 

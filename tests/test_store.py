@@ -152,6 +152,18 @@ def test_states_the_tick_and_the_switches_gave_and_a_pending_trigger_outlive_a_r
     assert again.states.take(["10.0.0.21", "10.0.0.31", "10.0.0.32"]) == []
 
 
+def test_every_process_of_a_store_gets_the_same_lldp_key(open_store: Callable[[], Store],
+                                                         store_url: str) -> None:
+    """The LLDP key (controller/network/network.py `keyed`) is made once per store, 32
+    random bytes, and read alike by each process after (a restart, a cluster's members), so
+    they take each other's frames; another store has another."""
+    first = open_store_claimed(store_url, "dyncast.toml", shared=True)
+    second = open_store_claimed(store_url, "dyncast.toml", shared=True)
+    assert len(first.lldp_key) == 32 and first.lldp_key == second.lldp_key
+    assert first.secret("lldp") == first.lldp_key and first.secret("other") != first.lldp_key
+    first.close(), second.close()
+
+
 def test_many_records_in_one_batch_round_trip(open_store: Callable[[], Store]) -> None:
     """A batch larger than one DELETE chunk is written, replaced and deleted whole."""
     store = open_store()
@@ -335,8 +347,8 @@ def test_a_database_whose_tables_were_dropped_is_made_again(
     open_store().apply([instance("10.0.0.1")])
     engine = create_engine(store_url)
     with engine.begin() as conn:
-        for table in ("alembic_version", "cluster_changes", "cluster_members", "agent_sequences",
-                      "bindings", "instances", "services"):
+        for table in ("alembic_version", "controller_secrets", "cluster_changes",
+                      "cluster_members", "agent_sequences", "bindings", "instances", "services"):
             conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
     store = open_store()
@@ -432,7 +444,7 @@ def upgrade_to(url: str, revision: str) -> None:
         engine.dispose()
 
 
-REVISIONS = ["0001", "0002", "0003", "0004"]  # every revision before the newest
+REVISIONS = ["0001", "0002", "0003", "0004", "0005"]  # every revision before the newest
 
 
 def test_migrations_list_is_every_revision_before_the_newest() -> None:

@@ -95,6 +95,7 @@ class Forwarding:
         self._unsynced: set[int] = set()
         self._parts: dict[tuple[str, str, int | None], tuple[Match, tuple[Action, ...]]] = {}
         self._floods: dict[tuple[str, str], float] = {}
+        self.lldp_key: bytes | None = None  # tags the LLDP frames (Network.keyed)
         # switch -> host -> (port, MAC, route) last made for the audit (`installed_routes`)
         self._audited: dict[int, dict[str, tuple[int, str, FlowMod]]] = {}
 
@@ -329,7 +330,7 @@ class Forwarding:
         out: list[Intent] = []
         for dpid in sorted(self.topology.ports if dpids is None else dpids):
             for port in sorted(self.topology.ports.get(dpid, ())):
-                frame = build_lldp(dpid, port, VIRTUAL_MAC, now)
+                frame = build_lldp(dpid, port, VIRTUAL_MAC, now, self.lldp_key)
                 out.append(PacketOut(dpid, frame, (Output(port),)))
         return out
 

@@ -8,6 +8,7 @@ decisions then is the caller's job.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from controller.intents import FlowMod, Intent, Output, PacketOut, SetField
 from controller.network.costs import PathCosts
 from controller.network.forwarding import Forwarding, base_flows
 from controller.network.monitor import Direction, MonitorSettings, NetworkMonitor, costs_changed
-from controller.network.packet import Packet
+from controller.network.packet import Packet, lldp_tag
 from controller.network.settling import Settling
 from controller.network.topology import HostLoc, Topology
 
@@ -36,6 +37,16 @@ class Network:
         self._delayed: set[tuple[tuple[int, int], tuple[int, int]]] = set()
         self._stale = False
         self.settling = Settling()  # new ports' first round of discovery (settling.py)
+        self.lldp_key: bytes | None = None  # tags our LLDP frames (`keyed`)
+        self.lldp_refused = 0  # frames without our tag: a host's forgery, or another's
+
+    def keyed(self, key: bytes) -> None:
+        """Tag the LLDP frames we send with `key` and take only frames so tagged as links:
+        a host that sends a frame naming another switch's port cannot fake a link (and
+        unlearn hosts, and draw paths through itself). The shell gives every process of a
+        store the same key (apps/store.py `secret`), so a cluster's members take each
+        other's frames."""
+        self.lldp_key = self.forwarding.lldp_key = key
 
     def connected(self, dpid: int) -> list[FlowMod]:
         """A switch connected: what it holds is unknown; it gets the fixed pipeline."""
@@ -181,14 +192,19 @@ class Network:
         self.topology.set_costs({**old, **costs})
         return True
 
-    def lldp_in(self, dpid: int, in_port: int, pkt: Packet, now: float) -> bool:
-        """An LLDP frame we sent came back in at another switch: that is a link. True when
-        the link is new (paths may have changed)."""
+    def lldp_in(self, dpid: int, in_port: int, pkt: Packet, now: float,
+                measure: bool = True) -> bool:
+        """An LLDP frame we sent came back in at another switch: that is a link (not one
+        without our tag, once `keyed`). True when the link is new (paths may have changed).
+        `measure`: its send time is ours, a link delay can be measured from it."""
         if pkt.lldp_dpid is None or pkt.lldp_port is None:
+            return False
+        if self.lldp_key is not None and not _tagged(self.lldp_key, pkt):
+            self.lldp_refused += 1
             return False
         direction = ((pkt.lldp_dpid, pkt.lldp_port), (dpid, in_port))
         new = self.topology.link_seen(*direction, now)
-        if pkt.lldp_sent_at is not None:
+        if pkt.lldp_sent_at is not None and measure:
             self.monitor.lldp_delay(direction, pkt.lldp_sent_at, now)
             if not new and self.monitor.config.use_measured_delay:
                 self.costs.refresh_link(direction)
@@ -229,3 +245,12 @@ class Network:
                          (link["dst"]["dpid"], link["dst"]["port"]))
             link.update(self.monitor.direction_view(direction))
         return view
+
+
+def _tagged(key: bytes, pkt: Packet) -> bool:
+    """True when the LLDP frame carries the tag `key` gives what it says."""
+    if pkt.lldp_tag is None or pkt.lldp_dpid is None or pkt.lldp_port is None or not (
+            0 <= pkt.lldp_dpid < 1 << 64 and 0 <= pkt.lldp_port < 1 << 32):
+        return False
+    return hmac.compare_digest(pkt.lldp_tag, lldp_tag(key, pkt.lldp_dpid, pkt.lldp_port,
+                                                      pkt.lldp_sent_at))

@@ -7,6 +7,7 @@ ARP replies and probes, and LLDP discovery frames.
 
 from __future__ import annotations
 
+import hmac
 import struct
 from functools import lru_cache
 from typing import NamedTuple
@@ -26,6 +27,8 @@ TCP_SYN = 0x02
 TCP_RST = 0x04
 TCP_ACK = 0x10
 LLDP_OUI_TS = b"\x02\xdc\x00\x01"  # locally administered OUI + subtype 1: send timestamp
+LLDP_OUI_TAG = b"\x02\xdc\x00\x02"  # ... subtype 2: the frame's tag (`lldp_tag`)
+LLDP_TAG_BYTES = 16
 _ETH = struct.Struct("!6s6sH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _PORTS = struct.Struct("!HH")
@@ -79,6 +82,7 @@ class Packet(NamedTuple):
     lldp_dpid: int | None = None
     lldp_port: int | None = None
     lldp_sent_at: float | None = None
+    lldp_tag: bytes | None = None
 
 
 def parse(data: bytes) -> Packet | None:
@@ -94,9 +98,9 @@ def parse(data: bytes) -> Packet | None:
         return Packet(eth_src, eth_dst, eth_type, arp_op=op, arp_sha=sha.hex(":"),
                       arp_spa=_ntoa(spa), arp_tpa=_ntoa(tpa))
     if eth_type == ETH_TYPE_LLDP:
-        dpid, port, sent_at = parse_lldp(data[14:])
+        dpid, port, sent_at, tag = parse_lldp(data[14:])
         return Packet(eth_src, eth_dst, eth_type, lldp_dpid=dpid, lldp_port=port,
-                      lldp_sent_at=sent_at)
+                      lldp_sent_at=sent_at, lldp_tag=tag)
     return Packet(eth_src, eth_dst, eth_type)
 
 
@@ -127,15 +131,27 @@ def build_arp(op: int, src_mac: str, src_ip: str, dst_mac: str, dst_ip: str) -> 
     return eth + arp + bytes(18)  # pad to the 60-byte Ethernet minimum
 
 
-def build_lldp(dpid: int, port: int, src_mac: str, sent_at: float | None = None) -> bytes:
+def build_lldp(dpid: int, port: int, src_mac: str, sent_at: float | None = None,
+               key: bytes | None = None) -> bytes:
     """Build an LLDP frame naming (dpid, port); `sent_at` (controller clock) goes in an
-    organisationally specific TLV so the receiver can measure the link's delay. Every tick
-    sends one out of every port (2,544 on a 754-switch network): all but the time is built
-    once per (dpid, port, source)."""
+    organisationally specific TLV so the receiver can measure the link's delay, and with a
+    `key` another carries the frame's tag (`lldp_tag`), which a host cannot make. Every tick
+    sends one out of every port (2,544 on a 754-switch network): all but the time and the
+    tag is built once per (dpid, port, source)."""
     head = _lldp_head(dpid, port, src_mac)
-    if sent_at is None:
-        return head + _LLDP_END
-    return head + _LLDP_TS + _DOUBLE.pack(sent_at) + _LLDP_END
+    if sent_at is not None:
+        head += _LLDP_TS + _DOUBLE.pack(sent_at)
+    if key is not None:
+        head += _LLDP_TAG + lldp_tag(key, dpid, port, sent_at)
+    return head + _LLDP_END
+
+
+def lldp_tag(key: bytes, dpid: int, port: int, sent_at: float | None) -> bytes:
+    """HMAC-SHA256 under the controller's `key` of what an LLDP frame says (switch, port,
+    send time), cut to LLDP_TAG_BYTES: a frame a host forged to fake a link cannot carry it
+    (docs/security.md)."""
+    stamp = -1.0 if sent_at is None else sent_at
+    return hmac.digest(key, _TAG_MSG.pack(dpid, port, stamp), "sha256")[:LLDP_TAG_BYTES]
 
 
 @lru_cache(maxsize=65536)
@@ -155,12 +171,15 @@ def _tlv(kind: int, value: bytes) -> bytes:
 _DOUBLE = struct.Struct("!d")
 _LLDP_TS = _tlv(127, LLDP_OUI_TS + bytes(8))[:-8]  # the time TLV's header and OUI
 _LLDP_END = _tlv(0, b"")
+_LLDP_TAG = _tlv(127, LLDP_OUI_TAG + bytes(LLDP_TAG_BYTES))[:-LLDP_TAG_BYTES]
+_TAG_MSG = struct.Struct("!QId")
 
 
-def parse_lldp(payload: bytes) -> tuple[int | None, int | None, float | None]:
-    """Return (dpid, port, sent_at) from an LLDP payload made by `build_lldp`."""
+def parse_lldp(payload: bytes) -> tuple[int | None, int | None, float | None, bytes | None]:
+    """Return (dpid, port, sent_at, tag) from an LLDP payload made by `build_lldp`."""
     dpid = port = None
     sent_at = None
+    tag = None
     offset = 0
     while offset + 2 <= len(payload):
         header = struct.unpack_from("!H", payload, offset)[0]
@@ -173,12 +192,14 @@ def parse_lldp(payload: bytes) -> tuple[int | None, int | None, float | None]:
             try:
                 dpid = int(value[6:], 16)
             except ValueError:
-                return None, None, None
+                return None, None, None, None
         elif kind == 2 and len(value) == 5 and value[0] == 2:
             port = struct.unpack("!I", value[1:])[0]
         elif kind == 127 and len(value) == 12 and value[:4] == LLDP_OUI_TS:
             sent_at = struct.unpack("!d", value[4:])[0]
-    return dpid, port, sent_at
+        elif kind == 127 and len(value) == 4 + LLDP_TAG_BYTES and value[:4] == LLDP_OUI_TAG:
+            tag = value[4:]
+    return dpid, port, sent_at, tag
 
 
 def _checksum(data: bytes) -> int:
