@@ -8,7 +8,7 @@ entry (D-BID -> D-SID, for the replies) at the ingress.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -366,17 +366,3 @@ def moved_nudge(key: FlowKey, client: HostLoc | None) -> list[PacketOut]:
 
 NUDGE_SEQS = (0x1DC0_0000, 0x9DC0_0000)  # 2**31 apart
 NUDGE_ACK = 0x0DC0_0001
-
-
-def moved_nudges(svc: Service, flows: Iterable[Mapping[str, Any]],
-                 hosts: Mapping[str, HostLoc]) -> list[PacketOut]:
-    """`moved_nudge` for each TCP connection a switch had learned (or pinned) to a `learn` or
-    `bucket` instance that died or left, from its entry's match fields as last read; none for
-    `conntrack` (a client's challenge ACK starts no connection in the tracker, which drops it
-    as invalid)."""
-    if svc.dataplane == "conntrack":
-        return []
-    keys = {FlowKey(svc.name, str(f["ipv4_src"]), str(f["ipv4_dst"]), IPPROTO_TCP,
-                    int(f["tcp_src"]), int(f["tcp_dst"])) for f in flows
-            if {"ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst"} <= f.keys()}
-    return [n for k in sorted(keys) for n in moved_nudge(k, hosts.get(k.src))]

@@ -97,8 +97,9 @@ class Drains:
 
     def honour(self, now: float) -> list[Intent]:
         """Move the remaining flows of drained instances whose deadline has passed; tell the
-        D-MA to stop each retiring instance once no flow reaches it."""
-        intents: list[Intent] = []
+        D-MA to stop each retiring instance once no flow reaches it; and send the clients of
+        `reactive` connections moved a moment ago their nudges (dataplane/nudges.py)."""
+        intents: list[Intent] = [*self.flows.nudges.due(now)]
         for inst in self.operations.deadlines_passed(now):
             moved = self.counters["affinity_moves"]
             intents += self.flows.move(inst.dbid, now) + self._release(inst, now)

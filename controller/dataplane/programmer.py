@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.dataplane.affinity import moved_nudges
 from controller.dataplane.buckets import remap
 from controller.dataplane.conntrack import conntrack_entries
 from controller.dataplane.failover import Backup, FailoverGroups, backups, entries_at, groups_at
@@ -319,17 +318,15 @@ class Programmer:
                 done.add(name)
         return done
 
-    def lost(self, dbid: str, svc: Service | None = None, tell: bool = True) -> list[Intent]:
+    def lost(self, dbid: str, svc: Service | None = None) -> list[Intent]:
         """An instance died or left: drop the flows the switches learned for it, and (its
         service `svc` on `conntrack`) the connections their trackers hold for it; they are
-        decided again from the buckets, which no longer point to it; then (`tell`) each TCP
-        client last read among them is told its connection ended (`moved_nudges`). A
-        `reactive` service's instance has nothing learned (its label may: health's cookies)."""
+        decided again from the buckets, which no longer point to it. A `reactive` service's
+        instance has nothing learned (its label may exist: passive health's cookies)."""
         label = self.labels.get(dbid)
         if label is None or (svc is not None and not mode_of(svc).switch_decides):
             return []
         out: list[Intent] = []
-        gone = [e.fields for es in self.learned.values() for e in es if e.label == label]
         self.learned = {d: [e for e in es if e.label != label] for d, es in self.learned.items()}
         for dpid in sorted(self.topology.ports):
             for kind in (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN):
@@ -338,7 +335,7 @@ class Programmer:
             if svc is not None and mode_of(svc).tracks and not svc.overlay:  # overlay:
                 # the reply source is the D-SID; table 4 re-decides (dataplane/conntrack.py)
                 out.append(CtFlush(dpid, svc.ct_zone, svc.ip_proto or 6, dbid, svc.port or 0))
-        return out + (moved_nudges(svc, gone, self.topology.hosts) if tell and svc else [])
+        return out
 
     def remove(self, svc: Service, dbids: list[str]) -> list[Intent]:
         """A service is gone: its entries everywhere, and what the switches learned for it."""
@@ -350,7 +347,9 @@ class Programmer:
         for key in [k for k in self._maps if k[1] == svc.name]:
             del self._maps[key]
             self._moves.pop(key, None)
-        return out + [i for dbid in dbids for i in self.lost(dbid, svc, tell=False)]
+        for dbid in dbids:
+            out += self.lost(dbid, svc)
+        return out
 
     def forget_switch(self, dpid: int) -> None:
         """A switch (re)connected: send it everything again (or, if its table is read,

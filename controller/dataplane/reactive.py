@@ -26,6 +26,7 @@ from controller.dataplane.affinity import (
 )
 from controller.dataplane.guards import Guards, exception_key, guard_entry, is_exact, opens, unguard
 from controller.dataplane.modes import service_ident
+from controller.dataplane.nudges import Nudges
 from controller.dataplane.overflow import DEFAULT_CAP, Overflow, capped
 from controller.dataplane.reconciler import entry_key
 from controller.instances.operations import Operations
@@ -76,6 +77,7 @@ class ReactiveFlows:
         self.guards = Guards()  # instances whose bindings have SYN guards (guards.py)
         self.new_by: Counter[tuple[str, int, str]] = Counter()  # (service, ingress, dbid)
         self.overflow = Overflow(cap, topology, decisions, self.catalogue, counters)
+        self.nudges = Nudges()  # moved connections' clients, told when the switch caught up
 
     def restore(self, bindings: list[Binding], now: float | None = None) -> None:
         """Load persisted bindings of known services at start; with `now`, number new
@@ -237,7 +239,7 @@ class ReactiveFlows:
 
     def move(self, dbid: str, now: float) -> list[Intent]:
         """Rebind every flow bound to a dead instance to a live one (the only time affinity
-        breaks), a TCP client told it ended (`moved_nudge`, after the entries); a flow with
+        breaks), a TCP client told it ended once the switch caught up (`nudges`); a flow with
         nowhere to go loses its binding and entries."""
         intents: list[Intent] = []
         for b in self.bindings.of_instance(dbid):
@@ -260,7 +262,7 @@ class ReactiveFlows:
             self._write(b)
             self._sent[b.ident] = now
             intents += self._entries(b, svc, host.mac)
-            intents += moved_nudge(b.key, self.topology.hosts.get(b.key.src))
+            self.nudges.later(moved_nudge(b.key, self.topology.hosts.get(b.key.src)), now)
             self.counters["affinity_moves"] += 1
         return intents
 
