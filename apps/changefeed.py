@@ -245,10 +245,14 @@ class SharedSide:
         """Read the shared records from the store and apply what this member missed while it
         was not listening (controller/cluster/catchup.py), as the others' changes."""
         assert self.feed is not None
+        before = self.core.writes.keys() | {(w.kind, w.key) for w in self.flushing}
         services, instances, unreadable = tpool.execute(self.store.load_shared)
-        # not judged from the store: this member's writes not stored yet, and records that
-        # cannot be read (skipped and named in the log: not deleted here)
-        pending = self.core.writes.keys() | {(w.kind, w.key) for w in self.flushing} | unreadable
+        # not judged from the store: this member's writes not stored yet, before the read or
+        # after it (a batch the flusher landed while the read ran may be missing from what it
+        # read: a service deleted here came back), and records that cannot be read (skipped
+        # and named in the log: not deleted here)
+        pending = (before | self.core.writes.keys() | {(w.kind, w.key) for w in self.flushing}
+                   | unreadable)
         cat = self.core.catalogue
         changes = catch_up(self.feed.member_id, cat.services, cat.instances, services,
                            instances, pending, {s.name for s in self.core.config.services},

@@ -56,9 +56,10 @@ def test_a_member_that_missed_changes_catches_up_from_the_store() -> None:
     ok(api_a, "POST", "metrics", {**REPORT, "sessions": 7, "dbid": "10.0.0.22"}, 2.0)
     ok(api_a, "POST", "services", SVC2, 2.0)
     ok(api_a, "POST", "instances", {"dsid": SVC2["dsid"], "dbid": "10.0.0.31"}, 2.0)
+    b.drain_writes()  # B's set-up was stored long ago
     ok(api_b, "POST", "instances", {"dsid": SVC1["dsid"], "dbid": "10.0.0.23"}, 2.0)
     pending = b.writes.keys()
-    assert ("instance", "10.0.0.23") in pending
+    assert ("instance", "10.0.0.23") in pending and ("instance", "10.0.0.21") not in pending
 
     def round_() -> int:
         changes = catch_up("b", b.catalogue.services, b.catalogue.instances,
@@ -73,6 +74,23 @@ def test_a_member_that_missed_changes_catches_up_from_the_store() -> None:
     assert state(b) == {**state(a), "10.0.0.23": ("svc1", False, None)}
     assert b.catalogue.instances["10.0.0.21"].drain_deadline == 62.0  # the same deadline
     assert round_() == 0
+
+
+def test_a_record_with_a_write_on_its_way_is_left_as_it_is_here() -> None:
+    """B deleted svc2 and changed .21's drain while the store still holds the older records
+    (its writes not landed yet): the catch-up neither brings svc2 back nor undoes the drain
+    (it brought back deleted services after a PostgreSQL restart)."""
+    a, api_a = member(configured=False)
+    b, api_b = member(configured=False)
+    for api in (api_a, api_b):
+        ok(api, "POST", "services", SVC2, 1.0)
+    b.drain_writes()
+    ok(api_b, "DELETE", "services/svc2", None, 2.0)
+    ok(api_b, "POST", "instances/10.0.0.21/drain", {}, 2.0)
+    changes = catch_up("b", b.catalogue.services, b.catalogue.instances,
+                       a.catalogue.services.values(), a.catalogue.instances.values(),
+                       b.writes.keys(), (), 3.0)
+    assert changes == []
 
 
 def test_what_the_store_lost_is_withdrawn_unless_configured() -> None:

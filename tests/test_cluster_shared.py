@@ -225,6 +225,47 @@ def test_a_member_catches_up_after_its_listening_connection_broke(
     assert app.core.counters["errors"] == 0
 
 
+def test_a_catch_up_never_brings_back_what_this_member_deleted_during_its_read(
+        member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """m1 deletes a service made through its API while its listening connection is down; the
+    catch-up's read of the store sees the row, and the flusher lands the deletion while the
+    read runs. The service stays deleted: the writes still pending before the read count too
+    (a cluster helper saw members bring back 1-2 of their own deleted services after a
+    PostgreSQL restart, and store them again)."""
+    from apps import changefeed
+
+    monkeypatch.setattr(changefeed, "WAIT_S", 0.05)
+    app = shell.app
+    other = Store(member)
+    made = {"name": "gone1", "dsid": "10.0.100.9", "protocol": "tcp", "port": 80}
+    try:
+        assert shell.rest("POST", "services", made).status == 201
+        app.store.apply(app.core.drain_writes())
+        app._outbox.clear()
+        assert app._follow_once() and app.feed.listener is not None
+        with other.engine.begin() as conn:  # m1's listener dies
+            conn.execute(text("SELECT pg_terminate_backend(:p)"),
+                         {"p": app.feed.listener.info.backend_pid})
+        assert shell.rest("DELETE", "services/gone1").status == 200  # queued, not stored
+        read = app.store.load_shared
+
+        def racing() -> Any:
+            snapshot = read()  # the row is still there
+            app.store.apply(app.core.drain_writes())  # the flusher lands the deletion
+            return snapshot
+        monkeypatch.setattr(app.store, "load_shared", racing)
+        assert not app._follow_once()  # the break is noticed
+        assert app._follow_once()  # listening again: caught up from the store first
+        assert "gone1" not in app.core.catalogue.services
+        assert app.core.counters["changes_caught_up"] == 0
+        app.store.apply(app.core.drain_writes())
+        assert "gone1" not in {s.name for s in app.store.load_shared()[0]}
+    finally:
+        other.close()
+        app.feed.close()
+    assert app.core.counters["errors"] == 0
+
+
 def test_a_catch_up_reads_past_a_record_it_cannot_read_and_deletes_nothing_for_it(
         member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
     """While m1 is not listening, its instance's stored record is overwritten by something

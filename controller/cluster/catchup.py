@@ -38,8 +38,10 @@ def catch_up(member: str, services: Mapping[str, Service], instances: Mapping[st
              pending: Collection[tuple[str, str]], configured: Collection[str],
              now: float) -> list[Change]:
     """The requests that bring this member's catalogue (`services`, `instances`) to the
-    store's; `pending` holds the (kind, key) of this member's writes not yet in the store,
-    `configured` the names of the services of the configuration file (never deleted here)."""
+    store's; `pending` holds the (kind, key) of this member's writes not yet in the store
+    (newer than what the store holds: those records are left as they are here, whichever way
+    they differ), `configured` the names of the services of the configuration file (never
+    deleted here)."""
     out: list[Change] = []
 
     def req(method: str, path: str, body: Any = None) -> None:
@@ -50,6 +52,8 @@ def catch_up(member: str, services: Mapping[str, Service], instances: Mapping[st
     stored_insts = {i.dbid: i for i in stored_instances}
     for name, svc in sorted(stored_svcs.items()):
         here = services.get(name)
+        if ("service", name) in pending:
+            continue  # this member's newer write is on its way (a deletion too)
         if here is None:
             req("POST", "services", svc.to_dict())
         elif here.to_dict() != svc.to_dict():
@@ -57,6 +61,8 @@ def catch_up(member: str, services: Mapping[str, Service], instances: Mapping[st
     dsids = {s.name: s.dsid for s in (*services.values(), *stored_svcs.values())}
     for dbid, inst in sorted(stored_insts.items()):
         here_inst = instances.get(dbid)
+        if ("instance", dbid) in pending:
+            continue
         if here_inst is None:
             if inst.service not in dsids:
                 continue  # its service is gone: nothing to register it for
