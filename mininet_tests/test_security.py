@@ -101,7 +101,8 @@ def test_forged_reports_and_registrations_are_refused_and_change_nothing(fig2: L
          "dbid"),
         ("POST", metrics, REPORT_DOWN, signed(rogue, "POST", metrics, REPORT_DOWN), 403,
          "dbid"),
-        ("DELETE", f"{instances}/10.0.0.21", None, {}, 401, "X-Dyncast-Agent"),
+        # unsigned, a withdrawal is an operator's: it needs an admin token
+        ("DELETE", f"{instances}/10.0.0.21", None, {}, 401, "Authorization"),
         ("POST", f"{instances}/10.0.0.21/drain", {}, json_only, 401, "Authorization"),
         ("DELETE", f"{API}/services/svc1", None, {}, 401, "Authorization"),
         ("POST", f"{API}/services", {"name": "evil", "dsid": "10.0.100.9"},
