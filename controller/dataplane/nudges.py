@@ -26,9 +26,9 @@ class Nudges:
     def __init__(self) -> None:
         self._waiting: deque[tuple[float, list[PacketOut]]] = deque()
 
-    def later(self, packets: list[PacketOut], now: float | None) -> None:
+    def later(self, packets: list[PacketOut], now: float) -> None:
         """Send `packets` once NUDGE_DELAY_S has passed since `now`."""
-        if packets and now is not None:
+        if packets:
             self._waiting.append((now + NUDGE_DELAY_S, packets))
 
     def due(self, now: float) -> list[PacketOut]:
@@ -37,6 +37,3 @@ class Nudges:
         while self._waiting and self._waiting[0][0] <= now:
             out += self._waiting.popleft()[1]
         return out
-
-    def __len__(self) -> int:
-        return sum(len(p) for _, p in self._waiting)
