@@ -34,6 +34,7 @@ from apps.store import cluster_changes_table as changes_table
 from controller.api import Reply
 from controller.cluster.catchup import catch_up
 from controller.cluster.changes import Change, Ref, decode, encode, encode_ref, fits, shared
+from controller.cluster.records import RecordClocks, as_applied
 
 LOG = logging.getLogger("dyncast")
 WAIT_S = 0.5  # a wait for notifications returns at least this often (to notice a stop)
@@ -155,6 +156,7 @@ class SharedSide:
         meanwhile elsewhere is applied after it, not lost)."""
         self.feed, self._outbox, self._outbox_ready = None, deque(), hub.Event()
         self._caught_up = None
+        self.records = RecordClocks()  # which write to each shared record stands here
         if not enabled:
             return
         self.feed = ChangeFeed(store_url, member_id)
@@ -179,6 +181,8 @@ class SharedSide:
             text_body = body.decode()
         except UnicodeDecodeError:
             return  # not JSON: it was not accepted as a change
+        if at is not None:  # (the stamp the others order it by: controller/cluster/records.py)
+            at = self.records.accepted(method, path, text_body, at, self.feed.member_id)
         if len(self._outbox) >= OUTBOX_MAX:  # the database is away: the oldest go
             self._outbox.popleft()
             self.core.counters["changes_dropped"] += 1
@@ -264,10 +268,19 @@ class SharedSide:
                     "store", len(changes))
 
     def apply_change(self, change: Change) -> None:
-        """Apply another member's change as if this member had accepted it (not passed on)."""
-        reply = self._serve(change.method, change.path, change.body.encode(),
-                            accepted=change.at)  # its reports replace only older ones
+        """Apply another member's change as if this member had accepted it (not passed on),
+        unless a later write to its record stands here (controller/cluster/records.py)."""
+        if not self.records.admit(change):
+            self.core.counters["changes_superseded"] += 1
+            LOG.info("dyncast: cluster: %s's change %s %s left out here: a later write to its "
+                     "record stands", change.member, change.method, change.path)
+            return
+        services = self.core.catalogue.services
+        applied = as_applied(change, services.__contains__)
+        reply = self._serve(applied.method, applied.path, applied.body.encode(),
+                            accepted=change.at, remote=True)  # its reports replace older ones
         self.core.counters["changes_applied"] += 1
+        self.records.applied(change)  # the latest write of its record, even where refused
         if reply.status >= 400:  # already here (a repeat, or read from the store at start)
             self.core.counters["changes_refused"] += 1
             LOG.info("dyncast: cluster: %s's change %s %s refused here: %s %s",

@@ -74,12 +74,12 @@ class RestSide:
         return reply
 
     def _serve(self, method: str, path: str, body: bytes, start: float | None = None,
-               accepted: float | None = None) -> Reply:
+               accepted: float | None = None, remote: bool = False) -> Reply:
         """Serve an API request step by step from `start` (default now); also another member's
-        change, which that member `accepted` then (apps/changefeed.py)."""
+        change (`remote`), which that member `accepted` then (apps/changefeed.py)."""
         try:
             steps = self.api.steps(method, path, body,
-                                   time.time() if start is None else start, accepted)
+                                   time.time() if start is None else start, accepted, remote)
             step = next(steps)
             while not isinstance(step, Reply):
                 self.send(step)

@@ -11,10 +11,12 @@ from controller.model import Service
 from controller.validate import address_problem
 
 
-def admit_service(core: Core, svc: Service, create: bool) -> None:
-    """Raise unless `svc` may be created (quota) or replace its namesake (D-SID rules)."""
+def admit_service(core: Core, svc: Service, create: bool, quota: bool = True) -> None:
+    """Raise unless `svc` may be created (quota, unless `quota` is False: another cluster
+    member admitted it) or replace its namesake (D-SID rules)."""
     cat, limits = core.catalogue, core.config.limits
-    if create and svc.name not in cat.services and len(cat.services) >= limits.max_services:
+    if (quota and create and svc.name not in cat.services
+            and len(cat.services) >= limits.max_services):
         raise QuotaExceeded("limits.max_services",
                             f"{limits.max_services} services exist already")
     problem = address_problem(svc.dsid, "D-SID", core.topology.hosts, cat.instances)
@@ -22,13 +24,14 @@ def admit_service(core: Core, svc: Service, create: bool) -> None:
         raise ValidationError("dsid", problem)
 
 
-def admit_instance(core: Core, dsid: str, dbid: str) -> None:
-    """Raise unless (dsid, dbid) may be registered: D-BID rules, then quotas for a new one."""
+def admit_instance(core: Core, dsid: str, dbid: str, quota: bool = True) -> None:
+    """Raise unless (dsid, dbid) may be registered: D-BID rules, then quotas for a new one
+    (unless `quota` is False: another cluster member admitted it)."""
     cat, limits = core.catalogue, core.config.limits
     problem = address_problem(dbid, "D-BID", others=cat.by_dsid)
     if problem:
         raise ValidationError("dbid", problem)
-    if dbid in cat.instances:
+    if dbid in cat.instances or not quota:
         return
     svc = cat.service_for_dsid(dsid)
     if svc is not None:

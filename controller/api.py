@@ -93,12 +93,14 @@ class Api:
             intents += step
         raise AssertionError("the steps of a request ended without a reply")
 
-    def steps(self, method: str, path: str, body: bytes, now: float, accepted: float | None = None
-              ) -> Generator[list[Intent] | Reply, float | None, None]:
+    def steps(self, method: str, path: str, body: bytes, now: float, accepted: float | None = None,
+              remote: bool = False) -> Generator[list[Intent] | Reply, float | None, None]:
         """Serve one request in bounded steps: each yields the intents it produced (send the
         time to go on at, or None for the same), the last yields the Reply. A metrics batch
-        leaves its services dirty (`Core.flush` recomputes them). `accepted`: another cluster
-        member's request, accepted there then (its reports replace only older ones here)."""
+        leaves its services dirty (`Core.flush` recomputes them). `remote`: another cluster
+        member's request, `accepted` there then (its reports replace only older ones here);
+        that member held it to the quotas ([limits]), so it is not held to them here again
+        (members refusing each other's would end holding different sets)."""
         reply = self._route(method, path)
         if reply is not None:
             yield reply
@@ -113,9 +115,14 @@ class Api:
                 # no item: the handler's 400 on the path)
             data = (loads(body, limits.max_body_bytes, limits.max_json_depth)
                     if method in ("POST", "PUT") else None)
-            served = (self._metrics(parts[1:], data, now, accepted)
-                      if (method, parts[0]) == ("POST", "metrics")
-                      else self._routes[(method, parts[0])](parts[1:], data, now))
+            served: Reply | Steps
+            if (method, parts[0]) == ("POST", "metrics"):
+                served = self._metrics(parts[1:], data, now, accepted)
+            elif remote and method == "POST" and parts[0] in ("services", "instances"):
+                served = (self._create_service if parts[0] == "services" else self._register)(
+                    parts[1:], data, now, False)
+            else:
+                served = self._routes[(method, parts[0])](parts[1:], data, now)
             if not isinstance(served, Reply):
                 served = yield from served
             yield served
@@ -156,9 +163,10 @@ class Api:
             return Reply(200, cat.service(args[0]).to_dict())
         return Reply(200, [s.to_dict() for _, s in sorted(cat.services.items())])
 
-    def _create_service(self, args: list[str], data: Any, now: float) -> Reply:
+    def _create_service(self, args: list[str], data: Any, now: float, quota: bool = True
+                        ) -> Reply:
         svc = service_from_dict(data)
-        admit_service(self.core, svc, create=True)
+        admit_service(self.core, svc, create=True, quota=quota)
         intents = self.core.put_service(svc, create=True, now=now)
         return Reply(201, _with_caveats(svc), intents)
 
@@ -190,7 +198,7 @@ class Api:
                                     lambda i: instance_view(self.core, i, now))
         return Reply(200, rows)
 
-    def _register(self, args: list[str], data: Any, now: float) -> Reply:
+    def _register(self, args: list[str], data: Any, now: float, quota: bool = True) -> Reply:
         if args:
             return self._instance_action(args, data, now)
         if not isinstance(data, dict):
@@ -204,7 +212,7 @@ class Api:
         active = data.get("active", True)
         if not isinstance(active, bool):
             raise ValidationError("active", "must be true or false")
-        admit_instance(self.core, dsid, dbid)
+        admit_instance(self.core, dsid, dbid, quota)
         existed = dbid in self.core.catalogue.instances
         inst, intents = self.core.register(dsid, dbid, dma, active, now)
         return Reply(200 if existed else 201, instance_view(self.core, inst, now), intents)
