@@ -217,8 +217,9 @@ class Loops:
             self._repairs.pop(dpid, None)
 
     def _recomputer(self) -> None:
-        """Recompute the services reports made dirty, once per burst: woken by a report, wait
-        RECOMPUTE_DELAY_S for the rest of the burst, then one service at a time."""
+        """Recompute the services reports (or a link cost's change) made dirty, once per burst:
+        woken by a report, wait RECOMPUTE_DELAY_S for the rest of the burst, then one service at
+        a time."""
         while True:
             self._reported.wait()
             hub.sleep(RECOMPUTE_DELAY_S)

@@ -349,6 +349,8 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         samples = [(s.port_no, s.tx_bytes, s.rx_bytes) for s in ev.msg.body
                    if s.port_no <= dp.ofproto.OFPP_MAX]
         self.send(self.core.port_stats(dp.id, samples, time.time()))
+        if self.core.intake.dirty:  # a cost moved: the services, one a step (`_recomputer`)
+            self._reported.set()
 
     @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
     @guarded

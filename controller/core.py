@@ -131,8 +131,12 @@ class Core:
 
     def port_stats(self, dpid: int, samples: list[tuple[int, int, int]],
                    now: float) -> list[Intent]:
-        """Port counters (port, tx_bytes, rx_bytes) of one switch; congestion may move paths."""
-        return self._paths_changed(now) if self.network.port_stats(dpid, samples, now) else []
+        """Port counters (port, tx_bytes, rx_bytes); congestion may move paths: routes synced
+        now, services recomputed at their next `flush` (the shell's one a step; in use: first)."""
+        if not self.network.port_stats(dpid, samples, now):
+            return []
+        self.intake.dirty.update(self.catalogue.services)
+        return self.forwarding.sync_routes()
 
     def echo_rtt(self, dpid: int, rtt_s: float) -> None:
         self.network.monitor.echo_rtt(dpid, rtt_s)  # (a control-channel round trip: link delay)

@@ -312,6 +312,31 @@ def test_a_large_metrics_batch_lets_the_event_loop_run_between_slices(
     assert shell.app.core.counters["errors"] == 0
 
 
+def test_a_link_cost_change_leaves_the_services_to_the_recomputer_one_a_step(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Port counters that move a link's cost: the handler syncs the routes and recomputes no
+    service (a large network's every service at once held the event loop for hundreds of ms);
+    it wakes the recomputer, which recomputes them one at a time, yielding between two."""
+    shell.connect()
+    shell.arp_from(INSTANCE)
+    shell.register()
+    core = shell.app.core
+    monkeypatch.setattr(core.network, "port_stats", lambda *a: True)  # a cost moved
+    recomputed: list[str] = []
+    real = core._recompute
+    monkeypatch.setattr(core, "_recompute", lambda name, now: recomputed.append(name) or real(
+        name, now))
+    shell.app._reported.clear()
+    shell.switch_says(ofgen.port_stats_reply(7, PORTS))
+    assert recomputed == [] and core.intake.dirty == {"svc1", "svc2"}
+    assert shell.app._reported.is_set()
+    yields: list[float] = []
+    monkeypatch.setattr(shell.module.hub, "sleep", yields.append)
+    shell.app._recompute_dirty()
+    assert recomputed == ["svc1", "svc2"] and yields == [0, 0] and not core.intake.dirty
+    assert core.counters["errors"] == 0
+
+
 def test_a_long_reply_is_encoded_a_slice_at_a_time(shell: Shell,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A list of two slices and a bit is encoded in three slices with a yield between two;

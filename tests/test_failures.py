@@ -54,8 +54,9 @@ def test_congested_link_moves_new_flows_to_the_other_instance() -> None:
     core.port_stats(4, [(3, 1_200_000, 0)], 2.0)  # 9.6 Mbit/s of 10 towards r3
     view = {(lk["src"]["dpid"], lk["dst"]["dpid"]): lk for lk in topology_view(core)["links"]}
     assert view[(4, 3)]["utilisation"] == 0.96 and view[(4, 3)]["cost_ms"] > 100
+    assert core.intake.pending() == ["svc1", "svc2"]  # recomputed when next flushed: a first
+    assert {bind_flow(core, 41000 + i, 2.0) for i in range(4)} == {"10.0.0.21"}  # packet does
     assert core.engine.decisions[(1, "svc1")].shares == {"10.0.0.21": 1.0}
-    assert {bind_flow(core, 41000 + i, 2.0) for i in range(4)} == {"10.0.0.21"}
     assert [b.dbid for b in core.bindings.all()[:4]] == old
 
 
@@ -197,6 +198,7 @@ def test_decision_shows_the_network_cost_components_along_the_path() -> None:
     all_fresh(core, 1.0)
     core.port_stats(1, [(10, 0, 0)], 1.0)
     core.port_stats(1, [(10, 625_000, 0)], 2.0)  # r1's uplink half full
+    core.flush(2.0)
     rows = {c.dbid: c.to_dict() for c in core.engine.decisions[(1, "svc1")].candidates}
     far = rows["10.0.0.31"]["network"]
     assert far == {"hops": 2.0, "delay_ms": 5.0, "congestion_ms": 10.0, "admin_ms": 2.5}

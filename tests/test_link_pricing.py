@@ -52,6 +52,7 @@ def test_a_decision_prices_a_busy_10_mbit_uplink_at_nine_packets() -> None:
     all_fresh(core, 1.0)
     core.port_stats(1, [(10, 0, 0)], 1.0)
     core.port_stats(1, [(10, 1_125_000, 0)], 2.0)
+    core.flush(2.0)
     rows = {c.dbid: c.to_dict() for c in core.engine.decisions[(1, "svc1")].candidates}
     far = rows["10.0.0.31"]
     assert far["network"]["congestion_ms"] == pytest.approx(1.2 * 0.9 / 0.1)

@@ -92,6 +92,7 @@ class Net:
         for scale in (1.0, 1.0, 1.01):
             self.tx[(dpid, port)] = self.tx.get((dpid, port), 0) + int(mbytes * scale * 1e6)
             self.core.port_stats(dpid, [(port, self.tx[(dpid, port)], 0)], self.now)
+            self.core.flush(self.now)  # (the shell's recomputer does)
             self.now += 0.5
 
     def move(self, dbid: str) -> None:
