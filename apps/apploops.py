@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from eventlet import tpool
@@ -23,6 +24,8 @@ from controller.dataplane.reconciler import entry_key
 from controller.intents import FlowMod, Intent, StoreWrite, SwitchEntry
 
 LOG = logging.getLogger("dyncast")
+COSTS_QUEUED = 4096  # port-counter replies waiting for `_coster` (past it the oldest go:
+# a rate is then taken over a longer interval)
 RECOMPUTE_DELAY_S = 0.1  # reports this soon after one are recomputed with it (a new flow
 # or GET /decisions recomputes a dirty service at once: only switch-held decisions wait)
 WATCH_S = 0.25  # the event-loop lag is sampled, and a SIGHUP looked for, this often
@@ -63,6 +66,8 @@ class Loops:
     _dropped_reads: set[int]
     _repairs: dict[int, list[set[Any]]]  # switch -> entries sent it while repairs are under way
     _reported: Any
+    _costs: deque[Iterator[list[Intent]]]  # port counters' steps, queued by the handler
+    _costs_ready: Any
     _hup: bool
     _lags: list[float]
     programs: Any  # apps.cluster.ClusterSide: may this member program the switch?
@@ -225,6 +230,33 @@ class Loops:
             hub.sleep(RECOMPUTE_DELAY_S)
             self._reported.clear()
             self._recompute_dirty()
+
+    def _coster(self) -> None:
+        """Apply the queued port counters in order, each in the core's steps
+        (`Core.port_stats_steps`: a moved cost's tree repairs a slice a step, then the
+        routes), letting the event loop run between two (the handler only queues them: on a
+        754-switch network one cost's repairs held the loop for up to 160 ms); then wake the
+        recomputer for the services a moved cost left dirty."""
+        while True:
+            self._costs_ready.wait()
+            self._costs_ready.clear()
+            self._apply_costs()
+
+    def _apply_costs(self) -> None:
+        """Apply every queued port-counter reply (`_coster`)."""
+        while self._costs:
+            steps = self._costs.popleft()
+            try:
+                for k, intents in enumerate(steps):
+                    if k:
+                        hub.sleep(0)
+                    self.send(intents)
+            except Exception:
+                self.core.counters["errors"] += 1
+                LOG.exception("dyncast: exception applying port counters")
+            if self.core.intake.dirty:
+                self._reported.set()
+            hub.sleep(0)
 
     def _recompute_dirty(self) -> None:
         """Recompute the dirty services one at a time, letting the event loop run between

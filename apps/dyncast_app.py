@@ -25,7 +25,8 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from apps import (
     security,
     storespill,
 )
-from apps.apploops import EventTick, Loops, TableRead
+from apps.apploops import COSTS_QUEUED, EventTick, Loops, TableRead
 from apps.changefeed import SharedSide
 from apps.cluster import ClusterSide, async_config
 from apps.configfile import load_config
@@ -156,6 +157,8 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         self._repairs: dict[int, list[set[Any]]] = {}  # repairs under way (apploops)
         self._workers: list[Any] = []
         self._reported = hub.Event()  # set when reports left services dirty
+        self._costs: deque[Iterator[list[Intent]]] = deque(maxlen=COSTS_QUEUED)  # (apploops)
+        self._costs_ready = hub.Event()  # set when port counters were queued
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
         fastpath.attach(kwargs["wsgi"], self)  # the gate serves the API's routes directly
         kwargs["wsgi"].register(WebController, {})  # the web view's files: /dyncast/ui/
@@ -178,6 +181,7 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         thread = super().start()
         self._workers = [hub.spawn(self._timer), hub.spawn(self._flusher),
                          hub.spawn(self._poller), hub.spawn(self._recomputer),
+                         hub.spawn(self._coster),
                          hub.spawn(self._auditor), hub.spawn(self._watch),
                          hub.spawn(TrackerReader(self).run),  # conntrack zones (apps/tracker.py)
                          *self._cluster_threads(), *self._feed_threads()]
@@ -348,9 +352,8 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         dp = ev.msg.datapath
         samples = [(s.port_no, s.tx_bytes, s.rx_bytes) for s in ev.msg.body
                    if s.port_no <= dp.ofproto.OFPP_MAX]
-        self.send(self.core.port_stats(dp.id, samples, time.time()))
-        if self.core.intake.dirty:  # a cost moved: the services, one a step (`_recomputer`)
-            self._reported.set()
+        self._costs.append(self.core.port_stats_steps(dp.id, samples, time.time()))
+        self._costs_ready.set()  # (`_coster` applies them: a moved cost's work is in steps)
 
     @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
     @guarded

@@ -8,10 +8,11 @@ Measures, in one run, with the controller's real core (no Mininet, no switches):
   only what changed), and the ratio to a naive controller that takes every decision of every
   service again on every report (with the paths and pair costs cached all the same);
 - after one link's cost changes (100 random changes; `--link-changes N`): what the core does
-  (`set_costs`, then every host route synced, as `Core.port_stats` does at once, then every
-  service recomputed, one a step as the shell's recomputer does), in wall and CPU time, with
-  the route sync's part on its own (every route is installed once before) and the longest
-  step the event loop is held for (median and maximum over the changes);
+  (the trees repaired, every host route synced, every service recomputed) in the steps the
+  controller takes it in (`Core.port_stats_steps`: a slice of tree repairs a step, then the
+  routes; then the shell's recomputer, one service a step), in wall and CPU time, with the
+  route sync's part on its own (every route is installed once before) and the longest step
+  the event loop is held for (median and maximum over the changes);
 - memory held by the core's state, in a separate pass under tracemalloc.
 Before it measures it asserts that every candidate of every decision has a path (a network
 cost) and that every decision gives some instance a share; it exits 1 otherwise.
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from controller.config import ControllerConfig  # noqa: E402
 from controller.core import Core  # noqa: E402
 from controller.model import AffinityPolicy, Metrics, Service  # noqa: E402
+from controller.network.paths import REPAIR_SLICE  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "engine_scale.txt"
 # link changes measured per network: their cost spreads widely (on Kdl, over 200 changes, one
@@ -221,13 +223,12 @@ def measure(case: Case, repeat: int, link_repeat: int = LINK_CHANGES) -> dict[st
 
 
 def link_changes(core: Core, case: Case, rng: random.Random, repeat: int) -> dict[str, float]:
-    """Over `repeat` random link cost changes, what the core does for one: the trees repaired
-    (`set_costs`) and every host route synced (what the controller does at once, in the
-    switch's port-counter handler: `Core.port_stats`), then every service recomputed (one a
-    step, as the shell's recomputer does): medians of the total in wall and CPU time and of
-    the route sync's wall time; and the longest step the event loop runs without a break
-    (the handler's part, or one service), as a median and a maximum. Every route is installed
-    once first, as a running controller holds them."""
+    """Over `repeat` random link cost changes, what the core does for one, in the steps the
+    controller takes it in (`Core.port_stats_steps`, then the shell's recomputer): the trees'
+    repairs queued, carried out REPAIR_SLICE a step, every host route synced, then every
+    service recomputed, one a step: medians of the total in wall and CPU time and of the route
+    sync's wall time; and the longest step (the event loop runs between two), as a median and
+    a maximum. Every route is installed once first, as a running controller holds them."""
     core.forwarding.sync_routes()
     wall: list[float] = []
     cpu: list[float] = []
@@ -241,12 +242,17 @@ def link_changes(core: Core, case: Case, rng: random.Random, repeat: int) -> dic
         gc.disable()
         try:
             start, start_cpu = time.perf_counter(), time.process_time()
-            core.topology.set_costs(costs)
+            core.topology.set_costs(costs, defer=True)  # as `Core.port_stats_steps` does
+            steps = [time.perf_counter() - start]
+            more = True
+            while more:
+                begun = time.perf_counter()
+                more = core.topology.repair_some(REPAIR_SLICE)
+                steps.append(time.perf_counter() - begun)
             synced = time.perf_counter()
             core.forwarding.sync_routes()
-            handled = time.perf_counter()
-            routes.append((handled - synced) * 1000.0)
-            steps = [handled - start]
+            routes.append((time.perf_counter() - synced) * 1000.0)
+            steps.append(time.perf_counter() - synced)
             for name in sorted(core.catalogue.services):
                 begun = time.perf_counter()
                 core._recompute(name, 1.0)
@@ -346,8 +352,8 @@ def main() -> int:
               "link = set_costs with one link's cost changed + every host route synced + every "
               "service recomputed, wall and CPU ms (medians; link mean: the wall mean); routes = "
               "the route sync's part (wall); step = the longest the event loop is held in one "
-              "change (the port-counter handler's repairs and routes, or one service's "
-              "recompute): median and max over the changes; ratio = naive (every decision of "
+              "change (a slice of tree repairs, the route sync, or one service's recompute): "
+              "median and max over the changes; ratio = naive (every decision of "
               "every service taken again per report, paths and pair costs cached) / metric")
     text = "\n".join([header, *lines]) + "\n"
     print(text, end="")

@@ -31,6 +31,7 @@ from controller.located import SETTLE_LLDP_INTERVALS, Locator
 from controller.model import Instance, Metrics, Service
 from controller.network.network import Network
 from controller.network.packet import ETH_TYPE_ARP, ETH_TYPE_IP, ETH_TYPE_LLDP, parse
+from controller.network.paths import REPAIR_SLICE
 from controller.selection.decisions import Decisions
 from controller.writes import Writes
 
@@ -131,12 +132,17 @@ class Core:
 
     def port_stats(self, dpid: int, samples: list[tuple[int, int, int]],
                    now: float) -> list[Intent]:
-        """Port counters (port, tx_bytes, rx_bytes); congestion may move paths: routes synced
-        now, services recomputed at their next `flush` (the shell's one a step; in use: first)."""
-        if not self.network.port_stats(dpid, samples, now):
-            return []
-        self.intake.dirty.update(self.catalogue.services)
-        return self.forwarding.sync_routes()
+        return [i for step in self.port_stats_steps(dpid, samples, now) for i in step]
+
+    def port_stats_steps(self, dpid: int, samples: list[tuple[int, int, int]], now: float,
+                         size: int = REPAIR_SLICE) -> Iterator[list[Intent]]:
+        """Port counters (port, tx_bytes, rx_bytes); a cost moved: trees repaired `size` a step,
+        routes synced; services recomputed at their next `flush` (the shell's, one a step)."""
+        if self.network.port_stats(dpid, samples, now, defer=True):
+            while self.topology.repair_some(size):
+                yield []
+            self.intake.dirty.update(self.catalogue.services)
+            yield self.forwarding.sync_routes()
 
     def echo_rtt(self, dpid: int, rtt_s: float) -> None:
         self.network.monitor.echo_rtt(dpid, rtt_s)  # (a control-channel round trip: link delay)

@@ -312,26 +312,36 @@ def test_a_large_metrics_batch_lets_the_event_loop_run_between_slices(
     assert shell.app.core.counters["errors"] == 0
 
 
-def test_a_link_cost_change_leaves_the_services_to_the_recomputer_one_a_step(
+def test_a_link_cost_change_is_applied_in_steps_off_the_handler(
         shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Port counters that move a link's cost: the handler syncs the routes and recomputes no
-    service (a large network's every service at once held the event loop for hundreds of ms);
-    it wakes the recomputer, which recomputes them one at a time, yielding between two."""
+    """Port counters that move a link's cost: the handler only queues them; the coster
+    repairs the trees a slice at a time and syncs the routes, yielding between two steps, and
+    recomputes no service (a large network's every tree and service at once held the event
+    loop for hundreds of ms); it wakes the recomputer, which recomputes them one at a time."""
     shell.connect()
     shell.arp_from(INSTANCE)
     shell.register()
     core = shell.app.core
-    monkeypatch.setattr(core.network, "port_stats", lambda *a: True)  # a cost moved
+    core.flush(time.time())
+    monkeypatch.setattr(core.network, "port_stats", lambda *a, defer: True)  # a cost moved
+    pending = iter([True, True, False])  # three slices of repairs, the last ends them
+    monkeypatch.setattr(core.topology, "repair_some", lambda size: next(pending))
     recomputed: list[str] = []
     real = core._recompute
     monkeypatch.setattr(core, "_recompute", lambda name, now: recomputed.append(name) or real(
         name, now))
     shell.app._reported.clear()
     shell.switch_says(ofgen.port_stats_reply(7, PORTS))
-    assert recomputed == [] and core.intake.dirty == {"svc1", "svc2"}
-    assert shell.app._reported.is_set()
+    assert len(shell.app._costs) == 1 and shell.app._costs_ready.is_set()
+    assert not core.intake.dirty and next(pending)  # nothing done in the handler
+    pending = iter([True, True, False])
     yields: list[float] = []
     monkeypatch.setattr(shell.module.hub, "sleep", yields.append)
+    shell.app._apply_costs()
+    assert yields == [0, 0, 0] and not shell.app._costs  # 2 steps, then the routes; 1 after
+    assert recomputed == [] and core.intake.dirty == {"svc1", "svc2"}
+    assert shell.app._reported.is_set()
+    yields.clear()
     shell.app._recompute_dirty()
     assert recomputed == ["svc1", "svc2"] and yields == [0, 0] and not core.intake.dirty
     assert core.counters["errors"] == 0

@@ -167,20 +167,22 @@ class Network:
         links = self.topology.known_ways(delayed)
         return bool(links) and self._apply(links)
 
-    def port_stats(self, dpid: int, samples: list[tuple[int, int, int]], now: float) -> bool:
+    def port_stats(self, dpid: int, samples: list[tuple[int, int, int]], now: float,
+                   defer: bool = False) -> bool:
         """Port counters (port, tx_bytes, rx_bytes) of one switch; True if costs changed.
         They move the rates of that switch's ports only, so only its links are looked at and
         applied (every switch's reply, every stats interval: on a 754-switch network looking
         at every link took 10-18 ms per reply); a link of another switch is looked at when
-        that switch replies, or when links come or go (`refresh_costs`)."""
+        that switch replies, or when links come or go (`refresh_costs`). `defer`: the trees'
+        repairs are left queued (`Topology.repair_some`)."""
         for port, tx_bytes, rx_bytes in samples:
             self.monitor.rates.update(dpid, port, tx_bytes, rx_bytes, now)
         links = self.topology.links_at(dpid)
         for direction in links:
             self.costs.refresh_link(direction)
-        return self._apply(links)
+        return self._apply(links, defer)
 
-    def _apply(self, links: list[Direction]) -> bool:
+    def _apply(self, links: list[Direction], defer: bool = False) -> bool:
         """Apply the costs of `links` (every direction of each, their parts looked at already)
         if one moved by more than COST_CHANGE; True if it did (paths may have changed)."""
         costs = self.monitor.costs(self.topology, links)
@@ -189,7 +191,7 @@ class Network:
             return self.refresh_costs()
         if not costs_changed({k: old[k] for k in costs}, costs):
             return False
-        self.topology.set_costs({**old, **costs})
+        self.topology.set_costs({**old, **costs}, defer)
         return True
 
     def lldp_in(self, dpid: int, in_port: int, pkt: Packet, now: float,

@@ -10,9 +10,11 @@ A repair needs every edge cost > 0 (the topology recomputes instead when one is 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Adjacency = dict[int, dict[int, float]]
+REPAIR_SLICE = 50  # deferred tree repairs a step (Kdl: about 0.2 ms each, up to a few ms)
 
 
 @dataclass(slots=True, eq=False)
@@ -279,3 +281,42 @@ def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
     tree.changed = below
     tree.turned = turned
     tree.moved = moved
+
+
+class Deferred:
+    """Tree repairs of the latest edge change, queued to be carried out a slice at a time
+    (a large network's every tree at once held the event loop for up to 160 ms). A queued
+    repair is made against the graph as that change left it, so the topology carries out
+    every queued repair (`settle`) before it changes the graph again. A tree dropped or
+    replaced meanwhile is not repaired (its successor was computed on the changed graph)."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[Tree, Callable[[Tree], None]]] = []
+        self._next = 0
+
+    def __bool__(self) -> bool:
+        return self._next < len(self._queue)
+
+    def add(self, tree: Tree, repair: Callable[[Tree], None]) -> None:
+        """Queue `repair` of `tree`."""
+        self._queue.append((tree, repair))
+
+    def run(self, trees: dict[int, Tree], limit: int | None = None) -> bool:
+        """Carry out up to `limit` queued repairs (all when None) of trees still in `trees`;
+        True while some are left."""
+        end = len(self._queue) if limit is None else min(len(self._queue), self._next + limit)
+        while self._next < end:
+            tree, repair = self._queue[self._next]
+            self._next += 1
+            if trees.get(tree.dst) is tree:
+                repair(tree)
+        if self._next >= len(self._queue):
+            self._queue.clear()
+            self._next = 0
+            return False
+        return True
+
+    def clear(self) -> None:
+        """Drop every queued repair (the trees were dropped)."""
+        self._queue.clear()
+        self._next = 0

@@ -18,7 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.network.paths import Tree, dijkstra, repair_cheaper, repair_dearer, shortcut
+from controller.network.paths import (
+    Deferred,
+    Tree,
+    dijkstra,
+    repair_cheaper,
+    repair_dearer,
+    shortcut,
+)
 
 REPAIR_MAX = 4  # edge changes at once up to which cached trees are repaired, not recomputed
 RELOCATIONS = 256  # locked addresses' moves kept for the log between two of its reads
@@ -56,6 +63,7 @@ class Topology:
     _adj: dict[int, dict[int, float]] = field(default_factory=dict)  # switch -> next -> cost
     _ports_of: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)  # (lo, hi)
     trees: dict[int, Tree] = field(default_factory=dict)  # cached, towards each switch
+    deferred: Deferred = field(default_factory=Deferred)  # `set_costs(..., defer=True)`'s
     _free: set[tuple[int, int]] = field(default_factory=set)  # edges that cost nothing
     _link_ports: set[tuple[int, int]] = field(default_factory=set)
     _near: dict[int, dict[int, int]] = field(default_factory=dict)  # `ports_at`, cached
@@ -84,6 +92,7 @@ class Topology:
 
     def switch_down(self, dpid: int) -> list[HostLoc]:
         """Forget a switch, its links and its hosts; return the hosts that were lost."""
+        self.repair_some()
         self.switches_version += self.ports.pop(dpid, None) is not None
         for key in [k for k, link in self._links.items() if dpid in (k[0], link.dst[0])]:
             del self._links[key]
@@ -202,9 +211,11 @@ class Topology:
                     out.add((a, b))
         return sorted(out)
 
-    def set_costs(self, costs: dict[frozenset[int], float]) -> None:
+    def set_costs(self, costs: dict[frozenset[int], float], defer: bool = False) -> None:
         """Replace every link's cost (ms); only the edges whose cost changed change (the
-        graph is otherwise in step with the links already)."""
+        graph is otherwise in step with the links already). `defer`: the last edge's tree
+        repairs are queued in `deferred` (run them with `repair_some`); until then those
+        trees are the paths before it."""
         old, self.link_cost_ms = self.link_cost_ms, dict(costs)
         moved = []
         for key in old.keys() | costs.keys():
@@ -212,9 +223,15 @@ class Topology:
                 a, b = sorted(key)
                 if (a, b) in self._ports_of:
                     moved.append((a, b))
-        for a, b in sorted(moved):
+        for k, (a, b) in enumerate(sorted(moved)):
             self._set_edge(a, b, costs.get(frozenset((a, b)), self.hop_ms),
-                           self._ports_of[(a, b)], len(moved) <= REPAIR_MAX)
+                           self._ports_of[(a, b)], len(moved) <= REPAIR_MAX,
+                           defer and k == len(moved) - 1)
+
+    def repair_some(self, limit: int | None = None) -> bool:
+        """Carry out up to `limit` of the deferred tree repairs (all: None); True while some
+        are left."""
+        return self.deferred.run(self.trees, limit)
 
     # --- hosts --------------------------------------------------------------------------
     def learn_host(self, ip: str, mac: str, dpid: int, port: int) -> bool:
@@ -253,6 +270,7 @@ class Topology:
     def forget_paths(self) -> None:
         """Drop every cached shortest-path tree (each is recomputed when next asked for)."""
         self.trees.clear()
+        self.deferred.clear()
         self.version += 1
 
     def _rebuild(self) -> None:
@@ -276,8 +294,9 @@ class Topology:
         self._link_ports |= {link.dst for link in self._links.values()}
 
     def _set_edge(self, a: int, b: int, cost: float, ports: dict[int, int],
-                  repair: bool = True) -> None:
-        """Add the edge a-b or change its cost; repair or drop the trees it can change."""
+                  repair: bool = True, defer: bool = False) -> None:
+        """Add the edge a-b or change its cost; repair (`defer`: queue) or drop the trees."""
+        self.repair_some()  # (a queued repair is made against the graph as it is now)
         key = (a, b) if a < b else (b, a)
         was = self._ports_of.get(key)
         if was != ports:
@@ -295,13 +314,14 @@ class Topology:
             self._free.add((a, b) if a < b else (b, a))
         if old is not None and cost > old:  # dearer: matters only where the edge is used
             self._fix(lambda t: t.uses(a, b),
-                      lambda t: repair_dearer(self._adj, t, a, b), repair)
+                      lambda t: repair_dearer(self._adj, t, a, b), repair, defer)
         else:  # new or cheaper: matters only where it gives a shorter (or equal) way
             self._fix(lambda t: shortcut(t, a, b, cost),
-                      lambda t: repair_cheaper(self._adj, t, a, b), repair)
+                      lambda t: repair_cheaper(self._adj, t, a, b), repair, defer)
 
     def _remove_edge(self, a: int, b: int, repair: bool = True) -> None:
         """Remove the edge a-b; repair or drop the trees that used it."""
+        self.repair_some()
         del self._ports_of[(a, b) if a < b else (b, a)]
         self.ports_version += 1
         self._free.discard((a, b) if a < b else (b, a))
@@ -311,12 +331,14 @@ class Topology:
         self._fix(lambda t: t.uses(a, b), lambda t: repair_dearer(self._adj, t, a, b), repair)
 
     def _fix(self, affected: Callable[[Tree], bool], repaired: Callable[[Tree], None],
-             repair: bool) -> None:
-        """Repair the cached trees for which `affected` holds, or forget them (many changes
-        at once, or an edge that costs nothing, where a repair's order of settling differs)."""
+             repair: bool, defer: bool = False) -> None:
+        """Repair (`defer`: queue) the cached trees for which `affected` holds, or forget them
+        (many changes at once, or an edge that costs nothing: a repair's settling differs)."""
         repair = repair and not self._free
         for dst in [d for d, tree in self.trees.items() if affected(tree)]:
-            if repair:
+            if repair and defer:
+                self.deferred.add(self.trees[dst], repaired)
+            elif repair:
                 repaired(self.trees[dst])
             else:
                 del self.trees[dst]
