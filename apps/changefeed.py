@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -33,8 +33,16 @@ from apps.framework import hub
 from apps.store import cluster_changes_table as changes_table
 from controller.api import Reply
 from controller.cluster.catchup import catch_up
-from controller.cluster.changes import Change, Ref, decode, encode, encode_ref, fits, shared
-from controller.cluster.records import RecordClocks, as_applied
+from controller.cluster.changes import (
+    Change,
+    Ref,
+    decode,
+    encode,
+    encode_ref,
+    fits,
+    shared,
+)
+from controller.cluster.order import Order
 
 LOG = logging.getLogger("dyncast")
 WAIT_S = 0.5  # a wait for notifications returns at least this often (to notice a stop)
@@ -156,7 +164,8 @@ class SharedSide:
         meanwhile elsewhere is applied after it, not lost)."""
         self.feed, self._outbox, self._outbox_ready = None, deque(), hub.Event()
         self._caught_up = None
-        self.records = RecordClocks()  # which write to each shared record stands here
+        self.order = Order(member_id, self.core.catalogue, self.core.counters)  # records'
+        # stamps: which write to each shared record stands here
         if not enabled:
             return
         self.feed = ChangeFeed(store_url, member_id)
@@ -172,9 +181,14 @@ class SharedSide:
             return []
         return [hub.spawn(self._publisher), hub.spawn(self._follower)]
 
+    def doomed(self, method: str, path: str) -> list[str]:
+        """The instances a write is about to withdraw with it, for `share`."""
+        return [] if self.feed is None else self.order.doomed(method, path)
+
     def share(self, method: str, path: str, body: bytes, reply: Reply,
-              at: float | None = None) -> None:
-        """A request this member accepted (`at`): queue it for the others if they need it."""
+              at: float | None = None, doomed: Sequence[str] = ()) -> None:
+        """A request this member accepted (`at`; `doomed`: the instances it withdrew with it):
+        queue it for the others if they need it."""
         if self.feed is None or not shared(method, path, reply.status):
             return
         try:
@@ -182,7 +196,8 @@ class SharedSide:
         except UnicodeDecodeError:
             return  # not JSON: it was not accepted as a change
         if at is not None:  # (the stamp the others order it by: controller/cluster/records.py)
-            at = self.records.accepted(method, path, text_body, at, self.feed.member_id)
+            at = self.order.accepted(method, path, text_body, at, reply.status, doomed,
+                                     self._serve_change)
         if len(self._outbox) >= OUTBOX_MAX:  # the database is away: the oldest go
             self._outbox.popleft()
             self.core.counters["changes_dropped"] += 1
@@ -269,19 +284,18 @@ class SharedSide:
 
     def apply_change(self, change: Change) -> None:
         """Apply another member's change as if this member had accepted it (not passed on),
-        unless a later write to its record stands here (controller/cluster/records.py)."""
-        if not self.records.admit(change):
-            self.core.counters["changes_superseded"] += 1
+        unless a later write to its record stands here (controller/cluster/order.py)."""
+        if self.order.apply(change, self._serve_change) is None:
             LOG.info("dyncast: cluster: %s's change %s %s left out here: a later write to its "
                      "record stands", change.member, change.method, change.path)
-            return
-        services = self.core.catalogue.services
-        applied = as_applied(change, services.__contains__)
-        reply = self._serve(applied.method, applied.path, applied.body.encode(),
+
+    def _serve_change(self, change: Change) -> Reply:
+        """Serve another member's change (or what it still writes here) as its request."""
+        reply = self._serve(change.method, change.path, change.body.encode(),
                             accepted=change.at, remote=True)  # its reports replace older ones
         self.core.counters["changes_applied"] += 1
-        self.records.applied(change)  # the latest write of its record, even where refused
         if reply.status >= 400:  # already here (a repeat, or read from the store at start)
             self.core.counters["changes_refused"] += 1
             LOG.info("dyncast: cluster: %s's change %s %s refused here: %s %s",
                      change.member, change.method, change.path, reply.status, reply.body)
+        return reply

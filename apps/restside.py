@@ -47,6 +47,7 @@ class RestSide:
     stall_watch: Any  # apps.stallwatch.StallWatch, or None
     cluster_view: Any  # apps.cluster.ClusterSide
     share: Any  # apps.changefeed.SharedSide
+    doomed: Any  # apps.changefeed.SharedSide
 
 
     def api_call(self, method: str, path: str, body: bytes, query: str = "") -> Reply:
@@ -66,11 +67,12 @@ class RestSide:
                 405, {"error": f"{method} not allowed on {CLUSTER_PATH}", "field": "path"},
                 allow=allowed({"GET"}))
         at = time.time()  # accepted then (its reports, for the cluster's other members)
+        doomed = self.doomed(method, path)  # (the instances it withdraws with it, for them)
         reply = self._serve(method, path, body, at)
         if reply.status >= 400:
             self._rejected(method, path, reply)
-        else:
-            self.share(method, path, body, reply, at)  # a cluster's other members apply it too
+        else:  # a cluster's other members apply it too
+            self.share(method, path, body, reply, at, doomed)
         return reply
 
     def _serve(self, method: str, path: str, body: bytes, start: float | None = None,
