@@ -352,6 +352,8 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         dp = ev.msg.datapath
         samples = [(s.port_no, s.tx_bytes, s.rx_bytes) for s in ev.msg.body
                    if s.port_no <= dp.ofproto.OFPP_MAX]
+        if len(self._costs) == COSTS_QUEUED:  # (the oldest goes: its rates are then over
+            self.core.counters["port_stats_dropped"] += 1  # a longer interval)
         self._costs.append(self.core.port_stats_steps(dp.id, samples, time.time()))
         self._costs_ready.set()  # (`_coster` applies them: a moved cost's work is in steps)
 
