@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from controller.cluster.changes import PREFIX, Change
@@ -27,7 +27,19 @@ from controller.cluster.records import (
     record_of,
     still_applied,
 )
-from controller.instances.catalogue import Catalogue
+from controller.model import Instance, Service
+
+
+class Catalogue(Protocol):
+    """What the order reads of this member's catalogue (controller.instances.catalogue)."""
+
+    @property
+    def services(self) -> Mapping[str, Service]: ...
+
+    @property
+    def instances(self) -> Mapping[str, Instance]: ...
+
+    def service_for_dsid(self, dsid: str) -> Service | None: ...
 
 
 class Answer(Protocol):
