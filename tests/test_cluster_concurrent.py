@@ -134,25 +134,6 @@ def test_a_drain_and_an_undrain_at_once_end_the_same_at_both(member: str, shell:
     assert app.core.counters["errors"] == 0
 
 
-def test_a_replacement_later_than_a_withdrawal_brings_the_service_back_at_both(
-        member: str, shell: Shell) -> None:
-    """m1 withdraws svc2 while m2 replaces it a little later: both hold m2's svc2; withdrawn at
-    m2 while m1 replaced it later: both hold m1's."""
-    app, m2 = shell.app, Peer()
-    told(shell)
-    body = {k: v for k, v in service(shell, "svc2").items() if k != "name"}  # type: ignore[union-attr]
-    assert shell.rest("DELETE", "services/svc2").status == 200
-    (gone,) = told(shell)
-    assert gone.at is not None
-    put = m2.write("PUT", "services/svc2", {**body, "policy": "nearest"}, gone.at + 0.5)
-    assert put is not None
-    app.apply_change(put)
-    m2.apply(gone)
-    assert service(shell, "svc2") == service(m2, "svc2")
-    assert service(m2, "svc2")["policy"] == "nearest"  # type: ignore[index]
-    assert app.core.counters["errors"] == 0
-
-
 @pytest.fixture
 def three_services(member: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """m1's configuration with [limits] max_services = 3 (its two services and one more)."""
@@ -263,24 +244,28 @@ def test_a_service_deleted_with_a_drained_instance_ends_the_drain_where_it_comes
     assert not m0.api.core.catalogue.instances[DBID].draining
 
 
+@pytest.mark.parametrize("name", ["svc1", "svc2"])
 def test_a_service_deleted_at_the_app_and_replaced_later_elsewhere_ends_the_same(
-        member: str, shell: Shell) -> None:
-    """The app deletes svc1 with its instance while m2 replaces svc1 a little later: the app
-    takes svc1 back without the instance, and m2, leaving the deletion out, still withdraws
-    the instance registered before it: both hold svc1 and no instance of it."""
+        member: str, shell: Shell, name: str) -> None:
+    """The app deletes a service (svc1 with an instance registered there) while m2 replaces it
+    a little later: the app takes the service back, m2's, without instances; m2, leaving the
+    deletion out, still withdraws the instances registered before it: both hold m2's service
+    and no instance of it (before: the app had no service; then it had it without the
+    instances m2 kept)."""
     app, m2 = shell.app, Peer()
     shell.register()
     told(shell)
-    body = {k: v for k, v in service(shell).items() if k != "name"}  # type: ignore[union-attr]
-    assert shell.rest("DELETE", "services/svc1").status == 200
+    body = {k: v for k, v in service(shell, name).items() if k != "name"}  # type: ignore[union-attr]
+    assert shell.rest("DELETE", f"services/{name}").status == 200
     (gone,) = told(shell)
     assert gone.at is not None
-    put = m2.write("PUT", "services/svc1", {**body, "policy": "nearest"}, gone.at + 0.5)
+    put = m2.write("PUT", f"services/{name}", {**body, "policy": "nearest"}, gone.at + 0.5)
     assert put is not None
     app.apply_change(put)
     m2.apply(gone)
-    held = [sorted(d for d, i in c.catalogue.instances.items() if i.service == "svc1")
+    held = [sorted(d for d, i in c.catalogue.instances.items() if i.service == name)
             for c in (app.core, m2.api.core)]
     assert held == [[], []]
-    assert service(shell)["policy"] == service(m2)["policy"] == "nearest"  # type: ignore[index]
+    assert service(shell, name) == service(m2, name)
+    assert service(m2, name)["policy"] == "nearest"  # type: ignore[index]
     assert app.core.counters["errors"] == 0
