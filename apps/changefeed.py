@@ -33,15 +33,7 @@ from apps.framework import hub
 from apps.store import cluster_changes_table as changes_table
 from controller.api import Reply
 from controller.cluster.catchup import catch_up
-from controller.cluster.changes import (
-    Change,
-    Ref,
-    decode,
-    encode,
-    encode_ref,
-    fits,
-    shared,
-)
+from controller.cluster.changes import Change, Ref, decode, encode, encode_ref, fits, shared
 from controller.cluster.order import Order
 
 LOG = logging.getLogger("dyncast")

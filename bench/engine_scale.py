@@ -53,8 +53,8 @@ from controller.network.paths import REPAIR_SLICE  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "engine_scale.txt"
 # link changes measured per network: their cost spreads widely (on Kdl, over 200 changes, one
-# in ten took over three times the median, and the medians of ten in a row ran from 19 to 68 ms
-# around 34), so a median of ten is mostly the sample's
+# in ten took over three times the median, and the medians of ten in a row ran from 22 to 76 ms
+# around 39: bench/results/kdl_links_200.txt), so a median of ten is mostly the sample's
 LINK_CHANGES = 100
 Link = tuple[tuple[int, int], tuple[int, int]]
 

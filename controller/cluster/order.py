@@ -14,7 +14,6 @@ to count out. The shell (apps/changefeed.py) serves, logs and publishes.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ from controller.cluster.records import (
     Parked,
     RecordClocks,
     as_applied,
+    body_field,
     record_of,
     still_applied,
 )
@@ -131,9 +131,4 @@ def _dsid_of(change: Change) -> str | None:
     """The D-SID a registration names (None: not a registration, or none named)."""
     if change.method != "POST" or change.path.rstrip("/") != PREFIX + "instances":
         return None
-    try:
-        data = json.loads(change.body)
-    except ValueError:
-        return None
-    dsid = data.get("dsid") if isinstance(data, dict) else None
-    return dsid if isinstance(dsid, str) else None
+    return body_field(change.body, "dsid")

@@ -65,11 +65,11 @@ def record_of(method: str, path: str, body: str) -> str | None:
         return None
     kind, args = parts[0], parts[1:]
     if kind == "services":
-        name = args[0] if args else _field(body, "name")
+        name = args[0] if args else body_field(body, "name")
         return None if name is None or len(args) > 1 else f"service:{name}"
     if kind == "instances":
         if not args and method == "POST":
-            dbid = _field(body, "dbid")
+            dbid = body_field(body, "dbid")
             return None if dbid is None else f"instance:{dbid}"
         if len(args) == 1 and method == "DELETE":
             return f"instance:{args[0]}"
@@ -126,7 +126,7 @@ class Parked:
 
     def park(self, change: Change) -> None:
         """Keep a registration refused for an unknown D-SID."""
-        dsid = _field(change.body, "dsid")
+        dsid = body_field(change.body, "dsid")
         if dsid is None:
             return
         self._serial += 1
@@ -140,7 +140,7 @@ class Parked:
         return [self._queue.pop(k)[1] for k in serials]
 
 
-def _field(body: str, name: str) -> str | None:
+def body_field(body: str, name: str) -> str | None:
     """A string field of a JSON object body (None: not one)."""
     try:
         data = json.loads(body)

@@ -285,10 +285,11 @@ def repair_cheaper(adj: Adjacency, tree: Tree, a: int, b: int) -> None:
 
 class Deferred:
     """Tree repairs of the latest edge change, queued to be carried out a slice at a time
-    (a large network's every tree at once held the event loop for up to 160 ms). A queued
+    (on Kdl every tree at once took up to 142 ms: bench/results/kdl_links_200.txt). A queued
     repair is made against the graph as that change left it, so the topology carries out
-    every queued repair (`settle`) before it changes the graph again. A tree dropped or
-    replaced meanwhile is not repaired (its successor was computed on the changed graph)."""
+    every queued repair (`Topology.repair_some`) before it changes the graph again. A tree
+    dropped or replaced meanwhile is not repaired (its successor was computed on the changed
+    graph)."""
 
     def __init__(self) -> None:
         self._queue: list[tuple[Tree, Callable[[Tree], None]]] = []
