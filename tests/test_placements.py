@@ -12,7 +12,7 @@ from controller.core import Core
 from controller.intents import VIRTUAL_MAC
 from controller.model import Metrics
 from controller.selection.engine import estimate_compute_ms
-from controller.selection.placements import Placements, aged, with_placed
+from controller.selection.placements import Placements, aged, in_system, with_placed
 from controller.views import instance_view
 from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, flow_mods, report, tcp_frame
 
@@ -200,3 +200,79 @@ def test_the_configured_grace_decides_which_placements_a_report_may_not_show() -
         inst = core.catalogue.instances["10.0.0.21"]
         counts.append(instance_view(core, inst, 1.16)["placed_since_report"])
     assert counts == [0, 1]
+
+
+def _served(capacity: int, sessions: int, queue: int, hold: int, arrivals: list[int],
+            at: int) -> tuple[int, int]:
+    """An independent model of the instance, a millisecond at a time: `capacity` workers,
+    the report's sessions ending one per `hold / capacity` ms (as ageing assumes), its queue
+    and then each placement (arriving at `arrivals`, ms after the report, in order) taking a
+    worker as one frees, each for `hold` ms. The requests still there at `at` ms, and how
+    many of them are placements."""
+    step = hold // capacity
+    idle = min([0, *arrivals]) - 1  # an idle worker was idle before anything arrived
+    busy = [step * (i + 1) for i in range(sessions)] + [idle] * (capacity - sessions)
+    owner = ["report"] * sessions + [""] * (capacity - sessions)  # whose request each worker ends
+    waiting = ["report"] * queue
+    pending = sorted(arrivals)
+    start = min([0, *pending])
+    for t in range(start, at + 1):
+        while pending and pending[0] <= t:
+            pending.pop(0)
+            waiting.append("placed")
+        for w in range(capacity):
+            if busy[w] <= t and waiting and (t >= 0 or waiting[0] == "placed"):
+                busy[w], owner[w] = t + hold, waiting.pop(0)
+    running = [owner[w] for w in range(capacity) if busy[w] > at]
+    there = running + waiting + ["placed"] * len(pending)
+    return len(there), there.count("placed")
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_placements_wait_behind_the_reported_queue_as_an_independent_model_says(seed: int) -> None:
+    """The count of requests at an instance some time after its report (`in_system`), its
+    report's and the placements sharing the workers, equals a millisecond-by-millisecond
+    model of the workers, for random reports, holding times and placements, before and after
+    the report."""
+    import random
+
+    rng = random.Random(seed)
+    capacity = rng.randint(1, 4)
+    sessions = rng.randint(0, capacity)
+    queue = rng.randint(0, 6) if sessions == capacity else 0
+    hold = capacity * rng.randint(5, 60)  # ms, a multiple of the capacity: whole steps
+    at = rng.randint(0, 4 * hold)
+    arrivals = sorted(rng.randint(-20, at) for _ in range(rng.randint(1, 12)))
+    m = Metrics(cpu=0.0, sessions=sessions, queue=queue, capacity=capacity)
+    # a placement before the report found a worker the report shows idle (the others were busy
+    # with the requests it shows): the model's workers start idle before it
+    # asked half a millisecond after `at`: no request ends at the very time asked
+    got = in_system(m, (at + 0.5) / 1000, hold / 1000, [(at + 0.5 - a) / 1000 for a in arrivals])
+    assert got == _served(capacity, sessions, queue, hold, arrivals, at), (
+        capacity, sessions, queue, hold, at, arrivals)
+
+
+def test_a_flow_placed_behind_a_full_instance_counts_until_it_is_served() -> None:
+    """e21 reports both workers busy and two requests waiting, 100 ms each: its backlog ends
+    0.2 s later. Two flows placed on it just after the report wait behind that backlog and are
+    served 0.15-0.25 and 0.2-0.3 s after it. At 1.21, the backlog served, they are both still
+    there: e21 costs 150 ms (both workers busy), and a recompute then keeps new flows on e31
+    (110 ms, ten idle workers). Counted for one holding time from their placement, as if a
+    worker had taken them at once, they would be gone by 1.21 and e21 would look idle (100
+    ms): it would share new flows with e31 while its real queue was still full."""
+    core = _core(placed=True)
+    core.report("10.0.0.21", Metrics(cpu=1.0, sessions=2, queue=2, capacity=2,
+                                     service_ms=100.0), 1.0)
+    core.report("10.0.0.31", Metrics(cpu=0.0, sessions=0, queue=0, capacity=2,
+                                     service_ms=110.0), 1.0)
+    for _ in range(2):
+        core.decisions.placed(SVC1, "10.0.0.21", 1.001)
+    e21 = core.catalogue.instances["10.0.0.21"]
+    seen = {t: (core.decisions.compute_ms(SVC1, e21, t),
+                instance_view(core, e21, t)["placed_since_report"])
+            for t in (1.21, 1.27, 1.31)}
+    assert seen == {1.21: (pytest.approx(150.0), 2), 1.27: (pytest.approx(100.0), 1),
+                    1.31: (pytest.approx(100.0), 0)}
+    core.report("10.0.0.31", Metrics(cpu=0.0, sessions=0, queue=0, capacity=10,
+                                     service_ms=110.0), 1.21)
+    assert {_new_flow(core, 45000 + i, 1.21) for i in range(4)} == {"10.0.0.31"}

@@ -20,7 +20,14 @@ from controller.network.topology import Topology
 from controller.selection import marginal, perflow, redecide
 from controller.selection.engine import EPSILON, Engine, compute_ms
 from controller.selection.incremental import Incremental, Prepared, what_of
-from controller.selection.placements import Placements, as_of, hold_s, still_there
+from controller.selection.placements import (
+    Placements,
+    as_of,
+    hold_s,
+    in_system,
+    still_there,
+    with_total,
+)
 from controller.selection.queueing import Arrivals, queueing_ms, utilisation
 from controller.selection.scoring import ScoringConfig
 
@@ -249,8 +256,10 @@ class Decisions:
             return self._priced(svc, metrics, compute_ms(metrics, svc.base_delay_ms, self.scoring))
         hold = hold_s(metrics, svc.base_delay_ms)
         age = now - inst.metrics_at if inst.metrics_at is not None and places else None
-        key = (svc.base_delay_ms, still_there(metrics, age, hold),
-               self.placements.count(inst.dbid, now, hold),
+        queued = self._queued(inst, now, hold, age)
+        key = (svc.base_delay_ms,
+               still_there(metrics, age, hold) if queued is None else queued[0],
+               self.placements.count(inst.dbid, now, hold) if queued is None else -1,
                self.arrivals.count(inst.dbid, now) if places and self.selection.queueing else 0,
                svc.policy == "dyncast")
         kept = self._computed.get(inst.dbid)
@@ -260,7 +269,8 @@ class Decisions:
         known = costs.get(key)
         if known is not None:
             return known
-        current = as_of(metrics, hold, key[2], age)
+        current = (as_of(metrics, hold, key[2], age) if queued is None or metrics is None
+                   else with_total(metrics, queued[0]))
         cost = compute_ms(current, svc.base_delay_ms, self.scoring)
         if (key[3] and self.selection.queueing and metrics is not None and metrics.score is None
                 and not self.scoring.enabled):
@@ -279,10 +289,28 @@ class Decisions:
             return marginal.marginal_ms(cost, metrics)
         return cost
 
+    def _queued(self, inst: Instance, now: float, hold: float,
+                age: float | None) -> tuple[int, int] | None:
+        """Where the report is aged (the controller places every new flow): the requests at
+        the instance now and how many are placements, its report's and the placements sharing
+        its workers (placements.in_system). None otherwise, or with no placement to queue:
+        the report aged alone, or as it came, plus the placements younger than `hold`."""
+        metrics = inst.metrics
+        if age is None or metrics is None or metrics.score is not None:
+            return None
+        ago = self.placements.ago(inst.dbid, now, hold, metrics.sessions + metrics.queue,
+                                  metrics.capacity)
+        return in_system(metrics, age, hold, ago) if ago else None
+
     def placed_count(self, svc: Service, inst: Instance, now: float) -> int:
-        """New flows placed on `inst` that are likely still being served (younger than its
-        holding time) and no report shows yet."""
-        return self.placements.count(inst.dbid, now, hold_s(inst.metrics, svc.base_delay_ms))
+        """New flows placed on `inst` that no report shows yet and that are likely still at
+        the instance: waiting behind the requests ahead of them, or served within one holding
+        time."""
+        hold = hold_s(inst.metrics, svc.base_delay_ms)
+        age = now - inst.metrics_at if inst.metrics_at is not None and self.places_flows(svc) \
+            else None
+        queued = self._queued(inst, now, hold, age)
+        return self.placements.count(inst.dbid, now, hold) if queued is None else queued[1]
 
     def merit(self, inst: Instance) -> float:
         """How useful an instance is: for an active one, its summed share of new flows over the

@@ -18,14 +18,25 @@ instance's pace, one per worker every `hold_s`, so a report some holding times o
 says the instance is busy. Without that, a report's busy workers would still count after they
 finished, on top of the flows placed since: a busy instance would look overloaded between
 reports, and new flows would spill to worse instances it had room for.
+
+Where the controller places every new flow (so the report can be aged), the report's requests
+and the placements share the instance's workers (`in_system`): a placement that finds every
+worker busy waits behind the requests ahead of it and counts until it is served, not for one
+holding time from its placement. Counted apart, the report's backlog draining at the workers'
+pace and each placement expiring after one holding time drain faster than the workers can:
+between two reports a saturated instance would look to have room, and take more new flows.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
+from collections.abc import Sequence
 
 from controller.model import Metrics
+
+KEPT = 1024  # placements kept per instance between two reports (a bound, not a window)
 
 
 def with_placed(metrics: Metrics | None, placed: int) -> Metrics | None:
@@ -62,6 +73,43 @@ def still_there(metrics: Metrics | None, age_s: float | None, hold_s: float) -> 
     backlog = metrics.sessions + metrics.queue
     left = max(0, math.ceil(backlog - metrics.capacity * age_s / hold_s - 1e-9))
     return None if left >= backlog else left
+
+
+def in_system(metrics: Metrics | None, age_s: float, hold_s: float,
+              placed_ago: Sequence[float]) -> tuple[int, int] | None:
+    """How many requests are at the instance `age_s` after its report, and how many of them
+    are placements: the report's sessions finish one per worker every `hold_s / capacity`
+    (as `aged` assumes), its queue and then the placements (`placed_ago`: how long ago each
+    was placed, oldest first; one placed just before the report, which does not show it,
+    started then if a worker was idle) take the first free worker in turn, each for
+    `hold_s`. None where the report
+    has no counts (a level-2 score, none at all)."""
+    if metrics is None or metrics.score is not None or hold_s <= 0:
+        return None
+    workers = max(1, metrics.capacity)
+    running = min(metrics.sessions, workers)
+    step = hold_s / workers
+    # when each worker is free, from the report's time on; an idle one was idle before it
+    free = [step * (i + 1) for i in range(running)] + [-math.inf] * (workers - running)
+    heapq.heapify(free)
+    left = sum(1 for i in range(running) if step * (i + 1) > age_s)
+    for _ in range(metrics.sessions + metrics.queue - running):
+        done = max(0.0, heapq.heappop(free)) + hold_s
+        heapq.heappush(free, done)
+        left += done > age_s
+    placed = 0
+    for ago in placed_ago:  # placed at age_s - ago after the report (before it: negative)
+        done = max(age_s - ago, heapq.heappop(free)) + hold_s
+        heapq.heappush(free, done)
+        placed += done > age_s
+    return left + placed, placed
+
+
+def with_total(metrics: Metrics, total: int) -> Metrics:
+    """The report as it reads with `total` requests at the instance (`in_system`): the
+    workers busy first, the rest waiting."""
+    workers = max(1, metrics.capacity)
+    return _shifted(metrics, min(workers, total), max(0, total - workers))
 
 
 def _shifted(metrics: Metrics, sessions: int, queue: int) -> Metrics:
@@ -118,6 +166,20 @@ class Placements:
         yet (older ones are forgotten)."""
         self._drop_before(dbid, now - hold_s)
         return len(self._times.get(dbid, ()))
+
+    def ago(self, dbid: str, now: float, hold_s: float, ahead: int, workers: int) -> list[float]:
+        """How long ago each placement on `dbid` not shown by a report yet was made, oldest
+        first. Forgotten: those served for certain by now (with `ahead` requests before them
+        and `workers` workers, none waits longer than `hold_s * (1 + (ahead + n) / workers)`
+        for n placements), and all but the last KEPT."""
+        times = self._times.get(dbid)
+        if not times:
+            return []
+        while len(times) > KEPT:
+            times.popleft()
+        horizon = hold_s * (2 + (ahead + len(times)) / max(1, workers))
+        self._drop_before(dbid, now - horizon)
+        return [now - t for t in self._times.get(dbid, ())]
 
     def forget(self, dbid: str) -> None:
         """`dbid` is gone."""
