@@ -12,7 +12,8 @@ from controller.core import Core
 from controller.intents import VIRTUAL_MAC
 from controller.model import Metrics
 from controller.selection.engine import estimate_compute_ms
-from controller.selection.placements import Placements, aged, in_system, with_placed
+from controller.selection.placements import Placements, aged, with_placed
+from controller.selection.workers import Workers
 from controller.views import instance_view
 from tests.helpers import HOSTS, SVC1, SVC2, figure2_core, flow_mods, report, tcp_frame
 
@@ -230,7 +231,7 @@ def _served(capacity: int, sessions: int, queue: int, hold: int, arrivals: list[
 
 @pytest.mark.parametrize("seed", range(300))
 def test_placements_wait_behind_the_reported_queue_as_an_independent_model_says(seed: int) -> None:
-    """The count of requests at an instance some time after its report (`in_system`), its
+    """The count of requests at an instance some time after its report (workers.py), its
     report's and the placements sharing the workers, equals a millisecond-by-millisecond
     model of the workers, for random reports, holding times and placements, before and after
     the report."""
@@ -246,8 +247,10 @@ def test_placements_wait_behind_the_reported_queue_as_an_independent_model_says(
     m = Metrics(cpu=0.0, sessions=sessions, queue=queue, capacity=capacity)
     # a placement before the report found a worker the report shows idle (the others were busy
     # with the requests it shows): the model's workers start idle before it
-    # asked half a millisecond after `at`: no request ends at the very time asked
-    got = in_system(m, (at + 0.5) / 1000, hold / 1000, [(at + 0.5 - a) / 1000 for a in arrivals])
+    workers = Workers(m, 0.0, hold / 1000)
+    for a in arrivals:
+        workers.place(a / 1000)
+    got = workers.count((at + 0.5) / 1000)  # half a millisecond on: no request ends then
     assert got == _served(capacity, sessions, queue, hold, arrivals, at), (
         capacity, sessions, queue, hold, at, arrivals)
 

@@ -20,14 +20,7 @@ from controller.network.topology import Topology
 from controller.selection import marginal, perflow, redecide
 from controller.selection.engine import EPSILON, Engine, compute_ms
 from controller.selection.incremental import Incremental, Prepared, what_of
-from controller.selection.placements import (
-    Placements,
-    as_of,
-    hold_s,
-    in_system,
-    still_there,
-    with_total,
-)
+from controller.selection.placements import Placements, as_of, hold_s, still_there, with_total
 from controller.selection.queueing import Arrivals, queueing_ms, utilisation
 from controller.selection.scoring import ScoringConfig
 
@@ -293,14 +286,11 @@ class Decisions:
                 age: float | None) -> tuple[int, int] | None:
         """Where the report is aged (the controller places every new flow): the requests at
         the instance now and how many are placements, its report's and the placements sharing
-        its workers (placements.in_system). None otherwise, or with no placement to queue:
-        the report aged alone, or as it came, plus the placements younger than `hold`."""
-        metrics = inst.metrics
-        if age is None or metrics is None or metrics.score is not None:
+        its workers (workers.py). None otherwise, or with no placement to queue: the report
+        aged alone, or as it came, plus the placements younger than `hold`."""
+        if age is None or inst.metrics_at is None:
             return None
-        ago = self.placements.ago(inst.dbid, now, hold, metrics.sessions + metrics.queue,
-                                  metrics.capacity)
-        return in_system(metrics, age, hold, ago) if ago else None
+        return self.placements.queued(inst.dbid, inst.metrics, inst.metrics_at, hold, now)
 
     def placed_count(self, svc: Service, inst: Instance, now: float) -> int:
         """New flows placed on `inst` that no report shows yet and that are likely still at

@@ -20,7 +20,7 @@ finished, on top of the flows placed since: a busy instance would look overloade
 reports, and new flows would spill to worse instances it had room for.
 
 Where the controller places every new flow (so the report can be aged), the report's requests
-and the placements share the instance's workers (`in_system`): a placement that finds every
+and the placements share the instance's workers (workers.py): a placement that finds every
 worker busy waits behind the requests ahead of it and counts until it is served, not for one
 holding time from its placement. Counted apart, the report's backlog draining at the workers'
 pace and each placement expiring after one holding time drain faster than the workers can:
@@ -29,12 +29,11 @@ between two reports a saturated instance would look to have room, and take more 
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import deque
-from collections.abc import Sequence
 
 from controller.model import Metrics
+from controller.selection.workers import Workers
 
 KEPT = 1024  # placements kept per instance between two reports (a bound, not a window)
 
@@ -75,38 +74,8 @@ def still_there(metrics: Metrics | None, age_s: float | None, hold_s: float) -> 
     return None if left >= backlog else left
 
 
-def in_system(metrics: Metrics | None, age_s: float, hold_s: float,
-              placed_ago: Sequence[float]) -> tuple[int, int] | None:
-    """How many requests are at the instance `age_s` after its report, and how many of them
-    are placements: the report's sessions finish one per worker every `hold_s / capacity`
-    (as `aged` assumes), its queue and then the placements (`placed_ago`: how long ago each
-    was placed, oldest first; one placed just before the report, which does not show it,
-    started then if a worker was idle) take the first free worker in turn, each for
-    `hold_s`. None where the report
-    has no counts (a level-2 score, none at all)."""
-    if metrics is None or metrics.score is not None or hold_s <= 0:
-        return None
-    workers = max(1, metrics.capacity)
-    running = min(metrics.sessions, workers)
-    step = hold_s / workers
-    # when each worker is free, from the report's time on; an idle one was idle before it
-    free = [step * (i + 1) for i in range(running)] + [-math.inf] * (workers - running)
-    heapq.heapify(free)
-    left = sum(1 for i in range(running) if step * (i + 1) > age_s)
-    for _ in range(metrics.sessions + metrics.queue - running):
-        done = max(0.0, heapq.heappop(free)) + hold_s
-        heapq.heappush(free, done)
-        left += done > age_s
-    placed = 0
-    for ago in placed_ago:  # placed at age_s - ago after the report (before it: negative)
-        done = max(age_s - ago, heapq.heappop(free)) + hold_s
-        heapq.heappush(free, done)
-        placed += done > age_s
-    return left + placed, placed
-
-
 def with_total(metrics: Metrics, total: int) -> Metrics:
-    """The report as it reads with `total` requests at the instance (`in_system`): the
+    """The report as it reads with `total` requests at the instance (workers.py): the
     workers busy first, the rest waiting."""
     workers = max(1, metrics.capacity)
     return _shifted(metrics, min(workers, total), max(0, total - workers))
@@ -152,14 +121,22 @@ class Placements:
     def __init__(self, grace_s: float) -> None:
         self.grace_s = grace_s
         self._times: dict[str, deque[float]] = {}
+        self._models: dict[str, Workers] = {}  # the workers since the report, with placements
 
     def add(self, dbid: str, now: float) -> None:
-        """A new flow was placed on `dbid`."""
-        self._times.setdefault(dbid, deque()).append(now)
+        """A new flow was placed on `dbid` (the last KEPT are kept)."""
+        times = self._times.setdefault(dbid, deque())
+        times.append(now)
+        if len(times) > KEPT:
+            times.popleft()
+        model = self._models.get(dbid)
+        if model is not None:
+            model.place(now)
 
     def reported(self, dbid: str, now: float) -> None:
         """A report of `dbid` arrived: it shows every placement older than the grace."""
         self._drop_before(dbid, now - self.grace_s)
+        self._models.pop(dbid, None)
 
     def count(self, dbid: str, now: float, hold_s: float) -> int:
         """How many placements on `dbid` are younger than `hold_s` and not shown by a report
@@ -167,23 +144,25 @@ class Placements:
         self._drop_before(dbid, now - hold_s)
         return len(self._times.get(dbid, ()))
 
-    def ago(self, dbid: str, now: float, hold_s: float, ahead: int, workers: int) -> list[float]:
-        """How long ago each placement on `dbid` not shown by a report yet was made, oldest
-        first. Forgotten: those served for certain by now (with `ahead` requests before them
-        and `workers` workers, none waits longer than `hold_s * (1 + (ahead + n) / workers)`
-        for n placements), and all but the last KEPT."""
+    def queued(self, dbid: str, metrics: Metrics | None, at: float, hold_s: float,
+               now: float) -> tuple[int, int] | None:
+        """The requests at `dbid` at `now`, its report (`metrics`, taken at `at`) and the
+        placements since sharing its workers (workers.py), and how many are placements. None
+        with no placement to queue, or a report without counts."""
         times = self._times.get(dbid)
-        if not times:
-            return []
-        while len(times) > KEPT:
-            times.popleft()
-        horizon = hold_s * (2 + (ahead + len(times)) / max(1, workers))
-        self._drop_before(dbid, now - horizon)
-        return [now - t for t in self._times.get(dbid, ())]
+        if not times or metrics is None or metrics.score is not None or hold_s <= 0:
+            return None
+        model = self._models.get(dbid)
+        if model is None or model.metrics is not metrics or model.at != at or model.hold != hold_s:
+            model = self._models[dbid] = Workers(metrics, at, hold_s)
+            for t in times:
+                model.place(t)
+        return model.count(now)
 
     def forget(self, dbid: str) -> None:
         """`dbid` is gone."""
         self._times.pop(dbid, None)
+        self._models.pop(dbid, None)
 
     def _drop_before(self, dbid: str, cutoff: float) -> None:
         """Drop the placements on `dbid` made before `cutoff`."""
