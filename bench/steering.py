@@ -221,12 +221,14 @@ def report(path: Path) -> None:
         from bench.steering_baselines import baselines_section
 
         extra = baselines_section(json.loads(baselines_path.read_text()), saved["networks"])
+    from bench.steering_sweep_current import BEFORE_QUEUE, congestion_sweep, current_sweeps
+    from bench.steering_sweep_report import sweep_section
+
+    extra = [*(extra or []), *current_sweeps(path)]
     sweep_path = path.with_name("steering-sweep.json")
     if sweep_path.exists():
-        from bench.steering_sweep_report import sweep_section
-
         sweep = json.loads(sweep_path.read_text())
-        extra = [*(extra or []), *sweep_section(sweep, DOCS)]
+        extra += sweep_section(sweep, DOCS, title=BEFORE_QUEUE)
         queueing_path = path.with_name("steering-sweep-queueing.json")
         if queueing_path.exists():
             from bench.steering_sweep_report import queueing_section
@@ -244,6 +246,7 @@ def report(path: Path) -> None:
         marginal = load(list(SETTINGS))
         if marginal:
             extra += marginal_section(marginal)
+    extra += congestion_sweep(path)
     from bench.steering_failover import HEALTH_TAGS, TAGS, failover_section, health_section
 
     failover = {tag: json.loads(p.read_text()) for tag in TAGS

@@ -122,26 +122,32 @@ def plot_sweep(runs: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def sweep_section(saved: dict[str, Any], docs_dir: Path) -> list[str]:
-    """The section (and its plot, steering_sweep.png in `docs_dir`)."""
+def sweep_section(saved: dict[str, Any], docs_dir: Path, *, tag: str = "",
+                  title: str = "A load sweep", commands: tuple[str, ...] = (),
+                  notes: list[str] | None = None) -> list[str]:
+    """The section (and its plot in `docs_dir`) for the sweep saved as
+    bench/results/steering-sweep[-TAG].json; `commands` as run, else one per scenario and
+    seed."""
     runs = saved["runs"]
-    plot_sweep(runs, docs_dir / "steering_sweep.png")
+    name = "steering-sweep" + (f"-{tag}" if tag else "")
+    plot = name.replace("-", "_") + ".png"
+    plot_sweep(runs, docs_dir / plot)
     policies = list(dict.fromkeys(r["policy"] for r in runs))
-    commands = []
-    for scenario in dict.fromkeys(r["scenario"] for r in runs):
+    ran = [f"`{c}`" for c in commands]
+    for scenario in () if commands else dict.fromkeys(r["scenario"] for r in runs):
         mine = [r for r in runs if r["scenario"] == scenario]
         duration = mine[0]["duration_s"] / (1.25 if scenario in ("load-step", "failure") else 1)
         policies_run = " ".join(dict.fromkeys(r["policy"] for r in mine))
         for seed in sorted({r["seed"] for r in mine}):
             seeded = " ".join(f"{x:g}" for x in sorted({r["target_load"] for r in mine
                                                          if r["seed"] == seed}))
-            commands.append("`" + COMMAND.format(
+            ran.append("`" + COMMAND.format(
                 scenario=scenario, policies=policies_run, loads=seeded, duration=duration)
                 + ("" if seed == 1 else f" --seeds {seed}") + "`")
     missed = misses(runs)
-    md = ["## A load sweep", "",
-          f"{', '.join(commands)} (log with dates and load averages: "
-          "`bench/results/steering-sweep.txt`; runs: `bench/results/steering-sweep.json`; "
+    md = [f"## {title}", "",
+          f"{', '.join(ran)} (log with dates and load averages: "
+          f"`bench/results/{name}.txt`; runs: `bench/results/{name}.json`; "
           f"settings: {saved['settings']}). Each target load is a fraction of the sites' "
           "capacity in requests a second (capacity / service time, a slowed site at its slower "
           "rate; 52/s in hot-site, 65/s in load-step), offered at the scenario's peak (after "
@@ -153,11 +159,11 @@ def sweep_section(saved: dict[str, Any], docs_dir: Path) -> list[str]:
           "per seed, then the median. Issue 22's targets: at most "
           f"{ISSUE_TARGET}x at {TARGET_FROM:g} and above, never above {NEVER_WORSE}x.", "",
           *sweep_table(runs, policies), "",
-          "![p95 against offered load](steering_sweep.png)", "",
+          f"![p95 against offered load]({plot})", "",
           "**Where dyncast does not meet the targets:** "
           + ("; ".join(missed) if missed else "nowhere in this sweep") + ".", "",
           *utilisation_line(runs)]
-    return md + NOTES
+    return md + (NOTES if notes is None else notes)
 
 
 def _utils(runs: list[dict[str, Any]], site: str, loads: tuple[float, ...]) -> dict[str, str]:

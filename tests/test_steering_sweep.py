@@ -191,6 +191,28 @@ def test_the_sweep_report_takes_medians_over_seeds_and_names_the_misses(tmp_path
     assert "--loads 0.3 0.8 --duration 15" in md
 
 
+def test_a_tagged_sweep_cites_its_own_files_plot_and_commands(tmp_path) -> None:
+    """A sweep saved under a tag is quoted with its own log, runs and plot, the commands as
+    they were run and its own notes; the untagged one keeps its names."""
+    from bench.steering_sweep_report import NOTES, sweep_section
+
+    runs = [_sweep_run("dyncast", 0.6, 1, 200), _sweep_run("p2c", 0.6, 1, 400)]
+    md = "\n".join(sweep_section({"settings": "defaults", "runs": runs}, tmp_path,
+                                 tag="queue-model-10", title="A load sweep, now",
+                                 commands=("bench/steering_sweep.py --tag queue-model-10",),
+                                 notes=["Notes of this sweep."]))
+    assert (tmp_path / "steering_sweep_queue_model_10.png").stat().st_size > 0
+    assert not (tmp_path / "steering_sweep.png").exists()
+    assert md.startswith("## A load sweep, now\n")
+    assert "`bench/steering_sweep.py --tag queue-model-10` (log" in md
+    assert "`bench/results/steering-sweep-queue-model-10.txt`" in md
+    assert "`bench/results/steering-sweep-queue-model-10.json`" in md
+    assert "![p95 against offered load](steering_sweep_queue_model_10.png)" in md
+    assert md.endswith("Notes of this sweep.") and NOTES[0] not in md
+    plain = "\n".join(sweep_section({"settings": "defaults", "runs": runs}, tmp_path))
+    assert "`bench/results/steering-sweep.json`" in plain and NOTES[0] in plain
+
+
 def test_the_queueing_section_sets_each_cell_beside_the_defaults_of_the_same_seeds() -> None:
     """Only the defaults' runs of the cells and seeds the queueing sweep ran are compared;
     e3's utilisation is quoted per policy from the runs at 0.8 and 0.95."""
