@@ -46,26 +46,35 @@ def baselines_section(saved: dict[str, Any], networks: list[str]) -> list[str]:
                   f"| {t['dyncast']:.0f} | {t['best']} | {t['best_p95']:.0f} "
                   f"| {t['ratio']:.2f} | {'yes' if t['ratio'] <= NEVER_WORSE else 'no'} |")
     failure = [r for r in runs if r["scenario"] == "failure" and not r.get("reference")]
-    if failure:
-        ours = next((r for r in failure if r["policy"] == "dyncast"), None)
-        fewest = min(failure, key=lambda r: r["errors"])
-        if ours is not None and ours["errors"] > fewest["errors"]:
-            md += ["", f"**Where dyncast does not win.** In the failure scenario dyncast lost "
-                   f"the most requests ({ours['errors']}; {fewest['policy']}: "
-                   f"{fewest['errors']}) and broke the most keep-alive connections: it "
-                   "concentrates new flows on the best site, which is the one that dies, and "
-                   "every flow placed there before the controller notices (about 2 s) fails; "
-                   "the policies that spread flows over worse sites have fewer on it. "
-                   "Switch-local failover ([dataplanes.md](../dataplanes.md#switch-local-"
-                   "failover)) covers the case where the site's link goes down; a killed "
-                   "process behind a live link is what this scenario does (both are measured "
-                   "in \"Failover\" below, with what would bound the second). *These failure "
-                   "rows were made with the racy kill order*: the bench killed e2's service, "
-                   "waited for it, then killed its D-MA, and a D-MA that polled in between "
-                   "reported the instance not serving, so the controller moved at once in "
-                   "some runs and not others. With both killed together (\"Failover\", "
-                   "`process`) dyncast, p2c and least-loaded lost 28, 32 and 32: within one "
-                   "another's noise, not the spread above."]
+    md += failure_lines(failure)
     md += ["", "Every cell here is below the issue's 60 % load: the p95 target at 60 % and "
            "more is measured by the load sweep below."]
     return [*md, ""]
+
+
+def failure_lines(failure: list[dict[str, Any]]) -> list[str]:
+    """Where dyncast lost more requests than another policy in the failure scenario, and what
+    the run says of why: how many it had in flight on the dying site, and that site's share."""
+    ours = next((r for r in failure if r["policy"] == "dyncast"), None)
+    if ours is None or not failure:
+        return []
+    fewest = min(failure, key=lambda r: r["errors"])
+    if ours["errors"] <= fewest["errors"]:
+        return []
+
+    def said(r: dict[str, Any]) -> str:
+        f = r.get("failure") or {}
+        new, share = f.get("new") or {}, f.get("share_before")
+        return (f"{r['errors']} failed, {new.get('in_flight_failed', '-')} of them in flight at "
+                f"the kill, the dying site's share of new flows in the 3 s before "
+                + ("-" if share is None else f"{share:.2f}"))
+    return ["", f"**Where dyncast does not win.** In the failure scenario dyncast lost more "
+            f"requests than {fewest['policy']} (dyncast: {said(ours)}; {fewest['policy']}: "
+            f"{said(fewest)}). dyncast gives the best site, the one that dies, the largest "
+            "share of new flows, so more of its requests are in flight there when the process "
+            "is killed; no controller saves those. After the kill every policy loses the "
+            "refusals passive health needs to eject the instance (`consecutive`, 3). "
+            "Switch-local failover ([dataplanes.md](../dataplanes.md#switch-local-failover)) "
+            "moves new packets at once where the site's link goes down; a killed process "
+            "behind a live link is what this scenario does (both are measured in \"Failover\" "
+            "below)."]

@@ -69,11 +69,11 @@ def table(saved: dict[str, dict[str, Any]]) -> list[str]:
                          + "; ".join(parts))
     for tag, d in saved.items():
         lines.append(f"- e3's share of the requests and its requests' median (ms), "
-                     f"{SETTINGS.get(tag, tag)}: " + "; ".join(_e3(d["runs"])))
+                     f"{SETTINGS.get(tag, tag)}: " + "; ".join(e3_lines(d["runs"])))
     return lines
 
 
-def _e3(runs: list[dict[str, Any]]) -> list[str]:
+def e3_lines(runs: list[dict[str, Any]]) -> list[str]:
     """Per scenario, load and policy: the range over the seeds of the share of the requests
     e3 served and of their median time (the floor a p95 cannot go under once e3 serves more
     than 5 % of the requests)."""

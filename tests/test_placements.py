@@ -279,3 +279,16 @@ def test_a_flow_placed_behind_a_full_instance_counts_until_it_is_served() -> Non
     core.report("10.0.0.31", Metrics(cpu=0.0, sessions=0, queue=0, capacity=10,
                                      service_ms=110.0), 1.21)
     assert {_new_flow(core, 45000 + i, 1.21) for i in range(4)} == {"10.0.0.31"}
+
+
+def test_placements_on_an_instance_that_stops_reporting_are_counted_up_to_a_bound() -> None:
+    """New flows keep coming to an instance whose D-MA fell silent, far faster than its one
+    worker serves them: its queue grows with each, but at most the last COUNTED placements
+    are kept and counted, so memory stays bounded however long the reports stay away."""
+    from controller.selection.workers import COUNTED
+
+    workers = Workers(Metrics(cpu=0.0, sessions=0, queue=0, capacity=1), 0.0, 0.1)
+    for i in range(3 * COUNTED):
+        workers.place(i * 0.001)
+    assert workers.count(3 * COUNTED * 0.001) == (COUNTED, COUNTED)
+    assert workers.count(1e6) == (0, 0)

@@ -441,3 +441,22 @@ def test_no_reference_on_the_command_line_turns_the_reference_runs_off(
     assert steering.main(["--quick", "--no-report"]) == 0
     assert steering.main(["--quick", "--no-report", "--no-reference"]) == 0
     assert [p.references for p in plans] == [True, False]
+
+
+def test_the_baselines_page_says_why_dyncast_lost_more_in_the_failure_only_when_it_did() -> None:
+    """The paragraph quotes the run's own counts (failed, in flight at the kill, the dying
+    site's share before it) and is left out when dyncast lost no more than the best."""
+    from bench.steering_baselines import failure_lines
+
+    def run(policy: str, errors: int, in_flight: int, share: float) -> dict:
+        return {"policy": policy, "errors": errors, "failure": {
+            "new": {"in_flight_failed": in_flight}, "share_before": share}}
+
+    lines = failure_lines([run("dyncast", 4, 1, 0.534), run("p2c", 3, 0, 0.424),
+                           run("least-loaded", 4, 1, 0.517)])
+    text = "\n".join(lines)
+    assert "dyncast lost more requests than p2c" in text
+    assert "dyncast: 4 failed, 1 of them in flight at the kill" in text
+    assert "p2c: 3 failed, 0 of them in flight at the kill" in text and "0.42)" in text
+    assert failure_lines([run("dyncast", 3, 0, 0.5), run("p2c", 3, 0, 0.4)]) == []
+    assert failure_lines([run("p2c", 3, 0, 0.4)]) == []

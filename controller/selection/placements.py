@@ -33,9 +33,7 @@ import math
 from collections import deque
 
 from controller.model import Metrics
-from controller.selection.workers import Workers
-
-KEPT = 1024  # placements kept per instance between two reports (a bound, not a window)
+from controller.selection.workers import COUNTED, Workers
 
 
 def with_placed(metrics: Metrics | None, placed: int) -> Metrics | None:
@@ -124,10 +122,10 @@ class Placements:
         self._models: dict[str, Workers] = {}  # the workers since the report, with placements
 
     def add(self, dbid: str, now: float) -> None:
-        """A new flow was placed on `dbid` (the last KEPT are kept)."""
+        """A new flow was placed on `dbid` (the last COUNTED are kept: workers.py)."""
         times = self._times.setdefault(dbid, deque())
         times.append(now)
-        if len(times) > KEPT:
+        if len(times) > COUNTED:
             times.popleft()
         model = self._models.get(dbid)
         if model is not None:

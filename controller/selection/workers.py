@@ -23,7 +23,7 @@ import math
 
 from controller.model import Metrics
 
-DONE_KEPT = 2048  # end times kept past their end before the list is trimmed
+COUNTED = 1024  # placements counted per instance between two reports, at most (the last ones)
 
 
 class Workers:
@@ -49,17 +49,18 @@ class Workers:
 
     def place(self, when: float) -> None:
         """A new flow placed at `when` (not before the last one) takes the first worker free
-        from then on."""
+        from then on. Only the last COUNTED placements are counted: past that many since one
+        report, an instance's queue is priced as that long (its workers still take every
+        placement in turn)."""
         done = max(when, self._free[0]) + self.hold
         heapq.heapreplace(self._free, done)
+        if len(self._done) >= COUNTED:
+            del self._done[0]
         self._done.append(done)
 
     def count(self, now: float) -> tuple[int, int]:
         """The requests at the instance at `now` (the report's not yet ended, and the
         placements), and how many of them are placements."""
         shown = math.ceil(self._backlog - (now - self.at) / self._step - 1e-9)
-        ended = bisect.bisect_right(self._done, now)
-        placed = len(self._done) - ended
-        if ended > DONE_KEPT:  # the placements ended by now stay ended
-            del self._done[:ended]
+        placed = len(self._done) - bisect.bisect_right(self._done, now)
         return min(self._backlog, max(0, shown)) + placed, placed
