@@ -292,3 +292,22 @@ def test_placements_on_an_instance_that_stops_reporting_are_counted_up_to_a_boun
         workers.place(i * 0.001)
     assert workers.count(3 * COUNTED * 0.001) == (COUNTED, COUNTED)
     assert workers.count(1e6) == (0, 0)
+
+
+def test_a_report_of_millions_of_workers_is_modelled_within_the_bound() -> None:
+    """A report may give a capacity of millions: the model keeps only the workers that free
+    first (no more than it counts placements), so it is built in bounded memory, and a
+    placement there still finds a free worker at once."""
+    import tracemalloc
+
+    from controller.selection.workers import COUNTED
+
+    for sessions, queue in ((3, 0), (10_000_000, 5)):
+        m = Metrics(cpu=0.5, sessions=sessions, queue=queue, capacity=10_000_000)
+        tracemalloc.start()
+        workers = Workers(m, 0.0, 0.1)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < 64 * COUNTED  # bytes: a few per modelled worker, not per worker
+        workers.place(0.0)
+        assert workers.count(1e-9) == (sessions + queue + 1, 1)  # before any request ends

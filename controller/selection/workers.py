@@ -36,14 +36,18 @@ class Workers:
         self.metrics, self.at, self.hold = metrics, at, hold
         self._backlog = metrics.sessions + metrics.queue
         self._step = hold / workers
-        # the report's k-th request ends at `at + k * step`; a worker the report shows idle was
-        # idle before it
+        # The report's k-th request ends at `at + k * step`; a worker the report shows idle was
+        # idle before it. Only the COUNTED workers that free first are modelled: past that
+        # many placements the count is at its bound anyway, and a report's capacity may be
+        # millions.
+        modelled = min(workers, COUNTED)
         if self._backlog >= workers:
             first = self._backlog - workers + 1
-            self._free = [at + self._step * (first + i) for i in range(workers)]
+            self._free = [at + self._step * (first + i) for i in range(modelled)]
         else:
-            self._free = ([at + self._step * (i + 1) for i in range(self._backlog)]
-                          + [-math.inf] * (workers - self._backlog))
+            idle = min(workers - self._backlog, modelled)
+            self._free = ([-math.inf] * idle + [at + self._step * (i + 1)
+                                                for i in range(modelled - idle)])
         heapq.heapify(self._free)
         self._done: list[float] = []  # when each placement ends, in placement order
 
