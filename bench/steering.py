@@ -224,7 +224,7 @@ def report(path: Path) -> None:
     from bench.steering_sweep_current import BEFORE_QUEUE, congestion_sweep, current_sweeps
     from bench.steering_sweep_report import sweep_section
 
-    extra = [*(extra or []), *current_sweeps(path)]
+    extra = [*(extra or []), *current_sweeps(path, DOCS)]
     sweep_path = path.with_name("steering-sweep.json")
     if sweep_path.exists():
         sweep = json.loads(sweep_path.read_text())
@@ -246,7 +246,7 @@ def report(path: Path) -> None:
         marginal = load(list(SETTINGS))
         if marginal:
             extra += marginal_section(marginal)
-    extra += congestion_sweep(path)
+    extra += congestion_sweep(path, DOCS)
     from bench.steering_failover import HEALTH_TAGS, TAGS, failover_section, health_section
 
     failover = {tag: json.loads(p.read_text()) for tag in TAGS

@@ -14,7 +14,6 @@ from pathlib import Path
 from bench.steering_sweep_marginal_report import e3_lines
 from bench.steering_sweep_report import sweep_section
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "results"
 SWEEP = "sudo .venv/bin/python bench/steering_sweep.py --scenarios hot-site load-step --policies "
 DEFAULTS_TAG = "queue-model-10"
 DEFAULTS_COMMANDS = (
@@ -79,24 +78,25 @@ def _load(path: Path, tag: str) -> dict | None:
     return json.loads(found.read_text()) if found.exists() else None
 
 
-def current_sweeps(path: Path) -> list[str]:
-    """The sweep with the controller's defaults."""
+def current_sweeps(path: Path, docs: Path) -> list[str]:
+    """The sweep with the controller's defaults (its plot written to `docs`)."""
     saved = _load(path, DEFAULTS_TAG)
     if saved is None:
         return []
     e3 = ["e3's share of the requests and its requests' median (ms): "
           + "; ".join(e3_lines(saved["runs"])) + ".", ""]
-    return sweep_section(saved, DOCS, tag=DEFAULTS_TAG, commands=DEFAULTS_COMMANDS,
+    return sweep_section(saved, docs, tag=DEFAULTS_TAG, commands=DEFAULTS_COMMANDS,
                          title="A load sweep, with the controller's defaults",
                          notes=[*DEFAULTS_NOTES, *e3])
 
 
-def congestion_sweep(path: Path) -> list[str]:
-    """The sweep with `congestion_ms = 3`, a default tried and not kept."""
+def congestion_sweep(path: Path, docs: Path) -> list[str]:
+    """The sweep with `congestion_ms = 3`, a default tried and not kept (its plot written to
+    `docs`)."""
     saved = _load(path, CONGESTION_TAG)
     if saved is None:
         return []
-    return sweep_section(saved, DOCS, tag=CONGESTION_TAG, commands=CONGESTION_COMMANDS,
+    return sweep_section(saved, docs, tag=CONGESTION_TAG, commands=CONGESTION_COMMANDS,
                          title="A cheaper congested link as the default, tried: "
                                "`congestion_ms = 3`",
                          notes=CONGESTION_NOTES)

@@ -249,7 +249,8 @@ class Decisions:
             return self._priced(svc, metrics, compute_ms(metrics, svc.base_delay_ms, self.scoring))
         hold = hold_s(metrics, svc.base_delay_ms)
         age = now - inst.metrics_at if inst.metrics_at is not None and places else None
-        queued = self._queued(inst, now, hold, age)
+        queued = self._queued(inst, now, hold, places)
+        # the requests left: the report's and the placements' apart, or (queued) together
         key = (svc.base_delay_ms,
                still_there(metrics, age, hold) if queued is None else queued[0],
                self.placements.count(inst.dbid, now, hold) if queued is None else -1,
@@ -283,12 +284,12 @@ class Decisions:
         return cost
 
     def _queued(self, inst: Instance, now: float, hold: float,
-                age: float | None) -> tuple[int, int] | None:
+                places: bool) -> tuple[int, int] | None:
         """Where the report is aged (the controller places every new flow): the requests at
         the instance now and how many are placements, its report's and the placements sharing
         its workers (workers.py). None otherwise, or with no placement to queue: the report
         aged alone, or as it came, plus the placements younger than `hold`."""
-        if age is None or inst.metrics_at is None:
+        if not places or inst.metrics_at is None:
             return None
         return self.placements.queued(inst.dbid, inst.metrics, inst.metrics_at, hold, now)
 
@@ -297,9 +298,7 @@ class Decisions:
         the instance: waiting behind the requests ahead of them, or served within one holding
         time."""
         hold = hold_s(inst.metrics, svc.base_delay_ms)
-        age = now - inst.metrics_at if inst.metrics_at is not None and self.places_flows(svc) \
-            else None
-        queued = self._queued(inst, now, hold, age)
+        queued = self._queued(inst, now, hold, self.places_flows(svc))
         return self.placements.count(inst.dbid, now, hold) if queued is None else queued[1]
 
     def merit(self, inst: Instance) -> float:
