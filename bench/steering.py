@@ -247,6 +247,10 @@ def report(path: Path) -> None:
         if marginal:
             extra += marginal_section(marginal)
     extra += congestion_sweep(path, DOCS)
+    from bench.steering_sweep_options_report import load as load_options
+    from bench.steering_sweep_options_report import options_section
+
+    extra += options_section(load_options(path.parent))
     from bench.steering_failover import HEALTH_TAGS, TAGS, failover_section, health_section
 
     failover = {tag: json.loads(p.read_text()) for tag in TAGS
