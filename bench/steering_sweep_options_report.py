@@ -144,7 +144,7 @@ NOTES = [
     "puts the flows between two recomputes on fewer sites.",
     "",
     "- Sessions back to back, 22:08-22:43 UTC, load average 0.03-0.96 (nothing else "
-    "running); the defaults' sweep ran at 18:36-19:14 UTC the same day. Each setting's "
+    "running); the defaults' sweep ran at 18:36-19:02 UTC the same day. Each setting's "
     "ratios are against the least-loaded and p2c runs of the 22:08 session, whose p95s "
     "differ from the defaults' session's by up to 23 % in a cell and seed (p2c in hot-site "
     "at 0.6, seed 1: 435 ms against 567).",
