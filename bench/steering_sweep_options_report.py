@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.steering_links_report import RESULTS, commands  # noqa: E402
 from bench.steering_sweep_marginal_report import _met, e3_lines  # noqa: E402
-from bench.steering_sweep_report import _cells, _spread, ratios  # noqa: E402
+from bench.steering_sweep_report import NEVER_WORSE, _cells, _spread, ratios  # noqa: E402
 
 DEFAULTS = "queue-model-10"
 SETTINGS = {  # tag -> the setting in words
@@ -81,7 +81,7 @@ def summary(saved: dict[str, list[dict[str, Any]]]) -> dict[str, tuple[int, int,
                 continue
             n += 1
             met += _met(key[1], got) == "met"
-            worse += median(got) > 1.05
+            worse += median(got) > NEVER_WORSE
         out[tag] = (met, worse, n)
     return out
 
@@ -91,7 +91,7 @@ def options_section(saved: dict[str, list[dict[str, Any]]]) -> list[str]:
     if DEFAULTS not in saved or len(saved) < 2:
         return []
     tally = summary(saved)
-    counts = "; ".join(f"{SETTINGS[t]}: {m} of {n} cells met, {w} above 1.05x"
+    counts = "; ".join(f"{SETTINGS[t]}: {m} of {n} cells met, {w} above {NEVER_WORSE}x"
                        for t, (m, w, n) in tally.items())
     shares = [f"- {SETTINGS[t]}: " + "; ".join(line for line in e3_lines(runs)
                                                if " dyncast " in line)
