@@ -51,6 +51,19 @@ def load(results: Path = RESULTS) -> dict[str, list[dict[str, Any]]]:
     return saved
 
 
+def _compared(tag: str, runs: list[dict[str, Any]]) -> None:
+    """Every dyncast run has another policy's run of its cell and seed to be judged against
+    (else its cell's median would quietly be over fewer seeds): ValueError naming the first
+    that has none."""
+    judged = {(r["scenario"], r["target_load"], r["seed"]) for r in runs
+              if r["policy"] != "dyncast" and r["p95_ms"] is not None}
+    for r in runs:
+        if r["policy"] == "dyncast" and (r["scenario"], r["target_load"], r["seed"]) not in judged:
+            raise ValueError(f"steering-sweep-{tag}: dyncast's run of {r['scenario']} at "
+                             f"{r['target_load']:g}, seed {r['seed']}, has no other policy's "
+                             f"run to be compared with (here or in {BASELINES_FROM})")
+
+
 def table(saved: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Per cell and setting: dyncast / best other of the same seed, median (range), with issue
     22's verdict; dyncast's p95s."""
@@ -90,11 +103,13 @@ def options_section(saved: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The results page's section."""
     if DEFAULTS not in saved or len(saved) < 2:
         return []
+    for tag, runs in saved.items():
+        _compared(tag, runs)
     tally = summary(saved)
     counts = "; ".join(f"{SETTINGS[t]}: {m} of {n} cells met, {w} above {NEVER_WORSE}x"
                        for t, (m, w, n) in tally.items())
-    shares = [f"- {SETTINGS[t]}: " + "; ".join(line for line in e3_lines(runs)
-                                               if " dyncast " in line)
+    shares = [f"- {SETTINGS[t]}: " + "; ".join(e3_lines([r for r in runs
+                                                        if r["policy"] == "dyncast"]))
               for t, runs in saved.items()]
     return ["## The opt-in settings again, with placements waiting behind the queue", "",
             ", ".join(c for t in saved for c in commands({t: {}})) + " (logs: "

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.steering_sweep_options_report import load, options_section, summary, table
 
 
@@ -47,3 +49,14 @@ def test_a_setting_run_alone_is_judged_against_the_borrowed_sessions_policies(
 def test_no_section_without_the_defaults_sweep(tmp_path: Path) -> None:
     _save(tmp_path, "qm-perflow", [_run("dyncast", 0.6, 1, 280.0)])
     assert options_section(load(tmp_path)) == []
+
+
+def test_a_dyncast_run_with_nothing_to_be_compared_with_stops_the_section(
+        tmp_path: Path) -> None:
+    """A seed the borrowed session did not run would leave its cell's median over fewer seeds
+    without saying so: the section refuses it, naming the run."""
+    _save(tmp_path, "queue-model-10", [_run("dyncast", 0.6, 1, 300.0), _run("p2c", 0.6, 1, 400.0)])
+    _save(tmp_path, "qm-marginal", [_run("dyncast", 0.6, 1, 420.0), _run("p2c", 0.6, 1, 500.0)])
+    _save(tmp_path, "qm-perflow", [_run("dyncast", 0.6, 1, 280.0), _run("dyncast", 0.6, 3, 290.0)])
+    with pytest.raises(ValueError, match=r"qm-perflow: dyncast's run of load-step at 0\.6, seed 3"):
+        options_section(load(tmp_path))
