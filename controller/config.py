@@ -18,6 +18,7 @@ from controller.limits import Limits, limits_from_dict
 from controller.logcfg import LogConfig, logging_from_dict
 from controller.model import Service, check_unique, service_from_dict
 from controller.network.monitor import LinkConfig, MonitorSettings
+from controller.selection.allowance import MAX_ALLOWANCE, MAX_PRICE
 from controller.selection.decisions import SelectionConfig
 from controller.selection.marginal import QUEUE_PRICES
 from controller.selection.perflow import PICKS
@@ -96,7 +97,8 @@ def _links(raw: Any) -> tuple[LinkConfig, ...]:
 def _selection(data: Mapping[str, Any]) -> SelectionConfig:
     """Parse the [controller.selection] table."""
     reject_unknown(data, {"spread", "sharpness", "hysteresis", "hop_ms", "placed_flows",
-                          "placed_grace_s", "queueing", "pick", "queue_price"},
+                          "placed_grace_s", "queueing", "pick", "queue_price",
+                          "wait_allowance", "allowance_price"},
                    "controller.selection")
     d = SelectionConfig()
     pick = data.get("pick", d.pick)
@@ -127,6 +129,10 @@ def _selection(data: Mapping[str, Any]) -> SelectionConfig:
         queueing=_flag(data, "queueing", d.queueing, "controller.selection."),
         pick=pick,
         queue_price=queue_price,
+        wait_allowance=check_number(data.get("wait_allowance", d.wait_allowance),
+                                    "controller.selection.wait_allowance", 0.0, MAX_ALLOWANCE),
+        allowance_price=check_number(data.get("allowance_price", d.allowance_price),
+                                     "controller.selection.allowance_price", 1.0, MAX_PRICE),
     )
 
 

@@ -17,7 +17,7 @@ from typing import Protocol
 from controller.model import Instance, Metrics, Service
 from controller.network.costs import PathCosts
 from controller.network.topology import Topology
-from controller.selection import marginal, perflow, redecide
+from controller.selection import allowance, marginal, perflow, redecide
 from controller.selection.engine import EPSILON, Engine, compute_ms
 from controller.selection.incremental import Incremental, Prepared, what_of
 from controller.selection.placements import Placements, as_of, hold_s, still_there, with_total
@@ -47,7 +47,9 @@ class SelectionConfig:
     placed_grace_s: float = 0.02  # placements this recent still count after a report
     queueing: bool = False  # raise the default estimate to the M/M/c wait of the placement rate
     pick: str = "shares"  # dyncast: serve the shares, or "per-flow": the cheapest now (perflow.py)
-    queue_price: str = "mean"  # dyncast: "marginal" prices the queue at its marginal cost
+    queue_price: str = "mean"  # dyncast: "marginal" or "allowance" re-price the queue
+    wait_allowance: float = allowance.DEFAULT_ALLOWANCE  # "allowance": base delays of waiting
+    allowance_price: float = allowance.DEFAULT_PRICE  # "allowance": per ms waited beyond it
 
 
 class InstanceSource(Protocol):
@@ -277,11 +279,16 @@ class Decisions:
         return cost
 
     def _priced(self, svc: Service, metrics: Metrics | None, cost: float) -> float:
-        """`queue_price = "marginal"`: a dyncast service's queue at its marginal cost."""
-        if (self.selection.queue_price == "marginal"
-                and marginal.applies(svc.policy, metrics, self.scoring.enabled)):
+        """A dyncast service's queue priced at its marginal cost (`queue_price = "marginal"`)
+        or its wait beyond the allowance priced steeply (`"allowance"`)."""
+        price = self.selection.queue_price
+        if price == "mean" or not marginal.applies(svc.policy, metrics, self.scoring.enabled):
+            return cost
+        if price == "marginal":
             return marginal.marginal_ms(cost, metrics)
-        return cost
+        sel = self.selection
+        return allowance.allowance_ms(cost, metrics, sel.wait_allowance * svc.base_delay_ms,
+                                      sel.allowance_price)
 
     def _queued(self, inst: Instance, now: float, hold: float,
                 places: bool) -> tuple[int, int] | None:

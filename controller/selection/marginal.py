@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from controller.model import Metrics
 
-QUEUE_PRICES = ("mean", "marginal")
+QUEUE_PRICES = ("mean", "marginal", "allowance")  # "allowance": allowance.py
 
 
 def queue_factor(metrics: Metrics | None) -> float:
@@ -55,7 +55,7 @@ def marginal_ms(mean_ms: float, metrics: Metrics | None) -> float:
 
 
 def applies(policy: str, metrics: Metrics | None, scoring_enabled: bool) -> bool:
-    """Whether a `queue_price = "marginal"` setting re-prices this compute cost: a `dyncast`
+    """Whether a `queue_price` other than "mean" re-prices this compute cost: a `dyncast`
     service's instance priced by the default estimate from a raw report."""
     return (policy == "dyncast" and metrics is not None and metrics.score is None
             and not scoring_enabled)
