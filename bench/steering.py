@@ -251,6 +251,11 @@ def report(path: Path) -> None:
     from bench.steering_sweep_options_report import options_section
 
     extra += options_section(load_options(path.parent))
+    bound_path = path.with_name("steering-bound-queue-model-10.json")
+    if bound_path.exists():
+        from bench.steering_bound import bound_section
+
+        extra += bound_section(json.loads(bound_path.read_text()), "queue-model-10")
     from bench.steering_failover import HEALTH_TAGS, TAGS, failover_section, health_section
 
     failover = {tag: json.loads(p.read_text()) for tag in TAGS

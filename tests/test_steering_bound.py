@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.steering_bound import Site, bound_cells, lines, max_on_time, releases_of, sites_of
+from bench.steering_bound import (
+    Site,
+    bound_cells,
+    bound_section,
+    lines,
+    max_on_time,
+    releases_of,
+    sites_of,
+)
 from bench.steering_net import NETWORKS
 
 SWEEP = Path(__file__).resolve().parent.parent / "bench" / "results"
@@ -71,3 +79,17 @@ def test_a_cell_is_judged_against_its_own_seeds_best_other() -> None:
     assert cell["without"] * cell["requests"] >= cell["need"]
     assert "not excluded" in lines([cell])[-1]
     assert bound_cells(net, [r for r in runs if r["policy"] == "dyncast"]) == []
+
+
+def test_the_section_tells_the_cells_that_fit_from_those_that_need_the_congested_site() -> None:
+    cell = {"scenario": "load-step", "target_load": 0.8, "seed": 1, "requests": 100, "need": 95,
+            "best_other": "p2c", "best_other_p95_ms": 400.0, "within_ms": 320.0,
+            "dyncast_p95_ms": 350.0, "without": 0.97, "with": 1.0}
+    short = {**cell, "scenario": "hot-site", "without": 0.9, "within_ms": 450.0}
+    excluded = {**short, "target_load": 0.95, "with": 0.9}
+    text = "\n".join(bound_section({"from": "x.json", "cells": [cell, short, excluded]}, "t"))
+    assert "| load-step | 0.8 | 1 | 100 | 320 | 350 | 97.0% | 100.0% | not excluded |" in text
+    assert "only if the path were free" in text and "**excluded**" in text
+    assert "(load-step at 0.8: 97 % of the requests)" in text
+    assert "(hot-site at 0.8, hot-site at 0.95: at most 90 %)" in text
+    assert "bench/steering_bound.py --tag t " in text
