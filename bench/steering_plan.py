@@ -154,7 +154,7 @@ def check(results: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-WORD_SETTINGS = {"pick"}  # [controller.selection] settings whose value is a word
+WORD_SETTINGS = {"pick", "queue_price"}  # [controller.selection] settings whose value is a word
 
 
 def _toml(value: float | bool | str) -> str:

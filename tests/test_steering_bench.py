@@ -184,6 +184,11 @@ def test_selection_settings_from_the_command_line_reach_the_controller() -> None
     config = config_from_dict(tomllib.loads(controller_config(NETWORKS["figure2"](), "dyncast",
                                                               word.controller_extra())))
     assert config.selection.pick == "per-flow" and 'pick "per-flow"' in word.describe()
+    price = Plan(["balanced"], ["dyncast"], {"balanced": 10.0},
+                 selection=_pairs(["queue_price=allowance", "wait_allowance=0.5"]))
+    config = config_from_dict(tomllib.loads(controller_config(NETWORKS["figure2"](), "dyncast",
+                                                              price.controller_extra())))
+    assert (config.selection.queue_price, config.selection.wait_allowance) == ("allowance", 0.5)
     with pytest.raises(SystemExit, match="'spread=wide'"):
         _pairs(["spread=wide"])
     with pytest.raises(SystemExit, match=r"'interval=true': expected KEY=NUMBER$"):
