@@ -46,10 +46,12 @@ DEFAULTS_NOTES = [
     "**Where dyncast does not win, and why.** Load-step at 0.95 is level at the median (1.03 "
     "and 1.02 in seeds 1 and 2, 1.23 in seed 3): dyncast still sends e3, behind the congested "
     "path, less than the others (its utilisation above), so its requests wait longer at e2 "
-    "and e4 (its mean response time 251-257 ms against p2c's 206-217, from the log). The "
-    "0.8x target is out of reach in load-step from 0.8 whatever the policy: e2 and e4 cannot "
-    "take the peak, e3 must serve a share, and its requests take about 340 ms (the medians "
-    "below), above 0.8x the best other's p95 (286-303 ms at 0.8). In hot-site at 0.6 "
+    "and e4 (its mean response time 251-257 ms against p2c's 206-217, from the log). In "
+    "load-step at 0.8 dyncast sends e3 6-7 % of the requests, which take about 340 ms (the "
+    "medians below), above 0.8x the best other's p95 (286-303 ms): its p95 is e3's time. "
+    "e3 need not serve that much there: the upper bound below (\"An upper bound on any "
+    "policy, on the sweep's own arrivals\") finds that e2 and e4 alone could finish 98-99 % "
+    "of the requests within 0.8x. In hot-site at 0.6 "
     "dyncast is 0.82x: e2, the one site neither slowed nor behind the path, is nearly full, "
     "and the p95 is e3's time; at 0.8 and 0.95 every site is near full (0.91x, 0.99x).",
     "",
