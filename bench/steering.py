@@ -221,7 +221,12 @@ def report(path: Path) -> None:
         from bench.steering_baselines import baselines_section
 
         extra = baselines_section(json.loads(baselines_path.read_text()), saved["networks"])
-    from bench.steering_sweep_current import BEFORE_QUEUE, congestion_sweep, current_sweeps
+    from bench.steering_sweep_current import (
+        BEFORE_QUEUE,
+        allowance_sweep,
+        congestion_sweep,
+        current_sweeps,
+    )
     from bench.steering_sweep_report import sweep_section
 
     extra = [*(extra or []), *current_sweeps(path, DOCS)]
@@ -251,6 +256,7 @@ def report(path: Path) -> None:
     from bench.steering_sweep_options_report import options_section
 
     extra += options_section(load_options(path.parent))
+    extra += allowance_sweep(path, DOCS)
     bound_path = path.with_name("steering-bound-queue-model-10.json")
     if bound_path.exists():
         from bench.steering_bound import bound_section

@@ -60,3 +60,18 @@ def test_a_dyncast_run_with_nothing_to_be_compared_with_stops_the_section(
     _save(tmp_path, "qm-perflow", [_run("dyncast", 0.6, 1, 280.0), _run("dyncast", 0.6, 3, 290.0)])
     with pytest.raises(ValueError, match=r"qm-perflow: dyncast's run of load-step at 0\.6, seed 3"):
         options_section(load(tmp_path))
+
+
+def test_the_allowance_is_compared_with_the_defaults_cell_by_cell(tmp_path: Path) -> None:
+    """bench/steering_sweep_current.py's `versus`: per scenario and load that both sweeps ran,
+    the median over seeds of dyncast / the best other, the defaults' first."""
+    from bench.steering_sweep_current import versus
+
+    defaults = [_run("dyncast", 0.6, 1, 300.0), _run("p2c", 0.6, 1, 400.0),
+                _run("dyncast", 0.8, 1, 450.0), _run("p2c", 0.8, 1, 500.0)]
+    allowance = [_run("dyncast", 0.6, 1, 240.0), _run("least-loaded", 0.6, 1, 400.0),
+                 _run("p2c", 0.6, 1, 300.0), _run("dyncast", 0.6, 2, 200.0),
+                 _run("p2c", 0.6, 2, 400.0), _run("dyncast", 0.95, 1, 1.0),
+                 _run("p2c", 0.95, 1, 1.0)]
+    # 0.6: 240/300 and 200/400, median 0.65; 0.95 is not in the defaults, 0.8 not here
+    assert versus(allowance, defaults) == "load-step 0.75 and 0.65 (0.6)"

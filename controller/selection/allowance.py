@@ -26,6 +26,10 @@ which one request barely adds.
 Only the default estimate from a raw report is re-priced (a level-2 score or `[controller.scoring]`
 carries no counts to price), for `dyncast` services only (`p2c` and `least-loaded` stand for
 what other balancers do).
+
+It is off by default (`"mean"`): on the steering benchmark's load sweep it sent more requests
+across the congested path than the mean and met issue 22's targets in no more cells
+(docs/results/steering.md, "A wait allowance, measured").
 """
 
 from __future__ import annotations
