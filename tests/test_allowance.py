@@ -10,17 +10,10 @@ from pathlib import Path
 import pytest
 
 from apps.configfile import load_config
-from controller.config import ControllerConfig, SelectionConfig
-from controller.core import Core
 from controller.errors import ConfigError
-from controller.intents import VIRTUAL_MAC
-from controller.model import Metrics, Service
-from controller.network.monitor import LinkConfig
+from controller.model import Metrics
 from controller.selection.allowance import allowance_ms, wait_ms
-from tests.fakeoftable import FakeNetwork
-from tests.helpers import HOSTS, LINKS, PORTS, SVC1, SVC2, figure2_core, tcp_frame
-
-E21, E31 = "10.0.0.21", "10.0.0.31"
+from tests.pricing import E21, E31, slow_path_core, stream
 
 
 def _metrics(sessions: int, queue: int, capacity: int) -> Metrics:
@@ -41,49 +34,14 @@ def test_the_wait_within_the_allowance_costs_what_it_takes_and_beyond_it_the_pri
     assert wait_ms(10.0, None) == 0.0
 
 
-def _core(queue_price: str, policy: str = "dyncast", **selection: float) -> tuple[Core,
-                                                                                  FakeNetwork]:
-    """Figure 2 with r3's uplink (3-4) at 30 ms: c1 reaches e21 in 2 ms (two hops) and e31 in
-    31 ms. svc1 (base delay 10 ms) with `policy`; both instances report two idle workers at
-    t = 1, each serving in the base delay."""
-    svc1 = Service(SVC1.name, SVC1.dsid, SVC1.protocol, SVC1.port, SVC1.affinity, policy=policy)
-    cfg = ControllerConfig(services=(svc1, SVC2), links=(LinkConfig(3, 4, delay_ms=30.0),),
-                           selection=SelectionConfig(spread=0.3, sharpness=4.0, hysteresis=0.15,
-                                                     queue_price=queue_price, **selection))
-    core = figure2_core(cfg)
-    net = FakeNetwork(LINKS)
-    for dpid in PORTS:
-        net.apply(core.switch_connected(dpid))
-    net.apply(core.forwarding.sync_routes())
-    for dbid in (E21, E31):
-        core.report(dbid, _metrics(0, 0, 2), 1.0)
-    return core, net
-
-
-def _stream(core: Core, net: FakeNetwork, n: int) -> list[str]:
-    """`n` new TCP flows from c1 at t = 1.01, before the next report, each sent through the
-    switches' tables (a packet-in to the core, its intents into the tables, the packet again).
-    Returns the instance each flow's packet reached."""
-    ip, mac, dpid, port = HOSTS["c1"]
-    out = []
-    for sport in range(30000, 30000 + n):
-        fields = {"eth_type": 0x800, "ip_proto": 6, "eth_src": mac, "eth_dst": VIRTUAL_MAC,
-                  "ipv4_src": ip, "ipv4_dst": SVC1.dsid, "tcp_src": sport, "tcp_dst": 8000}
-        assert net.send(dpid, port, fields, 1.01).to_controller  # the controller places it
-        frame = tcp_frame(mac, VIRTUAL_MAC, ip, SVC1.dsid, sport, 8000)
-        net.apply(core.packet_in(dpid, port, frame, 1.01), 1.01)
-        out.append(str(net.send(dpid, port, fields, 1.01).only()["ipv4_dst"]))
-    return out
-
-
 def test_a_near_queue_past_its_allowance_sends_new_flows_across_the_slow_path() -> None:
     """With k flows placed on e21 since the report a new one waits 5 * (k - 1) ms there. At the
     mean e31 (41 ms) shares new flows only once e21 costs within the 0.3 spread of it (after
     five flows). With one base delay (10 ms) allowed, the fourth flow's 15 ms wait is 5 beyond:
     2 + 25 + 4 * 5 = 47 ms, and e31, the cheaper, takes the fifth; the near queue stays within
     what it is allowed, so more of the stream crosses."""
-    mean = _stream(*_core("mean"), 12)
-    allowed = _stream(*_core("allowance"), 12)
+    mean = stream(*slow_path_core("mean"), 12)
+    allowed = stream(*slow_path_core("allowance"), 12)
     assert mean[:7] == [E21] * 6 + [E31]
     assert allowed[:5] == [E21] * 4 + [E31]
     assert Counter(allowed)[E31] > Counter(mean)[E31]
@@ -91,18 +49,20 @@ def test_a_near_queue_past_its_allowance_sends_new_flows_across_the_slow_path() 
 
 def test_an_allowance_longer_than_any_queue_is_the_mean() -> None:
     """Allowed 100 base delays, no queue of the stream reaches it: the same flows as the mean."""
-    assert _stream(*_core("allowance", wait_allowance=100.0), 12) == _stream(*_core("mean"), 12)
+    assert stream(*slow_path_core("allowance", wait_allowance=100.0), 12) == \
+        stream(*slow_path_core("mean"), 12)
 
 
 @pytest.mark.parametrize("policy", ["p2c", "least-loaded"])
 def test_p2c_and_least_loaded_place_the_same_flows_with_an_allowance(policy: str) -> None:
     """The baselines compare the mean estimate whatever `queue_price` says."""
-    assert _stream(*_core("allowance", policy), 12) == _stream(*_core("mean", policy), 12)
-    core, _ = _core("allowance", policy)
+    assert stream(*slow_path_core("allowance", policy), 12) == \
+        stream(*slow_path_core("mean", policy), 12)
+    core, _ = slow_path_core("allowance", policy)
     core.report(E21, _metrics(2, 2, 2), 1.0)  # three ahead of a new one: 10 * 2.5
     svc, inst = core.catalogue.service("svc1"), core.catalogue.instances[E21]
     assert core.decisions.compute_ms(svc, inst, 1.0) == pytest.approx(25.0)
-    core, _ = _core("allowance")
+    core, _ = slow_path_core("allowance")
     core.report(E21, _metrics(2, 2, 2), 1.0)  # 15 ms waited, 5 beyond: 25 + 4 * 5
     svc, inst = core.catalogue.service("svc1"), core.catalogue.instances[E21]
     assert core.decisions.compute_ms(svc, inst, 1.0) == pytest.approx(45.0)

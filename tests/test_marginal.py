@@ -11,17 +11,11 @@ from pathlib import Path
 import pytest
 
 from apps.configfile import load_config
-from controller.config import ControllerConfig, SelectionConfig
-from controller.core import Core
+from controller.config import SelectionConfig
 from controller.errors import ConfigError
-from controller.intents import VIRTUAL_MAC
-from controller.model import Metrics, Service
-from controller.network.monitor import LinkConfig
+from controller.model import Metrics
 from controller.selection.marginal import applies, marginal_ms, queue_factor
-from tests.fakeoftable import FakeNetwork
-from tests.helpers import HOSTS, LINKS, PORTS, SVC1, SVC2, figure2_core, tcp_frame
-
-E21, E31 = "10.0.0.21", "10.0.0.31"
+from tests.pricing import E21, E31, slow_path_core, stream
 
 
 def _metrics(sessions: int, queue: int, capacity: int, score: float | None = None) -> Metrics:
@@ -58,40 +52,6 @@ def test_only_a_dyncast_services_default_estimate_is_repriced() -> None:
     assert not applies("dyncast", None, False)
 
 
-def _core(queue_price: str, policy: str = "dyncast") -> tuple[Core, FakeNetwork]:
-    """Figure 2 with r3's uplink (3-4) at 30 ms: c1 reaches e21 in 2 ms (two hops) and e31 in
-    31 ms. svc1 with `policy`; both instances report two idle workers at t = 1, each serving
-    in the base delay (10 ms)."""
-    svc1 = Service(SVC1.name, SVC1.dsid, SVC1.protocol, SVC1.port, SVC1.affinity, policy=policy)
-    cfg = ControllerConfig(services=(svc1, SVC2), links=(LinkConfig(3, 4, delay_ms=30.0),),
-                           selection=SelectionConfig(spread=0.3, sharpness=4.0, hysteresis=0.15,
-                                                     queue_price=queue_price))
-    core = figure2_core(cfg)
-    net = FakeNetwork(LINKS)
-    for dpid in PORTS:
-        net.apply(core.switch_connected(dpid))
-    net.apply(core.forwarding.sync_routes())
-    for dbid in (E21, E31):
-        core.report(dbid, _metrics(0, 0, 2), 1.0)
-    return core, net
-
-
-def _stream(core: Core, net: FakeNetwork, n: int) -> list[str]:
-    """`n` new TCP flows from c1 at t = 1.01, before the next report, each sent through the
-    switches' tables (a packet-in to the core, its intents into the tables, the packet again).
-    Returns the instance each flow's packet reached."""
-    ip, mac, dpid, port = HOSTS["c1"]
-    out = []
-    for sport in range(30000, 30000 + n):
-        fields = {"eth_type": 0x800, "ip_proto": 6, "eth_src": mac, "eth_dst": VIRTUAL_MAC,
-                  "ipv4_src": ip, "ipv4_dst": SVC1.dsid, "tcp_src": sport, "tcp_dst": 8000}
-        assert net.send(dpid, port, fields, 1.01).to_controller  # the controller places it
-        frame = tcp_frame(mac, VIRTUAL_MAC, ip, SVC1.dsid, sport, 8000)
-        net.apply(core.packet_in(dpid, port, frame, 1.01), 1.01)
-        out.append(str(net.send(dpid, port, fields, 1.01).only()["ipv4_dst"]))
-    return out
-
-
 def test_a_stream_that_fills_the_near_site_spills_across_the_slow_path_earlier() -> None:
     """e21 is near (2 ms) and e31 behind a 30 ms path, both 10 ms a request, two workers. With
     k flows placed on e21 since the report a new one there costs 10 * (1 + (k - 1) / 2) on
@@ -99,8 +59,8 @@ def test_a_stream_that_fills_the_near_site_spills_across_the_slow_path_earlier()
     e21's cost is within the 0.3 spread of it (31.5 ms or more): after five flows on e21 at the
     mean (32 ms: the decision taken again gives e31 a share, served from the seventh flow),
     after three at the margin (42 ms: e31 is then the cheaper, from the fourth flow)."""
-    mean = _stream(*_core("mean"), 12)
-    marg = _stream(*_core("marginal"), 12)
+    mean = stream(*slow_path_core("mean"), 12)
+    marg = stream(*slow_path_core("marginal"), 12)
     assert mean[:7] == [E21] * 6 + [E31]
     assert marg[:4] == [E21] * 3 + [E31]
     assert Counter(marg)[E31] > Counter(mean)[E31]
@@ -110,10 +70,11 @@ def test_a_stream_that_fills_the_near_site_spills_across_the_slow_path_earlier()
 def test_p2c_and_least_loaded_place_the_same_flows_with_either_price(policy: str) -> None:
     """The same stream under the baselines: the setting changes nothing they do (the compute
     cost they compare is the mean in both cases)."""
-    assert _stream(*_core("mean", policy), 12) == _stream(*_core("marginal", policy), 12)
+    assert stream(*slow_path_core("mean", policy), 12) == \
+        stream(*slow_path_core("marginal", policy), 12)
     for price, dyncast_ms in (("mean", 25.0), ("marginal", 62.5)):
         for p, expected in ((policy, 25.0), ("dyncast", dyncast_ms)):
-            core, _ = _core(price, p)
+            core, _ = slow_path_core(price, p)
             core.report(E21, _metrics(2, 2, 2), 1.0)  # three ahead of a new one: 10 * 2.5
             svc, inst = core.catalogue.service("svc1"), core.catalogue.instances[E21]
             assert core.decisions.compute_ms(svc, inst, 1.0) == pytest.approx(expected)
@@ -133,7 +94,7 @@ def test_the_setting_is_validated_and_named(tmp_path: Path) -> None:
 def test_a_service_changed_to_another_policy_is_priced_at_the_mean_at_once() -> None:
     """The compute costs kept per instance and report tell a dyncast service's from another's:
     a service changed from dyncast to p2c after its instance was priced reads the mean."""
-    core, _ = _core("marginal")
+    core, _ = slow_path_core("marginal")
     core.report(E21, _metrics(2, 2, 2), 1.0)
     svc, inst = core.catalogue.service("svc1"), core.catalogue.instances[E21]
     assert core.decisions.compute_ms(svc, inst, 1.0) == pytest.approx(62.5)
