@@ -223,6 +223,7 @@ def report(path: Path) -> None:
         extra = baselines_section(json.loads(baselines_path.read_text()), saved["networks"])
     from bench.steering_sweep_current import (
         BEFORE_QUEUE,
+        DEFAULTS_TAG,
         allowance_sweep,
         congestion_sweep,
         current_sweeps,
@@ -257,11 +258,11 @@ def report(path: Path) -> None:
 
     extra += options_section(load_options(path.parent))
     extra += allowance_sweep(path, DOCS)
-    bound_path = path.with_name("steering-bound-queue-model-10.json")
+    bound_path = path.with_name(f"steering-bound-{DEFAULTS_TAG}.json")
     if bound_path.exists():
         from bench.steering_bound import bound_section
 
-        extra += bound_section(json.loads(bound_path.read_text()), "queue-model-10")
+        extra += bound_section(json.loads(bound_path.read_text()), DEFAULTS_TAG)
     from bench.steering_failover import HEALTH_TAGS, TAGS, failover_section, health_section
 
     failover = {tag: json.loads(p.read_text()) for tag in TAGS

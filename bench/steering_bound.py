@@ -19,7 +19,8 @@ schedule: its optimum is an upper bound. It knows every arrival in advance, igno
 handshake, the controller's first-packet round trip and the keep-alive requests (they can be
 served at the congested site without costing the others anything), and the network: the site
 behind the congested path is either left out (its requests are taken to take longer than `T`:
-the `without` column) or counted as if its path cost nothing (`with`). Where even `with` stays
+the `without` column) or counted as if its path cost nothing (`with`). Each run is bounded on
+the network it names. Where even `with` stays
 below 95 %, no policy can meet 0.8x there; where `without` reaches it, no argument from the
 sites' capacity excludes the target.
 
@@ -124,17 +125,20 @@ def sites_of(net: BenchNet, scenario_name: str, congested: bool) -> list[Site]:
             for s in net.sites if congested or s.host != net.congested]
 
 
-def bound_cells(net: BenchNet, runs: list[dict[str, Any]],
+def bound_cells(runs: list[dict[str, Any]],
                 loads: set[float] | None = None) -> list[dict[str, Any]]:
-    """Per scenario, target load and seed with a dyncast run and another policy's: the share of
-    requests that could finish within 0.8x the best other p95, without and with the congested
-    site."""
-    by_key: dict[tuple[str, float, int], dict[str, dict[str, Any]]] = {}
+    """Per network, scenario, target load and seed with a dyncast run and another policy's: the
+    share of requests that could finish within 0.8x the best other p95, without and with the
+    congested site (each run on the benchmark network it names)."""
+    by_key: dict[tuple[str, str, float, int], dict[str, dict[str, Any]]] = {}
     for r in runs:
         if loads is None or r["target_load"] in loads:
-            by_key.setdefault((r["scenario"], r["target_load"], r["seed"]), {})[r["policy"]] = r
+            key = (r["network"], r["scenario"], r["target_load"], r["seed"])
+            by_key.setdefault(key, {})[r["policy"]] = r
+    nets: dict[str, BenchNet] = {}
     out = []
-    for (scenario, load, seed), pols in sorted(by_key.items()):
+    for (network, scenario, load, seed), pols in sorted(by_key.items()):
+        net = nets.get(network) or nets.setdefault(network, NETWORKS[network]())
         others = [r for p, r in pols.items() if p != "dyncast" and r["p95_ms"] is not None]
         if "dyncast" not in pols or not others:
             continue
@@ -167,9 +171,6 @@ def lines(cells: list[dict[str, Any]]) -> list[str]:
                    f"{c['within_ms']:.0f} | {c['dyncast_p95_ms']:.0f} | {c['without']:.1%} | "
                    f"{c['with']:.1%} | {verdict} |")
     return out
-
-
-COMMAND = ".venv/bin/python bench/steering_bound.py --tag {tag} --loads 0.6 0.8 0.95"
 
 
 def _range(values: list[float]) -> str:
@@ -208,7 +209,7 @@ def bound_section(saved: dict[str, Any], tag: str) -> list[str]:
             "the bulk transfer, allows only in part.")
     return [
         "## An upper bound on any policy, on the sweep's own arrivals", "",
-        f"`{COMMAND.format(tag=tag)}` (results: `bench/results/steering-bound-{tag}.json` "
+        f"`{saved['command']}` (results: `bench/results/steering-bound-{tag}.json` "
         f"and `.txt`, from `{saved['from']}`). Per cell and seed of the defaults' sweep: the "
         "most requests any schedule could finish within 0.8x the best other policy's p95 of "
         "that seed (issue 22's target), from a linear programme over the run's own seeded "
@@ -227,21 +228,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="steering_bound", description=__doc__.splitlines()[0])
     ap.add_argument("--tag", required=True, help="read bench/results/steering-sweep-TAG.json")
     ap.add_argument("--loads", nargs="+", type=float, default=None)
-    ap.add_argument("--network", choices=sorted(NETWORKS), default="figure2")
     args = ap.parse_args(argv)
     path = RESULTS / f"steering-sweep-{args.tag}.json"
     if not path.exists():
         ap.error(f"--tag: no {path}")
     runs = json.loads(path.read_text())["runs"]
     started = time.time()
-    cells = bound_cells(NETWORKS[args.network](), runs, set(args.loads) if args.loads else None)
+    cells = bound_cells(runs, set(args.loads) if args.loads else None)
     text = lines(cells)
-    head = (f"== {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: steering_bound "
-            f"{' '.join(sys.argv[1:] if argv is None else argv)} ({time.time() - started:.0f} s)")
+    command = ".venv/bin/python bench/steering_bound.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    head = (f"== {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {command} "
+            f"({time.time() - started:.0f} s)")
     print("\n".join([head, *text]))
-    out = RESULTS / f"steering-bound-{args.tag}"
-    out.with_suffix(".json").write_text(json.dumps({"from": path.name, "cells": cells}, indent=1))
-    out.with_suffix(".txt").write_text("\n".join([head, *text]) + "\n")
+    saved = {"from": path.name, "command": command, "cells": cells}
+    (RESULTS / f"steering-bound-{args.tag}.json").write_text(json.dumps(saved, indent=1))
+    (RESULTS / f"steering-bound-{args.tag}.txt").write_text("\n".join([head, *text]) + "\n")
     return 0
 
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from statistics import median
 
+from bench.steering_links_report import commands
 from bench.steering_sweep_marginal_report import e3_lines
 from bench.steering_sweep_report import _cells, ratios, sweep_section
 
@@ -30,10 +31,6 @@ CONGESTION_COMMANDS = (
 )
 BEFORE_QUEUE = "A load sweep, before placements waited behind the queue"
 ALLOWANCE_TAG = "qm-allowance"
-ALLOWANCE_COMMANDS = (
-    SWEEP + "dyncast least-loaded p2c --loads 0.3 0.6 0.8 0.95 --seeds 1 2 3 --duration 15 "
-    "--selection queue_price=allowance --tag qm-allowance",
-)
 ALLOWANCE_NOTES = [
     "**Not kept: the defaults stand.** The allowance (`controller/selection/allowance.py`: "
     "the first base delay of an instance's queue priced at what it takes, every ms beyond at "
@@ -153,6 +150,7 @@ def allowance_sweep(path: Path, docs: Path) -> list[str]:
     compared = ["dyncast / best other, median, with the defaults (\"A load sweep, with the "
                 "controller's defaults\") and with the allowance: "
                 + versus(saved["runs"], defaults["runs"]) + ".", ""]
-    return sweep_section(saved, docs, tag=ALLOWANCE_TAG, commands=ALLOWANCE_COMMANDS,
+    ran = tuple(c.strip("`") for c in commands({ALLOWANCE_TAG: {}}))  # as its log says
+    return sweep_section(saved, docs, tag=ALLOWANCE_TAG, commands=ran,
                          title="A wait allowance, measured: `queue_price = \"allowance\"`",
                          notes=[*compared, *ALLOWANCE_NOTES, *e3])

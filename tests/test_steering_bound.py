@@ -69,16 +69,15 @@ def test_the_congested_site_is_left_out_or_counted_and_a_slowed_site_is_slower()
 def test_a_cell_is_judged_against_its_own_seeds_best_other() -> None:
     """load-step at 0.6, seed 1: 0.8x the better of least-loaded and p2c in that seed; with the
     sites' capacity to spare every request fits, with or without e3."""
-    net = NETWORKS["figure2"]()
     runs = [r for r in _runs() if r["scenario"] == "load-step" and r["target_load"] == 0.6
             and r["seed"] == 1]
-    [cell] = bound_cells(net, runs)
+    [cell] = bound_cells(runs)
     best = min(r["p95_ms"] for r in runs if r["policy"] != "dyncast")
     assert cell["within_ms"] == pytest.approx(0.8 * best)
     assert cell["without"] <= cell["with"] + 1e-6 <= 1.0 + 2e-6  # the solver's tolerance
     assert cell["without"] * cell["requests"] >= cell["need"]
     assert "not excluded" in lines([cell])[-1]
-    assert bound_cells(net, [r for r in runs if r["policy"] == "dyncast"]) == []
+    assert bound_cells([r for r in runs if r["policy"] == "dyncast"]) == []
 
 
 def test_the_section_tells_the_cells_that_fit_from_those_that_need_the_congested_site() -> None:
@@ -87,9 +86,11 @@ def test_the_section_tells_the_cells_that_fit_from_those_that_need_the_congested
             "dyncast_p95_ms": 350.0, "without": 0.97, "with": 1.0}
     short = {**cell, "scenario": "hot-site", "without": 0.9, "within_ms": 450.0}
     excluded = {**short, "target_load": 0.95, "with": 0.9}
-    text = "\n".join(bound_section({"from": "x.json", "cells": [cell, short, excluded]}, "t"))
+    saved = {"from": "x.json", "command": ".venv/bin/python bench/steering_bound.py --tag t",
+             "cells": [cell, short, excluded]}
+    text = "\n".join(bound_section(saved, "t"))
     assert "| load-step | 0.8 | 1 | 100 | 320 | 350 | 97.0% | 100.0% | not excluded |" in text
     assert "only if the path were free" in text and "**excluded**" in text
     assert "(load-step at 0.8: 97 % of the requests)" in text
     assert "(hot-site at 0.8, hot-site at 0.95: at most 90 %)" in text
-    assert "bench/steering_bound.py --tag t " in text
+    assert "`.venv/bin/python bench/steering_bound.py --tag t` (results: " in text

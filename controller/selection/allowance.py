@@ -48,10 +48,10 @@ def wait_ms(cost_ms: float, metrics: Metrics | None) -> float:
     return cost_ms - cost_ms / queue_factor(metrics)
 
 
-def allowance_ms(cost_ms: float, metrics: Metrics | None, allowance_ms_: float,
+def allowance_ms(cost_ms: float, metrics: Metrics | None, allowed_ms: float,
                  price: float) -> float:
-    """`cost_ms` with the wait beyond `allowance_ms_` priced at `price` ms per ms."""
-    over = wait_ms(cost_ms, metrics) - allowance_ms_
+    """`cost_ms` with the wait beyond `allowed_ms` priced at `price` ms per ms."""
+    over = wait_ms(cost_ms, metrics) - allowed_ms
     if over <= 0:
         return cost_ms
     return cost_ms + (price - 1.0) * over
