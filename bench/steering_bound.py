@@ -150,7 +150,7 @@ def bound_cells(runs: list[dict[str, Any]],
         for label, congested in (("without", False), ("with", True)):
             got = max_on_time(releases, sites_of(net, scenario, congested), within_ms / 1000.0)
             shares[label] = got / len(releases)
-        out.append({"scenario": scenario, "target_load": load, "seed": seed,
+        out.append({"network": network, "scenario": scenario, "target_load": load, "seed": seed,
                     "requests": len(releases), "need": need, "best_other": best["policy"],
                     "best_other_p95_ms": best["p95_ms"], "within_ms": within_ms,
                     "dyncast_p95_ms": pols["dyncast"]["p95_ms"], **shares})
@@ -160,16 +160,17 @@ def bound_cells(runs: list[dict[str, Any]],
 def lines(cells: list[dict[str, Any]]) -> list[str]:
     """The table: per cell and seed, 0.8x the best other, dyncast's p95, and the most requests
     that could finish within it (share), without and with the congested site."""
-    out = ["| scenario | target load | seed | requests | 0.8x best other ms | dyncast p95 ms | "
-           "within it, without the congested site | with it, its path free | 95 % within it |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    out = ["| network | scenario | target load | seed | requests | 0.8x best other ms | "
+           "dyncast p95 ms | within it, without the congested site | with it, its path free | "
+           "95 % within it |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for c in cells:
         fits = {k: c[k] * c["requests"] >= c["need"] - 1e-6 for k in ("without", "with")}
         verdict = ("not excluded" if fits["without"] else "only if the path were free"
                    if fits["with"] else "**excluded**")
-        out.append(f"| {c['scenario']} | {c['target_load']:g} | {c['seed']} | {c['requests']} | "
-                   f"{c['within_ms']:.0f} | {c['dyncast_p95_ms']:.0f} | {c['without']:.1%} | "
-                   f"{c['with']:.1%} | {verdict} |")
+        out.append(f"| {c['network']} | {c['scenario']} | {c['target_load']:g} | {c['seed']} | "
+                   f"{c['requests']} | {c['within_ms']:.0f} | {c['dyncast_p95_ms']:.0f} | "
+                   f"{c['without']:.1%} | {c['with']:.1%} | {verdict} |")
     return out
 
 

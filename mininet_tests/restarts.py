@@ -177,6 +177,17 @@ def stat(lab: Lab, name: str) -> int:
     return int(lab.rest("GET", "/stats")[1].get(name, 0))
 
 
+def repaired(lab: Lab, added: int, emptied: float, within: float) -> float:
+    """Wait for the table audit to add entries back (`reconcile_added` above `added`) and return
+    how long after `emptied` it was seen; fail after `within` s. This times the controller's
+    repair alone: how soon a new connection is served after it also depends on the host's
+    neighbour cache and the switch's datapath (a CI run's probe was served 2.4 s after a repair
+    that came 0.7 s after del-flows)."""
+    wait_until(lambda: stat(lab, "reconcile_added") > added, within,
+               f"no entry re-added within {within} s of del-flows")
+    return time.time() - emptied
+
+
 def wait_away(seconds: float) -> None:
     """The controller stays away this long (a deliberate outage, not a wait for a state)."""
     time.sleep(seconds)

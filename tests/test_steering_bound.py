@@ -74,6 +74,7 @@ def test_a_cell_is_judged_against_its_own_seeds_best_other() -> None:
     [cell] = bound_cells(runs)
     best = min(r["p95_ms"] for r in runs if r["policy"] != "dyncast")
     assert cell["within_ms"] == pytest.approx(0.8 * best)
+    assert cell["network"] == "figure2"
     assert cell["without"] <= cell["with"] + 1e-6 <= 1.0 + 2e-6  # the solver's tolerance
     assert cell["without"] * cell["requests"] >= cell["need"]
     assert "not excluded" in lines([cell])[-1]
@@ -81,7 +82,8 @@ def test_a_cell_is_judged_against_its_own_seeds_best_other() -> None:
 
 
 def test_the_section_tells_the_cells_that_fit_from_those_that_need_the_congested_site() -> None:
-    cell = {"scenario": "load-step", "target_load": 0.8, "seed": 1, "requests": 100, "need": 95,
+    cell = {"network": "figure2", "scenario": "load-step", "target_load": 0.8, "seed": 1,
+            "requests": 100, "need": 95,
             "best_other": "p2c", "best_other_p95_ms": 400.0, "within_ms": 320.0,
             "dyncast_p95_ms": 350.0, "without": 0.97, "with": 1.0}
     short = {**cell, "scenario": "hot-site", "without": 0.9, "within_ms": 450.0}
@@ -89,7 +91,8 @@ def test_the_section_tells_the_cells_that_fit_from_those_that_need_the_congested
     saved = {"from": "x.json", "command": ".venv/bin/python bench/steering_bound.py --tag t",
              "cells": [cell, short, excluded]}
     text = "\n".join(bound_section(saved, "t"))
-    assert "| load-step | 0.8 | 1 | 100 | 320 | 350 | 97.0% | 100.0% | not excluded |" in text
+    row = "| figure2 | load-step | 0.8 | 1 | 100 | 320 | 350 | 97.0% | 100.0% | not excluded |"
+    assert row in text
     assert "only if the path were free" in text and "**excluded**" in text
     assert "(load-step at 0.8: 97 % of the requests)" in text
     assert "(hot-site at 0.8, hot-site at 0.95: at most 90 %)" in text
