@@ -38,6 +38,7 @@ from bench.steering_plan import (
 )
 from bench.steering_stall import Stall, check_stall, inactivity_probe_ms
 from bench.steering_stats import Capacity, summarise
+from bench.steering_trace import Tracer, run_record
 from mininet_tests.processes import bin_path
 
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
@@ -68,6 +69,8 @@ class Bench:
         self.plan = plan
         self.lab = lab
         self.site_procs: dict[str, list[Any]] = {}
+        self.trace = False  # poll the controller during each run (bench/steering_trace.py)
+        self.traces: list[dict[str, Any]] = []
         self.starts = 0  # names processes uniquely (each gets a fresh log)
         self.stall: Stall | None = None  # the controller's stall at this run's failure
 
@@ -285,6 +288,8 @@ class Bench:
         time.sleep(SETTLE_S)
         tag = f"{scenario.name}-{policy}"
         start_at = time.time() + 1.0
+        tracer = (Tracer(lab.rest, {s.dbid: s.host for s in net.sites}, net.base_delay_ms)
+                  if self.trace else None)
         clients = []
         for k, client in enumerate(net.clients):
             argv = [sys.executable, str(LOADGEN), "--url", f"http://{DSID}:{PORT}/",
@@ -307,6 +312,7 @@ class Bench:
                 raise BenchError(f"{proc.host} loadgen exited {proc.popen.returncode}: "
                                  f"{proc.log()[-500:]}")
         load = max(load, os.getloadavg()[0])
+        polls = tracer.stop() if tracer is not None else []
         stall, self.stall = self.stall, None
         if stall is not None and stall.wait():
             raise BenchError(f"{tag}: {stall.problem}")
@@ -332,6 +338,9 @@ class Bench:
                    duration_s=duration, loadavg=round(load, 2))
         if only:
             out["reference"] = list(only)
+        if tracer is not None:
+            self.traces.append(run_record({**out, "seed": seed}, polls, start_at, records,
+                                          tracer.errors))
         if scenario.fail is not None:
             out["failure"] = {"kind": self.plan.fail_kind, **failure_summary(
                 records, failed_at, scenario.fail)}  # loadgen names the instance's host

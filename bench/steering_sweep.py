@@ -49,6 +49,7 @@ from bench.steering import (  # noqa: E402
     check,
 )
 from bench.steering_net import NETWORKS, BenchNet, Scenario  # noqa: E402
+from bench.steering_trace import trace_path  # noqa: E402
 
 LOADS = (0.3, 0.6, 0.8, 0.95)
 LOAD_TOLERANCE = 0.15  # measured offered load within 15 % (relative) of the target ...
@@ -141,10 +142,12 @@ def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str
     return [r for r in old if key(r) not in fresh] + new
 
 
-def sweep(name: str, plan: Plan, loads: list[float], seeds: list[int],
-          log: Any) -> tuple[list[dict[str, Any]], list[str]]:
+def sweep(name: str, plan: Plan, loads: list[float], seeds: list[int], log: Any,
+          traces: list[dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Bring `name` up once; run every scenario at every load and seed under every policy.
-    Returns the runs and the problems (a missed load, or `check`'s)."""
+    Returns the runs and the problems (a missed load, or `check`'s). With `traces`, the
+    controller is polled during each run and the traces are appended to it
+    (bench/steering_trace.py)."""
     from mininet_tests.harness import Lab
 
     net = NETWORKS[name]()
@@ -152,6 +155,7 @@ def sweep(name: str, plan: Plan, loads: list[float], seeds: list[int],
                    for sc in plan.scenarios for t in loads}  # LoadError before Mininet
     lab = Lab(f"steering-sweep-{name}")
     bench = Bench(net, lab, plan)
+    bench.trace = traces is not None
     results: list[dict[str, Any]] = []
     problems: list[str] = []
     try:
@@ -171,6 +175,8 @@ def sweep(name: str, plan: Plan, loads: list[float], seeds: list[int],
                         s.update(target_load=target, multiplier=bench.plan.load,
                                  measured_load=round(measured, 3), seed=seed)
                         results.append(s)
+                        if traces is not None:
+                            traces.append({**bench.traces.pop(), "target_load": target})
                         log(f"{sc_name:9s} load {target:<4g} x{bench.plan.load:.3f} "
                             f"(measured {measured:.2f}) seed {seed} {policy:12s} {_line(s)} "
                             f"[{time.monotonic() - began:.0f} s]")
@@ -220,7 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--controller", nargs="+", default=[], metavar="KEY=VALUE",
                     help=f"[controller] link pricing other than the defaults: {NETWORK_KEYS}")
     ap.add_argument("--tag", default="", help="save to steering-sweep-TAG.json/.txt instead")
+    ap.add_argument("--trace", action="store_true",
+                    help="poll the controller during each run; save the traces to "
+                         "steering-trace-TAG.json (bench/steering_trace.py; needs --tag)")
     args = ap.parse_args(argv)
+    if args.trace and not args.tag:
+        ap.error("--trace: needs --tag (the traces are saved as steering-trace-TAG.json)")
     net = NETWORKS[args.network]()
     unknown = set(args.scenarios) - {s.name for s in net.scenarios}
     if unknown:
@@ -261,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # tear the network down
     began = time.monotonic()
     try:
-        results, problems = sweep(args.network, plan, args.loads, args.seeds, log)
+        traces: list[dict[str, Any]] | None = [] if args.trace else None
+        results, problems = sweep(args.network, plan, args.loads, args.seeds, log, traces)
     except BenchError as exc:
         log(f"steering_sweep: {exc}")
         return 1
@@ -275,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep_path.write_text(json.dumps(saved, indent=1) + "\n")
     with log_path.open("a") as f:
         f.write("\n".join(out) + "\n")
+    if traces is not None:
+        command = "sudo .venv/bin/python bench/steering_sweep.py " + " ".join(
+            sys.argv[1:] if argv is None else argv)
+        trace_path(args.tag).write_text(json.dumps({"command": command, "runs": traces}) + "\n")
     return 1 if problems else 0
 
 
