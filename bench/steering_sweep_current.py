@@ -44,10 +44,18 @@ ALLOWANCE_NOTES = [
     "defaults (e3's share below, against the defaults' section: hot-site at 0.6 11-12 % "
     "against 6-8 %, at 0.8 20-22 % against 17 %, load-step at 0.8 7-10 % against 6-7 %), "
     "and once that share passes 5 % the p95 is e3's time, about 340-365 ms (its medians "
-    "below). An explanation the runs fit, not measured directly: the estimate a placement is "
-    "priced with (a report aged, with the flows placed since) passes one base delay of "
-    "waiting for more requests than the 1-2 % the bound says need to be sent away in "
-    "load-step at 0.8, and a price that pays off only when it is rare does not pay off here.",
+    "below). Where the extra flows go was traced in hot-site at 0.6 (`sudo .venv/bin/python "
+    "bench/steering_sweep.py --scenarios hot-site --policies dyncast --loads 0.6 --seeds 1 2 3 "
+    "--duration 15 --selection queue_price=allowance --tag trace-allowance --trace`, analysis "
+    "`bench/results/steering-trace-trace-allowance.txt`, beside the defaults' "
+    "`steering-trace-trace.txt`): e3 took 49-52 requests against the defaults' 28-32, e4 the "
+    "same 36-40 as the defaults' 37-43, and 29-37 % of e3's requests (23-32 % with the "
+    "defaults) were placed while e4 still had a free worker. The flows the allowance sends "
+    "away from e2's queue go to the congested path rather than to the slowed site's idle "
+    "workers (their costs, about 320 and 300 ms, are close enough to share the spread); 75-78 "
+    "% of e2's requests still arrived while e4 had a free worker. In load-step at 0.8, not "
+    "traced, an explanation the runs fit: the estimate passes one base delay of waiting for "
+    "more requests than the 1-2 % the bound says need to be sent away there.",
     "",
 ]
 
