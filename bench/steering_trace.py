@@ -197,8 +197,27 @@ def main(argv: list[str] | None = None) -> int:
     path = trace_path(args.tag)
     if not path.exists():
         ap.error(f"--tag: no {path.relative_to(ROOT)} (run the sweep with --trace)")
-    print("\n".join(lines(json.loads(path.read_text())["runs"])))
+    traces = json.loads(path.read_text())["runs"]
+    short = problems(traces)
+    if short:
+        print("steering_trace: not analysed: " + "; ".join(short), file=sys.stderr)
+        return 1
+    print("\n".join(lines(traces)))
     return 0
+
+
+def problems(traces: list[dict[str, Any]]) -> list[str]:
+    """What makes a trace unfit to analyse: a failed poll, or a site of its network the
+    controller was never seen counting during the run."""
+    out = []
+    for tr in traces:
+        name = f"{tr['scenario']} load {tr['target_load']:g} seed {tr['seed']} {tr['policy']}"
+        if tr["poll_errors"]:
+            out.append(f"{name}: {tr['poll_errors']} polls failed")
+        missing = {s.host for s in NETWORKS[tr["network"]]().sites} - set(view_error(tr))
+        if missing:
+            out.append(f"{name}: no view of {sorted(missing)}")
+    return out
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from bench.steering_trace import (
     lines,
     main,
     passed_over,
+    problems,
     run_record,
     seen_count,
     view_error,
@@ -84,3 +85,9 @@ def test_an_unknown_tag_is_refused_naming_the_flag(capsys: pytest.CaptureFixture
         main(["--tag", "no-such-trace"])
     assert exc.value.code == 2
     assert "--tag" in capsys.readouterr().err
+
+
+def test_a_trace_with_a_failed_poll_or_an_unseen_site_is_not_analysed() -> None:
+    trace = _trace()
+    assert problems([trace]) == ["hot-site load 0.6 seed 1 dyncast: no view of ['e3']"]
+    assert "2 polls failed" in problems([{**trace, "poll_errors": 2}])[0]
