@@ -241,12 +241,17 @@ def best_other(base: list[dict[str, Any]], trace: dict[str, Any]) -> float | Non
 
 
 def problems(traces: list[dict[str, Any]], base: list[dict[str, Any]]) -> list[str]:
-    """What makes the traces unfit to replay: a run without a baseline in the base sweep, or
-    a site with too few answers in its scenario's traces to sample its path time."""
+    """What makes the traces unfit to replay: a run without a baseline in the base sweep or
+    without a decision pricing every site for a client's ingress, or a site with too few
+    answers in its scenario's traces to sample its path time."""
     out = []
     for tr in traces:
         if best_other(base, tr) is None:
             out.append(f"{_name(tr)}: no other policy's run in the base sweep")
+        for client, costs in sorted(network_costs(tr).items()):
+            unpriced = sorted(set(sites_of(tr)) - set(costs))
+            if unpriced:
+                out.append(f"{_name(tr)}: no decision for {client}'s ingress priced {unpriced}")
     for scenario, group in _by_scenario(traces).items():
         pools = path_samples(group)
         for site in sorted(sites_of(group[0])):

@@ -142,6 +142,10 @@ def test_traces_without_a_baseline_or_path_samples_are_refused() -> None:
     assert problems([tr], _base()) == []
     assert problems([tr], _base(seed=2)) == ["load-step load 0.6 seed 1: no other policy's run "
                                              "in the base sweep"]
+    blind = _trace(_everywhere())
+    del blind["polls"][0]["decisions"][0]["candidates"]["e3"]  # type: ignore[index]
+    assert problems([blind], _base()) == [
+        "load-step load 0.6 seed 1: no decision for c1's ingress priced ['e3']"]
     thin = _trace([r for r in _everywhere() if r["inst"] != "e3"])
     assert problems([thin], _base()) == [
         f"figure2 load-step: 0 answers from e3 (at least {MIN_POOL} sample its path time)"]
