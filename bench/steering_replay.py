@@ -109,11 +109,12 @@ class Site:
     service_ms: float
 
 
-def sites_of(trace: dict[str, Any]) -> dict[str, Site]:
-    """The sites of a traced run, its scenario's slowdown included."""
+def sites_of(trace: dict[str, Any], hold_ms: float = 0.0) -> dict[str, Site]:
+    """The sites of a traced run, its scenario's slowdown included; each request holds its
+    worker `hold_ms` beyond the service time (`--hold-ms`)."""
     net = NETWORKS[trace["network"]]()
     extra = next(s.extra_load for s in net.scenarios if s.name == trace["scenario"])
-    return {s.host: Site(s.capacity, s.service_ms * (1.0 + extra.get(s.host, 0.0)))
+    return {s.host: Site(s.capacity, s.service_ms * (1.0 + extra.get(s.host, 0.0)) + hold_ms)
             for s in net.sites}
 
 
@@ -124,11 +125,11 @@ def serve(queue: list[float], site: Site, at_ms: float) -> float:
     return start - at_ms
 
 
-def path_samples(traces: list[dict[str, Any]]) -> dict[str, list[float]]:
+def path_samples(traces: list[dict[str, Any]], hold_ms: float = 0.0) -> dict[str, list[float]]:
     """Per site, the path times the traced assignments leave (module docstring), pooled."""
     pools: dict[str, list[float]] = {}
     for tr in traces:
-        sites = sites_of(tr)
+        sites = sites_of(tr, hold_ms)
         queues = {name: [0.0] * s.workers for name, s in sites.items()}
         for r in sorted(answered(tr), key=lambda r: r["t"]):
             site = sites[r["inst"]]
@@ -184,14 +185,15 @@ class Decider:
 
 def replay(trace: dict[str, Any], policy: Policy, pools: dict[str, list[float]],
            base_ms: float, rng: random.Random,
-           target_ms: float | None = None) -> tuple[float, dict[str, int]]:
+           target_ms: float | None = None, hold_ms: float = 0.0) -> tuple[float, dict[str, int]]:
     """One replay of a run's requests under `policy`: its p95 (ms) and the requests per site
-    (`rng` draws the path times; `target_ms`: the deadline of an `at_target` policy)."""
+    (`rng` draws the path times; `target_ms`: the deadline of an `at_target` policy;
+    `hold_ms`: see `sites_of`)."""
     if policy.at_target:
         if target_ms is None:
             raise ValueError(f"{policy.name}: needs the run's target")
         policy = replace(policy, deadline_ms=target_ms)
-    sites, net = sites_of(trace), network_costs(trace)
+    sites, net = sites_of(trace, hold_ms), network_costs(trace)
     deciders = {client: Decider(policy) for client in net}
     queues = {name: [0.0] * s.workers for name, s in sites.items()}
     ends: dict[str, list[float]] = {name: [] for name in sites}  # answers not yet given
@@ -273,12 +275,13 @@ def _by_scenario(traces: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
 
 
 def results(traces: list[dict[str, Any]], base: list[dict[str, Any]],
-            policies: tuple[Policy, ...] = POLICIES, rounds: int = ROUNDS) -> list[dict[str, Any]]:
+            policies: tuple[Policy, ...] = POLICIES, rounds: int = ROUNDS,
+            hold_ms: float = 0.0) -> list[dict[str, Any]]:
     """Per traced run: the traced p95 and each policy's replayed p95 (the median of `rounds`
     draws) over the best other's, and the share of its requests at the congested site."""
     out = []
     for group in _by_scenario(traces).values():
-        pools = path_samples(group)
+        pools = path_samples(group, hold_ms)
         for tr in group:
             net = NETWORKS[tr["network"]]()
             best = best_other(base, tr) or 0.0
@@ -288,7 +291,7 @@ def results(traces: list[dict[str, Any]], base: list[dict[str, Any]],
             row.update(best_other_ms=best, traced=traced / best, replayed={})
             for policy in policies:
                 draws = [replay(tr, policy, pools, net.base_delay_ms,
-                                random.Random(f"{_name(tr)} {k}"), TARGET * best)
+                                random.Random(f"{_name(tr)} {k}"), TARGET * best, hold_ms)
                          for k in range(rounds)]
                 p95 = statistics.median(p for p, _ in draws)
                 congested = statistics.median(d[net.congested] / sum(d.values())
@@ -329,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", required=True, help="the traced sweep's --tag (with --trace)")
     ap.add_argument("--base", required=True, help="the --tag of the sweep with the baselines")
     ap.add_argument("--rounds", type=int, default=ROUNDS, help="draws per run and policy")
+    ap.add_argument("--hold-ms", type=float, default=0.0,
+                    help="ms each request holds its worker beyond the service time (taken off "
+                         "its path time: the answer's time is the run's)")
     args = ap.parse_args(argv)
     path, base_path = trace_path(args.tag), RESULTS / f"steering-sweep-{args.base}.json"
     for arg, p in (("--tag", path), ("--base", base_path)):
@@ -336,21 +342,24 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{arg}: no {p.relative_to(ROOT)}")
     if args.rounds < 1:
         ap.error("--rounds: at least 1")
+    if not 0.0 <= args.hold_ms <= 1000.0:
+        ap.error("--hold-ms: from 0 to 1000")
     traces = json.loads(path.read_text())["runs"]
     base = json.loads(base_path.read_text())["runs"]
     short = problems(traces, base)
     if short:
         print("steering_replay: not replayed: " + "; ".join(short), file=sys.stderr)
         return 1
-    rows = results(traces, base, rounds=args.rounds)
+    rows = results(traces, base, rounds=args.rounds, hold_ms=args.hold_ms)
     text = lines(rows)
     print("\n".join(text))
     command = (f".venv/bin/python bench/steering_replay.py --tag {args.tag} --base {args.base}"
-               + (f" --rounds {args.rounds}" if args.rounds != ROUNDS else ""))
-    out = RESULTS / f"steering-replay-{args.tag}"
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "runs": rows},
-                                                   indent=1) + "\n")
-    out.with_suffix(".txt").write_text("\n".join([f"== {command}", *text]) + "\n")
+               + (f" --rounds {args.rounds}" if args.rounds != ROUNDS else "")
+               + (f" --hold-ms {args.hold_ms:g}" if args.hold_ms else ""))
+    name = f"steering-replay-{args.tag}" + (f"-hold-{args.hold_ms:g}" if args.hold_ms else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"command": command, "runs": rows},
+                                                     indent=1) + "\n")
+    (RESULTS / f"{name}.txt").write_text("\n".join([f"== {command}", *text]) + "\n")
     return 0
 
 

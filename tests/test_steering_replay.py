@@ -162,12 +162,17 @@ def test_results_set_the_replays_against_the_best_other_policy() -> None:
     assert row["replayed"]["defaults"]["congested"] == 0.0
 
 
+def _saved(results: Path, monkeypatch: pytest.MonkeyPatch, tag: str) -> None:
+    """A trace saved under `tag` and a base sweep `b`, in `results` instead of bench/results."""
+    monkeypatch.setattr(replay_mod, "RESULTS", results)
+    monkeypatch.setattr(replay_mod, "trace_path", lambda t: results / f"trace-{t}.json")
+    (results / f"trace-{tag}.json").write_text(json.dumps({"runs": [_trace(_everywhere())]}))
+    (results / "steering-sweep-b.json").write_text(json.dumps({"runs": _base()}))
+
+
 def test_main_replays_saved_traces_and_saves_the_table(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(replay_mod, "RESULTS", tmp_path)
-    monkeypatch.setattr(replay_mod, "trace_path", lambda tag: tmp_path / f"trace-{tag}.json")
-    (tmp_path / "trace-t.json").write_text(json.dumps({"runs": [_trace(_everywhere())]}))
-    (tmp_path / "steering-sweep-b.json").write_text(json.dumps({"runs": _base()}))
+    _saved(tmp_path, monkeypatch, "t")
     assert replay_mod.main(["--tag", "t", "--base", "b", "--rounds", "1"]) == 0
     saved = json.loads((tmp_path / "steering-replay-t.json").read_text())
     assert saved["command"].endswith("--tag t --base b --rounds 1")
@@ -192,3 +197,22 @@ def test_a_deadline_at_the_target_is_the_runs_own() -> None:
     assert placed["e4"] == 0
     with pytest.raises(ValueError, match="target"):
         replay(tr, told, pools, 100.0, random.Random(1))
+
+
+def test_a_longer_hold_fills_the_workers_and_comes_off_the_path() -> None:
+    """Each request holding e2's worker 10 ms more: its path samples are 10 ms shorter (the
+    answers are the run's), and four requests at once make the fourth wait 110 ms."""
+    tr = _trace([_req(0.0, 115.0, "e2") for _ in range(3)] + [_req(0.0, 225.0, "e2")])
+    assert path_samples([tr], hold_ms=10.0) == {"e2": [5.0, 5.0, 5.0, 5.0]}
+    assert sites_of(tr, hold_ms=10.0)["e2"] == Site(3, 110.0)
+
+
+def test_main_names_the_hold_in_its_command_and_files(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _saved(tmp_path, monkeypatch, "t-0.5")
+    assert replay_mod.main(["--tag", "t-0.5", "--base", "b", "--rounds", "1",
+                            "--hold-ms", "3"]) == 0
+    saved = json.loads((tmp_path / "steering-replay-t-0.5-hold-3.json").read_text())
+    assert saved["command"].endswith("--tag t-0.5 --base b --rounds 1 --hold-ms 3")
+    with pytest.raises(SystemExit):
+        replay_mod.main(["--tag", "t-0.5", "--base", "b", "--hold-ms", "-1"])
