@@ -58,9 +58,9 @@ sys.path.insert(0, str(ROOT))
 from bench.steering_net import NETWORKS  # noqa: E402
 from bench.steering_stats import percentile  # noqa: E402
 from bench.steering_trace import RESULTS, answered, trace_path  # noqa: E402
-from controller.selection.choosers import Chooser  # noqa: E402
+from controller.model import Weights  # noqa: E402
 from controller.selection.decisions import SelectionConfig  # noqa: E402
-from controller.selection.policies import EPSILON  # noqa: E402
+from controller.selection.engine import CandidateInput, Engine  # noqa: E402
 
 ROUNDS = 5  # draws of the path times per run and policy; the median p95 is kept
 MIN_POOL = 5  # answers a site needs in a scenario's traces to sample its path time
@@ -156,29 +156,18 @@ def network_costs(trace: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 class Decider:
-    """One ingress's decision as the engine keeps it (engine.py): shares among the sites within
-    the spread of the cheapest, in proportion to `(best / cost) ** sharpness`, served in turn
-    by the controller's own smooth weighted round robin (choosers.py); taken anew only when a
-    site's cost moved by more than the hysteresis since it was taken."""
+    """One ingress's dyncast decision, kept by the controller's own engine (engine.py): shares
+    among the sites within the spread of the cheapest, served in turn (choosers.py), taken
+    anew only when a site's cost moved by more than the hysteresis."""
 
     def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-        self.costs: dict[str, float] = {}
-        self.chooser: Chooser | None = None
+        self.engine = Engine(policy.spread, policy.sharpness, SHIPPED.hysteresis)
 
     def pick(self, costs: dict[str, float]) -> str:
-        """The site for the next fresh request, the sites priced `costs` now."""
-        if self.chooser is None or any(
-                abs(c - self.costs[k]) > SHIPPED.hysteresis * max(self.costs[k], EPSILON)
-                for k, c in costs.items()):
-            best = min(costs.values())
-            limit = best * (1.0 + self.policy.spread) + EPSILON
-            raw = {k: 1.0 if c <= EPSILON else (best / c) ** self.policy.sharpness
-                   for k, c in costs.items() if c <= limit}
-            self.chooser = Chooser({k: w / sum(raw.values()) for k, w in raw.items()},
-                                   self.chooser)
-            self.costs = dict(costs)
-        choice = self.chooser.pick()
+        """The site for the next fresh request, the sites priced `costs` (ms) now."""
+        rows = [CandidateInput(site, "active", 0.0, cost) for site, cost in sorted(costs.items())]
+        self.engine.update(0, "replay", Weights(), rows, 0.0)
+        choice = self.engine.pick(0, "replay")
         assert choice is not None  # (a site is always within the spread of the cheapest)
         return choice
 

@@ -78,15 +78,13 @@ def _range(values: list[float], fmt: str = ".2f") -> str:
 
 
 def lines(results: Path = RESULTS) -> list[str]:
-    """The table, one line per setting and cell, the settings that were measured."""
+    """The table, one line per setting and cell (every setting's sweep must be saved)."""
     predicted = replayed(results)
     out = ["dyncast p95 / best other's of the same seed, median (range) over the seeds: "
            "measured (against its session's other policies, with issue 22's verdict, then "
            f"against {REPLAY_BASE}'s), replayed (against {REPLAY_BASE}'s); the congested site's "
            "share of dyncast's requests (measured)."]
     for name, (tag, baselines) in MEASURED.items():
-        if not (results / f"steering-sweep-{tag}.json").exists():
-            continue
         out.append(f"== {name}: bench/results/steering-sweep-{tag}.json"
                    + (f" (baselines: {baselines})" if baselines != tag else ""))
         others = _cells([r for r in _runs(REPLAY_BASE, results) if r["policy"] != "dyncast"])
@@ -95,15 +93,15 @@ def lines(results: Path = RESULTS) -> list[str]:
             # the same dyncast runs over the replay's baselines: like for like with the replay
             alike, _ = ratios({**others.get((scenario, load), {}),
                                "dyncast": policies["dyncast"]})
-            share = [r["by_instance"][CONGESTED]["n"] / r["requests"]
-                     for r in policies["dyncast"] if r["by_instance"].get(CONGESTED)]
+            share = [r["by_instance"].get(CONGESTED, {}).get("n", 0) / r["requests"]
+                     for r in policies["dyncast"]]
             mine = predicted.get((name, scenario, load))
             why = verdict(load, median(got))
             met = "met" if why == "yes" else "not met: " + why.split("(")[1].rstrip(")")
             out.append(f"  {scenario} {load:g}: measured {_range(got)} vs {best}, {met}; over "
                        f"{REPLAY_BASE}'s baselines {_range(alike) if alike else '-'}, replayed "
                        f"{_range(mine) if mine else '-'}; congested site "
-                       f"{_range(share, '.0%') if share else '0%'}")
+                       f"{_range(share, '.0%')}")
     return out
 
 

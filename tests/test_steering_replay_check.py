@@ -35,11 +35,13 @@ def test_a_sweep_of_dyncast_alone_is_judged_by_its_baselines_sweep(tmp_path: Pat
 def test_the_table_sets_measured_beside_replayed(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The defaults measured 0.75 against their session (met) and 0.6 against the replay's
-    baselines; the replay said 0.7; e3 took 4 % of dyncast's requests."""
+    baselines; the replay said 0.7; e3 took 4 % of one seed's requests and none of the
+    other's; a setting whose sweep is not saved is not left out quietly."""
     import bench.steering_replay_check as check
     monkeypatch.setattr(check, "MEASURED", {"defaults": ("own", "own")})
-    _save(tmp_path, "own", [_run("dyncast", 300.0, e3=4), _run("least-loaded", 400.0)])
-    _save(tmp_path, "queue-model-10", [_run("p2c", 500.0)])
+    _save(tmp_path, "own", [_run("dyncast", 300.0, e3=4), _run("least-loaded", 400.0),
+                            _run("dyncast", 300.0, seed=2), _run("least-loaded", 400.0, seed=2)])
+    _save(tmp_path, "queue-model-10", [_run("p2c", 500.0), _run("p2c", 500.0, seed=2)])
     row = {"scenario": "hot-site", "target_load": 0.6,
            "replayed": {"defaults": {"ratio": 0.7, "congested": 0.05}}}
     (tmp_path / "steering-replay-trace.json").write_text(json.dumps({"runs": [row]}))
@@ -47,4 +49,7 @@ def test_the_table_sets_measured_beside_replayed(tmp_path: Path,
     assert text[1] == "== defaults: bench/results/steering-sweep-own.json"
     assert text[2] == ("  hot-site 0.6: measured 0.75 (0.75-0.75) vs least-loaded, met; over "
                        "queue-model-10's baselines 0.60 (0.60-0.60), replayed 0.70 (0.70-0.70); "
-                       "congested site 4% (4%-4%)")
+                       "congested site 2% (0%-4%)")
+    monkeypatch.setattr(check, "MEASURED", {"defaults": ("own", "own"), "x": ("absent", "own")})
+    with pytest.raises(FileNotFoundError):
+        lines(tmp_path)
