@@ -139,7 +139,9 @@ def test_the_member_says_when_another_is_configured_apart(member: str, shell: Sh
     """A live member m2 publishes other settings: m1 logs it once as an error, counts it in
     /metrics and shows it in GET /cluster; when m2 publishes m1's, m1 says they agree."""
     app = shell.app
-    other = LeaseTable(member, dataclasses.replace(CLUSTER, member_id="m2"))
+    # m2 holds a long lease: a slow step (a loaded CI machine) must not end it mid-test
+    other = LeaseTable(member, dataclasses.replace(CLUSTER, member_id="m2", heartbeat_s=10.0,
+                                                   lease_s=60.0, failover_s=120.0))
     mine = settings_digest(app.core.config)
     try:
         with caplog.at_level(logging.INFO):
@@ -161,4 +163,5 @@ def test_the_member_says_when_another_is_configured_apart(member: str, shell: Sh
         assert said == ["cluster_settings_disagree", "cluster_settings_agree"], said
         assert app.member.holds_lease(time.time()) and app.core.counters["errors"] == 0
     finally:
+        other.leave()
         other.close()
