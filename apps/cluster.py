@@ -268,9 +268,13 @@ class ClusterSide:
             LOG.error("dyncast: cluster: could not read the bindings of %016x: %s", dp.id, exc)
         if self.datapaths.get(dp.id) is not dp or not self.programs(dp.id):
             return  # gone, or no longer ours, meanwhile
-        new = self.core.flows.take_over(stored, time.time())
+        counts = self.core.counters
+        before = counts["takeover_stored_again"], counts["takeover_superseded"]
+        new = self.core.flows.take_over(stored, dp.id, time.time())
         logs.event("reconcile", "bindings_taken_over", dpid=f"{dp.id:016x}", stored=len(stored),
-                   taken=len(new), reason="this member now masters the switch")
+                   taken=len(new), stored_again=counts["takeover_stored_again"] - before[0],
+                   superseded=counts["takeover_superseded"] - before[1],
+                   reason="this member now masters the switch")
         self._read_table(dp)  # answered by the reconciliation, as at connect
 
     def _configure(self, dp: Any) -> None:

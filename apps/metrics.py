@@ -143,6 +143,8 @@ class CoreCollector(Collector):
         for action, key in (("added", "reconcile_added"), ("removed", "reconcile_removed"),
                             ("binding_adopted", "bindings_adopted"),
                             ("binding_retired", "bindings_retired"),
+                            ("binding_stored_again", "takeover_stored_again"),
+                            ("binding_superseded", "takeover_superseded"),
                             ("group_added", "reconcile_groups_added"),
                             ("group_removed", "reconcile_groups_removed")):
             actions.add_metric([action], c[key])

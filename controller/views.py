@@ -58,7 +58,8 @@ def stats_view(core: Core) -> dict[str, int]:
                  "reconcile_removed", "bindings_adopted", "bindings_retired",
                  "punt_meter_drops", "punt_meter_refused", "switches_refused",
                  "reconcile_group_runs",
-                 "reconcile_groups_added", "reconcile_groups_removed"):
+                 "reconcile_groups_added", "reconcile_groups_removed",
+                 "takeover_stored_again", "takeover_superseded"):
         out.setdefault(name, 0)
     out.update(tracker_stats(core))
     return out

@@ -29,6 +29,7 @@ from controller.dataplane.modes import service_ident
 from controller.dataplane.nudges import Nudges
 from controller.dataplane.overflow import DEFAULT_CAP, Overflow, capped
 from controller.dataplane.reconciler import entry_key
+from controller.dataplane.takeover import IDENTS_PER_S, settle, unstored
 from controller.instances.operations import Operations
 from controller.intents import (
     CookieKind,
@@ -53,9 +54,6 @@ ENDING_REASONS = ("idle", "hard")  # flow-removed reasons that end a binding
 # other protocols or a resent SYN): it is delivered, not answered with the same entries again,
 # which would only make the switch revalidate once more.
 SETTLE_S = 1.0
-IDENTS_PER_S = 100_000  # a process numbers its bindings from its start time in these steps:
-# above every number an earlier process can have used (unless it made more than 100,000 a
-# second on average), and below 2**48 (cookie identifiers) until the year 2059
 
 
 class ReactiveFlows:
@@ -90,15 +88,22 @@ class ReactiveFlows:
             self.bindings.number_from(int(now * IDENTS_PER_S))
         self.born = self.bindings.next_ident
 
-    def take_over(self, stored: list[Binding], now: float) -> list[Binding]:
-        """A cluster member now masters a switch: hold what its previous master stored there
-        that we do not know, and number our bindings from `now`, so the entries of those it
-        made after its last store flush (numbered before now) are adopted when the switch's
-        table is read, not removed (docs/cluster.md). Returns the bindings taken."""
-        new = [b for b in stored
-               if self.bindings.by_ident(b.ident) is None and self.bindings.get(b.key) is None]
-        self.restore(new, now)
-        return new
+    def take_over(self, stored: list[Binding], dpid: int, now: float) -> list[Binding]:
+        """We now master switch `dpid` (a cluster): hold the bindings stored there (takeover.py:
+        a flow bound twice keeps the later), store ours it lacks, and number ours from `now`, so
+        the entries of those not stored are adopted when the table is read (docs/cluster.md)."""
+        settled = settle(stored, self.bindings)
+        for ident in settled.dropped:
+            self.writes.delete("binding", str(ident))
+        for mine in settled.ended:
+            self._drop(mine.ident)
+        self.restore(settled.taken, now)
+        again = unstored(self.bindings.at(dpid), stored)
+        for b in again:
+            self._write(b)
+        self.counters["takeover_superseded"] += len(settled.dropped) + len(settled.ended)
+        self.counters["takeover_stored_again"] += len(again)
+        return settled.taken
 
     # --- first packets ------------------------------------------------------------------
     def demand(self, svc: Service, dpid: int, in_port: int, pkt: Packet, data: bytes,
@@ -132,8 +137,7 @@ class ReactiveFlows:
             # flows: a fresh decision, not the old binding
             self.counters["new_connections_rebound"] += 1
             out = _delete_entries(binding, guarded=True)
-            self._end(binding.ident)
-            self.writes.delete("binding", str(binding.ident))
+            self._drop(binding.ident)
             return out + self._bind(svc, key, dpid, in_port, data, now)
         if binding is None:
             if capped(svc) and self.overflow.full(dpid, self.bindings.count_at(dpid)):
@@ -213,9 +217,8 @@ class ReactiveFlows:
         binding = self.bindings.by_ident(ident)
         if binding is None or binding.ingress != dpid:
             return [reverse]
-        self._end(ident)
+        self._drop(ident)
         self.counters["bindings_expired"] += 1
-        self.writes.delete("binding", str(ident))
         return [reverse, *self._relax(dpid)]
 
     def follow_client(self, ip: str, dpid: int, now: float) -> list[Intent]:
@@ -252,8 +255,7 @@ class ReactiveFlows:
             if target is None or host is None:
                 intents.append(delete_by_cookie(b.ingress,
                                                 cookie(CookieKind.AFFINITY_FWD, b.ident)))
-                self._end(b.ident)
-                self.writes.delete("binding", str(b.ident))
+                self._drop(b.ident)
                 self.counters["bindings_dropped"] += 1
                 intents += self._relax(b.ingress)
                 continue
@@ -273,8 +275,7 @@ class ReactiveFlows:
         intents: list[Intent] = [delete_by_cookie(d, i) for d in sorted(self.topology.ports)
                                  for i in idents] + self.overflow.removed(svc)
         for b in [b for b in self.bindings.all() if b.key.service == svc.name]:
-            self._end(b.ident)
-            self.writes.delete("binding", str(b.ident))
+            self._drop(b.ident)
             intents += _delete_entries(b, self.guards.guarded(b))
         return intents + self._relax(*sorted(self.overflow.on))
 
@@ -292,19 +293,14 @@ class ReactiveFlows:
         is not located (the entries cannot be built; what the switch has of them is kept)."""
         out: dict[int, tuple[FlowMod, FlowMod] | None] = {}
         for b in self.bindings.at(dpid):
-            svc = self.catalogue.services.get(b.key.service)
-            host = self.topology.hosts.get(b.dbid)
-            if svc is None or host is None:
-                out[b.ident] = None
-            else:
-                fwd, rev = binding_flows(b, svc, host.mac)
-                out[b.ident] = (rev, fwd)
+            svc, host = self.catalogue.services.get(b.key.service), self.topology.hosts.get(b.dbid)
+            pair = None if svc is None or host is None else binding_flows(b, svc, host.mac)
+            out[b.ident] = None if pair is None else (pair[1], pair[0])
         return out
 
     def guard(self, insts: list[Instance]) -> list[Intent]:
         """Bindings to instances that take no new flows get SYN guards, or lose them when the
-        instance takes new flows again (which bindings, and what a guarded SYN gets:
-        guards.py)."""
+        instance takes new flows again (which, and what a guarded SYN gets: guards.py)."""
         out: list[Intent] = []
         for inst in insts:
             exact, group = self.guards.update(inst, self.decisions.ejected)
@@ -366,11 +362,15 @@ class ReactiveFlows:
     def retire(self, binding: Binding) -> list[Intent]:
         """A binding whose forward entry is gone from a switch that kept the rest of our
         entries: it idled out while nobody was listening. It ends, with its reverse entry."""
-        self._end(binding.ident)
-        self.writes.delete("binding", str(binding.ident))
+        self._drop(binding.ident)
         self.counters["bindings_retired"] += 1
         return (_delete_entries(binding, self.guards.guarded(binding))
                 + self._relax(binding.ingress))
+
+    def _drop(self, ident: int) -> None:
+        """A binding ended: forget it, and delete its record."""
+        self._end(ident)
+        self.writes.delete("binding", str(ident))
 
     def _end(self, ident: int) -> None:
         """Forget a binding that ended."""
