@@ -71,6 +71,8 @@ class Loops:
     _hup: bool
     _lags: list[float]
     programs: Any  # apps.cluster.ClusterSide: may this member program the switch?
+    lease_epoch: Any  # ... the lease epoch held now ("current" outside a cluster)
+    stale_refused: Any  # ... a failed batch's writes less those made under an earlier lease
     _read_groups: Any  # apps.groupsync.GroupSync: read a switch's groups (after its table)
     flushing: tuple[Any, ...] = ()  # the store writes being applied now
     store_health: StoreHealth  # whether the store's batches fail (/readyz, the outage's log)
@@ -290,15 +292,16 @@ class Loops:
         """Apply the queued store writes as one batch in a worker OS thread; a batch that
         fails is requeued whole (behind nothing newer) and counted, and an outage is logged
         at its start and end only (apps/storeflush.py)."""
+        token = self.lease_epoch()  # the lease the writes were made under, read with them
         writes = self.core.drain_writes()
         if not writes:
             return
         self.flushing = tuple(writes)  # on their way (apps/changefeed.py's catch-up)
         try:
-            tpool.execute(self.store.apply, writes)
+            tpool.execute(self.store.apply, writes, token)
         except Exception as exc:
             self.core.counters["errors"] += 1
-            needed = self.unstored.needed(writes)
+            needed = self.stale_refused(self.unstored.needed(writes), token)
             self.core.writes.requeue(needed)
             self.store_health.failed(exc, len(self.core.writes), time.time())
             self._spill(needed)  # (still `flushing`: the stop waits for the file too)

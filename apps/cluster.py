@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from eventlet import tpool
 
@@ -38,6 +38,7 @@ from controller.cluster.member import (
 from controller.cluster.membership import View
 from controller.cluster.settings import ClusterConfig
 from controller.dataplane.healthpunt import HEALTH_METER
+from controller.intents import StoreWrite
 from controller.observer import nothing_new
 
 LOG = logging.getLogger("dyncast")
@@ -173,14 +174,27 @@ class ClusterSide:
         self.member.renewed(view, asked)
         if old is None or self.member.epoch == old:
             return
-        writes = self.core.drain_writes()
+        self.core.writes.requeue(self.stale_refused(self.core.drain_writes(), old))
+
+    def lease_epoch(self) -> int | Literal["current"] | None:
+        """The lease epoch this member holds now, which the writes drained with it were made
+        under ("current" outside a cluster: no fence)."""
+        return "current" if self.member is None else self.member.epoch
+
+    def stale_refused(self, writes: list[StoreWrite], token: int | Literal["current"] | None
+                      ) -> list[StoreWrite]:
+        """`writes`, made under lease epoch `token`, less the fenced ones when our lease has
+        been taken anew since: those are refused (counted, logged), as the store would refuse
+        them, never written under the new epoch."""
+        if self.member is None or token == "current" or token == self.member.epoch:
+            return writes
         stale = [w for w in writes if w.kind in FENCED]
-        self.core.writes.requeue([w for w in writes if w.kind not in FENCED])
         if stale:
             self.core.counters[f"writes_refused_{LEASE}"] += len(stale)
             logs.event("store", "writes_fenced", logging.WARNING, refused={LEASE: len(stale)},
-                       epoch=old, stepped_down=False,
+                       epoch=token, stepped_down=False,
                        reason="made under an earlier lease of ours (it lapsed, now taken anew)")
+        return [w for w in writes if w.kind not in FENCED]
 
     def _roles(self) -> None:
         """Step the roles often, whatever the heartbeat does (a hung beat must not delay the
@@ -203,17 +217,21 @@ class ClusterSide:
 
     def _fence_refusals(self) -> None:
         """Count and log the store writes the fence refused (apps/fencing.py); one refused
-        for our lease steps this member down at once (its next renewal asks again)."""
+        for the lease we hold steps this member down at once (its next renewal asks again);
+        a batch made under an earlier lease of ours is refused, and that lease is long gone."""
         fence = self.store.fence
         while fence is not None and fence.refusals:
             refusal = fence.refusals.popleft()
             for reason, n in refusal.reasons.items():
                 self.core.counters[f"writes_refused_{reason}"] += n
+            down = (refusal.lease_lost and self.member is not None
+                    and refusal.token == self.member.epoch)
             logs.event("store", "writes_fenced", logging.WARNING, refused=refusal.reasons,
-                       epoch=refusal.token, stepped_down=refusal.lease_lost,
-                       reason="our lease ended or was taken anew" if refusal.lease_lost
-                       else "another member masters their switches")
-            if refusal.lease_lost and self.member is not None:
+                       epoch=refusal.token, stepped_down=down,
+                       reason="another member masters their switches" if not
+                       refusal.lease_lost else "our lease ended or was taken anew" if down
+                       else "made under an earlier lease of ours (it lapsed, now taken anew)")
+            if down and self.member is not None:
                 self.member.fenced()
 
     def _watch_packet_ins(self, dp: Any) -> None:

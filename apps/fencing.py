@@ -24,6 +24,7 @@ import logging
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
@@ -57,14 +58,17 @@ class StoreFence:
         self.lock_timeout_ms = max(int(lock_timeout_s * 1000), 100)
         self.refusals: deque[Refusal] = deque(maxlen=1000)
 
-    def check(self, conn: Connection, last: Mapping[tuple[str, str], StoreWrite]
-              ) -> set[tuple[str, str]]:
+    def check(self, conn: Connection, last: Mapping[tuple[str, str], StoreWrite],
+              token: int | Literal["current"] | None = "current") -> set[tuple[str, str]]:
         """In the batch's transaction (`conn`): the (kind, key) of the fenced records it must
-        not write. Nothing is locked or read when the batch has no fenced record."""
+        not write, judged for the lease epoch `token` the batch was drained under (a batch on
+        its way when the lease was taken anew is refused, not written under the new epoch);
+        "current": the epoch held now. Nothing is locked or read without a fenced record."""
         fenced = {key: w for (kind, key), w in last.items() if kind in FENCED}
         if not fenced:
             return set()
-        token = self.member.epoch  # read once: the beat may change it meanwhile
+        if token == "current":
+            token = self.member.epoch  # read once: the beat may change it meanwhile
         conn.execute(text(f"SELECT pg_advisory_xact_lock_shared({LOCK_KEY}, hashtext(:m))"),
                      {"m": self.member.member_id})
         now = float(conn.execute(text("SELECT extract(epoch FROM clock_timestamp())"))

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -109,8 +109,8 @@ class Fence(Protocol):
     """A cluster member's fence (apps/fencing.py): which single-writer records a batch may
     write, checked in its transaction; and the lock a takeover's read takes."""
 
-    def check(self, conn: Any, last: dict[tuple[str, str], StoreWrite]
-              ) -> set[tuple[str, str]]: ...
+    def check(self, conn: Any, last: dict[tuple[str, str], StoreWrite],
+              token: int | Literal["current"] | None) -> set[tuple[str, str]]: ...
 
     def lock_others(self, conn: Any) -> None: ...
 
@@ -230,10 +230,12 @@ class Store:
                                  .where(secrets_table.c.name == name)).scalar_one()
         return bytes.fromhex(value)
 
-    def apply(self, writes: list[StoreWrite]) -> int:
+    def apply(self, writes: list[StoreWrite],
+              token: int | Literal["current"] | None = "current") -> int:
         """Apply a batch of writes in one transaction; return how many records it touched. A
         cluster member's fence first drops (in the same transaction) the single-writer
-        records it may no longer write (controller/cluster/fencing.py)."""
+        records it may no longer write (controller/cluster/fencing.py), judged under the lease
+        epoch `token` the batch was drained under ("current": the one held at the check)."""
         last: dict[tuple[str, str], StoreWrite] = {}
         for w in writes:
             last[(w.kind, w.key)] = w
@@ -242,7 +244,7 @@ class Store:
         self._claim.hold(self.engine)
         with self.engine.begin() as conn:
             if self.fence is not None:
-                for refused in self.fence.check(conn, last):
+                for refused in self.fence.check(conn, last, token):
                     del last[refused]
             self._write(conn, last)
         return len(last)

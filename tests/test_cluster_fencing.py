@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -219,21 +220,28 @@ def test_the_app_counts_logs_and_steps_down_when_its_writes_are_fenced(
     assert app.core.counters["errors"] == 0
 
 
-def test_a_write_made_under_a_lapsed_lease_is_not_written_under_the_new_one(
-        member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
-    """m1's binding write is still queued (the store was out of reach) when its lease lapses;
-    its next beat takes the lease anew (a new epoch) and takes the same switch again: the
-    write made under the old epoch is refused (counted, logged), not flushed under the new
-    one; the other queued writes stay queued. A beat that keeps the epoch refuses nothing."""
+def leased_with_a_write(shell: Shell, monkeypatch: pytest.MonkeyPatch
+                        ) -> tuple[Any, list[tuple[str, dict[str, object]]], int | None, int]:
+    """The app as m1 holding its lease, its log events recorded, a binding write queued for
+    one of its switches: (app, events, its lease epoch, the switch)."""
     app = shell.app
     events: list[tuple[str, dict[str, object]]] = []
     monkeypatch.setattr(cluster.logs, "event",
                         lambda comp, name, *a, **kw: events.append((name, kw)))
     assert app.leases is not None and app.member is not None
     app._renewed(app.leases.beat(), time.time())
-    old = app.member.epoch
     dpid = switch_of("m1")
     app.core.writes.put("binding", "5", binding(5, dpid).to_dict())
+    return app, events, app.member.epoch, dpid
+
+
+def test_a_write_made_under_a_lapsed_lease_is_not_written_under_the_new_one(
+        member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """m1's binding write is still queued (the store was out of reach) when its lease lapses;
+    its next beat takes the lease anew (a new epoch) and takes the same switch again: the
+    write made under the old epoch is refused (counted, logged), not flushed under the new
+    one; the other queued writes stay queued. A beat that keeps the epoch refuses nothing."""
+    app, events, old, dpid = leased_with_a_write(shell, monkeypatch)
     app._renewed(app.leases.beat(), time.time())  # the same lease: nothing refused
     assert app.member.epoch == old and app.core.counters["writes_refused_lease"] == 0
     assert [w.key for w in app.core.drain_writes()] == ["5"]
@@ -247,4 +255,32 @@ def test_a_write_made_under_a_lapsed_lease_is_not_written_under_the_new_one(
     assert ("writes_fenced", {"refused": {LEASE: 1}, "epoch": old, "stepped_down": False,
                               "reason": "made under an earlier lease of ours (it lapsed, now "
                                         "taken anew)"}) in events
+    assert app.core.counters["errors"] == 0
+
+
+def test_a_batch_on_its_way_when_the_lease_is_taken_anew_is_refused_and_the_lease_kept(
+        member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """m1's flusher drained a binding write under its lease; before the batch reached the
+    store the lease lapsed and a beat took it anew (a new epoch). The batch is judged under
+    the epoch it was drained under: refused (counted, logged), not written under the new one,
+    and m1 keeps the lease it now holds. A failed batch of that epoch is not queued again."""
+    app, events, old, _ = leased_with_a_write(shell, monkeypatch)
+    token = app.lease_epoch()  # what `_flush` reads with the writes it drains
+    batch = app.core.drain_writes()
+    assert token == old and [w.key for w in batch] == ["5"]
+    time.sleep(0.3 + 0.1)  # the lease (0.3 s) lapses: no beat
+    app._renewed(app.leases.beat(), time.time())
+    assert app.member.epoch != old
+    held = app.member.held_until
+    app.store.apply(batch, token)  # the batch reaches the store now
+    assert stored(app.store) == set()
+    app._step_roles()
+    assert app.core.counters["writes_refused_lease"] == 1
+    assert app.member.held_until == held  # not stepped down (`fenced`): that lease is gone
+    assert ("writes_fenced", {"refused": {LEASE: 1}, "epoch": old, "stepped_down": False,
+                              "reason": "made under an earlier lease of ours (it lapsed, now "
+                                        "taken anew)"}) in events
+    agent = StoreWrite("agent_seq", "a1", {"seq": 3})
+    assert app.stale_refused([*batch, agent], token) == [agent]  # (a failed batch's requeue)
+    assert app.stale_refused(batch, app.lease_epoch()) == batch
     assert app.core.counters["errors"] == 0
