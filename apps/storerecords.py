@@ -78,4 +78,5 @@ def binding(data: dict[str, Any]) -> Binding:
     f = data["flow"]
     key = FlowKey(data["service"], f["src"], f["dsid"], f.get("proto"), f.get("sport"),
                   f.get("dport"))
-    return Binding(int(data["id"]), key, data["dbid"], data["ingress"], data["created_at"])
+    return Binding(int(data["id"]), key, data["dbid"], data["ingress"], data["created_at"],
+                   float(data.get("moved_at") or 0.0))

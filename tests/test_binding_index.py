@@ -36,7 +36,7 @@ def test_bindings_at_a_switch_are_those_whose_ingress_it_is(ops: list[tuple[str,
             b = live[n % len(live)]
             table.restore(Binding(b.ident, b.key, f"10.0.1.{n % 3}", dpid, b.created_at))
         elif op == "rebind" and live:  # its instance died: another takes the flow
-            table.rebind(live[n % len(live)], f"10.0.1.{dpid % 3}")
+            table.rebind(live[n % len(live)], f"10.0.1.{dpid % 3}", 1.0)
     for dpid in range(1, 5):
         assert table.at(dpid) == [b for b in table.all() if b.ingress == dpid]
     assert sum(len(table.at(d)) for d in range(1, 5)) == len(table.all())

@@ -72,8 +72,24 @@ def take_back(fig: Figure2, store: Store) -> None:
 def stored_as_held(fig: Figure2, store: Store) -> None:
     """The member's writes land: the store holds exactly the bindings it holds."""
     store.apply(fig.core.drain_writes())
-    assert {(b.ident, b.key, b.dbid, b.ingress) for b in store.load().bindings} == {
-        (b.ident, b.key, b.dbid, b.ingress) for b in fig.core.bindings.all()}
+    assert {(b.ident, b.key, b.dbid, b.ingress, b.moved_at) for b in store.load().bindings} == {
+        (b.ident, b.key, b.dbid, b.ingress, b.moved_at) for b in fig.core.bindings.all()}
+
+
+def interim_master(fig: Figure2, store: Store, at: float) -> Core:
+    """Another member, started at `at` on the numbering clock, takes every switch over (the
+    first one's core is returned) with the stored bindings and the switches' tables, and
+    learns the network again."""
+    first, snap = fig.core, store.load()
+    fig.core = Core(ControllerConfig(services=(fig.svc, SVC2)))
+    fig.core.restore(snap.services, snap.instances, [], at)
+    for dpid, ports in PORTS.items():
+        fig.apply(fig.core.switch_connected(dpid, reads_table=True))
+        fig.apply(fig.core.switch_ports(dpid, ports, fig.now))
+        fig.core.flows.take_over(store.bindings_at(dpid), dpid, at)
+        reconcile(fig, dpid)
+    rediscover(fig)
+    return first
 
 
 def test_bindings_whose_writes_the_fence_refused_are_stored_when_the_switch_is_ours_again(
@@ -110,17 +126,8 @@ def test_a_flow_bound_again_while_a_member_was_away_keeps_its_newer_binding(
     store.apply(fig.core.drain_writes())
     again = [s for s, dbid in placed.items() if dbid == E21][:4]
     assert again
-    first = fig.core
-    snap = store.load()
-    fig.core = Core(ControllerConfig(services=(fig.svc, SVC2)))
-    fig.core.restore(snap.services, snap.instances, [], 200.0)
-    fig.now = 200.0
-    for dpid, ports in PORTS.items():
-        fig.apply(fig.core.switch_connected(dpid, reads_table=True))
-        fig.apply(fig.core.switch_ports(dpid, ports, fig.now))
-        fig.core.flows.take_over(store.bindings_at(dpid), dpid, fig.now)
-        reconcile(fig, dpid)
-    rediscover(fig)
+    first = interim_master(fig, store, 200.0)
+    assert len(fig.core.bindings) == len(FLOWS)
     fig.advance(fig.now + IDLE_S + 2.0)  # every flow idles out under B
     assert len(fig.core.bindings) == 0
     fig.busy(E21)
@@ -153,3 +160,46 @@ def test_a_flow_the_member_bound_again_keeps_its_binding_over_the_older_stored_o
     consistent(fig)
     stored_as_held(fig, store)
     assert stats_view(fig.core)["takeover_superseded"] == 4
+
+
+def test_a_flow_moved_while_a_member_was_away_stays_where_the_other_member_moved_it(
+        store: Store) -> None:
+    """Member A bound 16 flows and stored them, then lost its switches to B; e21 was
+    withdrawn under B, which moved e21's flows to e31 (a move keeps the binding's identifier)
+    and stored that. A, which has not heard of it yet, masters the switches again: the moved
+    flows stay on e31 (the later move wins), and the store holds what A now holds."""
+    fig = Figure2(SERVICES["reactive"])
+    fig.core.flows.restore([], 100.0)
+    placed = connect(fig, FLOWS)
+    store.apply(fig.core.drain_writes())
+    moved = sorted(s for s, dbid in placed.items() if dbid == E21)
+    assert moved
+    first = interim_master(fig, store, 200.0)
+    fig.apply(fig.core.withdraw(E21, fig.now))
+    assert {s: fig.go(s)[0] for s in moved} == dict.fromkeys(moved, E31)
+    store.apply(fig.core.drain_writes())
+    fig.core = first
+    take_back(fig, store)
+    assert {s: fig.go(s)[0] for s in FLOWS} == {**placed, **dict.fromkeys(moved, E31)}
+    consistent(fig)
+    stored_as_held(fig, store)
+    assert stats_view(fig.core)["takeover_superseded"] == len(moved)
+
+
+def test_a_flow_the_member_moved_is_stored_as_it_moved_it(store: Store) -> None:
+    """A member moved e21's flows to e31 (e21 withdrawn), and those writes were refused by the
+    fence: the store still has them on e21. Mastering the switches again, it stores its
+    later move; the flows stay on e31."""
+    fig = Figure2(SERVICES["reactive"])
+    fig.core.flows.restore([], 100.0)
+    placed = connect(fig, FLOWS)
+    store.apply(fig.core.drain_writes())
+    moved = sorted(s for s, dbid in placed.items() if dbid == E21)
+    assert moved
+    fig.apply(fig.core.withdraw(E21, fig.now))
+    fig.core.drain_writes()  # refused
+    take_back(fig, store)
+    assert {s: fig.go(s)[0] for s in FLOWS} == {**placed, **dict.fromkeys(moved, E31)}
+    consistent(fig)
+    stored_as_held(fig, store)
+    assert stats_view(fig.core)["takeover_stored_again"] == len(moved)

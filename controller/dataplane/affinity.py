@@ -86,11 +86,15 @@ class Binding:
     dbid: str
     ingress: int
     created_at: float
+    moved_at: float = 0.0  # when its flow last moved to another instance (0: never)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the binding as JSON-ready values."""
-        return {"id": self.ident, "service": self.key.service, "flow": self.key.to_dict(),
-                "dbid": self.dbid, "ingress": self.ingress, "created_at": self.created_at}
+        """Return the binding as JSON-ready values (`moved_at` once it has moved)."""
+        out = {"id": self.ident, "service": self.key.service, "flow": self.key.to_dict(),
+               "dbid": self.dbid, "ingress": self.ingress, "created_at": self.created_at}
+        if self.moved_at:
+            out["moved_at"] = self.moved_at
+        return out
 
 
 class BindingTable:
@@ -158,10 +162,10 @@ class BindingTable:
             _unindex(self._of, binding.dbid, binding)
         return binding
 
-    def rebind(self, binding: Binding, dbid: str) -> None:
-        """The binding's flow goes to instance `dbid` from now on (its old one died)."""
+    def rebind(self, binding: Binding, dbid: str, at: float) -> None:
+        """The binding's flow goes to instance `dbid` from `at` on (its old one died)."""
         _unindex(self._of, binding.dbid, binding)
-        binding.dbid = dbid
+        binding.dbid, binding.moved_at = dbid, at
         if self._by_ident.get(binding.ident) is binding:
             _index(self._of, dbid, binding)
 

@@ -78,9 +78,8 @@ class ReactiveFlows:
         self.nudges = Nudges()  # moved connections' clients, told when the switch caught up
 
     def restore(self, bindings: list[Binding], now: float | None = None) -> None:
-        """Load persisted bindings of known services at start; with `now`, number new
-        bindings from the start time, so entries an earlier process left in the switches
-        (even of bindings it had not stored yet) are never mistaken for ours."""
+        """Load persisted bindings of known services at start; with `now`, number new ones from
+        then, so entries an earlier process left (stored or not) are never taken for ours."""
         for b in bindings:
             if b.key.service in self.catalogue.services:
                 self.bindings.restore(b)
@@ -89,19 +88,20 @@ class ReactiveFlows:
         self.born = self.bindings.next_ident
 
     def take_over(self, stored: list[Binding], dpid: int, now: float) -> list[Binding]:
-        """We now master switch `dpid` (a cluster): hold the bindings stored there (takeover.py:
-        a flow bound twice keeps the later), store ours it lacks, and number ours from `now`, so
-        the entries of those not stored are adopted when the table is read (docs/cluster.md)."""
+        """We now master switch `dpid` (a cluster): settle the bindings stored there with ours,
+        store ours it lacks (takeover.py), number ours from `now` (docs/cluster.md)."""
         settled = settle(stored, self.bindings)
-        for ident in settled.dropped:
+        for ident in settled.dropped:  # (stored records only: we hold none of them)
             self.writes.delete("binding", str(ident))
         for mine in settled.ended:
             self._drop(mine.ident)
+        for mine, theirs in settled.moved:
+            self.bindings.rebind(mine, theirs.dbid, theirs.moved_at)
         self.restore(settled.taken, now)
         again = unstored(self.bindings.at(dpid), stored)
         for b in again:
             self._write(b)
-        self.counters["takeover_superseded"] += len(settled.dropped) + len(settled.ended)
+        self.counters["takeover_superseded"] += settled.superseded
         self.counters["takeover_stored_again"] += len(again)
         return settled.taken
 
@@ -259,7 +259,7 @@ class ReactiveFlows:
                 self.counters["bindings_dropped"] += 1
                 intents += self._relax(b.ingress)
                 continue
-            self.bindings.rebind(b, target)
+            self.bindings.rebind(b, target, now)
             self.decisions.placed(svc, target, now)
             self._write(b)
             self._sent[b.ident] = now

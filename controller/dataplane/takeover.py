@@ -34,14 +34,26 @@ class Settled:
     taken: list[Binding] = field(default_factory=list)  # stored, to hold
     ended: list[Binding] = field(default_factory=list)  # ours, superseded by a stored one
     dropped: list[int] = field(default_factory=list)  # stored records superseded by ours
+    moved: list[tuple[Binding, Binding]] = field(default_factory=list)  # (ours, stored): the
+    # same binding, moved to another instance later by another member: ours moves with it
+
+    @property
+    def superseded(self) -> int:
+        """How many versions of a flow's binding lost to a later one."""
+        return len(self.ended) + len(self.dropped) + len(self.moved)
 
 
 def settle(stored: Iterable[Binding], held: BindingTable) -> Settled:
-    """What to do with each stored binding of a switch, the bindings `held` as they are."""
+    """What to do with each stored binding of a switch, the bindings `held` as they are. A
+    binding keeps its identifier when its flow moves off a lost instance: of two versions of
+    one, the one moved last (`moved_at`) wins."""
     out = Settled()
     for b in sorted(stored, key=lambda b: b.ident):
-        if held.by_ident(b.ident) is not None:
-            continue  # the very binding
+        same = held.by_ident(b.ident)
+        if same is not None:
+            if same.dbid != b.dbid and b.moved_at > same.moved_at:
+                out.moved.append((same, b))
+            continue
         mine = held.get(b.key)
         if mine is not None and mine.ident > b.ident:
             out.dropped.append(b.ident)  # we bound the flow again after it was stored
@@ -53,6 +65,7 @@ def settle(stored: Iterable[Binding], held: BindingTable) -> Settled:
 
 
 def unstored(held_at_switch: Iterable[Binding], stored: Iterable[Binding]) -> list[Binding]:
-    """The bindings held at the switch that the store does not hold."""
-    kept = {b.ident for b in stored}
-    return [b for b in held_at_switch if b.ident not in kept]
+    """The bindings held at the switch that the store does not hold as they are held (none
+    under their identifier, or an older move's)."""
+    kept = {b.ident: (b.dbid, b.moved_at) for b in stored}
+    return [b for b in held_at_switch if kept.get(b.ident) != (b.dbid, b.moved_at)]
