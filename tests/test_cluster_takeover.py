@@ -162,18 +162,25 @@ def test_a_flow_the_member_bound_again_keeps_its_binding_over_the_older_stored_o
     assert stats_view(fig.core)["takeover_superseded"] == 4
 
 
-def test_a_flow_moved_while_a_member_was_away_stays_where_the_other_member_moved_it(
-        store: Store) -> None:
-    """Member A bound 16 flows and stored them, then lost its switches to B; e21 was
-    withdrawn under B, which moved e21's flows to e31 (a move keeps the binding's identifier)
-    and stored that. A, which has not heard of it yet, masters the switches again: the moved
-    flows stay on e31 (the later move wins), and the store holds what A now holds."""
+def bound_and_stored(store: Store) -> tuple[Figure2, dict[int, str], list[int]]:
+    """A member (started at 100 s on the numbering clock) bound 16 flows and stored them: the
+    network, where each flow went, and the flows on e21 (some)."""
     fig = Figure2(SERVICES["reactive"])
     fig.core.flows.restore([], 100.0)
     placed = connect(fig, FLOWS)
     store.apply(fig.core.drain_writes())
     moved = sorted(s for s, dbid in placed.items() if dbid == E21)
     assert moved
+    return fig, placed, moved
+
+
+def test_a_flow_moved_while_a_member_was_away_stays_where_the_other_member_moved_it(
+        store: Store) -> None:
+    """Member A bound 16 flows and stored them, then lost its switches to B; e21 was
+    withdrawn under B, which moved e21's flows to e31 (a move keeps the binding's identifier)
+    and stored that. A, which has not heard of it yet, masters the switches again: the moved
+    flows stay on e31 (the later move wins), and the store holds what A now holds."""
+    fig, placed, moved = bound_and_stored(store)
     first = interim_master(fig, store, 200.0)
     fig.apply(fig.core.withdraw(E21, fig.now))
     assert {s: fig.go(s)[0] for s in moved} == dict.fromkeys(moved, E31)
@@ -190,12 +197,7 @@ def test_a_flow_the_member_moved_is_stored_as_it_moved_it(store: Store) -> None:
     """A member moved e21's flows to e31 (e21 withdrawn), and those writes were refused by the
     fence: the store still has them on e21. Mastering the switches again, it stores its
     later move; the flows stay on e31."""
-    fig = Figure2(SERVICES["reactive"])
-    fig.core.flows.restore([], 100.0)
-    placed = connect(fig, FLOWS)
-    store.apply(fig.core.drain_writes())
-    moved = sorted(s for s, dbid in placed.items() if dbid == E21)
-    assert moved
+    fig, placed, moved = bound_and_stored(store)
     fig.apply(fig.core.withdraw(E21, fig.now))
     fig.core.drain_writes()  # refused
     take_back(fig, store)
