@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine, make_url
 from apps.framework import hub
 from apps.store import cluster_changes_table as changes_table
 from controller.api import Reply
+from controller.auth.verifier import Signed
 from controller.cluster.catchup import catch_up
 from controller.cluster.changes import Change, Ref, decode, encode, encode_ref, fits, shared
 from controller.cluster.order import Order
@@ -150,6 +151,7 @@ class SharedSide:
     store: Any  # apps.store.Store
     flushing: tuple[Any, ...]  # apps.apploops.Loops: the store writes being applied now
     _caught_up: bool | None  # None: listening since the start; False: must catch up
+    guard: Any = None  # apps.security.Guard, once installed: the agents' sequences
 
     def _feed_init(self, enabled: bool, member_id: str, store_url: str) -> None:
         """Make the feed and start listening (before the store is read: a change accepted
@@ -178,9 +180,11 @@ class SharedSide:
         return [] if self.feed is None else self.order.doomed(method, path)
 
     def share(self, method: str, path: str, body: bytes, reply: Reply,
-              at: float | None = None, doomed: Sequence[str] = ()) -> None:
-        """A request this member accepted (`at`; `doomed`: the instances it withdrew with it):
-        queue it for the others if they need it."""
+              at: float | None = None, doomed: Sequence[str] = (),
+              signed: Signed | None = None) -> None:
+        """A request this member accepted (`at`; `doomed`: the instances it withdrew with it;
+        `signed`: the agent's signature it came with): queue it for the others if they need
+        it."""
         if self.feed is None or not shared(method, path, reply.status):
             return
         try:
@@ -193,7 +197,7 @@ class SharedSide:
         if len(self._outbox) >= OUTBOX_MAX:  # the database is away: the oldest go
             self._outbox.popleft()
             self.core.counters["changes_dropped"] += 1
-        self._outbox.append(Change(self.feed.member_id, method, path, text_body, at))
+        self._outbox.append(Change(self.feed.member_id, method, path, text_body, at, signed))
         self._outbox_ready.set()
 
     def _publisher(self) -> None:
@@ -276,7 +280,11 @@ class SharedSide:
 
     def apply_change(self, change: Change) -> None:
         """Apply another member's change as if this member had accepted it (not passed on),
-        unless a later write to its record stands here (controller/cluster/order.py)."""
+        unless a later write to its record stands here (controller/cluster/order.py). The
+        agent's sequence it was accepted under is refused here from now on too."""
+        if change.signed is not None and self.guard is not None:
+            s = change.signed
+            self.guard.verifier.witness(s.agent, s.seq, s.key)
         if self.order.apply(change, self._serve_change) is None:
             LOG.info("dyncast: cluster: %s's change %s %s left out here: a later write to its "
                      "record stands", change.member, change.method, change.path)

@@ -162,9 +162,9 @@ class DyncastApp(ClusterSide, SharedSide, RestSide, Loops, GroupSync, App):  # t
         kwargs["wsgi"].register(RestController, {APP_KEY: self})
         fastpath.attach(kwargs["wsgi"], self)  # the gate serves the API's routes directly
         kwargs["wsgi"].register(WebController, {})  # the web view's files: /dyncast/ui/
-        security.install(kwargs["wsgi"], self.config, lambda: self.core.catalogue.instances,
-                         snap.agent_seqs, security.store_writes(self.core.writes), self.rejects,
-                         snap.agent_keys)
+        self.guard = security.install(
+            kwargs["wsgi"], self.config, lambda: self.core.catalogue.instances, snap.agent_seqs,
+            security.store_writes(self.core.writes), self.rejects, snap.agent_keys)
         LOG.info("dyncast: %d services, %d instances, %d bindings loaded; store %s",
                  len(self.core.catalogue.services), len(self.core.catalogue.instances),
                  len(self.core.bindings),

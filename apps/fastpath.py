@@ -23,6 +23,7 @@ from webob.util import status_reasons
 
 METHODS = ["GET", "POST", "PUT", "DELETE"]  # the API routes' (apps/rest.py)
 APP_ATTR = "dyncast_api_app"  # on the WSGI context: the app whose api_call serves the API
+SIGNED_KEY = "dyncast.signed"  # in the environ: the agent's signature the gate accepted, or None
 _ROUTED = re.compile(r"/dyncast/v1(?:/[A-Za-z0-9._~-]+){0,3}")
 _METHODS = frozenset(METHODS)
 _BODILESS = frozenset((204, 304))  # webob drops these replies' body and entity headers
@@ -45,7 +46,7 @@ def serve(app: Any, environ: dict[str, Any], body: bytes,
           start_response: StartResponse) -> list[bytes]:
     """`RestController._serve`'s reply, without the framework."""
     reply = app.api_call(environ["REQUEST_METHOD"], environ["PATH_INFO"], body,
-                         environ.get("QUERY_STRING", ""))
+                         environ.get("QUERY_STRING", ""), environ.get(SIGNED_KEY))
     data = app.encode(reply.body)
     status = int(reply.status)
     line = f"{status} {status_reasons.get(status, 'Unknown')}"

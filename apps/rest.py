@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.fastpath import METHODS
+from apps.fastpath import METHODS, SIGNED_KEY
 from apps.framework import ControllerBase, Response, route
 from apps.metrics import CONTENT_TYPE
 
@@ -22,7 +22,8 @@ class RestController(ControllerBase):  # type: ignore[misc]
 
     def _serve(self, req: Any) -> Any:
         """Serve one request."""
-        reply = self.app.api_call(req.method, req.path, req.body or b"", req.query_string)
+        reply = self.app.api_call(req.method, req.path, req.body or b"", req.query_string,
+                                  req.environ.get(SIGNED_KEY))
         response = Response(status=reply.status, content_type="application/json",
                             body=self.app.encode(reply.body))
         if reply.allow:

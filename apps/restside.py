@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from apps import logs
 from apps.framework import hub
 from controller.api import NOTHING, Reply, allowed
+from controller.auth.verifier import Signed
 from controller.model import METRIC_KEYS
 from controller.validate import NAME_RE
 from controller.views import Rows
@@ -50,12 +51,14 @@ class RestSide:
     doomed: Any  # apps.changefeed.SharedSide
 
 
-    def api_call(self, method: str, path: str, body: bytes, query: str = "") -> Reply:
+    def api_call(self, method: str, path: str, body: bytes, query: str = "",
+                 signed: Signed | None = None) -> Reply:
         """Serve a REST request (called from a WSGI green thread) step by step, sending each
-        step's intents and letting the event loop run before the next step. The API takes no
-        query parameter, and no body on a GET, a DELETE or a reload (`{}` and `null` are
-        none): one sent is a 400 (a parameter ignored could be an option the caller thinks
-        applied, e.g. a deadline)."""
+        step's intents and letting the event loop run before the next step (`signed`: the
+        agent's signature the gate accepted it under). The API takes no query parameter, and
+        no body on a GET, a DELETE or a reload (`{}` and `null` are none): one sent is a 400
+        (a parameter ignored could be an option the caller thinks applied, e.g. a
+        deadline)."""
         refused = _extras(method, path, body, query)
         if refused is not None:
             self._rejected(method, path, refused)
@@ -72,7 +75,7 @@ class RestSide:
         if reply.status >= 400:
             self._rejected(method, path, reply)
         else:  # a cluster's other members apply it too
-            self.share(method, path, body, reply, at, doomed)
+            self.share(method, path, body, reply, at, doomed, signed)
         return reply
 
     def _serve(self, method: str, path: str, body: bytes, start: float | None = None,

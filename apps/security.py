@@ -31,7 +31,7 @@ from controller.auth.credentials import Agent, Token, agents_from_dict, tokens_f
 from controller.auth.errors import AuthError, UnknownCredential
 from controller.auth.policy import Request, admit
 from controller.auth.settings import SecuritySettings
-from controller.auth.verifier import Verifier
+from controller.auth.verifier import Signed, Verifier
 from controller.config import ControllerConfig
 from controller.errors import ConfigError, ValidationError
 from controller.logcfg import LogConfig
@@ -130,23 +130,27 @@ class Guard:
             LOG.info("dyncast: security: %s loaded from %s (%d entries)", key, path,
                      len(self.verifier.agents if key == "agents" else self.verifier.tokens))
 
-    def admit(self, req: Request) -> str:
-        """Who is calling, or AuthError; the tables are re-read first when due, and once more
+    def admit(self, req: Request) -> tuple[str, Signed | None]:
+        """Who is calling, and the agent's signature it was accepted under (None for a token
+        or an open call), or AuthError; the tables are re-read first when due, and once more
         when the caller is unknown (a key or token added since)."""
         now = time.time()
         if now - self.checked >= RELOAD_CHECK_S:
             self.checked = now
             self.reload()
+        signed = None
         try:
             try:
-                return admit(req, self.settings, self.verifier, self.instances(), now)
+                who = admit(req, self.settings, self.verifier, self.instances(), now)
             except UnknownCredential:
                 self.reload()
-                return admit(req, self.settings, self.verifier, self.instances(), now)
+                who = admit(req, self.settings, self.verifier, self.instances(), now)
         finally:  # a signed call refused later (403, 429) used up its sequence all the same
             for agent, seq in self.verifier.take_risen().items():
+                signed = Signed(agent, seq, self.verifier.seq_keys.get(agent))
                 if self.persist is not None:
-                    self.persist(agent, seq, self.verifier.seq_keys.get(agent))
+                    self.persist(agent, seq, signed.key)
+        return who, signed
 
     def startup_warnings(self) -> list[str]:
         """What an operator must hear at every start."""
@@ -225,12 +229,13 @@ class Gate:
                       lambda name: str(environ.get("HTTP_" + name.upper().replace("-", "_"),
                                                    "")), _target(environ))
         try:
-            who = guard.admit(req)
+            who, signed = guard.admit(req)
         except AuthError as exc:  # logged within the budget: anyone can send these
             guard.rejects.reject(req.method, req.path, exc.status, exc.field, str(exc),
                                  str(environ.get("REMOTE_ADDR", "")))
             return _reply(start_response, exc.status, exc.body())
         environ["dyncast.caller"] = who
+        environ[fastpath.SIGNED_KEY] = signed  # (a cluster's other members learn its sequence)
         app = getattr(self.inner, fastpath.APP_ATTR, None)
         if app is not None and fastpath.routed(environ):  # the API without webob and Routes
             return fastpath.serve(app, environ, body, start_response)

@@ -151,6 +151,29 @@ def test_restored_sequences_refuse_replays_from_before_a_restart() -> None:
     admit(signed("POST", PATH + "instances", REG, seq=11), SETTINGS, fresh, {}, NOW)
 
 
+def test_a_sequence_another_member_accepted_is_refused_here() -> None:
+    """A cluster member that witnessed another's accepted sequence (Verifier.witness) refuses
+    that request and every lower one; a higher one passes; a lower witness lowers nothing; a
+    witness under another key than the agent has here is not taken."""
+    v = verifier()
+    req = signed("POST", PATH + "instances", REG, seq=10)
+    other = verifier()
+    admit(req, SETTINGS, other, {}, NOW)  # accepted by the other member
+    v.witness("dma-e2", 10, other.seq_keys["dma-e2"])
+    assert refusal(req, v).field == "X-Dyncast-Seq"
+    assert refusal(signed("POST", PATH + "instances", REG, seq=9), v).status == 401
+    v.witness("dma-e2", 3, other.seq_keys["dma-e2"])
+    assert refusal(signed("POST", PATH + "instances", REG, seq=10), v).status == 401
+    assert v.take_risen() == {}  # (the accepting member stores it)
+    admit(signed("POST", PATH + "instances", REG, seq=11), SETTINGS, v, {}, NOW)
+    fresh = verifier()
+    fresh.witness("dma-e2", 50, key_id(bytes(32)))  # signed under a key it does not have
+    admit(signed("POST", PATH + "instances", REG, seq=12), SETTINGS, fresh, {}, NOW)
+    unknown = verifier()
+    unknown.witness("dma-x", 7, None)  # an agent not (yet) in this member's table: kept
+    assert unknown.last_seq["dma-x"] == 7
+
+
 def test_a_refused_signature_does_not_advance_the_sequence() -> None:
     """A forged request with a huge sequence must not lock the real agent out."""
     v = verifier()

@@ -17,6 +17,7 @@ from sqlalchemy import delete, text
 from apps.changefeed import ChangeFeed
 from apps.store import Store, _row, instances_table
 from controller.api import Api, Reply
+from controller.auth.verifier import Signed
 from controller.cluster.changes import PAYLOAD_LIMIT, Change, Ref, decode, encode, fits, shared
 from controller.intents import StoreWrite
 from controller.model import Instance, Metrics
@@ -54,6 +55,13 @@ def test_a_change_survives_its_payload() -> None:
         assert decode(junk) is None
     assert fits(encode(change))
     assert not fits(encode(Change("m1", "POST", V1 + "metrics", "x" * PAYLOAD_LIMIT)))
+    signed = Change("m1", "POST", V1 + "metrics", "{}", 5.0, Signed("dma-e2", 2**62, "ab12"))
+    assert decode(encode(signed)) == signed
+    assert decode(encode(Change("m1", "POST", V1 + "metrics", "{}", 5.0, Signed("a", 1, None)))
+                  ) == Change("m1", "POST", V1 + "metrics", "{}", 5.0, Signed("a", 1, None))
+    for junk in ('"x"', "[1, 2, 3]", '["a", "1", null]', '["a", true, null]', '["a", 1, 2]'):
+        payload = encode(Change("m1", "POST", V1 + "metrics", "{}", 5.0))[:-1] + f',"s":{junk}}}'
+        assert decode(payload) == Change("m1", "POST", V1 + "metrics", "{}", 5.0)  # unsigned
 
 
 @pytest.fixture

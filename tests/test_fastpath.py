@@ -30,7 +30,8 @@ class ScriptedApp:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, bytes, str]] = []
 
-    def api_call(self, method: str, path: str, body: bytes, query: str = "") -> Reply:
+    def api_call(self, method: str, path: str, body: bytes, query: str = "",
+                 signed: Any = None) -> Reply:
         self.calls.append((method, path, body, query))
         if path.endswith("/empty"):
             return Reply(204, {})

@@ -4,6 +4,7 @@ the real server), each pinned down in-process: the request that found it, fixed.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from openapi_core import OpenAPI
@@ -28,7 +29,8 @@ class ApiApp:
     def __init__(self) -> None:
         self.api = Api(Core(ControllerConfig()))
 
-    def api_call(self, method: str, path: str, body: bytes, query: str = "") -> Reply:
+    def api_call(self, method: str, path: str, body: bytes, query: str = "",
+                 signed: Any = None) -> Reply:
         return self.api.handle(method, path, body, 1000.0)
 
 

@@ -40,7 +40,8 @@ class FakeApp:
         all_fresh(self.core, now)
         self.api = Api(self.core)
 
-    def api_call(self, method: str, path: str, body: bytes, query: str = "") -> Reply:
+    def api_call(self, method: str, path: str, body: bytes, query: str = "",
+                 signed: Any = None) -> Reply:
         return self.api.handle(method, path, body, time.time())
 
     def encode(self, value: Any) -> bytes:
@@ -233,7 +234,8 @@ def test_page_shows_an_api_error_and_keeps_the_last_data(site: tuple[Site, str])
         page.goto(base + "/dyncast/ui/")
         page.wait_for_function("() => window.dyncastView && window.dyncastView.polls > 0")
 
-        def broken(method: str, path: str, body: bytes, query: str = "") -> Reply:
+        def broken(method: str, path: str, body: bytes, query: str = "",
+                   signed: Any = None) -> Reply:
             return Reply(500, {"error": "internal error (see the controller log)"})
 
         s.app.api_call = broken  # type: ignore[method-assign]

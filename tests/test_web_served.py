@@ -111,8 +111,9 @@ def test_markup_in_what_the_api_returns_is_shown_as_text(site: tuple[Site, str])
     s, base = site
     real = s.app.api_call
 
-    def tainted(method: str, path: str, body: bytes, query: str = "") -> Reply:
-        reply = real(method, path, body, query)
+    def tainted(method: str, path: str, body: bytes, query: str = "",
+                signed: Any = None) -> Reply:
+        reply = real(method, path, body, query, signed)
         return Reply(reply.status, _tainted(reply.body))
 
     s.app.api_call = tainted  # type: ignore[method-assign]

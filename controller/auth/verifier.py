@@ -14,7 +14,8 @@ A sequence binds the key it was accepted under (`key_id`, stored with it): when 
 a new key, its sequence starts afresh. Otherwise one request with a huge sequence (a buggy agent,
 or a stolen key) would lock that agent name out for good, re-keying or not; a request signed
 with the old key is refused by its signature anyway. (A sequence stored by an earlier version,
-with no key, binds whatever key.)
+with no key, binds whatever key.) In a cluster the members tell each other the sequences they
+accepted (`witness`), so a request accepted by one is refused when replayed to another.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"dyncast agent key\0" + key).hexdigest()[:16]
 
 
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """An agent's call as accepted: its sequence, and the id of the key that signed it (in a
+    cluster the other members refuse the same sequence again: `Verifier.witness`)."""
+
+    agent: str
+    seq: int
+    key: str | None
+
+
 @dataclass
 class Verifier:
     """Checks credentials against the tables; remembers each agent's last sequence."""
@@ -68,6 +79,18 @@ class Verifier:
             if seq > self.last_seq.get(agent, -1):
                 self.last_seq[agent] = seq
                 self.seq_keys[agent] = (keys or {}).get(agent)
+
+    def witness(self, agent: str, seq: int, key: str | None) -> None:
+        """Another cluster member accepted `agent`'s call with sequence `seq` under key id
+        `key`: that request (or an earlier one) replayed here is refused too. Not taken when
+        it names another key than the agent has here (the members' key files differ); not
+        stored (the accepting member stores it)."""
+        held = self.agents.get(agent)
+        if held is not None and key is not None and key != key_id(held.key):
+            return
+        last = self.last_seq.get(agent, -1) if self.seq_keys.get(agent) in (key, None) else -1
+        if seq > last:
+            self.last_seq[agent], self.seq_keys[agent] = seq, key
 
     def take_risen(self) -> dict[str, int]:
         """The sequences that rose since the last call, to be stored (agent -> sequence)."""

@@ -24,6 +24,8 @@ import json
 import math
 from dataclasses import dataclass
 
+from controller.auth.verifier import Signed
+
 PREFIX = "/dyncast/v1/"
 SHARED = ("services", "instances", "metrics")  # the resources whose changes every member needs
 WRITES = ("POST", "PUT", "DELETE")
@@ -39,6 +41,7 @@ class Change:
     path: str
     body: str
     at: float | None = None  # when `member` accepted it (epoch s); None from an older member
+    signed: Signed | None = None  # the agent's signature it was accepted under, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,8 @@ def encode(change: Change) -> str:
                                "b": change.body}
     if change.at is not None:
         data["a"] = change.at
+    if change.signed is not None:
+        data["s"] = [change.signed.agent, change.signed.seq, change.signed.key]
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -88,7 +93,18 @@ def decode(payload: str) -> Change | Ref | None:
             if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
                 at = None  # an older member's change (or a bad time): applied as before
             return Change(data["m"], data["v"], data["p"], data["b"],
-                          None if at is None else float(at))
+                          None if at is None else float(at), _signed(data.get("s")))
     except (ValueError, TypeError):
         pass
     return None
+
+
+def _signed(value: object) -> Signed | None:
+    """A payload's signature part back (None if absent or malformed)."""
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    agent, seq, key = value
+    if (not isinstance(agent, str) or isinstance(seq, bool) or not isinstance(seq, int)
+            or not (key is None or isinstance(key, str))):
+        return None
+    return Signed(agent, seq, key)
