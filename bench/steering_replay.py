@@ -29,8 +29,10 @@ and chooses as dyncast does (`Decider`): the sites within `spread` of the cheape
 new flows in proportion to `(best / cost) ** sharpness`, served in turn, and the shares are
 taken anew when a cost moved by more than the hysteresis (the controller's defaults).
 `deadline` policies instead take, among the sites that would answer within the deadline, the
-one with the slowest service (saving the fast one), else the cheapest; one is told the run's
-own target (0.8x the best other's p95 of that seed), which no controller knows.
+one with the slowest service (saving the fast one), else the cheapest, or (`idle_rest`) a site
+where no request waits, since a request that misses the deadline anyway should hold no one up;
+one is told the run's own target (0.8x the best other's p95 of that seed), which no controller
+knows.
 
 Checked against the runs: `lines` prints each cell's traced p95 beside the defaults replayed;
 where they differ, the model misses something of those runs. It is a model: requests never fail
@@ -80,6 +82,8 @@ class Policy:
     price: float = 1.0  # ... and each ms beyond at this many
     deadline_ms: float | None = None
     at_target: bool = False  # the deadline is the run's own target: 0.8x the best other's p95
+    idle_rest: bool = False  # a request no site answers within the deadline goes where no
+    # request waits (it will miss anyway: it holds no one up there), not to the cheapest
 
     def wait_cost(self, wait_ms: float, base_ms: float) -> float:
         """The price of `wait_ms` of waiting (allowance.py's, or the wait itself)."""
@@ -98,6 +102,10 @@ POLICIES = (
     *(Policy(f"deadline {t:g} ms, slowest within it", wait="exact", deadline_ms=t)
       for t in (310.0, 350.0)),
     Policy("deadline at the target, slowest within it", wait="exact", at_target=True),
+    Policy("deadline 310 ms, slowest within it, the rest where none waits", wait="exact",
+           deadline_ms=310.0, idle_rest=True),
+    Policy("deadline at the target, slowest within it, the rest where none waits",
+           wait="exact", at_target=True, idle_rest=True),
 )
 
 
@@ -203,7 +211,7 @@ def _pick(policy: Policy, sites: dict[str, Site], queues: dict[str, list[float]]
           ends: dict[str, list[float]], net: dict[str, float], now: float, base_ms: float,
           decider: Decider) -> str:
     """The site `policy` gives a fresh request at `now`."""
-    costs, answer = {}, {}
+    costs, answer, waits = {}, {}, {}
     for name, site in sites.items():
         while ends[name] and ends[name][0] <= now:
             heapq.heappop(ends[name])
@@ -213,11 +221,13 @@ def _pick(policy: Policy, sites: dict[str, Site], queues: dict[str, list[float]]
             ahead = max(0, len(ends[name]) - site.workers + 1)
             wait = site.service_ms * ahead / site.workers
         costs[name] = net.get(name, 0.0) + site.service_ms + policy.wait_cost(wait, base_ms)
-        answer[name] = net.get(name, 0.0) + site.service_ms + wait
+        answer[name], waits[name] = net.get(name, 0.0) + site.service_ms + wait, wait
     if policy.deadline_ms is not None:
         within = [k for k in sorted(sites) if answer[k] <= policy.deadline_ms]
         if within:
             return max(within, key=lambda k: (sites[k].service_ms, -answer[k]))
+        if policy.idle_rest:
+            return min(sorted(sites), key=lambda k: (waits[k] > 0, answer[k]))
         return min(sorted(sites), key=lambda k: answer[k])
     return decider.pick(costs)
 
