@@ -29,6 +29,7 @@ from psycopg import sql
 from sqlalchemy import create_engine, delete, insert, select, text
 from sqlalchemy.engine import Engine, make_url
 
+from apps import logs
 from apps.framework import hub
 from apps.store import cluster_changes_table as changes_table
 from controller.api import Reply
@@ -294,8 +295,18 @@ class SharedSide:
         reply = self._serve(change.method, change.path, change.body.encode(),
                             accepted=change.at, remote=True)  # its reports replace older ones
         self.core.counters["changes_applied"] += 1
-        if reply.status >= 400:  # already here (a repeat, or read from the store at start)
-            self.core.counters["changes_refused"] += 1
+        if reply.status == 409:  # a record here excludes it: the members now hold different
+            self.core.counters["changes_conflicting"] += 1  # records (docs/cluster.md)
+            body = reply.body if isinstance(reply.body, dict) else {}
+            logs.event("config", "cluster_change_conflicts", logging.ERROR,
+                       member=change.member, method=change.method, path=change.path,
+                       field=body.get("field"), error=body.get("error"),
+                       reason="another member accepted a write that a record here excludes "
+                       "(e.g. one D-SID for two services): the members now differ; delete "
+                       "or change one of the two")
+        elif reply.status >= 400:  # already here (a repeat, or read from the store at start)
             LOG.info("dyncast: cluster: %s's change %s %s refused here: %s %s",
                      change.member, change.method, change.path, reply.status, reply.body)
+        if reply.status >= 400:
+            self.core.counters["changes_refused"] += 1
         return reply

@@ -162,6 +162,10 @@ class CoreCollector(Collector):
         yield GaugeMetricFamily("dyncast_cluster_settings_disagree", "Live cluster members "
                                 "whose shared settings differ from this member's (docs/cluster.md)",
                                 value=c["cluster_settings_disagree"])
+        yield CounterMetricFamily("dyncast_cluster_changes_conflicting", "Other cluster "
+                                  "members' writes a record here excluded (409: e.g. one D-SID "
+                                  "for two services): the members differ (docs/cluster.md)",
+                                  value=c["changes_conflicting"])
         yield CounterMetricFamily("dyncast_errors", "Exceptions and OpenFlow errors in the "
                                   "controller", value=c["errors"])
         # the channel guards (docs/channels.md)
