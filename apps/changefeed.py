@@ -262,7 +262,10 @@ class SharedSide:
         was not listening (controller/cluster/catchup.py), as the others' changes."""
         assert self.feed is not None
         before = self.core.writes.keys() | {(w.kind, w.key) for w in self.flushing}
-        services, instances, unreadable = tpool.execute(self.store.load_shared)
+        services, instances, unreadable, seqs = tpool.execute(self.store.load_shared)
+        if self.guard is not None:  # the sequences the others stored meanwhile: no replays
+            for agent, seq, key in seqs:
+                self.guard.verifier.witness(agent, seq, key)
         # not judged from the store: this member's writes not stored yet, before the read or
         # after it (a batch the flusher landed while the read ran may be missing from what it
         # read: a service deleted here came back), and records that cannot be read (skipped

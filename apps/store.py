@@ -316,18 +316,21 @@ class Store:
                     snap.agent_keys[agent] = key
         return snap
 
-    def load_shared(self) -> tuple[list[Service], list[Instance], set[tuple[str, str]]]:
+    def load_shared(self) -> tuple[list[Service], list[Instance], set[tuple[str, str]],
+                                   list[tuple[str, int, str | None]]]:
         """The services and instances (the records cluster members share), read again, and the
         (kind, key) of those that cannot be read: skipped (`_unreadable` names them), not
-        gone (a catch-up must not delete what it could not read)."""
+        gone (a catch-up must not delete what it could not read); and the agents' stored
+        sequences (agent, sequence, key id)."""
         bad: list[tuple[str, str, str]] = []
         with self.engine.connect() as conn:
             services = read(conn, services_table, "name",
                             lambda d: service_from_dict(d, strict=False), bad)
             instances = read(conn, instances_table, "dbid", instance, bad)
+            seqs = read(conn, agent_seqs_table, "agent", agent_seq, bad)
         self._unreadable(bad)
         kinds = {t.name: kind for kind, t in TABLES.items()}
-        return services, instances, {(kinds[table], key) for table, key, _ in bad}
+        return services, instances, {(kinds[table], key) for table, key, _ in bad}, seqs
 
     def bindings_at(self, ingress: int) -> list[Binding]:
         """The stored bindings of one ingress switch (a cluster member taking it over reads

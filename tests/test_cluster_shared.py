@@ -432,3 +432,27 @@ def test_a_catch_up_is_applied_in_slices_that_let_the_event_loop_run(
         other.close()
         app.feed.close()
     assert app.core.counters["errors"] == 0
+
+
+def test_a_catch_up_takes_the_agents_sequences_the_others_stored(member: str, shell: Shell,
+                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """A member listening again after a break reads the agents' sequences the others stored
+    meanwhile with the shared records: a call of theirs replayed to it is refused (the
+    changes it missed carried them: docs/security.md)."""
+    from apps import changefeed
+
+    monkeypatch.setattr(changefeed, "WAIT_S", 0.05)
+    app = shell.app
+    other = Store(member)
+    try:
+        other.apply([StoreWrite("agent_seq", "dma-x", {"agent": "dma-x", "seq": 500,
+                                                       "key": None})])
+        assert "dma-x" not in app.guard.verifier.last_seq
+        app._caught_up = False  # its listening connection broke
+        assert app._follow_once()
+        assert app.guard.verifier.last_seq["dma-x"] == 500
+    finally:
+        other.close()
+        app.feed.close()
+    assert app.core.counters["errors"] == 0

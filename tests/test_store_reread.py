@@ -62,7 +62,7 @@ def test_shared_records_are_read_past_one_that_cannot_be(damaged: Store,
     again."""
     with caplog.at_level(logging.ERROR, logger="dyncast"):
         for _ in range(3):
-            services, instances, unreadable = damaged.load_shared()
+            services, instances, unreadable, _ = damaged.load_shared()
             assert [s.name for s in services] == ["svc1"]
             assert sorted(i.dbid for i in instances) == ["10.0.0.21", "10.0.0.31"]
             assert unreadable == {("service", "bad"), ("instance", "10.0.0.99")}
