@@ -10,8 +10,10 @@ waits for the others' changes and applies each on the event loop (`RestSide._ser
 
 The channel is named after the store's schema, so clusters (or tests) sharing one server but
 not one schema do not hear each other. A member whose listening connection broke misses the
-changes notified meanwhile: when it listens again it reads the store's services and instances
-and applies what differs (controller/cluster/catchup.py); see docs/cluster.md.
+changes notified meanwhile: when it listens again it applies the others' writes to services and
+instances it has not heard, from the log of changes (`cluster_changes`, kept an hour; each in
+its order, judged by its stamp), then reads the store's services and instances and applies
+what still differs (controller/cluster/catchup.py); see docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -35,15 +37,43 @@ from apps.store import cluster_changes_table as changes_table
 from controller.api import Reply
 from controller.auth.verifier import Signed
 from controller.cluster.catchup import catch_up
-from controller.cluster.changes import Change, Ref, decode, encode, encode_ref, fits, shared
+from controller.cluster.changes import (
+    Change,
+    Ref,
+    decode,
+    encode,
+    encode_ref,
+    fits,
+    ident_of,
+    shared,
+)
 from controller.cluster.order import Order
+from controller.cluster.records import record_of
 
 LOG = logging.getLogger("dyncast")
 WAIT_S = 0.5  # a wait for notifications returns at least this often (to notice a stop)
-KEEP_S = 3600.0  # stored (large) changes older than this are pruned
+KEEP_S = 3600.0  # logged changes (and large ones) older than this are pruned
+MARGIN_S = 5.0  # a catch-up reads the log from this long before the last wait that returned
+HEARD_MAX = 100_000  # logged changes remembered as heard (their row ids)
+CLOCK_S = 0.25  # a wait reads the database's clock at most this often
 RETRY_S = 1.0  # after the listening connection failed
 APPLY_SLICE = 100  # others' changes applied a step (each is one API call on the event loop)
 OUTBOX_MAX = 10_000  # changes waiting to be published while the database is away
+
+
+def logged(change: Change) -> bool:
+    """True for a write to a shared record (a service, an instance's registration or state):
+    logged as well as notified, so that a member that missed its notification applies it
+    when it listens again (`ChangeFeed.missed`); a metric report is caught up from the
+    store instead."""
+    return record_of(change.method, change.path, change.body) is not None
+
+
+def _db_now(conn: psycopg.Connection[Any]) -> float:
+    """The database's clock, read on `conn`."""
+    row = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+    assert row is not None
+    return float(row[0])
 
 
 class ChangeFeed:
@@ -57,6 +87,11 @@ class ChangeFeed:
             hide_password=False)
         self.listener: psycopg.Connection[Any] | None = None
         self.channel = ""
+        self.heard_at: float | None = None  # the database's time at the last wait that
+        # returned: every change logged before it (less MARGIN_S) has been heard
+        self.heard: deque[int] = deque(maxlen=HEARD_MAX)  # logged changes heard, by row id
+        self._heard: set[int] = set()
+        self._clocked = float("-inf")  # (monotonic) when `heard_at` was last read
 
     def listen(self) -> None:
         """Open the listening connection (autocommit) and LISTEN on the schema's channel (a
@@ -67,6 +102,8 @@ class ChangeFeed:
         self.channel = f"dyncast_changes_{row[0] if row else 'public'}"[:63]
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
         self.listener = conn
+        if self.heard_at is None:  # the first: the store is read after it (the start)
+            self.heard_at = _db_now(conn)
 
     def publish(self, changes: list[Change]) -> None:
         """Notify every member of `changes`, in order, in one transaction (a notification is
@@ -79,11 +116,13 @@ class ChangeFeed:
             stored = False
             for change in changes:
                 payload = encode(change)
-                if not fits(payload):
-                    row = conn.execute(insert(changes_table).values(
+                if logged(change) or not fits(payload):  # (a record's write: `missed`)
+                    row = int(conn.execute(insert(changes_table).values(
                         member_id=change.member, at=now, data=payload)
-                        .returning(changes_table.c.id)).scalar_one()
-                    payload, stored = encode_ref(Ref(change.member, int(row))), True
+                        .returning(changes_table.c.id)).scalar_one())
+                    payload, stored = encode(change, row), True
+                    if not fits(payload):
+                        payload = encode_ref(Ref(change.member, row))
                 conn.execute(text("SELECT pg_notify(:c, :p)"),
                              {"c": self.channel, "p": payload})
             if stored:
@@ -96,14 +135,22 @@ class ChangeFeed:
             self.listen()
         assert self.listener is not None
         try:
+            clock = time.monotonic()  # the database's time, read at most every CLOCK_S
+            now = _db_now(self.listener) if clock - self._clocked >= CLOCK_S else None
             got = [n.payload for n in self.listener.notifies(timeout=timeout, stop_after=1)]
             if got:
                 got += [n.payload for n in self.listener.notifies(timeout=0.0)]
         except Exception:
             self.close_listener()
             raise
+        if now is not None:  # (an older one: the catch-up reads a little more of the log)
+            self.heard_at, self._clocked = now, clock
         out: list[Change] = []
         for payload in got:
+            ident = ident_of(payload)
+            if ident is not None and ident in self._heard:
+                continue  # applied already, from the log (`missed`)
+            self._hear(ident)
             item = decode(payload)
             if item is None:
                 LOG.warning("dyncast: cluster: an unreadable change notification: %.200s",
@@ -126,6 +173,35 @@ class ChangeFeed:
             LOG.warning("dyncast: cluster: stored change %d of %s is gone", ref.id, ref.member)
             return []
         return [item]
+
+    def missed(self) -> list[Change]:
+        """The others' logged changes (writes to services and instances) this member has not
+        heard, logged since its last wait that returned (less MARGIN_S: notifications on
+        their way then), in the order they were logged; none before it first listened (the
+        store it read at its start holds them). Called when it listens again after a break,
+        before the store is read (docs/cluster.md: catching up)."""
+        if self.heard_at is None:
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(changes_table.c.id, changes_table.c.data).where(
+                changes_table.c.at >= self.heard_at - MARGIN_S,
+                changes_table.c.member_id != self.member_id).order_by(changes_table.c.id)).all()
+        out = []
+        for ident, data in rows:
+            item = decode(data)
+            if int(ident) not in self._heard and isinstance(item, Change):
+                out.append(item)
+            self._hear(int(ident))
+        return out
+
+    def _hear(self, ident: int | None) -> None:
+        """Note a logged change as heard (the last HEARD_MAX are remembered)."""
+        if ident is None or ident in self._heard:
+            return
+        if len(self.heard) == self.heard.maxlen:
+            self._heard.discard(self.heard[0])
+        self.heard.append(ident)
+        self._heard.add(ident)
 
     def close_listener(self) -> None:
         """Close the listening connection (quietly)."""
@@ -261,6 +337,8 @@ class SharedSide:
         """Read the shared records from the store and apply what this member missed while it
         was not listening (controller/cluster/catchup.py), as the others' changes."""
         assert self.feed is not None
+        missed = tpool.execute(self.feed.missed)  # the log first: every write in its order,
+        self._apply_sliced(missed)  # judged by its stamp (a write pending here included)
         before = self.core.writes.keys() | {(w.kind, w.key) for w in self.flushing}
         services, instances, unreadable, seqs = tpool.execute(self.store.load_shared)
         if self.guard is not None:  # the sequences the others stored meanwhile: no replays
@@ -277,10 +355,10 @@ class SharedSide:
                            instances, pending, {s.name for s in self.core.config.services},
                            time.time())
         self._apply_sliced(changes)
-        self.core.counters["changes_caught_up"] += len(changes)
+        self.core.counters["changes_caught_up"] += len(missed) + len(changes)
         self._caught_up = True
         LOG.warning("dyncast: cluster: listening for changes again; %d caught up from the "
-                    "store", len(changes))
+                    "log of changes, %d from the store", len(missed), len(changes))
 
     def apply_change(self, change: Change) -> None:
         """Apply another member's change as if this member had accepted it (not passed on),

@@ -184,6 +184,17 @@ def test_changes_waiting_for_the_database_are_bounded(member: str, shell: Shell,
         app.feed.close()
 
 
+def kill_listener(app: Any, other: Store) -> None:
+    """m1's writes so far stored and its queue of changes emptied, it listens; then its
+    listening connection dies (pg_terminate_backend, through `other`)."""
+    app.store.apply(app.core.drain_writes())
+    app._outbox.clear()
+    assert app._follow_once() and app.feed.listener is not None
+    with other.engine.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:p)"),
+                     {"p": app.feed.listener.info.backend_pid})
+
+
 def test_a_member_catches_up_after_its_listening_connection_broke(
         member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
     """m1's listening connection is killed (pg_terminate_backend); meanwhile m2 drains m1's
@@ -198,12 +209,7 @@ def test_a_member_catches_up_after_its_listening_connection_broke(
     other = Store(member)
     try:
         shell.register()
-        app.store.apply(app.core.drain_writes())
-        app._outbox.clear()  # m1's own two changes (no publisher runs here)
-        assert app._follow_once() and app.feed.listener is not None
-        with other.engine.begin() as conn:  # m1's listener dies
-            conn.execute(text("SELECT pg_terminate_backend(:p)"),
-                         {"p": app.feed.listener.info.backend_pid})
+        kill_listener(app, other)  # (m1's own two changes emptied: no publisher runs here)
         inst = app.core.catalogue.instances[INSTANCE[0]]
         drained = Instance(**{**vars_of(inst), "state": "draining", "drain_deadline": None,
                               "metrics": Metrics(0.9, 7, 1, 10, True),
@@ -248,12 +254,7 @@ def test_a_catch_up_never_brings_back_what_this_member_deleted_during_its_read(
     made = {"name": "gone1", "dsid": "10.0.100.9", "protocol": "tcp", "port": 80}
     try:
         assert shell.rest("POST", "services", made).status == 201
-        app.store.apply(app.core.drain_writes())
-        app._outbox.clear()
-        assert app._follow_once() and app.feed.listener is not None
-        with other.engine.begin() as conn:  # m1's listener dies
-            conn.execute(text("SELECT pg_terminate_backend(:p)"),
-                         {"p": app.feed.listener.info.backend_pid})
+        kill_listener(app, other)
         assert shell.rest("DELETE", "services/gone1").status == 200  # queued, not stored
         read = app.store.load_shared
 
@@ -453,6 +454,56 @@ def test_a_catch_up_takes_the_agents_sequences_the_others_stored(member: str, sh
         assert app._follow_once()
         assert app.guard.verifier.last_seq["dma-x"] == 500
     finally:
+        other.close()
+        app.feed.close()
+    assert app.core.counters["errors"] == 0
+
+
+def test_a_later_write_missed_while_not_listening_wins_over_one_pending_here(
+        member: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """m1's listening connection is killed; m1 replaces svc1 (its store write still queued)
+    and m2 replaces it a second later, notified (lost to m1) and logged. When m1 listens again
+    it applies m2's write from the log of changes, judged by its stamp: both hold m2's, and
+    m1's store write is m2's too. (Before, the store's svc1 was not judged at all while a
+    write of m1's own was pending: m1 kept its earlier one.) A second catch-up applies
+    nothing again, and m2's next change is heard once."""
+    from apps import changefeed
+
+    monkeypatch.setattr(changefeed, "WAIT_S", 0.05)
+    app = shell.app
+    m2 = ChangeFeed(member, "m2")
+    other = Store(member)
+    try:
+        kill_listener(app, other)
+        body = {k: v for k, v in app.core.catalogue.services["svc1"].to_dict().items()
+                if k != "name"}
+        assert shell.rest("PUT", "services/svc1", {**body, "policy": "least-loaded"}
+                          ).status == 200
+        (mine,) = app._outbox
+        pending = app.core.writes.keys()  # (a set: `Writes` has no `in`)
+        assert mine.at is not None and ("service", "svc1") in pending
+        theirs = Change("m2", "PUT", V1 + "services/svc1",
+                        json.dumps({**body, "policy": "nearest"}), mine.at + 1.0)
+        m2.publish([theirs])
+        assert not app._follow_once()  # the break is noticed (the notification is lost)
+        assert app.core.catalogue.services["svc1"].policy == "least-loaded"
+        assert app._follow_once()  # listening again: the log first
+        assert app.core.catalogue.services["svc1"].policy == "nearest"
+        (write,) = [w for w in app.core.drain_writes() if w.kind == "service"]
+        assert write.value is not None and write.value["policy"] == "nearest"
+        caught = app.core.counters["changes_caught_up"]
+        assert caught >= 1
+        app._caught_up = False
+        assert app._follow_once() and app.core.counters["changes_caught_up"] == caught
+        m2.publish([Change("m2", "POST", V1 + "instances",
+                           json.dumps({"dsid": DSID, "dbid": "10.0.0.23", "dma": "x"}),
+                           mine.at + 2.0)])
+        applied = app.core.counters["changes_applied"]
+        assert app._follow_once() and "10.0.0.23" in app.core.catalogue.instances
+        assert app.core.counters["changes_applied"] == applied + 1
+        assert app.core.counters["changes_refused"] == 0
+    finally:
+        m2.close()
         other.close()
         app.feed.close()
     assert app.core.counters["errors"] == 0

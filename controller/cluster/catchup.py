@@ -1,8 +1,10 @@
 """Catching up after a lost listening connection: the changes a member missed, as requests.
 
 Notifications are not a log: while a member's LISTEN connection is broken, the changes the
-others notify are lost to it. Every member also writes the shared records to the store, so when
-the member listens again it reads the store's services and instances and turns each difference
+others notify are lost to it. The writes to services and instances are also logged for an hour
+(apps/changefeed.py `missed`: applied first, each judged by its stamp); every member also
+writes the shared records to the store, so the member then reads the store's services and
+instances (what the log does not cover: metric reports, a longer break) and turns each difference
 from what it holds into the request another member would have sent (`Change`), applied through
 the same path as a notification (`SharedSide.apply_change`): the same validation and core calls,
 never passed on. Applying them is idempotent (a repeat is refused or changes nothing).
@@ -13,7 +15,8 @@ What differs, and the request that repairs it:
 - the drain: stored draining, here not: POST instances/D/drain (or deactivate when it is to
   stop when drained) with the deadline left; here draining, stored not: POST .../undrain;
 - metrics newer in the store than here: POST metrics (recorded at this member's `now`, as a
-  notified report is);
+  notified report is), also for an instance whose record has a write pending here (reports
+  have their own order, controller/instances/intake.py);
 - a service or instance this member holds that the store does not (withdrawn elsewhere):
   DELETE, unless this member has a write of that record still waiting for the store (it was
   made here and not yet flushed: the store is behind, not the member), and never a service of
@@ -62,6 +65,8 @@ def catch_up(member: str, services: Mapping[str, Service], instances: Mapping[st
     for dbid, inst in sorted(stored_insts.items()):
         here_inst = instances.get(dbid)
         if ("instance", dbid) in pending:
+            if here_inst is not None:  # (reports have their own order: intake.py)
+                _metrics(req, here_inst, inst)
             continue
         if here_inst is None:
             if inst.service not in dsids:
@@ -69,11 +74,7 @@ def catch_up(member: str, services: Mapping[str, Service], instances: Mapping[st
             req("POST", "instances", {"dsid": dsids[inst.service], "dbid": dbid,
                                       "dma": inst.dma, "active": inst.registered_active})
         _drain(req, here_inst, inst, now)
-        if inst.metrics is not None and inst.metrics_at is not None and (
-                here_inst is None or here_inst.metrics_at is None
-                or inst.metrics_at > here_inst.metrics_at):
-            report = {k: v for k, v in inst.metrics.to_dict().items() if v is not None}
-            req("POST", "metrics", {**report, "dbid": dbid})
+        _metrics(req, here_inst, inst)
     for dbid in sorted(set(instances) - set(stored_insts)):
         if ("instance", dbid) not in pending:
             req("DELETE", f"instances/{dbid}")
@@ -81,6 +82,14 @@ def catch_up(member: str, services: Mapping[str, Service], instances: Mapping[st
         if ("service", name) not in pending and name not in configured:
             req("DELETE", f"services/{name}")
     return out
+
+
+def _metrics(req: Any, here: Instance | None, stored: Instance) -> None:
+    """The report that gives this member the stored metrics, if they are newer than its own."""
+    if stored.metrics is not None and stored.metrics_at is not None and (
+            here is None or here.metrics_at is None or stored.metrics_at > here.metrics_at):
+        report = {k: v for k, v in stored.metrics.to_dict().items() if v is not None}
+        req("POST", "metrics", {**report, "dbid": stored.dbid})
 
 
 def _drain(req: Any, here: Instance | None, stored: Instance, now: float) -> None:

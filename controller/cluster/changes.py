@@ -59,15 +59,31 @@ def shared(method: str, path: str, status: int) -> bool:
     return path[len(PREFIX):].split("/", 1)[0] in SHARED
 
 
-def encode(change: Change) -> str:
-    """The notification payload (or stored row) of `change`."""
+def encode(change: Change, ident: int | None = None) -> str:
+    """The notification payload (or stored row) of `change`; `ident`: the id of the row the
+    change was also logged as (the listeners note which they heard)."""
     data: dict[str, object] = {"m": change.member, "v": change.method, "p": change.path,
                                "b": change.body}
     if change.at is not None:
         data["a"] = change.at
     if change.signed is not None:
         data["s"] = [change.signed.agent, change.signed.seq, change.signed.key]
+    if ident is not None:
+        data["i"] = ident
     return json.dumps(data, separators=(",", ":"))
+
+
+def ident_of(payload: str) -> int | None:
+    """The logged row a notification's change is (`encode`'s `ident`, or a `Ref`'s id); None
+    if it names none (never raises)."""
+    if '"i":' not in payload and '"id":' not in payload:
+        return None
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    ident = data.get("i", data.get("id")) if isinstance(data, dict) else None
+    return ident if isinstance(ident, int) and not isinstance(ident, bool) else None
 
 
 def fits(payload: str) -> bool:
