@@ -499,7 +499,11 @@ def test_a_later_write_missed_while_not_listening_wins_over_one_pending_here(
                            json.dumps({"dsid": DSID, "dbid": "10.0.0.23", "dma": "x"}),
                            mine.at + 2.0)])
         applied = app.core.counters["changes_applied"]
-        assert app._follow_once() and "10.0.0.23" in app.core.catalogue.instances
+        for _ in range(40):  # (one wait is 0.05 s here: a loaded machine may need more)
+            assert app._follow_once()
+            if "10.0.0.23" in app.core.catalogue.instances:
+                break
+        assert "10.0.0.23" in app.core.catalogue.instances
         assert app.core.counters["changes_applied"] == applied + 1
         assert app.core.counters["changes_refused"] == 0
     finally:
