@@ -338,7 +338,9 @@ def parse_args(argv: Sequence[str] | None) -> ServiceConfig:
 
 def serve_until(server: ServiceServer, stop: threading.Event) -> None:
     """Serve in a background thread until `stop` is set, then close the listening socket."""
-    thread = threading.Thread(target=server.serve_forever, name="serve", daemon=True)
+    # a short poll interval: shutdown() waits for the loop's next look (a stop within 0.1 s)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name="serve", daemon=True)
     thread.start()
     while not stop.wait(0.5):
         pass

@@ -40,6 +40,7 @@ from mininet_tests.processes import (
     pid_alive,
     run,
     stop_pid,
+    terminate_all,
     wait_until,
 )
 
@@ -293,11 +294,29 @@ class Lab:
         return what
 
     def wait_connected(self, timeout: float = 20.0) -> None:
-        """Wait until every switch has a connection to its controller."""
+        """Wait until every switch has a connection to its controller: the lab's controller
+        lists it as connected in GET /topology, or OVS's database says so. (OVS writes
+        `is_connected` up to about 5 s late, so the controller's word usually comes first.)"""
         def unconnected() -> list[str]:
-            return [s.name for s in self.net.switches if not s.connected()]
+            seen = self._connected_dpids()
+            return [s.name for s in self.net.switches
+                    if int(s.dpid, 16) not in seen and not s.connected()]
         wait_until(lambda: not unconnected(), timeout,
                    lambda: f"switches not connected to the controller: {unconnected()}")
+
+    def _connected_dpids(self) -> set[int]:
+        """The datapath ids the lab's controller has a live channel with (empty when there is
+        no such controller, or it does not answer)."""
+        if self.controller is None or self.controller.popen is None \
+                or self.controller.popen.poll() is not None or self.controller.command:
+            return set()
+        try:
+            code, body = self.rest("GET", "/topology")
+        except (OSError, ValueError):
+            return set()
+        if code != 200 or not isinstance(body, dict):
+            return set()
+        return {s["dpid"] for s in body.get("switches", []) if s.get("connected")}
 
     def wait_topology(self, timeout: float = 20.0) -> None:
         """Wait until the controller's GET /topology shows every switch-to-switch link of the
@@ -474,7 +493,8 @@ class Lab:
             if bridge in existing:
                 step(f"dump {bridge}", lambda b=bridge: (self.artifacts / f"flows-{b}.txt")
                      .write_text(dump_flows_text(b, names=True)))
-        for proc in reversed(self.procs):
+        step("signal processes", lambda: terminate_all([p.popen for p in self.procs]))
+        for proc in reversed(self.procs):  # all told at once, so their exits overlap
             step(f"stop {proc.host} {proc.name}", lambda p=proc: notes.append(
                 f"{p.host} {p.name} pid {p.popen.pid} exit {self.stop_process(p)}"))
         pids = self._node_pids()

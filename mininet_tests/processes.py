@@ -6,6 +6,7 @@ artefact folder and ended by its pid (SIGTERM, then SIGKILL), never by name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -119,6 +120,14 @@ def stop_pid(popen: subprocess.Popen[Any], timeout: float = 5.0) -> int | None:
             popen.kill()
             popen.wait(5)
     return popen.returncode
+
+
+def terminate_all(popens: Sequence[subprocess.Popen[Any]]) -> None:
+    """SIGTERM every process still running, without waiting (stop_pid then waits for each)."""
+    for popen in popens:
+        if popen.poll() is None:
+            with contextlib.suppress(OSError):
+                popen.send_signal(signal.SIGTERM)
 
 
 def artifacts_for(test_name: str) -> Path:

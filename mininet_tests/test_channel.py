@@ -103,8 +103,11 @@ def test_tls_channel_steers_traffic_and_a_rogue_switch_gets_nothing(tls_lab: Lab
     lab = tls_lab
     assert lab.controller is not None
     port = lab.controller.ofp_port
-    conns = _ok(["ovs-vsctl", "--columns=target,is_connected", "list", "Controller"])
-    assert f"ssl:127.0.0.1:{port}" in conns and "false" not in conns, conns
+    def channels() -> str:
+        return _ok(["ovs-vsctl", "--columns=target,is_connected", "list", "Controller"])
+    # OVS's own record of each channel (written up to about 5 s after the controller saw it)
+    wait_until(lambda: "false" not in channels(), 10, channels)
+    assert f"ssl:127.0.0.1:{port}" in channels(), channels()
     assert _tls_only(lab, port), "the OpenFlow port answered plain TCP with an OpenFlow HELLO"
     meters = _ok(["ovs-ofctl", "-O", "OpenFlow13", "dump-meters", "r1"])
     assert "meter=1" in meters and "rate=1000" in meters, meters

@@ -34,8 +34,10 @@ run() {
     shift 3
     echo
     echo "=== $name: $*"
+    local started=$SECONDS
     "$@"
     local rc=$?
+    local took=$((SECONDS - started))
     local verdict
     case $rc in
         0) verdict=passed ;;
@@ -46,7 +48,7 @@ run() {
     if [ $rc -eq 0 ] && [ -n "${JUNIT:-}" ] && all_skipped "$JUNIT"; then
         verdict="FAILED (every test was skipped)"; failed=1
     fi
-    results+=("$(printf '%-22s %s' "$name" "$verdict")")
+    results+=("$(printf '%-28s %-32s %5d s' "$name" "$verdict" "$took")")
 }
 
 # all_skipped REPORT: true when the JUnit report counts tests and every one was skipped.
@@ -94,6 +96,6 @@ for fw in $FRAMEWORKS; do
 done
 
 echo
-echo "=== summary"
+echo "=== summary (the whole run, setup included: $SECONDS s; CI's budget is 45 minutes)"
 printf '%s\n' "${results[@]}"
 exit $failed
