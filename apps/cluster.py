@@ -19,6 +19,7 @@ from typing import Any, Literal
 from eventlet import tpool
 
 from apps import channelguard, logs, packet_in
+from apps.dsidclaims import DsidClaims
 from apps.fencing import StoreFence
 from apps.framework import hub
 from apps.leases import LeaseTable, store_reachable
@@ -91,6 +92,7 @@ class ClusterSide:
             self.member = Member(cluster.member_id, cluster.lease_s)
             self.leases = LeaseTable(store_url, cluster)
             self.store.fence = StoreFence(self.member, cluster.lease_s)  # bindings: fenced
+            self.claims = DsidClaims(self.store.engine, cluster.member_id, self.core.counters)
             LOG.info("dyncast: cluster member %s (heartbeat %.2f s, lease %.2f s)",
                      cluster.member_id, cluster.heartbeat_s, cluster.lease_s)
 
@@ -132,6 +134,7 @@ class ClusterSide:
             self.member.beats_failed = 0
         self._renewed(view, asked)
         self._agreement()
+        self.claims.start({n: s.dsid for n, s in self.core.catalogue.services.items()})
 
     def _digest(self) -> str | None:
         """`settings_digest` of the running configuration, made once per configuration (None,

@@ -166,6 +166,12 @@ class CoreCollector(Collector):
                                   "members' writes a record here excluded (409: e.g. one D-SID "
                                   "for two services): the members differ (docs/cluster.md)",
                                   value=c["changes_conflicting"])
+        claims = _counter("dyncast_cluster_dsid_claims", "A cluster member's D-SID claims in "
+                          "the store, by outcome (refused: another service holds the D-SID; "
+                          "failed: the store did not answer; docs/cluster.md)", ["outcome"])
+        for outcome in ("taken", "refused", "failed", "released", "release_failed"):
+            claims.add_metric([outcome], c[f"dsid_claims_{outcome}"])
+        yield claims
         yield CounterMetricFamily("dyncast_errors", "Exceptions and OpenFlow errors in the "
                                   "controller", value=c["errors"])
         # the channel guards (docs/channels.md)

@@ -16,6 +16,7 @@ from apps import logs
 from apps.framework import hub
 from controller.api import NOTHING, Reply, allowed
 from controller.auth.verifier import Signed
+from controller.cluster.claims import SERVICES
 from controller.model import METRIC_KEYS
 from controller.validate import NAME_RE
 from controller.views import Rows
@@ -49,6 +50,7 @@ class RestSide:
     cluster_view: Any  # apps.cluster.ClusterSide
     share: Any  # apps.changefeed.SharedSide
     doomed: Any  # apps.changefeed.SharedSide
+    claims: Any = None  # apps.dsidclaims.DsidClaims: a cluster member's (apps/cluster.py)
 
 
     def api_call(self, method: str, path: str, body: bytes, query: str = "",
@@ -69,9 +71,17 @@ class RestSide:
             return self.cluster_view() if method == "GET" else Reply(
                 405, {"error": f"{method} not allowed on {CLUSTER_PATH}", "field": "path"},
                 allow=allowed({"GET"}))
+        claim = None if self.claims is None or not path.startswith(SERVICES) else \
+            self.claims.before(method, path, body,
+                               {n: s.dsid for n, s in self.core.catalogue.services.items()})
+        if isinstance(claim, Reply):  # a cluster's D-SID claim refused (apps/dsidclaims.py)
+            self._rejected(method, path, claim)
+            return claim
         at = time.time()  # accepted then (its reports, for the cluster's other members)
         doomed = self.doomed(method, path)  # (the instances it withdraws with it, for them)
         reply = self._serve(method, path, body, at)
+        if claim is not None:
+            self.claims.after(claim, reply.status)
         if reply.status >= 400:
             self._rejected(method, path, reply)
         else:  # a cluster's other members apply it too

@@ -92,6 +92,13 @@ secrets_table = Table(  # shared secrets (`Store.secret`, migration 0006), not c
     Column("name", String(64), primary_key=True),
     Column("value", String(128), nullable=False),
 )
+dsid_claims_table = Table(  # a cluster's D-SID claims (apps/dsidclaims.py, migration 0007)
+    "cluster_dsid_claims", metadata,
+    Column("dsid", String(15), primary_key=True),
+    Column("service", String(64), nullable=False),
+    Column("member_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+)
 TABLES = {"service": services_table, "instance": instances_table, "binding": bindings_table,
           "agent_seq": agent_seqs_table}
 KEYS = {"service": "name", "instance": "dbid", "binding": "id", "agent_seq": "agent"}

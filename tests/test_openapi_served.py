@@ -98,12 +98,13 @@ CASES: list[tuple[str, dict[str, str], Any, str, int]] = [
 # are large here: tests/test_auth.py, test_reload.py make them), 400 and 409 on a
 # reload (a bad or conflicting file: test_openapi.py), 503 from /readyz
 # (test_cluster_shell.py), 403 on an instance of another agent (one agent here: test_auth.py),
-# activate's 200 (an instance the D-MA reported inactive) and deactivate's 409
+# activate's 200 (an instance the D-MA reported inactive) and deactivate's 409, a cluster
+# member's 503 on a D-SID claim the store did not answer (test_cluster_claims.py)
 NOT_MADE = {("reportMetrics", 403), ("withdrawInstance", 403), ("activateInstance", 200),
             ("deactivateInstance", 409), ("getInstance", 400), ("drainInstance", 409),
             ("createService", 429), ("registerInstance", 429), ("reportMetrics", 429),
             ("reloadConfig", 400), ("reloadConfig", 409), ("reloadConfig", 429),
-            ("readyz", 503)}
+            ("readyz", 503), ("createService", 503), ("replaceService", 503)}
 
 
 def _operations() -> dict[str, tuple[str, str, set[int]]]:

@@ -347,8 +347,9 @@ def test_a_database_whose_tables_were_dropped_is_made_again(
     open_store().apply([instance("10.0.0.1")])
     engine = create_engine(store_url)
     with engine.begin() as conn:
-        for table in ("alembic_version", "controller_secrets", "cluster_changes",
-                      "cluster_members", "agent_sequences", "bindings", "instances", "services"):
+        for table in ("alembic_version", "cluster_dsid_claims", "controller_secrets",
+                      "cluster_changes", "cluster_members", "agent_sequences", "bindings",
+                      "instances", "services"):
             conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
     store = open_store()
@@ -444,7 +445,7 @@ def upgrade_to(url: str, revision: str) -> None:
         engine.dispose()
 
 
-REVISIONS = ["0001", "0002", "0003", "0004", "0005"]  # every revision before the newest
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006"]  # every revision before the newest
 
 
 def test_migrations_list_is_every_revision_before_the_newest() -> None:
