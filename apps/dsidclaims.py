@@ -11,7 +11,8 @@ once are ordered by PostgreSQL and the second sees the first's service.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,7 +53,7 @@ class DsidClaims:
     core's (`dsid_claims_taken`, `_refused`, `_failed`, `_released`, `_release_failed`)."""
 
     def __init__(self, engine: Engine, member_id: str,
-                 counters: MutableMapping[str, int]) -> None:
+                 counters: Counter[str]) -> None:
         self.engine = engine
         self.member_id = member_id
         self.counters = counters
@@ -148,8 +149,10 @@ class DsidClaims:
             tpool.execute(self._claim_all, dict(services))
         except Exception as exc:
             self.counters["dsid_claims_failed"] += 1
-            LOG.error("dyncast: cluster: cannot claim this member's services' D-SIDs yet: %s",
-                      exc)
+            if not self.counters["dsid_claims_start_failed"]:  # once: it is tried each beat
+                LOG.error("dyncast: cluster: cannot claim this member's services' D-SIDs yet "
+                          "(tried again at each heartbeat): %s", exc)
+            self.counters["dsid_claims_start_failed"] += 1
             return
         self.started = True
 

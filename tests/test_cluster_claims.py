@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -73,7 +74,7 @@ def test_a_claim_is_stale_only_when_old_and_its_service_holds_the_dsid_nowhere()
 def two(pg_url: str) -> Iterator[tuple[DsidClaims, DsidClaims]]:
     """Members m1 and m2's claims on one migrated store."""
     engines = [create_engine(pg_url) for _ in range(2)]
-    yield (DsidClaims(engines[0], "m1", {}), DsidClaims(engines[1], "m2", {}))
+    yield (DsidClaims(engines[0], "m1", Counter()), DsidClaims(engines[1], "m2", Counter()))
     for engine in engines:
         engine.dispose()
 
@@ -169,7 +170,7 @@ def test_the_app_refuses_a_dsid_claimed_elsewhere_and_changes_nothing(
     D-SID it is created and claimed."""
     app = shell.app
     app.claims.start({n: s.dsid for n, s in app.core.catalogue.services.items()})  # a beat's
-    m2 = DsidClaims(app.store.engine, "m2", {})
+    m2 = DsidClaims(app.store.engine, "m2", Counter())
     assert claims(app.store.engine) == {"10.0.100.1": "svc1", "10.0.100.2": "svc2"}
     m2.take(Claim("10.0.100.9", "svc4"), {})
     before = outbox(shell)
