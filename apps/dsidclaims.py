@@ -74,9 +74,8 @@ class DsidClaims:
             taken = tpool.execute(self.take, todo.take, dict(services))
         except Refused as exc:
             self.counters["dsid_claims_refused"] += 1
-            return Reply(409, {"error": f"D-SID {exc} (a cluster member made it there "
-                               "first; it may not have reached this member yet)",
-                               "field": "dsid"})
+            return Reply(409, {"error": f"D-SID {exc}: one D-SID, one service across the "
+                               "cluster", "field": "dsid"})
         except Exception as exc:  # the database's errors: refused whole, nothing changed
             self.counters["dsid_claims_failed"] += 1
             LOG.error("dyncast: cluster: cannot claim D-SID %s for service %s in the store: "

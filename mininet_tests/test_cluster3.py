@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from controller.cluster.mastership import master_of
@@ -68,12 +70,13 @@ def masters_of(ports: dict[str, int], members: tuple[str, ...]) -> dict[str, str
     return out
 
 
-def start_members(lab: Lab, url: str, ring: bool = False) -> dict[str, ControllerProcess]:
-    """m1 as the lab's controller, m2 and m3 in folders of their own with m1's credentials
-    (Figure 2's configuration, or the ring's)."""
-    config = RING_CONFIG if ring else FIG2_CONFIG
+def start_members(lab: Lab, url: str, ring: bool = False, config: Path | None = None,
+                  order: tuple[str, ...] = MEMBERS[1:]) -> dict[str, ControllerProcess]:
+    """m1 as the lab's controller, then the others in `order`, in folders of their own with
+    m1's credentials (`config`, else Figure 2's configuration or the ring's)."""
+    config = config or (RING_CONFIG if ring else FIG2_CONFIG)
     procs = {"m1": lab.start_controller(member_config(lab.artifacts, url, "m1", config))}
-    for member in MEMBERS[1:]:
+    for member in order:
         folder = lab.artifacts / member
         procs[member] = ControllerProcess(folder, member_config(folder, url, member, config),
                                           creds=procs["m1"].creds)
@@ -309,3 +312,72 @@ def test_a_rolling_restart_of_every_member_breaks_no_held_connection(pg_url: str
             if proc is not lab.controller:
                 assert proc.stop() == 0
                 assert proc.log_errors() == [], proc.log_errors()[:5]
+
+
+def stored_bindings(url: str) -> int:
+    """How many bindings the cluster's store holds."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM bindings")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_a_heir_started_before_the_master_adopts_its_unstored_bindings(pg_url: str,
+                                                                       lab: Lab) -> None:
+    """The heir of r1 started before r1's master, whose 200 held connections' bindings are
+    not stored yet (store_flush_s 60) when it is killed: the heir adopts every one from r1's
+    table (none removed), and none of the connections breaks or moves."""
+    from topologies.figure2 import hosts_of
+
+    victim = master_of(R1, MEMBERS)
+    assert victim is not None and victim != "m1", "the lab's m1 starts first: pick another"
+    heir = master_of(R1, tuple(m for m in MEMBERS if m != victim))
+    assert heir is not None
+    config = lab.artifacts / "fig2_slow_flush.toml"
+    config.write_text(FIG2_CONFIG.read_text().replace(
+        "[controller]\n", "[controller]\nstore_flush_s = 60  # nothing stored before the kill\n",
+        1))
+    later = (*(m for m in MEMBERS[1:] if m not in (heir, victim)), heir, victim)
+    procs = start_members(lab, pg_url, config=config,
+                          order=tuple(m for m in later if m != "m1"))
+    conns: HeldConnections | None = None
+    try:
+        under_members(lab, procs)
+        lab.wait_topology()
+        for host in hosts_of(lab.graph, "edge"):
+            lab.add_mgmt_link(host, lab.graph.nodes[host]["mgmt"])
+        for host in ("e2", "e3"):
+            lab.start_edge(host, capacity=2 * HELD)
+        lab.controller = procs[victim]
+        wait_shares(lab, "svc1", R1, BOTH, timeout=20)
+        conns = HeldConnections(lab, "c1", SVC1, HELD)
+        first = conns.report()
+        assert first["states"] == {"open": HELD} and len(first["served"]) == 2, damage(first)
+        assert stored_bindings(pg_url) == 0, "bindings were stored before the kill"
+        popen = procs[victim].popen
+        assert popen is not None
+        killed_at = time.time()
+        popen.send_signal(signal.SIGKILL)
+        popen.wait(5)
+        lab.controller = procs[heir]
+        wait_until(lambda: _confirmed(procs[heir], {f"{R1:016x}"}, killed_at), 10,
+                   lambda: f"{heir} was not confirmed master of r1")
+        seen = assert_unharmed(conns, time.time(), timeout=10.0, stall_s=STALL_S)
+        stats = wait_until(lambda: (lambda st: st if st["bindings_adopted"] >= HELD else None)(
+            procs[heir].rest("GET", "/stats")[1]), 10,
+            lambda: f"{heir} adopted {procs[heir].rest('GET', '/stats')[1]['bindings_adopted']}"
+                    f" of {HELD} bindings")
+        (lab.artifacts / "adopted.txt").write_text(f"{victim} -> {heir}: {seen}, adopted "
+                                                   f"{stats['bindings_adopted']}\n")
+        assert stats["reconcile_removed"] == 0, stats
+    finally:
+        if conns is not None:
+            conns.stop()
+        for member, proc in procs.items():
+            if proc is lab.controller:
+                continue
+            if member != victim:
+                assert proc.stop() == 0, f"{member} did not exit cleanly on SIGTERM"
+            assert proc.log_errors() == [], f"{member}: {proc.log_errors()[:5]}"

@@ -75,6 +75,7 @@ run "bench smoke: control plane" no -- "$PY" bench/control_plane.py --quick
 run "bench smoke: intake margin" no -- "$PY" bench/intake_margin.py --quick
 run "bench smoke: cluster reports" no -- "$PY" bench/cluster_reports.py --quick
 run "bench smoke: cluster flows" no -- "$PY" bench/cluster_flows.py --quick
+run "bench smoke: cluster claims" no -- "$PY" bench/cluster_claims.py --quick
 if [ -n "$FRAMEWORKS" ]; then  # needs Mininet, as the Mininet runs do
     run "bench smoke: dataplane" no -- "$PY" bench/dataplane.py --quick
     run "bench smoke: steering" no -- "$PY" bench/steering.py --quick
