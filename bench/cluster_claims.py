@@ -133,14 +133,13 @@ def main() -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-cluster-claims-") as tmp:
         out = run(args.races, Path(tmp), command)
-    problems = [f"{name}: {out[key]}" for name, key, bad in (
-        ("races with both creates accepted", "both_accepted", out["both_accepted"]),
-        ("races with neither accepted", "none_accepted", out["none_accepted"]),
-        ("replies other than 201 and 409", "other_reply_count", out["other_reply_count"]),
-        ("members holding different services", "members_agree", not out["members_agree"]),
-        ("D-SIDs with two services in the store", "dsids_doubled_in_store",
-         out["dsids_doubled_in_store"]),
-        ("controller log errors", "log_errors", out["log_errors"])) if bad]
+    problems = [f"{name}: {value}" for name, value in (
+        ("races with both creates accepted", out["both_accepted"]),
+        ("races with neither accepted", out["none_accepted"]),
+        ("replies other than 201 and 409", out["other_reply_count"]),
+        ("members holding different services", not out["members_agree"]),
+        ("D-SIDs with two services in the store", out["dsids_doubled_in_store"]),
+        ("controller log errors", out["log_errors"])) if value]
     out.update({"commit": commit, "tree": str(args.tree) if args.tree else None,
                 "framework": os.environ.get("DYNCAST_FRAMEWORK", "ryu"), "problems": problems,
                 "load_before": [round(x, 2) for x in load_before],
