@@ -11,7 +11,7 @@ from bench.engine_scale import check, geometric_case, measure, populate, slope, 
 def test_a_generated_network_is_connected_and_every_figure_is_measured() -> None:
     """A small generated case runs through every column with positive figures."""
     case = geometric_case(30, 2, 3)
-    figures = measure(case, repeat=1)
+    figures = measure(case, repeat=1, link_repeat=3)  # (each change runs a full gc.collect)
     assert figures["decisions"] == 30 * 2
     assert all(v > 0 for v in figures.values())
 
