@@ -324,6 +324,7 @@ def stored_bindings(url: str) -> int:
         engine.dispose()
 
 
+@pytest.mark.heavy  # the takeover's framework part is the killed-master test's (CI's budget)
 def test_a_heir_started_before_the_master_adopts_its_unstored_bindings(pg_url: str,
                                                                        lab: Lab) -> None:
     """The heir of r1 started before r1's master, whose 200 held connections' bindings are
