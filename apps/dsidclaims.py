@@ -30,6 +30,7 @@ LOG = logging.getLogger("dyncast")
 
 Taken = Literal["new", "held"]
 EPOCH = "SELECT extract(epoch FROM clock_timestamp())"  # the database's clock: one for all
+TIMEOUT_MS = 2000  # a claim's statements and row locks wait at most this long (then a 503)
 
 
 class Refused(Exception):
@@ -109,6 +110,8 @@ class DsidClaims:
         from a failed release, `stale`, is taken over), and the database's errors as they
         come. `here`: the services this member holds, name -> D-SID."""
         with self.engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL statement_timeout = {TIMEOUT_MS}"))  # a row another
+            conn.execute(text(f"SET LOCAL lock_timeout = {TIMEOUT_MS}"))  # holds: 503, no wait
             now = float(conn.execute(text(EPOCH)).scalar_one())
             inserted = conn.execute(pg_insert(claims_table).values(
                 dsid=claim.dsid, service=claim.service, member_id=self.member_id, at=now)
@@ -132,6 +135,7 @@ class DsidClaims:
     def release(self, claim: Claim) -> int:
         """Give `claim.dsid` back if `claim.service` holds it; return the rows deleted."""
         with self.engine.begin() as conn:
+            conn.execute(text(f"SET LOCAL statement_timeout = {TIMEOUT_MS}"))
             return int(conn.execute(delete(claims_table).where(and_(
                 claims_table.c.dsid == claim.dsid,
                 claims_table.c.service == claim.service))).rowcount or 0)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, select, update
+from sqlalchemy.exc import OperationalError
 
 from apps import dsidclaims
 from apps.dsidclaims import DsidClaims, Refused
@@ -219,3 +220,20 @@ def test_the_app_answers_503_and_changes_nothing_when_the_store_cannot_claim(
     assert app.core.counters["dsid_claims_failed"] == 1
     monkeypatch.undo()
     assert shell.rest("POST", "services", {"name": "svc3", "dsid": "10.0.100.8"}).status == 201
+
+
+def test_a_claim_waits_for_a_held_row_only_so_long_then_fails(
+        two: tuple[DsidClaims, DsidClaims]) -> None:
+    """A transaction elsewhere holds the D-SID's row (a member stuck mid-claim): another claim
+    on it gives up at the lock timeout with the database's error (the app's 503), instead of
+    holding its REST request and a worker thread until that transaction ends."""
+    m1, m2 = two
+    m1.take(Claim("10.0.100.9", "svc3"), {})
+    with m1.engine.connect() as holder:
+        holder.execute(select(dsid_claims_table).where(dsid_claims_table.c.dsid == "10.0.100.9")
+                       .with_for_update())
+        with pytest.raises(OperationalError):
+            m2.take(Claim("10.0.100.9", "svc4"), {})
+        holder.rollback()
+    with pytest.raises(Refused):
+        m2.take(Claim("10.0.100.9", "svc4"), {})
