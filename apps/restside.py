@@ -136,6 +136,8 @@ class RestSide:
         self.config = config
         logs.configure(config.logging)
         self.rejects.per_minute = config.logging.rejected_per_minute
+        if self.claims is not None:  # the file's services may be new: claimed at the next beat
+            self.claims.started = False
 
     def metrics_text(self) -> bytes:
         """GET /metrics: the Prometheus exposition."""

@@ -9,6 +9,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, select, update
@@ -237,3 +238,17 @@ def test_a_claim_waits_for_a_held_row_only_so_long_then_fails(
         holder.rollback()
     with pytest.raises(Refused):
         m2.take(Claim("10.0.100.9", "svc4"), {})
+
+
+def test_a_service_a_reload_adds_is_claimed_at_the_next_beat(
+        member: str, shell: Shell, tmp_path: Path) -> None:
+    """A reload that adds a service to the file: the member claims its D-SID at its next
+    heartbeat, as it did its configuration's at the first."""
+    app = shell.app
+    beat = {n: s.dsid for n, s in app.core.catalogue.services.items()}
+    app.claims.start(beat)
+    config = tmp_path / "dyncast.toml"
+    config.write_text(config.read_text() + '\n[[service]]\nname = "svc9"\ndsid = "10.0.100.9"\n')
+    assert shell.rest("POST", "config/reload").status == 200
+    app.claims.start({n: s.dsid for n, s in app.core.catalogue.services.items()})  # the beat
+    assert claims(app.store.engine)["10.0.100.9"] == "svc9"
