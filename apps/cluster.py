@@ -134,7 +134,8 @@ class ClusterSide:
             self.member.beats_failed = 0
         self._renewed(view, asked)
         self._agreement()
-        self.claims.start({n: s.dsid for n, s in self.core.catalogue.services.items()})
+        if not self.claims.started:  # (once, and after each reload: apps/dsidclaims.py)
+            self.claims.start({n: s.dsid for n, s in self.core.catalogue.services.items()})
 
     def _digest(self) -> str | None:
         """`settings_digest` of the running configuration, made once per configuration (None,

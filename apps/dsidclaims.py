@@ -72,7 +72,7 @@ class DsidClaims:
         if todo.take is None:
             return Pending(todo, False)
         try:
-            taken = tpool.execute(self.take, todo.take, dict(services))
+            taken = tpool.execute(self.take, todo.take, services)  # (the caller's own copy)
         except Refused as exc:
             self.counters["dsid_claims_refused"] += 1
             return Reply(409, {"error": f"D-SID {exc}: one D-SID, one service across the "
@@ -125,8 +125,7 @@ class DsidClaims:
                 return "held"
             stored = conn.execute(select(services_table.c.dsid).where(
                 services_table.c.name == row.service)).scalar_one_or_none()
-            if not stale(row.at, now, claim.dsid, row.service, here,
-                         {} if stored is None else {row.service: stored}):
+            if not stale(row.at, now, claim.dsid, here.get(row.service), stored):
                 raise Refused(claim.dsid, row.service, row.member_id)
             conn.execute(claims_table.update().where(claims_table.c.dsid == claim.dsid)
                          .values(service=claim.service, member_id=self.member_id, at=now))

@@ -76,7 +76,6 @@ def run(races: int, folder: Path, command: list[str] | None) -> dict[str, Any]:
         try:
             for proc in procs:
                 proc.start()
-            time.sleep(1.0)  # a heartbeat: each member has claimed its configuration's D-SIDs
             started = time.monotonic()
             outcomes = [race(procs, k) for k in range(races)]
             took = time.monotonic() - started

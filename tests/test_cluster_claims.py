@@ -65,11 +65,11 @@ def test_a_claim_is_stale_only_when_old_and_its_service_holds_the_dsid_nowhere()
     stands while its service holds the D-SID here or in the store."""
     old, young = 100.0, 100.0 + SETTLE_S - 1
     now = 100.0 + SETTLE_S + 1
-    assert stale(old, now, "10.0.100.9", "svc9", HERE, {})
-    assert not stale(young, now, "10.0.100.9", "svc9", HERE, {})
-    assert not stale(old, now, "10.0.100.1", "svc1", HERE, {})
-    assert not stale(old, now, "10.0.100.9", "svc9", {}, {"svc9": "10.0.100.9"})
-    assert stale(old, now, "10.0.100.9", "svc9", {}, {"svc9": "10.0.100.1"})  # moved on
+    assert stale(old, now, "10.0.100.9", None, None)
+    assert not stale(young, now, "10.0.100.9", None, None)
+    assert not stale(old, now, "10.0.100.1", HERE["svc1"], None)
+    assert not stale(old, now, "10.0.100.9", None, "10.0.100.9")
+    assert stale(old, now, "10.0.100.9", None, "10.0.100.1")  # moved on
 
 
 @pytest.fixture

@@ -74,11 +74,10 @@ def plan(method: str, path: str, body: bytes, services: Mapping[str, str]) -> Pl
     return Plan(Claim(service.dsid, service.name), release)
 
 
-def stale(claim_at: float, now: float, dsid: str, holder: str, here: Mapping[str, str],
-          stored: Mapping[str, str]) -> bool:
-    """True when a claim `holder` took at `claim_at` may be taken by another service: it is older
-    than SETTLE_S and its service holds `dsid` neither here nor in the store (`here`, `stored`:
-    name -> D-SID). A younger one may be a service created elsewhere that this member has not
-    heard of yet."""
-    return (now - claim_at > SETTLE_S and here.get(holder) != dsid
-            and stored.get(holder) != dsid)
+def stale(claim_at: float, now: float, dsid: str, here: str | None,
+          stored: str | None) -> bool:
+    """True when a claim on `dsid` taken at `claim_at` may be taken by another service: it is
+    older than SETTLE_S and its service holds `dsid` neither here nor in the store (`here`,
+    `stored`: that service's D-SID at this member and in the store, None where it has none). A
+    younger one may be a service created elsewhere that this member has not heard of yet."""
+    return now - claim_at > SETTLE_S and dsid not in (here, stored)
