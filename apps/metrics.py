@@ -188,6 +188,9 @@ class CoreCollector(Collector):
         yield CounterMetricFamily("dyncast_host_sightings_held", "Senders seen at a port still "
                                   "in its first round of link discovery: learned once it has "
                                   "settled", value=core.network.settling.held)
+        yield CounterMetricFamily("dyncast_host_route_probes", "ARP probes for addresses a "
+                                  "switch routes to that the controller has not located (after "
+                                  "a restart)", value=core.network.unplaced.probed)
         yield CounterMetricFamily("dyncast_host_sightings_refused", "Senders seen at a settling "
                                   "port and not held (the held sightings were at their cap)",
                                   value=core.network.settling.refused)

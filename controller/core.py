@@ -62,7 +62,7 @@ class Core:
         self.bindings = self.flows.bindings
         self.programmer = Programmer(self.topology, self.engine, self.decisions.decider,
                                      config.group_id_prefix)  # [dataplane]
-        self.audit = Audit(self.catalogue, self.forwarding, self.flows, self.programmer,
+        self.audit = Audit(self.catalogue, self.network, self.flows, self.programmer,
                            self.counters)
         self.drains = Drains(self.operations, self.flows, self.programmer, service_punt)
         self.health = Health(config.health, self.catalogue, self.counters, (  # passive health
@@ -157,7 +157,7 @@ class Core:
 
     def tick_steps(self, now: float, size: int = TICK_SLICE) -> Iterator[list[Intent]]:
         """Periodic work, `size` instances or one service a step (instances/ticking.py)."""
-        intents = self.locator.settled(now)
+        intents = self.locator.settled(now) + self.network.ask_unplaced(now)
         intents += self.flush(now)
         self.decisions.redecisions.flush(now)  # log lines of re-decisions a pick made
         for dpid in self.network.grace_over(now, self.config.switch_grace_s):

@@ -52,6 +52,7 @@ def stats_view(core: Core) -> dict[str, int]:
     out["decisions_recomputed"] = core.engine.recomputed
     out["host_moves_refused"] = core.topology.moves_refused
     out["host_sightings_held"] = core.network.settling.held
+    out["host_route_probes"] = core.network.unplaced.probed
     out["host_sightings_refused"] = core.network.settling.refused
     out["lldp_refused"] = core.network.lldp_refused
     for name in ("affinity_moves", "errors", "reconcile_runs", "reconcile_added",

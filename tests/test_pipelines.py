@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Mapping, Sequence
 
 import pytest
 
@@ -61,18 +62,20 @@ class Figure2:
     """Figure 2 under one core and fake switches; time moves only when a test says so."""
 
     def __init__(self, svc1: Service, limits: Limits | None = None,
-                 health: HealthConfig | None = None) -> None:
+                 health: HealthConfig | None = None,
+                 links: Sequence[tuple[tuple[int, int], tuple[int, int]]] = LINKS,
+                 ports: Mapping[int, set[int]] = PORTS) -> None:
         self.svc = svc1
         config = ControllerConfig(services=(svc1, SVC2))  # default selection
         if health is not None:
             config = dataclasses.replace(config, health=health)
         self.core = Core(config if limits is None else dataclasses.replace(config, limits=limits))
-        self.net = FakeNetwork(LINKS)
+        self.net = FakeNetwork(links)
         self.now = 0.0
         self.load = dict.fromkeys((dbid for _, dbid in INSTANCES), 0)
-        for dpid, ports in PORTS.items():
+        for dpid, held in ports.items():
             self.apply(self.core.switch_connected(dpid))
-            self.apply(self.core.switch_ports(dpid, ports, self.now))
+            self.apply(self.core.switch_ports(dpid, held, self.now))
         self.apply(self.core.tick(self.now))  # LLDP out of every port: the links
         for name, (ip, mac, _, _) in HOSTS.items():
             self.send(name, arp(mac, ip, BROADCAST, "10.0.0.254"))

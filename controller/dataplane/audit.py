@@ -19,13 +19,15 @@ the shell lets other work run. This module says what the difference means:
 - a forward entry of a binding we do not know, numbered by an earlier process (made just before
   a crash, not stored yet), is adopted as a binding;
 - host routes to hosts not located yet are kept (after a restart, hosts are found again only as
-  they send), and entries installed at connect seed the programmer (bucket maps, labels).
+  they send), and each such address is probed out of the edge port its route leaves by
+  (network/unplaced.py); entries installed at connect seed the programmer (bucket maps,
+  labels).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from typing import Any
 
 from controller.dataplane.modes import mode_of
@@ -43,7 +45,8 @@ from controller.intents import (
     action_signature,
     cookie_kind,
 )
-from controller.network.forwarding import Forwarding, base_flows
+from controller.network.forwarding import base_flows
+from controller.network.network import Network
 
 SWITCH_OWNED = (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN)
 AFFINITY = (CookieKind.AFFINITY_FWD, CookieKind.AFFINITY_REV)
@@ -59,10 +62,11 @@ AUDIT_SLICE = 500  # entries read, or wanted, compared a step (5,158 at once hel
 class Audit:
     """Turns what a switch holds into the flow-mods that make it hold what it should."""
 
-    def __init__(self, catalogue: Catalogue, forwarding: Forwarding, flows: ReactiveFlows,
+    def __init__(self, catalogue: Catalogue, network: Network, flows: ReactiveFlows,
                  programmer: Programmer, counters: Counter[str]) -> None:
         self.catalogue = catalogue
-        self.forwarding = forwarding
+        self.network = network
+        self.forwarding = network.forwarding
         self.flows = flows
         self.programmer = programmer
         self.counters = counters
@@ -138,19 +142,26 @@ class Audit:
                 if self._missing(fm, key, have, busy_keys):
                     added.append(fm)
         removed: list[Intent] = []
+        unplaced: list[tuple[str, int]] = []  # routes to addresses not located: (ip, port)
+        hosts = self.forwarding.topology.hosts
         for start in range(0, len(ours), size):
             yield []
-            removed += [FlowMod(dpid, e.table, e.priority, e.match, command="delete_strict",
-                                cookie=e.cookie, cookie_mask=COOKIE_MASK_ALL)
-                        for kind, ident, e in ours[start:start + size]
-                        if self._stale(dpid, kind, ident, e, keep, installed)]
+            for kind, ident, e in ours[start:start + size]:
+                if kind == CookieKind.HOST:  # kept (module docstring); probed if not wanted
+                    if (dpid, e.table, e.priority, e.match) not in keep:
+                        unplaced += _unplaced(e, hosts)
+                elif self._stale(dpid, kind, ident, e, keep, installed):
+                    removed.append(FlowMod(dpid, e.table, e.priority, e.match,
+                                           command="delete_strict", cookie=e.cookie,
+                                           cookie_mask=COOKIE_MASK_ALL))
+        asks = self.network.routes_unplaced(dpid, unplaced, now) if unplaced else []
         if any((cookie_kind(fm.cookie) or (None,))[0] == CookieKind.FAILOVER for fm in added):
             # an entry naming a failover group: the groups go first (add-or-modify)
             intents += self.programmer.groups.held(dpid)
         self.counters["reconcile_added"] += len(added) + len(relearn)
         self.counters["reconcile_removed"] += len(removed)
         yield intents + relearn + removed + added + [
-            i for name in sorted(programs) for i in recompute(name, now)]
+            i for name in sorted(programs) for i in recompute(name, now)] + asks
 
     def _bindings(self, dpid: int, ours: list[tuple[CookieKind, int, SwitchEntry]],
                   emptied: bool, busy: set[int], requested_at: float,
@@ -218,9 +229,8 @@ class Audit:
 
     def _stale(self, dpid: int, kind: CookieKind, ident: int, e: SwitchEntry, keep: set[Key],
                installed: dict[int, tuple[FlowMod, FlowMod] | None]) -> bool:
-        """True when an entry of ours found in the switch should not be there."""
-        if kind == CookieKind.HOST:
-            return False  # a route to a host not located again yet: kept (module docstring)
+        """True when an entry of ours found in the switch should not be there (host routes
+        are kept: module docstring)."""
         if kind == CookieKind.HEALTH and self.unlocated(ident):
             return False  # (the same for its instance's reset copies)
         if kind in AFFINITY:
@@ -231,6 +241,15 @@ class Audit:
         """The service an instance belongs to."""
         inst = self.catalogue.instances.get(dbid)
         return None if inst is None else inst.service
+
+
+def _unplaced(e: SwitchEntry, hosts: Container[str]) -> list[tuple[str, int]]:
+    """(address, port) of a host route read back whose address is not located, or nothing."""
+    ip = next((v for k, v in e.match if k == "ipv4_dst"), None)
+    port = e.value("output")
+    if isinstance(ip, str) and ip not in hosts and isinstance(port, int):
+        return [(ip, port)]
+    return []
 
 
 def joined(steps: Iterable[list[Intent]]) -> list[Intent]:

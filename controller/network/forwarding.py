@@ -174,6 +174,12 @@ class Forwarding:
                      arp_sha=VIRTUAL_MAC, arp_spa=UNSPECIFIED, arp_tpa=ip)
         return self.flood_arp(pkt, data, now, exclude=None)
 
+    def ask(self, ip: str, dpid: int, port: int) -> list[Intent]:
+        """Ask `ip` alone, out of one port of one switch, whether it is there: an ARP probe
+        (sender 0.0.0.0) that only its owner answers (`_request`); the reply places it."""
+        data = build_arp(ARP_REQUEST, VIRTUAL_MAC, UNSPECIFIED, BROADCAST, ip)
+        return [PacketOut(dpid, data, (Output(port),))]
+
     def _to_edges(self, data: bytes, exclude: tuple[int, int] | None) -> list[Intent]:
         """Packet-outs of `data` through every edge port but `exclude`."""
         out: list[Intent] = []

@@ -19,6 +19,7 @@ from controller.network.monitor import Direction, MonitorSettings, NetworkMonito
 from controller.network.packet import Packet, lldp_tag
 from controller.network.settling import Settling
 from controller.network.topology import HostLoc, Topology
+from controller.network.unplaced import Found, Unplaced
 
 
 class Network:
@@ -37,6 +38,7 @@ class Network:
         self._delayed: set[tuple[tuple[int, int], tuple[int, int]]] = set()
         self._stale = False
         self.settling = Settling()  # new ports' first round of discovery (settling.py)
+        self.unplaced = Unplaced()  # routes read back to addresses not located (unplaced.py)
         self.lldp_key: bytes | None = None  # tags our LLDP frames (`keyed`)
         self.lldp_refused = 0  # frames without our tag: a host's forgery, or another's
 
@@ -51,6 +53,7 @@ class Network:
     def connected(self, dpid: int) -> list[FlowMod]:
         """A switch connected: what it holds is unknown; it gets the fixed pipeline."""
         self.forwarding.forget_switch(dpid)
+        self.unplaced.forget(dpid)
         self.away.pop(dpid, None)
         return list(base_flows(dpid))
 
@@ -105,6 +108,22 @@ class Network:
         return [(ip, own) for ip, mac, dpid, port, own in self.settling.settled(now, limit)
                 if port in topo.ports.get(dpid, ()) and topo.learn_host(ip, mac, dpid, port)]
 
+    def settles(self, dpid: int, port: int) -> float | None:
+        """When (dpid, port), an edge port, settles or settled (0.0: known before); None when
+        it is no edge port: a link's end, or not a port of a known switch."""
+        if port not in self.topology.ports.get(dpid, ()) or self.topology.is_link_port(dpid, port):
+            return None
+        return self.settling.until.get((dpid, port), 0.0)
+
+    def routes_unplaced(self, dpid: int, found: list[Found], now: float) -> list[Intent]:
+        """A read of `dpid` found routes to addresses not located: the probes (unplaced.py)."""
+        return self.unplaced.read(dpid, found, now, self.settles, self.forwarding.ask)
+
+    def ask_unplaced(self, now: float) -> list[Intent]:
+        """The probes for routes read at ports that have settled since (unplaced.py)."""
+        hosts = self.topology.hosts
+        return self.unplaced.due(now, hosts.__contains__, self.settles, self.forwarding.ask)
+
     def disconnected(self, dpid: int, now: float) -> bool:
         """A known switch's control channel closed: keep it, its links and hosts as they are
         (its data plane may well be forwarding on) until `grace_over`. False if unknown."""
@@ -129,6 +148,7 @@ class Network:
             self.forgotten[dpid] = lost
         self._stale = True  # its links and counters went: every link is looked at next tick
         self.forwarding.forget_switch(dpid)
+        self.unplaced.forget(dpid)
         self.monitor.forget(dpid)
         return [h.ip for h in lost]
 
