@@ -89,6 +89,12 @@ def placed(lab: Lab) -> set[str]:
     return {h["ip"] for h in lab.rest("GET", "/topology")[1]["hosts"]}
 
 
+def undecided(lab: Lab, ingresses: set[int]) -> list[int]:
+    """The ingresses (dpids) whose decision for svc1 gives no instance a share yet."""
+    rows = {r["ingress"]: r["candidates"] for r in lab.rest("GET", "/decisions/svc1")[1]}
+    return sorted(d for d in ingresses if not any(c["share"] > 0 for c in rows.get(d, [])))
+
+
 @pytest.mark.heavy  # a 40-switch network (CI's time budget: one framework)
 def test_after_a_restart_a_transit_switch_lost_breaks_no_flow_and_no_client_is_unreachable(
         lab: Lab, tmp_path: Path) -> None:
@@ -112,6 +118,9 @@ def test_after_a_restart_a_transit_switch_lost_breaks_no_flow_and_no_client_is_u
         return {i["dbid"] for i in lab.rest("GET", "/instances")[1]
                 if i["state"] == "active" and i.get("location")}
     wait_until(lambda: located() == dbids, 30, lambda: f"located: {located()}")
+    ingresses = {graph.nodes[graph.nodes[h]["switch"]]["dpid"] for h in clients}
+    wait_until(lambda: not undecided(lab, ingresses), 20,
+               lambda: f"no instance has a share at {undecided(lab, ingresses)}")
     for h in clients:
         seen = client(lab, h, DSID, requests=6, concurrency=2)
         assert seen["errors"] == 0 and set(seen["peers"]) == {DSID}, (h, seen)
