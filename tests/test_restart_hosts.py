@@ -23,7 +23,7 @@ from controller.config import ControllerConfig
 from controller.core import Core
 from controller.intents import VIRTUAL_MAC, Intent, PacketOut
 from controller.network.packet import ARP_REPLY, BROADCAST, parse
-from controller.network.unplaced import REPROBE_S
+from controller.network.unplaced import DUE_STEP, REPROBE_S, Unplaced
 from controller.views import stats_view
 from tests.fakeoftable import Hop, Result
 from tests.helpers import HOSTS, LINKS, PORTS, SVC2
@@ -143,3 +143,23 @@ def test_no_probe_before_the_ports_settle_nor_by_a_link_and_a_silent_host_is_ask
             seen += [(fig.now, p) for p in probes(read_back(fig, dpid))]
     assert seen == [(first + REPROBE_S, (C1_DPID, C1_PORT, C1_IP))]
     assert C1_IP not in fig.core.topology.hosts
+
+
+def test_routes_waiting_for_their_ports_are_probed_a_bounded_number_a_tick() -> None:
+    """A switch read at connection with 5,000 routes to addresses not located, at a port that
+    has not settled: once it has, a tick looks at DUE_STEP of them, the next ticks at the rest;
+    each address is probed once."""
+    unplaced = Unplaced()
+    found = [(f"10.1.{i // 256}.{i % 256}", 1) for i in range(5000)]
+
+    def settles(dpid: int, port: int) -> float:
+        return 2.0
+
+    def probe(ip: str, dpid: int, port: int) -> list[Intent]:
+        return [PacketOut(dpid, ip.encode(), ())]
+
+    assert unplaced.read(7, found, 1.0, settles, probe) == []
+    assert unplaced.due(1.5, lambda ip: False, settles, probe) == []  # not settled yet
+    steps = [unplaced.due(t, lambda ip: False, settles, probe) for t in (2.0, 3.0, 4.0, 5.0)]
+    assert [len(s) for s in steps] == [DUE_STEP, DUE_STEP, 5000 - 2 * DUE_STEP, 0]
+    assert len({i.data for s in steps for i in s}) == 5000 == unplaced.probed

@@ -148,8 +148,9 @@ class Audit:
             yield []
             for kind, ident, e in ours[start:start + size]:
                 if kind == CookieKind.HOST:  # kept (module docstring); probed if not wanted
-                    if (dpid, e.table, e.priority, e.match) not in keep:
-                        unplaced += _unplaced(e, hosts)
+                    if (dpid, e.table, e.priority, e.match) not in keep and (
+                            found := _unplaced(e, hosts)) is not None:
+                        unplaced.append(found)
                 elif self._stale(dpid, kind, ident, e, keep, installed):
                     removed.append(FlowMod(dpid, e.table, e.priority, e.match,
                                            command="delete_strict", cookie=e.cookie,
@@ -243,13 +244,13 @@ class Audit:
         return None if inst is None else inst.service
 
 
-def _unplaced(e: SwitchEntry, hosts: Container[str]) -> list[tuple[str, int]]:
-    """(address, port) of a host route read back whose address is not located, or nothing."""
+def _unplaced(e: SwitchEntry, hosts: Container[str]) -> tuple[str, int] | None:
+    """(address, port) of a host route read back whose address is not located, else None."""
     ip = next((v for k, v in e.match if k == "ipv4_dst"), None)
     port = e.value("output")
     if isinstance(ip, str) and ip not in hosts and isinstance(port, int):
-        return [(ip, port)]
-    return []
+        return ip, port
+    return None
 
 
 def joined(steps: Iterable[list[Intent]]) -> list[Intent]:

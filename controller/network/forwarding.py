@@ -57,6 +57,12 @@ FLOOD_HOLD_S = 0.5  # one flood per (sender, target) in this window: no storms b
 UNSPECIFIED = "0.0.0.0"
 
 
+def probe_frame(ip: str) -> bytes:
+    """The controller's ARP probe for `ip`: sender address 0.0.0.0, which only the address's
+    owner answers (never a controller by proxy: `Forwarding._request`)."""
+    return build_arp(ARP_REQUEST, VIRTUAL_MAC, UNSPECIFIED, BROADCAST, ip)
+
+
 def base_flows(dpid: int) -> list[FlowMod]:
     """The pipeline's fixed entries: LLDP/ARP to the controller, the misses of both tables.
 
@@ -168,8 +174,9 @@ class Forwarding:
                     and self.flooded(pkt.arp_tpa, pkt.arp_spa, now))
 
     def probe(self, ip: str, now: float) -> list[Intent]:
-        """Ask, from the controller, who has `ip` (an ARP probe with sender address 0.0.0.0)."""
-        data = build_arp(ARP_REQUEST, VIRTUAL_MAC, UNSPECIFIED, BROADCAST, ip)
+        """Ask, from the controller, who has `ip` (an ARP probe with sender address 0.0.0.0),
+        out of every edge port."""
+        data = probe_frame(ip)
         pkt = Packet(VIRTUAL_MAC, BROADCAST, ETH_TYPE_ARP, arp_op=ARP_REQUEST,
                      arp_sha=VIRTUAL_MAC, arp_spa=UNSPECIFIED, arp_tpa=ip)
         return self.flood_arp(pkt, data, now, exclude=None)
@@ -177,8 +184,7 @@ class Forwarding:
     def ask(self, ip: str, dpid: int, port: int) -> list[Intent]:
         """Ask `ip` alone, out of one port of one switch, whether it is there: an ARP probe
         (sender 0.0.0.0) that only its owner answers (`_request`); the reply places it."""
-        data = build_arp(ARP_REQUEST, VIRTUAL_MAC, UNSPECIFIED, BROADCAST, ip)
-        return [PacketOut(dpid, data, (Output(port),))]
+        return [PacketOut(dpid, probe_frame(ip), (Output(port),))]
 
     def _to_edges(self, data: bytes, exclude: tuple[int, int] | None) -> list[Intent]:
         """Packet-outs of `data` through every edge port but `exclude`."""
