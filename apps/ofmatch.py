@@ -34,8 +34,9 @@ _OXM: dict[str, tuple[int, int, int]] = {
     "arp_spa": (22, 4, _IPV4), "arp_tpa": (23, 4, _IPV4), "arp_sha": (24, 6, _MAC),
     "arp_tha": (25, 6, _MAC),
     "tcp_flags": (34, 2, 0),  # Nicira NXM_NX_TCP_FLAGS (see _OXM_CLASS)
+    "reg0": (0, 4, 0),  # Nicira NXM_NX_REG0: an instance's label (learn/bucket entries)
 }
-_OXM_CLASS = {"tcp_flags": 0x0001}  # fields not of class OPENFLOW_BASIC (0x8000); after them
+_OXM_CLASS = {"tcp_flags": 0x0001, "reg0": 0x0001}  # not OPENFLOW_BASIC (0x8000): `_order`
 _oxm_cache: dict[tuple[str, MatchValue], bytes] = {}
 # integer fields of the OpenFlow basic class: name -> (OXM header, upper bound, value length)
 _INT_HEADS = {name: (struct.pack("!I", (0x8000 << 16) | (num << 9) | size), 1 << (8 * size), size)
@@ -134,8 +135,12 @@ def _plan(names: tuple[str, ...]) -> _Plan:
 
 
 def _order(name: str) -> int:
-    """Where a field goes in a match (unknown ones first: they raise Unsupported anyway)."""
+    """Where a field goes in a match (unknown ones first: they raise Unsupported anyway). The
+    framework sorts by its own OXM type numbers: a Nicira class-1 field (reg0) before the
+    standard ones, tcp_flags (its ONF experimenter field) after them."""
     spec = _OXM.get(name)
     if spec is None:
         return -1
-    return spec[0] + (1000 if name in _OXM_CLASS else 0)
+    if name == "tcp_flags":
+        return 2000 + spec[0]
+    return spec[0] + (0 if name in _OXM_CLASS else 1000)

@@ -61,7 +61,7 @@ class Core:
                                    self.counters, lambda: self.config.limits.affinity_per_ingress)
         self.bindings = self.flows.bindings
         self.programmer = Programmer(self.topology, self.engine, self.decisions.decider,
-                                     config.group_id_prefix)  # [dataplane]
+                                     config.group_id_prefix, self.flows.nudges)  # [dataplane]
         self.audit = Audit(self.catalogue, self.network, self.flows, self.programmer,
                            self.counters)
         self.drains = Drains(self.operations, self.flows, self.programmer, service_punt)
@@ -252,7 +252,7 @@ class Core:
         self.decisions.forget_instance(dbid)
         self.health.state.forget(dbid)  # (registered again, it is no longer ejected)
         return (self._recompute(inst.service, now) + self.flows.move(dbid, now)
-                + self.programmer.lost(dbid, self.catalogue.services.get(inst.service)))
+                + self.programmer.lost(dbid, self.catalogue.services.get(inst.service), now))
 
     def report(self, dbid: str, metrics: Metrics, now: float) -> list[Intent]:
         """One report on its own: record it, recompute (a burst: `intake.apply`, one `flush`)."""
@@ -320,7 +320,7 @@ class Core:
         if mode_of(svc).programmed(svc):
             intents += self.programmer.program(svc, insts, now, service_punt)
             for dbid in went_down:
-                intents += self.programmer.lost(dbid, svc)
+                intents += self.programmer.lost(dbid, svc, now)
         self.operations.labelled(self.programmer.labels.take_assigned())  # (health's too)
         return intents
 

@@ -1,13 +1,12 @@
 """`learn` + UDP: held flows moved off an instance whose access link went down get every reply
-from the D-SID. A known gap, kept as a strict expected failure until fixed: for about 0.5 s
-after the move, replies of the moved flows reach the client from the new instance's D-BID
-(the revalidator pass after the move's second table change has no packets to account, so the
-moved flow's cached datapath flow reaches the new instance without learning its reply entry;
-docs/dataplanes.md, pitfall 14; the model: tests/test_learn_move_cache.py). Measured (os-ken):
-every moved flow got such replies in 4 of 4 runs (16, 15, 15 and 15 flows); with a `limit` on
-table 4's reply learn (`learn_reply` in controller/dataplane/rules.py given SYN_PIN_LIMIT), no
-moved flow did in 3 of 3 runs (16, 16 and 10 flows; the last run as this test: XPASS). Not
-shipped: OVS would then count an instance's learned reply entries at every new flow.
+from the D-SID. Before the fix, for about 0.5 s after the move, replies of the moved flows
+reached the client from the new instance's D-BID (the revalidator pass after the move's second
+table change has no packets to account, so the moved flow's cached datapath flow reaches the
+new instance without learning its reply entry; docs/dataplanes.md, pitfall 14; the model:
+tests/test_learn_move_cache.py): every moved flow got such replies in 4 of 4 runs (os-ken;
+16, 15, 15 and 15 flows). Now each flow the switch's latest read showed on the lost instance
+gets its new instance's forward and reply entries with the move (controller/dataplane/
+relearn.py, `rehomed`); the flows here are held well past a read.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mininet_tests.harness import Lab
+from mininet_tests.processes import wait_until
 from mininet_tests.test_conntrack_udp import BOTH, REPLY_FROM, HeldFlows, responders
 from mininet_tests.test_failover import _link, _switch_side
 from mininet_tests.test_fig2 import EDGES, R1, wait_shares
@@ -28,8 +28,6 @@ CONFIG = HERE / "fig2_learn_udp.toml"
 AFTER_S = 4.0  # how long the moved flows are watched after e2's link went down
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: replies from the D-BID for about 0.5 s "
-                   "after a move (module docstring)")
 @pytest.mark.heavy  # the datapath's cache, framework-independent (CI's time budget)
 @pytest.mark.parametrize("fig2", [{**EDGES, "config": CONFIG}], indirect=True)
 def test_learn_udp_flows_moved_off_a_dead_instance_hear_only_the_dsid(fig2: Lab) -> None:
@@ -42,6 +40,11 @@ def test_learn_udp_flows_moved_off_a_dead_instance_hear_only_the_dsid(fig2: Lab)
     first = held.report()
     on_e2 = {f["id"] for f in first["flows"] if f["instance"] == "svc2@e2"}
     assert on_e2 and first["sources"] == REPLY_FROM, first["sources"]
+    sports = {f["sport"] for f in first["flows"]}
+    read = lambda: {b["flow"]["sport"] for b in fig2.rest("GET", "/bindings/svc2")[1]  # noqa: E731
+                    if b["source"] == "switch" and b["kind"] == "learned"}
+    wait_until(lambda: sports <= read(), 10,  # the switch's periodic read shows every flow
+               lambda: f"/bindings shows {sorted(read())} of the held {sorted(sports)}")
     intf = _switch_side(fig2, "e2")
     _link(intf, False)
     try:

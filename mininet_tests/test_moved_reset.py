@@ -8,6 +8,12 @@ the D-SID (controller/dataplane/affinity.py `moved_nudge`, dataplane/nudges.py).
 client that only reads waited in silence until its keepalive, or for good, and when e2's link
 came back e2's retransmissions reached it from e2's D-BID, which its stack refused. The
 connections on e3 are untouched.
+
+The same with svc1 on `learn` (fig2_learn.toml): the switch holds each connection's entries;
+those its latest read showed on e2 get e3's entries with the move and their clients the same
+nudges (controller/dataplane/relearn.py, `rehomed` and `told`). Before, the client was not told,
+and e3's reset to its own answer, if any, reached it from e3's D-BID. The test waits until the
+read shows every held connection.
 """
 
 from __future__ import annotations
@@ -28,13 +34,22 @@ COUNT = 24
 RESET_WITHIN_S = 15.0  # a bound on a hang, not a target (the move follows the port's status)
 
 
-@pytest.mark.parametrize("fig2", [{"config": HERE / "fig2.toml"}], indirect=True)
+@pytest.mark.parametrize("fig2", [
+    {"config": HERE / "fig2.toml"},
+    pytest.param({"config": HERE / "fig2_learn.toml"}, marks=pytest.mark.heavy, id="learn"),
+], indirect=True)
 def test_a_held_connection_moved_off_a_lost_instance_is_reset_at_its_client(fig2: Lab) -> None:
     """e2's link goes down: every connection c1 held on e2 ends with a reset within a bound
     (none still waiting), every one on e3 keeps receiving, and the controller raised
     nothing."""
     held = serve(fig2, COUNT)  # (instances with room for every held connection)
     first = held.report()
+    if fig2.rest("GET", "/services/svc1")[1]["dataplane"] == "learn":
+        sports = {c["sport"] for c in first["connections"]}
+        read = lambda: {b["flow"]["sport"] for b in fig2.rest(  # noqa: E731
+            "GET", "/bindings/svc1")[1] if b["source"] == "switch" and b["kind"] == "learned"}
+        wait_until(lambda: sports <= read(), 10,  # the switch's periodic read shows them all
+                   lambda: f"/bindings shows {sorted(read())} of the held {sorted(sports)}")
     on = {name: {c["id"] for c in first["connections"] if c["instance"] == name}
           for name in ("svc1@e2", "svc1@e3")}
     assert on["svc1@e2"] and on["svc1@e3"], first["connections"][:3]

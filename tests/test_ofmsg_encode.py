@@ -207,3 +207,21 @@ def test_a_match_shape_packed_again_from_its_plan_keeps_the_framework_bytes(
         with pytest.raises(Unsupported):
             encode(FlowMod(1, 0, 10, (("eth_type", 0x800), ("ip_proto", 6), ("tcp_src", bad))),
                    1)
+
+
+def test_label_register_entries_encode_to_the_framework_bytes(dp: FakeDatapath) -> None:
+    """reg0 (Nicira NXM_NX_REG0, an instance's label) as a match field and a set-field is
+    packed directly too: a `learn` flow's entries installed with a move (relearn.rehomed), the
+    table-4 entries and the decision's."""
+    for intent in [
+        FlowMod(1, 2, 100, match(eth_type=0x800, ip_proto=6, ipv4_src="10.0.0.1",
+                                 ipv4_dst="10.0.100.1", tcp_src=40000, tcp_dst=8000),
+                (SetField("reg0", 17),), cookie=0xDC07000000000011, idle_timeout=30),
+        FlowMod(1, 4, 100, match(eth_type=0x800, ip_proto=17, reg0=0xFFFFFFFF),
+                (SetField("eth_dst", "00:00:00:00:00:21"), Resubmit(1))),
+        FlowMod(1, 3, 100, match(eth_type=0x800, reg0=5, tcp_flags=(0x002, 0x012)),
+                (SetField("reg0", 0), Output(2))),
+    ]:
+        assert encode(intent, 9) == framework_bytes(dp, intent, 9), intent
+    with pytest.raises(Unsupported):
+        encode(FlowMod(1, 2, 100, match(reg0=1 << 32)), 9)

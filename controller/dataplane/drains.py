@@ -121,4 +121,4 @@ class Drains:
         if self.programmer.release(inst.dbid):
             insts = self.operations.catalogue.of_service(svc.name)
             intents += self.programmer.program(svc, insts, now, self.fallback)
-        return intents + self.programmer.lost(inst.dbid, svc)
+        return intents + self.programmer.lost(inst.dbid, svc, now)

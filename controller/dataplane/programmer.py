@@ -19,7 +19,9 @@ from controller.dataplane.failover import Backup, FailoverGroups, backups, entri
 from controller.dataplane.guards import GROUP_GUARDED_STATES
 from controller.dataplane.labels import Labels
 from controller.dataplane.modes import mode_of, service_ident
+from controller.dataplane.nudges import Nudges
 from controller.dataplane.reconciler import Reconciler
+from controller.dataplane.relearn import REHOME_MAX, Learned, rehomed, told
 from controller.dataplane.rules import (
     PRIO_BUCKET,
     SYN_DELAY_S,
@@ -71,24 +73,13 @@ class Found:
     since: float
 
 
-@dataclass(slots=True)
-class Learned:
-    """One entry a switch learned by itself (read back with flow statistics)."""
-
-    dpid: int
-    kind: str  # "learned" or "pin"
-    label: int
-    fields: dict[str, Any]
-    packets: int
-    duration_s: float
-
-
 class Programmer:
     """Bucket maps, pins in progress, labels, and the reconciler for learn/bucket services."""
 
     def __init__(self, topology: Topology, engine: Engine,
-                 decider_of: Callable[[int], int], group_prefix: int) -> None:
+                 decider_of: Callable[[int], int], group_prefix: int, nudges: Nudges) -> None:
         self.topology = topology
+        self.nudges = nudges  # moved TCP connections' clients, told they ended (`lost`)
         self.engine = engine
         self.decider_of = decider_of  # switch -> the switch whose decision applies there
         self.group_prefix = group_prefix  # [dataplane] group_id_prefix (dataplane/failover.py)
@@ -318,16 +309,27 @@ class Programmer:
                 done.add(name)
         return done
 
-    def lost(self, dbid: str, svc: Service | None = None) -> list[Intent]:
+    def lost(self, dbid: str, svc: Service | None, now: float) -> list[Intent]:
         """An instance died or left: drop the flows the switches learned for it, and (its
         service `svc` on `conntrack`) the connections their trackers hold for it; they are
-        decided again from the buckets, which no longer point to it. A `reactive` service's
-        instance has nothing learned (its label may exist: passive health's cookies)."""
+        decided again from the buckets, which no longer point to it (`learn`: those the
+        latest read shows get their new entries at once, relearn.rehomed, and a moved TCP
+        connection's client is told it ended, as a `reactive` one). A `reactive` service's
+        instance has nothing learned (its label may exist: passive health's)."""
         label = self.labels.get(dbid)
         if label is None or (svc is not None and not mode_of(svc).switch_decides):
             return []
         out: list[Intent] = []
-        self.learned = {d: [e for e in es if e.label != label] for d, es in self.learned.items()}
+        budget = REHOME_MAX
+        for dpid, read in self.learned.items():
+            if svc is None or not mode_of(svc).learns:
+                self.learned[dpid] = [e for e in read if e.label != label]
+                continue
+            entries, self.learned[dpid], moved = rehomed(dpid, read, svc, label, self._maps.get(
+                (dpid, svc.name)), self.label, budget)
+            self.nudges.later(told(svc, moved, self.topology.hosts), now)
+            out.extend(entries)
+            budget -= len(moved)
         for dpid in sorted(self.topology.ports):
             for kind in (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN):
                 out.append(FlowMod(dpid, TABLE_AFFINITY, 0, (), command="delete",
@@ -348,7 +350,7 @@ class Programmer:
             del self._maps[key]
             self._moves.pop(key, None)
         for dbid in dbids:
-            out += self.lost(dbid, svc)
+            out += self.lost(dbid, svc, 0.0)  # (its bucket maps gone: nothing is moved)
         return out
 
     def forget_switch(self, dpid: int) -> None:

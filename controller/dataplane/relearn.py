@@ -1,4 +1,5 @@
-"""What an emptied switch had learned itself, sent back to it.
+"""What a switch learned itself, sent back to it: to an emptied switch as it was, and for a
+lost instance's flows as they would learn it now.
 
 Boundary: pure. The entries a `learn` flow learns (its forward entry, cookie kind 7, and its
 reply entry, kind 8) and the pins a moving `bucket` learns (kind 9) live in the switch alone;
@@ -19,32 +20,69 @@ D-BID, rewritten to come from the D-SID), for instances that may still hold flow
 again. Entries deleted since the read (`Programmer.lost`: an instance gone, a drain deadline)
 are struck from it then. A flow that began after the latest read is not known and follows the
 bucket map.
+
+The same read serves an instance lost while its `learn` flows are held (`rehomed`: it died,
+was withdrawn or ejected, or a drain's deadline passed). Deleting its entries alone leaves each
+flow to learn its entries again at its next packet, but a packet that hits a cached datapath
+flow learns nothing until Open vSwitch's revalidators next account for it, and the pass after
+the move's second table change finds no packets (docs/dataplanes.md, pitfall 14): for up to
+half a second the new instance's replies found no reply entry and reached the client from its
+D-BID. So each flow the latest read showed on the lost instance is given, in the same
+flow-mods, the entries it would learn from the new bucket map: its forward entry to the
+instance its bucket now names (replacing the old one: same match and priority) and that
+instance's reply entry; its client, if it is a TCP connection's, is told it ended (`told`).
+Only a flow learned since the latest read, or beyond the first REHOME_MAX, learns its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
+from controller.dataplane.affinity import FlowKey, moved_nudge
 from controller.dataplane.modes import mode_of
-from controller.dataplane.programmer import Learned
-from controller.dataplane.rules import PRIO_LEARNED
+from controller.dataplane.rules import PRIO_LEARNED, bucket_of
 from controller.instances.catalogue import Catalogue
 from controller.intents import (
     TABLE_AFFINITY,
     VIRTUAL_MAC,
     CookieKind,
     FlowMod,
+    PacketOut,
     SetField,
     cookie,
     match,
 )
 from controller.model import Service
+from controller.network.topology import HostLoc
 
 HOLDS_FLOWS = ("active", "unknown", "draining")  # states whose flows are kept on them
 KEY_FIELDS = frozenset({"eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst",
                         "udp_src", "udp_dst"})  # what rules.learn_forward's entries match
 REQUIRED = frozenset({"eth_type", "ip_proto", "ipv4_src", "ipv4_dst"})  # ... always
+# flows one lost instance's move gives their new entries, over every switch: about 35 us of
+# the event loop a flow, computed and encoded (`.venv/bin/python bench/rehome_cost.py`: 1,000
+# flows 35 ms, 10,000 flows 358 ms, CPU time); the rest learn their own, as before
+REHOME_MAX = 1_000
+
+
+@dataclass(slots=True)
+class Learned:
+    """One entry a switch learned by itself (read back with flow statistics)."""
+
+    dpid: int
+    kind: str  # "learned" or "pin"
+    label: int
+    fields: dict[str, Any]
+    packets: int
+    duration_s: float
+
+
+def _ours(fields: dict[str, Any]) -> bool:
+    """True for the exact match a learn of ours makes (not masked, no other fields)."""
+    return REQUIRED <= set(fields) <= KEY_FIELDS and not any(
+        isinstance(v, (tuple, list)) for v in fields.values())
 
 
 def relearned(dpid: int, read: Iterable[Learned], catalogue: Catalogue,
@@ -64,14 +102,60 @@ def relearned(dpid: int, read: Iterable[Learned], catalogue: Catalogue,
         kind = CookieKind.LEARNED_FWD if e.kind == "learned" else CookieKind.PIN
         if not (mode.learns if kind == CookieKind.LEARNED_FWD else mode.pins_moves):
             continue
-        if not REQUIRED <= set(fields) <= KEY_FIELDS or any(isinstance(v, (tuple, list))
-                                                            for v in fields.values()):
+        if not _ours(fields):
             continue  # not an entry our learn makes (masked, or other fields)
         if kind == CookieKind.LEARNED_FWD and not svc.overlay:
             out.append(_entry(dpid, svc, CookieKind.LEARNED_REV, e.label,
                               _reversed(fields, inst.dbid),
                               (SetField("ipv4_src", svc.dsid), SetField("eth_src", VIRTUAL_MAC))))
         out.append(_entry(dpid, svc, kind, e.label, fields, (SetField("reg0", e.label),)))
+    return out
+
+
+def rehomed(dpid: int, read: Iterable[Learned], svc: Service, label: int,
+            bucket_map: list[str | None] | None, label_of: Callable[[str], int],
+            limit: int = REHOME_MAX) -> tuple[list[FlowMod], list[Learned], list[Learned]]:
+    """`learn`: the entries giving each flow of `read` (switch `dpid`'s latest) learned to
+    instance `label`, which is being lost, the instance its bucket names in `bucket_map` (the
+    switch's new one), as its learn would there; `read` as it then stands (those flows under
+    their new label, the rest of `label`'s struck); and the flows so moved, at most `limit`.
+    Flows whose bucket names no instance, or still `label`, are left out."""
+    out: list[FlowMod] = []
+    kept: list[Learned] = []
+    moved: list[Learned] = []
+    for e in read:
+        if e.label != label:
+            kept.append(e)
+        if e.label != label or e.kind != "learned" or len(moved) >= limit:
+            continue
+        fields = e.fields
+        bucket = bucket_of(svc, fields) if _ours(fields) and str(
+            fields.get("ipv4_dst")) == svc.dsid else None
+        dbid = None if bucket is None or bucket_map is None or bucket >= len(bucket_map) \
+            else bucket_map[bucket]
+        if dbid is None or label_of(dbid) == label:
+            continue
+        new = label_of(dbid)
+        if not svc.overlay:
+            out.append(_entry(dpid, svc, CookieKind.LEARNED_REV, new, _reversed(fields, dbid),
+                              (SetField("ipv4_src", svc.dsid), SetField("eth_src", VIRTUAL_MAC))))
+        out.append(_entry(dpid, svc, CookieKind.LEARNED_FWD, new, fields, (SetField("reg0", new),)))
+        kept.append(replace(e, label=new))
+        moved.append(kept[-1])
+    return out, kept, moved
+
+
+def told(svc: Service, moved: Iterable[Learned], hosts: Mapping[str, HostLoc]
+         ) -> list[PacketOut]:
+    """What tells the clients of the TCP connections `rehomed` moved that they ended, as a
+    moved `reactive` binding's client is told (affinity.moved_nudge): their answer takes the
+    new entries to the new instance, whose reset reaches them through the new reply entry.
+    Nothing for a group key or UDP."""
+    out: list[PacketOut] = []
+    for e in moved:
+        key = FlowKey(svc.name, str(e.fields.get("ipv4_src")), svc.dsid, svc.ip_proto,
+                      e.fields.get("tcp_src"), e.fields.get("tcp_dst"))
+        out += moved_nudge(key, hosts.get(key.src))
     return out
 
 

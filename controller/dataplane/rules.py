@@ -37,7 +37,7 @@ packet, missing table 2, was pinned to the old one (docs/dataplanes.md, pitfall 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from controller.dataplane.modes import mode_of, service_ident
@@ -123,6 +123,17 @@ def bucket_fields(svc: Service, bucket: int) -> dict[str, MatchValue]:
     else:
         fields["ipv4_src"] = (bucket, size)
     return fields
+
+
+def bucket_of(svc: Service, fields: Mapping[str, object]) -> int | None:
+    """The bucket (`bucket_fields`) a flow of `svc` with these exact match fields falls into;
+    None when they lack the field its key buckets by."""
+    size = svc.buckets - 1
+    if svc.affinity.key == "5-tuple":
+        port = fields.get(f"{_l4(svc)}_src")
+        return (port >> 1) & size if isinstance(port, int) else None
+    src = fields.get("ipv4_src")
+    return ipv4_int(src) & size if isinstance(src, str) else None
 
 
 def _key_specs(svc: Service) -> list[LearnSpec]:
