@@ -44,7 +44,7 @@ def test_a_held_connection_moved_off_a_lost_instance_is_reset_at_its_client(fig2
     nothing."""
     held = serve(fig2, COUNT)  # (instances with room for every held connection)
     first = held.report()
-    if fig2.rest("GET", "/services/svc1")[1]["dataplane"] == "learn":
+    if fig2.rest("GET", "/services/svc1")[1].get("dataplane") == "learn":
         sports = {c["sport"] for c in first["connections"]}
         read = lambda: {b["flow"]["sport"] for b in fig2.rest(  # noqa: E731
             "GET", "/bindings/svc1")[1] if b["source"] == "switch" and b["kind"] == "learned"}

@@ -61,9 +61,10 @@ HOLDS_FLOWS = ("active", "unknown", "draining")  # states whose flows are kept o
 KEY_FIELDS = frozenset({"eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "tcp_src", "tcp_dst",
                         "udp_src", "udp_dst"})  # what rules.learn_forward's entries match
 REQUIRED = frozenset({"eth_type", "ip_proto", "ipv4_src", "ipv4_dst"})  # ... always
-# flows one lost instance's move gives their new entries, over every switch: about 35 us of
-# the event loop a flow, computed and encoded (`.venv/bin/python bench/rehome_cost.py`: 1,000
-# flows 35 ms, 10,000 flows 358 ms, CPU time); the rest learn their own, as before
+# flows one lost instance's move gives their new entries, over every switch: about 31 us of
+# the event loop a flow, computed and encoded (`.venv/bin/python bench/rehome_cost.py`,
+# bench/results/rehome_cost.txt: 1,000 flows 31 ms, 10,000 flows 485 ms, CPU time); the
+# rest learn their own, as before
 REHOME_MAX = 1_000
 
 
