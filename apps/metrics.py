@@ -133,6 +133,7 @@ class CoreCollector(Collector):
         for reason, key in (("instance_unusable", "affinity_moves"),
                             ("client_moved", "client_moves")):
             moves.add_metric([reason], c[key])
+        moves.add_metric(["switch_learned"], core.programmer.learned_moves)
         yield moves
         yield CounterMetricFamily("dyncast_drain_deadline_moves", "Flows moved because a "
                                   "drain deadline passed", value=c["drain_deadline_moves"])

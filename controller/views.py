@@ -47,6 +47,7 @@ def stats_view(core: Core) -> dict[str, int]:
     """Counters for /stats."""
     out = dict(core.counters)
     out["bucket_moves_started"] = core.programmer.moves_started
+    out["learned_moves"] = core.programmer.learned_moves
     out["dataplane_entries"] = core.programmer.reconciler.count()
     out["bindings"] = len(core.bindings)
     out["decisions_recomputed"] = core.engine.recomputed

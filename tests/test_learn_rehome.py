@@ -13,11 +13,12 @@ import dataclasses
 
 import pytest
 
+from apps.metrics import Metrics
 from controller.dataplane.nudges import NUDGE_DELAY_S
 from controller.intents import TABLE_AFFINITY, CookieKind, cookie_kind
 from controller.model import AffinityPolicy
 from controller.network.packet import TCP_ACK, TCP_RST
-from controller.views import bindings_view
+from controller.views import bindings_view, stats_view
 from tests.fakeoftable import Result
 from tests.test_pipelines import (
     ATTACHED_PORT,
@@ -110,7 +111,7 @@ def test_a_client_of_a_moved_connection_is_reset_through_its_new_instance(how: s
 
 def test_the_moved_flows_show_on_their_new_instance_in_bindings() -> None:
     """/bindings shows the flows read on E21 under E31 from the move, not only after the
-    next read."""
+    next read; /stats and the metrics count them."""
     fig = Figure2(SERVICES["learn"])
     placed = connect(fig, FLOWS)
     fig.advance(fig.now + 1)
@@ -118,6 +119,9 @@ def test_the_moved_flows_show_on_their_new_instance_in_bindings() -> None:
     rows = [r for r in bindings_view(fig.core) if r["source"] == "switch"]
     assert sorted(r["flow"]["sport"] for r in rows) == sorted(placed)
     assert {r["dbid"] for r in rows} == {E31}
+    assert stats_view(fig.core)["learned_moves"] == len(placed) // 2  # (half were on E21)
+    text = Metrics(fig.core).scrape().decode()
+    assert f'dyncast_affinity_moves_total{{reason="switch_learned"}} {len(placed) // 2}.0' in text
 
 
 def test_a_lost_instance_leaves_no_entry_of_its_own() -> None:
@@ -144,6 +148,7 @@ def test_bucket_mode_has_nothing_to_rehome() -> None:
     before = len(fig.net.switch(1).entries(TABLE_AFFINITY))
     lose(fig, "port down")
     assert len(fig.net.switch(1).entries(TABLE_AFFINITY)) <= before
+    assert stats_view(fig.core)["learned_moves"] == 0
     moved = next(s for s, d in placed.items() if d == E21)
     assert answer(fig, E31, moved).only().has(ipv4_src=DSID, tcp_dst=moved)
 
@@ -161,6 +166,7 @@ def test_at_most_rehome_max_flows_move_with_the_loss_and_the_rest_learn_their_ow
     lose(fig, "port down")
     rewritten = [s for s in on_e21 if answer(fig, E31, s).only()["ipv4_src"] == DSID]
     assert len(rewritten) == 3, rewritten
+    assert stats_view(fig.core)["learned_moves"] == 3
     for sport in on_e21:
         assert fig.go(sport) == (E31, False)
         assert answer(fig, E31, sport).only().has(ipv4_src=DSID, tcp_dst=sport)

@@ -90,6 +90,7 @@ class Programmer:
         self._moves: dict[tuple[int, str], dict[int, Move]] = {}
         self.learned: dict[int, list[Learned]] = {}
         self.moves_started = 0
+        self.learned_moves = 0  # `learn` flows moved with their instance's loss (`lost`)
         self.ejected: set[str] = set()  # passive health's: their buckets' SYNs move at once
         self._unread: set[int] = set()  # switches whose table is being read: not programmed yet
         # (switch, service) -> (instances its adopted entries name, since when): kept as found
@@ -312,24 +313,23 @@ class Programmer:
     def lost(self, dbid: str, svc: Service | None, now: float) -> list[Intent]:
         """An instance died or left: drop the flows the switches learned for it, and (its
         service `svc` on `conntrack`) the connections their trackers hold for it; they are
-        decided again from the buckets, which no longer point to it (`learn`: those the
-        latest read shows get their new entries at once, relearn.rehomed, and a moved TCP
-        connection's client is told it ended, as a `reactive` one). A `reactive` service's
-        instance has nothing learned (its label may exist: passive health's)."""
+        decided again from the buckets, which no longer point to it (`learn`: those the latest
+        read shows get their new entries at once, relearn.rehomed, and a moved TCP client is
+        told, as a `reactive` one). A `reactive` service's instance has nothing learned."""
         label = self.labels.get(dbid)
         if label is None or (svc is not None and not mode_of(svc).switch_decides):
             return []
         out: list[Intent] = []
-        budget = REHOME_MAX
+        first = self.learned_moves
         for dpid, read in self.learned.items():
             if svc is None or not mode_of(svc).learns:
                 self.learned[dpid] = [e for e in read if e.label != label]
                 continue
             entries, self.learned[dpid], moved = rehomed(dpid, read, svc, label, self._maps.get(
-                (dpid, svc.name)), self.label, budget)
+                (dpid, svc.name)), self.label, REHOME_MAX - (self.learned_moves - first))
             self.nudges.later(told(svc, moved, self.topology.hosts), now)
             out.extend(entries)
-            budget -= len(moved)
+            self.learned_moves += len(moved)
         for dpid in sorted(self.topology.ports):
             for kind in (CookieKind.LEARNED_FWD, CookieKind.LEARNED_REV, CookieKind.PIN):
                 out.append(FlowMod(dpid, TABLE_AFFINITY, 0, (), command="delete",
