@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import signal
 import socket
 import socketserver
 import sys
@@ -20,9 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from agents.stopping import stop_on_signals
 
 EWMA_ALPHA = 0.3  # weight of the newest observation in processing_delay_ms
 HOLD_LINE_PERIOD = 0.2  # seconds between two lines of GET /hold
@@ -358,13 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr, flush=True)
         return 1
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        """Ask the serving loop to stop."""
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(stop)  # (not Event.set in the handler: agents/stopping.py)
     print(f"serving {config.name} on {config.dbid}:{server.server_port}", flush=True)
     serve_until(server, stop)
     return 0

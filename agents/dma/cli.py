@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
 from urllib.parse import urlsplit
 
 from agents.dma.agent import Options, run
 from agents.dma.metrics import Binding, parse_binding, parse_command_spec
 from agents.signing import ENV_KEY_FILE, CredentialError, Signer
+from agents.stopping import stop_on_signals
 from agents.tls import TlsError, add_arguments, context_from_args
 
 
@@ -133,11 +132,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="dyncast-dma %(levelname)s: %(message)s")
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        """Ask the loops to stop."""
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(stop)  # (not Event.set in the handler: agents/stopping.py)
     return run(options, stop)
