@@ -105,11 +105,7 @@ def relearned(dpid: int, read: Iterable[Learned], catalogue: Catalogue,
             continue
         if not _ours(fields):
             continue  # not an entry our learn makes (masked, or other fields)
-        if kind == CookieKind.LEARNED_FWD and not svc.overlay:
-            out.append(_entry(dpid, svc, CookieKind.LEARNED_REV, e.label,
-                              _reversed(fields, inst.dbid),
-                              (SetField("ipv4_src", svc.dsid), SetField("eth_src", VIRTUAL_MAC))))
-        out.append(_entry(dpid, svc, kind, e.label, fields, (SetField("reg0", e.label),)))
+        out += _entries(dpid, svc, kind, e.label, inst.dbid, fields)
     return out
 
 
@@ -134,13 +130,9 @@ def rehomed(dpid: int, read: Iterable[Learned], svc: Service, label: int,
             fields.get("ipv4_dst")) == svc.dsid else None
         dbid = None if bucket is None or bucket_map is None or bucket >= len(bucket_map) \
             else bucket_map[bucket]
-        if dbid is None or label_of(dbid) == label:
+        if dbid is None or (new := label_of(dbid)) == label:
             continue
-        new = label_of(dbid)
-        if not svc.overlay:
-            out.append(_entry(dpid, svc, CookieKind.LEARNED_REV, new, _reversed(fields, dbid),
-                              (SetField("ipv4_src", svc.dsid), SetField("eth_src", VIRTUAL_MAC))))
-        out.append(_entry(dpid, svc, CookieKind.LEARNED_FWD, new, fields, (SetField("reg0", new),)))
+        out += _entries(dpid, svc, CookieKind.LEARNED_FWD, new, dbid, fields)
         kept.append(replace(e, label=new))
         moved.append(kept[-1])
     return out, kept, moved
@@ -157,6 +149,19 @@ def told(svc: Service, moved: Iterable[Learned], hosts: Mapping[str, HostLoc]
         key = FlowKey(svc.name, str(e.fields.get("ipv4_src")), svc.dsid, svc.ip_proto,
                       e.fields.get("tcp_src"), e.fields.get("tcp_dst"))
         out += moved_nudge(key, hosts.get(key.src))
+    return out
+
+
+def _entries(dpid: int, svc: Service, kind: CookieKind, label: int, dbid: str,
+             fields: dict[str, Any]) -> list[FlowMod]:
+    """A flow's entry of `kind` (a forward entry or a pin) to instance `label` at `dbid`, as
+    its learn makes it, after the reply entry a forward entry's flow learns with it (reply
+    first: the flow's replies are rewritten before its packets reach the instance)."""
+    out = []
+    if kind == CookieKind.LEARNED_FWD and not svc.overlay:
+        out.append(_entry(dpid, svc, CookieKind.LEARNED_REV, label, _reversed(fields, dbid),
+                          (SetField("ipv4_src", svc.dsid), SetField("eth_src", VIRTUAL_MAC))))
+    out.append(_entry(dpid, svc, kind, label, fields, (SetField("reg0", label),)))
     return out
 
 
