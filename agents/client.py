@@ -23,11 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 
-def _request(host: str, port: int, path: str, timeout: float) -> tuple[str, str, float]:
-    """One request on a fresh connection: (instance, peer address, latency in ms)."""
+def _request(host: str, port: int, path: str,
+             timeout: float) -> tuple[str, str, float, int]:
+    """One request on a fresh connection: (instance, peer address, latency in ms, the
+    connection's own source port)."""
     start = time.monotonic()
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        peer = sock.getpeername()[0]
+        peer, source = sock.getpeername()[0], sock.getsockname()[1]
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
@@ -36,7 +38,7 @@ def _request(host: str, port: int, path: str, timeout: float) -> tuple[str, str,
     head, _, body = data.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
         raise OSError(f"bad reply: {head[:60]!r}")
-    return str(json.loads(body)["instance"]), peer, latency
+    return str(json.loads(body)["instance"]), peer, latency, source
 
 
 def run_requests(url: str, count: int, concurrency: int, timeout: float) -> dict[str, Any]:
@@ -46,6 +48,7 @@ def run_requests(url: str, count: int, concurrency: int, timeout: float) -> dict
     served: Counter[str] = Counter()
     peers: Counter[str] = Counter()
     latencies: list[float] = []
+    sources: set[int] = set()
     errors: list[str] = []
     lock = threading.Lock()
     todo = iter(range(count))
@@ -53,7 +56,7 @@ def run_requests(url: str, count: int, concurrency: int, timeout: float) -> dict
     def worker() -> None:
         for _ in todo:
             try:
-                instance, peer, ms = _request(host, port, path, timeout)
+                instance, peer, ms, source = _request(host, port, path, timeout)
             except (OSError, ValueError, KeyError) as exc:
                 with lock:
                     errors.append(str(exc))
@@ -62,13 +65,17 @@ def run_requests(url: str, count: int, concurrency: int, timeout: float) -> dict
                 served[instance] += 1
                 peers[peer] += 1
                 latencies.append(ms)
+                sources.add(source)
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, concurrency))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return {"served": dict(served), "peers": dict(peers), "errors": len(errors),
+    # source_ports: the kernel may give a later connection the port of one that has closed,
+    # so a run's connections can share 5-tuples (and a switch's entries for them)
+    return {"served": dict(served), "peers": dict(peers), "source_ports": len(sources),
+            "errors": len(errors),
             "first_error": errors[0] if errors else None, "latency_ms": _summary(latencies)}
 
 

@@ -45,13 +45,22 @@ def _stat(lab: Lab, name: str) -> int:
 @pytest.mark.parametrize("fig2", [EDGES], indirect=True)
 def test_reactive_new_connection_reaches_the_controller_once(fig2: Lab) -> None:
     """reactive: a new TCP connection's SYN is the only packet of it the controller sees (its
-    ACK and request used to follow the SYN's cached datapath flow there too, 1-1.6 each)."""
+    ACK and request used to follow the SYN's cached datapath flow there too, 1-1.6 each).
+
+    Linux may give a connection the source port of one that has closed (the server closes
+    first, so the client keeps no TIME_WAIT): that connection has the same 5-tuple, so it
+    follows its predecessor's entries to the same instance, with no packet-in. So the bindings
+    made are counted against the 5-tuples the client used, not against its connections."""
     wait_shares(fig2, "svc1", R1, {"10.0.0.21", "10.0.0.31"})
     before = fig2.rest("GET", "/stats")[1]
     seen = client(fig2, "c1", SVC1, requests=100, concurrency=4)
     after = fig2.rest("GET", "/stats")[1]
     new, punted = (after.get(k, 0) - before.get(k, 0) for k in ("new_flows", "packet_in_dsid"))
-    assert seen["errors"] == 0 and new == 100, (seen, new)
+    moved = {k: after[k] - before.get(k, 0) for k in after
+             if isinstance(after[k], int) and after[k] != before.get(k, 0)}
+    tuples = seen["source_ports"]
+    assert seen["errors"] == 0 and sum(seen["served"].values()) == 100, seen
+    assert tuples >= 90 and new == tuples, (seen, moved)
     assert punted - new <= 10, f"{punted - new} extra packet-ins for {new} new connections"
 
 
