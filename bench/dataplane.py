@@ -306,8 +306,10 @@ def main(argv: list[str] | None = None) -> int:
                                           "capacity": 100})
         assert hosts_of(lab.graph, "client")
         wait_until(lambda: all(i["location"] and i["state"] == "active"
-                               for i in lab.rest("GET", "/instances")[1]), 20,
-                   "instances located and active")
+                               for i in lab.rest("GET", "/instances")[1]), 30,
+                   lambda: "instances located and active: " + json.dumps(
+                       [{k: i.get(k) for k in ("dbid", "location", "state")}
+                        for i in lab.rest("GET", "/instances")[1]]))
         client(lab, "latency", "--n", "30", "--gap", "0.005")  # warm caches and ARP
         rows = measure(lab, args)
     finally:

@@ -27,6 +27,7 @@ export DYNCAST_TEST_PG_URL
 
 results=()
 failed=0
+tails=()  # the last lines each failed run printed, repeated after the summary's lines
 
 # run NAME ALLOW_EMPTY -- command...: run one pytest pass and record how it ended.
 run() {
@@ -35,8 +36,10 @@ run() {
     echo
     echo "=== $name: $*"
     local started=$SECONDS
-    "$@"
-    local rc=$?
+    local out
+    out=$(mktemp /tmp/dyncast-run.XXXXXX)
+    "$@" 2>&1 | tee "$out"
+    local rc=${PIPESTATUS[0]}
     local took=$((SECONDS - started))
     local verdict
     case $rc in
@@ -49,6 +52,10 @@ run() {
         verdict="FAILED (every test was skipped)"; failed=1
     fi
     results+=("$(printf '%-28s %-32s %5d s' "$name" "$verdict" "$took")")
+    case $verdict in
+        FAILED*) tails+=("--- $name: its last lines" "$(tail -n 25 "$out")") ;;
+    esac
+    rm -f "$out"
 }
 
 # all_skipped REPORT: true when the JUnit report counts tests and every one was skipped.
@@ -96,6 +103,11 @@ for fw in $FRAMEWORKS; do
     JUNIT=
 done
 
+if [ ${#tails[@]} -gt 0 ]; then
+    echo
+    echo "=== what each failed run printed last"
+    printf '%s\n' "${tails[@]}"
+fi
 echo
 echo "=== summary (the whole run, setup included: $SECONDS s; CI's budget is 45 minutes)"
 printf '%s\n' "${results[@]}"
