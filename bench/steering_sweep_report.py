@@ -14,7 +14,8 @@ COMMAND = ("sudo .venv/bin/python bench/steering_sweep.py --scenarios {scenario}
            "{policies} --loads {loads} --duration {duration:g}")
 ISSUE_TARGET = 0.8  # dyncast p95 <= 0.8 x the best other policy at >= 60 % load ...
 TARGET_FROM = 0.6
-NEVER_WORSE = 1.05  # ... and never above 1.05 x
+NEVER_WORSE = 1.05  # ... and never above 1.05 x (at any load, in any scenario)
+TARGET_SCENARIOS = ("hot-site", "load-step")  # where issue 22 asks for the 0.8x
 
 
 def _cells(runs: list[dict[str, Any]]) -> dict[tuple[str, float], dict[str, list[dict[str, Any]]]]:
@@ -50,11 +51,12 @@ def ratios(policies: dict[str, list[dict[str, Any]]]) -> tuple[list[float], str 
     return out, common
 
 
-def verdict(load: float, ratio: float) -> str:
-    """Whether a cell's (median) ratio meets issue 22's targets."""
+def verdict(load: float, ratio: float, scenario: str = "hot-site") -> str:
+    """Whether a cell's (median) ratio meets issue 22's targets (the 0.8x in hot-site and
+    load-step only; the 1.05x ceiling everywhere)."""
     if ratio > NEVER_WORSE:
         return f"**no** (> {NEVER_WORSE})"
-    if load >= TARGET_FROM and ratio > ISSUE_TARGET:
+    if scenario in TARGET_SCENARIOS and load >= TARGET_FROM and ratio > ISSUE_TARGET:
         return f"**no** (> {ISSUE_TARGET})"
     return "yes"
 
@@ -77,7 +79,7 @@ def sweep_table(runs: list[dict[str, Any]], policies: list[str]) -> list[str]:
         seeds = len({r["seed"] for r in every})
         lines.append(f"| {scenario} | {load:g} | {_spread([r['measured_load'] for r in every], 2)}"
                      f" | {seeds} | " + " | ".join(p95s)
-                     + (f" | {_spread(got, 2)} | {best} | {verdict(load, median(got))} |"
+                     + (f" | {_spread(got, 2)} | {best} | {verdict(load, median(got), scenario)} |"
                         if got else " | - | - | - |"))
     return lines
 
@@ -87,7 +89,7 @@ def misses(runs: list[dict[str, Any]]) -> list[str]:
     out = []
     for (scenario, load), cell in _cells(runs).items():
         got, best = ratios(cell)
-        if got and verdict(load, median(got)) != "yes":
+        if got and verdict(load, median(got), scenario) != "yes":
             out.append(f"{scenario} at {load:g}: {median(got):.2f}x {best}")
     return out
 
@@ -284,3 +286,40 @@ def e4_line(queueing: list[dict[str, Any]], defaults: list[dict[str, Any]]) -> l
         return []
     return [f"e4's utilisation under dyncast in hot-site at 0.95 (the same seeds): "
             f"{of(defaults)} with the defaults, {of(queueing)} with `queueing = true`.", ""]
+
+
+def utilisation_table(runs: list[dict[str, Any]], policies: list[str]) -> list[str]:
+    """Per scenario and load: each policy's busiest and least busy site (median of seeds)."""
+    lines = ["| scenario | target load | " + " | ".join(f"{p} utilisation, busiest / least"
+                                                      for p in policies) + " |",
+             "| --- | ---: | " + " | ".join("---" for _ in policies) + " |"]
+    for (scenario, load), cell in _cells(runs).items():
+        row = []
+        for p in policies:
+            utils = [r["util"] for r in cell.get(p, []) if r.get("util")]
+            row.append(f"{median(max(u.values()) for u in utils):.2f} / "
+                       f"{median(min(u.values()) for u in utils):.2f}" if utils else "-")
+        lines.append(f"| {scenario} | {load:g} | " + " | ".join(row) + " |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print a saved sweep's tables (p95 and dyncast / best other; utilisation)."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="a saved load sweep's tables, as markdown")
+    ap.add_argument("results", type=Path, help="bench/results/steering-sweep-TAG.json")
+    ap.add_argument("--policies", nargs="+", default=["dyncast", "least-loaded", "p2c"])
+    args = ap.parse_args(argv)
+    runs = json.loads(args.results.read_text())["runs"]
+    for network in sorted({r.get("network", "figure2") for r in runs}):
+        mine = [r for r in runs if r.get("network", "figure2") == network]
+        print(f"{network}:\n")
+        print("\n".join(sweep_table(mine, args.policies)) + "\n")
+        print("\n".join(utilisation_table(mine, args.policies)) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
